@@ -1,0 +1,1 @@
+"""Connection, user and user-activity logs; metrics."""

@@ -1,0 +1,1 @@
+"""Reaching PostgreSQL: the embedded server, login as a mapped role, cancel requests."""

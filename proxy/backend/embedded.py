@@ -1,0 +1,260 @@
+"""The embedded PostgreSQL: find the server binaries, initdb once, run the server, stop it.
+
+The server listens only on a Unix socket in a private directory (mode 0700) and never on TCP.
+When shiftguard runs as root, the server runs as an unprivileged OS user. The server is a child
+of this process that receives SIGINT (fast shutdown) if this process dies, so no server is
+left behind. Everything else about the backend (logging in, SQL) lives elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import logging
+import os
+import pwd
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+MANAGEMENT_ROLE = "shiftguard"
+INSTALL_HINT = ("install the PostgreSQL server binaries (Debian/Ubuntu: apt-get install postgresql; "
+                "macOS: brew install postgresql) or set embedded.bin_dir, or use --backend DSN "
+                "to front an existing PostgreSQL")
+
+
+class EmbeddedError(Exception):
+    """The embedded server could not be set up or started; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class EmbeddedTarget:
+    """How to reach the running embedded server."""
+
+    socket_dir: Path
+    port: int
+    user: str
+    password: str
+
+
+def find_bin_dir(configured: str | None = None) -> Path:
+    """Where initdb and postgres are: the configured directory, pg_config --bindir, PATH, or the
+    newest /usr/lib/postgresql/*/bin."""
+    candidates: list[Path] = []
+    if configured:
+        candidates.append(Path(configured))
+    else:
+        pg_config = shutil.which("pg_config")
+        if pg_config:
+            try:
+                out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, timeout=10)
+                if out.returncode == 0:
+                    candidates.append(Path(out.stdout.strip()))
+            except (OSError, subprocess.SubprocessError):
+                pass
+        on_path = shutil.which("postgres")
+        if on_path:
+            candidates.append(Path(on_path).resolve().parent)
+        versions = sorted(Path("/usr/lib/postgresql").glob("*/bin"),
+                          key=lambda p: _version_key(p.parent.name), reverse=True)
+        candidates.extend(versions)
+    for directory in candidates:
+        if all(os.access(directory / name, os.X_OK) for name in ("initdb", "postgres", "pg_ctl")):
+            return directory
+    searched = ", ".join(str(c) for c in candidates) or "nothing found to search"
+    raise EmbeddedError(f"no PostgreSQL server binaries found (searched: {searched}); {INSTALL_HINT}")
+
+
+def _version_key(name: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", name)) or (0,)
+
+
+class EmbeddedPostgres:
+    """A PostgreSQL server in data_dir/pgdata, started and stopped by this process."""
+
+    def __init__(self, data_dir: Path, bin_dir: str | None = None, os_user: str = "postgres"):
+        self.data_dir = data_dir.resolve()
+        self.pgdata = self.data_dir / "pgdata"
+        self.socket_dir = self.data_dir / "run"
+        self.bin_dir = find_bin_dir(bin_dir)
+        self._as_root = os.geteuid() == 0
+        self._os_user = os_user
+        self._process: subprocess.Popen | None = None
+        self.port = 5432
+
+    # ---------------------------------------------------------------- setup
+
+    def _user_ids(self) -> tuple[int, int] | None:
+        if not self._as_root:
+            return None
+        try:
+            entry = pwd.getpwnam(self._os_user)
+        except KeyError:
+            raise EmbeddedError(
+                f"running as root, the embedded PostgreSQL needs an unprivileged OS user "
+                f"{self._os_user!r} (create it, e.g. useradd --system {self._os_user}, or set "
+                f"embedded.os_user)") from None
+        if entry.pw_uid == 0:
+            raise EmbeddedError(f"embedded.os_user {self._os_user!r} must not be root")
+        return entry.pw_uid, entry.pw_gid
+
+    def _run_as_server_user(self, args: list[str], **kwargs) -> subprocess.CompletedProcess:
+        return subprocess.run(args, **self._spawn_kwargs(), capture_output=True, text=True, **kwargs)
+
+    def _spawn_kwargs(self) -> dict:
+        ids = self._user_ids()
+        kwargs: dict = {"cwd": str(self.data_dir), "env": _server_env()}
+        if ids:
+            kwargs.update(user=ids[0], group=ids[1], extra_groups=[])
+        return kwargs
+
+    def _prepare_directories(self) -> None:
+        ids = self._user_ids()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        # Traversable (not listable) by the server's OS user when it is a different user.
+        os.chmod(self.data_dir, 0o711 if ids else 0o700)
+        for directory in (self.pgdata, self.socket_dir):
+            directory.mkdir(exist_ok=True)
+            if ids:
+                os.chown(directory, *ids)
+            os.chmod(directory, 0o700)
+        if ids:
+            for parent in self.data_dir.parents:
+                if not os.stat(parent).st_mode & 0o001:
+                    raise EmbeddedError(
+                        f"the embedded PostgreSQL runs as {self._os_user!r}, which cannot reach "
+                        f"{self.data_dir} because {parent} is not traversable by other users; "
+                        f"choose another --data-dir (e.g. under /var/lib or /tmp)")
+
+    def _password(self) -> str:
+        """The management role's password, made on first start and kept in the data directory."""
+        path = self.data_dir / "management.password"
+        if path.exists():
+            return path.read_text().strip()
+        password = secrets.token_urlsafe(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(password + "\n")
+        return password
+
+    def _initdb(self, password: str) -> None:
+        pwfile = self.pgdata.parent / f".initdb-{os.getpid()}.pw"
+        fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(password + "\n")
+        ids = self._user_ids()
+        if ids:
+            os.chown(pwfile, *ids)
+        try:
+            result = self._run_as_server_user([
+                str(self.bin_dir / "initdb"), "-D", str(self.pgdata), "-U", MANAGEMENT_ROLE,
+                f"--pwfile={pwfile}", "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C",
+                "--no-instructions"], timeout=300)
+        finally:
+            pwfile.unlink(missing_ok=True)
+        if result.returncode != 0:
+            raise EmbeddedError(f"initdb failed: {_last_lines(result.stderr or result.stdout)}")
+        # Only the private socket, only with a password, for every role.
+        (self.pgdata / "pg_hba.conf").write_text(
+            "# written by shiftguard: the server is reachable only through its private socket\n"
+            "local all all scram-sha-256\n")
+
+    # ---------------------------------------------------------------- run
+
+    async def start(self) -> EmbeddedTarget:
+        self._prepare_directories()
+        password = self._password()
+        if not (self.pgdata / "PG_VERSION").exists():
+            log.info("initialising embedded PostgreSQL in %s", self.pgdata)
+            await asyncio.to_thread(self._initdb, password)
+        await asyncio.to_thread(self._stop_stale_server)
+        log_file = open(self.data_dir / "postgres.log", "ab")
+        args = [
+            str(self.bin_dir / "postgres"), "-D", str(self.pgdata),
+            "-c", "listen_addresses=", "-c", f"unix_socket_directories={self.socket_dir}",
+            "-c", "unix_socket_permissions=0700", "-c", f"port={self.port}",
+            "-c", "max_connections=500", "-c", "password_encryption=scram-sha-256",
+        ]
+        try:
+            self._process = subprocess.Popen(
+                args, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
+                preexec_fn=_die_with_parent, start_new_session=True, **self._spawn_kwargs())
+        finally:
+            log_file.close()
+        await self._wait_ready(password)
+        log.info("embedded PostgreSQL %s running (pid %d)", self.bin_dir, self._process.pid)
+        return EmbeddedTarget(self.socket_dir, self.port, MANAGEMENT_ROLE, password)
+
+    async def _wait_ready(self, password: str, timeout: float = 60.0) -> None:
+        import asyncpg
+
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            if self._process.poll() is not None:
+                raise EmbeddedError("the embedded PostgreSQL exited while starting: "
+                                    f"{_last_lines((self.data_dir / 'postgres.log').read_text(errors='replace'))}")
+            try:
+                conn = await asyncpg.connect(host=str(self.socket_dir), port=self.port, user=MANAGEMENT_ROLE,
+                                             password=password, database="postgres", timeout=5)
+                await conn.close()
+                return
+            except (OSError, asyncpg.CannotConnectNowError, asyncio.TimeoutError):
+                pass
+            if asyncio.get_running_loop().time() > deadline:
+                raise EmbeddedError(f"the embedded PostgreSQL did not become ready in {timeout:.0f} s; "
+                                    f"see {self.data_dir / 'postgres.log'}")
+            await asyncio.sleep(0.05)
+
+    def _stop_stale_server(self) -> None:
+        """A server left from an earlier run that was killed outright: stop it first."""
+        pid_file = self.pgdata / "postmaster.pid"
+        if not pid_file.exists():
+            return
+        try:
+            pid = int(pid_file.read_text().split("\n", 1)[0])
+            os.kill(pid, 0)
+        except (ValueError, ProcessLookupError, PermissionError):
+            return
+        log.warning("stopping a PostgreSQL server left running from an earlier start (pid %d)", pid)
+        self._run_as_server_user([str(self.bin_dir / "pg_ctl"), "stop", "-D", str(self.pgdata),
+                                  "-m", "fast", "-w", "-t", "60"], timeout=90)
+
+    async def stop(self) -> None:
+        """Fast shutdown: PostgreSQL rolls back open transactions and exits."""
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGINT)
+        try:
+            await asyncio.to_thread(process.wait, 60)
+        except subprocess.TimeoutExpired:
+            log.error("embedded PostgreSQL did not stop in 60 s; sending SIGQUIT")
+            process.send_signal(signal.SIGQUIT)
+            await asyncio.to_thread(process.wait, 30)
+        log.info("embedded PostgreSQL stopped")
+
+
+def _server_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "SHIFTGUARD_"))}
+    env.setdefault("LC_ALL", "C")
+    return env
+
+
+def _die_with_parent() -> None:
+    """In the child, after the switch of user: SIGINT when shiftguard exits (Linux only)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGINT)
+    except (OSError, AttributeError):
+        pass
+
+
+def _last_lines(text: str, count: int = 5) -> str:
+    return " | ".join(line for line in text.strip().splitlines()[-count:])

@@ -1,0 +1,1 @@
+"""Redshift-level state kept in the backing database's private schema."""

@@ -1,0 +1,121 @@
+"""Redshift-level state in the backing database's private schema, reached through the management
+role's connection pool: bootstrap, user login records, each role's backend password.
+
+Nothing here decides who may do what: the procedures in schema.sql check their callers, and
+policy/ decides about statements.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import secrets
+from dataclasses import dataclass
+from importlib import resources
+
+import asyncpg
+import scramp
+
+from ..backend.session import BackendAddress
+from ..protocol.auth import redshift_md5
+
+log = logging.getLogger(__name__)
+
+_BOOTSTRAP_LOCK = 0x5317_0001  # pg_advisory_xact_lock key: one proxy bootstraps at a time
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    name: str
+    password_md5: str | None
+    superuser: bool
+
+
+def scram_verifier(password: str, iterations: int = 4096) -> str:
+    """A SCRAM-SHA-256 verifier in PostgreSQL's pg_authid format, computed here so that the
+    password itself never reaches the server."""
+    salt, stored_key, server_key, iterations = scramp.ScramMechanism().make_auth_info(
+        password, iteration_count=iterations)
+    b64 = lambda raw: base64.b64encode(raw).decode()  # noqa: E731
+    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
+
+
+class Catalog:
+    """The management pool and the private schema."""
+
+    def __init__(self, pool: asyncpg.Pool, secret: bytes):
+        self._pool = pool
+        self._secret = secret
+
+    @classmethod
+    async def open(cls, address: BackendAddress, user: str, password: str | None, database: str,
+                   superuser_mapping: str) -> "Catalog":
+        kwargs = dict(user=user, password=password, database=database, min_size=1, max_size=4,
+                      timeout=address.connect_timeout, command_timeout=60)
+        if address.socket_dir is not None:
+            pool = await asyncpg.create_pool(host=str(address.socket_dir), port=address.port, **kwargs)
+        else:
+            ssl = {"disable": False, "allow": False, "prefer": "prefer"}.get(address.sslmode, "require")
+            pool = await asyncpg.create_pool(host=address.host, port=address.port, ssl=ssl, **kwargs)
+        try:
+            secret = await _bootstrap(pool, superuser_mapping)
+        except BaseException:
+            await pool.close()
+            raise
+        return cls(pool, secret)
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def ping(self) -> bool:
+        try:
+            return await self._pool.fetchval("SELECT true", timeout=5)
+        except (OSError, asyncpg.PostgresError, TimeoutError):
+            return False
+
+    # ---------------------------------------------------------------- users
+
+    async def login_record(self, name: str) -> UserRecord | None:
+        row = await self._pool.fetchrow(
+            "SELECT name, password_md5, superuser FROM shiftguard.users WHERE name = $1", name)
+        return UserRecord(row["name"], row["password_md5"], row["superuser"]) if row else None
+
+    async def ensure_admin(self, name: str, password: str) -> None:
+        """The admin user exists, is a superuser, and has the configured password."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            exists = await conn.fetchval("SELECT true FROM shiftguard.users WHERE name = $1", name)
+            if not exists:
+                await conn.execute("CALL shiftguard.create_user($1, $2, true, $3)", name,
+                                   redshift_md5(password, name), self.backend_verifier(name))
+                log.info("created admin user %s", name)
+            else:
+                await conn.execute("UPDATE shiftguard.users SET password_md5 = $2, superuser = true "
+                                   "WHERE name = $1", name, redshift_md5(password, name))
+
+    # ---------------------------------------------------------------- backend passwords
+
+    def backend_password(self, role: str) -> str:
+        """Each mapped role's password on the backend: an HMAC of its name under a secret that
+        lives in the private schema, so every proxy on the same backend derives the same one."""
+        digest = hmac.new(self._secret, b"role:" + role.encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+    def backend_verifier(self, role: str) -> str:
+        return scram_verifier(self.backend_password(role))
+
+
+async def _bootstrap(pool: asyncpg.Pool, superuser_mapping: str) -> bytes:
+    sql = resources.files("proxy.catalog").joinpath("schema.sql").read_text()
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _BOOTSTRAP_LOCK)
+        await conn.execute(sql)
+        await conn.execute(
+            "INSERT INTO shiftguard.settings VALUES ('backend_secret', $1) ON CONFLICT DO NOTHING",
+            secrets.token_hex(32))
+        await conn.execute(
+            "INSERT INTO shiftguard.settings VALUES ('superuser_mapping', $1) "
+            "ON CONFLICT (name) DO UPDATE SET value = excluded.value", superuser_mapping)
+        secret = await conn.fetchval("SELECT value FROM shiftguard.settings WHERE name = 'backend_secret'")
+    return bytes.fromhex(secret)

@@ -1,0 +1,79 @@
+"""The `shiftguard` command line: argument parsing, logging setup, exit codes. No logic of its own.
+
+Exit codes: 0 after a clean shutdown, 2 for a configuration or startup problem (one line on
+stderr, no traceback), 1 for an unexpected failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from . import __version__
+from .backend.embedded import EmbeddedError
+from .backend.session import BackendUnavailable
+from .config import ConfigError, load_config
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="shiftguard",
+        description="A PostgreSQL wire-protocol proxy with Amazon Redshift's security model.")
+    parser.add_argument("--version", action="version", version=f"shiftguard {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    serve = commands.add_parser("serve", help="run the proxy (embedded PostgreSQL unless --backend)")
+    serve.add_argument("--config", metavar="FILE",
+                       help="YAML configuration (default: config/shiftguard.yaml when present)")
+    serve.add_argument("--listen", metavar="HOST:PORT", action="append",
+                       help="client address; repeat for several; port 0 picks a free port "
+                            "(default 127.0.0.1:5439)")
+    serve.add_argument("--api-listen", metavar="HOST:PORT",
+                       help="control-plane HTTP address (default 127.0.0.1:5440)")
+    serve.add_argument("--data-dir", metavar="DIR",
+                       help="embedded PostgreSQL, TLS certificate (default ./.shiftguard)")
+    serve.add_argument("--backend", metavar="DSN",
+                       help="front an external PostgreSQL: postgresql://user:password@host:port/db")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command != "serve":
+        parser.print_help()
+        return 2
+    try:
+        config = load_config(args.config, overrides={
+            "listen": args.listen, "api_listen": args.api_listen, "data_dir": args.data_dir,
+            "backend.dsn": args.backend})
+    except ConfigError as exc:
+        print(f"shiftguard: configuration error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=config.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from .server import StartupError, serve
+
+    try:
+        return _run(serve(config))
+    except (StartupError, EmbeddedError, BackendUnavailable) as exc:
+        print(f"shiftguard: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"shiftguard: cannot start: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+
+
+def _run(coro) -> int:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

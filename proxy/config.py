@@ -1,0 +1,323 @@
+"""Configuration: the schema with its defaults, YAML loading, SHIFTGUARD_* overrides, validation.
+
+Every key is declared once here; config/shiftguard.yaml documents the same keys with the same
+defaults (a test holds the two together). A bad value raises ConfigError naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+DEFAULT_CONFIG_PATH = Path("config/shiftguard.yaml")
+
+# The documented dev password for the admin user when SHIFTGUARD_ADMIN_PASSWORD is unset. With
+# it the proxy refuses to listen on anything but loopback addresses.
+DEFAULT_ADMIN_PASSWORD = "Shiftguard-dev-1"
+
+# Environment variables that are not config keys but belong to shiftguard.
+NON_KEY_ENV = {"SHIFTGUARD_ADMIN_PASSWORD"}
+
+
+class ConfigError(Exception):
+    """A configuration problem, reported as one line naming the key."""
+
+
+@dataclass(frozen=True)
+class Address:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    @property
+    def is_loopback(self) -> bool:
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+
+def parse_address(text: str) -> Address:
+    match = re.fullmatch(r"\[([0-9a-fA-F:.]+)\]:(\d+)|([^:\[\]]+):(\d+)", text.strip())
+    if not match:
+        raise ValueError(f"expected HOST:PORT (IPv6 as [ADDR]:PORT), got {text!r}")
+    host = match.group(1) or match.group(3)
+    port = int(match.group(2) or match.group(4))
+    if port > 65535:
+        raise ValueError(f"port {port} is out of range")
+    if match.group(1):
+        ipaddress.IPv6Address(host)
+    return Address(host, port)
+
+
+@dataclass(frozen=True)
+class Cluster:
+    identifier: str = "shiftguard"
+    region: str = "us-east-1"
+    # AWS's documentation account id; ARNs of this cluster use it unless configured.
+    account_id: str = "123456789012"
+    database: str = "dev"
+    admin_user: str = "awsuser"
+
+    def validate(self, where: str) -> None:
+        if not re.fullmatch(r"[a-z][a-z0-9-]{0,62}", self.identifier):
+            raise ConfigError(f"{where}.identifier: must be 1-63 lower-case letters, digits or hyphens "
+                              f"starting with a letter, got {self.identifier!r}")
+        if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", self.region):
+            raise ConfigError(f"{where}.region: not an AWS region name: {self.region!r}")
+        if not re.fullmatch(r"\d{12}", self.account_id):
+            raise ConfigError(f"{where}.account_id: must be 12 digits, got {self.account_id!r}")
+        for key in ("database", "admin_user"):
+            if not re.fullmatch(r"[a-z_][a-z0-9_$]{0,62}", getattr(self, key)):
+                raise ConfigError(f"{where}.{key}: must be a lower-case identifier, "
+                                  f"got {getattr(self, key)!r}")
+
+
+@dataclass(frozen=True)
+class Backend:
+    # postgresql://user:password@host:port/database?sslmode=... ; empty: embedded PostgreSQL.
+    dsn: str | None = None
+
+    def validate(self, where: str) -> None:
+        if self.dsn is not None and not re.match(r"postgres(ql)?://", self.dsn):
+            raise ConfigError(f"{where}.dsn: must be a postgresql:// URL")
+
+
+@dataclass(frozen=True)
+class TLS:
+    cert: str | None = None
+    key: str | None = None
+    require_ssl: bool = False
+
+    def validate(self, where: str) -> None:
+        if (self.cert is None) != (self.key is None):
+            raise ConfigError(f"{where}: cert and key must be given together")
+        for key in ("cert", "key"):
+            path = getattr(self, key)
+            if path is not None and not Path(path).is_file():
+                raise ConfigError(f"{where}.{key}: no such file: {path}")
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_message_size: int = 1 << 30
+    max_startup_size: int = 10_000
+    auth_timeout: float = 60.0
+
+    def validate(self, where: str) -> None:
+        if not 1024 <= self.max_message_size <= 1 << 30:
+            raise ConfigError(f"{where}.max_message_size: must be between 1024 and 1073741824")
+        if not 64 <= self.max_startup_size <= 1 << 20:
+            raise ConfigError(f"{where}.max_startup_size: must be between 64 and 1048576")
+        if not 0 < self.auth_timeout <= 3600:
+            raise ConfigError(f"{where}.auth_timeout: must be between 0 and 3600 seconds")
+
+
+@dataclass(frozen=True)
+class Embedded:
+    # Directory holding initdb/postgres; empty: pg_config --bindir, PATH, /usr/lib/postgresql/*/bin.
+    bin_dir: str | None = None
+    # The unprivileged OS user the server runs as when shiftguard runs as root.
+    os_user: str = "postgres"
+
+
+@dataclass(frozen=True)
+class Config:
+    cluster: Cluster = field(default_factory=Cluster)
+    listen: list[str] = field(default_factory=lambda: ["127.0.0.1:5439"])
+    api_listen: str = "127.0.0.1:5440"
+    backend: Backend = field(default_factory=Backend)
+    data_dir: str = ".shiftguard"
+    tls: TLS = field(default_factory=TLS)
+    # redshift: clients see server_version 8.0.2 and Redshift's parameters; backend: the real ones.
+    server_version_mode: str = "redshift"
+    limits: Limits = field(default_factory=Limits)
+    embedded: Embedded = field(default_factory=Embedded)
+    log_level: str = "info"
+
+    def validate(self, where: str = "") -> None:
+        for text in self.listen:
+            _address(text, "listen")
+        _address(self.api_listen, "api_listen")
+        if self.server_version_mode not in ("redshift", "backend"):
+            raise ConfigError("server_version_mode: must be 'redshift' or 'backend'")
+        if self.log_level not in ("debug", "info", "warning", "error"):
+            raise ConfigError("log_level: must be one of debug, info, warning, error")
+        if not self.listen:
+            raise ConfigError("listen: at least one address is needed")
+
+    @property
+    def listen_addresses(self) -> list[Address]:
+        return [parse_address(text) for text in self.listen]
+
+    @property
+    def api_address(self) -> Address:
+        return parse_address(self.api_listen)
+
+
+def _address(text: str, key: str) -> Address:
+    try:
+        return parse_address(text)
+    except ValueError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_config(path: str | Path | None = None, env: dict[str, str] | None = None,
+                overrides: dict[str, object] | None = None) -> Config:
+    """Defaults <- YAML file <- SHIFTGUARD_* environment <- command-line overrides."""
+    env = os.environ if env is None else env
+    data: dict = {}
+    if path is not None or DEFAULT_CONFIG_PATH.is_file():
+        file = Path(path) if path is not None else DEFAULT_CONFIG_PATH
+        try:
+            loaded = yaml.safe_load(file.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {file}") from None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark else ""
+            raise ConfigError(f"config file {file} is not valid YAML{where}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"config file {file}: the top level must be a mapping")
+        data = loaded or {}
+    config = _build(Config, data, "")
+    for name, value in sorted(env.items()):
+        if name.startswith("SHIFTGUARD_") and name not in NON_KEY_ENV:
+            key = ENV_KEYS.get(name)
+            if key is None:
+                raise ConfigError(f"{name}: no such configuration key (known: "
+                                  f"{', '.join(sorted(ENV_KEYS))})")
+            config = _replace(config, key, _from_text(_key_type(key), value, name))
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            config = _replace(config, key.split("."), value)
+    _validate_tree(config, "")
+    return config
+
+
+def _build(cls, data, where: str):
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in names:
+            raise ConfigError(f"{_join(where, str(key))}: unknown key (known: {', '.join(sorted(names))})")
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            continue
+        key = _join(where, f.name)
+        kind = hints[f.name]
+        if dataclasses.is_dataclass(kind):
+            kwargs[f.name] = _build(kind, data[f.name] or {}, key)
+        else:
+            kwargs[f.name] = _check_type(kind, data[f.name], key)
+    return cls(**kwargs)
+
+
+def _check_type(kind, value, key: str):
+    optional = isinstance(kind, types.UnionType) and type(None) in kind.__args__
+    base = next(a for a in kind.__args__ if a is not type(None)) if optional else kind
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"{key}: must not be empty")
+    if typing.get_origin(base) is list:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{key}: expected a string or a list of strings")
+        return value
+    if base is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if base is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)  # YAML reads 123456789012 as a number
+    if not isinstance(value, base) or (base is int and isinstance(value, bool)):
+        raise ConfigError(f"{key}: expected {base.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _from_text(kind, text: str, name: str):
+    optional = isinstance(kind, types.UnionType) and type(None) in kind.__args__
+    base = next(a for a in kind.__args__ if a is not type(None)) if optional else kind
+    if typing.get_origin(base) is list:
+        return [part.strip() for part in text.split(",") if part.strip()]
+    if base is bool:
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{name}: expected true or false, got {text!r}")
+    if base in (int, float):
+        try:
+            return base(text)
+        except ValueError:
+            raise ConfigError(f"{name}: expected a number, got {text!r}") from None
+    if optional and text == "":
+        return None
+    return text
+
+
+def _validate_tree(node, where: str) -> None:
+    hints = typing.get_type_hints(type(node))
+    for f in dataclasses.fields(node):
+        if dataclasses.is_dataclass(hints[f.name]):
+            _validate_tree(getattr(node, f.name), _join(where, f.name))
+    if hasattr(node, "validate"):
+        node.validate(where)
+
+
+def _replace(node, path: list[str], value):
+    if len(path) == 1:
+        return dataclasses.replace(node, **{path[0]: value})
+    return dataclasses.replace(node, **{path[0]: _replace(getattr(node, path[0]), path[1:], value)})
+
+
+def _key_type(path: list[str]):
+    cls = Config
+    for part in path[:-1]:
+        cls = typing.get_type_hints(cls)[part]
+    return typing.get_type_hints(cls)[path[-1]]
+
+
+def _env_keys(cls, prefix: list[str]) -> dict[str, list[str]]:
+    keys: dict[str, list[str]] = {}
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        path = prefix + [f.name]
+        if dataclasses.is_dataclass(hints[f.name]):
+            keys.update(_env_keys(hints[f.name], path))
+        else:
+            keys["SHIFTGUARD_" + "_".join(path).upper()] = path
+    return keys
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+# SHIFTGUARD_CLUSTER_ACCOUNT_ID -> ["cluster", "account_id"], derived from the schema.
+ENV_KEYS = _env_keys(Config, [])
+
+
+def admin_password(env: dict[str, str] | None = None) -> tuple[str, bool]:
+    """The admin user's password and whether it is the documented default."""
+    env = os.environ if env is None else env
+    value = env.get("SHIFTGUARD_ADMIN_PASSWORD")
+    return (value, False) if value else (DEFAULT_ADMIN_PASSWORD, True)

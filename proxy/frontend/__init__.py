@@ -1,0 +1,1 @@
+"""Accepting clients: listener, TLS, startup packet, authentication, the connection's states."""

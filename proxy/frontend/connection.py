@@ -1,0 +1,328 @@
+"""One client connection from accept to close, and the registry of live sessions.
+
+States and transitions (all of them live here):
+
+    STARTUP         SSLRequest -> TLS (or 'N'), GSSENCRequest -> 'N', CancelRequest -> forward
+                    the cancel and close, StartupMessage -> AUTHENTICATING
+    AUTHENTICATING  MD5 challenge, password checked by the proxy -> CONNECTING
+    CONNECTING      backend session opened as the user's own role -> RELAYING
+    RELAYING        proxy.relay.Relay pumps bytes until either side closes -> CLOSED
+
+STARTUP to CONNECTING must finish within limits.auth_timeout. Any failure before RELAYING ends
+the connection with one FATAL ErrorResponse carrying a real SQLSTATE.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import hmac
+import logging
+import os
+import secrets
+import socket
+import ssl
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .. import __version__
+from ..backend.session import (BackendAddress, BackendRefused, BackendSession, BackendUnavailable,
+                               open_session, send_cancel)
+from ..catalog.store import Catalog, UserRecord
+from ..config import Config
+from ..endpoint import ConnectionClosed, Endpoint
+from ..policy.statements import Plan
+from ..protocol import messages as m
+from ..protocol import sqlstate
+from ..protocol.auth import verify_md5_response
+from ..protocol.framing import (CancelRequest, GSSENCRequest, SSLRequest, StartupMessage,
+                                decode_startup)
+from ..relay import Relay
+from .params import StartupParams, StartupRefused, sort_startup_params
+
+log = logging.getLogger(__name__)
+
+# Redshift's own version string: redshift_connector parses server_version with
+# packaging.version and fails on PostgreSQL's "15.4 (Debian ...)" (reference/clients.md).
+REDSHIFT_SERVER_VERSION = "8.0.2"
+_PASSWORD_MESSAGE_LIMIT = 10_000
+
+
+class State(enum.Enum):
+    STARTUP = "startup"
+    AUTHENTICATING = "authenticating"
+    CONNECTING = "connecting"
+    RELAYING = "relaying"
+    CLOSED = "closed"
+
+
+class ClientFailure(Exception):
+    """Ends the connection with a FATAL error to the client."""
+
+    def __init__(self, sqlstate_code: str, message: str, *, hint: str | None = None):
+        super().__init__(message)
+        self.sqlstate = sqlstate_code
+        self.hint = hint
+
+
+@dataclass
+class Context:
+    """What every connection shares: configuration, catalog, backend, TLS, live sessions."""
+
+    config: Config
+    catalog: Catalog
+    backend: BackendAddress
+    tls: ssl.SSLContext | None
+    classify: Callable[[bytes], Plan]
+    sessions: "SessionRegistry" = field(default_factory=lambda: SessionRegistry())
+    tasks: set = field(default_factory=set)
+
+    def spawn(self, coro) -> asyncio.Task:
+        task = asyncio.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+
+@dataclass
+class Session:
+    pid: int
+    key: int
+    user: str
+    database: str
+    backend: BackendSession
+    relay: Relay
+
+
+class SessionRegistry:
+    """Live relayed sessions by the process id we gave the client (for cancel and shutdown)."""
+
+    def __init__(self) -> None:
+        self._sessions: dict[int, Session] = {}
+
+    def new_pid(self) -> int:
+        while True:
+            pid = secrets.randbelow(2**31 - 2) + 1
+            if pid not in self._sessions:
+                return pid
+
+    def add(self, session: Session) -> None:
+        self._sessions[session.pid] = session
+
+    def remove(self, session: Session) -> None:
+        if self._sessions.get(session.pid) is session:
+            del self._sessions[session.pid]
+
+    def find(self, pid: int, key: int) -> Session | None:
+        """The session whose pid and secret key both match (key compared in constant time)."""
+        session = self._sessions.get(pid)
+        if session is not None and hmac.compare_digest(session.key.to_bytes(4, "big"),
+                                                       key.to_bytes(4, "big")):
+            return session
+        return None
+
+    def __iter__(self):
+        return iter(list(self._sessions.values()))
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+
+class AcceptedClient(Endpoint):
+    """A client socket: starts its connection's coroutine as soon as it is accepted."""
+
+    def __init__(self, context: Context):
+        super().__init__()
+        self._context = context
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._context.spawn(Connection(self, self._context).run())
+
+
+class Connection:
+    def __init__(self, client: Endpoint, context: Context):
+        self.client = client
+        self.context = context
+        self.config = context.config
+        self.state = State.STARTUP
+        self.session: Session | None = None
+        self._backend: BackendSession | None = None
+
+    async def run(self) -> None:
+        try:
+            async with asyncio.timeout(self.config.limits.auth_timeout):
+                params = await self._startup()
+                if params is None:
+                    return
+                self.state = State.AUTHENTICATING
+                record = await self._authenticate(params)
+                self.state = State.CONNECTING
+                self._backend = await self._open_backend(params)
+            self.state = State.RELAYING
+            await self._relay(params, record, self._backend)
+        except ClientFailure as exc:
+            self._fatal(exc.sqlstate, str(exc), hint=exc.hint)
+        except m.ProtocolViolation as exc:
+            self._fatal(sqlstate.PROTOCOL_VIOLATION, str(exc))
+        except TimeoutError:
+            self._fatal(sqlstate.PROTOCOL_VIOLATION, "canceling authentication due to timeout")
+        except (ConnectionClosed, ConnectionError, ssl.SSLError):
+            pass
+        except BackendRefused as exc:
+            fields = dict(exc.fields)
+            fields["S"] = fields["V"] = "FATAL"
+            self.client.write(m.encode_error_fields(fields))
+        except Exception:
+            log.exception("internal error on a client connection")
+            self._fatal(sqlstate.INTERNAL_ERROR, "internal error in shiftguard; see its log")
+        finally:
+            self.state = State.CLOSED
+            if self.session is not None:
+                self.context.sessions.remove(self.session)
+            if self._backend is not None:
+                self._backend.endpoint.close()
+            self.client.close()
+
+    def _fatal(self, code: str, text: str, hint: str | None = None) -> None:
+        self.client.write(m.error_response("FATAL", code, text, hint=hint))
+
+    # ---------------------------------------------------------------- STARTUP
+
+    async def _startup(self) -> StartupParams | None:
+        limit = self.config.limits.max_startup_size
+        while True:
+            packet = decode_startup(await self.client.read_startup(limit))
+            if isinstance(packet, SSLRequest):
+                await self._answer_ssl_request()
+            elif isinstance(packet, GSSENCRequest):
+                if self.client.tls:
+                    raise m.ProtocolViolation("GSSENCRequest after TLS was established")
+                self.client.write(b"N")
+            elif isinstance(packet, CancelRequest):
+                await self._forward_cancel(packet)
+                return None
+            else:
+                return self._accept_startup(packet)
+
+    async def _answer_ssl_request(self) -> None:
+        if self.client.tls:
+            raise m.ProtocolViolation("SSLRequest after TLS was established")
+        if self.context.tls is None:
+            self.client.write(b"N")
+            return
+        if self.client.buffer:
+            # Bytes sent before the handshake would be trusted as if encrypted (CVE-2021-23214).
+            raise m.ProtocolViolation("received unencrypted data after SSL request")
+        self.client.write(b"S")
+        await self.client.start_tls(self.context.tls, server_side=True,
+                                    timeout=self.config.limits.auth_timeout)
+
+    def _accept_startup(self, packet: StartupMessage) -> StartupParams:
+        try:
+            params = sort_startup_params(packet.params)
+        except StartupRefused as exc:
+            code = (sqlstate.INVALID_AUTHORIZATION_SPECIFICATION if "user name" in str(exc)
+                    else sqlstate.FEATURE_NOT_SUPPORTED)
+            raise ClientFailure(code, str(exc)) from None
+        if packet.minor > 0 or params.protocol_options:
+            self.client.write(m.negotiate_protocol_version(0, params.protocol_options))
+        if self.config.tls.require_ssl and not self.client.tls:
+            raise ClientFailure(
+                sqlstate.INVALID_AUTHORIZATION_SPECIFICATION,
+                f'connection for user "{params.user}" requires SSL (require_ssl is on)',
+                hint="connect with sslmode=require")
+        return params
+
+    async def _forward_cancel(self, request: CancelRequest) -> None:
+        session = self.context.sessions.find(request.pid, request.key)
+        if session is None:
+            return  # as PostgreSQL: a wrong key does nothing and says nothing
+        backend = session.backend
+        try:
+            await send_cancel(self.context.backend, backend.pid, backend.key)
+        except BackendUnavailable as exc:
+            log.warning("could not forward a cancel request: %s", exc)
+
+    # ---------------------------------------------------------------- AUTHENTICATING
+
+    async def _authenticate(self, params: StartupParams) -> UserRecord:
+        try:
+            record = await self.context.catalog.login_record(params.user)
+        except Exception:
+            log.exception("user lookup failed")
+            raise ClientFailure(sqlstate.CANNOT_CONNECT_NOW, "the cluster cannot accept logins now; "
+                                "its backing database is unavailable") from None
+        salt = os.urandom(4)
+        self.client.write(m.auth_md5(salt))
+        kind, body = await self.client.read_message(_PASSWORD_MESSAGE_LIMIT)
+        if kind != m.F_PASSWORD:
+            raise m.ProtocolViolation(f"expected password response, got message type {chr(kind)!r}")
+        if not body.endswith(b"\0"):
+            raise m.ProtocolViolation("invalid password message")
+        stored = record.password_md5 if record is not None else None
+        if not verify_md5_response(stored, salt, body[:-1]):
+            # The same answer for an unknown user and a wrong password.
+            raise ClientFailure(sqlstate.INVALID_PASSWORD,
+                                f'password authentication failed for user "{params.user}"')
+        return record
+
+    # ---------------------------------------------------------------- CONNECTING
+
+    async def _open_backend(self, params: StartupParams) -> BackendSession:
+        catalog = self.context.catalog
+        try:
+            return await open_session(self.context.backend, params.user,
+                                      catalog.backend_password(params.user), params.database,
+                                      params.forwarded)
+        except BackendUnavailable as exc:
+            log.error("backend session for %s failed: %s", params.user, exc)
+            raise ClientFailure(sqlstate.CONNECTION_FAILURE,
+                                "could not open a session on the backing PostgreSQL") from None
+
+    # ---------------------------------------------------------------- RELAYING
+
+    async def _relay(self, params: StartupParams, record: UserRecord, backend: BackendSession) -> None:
+        registry = self.context.sessions
+        pid, key = registry.new_pid(), secrets.randbits(32)
+        greeting = [m.auth_ok()]
+        for name, value in client_parameters(backend.parameters, self.config.server_version_mode,
+                                             record.superuser).items():
+            greeting.append(m.parameter_status(name, value))
+        greeting.append(m.backend_key_data(pid, key))
+        greeting.append(m.ready_for_query(m.TX_IDLE))
+        relay = Relay(self.client, backend.endpoint, self.context.classify,
+                      self.config.limits.max_message_size,
+                      on_client_gone=lambda: self.context.spawn(
+                          send_cancel(self.context.backend, backend.pid, backend.key)))
+        self.session = Session(pid, key, params.user, params.database, backend, relay)
+        registry.add(self.session)
+        self.client.write(b"".join(greeting))
+        relay.start()
+        await relay.finished()
+
+
+def client_parameters(backend: dict[str, str], mode: str, superuser: bool) -> dict[str, str]:
+    """The ParameterStatus set a client sees: Redshift's (reference/redshift-iam.md §4) on top
+    of the backend's own, or the backend's unchanged in `backend` mode."""
+    if mode == "backend":
+        return dict(backend)
+    params = dict(backend)
+    params.update({
+        "server_version": REDSHIFT_SERVER_VERSION,
+        "server_encoding": "UNICODE",
+        "is_superuser": "on" if superuser else "off",
+        "padb_version": "1.0.0",
+        "padb_revision": f"shiftguard-{__version__}",
+        "max_numeric_precision": "38",
+        "max_varchar_size": "65535",
+        "datashare_enabled": "off",
+        "case_sensitive": "on",
+        "session_id": str(uuid.uuid4()),
+    })
+    params.pop("server_version_num", None)
+    return params

@@ -1,0 +1,122 @@
+"""Which startup parameters reach PostgreSQL: a short allow-list of session settings.
+
+Redshift drivers send keys PostgreSQL would reject (reference/clients.md); they are kept for
+the connection log and never forwarded. Anything that could change who the session is or what
+protocol it speaks (role, session_authorization, replication, unknown server options) is
+refused: deny by default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# Sent by redshift_connector and the Redshift JDBC driver; meaningless to PostgreSQL.
+REDSHIFT_ONLY = frozenset({
+    "client_protocol_version", "driver_version", "os_version", "plugin_name",
+    "driver_discovery_version", "idp_type", "provider_name", "token_type", "identity_namespace",
+    "idc_client_display_name", "idc_region", "compression",
+})
+
+# PostgreSQL settings a client may give at startup (names compared case-insensitively).
+FORWARDED = frozenset({
+    "application_name", "client_encoding", "datestyle", "timezone", "intervalstyle",
+    "extra_float_digits", "search_path", "statement_timeout", "lock_timeout",
+    "idle_in_transaction_session_timeout", "default_transaction_isolation",
+    "default_transaction_read_only", "default_transaction_deferrable", "bytea_output",
+    "standard_conforming_strings", "geqo", "jit", "work_mem", "lc_monetary", "lc_numeric",
+    "lc_time", "timezone_abbreviations", "xmlbinary", "xmloption", "row_security",
+    "enable_seqscan", "enable_indexscan", "enable_hashjoin", "enable_mergejoin",
+    "enable_nestloop", "random_page_cost", "client_min_messages", "gssencmode",
+})
+
+
+class StartupRefused(Exception):
+    """A startup parameter the proxy will not pass on; the message goes to the client."""
+
+
+@dataclass
+class StartupParams:
+    user: str
+    database: str
+    forwarded: dict[str, str] = field(default_factory=dict)  # sent to PostgreSQL
+    redshift: dict[str, str] = field(default_factory=dict)   # kept for the connection log
+    protocol_options: list[str] = field(default_factory=list)  # _pq_.* the client asked for
+
+    @property
+    def application_name(self) -> str:
+        return self.forwarded.get("application_name", "")
+
+
+def sort_startup_params(params: dict[str, str]) -> StartupParams:
+    user = params.get("user", "")
+    if not user:
+        raise StartupRefused("no PostgreSQL user name specified in startup packet")
+    result = StartupParams(user=user, database=params.get("database") or user)
+    for name, value in params.items():
+        lower = name.lower()
+        if name in ("user", "database"):
+            continue
+        if name.startswith("_pq_."):
+            result.protocol_options.append(name)
+        elif lower in REDSHIFT_ONLY:
+            result.redshift[lower] = value
+        elif lower == "replication":
+            if value.lower() not in ("false", "off", "no", "0"):
+                raise StartupRefused("replication connections are not supported through shiftguard")
+        elif lower == "options":
+            for option, option_value in split_options(value):
+                _check_setting(option)
+            if value.strip():
+                result.forwarded["options"] = value
+        elif lower in FORWARDED:
+            result.forwarded[name] = value
+        else:
+            _check_setting(name)
+    return result
+
+
+def _check_setting(name: str) -> None:
+    if name.lower() not in FORWARDED:
+        raise StartupRefused(f'startup parameter "{name}" is not supported by shiftguard')
+
+
+def split_options(options: str) -> list[tuple[str, str]]:
+    """PostgreSQL's `options` startup value ("-c name=value --name=value", backslash escapes a
+    character, as in pg_split_opts) -> [(name, value)]; anything but -c/-- settings is refused."""
+    words: list[str] = []
+    current: list[str] = []
+    escaped = False
+    for char in options:
+        if escaped:
+            current.append(char)
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char.isspace():
+            if current:
+                words.append("".join(current))
+                current = []
+        else:
+            current.append(char)
+    if current:
+        words.append("".join(current))
+    settings = []
+    index = 0
+    while index < len(words):
+        word = words[index]
+        if word == "-c" and index + 1 < len(words):
+            setting = words[index + 1]
+            index += 2
+        elif word.startswith("-c") and len(word) > 2:
+            setting = word[2:]
+            index += 1
+        elif word.startswith("--") and len(word) > 2:
+            setting = word[2:]
+            index += 1
+        else:
+            raise StartupRefused(f'startup option "{word}" is not supported by shiftguard')
+        name, sep, value = setting.partition("=")
+        if not sep or not name:
+            raise StartupRefused(f'startup option "{setting}" needs the form name=value')
+        settings.append((name.replace("-", "_"), value))
+    return settings

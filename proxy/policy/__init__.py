@@ -1,0 +1,1 @@
+"""Pure decisions over parsed SQL and connection facts: verdicts, never I/O."""

@@ -1,0 +1,27 @@
+"""Classification cache: the same SQL text always gets the same plan, so it is parsed once.
+
+Bounded; plans that hold secrets (passwords, fresh salts) are never kept.
+"""
+
+from __future__ import annotations
+
+from .statements import Plan, Translator, classify
+
+
+class Classifier:
+    def __init__(self, translator: Translator, size: int = 10_000):
+        self._translator = translator
+        self._size = size
+        self._plans: dict[bytes, Plan] = {}
+
+    def __call__(self, sql: bytes) -> Plan:
+        plan = self._plans.get(sql)
+        if plan is not None:
+            return plan
+        plan = classify(sql, self._translator)
+        if plan.cacheable:
+            if len(self._plans) >= self._size:
+                # Drop the oldest entry (dicts keep insertion order).
+                del self._plans[next(iter(self._plans))]
+            self._plans[sql] = plan
+        return plan

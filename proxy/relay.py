@@ -1,0 +1,353 @@
+"""The steady-state pump between one authenticated client and its backend session.
+
+Bytes pass through untouched: each direction is cut at message boundaries by reading only the
+five-byte headers, and a chunk whose messages all pass is written on as the same object. Only
+Query and Parse (classified, maybe rewritten), the few small messages that drive the response
+bookkeeping (Execute, Sync, ReadyForQuery, CommandComplete) and, while a rewrite is pending,
+Bind, Close and ErrorResponse are looked at. DataRow and CopyData bodies never are.
+
+Response bookkeeping. Every Query, Sync and FunctionCall yields exactly one ReadyForQuery, so
+the responses come in numbered intervals (the n-th interval ends with the n-th ReadyForQuery);
+inside one, the k-th completion (CommandComplete, EmptyQueryResponse or PortalSuspended)
+answers the k-th statement of a Query or the k-th Execute. A rewritten statement registers the
+command tag to restore at (interval, k); a denied one is sent as a statement that fails in
+PostgreSQL with a unique relation name, and that ErrorResponse is replaced by the denial. So
+PostgreSQL itself aborts the transaction and skips to Sync, and both sides stay in step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .endpoint import Endpoint
+from .policy.statements import Plan
+from .protocol import messages as m
+from .protocol.sqlstate import PROTOCOL_VIOLATION
+
+log = logging.getLogger(__name__)
+
+_LENGTH = struct.Struct("!i")
+_COMPLETIONS = frozenset((m.B_COMMAND_COMPLETE, m.B_EMPTY_QUERY_RESPONSE, m.B_PORTAL_SUSPENDED))
+
+
+class MessageStream:
+    """One direction of a relayed connection, cut into messages without copying.
+
+    Messages whose type is in `wanted` are handed whole to on_message, which returns None to
+    pass them on unchanged or the bytes to send instead. Other messages are only counted
+    (on_header) and their bodies streamed through as they arrive, however large.
+    """
+
+    __slots__ = ("write", "wanted", "on_message", "on_header", "max_size",
+                 "_pending", "_pending_need", "_skip")
+
+    def __init__(self, write: Callable[[bytes], None], wanted: set[int],
+                 on_message: Callable[[int, bytes], bytes | None], on_header: Callable[[int], None],
+                 max_size: int):
+        self.write = write
+        self.wanted = wanted
+        self.on_message = on_message
+        self.on_header = on_header
+        self.max_size = max_size
+        self._pending = bytearray()  # a partial header, or a partial wanted message
+        self._pending_need = 0       # total size of the pending wanted message, once known
+        self._skip = 0               # body bytes of an unwanted message still to pass through
+
+    def feed(self, data: bytes) -> None:
+        n = len(data)
+        pos = 0
+        if self._pending:
+            pos = self._continue_pending(data)
+            if pos < 0:
+                return
+        start = pos  # data[start:pos] passes through unchanged
+        while pos < n:
+            if self._skip:
+                step = min(self._skip, n - pos)
+                self._skip -= step
+                pos += step
+                continue
+            if n - pos < 5:
+                self._flush(data, start, pos)
+                self._pending += data[pos:]
+                return
+            kind = data[pos]
+            (length,) = _LENGTH.unpack_from(data, pos + 1)
+            if length < 4 or length > self.max_size:
+                raise m.ProtocolViolation(f"invalid message length {length} for message type {chr(kind)!r}")
+            end = pos + 1 + length
+            if kind in self.wanted:
+                if end > n:
+                    self._flush(data, start, pos)
+                    self._pending += data[pos:]
+                    self._pending_need = 1 + length
+                    return
+                replacement = self.on_message(kind, data[pos + 5:end])
+                if replacement is not None:
+                    self._flush(data, start, pos)
+                    self.write(replacement)
+                    start = end
+                pos = end
+            else:
+                self.on_header(kind)
+                if end > n:
+                    self._skip = end - n
+                    pos = n
+                else:
+                    pos = end
+        self._flush(data, start, pos)
+
+    def _flush(self, data: bytes, start: int, end: int) -> None:
+        if end > start:
+            self.write(data if start == 0 and end == len(data) else memoryview(data)[start:end])
+
+    def _continue_pending(self, data: bytes) -> int:
+        """Complete the pending header or message from data; the position after what was used,
+        or -1 when data was used up and the message is still incomplete."""
+        pos = 0
+        if len(self._pending) < 5:
+            pos = min(5 - len(self._pending), len(data))
+            self._pending += data[:pos]
+            if len(self._pending) < 5:
+                return -1
+            kind = self._pending[0]
+            (length,) = _LENGTH.unpack_from(self._pending, 1)
+            if length < 4 or length > self.max_size:
+                raise m.ProtocolViolation(f"invalid message length {length} for message type {chr(kind)!r}")
+            if kind not in self.wanted:
+                self.on_header(kind)
+                self.write(bytes(self._pending))
+                self._pending.clear()
+                self._skip = length - 4
+                return pos
+            self._pending_need = 1 + length
+        step = min(self._pending_need - len(self._pending), len(data) - pos)
+        self._pending += data[pos:pos + step]
+        pos += step
+        if len(self._pending) < self._pending_need:
+            return -1
+        whole = bytes(self._pending)
+        self._pending.clear()
+        replacement = self.on_message(whole[0], whole[5:])
+        self.write(whole if replacement is None else replacement)
+        return pos
+
+
+@dataclass
+class _Expected:
+    """What to change in the responses of one interval."""
+
+    tags: dict[int, bytes] = field(default_factory=dict)       # completion ordinal -> tag
+    denials: dict[str, bytes] = field(default_factory=dict)    # marker -> ErrorResponse
+
+
+class Relay:
+    """Pumps bytes both ways between client and backend and keeps both sides' states."""
+
+    def __init__(self, client: Endpoint, backend: Endpoint, classify: Callable[[bytes], Plan],
+                 max_message_size: int, on_client_gone: Callable[[], None] | None = None):
+        self.client = client
+        self.backend = backend
+        self.classify = classify
+        self.tx_status = m.TX_IDLE
+        self._on_client_gone = on_client_gone
+        self._done = asyncio.get_running_loop().create_future()
+        # Client side: intervals opened and Executes in the current one.
+        self._sent_intervals = 0
+        self._executes = 0
+        # Backend side: ReadyForQuery messages seen and completions in the current interval.
+        self._received_intervals = 0
+        self._completions = 0
+        self._expected: dict[int, _Expected] = {}
+        self._statement_tags: dict[bytes, bytes] = {}
+        self._portal_tags: dict[bytes, bytes] = {}
+        self._from_client = MessageStream(
+            self._to_backend, {m.F_QUERY, m.F_PARSE, m.F_EXECUTE, m.F_SYNC},
+            self._client_message, self._client_header, max_message_size)
+        self._from_backend = MessageStream(
+            self._to_client, {m.B_READY_FOR_QUERY},
+            self._backend_message, self._backend_header, 1 << 30)
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        self.client.peer, self.backend.peer = self.backend, self.client
+        self.client.relay_to(self._client_data, self._client_closed)
+        self.backend.relay_to(self._backend_data, self._backend_closed)
+
+    async def finished(self) -> None:
+        await self._done
+
+    @property
+    def busy(self) -> bool:
+        """A query is running or a pipeline is unanswered."""
+        return self._sent_intervals != self._received_intervals
+
+    @property
+    def idle(self) -> bool:
+        return not self.busy and self.tx_status == m.TX_IDLE
+
+    def close(self, client_message: bytes | None = None) -> None:
+        if client_message is not None:
+            self.client.write(client_message)
+        self.client.close()
+        self.backend.close()
+        if not self._done.done():
+            self._done.set_result(None)
+
+    def _client_closed(self) -> None:
+        if self.busy and self._on_client_gone is not None:
+            self._on_client_gone()  # cancel the running query so the backend ends promptly
+        self.close()
+
+    def _backend_closed(self) -> None:
+        self.close()
+
+    # ---------------------------------------------------------------- client -> backend
+
+    def _to_backend(self, data) -> None:
+        self.backend.write(data)
+
+    def _to_client(self, data) -> None:
+        self.client.write(data)
+
+    def _client_data(self, data: bytes) -> None:
+        try:
+            self._from_client.feed(data)
+        except m.ProtocolViolation as exc:
+            self.close(m.error_response("FATAL", PROTOCOL_VIOLATION, str(exc)))
+
+    def _client_header(self, kind: int) -> None:
+        if kind == m.F_FUNCTION_CALL:
+            self._sent_intervals += 1
+            self._executes = 0
+
+    def _client_message(self, kind: int, body: bytes) -> bytes | None:
+        if kind == m.F_EXECUTE:
+            self._executes += 1
+            if self._portal_tags:
+                tag = self._portal_tags.get(m.decode_execute_portal(body))
+                if tag is not None:
+                    self._expect(self._sent_intervals).tags[self._executes] = tag
+            return None
+        if kind == m.F_SYNC:
+            self._sent_intervals += 1
+            self._executes = 0
+            return None
+        if kind == m.F_QUERY:
+            return self._query(body)
+        if kind == m.F_PARSE:
+            return self._parse(body)
+        if kind == m.F_BIND:
+            portal, statement = m.decode_bind_names(body)
+            tag = self._statement_tags.get(statement)
+            if tag is not None:
+                self._portal_tags[portal] = tag
+            else:
+                self._portal_tags.pop(portal, None)
+        elif kind == m.F_CLOSE:
+            what, name = m.decode_close(body)
+            (self._statement_tags if what == ord("S") else self._portal_tags).pop(name, None)
+        self._track_names()
+        return None
+
+    def _query(self, body: bytes) -> bytes | None:
+        sql = m.decode_query(body)
+        interval, base = self._sent_intervals, self._executes
+        self._sent_intervals += 1
+        self._executes = 0
+        plan = self.classify(sql)
+        if not plan.actions:
+            return None
+        return m.query(self._apply(plan, sql, interval, base))
+
+    def _parse(self, body: bytes) -> bytes | None:
+        parse = m.decode_parse(body)
+        plan = self.classify(parse.sql)
+        if not plan.actions:
+            if self._statement_tags.pop(parse.name, None) is not None:
+                self._track_names()
+            return None
+        sql = self._apply(plan, parse.sql, self._sent_intervals, None)
+        tag = plan.actions[0].tag if len(plan.actions) == 1 else None
+        if tag is not None:
+            self._statement_tags[parse.name] = tag
+        else:
+            self._statement_tags.pop(parse.name, None)
+        self._track_names()
+        return m.Parse(parse.name, sql, parse.param_types).encode()
+
+    def _apply(self, plan: Plan, sql: bytes, interval: int, base: int | None) -> bytes:
+        """The SQL to send for a plan; registers the tags to restore (base is the completion
+        count before this Query's statements; None for Parse, whose tags go by portal)."""
+        pieces = []
+        cursor = 0
+        for action in plan.actions:
+            pieces.append(sql[cursor:action.start])
+            if action.denial is not None:
+                marker = "sg.deny." + secrets.token_hex(6)
+                denial = action.denial
+                self._expect(interval).denials[marker] = m.error_response(
+                    "ERROR", denial.sqlstate, denial.message, detail=denial.detail, hint=denial.hint)
+                pieces.append(f'SELECT FROM pg_catalog."{marker}"'.encode())
+            else:
+                pieces.append(action.sql)
+                if action.tag is not None and base is not None:
+                    self._expect(interval).tags[base + action.index + 1] = action.tag
+            cursor = action.end
+        pieces.append(sql[cursor:])
+        return b"".join(pieces)
+
+    def _expect(self, interval: int) -> _Expected:
+        expected = self._expected.get(interval)
+        if expected is None:
+            expected = self._expected[interval] = _Expected()
+            self._from_backend.wanted.update((m.B_COMMAND_COMPLETE, m.B_ERROR_RESPONSE))
+        return expected
+
+    def _track_names(self) -> None:
+        """Look at Bind and Close only while some prepared statement has a rewritten tag."""
+        if self._statement_tags or self._portal_tags:
+            self._from_client.wanted.update((m.F_BIND, m.F_CLOSE))
+        else:
+            self._from_client.wanted.difference_update((m.F_BIND, m.F_CLOSE))
+
+    # ---------------------------------------------------------------- backend -> client
+
+    def _backend_data(self, data: bytes) -> None:
+        try:
+            self._from_backend.feed(data)
+        except m.ProtocolViolation as exc:
+            log.error("backend protocol violation: %s", exc)
+            self.close(m.error_response("FATAL", PROTOCOL_VIOLATION, "the backend broke the protocol"))
+
+    def _backend_header(self, kind: int) -> None:
+        if kind in _COMPLETIONS:
+            self._completions += 1
+
+    def _backend_message(self, kind: int, body: bytes) -> bytes | None:
+        if kind == m.B_READY_FOR_QUERY:
+            self.tx_status = body[0]
+            if self._expected:
+                self._expected.pop(self._received_intervals, None)
+                if not self._expected:
+                    self._from_backend.wanted.difference_update((m.B_COMMAND_COMPLETE, m.B_ERROR_RESPONSE))
+            self._received_intervals += 1
+            self._completions = 0
+            return None
+        expected = self._expected.get(self._received_intervals)
+        if kind == m.B_COMMAND_COMPLETE:
+            self._completions += 1
+            tag = expected.tags.get(self._completions) if expected else None
+            return m.command_complete(tag.decode()) if tag is not None else None
+        if kind == m.B_ERROR_RESPONSE and expected and expected.denials:
+            text = m.decode_fields(body).get("M", "")
+            for marker, error in expected.denials.items():
+                if marker in text:
+                    return error
+        return None

@@ -1,0 +1,166 @@
+"""`shiftguard serve`: bring the parts up in order, print where they listen, shut down in two
+stages. Owns process lifetime only; every part's behaviour lives in its own module."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
+from .backend.embedded import EmbeddedPostgres
+from .backend.session import BackendAddress, parse_dsn
+from .catalog.store import Catalog
+from .config import Config, admin_password
+from .frontend.connection import AcceptedClient, Context
+from .frontend.tls import self_signed_certificate, server_context
+from .iam import http as api
+from .policy.cache import Classifier
+from .policy.statements import Translator
+from .protocol import messages as m
+from .protocol.sqlstate import ADMIN_SHUTDOWN
+
+log = logging.getLogger(__name__)
+
+
+class StartupError(Exception):
+    """The proxy cannot start; the message says why and what to do (exit code 2)."""
+
+
+def check_listen_policy(config: Config, default_password: bool) -> None:
+    """With the documented default admin password, only loopback addresses may be served."""
+    if not default_password:
+        return
+    exposed = [str(a) for a in config.listen_addresses if not a.is_loopback]
+    if exposed:
+        raise StartupError(
+            f"refusing to listen on {', '.join(exposed)}: SHIFTGUARD_ADMIN_PASSWORD is not set, so "
+            f"the admin user has the documented default password; set it, or listen on 127.0.0.1")
+
+
+class Proxy:
+    """The running proxy: backend, catalog, client listeners and the API server."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.embedded: EmbeddedPostgres | None = None
+        self.catalog: Catalog | None = None
+        self.context: Context | None = None
+        self.servers: list[asyncio.base_events.Server] = []
+        self.api_runner = None
+        self.addresses: list[tuple[str, int]] = []
+        self.api_address: tuple[str, int] | None = None
+
+    async def start(self) -> None:
+        config = self.config
+        password, default_password = admin_password()
+        check_listen_policy(config, default_password)
+        data_dir = Path(config.data_dir)
+        if config.backend.dsn:
+            dsn = parse_dsn(config.backend.dsn)
+            address, mapping = dsn.address, "createrole"
+            mgmt_user, mgmt_password, mgmt_db = dsn.user, dsn.password, dsn.database
+        else:
+            self.embedded = EmbeddedPostgres(data_dir, config.embedded.bin_dir, config.embedded.os_user)
+            target = await self.embedded.start()
+            address = BackendAddress(socket_dir=target.socket_dir, port=target.port)
+            mapping = "superuser"
+            mgmt_user, mgmt_password, mgmt_db = target.user, target.password, config.cluster.database
+            await _ensure_database(address, target.user, target.password, mgmt_db)
+        self.catalog = await Catalog.open(address, mgmt_user, mgmt_password, mgmt_db, mapping)
+        await self.catalog.ensure_admin(config.cluster.admin_user, password)
+
+        if config.tls.cert:
+            cert, key = Path(config.tls.cert), Path(config.tls.key)
+        else:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            cert, key = self_signed_certificate(data_dir / "tls")
+        translator = Translator(self.catalog.backend_verifier)
+        self.context = Context(config=config, catalog=self.catalog, backend=address,
+                               tls=server_context(cert, key), classify=Classifier(translator))
+
+        loop = asyncio.get_running_loop()
+        for listen in config.listen_addresses:
+            server = await loop.create_server(lambda: AcceptedClient(self.context), listen.host,
+                                              listen.port, reuse_address=True, backlog=2048)
+            self.servers.append(server)
+            for sock in server.sockets:
+                host, port = sock.getsockname()[:2]
+                self.addresses.append((host, port))
+        app = api.make_app(self.catalog.ping)
+        api_address = config.api_address
+        self.api_runner, self.api_address = await api.start(app, api_address.host, api_address.port)
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop accepting; let sessions finish their transactions until `grace` runs out; close
+        the rest; stop the API, the catalog and the embedded server."""
+        for server in self.servers:
+            server.close()
+        if self.context is not None:
+            await self._drain_sessions(grace)
+            for task in list(self.context.tasks):
+                task.cancel()
+            await asyncio.gather(*self.context.tasks, return_exceptions=True)
+        if self.api_runner is not None:
+            await self.api_runner.cleanup()
+        if self.catalog is not None:
+            await self.catalog.close()
+        if self.embedded is not None:
+            await self.embedded.stop()
+
+    async def _drain_sessions(self, grace: float) -> None:
+        goodbye = m.error_response("FATAL", ADMIN_SHUTDOWN, "terminating connection due to administrator command")
+        deadline = asyncio.get_running_loop().time() + grace
+        while True:
+            for session in self.context.sessions:
+                if session.relay.idle or asyncio.get_running_loop().time() >= deadline:
+                    session.relay.close(goodbye)
+            if not len(self.context.sessions) or asyncio.get_running_loop().time() >= deadline:
+                break
+            await asyncio.sleep(0.05)
+        for session in self.context.sessions:
+            session.relay.close(goodbye)
+
+
+async def _ensure_database(address: BackendAddress, user: str, password: str, database: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(host=str(address.socket_dir), port=address.port, user=user,
+                                 password=password, database="postgres")
+    try:
+        if not await conn.fetchval("SELECT true FROM pg_database WHERE datname = $1", database):
+            await conn.execute(f'CREATE DATABASE "{database}"')
+            log.info("created database %s", database)
+    finally:
+        await conn.close()
+
+
+def _format(address: tuple[str, int]) -> str:
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+async def serve(config: Config) -> int:
+    """Run until SIGINT or SIGTERM; the process exit code."""
+    proxy = Proxy(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        try:
+            await proxy.start()
+        except BaseException:
+            await proxy.stop(grace=0)
+            raise
+        for address in proxy.addresses:
+            print(f"listening on {_format(address)}", flush=True)
+        print(f"api listening on {_format(proxy.api_address)}", flush=True)
+        await stop.wait()
+        log.info("shutting down")
+        await proxy.stop()
+        return 0
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+

@@ -8,7 +8,7 @@ import logging
 import signal
 from pathlib import Path
 
-from .backend.embedded import EmbeddedPostgres
+from .backend.embedded import EmbeddedPostgres, EmbeddedTarget
 from .backend.session import BackendAddress, parse_dsn
 from .catalog.store import Catalog
 from .config import Config, admin_password
@@ -41,8 +41,11 @@ def check_listen_policy(config: Config, default_password: bool) -> None:
 class Proxy:
     """The running proxy: backend, catalog, client listeners and the API server."""
 
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, own_backend: EmbeddedTarget | None = None):
+        """own_backend: an embedded server started elsewhere (by a test session, say) that this
+        proxy treats as its own instead of starting one."""
         self.config = config
+        self.own_backend = own_backend
         self.embedded: EmbeddedPostgres | None = None
         self.catalog: Catalog | None = None
         self.context: Context | None = None
@@ -61,12 +64,14 @@ class Proxy:
             address, mapping = dsn.address, "createrole"
             mgmt_user, mgmt_password, mgmt_db = dsn.user, dsn.password, dsn.database
         else:
-            self.embedded = EmbeddedPostgres(data_dir, config.embedded.bin_dir, config.embedded.os_user)
-            target = await self.embedded.start()
+            target = self.own_backend
+            if target is None:
+                self.embedded = EmbeddedPostgres(data_dir, config.embedded.bin_dir, config.embedded.os_user)
+                target = await self.embedded.start()
             address = BackendAddress(socket_dir=target.socket_dir, port=target.port)
             mapping = "superuser"
             mgmt_user, mgmt_password, mgmt_db = target.user, target.password, config.cluster.database
-            await _ensure_database(address, target.user, target.password, mgmt_db)
+            await ensure_database(target, mgmt_db)
         self.catalog = await Catalog.open(address, mgmt_user, mgmt_password, mgmt_db, mapping)
         await self.catalog.ensure_admin(config.cluster.admin_user, password)
 
@@ -122,17 +127,25 @@ class Proxy:
             session.relay.close(goodbye)
 
 
-async def _ensure_database(address: BackendAddress, user: str, password: str, database: str) -> None:
+async def ensure_database(target: EmbeddedTarget, database: str) -> None:
+    """Create the cluster database on an own backend, with Redshift's default that PUBLIC may
+    create in schema public (PostgreSQL 15 no longer grants it)."""
     import asyncpg
 
-    conn = await asyncpg.connect(host=str(address.socket_dir), port=address.port, user=user,
-                                 password=password, database="postgres")
+    connect = dict(host=str(target.socket_dir), port=target.port, user=target.user, password=target.password)
+    conn = await asyncpg.connect(database="postgres", **connect)
     try:
-        if not await conn.fetchval("SELECT true FROM pg_database WHERE datname = $1", database):
-            await conn.execute(f'CREATE DATABASE "{database}"')
-            log.info("created database %s", database)
+        if await conn.fetchval("SELECT true FROM pg_database WHERE datname = $1", database):
+            return
+        await conn.execute(f'CREATE DATABASE "{database}"')
     finally:
         await conn.close()
+    conn = await asyncpg.connect(database=database, **connect)
+    try:
+        await conn.execute("GRANT CREATE ON SCHEMA public TO PUBLIC")
+    finally:
+        await conn.close()
+    log.info("created database %s", database)
 
 
 def _format(address: tuple[str, int]) -> str:

@@ -1,0 +1,165 @@
+"""Test fixtures: one real PostgreSQL for the whole run, started by the suite itself (initdb in a
+temp dir, as an unprivileged OS user when run as root), and a real proxy per test on port 0,
+running in a thread of its own so that blocking drivers can be used from the test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+import threading
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from proxy.backend.embedded import EmbeddedPostgres
+from proxy.config import DEFAULT_ADMIN_PASSWORD, Config, load_config
+from proxy.server import Proxy, ensure_database
+
+ADMIN = "awsuser"
+ADMIN_PASSWORD = DEFAULT_ADMIN_PASSWORD
+USER_PASSWORD = "Secret123"
+
+
+class Postgres:
+    """The suite's PostgreSQL, reached directly (not through the proxy) for checks."""
+
+    def __init__(self, data_dir: Path):
+        self.data_dir = data_dir
+        self.server = EmbeddedPostgres(data_dir)
+        self.target = None
+
+    def start(self) -> None:
+        self.target = asyncio.run(self.server.start())
+        asyncio.run(ensure_database(self.target, "dev"))
+
+    def stop(self) -> None:
+        asyncio.run(self.server.stop())
+
+    @property
+    def dsn(self) -> str:
+        t = self.target
+        return f"postgresql://{t.user}:{t.password}@/dev?host={t.socket_dir}&port={t.port}"
+
+    def connect(self, dbname: str = "dev") -> psycopg.Connection:
+        t = self.target
+        return psycopg.connect(host=str(t.socket_dir), port=t.port, user=t.user,
+                               password=t.password, dbname=dbname, autocommit=True)
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    data_dir = Path(tempfile.mkdtemp(prefix="shiftguard-test-", dir="/tmp"))
+    server = Postgres(data_dir)
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(data_dir, ignore_errors=True)
+
+
+class RunningProxy:
+    """A Proxy on its own event loop in a thread; host/port for clients."""
+
+    def __init__(self, config: Config, own_backend=None):
+        self.config = config
+        self.proxy = Proxy(config, own_backend)
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def start(self) -> "RunningProxy":
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self.proxy.start(), self.loop).result(60)
+        self.host, self.port = self.proxy.addresses[0]
+        self.api_port = self.proxy.api_address[1]
+        return self
+
+    def stop(self, grace: float = 0.0) -> None:
+        try:
+            asyncio.run_coroutine_threadsafe(self.proxy.stop(grace), self.loop).result(60)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(10)
+            self.loop.close()
+
+    def call(self, coro, timeout: float = 30):
+        """Run a coroutine on the proxy's loop (to look at its state from a test)."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def conninfo(self, user: str = ADMIN, password: str = ADMIN_PASSWORD, dbname: str = "dev",
+                 **extra) -> str:
+        parts = {"host": self.host, "port": self.port, "user": user, "password": password,
+                 "dbname": dbname, "sslmode": "disable", "connect_timeout": 10, **extra}
+        return " ".join(f"{k}='{v}'" for k, v in parts.items())
+
+    def connect(self, user: str = ADMIN, password: str = ADMIN_PASSWORD, **extra) -> psycopg.Connection:
+        return psycopg.connect(self.conninfo(user, password, **extra), autocommit=True)
+
+
+def proxy_config(data_dir: Path, **changes) -> Config:
+    config = load_config(None, env={}, overrides={
+        "listen": ["127.0.0.1:0"], "api_listen": "127.0.0.1:0", "data_dir": str(data_dir)})
+    for key, value in changes.items():
+        section, _, name = key.partition("__")
+        if name:
+            config = replace(config, **{section: replace(getattr(config, section), **{name: value})})
+        else:
+            config = replace(config, **{key: value})
+    return config
+
+
+@pytest.fixture
+def make_proxy(postgres, tmp_path):
+    """make_proxy(tls__require_ssl=True, limits__auth_timeout=1.0, ...) -> a started proxy that
+    treats the suite's PostgreSQL as its own embedded server; make_proxy(external=True, ...)
+    fronts it as an external backend through its DSN instead."""
+    started: list[RunningProxy] = []
+
+    def make(external: bool = False, **changes) -> RunningProxy:
+        if external:
+            changes["backend__dsn"] = postgres.dsn
+        config = proxy_config(tmp_path / f"proxy{len(started)}", **changes)
+        proxy = RunningProxy(config, None if external else postgres.target)
+        started.append(proxy.start())
+        return proxy
+
+    yield make
+    for proxy in started:
+        proxy.stop()
+
+
+@pytest.fixture
+def proxy(make_proxy) -> RunningProxy:
+    return make_proxy()
+
+
+@pytest.fixture
+def new_user(proxy, postgres):
+    """new_user() -> (name, password): a fresh Redshift user created through the proxy."""
+    made = []
+
+    def make(password: str = USER_PASSWORD) -> tuple[str, str]:
+        name = f"u_{uuid.uuid4().hex[:10]}"
+        with proxy.connect() as conn:
+            conn.execute(f"CREATE USER {name} PASSWORD '{password}'")
+        made.append(name)
+        return name, password
+
+    yield make
+    with postgres.connect() as direct:
+        for name in made:
+            direct.execute(f"DROP OWNED BY {name}")
+    with proxy.connect() as conn:
+        for name in made:
+            conn.execute(f"DROP USER IF EXISTS {name}")
+
+
+def unique(prefix: str = "t") -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+os.environ.pop("SHIFTGUARD_ADMIN_PASSWORD", None)

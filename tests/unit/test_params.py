@@ -1,0 +1,43 @@
+"""Which startup parameters reach PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+
+from proxy.frontend.params import StartupRefused, sort_startup_params, split_options
+
+
+def test_redshift_driver_keys_are_kept_but_not_forwarded():
+    params = sort_startup_params({
+        "user": "bob", "database": "dev", "application_name": "app", "client_protocol_version": "2",
+        "driver_version": "2.2.0", "os_version": "Linux", "driver_discovery_version": "1",
+        "plugin_name": "x", "idp_type": "AzureAD", "provider_name": "p", "DateStyle": "ISO",
+        "_pq_.compression": "on"})
+    assert params.forwarded == {"application_name": "app", "DateStyle": "ISO"}
+    assert params.redshift["driver_version"] == "2.2.0"
+    assert params.protocol_options == ["_pq_.compression"]
+    assert (params.user, params.database) == ("bob", "dev")
+
+
+def test_database_defaults_to_user():
+    assert sort_startup_params({"user": "bob"}).database == "bob"
+
+
+@pytest.mark.parametrize("params, fragment", [
+    ({}, "no PostgreSQL user name"),
+    ({"user": "a", "replication": "database"}, "replication"),
+    ({"user": "a", "role": "awsuser"}, '"role"'),
+    ({"user": "a", "session_authorization": "awsuser"}, "session_authorization"),
+    ({"user": "a", "options": "-c role=awsuser"}, '"role"'),
+    ({"user": "a", "options": "-B 10"}, '"-B"'),
+])
+def test_refused(params, fragment):
+    with pytest.raises(StartupRefused, match=fragment):
+        sort_startup_params(params)
+
+
+def test_options_parsing():
+    assert split_options(r"-c search_path=a\ b --statement-timeout=5 -cgeqo=off") == [
+        ("search_path", "a b"), ("statement_timeout", "5"), ("geqo", "off")]
+    params = sort_startup_params({"user": "a", "options": "-c search_path=x"})
+    assert params.forwarded["options"] == "-c search_path=x"

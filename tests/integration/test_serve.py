@@ -1,0 +1,179 @@
+"""`shiftguard serve` as a user runs it: a subprocess with an embedded PostgreSQL, its output
+lines, exit codes, signals, restarts, and an external backend."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from ..conftest import ADMIN, ADMIN_PASSWORD, unique
+
+SHIFTGUARD = [sys.executable, "-m", "proxy"]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHIFTGUARD_")}
+    env.update(extra)
+    return env
+
+
+class Served:
+    """A running `shiftguard serve` subprocess and the addresses it printed."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None):
+        self.process = subprocess.Popen(
+            SHIFTGUARD + ["serve", "--listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0", *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env or clean_env())
+        self.port = self.api_port = None
+        deadline = time.monotonic() + 60
+        while self.api_port is None:
+            line = self.process.stdout.readline()
+            if not line:
+                raise AssertionError(f"serve exited: {self.process.wait()} {self.process.stderr.read()}")
+            if match := re.fullmatch(r"listening on 127\.0\.0\.1:(\d+)\n", line):
+                self.port = int(match.group(1))
+            elif match := re.fullmatch(r"api listening on 127\.0\.0\.1:(\d+)\n", line):
+                self.api_port = int(match.group(1))
+            assert time.monotonic() < deadline
+
+    def connect(self, user: str = ADMIN, password: str = ADMIN_PASSWORD) -> psycopg.Connection:
+        return psycopg.connect(host="127.0.0.1", port=self.port, user=user, password=password,
+                               dbname="dev", sslmode="disable", autocommit=True)
+
+    def stop(self, signum: int = signal.SIGTERM) -> int:
+        self.process.send_signal(signum)
+        code = self.process.wait(60)
+        self.process.stdout.close()
+        self.process.stderr.close()
+        return code
+
+
+def server_processes(data_dir: Path) -> list[str]:
+    out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if f"-D {data_dir}/pgdata" in line]
+
+
+@pytest.fixture
+def data_dir():
+    path = Path(tempfile.mkdtemp(prefix="shiftguard-serve-", dir="/tmp"))
+    yield path
+    subprocess.run(["rm", "-rf", str(path)])
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(SHIFTGUARD + list(args), capture_output=True, text=True, timeout=60,
+                          env=env or clean_env())
+
+
+def test_version_and_help():
+    version = run("--version")
+    assert version.returncode == 0 and re.fullmatch(r"shiftguard \d+\.\d+\.\d+\n", version.stdout)
+    help_text = run("serve", "--help")
+    assert help_text.returncode == 0 and "--backend DSN" in help_text.stdout
+
+
+@pytest.mark.parametrize("args, env, message", [
+    (["--config", "/no/such.yaml"], {}, "config file not found: /no/such.yaml"),
+    (["--listen", "nowhere"], {}, "listen: expected HOST:PORT"),
+    ([], {"SHIFTGUARD_CLUSTER_ACCOUNT_ID": "12"}, "cluster.account_id: must be 12 digits"),
+    ([], {"SHIFTGUARD_EMBEDDED_BIN_DIR": "/nonexistent"}, "no PostgreSQL server binaries found"),
+    (["--listen", "0.0.0.0:0"], {}, "SHIFTGUARD_ADMIN_PASSWORD is not set"),
+])
+def test_startup_problems_exit_2_with_one_line(data_dir, args, env, message):
+    result = run("serve", "--data-dir", str(data_dir), "--api-listen", "127.0.0.1:0", *args,
+                 env=clean_env(**env))
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len([line for line in result.stderr.splitlines() if line.startswith("shiftguard:")]) == 1
+
+
+def test_missing_binaries_message_says_how_to_install(data_dir):
+    result = run("serve", "--data-dir", str(data_dir), env=clean_env(SHIFTGUARD_EMBEDDED_BIN_DIR="/nonexistent"))
+    assert "apt-get install postgresql" in result.stderr
+
+
+def test_embedded_life_cycle(data_dir):
+    table = unique()
+    served = Served("--data-dir", str(data_dir))
+    try:
+        with served.connect() as conn:
+            assert conn.info.parameter_status("server_version") == "8.0.2"
+            assert conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone() == (True,)
+            conn.execute(f"CREATE TABLE {table} (a int)")
+            conn.execute(f"INSERT INTO {table} VALUES (1), (2)")
+            conn.execute("CREATE USER alice PASSWORD 'Secret123'")
+        with served.connect("alice", "Secret123") as conn:
+            assert conn.execute("SELECT current_user").fetchone() == ("alice",)
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(f"SELECT * FROM {table}")
+        import urllib.request
+        with urllib.request.urlopen(f"http://127.0.0.1:{served.api_port}/healthz", timeout=5) as reply:
+            assert reply.status == 200
+        # The server socket directory is private to the proxy's server.
+        assert oct((data_dir / "run").stat().st_mode & 0o777) == "0o700"
+        assert server_processes(data_dir)
+    finally:
+        assert served.stop(signal.SIGTERM) == 0
+    assert server_processes(data_dir) == []
+
+    served = Served("--data-dir", str(data_dir))  # the same data directory again
+    try:
+        with served.connect() as conn:
+            assert conn.execute(f"SELECT sum(a) FROM {table}").fetchone() == (3,)
+        with served.connect("alice", "Secret123") as conn:
+            assert conn.execute("SELECT current_user").fetchone() == ("alice",)
+    finally:
+        assert served.stop(signal.SIGINT) == 0
+    assert server_processes(data_dir) == []
+
+
+def test_killed_proxy_leaves_no_server_behind(data_dir):
+    served = Served("--data-dir", str(data_dir))
+    assert server_processes(data_dir)
+    served.process.kill()
+    served.process.wait(10)
+    deadline = time.monotonic() + 20
+    while server_processes(data_dir) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert server_processes(data_dir) == []
+    served = Served("--data-dir", str(data_dir))  # and it starts again on the same directory
+    with served.connect() as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    assert served.stop() == 0
+
+
+def test_admin_password_from_environment_and_open_listen(data_dir):
+    env = clean_env(SHIFTGUARD_ADMIN_PASSWORD="Another-pw-9")
+    served = Served("--data-dir", str(data_dir), env=env)
+    try:
+        with served.connect(password="Another-pw-9") as conn:
+            assert conn.execute("SELECT current_user").fetchone() == (ADMIN,)
+        with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+            served.connect(password=ADMIN_PASSWORD)
+    finally:
+        assert served.stop() == 0
+
+
+def test_external_backend(postgres, data_dir):
+    # Its own admin name: the suite's other proxies treat this PostgreSQL as their own.
+    served = Served("--data-dir", str(data_dir), "--backend", postgres.dsn,
+                    env=clean_env(SHIFTGUARD_CLUSTER_ADMIN_USER="extadmin"))
+    try:
+        with served.connect("extadmin") as conn:
+            # On a backend that is not its own, shiftguard never makes PostgreSQL superusers.
+            assert conn.execute("SELECT rolsuper, rolcreaterole FROM pg_roles WHERE rolname = current_user"
+                                ).fetchone() == (False, True)
+            assert conn.execute("SELECT current_database()").fetchone() == ("dev",)
+        assert not (data_dir / "pgdata").exists()
+    finally:
+        assert served.stop() == 0

@@ -167,7 +167,7 @@ class Relay:
         self._statement_tags: dict[bytes, bytes] = {}
         self._portal_tags: dict[bytes, bytes] = {}
         self._from_client = MessageStream(
-            self._to_backend, {m.F_QUERY, m.F_PARSE, m.F_EXECUTE, m.F_SYNC},
+            self._to_backend, {m.F_QUERY, m.F_PARSE},
             self._client_message, self._client_header, max_message_size)
         self._from_backend = MessageStream(
             self._to_client, {m.B_READY_FOR_QUERY},
@@ -223,21 +223,19 @@ class Relay:
             self.close(m.error_response("FATAL", PROTOCOL_VIOLATION, str(exc)))
 
     def _client_header(self, kind: int) -> None:
-        if kind == m.F_FUNCTION_CALL:
+        # Counted from the header alone: no body is looked at on the hot path.
+        if kind == m.F_EXECUTE:
+            self._executes += 1
+        elif kind == m.F_SYNC or kind == m.F_FUNCTION_CALL:
             self._sent_intervals += 1
             self._executes = 0
 
     def _client_message(self, kind: int, body: bytes) -> bytes | None:
-        if kind == m.F_EXECUTE:
+        if kind == m.F_EXECUTE:  # wanted only while some portal has a rewritten tag
             self._executes += 1
-            if self._portal_tags:
-                tag = self._portal_tags.get(m.decode_execute_portal(body))
-                if tag is not None:
-                    self._expect(self._sent_intervals).tags[self._executes] = tag
-            return None
-        if kind == m.F_SYNC:
-            self._sent_intervals += 1
-            self._executes = 0
+            tag = self._portal_tags.get(m.decode_execute_portal(body))
+            if tag is not None:
+                self._expect(self._sent_intervals).tags[self._executes] = tag
             return None
         if kind == m.F_QUERY:
             return self._query(body)
@@ -311,11 +309,11 @@ class Relay:
         return expected
 
     def _track_names(self) -> None:
-        """Look at Bind and Close only while some prepared statement has a rewritten tag."""
+        """Look at Bind, Execute and Close only while some prepared statement has a rewritten tag."""
         if self._statement_tags or self._portal_tags:
-            self._from_client.wanted.update((m.F_BIND, m.F_CLOSE))
+            self._from_client.wanted.update((m.F_BIND, m.F_EXECUTE, m.F_CLOSE))
         else:
-            self._from_client.wanted.difference_update((m.F_BIND, m.F_CLOSE))
+            self._from_client.wanted.difference_update((m.F_BIND, m.F_EXECUTE, m.F_CLOSE))
 
     # ---------------------------------------------------------------- backend -> client
 

@@ -58,8 +58,18 @@ class Translator:
         self.backend_verifier = backend_verifier
 
 
+# Every statement a handler below owns contains one of these keywords. PostgreSQL's keywords
+# are ASCII and case-insensitive and cannot be escaped or split, so SQL whose ASCII-lowered
+# bytes contain none of them holds no owned statement and needs no parse. Only a shortcut:
+# a hit means "parse and look", never a decision by itself.
+_TRIGGER_WORDS = (b"user", b"role", b"group")
+
+
 def classify(sql: bytes, translator: Translator) -> Plan:
     """The plan for one Query or Parse SQL string."""
+    lowered = sql.lower()
+    if not any(word in lowered for word in _TRIGGER_WORDS):
+        return PASS
     try:
         text = sql.decode("utf-8")
         tree = json.loads(parser.parse_sql_json(text))

@@ -48,6 +48,11 @@ log = logging.getLogger(__name__)
 REDSHIFT_SERVER_VERSION = "8.0.2"
 _PASSWORD_MESSAGE_LIMIT = 10_000
 
+# Settings every backend session starts with. Redshift stores passwords as MD5, so clients
+# that hash a new password themselves (psql's \password asks SHOW password_encryption) must
+# be told md5; a SCRAM verifier would be refused.
+SESSION_SETTINGS = {"password_encryption": "md5"}
+
 
 class State(enum.Enum):
     STARTUP = "startup"
@@ -278,7 +283,7 @@ class Connection:
         try:
             return await open_session(self.context.backend, params.user,
                                       catalog.backend_password(params.user), params.database,
-                                      params.forwarded)
+                                      {**params.forwarded, **SESSION_SETTINGS})
         except BackendUnavailable as exc:
             log.error("backend session for %s failed: %s", params.user, exc)
             raise ClientFailure(sqlstate.CONNECTION_FAILURE,

@@ -150,6 +150,10 @@ def password_to_md5(password: str, user: str) -> str | Denial:
     """
     if _MD5_FORM.fullmatch(password):
         return password
+    if password.startswith("SCRAM-SHA-256$"):
+        return Denial(sqlstate.FEATURE_NOT_SUPPORTED, "SCRAM-SHA-256 password hashes are not supported",
+                      hint="Redshift stores passwords as MD5: give the password in clear text or as "
+                           "'md5' || md5(password || username)")
     if password.startswith("sha256|"):
         return Denial(sqlstate.FEATURE_NOT_SUPPORTED, "sha256 password hashes are not supported yet",
                       hint="give the password in clear text or as 'md5' || md5(password || username)")

@@ -85,6 +85,8 @@ def test_password_forms():
     assert password_to_md5("md5" + "0" * 32, "bob") == "md5" + "0" * 32
     assert password_to_md5("Secret123", "bob") == redshift_md5("Secret123", "bob")
     assert password_to_md5("sha256|Secret123", "bob").sqlstate == "0A000"
+    scram = password_to_md5("SCRAM-SHA-256$4096:c2FsdA==$a2V5:a2V5", "bob")
+    assert scram.sqlstate == "0A000" and "SCRAM-SHA-256" in scram.message
 
 
 def test_classifier_caches_only_cacheable_plans():

@@ -343,9 +343,14 @@ class Relay:
             self._completions += 1
             tag = expected.tags.get(self._completions) if expected else None
             return m.command_complete(tag.decode()) if tag is not None else None
-        if kind == m.B_ERROR_RESPONSE and expected and expected.denials:
-            text = m.decode_fields(body).get("M", "")
+        if kind == m.B_ERROR_RESPONSE and expected:
+            fields = m.decode_fields(body)
             for marker, error in expected.denials.items():
-                if marker in text:
+                if marker in fields.get("M", ""):
                     return error
+            if "shiftguard." in fields.get("W", ""):
+                # An error raised inside a private-schema procedure that a statement was
+                # rewritten to: the client sees the error, not our PL/pgSQL call stack.
+                del fields["W"]
+                return m.encode_error_fields(fields)
         return None

@@ -158,3 +158,27 @@ def test_admin_backend_session_is_not_shared(proxy, postgres):
     with proxy.connect() as a, proxy.connect() as b:
         assert a.execute("SELECT pg_backend_pid()").fetchone() != b.execute("SELECT pg_backend_pid()").fetchone()
         assert a.info.backend_pid != b.info.backend_pid
+
+
+def test_errors_from_rewritten_statements_do_not_show_internals(proxy, new_user):
+    name, password = new_user()
+    with proxy.connect(name, password) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege) as info:
+            conn.execute("CREATE USER someone PASSWORD 'Secret123'")
+    assert info.value.diag.message_primary == "permission denied to create user"
+    assert info.value.diag.context is None
+    with proxy.connect() as conn:
+        with pytest.raises(psycopg.errors.DuplicateObject, match=f'user "{name}" already exists'):
+            conn.execute(f"CREATE USER {name} PASSWORD 'Secret123'")
+
+
+def test_backend_terminated_mid_session_ends_only_that_client(proxy, postgres):
+    with proxy.connect() as victim, proxy.connect() as bystander:
+        backend_pid = victim.execute("SELECT pg_backend_pid()").fetchone()[0]
+        with postgres.connect() as direct:
+            direct.execute("SELECT pg_terminate_backend(%s)", (backend_pid,))
+        with pytest.raises(psycopg.OperationalError, match="terminating connection due to administrator command"):
+            victim.execute("SELECT 1")
+        assert bystander.execute("SELECT 1").fetchone() == (1,)
+    with proxy.connect() as again:
+        assert again.execute("SELECT 2").fetchone() == (2,)

@@ -58,7 +58,7 @@ class Served:
 
 
 def server_processes(data_dir: Path) -> list[str]:
-    out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    out = subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True, text=True).stdout
     return [line for line in out.splitlines() if f"-D {data_dir}/pgdata" in line]
 
 
@@ -119,9 +119,13 @@ def test_embedded_life_cycle(data_dir):
         import urllib.request
         with urllib.request.urlopen(f"http://127.0.0.1:{served.api_port}/healthz", timeout=5) as reply:
             assert reply.status == 200
-        # The server socket directory is private to the proxy's server.
+        # The server socket directory is private to the proxy's server, and the server runs
+        # as an unprivileged user when shiftguard runs as root.
         assert oct((data_dir / "run").stat().st_mode & 0o777) == "0o700"
         assert server_processes(data_dir)
+        if os.geteuid() == 0:
+            owners = subprocess.run(["ps", "-ww", "-eo", "user:20,args"], capture_output=True, text=True).stdout
+            assert [line.split()[0] for line in owners.splitlines() if f"-D {data_dir}/pgdata" in line] == ["postgres"]
     finally:
         assert served.stop(signal.SIGTERM) == 0
     assert server_processes(data_dir) == []
@@ -177,3 +181,55 @@ def test_external_backend(postgres, data_dir):
         assert not (data_dir / "pgdata").exists()
     finally:
         assert served.stop() == 0
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_a_200_mb_result_streams_through_in_bounded_memory(data_dir):
+    served = Served("--data-dir", str(data_dir))
+    try:
+        with served.connect() as conn:
+            conn.execute("SELECT 1")
+            baseline = rss_kib(served.process.pid)
+            peak = baseline
+            received = 0
+            rows = conn.cursor().stream("SELECT repeat('x', 1000) FROM generate_series(1, 200000)")
+            for n, (value,) in enumerate(rows):
+                received += len(value)
+                if n % 2000 == 0:
+                    peak = max(peak, rss_kib(served.process.pid))
+                    time.sleep(0.01)  # a slower reader than PostgreSQL is a writer
+            assert received == 200_000_000
+        growth_mb = (peak - baseline) / 1024
+        assert growth_mb < 8, f"proxy memory grew by {growth_mb:.1f} MB while relaying 200 MB"
+    finally:
+        assert served.stop() == 0
+
+
+def test_shutdown_lets_an_open_transaction_finish(data_dir):
+    served = Served("--data-dir", str(data_dir))
+    table = unique()
+    conn = served.connect()
+    conn.execute(f"CREATE TABLE {table} (a int)")
+    conn.execute("BEGIN")
+    conn.execute(f"INSERT INTO {table} VALUES (1)")
+    served.process.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    with pytest.raises(psycopg.OperationalError):  # new connections are no longer accepted
+        served.connect()
+    conn.execute("COMMIT")  # the open transaction may finish within the grace period
+    time.sleep(0.3)
+    with pytest.raises(psycopg.OperationalError, match="terminating connection due to administrator command"):
+        conn.execute("SELECT 1")
+    assert served.process.wait(30) == 0
+    served.process.stdout.close()
+    served.process.stderr.close()
+    served = Served("--data-dir", str(data_dir))
+    with served.connect() as again:
+        assert again.execute(f"SELECT count(*) FROM {table}").fetchone() == (1,)
+    assert served.stop() == 0

@@ -5,7 +5,7 @@ Bounded; plans that hold secrets (passwords, fresh salts) are never kept.
 
 from __future__ import annotations
 
-from .statements import Plan, Translator, classify
+from .statements import PASS, Plan, Translator, classify, may_need_plan
 
 
 class Classifier:
@@ -15,6 +15,8 @@ class Classifier:
         self._plans: dict[bytes, Plan] = {}
 
     def __call__(self, sql: bytes) -> Plan:
+        if not may_need_plan(sql):
+            return PASS  # cheaper than a cache lookup, and keeps the cache for parsed SQL
         plan = self._plans.get(sql)
         if plan is not None:
             return plan

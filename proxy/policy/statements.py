@@ -65,10 +65,15 @@ class Translator:
 _TRIGGER_WORDS = (b"user", b"role", b"group")
 
 
+def may_need_plan(sql: bytes) -> bool:
+    """False when sql certainly holds no statement the proxy owns (no parse needed)."""
+    lowered = sql.lower()
+    return any(word in lowered for word in _TRIGGER_WORDS)
+
+
 def classify(sql: bytes, translator: Translator) -> Plan:
     """The plan for one Query or Parse SQL string."""
-    lowered = sql.lower()
-    if not any(word in lowered for word in _TRIGGER_WORDS):
+    if not may_need_plan(sql):
         return PASS
     try:
         text = sql.decode("utf-8")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import hashlib
 import logging
 import os
 import pwd
@@ -75,16 +76,22 @@ def _version_key(name: str) -> tuple[int, ...]:
     return tuple(int(part) for part in re.findall(r"\d+", name)) or (0,)
 
 
+# Where the server's files go when shiftguard runs as root in a directory the server's OS user
+# cannot reach (a checkout under /root, a `mktemp -d` directory): one directory per data_dir.
+UNREACHABLE_FALLBACK = Path("/var/lib/shiftguard")
+
+
 class EmbeddedPostgres:
     """A PostgreSQL server in data_dir/pgdata, started and stopped by this process."""
 
     def __init__(self, data_dir: Path, bin_dir: str | None = None, os_user: str = "postgres"):
         self.data_dir = data_dir.resolve()
-        self.pgdata = self.data_dir / "pgdata"
-        self.socket_dir = self.data_dir / "run"
         self.bin_dir = find_bin_dir(bin_dir)
         self._as_root = os.geteuid() == 0
         self._os_user = os_user
+        self.server_dir = self._choose_server_dir()
+        self.pgdata = self.server_dir / "pgdata"
+        self.socket_dir = self.server_dir / "run"
         self._process: subprocess.Popen | None = None
         self.port = 5432
 
@@ -107,9 +114,19 @@ class EmbeddedPostgres:
     def _run_as_server_user(self, args: list[str], **kwargs) -> subprocess.CompletedProcess:
         return subprocess.run(args, **self._spawn_kwargs(), capture_output=True, text=True, **kwargs)
 
+    def _choose_server_dir(self) -> Path:
+        """data_dir, unless shiftguard runs as root and some parent of data_dir is closed to
+        other users: then a directory of its own under UNREACHABLE_FALLBACK, named after
+        data_dir so that every start finds the same one."""
+        if not self._as_root or all(os.stat(p).st_mode & 0o001 for p in self.data_dir.parents
+                                    if p.exists()):
+            return self.data_dir
+        digest = hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:16]
+        return UNREACHABLE_FALLBACK / digest
+
     def _spawn_kwargs(self) -> dict:
         ids = self._user_ids()
-        kwargs: dict = {"cwd": str(self.data_dir), "env": _server_env()}
+        kwargs: dict = {"cwd": str(self.server_dir), "env": _server_env()}
         if ids:
             kwargs.update(user=ids[0], group=ids[1], extra_groups=[])
         return kwargs
@@ -117,20 +134,23 @@ class EmbeddedPostgres:
     def _prepare_directories(self) -> None:
         ids = self._user_ids()
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.data_dir, 0o700)
+        if self.server_dir != self.data_dir:
+            UNREACHABLE_FALLBACK.mkdir(parents=True, exist_ok=True)
+            os.chmod(UNREACHABLE_FALLBACK, 0o711)
+            self.server_dir.mkdir(exist_ok=True)
+            (self.data_dir / "server-location").write_text(
+                f"{self.server_dir}\n# the embedded PostgreSQL's files: {self._os_user!r} cannot reach "
+                f"this directory\n")
+            log.info("the embedded PostgreSQL keeps its files in %s (%r cannot reach %s)",
+                     self.server_dir, self._os_user, self.data_dir)
         # Traversable (not listable) by the server's OS user when it is a different user.
-        os.chmod(self.data_dir, 0o711 if ids else 0o700)
+        os.chmod(self.server_dir, 0o711 if ids else 0o700)
         for directory in (self.pgdata, self.socket_dir):
             directory.mkdir(exist_ok=True)
             if ids:
                 os.chown(directory, *ids)
             os.chmod(directory, 0o700)
-        if ids:
-            for parent in self.data_dir.parents:
-                if not os.stat(parent).st_mode & 0o001:
-                    raise EmbeddedError(
-                        f"the embedded PostgreSQL runs as {self._os_user!r}, which cannot reach "
-                        f"{self.data_dir} because {parent} is not traversable by other users; "
-                        f"choose another --data-dir (e.g. under /var/lib or /tmp)")
 
     def _password(self) -> str:
         """The management role's password, made on first start and kept in the data directory."""

@@ -59,3 +59,10 @@ def test_user_logs_in_as_own_role_and_is_refused_ungranted_table(proxy, new_user
         assert conn.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,)
     with proxy.connect() as admin:
         admin.execute(f"DROP TABLE {table}")
+
+
+def test_unknown_database_is_postgres_own_fatal(proxy):
+    with pytest.raises(psycopg.OperationalError, match='database "no_such_db" does not exist'):
+        proxy.connect(dbname="no_such_db")
+    with proxy.connect() as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)

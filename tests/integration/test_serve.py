@@ -233,3 +233,30 @@ def test_shutdown_lets_an_open_transaction_finish(data_dir):
     with served.connect() as again:
         assert again.execute(f"SELECT count(*) FROM {table}").fetchone() == (1,)
     assert served.stop() == 0
+
+
+def test_data_dir_the_server_user_cannot_reach(data_dir):
+    # A checkout under /root or a `mktemp -d` directory: closed to the server's OS user.
+    closed = data_dir / "closed"
+    closed.mkdir(mode=0o700)
+    inner = closed / "state"
+    served = Served("--data-dir", str(inner))
+    try:
+        with served.connect() as conn:
+            conn.execute("CREATE TABLE kept (a int)")
+    finally:
+        assert served.stop() == 0
+    if os.geteuid() == 0:
+        location = Path((inner / "server-location").read_text().splitlines()[0])
+        assert location.parent == Path("/var/lib/shiftguard") and (location / "pgdata" / "PG_VERSION").exists()
+        assert not (inner / "pgdata").exists()
+    else:
+        location = inner
+        assert (inner / "pgdata" / "PG_VERSION").exists()
+    served = Served("--data-dir", str(inner))  # found again on the next start
+    try:
+        with served.connect() as conn:
+            assert conn.execute("SELECT count(*) FROM kept").fetchone() == (0,)
+    finally:
+        assert served.stop() == 0
+    subprocess.run(["rm", "-rf", str(location)])

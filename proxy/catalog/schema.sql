@@ -66,6 +66,10 @@ BEGIN
     IF NOT (shiftguard.caller_is_superuser() OR session_user::text = p_name) THEN
         RAISE EXCEPTION 'permission denied to alter user "%"', p_name USING ERRCODE = '42501';
     END IF;
+    -- Only a superuser can enable or disable a password (Redshift, ALTER USER).
+    IF p_password_md5 IS NULL AND NOT shiftguard.caller_is_superuser() THEN
+        RAISE EXCEPTION 'only a superuser can disable a password' USING ERRCODE = '42501';
+    END IF;
     UPDATE shiftguard.users SET password_md5 = p_password_md5 WHERE name = p_name;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'user "%" does not exist', p_name USING ERRCODE = '42704';

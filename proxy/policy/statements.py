@@ -184,9 +184,21 @@ def password_to_md5(password: str, user: str) -> str | Denial:
 Result = Denial | tuple[bytes, bytes] | None
 
 
+# PostgreSQL role attributes (LOGIN, PASSWORD, ...) would give a role a way into the backend
+# that shiftguard does not control; Redshift's CREATE ROLE and ALTER ROLE have none of them.
+_NOT_REDSHIFT_ROLE_SYNTAX = Denial(
+    sqlstate.SYNTAX_ERROR, "role attributes are PostgreSQL syntax, not Redshift's",
+    hint="Redshift: CREATE ROLE name; users are created and altered with CREATE USER and ALTER USER")
+
+
 def _create_user(node: dict, statement: bytes, translator: Translator) -> Result:
     if node.get("stmt_type") != "ROLESTMT_USER":
-        return None  # CREATE ROLE: Redshift RBAC, not handled yet; PostgreSQL checks CREATEROLE
+        # CREATE ROLE / CREATE GROUP: Redshift RBAC and groups are not handled yet; PostgreSQL
+        # checks CREATEROLE. Only a plain role, or a group with members, may pass.
+        allowed = {"rolemembers"} if node.get("stmt_type") == "ROLESTMT_GROUP" else set()
+        if any(o["DefElem"]["defname"] not in allowed for o in node.get("options", ())):
+            return _NOT_REDSHIFT_ROLE_SYNTAX
+        return None
     name = node["role"]
     if denial := check_user_name(name):
         return denial
@@ -218,9 +230,8 @@ def _create_user(node: dict, statement: bytes, translator: Translator) -> Result
 def _alter_user(node: dict, statement: bytes, translator: Translator) -> Result:
     options = node.get("options", ())
     role = node["role"]
-    keyword = _leading_keywords(statement, 2)[1:]
-    if keyword != ["USER"]:
-        return None  # ALTER ROLE: PostgreSQL checks it
+    if _leading_keywords(statement, 2)[1:] != ["USER"]:
+        return _NOT_REDSHIFT_ROLE_SYNTAX  # ALTER ROLE|GROUP ... PASSWORD/LOGIN/VALID UNTIL/...
     if role.get("roletype") != "ROLESPEC_CSTRING":
         return Denial(sqlstate.FEATURE_NOT_SUPPORTED, "ALTER USER needs a user name")
     name = role["rolename"]
@@ -239,7 +250,7 @@ def _alter_user(node: dict, statement: bytes, translator: Translator) -> Result:
 
 def _alter_user_other(node: dict, statement: bytes, translator: Translator) -> Result:
     if _leading_keywords(statement, 2)[1:] != ["USER"]:
-        return None
+        return _NOT_REDSHIFT_ROLE_SYNTAX  # ALTER ROLE ... SET
     return Denial(sqlstate.FEATURE_NOT_SUPPORTED, "this form of ALTER USER is not supported yet")
 
 

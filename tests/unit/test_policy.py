@@ -18,7 +18,7 @@ def plan(sql: str):
 @pytest.mark.parametrize("sql", [
     "SELECT 1", "select * from t where a = 'CREATE USER x PASSWORD ''y'''",
     "/* CREATE USER x PASSWORD 'Abcdefg1' */ SELECT 1", "INSERT INTO t VALUES (1)",
-    "CREATE ROLE r", "ALTER ROLE r PASSWORD 'x'", "DROP ROLE r", "not sql at all",
+    "CREATE ROLE r", "CREATE GROUP g WITH USER a, b", "DROP ROLE r", "not sql at all",
     "COPY t FROM STDIN", "",
 ])
 def test_statements_the_proxy_does_not_own_pass(sql):
@@ -52,6 +52,12 @@ def test_quoted_name_keeps_case_and_md5_form_is_kept():
     ("CREATE USER bob PASSWORD 'Secret123' CREATEDB", "0A000", "CREATEDB"),
     ("ALTER USER bob RENAME TO carl", "0A000", "renaming"),
     ("ALTER USER bob CONNECTION LIMIT 3", "0A000", "CONNECTIONLIMIT"),
+    # PostgreSQL role attributes would let a role log in to the backend around the proxy.
+    ("ALTER ROLE bob PASSWORD 'Secret123'", "42601", "not Redshift's"),
+    ("ALTER ROLE CURRENT_USER WITH LOGIN", "42601", "not Redshift's"),
+    ("ALTER ROLE bob SET search_path = x", "42601", "not Redshift's"),
+    ("CREATE ROLE r LOGIN PASSWORD 'Secret123'", "42601", "not Redshift's"),
+    ("CREATE GROUP g LOGIN", "42601", "not Redshift's"),
 ])
 def test_refusals_name_the_rule(sql, sqlstate, fragment):
     (action,) = plan(sql).actions

@@ -70,6 +70,8 @@ class Cluster:
     account_id: str = "123456789012"
     database: str = "dev"
     admin_user: str = "awsuser"
+    # Seconds an idle session may stay open when its user has no SESSION TIMEOUT; 0: no limit.
+    session_timeout: int = 0
 
     def validate(self, where: str) -> None:
         if not re.fullmatch(r"[a-z][a-z0-9-]{0,62}", self.identifier):
@@ -77,6 +79,8 @@ class Cluster:
                               f"starting with a letter, got {self.identifier!r}")
         if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", self.region):
             raise ConfigError(f"{where}.region: not an AWS region name: {self.region!r}")
+        if self.session_timeout and not 60 <= self.session_timeout <= 1_728_000:
+            raise ConfigError(f"{where}.session_timeout: must be 0 or between 60 and 1728000 seconds")
         if not re.fullmatch(r"\d{12}", self.account_id):
             raise ConfigError(f"{where}.account_id: must be 12 digits, got {self.account_id!r}")
         for key in ("database", "admin_user"):
@@ -126,6 +130,24 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class Auth:
+    # Offer SCRAM-SHA-256 to PostgreSQL-native clients (never to Redshift drivers) for users
+    # whose password was set in clear text; otherwise MD5, as Redshift does.
+    scram: bool = False
+    # After lockout_failures failed logins for one user from one address within lockout_window
+    # seconds, refuse that user from that address for lockout_seconds (beyond Redshift).
+    lockout_failures: int = 10
+    lockout_window: float = 300.0
+    lockout_seconds: float = 300.0
+
+    def validate(self, where: str) -> None:
+        if self.lockout_failures < 1:
+            raise ConfigError(f"{where}.lockout_failures: must be at least 1")
+        if self.lockout_window <= 0 or self.lockout_seconds < 0:
+            raise ConfigError(f"{where}.lockout_window/lockout_seconds: must be positive")
+
+
+@dataclass(frozen=True)
 class Embedded:
     # Directory holding initdb/postgres; empty: pg_config --bindir, PATH, /usr/lib/postgresql/*/bin.
     bin_dir: str | None = None
@@ -144,6 +166,7 @@ class Config:
     # redshift: clients see server_version 8.0.2 and Redshift's parameters; backend: the real ones.
     server_version_mode: str = "redshift"
     limits: Limits = field(default_factory=Limits)
+    auth: Auth = field(default_factory=Auth)
     embedded: Embedded = field(default_factory=Embedded)
     log_level: str = "info"
 

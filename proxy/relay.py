@@ -283,23 +283,24 @@ class Relay:
     def _apply(self, plan: Plan, sql: bytes, interval: int, base: int | None) -> bytes:
         """The SQL to send for a plan; registers the tags to restore (base is the completion
         count before this Query's statements; None for Parse, whose tags go by portal)."""
+        text = sql.decode()  # a plan with actions exists only for SQL that decoded
         pieces = []
         cursor = 0
         for action in plan.actions:
-            pieces.append(sql[cursor:action.start])
+            pieces.append(text[cursor:action.start])
             if action.denial is not None:
                 marker = "sg.deny." + secrets.token_hex(6)
                 denial = action.denial
                 self._expect(interval).denials[marker] = m.error_response(
                     "ERROR", denial.sqlstate, denial.message, detail=denial.detail, hint=denial.hint)
-                pieces.append(f'SELECT FROM pg_catalog."{marker}"'.encode())
+                pieces.append(f'SELECT FROM pg_catalog."{marker}"')
             else:
                 pieces.append(action.sql)
                 if action.tag is not None and base is not None:
                     self._expect(interval).tags[base + action.index + 1] = action.tag
             cursor = action.end
-        pieces.append(sql[cursor:])
-        return b"".join(pieces)
+        pieces.append(text[cursor:])
+        return "".join(pieces).encode()
 
     def _expect(self, interval: int) -> _Expected:
         expected = self._expected.get(interval)

@@ -12,6 +12,7 @@ from .backend.embedded import EmbeddedPostgres, EmbeddedTarget
 from .backend.session import BackendAddress, parse_dsn
 from .catalog.store import Catalog
 from .config import Config, admin_password
+from .frontend.auth import LoginThrottle
 from .frontend.connection import AcceptedClient, Context
 from .frontend.tls import self_signed_certificate, server_context
 from .iam import http as api
@@ -81,8 +82,11 @@ class Proxy:
             data_dir.mkdir(parents=True, exist_ok=True)
             cert, key = self_signed_certificate(data_dir / "tls")
         translator = Translator(self.catalog.backend_verifier)
+        throttle = LoginThrottle(config.auth.lockout_failures, config.auth.lockout_window,
+                                 config.auth.lockout_seconds)
         self.context = Context(config=config, catalog=self.catalog, backend=address,
-                               tls=server_context(cert, key), classify=Classifier(translator))
+                               tls=server_context(cert, key), classify=Classifier(translator),
+                               throttle=throttle)
 
         loop = asyncio.get_running_loop()
         for listen in config.listen_addresses:

@@ -1,6 +1,9 @@
--- shiftguard's private schema: the Redshift-level state PostgreSQL has no place for.
--- Idempotent; run by every proxy at start under an advisory lock, as the management role.
--- Ordinary roles may call the procedures (each checks the caller itself) and nothing else.
+-- shiftguard's private schema: the Redshift-level state PostgreSQL has no place for, and the
+-- procedures that change it. Idempotent; run by every proxy at start under an advisory lock, as
+-- the management role. Ordinary roles may call the procedures (each checks its caller, by
+-- session_user: sessions log in as the user's own role and never switch identity) and read the
+-- catalog views, nothing else.
+-- Error wordings marked UNVERIFIED are not documented by Redshift; they are our best guess.
 
 CREATE SCHEMA IF NOT EXISTS shiftguard;
 REVOKE ALL ON SCHEMA shiftguard FROM PUBLIC;
@@ -12,68 +15,212 @@ CREATE TABLE IF NOT EXISTS shiftguard.settings (
 );
 REVOKE ALL ON shiftguard.settings FROM PUBLIC;
 
--- One row per Redshift user. The user's PostgreSQL role has the same name.
+-- One row per Redshift user. The user's PostgreSQL role has the same name; what PostgreSQL can
+-- hold itself (superuser, CREATEDB, CONNECTION LIMIT, VALID UNTIL, SET parameters) is also set
+-- on that role, so that PostgreSQL enforces it.
 CREATE TABLE IF NOT EXISTS shiftguard.users (
     name         text PRIMARY KEY,
-    -- 'md5' || md5(password || name), as Redshift stores a password; NULL: password disabled.
+    -- 'md5' || md5(password || name), as Redshift stores a clear-text password.
     password_md5 text CHECK (password_md5 ~ '^md5[0-9a-f]{32}$'),
     superuser    boolean NOT NULL DEFAULT false,
     created      timestamptz NOT NULL DEFAULT now()
 );
+-- Redshift's SHA-256 form: hex SHA256(password || salt) and the hex salt.
+ALTER TABLE shiftguard.users ADD COLUMN IF NOT EXISTS password_sha256 text CHECK (password_sha256 ~ '^[0-9a-f]{64}$');
+ALTER TABLE shiftguard.users ADD COLUMN IF NOT EXISTS password_salt text CHECK (password_salt ~ '^[0-9a-f]{64}$');
+-- A SCRAM-SHA-256 verifier, kept when the password was given in clear text.
+ALTER TABLE shiftguard.users ADD COLUMN IF NOT EXISTS password_scram text CHECK (password_scram LIKE 'SCRAM-SHA-256$%');
+ALTER TABLE shiftguard.users ADD COLUMN IF NOT EXISTS createdb boolean NOT NULL DEFAULT false;
+ALTER TABLE shiftguard.users ADD COLUMN IF NOT EXISTS syslog_unrestricted boolean NOT NULL DEFAULT false;
+ALTER TABLE shiftguard.users ADD COLUMN IF NOT EXISTS valid_until timestamptz;
+ALTER TABLE shiftguard.users ADD COLUMN IF NOT EXISTS connection_limit integer CHECK (connection_limit >= 0);
+ALTER TABLE shiftguard.users ADD COLUMN IF NOT EXISTS session_timeout integer CHECK (session_timeout BETWEEN 60 AND 1728000);
+ALTER TABLE shiftguard.users ADD COLUMN IF NOT EXISTS external_id text;
+ALTER TABLE shiftguard.users ADD COLUMN IF NOT EXISTS last_ddl_ts timestamp;
 REVOKE ALL ON shiftguard.users FROM PUBLIC;
 
+-- Redshift groups (filled by the groups issue); CREATE USER ... IN GROUP needs them to exist.
+CREATE TABLE IF NOT EXISTS shiftguard.groups (
+    name text PRIMARY KEY,
+    role text NOT NULL UNIQUE  -- the PostgreSQL role that stands for the group
+);
+REVOKE ALL ON shiftguard.groups FROM PUBLIC;
+
+DROP PROCEDURE IF EXISTS shiftguard.create_user(text, text, boolean, text);
+DROP PROCEDURE IF EXISTS shiftguard.set_password(text, text);
+
 -- Is the session's login role a Redshift superuser (or the management role itself)?
--- session_user is the role the proxy logged in as: sessions never switch identity.
 CREATE OR REPLACE FUNCTION shiftguard.caller_is_superuser() RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT session_user::text = (SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'shiftguard')
         OR coalesce((SELECT u.superuser FROM shiftguard.users u WHERE u.name = session_user::text), false)
 $$;
-REVOKE ALL ON FUNCTION shiftguard.caller_is_superuser() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shiftguard.caller_is_superuser() TO PUBLIC;
+
+-- For the superuser-only catalog views: permission denied, worded as Redshift words it.
+CREATE OR REPLACE FUNCTION shiftguard.require_superuser(p_relation text) RETURNS boolean
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT shiftguard.caller_is_superuser() THEN
+        RAISE EXCEPTION 'permission denied for relation %', p_relation USING ERRCODE = '42501';
+    END IF;
+    RETURN true;
+END
+$$;
 
 -- Role attributes that make a Redshift superuser on this backend: SUPERUSER where the backend
 -- is shiftguard's own, CREATEDB CREATEROLE on an external one (see README).
-CREATE OR REPLACE FUNCTION shiftguard.superuser_attributes() RETURNS text
+CREATE OR REPLACE FUNCTION shiftguard.role_attributes(p_superuser boolean, p_createdb boolean) RETURNS text
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT CASE (SELECT value FROM shiftguard.settings WHERE name = 'superuser_mapping')
-           WHEN 'superuser' THEN 'SUPERUSER CREATEDB CREATEROLE' ELSE 'NOSUPERUSER CREATEDB CREATEROLE' END
+    SELECT CASE
+        WHEN p_superuser AND (SELECT value FROM shiftguard.settings WHERE name = 'superuser_mapping') = 'superuser'
+            THEN 'SUPERUSER CREATEDB CREATEROLE'
+        WHEN p_superuser THEN 'NOSUPERUSER CREATEDB CREATEROLE'
+        ELSE 'NOSUPERUSER NOCREATEROLE ' || CASE WHEN p_createdb THEN 'CREATEDB' ELSE 'NOCREATEDB' END
+    END
 $$;
-REVOKE ALL ON FUNCTION shiftguard.superuser_attributes() FROM PUBLIC;
+REVOKE ALL ON FUNCTION shiftguard.role_attributes(boolean, boolean) FROM PUBLIC;
 
-CREATE OR REPLACE PROCEDURE shiftguard.create_user(
-    p_name text, p_password_md5 text, p_superuser boolean, p_backend_verifier text)
+-- Store the verifiers of a PASSWORD clause ({} = DISABLE) on a user's row.
+CREATE OR REPLACE FUNCTION shiftguard.store_password(p_name text, p_password jsonb) RETURNS void
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    UPDATE shiftguard.users
+       SET password_md5 = p_password->>'md5', password_sha256 = p_password->>'sha256',
+           password_salt = p_password->>'salt', password_scram = p_password->>'scram'
+     WHERE name = p_name
+$$;
+REVOKE ALL ON FUNCTION shiftguard.store_password(text, jsonb) FROM PUBLIC;
+
+-- CREATE USER, with the options parsed by the proxy (policy/users.py) as JSON.
+CREATE OR REPLACE PROCEDURE shiftguard.create_user(p_name text, p_options jsonb)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_super    boolean := coalesce((p_options->>'superuser')::boolean, false);
+    v_createdb boolean := coalesce((p_options->>'createdb')::boolean, false);
+    v_limit    integer := coalesce((p_options->>'connection_limit')::integer, -1);
+    v_valid    timestamptz := (p_options->>'valid_until')::timestamptz;
+    v_group    text;
+    v_role     text;
 BEGIN
     IF NOT shiftguard.caller_is_superuser() THEN
-        RAISE EXCEPTION 'permission denied to create user' USING ERRCODE = '42501';
+        RAISE EXCEPTION 'permission denied to create user' USING ERRCODE = '42501';  -- UNVERIFIED wording
     END IF;
     IF EXISTS (SELECT FROM shiftguard.users WHERE name = p_name)
        OR EXISTS (SELECT FROM pg_roles WHERE rolname = p_name) THEN
         RAISE EXCEPTION 'user "%" already exists', p_name USING ERRCODE = '42710';
     END IF;
-    EXECUTE format('CREATE ROLE %I LOGIN %s PASSWORD %L', p_name,
-                   CASE WHEN p_superuser THEN shiftguard.superuser_attributes()
-                        ELSE 'NOSUPERUSER NOCREATEDB NOCREATEROLE' END,
-                   p_backend_verifier);
-    INSERT INTO shiftguard.users (name, password_md5, superuser) VALUES (p_name, p_password_md5, p_superuser);
+    IF v_super AND p_options->'password' = '{}'::jsonb THEN
+        RAISE EXCEPTION 'cannot disable the password of a superuser' USING ERRCODE = '42501';  -- UNVERIFIED
+    END IF;
+    EXECUTE format('CREATE ROLE %I LOGIN %s CONNECTION LIMIT %s VALID UNTIL %L PASSWORD %L', p_name,
+                   shiftguard.role_attributes(v_super, v_createdb), v_limit,
+                   coalesce(v_valid::text, 'infinity'), p_options->>'backend_verifier');
+    INSERT INTO shiftguard.users (name, superuser, createdb, syslog_unrestricted, valid_until,
+                                  connection_limit, session_timeout, external_id)
+    VALUES (p_name, v_super, v_createdb, coalesce((p_options->>'syslog_unrestricted')::boolean, false),
+            v_valid, nullif(v_limit, -1), (p_options->>'session_timeout')::integer, p_options->>'external_id');
+    PERFORM shiftguard.store_password(p_name, p_options->'password');
+    FOR v_group IN SELECT jsonb_array_elements_text(coalesce(p_options->'groups', '[]')) LOOP
+        SELECT role INTO v_role FROM shiftguard.groups WHERE name = v_group;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'group "%" does not exist', v_group USING ERRCODE = '42704';
+        END IF;
+        EXECUTE format('GRANT %I TO %I', v_role, p_name);
+    END LOOP;
 END
 $$;
 
-CREATE OR REPLACE PROCEDURE shiftguard.set_password(p_name text, p_password_md5 text)
+-- ALTER USER: the changes parsed by the proxy, as JSON; only keys present are changed.
+CREATE OR REPLACE PROCEDURE shiftguard.alter_user(p_name text, p_changes jsonb)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_user   shiftguard.users;
+    v_super  boolean := shiftguard.caller_is_superuser();
+    v_param  record;
 BEGIN
-    -- Superusers may set anyone's password; every user may change their own.
-    IF NOT (shiftguard.caller_is_superuser() OR session_user::text = p_name) THEN
-        RAISE EXCEPTION 'permission denied to alter user "%"', p_name USING ERRCODE = '42501';
-    END IF;
-    -- Only a superuser can enable or disable a password (Redshift, ALTER USER).
-    IF p_password_md5 IS NULL AND NOT shiftguard.caller_is_superuser() THEN
-        RAISE EXCEPTION 'only a superuser can disable a password' USING ERRCODE = '42501';
-    END IF;
-    UPDATE shiftguard.users SET password_md5 = p_password_md5 WHERE name = p_name;
+    SELECT * INTO v_user FROM shiftguard.users WHERE name = p_name;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'user "%" does not exist', p_name USING ERRCODE = '42704';
     END IF;
+    IF NOT v_super THEN
+        -- Everyone may change their own password, unless it is disabled; nothing else.
+        IF session_user::text <> p_name OR (SELECT array_agg(k) FROM jsonb_object_keys(p_changes) k) <> ARRAY['password'] THEN
+            RAISE EXCEPTION 'permission denied to alter user "%"', p_name USING ERRCODE = '42501';  -- UNVERIFIED
+        END IF;
+        IF p_changes->'password' = '{}'::jsonb THEN
+            RAISE EXCEPTION 'only a superuser can disable a password' USING ERRCODE = '42501';  -- UNVERIFIED
+        END IF;
+        IF num_nonnulls(v_user.password_md5, v_user.password_sha256) = 0 THEN
+            RAISE EXCEPTION 'the password of user "%" is disabled; only a superuser can enable it', p_name
+                USING ERRCODE = '42501';  -- UNVERIFIED
+        END IF;
+    END IF;
+
+    IF p_changes ? 'rename_to' THEN
+        IF EXISTS (SELECT FROM pg_roles WHERE rolname = p_changes->>'rename_to') THEN
+            RAISE EXCEPTION 'user "%" already exists', p_changes->>'rename_to' USING ERRCODE = '42710';
+        END IF;
+        EXECUTE format('ALTER ROLE %I RENAME TO %I', p_name, p_changes->>'rename_to');
+        EXECUTE format('ALTER ROLE %I PASSWORD %L', p_changes->>'rename_to', p_changes->>'backend_verifier');
+        -- The user name salts the MD5 hash: Redshift clears the password on rename.
+        UPDATE shiftguard.users SET name = p_changes->>'rename_to', password_md5 = NULL,
+               password_sha256 = NULL, password_salt = NULL, password_scram = NULL
+         WHERE name = p_name;
+        RETURN;
+    END IF;
+
+    IF p_changes ? 'superuser' THEN
+        v_user.superuser := (p_changes->>'superuser')::boolean;
+    END IF;
+    IF p_changes ? 'createdb' THEN
+        v_user.createdb := (p_changes->>'createdb')::boolean;
+    END IF;
+    IF p_changes ? 'password' THEN
+        IF p_changes->'password' = '{}'::jsonb AND v_user.superuser THEN
+            RAISE EXCEPTION 'cannot disable the password of a superuser' USING ERRCODE = '42501';  -- UNVERIFIED
+        END IF;
+        PERFORM shiftguard.store_password(p_name, p_changes->'password');
+    ELSIF v_user.superuser AND num_nonnulls(v_user.password_md5, v_user.password_sha256) = 0 THEN
+        RAISE EXCEPTION 'cannot make user "%" a superuser while its password is disabled', p_name
+            USING ERRCODE = '42501';  -- UNVERIFIED
+    END IF;
+    IF p_changes ? 'superuser' OR p_changes ? 'createdb' THEN
+        EXECUTE format('ALTER ROLE %I %s', p_name, shiftguard.role_attributes(v_user.superuser, v_user.createdb));
+    END IF;
+    IF p_changes ? 'syslog_unrestricted' THEN
+        v_user.syslog_unrestricted := (p_changes->>'syslog_unrestricted')::boolean;
+    END IF;
+    IF p_changes ? 'valid_until' THEN
+        v_user.valid_until := (p_changes->>'valid_until')::timestamptz;
+        EXECUTE format('ALTER ROLE %I VALID UNTIL %L', p_name, v_user.valid_until::text);
+    END IF;
+    IF p_changes ? 'connection_limit' THEN
+        v_user.connection_limit := nullif((p_changes->>'connection_limit')::integer, -1);
+        EXECUTE format('ALTER ROLE %I CONNECTION LIMIT %s', p_name, coalesce(v_user.connection_limit, -1));
+    END IF;
+    IF p_changes ? 'session_timeout' THEN
+        v_user.session_timeout := nullif((p_changes->>'session_timeout')::integer, 0);
+    END IF;
+    IF p_changes ? 'external_id' THEN
+        -- The password clause of this statement, if any, is stored already.
+        IF (SELECT num_nonnulls(password_md5, password_sha256) FROM shiftguard.users WHERE name = p_name) > 0 THEN
+            RAISE EXCEPTION 'EXTERNALID needs PASSWORD DISABLE' USING ERRCODE = '22023';
+        END IF;
+        v_user.external_id := p_changes->>'external_id';
+    END IF;
+    FOR v_param IN SELECT key, value FROM jsonb_each_text(coalesce(p_changes->'parameters', '{}')) LOOP
+        IF v_param.value IS NULL THEN
+            EXECUTE format('ALTER ROLE %I RESET %I', p_name, v_param.key);
+        ELSE
+            EXECUTE format('ALTER ROLE %I SET %I = %L', p_name, v_param.key, v_param.value);
+        END IF;
+    END LOOP;
+    UPDATE shiftguard.users
+       SET superuser = v_user.superuser, createdb = v_user.createdb,
+           syslog_unrestricted = v_user.syslog_unrestricted, valid_until = v_user.valid_until,
+           connection_limit = v_user.connection_limit, session_timeout = v_user.session_timeout,
+           external_id = v_user.external_id
+     WHERE name = p_name;
 END
 $$;
 
@@ -81,9 +228,11 @@ CREATE OR REPLACE PROCEDURE shiftguard.drop_users(p_names text[], p_missing_ok b
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_name text;
+    v_oid  oid;
+    v_dbs  oid[] := ARRAY[0::oid, (SELECT oid FROM pg_database WHERE datname = current_database())];
 BEGIN
     IF NOT shiftguard.caller_is_superuser() THEN
-        RAISE EXCEPTION 'permission denied to drop user' USING ERRCODE = '42501';
+        RAISE EXCEPTION 'permission denied to drop user' USING ERRCODE = '42501';  -- UNVERIFIED wording
     END IF;
     FOREACH v_name IN ARRAY p_names LOOP
         IF NOT EXISTS (SELECT FROM shiftguard.users WHERE name = v_name) THEN
@@ -96,8 +245,53 @@ BEGIN
         IF v_name = session_user::text THEN
             RAISE EXCEPTION 'current user cannot be dropped' USING ERRCODE = '55006';
         END IF;
+        v_oid := (SELECT oid FROM pg_roles WHERE rolname = v_name);
+        -- Redshift checks the current database only (reference §1, DROP USER).
+        IF EXISTS (SELECT FROM pg_shdepend WHERE refclassid = 'pg_authid'::regclass AND refobjid = v_oid
+                   AND deptype = 'o' AND dbid = ANY (v_dbs)) THEN
+            RAISE EXCEPTION 'user "%" can''t be dropped because the user owns some object', v_name
+                USING ERRCODE = '55006';
+        END IF;
+        IF EXISTS (SELECT FROM pg_shdepend WHERE refclassid = 'pg_authid'::regclass AND refobjid = v_oid
+                   AND deptype = 'a' AND dbid = ANY (v_dbs)) THEN
+            RAISE EXCEPTION 'user "%" can''t be dropped because the user has a privilege on some object', v_name
+                USING ERRCODE = '55006';
+        END IF;
         DELETE FROM shiftguard.users WHERE name = v_name;
         EXECUTE format('DROP ROLE %I', v_name);
     END LOOP;
 END
 $$;
+
+-- Redshift's user catalog views, read through the proxy as pg_user, pg_user_info,
+-- svl_user_info and svv_user_info (policy/statements.py points the names here).
+CREATE OR REPLACE VIEW shiftguard.pg_user AS
+    SELECT u.name::name AS usename, r.oid::integer AS usesysid, u.createdb OR u.superuser AS usecreatedb,
+           u.superuser AS usesuper, false AS usecatupd, '********'::text AS passwd,
+           u.valid_until AS valuntil, r.rolconfig AS useconfig
+      FROM shiftguard.users u JOIN pg_roles r ON r.rolname = u.name;
+
+CREATE OR REPLACE VIEW shiftguard.pg_user_info AS
+    SELECT p.*, CASE WHEN u.connection_limit IS NULL THEN 'UNLIMITED' ELSE u.connection_limit::text END AS useconnlimit
+      FROM shiftguard.pg_user p JOIN shiftguard.users u ON u.name = p.usename;
+
+-- Superusers only.
+CREATE OR REPLACE VIEW shiftguard.svl_user_info AS
+    SELECT p.usename::text AS usename, p.usesysid, p.usecreatedb, p.usesuper, p.usecatupd, p.useconnlimit,
+           CASE WHEN u.syslog_unrestricted THEN 'UNRESTRICTED' ELSE 'RESTRICTED' END AS syslogaccess,
+           u.last_ddl_ts, coalesce(u.session_timeout, 0) AS sessiontimeout, u.external_id
+      FROM shiftguard.pg_user_info p JOIN shiftguard.users u ON u.name = p.usename
+     WHERE shiftguard.require_superuser('svl_user_info');
+
+-- Everyone; a user who is not a superuser sees only their own row.
+CREATE OR REPLACE VIEW shiftguard.svv_user_info AS
+    SELECT p.usename::text AS user_name, p.usesysid AS user_id, p.usecreatedb AS createdb,
+           p.usesuper AS superuser, p.usecatupd AS catalog_update, p.useconnlimit AS connection_limit,
+           CASE WHEN u.syslog_unrestricted THEN 'UNRESTRICTED' ELSE 'RESTRICTED' END AS syslog_access,
+           u.last_ddl_ts AS last_ddl_timestamp, coalesce(u.session_timeout, 0) AS session_timeout,
+           u.external_id AS external_user_id
+      FROM shiftguard.pg_user_info p JOIN shiftguard.users u ON u.name = p.usename
+     WHERE p.usename = session_user OR shiftguard.caller_is_superuser();
+
+GRANT SELECT ON shiftguard.pg_user, shiftguard.pg_user_info, shiftguard.svl_user_info,
+                shiftguard.svv_user_info TO PUBLIC;

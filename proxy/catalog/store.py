@@ -8,18 +8,19 @@ policy/ decides about statements.
 from __future__ import annotations
 
 import base64
+import datetime
 import hashlib
 import hmac
+import json
 import logging
 import secrets
 from dataclasses import dataclass
 from importlib import resources
 
 import asyncpg
-import scramp
 
 from ..backend.session import BackendAddress
-from ..protocol.auth import redshift_md5
+from ..protocol.auth import redshift_md5, scram_verifier
 
 log = logging.getLogger(__name__)
 
@@ -28,18 +29,24 @@ _BOOTSTRAP_LOCK = 0x5317_0001  # pg_advisory_xact_lock key: one proxy bootstraps
 
 @dataclass(frozen=True, slots=True)
 class UserRecord:
+    """What a login needs to know about a user."""
+
     name: str
-    password_md5: str | None
     superuser: bool
+    password_md5: str | None = None
+    password_sha256: str | None = None
+    password_salt: str | None = None
+    password_scram: str | None = None
+    valid_until: datetime.datetime | None = None
+    session_timeout: int | None = None
+
+    @property
+    def password_disabled(self) -> bool:
+        return self.password_md5 is None and self.password_sha256 is None
 
 
-def scram_verifier(password: str, iterations: int = 4096) -> str:
-    """A SCRAM-SHA-256 verifier in PostgreSQL's pg_authid format, computed here so that the
-    password itself never reaches the server."""
-    salt, stored_key, server_key, iterations = scramp.ScramMechanism().make_auth_info(
-        password, iteration_count=iterations)
-    b64 = lambda raw: base64.b64encode(raw).decode()  # noqa: E731
-    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
+_USER_COLUMNS = ("name, superuser, password_md5, password_sha256, password_salt, password_scram, "
+                 "valid_until, session_timeout")
 
 
 class Catalog:
@@ -78,21 +85,21 @@ class Catalog:
     # ---------------------------------------------------------------- users
 
     async def login_record(self, name: str) -> UserRecord | None:
-        row = await self._pool.fetchrow(
-            "SELECT name, password_md5, superuser FROM shiftguard.users WHERE name = $1", name)
-        return UserRecord(row["name"], row["password_md5"], row["superuser"]) if row else None
+        row = await self._pool.fetchrow(f"SELECT {_USER_COLUMNS} FROM shiftguard.users WHERE name = $1", name)
+        return UserRecord(**dict(row)) if row else None
 
     async def ensure_admin(self, name: str, password: str) -> None:
         """The admin user exists, is a superuser, and has the configured password."""
+        verifiers = {"md5": redshift_md5(password, name), "scram": scram_verifier(password)}
         async with self._pool.acquire() as conn, conn.transaction():
             exists = await conn.fetchval("SELECT true FROM shiftguard.users WHERE name = $1", name)
             if not exists:
-                await conn.execute("CALL shiftguard.create_user($1, $2, true, $3)", name,
-                                   redshift_md5(password, name), self.backend_verifier(name))
+                options = {"password": verifiers, "superuser": True, "backend_verifier": self.backend_verifier(name)}
+                await conn.execute("CALL shiftguard.create_user($1, $2::jsonb)", name, json.dumps(options))
                 log.info("created admin user %s", name)
             else:
-                await conn.execute("UPDATE shiftguard.users SET password_md5 = $2, superuser = true "
-                                   "WHERE name = $1", name, redshift_md5(password, name))
+                await conn.execute("UPDATE shiftguard.users SET superuser = true WHERE name = $1", name)
+                await conn.execute("SELECT shiftguard.store_password($1, $2::jsonb)", name, json.dumps(verifiers))
 
     # ---------------------------------------------------------------- backend passwords
 

@@ -15,10 +15,10 @@ the connection with one FATAL ErrorResponse carrying a real SQLSTATE.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import enum
 import hmac
 import logging
-import os
 import secrets
 import socket
 import ssl
@@ -35,10 +35,10 @@ from ..endpoint import ConnectionClosed, Endpoint
 from ..policy.statements import Plan
 from ..protocol import messages as m
 from ..protocol import sqlstate
-from ..protocol.auth import verify_md5_response
 from ..protocol.framing import (CancelRequest, GSSENCRequest, SSLRequest, StartupMessage,
                                 decode_startup)
 from ..relay import Relay
+from .auth import LoginThrottle, choose_method, verify_password
 from .params import StartupParams, StartupRefused, sort_startup_params
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,6 @@ log = logging.getLogger(__name__)
 # Redshift's own version string: redshift_connector parses server_version with
 # packaging.version and fails on PostgreSQL's "15.4 (Debian ...)" (reference/clients.md).
 REDSHIFT_SERVER_VERSION = "8.0.2"
-_PASSWORD_MESSAGE_LIMIT = 10_000
 
 # Settings every backend session starts with. Redshift stores passwords as MD5, so clients
 # that hash a new password themselves (psql's \password asks SHOW password_encryption) must
@@ -80,6 +79,7 @@ class Context:
     backend: BackendAddress
     tls: ssl.SSLContext | None
     classify: Callable[[bytes], Plan]
+    throttle: LoginThrottle = field(default_factory=LoginThrottle)
     sessions: "SessionRegistry" = field(default_factory=lambda: SessionRegistry())
     tasks: set = field(default_factory=set)
 
@@ -262,18 +262,29 @@ class Connection:
             log.exception("user lookup failed")
             raise ClientFailure(sqlstate.CANNOT_CONNECT_NOW, "the cluster cannot accept logins now; "
                                 "its backing database is unavailable") from None
-        salt = os.urandom(4)
-        self.client.write(m.auth_md5(salt))
-        kind, body = await self.client.read_message(_PASSWORD_MESSAGE_LIMIT)
-        if kind != m.F_PASSWORD:
-            raise m.ProtocolViolation(f"expected password response, got message type {chr(kind)!r}")
-        if not body.endswith(b"\0"):
-            raise m.ProtocolViolation("invalid password message")
-        stored = record.password_md5 if record is not None else None
-        if not verify_md5_response(stored, salt, body[:-1]):
-            # The same answer for an unknown user and a wrong password.
+        method = choose_method(record, redshift_driver=params.is_redshift_driver, tls=self.client.tls,
+                               scram=self.config.auth.scram)
+        proved = await verify_password(self.client, params.user, record, method)
+        address = self.client.peer_address()[0]
+        throttle = self.context.throttle
+        reason = None
+        if throttle.locked(params.user, address):
+            reason = "too many failed logins (cooling down)"
+        elif record is None:
+            reason = "no such user"
+        elif record.password_disabled:
+            reason = "password disabled"
+        elif not proved:
+            reason = f"wrong password ({method.value})"
+        elif record.valid_until is not None and record.valid_until <= datetime.datetime.now(datetime.timezone.utc):
+            reason = "password expired (VALID UNTIL)"
+        if reason is not None:
+            throttle.failed(params.user, address)
+            # The reason stays in our log; the client gets the same answer for every one.
+            log.info("login refused: user %r from %s: %s", params.user, address, reason)
             raise ClientFailure(sqlstate.INVALID_PASSWORD,
                                 f'password authentication failed for user "{params.user}"')
+        throttle.succeeded(params.user, address)
         return record
 
     # ---------------------------------------------------------------- CONNECTING

@@ -43,6 +43,11 @@ class StartupParams:
     protocol_options: list[str] = field(default_factory=list)  # _pq_.* the client asked for
 
     @property
+    def is_redshift_driver(self) -> bool:
+        """redshift_connector and the Redshift JDBC driver announce their protocol version."""
+        return "client_protocol_version" in self.redshift or "driver_version" in self.redshift
+
+    @property
     def application_name(self) -> str:
         return self.forwarded.get("application_name", "")
 

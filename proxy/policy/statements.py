@@ -1,24 +1,31 @@
 """Statement classification: which statements of a Query or Parse the proxy owns, and what each
-becomes. Pure: SQL bytes in, a Plan out; no I/O, no session state.
+becomes. Pure: SQL in, a Plan out; no I/O, no session state.
 
-Statements are found with PostgreSQL's own parser (pglast). The proxy owns the Redshift
-statements PostgreSQL cannot express as such (here: CREATE/ALTER/DROP USER, which become calls
-of the private schema's procedures, so PostgreSQL checks the caller in the same transaction).
+Statements are cut with PostgreSQL's own scanner (pglast). The proxy owns:
+- Redshift's CREATE/ALTER/DROP USER (policy/users.py), which become calls of the private
+  schema's procedures, so PostgreSQL checks the caller inside the same transaction;
+- PostgreSQL's role-attribute syntax (ALTER ROLE ... PASSWORD, CREATE ROLE ... LOGIN), refused:
+  it would open a way into the backend that the proxy does not control;
+- references to Redshift's user catalog views (pg_user, pg_user_info, svl_user_info,
+  svv_user_info), pointed at the private schema's versions in the parse tree.
 Everything else is forwarded unchanged: the session's role is the user's own, so PostgreSQL
-enforces its privileges. SQL that does not parse is forwarded too and PostgreSQL rejects it.
+enforces its privileges. SQL that does not scan or parse is forwarded too and PostgreSQL
+rejects it with its own error.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pglast import parser
+import pglast
+from pglast import parser, visitors
+from pglast.stream import RawStream
 
 from ..protocol import sqlstate
-from ..protocol.auth import redshift_md5
+from .tokens import Cursor, GrammarError, scan, split_statements
+from .users import parse_alter_user, parse_create_user, parse_drop_user
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,12 +38,13 @@ class Denial:
 
 @dataclass(frozen=True, slots=True)
 class Action:
-    """Statement `index`, bytes [start, end) of the SQL, becomes `sql` (command tag `tag`) or is denied."""
+    """Statement `index`, characters [start, end) of the SQL text, becomes `sql` (command tag
+    `tag`, None: PostgreSQL's own) or is denied."""
 
     index: int
     start: int
     end: int
-    sql: bytes | None = None
+    sql: str | None = None
     tag: bytes | None = None
     denial: Denial | None = None
 
@@ -44,7 +52,7 @@ class Action:
 @dataclass(frozen=True, slots=True)
 class Plan:
     actions: tuple[Action, ...] = ()
-    # False when the plan must not be kept in a cache (it holds secrets or fresh salts).
+    # False when the plan must not be kept in a cache (it holds password hashes or fresh salts).
     cacheable: bool = True
 
 
@@ -52,17 +60,22 @@ PASS = Plan()
 
 
 class Translator:
-    """What a statement handler needs from outside: a role's backend password verifier."""
+    """What statement handlers need from outside: a role's backend password verifier."""
 
     def __init__(self, backend_verifier: Callable[[str], str]):
         self.backend_verifier = backend_verifier
 
 
-# Every statement a handler below owns contains one of these keywords. PostgreSQL's keywords
-# are ASCII and case-insensitive and cannot be escaped or split, so SQL whose ASCII-lowered
-# bytes contain none of them holds no owned statement and needs no parse. Only a shortcut:
-# a hit means "parse and look", never a decision by itself.
+# Every statement the proxy owns contains one of these words. PostgreSQL's keywords are ASCII
+# and case-insensitive and cannot be escaped or split, and the catalog views' names contain
+# "user", so SQL whose ASCII-lowered bytes contain none of them holds nothing the proxy owns and
+# needs no parse. Only a shortcut: a hit means "scan and look", never a decision by itself.
 _TRIGGER_WORDS = (b"user", b"role", b"group")
+
+# Redshift catalog views PostgreSQL lacks (or has with other columns), and where ours live.
+CATALOG_VIEWS = {"pg_user": "pg_user", "pg_user_info": "pg_user_info",
+                 "svl_user_info": "svl_user_info", "svv_user_info": "svv_user_info"}
+PRIVATE_SCHEMA = "shiftguard"
 
 
 def may_need_plan(sql: bytes) -> bool:
@@ -77,30 +90,47 @@ def classify(sql: bytes, translator: Translator) -> Plan:
         return PASS
     try:
         text = sql.decode("utf-8")
-        tree = json.loads(parser.parse_sql_json(text))
-    except (UnicodeDecodeError, parser.ParseError, ValueError):
+        spans = split_statements(text)
+    except (UnicodeDecodeError, GrammarError):
         return PASS  # PostgreSQL will refuse it with its own error
     actions = []
     cacheable = True
-    for index, raw in enumerate(tree.get("stmts", ())):
-        ((kind, node),) = raw["stmt"].items()
-        handler = _HANDLERS.get(kind)
-        if handler is None:
-            continue
-        start = raw.get("stmt_location", 0)
-        length = raw.get("stmt_len", 0)
-        end = start + length if length else len(sql)
-        statement = sql[start:end]
-        result = handler(node, statement, translator)
+    for index, (start, end) in enumerate(spans):
+        result = classify_statement(text[start:end], translator)
         if result is None:
             continue
         if isinstance(result, Denial):
             actions.append(Action(index, start, end, denial=result))
         else:
-            replacement, tag = result
+            replacement, tag, keep = result
             actions.append(Action(index, start, end, sql=replacement, tag=tag))
-        cacheable = False  # user statements carry passwords and fresh salts
+            cacheable = cacheable and keep
     return Plan(tuple(actions), cacheable) if actions else PASS
+
+
+# A statement handler's answer: None (forward unchanged), a Denial, or (replacement SQL,
+# command tag or None, whether the replacement may be cached).
+Result = Denial | tuple[str, bytes | None, bool] | None
+
+
+def classify_statement(statement: str, translator: Translator) -> Result:
+    try:
+        tokens = scan(statement)
+        words = [t.word for t in tokens[:2]]
+        if words[1:2] == ["USER"] and words[0] in _USER_STATEMENTS:
+            return _USER_STATEMENTS[words[0]](Cursor(tokens[2:]), translator)
+    except GrammarError as exc:
+        return Denial(exc.sqlstate, str(exc), hint=exc.hint)
+    lowered = statement.lower()
+    if any(name in lowered for name in CATALOG_VIEWS):
+        return _point_at_catalog_views(statement)
+    try:
+        (raw,) = json.loads(parser.parse_sql_json(statement))["stmts"]
+    except (parser.ParseError, ValueError):
+        return None
+    ((kind, node),) = raw["stmt"].items()
+    handler = _AST_HANDLERS.get(kind)
+    return handler(node, words) if handler else None
 
 
 # --------------------------------------------------------------------------- helpers
@@ -113,76 +143,56 @@ def sql_literal(value: str) -> str:
     return "E'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
-def _leading_keywords(statement: bytes, count: int) -> list[str]:
+# --------------------------------------------------------------------------- Redshift users
+
+
+def _create_user(cursor: Cursor, translator: Translator) -> Result:
+    name, spec = parse_create_user(cursor)
+    options = spec.as_json(translator.backend_verifier, name, creating=True)
+    return (f"CALL shiftguard.create_user({sql_literal(name)}, {sql_literal(options)}::jsonb)",
+            b"CREATE USER", False)
+
+
+def _alter_user(cursor: Cursor, translator: Translator) -> Result:
+    name, spec = parse_alter_user(cursor)
+    changes = spec.as_json(translator.backend_verifier, name, creating=False)
+    return (f"CALL shiftguard.alter_user({sql_literal(name)}, {sql_literal(changes)}::jsonb)",
+            b"ALTER USER", False)
+
+
+def _drop_user(cursor: Cursor, translator: Translator) -> Result:
+    names, missing_ok = parse_drop_user(cursor)
+    array = ", ".join(sql_literal(n) for n in names)
+    return (f"CALL shiftguard.drop_users(ARRAY[{array}]::text[], {'true' if missing_ok else 'false'})",
+            b"DROP USER", True)
+
+
+_USER_STATEMENTS = {"CREATE": _create_user, "ALTER": _alter_user, "DROP": _drop_user}
+
+
+# --------------------------------------------------------------------------- catalog views
+
+
+class _CatalogViews(visitors.Visitor):
+    def visit_RangeVar(self, parent, node):
+        if node.schemaname in (None, "pg_catalog") and node.relname in CATALOG_VIEWS:
+            node.schemaname = PRIVATE_SCHEMA
+            node.relname = CATALOG_VIEWS[node.relname]
+
+
+def _point_at_catalog_views(statement: str) -> Result:
+    """Redshift's pg_user & co. read from the private schema's views (same columns as Redshift)."""
     try:
-        tokens = parser.scan(statement.decode())
+        tree = pglast.parse_sql(statement)
     except parser.ParseError:
-        return []
-    words = [t.name for t in tokens if t.name not in ("C_COMMENT", "SQL_COMMENT")]
-    return words[:count]
-
-
-def _option_value(option: dict):
-    arg = option.get("arg")
-    if arg is None:
         return None
-    ((kind, value),) = arg.items()
-    return value.get("sval") if kind == "String" else value
+    before = RawStream()(tree)
+    _CatalogViews()(tree)
+    after = RawStream()(tree)
+    return None if after == before else (after, None, True)
 
 
-_MD5_FORM = re.compile(r"md5[0-9a-f]{32}")
-_FORBIDDEN_PASSWORD_CHARS = set("'\"\\/@ ")
-
-
-def check_user_name(name: str) -> Denial | None:
-    raw = name.encode()
-    if not 1 <= len(raw) <= 127:
-        return Denial(sqlstate.INVALID_PARAMETER_VALUE, "user name must be 1 to 127 bytes long")
-    if name == "public":
-        return Denial(sqlstate.INVALID_PARAMETER_VALUE, 'user name "public" is reserved')
-    if name.startswith(("sys:", "ds:")):
-        return Denial(sqlstate.INVALID_PARAMETER_VALUE,
-                      f'user name "{name}" uses a reserved prefix (sys: and ds: are reserved)')
-    return None
-
-
-def password_to_md5(password: str, user: str) -> str | Denial:
-    """A CREATE/ALTER USER password as Redshift stores it, or the rule it breaks.
-
-    Redshift rules for a clear-text password (reference/redshift-sql-acl.md §1): 8 to 64
-    characters, at least one upper-case letter, one lower-case letter and one digit, printable
-    ASCII except ' " \\ / @ and space. 'md5<32 hex>' is taken as already hashed.
-    """
-    if _MD5_FORM.fullmatch(password):
-        return password
-    if password.startswith("SCRAM-SHA-256$"):
-        return Denial(sqlstate.FEATURE_NOT_SUPPORTED, "SCRAM-SHA-256 password hashes are not supported",
-                      hint="Redshift stores passwords as MD5: give the password in clear text or as "
-                           "'md5' || md5(password || username)")
-    if password.startswith("sha256|"):
-        return Denial(sqlstate.FEATURE_NOT_SUPPORTED, "sha256 password hashes are not supported yet",
-                      hint="give the password in clear text or as 'md5' || md5(password || username)")
-    rule = None
-    if not 8 <= len(password) <= 64:
-        rule = "must be 8 to 64 characters long"
-    elif not any(c.isupper() for c in password):
-        rule = "must contain at least one upper-case letter"
-    elif not any(c.islower() for c in password):
-        rule = "must contain at least one lower-case letter"
-    elif not any(c.isdigit() for c in password):
-        rule = "must contain at least one digit"
-    elif any(not 33 <= ord(c) <= 126 or c in _FORBIDDEN_PASSWORD_CHARS for c in password):
-        rule = "may contain only printable ASCII characters other than ' \" \\ / @ and space"
-    if rule:
-        return Denial(sqlstate.INVALID_PARAMETER_VALUE, f"password {rule}")
-    return redshift_md5(password, user)
-
-
-# --------------------------------------------------------------------------- handlers
-
-# A handler returns None (forward unchanged), a Denial, or (replacement SQL, command tag).
-Result = Denial | tuple[bytes, bytes] | None
-
+# --------------------------------------------------------------------------- PostgreSQL roles
 
 # PostgreSQL role attributes (LOGIN, PASSWORD, ...) would give a role a way into the backend
 # that shiftguard does not control; Redshift's CREATE ROLE and ALTER ROLE have none of them.
@@ -191,93 +201,28 @@ _NOT_REDSHIFT_ROLE_SYNTAX = Denial(
     hint="Redshift: CREATE ROLE name; users are created and altered with CREATE USER and ALTER USER")
 
 
-def _create_user(node: dict, statement: bytes, translator: Translator) -> Result:
-    if node.get("stmt_type") != "ROLESTMT_USER":
-        # CREATE ROLE / CREATE GROUP: Redshift RBAC and groups are not handled yet; PostgreSQL
-        # checks CREATEROLE. Only a plain role, or a group with members, may pass.
-        allowed = {"rolemembers"} if node.get("stmt_type") == "ROLESTMT_GROUP" else set()
-        if any(o["DefElem"]["defname"] not in allowed for o in node.get("options", ())):
-            return _NOT_REDSHIFT_ROLE_SYNTAX
-        return None
-    name = node["role"]
-    if denial := check_user_name(name):
-        return denial
-    password = None
-    superuser = False
-    for option in node.get("options", ()):
-        elem = option["DefElem"]
-        if elem["defname"] == "password":
-            password = _option_value(elem)
-            if password is None:
-                return Denial(sqlstate.SYNTAX_ERROR, "PASSWORD NULL is not Redshift syntax",
-                              hint="use PASSWORD 'password' or PASSWORD DISABLE")
-        elif elem["defname"] == "superuser":
-            superuser = bool(_option_value(elem))
-        else:
-            return Denial(sqlstate.FEATURE_NOT_SUPPORTED,
-                          f"CREATE USER option {elem['defname'].upper()} is not supported yet")
-    if password is None:
-        return Denial(sqlstate.SYNTAX_ERROR, "CREATE USER needs a PASSWORD clause",
-                      hint="CREATE USER name PASSWORD 'password'")
-    md5 = password_to_md5(password, name)
-    if isinstance(md5, Denial):
-        return md5
-    sql = (f"CALL shiftguard.create_user({sql_literal(name)}, {sql_literal(md5)}, "
-           f"{'true' if superuser else 'false'}, {sql_literal(translator.backend_verifier(name))})")
-    return sql.encode(), b"CREATE USER"
+def _create_role(node: dict, words: list[str]) -> Result:
+    # CREATE ROLE / CREATE GROUP: Redshift RBAC and groups are not handled yet; PostgreSQL
+    # checks CREATEROLE. Only a plain role, or a group with members, may pass.
+    allowed = {"rolemembers"} if node.get("stmt_type") == "ROLESTMT_GROUP" else set()
+    if any(o["DefElem"]["defname"] not in allowed for o in node.get("options", ())):
+        return _NOT_REDSHIFT_ROLE_SYNTAX
+    return None
 
 
-def _alter_user(node: dict, statement: bytes, translator: Translator) -> Result:
-    options = node.get("options", ())
-    role = node["role"]
-    if _leading_keywords(statement, 2)[1:] != ["USER"]:
-        return _NOT_REDSHIFT_ROLE_SYNTAX  # ALTER ROLE|GROUP ... PASSWORD/LOGIN/VALID UNTIL/...
-    if role.get("roletype") != "ROLESPEC_CSTRING":
-        return Denial(sqlstate.FEATURE_NOT_SUPPORTED, "ALTER USER needs a user name")
-    name = role["rolename"]
-    if len(options) != 1 or options[0]["DefElem"]["defname"] != "password":
-        names = ", ".join(o["DefElem"]["defname"].upper() for o in options)
-        return Denial(sqlstate.FEATURE_NOT_SUPPORTED, f"ALTER USER {names} is not supported yet")
-    password = _option_value(options[0]["DefElem"])
-    if password is None:
-        return Denial(sqlstate.SYNTAX_ERROR, "PASSWORD NULL is not Redshift syntax")
-    md5 = password_to_md5(password, name)
-    if isinstance(md5, Denial):
-        return md5
-    sql = f"CALL shiftguard.set_password({sql_literal(name)}, {sql_literal(md5)})"
-    return sql.encode(), b"ALTER USER"
+def _alter_role(node: dict, words: list[str]) -> Result:
+    return _NOT_REDSHIFT_ROLE_SYNTAX  # ALTER ROLE ... PASSWORD/LOGIN/VALID UNTIL/SET ...
 
 
-def _alter_user_other(node: dict, statement: bytes, translator: Translator) -> Result:
-    if _leading_keywords(statement, 2)[1:] != ["USER"]:
-        return _NOT_REDSHIFT_ROLE_SYNTAX  # ALTER ROLE ... SET
-    return Denial(sqlstate.FEATURE_NOT_SUPPORTED, "this form of ALTER USER is not supported yet")
-
-
-def _rename(node: dict, statement: bytes, translator: Translator) -> Result:
+def _rename(node: dict, words: list[str]) -> Result:
     if node.get("renameType") != "OBJECT_ROLE":
         return None
-    return Denial(sqlstate.FEATURE_NOT_SUPPORTED, "renaming users is not supported yet")
+    return Denial(sqlstate.FEATURE_NOT_SUPPORTED, "renaming groups and roles is not supported yet")
 
 
-def _drop_user(node: dict, statement: bytes, translator: Translator) -> Result:
-    if _leading_keywords(statement, 2)[1:] != ["USER"]:
-        return None  # DROP ROLE: PostgreSQL checks it
-    names = []
-    for spec in node.get("roles", ()):
-        role = spec["RoleSpec"]
-        if role.get("roletype") != "ROLESPEC_CSTRING":
-            return Denial(sqlstate.FEATURE_NOT_SUPPORTED, "DROP USER needs user names")
-        names.append(sql_literal(role["rolename"]))
-    missing_ok = "true" if node.get("missing_ok") else "false"
-    sql = f"CALL shiftguard.drop_users(ARRAY[{', '.join(names)}]::text[], {missing_ok})"
-    return sql.encode(), b"DROP USER"
-
-
-_HANDLERS: dict[str, Callable[[dict, bytes, Translator], Result]] = {
-    "CreateRoleStmt": _create_user,
-    "AlterRoleStmt": _alter_user,
-    "AlterRoleSetStmt": _alter_user_other,
+_AST_HANDLERS: dict[str, Callable[[dict, list[str]], Result]] = {
+    "CreateRoleStmt": _create_role,
+    "AlterRoleStmt": _alter_role,
+    "AlterRoleSetStmt": _alter_role,
     "RenameStmt": _rename,
-    "DropRoleStmt": _drop_user,
 }

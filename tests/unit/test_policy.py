@@ -1,11 +1,18 @@
-"""Statement classification verdicts: SQL in, plan out."""
+"""Statement classification verdicts: SQL in, plan out (Redshift's user statements, role
+attribute refusals, catalog views)."""
 
 from __future__ import annotations
+
+import hashlib
+import json
+import re
 
 import pytest
 
 from proxy.policy.cache import Classifier
-from proxy.policy.statements import PASS, Translator, classify, password_to_md5, sql_literal
+from proxy.policy.statements import PASS, Translator, classify, sql_literal
+from proxy.policy.tokens import GrammarError, scan, split_statements, string_value
+from proxy.policy.users import parse_password, password_rule_broken, sha256_digest
 from proxy.protocol.auth import redshift_md5
 
 TRANSLATOR = Translator(lambda role: f"VERIFIER-{role}")
@@ -15,30 +22,68 @@ def plan(sql: str):
     return classify(sql.encode(), TRANSLATOR)
 
 
+def call_arguments(sql: str) -> tuple[str, dict]:
+    """(procedure, its JSON options) of a translated CREATE/ALTER USER."""
+    match = re.fullmatch(r"CALL shiftguard\.(\w+)\(E'(.*?)', E'(.*)'::jsonb\)", sql)
+    assert match, sql
+    return match.group(2), json.loads(match.group(3).replace("''", "'"))
+
+
 @pytest.mark.parametrize("sql", [
     "SELECT 1", "select * from t where a = 'CREATE USER x PASSWORD ''y'''",
     "/* CREATE USER x PASSWORD 'Abcdefg1' */ SELECT 1", "INSERT INTO t VALUES (1)",
     "CREATE ROLE r", "CREATE GROUP g WITH USER a, b", "DROP ROLE r", "not sql at all",
-    "COPY t FROM STDIN", "",
+    "COPY t FROM STDIN", "", "SELECT * FROM users WHERE role = 'x'", "select 'unterminated",
 ])
 def test_statements_the_proxy_does_not_own_pass(sql):
     assert plan(sql) is PASS
 
 
-def test_create_user_becomes_a_procedure_call_without_the_password():
-    result = plan("CREATE USER Bob WITH PASSWORD 'Secret123'")
+def test_create_user_documentation_example():
+    # CREATE USER's own example (reference §1): password abcD1234, CREATEDB, connection limit 30.
+    result = plan("create user dbuser with password 'abcD1234' createdb connection limit 30")
     (action,) = result.actions
-    assert action.tag == b"CREATE USER"
-    assert b"Secret123" not in action.sql
-    assert action.sql == (f"CALL shiftguard.create_user(E'bob', E'{redshift_md5('Secret123', 'bob')}', "
-                          f"false, E'VERIFIER-bob')").encode()
-    assert not result.cacheable
+    assert action.tag == b"CREATE USER" and not result.cacheable
+    assert "abcD1234" not in action.sql
+    name, options = call_arguments(action.sql)
+    assert name == "dbuser"
+    assert options["password"]["md5"] == redshift_md5("abcD1234", "dbuser")
+    assert options["password"]["scram"].startswith("SCRAM-SHA-256$4096:")
+    assert (options["createdb"], options["connection_limit"]) == (True, 30)
+    assert options["backend_verifier"] == "VERIFIER-dbuser"
 
 
-def test_quoted_name_keeps_case_and_md5_form_is_kept():
-    digest = "md5" + "a" * 32
-    (action,) = plan(f"""CREATE USER "Mixed" PASSWORD '{digest}'""").actions
-    assert b"E'Mixed'" in action.sql and digest.encode() in action.sql
+@pytest.mark.parametrize("sql, expected", [
+    ("CREATE USER a PASSWORD 'md5153c434b4b77c89e6b94f12c5393af5b'",
+     {"password": {"md5": "md5153c434b4b77c89e6b94f12c5393af5b"}}),
+    ("CREATE USER iam_superuser PASSWORD 'md5A1234567890123456780123456789012' CREATEUSER",
+     {"password": {"md5": "md5a1234567890123456780123456789012"}, "superuser": True}),
+    ("CREATE USER myco_aad:bob EXTERNALID \"ABC123\" PASSWORD DISABLE",
+     {"password": {}, "external_id": "ABC123"}),
+    ("CREATE USER dbuser password 'abcD1234' SESSION TIMEOUT 120", {"session_timeout": 120}),
+    ("create user dbuser with password 'abcD1234' valid until '2017-06-10'", {"valid_until": "2017-06-10"}),
+    ("CREATE USER u PASSWORD DISABLE SYSLOG ACCESS UNRESTRICTED NOCREATEDB NOCREATEUSER IN GROUP g1, \"G2\" "
+     "CONNECTION LIMIT UNLIMITED", {"password": {}, "syslog_unrestricted": True, "createdb": False,
+                                   "superuser": False, "groups": ["g1", "G2"], "connection_limit": -1}),
+    ("CREATE USER \"MixedCase\" PASSWORD 'abcD1234'", {}),
+])
+def test_create_user_options(sql, expected):
+    (action,) = plan(sql).actions
+    name, options = call_arguments(action.sql)
+    for key, value in expected.items():
+        assert options[key] == value, key
+    if "MixedCase" in sql:
+        assert name == "MixedCase"
+
+
+def test_sha256_forms():
+    digest = "fe95f2bc7c4a111b6f0f7d0b60bfedd1935fb295f8dce1d62708ab8d2f564baf"
+    salt = "c721bff5d9042cf541ff7b9d48fa8a6e545c19a763e3710151f9513038b0f6c6"
+    (action,) = plan(f"CREATE USER admin2 PASSWORD 'sha256|{digest}|{salt}'").actions
+    assert call_arguments(action.sql)[1]["password"] == {"sha256": digest, "salt": salt}
+    made = parse_password("sha256|Mypassword1", "admin")
+    assert made.verifiers["sha256"] == sha256_digest("Mypassword1", bytes.fromhex(made.verifiers["salt"]))
+    assert sha256_digest("Mypassword1", b"\x01" * 32) == hashlib.sha256(b"Mypassword1" + b"\x01" * 32).hexdigest()
 
 
 @pytest.mark.parametrize("sql, sqlstate, fragment", [
@@ -48,10 +93,23 @@ def test_quoted_name_keeps_case_and_md5_form_is_kept():
     ("CREATE USER bob PASSWORD 'ALLUPPER123'", "22023", "lower-case"),
     ("CREATE USER bob PASSWORD 'NoDigitsHere'", "22023", "digit"),
     ("CREATE USER bob PASSWORD 'Has/Slash123'", "22023", "printable ASCII"),
+    ("CREATE USER bob PASSWORD 'Has@At123'", "22023", "printable ASCII"),
     ('CREATE USER "sys:x" PASSWORD \'Secret123\'', "22023", "reserved prefix"),
-    ("CREATE USER bob PASSWORD 'Secret123' CREATEDB", "0A000", "CREATEDB"),
-    ("ALTER USER bob RENAME TO carl", "0A000", "renaming"),
-    ("ALTER USER bob CONNECTION LIMIT 3", "0A000", "CONNECTIONLIMIT"),
+    ('CREATE USER "public" PASSWORD \'Secret123\'', "22023", "reserved"),
+    ('CREATE USER pg_x PASSWORD \'Secret123\'', "22023", "pg_"),
+    ("CREATE USER " + "a" * 64 + " PASSWORD 'Secret123'", "22023", "63 bytes"),
+    ("CREATE USER bob PASSWORD 'Secret123' SUPERUSER", "42601", "not a Redshift CREATE USER option"),
+    ("CREATE USER bob PASSWORD 'Secret123' CREATEDB NOCREATEDB", "42601", "redundant"),
+    ("CREATE USER bob PASSWORD 'Secret123' SESSION TIMEOUT 59", "22023", "between 60 and 1728000"),
+    ("CREATE USER bob PASSWORD 'Secret123' SESSION TIMEOUT 1728001", "22023", "between 60 and 1728000"),
+    ("CREATE USER bob PASSWORD 'Secret123' EXTERNALID x", "22023", "PASSWORD DISABLE"),
+    ("CREATE USER bob PASSWORD 'sha256|abc|def'", "22023", "64 hex"),
+    ("CREATE USER bob PASSWORD 'SCRAM-SHA-256$4096:c2FsdA==$a2V5:a2V5'", "0A000", "SCRAM"),
+    ("ALTER USER bob", "42601", "needs an option"),
+    ("ALTER USER bob RENAME TO carl CREATEDB", "42601", "cannot be combined"),
+    ("ALTER USER bob SUPERUSER", "42601", "not a Redshift ALTER USER option"),
+    ("DROP USER bob CASCADE", "42601", "CASCADE"),
+    ("CREATE USER MAPPING FOR x SERVER s", "42601", "not a Redshift CREATE USER option"),
     # PostgreSQL role attributes would let a role log in to the backend around the proxy.
     ("ALTER ROLE bob PASSWORD 'Secret123'", "42601", "not Redshift's"),
     ("ALTER ROLE CURRENT_USER WITH LOGIN", "42601", "not Redshift's"),
@@ -61,38 +119,69 @@ def test_quoted_name_keeps_case_and_md5_form_is_kept():
 ])
 def test_refusals_name_the_rule(sql, sqlstate, fragment):
     (action,) = plan(sql).actions
-    assert action.denial.sqlstate == sqlstate
+    assert action.denial.sqlstate == sqlstate, action.denial
     assert fragment in action.denial.message
 
 
-def test_multi_statement_spans_are_bytes():
+@pytest.mark.parametrize("sql, expected", [
+    ("ALTER USER bob PASSWORD 'Other1234' VALID UNTIL 'infinity'", {"valid_until": "infinity"}),
+    ("ALTER USER bob PASSWORD DISABLE", {"password": {}}),
+    ("ALTER USER bob RENAME TO carl", {"rename_to": "carl", "backend_verifier": "VERIFIER-carl"}),
+    ("ALTER USER bob CREATEUSER, CONNECTION LIMIT 3", {"superuser": True, "connection_limit": 3}),
+    ("ALTER USER bob RESET SESSION TIMEOUT", {"session_timeout": 0}),
+    ("ALTER USER bob SET search_path TO 'a, b'", {"parameters": {"search_path": "a, b"}}),
+    ("ALTER USER bob SET statement_timeout = 5000", {"parameters": {"statement_timeout": "5000"}}),
+    ("ALTER USER bob SET datestyle TO DEFAULT", {"parameters": {"datestyle": None}}),
+    ("ALTER USER bob RESET search_path", {"parameters": {"search_path": None}}),
+    ("ALTER USER bob EXTERNALID 'X1' SYSLOG ACCESS RESTRICTED", {"external_id": "X1", "syslog_unrestricted": False}),
+])
+def test_alter_user_changes(sql, expected):
+    (action,) = plan(sql).actions
+    assert action.tag == b"ALTER USER"
+    name, changes = call_arguments(action.sql)
+    assert name == "bob"
+    if "'Other1234'" in sql:
+        assert changes.pop("password")["md5"] == redshift_md5("Other1234", "bob")
+    assert changes == expected
+
+
+def test_multi_statement_spans_are_characters():
     sql = "SELECT 'é'; DROP USER IF EXISTS a, \"B\"; SELECT 2"
     result = plan(sql)
     (action,) = result.actions
-    raw = sql.encode()
-    assert raw[action.start:action.end] == b'DROP USER IF EXISTS a, "B"'
+    assert sql[action.start:action.end] == 'DROP USER IF EXISTS a, "B"'
     assert action.index == 1
-    assert action.sql == b"CALL shiftguard.drop_users(ARRAY[E'a', E'B']::text[], true)"
+    assert action.sql == "CALL shiftguard.drop_users(ARRAY[E'a', E'B']::text[], true)"
 
 
-def test_alter_user_password():
-    (action,) = plan("ALTER USER bob PASSWORD 'Other1234'").actions
-    assert action.tag == b"ALTER USER"
-    assert action.sql == f"CALL shiftguard.set_password(E'bob', E'{redshift_md5('Other1234', 'bob')}')".encode()
+def test_catalog_views_are_pointed_at_the_private_schema():
+    result = plan("select u.usename from pg_catalog.pg_user u join svl_user_info s using (usesysid) "
+                  "where exists (select 1 from public.pg_user)")
+    (action,) = result.actions
+    assert result.cacheable and action.tag is None
+    assert "shiftguard.pg_user AS u" in action.sql and "shiftguard.svl_user_info" in action.sql
+    assert "public.pg_user" in action.sql  # a user's own table of that name is left alone
+
+
+def test_scanner_helpers():
+    assert split_statements("select ';' ; ; select 2;") == [(0, 10), (15, 23)]
+    assert [string_value(t) for t in scan("'it''s' E'a\\nb' $$x'y$$") if t.name == "SCONST"] == ["it's", "a\nb", "x'y"]
+    with pytest.raises(GrammarError):
+        split_statements("select 'unterminated")
+
+
+@pytest.mark.parametrize("password, broken", [
+    ("abcD1234", None), ("@AbC4321!", "may contain"), ("A" * 63 + "b1", "8 to 64"), ("Ab1" + " x" * 3, "may contain"),
+])
+def test_password_rules(password, broken):
+    rule = password_rule_broken(password)
+    assert (rule is None) if broken is None else (broken in rule)
 
 
 def test_sql_literal_is_safe_whatever_standard_conforming_strings_says():
     assert sql_literal("a'b\\c") == "E'a''b\\\\c'"
     with pytest.raises(ValueError):
         sql_literal("a\0b")
-
-
-def test_password_forms():
-    assert password_to_md5("md5" + "0" * 32, "bob") == "md5" + "0" * 32
-    assert password_to_md5("Secret123", "bob") == redshift_md5("Secret123", "bob")
-    assert password_to_md5("sha256|Secret123", "bob").sqlstate == "0A000"
-    scram = password_to_md5("SCRAM-SHA-256$4096:c2FsdA==$a2V5:a2V5", "bob")
-    assert scram.sqlstate == "0A000" and "SCRAM-SHA-256" in scram.message
 
 
 def test_classifier_caches_only_cacheable_plans():

@@ -71,6 +71,7 @@ class Cluster:
     database: str = "dev"
     admin_user: str = "awsuser"
     # Seconds an idle session may stay open when its user has no SESSION TIMEOUT; 0: no limit.
+    # (Redshift's range for a user's SESSION TIMEOUT is 60 to 1728000; this one takes any.)
     session_timeout: int = 0
 
     def validate(self, where: str) -> None:
@@ -79,8 +80,8 @@ class Cluster:
                               f"starting with a letter, got {self.identifier!r}")
         if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", self.region):
             raise ConfigError(f"{where}.region: not an AWS region name: {self.region!r}")
-        if self.session_timeout and not 60 <= self.session_timeout <= 1_728_000:
-            raise ConfigError(f"{where}.session_timeout: must be 0 or between 60 and 1728000 seconds")
+        if not 0 <= self.session_timeout <= 1_728_000:
+            raise ConfigError(f"{where}.session_timeout: must be between 0 and 1728000 seconds")
         if not re.fullmatch(r"\d{12}", self.account_id):
             raise ConfigError(f"{where}.account_id: must be 12 digits, got {self.account_id!r}")
         for key in ("database", "admin_user"):

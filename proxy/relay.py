@@ -156,7 +156,9 @@ class Relay:
         self.classify = classify
         self.tx_status = m.TX_IDLE
         self._on_client_gone = on_client_gone
-        self._done = asyncio.get_running_loop().create_future()
+        self._loop = asyncio.get_running_loop()
+        self._done = self._loop.create_future()
+        self.last_activity = self._loop.time()  # for idle-session timeouts
         # Client side: intervals opened and Executes in the current one.
         self._sent_intervals = 0
         self._executes = 0
@@ -217,6 +219,7 @@ class Relay:
         self.client.write(data)
 
     def _client_data(self, data: bytes) -> None:
+        self.last_activity = self._loop.time()
         try:
             self._from_client.feed(data)
         except m.ProtocolViolation as exc:
@@ -319,6 +322,7 @@ class Relay:
     # ---------------------------------------------------------------- backend -> client
 
     def _backend_data(self, data: bytes) -> None:
+        self.last_activity = self._loop.time()
         try:
             self._from_backend.feed(data)
         except m.ProtocolViolation as exc:

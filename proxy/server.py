@@ -19,7 +19,7 @@ from .iam import http as api
 from .policy.cache import Classifier
 from .policy.statements import Translator
 from .protocol import messages as m
-from .protocol.sqlstate import ADMIN_SHUTDOWN
+from .protocol.sqlstate import ADMIN_SHUTDOWN, IDLE_SESSION_TIMEOUT
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,7 @@ class Proxy:
         self.servers: list[asyncio.base_events.Server] = []
         self.api_runner = None
         self.addresses: list[tuple[str, int]] = []
+        self._sweeper: asyncio.Task | None = None
         self.api_address: tuple[str, int] | None = None
 
     async def start(self) -> None:
@@ -96,6 +97,7 @@ class Proxy:
             for sock in server.sockets:
                 host, port = sock.getsockname()[:2]
                 self.addresses.append((host, port))
+        self._sweeper = asyncio.create_task(self._close_idle_sessions())
         app = api.make_app(self.catalog.ping)
         api_address = config.api_address
         self.api_runner, self.api_address = await api.start(app, api_address.host, api_address.port)
@@ -105,6 +107,8 @@ class Proxy:
         the rest; stop the API, the catalog and the embedded server."""
         for server in self.servers:
             server.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         if self.context is not None:
             await self._drain_sessions(grace)
             for task in list(self.context.tasks):
@@ -116,6 +120,20 @@ class Proxy:
             await self.catalog.close()
         if self.embedded is not None:
             await self.embedded.stop()
+
+    async def _close_idle_sessions(self) -> None:
+        """SESSION TIMEOUT: a session idle (no query running, nothing sent either way) for its
+        timeout is closed with a FATAL error, as PostgreSQL's idle_session_timeout does."""
+        goodbye = m.error_response("FATAL", IDLE_SESSION_TIMEOUT, "terminating connection due to idle-session timeout")
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(1.0)
+            now = loop.time()
+            for session in self.context.sessions:
+                relay = session.relay
+                if session.idle_timeout and not relay.busy and now - relay.last_activity >= session.idle_timeout:
+                    log.info("closing idle session of %s after %d s", session.user, session.idle_timeout)
+                    relay.close(goodbye)
 
     async def _drain_sessions(self, grace: float) -> None:
         goodbye = m.error_response("FATAL", ADMIN_SHUTDOWN, "terminating connection due to administrator command")

@@ -8,7 +8,6 @@ policy/ decides about statements.
 from __future__ import annotations
 
 import base64
-import datetime
 import hashlib
 import hmac
 import json
@@ -37,7 +36,7 @@ class UserRecord:
     password_sha256: str | None = None
     password_salt: str | None = None
     password_scram: str | None = None
-    valid_until: datetime.datetime | None = None
+    password_expired: bool = False  # VALID UNTIL has passed
     session_timeout: int | None = None
 
     @property
@@ -46,7 +45,7 @@ class UserRecord:
 
 
 _USER_COLUMNS = ("name, superuser, password_md5, password_sha256, password_salt, password_scram, "
-                 "valid_until, session_timeout")
+                 "coalesce(valid_until <= now(), false) AS password_expired, session_timeout")
 
 
 class Catalog:

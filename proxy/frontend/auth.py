@@ -2,7 +2,7 @@
 
 Methods (reference/redshift-iam.md §4): MD5 (code 5) over the name the client logged in with;
 Redshift's SHA-256 digest (code 13) for users stored in that form, to Redshift drivers;
-SCRAM-SHA-256 (scramp) to PostgreSQL-native clients when configured and the user has a SCRAM
+SCRAM-SHA-256 (protocol/scram.py) to PostgreSQL-native clients when configured and the user has a SCRAM
 verifier, never to a Redshift driver (the Redshift JDBC driver does not implement it);
 cleartext (code 3) only over TLS, for a SHA-256 user whose client cannot do code 13.
 Every failure, whatever its cause, gets the same answer and about the same work.
@@ -19,12 +19,11 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-import scramp
-
 from ..catalog.store import UserRecord
 from ..endpoint import Endpoint
 from ..protocol import messages as m
 from ..protocol.auth import parse_scram_verifier, redshift_md5, scram_verifier, verify_md5_response
+from ..protocol.scram import ScramFailure, ScramServer
 
 AUTH_DIGEST = 13
 F_DIGEST_RESPONSE = ord("d")
@@ -128,10 +127,7 @@ async def _digest(client: Endpoint, record: UserRecord | None) -> bool:
 
 async def _scram(client: Endpoint, record: UserRecord | None) -> bool:
     usable = record is not None and record.password_scram is not None
-    salt, stored_key, server_key, iterations = parse_scram_verifier(
-        record.password_scram if usable else _DUMMY_SCRAM)
-    server = scramp.ScramMechanism("SCRAM-SHA-256").make_server(
-        lambda _username: (salt, stored_key, server_key, iterations))
+    server = ScramServer(*parse_scram_verifier(record.password_scram if usable else _DUMMY_SCRAM))
     client.write(m.authentication(m.AUTH_SASL, b"SCRAM-SHA-256\0\0"))
     body = await _read(client, m.F_PASSWORD)
     mechanism, pos = m.read_cstring(body, 0)
@@ -139,14 +135,14 @@ async def _scram(client: Endpoint, record: UserRecord | None) -> bool:
         raise m.ProtocolViolation("SASL authentication needs mechanism SCRAM-SHA-256")
     (length,) = struct.unpack_from("!i", body, pos)
     try:
-        server.set_client_first(body[pos + 4:pos + 4 + length].decode())
-        client.write(m.authentication(m.AUTH_SASL_CONTINUE, server.get_server_first().encode()))
-        server.set_client_final((await _read(client, m.F_PASSWORD)).decode())
-    except (scramp.ScramException, UnicodeDecodeError):
+        client.write(m.authentication(m.AUTH_SASL_CONTINUE,
+                                      server.server_first(body[pos + 4:pos + 4 + length].decode()).encode()))
+        proved = server.verify_final((await _read(client, m.F_PASSWORD)).decode())
+    except (ScramFailure, UnicodeDecodeError):
         return False
-    if not usable:
+    if not (proved and usable):
         return False
-    client.write(m.authentication(m.AUTH_SASL_FINAL, server.get_server_final().encode()))
+    client.write(m.authentication(m.AUTH_SASL_FINAL, server.server_final().encode()))
     return True
 
 

@@ -15,7 +15,6 @@ the connection with one FATAL ErrorResponse carrying a real SQLSTATE.
 from __future__ import annotations
 
 import asyncio
-import datetime
 import enum
 import hmac
 import logging
@@ -98,6 +97,12 @@ class Session:
     database: str
     backend: BackendSession
     relay: Relay
+    idle_timeout: int = 0  # seconds; 0: none
+
+
+def idle_timeout(user_timeout: int | None, cluster_timeout: int) -> int:
+    """SESSION TIMEOUT: the user's own when set, else the cluster's; 0 means none."""
+    return user_timeout or cluster_timeout or 0
 
 
 class SessionRegistry:
@@ -276,7 +281,7 @@ class Connection:
             reason = "password disabled"
         elif not proved:
             reason = f"wrong password ({method.value})"
-        elif record.valid_until is not None and record.valid_until <= datetime.datetime.now(datetime.timezone.utc):
+        elif record.password_expired:
             reason = "password expired (VALID UNTIL)"
         if reason is not None:
             throttle.failed(params.user, address)
@@ -315,7 +320,8 @@ class Connection:
                       self.config.limits.max_message_size,
                       on_client_gone=lambda: self.context.spawn(
                           send_cancel(self.context.backend, backend.pid, backend.key)))
-        self.session = Session(pid, key, params.user, params.database, backend, relay)
+        self.session = Session(pid, key, params.user, params.database, backend, relay,
+                               idle_timeout(record.session_timeout, self.config.cluster.session_timeout))
         registry.add(self.session)
         self.client.write(b"".join(greeting))
         relay.start()

@@ -395,3 +395,70 @@ def test_login_failures_look_the_same(proxy, users):
         assert login_sqlstate(proxy, user, password) == "28P01"
         messages.add(login_fails(proxy, user, password).replace(user, "USER").split("failed:", 1)[1])
     assert len(messages) == 1
+
+
+def psql_login(proxy, user: str, password: str, sslmode: str = "disable"):
+    import os
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env["PGPASSWORD"] = password
+    return subprocess.run(["psql", "-X", "-At", "-c", "SELECT current_user",
+                           f"host={proxy.host} port={proxy.port} user={user} dbname=dev sslmode={sslmode}"],
+                          capture_output=True, text=True, env=env, timeout=30)
+
+
+# (CREATE USER options, password tried, client, TLS) -> logs in?
+LOGIN_TABLE = [
+    (f"PASSWORD '{PASSWORD}'", PASSWORD, "psql", False, True),
+    (f"PASSWORD '{PASSWORD}'", "Wrong1234", "psql", False, False),
+    (f"PASSWORD '{PASSWORD}'", PASSWORD, "psql-scram", False, True),
+    (f"PASSWORD '{PASSWORD}'", PASSWORD, "redshift_connector", False, True),
+    (f"PASSWORD '{PASSWORD}'", PASSWORD, "psycopg", True, True),
+    ("PASSWORD 'md5153c434b4b77c89e6b94f12c5393af5b'", "ez", "psql", False, False),  # hash salted with user1
+    ("PASSWORD 'sha256|Mypassword1'", "Mypassword1", "redshift_connector", False, True),
+    ("PASSWORD 'sha256|Mypassword1'", "Mypassword1", "psycopg", True, True),
+    ("PASSWORD 'sha256|Mypassword1'", "Mypassword1", "psycopg", False, False),
+    ("PASSWORD 'sha256|Mypassword1'", "Mypassword2", "redshift_connector", False, False),
+    ("PASSWORD DISABLE", "", "psql", False, False),
+    ("PASSWORD DISABLE", "", "redshift_connector", False, False),
+    (f"PASSWORD '{PASSWORD}' VALID UNTIL '2000-01-01'", PASSWORD, "psql", False, False),
+    (f"PASSWORD '{PASSWORD}' VALID UNTIL '2000-01-01'", PASSWORD, "redshift_connector", False, False),
+    (f"PASSWORD '{PASSWORD}' VALID UNTIL '2999-01-01'", PASSWORD, "psycopg", True, True),
+    (f"PASSWORD '{PASSWORD}' CONNECTION LIMIT 0", PASSWORD, "psycopg", False, False),
+    (f"PASSWORD '{PASSWORD}' CREATEUSER CONNECTION LIMIT 0", PASSWORD, "psycopg", False, True),
+]
+
+
+@pytest.mark.parametrize("options, password, client, tls, logs_in", LOGIN_TABLE)
+def test_login_table(make_proxy, options, password, client, tls, logs_in):
+    proxy = make_proxy(auth__scram=client == "psql-scram")
+    name = unique("u")
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE USER {name} {options}")
+    try:
+        if client.startswith("psql"):
+            result = psql_login(proxy, name, password, "require" if tls else "disable")
+            assert (result.returncode == 0 and result.stdout.strip() == name) is logs_in, result.stderr
+        elif client == "redshift_connector":
+            try:
+                with redshift_connect(proxy, name, password) as conn:
+                    cursor = conn.cursor()
+                    cursor.execute("SELECT current_user")
+                    assert cursor.fetchall()[0][0] == name
+                    ok = True
+            except redshift_connector.error.ProgrammingError as exc:
+                assert exc.args[0]["C"] in ("28P01", "53300")
+                ok = False
+            assert ok is logs_in
+        else:
+            try:
+                with proxy.connect(name, password, sslmode="require" if tls else "disable") as conn:
+                    assert conn.execute("SELECT current_user").fetchone() == (name,)
+                    ok = True
+            except psycopg.OperationalError:
+                ok = False
+            assert ok is logs_in
+    finally:
+        with proxy.connect() as admin:
+            admin.execute(f"DROP USER {name}")

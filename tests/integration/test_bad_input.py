@@ -39,7 +39,7 @@ def raw(proxy) -> socket.socket:
     return socket.create_connection((proxy.host, proxy.port), timeout=5)
 
 
-def login(proxy, sock: socket.socket, user: str = ADMIN, password: str = ADMIN_PASSWORD) -> bytes:
+def login(sock: socket.socket, user: str = ADMIN, password: str = ADMIN_PASSWORD) -> bytes:
     """Log in with the raw protocol; returns everything up to the first ReadyForQuery."""
     sock.sendall(m.startup_message({"user": user, "database": "dev"}))
     data = sock.recv(1024)
@@ -89,7 +89,7 @@ def test_gssenc_request_is_declined_and_startup_continues(proxy):
     with raw(proxy) as sock:
         sock.sendall(struct.pack("!ii", 8, m.GSSENC_REQUEST_CODE))
         assert sock.recv(1) == b"N"
-        assert login(proxy, sock).endswith(m.ready_for_query(m.TX_IDLE))
+        assert login(sock).endswith(m.ready_for_query(m.TX_IDLE))
 
 
 def test_newer_minor_version_is_negotiated_down(proxy):
@@ -119,12 +119,12 @@ def test_truncated_packet_then_silence_is_closed_after_auth_timeout(make_proxy):
 def test_bad_message_length_after_login(make_proxy):
     proxy = make_proxy(limits__max_message_size=4096)
     with raw(proxy) as sock:
-        login(proxy, sock)
+        login(sock)
         sock.sendall(b"Q" + struct.pack("!i", 100_000) + b"SELECT 1")
         fields = error_fields(read_all(sock))
     assert fields["C"] == "08P01" and "invalid message length 100000" in fields["M"]
     with raw(proxy) as sock:
-        login(proxy, sock)
+        login(sock)
         sock.sendall(b"Q\x00\x00\x00\x02")
         assert error_fields(read_all(sock))["C"] == "08P01"
     still_serves(proxy)
@@ -132,7 +132,7 @@ def test_bad_message_length_after_login(make_proxy):
 
 def test_unknown_message_type_after_login_is_refused_by_postgres(proxy):
     with raw(proxy) as sock:
-        login(proxy, sock)
+        login(sock)
         sock.sendall(b"!" + struct.pack("!i", 4))
         fields = error_fields(read_all(sock))
     assert fields["S"] == "FATAL" and fields["C"] == "08P01"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -212,20 +213,28 @@ def test_a_200_mb_result_streams_through_in_bounded_memory(data_dir):
 
 
 def test_shutdown_lets_an_open_transaction_finish(data_dir):
+    from proxy.protocol import messages as m
+
+    from .test_bad_input import login, read_all
+
     served = Served("--data-dir", str(data_dir))
     table = unique()
-    conn = served.connect()
-    conn.execute(f"CREATE TABLE {table} (a int)")
-    conn.execute("BEGIN")
-    conn.execute(f"INSERT INTO {table} VALUES (1)")
-    served.process.send_signal(signal.SIGTERM)
-    time.sleep(0.5)
-    with pytest.raises(psycopg.OperationalError):  # new connections are no longer accepted
-        served.connect()
-    conn.execute("COMMIT")  # the open transaction may finish within the grace period
-    time.sleep(0.3)
-    with pytest.raises(psycopg.OperationalError, match="terminating connection due to administrator command"):
-        conn.execute("SELECT 1")
+    with served.connect() as conn:
+        conn.execute(f"CREATE TABLE {table} (a int)")
+    with socket.create_connection(("127.0.0.1", served.port), timeout=10) as sock:
+        login(sock)
+        sock.sendall(m.query(f"BEGIN; INSERT INTO {table} VALUES (1)"))
+        reply = b""
+        while not reply.endswith(m.ready_for_query(m.TX_IN_BLOCK)):
+            reply += sock.recv(65536)
+        served.process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        with pytest.raises(psycopg.OperationalError):  # new connections are no longer accepted
+            served.connect()
+        sock.sendall(m.query("COMMIT"))  # the open transaction may finish within the grace period
+        rest = read_all(sock, timeout=15)
+    assert rest.startswith(m.command_complete("COMMIT") + m.ready_for_query(m.TX_IDLE))
+    assert b"57P01" in rest and b"terminating connection due to administrator command" in rest
     assert served.process.wait(30) == 0
     served.process.stdout.close()
     served.process.stderr.close()

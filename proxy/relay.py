@@ -2,9 +2,9 @@
 
 Bytes pass through untouched: each direction is cut at message boundaries by reading only the
 five-byte headers, and a chunk whose messages all pass is written on as the same object. Only
-Query and Parse (classified, maybe rewritten), the few small messages that drive the response
-bookkeeping (Execute, Sync, ReadyForQuery, CommandComplete) and, while a rewrite is pending,
-Bind, Close and ErrorResponse are looked at. DataRow and CopyData bodies never are.
+Query and Parse (classified, maybe rewritten), ErrorResponse (reworded as Redshift words it),
+ReadyForQuery, and, while a rewrite is pending, Bind, Execute, Close and CommandComplete are
+looked at; Execute and Sync are otherwise only counted from their headers. DataRow and CopyData bodies never are.
 
 Response bookkeeping. Every Query, Sync and FunctionCall yields exactly one ReadyForQuery, so
 the responses come in numbered intervals (the n-th interval ends with the n-th ReadyForQuery);
@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .endpoint import Endpoint
+from .policy.errors import redshift_wording
 from .policy.statements import Plan
 from .protocol import messages as m
 from .protocol.sqlstate import PROTOCOL_VIOLATION
@@ -172,7 +173,7 @@ class Relay:
             self._to_backend, {m.F_QUERY, m.F_PARSE},
             self._client_message, self._client_header, max_message_size)
         self._from_backend = MessageStream(
-            self._to_client, {m.B_READY_FOR_QUERY},
+            self._to_client, {m.B_READY_FOR_QUERY, m.B_ERROR_RESPONSE},
             self._backend_message, self._backend_header, 1 << 30)
 
     # ---------------------------------------------------------------- lifecycle
@@ -309,7 +310,7 @@ class Relay:
         expected = self._expected.get(interval)
         if expected is None:
             expected = self._expected[interval] = _Expected()
-            self._from_backend.wanted.update((m.B_COMMAND_COMPLETE, m.B_ERROR_RESPONSE))
+            self._from_backend.wanted.add(m.B_COMMAND_COMPLETE)
         return expected
 
     def _track_names(self) -> None:
@@ -339,7 +340,7 @@ class Relay:
             if self._expected:
                 self._expected.pop(self._received_intervals, None)
                 if not self._expected:
-                    self._from_backend.wanted.difference_update((m.B_COMMAND_COMPLETE, m.B_ERROR_RESPONSE))
+                    self._from_backend.wanted.discard(m.B_COMMAND_COMPLETE)
             self._received_intervals += 1
             self._completions = 0
             return None
@@ -348,14 +349,19 @@ class Relay:
             self._completions += 1
             tag = expected.tags.get(self._completions) if expected else None
             return m.command_complete(tag.decode()) if tag is not None else None
-        if kind == m.B_ERROR_RESPONSE and expected:
+        if kind == m.B_ERROR_RESPONSE:
             fields = m.decode_fields(body)
-            for marker, error in expected.denials.items():
-                if marker in fields.get("M", ""):
-                    return error
-            if "shiftguard." in fields.get("W", ""):
-                # An error raised inside a private-schema procedure that a statement was
-                # rewritten to: the client sees the error, not our PL/pgSQL call stack.
-                del fields["W"]
-                return m.encode_error_fields(fields)
+            changed = False
+            if expected:
+                for marker, error in expected.denials.items():
+                    if marker in fields.get("M", ""):
+                        return error
+                if "shiftguard." in fields.get("W", ""):
+                    # An error raised inside a private-schema procedure that a statement was
+                    # rewritten to: the client sees the error, not our PL/pgSQL call stack.
+                    del fields["W"]
+                    changed = True
+            reworded = redshift_wording(fields)
+            if reworded is not None or changed:
+                return m.encode_error_fields(reworded or fields)
         return None

@@ -67,10 +67,13 @@ class Translator:
 
 
 # Every statement the proxy owns contains one of these words. PostgreSQL's keywords are ASCII
-# and case-insensitive and cannot be escaped or split, and the catalog views' names contain
-# "user", so SQL whose ASCII-lowered bytes contain none of them holds nothing the proxy owns and
-# needs no parse. Only a shortcut: a hit means "scan and look", never a decision by itself.
-_TRIGGER_WORDS = (b"user", b"role", b"group")
+# and case-insensitive and cannot be escaped or split, and the catalog views' and set_config's
+# names contain them, so SQL whose ASCII-lowered bytes contain none of them holds nothing the
+# proxy owns and needs no parse. Only a shortcut: a hit means "scan and look", never a decision.
+# Function names are identifiers, which U&"..." can spell with escapes: SQL holding a Unicode
+# escape is always parsed.
+_TRIGGER_WORDS = (b"user", b"role", b"group", b"discard", b"system", b"extension", b"copy",
+                  b"policy", b"language", b"load", b"set_config", b"authorization", b"u&")
 
 # Redshift catalog views PostgreSQL lacks (or has with other columns), and where ours live.
 CATALOG_VIEWS = {"pg_user": "pg_user", "pg_user_info": "pg_user_info",
@@ -130,7 +133,10 @@ def classify_statement(statement: str, translator: Translator) -> Result:
         return None
     ((kind, node),) = raw["stmt"].items()
     handler = _AST_HANDLERS.get(kind)
-    return handler(node, words) if handler else None
+    result = handler(node, words) if handler else None
+    if result is None and "set_config" in lowered and _sets_identity(raw):
+        return _escape("set_config('role' | 'session_authorization', ...)")
+    return result
 
 
 # --------------------------------------------------------------------------- helpers
@@ -220,9 +226,83 @@ def _rename(node: dict, words: list[str]) -> Result:
     return Denial(sqlstate.FEATURE_NOT_SUPPORTED, "renaming groups and roles is not supported yet")
 
 
+# --------------------------------------------------------------------------- escapes
+
+# PostgreSQL features that would let a session escape the model (change who it is, reach the
+# server's files or programs, load code, or set policies the proxy does not know), refused for
+# everyone (DESIGN principle 2). Redshift has none of them.
+_UNTRUSTED_LANGUAGES = frozenset({"c", "internal", "plpythonu", "plpython2u", "plpython3u", "plperlu",
+                                  "pltclu", "plsh", "plv8u"})
+
+
+def _escape(what: str) -> Denial:
+    return Denial(sqlstate.FEATURE_NOT_SUPPORTED, f"{what} is not supported",
+                  hint="Amazon Redshift has no such feature; shiftguard refuses it so that every "
+                       "session stays the user it logged in as")
+
+
+def _variable_set(node: dict, words: list[str]) -> Result:
+    # SET ROLE / RESET ROLE / SET LOCAL role. SET SESSION AUTHORIZATION is Redshift's way for a
+    # superuser to test access and PostgreSQL allows it to superusers only: it passes.
+    if node.get("name") == "role":
+        return _escape("SET ROLE")
+    return None
+
+
+def _copy(node: dict, words: list[str]) -> Result:
+    if node.get("is_program"):
+        return _escape("COPY ... PROGRAM")
+    if node.get("filename"):
+        return _escape("COPY to or from a file on the database server")
+    return None
+
+
+def _with_language(node: dict, key: str) -> Result:
+    for option in node.get(key, ()):
+        elem = option["DefElem"]
+        if elem["defname"] == "language":
+            language = elem.get("arg", {}).get("String", {}).get("sval", "").lower()
+            if language in _UNTRUSTED_LANGUAGES:
+                return _escape(f"the untrusted language {language}")
+    return None
+
+
+def _sets_identity(tree) -> bool:
+    """Does the parse tree call set_config() on role or session_authorization (or on a name
+    it computes, which could be either)?"""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            call = node.get("FuncCall")
+            if call is not None:
+                name = call.get("funcname", [])[-1:]
+                if name and name[0].get("String", {}).get("sval") == "set_config":
+                    first = (call.get("args") or [{}])[0]
+                    setting = first.get("A_Const", {}).get("sval", {}).get("sval")
+                    if setting is None or setting.lower() in ("role", "session_authorization"):
+                        return True
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False
+
+
 _AST_HANDLERS: dict[str, Callable[[dict, list[str]], Result]] = {
     "CreateRoleStmt": _create_role,
     "AlterRoleStmt": _alter_role,
     "AlterRoleSetStmt": _alter_role,
     "RenameStmt": _rename,
+    "VariableSetStmt": _variable_set,
+    "DiscardStmt": lambda node, words: _escape("DISCARD"),
+    "AlterSystemStmt": lambda node, words: _escape("ALTER SYSTEM"),
+    "CreateExtensionStmt": lambda node, words: _escape("CREATE EXTENSION"),
+    "AlterExtensionStmt": lambda node, words: _escape("ALTER EXTENSION"),
+    "CreatePLangStmt": lambda node, words: _escape("CREATE LANGUAGE"),
+    "CopyStmt": _copy,
+    "CreatePolicyStmt": lambda node, words: _escape("PostgreSQL's CREATE POLICY (use CREATE RLS POLICY)"),
+    "AlterPolicyStmt": lambda node, words: _escape("PostgreSQL's ALTER POLICY (use ALTER RLS POLICY)"),
+    "LoadStmt": lambda node, words: _escape("LOAD"),
+    "CreateFunctionStmt": lambda node, words: _with_language(node, "options"),
+    "DoStmt": lambda node, words: _with_language(node, "args"),
 }

@@ -144,7 +144,7 @@ def test_new_user_is_itself_and_refused_ungranted_table(classpath, proxy, new_us
         assert run["session_user"] == name
         assert run["ungranted_sqlstate"] == "42501"
         assert run["ungranted_message"].startswith(
-            f"ERROR: permission denied for table {table}")
+            f"ERROR: permission denied for relation {table}")
         assert run["ungranted_then"] == "alive"
         assert run["ungranted_prepared_sqlstate"] == "42501"
         assert run["ungranted_prepared_then"] == "alive"

@@ -188,7 +188,7 @@ def test_new_user_is_itself_and_refused_ungranted_table(proxy, new_user, sslmode
     result = psql(proxy, "-c", f"SELECT * FROM {table}", user=name, password=password,
                   sslmode=sslmode)
     assert result.returncode == 1, result
-    assert f"ERROR:  42501: permission denied for table {table}" in result.stderr
+    assert f"ERROR:  42501: permission denied for relation {table}" in result.stderr
     ok(psql(proxy, "-c", f"GRANT SELECT ON {table} TO {name}"))
     assert ok(psql(proxy, "-c", f"SELECT a FROM {table}", user=name, password=password,
                    sslmode=sslmode)) == ["7"]

@@ -185,7 +185,7 @@ def test_new_user_is_itself_and_refused_ungranted_table(proxy, new_user, tls, ta
         with pytest.raises(ProgrammingError) as refused:
             cursor.execute(f"SELECT * FROM {table}")
         assert sqlstate(refused.value) == "42501"
-        assert refused.value.args[0]["M"] == f"permission denied for table {table}"
+        assert refused.value.args[0]["M"] == f"permission denied for relation {table}"
         conn.rollback()
         cursor.execute("SELECT 1")
         assert cursor.fetchall()[0][0] == 1

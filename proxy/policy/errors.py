@@ -1,0 +1,21 @@
+"""PostgreSQL's error wording, turned into Redshift's where Redshift words it differently.
+Pure: ErrorResponse fields in, fields out."""
+
+from __future__ import annotations
+
+from ..protocol.sqlstate import INSUFFICIENT_PRIVILEGE
+
+# PostgreSQL names the kind of relation ("permission denied for table t"); Redshift says
+# "relation" for all of them (reference/redshift-sql-acl.md §4, denial errors).
+_RELATION_KINDS = ("table", "view", "materialized view", "sequence", "foreign table")
+
+
+def redshift_wording(fields: dict[str, str]) -> dict[str, str] | None:
+    """The reworded fields, or None when Redshift says the same."""
+    if fields.get("C") == INSUFFICIENT_PRIVILEGE:
+        text = fields.get("M", "")
+        for kind in _RELATION_KINDS:
+            prefix = f"permission denied for {kind} "
+            if text.startswith(prefix):
+                return {**fields, "M": "permission denied for relation " + text[len(prefix):]}
+    return None

@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 
 from .endpoint import Endpoint
 from .policy.errors import redshift_wording
-from .policy.statements import Plan
+from .policy.statements import Action, Denial, Plan
 from .protocol import messages as m
-from .protocol.sqlstate import PROTOCOL_VIOLATION
+from .protocol.sqlstate import FEATURE_NOT_SUPPORTED, PROTOCOL_VIOLATION
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ class Relay:
         self._statement_tags: dict[bytes, bytes] = {}
         self._portal_tags: dict[bytes, bytes] = {}
         self._from_client = MessageStream(
-            self._to_backend, {m.F_QUERY, m.F_PARSE},
+            self._to_backend, {m.F_QUERY, m.F_PARSE, m.F_FUNCTION_CALL},
             self._client_message, self._client_header, max_message_size)
         self._from_backend = MessageStream(
             self._to_client, {m.B_READY_FOR_QUERY, m.B_ERROR_RESPONSE},
@@ -230,7 +230,7 @@ class Relay:
         # Counted from the header alone: no body is looked at on the hot path.
         if kind == m.F_EXECUTE:
             self._executes += 1
-        elif kind == m.F_SYNC or kind == m.F_FUNCTION_CALL:
+        elif kind == m.F_SYNC:
             self._sent_intervals += 1
             self._executes = 0
 
@@ -243,6 +243,8 @@ class Relay:
             return None
         if kind == m.F_QUERY:
             return self._query(body)
+        if kind == m.F_FUNCTION_CALL:
+            return self._function_call()
         if kind == m.F_PARSE:
             return self._parse(body)
         if kind == m.F_BIND:
@@ -267,6 +269,19 @@ class Relay:
         if not plan.actions:
             return None
         return m.query(self._apply(plan, sql, interval, base))
+
+    def _function_call(self) -> bytes:
+        """The fast-path FunctionCall calls any function by OID, out of the proxy's sight
+        (set_config('role', ...) among them); Redshift has none. It becomes a Query that fails:
+        both answer with an ErrorResponse and one ReadyForQuery, and PostgreSQL aborts the
+        transaction as for any error."""
+        interval = self._sent_intervals
+        self._sent_intervals += 1
+        self._executes = 0
+        denial = Plan((Action(0, 0, 0, denial=Denial(
+            FEATURE_NOT_SUPPORTED, "the fast-path function call interface is not supported",
+            hint="call the function in a SELECT")),))
+        return m.query(self._apply(denial, b"", interval, 0))
 
     def _parse(self, body: bytes) -> bytes | None:
         parse = m.decode_parse(body)

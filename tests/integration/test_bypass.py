@@ -1,0 +1,198 @@
+"""A non-superuser tries, every way we know, to read or change what it was not granted, or to
+become someone else. Every attempt must fail; the summary line says how many were made."""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+import psycopg
+import pytest
+
+from proxy.protocol import messages as m
+from proxy.protocol.auth import md5_response, redshift_md5
+
+from ..conftest import unique
+
+SECRET = "the crown jewels"
+PASSWORD = "Secret123"
+
+
+def attempts(secret: str, me: str) -> list[str]:
+    """SQL a non-superuser sends, one attempt per entry (multi-statement strings included)."""
+    escaped = "".join(f"\\{ord(c):04x}" for c in secret)
+    return [
+        # reading directly, however it is spelled
+        f"SELECT * FROM {secret}",
+        f'SELECT * FROM "{secret}"',
+        f"SELECT * FROM public.{secret}",
+        f'SELECT * FROM U&"{escaped}"',
+        f"/* harmless */ SELECT * FROM {secret} -- comment",
+        f"SELECT 1; SELECT * FROM {secret}",
+        f"SELECT (SELECT v FROM {secret})",
+        f"WITH x AS (SELECT * FROM {secret}) SELECT * FROM x",
+        f"SELECT * FROM {secret} FOR UPDATE",
+        f"SELECT count(*) FROM {secret}",
+        f"PREPARE p1 AS SELECT * FROM {secret}; EXECUTE p1",
+        f"COPY {secret} TO STDOUT",
+        f"COPY (SELECT * FROM {secret}) TO STDOUT",
+        f"CREATE TEMP VIEW v1 AS SELECT * FROM {secret}; SELECT * FROM v1",
+        f"DO $$BEGIN PERFORM * FROM {secret}; END$$",
+        f"DO $$BEGIN EXECUTE 'SELECT * FROM ' || '{secret}'; END$$",
+        f"CREATE FUNCTION f_{me}() RETURNS SETOF text LANGUAGE sql SECURITY DEFINER AS "
+        f"'SELECT v FROM {secret}'; SELECT f_{me}()",
+        # writing or destroying
+        f"INSERT INTO {secret} VALUES ('x')",
+        f"UPDATE {secret} SET v = 'x'",
+        f"DELETE FROM {secret}",
+        f"TRUNCATE {secret}",
+        f"DROP TABLE {secret}",
+        f"ALTER TABLE {secret} OWNER TO {me}",
+        f"ALTER TABLE {secret} ADD COLUMN x int",
+        f"CREATE INDEX ON {secret} (v)",
+        f"COMMENT ON TABLE {secret} IS 'mine'",
+        f"GRANT SELECT ON {secret} TO {me}",
+        f"CREATE TRIGGER t_{me} BEFORE INSERT ON {secret} FOR EACH ROW EXECUTE FUNCTION suppress_redundant_updates_trigger()",
+        f"COPY {secret} FROM STDIN",
+        # becoming someone else
+        "SET ROLE awsuser",
+        "SET LOCAL ROLE awsuser",
+        'SET "role" TO awsuser',
+        "RESET ROLE",
+        "SET SESSION AUTHORIZATION awsuser",
+        "SELECT set_config('role', 'awsuser', false)",
+        "SELECT set_config('session_authorization', 'awsuser', false)",
+        "SELECT set_config(U&'r\\006fle', 'awsuser', false)",
+        "SELECT U&\"set\\005fconfig\"('role', 'awsuser', false)",
+        "SELECT pg_catalog.set_config(lower('ROLE'), 'awsuser', false)",
+        "DO $$BEGIN EXECUTE 'SET ROLE awsuser'; END$$",
+        "DO $$BEGIN PERFORM set_config('role', 'awsuser', false); END$$",
+        "GRANT awsuser TO " + me,
+        f"ALTER USER {me} CREATEUSER",
+        f"ALTER ROLE {me} SUPERUSER",
+        f"ALTER ROLE {me} PASSWORD 'Known1234'",
+        f"ALTER ROLE {me} BYPASSRLS",
+        "CREATE ROLE sneaky LOGIN PASSWORD 'Known1234'",
+        f"CREATE USER sneaky_{me} PASSWORD 'Known1234' CREATEUSER",
+        "ALTER USER awsuser PASSWORD 'Known1234'",
+        "DROP USER awsuser",
+        "CREATE SCHEMA s_evil AUTHORIZATION awsuser",
+        f"ALTER DEFAULT PRIVILEGES FOR ROLE awsuser GRANT SELECT ON TABLES TO {me}",
+        f"REASSIGN OWNED BY awsuser TO {me}",
+        "DISCARD ALL",
+        # the private schema and the server
+        "SELECT * FROM shiftguard.settings",
+        "SELECT * FROM shiftguard.users",
+        "SELECT rolpassword FROM pg_authid",
+        "SELECT shiftguard.store_password('awsuser', '{\"md5\": \"md50123456789abcdef0123456789abcdef\"}')",
+        "SELECT shiftguard.role_attributes(true, true)",
+        "CALL shiftguard.create_user('evil', '{\"superuser\": true, \"password\": {}}')",
+        f"CALL shiftguard.alter_user('{me}', '{{\"superuser\": true}}')",
+        "CALL shiftguard.drop_users(ARRAY['awsuser'], false)",
+        "SELECT * FROM svl_user_info",
+        "SELECT pg_read_file('/etc/passwd')",
+        "SELECT pg_ls_dir('.')",
+        "SELECT lo_import('/etc/passwd')",
+        f"COPY {secret} TO '/tmp/stolen'",
+        "COPY (SELECT 1) TO PROGRAM 'id'",
+        "CREATE TEMP TABLE t_prog (a text); COPY t_prog FROM PROGRAM 'id'",
+        "ALTER SYSTEM SET log_statement = 'none'",
+        "CREATE EXTENSION dblink",
+        "LOAD 'plpgsql'",
+        "CREATE FUNCTION f_c() RETURNS int LANGUAGE c AS '/lib/x.so', 'f'",
+        "CREATE LANGUAGE plperlu",
+        f"CREATE POLICY p ON {secret} USING (true)",
+    ]
+
+
+@pytest.fixture
+def setup(proxy, postgres):
+    secret = unique("secret")
+    me = unique("mallory")
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE TABLE {secret} (v text)")
+        admin.execute(f"INSERT INTO {secret} VALUES (%s)", (SECRET,))
+        admin.execute(f"CREATE USER {me} PASSWORD '{PASSWORD}'")
+    yield secret, me
+    with postgres.connect() as direct:
+        direct.execute(f"DROP OWNED BY {me}")
+    with proxy.connect() as admin:
+        admin.execute(f"DROP TABLE {secret}")
+        admin.execute(f"DROP USER {me}")
+
+
+def simple(conn: psycopg.Connection, sql: str) -> list:
+    """Run sql as one simple-protocol Query; every row of every result."""
+    cur = conn.cursor()
+    cur.execute(sql)
+    rows = []
+    while True:
+        if cur.description is not None:
+            rows.extend(cur.fetchall())
+        if not cur.nextset():
+            return rows
+
+
+def fast_path_set_config(proxy, user: str) -> bytes:
+    """set_config('role', 'awsuser', false) through the FunctionCall message (OID 2078)."""
+    with socket.create_connection((proxy.host, proxy.port), timeout=10) as sock:
+        sock.sendall(m.startup_message({"user": user, "database": "dev"}))
+        salt = sock.recv(1024)[9:13]
+        sock.sendall(m.password_message(md5_response(redshift_md5(PASSWORD, user), salt) + b"\0"))
+        data = b""
+        while not data.endswith(m.ready_for_query(m.TX_IDLE)):
+            data += sock.recv(65536)
+        args = [b"role", b"awsuser", b"f"]
+        body = struct.pack("!ihh", 2078, 0, len(args))
+        body += b"".join(struct.pack("!i", len(a)) + a for a in args) + struct.pack("!h", 0)
+        sock.sendall(m.message(m.F_FUNCTION_CALL, body) + m.query("SELECT current_user"))
+        reply = b""
+        while reply.count(b"Z\x00\x00\x00\x05") < 2:
+            reply += sock.recv(65536)
+        return reply
+
+
+def test_every_bypass_attempt_fails(proxy, setup, postgres, capsys):
+    secret, me = setup
+    tried = succeeded = 0
+    failures = []
+    for sql in attempts(secret, me):
+        tried += 1
+        with proxy.connect(me, PASSWORD) as conn:
+            try:
+                rows = simple(conn, sql)
+            except psycopg.Error:
+                continue
+            succeeded += 1  # every attempt must be refused, whatever it returned
+            failures.append((sql, rows[:3]))
+    # The same reads through the extended protocol (Parse/Bind/Execute).
+    for sql in (f"SELECT * FROM {secret}", f"SELECT v FROM {secret} WHERE v = %s",
+                "SELECT set_config('role', 'awsuser', false)"):
+        tried += 1
+        with proxy.connect(me, PASSWORD) as conn:
+            try:
+                conn.execute(sql, ("x",) if "%s" in sql else None, prepare=True)
+                succeeded += 1
+                failures.append((sql, "extended protocol"))
+            except psycopg.Error:
+                pass
+    tried += 1
+    reply = fast_path_set_config(proxy, me)
+    if b"0A000" not in reply or me.encode() not in reply:
+        succeeded += 1
+        failures.append(("FunctionCall set_config", reply[:200]))
+    # Afterwards: nobody else, nothing changed, nothing leaked into a superuser's hands.
+    with proxy.connect(me, PASSWORD) as conn:
+        assert conn.execute("SELECT current_user, session_user").fetchone() == (me, me)
+        assert conn.info.parameter_status("is_superuser") == "off"
+    with postgres.connect() as direct:
+        assert direct.execute(f"SELECT v FROM {secret}").fetchall() == [(SECRET,)]
+        assert direct.execute("SELECT rolsuper, rolcreaterole, rolbypassrls FROM pg_roles WHERE rolname = %s",
+                              (me,)).fetchone() == (False, False, False)
+        assert direct.execute("SELECT count(*) FROM pg_roles WHERE rolname LIKE 'sneaky%' OR rolname = 'evil'"
+                              ).fetchone() == (0,)
+        assert direct.execute("SELECT superuser FROM shiftguard.users WHERE name = %s", (me,)).fetchone() == (False,)
+    with capsys.disabled():
+        print(f"\nbypass attempts: {tried}, succeeded: {succeeded}")
+    assert tried >= 60
+    assert failures == []

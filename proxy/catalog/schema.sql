@@ -91,6 +91,20 @@ LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 $$;
 REVOKE ALL ON FUNCTION shiftguard.store_password(text, jsonb) FROM PUBLIC;
 
+-- Group membership: the member inherits the group's privileges. Where PostgreSQL can say so
+-- (16 and newer), the member may not SET ROLE to the group.
+CREATE OR REPLACE FUNCTION shiftguard.add_member(p_role text, p_user text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF current_setting('server_version_num')::integer >= 160000 THEN
+        EXECUTE format('GRANT %I TO %I WITH INHERIT TRUE, SET FALSE', p_role, p_user);
+    ELSE
+        EXECUTE format('GRANT %I TO %I', p_role, p_user);
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION shiftguard.add_member(text, text) FROM PUBLIC;
+
 -- CREATE USER, with the options parsed by the proxy (policy/users.py) as JSON.
 CREATE OR REPLACE PROCEDURE shiftguard.create_user(p_name text, p_options jsonb)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -125,7 +139,7 @@ BEGIN
         IF NOT FOUND THEN
             RAISE EXCEPTION 'group "%" does not exist', v_group USING ERRCODE = '42704';
         END IF;
-        EXECUTE format('GRANT %I TO %I', v_role, p_name);
+        PERFORM shiftguard.add_member(v_role, p_name);
     END LOOP;
 END
 $$;
@@ -263,6 +277,97 @@ BEGIN
 END
 $$;
 
+-- CREATE GROUP / ALTER GROUP / DROP GROUP (policy/groups.py). A group is the PostgreSQL role
+-- 'grp:' || name, so groups and users may share names.
+CREATE OR REPLACE FUNCTION shiftguard.require_group_admin() RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT shiftguard.caller_is_superuser() THEN
+        RAISE EXCEPTION 'permission denied: only a superuser can manage groups' USING ERRCODE = '42501';  -- UNVERIFIED
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION shiftguard.require_user(p_name text) RETURNS void
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM shiftguard.users WHERE name = p_name) THEN
+        RAISE EXCEPTION 'user "%" does not exist', p_name USING ERRCODE = '42704';
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE PROCEDURE shiftguard.create_group(p_name text, p_users text[])
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_role text := 'grp:' || p_name;
+    v_user text;
+BEGIN
+    PERFORM shiftguard.require_group_admin();
+    IF EXISTS (SELECT FROM shiftguard.groups WHERE name = p_name) THEN
+        RAISE EXCEPTION 'group "%" already exists', p_name USING ERRCODE = '42710';
+    END IF;
+    EXECUTE format('CREATE ROLE %I NOLOGIN', v_role);
+    INSERT INTO shiftguard.groups (name, role) VALUES (p_name, v_role);
+    FOREACH v_user IN ARRAY p_users LOOP
+        PERFORM shiftguard.require_user(v_user);
+        PERFORM shiftguard.add_member(v_role, v_user);
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE PROCEDURE shiftguard.alter_group(p_name text, p_change jsonb)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_role text;
+    v_user text;
+BEGIN
+    PERFORM shiftguard.require_group_admin();
+    SELECT role INTO v_role FROM shiftguard.groups WHERE name = p_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'group "%" does not exist', p_name USING ERRCODE = '42704';
+    END IF;
+    FOR v_user IN SELECT jsonb_array_elements_text(coalesce(p_change->'add', '[]')) LOOP
+        PERFORM shiftguard.require_user(v_user);
+        PERFORM shiftguard.add_member(v_role, v_user);
+    END LOOP;
+    FOR v_user IN SELECT jsonb_array_elements_text(coalesce(p_change->'drop', '[]')) LOOP
+        PERFORM shiftguard.require_user(v_user);
+        EXECUTE format('REVOKE %I FROM %I', v_role, v_user);
+    END LOOP;
+    IF p_change ? 'rename_to' THEN
+        IF EXISTS (SELECT FROM shiftguard.groups WHERE name = p_change->>'rename_to') THEN
+            RAISE EXCEPTION 'group "%" already exists', p_change->>'rename_to' USING ERRCODE = '42710';
+        END IF;
+        EXECUTE format('ALTER ROLE %I RENAME TO %I', v_role, 'grp:' || (p_change->>'rename_to'));
+        UPDATE shiftguard.groups SET name = p_change->>'rename_to', role = 'grp:' || (p_change->>'rename_to')
+         WHERE name = p_name;
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE PROCEDURE shiftguard.drop_group(p_name text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_role text;
+BEGIN
+    PERFORM shiftguard.require_group_admin();
+    SELECT role INTO v_role FROM shiftguard.groups WHERE name = p_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'group "%" does not exist', p_name USING ERRCODE = '42704';
+    END IF;
+    IF EXISTS (SELECT FROM pg_shdepend WHERE refclassid = 'pg_authid'::regclass
+               AND refobjid = (SELECT oid FROM pg_roles WHERE rolname = v_role)
+               AND deptype IN ('a', 'o')
+               AND dbid IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))) THEN
+        RAISE EXCEPTION 'group "%" can''t be dropped because the group has a privilege on some object', p_name
+            USING ERRCODE = '55006';  -- wording from reference §2; SQLSTATE as for DROP USER
+    END IF;
+    DELETE FROM shiftguard.groups WHERE name = p_name;
+    EXECUTE format('DROP ROLE %I', v_role);
+END
+$$;
+
 -- Redshift's user catalog views, read through the proxy as pg_user, pg_user_info,
 -- svl_user_info and svv_user_info (policy/statements.py points the names here).
 CREATE OR REPLACE VIEW shiftguard.pg_user AS
@@ -293,5 +398,10 @@ CREATE OR REPLACE VIEW shiftguard.svv_user_info AS
       FROM shiftguard.pg_user_info p JOIN shiftguard.users u ON u.name = p.usename
      WHERE p.usename = session_user OR shiftguard.caller_is_superuser();
 
-GRANT SELECT ON shiftguard.pg_user, shiftguard.pg_user_info, shiftguard.svl_user_info,
-                shiftguard.svv_user_info TO PUBLIC;
+CREATE OR REPLACE VIEW shiftguard.pg_group AS
+    SELECT g.name::name AS groname, r.oid::integer AS grosysid,
+           ARRAY(SELECT m.member::integer FROM pg_auth_members m WHERE m.roleid = r.oid ORDER BY 1) AS grolist
+      FROM shiftguard.groups g JOIN pg_roles r ON r.rolname = g.role;
+
+GRANT SELECT ON shiftguard.pg_user, shiftguard.pg_user_info, shiftguard.pg_group,
+                shiftguard.svl_user_info, shiftguard.svv_user_info TO PUBLIC;

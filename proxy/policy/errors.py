@@ -3,7 +3,8 @@ Pure: ErrorResponse fields in, fields out."""
 
 from __future__ import annotations
 
-from ..protocol.sqlstate import INSUFFICIENT_PRIVILEGE
+from ..protocol.sqlstate import INSUFFICIENT_PRIVILEGE, UNDEFINED_OBJECT
+from .groups import GROUP_ROLE_PREFIX
 
 # PostgreSQL names the kind of relation ("permission denied for table t"); Redshift says
 # "relation" for all of them (reference/redshift-sql-acl.md §4, denial errors).
@@ -12,6 +13,10 @@ _RELATION_KINDS = ("table", "view", "materialized view", "sequence", "foreign ta
 
 def redshift_wording(fields: dict[str, str]) -> dict[str, str] | None:
     """The reworded fields, or None when Redshift says the same."""
+    text = fields.get("M", "")
+    if fields.get("C") == UNDEFINED_OBJECT and text.startswith(f'role "{GROUP_ROLE_PREFIX}'):
+        # A group's PostgreSQL role (policy/groups.py) is the group, to the user.
+        return {**fields, "M": 'group "' + text[len('role "') + len(GROUP_ROLE_PREFIX):]}
     if fields.get("C") == INSUFFICIENT_PRIVILEGE:
         text = fields.get("M", "")
         for kind in _RELATION_KINDS:

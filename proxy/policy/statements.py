@@ -2,12 +2,13 @@
 becomes. Pure: SQL in, a Plan out; no I/O, no session state.
 
 Statements are cut with PostgreSQL's own scanner (pglast). The proxy owns:
-- Redshift's CREATE/ALTER/DROP USER (policy/users.py), which become calls of the private
-  schema's procedures, so PostgreSQL checks the caller inside the same transaction;
+- Redshift's CREATE/ALTER/DROP USER and GROUP (policy/users.py, policy/groups.py), which become
+  calls of the private schema's procedures, so PostgreSQL checks the caller inside the same
+  transaction, and GROUP grantees of GRANT/REVOKE, which name the groups' roles;
 - PostgreSQL's role-attribute syntax (ALTER ROLE ... PASSWORD, CREATE ROLE ... LOGIN), refused:
   it would open a way into the backend that the proxy does not control;
-- references to Redshift's user catalog views (pg_user, pg_user_info, svl_user_info,
-  svv_user_info), pointed at the private schema's versions in the parse tree.
+- references to Redshift's user catalog views (pg_user, pg_user_info, pg_group,
+  svl_user_info, svv_user_info), pointed at the private schema's versions in the parse tree.
 Everything else is forwarded unchanged: the session's role is the user's own, so PostgreSQL
 enforces its privileges. SQL that does not scan or parse is forwarded too and PostgreSQL
 rejects it with its own error.
@@ -25,6 +26,8 @@ from pglast.stream import RawStream
 
 from ..protocol import sqlstate
 from .tokens import Cursor, GrammarError, scan, split_statements
+from .groups import (changes_json, parse_alter_group, parse_create_group, parse_drop_group,
+                     rewrite_grant)
 from .users import parse_alter_user, parse_create_user, parse_drop_user
 
 
@@ -73,10 +76,11 @@ class Translator:
 # Function names are identifiers, which U&"..." can spell with escapes: SQL holding a Unicode
 # escape is always parsed.
 _TRIGGER_WORDS = (b"user", b"role", b"group", b"discard", b"system", b"extension", b"copy",
-                  b"policy", b"language", b"load", b"set_config", b"authorization", b"u&")
+                  b"policy", b"language", b"load", b"set_config", b"authorization", b"grant",
+                  b"revoke", b"u&")
 
 # Redshift catalog views PostgreSQL lacks (or has with other columns), and where ours live.
-CATALOG_VIEWS = {"pg_user": "pg_user", "pg_user_info": "pg_user_info",
+CATALOG_VIEWS = {"pg_user": "pg_user", "pg_user_info": "pg_user_info", "pg_group": "pg_group",
                  "svl_user_info": "svl_user_info", "svv_user_info": "svv_user_info"}
 PRIVATE_SCHEMA = "shiftguard"
 
@@ -122,6 +126,10 @@ def classify_statement(statement: str, translator: Translator) -> Result:
         words = [t.word for t in tokens[:2]]
         if words[1:2] == ["USER"] and words[0] in _USER_STATEMENTS:
             return _USER_STATEMENTS[words[0]](Cursor(tokens[2:]), translator)
+        if words[1:2] == ["GROUP"] and words[0] in _GROUP_STATEMENTS:
+            return _GROUP_STATEMENTS[words[0]](Cursor(tokens[2:]))
+        if words[:1] in (["GRANT"], ["REVOKE"]):
+            return _grant_to_groups(statement)
     except GrammarError as exc:
         return Denial(exc.sqlstate, str(exc), hint=exc.hint)
     lowered = statement.lower()
@@ -176,6 +184,38 @@ def _drop_user(cursor: Cursor, translator: Translator) -> Result:
 _USER_STATEMENTS = {"CREATE": _create_user, "ALTER": _alter_user, "DROP": _drop_user}
 
 
+# --------------------------------------------------------------------------- Redshift groups
+
+
+def _create_group(cursor: Cursor) -> Result:
+    name, users = parse_create_group(cursor)
+    array = ", ".join(sql_literal(u) for u in users)
+    return (f"CALL shiftguard.create_group({sql_literal(name)}, ARRAY[{array}]::text[])", b"CREATE GROUP", True)
+
+
+def _alter_group(cursor: Cursor) -> Result:
+    name, change = parse_alter_group(cursor)
+    return (f"CALL shiftguard.alter_group({sql_literal(name)}, {sql_literal(changes_json(change))}::jsonb)",
+            b"ALTER GROUP", True)
+
+
+def _drop_group(cursor: Cursor) -> Result:
+    return (f"CALL shiftguard.drop_group({sql_literal(parse_drop_group(cursor))})", b"DROP GROUP", True)
+
+
+_GROUP_STATEMENTS = {"CREATE": _create_group, "ALTER": _alter_group, "DROP": _drop_group}
+
+
+def _grant_to_groups(statement: str) -> Result:
+    try:
+        rewritten, broken = rewrite_grant(statement)
+    except parser.ParseError:
+        return None  # PostgreSQL refuses it with its own error
+    if broken is not None:
+        return Denial(broken.sqlstate, str(broken), hint=broken.hint)
+    return (rewritten, None, True) if rewritten is not None else None
+
+
 # --------------------------------------------------------------------------- catalog views
 
 
@@ -208,10 +248,9 @@ _NOT_REDSHIFT_ROLE_SYNTAX = Denial(
 
 
 def _create_role(node: dict, words: list[str]) -> Result:
-    # CREATE ROLE / CREATE GROUP: Redshift RBAC and groups are not handled yet; PostgreSQL
-    # checks CREATEROLE. Only a plain role, or a group with members, may pass.
-    allowed = {"rolemembers"} if node.get("stmt_type") == "ROLESTMT_GROUP" else set()
-    if any(o["DefElem"]["defname"] not in allowed for o in node.get("options", ())):
+    # CREATE ROLE: Redshift RBAC is not handled yet; PostgreSQL checks CREATEROLE. Only a
+    # plain role may pass.
+    if node.get("options"):
         return _NOT_REDSHIFT_ROLE_SYNTAX
     return None
 

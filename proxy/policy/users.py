@@ -48,6 +48,9 @@ def check_user_name(name: str) -> None:
     if name.startswith(("sys:", "ds:")):
         raise GrammarError(f'user name "{name}" uses a reserved prefix (sys: and ds: are reserved)',
                            sqlstate.INVALID_PARAMETER_VALUE)
+    if name.startswith("grp:"):
+        raise GrammarError(f'user name "{name}" is reserved: names starting with "grp:" stand for groups',
+                           sqlstate.INVALID_PARAMETER_VALUE)
     if name.startswith("pg_"):
         raise GrammarError(f'user name "{name}" is reserved: names starting with "pg_" belong to PostgreSQL',
                            sqlstate.INVALID_PARAMETER_VALUE)

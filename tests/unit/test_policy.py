@@ -32,7 +32,7 @@ def call_arguments(sql: str) -> tuple[str, dict]:
 @pytest.mark.parametrize("sql", [
     "SELECT 1", "select * from t where a = 'CREATE USER x PASSWORD ''y'''",
     "/* CREATE USER x PASSWORD 'Abcdefg1' */ SELECT 1", "INSERT INTO t VALUES (1)",
-    "CREATE ROLE r", "CREATE GROUP g WITH USER a, b", "DROP ROLE r", "not sql at all",
+    "CREATE ROLE r", "GRANT SELECT ON t TO bob", "GRANT r TO bob", "DROP ROLE r", "not sql at all",
     "COPY t FROM STDIN", "", "SELECT * FROM users WHERE role = 'x'", "select 'unterminated",
 ])
 def test_statements_the_proxy_does_not_own_pass(sql):
@@ -115,7 +115,13 @@ def test_sha256_forms():
     ("ALTER ROLE CURRENT_USER WITH LOGIN", "42601", "not Redshift's"),
     ("ALTER ROLE bob SET search_path = x", "42601", "not Redshift's"),
     ("CREATE ROLE r LOGIN PASSWORD 'Secret123'", "42601", "not Redshift's"),
-    ("CREATE GROUP g LOGIN", "42601", "not Redshift's"),
+    ("CREATE GROUP g LOGIN", "42601", 'syntax error at or near "LOGIN"'),
+    ("CREATE GROUP __g", "22023", "reserved"),
+    ('CREATE USER "grp:x" PASSWORD \'Secret123\'', "22023", "stand for groups"),
+    ("ALTER GROUP g SET x = 1", "42601", "ADD USER, DROP USER or RENAME TO"),
+    ("GRANT ALL ON t TO GROUP g WITH GRANT OPTION", "0LP01", "to a group"),
+    ("GRANT ALL ON t TO PUBLIC WITH GRANT OPTION", "0LP01", "users only"),
+    ("REVOKE SELECT ON t FROM bob CASCADE", "42601", "CASCADE"),
 ])
 def test_refusals_name_the_rule(sql, sqlstate, fragment):
     (action,) = plan(sql).actions
@@ -195,3 +201,16 @@ def test_classifier_caches_only_cacheable_plans():
     for n in range(5):
         classifier(f"SELECT {n} FROM pg_user".encode())
     assert len(classifier._plans) <= 2
+
+
+@pytest.mark.parametrize("sql, expected, tag", [
+    ("CREATE GROUP g WITH USER a, \"B\"", "CALL shiftguard.create_group(E'g', ARRAY[E'a', E'B']::text[])", b"CREATE GROUP"),
+    ("CREATE GROUP g", "CALL shiftguard.create_group(E'g', ARRAY[]::text[])", b"CREATE GROUP"),
+    ("ALTER GROUP g DROP USER a", 'CALL shiftguard.alter_group(E\'g\', E\'{"drop":["a"]}\'::jsonb)', b"ALTER GROUP"),
+    ("DROP GROUP g", "CALL shiftguard.drop_group(E'g')", b"DROP GROUP"),
+    ("GRANT SELECT, UPDATE (a) ON t TO GROUP g, bob", 'GRANT SELECT, UPDATE (a) ON TABLE t TO "grp:g", bob', None),
+    ("REVOKE ALL ON ALL TABLES IN SCHEMA s FROM GROUP \"Mé\"", 'REVOKE ALL PRIVILEGES ON ALL TABLES IN SCHEMA s FROM "grp:Mé"', None),
+])
+def test_group_statements(sql, expected, tag):
+    (action,) = plan(sql).actions
+    assert (action.sql, action.tag) == (expected, tag)

@@ -170,6 +170,10 @@ class Config:
     auth: Auth = field(default_factory=Auth)
     embedded: Embedded = field(default_factory=Embedded)
     log_level: str = "info"
+    # Redshift statements run once as the admin, through the proxy, when the cluster is new
+    # (users, groups, grants a test suite expects); init_sql_file: a file of them.
+    init_sql: list[str] = field(default_factory=list)
+    init_sql_file: str | None = None
 
     def validate(self, where: str = "") -> None:
         for text in self.listen:
@@ -181,6 +185,8 @@ class Config:
             raise ConfigError("log_level: must be one of debug, info, warning, error")
         if not self.listen:
             raise ConfigError("listen: at least one address is needed")
+        if self.init_sql_file is not None and not Path(self.init_sql_file).is_file():
+            raise ConfigError(f"init_sql_file: no such file: {self.init_sql_file}")
 
     @property
     def listen_addresses(self) -> list[Address]:

@@ -101,6 +101,36 @@ class Proxy:
         app = api.make_app(self.catalog.ping)
         api_address = config.api_address
         self.api_runner, self.api_address = await api.start(app, api_address.host, api_address.port)
+        await self._run_init_sql(password)
+
+    async def _run_init_sql(self, admin_password: str) -> None:
+        """init_sql, once for a new cluster, as the admin through the proxy's own listener."""
+        config = self.config
+        statements = list(config.init_sql)
+        if config.init_sql_file:
+            statements.append(Path(config.init_sql_file).read_text())
+        if not statements:
+            return
+        if not await self.catalog.init_sql_pending():
+            log.info("init_sql skipped: the cluster is not new")
+            return
+        import asyncpg
+
+        host, port = self.addresses[0]
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+        conn = await asyncpg.connect(host=host, port=port, user=config.cluster.admin_user,
+                                     password=admin_password, database=config.cluster.database, ssl=False)
+        try:
+            for statement in statements:
+                try:
+                    await conn.execute(statement)
+                except asyncpg.PostgresError as exc:
+                    first_line = statement.strip().splitlines()[0][:80] if statement.strip() else ""
+                    raise StartupError(f"init_sql failed at {first_line!r}: {exc.sqlstate} {exc}") from None
+        finally:
+            await conn.close()
+        await self.catalog.init_sql_done()
+        log.info("init_sql ran (%d entries)", len(statements))
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop accepting; let sessions finish their transactions until `grace` runs out; close

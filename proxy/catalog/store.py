@@ -81,6 +81,14 @@ class Catalog:
         except (OSError, asyncpg.PostgresError, TimeoutError):
             return False
 
+    async def init_sql_pending(self) -> bool:
+        """Is this a new cluster whose init_sql has not run yet?"""
+        return await self._pool.fetchval(
+            "SELECT true FROM shiftguard.settings WHERE name = 'init_sql' AND value = 'pending'") or False
+
+    async def init_sql_done(self) -> None:
+        await self._pool.execute("UPDATE shiftguard.settings SET value = 'done' WHERE name = 'init_sql'")
+
     # ---------------------------------------------------------------- users
 
     async def login_record(self, name: str) -> UserRecord | None:
@@ -118,10 +126,13 @@ async def _bootstrap(pool: asyncpg.Pool, superuser_mapping: str) -> bytes:
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _BOOTSTRAP_LOCK)
         await conn.execute(sql)
         await conn.execute(
-            "INSERT INTO shiftguard.settings VALUES ('backend_secret', $1) ON CONFLICT DO NOTHING",
-            secrets.token_hex(32))
-        await conn.execute(
             "INSERT INTO shiftguard.settings VALUES ('superuser_mapping', $1) "
             "ON CONFLICT (name) DO UPDATE SET value = excluded.value", superuser_mapping)
+        # A private schema made just now is a new cluster: its init_sql is still to run.
+        await conn.execute("INSERT INTO shiftguard.settings SELECT 'init_sql', 'pending' "
+                           "WHERE NOT EXISTS (SELECT FROM shiftguard.settings WHERE name = 'backend_secret')")
+        await conn.execute(
+            "INSERT INTO shiftguard.settings VALUES ('backend_secret', $1) ON CONFLICT DO NOTHING",
+            secrets.token_hex(32))
         secret = await conn.fetchval("SELECT value FROM shiftguard.settings WHERE name = 'backend_secret'")
     return bytes.fromhex(secret)

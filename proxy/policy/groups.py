@@ -87,10 +87,12 @@ def changes_json(change: dict) -> str:
 
 
 def rewrite_grant(statement: str) -> tuple[str | None, GrammarError | None]:
-    """A GRANT or REVOKE whose grantees say GROUP g: (the statement naming the groups' roles,
+    """A GRANT, REVOKE or ALTER DEFAULT PRIVILEGES whose grantees say GROUP g: (the statement naming the groups' roles,
     or None when nothing changes; or the Redshift rule it breaks)."""
     tree = pglast.parse_sql(statement)
     node = tree[0].stmt
+    if isinstance(node, pglast.ast.AlterDefaultPrivilegesStmt):
+        node = node.action  # ALTER DEFAULT PRIVILEGES [FOR USER u] [IN SCHEMA s] GRANT|REVOKE ...
     if not isinstance(node, pglast.ast.GrantStmt):
         return None, None  # GRANT role TO role: PostgreSQL checks ADMIN OPTION
     group_starts = _group_grantee_starts(statement)

@@ -128,7 +128,7 @@ def classify_statement(statement: str, translator: Translator) -> Result:
             return _USER_STATEMENTS[words[0]](Cursor(tokens[2:]), translator)
         if words[1:2] == ["GROUP"] and words[0] in _GROUP_STATEMENTS:
             return _GROUP_STATEMENTS[words[0]](Cursor(tokens[2:]))
-        if words[:1] in (["GRANT"], ["REVOKE"]):
+        if words[:1] in (["GRANT"], ["REVOKE"]) or words == ["ALTER", "DEFAULT"]:
             return _grant_to_groups(statement)
     except GrammarError as exc:
         return Denial(exc.sqlstate, str(exc), hint=exc.hint)

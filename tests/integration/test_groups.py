@@ -128,3 +128,40 @@ def test_only_superusers_manage_groups(proxy, world):
                           f"DROP GROUP {world['group']}"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(statement)
+
+
+def test_default_privileges_for_user_reach_the_group(proxy, world):
+    owner = unique("u")
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE USER {owner} PASSWORD '{PASSWORD}'")
+        admin.execute(f"ALTER DEFAULT PRIVILEGES FOR USER {owner} GRANT SELECT ON TABLES TO GROUP {world['group']}")
+    later = unique("t")
+    try:
+        with proxy.connect(owner, PASSWORD) as conn:
+            conn.execute(f"CREATE TABLE {later} (a int)")
+            conn.execute(f"INSERT INTO {later} VALUES (7)")
+        assert can_read(proxy, world["member"], later)
+        assert not can_read(proxy, world["outsider"], later)
+    finally:
+        with proxy.connect() as admin:
+            admin.execute(f"DROP TABLE {later}")
+            admin.execute(f"ALTER DEFAULT PRIVILEGES FOR USER {owner} REVOKE SELECT ON TABLES FROM GROUP {world['group']}")
+            admin.execute(f"DROP USER {owner}")
+
+
+def test_superuser_tests_access_with_set_session_authorization(proxy, world):
+    t = world["table"]
+    with proxy.connect() as admin:
+        admin.execute(f"GRANT SELECT ON {t} TO GROUP {world['group']}")
+        admin.execute(f"SET SESSION AUTHORIZATION {world['outsider']}")
+        assert admin.execute("SELECT current_user").fetchone() == (world["outsider"],)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match=f"permission denied for relation {t}"):
+            admin.execute(f"SELECT * FROM {t}")
+        admin.execute("RESET SESSION AUTHORIZATION")
+        admin.execute(f"SET SESSION AUTHORIZATION {world['member']}")
+        assert admin.execute(f"SELECT a FROM {t}").fetchone() == (7,)
+        admin.execute("RESET SESSION AUTHORIZATION")
+        assert admin.execute("SELECT current_user").fetchone() == ("awsuser",)
+    with proxy.connect(world["outsider"], PASSWORD) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(f"SET SESSION AUTHORIZATION {world['member']}")

@@ -269,3 +269,36 @@ def test_data_dir_the_server_user_cannot_reach(data_dir):
     finally:
         assert served.stop() == 0
     subprocess.run(["rm", "-rf", str(location)])
+
+
+def test_init_sql_sets_up_a_new_cluster_once(data_dir, tmp_path):
+    setup = tmp_path / "setup.sql"
+    setup.write_text("CREATE TABLE sales (amount int); INSERT INTO sales VALUES (42);\n"
+                     "GRANT SELECT ON sales TO GROUP analysts;\n")
+    config = tmp_path / "shiftguard.yaml"
+    config.write_text("init_sql:\n"
+                      "  - CREATE USER analyst PASSWORD 'Analyst123'\n"
+                      "  - CREATE GROUP analysts WITH USER analyst\n"
+                      f"init_sql_file: {setup}\n")
+    served = Served("--data-dir", str(data_dir), "--config", str(config))
+    try:
+        with served.connect("analyst", "Analyst123") as conn:
+            assert conn.execute("SELECT amount FROM sales").fetchone() == (42,)
+    finally:
+        assert served.stop() == 0
+    served = Served("--data-dir", str(data_dir), "--config", str(config))  # not run again
+    try:
+        with served.connect() as conn:
+            assert conn.execute("SELECT count(*) FROM sales").fetchone() == (1,)
+    finally:
+        assert served.stop() == 0
+
+
+def test_failing_init_sql_stops_the_start(data_dir, tmp_path):
+    config = tmp_path / "shiftguard.yaml"
+    config.write_text("init_sql:\n  - CREATE USER weak PASSWORD 'weak'\n")
+    result = run("serve", "--data-dir", str(data_dir), "--config", str(config), "--listen", "127.0.0.1:0",
+                 "--api-listen", "127.0.0.1:0")
+    assert result.returncode == 2
+    assert "init_sql failed at \"CREATE USER weak PASSWORD 'weak'\": 22023 password must be 8 to 64" in result.stderr
+    assert server_processes(data_dir) == []

@@ -403,5 +403,65 @@ CREATE OR REPLACE VIEW shiftguard.pg_group AS
            ARRAY(SELECT m.member::integer FROM pg_auth_members m WHERE m.roleid = r.oid ORDER BY 1) AS grolist
       FROM shiftguard.groups g JOIN pg_roles r ON r.rolname = g.role;
 
+-- Privileges granted explicitly, as Redshift's SVV_*_PRIVILEGES show them: to users, groups
+-- ('grp:' roles), roles and PUBLIC. Superusers and SYSLOG ACCESS UNRESTRICTED users see every
+-- row; others the identities they are or belong to, PUBLIC, and what they own.
+CREATE OR REPLACE FUNCTION shiftguard.identity(p_oid oid, OUT name text, OUT type text)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN p_oid = 0 THEN 'public' WHEN g.name IS NOT NULL THEN g.name ELSE r.rolname::text END,
+           CASE WHEN p_oid = 0 THEN 'public' WHEN g.name IS NOT NULL THEN 'group'
+                WHEN u.name IS NOT NULL THEN 'user' ELSE 'role' END
+      FROM (SELECT p_oid AS oid) x
+      LEFT JOIN pg_roles r ON r.oid = x.oid
+      LEFT JOIN shiftguard.groups g ON g.role = r.rolname
+      LEFT JOIN shiftguard.users u ON u.name = r.rolname
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.identity(oid) TO PUBLIC;
+
+CREATE OR REPLACE FUNCTION shiftguard.sees_identity(p_grantee oid, p_owner oid) RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT shiftguard.caller_is_superuser()
+        OR coalesce((SELECT syslog_unrestricted FROM shiftguard.users WHERE name = session_user::text), false)
+        OR p_grantee = 0
+        OR p_owner = (SELECT oid FROM pg_roles WHERE rolname = session_user)
+        OR pg_has_role(session_user, p_grantee, 'USAGE')
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.sees_identity(oid, oid) TO PUBLIC;
+
+CREATE OR REPLACE VIEW shiftguard.svv_relation_privileges AS
+    SELECT n.nspname::text AS namespace_name, c.relname::text AS relation_name,
+           a.privilege_type::text AS privilege_type, a.grantee::integer AS identity_id,
+           i.name AS identity_name, i.type AS identity_type,
+           a.is_grantable AND i.type = 'user' AS admin_option
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     CROSS JOIN LATERAL aclexplode(c.relacl) a
+     CROSS JOIN LATERAL shiftguard.identity(a.grantee) i
+     WHERE c.relkind IN ('r', 'v', 'm', 'p', 'f')
+       AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'shiftguard') AND n.nspname NOT LIKE 'pg\_%'
+       AND a.grantee <> c.relowner AND a.privilege_type <> 'TRIGGER'
+       AND shiftguard.sees_identity(a.grantee, c.relowner);
+
+CREATE OR REPLACE VIEW shiftguard.svv_schema_privileges AS
+    SELECT n.nspname::text AS namespace_name, a.privilege_type::text AS privilege_type,
+           a.grantee::integer AS identity_id, i.name AS identity_name, i.type AS identity_type,
+           a.is_grantable AND i.type = 'user' AS admin_option
+      FROM pg_namespace n
+     CROSS JOIN LATERAL aclexplode(n.nspacl) a
+     CROSS JOIN LATERAL shiftguard.identity(a.grantee) i
+     WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'shiftguard') AND n.nspname NOT LIKE 'pg\_%'
+       AND a.grantee <> n.nspowner AND shiftguard.sees_identity(a.grantee, n.nspowner);
+
+CREATE OR REPLACE VIEW shiftguard.svv_database_privileges AS
+    SELECT d.datname::text AS database_name,
+           CASE a.privilege_type WHEN 'TEMPORARY' THEN 'TEMP' ELSE a.privilege_type END::text AS privilege_type,
+           a.grantee::integer AS identity_id, i.name AS identity_name, i.type AS identity_type,
+           a.is_grantable AND i.type = 'user' AS admin_option
+      FROM pg_database d
+     CROSS JOIN LATERAL aclexplode(d.datacl) a
+     CROSS JOIN LATERAL shiftguard.identity(a.grantee) i
+     WHERE a.grantee <> d.datdba AND a.privilege_type <> 'CONNECT'
+       AND shiftguard.sees_identity(a.grantee, d.datdba);
+
 GRANT SELECT ON shiftguard.pg_user, shiftguard.pg_user_info, shiftguard.pg_group,
-                shiftguard.svl_user_info, shiftguard.svv_user_info TO PUBLIC;
+                shiftguard.svl_user_info, shiftguard.svv_user_info, shiftguard.svv_relation_privileges,
+                shiftguard.svv_schema_privileges, shiftguard.svv_database_privileges TO PUBLIC;

@@ -70,18 +70,19 @@ class Translator:
 
 
 # Every statement the proxy owns contains one of these words. PostgreSQL's keywords are ASCII
-# and case-insensitive and cannot be escaped or split, and the catalog views' and set_config's
-# names contain them, so SQL whose ASCII-lowered bytes contain none of them holds nothing the
+# and case-insensitive and cannot be escaped or split, and the catalog views' ("user",
+# "group", "privileges") and set_config's names contain them, so SQL whose ASCII-lowered bytes contain none of them holds nothing the
 # proxy owns and needs no parse. Only a shortcut: a hit means "scan and look", never a decision.
 # Function names are identifiers, which U&"..." can spell with escapes: SQL holding a Unicode
 # escape is always parsed.
-_TRIGGER_WORDS = (b"user", b"role", b"group", b"discard", b"system", b"extension", b"copy",
+_TRIGGER_WORDS = (b"user", b"role", b"group", b"privileges", b"discard", b"system", b"extension", b"copy",
                   b"policy", b"language", b"load", b"set_config", b"authorization", b"grant",
                   b"revoke", b"u&")
 
 # Redshift catalog views PostgreSQL lacks (or has with other columns), and where ours live.
-CATALOG_VIEWS = {"pg_user": "pg_user", "pg_user_info": "pg_user_info", "pg_group": "pg_group",
-                 "svl_user_info": "svl_user_info", "svv_user_info": "svv_user_info"}
+CATALOG_VIEWS = {name: name for name in (
+    "pg_user", "pg_user_info", "pg_group", "svl_user_info", "svv_user_info", "svv_relation_privileges",
+    "svv_schema_privileges", "svv_database_privileges")}
 PRIVATE_SCHEMA = "shiftguard"
 
 

@@ -165,3 +165,26 @@ def test_superuser_tests_access_with_set_session_authorization(proxy, world):
     with proxy.connect(world["outsider"], PASSWORD) as conn:
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute(f"SET SESSION AUTHORIZATION {world['member']}")
+
+
+def test_privilege_views_show_grants_by_identity_with_visibility(proxy, world):
+    t, g = world["table"], world["group"]
+    schema = unique("s")
+    with proxy.connect() as admin:
+        admin.execute(f"GRANT SELECT ON {t} TO GROUP {g}")
+        admin.execute(f"GRANT INSERT, UPDATE ON {t} TO {world['outsider']} WITH GRANT OPTION")
+        admin.execute(f"CREATE SCHEMA {schema}")
+        admin.execute(f"GRANT USAGE ON SCHEMA {schema} TO GROUP {g}")
+        rows = admin.execute("SELECT privilege_type, identity_name, identity_type, admin_option "
+                             "FROM svv_relation_privileges WHERE relation_name = %s ORDER BY 1, 2", (t,)).fetchall()
+        assert rows == [("INSERT", world["outsider"], "user", True), ("SELECT", g, "group", False),
+                        ("UPDATE", world["outsider"], "user", True)]
+        assert admin.execute("SELECT privilege_type, identity_name, identity_type FROM svv_schema_privileges "
+                             "WHERE namespace_name = %s", (schema,)).fetchall() == [("USAGE", g, "group")]
+    with proxy.connect(world["member"], PASSWORD) as conn:  # sees its group's rows, not the outsider's
+        assert conn.execute("SELECT privilege_type, identity_name FROM svv_relation_privileges "
+                            "WHERE relation_name = %s", (t,)).fetchall() == [("SELECT", g)]
+    with proxy.connect() as admin:
+        admin.execute(f"REVOKE ALL ON {t} FROM GROUP {g}")
+        admin.execute(f"REVOKE ALL ON {t} FROM {world['outsider']}")
+        admin.execute(f"DROP SCHEMA {schema}")

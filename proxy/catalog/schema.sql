@@ -46,6 +46,15 @@ CREATE TABLE IF NOT EXISTS shiftguard.groups (
 );
 REVOKE ALL ON shiftguard.groups FROM PUBLIC;
 
+-- Redshift RBAC roles (policy/roles.py). A role is the PostgreSQL role of the same name.
+CREATE TABLE IF NOT EXISTS shiftguard.roles (
+    name        text PRIMARY KEY,
+    owner       text NOT NULL,   -- the user who created it (a role admin)
+    external_id text,
+    created     timestamptz NOT NULL DEFAULT now()
+);
+REVOKE ALL ON shiftguard.roles FROM PUBLIC;
+
 DROP PROCEDURE IF EXISTS shiftguard.create_user(text, text, boolean, text);
 DROP PROCEDURE IF EXISTS shiftguard.set_password(text, text);
 
@@ -368,6 +377,147 @@ BEGIN
 END
 $$;
 
+-- CREATE ROLE / ALTER ROLE / DROP ROLE / GRANT ROLE / REVOKE ROLE. Wordings UNVERIFIED unless
+-- noted; the DROP ROLE RESTRICT ones are Redshift's (reference §3).
+CREATE OR REPLACE FUNCTION shiftguard.require_role(p_name text) RETURNS void
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM shiftguard.roles WHERE name = p_name) THEN
+        RAISE EXCEPTION 'role "%" does not exist', p_name USING ERRCODE = '42704';
+    END IF;
+END
+$$;
+
+-- A role admin: a superuser, the role's owner, or a user granted the role WITH ADMIN OPTION.
+CREATE OR REPLACE FUNCTION shiftguard.is_role_admin(p_role text) RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT shiftguard.caller_is_superuser()
+        OR EXISTS (SELECT FROM shiftguard.roles WHERE name = p_role AND owner = session_user::text)
+        OR EXISTS (SELECT FROM pg_auth_members m
+                    WHERE m.roleid = (SELECT oid FROM pg_roles WHERE rolname = p_role)
+                      AND m.member = (SELECT oid FROM pg_roles WHERE rolname = session_user) AND m.admin_option)
+$$;
+
+CREATE OR REPLACE PROCEDURE shiftguard.create_role(p_name text, p_external_id text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT shiftguard.caller_is_superuser() THEN
+        RAISE EXCEPTION 'permission denied to create role' USING ERRCODE = '42501';
+    END IF;
+    IF EXISTS (SELECT FROM pg_roles WHERE rolname = p_name) THEN
+        RAISE EXCEPTION 'role "%" already exists, or a user has that name', p_name USING ERRCODE = '42710';
+    END IF;
+    EXECUTE format('CREATE ROLE %I NOLOGIN', p_name);
+    INSERT INTO shiftguard.roles (name, owner, external_id) VALUES (p_name, session_user, p_external_id);
+END
+$$;
+
+CREATE OR REPLACE PROCEDURE shiftguard.alter_role(p_name text, p_changes jsonb)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM shiftguard.require_role(p_name);
+    IF NOT shiftguard.caller_is_superuser() THEN
+        RAISE EXCEPTION 'permission denied to alter role "%"', p_name USING ERRCODE = '42501';
+    END IF;
+    IF p_changes ? 'owner' THEN
+        PERFORM shiftguard.require_user(p_changes->>'owner');
+        UPDATE shiftguard.roles SET owner = p_changes->>'owner' WHERE name = p_name;
+    END IF;
+    IF p_changes ? 'external_id' THEN
+        UPDATE shiftguard.roles SET external_id = p_changes->>'external_id' WHERE name = p_name;
+    END IF;
+    IF p_changes ? 'rename_to' THEN
+        IF EXISTS (SELECT FROM pg_roles WHERE rolname = p_changes->>'rename_to') THEN
+            RAISE EXCEPTION 'role "%" already exists, or a user has that name', p_changes->>'rename_to'
+                USING ERRCODE = '42710';
+        END IF;
+        EXECUTE format('ALTER ROLE %I RENAME TO %I', p_name, p_changes->>'rename_to');
+        UPDATE shiftguard.roles SET name = p_changes->>'rename_to' WHERE name = p_name;
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE PROCEDURE shiftguard.drop_role(p_name text, p_force boolean)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_oid    oid;
+    v_member record;
+BEGIN
+    PERFORM shiftguard.require_role(p_name);
+    IF NOT shiftguard.is_role_admin(p_name) THEN
+        RAISE EXCEPTION 'permission denied to drop role "%"', p_name USING ERRCODE = '42501';
+    END IF;
+    v_oid := (SELECT oid FROM pg_roles WHERE rolname = p_name);
+    IF NOT p_force THEN
+        IF EXISTS (SELECT FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.member
+                    WHERE m.roleid = v_oid AND r.rolcanlogin) THEN
+            RAISE EXCEPTION 'cannot drop this role since it has been granted on a user' USING ERRCODE = '2BP01';
+        END IF;
+        IF EXISTS (SELECT FROM pg_auth_members m WHERE m.roleid = v_oid OR m.member = v_oid) THEN
+            RAISE EXCEPTION 'cannot drop this role since it depends on another role' USING ERRCODE = '2BP01';
+        END IF;
+    ELSE
+        -- FORCE removes the role's assignments, and its grants in this database, first.
+        FOR v_member IN SELECT r.rolname AS member FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.member
+                         WHERE m.roleid = v_oid LOOP
+            EXECUTE format('REVOKE %I FROM %I', p_name, v_member.member);
+        END LOOP;
+        FOR v_member IN SELECT r.rolname AS granted FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid
+                         WHERE m.member = v_oid LOOP
+            EXECUTE format('REVOKE %I FROM %I', v_member.granted, p_name);
+        END LOOP;
+        EXECUTE format('DROP OWNED BY %I', p_name);
+    END IF;
+    DELETE FROM shiftguard.roles WHERE name = p_name;
+    EXECUTE format('DROP ROLE %I', p_name);
+END
+$$;
+
+CREATE OR REPLACE PROCEDURE shiftguard.grant_roles(p_grant jsonb)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_role    text;
+    v_grantee jsonb;
+BEGIN
+    FOR v_role IN SELECT jsonb_array_elements_text(p_grant->'roles') LOOP
+        PERFORM shiftguard.require_role(v_role);
+        IF NOT shiftguard.is_role_admin(v_role) THEN
+            RAISE EXCEPTION 'permission denied to grant role "%"', v_role USING ERRCODE = '42501';
+        END IF;
+        FOR v_grantee IN SELECT jsonb_array_elements(p_grant->'grantees') LOOP
+            IF v_grantee->>'kind' = 'user' THEN
+                PERFORM shiftguard.require_user(v_grantee->>'name');
+            ELSE
+                PERFORM shiftguard.require_role(v_grantee->>'name');
+            END IF;
+            -- PostgreSQL refuses a grant that would make a cycle.
+            EXECUTE format('GRANT %I TO %I %s', v_role, v_grantee->>'name',
+                           CASE WHEN (p_grant->>'admin')::boolean THEN 'WITH ADMIN OPTION' ELSE '' END);
+        END LOOP;
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE PROCEDURE shiftguard.revoke_roles(p_grant jsonb)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_role    text;
+    v_grantee jsonb;
+BEGIN
+    FOR v_role IN SELECT jsonb_array_elements_text(p_grant->'roles') LOOP
+        PERFORM shiftguard.require_role(v_role);
+        IF NOT shiftguard.is_role_admin(v_role) THEN
+            RAISE EXCEPTION 'permission denied to revoke role "%"', v_role USING ERRCODE = '42501';
+        END IF;
+        FOR v_grantee IN SELECT jsonb_array_elements(p_grant->'grantees') LOOP
+            EXECUTE format('REVOKE %s %I FROM %I',
+                           CASE WHEN (p_grant->>'admin')::boolean THEN 'ADMIN OPTION FOR' ELSE '' END,
+                           v_role, v_grantee->>'name');
+        END LOOP;
+    END LOOP;
+END
+$$;
+
 -- Redshift's user catalog views, read through the proxy as pg_user, pg_user_info,
 -- svl_user_info and svv_user_info (policy/statements.py points the names here).
 CREATE OR REPLACE VIEW shiftguard.pg_user AS
@@ -462,6 +612,29 @@ CREATE OR REPLACE VIEW shiftguard.svv_database_privileges AS
      WHERE a.grantee <> d.datdba AND a.privilege_type <> 'CONNECT'
        AND shiftguard.sees_identity(a.grantee, d.datdba);
 
+-- RBAC views. Superusers see every row; others the roles they own or were granted.
+CREATE OR REPLACE VIEW shiftguard.svv_roles AS
+    SELECT r.oid::integer AS role_id, x.name AS role_name, x.owner AS role_owner, x.external_id
+      FROM shiftguard.roles x JOIN pg_roles r ON r.rolname = x.name
+     WHERE shiftguard.caller_is_superuser() OR x.owner = session_user OR pg_has_role(session_user, r.oid, 'USAGE');
+
+CREATE OR REPLACE VIEW shiftguard.svv_user_grants AS
+    SELECT u.oid::integer AS user_id, u.rolname::text AS user_name, r.oid::integer AS role_id,
+           r.rolname::text AS role_name, m.admin_option
+      FROM pg_auth_members m
+      JOIN pg_roles r ON r.oid = m.roleid JOIN shiftguard.roles x ON x.name = r.rolname
+      JOIN pg_roles u ON u.oid = m.member JOIN shiftguard.users y ON y.name = u.rolname
+     WHERE shiftguard.caller_is_superuser() OR u.rolname = session_user;
+
+CREATE OR REPLACE VIEW shiftguard.svv_role_grants AS
+    SELECT g.oid::integer AS role_id, g.rolname::text AS role_name, r.oid::integer AS granted_role_id,
+           r.rolname::text AS granted_role_name
+      FROM pg_auth_members m
+      JOIN pg_roles r ON r.oid = m.roleid JOIN shiftguard.roles x ON x.name = r.rolname
+      JOIN pg_roles g ON g.oid = m.member JOIN shiftguard.roles y ON y.name = g.rolname
+     WHERE shiftguard.caller_is_superuser() OR pg_has_role(session_user, g.oid, 'USAGE');
+
+GRANT SELECT ON shiftguard.svv_roles, shiftguard.svv_user_grants, shiftguard.svv_role_grants TO PUBLIC;
 GRANT SELECT ON shiftguard.pg_user, shiftguard.pg_user_info, shiftguard.pg_group,
                 shiftguard.svl_user_info, shiftguard.svv_user_info, shiftguard.svv_relation_privileges,
                 shiftguard.svv_schema_privileges, shiftguard.svv_database_privileges TO PUBLIC;

@@ -89,6 +89,7 @@ def changes_json(change: dict) -> str:
 def rewrite_grant(statement: str) -> tuple[str | None, GrammarError | None]:
     """A GRANT, REVOKE or ALTER DEFAULT PRIVILEGES whose grantees say GROUP g: (the statement naming the groups' roles,
     or None when nothing changes; or the Redshift rule it breaks)."""
+    statement, role_starts = _strip_role_keywords(statement)
     tree = pglast.parse_sql(statement)
     node = tree[0].stmt
     if isinstance(node, pglast.ast.AlterDefaultPrivilegesStmt):
@@ -107,12 +108,27 @@ def rewrite_grant(statement: str) -> tuple[str | None, GrammarError | None]:
     if node.is_grant and node.grant_option and any(grantee_is_group):
         return None, GrammarError("WITH GRANT OPTION cannot be granted to a group",
                                   sqlstate.INVALID_GRANT_OPERATION)
-    if node.is_grant and node.grant_option and any(g.roletype != 0 for g in node.grantees or ()):
+    if node.is_grant and node.grant_option and any(
+            g.roletype != 0 or g.location in role_starts for g in node.grantees or ()):
         return None, GrammarError("WITH GRANT OPTION can be granted to users only",
                                   sqlstate.INVALID_GRANT_OPERATION)
     if not node.is_grant and node.behavior == 1:  # DROP_CASCADE
         return None, GrammarError("REVOKE ... CASCADE is not Redshift syntax; Redshift revokes with RESTRICT")
-    return (RawStream()(tree) if changed else None), None
+    return (RawStream()(tree) if changed or role_starts else None), None
+
+
+def _strip_role_keywords(statement: str) -> tuple[str, set[int]]:
+    """Redshift writes role grantees as ROLE r (TO ROLE r, FROM ROLE r, ..., ROLE r); PostgreSQL
+    has no keyword there. The keywords are blanked out (offsets kept) and the byte offsets of
+    the role names returned."""
+    tokens = scan(statement)
+    starts = set()
+    text = statement
+    for before, token, after in zip(tokens, tokens[1:], tokens[2:]):
+        if token.word == "ROLE" and (before.word in ("TO", "FROM") or before.text == ","):
+            text = text[:token.start] + " " * (token.end - token.start) + text[token.end:]
+            starts.add(len(statement[:after.start].encode()))
+    return text, starts
 
 
 def _group_grantee_starts(statement: str) -> set[int]:

@@ -5,8 +5,9 @@ Statements are cut with PostgreSQL's own scanner (pglast). The proxy owns:
 - Redshift's CREATE/ALTER/DROP USER and GROUP (policy/users.py, policy/groups.py), which become
   calls of the private schema's procedures, so PostgreSQL checks the caller inside the same
   transaction, and GROUP grantees of GRANT/REVOKE, which name the groups' roles;
-- PostgreSQL's role-attribute syntax (ALTER ROLE ... PASSWORD, CREATE ROLE ... LOGIN), refused:
-  it would open a way into the backend that the proxy does not control;
+- Redshift's RBAC statements (policy/roles.py): CREATE/ALTER/DROP ROLE, GRANT/REVOKE ROLE;
+  PostgreSQL's role-attribute syntax (ALTER ROLE ... PASSWORD, CREATE ROLE ... LOGIN) is not
+  their grammar and is refused: it would open a way into the backend the proxy does not control;
 - references to Redshift's user catalog views (pg_user, pg_user_info, pg_group,
   svl_user_info, svv_user_info), pointed at the private schema's versions in the parse tree.
 Everything else is forwarded unchanged: the session's role is the user's own, so PostgreSQL
@@ -28,6 +29,8 @@ from ..protocol import sqlstate
 from .tokens import Cursor, GrammarError, scan, split_statements
 from .groups import (changes_json, parse_alter_group, parse_create_group, parse_drop_group,
                      rewrite_grant)
+from .roles import as_json as roles_json
+from .roles import parse_alter_role, parse_create_role, parse_drop_role, parse_role_grant
 from .users import parse_alter_user, parse_create_user, parse_drop_user
 
 
@@ -82,7 +85,7 @@ _TRIGGER_WORDS = (b"user", b"role", b"group", b"privileges", b"discard", b"syste
 # Redshift catalog views PostgreSQL lacks (or has with other columns), and where ours live.
 CATALOG_VIEWS = {name: name for name in (
     "pg_user", "pg_user_info", "pg_group", "svl_user_info", "svv_user_info", "svv_relation_privileges",
-    "svv_schema_privileges", "svv_database_privileges")}
+    "svv_schema_privileges", "svv_database_privileges", "svv_roles", "svv_user_grants", "svv_role_grants")}
 PRIVATE_SCHEMA = "shiftguard"
 
 
@@ -129,6 +132,10 @@ def classify_statement(statement: str, translator: Translator) -> Result:
             return _USER_STATEMENTS[words[0]](Cursor(tokens[2:]), translator)
         if words[1:2] == ["GROUP"] and words[0] in _GROUP_STATEMENTS:
             return _GROUP_STATEMENTS[words[0]](Cursor(tokens[2:]))
+        if words[1:2] == ["ROLE"] and words[0] in _ROLE_STATEMENTS:
+            return _ROLE_STATEMENTS[words[0]](Cursor(tokens[2:]))
+        if words in (["GRANT", "ROLE"], ["REVOKE", "ROLE"], ["REVOKE", "ADMIN"]):
+            return _role_grant(Cursor(tokens[1:]), granting=words[0] == "GRANT")
         if words[:1] in (["GRANT"], ["REVOKE"]) or words == ["ALTER", "DEFAULT"]:
             return _grant_to_groups(statement)
     except GrammarError as exc:
@@ -239,31 +246,34 @@ def _point_at_catalog_views(statement: str) -> Result:
     return None if after == before else (after, None, True)
 
 
-# --------------------------------------------------------------------------- PostgreSQL roles
-
-# PostgreSQL role attributes (LOGIN, PASSWORD, ...) would give a role a way into the backend
-# that shiftguard does not control; Redshift's CREATE ROLE and ALTER ROLE have none of them.
-_NOT_REDSHIFT_ROLE_SYNTAX = Denial(
-    sqlstate.SYNTAX_ERROR, "role attributes are PostgreSQL syntax, not Redshift's",
-    hint="Redshift: CREATE ROLE name; users are created and altered with CREATE USER and ALTER USER")
+# --------------------------------------------------------------------------- Redshift roles
 
 
-def _create_role(node: dict, words: list[str]) -> Result:
-    # CREATE ROLE: Redshift RBAC is not handled yet; PostgreSQL checks CREATEROLE. Only a
-    # plain role may pass.
-    if node.get("options"):
-        return _NOT_REDSHIFT_ROLE_SYNTAX
-    return None
+def _create_rbac_role(cursor: Cursor) -> Result:
+    name, external_id = parse_create_role(cursor)
+    return (f"CALL shiftguard.create_role({sql_literal(name)}, "
+            f"{sql_literal(external_id) if external_id is not None else 'NULL'})", b"CREATE ROLE", True)
 
 
-def _alter_role(node: dict, words: list[str]) -> Result:
-    return _NOT_REDSHIFT_ROLE_SYNTAX  # ALTER ROLE ... PASSWORD/LOGIN/VALID UNTIL/SET ...
+def _alter_rbac_role(cursor: Cursor) -> Result:
+    name, changes = parse_alter_role(cursor)
+    return (f"CALL shiftguard.alter_role({sql_literal(name)}, {sql_literal(roles_json(changes))}::jsonb)",
+            b"ALTER ROLE", True)
 
 
-def _rename(node: dict, words: list[str]) -> Result:
-    if node.get("renameType") != "OBJECT_ROLE":
-        return None
-    return Denial(sqlstate.FEATURE_NOT_SUPPORTED, "renaming groups and roles is not supported yet")
+def _drop_rbac_role(cursor: Cursor) -> Result:
+    name, force = parse_drop_role(cursor)
+    return (f"CALL shiftguard.drop_role({sql_literal(name)}, {'true' if force else 'false'})", b"DROP ROLE", True)
+
+
+_ROLE_STATEMENTS = {"CREATE": _create_rbac_role, "ALTER": _alter_rbac_role, "DROP": _drop_rbac_role}
+
+
+def _role_grant(cursor: Cursor, granting: bool) -> Result:
+    grant = parse_role_grant(cursor, granting)
+    procedure = "grant_roles" if granting else "revoke_roles"
+    return (f"CALL shiftguard.{procedure}({sql_literal(roles_json(grant))}::jsonb)",
+            b"GRANT" if granting else b"REVOKE", True)
 
 
 # --------------------------------------------------------------------------- escapes
@@ -329,10 +339,6 @@ def _sets_identity(tree) -> bool:
 
 
 _AST_HANDLERS: dict[str, Callable[[dict, list[str]], Result]] = {
-    "CreateRoleStmt": _create_role,
-    "AlterRoleStmt": _alter_role,
-    "AlterRoleSetStmt": _alter_role,
-    "RenameStmt": _rename,
     "VariableSetStmt": _variable_set,
     "DiscardStmt": lambda node, words: _escape("DISCARD"),
     "AlterSystemStmt": lambda node, words: _escape("ALTER SYSTEM"),

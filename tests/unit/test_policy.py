@@ -32,7 +32,7 @@ def call_arguments(sql: str) -> tuple[str, dict]:
 @pytest.mark.parametrize("sql", [
     "SELECT 1", "select * from t where a = 'CREATE USER x PASSWORD ''y'''",
     "/* CREATE USER x PASSWORD 'Abcdefg1' */ SELECT 1", "INSERT INTO t VALUES (1)",
-    "CREATE ROLE r", "GRANT SELECT ON t TO bob", "GRANT r TO bob", "DROP ROLE r", "not sql at all",
+    "GRANT SELECT ON t TO bob", "GRANT r TO bob", "not sql at all",
     "COPY t FROM STDIN", "", "SELECT * FROM users WHERE role = 'x'", "select 'unterminated",
 ])
 def test_statements_the_proxy_does_not_own_pass(sql):
@@ -115,6 +115,11 @@ def test_sha256_forms():
     ("ALTER ROLE CURRENT_USER WITH LOGIN", "42601", "not Redshift's"),
     ("ALTER ROLE bob SET search_path = x", "42601", "not Redshift's"),
     ("CREATE ROLE r LOGIN PASSWORD 'Secret123'", "42601", "not Redshift's"),
+    ("ALTER ROLE bob BYPASSRLS", "42601", "not Redshift's"),
+    ("CREATE ROLE \"a/b\"", "22023", "may not contain"),
+    ("DROP ROLE r CASCADE", "42601", "syntax error"),
+    ("GRANT ROLE a TO ROLE b WITH ADMIN OPTION", "0LP01", "user grantees only"),
+    ("GRANT SELECT ON t TO ROLE r WITH GRANT OPTION", "0LP01", "users only"),
     ("CREATE GROUP g LOGIN", "42601", 'syntax error at or near "LOGIN"'),
     ("CREATE GROUP __g", "22023", "reserved"),
     ('CREATE USER "grp:x" PASSWORD \'Secret123\'', "22023", "stand for groups"),
@@ -212,5 +217,17 @@ def test_classifier_caches_only_cacheable_plans():
     ("REVOKE ALL ON ALL TABLES IN SCHEMA s FROM GROUP \"Mé\"", 'REVOKE ALL PRIVILEGES ON ALL TABLES IN SCHEMA s FROM "grp:Mé"', None),
 ])
 def test_group_statements(sql, expected, tag):
+    (action,) = plan(sql).actions
+    assert (action.sql, action.tag) == (expected, tag)
+
+
+@pytest.mark.parametrize("sql, expected, tag", [
+    ("CREATE ROLE sales_ro", "CALL shiftguard.create_role(E'sales_ro', NULL)", b"CREATE ROLE"),
+    ("DROP ROLE r FORCE", "CALL shiftguard.drop_role(E'r', true)", b"DROP ROLE"),
+    ("DROP ROLE r", "CALL shiftguard.drop_role(E'r', false)", b"DROP ROLE"),
+    ("GRANT SELECT ON t TO ROLE r, GROUP g, bob", 'GRANT SELECT ON TABLE t TO r, "grp:g", bob', None),
+    ("REVOKE ROLE a FROM ROLE b", 'CALL shiftguard.revoke_roles(E\'{"roles":["a"],"grantees":[{"name":"b","kind":"role"}],"admin":false}\'::jsonb)', b"REVOKE"),
+])
+def test_role_statements(sql, expected, tag):
     (action,) = plan(sql).actions
     assert (action.sql, action.tag) == (expected, tag)

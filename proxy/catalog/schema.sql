@@ -55,6 +55,56 @@ CREATE TABLE IF NOT EXISTS shiftguard.roles (
 );
 REVOKE ALL ON shiftguard.roles FROM PUBLIC;
 
+-- System permissions granted to roles (GRANT CREATE USER TO ROLE r).
+CREATE TABLE IF NOT EXISTS shiftguard.system_privileges (
+    role      text NOT NULL REFERENCES shiftguard.roles (name) ON UPDATE CASCADE ON DELETE CASCADE,
+    privilege text NOT NULL,
+    PRIMARY KEY (role, privilege)
+);
+REVOKE ALL ON shiftguard.system_privileges FROM PUBLIC;
+
+-- Redshift's system roles, present from the start (reference §3). Their permissions are
+-- recorded; the proxy honours those for user and role management (see the procedures).
+DO $$
+DECLARE
+    v_role text;
+BEGIN
+    FOREACH v_role IN ARRAY ARRAY['sys:monitor', 'sys:operator', 'sys:dba', 'sys:secadmin', 'sys:superuser'] LOOP
+        IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = v_role) THEN
+            EXECUTE format('CREATE ROLE %I NOLOGIN', v_role);
+        END IF;
+        INSERT INTO shiftguard.roles (name, owner) VALUES (v_role, 'rdsdb') ON CONFLICT DO NOTHING;
+    END LOOP;
+    IF NOT pg_has_role('sys:operator', 'sys:monitor', 'MEMBER') THEN
+        GRANT "sys:monitor" TO "sys:operator";
+    END IF;
+    IF NOT pg_has_role('sys:dba', 'sys:operator', 'MEMBER') THEN
+        GRANT "sys:operator" TO "sys:dba";
+    END IF;
+END
+$$;
+INSERT INTO shiftguard.system_privileges (role, privilege)
+SELECT role, privilege FROM (VALUES
+    ('sys:monitor', 'ACCESS CATALOG'), ('sys:monitor', 'ACCESS SYSTEM TABLE'),
+    ('sys:operator', 'ANALYZE'), ('sys:operator', 'VACUUM'), ('sys:operator', 'CANCEL'),
+    ('sys:dba', 'CREATE SCHEMA'), ('sys:dba', 'DROP SCHEMA'), ('sys:dba', 'CREATE TABLE'),
+    ('sys:dba', 'DROP TABLE'), ('sys:dba', 'TRUNCATE TABLE'), ('sys:dba', 'CREATE OR REPLACE PROCEDURE'),
+    ('sys:dba', 'DROP PROCEDURE'), ('sys:dba', 'CREATE OR REPLACE FUNCTION'),
+    ('sys:dba', 'CREATE OR REPLACE EXTERNAL FUNCTION'), ('sys:dba', 'CREATE OR REPLACE VIEW'), ('sys:dba', 'DROP VIEW'),
+    ('sys:secadmin', 'CREATE USER'), ('sys:secadmin', 'ALTER USER'), ('sys:secadmin', 'DROP USER'),
+    ('sys:secadmin', 'CREATE ROLE'), ('sys:secadmin', 'DROP ROLE'), ('sys:secadmin', 'IGNORE RLS'),
+    ('sys:secadmin', 'EXPLAIN RLS'), ('sys:secadmin', 'EXPLAIN MASKING')) AS defaults (role, privilege)
+UNION ALL
+SELECT 'sys:superuser', privilege FROM unnest(ARRAY[
+    'CREATE USER', 'DROP USER', 'ALTER USER', 'CREATE ROLE', 'DROP ROLE', 'ALTER ROLE', 'CREATE SCHEMA',
+    'DROP SCHEMA', 'ALTER DEFAULT PRIVILEGES', 'ACCESS CATALOG', 'ACCESS SYSTEM TABLE', 'CREATE TABLE',
+    'DROP TABLE', 'ALTER TABLE', 'TRUNCATE TABLE', 'CREATE OR REPLACE FUNCTION',
+    'CREATE OR REPLACE EXTERNAL FUNCTION', 'DROP FUNCTION', 'CREATE OR REPLACE PROCEDURE', 'DROP PROCEDURE',
+    'CREATE OR REPLACE VIEW', 'DROP VIEW', 'CREATE MODEL', 'DROP MODEL', 'CREATE DATASHARE', 'ALTER DATASHARE',
+    'DROP DATASHARE', 'CREATE LIBRARY', 'DROP LIBRARY', 'ANALYZE', 'CANCEL', 'VACUUM', 'IGNORE RLS',
+    'EXPLAIN RLS', 'EXPLAIN MASKING']) AS privilege
+ON CONFLICT DO NOTHING;
+
 DROP PROCEDURE IF EXISTS shiftguard.create_user(text, text, boolean, text);
 DROP PROCEDURE IF EXISTS shiftguard.set_password(text, text);
 
@@ -65,6 +115,16 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
         OR coalesce((SELECT u.superuser FROM shiftguard.users u WHERE u.name = session_user::text), false)
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.caller_is_superuser() TO PUBLIC;
+
+-- May the session's user do what a system permission allows (superuser, or the permission
+-- granted to a role the user has, directly or through other roles)?
+CREATE OR REPLACE FUNCTION shiftguard.caller_may(p_permission text) RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT shiftguard.caller_is_superuser() OR EXISTS (
+        SELECT FROM shiftguard.system_privileges sp JOIN pg_roles r ON r.rolname = sp.role
+         WHERE sp.privilege = p_permission AND pg_has_role(session_user, r.oid, 'USAGE'))
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.caller_may(text) TO PUBLIC;
 
 -- For the superuser-only catalog views: permission denied, worded as Redshift words it.
 CREATE OR REPLACE FUNCTION shiftguard.require_superuser(p_relation text) RETURNS boolean
@@ -125,8 +185,11 @@ DECLARE
     v_group    text;
     v_role     text;
 BEGIN
-    IF NOT shiftguard.caller_is_superuser() THEN
+    IF NOT shiftguard.caller_may('CREATE USER') THEN
         RAISE EXCEPTION 'permission denied to create user' USING ERRCODE = '42501';  -- UNVERIFIED wording
+    END IF;
+    IF v_super AND NOT shiftguard.caller_is_superuser() THEN
+        RAISE EXCEPTION 'only a superuser can create a superuser' USING ERRCODE = '42501';  -- UNVERIFIED
     END IF;
     IF EXISTS (SELECT FROM shiftguard.users WHERE name = p_name)
        OR EXISTS (SELECT FROM pg_roles WHERE rolname = p_name) THEN
@@ -158,12 +221,16 @@ CREATE OR REPLACE PROCEDURE shiftguard.alter_user(p_name text, p_changes jsonb)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_user   shiftguard.users;
-    v_super  boolean := shiftguard.caller_is_superuser();
+    v_super  boolean := shiftguard.caller_may('ALTER USER');
     v_param  record;
 BEGIN
     SELECT * INTO v_user FROM shiftguard.users WHERE name = p_name;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'user "%" does not exist', p_name USING ERRCODE = '42704';
+    END IF;
+    IF v_super AND NOT shiftguard.caller_is_superuser() AND (p_changes ? 'superuser' OR v_user.superuser) THEN
+        -- The ALTER USER permission cannot grant, remove or touch superuser status.
+        RAISE EXCEPTION 'only a superuser can alter a superuser or superuser status' USING ERRCODE = '42501';
     END IF;
     IF NOT v_super THEN
         -- Everyone may change their own password, unless it is disabled; nothing else.
@@ -254,7 +321,7 @@ DECLARE
     v_oid  oid;
     v_dbs  oid[] := ARRAY[0::oid, (SELECT oid FROM pg_database WHERE datname = current_database())];
 BEGIN
-    IF NOT shiftguard.caller_is_superuser() THEN
+    IF NOT shiftguard.caller_may('DROP USER') THEN
         RAISE EXCEPTION 'permission denied to drop user' USING ERRCODE = '42501';  -- UNVERIFIED wording
     END IF;
     FOREACH v_name IN ARRAY p_names LOOP
@@ -267,6 +334,9 @@ BEGIN
         END IF;
         IF v_name = session_user::text THEN
             RAISE EXCEPTION 'current user cannot be dropped' USING ERRCODE = '55006';
+        END IF;
+        IF (SELECT superuser FROM shiftguard.users WHERE name = v_name) AND NOT shiftguard.caller_is_superuser() THEN
+            RAISE EXCEPTION 'only a superuser can drop a superuser' USING ERRCODE = '42501';  -- UNVERIFIED
         END IF;
         v_oid := (SELECT oid FROM pg_roles WHERE rolname = v_name);
         -- Redshift checks the current database only (reference §1, DROP USER).
@@ -388,10 +458,12 @@ BEGIN
 END
 $$;
 
--- A role admin: a superuser, the role's owner, or a user granted the role WITH ADMIN OPTION.
+-- A role admin: a superuser, the role's owner, a user granted the role WITH ADMIN OPTION, or
+-- a member of sys:secadmin. System roles are granted by superusers only.
 CREATE OR REPLACE FUNCTION shiftguard.is_role_admin(p_role text) RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT shiftguard.caller_is_superuser()
+        OR (p_role NOT LIKE 'sys:%' AND pg_has_role(session_user, 'sys:secadmin', 'USAGE'))
         OR EXISTS (SELECT FROM shiftguard.roles WHERE name = p_role AND owner = session_user::text)
         OR EXISTS (SELECT FROM pg_auth_members m
                     WHERE m.roleid = (SELECT oid FROM pg_roles WHERE rolname = p_role)
@@ -401,7 +473,7 @@ $$;
 CREATE OR REPLACE PROCEDURE shiftguard.create_role(p_name text, p_external_id text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    IF NOT shiftguard.caller_is_superuser() THEN
+    IF NOT shiftguard.caller_may('CREATE ROLE') THEN
         RAISE EXCEPTION 'permission denied to create role' USING ERRCODE = '42501';
     END IF;
     IF EXISTS (SELECT FROM pg_roles WHERE rolname = p_name) THEN
@@ -416,7 +488,10 @@ CREATE OR REPLACE PROCEDURE shiftguard.alter_role(p_name text, p_changes jsonb)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM shiftguard.require_role(p_name);
-    IF NOT shiftguard.caller_is_superuser() THEN
+    IF p_name LIKE 'sys:%' THEN
+        RAISE EXCEPTION 'system role "%" cannot be altered', p_name USING ERRCODE = '42501';
+    END IF;
+    IF NOT shiftguard.caller_may('ALTER ROLE') THEN
         RAISE EXCEPTION 'permission denied to alter role "%"', p_name USING ERRCODE = '42501';
     END IF;
     IF p_changes ? 'owner' THEN
@@ -444,7 +519,10 @@ DECLARE
     v_member record;
 BEGIN
     PERFORM shiftguard.require_role(p_name);
-    IF NOT shiftguard.is_role_admin(p_name) THEN
+    IF p_name LIKE 'sys:%' THEN
+        RAISE EXCEPTION 'system role "%" cannot be dropped', p_name USING ERRCODE = '42501';
+    END IF;
+    IF NOT (shiftguard.is_role_admin(p_name) OR shiftguard.caller_may('DROP ROLE')) THEN
         RAISE EXCEPTION 'permission denied to drop role "%"', p_name USING ERRCODE = '42501';
     END IF;
     v_oid := (SELECT oid FROM pg_roles WHERE rolname = p_name);
@@ -514,6 +592,40 @@ BEGIN
                            CASE WHEN (p_grant->>'admin')::boolean THEN 'ADMIN OPTION FOR' ELSE '' END,
                            v_role, v_grantee->>'name');
         END LOOP;
+    END LOOP;
+END
+$$;
+
+-- GRANT / REVOKE system permissions TO / FROM ROLE: superusers only (UNVERIFIED: Redshift's
+-- documentation does not say who else may).
+CREATE OR REPLACE PROCEDURE shiftguard.grant_system(p_grant jsonb)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_role text;
+BEGIN
+    IF NOT shiftguard.caller_is_superuser() THEN
+        RAISE EXCEPTION 'permission denied to grant system permissions' USING ERRCODE = '42501';
+    END IF;
+    FOR v_role IN SELECT jsonb_array_elements_text(p_grant->'roles') LOOP
+        PERFORM shiftguard.require_role(v_role);
+        INSERT INTO shiftguard.system_privileges (role, privilege)
+        SELECT v_role, jsonb_array_elements_text(p_grant->'privileges') ON CONFLICT DO NOTHING;
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE PROCEDURE shiftguard.revoke_system(p_grant jsonb)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_role text;
+BEGIN
+    IF NOT shiftguard.caller_is_superuser() THEN
+        RAISE EXCEPTION 'permission denied to revoke system permissions' USING ERRCODE = '42501';
+    END IF;
+    FOR v_role IN SELECT jsonb_array_elements_text(p_grant->'roles') LOOP
+        PERFORM shiftguard.require_role(v_role);
+        DELETE FROM shiftguard.system_privileges
+         WHERE role = v_role AND privilege IN (SELECT jsonb_array_elements_text(p_grant->'privileges'));
     END LOOP;
 END
 $$;
@@ -634,7 +746,14 @@ CREATE OR REPLACE VIEW shiftguard.svv_role_grants AS
       JOIN pg_roles g ON g.oid = m.member JOIN shiftguard.roles y ON y.name = g.rolname
      WHERE shiftguard.caller_is_superuser() OR pg_has_role(session_user, g.oid, 'USAGE');
 
-GRANT SELECT ON shiftguard.svv_roles, shiftguard.svv_user_grants, shiftguard.svv_role_grants TO PUBLIC;
+CREATE OR REPLACE VIEW shiftguard.svv_system_privileges AS
+    SELECT sp.privilege AS system_privilege, r.oid::integer AS identity_id, sp.role AS identity_name,
+           'role'::text AS identity_type
+      FROM shiftguard.system_privileges sp JOIN pg_roles r ON r.rolname = sp.role
+     WHERE shiftguard.caller_is_superuser() OR pg_has_role(session_user, r.oid, 'USAGE');
+
+GRANT SELECT ON shiftguard.svv_roles, shiftguard.svv_user_grants, shiftguard.svv_role_grants,
+                shiftguard.svv_system_privileges TO PUBLIC;
 GRANT SELECT ON shiftguard.pg_user, shiftguard.pg_user_info, shiftguard.pg_group,
                 shiftguard.svl_user_info, shiftguard.svv_user_info, shiftguard.svv_relation_privileges,
                 shiftguard.svv_schema_privileges, shiftguard.svv_database_privileges TO PUBLIC;

@@ -3,7 +3,9 @@ the private schema's procedures check who may do it. A role is a PostgreSQL role
 name (Redshift keeps role and user names apart, and so does PostgreSQL), and a grant of a role
 is PostgreSQL role membership, so PostgreSQL enforces what a role was granted.
 
-System roles (sys:*) and system permissions are not built yet: naming them gets a clear error.
+System roles (sys:superuser, sys:secadmin, sys:dba, sys:operator, sys:monitor) exist from the
+start and are granted like any role, by superusers only; system permissions are granted to
+roles (GRANT CREATE USER, DROP TABLE, ... TO ROLE r).
 """
 
 from __future__ import annotations
@@ -33,10 +35,23 @@ def check_role_name(name: str) -> None:
         raise GrammarError("role names longer than 63 bytes are not supported", sqlstate.INVALID_PARAMETER_VALUE)
 
 
+SYSTEM_ROLES = ("sys:superuser", "sys:secadmin", "sys:dba", "sys:operator", "sys:monitor")
+
+# Grantable system permissions (reference §3), longest phrases first for matching.
+SYSTEM_PERMISSIONS = tuple(sorted((
+    "CREATE USER", "DROP USER", "ALTER USER", "CREATE ROLE", "DROP ROLE", "ALTER ROLE", "CREATE SCHEMA",
+    "DROP SCHEMA", "ALTER DEFAULT PRIVILEGES", "ACCESS CATALOG", "ACCESS SYSTEM TABLE", "CREATE TABLE",
+    "DROP TABLE", "ALTER TABLE", "TRUNCATE TABLE", "CREATE OR REPLACE FUNCTION",
+    "CREATE OR REPLACE EXTERNAL FUNCTION", "DROP FUNCTION", "CREATE OR REPLACE PROCEDURE", "DROP PROCEDURE",
+    "CREATE OR REPLACE VIEW", "DROP VIEW", "CREATE MODEL", "DROP MODEL", "CREATE DATASHARE", "ALTER DATASHARE",
+    "DROP DATASHARE", "CREATE LIBRARY", "DROP LIBRARY", "ANALYZE", "CANCEL", "VACUUM", "IGNORE RLS",
+    "EXPLAIN RLS", "EXPLAIN MASKING"), key=lambda p: -len(p.split())))
+
+
 def _role_name(cursor: Cursor) -> str:
     name = cursor.name("role name")
-    if name.startswith(("sys:", "ds:")):
-        raise GrammarError(f'the system role "{name}" is not supported yet', sqlstate.FEATURE_NOT_SUPPORTED)
+    if name.startswith("ds:") or (name.startswith("sys:") and name not in SYSTEM_ROLES):
+        raise GrammarError(f'role "{name}" does not exist', sqlstate.UNDEFINED_OBJECT)
     return name
 
 
@@ -111,6 +126,40 @@ def parse_role_grant(cursor: Cursor, granting: bool) -> dict:
     if admin and any(g["kind"] == "role" for g in grantees):
         raise GrammarError("WITH ADMIN OPTION applies to user grantees only", sqlstate.INVALID_GRANT_OPERATION)
     return {"roles": roles, "grantees": grantees, "admin": admin or admin_only}
+
+
+def parse_system_grant(cursor: Cursor, granting: bool) -> dict | None:
+    """GRANT {permission [, ...] | ALL [PRIVILEGES]} TO ROLE r [, ...] and the REVOKE ... FROM
+    form (GRANT / REVOKE consumed); None when the statement is not one (an object grant)."""
+    start = cursor.pos
+    privileges: list[str] = []
+    if cursor.accept("ALL"):
+        cursor.accept("PRIVILEGES")
+        privileges = list(SYSTEM_PERMISSIONS)
+    else:
+        while True:
+            for phrase in SYSTEM_PERMISSIONS:
+                if cursor.accept(*phrase.split()):
+                    privileges.append(phrase)
+                    break
+            else:
+                cursor.pos = start
+                return None
+            if not cursor.accept_symbol(","):
+                break
+    if not cursor.accept("TO" if granting else "FROM"):
+        cursor.pos = start
+        return None  # GRANT ALL ON t ..., GRANT CREATE ON SCHEMA s ...: object privileges
+    roles = []
+    while True:
+        if not cursor.accept("ROLE"):
+            raise GrammarError("system permissions are granted to roles only: TO ROLE name",
+                               sqlstate.INVALID_GRANT_OPERATION)
+        roles.append(_role_name(cursor))
+        if not cursor.accept_symbol(","):
+            break
+    cursor.end()
+    return {"privileges": privileges, "roles": roles}
 
 
 def as_json(value: dict) -> str:

@@ -30,7 +30,8 @@ from .tokens import Cursor, GrammarError, scan, split_statements
 from .groups import (changes_json, parse_alter_group, parse_create_group, parse_drop_group,
                      rewrite_grant)
 from .roles import as_json as roles_json
-from .roles import parse_alter_role, parse_create_role, parse_drop_role, parse_role_grant
+from .roles import (parse_alter_role, parse_create_role, parse_drop_role, parse_role_grant,
+                    parse_system_grant)
 from .users import parse_alter_user, parse_create_user, parse_drop_user
 
 
@@ -85,7 +86,8 @@ _TRIGGER_WORDS = (b"user", b"role", b"group", b"privileges", b"discard", b"syste
 # Redshift catalog views PostgreSQL lacks (or has with other columns), and where ours live.
 CATALOG_VIEWS = {name: name for name in (
     "pg_user", "pg_user_info", "pg_group", "svl_user_info", "svv_user_info", "svv_relation_privileges",
-    "svv_schema_privileges", "svv_database_privileges", "svv_roles", "svv_user_grants", "svv_role_grants")}
+    "svv_schema_privileges", "svv_database_privileges", "svv_roles", "svv_user_grants", "svv_role_grants",
+    "svv_system_privileges")}
 PRIVATE_SCHEMA = "shiftguard"
 
 
@@ -136,6 +138,12 @@ def classify_statement(statement: str, translator: Translator) -> Result:
             return _ROLE_STATEMENTS[words[0]](Cursor(tokens[2:]))
         if words in (["GRANT", "ROLE"], ["REVOKE", "ROLE"], ["REVOKE", "ADMIN"]):
             return _role_grant(Cursor(tokens[1:]), granting=words[0] == "GRANT")
+        if words[:1] in (["GRANT"], ["REVOKE"]):
+            system = parse_system_grant(Cursor(tokens[1:]), granting=words[0] == "GRANT")
+            if system is not None:
+                procedure = "grant_system" if words[0] == "GRANT" else "revoke_system"
+                return (f"CALL shiftguard.{procedure}({sql_literal(roles_json(system))}::jsonb)",
+                        words[0].encode(), True)
         if words[:1] in (["GRANT"], ["REVOKE"]) or words == ["ALTER", "DEFAULT"]:
             return _grant_to_groups(statement)
     except GrammarError as exc:

@@ -114,7 +114,9 @@ def test_alter_role_and_catalog_views(proxy, world):
     ("GRANT ROLE nosuchrole TO {alice}", psycopg.errors.UndefinedObject, 'role "nosuchrole" does not exist'),
     ("GRANT ROLE {r1} TO ROLE {r2} WITH ADMIN OPTION", psycopg.errors.InvalidGrantOperation, "user grantees only"),
     ("GRANT SELECT ON {table} TO ROLE {r1} WITH GRANT OPTION", psycopg.errors.InvalidGrantOperation, "users only"),
-    ("GRANT ROLE sys:dba TO {alice}", psycopg.errors.FeatureNotSupported, "not supported yet"),
+    ("GRANT ROLE sys:nope TO {alice}", psycopg.errors.UndefinedObject, 'role "sys:nope" does not exist'),
+    ("GRANT CREATE USER TO {alice}", psycopg.errors.InvalidGrantOperation, "to roles only"),
+    ("DROP ROLE sys:dba", psycopg.errors.InsufficientPrivilege, "cannot be dropped"),
 ])
 def test_role_errors(proxy, world, statement, error, fragment):
     with proxy.connect() as admin, pytest.raises(error, match=fragment):
@@ -127,3 +129,52 @@ def test_only_role_admins_manage_roles(proxy, world):
                           f"ALTER ROLE {world['r1']} RENAME TO x{world['r1']}", f"GRANT ROLE {world['r1']} TO {world['bob']}"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(statement)
+
+
+def test_system_permissions_through_roles(proxy, world):
+    r1, alice, bob = world["r1"], world["alice"], world["bob"]
+    victim = unique("u")
+    with proxy.connect() as admin:
+        cur = admin.execute(f"GRANT CREATE USER, DROP USER TO ROLE {r1}")
+        assert cur.statusmessage == "GRANT"
+        admin.execute(f"GRANT ROLE {r1} TO {alice}")
+        assert admin.execute("SELECT system_privilege FROM svv_system_privileges WHERE identity_name = %s "
+                             "ORDER BY 1", (r1,)).fetchall() == [("CREATE USER",), ("DROP USER",)]
+    with proxy.connect(alice, PASSWORD) as conn:
+        conn.execute(f"CREATE USER {victim} PASSWORD '{PASSWORD}'")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="only a superuser can create a superuser"):
+            conn.execute(f"CREATE USER x{victim} PASSWORD '{PASSWORD}' CREATEUSER")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):  # ALTER USER was not granted
+            conn.execute(f"ALTER USER {victim} CONNECTION LIMIT 3")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):  # nor the superuser's own power
+            conn.execute("DROP USER awsuser")
+        conn.execute(f"DROP USER {victim}")
+    with proxy.connect() as admin:
+        admin.execute(f"REVOKE DROP USER FROM ROLE {r1}")
+    with proxy.connect(alice, PASSWORD) as conn:
+        conn.execute(f"CREATE USER {victim} PASSWORD '{PASSWORD}'")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(f"DROP USER {victim}")
+    with proxy.connect() as admin:
+        admin.execute(f"DROP USER {victim}")
+    with proxy.connect(bob, PASSWORD) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+        conn.execute(f"CREATE USER {victim} PASSWORD '{PASSWORD}'")
+
+
+def test_sys_secadmin_manages_users_and_roles_but_reads_no_tables(proxy, world):
+    t, alice = world["table"], world["alice"]
+    made = unique("u")
+    with proxy.connect() as admin:
+        admin.execute(f"GRANT ROLE sys:secadmin TO {alice}")
+    try:
+        with proxy.connect(alice, PASSWORD) as conn:
+            conn.execute(f"CREATE USER {made} PASSWORD '{PASSWORD}'")
+            conn.execute(f"GRANT ROLE {world['r1']} TO {made}")
+            conn.execute(f"DROP USER {made}")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(f"GRANT ROLE sys:superuser TO {alice}")  # system roles: superusers only
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(f"SELECT * FROM {t}")
+    finally:
+        with proxy.connect() as admin:
+            admin.execute(f"REVOKE ROLE sys:secadmin FROM {alice}")

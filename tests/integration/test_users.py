@@ -349,22 +349,26 @@ def test_repeated_failures_cool_down_that_user_from_that_address(make_proxy):
 
 
 def test_idle_session_timeout(make_proxy):
+    from .test_bad_input import login, read_all
+
     proxy = make_proxy(cluster=_cluster(session_timeout=2))
     name = unique("u")
     with proxy.connect() as admin:
         admin.execute(f"CREATE USER {name} PASSWORD '{PASSWORD}' SESSION TIMEOUT 60")
     try:
-        idle = proxy.connect()
-        patient = proxy.connect(name, PASSWORD)  # the user's own timeout wins over the cluster's
-        busy = proxy.connect()
-        busy.execute("SELECT pg_sleep(3.5)")  # running a query is not idle
-        time.sleep(0.5)
-        with pytest.raises(psycopg.OperationalError, match="idle-session timeout"):
-            idle.execute("SELECT 1")
+        with socket.create_connection((proxy.host, proxy.port), timeout=10) as idle:
+            login(idle)
+            patient = proxy.connect(name, PASSWORD)  # the user's own timeout wins over the cluster's
+            busy = proxy.connect()
+            started = time.monotonic()
+            busy.execute("SELECT pg_sleep(3.5)")  # running a query is not idle
+            closing = read_all(idle, timeout=10)  # the idle admin session is closed meanwhile
+            assert b"57P05" in closing and b"terminating connection due to idle-session timeout" in closing
+            assert 1.5 < time.monotonic() - started < 6
         assert patient.execute("SELECT 1").fetchone() == (1,)
         assert busy.execute("SELECT 1").fetchone() == (1,)
-        for conn in (idle, patient, busy):
-            conn.close()
+        patient.close()
+        busy.close()
     finally:
         with proxy.connect() as admin:
             admin.execute(f"DROP USER {name}")

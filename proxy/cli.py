@@ -35,19 +35,30 @@ def build_parser() -> argparse.ArgumentParser:
                        help="embedded PostgreSQL, TLS certificate (default ./.shiftguard)")
     serve.add_argument("--backend", metavar="DSN",
                        help="front an external PostgreSQL: postgresql://user:password@host:port/db")
+    reload = commands.add_parser("reload", help="make a running `shiftguard serve` re-read its configuration "
+                                                "(as SIGHUP does)")
+    reload.add_argument("--data-dir", metavar="DIR", default=None,
+                        help="the data directory of the running proxy (default: as configured)")
+    reload.add_argument("--config", metavar="FILE")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "reload":
+        return _signal_running(args)
     if args.command != "serve":
         parser.print_help()
         return 2
-    try:
-        config = load_config(args.config, overrides={
+
+    def reread():
+        return load_config(args.config, overrides={
             "listen": args.listen, "api_listen": args.api_listen, "data_dir": args.data_dir,
             "backend.dsn": args.backend})
+
+    try:
+        config = reread()
     except ConfigError as exc:
         print(f"shiftguard: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -56,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     from .server import StartupError, serve
 
     try:
-        return _run(serve(config))
+        return _run(serve(config, reread))
     except (StartupError, EmbeddedError, BackendUnavailable) as exc:
         print(f"shiftguard: {exc}", file=sys.stderr)
         return 2
@@ -65,6 +76,30 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 0
+
+
+def _signal_running(args) -> int:
+    """`shiftguard reload`: SIGHUP to the proxy whose pid file is in the data directory."""
+    import os
+    import signal
+    from pathlib import Path
+
+    from .server import PID_FILE
+
+    try:
+        data_dir = args.data_dir or load_config(args.config).data_dir
+    except ConfigError as exc:
+        print(f"shiftguard: configuration error: {exc}", file=sys.stderr)
+        return 2
+    pid_file = Path(data_dir) / PID_FILE
+    try:
+        pid = int(pid_file.read_text().split()[0])
+        os.kill(pid, signal.SIGHUP)
+    except (OSError, ValueError, IndexError):
+        print(f"shiftguard: no running shiftguard found ({pid_file})", file=sys.stderr)
+        return 1
+    print(f"reload signalled to pid {pid}")
+    return 0
 
 
 def _run(coro) -> int:

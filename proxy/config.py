@@ -70,6 +70,8 @@ class Cluster:
     account_id: str = "123456789012"
     database: str = "dev"
     admin_user: str = "awsuser"
+    # The security groups attached to this cluster (names from security_groups).
+    security_groups: list[str] = field(default_factory=lambda: ["default"])
     # Seconds an idle session may stay open when its user has no SESSION TIMEOUT; 0: no limit.
     # (Redshift's range for a user's SESSION TIMEOUT is 60 to 1728000; this one takes any.)
     session_timeout: int = 0
@@ -91,6 +93,42 @@ class Cluster:
 
 
 @dataclass(frozen=True)
+class IngressRule:
+    cidr: str
+    description: str = ""
+
+    def validate(self, where: str) -> None:
+        _cidr(self.cidr, f"{where}.cidr")
+
+
+@dataclass(frozen=True)
+class SecurityGroup:
+    name: str
+    description: str = ""
+    ingress: list[IngressRule] = field(default_factory=list)
+
+    def validate(self, where: str) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,254}", self.name):
+            raise ConfigError(f"{where}.name: not a security group name: {self.name!r}")
+
+
+def _cidr(text: str, key: str) -> None:
+    import netaddr
+
+    try:
+        netaddr.IPNetwork(text)
+        if "/" not in text:
+            raise ValueError
+    except (netaddr.AddrFormatError, ValueError, TypeError):
+        raise ConfigError(f"{key}: not a CIDR block (like 10.0.0.0/16 or 2001:db8::/32): {text!r}") from None
+
+
+def _loopback_groups() -> list[SecurityGroup]:
+    return [SecurityGroup("default", "loopback only", [IngressRule("127.0.0.0/8", "IPv4 loopback"),
+                                                     IngressRule("::1/128", "IPv6 loopback")])]
+
+
+@dataclass(frozen=True)
 class Backend:
     # postgresql://user:password@host:port/database?sslmode=... ; empty: embedded PostgreSQL.
     dsn: str | None = None
@@ -105,11 +143,21 @@ class TLS:
     cert: str | None = None
     key: str | None = None
     require_ssl: bool = False
+    # Oldest TLS version a client may negotiate: TLSv1.2 or TLSv1.3.
+    min_version: str = "TLSv1.2"
+    # A CA file: clients that present a certificate must present one it signed.
+    client_ca: str | None = None
+    # With client_ca: a client without a certificate is refused.
+    require_client_cert: bool = False
 
     def validate(self, where: str) -> None:
         if (self.cert is None) != (self.key is None):
             raise ConfigError(f"{where}: cert and key must be given together")
-        for key in ("cert", "key"):
+        if self.min_version not in ("TLSv1.2", "TLSv1.3"):
+            raise ConfigError(f"{where}.min_version: must be TLSv1.2 or TLSv1.3")
+        if self.require_client_cert and self.client_ca is None:
+            raise ConfigError(f"{where}.require_client_cert: needs client_ca")
+        for key in ("cert", "key", "client_ca"):
             path = getattr(self, key)
             if path is not None and not Path(path).is_file():
                 raise ConfigError(f"{where}.{key}: no such file: {path}")
@@ -120,8 +168,21 @@ class Limits:
     max_message_size: int = 1 << 30
     max_startup_size: int = 10_000
     auth_timeout: float = 60.0
+    # Client connections at once, authenticated or not; more get FATAL 53300.
+    max_client_connections: int = 1000
+    # Client connections at once from one source address; 0: no limit.
+    max_connections_per_address: int = 0
+    # Seconds a session may sit idle inside a transaction; 0: no limit.
+    idle_in_transaction_timeout: float = 0.0
+    # The listen backlog of the client listeners.
+    listen_backlog: int = 2048
 
     def validate(self, where: str) -> None:
+        for key in ("max_client_connections", "listen_backlog"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{where}.{key}: must be at least 1")
+        if self.max_connections_per_address < 0 or self.idle_in_transaction_timeout < 0:
+            raise ConfigError(f"{where}: limits cannot be negative")
         if not 1024 <= self.max_message_size <= 1 << 30:
             raise ConfigError(f"{where}.max_message_size: must be between 1024 and 1073741824")
         if not 64 <= self.max_startup_size <= 1 << 20:
@@ -168,6 +229,11 @@ class Config:
     server_version_mode: str = "redshift"
     limits: Limits = field(default_factory=Limits)
     auth: Auth = field(default_factory=Auth)
+    # Security groups: a client address is admitted when a rule of a group attached to the
+    # cluster (cluster.security_groups) contains it. The default admits loopback only.
+    security_groups: list[SecurityGroup] = field(default_factory=_loopback_groups)
+    # Load balancers whose PROXY protocol header (v1 or v2) names the real client (CIDRs).
+    trusted_proxies: list[str] = field(default_factory=list)
     embedded: Embedded = field(default_factory=Embedded)
     log_level: str = "info"
     # Redshift statements run once as the admin, through the proxy, when the cluster is new
@@ -185,6 +251,14 @@ class Config:
             raise ConfigError("log_level: must be one of debug, info, warning, error")
         if not self.listen:
             raise ConfigError("listen: at least one address is needed")
+        names = [g.name for g in self.security_groups]
+        if len(set(names)) != len(names):
+            raise ConfigError("security_groups: two groups have the same name")
+        for name in self.cluster.security_groups:
+            if name not in names:
+                raise ConfigError(f"cluster.security_groups: no security group named {name!r}")
+        for n, text in enumerate(self.trusted_proxies):
+            _cidr(text, f"trusted_proxies[{n}]")
         if self.init_sql_file is not None and not Path(self.init_sql_file).is_file():
             raise ConfigError(f"init_sql_file: no such file: {self.init_sql_file}")
 
@@ -256,9 +330,19 @@ def _build(cls, data, where: str):
         kind = hints[f.name]
         if dataclasses.is_dataclass(kind):
             kwargs[f.name] = _build(kind, data[f.name] or {}, key)
+        elif _list_of_dataclass(kind):
+            items = data[f.name] or []
+            if not isinstance(items, list):
+                raise ConfigError(f"{key}: expected a list")
+            item_kind = typing.get_args(kind)[0]
+            kwargs[f.name] = [_build(item_kind, item, f"{key}[{n}]") for n, item in enumerate(items)]
         else:
             kwargs[f.name] = _check_type(kind, data[f.name], key)
     return cls(**kwargs)
+
+
+def _list_of_dataclass(kind) -> bool:
+    return typing.get_origin(kind) is list and dataclasses.is_dataclass(typing.get_args(kind)[0])
 
 
 def _check_type(kind, value, key: str):
@@ -309,6 +393,9 @@ def _validate_tree(node, where: str) -> None:
     for f in dataclasses.fields(node):
         if dataclasses.is_dataclass(hints[f.name]):
             _validate_tree(getattr(node, f.name), _join(where, f.name))
+        elif _list_of_dataclass(hints[f.name]):
+            for n, item in enumerate(getattr(node, f.name)):
+                _validate_tree(item, f"{_join(where, f.name)}[{n}]")
     if hasattr(node, "validate"):
         node.validate(where)
 
@@ -333,7 +420,7 @@ def _env_keys(cls, prefix: list[str]) -> dict[str, list[str]]:
         path = prefix + [f.name]
         if dataclasses.is_dataclass(hints[f.name]):
             keys.update(_env_keys(hints[f.name], path))
-        else:
+        elif not _list_of_dataclass(hints[f.name]):  # lists of mappings: the file only
             keys["SHIFTGUARD_" + "_".join(path).upper()] = path
     return keys
 

@@ -70,15 +70,15 @@ class Endpoint(asyncio.Protocol):
 
     async def read_startup(self, max_size: int) -> bytes:
         while (packet := split_startup(self.buffer, max_size)) is None:
-            await self._fill()
+            await self.fill()
         return packet
 
     async def read_message(self, max_size: int) -> tuple[int, bytes]:
         while (msg := split_message(self.buffer, max_size)) is None:
-            await self._fill()
+            await self.fill()
         return msg
 
-    async def _fill(self) -> None:
+    async def fill(self) -> None:
         if self.closed:
             raise ConnectionClosed()
         if self._paused_self:

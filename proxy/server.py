@@ -5,21 +5,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import ssl
+import sys
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from .backend.embedded import EmbeddedPostgres, EmbeddedTarget
 from .backend.session import BackendAddress, parse_dsn
 from .catalog.store import Catalog
-from .config import Config, admin_password
+from .config import Config, ConfigError, admin_password
 from .frontend.auth import LoginThrottle
 from .frontend.connection import AcceptedClient, Context
 from .frontend.tls import self_signed_certificate, server_context
 from .iam import http as api
 from .policy.cache import Classifier
+from .policy.connectivity import SecurityGroupGate
 from .policy.statements import Translator
 from .protocol import messages as m
-from .protocol.sqlstate import ADMIN_SHUTDOWN, IDLE_SESSION_TIMEOUT
+from .protocol.sqlstate import ADMIN_SHUTDOWN, IDLE_IN_TRANSACTION_TIMEOUT, IDLE_SESSION_TIMEOUT
 
 log = logging.getLogger(__name__)
 
@@ -77,22 +83,18 @@ class Proxy:
         self.catalog = await Catalog.open(address, mgmt_user, mgmt_password, mgmt_db, mapping)
         await self.catalog.ensure_admin(config.cluster.admin_user, password)
 
-        if config.tls.cert:
-            cert, key = Path(config.tls.cert), Path(config.tls.key)
-        else:
-            data_dir.mkdir(parents=True, exist_ok=True)
-            cert, key = self_signed_certificate(data_dir / "tls")
         translator = Translator(self.catalog.backend_verifier)
         throttle = LoginThrottle(config.auth.lockout_failures, config.auth.lockout_window,
                                  config.auth.lockout_seconds)
         self.context = Context(config=config, catalog=self.catalog, backend=address,
-                               tls=server_context(cert, key), classify=Classifier(translator),
-                               throttle=throttle)
+                               tls=tls_context(config, data_dir), classify=Classifier(translator),
+                               gate=SecurityGroupGate.from_config(config), throttle=throttle)
 
         loop = asyncio.get_running_loop()
         for listen in config.listen_addresses:
             server = await loop.create_server(lambda: AcceptedClient(self.context), listen.host,
-                                              listen.port, reuse_address=True, backlog=2048)
+                                              listen.port, reuse_address=True,
+                                              backlog=config.limits.listen_backlog)
             self.servers.append(server)
             for sock in server.sockets:
                 host, port = sock.getsockname()[:2]
@@ -132,6 +134,28 @@ class Proxy:
         await self.catalog.init_sql_done()
         log.info("init_sql ran (%d entries)", len(statements))
 
+    # Keys a reload cannot change: they need a restart.
+    _RESTART_KEYS = ("listen", "api_listen", "backend", "data_dir", "embedded", "cluster")
+
+    def reload(self, new: Config) -> None:
+        """Apply a re-read configuration to new connections; established sessions keep going.
+        Raises (and changes nothing) when the new TLS files cannot be loaded."""
+        tls = tls_context(new, Path(new.data_dir))
+        gate = SecurityGroupGate.from_config(new)
+        for key in self._RESTART_KEYS:
+            old_value, new_value = getattr(self.config, key), getattr(new, key)
+            if key == "cluster":
+                old_value, new_value = (replace(v, security_groups=[], session_timeout=0) for v in (old_value, new_value))
+            if old_value != new_value:
+                log.warning("reload: %s changed; it takes effect at the next restart", key)
+        throttle = self.context.throttle
+        throttle.failures, throttle.window, throttle.cooldown = (
+            new.auth.lockout_failures, new.auth.lockout_window, new.auth.lockout_seconds)
+        self.context.tls, self.context.gate, self.context.config = tls, gate, new
+        self.config = new
+        logging.getLogger().setLevel(new.log_level.upper())
+        log.info("configuration reloaded")
+
     async def stop(self, grace: float = 10.0) -> None:
         """Stop accepting; let sessions finish their transactions until `grace` runs out; close
         the rest; stop the API, the catalog and the embedded server."""
@@ -155,15 +179,24 @@ class Proxy:
         """SESSION TIMEOUT: a session idle (no query running, nothing sent either way) for its
         timeout is closed with a FATAL error, as PostgreSQL's idle_session_timeout does."""
         goodbye = m.error_response("FATAL", IDLE_SESSION_TIMEOUT, "terminating connection due to idle-session timeout")
+        idle_in_transaction = m.error_response(
+            "FATAL", IDLE_IN_TRANSACTION_TIMEOUT, "terminating connection due to idle-in-transaction timeout")
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(1.0)
             now = loop.time()
+            in_transaction = self.context.config.limits.idle_in_transaction_timeout
             for session in self.context.sessions:
                 relay = session.relay
-                if session.idle_timeout and not relay.busy and now - relay.last_activity >= session.idle_timeout:
+                if relay.busy:
+                    continue
+                idle = now - relay.last_activity
+                if session.idle_timeout and idle >= session.idle_timeout:
                     log.info("closing idle session of %s after %d s", session.user, session.idle_timeout)
                     relay.close(goodbye)
+                elif in_transaction and relay.tx_status != m.TX_IDLE and idle >= in_transaction:
+                    log.info("closing session of %s idle in a transaction", session.user)
+                    relay.close(idle_in_transaction)
 
     async def _drain_sessions(self, grace: float) -> None:
         goodbye = m.error_response("FATAL", ADMIN_SHUTDOWN, "terminating connection due to administrator command")
@@ -177,6 +210,17 @@ class Proxy:
             await asyncio.sleep(0.05)
         for session in self.context.sessions:
             session.relay.close(goodbye)
+
+
+def tls_context(config: Config, data_dir: Path):
+    """The TLS server context from the configured files, or the self-signed certificate."""
+    if config.tls.cert:
+        cert, key = Path(config.tls.cert), Path(config.tls.key)
+    else:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        cert, key = self_signed_certificate(data_dir / "tls")
+    return server_context(cert, key, min_version=config.tls.min_version, client_ca=config.tls.client_ca,
+                          require_client_cert=config.tls.require_client_cert)
 
 
 async def ensure_database(target: EmbeddedTarget, database: str) -> None:
@@ -205,19 +249,35 @@ def _format(address: tuple[str, int]) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-async def serve(config: Config) -> int:
-    """Run until SIGINT or SIGTERM; the process exit code."""
+PID_FILE = "shiftguard.pid"
+
+
+async def serve(config: Config, reread: Callable[[], Config] | None = None) -> int:
+    """Run until SIGINT or SIGTERM, reloading on SIGHUP with reread(); the exit code."""
     proxy = Proxy(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+
+    def reload() -> None:
+        if reread is None or proxy.context is None:
+            return
+        try:
+            proxy.reload(reread())
+        except (ConfigError, OSError, ssl.SSLError) as exc:
+            # The old configuration stays in force.
+            print(f"shiftguard: reload refused: configuration error: {exc}", file=sys.stderr, flush=True)
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
+    pid_file = Path(config.data_dir) / PID_FILE
     try:
         try:
             await proxy.start()
         except BaseException:
             await proxy.stop(grace=0)
             raise
+        pid_file.write_text(f"{os.getpid()}\n")
         for address in proxy.addresses:
             print(f"listening on {_format(address)}", flush=True)
         print(f"api listening on {_format(proxy.api_address)}", flush=True)
@@ -226,6 +286,7 @@ async def serve(config: Config) -> int:
         await proxy.stop()
         return 0
     finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        pid_file.unlink(missing_ok=True)
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(signum)
 

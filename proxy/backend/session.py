@@ -113,7 +113,7 @@ async def connect(address: BackendAddress) -> Endpoint:
 async def _negotiate_tls(endpoint: Endpoint, address: BackendAddress) -> None:
     endpoint.write(m.ssl_request())
     while not endpoint.buffer:
-        await endpoint._fill()
+        await endpoint.fill()
     answer = endpoint.buffer[:1]
     del endpoint.buffer[:1]
     if answer == b"S":

@@ -2,6 +2,10 @@
 
 States and transitions (all of them live here):
 
+    ACCEPTED        the peer's address is checked against the security groups before a byte is
+                    read (refused: closed without a reply); from a trusted load balancer the
+                    PROXY header is read first and its source address is checked instead;
+                    connection limits -> STARTUP
     STARTUP         SSLRequest -> TLS (or 'N'), GSSENCRequest -> 'N', CancelRequest -> forward
                     the cancel and close, StartupMessage -> AUTHENTICATING
     AUTHENTICATING  MD5 challenge, password checked by the proxy -> CONNECTING
@@ -15,6 +19,7 @@ the connection with one FATAL ErrorResponse carrying a real SQLSTATE.
 from __future__ import annotations
 
 import asyncio
+import collections
 import enum
 import hmac
 import logging
@@ -31,8 +36,10 @@ from ..backend.session import (BackendAddress, BackendRefused, BackendSession, B
 from ..catalog.store import Catalog, UserRecord
 from ..config import Config
 from ..endpoint import ConnectionClosed, Endpoint
+from ..policy.connectivity import SecurityGroupGate
 from ..policy.statements import Plan
 from ..protocol import messages as m
+from ..protocol import proxy_header
 from ..protocol import sqlstate
 from ..protocol.framing import (CancelRequest, GSSENCRequest, SSLRequest, StartupMessage,
                                 decode_startup)
@@ -53,6 +60,7 @@ SESSION_SETTINGS = {"password_encryption": "md5"}
 
 
 class State(enum.Enum):
+    ACCEPTED = "accepted"
     STARTUP = "startup"
     AUTHENTICATING = "authenticating"
     CONNECTING = "connecting"
@@ -78,9 +86,13 @@ class Context:
     backend: BackendAddress
     tls: ssl.SSLContext | None
     classify: Callable[[bytes], Plan]
+    gate: SecurityGroupGate | None = None
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
     sessions: "SessionRegistry" = field(default_factory=lambda: SessionRegistry())
     tasks: set = field(default_factory=set)
+    # Client connections by address (authenticated or not), for the connection limits.
+    connections: collections.Counter = field(default_factory=collections.Counter)
+    refused: collections.Counter = field(default_factory=collections.Counter)  # by reason
 
     def spawn(self, coro) -> asyncio.Task:
         task = asyncio.create_task(coro)
@@ -151,21 +163,36 @@ class AcceptedClient(Endpoint):
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._context.spawn(Connection(self, self._context).run())
+        context = self._context
+        peer = self.peer_address()[0]
+        trusted = context.gate.is_trusted_proxy(peer)
+        if not trusted and not context.gate.admits(peer):
+            # As a security group drops traffic: no reply at all.
+            context.refused["security group"] += 1
+            log.info("connection from %s refused by the security groups", peer)
+            transport.abort()
+            return
+        context.spawn(Connection(self, context, via_proxy=trusted).run())
 
 
 class Connection:
-    def __init__(self, client: Endpoint, context: Context):
+    def __init__(self, client: Endpoint, context: Context, via_proxy: bool = False):
         self.client = client
         self.context = context
         self.config = context.config
-        self.state = State.STARTUP
+        self.via_proxy = via_proxy
+        self.address = client.peer_address()[0]  # the client's, once a PROXY header says so
+        self._counted = False
+        self.state = State.ACCEPTED
         self.session: Session | None = None
         self._backend: BackendSession | None = None
 
     async def run(self) -> None:
         try:
             async with asyncio.timeout(self.config.limits.auth_timeout):
+                if not await self._admit():
+                    return
+                self.state = State.STARTUP
                 params = await self._startup()
                 if params is None:
                     return
@@ -192,6 +219,10 @@ class Connection:
             self._fatal(sqlstate.INTERNAL_ERROR, "internal error in shiftguard; see its log")
         finally:
             self.state = State.CLOSED
+            if self._counted:
+                self.context.connections[self.address] -= 1
+                if not self.context.connections[self.address]:
+                    del self.context.connections[self.address]
             if self.session is not None:
                 self.context.sessions.remove(self.session)
             if self._backend is not None:
@@ -201,12 +232,68 @@ class Connection:
     def _fatal(self, code: str, text: str, hint: str | None = None) -> None:
         self.client.write(m.error_response("FATAL", code, text, hint=hint))
 
+    # ---------------------------------------------------------------- ACCEPTED
+
+    async def _admit(self) -> bool:
+        """The PROXY header from a trusted balancer, the security groups, the limits."""
+        if self.via_proxy:
+            header = await self._read_proxy_header()
+            # A balancer's own health check (LOCAL) is let in; otherwise the address checked is
+            # the header's source, or the balancer's own when it sent no header.
+            if header is None or not header.local:
+                if header is not None and header.source is not None:
+                    self.address = header.source[0]
+                if not self.context.gate.admits(self.address):
+                    self.context.refused["security group"] += 1
+                    log.info("connection from %s (via %s) refused by the security groups",
+                             self.address, self.client.peer_address()[0])
+                    self.client.abort()
+                    return False
+        limits, counts = self.config.limits, self.context.connections
+        if sum(counts.values()) >= limits.max_client_connections:
+            self.context.refused["connection limit"] += 1
+            raise ClientFailure(sqlstate.TOO_MANY_CONNECTIONS, "sorry, too many clients already")
+        if limits.max_connections_per_address and counts[self.address] >= limits.max_connections_per_address:
+            self.context.refused["address connection limit"] += 1
+            raise ClientFailure(sqlstate.TOO_MANY_CONNECTIONS,
+                                f"too many connections from {self.address}")
+        counts[self.address] += 1
+        self._counted = True
+        return True
+
+    async def _read_proxy_header(self) -> proxy_header.ProxyHeader | None:
+        """A PROXY header if the balancer sent one; None for a plain connection from it."""
+        while not self.client.buffer:
+            await self.client.fill()
+        if not proxy_header.starts_like_proxy_header(self.client.buffer):
+            return None
+        while True:
+            try:
+                parsed = proxy_header.parse(self.client.buffer)
+            except proxy_header.BadProxyHeader as exc:
+                raise m.ProtocolViolation(f"invalid PROXY protocol header: {exc}") from None
+            if parsed is not None:
+                header, length = parsed
+                del self.client.buffer[:length]
+                return header
+            await self.client.fill()
+
     # ---------------------------------------------------------------- STARTUP
 
     async def _startup(self) -> StartupParams | None:
         limit = self.config.limits.max_startup_size
         while True:
-            packet = decode_startup(await self.client.read_startup(limit))
+            try:
+                raw = await self.client.read_startup(limit)
+            except m.ProtocolViolation:
+                if proxy_header.starts_like_proxy_header(self.client.buffer):
+                    # A PROXY header from a peer that is not a trusted balancer: dropped.
+                    self.context.refused["untrusted PROXY header"] += 1
+                    log.warning("PROXY protocol header from untrusted peer %s refused", self.address)
+                    self.client.abort()
+                    raise ConnectionClosed() from None
+                raise
+            packet = decode_startup(raw)
             if isinstance(packet, SSLRequest):
                 await self._answer_ssl_request()
             elif isinstance(packet, GSSENCRequest):
@@ -270,7 +357,7 @@ class Connection:
         method = choose_method(record, redshift_driver=params.is_redshift_driver, tls=self.client.tls,
                                scram=self.config.auth.scram)
         proved = await verify_password(self.client, params.user, record, method)
-        address = self.client.peer_address()[0]
+        address = self.address
         throttle = self.context.throttle
         reason = None
         if throttle.locked(params.user, address):

@@ -54,8 +54,12 @@ def self_signed_certificate(directory: Path, hostnames: list[str] | None = None)
     return cert_path, key_path
 
 
-def server_context(cert: Path, key: Path) -> ssl.SSLContext:
+def server_context(cert: Path, key: Path, *, min_version: str = "TLSv1.2", client_ca: str | None = None,
+                   require_client_cert: bool = False) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.minimum_version = getattr(ssl.TLSVersion, min_version.replace(".", "_"))
     context.load_cert_chain(cert, key)
+    if client_ca:
+        context.load_verify_locations(client_ca)
+        context.verify_mode = ssl.CERT_REQUIRED if require_client_cert else ssl.CERT_OPTIONAL
     return context

@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -53,6 +54,7 @@ class Served:
     def stop(self, signum: int = signal.SIGTERM) -> int:
         self.process.send_signal(signum)
         code = self.process.wait(60)
+        self.stderr = self.process.stderr.read()
         self.process.stdout.close()
         self.process.stderr.close()
         return code
@@ -302,3 +304,42 @@ def test_failing_init_sql_stops_the_start(data_dir, tmp_path):
     assert result.returncode == 2
     assert "init_sql failed at \"CREATE USER weak PASSWORD 'weak'\": 22023 password must be 8 to 64" in result.stderr
     assert server_processes(data_dir) == []
+
+
+def test_reload_changes_security_groups_without_dropping_sessions(data_dir, tmp_path):
+    config = tmp_path / "shiftguard.yaml"
+
+    def write(cidr: str) -> None:
+        config.write_text("security_groups:\n  - name: default\n    ingress:\n"
+                          f"      - cidr: {cidr}\n      - cidr: 127.0.0.1/32\n")
+
+    def reaches(source: str) -> bool:
+        with socket.socket() as sock:
+            sock.settimeout(5)
+            sock.bind((source, 0))
+            sock.connect(("127.0.0.1", served.port))
+            sock.sendall(struct.pack("!ii", 8, 80877103))  # SSLRequest
+            try:
+                return sock.recv(1) == b"S"
+            except ConnectionResetError:
+                return False
+
+    write("127.0.0.2/32")
+    served = Served("--data-dir", str(data_dir), "--config", str(config))
+    try:
+        established = served.connect()
+        assert reaches("127.0.0.2") and not reaches("127.0.0.3")
+        write("127.0.0.3/32")
+        served.process.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        assert reaches("127.0.0.3") and not reaches("127.0.0.2")
+        write("not-a-cidr")  # refused with one line; the old rules stay in force
+        result = run("reload", "--data-dir", str(data_dir))
+        assert result.returncode == 0
+        time.sleep(0.5)
+        assert reaches("127.0.0.3")
+        assert established.execute("SELECT 1").fetchone() == (1,)  # not dropped by either reload
+        established.close()
+    finally:
+        assert served.stop() == 0
+    assert "reload refused: configuration error: security_groups[0].ingress[0].cidr: not a CIDR block" in served.stderr

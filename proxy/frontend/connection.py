@@ -92,6 +92,7 @@ class Context:
     tasks: set = field(default_factory=set)
     # Client connections by address (authenticated or not), for the connection limits.
     connections: collections.Counter = field(default_factory=collections.Counter)
+    connection_total: int = 0
     refused: collections.Counter = field(default_factory=collections.Counter)  # by reason
 
     def spawn(self, coro) -> asyncio.Task:
@@ -220,6 +221,7 @@ class Connection:
         finally:
             self.state = State.CLOSED
             if self._counted:
+                self.context.connection_total -= 1
                 self.context.connections[self.address] -= 1
                 if not self.context.connections[self.address]:
                     del self.context.connections[self.address]
@@ -250,7 +252,7 @@ class Connection:
                     self.client.abort()
                     return False
         limits, counts = self.config.limits, self.context.connections
-        if sum(counts.values()) >= limits.max_client_connections:
+        if self.context.connection_total >= limits.max_client_connections:
             self.context.refused["connection limit"] += 1
             raise ClientFailure(sqlstate.TOO_MANY_CONNECTIONS, "sorry, too many clients already")
         if limits.max_connections_per_address and counts[self.address] >= limits.max_connections_per_address:
@@ -258,6 +260,7 @@ class Connection:
             raise ClientFailure(sqlstate.TOO_MANY_CONNECTIONS,
                                 f"too many connections from {self.address}")
         counts[self.address] += 1
+        self.context.connection_total += 1
         self._counted = True
         return True
 

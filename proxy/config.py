@@ -129,6 +129,80 @@ def _loopback_groups() -> list[SecurityGroup]:
 
 
 @dataclass(frozen=True)
+class AccessKey:
+    id: str
+    secret: str
+
+    def validate(self, where: str) -> None:
+        if not re.fullmatch(r"[A-Z0-9]{16,128}", self.id):
+            raise ConfigError(f"{where}.id: an access key id is 16-128 upper-case letters and digits")
+        if len(self.secret) < 16:
+            raise ConfigError(f"{where}.secret: an access key secret is at least 16 characters")
+
+
+@dataclass(frozen=True)
+class IamUser:
+    name: str
+    access_keys: list[AccessKey] = field(default_factory=list)
+    # IAM policy documents (JSON as YAML mappings), attached inline.
+    policies: list[dict] = field(default_factory=list)
+    groups: list[str] = field(default_factory=list)
+    # Principal tags, e.g. RedshiftDbRoles: "manager:engineer".
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def validate(self, where: str) -> None:
+        if not re.fullmatch(r"[\w+=,.@-]{1,64}", self.name):
+            raise ConfigError(f"{where}.name: not an IAM user name: {self.name!r}")
+        _check_policies(self.policies, f"{where}.policies")
+
+
+@dataclass(frozen=True)
+class IamGroup:
+    name: str
+    policies: list[dict] = field(default_factory=list)
+
+    def validate(self, where: str) -> None:
+        _check_policies(self.policies, f"{where}.policies")
+
+
+def _check_policies(policies: list[dict], where: str) -> None:
+    for n, policy in enumerate(policies):
+        statements = policy.get("Statement")
+        if isinstance(statements, dict):
+            statements = [statements]
+        if not isinstance(statements, list) or not statements:
+            raise ConfigError(f"{where}[{n}]: a policy needs a Statement")
+        for m, statement in enumerate(statements):
+            if not isinstance(statement, dict) or statement.get("Effect") not in ("Allow", "Deny"):
+                raise ConfigError(f"{where}[{n}].Statement[{m}]: Effect must be Allow or Deny")
+            if not ({"Action", "NotAction"} & set(statement)) or not ({"Resource", "NotResource"} & set(statement)):
+                raise ConfigError(f"{where}[{n}].Statement[{m}]: needs Action/NotAction and Resource/NotResource")
+
+
+@dataclass(frozen=True)
+class Iam:
+    """Who may call the Redshift API (AWS-style principals) and the tokens it mints."""
+
+    users: list[IamUser] = field(default_factory=list)
+    groups: list[IamGroup] = field(default_factory=list)
+    # PEM private key (Ed25519) signing the temporary credentials; empty: one is made in
+    # data_dir/tokens on first start. Proxies sharing a backend must share this key.
+    token_key: str | None = None
+
+    def validate(self, where: str) -> None:
+        names = [g.name for g in self.groups]
+        for n, user in enumerate(self.users):
+            for group in user.groups:
+                if group not in names:
+                    raise ConfigError(f"{where}.users[{n}].groups: no IAM group named {group!r}")
+        keys = [k.id for u in self.users for k in u.access_keys]
+        if len(set(keys)) != len(keys):
+            raise ConfigError(f"{where}.users: an access key id is used twice")
+        if self.token_key is not None and not Path(self.token_key).is_file():
+            raise ConfigError(f"{where}.token_key: no such file: {self.token_key}")
+
+
+@dataclass(frozen=True)
 class Backend:
     # postgresql://user:password@host:port/database?sslmode=... ; empty: embedded PostgreSQL.
     dsn: str | None = None
@@ -229,6 +303,7 @@ class Config:
     server_version_mode: str = "redshift"
     limits: Limits = field(default_factory=Limits)
     auth: Auth = field(default_factory=Auth)
+    iam: Iam = field(default_factory=Iam)
     # Security groups: a client address is admitted when a rule of a group attached to the
     # cluster (cluster.security_groups) contains it. The default admits loopback only.
     security_groups: list[SecurityGroup] = field(default_factory=_loopback_groups)
@@ -345,6 +420,12 @@ def _list_of_dataclass(kind) -> bool:
     return typing.get_origin(kind) is list and dataclasses.is_dataclass(typing.get_args(kind)[0])
 
 
+def _file_only(kind) -> bool:
+    """Keys that only the file can set (structured values), not SHIFTGUARD_* variables."""
+    return _list_of_dataclass(kind) or typing.get_origin(kind) is dict or (
+        typing.get_origin(kind) is list and typing.get_args(kind)[0] is dict)
+
+
 def _check_type(kind, value, key: str):
     optional = isinstance(kind, types.UnionType) and type(None) in kind.__args__
     base = next(a for a in kind.__args__ if a is not type(None)) if optional else kind
@@ -352,12 +433,20 @@ def _check_type(kind, value, key: str):
         if optional:
             return None
         raise ConfigError(f"{key}: must not be empty")
+    if typing.get_origin(base) is list and typing.get_args(base)[0] is dict:
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            raise ConfigError(f"{key}: expected a list of mappings")
+        return value
     if typing.get_origin(base) is list:
         if isinstance(value, str):
             value = [value]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{key}: expected a string or a list of strings")
         return value
+    if typing.get_origin(base) is dict or base is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping")
+        return {str(k): str(v) for k, v in value.items()}
     if base is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if base is str and isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -420,7 +509,7 @@ def _env_keys(cls, prefix: list[str]) -> dict[str, list[str]]:
         path = prefix + [f.name]
         if dataclasses.is_dataclass(hints[f.name]):
             keys.update(_env_keys(hints[f.name], path))
-        elif not _list_of_dataclass(hints[f.name]):  # lists of mappings: the file only
+        elif not _file_only(hints[f.name]):
             keys["SHIFTGUARD_" + "_".join(path).upper()] = path
     return keys
 

@@ -21,6 +21,9 @@ from .frontend.auth import LoginThrottle
 from .frontend.connection import AcceptedClient, Context
 from .frontend.tls import self_signed_certificate, server_context
 from .iam import http as api
+from .iam.api import RedshiftApi
+from .iam.principals import Principals
+from .iam.tokens import TokenAuthority, load_or_make_key
 from .policy.cache import Classifier
 from .policy.connectivity import SecurityGroupGate
 from .policy.statements import Translator
@@ -88,7 +91,8 @@ class Proxy:
                                  config.auth.lockout_seconds)
         self.context = Context(config=config, catalog=self.catalog, backend=address,
                                tls=tls_context(config, data_dir), classify=Classifier(translator),
-                               gate=SecurityGroupGate.from_config(config), throttle=throttle)
+                               gate=SecurityGroupGate.from_config(config), throttle=throttle,
+                               tokens=token_authority(config, data_dir))
 
         loop = asyncio.get_running_loop()
         for listen in config.listen_addresses:
@@ -100,7 +104,10 @@ class Proxy:
                 host, port = sock.getsockname()[:2]
                 self.addresses.append((host, port))
         self._sweeper = asyncio.create_task(self._close_idle_sessions())
-        app = api.make_app(self.catalog.ping)
+        host, port = self.addresses[0]
+        endpoint = ({"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host), port)
+        redshift = RedshiftApi(config, Principals(config), self.context.tokens, self.catalog, endpoint)
+        app = api.make_app(self.catalog.ping, redshift)
         api_address = config.api_address
         self.api_runner, self.api_address = await api.start(app, api_address.host, api_address.port)
         await self._run_init_sql(password)
@@ -210,6 +217,12 @@ class Proxy:
             await asyncio.sleep(0.05)
         for session in self.context.sessions:
             session.relay.close(goodbye)
+
+
+def token_authority(config: Config, data_dir: Path) -> TokenAuthority:
+    """Signs and checks temporary credentials with the configured key, or one kept in data_dir."""
+    path = Path(config.iam.token_key) if config.iam.token_key else data_dir / "tokens" / "signing.pem"
+    return TokenAuthority(load_or_make_key(path), config.cluster.identifier)
 
 
 def tls_context(config: Config, data_dir: Path):

@@ -105,6 +105,22 @@ SELECT 'sys:superuser', privilege FROM unnest(ARRAY[
     'EXPLAIN RLS', 'EXPLAIN MASKING']) AS privilege
 ON CONFLICT DO NOTHING;
 
+-- Temporary credentials minted by the Redshift API (iam/tokens.py): what a login needs to check
+-- a token (md5 over the prefixed user name, for MD5 logins), and revocation.
+CREATE TABLE IF NOT EXISTS shiftguard.iam_tokens (
+    token_id uuid PRIMARY KEY,
+    db_user  text NOT NULL,            -- IAM:alice, IAMA:alice, IAMR:role
+    database text,
+    md5      text NOT NULL,            -- md5(token || db_user), hex
+    groups   text[] NOT NULL DEFAULT '{}',
+    roles    text[] NOT NULL DEFAULT '{}',
+    expires  timestamptz NOT NULL,
+    revoked  boolean NOT NULL DEFAULT false,
+    created  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS iam_tokens_db_user ON shiftguard.iam_tokens (db_user);
+REVOKE ALL ON shiftguard.iam_tokens FROM PUBLIC;
+
 DROP PROCEDURE IF EXISTS shiftguard.create_user(text, text, boolean, text);
 DROP PROCEDURE IF EXISTS shiftguard.set_password(text, text);
 

@@ -108,6 +108,53 @@ class Catalog:
                 await conn.execute("UPDATE shiftguard.users SET superuser = true WHERE name = $1", name)
                 await conn.execute("SELECT shiftguard.store_password($1, $2::jsonb)", name, json.dumps(verifiers))
 
+    # ---------------------------------------------------------------- temporary credentials
+
+    async def record_token(self, minted, database: str | None, groups: list[str], roles: list[str]) -> None:
+        await self._pool.execute(
+            "INSERT INTO shiftguard.iam_tokens (token_id, db_user, database, md5, groups, roles, expires) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7)", minted.token_id, minted.db_user, database, minted.md5,
+            groups, roles, minted.expiration)
+        await self._pool.execute("DELETE FROM shiftguard.iam_tokens WHERE expires < now() - interval '1 day'")
+
+    async def live_tokens(self, db_user: str, database: str) -> list[dict]:
+        """Unexpired, unrevoked tokens of a prefixed user valid for database."""
+        rows = await self._pool.fetch(
+            "SELECT token_id::text, md5, groups, roles FROM shiftguard.iam_tokens WHERE db_user = $1 "
+            "AND NOT revoked AND expires > now() AND (database IS NULL OR database = $2)", db_user, database)
+        return [dict(row) for row in rows]
+
+    async def revoke_tokens(self, db_user: str | None = None, token_id: str | None = None) -> int:
+        result = await self._pool.execute(
+            "UPDATE shiftguard.iam_tokens SET revoked = true WHERE NOT revoked AND "
+            "(db_user = $1 OR token_id::text = $2)", db_user, token_id)
+        return int(result.split()[-1])
+
+    async def prepare_iam_login(self, user: str, create: bool, groups: list[str], roles: list[str]) -> bool:
+        """Before a temporary-credentials session: create the user (PASSWORD DISABLE) when asked
+        and missing, add it to the DbGroups and the tag's roles that exist. False when the user
+        does not exist and may not be created."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            exists = await conn.fetchval("SELECT true FROM shiftguard.users WHERE name = $1", user)
+            if not exists:
+                if not create:
+                    return False
+                options = {"password": {}, "backend_verifier": self.backend_verifier(user)}
+                await conn.execute("CALL shiftguard.create_user($1, $2::jsonb)", user, json.dumps(options))
+                log.info("created user %s for temporary credentials", user)
+            for group in groups:
+                role = await conn.fetchval("SELECT role FROM shiftguard.groups WHERE name = $1", group)
+                if role is None:
+                    log.warning("DbGroups names group %s, which does not exist", group)
+                elif not await conn.fetchval("SELECT pg_has_role($1, $2, 'MEMBER')", user, role):
+                    await conn.execute("SELECT shiftguard.add_member($1, $2)", role, user)
+            for role in roles:
+                if not await conn.fetchval("SELECT true FROM shiftguard.roles WHERE name = $1", role):
+                    continue  # unknown roles in RedshiftDbRoles are ignored (reference §1b)
+                if not await conn.fetchval("SELECT pg_has_role($1, $2, 'MEMBER')", user, role):
+                    await conn.execute(f"GRANT {_ident(role)} TO {_ident(user)}")
+        return True
+
     # ---------------------------------------------------------------- backend passwords
 
     def backend_password(self, role: str) -> str:
@@ -118,6 +165,10 @@ class Catalog:
 
     def backend_verifier(self, role: str) -> str:
         return scram_verifier(self.backend_password(role))
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 async def _bootstrap(pool: asyncpg.Pool, superuser_mapping: str) -> bytes:

@@ -70,25 +70,27 @@ async def _read(client: Endpoint, expected: int) -> bytes:
         return body
 
 
+async def read_password(client: Endpoint) -> bytes:
+    """A PasswordMessage's payload without its terminating NUL."""
+    body = await _read(client, m.F_PASSWORD)
+    if not body.endswith(b"\0"):
+        raise m.ProtocolViolation("invalid password message")
+    return body[:-1]
+
+
 async def verify_password(client: Endpoint, user: str, record: UserRecord | None, method: Method) -> bool:
     """Run the exchange for method; True when the client proved the password."""
     if method is Method.MD5:
         salt = os.urandom(4)
         client.write(m.auth_md5(salt))
-        body = await _read(client, m.F_PASSWORD)
-        if not body.endswith(b"\0"):
-            raise m.ProtocolViolation("invalid password message")
         stored = record.password_md5 if record is not None else None
-        return verify_md5_response(stored, salt, body[:-1])
+        return verify_md5_response(stored, salt, await read_password(client))
     if method is Method.DIGEST:
         return await _digest(client, record)
     if method is Method.SCRAM:
         return await _scram(client, record)
     client.write(m.auth_cleartext())
-    body = await _read(client, m.F_PASSWORD)
-    if not body.endswith(b"\0"):
-        raise m.ProtocolViolation("invalid password message")
-    return verify_cleartext(user, record, body[:-1])
+    return verify_cleartext(user, record, await read_password(client))
 
 
 def verify_cleartext(user: str, record: UserRecord | None, password: bytes) -> bool:

@@ -22,6 +22,7 @@ import asyncio
 import collections
 import enum
 import hmac
+import os
 import logging
 import secrets
 import socket
@@ -34,6 +35,7 @@ from .. import __version__
 from ..backend.session import (BackendAddress, BackendRefused, BackendSession, BackendUnavailable,
                                open_session, send_cancel)
 from ..catalog.store import Catalog, UserRecord
+from ..iam.tokens import TokenAuthority, TokenRefused, split_prefixed
 from ..config import Config
 from ..endpoint import ConnectionClosed, Endpoint
 from ..policy.connectivity import SecurityGroupGate
@@ -41,10 +43,11 @@ from ..policy.statements import Plan
 from ..protocol import messages as m
 from ..protocol import proxy_header
 from ..protocol import sqlstate
+from ..protocol.auth import md5_response
 from ..protocol.framing import (CancelRequest, GSSENCRequest, SSLRequest, StartupMessage,
                                 decode_startup)
 from ..relay import Relay
-from .auth import LoginThrottle, choose_method, verify_password
+from .auth import LoginThrottle, choose_method, read_password, verify_password
 from .params import StartupParams, StartupRefused, sort_startup_params
 
 log = logging.getLogger(__name__)
@@ -87,6 +90,7 @@ class Context:
     tls: ssl.SSLContext | None
     classify: Callable[[bytes], Plan]
     gate: SecurityGroupGate | None = None
+    tokens: TokenAuthority | None = None
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
     sessions: "SessionRegistry" = field(default_factory=lambda: SessionRegistry())
     tasks: set = field(default_factory=set)
@@ -200,7 +204,7 @@ class Connection:
                 self.state = State.AUTHENTICATING
                 record = await self._authenticate(params)
                 self.state = State.CONNECTING
-                self._backend = await self._open_backend(params)
+                self._backend = await self._open_backend(params, record.name)
             self.state = State.RELAYING
             await self._relay(params, record, self._backend)
         except ClientFailure as exc:
@@ -351,6 +355,9 @@ class Connection:
     # ---------------------------------------------------------------- AUTHENTICATING
 
     async def _authenticate(self, params: StartupParams) -> UserRecord:
+        prefixed = split_prefixed(params.user)
+        if prefixed is not None and self.context.tokens is not None:
+            return await self._authenticate_token(params, *prefixed)
         try:
             record = await self.context.catalog.login_record(params.user)
         except Exception:
@@ -382,16 +389,59 @@ class Connection:
         throttle.succeeded(params.user, address)
         return record
 
-    # ---------------------------------------------------------------- CONNECTING
-
-    async def _open_backend(self, params: StartupParams) -> BackendSession:
+    async def _authenticate_token(self, params: StartupParams, prefix: str, user: str) -> UserRecord:
+        """IAM:alice / IAMA:alice / IAMR:role with a DbPassword from the API: over TLS the token
+        itself is asked for (cleartext) and verified; otherwise MD5, checked against the minted
+        tokens' md5(token || prefixed name)."""
         catalog = self.context.catalog
         try:
-            return await open_session(self.context.backend, params.user,
-                                      catalog.backend_password(params.user), params.database,
-                                      {**params.forwarded, **SESSION_SETTINGS})
+            live = await catalog.live_tokens(params.user, params.database)
+        except Exception:
+            log.exception("token lookup failed")
+            raise ClientFailure(sqlstate.CANNOT_CONNECT_NOW, "the cluster cannot accept logins now; "
+                                "its backing database is unavailable") from None
+        chosen, reason = None, "no live token matches"
+        if self.client.tls:
+            self.client.write(m.auth_cleartext())
+            token = (await read_password(self.client)).decode("utf-8", "replace")
+            try:
+                claims = self.context.tokens.verify(token, params.user, params.database)
+                chosen = next((t for t in live if t["token_id"] == claims.token_id), None)
+                if chosen is None:
+                    reason = "token revoked or unknown"
+            except TokenRefused as exc:
+                reason = str(exc)
+        else:
+            salt = os.urandom(4)
+            self.client.write(m.auth_md5(salt))
+            response = await read_password(self.client)
+            for token in live:  # every candidate is compared, in constant time each
+                if hmac.compare_digest(md5_response("md5" + token["md5"], salt), response):
+                    chosen = token
+        address, throttle = self.address, self.context.throttle
+        if chosen is not None and throttle.locked(params.user, address):
+            chosen, reason = None, "too many failed logins (cooling down)"
+        if chosen is not None and not await catalog.prepare_iam_login(
+                user, prefix in ("IAMA", "IAMR"), chosen["groups"], chosen["roles"]):
+            chosen, reason = None, "no such user, and the credentials did not ask to create it"
+        record = await catalog.login_record(user) if chosen is not None else None
+        if record is None:
+            throttle.failed(params.user, address)
+            log.info("login refused: user %r from %s: %s", params.user, address, reason)
+            raise ClientFailure(sqlstate.INVALID_PASSWORD, f'password authentication failed for user "{params.user}"')
+        throttle.succeeded(params.user, address)
+        return record
+
+    # ---------------------------------------------------------------- CONNECTING
+
+    async def _open_backend(self, params: StartupParams, role: str) -> BackendSession:
+        """A session as the user's own role (for IAM:alice, the role alice)."""
+        catalog = self.context.catalog
+        try:
+            return await open_session(self.context.backend, role, catalog.backend_password(role),
+                                      params.database, {**params.forwarded, **SESSION_SETTINGS})
         except BackendUnavailable as exc:
-            log.error("backend session for %s failed: %s", params.user, exc)
+            log.error("backend session for %s failed: %s", role, exc)
             raise ClientFailure(sqlstate.CONNECTION_FAILURE,
                                 "could not open a session on the backing PostgreSQL") from None
 
@@ -410,7 +460,7 @@ class Connection:
                       self.config.limits.max_message_size,
                       on_client_gone=lambda: self.context.spawn(
                           send_cancel(self.context.backend, backend.pid, backend.key)))
-        self.session = Session(pid, key, params.user, params.database, backend, relay,
+        self.session = Session(pid, key, record.name, params.database, backend, relay,
                                idle_timeout(record.session_timeout, self.config.cluster.session_timeout))
         registry.add(self.session)
         self.client.write(b"".join(greeting))

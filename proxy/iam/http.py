@@ -1,5 +1,5 @@
-"""The control-plane HTTP server (aiohttp) on the API port: /healthz now; the Redshift API and
-/metrics are mounted here as they arrive."""
+"""The control-plane HTTP server (aiohttp) on the API port: /healthz and the Redshift API
+(iam/api.py); /metrics comes with the audit issue."""
 
 from __future__ import annotations
 
@@ -8,14 +8,24 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 
-def make_app(backend_ok: Callable[[], Awaitable[bool]]) -> web.Application:
+def make_app(backend_ok: Callable[[], Awaitable[bool]], redshift=None) -> web.Application:
+    """redshift: the RedshiftApi answering the AWS Query protocol on POST / (and GET /)."""
     async def healthz(request: web.Request) -> web.Response:
         healthy = await backend_ok()
         return web.json_response({"status": "ok" if healthy else "backend unavailable"},
                                  status=200 if healthy else 503)
 
+    async def query_api(request: web.Request) -> web.Response:
+        body = await request.read()
+        url = f"http://{request.host}{request.path_qs}"
+        reply = await redshift.handle(request.method, url, dict(request.headers), body, request.remote or "")
+        return web.Response(status=reply.status, text=reply.body, content_type="text/xml")
+
     app = web.Application(client_max_size=1 << 20)
     app.router.add_get("/healthz", healthz)
+    if redshift is not None:
+        app.router.add_post("/", query_api)
+        app.router.add_get("/", query_api)
     return app
 
 

@@ -35,6 +35,19 @@ def build_parser() -> argparse.ArgumentParser:
                        help="embedded PostgreSQL, TLS certificate (default ./.shiftguard)")
     serve.add_argument("--backend", metavar="DSN",
                        help="front an external PostgreSQL: postgresql://user:password@host:port/db")
+    creds = commands.add_parser(
+        "credentials", help="print temporary database credentials (as `aws redshift get-cluster-credentials`), "
+                            "signed on this machine; or revoke them")
+    creds.add_argument("--db-user", metavar="NAME")
+    creds.add_argument("--db-name", metavar="DB")
+    creds.add_argument("--db-groups", metavar="G1,G2", default="")
+    creds.add_argument("--auto-create", action="store_true")
+    creds.add_argument("--duration", type=int, default=900, metavar="SECONDS")
+    creds.add_argument("--revoke", action="store_true", help="revoke the user's (or --token-id's) tokens")
+    creds.add_argument("--token-id", metavar="ID")
+    creds.add_argument("--config", metavar="FILE")
+    creds.add_argument("--data-dir", metavar="DIR")
+    creds.add_argument("--backend", metavar="DSN")
     reload = commands.add_parser("reload", help="make a running `shiftguard serve` re-read its configuration "
                                                 "(as SIGHUP does)")
     reload.add_argument("--data-dir", metavar="DIR", default=None,
@@ -48,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "reload":
         return _signal_running(args)
+    if args.command == "credentials":
+        return _credentials(args)
     if args.command != "serve":
         parser.print_help()
         return 2
@@ -76,6 +91,27 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 0
+
+
+def _credentials(args) -> int:
+    from .iam.local import credentials
+
+    if not args.db_user and not (args.revoke and args.token_id):
+        print("shiftguard: credentials needs --db-user (or --revoke --token-id ID)", file=sys.stderr)
+        return 2
+    try:
+        config = load_config(args.config, overrides={"data_dir": args.data_dir, "backend.dsn": args.backend})
+        groups = [g.strip().lower() for g in args.db_groups.split(",") if g.strip()]
+        print(asyncio.run(credentials(config, db_user=args.db_user, db_name=args.db_name, groups=groups,
+                                      auto_create=args.auto_create, duration=args.duration, revoke=args.revoke,
+                                      token_id=args.token_id)))
+        return 0
+    except ConfigError as exc:
+        print(f"shiftguard: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as exc:
+        print(f"shiftguard: {exc}", file=sys.stderr)
+        return 2
 
 
 def _signal_running(args) -> int:

@@ -51,7 +51,7 @@ def error_xml(code: str, message: str) -> str:
             f"<Message>{escape(message)}</Message></Error><RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>")
 
 
-def _iso(moment: datetime.datetime) -> str:
+def iso8601(moment: datetime.datetime) -> str:
     # With a Z: without it botocore returns a naive datetime and redshift_connector's cache
     # check fails comparing it with an aware one (reference §3).
     return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -121,7 +121,7 @@ class RedshiftApi:
     def _context(self, principal: Principal, source_ip: str, **extra) -> dict:
         context = {"aws:username": principal.name, "aws:userid": principal.userid, "aws:PrincipalArn": principal.arn,
                    "aws:SourceIp": source_ip, "aws:SecureTransport": False,
-                   "aws:CurrentTime": _iso(datetime.datetime.now(datetime.timezone.utc))}
+                   "aws:CurrentTime": iso8601(datetime.datetime.now(datetime.timezone.utc))}
         context.update({f"aws:PrincipalTag/{k}": v for k, v in principal.tags.items()})
         context.update({k: v for k, v in extra.items() if v is not None})
         return context
@@ -176,7 +176,7 @@ class RedshiftApi:
         minted = self.tokens.mint("IAMA" if auto_create else "IAM", db_user, database, groups, seconds)
         await self.catalog.record_token(minted, database, groups, [])
         return (f"<DbUser>{escape(minted.db_user)}</DbUser><DbPassword>{escape(minted.password)}</DbPassword>"
-                f"<Expiration>{_iso(minted.expiration)}</Expiration>")
+                f"<Expiration>{iso8601(minted.expiration)}</Expiration>")
 
     async def _get_cluster_credentials_with_iam(self, params: dict[str, str], principal: Principal,
                                                 source_ip: str) -> str:
@@ -194,8 +194,8 @@ class RedshiftApi:
         await self.catalog.record_token(minted, database, [], roles)
         now = datetime.datetime.now(datetime.timezone.utc)
         return (f"<DbUser>{escape(minted.db_user)}</DbUser><DbPassword>{escape(minted.password)}</DbPassword>"
-                f"<Expiration>{_iso(minted.expiration)}</Expiration>"
-                f"<NextRefreshTime>{_iso(now + datetime.timedelta(seconds=seconds))}</NextRefreshTime>")
+                f"<Expiration>{iso8601(minted.expiration)}</Expiration>"
+                f"<NextRefreshTime>{iso8601(now + datetime.timedelta(seconds=seconds))}</NextRefreshTime>")
 
     async def _describe_clusters(self, params: dict[str, str], principal: Principal, source_ip: str) -> str:
         identifier = params.get("ClusterIdentifier")

@@ -343,3 +343,30 @@ def test_reload_changes_security_groups_without_dropping_sessions(data_dir, tmp_
     finally:
         assert served.stop() == 0
     assert "reload refused: configuration error: security_groups[0].ingress[0].cidr: not a CIDR block" in served.stderr
+
+
+def test_credentials_cli_and_psql(data_dir):
+    import json
+    import os as _os
+
+    served = Served("--data-dir", str(data_dir))
+    try:
+        made = run("credentials", "--data-dir", str(data_dir), "--db-user", "cli_user", "--auto-create",
+                   "--db-name", "dev")
+        assert made.returncode == 0, made.stderr
+        creds = json.loads(made.stdout)
+        assert creds["DbUser"] == "IAMA:cli_user" and creds["Expiration"].endswith("Z")
+        env = {k: v for k, v in _os.environ.items() if not k.startswith("PG")}
+        env["PGPASSWORD"] = creds["DbPassword"]
+        psql = subprocess.run(["psql", "-X", "-At", "-c", "SELECT current_user",
+                               f"host=127.0.0.1 port={served.port} user=IAMA:cli_user dbname=dev sslmode=require"],
+                              capture_output=True, text=True, env=env, timeout=30)
+        assert psql.returncode == 0 and psql.stdout.strip() == "cli_user", psql.stderr
+        revoked = run("credentials", "--data-dir", str(data_dir), "--db-user", "IAMA:cli_user", "--revoke")
+        assert json.loads(revoked.stdout) == {"Revoked": 1}
+        again = subprocess.run(["psql", "-X", "-At", "-c", "SELECT 1",
+                                f"host=127.0.0.1 port={served.port} user=IAMA:cli_user dbname=dev sslmode=require"],
+                               capture_output=True, text=True, env=env, timeout=30)
+        assert again.returncode == 2 and "password authentication failed" in again.stderr
+    finally:
+        assert served.stop() == 0

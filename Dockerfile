@@ -20,7 +20,7 @@ ENV SHIFTGUARD_DATA_DIR=/var/lib/shiftguard
 EXPOSE 5439 5440
 
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
-  CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:5440/healthz', timeout=2).status != 200)"
+  CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:5440/readyz', timeout=2).status != 200)"
 
 # SHIFTGUARD_ADMIN_PASSWORD must be set: with the default dev password shiftguard refuses to
 # listen on 0.0.0.0.

@@ -284,6 +284,22 @@ class Auth:
 
 
 @dataclass(frozen=True)
+class Audit:
+    # Where connectionlog, userlog and useractivitylog are written; empty: data_dir/audit.
+    dir: str | None = None
+    # Log every statement before it runs (Redshift's enable_user_activity_logging).
+    user_activity: bool = False
+    # Rotate a log file once it is this big, in bytes.
+    max_file_bytes: int = 100 << 20
+    # Also write the records as JSON lines to stdout (for container log collectors).
+    json_stdout: bool = False
+
+    def validate(self, where: str) -> None:
+        if self.max_file_bytes < 1024:
+            raise ConfigError(f"{where}.max_file_bytes: must be at least 1024")
+
+
+@dataclass(frozen=True)
 class Embedded:
     # Directory holding initdb/postgres; empty: pg_config --bindir, PATH, /usr/lib/postgresql/*/bin.
     bin_dir: str | None = None
@@ -304,6 +320,7 @@ class Config:
     limits: Limits = field(default_factory=Limits)
     auth: Auth = field(default_factory=Auth)
     iam: Iam = field(default_factory=Iam)
+    audit: Audit = field(default_factory=Audit)
     # Security groups: a client address is admitted when a rule of a group attached to the
     # cluster (cluster.security_groups) contains it. The default admits loopback only.
     security_groups: list[SecurityGroup] = field(default_factory=_loopback_groups)

@@ -151,8 +151,13 @@ class Relay:
     """Pumps bytes both ways between client and backend and keeps both sides' states."""
 
     def __init__(self, client: Endpoint, backend: Endpoint, classify: Callable[[bytes], Plan],
-                 max_message_size: int, on_client_gone: Callable[[], None] | None = None):
+                 max_message_size: int, on_client_gone: Callable[[], None] | None = None,
+                 on_statement: Callable[[bytes], None] | None = None):
         self.client = client
+        self._on_statement = on_statement  # the user activity log, when enabled
+        self.statements = 0
+        self.bytes_in = self.bytes_out = 0
+        self.denials: list[str] = []  # SQLSTATEs of the proxy's refusals, for the metrics
         self.backend = backend
         self.classify = classify
         self.tx_status = m.TX_IDLE
@@ -221,6 +226,7 @@ class Relay:
 
     def _client_data(self, data: bytes) -> None:
         self.last_activity = self._loop.time()
+        self.bytes_in += len(data)
         try:
             self._from_client.feed(data)
         except m.ProtocolViolation as exc:
@@ -262,6 +268,9 @@ class Relay:
 
     def _query(self, body: bytes) -> bytes | None:
         sql = m.decode_query(body)
+        self.statements += 1
+        if self._on_statement is not None:
+            self._on_statement(sql)
         interval, base = self._sent_intervals, self._executes
         self._sent_intervals += 1
         self._executes = 0
@@ -285,6 +294,9 @@ class Relay:
 
     def _parse(self, body: bytes) -> bytes | None:
         parse = m.decode_parse(body)
+        self.statements += 1
+        if self._on_statement is not None:
+            self._on_statement(parse.sql)
         plan = self.classify(parse.sql)
         if not plan.actions:
             if self._statement_tags.pop(parse.name, None) is not None:
@@ -310,6 +322,7 @@ class Relay:
             if action.denial is not None:
                 marker = "sg.deny." + secrets.token_hex(6)
                 denial = action.denial
+                self.denials.append(denial.sqlstate)
                 self._expect(interval).denials[marker] = m.error_response(
                     "ERROR", denial.sqlstate, denial.message, detail=denial.detail, hint=denial.hint)
                 pieces.append(f'SELECT FROM pg_catalog."{marker}"')
@@ -339,6 +352,7 @@ class Relay:
 
     def _backend_data(self, data: bytes) -> None:
         self.last_activity = self._loop.time()
+        self.bytes_out += len(data)
         try:
             self._from_backend.feed(data)
         except m.ProtocolViolation as exc:

@@ -20,6 +20,8 @@ from .config import Config, ConfigError, admin_password
 from .frontend.auth import LoginThrottle
 from .frontend.connection import AcceptedClient, Context
 from .frontend.tls import self_signed_certificate, server_context
+from .audit.metrics import Metrics
+from .audit.writer import AuditWriter
 from .iam import http as api
 from .iam.api import RedshiftApi
 from .iam.principals import Principals
@@ -58,6 +60,7 @@ class Proxy:
         self.own_backend = own_backend
         self.embedded: EmbeddedPostgres | None = None
         self.catalog: Catalog | None = None
+        self.audit: AuditWriter | None = None
         self.context: Context | None = None
         self.servers: list[asyncio.base_events.Server] = []
         self.api_runner = None
@@ -89,10 +92,15 @@ class Proxy:
         translator = Translator(self.catalog.backend_verifier)
         throttle = LoginThrottle(config.auth.lockout_failures, config.auth.lockout_window,
                                  config.auth.lockout_seconds)
+        metrics = Metrics()
+        audit_dir = Path(config.audit.dir) if config.audit.dir else data_dir / "audit"
+        self.audit = AuditWriter(audit_dir, self.catalog, metrics, max_bytes=config.audit.max_file_bytes,
+                                 json_stdout=config.audit.json_stdout)
+        await self.audit.start()
         self.context = Context(config=config, catalog=self.catalog, backend=address,
-                               tls=tls_context(config, data_dir), classify=Classifier(translator),
+                               tls=tls_context(config, data_dir), classify=Classifier(translator, metrics=metrics),
                                gate=SecurityGroupGate.from_config(config), throttle=throttle,
-                               tokens=token_authority(config, data_dir))
+                               tokens=token_authority(config, data_dir), audit=self.audit, metrics=metrics)
 
         loop = asyncio.get_running_loop()
         for listen in config.listen_addresses:
@@ -107,7 +115,7 @@ class Proxy:
         host, port = self.addresses[0]
         endpoint = ({"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host), port)
         redshift = RedshiftApi(config, Principals(config), self.context.tokens, self.catalog, endpoint)
-        app = api.make_app(self.catalog.ping, redshift)
+        app = api.make_app(self.catalog.ping, redshift, metrics)
         api_address = config.api_address
         self.api_runner, self.api_address = await api.start(app, api_address.host, api_address.port)
         await self._run_init_sql(password)
@@ -177,6 +185,8 @@ class Proxy:
             await asyncio.gather(*self.context.tasks, return_exceptions=True)
         if self.api_runner is not None:
             await self.api_runner.cleanup()
+        if self.audit is not None:
+            await self.audit.stop()
         if self.catalog is not None:
             await self.catalog.close()
         if self.embedded is not None:

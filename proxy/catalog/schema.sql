@@ -121,6 +121,36 @@ CREATE TABLE IF NOT EXISTS shiftguard.iam_tokens (
 CREATE INDEX IF NOT EXISTS iam_tokens_db_user ON shiftguard.iam_tokens (db_user);
 REVOKE ALL ON shiftguard.iam_tokens FROM PUBLIC;
 
+-- Audit logs (audit/): the connection log and user activity, written in batches by the proxy;
+-- the user log, written by the user procedures below in the changing transaction.
+CREATE TABLE IF NOT EXISTS shiftguard.connection_log (
+    id bigserial PRIMARY KEY, event text NOT NULL, recordtime timestamp NOT NULL, remotehost text,
+    remoteport text, pid integer, dbname text, username text, authmethod text, duration bigint,
+    sslversion text, sslcipher text, mtu integer, sslcompression text, sslexpansion text, iamauthguid text,
+    application_name text, os_version text, driver_version text, plugin_name text, protocol_version integer,
+    session_id text, reason text
+);
+CREATE TABLE IF NOT EXISTS shiftguard.user_log (
+    id bigserial PRIMARY KEY, userid integer, username text, oldusername text, action text,
+    usecreatedb integer, usesuper integer, usecatupd integer, valuntil timestamp, pid integer, xid bigint,
+    recordtime timestamp NOT NULL DEFAULT (clock_timestamp() AT TIME ZONE 'UTC')
+);
+CREATE TABLE IF NOT EXISTS shiftguard.query_log (
+    id bigserial PRIMARY KEY, recordtime timestamp NOT NULL, db text, "user" text, pid integer,
+    userid integer, xid bigint, sql text
+);
+REVOKE ALL ON shiftguard.connection_log, shiftguard.user_log, shiftguard.query_log FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION shiftguard.log_user(p_name text, p_action text, p_old text DEFAULT NULL)
+RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    INSERT INTO shiftguard.user_log (userid, username, oldusername, action, usecreatedb, usesuper, usecatupd,
+                                     valuntil, pid, xid)
+    SELECT r.oid::integer, u.name, p_old, p_action, (u.createdb OR u.superuser)::integer, u.superuser::integer, 0,
+           u.valid_until AT TIME ZONE 'UTC', pg_backend_pid(), txid_current()
+      FROM shiftguard.users u JOIN pg_roles r ON r.rolname = u.name WHERE u.name = p_name
+$$;
+REVOKE ALL ON FUNCTION shiftguard.log_user(text, text, text) FROM PUBLIC;
+
 DROP PROCEDURE IF EXISTS shiftguard.create_user(text, text, boolean, text);
 DROP PROCEDURE IF EXISTS shiftguard.set_password(text, text);
 
@@ -222,6 +252,7 @@ BEGIN
     VALUES (p_name, v_super, v_createdb, coalesce((p_options->>'syslog_unrestricted')::boolean, false),
             v_valid, nullif(v_limit, -1), (p_options->>'session_timeout')::integer, p_options->>'external_id');
     PERFORM shiftguard.store_password(p_name, p_options->'password');
+    PERFORM shiftguard.log_user(p_name, 'create');
     FOR v_group IN SELECT jsonb_array_elements_text(coalesce(p_options->'groups', '[]')) LOOP
         SELECT role INTO v_role FROM shiftguard.groups WHERE name = v_group;
         IF NOT FOUND THEN
@@ -272,6 +303,7 @@ BEGIN
         UPDATE shiftguard.users SET name = p_changes->>'rename_to', password_md5 = NULL,
                password_sha256 = NULL, password_salt = NULL, password_scram = NULL
          WHERE name = p_name;
+        PERFORM shiftguard.log_user(p_changes->>'rename_to', 'rename', p_name);
         RETURN;
     END IF;
 
@@ -327,6 +359,7 @@ BEGIN
            connection_limit = v_user.connection_limit, session_timeout = v_user.session_timeout,
            external_id = v_user.external_id
      WHERE name = p_name;
+    PERFORM shiftguard.log_user(p_name, 'alter');
 END
 $$;
 
@@ -366,6 +399,7 @@ BEGIN
             RAISE EXCEPTION 'user "%" can''t be dropped because the user has a privilege on some object', v_name
                 USING ERRCODE = '55006';
         END IF;
+        PERFORM shiftguard.log_user(v_name, 'drop');
         DELETE FROM shiftguard.users WHERE name = v_name;
         EXECUTE format('DROP ROLE %I', v_name);
     END LOOP;
@@ -767,6 +801,47 @@ CREATE OR REPLACE VIEW shiftguard.svv_system_privileges AS
            'role'::text AS identity_type
       FROM shiftguard.system_privileges sp JOIN pg_roles r ON r.rolname = sp.role
      WHERE shiftguard.caller_is_superuser() OR pg_has_role(session_user, r.oid, 'USAGE');
+
+-- Audit views: superusers (or an explicit GRANT) for the connection and user logs; the query
+-- log shows a user's own rows unless SYSLOG ACCESS UNRESTRICTED or ACCESS SYSTEM TABLE.
+CREATE OR REPLACE FUNCTION shiftguard.sees_all_rows() RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT shiftguard.caller_may('ACCESS SYSTEM TABLE')
+        OR coalesce((SELECT syslog_unrestricted FROM shiftguard.users WHERE name = session_user::text), false)
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.sees_all_rows() TO PUBLIC;
+
+CREATE OR REPLACE VIEW shiftguard.stl_connection_log AS
+    SELECT event, recordtime, remotehost, remoteport, pid, dbname, username, authmethod, duration, sslversion,
+           sslcipher, mtu, sslcompression, sslexpansion, iamauthguid, application_name, os_version, driver_version,
+           plugin_name, protocol_version, session_id AS sessionid
+      FROM shiftguard.connection_log WHERE shiftguard.require_superuser('stl_connection_log');
+
+CREATE OR REPLACE VIEW shiftguard.sys_connection_log AS
+    SELECT recordtime AS record_time, remotehost AS remote_host, remoteport AS remote_port, session_id,
+           dbname AS database_name, username AS user_name, authmethod AS auth_method, duration, sslversion AS ssl_version,
+           sslcipher AS ssl_cipher, sslcompression AS ssl_compression, sslexpansion AS ssl_expansion,
+           iamauthguid AS iam_auth_guid, application_name, driver_version, os_version, plugin_name, protocol_version,
+           event
+      FROM shiftguard.connection_log WHERE shiftguard.require_superuser('sys_connection_log');
+
+CREATE OR REPLACE VIEW shiftguard.stl_userlog AS
+    SELECT userid, username, oldusername, action, usecreatedb, usesuper, usecatupd,
+           coalesce(valuntil, 'infinity'::timestamp) AS valuntil, pid, xid, recordtime
+      FROM shiftguard.user_log WHERE shiftguard.require_superuser('stl_userlog');
+
+CREATE OR REPLACE VIEW shiftguard.stl_query AS
+    SELECT userid, id::integer AS query, ''::text AS label, xid, pid, db::text AS database, sql::text AS querytxt,
+           recordtime AS starttime, recordtime AS endtime, 0 AS aborted
+      FROM shiftguard.query_log WHERE "user" = session_user OR shiftguard.sees_all_rows();
+
+CREATE OR REPLACE VIEW shiftguard.sys_query_history AS
+    SELECT userid AS user_id, id AS query_id, ''::text AS query_label, xid AS transaction_id, pid AS session_id,
+           db::text AS database_name, sql::text AS query_text, recordtime AS start_time
+      FROM shiftguard.query_log WHERE "user" = session_user OR shiftguard.sees_all_rows();
+
+GRANT SELECT ON shiftguard.stl_connection_log, shiftguard.sys_connection_log, shiftguard.stl_userlog,
+                shiftguard.stl_query, shiftguard.sys_query_history TO PUBLIC;
 
 GRANT SELECT ON shiftguard.svv_roles, shiftguard.svv_user_grants, shiftguard.svv_role_grants,
                 shiftguard.svv_system_privileges TO PUBLIC;

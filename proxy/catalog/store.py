@@ -8,6 +8,7 @@ policy/ decides about statements.
 from __future__ import annotations
 
 import base64
+import datetime
 import hashlib
 import hmac
 import json
@@ -38,6 +39,7 @@ class UserRecord:
     password_scram: str | None = None
     password_expired: bool = False  # VALID UNTIL has passed
     session_timeout: int | None = None
+    userid: int = 0                 # the role's OID, Redshift's usesysid
 
     @property
     def password_disabled(self) -> bool:
@@ -45,7 +47,8 @@ class UserRecord:
 
 
 _USER_COLUMNS = ("name, superuser, password_md5, password_sha256, password_salt, password_scram, "
-                 "coalesce(valid_until <= now(), false) AS password_expired, session_timeout")
+                 "coalesce(valid_until <= now(), false) AS password_expired, session_timeout, "
+                 "coalesce((SELECT oid::integer FROM pg_roles WHERE rolname = name), 0) AS userid")
 
 
 class Catalog:
@@ -155,6 +158,30 @@ class Catalog:
                     await conn.execute(f"GRANT {_ident(role)} TO {_ident(user)}")
         return True
 
+    # ---------------------------------------------------------------- audit
+
+    _AUDIT_TABLES = {"connection": "connection_log", "activity": "query_log"}
+
+    async def insert_audit(self, kind: str, records: list[dict]) -> None:
+        table = self._AUDIT_TABLES[kind]
+        columns = list(records[0])
+        quoted = ", ".join(f'"{c}"' for c in columns)
+        placeholders = ", ".join(f"${n + 1}" for n in range(len(columns)))
+        rows = [[_naive_utc(r[c]) for c in columns] for r in records]
+        await self._pool.executemany(f"INSERT INTO shiftguard.{table} ({quoted}) VALUES ({placeholders})", rows)
+
+    async def last_userlog_id(self) -> int:
+        return await self._pool.fetchval("SELECT coalesce(max(id), 0) FROM shiftguard.user_log")
+
+    async def userlog_since(self, last_id: int) -> tuple[list[dict], int]:
+        rows = await self._pool.fetch(
+            "SELECT id, userid, username, coalesce(oldusername, '') AS oldusername, action, usecreatedb, usesuper, "
+            "usecatupd, CASE WHEN valuntil IS NULL OR valuntil = 'infinity' THEN '9223372036854775807' "
+            "ELSE valuntil::text END AS valuntil, pid, xid, recordtime AT TIME ZONE 'UTC' AS recordtime "
+            "FROM shiftguard.user_log WHERE id > $1 ORDER BY id", last_id)
+        records = [{k: v for k, v in dict(row).items() if k != "id"} for row in rows]
+        return records, (rows[-1]["id"] if rows else last_id)
+
     # ---------------------------------------------------------------- backend passwords
 
     def backend_password(self, role: str) -> str:
@@ -165,6 +192,13 @@ class Catalog:
 
     def backend_verifier(self, role: str) -> str:
         return scram_verifier(self.backend_password(role))
+
+
+def _naive_utc(value):
+    """timestamp columns hold UTC without a zone."""
+    if isinstance(value, datetime.datetime) and value.tzinfo is not None:
+        return value.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+    return value
 
 
 def _ident(name: str) -> str:

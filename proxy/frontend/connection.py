@@ -20,24 +20,29 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import datetime
 import enum
 import hmac
-import os
 import logging
+import os
 import secrets
 import socket
 import ssl
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .. import __version__
+from ..audit.metrics import Metrics
+from ..audit.records import ActivityRecord, ConnectionRecord, redact_passwords
+from ..audit.writer import AuditWriter
 from ..backend.session import (BackendAddress, BackendRefused, BackendSession, BackendUnavailable,
                                open_session, send_cancel)
 from ..catalog.store import Catalog, UserRecord
-from ..iam.tokens import TokenAuthority, TokenRefused, split_prefixed
 from ..config import Config
 from ..endpoint import ConnectionClosed, Endpoint
+from ..iam.tokens import TokenAuthority, TokenRefused, split_prefixed
 from ..policy.connectivity import SecurityGroupGate
 from ..policy.statements import Plan
 from ..protocol import messages as m
@@ -91,6 +96,8 @@ class Context:
     classify: Callable[[bytes], Plan]
     gate: SecurityGroupGate | None = None
     tokens: TokenAuthority | None = None
+    audit: AuditWriter | None = None
+    metrics: Metrics | None = None
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
     sessions: "SessionRegistry" = field(default_factory=lambda: SessionRegistry())
     tasks: set = field(default_factory=set)
@@ -175,6 +182,12 @@ class AcceptedClient(Endpoint):
             # As a security group drops traffic: no reply at all.
             context.refused["security group"] += 1
             log.info("connection from %s refused by the security groups", peer)
+            if context.metrics is not None:
+                context.metrics.refusals.labels(reason="security group").inc()
+            if context.audit is not None:
+                context.audit.connection(ConnectionRecord(
+                    "refused: security group", datetime.datetime.now(datetime.timezone.utc), peer,
+                    str(self.peer_address()[1]), reason="security group"))
             transport.abort()
             return
         context.spawn(Connection(self, context, via_proxy=trusted).run())
@@ -186,9 +199,14 @@ class Connection:
         self.context = context
         self.config = context.config
         self.via_proxy = via_proxy
-        self.address = client.peer_address()[0]  # the client's, once a PROXY header says so
+        self.address, self.port = client.peer_address()  # the client's, once a PROXY header says so
         self._counted = False
         self.state = State.ACCEPTED
+        self.session_id = str(uuid.uuid4())
+        self.params: StartupParams | None = None
+        self.user = ""
+        self.authmethod = ""
+        self._started: float | None = None
         self.session: Session | None = None
         self._backend: BackendSession | None = None
 
@@ -198,7 +216,7 @@ class Connection:
                 if not await self._admit():
                     return
                 self.state = State.STARTUP
-                params = await self._startup()
+                params = self.params = await self._startup()
                 if params is None:
                     return
                 self.state = State.AUTHENTICATING
@@ -224,6 +242,10 @@ class Connection:
             self._fatal(sqlstate.INTERNAL_ERROR, "internal error in shiftguard; see its log")
         finally:
             self.state = State.CLOSED
+            if self._started is not None:
+                self._log("disconnecting session", duration=int((time.monotonic() - self._started) * 1_000_000))
+                if self.context.metrics is not None:
+                    _session_metrics(self.context.metrics, self.session.relay)
             if self._counted:
                 self.context.connection_total -= 1
                 self.context.connections[self.address] -= 1
@@ -238,6 +260,39 @@ class Connection:
     def _fatal(self, code: str, text: str, hint: str | None = None) -> None:
         self.client.write(m.error_response("FATAL", code, text, hint=hint))
 
+    # ---------------------------------------------------------------- the connection log
+
+    def _log(self, event: str, reason: str = "", duration: int = 0) -> None:
+        """One STL_CONNECTION_LOG record (the reason is ours, kept out of client replies)."""
+        if self.context.audit is None:
+            return
+        params = self.params
+        redshift = params.redshift if params else {}
+        ssl_object = self.client.transport.get_extra_info("ssl_object") if self.client.transport else None
+        cipher = ssl_object.cipher() if ssl_object is not None else None
+        self.context.audit.connection(ConnectionRecord(
+            event=event, recordtime=datetime.datetime.now(datetime.timezone.utc), remotehost=self.address,
+            remoteport=str(self.port), pid=self.session.pid if self.session else 0,
+            dbname=params.database if params else "", username=params.user if params else "",
+            authmethod=self.authmethod, duration=duration,
+            sslversion=ssl_object.version() if ssl_object is not None else "", sslcipher=cipher[0] if cipher else "",
+            application_name=params.application_name if params else "",
+            os_version=redshift.get("os_version", ""), driver_version=redshift.get("driver_version", ""),
+            plugin_name=redshift.get("plugin_name", ""),
+            protocol_version=int(redshift.get("client_protocol_version", "0") or 0)
+            if redshift.get("client_protocol_version", "0").isdigit() else 0,
+            session_id=self.session_id, reason=reason))
+
+    def _refused(self, reason: str) -> None:
+        if self.context.metrics is not None:
+            self.context.metrics.refusals.labels(reason=reason).inc()
+        self._log(f"refused: {reason}", reason)
+
+    def _login_failed(self, method: str, reason: str) -> None:
+        if self.context.metrics is not None:
+            self.context.metrics.authentications.labels(method=method, outcome="failure").inc()
+        self._log("authentication failure", reason)
+
     # ---------------------------------------------------------------- ACCEPTED
 
     async def _admit(self) -> bool:
@@ -251,6 +306,7 @@ class Connection:
                     self.address = header.source[0]
                 if not self.context.gate.admits(self.address):
                     self.context.refused["security group"] += 1
+                    self._refused("security group")
                     log.info("connection from %s (via %s) refused by the security groups",
                              self.address, self.client.peer_address()[0])
                     self.client.abort()
@@ -258,9 +314,11 @@ class Connection:
         limits, counts = self.config.limits, self.context.connections
         if self.context.connection_total >= limits.max_client_connections:
             self.context.refused["connection limit"] += 1
+            self._refused("connection limit")
             raise ClientFailure(sqlstate.TOO_MANY_CONNECTIONS, "sorry, too many clients already")
         if limits.max_connections_per_address and counts[self.address] >= limits.max_connections_per_address:
             self.context.refused["address connection limit"] += 1
+            self._refused("address connection limit")
             raise ClientFailure(sqlstate.TOO_MANY_CONNECTIONS,
                                 f"too many connections from {self.address}")
         counts[self.address] += 1
@@ -380,14 +438,22 @@ class Connection:
             reason = f"wrong password ({method.value})"
         elif record.password_expired:
             reason = "password expired (VALID UNTIL)"
+        self.authmethod = "password"
         if reason is not None:
             throttle.failed(params.user, address)
-            # The reason stays in our log; the client gets the same answer for every one.
+            # The reason stays in our logs; the client gets the same answer for every one.
             log.info("login refused: user %r from %s: %s", params.user, address, reason)
+            self._login_failed(method.value, reason)
             raise ClientFailure(sqlstate.INVALID_PASSWORD,
                                 f'password authentication failed for user "{params.user}"')
         throttle.succeeded(params.user, address)
+        self._authenticated(method.value)
         return record
+
+    def _authenticated(self, method: str) -> None:
+        if self.context.metrics is not None:
+            self.context.metrics.authentications.labels(method=method, outcome="success").inc()
+        self._log("authenticated")
 
     async def _authenticate_token(self, params: StartupParams, prefix: str, user: str) -> UserRecord:
         """IAM:alice / IAMA:alice / IAMR:role with a DbPassword from the API: over TLS the token
@@ -425,11 +491,14 @@ class Connection:
                 user, prefix in ("IAMA", "IAMR"), chosen["groups"], chosen["roles"]):
             chosen, reason = None, "no such user, and the credentials did not ask to create it"
         record = await catalog.login_record(user) if chosen is not None else None
+        self.authmethod = "IAM AssumeUser"
         if record is None:
             throttle.failed(params.user, address)
             log.info("login refused: user %r from %s: %s", params.user, address, reason)
+            self._login_failed("IAM", reason)
             raise ClientFailure(sqlstate.INVALID_PASSWORD, f'password authentication failed for user "{params.user}"')
         throttle.succeeded(params.user, address)
+        self._authenticated("IAM")
         return record
 
     # ---------------------------------------------------------------- CONNECTING
@@ -447,28 +516,51 @@ class Connection:
 
     # ---------------------------------------------------------------- RELAYING
 
+    def _activity_logger(self, params: StartupParams, record: UserRecord, pid: int):
+        """The user activity log's hook, when audit.user_activity is on (passwords redacted)."""
+        audit = self.context.audit
+        if audit is None or not self.config.audit.user_activity:
+            return None
+
+        def statement(sql: bytes) -> None:
+            audit.activity(ActivityRecord(datetime.datetime.now(datetime.timezone.utc), params.database,
+                                          record.name, pid, record.userid, 0,
+                                          redact_passwords(sql.decode("utf-8", "replace"))))
+        return statement
+
     async def _relay(self, params: StartupParams, record: UserRecord, backend: BackendSession) -> None:
         registry = self.context.sessions
         pid, key = registry.new_pid(), secrets.randbits(32)
         greeting = [m.auth_ok()]
         for name, value in client_parameters(backend.parameters, self.config.server_version_mode,
-                                             record.superuser).items():
+                                             record.superuser, self.session_id).items():
             greeting.append(m.parameter_status(name, value))
         greeting.append(m.backend_key_data(pid, key))
         greeting.append(m.ready_for_query(m.TX_IDLE))
         relay = Relay(self.client, backend.endpoint, self.context.classify,
                       self.config.limits.max_message_size,
                       on_client_gone=lambda: self.context.spawn(
-                          send_cancel(self.context.backend, backend.pid, backend.key)))
+                          send_cancel(self.context.backend, backend.pid, backend.key)),
+                      on_statement=self._activity_logger(params, record, pid))
         self.session = Session(pid, key, record.name, params.database, backend, relay,
                                idle_timeout(record.session_timeout, self.config.cluster.session_timeout))
         registry.add(self.session)
+        self._started = time.monotonic()
+        self._log("initiating session")
         self.client.write(b"".join(greeting))
         relay.start()
         await relay.finished()
 
 
-def client_parameters(backend: dict[str, str], mode: str, superuser: bool) -> dict[str, str]:
+def _session_metrics(metrics, relay: Relay) -> None:
+    metrics.statements.inc(relay.statements)
+    metrics.bytes.labels(direction="client to backend").inc(relay.bytes_in)
+    metrics.bytes.labels(direction="backend to client").inc(relay.bytes_out)
+    for code in relay.denials:
+        metrics.denials.labels(sqlstate=code).inc()
+
+
+def client_parameters(backend: dict[str, str], mode: str, superuser: bool, session_id: str) -> dict[str, str]:
     """The ParameterStatus set a client sees: Redshift's (reference/redshift-iam.md §4) on top
     of the backend's own, or the backend's unchanged in `backend` mode."""
     if mode == "backend":
@@ -484,7 +576,7 @@ def client_parameters(backend: dict[str, str], mode: str, superuser: bool) -> di
         "max_varchar_size": "65535",
         "datashare_enabled": "off",
         "case_sensitive": "on",
-        "session_id": str(uuid.uuid4()),
+        "session_id": session_id,
     })
     params.pop("server_version_num", None)
     return params

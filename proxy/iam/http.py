@@ -1,19 +1,27 @@
-"""The control-plane HTTP server (aiohttp) on the API port: /healthz and the Redshift API
-(iam/api.py); /metrics comes with the audit issue."""
+"""The control-plane HTTP server (aiohttp) on the API port: /healthz, /readyz, /metrics and the
+Redshift API (iam/api.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 
-def make_app(backend_ok: Callable[[], Awaitable[bool]], redshift=None) -> web.Application:
-    """redshift: the RedshiftApi answering the AWS Query protocol on POST / (and GET /)."""
+def make_app(backend_ok: Callable[[], Awaitable[bool]], redshift=None, metrics=None) -> web.Application:
+    """/healthz: the process answers. /readyz: the backing database answers too. /metrics:
+    Prometheus. redshift: the RedshiftApi answering the AWS Query protocol on POST / (and GET /)."""
     async def healthz(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(request: web.Request) -> web.Response:
         healthy = await backend_ok()
         return web.json_response({"status": "ok" if healthy else "backend unavailable"},
                                  status=200 if healthy else 503)
+
+    async def prometheus(request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def query_api(request: web.Request) -> web.Response:
         body = await request.read()
@@ -23,6 +31,9 @@ def make_app(backend_ok: Callable[[], Awaitable[bool]], redshift=None) -> web.Ap
 
     app = web.Application(client_max_size=1 << 20)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    if metrics is not None:
+        app.router.add_get("/metrics", prometheus)
     if redshift is not None:
         app.router.add_post("/", query_api)
         app.router.add_get("/", query_api)

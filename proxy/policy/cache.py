@@ -9,8 +9,9 @@ from .statements import PASS, Plan, Translator, classify, may_need_plan
 
 
 class Classifier:
-    def __init__(self, translator: Translator, size: int = 10_000):
+    def __init__(self, translator: Translator, size: int = 10_000, metrics=None):
         self._translator = translator
+        self._metrics = metrics
         self._size = size
         self._plans: dict[bytes, Plan] = {}
 
@@ -19,8 +20,12 @@ class Classifier:
             return PASS  # cheaper than a cache lookup, and keeps the cache for parsed SQL
         plan = self._plans.get(sql)
         if plan is not None:
+            if self._metrics is not None:
+                self._metrics.classification.labels(result="cached").inc()
             return plan
         plan = classify(sql, self._translator)
+        if self._metrics is not None:
+            self._metrics.classification.labels(result="parsed").inc()
         if plan.cacheable:
             if len(self._plans) >= self._size:
                 # Drop the oldest entry (dicts keep insertion order).

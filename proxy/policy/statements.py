@@ -79,7 +79,7 @@ class Translator:
 # proxy owns and needs no parse. Only a shortcut: a hit means "scan and look", never a decision.
 # Function names are identifiers, which U&"..." can spell with escapes: SQL holding a Unicode
 # escape is always parsed.
-_TRIGGER_WORDS = (b"user", b"role", b"group", b"privileges", b"discard", b"system", b"extension", b"copy",
+_TRIGGER_WORDS = (b"user", b"role", b"group", b"privileges", b"stl_", b"sys_", b"discard", b"system", b"extension", b"copy",
                   b"policy", b"language", b"load", b"set_config", b"authorization", b"grant",
                   b"revoke", b"u&")
 
@@ -87,7 +87,8 @@ _TRIGGER_WORDS = (b"user", b"role", b"group", b"privileges", b"discard", b"syste
 CATALOG_VIEWS = {name: name for name in (
     "pg_user", "pg_user_info", "pg_group", "svl_user_info", "svv_user_info", "svv_relation_privileges",
     "svv_schema_privileges", "svv_database_privileges", "svv_roles", "svv_user_grants", "svv_role_grants",
-    "svv_system_privileges")}
+    "svv_system_privileges", "stl_connection_log", "sys_connection_log", "stl_userlog", "stl_query",
+    "sys_query_history")}
 PRIVATE_SCHEMA = "shiftguard"
 
 

@@ -1,0 +1,28 @@
+"""Prometheus metrics (prometheus-client), one registry per proxy, served at /metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.connections = Gauge("shiftguard_connections", "Client connections by state", ["state"], registry=r)
+        self.authentications = Counter("shiftguard_authentications_total", "Logins by method and outcome",
+                                       ["method", "outcome"], registry=r)
+        self.refusals = Counter("shiftguard_refusals_total", "Connections refused before login, by reason",
+                                ["reason"], registry=r)
+        self.statements = Counter("shiftguard_statements_total", "Query and Parse messages relayed", registry=r)
+        self.denials = Counter("shiftguard_denials_total", "Statements the proxy refused, by SQLSTATE",
+                               ["sqlstate"], registry=r)
+        self.bytes = Counter("shiftguard_bytes_total", "Bytes relayed, by direction", ["direction"], registry=r)
+        self.backend_connect = Histogram("shiftguard_backend_connect_seconds", "Time to open a backend session",
+                                         registry=r)
+        self.classification = Counter("shiftguard_classification_total", "Statement classifications",
+                                      ["result"], registry=r)
+        self.audit_written = Counter("shiftguard_audit_records_written_total", "Audit records written",
+                                     ["log"], registry=r)
+        self.audit_dropped = Counter("shiftguard_audit_records_dropped_total",
+                                     "Audit records that could not be written", registry=r)

@@ -1,0 +1,139 @@
+"""The audit writer: records are queued by the relay and connections without waiting, and a
+background task writes them to the log files (Redshift's formats, rotated by size), optionally
+as JSON lines to stdout, and in batches to the backing database. A failure to write (a full
+disk, a read-only directory, the database away) is reported and counted, never raised into
+the relay; what could not be written is counted as dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import logging
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from .metrics import Metrics
+from .records import ActivityRecord, ConnectionRecord, UserRecord
+
+log = logging.getLogger(__name__)
+
+_MAX_PENDING = 100_000
+_FLUSH_SECONDS = 0.25
+
+
+class AuditWriter:
+    def __init__(self, directory: Path | None, catalog, metrics: Metrics, *, max_bytes: int = 100 << 20,
+                 json_stdout: bool = False):
+        self.directory = directory
+        self.catalog = catalog
+        self.metrics = metrics
+        self.max_bytes = max_bytes
+        self.json_stdout = json_stdout
+        self._connections: list[ConnectionRecord] = []
+        self._activity: list[ActivityRecord] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._last_userlog_id = 0
+        self._last_complaint = 0.0
+
+    # ---------------------------------------------------------------- producers (never block)
+
+    def connection(self, record: ConnectionRecord) -> None:
+        self._enqueue(self._connections, record)
+
+    def activity(self, record: ActivityRecord) -> None:
+        self._enqueue(self._activity, record)
+
+    def _enqueue(self, queue: list, record) -> None:
+        if len(self._connections) + len(self._activity) >= _MAX_PENDING:
+            self.metrics.audit_dropped.inc()
+            return
+        queue.append(record)
+        if len(queue) >= 500:
+            self._wake.set()
+
+    # ---------------------------------------------------------------- the background task
+
+    async def start(self) -> None:
+        if self.directory is not None:
+            try:
+                self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            except OSError as exc:
+                self._complain(f"cannot create the audit directory {self.directory}: {exc}")
+        self._last_userlog_id = await self.catalog.last_userlog_id()
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        """Write everything still pending (nothing is lost on a clean shutdown), then stop."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self._flush()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), _FLUSH_SECONDS)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+            await self._flush()
+
+    async def _flush(self) -> None:
+        connections, self._connections = self._connections, []
+        activity, self._activity = self._activity, []
+        userlog = []
+        try:
+            userlog, self._last_userlog_id = await self.catalog.userlog_since(self._last_userlog_id)
+        except Exception as exc:  # the database may be away; the file copy waits for it
+            self._complain(f"cannot read the user log from the backing database: {exc}")
+        self._write_files("connectionlog", [r.line() for r in connections])
+        self._write_files("useractivitylog", [r.line() for r in activity])
+        self._write_files("userlog", [UserRecord(**row).line() for row in userlog])
+        if self.json_stdout:
+            self._stdout([("connectionlog", r) for r in connections] + [("useractivitylog", r) for r in activity])
+        for table, records in (("connection", connections), ("activity", activity)):
+            if not records:
+                continue
+            try:
+                await self.catalog.insert_audit(table, [asdict(r) for r in records])
+                self.metrics.audit_written.labels(log="table").inc(len(records))
+            except Exception as exc:
+                self.metrics.audit_dropped.inc(len(records))
+                self._complain(f"cannot store {len(records)} audit records in the backing database: {exc}")
+
+    def _write_files(self, name: str, lines: list[str]) -> None:
+        if self.directory is None or not lines:
+            return
+        path = self.directory / name
+        try:
+            if path.exists() and path.stat().st_size >= self.max_bytes:
+                stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+                path.rename(path.with_name(f"{name}_{stamp}"))
+            with path.open("a", encoding="utf-8") as handle:
+                handle.write("".join(line + "\n" for line in lines))
+            self.metrics.audit_written.labels(log="file").inc(len(lines))
+        except OSError as exc:
+            self.metrics.audit_dropped.inc(len(lines))
+            self._complain(f"cannot write the audit file {path}: {exc}")
+
+    def _stdout(self, records: list) -> None:
+        try:
+            for kind, record in records:
+                data = {k: (v.isoformat() if isinstance(v, datetime.datetime) else v)
+                        for k, v in asdict(record).items()}
+                sys.stdout.write(json.dumps({"log": kind, **data}) + "\n")
+            sys.stdout.flush()
+        except (OSError, ValueError):
+            self.metrics.audit_dropped.inc(len(records))
+
+    def _complain(self, message: str) -> None:
+        """Loudly, but at most every ten seconds."""
+        now = time.monotonic()
+        if now - self._last_complaint >= 10:
+            self._last_complaint = now
+            log.error("audit: %s (records are being dropped and counted)", message)

@@ -1,0 +1,147 @@
+"""Redshift's three audit logs, as files in Redshift's formats and as system tables, and the
+metrics."""
+
+from __future__ import annotations
+
+import re
+import time
+import urllib.request
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from proxy.config import Audit
+
+from ..conftest import ADMIN, unique
+
+PASSWORD = "Secret123"
+TIME = r"[A-Z][a-z]{2}, \d{1,2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2}:\d{3}"
+
+
+def wait_for(predicate, timeout: float = 5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(0.1)
+    return predicate()
+
+
+def lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+@pytest.fixture
+def audited(make_proxy, tmp_path):
+    directory = tmp_path / "audit"
+    return make_proxy(audit=Audit(dir=str(directory), user_activity=True)), directory
+
+
+def test_scripted_sequence_lands_in_files_and_tables(audited):
+    proxy, directory = audited
+    name, renamed = unique("u"), unique("u")
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE USER {name} PASSWORD '{PASSWORD}'")
+    with pytest.raises(psycopg.OperationalError):
+        proxy.connect(name, "Wrong1234")
+    with proxy.connect(name, PASSWORD, application_name="audit-test") as conn:
+        conn.execute("SELECT 42")
+    with proxy.connect() as admin:
+        admin.execute(f"ALTER USER {name} RENAME TO {renamed}")
+        admin.execute(f"DROP USER {renamed}")
+
+    connection = wait_for(lambda: [l for l in lines(directory / "connectionlog") if name in l and "disconnecting" in l]
+                          and lines(directory / "connectionlog"))
+    mine = [fields for fields in (l.split("|") for l in connection) if fields[6].strip() == name]
+    events = [fields[0].strip() for fields in mine]
+    assert events == ["authentication failure", "authenticated", "initiating session", "disconnecting session"]
+    for fields in mine:
+        assert len(fields) == 22 and fields[-1] == ""  # 21 columns, as STL_CONNECTION_LOG, then '|'
+        assert re.fullmatch(TIME, fields[1])
+        assert fields[2].strip() == "127.0.0.1" and fields[5].strip() == "dev"
+    disconnect = mine[-1]
+    assert int(disconnect[8]) > 0 and disconnect[7].strip() == "password"
+    assert disconnect[15].strip() == "audit-test"
+
+    userlog = wait_for(lambda: [l.split("|") for l in lines(directory / "userlog") if name in l or renamed in l]
+                       if len([l for l in lines(directory / "userlog") if name in l or renamed in l]) >= 3 else None)
+    actions = [(f[1].strip(), f[2].strip(), f[3].strip()) for f in userlog]
+    assert actions == [(name, "", "create"), (renamed, name, "rename"), (renamed, "", "drop")]
+    assert all(len(f) == 11 and re.fullmatch(TIME, f[10]) for f in userlog)
+
+    activity = wait_for(lambda: [l for l in lines(directory / "useractivitylog") if name in l or "SELECT 42" in l])
+    assert any(re.fullmatch(rf"'\d{{4}}-\d\d-\d\dT\d\d:\d\d:\d\dZ UTC \[ db=dev user={name} pid=\d+ userid=\d+ "
+                            rf"xid=0 \]' LOG: SELECT 42", l) for l in activity)
+    created = [l for l in activity if "CREATE USER" in l]
+    assert created and all("'***'" in l and PASSWORD not in l for l in created)
+
+    with proxy.connect() as admin:
+        rows = admin.execute("SELECT event, username, authmethod FROM stl_connection_log WHERE username = %s "
+                             "ORDER BY recordtime", (name,)).fetchall()
+        assert [r[0].strip() for r in rows] == events
+        assert admin.execute("SELECT action FROM stl_userlog WHERE username IN (%s, %s) ORDER BY recordtime",
+                             (name, renamed)).fetchall() == [("create",), ("rename",), ("drop",)]
+        assert admin.execute("SELECT count(*) FROM sys_connection_log WHERE user_name = %s", (name,)).fetchone()[0] == 4
+
+
+def test_visibility_of_the_system_tables(audited):
+    proxy, _ = audited
+    plain, unrestricted = unique("u"), unique("u")
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE USER {plain} PASSWORD '{PASSWORD}'")
+        admin.execute(f"CREATE USER {unrestricted} PASSWORD '{PASSWORD}' SYSLOG ACCESS UNRESTRICTED")
+        admin.execute("SELECT 'admin was here'")
+    try:
+        for user in (plain, unrestricted):
+            with proxy.connect(user, PASSWORD) as conn:
+                conn.execute(f"SELECT '{user} was here'")
+        time.sleep(0.6)  # the writer batches every quarter of a second
+        with proxy.connect(plain, PASSWORD) as conn:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="stl_connection_log"):
+                conn.execute("SELECT * FROM stl_connection_log")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("SELECT * FROM stl_userlog")
+            texts = [r[0] for r in conn.execute("SELECT querytxt FROM stl_query").fetchall()]
+            assert any(f"{plain} was here" in t for t in texts) and not any("admin was here" in t for t in texts)
+        with proxy.connect(unrestricted, PASSWORD) as conn:
+            texts = [r[0] for r in conn.execute("SELECT querytxt FROM stl_query").fetchall()]
+            assert any("admin was here" in t for t in texts)
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):  # still not the superuser-only ones
+                conn.execute("SELECT * FROM stl_connection_log")
+    finally:
+        with proxy.connect() as admin:
+            admin.execute(f"DROP USER {plain}, {unrestricted}")
+
+
+def dropped(proxy) -> float:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{proxy.api_port}/metrics").read().decode()
+    return float(re.search(r"^shiftguard_audit_records_dropped_total (\S+)$", text, re.M).group(1))
+
+
+def test_unwritable_audit_directory_does_not_stop_the_relay(make_proxy, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    proxy = make_proxy(audit=Audit(dir=str(blocker / "audit"), user_activity=True))  # cannot exist, even for root
+    for _ in range(3):
+        with proxy.connect() as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    assert wait_for(lambda: dropped(proxy) >= 3)  # the loss is counted
+    with proxy.connect() as admin:  # and the system tables still got the records
+        assert admin.execute("SELECT count(*) FROM stl_connection_log WHERE event LIKE 'initiating%'").fetchone()[0] >= 3
+
+
+def test_metrics_and_probes(proxy):
+    with pytest.raises(psycopg.OperationalError):
+        proxy.connect(ADMIN, "Wrong1234")
+    with proxy.connect() as conn:
+        conn.execute("SELECT 1")
+    time.sleep(0.1)
+    base = f"http://127.0.0.1:{proxy.api_port}"
+    text = urllib.request.urlopen(f"{base}/metrics").read().decode()
+    assert re.search(r'shiftguard_authentications_total\{method="md5",outcome="failure"\} 1\.0', text)
+    assert re.search(r'shiftguard_authentications_total\{method="md5",outcome="success"\} [1-9]', text)
+    assert re.search(r"shiftguard_statements_total [1-9]", text)
+    assert urllib.request.urlopen(f"{base}/healthz").status == 200
+    assert urllib.request.urlopen(f"{base}/readyz").status == 200

@@ -328,6 +328,8 @@ class Config:
     trusted_proxies: list[str] = field(default_factory=list)
     embedded: Embedded = field(default_factory=Embedded)
     log_level: str = "info"
+    # text, or json: one JSON object per line (for log collectors); never a secret either way.
+    log_format: str = "text"
     # Redshift statements run once as the admin, through the proxy, when the cluster is new
     # (users, groups, grants a test suite expects); init_sql_file: a file of them.
     init_sql: list[str] = field(default_factory=list)
@@ -339,6 +341,8 @@ class Config:
         _address(self.api_listen, "api_listen")
         if self.server_version_mode not in ("redshift", "backend"):
             raise ConfigError("server_version_mode: must be 'redshift' or 'backend'")
+        if self.log_format not in ("text", "json"):
+            raise ConfigError("log_format: must be text or json")
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise ConfigError("log_level: must be one of debug, info, warning, error")
         if not self.listen:

@@ -97,10 +97,14 @@ class Proxy:
         self.audit = AuditWriter(audit_dir, self.catalog, metrics, max_bytes=config.audit.max_file_bytes,
                                  json_stdout=config.audit.json_stdout)
         await self.audit.start()
+        sessions_gauge = metrics.connections
         self.context = Context(config=config, catalog=self.catalog, backend=address,
                                tls=tls_context(config, data_dir), classify=Classifier(translator, metrics=metrics),
                                gate=SecurityGroupGate.from_config(config), throttle=throttle,
                                tokens=token_authority(config, data_dir), audit=self.audit, metrics=metrics)
+        context = self.context
+        sessions_gauge.labels(state="relaying").set_function(lambda: len(context.sessions))
+        sessions_gauge.labels(state="open").set_function(lambda: context.connection_total)
 
         loop = asyncio.get_running_loop()
         for listen in config.listen_addresses:

@@ -243,7 +243,10 @@ class Connection:
         finally:
             self.state = State.CLOSED
             if self._started is not None:
-                self._log("disconnecting session", duration=int((time.monotonic() - self._started) * 1_000_000))
+                seconds = time.monotonic() - self._started
+                self._log("disconnecting session", duration=int(seconds * 1_000_000))
+                log.info("session ended", extra={"user": self.session.user, "database": self.session.database,
+                                                 "peer": self.address, "duration_s": round(seconds, 3)})
                 if self.context.metrics is not None:
                     _session_metrics(self.context.metrics, self.session.relay)
             if self._counted:
@@ -506,9 +509,13 @@ class Connection:
     async def _open_backend(self, params: StartupParams, role: str) -> BackendSession:
         """A session as the user's own role (for IAM:alice, the role alice)."""
         catalog = self.context.catalog
+        started = time.monotonic()
         try:
-            return await open_session(self.context.backend, role, catalog.backend_password(role),
-                                      params.database, {**params.forwarded, **SESSION_SETTINGS})
+            session = await open_session(self.context.backend, role, catalog.backend_password(role),
+                                         params.database, {**params.forwarded, **SESSION_SETTINGS})
+            if self.context.metrics is not None:
+                self.context.metrics.backend_connect.observe(time.monotonic() - started)
+            return session
         except BackendUnavailable as exc:
             log.error("backend session for %s failed: %s", role, exc)
             raise ClientFailure(sqlstate.CONNECTION_FAILURE,

@@ -145,3 +145,34 @@ def test_metrics_and_probes(proxy):
     assert re.search(r"shiftguard_statements_total [1-9]", text)
     assert urllib.request.urlopen(f"{base}/healthz").status == 200
     assert urllib.request.urlopen(f"{base}/readyz").status == 200
+
+
+async def test_every_connection_and_statement_is_recorded_under_load(audited):
+    import asyncio
+
+    import asyncpg
+
+    proxy, directory = audited
+    marker = unique("load")
+
+    async def client(n: int) -> None:
+        conn = await asyncpg.connect(host=proxy.host, port=proxy.port, user=ADMIN, password="Shiftguard-dev-1",
+                                     database="dev", ssl=False, server_settings={"application_name": marker})
+        try:
+            for k in range(50):
+                await conn.execute(f"SELECT '{marker}', {n}, {k}")
+        finally:
+            await conn.close()
+
+    await asyncio.gather(*(client(n) for n in range(200)))
+    await asyncio.sleep(1.0)
+    with proxy.connect() as admin:
+        statements = admin.execute("SELECT count(*) FROM stl_query WHERE querytxt LIKE %s",
+                                   (f"SELECT '{marker}'%",)).fetchone()[0]
+        sessions = admin.execute("SELECT event, count(*) FROM stl_connection_log WHERE application_name = %s "
+                                 "GROUP BY event ORDER BY event", (marker,)).fetchall()
+    assert statements == 200 * 50
+    assert [(e.strip(), c) for e, c in sessions] == [("authenticated", 200), ("disconnecting session", 200),
+                                                     ("initiating session", 200)]
+    activity = [l for l in lines(directory / "useractivitylog") if marker in l]
+    assert len(activity) == 200 * 50

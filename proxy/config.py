@@ -317,6 +317,9 @@ class Config:
     tls: TLS = field(default_factory=TLS)
     # redshift: clients see server_version 8.0.2 and Redshift's parameters; backend: the real ones.
     server_version_mode: str = "redshift"
+    # Refuse PostgreSQL features Redshift does not have (CREATE INDEX, sequences, triggers, ...),
+    # so an application's test fails here as it would on the cluster.
+    strict_redshift: bool = False
     limits: Limits = field(default_factory=Limits)
     auth: Auth = field(default_factory=Auth)
     iam: Iam = field(default_factory=Iam)

@@ -89,7 +89,8 @@ class Proxy:
         self.catalog = await Catalog.open(address, mgmt_user, mgmt_password, mgmt_db, mapping)
         await self.catalog.ensure_admin(config.cluster.admin_user, password)
 
-        translator = Translator(self.catalog.backend_verifier)
+        translator = Translator(self.catalog.backend_verifier, dialect=self.catalog.redshift_functions,
+                                strict=config.strict_redshift)
         throttle = LoginThrottle(config.auth.lockout_failures, config.auth.lockout_window,
                                  config.auth.lockout_seconds)
         metrics = Metrics()

@@ -151,6 +151,16 @@ RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 $$;
 REVOKE ALL ON FUNCTION shiftguard.log_user(text, text, text) FROM PUBLIC;
 
+-- Redshift table attributes (DISTSTYLE, DISTKEY, SORTKEY, ENCODE, BACKUP) that PostgreSQL has no
+-- place for, recorded from the DDL (policy/dialect.py) for svv_table_info and pg_table_def.
+CREATE TABLE IF NOT EXISTS shiftguard.table_attributes (
+    table_id oid PRIMARY KEY,
+    schema_name text NOT NULL,
+    table_name text NOT NULL,
+    attrs jsonb NOT NULL
+);
+REVOKE ALL ON shiftguard.table_attributes FROM PUBLIC;
+
 DROP PROCEDURE IF EXISTS shiftguard.create_user(text, text, boolean, text);
 DROP PROCEDURE IF EXISTS shiftguard.set_password(text, text);
 
@@ -679,6 +689,81 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- Record a table's Redshift attributes: its owner (or a superuser) only.
+CREATE OR REPLACE FUNCTION shiftguard.record_table(p_table regclass, p_attrs jsonb) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_class pg_class;
+BEGIN
+    SELECT * INTO v_class FROM pg_class WHERE oid = p_table;
+    IF NOT (shiftguard.caller_is_superuser() OR pg_has_role(session_user, v_class.relowner, 'USAGE')) THEN
+        RAISE EXCEPTION 'must be owner of relation %', v_class.relname USING ERRCODE = '42501';
+    END IF;
+    INSERT INTO shiftguard.table_attributes (table_id, schema_name, table_name, attrs)
+    VALUES (p_table, (SELECT nspname FROM pg_namespace WHERE oid = v_class.relnamespace), v_class.relname,
+            jsonb_strip_nulls(p_attrs))
+    ON CONFLICT (table_id) DO UPDATE
+        SET schema_name = excluded.schema_name, table_name = excluded.table_name,
+            attrs = CASE WHEN shiftguard.table_attributes.table_name = excluded.table_name
+                         THEN shiftguard.table_attributes.attrs || excluded.attrs ELSE excluded.attrs END;
+END
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.record_table(regclass, jsonb) TO PUBLIC;
+
+-- CREATE TABLE with Redshift attributes: the PostgreSQL DDL runs as the caller (SECURITY
+-- INVOKER: the table is theirs, with their rights), then the attributes are recorded.
+CREATE OR REPLACE PROCEDURE shiftguard.create_table(p_sql text, p_table text, p_attrs jsonb)
+LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE p_sql;
+    PERFORM shiftguard.record_table(p_table::regclass, p_attrs);
+END
+$$;
+
+CREATE OR REPLACE PROCEDURE shiftguard.alter_table_attributes(p_table text, p_attrs jsonb)
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM shiftguard.record_table(p_table::regclass, p_attrs);
+END
+$$;
+
+CREATE OR REPLACE VIEW shiftguard.svv_table_info AS
+    SELECT current_database()::text AS database, n.nspname::text AS schema, c.oid AS table_id, c.relname::text AS "table",
+           CASE WHEN coalesce((a.attrs->>'encode_auto')::boolean, false) THEN 'Y, AUTO(ENCODE)'
+                WHEN a.attrs ? 'encodings' AND a.attrs->'encodings' <> '{}' THEN 'Y' ELSE 'N' END AS encoded,
+           CASE upper(coalesce(a.attrs->>'diststyle', ''))
+                WHEN 'KEY' THEN 'KEY(' || (a.attrs->>'distkey') || ')' WHEN 'EVEN' THEN 'EVEN' WHEN 'ALL' THEN 'ALL'
+                ELSE 'AUTO(EVEN)' END AS diststyle,
+           CASE WHEN a.attrs->>'sortkey_type' = 'INTERLEAVED' THEN 'INTERLEAVED' ELSE a.attrs->'sortkey'->>0 END AS sortkey1,
+           coalesce((SELECT max(atttypmod - 4) FROM pg_attribute
+                      WHERE attrelid = c.oid AND atttypid = 'varchar'::regtype AND attnum > 0), 0) AS max_varchar,
+           coalesce(a.attrs->'encodings'->>(a.attrs->'sortkey'->>0), 'none') AS sortkey1_enc,
+           coalesce(jsonb_array_length(a.attrs->'sortkey'), 0) AS sortkey_num,
+           (pg_total_relation_size(c.oid) / 1048576)::bigint AS size,
+           greatest(c.reltuples, 0)::numeric AS tbl_rows,
+           coalesce((a.attrs->>'backup')::boolean, true) AS backup
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      LEFT JOIN shiftguard.table_attributes a ON a.table_id = c.oid AND a.table_name = c.relname
+     WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'shiftguard')
+       AND n.nspname NOT LIKE 'pg\_toast%' AND has_table_privilege(c.oid, 'SELECT');
+
+CREATE OR REPLACE VIEW shiftguard.pg_table_def AS
+    SELECT n.nspname AS schemaname, c.relname AS tablename, att.attname AS "column",
+           format_type(att.atttypid, att.atttypmod) AS type,
+           coalesce(a.attrs->'encodings'->>att.attname::text, 'none')::varchar(32) AS encoding,
+           coalesce(a.attrs->>'distkey' = att.attname::text, false) AS distkey,
+           coalesce((SELECT (CASE WHEN a.attrs->>'sortkey_type' = 'INTERLEAVED' THEN -1 ELSE 1 END) * k.n::integer
+                       FROM jsonb_array_elements_text(a.attrs->'sortkey') WITH ORDINALITY AS k(name, n)
+                      WHERE k.name = att.attname::text), 0) AS sortkey,
+           att.attnotnull AS notnull
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      JOIN pg_attribute att ON att.attrelid = c.oid AND att.attnum > 0 AND NOT att.attisdropped
+      LEFT JOIN shiftguard.table_attributes a ON a.table_id = c.oid AND a.table_name = c.relname
+     WHERE c.relkind IN ('r', 'p', 'v') AND n.nspname = ANY (current_schemas(false))
+       AND has_table_privilege(c.oid, 'SELECT');
+
+GRANT SELECT ON shiftguard.svv_table_info, shiftguard.pg_table_def TO PUBLIC;
 
 -- Redshift's user catalog views, read through the proxy as pg_user, pg_user_info,
 -- svl_user_info and svv_user_info (policy/statements.py points the names here).

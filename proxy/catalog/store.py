@@ -54,9 +54,12 @@ _USER_COLUMNS = ("name, superuser, password_md5, password_sha256, password_salt,
 class Catalog:
     """The management pool and the private schema."""
 
-    def __init__(self, pool: asyncpg.Pool, secret: bytes):
+    def __init__(self, pool: asyncpg.Pool, secret: bytes, redshift_functions: bool = False):
         self._pool = pool
         self._secret = secret
+        # Are Redshift's functions installed (catalog/redshift_functions.sql)? Only where the
+        # management role may write pg_catalog, i.e. is a superuser.
+        self.redshift_functions = redshift_functions
 
     @classmethod
     async def open(cls, address: BackendAddress, user: str, password: str | None, database: str,
@@ -69,11 +72,11 @@ class Catalog:
             ssl = {"disable": False, "allow": False, "prefer": "prefer"}.get(address.sslmode, "require")
             pool = await asyncpg.create_pool(host=address.host, port=address.port, ssl=ssl, **kwargs)
         try:
-            secret = await _bootstrap(pool, superuser_mapping)
+            secret, functions = await _bootstrap(pool, superuser_mapping)
         except BaseException:
             await pool.close()
             raise
-        return cls(pool, secret)
+        return cls(pool, secret, functions)
 
     async def close(self) -> None:
         await self._pool.close()
@@ -205,8 +208,9 @@ def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-async def _bootstrap(pool: asyncpg.Pool, superuser_mapping: str) -> bytes:
+async def _bootstrap(pool: asyncpg.Pool, superuser_mapping: str) -> tuple[bytes, bool]:
     sql = resources.files("proxy.catalog").joinpath("schema.sql").read_text()
+    functions = resources.files("proxy.catalog").joinpath("redshift_functions.sql").read_text()
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _BOOTSTRAP_LOCK)
         await conn.execute(sql)
@@ -220,4 +224,7 @@ async def _bootstrap(pool: asyncpg.Pool, superuser_mapping: str) -> bytes:
             "INSERT INTO shiftguard.settings VALUES ('backend_secret', $1) ON CONFLICT DO NOTHING",
             secrets.token_hex(32))
         secret = await conn.fetchval("SELECT value FROM shiftguard.settings WHERE name = 'backend_secret'")
-    return bytes.fromhex(secret)
+        superuser = await conn.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+        if superuser:
+            await conn.execute(functions)
+    return bytes.fromhex(secret), bool(superuser)

@@ -16,7 +16,7 @@ class Classifier:
         self._plans: dict[bytes, Plan] = {}
 
     def __call__(self, sql: bytes) -> Plan:
-        if not may_need_plan(sql):
+        if not may_need_plan(sql, self._translator):
             return PASS  # cheaper than a cache lookup, and keeps the cache for parsed SQL
         plan = self._plans.get(sql)
         if plan is not None:

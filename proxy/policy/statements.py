@@ -27,6 +27,7 @@ from pglast.stream import RawStream
 
 from ..protocol import sqlstate
 from .tokens import Cursor, GrammarError, scan, split_statements
+from . import dialect
 from .groups import (changes_json, parse_alter_group, parse_create_group, parse_drop_group,
                      rewrite_grant)
 from .roles import as_json as roles_json
@@ -67,10 +68,14 @@ PASS = Plan()
 
 
 class Translator:
-    """What statement handlers need from outside: a role's backend password verifier."""
+    """What statement handlers need from outside: a role's backend password verifier, whether
+    Redshift's SQL dialect is translated (its functions are installed in the backend) and
+    whether PostgreSQL-only features are refused (strict_redshift)."""
 
-    def __init__(self, backend_verifier: Callable[[str], str]):
+    def __init__(self, backend_verifier: Callable[[str], str], dialect: bool = False, strict: bool = False):
         self.backend_verifier = backend_verifier
+        self.dialect = dialect
+        self.strict = strict
 
 
 # Every statement the proxy owns contains one of these words. PostgreSQL's keywords are ASCII
@@ -79,7 +84,8 @@ class Translator:
 # proxy owns and needs no parse. Only a shortcut: a hit means "scan and look", never a decision.
 # Function names are identifiers, which U&"..." can spell with escapes: SQL holding a Unicode
 # escape is always parsed.
-_TRIGGER_WORDS = (b"user", b"role", b"group", b"privileges", b"stl_", b"sys_", b"discard", b"system", b"extension", b"copy",
+_TRIGGER_WORDS = (b"user", b"role", b"group", b"privileges", b"stl_", b"sys_", b"svv_", b"pg_table_def",
+                  b"discard", b"system", b"extension", b"copy",
                   b"policy", b"language", b"load", b"set_config", b"authorization", b"grant",
                   b"revoke", b"u&")
 
@@ -88,19 +94,23 @@ CATALOG_VIEWS = {name: name for name in (
     "pg_user", "pg_user_info", "pg_group", "svl_user_info", "svv_user_info", "svv_relation_privileges",
     "svv_schema_privileges", "svv_database_privileges", "svv_roles", "svv_user_grants", "svv_role_grants",
     "svv_system_privileges", "stl_connection_log", "sys_connection_log", "stl_userlog", "stl_query",
-    "sys_query_history")}
+    "sys_query_history", "svv_table_info", "pg_table_def")}
 PRIVATE_SCHEMA = "shiftguard"
 
 
-def may_need_plan(sql: bytes) -> bool:
+def may_need_plan(sql: bytes, translator: Translator | None = None) -> bool:
     """False when sql certainly holds no statement the proxy owns (no parse needed)."""
     lowered = sql.lower()
-    return any(word in lowered for word in _TRIGGER_WORDS)
+    if translator is not None and translator.strict:
+        return True  # strict_redshift looks at every statement
+    if any(word in lowered for word in _TRIGGER_WORDS):
+        return True
+    return translator is not None and translator.dialect and any(w in lowered for w in dialect.TRIGGER_WORDS)
 
 
 def classify(sql: bytes, translator: Translator) -> Plan:
     """The plan for one Query or Parse SQL string."""
-    if not may_need_plan(sql):
+    if not may_need_plan(sql, translator):
         return PASS
     try:
         text = sql.decode("utf-8")
@@ -128,6 +138,34 @@ Result = Denial | tuple[str, bytes | None, bool] | None
 
 
 def classify_statement(statement: str, translator: Translator) -> Result:
+    """Redshift's dialect first (so the decisions below see what will execute), then the rules."""
+    if translator.dialect:
+        try:
+            rewritten = dialect.rewrite(statement)
+        except GrammarError as exc:
+            return Denial(exc.sqlstate, str(exc), hint=exc.hint)
+        if rewritten is not None:
+            return _dialect_result(rewritten, translator)
+    return _classify(statement, translator)
+
+
+def _dialect_result(rewritten: dialect.Rewritten, translator: Translator) -> Result:
+    table = rewritten.table
+    if rewritten.alter_only:
+        attrs = json.dumps(table.as_dict(), separators=(",", ":"))
+        return (f"CALL shiftguard.alter_table_attributes({sql_literal(table.table)}, {sql_literal(attrs)}::jsonb)",
+                b"ALTER TABLE", True)
+    inner = _classify(rewritten.sql, translator)
+    if inner is not None:
+        return inner if isinstance(inner, Denial) else (inner[0], inner[1], inner[2])
+    if table is not None:
+        attrs = json.dumps(table.as_dict(), separators=(",", ":"))
+        return (f"CALL shiftguard.create_table({sql_literal(rewritten.sql)}, {sql_literal(table.table)}, "
+                f"{sql_literal(attrs)}::jsonb)", b"CREATE TABLE", True)
+    return rewritten.sql, None, True
+
+
+def _classify(statement: str, translator: Translator) -> Result:
     try:
         tokens = scan(statement)
         words = [t.word for t in tokens[:2]]

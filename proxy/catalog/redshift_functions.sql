@@ -1,0 +1,193 @@
+-- Redshift functions PostgreSQL lacks, installed into pg_catalog of the cluster database on
+-- shiftguard's own backend (so every session finds them whatever its search_path). Idempotent.
+-- Statements that need more than a function (LISTAGG ... WITHIN GROUP, DATEADD(day, ...),
+-- SYSDATE, APPROXIMATE COUNT, version()) are rewritten by policy/dialect.py to use these.
+
+CREATE OR REPLACE FUNCTION pg_catalog.getdate() RETURNS timestamp
+LANGUAGE sql STABLE AS $$ SELECT date_trunc('second', clock_timestamp() AT TIME ZONE 'UTC') $$;
+
+-- SYSDATE: the start of the current transaction, UTC, as Redshift.
+CREATE OR REPLACE FUNCTION pg_catalog.sysdate() RETURNS timestamp
+LANGUAGE sql STABLE AS $$ SELECT transaction_timestamp() AT TIME ZONE 'UTC' $$;
+
+CREATE OR REPLACE FUNCTION pg_catalog.redshift_version() RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT 'PostgreSQL 8.0.2 on i686-pc-linux-gnu, compiled by GCC gcc (GCC) 3.4.2 20041017 (Red Hat 3.4.2-6.fc3), '
+           'Redshift 1.0.0 (shiftguard)'
+$$;
+
+-- A datepart as Redshift spells it ('d', 'days', 'hrs', ...) -> PostgreSQL's unit.
+CREATE OR REPLACE FUNCTION pg_catalog.redshift_datepart(p_part text) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE lower(trim(p_part))
+        WHEN 'millennium' THEN 'millennium' WHEN 'millennia' THEN 'millennium' WHEN 'mil' THEN 'millennium' WHEN 'mils' THEN 'millennium'
+        WHEN 'century' THEN 'century' WHEN 'centuries' THEN 'century' WHEN 'c' THEN 'century' WHEN 'cent' THEN 'century' WHEN 'cents' THEN 'century'
+        WHEN 'decade' THEN 'decade' WHEN 'decades' THEN 'decade' WHEN 'dec' THEN 'decade' WHEN 'decs' THEN 'decade'
+        WHEN 'year' THEN 'year' WHEN 'years' THEN 'year' WHEN 'y' THEN 'year' WHEN 'yr' THEN 'year' WHEN 'yrs' THEN 'year'
+        WHEN 'quarter' THEN 'quarter' WHEN 'quarters' THEN 'quarter' WHEN 'qtr' THEN 'quarter' WHEN 'qtrs' THEN 'quarter'
+        WHEN 'month' THEN 'month' WHEN 'months' THEN 'month' WHEN 'mon' THEN 'month' WHEN 'mons' THEN 'month'
+        WHEN 'week' THEN 'week' WHEN 'weeks' THEN 'week' WHEN 'w' THEN 'week'
+        WHEN 'day' THEN 'day' WHEN 'days' THEN 'day' WHEN 'd' THEN 'day'
+        WHEN 'hour' THEN 'hour' WHEN 'hours' THEN 'hour' WHEN 'h' THEN 'hour' WHEN 'hr' THEN 'hour' WHEN 'hrs' THEN 'hour'
+        WHEN 'minute' THEN 'minute' WHEN 'minutes' THEN 'minute' WHEN 'm' THEN 'minute' WHEN 'min' THEN 'minute' WHEN 'mins' THEN 'minute'
+        WHEN 'second' THEN 'second' WHEN 'seconds' THEN 'second' WHEN 's' THEN 'second' WHEN 'sec' THEN 'second' WHEN 'secs' THEN 'second'
+        WHEN 'millisecond' THEN 'milliseconds' WHEN 'milliseconds' THEN 'milliseconds' WHEN 'ms' THEN 'milliseconds'
+        WHEN 'msec' THEN 'milliseconds' WHEN 'msecs' THEN 'milliseconds' WHEN 'msecond' THEN 'milliseconds' WHEN 'mseconds' THEN 'milliseconds'
+        WHEN 'millisec' THEN 'milliseconds' WHEN 'millisecs' THEN 'milliseconds' WHEN 'millisecon' THEN 'milliseconds'
+        WHEN 'microsecond' THEN 'microseconds' WHEN 'microseconds' THEN 'microseconds' WHEN 'microsec' THEN 'microseconds'
+        WHEN 'microsecs' THEN 'microseconds' WHEN 'microsecond' THEN 'microseconds' WHEN 'usecond' THEN 'microseconds'
+        WHEN 'useconds' THEN 'microseconds' WHEN 'us' THEN 'microseconds' WHEN 'usec' THEN 'microseconds' WHEN 'usecs' THEN 'microseconds'
+        WHEN 'epoch' THEN 'epoch' WHEN 'dow' THEN 'dow' WHEN 'dayofweek' THEN 'dow' WHEN 'dw' THEN 'dow' WHEN 'weekday' THEN 'dow'
+        WHEN 'doy' THEN 'doy' WHEN 'dayofyear' THEN 'doy' WHEN 'dy' THEN 'doy' WHEN 'yearday' THEN 'doy'
+        ELSE NULL END
+$$;
+
+CREATE OR REPLACE FUNCTION pg_catalog.dateadd(p_part text, p_count bigint, p_at timestamp) RETURNS timestamp
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    v_unit text := pg_catalog.redshift_datepart(p_part);
+BEGIN
+    IF v_unit IS NULL OR v_unit IN ('epoch', 'dow', 'doy') THEN
+        RAISE EXCEPTION 'Invalid datepart for DATEADD: %', p_part USING ERRCODE = '22023';
+    END IF;
+    IF v_unit = 'quarter' THEN
+        RETURN p_at + make_interval(months => 3 * p_count::integer);
+    END IF;
+    RETURN p_at + (p_count || ' ' || v_unit)::interval;
+END
+$$;
+CREATE OR REPLACE FUNCTION pg_catalog.dateadd(p_part text, p_count bigint, p_at timestamptz) RETURNS timestamptz
+LANGUAGE sql STABLE AS $$ SELECT pg_catalog.dateadd(p_part, p_count, p_at::timestamp)::timestamptz $$;
+
+-- DATEDIFF counts the datepart boundaries crossed between the two, as Redshift does.
+CREATE OR REPLACE FUNCTION pg_catalog.datediff(p_part text, p_from timestamp, p_to timestamp) RETURNS bigint
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    v_unit text := pg_catalog.redshift_datepart(p_part);
+BEGIN
+    IF v_unit IS NULL THEN
+        RAISE EXCEPTION 'Invalid datepart for DATEDIFF: %', p_part USING ERRCODE = '22023';
+    END IF;
+    RETURN CASE v_unit
+        WHEN 'year' THEN extract(year FROM p_to) - extract(year FROM p_from)
+        WHEN 'quarter' THEN (extract(year FROM p_to) * 4 + extract(quarter FROM p_to))
+                          - (extract(year FROM p_from) * 4 + extract(quarter FROM p_from))
+        WHEN 'month' THEN (extract(year FROM p_to) * 12 + extract(month FROM p_to))
+                        - (extract(year FROM p_from) * 12 + extract(month FROM p_from))
+        WHEN 'week' THEN (date_trunc('week', p_to)::date - date_trunc('week', p_from)::date) / 7
+        WHEN 'day' THEN p_to::date - p_from::date
+        WHEN 'hour' THEN extract(epoch FROM date_trunc('hour', p_to) - date_trunc('hour', p_from))::bigint / 3600
+        WHEN 'minute' THEN extract(epoch FROM date_trunc('minute', p_to) - date_trunc('minute', p_from))::bigint / 60
+        WHEN 'second' THEN extract(epoch FROM date_trunc('second', p_to) - date_trunc('second', p_from))::bigint
+        WHEN 'milliseconds' THEN (extract(epoch FROM date_trunc('milliseconds', p_to) - date_trunc('milliseconds', p_from)) * 1000)::bigint
+        WHEN 'microseconds' THEN (extract(epoch FROM p_to - p_from) * 1000000)::bigint
+        ELSE NULL END;
+END
+$$;
+CREATE OR REPLACE FUNCTION pg_catalog.datediff(p_part text, p_from timestamptz, p_to timestamptz) RETURNS bigint
+LANGUAGE sql STABLE AS $$ SELECT pg_catalog.datediff(p_part, p_from::timestamp, p_to::timestamp) $$;
+
+CREATE OR REPLACE FUNCTION pg_catalog.add_months(p_at timestamp, p_months bigint) RETURNS timestamp
+LANGUAGE sql IMMUTABLE AS $$ SELECT p_at + make_interval(months => p_months::integer) $$;
+
+CREATE OR REPLACE FUNCTION pg_catalog.months_between(p_a date, p_b date) RETURNS double precision
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT (extract(year FROM p_a) * 12 + extract(month FROM p_a)) - (extract(year FROM p_b) * 12 + extract(month FROM p_b))
+         + CASE WHEN extract(day FROM p_a) = extract(day FROM p_b) THEN 0
+                ELSE (extract(day FROM p_a) - extract(day FROM p_b)) / 31.0 END
+$$;
+
+CREATE OR REPLACE FUNCTION pg_catalog.convert_timezone(p_target text, p_at timestamp) RETURNS timestamp
+LANGUAGE sql STABLE AS $$ SELECT (p_at AT TIME ZONE 'UTC') AT TIME ZONE p_target $$;
+CREATE OR REPLACE FUNCTION pg_catalog.convert_timezone(p_source text, p_target text, p_at timestamp) RETURNS timestamp
+LANGUAGE sql STABLE AS $$ SELECT (p_at AT TIME ZONE p_source) AT TIME ZONE p_target $$;
+
+CREATE OR REPLACE FUNCTION pg_catalog.trunc(p_at timestamp) RETURNS date
+LANGUAGE sql IMMUTABLE AS $$ SELECT p_at::date $$;
+
+CREATE OR REPLACE FUNCTION pg_catalog.nvl(anycompatible, anycompatible) RETURNS anycompatible
+LANGUAGE sql IMMUTABLE AS $$ SELECT coalesce($1, $2) $$;
+CREATE OR REPLACE FUNCTION pg_catalog.nvl2(anyelement, anycompatible, anycompatible) RETURNS anycompatible
+LANGUAGE sql IMMUTABLE AS $$ SELECT CASE WHEN $1 IS NOT NULL THEN $2 ELSE $3 END $$;
+
+CREATE OR REPLACE FUNCTION pg_catalog.len(text) RETURNS integer
+LANGUAGE sql IMMUTABLE AS $$ SELECT length($1) $$;
+CREATE OR REPLACE FUNCTION pg_catalog.charindex(p_needle text, p_haystack text) RETURNS integer
+LANGUAGE sql IMMUTABLE AS $$ SELECT strpos(p_haystack, p_needle) $$;
+CREATE OR REPLACE FUNCTION pg_catalog.strtol(p_number text, p_base integer) RETURNS bigint
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    v_result bigint := 0;
+    v_digit integer;
+    v_char text;
+    v_text text := lower(trim(p_number));
+    v_negative boolean := false;
+BEGIN
+    IF v_text LIKE '-%' THEN v_negative := true; v_text := substr(v_text, 2); END IF;
+    IF p_base = 16 AND v_text LIKE '0x%' THEN v_text := substr(v_text, 3); END IF;
+    FOREACH v_char IN ARRAY regexp_split_to_array(v_text, '') LOOP
+        v_digit := strpos('0123456789abcdefghijklmnopqrstuvwxyz', v_char) - 1;
+        IF v_digit < 0 OR v_digit >= p_base THEN RETURN NULL; END IF;
+        v_result := v_result * p_base + v_digit;
+    END LOOP;
+    RETURN CASE WHEN v_negative THEN -v_result ELSE v_result END;
+END
+$$;
+
+-- JSON functions over text, as Redshift's take VARCHAR; a missing path gives ''.
+CREATE OR REPLACE FUNCTION pg_catalog.json_extract_path_text(p_json text, VARIADIC p_path text[]) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$ SELECT coalesce(pg_catalog.json_extract_path_text(p_json::json, VARIADIC p_path), '') $$;
+CREATE OR REPLACE FUNCTION pg_catalog.json_extract_array_element_text(p_json text, p_index integer) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$ SELECT coalesce(p_json::json ->> p_index, '') $$;
+CREATE OR REPLACE FUNCTION pg_catalog.json_array_length(p_json text) RETURNS integer
+LANGUAGE sql IMMUTABLE AS $$ SELECT json_array_length(p_json::json) $$;
+CREATE OR REPLACE FUNCTION pg_catalog.is_valid_json(p_text text) RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    PERFORM p_text::json;
+    RETURN p_text IS NOT NULL;
+EXCEPTION WHEN others THEN
+    RETURN false;
+END
+$$;
+CREATE OR REPLACE FUNCTION pg_catalog.is_valid_json_array(p_text text) RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    RETURN json_typeof(p_text::json) = 'array';
+EXCEPTION WHEN others THEN
+    RETURN false;
+END
+$$;
+
+-- LISTAGG(expr, delimiter [ORDER BY ...]): an aggregate of that name, so a result column is
+-- still called listagg; policy/dialect.py turns WITHIN GROUP (ORDER BY ...) into ORDER BY.
+CREATE OR REPLACE FUNCTION pg_catalog.redshift_listagg_step(p_state text, p_value text, p_delimiter text) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN p_value IS NULL THEN p_state WHEN p_state IS NULL THEN p_value
+                ELSE p_state || coalesce(p_delimiter, '') || p_value END
+$$;
+CREATE OR REPLACE FUNCTION pg_catalog.redshift_listagg_step(p_state text, p_value text) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$ SELECT pg_catalog.redshift_listagg_step(p_state, p_value, '') $$;
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_proc WHERE proname = 'listagg' AND pronamespace = 'pg_catalog'::regnamespace) THEN
+        CREATE AGGREGATE pg_catalog.listagg(text, text) (SFUNC = pg_catalog.redshift_listagg_step, STYPE = text);
+        CREATE AGGREGATE pg_catalog.listagg(text) (SFUNC = pg_catalog.redshift_listagg_step, STYPE = text);
+    END IF;
+END
+$$;
+
+-- MEDIAN, an aggregate.
+CREATE OR REPLACE FUNCTION pg_catalog.redshift_median_final(double precision[]) RETURNS double precision
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY v) FROM unnest($1) AS v
+$$;
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_proc WHERE proname = 'median' AND pronamespace = 'pg_catalog'::regnamespace) THEN
+        CREATE AGGREGATE pg_catalog.median(double precision) (
+            SFUNC = array_append, STYPE = double precision[], FINALFUNC = pg_catalog.redshift_median_final,
+            INITCOND = '{}');
+    END IF;
+END
+$$;

@@ -53,11 +53,13 @@ def check_listen_policy(config: Config, default_password: bool) -> None:
 class Proxy:
     """The running proxy: backend, catalog, client listeners and the API server."""
 
-    def __init__(self, config: Config, own_backend: EmbeddedTarget | None = None):
+    def __init__(self, config: Config, own_backend: EmbeddedTarget | None = None,
+                 initdb_cache: Path | None = None):
         """own_backend: an embedded server started elsewhere (by a test session, say) that this
-        proxy treats as its own instead of starting one."""
+        proxy treats as its own instead of starting one. initdb_cache: see EmbeddedPostgres."""
         self.config = config
         self.own_backend = own_backend
+        self.initdb_cache = initdb_cache
         self.embedded: EmbeddedPostgres | None = None
         self.catalog: Catalog | None = None
         self.audit: AuditWriter | None = None
@@ -80,7 +82,8 @@ class Proxy:
         else:
             target = self.own_backend
             if target is None:
-                self.embedded = EmbeddedPostgres(data_dir, config.embedded.bin_dir, config.embedded.os_user)
+                self.embedded = EmbeddedPostgres(data_dir, config.embedded.bin_dir, config.embedded.os_user,
+                                                 initdb_cache=self.initdb_cache)
                 target = await self.embedded.start()
             address = BackendAddress(socket_dir=target.socket_dir, port=target.port)
             mapping = "superuser"

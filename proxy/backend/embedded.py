@@ -84,8 +84,12 @@ UNREACHABLE_FALLBACK = Path("/var/lib/shiftguard")
 class EmbeddedPostgres:
     """A PostgreSQL server in data_dir/pgdata, started and stopped by this process."""
 
-    def __init__(self, data_dir: Path, bin_dir: str | None = None, os_user: str = "postgres"):
+    def __init__(self, data_dir: Path, bin_dir: str | None = None, os_user: str = "postgres",
+                 initdb_cache: Path | None = None):
+        """initdb_cache: a directory keeping a fresh initdb's output (and its management
+        password) to copy instead of running initdb again (proxy.testing uses it)."""
         self.data_dir = data_dir.resolve()
+        self.initdb_cache = initdb_cache
         self.bin_dir = find_bin_dir(bin_dir)
         self._as_root = os.geteuid() == 0
         self._os_user = os_user
@@ -152,6 +156,40 @@ class EmbeddedPostgres:
                 os.chown(directory, *ids)
             os.chmod(directory, 0o700)
 
+    def _cache_key(self) -> Path | None:
+        if self.initdb_cache is None:
+            return None
+        version = (self.bin_dir / "..").resolve().name
+        return self.initdb_cache / f"initdb-{version}-{os.geteuid()}"
+
+    def _copy_cached_initdb(self) -> bool:
+        cached = self._cache_key()
+        if cached is None or not (cached / "pgdata" / "PG_VERSION").exists():
+            return False
+        shutil.rmtree(self.pgdata, ignore_errors=True)
+        shutil.copytree(cached / "pgdata", self.pgdata, symlinks=True)
+        shutil.copy2(cached / "management.password", self.data_dir / "management.password")
+        ids = self._user_ids()
+        for root, dirs, files in os.walk(self.pgdata):
+            for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
+                if ids:
+                    os.chown(name, *ids)
+        os.chmod(self.pgdata, 0o700)
+        log.info("embedded PostgreSQL copied from the initdb cache %s", cached)
+        return True
+
+    def _cache_initdb(self) -> None:
+        cached = self._cache_key()
+        if cached is None or cached.exists():
+            return
+        try:
+            partial = cached.with_name(cached.name + f".{os.getpid()}")
+            shutil.copytree(self.pgdata, partial / "pgdata", symlinks=True)
+            shutil.copy2(self.data_dir / "management.password", partial / "management.password")
+            partial.rename(cached)
+        except OSError as exc:
+            log.warning("could not keep an initdb cache in %s: %s", cached, exc)
+
     def _password(self) -> str:
         """The management role's password, made on first start and kept in the data directory."""
         path = self.data_dir / "management.password"
@@ -191,8 +229,11 @@ class EmbeddedPostgres:
         self._prepare_directories()
         password = self._password()
         if not (self.pgdata / "PG_VERSION").exists():
-            log.info("initialising embedded PostgreSQL in %s", self.pgdata)
-            await asyncio.to_thread(self._initdb, password)
+            if not await asyncio.to_thread(self._copy_cached_initdb):
+                log.info("initialising embedded PostgreSQL in %s", self.pgdata)
+                await asyncio.to_thread(self._initdb, password)
+                await asyncio.to_thread(self._cache_initdb)
+            password = self._password()
         await asyncio.to_thread(self._stop_stale_server)
         log_file = open(self.data_dir / "postgres.log", "ab")
         args = [

@@ -191,3 +191,13 @@ BEGIN
     END IF;
 END
 $$;
+
+-- Catalog functions Redshift's leader node has (sqlalchemy-redshift's reflection uses them).
+CREATE OR REPLACE FUNCTION pg_catalog.format_encoding(p_encoding integer) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT (ARRAY['none', 'bytedict', 'delta', 'delta32k', 'lzo', 'mostly8', 'mostly16', 'mostly32', 'raw',
+                  'runlength', 'text255', 'text32k', 'zstd', 'az64'])[coalesce(p_encoding, 0) + 1]
+$$;
+-- Late-binding views do not exist here: no rows.
+CREATE OR REPLACE FUNCTION pg_catalog.pg_get_late_binding_view_cols() RETURNS SETOF record
+LANGUAGE plpgsql STABLE AS $$ BEGIN RETURN; END $$;

@@ -765,6 +765,61 @@ CREATE OR REPLACE VIEW shiftguard.pg_table_def AS
 
 GRANT SELECT ON shiftguard.svv_table_info, shiftguard.pg_table_def TO PUBLIC;
 
+-- Redshift's catalog columns PostgreSQL lacks, for tools that read them (sqlalchemy-redshift):
+-- pg_class.reldiststyle, pg_attribute.attisdistkey/attsortkeyord/attencodingtype,
+-- pg_attrdef.adsrc; and the (empty) Spectrum views. Queries through the proxy that name
+-- pg_class, pg_attribute or pg_attrdef read these (policy/statements.py).
+CREATE OR REPLACE FUNCTION shiftguard.encoding_id(p_codec text) RETURNS smallint
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT (array_position(ARRAY['none', 'bytedict', 'delta', 'delta32k', 'lzo', 'mostly8', 'mostly16', 'mostly32',
+                                 'raw', 'runlength', 'text255', 'text32k', 'zstd', 'az64'], lower(p_codec)) - 1)::smallint
+$$;
+
+CREATE OR REPLACE VIEW shiftguard.pg_class AS
+    SELECT c.*, CASE upper(a.attrs->>'diststyle') WHEN 'KEY' THEN 1 WHEN 'ALL' THEN 8 ELSE 0 END::smallint AS reldiststyle,
+           false AS relhasoids,  -- psql's queries for an 8.0 server (what Redshift reports) read these
+           (SELECT count(*) FROM pg_catalog.pg_trigger t WHERE t.tgrelid = c.oid)::smallint AS reltriggers
+      FROM pg_catalog.pg_class c
+      LEFT JOIN shiftguard.table_attributes a ON a.table_id = c.oid AND a.table_name = c.relname;
+
+-- pg_attribute's columns differ between PostgreSQL versions, and attmissingval (anyarray)
+-- cannot be in a view: the column list is read from the catalog.
+DO $$
+BEGIN
+    EXECUTE format($view$
+        CREATE OR REPLACE VIEW shiftguard.pg_attribute AS
+        SELECT %s, coalesce(a.attrs->>'distkey' = att.attname::text, false) AS attisdistkey,
+               coalesce((SELECT (CASE WHEN a.attrs->>'sortkey_type' = 'INTERLEAVED' THEN -1 ELSE 1 END) * k.n::integer
+                           FROM jsonb_array_elements_text(a.attrs->'sortkey') WITH ORDINALITY AS k(name, n)
+                          WHERE k.name = att.attname::text), 0) AS attsortkeyord,
+               coalesce(shiftguard.encoding_id(a.attrs->'encodings'->>att.attname::text), 0)::smallint AS attencodingtype
+          FROM pg_catalog.pg_attribute att
+          LEFT JOIN shiftguard.table_attributes a ON a.table_id = att.attrelid
+    $view$, (SELECT string_agg('att.' || quote_ident(attname), ', ' ORDER BY attnum) FROM pg_catalog.pg_attribute
+              WHERE attrelid = 'pg_catalog.pg_attribute'::regclass AND attnum > 0
+                AND atttypid <> 'anyarray'::regtype));
+END
+$$;
+
+CREATE OR REPLACE VIEW shiftguard.pg_attrdef AS
+    SELECT d.*, pg_catalog.pg_get_expr(d.adbin, d.adrelid) AS adsrc FROM pg_catalog.pg_attrdef d;
+
+CREATE OR REPLACE VIEW shiftguard.svv_external_schemas AS
+    SELECT NULL::integer AS esoid, NULL::integer AS eskind, NULL::text AS schemaname, NULL::integer AS esowner,
+           NULL::text AS databasename, NULL::text AS esoptions WHERE false;
+CREATE OR REPLACE VIEW shiftguard.svv_external_tables AS
+    SELECT NULL::text AS redshift_database_name, NULL::text AS schemaname, NULL::text AS tablename,
+           NULL::text AS location, NULL::text AS input_format, NULL::text AS output_format,
+           NULL::text AS serialization_lib, NULL::text AS serde_parameters, NULL::integer AS compressed,
+           NULL::text AS parameters, NULL::text AS tabletype WHERE false;
+CREATE OR REPLACE VIEW shiftguard.svv_external_columns AS
+    SELECT NULL::text AS redshift_database_name, NULL::text AS schemaname, NULL::text AS tablename,
+           NULL::text AS columnname, NULL::text AS external_type, NULL::integer AS columnnum,
+           NULL::integer AS part_key, NULL::text AS is_nullable WHERE false;
+
+GRANT SELECT ON shiftguard.pg_class, shiftguard.pg_attribute, shiftguard.pg_attrdef, shiftguard.svv_external_schemas,
+                shiftguard.svv_external_tables, shiftguard.svv_external_columns TO PUBLIC;
+
 -- Redshift's user catalog views, read through the proxy as pg_user, pg_user_info,
 -- svl_user_info and svv_user_info (policy/statements.py points the names here).
 CREATE OR REPLACE VIEW shiftguard.pg_user AS

@@ -278,11 +278,30 @@ def _alter_table_clauses(tokens: list[Token]) -> tuple[TableAttributes | None, b
 # --------------------------------------------------------------------------- expressions
 
 
+def where_integer(lowered: bytes) -> bool:
+    """Does 'where' come right before a digit (Redshift's WHERE 1 AND ...)? A shortcut only."""
+    start = 0
+    while (found := lowered.find(b"where", start)) >= 0:
+        rest = lowered[found + 5:found + 40].lstrip()
+        if rest[:1] in (b"0", b"1"):
+            return True
+        start = found + 5
+    return False
+
+
+_AFTER_CONDITION = ("AND", "OR", "ORDER", "GROUP", "LIMIT", "UNION", "HAVING", "")
+
+
 def _expressions(text: str, tokens: list[Token], edits: list) -> None:
     for index, token in enumerate(tokens):
         word = token.word
         before = tokens[index - 1] if index else None
         following = tokens[index + 1] if index + 1 < len(tokens) else None
+        if token.name == "ICONST" and token.text in ("0", "1") and before is not None and before.word == "WHERE" \
+                and (following is None or following.word in _AFTER_CONDITION or _is(following, ")")):
+            # Redshift's leader node reads WHERE 1 / WHERE 0 as a boolean; PostgreSQL does not.
+            edits.append((token.start, token.end, "true" if token.text == "1" else "false"))
+            continue
         if _is(before, "."):
             continue  # schema.function: the user's own, not Redshift's
         if word == "SYSDATE" and not _is(following, "("):

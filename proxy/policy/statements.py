@@ -94,7 +94,10 @@ CATALOG_VIEWS = {name: name for name in (
     "pg_user", "pg_user_info", "pg_group", "svl_user_info", "svv_user_info", "svv_relation_privileges",
     "svv_schema_privileges", "svv_database_privileges", "svv_roles", "svv_user_grants", "svv_role_grants",
     "svv_system_privileges", "stl_connection_log", "sys_connection_log", "stl_userlog", "stl_query",
-    "sys_query_history", "svv_table_info", "pg_table_def")}
+    "sys_query_history", "svv_table_info", "pg_table_def", "svv_external_schemas", "svv_external_tables",
+    "svv_external_columns")}
+# PostgreSQL catalogs read through views adding Redshift's columns, when the dialect is on.
+DIALECT_CATALOGS = ("pg_class", "pg_attribute", "pg_attrdef")
 PRIVATE_SCHEMA = "shiftguard"
 
 
@@ -105,7 +108,9 @@ def may_need_plan(sql: bytes, translator: Translator | None = None) -> bool:
         return True  # strict_redshift looks at every statement
     if any(word in lowered for word in _TRIGGER_WORDS):
         return True
-    return translator is not None and translator.dialect and any(w in lowered for w in dialect.TRIGGER_WORDS)
+    return translator is not None and translator.dialect and (
+        any(w in lowered for w in dialect.TRIGGER_WORDS) or any(w.encode() in lowered for w in DIALECT_CATALOGS)
+        or dialect.where_integer(lowered))
 
 
 def classify(sql: bytes, translator: Translator) -> Plan:
@@ -188,8 +193,9 @@ def _classify(statement: str, translator: Translator) -> Result:
     except GrammarError as exc:
         return Denial(exc.sqlstate, str(exc), hint=exc.hint)
     lowered = statement.lower()
-    if any(name in lowered for name in CATALOG_VIEWS):
-        return _point_at_catalog_views(statement)
+    if any(name in lowered for name in CATALOG_VIEWS) or (
+            translator.dialect and any(name in lowered for name in DIALECT_CATALOGS)):
+        return _point_at_catalog_views(statement, translator.dialect)
     try:
         (raw,) = json.loads(parser.parse_sql_json(statement))["stmts"]
     except (parser.ParseError, ValueError):
@@ -197,6 +203,8 @@ def _classify(statement: str, translator: Translator) -> Result:
     ((kind, node),) = raw["stmt"].items()
     handler = _AST_HANDLERS.get(kind)
     result = handler(node, words) if handler else None
+    if result is None and translator.strict:
+        result = _strict_refusal(kind, node)
     if result is None and "set_config" in lowered and _sets_identity(raw):
         return _escape("set_config('role' | 'session_authorization', ...)")
     return result
@@ -275,20 +283,33 @@ def _grant_to_groups(statement: str) -> Result:
 
 
 class _CatalogViews(visitors.Visitor):
+    def __init__(self, dialect: bool):
+        super().__init__()
+        self.names = set(CATALOG_VIEWS) | (set(DIALECT_CATALOGS) if dialect else set())
+
     def visit_RangeVar(self, parent, node):
-        if node.schemaname in (None, "pg_catalog") and node.relname in CATALOG_VIEWS:
+        if node.schemaname in (None, "pg_catalog") and node.relname in self.names:
+            if node.alias is None:
+                # Keep the name that column references use (pg_catalog.pg_class.relname too).
+                node.alias = pglast.ast.Alias(aliasname=node.relname)
             node.schemaname = PRIVATE_SCHEMA
-            node.relname = CATALOG_VIEWS[node.relname]
+            node.relname = CATALOG_VIEWS.get(node.relname, node.relname)
+
+    def visit_ColumnRef(self, parent, node):
+        fields = node.fields or ()
+        if len(fields) == 3 and getattr(fields[0], "sval", None) == "pg_catalog" \
+                and getattr(fields[1], "sval", None) in self.names:
+            node.fields = fields[1:]
 
 
-def _point_at_catalog_views(statement: str) -> Result:
+def _point_at_catalog_views(statement: str, dialect: bool = False) -> Result:
     """Redshift's pg_user & co. read from the private schema's views (same columns as Redshift)."""
     try:
         tree = pglast.parse_sql(statement)
     except parser.ParseError:
         return None
     before = RawStream()(tree)
-    _CatalogViews()(tree)
+    _CatalogViews(dialect)(tree)
     after = RawStream()(tree)
     return None if after == before else (after, None, True)
 
@@ -383,6 +404,89 @@ def _sets_identity(tree) -> bool:
         elif isinstance(node, list):
             stack.extend(node)
     return False
+
+
+# --------------------------------------------------------------------------- strict_redshift
+
+# Statements Amazon Redshift does not have (reference §9). Its exact errors are UNVERIFIED;
+# ours say what is refused and why, with SQLSTATE 0A000.
+_NOT_IN_REDSHIFT = {
+    "IndexStmt": "CREATE INDEX", "CreateSeqStmt": "CREATE SEQUENCE", "AlterSeqStmt": "ALTER SEQUENCE",
+    "CreateTrigStmt": "CREATE TRIGGER", "CreateEventTrigStmt": "CREATE EVENT TRIGGER",
+    "ListenStmt": "LISTEN", "NotifyStmt": "NOTIFY", "UnlistenStmt": "UNLISTEN",
+    "CompositeTypeStmt": "CREATE TYPE", "CreateEnumStmt": "CREATE TYPE", "CreateRangeStmt": "CREATE TYPE",
+    "CreateDomainStmt": "CREATE DOMAIN", "ReassignOwnedStmt": "REASSIGN OWNED", "DropOwnedStmt": "DROP OWNED",
+    "ClusterStmt": "CLUSTER", "ReindexStmt": "REINDEX", "CheckPointStmt": "CHECKPOINT",
+    "CreateTableSpaceStmt": "CREATE TABLESPACE", "CreateFdwStmt": "CREATE FOREIGN DATA WRAPPER",
+    "CreateForeignServerStmt": "CREATE SERVER", "CreateForeignTableStmt": "CREATE FOREIGN TABLE",
+    "CreateUserMappingStmt": "CREATE USER MAPPING", "CreatePublicationStmt": "CREATE PUBLICATION",
+    "CreateSubscriptionStmt": "CREATE SUBSCRIPTION", "CreateStatsStmt": "CREATE STATISTICS",
+    "RuleStmt": "CREATE RULE", "CreateConversionStmt": "CREATE CONVERSION", "CreateCastStmt": "CREATE CAST",
+    "DefineStmt": "CREATE AGGREGATE / OPERATOR / TYPE", "CreateOpClassStmt": "CREATE OPERATOR CLASS",
+}
+
+# Expression and clause nodes for features Redshift lacks.
+_NOT_IN_REDSHIFT_NODES = {
+    "A_ArrayExpr": "array constructors", "CollateClause": "COLLATE", "PartitionSpec": "table partitioning",
+}
+
+
+def _strict_refusal(kind: str, node: dict) -> Denial | None:
+    feature = _NOT_IN_REDSHIFT.get(kind)
+    if feature is None and kind == "CreateStmt":
+        if node.get("partspec"):
+            feature = "table partitioning"
+        elif node.get("inhRelations"):
+            feature = "table inheritance (INHERITS)"
+        elif node.get("tablespacename"):
+            feature = "tablespaces"
+    if feature is None and (kind in ("CreateStmt", "AlterTableStmt") or _touches_user_tables(node)):
+        # Catalog-only queries run on Redshift's leader node, a PostgreSQL 8 that has arrays &c
+        # (SQLAlchemy's reflection uses = ANY (ARRAY[...])); user tables do not.
+        feature = _unsupported_node({kind: node})
+    if feature is None:
+        return None
+    return Denial(sqlstate.FEATURE_NOT_SUPPORTED, f"Amazon Redshift does not support {feature}",
+                  hint="shiftguard refuses it because strict_redshift is on; Redshift would refuse it too")
+
+
+def _touches_user_tables(tree) -> bool:
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            range_var = node.get("RangeVar")
+            if range_var is not None:
+                schema = range_var.get("schemaname")
+                name = range_var.get("relname", "")
+                if schema not in ("pg_catalog", "information_schema") and not name.startswith(("pg_", "svv_", "stl_", "svl_", "sys_", "stv_")):
+                    return True
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False
+
+
+def _unsupported_node(tree) -> str | None:
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in _NOT_IN_REDSHIFT_NODES:
+                    return _NOT_IN_REDSHIFT_NODES[key]
+                if key == "A_Indirection" and any("A_Indices" in i for i in value.get("indirection", ())):
+                    return "array subscripts"
+                if key in ("TypeName", "typeName") and isinstance(value, dict) and value.get("arrayBounds"):
+                    return "array types"
+                if key == "Constraint" and value.get("contype") in ("CONSTR_CHECK", "CONSTR_EXCLUSION"):
+                    return "CHECK and EXCLUDE constraints"
+                if key == "RangeSubselect" and "valuesLists" in str(value.get("subquery", ""))[:200]:
+                    return "VALUES as a table"
+                stack.append(value)
+        elif isinstance(node, list):
+            stack.extend(node)
+    return None
 
 
 _AST_HANDLERS: dict[str, Callable[[dict, list[str]], Result]] = {

@@ -237,12 +237,12 @@ def test_large_copy_round_trip(proxy, sslmode, tmp_path, copy_table):
     assert (tmp_path / "back.txt").read_text() == (tmp_path / "big.txt").read_text()
 
 
-def test_describe_table_with_the_backend_version_reported(make_proxy):
-    # psql picks its catalog queries by the server's version. With Redshift's 8.0.2 it uses
-    # old-server queries (c.relhasoids, p.proisagg) that PostgreSQL 15's catalog lacks, so
-    # \d and \df work only when the backend's own version is reported; emulating Redshift's
-    # catalog columns is the catalog-fidelity issue's work.
-    proxy = make_proxy(server_version_mode="backend")
+@pytest.mark.parametrize("mode", ["redshift", "backend"])
+def test_describe_table(make_proxy, mode):
+    # psql picks its catalog queries by the server's version: with Redshift's 8.0.2 it uses
+    # old-server queries (c.relhasoids, c.reltriggers), which the proxy answers from a pg_class
+    # view with those columns, as Redshift's catalog has them.
+    proxy = make_proxy(server_version_mode=mode)
     table = unique()
     ok(psql(proxy, "-c", f"CREATE TABLE {table} (id int PRIMARY KEY, name varchar(10))"))
     try:

@@ -21,6 +21,9 @@ from proxy.backend.embedded import EmbeddedPostgres
 from proxy.config import DEFAULT_ADMIN_PASSWORD, Config, load_config
 from proxy.server import Proxy, ensure_database
 
+# An application project using the pytest plugin; test_standin.py runs it as its own session.
+collect_ignore = ["example_project"]
+
 ADMIN = "awsuser"
 ADMIN_PASSWORD = DEFAULT_ADMIN_PASSWORD
 USER_PASSWORD = "Secret123"

@@ -58,6 +58,9 @@ END
 $$;
 CREATE OR REPLACE FUNCTION pg_catalog.dateadd(p_part text, p_count bigint, p_at timestamptz) RETURNS timestamptz
 LANGUAGE sql STABLE AS $$ SELECT pg_catalog.dateadd(p_part, p_count, p_at::timestamp)::timestamptz $$;
+-- A string literal (DATEADD(day, 1, '2008-02-28')) is a timestamp, as in Redshift.
+CREATE OR REPLACE FUNCTION pg_catalog.dateadd(p_part text, p_count bigint, p_at text) RETURNS timestamp
+LANGUAGE sql STABLE AS $$ SELECT pg_catalog.dateadd(p_part, p_count, p_at::timestamp) $$;
 
 -- DATEDIFF counts the datepart boundaries crossed between the two, as Redshift does.
 CREATE OR REPLACE FUNCTION pg_catalog.datediff(p_part text, p_from timestamp, p_to timestamp) RETURNS bigint
@@ -107,7 +110,11 @@ LANGUAGE sql IMMUTABLE AS $$ SELECT p_at::date $$;
 
 CREATE OR REPLACE FUNCTION pg_catalog.nvl(anycompatible, anycompatible) RETURNS anycompatible
 LANGUAGE sql IMMUTABLE AS $$ SELECT coalesce($1, $2) $$;
+CREATE OR REPLACE FUNCTION pg_catalog.nvl(text, text) RETURNS text  -- for literals only: NVL(NULL, 'x')
+LANGUAGE sql IMMUTABLE AS $$ SELECT coalesce($1, $2) $$;
 CREATE OR REPLACE FUNCTION pg_catalog.nvl2(anyelement, anycompatible, anycompatible) RETURNS anycompatible
+LANGUAGE sql IMMUTABLE AS $$ SELECT CASE WHEN $1 IS NOT NULL THEN $2 ELSE $3 END $$;
+CREATE OR REPLACE FUNCTION pg_catalog.nvl2(text, text, text) RETURNS text
 LANGUAGE sql IMMUTABLE AS $$ SELECT CASE WHEN $1 IS NOT NULL THEN $2 ELSE $3 END $$;
 
 CREATE OR REPLACE FUNCTION pg_catalog.len(text) RETURNS integer

@@ -65,6 +65,10 @@ REDSHIFT_SERVER_VERSION = "8.0.2"
 # that hash a new password themselves (psql's \password asks SHOW password_encryption) must
 # be told md5; a SCRAM verifier would be refused.
 SESSION_SETTINGS = {"password_encryption": "md5"}
+# And, when sessions look like Redshift's: a backslash escapes in ordinary string literals, as
+# in Redshift ('\\' is one backslash; the documentation's own examples rely on it).
+REDSHIFT_SESSION_SETTINGS = {**SESSION_SETTINGS, "standard_conforming_strings": "off",
+                             "escape_string_warning": "off"}
 
 
 class State(enum.Enum):
@@ -511,8 +515,9 @@ class Connection:
         catalog = self.context.catalog
         started = time.monotonic()
         try:
+            settings = REDSHIFT_SESSION_SETTINGS if self.config.server_version_mode == "redshift" else SESSION_SETTINGS
             session = await open_session(self.context.backend, role, catalog.backend_password(role),
-                                         params.database, {**params.forwarded, **SESSION_SETTINGS})
+                                         params.database, {**params.forwarded, **settings})
             if self.context.metrics is not None:
                 self.context.metrics.backend_connect.observe(time.monotonic() - started)
             return session

@@ -53,9 +53,10 @@ class TableAttributes:
                     self.encode_auto, self.backup is not None))
 
     def as_dict(self) -> dict:
-        return {"diststyle": self.diststyle, "distkey": self.distkey, "sortkey": self.sortkey,
-                "sortkey_type": self.sortkey_type, "encodings": self.encodings, "encode_auto": self.encode_auto,
-                "backup": self.backup}
+        """What was said; unset values are None (an ALTER records only what it changes)."""
+        return {"diststyle": self.diststyle, "distkey": self.distkey, "sortkey": self.sortkey or None,
+                "sortkey_type": self.sortkey_type, "encodings": self.encodings or None,
+                "encode_auto": self.encode_auto or None, "backup": self.backup}
 
 
 @dataclass
@@ -345,5 +346,9 @@ def _listagg(text: str, tokens: list[Token], index: int) -> tuple[int, int, str]
         group_close = _close(tokens, close + 3)
         order_by = " " + text[tokens[close + 4].start:tokens[group_close - 1].end]
         end = tokens[group_close].end
+        key = tokens[close + 6] if close + 6 < group_close else None  # after ( ORDER BY
+        if distinct and key is not None and text[key.start:key.end] == expr:
+            # With DISTINCT, PostgreSQL wants the ORDER BY expression to be the argument itself.
+            order_by = f" ORDER BY ({expr})::text{text[key.end:tokens[group_close - 1].end]}"
     return (tokens[index].start, end,
             f"listagg({'DISTINCT ' if distinct else ''}({expr})::text, ({delimiter})::text{order_by})")

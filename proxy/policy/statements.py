@@ -193,9 +193,12 @@ def _classify(statement: str, translator: Translator) -> Result:
     except GrammarError as exc:
         return Denial(exc.sqlstate, str(exc), hint=exc.hint)
     lowered = statement.lower()
+    catalog_rewrite = None
     if any(name in lowered for name in CATALOG_VIEWS) or (
             translator.dialect and any(name in lowered for name in DIALECT_CATALOGS)):
-        return _point_at_catalog_views(statement, translator.dialect)
+        catalog_rewrite = _point_at_catalog_views(statement, translator.dialect)
+        if catalog_rewrite is not None:
+            statement = catalog_rewrite[0]  # the rules below judge what will execute
     try:
         (raw,) = json.loads(parser.parse_sql_json(statement))["stmts"]
     except (parser.ParseError, ValueError):
@@ -207,7 +210,7 @@ def _classify(statement: str, translator: Translator) -> Result:
         result = _strict_refusal(kind, node)
     if result is None and "set_config" in lowered and _sets_identity(raw):
         return _escape("set_config('role' | 'session_authorization', ...)")
-    return result
+    return result if result is not None else catalog_rewrite
 
 
 # --------------------------------------------------------------------------- helpers
@@ -302,6 +305,53 @@ class _CatalogViews(visitors.Visitor):
             node.fields = fields[1:]
 
 
+def _is_catalog_relation(schema: str | None, name: str) -> bool:
+    """Whether a relation is a system table or view (Redshift runs such queries on its leader node)."""
+    return schema in ("pg_catalog", "information_schema", PRIVATE_SCHEMA) or (
+        schema is None and name.startswith(("pg_", "svv_", "stl_", "svl_", "sys_", "stv_")))
+
+
+class _UserTables(visitors.Visitor):
+    """Finds whether a parse tree reads any relation outside the catalogs."""
+
+    def __init__(self):
+        super().__init__()
+        self.found = False
+
+    def visit_RangeVar(self, parent, node):
+        if not _is_catalog_relation(node.schemaname, node.relname):
+            self.found = True
+
+
+class _LateralAliases(visitors.Visitor):
+    """Redshift lets WHERE name an output column alias of the same SELECT (sqlalchemy-redshift's
+    reflection does: WHERE ... AND schema = 'public'). Applied to catalog-only queries, where an
+    alias is never a different column of the same name."""
+
+    def visit_SelectStmt(self, parent, node):
+        if node.whereClause is None or not node.targetList:
+            return None
+        aliases = {t.name: t.val for t in node.targetList if getattr(t, "name", None)}
+        if aliases:
+            node.whereClause = _Substitute(aliases)(node.whereClause)
+        return None
+
+
+class _Substitute(visitors.Visitor):
+    def __init__(self, aliases: dict):
+        super().__init__()
+        self.aliases = aliases
+
+    def visit_ColumnRef(self, parent, node):
+        fields = node.fields or ()
+        if len(fields) == 1 and getattr(fields[0], "sval", None) in self.aliases:
+            return self.aliases[fields[0].sval]
+        return None
+
+    def visit_SelectStmt(self, parent, node):
+        return visitors.Skip  # a subquery's names are its own
+
+
 def _point_at_catalog_views(statement: str, dialect: bool = False) -> Result:
     """Redshift's pg_user & co. read from the private schema's views (same columns as Redshift)."""
     try:
@@ -310,6 +360,11 @@ def _point_at_catalog_views(statement: str, dialect: bool = False) -> Result:
         return None
     before = RawStream()(tree)
     _CatalogViews(dialect)(tree)
+    if dialect:
+        user_tables = _UserTables()
+        user_tables(tree)
+        if not user_tables.found:
+            _LateralAliases()(tree)
     after = RawStream()(tree)
     return None if after == before else (after, None, True)
 
@@ -440,6 +495,8 @@ def _strict_refusal(kind: str, node: dict) -> Denial | None:
             feature = "table inheritance (INHERITS)"
         elif node.get("tablespacename"):
             feature = "tablespaces"
+    if feature is None and _values_as_table(node):
+        feature = "VALUES as a table"
     if feature is None and (kind in ("CreateStmt", "AlterTableStmt") or _touches_user_tables(node)):
         # Catalog-only queries run on Redshift's leader node, a PostgreSQL 8 that has arrays &c
         # (SQLAlchemy's reflection uses = ANY (ARRAY[...])); user tables do not.
@@ -456,11 +513,24 @@ def _touches_user_tables(tree) -> bool:
         node = stack.pop()
         if isinstance(node, dict):
             range_var = node.get("RangeVar")
-            if range_var is not None:
-                schema = range_var.get("schemaname")
-                name = range_var.get("relname", "")
-                if schema not in ("pg_catalog", "information_schema") and not name.startswith(("pg_", "svv_", "stl_", "svl_", "sys_", "stv_")):
-                    return True
+            if range_var is not None and not _is_catalog_relation(range_var.get("schemaname"),
+                                                                   range_var.get("relname", "")):
+                return True
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False
+
+
+def _values_as_table(tree) -> bool:
+    """FROM (VALUES ...): Redshift takes VALUES lists in INSERT only (leader node included)."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            subselect = node.get("RangeSubselect")
+            if subselect is not None and subselect.get("subquery", {}).get("SelectStmt", {}).get("valuesLists"):
+                return True
             stack.extend(node.values())
         elif isinstance(node, list):
             stack.extend(node)
@@ -481,8 +551,6 @@ def _unsupported_node(tree) -> str | None:
                     return "array types"
                 if key == "Constraint" and value.get("contype") in ("CONSTR_CHECK", "CONSTR_EXCLUSION"):
                     return "CHECK and EXCLUDE constraints"
-                if key == "RangeSubselect" and "valuesLists" in str(value.get("subquery", ""))[:200]:
-                    return "VALUES as a table"
                 stack.append(value)
         elif isinstance(node, list):
             stack.extend(node)

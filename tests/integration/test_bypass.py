@@ -196,3 +196,18 @@ def test_every_bypass_attempt_fails(proxy, setup, postgres, capsys):
         print(f"\nbypass attempts: {tried}, succeeded: {succeeded}")
     assert tried >= 60
     assert failures == []
+
+
+@pytest.mark.parametrize("sql", [
+    "COPY (SELECT usename FROM pg_user) TO PROGRAM 'id'",
+    "COPY (SELECT usename FROM pg_user) TO '/tmp/shiftguard-escape'",
+    "SELECT set_config('role', 'postgres', false) FROM pg_user LIMIT 1",
+    "CREATE EXTENSION IF NOT EXISTS dblink",
+    "ALTER SYSTEM SET log_statement = 'none'",
+])
+def test_escapes_are_refused_to_superusers_too(proxy, sql):
+    """PostgreSQL-only features that leave the model are refused whoever asks, also when the
+    statement names a Redshift catalog view that the proxy rewrites."""
+    with proxy.connect() as admin:
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match="not supported"):
+            admin.execute(sql)

@@ -1,0 +1,59 @@
+"""The stand-in for application tests: proxy.testing, the pytest plugin used from a separate
+project, SQLAlchemy with sqlalchemy-redshift."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+import sqlalchemy as sa
+
+from proxy.testing import RedshiftStandIn
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "example_project"
+
+
+def test_example_project_runs_with_the_plugin():
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=EXAMPLE,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "5 passed" in result.stdout
+
+
+def test_stand_in_starts_quickly_and_cleans_up():
+    started = time.monotonic()
+    with RedshiftStandIn(init_sql=["CREATE USER app PASSWORD 'App12345'"]) as redshift:
+        seconds = time.monotonic() - started
+        data_dir = redshift._data_dir
+        with psycopg.connect(redshift.dsn_for("app", "App12345")) as conn:
+            assert conn.execute("SELECT current_user").fetchone() == ("app",)
+        creds = redshift.credentials("tmp_app", db_groups=[])
+        with psycopg.connect(redshift.dsn_for(creds["DbUser"], creds["DbPassword"])) as conn:
+            assert conn.execute("SELECT current_user").fetchone() == ("tmp_app",)
+    print(f"\nstand-in startup: {seconds:.2f} s")
+    assert not data_dir.exists()
+
+
+def test_sqlalchemy_redshift_create_all_and_query():
+    with RedshiftStandIn() as redshift:
+        engine = sa.create_engine(redshift.url, connect_args={"ssl": False})
+        metadata = sa.MetaData()
+        events = sa.Table("events", metadata, sa.Column("id", sa.Integer, primary_key=True),
+                          sa.Column("kind", sa.String(20)), sa.Column("at", sa.DateTime),
+                          redshift_distkey="kind", redshift_sortkey=("at", "id"), redshift_diststyle="KEY")
+        metadata.create_all(engine)
+        with engine.begin() as conn:
+            conn.execute(events.insert(), [{"id": 1, "kind": "a"}, {"id": 2, "kind": "b"}])
+            assert conn.execute(sa.select(sa.func.count()).select_from(events)).scalar() == 2
+            info = conn.execute(sa.text('SELECT diststyle, sortkey1, sortkey_num FROM svv_table_info '
+                                        'WHERE "table" = \'events\'')).one()
+            assert tuple(info) == ("KEY(kind)", "at", 2)
+            assert sa.inspect(conn).has_table("events")
+        reflected = sa.Table("events", sa.MetaData(), autoload_with=engine)  # sqlalchemy-redshift's reflection
+        assert [c.name for c in reflected.columns] == ["id", "kind", "at"]
+        options = reflected.dialect_options["redshift"]
+        assert (options["distkey"], options["sortkey"], options["diststyle"]) == ("kind", ("at", "id"), "KEY")
+        engine.dispose()

@@ -34,6 +34,7 @@ from .roles import as_json as roles_json
 from .roles import (parse_alter_role, parse_create_role, parse_drop_role, parse_role_grant,
                     parse_system_grant)
 from .users import parse_alter_user, parse_create_user, parse_drop_user
+from . import rls
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +88,7 @@ class Translator:
 _TRIGGER_WORDS = (b"user", b"role", b"group", b"privileges", b"stl_", b"sys_", b"svv_", b"pg_table_def",
                   b"discard", b"system", b"extension", b"copy",
                   b"policy", b"language", b"load", b"set_config", b"authorization", b"grant",
-                  b"revoke", b"u&")
+                  b"revoke", b"security", b"analy", b"u&")
 
 # Redshift catalog views PostgreSQL lacks (or has with other columns), and where ours live.
 CATALOG_VIEWS = {name: name for name in (
@@ -95,7 +96,7 @@ CATALOG_VIEWS = {name: name for name in (
     "svv_schema_privileges", "svv_database_privileges", "svv_roles", "svv_user_grants", "svv_role_grants",
     "svv_system_privileges", "stl_connection_log", "sys_connection_log", "stl_userlog", "stl_query",
     "sys_query_history", "svv_table_info", "pg_table_def", "svv_external_schemas", "svv_external_tables",
-    "svv_external_columns")}
+    "svv_external_columns", "svv_rls_policy", "svv_rls_relation", "svv_rls_attached_policy")}
 # PostgreSQL catalogs read through views adding Redshift's columns, when the dialect is on.
 DIALECT_CATALOGS = ("pg_class", "pg_attribute", "pg_attrdef")
 PRIVATE_SCHEMA = "shiftguard"
@@ -180,6 +181,14 @@ def _classify(statement: str, translator: Translator) -> Result:
             return _GROUP_STATEMENTS[words[0]](Cursor(tokens[2:]))
         if words[1:2] == ["ROLE"] and words[0] in _ROLE_STATEMENTS:
             return _ROLE_STATEMENTS[words[0]](Cursor(tokens[2:]))
+        if words[1:2] == ["RLS"] and words[0] in _RLS_STATEMENTS and [t.word for t in tokens[2:3]] == ["POLICY"]:
+            return _RLS_STATEMENTS[words[0]](Cursor(tokens[3:]), statement)
+        if words == ["ALTER", "TABLE"]:
+            table_rls = rls.parse_table_rls(Cursor(tokens[2:]))
+            if table_rls is not None:
+                table, enabled, conjunction = table_rls
+                return (f"CALL shiftguard.set_table_rls({sql_literal(table)}::regclass, {str(enabled).lower()}, "
+                        f"{sql_literal(conjunction) if conjunction else 'NULL'})", b"ALTER TABLE", True)
         if words in (["GRANT", "ROLE"], ["REVOKE", "ROLE"], ["REVOKE", "ADMIN"]):
             return _role_grant(Cursor(tokens[1:]), granting=words[0] == "GRANT")
         if words[:1] in (["GRANT"], ["REVOKE"]):
@@ -399,6 +408,64 @@ def _role_grant(cursor: Cursor, granting: bool) -> Result:
             b"GRANT" if granting else b"REVOKE", True)
 
 
+# --------------------------------------------------------------------------- RLS policies
+
+# Command tags: UNVERIFIED (Redshift's are not documented); these name the statement.
+def _create_rls(cursor: Cursor, statement: str) -> Result:
+    policy = rls.parse_create(cursor, statement)
+    return (f"CALL shiftguard.create_rls_policy({sql_literal(roles_json(policy))}::jsonb, "
+            "pg_catalog.current_setting('search_path'))", b"CREATE RLS POLICY", True)
+
+
+def _alter_rls(cursor: Cursor, statement: str) -> Result:
+    policy = rls.parse_alter(cursor, statement)
+    return (f"CALL shiftguard.alter_rls_policy({sql_literal(roles_json(policy))}::jsonb, "
+            "pg_catalog.current_setting('search_path'))", b"ALTER RLS POLICY", True)
+
+
+def _drop_rls(cursor: Cursor, statement: str) -> Result:
+    name, missing_ok, cascade = rls.parse_drop(cursor)
+    return (f"CALL shiftguard.drop_rls_policy({sql_literal(name)}, {str(missing_ok).lower()}, "
+            f"{str(cascade).lower()})", b"DROP RLS POLICY", True)
+
+
+def _attach_rls(cursor: Cursor, statement: str, attaching: bool = True) -> Result:
+    name, tables, grantees = rls.parse_attach(cursor, attaching)
+    relations = ", ".join(f"{sql_literal(t)}::regclass" for t in tables)
+    return (f"CALL shiftguard.attach_rls_policy({sql_literal(name)}, ARRAY[{relations}]::oid[], "
+            f"{sql_literal(roles_json(grantees))}::jsonb, {str(attaching).lower()})",
+            b"ATTACH RLS POLICY" if attaching else b"DETACH RLS POLICY", True)
+
+
+_RLS_STATEMENTS = {"CREATE": _create_rls, "ALTER": _alter_rls, "DROP": _drop_rls, "ATTACH": _attach_rls,
+                   "DETACH": lambda cursor, statement: _attach_rls(cursor, statement, attaching=False)}
+
+_ROW_SECURITY_COMMANDS = ("AT_EnableRowSecurity", "AT_DisableRowSecurity", "AT_ForceRowSecurity",
+                          "AT_NoForceRowSecurity")
+
+
+def _alter_table(node: dict, words: list[str]) -> Result:
+    for command in node.get("cmds", ()):
+        if command.get("AlterTableCmd", {}).get("subtype") in _ROW_SECURITY_COMMANDS:
+            return _escape("PostgreSQL's ALTER TABLE ... ROW LEVEL SECURITY (use ALTER TABLE t ROW LEVEL "
+                           "SECURITY ON | OFF)")
+    return None
+
+
+def _explain(node: dict, words: list[str]) -> Result:
+    # Redshift's EXPLAIN has no ANALYZE; PostgreSQL's would count the rows that row-level
+    # security hides ("Rows Removed by Filter").
+    if any(option["DefElem"]["defname"] == "analyze" for option in node.get("options", ())):
+        return _escape("EXPLAIN ANALYZE")
+    return None
+
+
+def _drop(node: dict, words: list[str]) -> Result:
+    if node.get("removeType") == "OBJECT_POLICY":
+        return _escape("PostgreSQL's DROP POLICY (use DROP RLS POLICY)")
+    return None
+
+
 # --------------------------------------------------------------------------- escapes
 
 # PostgreSQL features that would let a session escape the model (change who it is, reach the
@@ -568,6 +635,9 @@ _AST_HANDLERS: dict[str, Callable[[dict, list[str]], Result]] = {
     "CreatePolicyStmt": lambda node, words: _escape("PostgreSQL's CREATE POLICY (use CREATE RLS POLICY)"),
     "AlterPolicyStmt": lambda node, words: _escape("PostgreSQL's ALTER POLICY (use ALTER RLS POLICY)"),
     "LoadStmt": lambda node, words: _escape("LOAD"),
+    "AlterTableStmt": _alter_table,
+    "ExplainStmt": _explain,
+    "DropStmt": _drop,
     "CreateFunctionStmt": lambda node, words: _with_language(node, "options"),
     "DoStmt": lambda node, words: _with_language(node, "args"),
 }

@@ -231,3 +231,58 @@ def test_group_statements(sql, expected, tag):
 def test_role_statements(sql, expected, tag):
     (action,) = plan(sql).actions
     assert (action.sql, action.tag) == (expected, tag)
+
+
+@pytest.mark.parametrize("sql, expected", [
+    ("CREATE RLS POLICY p WITH (catgroup VARCHAR(10)) USING (catgroup = 'Concerts')",
+     {"name": "p", "alias": None, "columns": [{"colname": "catgroup", "type": "varchar(10)"}],
+      "predicate": "catgroup = 'Concerts'", "expression": "catgroup = 'Concerts'", "lookups": []}),
+    ('create rls policy "P x" with (a int, "B" numeric(10, 2)) as t using (t.a = 1 -- ) comment\n)',
+     {"name": "P x", "alias": "t", "columns": [{"colname": "a", "type": "integer"}, {"colname": "B", "type": "numeric(10, 2)"}],
+      "predicate": "t.a = 1", "expression": "t.a = 1", "lookups": []}),
+    ("CREATE RLS POLICY p WITH (u text) r USING (u = current_user OR EXISTS (SELECT FROM s.lookup l "
+     "WHERE l.x = r.u AND l.y = user))",
+     {"name": "p", "alias": "r", "columns": [{"colname": "u", "type": "text"}],
+      "predicate": "u = CURRENT_USER OR EXISTS (SELECT FROM s.lookup AS l WHERE l.x = r.u AND l.y = USER)",
+      "expression": "u = SESSION_USER OR EXISTS (SELECT FROM s.lookup AS l WHERE l.x = r.u AND l.y = SESSION_USER)",
+      "lookups": ['"s"."lookup"']}),
+])
+def test_create_rls_policy(sql, expected):
+    (action,) = plan(sql).actions
+    match = re.fullmatch(r"CALL shiftguard\.create_rls_policy\(E'(.*)'::jsonb, "
+                         r"pg_catalog\.current_setting\('search_path'\)\)", action.sql)
+    assert match, action.sql
+    assert json.loads(match.group(1).replace("''", "'").replace("\\\\", "\\")) == expected
+    assert action.tag == b"CREATE RLS POLICY"
+
+
+@pytest.mark.parametrize("sql, fragment", [
+    ("CREATE RLS POLICY p USING (true) OR (false)", "syntax error"),
+    ("CREATE RLS POLICY p WITH (a) USING (true)", 'column "a" needs a type'),
+    ("CREATE RLS POLICY p WITH (a int, a int) USING (true)", "declared twice"),
+    ("CREATE RLS POLICY p WITH (a int) RETURNS int) USING (true)", "syntax error"),
+    ("CREATE RLS POLICY p WITH (a int); SELECT 1; --) USING (true)", "expected USING"),
+    ("CREATE RLS POLICY p WITH (a no such type) USING (true)", "is not a type name"),
+    ("CREATE RLS POLICY p USING ()", "empty"),
+    ("ALTER TABLE t ROW LEVEL SECURITY MAYBE", "ON or OFF"),
+    ("ALTER TABLE t DISABLE ROW LEVEL SECURITY", "not supported"),
+    ("ALTER TABLE t NO FORCE ROW LEVEL SECURITY", "not supported"),
+    ("DROP POLICY shiftguard_rls ON t", "not supported"),
+    ("EXPLAIN (ANALYSE) SELECT 1", "EXPLAIN ANALYZE is not supported"),
+])
+def test_rls_refusals(sql, fragment):
+    actions = plan(sql).actions
+    assert actions and actions[0].denial is not None, actions
+    assert fragment in actions[0].denial.message
+
+
+def test_rls_statements_become_procedure_calls():
+    assert plan("ATTACH RLS POLICY p ON TABLE s.t, u TO bob, ROLE r, PUBLIC").actions[0].sql == (
+        "CALL shiftguard.attach_rls_policy(E'p', ARRAY[E'\"s\".\"t\"'::regclass, E'\"u\"'::regclass]::oid[], "
+        "E'[{\"kind\":\"user\",\"name\":\"bob\"},{\"kind\":\"role\",\"name\":\"r\"},{\"kind\":\"public\",\"name\":\"\"}]'"
+        "::jsonb, true)")
+    assert plan("ALTER TABLE t ROW LEVEL SECURITY ON CONJUNCTION TYPE OR").actions[0].sql == (
+        "CALL shiftguard.set_table_rls(E'\"t\"'::regclass, true, E'or')")
+    assert plan("DROP RLS POLICY IF EXISTS dev.p CASCADE").actions[0].sql == (
+        "CALL shiftguard.drop_rls_policy(E'p', true, true)")
+    assert plan("ALTER TABLE t ADD COLUMN c int") is PASS

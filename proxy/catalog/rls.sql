@@ -1,0 +1,469 @@
+-- Row-level security in Redshift's model (reference §5), enforced by PostgreSQL's own row
+-- security. Run after schema.sql, in the same bootstrap transaction.
+--
+-- A Redshift RLS policy is a predicate over the columns it declares. Here it is a SQL function
+-- shiftguard."rls:<policy>"(col, ...) owned by the NOLOGIN role shiftguard_rls, which is
+-- granted SELECT on the lookup tables the predicate reads (Redshift grants them to the policy
+-- in the same way), so users need no privilege on them. Inside it, current_user is the
+-- querying user: the proxy writes the predicate's current_user as session_user, which is the
+-- user the session logged in as (or became by SET SESSION AUTHORIZATION).
+--
+-- A table with RLS ON has exactly one PostgreSQL policy, shiftguard_rls, FOR ALL TO PUBLIC
+-- with WITH CHECK (true) (INSERT and COPY are not filtered), forced for the owner:
+--   exempt OR <the attached policies that apply to the querying user, joined by AND or OR>
+-- where "applies" and "exempt" are uncorrelated subqueries (computed once per statement), so
+-- attachments and grants take effect for the next statement, in every session. No applicable
+-- policy: no rows (Redshift's default deny). PostgreSQL checks policies for every access path
+-- (views, functions, CTEs, COPY TO, prepared statements) without the proxy seeing them.
+
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'shiftguard_rls') THEN
+        CREATE ROLE shiftguard_rls NOLOGIN;
+    END IF;
+    IF NOT pg_has_role(current_user, 'shiftguard_rls', 'MEMBER') THEN
+        GRANT shiftguard_rls TO CURRENT_USER;  -- a non-superuser must be a member to own its functions
+    END IF;
+END
+$$;
+
+CREATE TABLE IF NOT EXISTS shiftguard.rls_policies (
+    name          text PRIMARY KEY,
+    alias         text,
+    columns       jsonb NOT NULL DEFAULT '[]',   -- [{"colname": "a", "type": "integer"}, ...]
+    predicate     text NOT NULL,                 -- as written (polqual)
+    lookups       jsonb NOT NULL DEFAULT '[]',   -- tables the predicate reads
+    modified_by   text NOT NULL,
+    modified_time timestamp NOT NULL DEFAULT (now() AT TIME ZONE 'utc')
+);
+CREATE TABLE IF NOT EXISTS shiftguard.rls_relations (
+    relation    oid PRIMARY KEY,
+    enabled     boolean NOT NULL DEFAULT false,
+    conjunction text NOT NULL DEFAULT 'and' CHECK (conjunction IN ('and', 'or'))
+);
+CREATE TABLE IF NOT EXISTS shiftguard.rls_attachments (
+    policy       text NOT NULL REFERENCES shiftguard.rls_policies (name),
+    relation     oid NOT NULL,
+    grantee      text NOT NULL,                 -- '' for PUBLIC
+    grantee_kind text NOT NULL CHECK (grantee_kind IN ('user', 'role', 'public')),
+    grantor      text NOT NULL,
+    PRIMARY KEY (policy, relation, grantee_kind, grantee)
+);
+REVOKE ALL ON shiftguard.rls_policies, shiftguard.rls_relations, shiftguard.rls_attachments FROM PUBLIC;
+
+-- Superusers and sys:secadmin manage policies; table owners do not (reference §5).
+CREATE OR REPLACE FUNCTION shiftguard.require_rls_admin() RETURNS void
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT (shiftguard.caller_is_superuser() OR pg_has_role(session_user, 'sys:secadmin', 'USAGE')) THEN
+        -- UNVERIFIED wording: Redshift documents who may, not the error.
+        RAISE EXCEPTION 'permission denied: only a superuser or sys:secadmin can manage RLS policies'
+            USING ERRCODE = '42501';
+    END IF;
+END
+$$;
+
+-- Exempt from RLS: superusers and whoever holds IGNORE RLS (sys:secadmin does by default).
+CREATE OR REPLACE FUNCTION shiftguard.rls_exempt() RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT shiftguard.caller_may('IGNORE RLS')
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.rls_exempt() TO PUBLIC;
+
+-- Does policy p, attached to the relation, reach the querying user (directly, through a role
+-- they hold, or through PUBLIC)?
+CREATE OR REPLACE FUNCTION shiftguard.rls_applies(p_policy text, p_relation oid) RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT EXISTS (
+        SELECT FROM shiftguard.rls_attachments a
+         WHERE a.policy = p_policy AND a.relation = p_relation
+           AND (a.grantee_kind = 'public'
+                OR (a.grantee_kind = 'user' AND a.grantee = session_user::text)
+                OR (a.grantee_kind = 'role' AND EXISTS (
+                        SELECT FROM pg_roles r WHERE r.rolname = a.grantee
+                           AND pg_has_role(session_user, r.oid, 'USAGE')))))
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.rls_applies(text, oid) TO PUBLIC;
+
+-- Make the table's PostgreSQL row security say what the private tables say.
+CREATE OR REPLACE FUNCTION shiftguard.rls_sync(p_relation oid) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_rel     shiftguard.rls_relations;
+    v_policy  shiftguard.rls_policies;
+    v_applies text;
+    v_call    text;
+    v_any     text[] := '{}';
+    v_each    text[] := '{}';
+    v_expr    text;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_class WHERE oid = p_relation) THEN
+        RETURN;
+    END IF;
+    SELECT * INTO v_rel FROM shiftguard.rls_relations WHERE relation = p_relation;
+    EXECUTE format('DROP POLICY IF EXISTS shiftguard_rls ON %s', p_relation::regclass);
+    IF NOT coalesce(v_rel.enabled, false) THEN
+        EXECUTE format('ALTER TABLE %s NO FORCE ROW LEVEL SECURITY, DISABLE ROW LEVEL SECURITY',
+                       p_relation::regclass);
+        RETURN;
+    END IF;
+    FOR v_policy IN SELECT p.* FROM shiftguard.rls_policies p
+                     WHERE p.name IN (SELECT policy FROM shiftguard.rls_attachments WHERE relation = p_relation)
+                     ORDER BY p.name LOOP
+        v_applies := format('(SELECT shiftguard.rls_applies(%L, %s))', v_policy.name, p_relation);
+        v_call := format('shiftguard.%I(%s)', 'rls:' || v_policy.name,
+                         (SELECT coalesce(string_agg(format('%I', c->>'colname'), ', ' ORDER BY n), '')
+                            FROM jsonb_array_elements(v_policy.columns) WITH ORDINALITY AS x (c, n)));
+        v_any := v_any || v_applies;
+        v_each := v_each || CASE v_rel.conjunction
+            WHEN 'and' THEN format('(NOT %s OR %s)', v_applies, v_call)
+            ELSE format('(%s AND %s)', v_applies, v_call) END;
+    END LOOP;
+    v_expr := '(SELECT shiftguard.rls_exempt())';
+    IF cardinality(v_each) > 0 THEN
+        v_expr := v_expr || ' OR ' || CASE v_rel.conjunction
+            WHEN 'and' THEN format('((%s) AND %s)', array_to_string(v_any, ' OR '), array_to_string(v_each, ' AND '))
+            ELSE array_to_string(v_each, ' OR ') END;
+    END IF;
+    EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY', p_relation::regclass);
+    EXECUTE format('CREATE POLICY shiftguard_rls ON %s AS PERMISSIVE FOR ALL TO PUBLIC USING (%s) WITH CHECK (true)',
+                   p_relation::regclass, v_expr);
+END
+$$;
+REVOKE ALL ON FUNCTION shiftguard.rls_sync(oid) FROM PUBLIC;
+
+-- The policy's predicate function. p_policy: name, alias, columns, predicate (as written),
+-- expression (the predicate as the proxy rewrote it: one expression, current_user made
+-- session_user), lookups (the names of the tables it reads). p_search_path: the creator's,
+-- which resolves those names, then and whenever the predicate runs; pg_catalog comes first and
+-- pg_temp last, so that no one's temporary table or function can stand in for them.
+CREATE OR REPLACE FUNCTION shiftguard.rls_define(p_policy jsonb, p_search_path text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_function text := format('shiftguard.%I', 'rls:' || (p_policy->>'name'));
+    v_params   text;
+    v_select   text;
+    v_lookup   text;
+    v_table    regclass;
+    v_path     text := 'pg_catalog, ' || p_search_path || ', pg_temp';
+BEGIN
+    SELECT coalesce(string_agg(format('%I %s', c->>'colname', c->>'type'), ', ' ORDER BY n), ''),
+           coalesce(string_agg(format('$%s AS %I', n, c->>'colname'), ', ' ORDER BY n), '')
+      INTO v_params, v_select
+      FROM jsonb_array_elements(p_policy->'columns') WITH ORDINALITY AS x (c, n);
+    -- The columns are a one-row derived table named by the alias, so alias.col, col and
+    -- correlated references from lookup subqueries resolve as they would against the table.
+    PERFORM set_config('search_path', v_path, true);  -- until this function returns
+    FOR v_lookup IN SELECT jsonb_array_elements_text(p_policy->'lookups') LOOP
+        v_table := to_regclass(v_lookup);
+        IF v_table IS NULL THEN
+            RAISE EXCEPTION 'relation "%" does not exist', v_lookup USING ERRCODE = '42P01';
+        END IF;
+        IF (SELECT relnamespace IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace,
+                                    'shiftguard'::regnamespace, 'pg_toast'::regnamespace)
+              FROM pg_class WHERE oid = v_table) THEN
+            RAISE EXCEPTION 'RLS policies cannot read the catalog table "%"', v_lookup USING ERRCODE = '0A000';
+        END IF;
+        EXECUTE format('GRANT USAGE ON SCHEMA %I TO shiftguard_rls',
+                       (SELECT nspname FROM pg_namespace n JOIN pg_class c ON c.relnamespace = n.oid
+                         WHERE c.oid = v_table));
+        EXECUTE format('GRANT SELECT ON %s TO shiftguard_rls', v_table);
+    END LOOP;
+    -- A standard SQL body: names are resolved now, once (a table of the same name made later,
+    -- temporary or not, changes nothing), and the lookup tables and functions it reads cannot
+    -- be dropped while the policy exists, as in Redshift.
+    EXECUTE format('CREATE OR REPLACE FUNCTION %s(%s) RETURNS boolean LANGUAGE sql STABLE SECURITY DEFINER '
+                   'BEGIN ATOMIC SELECT coalesce((%s)::boolean, false) FROM (SELECT %s) AS %I; END',
+                   v_function, v_params, p_policy->>'expression',
+                   CASE WHEN v_select = '' THEN '1 AS "?column?"' ELSE v_select END,
+                   coalesce(p_policy->>'alias', p_policy->>'name'));
+    EXECUTE format('ALTER FUNCTION %s(%s) OWNER TO shiftguard_rls', v_function, v_params);
+    EXECUTE format('GRANT EXECUTE ON FUNCTION %s(%s) TO PUBLIC', v_function, v_params);
+END
+$$;
+REVOKE ALL ON FUNCTION shiftguard.rls_define(jsonb, text) FROM PUBLIC;
+
+CREATE OR REPLACE PROCEDURE shiftguard.create_rls_policy(p_policy jsonb, p_search_path text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM shiftguard.require_rls_admin();
+    IF EXISTS (SELECT FROM shiftguard.rls_policies WHERE name = p_policy->>'name') THEN
+        RAISE EXCEPTION 'policy "%" already exists', p_policy->>'name' USING ERRCODE = '42710';
+    END IF;
+    INSERT INTO shiftguard.rls_policies (name, alias, columns, predicate, lookups, modified_by)
+    VALUES (p_policy->>'name', p_policy->>'alias', p_policy->'columns', p_policy->>'predicate',
+            p_policy->'lookups', session_user);
+    PERFORM shiftguard.rls_define(p_policy, p_search_path);
+END
+$$;
+
+-- ALTER RLS POLICY p USING (...): only the predicate changes; attached tables keep calling the
+-- same function, so the change holds from the next statement on.
+CREATE OR REPLACE PROCEDURE shiftguard.alter_rls_policy(p_policy jsonb, p_search_path text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_stored shiftguard.rls_policies;
+BEGIN
+    PERFORM shiftguard.require_rls_admin();
+    SELECT * INTO v_stored FROM shiftguard.rls_policies WHERE name = p_policy->>'name' FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'policy "%" does not exist', p_policy->>'name' USING ERRCODE = '42704';
+    END IF;
+    UPDATE shiftguard.rls_policies
+       SET predicate = p_policy->>'predicate', lookups = p_policy->'lookups', modified_by = session_user,
+           modified_time = now() AT TIME ZONE 'utc'
+     WHERE name = v_stored.name;
+    PERFORM shiftguard.rls_define(p_policy || jsonb_build_object('alias', v_stored.alias, 'columns', v_stored.columns),
+                                 p_search_path);
+END
+$$;
+
+CREATE OR REPLACE PROCEDURE shiftguard.drop_rls_policy(p_name text, p_missing_ok boolean, p_cascade boolean)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_stored   shiftguard.rls_policies;
+    v_relation oid;
+BEGIN
+    PERFORM shiftguard.require_rls_admin();
+    SELECT * INTO v_stored FROM shiftguard.rls_policies WHERE name = p_name FOR UPDATE;
+    IF NOT FOUND THEN
+        IF p_missing_ok THEN
+            RAISE NOTICE 'policy "%" does not exist, skipping', p_name;
+            RETURN;
+        END IF;
+        RAISE EXCEPTION 'policy "%" does not exist', p_name USING ERRCODE = '42704';
+    END IF;
+    DELETE FROM shiftguard.rls_attachments
+     WHERE policy = p_name AND NOT EXISTS (SELECT FROM pg_class WHERE oid = relation);
+    IF EXISTS (SELECT FROM shiftguard.rls_attachments WHERE policy = p_name) AND NOT p_cascade THEN
+        -- UNVERIFIED wording.
+        RAISE EXCEPTION 'cannot drop RLS policy "%" because it is attached to a relation', p_name
+            USING ERRCODE = '2BP01', HINT = 'Detach it first, or use DROP RLS POLICY ... CASCADE.';
+    END IF;
+    FOR v_relation IN DELETE FROM shiftguard.rls_attachments WHERE policy = p_name RETURNING relation LOOP
+        PERFORM shiftguard.rls_sync(v_relation);
+    END LOOP;
+    DELETE FROM shiftguard.rls_policies WHERE name = p_name;
+    EXECUTE format('DROP FUNCTION shiftguard.%I(%s)', 'rls:' || p_name,
+                   (SELECT coalesce(string_agg(c->>'type', ', ' ORDER BY n), '')
+                      FROM jsonb_array_elements(v_stored.columns) WITH ORDINALITY AS x (c, n)));
+END
+$$;
+
+-- A relation that may carry RLS: an ordinary table of this database, not a catalog, not temporary.
+CREATE OR REPLACE FUNCTION shiftguard.rls_target(p_relation oid) RETURNS void
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_class pg_class;
+BEGIN
+    SELECT * INTO v_class FROM pg_class WHERE oid = p_relation;
+    IF v_class.relkind NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION 'RLS policies can be attached to tables only; "%" is not a table', v_class.relname
+            USING ERRCODE = '0A000';
+    END IF;
+    IF v_class.relpersistence = 't' OR v_class.relnamespace IN ('pg_catalog'::regnamespace,
+            'information_schema'::regnamespace, 'shiftguard'::regnamespace) THEN
+        RAISE EXCEPTION 'RLS cannot be used on the temporary or system table "%"', v_class.relname
+            USING ERRCODE = '0A000';
+    END IF;
+END
+$$;
+
+-- ATTACH / DETACH RLS POLICY p ON t, ... TO / FROM grantee, ...
+CREATE OR REPLACE PROCEDURE shiftguard.attach_rls_policy(p_name text, p_relations oid[], p_grantees jsonb,
+                                                        p_attach boolean)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_stored   shiftguard.rls_policies;
+    v_relation oid;
+    v_grantee  jsonb;
+    v_missing  text;
+BEGIN
+    PERFORM shiftguard.require_rls_admin();
+    SELECT * INTO v_stored FROM shiftguard.rls_policies WHERE name = p_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'policy "%" does not exist', p_name USING ERRCODE = '42704';
+    END IF;
+    FOREACH v_relation IN ARRAY p_relations LOOP
+        PERFORM shiftguard.rls_target(v_relation);
+        IF p_attach THEN
+            SELECT c->>'colname' INTO v_missing FROM jsonb_array_elements(v_stored.columns) c
+             WHERE NOT EXISTS (SELECT FROM pg_attribute WHERE attrelid = v_relation AND attnum > 0
+                                 AND NOT attisdropped AND attname = c->>'colname')
+             LIMIT 1;
+            IF v_missing IS NOT NULL THEN
+                RAISE EXCEPTION 'column "%" of RLS policy "%" does not exist in relation "%"',
+                    v_missing, p_name, v_relation::regclass USING ERRCODE = '42703';
+            END IF;
+            IF EXISTS (SELECT FROM shiftguard.rls_attachments a JOIN shiftguard.rls_policies p ON p.name = a.policy
+                        WHERE a.relation = v_relation AND p.alias IS DISTINCT FROM v_stored.alias) THEN
+                RAISE EXCEPTION 'all RLS policies on relation "%" must use the same alias', v_relation::regclass
+                    USING ERRCODE = '42P17';
+            END IF;
+        END IF;
+        FOR v_grantee IN SELECT jsonb_array_elements(p_grantees) LOOP
+            IF p_attach THEN
+                IF v_grantee->>'kind' = 'user' THEN
+                    PERFORM shiftguard.require_user(v_grantee->>'name');
+                    IF (SELECT superuser FROM shiftguard.users WHERE name = v_grantee->>'name') THEN
+                        RAISE EXCEPTION 'RLS policies cannot be attached to the superuser "%"', v_grantee->>'name'
+                            USING ERRCODE = '22023';
+                    END IF;
+                ELSIF v_grantee->>'kind' = 'role' THEN
+                    PERFORM shiftguard.require_role(v_grantee->>'name');
+                END IF;
+                INSERT INTO shiftguard.rls_attachments (policy, relation, grantee, grantee_kind, grantor)
+                VALUES (p_name, v_relation, v_grantee->>'name', v_grantee->>'kind', session_user)
+                ON CONFLICT DO NOTHING;
+            ELSE
+                DELETE FROM shiftguard.rls_attachments
+                 WHERE policy = p_name AND relation = v_relation
+                   AND grantee = v_grantee->>'name' AND grantee_kind = v_grantee->>'kind';
+                IF NOT FOUND THEN
+                    RAISE EXCEPTION 'RLS policy "%" is not attached to relation "%" for %', p_name,
+                        v_relation::regclass,
+                        CASE v_grantee->>'kind' WHEN 'public' THEN 'PUBLIC' ELSE v_grantee->>'name' END
+                        USING ERRCODE = '42704';
+                END IF;
+            END IF;
+        END LOOP;
+        PERFORM shiftguard.rls_sync(v_relation);
+    END LOOP;
+END
+$$;
+
+-- ALTER TABLE t ROW LEVEL SECURITY {ON | OFF} [CONJUNCTION TYPE {AND | OR}].
+CREATE OR REPLACE PROCEDURE shiftguard.set_table_rls(p_relation oid, p_enabled boolean, p_conjunction text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM shiftguard.require_rls_admin();
+    PERFORM shiftguard.rls_target(p_relation);
+    DELETE FROM shiftguard.rls_relations r WHERE NOT EXISTS (SELECT FROM pg_class WHERE oid = r.relation);
+    DELETE FROM shiftguard.rls_attachments a WHERE NOT EXISTS (SELECT FROM pg_class WHERE oid = a.relation);
+    INSERT INTO shiftguard.rls_relations (relation, enabled, conjunction)
+    VALUES (p_relation, p_enabled, coalesce(p_conjunction, 'and'))
+    ON CONFLICT (relation) DO UPDATE
+       SET enabled = excluded.enabled,
+           conjunction = coalesce(p_conjunction, shiftguard.rls_relations.conjunction);
+    PERFORM shiftguard.rls_sync(p_relation);
+END
+$$;
+
+-- Catalog views (reference §5). Superusers and sys:secadmin see every row; others none
+-- (UNVERIFIED: the documentation's editions disagree on who else sees what).
+CREATE OR REPLACE FUNCTION shiftguard.sees_rls() RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT shiftguard.caller_is_superuser() OR pg_has_role(session_user, 'sys:secadmin', 'USAGE')
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.sees_rls() TO PUBLIC;
+
+CREATE OR REPLACE VIEW shiftguard.svv_rls_policy AS
+    SELECT current_database()::text AS poldb, name AS polname, alias AS polalias,
+           (SELECT '[' || coalesce(string_agg(format('{"colname":%s,"type":%s}', to_json(c->>'colname'),
+                                                     to_json(c->>'type')), ',' ORDER BY n), '') || ']'
+              FROM jsonb_array_elements(columns) WITH ORDINALITY AS x (c, n)) AS polatts,
+           predicate AS polqual, true AS polenabled, modified_by AS polmodifiedby,
+           modified_time AS polmodifiedtime
+      FROM shiftguard.rls_policies WHERE shiftguard.sees_rls();
+
+CREATE OR REPLACE VIEW shiftguard.svv_rls_relation AS
+    SELECT current_database()::text AS datname, n.nspname::text AS relschema, c.relname::text AS relname,
+           CASE c.relkind WHEN 'v' THEN 'view' ELSE 'table' END AS relkind, r.enabled AS is_rls_on,
+           false AS is_rls_datashare_on, r.conjunction::char(3) AS rls_conjunction_type,
+           'and'::char(3) AS rls_datashare_conjunction_type
+      FROM shiftguard.rls_relations r JOIN pg_class c ON c.oid = r.relation
+      JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE shiftguard.sees_rls();
+
+CREATE OR REPLACE VIEW shiftguard.svv_rls_attached_policy AS
+    SELECT n.nspname::text AS relschema, c.relname::text AS relname,
+           CASE c.relkind WHEN 'v' THEN 'view' ELSE 'table' END AS relkind, a.policy AS polname,
+           a.grantor, CASE a.grantee_kind WHEN 'public' THEN 'public' ELSE a.grantee END AS grantee,
+           CASE a.grantee_kind WHEN 'role' THEN 'role' ELSE 'user' END AS granteekind, true AS is_pol_on,
+           coalesce(r.enabled, false) AS is_rls_on, coalesce(r.conjunction, 'and')::char(3) AS rls_conjunction_type
+      FROM shiftguard.rls_attachments a JOIN pg_class c ON c.oid = a.relation
+      JOIN pg_namespace n ON n.oid = c.relnamespace
+      LEFT JOIN shiftguard.rls_relations r ON r.relation = a.relation
+     WHERE shiftguard.sees_rls();
+
+GRANT SELECT ON shiftguard.svv_rls_policy, shiftguard.svv_rls_relation, shiftguard.svv_rls_attached_policy TO PUBLIC;
+
+-- Row security cannot be switched off from inside PostgreSQL either: a table owner's
+-- ALTER TABLE ... DISABLE ROW LEVEL SECURITY or CREATE/ALTER/DROP POLICY, from a DO block or a
+-- function the proxy never sees, fails here. Only the management role (running the procedures
+-- above) changes them. Event triggers need a superuser to create; on an external backend whose
+-- management role is not one, the proxy's refusal of these statements is the only guard.
+-- Is the relation's row security as the private tables say (or not ours at all)?
+CREATE OR REPLACE FUNCTION shiftguard.rls_intact(p_relation oid) RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT NOT EXISTS (
+        SELECT FROM pg_class c LEFT JOIN shiftguard.rls_relations r ON r.relation = c.oid
+         WHERE c.oid = p_relation
+           AND (c.relrowsecurity, c.relforcerowsecurity)
+               IS DISTINCT FROM (coalesce(r.enabled, false), coalesce(r.enabled, false)))
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.rls_intact(oid) TO PUBLIC;
+
+-- Forget the attachments of relations that no longer exist (anyone may: it only tidies).
+CREATE OR REPLACE FUNCTION shiftguard.rls_forget_dropped() RETURNS void
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    DELETE FROM shiftguard.rls_attachments a WHERE NOT EXISTS (SELECT FROM pg_class WHERE oid = a.relation);
+    DELETE FROM shiftguard.rls_relations r WHERE NOT EXISTS (SELECT FROM pg_class WHERE oid = r.relation);
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.rls_forget_dropped() TO PUBLIC;
+
+-- These run as whoever ran the command (not SECURITY DEFINER): current_user is the
+-- management role only inside the procedures above.
+CREATE OR REPLACE FUNCTION shiftguard.guard_row_security() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_command record;
+BEGIN
+    IF current_user::text = (SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'shiftguard') THEN
+        RETURN;
+    END IF;
+    FOR v_command IN SELECT * FROM pg_event_trigger_ddl_commands() LOOP
+        IF v_command.command_tag IN ('CREATE POLICY', 'ALTER POLICY') THEN
+            RAISE EXCEPTION 'PostgreSQL''s row security policies are not supported; use CREATE RLS POLICY'
+                USING ERRCODE = '0A000';
+        END IF;
+        IF v_command.command_tag = 'ALTER TABLE' AND NOT shiftguard.rls_intact(v_command.objid) THEN
+            RAISE EXCEPTION 'row-level security is changed with ALTER TABLE ... ROW LEVEL SECURITY ON | OFF'
+                USING ERRCODE = '42501';
+        END IF;
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION shiftguard.guard_drop() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF EXISTS (SELECT FROM pg_event_trigger_dropped_objects() WHERE object_type = 'table') THEN
+        PERFORM shiftguard.rls_forget_dropped();  -- a dropped table takes its attachments along
+    END IF;
+    IF current_user::text = (SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'shiftguard') THEN
+        RETURN;
+    END IF;
+    -- A policy dropped by itself (not along with its table) is a row-security change.
+    IF EXISTS (SELECT FROM pg_event_trigger_dropped_objects() WHERE object_type = 'policy' AND original) THEN
+        RAISE EXCEPTION 'PostgreSQL''s row security policies are not supported; use DROP RLS POLICY'
+            USING ERRCODE = '0A000';
+    END IF;
+END
+$$;
+
+DO $$
+BEGIN
+    IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+        IF NOT EXISTS (SELECT FROM pg_event_trigger WHERE evtname = 'shiftguard_guard_row_security') THEN
+            CREATE EVENT TRIGGER shiftguard_guard_row_security ON ddl_command_end
+                WHEN TAG IN ('ALTER TABLE', 'CREATE POLICY', 'ALTER POLICY')
+                EXECUTE FUNCTION shiftguard.guard_row_security();
+        END IF;
+        IF NOT EXISTS (SELECT FROM pg_event_trigger WHERE evtname = 'shiftguard_guard_drop') THEN
+            CREATE EVENT TRIGGER shiftguard_guard_drop ON sql_drop
+                EXECUTE FUNCTION shiftguard.guard_drop();
+        END IF;
+    END IF;
+END
+$$;

@@ -1,0 +1,229 @@
+"""Row-level security in Redshift's syntax, enforced by PostgreSQL: who sees which rows, checked
+by querying as each user through the proxy with real drivers."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+import redshift_connector
+
+from ..conftest import unique
+
+PASSWORD = "Secret123"
+CATEGORIES = [(1, "Sports", "MLB"), (2, "Sports", "NHL"), (6, "Shows", "Musicals"), (7, "Shows", "Plays"),
+              (9, "Concerts", "Pop"), (10, "Concerts", "Jazz"), (11, "Concerts", "Classical")]
+
+
+@pytest.fixture
+def world(proxy, postgres):
+    """The documentation's walk-through (r_CREATE_RLS_POLICY, t_rls-example): bob holds
+    sys:secadmin, alice the role analyst, joe the role consumer; everyone may read the table."""
+    n = {key: unique(key) for key in ("cat", "analyst", "consumer", "bob", "alice", "joe", "pol", "pol2")}
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE TABLE {n['cat']} (catid int, catgroup varchar(10), catname varchar(10))")
+        with admin.cursor() as cur:
+            cur.executemany(f"INSERT INTO {n['cat']} VALUES (%s, %s, %s)", CATEGORIES)
+        for statement in (f"CREATE ROLE {n['analyst']}", f"CREATE ROLE {n['consumer']}",
+                          f"CREATE USER {n['bob']} PASSWORD '{PASSWORD}'",
+                          f"CREATE USER {n['alice']} PASSWORD '{PASSWORD}'",
+                          f"CREATE USER {n['joe']} PASSWORD '{PASSWORD}'",
+                          f"GRANT ROLE sys:secadmin TO {n['bob']}", f"GRANT ROLE {n['analyst']} TO {n['alice']}",
+                          f"GRANT ROLE {n['consumer']} TO {n['joe']}",
+                          f"GRANT ALL ON TABLE {n['cat']} TO ROLE {n['analyst']}, ROLE {n['consumer']}, {n['bob']}"):
+            admin.execute(statement)
+    yield n
+    with proxy.connect() as admin:
+        admin.execute(f"DROP TABLE IF EXISTS {n['cat']} CASCADE")
+        for policy in (n["pol"], n["pol2"]):
+            admin.execute(f"DROP RLS POLICY IF EXISTS {policy} CASCADE")
+        admin.execute(f"DROP ROLE {n['analyst']} FORCE")
+        admin.execute(f"DROP ROLE {n['consumer']} FORCE")
+    with postgres.connect() as direct:
+        for user in ("bob", "alice", "joe"):
+            direct.execute(f"DROP OWNED BY {n[user]}")
+    with proxy.connect() as admin:
+        admin.execute(f"DROP USER {n['bob']}, {n['alice']}, {n['joe']}")
+
+
+def ids(proxy, user: str, table: str, where: str = "") -> list[int]:
+    with proxy.connect(user, PASSWORD) as conn:
+        return [row[0] for row in conn.execute(f"SELECT catid FROM {table} {where} ORDER BY 1")]
+
+
+ALL = [c[0] for c in CATEGORIES]
+CONCERTS = [9, 10, 11]
+
+
+def test_documentation_walk_through(proxy, world):
+    n = world
+    with proxy.connect(n["bob"], PASSWORD) as bob:  # sys:secadmin manages policies
+        bob.execute(f"CREATE RLS POLICY {n['pol']} WITH (catgroup VARCHAR(10)) USING (catgroup = 'Concerts')")
+        bob.execute(f"ATTACH RLS POLICY {n['pol']} ON {n['cat']} TO ROLE {n['analyst']}")
+        assert ids(proxy, n["alice"], n["cat"]) == ALL  # RLS still off
+        bob.execute(f"ALTER TABLE {n['cat']} ROW LEVEL SECURITY ON")
+    assert ids(proxy, n["alice"], n["cat"]) == CONCERTS
+    assert ids(proxy, n["joe"], n["cat"]) == []  # RLS on, no policy for him: no rows
+    assert ids(proxy, n["bob"], n["cat"]) == ALL  # sys:secadmin ignores RLS
+    with proxy.connect() as admin:
+        assert [r[0] for r in admin.execute(f"SELECT catid FROM {n['cat']} ORDER BY 1")] == ALL  # superuser
+    # The user's own predicate comes after the policy's.
+    assert ids(proxy, n["alice"], n["cat"], "WHERE catid > 9") == [10, 11]
+    # AWS's own driver sees the same.
+    conn = redshift_connector.connect(host=proxy.host, port=proxy.port, database="dev", user=n["alice"],
+                                      password=PASSWORD, ssl=False, timeout=20)
+    try:
+        cursor = conn.cursor()
+        cursor.execute(f"SELECT catname FROM {n['cat']} ORDER BY catid")
+        assert [row[0] for row in cursor.fetchall()] == ["Pop", "Jazz", "Classical"]
+    finally:
+        conn.close()
+    with proxy.connect(n["bob"], PASSWORD) as bob:
+        bob.execute(f"ALTER TABLE {n['cat']} ROW LEVEL SECURITY OFF")
+    assert ids(proxy, n["joe"], n["cat"]) == ALL
+
+
+def test_changes_reach_open_sessions_at_the_next_statement(proxy, world):
+    n = world
+    with proxy.connect() as admin, proxy.connect(n["alice"], PASSWORD) as alice:
+        admin.execute(f"CREATE RLS POLICY {n['pol']} WITH (catgroup VARCHAR(10)) AS c USING (c.catgroup = 'Concerts')")
+        admin.execute(f"ATTACH RLS POLICY {n['pol']} ON TABLE {n['cat']} TO {n['alice']}")
+        admin.execute(f"ALTER TABLE {n['cat']} ROW LEVEL SECURITY ON")
+        read = lambda: [r[0] for r in alice.execute(f"SELECT catid FROM {n['cat']} ORDER BY 1")]
+        prepared = lambda: [r[0] for r in alice.execute(f"SELECT catid FROM {n['cat']} WHERE catid > %s ORDER BY 1",
+                                                       (0,), prepare=True)]
+        assert read() == CONCERTS and prepared() == CONCERTS
+        admin.execute(f"ALTER RLS POLICY {n['pol']} USING (c.catgroup = 'Shows')")
+        assert read() == [6, 7] and prepared() == [6, 7]
+        admin.execute(f"DETACH RLS POLICY {n['pol']} ON {n['cat']} FROM {n['alice']}")
+        assert read() == [] and prepared() == []
+        admin.execute(f"ATTACH RLS POLICY {n['pol']} ON {n['cat']} TO PUBLIC")
+        assert read() == [6, 7]
+
+
+def test_conjunction_and_or(proxy, world):
+    n = world
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE RLS POLICY {n['pol']} WITH (catgroup varchar(10)) USING (catgroup <> 'Sports')")
+        admin.execute(f"CREATE RLS POLICY {n['pol2']} WITH (catid int) USING (catid < 10)")
+        admin.execute(f"ATTACH RLS POLICY {n['pol']} ON {n['cat']} TO ROLE {n['analyst']}")
+        admin.execute(f"ATTACH RLS POLICY {n['pol2']} ON {n['cat']} TO {n['alice']}, ROLE {n['consumer']}")
+        admin.execute(f"ALTER TABLE {n['cat']} ROW LEVEL SECURITY ON")  # AND by default
+        assert ids(proxy, n["alice"], n["cat"]) == [6, 7, 9]  # both apply: not Sports AND catid < 10
+        assert ids(proxy, n["joe"], n["cat"]) == [1, 2, 6, 7, 9]  # only pol2 applies to him
+        admin.execute(f"ALTER TABLE {n['cat']} ROW LEVEL SECURITY ON CONJUNCTION TYPE OR")
+        assert ids(proxy, n["alice"], n["cat"]) == ALL  # not Sports OR catid < 10
+        assert ids(proxy, n["joe"], n["cat"]) == [1, 2, 6, 7, 9]
+        assert admin.execute("SELECT is_rls_on, rls_conjunction_type FROM svv_rls_relation WHERE relname = %s",
+                             (n["cat"],)).fetchone() == (True, "or ")
+
+
+def test_lookup_table_and_current_user(proxy, world):
+    """A predicate reading a lookup table the users cannot read themselves, keyed by current_user."""
+    n = world
+    lookup = unique("entitled")
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE TABLE {lookup} (username varchar(64), catgroup varchar(10))")
+        admin.execute(f"INSERT INTO {lookup} VALUES ('{n['alice']}', 'Shows'), ('{n['joe']}', 'Sports'), "
+                      f"('{n['joe']}', 'Concerts')")
+        admin.execute(f"CREATE RLS POLICY {n['pol']} WITH (catgroup varchar(10)) AS t USING (t.catgroup IN "
+                      f"(SELECT e.catgroup FROM {lookup} e WHERE e.username = current_user))")
+        admin.execute(f"ATTACH RLS POLICY {n['pol']} ON {n['cat']} TO PUBLIC")
+        admin.execute(f"ALTER TABLE {n['cat']} ROW LEVEL SECURITY ON")
+    assert ids(proxy, n["alice"], n["cat"]) == [6, 7]
+    assert ids(proxy, n["joe"], n["cat"]) == [1, 2, 9, 10, 11]
+    with proxy.connect(n["alice"], PASSWORD) as alice:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            alice.execute(f"SELECT * FROM {lookup}")
+        # A temporary table of the lookup's name changes nothing: names were resolved at CREATE.
+        alice.execute(f"CREATE TEMP TABLE {lookup} (username varchar(64), catgroup varchar(10))")
+        alice.execute(f"INSERT INTO {lookup} VALUES ('{n['alice']}', 'Sports')")
+        assert [r[0] for r in alice.execute(f"SELECT catid FROM {n['cat']} ORDER BY 1")] == [6, 7]
+    with proxy.connect() as admin:
+        with pytest.raises(psycopg.errors.DependentObjectsStillExist):
+            admin.execute(f"DROP TABLE {lookup}")  # the policy reads it
+        admin.execute(f"DROP RLS POLICY {n['pol']} CASCADE")
+        admin.execute(f"DROP TABLE {lookup}")
+
+
+def test_statements_and_views(proxy, world):
+    """SELECT, UPDATE and DELETE see only visible rows; INSERT is not filtered; a view applies
+    the querying user's policies."""
+    n = world
+    view = unique("v")
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE RLS POLICY {n['pol']} WITH (catgroup varchar(10)) USING (catgroup = 'Concerts')")
+        admin.execute(f"ATTACH RLS POLICY {n['pol']} ON {n['cat']} TO ROLE {n['analyst']}")
+        admin.execute(f"ALTER TABLE {n['cat']} ROW LEVEL SECURITY ON")
+    with proxy.connect(n["alice"], PASSWORD) as alice:
+        assert alice.execute(f"UPDATE {n['cat']} SET catname = 'x'").rowcount == 3
+        assert alice.execute(f"DELETE FROM {n['cat']} WHERE catid IN (1, 9)").rowcount == 1
+        alice.execute(f"INSERT INTO {n['cat']} VALUES (20, 'Sports', 'Golf')")
+        assert [r[0] for r in alice.execute(f"SELECT catid FROM {n['cat']} ORDER BY 1")] == [10, 11]
+        alice.execute(f"CREATE VIEW {view} AS SELECT catid, catgroup FROM {n['cat']}")
+        alice.execute(f"GRANT SELECT ON {view} TO {n['joe']}")
+        assert [r[0] for r in alice.execute(f"SELECT catid FROM {view} ORDER BY 1")] == [10, 11]
+    with proxy.connect() as admin:
+        rows = admin.execute(f"SELECT catid, catname FROM {n['cat']} ORDER BY 1").fetchall()
+        assert rows == [(1, "MLB"), (2, "NHL"), (6, "Musicals"), (7, "Plays"), (10, "x"), (11, "x"), (20, "Golf")]
+    assert ids(proxy, n["joe"], view) == []  # joe's policies (none): no rows
+    with proxy.connect() as admin:
+        admin.execute(f"ATTACH RLS POLICY {n['pol']} ON {n['cat']} TO ROLE {n['consumer']}")
+    assert ids(proxy, n["joe"], view) == [10, 11]
+
+
+def test_only_superusers_and_secadmin_manage_rls(proxy, world):
+    n = world
+    table = unique("own")
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE RLS POLICY {n['pol']} USING (true)")
+        admin.execute(f"GRANT CREATE ON SCHEMA public TO {n['alice']}")
+    with proxy.connect(n["alice"], PASSWORD) as alice:
+        alice.execute(f"CREATE TABLE {table} (catid int)")  # her own table: owners are not included
+        for statement in (f"CREATE RLS POLICY {n['pol2']} USING (true)",
+                          f"ALTER RLS POLICY {n['pol']} USING (false)",
+                          f"ATTACH RLS POLICY {n['pol']} ON {table} TO PUBLIC",
+                          f"ALTER TABLE {table} ROW LEVEL SECURITY ON",
+                          f"DROP RLS POLICY {n['pol']}"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="sys:secadmin"):
+                alice.execute(statement)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            alice.execute("SELECT * FROM shiftguard.rls_policies")
+        assert alice.execute("SELECT count(*) FROM svv_rls_policy").fetchone() == (0,)
+        alice.execute(f"DROP TABLE {table}")
+    with proxy.connect(n["bob"], PASSWORD) as bob:
+        assert bob.execute("SELECT polname, polatts, polqual FROM svv_rls_policy WHERE polname = %s",
+                           (n["pol"],)).fetchone() == (n["pol"], "[]", "TRUE")
+
+
+@pytest.mark.parametrize("statement, error, fragment", [
+    ("CREATE RLS POLICY {pol} WITH (nope int) USING (nope = 1); ATTACH RLS POLICY {pol} ON {cat} TO PUBLIC",
+     psycopg.errors.UndefinedColumn, 'column "nope"'),
+    ("CREATE RLS POLICY {pol} USING (true); ATTACH RLS POLICY {pol} ON {cat} TO awsuser",
+     psycopg.errors.InvalidParameterValue, "superuser"),
+    ("CREATE RLS POLICY {pol} USING (true); ATTACH RLS POLICY {pol} ON {cat} TO ROLE {pol2}",
+     psycopg.errors.UndefinedObject, "does not exist"),
+    ("CREATE RLS POLICY {pol} USING (true); ATTACH RLS POLICY {pol} ON pg_catalog.pg_class TO PUBLIC",
+     psycopg.errors.FeatureNotSupported, "system table"),
+    ("CREATE RLS POLICY {pol} USING (true); DETACH RLS POLICY {pol} ON {cat} FROM PUBLIC",
+     psycopg.errors.UndefinedObject, "is not attached"),
+    ("CREATE RLS POLICY {pol} USING (true); CREATE RLS POLICY {pol} USING (false)",
+     psycopg.errors.DuplicateObject, "already exists"),
+    ("CREATE RLS POLICY {pol} USING (true); ATTACH RLS POLICY {pol} ON {cat} TO PUBLIC; DROP RLS POLICY {pol}",
+     psycopg.errors.DependentObjectsStillExist, "attached"),
+    ("DROP RLS POLICY {pol}", psycopg.errors.UndefinedObject, "does not exist"),
+    ("CREATE RLS POLICY {pol} USING (true) OR (1 = 1)", psycopg.errors.SyntaxError, "syntax error"),
+    ("CREATE RLS POLICY {pol} USING (true) FROM x; DROP TABLE {cat}", psycopg.errors.SyntaxError, "syntax"),
+    ("CREATE RLS POLICY {pol} USING ((SELECT true); DROP TABLE {cat}; SELECT (true))", psycopg.errors.SyntaxError, ""),
+    ("CREATE RLS POLICY {pol} USING (true) UNION SELECT false", psycopg.errors.SyntaxError, ""),
+    ("CREATE RLS POLICY {pol} USING (1 = 1) ORDER BY 1", psycopg.errors.SyntaxError, ""),
+    ("CREATE RLS POLICY {pol} WITH (a int) RETURNS int) USING (true)", psycopg.errors.SyntaxError, ""),
+    ("CREATE RLS POLICY {pol} WITH (a int); DROP TABLE x; --) USING (true)", psycopg.errors.SyntaxError, ""),
+    ("CREATE RLS POLICY {pol} USING ((SELECT count(*) > 0 FROM shiftguard.users))",
+     psycopg.errors.FeatureNotSupported, "catalog table"),
+    ("ALTER TABLE {cat} ROW LEVEL SECURITY ON FOR DATASHARES", psycopg.errors.FeatureNotSupported, "datashares"),
+])
+def test_rls_errors(proxy, world, statement, error, fragment):
+    with proxy.connect() as admin:
+        with pytest.raises(error, match=fragment):
+            admin.execute(statement.format(**world))
+        assert admin.execute(f"SELECT count(*) FROM {world['cat']}").fetchone() == (len(CATEGORIES),)

@@ -150,6 +150,9 @@ class RedshiftApi:
             # The backing database failed; nothing was changed that is not committed.
             log.error("API request from %s: the backing database failed: %s: %s", source_ip, type(exc).__name__, exc)
             return Reply(503, error_xml("ServiceUnavailable", "The backing database is unavailable; try again."))
+        except Exception:  # noqa: BLE001 - a bug, or stored state we cannot read: AWS-shaped, logged
+            log.exception("API request from %s failed", source_ip)
+            return Reply(500, error_xml("InternalFailure", "The request failed; the proxy's log says why."))
 
     def _params(self, method: str, url: str, body: bytes) -> dict[str, str]:
         query = urllib.parse.urlsplit(url).query

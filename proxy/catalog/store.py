@@ -215,7 +215,11 @@ class Catalog:
                 [(g.name, cidr) for g in groups.groups for cidr in g.cidrs])
             await conn.execute("UPDATE shiftguard.connectivity SET version = version + 1, config_digest = $1 "
                                "WHERE id = 1", digest)
-        log.info("security groups %s from the configuration", "seeded" if applied is None else "replaced")
+        if applied is None:
+            log.info("security groups seeded from the configuration")
+        else:
+            log.warning("security groups replaced from the configuration: its security groups changed, and they "
+                        "replace the stored ones, changes made through the API included")
         return True
 
     async def create_security_group(self, name: str, description: str) -> GroupRules:

@@ -23,7 +23,7 @@ from botocore.config import Config as BotoConfig
 
 from proxy.config import AccessKey, Cluster, Iam, IamUser, IngressRule, SecurityGroup
 
-from ..conftest import ADMIN, ADMIN_PASSWORD, unique
+from ..conftest import ADMIN, ADMIN_PASSWORD, RunningProxy, unique
 from .test_connectivity import attempt
 
 ACCOUNT = "123456789012"
@@ -260,7 +260,7 @@ def test_iam_decides_who_may_change_security_groups(make_proxy):
     assert attempt(proxy, "127.0.0.5") == "dropped"  # the denied calls changed nothing: office is not attached
 
 
-def test_another_proxy_and_a_restart_see_the_change(make_proxy, from_127_0_0_2):
+def test_another_proxy_and_a_restart_see_the_change(make_proxy, postgres, from_127_0_0_2):
     tag = unique("yaml")
     first = make_proxy(iam=IAM, **yaml_groups("127.0.0.1/32", tag=tag))
     second = make_proxy(iam=IAM, **yaml_groups("127.0.0.1/32", tag=tag))  # same YAML, same backend
@@ -271,16 +271,18 @@ def test_another_proxy_and_a_restart_see_the_change(make_proxy, from_127_0_0_2):
     with via_second.connect() as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
 
-    # A proxy started now (as after a restart: it knows only the YAML and the backend) keeps the
-    # change, because the YAML did not change.
-    restarted = make_proxy(iam=IAM, **yaml_groups("127.0.0.1/32", tag=tag))
-    assert attempt(restarted, "127.0.0.2") == "admitted"
-    (group,) = client(restarted).describe_cluster_security_groups(ClusterSecurityGroupName="app")[
-        "ClusterSecurityGroups"]
-    assert [r["CIDRIP"] for r in group["IPRanges"]] == ["127.0.0.1/32", "127.0.0.2/32"]
+    first.stop()  # restarted with the same configuration and data directory: the change is kept
+    restarted = RunningProxy(first.config, postgres.target).start()
+    try:
+        assert attempt(restarted, "127.0.0.2") == "admitted"
+        (group,) = client(restarted).describe_cluster_security_groups(ClusterSecurityGroupName="app")[
+            "ClusterSecurityGroups"]
+        assert [r["CIDRIP"] for r in group["IPRanges"]] == ["127.0.0.1/32", "127.0.0.2/32"]
 
-    client(second).revoke_cluster_security_group_ingress(ClusterSecurityGroupName="app", CIDRIP="127.0.0.2/32")
-    assert eventually(lambda: attempt(restarted, "127.0.0.2") == "dropped")
+        client(second).revoke_cluster_security_group_ingress(ClusterSecurityGroupName="app", CIDRIP="127.0.0.2/32")
+        assert eventually(lambda: attempt(restarted, "127.0.0.2") == "dropped")
+    finally:
+        restarted.stop()
 
 
 def test_an_edited_yaml_replaces_the_api_changes(make_proxy):

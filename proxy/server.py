@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .backend.embedded import EmbeddedPostgres, EmbeddedTarget
 from .backend.session import BackendAddress, parse_dsn
+from .catalog.connectivity import SecurityGroupSync
 from .catalog.store import Catalog
 from .config import Config, ConfigError, admin_password
 from .frontend.auth import LoginThrottle
@@ -27,7 +28,7 @@ from .iam.api import RedshiftApi
 from .iam.principals import Principals
 from .iam.tokens import TokenAuthority, load_or_make_key
 from .policy.cache import Classifier
-from .policy.connectivity import SecurityGroupGate
+from .policy.connectivity import SecurityGroupGate, SecurityGroups
 from .policy.statements import Translator
 from .protocol import messages as m
 from .protocol.sqlstate import ADMIN_SHUTDOWN, IDLE_IN_TRANSACTION_TIMEOUT, IDLE_SESSION_TIMEOUT
@@ -64,6 +65,7 @@ class Proxy:
         self.catalog: Catalog | None = None
         self.audit: AuditWriter | None = None
         self.context: Context | None = None
+        self.security_groups: SecurityGroupSync | None = None
         self.servers: list[asyncio.base_events.Server] = []
         self.api_runner = None
         self.addresses: list[tuple[str, int]] = []
@@ -104,11 +106,14 @@ class Proxy:
         sessions_gauge = metrics.connections
         self.context = Context(config=config, catalog=self.catalog, backend=address,
                                tls=tls_context(config, data_dir), classify=Classifier(translator, metrics=metrics),
-                               gate=SecurityGroupGate.from_config(config), throttle=throttle,
+                               gate=SecurityGroupGate.build(SecurityGroups(), ()), throttle=throttle,
                                tokens=token_authority(config, data_dir), audit=self.audit, metrics=metrics)
         context = self.context
         sessions_gauge.labels(state="relaying").set_function(lambda: len(context.sessions))
         sessions_gauge.labels(state="open").set_function(lambda: context.connection_total)
+        # The gate admits no one until the stored security groups are read (deny by default).
+        self.security_groups = SecurityGroupSync(self.catalog, self._install_security_groups)
+        await self.security_groups.start(SecurityGroups.from_config(config))
 
         loop = asyncio.get_running_loop()
         for listen in config.listen_addresses:
@@ -122,7 +127,8 @@ class Proxy:
         self._sweeper = asyncio.create_task(self._close_idle_sessions())
         host, port = self.addresses[0]
         endpoint = ({"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host), port)
-        redshift = RedshiftApi(config, Principals(config), self.context.tokens, self.catalog, endpoint)
+        redshift = RedshiftApi(config, Principals(config), self.context.tokens, self.catalog, endpoint,
+                               self.security_groups)
         app = api.make_app(self.catalog.ping, redshift, metrics)
         api_address = config.api_address
         self.api_runner, self.api_address = await api.start(app, api_address.host, api_address.port)
@@ -160,11 +166,23 @@ class Proxy:
     # Keys a reload cannot change: they need a restart.
     _RESTART_KEYS = ("listen", "api_listen", "backend", "data_dir", "embedded", "cluster")
 
+    def _install_security_groups(self, groups: SecurityGroups) -> None:
+        """The stored security groups (read by SecurityGroupSync) admit the next connection."""
+        self.context.gate = SecurityGroupGate.build(groups, self.config.trusted_proxies)
+        log.info("security groups in force: %s", ", ".join(
+            f"{g.name} ({' '.join(g.cidrs) or 'no rules'})" for g in groups.groups if g.name in groups.attached)
+            or "none attached: no client is admitted")
+
     def reload(self, new: Config) -> None:
         """Apply a re-read configuration to new connections; established sessions keep going.
-        Raises (and changes nothing) when the new TLS files cannot be loaded."""
+        Raises (and changes nothing) when the new TLS files cannot be loaded.
+
+        The configuration's security groups replace the stored ones only when they differ from
+        those last applied (README, Connectivity); that happens on the event loop as soon as the
+        backing database takes it, and until then the rules in force stay."""
         tls = tls_context(new, Path(new.data_dir))
-        gate = SecurityGroupGate.from_config(new)
+        configured = SecurityGroups.from_config(new)
+        gate = SecurityGroupGate.build(self.security_groups.state or SecurityGroups(), new.trusted_proxies)
         for key in self._RESTART_KEYS:
             old_value, new_value = getattr(self.config, key), getattr(new, key)
             if key == "cluster":
@@ -176,6 +194,7 @@ class Proxy:
             new.auth.lockout_failures, new.auth.lockout_window, new.auth.lockout_seconds)
         self.context.tls, self.context.gate, self.context.config = tls, gate, new
         self.config = new
+        self.security_groups.configuration_changed(configured)
         logging.getLogger().setLevel(new.log_level.upper())
         log.info("configuration reloaded")
 
@@ -193,6 +212,8 @@ class Proxy:
             await asyncio.gather(*self.context.tasks, return_exceptions=True)
         if self.api_runner is not None:
             await self.api_runner.cleanup()
+        if self.security_groups is not None:
+            await self.security_groups.stop()
         if self.audit is not None:
             await self.audit.stop()
         if self.catalog is not None:

@@ -82,6 +82,8 @@ class RunningProxy:
         return self
 
     def stop(self, grace: float = 0.0) -> None:
+        if self.loop.is_closed():  # stopped already (a test that restarts a proxy)
+            return
         try:
             asyncio.run_coroutine_threadsafe(self.proxy.stop(grace), self.loop).result(60)
         finally:

@@ -161,6 +161,30 @@ CREATE TABLE IF NOT EXISTS shiftguard.table_attributes (
 );
 REVOKE ALL ON shiftguard.table_attributes FROM PUBLIC;
 
+-- Cluster security groups (policy/connectivity.py): seeded from the YAML, changed through the
+-- Redshift API (iam/api.py). Every change adds one to connectivity.version, which each proxy on
+-- this backend polls; config_digest identifies the YAML section last applied, so that an
+-- unchanged YAML does not undo API changes at a restart (README, Connectivity). Only the
+-- management role reads or writes them.
+CREATE TABLE IF NOT EXISTS shiftguard.connectivity (
+    id integer PRIMARY KEY DEFAULT 1 CHECK (id = 1),
+    version bigint NOT NULL DEFAULT 0,
+    config_digest text
+);
+INSERT INTO shiftguard.connectivity (id) VALUES (1) ON CONFLICT DO NOTHING;
+CREATE TABLE IF NOT EXISTS shiftguard.security_groups (
+    name text PRIMARY KEY,
+    description text NOT NULL DEFAULT '',
+    attached_position integer  -- NULL: not attached to the cluster
+);
+CREATE TABLE IF NOT EXISTS shiftguard.security_group_ingress (
+    group_name text NOT NULL REFERENCES shiftguard.security_groups (name) ON DELETE CASCADE,
+    cidr text NOT NULL,  -- canonical (policy/connectivity.py canonical_cidr)
+    added bigserial,
+    PRIMARY KEY (group_name, cidr)
+);
+REVOKE ALL ON shiftguard.connectivity, shiftguard.security_groups, shiftguard.security_group_ingress FROM PUBLIC;
+
 DROP PROCEDURE IF EXISTS shiftguard.create_user(text, text, boolean, text);
 DROP PROCEDURE IF EXISTS shiftguard.set_password(text, text);
 

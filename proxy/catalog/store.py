@@ -1,5 +1,6 @@
 """Redshift-level state in the backing database's private schema, reached through the management
-role's connection pool: bootstrap, user login records, each role's backend password.
+role's connection pool: bootstrap, user login records, each role's backend password, the
+cluster security groups.
 
 Nothing here decides who may do what: the procedures in schema.sql check their callers, and
 policy/ decides about statements.
@@ -8,6 +9,7 @@ policy/ decides about statements.
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
 import hashlib
 import hmac
@@ -20,6 +22,7 @@ from importlib import resources
 import asyncpg
 
 from ..backend.session import BackendAddress
+from ..policy.connectivity import GroupRules, SecurityGroups, canonical_cidr
 from ..protocol.auth import redshift_md5, scram_verifier
 
 log = logging.getLogger(__name__)
@@ -44,6 +47,15 @@ class UserRecord:
     @property
     def password_disabled(self) -> bool:
         return self.password_md5 is None and self.password_sha256 is None
+
+
+class SecurityGroupConflict(Exception):
+    """A security-group change the stored state does not allow. kind: 'group exists', 'no group',
+    'group attached', 'rule exists', 'no rule'."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
 
 
 _USER_COLUMNS = ("name, superuser, password_md5, password_sha256, password_salt, password_scram, "
@@ -160,6 +172,124 @@ class Catalog:
                 if not await conn.fetchval("SELECT pg_has_role($1, $2, 'MEMBER')", user, role):
                     await conn.execute(f"GRANT {_ident(role)} TO {_ident(user)}")
         return True
+
+    # ---------------------------------------------------------------- security groups
+    # Every change runs in one transaction that first locks the connectivity row, so changes
+    # from several proxies are serialised, and adds one to its version (which proxies poll).
+
+    async def security_groups_version(self) -> int:
+        return await self._pool.fetchval("SELECT version FROM shiftguard.connectivity WHERE id = 1", timeout=5)
+
+    async def load_security_groups(self) -> tuple[int, SecurityGroups]:
+        """The stored security groups and their version, read in one snapshot. ValueError when
+        a stored rule is not a CIDR block (the caller keeps what it had)."""
+        async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            version = await conn.fetchval("SELECT version FROM shiftguard.connectivity WHERE id = 1")
+            groups = await conn.fetch("SELECT name, description, attached_position FROM shiftguard.security_groups")
+            rules = await conn.fetch("SELECT group_name, cidr FROM shiftguard.security_group_ingress ORDER BY added")
+        cidrs: dict[str, list[str]] = {}
+        for row in rules:
+            cidrs.setdefault(row["group_name"], []).append(canonical_cidr(row["cidr"]))
+        state = SecurityGroups(
+            tuple(GroupRules(g["name"], g["description"], tuple(cidrs.get(g["name"], ()))) for g in groups),
+            tuple(g["name"] for g in sorted((g for g in groups if g["attached_position"] is not None),
+                                             key=lambda g: g["attached_position"])))
+        return version, state
+
+    async def seed_security_groups(self, groups: SecurityGroups) -> bool:
+        """Replace the stored security groups by the configuration's when those differ from the
+        configuration last applied (a first start, or an edited YAML); True when replaced."""
+        digest = groups.digest()
+        async with self._pool.acquire() as conn, conn.transaction():
+            applied = await conn.fetchval(
+                "SELECT config_digest FROM shiftguard.connectivity WHERE id = 1 FOR UPDATE")
+            if applied == digest:
+                return False
+            await conn.execute("DELETE FROM shiftguard.security_groups")
+            position = {name: n for n, name in enumerate(groups.attached)}
+            await conn.executemany(
+                "INSERT INTO shiftguard.security_groups (name, description, attached_position) VALUES ($1, $2, $3)",
+                [(g.name, g.description, position.get(g.name)) for g in groups.groups])
+            await conn.executemany(
+                "INSERT INTO shiftguard.security_group_ingress (group_name, cidr) VALUES ($1, $2)",
+                [(g.name, cidr) for g in groups.groups for cidr in g.cidrs])
+            await conn.execute("UPDATE shiftguard.connectivity SET version = version + 1, config_digest = $1 "
+                               "WHERE id = 1", digest)
+        if applied is None:
+            log.info("security groups seeded from the configuration")
+        else:
+            log.warning("security groups replaced from the configuration: its security groups changed, and they "
+                        "replace the stored ones, changes made through the API included")
+        return True
+
+    async def create_security_group(self, name: str, description: str) -> GroupRules:
+        async with self._changing_security_groups() as conn:
+            inserted = await conn.fetchval(
+                "INSERT INTO shiftguard.security_groups (name, description) VALUES ($1, $2) "
+                "ON CONFLICT DO NOTHING RETURNING true", name, description)
+            if not inserted:
+                raise SecurityGroupConflict("group exists", f"Cluster security group {name} already exists.")
+            return GroupRules(name, description)
+
+    async def delete_security_group(self, name: str) -> None:
+        async with self._changing_security_groups() as conn:
+            position = await conn.fetchrow(
+                "SELECT attached_position FROM shiftguard.security_groups WHERE name = $1", name)
+            if position is None:
+                raise SecurityGroupConflict("no group", f"Cluster security group {name} not found.")
+            if position["attached_position"] is not None:
+                raise SecurityGroupConflict(
+                    "group attached", f"Cluster security group {name} is in use by cluster; detach it first "
+                                      f"(ModifyCluster).")
+            await conn.execute("DELETE FROM shiftguard.security_groups WHERE name = $1", name)
+
+    async def authorize_ingress(self, name: str, cidr: str) -> GroupRules:
+        async with self._changing_security_groups() as conn:
+            await self._group_must_exist(conn, name)
+            inserted = await conn.fetchval(
+                "INSERT INTO shiftguard.security_group_ingress (group_name, cidr) VALUES ($1, $2) "
+                "ON CONFLICT DO NOTHING RETURNING true", name, cidr)
+            if not inserted:
+                raise SecurityGroupConflict("rule exists", f"Authorization {cidr} already exists for {name}.")
+            return await self._group_rules(conn, name)
+
+    async def revoke_ingress(self, name: str, cidr: str) -> GroupRules:
+        async with self._changing_security_groups() as conn:
+            await self._group_must_exist(conn, name)
+            deleted = await conn.fetchval(
+                "DELETE FROM shiftguard.security_group_ingress WHERE group_name = $1 AND cidr = $2 RETURNING true",
+                name, cidr)
+            if not deleted:
+                raise SecurityGroupConflict("no rule", f"Authorization {cidr} not found for {name}.")
+            return await self._group_rules(conn, name)
+
+    async def attach_security_groups(self, names: list[str]) -> None:
+        """The cluster's security groups become exactly names, in that order."""
+        async with self._changing_security_groups() as conn:
+            for name in names:
+                await self._group_must_exist(conn, name)
+            await conn.execute("UPDATE shiftguard.security_groups SET attached_position = NULL")
+            await conn.executemany("UPDATE shiftguard.security_groups SET attached_position = $2 WHERE name = $1",
+                                   [(name, n) for n, name in enumerate(names)])
+
+    @contextlib.asynccontextmanager
+    async def _changing_security_groups(self):
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT FROM shiftguard.connectivity WHERE id = 1 FOR UPDATE")
+            yield conn
+            await conn.execute("UPDATE shiftguard.connectivity SET version = version + 1 WHERE id = 1")
+
+    @staticmethod
+    async def _group_must_exist(conn, name: str) -> None:
+        if not await conn.fetchval("SELECT true FROM shiftguard.security_groups WHERE name = $1", name):
+            raise SecurityGroupConflict("no group", f"Cluster security group {name} not found.")
+
+    @staticmethod
+    async def _group_rules(conn, name: str) -> GroupRules:
+        description = await conn.fetchval("SELECT description FROM shiftguard.security_groups WHERE name = $1", name)
+        rules = await conn.fetch("SELECT cidr FROM shiftguard.security_group_ingress WHERE group_name = $1 "
+                                 "ORDER BY added", name)
+        return GroupRules(name, description, tuple(r["cidr"] for r in rules))
 
     # ---------------------------------------------------------------- audit
 

@@ -1,6 +1,9 @@
 """The Redshift API (AWS Query protocol, version 2012-12-01) as boto3 and the AWS CLI call it:
-GetClusterCredentials, GetClusterCredentialsWithIAM, DescribeClusters,
-DescribeCustomDomainAssociations. Every request is SigV4-verified and IAM-authorised; errors
+GetClusterCredentials, GetClusterCredentialsWithIAM, DescribeClusters, ModifyCluster (its
+security groups), DescribeCustomDomainAssociations, and the cluster security-group actions
+(Create/Delete/DescribeClusterSecurityGroup(s), Authorize/RevokeClusterSecurityGroupIngress),
+whose changes are stored by catalog/store.py and put in force by catalog/connectivity.py. Every
+request is SigV4-verified and IAM-authorised; errors
 come in AWS's XML shape with the codes and statuses botocore models
 (reference/redshift-iam.md §1, §3).
 """
@@ -15,7 +18,11 @@ import uuid
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
+import asyncpg
+
+from ..catalog.store import SecurityGroupConflict
 from ..config import Config
+from ..policy.connectivity import GroupRules, SecurityGroups, canonical_cidr
 from .policy import evaluate
 from .principals import Principal, Principals
 from .sigv4 import SignatureError, verify_sigv4
@@ -25,6 +32,19 @@ log = logging.getLogger(__name__)
 
 NAMESPACE = "http://redshift.amazonaws.com/doc/2012-12-01/"
 _DB_USER = re.compile(r"[A-Za-z][A-Za-z0-9_+.@-]{0,63}")
+# As config.SecurityGroup allows, so that a group can be named the same way in the YAML and here.
+_GROUP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,254}")
+
+# SecurityGroupConflict kinds as botocore's service model codes them (code, HTTP status).
+_CONFLICTS = {
+    "group exists": ("ClusterSecurityGroupAlreadyExists", 400),
+    "no group": ("ClusterSecurityGroupNotFound", 404),
+    "group attached": ("InvalidClusterSecurityGroupState", 400),
+    "rule exists": ("AuthorizationAlreadyExists", 400),
+    "no rule": ("AuthorizationNotFound", 404),
+}
+# ModifyCluster parameters other than these change what shiftguard does not have.
+_MODIFY_CLUSTER_PARAMS = {"Action", "Version", "ClusterIdentifier"}
 
 
 class ApiError(Exception):
@@ -58,17 +78,30 @@ def iso8601(moment: datetime.datetime) -> str:
 
 
 def _members(params: dict[str, str], name: str, member: str) -> list[str]:
-    """Query-protocol list: Name.Member.1=a&Name.Member.2=b (an empty list is sent as Name=)."""
-    prefix = f"{name}.{member}."
-    items = sorted(((int(k[len(prefix):]), v) for k, v in params.items()
-                    if k.startswith(prefix) and k[len(prefix):].isdigit()))
-    return [v for _, v in items]
+    """Query-protocol list: Name.Member.1=a&Name.Member.2=b (an empty list is sent as Name=).
+    Name.member.N, the protocol's generic form, is read too."""
+    items = []
+    for prefix in {f"{name}.{member}.", f"{name}.member."}:
+        items += [(int(k[len(prefix):]), v) for k, v in params.items()
+                  if k.startswith(prefix) and k[len(prefix):].isdigit()]
+    return [v for _, v in sorted(items)]
+
+
+def _security_group_xml(group: GroupRules) -> str:
+    ranges = "".join(f"<IPRange><CIDRIP>{escape(cidr)}</CIDRIP><Status>authorized</Status><Tags/></IPRange>"
+                     for cidr in group.cidrs)
+    return (f"<ClusterSecurityGroup><ClusterSecurityGroupName>{escape(group.name)}</ClusterSecurityGroupName>"
+            f"<Description>{escape(group.description)}</Description><EC2SecurityGroups/>"
+            f"<IPRanges>{ranges}</IPRanges><Tags/></ClusterSecurityGroup>")
 
 
 class RedshiftApi:
     def __init__(self, config: Config, principals: Principals, tokens: TokenAuthority, catalog,
-                 endpoint: tuple[str, int]):
+                 endpoint: tuple[str, int], security_groups):
+        """security_groups: the proxy's catalog.connectivity.SecurityGroupSync, refreshed after
+        each change so that the next connection to this proxy meets the new rules."""
         self.config = config
+        self.security_groups = security_groups
         self.principals = principals
         self.tokens = tokens
         self.catalog = catalog
@@ -88,6 +121,12 @@ class RedshiftApi:
                 "GetClusterCredentialsWithIAM": self._get_cluster_credentials_with_iam,
                 "DescribeClusters": self._describe_clusters,
                 "DescribeCustomDomainAssociations": self._describe_custom_domain_associations,
+                "ModifyCluster": self._modify_cluster,
+                "CreateClusterSecurityGroup": self._create_cluster_security_group,
+                "DeleteClusterSecurityGroup": self._delete_cluster_security_group,
+                "DescribeClusterSecurityGroups": self._describe_cluster_security_groups,
+                "AuthorizeClusterSecurityGroupIngress": self._authorize_ingress,
+                "RevokeClusterSecurityGroupIngress": self._revoke_ingress,
             }.get(action)
             if handler is None:
                 raise ApiError("InvalidAction", f"The action {action or '(none)'} is not valid for this web service.")
@@ -100,9 +139,20 @@ class RedshiftApi:
             status = 400 if exc.code in ("IncompleteSignature", "RequestExpired") else 403
             log.info("API request from %s refused: %s", source_ip, exc.code)
             return Reply(status, error_xml(exc.code, str(exc)))
+        except SecurityGroupConflict as exc:
+            code, status = _CONFLICTS[exc.kind]
+            log.info("API request from %s failed: %s %s", source_ip, code, exc)
+            return Reply(status, error_xml(code, str(exc)))
         except ApiError as exc:
             log.info("API request from %s failed: %s %s", source_ip, exc.code, exc)
             return Reply(exc.status, error_xml(exc.code, str(exc)))
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            # The backing database failed; nothing was changed that is not committed.
+            log.error("API request from %s: the backing database failed: %s: %s", source_ip, type(exc).__name__, exc)
+            return Reply(503, error_xml("ServiceUnavailable", "The backing database is unavailable; try again."))
+        except Exception:  # noqa: BLE001 - a bug, or stored state we cannot read: AWS-shaped, logged
+            log.exception("API request from %s failed", source_ip)
+            return Reply(500, error_xml("InternalFailure", "The request failed; the proxy's log says why."))
 
     def _params(self, method: str, url: str, body: bytes) -> dict[str, str]:
         query = urllib.parse.urlsplit(url).query
@@ -204,17 +254,22 @@ class RedshiftApi:
             raise ApiError("ClusterNotFound", f"Cluster {identifier} not found.", 404)
         self._authorize(principal, "DescribeClusters", f"{self._arn}:cluster:{cluster.identifier}",
                         self._context(principal, source_ip))
+        _, stored = await self.catalog.load_security_groups()
+        return f"<Clusters>{self._cluster_xml(stored)}</Clusters>"
+
+    def _cluster_xml(self, stored: SecurityGroups) -> str:
+        cluster = self.config.cluster
         host, port = self.endpoint
         groups = "".join(f"<ClusterSecurityGroup><ClusterSecurityGroupName>{escape(g)}</ClusterSecurityGroupName>"
-                         f"<Status>active</Status></ClusterSecurityGroup>" for g in cluster.security_groups)
-        return (f"<Clusters><Cluster><ClusterIdentifier>{escape(cluster.identifier)}</ClusterIdentifier>"
+                         f"<Status>active</Status></ClusterSecurityGroup>" for g in stored.attached)
+        return (f"<Cluster><ClusterIdentifier>{escape(cluster.identifier)}</ClusterIdentifier>"
                 f"<NodeType>shiftguard</NodeType><ClusterStatus>available</ClusterStatus>"
                 f"<ClusterAvailabilityStatus>Available</ClusterAvailabilityStatus>"
                 f"<MasterUsername>{escape(cluster.admin_user)}</MasterUsername><DBName>{escape(cluster.database)}</DBName>"
                 f"<Endpoint><Address>{escape(host)}</Address><Port>{port}</Port></Endpoint>"
                 f"<ClusterSecurityGroups>{groups}</ClusterSecurityGroups><NumberOfNodes>1</NumberOfNodes>"
                 f"<PubliclyAccessible>false</PubliclyAccessible><Encrypted>false</Encrypted>"
-                f"</Cluster></Clusters>")
+                f"</Cluster>")
 
     async def _describe_custom_domain_associations(self, params: dict[str, str], principal: Principal,
                                                    source_ip: str) -> str:
@@ -222,3 +277,106 @@ class RedshiftApi:
         # No custom domains here: redshift_connector then falls back to ClusterIdentifier.
         raise ApiError("CustomDomainAssociationNotFoundFault",
                        f"Custom domain {domain} is not associated with any cluster.", 404)
+
+    # ---------------------------------------------------------------- security groups
+
+    def _group_arn(self, name: str) -> str:
+        return f"{self._arn}:securitygroup:{name}"
+
+    @staticmethod
+    def _group_name(params: dict[str, str]) -> str:
+        name = params.get("ClusterSecurityGroupName")
+        if not name:
+            raise ApiError("MissingParameter", "The request must contain the parameter ClusterSecurityGroupName")
+        if not _GROUP_NAME.fullmatch(name):
+            raise ApiError("InvalidParameterValue", f"{name!r} is not a valid cluster security group name: 1-255 "
+                                                    f"letters, digits, spaces, '.', '_' or '-', starting with a "
+                                                    f"letter or digit")
+        return name
+
+    @staticmethod
+    def _cidr(params: dict[str, str]) -> str:
+        if params.get("EC2SecurityGroupName") or params.get("EC2SecurityGroupOwnerId"):
+            raise ApiError("InvalidParameterValue", "EC2 security groups are not supported here; authorize a CIDRIP")
+        text = params.get("CIDRIP")
+        if not text:
+            raise ApiError("MissingParameter", "The request must contain the parameter CIDRIP")
+        try:
+            return canonical_cidr(text)
+        except ValueError:
+            raise ApiError("InvalidParameterValue", f"Invalid CIDRIP {text!r}: expected an IPv4 or IPv6 CIDR block "
+                                                    f"such as 192.0.2.0/24 or 2001:db8::/32") from None
+
+    async def _changed(self) -> None:
+        # The change is committed; put it in force here now (other proxies poll for it). When
+        # the state cannot be read back the last good rules stay, and the poll retries.
+        await self.security_groups.refresh()
+
+    async def _create_cluster_security_group(self, params: dict[str, str], principal: Principal,
+                                             source_ip: str) -> str:
+        name = self._group_name(params)
+        description = params.get("Description")
+        if description is None:
+            raise ApiError("MissingParameter", "The request must contain the parameter Description")
+        self._authorize(principal, "CreateClusterSecurityGroup", self._group_arn(name),
+                        self._context(principal, source_ip))
+        group = await self.catalog.create_security_group(name, description)
+        await self._changed()
+        return _security_group_xml(group)
+
+    async def _delete_cluster_security_group(self, params: dict[str, str], principal: Principal,
+                                             source_ip: str) -> str:
+        name = self._group_name(params)
+        self._authorize(principal, "DeleteClusterSecurityGroup", self._group_arn(name),
+                        self._context(principal, source_ip))
+        await self.catalog.delete_security_group(name)
+        await self._changed()
+        return ""
+
+    async def _describe_cluster_security_groups(self, params: dict[str, str], principal: Principal,
+                                                source_ip: str) -> str:
+        name = params.get("ClusterSecurityGroupName") or None
+        self._authorize(principal, "DescribeClusterSecurityGroups", self._group_arn(name or "*"),
+                        self._context(principal, source_ip))
+        _, stored = await self.catalog.load_security_groups()
+        groups = sorted(stored.groups, key=lambda g: g.name)
+        if name is not None:
+            groups = [g for g in groups if g.name == name]
+            if not groups:
+                raise ApiError("ClusterSecurityGroupNotFound", f"Cluster security group {name} not found.", 404)
+        return f"<ClusterSecurityGroups>{''.join(_security_group_xml(g) for g in groups)}</ClusterSecurityGroups>"
+
+    async def _authorize_ingress(self, params: dict[str, str], principal: Principal, source_ip: str) -> str:
+        name = self._group_name(params)
+        cidr = self._cidr(params)
+        self._authorize(principal, "AuthorizeClusterSecurityGroupIngress", self._group_arn(name),
+                        self._context(principal, source_ip))
+        group = await self.catalog.authorize_ingress(name, cidr)
+        await self._changed()
+        return _security_group_xml(group)
+
+    async def _revoke_ingress(self, params: dict[str, str], principal: Principal, source_ip: str) -> str:
+        name = self._group_name(params)
+        cidr = self._cidr(params)
+        self._authorize(principal, "RevokeClusterSecurityGroupIngress", self._group_arn(name),
+                        self._context(principal, source_ip))
+        group = await self.catalog.revoke_ingress(name, cidr)
+        await self._changed()
+        return _security_group_xml(group)
+
+    async def _modify_cluster(self, params: dict[str, str], principal: Principal, source_ip: str) -> str:
+        identifier = self._cluster(params)
+        self._authorize(principal, "ModifyCluster", f"{self._arn}:cluster:{identifier}",
+                        self._context(principal, source_ip))
+        others = sorted({k.split(".", 1)[0] for k in params} - _MODIFY_CLUSTER_PARAMS - {"ClusterSecurityGroups"})
+        if others:
+            raise ApiError("UnsupportedOperation", f"ModifyCluster can change only ClusterSecurityGroups here, "
+                                                   f"not {', '.join(others)}")
+        if any(k == "ClusterSecurityGroups" or k.startswith("ClusterSecurityGroups.") for k in params):
+            # The list replaces the attached groups; an empty list (ClusterSecurityGroups=)
+            # detaches all, and then no client is admitted.
+            names = list(dict.fromkeys(_members(params, "ClusterSecurityGroups", "ClusterSecurityGroupName")))
+            await self.catalog.attach_security_groups(names)
+            await self._changed()
+        _, stored = await self.catalog.load_security_groups()
+        return self._cluster_xml(stored)

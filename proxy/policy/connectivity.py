@@ -1,8 +1,12 @@
 """Cluster connectivity decisions: which addresses the security groups admit, which peers are
-trusted load balancers. Pure; built from the configuration (and, later, the API's changes)."""
+trusted load balancers. Pure: the security groups come in as data (from the configuration, or
+as stored in the backing database by catalog/store.py); no I/O here."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import netaddr
@@ -22,6 +26,57 @@ def client_ip(address: str) -> netaddr.IPAddress | None:
     return ip
 
 
+def canonical_cidr(text: str) -> str:
+    """A CIDR block as stored and compared: the network address with its prefix, IPv6
+    compressed (10.1.2.3/8 -> 10.0.0.0/8). ValueError when text is not an IPv4 or IPv6 CIDR
+    block with an explicit prefix."""
+    if not isinstance(text, str) or text.count("/") != 1:
+        raise ValueError(f"not a CIDR block: {text!r}")
+    try:
+        return str(netaddr.IPNetwork(text.strip()).cidr)
+    except (netaddr.AddrFormatError, ValueError, TypeError):
+        raise ValueError(f"not a CIDR block: {text!r}") from None
+
+
+@dataclass(frozen=True)
+class GroupRules:
+    """One cluster security group: its CIDR ingress rules, canonical, in the order added."""
+
+    name: str
+    description: str = ""
+    cidrs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SecurityGroups:
+    """Every security group and which are attached to the cluster (in order)."""
+
+    groups: tuple[GroupRules, ...] = ()
+    attached: tuple[str, ...] = ()
+
+    @classmethod
+    def from_config(cls, config: Config) -> "SecurityGroups":
+        groups = []
+        for group in config.security_groups:
+            cidrs = dict.fromkeys(canonical_cidr(rule.cidr) for rule in group.ingress)
+            groups.append(GroupRules(group.name, group.description, tuple(cidrs)))
+        return cls(tuple(groups), tuple(dict.fromkeys(config.cluster.security_groups)))
+
+    def group(self, name: str) -> GroupRules | None:
+        return next((g for g in self.groups if g.name == name), None)
+
+    def admitted_cidrs(self) -> Iterable[str]:
+        attached = set(self.attached)
+        return (cidr for group in self.groups if group.name in attached for cidr in group.cidrs)
+
+    def digest(self) -> str:
+        """Identifies this content: the stored state remembers the digest of the YAML it was last
+        seeded from, so an unchanged YAML does not undo changes made through the API."""
+        data = {"groups": [[g.name, g.description, sorted(g.cidrs)] for g in sorted(self.groups, key=lambda g: g.name)],
+                "attached": list(self.attached)}
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
 @dataclass(frozen=True)
 class SecurityGroupGate:
     """Admits an address when any ingress rule of any attached security group contains it."""
@@ -31,10 +86,11 @@ class SecurityGroupGate:
 
     @classmethod
     def from_config(cls, config: Config) -> "SecurityGroupGate":
-        attached = set(config.cluster.security_groups)
-        cidrs = [rule.cidr for group in config.security_groups if group.name in attached
-                 for rule in group.ingress]
-        return cls(netaddr.IPSet(cidrs), netaddr.IPSet(config.trusted_proxies))
+        return cls.build(SecurityGroups.from_config(config), config.trusted_proxies)
+
+    @classmethod
+    def build(cls, groups: SecurityGroups, trusted_proxies: Iterable[str]) -> "SecurityGroupGate":
+        return cls(netaddr.IPSet(groups.admitted_cidrs()), netaddr.IPSet(trusted_proxies))
 
     def admits(self, address: str) -> bool:
         ip = client_ip(address)

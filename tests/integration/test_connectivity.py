@@ -10,6 +10,7 @@ import signal
 import socket
 import struct
 import subprocess
+import threading
 import time
 from dataclasses import replace
 
@@ -169,6 +170,60 @@ def test_idle_in_transaction_timeout(make_proxy):
         closing = read_all(sock, timeout=10)
         assert b"25P03" in closing and b"idle-in-transaction timeout" in closing
         assert idle_outside.execute("SELECT 1").fetchone() == (1,)  # idle outside a transaction: kept
+
+
+def test_reload_under_load_drops_nothing(make_proxy):
+    """20 clients query in a loop (half on one connection, half on a new connection each time)
+    while the configuration is reloaded again and again, its security groups changing each time:
+    every query succeeds, and the last configuration is the one in force."""
+    proxy = gated(make_proxy, "127.0.0.1/32")
+    plain, wider = proxy.config, replace(proxy.config, security_groups=groups("127.0.0.1/32", "127.0.0.2/32"))
+    stop = threading.Event()
+    done = [0] * 20
+    errors: list[BaseException] = []
+
+    def client(n: int) -> None:
+        try:
+            with proxy.connect() as held:
+                while not stop.is_set():
+                    if n % 2:
+                        with proxy.connect() as fresh:
+                            assert fresh.execute("SELECT %s::int", (n,)).fetchone() == (n,)
+                    else:
+                        assert held.execute("SELECT %s::int", (n,)).fetchone() == (n,)
+                    done[n] += 1
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    def everyone_progressed(since: list[int]) -> bool:
+        deadline = time.monotonic() + 30
+        while any(now <= before for now, before in zip(done, since)) and not errors:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return not errors
+
+    async def reload(config):
+        proxy.proxy.reload(config)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(20)]
+    for thread in threads:
+        thread.start()
+    try:
+        assert everyone_progressed([0] * 20), errors
+        for round_ in range(6):
+            before = list(done)
+            proxy.call(reload(wider if round_ % 2 else plain))
+            assert everyone_progressed(before), errors
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+    assert not errors
+    deadline = time.monotonic() + 10  # the last reload (wider) is in force
+    while attempt(proxy, "127.0.0.2") != "admitted" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert attempt(proxy, "127.0.0.2") == "admitted"
 
 
 # --------------------------------------------------------------------------- a real load balancer

@@ -1,4 +1,4 @@
-"""PROXY protocol headers from byte tables; the security-group gate from rules."""
+"""PROXY protocol headers from byte tables; the security-group gate from rules; CIDRs as stored."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from dataclasses import replace
 import pytest
 
 from proxy.config import Cluster, Config, IngressRule, SecurityGroup
-from proxy.policy.connectivity import SecurityGroupGate, client_ip
+from proxy.policy.connectivity import (GroupRules, SecurityGroupGate, SecurityGroups, canonical_cidr,
+                                       client_ip)
 from proxy.protocol.proxy_header import (V2_SIGNATURE, BadProxyHeader, ProxyHeader, parse,
                                          starts_like_proxy_header, v2_header)
 
@@ -63,3 +64,36 @@ def test_gate():
     assert not gate.admits("192.168.0.1")  # group b is not attached
     assert not gate.admits("local") and client_ip("not an ip") is None
     assert gate.is_trusted_proxy("127.0.0.9") and not gate.is_trusted_proxy("127.0.0.1")
+
+
+@pytest.mark.parametrize("text, canonical", [
+    ("127.0.0.2/32", "127.0.0.2/32"),
+    ("10.1.2.3/16", "10.1.0.0/16"),          # host bits dropped
+    ("0.0.0.0/0", "0.0.0.0/0"),
+    ("2001:DB8:0:0::/32", "2001:db8::/32"),  # IPv6 compressed, lower case
+    ("::1/128", "::1/128"),
+    ("10.0.0.0", None), ("10.0.0.0/33", None), ("127.0.0.300/32", None), ("127.1/32", None),
+    ("10/8", None), ("2001:db8::/129", None), ("2001:db8::g/64", None), ("1.2.3.4/8/8", None), ("", None),
+])
+def test_canonical_cidr(text, canonical):
+    if canonical is None:
+        with pytest.raises(ValueError):
+            canonical_cidr(text)
+    else:
+        assert canonical_cidr(text) == canonical
+
+
+def test_security_groups_digest_and_gate():
+    config = replace(Config(), security_groups=[
+        SecurityGroup("a", "x", [IngressRule("10.0.0.0/16")]), SecurityGroup("b", "y", [IngressRule("192.168.0.0/24")])],
+        cluster=replace(Cluster(), security_groups=["a"]))
+    groups = SecurityGroups.from_config(config)
+    reordered = SecurityGroups(tuple(reversed(groups.groups)), groups.attached)
+    assert groups.digest() == reordered.digest()
+    for changed in (SecurityGroups(groups.groups, ("a", "b")),
+                    SecurityGroups((GroupRules("a", "x", ("10.0.0.0/8",)), groups.groups[1]), groups.attached),
+                    SecurityGroups((GroupRules("a", "other", ("10.0.0.0/16",)), groups.groups[1]), groups.attached)):
+        assert changed.digest() != groups.digest()
+    gate = SecurityGroupGate.build(groups, ["127.0.0.9/32"])
+    assert gate.admits("10.0.0.1") and not gate.admits("192.168.0.1")
+    assert not SecurityGroupGate.build(SecurityGroups(), []).admits("127.0.0.1")  # nothing attached: no one

@@ -137,23 +137,33 @@ REVOKE ALL ON FUNCTION shiftguard.rls_sync(oid) FROM PUBLIC;
 -- session_user), lookups (the names of the tables it reads). p_search_path: the creator's,
 -- which resolves those names, then and whenever the predicate runs; pg_catalog comes first and
 -- pg_temp last, so that no one's temporary table or function can stand in for them.
+--
+-- The body is a string literal (quoted here, whatever it holds), run by a non-superuser owner
+-- as a STABLE function: this procedure can be called directly by an RLS admin with any JSON,
+-- and nothing in it may reach the management role's rights.
 CREATE OR REPLACE FUNCTION shiftguard.rls_define(p_policy jsonb, p_search_path text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_function text := format('shiftguard.%I', 'rls:' || (p_policy->>'name'));
-    v_params   text;
-    v_select   text;
+    v_column   jsonb;
+    v_type     regtype;
+    v_params   text[] := '{}';
+    v_select   text[] := '{}';
     v_lookup   text;
     v_table    regclass;
-    v_path     text := 'pg_catalog, ' || p_search_path || ', pg_temp';
+    v_oid      oid;
+    v_types    oid[] := '{}';
 BEGIN
-    SELECT coalesce(string_agg(format('%I %s', c->>'colname', c->>'type'), ', ' ORDER BY n), ''),
-           coalesce(string_agg(format('$%s AS %I', n, c->>'colname'), ', ' ORDER BY n), '')
-      INTO v_params, v_select
-      FROM jsonb_array_elements(p_policy->'columns') WITH ORDINALITY AS x (c, n);
-    -- The columns are a one-row derived table named by the alias, so alias.col, col and
-    -- correlated references from lookup subqueries resolve as they would against the table.
-    PERFORM set_config('search_path', v_path, true);  -- until this function returns
+    PERFORM set_config('search_path', 'pg_catalog, ' || p_search_path || ', pg_temp', true);  -- until we return
+    FOR v_column IN SELECT jsonb_array_elements(p_policy->'columns') LOOP
+        v_type := to_regtype(v_column->>'type');
+        IF v_type IS NULL THEN
+            RAISE EXCEPTION 'type "%" does not exist', v_column->>'type' USING ERRCODE = '42704';
+        END IF;
+        v_params := v_params || format('%I %s', v_column->>'colname', v_type);
+        v_types := v_types || v_type::oid;
+        v_select := v_select || format('$%s AS %I', cardinality(v_params), v_column->>'colname');
+    END LOOP;
     FOR v_lookup IN SELECT jsonb_array_elements_text(p_policy->'lookups') LOOP
         v_table := to_regclass(v_lookup);
         IF v_table IS NULL THEN
@@ -169,16 +179,30 @@ BEGIN
                          WHERE c.oid = v_table));
         EXECUTE format('GRANT SELECT ON %s TO shiftguard_rls', v_table);
     END LOOP;
-    -- A standard SQL body: names are resolved now, once (a table of the same name made later,
-    -- temporary or not, changes nothing), and the lookup tables and functions it reads cannot
-    -- be dropped while the policy exists, as in Redshift.
+    -- The columns are a one-row derived table named by the alias, so alias.col, col and
+    -- correlated references from lookup subqueries resolve as they would against the table.
     EXECUTE format('CREATE OR REPLACE FUNCTION %s(%s) RETURNS boolean LANGUAGE sql STABLE SECURITY DEFINER '
-                   'BEGIN ATOMIC SELECT coalesce((%s)::boolean, false) FROM (SELECT %s) AS %I; END',
-                   v_function, v_params, p_policy->>'expression',
-                   CASE WHEN v_select = '' THEN '1 AS "?column?"' ELSE v_select END,
-                   coalesce(p_policy->>'alias', p_policy->>'name'));
-    EXECUTE format('ALTER FUNCTION %s(%s) OWNER TO shiftguard_rls', v_function, v_params);
-    EXECUTE format('GRANT EXECUTE ON FUNCTION %s(%s) TO PUBLIC', v_function, v_params);
+                   'SET search_path FROM CURRENT AS %L',
+                   v_function, array_to_string(v_params, ', '),
+                   format('SELECT coalesce((%s)::boolean, false) FROM (SELECT %s) AS %I',
+                          p_policy->>'expression',
+                          CASE WHEN cardinality(v_select) = 0 THEN '1 AS "?column?"'
+                               ELSE array_to_string(v_select, ', ') END,
+                          coalesce(p_policy->>'alias', p_policy->>'name')));
+    v_oid := (SELECT p.oid FROM pg_proc p
+               WHERE p.pronamespace = 'shiftguard'::regnamespace AND p.proname = 'rls:' || (p_policy->>'name')
+                 AND p.proargtypes = array_to_string(v_types, ' ')::oidvector);
+    EXECUTE format('ALTER FUNCTION %s OWNER TO shiftguard_rls', v_oid::regprocedure);
+    EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO PUBLIC', v_oid::regprocedure);
+    -- As in Redshift, the lookup tables cannot be dropped while the policy reads them: recorded
+    -- as a dependency of the function where the management role may write the catalog.
+    IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+        DELETE FROM pg_depend WHERE classid = 'pg_proc'::regclass AND objid = v_oid
+                                AND refclassid = 'pg_class'::regclass AND deptype = 'n';
+        INSERT INTO pg_depend (classid, objid, objsubid, refclassid, refobjid, refobjsubid, deptype)
+        SELECT 'pg_proc'::regclass, v_oid, 0, 'pg_class'::regclass, to_regclass(l), 0, 'n'
+          FROM jsonb_array_elements_text(p_policy->'lookups') l;
+    END IF;
 END
 $$;
 REVOKE ALL ON FUNCTION shiftguard.rls_define(jsonb, text) FROM PUBLIC;
@@ -244,9 +268,10 @@ BEGIN
         PERFORM shiftguard.rls_sync(v_relation);
     END LOOP;
     DELETE FROM shiftguard.rls_policies WHERE name = p_name;
-    EXECUTE format('DROP FUNCTION shiftguard.%I(%s)', 'rls:' || p_name,
-                   (SELECT coalesce(string_agg(c->>'type', ', ' ORDER BY n), '')
-                      FROM jsonb_array_elements(v_stored.columns) WITH ORDINALITY AS x (c, n)));
+    PERFORM set_config('search_path', 'pg_catalog, shiftguard', true);
+    EXECUTE format('DROP FUNCTION %s', (SELECT p.oid::regprocedure FROM pg_proc p
+                                          WHERE p.pronamespace = 'shiftguard'::regnamespace
+                                            AND p.proname = 'rls:' || p_name));
 END
 $$;
 

@@ -185,6 +185,30 @@ CREATE TABLE IF NOT EXISTS shiftguard.security_group_ingress (
 );
 REVOKE ALL ON shiftguard.connectivity, shiftguard.security_groups, shiftguard.security_group_ingress FROM PUBLIC;
 
+-- Redshift-only object privileges PostgreSQL has no bit for (DROP and ALTER on tables, ALTER
+-- and DROP on schemas, ALTER and USAGE on databases): catalog/privileges.sql keeps and honours
+-- them. grantee is a PostgreSQL role name ('' for PUBLIC).
+CREATE TABLE IF NOT EXISTS shiftguard.object_privileges (
+    object_type  text NOT NULL CHECK (object_type IN ('table', 'schema', 'database')),
+    object_oid   oid NOT NULL,
+    grantee      text NOT NULL,
+    privilege    text NOT NULL CHECK (privilege IN ('DROP', 'ALTER', 'USAGE')),
+    grant_option boolean NOT NULL DEFAULT false,
+    grantor      text NOT NULL,
+    PRIMARY KEY (object_type, object_oid, grantee, privilege)
+);
+REVOKE ALL ON shiftguard.object_privileges FROM PUBLIC;
+
+-- Explicit Redshift-only grants, shaped like aclexplode() for the SVV_*_PRIVILEGES views.
+CREATE OR REPLACE FUNCTION shiftguard.redshift_acl(p_type text, p_oid oid,
+    OUT grantee oid, OUT privilege_type text, OUT is_grantable boolean) RETURNS SETOF record
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce(r.oid, 0), o.privilege, o.grant_option
+      FROM shiftguard.object_privileges o LEFT JOIN pg_roles r ON r.rolname = o.grantee
+     WHERE o.object_type = p_type AND o.object_oid = p_oid AND (o.grantee = '' OR r.oid IS NOT NULL)
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.redshift_acl(text, oid) TO PUBLIC;
+
 DROP PROCEDURE IF EXISTS shiftguard.create_user(text, text, boolean, text);
 DROP PROCEDURE IF EXISTS shiftguard.set_password(text, text);
 
@@ -910,7 +934,8 @@ CREATE OR REPLACE VIEW shiftguard.svv_relation_privileges AS
            i.name AS identity_name, i.type AS identity_type,
            a.is_grantable AND i.type = 'user' AS admin_option
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-     CROSS JOIN LATERAL aclexplode(c.relacl) a
+     CROSS JOIN LATERAL (SELECT grantee, privilege_type, is_grantable FROM aclexplode(c.relacl)
+                         UNION ALL SELECT * FROM shiftguard.redshift_acl('table', c.oid)) a
      CROSS JOIN LATERAL shiftguard.identity(a.grantee) i
      WHERE c.relkind IN ('r', 'v', 'm', 'p', 'f')
        AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'shiftguard') AND n.nspname NOT LIKE 'pg\_%'
@@ -922,7 +947,8 @@ CREATE OR REPLACE VIEW shiftguard.svv_schema_privileges AS
            a.grantee::integer AS identity_id, i.name AS identity_name, i.type AS identity_type,
            a.is_grantable AND i.type = 'user' AS admin_option
       FROM pg_namespace n
-     CROSS JOIN LATERAL aclexplode(n.nspacl) a
+     CROSS JOIN LATERAL (SELECT grantee, privilege_type, is_grantable FROM aclexplode(n.nspacl)
+                         UNION ALL SELECT * FROM shiftguard.redshift_acl('schema', n.oid)) a
      CROSS JOIN LATERAL shiftguard.identity(a.grantee) i
      WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'shiftguard') AND n.nspname NOT LIKE 'pg\_%'
        AND a.grantee <> n.nspowner AND shiftguard.sees_identity(a.grantee, n.nspowner);
@@ -933,7 +959,8 @@ CREATE OR REPLACE VIEW shiftguard.svv_database_privileges AS
            a.grantee::integer AS identity_id, i.name AS identity_name, i.type AS identity_type,
            a.is_grantable AND i.type = 'user' AS admin_option
       FROM pg_database d
-     CROSS JOIN LATERAL aclexplode(d.datacl) a
+     CROSS JOIN LATERAL (SELECT grantee, privilege_type, is_grantable FROM aclexplode(d.datacl)
+                         UNION ALL SELECT * FROM shiftguard.redshift_acl('database', d.oid)) a
      CROSS JOIN LATERAL shiftguard.identity(a.grantee) i
      WHERE a.grantee <> d.datdba AND a.privilege_type <> 'CONNECT'
        AND shiftguard.sees_identity(a.grantee, d.datdba);

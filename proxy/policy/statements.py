@@ -34,7 +34,7 @@ from .roles import as_json as roles_json
 from .roles import (parse_alter_role, parse_create_role, parse_drop_role, parse_role_grant,
                     parse_system_grant)
 from .users import parse_alter_user, parse_create_user, parse_drop_user
-from . import rls
+from . import privileges, rls
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +88,7 @@ class Translator:
 _TRIGGER_WORDS = (b"user", b"role", b"group", b"privileges", b"stl_", b"sys_", b"svv_", b"pg_table_def",
                   b"discard", b"system", b"extension", b"copy",
                   b"policy", b"language", b"load", b"set_config", b"authorization", b"grant",
-                  b"revoke", b"security", b"analy", b"u&")
+                  b"revoke", b"security", b"analy", b"drop", b"rename", b"u&")
 
 # Redshift catalog views PostgreSQL lacks (or has with other columns), and where ours live.
 CATALOG_VIEWS = {name: name for name in (
@@ -96,7 +96,8 @@ CATALOG_VIEWS = {name: name for name in (
     "svv_schema_privileges", "svv_database_privileges", "svv_roles", "svv_user_grants", "svv_role_grants",
     "svv_system_privileges", "stl_connection_log", "sys_connection_log", "stl_userlog", "stl_query",
     "sys_query_history", "svv_table_info", "pg_table_def", "svv_external_schemas", "svv_external_tables",
-    "svv_external_columns", "svv_rls_policy", "svv_rls_relation", "svv_rls_attached_policy")}
+    "svv_external_columns", "svv_rls_policy", "svv_rls_relation", "svv_rls_attached_policy",
+    "svv_default_privileges")}
 # PostgreSQL catalogs read through views adding Redshift's columns, when the dialect is on.
 DIALECT_CATALOGS = ("pg_class", "pg_attribute", "pg_attrdef")
 PRIVATE_SCHEMA = "shiftguard"
@@ -198,7 +199,7 @@ def _classify(statement: str, translator: Translator) -> Result:
                 return (f"CALL shiftguard.{procedure}({sql_literal(roles_json(system))}::jsonb)",
                         words[0].encode(), True)
         if words[:1] in (["GRANT"], ["REVOKE"]) or words == ["ALTER", "DEFAULT"]:
-            return _grant_to_groups(statement)
+            return _grant_to_groups(statement, words[0].encode())
     except GrammarError as exc:
         return Denial(exc.sqlstate, str(exc), hint=exc.hint)
     lowered = statement.lower()
@@ -281,14 +282,16 @@ def _drop_group(cursor: Cursor) -> Result:
 _GROUP_STATEMENTS = {"CREATE": _create_group, "ALTER": _alter_group, "DROP": _drop_group}
 
 
-def _grant_to_groups(statement: str) -> Result:
+def _grant_to_groups(statement: str, verb: bytes) -> Result:
     try:
         rewritten, broken = rewrite_grant(statement)
     except parser.ParseError:
         return None  # PostgreSQL refuses it with its own error
     if broken is not None:
         return Denial(broken.sqlstate, str(broken), hint=broken.hint)
-    return (rewritten, None, True) if rewritten is not None else None
+    if rewritten is None:
+        return None
+    return rewritten, (verb if rewritten.startswith("CALL ") else None), True
 
 
 # --------------------------------------------------------------------------- catalog views
@@ -463,7 +466,13 @@ def _explain(node: dict, words: list[str]) -> Result:
 def _drop(node: dict, words: list[str]) -> Result:
     if node.get("removeType") == "OBJECT_POLICY":
         return _escape("PostgreSQL's DROP POLICY (use DROP RLS POLICY)")
-    return None
+    call = privileges.drop_call(node)  # Redshift's DROP privilege and DROP system permissions
+    return (call[0], call[1], True) if call else None
+
+
+def _rename(node: dict, words: list[str]) -> Result:
+    call = privileges.rename_call(node)  # Redshift's ALTER privilege and ALTER TABLE permission
+    return (call[0], call[1], True) if call else None
 
 
 # --------------------------------------------------------------------------- escapes
@@ -638,6 +647,7 @@ _AST_HANDLERS: dict[str, Callable[[dict, list[str]], Result]] = {
     "AlterTableStmt": _alter_table,
     "ExplainStmt": _explain,
     "DropStmt": _drop,
+    "RenameStmt": _rename,
     "CreateFunctionStmt": lambda node, words: _with_language(node, "options"),
     "DoStmt": lambda node, words: _with_language(node, "args"),
 }

@@ -150,3 +150,45 @@ def test_no_hidden_row_leaks(proxy, owned_table, postgres, capsys):
         print(f"\nleak attempts: {tried}, leaked: {leaked}")
     assert tried >= 40
     assert leaks == []
+
+
+def test_procedures_called_directly_give_no_more_rights(proxy, postgres):
+    """An RLS admin (sys:secadmin, not a superuser) calls the private procedures with JSON of
+    its own making, and a user calls drop_objects with a crafted kind: nothing runs with the
+    management role's rights."""
+    me = unique("secadmin")
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE USER {me} PASSWORD '{PASSWORD}'")
+        admin.execute(f"GRANT ROLE sys:secadmin TO {me}")
+        admin.execute(f"GRANT CREATE ON SCHEMA public TO {me}")
+    with proxy.connect(me, PASSWORD) as conn:
+        conn.execute(f"CREATE TABLE {me}_t (a int)")  # its own: the ownership check passes
+    escalate = f"ALTER ROLE {me} SUPERUSER"
+    attempts = [
+        ('{"name": "i1", "columns": [{"colname": "a", "type": "int) RETURNS boolean LANGUAGE sql AS $x$SELECT true$x$; '
+         + escalate + '; --"}], "expression": "true", "lookups": []}'),
+        ('{"name": "i2", "columns": [], "expression": "true)::boolean, false); ' + escalate
+         + '; SELECT (true", "lookups": []}'),
+        ('{"name": "i3\\"(); ' + escalate + '; --", "columns": [], "expression": "true", "lookups": []}'),
+        '{"name": "i4", "columns": [], "expression": "true", "lookups": ["pg_authid"]}',
+    ]
+    with proxy.connect(me, PASSWORD) as conn:
+        for spec in attempts:
+            try:
+                conn.execute("CALL shiftguard.create_rls_policy(%s::jsonb, 'public')", (spec,))
+                conn.execute(f"ATTACH RLS POLICY i2 ON {me}_t TO PUBLIC") if '"i2"' in spec else None
+            except psycopg.Error:
+                pass
+        try:
+            conn.execute("CALL shiftguard.drop_objects(%s, ARRAY[%s::regclass]::oid[], ARRAY['x'], false, false)",
+                         (f"TABLE public.{me}_t; {escalate}; DROP TABLE IF EXISTS", f"{me}_t"))
+        except psycopg.Error:
+            pass
+    with postgres.connect() as direct:
+        assert direct.execute("SELECT rolsuper FROM pg_roles WHERE rolname = %s", (me,)).fetchone() == (False,)
+        direct.execute(f"DROP TABLE IF EXISTS {me}_t")
+        direct.execute(f"REVOKE CREATE ON SCHEMA public FROM {me}")
+    with proxy.connect() as admin:
+        for name in ("i1", "i2", 'i3"(); ' + escalate + "; --", "i4"):
+            admin.execute(f"DROP RLS POLICY IF EXISTS \"{name.replace(chr(34), chr(34) * 2)}\" CASCADE")
+        admin.execute(f"DROP USER {me}")

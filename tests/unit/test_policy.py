@@ -214,7 +214,12 @@ def test_classifier_caches_only_cacheable_plans():
     ("ALTER GROUP g DROP USER a", 'CALL shiftguard.alter_group(E\'g\', E\'{"drop":["a"]}\'::jsonb)', b"ALTER GROUP"),
     ("DROP GROUP g", "CALL shiftguard.drop_group(E'g')", b"DROP GROUP"),
     ("GRANT SELECT, UPDATE (a) ON t TO GROUP g, bob", 'GRANT SELECT, UPDATE (a) ON TABLE t TO "grp:g", bob', None),
-    ("REVOKE ALL ON ALL TABLES IN SCHEMA s FROM GROUP \"Mé\"", 'REVOKE ALL PRIVILEGES ON ALL TABLES IN SCHEMA s FROM "grp:Mé"', None),
+    ("REVOKE INSERT ON ALL TABLES IN SCHEMA s FROM GROUP \"Mé\"", 'REVOKE INSERT ON ALL TABLES IN SCHEMA s FROM "grp:Mé"', None),
+    # Redshift's ALL includes DROP and ALTER, which PostgreSQL has no bits for.
+    ("REVOKE ALL ON ALL TABLES IN SCHEMA s FROM GROUP g",
+     "CALL shiftguard.grant_privileges(E'REVOKE ALL PRIVILEGES ON ALL TABLES IN SCHEMA s FROM \"grp:g\"', "
+     "E'{\"is_grant\":false,\"object_type\":\"table\",\"privileges\":[\"DROP\",\"ALTER\"],\"grantees\":[\"grp:g\"],"
+     "\"grant_option\":false}'::jsonb, shiftguard.tables_in(ARRAY[E'\"s\"'::regnamespace]::oid[]))", b"REVOKE"),
 ])
 def test_group_statements(sql, expected, tag):
     (action,) = plan(sql).actions

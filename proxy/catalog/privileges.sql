@@ -1,0 +1,224 @@
+-- Redshift's object privileges that PostgreSQL has no bit for, and the system permissions that
+-- cover DROP (reference §3, §4). Run after schema.sql, in the same bootstrap transaction.
+--
+-- GRANT / REVOKE of DROP and ALTER (tables, schemas), ALTER and USAGE (databases) are kept in
+-- shiftguard.object_privileges. A DROP TABLE / VIEW / SCHEMA, and a rename of a table or
+-- column, come here (policy/privileges.py rewrites them): the owner, a superuser, a holder of
+-- the matching system permission (DROP TABLE, DROP VIEW, DROP SCHEMA, ALTER TABLE) or of the
+-- object privilege may; the statement then runs as the management role. Those statements run no
+-- user code, so nothing else gains the management role's rights.
+
+-- Does the session's user hold the Redshift-only privilege on the object (through PUBLIC, a
+-- group or a role included)?
+CREATE OR REPLACE FUNCTION shiftguard.holds(p_type text, p_oid oid, p_privilege text,
+                                            p_grant_option boolean DEFAULT false) RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT EXISTS (
+        SELECT FROM shiftguard.object_privileges o
+         WHERE o.object_type = p_type AND o.object_oid = p_oid AND o.privilege = p_privilege
+           AND (o.grant_option OR NOT p_grant_option)
+           AND (o.grantee = '' OR EXISTS (SELECT FROM pg_roles r WHERE r.rolname = o.grantee
+                                             AND pg_has_role(session_user, r.oid, 'USAGE'))))
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.holds(text, oid, text, boolean) TO PUBLIC;
+
+CREATE OR REPLACE FUNCTION shiftguard.database_oid(p_name text) RETURNS oid
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_oid oid := (SELECT oid FROM pg_database WHERE datname = p_name);
+BEGIN
+    IF v_oid IS NULL THEN
+        RAISE EXCEPTION 'database "%" does not exist', p_name USING ERRCODE = '3D000';
+    END IF;
+    RETURN v_oid;
+END
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.database_oid(text) TO PUBLIC;
+
+CREATE OR REPLACE FUNCTION shiftguard.object_owner(p_type text, p_oid oid) RETURNS oid
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE p_type
+        WHEN 'table' THEN (SELECT relowner FROM pg_class WHERE oid = p_oid)
+        WHEN 'schema' THEN (SELECT nspowner FROM pg_namespace WHERE oid = p_oid)
+        ELSE (SELECT datdba FROM pg_database WHERE oid = p_oid) END
+$$;
+
+CREATE OR REPLACE FUNCTION shiftguard.object_label(p_type text, p_oid oid) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE p_type
+        WHEN 'table' THEN 'relation ' || (SELECT relname FROM pg_class WHERE oid = p_oid)
+        WHEN 'schema' THEN 'schema ' || (SELECT nspname FROM pg_namespace WHERE oid = p_oid)
+        ELSE 'database ' || (SELECT datname FROM pg_database WHERE oid = p_oid) END
+$$;
+
+-- The Redshift-only half of a GRANT or REVOKE (the proxy split it off; the PostgreSQL half
+-- ran just before, as the caller). p_spec: is_grant, object_type, privileges, grantees (role
+-- names, '' for PUBLIC), grant_option (GRANT ... WITH GRANT OPTION, or REVOKE GRANT OPTION FOR).
+CREATE OR REPLACE FUNCTION shiftguard.redshift_grant(p_spec jsonb, p_objects oid[]) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_type      text := p_spec->>'object_type';
+    v_object    oid;
+    v_privilege text;
+    v_grantee   text;
+BEGIN
+    FOREACH v_object IN ARRAY p_objects LOOP
+        FOR v_privilege IN SELECT jsonb_array_elements_text(p_spec->'privileges') LOOP
+            IF NOT (shiftguard.caller_is_superuser()
+                    OR pg_has_role(session_user, shiftguard.object_owner(v_type, v_object), 'USAGE')
+                    OR shiftguard.holds(v_type, v_object, v_privilege, true)) THEN
+                RAISE EXCEPTION 'permission denied for %', shiftguard.object_label(v_type, v_object)
+                    USING ERRCODE = '42501';
+            END IF;
+            FOR v_grantee IN SELECT jsonb_array_elements_text(p_spec->'grantees') LOOP
+                IF v_grantee <> '' AND NOT EXISTS (SELECT FROM pg_roles WHERE rolname = v_grantee) THEN
+                    RAISE EXCEPTION 'role "%" does not exist', v_grantee USING ERRCODE = '42704';
+                END IF;
+                IF (p_spec->>'is_grant')::boolean THEN
+                    INSERT INTO shiftguard.object_privileges AS o
+                           (object_type, object_oid, grantee, privilege, grant_option, grantor)
+                    VALUES (v_type, v_object, v_grantee, v_privilege, (p_spec->>'grant_option')::boolean, session_user)
+                    ON CONFLICT (object_type, object_oid, grantee, privilege)
+                    DO UPDATE SET grant_option = o.grant_option OR excluded.grant_option;
+                ELSIF (p_spec->>'grant_option')::boolean THEN
+                    UPDATE shiftguard.object_privileges SET grant_option = false
+                     WHERE object_type = v_type AND object_oid = v_object AND grantee = v_grantee
+                       AND privilege = v_privilege;
+                ELSE
+                    DELETE FROM shiftguard.object_privileges
+                     WHERE object_type = v_type AND object_oid = v_object AND grantee = v_grantee
+                       AND privilege = v_privilege;
+                END IF;
+            END LOOP;
+        END LOOP;
+    END LOOP;
+END
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.redshift_grant(jsonb, oid[]) TO PUBLIC;
+
+-- A GRANT or REVOKE naming Redshift-only privileges: PostgreSQL's part runs as the caller, so
+-- PostgreSQL checks who may grant it; then the Redshift-only part (checked above). Runs with
+-- the caller's rights only, like any statement the caller could send.
+CREATE OR REPLACE PROCEDURE shiftguard.grant_privileges(p_postgres text, p_spec jsonb, p_objects oid[])
+LANGUAGE plpgsql SECURITY INVOKER AS $$
+BEGIN
+    IF p_postgres IS NOT NULL THEN
+        EXECUTE p_postgres;
+    END IF;
+    PERFORM shiftguard.redshift_grant(p_spec, p_objects);
+END
+$$;
+
+-- Tables of the schemas, for GRANT ... ON ALL TABLES IN SCHEMA (views included, as in Redshift).
+CREATE OR REPLACE FUNCTION shiftguard.tables_in(p_schemas oid[]) RETURNS oid[]
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce(array_agg(oid ORDER BY oid), '{}') FROM pg_class
+     WHERE relnamespace = ANY (p_schemas) AND relkind IN ('r', 'p', 'v', 'm', 'f')
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.tables_in(oid[]) TO PUBLIC;
+
+-- DROP TABLE | VIEW | SCHEMA [IF EXISTS] name, ... [CASCADE | RESTRICT]. p_objects: the names
+-- resolved by the caller (NULL where there is none); p_names: as written, for messages.
+CREATE OR REPLACE PROCEDURE shiftguard.drop_objects(p_kind text, p_objects oid[], p_names text[],
+                                                   p_if_exists boolean, p_cascade boolean)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_type   text := CASE p_kind WHEN 'SCHEMA' THEN 'schema' ELSE 'table' END;
+    v_kind   "char";
+    v_target text;
+BEGIN
+    IF p_kind NOT IN ('TABLE', 'VIEW', 'SCHEMA') OR cardinality(p_objects) <> cardinality(p_names) THEN
+        RAISE EXCEPTION 'drop_objects: unexpected arguments' USING ERRCODE = '22023';
+    END IF;
+    FOR i IN 1 .. cardinality(p_objects) LOOP
+        IF p_objects[i] IS NULL THEN
+            IF p_if_exists THEN
+                RAISE NOTICE '% "%" does not exist, skipping', lower(p_kind), p_names[i];
+                CONTINUE;
+            END IF;
+            RAISE EXCEPTION '% "%" does not exist', lower(p_kind), p_names[i]
+                USING ERRCODE = CASE p_kind WHEN 'SCHEMA' THEN '3F000' ELSE '42P01' END;
+        END IF;
+        IF v_type = 'table' THEN
+            v_kind := (SELECT relkind FROM pg_class WHERE oid = p_objects[i]);
+            IF (p_kind = 'TABLE' AND v_kind NOT IN ('r', 'p', 'f')) OR (p_kind = 'VIEW' AND v_kind <> 'v') THEN
+                RAISE EXCEPTION '"%" is not a %', p_names[i], lower(p_kind) USING ERRCODE = '42809',
+                    HINT = CASE WHEN v_kind = 'v' THEN 'Use DROP VIEW to remove a view.'
+                                WHEN v_kind IN ('r', 'p') THEN 'Use DROP TABLE to remove a table.' END;
+            END IF;
+            v_target := p_objects[i]::regclass::text;
+        ELSE
+            v_target := quote_ident((SELECT nspname FROM pg_namespace WHERE oid = p_objects[i]));
+        END IF;
+        IF NOT (shiftguard.caller_is_superuser()
+                OR pg_has_role(session_user, shiftguard.object_owner(v_type, p_objects[i]), 'USAGE')
+                OR shiftguard.caller_may('DROP ' || p_kind)
+                OR shiftguard.holds(v_type, p_objects[i], 'DROP')) THEN
+            RAISE EXCEPTION 'must be owner of % %', CASE v_type WHEN 'table' THEN 'relation' ELSE 'schema' END,
+                p_names[i] USING ERRCODE = '42501';
+        END IF;
+        EXECUTE format('DROP %s %s %s', p_kind, v_target, CASE WHEN p_cascade THEN 'CASCADE' ELSE 'RESTRICT' END);
+        DELETE FROM shiftguard.object_privileges WHERE object_type = v_type AND object_oid = p_objects[i];
+    END LOOP;
+END
+$$;
+
+-- ALTER TABLE t RENAME TO n, ALTER TABLE t RENAME [COLUMN] c TO n: the owner, a superuser, the
+-- ALTER TABLE system permission or the ALTER privilege on the table.
+CREATE OR REPLACE PROCEDURE shiftguard.rename_relation(p_relation oid, p_column text, p_new text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT (shiftguard.caller_is_superuser()
+            OR pg_has_role(session_user, shiftguard.object_owner('table', p_relation), 'USAGE')
+            OR shiftguard.caller_may('ALTER TABLE')
+            OR shiftguard.holds('table', p_relation, 'ALTER')) THEN
+        RAISE EXCEPTION 'must be owner of relation %', (SELECT relname FROM pg_class WHERE oid = p_relation)
+            USING ERRCODE = '42501';
+    END IF;
+    IF p_column IS NULL THEN
+        EXECUTE format('ALTER TABLE %s RENAME TO %I', p_relation::regclass, p_new);
+    ELSE
+        EXECUTE format('ALTER TABLE %s RENAME COLUMN %I TO %I', p_relation::regclass, p_column, p_new);
+    END IF;
+END
+$$;
+
+-- SVV_DEFAULT_PRIVILEGES: what ALTER DEFAULT PRIVILEGES set, with Redshift's names.
+CREATE OR REPLACE VIEW shiftguard.svv_default_privileges AS
+    SELECT CASE WHEN d.defaclnamespace = 0 THEN NULL ELSE n.nspname::text END AS schema_name,
+           CASE d.defaclobjtype WHEN 'r' THEN 'RELATION' WHEN 'f' THEN 'FUNCTION' WHEN 'n' THEN 'SCHEMA'
+                ELSE d.defaclobjtype::text END AS object_type,
+           d.defaclrole::integer AS owner_id, o.name AS owner_name, o.type AS owner_type,
+           a.privilege_type::text AS privilege_type, a.grantee::integer AS grantee_id,
+           i.type AS grantee_type, i.name AS grantee_name, a.is_grantable AND i.type = 'user' AS admin_option
+      FROM pg_default_acl d
+      LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace
+     CROSS JOIN LATERAL aclexplode(d.defaclacl) a
+     CROSS JOIN LATERAL shiftguard.identity(a.grantee) i
+     CROSS JOIN LATERAL shiftguard.identity(d.defaclrole) o
+     WHERE a.grantee <> d.defaclrole AND shiftguard.sees_identity(a.grantee, d.defaclrole);
+GRANT SELECT ON shiftguard.svv_default_privileges TO PUBLIC;
+
+-- Redshift: a new procedure may be run by its owner and superusers only (functions are
+-- executable by PUBLIC, as in PostgreSQL). Event triggers need a superuser to create.
+CREATE OR REPLACE FUNCTION shiftguard.procedures_owner_only() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_command record;
+BEGIN
+    FOR v_command IN SELECT * FROM pg_event_trigger_ddl_commands()
+                      WHERE command_tag = 'CREATE PROCEDURE' AND schema_name <> 'shiftguard' LOOP
+        EXECUTE format('REVOKE EXECUTE ON PROCEDURE %s FROM PUBLIC', v_command.objid::regprocedure);
+    END LOOP;
+END
+$$;
+
+DO $$
+BEGIN
+    IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+            AND NOT EXISTS (SELECT FROM pg_event_trigger WHERE evtname = 'shiftguard_procedures_owner_only') THEN
+        CREATE EVENT TRIGGER shiftguard_procedures_owner_only ON ddl_command_end
+            WHEN TAG IN ('CREATE PROCEDURE') EXECUTE FUNCTION shiftguard.procedures_owner_only();
+    END IF;
+END
+$$;

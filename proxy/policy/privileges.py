@@ -1,0 +1,116 @@
+"""Redshift's object privileges that PostgreSQL has no bit for (reference §4): DROP and ALTER on
+tables, ALTER and DROP on schemas, ALTER and USAGE on databases; and the statements that honour
+them and the DROP system permissions (DROP TABLE / VIEW / SCHEMA, renames). Pure: parse trees
+in, SQL out; catalog/privileges.sql checks the caller and keeps the state.
+"""
+
+from __future__ import annotations
+
+import json
+
+from pglast import ast, enums
+from pglast.stream import RawStream
+
+from ..protocol import sqlstate
+from .tokens import GrammarError
+
+_OBJECT_TYPES = {enums.ObjectType.OBJECT_TABLE: "table", enums.ObjectType.OBJECT_SCHEMA: "schema",
+                 enums.ObjectType.OBJECT_DATABASE: "database"}
+REDSHIFT_ONLY = {"table": ("DROP", "ALTER"), "schema": ("ALTER", "DROP"), "database": ("ALTER", "USAGE")}
+
+
+def literal(value: str) -> str:
+    if "\0" in value:
+        raise GrammarError("NUL in a name")
+    return "E'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def split_grant(node: ast.GrantStmt) -> tuple[dict, str] | None:
+    """Take the Redshift-only privileges out of a GRANT or REVOKE (the tree keeps the rest):
+    (the spec for shiftguard.redshift_grant, SQL evaluating to the objects' oids), or None."""
+    kind = _OBJECT_TYPES.get(node.objtype)
+    if kind is None:
+        return None
+    ours = REDSHIFT_ONLY[kind]
+    if node.privileges is None:  # ALL [PRIVILEGES]: Redshift's ALL includes them
+        taken = list(ours)
+    else:
+        taken = [p.priv_name.upper() for p in node.privileges if p.priv_name and p.priv_name.upper() in ours]
+        if not taken:
+            return None
+        if any(p.cols for p in node.privileges if p.priv_name and p.priv_name.upper() in ours):
+            raise GrammarError(f"{taken[0]} cannot be granted on columns", sqlstate.INVALID_GRANT_OPERATION)
+        node.privileges = tuple(p for p in node.privileges if not (p.priv_name and p.priv_name.upper() in ours))
+    grantees = []
+    for grantee in node.grantees or ():
+        if grantee.roletype == enums.RoleSpecType.ROLESPEC_PUBLIC:
+            grantees.append("")
+        elif grantee.roletype == enums.RoleSpecType.ROLESPEC_CSTRING:
+            grantees.append(grantee.rolename)
+        else:
+            raise GrammarError("name the grantee (CURRENT_USER and SESSION_USER are not Redshift grantees)")
+    spec = {"is_grant": bool(node.is_grant), "object_type": kind, "privileges": taken, "grantees": grantees,
+            "grant_option": bool(node.grant_option)}
+    return spec, _objects(node, kind)
+
+
+def _objects(node: ast.GrantStmt, kind: str) -> str:
+    if node.targtype == enums.GrantTargetType.ACL_TARGET_ALL_IN_SCHEMA:
+        schemas = ", ".join(f"{literal(quote(s.sval))}::regnamespace" for s in node.objects)
+        return f"shiftguard.tables_in(ARRAY[{schemas}]::oid[])"
+    if kind == "table":
+        return "ARRAY[" + ", ".join(f"{literal(RawStream()(r))}::regclass" for r in node.objects) + "]::oid[]"
+    if kind == "schema":
+        return "ARRAY[" + ", ".join(f"{literal(quote(s.sval))}::regnamespace" for s in node.objects) + "]::oid[]"
+    databases = ", ".join(f"shiftguard.database_oid({literal(s.sval)})" for s in node.objects)
+    return f"ARRAY[{databases}]::oid[]"
+
+
+def grant_call(postgres: str | None, spec: dict, objects: str) -> str:
+    return (f"CALL shiftguard.grant_privileges({literal(postgres) if postgres else 'NULL'}, "
+            f"{literal(json.dumps(spec, separators=(',', ':')))}::jsonb, {objects})")
+
+
+_DROPPED = {enums.ObjectType.OBJECT_TABLE: "TABLE", enums.ObjectType.OBJECT_VIEW: "VIEW",
+            enums.ObjectType.OBJECT_SCHEMA: "SCHEMA"}
+
+
+def drop_call(node: dict) -> tuple[str, bytes] | None:
+    """DROP TABLE | VIEW | SCHEMA as a call that honours Redshift's DROP privilege and system
+    permissions (node: the DropStmt as pglast's JSON)."""
+    kind = {"OBJECT_TABLE": "TABLE", "OBJECT_VIEW": "VIEW", "OBJECT_SCHEMA": "SCHEMA"}.get(node.get("removeType"))
+    if kind is None:
+        return None
+    names, resolved = [], []
+    for obj in node.get("objects", ()):
+        parts = [p["String"]["sval"] for p in obj["List"]["items"]] if "List" in obj else [obj["String"]["sval"]]
+        written = ".".join(parts)
+        qualified = ".".join(quote(p) for p in parts)
+        names.append(literal(written))
+        function = "to_regnamespace" if kind == "SCHEMA" else "to_regclass"
+        resolved.append(f"pg_catalog.{function}({literal(qualified)})::oid")
+    cascade = node.get("behavior") == "DROP_CASCADE"
+    return (f"CALL shiftguard.drop_objects('{kind}', ARRAY[{', '.join(resolved)}]::oid[], "
+            f"ARRAY[{', '.join(names)}]::text[], {str(bool(node.get('missing_ok'))).lower()}, "
+            f"{str(cascade).lower()})", f"DROP {kind}".encode())
+
+
+def rename_call(node: dict) -> tuple[str, bytes] | None:
+    """ALTER TABLE t RENAME TO n / RENAME [COLUMN] c TO n, for holders of ALTER."""
+    if node.get("missing_ok"):
+        return None  # IF EXISTS: PostgreSQL's own path (owners only)
+    target = node.get("renameType")
+    if target == "OBJECT_COLUMN" and node.get("relationType") == "OBJECT_TABLE":
+        column = literal(node["subname"])
+    elif target == "OBJECT_TABLE":
+        column = "NULL"
+    else:
+        return None
+    relation = node["relation"]
+    qualified = ".".join(quote(p) for p in (relation.get("schemaname"), relation["relname"]) if p)
+    return (f"CALL shiftguard.rename_relation({literal(qualified)}::regclass, {column}, {literal(node['newname'])})",
+            b"ALTER TABLE")

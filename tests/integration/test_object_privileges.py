@@ -1,0 +1,183 @@
+"""Redshift's object privileges that PostgreSQL has no bit for (DROP, ALTER), the DROP system
+permissions, procedures that only their owner may run, svv_default_privileges: checked by doing
+what they allow, as the users they were granted to."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from ..conftest import unique
+
+PASSWORD = "Secret123"
+
+
+@pytest.fixture
+def world(proxy, postgres):
+    n = {key: unique(key) for key in ("t", "owner", "bob", "carol", "g", "r", "s")}
+    with proxy.connect() as admin:
+        for user in ("owner", "bob", "carol"):
+            admin.execute(f"CREATE USER {n[user]} PASSWORD '{PASSWORD}'")
+        admin.execute(f"GRANT CREATE ON SCHEMA public TO {n['owner']}")
+        admin.execute(f"CREATE GROUP {n['g']} WITH USER {n['carol']}")
+        admin.execute(f"CREATE ROLE {n['r']}")
+    with proxy.connect(n["owner"], PASSWORD) as owner:
+        owner.execute(f"CREATE TABLE {n['t']} (a int, b int)")
+        owner.execute(f"INSERT INTO {n['t']} VALUES (1, 2)")
+    yield n
+    with postgres.connect() as direct:
+        for user in ("owner", "bob", "carol"):
+            direct.execute(f"DROP OWNED BY {n[user]} CASCADE")
+    with proxy.connect() as admin:
+        admin.execute(f"DROP SCHEMA IF EXISTS {n['s']} CASCADE")
+        admin.execute(f"DROP ROLE {n['r']} FORCE")
+        admin.execute(f"DROP GROUP {n['g']}")
+        admin.execute(f"REVOKE CREATE ON SCHEMA public FROM {n['owner']}")
+        admin.execute(f"DROP USER {n['owner']}, {n['bob']}, {n['carol']}")
+
+
+def exists(proxy, table: str) -> bool:
+    with proxy.connect() as admin:
+        return admin.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()[0]
+
+
+def test_drop_privilege_lets_a_non_owner_drop(proxy, world):
+    n = world
+    with proxy.connect(n["bob"], PASSWORD) as bob:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match=f"must be owner of relation {n['t']}"):
+            bob.execute(f"DROP TABLE {n['t']}")
+    with proxy.connect(n["owner"], PASSWORD) as owner:
+        owner.execute(f"GRANT DROP ON TABLE {n['t']} TO {n['bob']}")
+    with proxy.connect() as admin:
+        assert admin.execute("SELECT privilege_type, identity_type FROM svv_relation_privileges "
+                             "WHERE relation_name = %s AND identity_name = %s", (n["t"], n["bob"])).fetchall() == [
+            ("DROP", "user")]
+    with proxy.connect(n["bob"], PASSWORD) as bob:
+        assert bob.execute(f"DROP TABLE {n['t']}").statusmessage == "DROP TABLE"
+    assert not exists(proxy, n["t"])
+
+
+def test_grants_through_groups_roles_all_and_revoke(proxy, world):
+    n = world
+    with proxy.connect(n["owner"], PASSWORD) as owner:
+        owner.execute(f"GRANT DROP ON {n['t']} TO GROUP {n['g']}")
+        owner.execute(f"REVOKE DROP ON {n['t']} FROM GROUP {n['g']}")
+    with proxy.connect(n["carol"], PASSWORD) as carol:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            carol.execute(f"DROP TABLE {n['t']}")
+    with proxy.connect(n["owner"], PASSWORD) as owner:
+        owner.execute(f"GRANT ALL ON {n['t']} TO GROUP {n['g']}")  # Redshift's ALL includes DROP
+    with proxy.connect(n["carol"], PASSWORD) as carol:
+        assert carol.execute(f"SELECT a FROM {n['t']}").fetchone() == (1,)
+        carol.execute(f"DROP TABLE {n['t']}")
+    assert not exists(proxy, n["t"])
+
+
+def test_drop_table_system_permission(proxy, world):
+    n = world
+    with proxy.connect() as admin:
+        admin.execute(f"GRANT DROP TABLE TO ROLE {n['r']}")
+        admin.execute(f"GRANT ROLE {n['r']} TO {n['bob']}")
+    with proxy.connect(n["bob"], PASSWORD) as bob:
+        bob.execute(f"DROP TABLE {n['t']}")
+    assert not exists(proxy, n["t"])
+
+
+def test_alter_privilege_lets_a_non_owner_rename(proxy, world):
+    n = world
+    with proxy.connect(n["bob"], PASSWORD) as bob:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="must be owner"):
+            bob.execute(f"ALTER TABLE {n['t']} RENAME COLUMN a TO c")
+    with proxy.connect(n["owner"], PASSWORD) as owner:
+        owner.execute(f"GRANT SELECT, ALTER ON {n['t']} TO {n['bob']}")
+    with proxy.connect(n["bob"], PASSWORD) as bob:
+        bob.execute(f"ALTER TABLE {n['t']} RENAME COLUMN a TO c")
+        assert bob.execute(f"SELECT c FROM {n['t']}").fetchone() == (1,)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            bob.execute(f"ALTER TABLE {n['t']} ADD COLUMN d int")  # other ALTERs stay the owner's
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            bob.execute(f"DROP TABLE {n['t']}")  # ALTER is not DROP
+
+
+def test_who_may_grant_redshift_privileges(proxy, world):
+    n = world
+    with proxy.connect(n["bob"], PASSWORD) as bob:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match=f"permission denied for relation {n['t']}"):
+            bob.execute(f"GRANT DROP ON {n['t']} TO {n['carol']}")
+    with proxy.connect(n["owner"], PASSWORD) as owner:
+        owner.execute(f"GRANT DROP ON {n['t']} TO {n['bob']} WITH GRANT OPTION")
+    with proxy.connect(n["bob"], PASSWORD) as bob:
+        bob.execute(f"GRANT DROP ON {n['t']} TO {n['carol']}")
+    with proxy.connect(n["carol"], PASSWORD) as carol:
+        carol.execute(f"DROP TABLE {n['t']}")
+    assert not exists(proxy, n["t"])
+
+
+def test_schema_privileges(proxy, world):
+    n = world
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE SCHEMA {n['s']}")
+        admin.execute(f"GRANT ALTER, DROP ON SCHEMA {n['s']} TO ROLE {n['r']}")
+        admin.execute(f"GRANT ROLE {n['r']} TO {n['bob']}")
+        assert sorted(admin.execute("SELECT privilege_type FROM svv_schema_privileges WHERE namespace_name = %s "
+                                    "AND identity_name = %s", (n["s"], n["r"])).fetchall()) == [("ALTER",), ("DROP",)]
+    with proxy.connect(n["carol"], PASSWORD) as carol:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match=f"must be owner of schema {n['s']}"):
+            carol.execute(f"DROP SCHEMA {n['s']}")
+    with proxy.connect(n["bob"], PASSWORD) as bob:
+        bob.execute(f"DROP SCHEMA {n['s']}")
+    with proxy.connect() as admin:
+        assert admin.execute("SELECT count(*) FROM pg_namespace WHERE nspname = %s", (n["s"],)).fetchone() == (0,)
+
+
+@pytest.mark.parametrize("statement, error, fragment", [
+    ("DROP TABLE no_such_table_here", psycopg.errors.UndefinedTable, 'table "no_such_table_here" does not exist'),
+    ("DROP VIEW {t}", psycopg.errors.WrongObjectType, "is not a view"),
+    ("DROP SCHEMA no_such_schema_here", psycopg.errors.InvalidSchemaName, "does not exist"),
+    ("GRANT DROP ON no_such_table_here TO {bob}", psycopg.errors.UndefinedTable, "does not exist"),
+    ("GRANT DROP (a) ON {t} TO {bob}", psycopg.errors.InvalidGrantOperation, "columns"),
+    ("GRANT ALTER ON DATABASE no_such_db TO {bob}", psycopg.errors.InvalidCatalogName, "does not exist"),
+])
+def test_errors(proxy, world, statement, error, fragment):
+    with proxy.connect(world["owner"], PASSWORD) as owner:
+        with pytest.raises(error, match=fragment):
+            owner.execute(statement.format(**world))
+
+
+def test_drop_if_exists_notice_and_rollback(proxy, world):
+    n = world
+    notices = []
+    with proxy.connect(n["owner"], PASSWORD) as owner:
+        owner.add_notice_handler(lambda notice: notices.append(notice.message_primary))
+        owner.execute("DROP TABLE IF EXISTS no_such_table_here")
+        owner.execute("BEGIN")
+        owner.execute(f"DROP TABLE {n['t']}")
+        owner.execute("ROLLBACK")
+    assert notices == ['table "no_such_table_here" does not exist, skipping']
+    assert exists(proxy, n["t"])
+
+
+def test_procedures_are_owner_only_functions_public(proxy, world):
+    n = world
+    with proxy.connect(n["owner"], PASSWORD) as owner:
+        owner.execute(f"CREATE PROCEDURE {n['t']}_p() LANGUAGE sql AS $$SELECT 1$$")
+        owner.execute(f"CREATE FUNCTION {n['t']}_f() RETURNS int LANGUAGE sql AS $$SELECT 1$$")
+        owner.execute(f"CALL {n['t']}_p()")
+    with proxy.connect(n["bob"], PASSWORD) as bob:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            bob.execute(f"CALL {n['t']}_p()")
+        assert bob.execute(f"SELECT {n['t']}_f()").fetchone() == (1,)
+    with proxy.connect(n["owner"], PASSWORD) as owner:
+        owner.execute(f"GRANT EXECUTE ON PROCEDURE {n['t']}_p() TO {n['bob']}")
+    with proxy.connect(n["bob"], PASSWORD) as bob:
+        bob.execute(f"CALL {n['t']}_p()")
+
+
+def test_svv_default_privileges(proxy, world):
+    n = world
+    with proxy.connect(n["owner"], PASSWORD) as owner:
+        owner.execute(f"ALTER DEFAULT PRIVILEGES GRANT SELECT ON TABLES TO GROUP {n['g']}")
+        rows = owner.execute("SELECT schema_name, object_type, owner_name, privilege_type, grantee_type, grantee_name "
+                             "FROM svv_default_privileges WHERE owner_name = %s", (n["owner"],)).fetchall()
+        assert rows == [(None, "RELATION", n["owner"], "SELECT", "group", n["g"])]
+        owner.execute(f"ALTER DEFAULT PRIVILEGES REVOKE SELECT ON TABLES FROM GROUP {n['g']}")

@@ -17,7 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from .metrics import Metrics
-from .records import ActivityRecord, ConnectionRecord, UserRecord
+from .records import ActivityRecord, ConnectionRecord, QueryEnd, UserRecord
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,7 @@ class AuditWriter:
         self.json_stdout = json_stdout
         self._connections: list[ConnectionRecord] = []
         self._activity: list[ActivityRecord] = []
+        self._ended: list[QueryEnd] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._last_userlog_id = 0
@@ -48,8 +49,11 @@ class AuditWriter:
     def activity(self, record: ActivityRecord) -> None:
         self._enqueue(self._activity, record)
 
+    def query_ended(self, end: QueryEnd) -> None:
+        self._enqueue(self._ended, end)
+
     def _enqueue(self, queue: list, record) -> None:
-        if len(self._connections) + len(self._activity) >= _MAX_PENDING:
+        if len(self._connections) + len(self._activity) + len(self._ended) >= _MAX_PENDING:
             self.metrics.audit_dropped.inc()
             return
         queue.append(record)
@@ -86,6 +90,7 @@ class AuditWriter:
     async def _flush(self) -> None:
         connections, self._connections = self._connections, []
         activity, self._activity = self._activity, []
+        late = self._merge_ends(activity)
         userlog = []
         try:
             userlog, self._last_userlog_id = await self.catalog.userlog_since(self._last_userlog_id)
@@ -105,6 +110,28 @@ class AuditWriter:
             except Exception as exc:
                 self.metrics.audit_dropped.inc(len(records))
                 self._complain(f"cannot store {len(records)} audit records in the backing database: {exc}")
+        if late:
+            try:
+                await self.catalog.end_queries([asdict(end) for end in late])
+            except Exception as exc:
+                self.metrics.audit_dropped.inc(len(late))
+                self._complain(f"cannot store the end of {len(late)} statements in the backing database: {exc}")
+
+    def _merge_ends(self, activity: list[ActivityRecord]) -> list[QueryEnd]:
+        """Ends of statements in this batch go into their rows before the insert; the rest
+        (statements that ran longer than a batch) are returned, to update rows already stored."""
+        ended, self._ended = self._ended, []
+        if not ended:
+            return []
+        batch = {(record.session_id, record.seq): record for record in activity}
+        late = []
+        for end in ended:
+            record = batch.get((end.session_id, end.seq))
+            if record is not None:
+                end.apply(record)
+            else:
+                late.append(end)
+        return late
 
     def _write_files(self, name: str, lines: list[str]) -> None:
         if self.directory is None or not lines:

@@ -139,6 +139,13 @@ CREATE TABLE IF NOT EXISTS shiftguard.query_log (
     id bigserial PRIMARY KEY, recordtime timestamp NOT NULL, db text, "user" text, pid integer,
     userid integer, xid bigint, sql text
 );
+-- A statement's end arrives after its row may be stored; (session_id, seq) names the row.
+ALTER TABLE shiftguard.query_log ADD COLUMN IF NOT EXISTS session_id text;
+ALTER TABLE shiftguard.query_log ADD COLUMN IF NOT EXISTS seq integer;
+ALTER TABLE shiftguard.query_log ADD COLUMN IF NOT EXISTS endtime timestamp;
+ALTER TABLE shiftguard.query_log ADD COLUMN IF NOT EXISTS status text NOT NULL DEFAULT 'running';
+ALTER TABLE shiftguard.query_log ADD COLUMN IF NOT EXISTS error_message text NOT NULL DEFAULT '';
+CREATE INDEX IF NOT EXISTS query_log_statement ON shiftguard.query_log (session_id, seq);
 REVOKE ALL ON shiftguard.connection_log, shiftguard.user_log, shiftguard.query_log FROM PUBLIC;
 
 CREATE OR REPLACE FUNCTION shiftguard.log_user(p_name text, p_action text, p_old text DEFAULT NULL)
@@ -970,14 +977,20 @@ CREATE OR REPLACE VIEW shiftguard.stl_userlog AS
            coalesce(valuntil, 'infinity'::timestamp) AS valuntil, pid, xid, recordtime
       FROM shiftguard.user_log WHERE shiftguard.require_superuser('stl_userlog');
 
-CREATE OR REPLACE VIEW shiftguard.stl_query AS
+-- STL_QUERY holds finished statements (endtime set; aborted 1 when it failed or was canceled);
+-- SYS_QUERY_HISTORY also running ones. Both in Redshift's column order, the columns we have.
+DROP VIEW IF EXISTS shiftguard.stl_query, shiftguard.sys_query_history;
+CREATE VIEW shiftguard.stl_query AS
     SELECT userid, id::integer AS query, ''::text AS label, xid, pid, db::text AS database, sql::text AS querytxt,
-           recordtime AS starttime, recordtime AS endtime, 0 AS aborted
-      FROM shiftguard.query_log WHERE "user" = session_user OR shiftguard.sees_all_rows();
+           recordtime AS starttime, endtime, CASE WHEN status = 'success' THEN 0 ELSE 1 END AS aborted
+      FROM shiftguard.query_log
+     WHERE endtime IS NOT NULL AND ("user" = session_user OR shiftguard.sees_all_rows());
 
-CREATE OR REPLACE VIEW shiftguard.sys_query_history AS
+CREATE VIEW shiftguard.sys_query_history AS
     SELECT userid AS user_id, id AS query_id, ''::text AS query_label, xid AS transaction_id, pid AS session_id,
-           db::text AS database_name, sql::text AS query_text, recordtime AS start_time
+           db::text AS database_name, status, recordtime AS start_time, endtime AS end_time,
+           (extract(epoch FROM endtime - recordtime) * 1000000)::bigint AS elapsed_time,
+           error_message::text AS error_message, sql::text AS query_text
       FROM shiftguard.query_log WHERE "user" = session_user OR shiftguard.sees_all_rows();
 
 GRANT SELECT ON shiftguard.stl_connection_log, shiftguard.sys_connection_log, shiftguard.stl_userlog,

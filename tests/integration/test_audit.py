@@ -48,6 +48,12 @@ def test_scripted_sequence_lands_in_files_and_tables(audited):
         proxy.connect(name, "Wrong1234")
     with proxy.connect(name, PASSWORD, application_name="audit-test") as conn:
         conn.execute("SELECT 42")
+        conn.execute("SET application_name = 'renamed-app'")
+        conn.execute("SET application_name = 'renamed-app'")  # no change, no record
+        conn.execute(f"SELECT '{name}', pg_sleep(0.2)")
+        conn.execute(f'SELECT %s::text AS "{name}"', (name,))  # extended protocol: Parse, Bind, Execute, Sync
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            conn.execute(f"SELECT '{name}', 1/0")
     with proxy.connect() as admin:
         admin.execute(f"ALTER USER {name} RENAME TO {renamed}")
         admin.execute(f"DROP USER {renamed}")
@@ -56,14 +62,17 @@ def test_scripted_sequence_lands_in_files_and_tables(audited):
                           and lines(directory / "connectionlog"))
     mine = [fields for fields in (l.split("|") for l in connection) if fields[6].strip() == name]
     events = [fields[0].strip() for fields in mine]
-    assert events == ["authentication failure", "authenticated", "initiating session", "disconnecting session"]
+    assert events == ["authentication failure", "authenticated", "initiating session", "set application_name",
+                      "disconnecting session"]
     for fields in mine:
         assert len(fields) == 22 and fields[-1] == ""  # 21 columns, as STL_CONNECTION_LOG, then '|'
         assert re.fullmatch(TIME, fields[1])
         assert fields[2].strip() == "127.0.0.1" and fields[5].strip() == "dev"
     disconnect = mine[-1]
     assert int(disconnect[8]) > 0 and disconnect[7].strip() == "password"
-    assert disconnect[15].strip() == "audit-test"
+    # The name from the startup packet, then the one the session set, as Redshift records them.
+    assert [f[15].strip() for f in mine[1:]] == ["audit-test", "audit-test", "renamed-app", "renamed-app"]
+    assert len({f[20] for f in mine[1:]}) == 1  # one session id on the session's records
 
     userlog = wait_for(lambda: [l.split("|") for l in lines(directory / "userlog") if name in l or renamed in l]
                        if len([l for l in lines(directory / "userlog") if name in l or renamed in l]) >= 3 else None)
@@ -83,7 +92,25 @@ def test_scripted_sequence_lands_in_files_and_tables(audited):
         assert [r[0].strip() for r in rows] == events
         assert admin.execute("SELECT action FROM stl_userlog WHERE username IN (%s, %s) ORDER BY recordtime",
                              (name, renamed)).fetchall() == [("create",), ("rename",), ("drop",)]
-        assert admin.execute("SELECT count(*) FROM sys_connection_log WHERE user_name = %s", (name,)).fetchone()[0] == 4
+        assert admin.execute("SELECT count(*) FROM sys_connection_log WHERE user_name = %s", (name,)).fetchone()[0] == 5
+        assert admin.execute("SELECT application_name FROM stl_connection_log WHERE username = %s "
+                             "AND event LIKE 'set application_name%%'", (name,)).fetchone()[0].strip() == "renamed-app"
+
+        # Statement ends: stl_query has them once finished, sys_query_history with status and error.
+        def finished():
+            rows = admin.execute("SELECT querytxt, starttime, endtime, aborted FROM stl_query WHERE querytxt LIKE %s "
+                                 "ORDER BY query", (f"SELECT %{name}%",)).fetchall()
+            return rows if len(rows) == 3 else None
+        sleep, extended, failed = wait_for(finished)
+        assert sleep[0] == f"SELECT '{name}', pg_sleep(0.2)" and sleep[3] == 0
+        assert (sleep[2] - sleep[1]).total_seconds() >= 0.2  # the end is when it finished, not when it was sent
+        assert extended[0] == f'SELECT $1::text AS "{name}"' and extended[3] == 0 and extended[2] >= extended[1]
+        assert failed[0] == f"SELECT '{name}', 1/0" and failed[3] == 1
+        history = admin.execute("SELECT status, elapsed_time, error_message FROM sys_query_history "
+                                "WHERE query_text LIKE %s ORDER BY query_id", (f"SELECT %{name}%",)).fetchall()
+        assert [(status, error) for status, _, error in history] == [
+            ("success", ""), ("success", ""), ("failed", "division by zero")]
+        assert history[0][1] >= 200_000  # microseconds
 
 
 def test_visibility_of_the_system_tables(audited):

@@ -1,5 +1,6 @@
 """The audit writer: records are queued by the relay and connections without waiting, and a
-background task writes them to the log files (Redshift's formats, rotated by size), optionally
+background task writes them to the log files (Redshift's formats, rotated by size and at the end
+of each clock-aligned period, hourly by default, as Redshift delivers its logs), optionally
 as JSON lines to stdout, and in batches to the backing database. A failure to write (a full
 disk, a read-only directory, the database away) is reported and counted, never raised into
 the relay; what could not be written is counted as dropped.
@@ -27,11 +28,12 @@ _FLUSH_SECONDS = 0.25
 
 class AuditWriter:
     def __init__(self, directory: Path | None, catalog, metrics: Metrics, *, max_bytes: int = 100 << 20,
-                 json_stdout: bool = False):
+                 rotate_seconds: int = 3600, json_stdout: bool = False):
         self.directory = directory
         self.catalog = catalog
         self.metrics = metrics
         self.max_bytes = max_bytes
+        self.rotate_seconds = rotate_seconds
         self.json_stdout = json_stdout
         self._connections: list[ConnectionRecord] = []
         self._activity: list[ActivityRecord] = []
@@ -138,15 +140,33 @@ class AuditWriter:
             return
         path = self.directory / name
         try:
-            if path.exists() and path.stat().st_size >= self.max_bytes:
-                stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-                path.rename(path.with_name(f"{name}_{stamp}"))
+            self._rotate_if_due(path)
             with path.open("a", encoding="utf-8") as handle:
                 handle.write("".join(line + "\n" for line in lines))
             self.metrics.audit_written.labels(log="file").inc(len(lines))
         except OSError as exc:
             self.metrics.audit_dropped.inc(len(lines))
             self._complain(f"cannot write the audit file {path}: {exc}")
+
+    def _rotate_if_due(self, path: Path) -> None:
+        """Rename the file to name_<UTC time> when it is full, or when it was last written in an
+        earlier period than now (periods are aligned on the epoch, so hourly means on the hour
+        and a restart does not move them)."""
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            return
+        now = time.time()
+        period = self.rotate_seconds
+        full = stat.st_size >= self.max_bytes
+        stale = period > 0 and stat.st_mtime // period != now // period
+        if not stat.st_size or not (full or stale):
+            return
+        stamp = datetime.datetime.fromtimestamp(now, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        target, n = path.with_name(f"{path.name}_{stamp}"), 1
+        while target.exists():  # two rotations in one second: keep both
+            target, n = path.with_name(f"{path.name}_{stamp}.{n}"), n + 1
+        path.rename(target)
 
     def _stdout(self, records: list) -> None:
         try:

@@ -961,7 +961,8 @@ GRANT EXECUTE ON FUNCTION shiftguard.sees_all_rows() TO PUBLIC;
 CREATE OR REPLACE VIEW shiftguard.stl_connection_log AS
     SELECT event, recordtime, remotehost, remoteport, pid, dbname, username, authmethod, duration, sslversion,
            sslcipher, mtu, sslcompression, sslexpansion, iamauthguid, application_name, os_version, driver_version,
-           plugin_name, protocol_version, session_id AS sessionid
+           plugin_name, protocol_version, session_id AS sessionid,
+           reason  -- ours, after Redshift's columns: why a login or connection was refused
       FROM shiftguard.connection_log WHERE shiftguard.require_superuser('stl_connection_log');
 
 CREATE OR REPLACE VIEW shiftguard.sys_connection_log AS
@@ -969,7 +970,7 @@ CREATE OR REPLACE VIEW shiftguard.sys_connection_log AS
            dbname AS database_name, username AS user_name, authmethod AS auth_method, duration, sslversion AS ssl_version,
            sslcipher AS ssl_cipher, sslcompression AS ssl_compression, sslexpansion AS ssl_expansion,
            iamauthguid AS iam_auth_guid, application_name, driver_version, os_version, plugin_name, protocol_version,
-           event
+           event, reason
       FROM shiftguard.connection_log WHERE shiftguard.require_superuser('sys_connection_log');
 
 CREATE OR REPLACE VIEW shiftguard.stl_userlog AS

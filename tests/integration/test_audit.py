@@ -13,20 +13,10 @@ import pytest
 
 from proxy.config import Audit
 
-from ..conftest import ADMIN, unique
+from ..conftest import ADMIN, unique, wait_for
 
 PASSWORD = "Secret123"
 TIME = r"[A-Z][a-z]{2}, \d{1,2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2}:\d{3}"
-
-
-def wait_for(predicate, timeout: float = 5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.1)
-    return predicate()
 
 
 def lines(path: Path) -> list[str]:

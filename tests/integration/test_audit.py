@@ -3,7 +3,9 @@ metrics."""
 
 from __future__ import annotations
 
+import errno
 import re
+import subprocess
 import time
 import urllib.request
 from pathlib import Path
@@ -173,6 +175,48 @@ def test_logs_rotate_by_time_and_by_size_and_keep_every_record(make_proxy, tmp_p
         assert wait_for(lambda: session_starts(by_size) == n)  # written, so the next batch finds it full
     assert list(by_size.glob("connectionlog_*"))  # each record is over 1000 bytes: rotated
     assert all(len(l.split("|")) == 22 for f in by_size.glob("connectionlog*") for l in lines(f))
+
+
+@pytest.fixture
+def full_directory(tmp_path):
+    """An audit directory on a full filesystem: a 64 kB tmpfs filled to the last byte where this
+    process may mount one (root), else log files that are /dev/full (ENOSPC on every write)."""
+    directory = tmp_path / "full"
+    directory.mkdir()
+    try:
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(directory)],
+                                 capture_output=True).returncode == 0
+    except FileNotFoundError:  # no mount(8)
+        mounted = False
+    if mounted:
+        with open(directory / "filler", "wb", buffering=0) as filler:
+            try:
+                while filler.write(b"\0" * 4096):
+                    pass
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC
+    else:
+        for name in ("connectionlog", "userlog", "useractivitylog"):
+            (directory / name).symlink_to("/dev/full")
+    yield directory
+    if mounted:
+        subprocess.run(["umount", str(directory)], check=True)
+
+
+def test_full_filesystem_does_not_stop_the_relay(make_proxy, full_directory):
+    proxy = make_proxy(audit=Audit(dir=str(full_directory), user_activity=True))
+    marker = unique("full")
+    with proxy.connect() as held:  # a session open while the writes fail
+        for _ in range(3):
+            with proxy.connect() as conn:
+                assert conn.execute(f"SELECT '{marker}'").fetchone() == (marker,)
+        assert held.execute(f"SELECT '{marker}'").fetchone() == (marker,)
+    # Every line is counted as lost: 4 sessions x 3 connection-log lines, 4 activity lines.
+    assert wait_for(lambda: dropped(proxy) == 16)
+    assert sum(f.stat().st_size for f in full_directory.glob("*log*")) == 0  # nothing half-written
+    with proxy.connect() as admin:  # the system tables still got the records
+        assert wait_for(lambda: admin.execute("SELECT count(*) FROM stl_query WHERE querytxt = %s",
+                                              (f"SELECT '{marker}'",)).fetchone()[0] == 4)
 
 
 def test_metrics_and_probes(proxy):

@@ -291,12 +291,17 @@ class Audit:
     user_activity: bool = False
     # Rotate a log file once it is this big, in bytes.
     max_file_bytes: int = 100 << 20
+    # Also rotate when a clock-aligned period of this many seconds ends (Redshift delivers its
+    # logs hourly); 0: by size only.
+    rotate_seconds: int = 3600
     # Also write the records as JSON lines to stdout (for container log collectors).
     json_stdout: bool = False
 
     def validate(self, where: str) -> None:
         if self.max_file_bytes < 1024:
             raise ConfigError(f"{where}.max_file_bytes: must be at least 1024")
+        if self.rotate_seconds < 0:
+            raise ConfigError(f"{where}.rotate_seconds: must be 0 (size only) or a number of seconds")
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,10 @@
 Bytes pass through untouched: each direction is cut at message boundaries by reading only the
 five-byte headers, and a chunk whose messages all pass is written on as the same object. Only
 Query and Parse (classified, maybe rewritten), ErrorResponse (reworded as Redshift words it),
-ReadyForQuery, and, while a rewrite is pending, Bind, Execute, Close and CommandComplete are
-looked at; Execute and Sync are otherwise only counted from their headers. DataRow and CopyData bodies never are.
+ReadyForQuery, ParameterStatus (rare: PostgreSQL sends one when a reported setting such as
+application_name changes), and, while a rewrite is pending, Bind, Execute, Close and
+CommandComplete are looked at; Execute and Sync are otherwise only counted from their headers.
+DataRow and CopyData bodies never are.
 
 Response bookkeeping. Every Query, Sync and FunctionCall yields exactly one ReadyForQuery, so
 the responses come in numbered intervals (the n-th interval ends with the n-th ReadyForQuery);
@@ -13,6 +15,11 @@ answers the k-th statement of a Query or the k-th Execute. A rewritten statement
 command tag to restore at (interval, k); a denied one is sent as a statement that fails in
 PostgreSQL with a unique relation name, and that ErrorResponse is replaced by the denial. So
 PostgreSQL itself aborts the transaction and skips to Sync, and both sides stay in step.
+
+The same intervals time the statements for the user activity log: a Query or Parse is reported
+when it is sent (before it runs, as Redshift's useractivitylog is written) and ends at its
+interval's ReadyForQuery, failed if an ErrorResponse came in the interval. So no completion
+message is looked at for this; a pipeline of several statements before one Sync ends as one.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import secrets
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from .endpoint import Endpoint
 from .policy.errors import redshift_wording
@@ -139,6 +147,16 @@ class MessageStream:
         return pos
 
 
+class StatementLog(Protocol):
+    """Where the relay reports statements (the user activity log and stl_query)."""
+
+    def started(self, sql: bytes) -> int:
+        """A Query or Parse is being sent; returns a handle for ended()."""
+
+    def ended(self, handles: list[int], error: tuple[str, str] | None) -> None:
+        """Their interval ended; error is (SQLSTATE, message) of its first ErrorResponse."""
+
+
 @dataclass
 class _Expected:
     """What to change in the responses of one interval."""
@@ -152,9 +170,11 @@ class Relay:
 
     def __init__(self, client: Endpoint, backend: Endpoint, classify: Callable[[bytes], Plan],
                  max_message_size: int, on_client_gone: Callable[[], None] | None = None,
-                 on_statement: Callable[[bytes], None] | None = None):
+                 statement_log: StatementLog | None = None,
+                 on_parameter: Callable[[str, str], None] | None = None):
         self.client = client
-        self._on_statement = on_statement  # the user activity log, when enabled
+        self._statement_log = statement_log  # the user activity log and stl_query, when enabled
+        self._on_parameter = on_parameter    # ParameterStatus from the backend (the connection log)
         self.statements = 0
         self.bytes_in = self.bytes_out = 0
         self.denials: list[str] = []  # SQLSTATEs of the proxy's refusals, for the metrics
@@ -172,14 +192,19 @@ class Relay:
         self._received_intervals = 0
         self._completions = 0
         self._expected: dict[int, _Expected] = {}
+        # Statements reported to statement_log, by interval, and the interval's first error.
+        self._running: dict[int, list[int]] = {}
+        self._error: tuple[str, str] | None = None
         self._statement_tags: dict[bytes, bytes] = {}
         self._portal_tags: dict[bytes, bytes] = {}
         self._from_client = MessageStream(
             self._to_backend, {m.F_QUERY, m.F_PARSE, m.F_FUNCTION_CALL},
             self._client_message, self._client_header, max_message_size)
+        backend_wanted = {m.B_READY_FOR_QUERY, m.B_ERROR_RESPONSE}
+        if on_parameter is not None:
+            backend_wanted.add(m.B_PARAMETER_STATUS)
         self._from_backend = MessageStream(
-            self._to_client, {m.B_READY_FOR_QUERY, m.B_ERROR_RESPONSE},
-            self._backend_message, self._backend_header, 1 << 30)
+            self._to_client, backend_wanted, self._backend_message, self._backend_header, 1 << 30)
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -201,6 +226,11 @@ class Relay:
         return not self.busy and self.tx_status == m.TX_IDLE
 
     def close(self, client_message: bytes | None = None) -> None:
+        if self._running:
+            error = self._error or ("08006", "the session ended before the statement completed")
+            for handles in self._running.values():
+                self._statement_log.ended(handles, error)
+            self._running.clear()
         if client_message is not None:
             self.client.write(client_message)
         self.client.close()
@@ -269,9 +299,9 @@ class Relay:
     def _query(self, body: bytes) -> bytes | None:
         sql = m.decode_query(body)
         self.statements += 1
-        if self._on_statement is not None:
-            self._on_statement(sql)
         interval, base = self._sent_intervals, self._executes
+        if self._statement_log is not None:
+            self._running.setdefault(interval, []).append(self._statement_log.started(sql))
         self._sent_intervals += 1
         self._executes = 0
         plan = self.classify(sql)
@@ -295,8 +325,8 @@ class Relay:
     def _parse(self, body: bytes) -> bytes | None:
         parse = m.decode_parse(body)
         self.statements += 1
-        if self._on_statement is not None:
-            self._on_statement(parse.sql)
+        if self._statement_log is not None:
+            self._running.setdefault(self._sent_intervals, []).append(self._statement_log.started(parse.sql))
         plan = self.classify(parse.sql)
         if not plan.actions:
             if self._statement_tags.pop(parse.name, None) is not None:
@@ -370,8 +400,16 @@ class Relay:
                 self._expected.pop(self._received_intervals, None)
                 if not self._expected:
                     self._from_backend.wanted.discard(m.B_COMMAND_COMPLETE)
+            if self._running:
+                handles = self._running.pop(self._received_intervals, None)
+                if handles:
+                    self._statement_log.ended(handles, self._error)
+                self._error = None
             self._received_intervals += 1
             self._completions = 0
+            return None
+        if kind == m.B_PARAMETER_STATUS:
+            self._on_parameter(*m.decode_parameter_status(body))
             return None
         expected = self._expected.get(self._received_intervals)
         if kind == m.B_COMMAND_COMPLETE:
@@ -380,17 +418,26 @@ class Relay:
             return m.command_complete(tag.decode()) if tag is not None else None
         if kind == m.B_ERROR_RESPONSE:
             fields = m.decode_fields(body)
-            changed = False
-            if expected:
-                for marker, error in expected.denials.items():
-                    if marker in fields.get("M", ""):
-                        return error
-                if "shiftguard." in fields.get("W", ""):
-                    # An error raised inside a private-schema procedure that a statement was
-                    # rewritten to: the client sees the error, not our PL/pgSQL call stack.
-                    del fields["W"]
-                    changed = True
-            reworded = redshift_wording(fields)
-            if reworded is not None or changed:
-                return m.encode_error_fields(reworded or fields)
+            reply = self._error_reply(fields, expected)
+            if self._running and self._error is None:
+                seen = fields if reply is None else m.decode_fields(reply[5:])
+                self._error = (seen.get("C", ""), seen.get("M", ""))
+            return reply
+        return None
+
+    def _error_reply(self, fields: dict[str, str], expected: _Expected | None) -> bytes | None:
+        """The ErrorResponse the client gets instead of the backend's, or None to pass it on."""
+        changed = False
+        if expected:
+            for marker, error in expected.denials.items():
+                if marker in fields.get("M", ""):
+                    return error
+            if "shiftguard." in fields.get("W", ""):
+                # An error raised inside a private-schema procedure that a statement was
+                # rewritten to: the client sees the error, not our PL/pgSQL call stack.
+                del fields["W"]
+                changed = True
+        reworded = redshift_wording(fields)
+        if reworded is not None or changed:
+            return m.encode_error_fields(reworded or fields)
         return None

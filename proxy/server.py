@@ -101,6 +101,7 @@ class Proxy:
         metrics = Metrics()
         audit_dir = Path(config.audit.dir) if config.audit.dir else data_dir / "audit"
         self.audit = AuditWriter(audit_dir, self.catalog, metrics, max_bytes=config.audit.max_file_bytes,
+                                 rotate_seconds=config.audit.rotate_seconds,
                                  json_stdout=config.audit.json_stdout)
         await self.audit.start()
         sessions_gauge = metrics.connections

@@ -10,6 +10,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 import uuid
 from dataclasses import replace
 from pathlib import Path
@@ -165,6 +166,17 @@ def new_user(proxy, postgres):
 
 def unique(prefix: str = "t") -> str:
     return f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+def wait_for(predicate, timeout: float = 10.0):
+    """Poll predicate until it returns something true (the audit writer batches its records)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(0.1)
+    return predicate()
 
 
 os.environ.pop("SHIFTGUARD_ADMIN_PASSWORD", None)

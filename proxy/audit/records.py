@@ -86,6 +86,9 @@ class UserRecord:
 
 @dataclass
 class ActivityRecord:
+    """A statement as the user activity log shows it (before it runs) and as stl_query and
+    sys_query_history keep it (with its end, filled in when its ReadyForQuery comes back)."""
+
     recordtime: datetime.datetime
     db: str
     user: str
@@ -93,11 +96,39 @@ class ActivityRecord:
     userid: int
     xid: int
     sql: str
+    session_id: str = ""             # with seq, names the row for QueryEnd
+    seq: int = 0
+    endtime: datetime.datetime | None = None
+    status: str = "running"          # sys_query_history's: running, success, failed, canceled
+    error_message: str = ""
 
     def line(self) -> str:
         stamp = self.recordtime.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         return (f"'{stamp} UTC [ db={self.db} user={self.user} pid={self.pid} userid={self.userid} "
                 f"xid={self.xid} ]' LOG: {self.sql}")
+
+
+@dataclass
+class QueryEnd:
+    """The end of the statement (session_id, seq) of an ActivityRecord."""
+
+    session_id: str
+    seq: int
+    endtime: datetime.datetime
+    status: str
+    error_message: str = ""
+
+    @classmethod
+    def of(cls, session_id: str, seq: int, endtime: datetime.datetime,
+           error: tuple[str, str] | None) -> "QueryEnd":
+        """error: (SQLSTATE, message) of the interval's first ErrorResponse, if any."""
+        if error is None:
+            return cls(session_id, seq, endtime, "success")
+        code, message = error
+        return cls(session_id, seq, endtime, "canceled" if code == "57014" else "failed", message[:512])
+
+    def apply(self, record: ActivityRecord) -> None:
+        record.endtime, record.status, record.error_message = self.endtime, self.status, self.error_message
 
 
 def redact_passwords(sql: str) -> str:

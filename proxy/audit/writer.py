@@ -1,5 +1,6 @@
 """The audit writer: records are queued by the relay and connections without waiting, and a
-background task writes them to the log files (Redshift's formats, rotated by size), optionally
+background task writes them to the log files (Redshift's formats, rotated by size and at the end
+of each clock-aligned period, hourly by default, as Redshift delivers its logs), optionally
 as JSON lines to stdout, and in batches to the backing database. A failure to write (a full
 disk, a read-only directory, the database away) is reported and counted, never raised into
 the relay; what could not be written is counted as dropped.
@@ -17,7 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from .metrics import Metrics
-from .records import ActivityRecord, ConnectionRecord, UserRecord
+from .records import ActivityRecord, ConnectionRecord, QueryEnd, UserRecord
 
 log = logging.getLogger(__name__)
 
@@ -27,14 +28,16 @@ _FLUSH_SECONDS = 0.25
 
 class AuditWriter:
     def __init__(self, directory: Path | None, catalog, metrics: Metrics, *, max_bytes: int = 100 << 20,
-                 json_stdout: bool = False):
+                 rotate_seconds: int = 3600, json_stdout: bool = False):
         self.directory = directory
         self.catalog = catalog
         self.metrics = metrics
         self.max_bytes = max_bytes
+        self.rotate_seconds = rotate_seconds
         self.json_stdout = json_stdout
         self._connections: list[ConnectionRecord] = []
         self._activity: list[ActivityRecord] = []
+        self._ended: list[QueryEnd] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._last_userlog_id = 0
@@ -48,8 +51,11 @@ class AuditWriter:
     def activity(self, record: ActivityRecord) -> None:
         self._enqueue(self._activity, record)
 
+    def query_ended(self, end: QueryEnd) -> None:
+        self._enqueue(self._ended, end)
+
     def _enqueue(self, queue: list, record) -> None:
-        if len(self._connections) + len(self._activity) >= _MAX_PENDING:
+        if len(self._connections) + len(self._activity) + len(self._ended) >= _MAX_PENDING:
             self.metrics.audit_dropped.inc()
             return
         queue.append(record)
@@ -86,6 +92,7 @@ class AuditWriter:
     async def _flush(self) -> None:
         connections, self._connections = self._connections, []
         activity, self._activity = self._activity, []
+        late = self._merge_ends(activity)
         userlog = []
         try:
             userlog, self._last_userlog_id = await self.catalog.userlog_since(self._last_userlog_id)
@@ -105,21 +112,61 @@ class AuditWriter:
             except Exception as exc:
                 self.metrics.audit_dropped.inc(len(records))
                 self._complain(f"cannot store {len(records)} audit records in the backing database: {exc}")
+        if late:
+            try:
+                await self.catalog.end_queries([asdict(end) for end in late])
+            except Exception as exc:
+                self.metrics.audit_dropped.inc(len(late))
+                self._complain(f"cannot store the end of {len(late)} statements in the backing database: {exc}")
+
+    def _merge_ends(self, activity: list[ActivityRecord]) -> list[QueryEnd]:
+        """Ends of statements in this batch go into their rows before the insert; the rest
+        (statements that ran longer than a batch) are returned, to update rows already stored."""
+        ended, self._ended = self._ended, []
+        if not ended:
+            return []
+        batch = {(record.session_id, record.seq): record for record in activity}
+        late = []
+        for end in ended:
+            record = batch.get((end.session_id, end.seq))
+            if record is not None:
+                end.apply(record)
+            else:
+                late.append(end)
+        return late
 
     def _write_files(self, name: str, lines: list[str]) -> None:
         if self.directory is None or not lines:
             return
         path = self.directory / name
         try:
-            if path.exists() and path.stat().st_size >= self.max_bytes:
-                stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-                path.rename(path.with_name(f"{name}_{stamp}"))
+            self._rotate_if_due(path)
             with path.open("a", encoding="utf-8") as handle:
                 handle.write("".join(line + "\n" for line in lines))
             self.metrics.audit_written.labels(log="file").inc(len(lines))
         except OSError as exc:
             self.metrics.audit_dropped.inc(len(lines))
             self._complain(f"cannot write the audit file {path}: {exc}")
+
+    def _rotate_if_due(self, path: Path) -> None:
+        """Rename the file to name_<UTC time> when it is full, or when it was last written in an
+        earlier period than now (periods are aligned on the epoch, so hourly means on the hour
+        and a restart does not move them)."""
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            return
+        now = time.time()
+        period = self.rotate_seconds
+        full = stat.st_size >= self.max_bytes
+        stale = period > 0 and stat.st_mtime // period != now // period
+        if not stat.st_size or not (full or stale):
+            return
+        stamp = datetime.datetime.fromtimestamp(now, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        target, n = path.with_name(f"{path.name}_{stamp}"), 1
+        while target.exists():  # two rotations in one second: keep both
+            target, n = path.with_name(f"{path.name}_{stamp}.{n}"), n + 1
+        path.rename(target)
 
     def _stdout(self, records: list) -> None:
         try:

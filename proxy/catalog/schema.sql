@@ -139,6 +139,13 @@ CREATE TABLE IF NOT EXISTS shiftguard.query_log (
     id bigserial PRIMARY KEY, recordtime timestamp NOT NULL, db text, "user" text, pid integer,
     userid integer, xid bigint, sql text
 );
+-- A statement's end arrives after its row may be stored; (session_id, seq) names the row.
+ALTER TABLE shiftguard.query_log ADD COLUMN IF NOT EXISTS session_id text;
+ALTER TABLE shiftguard.query_log ADD COLUMN IF NOT EXISTS seq integer;
+ALTER TABLE shiftguard.query_log ADD COLUMN IF NOT EXISTS endtime timestamp;
+ALTER TABLE shiftguard.query_log ADD COLUMN IF NOT EXISTS status text NOT NULL DEFAULT 'running';
+ALTER TABLE shiftguard.query_log ADD COLUMN IF NOT EXISTS error_message text NOT NULL DEFAULT '';
+CREATE INDEX IF NOT EXISTS query_log_statement ON shiftguard.query_log (session_id, seq);
 REVOKE ALL ON shiftguard.connection_log, shiftguard.user_log, shiftguard.query_log FROM PUBLIC;
 
 CREATE OR REPLACE FUNCTION shiftguard.log_user(p_name text, p_action text, p_old text DEFAULT NULL)
@@ -1005,7 +1012,8 @@ GRANT EXECUTE ON FUNCTION shiftguard.sees_all_rows() TO PUBLIC;
 CREATE OR REPLACE VIEW shiftguard.stl_connection_log AS
     SELECT event, recordtime, remotehost, remoteport, pid, dbname, username, authmethod, duration, sslversion,
            sslcipher, mtu, sslcompression, sslexpansion, iamauthguid, application_name, os_version, driver_version,
-           plugin_name, protocol_version, session_id AS sessionid
+           plugin_name, protocol_version, session_id AS sessionid,
+           reason  -- ours, after Redshift's columns: why a login or connection was refused
       FROM shiftguard.connection_log WHERE shiftguard.require_superuser('stl_connection_log');
 
 CREATE OR REPLACE VIEW shiftguard.sys_connection_log AS
@@ -1013,7 +1021,7 @@ CREATE OR REPLACE VIEW shiftguard.sys_connection_log AS
            dbname AS database_name, username AS user_name, authmethod AS auth_method, duration, sslversion AS ssl_version,
            sslcipher AS ssl_cipher, sslcompression AS ssl_compression, sslexpansion AS ssl_expansion,
            iamauthguid AS iam_auth_guid, application_name, driver_version, os_version, plugin_name, protocol_version,
-           event
+           event, reason
       FROM shiftguard.connection_log WHERE shiftguard.require_superuser('sys_connection_log');
 
 CREATE OR REPLACE VIEW shiftguard.stl_userlog AS
@@ -1021,14 +1029,25 @@ CREATE OR REPLACE VIEW shiftguard.stl_userlog AS
            coalesce(valuntil, 'infinity'::timestamp) AS valuntil, pid, xid, recordtime
       FROM shiftguard.user_log WHERE shiftguard.require_superuser('stl_userlog');
 
+-- STL_QUERY holds finished statements (endtime set; aborted 1 when it failed or was canceled);
+-- SYS_QUERY_HISTORY also running ones. Both in Redshift's column order, the columns we have.
+DO $$ BEGIN  -- once, from the shape without status (a view's columns cannot be reordered in place)
+    IF to_regclass('shiftguard.sys_query_history') IS NOT NULL AND NOT EXISTS (
+            SELECT FROM pg_attribute WHERE attrelid = to_regclass('shiftguard.sys_query_history') AND attname = 'status') THEN
+        DROP VIEW shiftguard.sys_query_history;
+    END IF;
+END $$;
 CREATE OR REPLACE VIEW shiftguard.stl_query AS
     SELECT userid, id::integer AS query, ''::text AS label, xid, pid, db::text AS database, sql::text AS querytxt,
-           recordtime AS starttime, recordtime AS endtime, 0 AS aborted
-      FROM shiftguard.query_log WHERE "user" = session_user OR shiftguard.sees_all_rows();
+           recordtime AS starttime, endtime, CASE WHEN status = 'success' THEN 0 ELSE 1 END AS aborted
+      FROM shiftguard.query_log
+     WHERE endtime IS NOT NULL AND ("user" = session_user OR shiftguard.sees_all_rows());
 
 CREATE OR REPLACE VIEW shiftguard.sys_query_history AS
     SELECT userid AS user_id, id AS query_id, ''::text AS query_label, xid AS transaction_id, pid AS session_id,
-           db::text AS database_name, sql::text AS query_text, recordtime AS start_time
+           db::text AS database_name, status, recordtime AS start_time, endtime AS end_time,
+           (extract(epoch FROM endtime - recordtime) * 1000000)::bigint AS elapsed_time,
+           error_message::text AS error_message, sql::text AS query_text
       FROM shiftguard.query_log WHERE "user" = session_user OR shiftguard.sees_all_rows();
 
 GRANT SELECT ON shiftguard.stl_connection_log, shiftguard.sys_connection_log, shiftguard.stl_userlog,

@@ -303,6 +303,13 @@ class Catalog:
         rows = [[_naive_utc(r[c]) for c in columns] for r in records]
         await self._pool.executemany(f"INSERT INTO shiftguard.{table} ({quoted}) VALUES ({placeholders})", rows)
 
+    async def end_queries(self, ends: list[dict]) -> None:
+        """Fill in the end of statements whose rows were stored while they ran."""
+        await self._pool.executemany(
+            "UPDATE shiftguard.query_log SET endtime = $3, status = $4, error_message = $5 "
+            "WHERE session_id = $1 AND seq = $2",
+            [(e["session_id"], e["seq"], _naive_utc(e["endtime"]), e["status"], e["error_message"]) for e in ends])
+
     async def last_userlog_id(self) -> int:
         return await self._pool.fetchval("SELECT coalesce(max(id), 0) FROM shiftguard.user_log")
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 
 from .. import __version__
 from ..audit.metrics import Metrics
-from ..audit.records import ActivityRecord, ConnectionRecord, redact_passwords
+from ..audit.records import ActivityRecord, ConnectionRecord, QueryEnd, redact_passwords
 from ..audit.writer import AuditWriter
 from ..backend.session import (BackendAddress, BackendRefused, BackendSession, BackendUnavailable,
                                open_session, send_cancel)
@@ -210,6 +210,7 @@ class Connection:
         self.params: StartupParams | None = None
         self.user = ""
         self.authmethod = ""
+        self.application_name = ""  # the startup packet's, then as the backend reports changes
         self._started: float | None = None
         self.session: Session | None = None
         self._backend: BackendSession | None = None
@@ -223,6 +224,7 @@ class Connection:
                 params = self.params = await self._startup()
                 if params is None:
                     return
+                self.application_name = params.application_name
                 self.state = State.AUTHENTICATING
                 record = await self._authenticate(params)
                 self.state = State.CONNECTING
@@ -283,7 +285,7 @@ class Connection:
             dbname=params.database if params else "", username=params.user if params else "",
             authmethod=self.authmethod, duration=duration,
             sslversion=ssl_object.version() if ssl_object is not None else "", sslcipher=cipher[0] if cipher else "",
-            application_name=params.application_name if params else "",
+            application_name=self.application_name,
             os_version=redshift.get("os_version", ""), driver_version=redshift.get("driver_version", ""),
             plugin_name=redshift.get("plugin_name", ""),
             protocol_version=int(redshift.get("client_protocol_version", "0") or 0)
@@ -528,17 +530,17 @@ class Connection:
 
     # ---------------------------------------------------------------- RELAYING
 
-    def _activity_logger(self, params: StartupParams, record: UserRecord, pid: int):
-        """The user activity log's hook, when audit.user_activity is on (passwords redacted)."""
+    def _parameter_changed(self, name: str, value: str) -> None:
+        """ParameterStatus from the backend: Redshift logs a changed application_name."""
+        if name == "application_name" and value != self.application_name:
+            self.application_name = value
+            self._log("set application_name")
+
+    def _statement_log(self, params: StartupParams, record: UserRecord, pid: int) -> "SessionStatements | None":
         audit = self.context.audit
         if audit is None or not self.config.audit.user_activity:
             return None
-
-        def statement(sql: bytes) -> None:
-            audit.activity(ActivityRecord(datetime.datetime.now(datetime.timezone.utc), params.database,
-                                          record.name, pid, record.userid, 0,
-                                          redact_passwords(sql.decode("utf-8", "replace"))))
-        return statement
+        return SessionStatements(audit, self.session_id, params.database, record, pid)
 
     async def _relay(self, params: StartupParams, record: UserRecord, backend: BackendSession) -> None:
         registry = self.context.sessions
@@ -553,7 +555,8 @@ class Connection:
                       self.config.limits.max_message_size,
                       on_client_gone=lambda: self.context.spawn(
                           send_cancel(self.context.backend, backend.pid, backend.key)),
-                      on_statement=self._activity_logger(params, record, pid))
+                      statement_log=self._statement_log(params, record, pid),
+                      on_parameter=self._parameter_changed if self.context.audit is not None else None)
         self.session = Session(pid, key, record.name, params.database, backend, relay,
                                idle_timeout(record.session_timeout, self.config.cluster.session_timeout))
         registry.add(self.session)
@@ -562,6 +565,32 @@ class Connection:
         self.client.write(b"".join(greeting))
         relay.start()
         await relay.finished()
+
+
+class SessionStatements:
+    """One session's statements for the user activity log (passwords redacted), stl_query and
+    sys_query_history: the relay's StatementLog."""
+
+    def __init__(self, audit: AuditWriter, session_id: str, database: str, user: UserRecord, pid: int):
+        self._audit = audit
+        self._session_id = session_id
+        self._database = database
+        self._user = user
+        self._pid = pid
+        self._seq = 0
+
+    def started(self, sql: bytes) -> int:
+        self._seq += 1
+        self._audit.activity(ActivityRecord(
+            datetime.datetime.now(datetime.timezone.utc), self._database, self._user.name, self._pid,
+            self._user.userid, 0, redact_passwords(sql.decode("utf-8", "replace")),
+            session_id=self._session_id, seq=self._seq))
+        return self._seq
+
+    def ended(self, handles: list[int], error: tuple[str, str] | None) -> None:
+        now = datetime.datetime.now(datetime.timezone.utc)
+        for seq in handles:
+            self._audit.query_ended(QueryEnd.of(self._session_id, seq, now, error))
 
 
 def _session_metrics(metrics, relay: Relay) -> None:

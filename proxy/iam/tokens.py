@@ -113,8 +113,10 @@ class TokenAuthority:
             raise TokenRefused("token expired") from None
         except jwt.ImmatureSignatureError:
             raise TokenRefused("token not yet valid") from None
-        except jwt.InvalidAudienceError:
+        except (jwt.InvalidAudienceError, jwt.InvalidIssuerError):  # both name the cluster
             raise TokenRefused("token for another cluster") from None
+        except jwt.InvalidSignatureError:
+            raise TokenRefused("invalid token: bad signature (tampered with, or signed by another key)") from None
         except jwt.InvalidTokenError as exc:
             raise TokenRefused(f"invalid token: {type(exc).__name__}") from None
         if (claims.get("pfx"), claims.get("sub")) != prefixed:

@@ -3,7 +3,9 @@ metrics."""
 
 from __future__ import annotations
 
+import errno
 import re
+import subprocess
 import time
 import urllib.request
 from pathlib import Path
@@ -13,20 +15,10 @@ import pytest
 
 from proxy.config import Audit
 
-from ..conftest import ADMIN, unique
+from ..conftest import ADMIN, unique, wait_for
 
 PASSWORD = "Secret123"
 TIME = r"[A-Z][a-z]{2}, \d{1,2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2}:\d{3}"
-
-
-def wait_for(predicate, timeout: float = 5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.1)
-    return predicate()
 
 
 def lines(path: Path) -> list[str]:
@@ -48,6 +40,12 @@ def test_scripted_sequence_lands_in_files_and_tables(audited):
         proxy.connect(name, "Wrong1234")
     with proxy.connect(name, PASSWORD, application_name="audit-test") as conn:
         conn.execute("SELECT 42")
+        conn.execute("SET application_name = 'renamed-app'")
+        conn.execute("SET application_name = 'renamed-app'")  # no change, no record
+        conn.execute(f"SELECT '{name}', pg_sleep(0.6)")  # ends after its row is stored (0.25 s batches)
+        conn.execute(f'SELECT %s::text AS "{name}"', (name,))  # extended protocol: Parse, Bind, Execute, Sync
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            conn.execute(f"SELECT '{name}', 1/0")
     with proxy.connect() as admin:
         admin.execute(f"ALTER USER {name} RENAME TO {renamed}")
         admin.execute(f"DROP USER {renamed}")
@@ -56,14 +54,17 @@ def test_scripted_sequence_lands_in_files_and_tables(audited):
                           and lines(directory / "connectionlog"))
     mine = [fields for fields in (l.split("|") for l in connection) if fields[6].strip() == name]
     events = [fields[0].strip() for fields in mine]
-    assert events == ["authentication failure", "authenticated", "initiating session", "disconnecting session"]
+    assert events == ["authentication failure", "authenticated", "initiating session", "set application_name",
+                      "disconnecting session"]
     for fields in mine:
         assert len(fields) == 22 and fields[-1] == ""  # 21 columns, as STL_CONNECTION_LOG, then '|'
         assert re.fullmatch(TIME, fields[1])
         assert fields[2].strip() == "127.0.0.1" and fields[5].strip() == "dev"
     disconnect = mine[-1]
     assert int(disconnect[8]) > 0 and disconnect[7].strip() == "password"
-    assert disconnect[15].strip() == "audit-test"
+    # The name from the startup packet, then the one the session set, as Redshift records them.
+    assert [f[15].strip() for f in mine[1:]] == ["audit-test", "audit-test", "renamed-app", "renamed-app"]
+    assert len({f[20] for f in mine[1:]}) == 1  # one session id on the session's records
 
     userlog = wait_for(lambda: [l.split("|") for l in lines(directory / "userlog") if name in l or renamed in l]
                        if len([l for l in lines(directory / "userlog") if name in l or renamed in l]) >= 3 else None)
@@ -83,7 +84,25 @@ def test_scripted_sequence_lands_in_files_and_tables(audited):
         assert [r[0].strip() for r in rows] == events
         assert admin.execute("SELECT action FROM stl_userlog WHERE username IN (%s, %s) ORDER BY recordtime",
                              (name, renamed)).fetchall() == [("create",), ("rename",), ("drop",)]
-        assert admin.execute("SELECT count(*) FROM sys_connection_log WHERE user_name = %s", (name,)).fetchone()[0] == 4
+        assert admin.execute("SELECT count(*) FROM sys_connection_log WHERE user_name = %s", (name,)).fetchone()[0] == 5
+        assert admin.execute("SELECT application_name FROM stl_connection_log WHERE username = %s "
+                             "AND event LIKE 'set application_name%%'", (name,)).fetchone()[0].strip() == "renamed-app"
+
+        # Statement ends: stl_query has them once finished, sys_query_history with status and error.
+        def finished():
+            rows = admin.execute("SELECT querytxt, starttime, endtime, aborted FROM stl_query WHERE querytxt LIKE %s "
+                                 "ORDER BY query", (f"SELECT %{name}%",)).fetchall()
+            return rows if len(rows) == 3 else None
+        sleep, extended, failed = wait_for(finished)
+        assert sleep[0] == f"SELECT '{name}', pg_sleep(0.6)" and sleep[3] == 0
+        assert (sleep[2] - sleep[1]).total_seconds() >= 0.6  # the end is when it finished, not when it was sent
+        assert extended[0] == f'SELECT $1::text AS "{name}"' and extended[3] == 0 and extended[2] >= extended[1]
+        assert failed[0] == f"SELECT '{name}', 1/0" and failed[3] == 1
+        history = admin.execute("SELECT status, elapsed_time, error_message FROM sys_query_history "
+                                "WHERE query_text LIKE %s ORDER BY query_id", (f"SELECT %{name}%",)).fetchall()
+        assert [(status, error) for status, _, error in history] == [
+            ("success", ""), ("success", ""), ("failed", "division by zero")]
+        assert history[0][1] >= 600_000  # microseconds
 
 
 def test_visibility_of_the_system_tables(audited):
@@ -130,6 +149,74 @@ def test_unwritable_audit_directory_does_not_stop_the_relay(make_proxy, tmp_path
     assert wait_for(lambda: dropped(proxy) >= 3)  # the loss is counted
     with proxy.connect() as admin:  # and the system tables still got the records
         assert admin.execute("SELECT count(*) FROM stl_connection_log WHERE event LIKE 'initiating%'").fetchone()[0] >= 3
+
+
+def session_starts(directory: Path) -> int:
+    return sum(l.startswith("initiating session") for f in directory.glob("connectionlog*") for l in lines(f))
+
+
+def test_logs_rotate_by_time_and_by_size_and_keep_every_record(make_proxy, tmp_path):
+    by_time, by_size = tmp_path / "by-time", tmp_path / "by-size"
+    hourly_but_short = make_proxy(audit=Audit(dir=str(by_time), rotate_seconds=1))
+    sessions = 0
+
+    def rotated():
+        nonlocal sessions
+        with hourly_but_short.connect():
+            sessions += 1
+        return list(by_time.glob("connectionlog_*"))
+    assert wait_for(rotated, timeout=15)  # a one-second period ended between two writes
+    assert wait_for(lambda: session_starts(by_time) == sessions)
+
+    small = make_proxy(audit=Audit(dir=str(by_size), max_file_bytes=1024, rotate_seconds=0))
+    for n in range(1, 4):
+        with small.connect():
+            pass
+        assert wait_for(lambda: session_starts(by_size) == n)  # written, so the next batch finds it full
+    assert list(by_size.glob("connectionlog_*"))  # each record is over 1000 bytes: rotated
+    assert all(len(l.split("|")) == 22 for f in by_size.glob("connectionlog*") for l in lines(f))
+
+
+@pytest.fixture
+def full_directory(tmp_path):
+    """An audit directory on a full filesystem: a 64 kB tmpfs filled to the last byte where this
+    process may mount one (root), else log files that are /dev/full (ENOSPC on every write)."""
+    directory = tmp_path / "full"
+    directory.mkdir()
+    try:
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(directory)],
+                                 capture_output=True).returncode == 0
+    except FileNotFoundError:  # no mount(8)
+        mounted = False
+    if mounted:
+        with open(directory / "filler", "wb", buffering=0) as filler:
+            try:
+                while filler.write(b"\0" * 4096):
+                    pass
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC
+    else:
+        for name in ("connectionlog", "userlog", "useractivitylog"):
+            (directory / name).symlink_to("/dev/full")
+    yield directory
+    if mounted:
+        subprocess.run(["umount", str(directory)], check=True)
+
+
+def test_full_filesystem_does_not_stop_the_relay(make_proxy, full_directory):
+    proxy = make_proxy(audit=Audit(dir=str(full_directory), user_activity=True))
+    marker = unique("full")
+    with proxy.connect() as held:  # a session open while the writes fail
+        for _ in range(3):
+            with proxy.connect() as conn:
+                assert conn.execute(f"SELECT '{marker}'").fetchone() == (marker,)
+        assert held.execute(f"SELECT '{marker}'").fetchone() == (marker,)
+    # Every line is counted as lost: 4 sessions x 3 connection-log lines, 4 activity lines.
+    assert wait_for(lambda: dropped(proxy) == 16)
+    assert sum(f.stat().st_size for f in full_directory.glob("*log*")) == 0  # nothing half-written
+    with proxy.connect() as admin:  # the system tables still got the records
+        assert wait_for(lambda: admin.execute("SELECT count(*) FROM stl_query WHERE querytxt = %s",
+                                              (f"SELECT '{marker}'",)).fetchone()[0] == 4)
 
 
 def test_metrics_and_probes(proxy):

@@ -19,7 +19,7 @@ from botocore.config import Config as BotoConfig
 
 from proxy.config import AccessKey, Iam, IamGroup, IamUser
 
-from ..conftest import unique
+from ..conftest import unique, wait_for
 
 ACCOUNT = "123456789012"
 CLUSTER = "shiftguard"
@@ -266,3 +266,57 @@ def test_token_login_through_raw_md5_uses_the_prefixed_name(iam_proxy, world):
         salt = sock.recv(100)[9:13]
         sock.sendall(m.password_message(md5_response(redshift_md5(creds["DbPassword"], creds["DbUser"]), salt) + b"\0"))
         assert sock.recv(100)[:9] == m.auth_ok()
+
+
+def test_token_refusal_reasons_reach_the_connection_log(iam_proxy, world):
+    """Why each token was refused is in the connection log's authentication failure records
+    (stl_connection_log.reason), while the client gets the same 28P01 and no record holds the
+    token."""
+    import datetime
+    from pathlib import Path
+
+    from proxy.iam.tokens import TokenAuthority, load_or_make_key
+
+    api = client(iam_proxy)
+    name = unique("tmp")
+    creds = api.get_cluster_credentials(DbUser=name, DbName="dev", ClusterIdentifier=CLUSTER, AutoCreate=True)
+    user, token = creds["DbUser"], creds["DbPassword"]
+    head, payload, signature = token.split(".")
+    tampered = f"{head}.{payload[:-2]}{'A' if payload[-2] != 'A' else 'B'}{payload[-1]}.{signature}"
+    authority = iam_proxy.proxy.context.tokens
+    expired = authority.mint("IAMA", name, "dev", [], 900,
+                             now=datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=2)).password
+    key = load_or_make_key(Path(iam_proxy.config.data_dir) / "tokens" / "signing.pem")
+    other_cluster = TokenAuthority(key, "another-cluster").mint("IAMA", name, "dev", [], 900).password
+    other_user = api.get_cluster_credentials(DbUser=unique("tmp"), DbName="dev", ClusterIdentifier=CLUSTER,
+                                             AutoCreate=True)["DbPassword"]
+    refused = [tampered, expired, other_cluster, other_user]
+    for password in refused:
+        with pytest.raises(psycopg.OperationalError, match=f'password authentication failed for user "{user}"$'):
+            login(iam_proxy, user, password)
+    assert iam_proxy.call(iam_proxy.proxy.catalog.revoke_tokens(db_user=user)) == 1
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        login(iam_proxy, user, token)
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        login(iam_proxy, user, "not-a-token", sslmode="disable")  # MD5: no token matches
+
+    expected = ["invalid token: bad signature (tampered with, or signed by another key)", "token expired", "token for another cluster",
+                "token for another user", "token revoked or unknown", "no live token matches"]
+    with iam_proxy.connect() as admin:
+        def failures():
+            rows = admin.execute("SELECT authmethod, reason FROM stl_connection_log WHERE username = %s "
+                                 "AND event = 'authentication failure' ORDER BY recordtime", (user,)).fetchall()
+            return rows if len(rows) == len(expected) else None
+        rows = wait_for(failures)
+        assert [(method.strip(), reason) for method, reason in rows] == [("IAM AssumeUser", r) for r in expected]
+        stored = admin.execute("SELECT string_agg(s::text, '') FROM stl_connection_log s WHERE username = %s",
+                               (user,)).fetchone()[0]
+    audit_files = "".join(p.read_text() for p in (Path(iam_proxy.config.data_dir) / "audit").glob("*"))
+    for secret in refused + [token]:
+        assert secret not in stored and secret not in audit_files
+        assert signature_of(secret) not in stored and signature_of(secret) not in audit_files
+
+
+def signature_of(token: str) -> str:
+    return token.rsplit(".", 1)[-1]
+

@@ -222,3 +222,76 @@ BEGIN
     END IF;
 END
 $$;
+
+-- ASSUMEROLE (reference §4): which IAM roles a user's COPY, UNLOAD, ... may name. Granted and
+-- revoked by superusers only; PUBLIC holds it for every role and use until a superuser runs
+-- REVOKE ASSUMEROLE ON ALL FROM PUBLIC FOR ALL. grantee is a PostgreSQL role ('' for PUBLIC).
+CREATE TABLE IF NOT EXISTS shiftguard.assumerole_grants (
+    role_arn text NOT NULL,          -- an ARN, 'default' or 'ALL'
+    grantee  text NOT NULL,
+    use      text NOT NULL CHECK (use IN ('ALL', 'COPY', 'UNLOAD', 'EXTERNAL FUNCTION', 'CREATE MODEL')),
+    grantor  text NOT NULL,
+    PRIMARY KEY (role_arn, grantee, use)
+);
+REVOKE ALL ON shiftguard.assumerole_grants FROM PUBLIC;
+INSERT INTO shiftguard.assumerole_grants
+SELECT 'ALL', '', 'ALL', 'rdsdb' WHERE NOT EXISTS (SELECT FROM shiftguard.settings WHERE name = 'assumerole_seeded');
+INSERT INTO shiftguard.settings VALUES ('assumerole_seeded', 'yes') ON CONFLICT DO NOTHING;
+
+CREATE OR REPLACE PROCEDURE shiftguard.grant_assumerole(p_spec jsonb)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_role    text;
+    v_grantee text;
+    v_use     text;
+BEGIN
+    IF NOT shiftguard.caller_is_superuser() THEN
+        -- UNVERIFIED wording: Redshift documents that only superusers may.
+        RAISE EXCEPTION 'permission denied: only a superuser can grant or revoke ASSUMEROLE' USING ERRCODE = '42501';
+    END IF;
+    FOR v_role IN SELECT jsonb_array_elements_text(p_spec->'roles') LOOP
+        FOR v_grantee IN SELECT jsonb_array_elements_text(p_spec->'grantees') LOOP
+            IF v_grantee <> '' AND NOT EXISTS (SELECT FROM pg_roles WHERE rolname = v_grantee) THEN
+                RAISE EXCEPTION 'role "%" does not exist', v_grantee USING ERRCODE = '42704';
+            END IF;
+            FOR v_use IN SELECT jsonb_array_elements_text(p_spec->'for') LOOP
+                IF (p_spec->>'is_grant')::boolean THEN
+                    INSERT INTO shiftguard.assumerole_grants VALUES (v_role, v_grantee, v_use, session_user)
+                    ON CONFLICT DO NOTHING;
+                ELSE
+                    DELETE FROM shiftguard.assumerole_grants
+                     WHERE role_arn = v_role AND grantee = v_grantee AND use = v_use;
+                END IF;
+            END LOOP;
+        END LOOP;
+    END LOOP;
+END
+$$;
+
+-- May the session's user name the IAM role for the use? Raises Redshift's error if not.
+CREATE OR REPLACE FUNCTION shiftguard.require_assumerole(p_arn text, p_use text) RETURNS void
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF shiftguard.caller_is_superuser() OR EXISTS (
+            SELECT FROM shiftguard.assumerole_grants g
+             WHERE (g.role_arn = p_arn OR g.role_arn = 'ALL' OR (g.role_arn = 'default' AND p_arn = 'default'))
+               AND (g.use = p_use OR g.use = 'ALL')
+               AND (g.grantee = '' OR EXISTS (SELECT FROM pg_roles r WHERE r.rolname = g.grantee
+                                                AND pg_has_role(session_user, r.oid, 'USAGE')))) THEN
+        RETURN;
+    END IF;
+    RAISE EXCEPTION 'User % does not have ASSUMEROLE permission on IAM role "%" for %', session_user, p_arn, p_use
+        USING ERRCODE = '42501';
+END
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.require_assumerole(text, text) TO PUBLIC;
+
+-- SVV_IAM_PRIVILEGES: who may name which IAM role for what (superusers see all; others their own).
+CREATE OR REPLACE VIEW shiftguard.svv_iam_privileges AS
+    SELECT g.role_arn AS iam_arn, g.use AS command_type, coalesce(r.oid, 0)::integer AS identity_id,
+           i.name AS identity_name, i.type AS identity_type
+      FROM shiftguard.assumerole_grants g LEFT JOIN pg_roles r ON r.rolname = g.grantee
+     CROSS JOIN LATERAL shiftguard.identity(coalesce(r.oid, 0)) i
+     WHERE shiftguard.caller_is_superuser() OR g.grantee = ''
+        OR (r.oid IS NOT NULL AND pg_has_role(session_user, r.oid, 'USAGE'));
+GRANT SELECT ON shiftguard.svv_iam_privileges TO PUBLIC;

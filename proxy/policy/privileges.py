@@ -114,3 +114,58 @@ def rename_call(node: dict) -> tuple[str, bytes] | None:
     qualified = ".".join(quote(p) for p in (relation.get("schemaname"), relation["relname"]) if p)
     return (f"CALL shiftguard.rename_relation({literal(qualified)}::regclass, {column}, {literal(node['newname'])})",
             b"ALTER TABLE")
+
+
+_ASSUME_FOR = ("ALL", "COPY", "UNLOAD", "EXTERNAL FUNCTION", "CREATE MODEL")
+
+
+def parse_assumerole(cursor, granting: bool) -> dict:
+    """GRANT ASSUMEROLE ON {'arn' [, ...] | default | ALL} TO grantee [, ...] FOR {ALL | COPY |
+    UNLOAD | EXTERNAL FUNCTION | CREATE MODEL} [, ...], and REVOKE ... FROM (GRANT / REVOKE and
+    ASSUMEROLE consumed)."""
+    cursor.expect("ON")
+    roles = []
+    while True:
+        token = cursor.peek()
+        if token is not None and token.name == "SCONST":
+            roles.append(cursor.string("IAM role ARN"))
+        elif cursor.accept("DEFAULT"):
+            roles.append("default")
+        elif cursor.accept("ALL"):
+            roles.append("ALL")
+        else:
+            raise GrammarError("syntax error: expected an IAM role ARN in quotes, default or ALL")
+        if not cursor.accept_symbol(","):
+            break
+    cursor.expect("TO" if granting else "FROM")
+    grantees = []
+    while True:
+        if cursor.accept("PUBLIC"):
+            grantees.append("")
+        elif cursor.accept("ROLE"):
+            grantees.append(cursor.name("role name"))
+        elif cursor.accept("GROUP"):
+            from .groups import group_role  # groups import this module
+            grantees.append(group_role(cursor.name("group name")))
+        else:
+            grantees.append(cursor.name("user name"))
+        if not cursor.accept_symbol(","):
+            break
+    cursor.expect("FOR")
+    uses = []
+    while True:
+        for use in _ASSUME_FOR:
+            if cursor.accept(*use.split()):
+                uses.append(use)
+                break
+        else:
+            raise GrammarError("syntax error: FOR takes ALL, COPY, UNLOAD, EXTERNAL FUNCTION or CREATE MODEL")
+        if not cursor.accept_symbol(","):
+            break
+    cursor.end()
+    return {"is_grant": granting, "roles": roles, "grantees": grantees, "for": uses}
+
+
+def assumerole_call(spec: dict) -> tuple[str, bytes]:
+    return (f"CALL shiftguard.grant_assumerole({literal(json.dumps(spec, separators=(',', ':')))}::jsonb)",
+            b"GRANT" if spec["is_grant"] else b"REVOKE")

@@ -18,6 +18,7 @@ rejects it with its own error.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -97,10 +98,12 @@ CATALOG_VIEWS = {name: name for name in (
     "svv_system_privileges", "stl_connection_log", "sys_connection_log", "stl_userlog", "stl_query",
     "sys_query_history", "svv_table_info", "pg_table_def", "svv_external_schemas", "svv_external_tables",
     "svv_external_columns", "svv_rls_policy", "svv_rls_relation", "svv_rls_attached_policy",
-    "svv_default_privileges")}
+    "svv_default_privileges", "svv_iam_privileges")}
 # PostgreSQL catalogs read through views adding Redshift's columns, when the dialect is on.
 DIALECT_CATALOGS = ("pg_class", "pg_attribute", "pg_attrdef")
 PRIVATE_SCHEMA = "shiftguard"
+
+log = logging.getLogger(__name__)
 
 
 def may_need_plan(sql: bytes, translator: Translator | None = None) -> bool:
@@ -127,7 +130,12 @@ def classify(sql: bytes, translator: Translator) -> Plan:
     actions = []
     cacheable = True
     for index, (start, end) in enumerate(spans):
-        result = classify_statement(text[start:end], translator)
+        try:
+            result = classify_statement(text[start:end], translator)
+        except Exception:  # a bug of ours: refuse the statement, keep the session
+            log.exception("could not classify a statement")
+            result = Denial(sqlstate.INTERNAL_ERROR, "shiftguard could not process this statement",
+                            hint="This is a bug in shiftguard; the statement was not run.")
         if result is None:
             continue
         if isinstance(result, Denial):
@@ -192,6 +200,9 @@ def _classify(statement: str, translator: Translator) -> Result:
                         f"{sql_literal(conjunction) if conjunction else 'NULL'})", b"ALTER TABLE", True)
         if words in (["GRANT", "ROLE"], ["REVOKE", "ROLE"], ["REVOKE", "ADMIN"]):
             return _role_grant(Cursor(tokens[1:]), granting=words[0] == "GRANT")
+        if words[:1] in (["GRANT"], ["REVOKE"]) and words[1:2] == ["ASSUMEROLE"]:
+            return (*privileges.assumerole_call(privileges.parse_assumerole(Cursor(tokens[2:]), words[0] == "GRANT")),
+                    True)
         if words[:1] in (["GRANT"], ["REVOKE"]):
             system = parse_system_grant(Cursor(tokens[1:]), granting=words[0] == "GRANT")
             if system is not None:

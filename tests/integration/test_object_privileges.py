@@ -181,3 +181,39 @@ def test_svv_default_privileges(proxy, world):
                              "FROM svv_default_privileges WHERE owner_name = %s", (n["owner"],)).fetchall()
         assert rows == [(None, "RELATION", n["owner"], "SELECT", "group", n["g"])]
         owner.execute(f"ALTER DEFAULT PRIVILEGES REVOKE SELECT ON TABLES FROM GROUP {n['g']}")
+
+
+ARN = "arn:aws:iam::123456789012:role/Loader"
+
+
+def test_assumerole_grants(proxy, world):
+    n = world
+    check = "SELECT shiftguard.require_assumerole(%s, %s)"  # what COPY and UNLOAD ask
+    with proxy.connect(n["bob"], PASSWORD) as bob:
+        bob.execute(check, (ARN, "COPY"))  # PUBLIC holds ASSUMEROLE on every role until revoked
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="only a superuser"):
+            bob.execute(f"GRANT ASSUMEROLE ON '{ARN}' TO {n['carol']} FOR COPY")
+    with proxy.connect() as admin:
+        admin.execute("REVOKE ASSUMEROLE ON ALL FROM PUBLIC FOR ALL")
+        try:
+            admin.execute(f"GRANT ASSUMEROLE ON '{ARN}' TO {n['bob']}, GROUP {n['g']} FOR COPY, UNLOAD")
+            with proxy.connect(n["bob"], PASSWORD) as bob:
+                bob.execute(check, (ARN, "COPY"))
+                bob.execute(check, (ARN, "UNLOAD"))
+                with pytest.raises(psycopg.errors.InsufficientPrivilege,
+                                   match=f'User {n["bob"]} does not have ASSUMEROLE permission on IAM role '
+                                         f'"arn:aws:iam::123456789012:role/Other" for COPY'):
+                    bob.execute(check, ("arn:aws:iam::123456789012:role/Other", "COPY"))
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    bob.execute(check, (ARN, "EXTERNAL FUNCTION"))
+                assert sorted(bob.execute("SELECT command_type, identity_type FROM svv_iam_privileges "
+                                          "WHERE iam_arn = %s", (ARN,)).fetchall()) == [("COPY", "user"),
+                                                                                        ("UNLOAD", "user")]
+            with proxy.connect(n["carol"], PASSWORD) as carol:  # through her group
+                carol.execute(check, (ARN, "UNLOAD"))
+            with proxy.connect(n["owner"], PASSWORD) as owner:
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    owner.execute(check, (ARN, "COPY"))
+            admin.execute(f"REVOKE ASSUMEROLE ON '{ARN}' FROM {n['bob']}, GROUP {n['g']} FOR COPY, UNLOAD")
+        finally:
+            admin.execute("GRANT ASSUMEROLE ON ALL TO PUBLIC FOR ALL")

@@ -291,3 +291,27 @@ def test_rls_statements_become_procedure_calls():
     assert plan("DROP RLS POLICY IF EXISTS dev.p CASCADE").actions[0].sql == (
         "CALL shiftguard.drop_rls_policy(E'p', true, true)")
     assert plan("ALTER TABLE t ADD COLUMN c int") is PASS
+
+
+def test_a_bug_in_a_handler_refuses_the_statement(monkeypatch):
+    import proxy.policy.statements as statements
+
+    def broken(statement, translator):
+        raise ValueError("a bug")
+
+    monkeypatch.setattr(statements, "classify_statement", broken)
+    (action,) = plan("DROP TABLE t").actions
+    assert action.denial.sqlstate == "XX000" and "not run" in action.denial.hint
+
+
+def test_assumerole_statements():
+    (action,) = plan("GRANT ASSUMEROLE ON 'arn:aws:iam::1:role/a', default TO bob, ROLE r, GROUP g, PUBLIC "
+                     "FOR COPY, EXTERNAL FUNCTION").actions
+    assert action.tag == b"GRANT"
+    assert json.loads(re.fullmatch(r"CALL shiftguard\.grant_assumerole\(E'(.*)'::jsonb\)", action.sql).group(1)) == {
+        "is_grant": True, "roles": ["arn:aws:iam::1:role/a", "default"], "grantees": ["bob", "r", "grp:g", ""],
+        "for": ["COPY", "EXTERNAL FUNCTION"]}
+    (action,) = plan("REVOKE ASSUMEROLE ON ALL FROM PUBLIC FOR ALL").actions
+    assert action.tag == b"REVOKE" and '"roles":["ALL"]' in action.sql
+    (action,) = plan("GRANT ASSUMEROLE ON 'a' TO bob FOR SELECT").actions
+    assert action.denial is not None and "FOR takes ALL" in action.denial.message

@@ -78,14 +78,17 @@ BEGIN
     EXECUTE format('CREATE TEMP TABLE %I (%s)', v_table,
                    (SELECT string_agg(format('c%s text', n), ', ' ORDER BY n) FROM generate_series(1, p_columns) n));
     FOR v_file IN SELECT jsonb_array_elements_text(v_ticket->'files') LOOP
-        IF (v_ticket->>'gzip')::boolean OR v_header > 0 THEN
-            v_program := CASE WHEN (v_ticket->>'gzip')::boolean THEN 'gzip -dc -- ' ELSE 'cat -- ' END
-                         || shiftguard.s3_shell_quote(v_file)
-                         || CASE WHEN v_header > 0 THEN ' | tail -n +' || (v_header + 1) ELSE '' END;
-            v_source := 'PROGRAM ' || quote_literal(v_program);
-        ELSE
-            v_source := quote_literal(v_file);
-        END IF;
+        -- IGNOREHEADER n skips n lines of each file (PostgreSQL's HEADER skips one and parses it).
+        -- In a pipeline the shell reports only the last command's status, so gzip -t checks
+        -- the file first: an unreadable or broken file fails the COPY instead of loading nothing.
+        v_program := CASE
+            WHEN (v_ticket->>'gzip')::boolean AND v_header > 0 THEN
+                'gzip -t -- ' || shiftguard.s3_shell_quote(v_file) || ' && gzip -dc -- '
+                || shiftguard.s3_shell_quote(v_file) || ' | tail -n +' || (v_header + 1)
+            WHEN (v_ticket->>'gzip')::boolean THEN 'gzip -dc -- ' || shiftguard.s3_shell_quote(v_file)
+            WHEN v_header > 0 THEN 'tail -n +' || (v_header + 1) || ' -- ' || shiftguard.s3_shell_quote(v_file)
+        END;
+        v_source := CASE WHEN v_program IS NULL THEN quote_literal(v_file) ELSE 'PROGRAM ' || quote_literal(v_program) END;
         EXECUTE format('COPY pg_temp.%I FROM %s WITH (%s)', v_table, v_source,
                        shiftguard.s3_copy_options(v_ticket, false));
     END LOOP;

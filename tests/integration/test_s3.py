@@ -137,6 +137,21 @@ def test_copy_needs_insert_privilege(s3proxy, admin, bucket, user):
     assert len(rows(admin, t)) == 1
 
 
+@pytest.mark.parametrize("options", ["", "IGNOREHEADER 2", "GZIP", "GZIP IGNOREHEADER 2"])
+def test_a_file_the_server_cannot_read_fails_the_copy(admin, bucket, options):
+    key = f"unreadable/{unique('f')}"
+    put(bucket, key, "h\nh\n1|x|1.00\n", compress="GZIP" in options)
+    (bucket / key).chmod(0)
+    t = table(admin)
+    if os.geteuid() == 0:  # root reads anything; the server runs as postgres
+        with pytest.raises(psycopg.Error, match="Permission denied|program .* failed"):
+            admin.execute(f"COPY {t} FROM 's3://test-bucket/{key}' {ROLE} {options}")
+    (bucket / key).chmod(0o644)
+    admin.execute(f"COPY {t} FROM 's3://test-bucket/{key}' {ROLE} {options} IGNOREHEADER 2"
+                  if "IGNOREHEADER" not in options else f"COPY {t} FROM 's3://test-bucket/{key}' {ROLE} {options}")
+    assert rows(admin, t)[-1][0] == 1
+
+
 def test_copy_inside_a_transaction_rolls_back(admin, bucket):
     put(bucket, "tx/data.txt", "1|x|1.00\n")
     t = table(admin)

@@ -342,6 +342,9 @@ class Config:
     # (users, groups, grants a test suite expects); init_sql_file: a file of them.
     init_sql: list[str] = field(default_factory=list)
     init_sql_file: str | None = None
+    # The local S3 of COPY ... FROM 's3://bucket/...' and UNLOAD ... TO 's3://bucket/...': bucket
+    # name -> a directory the database server's OS user can read (COPY) and write (UNLOAD).
+    s3: dict[str, str] = field(default_factory=dict)
 
     def validate(self, where: str = "") -> None:
         for text in self.listen:
@@ -365,6 +368,13 @@ class Config:
             _cidr(text, f"trusted_proxies[{n}]")
         if self.init_sql_file is not None and not Path(self.init_sql_file).is_file():
             raise ConfigError(f"init_sql_file: no such file: {self.init_sql_file}")
+        for bucket, directory in self.s3.items():
+            if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket):
+                raise ConfigError(f"s3.{bucket}: not an S3 bucket name (3-63 lower-case letters, digits, dots, "
+                                  f"hyphens)")
+            if not Path(directory).is_absolute() or not Path(directory).is_dir():
+                raise ConfigError(f"s3.{bucket}: {directory!r} is not an existing directory given by its "
+                                  f"absolute path")
 
     @property
     def listen_addresses(self) -> list[Address]:

@@ -31,6 +31,7 @@ from .policy.cache import Classifier
 from .policy.connectivity import SecurityGroupGate, SecurityGroups
 from .policy.statements import Translator
 from .protocol import messages as m
+from .s3 import LocalS3
 from .protocol.sqlstate import ADMIN_SHUTDOWN, IDLE_IN_TRANSACTION_TIMEOUT, IDLE_SESSION_TIMEOUT
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,8 @@ class Proxy:
         await self.catalog.ensure_admin(config.cluster.admin_user, password)
 
         translator = Translator(self.catalog.backend_verifier, dialect=self.catalog.redshift_functions,
-                                strict=config.strict_redshift)
+                                strict=config.strict_redshift,
+                                s3=LocalS3(dict(config.s3), self.catalog.ticket_key()))
         throttle = LoginThrottle(config.auth.lockout_failures, config.auth.lockout_window,
                                  config.auth.lockout_seconds)
         metrics = Metrics()

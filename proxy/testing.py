@@ -30,8 +30,11 @@ _CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "shift
 
 class RedshiftStandIn:
     def __init__(self, *, init_sql: list[str] | tuple[str, ...] = (), strict_redshift: bool = True,
-                 data_dir: str | Path | None = None, user_activity: bool = False):
+                 data_dir: str | Path | None = None, user_activity: bool = False,
+                 s3: dict[str, str | Path] | None = None):
         self.init_sql = list(init_sql)
+        # bucket -> directory for COPY/UNLOAD with s3:// locations (the s3 configuration key).
+        self.s3 = {bucket: str(Path(directory).resolve()) for bucket, directory in (s3 or {}).items()}
         self.strict_redshift = strict_redshift
         self._data_dir = Path(data_dir) if data_dir else None
         self._user_activity = user_activity
@@ -52,7 +55,7 @@ class RedshiftStandIn:
             self._data_dir = self._temp
         config = load_config(None, env={}, overrides={
             "listen": ["127.0.0.1:0"], "api_listen": "127.0.0.1:0", "data_dir": str(self._data_dir)})
-        config = replace(config, strict_redshift=self.strict_redshift, init_sql=self.init_sql,
+        config = replace(config, strict_redshift=self.strict_redshift, init_sql=self.init_sql, s3=self.s3,
                          audit=replace(config.audit, user_activity=self._user_activity))
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="shiftguard", daemon=True)

@@ -208,3 +208,38 @@ $$;
 -- Late-binding views do not exist here: no rows.
 CREATE OR REPLACE FUNCTION pg_catalog.pg_get_late_binding_view_cols() RETURNS SETOF record
 LANGUAGE plpgsql STABLE AS $$ BEGIN RETURN; END $$;
+
+-- SUPER, Redshift's semi-structured type, as jsonb: a domain named super, so that CREATE TABLE
+-- t (s SUPER) works unchanged and pg_table_def shows the name. Navigation (s.a, s[0]) is not
+-- translated (README).
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_type WHERE typname = 'super' AND typnamespace = 'pg_catalog'::regnamespace) THEN
+        CREATE DOMAIN pg_catalog.super AS jsonb;
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION pg_catalog.json_parse(p_text text) RETURNS super
+LANGUAGE sql IMMUTABLE STRICT AS $$ SELECT p_text::jsonb::super $$;
+
+-- Compact JSON text ({"a":1}), as Redshift writes it; jsonb's own text has spaces.
+CREATE OR REPLACE FUNCTION pg_catalog.json_serialize(p_value jsonb) RETURNS varchar
+LANGUAGE plpgsql IMMUTABLE STRICT AS $$
+BEGIN
+    RETURN CASE jsonb_typeof(p_value)
+        WHEN 'object' THEN '{' || coalesce((SELECT string_agg(to_jsonb(e.key)::text || ':' || pg_catalog.json_serialize(e.value), ','
+                                                               ORDER BY e.n)
+                                              FROM jsonb_each(p_value) WITH ORDINALITY AS e(key, value, n)), '') || '}'
+        WHEN 'array' THEN '[' || coalesce((SELECT string_agg(pg_catalog.json_serialize(e.value), ',' ORDER BY e.n)
+                                             FROM jsonb_array_elements(p_value) WITH ORDINALITY AS e(value, n)), '') || ']'
+        ELSE p_value::text END;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION pg_catalog.is_array(p_value jsonb) RETURNS boolean
+LANGUAGE sql IMMUTABLE STRICT AS $$ SELECT jsonb_typeof(p_value) = 'array' $$;
+CREATE OR REPLACE FUNCTION pg_catalog.is_object(p_value jsonb) RETURNS boolean
+LANGUAGE sql IMMUTABLE STRICT AS $$ SELECT jsonb_typeof(p_value) = 'object' $$;
+CREATE OR REPLACE FUNCTION pg_catalog.is_scalar(p_value jsonb) RETURNS boolean
+LANGUAGE sql IMMUTABLE STRICT AS $$ SELECT jsonb_typeof(p_value) NOT IN ('object', 'array') $$;

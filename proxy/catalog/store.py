@@ -324,6 +324,10 @@ class Catalog:
 
     # ---------------------------------------------------------------- backend passwords
 
+    def ticket_key(self) -> bytes:
+        """The key signing the S3 tickets that catalog/s3.sql verifies (the backend secret)."""
+        return self._secret
+
     def backend_password(self, role: str) -> str:
         """Each mapped role's password on the backend: an HMAC of its name under a secret that
         lives in the private schema, so every proxy on the same backend derives the same one."""
@@ -366,4 +370,6 @@ async def _bootstrap(pool: asyncpg.Pool, superuser_mapping: str) -> tuple[bytes,
         superuser = await conn.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
         if superuser:
             await conn.execute(functions)
+            # COPY/UNLOAD with S3 locations use the server's COPY to and from files.
+            await conn.execute(resources.files("proxy.catalog").joinpath("s3.sql").read_text())
     return bytes.fromhex(secret), bool(superuser)

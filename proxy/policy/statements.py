@@ -35,7 +35,7 @@ from .roles import as_json as roles_json
 from .roles import (parse_alter_role, parse_create_role, parse_drop_role, parse_role_grant,
                     parse_system_grant)
 from .users import parse_alter_user, parse_create_user, parse_drop_user
-from . import privileges, rls
+from . import privileges, rls, s3
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,10 +74,12 @@ class Translator:
     Redshift's SQL dialect is translated (its functions are installed in the backend) and
     whether PostgreSQL-only features are refused (strict_redshift)."""
 
-    def __init__(self, backend_verifier: Callable[[str], str], dialect: bool = False, strict: bool = False):
+    def __init__(self, backend_verifier: Callable[[str], str], dialect: bool = False, strict: bool = False,
+                 s3=None):
         self.backend_verifier = backend_verifier
         self.dialect = dialect
         self.strict = strict
+        self.s3 = s3  # proxy.s3.LocalS3: COPY/UNLOAD with S3 locations (see _s3_statement)
 
 
 # Every statement the proxy owns contains one of these words. PostgreSQL's keywords are ASCII
@@ -154,6 +156,9 @@ Result = Denial | tuple[str, bytes | None, bool] | None
 
 def classify_statement(statement: str, translator: Translator) -> Result:
     """Redshift's dialect first (so the decisions below see what will execute), then the rules."""
+    s3_result = _s3_statement(statement, translator)
+    if s3_result is not None:
+        return s3_result
     if translator.dialect:
         try:
             rewritten = dialect.rewrite(statement)
@@ -232,6 +237,25 @@ def _classify(statement: str, translator: Translator) -> Result:
     if result is None and "set_config" in lowered and _sets_identity(raw):
         return _escape("set_config('role' | 'session_authorization', ...)")
     return result if result is not None else catalog_rewrite
+
+
+# --------------------------------------------------------------------------- S3: COPY / UNLOAD
+# One hook, apart from the rest: the grammar and the calls are in policy/s3.py. It runs before
+# the dialect and before _copy, which refuses every other COPY naming a server file.
+
+
+def _s3_statement(statement: str, translator: Translator) -> Result:
+    """COPY ... FROM 's3://...' or UNLOAD, or None for every other statement."""
+    if not statement[:6].lower().startswith(("copy", "unload")):
+        return None  # a shortcut only: anything that is not COPY or UNLOAD is judged below
+    try:
+        tokens = scan(statement)
+        if not (s3.is_s3_copy(tokens) or s3.is_unload(tokens)):
+            return None
+        return s3.plan(statement, tokens, translator.s3, translator.dialect,
+                       lambda query: classify_statement(query, translator))
+    except GrammarError as exc:
+        return Denial(exc.sqlstate, str(exc), hint=exc.hint)
 
 
 # --------------------------------------------------------------------------- helpers

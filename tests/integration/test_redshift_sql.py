@@ -82,6 +82,18 @@ QUERIES = [
     ("SELECT to_date('02 Oct 2001', 'DD Mon YYYY')", (datetime.date(2001, 10, 2),)),
     ("SELECT case when 1 > 0 then 'yes' else 'no' end", ("yes",)),
     ("SELECT version() LIKE 'PostgreSQL 8.0.2%Redshift%'", (True,)),
+    ("SELECT decode(2, 1, 'one', 2, 'two', 'other')", ("two",)),
+    ("SELECT decode(3, 1, 'one', 2, 'two', 'other')", ("other",)),
+    ("SELECT decode(3, 1, 'one', 2, 'two')", (None,)),
+    ("SELECT decode(NULL, 1, 'one', NULL, 'null matches null', 'other')", ("null matches null",)),
+    ("SELECT decode(date '2008-06-01', '2008-06-01', 'June 1st, 2008')", ("June 1st, 2008",)),
+    ("SELECT decode(decode(1, 1, 2), 2, 'nested', 'no')", ("nested",)),
+    ("SELECT convert_from(decode('aGk=', 'base64'), 'UTF8')", ("hi",)),  # PostgreSQL's decode(text, format)
+    ("SELECT json_serialize(json_parse('{\"a\":1,\"b\":[1,\"x\",null,true]}'))", ('{"a":1,"b":[1,"x",null,true]}',)),
+    ("SELECT is_array(json_parse('[1,2]')), is_object(json_parse('[1,2]')), is_scalar(json_parse('\"s\"'))",
+     (True, False, True)),
+    ("SELECT is_object(json_parse('{\"a\":{}}')), is_scalar(json_parse('{}')), json_parse(NULL) IS NULL",
+     (True, False, True)),
 ]
 
 
@@ -112,6 +124,35 @@ def test_aggregates(conn):
     assert cur.fetchone() == ("ab",) and cur.description[0].name == "listagg"
     assert conn.execute(f"SELECT listagg(g, '|') FROM (SELECT g FROM {table} ORDER BY v LIMIT 2) x").fetchone()[0] \
         in ("a|a",)
+
+
+def test_decode_on_a_table(conn):
+    """The documentation's CATEGORY example: abbreviations to names, others to 'Unknown'."""
+    table = unique("category")
+    conn.execute(f"CREATE TEMP TABLE {table} (catid int, catname varchar(10))")
+    conn.execute(f"INSERT INTO {table} VALUES (1, 'MLB'), (2, 'NHL'), (3, 'NFL'), (4, 'NBA'), (5, 'MLS'), "
+                 f"(6, 'Musicals'), (7, NULL)")
+    cur = conn.execute(f"select catid, decode(catname, 'NHL', 'National Hockey League', 'MLB', 'Major League Baseball', "
+                       f"'MLS', 'Major League Soccer', 'NFL', 'National Football League', 'NBA', "
+                       f"'National Basketball Association', 'Unknown') from {table} order by catid")
+    assert cur.description[1].name == "case"
+    assert cur.fetchall() == [(1, "Major League Baseball"), (2, "National Hockey League"),
+                              (3, "National Football League"), (4, "National Basketball Association"),
+                              (5, "Major League Soccer"), (6, "Unknown"), (7, "Unknown")]
+
+
+def test_super_columns(conn):
+    table = unique("t")
+    conn.execute(f"CREATE TABLE {table} (id int, doc SUPER)")
+    try:
+        conn.execute(f"INSERT INTO {table} VALUES (1, json_parse('{{\"tags\":[\"a\",\"b\"]}}')), (2, json_parse('[1]'))")
+        rows = conn.execute(f"SELECT id, json_serialize(doc), is_object(doc), is_array(doc) FROM {table} "
+                            f"ORDER BY id").fetchall()
+        assert rows == [(1, '{"tags":["a","b"]}', True, False), (2, "[1]", False, True)]
+        assert conn.execute("SELECT type FROM pg_table_def WHERE tablename = %s AND \"column\" = 'doc'",
+                            (table,)).fetchone() == ("super",)
+    finally:
+        conn.execute(f"DROP TABLE {table}")
 
 
 # CREATE TABLE as applications write it -> what svv_table_info says.

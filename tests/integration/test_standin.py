@@ -57,3 +57,37 @@ def test_sqlalchemy_redshift_create_all_and_query():
         options = reflected.dialect_options["redshift"]
         assert (options["distkey"], options["sortkey"], options["diststyle"]) == ("kind", ("at", "id"), "KEY")
         engine.dispose()
+
+
+def test_stand_in_with_a_local_bucket():
+    """RedshiftStandIn(s3=...): an application's COPY and UNLOAD with redshift_connector."""
+    import os
+    import pwd
+    import shutil
+    import tempfile
+
+    import redshift_connector
+
+    # Under /tmp, owned by the server's OS user (postgres, when the suite runs as root).
+    bucket = Path(tempfile.mkdtemp(prefix="shiftguard-bucket-", dir="/tmp"))
+    bucket.chmod(0o755)
+    if os.geteuid() == 0:
+        entry = pwd.getpwnam("postgres")
+        os.chown(bucket, entry.pw_uid, entry.pw_gid)
+    (bucket / "in").mkdir()
+    (bucket / "in" / "orders.csv").write_text("id,total\n1,9.50\n2,\n")
+    bucket.joinpath("in").chmod(0o755)
+    with RedshiftStandIn(s3={"app-bucket": bucket}) as redshift:
+        conn = redshift_connector.connect(host=redshift.host, port=redshift.port, database="dev", user=redshift.user,
+                                          password=redshift.password, ssl=False, timeout=20)
+        try:
+            cursor = conn.cursor()
+            cursor.execute("CREATE TABLE orders (id int, total decimal(8,2))")
+            cursor.execute("COPY orders FROM 's3://app-bucket/in/orders' IAM_ROLE default CSV IGNOREHEADER 1")
+            cursor.execute("UNLOAD ('select id, nvl(total, 0.00) from orders order by id') "
+                           "TO 's3://app-bucket/out/orders_' IAM_ROLE default PARALLEL OFF")
+            conn.commit()
+        finally:
+            conn.close()
+        assert (bucket / "out" / "orders_000").read_text() == "1|9.50\n2|0.00\n"
+    shutil.rmtree(bucket)

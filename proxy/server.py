@@ -29,6 +29,7 @@ from .iam.principals import Principals
 from .iam.tokens import TokenAuthority, load_or_make_key
 from .policy.cache import Classifier
 from .policy.connectivity import SecurityGroupGate, SecurityGroups
+from .policy import signing
 from .policy.statements import Translator
 from .protocol import messages as m
 from .s3 import LocalS3
@@ -97,7 +98,8 @@ class Proxy:
 
         translator = Translator(self.catalog.backend_verifier, dialect=self.catalog.redshift_functions,
                                 strict=config.strict_redshift,
-                                s3=LocalS3(dict(config.s3), self.catalog.ticket_key()))
+                                s3=LocalS3(dict(config.s3), self.catalog.ticket_key()),
+                                sign=signing.signer(self.catalog.ticket_key()))
         throttle = LoginThrottle(config.auth.lockout_failures, config.auth.lockout_window,
                                  config.auth.lockout_seconds)
         metrics = Metrics()

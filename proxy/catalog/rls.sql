@@ -64,24 +64,33 @@ END
 $$;
 
 -- Exempt from RLS: superusers and whoever holds IGNORE RLS (sys:secadmin does by default).
+-- These two run once per statement (as uncorrelated subqueries of the table's policy), as
+-- PL/pgSQL so that their plans are cached per session.
 CREATE OR REPLACE FUNCTION shiftguard.rls_exempt() RETURNS boolean
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT shiftguard.caller_may('IGNORE RLS')
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN session_user::text = (SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'shiftguard')
+        OR EXISTS (SELECT FROM shiftguard.users u WHERE u.name = session_user::text AND u.superuser)
+        OR EXISTS (SELECT FROM shiftguard.system_privileges sp JOIN pg_roles r ON r.rolname = sp.role
+                    WHERE sp.privilege = 'IGNORE RLS' AND pg_has_role(session_user, r.oid, 'USAGE'));
+END
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.rls_exempt() TO PUBLIC;
 
 -- Does policy p, attached to the relation, reach the querying user (directly, through a role
 -- they hold, or through PUBLIC)?
 CREATE OR REPLACE FUNCTION shiftguard.rls_applies(p_policy text, p_relation oid) RETURNS boolean
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT EXISTS (
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN EXISTS (
         SELECT FROM shiftguard.rls_attachments a
          WHERE a.policy = p_policy AND a.relation = p_relation
            AND (a.grantee_kind = 'public'
                 OR (a.grantee_kind = 'user' AND a.grantee = session_user::text)
                 OR (a.grantee_kind = 'role' AND EXISTS (
                         SELECT FROM pg_roles r WHERE r.rolname = a.grantee
-                           AND pg_has_role(session_user, r.oid, 'USAGE')))))
+                           AND pg_has_role(session_user, r.oid, 'USAGE')))));
+END
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.rls_applies(text, oid) TO PUBLIC;
 
@@ -132,15 +141,21 @@ END
 $$;
 REVOKE ALL ON FUNCTION shiftguard.rls_sync(oid) FROM PUBLIC;
 
--- The policy's predicate function. p_policy: name, alias, columns, predicate (as written),
--- expression (the predicate as the proxy rewrote it: one expression, current_user made
--- session_user), lookups (the names of the tables it reads). p_search_path: the creator's,
--- which resolves those names, then and whenever the predicate runs; pg_catalog comes first and
--- pg_temp last, so that no one's temporary table or function can stand in for them.
---
--- The body is a string literal (quoted here, whatever it holds), run by a non-superuser owner
--- as a STABLE function: this procedure can be called directly by an RLS admin with any JSON,
--- and nothing in it may reach the management role's rights.
+-- The policy's predicate function, shiftguard."rls:<policy>"(col, ...). p_policy (written and
+-- signed by the proxy, see create_rls_policy): name, alias, columns, predicate (as written),
+-- expression (one expression printed back by PostgreSQL's parser, current_user made
+-- session_user), lookups (the tables it reads), inline (the expression over bare column names,
+-- when it reads no table). p_search_path: the creator's, which resolves the names now, once:
+-- both forms are SQL-standard bodies, parsed here (pg_catalog first, pg_temp last), so no table
+-- or function made later, temporary or not, can stand in for them, and what they read cannot
+-- be dropped while the policy exists.
+--   Without lookups: RETURN expr, not SECURITY DEFINER, which PostgreSQL inlines into the
+--   query: no function call per row (a UDF in it needs EXECUTE by the querying user, as on
+--   Redshift).
+--   With lookups: SECURITY DEFINER, owned by shiftguard_rls, which alone is granted SELECT on
+--   the lookup tables; the columns are a one-row derived table named by the alias, so
+--   alias.col, col and correlated references from lookup subqueries resolve as they would
+--   against the table.
 CREATE OR REPLACE FUNCTION shiftguard.rls_define(p_policy jsonb, p_search_path text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -151,8 +166,6 @@ DECLARE
     v_select   text[] := '{}';
     v_lookup   text;
     v_table    regclass;
-    v_oid      oid;
-    v_types    oid[] := '{}';
 BEGIN
     PERFORM set_config('search_path', 'pg_catalog, ' || p_search_path || ', pg_temp', true);  -- until we return
     FOR v_column IN SELECT jsonb_array_elements(p_policy->'columns') LOOP
@@ -161,56 +174,64 @@ BEGIN
             RAISE EXCEPTION 'type "%" does not exist', v_column->>'type' USING ERRCODE = '42704';
         END IF;
         v_params := v_params || format('%I %s', v_column->>'colname', v_type);
-        v_types := v_types || v_type::oid;
         v_select := v_select || format('$%s AS %I', cardinality(v_params), v_column->>'colname');
     END LOOP;
-    FOR v_lookup IN SELECT jsonb_array_elements_text(p_policy->'lookups') LOOP
-        v_table := to_regclass(v_lookup);
-        IF v_table IS NULL THEN
-            RAISE EXCEPTION 'relation "%" does not exist', v_lookup USING ERRCODE = '42P01';
-        END IF;
-        IF (SELECT relnamespace IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace,
-                                    'shiftguard'::regnamespace, 'pg_toast'::regnamespace)
-              FROM pg_class WHERE oid = v_table) THEN
-            RAISE EXCEPTION 'RLS policies cannot read the catalog table "%"', v_lookup USING ERRCODE = '0A000';
-        END IF;
-        EXECUTE format('GRANT USAGE ON SCHEMA %I TO shiftguard_rls',
-                       (SELECT nspname FROM pg_namespace n JOIN pg_class c ON c.relnamespace = n.oid
-                         WHERE c.oid = v_table));
-        EXECUTE format('GRANT SELECT ON %s TO shiftguard_rls', v_table);
-    END LOOP;
-    -- The columns are a one-row derived table named by the alias, so alias.col, col and
-    -- correlated references from lookup subqueries resolve as they would against the table.
-    EXECUTE format('CREATE OR REPLACE FUNCTION %s(%s) RETURNS boolean LANGUAGE sql STABLE SECURITY DEFINER '
-                   'SET search_path FROM CURRENT AS %L',
-                   v_function, array_to_string(v_params, ', '),
-                   format('SELECT coalesce((%s)::boolean, false) FROM (SELECT %s) AS %I',
-                          p_policy->>'expression',
-                          CASE WHEN cardinality(v_select) = 0 THEN '1 AS "?column?"'
-                               ELSE array_to_string(v_select, ', ') END,
-                          coalesce(p_policy->>'alias', p_policy->>'name')));
-    v_oid := (SELECT p.oid FROM pg_proc p
-               WHERE p.pronamespace = 'shiftguard'::regnamespace AND p.proname = 'rls:' || (p_policy->>'name')
-                 AND p.proargtypes = array_to_string(v_types, ' ')::oidvector);
-    EXECUTE format('ALTER FUNCTION %s OWNER TO shiftguard_rls', v_oid::regprocedure);
-    EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO PUBLIC', v_oid::regprocedure);
-    -- As in Redshift, the lookup tables cannot be dropped while the policy reads them: recorded
-    -- as a dependency of the function where the management role may write the catalog.
-    IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
-        DELETE FROM pg_depend WHERE classid = 'pg_proc'::regclass AND objid = v_oid
-                                AND refclassid = 'pg_class'::regclass AND deptype = 'n';
-        INSERT INTO pg_depend (classid, objid, objsubid, refclassid, refobjid, refobjsubid, deptype)
-        SELECT 'pg_proc'::regclass, v_oid, 0, 'pg_class'::regclass, to_regclass(l), 0, 'n'
-          FROM jsonb_array_elements_text(p_policy->'lookups') l;
+    IF p_policy->>'inline' IS NOT NULL THEN
+        EXECUTE format('CREATE OR REPLACE FUNCTION %s(%s) RETURNS boolean LANGUAGE sql STABLE SECURITY INVOKER '
+                       'RETURN coalesce((%s)::boolean, false)',
+                       v_function, array_to_string(v_params, ', '), p_policy->>'inline');
+    ELSE
+        FOR v_lookup IN SELECT jsonb_array_elements_text(p_policy->'lookups') LOOP
+            v_table := to_regclass(v_lookup);
+            IF v_table IS NULL THEN
+                RAISE EXCEPTION 'relation "%" does not exist', v_lookup USING ERRCODE = '42P01';
+            END IF;
+            IF (SELECT relnamespace IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace,
+                                        'shiftguard'::regnamespace, 'pg_toast'::regnamespace)
+                  FROM pg_class WHERE oid = v_table) THEN
+                RAISE EXCEPTION 'RLS policies cannot read the catalog table "%"', v_lookup USING ERRCODE = '0A000';
+            END IF;
+            EXECUTE format('GRANT USAGE ON SCHEMA %I TO shiftguard_rls',
+                           (SELECT nspname FROM pg_namespace n JOIN pg_class c ON c.relnamespace = n.oid
+                             WHERE c.oid = v_table));
+            EXECUTE format('GRANT SELECT ON %s TO shiftguard_rls', v_table);
+        END LOOP;
+        EXECUTE format('CREATE OR REPLACE FUNCTION %s(%s) RETURNS boolean LANGUAGE sql STABLE SECURITY DEFINER '
+                       'BEGIN ATOMIC SELECT coalesce((%s)::boolean, false) FROM (SELECT %s) AS %I; END',
+                       v_function, array_to_string(v_params, ', '), p_policy->>'expression',
+                       CASE WHEN cardinality(v_select) = 0 THEN '1 AS "?column?"'
+                            ELSE array_to_string(v_select, ', ') END,
+                       coalesce(p_policy->>'alias', p_policy->>'name'));
+        EXECUTE format('ALTER FUNCTION %s(%s) OWNER TO shiftguard_rls', v_function, array_to_string(v_params, ', '));
     END IF;
+    EXECUTE format('GRANT EXECUTE ON FUNCTION %s(%s) TO PUBLIC', v_function, array_to_string(v_params, ', '));
 END
 $$;
 REVOKE ALL ON FUNCTION shiftguard.rls_define(jsonb, text) FROM PUBLIC;
 
-CREATE OR REPLACE PROCEDURE shiftguard.create_rls_policy(p_policy jsonb, p_search_path text)
+DROP PROCEDURE IF EXISTS shiftguard.create_rls_policy(jsonb, text);
+DROP PROCEDURE IF EXISTS shiftguard.alter_rls_policy(jsonb, text);
+
+-- A policy's text must be one the proxy parsed and signed (shiftguard.signed): rls_define
+-- turns it into SQL run by the management role.
+CREATE OR REPLACE FUNCTION shiftguard.rls_payload(p_text text, p_signature text) RETURNS jsonb
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT shiftguard.signed('rls', p_text, p_signature) THEN
+        RAISE EXCEPTION 'permission denied: RLS policies are created and altered with CREATE | ALTER RLS POLICY'
+            USING ERRCODE = '42501';
+    END IF;
+    RETURN p_text::jsonb;
+END
+$$;
+
+CREATE OR REPLACE PROCEDURE shiftguard.create_rls_policy(p_text text, p_signature text, p_search_path text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    p_policy jsonb;
 BEGIN
     PERFORM shiftguard.require_rls_admin();
+    p_policy := shiftguard.rls_payload(p_text, p_signature);
     IF EXISTS (SELECT FROM shiftguard.rls_policies WHERE name = p_policy->>'name') THEN
         RAISE EXCEPTION 'policy "%" already exists', p_policy->>'name' USING ERRCODE = '42710';
     END IF;
@@ -223,12 +244,14 @@ $$;
 
 -- ALTER RLS POLICY p USING (...): only the predicate changes; attached tables keep calling the
 -- same function, so the change holds from the next statement on.
-CREATE OR REPLACE PROCEDURE shiftguard.alter_rls_policy(p_policy jsonb, p_search_path text)
+CREATE OR REPLACE PROCEDURE shiftguard.alter_rls_policy(p_text text, p_signature text, p_search_path text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_stored shiftguard.rls_policies;
+    p_policy jsonb;
 BEGIN
     PERFORM shiftguard.require_rls_admin();
+    p_policy := shiftguard.rls_payload(p_text, p_signature);
     SELECT * INTO v_stored FROM shiftguard.rls_policies WHERE name = p_policy->>'name' FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'policy "%" does not exist', p_policy->>'name' USING ERRCODE = '42704';

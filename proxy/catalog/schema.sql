@@ -219,6 +219,32 @@ GRANT EXECUTE ON FUNCTION shiftguard.redshift_acl(text, oid) TO PUBLIC;
 DROP PROCEDURE IF EXISTS shiftguard.create_user(text, text, boolean, text);
 DROP PROCEDURE IF EXISTS shiftguard.set_password(text, text);
 
+-- Did the proxy write this? HMAC-SHA-256 under the backend secret of purpose || ':' || payload
+-- (policy/signing.py). Procedures that turn text into SQL take only what the proxy parsed and
+-- printed back, so a user calling them directly with text of their own gets nowhere. The
+-- comparison is of hashes of both sides, so its time says nothing about a forged signature.
+CREATE OR REPLACE FUNCTION shiftguard.signed(p_purpose text, p_payload text, p_signature text) RETURNS boolean
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_key   bytea := decode((SELECT value FROM shiftguard.settings WHERE name = 'backend_secret'), 'hex');
+    v_block bytea;
+    v_inner bytea;
+    v_outer bytea;
+BEGIN
+    v_block := v_key || decode(repeat('00', 64 - length(v_key)), 'hex');
+    v_inner := v_block;
+    v_outer := v_block;
+    FOR i IN 0..63 LOOP
+        v_inner := set_byte(v_inner, i, get_byte(v_block, i) # 54);  -- HMAC's ipad, 0x36
+        v_outer := set_byte(v_outer, i, get_byte(v_block, i) # 92);  -- HMAC's opad, 0x5c
+    END LOOP;
+    RETURN sha256(convert_to(encode(sha256(v_outer || sha256(v_inner || convert_to(p_purpose || ':' || p_payload,
+                                                                                    'UTF8'))), 'hex'), 'UTF8'))
+         = sha256(convert_to(coalesce(p_signature, ''), 'UTF8'));
+END
+$$;
+REVOKE ALL ON FUNCTION shiftguard.signed(text, text, text) FROM PUBLIC;
+
 -- Is the session's login role a Redshift superuser (or the management role itself)?
 CREATE OR REPLACE FUNCTION shiftguard.caller_is_superuser() RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$

@@ -32,6 +32,9 @@ class Predicate:
     written: str          # as PostgreSQL's parser reads it (svv_rls_policy.polqual)
     expression: str       # what the policy function evaluates
     lookups: list[str]    # the tables it reads
+    # When it reads no table (no subquery): the expression over bare column names, for a
+    # function PostgreSQL inlines into the query (alias.col written as col).
+    inline: str | None
 
 
 def parse_predicate(text: str) -> Predicate:
@@ -52,7 +55,22 @@ def parse_predicate(text: str) -> Predicate:
     lookups = _Lookups()
     lookups(expression)
     _SessionUser()(expression)
-    return Predicate(written, RawStream()(expression), lookups.names)
+    rewritten = RawStream()(expression)
+    inline = None
+    if not lookups.names and not lookups.subqueries:
+        _BareColumns()(expression)
+        inline = RawStream()(expression)
+    return Predicate(written, rewritten, lookups.names, inline)
+
+
+class _BareColumns(visitors.Visitor):
+    """alias.col -> col, in an expression without subqueries (every column is the table's)."""
+
+    def visit_ColumnRef(self, parent, node):
+        fields = node.fields or ()
+        if len(fields) > 1 and isinstance(fields[-1], ast.String):
+            return ast.ColumnRef(fields=(fields[-1],))
+        return None
 
 
 class _SessionUser(visitors.Visitor):
@@ -69,6 +87,10 @@ class _Lookups(visitors.Visitor):
         super().__init__()
         self.names: list[str] = []
         self.ctes: set[str] = set()
+        self.subqueries = False
+
+    def visit_SubLink(self, parent, node):
+        self.subqueries = True
 
     def visit_CommonTableExpr(self, parent, node):
         self.ctes.add(node.ctename)
@@ -158,7 +180,7 @@ def parse_create(cursor: Cursor, text: str) -> dict:
     predicate = parse_predicate(_parenthesized(cursor, text, "predicate"))
     cursor.end()
     return {"name": name, "alias": alias, "columns": columns, "predicate": predicate.written,
-            "expression": predicate.expression, "lookups": predicate.lookups}
+            "expression": predicate.expression, "lookups": predicate.lookups, "inline": predicate.inline}
 
 
 def parse_alter(cursor: Cursor, text: str) -> dict:
@@ -168,7 +190,7 @@ def parse_alter(cursor: Cursor, text: str) -> dict:
     predicate = parse_predicate(_parenthesized(cursor, text, "predicate"))
     cursor.end()
     return {"name": name, "predicate": predicate.written, "expression": predicate.expression,
-            "lookups": predicate.lookups}
+            "lookups": predicate.lookups, "inline": predicate.inline}
 
 
 def parse_drop(cursor: Cursor) -> tuple[str, bool, bool]:

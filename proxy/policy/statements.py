@@ -35,7 +35,7 @@ from .roles import as_json as roles_json
 from .roles import (parse_alter_role, parse_create_role, parse_drop_role, parse_role_grant,
                     parse_system_grant)
 from .users import parse_alter_user, parse_create_user, parse_drop_user
-from . import privileges, rls, s3
+from . import privileges, rls, s3, signing
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,11 +75,12 @@ class Translator:
     whether PostgreSQL-only features are refused (strict_redshift)."""
 
     def __init__(self, backend_verifier: Callable[[str], str], dialect: bool = False, strict: bool = False,
-                 s3=None):
+                 s3=None, sign: signing.Signer = signing.unsigned):
         self.backend_verifier = backend_verifier
         self.dialect = dialect
         self.strict = strict
         self.s3 = s3  # proxy.s3.LocalS3: COPY/UNLOAD with S3 locations (see _s3_statement)
+        self.sign = sign  # signs what procedures turn into SQL (policy/signing.py)
 
 
 # Every statement the proxy owns contains one of these words. PostgreSQL's keywords are ASCII
@@ -196,7 +197,7 @@ def _classify(statement: str, translator: Translator) -> Result:
         if words[1:2] == ["ROLE"] and words[0] in _ROLE_STATEMENTS:
             return _ROLE_STATEMENTS[words[0]](Cursor(tokens[2:]))
         if words[1:2] == ["RLS"] and words[0] in _RLS_STATEMENTS and [t.word for t in tokens[2:3]] == ["POLICY"]:
-            return _RLS_STATEMENTS[words[0]](Cursor(tokens[3:]), statement)
+            return _RLS_STATEMENTS[words[0]](Cursor(tokens[3:]), statement, translator)
         if words == ["ALTER", "TABLE"]:
             table_rls = rls.parse_table_rls(Cursor(tokens[2:]))
             if table_rls is not None:
@@ -449,25 +450,31 @@ def _role_grant(cursor: Cursor, granting: bool) -> Result:
 # --------------------------------------------------------------------------- RLS policies
 
 # Command tags: UNVERIFIED (Redshift's are not documented); these name the statement.
-def _create_rls(cursor: Cursor, statement: str) -> Result:
-    policy = rls.parse_create(cursor, statement)
-    return (f"CALL shiftguard.create_rls_policy({sql_literal(roles_json(policy))}::jsonb, "
-            "pg_catalog.current_setting('search_path'))", b"CREATE RLS POLICY", True)
+def _create_rls(cursor: Cursor, statement: str, translator: Translator) -> Result:
+    return _signed_rls_call("create_rls_policy", rls.parse_create(cursor, statement), translator,
+                            b"CREATE RLS POLICY")
 
 
-def _alter_rls(cursor: Cursor, statement: str) -> Result:
-    policy = rls.parse_alter(cursor, statement)
-    return (f"CALL shiftguard.alter_rls_policy({sql_literal(roles_json(policy))}::jsonb, "
-            "pg_catalog.current_setting('search_path'))", b"ALTER RLS POLICY", True)
+def _alter_rls(cursor: Cursor, statement: str, translator: Translator) -> Result:
+    return _signed_rls_call("alter_rls_policy", rls.parse_alter(cursor, statement), translator,
+                            b"ALTER RLS POLICY")
 
 
-def _drop_rls(cursor: Cursor, statement: str) -> Result:
+def _signed_rls_call(procedure: str, policy: dict, translator: Translator, tag: bytes) -> Result:
+    """The policy's SQL comes from PostgreSQL's parser, printed back; signed so that the
+    procedure takes no other (catalog/rls.sql)."""
+    payload = roles_json(policy)
+    return (f"CALL shiftguard.{procedure}({sql_literal(payload)}, {sql_literal(translator.sign('rls', payload))}, "
+            "pg_catalog.current_setting('search_path'))", tag, True)
+
+
+def _drop_rls(cursor: Cursor, statement: str, translator: Translator) -> Result:
     name, missing_ok, cascade = rls.parse_drop(cursor)
     return (f"CALL shiftguard.drop_rls_policy({sql_literal(name)}, {str(missing_ok).lower()}, "
             f"{str(cascade).lower()})", b"DROP RLS POLICY", True)
 
 
-def _attach_rls(cursor: Cursor, statement: str, attaching: bool = True) -> Result:
+def _attach_rls(cursor: Cursor, statement: str, translator: Translator, attaching: bool = True) -> Result:
     name, tables, grantees = rls.parse_attach(cursor, attaching)
     relations = ", ".join(f"{sql_literal(t)}::regclass" for t in tables)
     return (f"CALL shiftguard.attach_rls_policy({sql_literal(name)}, ARRAY[{relations}]::oid[], "
@@ -476,7 +483,8 @@ def _attach_rls(cursor: Cursor, statement: str, attaching: bool = True) -> Resul
 
 
 _RLS_STATEMENTS = {"CREATE": _create_rls, "ALTER": _alter_rls, "DROP": _drop_rls, "ATTACH": _attach_rls,
-                   "DETACH": lambda cursor, statement: _attach_rls(cursor, statement, attaching=False)}
+                   "DETACH": lambda cursor, statement, translator: _attach_rls(cursor, statement, translator,
+                                                                                 attaching=False)}
 
 _ROW_SECURITY_COMMANDS = ("AT_EnableRowSecurity", "AT_DisableRowSecurity", "AT_ForceRowSecurity",
                           "AT_NoForceRowSecurity")

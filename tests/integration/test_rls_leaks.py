@@ -175,7 +175,7 @@ def test_procedures_called_directly_give_no_more_rights(proxy, postgres):
     with proxy.connect(me, PASSWORD) as conn:
         for spec in attempts:
             try:
-                conn.execute("CALL shiftguard.create_rls_policy(%s::jsonb, 'public')", (spec,))
+                conn.execute("CALL shiftguard.create_rls_policy(%s, %s, 'public')", (spec, "0" * 64))
                 conn.execute(f"ATTACH RLS POLICY i2 ON {me}_t TO PUBLIC") if '"i2"' in spec else None
             except psycopg.Error:
                 pass

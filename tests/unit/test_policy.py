@@ -241,20 +241,21 @@ def test_role_statements(sql, expected, tag):
 @pytest.mark.parametrize("sql, expected", [
     ("CREATE RLS POLICY p WITH (catgroup VARCHAR(10)) USING (catgroup = 'Concerts')",
      {"name": "p", "alias": None, "columns": [{"colname": "catgroup", "type": "varchar(10)"}],
-      "predicate": "catgroup = 'Concerts'", "expression": "catgroup = 'Concerts'", "lookups": []}),
+      "predicate": "catgroup = 'Concerts'", "expression": "catgroup = 'Concerts'", "lookups": [],
+      "inline": "catgroup = 'Concerts'"}),
     ('create rls policy "P x" with (a int, "B" numeric(10, 2)) as t using (t.a = 1 -- ) comment\n)',
      {"name": "P x", "alias": "t", "columns": [{"colname": "a", "type": "integer"}, {"colname": "B", "type": "numeric(10, 2)"}],
-      "predicate": "t.a = 1", "expression": "t.a = 1", "lookups": []}),
+      "predicate": "t.a = 1", "expression": "t.a = 1", "lookups": [], "inline": "a = 1"}),
     ("CREATE RLS POLICY p WITH (u text) r USING (u = current_user OR EXISTS (SELECT FROM s.lookup l "
      "WHERE l.x = r.u AND l.y = user))",
      {"name": "p", "alias": "r", "columns": [{"colname": "u", "type": "text"}],
       "predicate": "u = CURRENT_USER OR EXISTS (SELECT FROM s.lookup AS l WHERE l.x = r.u AND l.y = USER)",
       "expression": "u = SESSION_USER OR EXISTS (SELECT FROM s.lookup AS l WHERE l.x = r.u AND l.y = SESSION_USER)",
-      "lookups": ['"s"."lookup"']}),
+      "lookups": ['"s"."lookup"'], "inline": None}),
 ])
 def test_create_rls_policy(sql, expected):
     (action,) = plan(sql).actions
-    match = re.fullmatch(r"CALL shiftguard\.create_rls_policy\(E'(.*)'::jsonb, "
+    match = re.fullmatch(r"CALL shiftguard\.create_rls_policy\(E'(.*)', E'', "
                          r"pg_catalog\.current_setting\('search_path'\)\)", action.sql)
     assert match, action.sql
     assert json.loads(match.group(1).replace("''", "'").replace("\\\\", "\\")) == expected

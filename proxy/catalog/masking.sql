@@ -1,0 +1,381 @@
+-- Dynamic data masking in Redshift's model (reference §6). Run after rls.sql.
+--
+-- A masking policy is a list of expressions over the columns it declares: one SQL function
+-- shiftguard."mask:<policy>:<n>"(col, ...) per expression, a SQL-standard RETURN body that
+-- PostgreSQL inlines (names resolved at creation). A table with attachments gets a view
+-- shiftguard."mask:<table oid>" owned by the NOLOGIN role shiftguard_mask: every column of the
+-- table, each masked column written as
+--     CASE (SELECT shiftguard.mask_choice(<table>, <column>))   -- once per statement
+--         WHEN '<policy>:<n>' THEN shiftguard."mask:<policy>:<n>"(<input columns>) ... ELSE <column> END
+-- so the highest-priority attachment reaching the querying user (session_user) wins, for that
+-- statement, and WHERE, JOIN, GROUP BY and ORDER BY see the masked value. The proxy rewrites
+-- the user's statements to read masked tables through these views (policy/masking.py).
+--
+-- Fail closed: the table's row-security policy for Redshift users (members of shiftguard_users)
+-- raises 42501 for a user whom an attachment reaches (shiftguard.mask_guard), so a read the
+-- rewrite missed (a function or DO body, a view made earlier, COPY t TO STDOUT, a stale proxy)
+-- fails instead of showing raw values. The view reads the table as shiftguard_mask, whose own
+-- policy carries only row-level security, which it evaluates for the querying user: RLS
+-- applies before masking. The view checks the querying user's privileges on the table and on
+-- each column read (the view's owner is not the user).
+
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'shiftguard_mask') THEN
+        CREATE ROLE shiftguard_mask NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'shiftguard_users') THEN
+        CREATE ROLE shiftguard_users NOLOGIN;
+    END IF;
+    IF NOT pg_has_role(current_user, 'shiftguard_mask', 'MEMBER') THEN
+        GRANT shiftguard_mask TO CURRENT_USER;  -- to own its views
+    END IF;
+END
+$$;
+
+-- Every Redshift user is a member of shiftguard_users (create_user adds new ones).
+DO $$
+DECLARE
+    v_user text;
+BEGIN
+    FOR v_user IN SELECT u.name FROM shiftguard.users u JOIN pg_roles r ON r.rolname = u.name
+                   WHERE NOT pg_has_role(r.oid, 'shiftguard_users', 'MEMBER') LOOP
+        EXECUTE format('GRANT shiftguard_users TO %I', v_user);
+    END LOOP;
+END
+$$;
+
+CREATE TABLE IF NOT EXISTS shiftguard.masking_policies (
+    name          text PRIMARY KEY,
+    columns       jsonb NOT NULL,   -- [{"colname": "a", "type": "integer"}, ...]
+    expressions   jsonb NOT NULL,   -- as written, one per output
+    modified_by   text NOT NULL,
+    modified_time timestamp NOT NULL DEFAULT (now() AT TIME ZONE 'utc')
+);
+CREATE TABLE IF NOT EXISTS shiftguard.masking_attachments (
+    policy       text NOT NULL REFERENCES shiftguard.masking_policies (name),
+    relation     oid NOT NULL,
+    out_columns  text[] NOT NULL,
+    in_columns   text[] NOT NULL,
+    grantee      text NOT NULL,            -- '' for PUBLIC
+    grantee_kind text NOT NULL CHECK (grantee_kind IN ('user', 'role', 'public')),
+    priority     integer NOT NULL DEFAULT 0,
+    grantor      text NOT NULL,
+    PRIMARY KEY (policy, relation, out_columns, grantee_kind, grantee)
+);
+REVOKE ALL ON shiftguard.masking_policies, shiftguard.masking_attachments FROM PUBLIC;
+INSERT INTO shiftguard.settings VALUES ('masking_version', '0') ON CONFLICT DO NOTHING;
+
+-- Does an attachment on the relation reach the session's user? Superusers are not masked
+-- (UNVERIFIED: Redshift does not document it; they read every table anyway).
+CREATE OR REPLACE FUNCTION shiftguard.mask_reaches(p_relation oid, p_column text) RETURNS SETOF shiftguard.masking_attachments
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT a.* FROM shiftguard.masking_attachments a
+     WHERE a.relation = p_relation AND (p_column IS NULL OR p_column = ANY (a.out_columns))
+       AND NOT coalesce((SELECT u.superuser FROM shiftguard.users u WHERE u.name = session_user::text), false)
+       AND (a.grantee_kind = 'public'
+            OR (a.grantee_kind = 'user' AND a.grantee = session_user::text)
+            OR (a.grantee_kind = 'role' AND EXISTS (SELECT FROM pg_roles r WHERE r.rolname = a.grantee
+                                                       AND pg_has_role(session_user, r.oid, 'USAGE'))))
+$$;
+REVOKE ALL ON FUNCTION shiftguard.mask_reaches(oid, text) FROM PUBLIC;
+
+-- Which '<policy>:<n>' masks the column for the session's user: the highest priority wins.
+CREATE OR REPLACE FUNCTION shiftguard.mask_choice(p_relation oid, p_column text) RETURNS text
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN (SELECT a.policy || ':' || array_position(a.out_columns, p_column)
+              FROM shiftguard.mask_reaches(p_relation, p_column) a ORDER BY a.priority DESC LIMIT 1);
+END
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.mask_choice(oid, text) TO PUBLIC;
+
+-- Reading the table directly: refused to a user an attachment reaches.
+CREATE OR REPLACE FUNCTION shiftguard.mask_guard(p_relation oid) RETURNS boolean
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF EXISTS (SELECT FROM shiftguard.mask_reaches(p_relation, NULL)) THEN
+        RAISE EXCEPTION 'permission denied for relation %', (SELECT relname FROM pg_class WHERE oid = p_relation)
+            USING ERRCODE = '42501',
+                  HINT = 'Columns of this table are masked for you; shiftguard reads them through a masking '
+                         'view when a statement names the table. Function bodies, views made earlier, DML and '
+                         'COPY ... TO do not.';
+    END IF;
+    RETURN true;
+END
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.mask_guard(oid) TO PUBLIC;
+
+-- The view's privilege checks, for the querying user: some SELECT on the table, and SELECT on
+-- each column it reads.
+CREATE OR REPLACE FUNCTION shiftguard.mask_may_read(p_relation oid) RETURNS boolean
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT has_any_column_privilege(session_user, p_relation, 'SELECT') THEN
+        RAISE EXCEPTION 'permission denied for relation %', (SELECT relname FROM pg_class WHERE oid = p_relation)
+            USING ERRCODE = '42501';
+    END IF;
+    RETURN true;
+END
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.mask_may_read(oid) TO PUBLIC;
+
+CREATE OR REPLACE FUNCTION shiftguard.mask_may_read(p_relation oid, p_column text) RETURNS boolean
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT has_column_privilege(session_user, p_relation, p_column, 'SELECT') THEN
+        RAISE EXCEPTION 'permission denied for relation %', (SELECT relname FROM pg_class WHERE oid = p_relation)
+            USING ERRCODE = '42501';
+    END IF;
+    RETURN true;
+END
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.mask_may_read(oid, text) TO PUBLIC;
+
+CREATE OR REPLACE FUNCTION shiftguard.mask_bump() RETURNS void
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    UPDATE shiftguard.settings SET value = (value::bigint + 1)::text WHERE name = 'masking_version'
+$$;
+REVOKE ALL ON FUNCTION shiftguard.mask_bump() FROM PUBLIC;
+
+-- The masked tables, for the proxy's rewrite: schema, name, view.
+CREATE OR REPLACE FUNCTION shiftguard.masked_tables(OUT schema_name text, OUT table_name text, OUT view_name text)
+RETURNS SETOF record
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT DISTINCT n.nspname::text, c.relname::text, 'mask:' || c.oid
+      FROM shiftguard.masking_attachments a JOIN pg_class c ON c.oid = a.relation
+      JOIN pg_namespace n ON n.oid = c.relnamespace
+$$;
+REVOKE ALL ON FUNCTION shiftguard.masked_tables() FROM PUBLIC;
+
+-- Make the relation's masking view (and row security, through rls_sync) say what the
+-- attachments say.
+CREATE OR REPLACE FUNCTION shiftguard.mask_sync(p_relation oid) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_view    text := format('shiftguard.%I', 'mask:' || p_relation);
+    v_columns text[] := '{}';
+    v_column  record;
+    v_cases   text;
+BEGIN
+    PERFORM shiftguard.mask_bump();
+    EXECUTE format('DROP VIEW IF EXISTS %s', v_view);
+    IF NOT EXISTS (SELECT FROM pg_class WHERE oid = p_relation) THEN
+        RETURN;
+    END IF;
+    PERFORM shiftguard.rls_sync(p_relation);
+    IF NOT EXISTS (SELECT FROM shiftguard.masking_attachments WHERE relation = p_relation) THEN
+        RETURN;
+    END IF;
+    FOR v_column IN SELECT a.attname::text AS name, format_type(a.atttypid, a.atttypmod) AS type
+                      FROM pg_attribute a WHERE a.attrelid = p_relation AND a.attnum > 0 AND NOT a.attisdropped
+                     ORDER BY a.attnum LOOP
+        SELECT string_agg(format('WHEN %L THEN (shiftguard.%I(%s))::%s', x.policy || ':' || x.n,
+                                 'mask:' || x.policy || ':' || x.n,
+                                 (SELECT string_agg(format('t.%I', i), ', ') FROM unnest(x.in_columns) i),
+                                 v_column.type), ' ')
+          INTO v_cases
+          FROM (SELECT DISTINCT a.policy, array_position(a.out_columns, v_column.name) AS n, a.in_columns
+                  FROM shiftguard.masking_attachments a
+                 WHERE a.relation = p_relation AND v_column.name = ANY (a.out_columns)) x;
+        v_columns := v_columns || format(
+            'CASE WHEN (SELECT shiftguard.mask_may_read(%s, %L)) THEN %s END AS %I', p_relation, v_column.name,
+            CASE WHEN v_cases IS NULL THEN format('t.%I', v_column.name)
+                 ELSE format('CASE (SELECT shiftguard.mask_choice(%s, %L)) %s ELSE t.%I END',
+                             p_relation, v_column.name, v_cases, v_column.name) END,
+            v_column.name);
+    END LOOP;
+    EXECUTE format('CREATE VIEW %s AS SELECT %s FROM %s AS t WHERE (SELECT shiftguard.mask_may_read(%s))',
+                   v_view, array_to_string(v_columns, ', '), p_relation::regclass, p_relation);
+    EXECUTE format('ALTER VIEW %s OWNER TO shiftguard_mask', v_view);
+    EXECUTE format('GRANT SELECT ON %s TO shiftguard_mask', p_relation::regclass);
+    EXECUTE format('GRANT SELECT ON %s TO PUBLIC', v_view);
+END
+$$;
+REVOKE ALL ON FUNCTION shiftguard.mask_sync(oid) FROM PUBLIC;
+
+-- Superusers and sys:secadmin manage masking policies.
+DROP PROCEDURE IF EXISTS shiftguard.create_masking_policy(text, text, text);
+CREATE OR REPLACE PROCEDURE shiftguard.create_masking_policy(p_text text, p_signature text, p_search_path text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_policy jsonb;
+    v_column jsonb;
+    v_type   regtype;
+    v_params text[] := '{}';
+    v_first  regtype;
+    v_n      integer := 0;
+    v_expr   text;
+BEGIN
+    PERFORM shiftguard.require_rls_admin();
+    IF NOT shiftguard.signed('masking', p_text, p_signature) THEN
+        RAISE EXCEPTION 'permission denied: masking policies are created with CREATE MASKING POLICY'
+            USING ERRCODE = '42501';
+    END IF;
+    v_policy := p_text::jsonb;
+    IF EXISTS (SELECT FROM shiftguard.masking_policies WHERE name = v_policy->>'name') THEN
+        IF (v_policy->>'if_not_exists')::boolean AND NOT (v_policy->>'altering')::boolean THEN
+            RAISE NOTICE 'masking policy "%" already exists, skipping', v_policy->>'name';
+            RETURN;
+        ELSIF NOT (v_policy->>'altering')::boolean THEN
+            RAISE EXCEPTION 'masking policy "%" already exists', v_policy->>'name' USING ERRCODE = '42710';
+        END IF;
+        v_policy := v_policy || jsonb_build_object(
+            'columns', (SELECT columns FROM shiftguard.masking_policies WHERE name = v_policy->>'name'));
+        IF jsonb_array_length(v_policy->'expressions') <> (SELECT jsonb_array_length(expressions)
+                FROM shiftguard.masking_policies WHERE name = v_policy->>'name') THEN
+            RAISE EXCEPTION 'ALTER MASKING POLICY must keep the number of masking expressions' USING ERRCODE = '42P17';
+        END IF;
+        UPDATE shiftguard.masking_policies
+           SET expressions = v_policy->'written', modified_by = session_user, modified_time = now() AT TIME ZONE 'utc'
+         WHERE name = v_policy->>'name';
+    ELSIF (v_policy->>'altering')::boolean THEN
+        RAISE EXCEPTION 'masking policy "%" does not exist', v_policy->>'name' USING ERRCODE = '42704';
+    ELSE
+        INSERT INTO shiftguard.masking_policies (name, columns, expressions, modified_by)
+        VALUES (v_policy->>'name', v_policy->'columns', v_policy->'written', session_user);
+    END IF;
+    PERFORM set_config('search_path', 'pg_catalog, ' || p_search_path || ', pg_temp', true);
+    FOR v_column IN SELECT jsonb_array_elements(v_policy->'columns') LOOP
+        v_type := to_regtype(v_column->>'type');
+        IF v_type IS NULL THEN
+            RAISE EXCEPTION 'type "%" does not exist', v_column->>'type' USING ERRCODE = '42704';
+        END IF;
+        v_first := coalesce(v_first, v_type);
+        v_params := v_params || format('%I %s', v_column->>'colname', v_type);
+    END LOOP;
+    -- One inlinable function per expression; its value is cast to the masked column's type in
+    -- the view. Declared to return the first input's type, as a masking expression keeps it.
+    FOR v_expr IN SELECT jsonb_array_elements_text(v_policy->'expressions') LOOP
+        v_n := v_n + 1;
+        EXECUTE format('CREATE OR REPLACE FUNCTION shiftguard.%I(%s) RETURNS %s LANGUAGE sql STABLE RETURN (%s)::%s',
+                       'mask:' || (v_policy->>'name') || ':' || v_n, array_to_string(v_params, ', '),
+                       v_first, v_expr, v_first);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION shiftguard.%I(%s) TO PUBLIC',
+                       'mask:' || (v_policy->>'name') || ':' || v_n, array_to_string(v_params, ', '));
+    END LOOP;
+    PERFORM shiftguard.mask_bump();
+END
+$$;
+
+CREATE OR REPLACE PROCEDURE shiftguard.drop_masking_policy(p_name text, p_missing_ok boolean)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_function regprocedure;
+BEGIN
+    PERFORM shiftguard.require_rls_admin();
+    IF NOT EXISTS (SELECT FROM shiftguard.masking_policies WHERE name = p_name) THEN
+        IF p_missing_ok THEN
+            RAISE NOTICE 'masking policy "%" does not exist, skipping', p_name;
+            RETURN;
+        END IF;
+        RAISE EXCEPTION 'masking policy "%" does not exist', p_name USING ERRCODE = '42704';
+    END IF;
+    DELETE FROM shiftguard.masking_attachments a WHERE NOT EXISTS (SELECT FROM pg_class WHERE oid = a.relation);
+    IF EXISTS (SELECT FROM shiftguard.masking_attachments WHERE policy = p_name) THEN
+        -- UNVERIFIED wording.
+        RAISE EXCEPTION 'cannot drop masking policy "%" because it is attached to a relation', p_name
+            USING ERRCODE = '2BP01', HINT = 'Detach it first.';
+    END IF;
+    DELETE FROM shiftguard.masking_policies WHERE name = p_name;
+    FOR v_function IN SELECT p.oid::regprocedure FROM pg_proc p
+                       WHERE p.pronamespace = 'shiftguard'::regnamespace AND p.proname LIKE 'mask:' || p_name || ':%'
+                         AND p.proname ~ ('^mask:' || regexp_replace(p_name, '([^a-zA-Z0-9_])', '\\\1', 'g') || ':[0-9]+$') LOOP
+        EXECUTE format('DROP FUNCTION %s', v_function);
+    END LOOP;
+    PERFORM shiftguard.mask_bump();
+END
+$$;
+
+-- ATTACH MASKING POLICY p ON t (out) [USING (in)] TO grantee [PRIORITY n] / DETACH ... FROM.
+CREATE OR REPLACE PROCEDURE shiftguard.attach_masking_policy(p_spec jsonb, p_relation oid)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_policy  shiftguard.masking_policies;
+    v_out     text[] := ARRAY(SELECT jsonb_array_elements_text(p_spec->'out_columns'));
+    v_in      text[] := ARRAY(SELECT jsonb_array_elements_text(p_spec->'in_columns'));
+    v_kind    text := p_spec->>'grantee_kind';
+    v_grantee text := coalesce(p_spec->>'grantee', '');
+    v_missing text;
+    v_clash   text;
+BEGIN
+    PERFORM shiftguard.require_rls_admin();
+    SELECT * INTO v_policy FROM shiftguard.masking_policies WHERE name = p_spec->>'policy';
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'masking policy "%" does not exist', p_spec->>'policy' USING ERRCODE = '42704';
+    END IF;
+    PERFORM shiftguard.rls_target(p_relation);
+    IF NOT (p_spec->>'attach')::boolean THEN
+        DELETE FROM shiftguard.masking_attachments
+         WHERE policy = v_policy.name AND relation = p_relation AND out_columns = v_out
+           AND grantee_kind = v_kind AND grantee = v_grantee;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'masking policy "%" is not attached to %(%) for %', v_policy.name, p_relation::regclass,
+                array_to_string(v_out, ', '), CASE v_kind WHEN 'public' THEN 'PUBLIC' ELSE v_grantee END
+                USING ERRCODE = '42704';
+        END IF;
+        PERFORM shiftguard.mask_sync(p_relation);
+        RETURN;
+    END IF;
+    IF cardinality(v_in) = 0 THEN
+        v_in := v_out;  -- without USING, the inputs are the output columns
+    END IF;
+    IF cardinality(v_in) <> jsonb_array_length(v_policy.columns) THEN
+        RAISE EXCEPTION 'masking policy "%" takes % input column(s), not %', v_policy.name,
+            jsonb_array_length(v_policy.columns), cardinality(v_in) USING ERRCODE = '42P17';
+    END IF;
+    IF cardinality(v_out) <> jsonb_array_length(v_policy.expressions) THEN
+        RAISE EXCEPTION 'masking policy "%" has % masking expression(s) for % output column(s)', v_policy.name,
+            jsonb_array_length(v_policy.expressions), cardinality(v_out) USING ERRCODE = '42P17';
+    END IF;
+    SELECT c INTO v_missing FROM unnest(v_out || v_in) c
+     WHERE NOT EXISTS (SELECT FROM pg_attribute WHERE attrelid = p_relation AND attnum > 0 AND NOT attisdropped
+                         AND attname = c) LIMIT 1;
+    IF v_missing IS NOT NULL THEN
+        RAISE EXCEPTION 'column "%" of relation "%" does not exist', v_missing, p_relation::regclass
+            USING ERRCODE = '42703';
+    END IF;
+    IF v_kind = 'user' THEN
+        PERFORM shiftguard.require_user(v_grantee);
+    ELSIF v_kind = 'role' THEN
+        PERFORM shiftguard.require_role(v_grantee);
+    END IF;
+    -- Two attachments on one column cannot share a priority, nor one grantee a column (reference §6).
+    SELECT o INTO v_clash FROM shiftguard.masking_attachments a, unnest(a.out_columns) o
+     WHERE a.relation = p_relation AND o = ANY (v_out)
+       AND (a.priority = coalesce((p_spec->>'priority')::integer, 0)
+            OR (a.grantee_kind = v_kind AND a.grantee = v_grantee)) LIMIT 1;
+    IF v_clash IS NOT NULL THEN
+        RAISE EXCEPTION 'column "%" of relation "%" already has a masking policy attached with that priority or for that grantee',
+            v_clash, p_relation::regclass USING ERRCODE = '42710';
+    END IF;
+    INSERT INTO shiftguard.masking_attachments
+           (policy, relation, out_columns, in_columns, grantee, grantee_kind, priority, grantor)
+    VALUES (v_policy.name, p_relation, v_out, v_in, v_grantee, v_kind,
+            coalesce((p_spec->>'priority')::integer, 0), session_user);
+    PERFORM shiftguard.mask_sync(p_relation);
+END
+$$;
+
+CREATE OR REPLACE VIEW shiftguard.svv_masking_policy AS
+    SELECT current_database()::text AS policy_database, name AS policy_name,
+           (SELECT '[' || coalesce(string_agg(format('{"colname":%s,"type":%s}', to_json(c->>'colname'),
+                                                    to_json(c->>'type')), ',' ORDER BY n), '') || ']'
+              FROM jsonb_array_elements(columns) WITH ORDINALITY AS x (c, n)) AS input_columns,
+           (SELECT '[' || string_agg(to_json(e)::text, ',' ORDER BY n) || ']'
+              FROM jsonb_array_elements_text(expressions) WITH ORDINALITY AS x (e, n)) AS policy_expression,
+           modified_by AS policy_modified_by, modified_time AS policy_modified_time
+      FROM shiftguard.masking_policies WHERE shiftguard.sees_rls();
+
+CREATE OR REPLACE VIEW shiftguard.svv_attached_masking_policy AS
+    SELECT a.policy AS policy_name, n.nspname::text AS schema_name, c.relname::text AS table_name,
+           CASE c.relkind WHEN 'v' THEN 'view' ELSE 'table' END AS table_type, a.grantor,
+           CASE a.grantee_kind WHEN 'public' THEN 'public' ELSE a.grantee END AS grantee,
+           CASE a.grantee_kind WHEN 'role' THEN 'role' WHEN 'public' THEN 'public' ELSE 'user' END AS grantee_type,
+           a.priority, array_to_json(a.in_columns)::text AS input_columns,
+           array_to_json(a.out_columns)::text AS output_columns, false AS is_masking_datashare_on
+      FROM shiftguard.masking_attachments a JOIN pg_class c ON c.oid = a.relation
+      JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE shiftguard.sees_rls();
+
+GRANT SELECT ON shiftguard.svv_masking_policy, shiftguard.svv_attached_masking_policy TO PUBLIC;

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import json
 import os
 import re
 import types
@@ -305,6 +306,45 @@ class Audit:
 
 
 @dataclass(frozen=True)
+class IdentityProvider:
+    """A native identity provider, as CREATE IDENTITY PROVIDER would make it (policy/idp.py)."""
+
+    name: str
+    namespace: str
+    # Redshift's issuer, client_id, client_secret, audience (a list), and one of jwks (inline
+    # JWKS), jwks_file (absolute path) or public_key (PEM); optional user_claim, group_claim.
+    parameters: dict[str, object] = field(default_factory=dict)
+    type: str = "azure"
+    application_arn: str | None = None
+    iam_role: str | None = None
+    auto_create_roles: bool = True
+    enabled: bool = True
+
+    def validate(self, where: str) -> None:
+        from .policy import idp
+        from .policy.tokens import GrammarError
+
+        if not re.fullmatch(r"[a-z_][a-z0-9_$]{0,126}", self.name):
+            raise ConfigError(f"{where}.name: must be a lower-case identifier, got {self.name!r}")
+        if self.type not in idp.PROVIDER_TYPES:
+            raise ConfigError(f"{where}.type: must be one of {', '.join(idp.PROVIDER_TYPES)}")
+        try:
+            idp.check_namespace(self.namespace)
+            idp.check_parameters(json.dumps(self.parameters))
+        except GrammarError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+
+    def spec(self) -> dict:
+        """The JSON the catalog's procedures take (as CREATE IDENTITY PROVIDER gives them)."""
+        from .policy import idp
+
+        return {"name": self.name, "type": self.type, "namespace": self.namespace,
+                "params": idp.check_parameters(json.dumps(self.parameters)),
+                "application_arn": self.application_arn, "iam_role": self.iam_role,
+                "auto_create_roles": self.auto_create_roles, "groups_filter": None, "enabled": self.enabled}
+
+
+@dataclass(frozen=True)
 class Embedded:
     # Directory holding initdb/postgres; empty: pg_config --bindir, PATH, /usr/lib/postgresql/*/bin.
     bin_dir: str | None = None
@@ -345,6 +385,9 @@ class Config:
     # The local S3 of COPY ... FROM 's3://bucket/...' and UNLOAD ... TO 's3://bucket/...': bucket
     # name -> a directory the database server's OS user can read (COPY) and write (UNLOAD).
     s3: dict[str, str] = field(default_factory=dict)
+    # Native identity providers whose OIDC tokens are logins (auth code 14), created or replaced
+    # by name at each start; CREATE / ALTER / DROP IDENTITY PROVIDER manage them in SQL too.
+    identity_providers: list[IdentityProvider] = field(default_factory=list)
 
     def validate(self, where: str = "") -> None:
         for text in self.listen:
@@ -368,6 +411,10 @@ class Config:
             _cidr(text, f"trusted_proxies[{n}]")
         if self.init_sql_file is not None and not Path(self.init_sql_file).is_file():
             raise ConfigError(f"init_sql_file: no such file: {self.init_sql_file}")
+        names = [p.name for p in self.identity_providers]
+        namespaces = [p.namespace for p in self.identity_providers]
+        if len(set(names)) != len(names) or len(set(namespaces)) != len(namespaces):
+            raise ConfigError("identity_providers: two providers have the same name or namespace")
         for bucket, directory in self.s3.items():
             if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket):
                 raise ConfigError(f"s3.{bucket}: not an S3 bucket name (3-63 lower-case letters, digits, dots, "
@@ -485,6 +532,8 @@ def _check_type(kind, value, key: str):
     if typing.get_origin(base) is dict or base is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping")
+        if typing.get_args(base)[1:] == (object,):
+            return dict(value)  # structured values (JSON-like), checked by the owner's validate()
         return {str(k): str(v) for k, v in value.items()}
     if base is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)

@@ -95,6 +95,7 @@ class Proxy:
             await ensure_database(target, mgmt_db)
         self.catalog = await Catalog.open(address, mgmt_user, mgmt_password, mgmt_db, mapping)
         await self.catalog.ensure_admin(config.cluster.admin_user, password)
+        await self.catalog.seed_identity_providers([p.spec() for p in config.identity_providers])
 
         translator = Translator(self.catalog.backend_verifier, dialect=self.catalog.redshift_functions,
                                 strict=config.strict_redshift,
@@ -169,7 +170,7 @@ class Proxy:
         log.info("init_sql ran (%d entries)", len(statements))
 
     # Keys a reload cannot change: they need a restart.
-    _RESTART_KEYS = ("listen", "api_listen", "backend", "data_dir", "embedded", "cluster")
+    _RESTART_KEYS = ("listen", "api_listen", "backend", "data_dir", "embedded", "cluster", "identity_providers")
 
     def _install_security_groups(self, groups: SecurityGroups) -> None:
         """The stored security groups (read by SecurityGroupSync) admit the next connection."""

@@ -9,9 +9,11 @@ as 'Mon, 7 Dec 2020 20:01:55:177'. userlog: STL_USERLOG's order. useractivitylog
 from __future__ import annotations
 
 import datetime
+import json
 from dataclasses import asdict, dataclass, field
 
-from ..policy.tokens import GrammarError, scan
+from ..policy.idp import SECRET_PARAMETERS
+from ..policy.tokens import GrammarError, scan, string_value
 
 # STL_CONNECTION_LOG's char widths, for the space padding of the file format.
 _WIDTHS = {"event": 50, "remotehost": 45, "remoteport": 32, "dbname": 50, "username": 50, "authmethod": 32,
@@ -133,8 +135,10 @@ class QueryEnd:
 
 def redact_passwords(sql: str) -> str:
     """The statement with every string constant after PASSWORD replaced by '***' (CREATE/ALTER
-    USER passwords, in any of Redshift's forms)."""
-    if "password" not in sql.lower():
+    USER passwords, in any of Redshift's forms), and the secrets in the PARAMETERS JSON of
+    CREATE/ALTER IDENTITY PROVIDER replaced by "***" (the whole constant when it is not JSON)."""
+    lowered = sql.lower()
+    if "password" not in lowered and "parameters" not in lowered:
         return sql
     try:
         tokens = scan(sql)
@@ -142,9 +146,23 @@ def redact_passwords(sql: str) -> str:
         return "(statement not logged: it could not be scanned and may hold a password)"
     pieces, cursor = [], 0
     for before, token in zip(tokens, tokens[1:]):
-        if before.word == "PASSWORD" and token.name == "SCONST":
-            pieces.append(sql[cursor:token.start])
-            pieces.append("'***'")
-            cursor = token.end
+        if token.name != "SCONST" or before.word not in ("PASSWORD", "PARAMETERS"):
+            continue
+        pieces.append(sql[cursor:token.start])
+        pieces.append("'***'" if before.word == "PASSWORD" else _redacted_parameters(token))
+        cursor = token.end
     pieces.append(sql[cursor:])
     return "".join(pieces)
+
+
+def _redacted_parameters(token) -> str:
+    try:
+        params = json.loads(string_value(token))
+    except ValueError:
+        return "'***'"
+    if not isinstance(params, dict):
+        return "'***'"
+    for key in SECRET_PARAMETERS:
+        if key in params:
+            params[key] = "***"
+    return "'" + json.dumps(params).replace("'", "''") + "'"

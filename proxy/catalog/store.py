@@ -173,6 +173,36 @@ class Catalog:
                     await conn.execute(f"GRANT {_ident(role)} TO {_ident(user)}")
         return True
 
+    # ---------------------------------------------------------------- identity providers
+
+    async def identity_providers(self) -> list[dict]:
+        """Every stored identity provider (secrets included: for verifying logins only)."""
+        rows = await self._pool.fetch(
+            "SELECT name, type, namespace, params::text AS params, enabled FROM shiftguard.identity_providers")
+        return [{**dict(row), "params": json.loads(row["params"])} for row in rows]
+
+    async def seed_identity_providers(self, providers: list[dict]) -> None:
+        """The configuration's providers, created or replaced at each start (by name)."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            for spec in providers:
+                exists = await conn.fetchval("SELECT true FROM shiftguard.identity_providers WHERE name = $1",
+                                             spec["name"])
+                procedure = "alter_identity_provider" if exists else "create_identity_provider"
+                await conn.execute(f"CALL shiftguard.{procedure}($1::jsonb)", json.dumps(spec))
+        if providers:
+            log.info("identity providers from the configuration: %s", ", ".join(p["name"] for p in providers))
+
+    async def prepare_idp_login(self, provider: str, user: str, roles: list[str]) -> list[str]:
+        """Before an IdP user's session: create the user (PASSWORD DISABLE) when missing, and make
+        its roles of the provider's namespace exactly `roles` (created when the provider auto-creates
+        roles). The roles it got."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            if not await conn.fetchval("SELECT true FROM shiftguard.users WHERE name = $1", user):
+                options = {"password": {}, "backend_verifier": self.backend_verifier(user)}
+                await conn.execute("CALL shiftguard.create_user($1, $2::jsonb)", user, json.dumps(options))
+                log.info("created user %s for identity provider %s", user, provider)
+            return list(await conn.fetchval("SELECT shiftguard.sync_idp_roles($1, $2, $3)", provider, user, roles))
+
     # ---------------------------------------------------------------- security groups
     # Every change runs in one transaction that first locks the connectivity row, so changes
     # from several proxies are serialised, and adds one to its version (which proxies poll).
@@ -355,7 +385,7 @@ async def _bootstrap(pool: asyncpg.Pool, superuser_mapping: str) -> tuple[bytes,
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _BOOTSTRAP_LOCK)
         await conn.execute(sql)
-        for extra in ("rls.sql", "privileges.sql"):
+        for extra in ("rls.sql", "privileges.sql", "idp.sql"):
             await conn.execute(resources.files("proxy.catalog").joinpath(extra).read_text())
         await conn.execute(
             "INSERT INTO shiftguard.settings VALUES ('superuser_mapping', $1) "

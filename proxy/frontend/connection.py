@@ -8,7 +8,8 @@ States and transitions (all of them live here):
                     connection limits -> STARTUP
     STARTUP         SSLRequest -> TLS (or 'N'), GSSENCRequest -> 'N', CancelRequest -> forward
                     the cancel and close, StartupMessage -> AUTHENTICATING
-    AUTHENTICATING  MD5 challenge, password checked by the proxy -> CONNECTING
+    AUTHENTICATING  MD5 challenge, password checked by the proxy, or (identity-provider plugins)
+                    auth code 14 and an OIDC token checked by the proxy -> CONNECTING
     CONNECTING      backend session opened as the user's own role -> RELAYING
     RELAYING        proxy.relay.Relay pumps bytes until either side closes -> CLOSED
 
@@ -42,6 +43,7 @@ from ..backend.session import (BackendAddress, BackendRefused, BackendSession, B
 from ..catalog.store import Catalog, UserRecord
 from ..config import Config
 from ..endpoint import ConnectionClosed, Endpoint
+from ..iam import oidc
 from ..iam.tokens import TokenAuthority, TokenRefused, split_prefixed
 from ..policy.connectivity import SecurityGroupGate
 from ..policy.statements import Plan
@@ -60,6 +62,10 @@ log = logging.getLogger(__name__)
 # Redshift's own version string: redshift_connector parses server_version with
 # packaging.version and fails on PostgreSQL's "15.4 (Debian ...)" (reference/clients.md).
 REDSHIFT_SERVER_VERSION = "8.0.2"
+
+# Native identity-provider federation: Redshift's AUTH_REQ_IDP request and the client's answer.
+AUTH_IDP_TOKEN = 14
+F_IDP_TOKEN = ord("i")
 
 # Settings every backend session starts with. Redshift stores passwords as MD5, so clients
 # that hash a new password themselves (psql's \password asks SHOW password_encryption) must
@@ -402,6 +408,8 @@ class Connection:
             raise ClientFailure(code, str(exc)) from None
         if packet.minor > 0 or params.protocol_options:
             self.client.write(m.negotiate_protocol_version(0, params.protocol_options))
+        if params.uses_identity_provider and not params.database:
+            params.database = self.config.cluster.database
         if self.config.tls.require_ssl and not self.client.tls:
             raise ClientFailure(
                 sqlstate.INVALID_AUTHORIZATION_SPECIFICATION,
@@ -422,6 +430,8 @@ class Connection:
     # ---------------------------------------------------------------- AUTHENTICATING
 
     async def _authenticate(self, params: StartupParams) -> UserRecord:
+        if params.uses_identity_provider:
+            return await self._authenticate_idp(params)
         prefixed = split_prefixed(params.user)
         if prefixed is not None and self.context.tokens is not None:
             return await self._authenticate_token(params, *prefixed)
@@ -508,6 +518,66 @@ class Connection:
             raise ClientFailure(sqlstate.INVALID_PASSWORD, f'password authentication failed for user "{params.user}"')
         throttle.succeeded(params.user, address)
         self._authenticated("IAM")
+        return record
+
+    async def _authenticate_idp(self, params: StartupParams) -> UserRecord:
+        """Native identity-provider federation (reference/redshift-iam.md §5): auth code 14, the
+        client answers 'i' with an OIDC token (redshift_connector without a NUL, JDBC with one);
+        the user is namespace:name from the token, created on its first login, and its roles of
+        that namespace become the token's groups."""
+        self.client.write(m.authentication(AUTH_IDP_TOKEN))
+        kind, body = await self.client.read_message(self.config.limits.max_startup_size)
+        if kind != F_IDP_TOKEN:
+            raise m.ProtocolViolation(f"expected an identity provider token, got message type {chr(kind)!r}")
+        if body.endswith(b"\0"):
+            body = body[:-1]
+        claimed = params.user
+        provider_name = params.redshift.get("provider_name")
+        self.authmethod = provider_name or "identity provider"
+        catalog, identity, reason = self.context.catalog, None, None
+        try:
+            providers = await catalog.identity_providers()
+        except Exception:
+            log.exception("identity provider lookup failed")
+            raise ClientFailure(sqlstate.CANNOT_CONNECT_NOW, "the cluster cannot accept logins now; "
+                                "its backing database is unavailable") from None
+        try:
+            token = body.decode("utf-8")
+            provider = oidc.choose_provider(token, providers, provider_name)
+            self.authmethod = provider["name"]
+            identity = oidc.verify(token, provider)
+        except UnicodeDecodeError:
+            reason = "the token is not UTF-8"
+        except oidc.OidcRefused as exc:
+            reason = str(exc)
+        address, throttle = self.address, self.context.throttle
+        key = identity.user if identity is not None else f"(identity provider {self.authmethod})"
+        if identity is not None and throttle.locked(key, address):
+            identity, reason = None, "too many failed logins (cooling down)"
+        record = None
+        if identity is not None:
+            try:
+                roles = await catalog.prepare_idp_login(identity.provider, identity.user, identity.roles)
+            except Exception:
+                log.exception("identity provider login of %s failed in the catalog", identity.user)
+                raise ClientFailure(sqlstate.CANNOT_CONNECT_NOW, "the cluster cannot accept logins now; "
+                                    "its backing database is unavailable") from None
+            record = await catalog.login_record(identity.user)
+            params.user = identity.user  # the connection log names the token's user from here on
+            if record is None:
+                reason = "the user could not be created"
+            elif record.password_expired:
+                record, reason = None, "VALID UNTIL has passed"
+        if record is None:
+            throttle.failed(key, address)
+            # The reason stays in our logs (never the token); the client gets the same answer.
+            log.info("login refused: identity provider %s from %s: %s", self.authmethod, address, reason)
+            self._login_failed("identity provider", reason)
+            raise ClientFailure(sqlstate.INVALID_PASSWORD, f'password authentication failed for user "{claimed}"')
+        throttle.succeeded(key, address)
+        log.info("identity provider %s: %s logged in with roles %s", identity.provider, identity.user,
+                 ", ".join(roles) or "(none)")
+        self._authenticated("identity provider")
         return record
 
     # ---------------------------------------------------------------- CONNECTING

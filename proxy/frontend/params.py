@@ -17,6 +17,11 @@ REDSHIFT_ONLY = frozenset({
     "idc_client_display_name", "idc_region", "compression",
 })
 
+# Plugins whose login is an OIDC token sent in auth code 14 (reference/redshift-iam.md §4, §5):
+# redshift_connector sends the class name, the JDBC driver com.amazon.redshift.plugin.<name>.
+NATIVE_IDP_PLUGINS = frozenset({"BasicJwtCredentialsProvider", "BrowserAzureOAuth2CredentialsProvider",
+                                "IdpTokenAuthPlugin", "BrowserIdcAuthPlugin"})
+
 # PostgreSQL settings a client may give at startup (names compared case-insensitively).
 FORWARDED = frozenset({
     "application_name", "client_encoding", "datestyle", "timezone", "intervalstyle",
@@ -48,14 +53,18 @@ class StartupParams:
         return "client_protocol_version" in self.redshift or "driver_version" in self.redshift
 
     @property
+    def uses_identity_provider(self) -> bool:
+        """The client logs in with an identity provider's token (auth code 14), not a password."""
+        plugin = self.redshift.get("plugin_name", "").rsplit(".", 1)[-1]
+        return "idp_type" in self.redshift or plugin in NATIVE_IDP_PLUGINS
+
+    @property
     def application_name(self) -> str:
         return self.forwarded.get("application_name", "")
 
 
 def sort_startup_params(params: dict[str, str]) -> StartupParams:
     user = params.get("user", "")
-    if not user:
-        raise StartupRefused("no PostgreSQL user name specified in startup packet")
     result = StartupParams(user=user, database=params.get("database") or user)
     for name, value in params.items():
         lower = name.lower()
@@ -77,6 +86,9 @@ def sort_startup_params(params: dict[str, str]) -> StartupParams:
             result.forwarded[name] = value
         else:
             _check_setting(name)
+    # The user of an identity provider's login is named by its token; otherwise one is needed.
+    if not user and not result.uses_identity_provider:
+        raise StartupRefused("no PostgreSQL user name specified in startup packet")
     return result
 
 

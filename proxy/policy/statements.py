@@ -35,7 +35,7 @@ from .roles import as_json as roles_json
 from .roles import (parse_alter_role, parse_create_role, parse_drop_role, parse_role_grant,
                     parse_system_grant)
 from .users import parse_alter_user, parse_create_user, parse_drop_user
-from . import privileges, rls, s3, signing
+from . import idp, privileges, rls, s3, signing
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +92,7 @@ class Translator:
 _TRIGGER_WORDS = (b"user", b"role", b"group", b"privileges", b"stl_", b"sys_", b"svv_", b"pg_table_def",
                   b"discard", b"system", b"extension", b"copy",
                   b"policy", b"language", b"load", b"set_config", b"authorization", b"grant",
-                  b"revoke", b"security", b"analy", b"drop", b"rename", b"u&")
+                  b"revoke", b"security", b"analy", b"drop", b"rename", b"u&", b"identity")
 
 # Redshift catalog views PostgreSQL lacks (or has with other columns), and where ours live.
 CATALOG_VIEWS = {name: name for name in (
@@ -101,7 +101,7 @@ CATALOG_VIEWS = {name: name for name in (
     "svv_system_privileges", "stl_connection_log", "sys_connection_log", "stl_userlog", "stl_query",
     "sys_query_history", "svv_table_info", "pg_table_def", "svv_external_schemas", "svv_external_tables",
     "svv_external_columns", "svv_rls_policy", "svv_rls_relation", "svv_rls_attached_policy",
-    "svv_default_privileges", "svv_iam_privileges")}
+    "svv_default_privileges", "svv_iam_privileges", "svv_identity_providers")}
 # PostgreSQL catalogs read through views adding Redshift's columns, when the dialect is on.
 DIALECT_CATALOGS = ("pg_class", "pg_attribute", "pg_attrdef")
 PRIVATE_SCHEMA = "shiftguard"
@@ -160,6 +160,9 @@ def classify_statement(statement: str, translator: Translator) -> Result:
     s3_result = _s3_statement(statement, translator)
     if s3_result is not None:
         return s3_result
+    idp_result = _identity_provider_statement(statement)
+    if idp_result is not None:
+        return idp_result
     if translator.dialect:
         try:
             rewritten = dialect.rewrite(statement)
@@ -255,6 +258,33 @@ def _s3_statement(statement: str, translator: Translator) -> Result:
             return None
         return s3.plan(statement, tokens, translator.s3, translator.dialect,
                        lambda query: classify_statement(query, translator))
+    except GrammarError as exc:
+        return Denial(exc.sqlstate, str(exc), hint=exc.hint)
+
+
+# --------------------------------------------------------------------------- identity providers
+# One hook, apart from the rest: the grammar is in policy/idp.py, the procedures in catalog/idp.sql.
+
+
+def _identity_provider_statement(statement: str) -> Result:
+    """CREATE / ALTER / DROP IDENTITY PROVIDER, or None for every other statement."""
+    if "identity" not in statement.lower():
+        return None  # a shortcut only: the words are checked below
+    try:
+        tokens = scan(statement)
+        words = [t.word for t in tokens[:3]]
+        if words[1:] != ["IDENTITY", "PROVIDER"] or words[0] not in ("CREATE", "ALTER", "DROP"):
+            return None
+        cursor = Cursor(tokens[3:])
+        if words[0] == "DROP":
+            name, cascade = idp.parse_drop(cursor)
+            return (f"CALL shiftguard.drop_identity_provider({sql_literal(name)}, {str(cascade).lower()})",
+                    b"DROP IDENTITY PROVIDER", True)
+        spec = idp.parse_create(cursor) if words[0] == "CREATE" else idp.parse_alter(cursor)
+        procedure = "create_identity_provider" if words[0] == "CREATE" else "alter_identity_provider"
+        # Not cacheable: the parameters may hold client_secret.
+        return (f"CALL shiftguard.{procedure}({sql_literal(idp.as_json(spec))}::jsonb)",
+                f"{words[0]} IDENTITY PROVIDER".encode(), False)
     except GrammarError as exc:
         return Denial(exc.sqlstate, str(exc), hint=exc.hint)
 

@@ -41,3 +41,19 @@ def test_options_parsing():
         ("search_path", "a b"), ("statement_timeout", "5"), ("geqo", "off")]
     params = sort_startup_params({"user": "a", "options": "-c search_path=x"})
     assert params.forwarded["options"] == "-c search_path=x"
+
+
+@pytest.mark.parametrize("startup, uses_idp", [
+    ({"plugin_name": "BasicJwtCredentialsProvider", "idp_type": "AzureAD"}, True),     # redshift_connector
+    ({"plugin_name": "com.amazon.redshift.plugin.BasicJwtCredentialsProvider"}, True),  # JDBC
+    ({"idp_type": "AwsIdc", "token_type": "ACCESS_TOKEN"}, True),
+    ({"plugin_name": "OktaCredentialsProvider"}, False),  # SAML plugins log in as IAM users
+    ({}, False),
+])
+def test_identity_provider_logins_need_no_user(startup, uses_idp):
+    if uses_idp:
+        params = sort_startup_params({"database": "dev", "user": "", **startup})
+        assert params.uses_identity_provider and params.user == ""
+    else:
+        with pytest.raises(StartupRefused, match="no PostgreSQL user name"):
+            sort_startup_params({"database": "dev", **startup})

@@ -1,0 +1,160 @@
+-- Native identity-provider federation (reference/redshift-iam.md §5): the providers whose OIDC
+-- tokens are logins, and the procedures of CREATE / ALTER / DROP IDENTITY PROVIDER
+-- (policy/idp.py parses them). Run after schema.sql, in the same bootstrap transaction.
+-- Superusers only. The parameters hold client_secret: the table is readable by the management
+-- role only, and svv_identity_providers never shows the secrets.
+
+CREATE TABLE IF NOT EXISTS shiftguard.identity_providers (
+    uid               serial UNIQUE,
+    name              text PRIMARY KEY,
+    type              text NOT NULL,
+    namespace         text NOT NULL UNIQUE,
+    params            jsonb NOT NULL,
+    application_arn   text,
+    iam_role          text,
+    auto_create_roles boolean NOT NULL DEFAULT true,
+    groups_filter     jsonb,           -- {"mode": "include" | "exclude", "pattern": LIKE pattern}
+    enabled           boolean NOT NULL DEFAULT true,
+    created           timestamptz NOT NULL DEFAULT now()
+);
+REVOKE ALL ON shiftguard.identity_providers FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION shiftguard.require_idp_admin(p_action text) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT shiftguard.caller_is_superuser() THEN
+        RAISE EXCEPTION 'permission denied to % identity provider', p_action  -- UNVERIFIED wording
+            USING ERRCODE = '42501', HINT = 'Only a superuser can manage identity providers.';
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION shiftguard.require_free_namespace(p_namespace text, p_name text) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF EXISTS (SELECT FROM shiftguard.identity_providers WHERE namespace = p_namespace AND name <> p_name) THEN
+        RAISE EXCEPTION 'namespace "%" is used by another identity provider', p_namespace USING ERRCODE = '42710';
+    END IF;
+END
+$$;
+
+-- CREATE IDENTITY PROVIDER, as parsed by the proxy (policy/idp.py) into JSON.
+CREATE OR REPLACE PROCEDURE shiftguard.create_identity_provider(p_spec jsonb)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM shiftguard.require_idp_admin('create');
+    IF EXISTS (SELECT FROM shiftguard.identity_providers WHERE name = p_spec->>'name') THEN
+        RAISE EXCEPTION 'identity provider "%" already exists', p_spec->>'name' USING ERRCODE = '42710';
+    END IF;
+    PERFORM shiftguard.require_free_namespace(p_spec->>'namespace', p_spec->>'name');
+    INSERT INTO shiftguard.identity_providers (name, type, namespace, params, application_arn, iam_role,
+                                               auto_create_roles, groups_filter, enabled)
+    VALUES (p_spec->>'name', p_spec->>'type', p_spec->>'namespace', p_spec->'params', p_spec->>'application_arn',
+            p_spec->>'iam_role', coalesce((p_spec->>'auto_create_roles')::boolean, true),
+            nullif(p_spec->'groups_filter', 'null'::jsonb), coalesce((p_spec->>'enabled')::boolean, true));
+END
+$$;
+
+-- ALTER IDENTITY PROVIDER: only the clauses given change; PARAMETERS replace the old ones.
+CREATE OR REPLACE PROCEDURE shiftguard.alter_identity_provider(p_spec jsonb)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_name text := p_spec->>'name';
+BEGIN
+    PERFORM shiftguard.require_idp_admin('alter');
+    IF NOT EXISTS (SELECT FROM shiftguard.identity_providers WHERE name = v_name) THEN
+        RAISE EXCEPTION 'identity provider "%" does not exist', v_name USING ERRCODE = '42704';
+    END IF;
+    IF p_spec ? 'namespace' THEN
+        PERFORM shiftguard.require_free_namespace(p_spec->>'namespace', v_name);
+    END IF;
+    UPDATE shiftguard.identity_providers SET
+        params = CASE WHEN p_spec ? 'params' THEN p_spec->'params' ELSE params END,
+        namespace = coalesce(p_spec->>'namespace', namespace),
+        iam_role = CASE WHEN p_spec ? 'iam_role' THEN p_spec->>'iam_role' ELSE iam_role END,
+        auto_create_roles = coalesce((p_spec->>'auto_create_roles')::boolean, auto_create_roles),
+        groups_filter = CASE WHEN p_spec ? 'auto_create_roles' THEN nullif(p_spec->'groups_filter', 'null'::jsonb)
+                             ELSE groups_filter END,
+        enabled = coalesce((p_spec->>'enabled')::boolean, enabled)
+     WHERE name = v_name;
+END
+$$;
+
+-- DROP IDENTITY PROVIDER [CASCADE]: with CASCADE, its users and roles (namespace:*) go too.
+CREATE OR REPLACE PROCEDURE shiftguard.drop_identity_provider(p_name text, p_cascade boolean)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_namespace text;
+    v_users     text[];
+    v_role      text;
+BEGIN
+    PERFORM shiftguard.require_idp_admin('drop');
+    SELECT namespace INTO v_namespace FROM shiftguard.identity_providers WHERE name = p_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'identity provider "%" does not exist', p_name USING ERRCODE = '42704';
+    END IF;
+    DELETE FROM shiftguard.identity_providers WHERE name = p_name;
+    IF p_cascade THEN
+        SELECT array_agg(name) INTO v_users FROM shiftguard.users WHERE starts_with(name, v_namespace || ':');
+        IF v_users IS NOT NULL THEN
+            CALL shiftguard.drop_users(v_users, false);
+        END IF;
+        FOR v_role IN SELECT name FROM shiftguard.roles WHERE starts_with(name, v_namespace || ':') LOOP
+            CALL shiftguard.drop_role(v_role, true);
+        END LOOP;
+    END IF;
+END
+$$;
+
+-- At an IdP login (run by the management role, catalog/store.py): the user's roles from the
+-- provider's namespace become exactly p_roles (those that exist, or that the provider may
+-- create and its group filter lets through).
+CREATE OR REPLACE FUNCTION shiftguard.sync_idp_roles(p_provider text, p_user text, p_roles text[]) RETURNS text[]
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_idp   shiftguard.identity_providers;
+    v_role  text;
+    v_group text;
+    v_kept  text[] := '{}';
+BEGIN
+    SELECT * INTO STRICT v_idp FROM shiftguard.identity_providers WHERE name = p_provider;
+    FOREACH v_role IN ARRAY p_roles LOOP
+        v_group := substr(v_role, length(v_idp.namespace) + 2);
+        IF v_idp.groups_filter IS NOT NULL AND (
+               (v_idp.groups_filter->>'mode' = 'include' AND NOT v_group LIKE v_idp.groups_filter->>'pattern')
+            OR (v_idp.groups_filter->>'mode' = 'exclude' AND v_group LIKE v_idp.groups_filter->>'pattern')) THEN
+            CONTINUE;
+        END IF;
+        IF NOT EXISTS (SELECT FROM shiftguard.roles WHERE name = v_role) THEN
+            IF NOT v_idp.auto_create_roles OR EXISTS (SELECT FROM pg_roles WHERE rolname = v_role) THEN
+                CONTINUE;
+            END IF;
+            CALL shiftguard.create_role(v_role, NULL);
+        END IF;
+        IF NOT pg_has_role(p_user, v_role, 'MEMBER') THEN
+            PERFORM shiftguard.add_member(v_role, p_user);
+        END IF;
+        v_kept := v_kept || v_role;
+    END LOOP;
+    FOR v_role IN SELECT r.rolname FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid
+                   WHERE m.member = (SELECT oid FROM pg_roles WHERE rolname = p_user)
+                     AND starts_with(r.rolname, v_idp.namespace || ':') AND NOT r.rolname = ANY (v_kept) LOOP
+        EXECUTE format('REVOKE %I FROM %I', v_role, p_user);
+    END LOOP;
+    RETURN v_kept;
+END
+$$;
+REVOKE ALL ON FUNCTION shiftguard.sync_idp_roles(text, text, text[]) FROM PUBLIC;
+
+-- SVV_IDENTITY_PROVIDERS: Redshift's columns; superusers see every row, others none; the
+-- secrets in the parameters are never shown.
+CREATE OR REPLACE VIEW shiftguard.svv_identity_providers AS
+SELECT uid, name, type,
+       substring(params->>'issuer' FROM '[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}')
+           AS instanceid,
+       namespace AS namespc,
+       (params - 'client_secret' - 'client_pk_base64' - 'client_pk_password')::text AS params,
+       enabled
+  FROM shiftguard.identity_providers
+ WHERE shiftguard.caller_is_superuser();
+GRANT SELECT ON shiftguard.svv_identity_providers TO PUBLIC;

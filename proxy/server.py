@@ -30,6 +30,7 @@ from .iam.tokens import TokenAuthority, load_or_make_key
 from .policy.cache import Classifier
 from .policy.connectivity import SecurityGroupGate, SecurityGroups
 from .policy import signing
+from .policy.masking import MaskedTables
 from .policy.statements import Translator
 from .protocol import messages as m
 from .s3 import LocalS3
@@ -72,6 +73,7 @@ class Proxy:
         self.api_runner = None
         self.addresses: list[tuple[str, int]] = []
         self._sweeper: asyncio.Task | None = None
+        self._masking: asyncio.Task | None = None
         self.api_address: tuple[str, int] | None = None
 
     async def start(self) -> None:
@@ -131,6 +133,8 @@ class Proxy:
                 host, port = sock.getsockname()[:2]
                 self.addresses.append((host, port))
         self._sweeper = asyncio.create_task(self._close_idle_sessions())
+        await self._read_masked_tables(translator)
+        self._masking = asyncio.create_task(self._follow_masked_tables(translator))
         host, port = self.addresses[0]
         endpoint = ({"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host), port)
         redshift = RedshiftApi(config, Principals(config), self.context.tokens, self.catalog, endpoint,
@@ -211,6 +215,8 @@ class Proxy:
             server.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
+        if self._masking is not None:
+            self._masking.cancel()
         if self.context is not None:
             await self._drain_sessions(grace)
             for task in list(self.context.tasks):
@@ -226,6 +232,27 @@ class Proxy:
             await self.catalog.close()
         if self.embedded is not None:
             await self.embedded.stop()
+
+    async def _read_masked_tables(self, translator: Translator) -> None:
+        """The masked tables, when their version moved: statements naming them are rewritten to
+        read their masking views from then on (a plan made before is dropped with the version)."""
+        version = await self.catalog.masking_version()
+        if version != translator.masked.version:
+            translator.masked = MaskedTables(version, await self.catalog.masked_tables())
+
+    async def _follow_masked_tables(self, translator: Translator) -> None:
+        """Changes by any proxy on the backend reach this one within MASKING_POLL_SECONDS; in
+        between, a statement still reading a newly masked table directly fails (42501), never leaks."""
+        failing = False
+        while True:
+            await asyncio.sleep(MASKING_POLL_SECONDS)
+            try:
+                await self._read_masked_tables(translator)
+                failing = False
+            except Exception as exc:  # keep the last state; the guard in PostgreSQL still holds
+                if not failing:
+                    log.error("could not read the masked tables: %s", exc)
+                failing = True
 
     async def _close_idle_sessions(self) -> None:
         """SESSION TIMEOUT: a session idle (no query running, nothing sent either way) for its
@@ -308,6 +335,8 @@ def _format(address: tuple[str, int]) -> str:
 
 
 PID_FILE = "shiftguard.pid"
+# How often the masked tables' version is read (a cheap one-row query).
+MASKING_POLL_SECONDS = 0.2
 
 
 async def serve(config: Config, reread: Callable[[], Config] | None = None) -> int:

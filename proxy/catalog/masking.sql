@@ -159,14 +159,16 @@ DECLARE
     v_cases   text;
 BEGIN
     PERFORM shiftguard.mask_bump();
-    EXECUTE format('DROP VIEW IF EXISTS %s', v_view);
     IF NOT EXISTS (SELECT FROM pg_class WHERE oid = p_relation) THEN
         RETURN;
     END IF;
     PERFORM shiftguard.rls_sync(p_relation);
-    IF NOT EXISTS (SELECT FROM shiftguard.masking_attachments WHERE relation = p_relation) THEN
+    IF NOT EXISTS (SELECT FROM shiftguard.masking_attachments WHERE relation = p_relation)
+            AND to_regclass(v_view) IS NULL THEN
         RETURN;
     END IF;
+    -- Replaced, never dropped: views users made over it keep working (with no attachment left
+    -- it passes the values through, and the proxy reads the table directly again).
     FOR v_column IN SELECT a.attname::text AS name, format_type(a.atttypid, a.atttypmod) AS type
                       FROM pg_attribute a WHERE a.attrelid = p_relation AND a.attnum > 0 AND NOT a.attisdropped
                      ORDER BY a.attnum LOOP
@@ -185,7 +187,7 @@ BEGIN
                              p_relation, v_column.name, v_cases, v_column.name) END,
             v_column.name);
     END LOOP;
-    EXECUTE format('CREATE VIEW %s AS SELECT %s FROM %s AS t WHERE (SELECT shiftguard.mask_may_read(%s))',
+    EXECUTE format('CREATE OR REPLACE VIEW %s AS SELECT %s FROM %s AS t WHERE (SELECT shiftguard.mask_may_read(%s))',
                    v_view, array_to_string(v_columns, ', '), p_relation::regclass, p_relation);
     EXECUTE format('ALTER VIEW %s OWNER TO shiftguard_mask', v_view);
     EXECUTE format('GRANT SELECT ON %s TO shiftguard_mask', p_relation::regclass);
@@ -193,6 +195,27 @@ BEGIN
 END
 $$;
 REVOKE ALL ON FUNCTION shiftguard.mask_sync(oid) FROM PUBLIC;
+
+-- After an ALTER TABLE of a masked table (event trigger, run as its owner): the view again.
+CREATE OR REPLACE FUNCTION shiftguard.mask_refresh(p_relation oid) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_lost text;
+BEGIN
+    SELECT c INTO v_lost FROM shiftguard.masking_attachments a, unnest(a.out_columns || a.in_columns) c
+     WHERE a.relation = p_relation
+       AND NOT EXISTS (SELECT FROM pg_attribute WHERE attrelid = p_relation AND attnum > 0 AND NOT attisdropped
+                         AND attname = c) LIMIT 1;
+    IF v_lost IS NOT NULL THEN
+        RAISE EXCEPTION 'column "%" has a masking policy attached; detach it before renaming or dropping the column',
+            v_lost USING ERRCODE = '2BP01';
+    END IF;
+    IF shiftguard.masked(p_relation) THEN
+        PERFORM shiftguard.mask_sync(p_relation);
+    END IF;
+END
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.mask_refresh(oid) TO PUBLIC;
 
 -- Superusers and sys:secadmin manage masking policies.
 DROP PROCEDURE IF EXISTS shiftguard.create_masking_policy(text, text, text);
@@ -241,16 +264,26 @@ BEGIN
         IF v_type IS NULL THEN
             RAISE EXCEPTION 'type "%" does not exist', v_column->>'type' USING ERRCODE = '42704';
         END IF;
-        v_first := coalesce(v_first, v_type);
         v_params := v_params || format('%I %s', v_column->>'colname', v_type);
     END LOOP;
     -- One inlinable function per expression; its value is cast to the masked column's type in
-    -- the view. Declared to return the first input's type, as a masking expression keeps it.
+    -- the view. Its type is found by parsing it into a temporary view over typed NULLs: parsed,
+    -- never run here.
     FOR v_expr IN SELECT jsonb_array_elements_text(v_policy->'expressions') LOOP
         v_n := v_n + 1;
-        EXECUTE format('CREATE OR REPLACE FUNCTION shiftguard.%I(%s) RETURNS %s LANGUAGE sql STABLE RETURN (%s)::%s',
+        EXECUTE format('CREATE TEMP VIEW shiftguard_masking_type AS SELECT (%s) AS v FROM (SELECT %s) AS s',
+                       v_expr, (SELECT coalesce(string_agg(format('NULL::%s AS %I', to_regtype(c->>'type'), c->>'colname'),
+                                                           ', '), '1 AS "?column?"')
+                                  FROM jsonb_array_elements(v_policy->'columns') c));
+        v_first := (SELECT a.atttypid::regtype FROM pg_attribute a
+                     WHERE a.attrelid = 'pg_temp.shiftguard_masking_type'::regclass AND a.attname = 'v');
+        DROP VIEW pg_temp.shiftguard_masking_type;
+        IF v_first = 'unknown'::regtype THEN
+            v_first := 'text'::regtype;
+        END IF;
+        EXECUTE format('CREATE OR REPLACE FUNCTION shiftguard.%I(%s) RETURNS %s LANGUAGE sql STABLE RETURN (%s)',
                        'mask:' || (v_policy->>'name') || ':' || v_n, array_to_string(v_params, ', '),
-                       v_first, v_expr, v_first);
+                       v_first, v_expr);
         EXECUTE format('GRANT EXECUTE ON FUNCTION shiftguard.%I(%s) TO PUBLIC',
                        'mask:' || (v_policy->>'name') || ':' || v_n, array_to_string(v_params, ', '));
     END LOOP;

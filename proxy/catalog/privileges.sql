@@ -157,6 +157,11 @@ BEGIN
             RAISE EXCEPTION 'must be owner of % %', CASE v_type WHEN 'table' THEN 'relation' ELSE 'schema' END,
                 p_names[i] USING ERRCODE = '42501';
         END IF;
+        IF v_type = 'table' THEN  -- its masking view (catalog/masking.sql) goes first
+            EXECUTE format('DROP VIEW IF EXISTS shiftguard.%I %s', 'mask:' || p_objects[i],
+                           CASE WHEN p_cascade THEN 'CASCADE' ELSE 'RESTRICT' END);
+            DELETE FROM shiftguard.masking_attachments WHERE relation = p_objects[i];
+        END IF;
         EXECUTE format('DROP %s %s %s', p_kind, v_target, CASE WHEN p_cascade THEN 'CASCADE' ELSE 'RESTRICT' END);
         DELETE FROM shiftguard.object_privileges WHERE object_type = v_type AND object_oid = p_objects[i];
     END LOOP;
@@ -180,6 +185,7 @@ BEGIN
     ELSE
         EXECUTE format('ALTER TABLE %s RENAME COLUMN %I TO %I', p_relation::regclass, p_column, p_new);
     END IF;
+    PERFORM shiftguard.mask_refresh(p_relation);  -- a masked column keeps its name; a new table name
 END
 $$;
 

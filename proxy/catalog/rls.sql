@@ -105,16 +105,22 @@ DECLARE
     v_any     text[] := '{}';
     v_each    text[] := '{}';
     v_expr    text;
+    v_masked  boolean;
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_class WHERE oid = p_relation) THEN
         RETURN;
     END IF;
     SELECT * INTO v_rel FROM shiftguard.rls_relations WHERE relation = p_relation;
+    v_masked := EXISTS (SELECT FROM shiftguard.masking_attachments WHERE relation = p_relation);
     EXECUTE format('DROP POLICY IF EXISTS shiftguard_rls ON %s', p_relation::regclass);
-    IF NOT coalesce(v_rel.enabled, false) THEN
+    EXECUTE format('DROP POLICY IF EXISTS shiftguard_mask ON %s', p_relation::regclass);
+    IF NOT coalesce(v_rel.enabled, false) AND NOT v_masked THEN
         EXECUTE format('ALTER TABLE %s NO FORCE ROW LEVEL SECURITY, DISABLE ROW LEVEL SECURITY',
                        p_relation::regclass);
         RETURN;
+    END IF;
+    IF NOT coalesce(v_rel.enabled, false) THEN
+        v_rel.conjunction := 'none';  -- masking only: every row
     END IF;
     FOR v_policy IN SELECT p.* FROM shiftguard.rls_policies p
                      WHERE p.name IN (SELECT policy FROM shiftguard.rls_attachments WHERE relation = p_relation)
@@ -128,14 +134,24 @@ BEGIN
             WHEN 'and' THEN format('(NOT %s OR %s)', v_applies, v_call)
             ELSE format('(%s AND %s)', v_applies, v_call) END;
     END LOOP;
-    v_expr := '(SELECT shiftguard.rls_exempt())';
-    IF cardinality(v_each) > 0 THEN
+    v_expr := CASE WHEN v_rel.conjunction = 'none' THEN 'true' ELSE '(SELECT shiftguard.rls_exempt())' END;
+    IF cardinality(v_each) > 0 AND v_rel.conjunction <> 'none' THEN
         v_expr := v_expr || ' OR ' || CASE v_rel.conjunction
             WHEN 'and' THEN format('((%s) AND %s)', array_to_string(v_any, ' OR '), array_to_string(v_each, ' AND '))
             ELSE array_to_string(v_each, ' OR ') END;
     END IF;
     EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY', p_relation::regclass);
-    EXECUTE format('CREATE POLICY shiftguard_rls ON %s AS PERMISSIVE FOR ALL TO PUBLIC USING (%s) WITH CHECK (true)',
+    IF NOT v_masked THEN
+        EXECUTE format('CREATE POLICY shiftguard_rls ON %s AS PERMISSIVE FOR ALL TO PUBLIC USING (%s) WITH CHECK (true)',
+                       p_relation::regclass, v_expr);
+        RETURN;
+    END IF;
+    -- Masked (catalog/masking.sql): Redshift users reading the table directly pass the masking
+    -- guard; the masking view, reading as shiftguard_mask, sees the rows RLS allows the querying user.
+    EXECUTE format('CREATE POLICY shiftguard_rls ON %s AS PERMISSIVE FOR ALL TO shiftguard_users '
+                   'USING ((SELECT shiftguard.mask_guard(%s)) AND (%s)) WITH CHECK (true)',
+                   p_relation::regclass, p_relation, v_expr);
+    EXECUTE format('CREATE POLICY shiftguard_mask ON %s AS PERMISSIVE FOR SELECT TO shiftguard_mask USING (%s)',
                    p_relation::regclass, v_expr);
 END
 $$;
@@ -441,6 +457,15 @@ GRANT SELECT ON shiftguard.svv_rls_policy, shiftguard.svv_rls_relation, shiftgua
 -- function the proxy never sees, fails here. Only the management role (running the procedures
 -- above) changes them. Event triggers need a superuser to create; on an external backend whose
 -- management role is not one, the proxy's refusal of these statements is the only guard.
+-- Has the relation masking policies attached (catalog/masking.sql, loaded after this file)?
+CREATE OR REPLACE FUNCTION shiftguard.masked(p_relation oid) RETURNS boolean
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN EXISTS (SELECT FROM shiftguard.masking_attachments WHERE relation = p_relation);
+END
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.masked(oid) TO PUBLIC;
+
 -- Is the relation's row security as the private tables say (or not ours at all)?
 CREATE OR REPLACE FUNCTION shiftguard.rls_intact(p_relation oid) RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -448,7 +473,8 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
         SELECT FROM pg_class c LEFT JOIN shiftguard.rls_relations r ON r.relation = c.oid
          WHERE c.oid = p_relation
            AND (c.relrowsecurity, c.relforcerowsecurity)
-               IS DISTINCT FROM (coalesce(r.enabled, false), coalesce(r.enabled, false)))
+               IS DISTINCT FROM (coalesce(r.enabled, false) OR shiftguard.masked(c.oid),
+                                 coalesce(r.enabled, false) OR shiftguard.masked(c.oid)))
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.rls_intact(oid) TO PUBLIC;
 
@@ -468,8 +494,15 @@ DECLARE
     v_command record;
 BEGIN
     IF current_user::text = (SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'shiftguard') THEN
-        RETURN;
+        RETURN;  -- our own procedures (rename_relation checks masked columns itself)
     END IF;
+    FOR v_command IN SELECT * FROM pg_event_trigger_ddl_commands() LOOP
+        -- Masked columns keep their names (or the policy would no longer mask them); the view
+        -- gains new columns.
+        IF v_command.command_tag = 'ALTER TABLE' AND shiftguard.masked(v_command.objid) THEN
+            PERFORM shiftguard.mask_refresh(v_command.objid);
+        END IF;
+    END LOOP;
     FOR v_command IN SELECT * FROM pg_event_trigger_ddl_commands() LOOP
         IF v_command.command_tag IN ('CREATE POLICY', 'ALTER POLICY') THEN
             RAISE EXCEPTION 'PostgreSQL''s row security policies are not supported; use CREATE RLS POLICY'

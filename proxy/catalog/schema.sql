@@ -343,6 +343,9 @@ BEGIN
     VALUES (p_name, v_super, v_createdb, coalesce((p_options->>'syslog_unrestricted')::boolean, false),
             v_valid, nullif(v_limit, -1), (p_options->>'session_timeout')::integer, p_options->>'external_id');
     PERFORM shiftguard.store_password(p_name, p_options->'password');
+    IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'shiftguard_users') THEN
+        EXECUTE format('GRANT shiftguard_users TO %I', p_name);  -- catalog/masking.sql
+    END IF;
     PERFORM shiftguard.log_user(p_name, 'create');
     FOR v_group IN SELECT jsonb_array_elements_text(coalesce(p_options->'groups', '[]')) LOOP
         SELECT role INTO v_role FROM shiftguard.groups WHERE name = v_group;

@@ -135,6 +135,14 @@ class Catalog:
             groups, roles, minted.expiration)
         await self._pool.execute("DELETE FROM shiftguard.iam_tokens WHERE expires < now() - interval '1 day'")
 
+    async def masking_version(self) -> int:
+        return int(await self._pool.fetchval(
+            "SELECT value FROM shiftguard.settings WHERE name = 'masking_version'") or 0)
+
+    async def masked_tables(self) -> dict[tuple[str, str], str]:
+        rows = await self._pool.fetch("SELECT schema_name, table_name, view_name FROM shiftguard.masked_tables()")
+        return {(r["schema_name"], r["table_name"]): r["view_name"] for r in rows}
+
     async def live_tokens(self, db_user: str, database: str) -> list[dict]:
         """Unexpired, unrevoked tokens of a prefixed user valid for database."""
         rows = await self._pool.fetch(
@@ -385,7 +393,7 @@ async def _bootstrap(pool: asyncpg.Pool, superuser_mapping: str) -> tuple[bytes,
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _BOOTSTRAP_LOCK)
         await conn.execute(sql)
-        for extra in ("rls.sql", "privileges.sql", "idp.sql"):
+        for extra in ("rls.sql", "privileges.sql", "idp.sql", "masking.sql"):
             await conn.execute(resources.files("proxy.catalog").joinpath(extra).read_text())
         await conn.execute(
             "INSERT INTO shiftguard.settings VALUES ('superuser_mapping', $1) "

@@ -14,10 +14,14 @@ class Classifier:
         self._metrics = metrics
         self._size = size
         self._plans: dict[bytes, Plan] = {}
+        self._masked_version = translator.masked.version
 
     def __call__(self, sql: bytes) -> Plan:
         if not may_need_plan(sql, self._translator):
             return PASS  # cheaper than a cache lookup, and keeps the cache for parsed SQL
+        if self._translator.masked.version != self._masked_version:
+            self._plans.clear()  # plans made before the masked tables changed name them directly
+            self._masked_version = self._translator.masked.version
         plan = self._plans.get(sql)
         if plan is not None:
             if self._metrics is not None:

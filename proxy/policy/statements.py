@@ -35,7 +35,7 @@ from .roles import as_json as roles_json
 from .roles import (parse_alter_role, parse_create_role, parse_drop_role, parse_role_grant,
                     parse_system_grant)
 from .users import parse_alter_user, parse_create_user, parse_drop_user
-from . import idp, privileges, rls, s3, signing
+from . import idp, masking, privileges, rls, s3, signing
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +81,7 @@ class Translator:
         self.strict = strict
         self.s3 = s3  # proxy.s3.LocalS3: COPY/UNLOAD with S3 locations (see _s3_statement)
         self.sign = sign  # signs what procedures turn into SQL (policy/signing.py)
+        self.masked = masking.MaskedTables()  # replaced when masking attachments change (server.py)
 
 
 # Every statement the proxy owns contains one of these words. PostgreSQL's keywords are ASCII
@@ -100,7 +101,7 @@ CATALOG_VIEWS = {name: name for name in (
     "svv_schema_privileges", "svv_database_privileges", "svv_roles", "svv_user_grants", "svv_role_grants",
     "svv_system_privileges", "stl_connection_log", "sys_connection_log", "stl_userlog", "stl_query",
     "sys_query_history", "svv_table_info", "pg_table_def", "svv_external_schemas", "svv_external_tables",
-    "svv_external_columns", "svv_rls_policy", "svv_rls_relation", "svv_rls_attached_policy",
+    "svv_external_columns", "svv_rls_policy", "svv_rls_relation", "svv_rls_attached_policy", "svv_masking_policy", "svv_attached_masking_policy",
     "svv_default_privileges", "svv_iam_privileges", "svv_identity_providers")}
 # PostgreSQL catalogs read through views adding Redshift's columns, when the dialect is on.
 DIALECT_CATALOGS = ("pg_class", "pg_attribute", "pg_attrdef")
@@ -115,6 +116,8 @@ def may_need_plan(sql: bytes, translator: Translator | None = None) -> bool:
     if translator is not None and translator.strict:
         return True  # strict_redshift looks at every statement
     if any(word in lowered for word in _TRIGGER_WORDS):
+        return True
+    if translator is not None and translator.masked.views and masking.mentions(lowered, translator.masked):
         return True
     return translator is not None and translator.dialect and (
         any(w in lowered for w in dialect.TRIGGER_WORDS) or any(w.encode() in lowered for w in DIALECT_CATALOGS)
@@ -199,6 +202,8 @@ def _classify(statement: str, translator: Translator) -> Result:
             return _GROUP_STATEMENTS[words[0]](Cursor(tokens[2:]))
         if words[1:2] == ["ROLE"] and words[0] in _ROLE_STATEMENTS:
             return _ROLE_STATEMENTS[words[0]](Cursor(tokens[2:]))
+        if words[1:2] == ["MASKING"] and words[0] in _MASKING_STATEMENTS and [t.word for t in tokens[2:3]] == ["POLICY"]:
+            return _MASKING_STATEMENTS[words[0]](Cursor(tokens[3:]), statement, translator)
         if words[1:2] == ["RLS"] and words[0] in _RLS_STATEMENTS and [t.word for t in tokens[2:3]] == ["POLICY"]:
             return _RLS_STATEMENTS[words[0]](Cursor(tokens[3:]), statement, translator)
         if words == ["ALTER", "TABLE"]:
@@ -229,6 +234,11 @@ def _classify(statement: str, translator: Translator) -> Result:
         catalog_rewrite = _point_at_catalog_views(statement, translator.dialect)
         if catalog_rewrite is not None:
             statement = catalog_rewrite[0]  # the rules below judge what will execute
+    if translator.masked.views and masking.mentions(lowered.encode(), translator.masked):
+        masked = masking.rewrite(statement, translator.masked)
+        if masked is not None:
+            statement = masked
+            catalog_rewrite = (masked, None, True)
     try:
         (raw,) = json.loads(parser.parse_sql_json(statement))["stmts"]
     except (parser.ParseError, ValueError):
@@ -515,6 +525,38 @@ def _attach_rls(cursor: Cursor, statement: str, translator: Translator, attachin
 _RLS_STATEMENTS = {"CREATE": _create_rls, "ALTER": _alter_rls, "DROP": _drop_rls, "ATTACH": _attach_rls,
                    "DETACH": lambda cursor, statement, translator: _attach_rls(cursor, statement, translator,
                                                                                  attaching=False)}
+
+def _create_masking(cursor: Cursor, statement: str, translator: Translator) -> Result:
+    return _signed_masking_call(masking.parse_create(cursor, statement), translator, b"CREATE MASKING POLICY")
+
+
+def _alter_masking(cursor: Cursor, statement: str, translator: Translator) -> Result:
+    return _signed_masking_call(masking.parse_alter(cursor, statement), translator, b"ALTER MASKING POLICY")
+
+
+def _signed_masking_call(policy: dict, translator: Translator, tag: bytes) -> Result:
+    payload = roles_json(policy)
+    return (f"CALL shiftguard.create_masking_policy({sql_literal(payload)}, "
+            f"{sql_literal(translator.sign('masking', payload))}, pg_catalog.current_setting('search_path'))",
+            tag, True)
+
+
+def _drop_masking(cursor: Cursor, statement: str, translator: Translator) -> Result:
+    name, missing_ok = masking.parse_drop(cursor)
+    return (f"CALL shiftguard.drop_masking_policy({sql_literal(name)}, {str(missing_ok).lower()})",
+            b"DROP MASKING POLICY", True)
+
+
+def _attach_masking(cursor: Cursor, statement: str, translator: Translator, attaching: bool = True) -> Result:
+    spec, table = masking.parse_attach(cursor, attaching)
+    return (f"CALL shiftguard.attach_masking_policy({sql_literal(roles_json(spec))}::jsonb, "
+            f"{sql_literal(table)}::regclass)", b"ATTACH MASKING POLICY" if attaching else b"DETACH MASKING POLICY",
+            True)
+
+
+_MASKING_STATEMENTS = {
+    "CREATE": _create_masking, "ALTER": _alter_masking, "DROP": _drop_masking, "ATTACH": _attach_masking,
+    "DETACH": lambda cursor, statement, translator: _attach_masking(cursor, statement, translator, attaching=False)}
 
 _ROW_SECURITY_COMMANDS = ("AT_EnableRowSecurity", "AT_DisableRowSecurity", "AT_ForceRowSecurity",
                           "AT_NoForceRowSecurity")

@@ -1,0 +1,247 @@
+"""Dynamic data masking in Redshift's syntax: which values each user sees, through the proxy,
+with real drivers; what the rewrite cannot reach fails instead of showing raw values."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+import redshift_connector
+
+from ..conftest import unique, wait_for
+
+PASSWORD = "Secret123"
+CARDS = [(100, "4532993817514842"), (102, "5243112427642649"), (103, "373611968625635")]
+FULL = "000000XXXX0000"
+
+
+@pytest.fixture
+def world(proxy, postgres):
+    """The documentation's end-to-end example (ddm-example): credit_cards readable by PUBLIC, a
+    full mask for PUBLIC, a partial one for analytics_role at a higher priority."""
+    n = {key: unique(key) for key in ("cards", "regular", "analytics", "role", "full", "partial", "other")}
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE TABLE {n['cards']} (customer_id INT, credit_card TEXT)")
+        with admin.cursor() as cur:
+            cur.executemany(f"INSERT INTO {n['cards']} VALUES (%s, %s)", CARDS)
+        for statement in (f"GRANT SELECT ON {n['cards']} TO PUBLIC",
+                          f"CREATE USER {n['regular']} PASSWORD '{PASSWORD}'",
+                          f"CREATE USER {n['analytics']} PASSWORD '{PASSWORD}'",
+                          f"CREATE ROLE {n['role']}", f"GRANT ROLE {n['role']} TO {n['analytics']}",
+                          f"CREATE MASKING POLICY {n['full']} WITH (credit_card VARCHAR(256)) "
+                          f"USING ('{FULL}'::TEXT)",
+                          f"CREATE MASKING POLICY {n['partial']} WITH (credit_card VARCHAR(256)) "
+                          "USING (substring(credit_card, 1, 6) || 'XXXXXX' || right(credit_card, 4))"):
+            admin.execute(statement)
+    yield n
+    with proxy.connect() as admin:
+        for row in admin.execute("SELECT policy_name, grantee, grantee_type FROM svv_attached_masking_policy "
+                                 "WHERE table_name = %s", (n["cards"],)).fetchall():
+            grantee = {"public": "PUBLIC", "role": f"ROLE {row[1]}"}.get(row[2], row[1])
+            admin.execute(f"DETACH MASKING POLICY {row[0]} ON {n['cards']} (credit_card) FROM {grantee}")
+        for policy in ("full", "partial", "other"):
+            admin.execute(f"DROP MASKING POLICY IF EXISTS {n[policy]}")
+        admin.execute(f"DROP TABLE {n['cards']} CASCADE")
+        admin.execute(f"DROP ROLE {n['role']} FORCE")
+    with postgres.connect() as direct:
+        for user in ("regular", "analytics"):
+            direct.execute(f"DROP OWNED BY {n[user]} CASCADE")
+    with proxy.connect() as admin:
+        admin.execute(f"DROP USER {n['regular']}, {n['analytics']}")
+
+
+def cards(proxy, user: str, table: str, sql: str = "SELECT credit_card FROM {t} ORDER BY customer_id"):
+    with proxy.connect(user, PASSWORD) as conn:
+        return [row[0] for row in conn.execute(sql.format(t=table))]
+
+
+def masked_soon(proxy, user: str, table: str, expected: list) -> list:
+    """Attachments reach the proxy's rewrite within a fraction of a second (fail closed before)."""
+    def seen():
+        try:
+            return cards(proxy, user, table)
+        except psycopg.errors.InsufficientPrivilege:
+            return None
+    return wait_for(lambda: (seen() == expected) and expected, timeout=5) or seen()
+
+
+def eventually(run):
+    """run() once the proxy has picked up the latest attachments (until then it fails closed)."""
+    def attempt():
+        try:
+            return run()
+        except psycopg.errors.InsufficientPrivilege:
+            return None
+    return wait_for(attempt, timeout=5) or run()
+
+
+def partial(card: str) -> str:
+    return card[:6] + "XXXXXX" + card[-4:]
+
+
+def test_documentation_walk_through(proxy, world):
+    n = world
+    raw = [c for _, c in CARDS]
+    assert cards(proxy, n["regular"], n["cards"]) == raw  # nothing attached yet
+    with proxy.connect() as admin:
+        admin.execute(f"ATTACH MASKING POLICY {n['full']} ON {n['cards']}(credit_card) TO PUBLIC")
+        admin.execute(f"ATTACH MASKING POLICY {n['partial']} ON {n['cards']}(credit_card) "
+                      f"TO ROLE {n['role']} PRIORITY 10")
+    assert masked_soon(proxy, n["regular"], n["cards"], [FULL] * 3) == [FULL] * 3
+    assert cards(proxy, n["analytics"], n["cards"]) == [partial(c) for c in raw]  # priority 10 beats 0
+    with proxy.connect() as admin:  # superusers are not masked
+        assert [r[0] for r in admin.execute(f"SELECT credit_card FROM {n['cards']} ORDER BY 1")] == sorted(raw)
+        rows = admin.execute("SELECT policy_name, grantee, grantee_type, priority, output_columns "
+                             "FROM svv_attached_masking_policy WHERE table_name = %s ORDER BY priority",
+                             (n["cards"],)).fetchall()
+        assert rows == [(n["full"], "public", "public", 0, '["credit_card"]'),
+                        (n["partial"], n["role"], "role", 10, '["credit_card"]')]
+    # AWS's driver sees what psycopg sees.
+    conn = redshift_connector.connect(host=proxy.host, port=proxy.port, database="dev", user=n["analytics"],
+                                      password=PASSWORD, ssl=False, timeout=20)
+    try:
+        cursor = conn.cursor()
+        cursor.execute(f"SELECT credit_card FROM {n['cards']} WHERE customer_id = 100")
+        assert cursor.fetchall()[0][0] == partial(CARDS[0][1])
+    finally:
+        conn.close()
+    with proxy.connect() as admin:
+        admin.execute(f"DETACH MASKING POLICY {n['partial']} ON {n['cards']}(credit_card) FROM ROLE {n['role']}")
+    assert masked_soon(proxy, n["analytics"], n["cards"], [FULL] * 3) == [FULL] * 3
+
+
+def test_masking_applies_before_predicates_and_in_every_clause(proxy, world):
+    n = world
+    with proxy.connect() as admin:
+        admin.execute(f"ATTACH MASKING POLICY {n['partial']} ON {n['cards']}(credit_card) TO {n['regular']}")
+    masked_soon(proxy, n["regular"], n["cards"], [partial(c) for _, c in CARDS])
+    t = n["cards"]
+    with proxy.connect(n["regular"], PASSWORD) as conn:
+        raw = CARDS[0][1]
+        assert conn.execute(f"SELECT count(*) FROM {t} WHERE credit_card = %s", (raw,)).fetchone() == (0,)
+        assert conn.execute(f"SELECT count(*) FROM {t} WHERE credit_card = %s", (partial(raw),)).fetchone() == (1,)
+        assert conn.execute(f"SELECT c.customer_id FROM {t} c JOIN {t} d ON c.credit_card = d.credit_card "
+                            "ORDER BY 1").fetchall() == [(100,), (102,), (103,)]
+        assert conn.execute(f"SELECT max(credit_card) FROM {t} GROUP BY customer_id ORDER BY 1 LIMIT 1"
+                            ).fetchone() == (partial(CARDS[2][1]),)
+        assert conn.execute(f"WITH x AS (SELECT * FROM {t}) SELECT row_to_json(x) FROM x WHERE customer_id = 100"
+                            ).fetchone()[0] == {"customer_id": 100, "credit_card": partial(raw)}
+        assert conn.execute(f"SELECT credit_card FROM {t} WHERE customer_id = %s", (100,), prepare=True
+                            ).fetchone() == (partial(raw),)
+
+
+def test_what_the_rewrite_cannot_reach_fails_closed(proxy, world):
+    n = world
+    t = n["cards"]
+    with proxy.connect(n["regular"], PASSWORD) as conn:
+        conn.execute(f"CREATE VIEW {t}_v AS SELECT * FROM {t}")  # made before the attachment
+        conn.execute(f"CREATE FUNCTION {t}_f() RETURNS SETOF text LANGUAGE sql AS $$SELECT credit_card FROM {t}$$")
+    with proxy.connect() as admin:
+        admin.execute(f"ATTACH MASKING POLICY {n['full']} ON {t}(credit_card) TO {n['regular']}")
+    masked_soon(proxy, n["regular"], t, [FULL] * 3)
+    for sql in (f"SELECT * FROM {t}_v", f"SELECT * FROM {t}_f()",
+                f"DO $$DECLARE r record; BEGIN FOR r IN SELECT * FROM {t} LOOP END LOOP; END$$",
+                f"UPDATE {t} SET customer_id = customer_id", f"DELETE FROM {t} WHERE customer_id = 0"):
+        with proxy.connect(n["regular"], PASSWORD) as conn:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match=f"permission denied for relation {t}"):
+                conn.execute(sql)
+    with proxy.connect(n["regular"], PASSWORD) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            with conn.cursor().copy(f"COPY {t} TO STDOUT") as copy:
+                list(copy)
+    with proxy.connect(n["regular"], PASSWORD) as conn:  # COPY of a query is rewritten
+        with conn.cursor().copy(f"COPY (SELECT credit_card FROM {t} ORDER BY 1) TO STDOUT") as copy:
+            assert b"".join(bytes(b) for b in copy) == (FULL + "\n").encode() * 3
+        conn.execute(f"CREATE VIEW {t}_w AS SELECT * FROM {t}")  # made now: reads through the mask
+        assert conn.execute(f"SELECT DISTINCT credit_card FROM {t}_w").fetchall() == [(FULL,)]
+    # A view masks for the user who queries it.
+    with proxy.connect(n["regular"], PASSWORD) as conn:
+        conn.execute(f"GRANT SELECT ON {t}_w TO {n['analytics']}")
+    assert cards(proxy, n["analytics"], f"{t}_w") == [c for _, c in CARDS]
+
+
+def test_row_level_security_applies_before_masking(proxy, world):
+    n = world
+    t = n["cards"]
+    rls = unique("rls")
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE RLS POLICY {rls} WITH (customer_id int) USING (customer_id >= 102)")
+        admin.execute(f"ATTACH RLS POLICY {rls} ON {t} TO {n['regular']}")
+        admin.execute(f"ALTER TABLE {t} ROW LEVEL SECURITY ON")
+        admin.execute(f"ATTACH MASKING POLICY {n['partial']} ON {t}(credit_card) TO {n['regular']}")
+    try:
+        assert masked_soon(proxy, n["regular"], t, [partial(CARDS[1][1]), partial(CARDS[2][1])])
+        assert cards(proxy, n["analytics"], t) == []  # RLS on, no policy for him
+    finally:
+        with proxy.connect() as admin:
+            admin.execute(f"ALTER TABLE {t} ROW LEVEL SECURITY OFF")
+            admin.execute(f"DROP RLS POLICY {rls} CASCADE")
+
+
+def test_privileges_are_the_querying_users(proxy, world):
+    n = world
+    t = n["cards"]
+    with proxy.connect() as admin:
+        admin.execute(f"REVOKE SELECT ON {t} FROM PUBLIC")
+        admin.execute(f"GRANT SELECT (customer_id) ON {t} TO {n['regular']}")
+        admin.execute(f"ATTACH MASKING POLICY {n['full']} ON {t}(credit_card) TO PUBLIC")
+    with proxy.connect(n["regular"], PASSWORD) as conn:
+        assert eventually(lambda: conn.execute(f"SELECT customer_id FROM {t} ORDER BY 1").fetchall()) == [
+            (100,), (102,), (103,)]
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(f"SELECT credit_card FROM {t}")
+    with proxy.connect(n["analytics"], PASSWORD) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(f"SELECT customer_id FROM {t}")
+
+
+def test_masked_columns_keep_their_names(proxy, world):
+    n = world
+    t = n["cards"]
+    with proxy.connect() as admin:
+        admin.execute(f"ATTACH MASKING POLICY {n['full']} ON {t}(credit_card) TO {n['regular']}")
+        with pytest.raises(psycopg.errors.DependentObjectsStillExist, match="masking policy attached"):
+            admin.execute(f"ALTER TABLE {t} RENAME COLUMN credit_card TO cc")
+        admin.execute(f"ALTER TABLE {t} ADD COLUMN note text")  # the view follows new columns
+    with proxy.connect(n["regular"], PASSWORD) as conn:
+        assert eventually(lambda: conn.execute(f"SELECT credit_card, note FROM {t} LIMIT 1").fetchone()) == (
+            FULL, None)
+
+
+@pytest.mark.parametrize("statement, error, fragment", [
+    ("ATTACH MASKING POLICY {full} ON {cards}(credit_card) TO PUBLIC; "
+     "ATTACH MASKING POLICY {partial} ON {cards}(credit_card) TO {regular}",
+     psycopg.errors.DuplicateObject, "priority"),
+    ("ATTACH MASKING POLICY {full} ON {cards}(credit_card) TO PUBLIC; DROP MASKING POLICY {full}",
+     psycopg.errors.DependentObjectsStillExist, "attached"),
+    ("ATTACH MASKING POLICY {full} ON {cards}(nope) TO PUBLIC", psycopg.errors.UndefinedColumn, "nope"),
+    ("ATTACH MASKING POLICY {full} ON {cards}(credit_card) TO {regular}, {analytics}",
+     psycopg.errors.SyntaxError, "one user, role or PUBLIC"),
+    ("CREATE MASKING POLICY {full} WITH (a int) USING (a)", psycopg.errors.DuplicateObject, "already exists"),
+    ("CREATE MASKING POLICY {other} WITH (a int) USING ((SELECT 1))", psycopg.errors.FeatureNotSupported,
+     "read tables"),
+    ("DETACH MASKING POLICY {full} ON {cards}(credit_card) FROM PUBLIC", psycopg.errors.UndefinedObject,
+     "not attached"),
+])
+def test_masking_errors(proxy, world, statement, error, fragment):
+    with proxy.connect() as admin:
+        with pytest.raises(error, match=fragment):
+            admin.execute(statement.format(**world))
+
+
+def test_only_superusers_and_secadmin_manage_masking(proxy, world):
+    n = world
+    with proxy.connect(n["regular"], PASSWORD) as conn:
+        for statement in (f"CREATE MASKING POLICY {n['other']} WITH (a int) USING (a)",
+                          f"ATTACH MASKING POLICY {n['full']} ON {n['cards']}(credit_card) TO PUBLIC",
+                          f"DROP MASKING POLICY {n['full']}"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)
+        assert conn.execute("SELECT count(*) FROM svv_masking_policy").fetchone() == (0,)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):  # forged: not from the proxy
+            conn.execute("CALL shiftguard.create_masking_policy(%s, %s, 'public')",
+                         ('{"name": "x", "columns": [], "expressions": ["1"], "written": ["1"]}', "0" * 64))
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE MASKING POLICY IF NOT EXISTS {n['full']} WITH (a int) USING (a)")  # a notice
+        admin.execute(f"ALTER MASKING POLICY {n['full']} USING ('hidden'::text)")
+        assert admin.execute("SELECT policy_expression FROM svv_masking_policy WHERE policy_name = %s",
+                             (n["full"],)).fetchone() == ('["CAST(\'hidden\' AS text)"]',)

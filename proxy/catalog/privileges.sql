@@ -157,8 +157,9 @@ BEGIN
             RAISE EXCEPTION 'must be owner of % %', CASE v_type WHEN 'table' THEN 'relation' ELSE 'schema' END,
                 p_names[i] USING ERRCODE = '42501';
         END IF;
-        IF v_type = 'table' THEN  -- its masking view (catalog/masking.sql) goes first
-            EXECUTE format('DROP VIEW IF EXISTS shiftguard.%I %s', 'mask:' || p_objects[i],
+        IF v_type = 'table' AND to_regclass(format('shiftguard.%I', 'mask:' || p_objects[i])) IS NOT NULL THEN
+            -- its masking view (catalog/masking.sql) goes first
+            EXECUTE format('DROP VIEW shiftguard.%I %s', 'mask:' || p_objects[i],
                            CASE WHEN p_cascade THEN 'CASCADE' ELSE 'RESTRICT' END);
             DELETE FROM shiftguard.masking_attachments WHERE relation = p_objects[i];
         END IF;

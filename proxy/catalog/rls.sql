@@ -533,6 +533,55 @@ BEGIN
 END
 $$;
 
+-- A view is checked with its owner's rights, and PostgreSQL exempts a superuser owner from row
+-- security, while Redshift applies the querying user's policies through every view. So a view a
+-- superuser creates is handed to shiftguard_views, a role with SELECT on what the view reads
+-- and nothing else, which row security does not exempt. Superusers still alter and drop it.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'shiftguard_views') THEN
+        CREATE ROLE shiftguard_views NOLOGIN NOSUPERUSER NOBYPASSRLS;
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION shiftguard.views_of_superusers() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_command record;
+    v_read    record;
+BEGIN
+    FOR v_command IN SELECT * FROM pg_event_trigger_ddl_commands()
+                      WHERE command_tag = 'CREATE VIEW' AND object_type = 'view'
+                        AND schema_name NOT IN ('shiftguard', 'pg_catalog', 'information_schema') LOOP
+        IF NOT (SELECT r.rolsuper OR r.rolname = 'shiftguard_views'
+                  FROM pg_class c JOIN pg_roles r ON r.oid = c.relowner WHERE c.oid = v_command.objid) THEN
+            CONTINUE;
+        END IF;
+        FOR v_read IN SELECT DISTINCT d.refobjid::regclass AS relation, c.relnamespace::regnamespace AS schema
+                        FROM pg_rewrite w JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = w.oid
+                        JOIN pg_class c ON c.oid = d.refobjid
+                       WHERE w.ev_class = v_command.objid AND d.refclassid = 'pg_class'::regclass
+                         AND d.refobjid <> v_command.objid
+                         AND c.relnamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace) LOOP
+            EXECUTE format('GRANT USAGE ON SCHEMA %s TO shiftguard_views', v_read.schema);
+            EXECUTE format('GRANT SELECT ON %s TO shiftguard_views', v_read.relation);
+        END LOOP;
+        EXECUTE format('ALTER VIEW %s OWNER TO shiftguard_views', v_command.objid::regclass);
+    END LOOP;
+END
+$$;
+
+DO $$
+BEGIN
+    IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+            AND NOT EXISTS (SELECT FROM pg_event_trigger WHERE evtname = 'shiftguard_views_of_superusers') THEN
+        CREATE EVENT TRIGGER shiftguard_views_of_superusers ON ddl_command_end
+            WHEN TAG IN ('CREATE VIEW') EXECUTE FUNCTION shiftguard.views_of_superusers();
+    END IF;
+END
+$$;
+
 DO $$
 BEGIN
     IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN

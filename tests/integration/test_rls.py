@@ -227,3 +227,23 @@ def test_rls_errors(proxy, world, statement, error, fragment):
         with pytest.raises(error, match=fragment):
             admin.execute(statement.format(**world))
         assert admin.execute(f"SELECT count(*) FROM {world['cat']}").fetchone() == (len(CATEGORIES),)
+
+
+def test_a_view_a_superuser_made_applies_the_querying_users_policies(proxy, world):
+    """PostgreSQL would exempt a superuser-owned view from row security; Redshift applies the
+    querying user's policies through every view."""
+    n = world
+    view = unique("sv")
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE RLS POLICY {n['pol']} WITH (catgroup varchar(10)) USING (catgroup = 'Concerts')")
+        admin.execute(f"ATTACH RLS POLICY {n['pol']} ON {n['cat']} TO ROLE {n['analyst']}")
+        admin.execute(f"ALTER TABLE {n['cat']} ROW LEVEL SECURITY ON")
+        admin.execute(f"CREATE VIEW {view} AS SELECT catid, catname FROM {n['cat']}")
+        admin.execute(f"GRANT SELECT ON {view} TO {n['alice']}, {n['joe']}")
+        assert [r[0] for r in admin.execute(f"SELECT catid FROM {view} ORDER BY 1")] == ALL  # still exempt
+    assert ids(proxy, n["alice"], view) == CONCERTS
+    assert ids(proxy, n["joe"], view) == []
+    with proxy.connect() as admin:  # the superuser still manages it
+        admin.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT catid, catname, catgroup FROM {n['cat']}")
+        assert ids(proxy, n["alice"], view) == CONCERTS
+        admin.execute(f"DROP VIEW {view}")

@@ -220,15 +220,8 @@ BEGIN
 END
 $$;
 
-DO $$
-BEGIN
-    IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
-            AND NOT EXISTS (SELECT FROM pg_event_trigger WHERE evtname = 'shiftguard_procedures_owner_only') THEN
-        CREATE EVENT TRIGGER shiftguard_procedures_owner_only ON ddl_command_end
-            WHEN TAG IN ('CREATE PROCEDURE') EXECUTE FUNCTION shiftguard.procedures_owner_only();
-    END IF;
-END
-$$;
+SELECT shiftguard.ensure_event_trigger('shiftguard_procedures_owner_only', 'ddl_command_end',
+                                       ARRAY['CREATE PROCEDURE'], 'shiftguard.procedures_owner_only');
 
 -- ASSUMEROLE (reference §4): which IAM roles a user's COPY, UNLOAD, ... may name. Granted and
 -- revoked by superusers only; PUBLIC holds it for every role and use until a superuser runs

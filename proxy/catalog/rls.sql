@@ -572,28 +572,10 @@ BEGIN
 END
 $$;
 
-DO $$
-BEGIN
-    IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
-            AND NOT EXISTS (SELECT FROM pg_event_trigger WHERE evtname = 'shiftguard_views_of_superusers') THEN
-        CREATE EVENT TRIGGER shiftguard_views_of_superusers ON ddl_command_end
-            WHEN TAG IN ('CREATE VIEW') EXECUTE FUNCTION shiftguard.views_of_superusers();
-    END IF;
-END
-$$;
+SELECT shiftguard.ensure_event_trigger('shiftguard_views_of_superusers', 'ddl_command_end',
+                                       ARRAY['CREATE VIEW'], 'shiftguard.views_of_superusers');
 
-DO $$
-BEGIN
-    IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
-        IF NOT EXISTS (SELECT FROM pg_event_trigger WHERE evtname = 'shiftguard_guard_row_security') THEN
-            CREATE EVENT TRIGGER shiftguard_guard_row_security ON ddl_command_end
-                WHEN TAG IN ('ALTER TABLE', 'CREATE POLICY', 'ALTER POLICY')
-                EXECUTE FUNCTION shiftguard.guard_row_security();
-        END IF;
-        IF NOT EXISTS (SELECT FROM pg_event_trigger WHERE evtname = 'shiftguard_guard_drop') THEN
-            CREATE EVENT TRIGGER shiftguard_guard_drop ON sql_drop
-                EXECUTE FUNCTION shiftguard.guard_drop();
-        END IF;
-    END IF;
-END
-$$;
+SELECT shiftguard.ensure_event_trigger('shiftguard_guard_row_security', 'ddl_command_end',
+                                       ARRAY['ALTER TABLE', 'CREATE POLICY', 'ALTER POLICY'],
+                                       'shiftguard.guard_row_security');
+SELECT shiftguard.ensure_event_trigger('shiftguard_guard_drop', 'sql_drop', NULL, 'shiftguard.guard_drop');

@@ -18,24 +18,9 @@
 CREATE OR REPLACE FUNCTION shiftguard.s3_ticket(p_ticket text, p_signature text, p_op text) RETURNS jsonb
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_key bytea := decode((SELECT value FROM shiftguard.settings WHERE name = 'backend_secret'), 'hex');
-    v_block bytea;
-    v_inner bytea;
-    v_outer bytea;
     v_ticket jsonb;
 BEGIN
-    v_block := v_key || decode(repeat('00', 64 - length(v_key)), 'hex');
-    v_inner := v_block;
-    v_outer := v_block;
-    FOR i IN 0..63 LOOP
-        v_inner := set_byte(v_inner, i, get_byte(v_block, i) # 54);  -- HMAC's ipad, 0x36
-        v_outer := set_byte(v_outer, i, get_byte(v_block, i) # 92);  -- HMAC's opad, 0x5c
-    END LOOP;
-    -- Compared as hashes of both sides: how long the comparison takes says nothing about how
-    -- much of a forged signature was right.
-    IF sha256(convert_to(encode(sha256(v_outer || sha256(v_inner || convert_to('s3:' || p_ticket, 'UTF8'))), 'hex'),
-                         'UTF8'))
-            IS DISTINCT FROM sha256(convert_to(coalesce(p_signature, ''), 'UTF8')) THEN
+    IF NOT shiftguard.signed('s3', p_ticket, p_signature) THEN  -- HMAC of 's3:' || ticket
         RAISE EXCEPTION 'not a valid S3 ticket' USING ERRCODE = '42501',
             HINT = 'COPY and UNLOAD with S3 locations go through shiftguard';
     END IF;

@@ -245,6 +245,22 @@ END
 $$;
 REVOKE ALL ON FUNCTION shiftguard.signed(text, text, text) FROM PUBLIC;
 
+-- Event triggers need a superuser to create; where the management role is not one, this does
+-- nothing (the files that use it say what then guards instead).
+CREATE OR REPLACE FUNCTION shiftguard.ensure_event_trigger(p_name text, p_event text, p_tags text[], p_function text)
+RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+            AND NOT EXISTS (SELECT FROM pg_event_trigger WHERE evtname = p_name) THEN
+        EXECUTE format('CREATE EVENT TRIGGER %I ON %I %s EXECUTE FUNCTION %s()', p_name, p_event,
+                       CASE WHEN p_tags IS NULL THEN ''
+                            ELSE format('WHEN TAG IN (%s)', (SELECT string_agg(quote_literal(t), ', ') FROM unnest(p_tags) t))
+                       END, p_function::regproc);
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION shiftguard.ensure_event_trigger(text, text, text[], text) FROM PUBLIC;
+
 -- Is the session's login role a Redshift superuser (or the management role itself)?
 CREATE OR REPLACE FUNCTION shiftguard.caller_is_superuser() RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$

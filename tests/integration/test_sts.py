@@ -17,7 +17,7 @@ from botocore.config import Config as BotoConfig
 
 from proxy.config import AccessKey, Iam, IamRole, IamUser
 
-from ..conftest import unique
+from ..conftest import ADMIN, unique
 
 ACCOUNT = "123456789012"
 CLUSTER = "shiftguard"
@@ -51,6 +51,7 @@ def sts_proxy(make_proxy):
         IamRole(ROLE, trust=["alice"], policies=[ROLE_POLICY], tags={"RedshiftDbRoles": "tmp_sts_reader"},
                 max_session_duration=7200),
         IamRole("tmp_auditor", trust=AUDITOR_TRUST, policies=[]),
+        IamRole(ADMIN, trust=["alice"], policies=[ROLE_POLICY]),   # named like the superuser
     ])
     proxy = make_proxy(iam=iam)
     yield proxy
@@ -220,3 +221,13 @@ def test_aws_cli_assume_role(sts_proxy):
                                                                  "AWS_SECRET_ACCESS_KEY": BOB_SECRET,
                                                                  "AWS_SESSION_TOKEN": ""}, timeout=60)
     assert denied.returncode != 0 and "AccessDenied" in denied.stderr
+
+
+def test_a_role_named_like_a_superuser_does_not_log_in_as_it(sts_proxy):
+    creds = sts(sts_proxy).assume_role(RoleArn=f"arn:aws:iam::{ACCOUNT}:role/{ADMIN}",
+                                       RoleSessionName="ci-1")["Credentials"]
+    db = redshift(sts_proxy, creds).get_cluster_credentials_with_iam(DbName="dev", ClusterIdentifier=CLUSTER)
+    assert db["DbUser"] == f"IAMR:{ADMIN}"
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        psycopg.connect(host=sts_proxy.host, port=sts_proxy.port, user=db["DbUser"], password=db["DbPassword"],
+                        dbname="dev", sslmode="require", connect_timeout=10)

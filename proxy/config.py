@@ -181,11 +181,56 @@ def _check_policies(policies: list[dict], where: str) -> None:
 
 
 @dataclass(frozen=True)
+class IamRole:
+    """A role IAM users may assume with STS AssumeRole (iam/sts.py)."""
+
+    name: str
+    # Empty: cluster.account_id. The role's ARN is arn:aws:iam::<account>:role/<name>.
+    account: str | None = None
+    # Who may assume it: a list of IAM user names, or a trust policy document (Statement with
+    # Principal {"AWS": [ARNs or account ids]}, Action sts:AssumeRole, optional Condition).
+    trust: object = field(default_factory=list)
+    # The session's permissions: IAM policy documents, attached inline.
+    policies: list[dict] = field(default_factory=list)
+    # Principal tags, e.g. RedshiftDbRoles: "manager:engineer".
+    tags: dict[str, str] = field(default_factory=dict)
+    # The longest session AssumeRole grants (DurationSeconds), 3600 to 43200 as in AWS.
+    max_session_duration: int = 3600
+
+    def validate(self, where: str) -> None:
+        if not re.fullmatch(r"[\w+=,.@-]{1,64}", self.name):
+            raise ConfigError(f"{where}.name: not an IAM role name: {self.name!r}")
+        if self.account is not None and not re.fullmatch(r"\d{12}", self.account):
+            raise ConfigError(f"{where}.account: an account id is 12 digits")
+        if not 3600 <= self.max_session_duration <= 43200:
+            raise ConfigError(f"{where}.max_session_duration: must be between 3600 and 43200 seconds")
+        _check_policies(self.policies, f"{where}.policies")
+        if isinstance(self.trust, list):
+            if not all(isinstance(name, str) for name in self.trust):
+                raise ConfigError(f"{where}.trust: a list of IAM user names, or a trust policy document")
+            return
+        if not isinstance(self.trust, dict):
+            raise ConfigError(f"{where}.trust: a list of IAM user names, or a trust policy document")
+        statements = self.trust.get("Statement")
+        statements = [statements] if isinstance(statements, dict) else statements
+        if not isinstance(statements, list) or not statements:
+            raise ConfigError(f"{where}.trust: a trust policy needs a Statement")
+        for m, statement in enumerate(statements):
+            if not isinstance(statement, dict) or statement.get("Effect") not in ("Allow", "Deny"):
+                raise ConfigError(f"{where}.trust.Statement[{m}]: Effect must be Allow or Deny")
+            if "Principal" not in statement or "Action" not in statement:
+                raise ConfigError(f"{where}.trust.Statement[{m}]: needs Principal and Action "
+                                  "(NotPrincipal and NotAction are not supported in trust policies here)")
+
+
+@dataclass(frozen=True)
 class Iam:
     """Who may call the Redshift API (AWS-style principals) and the tokens it mints."""
 
     users: list[IamUser] = field(default_factory=list)
     groups: list[IamGroup] = field(default_factory=list)
+    # Roles the users may assume through STS AssumeRole on the API port.
+    roles: list[IamRole] = field(default_factory=list)
     # PEM private key (Ed25519) signing the temporary credentials; empty: one is made in
     # data_dir/tokens on first start. Proxies sharing a backend must share this key.
     token_key: str | None = None
@@ -199,6 +244,17 @@ class Iam:
         keys = [k.id for u in self.users for k in u.access_keys]
         if len(set(keys)) != len(keys):
             raise ConfigError(f"{where}.users: an access key id is used twice")
+        if any(k.startswith("ASIA") for k in keys):
+            raise ConfigError(f"{where}.users: access key ids starting ASIA are STS session keys")
+        users = {u.name for u in self.users}
+        roles = [r.name for r in self.roles]
+        if len(set(roles)) != len(roles):
+            raise ConfigError(f"{where}.roles: a role name is used twice")
+        for n, role in enumerate(self.roles):
+            if isinstance(role.trust, list):
+                for name in role.trust:
+                    if name not in users:
+                        raise ConfigError(f"{where}.roles[{n}].trust: no IAM user named {name!r}")
         if self.token_key is not None and not Path(self.token_key).is_file():
             raise ConfigError(f"{where}.token_key: no such file: {self.token_key}")
 

@@ -26,6 +26,7 @@ from .audit.writer import AuditWriter
 from .iam import http as api
 from .iam.api import RedshiftApi
 from .iam.principals import Principals
+from .iam.sts import Callers, StsApi
 from .iam.tokens import TokenAuthority, load_or_make_key
 from .policy.cache import Classifier
 from .policy.connectivity import SecurityGroupGate, SecurityGroups
@@ -137,9 +138,11 @@ class Proxy:
         self._masking = asyncio.create_task(self._follow_masked_tables(translator))
         host, port = self.addresses[0]
         endpoint = ({"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host), port)
-        redshift = RedshiftApi(config, Principals(config), self.context.tokens, self.catalog, endpoint,
-                               self.security_groups)
-        app = api.make_app(self.catalog.ping, redshift, metrics)
+        principals = Principals(config)
+        callers = Callers(principals, self.catalog)
+        redshift = RedshiftApi(config, principals, self.context.tokens, self.catalog, endpoint,
+                               self.security_groups, callers)
+        app = api.make_app(self.catalog.ping, redshift, metrics, StsApi(callers, config.cluster.region))
         api_address = config.api_address
         self.api_runner, self.api_address = await api.start(app, api_address.host, api_address.port)
         await self._run_init_sql(password)

@@ -121,6 +121,21 @@ CREATE TABLE IF NOT EXISTS shiftguard.iam_tokens (
 CREATE INDEX IF NOT EXISTS iam_tokens_db_user ON shiftguard.iam_tokens (db_user);
 REVOKE ALL ON shiftguard.iam_tokens FROM PUBLIC;
 
+-- STS AssumeRole sessions (iam/sts.py): who holds which temporary access key, as which role,
+-- until when. The secret key and the session token are not stored: each is an HMAC of the
+-- access key id under the backend secret (Catalog.sts_secret), so every proxy on this backend
+-- derives the same ones and a copy of this table does not sign requests.
+CREATE TABLE IF NOT EXISTS shiftguard.sts_sessions (
+    access_key_id text PRIMARY KEY,     -- ASIA...
+    role          text NOT NULL,
+    account       text NOT NULL,
+    session_name  text NOT NULL,
+    caller        text NOT NULL,        -- the ARN of who assumed the role
+    expires       timestamptz NOT NULL,
+    created       timestamptz NOT NULL DEFAULT now()
+);
+REVOKE ALL ON shiftguard.sts_sessions FROM PUBLIC;
+
 -- Audit logs (audit/): the connection log and user activity, written in batches by the proxy;
 -- the user log, written by the user procedures below in the changing transaction.
 CREATE TABLE IF NOT EXISTS shiftguard.connection_log (

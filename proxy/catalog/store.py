@@ -135,6 +135,20 @@ class Catalog:
             groups, roles, minted.expiration)
         await self._pool.execute("DELETE FROM shiftguard.iam_tokens WHERE expires < now() - interval '1 day'")
 
+    async def record_sts_session(self, access_key_id: str, role: str, account: str, session_name: str,
+                                 caller: str, expires: datetime.datetime) -> None:
+        await self._pool.execute(
+            "INSERT INTO shiftguard.sts_sessions (access_key_id, role, account, session_name, caller, expires) "
+            "VALUES ($1, $2, $3, $4, $5, $6)", access_key_id, role, account, session_name, caller, expires)
+        await self._pool.execute("DELETE FROM shiftguard.sts_sessions WHERE expires < now() - interval '1 day'")
+
+    async def sts_session(self, access_key_id: str) -> dict | None:
+        """An STS session by its access key id, expired or not (the caller tells which)."""
+        row = await self._pool.fetchrow(
+            "SELECT role, account, session_name, caller, expires FROM shiftguard.sts_sessions "
+            "WHERE access_key_id = $1", access_key_id)
+        return dict(row) if row else None
+
     async def masking_version(self) -> int:
         return int(await self._pool.fetchval(
             "SELECT value FROM shiftguard.settings WHERE name = 'masking_version'") or 0)
@@ -371,6 +385,14 @@ class Catalog:
         lives in the private schema, so every proxy on the same backend derives the same one."""
         digest = hmac.new(self._secret, b"role:" + role.encode(), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+    def sts_secret(self, access_key_id: str) -> tuple[str, str]:
+        """An STS session's secret access key and session token, derived like the backend
+        passwords so that they are never stored and every proxy on this backend agrees."""
+        def derive(label: bytes, length: int) -> str:
+            digest = hmac.new(self._secret, label + access_key_id.encode(), hashlib.sha512).digest()
+            return base64.b64encode(digest).decode()[:length]
+        return derive(b"sts-secret:", 40), derive(b"sts-token:", 64) + derive(b"sts-token2:", 64)
 
     def backend_verifier(self, role: str) -> str:
         return scram_verifier(self.backend_password(role))

@@ -506,6 +506,10 @@ class Connection:
         address, throttle = self.address, self.context.throttle
         if chosen is not None and throttle.locked(params.user, address):
             chosen, reason = None, "too many failed logins (cooling down)"
+        if chosen is not None and prefix == "IAMR" and getattr(await catalog.login_record(user), "superuser", False):
+            # IAMR:<role> logs in as the user <role>: a role named like a superuser must not
+            # make its sessions superusers (in Redshift the user is "IAMR:<role>" itself).
+            chosen, reason = None, "IAMR: names a superuser"
         if chosen is not None and not await catalog.prepare_iam_login(
                 user, prefix in ("IAMA", "IAMR"), chosen["groups"], chosen["roles"]):
             chosen, reason = None, "no such user, and the credentials did not ask to create it"

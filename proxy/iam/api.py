@@ -25,7 +25,8 @@ from ..config import Config
 from ..policy.connectivity import GroupRules, SecurityGroups, canonical_cidr
 from .policy import evaluate
 from .principals import Principal, Principals
-from .sigv4 import SignatureError, verify_sigv4
+from .sigv4 import SignatureError
+from .sts import Callers, caller_context
 from .tokens import TokenAuthority
 
 log = logging.getLogger(__name__)
@@ -97,10 +98,12 @@ def _security_group_xml(group: GroupRules) -> str:
 
 class RedshiftApi:
     def __init__(self, config: Config, principals: Principals, tokens: TokenAuthority, catalog,
-                 endpoint: tuple[str, int], security_groups):
+                 endpoint: tuple[str, int], security_groups, callers: Callers | None = None):
         """security_groups: the proxy's catalog.connectivity.SecurityGroupSync, refreshed after
-        each change so that the next connection to this proxy meets the new rules."""
+        each change so that the next connection to this proxy meets the new rules. callers:
+        who signed a request (IAM users, STS sessions), shared with the STS API."""
         self.config = config
+        self.callers = callers or Callers(principals, catalog)
         self.security_groups = security_groups
         self.principals = principals
         self.tokens = tokens
@@ -112,9 +115,8 @@ class RedshiftApi:
     async def handle(self, method: str, url: str, headers: dict[str, str], body: bytes, source_ip: str) -> Reply:
         try:
             params = self._params(method, url, body)
-            verified = verify_sigv4(method, url, headers, body, lookup=self.principals.secret, service="redshift",
-                                    region=self.config.cluster.region)
-            principal = self.principals.principal(verified.access_key)
+            principal = await self.callers.authenticate(method, url, headers, body, service="redshift",
+                                                        region=self.config.cluster.region)
             action = params.get("Action", "")
             handler = {
                 "GetClusterCredentials": self._get_cluster_credentials,
@@ -169,10 +171,7 @@ class RedshiftApi:
                                            + (" with an explicit deny" if decision.explicit_deny else ""), 403)
 
     def _context(self, principal: Principal, source_ip: str, **extra) -> dict:
-        context = {"aws:username": principal.name, "aws:userid": principal.userid, "aws:PrincipalArn": principal.arn,
-                   "aws:SourceIp": source_ip, "aws:SecureTransport": False,
-                   "aws:CurrentTime": iso8601(datetime.datetime.now(datetime.timezone.utc))}
-        context.update({f"aws:PrincipalTag/{k}": v for k, v in principal.tags.items()})
+        context = caller_context(principal, source_ip, self.callers.clock())
         context.update({k: v for k, v in extra.items() if v is not None})
         return context
 
@@ -237,10 +236,11 @@ class RedshiftApi:
                                                          "redshift:DurationSeconds": seconds})
         self._authorize(principal, "GetClusterCredentialsWithIAM",
                         f"{self._arn}:dbname:{cluster}/{database or '*'}", context)
-        # The DB user is the caller, IAM:<user name>, created on first login; its roles come
+        # The DB user is the caller: IAM:<user name> (which must exist), or for a role session
+        # IAMR:<role name> (created on first login; authorization-fas-spectrum); its roles come
         # from the RedshiftDbRoles tag (colon-separated; unknown roles are ignored).
         roles = [r for r in principal.tags.get("RedshiftDbRoles", "").split(":") if r]
-        minted = self.tokens.mint("IAM", principal.name, database, [], seconds)
+        minted = self.tokens.mint("IAM" if principal.role is None else "IAMR", principal.name, database, [], seconds)
         await self.catalog.record_token(minted, database, [], roles)
         now = datetime.datetime.now(datetime.timezone.utc)
         return (f"<DbUser>{escape(minted.db_user)}</DbUser><DbPassword>{escape(minted.password)}</DbPassword>"

@@ -1,5 +1,5 @@
-"""The control-plane HTTP server (aiohttp) on the API port: /healthz, /readyz, /metrics and the
-Redshift API (iam/api.py)."""
+"""The control-plane HTTP server (aiohttp) on the API port: /healthz, /readyz, /metrics, the
+Redshift API (iam/api.py) and STS (iam/sts.py), told apart by the signature's service."""
 
 from __future__ import annotations
 
@@ -8,10 +8,13 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from .sts import is_sts_request
 
-def make_app(backend_ok: Callable[[], Awaitable[bool]], redshift=None, metrics=None) -> web.Application:
+
+def make_app(backend_ok: Callable[[], Awaitable[bool]], redshift=None, metrics=None, sts=None) -> web.Application:
     """/healthz: the process answers. /readyz: the backing database answers too. /metrics:
-    Prometheus. redshift: the RedshiftApi answering the AWS Query protocol on POST / (and GET /)."""
+    Prometheus. redshift: the RedshiftApi answering the AWS Query protocol on POST / (and GET /);
+    sts: the StsApi, answering there the requests signed for the sts service."""
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
@@ -26,7 +29,8 @@ def make_app(backend_ok: Callable[[], Awaitable[bool]], redshift=None, metrics=N
     async def query_api(request: web.Request) -> web.Response:
         body = await request.read()
         url = f"http://{request.host}{request.path_qs}"
-        reply = await redshift.handle(request.method, url, dict(request.headers), body, request.remote or "")
+        api = sts if sts is not None and is_sts_request(dict(request.headers), body, url) else redshift
+        reply = await api.handle(request.method, url, dict(request.headers), body, request.remote or "")
         return web.Response(status=reply.status, text=reply.body, content_type="text/xml")
 
     app = web.Application(client_max_size=1 << 20)

@@ -44,6 +44,17 @@ class Verified:
     service: str
 
 
+def credential_scope(headers: dict[str, str]) -> tuple[str, str] | None:
+    """(access key id, service) from an Authorization header's Credential, without verifying
+    anything: to route a request and to find the key's secret before verification."""
+    authorization = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
+    match = _AUTHORIZATION.match(authorization)
+    if not match:
+        return None
+    parts = match.group("credential").split("/")
+    return (parts[0], parts[3]) if len(parts) == 5 else None
+
+
 def verify_sigv4(method: str, url: str, headers: dict[str, str], body: bytes, *,
                  lookup: Callable[[str], Secret | None], service: str, region: str,
                  now: datetime.datetime | None = None) -> Verified:

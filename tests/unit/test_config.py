@@ -53,6 +53,12 @@ def test_environment_overrides_file(tmp_path):
     ("", {"SHIFTGUARD_TLS_REQUIRE_SSL": "perhaps"}, "SHIFTGUARD_TLS_REQUIRE_SSL: expected true or false"),
     ("backend:\n  dsn: mysql://x\n", {}, "backend.dsn: must be a postgresql:// URL"),
     ("tls:\n  cert: /nonexistent.pem\n  key: /nonexistent.key\n", {}, "tls.cert: no such file"),
+    ("iam:\n  roles: [{name: r, trust: [nobody]}]\n", {}, "iam.roles[0].trust: no IAM user named 'nobody'"),
+    ("iam:\n  roles: [{name: r, trust: 5}]\n", {}, "iam.roles[0].trust: a list of IAM user names"),
+    ("iam:\n  roles: [{name: r, trust: {Statement: [{Effect: Allow, Action: x}]}}]\n", {},
+     "iam.roles[0].trust.Statement[0]: needs Principal and Action"),
+    ("iam:\n  roles: [{name: r, max_session_duration: 60}]\n", {}, "iam.roles[0].max_session_duration"),
+    ("iam:\n  roles: [{name: r}, {name: r}]\n", {}, "iam.roles: a role name is used twice"),
 ])
 def test_errors_name_the_key(tmp_path, text, env, message):
     file = tmp_path / "c.yaml"

@@ -150,8 +150,9 @@ class MessageStream:
 class StatementLog(Protocol):
     """Where the relay reports statements (the user activity log and stl_query)."""
 
-    def started(self, sql: bytes) -> int:
-        """A Query or Parse is being sent; returns a handle for ended()."""
+    def started(self, sql: bytes, in_transaction: bool) -> int:
+        """A Query or Parse is being sent (inside a transaction block, as far as the last
+        ReadyForQuery said); returns a handle for ended()."""
 
     def ended(self, handles: list[int], error: tuple[str, str] | None) -> None:
         """Their interval ended; error is (SQLSTATE, message) of its first ErrorResponse."""
@@ -301,7 +302,7 @@ class Relay:
         self.statements += 1
         interval, base = self._sent_intervals, self._executes
         if self._statement_log is not None:
-            self._running.setdefault(interval, []).append(self._statement_log.started(sql))
+            self._running.setdefault(interval, []).append(self._statement_log.started(sql, self.tx_status != m.TX_IDLE))
         self._sent_intervals += 1
         self._executes = 0
         plan = self.classify(sql)
@@ -326,7 +327,7 @@ class Relay:
         parse = m.decode_parse(body)
         self.statements += 1
         if self._statement_log is not None:
-            self._running.setdefault(self._sent_intervals, []).append(self._statement_log.started(parse.sql))
+            self._running.setdefault(self._sent_intervals, []).append(self._statement_log.started(parse.sql, self.tx_status != m.TX_IDLE))
         plan = self.classify(parse.sql)
         if not plan.actions:
             if self._statement_tags.pop(parse.name, None) is not None:

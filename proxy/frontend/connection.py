@@ -24,6 +24,7 @@ import collections
 import datetime
 import enum
 import hmac
+import itertools
 import logging
 import os
 import secrets
@@ -641,6 +642,11 @@ class Connection:
         await relay.finished()
 
 
+# Transaction numbers for the activity log, unique within this process and increasing across
+# restarts (they start from the clock).
+_TRANSACTIONS = itertools.count(int(time.time() * 1000))
+
+
 class SessionStatements:
     """One session's statements for the user activity log (passwords redacted), stl_query and
     sys_query_history: the relay's StatementLog."""
@@ -652,12 +658,18 @@ class SessionStatements:
         self._user = user
         self._pid = pid
         self._seq = 0
+        self._xid = 0
 
-    def started(self, sql: bytes) -> int:
+    def started(self, sql: bytes, in_transaction: bool) -> int:
+        """xid: shiftguard's number for the transaction (the statements of one transaction block
+        share it), not PostgreSQL's, which it assigns only when a transaction first writes,
+        after the record must be written."""
         self._seq += 1
+        if not in_transaction or not self._xid:
+            self._xid = next(_TRANSACTIONS)
         self._audit.activity(ActivityRecord(
             datetime.datetime.now(datetime.timezone.utc), self._database, self._user.name, self._pid,
-            self._user.userid, 0, redact_passwords(sql.decode("utf-8", "replace")),
+            self._user.userid, self._xid, redact_passwords(sql.decode("utf-8", "replace")),
             session_id=self._session_id, seq=self._seq))
         return self._seq
 

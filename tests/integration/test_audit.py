@@ -31,6 +31,29 @@ def audited(make_proxy, tmp_path):
     return make_proxy(audit=Audit(dir=str(directory), user_activity=True)), directory
 
 
+def test_statements_of_one_transaction_share_an_xid(audited):
+    proxy, directory = audited
+    tag = unique("x")
+    with proxy.connect() as conn:
+        conn.execute("BEGIN")
+        conn.execute(f"SELECT 'a-{tag}'")
+        conn.execute(f"SELECT 'b-{tag}'")
+        conn.execute("COMMIT")
+        conn.execute(f"SELECT 'c-{tag}'")
+        conn.execute(f"SELECT 'd-{tag}'")
+
+    def xids():
+        found = {}
+        for line in lines(directory / "useractivitylog"):
+            match = re.search(rf"xid=(\d+) \]' LOG: SELECT '(\w)-{tag}'", line)
+            if match:
+                found[match.group(2)] = int(match.group(1))
+        return found if len(found) == 4 else None
+    found = wait_for(xids)
+    assert found["a"] == found["b"]  # one transaction block
+    assert len({found["a"], found["c"], found["d"]}) == 3  # each autocommit statement its own
+
+
 def test_scripted_sequence_lands_in_files_and_tables(audited):
     proxy, directory = audited
     name, renamed = unique("u"), unique("u")
@@ -74,7 +97,7 @@ def test_scripted_sequence_lands_in_files_and_tables(audited):
 
     activity = wait_for(lambda: [l for l in lines(directory / "useractivitylog") if name in l or "SELECT 42" in l])
     assert any(re.fullmatch(rf"'\d{{4}}-\d\d-\d\dT\d\d:\d\d:\d\dZ UTC \[ db=dev user={name} pid=\d+ userid=\d+ "
-                            rf"xid=0 \]' LOG: SELECT 42", l) for l in activity)
+                            rf"xid=[1-9]\d* \]' LOG: SELECT 42", l) for l in activity)
     created = [l for l in activity if "CREATE USER" in l]
     assert created and all("'***'" in l and PASSWORD not in l for l in created)
 

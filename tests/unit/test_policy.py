@@ -316,3 +316,18 @@ def test_assumerole_statements():
     assert action.tag == b"REVOKE" and '"roles":["ALL"]' in action.sql
     (action,) = plan("GRANT ASSUMEROLE ON 'a' TO bob FOR SELECT").actions
     assert action.denial is not None and "FOR takes ALL" in action.denial.message
+
+
+def test_the_trigger_search_is_the_substring_test():
+    """The one-pass search gives the same answer as a test of each literal word."""
+    import proxy.policy.statements as statements
+    from proxy.policy import dialect
+    words = statements._TRIGGER_WORDS
+    samples = [w for w in words] + [b"select " + w + b" from t" for w in words] + [
+        b"select 1", b"select abalance from pgbench_accounts where aid = 1", b"u&", b"us er", b"ro.le",
+        b"insert into t values ('x')", b"update t set a = 1", b"dro p", b"anal yze"]
+    for sample in samples:
+        assert bool(statements._TRIGGER.search(sample)) == any(w in sample for w in words), sample
+    dialect_words = dialect.TRIGGER_WORDS + tuple(w.encode() for w in statements.DIALECT_CATALOGS)
+    for sample in samples + [b"select getdate()", b"select sysdate", b"select * from pg_class"]:
+        assert bool(statements._DIALECT_TRIGGER.search(sample)) == any(w in sample for w in dialect_words), sample

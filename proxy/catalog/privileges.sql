@@ -295,3 +295,76 @@ CREATE OR REPLACE VIEW shiftguard.svv_iam_privileges AS
      WHERE shiftguard.caller_is_superuser() OR g.grantee = ''
         OR (r.oid IS NOT NULL AND pg_has_role(session_user, r.oid, 'USAGE'));
 GRANT SELECT ON shiftguard.svv_iam_privileges TO PUBLIC;
+
+-- The system permissions TRUNCATE TABLE, ANALYZE, DROP FUNCTION, DROP PROCEDURE and CREATE
+-- SCHEMA (reference §3). The statement runs as the caller, so PostgreSQL decides, unless the
+-- caller holds the permission: then the management role runs a statement built here from the
+-- resolved objects (never the caller's text), which runs no code of anyone's: tables with
+-- triggers are refused, ANALYZE runs index expressions as the table's owner.
+CREATE OR REPLACE PROCEDURE shiftguard.run_or_permit(p_permission text, p_statement text, p_objects oid[],
+                                                    p_options jsonb)
+LANGUAGE plpgsql SECURITY INVOKER AS $$
+BEGIN
+    IF shiftguard.caller_may(p_permission) AND NOT shiftguard.caller_is_superuser() THEN
+        PERFORM shiftguard.permitted(p_permission, p_objects, p_options);
+    ELSE
+        EXECUTE p_statement;  -- the caller's own statement, with the caller's rights
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION shiftguard.permitted(p_permission text, p_objects oid[], p_options jsonb) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_object oid;
+    v_names  text[] := ARRAY(SELECT jsonb_array_elements_text(p_options->'names'));
+BEGIN
+    IF NOT shiftguard.caller_may(p_permission) THEN
+        RAISE EXCEPTION 'permission denied' USING ERRCODE = '42501';
+    END IF;
+    FOR i IN 1 .. coalesce(cardinality(p_objects), 0) LOOP
+        IF p_objects[i] IS NULL AND NOT coalesce((p_options->>'if_exists')::boolean, false) THEN
+            RAISE EXCEPTION '% "%" does not exist',
+                CASE WHEN p_permission LIKE 'DROP %' THEN lower(substr(p_permission, 6)) ELSE 'relation' END,
+                v_names[i] USING ERRCODE = CASE WHEN p_permission LIKE 'DROP %' THEN '42883' ELSE '42P01' END;
+        END IF;
+    END LOOP;
+    CASE p_permission
+    WHEN 'TRUNCATE TABLE' THEN
+        IF (p_options->>'cascade')::boolean THEN
+            RAISE EXCEPTION 'TRUNCATE ... CASCADE is not Redshift syntax' USING ERRCODE = '0A000';
+        END IF;
+        IF EXISTS (SELECT FROM pg_trigger WHERE tgrelid = ANY (p_objects) AND NOT tgisinternal) THEN
+            RAISE EXCEPTION 'the TRUNCATE TABLE permission does not reach tables with triggers' USING ERRCODE = '0A000';
+        END IF;
+        EXECUTE format('TRUNCATE %s', (SELECT string_agg(o::regclass::text, ', ') FROM unnest(p_objects) o));
+    WHEN 'ANALYZE' THEN
+        IF cardinality(p_objects) = 0 THEN
+            ANALYZE;
+        ELSE
+            FOREACH v_object IN ARRAY p_objects LOOP
+                EXECUTE format('ANALYZE %s', v_object::regclass);
+            END LOOP;
+        END IF;
+    WHEN 'DROP FUNCTION', 'DROP PROCEDURE' THEN
+        FOREACH v_object IN ARRAY p_objects LOOP
+            IF v_object IS NOT NULL THEN
+                EXECUTE format('%s %s %s', p_permission, v_object::regprocedure,
+                               CASE WHEN (p_options->>'cascade')::boolean THEN 'CASCADE' ELSE 'RESTRICT' END);
+            ELSE
+                RAISE NOTICE '% "%" does not exist, skipping', lower(substr(p_permission, 6)), v_names[1];
+            END IF;
+        END LOOP;
+    WHEN 'CREATE SCHEMA' THEN
+        IF (p_options->>'if_not_exists')::boolean AND to_regnamespace(quote_ident(p_options->>'schema')) IS NOT NULL THEN
+            RAISE NOTICE 'schema "%" already exists, skipping', p_options->>'schema';
+            RETURN;
+        END IF;
+        EXECUTE format('CREATE SCHEMA %I AUTHORIZATION %I', p_options->>'schema', session_user);
+    ELSE
+        RAISE EXCEPTION 'permitted: unexpected permission' USING ERRCODE = '22023';
+    END CASE;
+END
+$$;
+REVOKE ALL ON FUNCTION shiftguard.permitted(text, oid[], jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shiftguard.permitted(text, oid[], jsonb) TO PUBLIC;  -- it checks its caller

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+import pglast
 from pglast import ast, enums
 from pglast.stream import RawStream
 
@@ -169,3 +170,58 @@ def parse_assumerole(cursor, granting: bool) -> dict:
 def assumerole_call(spec: dict) -> tuple[str, bytes]:
     return (f"CALL shiftguard.grant_assumerole({literal(json.dumps(spec, separators=(',', ':')))}::jsonb)",
             b"GRANT" if spec["is_grant"] else b"REVOKE")
+
+
+# --------------------------------------------------------------------------- system permissions
+
+def permission_call(kind: str, node: dict, statement: str) -> tuple[str, bytes, bool] | None:
+    """TRUNCATE, ANALYZE, DROP FUNCTION | PROCEDURE and CREATE SCHEMA, as a call that runs the
+    statement as the caller unless the caller holds the matching system permission
+    (catalog/privileges.sql shiftguard.run_or_permit)."""
+    if kind == "TruncateStmt":
+        relations = [r["RangeVar"] for r in node.get("relations", ())]
+        return _permit("TRUNCATE TABLE", statement, [_regclass(r) for r in relations],
+                       {"names": [_written(r) for r in relations], "cascade": node.get("behavior") == "DROP_CASCADE"},
+                       b"TRUNCATE TABLE")
+    if kind == "VacuumStmt" and not node.get("is_vacuumcmd"):
+        relations = [r["VacuumRelation"]["relation"] for r in node.get("rels", ())]
+        return _permit("ANALYZE", statement, [_regclass(r) for r in relations],
+                       {"names": [_written(r) for r in relations]}, b"ANALYZE")
+    if kind == "DropStmt" and node.get("removeType") in ("OBJECT_FUNCTION", "OBJECT_PROCEDURE"):
+        routine = "FUNCTION" if node["removeType"] == "OBJECT_FUNCTION" else "PROCEDURE"
+        names, resolved = [], []
+        for signature in pglast.parse_sql(statement)[0].stmt.objects:
+            name = ".".join(quote(p.sval) for p in signature.objname)
+            written = ".".join(p.sval for p in signature.objname)
+            if signature.args_unspecified:
+                names.append(written)
+                resolved.append(f"pg_catalog.to_regproc({literal(name)})::oid")
+            else:
+                args = f"({', '.join(RawStream()(t) for t in signature.objargs or ())})"
+                names.append(written + args)
+                resolved.append(f"pg_catalog.to_regprocedure({literal(name + args)})::oid")
+        return _permit(f"DROP {routine}", statement, resolved,
+                       {"names": names, "if_exists": bool(node.get("missing_ok")),
+                        "cascade": node.get("behavior") == "DROP_CASCADE"}, f"DROP {routine}".encode())
+    if kind == "CreateSchemaStmt" and not node.get("schemaElts") and not node.get("authrole") \
+            and node.get("schemaname"):
+        return _permit("CREATE SCHEMA", statement, [],
+                       {"schema": node["schemaname"], "if_not_exists": bool(node.get("if_not_exists"))},
+                       b"CREATE SCHEMA")
+    return None
+
+
+def _written(range_var: dict) -> str:
+    return ".".join(p for p in (range_var.get("schemaname"), range_var["relname"]) if p)
+
+
+def _regclass(range_var: dict) -> str:
+    name = ".".join(quote(p) for p in (range_var.get("schemaname"), range_var["relname"]) if p)
+    return f"pg_catalog.to_regclass({literal(name)})::oid"
+
+
+def _permit(permission: str, statement: str, objects: list[str], options: dict,
+            tag: bytes) -> tuple[str, bytes, bool]:
+    return (f"CALL shiftguard.run_or_permit({literal(permission)}, {literal(statement)}, "
+            f"ARRAY[{', '.join(objects)}]::oid[], {literal(json.dumps(options, separators=(',', ':')))}::jsonb)",
+            tag, True)

@@ -94,7 +94,8 @@ class Translator:
 _TRIGGER_WORDS = (b"user", b"role", b"group", b"privileges", b"stl_", b"sys_", b"svv_", b"pg_table_def",
                   b"discard", b"system", b"extension", b"copy",
                   b"policy", b"language", b"load", b"set_config", b"authorization", b"grant",
-                  b"revoke", b"security", b"analy", b"drop", b"rename", b"u&", b"identity")
+                  b"revoke", b"security", b"analy", b"drop", b"rename", b"truncate", b"schema", b"u&",
+                  b"identity")
 
 # Redshift catalog views PostgreSQL lacks (or has with other columns), and where ours live.
 CATALOG_VIEWS = {name: name for name in (
@@ -255,8 +256,10 @@ def _classify(statement: str, translator: Translator) -> Result:
     except (parser.ParseError, ValueError):
         return None
     ((kind, node),) = raw["stmt"].items()
-    handler = _AST_HANDLERS.get(kind)
-    result = handler(node, words) if handler else None
+    result = privileges.permission_call(kind, node, statement)
+    if result is None:
+        handler = _AST_HANDLERS.get(kind)
+        result = handler(node, words) if handler else None
     if result is None and translator.strict:
         result = _strict_refusal(kind, node)
     if result is None and "set_config" in lowered and _sets_identity(raw):

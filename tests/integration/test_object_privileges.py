@@ -217,3 +217,35 @@ def test_assumerole_grants(proxy, world):
             admin.execute(f"REVOKE ASSUMEROLE ON '{ARN}' FROM {n['bob']}, GROUP {n['g']} FOR COPY, UNLOAD")
         finally:
             admin.execute("GRANT ASSUMEROLE ON ALL TO PUBLIC FOR ALL")
+
+
+def test_system_permissions_for_truncate_analyze_drop_routines_create_schema(proxy, world):
+    """Each system permission lets a role's members do what it names on objects they do not
+    own; without it PostgreSQL's own rules answer."""
+    n = world
+    t, schema = n["t"], n["s"]
+    with proxy.connect(n["owner"], PASSWORD) as owner:
+        owner.execute(f"CREATE FUNCTION {t}_f() RETURNS int LANGUAGE sql AS $$SELECT 1$$")
+        owner.execute(f"CREATE PROCEDURE {t}_p() LANGUAGE sql AS $$SELECT 1$$")
+    statements = [f"TRUNCATE {t}", f"ANALYZE {t}", f"DROP FUNCTION {t}_f()", f"DROP PROCEDURE {t}_p",
+                  f"CREATE SCHEMA {schema}"]
+    with proxy.connect(n["bob"], PASSWORD) as bob:
+        for statement in statements[:1] + statements[2:]:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                bob.execute(statement)
+    with proxy.connect() as admin:
+        admin.execute(f"GRANT TRUNCATE TABLE, ANALYZE, DROP FUNCTION, DROP PROCEDURE, CREATE SCHEMA TO ROLE {n['r']}")
+        admin.execute(f"GRANT ROLE {n['r']} TO {n['bob']}")
+    with proxy.connect(n["bob"], PASSWORD) as bob:
+        tags = [bob.execute(statement).statusmessage for statement in statements]
+        assert tags == ["TRUNCATE TABLE", "ANALYZE", "DROP FUNCTION", "DROP PROCEDURE", "CREATE SCHEMA"]
+        bob.execute(f"CREATE TABLE {schema}.mine (a int)")  # the schema is his
+        bob.execute(f"DROP FUNCTION IF EXISTS {t}_gone()")
+        with pytest.raises(psycopg.errors.UndefinedFunction):
+            bob.execute(f"DROP FUNCTION {t}_gone()")
+    with proxy.connect() as admin:
+        assert admin.execute(f"SELECT count(*) FROM {t}").fetchone() == (0,)
+        assert admin.execute("SELECT count(*) FROM pg_proc WHERE proname IN (%s, %s)",
+                             (f"{t}_f", f"{t}_p")).fetchone() == (0,)
+        assert admin.execute("SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = %s",
+                             (schema,)).fetchone() == (n["bob"],)

@@ -35,6 +35,18 @@ END
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.database_oid(text) TO PUBLIC;
 
+-- Objects no privilege or system permission reaches: the catalogs and shiftguard's own schema
+-- (a holder of DROP TABLE or DROP SCHEMA must not drop the users table, or the schema itself).
+CREATE OR REPLACE FUNCTION shiftguard.protected(p_type text, p_oid oid) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce(CASE p_type
+        WHEN 'table' THEN (SELECT relnamespace FROM pg_class WHERE oid = p_oid)
+        WHEN 'routine' THEN (SELECT pronamespace FROM pg_proc WHERE oid = p_oid)
+        WHEN 'schema' THEN p_oid END
+        IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace, 'pg_toast'::regnamespace,
+            'shiftguard'::regnamespace), false)
+$$;
+
 CREATE OR REPLACE FUNCTION shiftguard.object_owner(p_type text, p_oid oid) RETURNS oid
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT CASE p_type
@@ -151,9 +163,10 @@ BEGIN
             v_target := quote_ident((SELECT nspname FROM pg_namespace WHERE oid = p_objects[i]));
         END IF;
         IF NOT (shiftguard.caller_is_superuser()
-                OR pg_has_role(session_user, shiftguard.object_owner(v_type, p_objects[i]), 'USAGE')
-                OR shiftguard.caller_may('DROP ' || p_kind)
-                OR shiftguard.holds(v_type, p_objects[i], 'DROP')) THEN
+                OR (NOT shiftguard.protected(v_type, p_objects[i])
+                    AND (pg_has_role(session_user, shiftguard.object_owner(v_type, p_objects[i]), 'USAGE')
+                         OR shiftguard.caller_may('DROP ' || p_kind)
+                         OR shiftguard.holds(v_type, p_objects[i], 'DROP')))) THEN
             RAISE EXCEPTION 'must be owner of % %', CASE v_type WHEN 'table' THEN 'relation' ELSE 'schema' END,
                 p_names[i] USING ERRCODE = '42501';
         END IF;
@@ -175,9 +188,10 @@ CREATE OR REPLACE PROCEDURE shiftguard.rename_relation(p_relation oid, p_column 
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF NOT (shiftguard.caller_is_superuser()
-            OR pg_has_role(session_user, shiftguard.object_owner('table', p_relation), 'USAGE')
-            OR shiftguard.caller_may('ALTER TABLE')
-            OR shiftguard.holds('table', p_relation, 'ALTER')) THEN
+            OR (NOT shiftguard.protected('table', p_relation)
+                AND (pg_has_role(session_user, shiftguard.object_owner('table', p_relation), 'USAGE')
+                     OR shiftguard.caller_may('ALTER TABLE')
+                     OR shiftguard.holds('table', p_relation, 'ALTER')))) THEN
         RAISE EXCEPTION 'must be owner of relation %', (SELECT relname FROM pg_class WHERE oid = p_relation)
             USING ERRCODE = '42501';
     END IF;
@@ -321,6 +335,11 @@ DECLARE
 BEGIN
     IF NOT shiftguard.caller_may(p_permission) THEN
         RAISE EXCEPTION 'permission denied' USING ERRCODE = '42501';
+    END IF;
+    IF EXISTS (SELECT FROM unnest(p_objects) o WHERE shiftguard.protected(
+                   CASE WHEN p_permission LIKE 'DROP %' THEN 'routine' ELSE 'table' END, o)) THEN
+        RAISE EXCEPTION 'permission denied: system permissions do not reach the catalogs or shiftguard''s schema'
+            USING ERRCODE = '42501';
     END IF;
     FOR i IN 1 .. coalesce(cardinality(p_objects), 0) LOOP
         IF p_objects[i] IS NULL AND NOT coalesce((p_options->>'if_exists')::boolean, false) THEN

@@ -211,3 +211,30 @@ def test_escapes_are_refused_to_superusers_too(proxy, sql):
     with proxy.connect() as admin:
         with pytest.raises(psycopg.errors.FeatureNotSupported, match="not supported"):
             admin.execute(sql)
+
+
+def test_system_permissions_do_not_reach_the_private_schema_or_catalogs(proxy, postgres):
+    """sys:dba holds DROP TABLE, DROP SCHEMA, TRUNCATE TABLE, ...: on users' objects, never on
+    shiftguard's own schema or PostgreSQL's catalogs."""
+    me = unique("dba")
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE USER {me} PASSWORD '{PASSWORD}'")
+        admin.execute(f"GRANT ROLE sys:dba TO {me}")
+        admin.execute(f"GRANT DROP FUNCTION, ALTER TABLE, ANALYZE TO ROLE sys:dba")
+    try:
+        for sql in ("DROP TABLE shiftguard.users", "DROP TABLE shiftguard.users CASCADE",
+                    "DROP SCHEMA shiftguard CASCADE", "TRUNCATE shiftguard.users", "TRUNCATE pg_catalog.pg_class",
+                    "DROP FUNCTION shiftguard.caller_is_superuser()", "DROP FUNCTION pg_catalog.lower(text)",
+                    "ALTER TABLE shiftguard.users RENAME TO gone", "ALTER TABLE shiftguard.users RENAME name TO x",
+                    "DROP VIEW shiftguard.pg_user", "DROP TABLE pg_catalog.pg_class"):
+            with proxy.connect(me, PASSWORD) as conn:
+                with pytest.raises(psycopg.Error):
+                    conn.execute(sql)
+        with postgres.connect() as direct:
+            assert direct.execute("SELECT count(*) > 0 FROM shiftguard.users").fetchone() == (True,)
+            assert direct.execute("SELECT to_regprocedure('shiftguard.caller_is_superuser()') IS NOT NULL, "
+                                  "to_regclass('shiftguard.pg_user') IS NOT NULL").fetchone() == (True, True)
+    finally:
+        with proxy.connect() as admin:
+            admin.execute("REVOKE DROP FUNCTION, ALTER TABLE, ANALYZE FROM ROLE sys:dba")
+            admin.execute(f"DROP USER {me}")

@@ -387,3 +387,25 @@ END
 $$;
 REVOKE ALL ON FUNCTION shiftguard.permitted(text, oid[], jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION shiftguard.permitted(text, oid[], jsonb) TO PUBLIC;  -- it checks its caller
+
+-- CANCEL pid ['message'] (Redshift's statement): a session's own user, a superuser, or a holder
+-- of the CANCEL system permission may cancel the statement it is running. shiftguard's own
+-- sessions (its management role's) are not reachable through the permission.
+CREATE OR REPLACE PROCEDURE shiftguard.cancel(p_pid integer, p_message text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_user text := (SELECT usename FROM pg_stat_activity WHERE pid = p_pid AND backend_type = 'client backend');
+BEGIN
+    IF v_user IS NULL THEN
+        RAISE EXCEPTION 'process id % does not exist', p_pid USING ERRCODE = '22023';  -- UNVERIFIED wording
+    END IF;
+    IF NOT (shiftguard.caller_is_superuser() OR v_user = session_user::text
+            OR (shiftguard.caller_may('CANCEL') AND EXISTS (SELECT FROM shiftguard.users WHERE name = v_user))) THEN
+        RAISE EXCEPTION 'permission denied to cancel process %', p_pid USING ERRCODE = '42501';
+    END IF;
+    IF p_message IS NOT NULL THEN
+        RAISE NOTICE 'cancelling process %: %', p_pid, p_message;
+    END IF;
+    PERFORM pg_cancel_backend(p_pid);
+END
+$$;

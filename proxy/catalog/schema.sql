@@ -987,7 +987,7 @@ GRANT EXECUTE ON FUNCTION shiftguard.identity(oid) TO PUBLIC;
 
 CREATE OR REPLACE FUNCTION shiftguard.sees_identity(p_grantee oid, p_owner oid) RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT shiftguard.caller_is_superuser()
+    SELECT shiftguard.caller_may('ACCESS CATALOG')  -- superusers, and the permission (UNVERIFIED: its reach)
         OR coalesce((SELECT syslog_unrestricted FROM shiftguard.users WHERE name = session_user::text), false)
         OR p_grantee = 0
         OR p_owner = (SELECT oid FROM pg_roles WHERE rolname = session_user)

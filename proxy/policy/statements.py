@@ -94,7 +94,7 @@ class Translator:
 _TRIGGER_WORDS = (b"user", b"role", b"group", b"privileges", b"stl_", b"sys_", b"svv_", b"pg_table_def",
                   b"discard", b"system", b"extension", b"copy",
                   b"policy", b"language", b"load", b"set_config", b"authorization", b"grant",
-                  b"revoke", b"security", b"analy", b"drop", b"rename", b"truncate", b"schema", b"u&",
+                  b"revoke", b"security", b"analy", b"drop", b"rename", b"truncate", b"schema", b"cancel", b"u&",
                   b"identity")
 
 # Redshift catalog views PostgreSQL lacks (or has with other columns), and where ours live.
@@ -214,6 +214,8 @@ def _classify(statement: str, translator: Translator) -> Result:
             return _GROUP_STATEMENTS[words[0]](Cursor(tokens[2:]))
         if words[1:2] == ["ROLE"] and words[0] in _ROLE_STATEMENTS:
             return _ROLE_STATEMENTS[words[0]](Cursor(tokens[2:]))
+        if words[:1] == ["CANCEL"]:
+            return _cancel(Cursor(tokens[1:]))
         if words[1:2] == ["MASKING"] and words[0] in _MASKING_STATEMENTS and [t.word for t in tokens[2:3]] == ["POLICY"]:
             return _MASKING_STATEMENTS[words[0]](Cursor(tokens[3:]), statement, translator)
         if words[1:2] == ["RLS"] and words[0] in _RLS_STATEMENTS and [t.word for t in tokens[2:3]] == ["POLICY"]:
@@ -539,6 +541,15 @@ def _attach_rls(cursor: Cursor, statement: str, translator: Translator, attachin
 _RLS_STATEMENTS = {"CREATE": _create_rls, "ALTER": _alter_rls, "DROP": _drop_rls, "ATTACH": _attach_rls,
                    "DETACH": lambda cursor, statement, translator: _attach_rls(cursor, statement, translator,
                                                                                  attaching=False)}
+
+def _cancel(cursor: Cursor) -> Result:
+    """CANCEL process_id ['message'] (Redshift's; PostgreSQL has pg_cancel_backend)."""
+    pid = cursor.integer("process id")
+    message = cursor.string("message") if not cursor.at_end() else None
+    cursor.end()
+    return (f"CALL shiftguard.cancel({pid}, {sql_literal(message) if message is not None else 'NULL'})",
+            b"CANCEL", True)
+
 
 def _create_masking(cursor: Cursor, statement: str, translator: Translator) -> Result:
     return _signed_masking_call(masking.parse_create(cursor, statement), translator, b"CREATE MASKING POLICY")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from ..conftest import unique
+from ..conftest import unique, wait_for
 
 PASSWORD = "Secret123"
 
@@ -249,3 +249,53 @@ def test_system_permissions_for_truncate_analyze_drop_routines_create_schema(pro
                              (f"{t}_f", f"{t}_p")).fetchone() == (0,)
         assert admin.execute("SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = %s",
                              (schema,)).fetchone() == (n["bob"],)
+
+
+def test_cancel_and_access_catalog(proxy, world):
+    """CANCEL pid: one's own sessions, or anyone's with the CANCEL permission. ACCESS CATALOG
+    shows every row of the privilege views."""
+    import threading
+    n = world
+    with proxy.connect(n["owner"], PASSWORD) as sleeper:
+        pid = sleeper.execute("SELECT pg_backend_pid()").fetchone()[0]
+        outcome = []
+
+        def sleep():
+            try:
+                sleeper.execute("SELECT pg_sleep(30)")
+                outcome.append("finished")
+            except psycopg.errors.QueryCanceled:
+                outcome.append("cancelled")
+        thread = threading.Thread(target=sleep)
+        thread.start()
+        try:
+            wait_for(lambda: proxy_sees_running(proxy, pid), timeout=5)
+            with proxy.connect(n["bob"], PASSWORD) as bob:
+                with pytest.raises(psycopg.errors.InsufficientPrivilege, match=f"cancel process {pid}"):
+                    bob.execute(f"CANCEL {pid}")
+            with proxy.connect() as admin:
+                admin.execute(f"GRANT CANCEL TO ROLE {n['r']}")
+                admin.execute(f"GRANT ROLE {n['r']} TO {n['bob']}")
+            with proxy.connect(n["bob"], PASSWORD) as bob:
+                assert bob.execute(f"CANCEL {pid} 'taking too long'").statusmessage == "CANCEL"
+        finally:
+            thread.join(35)
+        assert outcome == ["cancelled"]
+    with proxy.connect(n["owner"], PASSWORD) as owner:
+        owner.execute(f"GRANT SELECT ON {n['t']} TO {n['bob']}")
+    with proxy.connect(n["carol"], PASSWORD) as carol:
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="does not exist"):
+            carol.execute("CANCEL 1")
+        seen = carol.execute("SELECT count(*) FROM svv_relation_privileges WHERE relation_name = %s", (n["t"],))
+        assert seen.fetchone() == (0,)  # bob's grant is not hers to see
+    with proxy.connect() as admin:
+        admin.execute(f"GRANT ACCESS CATALOG TO ROLE {n['r']}")
+        admin.execute(f"GRANT ROLE {n['r']} TO {n['carol']}")
+    with proxy.connect(n["carol"], PASSWORD) as carol:
+        assert carol.execute("SELECT identity_name FROM svv_relation_privileges WHERE relation_name = %s",
+                             (n["t"],)).fetchall() == [(n["bob"],)]
+
+
+def proxy_sees_running(proxy, pid: int) -> bool:
+    with proxy.connect() as admin:
+        return admin.execute("SELECT state = 'active' FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone() == (True,)

@@ -238,6 +238,26 @@ def test_unload_sees_only_the_rows_row_level_security_allows(s3proxy, admin, buc
         admin.execute(f"DROP RLS POLICY {policy}")
 
 
+def test_copy_loads_rows_row_level_security_hides(admin, bucket, user):
+    """Redshift: COPY is not filtered by RLS; the user then sees only what the policy allows."""
+    name, connect = user
+    put(bucket, "rlscopy/data.txt", f"1|{name}\n2|someone else\n")
+    t = table(admin, "id int, owner varchar(64)")
+    policy = unique("pol")
+    admin.execute(f"GRANT SELECT, INSERT ON {t} TO {name}")
+    admin.execute(f"CREATE RLS POLICY {policy} WITH (owner varchar(64)) USING (owner = current_user)")
+    admin.execute(f"ATTACH RLS POLICY {policy} ON {t} TO {name}")
+    admin.execute(f"ALTER TABLE {t} ROW LEVEL SECURITY ON")
+    try:
+        with connect() as conn:
+            conn.execute(f"COPY {t} FROM 's3://test-bucket/rlscopy/data.txt' {ROLE}")
+            assert conn.execute(f"SELECT id FROM {t}").fetchall() == [(1,)]
+        assert rows(admin, t) == [(1, name), (2, "someone else")]
+    finally:
+        admin.execute(f"DROP TABLE {t}")
+        admin.execute(f"DROP RLS POLICY {policy}")
+
+
 def test_unload_takes_one_select_only(admin, bucket):
     t = table(admin)
     for query in (f"select 1; delete from {t}", f"delete from {t}", f"insert into {t} values (1)"):

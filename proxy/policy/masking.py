@@ -155,15 +155,30 @@ def rewrite(statement: str, masked: MaskedTables) -> str | None:
         tree = pglast.parse_sql(statement)
     except parser.ParseError:
         return None
-    swap = _ReadThroughViews(masked)
+    ctes = _CteNames()
+    ctes(tree)
+    swap = _ReadThroughViews(masked, ctes.names)
     swap(tree)
     return RawStream()(tree) if swap.changed else None
 
 
+class _CteNames(visitors.Visitor):
+    def __init__(self):
+        super().__init__()
+        self.names: set[str] = set()
+
+    def visit_CommonTableExpr(self, parent, node):
+        self.names.add(node.ctename)
+
+
 class _ReadThroughViews(visitors.Visitor):
-    def __init__(self, masked: MaskedTables):
+    """A name that is also a WITH query's is left alone (it may mean the WITH query; if it means
+    the table, the guard refuses the read)."""
+
+    def __init__(self, masked: MaskedTables, ctes: set[str]):
         super().__init__()
         self.masked = masked
+        self.ctes = ctes
         self.changed = False
 
     def visit_SelectStmt(self, parent, node):
@@ -183,7 +198,8 @@ class _ReadThroughViews(visitors.Visitor):
             item.larg = self._item(item.larg)
             item.rarg = self._item(item.rarg)
             return item
-        if not isinstance(item, ast.RangeVar) or item.catalogname:
+        if not isinstance(item, ast.RangeVar) or item.catalogname or (
+                item.schemaname is None and item.relname in self.ctes):
             return item
         view = self.masked.view(item.schemaname, item.relname)
         if view is None:

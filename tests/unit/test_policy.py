@@ -331,3 +331,18 @@ def test_the_trigger_search_is_the_substring_test():
     dialect_words = dialect.TRIGGER_WORDS + tuple(w.encode() for w in statements.DIALECT_CATALOGS)
     for sample in samples + [b"select getdate()", b"select sysdate", b"select * from pg_class"]:
         assert bool(statements._DIALECT_TRIGGER.search(sample)) == any(w in sample for w in dialect_words), sample
+
+
+@pytest.mark.parametrize("sql, expected", [
+    ("SELECT * FROM cards", 'SELECT * FROM shiftguard."mask:1" AS cards'),
+    ("SELECT c.n FROM public.cards c WHERE c.n > 1", 'SELECT c.n FROM shiftguard."mask:1" AS c WHERE c.n > 1'),
+    ("SELECT * FROM t JOIN cards ON true", 'SELECT * FROM t INNER JOIN shiftguard."mask:1" AS cards ON TRUE'),
+    ("SELECT (SELECT max(n) FROM cards)", 'SELECT (SELECT max(n) FROM shiftguard."mask:1" AS cards)'),
+    ("UPDATE t SET a = 1 FROM cards", 'UPDATE t SET a = 1 FROM shiftguard."mask:1" AS cards'),
+    ("WITH cards AS (SELECT 1) SELECT * FROM cards", None),  # the WITH query, not the table
+    ("SELECT * FROM other.cards", None),
+    ("INSERT INTO cards VALUES (1)", None),  # writes are not reads
+])
+def test_masking_rewrite(sql, expected):
+    from proxy.policy.masking import MaskedTables, rewrite
+    assert rewrite(sql, MaskedTables(1, {("public", "cards"): "mask:1"})) == expected

@@ -28,6 +28,8 @@ from .principals import Principal, Principals
 from .sigv4 import SignatureError
 from .sts import Callers, caller_context
 from .tokens import TokenAuthority
+from .wire import iso8601
+from . import wire
 
 log = logging.getLogger(__name__)
 
@@ -67,15 +69,7 @@ def _xml(action: str, inner: str) -> str:
 
 
 def error_xml(code: str, message: str) -> str:
-    kind = "Receiver" if code in ("ServiceUnavailable", "InternalFailure") else "Sender"
-    return (f'<ErrorResponse xmlns="{NAMESPACE}"><Error><Type>{kind}</Type><Code>{escape(code)}</Code>'
-            f"<Message>{escape(message)}</Message></Error><RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>")
-
-
-def iso8601(moment: datetime.datetime) -> str:
-    # With a Z: without it botocore returns a naive datetime and redshift_connector's cache
-    # check fails comparing it with an aware one (reference §3).
-    return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return wire.error_xml(NAMESPACE, code, message)
 
 
 def _members(params: dict[str, str], name: str, member: str) -> list[str]:

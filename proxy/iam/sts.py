@@ -25,6 +25,8 @@ import asyncpg
 from .policy import Decision, evaluate
 from .principals import Principal, Principals, Role
 from .sigv4 import Secret, SignatureError, credential_scope, verify_sigv4
+from . import wire
+from .wire import iso8601
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +55,7 @@ class StsError(Exception):
 
 
 def error_xml(code: str, message: str) -> str:
-    kind = "Receiver" if code in ("ServiceUnavailable", "InternalFailure") else "Sender"
-    return (f'<ErrorResponse xmlns="{NAMESPACE}"><Error><Type>{kind}</Type><Code>{escape(code)}</Code>'
-            f"<Message>{escape(message)}</Message></Error><RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>")
-
-
-def _iso8601(moment: datetime.datetime) -> str:
-    return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return wire.error_xml(NAMESPACE, code, message)
 
 
 def is_sts_request(headers: dict[str, str], body: bytes, url: str) -> bool:
@@ -228,10 +224,10 @@ class StsApi:
         secret_key, token = self.callers.catalog.sts_secret(access_key)
         session = self.principals.session(role, session_name)
         log.info("STS AssumeRole of %s by %s from %s: session %s, access key %s, until %s",
-                 role.arn, caller.arn, source_ip, session_name, access_key, _iso8601(expiration))
+                 role.arn, caller.arn, source_ip, session_name, access_key, iso8601(expiration))
         return (f"<Credentials><AccessKeyId>{access_key}</AccessKeyId>"
                 f"<SecretAccessKey>{escape(secret_key)}</SecretAccessKey>"
-                f"<SessionToken>{escape(token)}</SessionToken><Expiration>{_iso8601(expiration)}</Expiration>"
+                f"<SessionToken>{escape(token)}</SessionToken><Expiration>{iso8601(expiration)}</Expiration>"
                 f"</Credentials><AssumedRoleUser><AssumedRoleId>{escape(session.userid)}</AssumedRoleId>"
                 f"<Arn>{escape(session.arn)}</Arn></AssumedRoleUser>")
 
@@ -241,7 +237,7 @@ def caller_context(principal: Principal, source_ip: str, now: datetime.datetime)
     condition context keys"); aws:username exists for IAM users only."""
     context = {"aws:userid": principal.userid, "aws:PrincipalArn": principal.principal_arn or principal.arn,
                "aws:PrincipalAccount": principal.account, "aws:SourceIp": source_ip, "aws:SecureTransport": False,
-               "aws:CurrentTime": _iso8601(now), "aws:PrincipalType": "AssumedRole" if principal.role else "User"}
+               "aws:CurrentTime": iso8601(now), "aws:PrincipalType": "AssumedRole" if principal.role else "User"}
     if principal.role is None:
         context["aws:username"] = principal.name
     context.update({f"aws:PrincipalTag/{k}": v for k, v in principal.tags.items()})

@@ -12,12 +12,11 @@ the file.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import os
 from dataclasses import dataclass, field
 
+from .policy.signing import signer
 from .policy.tokens import GrammarError
 from .protocol import sqlstate
 
@@ -106,7 +105,7 @@ class LocalS3:
         """payload as JSON and its HMAC-SHA-256 under the backend secret ('s3:' separates it
         from the backend passwords made with the same key)."""
         text = json.dumps(payload, separators=(",", ":"), sort_keys=True)
-        return text, hmac.new(self.secret, b"s3:" + text.encode(), hashlib.sha256).hexdigest()
+        return text, signer(self.secret)("s3", text)
 
 
 def existing_files_error() -> GrammarError:

@@ -23,6 +23,7 @@ import asyncpg
 
 from ..backend.session import BackendAddress
 from ..policy.connectivity import GroupRules, SecurityGroups, canonical_cidr
+from ..policy.tokens import quote_ident
 from ..protocol.auth import redshift_md5, scram_verifier
 
 log = logging.getLogger(__name__)
@@ -192,7 +193,7 @@ class Catalog:
                 if not await conn.fetchval("SELECT true FROM shiftguard.roles WHERE name = $1", role):
                     continue  # unknown roles in RedshiftDbRoles are ignored (reference §1b)
                 if not await conn.fetchval("SELECT pg_has_role($1, $2, 'MEMBER')", user, role):
-                    await conn.execute(f"GRANT {_ident(role)} TO {_ident(user)}")
+                    await conn.execute(f"GRANT {quote_ident(role)} TO {quote_ident(user)}")
         return True
 
     # ---------------------------------------------------------------- identity providers
@@ -403,10 +404,6 @@ def _naive_utc(value):
     if isinstance(value, datetime.datetime) and value.tzinfo is not None:
         return value.astimezone(datetime.timezone.utc).replace(tzinfo=None)
     return value
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 async def _bootstrap(pool: asyncpg.Pool, superuser_mapping: str) -> tuple[bytes, bool]:

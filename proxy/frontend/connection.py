@@ -117,6 +117,12 @@ class Context:
     connection_total: int = 0
     refused: collections.Counter = field(default_factory=collections.Counter)  # by reason
 
+    def refuse(self, reason: str) -> None:
+        """Count a refused connection, by reason (here and in /metrics)."""
+        self.refused[reason] += 1
+        if self.metrics is not None:
+            self.metrics.refusals.labels(reason=reason).inc()
+
     def spawn(self, coro) -> asyncio.Task:
         task = asyncio.create_task(coro)
         self.tasks.add(task)
@@ -191,10 +197,8 @@ class AcceptedClient(Endpoint):
         trusted = context.gate.is_trusted_proxy(peer)
         if not trusted and not context.gate.admits(peer):
             # As a security group drops traffic: no reply at all.
-            context.refused["security group"] += 1
+            context.refuse("security group")
             log.info("connection from %s refused by the security groups", peer)
-            if context.metrics is not None:
-                context.metrics.refusals.labels(reason="security group").inc()
             if context.audit is not None:
                 context.audit.connection(ConnectionRecord(
                     "refused: security group", datetime.datetime.now(datetime.timezone.utc), peer,
@@ -300,8 +304,7 @@ class Connection:
             session_id=self.session_id, reason=reason))
 
     def _refused(self, reason: str) -> None:
-        if self.context.metrics is not None:
-            self.context.metrics.refusals.labels(reason=reason).inc()
+        self.context.refuse(reason)
         self._log(f"refused: {reason}", reason)
 
     def _login_failed(self, method: str, reason: str) -> None:
@@ -321,7 +324,6 @@ class Connection:
                 if header is not None and header.source is not None:
                     self.address = header.source[0]
                 if not self.context.gate.admits(self.address):
-                    self.context.refused["security group"] += 1
                     self._refused("security group")
                     log.info("connection from %s (via %s) refused by the security groups",
                              self.address, self.client.peer_address()[0])
@@ -329,11 +331,9 @@ class Connection:
                     return False
         limits, counts = self.config.limits, self.context.connections
         if self.context.connection_total >= limits.max_client_connections:
-            self.context.refused["connection limit"] += 1
             self._refused("connection limit")
             raise ClientFailure(sqlstate.TOO_MANY_CONNECTIONS, "sorry, too many clients already")
         if limits.max_connections_per_address and counts[self.address] >= limits.max_connections_per_address:
-            self.context.refused["address connection limit"] += 1
             self._refused("address connection limit")
             raise ClientFailure(sqlstate.TOO_MANY_CONNECTIONS,
                                 f"too many connections from {self.address}")
@@ -369,7 +369,7 @@ class Connection:
             except m.ProtocolViolation:
                 if proxy_header.starts_like_proxy_header(self.client.buffer):
                     # A PROXY header from a peer that is not a trusted balancer: dropped.
-                    self.context.refused["untrusted PROXY header"] += 1
+                    self.context.refuse("untrusted PROXY header")
                     log.warning("PROXY protocol header from untrusted peer %s refused", self.address)
                     self.client.abort()
                     raise ConnectionClosed() from None

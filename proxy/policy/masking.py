@@ -17,6 +17,7 @@ guard refuses it to users it masks.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import pglast
@@ -34,8 +35,9 @@ class MaskedTables:
     version: int = 0
     views: dict[tuple[str, str], str] = field(default_factory=dict)
 
-    @property
+    @functools.cached_property
     def names(self) -> frozenset[bytes]:
+        """The tables' names, for the byte-level prefilter of every statement (made once)."""
         return frozenset(table.lower().encode() for _, table in self.views)
 
     def view(self, schema: str | None, table: str) -> str | None:

@@ -13,21 +13,11 @@ from pglast import ast, enums
 from pglast.stream import RawStream
 
 from ..protocol import sqlstate
-from .tokens import GrammarError
+from .tokens import GrammarError, quote_ident, sql_literal
 
 _OBJECT_TYPES = {enums.ObjectType.OBJECT_TABLE: "table", enums.ObjectType.OBJECT_SCHEMA: "schema",
                  enums.ObjectType.OBJECT_DATABASE: "database"}
 REDSHIFT_ONLY = {"table": ("DROP", "ALTER"), "schema": ("ALTER", "DROP"), "database": ("ALTER", "USAGE")}
-
-
-def literal(value: str) -> str:
-    if "\0" in value:
-        raise GrammarError("NUL in a name")
-    return "E'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
-
-
-def quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def split_grant(node: ast.GrantStmt) -> tuple[dict, str] | None:
@@ -61,19 +51,19 @@ def split_grant(node: ast.GrantStmt) -> tuple[dict, str] | None:
 
 def _objects(node: ast.GrantStmt, kind: str) -> str:
     if node.targtype == enums.GrantTargetType.ACL_TARGET_ALL_IN_SCHEMA:
-        schemas = ", ".join(f"{literal(quote(s.sval))}::regnamespace" for s in node.objects)
+        schemas = ", ".join(f"{sql_literal(quote_ident(s.sval))}::regnamespace" for s in node.objects)
         return f"shiftguard.tables_in(ARRAY[{schemas}]::oid[])"
     if kind == "table":
-        return "ARRAY[" + ", ".join(f"{literal(RawStream()(r))}::regclass" for r in node.objects) + "]::oid[]"
+        return "ARRAY[" + ", ".join(f"{sql_literal(RawStream()(r))}::regclass" for r in node.objects) + "]::oid[]"
     if kind == "schema":
-        return "ARRAY[" + ", ".join(f"{literal(quote(s.sval))}::regnamespace" for s in node.objects) + "]::oid[]"
-    databases = ", ".join(f"shiftguard.database_oid({literal(s.sval)})" for s in node.objects)
+        return "ARRAY[" + ", ".join(f"{sql_literal(quote_ident(s.sval))}::regnamespace" for s in node.objects) + "]::oid[]"
+    databases = ", ".join(f"shiftguard.database_oid({sql_literal(s.sval)})" for s in node.objects)
     return f"ARRAY[{databases}]::oid[]"
 
 
 def grant_call(postgres: str | None, spec: dict, objects: str) -> str:
-    return (f"CALL shiftguard.grant_privileges({literal(postgres) if postgres else 'NULL'}, "
-            f"{literal(json.dumps(spec, separators=(',', ':')))}::jsonb, {objects})")
+    return (f"CALL shiftguard.grant_privileges({sql_literal(postgres) if postgres else 'NULL'}, "
+            f"{sql_literal(json.dumps(spec, separators=(',', ':')))}::jsonb, {objects})")
 
 
 _DROPPED = {enums.ObjectType.OBJECT_TABLE: "TABLE", enums.ObjectType.OBJECT_VIEW: "VIEW",
@@ -90,10 +80,10 @@ def drop_call(node: dict) -> tuple[str, bytes] | None:
     for obj in node.get("objects", ()):
         parts = [p["String"]["sval"] for p in obj["List"]["items"]] if "List" in obj else [obj["String"]["sval"]]
         written = ".".join(parts)
-        qualified = ".".join(quote(p) for p in parts)
-        names.append(literal(written))
+        qualified = ".".join(quote_ident(p) for p in parts)
+        names.append(sql_literal(written))
         function = "to_regnamespace" if kind == "SCHEMA" else "to_regclass"
-        resolved.append(f"pg_catalog.{function}({literal(qualified)})::oid")
+        resolved.append(f"pg_catalog.{function}({sql_literal(qualified)})::oid")
     cascade = node.get("behavior") == "DROP_CASCADE"
     return (f"CALL shiftguard.drop_objects('{kind}', ARRAY[{', '.join(resolved)}]::oid[], "
             f"ARRAY[{', '.join(names)}]::text[], {str(bool(node.get('missing_ok'))).lower()}, "
@@ -106,14 +96,14 @@ def rename_call(node: dict) -> tuple[str, bytes] | None:
         return None  # IF EXISTS: PostgreSQL's own path (owners only)
     target = node.get("renameType")
     if target == "OBJECT_COLUMN" and node.get("relationType") == "OBJECT_TABLE":
-        column = literal(node["subname"])
+        column = sql_literal(node["subname"])
     elif target == "OBJECT_TABLE":
         column = "NULL"
     else:
         return None
     relation = node["relation"]
-    qualified = ".".join(quote(p) for p in (relation.get("schemaname"), relation["relname"]) if p)
-    return (f"CALL shiftguard.rename_relation({literal(qualified)}::regclass, {column}, {literal(node['newname'])})",
+    qualified = ".".join(quote_ident(p) for p in (relation.get("schemaname"), relation["relname"]) if p)
+    return (f"CALL shiftguard.rename_relation({sql_literal(qualified)}::regclass, {column}, {sql_literal(node['newname'])})",
             b"ALTER TABLE")
 
 
@@ -168,7 +158,7 @@ def parse_assumerole(cursor, granting: bool) -> dict:
 
 
 def assumerole_call(spec: dict) -> tuple[str, bytes]:
-    return (f"CALL shiftguard.grant_assumerole({literal(json.dumps(spec, separators=(',', ':')))}::jsonb)",
+    return (f"CALL shiftguard.grant_assumerole({sql_literal(json.dumps(spec, separators=(',', ':')))}::jsonb)",
             b"GRANT" if spec["is_grant"] else b"REVOKE")
 
 
@@ -191,15 +181,15 @@ def permission_call(kind: str, node: dict, statement: str) -> tuple[str, bytes, 
         routine = "FUNCTION" if node["removeType"] == "OBJECT_FUNCTION" else "PROCEDURE"
         names, resolved = [], []
         for signature in pglast.parse_sql(statement)[0].stmt.objects:
-            name = ".".join(quote(p.sval) for p in signature.objname)
+            name = ".".join(quote_ident(p.sval) for p in signature.objname)
             written = ".".join(p.sval for p in signature.objname)
             if signature.args_unspecified:
                 names.append(written)
-                resolved.append(f"pg_catalog.to_regproc({literal(name)})::oid")
+                resolved.append(f"pg_catalog.to_regproc({sql_literal(name)})::oid")
             else:
                 args = f"({', '.join(RawStream()(t) for t in signature.objargs or ())})"
                 names.append(written + args)
-                resolved.append(f"pg_catalog.to_regprocedure({literal(name + args)})::oid")
+                resolved.append(f"pg_catalog.to_regprocedure({sql_literal(name + args)})::oid")
         return _permit(f"DROP {routine}", statement, resolved,
                        {"names": names, "if_exists": bool(node.get("missing_ok")),
                         "cascade": node.get("behavior") == "DROP_CASCADE"}, f"DROP {routine}".encode())
@@ -216,12 +206,12 @@ def _written(range_var: dict) -> str:
 
 
 def _regclass(range_var: dict) -> str:
-    name = ".".join(quote(p) for p in (range_var.get("schemaname"), range_var["relname"]) if p)
-    return f"pg_catalog.to_regclass({literal(name)})::oid"
+    name = ".".join(quote_ident(p) for p in (range_var.get("schemaname"), range_var["relname"]) if p)
+    return f"pg_catalog.to_regclass({sql_literal(name)})::oid"
 
 
 def _permit(permission: str, statement: str, objects: list[str], options: dict,
             tag: bytes) -> tuple[str, bytes, bool]:
-    return (f"CALL shiftguard.run_or_permit({literal(permission)}, {literal(statement)}, "
-            f"ARRAY[{', '.join(objects)}]::oid[], {literal(json.dumps(options, separators=(',', ':')))}::jsonb)",
+    return (f"CALL shiftguard.run_or_permit({sql_literal(permission)}, {sql_literal(statement)}, "
+            f"ARRAY[{', '.join(objects)}]::oid[], {sql_literal(json.dumps(options, separators=(',', ':')))}::jsonb)",
             tag, True)

@@ -21,7 +21,7 @@ from pglast import ast, enums, parser, visitors
 from pglast.stream import RawStream
 
 from ..protocol import sqlstate
-from .tokens import Cursor, GrammarError, Token
+from .tokens import Cursor, GrammarError, Token, quote_ident
 
 _CURRENT_USER = (enums.SQLValueFunctionOp.SVFOP_CURRENT_USER, enums.SQLValueFunctionOp.SVFOP_USER,
                  enums.SQLValueFunctionOp.SVFOP_CURRENT_ROLE)
@@ -98,13 +98,9 @@ class _Lookups(visitors.Visitor):
     def visit_RangeVar(self, parent, node):
         if node.schemaname is None and node.relname in self.ctes:
             return
-        name = _quote(node.relname) if node.schemaname is None else f"{_quote(node.schemaname)}.{_quote(node.relname)}"
+        name = quote_ident(node.relname) if node.schemaname is None else f"{quote_ident(node.schemaname)}.{quote_ident(node.relname)}"
         if name not in self.names:
             self.names.append(name)
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _parenthesized(cursor: Cursor, text: str, what: str) -> str:
@@ -255,9 +251,9 @@ def parse_table_rls(cursor: Cursor) -> tuple[str, bool, str | None] | None:
 
 def table_name(cursor: Cursor) -> str:
     """[schema.]table, quoted for a regclass literal."""
-    name = _quote(cursor.name("table name"))
+    name = quote_ident(cursor.name("table name"))
     if cursor.accept_symbol("."):
-        name += "." + _quote(cursor.name("table name"))
+        name += "." + quote_ident(cursor.name("table name"))
     return name
 
 

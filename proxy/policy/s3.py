@@ -26,7 +26,7 @@ from pglast import parser
 from pglast.stream import RawStream
 
 from ..protocol import sqlstate
-from .tokens import Cursor, GrammarError, Token, scan, string_value
+from .tokens import Cursor, GrammarError, Token, scan, sql_literal, string_value
 
 
 def not_supported(what: str) -> GrammarError:
@@ -305,13 +305,6 @@ def _one_character(cursor: Cursor, what: str) -> str:
 # --------------------------------------------------------------------------- the calls
 
 
-def _literal(value: str) -> str:
-    """An escape-string literal, read the same whatever standard_conforming_strings says."""
-    if "\0" in value:
-        raise GrammarError("NUL in a string", sqlstate.INVALID_PARAMETER_VALUE)
-    return "E'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
-
-
 def _backend_refusal(what: str) -> GrammarError:
     return GrammarError(f"{what} is not supported by shiftguard on this backend", sqlstate.FEATURE_NOT_SUPPORTED,
                         hint="COPY and UNLOAD with S3 locations need the embedded PostgreSQL or a management "
@@ -336,13 +329,13 @@ def plan(statement: str, tokens: list[Token], local_s3, available: bool, check_q
                                     options.allowoverwrite)
         ticket, signature = local_s3.ticket({"op": "write", "file": path, "allowoverwrite": options.allowoverwrite,
                                              **options.copy_format(unloading=True)})
-        return (f"CALL shiftguard.s3_unload({_literal(query)}, {_literal(ticket)}, {_literal(signature)})",
+        return (f"CALL shiftguard.s3_unload({sql_literal(query)}, {sql_literal(ticket)}, {sql_literal(signature)})",
                 b"UNLOAD", False)
     copy = parse_copy(tokens)
     if local_s3 is None or not available:
         raise _backend_refusal("COPY from Amazon S3")
     files = local_s3.source_files(copy.source.bucket, copy.source.prefix)
     ticket, signature = local_s3.ticket({"op": "read", "files": files, **copy.options.copy_format(unloading=False)})
-    columns = ", ".join(_literal(c) for c in copy.columns)
-    return (f"CALL shiftguard.s3_copy({_literal(copy.table)}, ARRAY[{columns}]::text[], {_literal(ticket)}, "
-            f"{_literal(signature)})", b"COPY", False)
+    columns = ", ".join(sql_literal(c) for c in copy.columns)
+    return (f"CALL shiftguard.s3_copy({sql_literal(copy.table)}, ARRAY[{columns}]::text[], {sql_literal(ticket)}, "
+            f"{sql_literal(signature)})", b"COPY", False)

@@ -28,7 +28,7 @@ from pglast import parser, visitors
 from pglast.stream import RawStream
 
 from ..protocol import sqlstate
-from .tokens import Cursor, GrammarError, scan, split_statements
+from .tokens import Cursor, GrammarError, scan, split_statements, sql_literal
 from . import dialect
 from .groups import (changes_json, parse_alter_group, parse_create_group, parse_drop_group,
                      rewrite_grant)
@@ -316,13 +316,6 @@ def _identity_provider_statement(statement: str) -> Result:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def sql_literal(value: str) -> str:
-    """An escape-string literal, read the same whatever standard_conforming_strings says."""
-    if "\0" in value:
-        raise ValueError("NUL in SQL literal")
-    return "E'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
 # --------------------------------------------------------------------------- Redshift users

@@ -41,6 +41,22 @@ class Token:
         return ""
 
 
+class NulInString(GrammarError, ValueError):
+    """A string with NUL, which no SQL literal can hold: refused with SQLSTATE 22023."""
+
+
+def sql_literal(value: str) -> str:
+    """An escape-string literal, read the same whatever standard_conforming_strings says."""
+    if "\0" in value:
+        raise NulInString("NUL in a string", sqlstate.INVALID_PARAMETER_VALUE)
+    return "E'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def quote_ident(name: str) -> str:
+    """A name as a quoted identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 def scan(text: str) -> list[Token]:
     """Tokens of text without comments; raises GrammarError when PostgreSQL could not scan it."""
     try:

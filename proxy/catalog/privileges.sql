@@ -121,6 +121,100 @@ BEGIN
 END
 $$;
 
+-- Redshift's column rules (reference §4; the Python half is policy/privileges.py column_rules).
+-- A privilege held by a grantee's own ACL entry, on the table or on any of its columns.
+CREATE OR REPLACE FUNCTION shiftguard.held_on_table(p_table oid, p_role oid, p_privilege text) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT EXISTS (SELECT FROM pg_class c, aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) a
+                    WHERE c.oid = p_table AND a.grantee = p_role AND a.privilege_type = p_privilege)
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.held_on_table(oid, oid, text) TO PUBLIC;
+
+CREATE OR REPLACE FUNCTION shiftguard.held_on_columns(p_table oid, p_role oid, p_privilege text) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT EXISTS (SELECT FROM pg_attribute t, aclexplode(t.attacl) a
+                    WHERE t.attrelid = p_table AND t.attnum > 0 AND NOT t.attisdropped AND t.attacl IS NOT NULL
+                      AND a.grantee = p_role AND a.privilege_type = p_privilege)
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.held_on_columns(oid, oid, text) TO PUBLIC;
+
+CREATE OR REPLACE FUNCTION shiftguard.grantee_label(p_role text) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN p_role = '' THEN 'PUBLIC'
+                WHEN p_role LIKE 'grp:%' THEN 'group ' || substr(p_role, 5)
+                ELSE p_role END
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.grantee_label(text) TO PUBLIC;
+
+-- GRANT or REVOKE on tables under Redshift's column rules. p_statement: the table-level part,
+-- as the caller wrote it (NULL when there is none); p_spec: is_grant, check (table-level
+-- privileges a grantee must not hold on columns), columns ([{privilege, columns}]), grantees
+-- (role names, '' for PUBLIC). Everything runs with the caller's rights, so PostgreSQL decides
+-- who may grant; the rules only refuse or skip. Error wording: UNVERIFIED (Redshift's is not
+-- documented), SQLSTATE 0LP01 (invalid_grant_operation) as PostgreSQL uses for grant misuse.
+CREATE OR REPLACE PROCEDURE shiftguard.grant_checked(p_statement text, p_spec jsonb, p_tables oid[])
+LANGUAGE plpgsql SECURITY INVOKER AS $$
+DECLARE
+    v_granting  boolean := (p_spec->>'is_grant')::boolean;
+    v_table     oid;
+    v_grantee   text;
+    v_role      oid;
+    v_privilege text;
+    v_item      jsonb;
+    v_columns   text;
+BEGIN
+    FOREACH v_table IN ARRAY p_tables LOOP
+        FOR v_grantee IN SELECT jsonb_array_elements_text(p_spec->'grantees') LOOP
+            v_role := CASE WHEN v_grantee = '' THEN 0 ELSE (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = v_grantee) END;
+            CONTINUE WHEN v_role IS NULL;  -- PostgreSQL names the missing role below
+            FOR v_privilege IN SELECT jsonb_array_elements_text(p_spec->'check') LOOP
+                IF shiftguard.held_on_columns(v_table, v_role, v_privilege) THEN
+                    RAISE EXCEPTION '% on relation % is granted to % on columns', v_privilege,
+                        (SELECT relname FROM pg_catalog.pg_class WHERE oid = v_table), shiftguard.grantee_label(v_grantee)
+                        USING ERRCODE = '0LP01',
+                              HINT = 'A privilege is held at one level: revoke it from the columns first.';
+                END IF;
+            END LOOP;
+        END LOOP;
+    END LOOP;
+    IF p_statement IS NOT NULL THEN
+        EXECUTE p_statement;
+    END IF;
+    IF jsonb_array_length(p_spec->'columns') = 0 THEN
+        RETURN;
+    END IF;
+    FOREACH v_table IN ARRAY p_tables LOOP
+        IF NOT (shiftguard.caller_is_superuser() OR pg_catalog.pg_has_role(session_user,
+                    (SELECT relowner FROM pg_catalog.pg_class WHERE oid = v_table), 'USAGE')) THEN
+            RAISE EXCEPTION 'permission denied for relation %', (SELECT relname FROM pg_catalog.pg_class WHERE oid = v_table)
+                USING ERRCODE = '42501',
+                      HINT = 'Only the owner of a relation or a superuser grants and revokes privileges on its columns.';
+        END IF;
+        FOR v_item IN SELECT jsonb_array_elements(p_spec->'columns') LOOP
+            v_privilege := v_item->>'privilege';
+            IF v_privilege = 'UPDATE' AND (SELECT relkind FROM pg_catalog.pg_class WHERE oid = v_table) IN ('v', 'm') THEN
+                RAISE EXCEPTION 'the columns of view % take SELECT only', v_table::regclass USING ERRCODE = '0LP01';
+            END IF;
+            SELECT string_agg(quote_ident(c), ', ') INTO v_columns FROM jsonb_array_elements_text(v_item->'columns') c;
+            FOR v_grantee IN SELECT jsonb_array_elements_text(p_spec->'grantees') LOOP
+                v_role := CASE WHEN v_grantee = '' THEN 0 ELSE (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = v_grantee) END;
+                IF v_role IS NOT NULL AND shiftguard.held_on_table(v_table, v_role, v_privilege) THEN
+                    IF v_granting THEN
+                        CONTINUE;  -- held on the whole table already: Redshift makes the column grant a no-op
+                    END IF;
+                    RAISE EXCEPTION '% on relation % is granted to % on the whole relation', v_privilege,
+                        (SELECT relname FROM pg_catalog.pg_class WHERE oid = v_table), shiftguard.grantee_label(v_grantee)
+                        USING ERRCODE = '0LP01', HINT = 'Revoke it from the relation (that revokes it from its columns too).';
+                END IF;
+                EXECUTE format(CASE WHEN v_granting THEN 'GRANT %s (%s) ON %s TO %s' ELSE 'REVOKE %s (%s) ON %s FROM %s' END,
+                               v_privilege, v_columns, v_table::regclass,
+                               CASE WHEN v_grantee = '' THEN 'PUBLIC' ELSE quote_ident(v_grantee) END);
+            END LOOP;
+        END LOOP;
+    END LOOP;
+END
+$$;
+
 -- Tables of the schemas, for GRANT ... ON ALL TABLES IN SCHEMA (views included, as in Redshift).
 CREATE OR REPLACE FUNCTION shiftguard.tables_in(p_schemas oid[]) RETURNS oid[]
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$

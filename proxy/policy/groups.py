@@ -15,7 +15,7 @@ import pglast
 from pglast.stream import RawStream
 
 from ..protocol import sqlstate
-from .privileges import grant_call, split_grant
+from .privileges import column_rules, grant_call, split_grant
 from .tokens import Cursor, GrammarError, scan
 
 GROUP_ROLE_PREFIX = "grp:"
@@ -118,10 +118,13 @@ def rewrite_grant(statement: str) -> tuple[str | None, GrammarError | None]:
     if not node.is_grant and node.behavior == 1:  # DROP_CASCADE
         return None, GrammarError("REVOKE ... CASCADE is not Redshift syntax; Redshift revokes with RESTRICT")
     redshift_only = None if default_privileges else split_grant(node)
+    checked = None if default_privileges else column_rules(tree, node)
     if redshift_only is not None:
         spec, objects = redshift_only
-        postgres = RawStream()(tree) if node.privileges is None or node.privileges else None
+        postgres = checked or (RawStream()(tree) if node.privileges is None or node.privileges else None)
         return grant_call(postgres, spec, objects), None
+    if checked is not None:
+        return checked, None
     if default_privileges and any(p.priv_name and p.priv_name.upper() in ("DROP", "ALTER")
                                   for p in node.privileges or ()):
         return None, GrammarError("ALTER DEFAULT PRIVILEGES for DROP or ALTER is not supported by shiftguard",

@@ -36,6 +36,53 @@ def split_grant(node: ast.GrantStmt) -> tuple[dict, str] | None:
         if any(p.cols for p in node.privileges if p.priv_name and p.priv_name.upper() in ours):
             raise GrammarError(f"{taken[0]} cannot be granted on columns", sqlstate.INVALID_GRANT_OPERATION)
         node.privileges = tuple(p for p in node.privileges if not (p.priv_name and p.priv_name.upper() in ours))
+    spec = {"is_grant": bool(node.is_grant), "object_type": kind, "privileges": taken, "grantees": _grantees(node),
+            "grant_option": bool(node.grant_option)}
+    return spec, _objects(node, kind)
+
+
+_COLUMN_PRIVILEGES = ("SELECT", "UPDATE")
+
+
+def column_rules(tree, node: ast.GrantStmt) -> str | None:
+    """A GRANT or REVOKE on tables that Redshift's column rules reach (reference §4), as a call
+    of shiftguard.grant_checked, or None. The rules: columns take SELECT and UPDATE only (ALL
+    (cols) is both), no grant option, granted by the owner or a superuser; one privilege lives
+    at one level for a grantee, so a table grant is refused while the grantee holds it on
+    columns, a column grant is a no-op while it is held on the table, and a column revoke is
+    refused then. A table revoke removes both (PostgreSQL's own rule). `node` is the tree's
+    statement, after split_grant took the Redshift-only privileges out."""
+    if node.objtype != enums.ObjectType.OBJECT_TABLE or node.privileges == ():
+        return None
+    on_columns = [p for p in node.privileges or () if p.cols]
+    on_table = [p.priv_name.upper() for p in node.privileges or () if not p.cols]
+    checked = list(_COLUMN_PRIVILEGES) if node.privileges is None else [
+        p for p in on_table if p in _COLUMN_PRIVILEGES]
+    if not on_columns and not (node.is_grant and checked):
+        return None  # nothing the rules reach
+    columns = []
+    if on_columns:
+        if node.targtype != enums.GrantTargetType.ACL_TARGET_OBJECT:
+            raise GrammarError("column privileges are granted on named tables", sqlstate.INVALID_GRANT_OPERATION)
+        if node.grant_option:
+            raise GrammarError("column privileges have no grant option", sqlstate.INVALID_GRANT_OPERATION)
+        for privilege in on_columns:
+            names = [c.sval for c in privilege.cols]
+            for name in (_COLUMN_PRIVILEGES if privilege.priv_name is None else (privilege.priv_name.upper(),)):
+                if name not in _COLUMN_PRIVILEGES:
+                    raise GrammarError(f"{name} cannot be granted on columns; columns take SELECT and UPDATE",
+                                       sqlstate.INVALID_GRANT_OPERATION)
+                columns.append({"privilege": name, "columns": names})
+        node.privileges = tuple(p for p in node.privileges if not p.cols)
+    statement = RawStream()(tree) if node.privileges is None or node.privileges else None
+    spec = {"is_grant": bool(node.is_grant), "check": checked if node.is_grant else [],
+            "columns": columns, "grantees": _grantees(node)}
+    return (f"CALL shiftguard.grant_checked({sql_literal(statement) if statement else 'NULL'}, "
+            f"{sql_literal(json.dumps(spec, separators=(',', ':')))}::jsonb, {_objects(node, 'table')})")
+
+
+def _grantees(node: ast.GrantStmt) -> list[str]:
+    """Role names, '' for PUBLIC."""
     grantees = []
     for grantee in node.grantees or ():
         if grantee.roletype == enums.RoleSpecType.ROLESPEC_PUBLIC:
@@ -44,9 +91,7 @@ def split_grant(node: ast.GrantStmt) -> tuple[dict, str] | None:
             grantees.append(grantee.rolename)
         else:
             raise GrammarError("name the grantee (CURRENT_USER and SESSION_USER are not Redshift grantees)")
-    spec = {"is_grant": bool(node.is_grant), "object_type": kind, "privileges": taken, "grantees": grantees,
-            "grant_option": bool(node.grant_option)}
-    return spec, _objects(node, kind)
+    return grantees
 
 
 def _objects(node: ast.GrantStmt, kind: str) -> str:

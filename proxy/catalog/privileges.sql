@@ -468,6 +468,25 @@ BEGIN
                 RAISE NOTICE '% "%" does not exist, skipping', lower(substr(p_permission, 6)), v_names[1];
             END IF;
         END LOOP;
+    WHEN 'ALTER DEFAULT PRIVILEGES' THEN
+        -- FOR USER another user: PostgreSQL wants membership in the target, so the statement the
+        -- proxy printed from its parse tree (signed: nothing else is run) runs here. It names
+        -- roles and schemas only, and runs no user code. Targets are Redshift users, never
+        -- shiftguard's own roles; schemas are never the protected ones.
+        IF NOT shiftguard.signed('default_privileges', p_options->>'statement', p_options->>'signature') THEN
+            RAISE EXCEPTION 'permitted: the statement is not one shiftguard wrote' USING ERRCODE = '42501';
+        END IF;
+        IF EXISTS (SELECT FROM jsonb_array_elements_text(p_options->'users') u
+                    WHERE NOT EXISTS (SELECT FROM shiftguard.users WHERE name = u)) THEN
+            RAISE EXCEPTION 'permission denied: ALTER DEFAULT PRIVILEGES FOR USER names Redshift users only'
+                USING ERRCODE = '42501';
+        END IF;
+        IF EXISTS (SELECT FROM jsonb_array_elements_text(p_options->'schemas') n
+                    WHERE shiftguard.protected('schema', to_regnamespace(quote_ident(n)))) THEN
+            RAISE EXCEPTION 'permission denied: system permissions do not reach the catalogs or shiftguard''s schema'
+                USING ERRCODE = '42501';
+        END IF;
+        EXECUTE p_options->>'statement';
     WHEN 'CREATE SCHEMA' THEN
         IF (p_options->>'if_not_exists')::boolean AND to_regnamespace(quote_ident(p_options->>'schema')) IS NOT NULL THEN
             RAISE NOTICE 'schema "%" already exists, skipping', p_options->>'schema';

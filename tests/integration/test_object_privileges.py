@@ -299,3 +299,39 @@ def test_cancel_and_access_catalog(proxy, world):
 def proxy_sees_running(proxy, pid: int) -> bool:
     with proxy.connect() as admin:
         return admin.execute("SELECT state = 'active' FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone() == (True,)
+
+
+def test_alter_default_privileges_for_another_user(proxy, world):
+    """FOR USER another user: a superuser, or a holder of the ALTER DEFAULT PRIVILEGES
+    permission; the defaults then reach that user's new tables."""
+    n = world
+    statement = f"ALTER DEFAULT PRIVILEGES FOR USER {n['owner']} GRANT SELECT ON TABLES TO {n['carol']}"
+    with proxy.connect(n["bob"], PASSWORD) as bob:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            bob.execute(statement)
+    with proxy.connect() as admin:
+        admin.execute(f"GRANT ALTER DEFAULT PRIVILEGES TO ROLE {n['r']}")
+        admin.execute(f"GRANT ROLE {n['r']} TO {n['bob']}")
+    with proxy.connect(n["bob"], PASSWORD) as bob:
+        assert bob.execute(statement).statusmessage == "ALTER DEFAULT PRIVILEGES"
+        for refused, why in ((f"ALTER DEFAULT PRIVILEGES FOR USER shiftguard_views GRANT SELECT ON TABLES TO "
+                              f"{n['bob']}", "Redshift users only"),
+                             (f"ALTER DEFAULT PRIVILEGES FOR USER {n['owner']} IN SCHEMA shiftguard "
+                              f"GRANT SELECT ON TABLES TO {n['bob']}", "do not reach the catalogs")):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match=why):
+                bob.execute(refused)
+            bob.rollback()
+        # The procedure runs only statements the proxy signed.
+        forged = ('{"users": [], "schemas": [], "statement": "ALTER USER %s SUPERUSER", "signature": "00"}'
+                  % n["bob"])
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="not one shiftguard wrote"):
+            bob.execute("CALL shiftguard.run_or_permit('ALTER DEFAULT PRIVILEGES', 'SELECT 1', ARRAY[]::oid[], %s)",
+                        (forged,))
+    with proxy.connect(n["owner"], PASSWORD) as owner:
+        owner.execute(f"CREATE TABLE {n['t']}_new (a int)")
+        owner.execute(f"INSERT INTO {n['t']}_new VALUES (7)")
+    with proxy.connect(n["carol"], PASSWORD) as carol:
+        assert carol.execute(f"SELECT a FROM {n['t']}_new").fetchall() == [(7,)]
+    with proxy.connect() as admin:
+        assert admin.execute("SELECT privilege_type FROM svv_default_privileges WHERE owner_name = %s "
+                             "AND grantee_name = %s", (n["owner"], n["carol"])).fetchall() == [("SELECT",)]

@@ -298,6 +298,145 @@ BEGIN
 END
 $$;
 
+-- ALTER DEFAULT PRIVILEGES ... GRANT DROP ON TABLES (PostgreSQL has no DROP bit): kept here
+-- and applied to each new table or view of the owner (schema_oid 0: in every schema) by the
+-- event trigger below. owner: the role's oid, as pg_default_acl keeps it; grantee: a role name,
+-- '' for PUBLIC, as in shiftguard.object_privileges.
+CREATE TABLE IF NOT EXISTS shiftguard.default_object_privileges (
+    owner_oid    oid NOT NULL,
+    schema_oid   oid NOT NULL DEFAULT 0,
+    grantee      text NOT NULL,
+    privilege    text NOT NULL CHECK (privilege = 'DROP'),
+    grant_option boolean NOT NULL DEFAULT false,
+    PRIMARY KEY (owner_oid, schema_oid, grantee, privilege)
+);
+REVOKE ALL ON shiftguard.default_object_privileges FROM PUBLIC;
+
+-- The DROP half of an ALTER DEFAULT PRIVILEGES (the proxy split it off; PostgreSQL's half, if
+-- any, ran just before as the caller). Who may: as PostgreSQL's rule, a member of each target
+-- user; also a superuser, and a holder of the ALTER DEFAULT PRIVILEGES permission for Redshift
+-- users. p_spec: is_grant, grant_option, users ([]: the caller), schemas, grantees.
+CREATE OR REPLACE FUNCTION shiftguard.redshift_default_grant(p_spec jsonb) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_owners  oid[];
+    v_schemas oid[];
+    v_owner   oid;
+    v_schema  oid;
+    v_grantee text;
+BEGIN
+    SELECT coalesce(array_agg(coalesce(r.oid, shiftguard.missing_role(u))), ARRAY[(SELECT oid FROM pg_roles WHERE rolname = session_user)])
+      INTO v_owners
+      FROM jsonb_array_elements_text(p_spec->'users') u LEFT JOIN pg_roles r ON r.rolname = u;
+    FOREACH v_owner IN ARRAY v_owners LOOP
+        IF NOT (pg_has_role(session_user, v_owner, 'MEMBER') OR shiftguard.caller_is_superuser()
+                OR (shiftguard.caller_may('ALTER DEFAULT PRIVILEGES')
+                    AND EXISTS (SELECT FROM shiftguard.users WHERE name = (SELECT rolname FROM pg_roles WHERE oid = v_owner)))) THEN
+            RAISE EXCEPTION 'permission denied to change default privileges' USING ERRCODE = '42501';
+        END IF;
+    END LOOP;
+    SELECT coalesce(array_agg(coalesce(to_regnamespace(quote_ident(n))::oid, shiftguard.missing_schema(n))), ARRAY[0::oid])
+      INTO v_schemas FROM jsonb_array_elements_text(p_spec->'schemas') n;
+    IF NOT shiftguard.caller_is_superuser() AND EXISTS (SELECT FROM unnest(v_schemas) n WHERE shiftguard.protected('schema', n)) THEN
+        RAISE EXCEPTION 'permission denied: privileges do not reach the catalogs or shiftguard''s schema' USING ERRCODE = '42501';
+    END IF;
+    FOR v_grantee IN SELECT jsonb_array_elements_text(p_spec->'grantees') LOOP
+        IF v_grantee <> '' THEN
+            PERFORM shiftguard.missing_role(v_grantee) WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = v_grantee);
+        END IF;
+        FOREACH v_owner IN ARRAY v_owners LOOP
+            FOREACH v_schema IN ARRAY v_schemas LOOP
+                IF (p_spec->>'is_grant')::boolean THEN
+                    INSERT INTO shiftguard.default_object_privileges AS d (owner_oid, schema_oid, grantee, privilege, grant_option)
+                    VALUES (v_owner, v_schema, v_grantee, 'DROP', (p_spec->>'grant_option')::boolean)
+                    ON CONFLICT (owner_oid, schema_oid, grantee, privilege)
+                    DO UPDATE SET grant_option = d.grant_option OR excluded.grant_option;
+                ELSIF (p_spec->>'grant_option')::boolean THEN
+                    UPDATE shiftguard.default_object_privileges SET grant_option = false
+                     WHERE owner_oid = v_owner AND schema_oid = v_schema AND grantee = v_grantee;
+                ELSE
+                    DELETE FROM shiftguard.default_object_privileges
+                     WHERE owner_oid = v_owner AND schema_oid = v_schema AND grantee = v_grantee;
+                END IF;
+            END LOOP;
+        END LOOP;
+    END LOOP;
+END
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.redshift_default_grant(jsonb) TO PUBLIC;  -- it checks its caller
+
+CREATE OR REPLACE FUNCTION shiftguard.missing_role(p_name text) RETURNS oid
+LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'role "%" does not exist', p_name USING ERRCODE = '42704';
+END
+$$;
+
+CREATE OR REPLACE FUNCTION shiftguard.missing_schema(p_name text) RETURNS oid
+LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'schema "%" does not exist', p_name USING ERRCODE = '3F000';
+END
+$$;
+
+CREATE OR REPLACE PROCEDURE shiftguard.default_privileges(p_postgres text, p_spec jsonb)
+LANGUAGE plpgsql SECURITY INVOKER AS $$
+BEGIN
+    IF p_postgres IS NOT NULL THEN
+        EXECUTE p_postgres;  -- the caller's own statement (or its run_or_permit call), as the caller
+    END IF;
+    PERFORM shiftguard.redshift_default_grant(p_spec);
+END
+$$;
+
+-- A new table or view gets the DROP defaults of its creator (the session's user: views a
+-- superuser creates change owner afterwards, catalog/rls.sql) for its schema and for all schemas.
+CREATE OR REPLACE FUNCTION shiftguard.apply_default_privileges() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    INSERT INTO shiftguard.object_privileges (object_type, object_oid, grantee, privilege, grant_option, grantor)
+    SELECT DISTINCT ON (c.objid, d.grantee) 'table', c.objid, d.grantee, d.privilege, d.grant_option, session_user
+      FROM pg_event_trigger_ddl_commands() c
+      JOIN pg_class t ON t.oid = c.objid
+      JOIN shiftguard.default_object_privileges d
+        ON d.owner_oid = (SELECT oid FROM pg_roles WHERE rolname = session_user)
+       AND d.schema_oid IN (0, t.relnamespace)
+     WHERE c.classid = 'pg_class'::regclass AND c.objsubid = 0 AND t.relkind IN ('r', 'p', 'v', 'm', 'f')
+       AND t.relnamespace <> 'shiftguard'::regnamespace
+     ORDER BY c.objid, d.grantee, d.grant_option DESC
+    ON CONFLICT DO NOTHING;
+END
+$$;
+SELECT shiftguard.ensure_event_trigger('shiftguard_default_privileges', 'ddl_command_end',
+                                       ARRAY['CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'CREATE VIEW',
+                                             'CREATE MATERIALIZED VIEW', 'CREATE FOREIGN TABLE'],
+                                       'shiftguard.apply_default_privileges');
+
+-- Objects dropped by any path (DROP OWNED, CASCADE, a DO block) take their Redshift-only
+-- privileges with them: a new object given the same oid must not inherit them.
+CREATE OR REPLACE FUNCTION shiftguard.forget_dropped_objects() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    DELETE FROM shiftguard.object_privileges o
+     USING pg_event_trigger_dropped_objects() d
+     WHERE d.objid = o.object_oid AND d.objsubid = 0
+       AND ((o.object_type = 'table' AND d.classid = 'pg_class'::regclass)
+            OR (o.object_type = 'schema' AND d.classid = 'pg_namespace'::regclass));
+    DELETE FROM shiftguard.default_object_privileges p
+     USING pg_event_trigger_dropped_objects() d
+     WHERE d.classid = 'pg_namespace'::regclass AND d.objid = p.schema_oid;
+END
+$$;
+SELECT shiftguard.ensure_event_trigger('shiftguard_forget_dropped_objects', 'sql_drop', NULL,
+                                       'shiftguard.forget_dropped_objects');
+
+-- The stored DROP defaults, for the view below (the table itself is private).
+CREATE OR REPLACE FUNCTION shiftguard.default_privileges_rows() RETURNS SETOF shiftguard.default_object_privileges
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT * FROM shiftguard.default_object_privileges
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.default_privileges_rows() TO PUBLIC;
+
 -- SVV_DEFAULT_PRIVILEGES: what ALTER DEFAULT PRIVILEGES set, with Redshift's names.
 CREATE OR REPLACE VIEW shiftguard.svv_default_privileges AS
     SELECT CASE WHEN d.defaclnamespace = 0 THEN NULL ELSE n.nspname::text END AS schema_name,
@@ -311,7 +450,17 @@ CREATE OR REPLACE VIEW shiftguard.svv_default_privileges AS
      CROSS JOIN LATERAL aclexplode(d.defaclacl) a
      CROSS JOIN LATERAL shiftguard.identity(a.grantee) i
      CROSS JOIN LATERAL shiftguard.identity(d.defaclrole) o
-     WHERE a.grantee <> d.defaclrole AND shiftguard.sees_identity(a.grantee, d.defaclrole);
+     WHERE a.grantee <> d.defaclrole AND shiftguard.sees_identity(a.grantee, d.defaclrole)
+    UNION ALL
+    SELECT CASE WHEN d.schema_oid = 0 THEN NULL ELSE n.nspname::text END, 'RELATION',
+           d.owner_oid::integer, o.name, o.type, d.privilege, coalesce(g.oid, 0)::integer, i.type, i.name,
+           d.grant_option AND i.type = 'user'
+      FROM shiftguard.default_privileges_rows() d
+      LEFT JOIN pg_namespace n ON n.oid = d.schema_oid
+      LEFT JOIN pg_roles g ON g.rolname = d.grantee
+     CROSS JOIN LATERAL shiftguard.identity(coalesce(g.oid, 0)) i
+     CROSS JOIN LATERAL shiftguard.identity(d.owner_oid) o
+     WHERE (d.grantee = '' OR g.oid IS NOT NULL) AND shiftguard.sees_identity(coalesce(g.oid, 0), d.owner_oid);
 GRANT SELECT ON shiftguard.svv_default_privileges TO PUBLIC;
 
 -- Redshift: a new procedure may be run by its owner and superusers only (functions are

@@ -488,6 +488,20 @@ BEGIN
 END
 $$;
 
+CREATE OR REPLACE FUNCTION shiftguard.holds_redshift_privileges(p_name text, p_oid oid) RETURNS boolean
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF to_regclass('shiftguard.default_object_privileges') IS NULL THEN
+        RETURN false;  -- catalog/privileges.sql not installed yet
+    END IF;
+    RETURN EXISTS (SELECT FROM shiftguard.object_privileges o WHERE o.grantee = p_name AND CASE o.object_type
+                       WHEN 'table' THEN EXISTS (SELECT FROM pg_class WHERE oid = o.object_oid)
+                       WHEN 'schema' THEN EXISTS (SELECT FROM pg_namespace WHERE oid = o.object_oid)
+                       ELSE EXISTS (SELECT FROM pg_database WHERE oid = o.object_oid) END)
+        OR EXISTS (SELECT FROM shiftguard.default_object_privileges WHERE grantee = p_name OR owner_oid = p_oid);
+END
+$$;
+
 CREATE OR REPLACE PROCEDURE shiftguard.drop_users(p_names text[], p_missing_ok boolean)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -519,8 +533,11 @@ BEGIN
             RAISE EXCEPTION 'user "%" can''t be dropped because the user owns some object', v_name
                 USING ERRCODE = '55006';
         END IF;
+        -- Redshift-only privileges (catalog/privileges.sql) count as PostgreSQL's do: a new user of
+        -- the same name must not inherit them.
         IF EXISTS (SELECT FROM pg_shdepend WHERE refclassid = 'pg_authid'::regclass AND refobjid = v_oid
-                   AND deptype = 'a' AND dbid = ANY (v_dbs)) THEN
+                   AND deptype = 'a' AND dbid = ANY (v_dbs))
+           OR shiftguard.holds_redshift_privileges(v_name, v_oid) THEN
             RAISE EXCEPTION 'user "%" can''t be dropped because the user has a privilege on some object', v_name
                 USING ERRCODE = '55006';
         END IF;
@@ -613,7 +630,8 @@ BEGIN
     IF EXISTS (SELECT FROM pg_shdepend WHERE refclassid = 'pg_authid'::regclass
                AND refobjid = (SELECT oid FROM pg_roles WHERE rolname = v_role)
                AND deptype IN ('a', 'o')
-               AND dbid IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))) THEN
+               AND dbid IN (0, (SELECT oid FROM pg_database WHERE datname = current_database())))
+       OR shiftguard.holds_redshift_privileges(v_role, (SELECT oid FROM pg_roles WHERE rolname = v_role)) THEN
         RAISE EXCEPTION 'group "%" can''t be dropped because the group has a privilege on some object', p_name
             USING ERRCODE = '55006';  -- wording from reference §2; SQLSTATE as for DROP USER
     END IF;
@@ -722,6 +740,9 @@ BEGIN
         EXECUTE format('DROP OWNED BY %I', p_name);
     END IF;
     DELETE FROM shiftguard.roles WHERE name = p_name;
+    -- Its Redshift-only privileges go with it (catalog/privileges.sql), PostgreSQL's with DROP ROLE.
+    DELETE FROM shiftguard.object_privileges WHERE grantee = p_name;
+    DELETE FROM shiftguard.default_object_privileges WHERE grantee = p_name OR owner_oid = v_oid;
     EXECUTE format('DROP ROLE %I', p_name);
 END
 $$;

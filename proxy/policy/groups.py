@@ -15,7 +15,8 @@ import pglast
 from pglast.stream import RawStream
 
 from ..protocol import sqlstate
-from .privileges import column_rules, grant_call, split_grant
+from .privileges import column_rules, default_privileges_call, grant_call, split_grant
+from .signing import Signer, unsigned
 from .tokens import Cursor, GrammarError, scan
 
 GROUP_ROLE_PREFIX = "grp:"
@@ -87,13 +88,13 @@ def changes_json(change: dict) -> str:
 # --------------------------------------------------------------------------- GRANT / REVOKE
 
 
-def rewrite_grant(statement: str) -> tuple[str | None, GrammarError | None]:
+def rewrite_grant(statement: str, sign: Signer = unsigned) -> tuple[str | None, GrammarError | None]:
     """A GRANT, REVOKE or ALTER DEFAULT PRIVILEGES whose grantees say GROUP g: (the statement naming the groups' roles,
     or None when nothing changes; or the Redshift rule it breaks). Redshift-only privileges
-    (DROP, ALTER, ...) make it a call of shiftguard.grant_privileges (policy/privileges.py)."""
+    (DROP, ALTER, ...) and Redshift's column rules make it a call (policy/privileges.py)."""
     statement, role_starts = _strip_role_keywords(statement)
     tree = pglast.parse_sql(statement)
-    node = tree[0].stmt
+    node = outer = tree[0].stmt
     default_privileges = isinstance(node, pglast.ast.AlterDefaultPrivilegesStmt)
     if default_privileges:
         node = node.action  # ALTER DEFAULT PRIVILEGES [FOR USER u] [IN SCHEMA s] GRANT|REVOKE ...
@@ -117,18 +118,17 @@ def rewrite_grant(statement: str) -> tuple[str | None, GrammarError | None]:
                                   sqlstate.INVALID_GRANT_OPERATION)
     if not node.is_grant and node.behavior == 1:  # DROP_CASCADE
         return None, GrammarError("REVOKE ... CASCADE is not Redshift syntax; Redshift revokes with RESTRICT")
-    redshift_only = None if default_privileges else split_grant(node)
-    checked = None if default_privileges else column_rules(tree, node)
+    if default_privileges:
+        call = default_privileges_call(tree, outer, sign)
+        return (call if call is not None else RawStream()(tree) if changed or role_starts else None), None
+    redshift_only = split_grant(node)
+    checked = column_rules(tree, node)
     if redshift_only is not None:
         spec, objects = redshift_only
         postgres = checked or (RawStream()(tree) if node.privileges is None or node.privileges else None)
         return grant_call(postgres, spec, objects), None
     if checked is not None:
         return checked, None
-    if default_privileges and any(p.priv_name and p.priv_name.upper() in ("DROP", "ALTER")
-                                  for p in node.privileges or ()):
-        return None, GrammarError("ALTER DEFAULT PRIVILEGES for DROP or ALTER is not supported by shiftguard",
-                                  sqlstate.FEATURE_NOT_SUPPORTED)
     return (RawStream()(tree) if changed or role_starts else None), None
 
 

@@ -81,6 +81,34 @@ def column_rules(tree, node: ast.GrantStmt) -> str | None:
             f"{sql_literal(json.dumps(spec, separators=(',', ':')))}::jsonb, {_objects(node, 'table')})")
 
 
+def default_privileges_call(tree, outer: ast.AlterDefaultPrivilegesStmt, sign) -> str | None:
+    """ALTER DEFAULT PRIVILEGES [FOR USER u, ...] [IN SCHEMA s, ...] GRANT | REVOKE ..., as calls,
+    or None when PostgreSQL's own statement does. DROP ON TABLES (in ALL too), which PostgreSQL
+    has no bit for, goes to shiftguard.default_privileges, which applies it to new tables. Naming
+    other users needs a superuser or the ALTER DEFAULT PRIVILEGES permission: for the
+    permission's holders shiftguard.permitted runs PostgreSQL's part as printed here, signed."""
+    action = outer.action
+    options = {o.defname: o.arg for o in outer.options or ()}
+    users = [r.rolename for r in options.get("roles", ())]
+    schemas = [n.sval for n in options.get("schemas", ())]
+    drop = action.objtype == enums.ObjectType.OBJECT_TABLE and (
+        action.privileges is None or any(p.priv_name and p.priv_name.upper() == "DROP" for p in action.privileges))
+    if drop and action.privileges is not None:
+        action.privileges = tuple(p for p in action.privileges if not (p.priv_name and p.priv_name.upper() == "DROP"))
+    postgres = RawStream()(tree) if action.privileges is None or action.privileges else None
+    if postgres is not None and users:
+        spec = {"users": users, "schemas": schemas, "statement": postgres,
+                "signature": sign("default_privileges", postgres)}
+        postgres = (f"CALL shiftguard.run_or_permit('ALTER DEFAULT PRIVILEGES', {sql_literal(postgres)}, "
+                    f"ARRAY[]::oid[], {sql_literal(json.dumps(spec, separators=(',', ':')))}::jsonb)")
+    if not drop:
+        return postgres if users else None
+    spec = {"is_grant": bool(action.is_grant), "grant_option": bool(action.grant_option), "users": users,
+            "schemas": schemas, "grantees": _grantees(action)}
+    return (f"CALL shiftguard.default_privileges({sql_literal(postgres) if postgres else 'NULL'}, "
+            f"{sql_literal(json.dumps(spec, separators=(',', ':')))}::jsonb)")
+
+
 def _grantees(node: ast.GrantStmt) -> list[str]:
     """Role names, '' for PUBLIC."""
     grantees = []

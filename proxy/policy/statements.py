@@ -238,9 +238,9 @@ def _classify(statement: str, translator: Translator) -> Result:
                 return (f"CALL shiftguard.{procedure}({sql_literal(roles_json(system))}::jsonb)",
                         words[0].encode(), True)
         if words == ["ALTER", "DEFAULT"]:
-            return _default_privileges(statement, translator)
+            return _grant_to_groups(statement, b"ALTER DEFAULT PRIVILEGES", translator)
         if words[:1] in (["GRANT"], ["REVOKE"]):
-            return _grant_to_groups(statement, words[0].encode())
+            return _grant_to_groups(statement, words[0].encode(), translator)
     except GrammarError as exc:
         return Denial(exc.sqlstate, str(exc), hint=exc.hint)
     lowered = statement.lower()
@@ -369,9 +369,9 @@ def _drop_group(cursor: Cursor) -> Result:
 _GROUP_STATEMENTS = {"CREATE": _create_group, "ALTER": _alter_group, "DROP": _drop_group}
 
 
-def _grant_to_groups(statement: str, verb: bytes) -> Result:
+def _grant_to_groups(statement: str, verb: bytes, translator: Translator) -> Result:
     try:
-        rewritten, broken = rewrite_grant(statement)
+        rewritten, broken = rewrite_grant(statement, translator.sign)
     except parser.ParseError:
         return None  # PostgreSQL refuses it with its own error
     if broken is not None:
@@ -379,25 +379,6 @@ def _grant_to_groups(statement: str, verb: bytes) -> Result:
     if rewritten is None:
         return None
     return rewritten, (verb if rewritten.startswith("CALL ") else None), True
-
-
-def _default_privileges(statement: str, translator: Translator) -> Result:
-    """ALTER DEFAULT PRIVILEGES [FOR USER u, ...] [IN SCHEMA s, ...] GRANT | REVOKE ... Naming
-    other users needs a superuser or the ALTER DEFAULT PRIVILEGES permission; for the
-    permission's holders shiftguard.permitted runs the statement as printed here, signed."""
-    result = _grant_to_groups(statement, b"ALTER DEFAULT PRIVILEGES")
-    if isinstance(result, Denial):
-        return result
-    final = result[0] if result is not None else statement
-    (node,) = [s.stmt for s in pglast.parse_sql(final)]
-    options = {o.defname: o.arg for o in node.options or ()}
-    if "roles" not in options:
-        return result  # the caller's own defaults: PostgreSQL's rules
-    printed = RawStream()(node)
-    spec = {"users": [r.rolename for r in options["roles"]], "schemas": [n.sval for n in options.get("schemas", ())],
-            "statement": printed, "signature": translator.sign("default_privileges", printed)}
-    return (f"CALL shiftguard.run_or_permit('ALTER DEFAULT PRIVILEGES', {sql_literal(printed)}, ARRAY[]::oid[], "
-            f"{sql_literal(json.dumps(spec, separators=(',', ':')))}::jsonb)", b"ALTER DEFAULT PRIVILEGES", True)
 
 
 # --------------------------------------------------------------------------- catalog views

@@ -335,3 +335,53 @@ def test_alter_default_privileges_for_another_user(proxy, world):
     with proxy.connect() as admin:
         assert admin.execute("SELECT privilege_type FROM svv_default_privileges WHERE owner_name = %s "
                              "AND grantee_name = %s", (n["owner"], n["carol"])).fetchall() == [("SELECT",)]
+
+
+def test_default_drop_privilege_reaches_new_tables(proxy, world):
+    """ALTER DEFAULT PRIVILEGES ... GRANT DROP ON TABLES: Redshift's DROP, which PostgreSQL has no
+    bit for, on the owner's new tables (in the schema named, or in all)."""
+    n = world
+    with proxy.connect(n["owner"], PASSWORD) as owner:
+        assert owner.execute(f"ALTER DEFAULT PRIVILEGES GRANT DROP, SELECT ON TABLES TO {n['bob']}").statusmessage \
+            == "ALTER DEFAULT PRIVILEGES"
+        owner.execute(f"ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ALL ON TABLES TO GROUP {n['g']}")
+        rows = owner.execute("SELECT schema_name, privilege_type, grantee_type, grantee_name FROM svv_default_privileges "
+                             "WHERE owner_name = %s AND privilege_type IN ('DROP', 'SELECT') ORDER BY 1, 2, 4",
+                             (n["owner"],)).fetchall()
+        assert rows == [("public", "DROP", "group", n["g"]), ("public", "SELECT", "group", n["g"]),
+                        (None, "DROP", "user", n["bob"]), (None, "SELECT", "user", n["bob"])]
+        owner.execute(f"CREATE TABLE {n['t']}_b (a int)")
+        owner.execute(f"CREATE TABLE {n['t']}_c (a int)")
+    with proxy.connect(n["bob"], PASSWORD) as bob:
+        assert bob.execute(f"SELECT count(*) FROM {n['t']}_b").fetchone() == (0,)
+        assert bob.execute(f"DROP TABLE {n['t']}_b").statusmessage == "DROP TABLE"
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            bob.execute(f"DROP TABLE {n['t']}")  # created before the defaults
+    with proxy.connect(n["carol"], PASSWORD) as carol:  # through the group
+        assert carol.execute(f"DROP TABLE {n['t']}_c").statusmessage == "DROP TABLE"
+    with proxy.connect(n["bob"], PASSWORD) as bob:  # another user's defaults
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied to change default"):
+            bob.execute(f"ALTER DEFAULT PRIVILEGES FOR USER {n['owner']} GRANT DROP ON TABLES TO {n['bob']}")
+    with proxy.connect(n["owner"], PASSWORD) as owner:
+        owner.execute(f"ALTER DEFAULT PRIVILEGES REVOKE DROP, SELECT ON TABLES FROM {n['bob']}")
+        owner.execute(f"ALTER DEFAULT PRIVILEGES IN SCHEMA public REVOKE ALL ON TABLES FROM GROUP {n['g']}")
+        owner.execute(f"CREATE TABLE {n['t']}_d (a int)")
+        assert owner.execute("SELECT count(*) FROM svv_default_privileges WHERE owner_name = %s",
+                             (n["owner"],)).fetchone() == (0,)
+    with proxy.connect(n["bob"], PASSWORD) as bob:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            bob.execute(f"DROP TABLE {n['t']}_d")
+
+
+def test_a_user_holding_redshift_only_privileges_cannot_be_dropped(proxy, world):
+    """As with PostgreSQL's privileges: else a new user of the same name would inherit them."""
+    n = world
+    with proxy.connect(n["owner"], PASSWORD) as owner:
+        owner.execute(f"GRANT DROP ON {n['t']} TO {n['bob']}, GROUP {n['g']}")
+    with proxy.connect() as admin:
+        with pytest.raises(psycopg.errors.ObjectInUse, match="has a privilege on some object"):
+            admin.execute(f"DROP USER {n['bob']}")
+        with pytest.raises(psycopg.errors.ObjectInUse, match="has a privilege on some object"):
+            admin.execute(f"DROP GROUP {n['g']}")
+    with proxy.connect(n["owner"], PASSWORD) as owner:
+        owner.execute(f"REVOKE DROP ON {n['t']} FROM {n['bob']}, GROUP {n['g']}")

@@ -1030,6 +1030,18 @@ CREATE OR REPLACE VIEW shiftguard.svv_relation_privileges AS
        AND a.grantee <> c.relowner AND a.privilege_type <> 'TRIGGER'
        AND shiftguard.sees_identity(a.grantee, c.relowner);
 
+-- Column grants (Redshift's column rules keep them apart from table grants, catalog/privileges.sql).
+CREATE OR REPLACE VIEW shiftguard.svv_column_privileges AS
+    SELECT n.nspname::text AS namespace_name, c.relname::text AS relation_name, t.attname::text AS column_name,
+           a.privilege_type::text AS privilege_type, a.grantee::integer AS identity_id,
+           i.name AS identity_name, i.type AS identity_type
+      FROM pg_attribute t JOIN pg_class c ON c.oid = t.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+     CROSS JOIN LATERAL aclexplode(t.attacl) a
+     CROSS JOIN LATERAL shiftguard.identity(a.grantee) i
+     WHERE t.attnum > 0 AND NOT t.attisdropped AND t.attacl IS NOT NULL AND c.relkind IN ('r', 'v', 'm', 'p', 'f')
+       AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'shiftguard') AND n.nspname NOT LIKE 'pg\_%'
+       AND a.grantee <> c.relowner AND shiftguard.sees_identity(a.grantee, c.relowner);
+
 CREATE OR REPLACE VIEW shiftguard.svv_schema_privileges AS
     SELECT n.nspname::text AS namespace_name, a.privilege_type::text AS privilege_type,
            a.grantee::integer AS identity_id, i.name AS identity_name, i.type AS identity_type,
@@ -1137,5 +1149,5 @@ GRANT SELECT ON shiftguard.stl_connection_log, shiftguard.sys_connection_log, sh
 GRANT SELECT ON shiftguard.svv_roles, shiftguard.svv_user_grants, shiftguard.svv_role_grants,
                 shiftguard.svv_system_privileges TO PUBLIC;
 GRANT SELECT ON shiftguard.pg_user, shiftguard.pg_user_info, shiftguard.pg_group,
-                shiftguard.svl_user_info, shiftguard.svv_user_info, shiftguard.svv_relation_privileges,
+                shiftguard.svl_user_info, shiftguard.svv_user_info, shiftguard.svv_relation_privileges, shiftguard.svv_column_privileges,
                 shiftguard.svv_schema_privileges, shiftguard.svv_database_privileges TO PUBLIC;

@@ -100,6 +100,7 @@ _TRIGGER_WORDS = (b"user", b"role", b"group", b"privileges", b"stl_", b"sys_", b
 # Redshift catalog views PostgreSQL lacks (or has with other columns), and where ours live.
 CATALOG_VIEWS = {name: name for name in (
     "pg_user", "pg_user_info", "pg_group", "svl_user_info", "svv_user_info", "svv_relation_privileges",
+    "svv_column_privileges",
     "svv_schema_privileges", "svv_database_privileges", "svv_roles", "svv_user_grants", "svv_role_grants",
     "svv_system_privileges", "stl_connection_log", "sys_connection_log", "stl_userlog", "stl_query",
     "sys_query_history", "svv_table_info", "pg_table_def", "svv_external_schemas", "svv_external_tables",

@@ -116,6 +116,9 @@ def test_all_on_columns_is_select_and_update(proxy, world):
         owner.execute(f"GRANT ALL (a) ON {n['t']} TO {n['bob']}")
     assert column_acl(proxy, n["t"], n["bob"]) == [("a", "SELECT"), ("a", "UPDATE")]
     with proxy.connect(n["bob"], PASSWORD) as bob:
+        assert bob.execute("SELECT column_name, privilege_type, identity_name, identity_type FROM svv_column_privileges "
+                           "WHERE relation_name = %s ORDER BY 2", (n["t"],)).fetchall() == [
+            ("a", "SELECT", n["bob"], "user"), ("a", "UPDATE", n["bob"], "user")]
         assert bob.execute(f"UPDATE {n['t']} SET a = a + 10 WHERE a = 1").rowcount == 1
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             bob.execute(f"UPDATE {n['t']} SET b = 0")

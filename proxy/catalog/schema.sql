@@ -119,6 +119,9 @@ CREATE TABLE IF NOT EXISTS shiftguard.iam_tokens (
     created  timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS iam_tokens_db_user ON shiftguard.iam_tokens (db_user);
+-- The database user a token logs in as, when it is not the name after the prefix:
+-- GetClusterCredentialsWithIAM's users are named with their prefix ("IAMR:role").
+ALTER TABLE shiftguard.iam_tokens ADD COLUMN IF NOT EXISTS login_as text;
 REVOKE ALL ON shiftguard.iam_tokens FROM PUBLIC;
 
 -- STS AssumeRole sessions (iam/sts.py): who holds which temporary access key, as which role,

@@ -129,11 +129,14 @@ class Catalog:
 
     # ---------------------------------------------------------------- temporary credentials
 
-    async def record_token(self, minted, database: str | None, groups: list[str], roles: list[str]) -> None:
+    async def record_token(self, minted, database: str | None, groups: list[str], roles: list[str],
+                           login_as: str | None = None) -> None:
+        """login_as: the database user the token logs in as; None: the name after the prefix
+        (GetClusterCredentials' IAM:alice is the user alice)."""
         await self._pool.execute(
-            "INSERT INTO shiftguard.iam_tokens (token_id, db_user, database, md5, groups, roles, expires) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7)", minted.token_id, minted.db_user, database, minted.md5,
-            groups, roles, minted.expiration)
+            "INSERT INTO shiftguard.iam_tokens (token_id, db_user, database, md5, groups, roles, expires, login_as) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", minted.token_id, minted.db_user, database, minted.md5,
+            groups, roles, minted.expiration, login_as)
         await self._pool.execute("DELETE FROM shiftguard.iam_tokens WHERE expires < now() - interval '1 day'")
 
     async def record_sts_session(self, access_key_id: str, role: str, account: str, session_name: str,
@@ -161,7 +164,7 @@ class Catalog:
     async def live_tokens(self, db_user: str, database: str) -> list[dict]:
         """Unexpired, unrevoked tokens of a prefixed user valid for database."""
         rows = await self._pool.fetch(
-            "SELECT token_id::text, md5, groups, roles FROM shiftguard.iam_tokens WHERE db_user = $1 "
+            "SELECT token_id::text, md5, groups, roles, login_as FROM shiftguard.iam_tokens WHERE db_user = $1 "
             "AND NOT revoked AND expires > now() AND (database IS NULL OR database = $2)", db_user, database)
         return [dict(row) for row in rows]
 

@@ -478,7 +478,8 @@ class Connection:
     async def _authenticate_token(self, params: StartupParams, prefix: str, user: str) -> UserRecord:
         """IAM:alice / IAMA:alice / IAMR:role with a DbPassword from the API: over TLS the token
         itself is asked for (cleartext) and verified; otherwise MD5, checked against the minted
-        tokens' md5(token || prefixed name)."""
+        tokens' md5(token || prefixed name). The session's user: the name after the prefix, or
+        for GetClusterCredentialsWithIAM's tokens the prefixed name itself ("IAMR:role")."""
         catalog = self.context.catalog
         try:
             live = await catalog.live_tokens(params.user, params.database)
@@ -507,10 +508,8 @@ class Connection:
         address, throttle = self.address, self.context.throttle
         if chosen is not None and throttle.locked(params.user, address):
             chosen, reason = None, "too many failed logins (cooling down)"
-        if chosen is not None and prefix == "IAMR" and getattr(await catalog.login_record(user), "superuser", False):
-            # IAMR:<role> logs in as the user <role>: a role named like a superuser must not
-            # make its sessions superusers (in Redshift the user is "IAMR:<role>" itself).
-            chosen, reason = None, "IAMR: names a superuser"
+        if chosen is not None:
+            user = chosen["login_as"] or user  # GetClusterCredentialsWithIAM: "IAMR:role" itself
         if chosen is not None and not await catalog.prepare_iam_login(
                 user, prefix in ("IAMA", "IAMR"), chosen["groups"], chosen["roles"]):
             chosen, reason = None, "no such user, and the credentials did not ask to create it"

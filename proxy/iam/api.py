@@ -230,12 +230,13 @@ class RedshiftApi:
                                                          "redshift:DurationSeconds": seconds})
         self._authorize(principal, "GetClusterCredentialsWithIAM",
                         f"{self._arn}:dbname:{cluster}/{database or '*'}", context)
-        # The DB user is the caller: IAM:<user name> (which must exist), or for a role session
-        # IAMR:<role name> (created on first login; authorization-fas-spectrum); its roles come
-        # from the RedshiftDbRoles tag (colon-separated; unknown roles are ignored).
+        # The DB user is the caller, the prefix part of its name (reference/redshift-iam.md §1b):
+        # "IAM:<user name>" (which must exist), or for a role session "IAMR:<role name>" (created
+        # on first login; authorization-fas-spectrum); its roles come from the RedshiftDbRoles
+        # tag (colon-separated; unknown roles are ignored).
         roles = [r for r in principal.tags.get("RedshiftDbRoles", "").split(":") if r]
         minted = self.tokens.mint("IAM" if principal.role is None else "IAMR", principal.name, database, [], seconds)
-        await self.catalog.record_token(minted, database, [], roles)
+        await self.catalog.record_token(minted, database, [], roles, login_as=minted.db_user)
         now = datetime.datetime.now(datetime.timezone.utc)
         return (f"<DbUser>{escape(minted.db_user)}</DbUser><DbPassword>{escape(minted.password)}</DbPassword>"
                 f"<Expiration>{iso8601(minted.expiration)}</Expiration>"

@@ -244,15 +244,18 @@ def test_get_cluster_credentials_with_iam_maps_the_caller(iam_proxy, world):
     try:
         creds = client(iam_proxy).get_cluster_credentials_with_iam(DbName="dev", ClusterIdentifier=CLUSTER)
         assert creds["DbUser"] == "IAM:alice"
-        with pytest.raises(psycopg.OperationalError):  # IAM: without auto-create: alice must exist
+        with iam_proxy.connect() as admin:
+            admin.execute("CREATE USER alice PASSWORD 'Secret123'")  # another user: not the IAM user's
+        with pytest.raises(psycopg.OperationalError):  # no auto-create: the user "IAM:alice" must exist
             login(iam_proxy, creds["DbUser"], creds["DbPassword"])
         with iam_proxy.connect() as admin:
-            admin.execute("CREATE USER alice PASSWORD DISABLE")
+            admin.execute('CREATE USER "IAM:alice" PASSWORD DISABLE')
         with login(iam_proxy, creds["DbUser"], creds["DbPassword"]) as conn:
+            assert conn.execute("SELECT current_user").fetchone() == ("IAM:alice",)
             assert conn.execute(f"SELECT a FROM {world}").fetchone() == (7,)  # the RedshiftDbRoles tag
     finally:
         with iam_proxy.connect() as admin:
-            admin.execute("DROP USER IF EXISTS alice")
+            admin.execute('DROP USER IF EXISTS alice, "IAM:alice"')
             admin.execute("DROP ROLE tmp_reader_role FORCE")
 
 

@@ -107,7 +107,7 @@ def test_assume_role_then_log_in_as_the_role(sts_proxy):
             with psycopg.connect(host=sts_proxy.host, port=sts_proxy.port, user=db["DbUser"],
                                  password=db["DbPassword"], dbname="dev", sslmode=sslmode,
                                  connect_timeout=10, autocommit=True) as conn:
-                assert conn.execute("SELECT current_user").fetchone() == (ROLE,)
+                assert conn.execute("SELECT current_user").fetchone() == (f"IAMR:{ROLE}",)
                 assert conn.execute(f"SELECT a FROM {table}").fetchone() == (7,)  # the RedshiftDbRoles tag
         # The role's policies, not alice's: it may not mint credentials for an arbitrary DbUser.
         assert error_code(lambda: api.get_cluster_credentials(DbUser="admin", ClusterIdentifier=CLUSTER)) \
@@ -115,7 +115,7 @@ def test_assume_role_then_log_in_as_the_role(sts_proxy):
     finally:
         with sts_proxy.connect() as admin:
             admin.execute(f"DROP TABLE {table}")
-            admin.execute(f"DROP USER IF EXISTS {ROLE}")
+            admin.execute(f'DROP USER IF EXISTS "IAMR:{ROLE}"')
             admin.execute("DROP ROLE tmp_sts_reader FORCE")
 
 
@@ -223,11 +223,19 @@ def test_aws_cli_assume_role(sts_proxy):
     assert denied.returncode != 0 and "AccessDenied" in denied.stderr
 
 
-def test_a_role_named_like_a_superuser_does_not_log_in_as_it(sts_proxy):
+def test_a_role_named_like_a_superuser_is_its_own_user(sts_proxy):
+    """IAMR:<role> is a database user of that very name (Redshift's), never the user <role>."""
     creds = sts(sts_proxy).assume_role(RoleArn=f"arn:aws:iam::{ACCOUNT}:role/{ADMIN}",
                                        RoleSessionName="ci-1")["Credentials"]
     db = redshift(sts_proxy, creds).get_cluster_credentials_with_iam(DbName="dev", ClusterIdentifier=CLUSTER)
     assert db["DbUser"] == f"IAMR:{ADMIN}"
-    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
-        psycopg.connect(host=sts_proxy.host, port=sts_proxy.port, user=db["DbUser"], password=db["DbPassword"],
-                        dbname="dev", sslmode="require", connect_timeout=10)
+    try:
+        with psycopg.connect(host=sts_proxy.host, port=sts_proxy.port, user=db["DbUser"], password=db["DbPassword"],
+                             dbname="dev", sslmode="require", connect_timeout=10, autocommit=True) as conn:
+            assert conn.execute("SELECT current_user").fetchone() == (f"IAMR:{ADMIN}",)
+            assert conn.execute("SELECT usesuper FROM pg_user WHERE usename = current_user").fetchone() == (False,)
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("CREATE USER not_allowed PASSWORD 'Secret123'")
+    finally:
+        with sts_proxy.connect() as admin:
+            admin.execute(f'DROP USER IF EXISTS "IAMR:{ADMIN}"')

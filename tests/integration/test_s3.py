@@ -127,10 +127,6 @@ def test_copy_needs_insert_privilege(s3proxy, admin, bucket, user):
     with connect() as conn:
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute(f"COPY {t} FROM 's3://test-bucket/priv/data.txt' {ROLE}")
-    admin.execute(f"GRANT INSERT ({'id'}) ON {t} TO {name}")
-    with connect() as conn:
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):  # not on every column it loads
-            conn.execute(f"COPY {t} FROM 's3://test-bucket/priv/data.txt' {ROLE}")
     admin.execute(f"GRANT INSERT ON {t} TO {name}")
     with connect() as conn:
         conn.execute(f"COPY {t} FROM 's3://test-bucket/priv/data.txt' {ROLE}")

@@ -9,7 +9,9 @@ Statements are cut with PostgreSQL's own scanner (pglast). The proxy owns:
   PostgreSQL's role-attribute syntax (ALTER ROLE ... PASSWORD, CREATE ROLE ... LOGIN) is not
   their grammar and is refused: it would open a way into the backend the proxy does not control;
 - references to Redshift's user catalog views (pg_user, pg_user_info, pg_group,
-  svl_user_info, svv_user_info), pointed at the private schema's versions in the parse tree.
+  svl_user_info, svv_user_info), pointed at the private schema's versions in the parse tree;
+- EXPLAIN, which becomes a call of shiftguard.explain (catalog/explain.sql): RLS SecureScan
+  nodes and no policy or masking expressions for users lacking EXPLAIN RLS / EXPLAIN MASKING.
 Everything else is forwarded unchanged: the session's role is the user's own, so PostgreSQL
 enforces its privileges. SQL that does not scan or parse is forwarded too and PostgreSQL
 rejects it with its own error.

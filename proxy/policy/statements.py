@@ -9,7 +9,9 @@ Statements are cut with PostgreSQL's own scanner (pglast). The proxy owns:
   PostgreSQL's role-attribute syntax (ALTER ROLE ... PASSWORD, CREATE ROLE ... LOGIN) is not
   their grammar and is refused: it would open a way into the backend the proxy does not control;
 - references to Redshift's user catalog views (pg_user, pg_user_info, pg_group,
-  svl_user_info, svv_user_info), pointed at the private schema's versions in the parse tree.
+  svl_user_info, svv_user_info), pointed at the private schema's versions in the parse tree;
+- EXPLAIN, which becomes a call of shiftguard.explain (catalog/explain.sql): RLS SecureScan
+  nodes and no policy or masking expressions for users lacking EXPLAIN RLS / EXPLAIN MASKING.
 Everything else is forwarded unchanged: the session's role is the user's own, so PostgreSQL
 enforces its privileges. SQL that does not scan or parse is forwarded too and PostgreSQL
 rejects it with its own error.
@@ -94,7 +96,7 @@ class Translator:
 _TRIGGER_WORDS = (b"user", b"role", b"group", b"privileges", b"stl_", b"sys_", b"svv_", b"pg_table_def",
                   b"discard", b"system", b"extension", b"copy",
                   b"policy", b"language", b"load", b"set_config", b"authorization", b"grant",
-                  b"revoke", b"security", b"analy", b"drop", b"rename", b"truncate", b"schema", b"cancel", b"u&",
+                  b"revoke", b"security", b"analy", b"explain", b"drop", b"rename", b"truncate", b"schema", b"cancel", b"u&",
                   b"identity")
 
 # Redshift catalog views PostgreSQL lacks (or has with other columns), and where ours live.
@@ -262,7 +264,9 @@ def _classify(statement: str, translator: Translator) -> Result:
         return None
     ((kind, node),) = raw["stmt"].items()
     result = privileges.permission_call(kind, node, statement)
-    if result is None:
+    if result is None and kind == "ExplainStmt":
+        result = _explain(node, statement, translator)
+    elif result is None:
         handler = _AST_HANDLERS.get(kind)
         result = handler(node, words) if handler else None
     if result is None and translator.strict:
@@ -591,12 +595,106 @@ def _alter_table(node: dict, words: list[str]) -> Result:
     return None
 
 
-def _explain(node: dict, words: list[str]) -> Result:
-    # Redshift's EXPLAIN has no ANALYZE; PostgreSQL's would count the rows that row-level
-    # security hides ("Rows Removed by Filter").
-    if any(option["DefElem"]["defname"] == "analyze" for option in node.get("options", ())):
-        return _escape("EXPLAIN ANALYZE")
-    return None
+# --------------------------------------------------------------------------- EXPLAIN
+
+_EXPLAIN_PARAMETERS_CTE = '"shiftguard explain parameters"'
+
+
+def _explain(node: dict, statement: str, translator: Translator) -> Result:
+    """EXPLAIN [VERBOSE] query and EXPLAIN (options) query become a call of shiftguard.explain
+    (catalog/explain.sql), which shows RLS SecureScan nodes and hides policy and masking
+    expressions from users lacking EXPLAIN RLS / EXPLAIN MASKING, as Redshift does. Same result
+    column ("QUERY PLAN", text) and command tag as PostgreSQL's EXPLAIN.
+
+    Parameters ($1, ...; extended protocol only) are passed along as text with their types
+    (pg_typeof) and explained as EXECUTE of a prepared statement with those values, the custom
+    plan PostgreSQL's own EXPLAIN would show. For a SELECT, the query is also written as an
+    unreferenced WITH query (parsed, never planned or run), so PostgreSQL infers the
+    parameters' types from it exactly as for the EXPLAIN itself, and clients that let the
+    server type them (asyncpg) bind the same types. Other statements (EXPLAIN INSERT / UPDATE /
+    DELETE with parameters) cannot be written that way, since a data-modifying WITH query runs:
+    their parameters are typed as the client declares them in Parse, and as text when it does
+    not."""
+    options = {}
+    for option in node.get("options", ()):
+        elem = option["DefElem"]
+        name = elem["defname"]
+        if name == "analyze":
+            # Redshift's EXPLAIN has no ANALYZE; PostgreSQL's would count the rows that row-level
+            # security hides ("Rows Removed by Filter").
+            return _escape("EXPLAIN ANALYZE")
+        options[name] = _option_value(elem.get("arg"))
+    if translator.strict:
+        refusal = _strict_refusal("ExplainStmt", node)
+        if refusal is not None:
+            return refusal
+    query = _explained_query(statement)
+    if query is None:  # fail closed: PostgreSQL's EXPLAIN would show what this hides
+        return Denial(sqlstate.INTERNAL_ERROR, "shiftguard could not read this EXPLAIN statement",
+                      hint="This is a bug in shiftguard; the statement was not run.")
+    arguments = f"{sql_literal(query)}, {sql_literal(json.dumps(options, sort_keys=True))}::jsonb"
+    prefix = ""
+    count = _parameter_count(node.get("query"))
+    if count:
+        numbers = range(1, count + 1)
+        arguments += (f", ARRAY[{', '.join(f'${n}::text' for n in numbers)}]::text[]"
+                      f", ARRAY[{', '.join(f'pg_catalog.pg_typeof(${n})' for n in numbers)}]::regtype[]")
+        if "SelectStmt" in node.get("query", {}):
+            prefix = f"WITH {_EXPLAIN_PARAMETERS_CTE} AS ({query}\n) "
+    return f'{prefix}SELECT "QUERY PLAN" FROM shiftguard.explain({arguments})', b"EXPLAIN", True
+
+
+def _option_value(arg: dict | None) -> str:
+    """An EXPLAIN option's value as text (EXPLAIN VERBOSE, (VERBOSE): true)."""
+    if arg is None:
+        return "true"
+    ((kind, value),) = arg.items()
+    if kind == "String":
+        return value.get("sval", "")
+    if kind == "Integer":
+        return str(value.get("ival", 0))
+    if kind == "Float":
+        return value.get("fval", "0")
+    if kind == "Boolean":
+        return "true" if value.get("boolval") else "false"
+    raise GrammarError("unrecognized EXPLAIN option value")
+
+
+def _explained_query(statement: str) -> str | None:
+    """The text after EXPLAIN and its options: ( ... ) or the old keywords ANALYZE and VERBOSE."""
+    tokens = scan(statement)
+    if not tokens or tokens[0].word != "EXPLAIN":
+        return None
+    index = 1
+    if index < len(tokens) and tokens[index].text == "(":
+        depth = 0
+        while index < len(tokens):
+            depth += {"(": 1, ")": -1}.get(tokens[index].text, 0)
+            index += 1
+            if depth == 0:
+                break
+    else:
+        while index < len(tokens) and tokens[index].word in ("ANALYZE", "ANALYSE", "VERBOSE"):
+            index += 1
+    if index >= len(tokens):
+        return None
+    return statement[tokens[index].start:].rstrip().rstrip(";")
+
+
+def _parameter_count(tree) -> int:
+    """The highest $n in a parse tree (0: none)."""
+    highest = 0
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            param = node.get("ParamRef")
+            if param is not None:
+                highest = max(highest, param.get("number", 0))
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return highest
 
 
 def _drop(node: dict, words: list[str]) -> Result:
@@ -781,7 +879,6 @@ _AST_HANDLERS: dict[str, Callable[[dict, list[str]], Result]] = {
     "AlterPolicyStmt": lambda node, words: _escape("PostgreSQL's ALTER POLICY (use ALTER RLS POLICY)"),
     "LoadStmt": lambda node, words: _escape("LOAD"),
     "AlterTableStmt": _alter_table,
-    "ExplainStmt": _explain,
     "DropStmt": _drop,
     "RenameStmt": _rename,
     "CreateFunctionStmt": lambda node, words: _with_language(node, "options"),

@@ -300,6 +300,37 @@ def test_rls_statements_become_procedure_calls():
     assert plan("ALTER TABLE t ADD COLUMN c int") is PASS
 
 
+@pytest.mark.parametrize("sql, expected", [
+    ("EXPLAIN SELECT 1",
+     """SELECT "QUERY PLAN" FROM shiftguard.explain(E'SELECT 1', E'{}'::jsonb)"""),
+    ("explain verbose select * from t where a = 'x';",
+     """SELECT "QUERY PLAN" FROM shiftguard.explain(E'select * from t where a = ''x''', """
+     """E'{"verbose": "true"}'::jsonb)"""),
+    ("EXPLAIN (VERBOSE, COSTS OFF, FORMAT JSON) /* c */ SELECT (1)",  # the comment is not part of the query
+     """SELECT "QUERY PLAN" FROM shiftguard.explain(E'SELECT (1)', """
+     """E'{"costs": "off", "format": "json", "verbose": "true"}'::jsonb)"""),
+    # Parameters (extended protocol): typed by an unreferenced WITH query, passed as text.
+    ("EXPLAIN SELECT * FROM t WHERE a = $2 AND b = $1",
+     """WITH "shiftguard explain parameters" AS (SELECT * FROM t WHERE a = $2 AND b = $1\n) """
+     """SELECT "QUERY PLAN" FROM shiftguard.explain(E'SELECT * FROM t WHERE a = $2 AND b = $1', E'{}'::jsonb, """
+     """ARRAY[$1::text, $2::text]::text[], ARRAY[pg_catalog.pg_typeof($1), pg_catalog.pg_typeof($2)]::regtype[])"""),
+    # A data-modifying WITH query would run: no WITH for DML.
+    ("EXPLAIN DELETE FROM t WHERE a = $1",
+     """SELECT "QUERY PLAN" FROM shiftguard.explain(E'DELETE FROM t WHERE a = $1', E'{}'::jsonb, """
+     """ARRAY[$1::text]::text[], ARRAY[pg_catalog.pg_typeof($1)]::regtype[])"""),
+])
+def test_explain_becomes_a_call(sql, expected):
+    (action,) = plan(sql).actions
+    assert action.sql == expected
+    assert action.tag == b"EXPLAIN"
+
+
+def test_explain_analyze_stays_refused():
+    for sql in ("EXPLAIN ANALYZE SELECT 1", "EXPLAIN ANALYZE VERBOSE SELECT 1", "EXPLAIN (ANALYZE false) SELECT 1"):
+        (action,) = plan(sql).actions
+        assert action.denial is not None and "EXPLAIN ANALYZE" in action.denial.message, sql
+
+
 def test_a_bug_in_a_handler_refuses_the_statement(monkeypatch):
     import proxy.policy.statements as statements
 

@@ -95,7 +95,7 @@ _TRIGGER_WORDS = (b"user", b"role", b"group", b"privileges", b"stl_", b"sys_", b
                   b"discard", b"system", b"extension", b"copy",
                   b"policy", b"language", b"load", b"set_config", b"authorization", b"grant",
                   b"revoke", b"security", b"analy", b"drop", b"rename", b"truncate", b"schema", b"cancel", b"u&",
-                  b"identity")
+                  b"identity", b"create")
 
 # Redshift catalog views PostgreSQL lacks (or has with other columns), and where ours live.
 CATALOG_VIEWS = {name: name for name in (
@@ -195,12 +195,17 @@ def _dialect_result(rewritten: dialect.Rewritten, translator: Translator) -> Res
         return (f"CALL shiftguard.alter_table_attributes({sql_literal(table.table)}, {sql_literal(attrs)}::jsonb)",
                 b"ALTER TABLE", True)
     inner = _classify(rewritten.sql, translator)
-    if inner is not None:
-        return inner if isinstance(inner, Denial) else (inner[0], inner[1], inner[2])
+    if isinstance(inner, Denial):
+        return inner
     if table is not None:
+        # What creates the table: the PostgreSQL DDL, or the call that runs it with CREATE lent
+        # (the CREATE TABLE permission, privileges.lend_call); then its attributes are recorded.
+        creating = inner[0] if inner is not None else rewritten.sql
         attrs = json.dumps(table.as_dict(), separators=(",", ":"))
-        return (f"CALL shiftguard.create_table({sql_literal(rewritten.sql)}, {sql_literal(table.table)}, "
+        return (f"CALL shiftguard.create_table({sql_literal(creating)}, {sql_literal(table.table)}, "
                 f"{sql_literal(attrs)}::jsonb)", b"CREATE TABLE", True)
+    if inner is not None:
+        return inner[0], inner[1], inner[2]
     return rewritten.sql, None, True
 
 
@@ -266,6 +271,8 @@ def _classify(statement: str, translator: Translator) -> Result:
         result = _strict_refusal(kind, node)
     if result is None and "set_config" in lowered and _sets_identity(raw):
         return _escape("set_config('role' | 'session_authorization', ...)")
+    if result is None:  # the CREATE system permissions: last, after every refusal above
+        result = privileges.lend_call(kind, node, statement, translator.sign)
     return result if result is not None else catalog_rewrite
 
 

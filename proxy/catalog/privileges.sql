@@ -572,3 +572,50 @@ BEGIN
     PERFORM shiftguard.return_create(v_schema);
 END
 $$;
+
+-- VACUUM (Redshift's, any mode: policy/privileges.py vacuum_call). Who may: superusers, the
+-- table's owner, holders of the VACUUM system permission (sys:operator); others get Redshift's
+-- error where PostgreSQL 15 would only warn "skipping". VACUUM cannot run in a procedure or a
+-- transaction block, so an accepted request is queued here and run by the proxy's management
+-- connection (server.py, LISTEN shiftguard_vacuum), as PostgreSQL's plain VACUUM, shortly after
+-- the statement returns VACUUM: a deviation from Redshift, where VACUUM returns when done. Users
+-- cannot write the queue; a NOTIFY of theirs only makes the proxy read it.
+CREATE TABLE IF NOT EXISTS shiftguard.vacuum_requests (
+    id           bigserial PRIMARY KEY,
+    relation     oid,          -- NULL: the whole database (superusers and holders of VACUUM)
+    requested_by name NOT NULL,
+    requested    timestamptz NOT NULL DEFAULT now()
+);
+REVOKE ALL ON shiftguard.vacuum_requests FROM PUBLIC;
+
+CREATE OR REPLACE PROCEDURE shiftguard.vacuum(p_relation oid, p_name text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_class pg_class;
+BEGIN
+    IF p_name IS NOT NULL THEN
+        SELECT * INTO v_class FROM pg_class WHERE oid = p_relation;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'relation "%" does not exist', p_name USING ERRCODE = '42P01';
+        END IF;
+        IF NOT (shiftguard.caller_is_superuser() OR pg_has_role(session_user, v_class.relowner, 'USAGE')
+                OR (shiftguard.caller_may('VACUUM') AND NOT shiftguard.protected('table', p_relation))) THEN
+            -- UNVERIFIED wording (Redshift's usual one for relations).
+            RAISE EXCEPTION 'permission denied for relation %', v_class.relname USING ERRCODE = '42501';
+        END IF;
+        IF v_class.relkind NOT IN ('r', 'm', 'p', 't') THEN
+            RAISE EXCEPTION '"%" is not a table', p_name USING ERRCODE = '42809';  -- UNVERIFIED wording
+        END IF;
+        INSERT INTO shiftguard.vacuum_requests (relation, requested_by) VALUES (p_relation, session_user);
+    ELSIF shiftguard.caller_may('VACUUM') THEN
+        INSERT INTO shiftguard.vacuum_requests (relation, requested_by) VALUES (NULL, session_user);
+    ELSE
+        -- Everyone else: the tables they own (PostgreSQL's VACUUM without a name, for them).
+        INSERT INTO shiftguard.vacuum_requests (relation, requested_by)
+        SELECT c.oid, session_user FROM pg_class c
+         WHERE c.relkind IN ('r', 'm', 'p') AND pg_has_role(session_user, c.relowner, 'USAGE')
+           AND NOT shiftguard.protected('table', c.oid) AND NOT starts_with(c.relnamespace::regnamespace::text, 'pg_');
+    END IF;
+    PERFORM pg_notify('shiftguard_vacuum', '');
+END
+$$;

@@ -15,7 +15,7 @@ from pglast import ast, enums
 from pglast.stream import RawStream
 
 from ..protocol import sqlstate
-from .tokens import GrammarError, quote_ident, scan, sql_literal
+from .tokens import Cursor, GrammarError, quote_ident, scan, sql_literal
 
 _OBJECT_TYPES = {enums.ObjectType.OBJECT_TABLE: "table", enums.ObjectType.OBJECT_SCHEMA: "schema",
                  enums.ObjectType.OBJECT_DATABASE: "database"}
@@ -274,3 +274,49 @@ def _reads_differently(statement: str) -> bool:
     dollar quoting, identifiers and comments do not), so without those both scans agree."""
     return any(t.name in ("SCONST", "USCONST") and t.text[:1] in ("'", "U", "u") and "\\" in t.text
                for t in scan(statement))
+
+
+# --------------------------------------------------------------------------- VACUUM
+
+_VACUUM_MODES = (("FULL",), ("SORT", "ONLY"), ("DELETE", "ONLY"), ("REINDEX",), ("RECLUSTER",))
+
+
+def vacuum_call(tokens: list) -> tuple[str, bytes, bool] | None:
+    """Redshift's VACUUM [FULL | SORT ONLY | DELETE ONLY | REINDEX | RECLUSTER] [[table_name]
+    [TO threshold PERCENT] [BOOST]] as a request to shiftguard.vacuum (catalog/privileges.sql),
+    which checks the caller (superuser, the table's owner, or the VACUUM system permission;
+    otherwise 42501 as Redshift, where PostgreSQL 15 only warns "skipping") and queues it for
+    the management connection (server.py), since VACUUM cannot run in a procedure. Every mode
+    becomes PostgreSQL's plain VACUUM: the modes sort and reclaim Redshift's blocks, which
+    PostgreSQL has no counterpart for. PostgreSQL's own forms (VACUUM (options), ANALYZE,
+    VERBOSE, FREEZE, several tables, columns) are None: PostgreSQL answers them as the user."""
+    cursor = Cursor(tokens)
+    cursor.expect("VACUUM")
+    for mode in _VACUUM_MODES:
+        if cursor.accept(*mode):
+            break
+    following = cursor.peek()
+    if following is not None and (following.text == "(" or following.word in ("ANALYZE", "ANALYSE", "VERBOSE", "FREEZE")):
+        return None
+    name = None
+    if following is not None and following.word not in ("TO", "BOOST"):
+        parts = [cursor.name("table name")]
+        while cursor.accept_symbol("."):
+            parts.append(cursor.name("table name"))
+        name = parts
+        following = cursor.peek()
+        if following is not None and following.text in (",", "("):
+            return None
+    if cursor.accept("TO"):
+        threshold = cursor.integer("threshold")
+        cursor.expect("PERCENT")
+        if not 0 <= threshold <= 100:
+            raise GrammarError("the VACUUM threshold must be between 0 and 100 PERCENT",
+                               sqlstate.INVALID_PARAMETER_VALUE)
+    cursor.accept("BOOST")
+    cursor.end()
+    if name is None:
+        return "CALL shiftguard.vacuum(NULL, NULL)", b"VACUUM", True
+    qualified = ".".join(quote_ident(p) for p in name)
+    return (f"CALL shiftguard.vacuum(pg_catalog.to_regclass({sql_literal(qualified)})::oid, "
+            f"{sql_literal('.'.join(name))})", b"VACUUM", True)

@@ -95,7 +95,7 @@ _TRIGGER_WORDS = (b"user", b"role", b"group", b"privileges", b"stl_", b"sys_", b
                   b"discard", b"system", b"extension", b"copy",
                   b"policy", b"language", b"load", b"set_config", b"authorization", b"grant",
                   b"revoke", b"security", b"analy", b"drop", b"rename", b"truncate", b"schema", b"cancel", b"u&",
-                  b"identity", b"create")
+                  b"identity", b"create", b"vacuum")
 
 # Redshift catalog views PostgreSQL lacks (or has with other columns), and where ours live.
 CATALOG_VIEWS = {name: name for name in (
@@ -172,6 +172,13 @@ Result = Denial | tuple[str, bytes | None, bool] | None
 
 def classify_statement(statement: str, translator: Translator) -> Result:
     """Redshift's dialect first (so the decisions below see what will execute), then the rules."""
+    if statement[:6].lower() == "vacuum":  # a shortcut only: the grammar is in privileges.vacuum_call
+        try:
+            vacuum = privileges.vacuum_call(scan(statement))
+        except GrammarError as exc:
+            return Denial(exc.sqlstate, str(exc), hint=exc.hint)
+        if vacuum is not None:
+            return vacuum
     s3_result = _s3_statement(statement, translator)
     if s3_result is not None:
         return s3_result

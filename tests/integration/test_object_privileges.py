@@ -516,3 +516,45 @@ def test_create_permissions_in_concurrent_transactions(proxy, lending):
     with proxy.connect() as admin:
         for user in ("bob", "carol"):
             assert admin.execute("SELECT has_schema_privilege(%s, %s, 'CREATE')", (n[user], s)).fetchone() == (False,)
+
+
+def vacuum_count(proxy, table: str) -> int:
+    with proxy.connect() as admin:
+        return admin.execute("SELECT vacuum_count FROM pg_stat_user_tables WHERE relid = %s::regclass",
+                             (table,)).fetchone()[0]
+
+
+REDSHIFT_VACUUMS = ["VACUUM {t}", "VACUUM FULL {t}", "VACUUM SORT ONLY {t}", "VACUUM DELETE ONLY {t} TO 75 PERCENT",
+                    "VACUUM REINDEX {t}", "VACUUM RECLUSTER {t} BOOST", "vacuum {t} to 100 percent boost"]
+
+
+def test_vacuum_redshift_forms_and_who_may(proxy, world):
+    """Redshift's VACUUM forms: the owner may (and the table is vacuumed shortly after), a
+    non-owner gets Redshift's error (PostgreSQL only warns), a holder of VACUUM may."""
+    n = world
+    t = n["t"]
+    before = vacuum_count(proxy, t)
+    with proxy.connect(n["owner"], PASSWORD) as owner:
+        for form in REDSHIFT_VACUUMS + ["VACUUM", "VACUUM DELETE ONLY TO 90 PERCENT BOOST"]:
+            assert owner.execute(form.format(t=t)).statusmessage == "VACUUM"
+        with pytest.raises(psycopg.errors.UndefinedTable):
+            owner.execute(f"VACUUM {t}_missing")
+        with pytest.raises(psycopg.errors.InvalidParameterValue):
+            owner.execute(f"VACUUM {t} TO 101 PERCENT")
+    assert wait_for(lambda: vacuum_count(proxy, t) > before, timeout=10)
+    with proxy.connect(n["bob"], PASSWORD) as bob:
+        for form in REDSHIFT_VACUUMS:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match=f"permission denied for relation {t}"):
+                bob.execute(form.format(t=t))
+    with proxy.connect() as admin:
+        admin.execute(f"GRANT VACUUM TO ROLE {n['r']}")
+        admin.execute(f"GRANT ROLE {n['r']} TO {n['bob']}")
+    before = vacuum_count(proxy, t)
+    with proxy.connect(n["bob"], PASSWORD) as bob:
+        assert bob.execute(f"VACUUM SORT ONLY {t} TO 80 PERCENT BOOST").statusmessage == "VACUUM"
+        for table in ("shiftguard.users", "pg_catalog.pg_class"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                bob.execute(f"VACUUM {table}")
+    assert wait_for(lambda: vacuum_count(proxy, t) > before, timeout=10)
+    with proxy.connect() as admin:
+        assert admin.execute("SELECT count(*) FROM shiftguard.vacuum_requests").fetchone() == (0,)

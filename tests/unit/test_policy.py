@@ -400,3 +400,28 @@ def test_create_statements_left_alone(sql):
 def test_untrusted_languages_are_refused_before_any_lending():
     (action,) = plan("CREATE FUNCTION f() RETURNS int LANGUAGE plpython3u AS 'return 1'").actions
     assert action.denial is not None and action.denial.sqlstate == "0A000"
+
+
+@pytest.mark.parametrize("sql, call", [
+    ("VACUUM", "CALL shiftguard.vacuum(NULL, NULL)"),
+    ("vacuum delete only to 75 percent boost", "CALL shiftguard.vacuum(NULL, NULL)"),
+    ("VACUUM FULL t", "CALL shiftguard.vacuum(pg_catalog.to_regclass(E'\"t\"')::oid, E't')"),
+    ('VACUUM SORT ONLY S."T" TO 75 PERCENT BOOST', "CALL shiftguard.vacuum(pg_catalog.to_regclass(E'\"s\".\"T\"')::oid, E's.T')"),
+    ("VACUUM REINDEX t", "CALL shiftguard.vacuum(pg_catalog.to_regclass(E'\"t\"')::oid, E't')"),
+    ("VACUUM RECLUSTER t BOOST", "CALL shiftguard.vacuum(pg_catalog.to_regclass(E'\"t\"')::oid, E't')"),
+])
+def test_redshift_vacuum_becomes_a_request(sql, call):
+    (action,) = plan(sql).actions
+    assert (action.sql, action.tag) == (call, b"VACUUM")
+
+
+@pytest.mark.parametrize("sql", ["VACUUM (VERBOSE) t", "VACUUM ANALYZE t", "VACUUM t, u", "VACUUM FREEZE"])
+def test_postgresql_vacuum_forms_are_postgresql_s(sql):
+    assert plan(sql) is PASS
+
+
+@pytest.mark.parametrize("sql, state", [("VACUUM t TO 101 PERCENT", "22023"), ("VACUUM t junk", "42601"),
+                                        ("VACUUM SORT t", "42601")])
+def test_vacuum_grammar_errors(sql, state):
+    (action,) = plan(sql).actions
+    assert action.denial is not None and action.denial.sqlstate == state

@@ -4,6 +4,7 @@ stages. Owns process lifetime only; every part's behaviour lives in its own modu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -16,7 +17,7 @@ from pathlib import Path
 from .backend.embedded import EmbeddedPostgres, EmbeddedTarget
 from .backend.session import BackendAddress, parse_dsn
 from .catalog.connectivity import SecurityGroupSync
-from .catalog.store import Catalog
+from .catalog.store import VACUUM_CHANNEL, Catalog
 from .config import Config, ConfigError, admin_password
 from .frontend.auth import LoginThrottle
 from .frontend.connection import AcceptedClient, Context
@@ -75,6 +76,7 @@ class Proxy:
         self.addresses: list[tuple[str, int]] = []
         self._sweeper: asyncio.Task | None = None
         self._masking: asyncio.Task | None = None
+        self._vacuums: asyncio.Task | None = None
         self.api_address: tuple[str, int] | None = None
 
     async def start(self) -> None:
@@ -136,6 +138,7 @@ class Proxy:
         self._sweeper = asyncio.create_task(self._close_idle_sessions())
         await self._read_masked_tables(translator)
         self._masking = asyncio.create_task(self._follow_masked_tables(translator))
+        self._vacuums = asyncio.create_task(self._run_vacuums())
         host, port = self.addresses[0]
         endpoint = ({"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host), port)
         principals = Principals(config)
@@ -220,6 +223,9 @@ class Proxy:
             self._sweeper.cancel()
         if self._masking is not None:
             self._masking.cancel()
+        if self._vacuums is not None:
+            self._vacuums.cancel()
+            await asyncio.gather(self._vacuums, return_exceptions=True)
         if self.context is not None:
             await self._drain_sessions(grace)
             for task in list(self.context.tasks):
@@ -256,6 +262,32 @@ class Proxy:
                 if not failing:
                     log.error("could not read the masked tables: %s", exc)
                 failing = True
+
+    async def _run_vacuums(self) -> None:
+        """Run the VACUUM requests users queue (catalog/privileges.sql shiftguard.vacuum): woken
+        by their NOTIFY, and every VACUUM_POLL_SECONDS in case a notification was lost (a
+        listening connection that broke, a request made while this proxy was down)."""
+        woken = asyncio.Event()
+        failing = False
+        while True:
+            try:
+                listener = await self.catalog.listen(VACUUM_CHANNEL, woken.set)
+                try:
+                    while True:
+                        woken.clear()
+                        await self.catalog.run_vacuums()
+                        failing = False
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(woken.wait(), VACUUM_POLL_SECONDS)
+                finally:
+                    await self.catalog.unlisten(listener)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the backend is away: the queue waits in it
+                if not failing:
+                    log.error("could not run the queued VACUUMs: %s", exc)
+                failing = True
+                await asyncio.sleep(VACUUM_POLL_SECONDS / 6)
 
     async def _close_idle_sessions(self) -> None:
         """SESSION TIMEOUT: a session idle (no query running, nothing sent either way) for its
@@ -340,6 +372,7 @@ def _format(address: tuple[str, int]) -> str:
 PID_FILE = "shiftguard.pid"
 # How often the masked tables' version is read (a cheap one-row query).
 MASKING_POLL_SECONDS = 0.2
+VACUUM_POLL_SECONDS = 30.0
 
 
 async def serve(config: Config, reread: Callable[[], Config] | None = None) -> int:

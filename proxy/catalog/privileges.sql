@@ -671,3 +671,213 @@ BEGIN
     PERFORM pg_cancel_backend(p_pid);
 END
 $$;
+
+-- The system permissions CREATE TABLE, CREATE OR REPLACE VIEW, CREATE OR REPLACE FUNCTION and
+-- CREATE OR REPLACE PROCEDURE (reference §3): their holders may create that kind of object in
+-- any schema without CREATE on it. The statement still runs as the caller, so PostgreSQL checks
+-- everything else (REFERENCES on a foreign key's target, USAGE on types and languages,
+-- ownership for OR REPLACE of an existing object, SELECT on a LIKE source); only CREATE on the
+-- target schema is lent, to the session's user, for that one statement, inside the caller's
+-- transaction, then revoked. If the statement fails, the transaction (or subtransaction) aborts
+-- and the grant rolls back with it.
+--
+-- Why nothing else can use the lent CREATE:
+-- - lend_create takes only a statement the proxy signed (policy/privileges.py lend_call), of a
+--   kind that matches the permission, and only when its immediate caller is create_lent (below):
+--   a user calling it directly, with any signature, gets an error, not a grant that would stay
+--   until they revoke it. The caller is read from PG_CONTEXT, whose caller line a user cannot
+--   forge: it begins with "PL/pgSQL function <qualified name>", and only shiftguard's schema
+--   holds a function printed as shiftguard.create_lent (names that would print otherwise are
+--   quoted).
+-- - Between the grant and the revoke only the signed statement runs, and CREATE TABLE, VIEW and
+--   FUNCTION run no user code (no query is executed: a view's query is only analysed, a
+--   function's body only validated). Forms that do run code are refused under lending: CREATE
+--   TABLE ... PARTITION OF (it may scan a default partition, evaluating the partition key's
+--   functions). CREATE TABLE AS / SELECT INTO are never wrapped (their query runs user
+--   functions; policy/privileges.py says more): PostgreSQL's own check answers them.
+-- - A deferred constraint trigger refuses to commit a transaction that still holds a lent grant.
+--
+-- Concurrency: a GRANT updates the schema's pg_namespace row, which stays locked until the
+-- lending transaction ends; lenders of one schema queue on an advisory lock instead of failing
+-- with "tuple concurrently updated", and other GRANTs on that schema wait for them.
+-- A schema whose ACL was the default (NULL) keeps an explicit ACL equal to it afterwards.
+CREATE TABLE IF NOT EXISTS shiftguard.create_lendings (
+    xid     xid8 NOT NULL,
+    schema  oid  NOT NULL,
+    grantee name NOT NULL,
+    PRIMARY KEY (xid, schema, grantee)
+);
+REVOKE ALL ON shiftguard.create_lendings FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION shiftguard.lending_returned() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF EXISTS (SELECT FROM shiftguard.create_lendings l
+                WHERE l.xid = NEW.xid AND l.schema = NEW.schema AND l.grantee = NEW.grantee) THEN
+        RAISE EXCEPTION 'CREATE on schema % lent to % for one statement was not returned', NEW.schema::regnamespace,
+            NEW.grantee USING ERRCODE = '42501';
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_trigger WHERE tgname = 'lending_returned'
+                      AND tgrelid = 'shiftguard.create_lendings'::regclass) THEN
+        CREATE CONSTRAINT TRIGGER lending_returned AFTER INSERT ON shiftguard.create_lendings
+            DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION shiftguard.lending_returned();
+    END IF;
+END
+$$;
+
+-- p_spec (JSON, signed by the proxy as a whole, so its parts cannot be recombined): permission
+-- (which the statement's kind needs), schema (as written, or null), refusal (null, or what the
+-- statement does that lending does not cover), statement. Returns the schema it lent CREATE on.
+CREATE OR REPLACE FUNCTION shiftguard.lend_create(p_spec text, p_signature text, p_path name[]) RETURNS oid
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_spec       jsonb;
+    v_permission text;
+    v_schema     oid;
+    v_context    text;
+BEGIN
+    GET DIAGNOSTICS v_context = PG_CONTEXT;
+    -- (E'...': the body is compiled in the caller's session, maybe with standard_conforming_strings off.)
+    IF split_part(v_context, E'\n', 2) !~ E'^PL/pgSQL function shiftguard\\.create_lent\\(text,text,text\\) line [0-9]+ at assignment$' THEN
+        RAISE EXCEPTION 'permission denied: shiftguard.lend_create is for shiftguard''s own use' USING ERRCODE = '42501';
+    END IF;
+    IF NOT coalesce(shiftguard.signed('lend', p_spec, p_signature), false) THEN
+        RAISE EXCEPTION 'permission denied: not a statement shiftguard signed' USING ERRCODE = '42501';
+    END IF;
+    v_spec := p_spec::jsonb;
+    v_permission := v_spec->>'permission';
+    IF coalesce(v_permission NOT IN ('CREATE TABLE', 'CREATE OR REPLACE VIEW', 'CREATE OR REPLACE FUNCTION',
+                            'CREATE OR REPLACE PROCEDURE'), true) THEN
+        RAISE EXCEPTION 'lend_create: unexpected permission' USING ERRCODE = '22023';
+    END IF;
+    -- The schema PostgreSQL will create in: as written, or the first existing schema of the
+    -- caller's search_path (p_path: current_schemas(false), read by create_lent).
+    IF v_spec->>'schema' IS NOT NULL THEN
+        v_schema := to_regnamespace(quote_ident(v_spec->>'schema'));
+    ELSE
+        v_schema := (SELECT oid FROM pg_namespace WHERE nspname = p_path[1]);
+    END IF;
+    IF v_schema IS NULL OR v_schema = pg_my_temp_schema()
+            OR has_schema_privilege(session_user, v_schema, 'CREATE')
+            OR NOT shiftguard.caller_may(v_permission) THEN
+        RETURN NULL;  -- nothing to lend: PostgreSQL's own rules answer
+    END IF;
+    IF shiftguard.protected('schema', v_schema) OR starts_with((SELECT nspname FROM pg_namespace WHERE oid = v_schema), 'pg_') THEN
+        RAISE EXCEPTION 'permission denied for schema %', (SELECT nspname FROM pg_namespace WHERE oid = v_schema)
+            USING ERRCODE = '42501',
+                  HINT = 'System permissions do not reach the catalogs or shiftguard''s schema.';
+    END IF;
+    IF v_spec->>'refusal' IS NOT NULL THEN
+        RAISE EXCEPTION 'the % permission does not cover %', v_permission, v_spec->>'refusal'
+            USING ERRCODE = '0A000',
+                  HINT = format('It would run code while CREATE on schema %s is lent; ask for CREATE on the schema.',
+                                (SELECT nspname FROM pg_namespace WHERE oid = v_schema));
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtext('shiftguard.lend_create'), hashtext(v_schema::text));
+    IF has_schema_privilege(session_user, v_schema, 'CREATE') THEN
+        RETURN NULL;  -- granted meanwhile (another lender waited on the lock before us)
+    END IF;
+    EXECUTE format('GRANT CREATE ON SCHEMA %I TO %I', (SELECT nspname FROM pg_namespace WHERE oid = v_schema),
+                   session_user);
+    IF NOT has_schema_privilege(session_user, v_schema, 'CREATE') THEN
+        -- The management role could not grant it (an external backend where it is neither a
+        -- superuser nor the schema's owner).
+        RAISE EXCEPTION 'permission denied for schema %', (SELECT nspname FROM pg_namespace WHERE oid = v_schema)
+            USING ERRCODE = '42501',
+                  HINT = 'shiftguard''s management role cannot grant CREATE on this schema, so the system permission cannot be honoured here.';
+    END IF;
+    INSERT INTO shiftguard.create_lendings VALUES (pg_current_xact_id(), v_schema, session_user);
+    RETURN v_schema;
+END
+$$;
+REVOKE ALL ON FUNCTION shiftguard.lend_create(text, text, name[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shiftguard.lend_create(text, text, name[]) TO PUBLIC;  -- it checks its caller
+
+-- Revoke what lend_create lent in this transaction (nothing if it lent nothing).
+CREATE OR REPLACE FUNCTION shiftguard.return_create(p_schema oid) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF p_schema IS NULL THEN
+        RETURN;
+    END IF;
+    DELETE FROM shiftguard.create_lendings
+     WHERE xid = pg_current_xact_id() AND schema = p_schema AND grantee = session_user;
+    IF FOUND THEN
+        EXECUTE format('REVOKE CREATE ON SCHEMA %I FROM %I', (SELECT nspname FROM pg_namespace WHERE oid = p_schema),
+                       session_user);
+    END IF;
+END
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.return_create(oid) TO PUBLIC;
+
+-- CALL shiftguard.create_lent(spec, signature, current_setting('search_path')): the caller's
+-- statement, as the caller, with CREATE lent on its schema if the caller holds the permission and
+-- lacks CREATE there. SECURITY INVOKER. Its search_path is pinned while it is compiled and reads
+-- its argument (so that PG_CONTEXT names it shiftguard.create_lent); then the caller's own is
+-- restored for the statement (until the procedure returns), and every name below is qualified,
+-- so no function of the caller's runs between the grant and the revoke.
+CREATE OR REPLACE PROCEDURE shiftguard.create_lent(p_spec text, p_signature text, p_search_path text)
+LANGUAGE plpgsql SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_statement text := (p_spec::jsonb)->>'statement';
+    v_schema    oid;
+BEGIN
+    PERFORM pg_catalog.set_config('search_path', p_search_path, true);
+    v_schema := shiftguard.lend_create(p_spec, p_signature, pg_catalog.current_schemas(false));
+    EXECUTE v_statement;
+    PERFORM shiftguard.return_create(v_schema);
+END
+$$;
+
+-- VACUUM (Redshift's, any mode: policy/privileges.py vacuum_call). Who may: superusers, the
+-- table's owner, holders of the VACUUM system permission (sys:operator); others get Redshift's
+-- error where PostgreSQL 15 would only warn "skipping". VACUUM cannot run in a procedure or a
+-- transaction block, so an accepted request is queued here and run by the proxy's management
+-- connection (server.py, LISTEN shiftguard_vacuum), as PostgreSQL's plain VACUUM, shortly after
+-- the statement returns VACUUM: a deviation from Redshift, where VACUUM returns when done. Users
+-- cannot write the queue; a NOTIFY of theirs only makes the proxy read it.
+CREATE TABLE IF NOT EXISTS shiftguard.vacuum_requests (
+    id           bigserial PRIMARY KEY,
+    relation     oid,          -- NULL: the whole database (superusers and holders of VACUUM)
+    requested_by name NOT NULL,
+    requested    timestamptz NOT NULL DEFAULT now()
+);
+REVOKE ALL ON shiftguard.vacuum_requests FROM PUBLIC;
+
+CREATE OR REPLACE PROCEDURE shiftguard.vacuum(p_relation oid, p_name text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_class pg_class;
+BEGIN
+    IF p_name IS NOT NULL THEN
+        SELECT * INTO v_class FROM pg_class WHERE oid = p_relation;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'relation "%" does not exist', p_name USING ERRCODE = '42P01';
+        END IF;
+        IF NOT (shiftguard.caller_is_superuser() OR pg_has_role(session_user, v_class.relowner, 'USAGE')
+                OR (shiftguard.caller_may('VACUUM') AND NOT shiftguard.protected('table', p_relation))) THEN
+            -- UNVERIFIED wording (Redshift's usual one for relations).
+            RAISE EXCEPTION 'permission denied for relation %', v_class.relname USING ERRCODE = '42501';
+        END IF;
+        IF v_class.relkind NOT IN ('r', 'm', 'p', 't') THEN
+            RAISE EXCEPTION '"%" is not a table', p_name USING ERRCODE = '42809';  -- UNVERIFIED wording
+        END IF;
+        INSERT INTO shiftguard.vacuum_requests (relation, requested_by) VALUES (p_relation, session_user);
+    ELSIF shiftguard.caller_may('VACUUM') THEN
+        INSERT INTO shiftguard.vacuum_requests (relation, requested_by) VALUES (NULL, session_user);
+    ELSE
+        -- Everyone else: the tables they own (PostgreSQL's VACUUM without a name, for them).
+        INSERT INTO shiftguard.vacuum_requests (relation, requested_by)
+        SELECT c.oid, session_user FROM pg_class c
+         WHERE c.relkind IN ('r', 'm', 'p') AND pg_has_role(session_user, c.relowner, 'USAGE')
+           AND NOT shiftguard.protected('table', c.oid) AND NOT starts_with(c.relnamespace::regnamespace::text, 'pg_');
+    END IF;
+    PERFORM pg_notify('shiftguard_vacuum', '');
+END
+$$;

@@ -16,6 +16,7 @@ import hmac
 import json
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 
@@ -28,6 +29,8 @@ from ..protocol.auth import redshift_md5, scram_verifier
 
 log = logging.getLogger(__name__)
 
+VACUUM_CHANNEL = "shiftguard_vacuum"  # NOTIFYed by catalog/privileges.sql shiftguard.vacuum
+VACUUM_TIMEOUT = 3600.0  # seconds one queued VACUUM may take (the pool's command_timeout is 60)
 _BOOTSTRAP_LOCK = 0x5317_0001  # pg_advisory_xact_lock key: one proxy bootstraps at a time
 
 
@@ -77,7 +80,8 @@ class Catalog:
     @classmethod
     async def open(cls, address: BackendAddress, user: str, password: str | None, database: str,
                    superuser_mapping: str) -> "Catalog":
-        kwargs = dict(user=user, password=password, database=database, min_size=1, max_size=4,
+        # max_size: four for the proxy's statements, one held for LISTEN (VACUUM requests).
+        kwargs = dict(user=user, password=password, database=database, min_size=1, max_size=5,
                       timeout=address.connect_timeout, command_timeout=60)
         if address.socket_dir is not None:
             pool = await asyncpg.create_pool(host=str(address.socket_dir), port=address.port, **kwargs)
@@ -93,6 +97,46 @@ class Catalog:
 
     async def close(self) -> None:
         await self._pool.close()
+
+    # ---------------------------------------------------------------- VACUUM requests
+
+    async def listen(self, channel: str, woken: Callable[[], None]) -> asyncpg.Connection:
+        """One connection of the pool, held to LISTEN on channel; release it with unlisten."""
+        conn = await self._pool.acquire()
+        try:
+            await conn.add_listener(channel, lambda *args: woken())
+        except BaseException:
+            await self._pool.release(conn)
+            raise
+        return conn
+
+    async def unlisten(self, conn: asyncpg.Connection) -> None:
+        try:
+            await conn.reset()  # UNLISTEN * with the rest of the session state
+        finally:
+            await self._pool.release(conn)
+
+    async def run_vacuums(self) -> int:
+        """Take the queued VACUUM requests (catalog/privileges.sql shiftguard.vacuum; each once,
+        whichever proxy takes it) and run them as the management role, outside any transaction,
+        as PostgreSQL's plain VACUUM. Never VACUUM FULL, whatever mode was asked: it takes an
+        ACCESS EXCLUSIVE lock and rewrites the table, which Redshift's VACUUM FULL does not.
+        Returns how many were run."""
+        async with self._pool.acquire() as conn:
+            taken = await conn.fetch(
+                "DELETE FROM shiftguard.vacuum_requests WHERE id IN (SELECT id FROM shiftguard.vacuum_requests "
+                "ORDER BY id FOR UPDATE SKIP LOCKED LIMIT 100) RETURNING relation")
+            done = 0
+            for relation in dict.fromkeys(row["relation"] for row in taken):
+                if relation is None:
+                    await conn.execute("VACUUM", timeout=VACUUM_TIMEOUT)
+                else:
+                    name = await conn.fetchval("SELECT oid::regclass::text FROM pg_class WHERE oid = $1", relation)
+                    if name is None:
+                        continue  # dropped since
+                    await conn.execute(f"VACUUM {name}", timeout=VACUUM_TIMEOUT)
+                done += 1
+            return done
 
     async def ping(self) -> bool:
         try:

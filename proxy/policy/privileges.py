@@ -1,7 +1,9 @@
 """Redshift's object privileges that PostgreSQL has no bit for (reference §4): DROP and ALTER on
 tables, ALTER and DROP on schemas, ALTER and USAGE on databases; and the statements that honour
-them and the DROP system permissions (DROP TABLE / VIEW / SCHEMA, renames). Pure: parse trees
-in, SQL out; catalog/privileges.sql checks the caller and keeps the state.
+them and the DROP system permissions (DROP TABLE / VIEW / SCHEMA, renames); the other system
+permissions on statements (TRUNCATE, ANALYZE, DROP FUNCTION, CREATE SCHEMA, and CREATE TABLE /
+VIEW / FUNCTION / PROCEDURE, which lend CREATE on a schema). Pure: parse trees in, SQL out;
+catalog/privileges.sql checks the caller and keeps the state.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pglast import ast, enums
 from pglast.stream import RawStream
 
 from ..protocol import sqlstate
-from .tokens import GrammarError, quote_ident, sql_literal
+from .tokens import Cursor, GrammarError, quote_ident, scan, sql_literal
 
 _OBJECT_TYPES = {enums.ObjectType.OBJECT_TABLE: "table", enums.ObjectType.OBJECT_SCHEMA: "schema",
                  enums.ObjectType.OBJECT_DATABASE: "database"}
@@ -288,3 +290,106 @@ def _permit(permission: str, statement: str, objects: list[str], options: dict,
     return (f"CALL shiftguard.run_or_permit({sql_literal(permission)}, {sql_literal(statement)}, "
             f"ARRAY[{', '.join(objects)}]::oid[], {sql_literal(json.dumps(options, separators=(',', ':')))}::jsonb)",
             tag, True)
+
+
+# --------------------------------------------------------------------------- CREATE permissions
+
+def lend_call(kind: str, node: dict, statement: str, sign) -> tuple[str, bytes, bool] | None:
+    """CREATE TABLE, CREATE [OR REPLACE] VIEW, CREATE [OR REPLACE] FUNCTION | PROCEDURE, as a
+    call that runs the statement as the caller, with CREATE on the target schema lent for that
+    one statement when the caller holds the matching system permission and lacks CREATE there
+    (catalog/privileges.sql shiftguard.create_lent). Temporary objects need no permission and
+    are left alone.
+
+    CREATE TABLE AS and SELECT INTO are not wrapped: their query runs while the table is created,
+    and a function it calls could create any other kind of object with the lent CREATE (the
+    grant is to the session's user, so code running as that user cannot be told apart); nor
+    could a CALL give back their command tag, SELECT n. They need CREATE on the schema, as in
+    PostgreSQL (a deviation from Redshift, where CREATE TABLE covers them)."""
+    refusal = None
+    if kind == "CreateStmt":
+        relation = node["relation"]
+        if relation.get("relpersistence") == "t" or relation.get("schemaname") == "pg_temp":
+            return None
+        permission, schema, tag = "CREATE TABLE", relation.get("schemaname"), b"CREATE TABLE"
+        if node.get("partbound"):
+            # Creating a partition may scan the default partition, evaluating the partition
+            # key's expressions (functions of anyone's) while CREATE is lent.
+            refusal = "CREATE TABLE ... PARTITION OF"
+    elif kind == "ViewStmt":
+        view = node["view"]
+        if view.get("relpersistence") == "t" or view.get("schemaname") == "pg_temp":
+            return None
+        permission, schema, tag = "CREATE OR REPLACE VIEW", view.get("schemaname"), b"CREATE VIEW"
+    elif kind == "CreateFunctionStmt":
+        name = [part["String"]["sval"] for part in node["funcname"]]
+        schema = name[-2] if len(name) > 1 else None
+        if schema == "pg_temp":
+            return None
+        routine = "PROCEDURE" if node.get("is_procedure") else "FUNCTION"
+        permission, tag = f"CREATE OR REPLACE {routine}", f"CREATE {routine}".encode()
+    else:
+        return None
+    if refusal is None and _reads_differently(statement):
+        refusal = "string constants with backslashes (write them as E'...')"
+    spec = json.dumps({"permission": permission, "schema": schema, "refusal": refusal, "statement": statement},
+                      separators=(",", ":"))
+    return (f"CALL shiftguard.create_lent({sql_literal(spec)}, {sql_literal(sign('lend', spec))}, "
+            "pg_catalog.current_setting('search_path'))", tag, True)
+
+
+def _reads_differently(statement: str) -> bool:
+    """Could PostgreSQL cut this text differently from pglast? pglast scans string constants
+    with standard_conforming_strings on; Redshift-like sessions have it off, where a backslash
+    in '...' escapes the next character, so a quote pglast saw closing a string may not close
+    it, and what pglast read as one CREATE may run as several statements (the procedure
+    EXECUTEs the text). Only standard '...' constants with a backslash read differently (E'...',
+    dollar quoting, identifiers and comments do not), so without those both scans agree."""
+    return any(t.name in ("SCONST", "USCONST") and t.text[:1] in ("'", "U", "u") and "\\" in t.text
+               for t in scan(statement))
+
+
+# --------------------------------------------------------------------------- VACUUM
+
+_VACUUM_MODES = (("FULL",), ("SORT", "ONLY"), ("DELETE", "ONLY"), ("REINDEX",), ("RECLUSTER",))
+
+
+def vacuum_call(tokens: list) -> tuple[str, bytes, bool] | None:
+    """Redshift's VACUUM [FULL | SORT ONLY | DELETE ONLY | REINDEX | RECLUSTER] [[table_name]
+    [TO threshold PERCENT] [BOOST]] as a request to shiftguard.vacuum (catalog/privileges.sql),
+    which checks the caller (superuser, the table's owner, or the VACUUM system permission;
+    otherwise 42501 as Redshift, where PostgreSQL 15 only warns "skipping") and queues it for
+    the management connection (server.py), since VACUUM cannot run in a procedure. Every mode
+    becomes PostgreSQL's plain VACUUM: the modes sort and reclaim Redshift's blocks, which
+    PostgreSQL has no counterpart for. PostgreSQL's own forms (VACUUM (options), ANALYZE,
+    VERBOSE, FREEZE, several tables, columns) are None: PostgreSQL answers them as the user."""
+    cursor = Cursor(tokens)
+    cursor.expect("VACUUM")
+    for mode in _VACUUM_MODES:
+        if cursor.accept(*mode):
+            break
+    following = cursor.peek()
+    if following is not None and (following.text == "(" or following.word in ("ANALYZE", "ANALYSE", "VERBOSE", "FREEZE")):
+        return None
+    name = None
+    if following is not None and following.word not in ("TO", "BOOST"):
+        parts = [cursor.name("table name")]
+        while cursor.accept_symbol("."):
+            parts.append(cursor.name("table name"))
+        name = parts
+        following = cursor.peek()
+        if following is not None and following.text in (",", "("):
+            return None
+    if cursor.accept("TO"):
+        threshold = cursor.integer("threshold")
+        cursor.expect("PERCENT")
+        if not 0 <= threshold <= 100:
+            raise GrammarError("the VACUUM threshold must be between 0 and 100 PERCENT",
+                               sqlstate.INVALID_PARAMETER_VALUE)
+    cursor.accept("BOOST")
+    cursor.end()
+    if name is None:
+        return "CALL shiftguard.vacuum(NULL, NULL)", b"VACUUM", True
+    qualified = ".".join(quote_ident(p) for p in name)
+    return (f"CALL shiftguard.vacuum(pg_catalog.to_regclass({sql_literal(qualified)})::oid, "
+            f"{sql_literal('.'.join(name))})", b"VACUUM", True)

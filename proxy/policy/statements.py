@@ -96,8 +96,8 @@ class Translator:
 _TRIGGER_WORDS = (b"user", b"role", b"group", b"privileges", b"stl_", b"sys_", b"svv_", b"pg_table_def",
                   b"discard", b"system", b"extension", b"copy",
                   b"policy", b"language", b"load", b"set_config", b"authorization", b"grant",
-                  b"revoke", b"security", b"analy", b"explain", b"drop", b"rename", b"truncate", b"schema", b"cancel", b"u&",
-                  b"identity")
+                  b"revoke", b"security", b"analy", b"explain", b"drop", b"rename", b"truncate", b"schema", b"cancel",
+                  b"u&", b"identity", b"create", b"vacuum")
 
 # Redshift catalog views PostgreSQL lacks (or has with other columns), and where ours live.
 CATALOG_VIEWS = {name: name for name in (
@@ -175,6 +175,13 @@ Result = Denial | tuple[str, bytes | None, bool] | None
 
 def classify_statement(statement: str, translator: Translator) -> Result:
     """Redshift's dialect first (so the decisions below see what will execute), then the rules."""
+    if statement[:6].lower() == "vacuum":  # a shortcut only: the grammar is in privileges.vacuum_call
+        try:
+            vacuum = privileges.vacuum_call(scan(statement))
+        except GrammarError as exc:
+            return Denial(exc.sqlstate, str(exc), hint=exc.hint)
+        if vacuum is not None:
+            return vacuum
     s3_result = _s3_statement(statement, translator)
     if s3_result is not None:
         return s3_result
@@ -198,12 +205,17 @@ def _dialect_result(rewritten: dialect.Rewritten, translator: Translator) -> Res
         return (f"CALL shiftguard.alter_table_attributes({sql_literal(table.table)}, {sql_literal(attrs)}::jsonb)",
                 b"ALTER TABLE", True)
     inner = _classify(rewritten.sql, translator)
-    if inner is not None:
-        return inner if isinstance(inner, Denial) else (inner[0], inner[1], inner[2])
+    if isinstance(inner, Denial):
+        return inner
     if table is not None:
+        # What creates the table: the PostgreSQL DDL, or the call that runs it with CREATE lent
+        # (the CREATE TABLE permission, privileges.lend_call); then its attributes are recorded.
+        creating = inner[0] if inner is not None else rewritten.sql
         attrs = json.dumps(table.as_dict(), separators=(",", ":"))
-        return (f"CALL shiftguard.create_table({sql_literal(rewritten.sql)}, {sql_literal(table.table)}, "
+        return (f"CALL shiftguard.create_table({sql_literal(creating)}, {sql_literal(table.table)}, "
                 f"{sql_literal(attrs)}::jsonb)", b"CREATE TABLE", True)
+    if inner is not None:
+        return inner[0], inner[1], inner[2]
     return rewritten.sql, None, True
 
 
@@ -273,6 +285,8 @@ def _classify(statement: str, translator: Translator) -> Result:
         result = _strict_refusal(kind, node)
     if result is None and "set_config" in lowered and _sets_identity(raw):
         return _escape("set_config('role' | 'session_authorization', ...)")
+    if result is None:  # the CREATE system permissions: last, after every refusal above
+        result = privileges.lend_call(kind, node, statement, translator.sign)
     return result if result is not None else catalog_rewrite
 
 

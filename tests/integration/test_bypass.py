@@ -3,12 +3,15 @@ become someone else. Every attempt must fail; the summary line says how many wer
 
 from __future__ import annotations
 
+import json
 import socket
 import struct
 
 import psycopg
 import pytest
 
+from proxy.policy import signing
+from proxy.policy.tokens import sql_literal
 from proxy.protocol import messages as m
 from proxy.protocol.auth import md5_response, redshift_md5
 
@@ -90,6 +93,11 @@ def attempts(secret: str, me: str) -> list[str]:
         f"CALL shiftguard.alter_user('{me}', '{{\"superuser\": true}}')",
         "CALL shiftguard.drop_users(ARRAY['awsuser'], false)",
         "SELECT * FROM svl_user_info",
+        "INSERT INTO shiftguard.vacuum_requests (relation, requested_by) VALUES ('pg_class'::regclass, 'awsuser')",
+        f"VACUUM {secret}",
+        f"VACUUM FULL {secret} TO 100 PERCENT BOOST",
+        f"CALL shiftguard.vacuum('{secret}'::regclass::oid, 'x')",
+        "VACUUM shiftguard.users",
         "SELECT pg_read_file('/etc/passwd')",
         "SELECT pg_ls_dir('.')",
         "SELECT lo_import('/etc/passwd')",
@@ -103,6 +111,70 @@ def attempts(secret: str, me: str) -> list[str]:
         "CREATE LANGUAGE plperlu",
         f"CREATE POLICY p ON {secret} USING (true)",
     ]
+
+
+def lending_attempts(schema: str, sign) -> list[str]:
+    """SQL a holder of the CREATE TABLE permission (only) sends to keep, or use for something
+    else, the CREATE on a schema that shiftguard lends for one statement (catalog/privileges.sql
+    create_lent). sign: the backend secret's signer, as if a signature had leaked (a session's
+    own statements are visible to it in pg_stat_activity)."""
+    def spec(statement: str, permission: str = "CREATE TABLE") -> str:
+        return json.dumps({"permission": permission, "schema": schema, "refusal": None, "statement": statement},
+                          separators=(",", ":"))
+    evil = f"CREATE FUNCTION {schema}.evil() RETURNS int LANGUAGE sql AS $e$SELECT 1$e$"
+    signed = spec(f"CREATE TABLE {schema}.lent (a int)")
+    lend = f"shiftguard.lend_create({sql_literal(signed)}, {sql_literal(sign('lend', signed))}, ARRAY[]::name[])"
+    forged = spec(evil, "CREATE OR REPLACE FUNCTION")
+    return [
+        evil,
+        f"CREATE SEQUENCE {schema}.evil_seq",
+        # the lending function called directly, with a valid signature, then something else
+        f"SELECT {lend}; {evil}",
+        f"BEGIN; SELECT {lend}; {evil}; COMMIT",
+        f"DO $$BEGIN PERFORM {lend}; EXECUTE {sql_literal(evil)}; END$$",
+        f"CREATE FUNCTION pg_temp.\"shiftguard.create_lent\"(text, text, text) RETURNS void LANGUAGE plpgsql AS "
+        f"$f$DECLARE v oid; BEGIN v := {lend}; END$f$; SELECT pg_temp.\"shiftguard.create_lent\"('', '', ''); {evil}",
+        # the procedure with a statement shiftguard did not sign, or signed for something else
+        f"CALL shiftguard.create_lent({sql_literal(forged)}, '', 'public')",
+        f"CALL shiftguard.create_lent({sql_literal(forged)}, {sql_literal(sign('lend', signed))}, 'public')",
+        f"CALL shiftguard.create_lent({sql_literal(forged)}, {sql_literal(sign('rls', forged))}, 'public')",
+        # a statement that pglast reads as one CREATE TABLE and PostgreSQL, with
+        # standard_conforming_strings off, as three
+        f"SET standard_conforming_strings = off; CREATE TABLE {schema}.smuggle (a text DEFAULT 'x\\', "
+        f"b text DEFAULT '); {evil}; -- ')",
+        # a query run while CREATE is lent, calling a function of the user's
+        f"CREATE FUNCTION pg_temp.make() RETURNS int LANGUAGE plpgsql AS $f$BEGIN EXECUTE {sql_literal(evil)}; "
+        f"RETURN 1; END$f$; CREATE TABLE {schema}.ctas AS SELECT pg_temp.make()",
+        f"CREATE FUNCTION pg_temp.make() RETURNS int LANGUAGE plpgsql AS $f$BEGIN EXECUTE {sql_literal(evil)}; "
+        f"RETURN 1; END$f$; SELECT pg_temp.make() INTO {schema}.ctas2",
+        # what the lent CREATE is never for
+        "CREATE TABLE shiftguard.evil (a int)",
+        "CREATE TABLE pg_catalog.evil (a int)",
+        "SET search_path = shiftguard; CREATE TABLE evil (a int)",
+    ]
+
+
+@pytest.fixture
+def lender(proxy, postgres):
+    """A user holding the CREATE TABLE permission only, a schema it has USAGE on, and a signer
+    with the backend secret."""
+    me, role, schema = unique("lender"), unique("r"), unique("s")
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE USER {me} PASSWORD '{PASSWORD}'")
+        admin.execute(f"CREATE ROLE {role}")
+        admin.execute(f"GRANT CREATE TABLE TO ROLE {role}")
+        admin.execute(f"GRANT ROLE {role} TO {me}")
+        admin.execute(f"CREATE SCHEMA {schema}")
+        admin.execute(f"GRANT USAGE ON SCHEMA {schema} TO {me}")
+    with postgres.connect() as direct:
+        secret = direct.execute("SELECT value FROM shiftguard.settings WHERE name = 'backend_secret'").fetchone()[0]
+    yield me, schema, signing.signer(bytes.fromhex(secret))
+    with postgres.connect() as direct:
+        direct.execute(f"DROP OWNED BY {me} CASCADE")
+    with proxy.connect() as admin:
+        admin.execute(f"DROP SCHEMA {schema} CASCADE")
+        admin.execute(f"DROP ROLE {role} FORCE")
+        admin.execute(f"DROP USER {me}")
 
 
 @pytest.fixture
@@ -152,10 +224,29 @@ def fast_path_set_config(proxy, user: str) -> bytes:
         return reply
 
 
-def test_every_bypass_attempt_fails(proxy, setup, postgres, capsys):
+def test_every_bypass_attempt_fails(proxy, setup, lender, postgres, capsys):
     secret, me = setup
     tried = succeeded = 0
     failures = []
+    lending_user, schema, sign = lender
+    for sql in lending_attempts(schema, sign):
+        tried += 1
+        with proxy.connect(lending_user, PASSWORD) as conn:
+            try:
+                rows = simple(conn, sql)
+            except psycopg.Error:
+                continue
+            succeeded += 1
+            failures.append((sql, rows[:3]))
+    with proxy.connect(lending_user, PASSWORD) as conn:
+        assert conn.execute("SELECT has_schema_privilege(%s, 'CREATE'), has_schema_privilege('shiftguard', 'CREATE')",
+                            (schema,)).fetchone() == (False, False)
+        assert conn.execute(f"CREATE TABLE {schema}.allowed (a int)").statusmessage == "CREATE TABLE"
+    with postgres.connect() as direct:
+        assert direct.execute("SELECT count(*) FROM pg_proc WHERE proname = 'evil'").fetchone() == (0,)
+        assert direct.execute("SELECT count(*) FROM pg_class WHERE relname LIKE 'evil%' OR relname LIKE 'ctas%' "
+                              "OR relname = 'smuggle'").fetchone() == (0,)
+        assert direct.execute("SELECT count(*) FROM shiftguard.create_lendings").fetchone() == (0,)
     for sql in attempts(secret, me):
         tried += 1
         with proxy.connect(me, PASSWORD) as conn:

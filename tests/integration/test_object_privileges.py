@@ -385,3 +385,262 @@ def test_a_user_holding_redshift_only_privileges_cannot_be_dropped(proxy, world)
             admin.execute(f"DROP GROUP {n['g']}")
     with proxy.connect(n["owner"], PASSWORD) as owner:
         owner.execute(f"REVOKE DROP ON {n['t']} FROM {n['bob']}, GROUP {n['g']}")
+
+
+CREATE_PERMISSIONS = "CREATE TABLE, CREATE OR REPLACE VIEW, CREATE OR REPLACE FUNCTION, CREATE OR REPLACE PROCEDURE"
+
+
+def creations(schema: str, t: str) -> list[tuple[str, str]]:
+    """One statement per CREATE permission, with PostgreSQL's command tag."""
+    return [(f"CREATE TABLE {schema}.{t}_t (a int PRIMARY KEY, b text DEFAULT 'x')", "CREATE TABLE"),
+            (f"CREATE VIEW {schema}.{t}_v AS SELECT 1 AS one", "CREATE VIEW"),
+            (f"CREATE FUNCTION {schema}.{t}_f() RETURNS int LANGUAGE sql AS $$SELECT 1$$", "CREATE FUNCTION"),
+            (f"CREATE PROCEDURE {schema}.{t}_p() LANGUAGE plpgsql AS $$BEGIN NULL; END$$", "CREATE PROCEDURE")]
+
+
+def may_create(conn, schema: str) -> bool:
+    return conn.execute("SELECT has_schema_privilege(%s, 'CREATE')", (schema,)).fetchone()[0]
+
+
+@pytest.fixture
+def lending(proxy, world):
+    """world, plus a schema of the admin's where bob has USAGE only."""
+    n = world
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE SCHEMA {n['s']}")
+        admin.execute(f"GRANT USAGE ON SCHEMA {n['s']} TO {n['bob']}, {n['carol']}")
+    return n
+
+
+def grant_create_permissions(proxy, n, user: str = "bob") -> None:
+    with proxy.connect() as admin:
+        admin.execute(f"GRANT {CREATE_PERMISSIONS} TO ROLE {n['r']}")
+        admin.execute(f"GRANT ROLE {n['r']} TO {n[user]}")
+
+
+def test_create_permissions_lend_create_on_the_schema(proxy, lending):
+    """CREATE TABLE / VIEW / FUNCTION / PROCEDURE in a schema without CREATE on it: refused, then
+    allowed by the system permissions; the objects are the creator's, and no CREATE is left
+    behind, whether the statement succeeded or failed."""
+    n = lending
+    s, t = n["s"], n["t"]
+    with proxy.connect(n["bob"], PASSWORD) as bob:
+        for statement, _ in creations(s, t):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match=f"schema {s}"):
+                bob.execute(statement)
+    grant_create_permissions(proxy, n)
+    with proxy.connect(n["bob"], PASSWORD) as bob:
+        assert [bob.execute(statement).statusmessage for statement, _ in creations(s, t)] == \
+            [tag for _, tag in creations(s, t)]
+        assert not may_create(bob, s)
+        bob.execute(f"INSERT INTO {s}.{t}_t (a) VALUES (1)")
+        assert bob.execute(f"SELECT b FROM {s}.{t}_t").fetchall() == [("x",)]
+        assert bob.execute(f"SELECT * FROM {s}.{t}_v").fetchall() == [(1,)]
+        assert bob.execute(f"SELECT {s}.{t}_f()").fetchone() == (1,)
+        assert bob.execute(f"CALL {s}.{t}_p()").statusmessage == "CALL"
+        # Unqualified: the first schema of the search_path; OR REPLACE of his own objects.
+        bob.execute(f"SET search_path = {s}, public")
+        assert bob.execute(f"CREATE TABLE {t}_u (a int)").statusmessage == "CREATE TABLE"
+        assert bob.execute(f"CREATE OR REPLACE VIEW {t}_v AS SELECT 1 AS one, 2 AS two").statusmessage == "CREATE VIEW"
+        assert bob.execute(f"CREATE OR REPLACE FUNCTION {t}_f() RETURNS int LANGUAGE sql AS $$SELECT 2$$"
+                           ).statusmessage == "CREATE FUNCTION"
+        assert bob.execute(f"SELECT {t}_f()").fetchone() == (2,)
+        assert bob.execute("SHOW search_path").fetchone() == (f"{s}, public",)
+        assert not may_create(bob, s)
+        # A failing statement inside a transaction: the lent grant goes with the rollback.
+        bob.execute("BEGIN")
+        bob.execute(f"CREATE TABLE {s}.{t}_in_tx (a int)")
+        assert not may_create(bob, s)
+        with pytest.raises(psycopg.errors.DuplicateTable):
+            bob.execute(f"CREATE TABLE {s}.{t}_t (a int)")
+        bob.execute("ROLLBACK")
+        assert not may_create(bob, s)
+        assert bob.execute("SELECT to_regclass(%s)", (f"{s}.{t}_in_tx",)).fetchone() == (None,)
+        # A temporary table needs no permission and is left alone.
+        assert bob.execute(f"CREATE TEMP TABLE {t}_tmp (a int)").statusmessage == "CREATE TABLE"
+    with proxy.connect() as admin:
+        owners = admin.execute(
+            "SELECT c.relname::text, c.relowner::regrole::text FROM pg_class c WHERE c.relnamespace = %s::regnamespace "
+            "AND c.relkind IN ('r', 'v') UNION ALL SELECT p.proname::text, p.proowner::regrole::text FROM pg_proc p "
+            "WHERE p.pronamespace = %s::regnamespace ORDER BY 1", (s, s)).fetchall()
+        assert owners == sorted([(f"{t}_f", n["bob"]), (f"{t}_p", n["bob"]), (f"{t}_t", n["bob"]),
+                                 (f"{t}_u", n["bob"]), (f"{t}_v", n["bob"])])
+        assert admin.execute("SELECT has_schema_privilege(%s, %s, 'CREATE')", (n["bob"], s)).fetchone() == (False,)
+        # The procedure is its owner's only (the event trigger ran for it as for any other).
+        assert admin.execute("SELECT has_function_privilege(%s, %s, 'EXECUTE')",
+                             (n["carol"], f"{s}.{t}_p()")).fetchone() == (False,)
+        assert admin.execute("SELECT has_function_privilege(%s, %s, 'EXECUTE')",
+                             (n["carol"], f"{s}.{t}_f()")).fetchone() == (True,)
+
+
+def test_create_permissions_leave_postgresql_checking_the_rest(proxy, lending):
+    """Only CREATE on the schema is lent: REFERENCES, ownership for OR REPLACE, the catalogs and
+    shiftguard's schema are as before; a CREATE TABLE permission does not create views."""
+    n = lending
+    s, t = n["s"], n["t"]
+    with proxy.connect(n["owner"], PASSWORD) as owner:
+        owner.execute(f"CREATE TABLE {t}_pk (id int PRIMARY KEY)")
+        owner.execute(f"CREATE VIEW {t}_ov AS SELECT 1 AS one")
+        owner.execute(f"CREATE FUNCTION {t}_of() RETURNS int LANGUAGE sql AS $$SELECT 1$$")
+        owner.execute(f"GRANT SELECT ON {t}_pk TO {n['bob']}")
+    with proxy.connect() as admin:
+        admin.execute(f"GRANT CREATE TABLE TO ROLE {n['r']}")
+        admin.execute(f"GRANT ROLE {n['r']} TO {n['bob']}")
+    with proxy.connect(n["bob"], PASSWORD) as bob:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match=f"schema {s}"):
+            bob.execute(f"CREATE VIEW {s}.{t}_v AS SELECT 1")  # CREATE TABLE does not cover views
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match=f"{t}_pk"):
+            bob.execute(f"CREATE TABLE {s}.{t}_fk (a int REFERENCES public.{t}_pk (id))")
+        assert not may_create(bob, s)
+    grant_create_permissions(proxy, n)
+    with proxy.connect(n["bob"], PASSWORD) as bob:
+        for statement in (f"CREATE OR REPLACE VIEW public.{t}_ov AS SELECT 2 AS one",
+                          f"CREATE OR REPLACE FUNCTION public.{t}_of() RETURNS int LANGUAGE sql AS $$SELECT 2$$"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="must be owner"):
+                bob.execute(statement)
+        for schema in ("shiftguard", "pg_catalog", "information_schema"):
+            for statement, _ in creations(schema, t):
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    bob.execute(statement)
+        bob.execute("SET search_path = pg_catalog")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            bob.execute(f"CREATE TABLE {t}_cat (a int)")
+        bob.execute("RESET search_path")
+        # What lending does not cover, refused with the reason.
+        with proxy.connect(n["owner"], PASSWORD) as owner:
+            owner.execute(f"CREATE TABLE {t}_parts (a int) PARTITION BY LIST (a)")
+            owner.execute(f"GRANT ALL ON {t}_parts TO {n['bob']}")
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match="PARTITION OF"):
+            bob.execute(f"CREATE TABLE {s}.{t}_part PARTITION OF public.{t}_parts FOR VALUES IN (1)")
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match="backslash"):
+            bob.execute(f"CREATE VIEW {s}.{t}_bs AS SELECT 'a\\b' AS x")
+        assert bob.execute(f"CREATE VIEW {s}.{t}_bs AS SELECT E'a\\\\b' AS x").statusmessage == "CREATE VIEW"
+        # CREATE TABLE AS runs a query while it creates: not covered (PostgreSQL's own check).
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match=f"schema {s}"):
+            bob.execute(f"CREATE TABLE {s}.{t}_ctas AS SELECT 1 AS a")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match=f"schema {s}"):
+            bob.execute(f"SELECT 1 AS a INTO {s}.{t}_into")
+        for schema in (s, "shiftguard", "pg_catalog"):
+            assert not may_create(bob, schema)
+    with proxy.connect() as admin:
+        assert admin.execute("SELECT count(*) FROM pg_class WHERE relnamespace = %s::regnamespace",
+                             (s,)).fetchone() == (1,)  # the view with E'...'
+        assert admin.execute("SELECT count(*) FROM shiftguard.create_lendings").fetchone() == (0,)
+
+
+def test_create_permissions_without_the_backslash_reading(proxy, lending):
+    """A user who has CREATE on the schema runs exactly as before: Redshift's reading of '\\'
+    (standard_conforming_strings off) included."""
+    n = lending
+    t = n["t"]
+    with proxy.connect(n["owner"], PASSWORD) as owner:
+        owner.execute(f"CREATE VIEW {t}_bs AS SELECT 'it\\'s' AS x")
+        assert owner.execute(f"SELECT x FROM {t}_bs").fetchone() == ("it's",)
+
+
+def test_create_permissions_through_the_extended_protocol_and_the_dialect(proxy, lending):
+    """Prepared (Parse/Bind/Execute) CREATEs, and Redshift's CREATE TABLE with DISTKEY/SORTKEY."""
+    import asyncio
+
+    import asyncpg
+    n = lending
+    s, t = n["s"], n["t"]
+    grant_create_permissions(proxy, n)
+    with proxy.connect(n["bob"], PASSWORD) as bob:
+        assert bob.execute("SELECT %s::int", (7,)).fetchone() == (7,)
+        assert bob.execute(f"CREATE TABLE {s}.{t}_x (a int)", prepare=True).statusmessage == "CREATE TABLE"
+        assert bob.execute(f"CREATE TABLE {s}.{t}_rs (a int, b varchar(10)) DISTKEY(a) SORTKEY(b)"
+                           ).statusmessage == "CREATE TABLE"
+        bob.execute(f"SET search_path = {s}")  # pg_table_def shows the search_path's tables, as Redshift's
+        assert bob.execute("SELECT \"column\", distkey, sortkey FROM pg_table_def WHERE schemaname = %s "
+                           "AND tablename = %s ORDER BY 1", (s, f"{t}_rs")).fetchall() == [("a", True, 0), ("b", False, 1)]
+        assert not may_create(bob, s)
+
+    async def through_asyncpg():
+        conn = await asyncpg.connect(host=proxy.host, port=proxy.port, user=n["bob"], password=PASSWORD,
+                                     database="dev", ssl="disable", timeout=10)
+        try:
+            statement = await conn.prepare(f"CREATE FUNCTION {s}.{t}_af(x int) RETURNS int LANGUAGE sql AS $$SELECT x$$")
+            await statement.fetch()
+            tag = statement.get_statusmsg()
+            value = await conn.fetchval(f"SELECT {s}.{t}_af($1)", 5)
+            return tag, value, await conn.fetchval("SELECT has_schema_privilege($1, 'CREATE')", s)
+        finally:
+            await conn.close()
+    assert asyncio.run(through_asyncpg()) == ("CREATE FUNCTION", 5, False)
+    with proxy.connect() as admin:
+        assert admin.execute("SELECT count(*) FROM pg_class WHERE relnamespace = %s::regnamespace AND relkind = 'r' "
+                             "AND relowner = %s::regrole", (s, n["bob"])).fetchone() == (2,)
+
+
+def test_create_permissions_in_concurrent_transactions(proxy, lending):
+    """Two holders lending CREATE on one schema at once: the second waits for the first's
+    transaction, then succeeds (no "tuple concurrently updated")."""
+    import threading
+    n = lending
+    s, t = n["s"], n["t"]
+    grant_create_permissions(proxy, n)
+    grant_create_permissions(proxy, n, "carol")
+    outcome = []
+    with proxy.connect(n["bob"], PASSWORD) as bob:
+        bob.execute("BEGIN")
+        bob.execute(f"CREATE TABLE {s}.{t}_one (a int)")
+
+        def carol_creates():
+            try:
+                with proxy.connect(n["carol"], PASSWORD) as carol:
+                    outcome.append(carol.execute(f"CREATE TABLE {s}.{t}_two (a int)").statusmessage)
+            except psycopg.Error as exc:
+                outcome.append(repr(exc))
+        thread = threading.Thread(target=carol_creates)
+        thread.start()
+        thread.join(1.0)
+        assert outcome == []  # waiting for bob's transaction
+        bob.execute("COMMIT")
+        thread.join(20)
+    assert outcome == ["CREATE TABLE"]
+    with proxy.connect() as admin:
+        for user in ("bob", "carol"):
+            assert admin.execute("SELECT has_schema_privilege(%s, %s, 'CREATE')", (n[user], s)).fetchone() == (False,)
+
+
+def vacuum_count(proxy, table: str) -> int:
+    with proxy.connect() as admin:
+        return admin.execute("SELECT vacuum_count FROM pg_stat_user_tables WHERE relid = %s::regclass",
+                             (table,)).fetchone()[0]
+
+
+REDSHIFT_VACUUMS = ["VACUUM {t}", "VACUUM FULL {t}", "VACUUM SORT ONLY {t}", "VACUUM DELETE ONLY {t} TO 75 PERCENT",
+                    "VACUUM REINDEX {t}", "VACUUM RECLUSTER {t} BOOST", "vacuum {t} to 100 percent boost"]
+
+
+def test_vacuum_redshift_forms_and_who_may(proxy, world):
+    """Redshift's VACUUM forms: the owner may (and the table is vacuumed shortly after), a
+    non-owner gets Redshift's error (PostgreSQL only warns), a holder of VACUUM may."""
+    n = world
+    t = n["t"]
+    before = vacuum_count(proxy, t)
+    with proxy.connect(n["owner"], PASSWORD) as owner:
+        for form in REDSHIFT_VACUUMS + ["VACUUM", "VACUUM DELETE ONLY TO 90 PERCENT BOOST"]:
+            assert owner.execute(form.format(t=t)).statusmessage == "VACUUM"
+        with pytest.raises(psycopg.errors.UndefinedTable):
+            owner.execute(f"VACUUM {t}_missing")
+        with pytest.raises(psycopg.errors.InvalidParameterValue):
+            owner.execute(f"VACUUM {t} TO 101 PERCENT")
+    assert wait_for(lambda: vacuum_count(proxy, t) > before, timeout=10)
+    with proxy.connect(n["bob"], PASSWORD) as bob:
+        for form in REDSHIFT_VACUUMS:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match=f"permission denied for relation {t}"):
+                bob.execute(form.format(t=t))
+    with proxy.connect() as admin:
+        admin.execute(f"GRANT VACUUM TO ROLE {n['r']}")
+        admin.execute(f"GRANT ROLE {n['r']} TO {n['bob']}")
+    before = vacuum_count(proxy, t)
+    with proxy.connect(n["bob"], PASSWORD) as bob:
+        assert bob.execute(f"VACUUM SORT ONLY {t} TO 80 PERCENT BOOST").statusmessage == "VACUUM"
+        for table in ("shiftguard.users", "pg_catalog.pg_class"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                bob.execute(f"VACUUM {table}")
+    assert wait_for(lambda: vacuum_count(proxy, t) > before, timeout=10)
+    with proxy.connect() as admin:
+        assert admin.execute("SELECT count(*) FROM shiftguard.vacuum_requests").fetchone() == (0,)

@@ -383,3 +383,82 @@ def test_the_trigger_search_is_the_substring_test():
 def test_masking_rewrite(sql, expected):
     from proxy.policy.masking import MaskedTables, rewrite
     assert rewrite(sql, MaskedTables(1, {("public", "cards"): "mask:1"})) == expected
+
+
+# --------------------------------------------------------------------------- CREATE permissions
+
+def lent_spec(sql: str) -> tuple[dict, bytes] | None:
+    """(the signed spec, command tag) of a CREATE run through shiftguard.create_lent, or None."""
+    from proxy.policy import signing
+    translator = Translator(lambda role: "V", sign=signing.signer(b"key"))
+    result = classify(sql.encode(), translator)
+    if result is PASS:
+        return None
+    (action,) = result.actions
+    match = re.fullmatch(r"CALL shiftguard\.create_lent\(E'(.*)', E'([0-9a-f]{64})', "
+                         r"pg_catalog\.current_setting\('search_path'\)\)", action.sql)
+    assert match, action.sql
+    spec = match.group(1).replace("''", "'").replace("\\\\", "\\")
+    assert signing.signer(b"key")("lend", spec) == match.group(2)
+    return json.loads(spec), action.tag
+
+
+@pytest.mark.parametrize("sql, permission, schema, refusal, tag", [
+    ("CREATE TABLE t (a int)", "CREATE TABLE", None, None, b"CREATE TABLE"),
+    ("create table IF NOT EXISTS S.t (a int references u)", "CREATE TABLE", "s", None, b"CREATE TABLE"),
+    ('CREATE TABLE "My Schema".t (LIKE u)', "CREATE TABLE", "My Schema", None, b"CREATE TABLE"),
+    ("CREATE TABLE s.p1 PARTITION OF p FOR VALUES IN (1)", "CREATE TABLE", "s", "CREATE TABLE ... PARTITION OF",
+     b"CREATE TABLE"),
+    ("CREATE OR REPLACE VIEW s.v AS SELECT 1", "CREATE OR REPLACE VIEW", "s", None, b"CREATE VIEW"),
+    ("CREATE VIEW v AS SELECT 'a\\b'", "CREATE OR REPLACE VIEW", None,
+     "string constants with backslashes (write them as E'...')", b"CREATE VIEW"),
+    ("CREATE VIEW v AS SELECT E'a\\\\b', $$c\\d$$", "CREATE OR REPLACE VIEW", None, None, b"CREATE VIEW"),
+    ("CREATE FUNCTION db.s.f() RETURNS int LANGUAGE sql AS $$SELECT 1$$", "CREATE OR REPLACE FUNCTION", "s", None,
+     b"CREATE FUNCTION"),
+    ("CREATE OR REPLACE PROCEDURE p() LANGUAGE plpgsql AS $$BEGIN END$$", "CREATE OR REPLACE PROCEDURE", None, None,
+     b"CREATE PROCEDURE"),
+])
+def test_create_statements_run_with_create_lent(sql, permission, schema, refusal, tag):
+    spec, got_tag = lent_spec(sql)
+    assert (spec["permission"], spec["schema"], spec["refusal"], got_tag) == (permission, schema, refusal, tag)
+    assert spec["statement"] == sql
+
+
+@pytest.mark.parametrize("sql", [
+    "CREATE TEMP TABLE t (a int)", "CREATE TABLE pg_temp.t (a int)", "CREATE TEMPORARY VIEW v AS SELECT 1",
+    "CREATE FUNCTION pg_temp.f() RETURNS int LANGUAGE sql AS $$SELECT 1$$",
+    "CREATE TABLE t AS SELECT 1", "SELECT 1 INTO t", "CREATE MATERIALIZED VIEW m AS SELECT 1",
+    "CREATE INDEX ON t (a)", "SELECT created_at FROM t",
+])
+def test_create_statements_left_alone(sql):
+    assert lent_spec(sql) is None
+
+
+def test_untrusted_languages_are_refused_before_any_lending():
+    (action,) = plan("CREATE FUNCTION f() RETURNS int LANGUAGE plpython3u AS 'return 1'").actions
+    assert action.denial is not None and action.denial.sqlstate == "0A000"
+
+
+@pytest.mark.parametrize("sql, call", [
+    ("VACUUM", "CALL shiftguard.vacuum(NULL, NULL)"),
+    ("vacuum delete only to 75 percent boost", "CALL shiftguard.vacuum(NULL, NULL)"),
+    ("VACUUM FULL t", "CALL shiftguard.vacuum(pg_catalog.to_regclass(E'\"t\"')::oid, E't')"),
+    ('VACUUM SORT ONLY S."T" TO 75 PERCENT BOOST', "CALL shiftguard.vacuum(pg_catalog.to_regclass(E'\"s\".\"T\"')::oid, E's.T')"),
+    ("VACUUM REINDEX t", "CALL shiftguard.vacuum(pg_catalog.to_regclass(E'\"t\"')::oid, E't')"),
+    ("VACUUM RECLUSTER t BOOST", "CALL shiftguard.vacuum(pg_catalog.to_regclass(E'\"t\"')::oid, E't')"),
+])
+def test_redshift_vacuum_becomes_a_request(sql, call):
+    (action,) = plan(sql).actions
+    assert (action.sql, action.tag) == (call, b"VACUUM")
+
+
+@pytest.mark.parametrize("sql", ["VACUUM (VERBOSE) t", "VACUUM ANALYZE t", "VACUUM t, u", "VACUUM FREEZE"])
+def test_postgresql_vacuum_forms_are_postgresql_s(sql):
+    assert plan(sql) is PASS
+
+
+@pytest.mark.parametrize("sql, state", [("VACUUM t TO 101 PERCENT", "22023"), ("VACUUM t junk", "42601"),
+                                        ("VACUUM SORT t", "42601")])
+def test_vacuum_grammar_errors(sql, state):
+    (action,) = plan(sql).actions
+    assert action.denial is not None and action.denial.sqlstate == state

@@ -697,18 +697,19 @@ def _explained_query(statement: str) -> str | None:
 
 def _parameter_count(tree) -> int:
     """The highest $n in a parse tree (0: none)."""
-    highest = 0
+    return max((node["ParamRef"].get("number", 0) for node in _nodes(tree) if "ParamRef" in node), default=0)
+
+
+def _nodes(tree):
+    """Every node (dict) of a parse tree as pglast's JSON, depth first."""
     stack = [tree]
     while stack:
         node = stack.pop()
         if isinstance(node, dict):
-            param = node.get("ParamRef")
-            if param is not None:
-                highest = max(highest, param.get("number", 0))
+            yield node
             stack.extend(node.values())
         elif isinstance(node, list):
             stack.extend(node)
-    return highest
 
 
 def _drop(node: dict, words: list[str]) -> Result:
@@ -767,21 +768,15 @@ def _with_language(node: dict, key: str) -> Result:
 def _sets_identity(tree) -> bool:
     """Does the parse tree call set_config() on role or session_authorization (or on a name
     it computes, which could be either)?"""
-    stack = [tree]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            call = node.get("FuncCall")
-            if call is not None:
-                name = call.get("funcname", [])[-1:]
-                if name and name[0].get("String", {}).get("sval") == "set_config":
-                    first = (call.get("args") or [{}])[0]
-                    setting = first.get("A_Const", {}).get("sval", {}).get("sval")
-                    if setting is None or setting.lower() in ("role", "session_authorization"):
-                        return True
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
+    for node in _nodes(tree):
+        call = node.get("FuncCall")
+        if call is not None:
+            name = call.get("funcname", [])[-1:]
+            if name and name[0].get("String", {}).get("sval") == "set_config":
+                first = (call.get("args") or [{}])[0]
+                setting = first.get("A_Const", {}).get("sval", {}).get("sval")
+                if setting is None or setting.lower() in ("role", "session_authorization"):
+                    return True
     return False
 
 
@@ -832,52 +827,29 @@ def _strict_refusal(kind: str, node: dict) -> Denial | None:
 
 
 def _touches_user_tables(tree) -> bool:
-    stack = [tree]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            range_var = node.get("RangeVar")
-            if range_var is not None and not _is_catalog_relation(range_var.get("schemaname"),
-                                                                   range_var.get("relname", "")):
-                return True
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
-    return False
+    return any("RangeVar" in node and not _is_catalog_relation(node["RangeVar"].get("schemaname"),
+                                                               node["RangeVar"].get("relname", ""))
+               for node in _nodes(tree))
 
 
 def _values_as_table(tree) -> bool:
     """FROM (VALUES ...): Redshift takes VALUES lists in INSERT only (leader node included)."""
-    stack = [tree]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            subselect = node.get("RangeSubselect")
-            if subselect is not None and subselect.get("subquery", {}).get("SelectStmt", {}).get("valuesLists"):
-                return True
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
-    return False
+    return any("RangeSubselect" in node
+               and node["RangeSubselect"].get("subquery", {}).get("SelectStmt", {}).get("valuesLists")
+               for node in _nodes(tree))
 
 
 def _unsupported_node(tree) -> str | None:
-    stack = [tree]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if key in _NOT_IN_REDSHIFT_NODES:
-                    return _NOT_IN_REDSHIFT_NODES[key]
-                if key == "A_Indirection" and any("A_Indices" in i for i in value.get("indirection", ())):
-                    return "array subscripts"
-                if key in ("TypeName", "typeName") and isinstance(value, dict) and value.get("arrayBounds"):
-                    return "array types"
-                if key == "Constraint" and value.get("contype") in ("CONSTR_CHECK", "CONSTR_EXCLUSION"):
-                    return "CHECK and EXCLUDE constraints"
-                stack.append(value)
-        elif isinstance(node, list):
-            stack.extend(node)
+    for node in _nodes(tree):
+        for key, value in node.items():
+            if key in _NOT_IN_REDSHIFT_NODES:
+                return _NOT_IN_REDSHIFT_NODES[key]
+            if key == "A_Indirection" and any("A_Indices" in i for i in value.get("indirection", ())):
+                return "array subscripts"
+            if key in ("TypeName", "typeName") and isinstance(value, dict) and value.get("arrayBounds"):
+                return "array types"
+            if key == "Constraint" and value.get("contype") in ("CONSTR_CHECK", "CONSTR_EXCLUSION"):
+                return "CHECK and EXCLUDE constraints"
     return None
 
 

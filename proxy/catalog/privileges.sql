@@ -331,7 +331,8 @@ BEGIN
     FOREACH v_owner IN ARRAY v_owners LOOP
         IF NOT (pg_has_role(session_user, v_owner, 'MEMBER') OR shiftguard.caller_is_superuser()
                 OR (shiftguard.caller_may('ALTER DEFAULT PRIVILEGES')
-                    AND EXISTS (SELECT FROM shiftguard.users WHERE name = (SELECT rolname FROM pg_roles WHERE oid = v_owner)))) THEN
+                    AND EXISTS (SELECT FROM shiftguard.users WHERE name = (SELECT rolname FROM pg_roles WHERE oid = v_owner))
+                    AND v_owner <> (SELECT oid FROM pg_roles WHERE rolname = current_user))) THEN
             RAISE EXCEPTION 'permission denied to change default privileges' USING ERRCODE = '42501';
         END IF;
     END LOOP;
@@ -626,7 +627,8 @@ BEGIN
             RAISE EXCEPTION 'permitted: the statement is not one shiftguard wrote' USING ERRCODE = '42501';
         END IF;
         IF EXISTS (SELECT FROM jsonb_array_elements_text(p_options->'users') u
-                    WHERE NOT EXISTS (SELECT FROM shiftguard.users WHERE name = u)) THEN
+                    WHERE NOT EXISTS (SELECT FROM shiftguard.users WHERE name = u)
+                       OR u = current_user::text) THEN  -- (the management role, even if it is a user too)
             RAISE EXCEPTION 'permission denied: ALTER DEFAULT PRIVILEGES FOR USER names Redshift users only'
                 USING ERRCODE = '42501';
         END IF;

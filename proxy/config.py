@@ -263,10 +263,16 @@ class Iam:
 class Backend:
     # postgresql://user:password@host:port/database?sslmode=... ; empty: embedded PostgreSQL.
     dsn: str | None = None
+    # Idle backend sessions kept per role, database and startup parameters for the role's next
+    # client (0: none), and for how long (backend/pool.py).
+    pool_size: int = 8
+    pool_idle_seconds: float = 60.0
 
     def validate(self, where: str) -> None:
         if self.dsn is not None and not re.match(r"postgres(ql)?://", self.dsn):
             raise ConfigError(f"{where}.dsn: must be a postgresql:// URL")
+        if self.pool_size < 0 or self.pool_idle_seconds <= 0:
+            raise ConfigError(f"{where}.pool_size must be 0 or more and pool_idle_seconds more than 0")
 
 
 @dataclass(frozen=True)

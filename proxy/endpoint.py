@@ -130,6 +130,14 @@ class Endpoint(asyncio.Protocol):
 
     _on_close: Callable[[], None] | None = None
 
+    def detach(self) -> None:
+        """Stop relaying: what is read from now on is buffered for read_message again (a
+        backend session going back to the pool)."""
+        self._sink = self._on_close = None
+        self.peer = None
+        if self.transport is not None and not self.closed:
+            self.transport.resume_reading()  # the peer's flow control may have paused it
+
     def close(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()

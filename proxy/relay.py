@@ -5,8 +5,9 @@ five-byte headers, and a chunk whose messages all pass is written on as the same
 Query and Parse (classified, maybe rewritten), ErrorResponse (reworded as Redshift words it),
 ReadyForQuery, ParameterStatus (rare: PostgreSQL sends one when a reported setting such as
 application_name changes), and, while a rewrite is pending, Bind, Execute, Close and
-CommandComplete are looked at; Execute and Sync are otherwise only counted from their headers.
-DataRow and CopyData bodies never are.
+CommandComplete are looked at, and Terminate where the backend session may outlive the client
+(backend/pool.py: kept only when it comes while idle, nothing unsynced); Execute and Sync are
+otherwise only counted from their headers. DataRow and CopyData bodies never are.
 
 Response bookkeeping. Every Query, Sync and FunctionCall yields exactly one ReadyForQuery, so
 the responses come in numbered intervals (the n-th interval ends with the n-th ReadyForQuery);
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 
 _LENGTH = struct.Struct("!i")
 _COMPLETIONS = frozenset((m.B_COMMAND_COMPLETE, m.B_EMPTY_QUERY_RESPONSE, m.B_PORTAL_SUSPENDED))
+_EXTENDED = frozenset((m.F_PARSE, m.F_BIND, m.F_DESCRIBE, m.F_EXECUTE, m.F_CLOSE))
 
 
 class MessageStream:
@@ -172,7 +174,8 @@ class Relay:
     def __init__(self, client: Endpoint, backend: Endpoint, classify: Callable[[bytes], Plan],
                  max_message_size: int, on_client_gone: Callable[[], None] | None = None,
                  statement_log: StatementLog | None = None,
-                 on_parameter: Callable[[str, str], None] | None = None):
+                 on_parameter: Callable[[str, str], None] | None = None,
+                 keep_backend: bool = False):
         self.client = client
         self._statement_log = statement_log  # the user activity log and stl_query, when enabled
         self._on_parameter = on_parameter    # ParameterStatus from the backend (the connection log)
@@ -198,9 +201,17 @@ class Relay:
         self._error: tuple[str, str] | None = None
         self._statement_tags: dict[bytes, bytes] = {}
         self._portal_tags: dict[bytes, bytes] = {}
+        # Extended-protocol messages sent since the last Sync: the backend may be inside an
+        # implicit transaction that no ReadyForQuery has reported.
+        self._unsynced = False
+        # Whether the backend session outlives the client (backend/pool.py): a Terminate sent
+        # while idle keeps it, instead of ending it.
+        self.backend_kept = False
+        client_wanted = {m.F_QUERY, m.F_PARSE, m.F_FUNCTION_CALL}
+        if keep_backend:
+            client_wanted.add(m.F_TERMINATE)
         self._from_client = MessageStream(
-            self._to_backend, {m.F_QUERY, m.F_PARSE, m.F_FUNCTION_CALL},
-            self._client_message, self._client_header, max_message_size)
+            self._to_backend, client_wanted, self._client_message, self._client_header, max_message_size)
         backend_wanted = {m.B_READY_FOR_QUERY, m.B_ERROR_RESPONSE}
         if on_parameter is not None:
             backend_wanted.add(m.B_PARAMETER_STATUS)
@@ -235,7 +246,8 @@ class Relay:
         if client_message is not None:
             self.client.write(client_message)
         self.client.close()
-        self.backend.close()
+        if not self.backend_kept:
+            self.backend.close()
         if not self._done.done():
             self._done.set_result(None)
 
@@ -267,11 +279,25 @@ class Relay:
         # Counted from the header alone: no body is looked at on the hot path.
         if kind == m.F_EXECUTE:
             self._executes += 1
+            self._unsynced = True
         elif kind == m.F_SYNC:
             self._sent_intervals += 1
             self._executes = 0
+            self._unsynced = False
+        elif kind in _EXTENDED:
+            self._unsynced = True
 
     def _client_message(self, kind: int, body: bytes) -> bytes | None:
+        if kind == m.F_TERMINATE:  # wanted only when the backend session may be kept
+            if self.idle and not self._unsynced:
+                self.backend_kept = True
+                self._from_client.write = lambda data: None  # nothing after Terminate reaches it
+                self.backend.detach()
+                self.close()
+                return b""
+            return None
+        if kind in _EXTENDED:
+            self._unsynced = True
         if kind == m.F_EXECUTE:  # wanted only while some portal has a rewritten tag
             self._executes += 1
             tag = self._portal_tags.get(m.decode_execute_portal(body))

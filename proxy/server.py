@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from .backend.embedded import EmbeddedPostgres, EmbeddedTarget
+from .backend.pool import SessionPool
 from .backend.session import BackendAddress, parse_dsn
 from .catalog.connectivity import SecurityGroupSync
 from .catalog.store import VACUUM_CHANNEL, Catalog
@@ -118,7 +119,8 @@ class Proxy:
         self.context = Context(config=config, catalog=self.catalog, backend=address,
                                tls=tls_context(config, data_dir), classify=Classifier(translator, metrics=metrics),
                                gate=SecurityGroupGate.build(SecurityGroups(), ()), throttle=throttle,
-                               tokens=token_authority(config, data_dir), audit=self.audit, metrics=metrics)
+                               tokens=token_authority(config, data_dir), audit=self.audit, metrics=metrics,
+                               pool=SessionPool(config.backend.pool_size, config.backend.pool_idle_seconds))
         context = self.context
         sessions_gauge.labels(state="relaying").set_function(lambda: len(context.sessions))
         sessions_gauge.labels(state="open").set_function(lambda: context.connection_total)
@@ -219,6 +221,9 @@ class Proxy:
         the rest; stop the API, the catalog and the embedded server."""
         for server in self.servers:
             server.close()
+        if self.context is not None:
+            self.context.pool.size = 0  # sessions ending from now on close their backend
+            self.context.pool.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
         if self._masking is not None:
@@ -231,6 +236,7 @@ class Proxy:
             for task in list(self.context.tasks):
                 task.cancel()
             await asyncio.gather(*self.context.tasks, return_exceptions=True)
+            self.context.pool.close()
         if self.api_runner is not None:
             await self.api_runner.cleanup()
         if self.security_groups is not None:
@@ -298,6 +304,7 @@ class Proxy:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(1.0)
+            self.context.pool.prune()  # kept backend sessions past their idle time
             now = loop.time()
             in_transaction = self.context.config.limits.idle_in_transaction_timeout
             for session in self.context.sessions:

@@ -47,6 +47,8 @@ class UserRecord:
     password_expired: bool = False  # VALID UNTIL has passed
     session_timeout: int | None = None
     userid: int = 0                 # the role's OID, Redshift's usesysid
+    connection_limit: int | None = None
+    settings: str = ""              # the role's and database's SET defaults (for backend/pool.py)
 
     @property
     def password_disabled(self) -> bool:
@@ -64,7 +66,12 @@ class SecurityGroupConflict(Exception):
 
 _USER_COLUMNS = ("name, superuser, password_md5, password_sha256, password_salt, password_scram, "
                  "coalesce(valid_until <= now(), false) AS password_expired, session_timeout, "
-                 "coalesce((SELECT oid::integer FROM pg_roles WHERE rolname = name), 0) AS userid")
+                 "coalesce((SELECT oid::integer FROM pg_roles WHERE rolname = name), 0) AS userid, connection_limit, "
+                 # ALTER USER ... SET (and ALTER DATABASE / ROLE ALL ... SET): what a new
+                 # session starts with, so a kept backend session of other settings is not one.
+                 "coalesce((SELECT string_agg(concat_ws(':', setdatabase, setrole, array_to_string(setconfig, ',')), ';' "
+                 "ORDER BY setdatabase, setrole) FROM pg_db_role_setting WHERE setrole IN "
+                 "(0, (SELECT oid FROM pg_roles WHERE rolname = name))), '') AS settings")
 
 
 class Catalog:

@@ -54,6 +54,7 @@ from ..protocol import sqlstate
 from ..protocol.auth import md5_response
 from ..protocol.framing import (CancelRequest, GSSENCRequest, SSLRequest, StartupMessage,
                                 decode_startup)
+from ..backend.pool import SessionPool, pool_key
 from ..relay import Relay
 from .auth import LoginThrottle, choose_method, read_password, verify_password
 from .params import StartupParams, StartupRefused, sort_startup_params
@@ -111,6 +112,7 @@ class Context:
     metrics: Metrics | None = None
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
     sessions: "SessionRegistry" = field(default_factory=lambda: SessionRegistry())
+    pool: SessionPool = field(default_factory=lambda: SessionPool(0, 0))  # idle backend sessions
     tasks: set = field(default_factory=set)
     # Client connections by address (authenticated or not), for the connection limits.
     connections: collections.Counter = field(default_factory=collections.Counter)
@@ -225,6 +227,7 @@ class Connection:
         self._started: float | None = None
         self.session: Session | None = None
         self._backend: BackendSession | None = None
+        self._pool_key = None  # where the backend session goes back to, if it may
 
     async def run(self) -> None:
         try:
@@ -239,7 +242,7 @@ class Connection:
                 self.state = State.AUTHENTICATING
                 record = await self._authenticate(params)
                 self.state = State.CONNECTING
-                self._backend = await self._open_backend(params, record.name)
+                self._backend = await self._open_backend(params, record)
             self.state = State.RELAYING
             await self._relay(params, record, self._backend)
         except ClientFailure as exc:
@@ -586,19 +589,30 @@ class Connection:
 
     # ---------------------------------------------------------------- CONNECTING
 
-    async def _open_backend(self, params: StartupParams, role: str) -> BackendSession:
-        """A session as the user's own role (for IAM:alice, the role alice)."""
+    async def _open_backend(self, params: StartupParams, record: UserRecord) -> BackendSession:
+        """A session as the user's own role (for IAM:alice, the role alice): one a client of
+        the same role left idle (backend/pool.py), or a new one."""
         catalog = self.context.catalog
+        settings = REDSHIFT_SESSION_SETTINGS if self.config.server_version_mode == "redshift" else SESSION_SETTINGS
+        startup = {**params.forwarded, **settings}
+        if self.context.pool.size and record.connection_limit is None:
+            # A session starts with the role's attributes and SET defaults as they are then: a
+            # kept one serves only a client for whom they are the same. The role's OID is in
+            # the key too: a user dropped and created again is another role.
+            self._pool_key = pool_key((record.name, record.userid, record.superuser, record.settings),
+                                      params.database, startup)
+            kept = self.context.pool.take(self._pool_key)
+            if kept is not None:
+                return kept
         started = time.monotonic()
         try:
-            settings = REDSHIFT_SESSION_SETTINGS if self.config.server_version_mode == "redshift" else SESSION_SETTINGS
-            session = await open_session(self.context.backend, role, catalog.backend_password(role),
-                                         params.database, {**params.forwarded, **settings})
+            session = await open_session(self.context.backend, record.name, catalog.backend_password(record.name),
+                                         params.database, startup)
             if self.context.metrics is not None:
                 self.context.metrics.backend_connect.observe(time.monotonic() - started)
             return session
         except BackendUnavailable as exc:
-            log.error("backend session for %s failed: %s", role, exc)
+            log.error("backend session for %s failed: %s", record.name, exc)
             raise ClientFailure(sqlstate.CONNECTION_FAILURE,
                                 "could not open a session on the backing PostgreSQL") from None
 
@@ -630,7 +644,8 @@ class Connection:
                       on_client_gone=lambda: self.context.spawn(
                           send_cancel(self.context.backend, backend.pid, backend.key)),
                       statement_log=self._statement_log(params, record, pid),
-                      on_parameter=self._parameter_changed if self.context.audit is not None else None)
+                      on_parameter=self._parameter_changed if self.context.audit is not None else None,
+                      keep_backend=self._pool_key is not None)
         self.session = Session(pid, key, record.name, params.database, backend, relay,
                                idle_timeout(record.session_timeout, self.config.cluster.session_timeout))
         registry.add(self.session)
@@ -639,6 +654,9 @@ class Connection:
         self.client.write(b"".join(greeting))
         relay.start()
         await relay.finished()
+        if relay.backend_kept:
+            kept, self._backend = backend, None
+            self.context.spawn(self.context.pool.give(self._pool_key, kept))
 
 
 # Transaction numbers for the activity log, unique within this process and increasing across

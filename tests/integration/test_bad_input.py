@@ -162,7 +162,7 @@ def test_a_thousand_connections_opened_and_dropped_at_once(proxy, postgres):
         leaked = direct.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE usename = %s AND backend_type = 'client backend'",
             (ADMIN,)).fetchone()[0]
-    assert leaked == 0
+    assert leaked == len(proxy.proxy.context.pool)  # only the sessions kept for the next client
 
 
 async def _count_tasks(proxy):

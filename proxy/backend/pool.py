@@ -1,0 +1,114 @@
+"""Idle backend sessions kept for the next client of the same role.
+
+Opening a session costs a TCP or socket connection, a PostgreSQL process and a SCRAM login (the
+PBKDF2 of the role's backend password). A client that ends its session with Terminate while
+idle (no transaction, no statement running, nothing unsynced; relay.Relay decides) gives its
+backend session back here instead of closing it. The session is reset with DISCARD ALL, which
+PostgreSQL defines as the state of a new session (SET SESSION AUTHORIZATION DEFAULT, RESET ALL,
+temporary tables, prepared statements, cursors, LISTEN, advisory locks), and waits, keyed by
+role, database and startup parameters, for a client of that same role: a session is never
+handed to another role, so PostgreSQL's privilege checks are the same as on a fresh one.
+
+Sessions of users with a connection limit are not kept (an idle one would hold one of the
+user's connections). A kept session that fails its reset, breaks, or waits longer than
+idle_seconds is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from ..protocol import messages as m
+from ..protocol.framing import DEFAULT_MAX_MESSAGE
+from .session import BackendSession
+
+log = logging.getLogger(__name__)
+
+Key = tuple  # (the role as the caller describes it, database, startup parameters as sorted pairs)
+_RESET_TIMEOUT = 5.0
+
+
+def pool_key(role, database: str, params: dict[str, str]) -> Key:
+    return (role, database, tuple(sorted(params.items())))
+
+
+class SessionPool:
+    def __init__(self, size: int, idle_seconds: float):
+        self.size = size  # sessions kept per key; 0: none
+        self.idle_seconds = idle_seconds
+        self._idle: dict[Key, list[tuple[float, BackendSession]]] = {}
+        self.reused = 0  # for the metrics and the tests
+
+    def take(self, key: Key) -> BackendSession | None:
+        """The most recently returned live session for key, or None."""
+        waiting = self._idle.get(key)
+        now = time.monotonic()
+        while waiting:
+            returned, session = waiting.pop()
+            if session.endpoint.closed or now - returned > self.idle_seconds or session.endpoint.buffer:
+                session.endpoint.close()  # broke, waited too long, or spoke unasked
+                continue
+            self.reused += 1
+            return session
+        self._idle.pop(key, None)
+        return None
+
+    async def give(self, key: Key, session: BackendSession) -> None:
+        """Reset a session a client left idle and keep it, or close it."""
+        if self.size <= 0 or not await _reset(session):
+            session.endpoint.close()
+            return
+        waiting = self._idle.setdefault(key, [])
+        waiting.append((time.monotonic(), session))
+        while len(waiting) > self.size:
+            waiting.pop(0)[1].endpoint.close()
+
+    def prune(self) -> None:
+        """Close the sessions that waited longer than idle_seconds."""
+        deadline = time.monotonic() - self.idle_seconds
+        for key in list(self._idle):
+            waiting = self._idle[key]
+            for returned, session in [entry for entry in waiting if entry[0] < deadline or entry[1].endpoint.closed]:
+                session.endpoint.close()
+            waiting[:] = [entry for entry in waiting if entry[0] >= deadline and not entry[1].endpoint.closed]
+            if not waiting:
+                del self._idle[key]
+
+    def close(self) -> None:
+        for waiting in self._idle.values():
+            for _, session in waiting:
+                session.endpoint.close()
+        self._idle.clear()
+
+    def __len__(self) -> int:
+        return sum(len(waiting) for waiting in self._idle.values())
+
+    def waiting(self) -> dict[Key, int]:
+        """How many sessions wait under each key (for the tests and the metrics)."""
+        return {key: len(waiting) for key, waiting in self._idle.items()}
+
+
+async def _reset(session: BackendSession) -> bool:
+    """DISCARD ALL, answered without error and ending idle; the parameters it reports (reset
+    to the session's startup values) are kept for the next client's greeting."""
+    endpoint = session.endpoint
+    if endpoint.closed or endpoint.buffer:
+        return False
+    endpoint.write(m.query("DISCARD ALL"))
+    ok = True
+    try:
+        async with asyncio.timeout(_RESET_TIMEOUT):
+            while True:
+                kind, body = await endpoint.read_message(DEFAULT_MAX_MESSAGE)
+                if kind == m.B_ERROR_RESPONSE:
+                    ok = False
+                elif kind == m.B_PARAMETER_STATUS:
+                    name, value = m.decode_parameter_status(body)
+                    session.parameters[name] = value
+                elif kind == m.B_READY_FOR_QUERY:
+                    return ok and body[:1] == bytes((m.TX_IDLE,)) and not endpoint.buffer
+    except Exception as exc:  # broken, timed out, or not the protocol: not kept
+        log.debug("backend session not kept: %s", exc)
+        return False

@@ -1,0 +1,153 @@
+"""Backend sessions kept for the next client of the same role (backend/pool.py): reused only
+after a clean, idle goodbye, reset to a new session's state, and never handed to another role."""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+import psycopg
+import pytest
+
+from proxy.protocol import messages as m
+
+from ..conftest import ADMIN, wait_for
+from .test_bad_input import login, raw
+
+
+def kept(proxy, user: str = None) -> int:
+    """Backend sessions kept for user (its key's role part starts with the name), or for all."""
+    return sum(n for key, n in proxy.proxy.context.pool.waiting().items() if user is None or key[0][0] == user)
+
+
+def backend_pid(conn) -> int:
+    return conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+
+
+def test_a_session_left_idle_serves_the_next_client_as_new(proxy, new_user):
+    name, password = new_user()
+    with proxy.connect(name, password) as conn:
+        first = backend_pid(conn)
+        conn.execute("SET search_path TO pg_catalog")
+        conn.execute("SET application_name TO 'changed'")
+        conn.execute("CREATE TEMP TABLE scratch (a int)")
+        conn.execute("PREPARE p AS SELECT 1")
+        conn.execute("SELECT pg_advisory_lock(4242)")
+        conn.execute("LISTEN somewhere")
+    assert wait_for(lambda: kept(proxy, name) == 1)
+    with proxy.connect(name, password) as conn:
+        assert backend_pid(conn) == first  # the same backend process
+        assert kept(proxy, name) == 0
+        assert conn.execute("SHOW search_path").fetchone() == ('"$user", public',)
+        assert conn.execute("SELECT to_regclass('pg_temp.scratch')").fetchone() == (None,)
+        assert conn.execute("SELECT count(*) FROM pg_prepared_statements").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                            "AND pid = pg_backend_pid()").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM pg_listening_channels()").fetchone() == (0,)
+        assert conn.info.parameter_status("application_name") == ""
+
+
+def test_set_session_authorization_does_not_outlive_the_client(proxy, new_user):
+    """A superuser testing access as another user leaves; the next superuser session is its own."""
+    name, _ = new_user()
+    with proxy.connect() as admin:
+        first = backend_pid(admin)
+        admin.execute(f"SET SESSION AUTHORIZATION {name}")
+        assert admin.execute("SELECT session_user").fetchone() == (name,)
+    assert wait_for(lambda: kept(proxy, ADMIN) == 1)
+    with proxy.connect() as admin:
+        assert backend_pid(admin) == first
+        assert admin.execute("SELECT session_user, current_user").fetchone() == (ADMIN, ADMIN)
+
+
+def test_another_role_never_gets_the_session(proxy, new_user):
+    alice, password = new_user()
+    bob, _ = new_user()
+    with proxy.connect(alice, password) as conn:
+        first = backend_pid(conn)
+    assert wait_for(lambda: kept(proxy, alice) == 1)
+    with proxy.connect(bob, password) as conn:
+        assert backend_pid(conn) != first
+        assert conn.execute("SELECT session_user").fetchone() == (bob,)
+    # a user dropped and created again under the same name is another role
+    with proxy.connect() as admin:
+        admin.execute(f"DROP USER {alice}")
+        admin.execute(f"CREATE USER {alice} PASSWORD '{password}'")
+    with proxy.connect(alice, password) as conn:
+        assert backend_pid(conn) != first
+
+
+def test_not_kept_after_leaving_inside_a_transaction_or_mid_query(proxy, new_user):
+    name, password = new_user()
+    conn = proxy.connect(name, password)
+    first = backend_pid(conn)
+    conn.execute("BEGIN")
+    conn.execute("CREATE TEMP TABLE t_in_tx (a int)")
+    conn.close()  # libpq sends Terminate inside the transaction block
+    with proxy.connect(name, password) as conn:
+        assert backend_pid(conn) != first
+        second = backend_pid(conn)
+    assert wait_for(lambda: kept(proxy, name) == 1)
+    sock = raw(proxy)
+    login(sock, name, password)  # takes the kept session (second)
+    sock.sendall(m.query("SELECT pg_sleep(30)"))
+    sock.sendall(m.terminate())  # while the query runs
+    sock.close()
+    with proxy.connect(name, password) as conn:
+        assert backend_pid(conn) not in (first, second)
+
+
+def test_unsynced_extended_messages_and_bytes_after_terminate(proxy, new_user, postgres):
+    name, password = new_user()
+    table = f"after_terminate_{name}"
+    # A Parse without Sync: the backend may be inside an implicit transaction; not kept.
+    sock = raw(proxy)
+    login(sock, name, password)
+    sock.sendall(m.Parse(b"", b"SELECT 1", b"\x00\x00").encode() + m.terminate())
+    sock.close()
+    assert not wait_for(lambda: kept(proxy, name) == 1, timeout=1.0)
+    # A Query after Terminate in the same packet never runs.
+    sock = raw(proxy)
+    login(sock, name, password)
+    with proxy.connect() as admin:
+        admin.execute(f"GRANT CREATE ON SCHEMA public TO {name}")
+    try:
+        sock.sendall(m.terminate() + m.query(f"CREATE TABLE {table} (a int)"))
+        sock.close()
+        assert wait_for(lambda: kept(proxy, name) == 1)
+        with proxy.connect() as admin:
+            assert admin.execute("SELECT to_regclass(%s)", (table,)).fetchone() == (None,)
+    finally:
+        with proxy.connect() as admin:
+            admin.execute(f"DROP TABLE IF EXISTS {table}")
+            admin.execute(f"REVOKE CREATE ON SCHEMA public FROM {name}")
+
+
+def test_different_startup_parameters_get_their_own_session(proxy, new_user):
+    name, password = new_user()
+    with proxy.connect(name, password, application_name="one") as conn:
+        first = backend_pid(conn)
+    assert wait_for(lambda: kept(proxy, name) == 1)
+    with proxy.connect(name, password, application_name="two") as conn:
+        assert backend_pid(conn) != first
+        assert conn.info.parameter_status("application_name") == "two"
+    with proxy.connect(name, password, application_name="one") as conn:
+        assert backend_pid(conn) == first
+        assert conn.info.parameter_status("application_name") == "one"
+
+
+def test_users_with_a_connection_limit_and_pool_size_zero_are_not_pooled(make_proxy, new_user, proxy):
+    name, password = new_user()
+    with proxy.connect() as admin:
+        admin.execute(f"ALTER USER {name} CONNECTION LIMIT 1")
+    with proxy.connect(name, password) as conn:
+        first = backend_pid(conn)
+    with proxy.connect(name, password) as conn:  # the limit of 1 holds: nothing kept holds it
+        assert backend_pid(conn) != first
+    assert kept(proxy, name) == 0
+    unpooled = make_proxy(backend__pool_size=0)
+    with unpooled.connect() as conn:
+        first = backend_pid(conn)
+    with unpooled.connect() as conn:
+        assert backend_pid(conn) != first
+    assert kept(unpooled) == 0

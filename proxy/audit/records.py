@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from ..policy.idp import SECRET_PARAMETERS
 from ..policy.tokens import GrammarError, scan, string_value
@@ -19,6 +19,12 @@ from ..policy.tokens import GrammarError, scan, string_value
 _WIDTHS = {"event": 50, "remotehost": 45, "remoteport": 32, "dbname": 50, "username": 50, "authmethod": 32,
            "sslversion": 50, "sslcipher": 128, "sslcompression": 64, "sslexpansion": 64, "iamauthguid": 36,
            "application_name": 250, "os_version": 64, "driver_version": 64, "plugin_name": 32}
+
+
+def row(record) -> dict:
+    """A record's fields by name. Every field is a scalar, so a shallow copy is asdict()'s
+    answer without its deep copy (which was a tenth of the proxy's time per connection)."""
+    return dict(vars(record))
 
 
 def redshift_time(moment: datetime.datetime) -> str:
@@ -54,7 +60,7 @@ class ConnectionRecord:
 
     def line(self) -> str:
         values = []
-        for name, value in asdict(self).items():
+        for name, value in vars(self).items():
             if name == "reason":
                 continue
             if name == "recordtime":

@@ -14,11 +14,10 @@ import json
 import logging
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 from .metrics import Metrics
-from .records import ActivityRecord, ConnectionRecord, QueryEnd, UserRecord
+from .records import ActivityRecord, ConnectionRecord, QueryEnd, UserRecord, row
 
 log = logging.getLogger(__name__)
 
@@ -107,14 +106,14 @@ class AuditWriter:
             if not records:
                 continue
             try:
-                await self.catalog.insert_audit(table, [asdict(r) for r in records])
+                await self.catalog.insert_audit(table, [row(r) for r in records])
                 self.metrics.audit_written.labels(log="table").inc(len(records))
             except Exception as exc:
                 self.metrics.audit_dropped.inc(len(records))
                 self._complain(f"cannot store {len(records)} audit records in the backing database: {exc}")
         if late:
             try:
-                await self.catalog.end_queries([asdict(end) for end in late])
+                await self.catalog.end_queries([row(end) for end in late])
             except Exception as exc:
                 self.metrics.audit_dropped.inc(len(late))
                 self._complain(f"cannot store the end of {len(late)} statements in the backing database: {exc}")
@@ -172,7 +171,7 @@ class AuditWriter:
         try:
             for kind, record in records:
                 data = {k: (v.isoformat() if isinstance(v, datetime.datetime) else v)
-                        for k, v in asdict(record).items()}
+                        for k, v in row(record).items()}
                 sys.stdout.write(json.dumps({"log": kind, **data}) + "\n")
             sys.stdout.flush()
         except (OSError, ValueError):

@@ -60,15 +60,20 @@ class SecurityGroupSync:
         False (and the last good state stays installed) when the database cannot be read."""
         async with self._lock:
             try:
-                pending = self._pending
-                if pending is not None:
-                    await self.catalog.seed_security_groups(pending)
-                    if self._pending is pending:
-                        self._pending = None
-                if await self.catalog.security_groups_version() != self.version:
-                    version, state = await self.catalog.load_security_groups()
-                    self.install(state)
-                    self.version, self.state = version, state
+                while True:
+                    pending = self._pending
+                    if pending is not None:
+                        await self.catalog.seed_security_groups(pending)
+                        if self._pending is pending:
+                            self._pending = None
+                        continue
+                    if await self.catalog.security_groups_version() != self.version:
+                        version, state = await self.catalog.load_security_groups()
+                        if self._pending is not None:
+                            continue  # a newer configuration came meanwhile: never install an older one
+                        self.install(state)
+                        self.version, self.state = version, state
+                    break
             except Exception as exc:  # noqa: BLE001 - any failure keeps the last good state
                 if not self._failing:
                     log.error("security groups: cannot read the stored state (%s: %s); the last good "

@@ -220,6 +220,10 @@ def test_explain_analyze_is_still_refused(proxy, world):
         for query in (f"EXPLAIN ANALYZE SELECT * FROM {n['cat']}", f"EXPLAIN (ANALYZE) SELECT * FROM {n['plain']}"):
             with pytest.raises(psycopg.errors.FeatureNotSupported, match="EXPLAIN ANALYZE"):
                 alice.execute(query)
+        # nor by calling the function the proxy rewrites EXPLAIN into
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match="EXPLAIN ANALYZE"):
+            alice.execute("SELECT * FROM shiftguard.explain(%s, %s::jsonb)",
+                          (f"SELECT * FROM {n['cat']}", '{"analyze": "true"}'))
 
 
 def test_psycopg_parameters_and_prepared_statements(proxy, world):

@@ -454,17 +454,16 @@ class Relay:
 
     def _error_reply(self, fields: dict[str, str], expected: _Expected | None) -> bytes | None:
         """The ErrorResponse the client gets instead of the backend's, or None to pass it on."""
-        changed = False
         if expected:
             for marker, error in expected.denials.items():
                 if marker in fields.get("M", ""):
                     return error
-            if "shiftguard." in fields.get("W", ""):
-                # An error raised inside a private-schema procedure that a statement was
-                # rewritten to: the client sees the error, not our PL/pgSQL call stack.
-                del fields["W"]
-                changed = True
         reworded = redshift_wording(fields)
-        if reworded is not None or changed:
-            return m.encode_error_fields(reworded or fields)
-        return None
+        changed = reworded is not None
+        fields = reworded or fields
+        if expected and "shiftguard." in fields.get("W", ""):
+            # An error raised inside a private-schema procedure that a statement was
+            # rewritten to: the client sees the error, not our PL/pgSQL call stack.
+            fields = {k: v for k, v in fields.items() if k != "W"}
+            changed = True
+        return m.encode_error_fields(fields) if changed else None

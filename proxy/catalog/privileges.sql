@@ -843,7 +843,9 @@ $$;
 -- transaction block, so an accepted request is queued here and run by the proxy's management
 -- connection (server.py, LISTEN shiftguard_vacuum), as PostgreSQL's plain VACUUM, shortly after
 -- the statement returns VACUUM: a deviation from Redshift, where VACUUM returns when done. Users
--- cannot write the queue; a NOTIFY of theirs only makes the proxy read it.
+-- cannot write the queue; a NOTIFY of theirs only makes the proxy read it. Like VACUUM, the
+-- request is refused inside a transaction block: shiftguard.vacuum commits, which PostgreSQL
+-- allows a procedure only at the top level (the error is reworded, policy/errors.py).
 CREATE TABLE IF NOT EXISTS shiftguard.vacuum_requests (
     id           bigserial PRIMARY KEY,
     relation     oid,          -- NULL: the whole database (superusers and holders of VACUUM)
@@ -853,6 +855,14 @@ CREATE TABLE IF NOT EXISTS shiftguard.vacuum_requests (
 REVOKE ALL ON shiftguard.vacuum_requests FROM PUBLIC;
 
 CREATE OR REPLACE PROCEDURE shiftguard.vacuum(p_relation oid, p_name text)
+LANGUAGE plpgsql SECURITY INVOKER AS $$
+BEGIN
+    PERFORM shiftguard.vacuum_request(p_relation, p_name);
+    COMMIT;  -- fails inside a transaction block, where VACUUM may not run
+END
+$$;
+
+CREATE OR REPLACE FUNCTION shiftguard.vacuum_request(p_relation oid, p_name text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_class pg_class;

@@ -14,6 +14,11 @@ _RELATION_KINDS = ("table", "view", "materialized view", "sequence", "foreign ta
 def redshift_wording(fields: dict[str, str]) -> dict[str, str] | None:
     """The reworded fields, or None when Redshift says the same."""
     text = fields.get("M", "")
+    if fields.get("C") == "2D000" and fields.get("W", "").startswith("PL/pgSQL function shiftguard.vacuum("):
+        # Redshift's VACUUM, refused inside a transaction block (catalog/privileges.sql): the
+        # words PostgreSQL's own VACUUM uses.
+        return {"S": fields.get("S", "ERROR"), "V": fields.get("V", "ERROR"), "C": "25001",
+                "M": "VACUUM cannot run inside a transaction block"}
     if fields.get("C") == UNDEFINED_OBJECT and text.startswith(f'role "{GROUP_ROLE_PREFIX}'):
         # A group's PostgreSQL role (policy/groups.py) is the group, to the user.
         return {**fields, "M": 'group "' + text[len('role "') + len(GROUP_ROLE_PREFIX):]}

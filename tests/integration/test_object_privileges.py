@@ -627,6 +627,15 @@ def test_vacuum_redshift_forms_and_who_may(proxy, world):
             owner.execute(f"VACUUM {t}_missing")
         with pytest.raises(psycopg.errors.InvalidParameterValue):
             owner.execute(f"VACUUM {t} TO 101 PERCENT")
+        # not inside a transaction block, nor after another statement of the same Query
+        for setup in ("BEGIN", None):
+            if setup:
+                owner.execute(setup)
+            with pytest.raises(psycopg.errors.ActiveSqlTransaction,
+                               match="^VACUUM cannot run inside a transaction block$"):
+                owner.execute(f"VACUUM DELETE ONLY {t}" if setup else f"SELECT 1; VACUUM DELETE ONLY {t}")
+            owner.rollback()
+        assert owner.execute(f"VACUUM {t}", prepare=True).statusmessage == "VACUUM"  # extended protocol
     assert wait_for(lambda: vacuum_count(proxy, t) > before, timeout=10)
     with proxy.connect(n["bob"], PASSWORD) as bob:
         for form in REDSHIFT_VACUUMS:

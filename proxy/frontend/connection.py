@@ -39,6 +39,7 @@ from .. import __version__
 from ..audit.metrics import Metrics
 from ..audit.records import ActivityRecord, ConnectionRecord, QueryEnd, redact_passwords
 from ..audit.writer import AuditWriter
+from ..backend.pool import SessionPool, pool_key
 from ..backend.session import (BackendAddress, BackendRefused, BackendSession, BackendUnavailable,
                                open_session, send_cancel)
 from ..catalog.store import Catalog, UserRecord
@@ -54,7 +55,6 @@ from ..protocol import sqlstate
 from ..protocol.auth import md5_response
 from ..protocol.framing import (CancelRequest, GSSENCRequest, SSLRequest, StartupMessage,
                                 decode_startup)
-from ..backend.pool import SessionPool, pool_key
 from ..relay import Relay
 from .auth import LoginThrottle, choose_method, read_password, verify_password
 from .params import StartupParams, StartupRefused, sort_startup_params

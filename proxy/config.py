@@ -263,9 +263,9 @@ class Iam:
 class Backend:
     # postgresql://user:password@host:port/database?sslmode=... ; empty: embedded PostgreSQL.
     dsn: str | None = None
-    # Idle backend sessions kept per role, database and startup parameters for the role's next
-    # client (0: none), and for how long (backend/pool.py).
-    pool_size: int = 8
+    # Idle backend sessions kept (in all) for the next client of the same role, database and
+    # startup parameters (0: none), and for how long (backend/pool.py).
+    pool_size: int = 16
     pool_idle_seconds: float = 60.0
 
     def validate(self, where: str) -> None:

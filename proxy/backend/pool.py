@@ -10,8 +10,9 @@ role, database and startup parameters, for a client of that same role: a session
 handed to another role, so PostgreSQL's privilege checks are the same as on a fresh one.
 
 Sessions of users with a connection limit are not kept (an idle one would hold one of the
-user's connections). A kept session that fails its reset, breaks, or waits longer than
-idle_seconds is closed.
+user's connections). At most `size` sessions are kept in all (the longest-waiting goes first):
+they count against PostgreSQL's max_connections. A kept session that fails its reset, breaks,
+or waits longer than idle_seconds is closed.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def pool_key(role, database: str, params: dict[str, str]) -> Key:
 
 class SessionPool:
     def __init__(self, size: int, idle_seconds: float):
-        self.size = size  # sessions kept per key; 0: none
+        self.size = size  # sessions kept in all; 0: none
         self.idle_seconds = idle_seconds
         self._idle: dict[Key, list[tuple[float, BackendSession]]] = {}
         self.reused = 0  # for the metrics and the tests
@@ -60,10 +61,12 @@ class SessionPool:
         if self.size <= 0 or not await _reset(session):
             session.endpoint.close()
             return
-        waiting = self._idle.setdefault(key, [])
-        waiting.append((time.monotonic(), session))
-        while len(waiting) > self.size:
-            waiting.pop(0)[1].endpoint.close()
+        self._idle.setdefault(key, []).append((time.monotonic(), session))
+        while len(self) > self.size:  # the longest-waiting session goes
+            oldest = min(self._idle, key=lambda k: self._idle[k][0][0])
+            self._idle[oldest].pop(0)[1].endpoint.close()
+            if not self._idle[oldest]:
+                del self._idle[oldest]
 
     def prune(self) -> None:
         """Close the sessions that waited longer than idle_seconds."""

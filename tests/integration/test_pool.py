@@ -11,7 +11,7 @@ import pytest
 
 from proxy.protocol import messages as m
 
-from ..conftest import ADMIN, wait_for
+from ..conftest import ADMIN, unique, wait_for
 from .test_bad_input import login, raw
 
 
@@ -151,3 +151,27 @@ def test_users_with_a_connection_limit_and_pool_size_zero_are_not_pooled(make_pr
     with unpooled.connect() as conn:
         assert backend_pid(conn) != first
     assert kept(unpooled) == 0
+
+
+def test_at_most_pool_size_sessions_are_kept_the_longest_waiting_goes(make_proxy, postgres):
+    small = make_proxy(backend__pool_size=2)
+    pids = {}
+    names = [unique("pooled") for _ in range(3)]
+    with small.connect() as admin:
+        for name in names:
+            admin.execute(f"CREATE USER {name} PASSWORD 'Secret123'")
+    try:
+        for name in names:
+            with small.connect(name, "Secret123") as conn:
+                pids[name] = backend_pid(conn)
+            assert wait_for(lambda: kept(small, name) == 1)
+        assert len(small.proxy.context.pool) == 2 and kept(small, names[0]) == 0  # the first went
+        with postgres.connect() as direct:  # and its backend with it
+            assert wait_for(lambda: direct.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s",
+                                                   (pids[names[0]],)).fetchone() == (0,))
+        with small.connect(names[2], "Secret123") as conn:
+            assert backend_pid(conn) == pids[names[2]]
+    finally:
+        with small.connect() as admin:
+            for name in names:
+                admin.execute(f"DROP USER {name}")

@@ -269,3 +269,35 @@ def test_psql(proxy, world):
     lines = ok(psql(proxy, "-c", f"EXPLAIN SELECT * FROM {n['cat']} c", "-c", f"SELECT catid FROM {n['cat']} ORDER BY 1",
                     user=n["alice"], password=PASSWORD))
     assert lines[0].startswith("RLS SecureScan c  (cost=") and lines[1:] == ["9", "10", "11"]
+
+
+def test_redshift_connector(proxy, world):
+    """AWS's driver (extended protocol, its own BEGIN before the first statement) gets the same
+    plans, with and without a parameter."""
+    from .test_redshift_connector import connect
+    n = world
+    conn = connect(proxy, n["alice"], PASSWORD)
+    try:
+        cursor = conn.cursor()
+        cursor.execute(f"EXPLAIN SELECT catname FROM {n['cat']} WHERE catid > %s", (5,))
+        assert [d[0] for d in cursor.description] == ["QUERY PLAN"]
+        plan = [row[0] for row in cursor.fetchall()]
+        hides_the_policy(plan, n)
+        assert plan[0].startswith(f"RLS SecureScan {n['cat']}")
+        cursor.execute(f"EXPLAIN SELECT v FROM {n['plain']} WHERE k = 9")
+        assert "Filter: (k = 9)" in "\n".join(row[0] for row in cursor.fetchall())
+        conn.rollback()
+    finally:
+        conn.close()
+
+
+def test_ignore_rls_without_explain_rls(proxy, world):
+    """A holder of IGNORE RLS reads every row; its plan is a plain scan, and still shows no
+    policy (the exemption test is the policy's too) unless it also holds EXPLAIN RLS."""
+    n = world
+    grant_permission(proxy, n, "IGNORE RLS")
+    with proxy.connect(n["alice"], PASSWORD) as alice:
+        assert alice.execute(f"SELECT count(*) FROM {n['cat']}").fetchone() == (len(CATEGORIES),)
+        plan = explain(alice, f"EXPLAIN SELECT * FROM {n['cat']}")
+        hides_the_policy(plan, n)
+        assert plan[0].startswith(f"Seq Scan on {n['cat']}")

@@ -251,6 +251,17 @@ class Relay:
         if not self._done.done():
             self._done.set_result(None)
 
+    def _keep_backend(self) -> None:
+        """The client said goodbye while idle: the backend session outlives it (backend/pool.py).
+        Nothing of this client may reach the session from now on: no more bytes (the rest of
+        the packet is dropped), no cancel when it goes, no flow control."""
+        self.backend_kept = True
+        self._from_client.write = lambda data: None
+        self._on_client_gone = None
+        self.client.peer = None
+        self.backend.detach()
+        self.close()
+
     def _client_closed(self) -> None:
         if self.busy and self._on_client_gone is not None:
             self._on_client_gone()  # cancel the running query so the backend ends promptly
@@ -277,6 +288,8 @@ class Relay:
 
     def _client_header(self, kind: int) -> None:
         # Counted from the header alone: no body is looked at on the hot path.
+        if self.backend_kept:
+            return  # after the Terminate that kept the backend session: nothing counts
         if kind == m.F_EXECUTE:
             self._executes += 1
             self._unsynced = True
@@ -288,12 +301,11 @@ class Relay:
             self._unsynced = True
 
     def _client_message(self, kind: int, body: bytes) -> bytes | None:
+        if self.backend_kept:
+            return b""  # after the Terminate that kept the backend session: nothing runs or counts
         if kind == m.F_TERMINATE:  # wanted only when the backend session may be kept
             if self.idle and not self._unsynced:
-                self.backend_kept = True
-                self._from_client.write = lambda data: None  # nothing after Terminate reaches it
-                self.backend.detach()
-                self.close()
+                self._keep_backend()
                 return b""
             return None
         if kind in _EXTENDED:

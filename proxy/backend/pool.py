@@ -68,6 +68,16 @@ class SessionPool:
             if not self._idle[oldest]:
                 del self._idle[oldest]
 
+    def forget(self, belongs) -> int:
+        """End the kept sessions whose key satisfies belongs(key); how many there were."""
+        ended = 0
+        for key in [key for key in self._idle if belongs(key)]:
+            for _, session in self._idle.pop(key):
+                session.endpoint.write(m.terminate())
+                session.endpoint.close()
+                ended += 1
+        return ended
+
     def prune(self) -> None:
         """Close the sessions that waited longer than idle_seconds."""
         deadline = time.monotonic() - self.idle_seconds

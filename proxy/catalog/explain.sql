@@ -86,7 +86,9 @@ BEGIN
             HINT = 'Amazon Redshift has no EXPLAIN ANALYZE; its row counts would count rows row-level security hides.';
     END IF;
     SELECT string_agg(format('%s %L', key, value), ', ') INTO v_options FROM jsonb_each_text(p_options);
-    FOR v_line IN EXECUTE 'EXPLAIN ' || coalesce('(' || v_options || ') ', '') || p_target LOOP
+    -- Always parenthesised options, ANALYZE false first: a target of its own starting with
+    -- ANALYZE (a direct call) is then a syntax error, never an EXPLAIN ANALYZE.
+    FOR v_line IN EXECUTE 'EXPLAIN (ANALYZE false' || coalesce(', ' || v_options, '') || ') ' || p_target LOOP
         v_lines := v_lines || v_line;
     END LOOP;
     IF v_see_rls AND v_see_masking THEN

@@ -390,18 +390,19 @@ BEGIN
 END
 $$;
 
--- A new table or view gets the DROP defaults of its creator (the session's user: views a
--- superuser creates change owner afterwards, catalog/rls.sql) for its schema and for all schemas.
+-- A new table or view gets the DROP defaults of its owner (its creator: this trigger's name
+-- sorts before the one that hands superusers' views over, catalog/rls.sql) for its schema and
+-- for all schemas. Not the session's user: a SECURITY DEFINER function creates as its owner.
 CREATE OR REPLACE FUNCTION shiftguard.apply_default_privileges() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     INSERT INTO shiftguard.object_privileges (object_type, object_oid, grantee, privilege, grant_option, grantor)
-    SELECT DISTINCT ON (c.objid, d.grantee) 'table', c.objid, d.grantee, d.privilege, d.grant_option, session_user
+    SELECT DISTINCT ON (c.objid, d.grantee) 'table', c.objid, d.grantee, d.privilege, d.grant_option,
+           (SELECT rolname::text FROM pg_roles WHERE oid = t.relowner)
       FROM pg_event_trigger_ddl_commands() c
       JOIN pg_class t ON t.oid = c.objid
       JOIN shiftguard.default_object_privileges d
-        ON d.owner_oid = (SELECT oid FROM pg_roles WHERE rolname = session_user)
-       AND d.schema_oid IN (0, t.relnamespace)
+        ON d.owner_oid = t.relowner AND d.schema_oid IN (0, t.relnamespace)
      WHERE c.classid = 'pg_class'::regclass AND c.objsubid = 0 AND t.relkind IN ('r', 'p', 'v', 'm', 'f')
        AND t.relnamespace <> 'shiftguard'::regnamespace
      ORDER BY c.objid, d.grantee, d.grant_option DESC
@@ -623,9 +624,12 @@ BEGIN
         -- proxy printed from its parse tree (signed: nothing else is run) runs here. It names
         -- roles and schemas only, and runs no user code. Targets are Redshift users, never
         -- shiftguard's own roles; schemas are never the protected ones.
-        IF NOT shiftguard.signed('default_privileges', p_options->>'statement', p_options->>'signature') THEN
+        -- The proxy signs the whole spec (users, schemas, statement), so that no part of a
+        -- refused call (its text is in pg_stat_activity) can be reused with other parts.
+        IF NOT coalesce(shiftguard.signed('default_privileges', p_options->>'spec', p_options->>'signature'), false) THEN
             RAISE EXCEPTION 'permitted: the statement is not one shiftguard wrote' USING ERRCODE = '42501';
         END IF;
+        p_options := (p_options->>'spec')::jsonb;
         IF EXISTS (SELECT FROM jsonb_array_elements_text(p_options->'users') u
                     WHERE NOT EXISTS (SELECT FROM shiftguard.users WHERE name = u)
                        OR u = current_user::text) THEN  -- (the management role, even if it is a user too)

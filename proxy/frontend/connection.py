@@ -512,7 +512,9 @@ class Connection:
         if chosen is not None and throttle.locked(params.user, address):
             chosen, reason = None, "too many failed logins (cooling down)"
         if chosen is not None:
-            user = chosen["login_as"] or user  # GetClusterCredentialsWithIAM: "IAMR:role" itself
+            # GetClusterCredentialsWithIAM's users are "IAMR:role" and "IAM:user" themselves; an
+            # IAMR token recorded before login_as existed is one of them too.
+            user = chosen["login_as"] or (params.user if prefix == "IAMR" else user)
         if chosen is not None and not await catalog.prepare_iam_login(
                 user, prefix in ("IAMA", "IAMR"), chosen["groups"], chosen["roles"]):
             chosen, reason = None, "no such user, and the credentials did not ask to create it"
@@ -595,19 +597,32 @@ class Connection:
         catalog = self.context.catalog
         settings = REDSHIFT_SESSION_SETTINGS if self.config.server_version_mode == "redshift" else SESSION_SETTINGS
         startup = {**params.forwarded, **settings}
-        if self.context.pool.size and record.connection_limit is None:
+        role = (record.name, record.userid)
+        ended = 0
+        if record.connection_limit is not None:
+            # Sessions kept from before the user had a limit would count against it.
+            ended = self.context.pool.forget(lambda key: key[0][:2] == role)
+        elif self.context.pool.size:
             # A session starts with the role's attributes and SET defaults as they are then: a
             # kept one serves only a client for whom they are the same. The role's OID is in
             # the key too: a user dropped and created again is another role.
-            self._pool_key = pool_key((record.name, record.userid, record.superuser, record.settings),
-                                      params.database, startup)
+            self._pool_key = pool_key((*role, record.superuser, record.settings), params.database, startup)
             kept = self.context.pool.take(self._pool_key)
             if kept is not None:
                 return kept
         started = time.monotonic()
         try:
-            session = await open_session(self.context.backend, record.name, catalog.backend_password(record.name),
-                                         params.database, startup)
+            waits = 20 if ended else 0  # the ended sessions' processes may not have exited yet
+            while True:
+                try:
+                    session = await open_session(self.context.backend, record.name,
+                                                 catalog.backend_password(record.name), params.database, startup)
+                    break
+                except BackendRefused as exc:
+                    if exc.fields.get("C") != sqlstate.TOO_MANY_CONNECTIONS or not waits:
+                        raise
+                    waits -= 1
+                    await asyncio.sleep(0.05)
             if self.context.metrics is not None:
                 self.context.metrics.backend_connect.observe(time.monotonic() - started)
             return session

@@ -99,10 +99,11 @@ def default_privileges_call(tree, outer: ast.AlterDefaultPrivilegesStmt, sign) -
         action.privileges = tuple(p for p in action.privileges if not (p.priv_name and p.priv_name.upper() == "DROP"))
     postgres = RawStream()(tree) if action.privileges is None or action.privileges else None
     if postgres is not None and users:
-        spec = {"users": users, "schemas": schemas, "statement": postgres,
-                "signature": sign("default_privileges", postgres)}
+        # Signed whole: the checks in shiftguard.permitted read users and schemas from it.
+        spec = json.dumps({"users": users, "schemas": schemas, "statement": postgres}, separators=(",", ":"))
+        signed = json.dumps({"spec": spec, "signature": sign("default_privileges", spec)}, separators=(",", ":"))
         postgres = (f"CALL shiftguard.run_or_permit('ALTER DEFAULT PRIVILEGES', {sql_literal(postgres)}, "
-                    f"ARRAY[]::oid[], {sql_literal(json.dumps(spec, separators=(',', ':')))}::jsonb)")
+                    f"ARRAY[]::oid[], {sql_literal(signed)}::jsonb)")
     if not drop:
         return postgres if users else None
     spec = {"is_grant": bool(action.is_grant), "grant_option": bool(action.grant_option), "users": users,

@@ -224,6 +224,9 @@ def test_explain_analyze_is_still_refused(proxy, world):
         with pytest.raises(psycopg.errors.FeatureNotSupported, match="EXPLAIN ANALYZE"):
             alice.execute("SELECT * FROM shiftguard.explain(%s, %s::jsonb)",
                           (f"SELECT * FROM {n['cat']}", '{"analyze": "true"}'))
+        for target in (f"ANALYZE SELECT * FROM {n['cat']}", f"ANALYZE VERBOSE SELECT * FROM {n['cat']}"):
+            with pytest.raises(psycopg.errors.SyntaxError):
+                alice.execute("SELECT * FROM shiftguard.explain(%s, '{}'::jsonb)", (target,))
 
 
 def test_psycopg_parameters_and_prepared_statements(proxy, world):

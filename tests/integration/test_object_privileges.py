@@ -653,3 +653,56 @@ def test_vacuum_redshift_forms_and_who_may(proxy, world):
     assert wait_for(lambda: vacuum_count(proxy, t) > before, timeout=10)
     with proxy.connect() as admin:
         assert admin.execute("SELECT count(*) FROM shiftguard.vacuum_requests").fetchone() == (0,)
+
+
+def test_a_refused_signed_default_privileges_call_cannot_be_reused(proxy, world):
+    """The proxy signs users, schemas and statement as one: the refused call's text (readable in
+    pg_stat_activity) cannot be replayed with other users or schemas."""
+    import json
+    import re
+    n = world
+    with proxy.connect() as admin:
+        admin.execute(f"GRANT ALTER DEFAULT PRIVILEGES TO ROLE {n['r']}")
+        admin.execute(f"GRANT ROLE {n['r']} TO {n['bob']}")
+    refused = (f"ALTER DEFAULT PRIVILEGES FOR USER shiftguard_views IN SCHEMA shiftguard "
+               f"GRANT SELECT ON TABLES TO {n['bob']}")
+    with proxy.connect(n["bob"], PASSWORD) as first, proxy.connect(n["bob"], PASSWORD) as second:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            first.execute(refused)
+        pid = first.execute("SELECT pg_backend_pid()").fetchone()[0]
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            first.execute(refused)
+        seen = second.execute("SELECT query FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()[0]
+        literal = re.search(r"E'(\{.*\})'::jsonb\)\s*$", seen, re.S).group(1)  # an E'...' string
+        signed = json.loads(literal.replace("''", "'").replace("\\\\", "\\"))
+        spec = json.loads(signed["spec"])
+        spec["users"], spec["schemas"] = [n["owner"]], []
+        for forged in ({**signed, "spec": json.dumps(spec)}, {**spec, "signature": signed["signature"]}):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="not one shiftguard wrote"):
+                second.execute("SELECT shiftguard.permitted('ALTER DEFAULT PRIVILEGES', ARRAY[]::oid[], %s::jsonb)",
+                               (json.dumps(forged),))
+    with proxy.connect() as admin:
+        assert admin.execute("SELECT count(*) FROM pg_default_acl WHERE defaclnamespace = 'shiftguard'::regnamespace"
+                             ).fetchone() == (0,)
+
+
+def test_drop_defaults_follow_the_new_tables_owner(proxy, world):
+    """A table a SECURITY DEFINER function creates is its owner's: the owner's DROP defaults
+    reach it, not the defaults of whoever called the function."""
+    n = world
+    made = f"{n['t']}_made"
+    with proxy.connect(n["owner"], PASSWORD) as owner:
+        owner.execute(f"CREATE FUNCTION {n['t']}_make() RETURNS void LANGUAGE plpgsql SECURITY DEFINER AS "
+                      f"$$BEGIN CREATE TABLE {made} (a int); END$$")
+        owner.execute(f"GRANT EXECUTE ON FUNCTION {n['t']}_make() TO {n['bob']}")
+        owner.execute(f"ALTER DEFAULT PRIVILEGES GRANT DROP ON TABLES TO {n['carol']}")
+    with proxy.connect(n["bob"], PASSWORD) as bob:
+        bob.execute(f"ALTER DEFAULT PRIVILEGES GRANT DROP ON TABLES TO {n['bob']}")
+        bob.execute(f"SELECT {n['t']}_make()")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            bob.execute(f"DROP TABLE {made}")
+        bob.execute(f"ALTER DEFAULT PRIVILEGES REVOKE DROP ON TABLES FROM {n['bob']}")
+    with proxy.connect(n["carol"], PASSWORD) as carol:
+        assert carol.execute(f"DROP TABLE {made}").statusmessage == "DROP TABLE"
+    with proxy.connect(n["owner"], PASSWORD) as owner:
+        owner.execute(f"ALTER DEFAULT PRIVILEGES REVOKE DROP ON TABLES FROM {n['carol']}")

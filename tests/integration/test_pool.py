@@ -175,3 +175,59 @@ def test_at_most_pool_size_sessions_are_kept_the_longest_waiting_goes(make_proxy
         with small.connect() as admin:
             for name in names:
                 admin.execute(f"DROP USER {name}")
+
+
+def test_nothing_after_the_goodbye_reaches_the_kept_session(make_proxy, new_user):
+    """A client that said Terminate cannot run, log or cancel anything on the session it left:
+    not a statement sent after it, not a cancel when its socket goes later (the proxy still
+    holding unsent results for it), which would hit the next client's query."""
+    import threading
+    import time
+    proxy = make_proxy(audit__user_activity=True)
+    name, password = new_user()
+    session = lambda: next(s for s in proxy.proxy.context.sessions if s.user == name)  # noqa: E731
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((proxy.host, proxy.port))
+    login(sock, name, password)
+    for _ in range(200):  # stop reading until the proxy holds results it cannot send yet
+        sock.sendall(m.query("SELECT repeat('x', 8000) FROM generate_series(1, 2)"))
+        time.sleep(0.05)
+        if session().relay.client.transport.get_write_buffer_size() and session().relay.idle:
+            break
+    assert session().relay.client.transport.get_write_buffer_size(), "the proxy never held unsent bytes"
+    sock.sendall(m.terminate() + m.query("SELECT 'after goodbye 4711'"))
+    assert wait_for(lambda: kept(proxy, name) == 1)
+    with psycopg.connect(proxy.conninfo(name, password), autocommit=True) as conn:
+        outcome = {}
+
+        def sleep():
+            try:
+                conn.execute("SELECT pg_sleep(1.5)")
+                outcome["query"] = "finished"
+            except psycopg.Error as exc:
+                outcome["query"] = repr(exc)
+
+        thread = threading.Thread(target=sleep)
+        thread.start()
+        time.sleep(0.5)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()  # the old client goes now, abruptly
+        thread.join(10)
+    assert outcome == {"query": "finished"}
+    with proxy.connect() as admin:
+        assert admin.execute("SELECT count(*) FROM stl_query WHERE querytxt LIKE '%after goodbye 4711%'"
+                             ).fetchone() == (0,)
+
+
+def test_sessions_kept_before_a_connection_limit_do_not_count_against_it(proxy, new_user):
+    name, password = new_user()
+    first, second = proxy.connect(name, password), proxy.connect(name, password)
+    first.close()
+    second.close()
+    assert wait_for(lambda: kept(proxy, name) == 2)
+    with proxy.connect() as admin:
+        admin.execute(f"ALTER USER {name} CONNECTION LIMIT 1")
+    with proxy.connect(name, password) as conn:  # the kept two are let go for it
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    assert kept(proxy, name) == 0

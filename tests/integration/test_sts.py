@@ -236,6 +236,12 @@ def test_a_role_named_like_a_superuser_is_its_own_user(sts_proxy):
             assert conn.execute("SELECT usesuper FROM pg_user WHERE usename = current_user").fetchone() == (False,)
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute("CREATE USER not_allowed PASSWORD 'Secret123'")
+        # A token recorded before tokens said whom they log in as (an upgrade) is the same.
+        with sts_proxy.connect() as admin:
+            admin.execute("UPDATE shiftguard.iam_tokens SET login_as = NULL WHERE db_user = %s", (db["DbUser"],))
+        with psycopg.connect(host=sts_proxy.host, port=sts_proxy.port, user=db["DbUser"], password=db["DbPassword"],
+                             dbname="dev", sslmode="require", connect_timeout=10, autocommit=True) as conn:
+            assert conn.execute("SELECT current_user").fetchone() == (f"IAMR:{ADMIN}",)
     finally:
         with sts_proxy.connect() as admin:
             admin.execute(f'DROP USER IF EXISTS "IAMR:{ADMIN}"')

@@ -695,12 +695,14 @@ $$;
 --   forge: it begins with "PL/pgSQL function <qualified name>", and only shiftguard's schema
 --   holds a function printed as shiftguard.create_lent (names that would print otherwise are
 --   quoted).
--- - Between the grant and the revoke only the signed statement runs, and CREATE TABLE, VIEW and
---   FUNCTION run no user code (no query is executed: a view's query is only analysed, a
---   function's body only validated). Forms that do run code are refused under lending: CREATE
---   TABLE ... PARTITION OF (it may scan a default partition, evaluating the partition key's
---   functions). CREATE TABLE AS / SELECT INTO are never wrapped (their query runs user
---   functions; policy/privileges.py says more): PostgreSQL's own check answers them.
+-- - Between the grant and the revoke only the signed statement runs. It executes no query (a
+--   view's query is only analysed, a function's body only validated), but analysing it can
+--   still run code of the caller's (a domain's CHECK, reached through a composite literal in a
+--   DEFAULT): so afterwards everything new in the schema must be of the kind the permission
+--   covers (check_lent below), or the statement fails. Forms that run queries are refused under
+--   lending: CREATE TABLE ... PARTITION OF (it may scan a default partition). CREATE TABLE AS /
+--   SELECT INTO are never wrapped (policy/privileges.py says more): PostgreSQL's own check
+--   answers them.
 -- - A deferred constraint trigger refuses to commit a transaction that still holds a lent grant.
 --
 -- Concurrency: a GRANT updates the schema's pg_namespace row, which stays locked until the
@@ -822,6 +824,63 @@ END
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.return_create(oid) TO PUBLIC;
 
+-- What a schema holds, as 'catalog:oid' (every catalog whose objects live in a schema).
+CREATE OR REPLACE FUNCTION shiftguard.schema_objects(p_schema oid) RETURNS text[]
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce(array_agg(o), '{}') FROM (
+        SELECT 'pg_class:' || oid FROM pg_class WHERE relnamespace = p_schema
+        UNION ALL SELECT 'pg_proc:' || oid FROM pg_proc WHERE pronamespace = p_schema
+        UNION ALL SELECT 'pg_type:' || oid FROM pg_type WHERE typnamespace = p_schema
+        UNION ALL SELECT 'pg_operator:' || oid FROM pg_operator WHERE oprnamespace = p_schema
+        UNION ALL SELECT 'pg_collation:' || oid FROM pg_collation WHERE collnamespace = p_schema
+        UNION ALL SELECT 'pg_conversion:' || oid FROM pg_conversion WHERE connamespace = p_schema
+        UNION ALL SELECT 'pg_opclass:' || oid FROM pg_opclass WHERE opcnamespace = p_schema
+        UNION ALL SELECT 'pg_opfamily:' || oid FROM pg_opfamily WHERE opfnamespace = p_schema
+        UNION ALL SELECT 'pg_ts_config:' || oid FROM pg_ts_config WHERE cfgnamespace = p_schema
+        UNION ALL SELECT 'pg_ts_dict:' || oid FROM pg_ts_dict WHERE dictnamespace = p_schema
+        UNION ALL SELECT 'pg_ts_parser:' || oid FROM pg_ts_parser WHERE prsnamespace = p_schema
+        UNION ALL SELECT 'pg_ts_template:' || oid FROM pg_ts_template WHERE tmplnamespace = p_schema
+        UNION ALL SELECT 'pg_statistic_ext:' || oid FROM pg_statistic_ext WHERE stxnamespace = p_schema
+    ) AS s (o)
+$$;
+
+-- After a statement ran with CREATE lent on a schema: is everything new there of the kind the
+-- permission covers? Code of the caller's can run during CREATE TABLE / VIEW / FUNCTION (a
+-- domain's CHECK, reached through a composite literal in a DEFAULT or a view's query); whatever
+-- it created there with the lent CREATE must be something the permission would allow anyway
+-- (more tables for CREATE TABLE, ...), never a function, operator or type planted in another
+-- user's schema. A table's or view's own row type (and its array type) belongs to it.
+CREATE OR REPLACE FUNCTION shiftguard.check_lent(p_schema oid, p_permission text, p_before text[]) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_new       text[] := ARRAY(SELECT unnest(shiftguard.schema_objects(p_schema)) EXCEPT SELECT unnest(p_before));
+    v_relations oid[];
+    v_object    text;
+    v_oid       oid;
+    v_ok        boolean;
+BEGIN
+    v_relations := ARRAY(SELECT split_part(o, ':', 2)::oid FROM unnest(v_new) o WHERE o LIKE 'pg_class:%');
+    FOREACH v_object IN ARRAY v_new LOOP
+        v_oid := split_part(v_object, ':', 2)::oid;
+        v_ok := CASE split_part(v_object, ':', 1)
+            WHEN 'pg_class' THEN (SELECT relkind FROM pg_class WHERE oid = v_oid) = ANY (CASE p_permission
+                WHEN 'CREATE TABLE' THEN '{r,p,i,I,S}'::"char"[]  -- tables, their indexes and sequences
+                WHEN 'CREATE OR REPLACE VIEW' THEN '{v}'::"char"[] ELSE '{}'::"char"[] END)
+            WHEN 'pg_type' THEN EXISTS (SELECT FROM pg_type t WHERE t.oid = v_oid AND (t.typrelid = ANY (v_relations)
+                OR EXISTS (SELECT FROM pg_type e WHERE e.oid = t.typelem AND e.typrelid = ANY (v_relations))))
+            WHEN 'pg_proc' THEN (SELECT prokind FROM pg_proc WHERE oid = v_oid) = CASE p_permission
+                WHEN 'CREATE OR REPLACE FUNCTION' THEN 'f'::"char" WHEN 'CREATE OR REPLACE PROCEDURE' THEN 'p'::"char" END
+            ELSE false END;
+        IF NOT coalesce(v_ok, false) THEN
+            RAISE EXCEPTION 'permission denied for schema %', (SELECT nspname FROM pg_namespace WHERE oid = p_schema)
+                USING ERRCODE = '42501',
+                      HINT = format('Code that ran during the statement created something the %s permission does not cover.',
+                                    p_permission);
+        END IF;
+    END LOOP;
+END
+$$;
+
 -- CALL shiftguard.create_lent(spec, signature, current_setting('search_path')): the caller's
 -- statement, as the caller, with CREATE lent on its schema if the caller holds the permission and
 -- lacks CREATE there. SECURITY INVOKER. Its search_path is pinned while it is compiled and reads
@@ -831,12 +890,21 @@ GRANT EXECUTE ON FUNCTION shiftguard.return_create(oid) TO PUBLIC;
 CREATE OR REPLACE PROCEDURE shiftguard.create_lent(p_spec text, p_signature text, p_search_path text)
 LANGUAGE plpgsql SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_statement text := (p_spec::jsonb)->>'statement';
-    v_schema    oid;
+    -- (Read before the caller's search_path is set: no operator is looked up after that.)
+    v_statement  text := (p_spec::jsonb)->>'statement';
+    v_permission text := (p_spec::jsonb)->>'permission';
+    v_schema     oid;
+    v_before     text[];
 BEGIN
     PERFORM pg_catalog.set_config('search_path', p_search_path, true);
     v_schema := shiftguard.lend_create(p_spec, p_signature, pg_catalog.current_schemas(false));
+    IF v_schema IS NOT NULL THEN
+        v_before := shiftguard.schema_objects(v_schema);
+    END IF;
     EXECUTE v_statement;
+    IF v_schema IS NOT NULL THEN
+        PERFORM shiftguard.check_lent(v_schema, v_permission, v_before);
+    END IF;
     PERFORM shiftguard.return_create(v_schema);
 END
 $$;

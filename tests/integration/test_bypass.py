@@ -147,6 +147,13 @@ def lending_attempts(schema: str, sign) -> list[str]:
         f"RETURN 1; END$f$; CREATE TABLE {schema}.ctas AS SELECT pg_temp.make()",
         f"CREATE FUNCTION pg_temp.make() RETURNS int LANGUAGE plpgsql AS $f$BEGIN EXECUTE {sql_literal(evil)}; "
         f"RETURN 1; END$f$; SELECT pg_temp.make() INTO {schema}.ctas2",
+        # code of the user's run by CREATE TABLE itself (a domain's CHECK, reached through a
+        # composite literal in a DEFAULT) while CREATE is lent: a function, a domain planted
+        *(f"CREATE FUNCTION pg_temp.hook(text) RETURNS boolean LANGUAGE plpgsql AS $f$BEGIN "
+          f"EXECUTE {sql_literal(planted)}; RETURN true; END$f$; "
+          "CREATE DOMAIN pg_temp.d AS text CHECK (pg_temp.hook(VALUE)); CREATE TYPE pg_temp.c AS (x pg_temp.d); "
+          f"CREATE TABLE {schema}.hooked (a text DEFAULT (('(x)'::pg_temp.c).x)::text)"
+          for planted in (evil, f"CREATE DOMAIN {schema}.evil_domain AS int")),
         # what the lent CREATE is never for
         "CREATE TABLE shiftguard.evil (a int)",
         "CREATE TABLE pg_catalog.evil (a int)",
@@ -245,7 +252,8 @@ def test_every_bypass_attempt_fails(proxy, setup, lender, postgres, capsys):
     with postgres.connect() as direct:
         assert direct.execute("SELECT count(*) FROM pg_proc WHERE proname = 'evil'").fetchone() == (0,)
         assert direct.execute("SELECT count(*) FROM pg_class WHERE relname LIKE 'evil%' OR relname LIKE 'ctas%' "
-                              "OR relname = 'smuggle'").fetchone() == (0,)
+                              "OR relname IN ('smuggle', 'hooked')").fetchone() == (0,)
+        assert direct.execute("SELECT count(*) FROM pg_type WHERE typname = 'evil_domain'").fetchone() == (0,)
         assert direct.execute("SELECT count(*) FROM shiftguard.create_lendings").fetchone() == (0,)
     for sql in attempts(secret, me):
         tried += 1

@@ -824,24 +824,25 @@ END
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.return_create(oid) TO PUBLIC;
 
--- What a schema holds, as 'catalog:oid:name' (every catalog whose objects live in a schema; with
--- the name, so that an object renamed meanwhile counts as new).
+-- What a schema holds, as 'catalog:oid:xmin:name' (every catalog whose objects live in a
+-- schema; with the row's version and the name, so that an object replaced (CREATE OR REPLACE),
+-- altered or renamed meanwhile counts as new).
 CREATE OR REPLACE FUNCTION shiftguard.schema_objects(p_schema oid) RETURNS text[]
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT coalesce(array_agg(o), '{}') FROM (
-        SELECT 'pg_class:' || oid || ':' || relname FROM pg_class WHERE relnamespace = p_schema
-        UNION ALL SELECT 'pg_proc:' || oid || ':' || proname FROM pg_proc WHERE pronamespace = p_schema
-        UNION ALL SELECT 'pg_type:' || oid || ':' || typname FROM pg_type WHERE typnamespace = p_schema
-        UNION ALL SELECT 'pg_operator:' || oid || ':' || oprname FROM pg_operator WHERE oprnamespace = p_schema
-        UNION ALL SELECT 'pg_collation:' || oid || ':' || collname FROM pg_collation WHERE collnamespace = p_schema
-        UNION ALL SELECT 'pg_conversion:' || oid || ':' || conname FROM pg_conversion WHERE connamespace = p_schema
-        UNION ALL SELECT 'pg_opclass:' || oid || ':' || opcname FROM pg_opclass WHERE opcnamespace = p_schema
-        UNION ALL SELECT 'pg_opfamily:' || oid || ':' || opfname FROM pg_opfamily WHERE opfnamespace = p_schema
-        UNION ALL SELECT 'pg_ts_config:' || oid || ':' || cfgname FROM pg_ts_config WHERE cfgnamespace = p_schema
-        UNION ALL SELECT 'pg_ts_dict:' || oid || ':' || dictname FROM pg_ts_dict WHERE dictnamespace = p_schema
-        UNION ALL SELECT 'pg_ts_parser:' || oid || ':' || prsname FROM pg_ts_parser WHERE prsnamespace = p_schema
-        UNION ALL SELECT 'pg_ts_template:' || oid || ':' || tmplname FROM pg_ts_template WHERE tmplnamespace = p_schema
-        UNION ALL SELECT 'pg_statistic_ext:' || oid || ':' || stxname FROM pg_statistic_ext WHERE stxnamespace = p_schema
+        SELECT 'pg_class:' || oid || ':' || xmin || ':' || relname FROM pg_class WHERE relnamespace = p_schema
+        UNION ALL SELECT 'pg_proc:' || oid || ':' || xmin || ':' || proname FROM pg_proc WHERE pronamespace = p_schema
+        UNION ALL SELECT 'pg_type:' || oid || ':' || xmin || ':' || typname FROM pg_type WHERE typnamespace = p_schema
+        UNION ALL SELECT 'pg_operator:' || oid || ':' || xmin || ':' || oprname FROM pg_operator WHERE oprnamespace = p_schema
+        UNION ALL SELECT 'pg_collation:' || oid || ':' || xmin || ':' || collname FROM pg_collation WHERE collnamespace = p_schema
+        UNION ALL SELECT 'pg_conversion:' || oid || ':' || xmin || ':' || conname FROM pg_conversion WHERE connamespace = p_schema
+        UNION ALL SELECT 'pg_opclass:' || oid || ':' || xmin || ':' || opcname FROM pg_opclass WHERE opcnamespace = p_schema
+        UNION ALL SELECT 'pg_opfamily:' || oid || ':' || xmin || ':' || opfname FROM pg_opfamily WHERE opfnamespace = p_schema
+        UNION ALL SELECT 'pg_ts_config:' || oid || ':' || xmin || ':' || cfgname FROM pg_ts_config WHERE cfgnamespace = p_schema
+        UNION ALL SELECT 'pg_ts_dict:' || oid || ':' || xmin || ':' || dictname FROM pg_ts_dict WHERE dictnamespace = p_schema
+        UNION ALL SELECT 'pg_ts_parser:' || oid || ':' || xmin || ':' || prsname FROM pg_ts_parser WHERE prsnamespace = p_schema
+        UNION ALL SELECT 'pg_ts_template:' || oid || ':' || xmin || ':' || tmplname FROM pg_ts_template WHERE tmplnamespace = p_schema
+        UNION ALL SELECT 'pg_statistic_ext:' || oid || ':' || xmin || ':' || stxname FROM pg_statistic_ext WHERE stxnamespace = p_schema
     ) AS s (o)
 $$;
 

@@ -153,7 +153,9 @@ def lending_attempts(schema: str, sign) -> list[str]:
           f"EXECUTE {sql_literal(planted)}; RETURN true; END$f$; "
           "CREATE DOMAIN pg_temp.d AS text CHECK (pg_temp.hook(VALUE)); CREATE TYPE pg_temp.c AS (x pg_temp.d); "
           f"CREATE TABLE {schema}.hooked (a text DEFAULT (('(x)'::pg_temp.c).x)::text)"
-          for planted in (evil, f"CREATE DOMAIN {schema}.evil_domain AS int")),
+          for planted in (evil, f"CREATE DOMAIN {schema}.evil_domain AS int",
+                          f"CREATE OR REPLACE FUNCTION {schema}.owned() RETURNS text LANGUAGE sql "
+                          "SECURITY DEFINER AS $b$SELECT 'replaced'::text$b$")),
         # what the lent CREATE is never for
         "CREATE TABLE shiftguard.evil (a int)",
         "CREATE TABLE pg_catalog.evil (a int)",
@@ -173,6 +175,9 @@ def lender(proxy, postgres):
         admin.execute(f"GRANT ROLE {role} TO {me}")
         admin.execute(f"CREATE SCHEMA {schema}")
         admin.execute(f"GRANT USAGE ON SCHEMA {schema} TO {me}")
+        # a function of the user's in that schema (made when it held CREATE OR REPLACE FUNCTION)
+        admin.execute(f"CREATE FUNCTION {schema}.owned() RETURNS text LANGUAGE sql AS $$SELECT 'original'::text$$")
+        admin.execute(f"ALTER FUNCTION {schema}.owned() OWNER TO {me}")
     with postgres.connect() as direct:
         secret = direct.execute("SELECT value FROM shiftguard.settings WHERE name = 'backend_secret'").fetchone()[0]
     yield me, schema, signing.signer(bytes.fromhex(secret))
@@ -254,6 +259,7 @@ def test_every_bypass_attempt_fails(proxy, setup, lender, postgres, capsys):
         assert direct.execute("SELECT count(*) FROM pg_class WHERE relname LIKE 'evil%' OR relname LIKE 'ctas%' "
                               "OR relname IN ('smuggle', 'hooked')").fetchone() == (0,)
         assert direct.execute("SELECT count(*) FROM pg_type WHERE typname = 'evil_domain'").fetchone() == (0,)
+        assert direct.execute(f"SELECT {schema}.owned()").fetchone() == ("original",)
         assert direct.execute("SELECT count(*) FROM shiftguard.create_lendings").fetchone() == (0,)
     for sql in attempts(secret, me):
         tried += 1

@@ -888,7 +888,8 @@ $$;
 -- lacks CREATE there. SECURITY INVOKER. Its search_path is pinned while it is compiled and reads
 -- its argument (so that PG_CONTEXT names it shiftguard.create_lent); then the caller's own is
 -- restored for the statement (until the procedure returns), and every name below is qualified,
--- so no function of the caller's runs between the grant and the revoke.
+-- so no function of the caller's runs between the grant and the revoke but what the statement
+-- itself runs, which check_lent answers for.
 CREATE OR REPLACE PROCEDURE shiftguard.create_lent(p_spec text, p_signature text, p_search_path text)
 LANGUAGE plpgsql SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE

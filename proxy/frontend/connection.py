@@ -598,10 +598,11 @@ class Connection:
         settings = REDSHIFT_SESSION_SETTINGS if self.config.server_version_mode == "redshift" else SESSION_SETTINGS
         startup = {**params.forwarded, **settings}
         role = (record.name, record.userid)
+        ours = lambda key: key[0][:2] == role  # noqa: E731
         ended = 0
         if record.connection_limit is not None:
             # Sessions kept from before the user had a limit would count against it.
-            ended = self.context.pool.forget(lambda key: key[0][:2] == role)
+            ended = self.context.pool.forget(ours)
         elif self.context.pool.size:
             # A session starts with the role's attributes and SET defaults as they are then: a
             # kept one serves only a client for whom they are the same. The role's OID is in
@@ -622,6 +623,7 @@ class Connection:
                     if exc.fields.get("C") != sqlstate.TOO_MANY_CONNECTIONS or not waits:
                         raise
                     waits -= 1
+                    self.context.pool.forget(ours)  # one a client of this role left meanwhile
                     await asyncio.sleep(0.05)
             if self.context.metrics is not None:
                 self.context.metrics.backend_connect.observe(time.monotonic() - started)

@@ -20,6 +20,10 @@ class Metrics:
         self.bytes = Counter("shiftguard_bytes_total", "Bytes relayed, by direction", ["direction"], registry=r)
         self.backend_connect = Histogram("shiftguard_backend_connect_seconds", "Time to open a backend session",
                                          registry=r)
+        self.backend_kept = Gauge("shiftguard_backend_sessions_kept",
+                                  "Idle backend sessions kept for their role's next client", registry=r)
+        self.backend_reused = Counter("shiftguard_backend_sessions_reused_total",
+                                      "Client sessions given a kept backend session", registry=r)
         self.classification = Counter("shiftguard_classification_total", "Statement classifications",
                                       ["result"], registry=r)
         self.audit_written = Counter("shiftguard_audit_records_written_total", "Audit records written",

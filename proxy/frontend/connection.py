@@ -610,6 +610,8 @@ class Connection:
             self._pool_key = pool_key((*role, record.superuser, record.settings), params.database, startup)
             kept = self.context.pool.take(self._pool_key)
             if kept is not None:
+                if self.context.metrics is not None:
+                    self.context.metrics.backend_reused.inc()
                 return kept
         started = time.monotonic()
         try:

@@ -245,11 +245,15 @@ def test_full_filesystem_does_not_stop_the_relay(make_proxy, full_directory):
 def test_metrics_and_probes(proxy):
     with pytest.raises(psycopg.OperationalError):
         proxy.connect(ADMIN, "Wrong1234")
-    with proxy.connect() as conn:
-        conn.execute("SELECT 1")
-    time.sleep(0.1)
+    for _ in range(2):  # the second is given the session the first left (backend/pool.py)
+        with proxy.connect() as conn:
+            conn.execute("SELECT 1")
+        time.sleep(0.2)
     base = f"http://127.0.0.1:{proxy.api_port}"
-    text = urllib.request.urlopen(f"{base}/metrics").read().decode()
+    text = wait_for(lambda: (lambda t: t if "shiftguard_backend_sessions_kept 1.0" in t else None)(
+        urllib.request.urlopen(f"{base}/metrics").read().decode()))
+    assert text, "no kept backend session in the metrics"
+    assert re.search(r"shiftguard_backend_sessions_reused_total [1-9]", text)
     assert re.search(r'shiftguard_authentications_total\{method="md5",outcome="failure"\} 1\.0', text)
     assert re.search(r'shiftguard_authentications_total\{method="md5",outcome="success"\} [1-9]', text)
     assert re.search(r"shiftguard_statements_total [1-9]", text)

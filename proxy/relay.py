@@ -287,9 +287,9 @@ class Relay:
             self.close(m.error_response("FATAL", PROTOCOL_VIOLATION, str(exc)))
 
     def _client_header(self, kind: int) -> None:
-        # Counted from the header alone: no body is looked at on the hot path.
-        if self.backend_kept:
-            return  # after the Terminate that kept the backend session: nothing counts
+        # Counted from the header alone: no body is looked at on the hot path. (After the
+        # Terminate that kept the backend session these counts no longer matter: nothing reads
+        # them, and _client_message stops everything else.)
         if kind == m.F_EXECUTE:
             self._executes += 1
             self._unsynced = True

@@ -40,7 +40,6 @@ class SessionPool:
         self.size = size  # sessions kept in all; 0: none
         self.idle_seconds = idle_seconds
         self._idle: dict[Key, list[tuple[float, BackendSession]]] = {}
-        self.reused = 0  # for the metrics and the tests
 
     def take(self, key: Key) -> BackendSession | None:
         """The most recently returned live session for key, or None."""
@@ -49,9 +48,8 @@ class SessionPool:
         while waiting:
             returned, session = waiting.pop()
             if session.endpoint.closed or now - returned > self.idle_seconds or session.endpoint.buffer:
-                session.endpoint.close()  # broke, waited too long, or spoke unasked
+                _end(session)  # broke, waited too long, or spoke unasked
                 continue
-            self.reused += 1
             return session
         self._idle.pop(key, None)
         return None
@@ -59,12 +57,12 @@ class SessionPool:
     async def give(self, key: Key, session: BackendSession) -> None:
         """Reset a session a client left idle and keep it, or close it."""
         if self.size <= 0 or not await _reset(session):
-            session.endpoint.close()
+            _end(session)
             return
         self._idle.setdefault(key, []).append((time.monotonic(), session))
         while len(self) > self.size:  # the longest-waiting session goes
             oldest = min(self._idle, key=lambda k: self._idle[k][0][0])
-            self._idle[oldest].pop(0)[1].endpoint.close()
+            _end(self._idle[oldest].pop(0)[1])
             if not self._idle[oldest]:
                 del self._idle[oldest]
 
@@ -73,34 +71,40 @@ class SessionPool:
         ended = 0
         for key in [key for key in self._idle if belongs(key)]:
             for _, session in self._idle.pop(key):
-                session.endpoint.write(m.terminate())
-                session.endpoint.close()
+                _end(session)
                 ended += 1
         return ended
 
     def prune(self) -> None:
-        """Close the sessions that waited longer than idle_seconds."""
+        """End the sessions that waited longer than idle_seconds (or broke meanwhile)."""
         deadline = time.monotonic() - self.idle_seconds
-        for key in list(self._idle):
-            waiting = self._idle[key]
-            for returned, session in [entry for entry in waiting if entry[0] < deadline or entry[1].endpoint.closed]:
-                session.endpoint.close()
-            waiting[:] = [entry for entry in waiting if entry[0] >= deadline and not entry[1].endpoint.closed]
-            if not waiting:
+        for key, waiting in list(self._idle.items()):
+            kept = []
+            for returned, session in waiting:
+                if returned < deadline or session.endpoint.closed:
+                    _end(session)
+                else:
+                    kept.append((returned, session))
+            if kept:
+                self._idle[key] = kept
+            else:
                 del self._idle[key]
 
     def close(self) -> None:
-        for waiting in self._idle.values():
-            for _, session in waiting:
-                session.endpoint.close()
-        self._idle.clear()
+        self.forget(lambda key: True)
 
     def __len__(self) -> int:
         return sum(len(waiting) for waiting in self._idle.values())
 
     def waiting(self) -> dict[Key, int]:
-        """How many sessions wait under each key (for the tests and the metrics)."""
+        """How many sessions wait under each key."""
         return {key: len(waiting) for key, waiting in self._idle.items()}
+
+
+def _end(session: BackendSession) -> None:
+    """Terminate, then close: the backend process exits at once, its connection slot freed."""
+    session.endpoint.write(m.terminate())
+    session.endpoint.close()
 
 
 async def _reset(session: BackendSession) -> bool:

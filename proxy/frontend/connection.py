@@ -594,46 +594,52 @@ class Connection:
     async def _open_backend(self, params: StartupParams, record: UserRecord) -> BackendSession:
         """A session as the user's own role (for IAM:alice, the role alice): one a client of
         the same role left idle (backend/pool.py), or a new one."""
-        catalog = self.context.catalog
         settings = REDSHIFT_SESSION_SETTINGS if self.config.server_version_mode == "redshift" else SESSION_SETTINGS
         startup = {**params.forwarded, **settings}
         role = (record.name, record.userid)
-        ours = lambda key: key[0][:2] == role  # noqa: E731
-        ended = 0
+        pool = self.context.pool
         if record.connection_limit is not None:
-            # Sessions kept from before the user had a limit would count against it.
-            ended = self.context.pool.forget(ours)
-        elif self.context.pool.size:
+            # Sessions kept from before the user had a limit would count against it: they go,
+            # and a login refused for the limit is tried again while their processes exit.
+            if pool.forget(lambda key: key[0][:2] == role):
+                return await self._new_backend(record.name, params.database, startup,
+                                               retry=lambda: pool.forget(lambda key: key[0][:2] == role))
+        elif pool.size:
             # A session starts with the role's attributes and SET defaults as they are then: a
             # kept one serves only a client for whom they are the same. The role's OID is in
             # the key too: a user dropped and created again is another role.
             self._pool_key = pool_key((*role, record.superuser, record.settings), params.database, startup)
-            kept = self.context.pool.take(self._pool_key)
+            kept = pool.take(self._pool_key)
             if kept is not None:
                 if self.context.metrics is not None:
                     self.context.metrics.backend_reused.inc()
                 return kept
+        return await self._new_backend(record.name, params.database, startup)
+
+    async def _new_backend(self, role: str, database: str, startup: dict[str, str],
+                           retry: Callable[[], object] | None = None) -> BackendSession:
+        """Log in as role. retry: for a refusal for too many connections, run it and try again
+        (for up to a second)."""
         started = time.monotonic()
-        try:
-            waits = 20 if ended else 0  # the ended sessions' processes may not have exited yet
-            while True:
-                try:
-                    session = await open_session(self.context.backend, record.name,
-                                                 catalog.backend_password(record.name), params.database, startup)
-                    break
-                except BackendRefused as exc:
-                    if exc.fields.get("C") != sqlstate.TOO_MANY_CONNECTIONS or not waits:
-                        raise
-                    waits -= 1
-                    self.context.pool.forget(ours)  # one a client of this role left meanwhile
-                    await asyncio.sleep(0.05)
-            if self.context.metrics is not None:
-                self.context.metrics.backend_connect.observe(time.monotonic() - started)
-            return session
-        except BackendUnavailable as exc:
-            log.error("backend session for %s failed: %s", record.name, exc)
-            raise ClientFailure(sqlstate.CONNECTION_FAILURE,
-                                "could not open a session on the backing PostgreSQL") from None
+        waits = 20 if retry is not None else 0
+        while True:
+            try:
+                session = await open_session(self.context.backend, role, self.context.catalog.backend_password(role),
+                                             database, startup)
+                break
+            except BackendRefused as exc:
+                if exc.fields.get("C") != sqlstate.TOO_MANY_CONNECTIONS or not waits:
+                    raise
+                waits -= 1
+                retry()
+                await asyncio.sleep(0.05)
+            except BackendUnavailable as exc:
+                log.error("backend session for %s failed: %s", role, exc)
+                raise ClientFailure(sqlstate.CONNECTION_FAILURE,
+                                    "could not open a session on the backing PostgreSQL") from None
+        if self.context.metrics is not None:
+            self.context.metrics.backend_connect.observe(time.monotonic() - started)
+        return session
 
     # ---------------------------------------------------------------- RELAYING
 

@@ -75,6 +75,11 @@ DECLARE
     v_grantee   text;
 BEGIN
     FOREACH v_object IN ARRAY p_objects LOOP
+        -- (Callable by anyone: an OID with no object behind it must not take a grant that a
+        -- later object given that OID would inherit.)
+        IF shiftguard.object_owner(v_type, v_object) IS NULL THEN
+            RAISE EXCEPTION '% with OID % does not exist', v_type, v_object USING ERRCODE = '42704';
+        END IF;
         FOR v_privilege IN SELECT jsonb_array_elements_text(p_spec->'privileges') LOOP
             IF NOT (shiftguard.caller_is_superuser()
                     OR pg_has_role(session_user, shiftguard.object_owner(v_type, v_object), 'USAGE')
@@ -432,12 +437,6 @@ $$;
 SELECT shiftguard.ensure_event_trigger('shiftguard_forget_dropped_objects', 'sql_drop', NULL,
                                        'shiftguard.forget_dropped_objects');
 
--- The stored DROP defaults, for the view below (the table itself is private).
-CREATE OR REPLACE FUNCTION shiftguard.default_privileges_rows() RETURNS SETOF shiftguard.default_object_privileges
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT * FROM shiftguard.default_object_privileges
-$$;
-GRANT EXECUTE ON FUNCTION shiftguard.default_privileges_rows() TO PUBLIC;
 
 -- SVV_DEFAULT_PRIVILEGES: what ALTER DEFAULT PRIVILEGES set, with Redshift's names.
 CREATE OR REPLACE VIEW shiftguard.svv_default_privileges AS
@@ -457,13 +456,14 @@ CREATE OR REPLACE VIEW shiftguard.svv_default_privileges AS
     SELECT CASE WHEN d.schema_oid = 0 THEN NULL ELSE n.nspname::text END, 'RELATION',
            d.owner_oid::integer, o.name, o.type, d.privilege, coalesce(g.oid, 0)::integer, i.type, i.name,
            d.grant_option AND i.type = 'user'
-      FROM shiftguard.default_privileges_rows() d
+      FROM shiftguard.default_object_privileges d
       LEFT JOIN pg_namespace n ON n.oid = d.schema_oid
       LEFT JOIN pg_roles g ON g.rolname = d.grantee
      CROSS JOIN LATERAL shiftguard.identity(coalesce(g.oid, 0)) i
      CROSS JOIN LATERAL shiftguard.identity(d.owner_oid) o
      WHERE (d.grantee = '' OR g.oid IS NOT NULL) AND shiftguard.sees_identity(coalesce(g.oid, 0), d.owner_oid);
 GRANT SELECT ON shiftguard.svv_default_privileges TO PUBLIC;
+DROP FUNCTION IF EXISTS shiftguard.default_privileges_rows();  -- the view reads the table itself
 
 -- Redshift: a new procedure may be run by its owner and superusers only (functions are
 -- executable by PUBLIC, as in PostgreSQL). Event triggers need a superuser to create.
@@ -611,12 +611,12 @@ BEGIN
             END LOOP;
         END IF;
     WHEN 'DROP FUNCTION', 'DROP PROCEDURE' THEN
-        FOREACH v_object IN ARRAY p_objects LOOP
-            IF v_object IS NOT NULL THEN
-                EXECUTE format('%s %s %s', p_permission, v_object::regprocedure,
+        FOR i IN 1 .. cardinality(p_objects) LOOP
+            IF p_objects[i] IS NOT NULL THEN
+                EXECUTE format('%s %s %s', p_permission, p_objects[i]::regprocedure,
                                CASE WHEN (p_options->>'cascade')::boolean THEN 'CASCADE' ELSE 'RESTRICT' END);
             ELSE
-                RAISE NOTICE '% "%" does not exist, skipping', lower(substr(p_permission, 6)), v_names[1];
+                RAISE NOTICE '% "%" does not exist, skipping', lower(substr(p_permission, 6)), v_names[i];
             END IF;
         END LOOP;
     WHEN 'ALTER DEFAULT PRIVILEGES' THEN
@@ -626,7 +626,7 @@ BEGIN
         -- shiftguard's own roles; schemas are never the protected ones.
         -- The proxy signs the whole spec (users, schemas, statement), so that no part of a
         -- refused call (its text is in pg_stat_activity) can be reused with other parts.
-        IF NOT coalesce(shiftguard.signed('default_privileges', p_options->>'spec', p_options->>'signature'), false) THEN
+        IF NOT shiftguard.signed('default_privileges', p_options->>'spec', p_options->>'signature') THEN
             RAISE EXCEPTION 'permitted: the statement is not one shiftguard wrote' USING ERRCODE = '42501';
         END IF;
         p_options := (p_options->>'spec')::jsonb;
@@ -653,7 +653,6 @@ BEGIN
     END CASE;
 END
 $$;
-REVOKE ALL ON FUNCTION shiftguard.permitted(text, oid[], jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION shiftguard.permitted(text, oid[], jsonb) TO PUBLIC;  -- it checks its caller
 
 -- CANCEL pid ['message'] (Redshift's statement): a session's own user, a superuser, or a holder
@@ -755,7 +754,7 @@ BEGIN
     IF split_part(v_context, E'\n', 2) !~ E'^PL/pgSQL function shiftguard\\.create_lent\\(text,text,text\\) line [0-9]+ at assignment$' THEN
         RAISE EXCEPTION 'permission denied: shiftguard.lend_create is for shiftguard''s own use' USING ERRCODE = '42501';
     END IF;
-    IF NOT coalesce(shiftguard.signed('lend', p_spec, p_signature), false) THEN
+    IF NOT shiftguard.signed('lend', p_spec, p_signature) THEN
         RAISE EXCEPTION 'permission denied: not a statement shiftguard signed' USING ERRCODE = '42501';
     END IF;
     v_spec := p_spec::jsonb;
@@ -804,7 +803,6 @@ BEGIN
     RETURN v_schema;
 END
 $$;
-REVOKE ALL ON FUNCTION shiftguard.lend_create(text, text, name[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION shiftguard.lend_create(text, text, name[]) TO PUBLIC;  -- it checks its caller
 
 -- Revoke what lend_create lent in this transaction (nothing if it lent nothing).

@@ -89,7 +89,6 @@ BEGIN
     EXECUTE format('DROP TABLE pg_temp.%I', v_table);
 END
 $$;
-REVOKE ALL ON FUNCTION shiftguard.s3_read(text, text, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION shiftguard.s3_read(text, text, integer) TO PUBLIC;
 
 -- COPY table [(columns)] FROM 's3://...': the files' fields are inserted by the caller. Empty
@@ -176,7 +175,6 @@ BEGIN
     EXECUTE format('COPY %s TO %s WITH (%s)', p_table, v_target, shiftguard.s3_copy_options(v_ticket, true));
 END
 $$;
-REVOKE ALL ON FUNCTION shiftguard.s3_write(regclass, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION shiftguard.s3_write(regclass, text, text) TO PUBLIC;
 
 -- UNLOAD ('select ...') TO 's3://...': the query runs as the caller into a temporary table,

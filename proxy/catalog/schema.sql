@@ -224,15 +224,14 @@ CREATE TABLE IF NOT EXISTS shiftguard.object_privileges (
 );
 REVOKE ALL ON shiftguard.object_privileges FROM PUBLIC;
 
--- Explicit Redshift-only grants, shaped like aclexplode() for the SVV_*_PRIVILEGES views.
-CREATE OR REPLACE FUNCTION shiftguard.redshift_acl(p_type text, p_oid oid,
-    OUT grantee oid, OUT privilege_type text, OUT is_grantable boolean) RETURNS SETOF record
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT coalesce(r.oid, 0), o.privilege, o.grant_option
+-- Explicit Redshift-only grants, shaped like aclexplode() for the SVV_*_PRIVILEGES views. Not
+-- for PUBLIC: those views read it with their owner's rights and show each user what it may see.
+CREATE OR REPLACE VIEW shiftguard.redshift_acl AS
+    SELECT o.object_type, o.object_oid, coalesce(r.oid, 0) AS grantee, o.privilege AS privilege_type,
+           o.grant_option AS is_grantable
       FROM shiftguard.object_privileges o LEFT JOIN pg_roles r ON r.rolname = o.grantee
-     WHERE o.object_type = p_type AND o.object_oid = p_oid AND (o.grantee = '' OR r.oid IS NOT NULL)
-$$;
-GRANT EXECUTE ON FUNCTION shiftguard.redshift_acl(text, oid) TO PUBLIC;
+     WHERE o.grantee = '' OR r.oid IS NOT NULL;
+REVOKE ALL ON shiftguard.redshift_acl FROM PUBLIC;
 
 DROP PROCEDURE IF EXISTS shiftguard.create_user(text, text, boolean, text);
 DROP PROCEDURE IF EXISTS shiftguard.set_password(text, text);
@@ -256,9 +255,10 @@ BEGIN
         v_inner := set_byte(v_inner, i, get_byte(v_block, i) # 54);  -- HMAC's ipad, 0x36
         v_outer := set_byte(v_outer, i, get_byte(v_block, i) # 92);  -- HMAC's opad, 0x5c
     END LOOP;
-    RETURN sha256(convert_to(encode(sha256(v_outer || sha256(v_inner || convert_to(p_purpose || ':' || p_payload,
-                                                                                    'UTF8'))), 'hex'), 'UTF8'))
-         = sha256(convert_to(coalesce(p_signature, ''), 'UTF8'));
+    -- Never NULL (a NULL payload or key): callers test IF NOT shiftguard.signed(...).
+    RETURN coalesce(sha256(convert_to(encode(sha256(v_outer || sha256(v_inner || convert_to(
+                        p_purpose || ':' || p_payload, 'UTF8'))), 'hex'), 'UTF8'))
+                    = sha256(convert_to(coalesce(p_signature, ''), 'UTF8')), false);
 END
 $$;
 REVOKE ALL ON FUNCTION shiftguard.signed(text, text, text) FROM PUBLIC;
@@ -1026,7 +1026,8 @@ CREATE OR REPLACE VIEW shiftguard.svv_relation_privileges AS
            a.is_grantable AND i.type = 'user' AS admin_option
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
      CROSS JOIN LATERAL (SELECT grantee, privilege_type, is_grantable FROM aclexplode(c.relacl)
-                         UNION ALL SELECT * FROM shiftguard.redshift_acl('table', c.oid)) a
+                         UNION ALL SELECT grantee, privilege_type, is_grantable FROM shiftguard.redshift_acl
+                                   WHERE object_type = 'table' AND object_oid = c.oid) a
      CROSS JOIN LATERAL shiftguard.identity(a.grantee) i
      WHERE c.relkind IN ('r', 'v', 'm', 'p', 'f')
        AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'shiftguard') AND n.nspname NOT LIKE 'pg\_%'
@@ -1051,7 +1052,8 @@ CREATE OR REPLACE VIEW shiftguard.svv_schema_privileges AS
            a.is_grantable AND i.type = 'user' AS admin_option
       FROM pg_namespace n
      CROSS JOIN LATERAL (SELECT grantee, privilege_type, is_grantable FROM aclexplode(n.nspacl)
-                         UNION ALL SELECT * FROM shiftguard.redshift_acl('schema', n.oid)) a
+                         UNION ALL SELECT grantee, privilege_type, is_grantable FROM shiftguard.redshift_acl
+                                   WHERE object_type = 'schema' AND object_oid = n.oid) a
      CROSS JOIN LATERAL shiftguard.identity(a.grantee) i
      WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'shiftguard') AND n.nspname NOT LIKE 'pg\_%'
        AND a.grantee <> n.nspowner AND shiftguard.sees_identity(a.grantee, n.nspowner);
@@ -1063,7 +1065,8 @@ CREATE OR REPLACE VIEW shiftguard.svv_database_privileges AS
            a.is_grantable AND i.type = 'user' AS admin_option
       FROM pg_database d
      CROSS JOIN LATERAL (SELECT grantee, privilege_type, is_grantable FROM aclexplode(d.datacl)
-                         UNION ALL SELECT * FROM shiftguard.redshift_acl('database', d.oid)) a
+                         UNION ALL SELECT grantee, privilege_type, is_grantable FROM shiftguard.redshift_acl
+                                   WHERE object_type = 'database' AND object_oid = d.oid) a
      CROSS JOIN LATERAL shiftguard.identity(a.grantee) i
      WHERE a.grantee <> d.datdba AND a.privilege_type <> 'CONNECT'
        AND shiftguard.sees_identity(a.grantee, d.datdba);
@@ -1154,3 +1157,4 @@ GRANT SELECT ON shiftguard.svv_roles, shiftguard.svv_user_grants, shiftguard.svv
 GRANT SELECT ON shiftguard.pg_user, shiftguard.pg_user_info, shiftguard.pg_group,
                 shiftguard.svl_user_info, shiftguard.svv_user_info, shiftguard.svv_relation_privileges, shiftguard.svv_column_privileges,
                 shiftguard.svv_schema_privileges, shiftguard.svv_database_privileges TO PUBLIC;
+DROP FUNCTION IF EXISTS shiftguard.redshift_acl(text, oid);  -- now a private view the views read

@@ -706,3 +706,22 @@ def test_drop_defaults_follow_the_new_tables_owner(proxy, world):
         assert carol.execute(f"DROP TABLE {made}").statusmessage == "DROP TABLE"
     with proxy.connect(n["owner"], PASSWORD) as owner:
         owner.execute(f"ALTER DEFAULT PRIVILEGES REVOKE DROP ON TABLES FROM {n['carol']}")
+
+
+def test_no_grant_on_an_object_yet_to_exist_and_no_reading_everyones_grants(proxy, world):
+    """The grant procedure is callable by anyone: an OID with no object behind it is refused (a
+    table created later under that OID would inherit the grant). The Redshift-only grants
+    themselves are read through the SVV views only, which show each user what it may see."""
+    n = world
+    spec = '{"object_type": "table", "privileges": ["DROP"], "grantees": ["%s"], "is_grant": true, ' \
+           '"grant_option": true}' % n["bob"]
+    with proxy.connect(n["bob"], PASSWORD) as bob:
+        with pytest.raises(psycopg.errors.UndefinedObject, match="does not exist"):
+            bob.execute("SELECT shiftguard.redshift_grant(%s::jsonb, "
+                        "ARRAY[(SELECT max(oid)::int8 + 1000 FROM pg_class)::oid])", (spec,))
+    with proxy.connect(n["bob"], PASSWORD) as bob:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            bob.execute("SELECT * FROM shiftguard.redshift_acl")
+    with proxy.connect(n["bob"], PASSWORD) as bob:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            bob.execute("SELECT * FROM shiftguard.default_object_privileges")

@@ -4,7 +4,7 @@ Bytes pass through untouched: each direction is cut at message boundaries by rea
 five-byte headers, and a chunk whose messages all pass is written on as the same object. Only
 Query and Parse (classified, maybe rewritten), ErrorResponse (reworded as Redshift words it),
 ReadyForQuery, ParameterStatus (rare: PostgreSQL sends one when a reported setting such as
-application_name changes), and, while a rewrite is pending, Bind, Execute, Close and
+application_name or standard_conforming_strings changes), and, while a rewrite is pending, Bind, Execute, Close and
 CommandComplete are looked at, and Terminate where the backend session may outlive the client
 (backend/pool.py: kept only when it comes while idle, nothing unsynced); Execute and Sync are
 otherwise only counted from their headers. DataRow and CopyData bodies never are.
@@ -175,7 +175,7 @@ class Relay:
                  max_message_size: int, on_client_gone: Callable[[], None] | None = None,
                  statement_log: StatementLog | None = None,
                  on_parameter: Callable[[str, str], None] | None = None,
-                 keep_backend: bool = False):
+                 keep_backend: bool = False, standard_strings: bool = True):
         self.client = client
         self._statement_log = statement_log  # the user activity log and stl_query, when enabled
         self._on_parameter = on_parameter    # ParameterStatus from the backend (the connection log)
@@ -184,6 +184,9 @@ class Relay:
         self.denials: list[str] = []  # SQLSTATEs of the proxy's refusals, for the metrics
         self.backend = backend
         self.classify = classify
+        # The session's standard_conforming_strings (from ParameterStatus), which decides how
+        # PostgreSQL reads the client's string constants, and so how the proxy must.
+        self.standard_strings = standard_strings
         self.tx_status = m.TX_IDLE
         self._on_client_gone = on_client_gone
         self._loop = asyncio.get_running_loop()
@@ -212,9 +215,7 @@ class Relay:
             client_wanted.add(m.F_TERMINATE)
         self._from_client = MessageStream(
             self._to_backend, client_wanted, self._client_message, self._client_header, max_message_size)
-        backend_wanted = {m.B_READY_FOR_QUERY, m.B_ERROR_RESPONSE}
-        if on_parameter is not None:
-            backend_wanted.add(m.B_PARAMETER_STATUS)
+        backend_wanted = {m.B_READY_FOR_QUERY, m.B_ERROR_RESPONSE, m.B_PARAMETER_STATUS}
         self._from_backend = MessageStream(
             self._to_client, backend_wanted, self._backend_message, self._backend_header, 1 << 30)
 
@@ -343,8 +344,8 @@ class Relay:
             self._running.setdefault(interval, []).append(self._statement_log.started(sql, self.tx_status != m.TX_IDLE))
         self._sent_intervals += 1
         self._executes = 0
-        plan = self.classify(sql)
-        if not plan.actions:
+        plan = self.classify(sql, self.standard_strings)
+        if not plan.actions and plan.text is None:
             return None
         return m.query(self._apply(plan, sql, interval, base))
 
@@ -366,8 +367,8 @@ class Relay:
         self.statements += 1
         if self._statement_log is not None:
             self._running.setdefault(self._sent_intervals, []).append(self._statement_log.started(parse.sql, self.tx_status != m.TX_IDLE))
-        plan = self.classify(parse.sql)
-        if not plan.actions:
+        plan = self.classify(parse.sql, self.standard_strings)
+        if not plan.actions and plan.text is None:
             if self._statement_tags.pop(parse.name, None) is not None:
                 self._track_names()
             return None
@@ -383,7 +384,7 @@ class Relay:
     def _apply(self, plan: Plan, sql: bytes, interval: int, base: int | None) -> bytes:
         """The SQL to send for a plan; registers the tags to restore (base is the completion
         count before this Query's statements; None for Parse, whose tags go by portal)."""
-        text = sql.decode()  # a plan with actions exists only for SQL that decoded
+        text = plan.text if plan.text is not None else sql.decode()  # a plan exists only for SQL that decoded
         pieces = []
         cursor = 0
         for action in plan.actions:
@@ -448,7 +449,11 @@ class Relay:
             self._completions = 0
             return None
         if kind == m.B_PARAMETER_STATUS:
-            self._on_parameter(*m.decode_parameter_status(body))
+            name, value = m.decode_parameter_status(body)
+            if name == "standard_conforming_strings":
+                self.standard_strings = value == "on"
+            if self._on_parameter is not None:
+                self._on_parameter(name, value)
             return None
         expected = self._expected.get(self._received_intervals)
         if kind == m.B_COMMAND_COMPLETE:

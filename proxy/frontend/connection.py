@@ -105,7 +105,7 @@ class Context:
     catalog: Catalog
     backend: BackendAddress
     tls: ssl.SSLContext | None
-    classify: Callable[[bytes], Plan]
+    classify: Callable[[bytes, bool], Plan]  # SQL, the session's standard_conforming_strings
     gate: SecurityGroupGate | None = None
     tokens: TokenAuthority | None = None
     audit: AuditWriter | None = None
@@ -670,7 +670,8 @@ class Connection:
                           send_cancel(self.context.backend, backend.pid, backend.key)),
                       statement_log=self._statement_log(params, record, pid),
                       on_parameter=self._parameter_changed if self.context.audit is not None else None,
-                      keep_backend=self._pool_key is not None)
+                      keep_backend=self._pool_key is not None,
+                      standard_strings=backend.parameters.get("standard_conforming_strings", "on") == "on")
         self.session = Session(pid, key, record.name, params.database, backend, relay,
                                idle_timeout(record.session_timeout, self.config.cluster.session_timeout))
         registry.add(self.session)

@@ -15,7 +15,7 @@ from pglast import ast, enums
 from pglast.stream import RawStream
 
 from ..protocol import sqlstate
-from .tokens import Cursor, GrammarError, quote_ident, scan, sql_literal
+from .tokens import Cursor, GrammarError, quote_ident, sql_literal
 
 _OBJECT_TYPES = {enums.ObjectType.OBJECT_TABLE: "table", enums.ObjectType.OBJECT_SCHEMA: "schema",
                  enums.ObjectType.OBJECT_DATABASE: "database"}
@@ -331,23 +331,10 @@ def lend_call(kind: str, node: dict, statement: str, sign) -> tuple[str, bytes, 
         permission, tag = f"CREATE OR REPLACE {routine}", f"CREATE {routine}".encode()
     else:
         return None
-    if refusal is None and _reads_differently(statement):
-        refusal = "string constants with backslashes (write them as E'...')"
     spec = json.dumps({"permission": permission, "schema": schema, "refusal": refusal, "statement": statement},
                       separators=(",", ":"))
     return (f"CALL shiftguard.create_lent({sql_literal(spec)}, {sql_literal(sign('lend', spec))}, "
             "pg_catalog.current_setting('search_path'))", tag, True)
-
-
-def _reads_differently(statement: str) -> bool:
-    """Could PostgreSQL cut this text differently from pglast? pglast scans string constants
-    with standard_conforming_strings on; Redshift-like sessions have it off, where a backslash
-    in '...' escapes the next character, so a quote pglast saw closing a string may not close
-    it, and what pglast read as one CREATE may run as several statements (the procedure
-    EXECUTEs the text). Only standard '...' constants with a backslash read differently (E'...',
-    dollar quoting, identifiers and comments do not), so without those both scans agree."""
-    return any(t.name in ("SCONST", "USCONST") and t.text[:1] in ("'", "U", "u") and "\\" in t.text
-               for t in scan(statement))
 
 
 # --------------------------------------------------------------------------- VACUUM

@@ -30,7 +30,7 @@ from pglast import parser, visitors
 from pglast.stream import RawStream
 
 from ..protocol import sqlstate
-from .tokens import Cursor, GrammarError, scan, split_statements, sql_literal
+from .tokens import Cursor, GrammarError, as_read, scan, split_statements, sql_literal
 from . import dialect
 from .groups import (changes_json, parse_alter_group, parse_create_group, parse_drop_group,
                      rewrite_grant)
@@ -67,6 +67,10 @@ class Plan:
     actions: tuple[Action, ...] = ()
     # False when the plan must not be kept in a cache (it holds password hashes or fresh salts).
     cacheable: bool = True
+    # The SQL to send instead of the client's, which the actions' spans then refer to: the
+    # client's as PostgreSQL reads it, written to read the same whatever standard_conforming_strings
+    # says (tokens.as_read). None: the client's own.
+    text: str | None = None
 
 
 PASS = Plan()
@@ -131,6 +135,8 @@ def may_need_plan(sql: bytes, translator: Translator | None = None) -> bool:
     lowered = sql.lower()
     if translator is not None and translator.strict:
         return True  # strict_redshift looks at every statement
+    if b"\\" in sql:
+        return True  # a backslash may mean another reading (tokens.as_read)
     if _TRIGGER.search(lowered):
         return True
     if translator is not None and translator.masked.views and masking.mentions(lowered, translator.masked):
@@ -139,15 +145,24 @@ def may_need_plan(sql: bytes, translator: Translator | None = None) -> bool:
         _DIALECT_TRIGGER.search(lowered) is not None or dialect.where_integer(lowered))
 
 
-def classify(sql: bytes, translator: Translator) -> Plan:
-    """The plan for one Query or Parse SQL string."""
+def classify(sql: bytes, translator: Translator, standard_strings: bool = True) -> Plan:
+    """The plan for one Query or Parse SQL string, read as PostgreSQL reads it in a session
+    whose standard_conforming_strings is standard_strings."""
     if not may_need_plan(sql, translator):
         return PASS
     try:
-        text = sql.decode("utf-8")
-        spans = split_statements(text)
-    except (UnicodeDecodeError, GrammarError):
+        original = sql.decode("utf-8")
+    except UnicodeDecodeError:
         return PASS  # PostgreSQL will refuse it with its own error
+    try:
+        text = as_read(original, standard_strings)
+    except GrammarError as exc:  # not even where PostgreSQL's reading of it ends is certain
+        return Plan((Action(0, 0, len(original), denial=Denial(sqlstate.SYNTAX_ERROR, str(exc))),))
+    rewritten = None if text == original else text
+    try:
+        spans = split_statements(text)
+    except GrammarError:
+        return Plan(text=rewritten) if rewritten else PASS  # PostgreSQL will refuse it with its own error
     actions = []
     cacheable = True
     for index, (start, end) in enumerate(spans):
@@ -165,7 +180,7 @@ def classify(sql: bytes, translator: Translator) -> Plan:
             replacement, tag, keep = result
             actions.append(Action(index, start, end, sql=replacement, tag=tag))
             cacheable = cacheable and keep
-    return Plan(tuple(actions), cacheable) if actions else PASS
+    return Plan(tuple(actions), cacheable, rewritten) if actions or rewritten else PASS
 
 
 # A statement handler's answer: None (forward unchanged), a Denial, or (replacement SQL,

@@ -67,6 +67,45 @@ def scan(text: str) -> list[Token]:
             for t in raw if t.name not in _COMMENTS]
 
 
+def as_read(text: str, standard_strings: bool) -> str:
+    """text as PostgreSQL reads it with standard_conforming_strings = standard_strings, written
+    so that it reads the same under either setting: each ordinary string constant holding a
+    backslash becomes an E'...' constant of the value it has under that setting. pglast's
+    scanner reads with the setting on, Redshift sessions run with it off (a backslash escapes),
+    and a session may change it: without this, text the proxy reads as one statement could run
+    as several, or a constant hold another value than the one the proxy judged. Raises
+    GrammarError when PostgreSQL could not scan the text so."""
+    if "\\" not in text:
+        return text
+    while True:
+        try:
+            tokens, whole = parser.scan(text), True
+        except parser.ParseError as exc:  # maybe only as pglast reads it: look before the error
+            tokens, whole = _scan_prefix(text, exc.args[1] if len(exc.args) > 1 else 0), False
+        token = next((t for t in tokens if t.name == "SCONST" and text[t.start] == "'"
+                      and "\\" in text[t.start:t.end + 1]), None)
+        if token is None:
+            if whole:
+                return text
+            scan(text)  # raises GrammarError: no reading scans it
+        start, end = token.start, token.end + 1
+        token = Token(token.name, token.kind, text[start:end], start, end)
+        if standard_strings:  # the same constant, its backslashes now escaped
+            constant = "E" + token.text.replace("\\", "\\\\")
+        else:  # PostgreSQL reads '...' as E'...'; where it ends is known after a rescan
+            constant = "E" + token.text
+        if token.start and (text[token.start - 1].isalnum() or text[token.start - 1] in "_$"):
+            constant = " " + constant  # not part of a preceding word
+        text = text[:token.start] + constant + text[token.end:]
+
+
+def _scan_prefix(text: str, end: int):
+    try:
+        return parser.scan(text[:end]) if end else []
+    except parser.ParseError:
+        return []
+
+
 def split_statements(text: str) -> list[tuple[int, int]]:
     """Character spans of the statements of text, cut at top-level semicolons (as psql and
     PostgreSQL do); empty statements are dropped. Raises GrammarError if text cannot be scanned."""

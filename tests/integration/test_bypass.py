@@ -31,6 +31,9 @@ def attempts(secret: str, me: str) -> list[str]:
         f"SELECT * FROM public.{secret}",
         f'SELECT * FROM U&"{escaped}"',
         f"/* harmless */ SELECT * FROM {secret} -- comment",
+        # a string constant that ends elsewhere with standard_conforming_strings off (Redshift's
+        # sessions) than where PostgreSQL's parser, which the proxy uses, reads it with it on
+        "SELECT 'x\\'' ; DISCARD ALL; --'",
         f"SELECT 1; SELECT * FROM {secret}",
         f"SELECT (SELECT v FROM {secret})",
         f"WITH x AS (SELECT * FROM {secret}) SELECT * FROM x",
@@ -343,3 +346,15 @@ def test_system_permissions_do_not_reach_the_private_schema_or_catalogs(proxy, p
         with proxy.connect() as admin:
             admin.execute("REVOKE DROP FUNCTION, ALTER TABLE, ANALYZE FROM ROLE sys:dba")
             admin.execute(f"DROP USER {me}")
+
+
+def test_the_proxy_reads_strings_as_the_session_does_after_it_changes(proxy, setup):
+    """A session that turns standard_conforming_strings on reads 'x\\' as a whole constant; so
+    does the proxy from then on (it follows the backend's ParameterStatus)."""
+    _, me = setup
+    with proxy.connect(me, PASSWORD) as conn:
+        conn.execute("SET standard_conforming_strings = on")
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match="DISCARD"):
+            simple(conn, "SELECT 'x\\' ; DISCARD ALL; --'")
+        conn.execute("SET standard_conforming_strings = off")
+        assert simple(conn, "SELECT 'x\\' ; DISCARD ALL; --'") == [("x' ; DISCARD ALL; --",)]

@@ -290,6 +290,16 @@ def _classify(statement: str, translator: Translator) -> Result:
     except (parser.ParseError, ValueError):
         return None
     ((kind, node),) = raw["stmt"].items()
+    try:
+        result = _judge(kind, node, raw, statement, words, lowered, translator)
+    except GrammarError as exc:
+        return Denial(exc.sqlstate, str(exc), hint=exc.hint)
+    return result if result is not None else catalog_rewrite
+
+
+def _judge(kind: str, node: dict, raw: dict, statement: str, words: list[str], lowered: str,
+           translator: Translator) -> Result:
+    """The rules for one parsed statement, in order."""
     result = privileges.permission_call(kind, node, statement)
     if result is None and kind == "ExplainStmt":
         result = _explain(node, statement, translator)
@@ -302,7 +312,7 @@ def _classify(statement: str, translator: Translator) -> Result:
         return _escape("set_config('role' | 'session_authorization', ...)")
     if result is None:  # the CREATE system permissions: last, after every refusal above
         result = privileges.lend_call(kind, node, statement, translator.sign)
-    return result if result is not None else catalog_rewrite
+    return result
 
 
 # --------------------------------------------------------------------------- S3: COPY / UNLOAD

@@ -18,7 +18,7 @@ from .backend.embedded import EmbeddedPostgres, EmbeddedTarget
 from .backend.pool import SessionPool
 from .backend.session import BackendAddress, parse_dsn
 from .catalog.connectivity import SecurityGroupSync
-from .catalog.store import VACUUM_CHANNEL, Catalog
+from .catalog.store import TRUSTED_SETTINGS, VACUUM_CHANNEL, Catalog
 from .config import Config, ConfigError, admin_password
 from .frontend.auth import LoginThrottle
 from .frontend.connection import AcceptedClient, Context
@@ -356,7 +356,8 @@ async def ensure_database(target: EmbeddedTarget, database: str) -> None:
     create in schema public (PostgreSQL 15 no longer grants it)."""
     import asyncpg
 
-    connect = dict(host=str(target.socket_dir), port=target.port, user=target.user, password=target.password)
+    connect = dict(host=str(target.socket_dir), port=target.port, user=target.user, password=target.password,
+                   server_settings=TRUSTED_SETTINGS)
     conn = await asyncpg.connect(database="postgres", **connect)
     try:
         if await conn.fetchval("SELECT true FROM pg_database WHERE datname = $1", database):

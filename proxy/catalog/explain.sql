@@ -53,10 +53,12 @@ $$;
 GRANT EXECUTE ON FUNCTION shiftguard.explain_secure_relations(oid[]) TO PUBLIC;
 
 -- The lines of EXPLAIN p_target with the caller's options (p_options: option name -> value, as
--- PostgreSQL parsed them; ANALYZE never comes here), redacted as above. Runs as the caller and
--- with the caller's search_path, so the query's names resolve as the caller's EXPLAIN would.
-CREATE OR REPLACE FUNCTION shiftguard.explain_lines(p_target text, p_options jsonb) RETURNS text[]
-LANGUAGE plpgsql SECURITY INVOKER AS $$
+-- PostgreSQL parsed them; ANALYZE never comes here), redacted as above. Runs as the caller; the
+-- query alone with the caller's search_path (p_search_path), so its names resolve as the
+-- caller's EXPLAIN would, and nothing here with it.
+DROP FUNCTION IF EXISTS shiftguard.explain_lines(text, jsonb);
+CREATE OR REPLACE FUNCTION shiftguard.explain_lines(p_target text, p_options jsonb, p_search_path text) RETURNS text[]
+LANGUAGE plpgsql SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_see_rls     boolean := shiftguard.caller_may('EXPLAIN RLS');
     v_see_masking boolean := shiftguard.caller_may('EXPLAIN MASKING');
@@ -88,14 +90,15 @@ BEGIN
     SELECT string_agg(format('%s %L', key, value), ', ') INTO v_options FROM jsonb_each_text(p_options);
     -- Always parenthesised options, ANALYZE false first: a target of its own starting with
     -- ANALYZE (a direct call) is then a syntax error, never an EXPLAIN ANALYZE.
-    FOR v_line IN EXECUTE 'EXPLAIN (ANALYZE false' || coalesce(', ' || v_options, '') || ') ' || p_target LOOP
-        v_lines := v_lines || v_line;
-    END LOOP;
+    v_lines := ARRAY(SELECT x.line FROM shiftguard.caller_rows(
+                         'EXPLAIN (ANALYZE false' || coalesce(', ' || v_options, '') || ') ' || p_target, p_search_path)
+                         WITH ORDINALITY AS x (line, n) ORDER BY x.n);
     IF v_see_rls AND v_see_masking THEN
         RETURN v_lines;
     END IF;
 
-    EXECUTE 'EXPLAIN (FORMAT JSON, VERBOSE, COSTS false) ' || p_target INTO v_json;
+    v_json := (SELECT string_agg(x.line, E'\n') FROM shiftguard.caller_rows(
+                   'EXPLAIN (FORMAT JSON, VERBOSE, COSTS false) ' || p_target, p_search_path) AS x (line))::json;
     WITH RECURSIVE tree (path, node) AS (
         SELECT ARRAY[1], (v_json::jsonb)->0->'Plan'
         UNION ALL
@@ -179,32 +182,34 @@ BEGIN
     RETURN v_result;
 END
 $$;
-GRANT EXECUTE ON FUNCTION shiftguard.explain_lines(text, jsonb) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION shiftguard.explain_lines(text, jsonb, text) TO PUBLIC;
 
 -- EXPLAIN [options] p_query, for the proxy's rewrite. p_params / p_types: the values and types
 -- of the parameters ($1, ...) that a client bound to the EXPLAIN (extended protocol); the query
 -- is then prepared with those types and explained as EXECUTE with the values as literals, which
 -- gives the custom plan PostgreSQL's EXPLAIN shows for bound parameters. The prepared statement
 -- is named shiftguard_explain and deallocated before returning, also on error.
-CREATE OR REPLACE FUNCTION shiftguard.explain(p_query text, p_options jsonb, p_params text[] DEFAULT NULL,
-                                              p_types regtype[] DEFAULT NULL)
+DROP FUNCTION IF EXISTS shiftguard.explain(text, jsonb, text[], regtype[]);
+CREATE OR REPLACE FUNCTION shiftguard.explain(p_query text, p_options jsonb, p_search_path text,
+                                              p_params text[] DEFAULT NULL, p_types regtype[] DEFAULT NULL)
 RETURNS TABLE ("QUERY PLAN" text)
-LANGUAGE plpgsql SECURITY INVOKER AS $$
+LANGUAGE plpgsql SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_lines text[];
 BEGIN
     IF coalesce(cardinality(p_params), 0) = 0 THEN
-        RETURN QUERY SELECT unnest(shiftguard.explain_lines(p_query, p_options));
+        RETURN QUERY SELECT unnest(shiftguard.explain_lines(p_query, p_options, p_search_path));
         RETURN;
     END IF;
     IF EXISTS (SELECT FROM pg_catalog.pg_prepared_statements WHERE name = 'shiftguard_explain') THEN
         EXECUTE 'DEALLOCATE shiftguard_explain';
     END IF;
-    EXECUTE format('PREPARE shiftguard_explain (%s) AS %s', array_to_string(p_types::text[], ', '), p_query);
+    PERFORM shiftguard.caller_execute(
+        format('PREPARE shiftguard_explain (%s) AS %s', array_to_string(p_types::text[], ', '), p_query), p_search_path);
     BEGIN
         v_lines := shiftguard.explain_lines(format('EXECUTE shiftguard_explain (%s)',
             (SELECT string_agg(format('%L::%s', v, t), ', ' ORDER BY n)
-               FROM unnest(p_params, p_types) WITH ORDINALITY AS x (v, t, n))), p_options);
+               FROM unnest(p_params, p_types) WITH ORDINALITY AS x (v, t, n))), p_options, p_search_path);
     EXCEPTION WHEN OTHERS THEN
         EXECUTE 'DEALLOCATE shiftguard_explain';
         RAISE;
@@ -213,4 +218,4 @@ BEGIN
     RETURN QUERY SELECT unnest(v_lines);
 END
 $$;
-GRANT EXECUTE ON FUNCTION shiftguard.explain(text, jsonb, text[], regtype[]) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION shiftguard.explain(text, jsonb, text, text[], regtype[]) TO PUBLIC;

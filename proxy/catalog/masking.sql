@@ -211,15 +211,19 @@ GRANT EXECUTE ON FUNCTION shiftguard.mask_refresh(oid) TO PUBLIC;
 -- Superusers and sys:secadmin manage masking policies.
 DROP PROCEDURE IF EXISTS shiftguard.create_masking_policy(text, text, text);
 CREATE OR REPLACE PROCEDURE shiftguard.create_masking_policy(p_text text, p_signature text, p_search_path text)
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET standard_conforming_strings = on AS $$
 DECLARE
-    v_policy jsonb;
-    v_column jsonb;
-    v_type   regtype;
-    v_params text[] := '{}';
-    v_first  regtype;
-    v_n      integer := 0;
-    v_expr   text;
+    v_policy    jsonb;
+    v_path      text := 'pg_catalog, ' || p_search_path || ', pg_temp';  -- the creator's, for the expressions
+    v_column    jsonb;
+    v_type      regtype;
+    v_params    text[] := '{}';
+    v_types     text[] := '{}';
+    v_first     regtype;
+    v_n         integer := 0;
+    v_expr      text;
+    v_function  text;
+    v_untrusted text;
 BEGIN
     PERFORM shiftguard.require_rls_admin();
     IF NOT shiftguard.signed('masking', p_text, p_signature) THEN
@@ -249,34 +253,46 @@ BEGIN
         INSERT INTO shiftguard.masking_policies (name, columns, expressions, modified_by)
         VALUES (v_policy->>'name', v_policy->'columns', v_policy->'written', session_user);
     END IF;
-    PERFORM set_config('search_path', 'pg_catalog, ' || p_search_path || ', pg_temp', true);
+    -- As for RLS policies (rls_define): only the expressions are parsed with the creator's
+    -- search_path (pg_catalog first, pg_temp last), the types are built-in ones, and what the
+    -- expressions bind to must be trusted.
     FOR v_column IN SELECT jsonb_array_elements(v_policy->'columns') LOOP
         v_type := to_regtype(v_column->>'type');
         IF v_type IS NULL THEN
             RAISE EXCEPTION 'type "%" does not exist', v_column->>'type' USING ERRCODE = '42704';
         END IF;
         v_params := v_params || format('%I %s', v_column->>'colname', v_type);
+        v_types := v_types || v_type::text;
     END LOOP;
     -- One inlinable function per expression; its value is cast to the masked column's type in
     -- the view. Its type is found by parsing it into a temporary view over typed NULLs: parsed,
     -- never run here.
     FOR v_expr IN SELECT jsonb_array_elements_text(v_policy->'expressions') LOOP
         v_n := v_n + 1;
-        EXECUTE format('CREATE TEMP VIEW shiftguard_masking_type AS SELECT (%s) AS v FROM (SELECT %s) AS s',
-                       v_expr, (SELECT coalesce(string_agg(format('NULL::%s AS %I', to_regtype(c->>'type'), c->>'colname'),
-                                                           ', '), '1 AS "?column?"')
-                                  FROM jsonb_array_elements(v_policy->'columns') c));
+        v_function := format('shiftguard.%I', 'mask:' || (v_policy->>'name') || ':' || v_n);
+        PERFORM shiftguard.caller_execute(format(
+            'CREATE TEMP VIEW shiftguard_masking_type AS SELECT (%s) AS v FROM (SELECT %s) AS s', v_expr,
+            (SELECT coalesce(string_agg(format('NULL::%s AS %I', to_regtype(c->>'type'), c->>'colname'), ', '),
+                             '1 AS "?column?"')
+               FROM jsonb_array_elements(v_policy->'columns') c)), v_path);
         v_first := (SELECT a.atttypid::regtype FROM pg_attribute a
                      WHERE a.attrelid = 'pg_temp.shiftguard_masking_type'::regclass AND a.attname = 'v');
         DROP VIEW pg_temp.shiftguard_masking_type;
         IF v_first = 'unknown'::regtype THEN
             v_first := 'text'::regtype;
         END IF;
-        EXECUTE format('CREATE OR REPLACE FUNCTION shiftguard.%I(%s) RETURNS %s LANGUAGE sql STABLE RETURN (%s)',
-                       'mask:' || (v_policy->>'name') || ':' || v_n, array_to_string(v_params, ', '),
-                       v_first, v_expr);
-        EXECUTE format('GRANT EXECUTE ON FUNCTION shiftguard.%I(%s) TO PUBLIC',
-                       'mask:' || (v_policy->>'name') || ':' || v_n, array_to_string(v_params, ', '));
+        PERFORM shiftguard.caller_execute(format(
+            'CREATE OR REPLACE FUNCTION %s(%s) RETURNS %s LANGUAGE sql STABLE RETURN (%s)',
+            v_function, array_to_string(v_params, ', '), v_first, v_expr), v_path);
+        v_untrusted := shiftguard.untrusted_reference(
+            format('%s(%s)', v_function, array_to_string(v_types, ', '))::regprocedure);
+        IF v_untrusted IS NOT NULL THEN
+            RAISE EXCEPTION 'masking policy "%" uses %, which only a superuser may own', v_policy->>'name', v_untrusted
+                USING ERRCODE = '42501',
+                      HINT = 'A masking expression runs for every user it applies to: it may use built-in functions '
+                             'and operators, and what superusers own (another owner could change it later).';
+        END IF;
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s(%s) TO PUBLIC', v_function, array_to_string(v_params, ', '));
     END LOOP;
     PERFORM shiftguard.mask_bump();
 END
@@ -302,9 +318,11 @@ BEGIN
             USING ERRCODE = '2BP01', HINT = 'Detach it first.';
     END IF;
     DELETE FROM shiftguard.masking_policies WHERE name = p_name;
+    -- (No backslash in a literal here: the body is read with the session's standard_conforming_strings.)
     FOR v_function IN SELECT p.oid::regprocedure FROM pg_proc p
-                       WHERE p.pronamespace = 'shiftguard'::regnamespace AND p.proname LIKE 'mask:' || p_name || ':%'
-                         AND p.proname ~ ('^mask:' || regexp_replace(p_name, '([^a-zA-Z0-9_])', '\\\1', 'g') || ':[0-9]+$') LOOP
+                       WHERE p.pronamespace = 'shiftguard'::regnamespace
+                         AND left(p.proname, length('mask:' || p_name || ':')) = 'mask:' || p_name || ':'
+                         AND substr(p.proname, length('mask:' || p_name || ':') + 1) ~ '^[0-9]+$' LOOP
         EXECUTE format('DROP FUNCTION %s', v_function);
     END LOOP;
     PERFORM shiftguard.mask_bump();

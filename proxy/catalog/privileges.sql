@@ -115,12 +115,15 @@ GRANT EXECUTE ON FUNCTION shiftguard.redshift_grant(jsonb, oid[]) TO PUBLIC;
 
 -- A GRANT or REVOKE naming Redshift-only privileges: PostgreSQL's part runs as the caller, so
 -- PostgreSQL checks who may grant it; then the Redshift-only part (checked above). Runs with
--- the caller's rights only, like any statement the caller could send.
-CREATE OR REPLACE PROCEDURE shiftguard.grant_privileges(p_postgres text, p_spec jsonb, p_objects oid[])
-LANGUAGE plpgsql SECURITY INVOKER AS $$
+-- the caller's rights only, like any statement the caller could send; PostgreSQL's part with the
+-- caller's search_path (shiftguard.caller_execute), as the caller wrote it.
+DROP PROCEDURE IF EXISTS shiftguard.grant_privileges(text, jsonb, oid[]);
+CREATE OR REPLACE PROCEDURE shiftguard.grant_privileges(p_postgres text, p_spec jsonb, p_objects oid[],
+                                                       p_search_path text)
+LANGUAGE plpgsql SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF p_postgres IS NOT NULL THEN
-        EXECUTE p_postgres;
+        PERFORM shiftguard.caller_execute(p_postgres, p_search_path);
     END IF;
     PERFORM shiftguard.redshift_grant(p_spec, p_objects);
 END
@@ -144,7 +147,7 @@ $$;
 GRANT EXECUTE ON FUNCTION shiftguard.held_on_columns(oid, oid, text) TO PUBLIC;
 
 CREATE OR REPLACE FUNCTION shiftguard.grantee_label(p_role text) RETURNS text
-LANGUAGE sql IMMUTABLE AS $$
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT CASE WHEN p_role = '' THEN 'PUBLIC'
                 WHEN p_role LIKE 'grp:%' THEN 'group ' || substr(p_role, 5)
                 ELSE p_role END
@@ -157,8 +160,9 @@ GRANT EXECUTE ON FUNCTION shiftguard.grantee_label(text) TO PUBLIC;
 -- (role names, '' for PUBLIC). Everything runs with the caller's rights, so PostgreSQL decides
 -- who may grant; the rules only refuse or skip. Error wording: UNVERIFIED (Redshift's is not
 -- documented), SQLSTATE 0LP01 (invalid_grant_operation) as PostgreSQL uses for grant misuse.
-CREATE OR REPLACE PROCEDURE shiftguard.grant_checked(p_statement text, p_spec jsonb, p_tables oid[])
-LANGUAGE plpgsql SECURITY INVOKER AS $$
+DROP PROCEDURE IF EXISTS shiftguard.grant_checked(text, jsonb, oid[]);
+CREATE OR REPLACE PROCEDURE shiftguard.grant_checked(p_statement text, p_spec jsonb, p_tables oid[], p_search_path text)
+LANGUAGE plpgsql SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_granting  boolean := (p_spec->>'is_grant')::boolean;
     v_table     oid;
@@ -183,7 +187,7 @@ BEGIN
         END LOOP;
     END LOOP;
     IF p_statement IS NOT NULL THEN
-        EXECUTE p_statement;
+        PERFORM shiftguard.caller_execute(p_statement, p_search_path);
     END IF;
     IF jsonb_array_length(p_spec->'columns') = 0 THEN
         RETURN;
@@ -372,24 +376,26 @@ $$;
 GRANT EXECUTE ON FUNCTION shiftguard.redshift_default_grant(jsonb) TO PUBLIC;  -- it checks its caller
 
 CREATE OR REPLACE FUNCTION shiftguard.missing_role(p_name text) RETURNS oid
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     RAISE EXCEPTION 'role "%" does not exist', p_name USING ERRCODE = '42704';
 END
 $$;
 
 CREATE OR REPLACE FUNCTION shiftguard.missing_schema(p_name text) RETURNS oid
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     RAISE EXCEPTION 'schema "%" does not exist', p_name USING ERRCODE = '3F000';
 END
 $$;
 
-CREATE OR REPLACE PROCEDURE shiftguard.default_privileges(p_postgres text, p_spec jsonb)
-LANGUAGE plpgsql SECURITY INVOKER AS $$
+DROP PROCEDURE IF EXISTS shiftguard.default_privileges(text, jsonb);
+CREATE OR REPLACE PROCEDURE shiftguard.default_privileges(p_postgres text, p_spec jsonb, p_search_path text)
+LANGUAGE plpgsql SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF p_postgres IS NOT NULL THEN
-        EXECUTE p_postgres;  -- the caller's own statement (or its run_or_permit call), as the caller
+        -- the caller's own statement (or its run_or_permit call), as the caller
+        PERFORM shiftguard.caller_execute(p_postgres, p_search_path);
     END IF;
     PERFORM shiftguard.redshift_default_grant(p_spec);
 END
@@ -560,14 +566,16 @@ GRANT SELECT ON shiftguard.svv_iam_privileges TO PUBLIC;
 -- caller holds the permission: then the management role runs a statement built here from the
 -- resolved objects (never the caller's text), which runs no code of anyone's: tables with
 -- triggers are refused, ANALYZE runs index expressions as the table's owner.
+DROP PROCEDURE IF EXISTS shiftguard.run_or_permit(text, text, oid[], jsonb);
 CREATE OR REPLACE PROCEDURE shiftguard.run_or_permit(p_permission text, p_statement text, p_objects oid[],
-                                                    p_options jsonb)
-LANGUAGE plpgsql SECURITY INVOKER AS $$
+                                                    p_options jsonb, p_search_path text)
+LANGUAGE plpgsql SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF shiftguard.caller_may(p_permission) AND NOT shiftguard.caller_is_superuser() THEN
         PERFORM shiftguard.permitted(p_permission, p_objects, p_options);
     ELSE
-        EXECUTE p_statement;  -- the caller's own statement, with the caller's rights
+        -- the caller's own statement, with the caller's rights and search_path
+        PERFORM shiftguard.caller_execute(p_statement, p_search_path);
     END IF;
 END
 $$;
@@ -927,6 +935,8 @@ CREATE TABLE IF NOT EXISTS shiftguard.vacuum_requests (
 );
 REVOKE ALL ON shiftguard.vacuum_requests FROM PUBLIC;
 
+-- No SET search_path here (a procedure with one cannot COMMIT): the one name is qualified and
+-- takes exactly the argument types given.
 CREATE OR REPLACE PROCEDURE shiftguard.vacuum(p_relation oid, p_name text)
 LANGUAGE plpgsql SECURITY INVOKER AS $$
 BEGIN

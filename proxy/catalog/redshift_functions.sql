@@ -1,24 +1,27 @@
 -- Redshift functions PostgreSQL lacks, installed into pg_catalog of the cluster database on
 -- shiftguard's own backend (so every session finds them whatever its search_path). Idempotent.
+-- Each pins its search_path: run in a user's session, a name in its body would otherwise
+-- resolve with that session's path, where a better-matching public.unnest(float8[]) or
+-- OPERATOR public.|| (bigint, text) of anyone's would be preferred to the built-in.
 -- Statements that need more than a function (LISTAGG ... WITHIN GROUP, DATEADD(day, ...),
 -- SYSDATE, APPROXIMATE COUNT, version()) are rewritten by policy/dialect.py to use these.
 
 CREATE OR REPLACE FUNCTION pg_catalog.getdate() RETURNS timestamp
-LANGUAGE sql STABLE AS $$ SELECT date_trunc('second', clock_timestamp() AT TIME ZONE 'UTC') $$;
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$ SELECT date_trunc('second', clock_timestamp() AT TIME ZONE 'UTC') $$;
 
 -- SYSDATE: the start of the current transaction, UTC, as Redshift.
 CREATE OR REPLACE FUNCTION pg_catalog.sysdate() RETURNS timestamp
-LANGUAGE sql STABLE AS $$ SELECT transaction_timestamp() AT TIME ZONE 'UTC' $$;
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$ SELECT transaction_timestamp() AT TIME ZONE 'UTC' $$;
 
 CREATE OR REPLACE FUNCTION pg_catalog.redshift_version() RETURNS text
-LANGUAGE sql IMMUTABLE AS $$
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT 'PostgreSQL 8.0.2 on i686-pc-linux-gnu, compiled by GCC gcc (GCC) 3.4.2 20041017 (Red Hat 3.4.2-6.fc3), '
            'Redshift 1.0.0 (shiftguard)'
 $$;
 
 -- A datepart as Redshift spells it ('d', 'days', 'hrs', ...) -> PostgreSQL's unit.
 CREATE OR REPLACE FUNCTION pg_catalog.redshift_datepart(p_part text) RETURNS text
-LANGUAGE sql IMMUTABLE AS $$
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT CASE lower(trim(p_part))
         WHEN 'millennium' THEN 'millennium' WHEN 'millennia' THEN 'millennium' WHEN 'mil' THEN 'millennium' WHEN 'mils' THEN 'millennium'
         WHEN 'century' THEN 'century' WHEN 'centuries' THEN 'century' WHEN 'c' THEN 'century' WHEN 'cent' THEN 'century' WHEN 'cents' THEN 'century'
@@ -43,7 +46,7 @@ LANGUAGE sql IMMUTABLE AS $$
 $$;
 
 CREATE OR REPLACE FUNCTION pg_catalog.dateadd(p_part text, p_count bigint, p_at timestamp) RETURNS timestamp
-LANGUAGE plpgsql IMMUTABLE AS $$
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_unit text := pg_catalog.redshift_datepart(p_part);
 BEGIN
@@ -57,14 +60,14 @@ BEGIN
 END
 $$;
 CREATE OR REPLACE FUNCTION pg_catalog.dateadd(p_part text, p_count bigint, p_at timestamptz) RETURNS timestamptz
-LANGUAGE sql STABLE AS $$ SELECT pg_catalog.dateadd(p_part, p_count, p_at::timestamp)::timestamptz $$;
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$ SELECT pg_catalog.dateadd(p_part, p_count, p_at::timestamp)::timestamptz $$;
 -- A string literal (DATEADD(day, 1, '2008-02-28')) is a timestamp, as in Redshift.
 CREATE OR REPLACE FUNCTION pg_catalog.dateadd(p_part text, p_count bigint, p_at text) RETURNS timestamp
-LANGUAGE sql STABLE AS $$ SELECT pg_catalog.dateadd(p_part, p_count, p_at::timestamp) $$;
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$ SELECT pg_catalog.dateadd(p_part, p_count, p_at::timestamp) $$;
 
 -- DATEDIFF counts the datepart boundaries crossed between the two, as Redshift does.
 CREATE OR REPLACE FUNCTION pg_catalog.datediff(p_part text, p_from timestamp, p_to timestamp) RETURNS bigint
-LANGUAGE plpgsql IMMUTABLE AS $$
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_unit text := pg_catalog.redshift_datepart(p_part);
 BEGIN
@@ -88,41 +91,41 @@ BEGIN
 END
 $$;
 CREATE OR REPLACE FUNCTION pg_catalog.datediff(p_part text, p_from timestamptz, p_to timestamptz) RETURNS bigint
-LANGUAGE sql STABLE AS $$ SELECT pg_catalog.datediff(p_part, p_from::timestamp, p_to::timestamp) $$;
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$ SELECT pg_catalog.datediff(p_part, p_from::timestamp, p_to::timestamp) $$;
 
 CREATE OR REPLACE FUNCTION pg_catalog.add_months(p_at timestamp, p_months bigint) RETURNS timestamp
-LANGUAGE sql IMMUTABLE AS $$ SELECT p_at + make_interval(months => p_months::integer) $$;
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$ SELECT p_at + make_interval(months => p_months::integer) $$;
 
 CREATE OR REPLACE FUNCTION pg_catalog.months_between(p_a date, p_b date) RETURNS double precision
-LANGUAGE sql IMMUTABLE AS $$
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT (extract(year FROM p_a) * 12 + extract(month FROM p_a)) - (extract(year FROM p_b) * 12 + extract(month FROM p_b))
          + CASE WHEN extract(day FROM p_a) = extract(day FROM p_b) THEN 0
                 ELSE (extract(day FROM p_a) - extract(day FROM p_b)) / 31.0 END
 $$;
 
 CREATE OR REPLACE FUNCTION pg_catalog.convert_timezone(p_target text, p_at timestamp) RETURNS timestamp
-LANGUAGE sql STABLE AS $$ SELECT (p_at AT TIME ZONE 'UTC') AT TIME ZONE p_target $$;
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$ SELECT (p_at AT TIME ZONE 'UTC') AT TIME ZONE p_target $$;
 CREATE OR REPLACE FUNCTION pg_catalog.convert_timezone(p_source text, p_target text, p_at timestamp) RETURNS timestamp
-LANGUAGE sql STABLE AS $$ SELECT (p_at AT TIME ZONE p_source) AT TIME ZONE p_target $$;
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$ SELECT (p_at AT TIME ZONE p_source) AT TIME ZONE p_target $$;
 
 CREATE OR REPLACE FUNCTION pg_catalog.trunc(p_at timestamp) RETURNS date
-LANGUAGE sql IMMUTABLE AS $$ SELECT p_at::date $$;
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$ SELECT p_at::date $$;
 
 CREATE OR REPLACE FUNCTION pg_catalog.nvl(anycompatible, anycompatible) RETURNS anycompatible
-LANGUAGE sql IMMUTABLE AS $$ SELECT coalesce($1, $2) $$;
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$ SELECT coalesce($1, $2) $$;
 CREATE OR REPLACE FUNCTION pg_catalog.nvl(text, text) RETURNS text  -- for literals only: NVL(NULL, 'x')
-LANGUAGE sql IMMUTABLE AS $$ SELECT coalesce($1, $2) $$;
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$ SELECT coalesce($1, $2) $$;
 CREATE OR REPLACE FUNCTION pg_catalog.nvl2(anyelement, anycompatible, anycompatible) RETURNS anycompatible
-LANGUAGE sql IMMUTABLE AS $$ SELECT CASE WHEN $1 IS NOT NULL THEN $2 ELSE $3 END $$;
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$ SELECT CASE WHEN $1 IS NOT NULL THEN $2 ELSE $3 END $$;
 CREATE OR REPLACE FUNCTION pg_catalog.nvl2(text, text, text) RETURNS text
-LANGUAGE sql IMMUTABLE AS $$ SELECT CASE WHEN $1 IS NOT NULL THEN $2 ELSE $3 END $$;
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$ SELECT CASE WHEN $1 IS NOT NULL THEN $2 ELSE $3 END $$;
 
 CREATE OR REPLACE FUNCTION pg_catalog.len(text) RETURNS integer
-LANGUAGE sql IMMUTABLE AS $$ SELECT length($1) $$;
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$ SELECT length($1) $$;
 CREATE OR REPLACE FUNCTION pg_catalog.charindex(p_needle text, p_haystack text) RETURNS integer
-LANGUAGE sql IMMUTABLE AS $$ SELECT strpos(p_haystack, p_needle) $$;
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$ SELECT strpos(p_haystack, p_needle) $$;
 CREATE OR REPLACE FUNCTION pg_catalog.strtol(p_number text, p_base integer) RETURNS bigint
-LANGUAGE plpgsql IMMUTABLE AS $$
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_result bigint := 0;
     v_digit integer;
@@ -143,13 +146,13 @@ $$;
 
 -- JSON functions over text, as Redshift's take VARCHAR; a missing path gives ''.
 CREATE OR REPLACE FUNCTION pg_catalog.json_extract_path_text(p_json text, VARIADIC p_path text[]) RETURNS text
-LANGUAGE sql IMMUTABLE AS $$ SELECT coalesce(pg_catalog.json_extract_path_text(p_json::json, VARIADIC p_path), '') $$;
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$ SELECT coalesce(pg_catalog.json_extract_path_text(p_json::json, VARIADIC p_path), '') $$;
 CREATE OR REPLACE FUNCTION pg_catalog.json_extract_array_element_text(p_json text, p_index integer) RETURNS text
-LANGUAGE sql IMMUTABLE AS $$ SELECT coalesce(p_json::json ->> p_index, '') $$;
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$ SELECT coalesce(p_json::json ->> p_index, '') $$;
 CREATE OR REPLACE FUNCTION pg_catalog.json_array_length(p_json text) RETURNS integer
-LANGUAGE sql IMMUTABLE AS $$ SELECT json_array_length(p_json::json) $$;
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$ SELECT json_array_length(p_json::json) $$;
 CREATE OR REPLACE FUNCTION pg_catalog.is_valid_json(p_text text) RETURNS boolean
-LANGUAGE plpgsql IMMUTABLE AS $$
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM p_text::json;
     RETURN p_text IS NOT NULL;
@@ -158,7 +161,7 @@ EXCEPTION WHEN others THEN
 END
 $$;
 CREATE OR REPLACE FUNCTION pg_catalog.is_valid_json_array(p_text text) RETURNS boolean
-LANGUAGE plpgsql IMMUTABLE AS $$
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     RETURN json_typeof(p_text::json) = 'array';
 EXCEPTION WHEN others THEN
@@ -169,12 +172,12 @@ $$;
 -- LISTAGG(expr, delimiter [ORDER BY ...]): an aggregate of that name, so a result column is
 -- still called listagg; policy/dialect.py turns WITHIN GROUP (ORDER BY ...) into ORDER BY.
 CREATE OR REPLACE FUNCTION pg_catalog.redshift_listagg_step(p_state text, p_value text, p_delimiter text) RETURNS text
-LANGUAGE sql IMMUTABLE AS $$
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT CASE WHEN p_value IS NULL THEN p_state WHEN p_state IS NULL THEN p_value
                 ELSE p_state || coalesce(p_delimiter, '') || p_value END
 $$;
 CREATE OR REPLACE FUNCTION pg_catalog.redshift_listagg_step(p_state text, p_value text) RETURNS text
-LANGUAGE sql IMMUTABLE AS $$ SELECT pg_catalog.redshift_listagg_step(p_state, p_value, '') $$;
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$ SELECT pg_catalog.redshift_listagg_step(p_state, p_value, '') $$;
 DO $$
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_proc WHERE proname = 'listagg' AND pronamespace = 'pg_catalog'::regnamespace) THEN
@@ -186,7 +189,7 @@ $$;
 
 -- MEDIAN, an aggregate.
 CREATE OR REPLACE FUNCTION pg_catalog.redshift_median_final(double precision[]) RETURNS double precision
-LANGUAGE sql IMMUTABLE AS $$
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY v) FROM unnest($1) AS v
 $$;
 DO $$
@@ -201,13 +204,13 @@ $$;
 
 -- Catalog functions Redshift's leader node has (sqlalchemy-redshift's reflection uses them).
 CREATE OR REPLACE FUNCTION pg_catalog.format_encoding(p_encoding integer) RETURNS text
-LANGUAGE sql IMMUTABLE AS $$
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT (ARRAY['none', 'bytedict', 'delta', 'delta32k', 'lzo', 'mostly8', 'mostly16', 'mostly32', 'raw',
                   'runlength', 'text255', 'text32k', 'zstd', 'az64'])[coalesce(p_encoding, 0) + 1]
 $$;
 -- Late-binding views do not exist here: no rows.
 CREATE OR REPLACE FUNCTION pg_catalog.pg_get_late_binding_view_cols() RETURNS SETOF record
-LANGUAGE plpgsql STABLE AS $$ BEGIN RETURN; END $$;
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$ BEGIN RETURN; END $$;
 
 -- SUPER, Redshift's semi-structured type, as jsonb: a domain named super, so that CREATE TABLE
 -- t (s SUPER) works unchanged and pg_table_def shows the name. Navigation (s.a, s[0]) is not
@@ -221,11 +224,11 @@ END
 $$;
 
 CREATE OR REPLACE FUNCTION pg_catalog.json_parse(p_text text) RETURNS super
-LANGUAGE sql IMMUTABLE STRICT AS $$ SELECT p_text::jsonb::super $$;
+LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$ SELECT p_text::jsonb::super $$;
 
 -- Compact JSON text ({"a":1}), as Redshift writes it; jsonb's own text has spaces.
 CREATE OR REPLACE FUNCTION pg_catalog.json_serialize(p_value jsonb) RETURNS varchar
-LANGUAGE plpgsql IMMUTABLE STRICT AS $$
+LANGUAGE plpgsql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     RETURN CASE jsonb_typeof(p_value)
         WHEN 'object' THEN '{' || coalesce((SELECT string_agg(to_jsonb(e.key)::text || ':' || pg_catalog.json_serialize(e.value), ','
@@ -238,8 +241,8 @@ END
 $$;
 
 CREATE OR REPLACE FUNCTION pg_catalog.is_array(p_value jsonb) RETURNS boolean
-LANGUAGE sql IMMUTABLE STRICT AS $$ SELECT jsonb_typeof(p_value) = 'array' $$;
+LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$ SELECT jsonb_typeof(p_value) = 'array' $$;
 CREATE OR REPLACE FUNCTION pg_catalog.is_object(p_value jsonb) RETURNS boolean
-LANGUAGE sql IMMUTABLE STRICT AS $$ SELECT jsonb_typeof(p_value) = 'object' $$;
+LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$ SELECT jsonb_typeof(p_value) = 'object' $$;
 CREATE OR REPLACE FUNCTION pg_catalog.is_scalar(p_value jsonb) RETURNS boolean
-LANGUAGE sql IMMUTABLE STRICT AS $$ SELECT jsonb_typeof(p_value) NOT IN ('object', 'array') $$;
+LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$ SELECT jsonb_typeof(p_value) NOT IN ('object', 'array') $$;

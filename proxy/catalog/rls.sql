@@ -164,7 +164,10 @@ REVOKE ALL ON FUNCTION shiftguard.rls_sync(oid) FROM PUBLIC;
 -- when it reads no table). p_search_path: the creator's, which resolves the names now, once:
 -- both forms are SQL-standard bodies, parsed here (pg_catalog first, pg_temp last), so no table
 -- or function made later, temporary or not, can stand in for them, and what they read cannot
--- be dropped while the policy exists.
+-- be dropped while the policy exists. Only the body is parsed with the creator's path; and
+-- whatever it binds to must be trusted (shiftguard.untrusted_reference): a planted better match
+-- for an operator or function (public.=(varchar, varchar)) is refused, not bound. The body is
+-- read with standard_conforming_strings on, as the proxy prints it.
 --   Without lookups: RETURN expr, not SECURITY DEFINER, which PostgreSQL inlines into the
 --   query: no function call per row (a UDF in it needs EXECUTE by the querying user, as on
 --   Redshift).
@@ -173,32 +176,38 @@ REVOKE ALL ON FUNCTION shiftguard.rls_sync(oid) FROM PUBLIC;
 --   alias.col, col and correlated references from lookup subqueries resolve as they would
 --   against the table.
 CREATE OR REPLACE FUNCTION shiftguard.rls_define(p_policy jsonb, p_search_path text) RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET standard_conforming_strings = on AS $$
 DECLARE
-    v_function text := format('shiftguard.%I', 'rls:' || (p_policy->>'name'));
-    v_column   jsonb;
-    v_type     regtype;
-    v_params   text[] := '{}';
-    v_select   text[] := '{}';
-    v_lookup   text;
-    v_table    regclass;
+    v_function  text := format('shiftguard.%I', 'rls:' || (p_policy->>'name'));
+    v_path      text := 'pg_catalog, ' || p_search_path || ', pg_temp';  -- the creator's, for the body
+    v_column    jsonb;
+    v_type      regtype;
+    v_params    text[] := '{}';
+    v_types     text[] := '{}';
+    v_select    text[] := '{}';
+    v_lookup    text;
+    v_table     regclass;
+    v_untrusted text;
 BEGIN
-    PERFORM set_config('search_path', 'pg_catalog, ' || p_search_path || ', pg_temp', true);  -- until we return
+    -- Everything but the body resolves in pg_catalog: column types are built-in ones (Redshift has
+    -- no user-defined types), so no domain of anyone's (its CHECK runs code) stands in for one.
     FOR v_column IN SELECT jsonb_array_elements(p_policy->'columns') LOOP
         v_type := to_regtype(v_column->>'type');
         IF v_type IS NULL THEN
             RAISE EXCEPTION 'type "%" does not exist', v_column->>'type' USING ERRCODE = '42704';
         END IF;
         v_params := v_params || format('%I %s', v_column->>'colname', v_type);
+        v_types := v_types || v_type::text;
         v_select := v_select || format('$%s AS %I', cardinality(v_params), v_column->>'colname');
     END LOOP;
     IF p_policy->>'inline' IS NOT NULL THEN
-        EXECUTE format('CREATE OR REPLACE FUNCTION %s(%s) RETURNS boolean LANGUAGE sql STABLE SECURITY INVOKER '
-                       'RETURN coalesce((%s)::boolean, false)',
-                       v_function, array_to_string(v_params, ', '), p_policy->>'inline');
+        PERFORM shiftguard.caller_execute(format(
+            'CREATE OR REPLACE FUNCTION %s(%s) RETURNS boolean LANGUAGE sql STABLE SECURITY INVOKER '
+            'RETURN coalesce((%s)::pg_catalog.bool, false)',
+            v_function, array_to_string(v_params, ', '), p_policy->>'inline'), v_path);
     ELSE
         FOR v_lookup IN SELECT jsonb_array_elements_text(p_policy->'lookups') LOOP
-            v_table := to_regclass(v_lookup);
+            v_table := shiftguard.caller_regclass(v_lookup, v_path);
             IF v_table IS NULL THEN
                 RAISE EXCEPTION 'relation "%" does not exist', v_lookup USING ERRCODE = '42P01';
             END IF;
@@ -212,13 +221,21 @@ BEGIN
                              WHERE c.oid = v_table));
             EXECUTE format('GRANT SELECT ON %s TO shiftguard_rls', v_table);
         END LOOP;
-        EXECUTE format('CREATE OR REPLACE FUNCTION %s(%s) RETURNS boolean LANGUAGE sql STABLE SECURITY DEFINER '
-                       'BEGIN ATOMIC SELECT coalesce((%s)::boolean, false) FROM (SELECT %s) AS %I; END',
-                       v_function, array_to_string(v_params, ', '), p_policy->>'expression',
-                       CASE WHEN cardinality(v_select) = 0 THEN '1 AS "?column?"'
-                            ELSE array_to_string(v_select, ', ') END,
-                       coalesce(p_policy->>'alias', p_policy->>'name'));
+        PERFORM shiftguard.caller_execute(format(
+            'CREATE OR REPLACE FUNCTION %s(%s) RETURNS boolean LANGUAGE sql STABLE SECURITY DEFINER '
+            'BEGIN ATOMIC SELECT coalesce((%s)::pg_catalog.bool, false) FROM (SELECT %s) AS %I; END',
+            v_function, array_to_string(v_params, ', '), p_policy->>'expression',
+            CASE WHEN cardinality(v_select) = 0 THEN '1 AS "?column?"' ELSE array_to_string(v_select, ', ') END,
+            coalesce(p_policy->>'alias', p_policy->>'name')), v_path);
         EXECUTE format('ALTER FUNCTION %s(%s) OWNER TO shiftguard_rls', v_function, array_to_string(v_params, ', '));
+    END IF;
+    v_untrusted := shiftguard.untrusted_reference(
+        format('%s(%s)', v_function, array_to_string(v_types, ', '))::regprocedure);
+    IF v_untrusted IS NOT NULL THEN
+        RAISE EXCEPTION 'RLS policy "%" uses %, which only a superuser may own', p_policy->>'name', v_untrusted
+            USING ERRCODE = '42501',
+                  HINT = 'A policy runs for every user it applies to: it may use built-in functions and operators, '
+                         'tables, and what superusers own (another owner could change it later).';
     END IF;
     EXECUTE format('GRANT EXECUTE ON FUNCTION %s(%s) TO PUBLIC', v_function, array_to_string(v_params, ', '));
 END

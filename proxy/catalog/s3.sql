@@ -95,10 +95,12 @@ GRANT EXECUTE ON FUNCTION shiftguard.s3_read(text, text, integer) TO PUBLIC;
 -- fields of non-character columns load as NULL, as Redshift's COPY does (EMPTYASNULL and
 -- BLANKSASNULL extend that to character columns); character columns are not cast, so a value
 -- too long for varchar(n) fails as Redshift's does instead of being cut.
-CREATE OR REPLACE PROCEDURE shiftguard.s3_copy(p_table text, p_columns text[], p_ticket text, p_signature text)
-LANGUAGE plpgsql AS $$
+DROP PROCEDURE IF EXISTS shiftguard.s3_copy(text, text[], text, text);
+CREATE OR REPLACE PROCEDURE shiftguard.s3_copy(p_table text, p_columns text[], p_ticket text, p_signature text,
+                                              p_search_path text)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_relation regclass := p_table::regclass;
+    v_relation regclass := shiftguard.caller_regclass(p_table, p_search_path);
     v_options jsonb := p_ticket::jsonb;  -- only its flags are read here; s3_read verifies it
     v_names text[] := '{}';
     v_values text[] := '{}';
@@ -106,6 +108,9 @@ DECLARE
     v_field text;
     v_rows bigint;
 BEGIN
+    IF v_relation IS NULL THEN
+        RAISE EXCEPTION 'relation "%" does not exist', p_table USING ERRCODE = '42P01';
+    END IF;
     FOR v_column IN
         SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS type,
                (SELECT t.typcategory FROM pg_type t WHERE t.oid = a.atttypid) AS category
@@ -178,15 +183,18 @@ $$;
 GRANT EXECUTE ON FUNCTION shiftguard.s3_write(regclass, text, text) TO PUBLIC;
 
 -- UNLOAD ('select ...') TO 's3://...': the query runs as the caller into a temporary table,
--- which s3_write copies out. p_query is one SELECT, printed back by PostgreSQL's parser.
-CREATE OR REPLACE PROCEDURE shiftguard.s3_unload(p_query text, p_ticket text, p_signature text)
-LANGUAGE plpgsql AS $$
+-- which s3_write copies out. p_query is one SELECT, printed back by PostgreSQL's parser (its
+-- string constants read the same under either standard_conforming_strings); it alone runs with
+-- the caller's search_path.
+DROP PROCEDURE IF EXISTS shiftguard.s3_unload(text, text, text);
+CREATE OR REPLACE PROCEDURE shiftguard.s3_unload(p_query text, p_ticket text, p_signature text, p_search_path text)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_table text := 'shiftguard_unload_' || md5(random()::text || clock_timestamp()::text);
     v_rows bigint;
 BEGIN
-    EXECUTE format('CREATE TEMP TABLE %I AS %s', v_table, p_query);
-    GET DIAGNOSTICS v_rows = ROW_COUNT;
+    PERFORM shiftguard.caller_execute(format('CREATE TEMP TABLE %I AS %s', v_table, p_query), p_search_path);
+    EXECUTE format('SELECT count(*) FROM pg_temp.%I', v_table) INTO v_rows;
     PERFORM shiftguard.s3_write(format('pg_temp.%I', v_table)::regclass, p_ticket, p_signature);
     EXECUTE format('DROP TABLE pg_temp.%I', v_table);
     -- UNVERIFIED wording.

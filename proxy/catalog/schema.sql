@@ -37,6 +37,22 @@ ALTER TABLE shiftguard.users ADD COLUMN IF NOT EXISTS connection_limit integer C
 ALTER TABLE shiftguard.users ADD COLUMN IF NOT EXISTS session_timeout integer CHECK (session_timeout BETWEEN 60 AND 1728000);
 ALTER TABLE shiftguard.users ADD COLUMN IF NOT EXISTS external_id text;
 ALTER TABLE shiftguard.users ADD COLUMN IF NOT EXISTS last_ddl_ts timestamp;
+-- The role's own SET defaults as ALTER USER ... SET left them (pg_db_role_setting.setconfig of
+-- the role in every database). A role may change its own from a function body or DO block
+-- (ALTER ROLE self SET ..., which PostgreSQL allows and no event trigger sees); a login puts
+-- back what ALTER USER set (shiftguard.restore_role_settings). Existing users keep what they
+-- have when the column is new.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_attribute WHERE attrelid = 'shiftguard.users'::regclass AND attname = 'settings'
+                      AND NOT attisdropped) THEN
+        ALTER TABLE shiftguard.users ADD COLUMN settings text[];
+        UPDATE shiftguard.users u SET settings = s.setconfig
+          FROM pg_roles r JOIN pg_db_role_setting s ON s.setrole = r.oid AND s.setdatabase = 0
+         WHERE r.rolname = u.name;
+    END IF;
+END
+$$;
 REVOKE ALL ON shiftguard.users FROM PUBLIC;
 
 -- Redshift groups (filled by the groups issue); CREATE USER ... IN GROUP needs them to exist.
@@ -297,6 +313,164 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.caller_may(text) TO PUBLIC;
 
+-- Name resolution (DESIGN principle 7). Every function here runs with search_path = pg_catalog,
+-- pg_temp: PUBLIC may create functions in schema public, and PostgreSQL prefers a better-matching
+-- overload there (public.format(text, text)) to the built-in, even with pg_catalog first. Where a
+-- statement of the caller's must resolve its names as the caller would have (the table of a
+-- GRANT, the query of an EXPLAIN), the call passes the caller's search_path and these run that
+-- one statement with it. Their own SET restores the pinned path when they return, so nothing of
+-- ours is ever resolved with the caller's path. They run as whoever calls them.
+CREATE OR REPLACE FUNCTION shiftguard.caller_execute(p_sql text, p_search_path text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM pg_catalog.set_config('search_path', coalesce(p_search_path, 'pg_catalog, pg_temp'), true);
+    EXECUTE p_sql;
+END
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.caller_execute(text, text) TO PUBLIC;
+
+-- The rows of p_sql (one column, as text) run with the caller's search_path.
+CREATE OR REPLACE FUNCTION shiftguard.caller_rows(p_sql text, p_search_path text) RETURNS SETOF text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_row text;
+BEGIN
+    PERFORM pg_catalog.set_config('search_path', coalesce(p_search_path, 'pg_catalog, pg_temp'), true);
+    FOR v_row IN EXECUTE p_sql LOOP
+        RETURN NEXT v_row;
+    END LOOP;
+END
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.caller_rows(text, text) TO PUBLIC;
+
+-- A relation named as the caller names it (with the caller's search_path), or NULL.
+CREATE OR REPLACE FUNCTION shiftguard.caller_regclass(p_name text, p_search_path text) RETURNS regclass
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM pg_catalog.set_config('search_path', coalesce(p_search_path, 'pg_catalog, pg_temp'), true);
+    RETURN pg_catalog.to_regclass(p_name);
+END
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.caller_regclass(text, text) TO PUBLIC;
+
+-- Objects that SQL run for everyone (RLS predicates, masking expressions) may use: those of a
+-- PostgreSQL superuser, a Redshift superuser, or shiftguard itself. Anyone else could replace
+-- their function's body later, and it would then run as each user who reads the table.
+CREATE OR REPLACE FUNCTION shiftguard.trusted_role(p_role oid) RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT EXISTS (SELECT FROM pg_roles r WHERE r.oid = p_role
+                     AND (r.rolsuper OR r.oid = (SELECT nspowner FROM pg_namespace WHERE nspname = 'shiftguard')
+                          OR r.rolname IN ('shiftguard_rls', 'shiftguard_mask', 'shiftguard_views')
+                          OR EXISTS (SELECT FROM shiftguard.users u WHERE u.name = r.rolname::text AND u.superuser)))
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.trusted_role(oid) TO PUBLIC;  -- it tells only what a role is
+
+-- What only trusted roles may create (Redshift has none of it): operators and what picks them
+-- (classes, families), casts, conversions and text search objects, which change what every
+-- session's expressions resolve to. And no function of anyone else's may be named like a
+-- built-in one unless it takes exactly the built-in's argument types (then the built-in, in
+-- pg_catalog, is found first, as Redshift documents for UDFs): public.array_to_string(text[],
+-- text) would be preferred to pg_catalog's array_to_string(anyarray, text) by every session
+-- with public on its path. The proxy refuses the statements it sees (policy/statements.py);
+-- this event trigger refuses them from function bodies and DO blocks too.
+CREATE OR REPLACE FUNCTION shiftguard.require_trusted_ddl(p_what text) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT shiftguard.trusted_role((SELECT oid FROM pg_roles WHERE rolname = current_user)) THEN
+        RAISE EXCEPTION '% is not supported', p_what USING ERRCODE = '0A000',
+            HINT = 'Amazon Redshift has no such feature; shiftguard allows it to superusers only, because it '
+                   'changes what every session''s SQL resolves to.';
+    END IF;
+END
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.require_trusted_ddl(text) TO PUBLIC;
+
+-- A statement only trusted roles may run (CREATE OPERATOR, CREATE CAST, ...), as the proxy
+-- rewrites it: refused for everyone else, else run as the caller with the caller's search_path.
+CREATE OR REPLACE PROCEDURE shiftguard.trusted_ddl(p_what text, p_statement text, p_search_path text)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM shiftguard.require_trusted_ddl(p_what);
+    PERFORM shiftguard.caller_execute(p_statement, p_search_path);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION shiftguard.guard_name_resolution() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_command record;
+    v_proc    pg_proc;
+BEGIN
+    FOR v_command IN SELECT * FROM pg_event_trigger_ddl_commands() LOOP
+        IF v_command.command_tag NOT IN ('CREATE FUNCTION', 'ALTER FUNCTION', 'CREATE AGGREGATE', 'ALTER AGGREGATE',
+                                         'ALTER ROUTINE') THEN
+            PERFORM shiftguard.require_trusted_ddl(v_command.command_tag);
+            CONTINUE;
+        END IF;
+        SELECT * INTO v_proc FROM pg_proc WHERE oid = v_command.objid;
+        IF FOUND AND v_proc.pronamespace <> 'pg_catalog'::regnamespace AND v_proc.prokind IN ('f', 'a', 'w')
+                AND EXISTS (SELECT FROM pg_proc b WHERE b.pronamespace = 'pg_catalog'::regnamespace
+                               AND b.proname = v_proc.proname AND b.prokind IN ('f', 'a', 'w'))
+                AND NOT EXISTS (SELECT FROM pg_proc b WHERE b.pronamespace = 'pg_catalog'::regnamespace
+                                   AND b.proname = v_proc.proname AND b.proargtypes = v_proc.proargtypes)
+                AND NOT shiftguard.trusted_role((SELECT oid FROM pg_roles WHERE rolname = current_user)) THEN
+            RAISE EXCEPTION 'function %(%) would stand in for the built-in function %', v_proc.proname,
+                pg_get_function_identity_arguments(v_proc.oid), v_proc.proname USING ERRCODE = '42723',
+                HINT = 'Name it otherwise: Amazon Redshift reserves the f_ prefix for user-defined functions.';
+        END IF;
+    END LOOP;
+END
+$$;
+SELECT shiftguard.ensure_event_trigger('shiftguard_guard_name_resolution', 'ddl_command_end',
+    ARRAY['CREATE FUNCTION', 'ALTER FUNCTION', 'CREATE AGGREGATE', 'ALTER AGGREGATE', 'ALTER ROUTINE',
+          'CREATE OPERATOR', 'ALTER OPERATOR', 'CREATE OPERATOR CLASS', 'ALTER OPERATOR CLASS',
+          'CREATE OPERATOR FAMILY', 'ALTER OPERATOR FAMILY', 'CREATE CAST', 'CREATE CONVERSION',
+          'ALTER CONVERSION', 'CREATE TEXT SEARCH CONFIGURATION', 'ALTER TEXT SEARCH CONFIGURATION',
+          'CREATE TEXT SEARCH DICTIONARY', 'ALTER TEXT SEARCH DICTIONARY', 'CREATE TEXT SEARCH PARSER',
+          'ALTER TEXT SEARCH PARSER', 'CREATE TEXT SEARCH TEMPLATE', 'ALTER TEXT SEARCH TEMPLATE'],
+    'shiftguard.guard_name_resolution');
+
+-- The first object that the body of function p_function refers to and that is not trusted (as
+-- pg_describe_object words it), or NULL. The body must be a SQL-standard one (RETURN or BEGIN
+-- ATOMIC), whose references PostgreSQL records in pg_depend when it is created. Tables and
+-- sequences run no code when read and may be anyone's; everything that runs code or decides
+-- what code runs (functions, operators, casts, types and domains, views, collations, text
+-- search objects, conversions, languages) must be trusted.
+CREATE OR REPLACE FUNCTION shiftguard.untrusted_reference(p_function oid) RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT pg_describe_object(d.refclassid, d.refobjid, 0) FROM pg_depend d
+     WHERE d.classid = 'pg_proc'::regclass AND d.objid = p_function
+       AND NOT coalesce(CASE d.refclassid
+           WHEN 'pg_namespace'::regclass THEN true
+           WHEN 'pg_class'::regclass THEN (SELECT c.relkind IN ('r', 'p', 'S') OR shiftguard.trusted_role(c.relowner)
+                                             FROM pg_class c WHERE c.oid = d.refobjid)
+           WHEN 'pg_type'::regclass THEN (
+               SELECT coalesce(c.relkind IN ('r', 'p'), false) OR shiftguard.trusted_role(t.typowner)
+                 FROM pg_type t LEFT JOIN pg_class c ON c.oid = t.typrelid WHERE t.oid = d.refobjid)
+           WHEN 'pg_proc'::regclass THEN (SELECT shiftguard.trusted_role(proowner) FROM pg_proc WHERE oid = d.refobjid)
+           WHEN 'pg_operator'::regclass THEN (SELECT shiftguard.trusted_role(oprowner) FROM pg_operator
+                                                WHERE oid = d.refobjid)
+           WHEN 'pg_cast'::regclass THEN (
+               SELECT CASE WHEN c.castfunc <> 0 THEN (SELECT shiftguard.trusted_role(proowner) FROM pg_proc
+                                                        WHERE oid = c.castfunc)
+                           ELSE (SELECT bool_and(shiftguard.trusted_role(typowner)) FROM pg_type
+                                  WHERE oid IN (c.castsource, c.casttarget)) END
+                 FROM pg_cast c WHERE c.oid = d.refobjid)
+           WHEN 'pg_collation'::regclass THEN (SELECT shiftguard.trusted_role(collowner) FROM pg_collation
+                                                 WHERE oid = d.refobjid)
+           WHEN 'pg_language'::regclass THEN (SELECT shiftguard.trusted_role(lanowner) FROM pg_language
+                                                WHERE oid = d.refobjid)
+           WHEN 'pg_ts_config'::regclass THEN (SELECT shiftguard.trusted_role(cfgowner) FROM pg_ts_config
+                                                 WHERE oid = d.refobjid)
+           WHEN 'pg_ts_dict'::regclass THEN (SELECT shiftguard.trusted_role(dictowner) FROM pg_ts_dict
+                                               WHERE oid = d.refobjid)
+           WHEN 'pg_conversion'::regclass THEN (SELECT shiftguard.trusted_role(conowner) FROM pg_conversion
+                                                  WHERE oid = d.refobjid)
+           END, false)
+     ORDER BY d.refclassid, d.refobjid LIMIT 1
+$$;
+REVOKE ALL ON FUNCTION shiftguard.untrusted_reference(oid) FROM PUBLIC;
+
 -- For the superuser-only catalog views: permission denied, worded as Redshift words it.
 CREATE OR REPLACE FUNCTION shiftguard.require_superuser(p_relation text) RETURNS boolean
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -474,6 +648,9 @@ BEGIN
         END IF;
         v_user.external_id := p_changes->>'external_id';
     END IF;
+    IF p_changes ? 'parameters' THEN
+        PERFORM shiftguard.restore_role_settings(p_name);  -- from what ALTER USER set, not what the role did
+    END IF;
     FOR v_param IN SELECT key, value FROM jsonb_each_text(coalesce(p_changes->'parameters', '{}')) LOOP
         IF v_param.value IS NULL THEN
             EXECUTE format('ALTER ROLE %I RESET %I', p_name, v_param.key);
@@ -485,11 +662,51 @@ BEGIN
        SET superuser = v_user.superuser, createdb = v_user.createdb,
            syslog_unrestricted = v_user.syslog_unrestricted, valid_until = v_user.valid_until,
            connection_limit = v_user.connection_limit, session_timeout = v_user.session_timeout,
-           external_id = v_user.external_id
+           external_id = v_user.external_id,
+           settings = (SELECT s.setconfig FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole
+                        WHERE r.rolname = p_name AND s.setdatabase = 0)
      WHERE name = p_name;
     PERFORM shiftguard.log_user(p_name, 'alter');
 END
 $$;
+
+-- Put a user's role's SET defaults back to what ALTER USER ... SET left (shiftguard.users.settings),
+-- dropping what the role set itself (ALTER ROLE self [IN DATABASE d] SET ..., from a function
+-- body or DO block). The management role runs it at a login that finds them differ
+-- (catalog/store.py login_record), before the session starts.
+CREATE OR REPLACE FUNCTION shiftguard.restore_role_settings(p_name text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_role     oid := (SELECT oid FROM pg_roles WHERE rolname = p_name);
+    v_settings text[] := (SELECT settings FROM shiftguard.users WHERE name = p_name);
+    v_database name;
+    v_setting  text;
+BEGIN
+    IF v_role IS NULL THEN
+        RETURN;
+    END IF;
+    EXECUTE format('ALTER ROLE %I RESET ALL', p_name);
+    FOR v_database IN SELECT d.datname FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase
+                       WHERE s.setrole = v_role LOOP
+        EXECUTE format('ALTER ROLE %I IN DATABASE %I RESET ALL', p_name, v_database);
+    END LOOP;
+    IF v_settings IS NULL THEN
+        RETURN;
+    END IF;
+    IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+        -- As PostgreSQL stored them (list settings such as search_path included).
+        INSERT INTO pg_db_role_setting (setdatabase, setrole, setconfig) VALUES (0, v_role, v_settings);
+    ELSE
+        -- A management role that is no superuser cannot write the catalog: each one again, which
+        -- keeps every single-valued setting exactly (a list, such as search_path, becomes one item).
+        FOREACH v_setting IN ARRAY v_settings LOOP
+            EXECUTE format('ALTER ROLE %I SET %I = %L', p_name, split_part(v_setting, '=', 1),
+                           substr(v_setting, strpos(v_setting, '=') + 1));
+        END LOOP;
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION shiftguard.restore_role_settings(text) FROM PUBLIC;
 
 CREATE OR REPLACE FUNCTION shiftguard.holds_redshift_privileges(p_name text, p_oid oid) RETURNS boolean
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -851,19 +1068,27 @@ $$;
 GRANT EXECUTE ON FUNCTION shiftguard.record_table(regclass, jsonb) TO PUBLIC;
 
 -- CREATE TABLE with Redshift attributes: the PostgreSQL DDL runs as the caller (SECURITY
--- INVOKER: the table is theirs, with their rights), then the attributes are recorded.
-CREATE OR REPLACE PROCEDURE shiftguard.create_table(p_sql text, p_table text, p_attrs jsonb)
-LANGUAGE plpgsql AS $$
+-- INVOKER: the table is theirs, with their rights) with the caller's search_path, then the
+-- attributes are recorded.
+DROP PROCEDURE IF EXISTS shiftguard.create_table(text, text, jsonb);
+CREATE OR REPLACE PROCEDURE shiftguard.create_table(p_sql text, p_table text, p_attrs jsonb, p_search_path text)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    EXECUTE p_sql;
-    PERFORM shiftguard.record_table(p_table::regclass, p_attrs);
+    PERFORM shiftguard.caller_execute(p_sql, p_search_path);
+    CALL shiftguard.alter_table_attributes(p_table, p_attrs, p_search_path);
 END
 $$;
 
-CREATE OR REPLACE PROCEDURE shiftguard.alter_table_attributes(p_table text, p_attrs jsonb)
-LANGUAGE plpgsql AS $$
+DROP PROCEDURE IF EXISTS shiftguard.alter_table_attributes(text, jsonb);
+CREATE OR REPLACE PROCEDURE shiftguard.alter_table_attributes(p_table text, p_attrs jsonb, p_search_path text)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_table regclass := shiftguard.caller_regclass(p_table, p_search_path);
 BEGIN
-    PERFORM shiftguard.record_table(p_table::regclass, p_attrs);
+    IF v_table IS NULL THEN
+        RAISE EXCEPTION 'relation "%" does not exist', p_table USING ERRCODE = '42P01';
+    END IF;
+    PERFORM shiftguard.record_table(v_table, p_attrs);
 END
 $$;
 
@@ -909,7 +1134,7 @@ GRANT SELECT ON shiftguard.svv_table_info, shiftguard.pg_table_def TO PUBLIC;
 -- pg_attrdef.adsrc; and the (empty) Spectrum views. Queries through the proxy that name
 -- pg_class, pg_attribute or pg_attrdef read these (policy/statements.py).
 CREATE OR REPLACE FUNCTION shiftguard.encoding_id(p_codec text) RETURNS smallint
-LANGUAGE sql IMMUTABLE AS $$
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT (array_position(ARRAY['none', 'bytedict', 'delta', 'delta32k', 'lzo', 'mostly8', 'mostly16', 'mostly32',
                                  'raw', 'runlength', 'text255', 'text32k', 'zstd', 'az64'], lower(p_codec)) - 1)::smallint
 $$;

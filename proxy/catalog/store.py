@@ -33,6 +33,14 @@ VACUUM_CHANNEL = "shiftguard_vacuum"  # NOTIFYed by catalog/privileges.sql shift
 VACUUM_TIMEOUT = 3600.0  # seconds one queued VACUUM may take (the pool's command_timeout is 60)
 _BOOTSTRAP_LOCK = 0x5317_0001  # pg_advisory_xact_lock key: one proxy bootstraps at a time
 
+# Every connection of the management role (a superuser on the embedded backend) resolves names
+# only in the catalogs: users may create functions and operators in schema public, and
+# PostgreSQL prefers a better-matching overload there to the built-in, so with public on the
+# path a user's public.array_to_string would run as the management role (DESIGN principle 7).
+# The private schema is always written out. pg_temp last: no temporary table stands in for a
+# catalog one.
+TRUSTED_SETTINGS = {"search_path": "pg_catalog, pg_temp"}
+
 
 @dataclass(frozen=True, slots=True)
 class UserRecord:
@@ -71,7 +79,12 @@ _USER_COLUMNS = ("name, superuser, password_md5, password_sha256, password_salt,
                  # session starts with, so a kept backend session of other settings is not one.
                  "coalesce((SELECT string_agg(concat_ws(':', setdatabase, setrole, array_to_string(setconfig, ',')), ';' "
                  "ORDER BY setdatabase, setrole) FROM pg_db_role_setting WHERE setrole IN "
-                 "(0, (SELECT oid FROM pg_roles WHERE rolname = name))), '') AS settings")
+                 "(0, (SELECT oid FROM pg_roles WHERE rolname = name))), '') AS settings, "
+                 # Did the role change its own SET defaults (ALTER ROLE self SET from a DO block)?
+                 "coalesce((SELECT EXISTS (SELECT FROM pg_db_role_setting s WHERE s.setrole = r.oid "
+                 "AND s.setdatabase <> 0) OR (SELECT s.setconfig FROM pg_db_role_setting s WHERE s.setrole = r.oid "
+                 "AND s.setdatabase = 0) IS DISTINCT FROM users.settings FROM pg_roles r WHERE r.rolname = name), "
+                 "false) AS settings_changed")
 
 
 class Catalog:
@@ -89,7 +102,7 @@ class Catalog:
                    superuser_mapping: str) -> "Catalog":
         # max_size: four for the proxy's statements, one held for LISTEN (VACUUM requests).
         kwargs = dict(user=user, password=password, database=database, min_size=1, max_size=5,
-                      timeout=address.connect_timeout, command_timeout=60)
+                      timeout=address.connect_timeout, command_timeout=60, server_settings=TRUSTED_SETTINGS)
         if address.socket_dir is not None:
             pool = await asyncpg.create_pool(host=str(address.socket_dir), port=address.port, **kwargs)
         else:
@@ -162,8 +175,18 @@ class Catalog:
     # ---------------------------------------------------------------- users
 
     async def login_record(self, name: str) -> UserRecord | None:
-        row = await self._pool.fetchrow(f"SELECT {_USER_COLUMNS} FROM shiftguard.users WHERE name = $1", name)
-        return UserRecord(**dict(row)) if row else None
+        query = f"SELECT {_USER_COLUMNS} FROM shiftguard.users WHERE name = $1"
+        row = await self._pool.fetchrow(query, name)
+        if row is not None and row["settings_changed"]:
+            # Only ALTER USER ... SET sets a user's defaults; what the role set itself goes.
+            await self._pool.execute("SELECT shiftguard.restore_role_settings($1)", name)
+            log.warning("user %s had changed its own SET defaults outside ALTER USER; they were restored", name)
+            row = await self._pool.fetchrow(query, name)
+        if row is None:
+            return None
+        record = dict(row)
+        del record["settings_changed"]
+        return UserRecord(**record)
 
     async def ensure_admin(self, name: str, password: str) -> None:
         """The admin user exists, is a superuser, and has the configured password."""

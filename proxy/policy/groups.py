@@ -12,12 +12,11 @@ from __future__ import annotations
 import json
 
 import pglast
-from pglast.stream import RawStream
 
 from ..protocol import sqlstate
 from .privileges import column_rules, default_privileges_call, grant_call, split_grant
 from .signing import Signer, unsigned
-from .tokens import Cursor, GrammarError, scan
+from .tokens import Cursor, GrammarError, printed, scan
 
 GROUP_ROLE_PREFIX = "grp:"
 MAX_GROUP_BYTES = 63 - len(GROUP_ROLE_PREFIX)
@@ -120,16 +119,16 @@ def rewrite_grant(statement: str, sign: Signer = unsigned) -> tuple[str | None, 
         return None, GrammarError("REVOKE ... CASCADE is not Redshift syntax; Redshift revokes with RESTRICT")
     if default_privileges:
         call = default_privileges_call(tree, outer, sign)
-        return (call if call is not None else RawStream()(tree) if changed or role_starts else None), None
+        return (call if call is not None else printed(tree) if changed or role_starts else None), None
     redshift_only = split_grant(node)
     checked = column_rules(tree, node)
     if redshift_only is not None:
         spec, objects = redshift_only
-        postgres = checked or (RawStream()(tree) if node.privileges is None or node.privileges else None)
+        postgres = checked or (printed(tree) if node.privileges is None or node.privileges else None)
         return grant_call(postgres, spec, objects), None
     if checked is not None:
         return checked, None
-    return (RawStream()(tree) if changed or role_starts else None), None
+    return (printed(tree) if changed or role_starts else None), None
 
 
 def _strip_role_keywords(statement: str) -> tuple[str, set[int]]:

@@ -23,11 +23,10 @@ from dataclasses import dataclass, field
 
 import pglast
 from pglast import ast, parser, visitors
-from pglast.stream import RawStream
 
 from ..protocol import sqlstate
 from .rls import _SessionUser, _columns, _parenthesized, table_name
-from .tokens import Cursor, GrammarError
+from .tokens import Cursor, GrammarError, printed
 
 
 @dataclass(frozen=True)
@@ -67,9 +66,9 @@ def _expressions(text: str) -> tuple[list[str], list[str]]:
         if finder.found:
             raise GrammarError("masking expressions that read tables are not supported by shiftguard",
                                sqlstate.FEATURE_NOT_SUPPORTED)
-        written.append(RawStream()(target.val))
+        written.append(printed(target.val))
         _SessionUser()(target.val)
-        evaluated.append(RawStream()(target.val))
+        evaluated.append(printed(target.val))
     return written, evaluated
 
 
@@ -164,7 +163,7 @@ def rewrite(statement: str, masked: MaskedTables) -> str | None:
     ctes(tree)
     swap = _ReadThroughViews(masked, ctes.names)
     swap(tree)
-    return RawStream()(tree) if swap.changed else None
+    return printed(tree) if swap.changed else None
 
 
 class _CteNames(visitors.Visitor):

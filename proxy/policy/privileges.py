@@ -12,10 +12,9 @@ import json
 
 import pglast
 from pglast import ast, enums
-from pglast.stream import RawStream
 
 from ..protocol import sqlstate
-from .tokens import Cursor, GrammarError, quote_ident, sql_literal
+from .tokens import CALLER_SEARCH_PATH, Cursor, GrammarError, printed, quote_ident, sql_literal
 
 _OBJECT_TYPES = {enums.ObjectType.OBJECT_TABLE: "table", enums.ObjectType.OBJECT_SCHEMA: "schema",
                  enums.ObjectType.OBJECT_DATABASE: "database"}
@@ -76,11 +75,12 @@ def column_rules(tree, node: ast.GrantStmt) -> str | None:
                                        sqlstate.INVALID_GRANT_OPERATION)
                 columns.append({"privilege": name, "columns": names})
         node.privileges = tuple(p for p in node.privileges if not p.cols)
-    statement = RawStream()(tree) if node.privileges is None or node.privileges else None
+    statement = printed(tree) if node.privileges is None or node.privileges else None
     spec = {"is_grant": bool(node.is_grant), "check": checked if node.is_grant else [],
             "columns": columns, "grantees": _grantees(node)}
     return (f"CALL shiftguard.grant_checked({sql_literal(statement) if statement else 'NULL'}, "
-            f"{sql_literal(json.dumps(spec, separators=(',', ':')))}::jsonb, {_objects(node, 'table')})")
+            f"{sql_literal(json.dumps(spec, separators=(',', ':')))}::pg_catalog.jsonb, {_objects(node, 'table')}, "
+            f"{CALLER_SEARCH_PATH})")
 
 
 def default_privileges_call(tree, outer: ast.AlterDefaultPrivilegesStmt, sign) -> str | None:
@@ -97,19 +97,19 @@ def default_privileges_call(tree, outer: ast.AlterDefaultPrivilegesStmt, sign) -
         action.privileges is None or any(p.priv_name and p.priv_name.upper() == "DROP" for p in action.privileges))
     if drop and action.privileges is not None:
         action.privileges = tuple(p for p in action.privileges if not (p.priv_name and p.priv_name.upper() == "DROP"))
-    postgres = RawStream()(tree) if action.privileges is None or action.privileges else None
+    postgres = printed(tree) if action.privileges is None or action.privileges else None
     if postgres is not None and users:
         # Signed whole: the checks in shiftguard.permitted read users and schemas from it.
         spec = json.dumps({"users": users, "schemas": schemas, "statement": postgres}, separators=(",", ":"))
         signed = json.dumps({"spec": spec, "signature": sign("default_privileges", spec)}, separators=(",", ":"))
         postgres = (f"CALL shiftguard.run_or_permit('ALTER DEFAULT PRIVILEGES', {sql_literal(postgres)}, "
-                    f"ARRAY[]::oid[], {sql_literal(signed)}::jsonb)")
+                    f"ARRAY[]::pg_catalog.oid[], {sql_literal(signed)}::pg_catalog.jsonb, {CALLER_SEARCH_PATH})")
     if not drop:
         return postgres if users else None
     spec = {"is_grant": bool(action.is_grant), "grant_option": bool(action.grant_option), "users": users,
             "schemas": schemas, "grantees": _grantees(action)}
     return (f"CALL shiftguard.default_privileges({sql_literal(postgres) if postgres else 'NULL'}, "
-            f"{sql_literal(json.dumps(spec, separators=(',', ':')))}::jsonb)")
+            f"{sql_literal(json.dumps(spec, separators=(',', ':')))}::pg_catalog.jsonb, {CALLER_SEARCH_PATH})")
 
 
 def _grantees(node: ast.GrantStmt) -> list[str]:
@@ -130,7 +130,7 @@ def _objects(node: ast.GrantStmt, kind: str) -> str:
         schemas = ", ".join(f"{sql_literal(quote_ident(s.sval))}::regnamespace" for s in node.objects)
         return f"shiftguard.tables_in(ARRAY[{schemas}]::oid[])"
     if kind == "table":
-        return "ARRAY[" + ", ".join(f"{sql_literal(RawStream()(r))}::regclass" for r in node.objects) + "]::oid[]"
+        return "ARRAY[" + ", ".join(f"{sql_literal(printed(r))}::regclass" for r in node.objects) + "]::oid[]"
     if kind == "schema":
         return "ARRAY[" + ", ".join(f"{sql_literal(quote_ident(s.sval))}::regnamespace" for s in node.objects) + "]::oid[]"
     databases = ", ".join(f"shiftguard.database_oid({sql_literal(s.sval)})" for s in node.objects)
@@ -139,7 +139,7 @@ def _objects(node: ast.GrantStmt, kind: str) -> str:
 
 def grant_call(postgres: str | None, spec: dict, objects: str) -> str:
     return (f"CALL shiftguard.grant_privileges({sql_literal(postgres) if postgres else 'NULL'}, "
-            f"{sql_literal(json.dumps(spec, separators=(',', ':')))}::jsonb, {objects})")
+            f"{sql_literal(json.dumps(spec, separators=(',', ':')))}::pg_catalog.jsonb, {objects}, {CALLER_SEARCH_PATH})")
 
 
 _DROPPED = {enums.ObjectType.OBJECT_TABLE: "TABLE", enums.ObjectType.OBJECT_VIEW: "VIEW",
@@ -263,7 +263,7 @@ def permission_call(kind: str, node: dict, statement: str) -> tuple[str, bytes, 
                 names.append(written)
                 resolved.append(f"pg_catalog.to_regproc({sql_literal(name)})::oid")
             else:
-                args = f"({', '.join(RawStream()(t) for t in signature.objargs or ())})"
+                args = f"({', '.join(printed(t) for t in signature.objargs or ())})"
                 names.append(written + args)
                 resolved.append(f"pg_catalog.to_regprocedure({sql_literal(name + args)})::oid")
         return _permit(f"DROP {routine}", statement, resolved,
@@ -289,7 +289,8 @@ def _regclass(range_var: dict) -> str:
 def _permit(permission: str, statement: str, objects: list[str], options: dict,
             tag: bytes) -> tuple[str, bytes, bool]:
     return (f"CALL shiftguard.run_or_permit({sql_literal(permission)}, {sql_literal(statement)}, "
-            f"ARRAY[{', '.join(objects)}]::oid[], {sql_literal(json.dumps(options, separators=(',', ':')))}::jsonb)",
+            f"ARRAY[{', '.join(objects)}]::pg_catalog.oid[], "
+            f"{sql_literal(json.dumps(options, separators=(',', ':')))}::pg_catalog.jsonb, {CALLER_SEARCH_PATH})",
             tag, True)
 
 
@@ -334,7 +335,7 @@ def lend_call(kind: str, node: dict, statement: str, sign) -> tuple[str, bytes, 
     spec = json.dumps({"permission": permission, "schema": schema, "refusal": refusal, "statement": statement},
                       separators=(",", ":"))
     return (f"CALL shiftguard.create_lent({sql_literal(spec)}, {sql_literal(sign('lend', spec))}, "
-            "pg_catalog.current_setting('search_path'))", tag, True)
+            f"{CALLER_SEARCH_PATH})", tag, True)
 
 
 # --------------------------------------------------------------------------- VACUUM

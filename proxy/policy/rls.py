@@ -18,10 +18,9 @@ from dataclasses import dataclass
 
 import pglast
 from pglast import ast, enums, parser, visitors
-from pglast.stream import RawStream
 
 from ..protocol import sqlstate
-from .tokens import Cursor, GrammarError, Token, quote_ident
+from .tokens import Cursor, GrammarError, Token, printed, quote_ident
 
 _CURRENT_USER = (enums.SQLValueFunctionOp.SVFOP_CURRENT_USER, enums.SQLValueFunctionOp.SVFOP_USER,
                  enums.SQLValueFunctionOp.SVFOP_CURRENT_ROLE)
@@ -51,15 +50,15 @@ def parse_predicate(text: str) -> Predicate:
             or select.sortClause or select.limitCount or select.distinctClause):
         raise GrammarError("an RLS policy predicate must be one expression")
     expression = select.targetList[0].val
-    written = RawStream()(expression)
+    written = printed(expression)
     lookups = _Lookups()
     lookups(expression)
     _SessionUser()(expression)
-    rewritten = RawStream()(expression)
+    rewritten = printed(expression)
     inline = None
     if not lookups.names and not lookups.subqueries:
         _BareColumns()(expression)
-        inline = RawStream()(expression)
+        inline = printed(expression)
     return Predicate(written, rewritten, lookups.names, inline)
 
 
@@ -134,7 +133,7 @@ def _type_name(text: str) -> str:
     value = tree[0].stmt.targetList[0].val if len(tree) == 1 else None
     if not isinstance(value, ast.TypeCast) or len(tree[0].stmt.targetList) != 1 or tree[0].stmt.fromClause:
         raise GrammarError(f'type "{text}" is not a type name')
-    return RawStream()(value.typeName)
+    return printed(value.typeName)
 
 
 def _columns(cursor: Cursor, text: str) -> list[dict]:

@@ -23,10 +23,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pglast import parser
-from pglast.stream import RawStream
 
 from ..protocol import sqlstate
-from .tokens import Cursor, GrammarError, Token, scan, sql_literal, string_value
+from .tokens import CALLER_SEARCH_PATH, Cursor, GrammarError, Token, as_read, printed, scan, sql_literal, string_value
 
 
 def not_supported(what: str) -> GrammarError:
@@ -205,7 +204,7 @@ def single_select(query: str) -> str:
         raise GrammarError("UNLOAD query: SELECT ... INTO is not allowed", sqlstate.FEATURE_NOT_SUPPORTED)
     if select.lockingClause:
         raise GrammarError("UNLOAD query: FOR UPDATE/SHARE is not allowed", sqlstate.FEATURE_NOT_SUPPORTED)
-    return RawStream()(tree[0].stmt)
+    return printed(tree[0].stmt)
 
 
 # --------------------------------------------------------------------------- options
@@ -311,13 +310,16 @@ def _backend_refusal(what: str) -> GrammarError:
                              "role that is a superuser (they use the server's COPY to and from files)")
 
 
-def plan(statement: str, tokens: list[Token], local_s3, available: bool, check_query):
+def plan(statement: str, tokens: list[Token], local_s3, available: bool, check_query, standard_strings: bool = True):
     """(replacement SQL, command tag, cacheable) for an S3 COPY or UNLOAD. local_s3: the
     translator's LocalS3 (proxy/s3.py) or None; available: whether catalog/s3.sql is installed;
     check_query(sql): the classification of the UNLOAD query (None, a rewrite tuple or a denial,
-    which is returned as it is). Never cacheable: the files a prefix names change."""
+    which is returned as it is); standard_strings: the session's standard_conforming_strings, with
+    which PostgreSQL will read the UNLOAD query's own constants. Never cacheable: the files a
+    prefix names change."""
     if is_unload(tokens):
         text, unload = parse_unload(statement, tokens)
+        text = as_read(text, standard_strings)  # judged as it will run (policy/tokens.py)
         if local_s3 is None or not available:
             raise _backend_refusal("UNLOAD")
         verdict = check_query(text)
@@ -329,7 +331,8 @@ def plan(statement: str, tokens: list[Token], local_s3, available: bool, check_q
                                     options.allowoverwrite)
         ticket, signature = local_s3.ticket({"op": "write", "file": path, "allowoverwrite": options.allowoverwrite,
                                              **options.copy_format(unloading=True)})
-        return (f"CALL shiftguard.s3_unload({sql_literal(query)}, {sql_literal(ticket)}, {sql_literal(signature)})",
+        return (f"CALL shiftguard.s3_unload({sql_literal(query)}, {sql_literal(ticket)}, {sql_literal(signature)}, "
+                f"{CALLER_SEARCH_PATH})",
                 b"UNLOAD", False)
     copy = parse_copy(tokens)
     if local_s3 is None or not available:
@@ -337,5 +340,5 @@ def plan(statement: str, tokens: list[Token], local_s3, available: bool, check_q
     files = local_s3.source_files(copy.source.bucket, copy.source.prefix)
     ticket, signature = local_s3.ticket({"op": "read", "files": files, **copy.options.copy_format(unloading=False)})
     columns = ", ".join(sql_literal(c) for c in copy.columns)
-    return (f"CALL shiftguard.s3_copy({sql_literal(copy.table)}, ARRAY[{columns}]::text[], {sql_literal(ticket)}, "
-            f"{sql_literal(signature)})", b"COPY", False)
+    return (f"CALL shiftguard.s3_copy({sql_literal(copy.table)}, ARRAY[{columns}]::pg_catalog.text[], "
+            f"{sql_literal(ticket)}, {sql_literal(signature)}, {CALLER_SEARCH_PATH})", b"COPY", False)

@@ -27,10 +27,9 @@ from dataclasses import dataclass
 
 import pglast
 from pglast import parser, visitors
-from pglast.stream import RawStream
 
 from ..protocol import sqlstate
-from .tokens import Cursor, GrammarError, as_read, scan, split_statements, sql_literal
+from .tokens import CALLER_SEARCH_PATH, Cursor, GrammarError, as_read, printed, scan, split_statements, sql_literal
 from . import dialect
 from .groups import (changes_json, parse_alter_group, parse_create_group, parse_drop_group,
                      rewrite_grant)
@@ -101,7 +100,7 @@ _TRIGGER_WORDS = (b"user", b"role", b"group", b"privileges", b"stl_", b"sys_", b
                   b"discard", b"system", b"extension", b"copy",
                   b"policy", b"language", b"load", b"set_config", b"authorization", b"grant",
                   b"revoke", b"security", b"analy", b"explain", b"drop", b"rename", b"truncate", b"schema", b"cancel",
-                  b"u&", b"identity", b"create", b"vacuum")
+                  b"u&", b"identity", b"create", b"vacuum", b"operator", b"search")
 
 # Redshift catalog views PostgreSQL lacks (or has with other columns), and where ours live.
 CATALOG_VIEWS = {name: name for name in (
@@ -167,7 +166,7 @@ def classify(sql: bytes, translator: Translator, standard_strings: bool = True) 
     cacheable = True
     for index, (start, end) in enumerate(spans):
         try:
-            result = classify_statement(text[start:end], translator)
+            result = classify_statement(text[start:end], translator, standard_strings)
         except Exception:  # a bug of ours: refuse the statement, keep the session
             log.exception("could not classify a statement")
             result = Denial(sqlstate.INTERNAL_ERROR, "shiftguard could not process this statement",
@@ -188,8 +187,10 @@ def classify(sql: bytes, translator: Translator, standard_strings: bool = True) 
 Result = Denial | tuple[str, bytes | None, bool] | None
 
 
-def classify_statement(statement: str, translator: Translator) -> Result:
-    """Redshift's dialect first (so the decisions below see what will execute), then the rules."""
+def classify_statement(statement: str, translator: Translator, standard_strings: bool = True) -> Result:
+    """Redshift's dialect first (so the decisions below see what will execute), then the rules.
+    standard_strings: the session's standard_conforming_strings (statement itself is written to
+    read the same under either; a string value read as SQL, UNLOAD's query, is not)."""
     if statement[:6].lower() == "vacuum":  # a shortcut only: the grammar is in privileges.vacuum_call
         try:
             vacuum = privileges.vacuum_call(scan(statement))
@@ -197,7 +198,7 @@ def classify_statement(statement: str, translator: Translator) -> Result:
             return Denial(exc.sqlstate, str(exc), hint=exc.hint)
         if vacuum is not None:
             return vacuum
-    s3_result = _s3_statement(statement, translator)
+    s3_result = _s3_statement(statement, translator, standard_strings)
     if s3_result is not None:
         return s3_result
     idp_result = _identity_provider_statement(statement)
@@ -217,7 +218,8 @@ def _dialect_result(rewritten: dialect.Rewritten, translator: Translator) -> Res
     table = rewritten.table
     if rewritten.alter_only:
         attrs = json.dumps(table.as_dict(), separators=(",", ":"))
-        return (f"CALL shiftguard.alter_table_attributes({sql_literal(table.table)}, {sql_literal(attrs)}::jsonb)",
+        return (f"CALL shiftguard.alter_table_attributes({sql_literal(table.table)}, {sql_literal(attrs)}::pg_catalog.jsonb, "
+                f"{CALLER_SEARCH_PATH})",
                 b"ALTER TABLE", True)
     inner = _classify(rewritten.sql, translator)
     if isinstance(inner, Denial):
@@ -228,7 +230,7 @@ def _dialect_result(rewritten: dialect.Rewritten, translator: Translator) -> Res
         creating = inner[0] if inner is not None else rewritten.sql
         attrs = json.dumps(table.as_dict(), separators=(",", ":"))
         return (f"CALL shiftguard.create_table({sql_literal(creating)}, {sql_literal(table.table)}, "
-                f"{sql_literal(attrs)}::jsonb)", b"CREATE TABLE", True)
+                f"{sql_literal(attrs)}::pg_catalog.jsonb, {CALLER_SEARCH_PATH})", b"CREATE TABLE", True)
     if inner is not None:
         return inner[0], inner[1], inner[2]
     return rewritten.sql, None, True
@@ -306,6 +308,8 @@ def _judge(kind: str, node: dict, raw: dict, statement: str, words: list[str], l
     elif result is None:
         handler = _AST_HANDLERS.get(kind)
         result = handler(node, words) if handler else None
+    if result is None:
+        result = _trusted_only(kind, node, statement)
     if result is None and translator.strict:
         result = _strict_refusal(kind, node)
     if result is None and "set_config" in lowered and _sets_identity(raw):
@@ -320,7 +324,7 @@ def _judge(kind: str, node: dict, raw: dict, statement: str, words: list[str], l
 # the dialect and before _copy, which refuses every other COPY naming a server file.
 
 
-def _s3_statement(statement: str, translator: Translator) -> Result:
+def _s3_statement(statement: str, translator: Translator, standard_strings: bool) -> Result:
     """COPY ... FROM 's3://...' or UNLOAD, or None for every other statement."""
     if not statement[:6].lower().startswith(("copy", "unload")):
         return None  # a shortcut only: anything that is not COPY or UNLOAD is judged below
@@ -329,7 +333,7 @@ def _s3_statement(statement: str, translator: Translator) -> Result:
         if not (s3.is_s3_copy(tokens) or s3.is_unload(tokens)):
             return None
         return s3.plan(statement, tokens, translator.s3, translator.dialect,
-                       lambda query: classify_statement(query, translator))
+                       lambda query: classify_statement(query, translator, standard_strings), standard_strings)
     except GrammarError as exc:
         return Denial(exc.sqlstate, str(exc), hint=exc.hint)
 
@@ -501,14 +505,14 @@ def _point_at_catalog_views(statement: str, dialect: bool = False) -> Result:
         tree = pglast.parse_sql(statement)
     except parser.ParseError:
         return None
-    before = RawStream()(tree)
+    before = printed(tree)
     _CatalogViews(dialect)(tree)
     if dialect:
         user_tables = _UserTables()
         user_tables(tree)
         if not user_tables.found:
             _LateralAliases()(tree)
-    after = RawStream()(tree)
+    after = printed(tree)
     return None if after == before else (after, None, True)
 
 
@@ -560,7 +564,7 @@ def _signed_rls_call(procedure: str, policy: dict, translator: Translator, tag: 
     procedure takes no other (catalog/rls.sql)."""
     payload = roles_json(policy)
     return (f"CALL shiftguard.{procedure}({sql_literal(payload)}, {sql_literal(translator.sign('rls', payload))}, "
-            "pg_catalog.current_setting('search_path'))", tag, True)
+            f"{CALLER_SEARCH_PATH})", tag, True)
 
 
 def _drop_rls(cursor: Cursor, statement: str, translator: Translator) -> Result:
@@ -601,7 +605,7 @@ def _alter_masking(cursor: Cursor, statement: str, translator: Translator) -> Re
 def _signed_masking_call(policy: dict, translator: Translator, tag: bytes) -> Result:
     payload = roles_json(policy)
     return (f"CALL shiftguard.create_masking_policy({sql_literal(payload)}, "
-            f"{sql_literal(translator.sign('masking', payload))}, pg_catalog.current_setting('search_path'))",
+            f"{sql_literal(translator.sign('masking', payload))}, {CALLER_SEARCH_PATH})",
             tag, True)
 
 
@@ -671,13 +675,14 @@ def _explain(node: dict, statement: str, translator: Translator) -> Result:
     if query is None:  # fail closed: PostgreSQL's EXPLAIN would show what this hides
         return Denial(sqlstate.INTERNAL_ERROR, "shiftguard could not read this EXPLAIN statement",
                       hint="This is a bug in shiftguard; the statement was not run.")
-    arguments = f"{sql_literal(query)}, {sql_literal(json.dumps(options, sort_keys=True))}::jsonb"
+    arguments = (f"{sql_literal(query)}, {sql_literal(json.dumps(options, sort_keys=True))}::pg_catalog.jsonb, "
+                 f"{CALLER_SEARCH_PATH}")
     prefix = ""
     count = _parameter_count(node.get("query"))
     if count:
         numbers = range(1, count + 1)
-        arguments += (f", ARRAY[{', '.join(f'${n}::text' for n in numbers)}]::text[]"
-                      f", ARRAY[{', '.join(f'pg_catalog.pg_typeof(${n})' for n in numbers)}]::regtype[]")
+        arguments += (f", ARRAY[{', '.join(f'${n}::pg_catalog.text' for n in numbers)}]::pg_catalog.text[]"
+                      f", ARRAY[{', '.join(f'pg_catalog.pg_typeof(${n})' for n in numbers)}]::pg_catalog.regtype[]")
         if "SelectStmt" in node.get("query", {}):
             prefix = f"WITH {_EXPLAIN_PARAMETERS_CTE} AS ({query}\n) "
     return f'{prefix}SELECT "QUERY PLAN" FROM shiftguard.explain({arguments})', b"EXPLAIN", True
@@ -803,6 +808,33 @@ def _sets_identity(tree) -> bool:
                 if setting is None or setting.lower() in ("role", "session_authorization"):
                     return True
     return False
+
+
+# Statements that change what everyone's SQL resolves to (an operator public.= (varchar,
+# varchar) is preferred to the built-in text = text; a cast, a conversion or a text search
+# object likewise), which Redshift does not have: only trusted roles (superusers) may, so they
+# become a call that checks the caller (catalog/schema.sql shiftguard.trusted_ddl; an event
+# trigger refuses them from function bodies and DO blocks too).
+_TRUSTED_ONLY = {
+    "CreateOpClassStmt": "CREATE OPERATOR CLASS", "CreateOpFamilyStmt": "CREATE OPERATOR FAMILY",
+    "AlterOpFamilyStmt": "ALTER OPERATOR FAMILY", "AlterOperatorStmt": "ALTER OPERATOR",
+    "CreateCastStmt": "CREATE CAST", "CreateConversionStmt": "CREATE CONVERSION",
+    "AlterTSConfigurationStmt": "ALTER TEXT SEARCH CONFIGURATION",
+    "AlterTSDictionaryStmt": "ALTER TEXT SEARCH DICTIONARY",
+}
+_TRUSTED_ONLY_DEFINITIONS = {
+    "OBJECT_OPERATOR": "CREATE OPERATOR", "OBJECT_TSPARSER": "CREATE TEXT SEARCH PARSER",
+    "OBJECT_TSDICTIONARY": "CREATE TEXT SEARCH DICTIONARY", "OBJECT_TSTEMPLATE": "CREATE TEXT SEARCH TEMPLATE",
+    "OBJECT_TSCONFIGURATION": "CREATE TEXT SEARCH CONFIGURATION",
+}
+
+
+def _trusted_only(kind: str, node: dict, statement: str) -> Result:
+    what = _TRUSTED_ONLY.get(kind) or (_TRUSTED_ONLY_DEFINITIONS.get(node.get("kind")) if kind == "DefineStmt" else None)
+    if what is None:
+        return None
+    return (f"CALL shiftguard.trusted_ddl({sql_literal(what)}, {sql_literal(statement)}, {CALLER_SEARCH_PATH})",
+            what.encode(), True)
 
 
 # --------------------------------------------------------------------------- strict_redshift

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pglast import parser
+from pglast.stream import RawStream
 
 from ..protocol import sqlstate
 
@@ -50,6 +51,12 @@ def sql_literal(value: str) -> str:
     if "\0" in value:
         raise NulInString("NUL in a string", sqlstate.INVALID_PARAMETER_VALUE)
     return "E'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+# The caller's search_path, as an argument of a call whose procedure runs a statement of the
+# caller's (catalog/schema.sql shiftguard.caller_execute): the procedure itself resolves names in
+# pg_catalog only.
+CALLER_SEARCH_PATH = "pg_catalog.current_setting('search_path')"
 
 
 def quote_ident(name: str) -> str:
@@ -97,6 +104,14 @@ def as_read(text: str, standard_strings: bool) -> str:
         if token.start and (text[token.start - 1].isalnum() or text[token.start - 1] in "_$"):
             constant = " " + constant  # not part of a preceding word
         text = text[:token.start] + constant + text[token.end:]
+
+
+def printed(node) -> str:
+    """A parse tree (or node) as SQL text that reads the same whatever standard_conforming_strings
+    says: pglast prints string constants in standard form ('a\\b'), which a session with the
+    setting off (Redshift's) would read as 'ab', or as a constant ending elsewhere. Every SQL text
+    the proxy prints from a tree for PostgreSQL to run later or now goes through here."""
+    return as_read(RawStream()(node), standard_strings=True)
 
 
 def _scan_prefix(text: str, end: int):

@@ -222,11 +222,12 @@ def test_explain_analyze_is_still_refused(proxy, world):
                 alice.execute(query)
         # nor by calling the function the proxy rewrites EXPLAIN into
         with pytest.raises(psycopg.errors.FeatureNotSupported, match="EXPLAIN ANALYZE"):
-            alice.execute("SELECT * FROM shiftguard.explain(%s, %s::jsonb)",
+            alice.execute("SELECT * FROM shiftguard.explain(%s, %s::jsonb, current_setting('search_path'))",
                           (f"SELECT * FROM {n['cat']}", '{"analyze": "true"}'))
         for target in (f"ANALYZE SELECT * FROM {n['cat']}", f"ANALYZE VERBOSE SELECT * FROM {n['cat']}"):
             with pytest.raises(psycopg.errors.SyntaxError):
-                alice.execute("SELECT * FROM shiftguard.explain(%s, '{}'::jsonb)", (target,))
+                alice.execute("SELECT * FROM shiftguard.explain(%s, '{}'::jsonb, current_setting('search_path'))",
+                              (target,))
 
 
 def test_psycopg_parameters_and_prepared_statements(proxy, world):

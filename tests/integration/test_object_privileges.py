@@ -325,7 +325,7 @@ def test_alter_default_privileges_for_another_user(proxy, world):
         forged = ('{"users": [], "schemas": [], "statement": "ALTER USER %s SUPERUSER", "signature": "00"}'
                   % n["bob"])
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="not one shiftguard wrote"):
-            bob.execute("CALL shiftguard.run_or_permit('ALTER DEFAULT PRIVILEGES', 'SELECT 1', ARRAY[]::oid[], %s)",
+            bob.execute("CALL shiftguard.run_or_permit('ALTER DEFAULT PRIVILEGES', 'SELECT 1', ARRAY[]::oid[], %s, 'public')",
                         (forged,))
     with proxy.connect(n["owner"], PASSWORD) as owner:
         owner.execute(f"CREATE TABLE {n['t']}_new (a int)")
@@ -673,7 +673,8 @@ def test_a_refused_signed_default_privileges_call_cannot_be_reused(proxy, world)
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             first.execute(refused)
         seen = second.execute("SELECT query FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()[0]
-        literal = re.search(r"E'(\{.*\})'::jsonb\)\s*$", seen, re.S).group(1)  # an E'...' string
+        literal = re.search(r"E'(\{.*\})'::pg_catalog\.jsonb, pg_catalog\.current_setting\('search_path'\)\)\s*$",
+                            seen, re.S).group(1)  # an E'...' string
         signed = json.loads(literal.replace("''", "'").replace("\\\\", "\\"))
         spec = json.loads(signed["spec"])
         spec["users"], spec["schemas"] = [n["owner"]], []

@@ -219,13 +219,15 @@ def test_classifier_caches_only_cacheable_plans():
     ("GRANT SELECT, UPDATE (a) ON t TO GROUP g, bob",
      'CALL shiftguard.grant_checked(E\'GRANT SELECT ON TABLE t TO "grp:g", bob\', '
      'E\'{"is_grant":true,"check":["SELECT"],"columns":[{"privilege":"UPDATE","columns":["a"]}],'
-     '"grantees":["grp:g","bob"]}\'::jsonb, ARRAY[E\'t\'::regclass]::oid[])', b"GRANT"),
+     '"grantees":["grp:g","bob"]}\'::pg_catalog.jsonb, ARRAY[E\'t\'::regclass]::oid[], '
+     "pg_catalog.current_setting('search_path'))", b"GRANT"),
     ("REVOKE INSERT ON ALL TABLES IN SCHEMA s FROM GROUP \"Mé\"", 'REVOKE INSERT ON ALL TABLES IN SCHEMA s FROM "grp:Mé"', None),
     # Redshift's ALL includes DROP and ALTER, which PostgreSQL has no bits for.
     ("REVOKE ALL ON ALL TABLES IN SCHEMA s FROM GROUP g",
      "CALL shiftguard.grant_privileges(E'REVOKE ALL PRIVILEGES ON ALL TABLES IN SCHEMA s FROM \"grp:g\"', "
      "E'{\"is_grant\":false,\"object_type\":\"table\",\"privileges\":[\"DROP\",\"ALTER\"],\"grantees\":[\"grp:g\"],"
-     "\"grant_option\":false}'::jsonb, shiftguard.tables_in(ARRAY[E'\"s\"'::regnamespace]::oid[]))", b"REVOKE"),
+     "\"grant_option\":false}'::pg_catalog.jsonb, shiftguard.tables_in(ARRAY[E'\"s\"'::regnamespace]::oid[]), "
+     "pg_catalog.current_setting('search_path'))", b"REVOKE"),
 ])
 def test_group_statements(sql, expected, tag):
     (action,) = plan(sql).actions
@@ -302,22 +304,27 @@ def test_rls_statements_become_procedure_calls():
 
 @pytest.mark.parametrize("sql, expected", [
     ("EXPLAIN SELECT 1",
-     """SELECT "QUERY PLAN" FROM shiftguard.explain(E'SELECT 1', E'{}'::jsonb)"""),
+     """SELECT "QUERY PLAN" FROM shiftguard.explain(E'SELECT 1', E'{}'::pg_catalog.jsonb, """
+     """pg_catalog.current_setting('search_path'))"""),
     ("explain verbose select * from t where a = 'x';",
      """SELECT "QUERY PLAN" FROM shiftguard.explain(E'select * from t where a = ''x''', """
-     """E'{"verbose": "true"}'::jsonb)"""),
+     """E'{"verbose": "true"}'::pg_catalog.jsonb, pg_catalog.current_setting('search_path'))"""),
     ("EXPLAIN (VERBOSE, COSTS OFF, FORMAT JSON) /* c */ SELECT (1)",  # the comment is not part of the query
      """SELECT "QUERY PLAN" FROM shiftguard.explain(E'SELECT (1)', """
-     """E'{"costs": "off", "format": "json", "verbose": "true"}'::jsonb)"""),
+     """E'{"costs": "off", "format": "json", "verbose": "true"}'::pg_catalog.jsonb, """
+     """pg_catalog.current_setting('search_path'))"""),
     # Parameters (extended protocol): typed by an unreferenced WITH query, passed as text.
     ("EXPLAIN SELECT * FROM t WHERE a = $2 AND b = $1",
      """WITH "shiftguard explain parameters" AS (SELECT * FROM t WHERE a = $2 AND b = $1\n) """
-     """SELECT "QUERY PLAN" FROM shiftguard.explain(E'SELECT * FROM t WHERE a = $2 AND b = $1', E'{}'::jsonb, """
-     """ARRAY[$1::text, $2::text]::text[], ARRAY[pg_catalog.pg_typeof($1), pg_catalog.pg_typeof($2)]::regtype[])"""),
+     """SELECT "QUERY PLAN" FROM shiftguard.explain(E'SELECT * FROM t WHERE a = $2 AND b = $1', """
+     """E'{}'::pg_catalog.jsonb, pg_catalog.current_setting('search_path'), """
+     """ARRAY[$1::pg_catalog.text, $2::pg_catalog.text]::pg_catalog.text[], """
+     """ARRAY[pg_catalog.pg_typeof($1), pg_catalog.pg_typeof($2)]::pg_catalog.regtype[])"""),
     # A data-modifying WITH query would run: no WITH for DML.
     ("EXPLAIN DELETE FROM t WHERE a = $1",
-     """SELECT "QUERY PLAN" FROM shiftguard.explain(E'DELETE FROM t WHERE a = $1', E'{}'::jsonb, """
-     """ARRAY[$1::text]::text[], ARRAY[pg_catalog.pg_typeof($1)]::regtype[])"""),
+     """SELECT "QUERY PLAN" FROM shiftguard.explain(E'DELETE FROM t WHERE a = $1', E'{}'::pg_catalog.jsonb, """
+     """pg_catalog.current_setting('search_path'), ARRAY[$1::pg_catalog.text]::pg_catalog.text[], """
+     """ARRAY[pg_catalog.pg_typeof($1)]::pg_catalog.regtype[])"""),
 ])
 def test_explain_becomes_a_call(sql, expected):
     (action,) = plan(sql).actions

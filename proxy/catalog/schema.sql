@@ -395,6 +395,23 @@ BEGIN
 END
 $$;
 
+-- A schema named like another role comes first on that role's search_path ("$user", public):
+-- its tables and views would stand in for the ones that role means. Only trusted roles and
+-- the role itself may make one.
+CREATE OR REPLACE FUNCTION shiftguard.require_own_schema_name(p_schema oid) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_name name := (SELECT nspname FROM pg_namespace WHERE oid = p_schema);
+BEGIN
+    IF EXISTS (SELECT FROM pg_roles WHERE rolname = v_name AND rolname NOT IN (current_user, session_user))
+            AND NOT shiftguard.trusted_role((SELECT oid FROM pg_roles WHERE rolname = session_user)) THEN
+        RAISE EXCEPTION 'a schema cannot be named like another user or role ("%")', v_name USING ERRCODE = '42501',
+            HINT = 'It would come first on that user''s search_path ("$user", public).';
+    END IF;
+END
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.require_own_schema_name(oid) TO PUBLIC;
+
 CREATE OR REPLACE FUNCTION shiftguard.guard_name_resolution() RETURNS event_trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -402,6 +419,10 @@ DECLARE
     v_proc    pg_proc;
 BEGIN
     FOR v_command IN SELECT * FROM pg_event_trigger_ddl_commands() LOOP
+        IF v_command.command_tag IN ('CREATE SCHEMA', 'ALTER SCHEMA') THEN
+            PERFORM shiftguard.require_own_schema_name(v_command.objid);
+            CONTINUE;
+        END IF;
         IF v_command.command_tag NOT IN ('CREATE FUNCTION', 'ALTER FUNCTION', 'CREATE AGGREGATE', 'ALTER AGGREGATE',
                                          'ALTER ROUTINE') THEN
             PERFORM shiftguard.require_trusted_ddl(v_command.command_tag);
@@ -421,8 +442,34 @@ BEGIN
     END LOOP;
 END
 $$;
+-- What the rules above would refuse but exists already (made before shiftguard guarded it, or
+-- on a backend without event triggers): the proxy logs it at start, for an admin to look at.
+CREATE OR REPLACE FUNCTION shiftguard.untrusted_definitions() RETURNS SETOF text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT pg_describe_object('pg_operator'::regclass, oid, 0) FROM pg_operator
+     WHERE NOT shiftguard.trusted_role(oprowner)
+    UNION ALL
+    SELECT pg_describe_object('pg_cast'::regclass, c.oid, 0) FROM pg_cast c JOIN pg_proc p ON p.oid = c.castfunc
+     WHERE NOT shiftguard.trusted_role(p.proowner)
+    UNION ALL
+    SELECT pg_describe_object('pg_proc'::regclass, p.oid, 0) FROM pg_proc p
+     WHERE p.pronamespace <> 'pg_catalog'::regnamespace AND p.prokind IN ('f', 'a', 'w')
+       AND NOT shiftguard.trusted_role(p.proowner)
+       AND EXISTS (SELECT FROM pg_proc b WHERE b.pronamespace = 'pg_catalog'::regnamespace AND b.proname = p.proname)
+       AND NOT EXISTS (SELECT FROM pg_proc b WHERE b.pronamespace = 'pg_catalog'::regnamespace
+                          AND b.proname = p.proname AND b.proargtypes = p.proargtypes)
+    UNION ALL
+    SELECT pg_describe_object('pg_conversion'::regclass, oid, 0) FROM pg_conversion WHERE NOT shiftguard.trusted_role(conowner)
+    UNION ALL
+    SELECT pg_describe_object('pg_ts_config'::regclass, oid, 0) FROM pg_ts_config WHERE NOT shiftguard.trusted_role(cfgowner)
+    UNION ALL
+    SELECT pg_describe_object('pg_ts_dict'::regclass, oid, 0) FROM pg_ts_dict WHERE NOT shiftguard.trusted_role(dictowner)
+$$;
+REVOKE ALL ON FUNCTION shiftguard.untrusted_definitions() FROM PUBLIC;
+
 SELECT shiftguard.ensure_event_trigger('shiftguard_guard_name_resolution', 'ddl_command_end',
     ARRAY['CREATE FUNCTION', 'ALTER FUNCTION', 'CREATE AGGREGATE', 'ALTER AGGREGATE', 'ALTER ROUTINE',
+          'CREATE SCHEMA', 'ALTER SCHEMA',
           'CREATE OPERATOR', 'ALTER OPERATOR', 'CREATE OPERATOR CLASS', 'ALTER OPERATOR CLASS',
           'CREATE OPERATOR FAMILY', 'ALTER OPERATOR FAMILY', 'CREATE CAST', 'CREATE CONVERSION',
           'ALTER CONVERSION', 'CREATE TEXT SEARCH CONFIGURATION', 'ALTER TEXT SEARCH CONFIGURATION',

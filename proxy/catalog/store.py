@@ -501,6 +501,11 @@ async def _bootstrap(pool: asyncpg.Pool, superuser_mapping: str) -> tuple[bytes,
             "INSERT INTO shiftguard.settings VALUES ('backend_secret', $1) ON CONFLICT DO NOTHING",
             secrets.token_hex(32))
         secret = await conn.fetchval("SELECT value FROM shiftguard.settings WHERE name = 'backend_secret'")
+        untrusted = await conn.fetch("SELECT shiftguard.untrusted_definitions() AS what LIMIT 21")
+        if untrusted:
+            log.warning("objects that only superusers may define, defined by others (shiftguard refuses them "
+                        "now; drop them unless you trust their owners): %s%s",
+                        "; ".join(row["what"] for row in untrusted[:20]), " ..." if len(untrusted) > 20 else "")
         superuser = await conn.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
         if superuser:
             await conn.execute(functions)

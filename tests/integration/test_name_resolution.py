@@ -355,3 +355,28 @@ def test_nothing_of_shiftguard_runs_a_planted_object(make_proxy, proxy, mallory,
           f"as others; planted objects run as someone else: {len(strangers)}")
     assert strangers == [], strangers
     assert superuser is False
+
+
+def test_a_schema_is_not_named_like_another_user(proxy, mallory, postgres):
+    """Another user's "$user" schema would come first on that user's search_path: refused to a
+    holder of the CREATE SCHEMA permission, through the proxy or from a DO block; the holder's own
+    name is fine."""
+    role = unique("r")
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE ROLE {role}")
+        admin.execute(f"GRANT CREATE SCHEMA TO ROLE {role}")
+        admin.execute(f"GRANT ROLE {role} TO {mallory}")
+    attempts = ["CREATE SCHEMA awsuser", "CREATE SCHEMA IF NOT EXISTS awsuser",
+                f"DO $$BEGIN EXECUTE 'CREATE SCHEMA {role}'; END$$", 'CREATE SCHEMA "awsuser"']
+    with proxy.connect(mallory, USER_PASSWORD) as conn:
+        for attempt in attempts:
+            with pytest.raises(psycopg.errors.Error) as caught:
+                conn.execute(attempt)
+            assert caught.value.sqlstate == "42501", (attempt, str(caught.value))
+        conn.execute(f"CREATE SCHEMA {mallory}")
+    with postgres.connect() as direct:
+        assert direct.execute("SELECT nspname FROM pg_namespace WHERE nspname IN ('awsuser', %s, %s)",
+                              (role, mallory)).fetchall() == [(mallory,)]
+    with proxy.connect() as admin:
+        admin.execute(f"DROP SCHEMA {mallory}")
+        admin.execute(f"DROP ROLE {role} FORCE")

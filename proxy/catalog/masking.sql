@@ -329,6 +329,9 @@ BEGIN
         RAISE EXCEPTION 'masking policy "%" does not exist', p_spec->>'policy' USING ERRCODE = '42704';
     END IF;
     PERFORM shiftguard.rls_target(p_relation);
+    IF (p_spec->>'attach')::boolean THEN
+        PERFORM shiftguard.require_no_inheritance(p_relation, 'masking');
+    END IF;
     IF NOT (p_spec->>'attach')::boolean THEN
         DELETE FROM shiftguard.masking_attachments
          WHERE policy = v_policy.name AND relation = p_relation AND out_columns = v_out

@@ -413,8 +413,20 @@ BEGIN
        SET enabled = excluded.enabled,
            conjunction = coalesce(p_conjunction, shiftguard.rls_relations.conjunction);
     PERFORM shiftguard.rls_sync(p_relation);
+    PERFORM shiftguard.mask_bump();  -- the proxies read rls_tables() again
 END
 $$;
+
+-- The tables with RLS on, for the proxy's refusal of inheritance and partitioning
+-- (statements.py; guard_inheritance is what holds): schema, name.
+CREATE OR REPLACE FUNCTION shiftguard.rls_tables(OUT schema_name text, OUT table_name text) RETURNS SETOF record
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT n.nspname::text, c.relname::text
+      FROM shiftguard.rls_relations r JOIN pg_class c ON c.oid = r.relation
+      JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE r.enabled
+$$;
+REVOKE ALL ON FUNCTION shiftguard.rls_tables() FROM PUBLIC;
 
 -- Catalog views (reference §5). Superusers and sys:secadmin see every row; others none
 -- (UNVERIFIED: the documentation's editions disagree on who else sees what).
@@ -518,11 +530,15 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.rls_intact(oid) TO PUBLIC;
 
--- Forget the attachments of relations that no longer exist (anyone may: it only tidies).
+-- Forget the attachments of relations that no longer exist (anyone may: it only tidies). A
+-- table with RLS on gone moves the version the proxies read rls_tables() by.
 CREATE OR REPLACE FUNCTION shiftguard.rls_forget_dropped() RETURNS void
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     DELETE FROM shiftguard.rls_attachments a WHERE NOT EXISTS (SELECT FROM pg_class WHERE oid = a.relation);
-    DELETE FROM shiftguard.rls_relations r WHERE NOT EXISTS (SELECT FROM pg_class WHERE oid = r.relation);
+    WITH gone AS (DELETE FROM shiftguard.rls_relations r WHERE NOT EXISTS (SELECT FROM pg_class WHERE oid = r.relation)
+                  RETURNING r.enabled)
+    UPDATE shiftguard.settings SET value = (value::bigint + 1)::text
+     WHERE name = 'masking_version' AND EXISTS (SELECT FROM gone WHERE enabled);
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.rls_forget_dropped() TO PUBLIC;
 

@@ -124,6 +124,7 @@ def inheritance_attempts(t: str, me: str) -> list[str]:
         f"CREATE FUNCTION kid_{me}() RETURNS void LANGUAGE plpgsql AS "
         f"$$BEGIN EXECUTE 'CREATE TABLE {me}_k5 () INHERITS ({t})'; END$$; SELECT kid_{me}(); SELECT '{ORACLE}'",
         f"CREATE TABLE {me}_k6 PARTITION OF {t} DEFAULT; SELECT '{ORACLE}'",
+        f"CREATE TEMP TABLE {me}_k7 () INHERITS ({t}); SELECT '{ORACLE}'",
     ]
 
 

@@ -254,7 +254,8 @@ class Proxy:
         read their masking views from then on (a plan made before is dropped with the version)."""
         version = await self.catalog.masking_version()
         if version != translator.masked.version:
-            translator.masked = MaskedTables(version, await self.catalog.masked_tables())
+            translator.masked = MaskedTables(version, await self.catalog.masked_tables(),
+                                             await self.catalog.rls_tables())
 
     async def _follow_masked_tables(self, translator: Translator) -> None:
         """Changes by any proxy on the backend reach this one within MASKING_POLL_SECONDS; in

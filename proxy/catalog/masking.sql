@@ -208,6 +208,180 @@ END
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.mask_refresh(oid) TO PUBLIC;
 
+-- Masked columns keep no statistics. The planner's estimates (the row counts of an EXPLAIN run
+-- in a DO block, out of the proxy's sight, which plans the table itself) come from the most
+-- common values and histogram of a column, and would show its raw values and their frequencies
+-- to users it is masked for. So a masked column's statistics target is 0 (ANALYZE skips it) and
+-- its rows in pg_statistic go; so do those of the index expressions and extended statistics
+-- reading it, and an index whose expressions or predicate read it cannot be made (its size
+-- counts the raw values its predicate matches). guard_masked_statistics keeps it so. With the
+-- last attachment on a column gone, the targets return to the default (-1).
+
+-- The attribute numbers of the relation's masked columns.
+CREATE OR REPLACE FUNCTION shiftguard.masked_attnums(p_relation oid) RETURNS int2[]
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce(array_agg(a.attnum), '{}') FROM pg_attribute a
+     WHERE a.attrelid = p_relation AND a.attnum > 0 AND NOT a.attisdropped
+       AND a.attname::text IN (SELECT unnest(m.out_columns) FROM shiftguard.masking_attachments m
+                                WHERE m.relation = p_relation)
+$$;
+REVOKE ALL ON FUNCTION shiftguard.masked_attnums(oid) FROM PUBLIC;
+
+-- Does a stored expression (an index's expressions or predicate, a statistics object's
+-- expressions: pg_node_tree, whose Vars are of the one table) read one of the columns? A
+-- whole-row reference (varattno 0) reads them all. Constants are printed as bytes, so no text in
+-- the tree can pose as a Var.
+CREATE OR REPLACE FUNCTION shiftguard.expression_reads(p_expression pg_node_tree, p_attnums int2[]) RETURNS boolean
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT p_expression IS NOT NULL AND EXISTS (
+        SELECT FROM regexp_matches(p_expression::text, ':varattno (-?[0-9]+) ', 'g') AS v (m)
+         WHERE v.m[1]::int2 = 0 OR v.m[1]::int2 = ANY (p_attnums))
+$$;
+REVOKE ALL ON FUNCTION shiftguard.expression_reads(pg_node_tree, int2[]) FROM PUBLIC;
+
+-- A statistics target change, made by the management role; where it is not a superuser it may
+-- not own the table: then what it cannot change stays (README).
+CREATE OR REPLACE FUNCTION shiftguard.mask_statistics_target(p_statement text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    EXECUTE p_statement;
+EXCEPTION WHEN insufficient_privilege THEN
+    RAISE WARNING 'statistics of a masked column not changed: %', SQLERRM;
+END
+$$;
+REVOKE ALL ON FUNCTION shiftguard.mask_statistics_target(text) FROM PUBLIC;
+
+-- After attaching or detaching on p_columns: their statistics, and those of the index
+-- expressions and statistics objects reading them, as the attachments now say.
+CREATE OR REPLACE FUNCTION shiftguard.mask_statistics(p_relation oid, p_columns text[]) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_superuser boolean := (SELECT rolsuper FROM pg_roles WHERE rolname = current_user);
+    v_masked    int2[] := shiftguard.masked_attnums(p_relation);
+    v_touched   int2[] := ARRAY(SELECT attnum FROM pg_attribute WHERE attrelid = p_relation AND attnum > 0
+                                   AND NOT attisdropped AND attname::text = ANY (p_columns));
+    v_object    record;
+BEGIN
+    FOR v_object IN SELECT * FROM (
+                    SELECT format('ALTER TABLE %s ALTER COLUMN %I', p_relation::regclass, attname) AS target,
+                           CASE WHEN attnum = ANY (v_masked) THEN 0 ELSE -1 END AS value,
+                           coalesce(attstattarget, -1) AS now  -- NULL: the default (PostgreSQL 17)
+                      FROM pg_attribute WHERE attrelid = p_relation AND attnum = ANY (v_touched)
+                    UNION ALL
+                    SELECT format('ALTER INDEX %s ALTER COLUMN %s', i.indexrelid::regclass, a.attnum),
+                           CASE WHEN shiftguard.expression_reads(i.indexprs, v_masked) THEN 0 ELSE -1 END,
+                           coalesce(a.attstattarget, -1)
+                      FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indexrelid
+                     WHERE i.indrelid = p_relation AND shiftguard.expression_reads(i.indexprs, v_touched)
+                       AND a.attnum <= i.indnkeyatts AND i.indkey[a.attnum - 1] = 0  -- its expression columns
+                    UNION ALL
+                    SELECT format('ALTER STATISTICS %I.%I', n.nspname, x.stxname),
+                           CASE WHEN x.stxkeys::int2[] && v_masked OR shiftguard.expression_reads(x.stxexprs, v_masked)
+                                THEN 0 ELSE -1 END,
+                           coalesce(x.stxstattarget, -1)
+                      FROM pg_statistic_ext x JOIN pg_namespace n ON n.oid = x.stxnamespace
+                     WHERE x.stxrelid = p_relation
+                       AND (x.stxkeys::int2[] && v_touched OR shiftguard.expression_reads(x.stxexprs, v_touched))
+                    ) AS t WHERE t.now <> t.value LOOP
+        PERFORM shiftguard.mask_statistics_target(format('%s SET STATISTICS %s', v_object.target, v_object.value));
+    END LOOP;
+    IF v_superuser THEN  -- what ANALYZE gathered before
+        DELETE FROM pg_statistic WHERE starelid = p_relation AND staattnum = ANY (v_masked);
+        DELETE FROM pg_statistic WHERE starelid IN (SELECT indexrelid FROM pg_index WHERE indrelid = p_relation
+                                                       AND shiftguard.expression_reads(indexprs, v_masked));
+        DELETE FROM pg_statistic_ext_data WHERE stxoid IN (
+            SELECT oid FROM pg_statistic_ext WHERE stxrelid = p_relation
+               AND (stxkeys::int2[] && v_masked OR shiftguard.expression_reads(stxexprs, v_masked)));
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION shiftguard.mask_statistics(oid, text[]) FROM PUBLIC;
+
+-- Why a command's object breaks the rule above (NULL: it does not): a masked column, or an
+-- index expression or statistics object reading one, given a statistics target; an index whose
+-- expressions or predicate, or a statistics object, made to read one.
+CREATE OR REPLACE FUNCTION shiftguard.mask_statistics_refusal(p_classid oid, p_objid oid, p_tag text) RETURNS text
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_relation oid;
+    v_masked   int2[];
+    v_name     text;
+BEGIN
+    IF p_classid = 'pg_class'::regclass THEN
+        v_relation := coalesce((SELECT indrelid FROM pg_index WHERE indexrelid = p_objid), p_objid);
+    ELSIF p_classid = 'pg_statistic_ext'::regclass THEN
+        v_relation := (SELECT stxrelid FROM pg_statistic_ext WHERE oid = p_objid);
+    END IF;
+    IF v_relation IS NULL OR NOT shiftguard.masked(v_relation) THEN
+        RETURN NULL;
+    END IF;
+    v_masked := shiftguard.masked_attnums(v_relation);
+    IF p_tag = 'CREATE INDEX' AND EXISTS (SELECT FROM pg_index i WHERE i.indexrelid = p_objid
+                                           AND (shiftguard.expression_reads(i.indexprs, v_masked)
+                                                OR shiftguard.expression_reads(i.indpred, v_masked))) THEN
+        RETURN format('an index whose expressions or predicate read a masked column of "%s" cannot be made',
+                      (SELECT relname FROM pg_class WHERE oid = v_relation));
+    END IF;
+    IF p_tag = 'CREATE STATISTICS' AND EXISTS (SELECT FROM pg_statistic_ext x WHERE x.oid = p_objid
+                                                AND (x.stxkeys::int2[] && v_masked
+                                                     OR shiftguard.expression_reads(x.stxexprs, v_masked))) THEN
+        RETURN format('statistics objects cannot read a masked column of "%s"',
+                      (SELECT relname FROM pg_class WHERE oid = v_relation));
+    END IF;
+    SELECT a.attname INTO v_name FROM pg_attribute a
+     WHERE a.attrelid = v_relation AND a.attnum = ANY (v_masked) AND coalesce(a.attstattarget, -1) <> 0 LIMIT 1;
+    IF FOUND THEN
+        RETURN format('the masked column "%s" of "%s" keeps no statistics', v_name,
+                      (SELECT relname FROM pg_class WHERE oid = v_relation));
+    END IF;
+    SELECT (SELECT relname FROM pg_class WHERE oid = i.indexrelid) INTO v_name
+      FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indexrelid
+     WHERE i.indrelid = v_relation AND shiftguard.expression_reads(i.indexprs, v_masked)
+       AND a.attnum <= i.indnkeyatts AND i.indkey[a.attnum - 1] = 0 AND coalesce(a.attstattarget, -1) <> 0 LIMIT 1;
+    IF FOUND THEN
+        RETURN format('the index "%s" reads a masked column of "%s" and keeps no statistics', v_name,
+                      (SELECT relname FROM pg_class WHERE oid = v_relation));
+    END IF;
+    SELECT x.stxname INTO v_name FROM pg_statistic_ext x
+     WHERE x.stxrelid = v_relation AND coalesce(x.stxstattarget, -1) <> 0
+       AND (x.stxkeys::int2[] && v_masked OR shiftguard.expression_reads(x.stxexprs, v_masked)) LIMIT 1;
+    IF FOUND THEN
+        RETURN format('the statistics object "%s" reads a masked column of "%s" and keeps no statistics', v_name,
+                      (SELECT relname FROM pg_class WHERE oid = v_relation));
+    END IF;
+    RETURN NULL;
+END
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.mask_statistics_refusal(oid, oid, text) TO PUBLIC;
+
+-- Runs as whoever ran the command (not SECURITY DEFINER), also inside DO blocks and functions.
+CREATE OR REPLACE FUNCTION shiftguard.guard_masked_statistics() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_command record;
+    v_refusal text;
+BEGIN
+    IF current_user::text = (SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'shiftguard') THEN
+        RETURN;  -- mask_statistics, setting the targets one by one
+    END IF;
+    FOR v_command IN SELECT * FROM pg_event_trigger_ddl_commands() LOOP
+        v_refusal := shiftguard.mask_statistics_refusal(v_command.classid, v_command.objid, v_command.command_tag);
+        IF v_refusal IS NOT NULL THEN
+            RAISE EXCEPTION '%', v_refusal
+                USING ERRCODE = '0A000',
+                      DETAIL = 'Statistics of a masked column (most common values, histogram, the sizes of '
+                               'partial indexes) would show its raw values through the planner''s estimates.',
+                      HINT = 'Detach the masking policies from the column first.';
+        END IF;
+    END LOOP;
+END
+$$;
+
+SELECT shiftguard.ensure_event_trigger('shiftguard_guard_masked_statistics', 'ddl_command_end',
+                                       ARRAY['ALTER TABLE', 'CREATE INDEX', 'ALTER INDEX', 'CREATE STATISTICS',
+                                             'ALTER STATISTICS'],
+                                       'shiftguard.guard_masked_statistics');
+
 -- Superusers and sys:secadmin manage masking policies.
 DROP PROCEDURE IF EXISTS shiftguard.create_masking_policy(text, text, text);
 CREATE OR REPLACE PROCEDURE shiftguard.create_masking_policy(p_text text, p_signature text, p_search_path text)
@@ -347,6 +521,9 @@ BEGIN
         RAISE EXCEPTION 'masking policy "%" does not exist', p_spec->>'policy' USING ERRCODE = '42704';
     END IF;
     PERFORM shiftguard.rls_target(p_relation);
+    IF (p_spec->>'attach')::boolean THEN
+        PERFORM shiftguard.require_no_inheritance(p_relation, 'masking');
+    END IF;
     IF NOT (p_spec->>'attach')::boolean THEN
         DELETE FROM shiftguard.masking_attachments
          WHERE policy = v_policy.name AND relation = p_relation AND out_columns = v_out
@@ -357,6 +534,7 @@ BEGIN
                 USING ERRCODE = '42704';
         END IF;
         PERFORM shiftguard.mask_sync(p_relation);
+        PERFORM shiftguard.mask_statistics(p_relation, v_out);
         RETURN;
     END IF;
     IF cardinality(v_in) = 0 THEN
@@ -396,8 +574,16 @@ BEGIN
     VALUES (v_policy.name, p_relation, v_out, v_in, v_grantee, v_kind,
             coalesce((p_spec->>'priority')::integer, 0), session_user);
     PERFORM shiftguard.mask_sync(p_relation);
+    PERFORM shiftguard.mask_statistics(p_relation, v_out);
 END
 $$;
+
+-- Tables masked before masked columns kept no statistics.
+SELECT shiftguard.mask_statistics(a.relation, array_agg(DISTINCT c))
+  FROM shiftguard.masking_attachments a CROSS JOIN unnest(a.out_columns) c
+ WHERE EXISTS (SELECT FROM pg_attribute WHERE attrelid = a.relation AND attname = c
+                 AND coalesce(attstattarget, -1) <> 0)
+ GROUP BY a.relation;
 
 CREATE OR REPLACE VIEW shiftguard.svv_masking_policy AS
     SELECT current_database()::text AS policy_database, name AS policy_name,

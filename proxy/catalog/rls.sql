@@ -419,6 +419,9 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM shiftguard.require_rls_admin();
     PERFORM shiftguard.rls_target(p_relation);
+    IF p_enabled THEN
+        PERFORM shiftguard.require_no_inheritance(p_relation, 'row-level security');
+    END IF;
     DELETE FROM shiftguard.rls_relations r WHERE NOT EXISTS (SELECT FROM pg_class WHERE oid = r.relation);
     DELETE FROM shiftguard.rls_attachments a WHERE NOT EXISTS (SELECT FROM pg_class WHERE oid = a.relation);
     INSERT INTO shiftguard.rls_relations (relation, enabled, conjunction)
@@ -427,8 +430,20 @@ BEGIN
        SET enabled = excluded.enabled,
            conjunction = coalesce(p_conjunction, shiftguard.rls_relations.conjunction);
     PERFORM shiftguard.rls_sync(p_relation);
+    PERFORM shiftguard.mask_bump();  -- the proxies read rls_tables() again
 END
 $$;
+
+-- The tables with RLS on, for the proxy's refusal of inheritance and partitioning
+-- (statements.py; guard_inheritance is what holds): schema, name.
+CREATE OR REPLACE FUNCTION shiftguard.rls_tables(OUT schema_name text, OUT table_name text) RETURNS SETOF record
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT n.nspname::text, c.relname::text
+      FROM shiftguard.rls_relations r JOIN pg_class c ON c.oid = r.relation
+      JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE r.enabled
+$$;
+REVOKE ALL ON FUNCTION shiftguard.rls_tables() FROM PUBLIC;
 
 -- Catalog views (reference §5). Superusers and sys:secadmin see every row; others none
 -- (UNVERIFIED: the documentation's editions disagree on who else sees what).
@@ -483,6 +498,43 @@ END
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.masked(oid) TO PUBLIC;
 
+-- Why the relation must stay out of table inheritance and partitioning (NULL: it need not).
+-- PostgreSQL applies the row security of the table a query names: rows read through a parent
+-- get the parent's policies (none of the child's), a partition read directly gets its own (none
+-- of the parent's), and a masked table's rows read through a parent are not masked. Redshift
+-- has neither feature; a table with RLS on or masking attached takes no part in pg_inherits.
+CREATE OR REPLACE FUNCTION shiftguard.row_protection(p_relation oid) RETURNS text
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN CASE WHEN EXISTS (SELECT FROM shiftguard.rls_relations WHERE relation = p_relation AND enabled)
+                THEN 'row-level security on'
+                WHEN EXISTS (SELECT FROM shiftguard.masking_attachments WHERE relation = p_relation)
+                THEN 'a masking policy attached' END;
+END
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.row_protection(oid) TO PUBLIC;
+
+-- RLS ON or ATTACH MASKING POLICY on a table that is a parent, a child or a partition (or
+-- partitioned): refused. The table is locked first (as INHERIT, ATTACH PARTITION and
+-- CREATE TABLE ... PARTITION OF | INHERITS lock it), so a link made meanwhile is seen here, or
+-- its own guard (guard_inheritance) sees the protection. VOLATILE: a fresh snapshot after the lock.
+CREATE OR REPLACE FUNCTION shiftguard.require_no_inheritance(p_relation oid, p_feature text) RETURNS void
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    EXECUTE format('LOCK TABLE ONLY %s IN SHARE UPDATE EXCLUSIVE MODE', p_relation::regclass);
+    IF (SELECT relkind = 'p' FROM pg_class WHERE oid = p_relation)
+            OR EXISTS (SELECT FROM pg_inherits WHERE p_relation IN (inhrelid, inhparent)) THEN
+        RAISE EXCEPTION '% cannot be used on "%": it takes part in table inheritance or partitioning',
+            p_feature, (SELECT relname FROM pg_class WHERE oid = p_relation)
+            USING ERRCODE = '0A000',
+                  DETAIL = 'Rows read through a parent table, or a partition read directly, would escape the '
+                           'table''s row-level security and masking.',
+                  HINT = 'Amazon Redshift has no table inheritance or partitioning; copy the rows into a table of its own.';
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION shiftguard.require_no_inheritance(oid, text) FROM PUBLIC;
+
 -- Is the relation's row security as the private tables say (or not ours at all)?
 CREATE OR REPLACE FUNCTION shiftguard.rls_intact(p_relation oid) RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -495,11 +547,15 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.rls_intact(oid) TO PUBLIC;
 
--- Forget the attachments of relations that no longer exist (anyone may: it only tidies).
+-- Forget the attachments of relations that no longer exist (anyone may: it only tidies). A
+-- table with RLS on gone moves the version the proxies read rls_tables() by.
 CREATE OR REPLACE FUNCTION shiftguard.rls_forget_dropped() RETURNS void
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     DELETE FROM shiftguard.rls_attachments a WHERE NOT EXISTS (SELECT FROM pg_class WHERE oid = a.relation);
-    DELETE FROM shiftguard.rls_relations r WHERE NOT EXISTS (SELECT FROM pg_class WHERE oid = r.relation);
+    WITH gone AS (DELETE FROM shiftguard.rls_relations r WHERE NOT EXISTS (SELECT FROM pg_class WHERE oid = r.relation)
+                  RETURNING r.enabled)
+    UPDATE shiftguard.settings SET value = (value::bigint + 1)::text
+     WHERE name = 'masking_version' AND EXISTS (SELECT FROM gone WHERE enabled);
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.rls_forget_dropped() TO PUBLIC;
 
@@ -550,6 +606,35 @@ BEGIN
 END
 $$;
 
+-- No table with RLS on or masking attached takes part in inheritance or partitioning (see
+-- row_protection): ALTER TABLE ... INHERIT | ATTACH PARTITION and CREATE TABLE ... INHERITS |
+-- PARTITION OF, also from a DO block or a function the proxy never sees, fail here when a
+-- table they link (either end of a pg_inherits row touching the command's table) is protected.
+-- NO INHERIT and DETACH PARTITION leave no link to see; with this guard there is none to undo.
+CREATE OR REPLACE FUNCTION shiftguard.guard_inheritance() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_link record;
+BEGIN
+    SELECT l.relation, l.protection, l.other INTO v_link
+      FROM pg_event_trigger_ddl_commands() c
+      JOIN pg_inherits i ON c.objid IN (i.inhrelid, i.inhparent)
+     CROSS JOIN LATERAL (VALUES (i.inhrelid, i.inhparent), (i.inhparent, i.inhrelid)) AS x (relation, other)
+     CROSS JOIN LATERAL (SELECT x.relation, x.other, shiftguard.row_protection(x.relation) AS protection) AS l
+     WHERE c.classid = 'pg_class'::regclass AND l.protection IS NOT NULL
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'table "%" has %: it cannot take part in table inheritance or partitioning (with "%")',
+            (SELECT relname FROM pg_class WHERE oid = v_link.relation), v_link.protection,
+            (SELECT relname FROM pg_class WHERE oid = v_link.other)
+            USING ERRCODE = '0A000',
+                  DETAIL = 'Rows read through a parent table, or a partition read directly, would escape its '
+                           'row-level security and masking.',
+                  HINT = 'Amazon Redshift has no table inheritance or partitioning.';
+    END IF;
+END
+$$;
+
 -- A view is checked with its owner's rights, and PostgreSQL exempts a superuser owner from row
 -- security, while Redshift applies the querying user's policies through every view. So a view a
 -- superuser creates is handed to shiftguard_views, a role with SELECT on what the view reads
@@ -596,3 +681,7 @@ SELECT shiftguard.ensure_event_trigger('shiftguard_guard_row_security', 'ddl_com
                                        ARRAY['ALTER TABLE', 'CREATE POLICY', 'ALTER POLICY'],
                                        'shiftguard.guard_row_security');
 SELECT shiftguard.ensure_event_trigger('shiftguard_guard_drop', 'sql_drop', NULL, 'shiftguard.guard_drop');
+SELECT shiftguard.ensure_event_trigger('shiftguard_guard_inheritance', 'ddl_command_end',
+                                       ARRAY['CREATE TABLE', 'ALTER TABLE', 'CREATE FOREIGN TABLE',
+                                             'ALTER FOREIGN TABLE'],
+                                       'shiftguard.guard_inheritance');

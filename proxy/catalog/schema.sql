@@ -280,17 +280,31 @@ $$;
 REVOKE ALL ON FUNCTION shiftguard.signed(text, text, text) FROM PUBLIC;
 
 -- Event triggers need a superuser to create; where the management role is not one, this does
--- nothing (the files that use it say what then guards instead).
+-- nothing (the files that use it say what then guards instead). A trigger of that name whose
+-- event, tags or function differ, or that is disabled, is made again: a database bootstrapped by
+-- an older version gets the guards this one installs.
 CREATE OR REPLACE FUNCTION shiftguard.ensure_event_trigger(p_name text, p_event text, p_tags text[], p_function text)
 RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_existing pg_event_trigger;
 BEGIN
-    IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
-            AND NOT EXISTS (SELECT FROM pg_event_trigger WHERE evtname = p_name) THEN
-        EXECUTE format('CREATE EVENT TRIGGER %I ON %I %s EXECUTE FUNCTION %s()', p_name, p_event,
-                       CASE WHEN p_tags IS NULL THEN ''
-                            ELSE format('WHEN TAG IN (%s)', (SELECT string_agg(quote_literal(t), ', ') FROM unnest(p_tags) t))
-                       END, p_function::regproc);
+    IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+        RETURN;
     END IF;
+    SELECT * INTO v_existing FROM pg_event_trigger WHERE evtname = p_name;
+    IF FOUND THEN
+        IF v_existing.evtevent = p_event AND v_existing.evtfoid = p_function::regproc::oid
+                AND v_existing.evtenabled IN ('O', 'A')
+                AND (SELECT array_agg(t ORDER BY t) FROM unnest(v_existing.evttags) t)  -- stored upper-cased
+                    IS NOT DISTINCT FROM (SELECT array_agg(upper(t) ORDER BY upper(t)) FROM unnest(p_tags) t) THEN
+            RETURN;
+        END IF;
+        EXECUTE format('DROP EVENT TRIGGER %I', p_name);
+    END IF;
+    EXECUTE format('CREATE EVENT TRIGGER %I ON %I %s EXECUTE FUNCTION %s()', p_name, p_event,
+                   CASE WHEN p_tags IS NULL THEN ''
+                        ELSE format('WHEN TAG IN (%s)', (SELECT string_agg(quote_literal(t), ', ') FROM unnest(p_tags) t))
+                   END, p_function::regproc);
 END
 $$;
 REVOKE ALL ON FUNCTION shiftguard.ensure_event_trigger(text, text, text[], text) FROM PUBLIC;

@@ -235,6 +235,10 @@ class Catalog:
         rows = await self._pool.fetch("SELECT schema_name, table_name, view_name FROM shiftguard.masked_tables()")
         return {(r["schema_name"], r["table_name"]): r["view_name"] for r in rows}
 
+    async def rls_tables(self) -> frozenset[tuple[str, str]]:
+        rows = await self._pool.fetch("SELECT schema_name, table_name FROM shiftguard.rls_tables()")
+        return frozenset((r["schema_name"], r["table_name"]) for r in rows)
+
     async def live_tokens(self, db_user: str, database: str) -> list[dict]:
         """Unexpired, unrevoked tokens of a prefixed user valid for database."""
         rows = await self._pool.fetch(

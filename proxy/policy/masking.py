@@ -31,9 +31,12 @@ from .tokens import Cursor, GrammarError, printed
 
 @dataclass(frozen=True)
 class MaskedTables:
-    """The masked tables as last read from the backing database: (schema, table) -> view."""
+    """The masked tables as last read from the backing database: (schema, table) -> view; and
+    the tables with Redshift RLS on, read with them (statements.py keeps both out of table
+    inheritance and partitioning)."""
     version: int = 0
     views: dict[tuple[str, str], str] = field(default_factory=dict)
+    row_security: frozenset[tuple[str, str]] = frozenset()
 
     @functools.cached_property
     def prefilter(self) -> re.Pattern:
@@ -44,6 +47,14 @@ class MaskedTables:
 
     def view(self, schema: str | None, table: str) -> str | None:
         return self.views.get((schema or "public", table))
+
+    def protection(self, schema: str | None, table: str) -> str | None:
+        """Why the table must stay out of inheritance and partitioning, or None."""
+        if (schema or "public", table) in self.row_security:
+            return "row-level security on"
+        if self.view(schema, table) is not None:
+            return "a masking policy attached"
+        return None
 
 
 def _expressions(text: str) -> tuple[list[str], list[str]]:

@@ -100,7 +100,8 @@ _TRIGGER_WORDS = (b"user", b"role", b"group", b"privileges", b"stl_", b"sys_", b
                   b"discard", b"system", b"extension", b"copy",
                   b"policy", b"language", b"load", b"set_config", b"authorization", b"grant",
                   b"revoke", b"security", b"analy", b"explain", b"drop", b"rename", b"truncate", b"schema", b"cancel",
-                  b"u&", b"identity", b"create", b"vacuum", b"operator", b"search")
+                  b"u&", b"identity", b"create", b"vacuum", b"operator", b"search", b"inherit", b"attach",
+                  b"detach")
 
 # Redshift catalog views PostgreSQL lacks (or has with other columns), and where ours live.
 CATALOG_VIEWS = {name: name for name in (
@@ -302,6 +303,10 @@ def _classify(statement: str, translator: Translator) -> Result:
 def _judge(kind: str, node: dict, raw: dict, statement: str, words: list[str], lowered: str,
            translator: Translator) -> Result:
     """The rules for one parsed statement, in order."""
+    if kind in ("AlterTableStmt", "CreateStmt", "CreateForeignTableStmt"):
+        refusal = _inheritance(kind, node, translator)
+        if refusal is not None:
+            return refusal
     result = privileges.permission_call(kind, node, statement)
     if result is None and kind == "ExplainStmt":
         result = _explain(node, statement, translator)
@@ -635,6 +640,44 @@ def _alter_table(node: dict, words: list[str]) -> Result:
         if command.get("AlterTableCmd", {}).get("subtype") in _ROW_SECURITY_COMMANDS:
             return _escape("PostgreSQL's ALTER TABLE ... ROW LEVEL SECURITY (use ALTER TABLE t ROW LEVEL "
                            "SECURITY ON | OFF)")
+    return None
+
+
+_INHERITANCE_COMMANDS = ("AT_AddInherit", "AT_DropInherit", "AT_AttachPartition", "AT_DetachPartition",
+                         "AT_DetachPartitionFinalize")
+
+
+def _inheritance(kind: str, node: dict, translator: Translator) -> Denial | None:
+    """INHERIT, NO INHERIT, ATTACH / DETACH PARTITION and CREATE TABLE ... INHERITS | PARTITION OF
+    naming a table with Redshift RLS on or masking attached, as parent or as child: refused.
+    PostgreSQL applies the row security of the table a query names, so rows read through a
+    parent escape the child's policies (and masking), and a partition read directly escapes
+    the parent's. Unqualified names are looked up in public, as the masking rewrite does; the
+    event trigger shiftguard.guard_inheritance (catalog/rls.sql) holds wherever this misses
+    (another schema on the search_path, DO blocks, function bodies)."""
+    named = []
+    if kind in ("CreateStmt", "CreateForeignTableStmt"):
+        base = node.get("base", node)  # the new table itself has no protection yet
+        named = [item["RangeVar"] for item in base.get("inhRelations") or () if "RangeVar" in item]
+    elif node.get("objtype") in ("OBJECT_TABLE", "OBJECT_FOREIGN_TABLE"):
+        for command in node.get("cmds", ()):
+            command = command.get("AlterTableCmd", {})
+            if command.get("subtype") not in _INHERITANCE_COMMANDS:
+                continue
+            other = command.get("def", {})
+            named += [node["relation"], other["PartitionCmd"]["name"] if "PartitionCmd" in other
+                      else other.get("RangeVar", {})]
+    for relation in named:
+        if not relation.get("relname"):
+            continue
+        protection = translator.masked.protection(relation.get("schemaname"), relation["relname"])
+        if protection is not None:
+            return Denial(sqlstate.FEATURE_NOT_SUPPORTED,
+                          f'table "{relation["relname"]}" has {protection}: it cannot take part in table '
+                          "inheritance or partitioning",
+                          detail="Rows read through a parent table, or a partition read directly, would escape its "
+                                 "row-level security and masking.",
+                          hint="Amazon Redshift has no table inheritance or partitioning.")
     return None
 
 

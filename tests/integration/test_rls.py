@@ -7,7 +7,7 @@ import psycopg
 import pytest
 import redshift_connector
 
-from ..conftest import unique
+from ..conftest import unique, wait_for
 
 PASSWORD = "Secret123"
 CATEGORIES = [(1, "Sports", "MLB"), (2, "Sports", "NHL"), (6, "Shows", "Musicals"), (7, "Shows", "Plays"),
@@ -247,3 +247,108 @@ def test_a_view_a_superuser_made_applies_the_querying_users_policies(proxy, worl
         admin.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT catid, catname, catgroup FROM {n['cat']}")
         assert ids(proxy, n["alice"], view) == CONCERTS
         admin.execute(f"DROP VIEW {view}")
+
+
+def test_tables_with_rls_on_take_no_part_in_inheritance(proxy, world):
+    """PostgreSQL applies the row security of the table a query names: rows read through a parent
+    escape the child's policies, a partition read directly escapes the parent's. A table with
+    RLS on is neither parent nor child, for superusers too; one that is cannot have RLS on."""
+    n = world
+    cat, parent, parts = n["cat"], unique("parent"), unique("parts")
+    rls_refused = f'row-level security cannot be used on "{{}}": it takes part in table inheritance or partitioning'
+    linked_refused = f'table "{cat}" has row-level security on: it cannot take part in table inheritance'
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE TABLE {parent} (catid int, catgroup varchar(10), catname varchar(10))")
+        admin.execute(f"CREATE TABLE {parts} (LIKE {parent}) PARTITION BY LIST (catid)")
+        admin.execute(f"ALTER TABLE {cat} INHERIT {parent}")
+        for table in (cat, parent, parts):
+            with pytest.raises(psycopg.errors.FeatureNotSupported, match=rls_refused.format(table)) as refused:
+                admin.execute(f"ALTER TABLE {table} ROW LEVEL SECURITY ON")
+            assert "no table inheritance or partitioning" in refused.value.diag.message_hint
+        admin.execute(f"ALTER TABLE {cat} NO INHERIT {parent}")
+        admin.execute(f"CREATE RLS POLICY {n['pol']} WITH (catgroup varchar(10)) USING (catgroup = 'Concerts')")
+        admin.execute(f"ATTACH RLS POLICY {n['pol']} ON {cat} TO ROLE {n['analyst']}")
+        admin.execute(f"ALTER TABLE {cat} ROW LEVEL SECURITY ON")
+        for statement in (f"ALTER TABLE {cat} INHERIT {parent}", f"ALTER TABLE {parent} INHERIT {cat}",
+                          f"ALTER TABLE {parts} ATTACH PARTITION {cat} FOR VALUES IN (1, 2, 6, 7, 9, 10, 11)",
+                          f"CREATE TABLE {cat}_kid () INHERITS ({cat})",
+                          f"DO $$BEGIN ALTER TABLE {cat} INHERIT {parent}; END$$",
+                          f"DO $$BEGIN EXECUTE 'ALTER TABLE {parts} ATTACH PARTITION {cat} DEFAULT'; END$$",
+                          f"DO $$BEGIN CREATE TABLE {cat}_kid () INHERITS ({cat}); END$$"):
+            with pytest.raises(psycopg.errors.FeatureNotSupported, match=linked_refused):
+                admin.execute(statement)
+        admin.execute(f"ALTER TABLE {cat} ROW LEVEL SECURITY OFF")
+
+        def linked():  # RLS off: PostgreSQL's own rules, once the proxy has read the change
+            try:
+                admin.execute(f"ALTER TABLE {parts} ATTACH PARTITION {cat} DEFAULT")
+                return True
+            except psycopg.errors.FeatureNotSupported:
+                return False
+        assert wait_for(linked, timeout=5)
+        admin.execute(f"ALTER TABLE {parts} DETACH PARTITION {cat}")
+        admin.execute(f"DROP TABLE {parent}")
+        admin.execute(f"DROP TABLE {parts}")
+
+
+def test_inheritance_and_partitioning_without_rls_work(proxy, world, postgres):
+    """Tables without RLS or masking are linked as PostgreSQL allows, in the proxy's sight and
+    out of it, while another table has RLS on."""
+    n = world
+    alice = n["alice"]
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE RLS POLICY {n['pol']} WITH (catgroup varchar(10)) USING (catgroup = 'Concerts')")
+        admin.execute(f"ATTACH RLS POLICY {n['pol']} ON {n['cat']} TO ROLE {n['analyst']}")
+        admin.execute(f"ALTER TABLE {n['cat']} ROW LEVEL SECURITY ON")
+        admin.execute(f"GRANT CREATE ON SCHEMA public TO {alice}")
+    p = unique("p")
+    try:
+        with proxy.connect(alice, PASSWORD) as conn:
+            for statement in (f"CREATE TABLE {p}_base (a int, b text)",
+                              f"CREATE TABLE {p}_c1 () INHERITS ({p}_base)",
+                              f"CREATE TABLE {p}_c2 (LIKE {p}_base)",
+                              f"ALTER TABLE {p}_c2 INHERIT {p}_base",
+                              f"DO $$BEGIN CREATE TABLE {p}_c3 () INHERITS ({p}_base); END$$",
+                              f"INSERT INTO {p}_c1 VALUES (1, 'one')", f"INSERT INTO {p}_c2 VALUES (2, 'two')",
+                              f"INSERT INTO {p}_c3 VALUES (3, 'three')",
+                              f"CREATE TABLE {p}_parts (a int, b text) PARTITION BY LIST (a)",
+                              f"CREATE TABLE {p}_one PARTITION OF {p}_parts FOR VALUES IN (1)",
+                              f"CREATE TABLE {p}_two (a int, b text)",
+                              f"ALTER TABLE {p}_parts ATTACH PARTITION {p}_two FOR VALUES IN (2)",
+                              f"DO $$BEGIN CREATE TABLE {p}_three (a int, b text); "
+                              f"ALTER TABLE {p}_parts ATTACH PARTITION {p}_three FOR VALUES IN (3); END$$",
+                              f"INSERT INTO {p}_parts VALUES (1, 'one'), (2, 'two'), (3, 'three')"):
+                conn.execute(statement)
+            assert conn.execute(f"SELECT array_agg(a ORDER BY a) FROM {p}_base").fetchone() == ([1, 2, 3],)
+            assert conn.execute(f"SELECT array_agg(a ORDER BY a) FROM {p}_parts").fetchone() == ([1, 2, 3],)
+            conn.execute(f"ALTER TABLE {p}_c2 NO INHERIT {p}_base")
+            conn.execute(f"ALTER TABLE {p}_parts DETACH PARTITION {p}_two")
+            conn.execute(f"DO $$BEGIN ALTER TABLE {p}_parts DETACH PARTITION {p}_three; END$$")
+            assert conn.execute(f"SELECT array_agg(a ORDER BY a) FROM {p}_base").fetchone() == ([1, 3],)
+            assert conn.execute(f"SELECT array_agg(a ORDER BY a) FROM {p}_parts").fetchone() == ([1],)
+    finally:
+        with proxy.connect() as admin:
+            admin.execute(f"REVOKE CREATE ON SCHEMA public FROM {alice}")
+
+
+def test_guards_left_by_an_older_version_are_made_again(make_proxy, postgres):
+    """An event trigger of the same name whose tags differ, or that is disabled, is made again
+    when a proxy starts (a database bootstrapped by an older version)."""
+    make_proxy()
+    with postgres.connect() as direct:
+        direct.execute("SET search_path = pg_catalog")
+        try:
+            direct.execute("DROP EVENT TRIGGER shiftguard_guard_inheritance")
+            direct.execute("CREATE EVENT TRIGGER shiftguard_guard_inheritance ON ddl_command_end "
+                           "WHEN TAG IN ('CREATE TABLE') EXECUTE FUNCTION shiftguard.guard_inheritance()")
+            direct.execute("ALTER EVENT TRIGGER shiftguard_guard_masked_statistics DISABLE")
+            make_proxy()
+            rows = direct.execute("SELECT evtname, evtenabled, evttags FROM pg_event_trigger WHERE evtname IN "
+                                  "('shiftguard_guard_inheritance', 'shiftguard_guard_masked_statistics') "
+                                  "ORDER BY 1").fetchall()
+        finally:  # whatever happened, the suite goes on guarded
+            direct.execute("ALTER EVENT TRIGGER shiftguard_guard_masked_statistics ENABLE")
+    assert rows == [("shiftguard_guard_inheritance", "O",
+                     ["CREATE TABLE", "ALTER TABLE", "CREATE FOREIGN TABLE", "ALTER FOREIGN TABLE"]),
+                    ("shiftguard_guard_masked_statistics", "O",
+                     ["ALTER TABLE", "CREATE INDEX", "ALTER INDEX", "CREATE STATISTICS", "ALTER STATISTICS"])]

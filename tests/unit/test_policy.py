@@ -392,6 +392,48 @@ def test_masking_rewrite(sql, expected):
     assert rewrite(sql, MaskedTables(1, {("public", "cards"): "mask:1"})) == expected
 
 
+def protected_translator() -> Translator:
+    """A translator that knows one masked table (public.cards) and two with RLS on."""
+    from proxy.policy.masking import MaskedTables
+    translator = Translator(lambda role: "V")
+    translator.masked = MaskedTables(1, {("public", "cards"): "mask:1"},
+                                     frozenset({("public", "secret"), ("s", "hidden")}))
+    return translator
+
+
+@pytest.mark.parametrize("sql, table, why", [
+    ("ALTER TABLE secret INHERIT parent", "secret", "row-level security on"),
+    ("alter table public.secret no inherit parent", "secret", "row-level security on"),
+    ("ALTER TABLE child INHERIT secret", "secret", "row-level security on"),
+    ("ALTER TABLE parent ATTACH PARTITION cards FOR VALUES IN (1)", "cards", "a masking policy attached"),
+    ("ALTER TABLE cards ATTACH PARTITION p1 DEFAULT", "cards", "a masking policy attached"),
+    ("ALTER TABLE parent DETACH PARTITION s.hidden CONCURRENTLY", "hidden", "row-level security on"),
+    ("ALTER TABLE parent DETACH PARTITION secret FINALIZE", "secret", "row-level security on"),
+    ("ALTER TABLE IF EXISTS t ADD COLUMN a int, INHERIT cards", "cards", "a masking policy attached"),
+    ("CREATE TABLE c () INHERITS (other, secret)", "secret", "row-level security on"),
+    ("CREATE TABLE c PARTITION OF cards FOR VALUES IN (1)", "cards", "a masking policy attached"),
+    ("CREATE TEMP TABLE c () INHERITS (s.hidden)", "hidden", "row-level security on"),
+    ("CREATE FOREIGN TABLE f () INHERITS (secret) SERVER x", "secret", "row-level security on"),
+    ("ALTER FOREIGN TABLE f INHERIT cards", "cards", "a masking policy attached"),
+])
+def test_protected_tables_stay_out_of_inheritance(sql, table, why):
+    (action,) = classify(sql.encode(), protected_translator()).actions
+    assert action.denial.sqlstate == "0A000"
+    assert action.denial.message == (f'table "{table}" has {why}: it cannot take part in table inheritance or '
+                                     "partitioning")
+
+
+@pytest.mark.parametrize("sql", [
+    "ALTER TABLE child INHERIT parent", "ALTER TABLE hidden INHERIT parent",  # public.hidden is not s.hidden
+    "ALTER TABLE other.cards INHERIT parent", "ALTER TABLE secret ADD COLUMN a int",
+    "ALTER TABLE parent ATTACH PARTITION p1 FOR VALUES IN (1)", "ALTER INDEX cards ATTACH PARTITION i1",
+    "SELECT rank() OVER (PARTITION BY a) FROM t", "CREATE TABLE c (LIKE secret INCLUDING ALL)",
+])
+def test_inheritance_of_other_tables_is_not_refused(sql):
+    plan = classify(sql.encode(), protected_translator())
+    assert all(action.denial is None for action in plan.actions)
+
+
 # --------------------------------------------------------------------------- CREATE permissions
 
 def lent_spec(sql: str) -> tuple[dict, bytes] | None:

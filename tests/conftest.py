@@ -164,6 +164,22 @@ def new_user(proxy, postgres):
             conn.execute(f"DROP USER IF EXISTS {name}")
 
 
+def server_directory(files: dict[str, str] | None = None) -> Path:
+    """A new directory under /tmp that the server's OS user (postgres, when the suite runs as
+    root) owns, holding files {relative path: text}: an S3 bucket for COPY and UNLOAD."""
+    directory = Path(tempfile.mkdtemp(prefix="shiftguard-s3-", dir="/tmp"))
+    for name, text in (files or {}).items():
+        (directory / name).parent.mkdir(parents=True, exist_ok=True)
+        (directory / name).write_text(text)
+    if os.geteuid() == 0:
+        import pwd
+        entry = pwd.getpwnam("postgres")
+        for path in (directory, *directory.rglob("*")):
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+    directory.chmod(0o755)
+    return directory
+
+
 def unique(prefix: str = "t") -> str:
     return f"{prefix}_{uuid.uuid4().hex[:10]}"
 

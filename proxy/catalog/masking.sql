@@ -397,7 +397,6 @@ DECLARE
     v_n         integer := 0;
     v_expr      text;
     v_function  text;
-    v_untrusted text;
 BEGIN
     PERFORM shiftguard.require_rls_admin();
     IF NOT shiftguard.signed('masking', p_text, p_signature) THEN
@@ -458,14 +457,9 @@ BEGIN
         PERFORM shiftguard.caller_execute(format(
             'CREATE OR REPLACE FUNCTION %s(%s) RETURNS %s LANGUAGE sql STABLE RETURN (%s)',
             v_function, array_to_string(v_params, ', '), v_first, v_expr), v_path);
-        v_untrusted := shiftguard.untrusted_reference(
-            format('%s(%s)', v_function, array_to_string(v_types, ', '))::regprocedure);
-        IF v_untrusted IS NOT NULL THEN
-            RAISE EXCEPTION 'masking policy "%" uses %, which only a superuser may own', v_policy->>'name', v_untrusted
-                USING ERRCODE = '42501',
-                      HINT = 'A masking expression runs for every user it applies to: it may use built-in functions '
-                             'and operators, and what superusers own (another owner could change it later).';
-        END IF;
+        PERFORM shiftguard.require_trusted_body(
+            format('%s(%s)', v_function, array_to_string(v_types, ', '))::regprocedure,
+            format('masking policy "%s"', v_policy->>'name'));
         EXECUTE format('GRANT EXECUTE ON FUNCTION %s(%s) TO PUBLIC', v_function, array_to_string(v_params, ', '));
     END LOOP;
     PERFORM shiftguard.mask_bump();

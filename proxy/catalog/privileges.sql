@@ -685,8 +685,8 @@ BEGIN
 END
 $$;
 
--- The system permissions CREATE TABLE, CREATE OR REPLACE VIEW, CREATE OR REPLACE FUNCTION and
--- CREATE OR REPLACE PROCEDURE (reference §3): their holders may create that kind of object in
+-- The system permissions CREATE TABLE and CREATE OR REPLACE VIEW | FUNCTION | PROCEDURE
+-- (reference §3): their holders may create that kind of object in
 -- any schema without CREATE on it. The statement still runs as the caller, so PostgreSQL checks
 -- everything else (REFERENCES on a foreign key's target, USAGE on types and languages,
 -- ownership for OR REPLACE of an existing object, SELECT on a LIKE source); only CREATE on the

@@ -187,7 +187,6 @@ DECLARE
     v_select    text[] := '{}';
     v_lookup    text;
     v_table     regclass;
-    v_untrusted text;
 BEGIN
     -- Everything but the body resolves in pg_catalog: column types are built-in ones (Redshift has
     -- no user-defined types), so no domain of anyone's (its CHECK runs code) stands in for one.
@@ -229,14 +228,8 @@ BEGIN
             coalesce(p_policy->>'alias', p_policy->>'name')), v_path);
         EXECUTE format('ALTER FUNCTION %s(%s) OWNER TO shiftguard_rls', v_function, array_to_string(v_params, ', '));
     END IF;
-    v_untrusted := shiftguard.untrusted_reference(
-        format('%s(%s)', v_function, array_to_string(v_types, ', '))::regprocedure);
-    IF v_untrusted IS NOT NULL THEN
-        RAISE EXCEPTION 'RLS policy "%" uses %, which only a superuser may own', p_policy->>'name', v_untrusted
-            USING ERRCODE = '42501',
-                  HINT = 'A policy runs for every user it applies to: it may use built-in functions and operators, '
-                         'tables, and what superusers own (another owner could change it later).';
-    END IF;
+    PERFORM shiftguard.require_trusted_body(format('%s(%s)', v_function, array_to_string(v_types, ', '))::regprocedure,
+                                            format('RLS policy "%s"', p_policy->>'name'));
     EXECUTE format('GRANT EXECUTE ON FUNCTION %s(%s) TO PUBLIC', v_function, array_to_string(v_params, ', '));
 END
 $$;

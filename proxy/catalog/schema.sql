@@ -532,6 +532,21 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 $$;
 REVOKE ALL ON FUNCTION shiftguard.untrusted_reference(oid) FROM PUBLIC;
 
+-- Refuse a policy's function (p_what names the policy) whose body reached something untrusted.
+CREATE OR REPLACE FUNCTION shiftguard.require_trusted_body(p_function regprocedure, p_what text) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_untrusted text := shiftguard.untrusted_reference(p_function);
+BEGIN
+    IF v_untrusted IS NOT NULL THEN
+        RAISE EXCEPTION '% uses %, which only a superuser may own', p_what, v_untrusted USING ERRCODE = '42501',
+            HINT = 'It runs for every user it applies to: it may use built-in functions and operators, tables, '
+                   'and what superusers own (another owner could change it later).';
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION shiftguard.require_trusted_body(regprocedure, text) FROM PUBLIC;
+
 -- For the superuser-only catalog views: permission denied, worded as Redshift words it.
 CREATE OR REPLACE FUNCTION shiftguard.require_superuser(p_relation text) RETURNS boolean
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$

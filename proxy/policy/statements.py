@@ -219,9 +219,8 @@ def _dialect_result(rewritten: dialect.Rewritten, translator: Translator) -> Res
     table = rewritten.table
     if rewritten.alter_only:
         attrs = json.dumps(table.as_dict(), separators=(",", ":"))
-        return (f"CALL shiftguard.alter_table_attributes({sql_literal(table.table)}, {sql_literal(attrs)}::pg_catalog.jsonb, "
-                f"{CALLER_SEARCH_PATH})",
-                b"ALTER TABLE", True)
+        return (f"CALL shiftguard.alter_table_attributes({sql_literal(table.table)}, "
+                f"{sql_literal(attrs)}::pg_catalog.jsonb, {CALLER_SEARCH_PATH})", b"ALTER TABLE", True)
     inner = _classify(rewritten.sql, translator)
     if isinstance(inner, Denial):
         return inner

@@ -8,17 +8,13 @@ The masking and RLS examples are AWS's own, with their backslashes, sent by reds
 
 from __future__ import annotations
 
-import os
-import pwd
 import shutil
-import tempfile
-from pathlib import Path
 
 import psycopg
 import pytest
 import redshift_connector
 
-from ..conftest import ADMIN, ADMIN_PASSWORD, USER_PASSWORD, unique, wait_for
+from ..conftest import ADMIN, ADMIN_PASSWORD, USER_PASSWORD, server_directory, unique, wait_for
 
 ROLE = "IAM_ROLE 'arn:aws:iam::0123456789012:role/MyRedshiftRole'"
 
@@ -46,11 +42,7 @@ def masked(read):
 
 @pytest.fixture
 def bucket():
-    directory = Path(tempfile.mkdtemp(prefix="shiftguard-s3-", dir="/tmp"))
-    if os.geteuid() == 0:
-        entry = pwd.getpwnam("postgres")
-        os.chown(directory, entry.pw_uid, entry.pw_gid)
-    directory.chmod(0o755)
+    directory = server_directory()
     yield directory
     shutil.rmtree(directory, ignore_errors=True)
 

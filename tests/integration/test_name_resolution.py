@@ -16,11 +16,13 @@ Two layers, each tested on its own:
 
 from __future__ import annotations
 
+import shutil
+
 import psycopg
 import psycopg.sql
 import pytest
 
-from ..conftest import USER_PASSWORD, unique, wait_for
+from ..conftest import USER_PASSWORD, server_directory, unique, wait_for
 
 # Functions of pg_catalog that shiftguard's own SQL calls, each with argument types that would
 # match the calls better than the built-in does: (signature, result, body returning the built-in).
@@ -114,7 +116,7 @@ def test_planting_is_refused(proxy, mallory, postgres):
         # a harmless function renamed or moved onto a built-in's name
         f"CREATE FUNCTION public.f_{log}(text[], text) RETURNS text LANGUAGE sql AS $$SELECT 'x'$$; "
         f"ALTER FUNCTION public.f_{log}(text[], text) RENAME TO array_to_string",
-        f"CREATE FUNCTION pg_temp.array_to_string(text[], text) RETURNS text LANGUAGE sql AS $$SELECT 'x'$$",
+        "CREATE FUNCTION pg_temp.array_to_string(text[], text) RETURNS text LANGUAGE sql AS $$SELECT 'x'$$",
         f"CREATE FUNCTION public.{log}_sf(text, varchar) RETURNS text LANGUAGE sql AS $$SELECT $2::text$$; "
         f"CREATE AGGREGATE public.max(varchar) (SFUNC = public.{log}_sf, STYPE = text)",
         f"CREATE FUNCTION public.{log}_mk() RETURNS void LANGUAGE plpgsql AS $f$BEGIN "
@@ -130,7 +132,7 @@ def test_planting_is_refused(proxy, mallory, postgres):
         f"CREATE TEXT SEARCH CONFIGURATION public.{log}_cfg (COPY = pg_catalog.english)",
         f"CREATE OPERATOR FAMILY public.{log}_fam USING btree",
         f"CREATE OPERATOR CLASS public.{log}_cls FOR TYPE int4 USING hash AS OPERATOR 1 pg_catalog.= (int4, int4)",
-        f"DO $d$BEGIN EXECUTE 'CREATE CAST (varchar AS bigint) WITH INOUT'; END$d$",
+        "DO $d$BEGIN EXECUTE 'CREATE CAST (varchar AS bigint) WITH INOUT'; END$d$",
         f"DO $d$BEGIN EXECUTE 'CREATE TEXT SEARCH DICTIONARY public.{log}_d2 (TEMPLATE = pg_catalog.simple)'; END$d$",
         "ALTER OPERATOR pg_catalog.= (integer, integer) SET (RESTRICT = eqsel)",
     ]
@@ -174,20 +176,7 @@ ROLE = "IAM_ROLE 'arn:aws:iam::0123456789012:role/MyRedshiftRole'"
 
 @pytest.fixture
 def bucket():
-    """A bucket directory the server's OS user (postgres, when the suite runs as root) owns."""
-    import os
-    import pwd
-    import shutil
-    import tempfile
-    from pathlib import Path
-    directory = Path(tempfile.mkdtemp(prefix="shiftguard-s3-", dir="/tmp"))
-    (directory / "in").mkdir()
-    (directory / "in" / "rows.txt").write_text("7|seven\n8|eight\n")
-    if os.geteuid() == 0:
-        entry = pwd.getpwnam("postgres")
-        for path in (directory, directory / "in", directory / "in" / "rows.txt"):
-            os.chown(path, entry.pw_uid, entry.pw_gid)
-    directory.chmod(0o755)
+    directory = server_directory({"in/rows.txt": "7|seven\n8|eight\n"})
     yield directory
     shutil.rmtree(directory, ignore_errors=True)
 

@@ -6,28 +6,21 @@ from __future__ import annotations
 
 import gzip
 import os
-import pwd
 import shutil
-import tempfile
 from pathlib import Path
 
 import psycopg
 import pytest
 import redshift_connector
 
-from ..conftest import USER_PASSWORD, unique
+from ..conftest import USER_PASSWORD, server_directory, unique
 
 ROLE = "IAM_ROLE 'arn:aws:iam::0123456789012:role/MyRedshiftRole'"
 
 
 @pytest.fixture(scope="module")
 def bucket():
-    """A bucket directory the server's OS user (postgres, when the suite runs as root) owns."""
-    directory = Path(tempfile.mkdtemp(prefix="shiftguard-s3-", dir="/tmp"))
-    directory.chmod(0o755)
-    if os.geteuid() == 0:
-        entry = pwd.getpwnam("postgres")
-        os.chown(directory, entry.pw_uid, entry.pw_gid)
+    directory = server_directory()
     yield directory
     shutil.rmtree(directory, ignore_errors=True)
 

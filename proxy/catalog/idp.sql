@@ -148,7 +148,7 @@ REVOKE ALL ON FUNCTION shiftguard.sync_idp_roles(text, text, text[]) FROM PUBLIC
 
 -- SVV_IDENTITY_PROVIDERS: Redshift's columns; superusers see every row, others none; the
 -- secrets in the parameters are never shown.
-CREATE OR REPLACE VIEW shiftguard.svv_identity_providers AS
+CREATE OR REPLACE VIEW shiftguard.svv_identity_providers WITH (security_barrier) AS
 SELECT uid, name, type,
        substring(params->>'issuer' FROM '[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}')
            AS instanceid,

@@ -867,7 +867,15 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE VIEW shiftguard.svv_table_info AS
+-- Every catalog view that shows a caller only some of its rows is a security_barrier view
+-- (these, and the RLS, masking, identity-provider, default-privilege and IAM views of the other
+-- files): without it PostgreSQL runs a caller's cheaper condition (a function raising its
+-- argument, a cast failing on it) on every row before the view's own filter. The option is
+-- written in CREATE OR REPLACE VIEW, which sets it again on a database bootstrapped before.
+-- pg_user, pg_user_info, pg_group, pg_class, pg_attribute, pg_attrdef and the empty Spectrum
+-- views show every row to everyone and have none; the masking views (catalog/masking.sql)
+-- refuse a caller who may not read the table instead of filtering rows.
+CREATE OR REPLACE VIEW shiftguard.svv_table_info WITH (security_barrier) AS
     SELECT current_database()::text AS database, n.nspname::text AS schema, c.oid AS table_id, c.relname::text AS "table",
            CASE WHEN coalesce((a.attrs->>'encode_auto')::boolean, false) THEN 'Y, AUTO(ENCODE)'
                 WHEN a.attrs ? 'encodings' AND a.attrs->'encodings' <> '{}' THEN 'Y' ELSE 'N' END AS encoded,
@@ -887,7 +895,7 @@ CREATE OR REPLACE VIEW shiftguard.svv_table_info AS
      WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'shiftguard')
        AND n.nspname NOT LIKE 'pg\_toast%' AND has_table_privilege(c.oid, 'SELECT');
 
-CREATE OR REPLACE VIEW shiftguard.pg_table_def AS
+CREATE OR REPLACE VIEW shiftguard.pg_table_def WITH (security_barrier) AS
     SELECT n.nspname AS schemaname, c.relname AS tablename, att.attname AS "column",
            format_type(att.atttypid, att.atttypmod) AS type,
            coalesce(a.attrs->'encodings'->>att.attname::text, 'none')::varchar(32) AS encoding,
@@ -972,7 +980,7 @@ CREATE OR REPLACE VIEW shiftguard.pg_user_info AS
       FROM shiftguard.pg_user p JOIN shiftguard.users u ON u.name = p.usename;
 
 -- Superusers only.
-CREATE OR REPLACE VIEW shiftguard.svl_user_info AS
+CREATE OR REPLACE VIEW shiftguard.svl_user_info WITH (security_barrier) AS
     SELECT p.usename::text AS usename, p.usesysid, p.usecreatedb, p.usesuper, p.usecatupd, p.useconnlimit,
            CASE WHEN u.syslog_unrestricted THEN 'UNRESTRICTED' ELSE 'RESTRICTED' END AS syslogaccess,
            u.last_ddl_ts, coalesce(u.session_timeout, 0) AS sessiontimeout, u.external_id
@@ -980,7 +988,7 @@ CREATE OR REPLACE VIEW shiftguard.svl_user_info AS
      WHERE shiftguard.require_superuser('svl_user_info');
 
 -- Everyone; a user who is not a superuser sees only their own row.
-CREATE OR REPLACE VIEW shiftguard.svv_user_info AS
+CREATE OR REPLACE VIEW shiftguard.svv_user_info WITH (security_barrier) AS
     SELECT p.usename::text AS user_name, p.usesysid AS user_id, p.usecreatedb AS createdb,
            p.usesuper AS superuser, p.usecatupd AS catalog_update, p.useconnlimit AS connection_limit,
            CASE WHEN u.syslog_unrestricted THEN 'UNRESTRICTED' ELSE 'RESTRICTED' END AS syslog_access,
@@ -1019,7 +1027,7 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.sees_identity(oid, oid) TO PUBLIC;
 
-CREATE OR REPLACE VIEW shiftguard.svv_relation_privileges AS
+CREATE OR REPLACE VIEW shiftguard.svv_relation_privileges WITH (security_barrier) AS
     SELECT n.nspname::text AS namespace_name, c.relname::text AS relation_name,
            a.privilege_type::text AS privilege_type, a.grantee::integer AS identity_id,
            i.name AS identity_name, i.type AS identity_type,
@@ -1035,7 +1043,7 @@ CREATE OR REPLACE VIEW shiftguard.svv_relation_privileges AS
        AND shiftguard.sees_identity(a.grantee, c.relowner);
 
 -- Column grants (Redshift's column rules keep them apart from table grants, catalog/privileges.sql).
-CREATE OR REPLACE VIEW shiftguard.svv_column_privileges AS
+CREATE OR REPLACE VIEW shiftguard.svv_column_privileges WITH (security_barrier) AS
     SELECT n.nspname::text AS namespace_name, c.relname::text AS relation_name, t.attname::text AS column_name,
            a.privilege_type::text AS privilege_type, a.grantee::integer AS identity_id,
            i.name AS identity_name, i.type AS identity_type
@@ -1046,7 +1054,7 @@ CREATE OR REPLACE VIEW shiftguard.svv_column_privileges AS
        AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'shiftguard') AND n.nspname NOT LIKE 'pg\_%'
        AND a.grantee <> c.relowner AND shiftguard.sees_identity(a.grantee, c.relowner);
 
-CREATE OR REPLACE VIEW shiftguard.svv_schema_privileges AS
+CREATE OR REPLACE VIEW shiftguard.svv_schema_privileges WITH (security_barrier) AS
     SELECT n.nspname::text AS namespace_name, a.privilege_type::text AS privilege_type,
            a.grantee::integer AS identity_id, i.name AS identity_name, i.type AS identity_type,
            a.is_grantable AND i.type = 'user' AS admin_option
@@ -1058,7 +1066,7 @@ CREATE OR REPLACE VIEW shiftguard.svv_schema_privileges AS
      WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'shiftguard') AND n.nspname NOT LIKE 'pg\_%'
        AND a.grantee <> n.nspowner AND shiftguard.sees_identity(a.grantee, n.nspowner);
 
-CREATE OR REPLACE VIEW shiftguard.svv_database_privileges AS
+CREATE OR REPLACE VIEW shiftguard.svv_database_privileges WITH (security_barrier) AS
     SELECT d.datname::text AS database_name,
            CASE a.privilege_type WHEN 'TEMPORARY' THEN 'TEMP' ELSE a.privilege_type END::text AS privilege_type,
            a.grantee::integer AS identity_id, i.name AS identity_name, i.type AS identity_type,
@@ -1072,12 +1080,12 @@ CREATE OR REPLACE VIEW shiftguard.svv_database_privileges AS
        AND shiftguard.sees_identity(a.grantee, d.datdba);
 
 -- RBAC views. Superusers see every row; others the roles they own or were granted.
-CREATE OR REPLACE VIEW shiftguard.svv_roles AS
+CREATE OR REPLACE VIEW shiftguard.svv_roles WITH (security_barrier) AS
     SELECT r.oid::integer AS role_id, x.name AS role_name, x.owner AS role_owner, x.external_id
       FROM shiftguard.roles x JOIN pg_roles r ON r.rolname = x.name
      WHERE shiftguard.caller_is_superuser() OR x.owner = session_user OR pg_has_role(session_user, r.oid, 'USAGE');
 
-CREATE OR REPLACE VIEW shiftguard.svv_user_grants AS
+CREATE OR REPLACE VIEW shiftguard.svv_user_grants WITH (security_barrier) AS
     SELECT u.oid::integer AS user_id, u.rolname::text AS user_name, r.oid::integer AS role_id,
            r.rolname::text AS role_name, m.admin_option
       FROM pg_auth_members m
@@ -1085,7 +1093,7 @@ CREATE OR REPLACE VIEW shiftguard.svv_user_grants AS
       JOIN pg_roles u ON u.oid = m.member JOIN shiftguard.users y ON y.name = u.rolname
      WHERE shiftguard.caller_is_superuser() OR u.rolname = session_user;
 
-CREATE OR REPLACE VIEW shiftguard.svv_role_grants AS
+CREATE OR REPLACE VIEW shiftguard.svv_role_grants WITH (security_barrier) AS
     SELECT g.oid::integer AS role_id, g.rolname::text AS role_name, r.oid::integer AS granted_role_id,
            r.rolname::text AS granted_role_name
       FROM pg_auth_members m
@@ -1093,7 +1101,7 @@ CREATE OR REPLACE VIEW shiftguard.svv_role_grants AS
       JOIN pg_roles g ON g.oid = m.member JOIN shiftguard.roles y ON y.name = g.rolname
      WHERE shiftguard.caller_is_superuser() OR pg_has_role(session_user, g.oid, 'USAGE');
 
-CREATE OR REPLACE VIEW shiftguard.svv_system_privileges AS
+CREATE OR REPLACE VIEW shiftguard.svv_system_privileges WITH (security_barrier) AS
     SELECT sp.privilege AS system_privilege, r.oid::integer AS identity_id, sp.role AS identity_name,
            'role'::text AS identity_type
       FROM shiftguard.system_privileges sp JOIN pg_roles r ON r.rolname = sp.role
@@ -1108,14 +1116,14 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.sees_all_rows() TO PUBLIC;
 
-CREATE OR REPLACE VIEW shiftguard.stl_connection_log AS
+CREATE OR REPLACE VIEW shiftguard.stl_connection_log WITH (security_barrier) AS
     SELECT event, recordtime, remotehost, remoteport, pid, dbname, username, authmethod, duration, sslversion,
            sslcipher, mtu, sslcompression, sslexpansion, iamauthguid, application_name, os_version, driver_version,
            plugin_name, protocol_version, session_id AS sessionid,
            reason  -- ours, after Redshift's columns: why a login or connection was refused
       FROM shiftguard.connection_log WHERE shiftguard.require_superuser('stl_connection_log');
 
-CREATE OR REPLACE VIEW shiftguard.sys_connection_log AS
+CREATE OR REPLACE VIEW shiftguard.sys_connection_log WITH (security_barrier) AS
     SELECT recordtime AS record_time, remotehost AS remote_host, remoteport AS remote_port, session_id,
            dbname AS database_name, username AS user_name, authmethod AS auth_method, duration, sslversion AS ssl_version,
            sslcipher AS ssl_cipher, sslcompression AS ssl_compression, sslexpansion AS ssl_expansion,
@@ -1123,7 +1131,7 @@ CREATE OR REPLACE VIEW shiftguard.sys_connection_log AS
            event, reason
       FROM shiftguard.connection_log WHERE shiftguard.require_superuser('sys_connection_log');
 
-CREATE OR REPLACE VIEW shiftguard.stl_userlog AS
+CREATE OR REPLACE VIEW shiftguard.stl_userlog WITH (security_barrier) AS
     SELECT userid, username, oldusername, action, usecreatedb, usesuper, usecatupd,
            coalesce(valuntil, 'infinity'::timestamp) AS valuntil, pid, xid, recordtime
       FROM shiftguard.user_log WHERE shiftguard.require_superuser('stl_userlog');
@@ -1136,13 +1144,13 @@ DO $$ BEGIN  -- once, from the shape without status (a view's columns cannot be 
         DROP VIEW shiftguard.sys_query_history;
     END IF;
 END $$;
-CREATE OR REPLACE VIEW shiftguard.stl_query AS
+CREATE OR REPLACE VIEW shiftguard.stl_query WITH (security_barrier) AS
     SELECT userid, id::integer AS query, ''::text AS label, xid, pid, db::text AS database, sql::text AS querytxt,
            recordtime AS starttime, endtime, CASE WHEN status = 'success' THEN 0 ELSE 1 END AS aborted
       FROM shiftguard.query_log
      WHERE endtime IS NOT NULL AND ("user" = session_user OR shiftguard.sees_all_rows());
 
-CREATE OR REPLACE VIEW shiftguard.sys_query_history AS
+CREATE OR REPLACE VIEW shiftguard.sys_query_history WITH (security_barrier) AS
     SELECT userid AS user_id, id AS query_id, ''::text AS query_label, xid AS transaction_id, pid AS session_id,
            db::text AS database_name, status, recordtime AS start_time, endtime AS end_time,
            (extract(epoch FROM endtime - recordtime) * 1000000)::bigint AS elapsed_time,

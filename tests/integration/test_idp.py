@@ -386,7 +386,8 @@ def test_alter_replaces_parameters_and_drop_cascade_removes_users_and_roles(prox
 
 def test_secrets_are_redacted_from_logged_statements():
     sql = f"CREATE IDENTITY PROVIDER p TYPE azure NAMESPACE 'n' PARAMETERS '{parameters()}'"
-    assert SECRET not in redact_passwords(sql) and ISSUER in redact_passwords(sql)
+    for standard_strings in (True, False):
+        assert SECRET not in redact_passwords(sql, standard_strings) and ISSUER in redact_passwords(sql, standard_strings)
 
 
 # --------------------------------------------------------------------------- configuration

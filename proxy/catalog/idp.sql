@@ -1,8 +1,9 @@
 -- Native identity-provider federation (reference/redshift-iam.md §5): the providers whose OIDC
 -- tokens are logins, and the procedures of CREATE / ALTER / DROP IDENTITY PROVIDER
 -- (policy/idp.py parses them). Run after schema.sql, in the same bootstrap transaction.
--- Superusers only. The parameters hold client_secret: the table is readable by the management
--- role only, and svv_identity_providers never shows the secrets.
+-- Superusers only. The parameters hold client_secret (sealed by the proxy, policy/sealing.py, so
+-- that no statement text holds it): the table is readable by the management role only, and
+-- svv_identity_providers never shows the secrets.
 
 CREATE TABLE IF NOT EXISTS shiftguard.identity_providers (
     uid               serial UNIQUE,

@@ -38,7 +38,7 @@ from .roles import as_json as roles_json
 from .roles import (parse_alter_role, parse_create_role, parse_drop_role, parse_role_grant,
                     parse_system_grant)
 from .users import parse_alter_user, parse_create_user, parse_drop_user
-from . import idp, masking, privileges, rls, s3, signing
+from . import idp, masking, privileges, rls, s3, sealing, signing
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,12 +82,13 @@ class Translator:
     whether PostgreSQL-only features are refused (strict_redshift)."""
 
     def __init__(self, backend_verifier: Callable[[str], str], dialect: bool = False, strict: bool = False,
-                 s3=None, sign: signing.Signer = signing.unsigned):
+                 s3=None, sign: signing.Signer = signing.unsigned, seal: sealing.Sealer = sealing.unsealable):
         self.backend_verifier = backend_verifier
         self.dialect = dialect
         self.strict = strict
         self.s3 = s3  # proxy.s3.LocalS3: COPY/UNLOAD with S3 locations (see _s3_statement)
         self.sign = sign  # signs what procedures turn into SQL (policy/signing.py)
+        self.seal = seal  # seals the secrets a statement hands a procedure (policy/sealing.py)
         self.masked = masking.MaskedTables()  # replaced when masking attachments change (server.py)
 
 
@@ -200,7 +201,7 @@ def classify_statement(statement: str, translator: Translator) -> Result:
     s3_result = _s3_statement(statement, translator)
     if s3_result is not None:
         return s3_result
-    idp_result = _identity_provider_statement(statement)
+    idp_result = _identity_provider_statement(statement, translator)
     if idp_result is not None:
         return idp_result
     if translator.dialect:
@@ -338,8 +339,9 @@ def _s3_statement(statement: str, translator: Translator) -> Result:
 # One hook, apart from the rest: the grammar is in policy/idp.py, the procedures in catalog/idp.sql.
 
 
-def _identity_provider_statement(statement: str) -> Result:
-    """CREATE / ALTER / DROP IDENTITY PROVIDER, or None for every other statement."""
+def _identity_provider_statement(statement: str, translator: Translator) -> Result:
+    """CREATE / ALTER / DROP IDENTITY PROVIDER, or None for every other statement. The secrets
+    of PARAMETERS are sealed (policy/sealing.py): the CALL's text never holds them."""
     if "identity" not in statement.lower():
         return None  # a shortcut only: the words are checked below
     try:
@@ -353,8 +355,9 @@ def _identity_provider_statement(statement: str) -> Result:
             return (f"CALL shiftguard.drop_identity_provider({sql_literal(name)}, {str(cascade).lower()})",
                     b"DROP IDENTITY PROVIDER", True)
         spec = idp.parse_create(cursor) if words[0] == "CREATE" else idp.parse_alter(cursor)
+        idp.seal_secrets(spec, translator.seal)
         procedure = "create_identity_provider" if words[0] == "CREATE" else "alter_identity_provider"
-        # Not cacheable: the parameters may hold client_secret.
+        # Not cacheable: a sealed secret is sealed anew each time (and the plan would keep it).
         return (f"CALL shiftguard.{procedure}({sql_literal(idp.as_json(spec))}::jsonb)",
                 f"{words[0]} IDENTITY PROVIDER".encode(), False)
     except GrammarError as exc:

@@ -236,18 +236,27 @@ REVOKE ALL ON shiftguard.redshift_acl FROM PUBLIC;
 DROP PROCEDURE IF EXISTS shiftguard.create_user(text, text, boolean, text);
 DROP PROCEDURE IF EXISTS shiftguard.set_password(text, text);
 
--- Did the proxy write this? HMAC-SHA-256 under the backend secret of purpose || ':' || payload
--- (policy/signing.py). Procedures that turn text into SQL take only what the proxy parsed and
--- printed back, so a user calling them directly with text of their own gets nowhere. The
--- comparison is of hashes of both sides, so its time says nothing about a forged signature.
+-- Did the proxy write this, just now? p_signature is issued || ':' || HMAC-SHA-256 under the
+-- backend secret of purpose || ':' || issued || ':' || payload, issued the Unix time the proxy
+-- signed it (policy/signing.py). Procedures that turn text into SQL take only what the proxy
+-- parsed and printed back, so a user calling them directly with text of their own gets nowhere;
+-- and a signature seen once (pg_stat_activity, a log) is refused once it is more than 600 s
+-- (signing.LIFETIME, either way: clocks differ) away from the start of the statement carrying
+-- it (statement_timestamp(): a batch's later statements are on time, a statement running for
+-- ever cannot wait for signatures to come). The comparison is of hashes of both sides, so its
+-- time says nothing about a forged signature.
 CREATE OR REPLACE FUNCTION shiftguard.signed(p_purpose text, p_payload text, p_signature text) RETURNS boolean
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_key   bytea := decode((SELECT value FROM shiftguard.settings WHERE name = 'backend_secret'), 'hex');
+    v_issued text := substring(p_signature FROM '^([0-9]{1,12}):[0-9a-f]{64}$');
     v_block bytea;
     v_inner bytea;
     v_outer bytea;
 BEGIN
+    IF v_issued IS NULL THEN
+        RETURN false;
+    END IF;
     v_block := v_key || decode(repeat('00', 64 - length(v_key)), 'hex');
     v_inner := v_block;
     v_outer := v_block;
@@ -256,9 +265,19 @@ BEGIN
         v_outer := set_byte(v_outer, i, get_byte(v_block, i) # 92);  -- HMAC's opad, 0x5c
     END LOOP;
     -- Never NULL (a NULL payload or key): callers test IF NOT shiftguard.signed(...).
-    RETURN coalesce(sha256(convert_to(encode(sha256(v_outer || sha256(v_inner || convert_to(
-                        p_purpose || ':' || p_payload, 'UTF8'))), 'hex'), 'UTF8'))
-                    = sha256(convert_to(coalesce(p_signature, ''), 'UTF8')), false);
+    IF NOT coalesce(sha256(convert_to(encode(sha256(v_outer || sha256(v_inner || convert_to(
+                        p_purpose || ':' || v_issued || ':' || p_payload, 'UTF8'))), 'hex'), 'UTF8'))
+                    = sha256(convert_to(substr(p_signature, length(v_issued) + 2), 'UTF8')), false) THEN
+        RETURN false;
+    END IF;
+    IF abs(extract(epoch FROM statement_timestamp()) - v_issued::numeric) > 600 THEN
+        RAISE EXCEPTION 'permission denied: shiftguard''s signature on this statement is % seconds old',
+                        round(extract(epoch FROM statement_timestamp()) - v_issued::numeric)
+            USING ERRCODE = '42501',
+                  HINT = 'What shiftguard signs must run within 10 minutes: send the statement again (or prepare it '
+                         'again). If this keeps happening, the clocks of the proxy and of PostgreSQL differ.';
+    END IF;
+    RETURN true;
 END
 $$;
 REVOKE ALL ON FUNCTION shiftguard.signed(text, text, text) FROM PUBLIC;

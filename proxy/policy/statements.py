@@ -87,9 +87,14 @@ class Translator:
         self.dialect = dialect
         self.strict = strict
         self.s3 = s3  # proxy.s3.LocalS3: COPY/UNLOAD with S3 locations (see _s3_statement)
-        self.sign = sign  # signs what procedures turn into SQL (policy/signing.py)
+        self._sign = sign  # signs what procedures turn into SQL (policy/signing.py)
+        self.signatures = 0  # how many it signed: a plan holding a signature is not cached (they expire)
         self.seal = seal  # seals the secrets a statement hands a procedure (policy/sealing.py)
         self.masked = masking.MaskedTables()  # replaced when masking attachments change (server.py)
+
+    def sign(self, purpose: str, payload: str) -> str:
+        self.signatures += 1
+        return self._sign(purpose, payload)
 
 
 # Every statement the proxy owns contains one of these words. PostgreSQL's keywords are ASCII
@@ -167,6 +172,7 @@ def classify(sql: bytes, translator: Translator, standard_strings: bool = True) 
     actions = []
     cacheable = True
     for index, (start, end) in enumerate(spans):
+        signatures = translator.signatures
         try:
             result = classify_statement(text[start:end], translator)
         except Exception:  # a bug of ours: refuse the statement, keep the session
@@ -180,7 +186,7 @@ def classify(sql: bytes, translator: Translator, standard_strings: bool = True) 
         else:
             replacement, tag, keep = result
             actions.append(Action(index, start, end, sql=replacement, tag=tag))
-            cacheable = cacheable and keep
+            cacheable = cacheable and keep and translator.signatures == signatures
     return Plan(tuple(actions), cacheable, rewritten) if actions or rewritten else PASS
 
 

@@ -242,9 +242,9 @@ DROP PROCEDURE IF EXISTS shiftguard.set_password(text, text);
 -- parsed and printed back, so a user calling them directly with text of their own gets nowhere;
 -- and a signature seen once (pg_stat_activity, a log) is refused once it is more than 600 s
 -- (signing.LIFETIME, either way: clocks differ) away from the start of the statement carrying
--- it (statement_timestamp(): a batch's later statements are on time, a statement running for
--- ever cannot wait for signatures to come). The comparison is of hashes of both sides, so its
--- time says nothing about a forged signature.
+-- it (statement_timestamp(): the later statements of a long batch are still on time, and a
+-- long-running statement takes no signature made more than 600 s after it started). The
+-- comparison is of hashes of both sides, so its time says nothing about a forged signature.
 CREATE OR REPLACE FUNCTION shiftguard.signed(p_purpose text, p_payload text, p_signature text) RETURNS boolean
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE

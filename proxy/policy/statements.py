@@ -167,7 +167,11 @@ def classify(sql: bytes, translator: Translator, standard_strings: bool = True) 
     rewritten = None if text == original else text
     try:
         spans = split_statements(text)
-    except GrammarError:
+    except GrammarError as exc:
+        if any(word in text.lower() for word in ("password", "parameters")):
+            # PostgreSQL would refuse it too, and log it with its error: refused here, the
+            # password (or an identity provider's secret) is in no log.
+            return Plan((Action(0, 0, len(text), denial=Denial(sqlstate.SYNTAX_ERROR, str(exc))),), True, rewritten)
         return Plan(text=rewritten) if rewritten else PASS  # PostgreSQL will refuse it with its own error
     actions = []
     cacheable = True

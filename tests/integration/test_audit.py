@@ -292,10 +292,11 @@ async def test_every_connection_and_statement_is_recorded_under_load(audited):
     assert len(activity) == 200 * 50
 
 
-def test_passwords_never_reach_the_logs(audited):
+def test_passwords_never_reach_the_logs(audited, postgres):
     """What follows PASSWORD, however it is written and however the session reads its string
     constants, is in neither the user activity log nor stl_query and sys_query_history (texts
-    and error messages), from psycopg and from redshift_connector (standard_conforming_strings off)."""
+    and error messages), from psycopg and from redshift_connector (standard_conforming_strings off);
+    nor in PostgreSQL's log, which has the statement of every error."""
     import hashlib
 
     import redshift_connector
@@ -305,6 +306,8 @@ def test_passwords_never_reach_the_logs(audited):
     secrets = [f"Pw{i}q{unique('p')[2:]}" for i in range(20)]
     secrets[2] = hashlib.md5(f"{secrets[2]}{carol}".encode()).hexdigest()  # given as 'md5' || that
     p = secrets
+    server_log = postgres.data_dir / "postgres.log"
+    logged_before = server_log.stat().st_size
     with proxy.connect() as admin:
         admin.execute(f"CREATE USER {carol} PASSWORD '{PASSWORD}'")
     try:
@@ -356,7 +359,11 @@ def test_passwords_never_reach_the_logs(audited):
             stored = admin.execute("SELECT querytxt FROM stl_query UNION ALL SELECT query_text || ' ' || "
                                    "error_message FROM sys_query_history").fetchall()
         activity = lines(directory / "useractivitylog")
-        logged = "\n".join(activity) + "\n".join(row[0] or "" for row in stored)
+        with server_log.open("rb") as file:
+            file.seek(logged_before)
+            server = file.read().decode(errors="replace")
+        assert "ERROR" in server  # (the statements of errors are logged)
+        logged = "\n".join(activity) + "\n".join(row[0] or "" for row in stored) + server
         assert [s for s in secrets if s in logged] == []
         mine = [line for line in activity if carol in line]
         assert len(mine) >= 18 and sum("PASSWORD '***'" in line for line in mine) >= 14

@@ -398,7 +398,7 @@ def test_the_client_secret_is_in_no_statement_text(make_proxy, tmp_path, postgre
     transaction, the provider still signs users in, and the backend secret opens what is stored."""
     proxy = make_proxy(audit=Audit(dir=str(tmp_path / "audit"), user_activity=True))
     name, namespace = unique("idp"), unique("ns")
-    first, second = unique("Secret-One"), unique("Secret-Two")
+    first, second, third = unique("Secret-One"), unique("Secret-Two"), unique("Secret-Three")
     create = (f"CREATE IDENTITY PROVIDER {name} TYPE azure NAMESPACE '{namespace}' "
               f"PARAMETERS '{parameters(client_secret=first)}'")
     server_log = postgres.data_dir / "postgres.log"
@@ -422,6 +422,9 @@ def test_the_client_secret_is_in_no_statement_text(make_proxy, tmp_path, postgre
             seen += watcher.execute("SELECT query FROM pg_stat_activity").fetchall()
             with pytest.raises(psycopg.errors.DuplicateObject):  # the backend refuses: its log has the statement
                 admin.execute(create)
+            with pytest.raises(psycopg.errors.SyntaxError):  # cannot be scanned: refused, never sent
+                admin.execute(f"ALTER IDENTITY PROVIDER {name} PARAMETERS '{parameters(client_secret=third)}'; "
+                              "SELECT 'unterminated")
             admin.execute("BEGIN")
             admin.execute(f"ALTER IDENTITY PROVIDER {name} PARAMETERS '{parameters(client_secret=second)}'")
             seen += watcher.execute("SELECT query FROM pg_stat_activity").fetchall()
@@ -445,7 +448,7 @@ def test_the_client_secret_is_in_no_statement_text(make_proxy, tmp_path, postgre
         activity = (tmp_path / "audit" / "useractivitylog").read_text()
         assert f"IDENTITY PROVIDER {name}" in activity and any(f"IDENTITY PROVIDER {name}" in r[0] for r in seen)
         for text in (server, activity, "\n".join(str(r[0]) for r in seen)):
-            assert first not in text and second not in text
+            assert first not in text and second not in text and third not in text
     finally:
         with postgres.connect() as direct:
             direct.execute(f"ALTER ROLE {ADMIN} RESET log_statement")

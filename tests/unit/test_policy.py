@@ -496,3 +496,14 @@ def test_postgresql_vacuum_forms_are_postgresql_s(sql):
 def test_vacuum_grammar_errors(sql, state):
     (action,) = plan(sql).actions
     assert action.denial is not None and action.denial.sqlstate == state
+
+
+@pytest.mark.parametrize("sql", [b"ALTER USER carol PASSWORD 'Carolnew999; SELECT 1",
+                                 b"SELECT 1; ALTER USER carol PASSWORD $$Carolnew999",
+                                 b"ALTER IDENTITY PROVIDER p PARAMETERS '{}'; SELECT 'x"])
+def test_sql_that_cannot_be_scanned_with_a_secret_is_refused_not_forwarded(sql):
+    """PostgreSQL would refuse it too, and write it to its log with the password."""
+    plan = classify(sql, TRANSLATOR, False)
+    (action,) = plan.actions
+    assert action.denial.sqlstate == "42601" and (action.start, action.end) == (0, len(sql))
+    assert classify(b"SELECT 'unterminated", TRANSLATOR) is PASS  # no secret: PostgreSQL's own error

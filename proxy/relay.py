@@ -152,9 +152,10 @@ class MessageStream:
 class StatementLog(Protocol):
     """Where the relay reports statements (the user activity log and stl_query)."""
 
-    def started(self, sql: bytes, in_transaction: bool) -> int:
+    def started(self, sql: bytes, in_transaction: bool, standard_strings: bool) -> int:
         """A Query or Parse is being sent (inside a transaction block, as far as the last
-        ReadyForQuery said); returns a handle for ended()."""
+        ReadyForQuery said; read with standard_conforming_strings = standard_strings); returns
+        a handle for ended()."""
 
     def ended(self, handles: list[int], error: tuple[str, str] | None) -> None:
         """Their interval ended; error is (SQLSTATE, message) of its first ErrorResponse."""
@@ -341,7 +342,8 @@ class Relay:
         self.statements += 1
         interval, base = self._sent_intervals, self._executes
         if self._statement_log is not None:
-            self._running.setdefault(interval, []).append(self._statement_log.started(sql, self.tx_status != m.TX_IDLE))
+            self._running.setdefault(interval, []).append(self._statement_log.started(
+                sql, self.tx_status != m.TX_IDLE, self.standard_strings))
         self._sent_intervals += 1
         self._executes = 0
         plan = self.classify(sql, self.standard_strings)
@@ -366,7 +368,8 @@ class Relay:
         parse = m.decode_parse(body)
         self.statements += 1
         if self._statement_log is not None:
-            self._running.setdefault(self._sent_intervals, []).append(self._statement_log.started(parse.sql, self.tx_status != m.TX_IDLE))
+            self._running.setdefault(self._sent_intervals, []).append(self._statement_log.started(
+                parse.sql, self.tx_status != m.TX_IDLE, self.standard_strings))
         plan = self.classify(parse.sql, self.standard_strings)
         if not plan.actions and plan.text is None:
             if self._statement_tags.pop(parse.name, None) is not None:

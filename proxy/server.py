@@ -32,7 +32,7 @@ from .iam.sts import Callers, StsApi
 from .iam.tokens import TokenAuthority, load_or_make_key
 from .policy.cache import Classifier
 from .policy.connectivity import SecurityGroupGate, SecurityGroups
-from .policy import signing
+from .policy import idp, sealing, signing
 from .policy.masking import MaskedTables
 from .policy.statements import Translator
 from .protocol import messages as m
@@ -101,12 +101,13 @@ class Proxy:
             await ensure_database(target, mgmt_db)
         self.catalog = await Catalog.open(address, mgmt_user, mgmt_password, mgmt_db, mapping)
         await self.catalog.ensure_admin(config.cluster.admin_user, password)
-        await self.catalog.seed_identity_providers([p.spec() for p in config.identity_providers])
+        seal = sealing.sealer(self.catalog.ticket_key())  # identity providers' secrets, as they are stored
+        await self.catalog.seed_identity_providers([idp.seal_secrets(p.spec(), seal) for p in config.identity_providers])
 
         translator = Translator(self.catalog.backend_verifier, dialect=self.catalog.redshift_functions,
                                 strict=config.strict_redshift,
                                 s3=LocalS3(dict(config.s3), self.catalog.ticket_key()),
-                                sign=signing.signer(self.catalog.ticket_key()))
+                                sign=signing.signer(self.catalog.ticket_key()), seal=seal)
         throttle = LoginThrottle(config.auth.lockout_failures, config.auth.lockout_window,
                                  config.auth.lockout_seconds)
         metrics = Metrics()

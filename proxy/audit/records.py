@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 from dataclasses import dataclass, field
 
 from ..policy.idp import SECRET_PARAMETERS
-from ..policy.tokens import GrammarError, scan, string_value
+from ..policy.tokens import GrammarError, as_read, scan, string_value
 
 # STL_CONNECTION_LOG's char widths, for the space padding of the file format.
 _WIDTHS = {"event": 50, "remotehost": 45, "remoteport": 32, "dbname": 50, "username": 50, "authmethod": 32,
@@ -139,36 +140,111 @@ class QueryEnd:
         record.endtime, record.status, record.error_message = self.endtime, self.status, self.error_message
 
 
-def redact_passwords(sql: str) -> str:
-    """The statement with every string constant after PASSWORD replaced by '***' (CREATE/ALTER
-    USER passwords, in any of Redshift's forms), and the secrets in the PARAMETERS JSON of
-    CREATE/ALTER IDENTITY PROVIDER replaced by "***" (the whole constant when it is not JSON)."""
+# Written instead of a statement that may hold a secret and cannot be read as the session reads
+# it, and instead of an error message that may quote a secret.
+UNREADABLE = "(statement not logged: it could not be scanned and may hold a password)"
+ERROR_NOT_LOGGED = "(error message not logged: it may quote a password)"
+# Tokens that can stand for a secret after PASSWORD or PARAMETERS: every kind of constant, and
+# names (PostgreSQL refuses them there, but the statement is logged before it runs).
+_SECRET_TOKENS = ("SCONST", "USCONST", "BCONST", "XCONST", "ICONST", "FCONST", "IDENT", "UIDENT")
+_CONSTANT_TOKENS = ("SCONST", "USCONST", "BCONST", "XCONST", "ICONST", "FCONST")
+
+
+@dataclass(frozen=True)
+class Redacted:
+    """A statement as the logs show it (redact_statement), and what was taken out of it."""
+
+    text: str
+    secrets: tuple[str, ...] = ()   # what was taken out: source text, and values where known
+    opaque: bool = False            # something taken out has a value not known here
+
+    @property
+    def holds_secrets(self) -> bool:
+        return bool(self.secrets) or self.opaque
+
+    def error_message(self, message: str) -> str:
+        """The statement's error message as sys_query_history keeps it: PostgreSQL's and the
+        proxy's syntax errors quote the text near them, which may be what was taken out. Not
+        kept when it holds any run of three or more characters of that (between quotes, dollar
+        signs, backslashes and spaces), when that has no such run, or when its value is not known."""
+        if not self.holds_secrets:
+            return message
+        runs = [run for secret in self.secrets for run in re.findall(r"[^\s'\"$\\]{3,}", secret)]
+        if self.opaque or not runs or any(run in message for run in runs):
+            return ERROR_NOT_LOGGED
+        return message
+
+
+def redact_passwords(sql: str, standard_strings: bool) -> str:
+    """redact_statement's text."""
+    return redact_statement(sql, standard_strings).text
+
+
+def redact_statement(sql: str, standard_strings: bool) -> Redacted:
+    """The statement as a session with standard_conforming_strings = standard_strings reads it,
+    with what follows PASSWORD replaced by '***' (CREATE/ALTER USER and ROLE passwords, in any of
+    Redshift's forms and any way of writing a constant, comments in between included), and the
+    secrets in the PARAMETERS JSON of CREATE/ALTER IDENTITY PROVIDER replaced by "***" (the whole
+    constant when it is not a JSON string). A statement holding a constant with a backslash is
+    logged as tokens.as_read writes it (as E'...' constants of the values the session reads), so
+    that where each constant ends is read the same way here and in PostgreSQL. One that cannot be
+    scanned at all is not logged: UNREADABLE stands for it."""
     lowered = sql.lower()
     if "password" not in lowered and "parameters" not in lowered:
-        return sql
+        return Redacted(sql)
     try:
-        tokens = scan(sql)
+        text = as_read(sql, standard_strings)
+        tokens = scan(text)
     except GrammarError:
-        return "(statement not logged: it could not be scanned and may hold a password)"
-    pieces, cursor = [], 0
-    for before, token in zip(tokens, tokens[1:]):
-        if token.name != "SCONST" or before.word not in ("PASSWORD", "PARAMETERS"):
+        return Redacted(UNREADABLE, opaque=True)
+    pieces, secrets, opaque, cursor, index = [], [], False, 0, 0
+    while index < len(tokens):
+        word = tokens[index].word
+        index += 1
+        if word not in ("PASSWORD", "PARAMETERS"):
             continue
-        pieces.append(sql[cursor:token.start])
-        pieces.append("'***'" if before.word == "PASSWORD" else _redacted_parameters(token))
-        cursor = token.end
-    pieces.append(sql[cursor:])
-    return "".join(pieces)
+        first = index
+        while index < len(tokens) and (tokens[index].text == "=" or tokens[index].name == "NCHAR"):
+            index += 1  # PASSWORD = '...', N'...': refused by PostgreSQL, and still secret
+        if index == len(tokens) or tokens[index].name not in _SECRET_TOKENS:
+            index = first
+            continue
+        secret = tokens[index]
+        index += 1
+        while index < len(tokens) and (tokens[index].name in _CONSTANT_TOKENS or tokens[index].name == "UESCAPE"):
+            index += 1  # more constants, U&'...' UESCAPE '!'
+        pieces.append(text[cursor:tokens[first - 1].end])
+        redacted = None
+        if word == "PARAMETERS" and secret.name == "SCONST" and index == first + 1:
+            redacted = _redacted_parameters(secret)
+        if redacted is not None:
+            pieces.append(" " + redacted[0])
+            secrets.extend(redacted[1])
+        else:
+            pieces.append(" '***'")
+            secrets.append(text[secret.start:tokens[index - 1].end])
+            try:
+                secrets.append(string_value(secret) if secret.name == "SCONST" else secret.text)
+                opaque = opaque or secret.name not in ("SCONST", "ICONST", "FCONST", "IDENT")
+            except GrammarError:  # numeric escapes
+                opaque = True
+        cursor = tokens[index - 1].end
+    pieces.append(text[cursor:])
+    return Redacted("".join(pieces), tuple(secrets), opaque)
 
 
-def _redacted_parameters(token) -> str:
+def _redacted_parameters(token) -> tuple[str, list[str]] | None:
+    """The PARAMETERS JSON with its secrets replaced, and the secrets; None when it is not a
+    JSON object (or a constant string_value does not read)."""
     try:
         params = json.loads(string_value(token))
-    except ValueError:
-        return "'***'"
+    except (ValueError, GrammarError):
+        return None
     if not isinstance(params, dict):
-        return "'***'"
+        return None
+    secrets = []
     for key in SECRET_PARAMETERS:
         if key in params:
+            secrets.append(str(params[key]))
             params[key] = "***"
-    return "'" + json.dumps(params).replace("'", "''") + "'"
+    return "'" + json.dumps(params).replace("'", "''") + "'", secrets

@@ -1,8 +1,9 @@
 -- Native identity-provider federation (reference/redshift-iam.md §5): the providers whose OIDC
 -- tokens are logins, and the procedures of CREATE / ALTER / DROP IDENTITY PROVIDER
 -- (policy/idp.py parses them). Run after schema.sql, in the same bootstrap transaction.
--- Superusers only. The parameters hold client_secret: the table is readable by the management
--- role only, and svv_identity_providers never shows the secrets.
+-- Superusers only. The parameters hold client_secret (sealed by the proxy, policy/sealing.py, so
+-- that no statement text holds it): the table is readable by the management role only, and
+-- svv_identity_providers never shows the secrets.
 
 CREATE TABLE IF NOT EXISTS shiftguard.identity_providers (
     uid               serial UNIQUE,
@@ -148,7 +149,7 @@ REVOKE ALL ON FUNCTION shiftguard.sync_idp_roles(text, text, text[]) FROM PUBLIC
 
 -- SVV_IDENTITY_PROVIDERS: Redshift's columns; superusers see every row, others none; the
 -- secrets in the parameters are never shown.
-CREATE OR REPLACE VIEW shiftguard.svv_identity_providers AS
+CREATE OR REPLACE VIEW shiftguard.svv_identity_providers WITH (security_barrier) AS
 SELECT uid, name, type,
        substring(params->>'issuer' FROM '[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}')
            AS instanceid,

@@ -579,7 +579,7 @@ SELECT shiftguard.mask_statistics(a.relation, array_agg(DISTINCT c))
                  AND coalesce(attstattarget, -1) <> 0)
  GROUP BY a.relation;
 
-CREATE OR REPLACE VIEW shiftguard.svv_masking_policy AS
+CREATE OR REPLACE VIEW shiftguard.svv_masking_policy WITH (security_barrier) AS
     SELECT current_database()::text AS policy_database, name AS policy_name,
            (SELECT '[' || coalesce(string_agg(format('{"colname":%s,"type":%s}', to_json(c->>'colname'),
                                                     to_json(c->>'type')), ',' ORDER BY n), '') || ']'
@@ -589,7 +589,7 @@ CREATE OR REPLACE VIEW shiftguard.svv_masking_policy AS
            modified_by AS policy_modified_by, modified_time AS policy_modified_time
       FROM shiftguard.masking_policies WHERE shiftguard.sees_rls();
 
-CREATE OR REPLACE VIEW shiftguard.svv_attached_masking_policy AS
+CREATE OR REPLACE VIEW shiftguard.svv_attached_masking_policy WITH (security_barrier) AS
     SELECT a.policy AS policy_name, n.nspname::text AS schema_name, c.relname::text AS table_name,
            CASE c.relkind WHEN 'v' THEN 'view' ELSE 'table' END AS table_type, a.grantor,
            CASE a.grantee_kind WHEN 'public' THEN 'public' ELSE a.grantee END AS grantee,

@@ -444,8 +444,11 @@ SELECT shiftguard.ensure_event_trigger('shiftguard_forget_dropped_objects', 'sql
                                        'shiftguard.forget_dropped_objects');
 
 
--- SVV_DEFAULT_PRIVILEGES: what ALTER DEFAULT PRIVILEGES set, with Redshift's names.
-CREATE OR REPLACE VIEW shiftguard.svv_default_privileges AS
+-- SVV_DEFAULT_PRIVILEGES: what ALTER DEFAULT PRIVILEGES set, with Redshift's names. The UNION
+-- ALL is in a subquery: PostgreSQL flattens a view that is a UNION ALL into its arms, barrier or
+-- not, and would run a caller's condition there before the arms' filters.
+CREATE OR REPLACE VIEW shiftguard.svv_default_privileges WITH (security_barrier) AS
+SELECT * FROM (
     SELECT CASE WHEN d.defaclnamespace = 0 THEN NULL ELSE n.nspname::text END AS schema_name,
            CASE d.defaclobjtype WHEN 'r' THEN 'RELATION' WHEN 'f' THEN 'FUNCTION' WHEN 'n' THEN 'SCHEMA'
                 ELSE d.defaclobjtype::text END AS object_type,
@@ -467,7 +470,8 @@ CREATE OR REPLACE VIEW shiftguard.svv_default_privileges AS
       LEFT JOIN pg_roles g ON g.rolname = d.grantee
      CROSS JOIN LATERAL shiftguard.identity(coalesce(g.oid, 0)) i
      CROSS JOIN LATERAL shiftguard.identity(d.owner_oid) o
-     WHERE (d.grantee = '' OR g.oid IS NOT NULL) AND shiftguard.sees_identity(coalesce(g.oid, 0), d.owner_oid);
+     WHERE (d.grantee = '' OR g.oid IS NOT NULL) AND shiftguard.sees_identity(coalesce(g.oid, 0), d.owner_oid)
+) AS p;
 GRANT SELECT ON shiftguard.svv_default_privileges TO PUBLIC;
 DROP FUNCTION IF EXISTS shiftguard.default_privileges_rows();  -- the view reads the table itself
 
@@ -552,7 +556,7 @@ $$;
 GRANT EXECUTE ON FUNCTION shiftguard.require_assumerole(text, text) TO PUBLIC;
 
 -- SVV_IAM_PRIVILEGES: who may name which IAM role for what (superusers see all; others their own).
-CREATE OR REPLACE VIEW shiftguard.svv_iam_privileges AS
+CREATE OR REPLACE VIEW shiftguard.svv_iam_privileges WITH (security_barrier) AS
     SELECT g.role_arn AS iam_arn, g.use AS command_type, coalesce(r.oid, 0)::integer AS identity_id,
            i.name AS identity_name, i.type AS identity_type
       FROM shiftguard.assumerole_grants g LEFT JOIN pg_roles r ON r.rolname = g.grantee

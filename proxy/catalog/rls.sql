@@ -446,7 +446,7 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.sees_rls() TO PUBLIC;
 
-CREATE OR REPLACE VIEW shiftguard.svv_rls_policy AS
+CREATE OR REPLACE VIEW shiftguard.svv_rls_policy WITH (security_barrier) AS
     SELECT current_database()::text AS poldb, name AS polname, alias AS polalias,
            (SELECT '[' || coalesce(string_agg(format('{"colname":%s,"type":%s}', to_json(c->>'colname'),
                                                      to_json(c->>'type')), ',' ORDER BY n), '') || ']'
@@ -455,7 +455,7 @@ CREATE OR REPLACE VIEW shiftguard.svv_rls_policy AS
            modified_time AS polmodifiedtime
       FROM shiftguard.rls_policies WHERE shiftguard.sees_rls();
 
-CREATE OR REPLACE VIEW shiftguard.svv_rls_relation AS
+CREATE OR REPLACE VIEW shiftguard.svv_rls_relation WITH (security_barrier) AS
     SELECT current_database()::text AS datname, n.nspname::text AS relschema, c.relname::text AS relname,
            CASE c.relkind WHEN 'v' THEN 'view' ELSE 'table' END AS relkind, r.enabled AS is_rls_on,
            false AS is_rls_datashare_on, r.conjunction::char(3) AS rls_conjunction_type,
@@ -464,7 +464,7 @@ CREATE OR REPLACE VIEW shiftguard.svv_rls_relation AS
       JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE shiftguard.sees_rls();
 
-CREATE OR REPLACE VIEW shiftguard.svv_rls_attached_policy AS
+CREATE OR REPLACE VIEW shiftguard.svv_rls_attached_policy WITH (security_barrier) AS
     SELECT n.nspname::text AS relschema, c.relname::text AS relname,
            CASE c.relkind WHEN 'v' THEN 'view' ELSE 'table' END AS relkind, a.policy AS polname,
            a.grantor, CASE a.grantee_kind WHEN 'public' THEN 'public' ELSE a.grantee END AS grantee,

@@ -20,7 +20,7 @@ LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp A
 DECLARE
     v_ticket jsonb;
 BEGIN
-    IF NOT shiftguard.signed('s3', p_ticket, p_signature) THEN  -- HMAC of 's3:' || ticket
+    IF NOT shiftguard.signed('s3', p_ticket, p_signature) THEN  -- of 's3:' || issued || ':' || ticket
         RAISE EXCEPTION 'not a valid S3 ticket' USING ERRCODE = '42501',
             HINT = 'COPY and UNLOAD with S3 locations go through shiftguard';
     END IF;

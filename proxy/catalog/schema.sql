@@ -252,18 +252,27 @@ REVOKE ALL ON shiftguard.redshift_acl FROM PUBLIC;
 DROP PROCEDURE IF EXISTS shiftguard.create_user(text, text, boolean, text);
 DROP PROCEDURE IF EXISTS shiftguard.set_password(text, text);
 
--- Did the proxy write this? HMAC-SHA-256 under the backend secret of purpose || ':' || payload
--- (policy/signing.py). Procedures that turn text into SQL take only what the proxy parsed and
--- printed back, so a user calling them directly with text of their own gets nowhere. The
+-- Did the proxy write this, just now? p_signature is issued || ':' || HMAC-SHA-256 under the
+-- backend secret of purpose || ':' || issued || ':' || payload, issued the Unix time the proxy
+-- signed it (policy/signing.py). Procedures that turn text into SQL take only what the proxy
+-- parsed and printed back, so a user calling them directly with text of their own gets nowhere;
+-- and a signature seen once (pg_stat_activity, a log) is refused once it is more than 600 s
+-- (signing.LIFETIME, either way: clocks differ) away from the start of the statement carrying
+-- it (statement_timestamp(): the later statements of a long batch are still on time, and a
+-- long-running statement takes no signature made more than 600 s after it started). The
 -- comparison is of hashes of both sides, so its time says nothing about a forged signature.
 CREATE OR REPLACE FUNCTION shiftguard.signed(p_purpose text, p_payload text, p_signature text) RETURNS boolean
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_key   bytea := decode((SELECT value FROM shiftguard.settings WHERE name = 'backend_secret'), 'hex');
+    v_issued text := substring(p_signature FROM '^([0-9]{1,12}):[0-9a-f]{64}$');
     v_block bytea;
     v_inner bytea;
     v_outer bytea;
 BEGIN
+    IF v_issued IS NULL THEN
+        RETURN false;
+    END IF;
     v_block := v_key || decode(repeat('00', 64 - length(v_key)), 'hex');
     v_inner := v_block;
     v_outer := v_block;
@@ -272,9 +281,19 @@ BEGIN
         v_outer := set_byte(v_outer, i, get_byte(v_block, i) # 92);  -- HMAC's opad, 0x5c
     END LOOP;
     -- Never NULL (a NULL payload or key): callers test IF NOT shiftguard.signed(...).
-    RETURN coalesce(sha256(convert_to(encode(sha256(v_outer || sha256(v_inner || convert_to(
-                        p_purpose || ':' || p_payload, 'UTF8'))), 'hex'), 'UTF8'))
-                    = sha256(convert_to(coalesce(p_signature, ''), 'UTF8')), false);
+    IF NOT coalesce(sha256(convert_to(encode(sha256(v_outer || sha256(v_inner || convert_to(
+                        p_purpose || ':' || v_issued || ':' || p_payload, 'UTF8'))), 'hex'), 'UTF8'))
+                    = sha256(convert_to(substr(p_signature, length(v_issued) + 2), 'UTF8')), false) THEN
+        RETURN false;
+    END IF;
+    IF abs(extract(epoch FROM statement_timestamp()) - v_issued::numeric) > 600 THEN
+        RAISE EXCEPTION 'permission denied: shiftguard''s signature on this statement is % seconds old',
+                        round(extract(epoch FROM statement_timestamp()) - v_issued::numeric)
+            USING ERRCODE = '42501',
+                  HINT = 'What shiftguard signs must run within 10 minutes: send the statement again (or prepare it '
+                         'again). If this keeps happening, the clocks of the proxy and of PostgreSQL differ.';
+    END IF;
+    RETURN true;
 END
 $$;
 REVOKE ALL ON FUNCTION shiftguard.signed(text, text, text) FROM PUBLIC;
@@ -1168,7 +1187,15 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE VIEW shiftguard.svv_table_info AS
+-- Every catalog view that shows a caller only some of its rows is a security_barrier view
+-- (these, and the RLS, masking, identity-provider, default-privilege and IAM views of the other
+-- files): without it PostgreSQL runs a caller's cheaper condition (a function raising its
+-- argument, a cast failing on it) on every row before the view's own filter. The option is
+-- written in CREATE OR REPLACE VIEW, which sets it again on a database bootstrapped before.
+-- pg_user, pg_user_info, pg_group, pg_class, pg_attribute, pg_attrdef and the empty Spectrum
+-- views show every row to everyone and have none; the masking views (catalog/masking.sql)
+-- refuse a caller who may not read the table instead of filtering rows.
+CREATE OR REPLACE VIEW shiftguard.svv_table_info WITH (security_barrier) AS
     SELECT current_database()::text AS database, n.nspname::text AS schema, c.oid AS table_id, c.relname::text AS "table",
            CASE WHEN coalesce((a.attrs->>'encode_auto')::boolean, false) THEN 'Y, AUTO(ENCODE)'
                 WHEN a.attrs ? 'encodings' AND a.attrs->'encodings' <> '{}' THEN 'Y' ELSE 'N' END AS encoded,
@@ -1188,7 +1215,7 @@ CREATE OR REPLACE VIEW shiftguard.svv_table_info AS
      WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'shiftguard')
        AND n.nspname NOT LIKE 'pg\_toast%' AND has_table_privilege(c.oid, 'SELECT');
 
-CREATE OR REPLACE VIEW shiftguard.pg_table_def AS
+CREATE OR REPLACE VIEW shiftguard.pg_table_def WITH (security_barrier) AS
     SELECT n.nspname AS schemaname, c.relname AS tablename, att.attname AS "column",
            format_type(att.atttypid, att.atttypmod) AS type,
            coalesce(a.attrs->'encodings'->>att.attname::text, 'none')::varchar(32) AS encoding,
@@ -1273,7 +1300,7 @@ CREATE OR REPLACE VIEW shiftguard.pg_user_info AS
       FROM shiftguard.pg_user p JOIN shiftguard.users u ON u.name = p.usename;
 
 -- Superusers only.
-CREATE OR REPLACE VIEW shiftguard.svl_user_info AS
+CREATE OR REPLACE VIEW shiftguard.svl_user_info WITH (security_barrier) AS
     SELECT p.usename::text AS usename, p.usesysid, p.usecreatedb, p.usesuper, p.usecatupd, p.useconnlimit,
            CASE WHEN u.syslog_unrestricted THEN 'UNRESTRICTED' ELSE 'RESTRICTED' END AS syslogaccess,
            u.last_ddl_ts, coalesce(u.session_timeout, 0) AS sessiontimeout, u.external_id
@@ -1281,7 +1308,7 @@ CREATE OR REPLACE VIEW shiftguard.svl_user_info AS
      WHERE shiftguard.require_superuser('svl_user_info');
 
 -- Everyone; a user who is not a superuser sees only their own row.
-CREATE OR REPLACE VIEW shiftguard.svv_user_info AS
+CREATE OR REPLACE VIEW shiftguard.svv_user_info WITH (security_barrier) AS
     SELECT p.usename::text AS user_name, p.usesysid AS user_id, p.usecreatedb AS createdb,
            p.usesuper AS superuser, p.usecatupd AS catalog_update, p.useconnlimit AS connection_limit,
            CASE WHEN u.syslog_unrestricted THEN 'UNRESTRICTED' ELSE 'RESTRICTED' END AS syslog_access,
@@ -1320,7 +1347,7 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.sees_identity(oid, oid) TO PUBLIC;
 
-CREATE OR REPLACE VIEW shiftguard.svv_relation_privileges AS
+CREATE OR REPLACE VIEW shiftguard.svv_relation_privileges WITH (security_barrier) AS
     SELECT n.nspname::text AS namespace_name, c.relname::text AS relation_name,
            a.privilege_type::text AS privilege_type, a.grantee::integer AS identity_id,
            i.name AS identity_name, i.type AS identity_type,
@@ -1336,7 +1363,7 @@ CREATE OR REPLACE VIEW shiftguard.svv_relation_privileges AS
        AND shiftguard.sees_identity(a.grantee, c.relowner);
 
 -- Column grants (Redshift's column rules keep them apart from table grants, catalog/privileges.sql).
-CREATE OR REPLACE VIEW shiftguard.svv_column_privileges AS
+CREATE OR REPLACE VIEW shiftguard.svv_column_privileges WITH (security_barrier) AS
     SELECT n.nspname::text AS namespace_name, c.relname::text AS relation_name, t.attname::text AS column_name,
            a.privilege_type::text AS privilege_type, a.grantee::integer AS identity_id,
            i.name AS identity_name, i.type AS identity_type
@@ -1347,7 +1374,7 @@ CREATE OR REPLACE VIEW shiftguard.svv_column_privileges AS
        AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'shiftguard') AND n.nspname NOT LIKE 'pg\_%'
        AND a.grantee <> c.relowner AND shiftguard.sees_identity(a.grantee, c.relowner);
 
-CREATE OR REPLACE VIEW shiftguard.svv_schema_privileges AS
+CREATE OR REPLACE VIEW shiftguard.svv_schema_privileges WITH (security_barrier) AS
     SELECT n.nspname::text AS namespace_name, a.privilege_type::text AS privilege_type,
            a.grantee::integer AS identity_id, i.name AS identity_name, i.type AS identity_type,
            a.is_grantable AND i.type = 'user' AS admin_option
@@ -1359,7 +1386,7 @@ CREATE OR REPLACE VIEW shiftguard.svv_schema_privileges AS
      WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'shiftguard') AND n.nspname NOT LIKE 'pg\_%'
        AND a.grantee <> n.nspowner AND shiftguard.sees_identity(a.grantee, n.nspowner);
 
-CREATE OR REPLACE VIEW shiftguard.svv_database_privileges AS
+CREATE OR REPLACE VIEW shiftguard.svv_database_privileges WITH (security_barrier) AS
     SELECT d.datname::text AS database_name,
            CASE a.privilege_type WHEN 'TEMPORARY' THEN 'TEMP' ELSE a.privilege_type END::text AS privilege_type,
            a.grantee::integer AS identity_id, i.name AS identity_name, i.type AS identity_type,
@@ -1373,12 +1400,12 @@ CREATE OR REPLACE VIEW shiftguard.svv_database_privileges AS
        AND shiftguard.sees_identity(a.grantee, d.datdba);
 
 -- RBAC views. Superusers see every row; others the roles they own or were granted.
-CREATE OR REPLACE VIEW shiftguard.svv_roles AS
+CREATE OR REPLACE VIEW shiftguard.svv_roles WITH (security_barrier) AS
     SELECT r.oid::integer AS role_id, x.name AS role_name, x.owner AS role_owner, x.external_id
       FROM shiftguard.roles x JOIN pg_roles r ON r.rolname = x.name
      WHERE shiftguard.caller_is_superuser() OR x.owner = session_user OR pg_has_role(session_user, r.oid, 'USAGE');
 
-CREATE OR REPLACE VIEW shiftguard.svv_user_grants AS
+CREATE OR REPLACE VIEW shiftguard.svv_user_grants WITH (security_barrier) AS
     SELECT u.oid::integer AS user_id, u.rolname::text AS user_name, r.oid::integer AS role_id,
            r.rolname::text AS role_name, m.admin_option
       FROM pg_auth_members m
@@ -1386,7 +1413,7 @@ CREATE OR REPLACE VIEW shiftguard.svv_user_grants AS
       JOIN pg_roles u ON u.oid = m.member JOIN shiftguard.users y ON y.name = u.rolname
      WHERE shiftguard.caller_is_superuser() OR u.rolname = session_user;
 
-CREATE OR REPLACE VIEW shiftguard.svv_role_grants AS
+CREATE OR REPLACE VIEW shiftguard.svv_role_grants WITH (security_barrier) AS
     SELECT g.oid::integer AS role_id, g.rolname::text AS role_name, r.oid::integer AS granted_role_id,
            r.rolname::text AS granted_role_name
       FROM pg_auth_members m
@@ -1394,7 +1421,7 @@ CREATE OR REPLACE VIEW shiftguard.svv_role_grants AS
       JOIN pg_roles g ON g.oid = m.member JOIN shiftguard.roles y ON y.name = g.rolname
      WHERE shiftguard.caller_is_superuser() OR pg_has_role(session_user, g.oid, 'USAGE');
 
-CREATE OR REPLACE VIEW shiftguard.svv_system_privileges AS
+CREATE OR REPLACE VIEW shiftguard.svv_system_privileges WITH (security_barrier) AS
     SELECT sp.privilege AS system_privilege, r.oid::integer AS identity_id, sp.role AS identity_name,
            'role'::text AS identity_type
       FROM shiftguard.system_privileges sp JOIN pg_roles r ON r.rolname = sp.role
@@ -1409,14 +1436,14 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.sees_all_rows() TO PUBLIC;
 
-CREATE OR REPLACE VIEW shiftguard.stl_connection_log AS
+CREATE OR REPLACE VIEW shiftguard.stl_connection_log WITH (security_barrier) AS
     SELECT event, recordtime, remotehost, remoteport, pid, dbname, username, authmethod, duration, sslversion,
            sslcipher, mtu, sslcompression, sslexpansion, iamauthguid, application_name, os_version, driver_version,
            plugin_name, protocol_version, session_id AS sessionid,
            reason  -- ours, after Redshift's columns: why a login or connection was refused
       FROM shiftguard.connection_log WHERE shiftguard.require_superuser('stl_connection_log');
 
-CREATE OR REPLACE VIEW shiftguard.sys_connection_log AS
+CREATE OR REPLACE VIEW shiftguard.sys_connection_log WITH (security_barrier) AS
     SELECT recordtime AS record_time, remotehost AS remote_host, remoteport AS remote_port, session_id,
            dbname AS database_name, username AS user_name, authmethod AS auth_method, duration, sslversion AS ssl_version,
            sslcipher AS ssl_cipher, sslcompression AS ssl_compression, sslexpansion AS ssl_expansion,
@@ -1424,7 +1451,7 @@ CREATE OR REPLACE VIEW shiftguard.sys_connection_log AS
            event, reason
       FROM shiftguard.connection_log WHERE shiftguard.require_superuser('sys_connection_log');
 
-CREATE OR REPLACE VIEW shiftguard.stl_userlog AS
+CREATE OR REPLACE VIEW shiftguard.stl_userlog WITH (security_barrier) AS
     SELECT userid, username, oldusername, action, usecreatedb, usesuper, usecatupd,
            coalesce(valuntil, 'infinity'::timestamp) AS valuntil, pid, xid, recordtime
       FROM shiftguard.user_log WHERE shiftguard.require_superuser('stl_userlog');
@@ -1437,13 +1464,13 @@ DO $$ BEGIN  -- once, from the shape without status (a view's columns cannot be 
         DROP VIEW shiftguard.sys_query_history;
     END IF;
 END $$;
-CREATE OR REPLACE VIEW shiftguard.stl_query AS
+CREATE OR REPLACE VIEW shiftguard.stl_query WITH (security_barrier) AS
     SELECT userid, id::integer AS query, ''::text AS label, xid, pid, db::text AS database, sql::text AS querytxt,
            recordtime AS starttime, endtime, CASE WHEN status = 'success' THEN 0 ELSE 1 END AS aborted
       FROM shiftguard.query_log
      WHERE endtime IS NOT NULL AND ("user" = session_user OR shiftguard.sees_all_rows());
 
-CREATE OR REPLACE VIEW shiftguard.sys_query_history AS
+CREATE OR REPLACE VIEW shiftguard.sys_query_history WITH (security_barrier) AS
     SELECT userid AS user_id, id AS query_id, ''::text AS query_label, xid AS transaction_id, pid AS session_id,
            db::text AS database_name, status, recordtime AS start_time, endtime AS end_time,
            (extract(epoch FROM endtime - recordtime) * 1000000)::bigint AS elapsed_time,

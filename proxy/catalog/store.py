@@ -280,7 +280,7 @@ class Catalog:
     # ---------------------------------------------------------------- identity providers
 
     async def identity_providers(self) -> list[dict]:
-        """Every stored identity provider (secrets included: for verifying logins only)."""
+        """Every stored identity provider (sealed secrets included: for verifying logins only)."""
         rows = await self._pool.fetch(
             "SELECT name, type, namespace, params::text AS params, enabled FROM shiftguard.identity_providers")
         return [{**dict(row), "params": json.loads(row["params"])} for row in rows]

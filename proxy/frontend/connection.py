@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 
 from .. import __version__
 from ..audit.metrics import Metrics
-from ..audit.records import ActivityRecord, ConnectionRecord, QueryEnd, redact_passwords
+from ..audit.records import ActivityRecord, ConnectionRecord, QueryEnd, Redacted, redact_statement
 from ..audit.writer import AuditWriter
 from ..backend.pool import SessionPool, pool_key
 from ..backend.session import (BackendAddress, BackendRefused, BackendSession, BackendUnavailable,
@@ -702,22 +702,30 @@ class SessionStatements:
         self._pid = pid
         self._seq = 0
         self._xid = 0
+        self._redacted: dict[int, Redacted] = {}  # running statements that had secrets taken out
 
-    def started(self, sql: bytes, in_transaction: bool) -> int:
+    def started(self, sql: bytes, in_transaction: bool, standard_strings: bool) -> int:
         """xid: shiftguard's number for the transaction (the statements of one transaction block
         share it), not PostgreSQL's, which it assigns only when a transaction first writes,
         after the record must be written."""
         self._seq += 1
         if not in_transaction or not self._xid:
             self._xid = next(_TRANSACTIONS)
+        redacted = redact_statement(sql.decode("utf-8", "replace"), standard_strings)
+        if redacted.holds_secrets:
+            self._redacted[self._seq] = redacted
         self._audit.activity(ActivityRecord(
             datetime.datetime.now(datetime.timezone.utc), self._database, self._user.name, self._pid,
-            self._user.userid, self._xid, redact_passwords(sql.decode("utf-8", "replace")),
-            session_id=self._session_id, seq=self._seq))
+            self._user.userid, self._xid, redacted.text, session_id=self._session_id, seq=self._seq))
         return self._seq
 
     def ended(self, handles: list[int], error: tuple[str, str] | None) -> None:
         now = datetime.datetime.now(datetime.timezone.utc)
+        # The interval's first error, for each of its statements: not what it may quote of any
+        # of their secrets (a syntax error quotes the text near it).
+        for redacted in filter(None, (self._redacted.pop(seq, None) for seq in handles)):
+            if error is not None:
+                error = error[0], redacted.error_message(error[1])
         for seq in handles:
             self._audit.query_ended(QueryEnd.of(self._session_id, seq, now, error))
 

@@ -199,5 +199,15 @@ def parse_drop(cursor: Cursor) -> tuple[str, bool]:
     return name, cascade
 
 
+def seal_secrets(spec: dict, seal) -> dict:
+    """spec (from parse_create / parse_alter, or the configuration's) with the secrets of its
+    parameters sealed (policy/sealing.py), as they are stored: no statement text holds them."""
+    params = spec.get("params") or {}
+    for key in SECRET_PARAMETERS:
+        if key in params:
+            params[key] = seal(key, params[key])
+    return spec
+
+
 def as_json(spec: dict) -> str:
     return json.dumps(spec, separators=(",", ":"))

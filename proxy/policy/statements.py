@@ -37,7 +37,7 @@ from .roles import as_json as roles_json
 from .roles import (parse_alter_role, parse_create_role, parse_drop_role, parse_role_grant,
                     parse_system_grant)
 from .users import parse_alter_user, parse_create_user, parse_drop_user
-from . import idp, masking, privileges, rls, s3, signing
+from . import idp, masking, privileges, rls, s3, sealing, signing
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,13 +81,19 @@ class Translator:
     whether PostgreSQL-only features are refused (strict_redshift)."""
 
     def __init__(self, backend_verifier: Callable[[str], str], dialect: bool = False, strict: bool = False,
-                 s3=None, sign: signing.Signer = signing.unsigned):
+                 s3=None, sign: signing.Signer = signing.unsigned, seal: sealing.Sealer = sealing.unsealable):
         self.backend_verifier = backend_verifier
         self.dialect = dialect
         self.strict = strict
         self.s3 = s3  # proxy.s3.LocalS3: COPY/UNLOAD with S3 locations (see _s3_statement)
-        self.sign = sign  # signs what procedures turn into SQL (policy/signing.py)
+        self._sign = sign  # signs what procedures turn into SQL (policy/signing.py)
+        self.signatures = 0  # how many it signed: a plan holding a signature is not cached (they expire)
+        self.seal = seal  # seals the secrets a statement hands a procedure (policy/sealing.py)
         self.masked = masking.MaskedTables()  # replaced when masking attachments change (server.py)
+
+    def sign(self, purpose: str, payload: str) -> str:
+        self.signatures += 1
+        return self._sign(purpose, payload)
 
 
 # Every statement the proxy owns contains one of these words. PostgreSQL's keywords are ASCII
@@ -161,11 +167,16 @@ def classify(sql: bytes, translator: Translator, standard_strings: bool = True) 
     rewritten = None if text == original else text
     try:
         spans = split_statements(text)
-    except GrammarError:
+    except GrammarError as exc:
+        if any(word in text.lower() for word in ("password", "parameters")):
+            # PostgreSQL would refuse it too, and log it with its error: refused here, the
+            # password (or an identity provider's secret) is in no log.
+            return Plan((Action(0, 0, len(text), denial=Denial(sqlstate.SYNTAX_ERROR, str(exc))),), True, rewritten)
         return Plan(text=rewritten) if rewritten else PASS  # PostgreSQL will refuse it with its own error
     actions = []
     cacheable = True
     for index, (start, end) in enumerate(spans):
+        signatures = translator.signatures
         try:
             result = classify_statement(text[start:end], translator, standard_strings)
         except Exception:  # a bug of ours: refuse the statement, keep the session
@@ -179,7 +190,7 @@ def classify(sql: bytes, translator: Translator, standard_strings: bool = True) 
         else:
             replacement, tag, keep = result
             actions.append(Action(index, start, end, sql=replacement, tag=tag))
-            cacheable = cacheable and keep
+            cacheable = cacheable and keep and translator.signatures == signatures
     return Plan(tuple(actions), cacheable, rewritten) if actions or rewritten else PASS
 
 
@@ -202,7 +213,7 @@ def classify_statement(statement: str, translator: Translator, standard_strings:
     s3_result = _s3_statement(statement, translator, standard_strings)
     if s3_result is not None:
         return s3_result
-    idp_result = _identity_provider_statement(statement)
+    idp_result = _identity_provider_statement(statement, translator)
     if idp_result is not None:
         return idp_result
     if translator.dialect:
@@ -346,8 +357,9 @@ def _s3_statement(statement: str, translator: Translator, standard_strings: bool
 # One hook, apart from the rest: the grammar is in policy/idp.py, the procedures in catalog/idp.sql.
 
 
-def _identity_provider_statement(statement: str) -> Result:
-    """CREATE / ALTER / DROP IDENTITY PROVIDER, or None for every other statement."""
+def _identity_provider_statement(statement: str, translator: Translator) -> Result:
+    """CREATE / ALTER / DROP IDENTITY PROVIDER, or None for every other statement. The secrets
+    of PARAMETERS are sealed (policy/sealing.py): the CALL's text never holds them."""
     if "identity" not in statement.lower():
         return None  # a shortcut only: the words are checked below
     try:
@@ -361,8 +373,9 @@ def _identity_provider_statement(statement: str) -> Result:
             return (f"CALL shiftguard.drop_identity_provider({sql_literal(name)}, {str(cascade).lower()})",
                     b"DROP IDENTITY PROVIDER", True)
         spec = idp.parse_create(cursor) if words[0] == "CREATE" else idp.parse_alter(cursor)
+        idp.seal_secrets(spec, translator.seal)
         procedure = "create_identity_provider" if words[0] == "CREATE" else "alter_identity_provider"
-        # Not cacheable: the parameters may hold client_secret.
+        # Not cacheable: a sealed secret is sealed anew each time (and the plan would keep it).
         return (f"CALL shiftguard.{procedure}({sql_literal(idp.as_json(spec))}::jsonb)",
                 f"{words[0]} IDENTITY PROVIDER".encode(), False)
     except GrammarError as exc:

@@ -290,3 +290,85 @@ async def test_every_connection_and_statement_is_recorded_under_load(audited):
                                                      ("initiating session", 200)]
     activity = [l for l in lines(directory / "useractivitylog") if marker in l]
     assert len(activity) == 200 * 50
+
+
+def test_passwords_never_reach_the_logs(audited, postgres):
+    """What follows PASSWORD, however it is written and however the session reads its string
+    constants, is in neither the user activity log nor stl_query and sys_query_history (texts
+    and error messages), from psycopg and from redshift_connector (standard_conforming_strings off);
+    nor in PostgreSQL's log, which has the statement of every error."""
+    import hashlib
+
+    import redshift_connector
+
+    proxy, directory = audited
+    carol, tag = unique("carol"), unique("end")
+    secrets = [f"Pw{i}q{unique('p')[2:]}" for i in range(20)]
+    secrets[2] = hashlib.md5(f"{secrets[2]}{carol}".encode()).hexdigest()  # given as 'md5' || that
+    p = secrets
+    server_log = postgres.data_dir / "postgres.log"
+    logged_before = server_log.stat().st_size
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE USER {carol} PASSWORD '{PASSWORD}'")
+    try:
+        with proxy.connect() as conn:
+            for sql in (
+                    f"SELECT 'It\\'s', 'done'; ALTER USER {carol} PASSWORD '{p[0]}'; SELECT 'ok\\'', 'x'",
+                    f"alter user {carol} password '{p[1]}'",
+                    f"ALTER USER {carol} PASSWORD 'md5{p[2]}'",
+                    f"ALTER USER {carol} PASSWORD 'sha256|{p[3]}'",
+                    f"ALTER USER {carol} PASSWORD $${p[4]}$$",
+                    f"ALTER USER {carol} PASSWORD E'{p[5]}'",
+                    f"ALTER USER {carol} PASSWORD /* the new one */ '{p[6]}'",
+                    f"ALTER USER {carol} PASSWORD -- the new one\n'{p[7]}'",
+                    f"CREATE ROLE {carol}_r PASSWORD '{p[8]}'",
+                    f"ALTER USER {carol} PASSWORD U&'{p[9]}'",
+                    f"ALTER USER {carol} PASSWORD {p[10]}",
+                    f"ALTER USER {carol} PASSWORD '{p[11]}",
+                    f"ALTER USER {carol} PASSWORD 'Pw\\'{p[12]}'",
+                    f"SELECT 'a\\'; ALTER USER {carol} PASSWORD '{p[13]}'; SELECT 'b\\'"):
+                try:
+                    conn.execute(sql)
+                except psycopg.Error:
+                    pass
+            conn.execute("SET standard_conforming_strings = on")
+            conn.execute(f"SELECT 'x\\'; ALTER USER {carol} PASSWORD '{p[14]}'; SELECT 'y'")
+            conn.execute("SET standard_conforming_strings = off")
+            conn.execute(f"ALTER USER {carol} PASSWORD '{p[15]}'", prepare=True)  # Parse, Bind, Execute
+            conn.execute(f"SELECT '{tag}'")
+        rs = redshift_connector.connect(host=proxy.host, port=proxy.port, database="dev", user=ADMIN,
+                                        password="Shiftguard-dev-1", ssl=False, timeout=20)
+        rs.autocommit = True
+        try:
+            cursor = rs.cursor()
+            for sql in (f"ALTER USER {carol} PASSWORD '{p[16]}'",
+                        f"SELECT 'It\\'s', 'done'; ALTER USER {carol} PASSWORD '{p[17]}'; SELECT 'ok\\'', 'x'",
+                        f"ALTER USER {carol} PASSWORD 'Pw\\'{p[18]}'",
+                        f"ALTER USER {carol} PASSWORD E'{p[19]}'",
+                        f"SELECT '{tag}'"):
+                try:
+                    cursor.execute(sql)
+                except redshift_connector.Error:
+                    pass
+        finally:
+            rs.close()
+        with proxy.connect() as admin:
+            assert wait_for(lambda: admin.execute("SELECT count(*) FROM stl_query WHERE querytxt = %s",
+                                                  (f"SELECT '{tag}'",)).fetchone()[0] == 2)
+            time.sleep(0.6)  # the ends of the statements before
+            stored = admin.execute("SELECT querytxt FROM stl_query UNION ALL SELECT query_text || ' ' || "
+                                   "error_message FROM sys_query_history").fetchall()
+        activity = lines(directory / "useractivitylog")
+        with server_log.open("rb") as file:
+            file.seek(logged_before)
+            server = file.read().decode(errors="replace")
+        assert "ERROR" in server  # (the statements of errors are logged)
+        logged = "\n".join(activity) + "\n".join(row[0] or "" for row in stored) + server
+        assert [s for s in secrets if s in logged] == []
+        mine = [line for line in activity if carol in line]
+        assert len(mine) >= 18 and sum("PASSWORD '***'" in line for line in mine) >= 14
+        assert any("could not be scanned" in line for line in activity)
+        assert "error message not logged" in logged  # the syntax errors quoting the password
+    finally:
+        with proxy.connect() as admin:
+            admin.execute(f"DROP USER {carol}")

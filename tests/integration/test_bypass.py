@@ -3,9 +3,12 @@ become someone else. Every attempt must fail; the summary line says how many wer
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import socket
 import struct
+import time
 
 import psycopg
 import pytest
@@ -358,3 +361,41 @@ def test_the_proxy_reads_strings_as_the_session_does_after_it_changes(proxy, set
             simple(conn, "SELECT 'x\\' ; DISCARD ALL; --'")
         conn.execute("SET standard_conforming_strings = off")
         assert simple(conn, "SELECT 'x\\' ; DISCARD ALL; --'") == [("x' ; DISCARD ALL; --",)]
+
+
+def test_a_captured_signature_is_refused_once_it_is_old(proxy, lender, postgres):
+    """A signed CALL seen once (pg_stat_activity, a log) runs again only within signing.LIFETIME
+    of its signing: with an older (or later) time in its signature it is refused, and so is a
+    signature whose time was changed, or one in the format without a time."""
+    me, schema, _ = lender
+    with postgres.connect() as direct:
+        secret = bytes.fromhex(direct.execute(
+            "SELECT value FROM shiftguard.settings WHERE name = 'backend_secret'").fetchone()[0])
+
+    def call(table: str, offset: float) -> str:
+        spec = json.dumps({"permission": "CREATE TABLE", "schema": schema, "refusal": None,
+                           "statement": f"CREATE TABLE {schema}.{table} (a int)"}, separators=(",", ":"))
+        signature = signing.signer(secret, clock=lambda: time.time() + offset)("lend", spec)
+        return (f"CALL shiftguard.create_lent({sql_literal(spec)}, {sql_literal(signature)}, "
+                "pg_catalog.current_setting('search_path'))")
+
+    with proxy.connect(me, PASSWORD) as conn:
+        conn.execute(call("within_lifetime", -60))  # replayed a minute later: still runs
+        for offset in (-signing.LIFETIME - 30, -30 * 86400, signing.LIFETIME + 30):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="signature on this statement is"):
+                conn.execute(call("too_late", offset))
+    with postgres.connect() as direct:
+        assert direct.execute("SELECT array_agg(relname::text ORDER BY relname) FROM pg_class "
+                              "WHERE relnamespace = %s::regnamespace", (schema,)).fetchone() == (["within_lifetime"],)
+        fresh = signing.signer(secret)("rls", "payload")
+        issued, mac = fresh.split(":")
+        for purpose, payload, signature, valid in [
+                ("rls", "payload", fresh, True),
+                ("rls", "other", fresh, False),
+                ("masking", "payload", fresh, False),
+                ("rls", "payload", f"{int(issued) + 1}:{mac}", False),   # the time changed
+                ("rls", "payload", mac, False),                          # no time
+                ("rls", "payload", hmac.new(secret, b"rls:payload", hashlib.sha256).hexdigest(), False),
+                ("rls", "payload", None, False)]:
+            assert direct.execute("SELECT shiftguard.signed(%s, %s, %s)",
+                                  (purpose, payload, signature)).fetchone() == (valid,)

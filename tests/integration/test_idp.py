@@ -22,9 +22,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from proxy.audit.records import redact_passwords
 from proxy.config import Audit, IdentityProvider
+from proxy.policy import sealing
 from proxy.protocol import messages as m
 
-from ..conftest import unique, wait_for
+from ..conftest import ADMIN, unique, wait_for
 
 ISSUER = "https://sts.windows.net/2e0f7f47-1c2a-4b0e-9d4c-3f6a0b7c9d11/"
 AUDIENCE = "api://shiftguard-test"
@@ -386,7 +387,73 @@ def test_alter_replaces_parameters_and_drop_cascade_removes_users_and_roles(prox
 
 def test_secrets_are_redacted_from_logged_statements():
     sql = f"CREATE IDENTITY PROVIDER p TYPE azure NAMESPACE 'n' PARAMETERS '{parameters()}'"
-    assert SECRET not in redact_passwords(sql) and ISSUER in redact_passwords(sql)
+    for standard_strings in (True, False):
+        assert SECRET not in redact_passwords(sql, standard_strings) and ISSUER in redact_passwords(sql, standard_strings)
+
+
+def test_the_client_secret_is_in_no_statement_text(make_proxy, tmp_path, postgres):
+    """CREATE / ALTER IDENTITY PROVIDER hand the procedures the secrets sealed: another session of
+    the admin reading pg_stat_activity, PostgreSQL's own log (every statement, and the statement of
+    an error) and shiftguard's logs never find client_secret. The CALL stays in the caller's
+    transaction, the provider still signs users in, and the backend secret opens what is stored."""
+    proxy = make_proxy(audit=Audit(dir=str(tmp_path / "audit"), user_activity=True))
+    name, namespace = unique("idp"), unique("ns")
+    first, second, third = unique("Secret-One"), unique("Secret-Two"), unique("Secret-Three")
+    create = (f"CREATE IDENTITY PROVIDER {name} TYPE azure NAMESPACE '{namespace}' "
+              f"PARAMETERS '{parameters(client_secret=first)}'")
+    server_log = postgres.data_dir / "postgres.log"
+    logged_before = server_log.stat().st_size
+    with postgres.connect() as direct:
+        direct.execute(f"ALTER ROLE {ADMIN} SET log_statement = 'all'")
+        backend_secret = bytes.fromhex(direct.execute(
+            "SELECT value FROM shiftguard.settings WHERE name = 'backend_secret'").fetchone()[0])
+
+    def stored() -> str:
+        with postgres.connect() as direct:
+            sealed = direct.execute("SELECT params->>'client_secret' FROM shiftguard.identity_providers "
+                                    "WHERE name = %s", (name,)).fetchone()[0]
+        assert sealed.startswith(sealing.PREFIX)
+        return sealing.opener(backend_secret)("client_secret", sealed)
+
+    seen = []
+    try:
+        with proxy.connect() as admin, proxy.connect() as watcher:
+            admin.execute(f"SELECT 1; {create}; SELECT 2")  # one transaction with the rest of its batch
+            seen += watcher.execute("SELECT query FROM pg_stat_activity").fetchall()
+            with pytest.raises(psycopg.errors.DuplicateObject):  # the backend refuses: its log has the statement
+                admin.execute(create)
+            with pytest.raises(psycopg.errors.SyntaxError):  # cannot be scanned: refused, never sent
+                admin.execute(f"ALTER IDENTITY PROVIDER {name} PARAMETERS '{parameters(client_secret=third)}'; "
+                              "SELECT 'unterminated")
+            admin.execute("BEGIN")
+            admin.execute(f"ALTER IDENTITY PROVIDER {name} PARAMETERS '{parameters(client_secret=second)}'")
+            seen += watcher.execute("SELECT query FROM pg_stat_activity").fetchall()
+            admin.execute("ROLLBACK")
+            assert stored() == first
+            admin.execute(f"ALTER IDENTITY PROVIDER {name} PARAMETERS '{parameters(client_secret=second)}'")
+            seen += watcher.execute("SELECT query FROM pg_stat_activity").fetchall()
+        assert stored() == second
+        assert current_user(proxy, token(), name) == f"{namespace}:alice@example.com"
+        with postgres.connect() as direct:
+            seen += direct.execute("SELECT query FROM pg_stat_activity").fetchall()
+        with proxy.connect() as admin:
+            assert wait_for(lambda: admin.execute("SELECT count(*) FROM sys_query_history WHERE query_text LIKE %s",
+                                                  (f"%IDENTITY PROVIDER {name}%",)).fetchone()[0] == 4)
+            seen += admin.execute("SELECT query_text || error_message FROM sys_query_history").fetchall()
+            seen += admin.execute("SELECT querytxt FROM stl_query").fetchall()
+        with server_log.open("rb") as file:
+            file.seek(logged_before)
+            server = file.read().decode(errors="replace")
+        assert "shiftguard.alter_identity_provider" in server and "already exists" in server
+        activity = (tmp_path / "audit" / "useractivitylog").read_text()
+        assert f"IDENTITY PROVIDER {name}" in activity and any(f"IDENTITY PROVIDER {name}" in r[0] for r in seen)
+        for text in (server, activity, "\n".join(str(r[0]) for r in seen)):
+            assert first not in text and second not in text and third not in text
+    finally:
+        with postgres.connect() as direct:
+            direct.execute(f"ALTER ROLE {ADMIN} RESET log_statement")
+        with proxy.connect() as admin:
+            admin.execute(f"DROP IDENTITY PROVIDER {name} CASCADE")
 
 
 # --------------------------------------------------------------------------- configuration
@@ -401,6 +468,9 @@ def test_providers_from_the_configuration(make_proxy, postgres):
         with proxy.connect() as admin:
             assert admin.execute("SELECT namespc FROM svv_identity_providers WHERE name = %s",
                                  (name,)).fetchone() == (namespace,)
+        with postgres.connect() as direct:  # stored sealed, as CREATE IDENTITY PROVIDER stores it
+            assert direct.execute("SELECT params->>'client_secret' FROM shiftguard.identity_providers WHERE name = %s",
+                                  (name,)).fetchone()[0].startswith(sealing.PREFIX)
     finally:
         with proxy.connect() as admin:
             admin.execute(f"DROP IDENTITY PROVIDER {name} CASCADE")

@@ -6,9 +6,11 @@ import json
 
 import pytest
 
+from proxy.policy import sealing
 from proxy.policy.statements import Denial, Translator, classify_statement
 
-T = Translator(lambda name: "verifier")
+KEY = b"backend secret"
+T = Translator(lambda name: "verifier", seal=sealing.sealer(KEY))
 JWKS = {"keys": [{"kty": "RSA", "kid": "k1", "n": "sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri23bOdgWp4Dy1Wl"
                   "UzewbgBHod5pcM9H95GQRV3JDXboIRROSBigeC5yjU1hGzHHyXss8UDprecbAYxknTcQkhslANGRUZmdTOQ5qTRsL"
                   "AVSwGgzeBxKXdZGtSC6adVoOXAiK5XasDAtJyVEd0kF7wqC7twORvZRVsaO3MlnNYKhZTdV5QDoAdQb6bzmdZ8kW"
@@ -31,6 +33,24 @@ def test_create_becomes_a_call_with_the_checked_parameters():
     spec = json.loads(sql[sql.index("E'") + 2:sql.rindex("'::jsonb")].replace("''", "'").replace("\\\\", "\\"))
     assert (spec["name"], spec["namespace"], spec["params"]["audience"]) == ("oauth", "aad", ["api://a"])
     assert spec["groups_filter"] == {"mode": "exclude", "pattern": "tmp%"}
+
+
+def test_the_secrets_are_sealed_in_the_call():
+    """The CALL's text (pg_stat_activity, PostgreSQL's logs) never holds client_secret: it holds
+    the secret sealed under the backend secret, which opens it again."""
+    secrets = {"client_secret": "Client-Secret-1", "client_pk_base64": "UGsgYmFzZTY0", "client_pk_password": "Pk-pass-1"}
+    for verb in ("CREATE IDENTITY PROVIDER p TYPE azure NAMESPACE 'aad'", "ALTER IDENTITY PROVIDER p"):
+        sql, _, cacheable = classify_statement(f"{verb} PARAMETERS '{params(**secrets)}'", T)
+        assert not cacheable and not any(value in sql for value in secrets.values())
+        stored = json.loads(sql[sql.index("E'") + 2:sql.rindex("'::jsonb")].replace("''", "'"))["params"]
+        for key, value in secrets.items():
+            assert stored[key].startswith(sealing.PREFIX) and sealing.opener(KEY)(key, stored[key]) == value
+            with pytest.raises(ValueError):
+                sealing.opener(b"another backend")(key, stored[key])
+        again = classify_statement(f"{verb} PARAMETERS '{params(**secrets)}'", T)[0]
+        assert stored["client_secret"] not in again  # sealed anew: a fresh nonce
+    refused = classify_statement(f"ALTER IDENTITY PROVIDER p PARAMETERS '{params()}'", Translator(lambda name: "v"))
+    assert isinstance(refused, Denial) and refused.sqlstate == "0A000"
 
 
 @pytest.mark.parametrize("sql, code", [

@@ -439,17 +439,34 @@ def test_inheritance_of_other_tables_is_not_refused(sql):
 def lent_spec(sql: str) -> tuple[dict, bytes] | None:
     """(the signed spec, command tag) of a CREATE run through shiftguard.create_lent, or None."""
     from proxy.policy import signing
-    translator = Translator(lambda role: "V", sign=signing.signer(b"key"))
+    translator = Translator(lambda role: "V", sign=signing.signer(b"key", clock=lambda: 1700000000.5))
     result = classify(sql.encode(), translator)
     if result is PASS:
         return None
     (action,) = result.actions
-    match = re.fullmatch(r"CALL shiftguard\.create_lent\(E'(.*)', E'([0-9a-f]{64})', "
+    match = re.fullmatch(r"CALL shiftguard\.create_lent\(E'(.*)', E'(1700000000:[0-9a-f]{64})', "
                          r"pg_catalog\.current_setting\('search_path'\)\)", action.sql)
     assert match, action.sql
     spec = match.group(1).replace("''", "'").replace("\\\\", "\\")
-    assert signing.signer(b"key")("lend", spec) == match.group(2)
+    assert signing.signer(b"key", clock=lambda: 1700000000)("lend", spec) == match.group(2)
+    assert not result.cacheable  # the signature expires (signing.LIFETIME)
     return json.loads(spec), action.tag
+
+
+@pytest.mark.parametrize("sql", [
+    "CREATE TABLE t (a int)",
+    "CREATE RLS POLICY p WITH (a int) USING (a > 0)",
+    "CREATE MASKING POLICY m WITH (a int) USING (0)",
+    "ALTER DEFAULT PRIVILEGES FOR USER bob GRANT SELECT ON TABLES TO alice",
+])
+def test_plans_holding_a_signature_are_signed_anew_each_time(sql):
+    """Signatures expire (signing.LIFETIME): the classification cache keeps no plan holding one."""
+    from proxy.policy import signing
+    ticks = iter(range(1700000000, 1700001000, 100))
+    classifier = Classifier(Translator(lambda role: "V", sign=signing.signer(b"key", clock=lambda: next(ticks))))
+    first, second = classifier(sql.encode()), classifier(sql.encode())
+    assert "1700000000:" in first.actions[0].sql and "1700000100:" in second.actions[0].sql
+    assert not first.cacheable
 
 
 @pytest.mark.parametrize("sql, permission, schema, refusal, tag", [
@@ -528,3 +545,14 @@ def test_postgresql_vacuum_forms_are_postgresql_s(sql):
 def test_vacuum_grammar_errors(sql, state):
     (action,) = plan(sql).actions
     assert action.denial is not None and action.denial.sqlstate == state
+
+
+@pytest.mark.parametrize("sql", [b"ALTER USER carol PASSWORD 'Carolnew999; SELECT 1",
+                                 b"SELECT 1; ALTER USER carol PASSWORD $$Carolnew999",
+                                 b"ALTER IDENTITY PROVIDER p PARAMETERS '{}'; SELECT 'x"])
+def test_sql_that_cannot_be_scanned_with_a_secret_is_refused_not_forwarded(sql):
+    """PostgreSQL would refuse it too, and write it to its log with the password."""
+    plan = classify(sql, TRANSLATOR, False)
+    (action,) = plan.actions
+    assert action.denial.sqlstate == "42601" and (action.start, action.end) == (0, len(sql))
+    assert classify(b"SELECT 'unterminated", TRANSLATOR) is PASS  # no secret: PostgreSQL's own error

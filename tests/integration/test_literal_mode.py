@@ -113,7 +113,10 @@ def test_unload_query_is_judged_as_it_runs(world, bucket, postgres):
         assert direct.execute("SELECT to_regclass(%s)", (evil,)).fetchone() == (None,)
 
 
-def test_backslashes_survive_unload_and_copy(world, bucket):
+@pytest.mark.parametrize("escape", ["", " ESCAPE"])
+def test_backslashes_survive_unload_and_copy(world, bucket, escape):
+    """Without ESCAPE Redshift writes a backslash as it is; shiftguard writes PostgreSQL's text
+    format either way (a backslash doubled, README), and reads back what it wrote."""
     proxy, t, user = world
     source, target = unique("src"), unique("dst")
     with connect(proxy) as admin:
@@ -121,9 +124,11 @@ def test_backslashes_survive_unload_and_copy(world, bucket):
         run(admin, f"INSERT INTO {source} VALUES (1, 'a\\\\b'), (2, 'c:\\\\dir\\\\file'), (3, 'ends\\\\')")
         assert run(admin, f"SELECT v FROM {source} ORDER BY id") == [("a\\b",), ("c:\\dir\\file",), ("ends\\",)]
         run(admin, f"UNLOAD ('select id, v from {source} where id > 0 order by id') "
-                   f"TO 's3://b/bs/{source}_' {ROLE} ESCAPE ALLOWOVERWRITE PARALLEL OFF")
+                   f"TO 's3://b/bs/{source}_' {ROLE}{escape} ALLOWOVERWRITE PARALLEL OFF")
+        (unloaded,) = (bucket / "bs").glob(f"{source}_*")
+        assert unloaded.read_text() == "1|a\\\\b\n2|c:\\\\dir\\\\file\n3|ends\\\\\n"
         run(admin, f"CREATE TABLE {target} (id int, v varchar(40))")
-        run(admin, f"COPY {target} FROM 's3://b/bs/{source}_' {ROLE} ESCAPE")
+        run(admin, f"COPY {target} FROM 's3://b/bs/{source}_' {ROLE}{escape}")
         assert run(admin, f"SELECT id, v FROM {target} ORDER BY id") == run(admin, f"SELECT id, v FROM {source} ORDER BY id")
         run(admin, f"DROP TABLE {source}, {target}")
 

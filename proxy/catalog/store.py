@@ -81,7 +81,8 @@ _USER_COLUMNS = ("name, superuser, password_md5, password_sha256, password_salt,
                  "ORDER BY setdatabase, setrole) FROM pg_db_role_setting WHERE setrole IN "
                  "(0, (SELECT oid FROM pg_roles WHERE rolname = name))), '') AS settings, "
                  # Did the role change its own SET defaults (ALTER ROLE self SET from a DO block)?
-                 "coalesce((SELECT EXISTS (SELECT FROM pg_db_role_setting s WHERE s.setrole = r.oid "
+                 # (Superusers may set anything anyway.)
+                 "NOT superuser AND coalesce((SELECT EXISTS (SELECT FROM pg_db_role_setting s WHERE s.setrole = r.oid "
                  "AND s.setdatabase <> 0) OR (SELECT s.setconfig FROM pg_db_role_setting s WHERE s.setrole = r.oid "
                  "AND s.setdatabase = 0) IS DISTINCT FROM users.settings FROM pg_roles r WHERE r.rolname = name), "
                  "false) AS settings_changed")

@@ -46,15 +46,46 @@ class NulInString(GrammarError, ValueError):
 
 
 def sql_literal(value: str) -> str:
-    """An escape-string literal, read the same whatever standard_conforming_strings says."""
+    """An escape-string literal, in ASCII: read the same whatever standard_conforming_strings
+    and the client encoding say (non-ASCII characters are written as \\u/\\U escapes)."""
     if "\0" in value:
         raise NulInString("NUL in a string", sqlstate.INVALID_PARAMETER_VALUE)
-    return "E'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+    body = value.replace("\\", "\\\\").replace("'", "''")
+    if not body.isascii():
+        body = "".join(c if c < "\x80" else _string_escape(c) for c in body)
+    return "E'" + body + "'"
 
 
 def quote_ident(name: str) -> str:
-    """A name as a quoted identifier."""
+    """A name as a quoted identifier in SQL text, in ASCII: U&"..." with escapes when the name
+    holds non-ASCII characters, so that it reads the same in every client encoding."""
+    if name.isascii():
+        return '"' + name.replace('"', '""') + '"'
+    return _unicode_identifier(name)
+
+
+def quoted_name(name: str) -> str:
+    """A name quoted as the text input of regclass, regnamespace, to_regproc & co. reads it:
+    they know "..." but not U&"...". For use inside a string constant (sql_literal) only,
+    never as SQL text: it may hold non-ASCII characters."""
     return '"' + name.replace('"', '""') + '"'
+
+
+def _string_escape(char: str) -> str:
+    code = ord(char)
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
+def _identifier_escape(char: str) -> str:
+    code = ord(char)
+    return f"\\{code:04x}" if code <= 0xFFFF else f"\\+{code:06x}"
+
+
+def _unicode_identifier(name: str) -> str:
+    """U&"..." for name: quotes doubled, the backslash (the escape character) doubled,
+    non-ASCII characters as \\XXXX or \\+XXXXXX."""
+    body = name.replace('"', '""').replace("\\", "\\\\")
+    return 'U&"' + "".join(c if c < "\x80" else _identifier_escape(c) for c in body) + '"'
 
 
 def scan(text: str) -> list[Token]:
@@ -62,7 +93,7 @@ def scan(text: str) -> list[Token]:
     try:
         raw = parser.scan(text)
     except parser.ParseError as exc:
-        raise GrammarError(str(exc)) from None
+        raise _unreadable(exc) from None
     return [Token(t.name, t.kind, text[t.start:t.end + 1], t.start, t.end + 1)
             for t in raw if t.name not in _COMMENTS]
 
@@ -97,6 +128,128 @@ def as_read(text: str, standard_strings: bool) -> str:
         if token.start and (text[token.start - 1].isalnum() or text[token.start - 1] in "_$"):
             constant = " " + constant  # not part of a preceding word
         text = text[:token.start] + constant + text[token.end:]
+
+
+def as_ascii(text: str) -> str:
+    """text written in ASCII only, to read the same in every client encoding: PostgreSQL's
+    client encodings are all ASCII supersets, but in SJIS, BIG5, GBK, GB18030, UHC and JOHAB a
+    lead byte swallows the byte after it, and trail bytes include the backslash and the quote
+    (E3 81 82 5C 27, 'あ\\'' in UTF-8, ends a string in SJIS where UTF-8 escapes the quote). So
+    text the proxy read as one constant could run as SQL, if the session's encoding changed out
+    of the proxy's sight (set_config in a function body, then a pipelined message).
+
+    text must read as PostgreSQL reads it with standard_conforming_strings on (as_read's result).
+    Each token holding non-ASCII characters becomes an equivalent ASCII one, in one pass:
+    - a string constant ('...', E'...', $tag$...$tag$, continued over lines) an E'...' constant
+      of the same value, written with \\u/\\U escapes (sql_literal);
+    - an identifier a U&"..." identifier of the same name with \\XXXX escapes (unquoted ones
+      folded as PostgreSQL folds them in UTF8: ASCII letters only);
+    - a comment an empty one (/**/ or --), which separates tokens exactly as the comment did.
+    Anything else non-ASCII (U&'...' and U&"..." forms, bit strings, ...) raises GrammarError,
+    as does text PostgreSQL could not scan."""
+    if text.isascii():
+        return text
+    try:
+        tokens = parser.scan(text)
+    except parser.ParseError as exc:
+        raise _unreadable(exc) from None
+    following = _next_significant(tokens)
+    out = []
+    cursor = 0
+    for index, token in enumerate(tokens):
+        start, end = token.start, token.end + 1
+        piece = text[start:end]
+        if start > cursor:
+            out.append(text[cursor:start])  # whitespace; checked at the end
+        cursor = end
+        if piece.isascii():
+            if token.name == "NCHAR" and end - start == 1 and _rewritten_next(text, tokens, index, end):
+                piece = "NCHAR"  # N'...' is NCHAR '...': N before E'...' would be a name
+            out.append(piece)
+            continue
+        if token.name in _COMMENTS:
+            out.append("/**/" if token.name == "C_COMMENT" else "--")
+            continue
+        if token.name == "SCONST":
+            after = following[index]
+            if piece[0] == "$" and after is not None and text[after.start] == "'":
+                # $$..$$ then '..' are two constants; E'..' then '..' over a line break, one.
+                raise GrammarError(f'syntax error at or near "{text[after.start:after.end + 1][:40]}"')
+            replacement = sql_literal(_constant_value(piece))
+        elif token.name == "IDENT":
+            after = following[index]
+            if after is not None and after.name == "UESCAPE":
+                raise GrammarError("UESCAPE after a name with non-ASCII characters is not supported here")
+            replacement = _unicode_identifier(_identifier_value(piece))
+        else:
+            raise GrammarError(f'non-ASCII characters in "{piece[:40]}" are not supported by shiftguard',
+                               sqlstate.FEATURE_NOT_SUPPORTED,
+                               hint="write them directly in a string constant or a name, not in a "
+                                    "Unicode-escape (U&) or bit-string form")
+        if out and (out[-1][-1].isalnum() or out[-1][-1] in "_$"):
+            out.append(" ")  # not part of a preceding word (date'...': date E'...')
+        out.append(replacement)
+        if text[end:end + 1] in ('"', "'"):
+            out.append(" ")  # a quote right after would continue it (é"x": é AS "x")
+    out.append(text[cursor:])
+    result = "".join(out)
+    if not result.isascii():  # non-ASCII where the scanner saw no token: refuse, never guess
+        raise GrammarError("shiftguard could not write this statement in ASCII", sqlstate.FEATURE_NOT_SUPPORTED)
+    return result
+
+
+def _next_significant(tokens) -> list:
+    """For each token, the next one that is not a comment (None: none), in one backward pass."""
+    following = [None] * len(tokens)
+    after = None
+    for index in range(len(tokens) - 1, -1, -1):
+        following[index] = after
+        if tokens[index].name not in _COMMENTS:
+            after = tokens[index]
+    return following
+
+
+def _rewritten_next(text: str, tokens, index: int, end: int) -> bool:
+    following = tokens[index + 1] if index + 1 < len(tokens) else None
+    return (following is not None and following.start == end and following.name == "SCONST"
+            and not text[following.start:following.end + 1].isascii())
+
+
+def _constant_value(piece: str) -> str:
+    """The value of one SCONST token as PostgreSQL reads it (standard_conforming_strings on)."""
+    if piece[0] == "$":
+        tag_end = piece.index("$", 1) + 1
+        return piece[tag_end:len(piece) - tag_end]
+    # '...' (perhaps continued over lines) and E'...' (every escape: \\x, octal, \\u): read
+    # by PostgreSQL's own parser, which also refuses what PostgreSQL would.
+    try:
+        (statement,) = parser.parse_sql("SELECT " + piece)
+        value = statement.stmt.targetList[0].val.val.sval
+    except parser.ParseError as exc:
+        raise _unreadable(exc) from None
+    except (AttributeError, IndexError, TypeError, ValueError):
+        raise GrammarError(f"shiftguard could not read the string constant {piece[:40]}",
+                           sqlstate.FEATURE_NOT_SUPPORTED) from None
+    if not isinstance(value, str):
+        raise GrammarError(f"shiftguard could not read the string constant {piece[:40]}",
+                           sqlstate.FEATURE_NOT_SUPPORTED)
+    return value
+
+
+def _identifier_value(piece: str) -> str:
+    """The name an IDENT token stands for: quoted keeps its case, unquoted folds ASCII letters
+    (PostgreSQL folds non-ASCII letters only in single-byte server encodings)."""
+    if piece.startswith('"'):
+        return piece[1:-1].replace('""', '"')
+    return "".join(c.lower() if "A" <= c <= "Z" else c for c in piece)
+
+
+def _unreadable(exc: parser.ParseError) -> GrammarError:
+    """PostgreSQL's scanner refused the text: its message, and its SQLSTATE where it is not a
+    syntax error (an escape that makes an invalid UTF-8 sequence)."""
+    message = str(exc)
+    code = sqlstate.CHARACTER_NOT_IN_REPERTOIRE if "invalid byte sequence" in message else sqlstate.SYNTAX_ERROR
+    return GrammarError(message, code)
 
 
 def _scan_prefix(text: str, end: int):

@@ -30,7 +30,7 @@ from pglast import parser, visitors
 from pglast.stream import RawStream
 
 from ..protocol import sqlstate
-from .tokens import Cursor, GrammarError, as_read, scan, split_statements, sql_literal
+from .tokens import Cursor, GrammarError, as_ascii, as_read, scan, split_statements, sql_literal
 from . import dialect
 from .groups import (changes_json, parse_alter_group, parse_create_group, parse_drop_group,
                      rewrite_grant)
@@ -132,6 +132,8 @@ _DIALECT_TRIGGER = _any_of(dialect.TRIGGER_WORDS + tuple(w.encode() for w in DIA
 
 def may_need_plan(sql: bytes, translator: Translator | None = None) -> bool:
     """False when sql certainly holds no statement the proxy owns (no parse needed)."""
+    if not sql.isascii():
+        return True  # the proxy sends PostgreSQL only ASCII SQL (tokens.as_ascii)
     lowered = sql.lower()
     if translator is not None and translator.strict:
         return True  # strict_redshift looks at every statement
@@ -147,17 +149,23 @@ def may_need_plan(sql: bytes, translator: Translator | None = None) -> bool:
 
 def classify(sql: bytes, translator: Translator, standard_strings: bool = True) -> Plan:
     """The plan for one Query or Parse SQL string, read as PostgreSQL reads it in a session
-    whose standard_conforming_strings is standard_strings."""
+    whose standard_conforming_strings is standard_strings.
+
+    What reaches PostgreSQL is ASCII only (DESIGN principle 8): PASS only for ASCII SQL;
+    otherwise Plan.text is the SQL written in ASCII (tokens.as_ascii), which reads the same in
+    every client encoding, so that no change of the session's client_encoding (which the proxy
+    may learn of only after the next message is on its way) changes what runs."""
     if not may_need_plan(sql, translator):
         return PASS
     try:
         original = sql.decode("utf-8")
-    except UnicodeDecodeError:
-        return PASS  # PostgreSQL will refuse it with its own error
+    except UnicodeDecodeError as exc:  # fail closed: what the proxy cannot read never runs
+        return _refused(Denial(sqlstate.CHARACTER_NOT_IN_REPERTOIRE, _invalid_utf8(sql, exc.start)))
     try:
-        text = as_read(original, standard_strings)
+        # as PostgreSQL reads it (standard_conforming_strings), then in ASCII
+        text = as_ascii(as_read(original, standard_strings))
     except GrammarError as exc:  # not even where PostgreSQL's reading of it ends is certain
-        return Plan((Action(0, 0, len(original), denial=Denial(sqlstate.SYNTAX_ERROR, str(exc))),))
+        return _refused(Denial(exc.sqlstate, str(exc), hint=exc.hint))
     rewritten = None if text == original else text
     try:
         spans = split_statements(text)
@@ -174,13 +182,43 @@ def classify(sql: bytes, translator: Translator, standard_strings: bool = True) 
                             hint="This is a bug in shiftguard; the statement was not run.")
         if result is None:
             continue
+        if not isinstance(result, Denial):
+            replacement, tag, keep = result
+            try:
+                printed = as_printed(replacement)
+            except GrammarError as exc:
+                result = Denial(exc.sqlstate, str(exc), hint=exc.hint)
         if isinstance(result, Denial):
             actions.append(Action(index, start, end, denial=result))
         else:
-            replacement, tag, keep = result
-            actions.append(Action(index, start, end, sql=replacement, tag=tag))
+            actions.append(Action(index, start, end, sql=printed, tag=tag))
             cacheable = cacheable and keep
     return Plan(tuple(actions), cacheable, rewritten) if actions or rewritten else PASS
+
+
+def as_printed(sql: str) -> str:
+    """SQL the proxy wrote, as it is sent: read as it was written (pglast's printer, RawStream,
+    writes its constants for standard_conforming_strings on: '\\' is one backslash) and
+    written to read the same whatever standard_conforming_strings and the client encoding say.
+    Without this a Redshift session (standard_conforming_strings off) would read a printed
+    '\\' as the start of a constant that ends elsewhere."""
+    if sql.isascii() and "\\" not in sql:
+        return sql
+    return as_ascii(as_read(sql, True))
+
+
+def _refused(denial: Denial) -> Plan:
+    """The whole message refused: none of its text is sent (it may be unreadable)."""
+    return Plan((Action(0, 0, 0, denial=denial),), text="")
+
+
+def _invalid_utf8(sql: bytes, at: int) -> str:
+    """PostgreSQL's message for invalid UTF-8 (report_invalid_encoding): the bytes of the
+    sequence the lead byte announces, as far as there are any."""
+    lead = sql[at]
+    length = 2 if lead & 0xE0 == 0xC0 else 3 if lead & 0xF0 == 0xE0 else 4 if lead & 0xF8 == 0xF0 else 1
+    shown = " ".join(f"0x{byte:02x}" for byte in sql[at:at + length])
+    return f'invalid byte sequence for encoding "UTF8": {shown}'
 
 
 # A statement handler's answer: None (forward unchanged), a Denial, or (replacement SQL,

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from .endpoint import Endpoint
+from .policy import encoding
 from .policy.errors import redshift_wording
 from .policy.statements import Action, Denial, Plan
 from .protocol import messages as m
@@ -470,6 +471,18 @@ class Relay:
             name, value = m.decode_parameter_status(body)
             if name == "standard_conforming_strings":
                 self.standard_strings = value == "on"
+            elif name == "client_encoding" and not encoding.is_utf8(value):
+                # Changed where the proxy could not see it (set_config in a function body). The
+                # SQL the proxy sends is ASCII and reads the same anyway (_apply); the session
+                # ends so that the client learns why rather than reading text it cannot decode.
+                log.warning("backend session's client_encoding changed to %r: ending the session", value)
+                self._from_backend.write = lambda data: None  # nothing after the FATAL
+                self.close(m.error_response(
+                    "FATAL", FEATURE_NOT_SUPPORTED, encoding.refusal(value),
+                    detail="The session's client_encoding was changed (by set_config or a function's "
+                           "SET clause); shiftguard ends such sessions.",
+                    hint=encoding.HINT))
+                return b""
             if self._on_parameter is not None:
                 self._on_parameter(name, value)
             return None

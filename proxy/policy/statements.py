@@ -38,7 +38,7 @@ from .roles import as_json as roles_json
 from .roles import (parse_alter_role, parse_create_role, parse_drop_role, parse_role_grant,
                     parse_system_grant)
 from .users import parse_alter_user, parse_create_user, parse_drop_user
-from . import idp, masking, privileges, rls, s3, signing
+from . import encoding, idp, masking, privileges, rls, s3, signing
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +101,7 @@ _TRIGGER_WORDS = (b"user", b"role", b"group", b"privileges", b"stl_", b"sys_", b
                   b"discard", b"system", b"extension", b"copy",
                   b"policy", b"language", b"load", b"set_config", b"authorization", b"grant",
                   b"revoke", b"security", b"analy", b"explain", b"drop", b"rename", b"truncate", b"schema", b"cancel",
-                  b"u&", b"identity", b"create", b"vacuum")
+                  b"u&", b"identity", b"create", b"vacuum", b"encoding", b"names")
 
 # Redshift catalog views PostgreSQL lacks (or has with other columns), and where ours live.
 CATALOG_VIEWS = {name: name for name in (
@@ -346,8 +346,10 @@ def _judge(kind: str, node: dict, raw: dict, statement: str, words: list[str], l
         result = handler(node, words) if handler else None
     if result is None and translator.strict:
         result = _strict_refusal(kind, node)
-    if result is None and "set_config" in lowered and _sets_identity(raw):
-        return _escape("set_config('role' | 'session_authorization', ...)")
+    if result is None and kind in _SETS_IN_CLAUSES:  # a function's, role's or database's SET
+        result = _client_encoding_set(raw)
+    if result is None and ("set_config" in lowered or "u&" in lowered):  # U&"set\005fconfig"
+        result = _set_config_refusal(raw)
     if result is None:  # the CREATE system permissions: last, after every refusal above
         result = privileges.lend_call(kind, node, statement, translator.sign)
     return result
@@ -807,7 +809,47 @@ def _variable_set(node: dict, words: list[str]) -> Result:
     # superuser to test access and PostgreSQL allows it to superusers only: it passes.
     if node.get("name") == "role":
         return _escape("SET ROLE")
+    return _client_encoding_set({"VariableSetStmt": node})
+
+
+# Statements whose clauses hold SET name = value (VariableSetStmt): CREATE / ALTER FUNCTION and
+# PROCEDURE ... SET, ALTER ROLE | USER ... SET, ALTER DATABASE ... SET.
+_SETS_IN_CLAUSES = frozenset(("CreateFunctionStmt", "AlterFunctionStmt", "AlterRoleSetStmt",
+                              "AlterDatabaseSetStmt"))
+
+
+def _client_encoding_set(tree) -> Result:
+    """SET client_encoding, SET NAMES (and the same in a function's, role's or database's SET
+    clause) to anything but UTF8, or FROM CURRENT (which could capture another). SET ... TO
+    DEFAULT and RESET pass: they return to the session's startup value, which is UTF8
+    (frontend/connection.py opens every backend session with client_encoding=UTF8)."""
+    for node in _nodes(tree):
+        # wrapped as a node, or bare where a field holds one (AlterRoleSetStmt's setstmt)
+        setting = node.get("VariableSetStmt", node if str(node.get("kind", "")).startswith("VAR_") else None)
+        if not isinstance(setting, dict) or str(setting.get("name", "")).lower() != "client_encoding":
+            continue  # GUC names are case-insensitive; SET NAMES is client_encoding in the tree
+        kind = setting.get("kind")
+        if kind == "VAR_SET_VALUE":
+            values = [_constant_text(arg) for arg in setting.get("args", ())]
+            value = values[0] if len(values) == 1 else None
+            if value is None or not encoding.is_utf8(value):
+                return _encoding_refusal(value if len(values) == 1 else None)
+        elif kind == "VAR_SET_CURRENT":
+            return _encoding_refusal(None)
     return None
+
+
+def _constant_text(node: dict) -> str | None:
+    """A constant's text as SET reads it (SET x = sjis, = 'SJIS', = 932), or None."""
+    const = node.get("A_Const", {})
+    for key, field_name in (("sval", "sval"), ("ival", "ival"), ("fval", "fval")):
+        if key in const:
+            return str(const[key].get(field_name, 0 if key == "ival" else ""))
+    return None
+
+
+def _encoding_refusal(value: str | None) -> Denial:
+    return Denial(sqlstate.FEATURE_NOT_SUPPORTED, encoding.refusal(value), hint=encoding.HINT)
 
 
 def _copy(node: dict, words: list[str]) -> Result:
@@ -828,19 +870,28 @@ def _with_language(node: dict, key: str) -> Result:
     return None
 
 
-def _sets_identity(tree) -> bool:
-    """Does the parse tree call set_config() on role or session_authorization (or on a name
-    it computes, which could be either)?"""
+def _set_config_calls(tree):
+    """Each set_config(setting, value, ...) call in the parse tree: (the setting's name, None
+    when computed; its value as a constant's text, None when computed)."""
     for node in _nodes(tree):
         call = node.get("FuncCall")
         if call is not None:
             name = call.get("funcname", [])[-1:]
             if name and name[0].get("String", {}).get("sval") == "set_config":
-                first = (call.get("args") or [{}])[0]
-                setting = first.get("A_Const", {}).get("sval", {}).get("sval")
-                if setting is None or setting.lower() in ("role", "session_authorization"):
-                    return True
-    return False
+                args = call.get("args") or []
+                setting = args[0].get("A_Const", {}).get("sval", {}).get("sval") if args else None
+                yield setting, _constant_text(args[1]) if len(args) > 1 else None
+
+
+def _set_config_refusal(tree) -> Result:
+    """set_config() on role or session_authorization (or on a name it computes, which could be
+    either), or on client_encoding to anything but UTF8."""
+    for setting, value in _set_config_calls(tree):
+        if setting is None or setting.lower() in ("role", "session_authorization"):
+            return _escape("set_config('role' | 'session_authorization', ...)")
+        if setting.lower() == "client_encoding" and (value is None or not encoding.is_utf8(value)):
+            return _encoding_refusal(value)
+    return None
 
 
 # --------------------------------------------------------------------------- strict_redshift

@@ -93,7 +93,7 @@ class Translator:
 
 # Every statement the proxy owns contains one of these words. PostgreSQL's keywords are ASCII
 # and case-insensitive and cannot be escaped or split, and the catalog views' ("user",
-# "group", "privileges") and set_config's names contain them, so SQL whose ASCII-lowered bytes contain none of them holds nothing the
+# "group", "privileges"), set_config's and client_encoding's names (SET NAMES: "names") contain them, so SQL whose ASCII-lowered bytes contain none of them holds nothing the
 # proxy owns and needs no parse. Only a shortcut: a hit means "scan and look", never a decision.
 # Function names are identifiers, which U&"..." can spell with escapes: SQL holding a Unicode
 # escape is always parsed.
@@ -121,9 +121,21 @@ log = logging.getLogger(__name__)
 
 def _any_of(words) -> re.Pattern:
     """A search for any of these literal byte strings, in one pass (the same answer as
-    `any(w in text for w in words)`, four times faster on the hot path). Literals only: no
-    pattern syntax, so it is only ever a substring test."""
-    return re.compile(b"|".join(re.escape(w) for w in words))
+    `any(w in text for w in words)`, several times faster on the hot path). Literals only: no
+    pattern syntax, so it is only ever a substring test. The alternatives share their prefixes
+    (a(?:naly|uthorization)|c(?:...)...): at each position of the text the search tries one
+    branch, not every word, so a word more costs the hot path next to nothing."""
+    return re.compile(_prefix_tree(sorted(set(words))))
+
+
+def _prefix_tree(words: list[bytes]) -> bytes:
+    if b"" in words:
+        return b""  # a word ends here: for a search, the longer ones add nothing
+    branches: dict[bytes, list[bytes]] = {}
+    for word in words:
+        branches.setdefault(word[:1], []).append(word[1:])
+    alternatives = [re.escape(first) + _prefix_tree(rest) for first, rest in branches.items()]
+    return alternatives[0] if len(alternatives) == 1 else b"(?:" + b"|".join(alternatives) + b")"
 
 
 _TRIGGER = _any_of(_TRIGGER_WORDS)

@@ -10,7 +10,7 @@ import random
 import pytest
 from pglast import parser
 
-from proxy.policy.statements import PASS, Translator, classify, may_need_plan
+from proxy.policy.statements import _TRIGGER_WORDS, PASS, Translator, _any_of, classify, may_need_plan
 from proxy.policy.tokens import GrammarError, as_ascii, as_read, quote_ident, quoted_name, sql_literal
 
 TRANSLATOR = Translator(lambda role: f"VERIFIER-{role}")
@@ -218,3 +218,15 @@ def test_client_encoding_utf8_passes(sql):
 def test_set_config_on_role_is_refused_however_its_name_is_spelled():
     (action,) = classify(b"SELECT U&\"set\\005fconfig\"('role', 'awsuser', false)", TRANSLATOR).actions
     assert action.denial.sqlstate == "0A000" and "set_config" in action.denial.message
+
+
+def test_the_trigger_search_is_a_substring_test():
+    """The prefilter's one-pass search (a prefix tree of the words) answers as any(w in text)."""
+    search = _any_of(_TRIGGER_WORDS + (b"sys", b"a.b"))
+    rng = random.Random(7)
+    pieces = [w[:rng.randint(1, len(w))] for w in _TRIGGER_WORDS] + [b" ", b"x", b".", b"u&", b"sys_"]
+    for _ in range(3000):
+        text = b"".join(rng.choice(pieces) for _ in range(rng.randint(0, 8)))
+        expected = any(w in text for w in _TRIGGER_WORDS + (b"sys", b"a.b"))
+        assert (search.search(text) is not None) == expected, text
+    assert search.search(b"axb") is None  # literals: '.' is no wildcard

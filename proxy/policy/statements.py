@@ -330,7 +330,9 @@ def _classify(statement: str, translator: Translator) -> Result:
         catalog_rewrite = _point_at_catalog_views(statement, translator.dialect)
         if catalog_rewrite is not None:
             statement = catalog_rewrite[0]  # the rules below judge what will execute
-    if translator.masked.views and masking.mentions(lowered.encode(), translator.masked):
+    # A name holding non-ASCII characters arrives here as U&"..." (tokens.as_ascii), which the
+    # byte prefilter cannot match: such statements are always looked at.
+    if translator.masked.views and (masking.mentions(lowered.encode(), translator.masked) or "u&" in lowered):
         masked = masking.rewrite(statement, translator.masked)
         if masked is not None:
             statement = masked

@@ -280,46 +280,35 @@ def split_statements(text: str) -> list[tuple[int, int]]:
 
 
 def fold_identifier(token: Token) -> str:
-    """An identifier's value: quoted keeps its case, unquoted folds ASCII letters to lower case."""
+    """An identifier's value: quoted keeps its case, unquoted folds ASCII letters to lower case,
+    U&"..." (as as_ascii writes names holding non-ASCII characters) is read by PostgreSQL's
+    parser (escapes, surrogate pairs)."""
     if token.text.startswith('"'):
         return token.text[1:-1].replace('""', '"')
-    if token.text[:2].upper() == 'U&':
-        raise GrammarError("Unicode-escaped identifiers are not supported here")
+    if token.name == "UIDENT":
+        try:
+            (statement,) = parser.parse_sql("SELECT 1 AS " + token.text)
+            return statement.stmt.targetList[0].name
+        except parser.ParseError as exc:
+            raise _unreadable(exc) from None
     return "".join(c.lower() if "A" <= c <= "Z" else c for c in token.text)
 
 
 def string_value(token: Token) -> str:
-    """A string constant's value: 'standard', E'escaped' or $$dollar$$ quoted."""
+    """A string constant's value: 'standard', E'escaped' (every escape, \\u and \\x too, as
+    as_ascii writes non-ASCII characters), $$dollar$$ quoted, continued over lines."""
     text = token.text
-    if text.startswith("'"):
-        return text[1:-1].replace("''", "'")
-    if text[:2] in ("E'", "e'"):
-        return _unescape(text[2:-1])
     if text.startswith("$"):
         tag_end = text.index("$", 1) + 1
         return text[tag_end:len(text) - tag_end]
+    if text.startswith("'") and "'" not in text[1:-1].replace("''", ""):
+        return text[1:-1].replace("''", "'")  # the common case, without a parse
+    if text[:1] in ("'", "E", "e"):
+        return _constant_value(text)
     raise GrammarError(f"unsupported string constant {text[:20]}")
 
 
-def _unescape(body: str) -> str:
-    out = []
-    chars = iter(body)
-    simple = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
-    for char in chars:
-        if char == "'":
-            next(chars, None)  # '' inside E'...'
-            out.append("'")
-        elif char == "\\":
-            escaped = next(chars, "")
-            if escaped in simple:
-                out.append(simple[escaped])
-            elif escaped in "xu01234567":
-                raise GrammarError("numeric escapes in string constants are not supported here")
-            else:
-                out.append(escaped)
-        else:
-            out.append(char)
-    return "".join(out)
+_IDENTIFIERS = ("IDENT", "UIDENT")
 
 
 class Cursor:
@@ -368,9 +357,12 @@ class Cursor:
     def name(self, what: str = "name") -> str:
         """An identifier, a keyword used as one, or Redshift's namespace:name form."""
         token = self.next()
-        if token.name in ("SCONST", "ICONST", "FCONST") or (token.kind == "NO_KEYWORD" and token.name != "IDENT"):
+        if token.name in ("SCONST", "ICONST", "FCONST") or (
+                token.kind == "NO_KEYWORD" and token.name not in _IDENTIFIERS):
             raise GrammarError(f'syntax error at or near "{token.text}": expected a {what}')
-        value = fold_identifier(token) if token.name == "IDENT" else token.text.lower()
+        if token.name == "UIDENT" and self.accept("UESCAPE"):
+            raise GrammarError("UESCAPE is not supported here", sqlstate.FEATURE_NOT_SUPPORTED)
+        value = fold_identifier(token) if token.name in _IDENTIFIERS else token.text.lower()
         # Identity-provider users are written namespace:name (myco_aad:bob).
         following = self.peek()
         if following is not None and following.text == ":" and following.start == token.end:
@@ -378,7 +370,7 @@ class Cursor:
             rest = self.next()
             if rest.start != following.end:
                 raise GrammarError(f'syntax error at or near "{rest.text}"')
-            value += ":" + (fold_identifier(rest) if rest.name == "IDENT" else rest.text.lower())
+            value += ":" + (fold_identifier(rest) if rest.name in _IDENTIFIERS else rest.text.lower())
         return value
 
     def string(self, what: str = "string") -> str:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from ..protocol import sqlstate
 from ..protocol.auth import redshift_md5, scram_verifier
 from . import encoding
-from .tokens import Cursor, GrammarError, string_value
+from .tokens import Cursor, GrammarError, fold_identifier, string_value
 
 # PostgreSQL truncates names at 63 bytes (NAMEDATALEN); Redshift allows 127. A longer name
 # cannot be a PostgreSQL role, so it is refused rather than silently shortened.
@@ -215,6 +215,8 @@ def _option(cursor: Cursor, spec: UserSpec, user: str, *, altering: bool) -> Non
             token = cursor.next()
             if token.name == "SCONST":
                 value = string_value(token)
+            elif token.name == "UIDENT":  # a name holding non-ASCII characters, as the proxy sends it
+                value = fold_identifier(token)
             elif token.name in ("ICONST", "FCONST") or token.kind != "NO_KEYWORD" or token.name == "IDENT":
                 value = token.text if token.name != "IDENT" else token.text.strip('"')
             else:

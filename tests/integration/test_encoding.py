@@ -409,3 +409,58 @@ def test_psql_keeps_non_ascii_names_and_values(proxy, postgres, names):
         with postgres.connect() as direct:
             direct.execute(f'DROP TABLE IF EXISTS "{table}"')
             direct.execute(f'DROP FUNCTION IF EXISTS "{function}"()')
+
+
+def test_a_masked_table_with_a_non_ascii_name_is_read_through_its_mask(proxy, postgres, mallory):
+    """The proxy sends the name as U&"..."; its masking rewrite still finds the table."""
+    me = mallory[0]
+    table, policy = f"cartes_é_{uuid.uuid4().hex[:6]}", unique("mask")
+    with proxy.connect() as admin:
+        admin.execute(f'CREATE TABLE "{table}" (id int, "numéro" text)')
+        admin.execute(f"""INSERT INTO "{table}" VALUES (1, '4532993817514842')""")
+        admin.execute(f'GRANT SELECT ON "{table}" TO PUBLIC')
+        admin.execute(f"CREATE MASKING POLICY {policy} WITH (\"numéro\" VARCHAR(256)) USING ('XXXX'::TEXT)")
+        admin.execute(f'ATTACH MASKING POLICY {policy} ON "{table}" ("numéro") TO PUBLIC')
+    try:
+        def read():
+            try:
+                with proxy.connect(me, PASSWORD) as conn:
+                    return conn.execute(f'SELECT "numéro" FROM "{table}"').fetchall()
+            except psycopg.errors.InsufficientPrivilege:
+                return None
+        assert wait_for(read, timeout=5) == [("XXXX",)]
+    finally:
+        with proxy.connect() as admin:
+            admin.execute(f'DETACH MASKING POLICY {policy} ON "{table}" ("numéro") FROM PUBLIC')
+            admin.execute(f"DROP MASKING POLICY {policy}")
+            admin.execute(f'DROP TABLE "{table}" CASCADE')
+
+
+def test_redshift_statements_on_non_ascii_names(proxy, postgres):
+    """CREATE USER / GROUP, GRANT ... TO GROUP, ALTER and DROP USER (the proxy's own grammars) on
+    names holding non-ASCII characters, which reach them written as U&"..." and E'\\u...'."""
+    suffix = uuid.uuid4().hex[:6]
+    user, group, table = f"usé_{suffix}", f"grüppe_{suffix}", f"tablé_{suffix}"
+    with proxy.connect() as admin:
+        admin.execute(f'CREATE USER "{user}" PASSWORD \'{PASSWORD}\'')
+        admin.execute(f'CREATE GROUP "{group}" WITH USER "{user}"')
+        admin.execute(f"CREATE TABLE \"{table}\" (v text); INSERT INTO \"{table}\" VALUES ('à lire')")
+        admin.execute(f'GRANT SELECT ON "{table}" TO GROUP "{group}"')
+        admin.execute(f"ALTER USER \"{user}\" SET search_path TO 'schéma'")
+    try:
+        with proxy.connect(user, PASSWORD) as conn:
+            assert conn.execute(f'SELECT v, current_user FROM public."{table}"').fetchone() == ("à lire", user)
+            assert conn.execute("SHOW search_path").fetchone() == ('"schéma"',)  # as PostgreSQL quotes it
+        with proxy.connect() as admin:
+            assert admin.execute("SELECT usename FROM pg_user WHERE usename = %s", (user,)).fetchone() == (user,)
+            assert admin.execute("SELECT groname FROM pg_group WHERE groname = %s", (group,)).fetchone() == (group,)
+    finally:
+        with proxy.connect() as admin:
+            admin.execute(f'REVOKE SELECT ON "{table}" FROM GROUP "{group}"')
+            admin.execute(f'DROP TABLE "{table}"')
+            admin.execute(f'ALTER GROUP "{group}" DROP USER "{user}"')
+            admin.execute(f'DROP GROUP "{group}"')
+            admin.execute(f'DROP USER "{user}"')
+    with postgres.connect() as direct:
+        assert direct.execute("SELECT count(*) FROM pg_roles WHERE rolname IN (%s, %s)",
+                              (user, f"grp:{group}")).fetchone() == (0,)

@@ -11,7 +11,8 @@ import pytest
 from pglast import parser
 
 from proxy.policy.statements import _TRIGGER_WORDS, PASS, Translator, _any_of, classify, may_need_plan
-from proxy.policy.tokens import GrammarError, as_ascii, as_read, quote_ident, quoted_name, sql_literal
+from proxy.policy.tokens import (Cursor, GrammarError, as_ascii, as_read, fold_identifier, quote_ident, quoted_name,
+                                 scan, sql_literal, string_value)
 
 TRANSLATOR = Translator(lambda role: f"VERIFIER-{role}")
 E_ACUTE, A_HIRAGANA, CLEF = "\u00e9", "\u3042", "\U0001d11e"
@@ -78,6 +79,31 @@ def test_writers_are_ascii():
     assert quote_ident(CLEF) == 'U&"\\+01d11e"'
     assert quoted_name("tablé") == '"tablé"'  # for regclass text: inside sql_literal only
     assert tree(f"SELECT {sql_literal('é')} AS {quote_ident('é')}") == tree("SELECT 'é' AS \"é\"")
+
+
+@pytest.mark.parametrize("sql, value", [
+    ("'plain'", "plain"), ("'it''s'", "it's"), ("E'a\\nb'", "a\nb"), ("E'\\u00e9\\U0001d11e'", "é𝄞"),
+    ("E'\\xc3\\xa9\\351'", None), ("E'\\xc3\\xa9'", "é"), ("'a'\n'b'", "ab"), ("E'a\\''\n'b'", "a'b"),
+    ("$t$x'\\$t$", "x'\\"),
+])
+def test_string_values_as_the_proxy_sends_them(sql, value):
+    """The grammars read constants as as_ascii writes them: every escape, continuations too."""
+    (token,) = scan(sql) if value is not None else [None]
+    if value is None:
+        with pytest.raises(GrammarError, match="invalid byte sequence"):
+            scan(sql)
+        return
+    assert string_value(token) == value
+    assert string_value(scan(as_ascii(sql))[0]) == value
+
+
+def test_names_as_the_proxy_sends_them():
+    (token,) = scan('U&"tabl\\00e9 \\+01d11e"')
+    assert fold_identifier(token) == "tablé 𝄞"
+    assert Cursor(scan(as_ascii('"usé" x'))).name() == "usé"
+    assert Cursor(scan(as_ascii("ÉA"))).name() == "Éa"  # unquoted: ASCII letters fold, as in PostgreSQL
+    with pytest.raises(GrammarError, match="UESCAPE"):
+        Cursor(scan('U&"d!0061t!+000061" UESCAPE \'!\'')).name()
 
 
 _ALPHABET = ["a", "Z", " ", "'", '"', "\\", "$", "\n", "-", "/", "*", ";", E_ACUTE, A_HIRAGANA, CLEF,

@@ -464,3 +464,21 @@ def test_redshift_statements_on_non_ascii_names(proxy, postgres):
     with postgres.connect() as direct:
         assert direct.execute("SELECT count(*) FROM pg_roles WHERE rolname IN (%s, %s)",
                               (user, f"grp:{group}")).fetchone() == (0,)
+
+
+def test_redshift_ddl_on_non_ascii_names(proxy):
+    """DISTKEY, SORTKEY and ENCODE (the dialect's rewrite) on a table and columns named in
+    non-ASCII characters: recorded under their names, altered through them."""
+    table = f"tablé_{uuid.uuid4().hex[:6]}"
+    with proxy.connect() as conn:
+        conn.execute(f'CREATE TABLE "{table}" (id int, "clé" varchar(10) ENCODE lzo) DISTKEY("clé") SORTKEY(id)')
+        try:
+            conn.execute(f"INSERT INTO \"{table}\" VALUES (1, 'valeur é')")
+            assert conn.execute('SELECT diststyle FROM svv_table_info WHERE "table" = %s',
+                                (table,)).fetchone() == ("KEY(clé)",)
+            assert conn.execute(f'ALTER TABLE "{table}" ALTER DISTSTYLE EVEN').statusmessage == "ALTER TABLE"
+            assert conn.execute('SELECT "column", encoding, sortkey FROM pg_table_def WHERE tablename = %s '
+                                "ORDER BY 1", (table,)).fetchall() == [("clé", "lzo", 0), ("id", "none", 1)]
+            assert conn.execute(f'SELECT "clé" FROM "{table}"').fetchone() == ("valeur é",)
+        finally:
+            conn.execute(f'DROP TABLE "{table}"')

@@ -7,6 +7,7 @@ unescaped) and offers a small cursor for hand-written grammars. Pure; no regexes
 
 from __future__ import annotations
 
+import codecs
 from dataclasses import dataclass
 
 from pglast import parser
@@ -88,10 +89,67 @@ def _unicode_identifier(name: str) -> str:
     return 'U&"' + "".join(c if c < "\x80" else _identifier_escape(c) for c in body) + '"'
 
 
+def _scan_tokens(text: str) -> list:
+    """pglast's scanner tokens of text, with character offsets, in time linear in its length.
+
+    pglast turns its scanner's byte offsets into character offsets with a search over the
+    text's non-ASCII characters per token: quadratic, seconds for a long statement holding many
+    (the proxy's event loop would stall). So non-ASCII text is scanned with each non-ASCII
+    character replaced by one ASCII letter: the same offsets and the same token boundaries,
+    since PostgreSQL's scanner treats every character >= 0x80 as a letter of names (and of
+    dollar-quote tags) or as the content of a constant, name or comment, and the letter is none
+    that starts a constant (b e n u x: B'', E'', N'', U&'', X''), follows a backslash as an
+    escape (b f n r t u x) or is a hex digit. Where the characters themselves count: a name
+    that reads as a keyword with the letter is a name (no keyword holds non-ASCII), and a
+    dollar-quote tag that matched only with the letter (two different non-ASCII tags) is
+    refused. Raises parser.ParseError."""
+    if text.isascii():
+        return parser.scan(text)
+    # A letter the text does not hold, if there is one: then only two different non-ASCII tags
+    # can match (with a letter the text holds, $q$ é $q$ would end at $é$).
+    letter = next((c for c in _LETTERS if c not in text), _LETTERS[0])
+    lettered = text.encode("ascii", f"shiftguard.as_letter.{letter}").decode("ascii")
+    try:
+        tokens = parser.scan(lettered)
+    except parser.ParseError as exc:
+        raise _in_original(exc, lettered, text) from None
+    for index, token in enumerate(tokens):
+        if token.name == "SCONST" and text[token.start] == "$":
+            piece = text[token.start:token.end + 1]
+            tag = piece[:piece.index("$", 1) + 1]
+            if len(piece) < 2 * len(tag) or not piece.endswith(tag):
+                raise parser.ParseError("dollar-quote tags that differ only in non-ASCII characters are not "
+                                        "supported by shiftguard", token.start)
+        elif token.kind != "NO_KEYWORD" and not text[token.start:token.end + 1].isascii():
+            tokens[index] = token._replace(name="IDENT", kind="NO_KEYWORD")
+    return tokens
+
+
+# Letters that start no constant (B'' E'' N'' U&'' X''), are no escape after a backslash
+# (\b \f \n \r \t \u \x) and no hex digit; for each, an encoding error handler that writes
+# it for every non-ASCII character (str.encode: one pass, in C).
+_LETTERS = "qzjkwyvghilmopsQZJKWYVGHILMOPRST"
+for _letter in _LETTERS:
+    codecs.register_error(f"shiftguard.as_letter.{_letter}",
+                          lambda error, letter=_letter: (letter * (error.end - error.start), error.end))
+
+
+def _in_original(exc: parser.ParseError, lettered: str, text: str) -> parser.ParseError:
+    """The scanner's error, its excerpt ("at or near ...") shown as the client wrote it."""
+    message = str(exc.args[0]) if exc.args else str(exc)
+    location = exc.args[1] if len(exc.args) > 1 else None
+    head, near, excerpt = message.partition(' at or near "')
+    if near and excerpt.endswith('"') and location is not None:
+        shown = excerpt[:-1]
+        if lettered[location:location + len(shown)] == shown:
+            message = f'{head}{near}{text[location:location + len(shown)]}"'
+    return parser.ParseError(message, location)
+
+
 def scan(text: str) -> list[Token]:
     """Tokens of text without comments; raises GrammarError when PostgreSQL could not scan it."""
     try:
-        raw = parser.scan(text)
+        raw = _scan_tokens(text)
     except parser.ParseError as exc:
         raise _unreadable(exc) from None
     return [Token(t.name, t.kind, text[t.start:t.end + 1], t.start, t.end + 1)
@@ -110,7 +168,7 @@ def as_read(text: str, standard_strings: bool) -> str:
         return text
     while True:
         try:
-            tokens, whole = parser.scan(text), True
+            tokens, whole = _scan_tokens(text), True
         except parser.ParseError as exc:  # maybe only as pglast reads it: look before the error
             tokens, whole = _scan_prefix(text, exc.args[1] if len(exc.args) > 1 else 0), False
         token = next((t for t in tokens if t.name == "SCONST" and text[t.start] == "'"
@@ -150,7 +208,7 @@ def as_ascii(text: str) -> str:
     if text.isascii():
         return text
     try:
-        tokens = parser.scan(text)
+        tokens = _scan_tokens(text)
     except parser.ParseError as exc:
         raise _unreadable(exc) from None
     following = _next_significant(tokens)
@@ -220,8 +278,10 @@ def _constant_value(piece: str) -> str:
     if piece[0] == "$":
         tag_end = piece.index("$", 1) + 1
         return piece[tag_end:len(piece) - tag_end]
-    # '...' (perhaps continued over lines) and E'...' (every escape: \\x, octal, \\u): read
-    # by PostgreSQL's own parser, which also refuses what PostgreSQL would.
+    if piece[0] == "'" and "'" not in piece[1:-1].replace("''", ""):
+        return piece[1:-1].replace("''", "'")  # the common case, without a parse
+    # '...' continued over lines, and E'...' (every escape: \\x, octal, \\u): read by
+    # PostgreSQL's own parser, which also refuses what PostgreSQL would.
     try:
         (statement,) = parser.parse_sql("SELECT " + piece)
         value = statement.stmt.targetList[0].val.val.sval
@@ -254,7 +314,7 @@ def _unreadable(exc: parser.ParseError) -> GrammarError:
 
 def _scan_prefix(text: str, end: int):
     try:
-        return parser.scan(text[:end]) if end else []
+        return _scan_tokens(text[:end]) if end else []
     except parser.ParseError:
         return []
 
@@ -298,12 +358,7 @@ def string_value(token: Token) -> str:
     """A string constant's value: 'standard', E'escaped' (every escape, \\u and \\x too, as
     as_ascii writes non-ASCII characters), $$dollar$$ quoted, continued over lines."""
     text = token.text
-    if text.startswith("$"):
-        tag_end = text.index("$", 1) + 1
-        return text[tag_end:len(text) - tag_end]
-    if text.startswith("'") and "'" not in text[1:-1].replace("''", ""):
-        return text[1:-1].replace("''", "'")  # the common case, without a parse
-    if text[:1] in ("'", "E", "e"):
+    if text[:1] in ("'", "E", "e", "$"):
         return _constant_value(text)
     raise GrammarError(f"unsupported string constant {text[:20]}")
 

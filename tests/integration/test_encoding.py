@@ -482,3 +482,30 @@ def test_redshift_ddl_on_non_ascii_names(proxy):
             assert conn.execute(f'SELECT "clé" FROM "{table}"').fetchone() == ("valeur é",)
         finally:
             conn.execute(f'DROP TABLE "{table}"')
+
+
+def test_non_ascii_left_by_a_bug_of_ours_is_refused_not_sent(proxy, mallory):
+    """The relay sends only ASCII: a plan that would send non-ASCII (a rewrite that printed it, or
+    a pass for non-ASCII SQL) is refused with XX000, and the session keeps serving."""
+    from proxy.policy.statements import PASS, Action, Plan
+
+    me = mallory[0]
+    real = proxy.proxy.context.classify
+
+    def buggy(sql: bytes, standard_strings: bool = True) -> Plan:
+        if sql == b"SELECT 'rewritten'":
+            return Plan((Action(0, 0, len(sql), sql="SELECT 'r\u00e9crit'"),))
+        if sql == "SELECT 'pass\u00e9'".encode():
+            return PASS
+        return real(sql, standard_strings)
+
+    proxy.proxy.context.classify = buggy
+    try:
+        with proxy.connect(me, PASSWORD) as conn:
+            for sql in ("SELECT 'rewritten'", "SELECT 'passé'"):
+                for prepare in (False, True):  # Query, and Parse
+                    with pytest.raises(psycopg.errors.InternalError_, match="could not write this statement in ASCII"):
+                        conn.execute(sql.encode(), prepare=prepare)
+            assert conn.execute("SELECT 'still here é'").fetchone() == ("still here é",)
+    finally:
+        proxy.proxy.context.classify = real

@@ -6,8 +6,8 @@ relay (ParameterStatus).
 Amazon Redshift reports client_encoding=UTF8 and server_encoding=UNICODE (reference/
 redshift-sql-acl.md, ParameterStatus seen from real clusters); whether and how it refuses
 another client_encoding is UNVERIFIED. shiftguard accepts UTF8 only: the proxy reads SQL as
-UTF-8, and some client encodings (SJIS, BIG5, GBK, GB18030, UHC, JOHAB) read bytes that are
-one string constant in UTF-8 as a constant and then SQL (tokens.as_ascii).
+UTF-8, and some client encodings (SJIS, BIG5, GBK, GB18030) read bytes that are one
+string constant in UTF-8 as a constant and then SQL (tokens.as_ascii).
 """
 
 from __future__ import annotations

@@ -190,11 +190,12 @@ def as_read(text: str, standard_strings: bool) -> str:
 
 def as_ascii(text: str) -> str:
     """text written in ASCII only, to read the same in every client encoding: PostgreSQL's
-    client encodings are all ASCII supersets, but in SJIS, BIG5, GBK, GB18030, UHC and JOHAB a
-    lead byte swallows the byte after it, and trail bytes include the backslash and the quote
-    (E3 81 82 5C 27, 'あ\\'' in UTF-8, ends a string in SJIS where UTF-8 escapes the quote). So
-    text the proxy read as one constant could run as SQL, if the session's encoding changed out
-    of the proxy's sight (set_config in a function body, then a pipelined message).
+    client encodings are all ASCII supersets, but in SJIS, BIG5, GBK and GB18030 (as PostgreSQL
+    15 converts them; tests/integration/test_encoding.py shows each) a lead byte swallows the
+    byte after it, and trail bytes include the backslash: C3 83 5C 27 (Ã\\' in UTF-8, an
+    escaped quote) is in SJIS the characters C3 and 835C, then a quote that ends the constant.
+    So text the proxy read as one constant could run as SQL, if the session's encoding changed
+    out of the proxy's sight (set_config in a function body, then a pipelined message).
 
     text must read as PostgreSQL reads it with standard_conforming_strings on (as_read's result).
     Each token holding non-ASCII characters becomes an equivalent ASCII one, in one pass:

@@ -34,10 +34,11 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from .endpoint import Endpoint
+from .policy import encoding
 from .policy.errors import redshift_wording
 from .policy.statements import Action, Denial, Plan
 from .protocol import messages as m
-from .protocol.sqlstate import FEATURE_NOT_SUPPORTED, PROTOCOL_VIOLATION
+from .protocol.sqlstate import FEATURE_NOT_SUPPORTED, INTERNAL_ERROR, PROTOCOL_VIOLATION
 
 log = logging.getLogger(__name__)
 
@@ -347,7 +348,7 @@ class Relay:
         self._sent_intervals += 1
         self._executes = 0
         plan = self.classify(sql, self.standard_strings)
-        if not plan.actions and plan.text is None:
+        if not plan.actions and plan.text is None and sql.isascii():
             return None
         return m.query(self._apply(plan, sql, interval, base))
 
@@ -371,7 +372,7 @@ class Relay:
             self._running.setdefault(self._sent_intervals, []).append(self._statement_log.started(
                 parse.sql, self.tx_status != m.TX_IDLE, self.standard_strings))
         plan = self.classify(parse.sql, self.standard_strings)
-        if not plan.actions and plan.text is None:
+        if not plan.actions and plan.text is None and parse.sql.isascii():
             if self._statement_tags.pop(parse.name, None) is not None:
                 self._track_names()
             return None
@@ -386,26 +387,44 @@ class Relay:
 
     def _apply(self, plan: Plan, sql: bytes, interval: int, base: int | None) -> bytes:
         """The SQL to send for a plan; registers the tags to restore (base is the completion
-        count before this Query's statements; None for Parse, whose tags go by portal)."""
-        text = plan.text if plan.text is not None else sql.decode()  # a plan exists only for SQL that decoded
+        count before this Query's statements; None for Parse, whose tags go by portal).
+
+        Only ASCII is sent (DESIGN principle 8: it reads the same in every client encoding the
+        session may have by the time PostgreSQL reads it); the classifier writes the client's
+        SQL so (tokens.as_ascii). Anything else left here is a bug of ours: the message is
+        refused, never sent."""
+        text = plan.text if plan.text is not None else sql.decode("utf-8", "replace")
         pieces = []
         cursor = 0
+        denials, tags = {}, {}
         for action in plan.actions:
             pieces.append(text[cursor:action.start])
             if action.denial is not None:
                 marker = "sg.deny." + secrets.token_hex(6)
-                denial = action.denial
-                self.denials.append(denial.sqlstate)
-                self._expect(interval).denials[marker] = m.error_response(
-                    "ERROR", denial.sqlstate, denial.message, detail=denial.detail, hint=denial.hint)
+                denials[marker] = action.denial
                 pieces.append(f'SELECT FROM pg_catalog."{marker}"')
             else:
                 pieces.append(action.sql)
                 if action.tag is not None and base is not None:
-                    self._expect(interval).tags[base + action.index + 1] = action.tag
+                    tags[base + action.index + 1] = action.tag
             cursor = action.end
         pieces.append(text[cursor:])
-        return "".join(pieces).encode()
+        try:
+            result = "".join(pieces).encode("ascii")
+        except UnicodeEncodeError:
+            log.error("refused to send a statement that is not ASCII (a bug in shiftguard)")
+            marker = "sg.deny." + secrets.token_hex(6)
+            denials, tags = {marker: Denial(
+                INTERNAL_ERROR, "shiftguard could not write this statement in ASCII",
+                hint="This is a bug in shiftguard; the statement was not run.")}, {}
+            result = f'SELECT FROM pg_catalog."{marker}"'.encode()
+        for marker, denial in denials.items():
+            self.denials.append(denial.sqlstate)
+            self._expect(interval).denials[marker] = m.error_response(
+                "ERROR", denial.sqlstate, denial.message, detail=denial.detail, hint=denial.hint)
+        for ordinal, tag in tags.items():
+            self._expect(interval).tags[ordinal] = tag
+        return result
 
     def _expect(self, interval: int) -> _Expected:
         expected = self._expected.get(interval)
@@ -455,6 +474,18 @@ class Relay:
             name, value = m.decode_parameter_status(body)
             if name == "standard_conforming_strings":
                 self.standard_strings = value == "on"
+            elif name == "client_encoding" and not encoding.is_utf8(value):
+                # Changed where the proxy could not see it (set_config in a function body). The
+                # SQL the proxy sends is ASCII and reads the same anyway (_apply); the session
+                # ends so that the client learns why rather than reading text it cannot decode.
+                log.warning("backend session's client_encoding changed to %r: ending the session", value)
+                self._from_backend.write = lambda data: None  # nothing after the FATAL
+                self.close(m.error_response(
+                    "FATAL", FEATURE_NOT_SUPPORTED, encoding.refusal(value),
+                    detail="The session's client_encoding was changed (by set_config or a function's "
+                           "SET clause); shiftguard ends such sessions.",
+                    hint=encoding.HINT))
+                return b""
             if self._on_parameter is not None:
                 self._on_parameter(name, value)
             return None

@@ -72,7 +72,9 @@ F_IDP_TOKEN = ord("i")
 # Settings every backend session starts with. Redshift stores passwords as MD5, so clients
 # that hash a new password themselves (psql's \password asks SHOW password_encryption) must
 # be told md5; a SCRAM verifier would be refused.
-SESSION_SETTINGS = {"password_encryption": "md5"}
+# client_encoding: the proxy reads SQL as UTF-8 and refuses any other client_encoding
+# (policy/encoding.py); a startup parameter also overrides the role's and database's defaults.
+SESSION_SETTINGS = {"password_encryption": "md5", "client_encoding": "UTF8"}
 # And, when sessions look like Redshift's: a backslash escapes in ordinary string literals, as
 # in Redshift ('\\' is one backslash; the documentation's own examples rely on it).
 REDSHIFT_SESSION_SETTINGS = {**SESSION_SETTINGS, "standard_conforming_strings": "off",
@@ -409,7 +411,7 @@ class Connection:
         except StartupRefused as exc:
             code = (sqlstate.INVALID_AUTHORIZATION_SPECIFICATION if "user name" in str(exc)
                     else sqlstate.FEATURE_NOT_SUPPORTED)
-            raise ClientFailure(code, str(exc)) from None
+            raise ClientFailure(code, str(exc), hint=exc.hint) from None
         if packet.minor > 0 or params.protocol_options:
             self.client.write(m.negotiate_protocol_version(0, params.protocol_options))
         if params.uses_identity_provider and not params.database:

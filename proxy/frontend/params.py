@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..policy import encoding
+
 # Sent by redshift_connector and the Redshift JDBC driver; meaningless to PostgreSQL.
 REDSHIFT_ONLY = frozenset({
     "client_protocol_version", "driver_version", "os_version", "plugin_name",
@@ -36,7 +38,11 @@ FORWARDED = frozenset({
 
 
 class StartupRefused(Exception):
-    """A startup parameter the proxy will not pass on; the message goes to the client."""
+    """A startup parameter the proxy will not pass on; the message (and hint) go to the client."""
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.hint = hint
 
 
 @dataclass
@@ -80,8 +86,14 @@ def sort_startup_params(params: dict[str, str]) -> StartupParams:
         elif lower == "options":
             for option, option_value in split_options(value):
                 _check_setting(option)
+                if option.lower() == "client_encoding":
+                    _check_encoding(option_value)
             if value.strip():
                 result.forwarded["options"] = value
+        elif lower == "client_encoding":
+            # Checked, never forwarded: the backend session is always opened with UTF8
+            # (frontend/connection.py), which also overrides a role's or database's default.
+            _check_encoding(value)
         elif lower in FORWARDED:
             result.forwarded[name] = value
         else:
@@ -90,6 +102,13 @@ def sort_startup_params(params: dict[str, str]) -> StartupParams:
     if not user and not result.uses_identity_provider:
         raise StartupRefused("no PostgreSQL user name specified in startup packet")
     return result
+
+
+def _check_encoding(value: str) -> None:
+    """Only UTF8 (policy/encoding.py); the client's own name for it is accepted (asyncpg sends
+    'utf-8', JDBC and redshift_connector 'UTF8')."""
+    if not encoding.is_utf8(value):
+        raise StartupRefused(encoding.refusal(value), hint=encoding.HINT)
 
 
 def _check_setting(name: str) -> None:

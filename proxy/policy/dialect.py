@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .tokens import GrammarError, Token, scan
+from .tokens import GrammarError, Token, fold_identifier, quoted_name, scan
 
 # Redshift dateparts -> PostgreSQL's (for DATE_PART and DATE_TRUNC, which PostgreSQL has).
 DATEPARTS = {}
@@ -102,6 +102,8 @@ def _apply(text: str, edits: list[tuple[int, int, str]]) -> str:
 
 
 def _name(token: Token) -> str:
+    if token.name == "UIDENT":  # a name holding non-ASCII characters, as the proxy reads it (tokens.as_ascii)
+        return fold_identifier(token)
     if token.text.startswith('"'):
         return token.text[1:-1].replace('""', '"')
     return token.text.lower()
@@ -132,12 +134,17 @@ def _table_name(tokens: list[Token], start: int) -> tuple[str, int]:
     index = start
     if [t.word for t in tokens[index:index + 3]] == ["IF", "NOT", "EXISTS"]:
         index += 3
-    parts = [tokens[index].text]
+    parts = [_name_text(tokens[index])]
     index += 1
     while index + 1 < len(tokens) and _is(tokens[index], "."):
-        parts.append(tokens[index + 1].text)
+        parts.append(_name_text(tokens[index + 1]))
         index += 2
     return ".".join(parts), index
+
+
+def _name_text(token: Token) -> str:
+    """A name as regclass reads it: as written, but U&"..." (which it cannot read) quoted plain."""
+    return quoted_name(fold_identifier(token)) if token.name == "UIDENT" else token.text
 
 
 def _table_clauses(tokens: list[Token], edits: list) -> TableAttributes:

@@ -14,7 +14,7 @@ import pglast
 from pglast import ast, enums
 
 from ..protocol import sqlstate
-from .tokens import CALLER_SEARCH_PATH, Cursor, GrammarError, printed, quote_ident, sql_literal
+from .tokens import CALLER_SEARCH_PATH, Cursor, GrammarError, printed, quoted_name, sql_literal
 
 _OBJECT_TYPES = {enums.ObjectType.OBJECT_TABLE: "table", enums.ObjectType.OBJECT_SCHEMA: "schema",
                  enums.ObjectType.OBJECT_DATABASE: "database"}
@@ -127,12 +127,12 @@ def _grantees(node: ast.GrantStmt) -> list[str]:
 
 def _objects(node: ast.GrantStmt, kind: str) -> str:
     if node.targtype == enums.GrantTargetType.ACL_TARGET_ALL_IN_SCHEMA:
-        schemas = ", ".join(f"{sql_literal(quote_ident(s.sval))}::regnamespace" for s in node.objects)
+        schemas = ", ".join(f"{sql_literal(quoted_name(s.sval))}::regnamespace" for s in node.objects)
         return f"shiftguard.tables_in(ARRAY[{schemas}]::oid[])"
     if kind == "table":
         return "ARRAY[" + ", ".join(f"{sql_literal(printed(r))}::regclass" for r in node.objects) + "]::oid[]"
     if kind == "schema":
-        return "ARRAY[" + ", ".join(f"{sql_literal(quote_ident(s.sval))}::regnamespace" for s in node.objects) + "]::oid[]"
+        return "ARRAY[" + ", ".join(f"{sql_literal(quoted_name(s.sval))}::regnamespace" for s in node.objects) + "]::oid[]"
     databases = ", ".join(f"shiftguard.database_oid({sql_literal(s.sval)})" for s in node.objects)
     return f"ARRAY[{databases}]::oid[]"
 
@@ -156,7 +156,7 @@ def drop_call(node: dict) -> tuple[str, bytes] | None:
     for obj in node.get("objects", ()):
         parts = [p["String"]["sval"] for p in obj["List"]["items"]] if "List" in obj else [obj["String"]["sval"]]
         written = ".".join(parts)
-        qualified = ".".join(quote_ident(p) for p in parts)
+        qualified = ".".join(quoted_name(p) for p in parts)
         names.append(sql_literal(written))
         function = "to_regnamespace" if kind == "SCHEMA" else "to_regclass"
         resolved.append(f"pg_catalog.{function}({sql_literal(qualified)})::oid")
@@ -178,7 +178,7 @@ def rename_call(node: dict) -> tuple[str, bytes] | None:
     else:
         return None
     relation = node["relation"]
-    qualified = ".".join(quote_ident(p) for p in (relation.get("schemaname"), relation["relname"]) if p)
+    qualified = ".".join(quoted_name(p) for p in (relation.get("schemaname"), relation["relname"]) if p)
     return (f"CALL shiftguard.rename_relation({sql_literal(qualified)}::regclass, {column}, {sql_literal(node['newname'])})",
             b"ALTER TABLE")
 
@@ -257,7 +257,7 @@ def permission_call(kind: str, node: dict, statement: str) -> tuple[str, bytes, 
         routine = "FUNCTION" if node["removeType"] == "OBJECT_FUNCTION" else "PROCEDURE"
         names, resolved = [], []
         for signature in pglast.parse_sql(statement)[0].stmt.objects:
-            name = ".".join(quote_ident(p.sval) for p in signature.objname)
+            name = ".".join(quoted_name(p.sval) for p in signature.objname)
             written = ".".join(p.sval for p in signature.objname)
             if signature.args_unspecified:
                 names.append(written)
@@ -282,7 +282,7 @@ def _written(range_var: dict) -> str:
 
 
 def _regclass(range_var: dict) -> str:
-    name = ".".join(quote_ident(p) for p in (range_var.get("schemaname"), range_var["relname"]) if p)
+    name = ".".join(quoted_name(p) for p in (range_var.get("schemaname"), range_var["relname"]) if p)
     return f"pg_catalog.to_regclass({sql_literal(name)})::oid"
 
 
@@ -379,6 +379,6 @@ def vacuum_call(tokens: list) -> tuple[str, bytes, bool] | None:
     cursor.end()
     if name is None:
         return "CALL shiftguard.vacuum(NULL, NULL)", b"VACUUM", True
-    qualified = ".".join(quote_ident(p) for p in name)
+    qualified = ".".join(quoted_name(p) for p in name)
     return (f"CALL shiftguard.vacuum(pg_catalog.to_regclass({sql_literal(qualified)})::oid, "
             f"{sql_literal('.'.join(name))})", b"VACUUM", True)

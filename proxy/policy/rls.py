@@ -20,7 +20,7 @@ import pglast
 from pglast import ast, enums, parser, visitors
 
 from ..protocol import sqlstate
-from .tokens import Cursor, GrammarError, Token, printed, quote_ident
+from .tokens import Cursor, GrammarError, Token, printed, quoted_name
 
 _CURRENT_USER = (enums.SQLValueFunctionOp.SVFOP_CURRENT_USER, enums.SQLValueFunctionOp.SVFOP_USER,
                  enums.SQLValueFunctionOp.SVFOP_CURRENT_ROLE)
@@ -97,7 +97,7 @@ class _Lookups(visitors.Visitor):
     def visit_RangeVar(self, parent, node):
         if node.schemaname is None and node.relname in self.ctes:
             return
-        name = quote_ident(node.relname) if node.schemaname is None else f"{quote_ident(node.schemaname)}.{quote_ident(node.relname)}"
+        name = quoted_name(node.relname) if node.schemaname is None else f"{quoted_name(node.schemaname)}.{quoted_name(node.relname)}"
         if name not in self.names:
             self.names.append(name)
 
@@ -250,9 +250,9 @@ def parse_table_rls(cursor: Cursor) -> tuple[str, bool, str | None] | None:
 
 def table_name(cursor: Cursor) -> str:
     """[schema.]table, quoted for a regclass literal."""
-    name = quote_ident(cursor.name("table name"))
+    name = quoted_name(cursor.name("table name"))
     if cursor.accept_symbol("."):
-        name += "." + quote_ident(cursor.name("table name"))
+        name += "." + quoted_name(cursor.name("table name"))
     return name
 
 

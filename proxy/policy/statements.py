@@ -29,7 +29,8 @@ import pglast
 from pglast import parser, visitors
 
 from ..protocol import sqlstate
-from .tokens import CALLER_SEARCH_PATH, Cursor, GrammarError, as_read, printed, scan, split_statements, sql_literal
+from .tokens import (CALLER_SEARCH_PATH, Cursor, GrammarError, as_ascii, as_read, printed, scan, split_statements,
+                     sql_literal)
 from . import dialect
 from .groups import (changes_json, parse_alter_group, parse_create_group, parse_drop_group,
                      rewrite_grant)
@@ -37,7 +38,7 @@ from .roles import as_json as roles_json
 from .roles import (parse_alter_role, parse_create_role, parse_drop_role, parse_role_grant,
                     parse_system_grant)
 from .users import parse_alter_user, parse_create_user, parse_drop_user
-from . import idp, masking, privileges, rls, s3, sealing, signing
+from . import encoding, idp, masking, privileges, rls, s3, sealing, signing
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +99,7 @@ class Translator:
 
 # Every statement the proxy owns contains one of these words. PostgreSQL's keywords are ASCII
 # and case-insensitive and cannot be escaped or split, and the catalog views' ("user",
-# "group", "privileges") and set_config's names contain them, so SQL whose ASCII-lowered bytes contain none of them holds nothing the
+# "group", "privileges"), set_config's and client_encoding's names (SET NAMES: "names") contain them, so SQL whose ASCII-lowered bytes contain none of them holds nothing the
 # proxy owns and needs no parse. Only a shortcut: a hit means "scan and look", never a decision.
 # Function names are identifiers, which U&"..." can spell with escapes: SQL holding a Unicode
 # escape is always parsed.
@@ -107,7 +108,7 @@ _TRIGGER_WORDS = (b"user", b"role", b"group", b"privileges", b"stl_", b"sys_", b
                   b"policy", b"language", b"load", b"set_config", b"authorization", b"grant",
                   b"revoke", b"security", b"analy", b"explain", b"drop", b"rename", b"truncate", b"schema", b"cancel",
                   b"u&", b"identity", b"create", b"vacuum", b"operator", b"search", b"inherit", b"attach",
-                  b"detach")
+                  b"detach", b"encoding", b"names")
 
 # Redshift catalog views PostgreSQL lacks (or has with other columns), and where ours live.
 CATALOG_VIEWS = {name: name for name in (
@@ -127,9 +128,21 @@ log = logging.getLogger(__name__)
 
 def _any_of(words) -> re.Pattern:
     """A search for any of these literal byte strings, in one pass (the same answer as
-    `any(w in text for w in words)`, four times faster on the hot path). Literals only: no
-    pattern syntax, so it is only ever a substring test."""
-    return re.compile(b"|".join(re.escape(w) for w in words))
+    `any(w in text for w in words)`, several times faster on the hot path). Literals only: no
+    pattern syntax, so it is only ever a substring test. The alternatives share their prefixes
+    (a(?:naly|uthorization)|c(?:...)...): at each position of the text the search tries one
+    branch, not every word, so a word more costs the hot path next to nothing."""
+    return re.compile(_prefix_tree(sorted(set(words))))
+
+
+def _prefix_tree(words: list[bytes]) -> bytes:
+    if b"" in words:
+        return b""  # a word ends here: for a search, the longer ones add nothing
+    branches: dict[bytes, list[bytes]] = {}
+    for word in words:
+        branches.setdefault(word[:1], []).append(word[1:])
+    alternatives = [re.escape(first) + _prefix_tree(rest) for first, rest in branches.items()]
+    return alternatives[0] if len(alternatives) == 1 else b"(?:" + b"|".join(alternatives) + b")"
 
 
 _TRIGGER = _any_of(_TRIGGER_WORDS)
@@ -138,6 +151,8 @@ _DIALECT_TRIGGER = _any_of(dialect.TRIGGER_WORDS + tuple(w.encode() for w in DIA
 
 def may_need_plan(sql: bytes, translator: Translator | None = None) -> bool:
     """False when sql certainly holds no statement the proxy owns (no parse needed)."""
+    if not sql.isascii():
+        return True  # the proxy sends PostgreSQL only ASCII SQL (tokens.as_ascii)
     lowered = sql.lower()
     if translator is not None and translator.strict:
         return True  # strict_redshift looks at every statement
@@ -153,17 +168,23 @@ def may_need_plan(sql: bytes, translator: Translator | None = None) -> bool:
 
 def classify(sql: bytes, translator: Translator, standard_strings: bool = True) -> Plan:
     """The plan for one Query or Parse SQL string, read as PostgreSQL reads it in a session
-    whose standard_conforming_strings is standard_strings."""
+    whose standard_conforming_strings is standard_strings.
+
+    What reaches PostgreSQL is ASCII only (DESIGN principle 8): PASS only for ASCII SQL;
+    otherwise Plan.text is the SQL written in ASCII (tokens.as_ascii), which reads the same in
+    every client encoding, so that no change of the session's client_encoding (which the proxy
+    may learn of only after the next message is on its way) changes what runs."""
     if not may_need_plan(sql, translator):
         return PASS
     try:
         original = sql.decode("utf-8")
-    except UnicodeDecodeError:
-        return PASS  # PostgreSQL will refuse it with its own error
+    except UnicodeDecodeError as exc:  # fail closed: what the proxy cannot read never runs
+        return _refused(Denial(sqlstate.CHARACTER_NOT_IN_REPERTOIRE, _invalid_utf8(sql, exc.start)))
     try:
-        text = as_read(original, standard_strings)
+        # as PostgreSQL reads it (standard_conforming_strings), then in ASCII
+        text = as_ascii(as_read(original, standard_strings))
     except GrammarError as exc:  # not even where PostgreSQL's reading of it ends is certain
-        return Plan((Action(0, 0, len(original), denial=Denial(sqlstate.SYNTAX_ERROR, str(exc))),))
+        return _refused(Denial(exc.sqlstate, str(exc), hint=exc.hint))
     rewritten = None if text == original else text
     try:
         spans = split_statements(text)
@@ -185,13 +206,43 @@ def classify(sql: bytes, translator: Translator, standard_strings: bool = True) 
                             hint="This is a bug in shiftguard; the statement was not run.")
         if result is None:
             continue
+        if not isinstance(result, Denial):
+            replacement, tag, keep = result
+            try:
+                sent = as_printed(replacement)
+            except GrammarError as exc:
+                result = Denial(exc.sqlstate, str(exc), hint=exc.hint)
         if isinstance(result, Denial):
             actions.append(Action(index, start, end, denial=result))
         else:
-            replacement, tag, keep = result
-            actions.append(Action(index, start, end, sql=replacement, tag=tag))
+            actions.append(Action(index, start, end, sql=sent, tag=tag))
             cacheable = cacheable and keep and translator.signatures == signatures
     return Plan(tuple(actions), cacheable, rewritten) if actions or rewritten else PASS
+
+
+def as_printed(sql: str) -> str:
+    """SQL the proxy wrote, as it is sent: read as it was written (pglast's printer, RawStream,
+    writes its constants for standard_conforming_strings on: '\\' is one backslash) and
+    written to read the same whatever standard_conforming_strings and the client encoding say.
+    Without this a Redshift session (standard_conforming_strings off) would read a printed
+    '\\' as the start of a constant that ends elsewhere."""
+    if sql.isascii() and "\\" not in sql:
+        return sql
+    return as_ascii(as_read(sql, True))
+
+
+def _refused(denial: Denial) -> Plan:
+    """The whole message refused: none of its text is sent (it may be unreadable)."""
+    return Plan((Action(0, 0, 0, denial=denial),), text="")
+
+
+def _invalid_utf8(sql: bytes, at: int) -> str:
+    """PostgreSQL's message for invalid UTF-8 (report_invalid_encoding): the bytes of the
+    sequence the lead byte announces, as far as there are any."""
+    lead = sql[at]
+    length = 2 if lead & 0xE0 == 0xC0 else 3 if lead & 0xF0 == 0xE0 else 4 if lead & 0xF8 == 0xF0 else 1
+    shown = " ".join(f"0x{byte:02x}" for byte in sql[at:at + length])
+    return f'invalid byte sequence for encoding "UTF8": {shown}'
 
 
 # A statement handler's answer: None (forward unchanged), a Denial, or (replacement SQL,
@@ -293,7 +344,9 @@ def _classify(statement: str, translator: Translator) -> Result:
         catalog_rewrite = _point_at_catalog_views(statement, translator.dialect)
         if catalog_rewrite is not None:
             statement = catalog_rewrite[0]  # the rules below judge what will execute
-    if translator.masked.views and masking.mentions(lowered.encode(), translator.masked):
+    # A name holding non-ASCII characters arrives here as U&"..." (tokens.as_ascii), which the
+    # byte prefilter cannot match: such statements are always looked at.
+    if translator.masked.views and (masking.mentions(lowered.encode(), translator.masked) or "u&" in lowered):
         masked = masking.rewrite(statement, translator.masked)
         if masked is not None:
             statement = masked
@@ -327,8 +380,10 @@ def _judge(kind: str, node: dict, raw: dict, statement: str, words: list[str], l
         result = _trusted_only(kind, node, statement)
     if result is None and translator.strict:
         result = _strict_refusal(kind, node)
-    if result is None and "set_config" in lowered and _sets_identity(raw):
-        return _escape("set_config('role' | 'session_authorization', ...)")
+    if result is None and kind in _SETS_IN_CLAUSES:  # a function's, role's or database's SET
+        result = _client_encoding_set(raw)
+    if result is None and ("set_config" in lowered or "u&" in lowered):  # U&"set\005fconfig"
+        result = _set_config_refusal(raw)
     if result is None:  # the CREATE system permissions: last, after every refusal above
         result = privileges.lend_call(kind, node, statement, translator.sign)
     return result
@@ -829,7 +884,47 @@ def _variable_set(node: dict, words: list[str]) -> Result:
     # superuser to test access and PostgreSQL allows it to superusers only: it passes.
     if node.get("name") == "role":
         return _escape("SET ROLE")
+    return _client_encoding_set({"VariableSetStmt": node})
+
+
+# Statements whose clauses hold SET name = value (VariableSetStmt): CREATE / ALTER FUNCTION and
+# PROCEDURE ... SET, ALTER ROLE | USER ... SET, ALTER DATABASE ... SET.
+_SETS_IN_CLAUSES = frozenset(("CreateFunctionStmt", "AlterFunctionStmt", "AlterRoleSetStmt",
+                              "AlterDatabaseSetStmt"))
+
+
+def _client_encoding_set(tree) -> Result:
+    """SET client_encoding, SET NAMES (and the same in a function's, role's or database's SET
+    clause) to anything but UTF8, or FROM CURRENT (which could capture another). SET ... TO
+    DEFAULT and RESET pass: they return to the session's startup value, which is UTF8
+    (frontend/connection.py opens every backend session with client_encoding=UTF8)."""
+    for node in _nodes(tree):
+        # wrapped as a node, or bare where a field holds one (AlterRoleSetStmt's setstmt)
+        setting = node.get("VariableSetStmt", node if str(node.get("kind", "")).startswith("VAR_") else None)
+        if not isinstance(setting, dict) or str(setting.get("name", "")).lower() != "client_encoding":
+            continue  # GUC names are case-insensitive; SET NAMES is client_encoding in the tree
+        kind = setting.get("kind")
+        if kind == "VAR_SET_VALUE":
+            values = [_constant_text(arg) for arg in setting.get("args", ())]
+            value = values[0] if len(values) == 1 else None
+            if value is None or not encoding.is_utf8(value):
+                return _encoding_refusal(value if len(values) == 1 else None)
+        elif kind == "VAR_SET_CURRENT":
+            return _encoding_refusal(None)
     return None
+
+
+def _constant_text(node: dict) -> str | None:
+    """A constant's text as SET reads it (SET x = sjis, = 'SJIS', = 932), or None."""
+    const = node.get("A_Const", {})
+    for key, field_name in (("sval", "sval"), ("ival", "ival"), ("fval", "fval")):
+        if key in const:
+            return str(const[key].get(field_name, 0 if key == "ival" else ""))
+    return None
+
+
+def _encoding_refusal(value: str | None) -> Denial:
+    return Denial(sqlstate.FEATURE_NOT_SUPPORTED, encoding.refusal(value), hint=encoding.HINT)
 
 
 def _copy(node: dict, words: list[str]) -> Result:
@@ -850,19 +945,28 @@ def _with_language(node: dict, key: str) -> Result:
     return None
 
 
-def _sets_identity(tree) -> bool:
-    """Does the parse tree call set_config() on role or session_authorization (or on a name
-    it computes, which could be either)?"""
+def _set_config_calls(tree):
+    """Each set_config(setting, value, ...) call in the parse tree: (the setting's name, None
+    when computed; its value as a constant's text, None when computed)."""
     for node in _nodes(tree):
         call = node.get("FuncCall")
         if call is not None:
             name = call.get("funcname", [])[-1:]
             if name and name[0].get("String", {}).get("sval") == "set_config":
-                first = (call.get("args") or [{}])[0]
-                setting = first.get("A_Const", {}).get("sval", {}).get("sval")
-                if setting is None or setting.lower() in ("role", "session_authorization"):
-                    return True
-    return False
+                args = call.get("args") or []
+                setting = args[0].get("A_Const", {}).get("sval", {}).get("sval") if args else None
+                yield setting, _constant_text(args[1]) if len(args) > 1 else None
+
+
+def _set_config_refusal(tree) -> Result:
+    """set_config() on role or session_authorization (or on a name it computes, which could be
+    either), or on client_encoding to anything but UTF8."""
+    for setting, value in _set_config_calls(tree):
+        if setting is None or setting.lower() in ("role", "session_authorization"):
+            return _escape("set_config('role' | 'session_authorization', ...)")
+        if setting.lower() == "client_encoding" and (value is None or not encoding.is_utf8(value)):
+            return _encoding_refusal(value)
+    return None
 
 
 # Statements that change what everyone's SQL resolves to (an operator public.= (varchar,

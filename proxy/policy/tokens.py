@@ -7,6 +7,7 @@ unescaped) and offers a small cursor for hand-written grammars. Pure; no regexes
 
 from __future__ import annotations
 
+import codecs
 from dataclasses import dataclass
 
 from pglast import parser
@@ -47,10 +48,14 @@ class NulInString(GrammarError, ValueError):
 
 
 def sql_literal(value: str) -> str:
-    """An escape-string literal, read the same whatever standard_conforming_strings says."""
+    """An escape-string literal, in ASCII: read the same whatever standard_conforming_strings
+    and the client encoding say (non-ASCII characters are written as \\u/\\U escapes)."""
     if "\0" in value:
         raise NulInString("NUL in a string", sqlstate.INVALID_PARAMETER_VALUE)
-    return "E'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+    body = value.replace("\\", "\\\\").replace("'", "''")
+    if not body.isascii():
+        body = "".join(c if c < "\x80" else _string_escape(c) for c in body)
+    return "E'" + body + "'"
 
 
 # The caller's search_path, as an argument of a call whose procedure runs a statement of the
@@ -60,16 +65,100 @@ CALLER_SEARCH_PATH = "pg_catalog.current_setting('search_path')"
 
 
 def quote_ident(name: str) -> str:
-    """A name as a quoted identifier."""
+    """A name as a quoted identifier in SQL text, in ASCII: U&"..." with escapes when the name
+    holds non-ASCII characters, so that it reads the same in every client encoding."""
+    if name.isascii():
+        return '"' + name.replace('"', '""') + '"'
+    return _unicode_identifier(name)
+
+
+def quoted_name(name: str) -> str:
+    """A name quoted as the text input of regclass, regnamespace, to_regproc & co. reads it:
+    they know "..." but not U&"...". For use inside a string constant (sql_literal) only,
+    never as SQL text: it may hold non-ASCII characters."""
     return '"' + name.replace('"', '""') + '"'
+
+
+def _string_escape(char: str) -> str:
+    code = ord(char)
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
+def _identifier_escape(char: str) -> str:
+    code = ord(char)
+    return f"\\{code:04x}" if code <= 0xFFFF else f"\\+{code:06x}"
+
+
+def _unicode_identifier(name: str) -> str:
+    """U&"..." for name: quotes doubled, the backslash (the escape character) doubled,
+    non-ASCII characters as \\XXXX or \\+XXXXXX."""
+    body = name.replace('"', '""').replace("\\", "\\\\")
+    return 'U&"' + "".join(c if c < "\x80" else _identifier_escape(c) for c in body) + '"'
+
+
+def _scan_tokens(text: str) -> list:
+    """pglast's scanner tokens of text, with character offsets, in time linear in its length.
+
+    pglast turns its scanner's byte offsets into character offsets with a search over the
+    text's non-ASCII characters per token: quadratic, seconds for a long statement holding many
+    (the proxy's event loop would stall). So non-ASCII text is scanned with each non-ASCII
+    character replaced by one ASCII letter: the same offsets and the same token boundaries,
+    since PostgreSQL's scanner treats every character >= 0x80 as a letter of names (and of
+    dollar-quote tags) or as the content of a constant, name or comment, and the letter is none
+    that starts a constant (b e n u x: B'', E'', N'', U&'', X''), follows a backslash as an
+    escape (b f n r t u x) or is a hex digit. Where the characters themselves count: a name
+    that reads as a keyword with the letter is a name (no keyword holds non-ASCII), and a
+    dollar-quote tag that matched only with the letter (two different non-ASCII tags) is
+    refused. Raises parser.ParseError."""
+    if text.isascii():
+        return parser.scan(text)
+    # A letter the text does not hold, if there is one: then only two different non-ASCII tags
+    # can match (with a letter the text holds, $q$ é $q$ would end at $é$).
+    letter = next((c for c in _LETTERS if c not in text), _LETTERS[0])
+    lettered = text.encode("ascii", f"shiftguard.as_letter.{letter}").decode("ascii")
+    try:
+        tokens = parser.scan(lettered)
+    except parser.ParseError as exc:
+        raise _in_original(exc, lettered, text) from None
+    for index, token in enumerate(tokens):
+        if token.name == "SCONST" and text[token.start] == "$":
+            piece = text[token.start:token.end + 1]
+            tag = piece[:piece.index("$", 1) + 1]
+            if len(piece) < 2 * len(tag) or not piece.endswith(tag):
+                raise parser.ParseError("dollar-quote tags that differ only in non-ASCII characters are not "
+                                        "supported by shiftguard", token.start)
+        elif token.kind != "NO_KEYWORD" and not text[token.start:token.end + 1].isascii():
+            tokens[index] = token._replace(name="IDENT", kind="NO_KEYWORD")
+    return tokens
+
+
+# Letters that start no constant (B'' E'' N'' U&'' X''), are no escape after a backslash
+# (\b \f \n \r \t \u \x) and no hex digit; for each, an encoding error handler that writes
+# it for every non-ASCII character (str.encode: one pass, in C).
+_LETTERS = "qzjkwyvghilmopsQZJKWYVGHILMOPRST"
+for _letter in _LETTERS:
+    codecs.register_error(f"shiftguard.as_letter.{_letter}",
+                          lambda error, letter=_letter: (letter * (error.end - error.start), error.end))
+
+
+def _in_original(exc: parser.ParseError, lettered: str, text: str) -> parser.ParseError:
+    """The scanner's error, its excerpt ("at or near ...") shown as the client wrote it."""
+    message = str(exc.args[0]) if exc.args else str(exc)
+    location = exc.args[1] if len(exc.args) > 1 else None
+    head, near, excerpt = message.partition(' at or near "')
+    if near and excerpt.endswith('"') and location is not None:
+        shown = excerpt[:-1]
+        if lettered[location:location + len(shown)] == shown:
+            message = f'{head}{near}{text[location:location + len(shown)]}"'
+    return parser.ParseError(message, location)
 
 
 def scan(text: str) -> list[Token]:
     """Tokens of text without comments; raises GrammarError when PostgreSQL could not scan it."""
     try:
-        raw = parser.scan(text)
+        raw = _scan_tokens(text)
     except parser.ParseError as exc:
-        raise GrammarError(str(exc)) from None
+        raise _unreadable(exc) from None
     return [Token(t.name, t.kind, text[t.start:t.end + 1], t.start, t.end + 1)
             for t in raw if t.name not in _COMMENTS]
 
@@ -86,7 +175,7 @@ def as_read(text: str, standard_strings: bool) -> str:
         return text
     while True:
         try:
-            tokens, whole = parser.scan(text), True
+            tokens, whole = _scan_tokens(text), True
         except parser.ParseError as exc:  # maybe only as pglast reads it: look before the error
             tokens, whole = _scan_prefix(text, exc.args[1] if len(exc.args) > 1 else 0), False
         token = next((t for t in tokens if t.name == "SCONST" and text[t.start] == "'"
@@ -114,9 +203,134 @@ def printed(node) -> str:
     return as_read(RawStream()(node), standard_strings=True)
 
 
+def as_ascii(text: str) -> str:
+    """text written in ASCII only, to read the same in every client encoding: PostgreSQL's
+    client encodings are all ASCII supersets, but in SJIS, BIG5, GBK and GB18030 (as PostgreSQL
+    15 converts them; tests/integration/test_encoding.py shows each) a lead byte swallows the
+    byte after it, and trail bytes include the backslash: C3 83 5C 27 (Ã\\' in UTF-8, an
+    escaped quote) is in SJIS the characters C3 and 835C, then a quote that ends the constant.
+    So text the proxy read as one constant could run as SQL, if the session's encoding changed
+    out of the proxy's sight (set_config in a function body, then a pipelined message).
+
+    text must read as PostgreSQL reads it with standard_conforming_strings on (as_read's result).
+    Each token holding non-ASCII characters becomes an equivalent ASCII one, in one pass:
+    - a string constant ('...', E'...', $tag$...$tag$, continued over lines) an E'...' constant
+      of the same value, written with \\u/\\U escapes (sql_literal);
+    - an identifier a U&"..." identifier of the same name with \\XXXX escapes (unquoted ones
+      folded as PostgreSQL folds them in UTF8: ASCII letters only);
+    - a comment an empty one (/**/ or --), which separates tokens exactly as the comment did.
+    Anything else non-ASCII (U&'...' and U&"..." forms, bit strings, ...) raises GrammarError,
+    as does text PostgreSQL could not scan."""
+    if text.isascii():
+        return text
+    try:
+        tokens = _scan_tokens(text)
+    except parser.ParseError as exc:
+        raise _unreadable(exc) from None
+    following = _next_significant(tokens)
+    out = []
+    cursor = 0
+    for index, token in enumerate(tokens):
+        start, end = token.start, token.end + 1
+        piece = text[start:end]
+        if start > cursor:
+            out.append(text[cursor:start])  # whitespace; checked at the end
+        cursor = end
+        if piece.isascii():
+            if token.name == "NCHAR" and end - start == 1 and _rewritten_next(text, tokens, index, end):
+                piece = "NCHAR"  # N'...' is NCHAR '...': N before E'...' would be a name
+            out.append(piece)
+            continue
+        if token.name in _COMMENTS:
+            out.append("/**/" if token.name == "C_COMMENT" else "--")
+            continue
+        if token.name == "SCONST":
+            after = following[index]
+            if piece[0] == "$" and after is not None and text[after.start] == "'":
+                # $$..$$ then '..' are two constants; E'..' then '..' over a line break, one.
+                raise GrammarError(f'syntax error at or near "{text[after.start:after.end + 1][:40]}"')
+            replacement = sql_literal(_constant_value(piece))
+        elif token.name == "IDENT":
+            after = following[index]
+            if after is not None and after.name == "UESCAPE":
+                raise GrammarError("UESCAPE after a name with non-ASCII characters is not supported here")
+            replacement = _unicode_identifier(_identifier_value(piece))
+        else:
+            raise GrammarError(f'non-ASCII characters in "{piece[:40]}" are not supported by shiftguard',
+                               sqlstate.FEATURE_NOT_SUPPORTED,
+                               hint="write them directly in a string constant or a name, not in a "
+                                    "Unicode-escape (U&) or bit-string form")
+        if out and (out[-1][-1].isalnum() or out[-1][-1] in "_$"):
+            out.append(" ")  # not part of a preceding word (date'...': date E'...')
+        out.append(replacement)
+        if text[end:end + 1] in ('"', "'"):
+            out.append(" ")  # a quote right after would continue it (é"x": é AS "x")
+    out.append(text[cursor:])
+    result = "".join(out)
+    if not result.isascii():  # non-ASCII where the scanner saw no token: refuse, never guess
+        raise GrammarError("shiftguard could not write this statement in ASCII", sqlstate.FEATURE_NOT_SUPPORTED)
+    return result
+
+
+def _next_significant(tokens) -> list:
+    """For each token, the next one that is not a comment (None: none), in one backward pass."""
+    following = [None] * len(tokens)
+    after = None
+    for index in range(len(tokens) - 1, -1, -1):
+        following[index] = after
+        if tokens[index].name not in _COMMENTS:
+            after = tokens[index]
+    return following
+
+
+def _rewritten_next(text: str, tokens, index: int, end: int) -> bool:
+    following = tokens[index + 1] if index + 1 < len(tokens) else None
+    return (following is not None and following.start == end and following.name == "SCONST"
+            and not text[following.start:following.end + 1].isascii())
+
+
+def _constant_value(piece: str) -> str:
+    """The value of one SCONST token as PostgreSQL reads it (standard_conforming_strings on)."""
+    if piece[0] == "$":
+        tag_end = piece.index("$", 1) + 1
+        return piece[tag_end:len(piece) - tag_end]
+    if piece[0] == "'" and "'" not in piece[1:-1].replace("''", ""):
+        return piece[1:-1].replace("''", "'")  # the common case, without a parse
+    # '...' continued over lines, and E'...' (every escape: \\x, octal, \\u): read by
+    # PostgreSQL's own parser, which also refuses what PostgreSQL would.
+    try:
+        (statement,) = parser.parse_sql("SELECT " + piece)
+        value = statement.stmt.targetList[0].val.val.sval
+    except parser.ParseError as exc:
+        raise _unreadable(exc) from None
+    except (AttributeError, IndexError, TypeError, ValueError):
+        raise GrammarError(f"shiftguard could not read the string constant {piece[:40]}",
+                           sqlstate.FEATURE_NOT_SUPPORTED) from None
+    if not isinstance(value, str):
+        raise GrammarError(f"shiftguard could not read the string constant {piece[:40]}",
+                           sqlstate.FEATURE_NOT_SUPPORTED)
+    return value
+
+
+def _identifier_value(piece: str) -> str:
+    """The name an IDENT token stands for: quoted keeps its case, unquoted folds ASCII letters
+    (PostgreSQL folds non-ASCII letters only in single-byte server encodings)."""
+    if piece.startswith('"'):
+        return piece[1:-1].replace('""', '"')
+    return "".join(c.lower() if "A" <= c <= "Z" else c for c in piece)
+
+
+def _unreadable(exc: parser.ParseError) -> GrammarError:
+    """PostgreSQL's scanner refused the text: its message, and its SQLSTATE where it is not a
+    syntax error (an escape that makes an invalid UTF-8 sequence)."""
+    message = str(exc)
+    code = sqlstate.CHARACTER_NOT_IN_REPERTOIRE if "invalid byte sequence" in message else sqlstate.SYNTAX_ERROR
+    return GrammarError(message, code)
+
+
 def _scan_prefix(text: str, end: int):
     try:
-        return parser.scan(text[:end]) if end else []
+        return _scan_tokens(text[:end]) if end else []
     except parser.ParseError:
         return []
 
@@ -142,46 +356,30 @@ def split_statements(text: str) -> list[tuple[int, int]]:
 
 
 def fold_identifier(token: Token) -> str:
-    """An identifier's value: quoted keeps its case, unquoted folds ASCII letters to lower case."""
+    """An identifier's value: quoted keeps its case, unquoted folds ASCII letters to lower case,
+    U&"..." (as as_ascii writes names holding non-ASCII characters) is read by PostgreSQL's
+    parser (escapes, surrogate pairs)."""
     if token.text.startswith('"'):
         return token.text[1:-1].replace('""', '"')
-    if token.text[:2].upper() == 'U&':
-        raise GrammarError("Unicode-escaped identifiers are not supported here")
+    if token.name == "UIDENT":
+        try:
+            (statement,) = parser.parse_sql("SELECT 1 AS " + token.text)
+            return statement.stmt.targetList[0].name
+        except parser.ParseError as exc:
+            raise _unreadable(exc) from None
     return "".join(c.lower() if "A" <= c <= "Z" else c for c in token.text)
 
 
 def string_value(token: Token) -> str:
-    """A string constant's value: 'standard', E'escaped' or $$dollar$$ quoted."""
+    """A string constant's value: 'standard', E'escaped' (every escape, \\u and \\x too, as
+    as_ascii writes non-ASCII characters), $$dollar$$ quoted, continued over lines."""
     text = token.text
-    if text.startswith("'"):
-        return text[1:-1].replace("''", "'")
-    if text[:2] in ("E'", "e'"):
-        return _unescape(text[2:-1])
-    if text.startswith("$"):
-        tag_end = text.index("$", 1) + 1
-        return text[tag_end:len(text) - tag_end]
+    if text[:1] in ("'", "E", "e", "$"):
+        return _constant_value(text)
     raise GrammarError(f"unsupported string constant {text[:20]}")
 
 
-def _unescape(body: str) -> str:
-    out = []
-    chars = iter(body)
-    simple = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
-    for char in chars:
-        if char == "'":
-            next(chars, None)  # '' inside E'...'
-            out.append("'")
-        elif char == "\\":
-            escaped = next(chars, "")
-            if escaped in simple:
-                out.append(simple[escaped])
-            elif escaped in "xu01234567":
-                raise GrammarError("numeric escapes in string constants are not supported here")
-            else:
-                out.append(escaped)
-        else:
-            out.append(char)
-    return "".join(out)
+_IDENTIFIERS = ("IDENT", "UIDENT")
 
 
 class Cursor:
@@ -230,9 +428,12 @@ class Cursor:
     def name(self, what: str = "name") -> str:
         """An identifier, a keyword used as one, or Redshift's namespace:name form."""
         token = self.next()
-        if token.name in ("SCONST", "ICONST", "FCONST") or (token.kind == "NO_KEYWORD" and token.name != "IDENT"):
+        if token.name in ("SCONST", "ICONST", "FCONST") or (
+                token.kind == "NO_KEYWORD" and token.name not in _IDENTIFIERS):
             raise GrammarError(f'syntax error at or near "{token.text}": expected a {what}')
-        value = fold_identifier(token) if token.name == "IDENT" else token.text.lower()
+        if token.name == "UIDENT" and self.accept("UESCAPE"):
+            raise GrammarError("UESCAPE is not supported here", sqlstate.FEATURE_NOT_SUPPORTED)
+        value = fold_identifier(token) if token.name in _IDENTIFIERS else token.text.lower()
         # Identity-provider users are written namespace:name (myco_aad:bob).
         following = self.peek()
         if following is not None and following.text == ":" and following.start == token.end:
@@ -240,7 +441,7 @@ class Cursor:
             rest = self.next()
             if rest.start != following.end:
                 raise GrammarError(f'syntax error at or near "{rest.text}"')
-            value += ":" + (fold_identifier(rest) if rest.name == "IDENT" else rest.text.lower())
+            value += ":" + (fold_identifier(rest) if rest.name in _IDENTIFIERS else rest.text.lower())
         return value
 
     def string(self, what: str = "string") -> str:

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 
 from ..protocol import sqlstate
 from ..protocol.auth import redshift_md5, scram_verifier
-from .tokens import Cursor, GrammarError, string_value
+from . import encoding
+from .tokens import Cursor, GrammarError, fold_identifier, string_value
 
 # PostgreSQL truncates names at 63 bytes (NAMEDATALEN); Redshift allows 127. A longer name
 # cannot be a PostgreSQL role, so it is refused rather than silently shortened.
@@ -214,10 +215,15 @@ def _option(cursor: Cursor, spec: UserSpec, user: str, *, altering: bool) -> Non
             token = cursor.next()
             if token.name == "SCONST":
                 value = string_value(token)
+            elif token.name == "UIDENT":  # a name holding non-ASCII characters, as the proxy sends it
+                value = fold_identifier(token)
             elif token.name in ("ICONST", "FCONST") or token.kind != "NO_KEYWORD" or token.name == "IDENT":
                 value = token.text if token.name != "IDENT" else token.text.strip('"')
             else:
                 raise GrammarError(f'syntax error at or near "{token.text}"')
+        if parameter.lower() == "client_encoding" and value is not None and not encoding.is_utf8(value):
+            # Harmless (a session's startup client_encoding, always UTF8, overrides it), but said
+            raise GrammarError(encoding.refusal(value), sqlstate.FEATURE_NOT_SUPPORTED, hint=encoding.HINT)
         spec.set_parameters[parameter] = value
     elif altering and cursor.accept("RESET"):
         spec.set_parameters[cursor.name("parameter")] = None

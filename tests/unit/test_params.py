@@ -57,3 +57,25 @@ def test_identity_provider_logins_need_no_user(startup, uses_idp):
     else:
         with pytest.raises(StartupRefused, match="no PostgreSQL user name"):
             sort_startup_params({"database": "dev", **startup})
+
+
+@pytest.mark.parametrize("params", [
+    {"user": "a", "client_encoding": "SJIS"},
+    {"user": "a", "CLIENT_ENCODING": "BIG5"},
+    {"user": "a", "client_encoding": "auto"},
+    {"user": "a", "options": "-c client_encoding=GBK"},
+    {"user": "a", "options": "--client-encoding=GB18030"},
+    {"user": "a", "options": "-c client_encoding=UTF8 -cclient_encoding=SQL_ASCII"},
+])
+def test_client_encoding_other_than_utf8_is_refused(params):
+    with pytest.raises(StartupRefused, match="client_encoding must be UTF8") as refused:
+        sort_startup_params(params)
+    assert "UTF-8" in refused.value.hint
+
+
+@pytest.mark.parametrize("value", ["UTF8", "utf-8", "Unicode", "UTF_8"])
+def test_client_encoding_utf8_is_accepted_and_left_to_the_proxy(value):
+    """asyncpg sends 'utf-8', JDBC and redshift_connector 'UTF8'; the backend session always gets
+    client_encoding=UTF8 from the proxy itself (frontend/connection.py)."""
+    params = sort_startup_params({"user": "a", "client_encoding": value})
+    assert "client_encoding" not in params.forwarded

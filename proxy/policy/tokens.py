@@ -8,6 +8,7 @@ unescaped) and offers a small cursor for hand-written grammars. Pure; no regexes
 from __future__ import annotations
 
 import codecs
+import re
 from dataclasses import dataclass
 
 from pglast import parser
@@ -170,29 +171,43 @@ def as_read(text: str, standard_strings: bool) -> str:
     scanner reads with the setting on, Redshift sessions run with it off (a backslash escapes),
     and a session may change it: without this, text the proxy reads as one statement could run
     as several, or a constant hold another value than the one the proxy judged. Raises
-    GrammarError when PostgreSQL could not scan the text so."""
+    GrammarError when PostgreSQL could not scan the text so. One scan: linear in the text.
+
+    With the setting off, '...' reads as E'...': a backslash takes the next character into the
+    constant. So the scan is of the text with every \\ and \' pair (left to right, as
+    PostgreSQL pairs them) replaced by two characters that end nothing: inside a constant that
+    is the reading with the setting off; inside names, comments, dollar quotes and E'...'
+    constants it changes no boundary (no pair ends one of those); and nowhere else may a
+    backslash stand in SQL."""
     if "\\" not in text:
         return text
-    while True:
-        try:
-            tokens, whole = _scan_tokens(text), True
-        except parser.ParseError as exc:  # maybe only as pglast reads it: look before the error
-            tokens, whole = _scan_prefix(text, exc.args[1] if len(exc.args) > 1 else 0), False
-        token = next((t for t in tokens if t.name == "SCONST" and text[t.start] == "'"
-                      and "\\" in text[t.start:t.end + 1]), None)
-        if token is None:
-            if whole:
-                return text
-            scan(text)  # raises GrammarError: no reading scans it
+    scanned = text if standard_strings else _ESCAPED_PAIR.sub("\x01\x01", text)
+    try:
+        tokens = _scan_tokens(scanned)
+    except parser.ParseError as exc:
+        raise _unreadable(exc) from None
+    out = []
+    cursor = 0
+    for index, token in enumerate(tokens):
         start, end = token.start, token.end + 1
-        token = Token(token.name, token.kind, text[start:end], start, end)
-        if standard_strings:  # the same constant, its backslashes now escaped
-            constant = "E" + token.text.replace("\\", "\\\\")
-        else:  # PostgreSQL reads '...' as E'...'; where it ends is known after a rescan
-            constant = "E" + token.text
-        if token.start and (text[token.start - 1].isalnum() or text[token.start - 1] in "_$"):
-            constant = " " + constant  # not part of a preceding word
-        text = text[:token.start] + constant + text[token.end:]
+        if token.name != "SCONST" or text[start] != "'" or "\\" not in text[start:end]:
+            continue
+        constant = text[start:end]
+        constant = "E" + (constant.replace("\\", "\\\\") if standard_strings else constant)
+        before = tokens[index - 1] if index else None
+        if before is not None and before.name == "NCHAR" and before.end + 1 == start:
+            out.append(text[cursor:before.start] + "NCHAR ")  # N'...' is NCHAR '...'; N E'...' a name
+        else:
+            out.append(text[cursor:start])
+            if start and (text[start - 1].isalnum() or text[start - 1] in "_$"):
+                out.append(" ")  # not part of a preceding word
+        out.append(constant)
+        cursor = end
+    out.append(text[cursor:])
+    return "".join(out)
+
+
+_ESCAPED_PAIR = re.compile(r"\\[\\']")
 
 
 def printed(node) -> str:

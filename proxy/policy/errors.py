@@ -17,10 +17,11 @@ _RELATION_KINDS = ("table", "view", "materialized view", "sequence", "foreign ta
 # What PostgreSQL says when shiftguard holds a table with RLS on or masking attached off ALTER
 # TABLE and CREATE INDEX (catalog/row_code.sql, guard_row_code_start).
 _HELD = re.compile(r'cannot (ALTER TABLE|CREATE INDEX) ".*" because it is being used by active queries in this session')
-_HELD_HINT = ("If the table has row-level security on or a masking policy attached: shiftguard holds it so while ALTER "
-              "TABLE or CREATE INDEX runs inside a function, procedure or DO block, or in a message with a statement "
-              "that evaluates expressions over a table's rows, where PostgreSQL could run code over rows that "
-              "row-level security and masking hide. Run the statement by itself.")
+_HELD_HINT = ("If the table has row-level security on or a masking policy attached: shiftguard holds it so against "
+              "ALTER TABLE and CREATE INDEX that would run code over its rows (indexes on expressions, CHECK and "
+              "foreign key constraints, ...), and against any ALTER TABLE or CREATE INDEX inside a function, procedure "
+              "or DO block or in a message with such a statement, where rows hidden by row-level security and raw "
+              "values of masked columns would be read. Run the statement by itself, outside functions.")
 
 
 def redshift_wording(fields: dict[str, str]) -> dict[str, str] | None:

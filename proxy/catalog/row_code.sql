@@ -17,7 +17,8 @@
 --   * RLS ON and ATTACH MASKING POLICY refuse a table that has any (require_no_row_code);
 --   * an event trigger at the end of the DDL that could add one (guard_row_code) refuses it on
 --     a protected table, also from DO blocks and function bodies: nothing of it has run yet;
---   * a table rewrite of a protected table is refused before it reads a row (table_rewrite);
+--   * a table rewrite of a protected table that computes rows from their values is refused
+--     before it reads a row (table_rewrite);
 --   * what runs during the command itself (an index build, a constraint's validation, the scan
 --     of ATTACH PARTITION) cannot wait for the end: at the start of ALTER TABLE and CREATE INDEX
 --     (guard_row_code_start), unless the proxy has judged the statement (below), shiftguard opens
@@ -245,21 +246,28 @@ BEGIN
 END
 $$;
 
--- A rewrite of a protected table computes every row anew (the USING expression or the cast of
--- ALTER COLUMN ... TYPE, generated and volatile default columns): refused before it reads a row.
--- Rewrites that compute nothing (SET LOGGED | UNLOGGED, SET ACCESS METHOD) are not refused.
+-- A rewrite of a protected table that computes its rows anew from their values (the USING
+-- expression or the cast of ALTER COLUMN ... TYPE, a generated column) is refused before it
+-- reads a row. Rewrites that compute nothing from the rows (SET LOGGED | UNLOGGED, SET ACCESS
+-- METHOD, a column added with a volatile default such as a sequence's) are not: a default sees
+-- no column, and one calling a user's function is refused at the end (guard_row_code).
 CREATE OR REPLACE FUNCTION shiftguard.guard_row_code_rewrite() RETURNS event_trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_relation   oid := pg_event_trigger_table_rewrite_oid();
+    v_reason     integer := pg_event_trigger_table_rewrite_reason();
     v_protection text := shiftguard.row_protection(v_relation);
 BEGIN
-    IF v_protection IS NULL OR (pg_event_trigger_table_rewrite_reason() & 6) = 0
-            OR shiftguard.trusted_role((SELECT oid FROM pg_roles WHERE rolname = current_user)) THEN
+    IF v_protection IS NULL OR shiftguard.trusted_role((SELECT oid FROM pg_roles WHERE rolname = current_user)) THEN
         RETURN;
     END IF;
-    RAISE EXCEPTION 'table "%" has %: it cannot be rewritten (a column''s type changed, a generated or volatile '
-                    'default column added)', (SELECT relname FROM pg_class WHERE oid = v_relation), v_protection
+    IF (v_reason & 4) = 0 AND ((v_reason & 2) = 0 OR NOT EXISTS (
+            SELECT FROM pg_attribute WHERE attrelid = v_relation AND attnum > 0 AND NOT attisdropped
+               AND attgenerated <> '')) THEN
+        RETURN;
+    END IF;
+    RAISE EXCEPTION 'table "%" has %: it cannot be rewritten (a column''s type changed, a generated column added)',
+        (SELECT relname FROM pg_class WHERE oid = v_relation), v_protection
         USING ERRCODE = '0A000',
               DETAIL = 'A rewrite computes every row anew, including the rows row-level security hides and the raw '
                        'values of masked columns, and its errors quote them.',

@@ -408,6 +408,8 @@ def test_what_runs_no_code_over_rows_still_works(proxy, world, owned):
         for statement in (f"ALTER TABLE {t} ADD COLUMN extra int DEFAULT 0",
                           f"ALTER TABLE {t} ALTER COLUMN extra SET DEFAULT 5, ALTER COLUMN extra SET NOT NULL",
                           f"ALTER TABLE {t} ADD COLUMN stamp timestamp DEFAULT getdate()",
+                          f"ALTER TABLE {t} ADD COLUMN n serial, ADD COLUMN r float DEFAULT random()",
+                          f"ALTER TABLE {t} DROP COLUMN n, DROP COLUMN r",
                           f"ALTER TABLE {t} ALTER COLUMN catname TYPE varchar(30)",
                           f"CREATE INDEX {t}_i ON {t} (catid)",
                           f"CREATE UNIQUE INDEX {t}_ui ON {t} USING btree (catname DESC) INCLUDE (catid)",

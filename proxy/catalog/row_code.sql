@@ -7,8 +7,8 @@
 -- validates every row; a table rewrite (ALTER COLUMN ... TYPE, a generated or volatile default
 -- column) computes every row anew; triggers and rules receive the rows other users write, and
 -- a default or a domain's CHECK runs in their statements (where current_query() is their SQL);
--- foreign keys check and act as the table's owner without row security, and their errors quote
--- key values. A function of the table's owner in any of these sees (and can print, keep or
+-- foreign keys check and act as the table's owner without row security (deleting a key tells
+-- whether a hidden row holds it; CASCADE changes hidden rows). A function of the table's owner in any of these sees (and can print, keep or
 -- raise) the rows RLS hides from the owner and the raw values of columns masked for it; a
 -- built-in one fails with an error that quotes a value (a cast), or counts them (the size of a
 -- partial index, the statistics of an expression index). Amazon Redshift has none of these

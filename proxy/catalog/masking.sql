@@ -517,6 +517,7 @@ BEGIN
     PERFORM shiftguard.rls_target(p_relation);
     IF (p_spec->>'attach')::boolean THEN
         PERFORM shiftguard.require_no_inheritance(p_relation, 'masking');
+        PERFORM shiftguard.require_no_row_code(p_relation, 'masking');  -- catalog/row_code.sql
     END IF;
     IF NOT (p_spec->>'attach')::boolean THEN
         DELETE FROM shiftguard.masking_attachments

@@ -233,19 +233,22 @@ $$;
 GRANT EXECUTE ON FUNCTION shiftguard.tables_in(oid[]) TO PUBLIC;
 
 -- DROP TABLE | VIEW | SCHEMA [IF EXISTS] name, ... [CASCADE | RESTRICT]. p_objects: the names
--- resolved by the caller (NULL where there is none); p_names: as written, for messages.
+-- resolved by the caller (NULL where there is none); p_names: as written, for messages. As in
+-- PostgreSQL, every object is checked before any is dropped, and one that dropping an earlier
+-- one took along (CASCADE: a child table, a view on a view) is gone without a word.
 CREATE OR REPLACE PROCEDURE shiftguard.drop_objects(p_kind text, p_objects oid[], p_names text[],
                                                    p_if_exists boolean, p_cascade boolean)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_type   text := CASE p_kind WHEN 'SCHEMA' THEN 'schema' ELSE 'table' END;
-    v_kind   "char";
-    v_target text;
+    v_type    text := CASE p_kind WHEN 'SCHEMA' THEN 'schema' ELSE 'table' END;
+    v_kind    "char";
+    v_targets text[] := '{}';
 BEGIN
     IF p_kind NOT IN ('TABLE', 'VIEW', 'SCHEMA') OR cardinality(p_objects) <> cardinality(p_names) THEN
         RAISE EXCEPTION 'drop_objects: unexpected arguments' USING ERRCODE = '22023';
     END IF;
     FOR i IN 1 .. cardinality(p_objects) LOOP
+        v_targets := v_targets || NULL::text;
         IF p_objects[i] IS NULL THEN
             IF p_if_exists THEN
                 RAISE NOTICE '% "%" does not exist, skipping', lower(p_kind), p_names[i];
@@ -261,9 +264,9 @@ BEGIN
                     HINT = CASE WHEN v_kind = 'v' THEN 'Use DROP VIEW to remove a view.'
                                 WHEN v_kind IN ('r', 'p') THEN 'Use DROP TABLE to remove a table.' END;
             END IF;
-            v_target := p_objects[i]::regclass::text;
+            v_targets[i] := p_objects[i]::regclass::text;
         ELSE
-            v_target := quote_ident((SELECT nspname FROM pg_namespace WHERE oid = p_objects[i]));
+            v_targets[i] := quote_ident((SELECT nspname FROM pg_namespace WHERE oid = p_objects[i]));
         END IF;
         IF NOT (shiftguard.caller_is_superuser()
                 OR (NOT shiftguard.protected(v_type, p_objects[i])
@@ -273,13 +276,22 @@ BEGIN
             RAISE EXCEPTION 'must be owner of % %', CASE v_type WHEN 'table' THEN 'relation' ELSE 'schema' END,
                 p_names[i] USING ERRCODE = '42501';
         END IF;
+    END LOOP;
+    FOR i IN 1 .. cardinality(p_objects) LOOP
+        CONTINUE WHEN v_targets[i] IS NULL;
+        IF (v_type = 'table' AND NOT EXISTS (SELECT FROM pg_class WHERE oid = p_objects[i]))
+                OR (v_type = 'schema' AND NOT EXISTS (SELECT FROM pg_namespace WHERE oid = p_objects[i])) THEN
+            DELETE FROM shiftguard.masking_attachments WHERE v_type = 'table' AND relation = p_objects[i];
+            DELETE FROM shiftguard.object_privileges WHERE object_type = v_type AND object_oid = p_objects[i];
+            CONTINUE;  -- dropped along with an earlier one
+        END IF;
         IF v_type = 'table' AND to_regclass(format('shiftguard.%I', 'mask:' || p_objects[i])) IS NOT NULL THEN
             -- its masking view (catalog/masking.sql) goes first
             EXECUTE format('DROP VIEW shiftguard.%I %s', 'mask:' || p_objects[i],
                            CASE WHEN p_cascade THEN 'CASCADE' ELSE 'RESTRICT' END);
             DELETE FROM shiftguard.masking_attachments WHERE relation = p_objects[i];
         END IF;
-        EXECUTE format('DROP %s %s %s', p_kind, v_target, CASE WHEN p_cascade THEN 'CASCADE' ELSE 'RESTRICT' END);
+        EXECUTE format('DROP %s %s %s', p_kind, v_targets[i], CASE WHEN p_cascade THEN 'CASCADE' ELSE 'RESTRICT' END);
         DELETE FROM shiftguard.object_privileges WHERE object_type = v_type AND object_oid = p_objects[i];
     END LOOP;
 END
@@ -304,6 +316,7 @@ BEGIN
         EXECUTE format('ALTER TABLE %s RENAME COLUMN %I TO %I', p_relation::regclass, p_column, p_new);
     END IF;
     PERFORM shiftguard.mask_refresh(p_relation);  -- a masked column keeps its name; a new table name
+    PERFORM shiftguard.protected_names_moved();  -- the proxies know protected tables by name (row_code.sql)
 END
 $$;
 

@@ -414,6 +414,7 @@ BEGIN
     PERFORM shiftguard.rls_target(p_relation);
     IF p_enabled THEN
         PERFORM shiftguard.require_no_inheritance(p_relation, 'row-level security');
+        PERFORM shiftguard.require_no_row_code(p_relation, 'row-level security');  -- catalog/row_code.sql
     END IF;
     DELETE FROM shiftguard.rls_relations r WHERE NOT EXISTS (SELECT FROM pg_class WHERE oid = r.relation);
     DELETE FROM shiftguard.rls_attachments a WHERE NOT EXISTS (SELECT FROM pg_class WHERE oid = a.relation);

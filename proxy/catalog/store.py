@@ -494,7 +494,7 @@ async def _bootstrap(pool: asyncpg.Pool, superuser_mapping: str) -> tuple[bytes,
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _BOOTSTRAP_LOCK)
         await conn.execute(sql)
-        for extra in ("rls.sql", "privileges.sql", "idp.sql", "masking.sql", "explain.sql"):
+        for extra in ("rls.sql", "privileges.sql", "idp.sql", "masking.sql", "row_code.sql", "explain.sql"):
             await conn.execute(resources.files("proxy.catalog").joinpath(extra).read_text())
         await conn.execute(
             "INSERT INTO shiftguard.settings VALUES ('superuser_mapping', $1) "
@@ -511,6 +511,11 @@ async def _bootstrap(pool: asyncpg.Pool, superuser_mapping: str) -> tuple[bytes,
             log.warning("objects that only superusers may define, defined by others (shiftguard refuses them "
                         "now; drop them unless you trust their owners): %s%s",
                         "; ".join(row["what"] for row in untrusted[:20]), " ..." if len(untrusted) > 20 else "")
+        row_code = await conn.fetch("SELECT shiftguard.protected_row_code() AS what LIMIT 21")
+        if row_code:
+            log.warning("tables with row-level security on or masking attached that have code over their rows "
+                        "(shiftguard refuses them now; drop them, or the code sees what RLS and masking hide): %s%s",
+                        "; ".join(row["what"] for row in row_code[:20]), " ..." if len(row_code) > 20 else "")
         superuser = await conn.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
         if superuser:
             await conn.execute(functions)

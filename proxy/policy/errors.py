@@ -1,7 +1,10 @@
-"""PostgreSQL's error wording, turned into Redshift's where Redshift words it differently.
-Pure: ErrorResponse fields in, fields out."""
+"""PostgreSQL's error wording, turned into Redshift's where Redshift words it differently (and
+explained where shiftguard's guards are what PostgreSQL reports). Pure: ErrorResponse fields in,
+fields out."""
 
 from __future__ import annotations
+
+import re
 
 from ..protocol.sqlstate import INSUFFICIENT_PRIVILEGE, UNDEFINED_OBJECT
 from .groups import GROUP_ROLE_PREFIX
@@ -11,9 +14,21 @@ from .groups import GROUP_ROLE_PREFIX
 _RELATION_KINDS = ("table", "view", "materialized view", "sequence", "foreign table")
 
 
+# What PostgreSQL says when shiftguard holds a table with RLS on or masking attached off ALTER
+# TABLE and CREATE INDEX (catalog/row_code.sql, guard_row_code_start).
+_HELD = re.compile(r'cannot (ALTER TABLE|CREATE INDEX) ".*" because it is being used by active queries in this session')
+_HELD_HINT = ("If the table has row-level security on or a masking policy attached: shiftguard holds it so against "
+              "ALTER TABLE and CREATE INDEX that would run code over its rows (indexes on expressions, CHECK and "
+              "foreign key constraints, ...), and against any ALTER TABLE or CREATE INDEX inside a function, procedure "
+              "or DO block or in a message with such a statement, where rows hidden by row-level security and raw "
+              "values of masked columns would be read. Run the statement by itself, outside functions.")
+
+
 def redshift_wording(fields: dict[str, str]) -> dict[str, str] | None:
     """The reworded fields, or None when Redshift says the same."""
     text = fields.get("M", "")
+    if fields.get("C") == "55006" and "H" not in fields and _HELD.fullmatch(text):
+        return {**fields, "H": _HELD_HINT}
     if fields.get("C") == "2D000" and fields.get("W", "").startswith("PL/pgSQL function shiftguard.vacuum("):
         # Redshift's VACUUM, refused inside a transaction block (catalog/privileges.sql): the
         # words PostgreSQL's own VACUUM uses.

@@ -12,8 +12,9 @@ Statements are cut with PostgreSQL's own scanner (pglast). The proxy owns:
   svl_user_info, svv_user_info), pointed at the private schema's versions in the parse tree;
 - EXPLAIN, which becomes a call of shiftguard.explain (catalog/explain.sql): RLS SecureScan
   nodes and no policy or masking expressions for users lacking EXPLAIN RLS / EXPLAIN MASKING.
-Everything else is forwarded unchanged: the session's role is the user's own, so PostgreSQL
-enforces its privileges. SQL that does not scan or parse is forwarded too and PostgreSQL
+Everything else is forwarded unchanged (ALTER TABLE and CREATE INDEX with a comment that marks
+whether they evaluate expressions over a table's rows, for the backend's guard: see "code over
+protected rows"): the session's role is the user's own, so PostgreSQL enforces its privileges. SQL that does not scan or parse is forwarded too and PostgreSQL
 rejects it with its own error.
 """
 
@@ -108,7 +109,7 @@ _TRIGGER_WORDS = (b"user", b"role", b"group", b"privileges", b"stl_", b"sys_", b
                   b"policy", b"language", b"load", b"set_config", b"authorization", b"grant",
                   b"revoke", b"security", b"analy", b"explain", b"drop", b"rename", b"truncate", b"schema", b"cancel",
                   b"u&", b"identity", b"create", b"vacuum", b"operator", b"search", b"inherit", b"attach",
-                  b"detach", b"encoding", b"names")
+                  b"detach", b"encoding", b"names", b"alter", b"no-row-code")
 
 # Redshift catalog views PostgreSQL lacks (or has with other columns), and where ours live.
 CATALOG_VIEWS = {name: name for name in (
@@ -186,6 +187,11 @@ def classify(sql: bytes, translator: Translator, standard_strings: bool = True) 
     except GrammarError as exc:  # not even where PostgreSQL's reading of it ends is certain
         return _refused(Denial(exc.sqlstate, str(exc), hint=exc.hint))
     rewritten = None if text == original else text
+    if NO_ROW_CODE_MARK_WORD in original.lower() or NO_ROW_CODE_MARK_WORD in text.lower():
+        # The backend trusts the proxy's mark (catalog/row_code.sql): no client writes it.
+        return Plan((Action(0, 0, len(original), denial=Denial(
+            sqlstate.FEATURE_NOT_SUPPORTED, f"SQL holding the text {NO_ROW_CODE_MARK_WORD!r} is not accepted",
+            hint="shiftguard marks the statements it has judged with it.")),))
     try:
         spans = split_statements(text)
     except GrammarError as exc:
@@ -360,7 +366,7 @@ def _classify(statement: str, translator: Translator) -> Result:
         result = _judge(kind, node, raw, statement, words, lowered, translator)
     except GrammarError as exc:
         return Denial(exc.sqlstate, str(exc), hint=exc.hint)
-    return result if result is not None else catalog_rewrite
+    return _marked(kind, node, statement, result if result is not None else catalog_rewrite)
 
 
 def _judge(kind: str, node: dict, raw: dict, statement: str, words: list[str], lowered: str,
@@ -370,6 +376,9 @@ def _judge(kind: str, node: dict, raw: dict, statement: str, words: list[str], l
         refusal = _inheritance(kind, node, translator)
         if refusal is not None:
             return refusal
+    refusal = _row_code(kind, node, translator)
+    if refusal is not None:
+        return refusal
     result = privileges.permission_call(kind, node, statement)
     if result is None and kind == "ExplainStmt":
         result = _explain(node, statement, translator)
@@ -746,6 +755,114 @@ def _inheritance(kind: str, node: dict, translator: Translator) -> Denial | None
                                  "row-level security and masking.",
                           hint="Amazon Redshift has no table inheritance or partitioning.")
     return None
+
+
+# --------------------------------------------------------------------------- code over protected rows
+
+# PostgreSQL applies row security to queries, not to what it evaluates over a table's rows by
+# itself: index expressions and predicates over every row when the index is built, CHECK,
+# foreign key and exclusion constraints when they are validated, triggers and rules on the rows
+# other users write (catalog/row_code.sql says all of it). A function of the table's owner there
+# sees the rows RLS hides from the owner and the raw values of columns masked for it. Amazon
+# Redshift has none of these features; on a table with RLS on or masking attached they are
+# refused. Here for the statements the proxy sees, with a clear error; the backend's guards hold
+# wherever this misses (a name on another schema of the search_path, a list of protected tables
+# a moment old, DO blocks and function bodies).
+
+# Marks on each ALTER TABLE and CREATE INDEX forwarded: whether PostgreSQL will evaluate anything
+# over a table's rows while it runs (then the backend holds protected tables off, whatever this
+# found). The backend believes the first only at the top level, in a message without the second,
+# and the proxy refuses client SQL holding it (classify).
+NO_ROW_CODE_MARK_WORD = "shiftguard:no-row-code"
+NO_ROW_CODE_MARK = f"/*{NO_ROW_CODE_MARK_WORD}*/"
+ROW_CODE_MARK = "/*shiftguard:row-code*/"
+
+_TRIGGER_SWITCHES = ("AT_EnableTrig", "AT_EnableAlwaysTrig", "AT_EnableReplicaTrig", "AT_DisableTrig",
+                     "AT_EnableTrigAll", "AT_DisableTrigAll", "AT_EnableTrigUser", "AT_DisableTrigUser",
+                     "AT_EnableRule", "AT_EnableAlwaysRule", "AT_EnableReplicaRule", "AT_DisableRule")
+_VALIDATED = {"CONSTR_CHECK": "CHECK constraints", "CONSTR_EXCLUSION": "exclusion constraints",
+              "CONSTR_FOREIGN": "foreign keys, to or from it"}
+
+
+def _row_code_uses(kind: str, node: dict) -> list[tuple[dict, str, bool]]:
+    """(a relation the statement names, what it would give that relation, whether PostgreSQL
+    evaluates it over the relation's rows while the statement runs)."""
+    uses = []
+    if kind == "IndexStmt":
+        if node.get("whereClause") or any(elem.get("IndexElem", {}).get("expr") for elem in node.get("indexParams", ())):
+            uses.append((node["relation"], "indexes on expressions or with a WHERE clause", True))
+    elif kind == "CreateTrigStmt":
+        uses.append((node["relation"], "triggers", False))
+    elif kind == "RuleStmt":
+        uses.append((node["relation"], "rules", False))
+    elif kind == "CreateStatsStmt" and any(elem.get("StatsElem", {}).get("expr") for elem in node.get("exprs", ())):
+        uses += [(item["RangeVar"], "statistics on expressions", False)
+                 for item in node.get("relations", ()) if "RangeVar" in item]
+    elif kind == "CreateStmt":
+        constraints = [item["Constraint"] for item in node.get("tableElts", ()) if "Constraint" in item]
+        for item in node.get("tableElts", ()):
+            constraints += [c["Constraint"] for c in item.get("ColumnDef", {}).get("constraints", ())]
+        uses += [(c["pktable"], _VALIDATED["CONSTR_FOREIGN"], False)
+                 for c in constraints if c.get("contype") == "CONSTR_FOREIGN" and c.get("pktable")]
+    elif kind == "AlterTableStmt" and node.get("objtype") == "OBJECT_TABLE":
+        relation = node["relation"]
+        for command in node.get("cmds", ()):
+            command = command.get("AlterTableCmd", {})
+            subtype, definition = command.get("subtype"), command.get("def", {})
+            constraints = []
+            if subtype == "AT_AddConstraint" and "Constraint" in definition:
+                constraints = [definition["Constraint"]]
+            elif subtype == "AT_AddColumn":
+                constraints = [c["Constraint"] for c in definition.get("ColumnDef", {}).get("constraints", ())]
+            for constraint in constraints:
+                contype = constraint.get("contype")
+                if contype in _VALIDATED:
+                    uses.append((relation, _VALIDATED[contype], True))
+                    if constraint.get("pktable"):
+                        uses.append((constraint["pktable"], _VALIDATED[contype], True))
+                elif contype == "CONSTR_GENERATED":
+                    uses.append((relation, "generated columns", False))
+            if subtype == "AT_ValidateConstraint":
+                uses.append((relation, "constraints to validate", True))
+            elif subtype == "AT_AttachPartition":
+                uses.append((definition.get("PartitionCmd", {}).get("name", {}), "partitions", True))
+            elif subtype == "AT_AlterColumnType" and definition.get("ColumnDef", {}).get("raw_default"):
+                uses.append((relation, "a column's type changed USING an expression", False))
+            elif subtype == "AT_SetExpression":
+                uses.append((relation, "generated columns", False))
+            elif subtype in _TRIGGER_SWITCHES:
+                uses.append((relation, "triggers or rules enabled or disabled", False))
+    return uses
+
+
+def _row_code(kind: str, node: dict, translator: Translator) -> Denial | None:
+    """What would make PostgreSQL run code over the rows of a table with Redshift RLS on or
+    masking attached: refused. Unqualified names are looked up in public, as the masking
+    rewrite does (the backend decides exactly)."""
+    for relation, what, _ in _row_code_uses(kind, node):
+        if not relation.get("relname"):
+            continue
+        protection = translator.masked.protection(relation.get("schemaname"), relation["relname"])
+        if protection is not None:
+            return Denial(sqlstate.FEATURE_NOT_SUPPORTED,
+                          f'table "{relation["relname"]}" has {protection}: it cannot have {what}',
+                          detail="PostgreSQL would run them over every row of the table, or over the rows other "
+                                 "users write, whatever row-level security and masking hide from their owner.",
+                          hint="Amazon Redshift has no triggers, rules, CHECK or foreign key constraints (enforced), "
+                               "indexes, generated columns or user-defined types.")
+    return None
+
+
+def _marked(kind: str, node: dict, statement: str, result: Result) -> Result:
+    """An ALTER TABLE or CREATE INDEX forwarded as PostgreSQL's own, with its mark (above)."""
+    if not (kind in ("IndexStmt", "RenameStmt", "AlterObjectSchemaStmt")
+            or (kind == "AlterTableStmt" and node.get("objtype") == "OBJECT_TABLE")):
+        return result
+    if isinstance(result, Denial) or (result is not None and result[1] is not None):
+        return result  # refused, or a call of ours
+    sql, keep = (statement, True) if result is None else (result[0], result[2])
+    evaluates = any(during for _, _, during in _row_code_uses(kind, node))
+    return f"{ROW_CODE_MARK if evaluates else NO_ROW_CODE_MARK} {sql}", None, keep
 
 
 # --------------------------------------------------------------------------- EXPLAIN

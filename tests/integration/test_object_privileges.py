@@ -157,6 +157,31 @@ def test_drop_if_exists_notice_and_rollback(proxy, world):
     assert exists(proxy, n["t"])
 
 
+def test_dropping_several_when_one_takes_another_along(proxy, world):
+    """DROP TABLE a, b CASCADE where dropping a drops b (a child table), as PostgreSQL does it:
+    b is gone without a word. Every object is checked before any is dropped."""
+    n = world
+    t = n["t"]
+    with proxy.connect(n["owner"], PASSWORD) as owner:
+        owner.execute(f"CREATE TABLE {t}_a (x int)")
+        owner.execute(f"CREATE TABLE {t}_b () INHERITS ({t}_a)")
+        owner.execute(f"CREATE VIEW {t}_v1 AS SELECT * FROM {t}")
+        owner.execute(f"CREATE VIEW {t}_v2 AS SELECT * FROM {t}_v1")
+        with pytest.raises(psycopg.errors.DependentObjectsStillExist):
+            owner.execute(f"DROP TABLE {t}_a, {t}_b")  # RESTRICT: dropped in PostgreSQL's order, then it fails
+        assert owner.execute(f"DROP TABLE {t}_a, {t}_b CASCADE").statusmessage == "DROP TABLE"
+        assert owner.execute(f"DROP VIEW {t}_v1, {t}_v2 CASCADE").statusmessage == "DROP VIEW"
+        assert owner.execute(f"DROP TABLE IF EXISTS {t}_a, {t}_b CASCADE").statusmessage == "DROP TABLE"
+    for name in (f"{t}_a", f"{t}_b", f"{t}_v1", f"{t}_v2"):
+        assert not exists(proxy, name)
+    with proxy.connect(n["bob"], PASSWORD) as bob:
+        bob.execute(f"CREATE TEMP TABLE {t}_mine (x int)")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match=f"must be owner of relation {t}"):
+            bob.execute(f"DROP TABLE {t}_mine, {t} CASCADE")
+        assert bob.execute(f"SELECT count(*) FROM {t}_mine").fetchone() == (0,)
+    assert exists(proxy, t)
+
+
 def test_procedures_are_owner_only_functions_public(proxy, world):
     n = world
     with proxy.connect(n["owner"], PASSWORD) as owner:

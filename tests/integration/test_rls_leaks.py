@@ -81,6 +81,7 @@ def attempts(t: str, me: str) -> list[str]:
         f"COPY {t} TO STDOUT",
         f"COPY (SELECT * FROM {t}) TO STDOUT",
         *inheritance_attempts(t, me),
+        *row_code_attempts(t, me),
     ]
 
 
@@ -125,6 +126,162 @@ def inheritance_attempts(t: str, me: str) -> list[str]:
         f"$$BEGIN EXECUTE 'CREATE TABLE {me}_k5 () INHERITS ({t})'; END$$; SELECT kid_{me}(); SELECT '{ORACLE}'",
         f"CREATE TABLE {me}_k6 PARTITION OF {t} DEFAULT; SELECT '{ORACLE}'",
         f"CREATE TEMP TABLE {me}_k7 () INHERITS ({t}); SELECT '{ORACLE}'",
+    ]
+
+
+def peek(me: str) -> str:
+    """A function of the owner's that shows every value it is given (falsely IMMUTABLE, as index
+    expressions and statistics require), created by the attempt itself."""
+    return (f"CREATE OR REPLACE FUNCTION peek_{me}(text) RETURNS text LANGUAGE plpgsql IMMUTABLE AS "
+            f"$$BEGIN RAISE NOTICE 'saw %', $1; RETURN $1; END$$; ")
+
+
+def row_code_attempts(t: str, me: str) -> list[str]:
+    """The owner makes PostgreSQL run code of its own, or a built-in whose error quotes the value,
+    over every row of the table, hidden ones too: index builds, constraint validation, table
+    rewrites, ANALYZE of statistics on expressions, ATTACH PARTITION under a parent with such an
+    index or foreign key. In the proxy's sight, from DO blocks (static and EXECUTE), from SQL and
+    PL/pgSQL functions and from procedures. Each shows a hidden value (HIDDEN) or says ORACLE,
+    or fails (the caught variants say what PostgreSQL said)."""
+    f = f"peek_{me}"
+    return [
+        # expression and partial indexes: the build computes them over every row
+        peek(me) + f"CREATE INDEX ON {t} (({f}(catname)))",
+        peek(me) + f"CREATE UNIQUE INDEX ON {t} (catid, ({f}(catname)))",
+        peek(me) + f"DO $$BEGIN CREATE INDEX ON {t} (({f}(catname))); END$$",
+        peek(me) + f"DO $$BEGIN EXECUTE format('CREATE INDEX ON %I ((%I(catname)))', '{t}', '{f}'); END$$",
+        peek(me) + f"CREATE INDEX ON {t} (catid) WHERE {f}(catname) IS NOT NULL",
+        peek(me) + f"CREATE FUNCTION ix_{me}() RETURNS void LANGUAGE sql AS "
+        f"$$CREATE INDEX ON {t} (({f}(catname)))$$; SELECT ix_{me}()",
+        peek(me) + f"CREATE FUNCTION ixp_{me}() RETURNS void LANGUAGE plpgsql AS "
+        f"$$BEGIN CREATE INDEX ON {t} (catid) WHERE {f}(catname) <> ''; END$$; SELECT ixp_{me}()",
+        peek(me) + f"CREATE PROCEDURE ixc_{me}() LANGUAGE plpgsql AS "
+        f"$$BEGIN EXECUTE 'CREATE INDEX ON {t} (({f}(catname)))'; END$$; CALL ixc_{me}()",
+        peek(me) + f"DO $$BEGIN CREATE INDEX ON {t} (({f}(catname))); "
+        f"EXCEPTION WHEN others THEN RAISE NOTICE 'failed: %', SQLERRM; END$$",
+        # with built-ins only: a partial index's size counts the hidden rows its predicate matches,
+        # an expression index's statistics are gathered over every row
+        f"CREATE INDEX {me}_pi ON {t} (catid) WHERE catgroup = 'Sports'; "
+        f"SELECT '{ORACLE}' FROM pg_class WHERE relname = '{me}_pi' AND reltuples > 0",
+        f"DO $$BEGIN CREATE INDEX {me}_pi2 ON {t} (catid) WHERE catgroup <> 'Concerts'; END$$; "
+        f"SELECT '{ORACLE}' FROM pg_class WHERE relname = '{me}_pi2' AND reltuples > 0",
+        f"CREATE INDEX {me}_ei ON {t} ((upper(catname))); ANALYZE {t}; "
+        f"SELECT histogram_bounds::text, most_common_vals::text FROM pg_stats WHERE tablename = '{me}_ei'",
+        f"DO $$BEGIN CREATE INDEX {me}_ei2 ON {t} ((upper(catname))); END$$; ANALYZE {t}; "
+        f"SELECT histogram_bounds::text, most_common_vals::text FROM pg_stats WHERE tablename = '{me}_ei2'",
+        # CHECK constraints: adding or validating one reads every row
+        peek(me) + f"ALTER TABLE {t} ADD CONSTRAINT c_{me} CHECK ({f}(catname) IS NOT NULL)",
+        peek(me) + f"DO $$BEGIN ALTER TABLE {t} ADD CONSTRAINT c_{me} CHECK ({f}(catname) IS NOT NULL); END$$",
+        peek(me) + f"ALTER TABLE {t} ADD CONSTRAINT c_{me} CHECK ({f}(catname) IS NOT NULL) NOT VALID; "
+        f"ALTER TABLE {t} VALIDATE CONSTRAINT c_{me}",
+        peek(me) + f"DO $$BEGIN ALTER TABLE {t} ADD CONSTRAINT c_{me} CHECK ({f}(catname) IS NOT NULL) NOT VALID; "
+        f"ALTER TABLE {t} VALIDATE CONSTRAINT c_{me}; END$$",
+        peek(me) + f"DO $$BEGIN EXECUTE 'ALTER TABLE {t} ADD COLUMN k int CHECK ({f}(catname) IS NOT NULL)'; END$$",
+        f"ALTER TABLE {t} ADD CONSTRAINT n_{me} CHECK (catname::int > 0)",  # the cast's error quotes the value
+        f"CREATE FUNCTION chk_{me}() RETURNS void LANGUAGE sql AS "
+        f"$$ALTER TABLE {t} ADD CONSTRAINT n_{me} CHECK (catname::int > 0)$$; SELECT chk_{me}()",
+        f"ALTER TABLE {t} ADD CONSTRAINT g_{me} CHECK (catgroup = 'Concerts'); SELECT '{ORACLE}'",  # violated?
+        f"DO $$BEGIN ALTER TABLE {t} ADD CONSTRAINT g_{me} CHECK (catgroup = 'Concerts'); "
+        f"EXCEPTION WHEN check_violation THEN RAISE NOTICE '{ORACLE}'; END$$",
+        # a column's type changed: the conversion runs over every row (a rewrite)
+        peek(me) + f"ALTER TABLE {t} ALTER COLUMN catname TYPE text USING {f}(catname)",
+        peek(me) + f"DO $$BEGIN ALTER TABLE {t} ALTER COLUMN catname TYPE text USING {f}(catname); END$$",
+        f"ALTER TABLE {t} ALTER COLUMN catname TYPE int USING catname::int",
+        f"CREATE PROCEDURE typ_{me}() LANGUAGE sql AS "
+        f"$$ALTER TABLE {t} ALTER COLUMN catname TYPE int USING catname::int$$; CALL typ_{me}()",
+        f"DO $$BEGIN ALTER TABLE {t} ALTER COLUMN catid TYPE bigint USING catid + 1/(CASE WHEN catgroup = 'Sports' "
+        f"THEN 0 ELSE 1 END); END$$",
+        # generated columns: computed for every row (a rewrite), and for every row written later
+        peek(me) + f"ALTER TABLE {t} ADD COLUMN gen text GENERATED ALWAYS AS ({f}(catname)) STORED",
+        peek(me) + f"DO $$BEGIN ALTER TABLE {t} ADD COLUMN gen text GENERATED ALWAYS AS ({f}(catname)) STORED; END$$",
+        f"DO $$BEGIN EXECUTE 'ALTER TABLE {t} ADD COLUMN gen int GENERATED ALWAYS AS (catname::int) STORED'; END$$",
+        # foreign keys: their checks read the table as its owner without row security, so deleting a
+        # key the owner guessed fails when a hidden row holds it (and CASCADE would change hidden rows)
+        f"CREATE TABLE {me}_keys (name varchar(20) PRIMARY KEY); "
+        f"INSERT INTO {me}_keys VALUES ('Pop'), ('Jazz'), ('{HIDDEN[:3]}' || 'RET_MLB'); "
+        f"ALTER TABLE {t} ADD FOREIGN KEY (catname) REFERENCES {me}_keys; "
+        f"DELETE FROM {me}_keys WHERE name NOT IN ('Pop', 'Jazz')",
+        f"CREATE TABLE {me}_keys2 (name varchar(20) PRIMARY KEY); "
+        f"INSERT INTO {me}_keys2 VALUES ('Pop'), ('Jazz'), ('{HIDDEN[:3]}' || 'RET_MLB'); "
+        f"DO $$BEGIN ALTER TABLE {t} ADD FOREIGN KEY (catname) REFERENCES {me}_keys2; END$$; "
+        f"DO $$BEGIN DELETE FROM {me}_keys2 WHERE name NOT IN ('Pop', 'Jazz'); "
+        f"EXCEPTION WHEN foreign_key_violation THEN RAISE NOTICE '{ORACLE}'; END$$",
+        f"CREATE TABLE {me}_keys3 (name varchar(20) PRIMARY KEY); "
+        f"INSERT INTO {me}_keys3 VALUES ('Pop'), ('Jazz'), ('{HIDDEN[:3]}' || 'RET_MLB'); "
+        f"DO $$BEGIN ALTER TABLE {t} ADD CONSTRAINT fk_{me} FOREIGN KEY (catname) REFERENCES {me}_keys3 "
+        f"ON UPDATE CASCADE NOT VALID; ALTER TABLE {t} VALIDATE CONSTRAINT fk_{me}; END$$; "
+        f"UPDATE {me}_keys3 SET name = 'seen' WHERE name NOT IN ('Pop', 'Jazz'); SELECT '{ORACLE}' FROM {t} "
+        f"WHERE catname = 'seen'",
+        f"CREATE TABLE {me}_keys4 (name varchar(20) PRIMARY KEY); "
+        f"INSERT INTO {me}_keys4 VALUES ('Pop'), ('Jazz'), ('{HIDDEN[:3]}' || 'RET_MLB'); "
+        f"CREATE FUNCTION fk_{me}() RETURNS void LANGUAGE plpgsql AS $$BEGIN EXECUTE 'ALTER TABLE {t} "
+        f"ADD FOREIGN KEY (catname) REFERENCES {me}_keys4 ON DELETE CASCADE'; END$$; SELECT fk_{me}(); "
+        f"DELETE FROM {me}_keys4 WHERE name NOT IN ('Pop', 'Jazz')",
+        # the other way: a table of the owner's referencing the protected one
+        f"ALTER TABLE {t} ADD UNIQUE (catname); CREATE TABLE {me}_refs (name varchar(20) REFERENCES {t} (catname)); "
+        f"INSERT INTO {me}_refs VALUES ('{HIDDEN[:3]}' || 'RET_MLB'); SELECT '{ORACLE}'",
+        f"ALTER TABLE {t} ADD UNIQUE (catid); CREATE TABLE {me}_refs2 (id int); "
+        f"DO $$BEGIN ALTER TABLE {me}_refs2 ADD FOREIGN KEY (id) REFERENCES {t} (catid) ON DELETE CASCADE; END$$",
+        # exclusion constraints: an index build
+        peek(me) + f"ALTER TABLE {t} ADD EXCLUDE USING btree (({f}(catname)) WITH =)",
+        peek(me) + f"DO $$BEGIN ALTER TABLE {t} ADD EXCLUDE USING btree (({f}(catname)) WITH =); END$$",
+        # statistics on expressions: ANALYZE computes them over the sampled rows
+        peek(me) + f"CREATE STATISTICS {me}_st ON ({f}(catname)), catid FROM {t}; ANALYZE {t}",
+        peek(me) + f"DO $$BEGIN CREATE STATISTICS {me}_st2 ON ({f}(catname)), catid FROM {t}; END$$; ANALYZE {t}",
+        # attached as a partition, under a parent of the owner's: the parent's indexes are built on
+        # it, its foreign keys validated, its partition constraint checked
+        peek(me) + f"CREATE TABLE {me}_pp (LIKE {t}) PARTITION BY LIST (catid); "
+        f"CREATE INDEX ON {me}_pp (({f}(catname))); "
+        f"DO $$BEGIN ALTER TABLE {me}_pp ATTACH PARTITION {t} FOR VALUES IN (1, 6, 9, 10); END$$",
+        f"CREATE TABLE {me}_pk (name varchar(20) PRIMARY KEY); INSERT INTO {me}_pk VALUES ('Pop'), ('Jazz'); "
+        f"CREATE TABLE {me}_pf (LIKE {t}, FOREIGN KEY (catname) REFERENCES {me}_pk) PARTITION BY LIST (catid); "
+        f"DO $$BEGIN EXECUTE 'ALTER TABLE {me}_pf ATTACH PARTITION {t} DEFAULT'; END$$",
+        f"CREATE TABLE {me}_pr (LIKE {t}) PARTITION BY LIST (catgroup); "
+        f"DO $$BEGIN ALTER TABLE {me}_pr ATTACH PARTITION {t} FOR VALUES IN ('Concerts'); "
+        f"EXCEPTION WHEN check_violation THEN RAISE NOTICE '{ORACLE}'; END$$",
+        # renamed first, in the same message: the proxy's list of protected tables does not know
+        # the new name yet
+        peek(me) + f"ALTER TABLE {t} RENAME TO {t}_new; CREATE INDEX ON {t}_new (({f}(catname))); "
+        f"ALTER TABLE {t}_new RENAME TO {t}",
+        f"ALTER TABLE {t} RENAME TO {t}_new; ALTER TABLE {t}_new ADD CONSTRAINT n_{me} CHECK (catname::int > 0); "
+        f"ALTER TABLE {t}_new RENAME TO {t}",
+    ]
+
+
+def capture_attempts(t: str, me: str) -> list[str]:
+    """The owner attaches code of its own to the table, to see the rows other users write later
+    (which the policy hides from the owner): triggers (row, statement with a transition table,
+    constraint triggers; SECURITY DEFINER functions that keep what they see in a table of the
+    owner's), rules, a default calling such a function (current_query() is the writer's SQL),
+    triggers switched on. Plain, in DO blocks, in functions and procedures."""
+    log = f"{me}_log"
+    keep = (f"CREATE OR REPLACE FUNCTION keep_{me}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS "
+            f"$$BEGIN INSERT INTO {log} VALUES (NEW.catname); RETURN NEW; END$$; ")
+    keep_all = (f"CREATE OR REPLACE FUNCTION keepall_{me}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS "
+                f"$$BEGIN INSERT INTO {log} SELECT catname FROM written; RETURN NULL; END$$; ")
+    query = (f"CREATE OR REPLACE FUNCTION query_{me}() RETURNS text LANGUAGE plpgsql SECURITY DEFINER AS "
+             f"$$BEGIN INSERT INTO {log} VALUES (current_query()); RETURN 'x'; END$$; ")
+    return [
+        keep + f"CREATE TRIGGER tr1_{me} BEFORE INSERT ON {t} FOR EACH ROW EXECUTE FUNCTION keep_{me}()",
+        keep + f"DO $$BEGIN CREATE TRIGGER tr2_{me} AFTER INSERT OR UPDATE ON {t} FOR EACH ROW "
+        f"EXECUTE FUNCTION keep_{me}(); END$$",
+        keep + f"DO $$BEGIN EXECUTE 'CREATE TRIGGER tr3_{me} BEFORE INSERT ON {t} FOR EACH ROW "
+        f"EXECUTE FUNCTION keep_{me}()'; END$$",
+        keep_all + f"CREATE TRIGGER tr4_{me} AFTER INSERT ON {t} REFERENCING NEW TABLE AS written "
+        f"FOR EACH STATEMENT EXECUTE FUNCTION keepall_{me}()",
+        keep + f"CREATE FUNCTION mk_{me}() RETURNS void LANGUAGE sql AS $$CREATE CONSTRAINT TRIGGER tr5_{me} "
+        f"AFTER INSERT ON {t} DEFERRABLE FOR EACH ROW EXECUTE FUNCTION keep_{me}()$$; SELECT mk_{me}()",
+        keep + f"CREATE PROCEDURE mkp_{me}() LANGUAGE plpgsql AS $$BEGIN CREATE TRIGGER tr6_{me} BEFORE INSERT "
+        f"ON {t} FOR EACH ROW EXECUTE FUNCTION keep_{me}(); END$$; CALL mkp_{me}()",
+        f"CREATE RULE r1_{me} AS ON INSERT TO {t} DO ALSO INSERT INTO {log} VALUES (NEW.catname)",
+        f"DO $$BEGIN CREATE RULE r2_{me} AS ON INSERT TO {t} DO ALSO INSERT INTO {log} VALUES (NEW.catname); END$$",
+        f"DO $$BEGIN EXECUTE 'CREATE RULE r3_{me} AS ON UPDATE TO {t} DO ALSO INSERT INTO {log} "
+        f"VALUES (OLD.catname)'; END$$",
+        query + f"ALTER TABLE {t} ADD COLUMN note text; ALTER TABLE {t} ALTER COLUMN note SET DEFAULT query_{me}()",
+        query + f"DO $$BEGIN ALTER TABLE {t} ALTER COLUMN catid SET DEFAULT length(query_{me}()); END$$",
+        f"ALTER TABLE {t} ENABLE ALWAYS TRIGGER ALL",
+        f"DO $$BEGIN ALTER TABLE {t} ENABLE REPLICA TRIGGER ALL; END$$",
+        f"ALTER TABLE {t} DISABLE RULE r1_{me}",
     ]
 
 
@@ -190,8 +347,8 @@ def test_no_hidden_row_leaks(proxy, owned_table, postgres, capsys):
     tried = len(attempts(t, me))
     # "Rows Removed by Filter" would count the rows the policy hides.
     seen: dict[str, str] = {}
-    leaks = try_all(proxy, me, attempts(t, me), (HIDDEN, ORACLE, "division by zero", "Rows Removed", "actual time"),
-                    seen)
+    leaks = try_all(proxy, me, attempts(t, me), (HIDDEN, ORACLE, "division by zero", "Rows Removed", "actual time",
+                                                 "violated by some row", "violates foreign key"), seen)
     leaked = len(leaks)
     for sql in inheritance_attempts(t, me):  # refused, and the error says why
         if "EXCEPTION WHEN" not in sql:
@@ -210,8 +367,66 @@ def test_no_hidden_row_leaks(proxy, owned_table, postgres, capsys):
         assert sorted(r[0] for r in conn.execute(f"SELECT catid FROM {t}")) == [9, 10]
     with capsys.disabled():
         print(f"\nleak attempts: {tried}, leaked: {leaked}")
-    assert tried >= 70
+    assert tried >= 115
     assert leaks == []
+    with postgres.connect() as direct:  # and nothing runs over its rows
+        assert row_code(direct, t) == []
+
+
+def row_code(direct, t: str) -> list[str]:
+    """What would run code over the rows of t: triggers, rules, indexes on expressions or with a
+    predicate, CHECK, exclusion and foreign key constraints (either way), generated columns,
+    statistics on expressions (read from the catalogs, not from shiftguard)."""
+    return [row[0] for row in direct.execute(
+        "SELECT 'trigger ' || tgname FROM pg_trigger WHERE tgrelid = %(t)s::regclass AND NOT tgisinternal "
+        "UNION ALL SELECT 'rule ' || rulename FROM pg_rewrite WHERE ev_class = %(t)s::regclass "
+        "UNION ALL SELECT 'index ' || indexrelid::regclass FROM pg_index WHERE indrelid = %(t)s::regclass "
+        "  AND (indexprs IS NOT NULL OR indpred IS NOT NULL) "
+        "UNION ALL SELECT 'constraint ' || conname FROM pg_constraint WHERE contype IN ('c', 'f', 'x') "
+        "  AND %(t)s::regclass IN (conrelid, confrelid) "
+        "UNION ALL SELECT 'generated ' || attname FROM pg_attribute WHERE attrelid = %(t)s::regclass AND attgenerated <> '' "
+        "UNION ALL SELECT 'statistics ' || stxname FROM pg_statistic_ext WHERE stxrelid = %(t)s::regclass "
+        "  AND stxexprs IS NOT NULL", {"t": t})]
+
+
+def test_the_owner_captures_no_row_others_write(proxy, owned_table, postgres, capsys):
+    """The owner tries to attach code to its table that would receive the rows another user
+    writes, which the policy hides from the owner; then another user inserts and updates such a
+    row. The owner's table of captured values stays empty, and the table has no trigger or rule."""
+    t, me = owned_table
+    writer = unique("writer")
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE USER {writer} PASSWORD '{PASSWORD}'")
+        admin.execute(f"ATTACH RLS POLICY concerts_{me} ON {t} TO {writer}")
+    try:
+        with proxy.connect(me, PASSWORD) as owner:
+            owner.execute(f"CREATE TABLE {me}_log (seen text)")
+            owner.execute(f"GRANT SELECT, INSERT, UPDATE ON {t} TO {writer}")
+        seen: dict[str, str] = {}
+        leaks = try_all(proxy, me, capture_attempts(t, me), (HIDDEN, ORACLE), seen)
+        with proxy.connect(writer, PASSWORD) as conn:
+            conn.execute(f"INSERT INTO {t} (catid, catgroup, catname) VALUES (2, 'Sports', '{HIDDEN}_NBA')")
+            conn.execute(f"INSERT INTO {t} VALUES (11, 'Concerts', 'Opera')")
+            conn.execute(f"UPDATE {t} SET catname = catname WHERE catid = 11")
+        with proxy.connect(me, PASSWORD) as owner:
+            logged = [row[0] for row in owner.execute(f"SELECT seen FROM {me}_log")]
+            assert sorted(r[0] for r in owner.execute(f"SELECT catid FROM {t}")) == [9, 10, 11]
+        leaks += [("captured", value) for value in logged if HIDDEN in value]
+        with capsys.disabled():
+            print(f"\ncapture attempts: {len(seen)}, leaked: {len(leaks)}")
+        assert len(seen) >= 14
+        assert logged == []
+        assert leaks == []
+        with postgres.connect() as direct:
+            assert direct.execute(f"SELECT count(*) FROM {t} WHERE catname = '{HIDDEN}_NBA'").fetchone() == (1,)
+            assert row_code(direct, t) == []
+    finally:
+        with proxy.connect() as admin:
+            admin.execute(f"DETACH RLS POLICY concerts_{me} ON {t} FROM {writer}")
+        with postgres.connect() as direct:
+            direct.execute(f"DROP OWNED BY {writer} CASCADE")
+        with proxy.connect() as admin:
+            admin.execute(f"DROP USER {writer}")
 
 
 def test_procedures_called_directly_give_no_more_rights(proxy, postgres):

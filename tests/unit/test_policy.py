@@ -302,7 +302,8 @@ def test_rls_statements_become_procedure_calls():
         "CALL shiftguard.set_table_rls(E'\"t\"'::regclass, true, E'or')")
     assert plan("DROP RLS POLICY IF EXISTS dev.p CASCADE").actions[0].sql == (
         "CALL shiftguard.drop_rls_policy(E'p', true, true)")
-    assert plan("ALTER TABLE t ADD COLUMN c int") is PASS
+    (action,) = plan("ALTER TABLE t ADD COLUMN c int").actions  # PostgreSQL's own, marked (below)
+    assert (action.sql, action.tag) == ("/*shiftguard:no-row-code*/ ALTER TABLE t ADD COLUMN c int", None)
 
 
 @pytest.mark.parametrize("sql, expected", [
@@ -437,6 +438,84 @@ def test_inheritance_of_other_tables_is_not_refused(sql):
     assert all(action.denial is None for action in plan.actions)
 
 
+@pytest.mark.parametrize("sql, table, what", [
+    ("CREATE INDEX ON secret ((lower(a)))", "secret", "indexes on expressions or with a WHERE clause"),
+    ("CREATE UNIQUE INDEX i ON public.secret (a, (b + 1))", "secret", "indexes on expressions or with a WHERE clause"),
+    ("create index on cards (id) where card like '4%'", "cards", "indexes on expressions or with a WHERE clause"),
+    ("CREATE INDEX CONCURRENTLY ON s.hidden (f(a))", "hidden", "indexes on expressions or with a WHERE clause"),
+    ("CREATE TRIGGER t BEFORE INSERT ON secret FOR EACH ROW EXECUTE FUNCTION f()", "secret", "triggers"),
+    ("CREATE CONSTRAINT TRIGGER t AFTER UPDATE ON cards FOR EACH ROW EXECUTE FUNCTION f()", "cards", "triggers"),
+    ("CREATE OR REPLACE RULE r AS ON INSERT TO secret DO ALSO NOTIFY x", "secret", "rules"),
+    ("CREATE STATISTICS st ON (lower(card)), id FROM cards", "cards", "statistics on expressions"),
+    ("CREATE TABLE mine (a int REFERENCES secret)", "secret", "foreign keys, to or from it"),
+    ("CREATE TABLE mine (a int, FOREIGN KEY (a) REFERENCES s.hidden (id))", "hidden", "foreign keys, to or from it"),
+    ("ALTER TABLE secret ADD CONSTRAINT c CHECK (f(a))", "secret", "CHECK constraints"),
+    ("ALTER TABLE secret ADD CHECK (a > 0) NOT VALID", "secret", "CHECK constraints"),
+    ("ALTER TABLE cards ADD COLUMN k int CHECK (k > 0)", "cards", "CHECK constraints"),
+    ("ALTER TABLE secret ADD FOREIGN KEY (a) REFERENCES other (b)", "secret", "foreign keys, to or from it"),
+    ("ALTER TABLE mine ADD FOREIGN KEY (a) REFERENCES cards (id)", "cards", "foreign keys, to or from it"),
+    ("ALTER TABLE mine ADD COLUMN c int REFERENCES secret", "secret", "foreign keys, to or from it"),
+    ("ALTER TABLE secret ADD EXCLUDE USING gist (a WITH &&)", "secret", "exclusion constraints"),
+    ("ALTER TABLE secret VALIDATE CONSTRAINT c", "secret", "constraints to validate"),
+    ("ALTER TABLE secret ALTER COLUMN a TYPE int USING f(a)", "secret", "a column's type changed USING an expression"),
+    ("ALTER TABLE cards ADD COLUMN g text GENERATED ALWAYS AS (card) STORED", "cards", "generated columns"),
+    ("ALTER TABLE secret ENABLE ALWAYS TRIGGER t", "secret", "triggers or rules enabled or disabled"),
+    ("ALTER TABLE ONLY secret DISABLE TRIGGER USER", "secret", "triggers or rules enabled or disabled"),
+    ("ALTER TABLE cards ENABLE REPLICA RULE r", "cards", "triggers or rules enabled or disabled"),
+])
+def test_code_over_protected_rows_is_refused(sql, table, what):
+    (action,) = classify(sql.encode(), protected_translator()).actions
+    assert action.denial.sqlstate == "0A000"
+    assert action.denial.message == (f'table "{table}" has '
+                                     f'{"a masking policy attached" if table == "cards" else "row-level security on"}'
+                                     f": it cannot have {what}")
+
+
+@pytest.mark.parametrize("sql, mark", [
+    # what makes PostgreSQL evaluate nothing over rows, on protected tables too
+    ("ALTER TABLE secret ADD COLUMN a int DEFAULT 0", "no-row-code"),
+    ("ALTER TABLE secret ALTER COLUMN a SET NOT NULL, ADD PRIMARY KEY (a)", "no-row-code"),
+    ("ALTER TABLE secret ALTER COLUMN b TYPE varchar(300)", "no-row-code"),  # a rewrite is the backend's
+    ("ALTER TABLE IF EXISTS secret RENAME COLUMN a TO b", "no-row-code"),
+    ("ALTER TABLE cards SET SCHEMA other", "no-row-code"),
+    ("CREATE INDEX i ON cards (id) INCLUDE (card) WITH (fillfactor = 70)", "no-row-code"),
+    ("CREATE UNIQUE INDEX ON secret USING btree (a DESC NULLS LAST)", "no-row-code"),
+    # what does, on tables the proxy does not know as protected (the backend holds them)
+    ("CREATE INDEX ON other ((lower(a)))", "row-code"),
+    ("CREATE INDEX ON hidden (a) WHERE a > 0", "row-code"),  # public.hidden: s.hidden is protected
+    ("ALTER TABLE other ADD CHECK (a > 0)", "row-code"),
+    ("ALTER TABLE other ADD COLUMN b int REFERENCES x", "row-code"),
+    ("ALTER TABLE other VALIDATE CONSTRAINT c", "row-code"),
+    ("ALTER TABLE other ATTACH PARTITION p DEFAULT", "row-code"),
+    ("ALTER TABLE other ADD EXCLUDE (a WITH =)", "row-code"),
+])
+def test_row_code_marks(sql, mark):
+    (action,) = classify(sql.encode(), protected_translator()).actions
+    assert action.denial is None and action.tag is None
+    assert action.sql == f"/*shiftguard:{mark}*/ {sql}"
+
+
+def test_no_client_writes_the_mark():
+    for sql in ("/*shiftguard:no-row-code*/ CREATE INDEX ON secret ((f(a)))",
+                "SELECT 1; CREATE INDEX ON secret ((f(a))) -- SHIFTGUARD:NO-ROW-CODE",
+                "SELECT 'shiftguard:no-row-code'", "SELECT $x$/*shiftguard:no-row-code*/$x$"):
+        (action,) = classify(sql.encode(), protected_translator()).actions
+        assert (action.start, action.end) == (0, len(sql)) and action.denial.sqlstate == "0A000", sql
+    # the backend looks for the mark as it is written; a constant's value is not its text
+    for sql, standard in ((r"SELECT 'shiftguard\:no-row-code'", False), (r"SELECT E'shiftguard\:no-row-code'", True)):
+        plan = classify(sql.encode(), protected_translator(), standard_strings=standard)
+        assert not plan.actions and "shiftguard:no-row-code" not in (plan.text or sql)
+
+
+def test_a_held_table_is_explained():
+    from proxy.policy.errors import redshift_wording
+    fields = {"S": "ERROR", "C": "55006", "M": 'cannot CREATE INDEX "cat" because it is being used by active '
+                                                 "queries in this session"}
+    assert "shiftguard holds it" in redshift_wording(fields)["H"]
+    assert redshift_wording({**fields, "M": 'cannot DROP TABLE "cat" because it is being used by active queries '
+                                            "in this session"}) is None
+
+
 # --------------------------------------------------------------------------- CREATE permissions
 
 def lent_spec(sql: str) -> tuple[dict, bytes] | None:
@@ -447,6 +526,8 @@ def lent_spec(sql: str) -> tuple[dict, bytes] | None:
     if result is PASS:
         return None
     (action,) = result.actions
+    if action.sql.startswith("/*shiftguard:"):
+        return None  # forwarded as it is, marked (test_row_code_marks)
     match = re.fullmatch(r"CALL shiftguard\.create_lent\(E'(.*)', E'(1700000000:[0-9a-f]{64})', "
                          r"pg_catalog\.current_setting\('search_path'\)\)", action.sql)
     assert match, action.sql

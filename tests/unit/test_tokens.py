@@ -13,7 +13,9 @@ from proxy.iam.tokens import TokenAuthority, TokenRefused, load_or_make_key, spl
 
 KEY = Ed25519PrivateKey.generate()
 AUTHORITY = TokenAuthority(KEY, "shiftguard")
-NOW = datetime.datetime.now(datetime.timezone.utc)
+def now() -> datetime.datetime:
+    """The time when a token is made (each test's own: a module-wide one grows stale in a long run)."""
+    return datetime.datetime.now(datetime.timezone.utc)
 
 
 def test_round_trip_and_binding():
@@ -24,9 +26,9 @@ def test_round_trip_and_binding():
 
 
 @pytest.mark.parametrize("make, login, database, reason", [
-    (lambda: AUTHORITY.mint("IAM", "alice", None, [], 900, now=NOW - datetime.timedelta(seconds=1000)).password,
+    (lambda: AUTHORITY.mint("IAM", "alice", None, [], 900, now=now() - datetime.timedelta(seconds=1000)).password,
      "IAM:alice", "dev", "expired"),
-    (lambda: AUTHORITY.mint("IAM", "alice", None, [], 900, now=NOW + datetime.timedelta(seconds=600)).password,
+    (lambda: AUTHORITY.mint("IAM", "alice", None, [], 900, now=now() + datetime.timedelta(seconds=600)).password,
      "IAM:alice", "dev", "not yet valid"),
     (lambda: TokenAuthority(KEY, "other").mint("IAM", "alice", None, [], 900).password, "IAM:alice", "dev",
      "another cluster"),
@@ -38,7 +40,7 @@ def test_round_trip_and_binding():
     (lambda: AUTHORITY.mint("IAM", "alice", None, [], 900).password, "alice", "dev", "not a temporary"),
     # algorithm confusion: HS256 with the public key as the HMAC secret
     (lambda: jwt.encode({"iss": "shiftguard:shiftguard", "aud": "shiftguard", "sub": "alice", "pfx": "IAM",
-                         "iat": int(NOW.timestamp()), "nbf": int(NOW.timestamp()), "exp": int(NOW.timestamp()) + 900,
+                         "iat": int(now().timestamp()), "nbf": int(now().timestamp()), "exp": int(now().timestamp()) + 900,
                          "jti": "x"},
                         KEY.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw),
                         algorithm="HS256"), "IAM:alice", "dev", "invalid token"),

@@ -359,8 +359,13 @@ class Audit:
     rotate_seconds: int = 3600
     # Also write the records as JSON lines to stdout (for container log collectors).
     json_stdout: bool = False
+    # Characters of one statement the activity log, stl_query and sys_query_history keep; the
+    # rest is cut and its length noted.
+    max_statement_length: int = 65_536
 
     def validate(self, where: str) -> None:
+        if not 1024 <= self.max_statement_length <= 16 << 20:
+            raise ConfigError(f"{where}.max_statement_length: must be between 1024 and 16777216")
         if self.max_file_bytes < 1024:
             raise ConfigError(f"{where}.max_file_bytes: must be at least 1024")
         if self.rotate_seconds < 0:

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 
 from .. import __version__
 from ..audit.metrics import Metrics
-from ..audit.records import ActivityRecord, ConnectionRecord, QueryEnd, Redacted, redact_statement
+from ..audit.records import ActivityRecord, ConnectionRecord, QueryEnd, Redacted, audit_text, redact_statement
 from ..audit.writer import AuditWriter
 from ..backend.pool import SessionPool, pool_key
 from ..backend.session import (BackendAddress, BackendRefused, BackendSession, BackendUnavailable,
@@ -304,8 +304,7 @@ class Connection:
             application_name=self.application_name,
             os_version=redshift.get("os_version", ""), driver_version=redshift.get("driver_version", ""),
             plugin_name=redshift.get("plugin_name", ""),
-            protocol_version=int(redshift.get("client_protocol_version", "0") or 0)
-            if redshift.get("client_protocol_version", "0").isdigit() else 0,
+            protocol_version=params.protocol_version if params else 0,
             session_id=self.session_id, reason=reason))
 
     def _refused(self, reason: str) -> None:
@@ -655,7 +654,8 @@ class Connection:
         audit = self.context.audit
         if audit is None or not self.config.audit.user_activity:
             return None
-        return SessionStatements(audit, self.session_id, params.database, record, pid)
+        return SessionStatements(audit, self.session_id, params.database, record, pid,
+                                 self.config.audit.max_statement_length)
 
     async def _relay(self, params: StartupParams, record: UserRecord, backend: BackendSession) -> None:
         registry = self.context.sessions
@@ -696,8 +696,10 @@ class SessionStatements:
     """One session's statements for the user activity log (passwords redacted), stl_query and
     sys_query_history: the relay's StatementLog."""
 
-    def __init__(self, audit: AuditWriter, session_id: str, database: str, user: UserRecord, pid: int):
+    def __init__(self, audit: AuditWriter, session_id: str, database: str, user: UserRecord, pid: int,
+                 max_length: int = 65_536):
         self._audit = audit
+        self._max_length = max_length  # characters of a statement that are logged
         self._session_id = session_id
         self._database = database
         self._user = user
@@ -716,9 +718,12 @@ class SessionStatements:
         redacted = redact_statement(sql.decode("utf-8", "replace"), standard_strings)
         if redacted.holds_secrets:
             self._redacted[self._seq] = redacted
+        # The client's text, as the audit tables take it (records.audit_text: no NUL, cut to
+        # audit.max_statement_length), so that it cannot fail a batch holding others' records.
         self._audit.activity(ActivityRecord(
             datetime.datetime.now(datetime.timezone.utc), self._database, self._user.name, self._pid,
-            self._user.userid, self._xid, redacted.text, session_id=self._session_id, seq=self._seq))
+            self._user.userid, self._xid, audit_text(redacted.text, self._max_length),
+            session_id=self._session_id, seq=self._seq))
         return self._seq
 
     def ended(self, handles: list[int], error: tuple[str, str] | None) -> None:

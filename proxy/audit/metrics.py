@@ -30,3 +30,7 @@ class Metrics:
                                      ["log"], registry=r)
         self.audit_dropped = Counter("shiftguard_audit_records_dropped_total",
                                      "Audit records that could not be written", registry=r)
+        self.audit_rejected = Counter("shiftguard_audit_records_rejected_total",
+                                      "Audit records the backing database refused on their own (after their "
+                                      "batch failed and was stored record by record); also counted as dropped",
+                                      registry=r)

@@ -1,5 +1,6 @@
 """No client's input costs anyone else an audit record (issue 16): values are made valid for the
-audit tables when a record is built."""
+audit tables when a record is built, and a batch the database refuses anyway is stored record by
+record."""
 
 from __future__ import annotations
 
@@ -147,6 +148,45 @@ def test_a_client_protocol_version_is_recorded(audited):
         assert wait_for(lambda: admin.execute(
             "SELECT DISTINCT protocol_version FROM stl_connection_log WHERE application_name = %s",
             (tag,)).fetchall()) == [(2,)]
+
+
+def test_a_batch_the_database_refuses_is_stored_record_by_record(audited, postgres):
+    """A record the database refuses whatever the proxy does (here a CHECK constraint made for
+    the test) loses only itself: the 40 statements around it are stored, it is counted as
+    rejected in /metrics, and the file log still has it."""
+    proxy, directory = audited
+    tag = unique("batch")
+    with postgres.connect() as direct:
+        direct.execute(f"ALTER TABLE shiftguard.query_log ADD CONSTRAINT refuse_{tag} "
+                       f"CHECK (sql NOT LIKE '%poison-{tag}%') NOT VALID")
+    try:
+        def other(n: int):
+            def job(barrier):
+                with proxy.connect() as conn:
+                    barrier.wait()
+                    conn.execute(f"SELECT '{tag}', {n}")
+            return job
+
+        def poison(barrier):
+            with proxy.connect() as conn:
+                barrier.wait()
+                conn.execute(f"SELECT '{tag}', 'poison-{tag}'")
+
+        run_together([other(n) for n in range(20)] + [poison] + [other(n) for n in range(20, 40)])
+
+        def stored():
+            with proxy.connect() as admin:
+                rows = admin.execute("SELECT querytxt FROM stl_query WHERE querytxt LIKE %s",
+                                     (f"SELECT '{tag}'%",)).fetchall()
+            return rows if len(rows) == 40 and metric(proxy, "shiftguard_audit_records_rejected_total") else None
+        rows = wait_for(stored)
+        assert rows and not any("poison" in r[0] for r in rows)
+        assert metric(proxy, "shiftguard_audit_records_rejected_total") == 1
+        assert metric(proxy, "shiftguard_audit_records_dropped_total") == 1
+        assert sum(f"poison-{tag}" in line for line in (directory / "useractivitylog").read_text().splitlines()) == 1
+    finally:
+        with postgres.connect() as direct:
+            direct.execute(f"ALTER TABLE shiftguard.query_log DROP CONSTRAINT refuse_{tag}")
 
 
 def test_a_long_statement_is_logged_cut(make_proxy, tmp_path):

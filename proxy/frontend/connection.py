@@ -227,6 +227,8 @@ class Connection:
         self.authmethod = ""
         self.application_name = ""  # the startup packet's, then as the backend reports changes
         self._started: float | None = None
+        self._logged_in = False  # 'authenticated' is in the connection log
+        self._ending = ""  # why the connection ended before its session started, when it did
         self.session: Session | None = None
         self._backend: BackendSession | None = None
         self._pool_key = None  # where the backend session goes back to, if it may
@@ -248,22 +250,34 @@ class Connection:
             self.state = State.RELAYING
             await self._relay(params, record, self._backend)
         except ClientFailure as exc:
+            self._ending = f"{exc.sqlstate}: {exc}"
             self._fatal(exc.sqlstate, str(exc), hint=exc.hint)
         except m.ProtocolViolation as exc:
+            self._ending = f"{sqlstate.PROTOCOL_VIOLATION}: {exc}"
             self._fatal(sqlstate.PROTOCOL_VIOLATION, str(exc))
         except TimeoutError:
+            self._ending = "timeout"
             self._fatal(sqlstate.PROTOCOL_VIOLATION, "canceling authentication due to timeout")
         except (ConnectionClosed, ConnectionError, ssl.SSLError):
-            pass
+            self._ending = "the client went away"
         except BackendRefused as exc:
             fields = dict(exc.fields)
             fields["S"] = fields["V"] = "FATAL"
+            self._ending = f"{fields.get('C', '')}: {fields.get('M', '')}"
             self.client.write(m.encode_error_fields(fields))
         except Exception:
+            self._ending = "internal error"
             log.exception("internal error on a client connection")
             self._fatal(sqlstate.INTERNAL_ERROR, "internal error in shiftguard; see its log")
         finally:
             self.state = State.CLOSED
+            if self._logged_in and self._started is None:
+                # Every 'authenticated' is followed by 'initiating session' or by this: a login
+                # PostgreSQL refused (its connection limits) or that ended before its session.
+                limit = self._ending.startswith(sqlstate.TOO_MANY_CONNECTIONS)
+                self._refused("connection limit (backend)" if limit else "session not started",
+                              event="connection limit" if limit else "session not started",
+                              detail=self._ending or "ended before its session started")
             if self._started is not None:
                 seconds = time.monotonic() - self._started
                 self._log("disconnecting session", duration=int(seconds * 1_000_000))
@@ -307,9 +321,10 @@ class Connection:
             protocol_version=params.protocol_version if params else 0,
             session_id=self.session_id, reason=reason))
 
-    def _refused(self, reason: str) -> None:
+    def _refused(self, reason: str, event: str | None = None, detail: str | None = None) -> None:
+        """Count a refusal (reason: its label in /metrics) and log it as 'refused: event'."""
         self.context.refuse(reason)
-        self._log(f"refused: {reason}", reason)
+        self._log(f"refused: {event or reason}", detail or reason)
 
     def _login_failed(self, method: str, reason: str) -> None:
         if self.context.metrics is not None:
@@ -478,6 +493,7 @@ class Connection:
         if self.context.metrics is not None:
             self.context.metrics.authentications.labels(method=method, outcome="success").inc()
         self._log("authenticated")
+        self._logged_in = True
 
     async def _authenticate_token(self, params: StartupParams, prefix: str, user: str) -> UserRecord:
         """IAM:alice / IAMA:alice / IAMR:role with a DbPassword from the API: over TLS the token

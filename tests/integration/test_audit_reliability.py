@@ -1,6 +1,6 @@
 """No client's input costs anyone else an audit record (issue 16): values are made valid for the
-audit tables when a record is built, and a batch the database refuses anyway is stored record by
-record."""
+audit tables when a record is built, a batch the database refuses anyway is stored record by
+record, and every 'authenticated' row is followed by the session's start or by a refusal."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import struct
 import threading
 import urllib.request
 
+import psycopg
 import pytest
 
 from proxy.config import Audit
@@ -199,3 +200,35 @@ def test_a_long_statement_is_logged_cut(make_proxy, tmp_path):
         (logged,) = wait_for(lambda: admin.execute("SELECT querytxt FROM stl_query WHERE querytxt LIKE %s",
                                                    (f"SELECT '{tag}'%",)).fetchone())
     assert logged == text[:1024] + f"... ({len(text) - 1024} more characters not logged)"
+
+
+def test_a_login_refused_at_the_connection_limit_is_a_refusal_in_the_connection_log(audited):
+    """'authenticated' is followed by 'initiating session' or, when PostgreSQL refuses the
+    session (the user's CONNECTION LIMIT), by 'refused: connection limit' with its reason."""
+    proxy, _ = audited
+    name = unique("u")
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE USER {name} PASSWORD '{PASSWORD}' CONNECTION LIMIT 1")
+    try:
+        with proxy.connect(name, PASSWORD):
+            with pytest.raises(psycopg.OperationalError, match="too many connections"):
+                proxy.connect(name, PASSWORD)
+
+        def story():
+            with proxy.connect() as admin:
+                rows = admin.execute("SELECT sessionid, trim(event), reason FROM stl_connection_log "
+                                     "WHERE username = %s ORDER BY recordtime", (name,)).fetchall()
+            return rows if len(rows) == 5 else None
+        rows = wait_for(story)
+        assert rows, "connection log rows are missing"
+        sessions = {}
+        for session, event, reason in rows:
+            sessions.setdefault(session, []).append((event, reason))
+        stories = sorted([event for event, _ in events] for events in sessions.values())
+        assert stories == [["authenticated", "initiating session", "disconnecting session"],
+                           ["authenticated", "refused: connection limit"]]
+        (refusal,) = [reason for events in sessions.values() for event, reason in events if event.startswith("refused")]
+        assert refusal.startswith("53300: ") and "too many connections" in refusal
+    finally:
+        with proxy.connect() as admin:
+            admin.execute(f"DROP USER {name}")

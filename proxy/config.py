@@ -338,8 +338,13 @@ class Auth:
     lockout_failures: int = 10
     lockout_window: float = 300.0
     lockout_seconds: float = 300.0
+    # (user, address) pairs the throttle keeps at most, counting and locked ones each (about
+    # 200 bytes a pair); past that the least recently failed are forgotten.
+    lockout_max_pairs: int = 100_000
 
     def validate(self, where: str) -> None:
+        if self.lockout_max_pairs < 1:
+            raise ConfigError(f"{where}.lockout_max_pairs: must be at least 1")
         if self.lockout_failures < 1:
             raise ConfigError(f"{where}.lockout_failures: must be at least 1")
         if self.lockout_window <= 0 or self.lockout_seconds < 0:

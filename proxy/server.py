@@ -109,7 +109,7 @@ class Proxy:
                                 s3=LocalS3(dict(config.s3), self.catalog.ticket_key()),
                                 sign=signing.signer(self.catalog.ticket_key()), seal=seal)
         throttle = LoginThrottle(config.auth.lockout_failures, config.auth.lockout_window,
-                                 config.auth.lockout_seconds)
+                                 config.auth.lockout_seconds, config.auth.lockout_max_pairs)
         metrics = Metrics()
         audit_dir = Path(config.audit.dir) if config.audit.dir else data_dir / "audit"
         self.audit = AuditWriter(audit_dir, self.catalog, metrics, max_bytes=config.audit.max_file_bytes,
@@ -210,8 +210,9 @@ class Proxy:
             if old_value != new_value:
                 log.warning("reload: %s changed; it takes effect at the next restart", key)
         throttle = self.context.throttle
-        throttle.failures, throttle.window, throttle.cooldown = (
-            new.auth.lockout_failures, new.auth.lockout_window, new.auth.lockout_seconds)
+        throttle.failures, throttle.window, throttle.cooldown, throttle.entries = (
+            new.auth.lockout_failures, new.auth.lockout_window, new.auth.lockout_seconds,
+            new.auth.lockout_max_pairs)
         self.context.tls, self.context.gate, self.context.config = tls, gate, new
         self.config = new
         self.security_groups.configuration_changed(configured)

@@ -309,6 +309,12 @@ class Limits:
     max_client_connections: int = 1000
     # Client connections at once from one source address; 0: no limit.
     max_connections_per_address: int = 0
+    # Of those, connections that have not logged in yet (frontend/waiting.py): at most this
+    # many at once (past it, or when max_client_connections are all taken, the oldest of the
+    # address with the most waiting is closed), and at most this many from one address (0: no
+    # limit; past it a newcomer is refused).
+    max_unauthenticated_connections: int = 250
+    max_unauthenticated_per_address: int = 0
     # Seconds a session may sit idle inside a transaction; 0: no limit.
     idle_in_transaction_timeout: float = 0.0
     # The listen backlog of the client listeners.
@@ -318,7 +324,10 @@ class Limits:
         for key in ("max_client_connections", "listen_backlog"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{where}.{key}: must be at least 1")
-        if self.max_connections_per_address < 0 or self.idle_in_transaction_timeout < 0:
+        if self.max_unauthenticated_connections < 1:
+            raise ConfigError(f"{where}.max_unauthenticated_connections: must be at least 1")
+        if (self.max_connections_per_address < 0 or self.idle_in_transaction_timeout < 0
+                or self.max_unauthenticated_per_address < 0):
             raise ConfigError(f"{where}: limits cannot be negative")
         if not 1024 <= self.max_message_size <= 1 << 30:
             raise ConfigError(f"{where}.max_message_size: must be between 1024 and 1073741824")

@@ -125,6 +125,7 @@ class Proxy:
         context = self.context
         sessions_gauge.labels(state="relaying").set_function(lambda: len(context.sessions))
         sessions_gauge.labels(state="open").set_function(lambda: context.connection_total)
+        sessions_gauge.labels(state="not logged in").set_function(lambda: len(context.waiting))
         metrics.backend_kept.set_function(lambda: len(context.pool))
         # The gate admits no one until the stored security groups are read (deny by default).
         self.security_groups = SecurityGroupSync(self.catalog, self._install_security_groups)

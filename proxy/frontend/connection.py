@@ -58,6 +58,7 @@ from ..protocol.framing import (CancelRequest, GSSENCRequest, SSLRequest, Startu
 from ..relay import Relay
 from .auth import LoginThrottle, choose_method, read_password, verify_password
 from .params import StartupParams, StartupRefused, sort_startup_params
+from .waiting import WaitingLogins
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +120,8 @@ class Context:
     # Client connections by address (authenticated or not), for the connection limits.
     connections: collections.Counter = field(default_factory=collections.Counter)
     connection_total: int = 0
+    # Those that have not logged in yet, with their smaller budget (frontend/waiting.py).
+    waiting: WaitingLogins = field(default_factory=WaitingLogins)
     refused: collections.Counter = field(default_factory=collections.Counter)  # by reason
 
     def refuse(self, reason: str) -> None:
@@ -232,8 +235,10 @@ class Connection:
         self.session: Session | None = None
         self._backend: BackendSession | None = None
         self._pool_key = None  # where the backend session goes back to, if it may
+        self._task: asyncio.Task | None = None
 
     async def run(self) -> None:
+        self._task = asyncio.current_task()
         try:
             async with asyncio.timeout(self.config.limits.auth_timeout):
                 if not await self._admit():
@@ -245,6 +250,7 @@ class Connection:
                 self.application_name = params.application_name
                 self.state = State.AUTHENTICATING
                 record = await self._authenticate(params)
+                self.context.waiting.remove(self, self.address)  # logged in: out of that budget
                 self.state = State.CONNECTING
                 self._backend = await self._open_backend(params, record)
             self.state = State.RELAYING
@@ -271,6 +277,7 @@ class Connection:
             self._fatal(sqlstate.INTERNAL_ERROR, "internal error in shiftguard; see its log")
         finally:
             self.state = State.CLOSED
+            self.context.waiting.remove(self, self.address)
             if self._logged_in and self._started is None:
                 # Every 'authenticated' is followed by 'initiating session' or by this: a login
                 # PostgreSQL refused (its connection limits) or that ended before its session.
@@ -348,18 +355,37 @@ class Connection:
                              self.address, self.client.peer_address()[0])
                     self.client.abort()
                     return False
-        limits, counts = self.config.limits, self.context.connections
-        if self.context.connection_total >= limits.max_client_connections:
-            self._refused("connection limit")
-            raise ClientFailure(sqlstate.TOO_MANY_CONNECTIONS, "sorry, too many clients already")
+        limits, counts, waiting = self.config.limits, self.context.connections, self.context.waiting
         if limits.max_connections_per_address and counts[self.address] >= limits.max_connections_per_address:
             self._refused("address connection limit")
             raise ClientFailure(sqlstate.TOO_MANY_CONNECTIONS,
                                 f"too many connections from {self.address}")
+        # Not logged in yet: the smaller budget, which never keeps out one that could log in.
+        refusal, evicted = waiting.add(self, self.address, limits.max_unauthenticated_connections,
+                                       limits.max_unauthenticated_per_address,
+                                       full=self.context.connection_total >= limits.max_client_connections)
+        if refusal == "full":  # every connection has logged in
+            self._refused("connection limit")
+            raise ClientFailure(sqlstate.TOO_MANY_CONNECTIONS, "sorry, too many clients already")
+        if refusal is not None:
+            self._refused("address login limit")
+            raise ClientFailure(sqlstate.TOO_MANY_CONNECTIONS,
+                                f"too many connections from {self.address} that have not logged in yet")
+        if evicted is not None:
+            evicted.make_room()
         counts[self.address] += 1
         self.context.connection_total += 1
         self._counted = True
         return True
+
+    def make_room(self) -> None:
+        """Closed, before it logged in, to make room for a newer connection: the waiting budget
+        is full and this is the oldest of the address that has the most waiting."""
+        self._refused("login limit", detail="closed to make room: too many connections waiting to log in")
+        self._fatal(sqlstate.TOO_MANY_CONNECTIONS, "too many connections are waiting to log in",
+                    hint="Log in again; this connection had waited longest.")
+        if self._task is not None:
+            self._task.cancel()
 
     async def _read_proxy_header(self) -> proxy_header.ProxyHeader | None:
         """A PROXY header if the balancer sent one; None for a plain connection from it."""

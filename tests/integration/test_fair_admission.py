@@ -1,6 +1,6 @@
-"""One client cannot freeze or starve the others (issue 16): a flood of failed logins keeps the
-login throttle small. Work is counted (entries), never timed. Loopback addresses play other
-hosts."""
+"""One client cannot freeze or starve the others (issue 16): connections that have not logged in
+have a budget of their own, and a flood of failed logins keeps the login throttle small. Work
+is counted (connections, entries), never timed. Loopback addresses play other hosts."""
 
 from __future__ import annotations
 
@@ -9,16 +9,101 @@ import socket
 import struct
 from dataclasses import replace
 
-from proxy.config import Auth
+from proxy.config import Auth, Limits
 from proxy.protocol import messages as m
 from proxy.protocol.auth import md5_response, redshift_md5
 
+from ..conftest import wait_for
 from .test_bad_input import error_fields, read_all
+from .test_connectivity import attempt, logged_in
+
+
+def silent(proxy, source: str, count: int) -> list[socket.socket]:
+    """count TCP connections from source that never send a byte."""
+    return [socket.create_connection((proxy.host, proxy.port), timeout=10, source_address=(source, 0))
+            for _ in range(count)]
+
+
+def settled(proxy, opened: int) -> bool:
+    """Every connection opened so far is either waiting to log in or was closed to make room or
+    refused for its address."""
+    context = proxy.proxy.context
+    return len(context.waiting) + context.refused["login limit"] + context.refused["address login limit"] >= opened
 
 
 def logs_in(proxy) -> bool:
     with proxy.connect() as conn:
         return conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_a_thousand_silent_connections_do_not_keep_a_user_out(proxy):
+    """With the defaults, 1,000 connections from 127.0.0.2 that never send a byte: a user at
+    127.0.0.1 logs in; at most 250 of them wait at once, the oldest were closed to make room."""
+    held = silent(proxy, "127.0.0.2", 1000)
+    try:
+        assert wait_for(lambda: settled(proxy, 1000), timeout=30)
+        assert logs_in(proxy)
+        waiting = proxy.proxy.context.waiting
+        assert waiting.peak <= Limits().max_unauthenticated_connections
+        assert proxy.proxy.context.connection_total <= Limits().max_unauthenticated_connections
+        assert proxy.proxy.context.refused["login limit"] >= 1000 - Limits().max_unauthenticated_connections
+        # The oldest one was told why it was closed.
+        fields = error_fields(read_all(held[0]))
+        assert fields["C"] == "53300" and fields["M"] == "too many connections are waiting to log in"
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def test_silent_connections_from_many_addresses_do_not_keep_a_user_out(make_proxy):
+    """20 addresses with 20 silent connections each against a budget of 50: each newcomer
+    closes the oldest of the address with the most waiting, and a login from a 21st address
+    gets in; so does a login from one of the 20."""
+    proxy = make_proxy(limits=replace(Limits(), max_unauthenticated_connections=50))
+    held = []
+    try:
+        for n in range(20):
+            held += silent(proxy, f"127.0.0.{n + 2}", 20)
+        assert wait_for(lambda: settled(proxy, 400), timeout=30)
+        assert logs_in(proxy)
+        logged_in(proxy, "127.0.0.5").close()
+        assert proxy.proxy.context.waiting.peak <= 50
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def test_silent_connections_cannot_take_every_connection_slot(make_proxy):
+    """max_client_connections of 10, all taken by connections that have not logged in: a
+    client that logs in still gets in (one of them makes room); once all 10 have logged in,
+    the next is refused with 53300."""
+    proxy = make_proxy(limits=replace(Limits(), max_client_connections=10))
+    held = silent(proxy, "127.0.0.2", 10)
+    sessions = []
+    try:
+        assert wait_for(lambda: settled(proxy, 10))
+        for _ in range(10):
+            sessions.append(logged_in(proxy, "127.0.0.3"))
+        assert wait_for(lambda: proxy.proxy.context.connection_total == 10)
+        assert attempt(proxy, "127.0.0.4") == "error 53300"
+    finally:
+        for sock in held + sessions:
+            sock.close()
+
+
+def test_the_budget_per_address_refuses_only_that_address(make_proxy):
+    proxy = make_proxy(limits=replace(Limits(), max_unauthenticated_per_address=10))
+    held = silent(proxy, "127.0.0.2", 10)
+    try:
+        assert wait_for(lambda: settled(proxy, 10))
+        with socket.create_connection((proxy.host, proxy.port), timeout=10, source_address=("127.0.0.2", 0)) as sock:
+            fields = error_fields(read_all(sock))
+        assert fields["C"] == "53300" and "have not logged in yet" in fields["M"]
+        assert logs_in(proxy)  # 127.0.0.1
+        assert attempt(proxy, "127.0.0.3") == "admitted"
+    finally:
+        for sock in held:
+            sock.close()
 
 
 def failed_login(proxy, source: str, user: str) -> dict[str, str]:

@@ -303,6 +303,14 @@ class TLS:
 @dataclass(frozen=True)
 class Limits:
     max_message_size: int = 1 << 30
+    # Largest SQL text of a Query or Parse, as on Redshift (16 MB); more: 54000.
+    max_statement_size: int = 16 << 20
+    # Largest SQL text the proxy reads before it runs (statements that may hold something the
+    # proxy owns: policy/cache.py); more: 54000. Bounds one statement's work on the event loop.
+    max_checked_statement_size: int = 256 << 10
+    # Bytes the classification cache may hold (SQL and plans); an entry over a sixteenth of it
+    # is never kept.
+    classification_cache_bytes: int = 64 << 20
     max_startup_size: int = 10_000
     auth_timeout: float = 60.0
     # Client connections at once, authenticated or not; more get FATAL 53300.
@@ -331,6 +339,13 @@ class Limits:
             raise ConfigError(f"{where}: limits cannot be negative")
         if not 1024 <= self.max_message_size <= 1 << 30:
             raise ConfigError(f"{where}.max_message_size: must be between 1024 and 1073741824")
+        if not 1024 <= self.max_statement_size <= 1 << 30:
+            raise ConfigError(f"{where}.max_statement_size: must be between 1024 and 1073741824")
+        if not 1024 <= self.max_checked_statement_size <= self.max_statement_size:
+            raise ConfigError(f"{where}.max_checked_statement_size: must be between 1024 and "
+                              f"max_statement_size ({self.max_statement_size})")
+        if self.classification_cache_bytes < 0:
+            raise ConfigError(f"{where}.classification_cache_bytes: cannot be negative")
         if not 64 <= self.max_startup_size <= 1 << 20:
             raise ConfigError(f"{where}.max_startup_size: must be between 64 and 1048576")
         if not 0 < self.auth_timeout <= 3600:

@@ -26,6 +26,9 @@ class Metrics:
                                       "Client sessions given a kept backend session", registry=r)
         self.classification = Counter("shiftguard_classification_total", "Statement classifications",
                                       ["result"], registry=r)
+        self.classification_cache_bytes = Gauge("shiftguard_classification_cache_bytes",
+                                                "Bytes the classification cache holds (SQL and plans)",
+                                                registry=r)
         self.audit_written = Counter("shiftguard_audit_records_written_total", "Audit records written",
                                      ["log"], registry=r)
         self.audit_dropped = Counter("shiftguard_audit_records_dropped_total",

@@ -1,6 +1,7 @@
 """One client cannot freeze or starve the others (issue 16): connections that have not logged in
-have a budget of their own, and a flood of failed logins keeps the login throttle small. Work
-is counted (connections, entries), never timed. Loopback addresses play other hosts."""
+have a budget of their own, a flood of failed logins keeps the login throttle small, one
+statement's work is bounded by size limits, and the classification cache by its byte budget.
+Work is counted (connections, entries, bytes), never timed. Loopback addresses play other hosts."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ import concurrent.futures
 import socket
 import struct
 from dataclasses import replace
+
+import psycopg
+import pytest
 
 from proxy.config import Auth, Limits
 from proxy.protocol import messages as m
@@ -134,3 +138,69 @@ def test_a_failed_login_flood_over_many_user_names_keeps_the_throttle_small(make
     assert (throttle.work - work) / len(names) <= 8  # looked up, counted, a few forgotten
     assert throttle.locked("victim", "127.0.0.2")
     assert logs_in(proxy)
+
+
+# --------------------------------------------------------------------------- one statement's work
+
+
+def classified(proxy, result: str) -> float:
+    import re
+    import urllib.request
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{proxy.api_port}/metrics").read().decode()
+    found = re.search(rf'^shiftguard_classification_total\{{result="{result}"\}} (\S+)$', text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+def test_twelve_huge_statements_are_refused_and_leave_the_cache_alone(proxy):
+    """With the defaults, 12 different 1 MB statements that the proxy would have to read (they
+    hold non-ASCII text) are refused with 54000 and a hint, without being read; the session goes
+    on, and the cache's own byte count does not move."""
+    cache = proxy.proxy.context.classify
+    with proxy.connect() as conn:
+        assert conn.execute("SELECT 'é'").fetchone() == ("é",)
+        before = cache.bytes
+        assert before > 0
+        for n in range(12):
+            with pytest.raises(psycopg.errors.ProgramLimitExceeded) as refused:
+                conn.execute(f"SELECT {n}, '{'é' * 500_000}'")
+            assert "too large for shiftguard to check" in str(refused.value)
+            assert "limits.max_checked_statement_size" in refused.value.diag.message_hint
+            assert cache.bytes == before
+        assert conn.execute("SELECT 'still here'").fetchone() == ("still here",)
+    assert classified(proxy, "too large") == 12
+
+
+def test_a_huge_statement_the_proxy_need_not_read_runs(proxy):
+    with proxy.connect() as conn:
+        assert conn.execute(f"SELECT length('{'x' * 2_000_000}')").fetchone() == (2_000_000,)
+
+
+def test_a_statement_over_redshifts_16_mb_is_refused_with_its_wording(proxy):
+    sql = f"SELECT length('{'x' * (16 << 20)}')"
+    with proxy.connect() as conn:
+        with pytest.raises(psycopg.errors.ProgramLimitExceeded) as refused:
+            conn.execute(sql)
+        assert str(refused.value).strip() == (f"Statement is too large. Statement Size: {len(sql)} bytes. "
+                                              f"Maximum Allowed: {16 << 20} bytes")
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_the_classification_cache_keeps_to_its_byte_budget(make_proxy):
+    """Limits raised so that huge statements are read: 12 statements of 600 kB run and are not
+    cached (each would take more than a sixteenth of the 1 MB budget); 80 of 6 kB are, while
+    the cache's own byte count stays within the budget; the last one is then served from it."""
+    proxy = make_proxy(limits=replace(Limits(), max_checked_statement_size=16 << 20,
+                                      classification_cache_bytes=1 << 20))
+    cache = proxy.proxy.context.classify
+    with proxy.connect() as conn:
+        before = cache.bytes
+        for n in range(12):
+            assert conn.execute(f"SELECT {n}, length('{'é' * 300_000}')").fetchone() == (n, 300_000)
+            assert cache.bytes == before
+        for n in range(80):
+            assert conn.execute(f"SELECT {n}, length('{'é' * 3000}')").fetchone() == (n, 3000)
+            assert cache.bytes <= 1 << 20
+        cached = classified(proxy, "cached")
+        assert conn.execute(f"SELECT 79, length('{'é' * 3000}')").fetchone() == (79, 3000)
+        assert classified(proxy, "cached") > cached

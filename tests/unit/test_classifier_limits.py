@@ -1,0 +1,64 @@
+"""The classification cache's byte budget and the statement size limits (policy/cache.py):
+counted in bytes and entries, never timed."""
+
+from __future__ import annotations
+
+from proxy.policy import masking
+from proxy.policy.cache import Classifier, entry_cost
+from proxy.policy.statements import PASS, Translator
+
+
+def classifier(**limits) -> Classifier:
+    return Classifier(Translator(lambda role: "V"), **limits)
+
+
+def test_the_cache_keeps_to_its_byte_budget():
+    cache = classifier(max_bytes=100_000)
+    for n in range(200):
+        cache(f"SELECT {n}, '{'é' * 500}'".encode())  # non-ASCII: read, rewritten, cacheable
+        assert cache.bytes <= 100_000
+        assert cache.bytes == sum(cost for _, cost in cache._plans.values())
+    assert 0 < len(cache._plans) < 200
+    last = f"SELECT 199, '{'é' * 500}'".encode()
+    assert cache(last) is cache(last)  # still a cache
+
+
+def test_a_statement_over_a_sixteenth_of_the_budget_is_never_kept():
+    cache = classifier(max_bytes=160_000)
+    small = "SELECT 'é'".encode()
+    cache(small)
+    before = cache.bytes
+    for n in range(12):
+        huge = f"SELECT {n}, '{'é' * 5000}'".encode()
+        plan = cache(huge)
+        assert entry_cost(huge, plan) > 160_000 // 16 and plan.text is not None
+    assert cache.bytes == before and len(cache._plans) == 1
+
+
+def test_a_change_of_the_masked_tables_empties_the_cache_and_its_count():
+    translator = Translator(lambda role: "V")
+    cache = Classifier(translator)
+    cache("SELECT 'é'".encode())
+    assert cache.bytes > 0
+    translator.masked = masking.MaskedTables(2, {("public", "t"): "t_masked"})
+    cache("SELECT 'ü'".encode())
+    assert len(cache._plans) == 1 and cache.bytes == sum(cost for _, cost in cache._plans.values())
+
+
+def test_sql_over_the_statement_size_is_refused_as_redshift_does():
+    cache = classifier(max_statement_size=2048, max_checked_size=1024)
+    plan = cache(b"SELECT '" + b"x" * 3000 + b"'")  # needs no reading, still too large
+    (action,) = plan.actions
+    assert action.denial.sqlstate == "54000" and plan.text == "" and not plan.cacheable
+    assert action.denial.message == "Statement is too large. Statement Size: 3009 bytes. Maximum Allowed: 2048 bytes"
+
+
+def test_sql_the_proxy_must_read_is_refused_over_the_checked_size_and_nothing_else():
+    cache = classifier(max_statement_size=1 << 20, max_checked_size=1024)
+    assert cache(b"SELECT '" + b"x" * 5000 + b"'") is PASS  # not read: PostgreSQL takes it
+    plan = cache(b"SELECT usename, '" + b"x" * 5000 + b"' FROM pg_user")
+    (action,) = plan.actions
+    assert action.denial.sqlstate == "54000" and plan.text == ""
+    assert "too large for shiftguard to check: 5031 bytes (at most 1024)" in action.denial.message
+    assert "limits.max_checked_statement_size" in action.denial.hint
+    assert cache.bytes == 0

@@ -4,7 +4,9 @@ Pure: records in, text out.
 A record cannot be built holding what its table (catalog/schema.sql) would refuse: every text
 is valid UTF-8 without NUL and at most so long, every integer in its column's range. Values
 that come from a client (a statement, startup parameters) are made so when the record is built,
-so that no client's input can fail the batch that also holds other people's records.
+so that no client's input can fail the batch that also holds other people's records; and a
+connection-log value holds no line break, so that no client can write a line of its own into
+the connectionlog file. (A statement keeps its line breaks, as Redshift logs it.)
 
 connectionlog: '|'-separated, space-padded, in STL_CONNECTION_LOG's column order, timestamps
 as 'Mon, 7 Dec 2020 20:01:55:177'. userlog: STL_USERLOG's order. useractivitylog:
@@ -57,15 +59,26 @@ def audit_int(value: object, bits: int = 32) -> int:
     return value
 
 
+def one_line(text: str) -> str:
+    """text without control characters (line breaks, tabs, ...): each becomes U+FFFD, so that
+    a value cannot start a line of its own in a log file."""
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else "\ufffd" for char in text)
+
+
 def _normalise(record, texts: tuple[str, ...], int32s: tuple[str, ...], int64s: tuple[str, ...] = (),
-               limits: dict[str, int] | None = None) -> None:
-    """The record's fields made what their columns take (audit_text, audit_int), in place."""
+               limits: dict[str, int] | None = None, lines: tuple[str, ...] = ()) -> None:
+    """The record's fields made what their columns take (audit_text, audit_int), in place;
+    those named in lines also made one line (one_line)."""
     values = vars(record)
     for name in texts:
         value = values[name]
         limit = limits.get(name, FIELD_LIMIT) if limits else FIELD_LIMIT
         if type(value) is not str or len(value) > limit or "\0" in value or not value.isascii():
             values[name] = audit_text(value, limit)
+    for name in lines:
+        values[name] = one_line(values[name])
     for name in int32s:
         values[name] = audit_int(values[name], 32)
     for name in int64s:
@@ -116,7 +129,9 @@ class ConnectionRecord:
     reason: str = field(default="", metadata={"internal": True})  # ours: why, never sent to clients
 
     def __post_init__(self) -> None:
-        _normalise(self, _CONNECTION_TEXTS, ("pid", "mtu", "protocol_version"), ("duration",))
+        # One record a line in the connectionlog file, whatever a client put in its values.
+        _normalise(self, _CONNECTION_TEXTS, ("pid", "mtu", "protocol_version"), ("duration",),
+                   lines=_CONNECTION_TEXTS)
 
     def line(self) -> str:
         values = []
@@ -178,7 +193,7 @@ class ActivityRecord:
 
     def __post_init__(self) -> None:
         _normalise(self, ("db", "user", "sql", "session_id", "status", "error_message"),
-                   ("pid", "userid", "seq"), ("xid",), _STATEMENT_LIMITS)
+                   ("pid", "userid", "seq"), ("xid",), _STATEMENT_LIMITS, lines=("db", "user"))
 
     def line(self) -> str:
         stamp = self.recordtime.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -232,3 +232,19 @@ def test_a_login_refused_at_the_connection_limit_is_a_refusal_in_the_connection_
     finally:
         with proxy.connect() as admin:
             admin.execute(f"DROP USER {name}")
+
+
+def test_a_client_cannot_write_a_line_of_its_own_into_the_connection_log(audited):
+    proxy, directory = audited
+    tag = unique("app")
+    forged = f"{tag}\ninitiating session |Mon, 7 Dec 2020 20:01:55:177|10.9.9.9|"
+    sock, received = raw_login(proxy, {"user": ADMIN, "database": "dev", "application_name": forged},
+                               ADMIN_PASSWORD)
+    sock.close()
+    assert received.endswith(m.ready_for_query(m.TX_IDLE))
+    def logged():
+        path = directory / "connectionlog"
+        return path.read_text().splitlines() if path.exists() else []
+    mine = wait_for(lambda: [l for l in logged() if tag in l and l.startswith("disconnecting")])
+    assert mine and "\ufffdinitiating session |Mon, 7 Dec 2020" in mine[0]
+    assert not any(l.startswith("initiating session |Mon, 7 Dec 2020") for l in logged())

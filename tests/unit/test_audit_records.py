@@ -45,3 +45,13 @@ def test_records_are_built_valid():
     end = QueryEnd.of("s", 1, NOW, ("XX000", "bad\0message"))
     assert end.error_message == "bad\ufffdmessage"
     assert row(end)["status"] == "failed"
+
+
+def test_a_connection_log_value_cannot_start_a_line_of_its_own():
+    forged = "app\nauthenticated |Mon, 7 Dec 2020 20:01:55:177|10.0.0.1|\r\tx"
+    record = ConnectionRecord("authenticated", NOW, application_name=forged, username="bob\u2028eve")
+    assert record.application_name == forged.replace("\n", "\ufffd").replace("\r", "\ufffd").replace("\t", "\ufffd")
+    assert record.username == "bob\ufffdeve"
+    assert len(record.line().splitlines()) == 1
+    statement = ActivityRecord(NOW, "dev", "bob", 1, 2, 3, "SELECT 1\nFROM t")
+    assert statement.sql == "SELECT 1\nFROM t"  # as Redshift logs it

@@ -25,7 +25,7 @@ import pglast
 from pglast import ast, parser, visitors
 
 from ..protocol import sqlstate
-from .rls import _SessionUser, _columns, _parenthesized, table_name
+from .rls import _SessionUser, _columns, _parenthesized, check_body_size, table_name
 from .tokens import Cursor, GrammarError, printed
 
 
@@ -59,6 +59,7 @@ class MaskedTables:
 
 def _expressions(text: str) -> tuple[list[str], list[str]]:
     """(as written, as the functions evaluate them): one expression each, reading no table."""
+    check_body_size(text, "masking expressions")
     try:
         tree = pglast.parse_sql(f"SELECT {text}\n")
     except parser.ParseError as exc:

@@ -36,10 +36,24 @@ class Predicate:
     inline: str | None
 
 
+# Characters of a policy's expressions (RLS and masking) the proxy reads at most. Reading one
+# walks and prints its parse tree on the event loop, the dearest reading there is (about 165
+# function calls a byte: bench/classify_scaling.py), so it is bounded well below
+# limits.max_checked_statement_size; real policies are a few hundred characters.
+POLICY_BODY_LIMIT = 16_384
+
+
+def check_body_size(text: str, what: str) -> None:
+    if len(text) > POLICY_BODY_LIMIT:
+        raise GrammarError(f"{what} too long for shiftguard: {len(text)} characters (at most {POLICY_BODY_LIMIT})",
+                           sqlstate.PROGRAM_LIMIT_EXCEEDED)
+
+
 def parse_predicate(text: str) -> Predicate:
     """One boolean expression. Inside the policy function current_user would be the function's
     owner, so the querying user is written as session_user (the user the session logged in as,
     or became with SET SESSION AUTHORIZATION)."""
+    check_body_size(text, "RLS policy predicate")
     try:
         tree = pglast.parse_sql(f"SELECT ({text}\n)")
     except parser.ParseError as exc:

@@ -62,3 +62,26 @@ def test_sql_the_proxy_must_read_is_refused_over_the_checked_size_and_nothing_el
     assert "too large for shiftguard to check: 5031 bytes (at most 1024)" in action.denial.message
     assert "limits.max_checked_statement_size" in action.denial.hint
     assert cache.bytes == 0
+
+
+def test_policy_expressions_are_read_up_to_their_own_limit():
+    """A policy's expressions are the dearest reading (their parse tree is walked and printed):
+    over rls.POLICY_BODY_LIMIT they are refused with 54000 before they are parsed."""
+    from proxy.policy.rls import POLICY_BODY_LIMIT
+    from proxy.policy.statements import classify
+
+    translator = Translator(lambda role: "V")
+
+    def rls(terms: int) -> bytes:
+        return ("CREATE RLS POLICY p WITH (a int) USING (" + " OR ".join(f"a = {i}" for i in range(terms))
+                + ")").encode()
+
+    def masking(whens: int) -> bytes:
+        return ("CREATE MASKING POLICY p WITH (a int) USING (CASE "
+                + " ".join(f"WHEN a = {i} THEN {i}" for i in range(whens)) + " END)").encode()
+
+    for make, what in ((rls, "RLS policy predicate"), (masking, "masking expressions")):
+        (accepted,) = classify(make(100), translator).actions
+        assert accepted.denial is None and accepted.sql.startswith("CALL shiftguard.")
+        (refused,) = classify(make(POLICY_BODY_LIMIT // 8), translator).actions
+        assert refused.denial.sqlstate == "54000" and refused.denial.message.startswith(f"{what} too long")

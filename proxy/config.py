@@ -308,6 +308,9 @@ class Limits:
     # Largest SQL text the proxy reads before it runs (statements that may hold something the
     # proxy owns: policy/cache.py); more: 54000. Bounds one statement's work on the event loop.
     max_checked_statement_size: int = 256 << 10
+    # Characters of SQL of one message the proxy may read as parse trees to rewrite it (the
+    # dearest reading); more: 54000.
+    max_rewritten_statement_size: int = 128 << 10
     # Bytes the classification cache may hold (SQL and plans); an entry over a sixteenth of it
     # is never kept.
     classification_cache_bytes: int = 64 << 20
@@ -344,6 +347,8 @@ class Limits:
         if not 1024 <= self.max_checked_statement_size <= self.max_statement_size:
             raise ConfigError(f"{where}.max_checked_statement_size: must be between 1024 and "
                               f"max_statement_size ({self.max_statement_size})")
+        if self.max_rewritten_statement_size < 1024:
+            raise ConfigError(f"{where}.max_rewritten_statement_size: must be at least 1024")
         if self.classification_cache_bytes < 0:
             raise ConfigError(f"{where}.classification_cache_bytes: cannot be negative")
         if not 64 <= self.max_startup_size <= 1 << 20:

@@ -121,7 +121,8 @@ class Proxy:
                                tls=tls_context(config, data_dir), classify=Classifier(
                                    translator, metrics=metrics, max_bytes=config.limits.classification_cache_bytes,
                                    max_statement_size=config.limits.max_statement_size,
-                                   max_checked_size=config.limits.max_checked_statement_size),
+                                   max_checked_size=config.limits.max_checked_statement_size,
+                                   max_rewritten_size=config.limits.max_rewritten_statement_size),
                                gate=SecurityGroupGate.build(SecurityGroups(), ()), throttle=throttle,
                                tokens=token_authority(config, data_dir), audit=self.audit, metrics=metrics,
                                pool=SessionPool(config.backend.pool_size, config.backend.pool_idle_seconds))
@@ -223,6 +224,7 @@ class Proxy:
             classify.max_bytes, classify.max_statement_size, classify.max_checked_size = (
                 new.limits.classification_cache_bytes, new.limits.max_statement_size,
                 new.limits.max_checked_statement_size)
+            classify.max_rewritten_size = new.limits.max_rewritten_statement_size
         self.context.tls, self.context.gate, self.context.config = tls, gate, new
         self.config = new
         self.security_groups.configuration_changed(configured)

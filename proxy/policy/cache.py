@@ -5,17 +5,22 @@ Bounded in entries and in bytes (the SQL and the plan's text); a statement whose
 take more than a sixteenth of the byte budget is never kept, and neither are plans that hold
 secrets (passwords, fresh salts).
 
-Classification runs on the event loop and is linear in the statement, but not cheap where the
-statement is rewritten through PostgreSQL's parse tree (tens of microseconds a byte: the
-catalog views, RLS and masking policies, GRANT; see bench/classify_scaling.py). So SQL the
-proxy must read (statements.may_need_plan) is refused above limits.max_checked_statement_size,
-and any SQL above limits.max_statement_size (Redshift's 16 MB), with SQLSTATE 54000.
+Classification runs on the event loop and is linear in the statement, but not cheap: up to
+tens of function calls a byte where statements are rewritten through pglast's parse tree (the
+catalog views, RLS and masking policies, GRANT; see bench/classify_scaling.py), a few where
+they are only read. So, with SQLSTATE 54000: any SQL above limits.max_statement_size
+(Redshift's 16 MB); SQL the proxy must read (statements.may_need_plan) above
+limits.max_checked_statement_size, before it is read; and a message whose statements would
+take more than limits.max_rewritten_statement_size characters of parse trees
+(tokens.tree_budget), as a whole, once that is spent (nothing of it is sent: a statement left
+as written after it could hold a password PostgreSQL would log with the error).
 """
 
 from __future__ import annotations
 
 from ..protocol import sqlstate
 from .statements import PASS, Action, Denial, Plan, Translator, classify, may_need_plan
+from .tokens import tree_budget
 
 # What a cache entry costs beyond its texts (dict slot, key tuple, plan objects), roughly.
 _ENTRY_OVERHEAD = 400
@@ -23,13 +28,15 @@ _ENTRY_OVERHEAD = 400
 
 class Classifier:
     def __init__(self, translator: Translator, size: int = 10_000, metrics=None, *, max_bytes: int = 64 << 20,
-                 max_statement_size: int = 16 << 20, max_checked_size: int = 256 << 10):
+                 max_statement_size: int = 16 << 20, max_checked_size: int = 256 << 10,
+                 max_rewritten_size: int = 128 << 10):
         self._translator = translator
         self._metrics = metrics
         self._size = size
         self.max_bytes = max_bytes                    # limits.classification_cache_bytes
         self.max_statement_size = max_statement_size  # limits.max_statement_size
         self.max_checked_size = max_checked_size      # limits.max_checked_statement_size
+        self.max_rewritten_size = max_rewritten_size  # limits.max_rewritten_statement_size
         self._plans: dict[tuple[bytes, bool], tuple[Plan, int]] = {}  # -> (plan, its cost in bytes)
         self.bytes = 0  # what the kept entries cost, by entry_cost
         self._masked_version = translator.masked.version
@@ -58,7 +65,14 @@ class Classifier:
                             f"(at most {self.max_checked_size})",
                             hint="shiftguard reads statements like this one before they run; split it into "
                                  "smaller statements, or raise limits.max_checked_statement_size.")
-        plan = classify(sql, self._translator, standard_strings)
+        with tree_budget(self.max_rewritten_size) as budget:
+            plan = classify(sql, self._translator, standard_strings)
+        if budget[0] < 0:  # some statement was refused for it: the whole message is
+            if self._metrics is not None:
+                self._metrics.classification.labels(result="too large").inc()
+            return _refused("statement too large for shiftguard to rewrite",
+                            hint="shiftguard rewrites statements like this one before they run; send fewer or "
+                                 "smaller ones at a time, or raise limits.max_rewritten_statement_size.")
         if self._metrics is not None:
             self._metrics.classification.labels(result="parsed").inc()
         if plan.cacheable:

@@ -16,11 +16,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import pglast
 from pglast import ast, enums, parser, visitors
 
 from ..protocol import sqlstate
-from .tokens import Cursor, GrammarError, Token, printed, quoted_name
+from .tokens import Cursor, GrammarError, Token, parse_tree, printed, quoted_name
 
 _CURRENT_USER = (enums.SQLValueFunctionOp.SVFOP_CURRENT_USER, enums.SQLValueFunctionOp.SVFOP_USER,
                  enums.SQLValueFunctionOp.SVFOP_CURRENT_ROLE)
@@ -55,7 +54,7 @@ def parse_predicate(text: str) -> Predicate:
     or became with SET SESSION AUTHORIZATION)."""
     check_body_size(text, "RLS policy predicate")
     try:
-        tree = pglast.parse_sql(f"SELECT ({text}\n)")
+        tree = parse_tree(f"SELECT ({text}\n)")
     except parser.ParseError as exc:
         raise GrammarError(f"RLS policy predicate: {exc}") from None
     select = tree[0].stmt if len(tree) == 1 else None
@@ -141,7 +140,7 @@ def _symbol(token: Token, symbol: str) -> bool:
 def _type_name(text: str) -> str:
     """A column type, checked by PostgreSQL's parser and printed back."""
     try:
-        tree = pglast.parse_sql(f"SELECT NULL::{text}\n")
+        tree = parse_tree(f"SELECT NULL::{text}\n")
     except parser.ParseError:
         raise GrammarError(f'type "{text}" is not a type name') from None
     value = tree[0].stmt.targetList[0].val if len(tree) == 1 else None

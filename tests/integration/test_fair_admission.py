@@ -204,3 +204,19 @@ def test_the_classification_cache_keeps_to_its_byte_budget(make_proxy):
         cached = classified(proxy, "cached")
         assert conn.execute(f"SELECT 79, length('{'é' * 3000}')").fetchone() == (79, 3000)
         assert classified(proxy, "cached") > cached
+
+
+def test_a_message_that_would_rewrite_more_than_its_budget_is_refused_and_runs_nothing(proxy):
+    """6,000 statements naming pg_user after a CREATE TABLE (140 kB, under the checked size):
+    rewriting them all would pass limits.max_rewritten_statement_size (128 kB), so the message is
+    refused with 54000, the table is not created, and the session goes on."""
+    from ..conftest import unique
+
+    table = unique("t")
+    script = f"CREATE TABLE {table} (a int);" + "SELECT usename FROM pg_user;" * 6000
+    assert len(script) < Limits().max_checked_statement_size
+    with proxy.connect() as conn:
+        with pytest.raises(psycopg.errors.ProgramLimitExceeded, match="too large for shiftguard to rewrite"):
+            conn.execute(script)
+        assert conn.execute("SELECT to_regclass(%s)", (table,)).fetchone() == (None,)
+        assert conn.execute("SELECT count(*) >= 1 FROM pg_user").fetchone() == (True,)

@@ -3,6 +3,8 @@ counted in bytes and entries, never timed."""
 
 from __future__ import annotations
 
+import sys
+
 from proxy.policy import masking
 from proxy.policy.cache import Classifier, entry_cost
 from proxy.policy.statements import PASS, Translator
@@ -85,3 +87,39 @@ def test_policy_expressions_are_read_up_to_their_own_limit():
         assert accepted.denial is None and accepted.sql.startswith("CALL shiftguard.")
         (refused,) = classify(make(POLICY_BODY_LIMIT // 8), translator).actions
         assert refused.denial.sqlstate == "54000" and refused.denial.message.startswith(f"{what} too long")
+
+
+def test_the_parse_trees_of_one_message_have_a_budget():
+    """Rewriting through parse trees is the dearest work (tens of calls a byte): one message may
+    spend limits.max_rewritten_statement_size characters of it. 8,000 statements naming pg_user
+    (199 kB) against a budget of 20,000: the message is refused with 54000, and costs less than 3
+    times what 500 of them (12 kB) cost, for 17 times the text."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "classify_scaling", Path(__file__).resolve().parents[2] / "bench" / "classify_scaling.py")
+    scaling = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(scaling)
+    cache = classifier(max_rewritten_size=20_000)
+    few, many = scaling.FAMILIES["statements"](500), scaling.FAMILIES["statements"](8000)
+    assert not any(action.denial for action in cache(few.encode()).actions)
+    plan = cache(many.encode())
+    (refused,) = plan.actions  # the whole message, none of it sent
+    assert (refused.denial.sqlstate, refused.denial.message) == ("54000", "statement too large for shiftguard to rewrite")
+    assert "limits.max_rewritten_statement_size" in refused.denial.hint and plan.text == ""
+    work = []
+    for sql in (few, many):
+        fresh = classifier(max_rewritten_size=20_000)  # nothing cached
+        calls = [0]
+
+        def count(frame, event, arg):
+            if event in ("call", "c_call"):
+                calls[0] += 1
+        sys.setprofile(count)
+        try:
+            fresh(sql.encode())
+        finally:
+            sys.setprofile(None)
+        work.append(calls[0])
+    assert work[1] < 3 * work[0]

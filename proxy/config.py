@@ -303,12 +303,29 @@ class TLS:
 @dataclass(frozen=True)
 class Limits:
     max_message_size: int = 1 << 30
+    # Largest SQL text of a Query or Parse, as on Redshift (16 MB); more: 54000.
+    max_statement_size: int = 16 << 20
+    # Largest SQL text the proxy reads before it runs (statements that may hold something the
+    # proxy owns: policy/cache.py); more: 54000. Bounds one statement's work on the event loop.
+    max_checked_statement_size: int = 256 << 10
+    # Characters of SQL of one message the proxy may read as parse trees to rewrite it (the
+    # dearest reading); more: 54000.
+    max_rewritten_statement_size: int = 128 << 10
+    # Bytes the classification cache may hold (SQL and plans); an entry over a sixteenth of it
+    # is never kept.
+    classification_cache_bytes: int = 64 << 20
     max_startup_size: int = 10_000
     auth_timeout: float = 60.0
     # Client connections at once, authenticated or not; more get FATAL 53300.
     max_client_connections: int = 1000
     # Client connections at once from one source address; 0: no limit.
     max_connections_per_address: int = 0
+    # Of those, connections that have not logged in yet (frontend/waiting.py): at most this
+    # many at once (past it, or when max_client_connections are all taken, the oldest of the
+    # address with the most waiting is closed), and at most this many from one address (0: no
+    # limit; past it a newcomer is refused).
+    max_unauthenticated_connections: int = 250
+    max_unauthenticated_per_address: int = 0
     # Seconds a session may sit idle inside a transaction; 0: no limit.
     idle_in_transaction_timeout: float = 0.0
     # The listen backlog of the client listeners.
@@ -318,10 +335,22 @@ class Limits:
         for key in ("max_client_connections", "listen_backlog"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{where}.{key}: must be at least 1")
-        if self.max_connections_per_address < 0 or self.idle_in_transaction_timeout < 0:
+        if self.max_unauthenticated_connections < 1:
+            raise ConfigError(f"{where}.max_unauthenticated_connections: must be at least 1")
+        if (self.max_connections_per_address < 0 or self.idle_in_transaction_timeout < 0
+                or self.max_unauthenticated_per_address < 0):
             raise ConfigError(f"{where}: limits cannot be negative")
         if not 1024 <= self.max_message_size <= 1 << 30:
             raise ConfigError(f"{where}.max_message_size: must be between 1024 and 1073741824")
+        if not 1024 <= self.max_statement_size <= 1 << 30:
+            raise ConfigError(f"{where}.max_statement_size: must be between 1024 and 1073741824")
+        if not 1024 <= self.max_checked_statement_size <= self.max_statement_size:
+            raise ConfigError(f"{where}.max_checked_statement_size: must be between 1024 and "
+                              f"max_statement_size ({self.max_statement_size})")
+        if self.max_rewritten_statement_size < 1024:
+            raise ConfigError(f"{where}.max_rewritten_statement_size: must be at least 1024")
+        if self.classification_cache_bytes < 0:
+            raise ConfigError(f"{where}.classification_cache_bytes: cannot be negative")
         if not 64 <= self.max_startup_size <= 1 << 20:
             raise ConfigError(f"{where}.max_startup_size: must be between 64 and 1048576")
         if not 0 < self.auth_timeout <= 3600:
@@ -338,8 +367,13 @@ class Auth:
     lockout_failures: int = 10
     lockout_window: float = 300.0
     lockout_seconds: float = 300.0
+    # (user, address) pairs the throttle keeps at most, counting and locked ones each (about
+    # 200 bytes a pair); past that the least recently failed are forgotten.
+    lockout_max_pairs: int = 100_000
 
     def validate(self, where: str) -> None:
+        if self.lockout_max_pairs < 1:
+            raise ConfigError(f"{where}.lockout_max_pairs: must be at least 1")
         if self.lockout_failures < 1:
             raise ConfigError(f"{where}.lockout_failures: must be at least 1")
         if self.lockout_window <= 0 or self.lockout_seconds < 0:
@@ -359,8 +393,13 @@ class Audit:
     rotate_seconds: int = 3600
     # Also write the records as JSON lines to stdout (for container log collectors).
     json_stdout: bool = False
+    # Characters of one statement the activity log, stl_query and sys_query_history keep; the
+    # rest is cut and its length noted.
+    max_statement_length: int = 65_536
 
     def validate(self, where: str) -> None:
+        if not 1024 <= self.max_statement_length <= 16 << 20:
+            raise ConfigError(f"{where}.max_statement_length: must be between 1024 and 16777216")
         if self.max_file_bytes < 1024:
             raise ConfigError(f"{where}.max_file_bytes: must be at least 1024")
         if self.rotate_seconds < 0:

@@ -109,7 +109,7 @@ class Proxy:
                                 s3=LocalS3(dict(config.s3), self.catalog.ticket_key()),
                                 sign=signing.signer(self.catalog.ticket_key()), seal=seal)
         throttle = LoginThrottle(config.auth.lockout_failures, config.auth.lockout_window,
-                                 config.auth.lockout_seconds)
+                                 config.auth.lockout_seconds, config.auth.lockout_max_pairs)
         metrics = Metrics()
         audit_dir = Path(config.audit.dir) if config.audit.dir else data_dir / "audit"
         self.audit = AuditWriter(audit_dir, self.catalog, metrics, max_bytes=config.audit.max_file_bytes,
@@ -118,14 +118,20 @@ class Proxy:
         await self.audit.start()
         sessions_gauge = metrics.connections
         self.context = Context(config=config, catalog=self.catalog, backend=address,
-                               tls=tls_context(config, data_dir), classify=Classifier(translator, metrics=metrics),
+                               tls=tls_context(config, data_dir), classify=Classifier(
+                                   translator, metrics=metrics, max_bytes=config.limits.classification_cache_bytes,
+                                   max_statement_size=config.limits.max_statement_size,
+                                   max_checked_size=config.limits.max_checked_statement_size,
+                                   max_rewritten_size=config.limits.max_rewritten_statement_size),
                                gate=SecurityGroupGate.build(SecurityGroups(), ()), throttle=throttle,
                                tokens=token_authority(config, data_dir), audit=self.audit, metrics=metrics,
                                pool=SessionPool(config.backend.pool_size, config.backend.pool_idle_seconds))
         context = self.context
         sessions_gauge.labels(state="relaying").set_function(lambda: len(context.sessions))
         sessions_gauge.labels(state="open").set_function(lambda: context.connection_total)
+        sessions_gauge.labels(state="not logged in").set_function(lambda: len(context.waiting))
         metrics.backend_kept.set_function(lambda: len(context.pool))
+        metrics.classification_cache_bytes.set_function(lambda: getattr(context.classify, "bytes", 0))
         # The gate admits no one until the stored security groups are read (deny by default).
         self.security_groups = SecurityGroupSync(self.catalog, self._install_security_groups)
         await self.security_groups.start(SecurityGroups.from_config(config))
@@ -210,8 +216,15 @@ class Proxy:
             if old_value != new_value:
                 log.warning("reload: %s changed; it takes effect at the next restart", key)
         throttle = self.context.throttle
-        throttle.failures, throttle.window, throttle.cooldown = (
-            new.auth.lockout_failures, new.auth.lockout_window, new.auth.lockout_seconds)
+        throttle.failures, throttle.window, throttle.cooldown, throttle.entries = (
+            new.auth.lockout_failures, new.auth.lockout_window, new.auth.lockout_seconds,
+            new.auth.lockout_max_pairs)
+        classify = self.context.classify
+        if isinstance(classify, Classifier):
+            classify.max_bytes, classify.max_statement_size, classify.max_checked_size = (
+                new.limits.classification_cache_bytes, new.limits.max_statement_size,
+                new.limits.max_checked_statement_size)
+            classify.max_rewritten_size = new.limits.max_rewritten_statement_size
         self.context.tls, self.context.gate, self.context.config = tls, gate, new
         self.config = new
         self.security_groups.configuration_changed(configured)

@@ -26,7 +26,14 @@ class Metrics:
                                       "Client sessions given a kept backend session", registry=r)
         self.classification = Counter("shiftguard_classification_total", "Statement classifications",
                                       ["result"], registry=r)
+        self.classification_cache_bytes = Gauge("shiftguard_classification_cache_bytes",
+                                                "Bytes the classification cache holds (SQL and plans)",
+                                                registry=r)
         self.audit_written = Counter("shiftguard_audit_records_written_total", "Audit records written",
                                      ["log"], registry=r)
         self.audit_dropped = Counter("shiftguard_audit_records_dropped_total",
                                      "Audit records that could not be written", registry=r)
+        self.audit_rejected = Counter("shiftguard_audit_records_rejected_total",
+                                      "Audit records the backing database refused on their own (after their "
+                                      "batch failed and was stored record by record); also counted as dropped",
+                                      registry=r)

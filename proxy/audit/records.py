@@ -1,6 +1,13 @@
 """Redshift's three audit logs, as records and as the lines Redshift writes (reference §7).
 Pure: records in, text out.
 
+A record cannot be built holding what its table (catalog/schema.sql) would refuse: every text
+is valid UTF-8 without NUL and at most so long, every integer in its column's range. Values
+that come from a client (a statement, startup parameters) are made so when the record is built,
+so that no client's input can fail the batch that also holds other people's records; and a
+connection-log value holds no line break, so that no client can write a line of its own into
+the connectionlog file. (A statement keeps its line breaks, as Redshift logs it.)
+
 connectionlog: '|'-separated, space-padded, in STL_CONNECTION_LOG's column order, timestamps
 as 'Mon, 7 Dec 2020 20:01:55:177'. userlog: STL_USERLOG's order. useractivitylog:
 "'2020-12-08T22:00:03Z UTC [ db=dev user=rdsdb pid=685 userid=1 xid=245578 ]' LOG: <sql>".
@@ -15,6 +22,68 @@ from dataclasses import dataclass, field
 
 from ..policy.idp import SECRET_PARAMETERS
 from ..policy.tokens import GrammarError, as_read, scan, string_value
+
+# What a text field keeps: a connection-log value (startup parameters, names, reasons), an error
+# message. Longer values are cut, and say so.
+FIELD_LIMIT = 1024
+# What a statement keeps at most, whatever audit.max_statement_length says (Redshift's own
+# limit for one statement is 16 MB).
+STATEMENT_LIMIT = 16 << 20
+_INT32 = 1 << 31
+_INT64 = 1 << 63
+
+
+def audit_text(value: object, limit: int = FIELD_LIMIT) -> str:
+    """value as a text column takes it: at most limit characters of it (and how many more there
+    were), NUL (which PostgreSQL's text cannot hold) as U+FFFD, what UTF-8 cannot encode (lone
+    surrogates) as '?'."""
+    text = value if type(value) is str else str(value)
+    if len(text) > limit:
+        text = f"{text[:limit]}... ({len(text) - limit} more characters not logged)"
+    if "\0" in text:
+        text = text.replace("\0", "\ufffd")
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
+def audit_int(value: object, bits: int = 32) -> int:
+    """value as an integer column of that many bits takes it: 0 (unknown) when it is not an
+    integer in that range."""
+    bound = _INT32 if bits == 32 else _INT64
+    if type(value) is not int or not -bound <= value < bound:
+        return 0
+    return value
+
+
+def one_line(text: str) -> str:
+    """text without control characters (line breaks, tabs, ...): each becomes U+FFFD, so that
+    a value cannot start a line of its own in a log file."""
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else "\ufffd" for char in text)
+
+
+def _normalise(record, texts: tuple[str, ...], int32s: tuple[str, ...], int64s: tuple[str, ...] = (),
+               limits: dict[str, int] | None = None, lines: tuple[str, ...] = ()) -> None:
+    """The record's fields made what their columns take (audit_text, audit_int), in place;
+    those named in lines also made one line (one_line)."""
+    values = vars(record)
+    for name in texts:
+        value = values[name]
+        limit = limits.get(name, FIELD_LIMIT) if limits else FIELD_LIMIT
+        if type(value) is not str or len(value) > limit or "\0" in value or not value.isascii():
+            values[name] = audit_text(value, limit)
+    for name in lines:
+        values[name] = one_line(values[name])
+    for name in int32s:
+        values[name] = audit_int(values[name], 32)
+    for name in int64s:
+        values[name] = audit_int(values[name], 64)
+
 
 # STL_CONNECTION_LOG's char widths, for the space padding of the file format.
 _WIDTHS = {"event": 50, "remotehost": 45, "remoteport": 32, "dbname": 50, "username": 50, "authmethod": 32,
@@ -59,6 +128,11 @@ class ConnectionRecord:
     session_id: str = ""
     reason: str = field(default="", metadata={"internal": True})  # ours: why, never sent to clients
 
+    def __post_init__(self) -> None:
+        # One record a line in the connectionlog file, whatever a client put in its values.
+        _normalise(self, _CONNECTION_TEXTS, ("pid", "mtu", "protocol_version"), ("duration",),
+                   lines=_CONNECTION_TEXTS)
+
     def line(self) -> str:
         values = []
         for name, value in vars(self).items():
@@ -71,6 +145,12 @@ class ConnectionRecord:
             width = _WIDTHS.get(name)
             values.append(text.ljust(width)[:width] if width and text else (" " if width else text))
         return "|".join(values) + "|"
+
+
+_CONNECTION_TEXTS = ("event", "remotehost", "remoteport", "dbname", "username", "authmethod", "sslversion",
+                     "sslcipher", "sslcompression", "sslexpansion", "iamauthguid", "application_name",
+                     "os_version", "driver_version", "plugin_name", "session_id", "reason")
+_STATEMENT_LIMITS = {"sql": STATEMENT_LIMIT}
 
 
 @dataclass
@@ -111,6 +191,10 @@ class ActivityRecord:
     status: str = "running"          # sys_query_history's: running, success, failed, canceled
     error_message: str = ""
 
+    def __post_init__(self) -> None:
+        _normalise(self, ("db", "user", "sql", "session_id", "status", "error_message"),
+                   ("pid", "userid", "seq"), ("xid",), _STATEMENT_LIMITS, lines=("db", "user"))
+
     def line(self) -> str:
         stamp = self.recordtime.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         return (f"'{stamp} UTC [ db={self.db} user={self.user} pid={self.pid} userid={self.userid} "
@@ -126,6 +210,9 @@ class QueryEnd:
     endtime: datetime.datetime
     status: str
     error_message: str = ""
+
+    def __post_init__(self) -> None:
+        _normalise(self, ("session_id", "status", "error_message"), ("seq",))
 
     @classmethod
     def of(cls, session_id: str, seq: int, endtime: datetime.datetime,

@@ -4,6 +4,10 @@ of each clock-aligned period, hourly by default, as Redshift delivers its logs),
 as JSON lines to stdout, and in batches to the backing database. A failure to write (a full
 disk, a read-only directory, the database away) is reported and counted, never raised into
 the relay; what could not be written is counted as dropped.
+
+Records are built valid for their tables (audit/records.py), so no client's input can fail a
+batch. A batch the database refuses anyway is stored again record by record: only the record
+it refuses is lost from the table (it stays in the files), counted as rejected and dropped.
 """
 
 from __future__ import annotations
@@ -16,13 +20,29 @@ import sys
 import time
 from pathlib import Path
 
+import asyncpg
+
 from .metrics import Metrics
 from .records import ActivityRecord, ConnectionRecord, QueryEnd, UserRecord, row
 
 log = logging.getLogger(__name__)
 
 _MAX_PENDING = 100_000
+# Statement characters waiting at most (statements are cut to audit.max_statement_length, but
+# many long ones at once must not take the proxy's memory either).
+_MAX_PENDING_CHARS = 128 << 20
 _FLUSH_SECONDS = 0.25
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """The backing database is away or refusing work (no point trying record by record), as
+    opposed to refusing these records."""
+    if isinstance(exc, (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError)):
+        return True
+    if isinstance(exc, asyncpg.InterfaceError):  # the pool closing, a lost connection; its
+        return not isinstance(exc, ValueError)   # DataError (a value it cannot send) is the record's
+    code = getattr(exc, "sqlstate", None) or ""
+    return code[:2] in ("08", "53", "57", "58")
 
 
 class AuditWriter:
@@ -37,6 +57,7 @@ class AuditWriter:
         self._connections: list[ConnectionRecord] = []
         self._activity: list[ActivityRecord] = []
         self._ended: list[QueryEnd] = []
+        self._pending_chars = 0  # of the statements in _activity
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._last_userlog_id = 0
@@ -48,6 +69,10 @@ class AuditWriter:
         self._enqueue(self._connections, record)
 
     def activity(self, record: ActivityRecord) -> None:
+        if self._pending_chars + len(record.sql) > _MAX_PENDING_CHARS:
+            self.metrics.audit_dropped.inc()
+            return
+        self._pending_chars += len(record.sql)
         self._enqueue(self._activity, record)
 
     def query_ended(self, end: QueryEnd) -> None:
@@ -91,6 +116,7 @@ class AuditWriter:
     async def _flush(self) -> None:
         connections, self._connections = self._connections, []
         activity, self._activity = self._activity, []
+        self._pending_chars = 0
         late = self._merge_ends(activity)
         userlog = []
         try:
@@ -103,20 +129,42 @@ class AuditWriter:
         if self.json_stdout:
             self._stdout([("connectionlog", r) for r in connections] + [("useractivitylog", r) for r in activity])
         for table, records in (("connection", connections), ("activity", activity)):
-            if not records:
-                continue
-            try:
-                await self.catalog.insert_audit(table, [row(r) for r in records])
-                self.metrics.audit_written.labels(log="table").inc(len(records))
-            except Exception as exc:
-                self.metrics.audit_dropped.inc(len(records))
-                self._complain(f"cannot store {len(records)} audit records in the backing database: {exc}")
+            if records:
+                stored = await self._store(lambda rows, table=table: self.catalog.insert_audit(table, rows),
+                                           [row(r) for r in records], "audit records")
+                self.metrics.audit_written.labels(log="table").inc(stored)
         if late:
+            await self._store(self.catalog.end_queries, [row(end) for end in late], "ends of statements")
+
+    async def _store(self, write, rows: list[dict], what: str) -> int:
+        """write(rows) to the backing database; how many were stored. When it refuses the batch
+        while it is reachable, each row is written alone: one bad row loses only itself."""
+        try:
+            await write(rows)
+            return len(rows)
+        except Exception as exc:
+            if _unreachable(exc) or len(rows) == 1:
+                self._lost(len(rows), not _unreachable(exc))
+                self._complain(f"cannot store {len(rows)} {what} in the backing database: {exc}")
+                return 0
+        stored = 0
+        for n, one in enumerate(rows):
             try:
-                await self.catalog.end_queries([row(end) for end in late])
+                await write([one])
+                stored += 1
             except Exception as exc:
-                self.metrics.audit_dropped.inc(len(late))
-                self._complain(f"cannot store the end of {len(late)} statements in the backing database: {exc}")
+                if _unreachable(exc):
+                    self._lost(len(rows) - n, False)
+                    self._complain(f"cannot store {len(rows) - n} {what} in the backing database: {exc}")
+                    break
+                self._lost(1, True)
+                self._complain(f"the backing database refused one of the {what}: {exc}")
+        return stored
+
+    def _lost(self, count: int, rejected: bool) -> None:
+        self.metrics.audit_dropped.inc(count)
+        if rejected:
+            self.metrics.audit_rejected.inc(count)
 
     def _merge_ends(self, activity: list[ActivityRecord]) -> list[QueryEnd]:
         """Ends of statements in this batch go into their rows before the insert; the rest

@@ -16,8 +16,7 @@ import hmac
 import os
 import struct
 import time
-from collections import deque
-from dataclasses import dataclass
+from collections import OrderedDict
 
 from ..catalog.store import UserRecord
 from ..endpoint import Endpoint
@@ -148,41 +147,76 @@ async def _scram(client: Endpoint, record: UserRecord | None) -> bool:
     return True
 
 
-@dataclass
 class LoginThrottle:
-    """After `failures` failed logins for one user from one address within `window` seconds,
-    refuse that user from that address for `cooldown` seconds (beyond Redshift; per process)."""
+    """After `failures` failed logins for one user from one address within `window` seconds of
+    the first of them, refuse that user from that address for `cooldown` seconds (beyond
+    Redshift; per process).
 
-    failures: int = 10
-    window: float = 300.0
-    cooldown: float = 300.0
+    Bounded and O(1) per call (issue 16: a flood of failures over 100,000 user names grew it by
+    a kilobyte each and then rebuilt its table on every failure). A pair is kept under a keyed
+    16-byte digest of it (a user name may be kilobytes long), in one of two tables of at most
+    `entries` pairs each, ordered by last change: pairs counting failures, and locked pairs.
+    Past the bound the least recently changed pair of that table is forgotten, so forgetting a
+    lock takes `entries` newer locks, `failures` failed logins each; spent entries at the front
+    are dropped as new ones come."""
 
-    def __post_init__(self) -> None:
-        self._recent: dict[tuple[str, str], deque[float]] = {}
-        self._locked_until: dict[tuple[str, str], float] = {}
+    def __init__(self, failures: int = 10, window: float = 300.0, cooldown: float = 300.0,
+                 entries: int = 100_000):
+        self.failures = failures
+        self.window = window
+        self.cooldown = cooldown
+        self.entries = entries
+        self._key = os.urandom(16)
+        self._counting: OrderedDict[bytes, tuple[float, int]] = OrderedDict()  # first failure, failures
+        self._locked: OrderedDict[bytes, float] = OrderedDict()  # until
+        self.work = 0  # entries looked at or dropped, for tests: a constant few per call
+
+    def __len__(self) -> int:
+        return len(self._counting) + len(self._locked)
+
+    def _pair(self, user: str, address: str) -> bytes:
+        return hashlib.blake2b(user.encode("utf-8", "surrogatepass") + b"\0" + address.encode(),
+                               key=self._key, digest_size=16).digest()
 
     def locked(self, user: str, address: str, now: float | None = None) -> bool:
         now = time.monotonic() if now is None else now
-        until = self._locked_until.get((user, address))
-        if until is None:
-            return False
-        if now >= until:
-            del self._locked_until[(user, address)]
-            return False
-        return True
+        self.work += 1
+        until = self._locked.get(self._pair(user, address))
+        return until is not None and now < until
 
     def failed(self, user: str, address: str, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
-        key = (user, address)
-        recent = self._recent.setdefault(key, deque())
-        recent.append(now)
-        while recent and recent[0] <= now - self.window:
-            recent.popleft()
-        if len(recent) >= self.failures:
-            self._locked_until[key] = now + self.cooldown
-            recent.clear()
-        if len(self._recent) > 100_000:  # forget quiet keys so memory stays bounded
-            self._recent = {k: v for k, v in self._recent.items() if v and v[-1] > now - self.window}
+        pair = self._pair(user, address)
+        first, count = self._counting.pop(pair, (now, 0))
+        self.work += 1
+        if now - first >= self.window:
+            first, count = now, 0
+        if count + 1 >= self.failures:
+            self._locked.pop(pair, None)
+            self._locked[pair] = now + self.cooldown
+        else:
+            self._counting[pair] = (first, count + 1)
+        self._forget(now)
 
     def succeeded(self, user: str, address: str) -> None:
-        self._recent.pop((user, address), None)
+        self.work += 1
+        self._counting.pop(self._pair(user, address), None)
+
+    def _forget(self, now: float) -> None:
+        """Spent entries at the front of each table (a couple per call, which keeps up with the
+        one each call adds), then the oldest beyond the bound."""
+        for _ in range(2):
+            if self._counting:
+                pair, (first, _count) = next(iter(self._counting.items()))
+                self.work += 1
+                if now - first >= self.window:
+                    del self._counting[pair]
+            if self._locked:
+                pair, until = next(iter(self._locked.items()))
+                self.work += 1
+                if until <= now:
+                    del self._locked[pair]
+        for table in (self._counting, self._locked):
+            while len(table) > self.entries:
+                table.popitem(last=False)
+                self.work += 1

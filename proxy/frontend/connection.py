@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 
 from .. import __version__
 from ..audit.metrics import Metrics
-from ..audit.records import ActivityRecord, ConnectionRecord, QueryEnd, Redacted, redact_statement
+from ..audit.records import ActivityRecord, ConnectionRecord, QueryEnd, Redacted, audit_text, redact_statement
 from ..audit.writer import AuditWriter
 from ..backend.pool import SessionPool, pool_key
 from ..backend.session import (BackendAddress, BackendRefused, BackendSession, BackendUnavailable,
@@ -58,6 +58,7 @@ from ..protocol.framing import (CancelRequest, GSSENCRequest, SSLRequest, Startu
 from ..relay import Relay
 from .auth import LoginThrottle, choose_method, read_password, verify_password
 from .params import StartupParams, StartupRefused, sort_startup_params
+from .waiting import WaitingLogins
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +120,8 @@ class Context:
     # Client connections by address (authenticated or not), for the connection limits.
     connections: collections.Counter = field(default_factory=collections.Counter)
     connection_total: int = 0
+    # Those that have not logged in yet, with their smaller budget (frontend/waiting.py).
+    waiting: WaitingLogins = field(default_factory=WaitingLogins)
     refused: collections.Counter = field(default_factory=collections.Counter)  # by reason
 
     def refuse(self, reason: str) -> None:
@@ -227,11 +230,15 @@ class Connection:
         self.authmethod = ""
         self.application_name = ""  # the startup packet's, then as the backend reports changes
         self._started: float | None = None
+        self._logged_in = False  # 'authenticated' is in the connection log
+        self._ending = ""  # why the connection ended before its session started, when it did
         self.session: Session | None = None
         self._backend: BackendSession | None = None
         self._pool_key = None  # where the backend session goes back to, if it may
+        self._task: asyncio.Task | None = None
 
     async def run(self) -> None:
+        self._task = asyncio.current_task()
         try:
             async with asyncio.timeout(self.config.limits.auth_timeout):
                 if not await self._admit():
@@ -243,27 +250,41 @@ class Connection:
                 self.application_name = params.application_name
                 self.state = State.AUTHENTICATING
                 record = await self._authenticate(params)
+                self.context.waiting.remove(self, self.address)  # logged in: out of that budget
                 self.state = State.CONNECTING
                 self._backend = await self._open_backend(params, record)
             self.state = State.RELAYING
             await self._relay(params, record, self._backend)
         except ClientFailure as exc:
+            self._ending = f"{exc.sqlstate}: {exc}"
             self._fatal(exc.sqlstate, str(exc), hint=exc.hint)
         except m.ProtocolViolation as exc:
+            self._ending = f"{sqlstate.PROTOCOL_VIOLATION}: {exc}"
             self._fatal(sqlstate.PROTOCOL_VIOLATION, str(exc))
         except TimeoutError:
+            self._ending = "timeout"
             self._fatal(sqlstate.PROTOCOL_VIOLATION, "canceling authentication due to timeout")
         except (ConnectionClosed, ConnectionError, ssl.SSLError):
-            pass
+            self._ending = "the client went away"
         except BackendRefused as exc:
             fields = dict(exc.fields)
             fields["S"] = fields["V"] = "FATAL"
+            self._ending = f"{fields.get('C', '')}: {fields.get('M', '')}"
             self.client.write(m.encode_error_fields(fields))
         except Exception:
+            self._ending = "internal error"
             log.exception("internal error on a client connection")
             self._fatal(sqlstate.INTERNAL_ERROR, "internal error in shiftguard; see its log")
         finally:
             self.state = State.CLOSED
+            self.context.waiting.remove(self, self.address)
+            if self._logged_in and self._started is None:
+                # Every 'authenticated' is followed by 'initiating session' or by this: a login
+                # PostgreSQL refused (its connection limits) or that ended before its session.
+                limit = self._ending.startswith(sqlstate.TOO_MANY_CONNECTIONS)
+                self._refused("connection limit (backend)" if limit else "session not started",
+                              event="connection limit" if limit else "session not started",
+                              detail=self._ending or "ended before its session started")
             if self._started is not None:
                 seconds = time.monotonic() - self._started
                 self._log("disconnecting session", duration=int(seconds * 1_000_000))
@@ -304,13 +325,13 @@ class Connection:
             application_name=self.application_name,
             os_version=redshift.get("os_version", ""), driver_version=redshift.get("driver_version", ""),
             plugin_name=redshift.get("plugin_name", ""),
-            protocol_version=int(redshift.get("client_protocol_version", "0") or 0)
-            if redshift.get("client_protocol_version", "0").isdigit() else 0,
+            protocol_version=params.protocol_version if params else 0,
             session_id=self.session_id, reason=reason))
 
-    def _refused(self, reason: str) -> None:
+    def _refused(self, reason: str, event: str | None = None, detail: str | None = None) -> None:
+        """Count a refusal (reason: its label in /metrics) and log it as 'refused: event'."""
         self.context.refuse(reason)
-        self._log(f"refused: {reason}", reason)
+        self._log(f"refused: {event or reason}", detail or reason)
 
     def _login_failed(self, method: str, reason: str) -> None:
         if self.context.metrics is not None:
@@ -334,18 +355,37 @@ class Connection:
                              self.address, self.client.peer_address()[0])
                     self.client.abort()
                     return False
-        limits, counts = self.config.limits, self.context.connections
-        if self.context.connection_total >= limits.max_client_connections:
-            self._refused("connection limit")
-            raise ClientFailure(sqlstate.TOO_MANY_CONNECTIONS, "sorry, too many clients already")
+        limits, counts, waiting = self.config.limits, self.context.connections, self.context.waiting
         if limits.max_connections_per_address and counts[self.address] >= limits.max_connections_per_address:
             self._refused("address connection limit")
             raise ClientFailure(sqlstate.TOO_MANY_CONNECTIONS,
                                 f"too many connections from {self.address}")
+        # Not logged in yet: the smaller budget, which never keeps out one that could log in.
+        refusal, evicted = waiting.add(self, self.address, limits.max_unauthenticated_connections,
+                                       limits.max_unauthenticated_per_address,
+                                       full=self.context.connection_total >= limits.max_client_connections)
+        if refusal == "full":  # every connection has logged in
+            self._refused("connection limit")
+            raise ClientFailure(sqlstate.TOO_MANY_CONNECTIONS, "sorry, too many clients already")
+        if refusal is not None:
+            self._refused("address login limit")
+            raise ClientFailure(sqlstate.TOO_MANY_CONNECTIONS,
+                                f"too many connections from {self.address} that have not logged in yet")
+        if evicted is not None:
+            evicted.make_room()
         counts[self.address] += 1
         self.context.connection_total += 1
         self._counted = True
         return True
+
+    def make_room(self) -> None:
+        """Closed, before it logged in, to make room for a newer connection: the waiting budget
+        is full and this is the oldest of the address that has the most waiting."""
+        self._refused("login limit", detail="closed to make room: too many connections waiting to log in")
+        self._fatal(sqlstate.TOO_MANY_CONNECTIONS, "too many connections are waiting to log in",
+                    hint="Log in again; this connection had waited longest.")
+        if self._task is not None:
+            self._task.cancel()
 
     async def _read_proxy_header(self) -> proxy_header.ProxyHeader | None:
         """A PROXY header if the balancer sent one; None for a plain connection from it."""
@@ -479,6 +519,7 @@ class Connection:
         if self.context.metrics is not None:
             self.context.metrics.authentications.labels(method=method, outcome="success").inc()
         self._log("authenticated")
+        self._logged_in = True
 
     async def _authenticate_token(self, params: StartupParams, prefix: str, user: str) -> UserRecord:
         """IAM:alice / IAMA:alice / IAMR:role with a DbPassword from the API: over TLS the token
@@ -655,7 +696,8 @@ class Connection:
         audit = self.context.audit
         if audit is None or not self.config.audit.user_activity:
             return None
-        return SessionStatements(audit, self.session_id, params.database, record, pid)
+        return SessionStatements(audit, self.session_id, params.database, record, pid,
+                                 self.config.audit.max_statement_length)
 
     async def _relay(self, params: StartupParams, record: UserRecord, backend: BackendSession) -> None:
         registry = self.context.sessions
@@ -696,8 +738,10 @@ class SessionStatements:
     """One session's statements for the user activity log (passwords redacted), stl_query and
     sys_query_history: the relay's StatementLog."""
 
-    def __init__(self, audit: AuditWriter, session_id: str, database: str, user: UserRecord, pid: int):
+    def __init__(self, audit: AuditWriter, session_id: str, database: str, user: UserRecord, pid: int,
+                 max_length: int = 65_536):
         self._audit = audit
+        self._max_length = max_length  # characters of a statement that are logged
         self._session_id = session_id
         self._database = database
         self._user = user
@@ -716,9 +760,12 @@ class SessionStatements:
         redacted = redact_statement(sql.decode("utf-8", "replace"), standard_strings)
         if redacted.holds_secrets:
             self._redacted[self._seq] = redacted
+        # The client's text, as the audit tables take it (records.audit_text: no NUL, cut to
+        # audit.max_statement_length), so that it cannot fail a batch holding others' records.
         self._audit.activity(ActivityRecord(
             datetime.datetime.now(datetime.timezone.utc), self._database, self._user.name, self._pid,
-            self._user.userid, self._xid, redacted.text, session_id=self._session_id, seq=self._seq))
+            self._user.userid, self._xid, audit_text(redacted.text, self._max_length),
+            session_id=self._session_id, seq=self._seq))
         return self._seq
 
     def ended(self, handles: list[int], error: tuple[str, str] | None) -> None:

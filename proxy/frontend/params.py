@@ -68,6 +68,16 @@ class StartupParams:
     def application_name(self) -> str:
         return self.forwarded.get("application_name", "")
 
+    @property
+    def protocol_version(self) -> int:
+        """client_protocol_version for the connection log (an integer column): 0 unless it is
+        1 to 10 ASCII digits within PostgreSQL's integer range ('²' is a digit to Python, and
+        99999999999999999999 is none of PostgreSQL's integers)."""
+        text = self.redshift.get("client_protocol_version", "")
+        if 0 < len(text) <= 10 and text.isascii() and text.isdigit() and int(text) < 1 << 31:
+            return int(text)
+        return 0
+
 
 def sort_startup_params(params: dict[str, str]) -> StartupParams:
     user = params.get("user", "")

@@ -1,39 +1,103 @@
-"""Classification cache: the same SQL text always gets the same plan, so it is parsed once.
+"""Classification cache: the same SQL text always gets the same plan, so it is parsed once; and the
+size limits that bound the work one statement can make on the event loop.
 
-Bounded; plans that hold secrets (passwords, fresh salts) are never kept.
+Bounded in entries and in bytes (the SQL and the plan's text); a statement whose entry would
+take more than a sixteenth of the byte budget is never kept, and neither are plans that hold
+secrets (passwords, fresh salts).
+
+Classification runs on the event loop and is linear in the statement, but not cheap: up to
+tens of function calls a byte where statements are rewritten through pglast's parse tree (the
+catalog views, RLS and masking policies, GRANT; see bench/classify_scaling.py), a few where
+they are only read. So, with SQLSTATE 54000: any SQL above limits.max_statement_size
+(Redshift's 16 MB); SQL the proxy must read (statements.may_need_plan) above
+limits.max_checked_statement_size, before it is read; and a message whose statements would
+take more than limits.max_rewritten_statement_size characters of parse trees
+(tokens.tree_budget), as a whole, once that is spent (nothing of it is sent: a statement left
+as written after it could hold a password PostgreSQL would log with the error).
 """
 
 from __future__ import annotations
 
-from .statements import PASS, Plan, Translator, classify, may_need_plan
+from ..protocol import sqlstate
+from .statements import PASS, Action, Denial, Plan, Translator, classify, may_need_plan
+from .tokens import tree_budget
+
+# What a cache entry costs beyond its texts (dict slot, key tuple, plan objects), roughly.
+_ENTRY_OVERHEAD = 400
 
 
 class Classifier:
-    def __init__(self, translator: Translator, size: int = 10_000, metrics=None):
+    def __init__(self, translator: Translator, size: int = 10_000, metrics=None, *, max_bytes: int = 64 << 20,
+                 max_statement_size: int = 16 << 20, max_checked_size: int = 256 << 10,
+                 max_rewritten_size: int = 128 << 10):
         self._translator = translator
         self._metrics = metrics
         self._size = size
-        self._plans: dict[tuple[bytes, bool], Plan] = {}
+        self.max_bytes = max_bytes                    # limits.classification_cache_bytes
+        self.max_statement_size = max_statement_size  # limits.max_statement_size
+        self.max_checked_size = max_checked_size      # limits.max_checked_statement_size
+        self.max_rewritten_size = max_rewritten_size  # limits.max_rewritten_statement_size
+        self._plans: dict[tuple[bytes, bool], tuple[Plan, int]] = {}  # -> (plan, its cost in bytes)
+        self.bytes = 0  # what the kept entries cost, by entry_cost
         self._masked_version = translator.masked.version
 
     def __call__(self, sql: bytes, standard_strings: bool = True) -> Plan:
+        if len(sql) > self.max_statement_size:
+            # Redshift's own limit, and its wording.
+            return _refused(f"Statement is too large. Statement Size: {len(sql)} bytes. "
+                            f"Maximum Allowed: {self.max_statement_size} bytes")
         if not may_need_plan(sql, self._translator):
             return PASS  # cheaper than a cache lookup, and keeps the cache for parsed SQL
         if self._translator.masked.version != self._masked_version:
             self._plans.clear()  # plans made before the masked tables changed name them directly
+            self.bytes = 0
             self._masked_version = self._translator.masked.version
         key = (sql, standard_strings)  # the session's standard_conforming_strings reads it
-        plan = self._plans.get(key)
-        if plan is not None:
+        kept = self._plans.get(key)
+        if kept is not None:
             if self._metrics is not None:
                 self._metrics.classification.labels(result="cached").inc()
-            return plan
-        plan = classify(sql, self._translator, standard_strings)
+            return kept[0]
+        if len(sql) > self.max_checked_size:
+            if self._metrics is not None:
+                self._metrics.classification.labels(result="too large").inc()
+            return _refused(f"statement too large for shiftguard to check: {len(sql)} bytes "
+                            f"(at most {self.max_checked_size})",
+                            hint="shiftguard reads statements like this one before they run; split it into "
+                                 "smaller statements, or raise limits.max_checked_statement_size.")
+        with tree_budget(self.max_rewritten_size) as budget:
+            plan = classify(sql, self._translator, standard_strings)
+        if budget[0] < 0:  # some statement was refused for it: the whole message is
+            if self._metrics is not None:
+                self._metrics.classification.labels(result="too large").inc()
+            return _refused("statement too large for shiftguard to rewrite",
+                            hint="shiftguard rewrites statements like this one before they run; send fewer or "
+                                 "smaller ones at a time, or raise limits.max_rewritten_statement_size.")
         if self._metrics is not None:
             self._metrics.classification.labels(result="parsed").inc()
         if plan.cacheable:
-            if len(self._plans) >= self._size:
-                # Drop the oldest entry (dicts keep insertion order).
-                del self._plans[next(iter(self._plans))]
-            self._plans[key] = plan
+            self._keep(key, plan)
         return plan
+
+    def _keep(self, key: tuple[bytes, bool], plan: Plan) -> None:
+        cost = entry_cost(key[0], plan)
+        if cost > self.max_bytes // 16:
+            return  # a huge statement would push out many others, for a rare second use
+        while self._plans and (len(self._plans) >= self._size or self.bytes + cost > self.max_bytes):
+            # Drop the oldest entry (dicts keep insertion order).
+            oldest = next(iter(self._plans))
+            self.bytes -= self._plans.pop(oldest)[1]
+        self._plans[key] = (plan, cost)
+        self.bytes += cost
+
+
+def entry_cost(sql: bytes, plan: Plan) -> int:
+    """Bytes a cache entry takes, near enough: the SQL, the plan's texts, a fixed overhead."""
+    texts = len(plan.text or "") + sum(len(action.sql or "") for action in plan.actions)
+    return len(sql) + texts + _ENTRY_OVERHEAD * (1 + len(plan.actions))
+
+
+def _refused(message: str, hint: str | None = None) -> Plan:
+    """The whole message refused with 54000 (program_limit_exceeded); none of it is sent."""
+    return Plan((Action(0, 0, 0, denial=Denial(sqlstate.PROGRAM_LIMIT_EXCEEDED, message, hint=hint)),),
+                cacheable=False, text="")

@@ -16,7 +16,7 @@ import pglast
 from ..protocol import sqlstate
 from .privileges import column_rules, default_privileges_call, grant_call, split_grant
 from .signing import Signer, unsigned
-from .tokens import Cursor, GrammarError, printed, scan
+from .tokens import Cursor, GrammarError, parse_tree, printed, scan
 
 GROUP_ROLE_PREFIX = "grp:"
 MAX_GROUP_BYTES = 63 - len(GROUP_ROLE_PREFIX)
@@ -92,7 +92,7 @@ def rewrite_grant(statement: str, sign: Signer = unsigned) -> tuple[str | None, 
     or None when nothing changes; or the Redshift rule it breaks). Redshift-only privileges
     (DROP, ALTER, ...) and Redshift's column rules make it a call (policy/privileges.py)."""
     statement, role_starts = _strip_role_keywords(statement)
-    tree = pglast.parse_sql(statement)
+    tree = parse_tree(statement)
     node = outer = tree[0].stmt
     default_privileges = isinstance(node, pglast.ast.AlterDefaultPrivilegesStmt)
     if default_privileges:

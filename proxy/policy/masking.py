@@ -21,12 +21,11 @@ import functools
 import re
 from dataclasses import dataclass, field
 
-import pglast
 from pglast import ast, parser, visitors
 
 from ..protocol import sqlstate
-from .rls import _SessionUser, _columns, _parenthesized, table_name
-from .tokens import Cursor, GrammarError, printed
+from .rls import _SessionUser, _columns, _parenthesized, check_body_size, table_name
+from .tokens import Cursor, GrammarError, parse_tree, printed
 
 
 @dataclass(frozen=True)
@@ -59,8 +58,9 @@ class MaskedTables:
 
 def _expressions(text: str) -> tuple[list[str], list[str]]:
     """(as written, as the functions evaluate them): one expression each, reading no table."""
+    check_body_size(text, "masking expressions")
     try:
-        tree = pglast.parse_sql(f"SELECT {text}\n")
+        tree = parse_tree(f"SELECT {text}\n")
     except parser.ParseError as exc:
         raise GrammarError(f"masking expression: {exc}") from None
     select = tree[0].stmt if len(tree) == 1 else None
@@ -167,7 +167,7 @@ def mentions(lowered: bytes, masked: MaskedTables) -> bool:
 def rewrite(statement: str, masked: MaskedTables) -> str | None:
     """The statement reading masked tables through their views, or None when it reads none."""
     try:
-        tree = pglast.parse_sql(statement)
+        tree = parse_tree(statement)
     except parser.ParseError:
         return None
     ctes = _CteNames()

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import json
 
-import pglast
 from pglast import ast, enums
 
 from ..protocol import sqlstate
-from .tokens import CALLER_SEARCH_PATH, Cursor, GrammarError, printed, quoted_name, sql_literal
+from .tokens import CALLER_SEARCH_PATH, Cursor, GrammarError, parse_tree, printed, quoted_name, sql_literal
 
 _OBJECT_TYPES = {enums.ObjectType.OBJECT_TABLE: "table", enums.ObjectType.OBJECT_SCHEMA: "schema",
                  enums.ObjectType.OBJECT_DATABASE: "database"}
@@ -256,7 +255,7 @@ def permission_call(kind: str, node: dict, statement: str) -> tuple[str, bytes, 
     if kind == "DropStmt" and node.get("removeType") in ("OBJECT_FUNCTION", "OBJECT_PROCEDURE"):
         routine = "FUNCTION" if node["removeType"] == "OBJECT_FUNCTION" else "PROCEDURE"
         names, resolved = [], []
-        for signature in pglast.parse_sql(statement)[0].stmt.objects:
+        for signature in parse_tree(statement)[0].stmt.objects:
             name = ".".join(quoted_name(p.sval) for p in signature.objname)
             written = ".".join(p.sval for p in signature.objname)
             if signature.args_unspecified:

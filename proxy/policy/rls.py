@@ -16,11 +16,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import pglast
 from pglast import ast, enums, parser, visitors
 
 from ..protocol import sqlstate
-from .tokens import Cursor, GrammarError, Token, printed, quoted_name
+from .tokens import Cursor, GrammarError, Token, parse_tree, printed, quoted_name
 
 _CURRENT_USER = (enums.SQLValueFunctionOp.SVFOP_CURRENT_USER, enums.SQLValueFunctionOp.SVFOP_USER,
                  enums.SQLValueFunctionOp.SVFOP_CURRENT_ROLE)
@@ -36,12 +35,26 @@ class Predicate:
     inline: str | None
 
 
+# Characters of a policy's expressions (RLS and masking) the proxy reads at most. Reading one
+# walks and prints its parse tree on the event loop, the dearest reading there is (about 165
+# function calls a byte: bench/classify_scaling.py), so it is bounded well below
+# limits.max_checked_statement_size; real policies are a few hundred characters.
+POLICY_BODY_LIMIT = 16_384
+
+
+def check_body_size(text: str, what: str) -> None:
+    if len(text) > POLICY_BODY_LIMIT:
+        raise GrammarError(f"{what} too long for shiftguard: {len(text)} characters (at most {POLICY_BODY_LIMIT})",
+                           sqlstate.PROGRAM_LIMIT_EXCEEDED)
+
+
 def parse_predicate(text: str) -> Predicate:
     """One boolean expression. Inside the policy function current_user would be the function's
     owner, so the querying user is written as session_user (the user the session logged in as,
     or became with SET SESSION AUTHORIZATION)."""
+    check_body_size(text, "RLS policy predicate")
     try:
-        tree = pglast.parse_sql(f"SELECT ({text}\n)")
+        tree = parse_tree(f"SELECT ({text}\n)")
     except parser.ParseError as exc:
         raise GrammarError(f"RLS policy predicate: {exc}") from None
     select = tree[0].stmt if len(tree) == 1 else None
@@ -127,7 +140,7 @@ def _symbol(token: Token, symbol: str) -> bool:
 def _type_name(text: str) -> str:
     """A column type, checked by PostgreSQL's parser and printed back."""
     try:
-        tree = pglast.parse_sql(f"SELECT NULL::{text}\n")
+        tree = parse_tree(f"SELECT NULL::{text}\n")
     except parser.ParseError:
         raise GrammarError(f'type "{text}" is not a type name') from None
     value = tree[0].stmt.targetList[0].val if len(tree) == 1 else None

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from pglast import parser
 
 from ..protocol import sqlstate
-from .tokens import CALLER_SEARCH_PATH, Cursor, GrammarError, Token, as_read, printed, scan, sql_literal, string_value
+from .tokens import (CALLER_SEARCH_PATH, Cursor, GrammarError, Token, as_read, parse_tree, printed, scan, sql_literal,
+                     string_value)
 
 
 def not_supported(what: str) -> GrammarError:
@@ -194,7 +195,7 @@ def _redshift_literal(text: str, start: int) -> tuple[str, int]:
 def single_select(query: str) -> str:
     """Exactly one SELECT, printed back by PostgreSQL's parser (so nothing else rides along)."""
     try:
-        tree = parser.parse_sql(query)
+        tree = parse_tree(query)
     except parser.ParseError as exc:
         raise GrammarError(f"UNLOAD query: {exc}") from None
     if len(tree) != 1 or type(tree[0].stmt).__name__ != "SelectStmt":

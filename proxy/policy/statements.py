@@ -30,8 +30,8 @@ import pglast
 from pglast import parser, visitors
 
 from ..protocol import sqlstate
-from .tokens import (CALLER_SEARCH_PATH, Cursor, GrammarError, as_ascii, as_read, printed, scan, split_statements,
-                     sql_literal)
+from .tokens import (CALLER_SEARCH_PATH, Cursor, GrammarError, as_ascii, as_read, parse_tree, printed, scan,
+                     split_statements, sql_literal)
 from . import dialect
 from .groups import (changes_json, parse_alter_group, parse_create_group, parse_drop_group,
                      rewrite_grant)
@@ -206,6 +206,8 @@ def classify(sql: bytes, translator: Translator, standard_strings: bool = True) 
         signatures = translator.signatures
         try:
             result = classify_statement(text[start:end], translator, standard_strings)
+        except GrammarError as exc:  # from a rewrite's parse (tokens.parse_tree: its budget)
+            result = Denial(exc.sqlstate, str(exc), hint=exc.hint)
         except Exception:  # a bug of ours: refuse the statement, keep the session
             log.exception("could not classify a statement")
             result = Denial(sqlstate.INTERNAL_ERROR, "shiftguard could not process this statement",
@@ -583,7 +585,7 @@ class _Substitute(visitors.Visitor):
 def _point_at_catalog_views(statement: str, dialect: bool = False) -> Result:
     """Redshift's pg_user & co. read from the private schema's views (same columns as Redshift)."""
     try:
-        tree = pglast.parse_sql(statement)
+        tree = parse_tree(statement)
     except parser.ParseError:
         return None
     before = printed(tree)

@@ -8,6 +8,8 @@ unescaped) and offers a small cursor for hand-written grammars. Pure; no regexes
 from __future__ import annotations
 
 import codecs
+import contextlib
+import contextvars
 import re
 from dataclasses import dataclass
 
@@ -17,6 +19,38 @@ from pglast.stream import RawStream
 from ..protocol import sqlstate
 
 _COMMENTS = ("C_COMMENT", "SQL_COMMENT")
+
+# Characters of SQL the classification under way may still read as a parse tree (parse_tree):
+# None outside tree_budget.
+_TREE_BUDGET: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("tree_budget", default=None)
+
+
+@contextlib.contextmanager
+def tree_budget(characters: int):
+    """Within it, parse_tree reads at most this many characters of SQL in all. Reading SQL as
+    a parse tree of Python objects, and walking and printing it, is the dearest work of
+    classification (tens of function calls a byte; bench/classify_scaling.py), and it runs on
+    the proxy's event loop: this bounds it per Query or Parse (policy/cache.py). Yields
+    [characters left]: below 0 when a parse_tree was refused."""
+    budget = [characters]
+    token = _TREE_BUDGET.set(budget)
+    try:
+        yield budget
+    finally:
+        _TREE_BUDGET.reset(token)
+
+
+def parse_tree(sql: str) -> tuple:
+    """pglast's parse tree of sql (parser.parse_sql), within the current tree_budget; over it,
+    GrammarError 54000."""
+    budget = _TREE_BUDGET.get()
+    if budget is not None:
+        budget[0] -= len(sql)
+        if budget[0] < 0:
+            raise GrammarError("statement too large for shiftguard to rewrite", sqlstate.PROGRAM_LIMIT_EXCEEDED,
+                               hint="shiftguard rewrites statements like this one before they run; send fewer "
+                                    "or smaller ones at a time, or raise limits.max_rewritten_statement_size.")
+    return parser.parse_sql(sql)
 
 
 class GrammarError(Exception):

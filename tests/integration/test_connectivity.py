@@ -124,15 +124,22 @@ def test_ipv6_listener(make_proxy):
     assert attempt(closed, "::1", host="::1") == "dropped"
 
 
+def logged_in(proxy, source: str) -> socket.socket:
+    """A session logged in from source (over the raw protocol: libpq cannot bind an address)."""
+    from .test_bad_input import login
+
+    sock = socket.create_connection((proxy.host, proxy.port), timeout=5, source_address=(source, 0))
+    login(sock)
+    return sock
+
+
 def test_connection_limits(make_proxy):
     proxy = make_proxy(limits=replace(Limits(), max_client_connections=3, max_connections_per_address=2))
-    held = [socket.create_connection((proxy.host, proxy.port), source_address=("127.0.0.2", 0)) for _ in range(2)]
+    held = [logged_in(proxy, "127.0.0.2") for _ in range(2)]
     try:
-        time.sleep(0.2)
         assert attempt(proxy, "127.0.0.2") == "error 53300"  # per address
-        third = socket.create_connection((proxy.host, proxy.port), source_address=("127.0.0.3", 0))
-        time.sleep(0.2)
-        assert attempt(proxy, "127.0.0.4") == "error 53300"  # in all
+        third = logged_in(proxy, "127.0.0.3")
+        assert attempt(proxy, "127.0.0.4") == "error 53300"  # in all (every connection has logged in)
         third.close()
         time.sleep(0.2)
         assert attempt(proxy, "127.0.0.4") == "admitted"

@@ -81,3 +81,27 @@ def test_throttle_cools_down_one_user_from_one_address():
     for t in (20, 40, 60):  # spread wider than the window: never locked
         throttle.failed("bob", "a", now=t)
     assert not throttle.locked("bob", "a", now=60)
+
+
+def test_throttle_is_bounded_and_constant_work_per_failure():
+    """A flood of failures over ever new user names (issue 16: 100,000 of them made every
+    failure rebuild the table): the throttle keeps at most its bound, and each failure looks
+    at a constant few entries, however many came before."""
+    throttle = LoginThrottle(failures=3, window=10, cooldown=5, entries=1_000)
+    for t in (0, 1, 2):
+        throttle.failed("bob", "a", now=t)
+    work = throttle.work
+    for n in range(50_000):
+        throttle.failed(f"user{n}" + "x" * 200, "a", now=3)
+        assert len(throttle) <= 1_001
+    assert (throttle.work - work) / 50_000 <= 6
+    assert throttle.locked("bob", "a", now=4)  # the flood of counting pairs does not forget a lock
+
+
+def test_throttle_forgets_spent_entries_as_new_ones_come():
+    throttle = LoginThrottle(failures=3, window=10, cooldown=5, entries=1_000)
+    for n in range(500):
+        throttle.failed(f"user{n}", "a", now=0)
+    for n in range(500):
+        throttle.failed(f"late{n}", "a", now=100)  # the first 500 are past their window
+    assert len(throttle) == 500

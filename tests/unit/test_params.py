@@ -79,3 +79,13 @@ def test_client_encoding_utf8_is_accepted_and_left_to_the_proxy(value):
     client_encoding=UTF8 from the proxy itself (frontend/connection.py)."""
     params = sort_startup_params({"user": "a", "client_encoding": value})
     assert "client_encoding" not in params.forwarded
+
+
+@pytest.mark.parametrize("value, recorded", [
+    ("2", 2), ("0", 0), ("2147483647", 2147483647),
+    ("2147483648", 0), ("99999999999999999999", 0), ("1" * 5000, 0),  # beyond PostgreSQL's integer
+    ("\u00b2", 0), ("\u0662", 0), ("-1", 0), (" 2", 0), ("", 0), ("2.0", 0),  # not ASCII digits
+])
+def test_client_protocol_version_for_the_connection_log(value, recorded):
+    params = sort_startup_params({"user": "bob", "client_protocol_version": value})
+    assert params.protocol_version == recorded

@@ -273,6 +273,9 @@ BEGIN
             RAISE EXCEPTION 'must be owner of % %', CASE v_type WHEN 'table' THEN 'relation' ELSE 'schema' END,
                 p_names[i] USING ERRCODE = '42501';
         END IF;
+        IF v_type = 'table' THEN
+            PERFORM shiftguard.rls_clear(p_objects[i], true);  -- its rls@<oid> functions and view (catalog/rls.sql) too
+        END IF;
         IF v_type = 'table' AND to_regclass(format('shiftguard.%I', 'mask:' || p_objects[i])) IS NOT NULL THEN
             -- its masking view (catalog/masking.sql) goes first
             EXECUTE format('DROP VIEW shiftguard.%I %s', 'mask:' || p_objects[i],

@@ -13,13 +13,14 @@
 -- never evaluated on a caller's values:
 --   * shiftguard."rls:<policy>"(col, ...) RETURNS SETOF boolean is an invoker function owned by
 --     shiftguard_rls that nobody else may execute; PostgreSQL inlines it into
---   * shiftguard."rls@<table oid>"(tid), one SECURITY DEFINER function (shiftguard_rls) per table
---     with such policies attached, which every user may execute (PostgreSQL checks EXECUTE on a
---     policy's functions as the querying user): it reads the table's row at that ctid and
---     returns true when the attached policies that reach the querying user, combined as the
---     table says, let it through (NULL otherwise: a hidden row and no row look alike). Called
---     directly it tells a user whether a row they would see is at a ctid, nothing about rows
---     the policies hide or about the lookup tables. It reads the row through the view
+--   * shiftguard_rows."rls@<table oid>"(tid), one SECURITY DEFINER function (shiftguard_rls) per
+--     table with such policies attached: it reads the table's row at that ctid and returns true
+--     when the attached policies that reach the querying user, combined as the table says, let
+--     it through (NULL otherwise: a hidden row and no row look alike). Every user may execute it
+--     (PostgreSQL checks EXECUTE on a policy's functions as the querying user), but no user may
+--     look into schema shiftguard_rows, so only the table's policy calls it; and were it called
+--     directly, it would tell a user whether a row they would see is at a ctid, nothing about
+--     rows the policies hide or about the lookup tables. It reads the row through the view
 --     shiftguard."rls@<oid>:rows", owned by shiftguard_rls_rows, for which the table has a policy
 --     shiftguard_rows USING (true) (else the table's policy would call the function again);
 --     the lookup tables are still read as shiftguard_rls, through their own row security, if any.
@@ -58,6 +59,11 @@ BEGIN
     END IF;
 END
 $$;
+-- The tables' functions rls@<oid> (see above), in a schema nobody else may look into: the
+-- tables' policies call them (by their oid: PostgreSQL asks for USAGE on a schema only when a
+-- name is looked up), and nobody can write a call of their own.
+CREATE SCHEMA IF NOT EXISTS shiftguard_rows;
+REVOKE ALL ON SCHEMA shiftguard_rows FROM PUBLIC;
 
 CREATE TABLE IF NOT EXISTS shiftguard.rls_policies (
     name          text PRIMARY KEY,
@@ -153,7 +159,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_function regprocedure;
 BEGIN
-    FOR v_function IN SELECT oid FROM pg_proc WHERE pronamespace = 'shiftguard'::regnamespace
+    FOR v_function IN SELECT oid FROM pg_proc WHERE pronamespace = 'shiftguard_rows'::regnamespace
                          AND proname IN ('rls@' || p_relation, 'rls@' || p_relation || ':latest') LOOP
         IF p_drop AND NOT EXISTS (SELECT FROM pg_depend WHERE refclassid = 'pg_proc'::regclass
                                                          AND refobjid = v_function) THEN
@@ -254,14 +260,14 @@ BEGIN
                      CASE WHEN p_conjunction = 'or' THEN array_to_string(v_each, ' OR ')
                           WHEN 'true' = ANY (v_any) THEN array_to_string(v_each, ' AND ')
                           ELSE format('(%s) AND %s', array_to_string(v_any, ' OR '), array_to_string(v_each, ' AND ')) END);
-    EXECUTE format('CREATE OR REPLACE FUNCTION shiftguard.%I(pg_catalog.tid) RETURNS pg_catalog.bool LANGUAGE sql '
+    EXECUTE format('CREATE OR REPLACE FUNCTION shiftguard_rows.%I(pg_catalog.tid) RETURNS pg_catalog.bool LANGUAGE sql '
                    'STABLE SECURITY DEFINER BEGIN ATOMIC %s; END', v_name, v_body);
-    EXECUTE format('CREATE OR REPLACE FUNCTION shiftguard.%I(pg_catalog.tid) RETURNS pg_catalog.bool LANGUAGE sql '
+    EXECUTE format('CREATE OR REPLACE FUNCTION shiftguard_rows.%I(pg_catalog.tid) RETURNS pg_catalog.bool LANGUAGE sql '
                    'VOLATILE SECURITY DEFINER BEGIN ATOMIC %s; END', v_name || ':latest', v_body);
-    EXECUTE format('ALTER FUNCTION shiftguard.%I(pg_catalog.tid) OWNER TO shiftguard_rls', v_name);
-    EXECUTE format('ALTER FUNCTION shiftguard.%I(pg_catalog.tid) OWNER TO shiftguard_rls', v_name || ':latest');
-    EXECUTE format('GRANT EXECUTE ON FUNCTION shiftguard.%I(pg_catalog.tid) TO PUBLIC', v_name);
-    EXECUTE format('GRANT EXECUTE ON FUNCTION shiftguard.%I(pg_catalog.tid) TO PUBLIC', v_name || ':latest');
+    EXECUTE format('ALTER FUNCTION shiftguard_rows.%I(pg_catalog.tid) OWNER TO shiftguard_rls', v_name);
+    EXECUTE format('ALTER FUNCTION shiftguard_rows.%I(pg_catalog.tid) OWNER TO shiftguard_rls', v_name || ':latest');
+    EXECUTE format('GRANT EXECUTE ON FUNCTION shiftguard_rows.%I(pg_catalog.tid) TO PUBLIC', v_name);
+    EXECUTE format('GRANT EXECUTE ON FUNCTION shiftguard_rows.%I(pg_catalog.tid) TO PUBLIC', v_name || ':latest');
 END
 $$;
 REVOKE ALL ON FUNCTION shiftguard.rls_bind(oid, text) FROM PUBLIC;
@@ -314,9 +320,9 @@ BEGIN
     END LOOP;
     IF cardinality(v_reading) > 0 AND v_rel.conjunction <> 'none' THEN
         PERFORM shiftguard.rls_bind(p_relation, v_rel.conjunction);
-        v_rows := format('(ctid OPERATOR(pg_catalog.=) %L::pg_catalog.tid OR shiftguard.%I(ctid) '
+        v_rows := format('(ctid OPERATOR(pg_catalog.=) %L::pg_catalog.tid OR shiftguard_rows.%I(ctid) '
                          'OR (pg_catalog.age(xmin) OPERATOR(pg_catalog.<=) (SELECT shiftguard.rls_horizon()) '
-                         'AND shiftguard.%I(ctid)))',
+                         'AND shiftguard_rows.%I(ctid)))',
                          '(4294967295,0)', 'rls@' || p_relation, 'rls@' || p_relation || ':latest');
         v_each := v_each || CASE v_rel.conjunction
             WHEN 'and' THEN format('(NOT (%s) OR %s)', array_to_string(v_reading, ' OR '), v_rows)

@@ -2,25 +2,27 @@
 -- security. Run after schema.sql, in the same bootstrap transaction.
 --
 -- A Redshift RLS policy is a predicate over the columns it declares. Here it is a SQL function
--- shiftguard."rls:<policy>"(col, ...). Inside it, current_user is the querying user: the proxy
--- writes the predicate's current_user as session_user, which is the user the session logged in
--- as (or became by SET SESSION AUTHORIZATION). A predicate that reads no table is an invoker
--- function PostgreSQL inlines into the query. One that reads lookup tables (which the users
--- cannot read; Redshift grants them to the policy) must run with the rights of the NOLOGIN role
--- shiftguard_rls, which is granted SELECT on them; but a function that evaluates the predicate
--- on values its caller chooses is an oracle: SELECT g FROM generate_series(1, 10000) g WHERE
--- shiftguard."rls:p"(g) would list what the lookup table lets through. So the predicate is
--- never evaluated on a caller's values:
---   * shiftguard."rls:<policy>"(col, ...) RETURNS SETOF boolean is an invoker function owned by
---     shiftguard_rls that nobody else may execute; PostgreSQL inlines it into
+-- "rls:<policy>"(col, ...). Inside it, current_user is the querying user: the proxy writes the
+-- predicate's current_user as session_user, which is the user the session logged in as (or
+-- became by SET SESSION AUTHORIZATION). A predicate that reads no table is an invoker function
+-- shiftguard."rls:<policy>" that PostgreSQL inlines into the query. One that reads lookup tables
+-- (which the users cannot read; Redshift grants them to the policy) must run with the rights of
+-- the NOLOGIN role shiftguard_rls, which is granted SELECT on them; but a function that
+-- evaluates the predicate on values its caller chooses is an oracle: SELECT g FROM
+-- generate_series(1, 10000) g WHERE shiftguard."rls:p"(g) would list what the lookup table lets
+-- through (older versions had exactly that). So the predicate is never evaluated on a caller's
+-- values:
+--   * shiftguard_rows."rls:<policy>"(col, ...) RETURNS SETOF boolean is an invoker function owned
+--     by shiftguard_rls that nobody else may execute; PostgreSQL inlines it into
 --   * shiftguard_rows."rls@<table oid>"(tid), one SECURITY DEFINER function (shiftguard_rls) per
 --     table with such policies attached: it reads the table's row at that ctid and returns true
 --     when the attached policies that reach the querying user, combined as the table says, let
 --     it through (NULL otherwise: a hidden row and no row look alike). Every user may execute it
 --     (PostgreSQL checks EXECUTE on a policy's functions as the querying user), but no user may
---     look into schema shiftguard_rows, so only the table's policy calls it; and were it called
---     directly, it would tell a user whether a row they would see is at a ctid, nothing about
---     rows the policies hide or about the lookup tables. It reads the row through the view
+--     look into schema shiftguard_rows, so only the table's policy calls it (no user's query,
+--     view or function can name what is in there); were it called directly, it would tell a
+--     user whether a row they would see is at a ctid, nothing about rows the policies hide or
+--     about the lookup tables. It reads the row through the view
 --     shiftguard."rls@<oid>:rows", owned by shiftguard_rls_rows, for which the table has a policy
 --     shiftguard_rows USING (true) (else the table's policy would call the function again);
 --     the lookup tables are still read as shiftguard_rls, through their own row security, if any.
@@ -59,9 +61,10 @@ BEGIN
     END IF;
 END
 $$;
--- The tables' functions rls@<oid> (see above), in a schema nobody else may look into: the
--- tables' policies call them (by their oid: PostgreSQL asks for USAGE on a schema only when a
--- name is looked up), and nobody can write a call of their own.
+-- The functions of the policies that read lookup tables and of the tables they are attached to
+-- (see above), in a schema nobody else may look into: the tables' policies call them by their
+-- oid (PostgreSQL asks for USAGE on a schema only when a name is looked up), and nobody can
+-- write a call of their own.
 CREATE SCHEMA IF NOT EXISTS shiftguard_rows;
 REVOKE ALL ON SCHEMA shiftguard_rows FROM PUBLIC;
 
@@ -135,7 +138,7 @@ GRANT EXECUTE ON FUNCTION shiftguard.rls_applies(text, oid) TO PUBLIC;
 -- Does the policy read tables (its function is the set-returning form, see the header)?
 CREATE OR REPLACE FUNCTION shiftguard.rls_reads_tables(p_policy text) RETURNS boolean
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT EXISTS (SELECT FROM pg_proc WHERE pronamespace = 'shiftguard'::regnamespace
+    SELECT EXISTS (SELECT FROM pg_proc WHERE pronamespace = 'shiftguard_rows'::regnamespace
                      AND proname = 'rls:' || p_policy AND proretset)
 $$;
 REVOKE ALL ON FUNCTION shiftguard.rls_reads_tables(text) FROM PUBLIC;
@@ -236,7 +239,7 @@ BEGIN
         v_args := (SELECT coalesce(string_agg(format('r.%I', c->>'colname'), ', ' ORDER BY n), '')
                      FROM jsonb_array_elements(v_policy.columns) WITH ORDINALITY AS x (c, n));
         IF shiftguard.rls_reads_tables(v_policy.name) THEN
-            v_joins := v_joins || format(' CROSS JOIN LATERAL shiftguard.%I(%s) AS %I (ok)', 'rls:' || v_policy.name,
+            v_joins := v_joins || format(' CROSS JOIN LATERAL shiftguard_rows.%I(%s) AS %I (ok)', 'rls:' || v_policy.name,
                                          v_args, 'p' || cardinality(v_any));
             v_test := format('%I.ok', 'p' || cardinality(v_any));
         ELSE
@@ -353,7 +356,7 @@ END
 $$;
 REVOKE ALL ON FUNCTION shiftguard.rls_sync(oid) FROM PUBLIC;
 
--- The policy's predicate function, shiftguard."rls:<policy>"(col, ...). p_policy (written and
+-- The policy's predicate function, "rls:<policy>"(col, ...). p_policy (written and
 -- signed by the proxy, see create_rls_policy): name, alias, columns, predicate (as written),
 -- expression (one expression printed back by PostgreSQL's parser, current_user made
 -- session_user), lookups (the tables it reads), inline (the expression over bare column names,
@@ -367,18 +370,22 @@ REVOKE ALL ON FUNCTION shiftguard.rls_sync(oid) FROM PUBLIC;
 --   Without lookups: RETURN expr, not SECURITY DEFINER, which PostgreSQL inlines into the
 --   query: no function call per row (a UDF in it needs EXECUTE by the querying user, as on
 --   Redshift).
---   With lookups: RETURNS SETOF boolean (one row), SECURITY INVOKER, owned by shiftguard_rls,
---   which alone is granted SELECT on the lookup tables and alone may execute it: PostgreSQL
+--   With lookups: in schema shiftguard_rows, RETURNS SETOF boolean (one row), SECURITY INVOKER,
+--   owned by shiftguard_rls, which alone is granted SELECT on the lookup tables and alone may
+--   execute it: PostgreSQL
 --   inlines it into the table's function rls@<oid> (see the header), which runs as
 --   shiftguard_rls on the table's own rows. The columns are a one-row derived table named by
 --   the alias, so alias.col, col and correlated references from lookup subqueries resolve as
 --   they would against the table. Created by an older version as a SECURITY DEFINER function
 --   that everyone could call, or of the other form before ALTER RLS POLICY: dropped first (the
 --   caller has cleared the tables that used it).
+--   Without lookups: in schema shiftguard (the table's policy inlines it; everyone may call it).
 CREATE OR REPLACE FUNCTION shiftguard.rls_define(p_policy jsonb, p_search_path text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET standard_conforming_strings = on AS $$
 DECLARE
-    v_function  text := format('shiftguard.%I', 'rls:' || (p_policy->>'name'));
+    v_reads     boolean := p_policy->>'inline' IS NULL;
+    v_function  text := format('%I.%I', CASE WHEN v_reads THEN 'shiftguard_rows' ELSE 'shiftguard' END,
+                               'rls:' || (p_policy->>'name'));
     v_path      text := 'pg_catalog, ' || p_search_path || ', pg_temp';  -- the creator's, for the body
     v_column    jsonb;
     v_type      regtype;
@@ -387,7 +394,6 @@ DECLARE
     v_select    text[] := '{}';
     v_lookup    text;
     v_table     regclass;
-    v_reads     boolean := p_policy->>'inline' IS NULL;
     v_old       regprocedure;
 BEGIN
     -- Everything but the body resolves in pg_catalog: column types are built-in ones (Redshift has
@@ -401,10 +407,12 @@ BEGIN
         v_types := v_types || v_type::text;
         v_select := v_select || format('$%s AS %I', cardinality(v_params), v_column->>'colname');
     END LOOP;
-    v_old := to_regprocedure(format('%s(%s)', v_function, array_to_string(v_types, ', ')));
-    IF EXISTS (SELECT FROM pg_proc WHERE oid = v_old AND (proretset <> v_reads OR prosecdef)) THEN
+    FOR v_old IN SELECT oid FROM pg_proc WHERE proname = 'rls:' || (p_policy->>'name')
+                    AND pronamespace IN ('shiftguard'::regnamespace, 'shiftguard_rows'::regnamespace)
+                    AND (pronamespace <> CASE WHEN v_reads THEN 'shiftguard_rows' ELSE 'shiftguard' END::regnamespace
+                         OR proretset <> v_reads OR prosecdef) LOOP
         EXECUTE format('DROP FUNCTION %s', v_old);
-    END IF;
+    END LOOP;
     IF NOT v_reads THEN
         PERFORM shiftguard.caller_execute(format(
             'CREATE OR REPLACE FUNCTION %s(%s) RETURNS boolean LANGUAGE sql STABLE SECURITY INVOKER '
@@ -536,7 +544,8 @@ BEGIN
     DELETE FROM shiftguard.rls_policies WHERE name = p_name;
     PERFORM set_config('search_path', 'pg_catalog, shiftguard', true);
     EXECUTE format('DROP FUNCTION %s', (SELECT p.oid::regprocedure FROM pg_proc p
-                                          WHERE p.pronamespace = 'shiftguard'::regnamespace
+                                          WHERE p.pronamespace IN ('shiftguard'::regnamespace,
+                                                                   'shiftguard_rows'::regnamespace)
                                             AND p.proname = 'rls:' || p_name));
 END
 $$;
@@ -898,7 +907,7 @@ SELECT shiftguard.ensure_event_trigger('shiftguard_guard_inheritance', 'ddl_comm
 
 -- Upgrade: an older version made a policy that reads tables a SECURITY DEFINER function that
 -- every user could call with values of their choosing (see the header). It becomes the invoker
--- form with the same body, as PostgreSQL prints it with only pg_catalog on the path (every other
+-- form in shiftguard_rows with the same body, as PostgreSQL prints it with only pg_catalog on the path (every other
 -- name qualified, as pg_dump relies on), bound to the same objects (checked), and the tables it is
 -- attached to get their row security made again. What cannot be carried over stays as it was,
 -- but executable by nobody: reading those tables fails until ALTER RLS POLICY gives it again.
@@ -919,18 +928,20 @@ BEGIN
         v_args := pg_get_function_arguments(v_function);
         v_body := pg_get_function_sqlbody(v_function);
         v_before := ARRAY(SELECT format('%s %s %s', refclassid, refobjid, refobjsubid) FROM pg_depend
-                           WHERE classid = 'pg_proc'::regclass AND objid = v_function ORDER BY 1);
+                           WHERE classid = 'pg_proc'::regclass AND objid = v_function
+                             AND refclassid <> 'pg_namespace'::regclass ORDER BY 1);
         FOR v_relation IN SELECT DISTINCT relation FROM shiftguard.rls_attachments WHERE policy = v_policy LOOP
             PERFORM shiftguard.rls_clear(v_relation, false);
         END LOOP;
         BEGIN
             EXECUTE format('DROP FUNCTION %s', v_function);
-            EXECUTE format('CREATE FUNCTION shiftguard.%I(%s) RETURNS SETOF boolean LANGUAGE sql STABLE '
+            EXECUTE format('CREATE FUNCTION shiftguard_rows.%I(%s) RETURNS SETOF boolean LANGUAGE sql STABLE '
                            'SECURITY INVOKER %s', 'rls:' || v_policy, v_args, v_body);
-            v_new := (SELECT oid FROM pg_proc WHERE pronamespace = 'shiftguard'::regnamespace
+            v_new := (SELECT oid FROM pg_proc WHERE pronamespace = 'shiftguard_rows'::regnamespace
                                                 AND proname = 'rls:' || v_policy);
             IF ARRAY(SELECT format('%s %s %s', refclassid, refobjid, refobjsubid) FROM pg_depend
-                      WHERE classid = 'pg_proc'::regclass AND objid = v_new ORDER BY 1) IS DISTINCT FROM v_before THEN
+                      WHERE classid = 'pg_proc'::regclass AND objid = v_new
+                        AND refclassid <> 'pg_namespace'::regclass ORDER BY 1) IS DISTINCT FROM v_before THEN
                 RAISE EXCEPTION 'the body printed again binds to other objects';
             END IF;
             EXECUTE format('ALTER FUNCTION %s OWNER TO shiftguard_rls', v_new::regprocedure);

@@ -370,13 +370,16 @@ def lookup_table(admin, n: dict) -> str:
     return lookup
 
 
-def callable_by(proxy, user: str, policy: str) -> bool:
-    with proxy.connect() as admin:
-        return admin.execute("SELECT has_function_privilege(%s, %s, 'EXECUTE')",
-                             (user, f'shiftguard."rls:{policy}"(character varying)')).fetchone()[0]
+def callable_by(proxy, postgres, user: str, policy: str) -> bool:
+    """May the user call the policy's function (by name: its schema too)?"""
+    with postgres.connect() as direct:
+        return direct.execute("SELECT has_function_privilege(%s, p.oid, 'EXECUTE') "
+                              "AND has_schema_privilege(%s, p.pronamespace, 'USAGE') FROM pg_proc p "
+                              "WHERE p.proname = %s AND p.pronamespace::regnamespace::text LIKE 'shiftguard%%'",
+                              (user, user, f"rls:{policy}")).fetchone()[0]
 
 
-def test_alter_rls_policy_on_an_attached_lookup_policy(proxy, world):
+def test_alter_rls_policy_on_an_attached_lookup_policy(proxy, postgres, world):
     """ALTER RLS POLICY takes effect on the tables the policy is attached to, from one lookup
     predicate to another, to one that reads no table and back; whom it reaches follows role
     membership at the next statement; and a predicate that reads a table is never the users' to
@@ -385,20 +388,20 @@ def test_alter_rls_policy_on_an_attached_lookup_policy(proxy, world):
     with proxy.connect() as admin:
         lookup = lookup_table(admin, n)
     assert ids(proxy, n["alice"], n["cat"]) == [6, 7]
-    assert not callable_by(proxy, n["alice"], n["pol"])
+    assert not callable_by(proxy, postgres, n["alice"], n["pol"])
     with proxy.connect() as admin, proxy.connect(n["alice"], PASSWORD) as alice:
         read = lambda: [r[0] for r in alice.execute(f"SELECT catid FROM {n['cat']} ORDER BY 1")]
         admin.execute(f"ALTER RLS POLICY {n['pol']} USING (t.catgroup IN "
                       f"(SELECT e.catgroup FROM {lookup} e WHERE e.username <> current_user))")
         assert read() == [9, 10, 11]  # joe's entitlement, not hers
-        assert not callable_by(proxy, n["alice"], n["pol"])
+        assert not callable_by(proxy, postgres, n["alice"], n["pol"])
         admin.execute(f"ALTER RLS POLICY {n['pol']} USING (t.catgroup = 'Sports')")  # reads no table
         assert read() == [1, 2]
-        assert callable_by(proxy, n["alice"], n["pol"])  # an inline predicate: nothing to hide
+        assert callable_by(proxy, postgres, n["alice"], n["pol"])  # an inline predicate: nothing to hide
         admin.execute(f"ALTER RLS POLICY {n['pol']} USING (t.catgroup IN "
                       f"(SELECT e.catgroup FROM {lookup} e WHERE e.username = current_user))")
         assert read() == [6, 7]
-        assert not callable_by(proxy, n["alice"], n["pol"])
+        assert not callable_by(proxy, postgres, n["alice"], n["pol"])
         role = unique("r")  # a role that carries the attachment and no privilege
         admin.execute(f"CREATE ROLE {role}")
         admin.execute(f"ATTACH RLS POLICY {n['pol']} ON {n['cat']} TO ROLE {role}")
@@ -538,7 +541,7 @@ def test_lookup_policies_of_an_older_version_are_carried_over(make_proxy, postgr
         direct.execute("SET search_path = pg_catalog")
         for statement in (f"DROP POLICY shiftguard_rls ON public.{t}", f"DROP POLICY shiftguard_rows ON public.{t}",
                           f'DROP FUNCTION shiftguard_rows."rls@{oid}"(tid), shiftguard_rows."rls@{oid}:latest"(tid)',
-                          f'DROP VIEW shiftguard."rls@{oid}:rows"', f'DROP FUNCTION shiftguard."rls:{pol}"(integer)',
+                          f'DROP VIEW shiftguard."rls@{oid}:rows"', f'DROP FUNCTION shiftguard_rows."rls:{pol}"(integer)',
                           f'CREATE FUNCTION shiftguard."rls:{pol}"(k integer) RETURNS boolean LANGUAGE sql STABLE '
                           f"SECURITY DEFINER BEGIN ATOMIC SELECT coalesce((k IN (SELECT e.k FROM public.{lookup} e "
                           f"WHERE e.username::text = session_user))::pg_catalog.bool, false) FROM (SELECT $1 AS k) AS {pol}; END",
@@ -555,7 +558,7 @@ def test_lookup_policies_of_an_older_version_are_carried_over(make_proxy, postgr
     make_proxy()
     with postgres.connect() as direct:
         assert direct.execute("SELECT proretset, prosecdef, has_function_privilege(%s, oid, 'EXECUTE') FROM pg_proc "
-                              "WHERE pronamespace = 'shiftguard'::regnamespace AND proname = %s",
+                              "WHERE pronamespace = 'shiftguard_rows'::regnamespace AND proname = %s",
                               (user, f"rls:{pol}")).fetchone() == (True, False, False)
     assert present(postgres, oid) == sorted(row_functions(oid))
     with proxy.connect(user, PASSWORD) as conn:

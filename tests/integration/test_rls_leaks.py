@@ -310,7 +310,8 @@ def oracle_attempts(n: dict, user: str, hidden: list[str], tag: str) -> list[str
     about made-up ctids (hidden rows and places where there is none, which must look alike).
     An attempt shows a lookup-only value or LEAKED (spelt so that no error message quoting the
     statement shows it) when it has learnt something."""
-    value = f'shiftguard."rls:{n["p"]}"'
+    value = f'shiftguard."rls:{n["p"]}"'  # where it was
+    moved = f'shiftguard_rows."rls:{n["p"]}"'  # where it is
     rows = f'shiftguard_rows."rls@{n["oid"]}"'
     latest = f'shiftguard_rows."rls@{n["oid"]}:latest"'
     me = f"{user}_{tag}"
@@ -321,16 +322,19 @@ def oracle_attempts(n: dict, user: str, hidden: list[str], tag: str) -> list[str
     return [
         f"SELECT {agg} {gen} WHERE {value}(g)",  # the attack as it worked before
         f"SELECT {agg} {gen}, {value}(g) AS x (ok) WHERE ok",
-        *[f"SELECT {agg} {gen}, {value}(g::{t}) AS x (ok) WHERE ok" for t in ("bigint", "smallint", "numeric", "text")],
-        f"SELECT {agg} {gen} WHERE EXISTS (SELECT FROM {value}(g) AS x (ok) WHERE ok)",
-        f"SELECT {agg} {gen} WHERE (SELECT ok FROM {value}(g) AS x (ok))",
+        f"SELECT {agg} {gen}, {moved}(g) AS x (ok) WHERE ok",
+        f"SET search_path = shiftguard_rows, public; SELECT {agg} {gen}, \"rls:{n['p']}\"(g) AS x (ok) WHERE ok",
+        f"CREATE VIEW mv_{me} AS SELECT g {gen}, {moved}(g) AS x (ok) WHERE ok; SELECT {agg} FROM mv_{me}",
+        *[f"SELECT {agg} {gen}, {moved}(g::{t}) AS x (ok) WHERE ok" for t in ("bigint", "smallint", "numeric", "text")],
+        f"SELECT {agg} {gen} WHERE EXISTS (SELECT FROM {moved}(g) AS x (ok) WHERE ok)",
+        f"SELECT {agg} {gen} WHERE (SELECT ok FROM {moved}(g) AS x (ok))",
         f"CREATE VIEW ov_{me} AS SELECT g {gen}, {value}(g) AS x (ok) WHERE ok; SELECT {agg} FROM ov_{me}",
-        f"CREATE FUNCTION of_{me}(int) RETURNS SETOF boolean LANGUAGE sql AS $$SELECT * FROM {value}($1)$$; "
+        f"CREATE FUNCTION of_{me}(int) RETURNS SETOF boolean LANGUAGE sql AS $$SELECT * FROM {moved}($1)$$; "
         f"SELECT {agg} {gen} WHERE EXISTS (SELECT FROM of_{me}(g) AS x (ok) WHERE ok)",
-        f"DO $$DECLARE v text; BEGIN SELECT {agg} INTO v {gen}, {value}(g) AS x (ok) WHERE ok; "
+        f"DO $$DECLARE v text; BEGIN SELECT {agg} INTO v {gen}, {moved}(g) AS x (ok) WHERE ok; "
         "RAISE NOTICE '%', v; END$$",
         f"DO $$DECLARE v text; BEGIN EXECUTE 'SELECT string_agg(g::text, '','') {gen}, ' "
-        f"|| '{value}(integer)'::regprocedure::oid::regproc || '(g) AS x (ok) WHERE ok' INTO v; "
+        f"|| (SELECT oid FROM pg_proc WHERE proname = 'rls:{n['p']}')::regproc || '(g) AS x (ok) WHERE ok' INTO v; "
         "RAISE NOTICE '%', v; END$$",
         f"SET search_path = shiftguard, public; SELECT {agg} {gen}, \"rls:{n['p']}\"(g) AS x (ok) WHERE ok",
         # the table's row functions, with ctids of rows the user does not see, and of none
@@ -346,7 +350,7 @@ def oracle_attempts(n: dict, user: str, hidden: list[str], tag: str) -> list[str
         f"SELECT string_agg('LEA' || 'KED ' || c, ',') FROM rv_{me}",
         f"DO $$BEGIN IF EXISTS (SELECT FROM unnest({hid}) c WHERE {rows}(c)) THEN RAISE NOTICE 'LEA%', 'KED'; END IF; END$$",
         f"DO $$DECLARE v boolean; BEGIN EXECUTE format('SELECT %s(%L)', "
-        f"'{rows}(tid)'::regprocedure::oid::regproc, '{hidden[0]}') INTO v; "
+        f"(SELECT oid FROM pg_proc WHERE proname = 'rls@{n['oid']}')::regproc, '{hidden[0]}') INTO v; "
         "IF v THEN RAISE NOTICE 'LEA%', 'KED'; END IF; END$$",
         f"SET search_path = shiftguard_rows, public; "
         f"SELECT string_agg('LEA' || 'KED ' || c, ',') FROM unnest({hid}) c WHERE \"rls@{n['oid']}\"(c)",

@@ -245,7 +245,7 @@ BEGIN
         ELSE
             v_test := format('shiftguard.%I(%s)', 'rls:' || v_policy.name, v_args);
         END IF;
-        v_any := v_any || v_applies;
+        v_any := v_any || v_applies;  -- (v_test: the last policy's test, for a single one below)
         v_each := v_each || CASE WHEN v_applies = 'true' THEN v_test
                                  WHEN p_conjunction = 'and' THEN format('(NOT (%s) OR %s)', v_applies, v_test)
                                  ELSE format('((%s) AND %s)', v_applies, v_test) END;
@@ -258,11 +258,14 @@ BEGIN
     EXECUTE format('GRANT SELECT ON shiftguard.%I TO shiftguard_rls', v_name || ':rows');
     EXECUTE format('CREATE POLICY shiftguard_rows ON %s AS PERMISSIVE FOR SELECT TO shiftguard_rls_rows USING (true)',
                    p_relation::regclass);
+    -- AND: each policy that reaches the user passes the row, and one reaches them (asked last: who
+    -- is reached is asked about once per policy where it can be; a role's membership costs).
     v_body := format('SELECT true FROM shiftguard.%I AS r%s WHERE r.ctid OPERATOR(pg_catalog.=) $1 AND (%s)',
                      v_name || ':rows', v_joins,
                      CASE WHEN p_conjunction = 'or' THEN array_to_string(v_each, ' OR ')
                           WHEN 'true' = ANY (v_any) THEN array_to_string(v_each, ' AND ')
-                          ELSE format('(%s) AND %s', array_to_string(v_any, ' OR '), array_to_string(v_each, ' AND ')) END);
+                          WHEN cardinality(v_any) = 1 THEN format('(%s) AND %s', v_any[1], v_test)
+                          ELSE format('%s AND (%s)', array_to_string(v_each, ' AND '), array_to_string(v_any, ' OR ')) END);
     EXECUTE format('CREATE OR REPLACE FUNCTION shiftguard_rows.%I(pg_catalog.tid) RETURNS pg_catalog.bool LANGUAGE sql '
                    'STABLE SECURITY DEFINER BEGIN ATOMIC %s; END', v_name, v_body);
     EXECUTE format('CREATE OR REPLACE FUNCTION shiftguard_rows.%I(pg_catalog.tid) RETURNS pg_catalog.bool LANGUAGE sql '

@@ -211,45 +211,78 @@ REVOKE ALL ON FUNCTION shiftguard.rls_clear(oid, boolean) FROM PUBLIC;
 -- executable by everyone (the table's policy calls them as the querying user): the argument is
 -- any ctid, and what is read is the row there, never a value of the caller's. Every name is
 -- qualified; the predicates themselves were bound when their policies were created.
+-- A policy every row must pass (all under AND when it reaches everyone, or the only one) is
+-- joined in (PostgreSQL then reads its lookup tables as a join, no hash table per call); the
+-- others are EXISTS tests under the OR or NOT of who they reach. Whether a role is reached is
+-- asked by oid while that oid still has the role's name, else by name, as rls_applies does.
 CREATE OR REPLACE FUNCTION shiftguard.rls_bind(p_relation oid, p_conjunction text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_name    text := 'rls@' || p_relation;
-    v_policy  shiftguard.rls_policies;
-    v_columns text[] := '{}';
-    v_args    text;
-    v_joins   text := '';
-    v_applies text;
-    v_test    text;
-    v_any     text[] := '{}';
-    v_each    text[] := '{}';
-    v_body    text;
+    v_name      text := 'rls@' || p_relation;
+    v_policy    shiftguard.rls_policies;
+    v_count     integer := (SELECT count(DISTINCT policy) FROM shiftguard.rls_attachments WHERE relation = p_relation);
+    v_columns   text[] := '{}';
+    v_args      text;
+    v_call      text;
+    v_reads     boolean;
+    v_applies   text;
+    v_joins     text := '';
+    v_where     text[] := ARRAY['r.ctid OPERATOR(pg_catalog.=) $1'];
+    v_any       text[] := '{}';
+    v_each      text[] := '{}';
+    v_everyone  boolean := false;
+    v_body      text;
 BEGIN
     FOR v_policy IN SELECT p.* FROM shiftguard.rls_policies p
                      WHERE p.name IN (SELECT policy FROM shiftguard.rls_attachments WHERE relation = p_relation)
                      ORDER BY p.name LOOP
-        SELECT CASE WHEN bool_or(a.grantee_kind = 'public') THEN 'true' ELSE string_agg(CASE a.grantee_kind
-                   WHEN 'user' THEN format('session_user::pg_catalog.text OPERATOR(pg_catalog.=) %L::pg_catalog.text',
-                                           a.grantee)
-                   ELSE format('coalesce(pg_catalog.pg_has_role(session_user, pg_catalog.to_regrole(%L), %L), false)',
-                               quote_ident(a.grantee), 'USAGE') END, ' OR ' ORDER BY a.grantee_kind, a.grantee) END
+        SELECT CASE WHEN bool_or(a.grantee_kind = 'public') THEN 'true' ELSE string_agg(CASE
+                   WHEN a.grantee_kind = 'user'
+                       THEN format('session_user::pg_catalog.text OPERATOR(pg_catalog.=) %L::pg_catalog.text', a.grantee)
+                   WHEN r.oid IS NULL
+                       THEN format('coalesce(pg_catalog.pg_has_role(session_user, pg_catalog.to_regrole(%L), %L), false)',
+                                   quote_ident(a.grantee), 'USAGE')
+                   ELSE format('CASE WHEN pg_catalog.pg_get_userbyid(%s::pg_catalog.oid) OPERATOR(pg_catalog.=) '
+                               '%L::pg_catalog.name THEN pg_catalog.pg_has_role(session_user, %s::pg_catalog.oid, %L) '
+                               'ELSE coalesce(pg_catalog.pg_has_role(session_user, pg_catalog.to_regrole(%L), %L), '
+                               'false) END', r.oid, a.grantee, r.oid, 'USAGE', quote_ident(a.grantee), 'USAGE') END,
+                   ' OR ' ORDER BY a.grantee_kind, a.grantee) END
           INTO v_applies
-          FROM shiftguard.rls_attachments a WHERE a.policy = v_policy.name AND a.relation = p_relation;
+          FROM shiftguard.rls_attachments a LEFT JOIN pg_roles r ON a.grantee_kind = 'role' AND r.rolname = a.grantee
+         WHERE a.policy = v_policy.name AND a.relation = p_relation;
         v_columns := v_columns || ARRAY(SELECT c->>'colname' FROM jsonb_array_elements(v_policy.columns) c);
         v_args := (SELECT coalesce(string_agg(format('r.%I', c->>'colname'), ', ' ORDER BY n), '')
                      FROM jsonb_array_elements(v_policy.columns) WITH ORDINALITY AS x (c, n));
-        IF shiftguard.rls_reads_tables(v_policy.name) THEN
-            v_joins := v_joins || format(' CROSS JOIN LATERAL shiftguard_rows.%I(%s) AS %I (ok)', 'rls:' || v_policy.name,
-                                         v_args, 'p' || cardinality(v_any));
-            v_test := format('%I.ok', 'p' || cardinality(v_any));
-        ELSE
-            v_test := format('shiftguard.%I(%s)', 'rls:' || v_policy.name, v_args);
+        v_reads := shiftguard.rls_reads_tables(v_policy.name);
+        v_call := format('%I.%I(%s)', CASE WHEN v_reads THEN 'shiftguard_rows' ELSE 'shiftguard' END,
+                         'rls:' || v_policy.name, v_args);
+        v_everyone := v_everyone OR v_applies = 'true';
+        IF v_count = 1 OR (p_conjunction = 'and' AND v_applies = 'true') THEN
+            IF v_reads THEN  -- its function returns (true) when the row passes, and older ones (false) else
+                v_joins := v_joins || format(' CROSS JOIN LATERAL %s AS %I (ok)', v_call, 'p' || cardinality(v_where));
+                v_where := v_where || format('%I.ok', 'p' || cardinality(v_where));
+            ELSE
+                v_where := v_where || v_call;
+            END IF;
+            IF v_applies <> 'true' THEN  -- (with a column in it: a filter of the scan, not a node of its own)
+                v_where := v_where || format('(%s OR r.ctid IS NULL)', v_applies);
+            END IF;
+            CONTINUE;
         END IF;
-        v_any := v_any || v_applies;  -- (v_test: the last policy's test, for a single one below)
-        v_each := v_each || CASE WHEN v_applies = 'true' THEN v_test
-                                 WHEN p_conjunction = 'and' THEN format('(NOT (%s) OR %s)', v_applies, v_test)
-                                 ELSE format('((%s) AND %s)', v_applies, v_test) END;
+        IF v_reads THEN
+            v_call := format('EXISTS (SELECT FROM %s AS x (ok) WHERE x.ok)', v_call);
+        END IF;
+        v_any := v_any || v_applies;
+        v_each := v_each || CASE WHEN v_applies = 'true' THEN v_call
+                                 WHEN p_conjunction = 'and' THEN format('(NOT (%s) OR %s)', v_applies, v_call)
+                                 ELSE format('((%s) AND %s)', v_applies, v_call) END;
     END LOOP;
+    IF cardinality(v_each) > 0 THEN
+        v_where := v_where || format('(%s)', array_to_string(v_each, CASE p_conjunction WHEN 'and' THEN ' AND ' ELSE ' OR ' END));
+    END IF;
+    IF p_conjunction = 'and' AND NOT v_everyone AND cardinality(v_any) > 0 THEN  -- and one reaches them
+        v_where := v_where || format('(%s OR r.ctid IS NULL)', array_to_string(v_any, ' OR '));
+    END IF;
     EXECUTE format('GRANT SELECT ON %s TO shiftguard_rls_rows', p_relation::regclass);
     EXECUTE format('CREATE VIEW shiftguard.%I AS SELECT t.ctid%s FROM ONLY %s AS t', v_name || ':rows',
                    (SELECT string_agg(format(', t.%I', c), '' ORDER BY c) FROM (SELECT DISTINCT unnest(v_columns) c) x),
@@ -258,14 +291,8 @@ BEGIN
     EXECUTE format('GRANT SELECT ON shiftguard.%I TO shiftguard_rls', v_name || ':rows');
     EXECUTE format('CREATE POLICY shiftguard_rows ON %s AS PERMISSIVE FOR SELECT TO shiftguard_rls_rows USING (true)',
                    p_relation::regclass);
-    -- AND: each policy that reaches the user passes the row, and one reaches them (asked last: who
-    -- is reached is asked about once per policy where it can be; a role's membership costs).
-    v_body := format('SELECT true FROM shiftguard.%I AS r%s WHERE r.ctid OPERATOR(pg_catalog.=) $1 AND (%s)',
-                     v_name || ':rows', v_joins,
-                     CASE WHEN p_conjunction = 'or' THEN array_to_string(v_each, ' OR ')
-                          WHEN 'true' = ANY (v_any) THEN array_to_string(v_each, ' AND ')
-                          WHEN cardinality(v_any) = 1 THEN format('(%s) AND %s', v_any[1], v_test)
-                          ELSE format('%s AND (%s)', array_to_string(v_each, ' AND '), array_to_string(v_any, ' OR ')) END);
+    v_body := format('SELECT true FROM shiftguard.%I AS r%s WHERE %s', v_name || ':rows', v_joins,
+                     array_to_string(v_where, ' AND '));
     EXECUTE format('CREATE OR REPLACE FUNCTION shiftguard_rows.%I(pg_catalog.tid) RETURNS pg_catalog.bool LANGUAGE sql '
                    'STABLE SECURITY DEFINER BEGIN ATOMIC %s; END', v_name, v_body);
     EXECUTE format('CREATE OR REPLACE FUNCTION shiftguard_rows.%I(pg_catalog.tid) RETURNS pg_catalog.bool LANGUAGE sql '
@@ -373,15 +400,15 @@ REVOKE ALL ON FUNCTION shiftguard.rls_sync(oid) FROM PUBLIC;
 --   Without lookups: RETURN expr, not SECURITY DEFINER, which PostgreSQL inlines into the
 --   query: no function call per row (a UDF in it needs EXECUTE by the querying user, as on
 --   Redshift).
---   With lookups: in schema shiftguard_rows, RETURNS SETOF boolean (one row), SECURITY INVOKER,
---   owned by shiftguard_rls, which alone is granted SELECT on the lookup tables and alone may
---   execute it: PostgreSQL
---   inlines it into the table's function rls@<oid> (see the header), which runs as
---   shiftguard_rls on the table's own rows. The columns are a one-row derived table named by
---   the alias, so alias.col, col and correlated references from lookup subqueries resolve as
---   they would against the table. Created by an older version as a SECURITY DEFINER function
---   that everyone could call, or of the other form before ALTER RLS POLICY: dropped first (the
---   caller has cleared the tables that used it).
+--   With lookups: in schema shiftguard_rows, RETURNS SETOF boolean (one row, true, when the
+--   predicate holds, none otherwise), SECURITY INVOKER, owned by shiftguard_rls, which alone is
+--   granted SELECT on the lookup tables and alone may execute it: PostgreSQL inlines it into
+--   the table's function rls@<oid> (see the header), which runs as shiftguard_rls on the
+--   table's own rows and so can read the lookup tables as a join. The columns are a one-row
+--   derived table named by the alias, so alias.col, col and correlated references from lookup
+--   subqueries resolve as they would against the table. Created by an older version as a
+--   SECURITY DEFINER function that everyone could call, or of the other form before ALTER RLS
+--   POLICY: dropped first (the caller has cleared the tables that used it).
 --   Without lookups: in schema shiftguard (the table's policy inlines it; everyone may call it).
 CREATE OR REPLACE FUNCTION shiftguard.rls_define(p_policy jsonb, p_search_path text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET standard_conforming_strings = on AS $$
@@ -439,10 +466,10 @@ BEGIN
         END LOOP;
         PERFORM shiftguard.caller_execute(format(
             'CREATE OR REPLACE FUNCTION %s(%s) RETURNS SETOF boolean LANGUAGE sql STABLE SECURITY INVOKER '
-            'BEGIN ATOMIC SELECT coalesce((%s)::pg_catalog.bool, false) FROM (SELECT %s) AS %I; END',
-            v_function, array_to_string(v_params, ', '), p_policy->>'expression',
+            'BEGIN ATOMIC SELECT true FROM (SELECT %s) AS %I WHERE (%s)::pg_catalog.bool; END',
+            v_function, array_to_string(v_params, ', '),
             CASE WHEN cardinality(v_select) = 0 THEN '1 AS "?column?"' ELSE array_to_string(v_select, ', ') END,
-            coalesce(p_policy->>'alias', p_policy->>'name')), v_path);
+            coalesce(p_policy->>'alias', p_policy->>'name'), p_policy->>'expression'), v_path);
         EXECUTE format('ALTER FUNCTION %s(%s) OWNER TO shiftguard_rls', v_function, array_to_string(v_params, ', '));
         EXECUTE format('REVOKE ALL ON FUNCTION %s(%s) FROM PUBLIC', v_function, array_to_string(v_params, ', '));
     END IF;

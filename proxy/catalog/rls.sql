@@ -17,7 +17,8 @@
 --   * shiftguard_rows."rls@<table oid>"(tid), one SECURITY DEFINER function (shiftguard_rls) per
 --     table with such policies attached: it reads the table's row at that ctid and returns true
 --     when the attached policies that reach the querying user, combined as the table says, let
---     it through (NULL otherwise: a hidden row and no row look alike). Every user may execute it
+--     it through (NULL otherwise: a hidden row and no row look alike; see rls_bind for a table
+--     with a single policy). Every user may execute it
 --     (PostgreSQL checks EXECUTE on a policy's functions as the querying user), but no user may
 --     look into schema shiftguard_rows, so only the table's policy calls it (no user's query,
 --     view or function can name what is in there); were it called directly, it would tell a
@@ -203,18 +204,21 @@ $$;
 REVOKE ALL ON FUNCTION shiftguard.rls_clear(oid, boolean) FROM PUBLIC;
 
 -- The table's functions rls@<oid> (the statement's snapshot) and rls@<oid>:latest (a snapshot of
--- its own: VOLATILE) for the attached policies that read lookup tables (see the header). Both
--- give the whole verdict of every attached policy, those that read no table too: which of them
--- reach the querying user is written into the body from the attachments (as rls_applies asks:
--- rls_sync runs again whenever they change; role membership is asked at each call), because a
--- direct call must tell no more than whether the user would see the row. SECURITY DEFINER, and
--- executable by everyone (the table's policy calls them as the querying user): the argument is
--- any ctid, and what is read is the row there, never a value of the caller's. Every name is
--- qualified; the predicates themselves were bound when their policies were created.
--- A policy every row must pass (all under AND when it reaches everyone, or the only one) is
--- joined in (PostgreSQL then reads its lookup tables as a join, no hash table per call); the
--- others are EXISTS tests under the OR or NOT of who they reach. Whether a role is reached is
--- asked by oid while that oid still has the role's name, else by name, as rls_applies does.
+-- its own: VOLATILE) for the attached policies that read lookup tables (see the header). With
+-- several policies attached, both give the whole verdict of all of them, those that read no
+-- table too: which of them reach the querying user is written into the body from the
+-- attachments (as rls_applies asks: rls_sync runs again whenever they change; role membership
+-- is asked at each call, by the role's oid while that oid keeps its name, else by name), so
+-- that were one called directly it would tell no more than whether the user sees the row. With
+-- one, the table's policy calls them only for users it reaches (rls_applies), and they give its
+-- predicate's verdict on the row (asking again whom it reaches costs a third of the call, for
+-- nothing but a caller that schema shiftguard_rows keeps out). SECURITY DEFINER, and executable
+-- by everyone (the table's policy calls them as the querying user): the argument is any ctid,
+-- and what is read is the row there, never a value of the caller's. Every name is qualified;
+-- the predicates themselves were bound when their policies were created. A policy every row
+-- must pass (all under AND when it reaches everyone, or the only one) is joined in (PostgreSQL
+-- then reads its lookup tables as a join, no hash table per call); the others are EXISTS tests
+-- under the OR or NOT of who they reach.
 CREATE OR REPLACE FUNCTION shiftguard.rls_bind(p_relation oid, p_conjunction text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -264,9 +268,6 @@ BEGIN
             ELSE
                 v_where := v_where || v_call;
             END IF;
-            IF v_applies <> 'true' THEN  -- (with a column in it: a filter of the scan, not a node of its own)
-                v_where := v_where || format('(%s OR r.ctid IS NULL)', v_applies);
-            END IF;
             CONTINUE;
         END IF;
         IF v_reads THEN
@@ -281,7 +282,7 @@ BEGIN
         v_where := v_where || format('(%s)', array_to_string(v_each, CASE p_conjunction WHEN 'and' THEN ' AND ' ELSE ' OR ' END));
     END IF;
     IF p_conjunction = 'and' AND NOT v_everyone AND cardinality(v_any) > 0 THEN  -- and one reaches them
-        v_where := v_where || format('(%s OR r.ctid IS NULL)', array_to_string(v_any, ' OR '));
+        v_where := v_where || format('(%s)', array_to_string(v_any, ' OR '));
     END IF;
     EXECUTE format('GRANT SELECT ON %s TO shiftguard_rls_rows', p_relation::regclass);
     EXECUTE format('CREATE VIEW shiftguard.%I AS SELECT t.ctid%s FROM ONLY %s AS t', v_name || ':rows',

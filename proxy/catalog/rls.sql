@@ -241,11 +241,11 @@ BEGIN
                      WHERE p.name IN (SELECT policy FROM shiftguard.rls_attachments WHERE relation = p_relation)
                      ORDER BY p.name LOOP
         SELECT CASE WHEN bool_or(a.grantee_kind = 'public') THEN 'true' ELSE string_agg(CASE
-                   WHEN a.grantee_kind = 'user'
-                       THEN format('session_user::pg_catalog.text OPERATOR(pg_catalog.=) %L::pg_catalog.text', a.grantee)
-                   WHEN r.oid IS NULL
-                       THEN format('coalesce(pg_catalog.pg_has_role(session_user, pg_catalog.to_regrole(%L), %L), false)',
-                                   quote_ident(a.grantee), 'USAGE')
+                   WHEN a.grantee_kind = 'user' THEN format(
+                       'session_user::pg_catalog.text OPERATOR(pg_catalog.=) %L::pg_catalog.text', a.grantee)
+                   WHEN r.oid IS NULL THEN format(
+                       'coalesce(pg_catalog.pg_has_role(session_user, pg_catalog.to_regrole(%L), %L), false)',
+                       quote_ident(a.grantee), 'USAGE')
                    ELSE format('CASE WHEN pg_catalog.pg_get_userbyid(%s::pg_catalog.oid) OPERATOR(pg_catalog.=) '
                                '%L::pg_catalog.name THEN pg_catalog.pg_has_role(session_user, %s::pg_catalog.oid, %L) '
                                'ELSE coalesce(pg_catalog.pg_has_role(session_user, pg_catalog.to_regrole(%L), %L), '
@@ -279,7 +279,8 @@ BEGIN
                                  ELSE format('((%s) AND %s)', v_applies, v_call) END;
     END LOOP;
     IF cardinality(v_each) > 0 THEN
-        v_where := v_where || format('(%s)', array_to_string(v_each, CASE p_conjunction WHEN 'and' THEN ' AND ' ELSE ' OR ' END));
+        v_where := v_where || format('(%s)', array_to_string(v_each, CASE p_conjunction WHEN 'and' THEN ' AND '
+                                                                                     ELSE ' OR ' END));
     END IF;
     IF p_conjunction = 'and' AND NOT v_everyone AND cardinality(v_any) > 0 THEN  -- and one reaches them
         v_where := v_where || format('(%s)', array_to_string(v_any, ' OR '));

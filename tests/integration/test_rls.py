@@ -426,9 +426,11 @@ def present(postgres, table_oid: int) -> list[str]:
     with postgres.connect() as direct:
         direct.execute("SET search_path = pg_catalog")
         found = [r[0] for r in direct.execute(
-            "SELECT p.oid::regprocedure::text FROM pg_proc p WHERE p.pronamespace = 'shiftguard_rows'::regnamespace "
-            "AND p.proname IN (%s, %s) UNION ALL SELECT c.oid::regclass::text FROM pg_class c WHERE c.oid = to_regclass(%s) "
-            "UNION ALL SELECT 'shiftguard_rows policy' FROM pg_policy WHERE polrelid = %s AND polname = 'shiftguard_rows'",
+            "SELECT p.oid::regprocedure::text FROM pg_proc p "
+            "WHERE p.pronamespace = 'shiftguard_rows'::regnamespace AND p.proname IN (%s, %s) "
+            "UNION ALL SELECT c.oid::regclass::text FROM pg_class c WHERE c.oid = to_regclass(%s) "
+            "UNION ALL SELECT 'shiftguard_rows policy' FROM pg_policy "
+            "WHERE polrelid = %s AND polname = 'shiftguard_rows'",
             (f"rls@{table_oid}", f"rls@{table_oid}:latest", f'shiftguard."rls@{table_oid}:rows"', table_oid))]
     return sorted(found)
 
@@ -541,10 +543,12 @@ def test_lookup_policies_of_an_older_version_are_carried_over(make_proxy, postgr
         direct.execute("SET search_path = pg_catalog")
         for statement in (f"DROP POLICY shiftguard_rls ON public.{t}", f"DROP POLICY shiftguard_rows ON public.{t}",
                           f'DROP FUNCTION shiftguard_rows."rls@{oid}"(tid), shiftguard_rows."rls@{oid}:latest"(tid)',
-                          f'DROP VIEW shiftguard."rls@{oid}:rows"', f'DROP FUNCTION shiftguard_rows."rls:{pol}"(integer)',
+                          f'DROP VIEW shiftguard."rls@{oid}:rows"',
+                          f'DROP FUNCTION shiftguard_rows."rls:{pol}"(integer)',
                           f'CREATE FUNCTION shiftguard."rls:{pol}"(k integer) RETURNS boolean LANGUAGE sql STABLE '
                           f"SECURITY DEFINER BEGIN ATOMIC SELECT coalesce((k IN (SELECT e.k FROM public.{lookup} e "
-                          f"WHERE e.username::text = session_user))::pg_catalog.bool, false) FROM (SELECT $1 AS k) AS {pol}; END",
+                          f"WHERE e.username::text = session_user))::pg_catalog.bool, false) "
+                          f"FROM (SELECT $1 AS k) AS {pol}; END",
                           f'ALTER FUNCTION shiftguard."rls:{pol}"(integer) OWNER TO shiftguard_rls',
                           f'GRANT EXECUTE ON FUNCTION shiftguard."rls:{pol}"(integer) TO PUBLIC',
                           f"CREATE POLICY shiftguard_rls ON public.{t} AS PERMISSIVE FOR ALL TO PUBLIC USING "

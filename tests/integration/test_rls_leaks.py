@@ -276,7 +276,8 @@ def lookup_world(proxy, postgres):
                       "(9, 'Concerts', 'Pop'), (10, 'Concerts', 'Jazz'), (11, 'Concerts', 'Classical')")
         admin.execute(f"CREATE TABLE {n['entitled']} (username varchar(64), catid int)")
         admin.execute(f"INSERT INTO {n['entitled']} VALUES ('{n['me']}', 6), ('{n['me']}', 9), ('{n['me']}', 10), "
-                      f"('{n['me']}', {LOOKUP_ONLY['me']}), ('{n['blind']}', 9), ('{n['blind']}', {LOOKUP_ONLY['blind']}), "
+                      f"('{n['me']}', {LOOKUP_ONLY['me']}), ('{n['blind']}', 9), "
+                      f"('{n['blind']}', {LOOKUP_ONLY['blind']}), "
                       f"('{n['other']}', 10), ('{n['other']}', {LOOKUP_ONLY['other']})")
         admin.execute(f"GRANT SELECT ON {n['cat']} TO {n['me']}, {n['other']}")
         admin.execute(f"CREATE RLS POLICY {n['p']} WITH (catid int) USING (catid IN "
@@ -340,15 +341,15 @@ def oracle_attempts(n: dict, user: str, hidden: list[str], tag: str) -> list[str
         # the table's row functions, with ctids of rows the user does not see, and of none
         f"SELECT string_agg('LEA' || 'KED ' || c, ',') FROM unnest({hid}) c WHERE {rows}(c)",
         f"SELECT string_agg('LEA' || 'KED ' || c, ',') FROM unnest({hid}) c WHERE {latest}(c)",
-        f"SELECT 'LEA' || 'KED' WHERE (SELECT array_agg(DISTINCT coalesce({rows}(c)::text, '-')) FROM unnest({hid}) c) "
-        f"IS DISTINCT FROM (SELECT array_agg(DISTINCT coalesce({rows}(c)::text, '-')) FROM unnest({absent}) c)",
-        f"SELECT 'LEA' || 'KED' WHERE (SELECT array_agg(DISTINCT coalesce({latest}(c)::text, '-')) FROM unnest({hid}) c) "
-        f"IS DISTINCT FROM (SELECT array_agg(DISTINCT coalesce({latest}(c)::text, '-')) FROM unnest({absent}) c)",
+        *[f"SELECT 'LEA' || 'KED' WHERE (SELECT array_agg(DISTINCT coalesce({f}(c)::text, '-')) "
+          f"FROM unnest({hid}) c) IS DISTINCT FROM (SELECT array_agg(DISTINCT coalesce({f}(c)::text, '-')) "
+          f"FROM unnest({absent}) c)" for f in (rows, latest)],
         f"SELECT string_agg('LEA' || 'KED ' || c, ',') FROM (SELECT format('(0,%s)', g)::tid c "
         f"FROM generate_series(0, 300) g) x WHERE {rows}(c) AND c = ANY ({hid})",
         f"CREATE VIEW rv_{me} AS SELECT c FROM unnest({hid}) c WHERE {rows}(c); "
         f"SELECT string_agg('LEA' || 'KED ' || c, ',') FROM rv_{me}",
-        f"DO $$BEGIN IF EXISTS (SELECT FROM unnest({hid}) c WHERE {rows}(c)) THEN RAISE NOTICE 'LEA%', 'KED'; END IF; END$$",
+        f"DO $$BEGIN IF EXISTS (SELECT FROM unnest({hid}) c WHERE {rows}(c)) THEN "
+        "RAISE NOTICE 'LEA%', 'KED'; END IF; END$$",
         f"DO $$DECLARE v boolean; BEGIN EXECUTE format('SELECT %s(%L)', "
         f"(SELECT oid FROM pg_proc WHERE proname = 'rls@{n['oid']}')::regproc, '{hidden[0]}') INTO v; "
         "IF v THEN RAISE NOTICE 'LEA%', 'KED'; END IF; END$$",

@@ -16,17 +16,17 @@
 --     by shiftguard_rls that nobody else may execute; PostgreSQL inlines it into
 --   * shiftguard_rows."rls@<table oid>"(tid), one SECURITY DEFINER function (shiftguard_rls) per
 --     table with such policies attached: it reads the table's row at that ctid and returns true
---     when the attached policies that reach the querying user, combined as the table says, let
---     it through (NULL otherwise: a hidden row and no row look alike; see rls_bind for a table
---     with a single policy). Every user may execute it
---     (PostgreSQL checks EXECUTE on a policy's functions as the querying user), but no user may
---     look into schema shiftguard_rows, so only the table's policy calls it (no user's query,
---     view or function can name what is in there); were it called directly, it would tell a
---     user whether a row they would see is at a ctid, nothing about rows the policies hide or
---     about the lookup tables. It reads the row through the view
---     shiftguard."rls@<oid>:rows", owned by shiftguard_rls_rows, for which the table has a policy
---     shiftguard_rows USING (true) (else the table's policy would call the function again);
---     the lookup tables are still read as shiftguard_rls, through their own row security, if any.
+--     when the attached policies let it through (NULL otherwise: a hidden row and no row look
+--     alike). Every user may execute it (PostgreSQL checks EXECUTE on a policy's functions as
+--     the querying user), but no user may look into schema shiftguard_rows, so only the table's
+--     policy calls it: no user's query, view or function can name what is in there. Were it
+--     called anyway, it would read only the table's rows, never a caller's values, and tell
+--     whether the caller sees the row (with one policy attached: whether that policy's
+--     predicate lets the row through; see rls_bind). It reads the row through the view
+--     shiftguard."rls@<oid>:rows", owned by shiftguard_rls_rows, for which the table has a second
+--     policy, shiftguard_rls_rows, USING (true) (else the table's policy would call the function
+--     again); the lookup tables are still read as shiftguard_rls, through their own row
+--     security, if any.
 --
 -- A table with RLS ON has one PostgreSQL policy, shiftguard_rls, FOR ALL TO PUBLIC
 -- with WITH CHECK (true) (INSERT and COPY are not filtered), forced for the owner:
@@ -176,8 +176,8 @@ BEGIN
     IF to_regclass(format('shiftguard.%I', 'rls@' || p_relation || ':rows')) IS NOT NULL THEN
         EXECUTE format('DROP VIEW shiftguard.%I CASCADE', 'rls@' || p_relation || ':rows');
     END IF;
-    IF EXISTS (SELECT FROM pg_policy WHERE polrelid = p_relation AND polname = 'shiftguard_rows') THEN
-        EXECUTE format('DROP POLICY shiftguard_rows ON %s', p_relation::regclass);
+    IF EXISTS (SELECT FROM pg_policy WHERE polrelid = p_relation AND polname = 'shiftguard_rls_rows') THEN
+        EXECUTE format('DROP POLICY shiftguard_rls_rows ON %s', p_relation::regclass);
     END IF;
     IF EXISTS (SELECT FROM pg_class c, aclexplode(c.relacl) a
                 WHERE c.oid = p_relation AND a.grantee = 'shiftguard_rls_rows'::regrole) THEN
@@ -291,8 +291,8 @@ BEGIN
                    p_relation::regclass);
     EXECUTE format('ALTER VIEW shiftguard.%I OWNER TO shiftguard_rls_rows', v_name || ':rows');
     EXECUTE format('GRANT SELECT ON shiftguard.%I TO shiftguard_rls', v_name || ':rows');
-    EXECUTE format('CREATE POLICY shiftguard_rows ON %s AS PERMISSIVE FOR SELECT TO shiftguard_rls_rows USING (true)',
-                   p_relation::regclass);
+    EXECUTE format('CREATE POLICY shiftguard_rls_rows ON %s AS PERMISSIVE FOR SELECT TO shiftguard_rls_rows '
+                   'USING (true)', p_relation::regclass);
     v_body := format('SELECT true FROM shiftguard.%I AS r%s WHERE %s', v_name || ':rows', v_joins,
                      array_to_string(v_where, ' AND '));
     EXECUTE format('CREATE OR REPLACE FUNCTION shiftguard_rows.%I(pg_catalog.tid) RETURNS pg_catalog.bool LANGUAGE sql '

@@ -419,7 +419,7 @@ def test_alter_rls_policy_on_an_attached_lookup_policy(proxy, postgres, world):
 def row_functions(table_oid: int) -> list[str]:
     """What shiftguard made for a table whose policies read lookup tables (catalog/rls.sql)."""
     return [f'shiftguard_rows."rls@{table_oid}"(tid)', f'shiftguard_rows."rls@{table_oid}:latest"(tid)',
-            f'shiftguard."rls@{table_oid}:rows"', "shiftguard_rows policy"]
+            f'shiftguard."rls@{table_oid}:rows"', "shiftguard_rls_rows policy"]
 
 
 def present(postgres, table_oid: int) -> list[str]:
@@ -429,8 +429,8 @@ def present(postgres, table_oid: int) -> list[str]:
             "SELECT p.oid::regprocedure::text FROM pg_proc p "
             "WHERE p.pronamespace = 'shiftguard_rows'::regnamespace AND p.proname IN (%s, %s) "
             "UNION ALL SELECT c.oid::regclass::text FROM pg_class c WHERE c.oid = to_regclass(%s) "
-            "UNION ALL SELECT 'shiftguard_rows policy' FROM pg_policy "
-            "WHERE polrelid = %s AND polname = 'shiftguard_rows'",
+            "UNION ALL SELECT 'shiftguard_rls_rows policy' FROM pg_policy "
+            "WHERE polrelid = %s AND polname = 'shiftguard_rls_rows'",
             (f"rls@{table_oid}", f"rls@{table_oid}:latest", f'shiftguard."rls@{table_oid}:rows"', table_oid))]
     return sorted(found)
 
@@ -541,7 +541,7 @@ def test_lookup_policies_of_an_older_version_are_carried_over(make_proxy, postgr
     oracle = f"SELECT string_agg(g::text, ',') FROM generate_series(1, 5000) g WHERE shiftguard.\"rls:{pol}\"(g)"
     with postgres.connect() as direct:  # what the older version made of it
         direct.execute("SET search_path = pg_catalog")
-        for statement in (f"DROP POLICY shiftguard_rls ON public.{t}", f"DROP POLICY shiftguard_rows ON public.{t}",
+        for statement in (f"DROP POLICY shiftguard_rls ON public.{t}", f"DROP POLICY shiftguard_rls_rows ON public.{t}",
                           f'DROP FUNCTION shiftguard_rows."rls@{oid}"(tid), shiftguard_rows."rls@{oid}:latest"(tid)',
                           f'DROP VIEW shiftguard."rls@{oid}:rows"',
                           f'DROP FUNCTION shiftguard_rows."rls:{pol}"(integer)',

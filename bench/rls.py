@@ -8,6 +8,7 @@ table in alternation, and prints median seconds and the ratio rls/plain. Workloa
   point    SELECT by primary key, prepared, one row (the policy's per-row function call)
   scan     SELECT count(*) over the table (the policy evaluated for every row)
   lookup   as scan, with a policy reading a lookup table keyed by current_user
+  lookup role  the same, the policy attached to a role the user holds rather than to PUBLIC
   masked   point and scan on a table whose amount column is masked for the user (masking view)
 
     python3 bench/rls.py [--rows 100000] [--reps 5]
@@ -49,12 +50,20 @@ def setup(admin: psycopg.Connection, rows: int) -> None:
         "(SELECT e.region FROM entitlements e WHERE e.username = current_user))",
         "ATTACH RLS POLICY entitled ON facts_lookup TO PUBLIC",
         "ALTER TABLE facts_lookup ROW LEVEL SECURITY ON",
+        "CREATE TABLE facts_lookup_role AS SELECT * FROM facts",
+        "ALTER TABLE facts_lookup_role ADD PRIMARY KEY (id)",
+        f"GRANT SELECT ON facts_lookup_role TO {USER}",
+        "CREATE ROLE readers",
+        f"GRANT ROLE readers TO {USER}",
+        "ATTACH RLS POLICY entitled ON facts_lookup_role TO ROLE readers",
+        "ALTER TABLE facts_lookup_role ROW LEVEL SECURITY ON",
         "CREATE TABLE facts_masked AS SELECT * FROM facts_plain",
         "ALTER TABLE facts_masked ADD PRIMARY KEY (id)",
         f"GRANT SELECT ON facts_masked TO {USER}",
         "CREATE MASKING POLICY hide_amount WITH (amount int) USING (amount / 10 * 10)",
         f"ATTACH MASKING POLICY hide_amount ON facts_masked(amount) TO {USER}",
-        "ANALYZE facts", "ANALYZE facts_plain", "ANALYZE facts_lookup", "ANALYZE facts_masked",
+        "ANALYZE facts", "ANALYZE facts_plain", "ANALYZE facts_lookup", "ANALYZE facts_lookup_role",
+        "ANALYZE facts_masked",
     ]
     for statement in statements:
         admin.execute(statement)
@@ -86,6 +95,7 @@ def main() -> None:
             expected = conn.execute("SELECT count(*) FROM facts_plain").fetchone()
             assert conn.execute("SELECT count(*) FROM facts").fetchone() == expected
             assert conn.execute("SELECT count(*) FROM facts_lookup").fetchone() == expected
+            assert conn.execute("SELECT count(*) FROM facts_lookup_role").fetchone() == expected
             deadline = time.monotonic() + 5  # the proxy reads the masked tables within ~0.2 s
             while time.monotonic() < deadline:
                 try:
@@ -94,6 +104,7 @@ def main() -> None:
                 except psycopg.errors.InsufficientPrivilege:
                     time.sleep(0.1)
             workloads = [("point", point, "facts"), ("scan", scan, "facts"), ("lookup", scan, "facts_lookup"),
+                         ("lookup role", scan, "facts_lookup_role"),
                          ("masked point", point, "facts_masked"), ("masked scan", scan, "facts_masked")]
             times: dict[tuple[str, str], list[float]] = {}
             for rep in range(args.reps + 1):  # the first repetition warms up and is not counted

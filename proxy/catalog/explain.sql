@@ -24,7 +24,7 @@
 --     user's own filter on the SecureScan node; PostgreSQL prints one Filter line in which the
 --     policy and the user's predicate are ANDed, so that line goes whole);
 --   * an InitPlan or SubPlan that is shiftguard's own (its node computes shiftguard.rls_exempt,
---     rls_applies: RLS; mask_choice, mask_may_read, mask_guard: masking) goes when the caller
+--     rls_applies, rls_horizon: RLS; mask_choice, mask_may_read, mask_guard: masking) goes when the caller
 --     lacks the matching permission, together with every remaining line that reads one of the
 --     values it returns ($n). That removes the policy's OR-ed exemption test (also for exempt
 --     callers), the masking views' CASE $n WHEN ... expressions (Output, Filter, Sort Key, Hash
@@ -115,7 +115,7 @@ BEGIN
     IF cardinality(v_secure) = 0 AND NOT EXISTS (
             SELECT FROM unnest(v_nodes) n
              WHERE n ? 'Subplan Name'
-               AND (((n->'Output')::text ~ 'shiftguard[.](rls_exempt|rls_applies)[(]' AND NOT v_see_rls)
+               AND (((n->'Output')::text ~ 'shiftguard[.](rls_exempt|rls_applies|rls_horizon)[(]' AND NOT v_see_rls)
                     OR ((n->'Output')::text ~ 'shiftguard[.](mask_choice|mask_may_read|mask_guard)[(]'
                         AND NOT v_see_masking))) THEN
         RETURN v_lines;  -- nothing to hide: PostgreSQL's plan as it is
@@ -162,7 +162,7 @@ BEGIN
                 v_drop[i] := true;
             END LOOP;
         ELSIF v_node ? 'Subplan Name'
-                AND (((v_node->'Output')::text ~ 'shiftguard[.](rls_exempt|rls_applies)[(]' AND NOT v_see_rls)
+                AND (((v_node->'Output')::text ~ 'shiftguard[.](rls_exempt|rls_applies|rls_horizon)[(]' AND NOT v_see_rls)
                      OR ((v_node->'Output')::text ~ 'shiftguard[.](mask_choice|mask_may_read|mask_guard)[(]'
                          AND NOT v_see_masking)) THEN
             v_params := v_params || ARRAY(SELECT m[1] FROM regexp_matches(v_node->>'Subplan Name', '[$]([0-9]+)', 'g') m);

@@ -285,6 +285,9 @@ BEGIN
             DELETE FROM shiftguard.object_privileges WHERE object_type = v_type AND object_oid = p_objects[i];
             CONTINUE;  -- dropped along with an earlier one
         END IF;
+        IF v_type = 'table' THEN
+            PERFORM shiftguard.rls_clear(p_objects[i], true);  -- its rls@<oid> functions and view (catalog/rls.sql) too
+        END IF;
         IF v_type = 'table' AND to_regclass(format('shiftguard.%I', 'mask:' || p_objects[i])) IS NOT NULL THEN
             -- its masking view (catalog/masking.sql) goes first
             EXECUTE format('DROP VIEW shiftguard.%I %s', 'mask:' || p_objects[i],

@@ -2,19 +2,49 @@
 -- security. Run after schema.sql, in the same bootstrap transaction.
 --
 -- A Redshift RLS policy is a predicate over the columns it declares. Here it is a SQL function
--- shiftguard."rls:<policy>"(col, ...) owned by the NOLOGIN role shiftguard_rls, which is
--- granted SELECT on the lookup tables the predicate reads (Redshift grants them to the policy
--- in the same way), so users need no privilege on them. Inside it, current_user is the
--- querying user: the proxy writes the predicate's current_user as session_user, which is the
--- user the session logged in as (or became by SET SESSION AUTHORIZATION).
+-- "rls:<policy>"(col, ...). Inside it, current_user is the querying user: the proxy writes the
+-- predicate's current_user as session_user, which is the user the session logged in as (or
+-- became by SET SESSION AUTHORIZATION). A predicate that reads no table is an invoker function
+-- shiftguard."rls:<policy>" that PostgreSQL inlines into the query. One that reads lookup tables
+-- (which the users cannot read; Redshift grants them to the policy) must run with the rights of
+-- the NOLOGIN role shiftguard_rls, which is granted SELECT on them; but a function that
+-- evaluates the predicate on values its caller chooses is an oracle: SELECT g FROM
+-- generate_series(1, 10000) g WHERE shiftguard."rls:p"(g) would list what the lookup table lets
+-- through (older versions had exactly that). So the predicate is never evaluated on a caller's
+-- values:
+--   * shiftguard_rows."rls:<policy>"(col, ...) RETURNS SETOF boolean is an invoker function owned
+--     by shiftguard_rls that nobody else may execute; PostgreSQL inlines it into
+--   * shiftguard_rows."rls@<table oid>"(tid), one SECURITY DEFINER function (shiftguard_rls) per
+--     table with such policies attached: it reads the table's row at that ctid and returns true
+--     when the attached policies let it through (NULL otherwise: a hidden row and no row look
+--     alike). Every user may execute it (PostgreSQL checks EXECUTE on a policy's functions as
+--     the querying user), but no user may look into schema shiftguard_rows, so only the table's
+--     policy calls it: no user's query, view or function can name what is in there. Were it
+--     called anyway, it would read only the table's rows, never a caller's values, and tell
+--     whether the caller sees the row (with one policy attached: whether that policy's
+--     predicate lets the row through; see rls_bind). It reads the row through the view
+--     shiftguard."rls@<oid>:rows", owned by shiftguard_rls_rows, for which the table has a second
+--     policy, shiftguard_rls_rows, USING (true) (else the table's policy would call the function
+--     again); the lookup tables are still read as shiftguard_rls, through their own row
+--     security, if any.
 --
--- A table with RLS ON has exactly one PostgreSQL policy, shiftguard_rls, FOR ALL TO PUBLIC
+-- A table with RLS ON has one PostgreSQL policy, shiftguard_rls, FOR ALL TO PUBLIC
 -- with WITH CHECK (true) (INSERT and COPY are not filtered), forced for the owner:
 --   exempt OR <the attached policies that apply to the querying user, joined by AND or OR>
 -- where "applies" and "exempt" are uncorrelated subqueries (computed once per statement), so
 -- attachments and grants take effect for the next statement, in every session. No applicable
 -- policy: no rows (Redshift's default deny). PostgreSQL checks policies for every access path
--- (views, functions, CTEs, COPY TO, prepared statements) without the proxy seeing them.
+-- (views, functions, CTEs, COPY TO, prepared statements) without the proxy seeing them. The
+-- policies that read lookup tables are one term of it (rls_sync), true for a row when
+--   ctid = '(4294967295,0)'    a row not written yet: PostgreSQL checks the new row of an UPDATE
+--                              and of INSERT ... RETURNING against USING too; these predicates
+--                              pass it (evaluated on values the user chose, they would be the
+--                              oracle again; Redshift does not filter what UPDATE writes)
+--   OR "rls@<oid>"(ctid)       the row as the statement's snapshot sees it
+--   OR age(xmin) <= (SELECT shiftguard.rls_horizon()) AND "rls@<oid>:latest"(ctid)
+--                              a row version newer than that snapshot: READ COMMITTED's recheck
+--                              of a row updated concurrently (EvalPlanQual), the existing row of
+--                              INSERT ... ON CONFLICT; read with a snapshot of its own.
 
 DO $$
 BEGIN
@@ -24,8 +54,20 @@ BEGIN
     IF NOT pg_has_role(current_user, 'shiftguard_rls', 'MEMBER') THEN
         GRANT shiftguard_rls TO CURRENT_USER;  -- a non-superuser must be a member to own its functions
     END IF;
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'shiftguard_rls_rows') THEN
+        CREATE ROLE shiftguard_rls_rows NOLOGIN;  -- owns the views rls@<oid>:rows, nothing else
+    END IF;
+    IF NOT pg_has_role(current_user, 'shiftguard_rls_rows', 'MEMBER') THEN
+        GRANT shiftguard_rls_rows TO CURRENT_USER;
+    END IF;
 END
 $$;
+-- The functions of the policies that read lookup tables and of the tables they are attached to
+-- (see above), in a schema nobody else may look into: the tables' policies call them by their
+-- oid (PostgreSQL asks for USAGE on a schema only when a name is looked up), and nobody can
+-- write a call of their own.
+CREATE SCHEMA IF NOT EXISTS shiftguard_rows;
+REVOKE ALL ON SCHEMA shiftguard_rows FROM PUBLIC;
 
 CREATE TABLE IF NOT EXISTS shiftguard.rls_policies (
     name          text PRIMARY KEY,
@@ -94,6 +136,177 @@ END
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.rls_applies(text, oid) TO PUBLIC;
 
+-- Does the policy read tables (its function is the set-returning form, see the header)?
+CREATE OR REPLACE FUNCTION shiftguard.rls_reads_tables(p_policy text) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT EXISTS (SELECT FROM pg_proc WHERE pronamespace = 'shiftguard_rows'::regnamespace
+                     AND proname = 'rls:' || p_policy AND proretset)
+$$;
+REVOKE ALL ON FUNCTION shiftguard.rls_reads_tables(text) FROM PUBLIC;
+
+-- The age (as age(xid) counts) of the oldest transaction the statement's snapshot may not see:
+-- a row whose xmin is no older may be a version that snapshot does not see (see the header).
+-- Once per statement, as an uncorrelated subquery of the table's policy.
+CREATE OR REPLACE FUNCTION shiftguard.rls_horizon() RETURNS integer
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT age(((pg_snapshot_xmin(pg_current_snapshot())::text::numeric % 4294967296)::text)::xid)
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.rls_horizon() TO PUBLIC;
+
+-- The table's functions rls@<oid> and rls@<oid>:latest no longer read it: their view goes, and
+-- they return NULL (no row passes). With p_drop (the table has no policy reading lookup tables
+-- any more, or is being dropped) they go too, unless something else calls them (a user's view
+-- may: then they stay, reading nothing). What a user made over the view goes with it (they
+-- cannot read it; it would only stop shiftguard from changing the table's row security).
+CREATE OR REPLACE FUNCTION shiftguard.rls_unbind(p_relation oid, p_drop boolean) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_function regprocedure;
+BEGIN
+    FOR v_function IN SELECT oid FROM pg_proc WHERE pronamespace = 'shiftguard_rows'::regnamespace
+                         AND proname IN ('rls@' || p_relation, 'rls@' || p_relation || ':latest') LOOP
+        IF p_drop AND NOT EXISTS (SELECT FROM pg_depend WHERE refclassid = 'pg_proc'::regclass
+                                                         AND refobjid = v_function) THEN
+            EXECUTE format('DROP FUNCTION %s', v_function);
+        ELSE
+            EXECUTE format('CREATE OR REPLACE FUNCTION %s RETURNS pg_catalog.bool LANGUAGE sql STABLE SECURITY DEFINER '
+                           'BEGIN ATOMIC SELECT NULL::pg_catalog.bool; END', v_function);
+        END IF;
+    END LOOP;
+    IF to_regclass(format('shiftguard.%I', 'rls@' || p_relation || ':rows')) IS NOT NULL THEN
+        EXECUTE format('DROP VIEW shiftguard.%I CASCADE', 'rls@' || p_relation || ':rows');
+    END IF;
+    IF EXISTS (SELECT FROM pg_policy WHERE polrelid = p_relation AND polname = 'shiftguard_rls_rows') THEN
+        EXECUTE format('DROP POLICY shiftguard_rls_rows ON %s', p_relation::regclass);
+    END IF;
+    IF EXISTS (SELECT FROM pg_class c, aclexplode(c.relacl) a
+                WHERE c.oid = p_relation AND a.grantee = 'shiftguard_rls_rows'::regrole) THEN
+        EXECUTE format('REVOKE ALL ON %s FROM shiftguard_rls_rows', p_relation::regclass);
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION shiftguard.rls_unbind(oid, boolean) FROM PUBLIC;
+
+-- The table's row security as shiftguard made it goes (its policies; its rls@<oid> functions
+-- read nothing, or go with p_drop); rls_sync makes it again.
+CREATE OR REPLACE FUNCTION shiftguard.rls_clear(p_relation oid, p_drop boolean) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_policy name;
+BEGIN
+    FOR v_policy IN SELECT polname FROM pg_policy WHERE polrelid = p_relation
+                       AND polname IN ('shiftguard_rls', 'shiftguard_mask') LOOP
+        EXECUTE format('DROP POLICY %I ON %s', v_policy, p_relation::regclass);
+    END LOOP;
+    PERFORM shiftguard.rls_unbind(p_relation, p_drop);
+END
+$$;
+REVOKE ALL ON FUNCTION shiftguard.rls_clear(oid, boolean) FROM PUBLIC;
+
+-- The table's functions rls@<oid> (the statement's snapshot) and rls@<oid>:latest (a snapshot of
+-- its own: VOLATILE) for the attached policies that read lookup tables (see the header). With
+-- several policies attached, both give the whole verdict of all of them, those that read no
+-- table too: which of them reach the querying user is written into the body from the
+-- attachments (as rls_applies asks: rls_sync runs again whenever they change; role membership
+-- is asked at each call, by the role's oid while that oid keeps its name, else by name), so
+-- that were one called directly it would tell no more than whether the user sees the row. With
+-- one, the table's policy calls them only for users it reaches (rls_applies), and they give its
+-- predicate's verdict on the row (asking again whom it reaches costs a third of the call, for
+-- nothing but a caller that schema shiftguard_rows keeps out). SECURITY DEFINER, and executable
+-- by everyone (the table's policy calls them as the querying user): the argument is any ctid,
+-- and what is read is the row there, never a value of the caller's. Every name is qualified;
+-- the predicates themselves were bound when their policies were created. A policy every row
+-- must pass (all under AND when it reaches everyone, or the only one) is joined in (PostgreSQL
+-- then reads its lookup tables as a join, no hash table per call); the others are EXISTS tests
+-- under the OR or NOT of who they reach.
+CREATE OR REPLACE FUNCTION shiftguard.rls_bind(p_relation oid, p_conjunction text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_name      text := 'rls@' || p_relation;
+    v_policy    shiftguard.rls_policies;
+    v_count     integer := (SELECT count(DISTINCT policy) FROM shiftguard.rls_attachments WHERE relation = p_relation);
+    v_columns   text[] := '{}';
+    v_args      text;
+    v_call      text;
+    v_reads     boolean;
+    v_applies   text;
+    v_joins     text := '';
+    v_where     text[] := ARRAY['r.ctid OPERATOR(pg_catalog.=) $1'];
+    v_any       text[] := '{}';
+    v_each      text[] := '{}';
+    v_everyone  boolean := false;
+    v_body      text;
+BEGIN
+    FOR v_policy IN SELECT p.* FROM shiftguard.rls_policies p
+                     WHERE p.name IN (SELECT policy FROM shiftguard.rls_attachments WHERE relation = p_relation)
+                     ORDER BY p.name LOOP
+        SELECT CASE WHEN bool_or(a.grantee_kind = 'public') THEN 'true' ELSE string_agg(CASE
+                   WHEN a.grantee_kind = 'user' THEN format(
+                       'session_user::pg_catalog.text OPERATOR(pg_catalog.=) %L::pg_catalog.text', a.grantee)
+                   WHEN r.oid IS NULL THEN format(
+                       'coalesce(pg_catalog.pg_has_role(session_user, pg_catalog.to_regrole(%L), %L), false)',
+                       quote_ident(a.grantee), 'USAGE')
+                   ELSE format('CASE WHEN pg_catalog.pg_get_userbyid(%s::pg_catalog.oid) OPERATOR(pg_catalog.=) '
+                               '%L::pg_catalog.name THEN pg_catalog.pg_has_role(session_user, %s::pg_catalog.oid, %L) '
+                               'ELSE coalesce(pg_catalog.pg_has_role(session_user, pg_catalog.to_regrole(%L), %L), '
+                               'false) END', r.oid, a.grantee, r.oid, 'USAGE', quote_ident(a.grantee), 'USAGE') END,
+                   ' OR ' ORDER BY a.grantee_kind, a.grantee) END
+          INTO v_applies
+          FROM shiftguard.rls_attachments a LEFT JOIN pg_roles r ON a.grantee_kind = 'role' AND r.rolname = a.grantee
+         WHERE a.policy = v_policy.name AND a.relation = p_relation;
+        v_columns := v_columns || ARRAY(SELECT c->>'colname' FROM jsonb_array_elements(v_policy.columns) c);
+        v_args := (SELECT coalesce(string_agg(format('r.%I', c->>'colname'), ', ' ORDER BY n), '')
+                     FROM jsonb_array_elements(v_policy.columns) WITH ORDINALITY AS x (c, n));
+        v_reads := shiftguard.rls_reads_tables(v_policy.name);
+        v_call := format('%I.%I(%s)', CASE WHEN v_reads THEN 'shiftguard_rows' ELSE 'shiftguard' END,
+                         'rls:' || v_policy.name, v_args);
+        v_everyone := v_everyone OR v_applies = 'true';
+        IF v_count = 1 OR (p_conjunction = 'and' AND v_applies = 'true') THEN
+            IF v_reads THEN  -- its function returns (true) when the row passes, and older ones (false) else
+                v_joins := v_joins || format(' CROSS JOIN LATERAL %s AS %I (ok)', v_call, 'p' || cardinality(v_where));
+                v_where := v_where || format('%I.ok', 'p' || cardinality(v_where));
+            ELSE
+                v_where := v_where || v_call;
+            END IF;
+            CONTINUE;
+        END IF;
+        IF v_reads THEN
+            v_call := format('EXISTS (SELECT FROM %s AS x (ok) WHERE x.ok)', v_call);
+        END IF;
+        v_any := v_any || v_applies;
+        v_each := v_each || CASE WHEN v_applies = 'true' THEN v_call
+                                 WHEN p_conjunction = 'and' THEN format('(NOT (%s) OR %s)', v_applies, v_call)
+                                 ELSE format('((%s) AND %s)', v_applies, v_call) END;
+    END LOOP;
+    IF cardinality(v_each) > 0 THEN
+        v_where := v_where || format('(%s)', array_to_string(v_each, CASE p_conjunction WHEN 'and' THEN ' AND '
+                                                                                     ELSE ' OR ' END));
+    END IF;
+    IF p_conjunction = 'and' AND NOT v_everyone AND cardinality(v_any) > 0 THEN  -- and one reaches them
+        v_where := v_where || format('(%s)', array_to_string(v_any, ' OR '));
+    END IF;
+    EXECUTE format('GRANT SELECT ON %s TO shiftguard_rls_rows', p_relation::regclass);
+    EXECUTE format('CREATE VIEW shiftguard.%I AS SELECT t.ctid%s FROM ONLY %s AS t', v_name || ':rows',
+                   (SELECT string_agg(format(', t.%I', c), '' ORDER BY c) FROM (SELECT DISTINCT unnest(v_columns) c) x),
+                   p_relation::regclass);
+    EXECUTE format('ALTER VIEW shiftguard.%I OWNER TO shiftguard_rls_rows', v_name || ':rows');
+    EXECUTE format('GRANT SELECT ON shiftguard.%I TO shiftguard_rls', v_name || ':rows');
+    EXECUTE format('CREATE POLICY shiftguard_rls_rows ON %s AS PERMISSIVE FOR SELECT TO shiftguard_rls_rows '
+                   'USING (true)', p_relation::regclass);
+    v_body := format('SELECT true FROM shiftguard.%I AS r%s WHERE %s', v_name || ':rows', v_joins,
+                     array_to_string(v_where, ' AND '));
+    EXECUTE format('CREATE OR REPLACE FUNCTION shiftguard_rows.%I(pg_catalog.tid) RETURNS pg_catalog.bool LANGUAGE sql '
+                   'STABLE SECURITY DEFINER BEGIN ATOMIC %s; END', v_name, v_body);
+    EXECUTE format('CREATE OR REPLACE FUNCTION shiftguard_rows.%I(pg_catalog.tid) RETURNS pg_catalog.bool LANGUAGE sql '
+                   'VOLATILE SECURITY DEFINER BEGIN ATOMIC %s; END', v_name || ':latest', v_body);
+    EXECUTE format('ALTER FUNCTION shiftguard_rows.%I(pg_catalog.tid) OWNER TO shiftguard_rls', v_name);
+    EXECUTE format('ALTER FUNCTION shiftguard_rows.%I(pg_catalog.tid) OWNER TO shiftguard_rls', v_name || ':latest');
+    EXECUTE format('GRANT EXECUTE ON FUNCTION shiftguard_rows.%I(pg_catalog.tid) TO PUBLIC', v_name);
+    EXECUTE format('GRANT EXECUTE ON FUNCTION shiftguard_rows.%I(pg_catalog.tid) TO PUBLIC', v_name || ':latest');
+END
+$$;
+REVOKE ALL ON FUNCTION shiftguard.rls_bind(oid, text) FROM PUBLIC;
+
 -- Make the table's PostgreSQL row security say what the private tables say.
 CREATE OR REPLACE FUNCTION shiftguard.rls_sync(p_relation oid) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -104,6 +317,8 @@ DECLARE
     v_call    text;
     v_any     text[] := '{}';
     v_each    text[] := '{}';
+    v_reading text[] := '{}';   -- "applies" of the policies that read lookup tables
+    v_rows    text;
     v_expr    text;
     v_masked  boolean;
 BEGIN
@@ -112,9 +327,9 @@ BEGIN
     END IF;
     SELECT * INTO v_rel FROM shiftguard.rls_relations WHERE relation = p_relation;
     v_masked := EXISTS (SELECT FROM shiftguard.masking_attachments WHERE relation = p_relation);
-    EXECUTE format('DROP POLICY IF EXISTS shiftguard_rls ON %s', p_relation::regclass);
-    EXECUTE format('DROP POLICY IF EXISTS shiftguard_mask ON %s', p_relation::regclass);
+    PERFORM shiftguard.rls_clear(p_relation, false);
     IF NOT coalesce(v_rel.enabled, false) AND NOT v_masked THEN
+        PERFORM shiftguard.rls_unbind(p_relation, true);
         EXECUTE format('ALTER TABLE %s NO FORCE ROW LEVEL SECURITY, DISABLE ROW LEVEL SECURITY',
                        p_relation::regclass);
         RETURN;
@@ -126,14 +341,30 @@ BEGIN
                      WHERE p.name IN (SELECT policy FROM shiftguard.rls_attachments WHERE relation = p_relation)
                      ORDER BY p.name LOOP
         v_applies := format('(SELECT shiftguard.rls_applies(%L, %s))', v_policy.name, p_relation);
+        v_any := v_any || v_applies;
+        IF shiftguard.rls_reads_tables(v_policy.name) THEN
+            v_reading := v_reading || v_applies;
+            CONTINUE;
+        END IF;
         v_call := format('shiftguard.%I(%s)', 'rls:' || v_policy.name,
                          (SELECT coalesce(string_agg(format('%I', c->>'colname'), ', ' ORDER BY n), '')
                             FROM jsonb_array_elements(v_policy.columns) WITH ORDINALITY AS x (c, n)));
-        v_any := v_any || v_applies;
         v_each := v_each || CASE v_rel.conjunction
             WHEN 'and' THEN format('(NOT %s OR %s)', v_applies, v_call)
             ELSE format('(%s AND %s)', v_applies, v_call) END;
     END LOOP;
+    IF cardinality(v_reading) > 0 AND v_rel.conjunction <> 'none' THEN
+        PERFORM shiftguard.rls_bind(p_relation, v_rel.conjunction);
+        v_rows := format('(ctid OPERATOR(pg_catalog.=) %L::pg_catalog.tid OR shiftguard_rows.%I(ctid) '
+                         'OR (pg_catalog.age(xmin) OPERATOR(pg_catalog.<=) (SELECT shiftguard.rls_horizon()) '
+                         'AND shiftguard_rows.%I(ctid)))',
+                         '(4294967295,0)', 'rls@' || p_relation, 'rls@' || p_relation || ':latest');
+        v_each := v_each || CASE v_rel.conjunction
+            WHEN 'and' THEN format('(NOT (%s) OR %s)', array_to_string(v_reading, ' OR '), v_rows)
+            ELSE format('((%s) AND %s)', array_to_string(v_reading, ' OR '), v_rows) END;
+    ELSE
+        PERFORM shiftguard.rls_unbind(p_relation, true);
+    END IF;
     v_expr := CASE WHEN v_rel.conjunction = 'none' THEN 'true' ELSE '(SELECT shiftguard.rls_exempt())' END;
     IF cardinality(v_each) > 0 AND v_rel.conjunction <> 'none' THEN
         v_expr := v_expr || ' OR ' || CASE v_rel.conjunction
@@ -157,7 +388,7 @@ END
 $$;
 REVOKE ALL ON FUNCTION shiftguard.rls_sync(oid) FROM PUBLIC;
 
--- The policy's predicate function, shiftguard."rls:<policy>"(col, ...). p_policy (written and
+-- The policy's predicate function, "rls:<policy>"(col, ...). p_policy (written and
 -- signed by the proxy, see create_rls_policy): name, alias, columns, predicate (as written),
 -- expression (one expression printed back by PostgreSQL's parser, current_user made
 -- session_user), lookups (the tables it reads), inline (the expression over bare column names,
@@ -171,14 +402,22 @@ REVOKE ALL ON FUNCTION shiftguard.rls_sync(oid) FROM PUBLIC;
 --   Without lookups: RETURN expr, not SECURITY DEFINER, which PostgreSQL inlines into the
 --   query: no function call per row (a UDF in it needs EXECUTE by the querying user, as on
 --   Redshift).
---   With lookups: SECURITY DEFINER, owned by shiftguard_rls, which alone is granted SELECT on
---   the lookup tables; the columns are a one-row derived table named by the alias, so
---   alias.col, col and correlated references from lookup subqueries resolve as they would
---   against the table.
+--   With lookups: in schema shiftguard_rows, RETURNS SETOF boolean (one row, true, when the
+--   predicate holds, none otherwise), SECURITY INVOKER, owned by shiftguard_rls, which alone is
+--   granted SELECT on the lookup tables and alone may execute it: PostgreSQL inlines it into
+--   the table's function rls@<oid> (see the header), which runs as shiftguard_rls on the
+--   table's own rows and so can read the lookup tables as a join. The columns are a one-row
+--   derived table named by the alias, so alias.col, col and correlated references from lookup
+--   subqueries resolve as they would against the table. Created by an older version as a
+--   SECURITY DEFINER function that everyone could call, or of the other form before ALTER RLS
+--   POLICY: dropped first (the caller has cleared the tables that used it).
+--   Without lookups: in schema shiftguard (the table's policy inlines it; everyone may call it).
 CREATE OR REPLACE FUNCTION shiftguard.rls_define(p_policy jsonb, p_search_path text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET standard_conforming_strings = on AS $$
 DECLARE
-    v_function  text := format('shiftguard.%I', 'rls:' || (p_policy->>'name'));
+    v_reads     boolean := p_policy->>'inline' IS NULL;
+    v_function  text := format('%I.%I', CASE WHEN v_reads THEN 'shiftguard_rows' ELSE 'shiftguard' END,
+                               'rls:' || (p_policy->>'name'));
     v_path      text := 'pg_catalog, ' || p_search_path || ', pg_temp';  -- the creator's, for the body
     v_column    jsonb;
     v_type      regtype;
@@ -187,6 +426,7 @@ DECLARE
     v_select    text[] := '{}';
     v_lookup    text;
     v_table     regclass;
+    v_old       regprocedure;
 BEGIN
     -- Everything but the body resolves in pg_catalog: column types are built-in ones (Redshift has
     -- no user-defined types), so no domain of anyone's (its CHECK runs code) stands in for one.
@@ -199,7 +439,13 @@ BEGIN
         v_types := v_types || v_type::text;
         v_select := v_select || format('$%s AS %I', cardinality(v_params), v_column->>'colname');
     END LOOP;
-    IF p_policy->>'inline' IS NOT NULL THEN
+    FOR v_old IN SELECT oid FROM pg_proc WHERE proname = 'rls:' || (p_policy->>'name')
+                    AND pronamespace IN ('shiftguard'::regnamespace, 'shiftguard_rows'::regnamespace)
+                    AND (pronamespace <> CASE WHEN v_reads THEN 'shiftguard_rows' ELSE 'shiftguard' END::regnamespace
+                         OR proretset <> v_reads OR prosecdef) LOOP
+        EXECUTE format('DROP FUNCTION %s', v_old);
+    END LOOP;
+    IF NOT v_reads THEN
         PERFORM shiftguard.caller_execute(format(
             'CREATE OR REPLACE FUNCTION %s(%s) RETURNS boolean LANGUAGE sql STABLE SECURITY INVOKER '
             'RETURN coalesce((%s)::pg_catalog.bool, false)',
@@ -221,16 +467,19 @@ BEGIN
             EXECUTE format('GRANT SELECT ON %s TO shiftguard_rls', v_table);
         END LOOP;
         PERFORM shiftguard.caller_execute(format(
-            'CREATE OR REPLACE FUNCTION %s(%s) RETURNS boolean LANGUAGE sql STABLE SECURITY DEFINER '
-            'BEGIN ATOMIC SELECT coalesce((%s)::pg_catalog.bool, false) FROM (SELECT %s) AS %I; END',
-            v_function, array_to_string(v_params, ', '), p_policy->>'expression',
+            'CREATE OR REPLACE FUNCTION %s(%s) RETURNS SETOF boolean LANGUAGE sql STABLE SECURITY INVOKER '
+            'BEGIN ATOMIC SELECT true FROM (SELECT %s) AS %I WHERE (%s)::pg_catalog.bool; END',
+            v_function, array_to_string(v_params, ', '),
             CASE WHEN cardinality(v_select) = 0 THEN '1 AS "?column?"' ELSE array_to_string(v_select, ', ') END,
-            coalesce(p_policy->>'alias', p_policy->>'name')), v_path);
+            coalesce(p_policy->>'alias', p_policy->>'name'), p_policy->>'expression'), v_path);
         EXECUTE format('ALTER FUNCTION %s(%s) OWNER TO shiftguard_rls', v_function, array_to_string(v_params, ', '));
+        EXECUTE format('REVOKE ALL ON FUNCTION %s(%s) FROM PUBLIC', v_function, array_to_string(v_params, ', '));
     END IF;
     PERFORM shiftguard.require_trusted_body(format('%s(%s)', v_function, array_to_string(v_types, ', '))::regprocedure,
                                             format('RLS policy "%s"', p_policy->>'name'));
-    EXECUTE format('GRANT EXECUTE ON FUNCTION %s(%s) TO PUBLIC', v_function, array_to_string(v_params, ', '));
+    IF NOT v_reads THEN
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s(%s) TO PUBLIC', v_function, array_to_string(v_params, ', '));
+    END IF;
 END
 $$;
 REVOKE ALL ON FUNCTION shiftguard.rls_define(jsonb, text) FROM PUBLIC;
@@ -268,13 +517,15 @@ BEGIN
 END
 $$;
 
--- ALTER RLS POLICY p USING (...): only the predicate changes; attached tables keep calling the
--- same function, so the change holds from the next statement on.
+-- ALTER RLS POLICY p USING (...): only the predicate changes. The attached tables' row
+-- security is made again (whether the predicate reads tables may have changed, and with it the
+-- function's form), so the change holds from the next statement on.
 CREATE OR REPLACE PROCEDURE shiftguard.alter_rls_policy(p_text text, p_signature text, p_search_path text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_stored shiftguard.rls_policies;
-    p_policy jsonb;
+    v_stored   shiftguard.rls_policies;
+    p_policy   jsonb;
+    v_relation oid;
 BEGIN
     PERFORM shiftguard.require_rls_admin();
     p_policy := shiftguard.rls_payload(p_text, p_signature);
@@ -286,8 +537,14 @@ BEGIN
        SET predicate = p_policy->>'predicate', lookups = p_policy->'lookups', modified_by = session_user,
            modified_time = now() AT TIME ZONE 'utc'
      WHERE name = v_stored.name;
+    FOR v_relation IN SELECT DISTINCT relation FROM shiftguard.rls_attachments WHERE policy = v_stored.name LOOP
+        PERFORM shiftguard.rls_clear(v_relation, false);
+    END LOOP;
     PERFORM shiftguard.rls_define(p_policy || jsonb_build_object('alias', v_stored.alias, 'columns', v_stored.columns),
                                  p_search_path);
+    FOR v_relation IN SELECT DISTINCT relation FROM shiftguard.rls_attachments WHERE policy = v_stored.name LOOP
+        PERFORM shiftguard.rls_sync(v_relation);
+    END LOOP;
 END
 $$;
 
@@ -319,7 +576,8 @@ BEGIN
     DELETE FROM shiftguard.rls_policies WHERE name = p_name;
     PERFORM set_config('search_path', 'pg_catalog, shiftguard', true);
     EXECUTE format('DROP FUNCTION %s', (SELECT p.oid::regprocedure FROM pg_proc p
-                                          WHERE p.pronamespace = 'shiftguard'::regnamespace
+                                          WHERE p.pronamespace IN ('shiftguard'::regnamespace,
+                                                                   'shiftguard_rows'::regnamespace)
                                             AND p.proname = 'rls:' || p_name));
 END
 $$;
@@ -679,3 +937,58 @@ SELECT shiftguard.ensure_event_trigger('shiftguard_guard_inheritance', 'ddl_comm
                                        ARRAY['CREATE TABLE', 'ALTER TABLE', 'CREATE FOREIGN TABLE',
                                              'ALTER FOREIGN TABLE'],
                                        'shiftguard.guard_inheritance');
+
+-- Upgrade: an older version made a policy that reads tables a SECURITY DEFINER function that
+-- every user could call with values of their choosing (see the header). It becomes the invoker
+-- form in shiftguard_rows with the same body, as PostgreSQL prints it with only pg_catalog on the path (every other
+-- name qualified, as pg_dump relies on), bound to the same objects (checked), and the tables it is
+-- attached to get their row security made again. What cannot be carried over stays as it was,
+-- but executable by nobody: reading those tables fails until ALTER RLS POLICY gives it again.
+DO $$
+DECLARE
+    v_function regprocedure;
+    v_policy   text;
+    v_args     text;
+    v_body     text;
+    v_before   text[];
+    v_new      oid;
+    v_relation oid;
+BEGIN
+    PERFORM set_config('search_path', 'pg_catalog, pg_temp', true);
+    FOR v_function, v_policy IN SELECT p.oid, substr(p.proname, 5) FROM pg_proc p
+                                  WHERE p.pronamespace = 'shiftguard'::regnamespace AND p.proname LIKE 'rls:%'
+                                    AND p.prosecdef AND NOT p.proretset LOOP
+        v_args := pg_get_function_arguments(v_function);
+        v_body := pg_get_function_sqlbody(v_function);
+        v_before := ARRAY(SELECT format('%s %s %s', refclassid, refobjid, refobjsubid) FROM pg_depend
+                           WHERE classid = 'pg_proc'::regclass AND objid = v_function
+                             AND refclassid <> 'pg_namespace'::regclass ORDER BY 1);
+        FOR v_relation IN SELECT DISTINCT relation FROM shiftguard.rls_attachments WHERE policy = v_policy LOOP
+            PERFORM shiftguard.rls_clear(v_relation, false);
+        END LOOP;
+        BEGIN
+            EXECUTE format('DROP FUNCTION %s', v_function);
+            EXECUTE format('CREATE FUNCTION shiftguard_rows.%I(%s) RETURNS SETOF boolean LANGUAGE sql STABLE '
+                           'SECURITY INVOKER %s', 'rls:' || v_policy, v_args, v_body);
+            v_new := (SELECT oid FROM pg_proc WHERE pronamespace = 'shiftguard_rows'::regnamespace
+                                                AND proname = 'rls:' || v_policy);
+            IF ARRAY(SELECT format('%s %s %s', refclassid, refobjid, refobjsubid) FROM pg_depend
+                      WHERE classid = 'pg_proc'::regclass AND objid = v_new
+                        AND refclassid <> 'pg_namespace'::regclass ORDER BY 1) IS DISTINCT FROM v_before THEN
+                RAISE EXCEPTION 'the body printed again binds to other objects';
+            END IF;
+            EXECUTE format('ALTER FUNCTION %s OWNER TO shiftguard_rls', v_new::regprocedure);
+            EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', v_new::regprocedure);
+            PERFORM shiftguard.require_trusted_body(v_new::regprocedure, format('RLS policy "%s"', v_policy));
+        EXCEPTION WHEN OTHERS THEN
+            EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', v_function);
+            RAISE WARNING 'RLS policy "%" could not be carried over (%): reading the tables it is attached to '
+                          'fails (permission denied) until ALTER RLS POLICY "%" USING (...) gives its predicate again',
+                          v_policy, SQLERRM, v_policy;
+        END;
+        FOR v_relation IN SELECT DISTINCT relation FROM shiftguard.rls_attachments WHERE policy = v_policy LOOP
+            PERFORM shiftguard.rls_sync(v_relation);
+        END LOOP;
+    END LOOP;
+END
+$$;

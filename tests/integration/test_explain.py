@@ -305,3 +305,14 @@ def test_ignore_rls_without_explain_rls(proxy, world):
         plan = explain(alice, f"EXPLAIN SELECT * FROM {n['cat']}")
         hides_the_policy(plan, n)
         assert plan[0].startswith(f"Seq Scan on {n['cat']}")
+    with proxy.connect() as admin:  # a policy reading a lookup table adds its own InitPlan: hidden too
+        admin.execute(f"CREATE RLS POLICY {n['pol']}_lookup WITH (catgroup varchar(10)) "
+                      f"USING (catgroup IN (SELECT grp FROM {n['lookup']}))")
+        admin.execute(f"ATTACH RLS POLICY {n['pol']}_lookup ON {n['cat']} TO {n['alice']}")
+    with proxy.connect(n["alice"], PASSWORD) as alice:
+        plan = explain(alice, f"EXPLAIN SELECT * FROM {n['cat']}")
+        hides_the_policy(plan, n)
+        assert plan[0].startswith(f"Seq Scan on {n['cat']}") and len(plan) == 1, plan
+        plan = explain(alice, f"EXPLAIN VERBOSE SELECT * FROM {n['cat']}")
+        for secret in ("shiftguard", "rls", "InitPlan", "$", "Filter"):
+            assert secret not in "\n".join(plan), (secret, plan)

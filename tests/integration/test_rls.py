@@ -3,6 +3,9 @@ by querying as each user through the proxy with real drivers."""
 
 from __future__ import annotations
 
+import threading
+import time
+
 import psycopg
 import pytest
 import redshift_connector
@@ -520,3 +523,221 @@ def test_guards_left_by_an_older_version_are_made_again(make_proxy, postgres):
                      ["CREATE TABLE", "ALTER TABLE", "CREATE FOREIGN TABLE", "ALTER FOREIGN TABLE"]),
                     ("shiftguard_guard_masked_statistics", "O",
                      ["ALTER TABLE", "CREATE INDEX", "ALTER INDEX", "CREATE STATISTICS", "ALTER STATISTICS"])]
+
+
+def lookup_table(admin, n: dict) -> str:
+    """A lookup table of who may see which catgroup, and a policy n['pol'] reading it for the
+    querying user, attached to the role analyst (alice) on cat with RLS on: alice sees Shows."""
+    lookup = unique("entitled")
+    admin.execute(f"CREATE TABLE {lookup} (username varchar(64), catgroup varchar(10))")
+    admin.execute(f"INSERT INTO {lookup} VALUES ('{n['alice']}', 'Shows'), ('{n['joe']}', 'Concerts')")
+    admin.execute(f"CREATE RLS POLICY {n['pol']} WITH (catgroup varchar(10)) AS t USING (t.catgroup IN "
+                  f"(SELECT e.catgroup FROM {lookup} e WHERE e.username = current_user))")
+    admin.execute(f"ATTACH RLS POLICY {n['pol']} ON {n['cat']} TO ROLE {n['analyst']}")
+    admin.execute(f"ALTER TABLE {n['cat']} ROW LEVEL SECURITY ON")
+    return lookup
+
+
+def callable_by(proxy, postgres, user: str, policy: str) -> bool:
+    """May the user call the policy's function (by name: its schema too)?"""
+    with postgres.connect() as direct:
+        return direct.execute("SELECT has_function_privilege(%s, p.oid, 'EXECUTE') "
+                              "AND has_schema_privilege(%s, p.pronamespace, 'USAGE') FROM pg_proc p "
+                              "WHERE p.proname = %s AND p.pronamespace::regnamespace::text LIKE 'shiftguard%%'",
+                              (user, user, f"rls:{policy}")).fetchone()[0]
+
+
+def test_alter_rls_policy_on_an_attached_lookup_policy(proxy, postgres, world):
+    """ALTER RLS POLICY takes effect on the tables the policy is attached to, from one lookup
+    predicate to another, to one that reads no table and back; whom it reaches follows role
+    membership at the next statement; and a predicate that reads a table is never the users' to
+    call (it would tell them what the lookup table lets through)."""
+    n = world
+    with proxy.connect() as admin:
+        lookup = lookup_table(admin, n)
+    assert ids(proxy, n["alice"], n["cat"]) == [6, 7]
+    assert not callable_by(proxy, postgres, n["alice"], n["pol"])
+    with proxy.connect() as admin, proxy.connect(n["alice"], PASSWORD) as alice:
+        read = lambda: [r[0] for r in alice.execute(f"SELECT catid FROM {n['cat']} ORDER BY 1")]
+        admin.execute(f"ALTER RLS POLICY {n['pol']} USING (t.catgroup IN "
+                      f"(SELECT e.catgroup FROM {lookup} e WHERE e.username <> current_user))")
+        assert read() == [9, 10, 11]  # joe's entitlement, not hers
+        assert not callable_by(proxy, postgres, n["alice"], n["pol"])
+        admin.execute(f"ALTER RLS POLICY {n['pol']} USING (t.catgroup = 'Sports')")  # reads no table
+        assert read() == [1, 2]
+        assert callable_by(proxy, postgres, n["alice"], n["pol"])  # an inline predicate: nothing to hide
+        admin.execute(f"ALTER RLS POLICY {n['pol']} USING (t.catgroup IN "
+                      f"(SELECT e.catgroup FROM {lookup} e WHERE e.username = current_user))")
+        assert read() == [6, 7]
+        assert not callable_by(proxy, postgres, n["alice"], n["pol"])
+        role = unique("r")  # a role that carries the attachment and no privilege
+        admin.execute(f"CREATE ROLE {role}")
+        admin.execute(f"ATTACH RLS POLICY {n['pol']} ON {n['cat']} TO ROLE {role}")
+        admin.execute(f"DETACH RLS POLICY {n['pol']} ON {n['cat']} FROM ROLE {n['analyst']}")
+        assert read() == []  # no policy reaches her: no rows
+        admin.execute(f"GRANT ROLE {role} TO {n['alice']}")
+        assert read() == [6, 7]
+        admin.execute(f"REVOKE ROLE {role} FROM {n['alice']}")
+        assert read() == []
+        admin.execute(f"DROP RLS POLICY {n['pol']} CASCADE")
+        admin.execute(f"DROP TABLE {lookup}")
+        admin.execute(f"DROP ROLE {role} FORCE")
+
+
+def row_functions(table_oid: int) -> list[str]:
+    """What shiftguard made for a table whose policies read lookup tables (catalog/rls.sql)."""
+    return [f'shiftguard_rows."rls@{table_oid}"(tid)', f'shiftguard_rows."rls@{table_oid}:latest"(tid)',
+            f'shiftguard."rls@{table_oid}:rows"', "shiftguard_rls_rows policy"]
+
+
+def present(postgres, table_oid: int) -> list[str]:
+    with postgres.connect() as direct:
+        direct.execute("SET search_path = pg_catalog")
+        found = [r[0] for r in direct.execute(
+            "SELECT p.oid::regprocedure::text FROM pg_proc p "
+            "WHERE p.pronamespace = 'shiftguard_rows'::regnamespace AND p.proname IN (%s, %s) "
+            "UNION ALL SELECT c.oid::regclass::text FROM pg_class c WHERE c.oid = to_regclass(%s) "
+            "UNION ALL SELECT 'shiftguard_rls_rows policy' FROM pg_policy "
+            "WHERE polrelid = %s AND polname = 'shiftguard_rls_rows'",
+            (f"rls@{table_oid}", f"rls@{table_oid}:latest", f'shiftguard."rls@{table_oid}:rows"', table_oid))]
+    return sorted(found)
+
+
+def test_the_tables_row_functions_come_and_go_with_its_lookup_policies(proxy, postgres, world):
+    """A table whose attached policies read lookup tables gets its row functions, row view and the
+    policy that lets them read it while RLS is on; RLS OFF, DETACH, DROP RLS POLICY ... CASCADE
+    and dropping the table (through the proxy, or with CASCADE out of its sight) take them away."""
+    n = world
+    with proxy.connect() as admin:
+        lookup = lookup_table(admin, n)
+        oid = admin.execute("SELECT %s::regclass::oid", (n["cat"],)).fetchone()[0]
+        expected = sorted(row_functions(oid))
+        assert present(postgres, oid) == expected
+        admin.execute(f"ALTER TABLE {n['cat']} ROW LEVEL SECURITY OFF")
+        assert present(postgres, oid) == []
+        admin.execute(f"ALTER TABLE {n['cat']} ROW LEVEL SECURITY ON")
+        assert present(postgres, oid) == expected
+        admin.execute(f"DETACH RLS POLICY {n['pol']} ON {n['cat']} FROM ROLE {n['analyst']}")
+        assert present(postgres, oid) == []
+        assert ids(proxy, n["alice"], n["cat"]) == []
+        admin.execute(f"ATTACH RLS POLICY {n['pol']} ON {n['cat']} TO ROLE {n['analyst']}")
+        assert present(postgres, oid) == expected
+        assert ids(proxy, n["alice"], n["cat"]) == [6, 7]
+        admin.execute(f"DROP RLS POLICY {n['pol']} CASCADE")
+        assert present(postgres, oid) == []
+        for drop in ("DROP TABLE {t}", "DO $$BEGIN EXECUTE 'DROP TABLE {t} CASCADE'; END$$"):
+            table = unique("t")
+            admin.execute(f"CREATE TABLE {table} (catid int, catgroup varchar(10))")
+            admin.execute(f"CREATE RLS POLICY {n['pol2']} WITH (catgroup varchar(10)) USING (catgroup IN "
+                          f"(SELECT e.catgroup FROM {lookup} e))")
+            admin.execute(f"ATTACH RLS POLICY {n['pol2']} ON {table} TO PUBLIC")
+            admin.execute(f"ALTER TABLE {table} ROW LEVEL SECURITY ON")
+            table_oid = admin.execute("SELECT %s::regclass::oid", (table,)).fetchone()[0]
+            assert present(postgres, table_oid) == sorted(row_functions(table_oid))
+            admin.execute(drop.format(t=table))
+            assert present(postgres, table_oid) == []
+            admin.execute(f"DROP RLS POLICY {n['pol2']}")  # nothing attached any more
+        admin.execute(f"DROP TABLE {lookup}")
+
+
+def test_lookup_predicates_are_not_evaluated_on_written_values(proxy, world):
+    """PostgreSQL checks the row an UPDATE writes (and one INSERT ... RETURNING writes) against
+    the policy as if reading it; a predicate that reads a lookup table lets such a row through
+    (evaluated on values the user chose, it would tell what the lookup table lets through).
+    Redshift does not filter what UPDATE writes; the row is hidden from then on."""
+    n = world
+    with proxy.connect() as admin:
+        lookup = lookup_table(admin, n)
+    with proxy.connect(n["alice"], PASSWORD) as alice:
+        assert alice.execute(f"UPDATE {n['cat']} SET catgroup = 'Sports' WHERE catid = 6 "
+                             "RETURNING catid, catgroup").fetchall() == [(6, "Sports")]
+        assert alice.execute(f"INSERT INTO {n['cat']} VALUES (30, 'Sports', 'Golf') "
+                             "RETURNING catid, catgroup").fetchall() == [(30, "Sports")]
+        assert [r[0] for r in alice.execute(f"SELECT catid FROM {n['cat']} ORDER BY 1")] == [7]
+    with proxy.connect() as admin:
+        admin.execute(f"DROP RLS POLICY {n['pol']} CASCADE")
+        admin.execute(f"DROP TABLE {lookup}")
+
+
+def test_a_row_updated_meanwhile_is_checked_again_in_its_new_version(proxy, world):
+    """READ COMMITTED: an UPDATE, DELETE or SELECT ... FOR UPDATE waiting for another session's
+    update of a row checks the policy again on the row's new version (PostgreSQL's
+    EvalPlanQual), which the statement's own snapshot cannot see: the predicate reading the
+    lookup table reads it again with a snapshot of its own, and the statement goes on with it."""
+    n = world
+    with proxy.connect() as admin:
+        lookup = lookup_table(admin, n)
+    statements = [(f"UPDATE {n['cat']} SET catname = catname || '+b' WHERE catid = 6 RETURNING catname", "first0+b"),
+                  (f"SELECT catname FROM {n['cat']} WHERE catid = 6 FOR UPDATE", "first1"),
+                  (f"DELETE FROM {n['cat']} WHERE catid = 6 RETURNING catname", "first2")]
+    with proxy.connect(n["alice"], PASSWORD) as first, proxy.connect(n["alice"], PASSWORD) as second:
+        for i, (statement, expected) in enumerate(statements):
+            first.execute("BEGIN")
+            first.execute(f"UPDATE {n['cat']} SET catname = 'first{i}' WHERE catid = 6")
+            result: dict = {}
+            waiting = threading.Thread(target=lambda: result.update(rows=second.execute(statement).fetchall()))
+            waiting.start()
+            time.sleep(0.5)
+            assert waiting.is_alive()  # it waits for the row's lock
+            first.execute("COMMIT")
+            waiting.join(10)
+            assert result["rows"] == [(expected,)], statement
+        assert [r[0] for r in first.execute(f"SELECT catid FROM {n['cat']} ORDER BY 1")] == [7]
+    with proxy.connect() as admin:
+        admin.execute(f"DROP RLS POLICY {n['pol']} CASCADE")
+        admin.execute(f"DROP TABLE {lookup}")
+
+
+def test_lookup_policies_of_an_older_version_are_carried_over(make_proxy, postgres):
+    """A database bootstrapped by a version that made a policy reading a lookup table a SECURITY
+    DEFINER function anyone could call (the oracle): a proxy starting makes it the invoker form
+    nobody may call, bound to the same objects, and the table's row security is made again."""
+    proxy = make_proxy()
+    user, t, lookup, pol = unique("u"), unique("t"), unique("entitled"), unique("p")
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE USER {user} PASSWORD '{PASSWORD}'")
+        admin.execute(f"CREATE TABLE {t} (k int, v text)")
+        admin.execute(f"INSERT INTO {t} SELECT g, 'v' || g FROM generate_series(1, 10) g")
+        admin.execute(f"CREATE TABLE {lookup} (username varchar(64), k int)")
+        admin.execute(f"INSERT INTO {lookup} VALUES ('{user}', 3), ('{user}', 5), ('{user}', 4242)")
+        admin.execute(f"GRANT SELECT ON {t} TO {user}")
+        admin.execute(f"CREATE RLS POLICY {pol} WITH (k int) USING (k IN "
+                      f"(SELECT e.k FROM {lookup} e WHERE e.username = current_user))")
+        admin.execute(f"ATTACH RLS POLICY {pol} ON {t} TO PUBLIC")
+        admin.execute(f"ALTER TABLE {t} ROW LEVEL SECURITY ON")
+        oid = admin.execute("SELECT %s::regclass::oid", (t,)).fetchone()[0]
+    oracle = f"SELECT string_agg(g::text, ',') FROM generate_series(1, 5000) g WHERE shiftguard.\"rls:{pol}\"(g)"
+    with postgres.connect() as direct:  # what the older version made of it
+        direct.execute("SET search_path = pg_catalog")
+        for statement in (f"DROP POLICY shiftguard_rls ON public.{t}", f"DROP POLICY shiftguard_rls_rows ON public.{t}",
+                          f'DROP FUNCTION shiftguard_rows."rls@{oid}"(tid), shiftguard_rows."rls@{oid}:latest"(tid)',
+                          f'DROP VIEW shiftguard."rls@{oid}:rows"',
+                          f'DROP FUNCTION shiftguard_rows."rls:{pol}"(integer)',
+                          f'CREATE FUNCTION shiftguard."rls:{pol}"(k integer) RETURNS boolean LANGUAGE sql STABLE '
+                          f"SECURITY DEFINER BEGIN ATOMIC SELECT coalesce((k IN (SELECT e.k FROM public.{lookup} e "
+                          f"WHERE e.username::text = session_user))::pg_catalog.bool, false) "
+                          f"FROM (SELECT $1 AS k) AS {pol}; END",
+                          f'ALTER FUNCTION shiftguard."rls:{pol}"(integer) OWNER TO shiftguard_rls',
+                          f'GRANT EXECUTE ON FUNCTION shiftguard."rls:{pol}"(integer) TO PUBLIC',
+                          f"CREATE POLICY shiftguard_rls ON public.{t} AS PERMISSIVE FOR ALL TO PUBLIC USING "
+                          f"((SELECT shiftguard.rls_exempt()) OR ((SELECT shiftguard.rls_applies('{pol}', {oid})) AND "
+                          f"(NOT (SELECT shiftguard.rls_applies('{pol}', {oid})) OR shiftguard.\"rls:{pol}\"(k)))) "
+                          "WITH CHECK (true)"):
+            direct.execute(statement)
+    with proxy.connect(user, PASSWORD) as conn:
+        assert [r[0] for r in conn.execute(f"SELECT k FROM {t} ORDER BY 1")] == [3, 5]
+        assert conn.execute(oracle).fetchone() == ("3,5,4242",)  # the hole this closes
+    make_proxy()
+    with postgres.connect() as direct:
+        assert direct.execute("SELECT proretset, prosecdef, has_function_privilege(%s, oid, 'EXECUTE') FROM pg_proc "
+                              "WHERE pronamespace = 'shiftguard_rows'::regnamespace AND proname = %s",
+                              (user, f"rls:{pol}")).fetchone() == (True, False, False)
+    assert present(postgres, oid) == sorted(row_functions(oid))
+    with proxy.connect(user, PASSWORD) as conn:
+        assert [r[0] for r in conn.execute(f"SELECT k FROM {t} ORDER BY 1")] == [3, 5]
+        with pytest.raises(psycopg.Error):
+            conn.execute(oracle)
+    with proxy.connect() as admin:
+        admin.execute(f"DROP RLS POLICY {pol} CASCADE")
+        admin.execute(f"DROP TABLE {t}, {lookup}")
+        admin.execute(f"DROP USER {user}")

@@ -469,3 +469,169 @@ def test_procedures_called_directly_give_no_more_rights(proxy, postgres):
         for name in ("i1", "i2", 'i3"(); ' + escalate + "; --", "i4"):
             admin.execute(f"DROP RLS POLICY IF EXISTS \"{name.replace(chr(34), chr(34) * 2)}\" CASCADE")
         admin.execute(f"DROP USER {me}")
+
+
+# A policy that reads a lookup table: users try to learn what the lookup table lets through (its
+# contents) or which rows the policies hide, through the functions the policy is made of.
+LOOKUP_ONLY = {"me": 4242, "blind": 4343, "other": 4444}  # in the lookup table, in no row
+
+
+@pytest.fixture
+def lookup_world(proxy, postgres):
+    """t has RLS on with p (reads the lookup table: catid IN the user's entitled catids) for me and
+    blind, and q (catgroup = 'Concerts') for me. me and other may read t, blind may not; p does
+    not reach other. me is entitled to 6, 9, 10 and 4242 (no row has it)."""
+    n = {key: unique(key) for key in ("me", "other", "blind", "cat", "entitled", "p", "q")}
+    with proxy.connect() as admin:
+        for user in ("me", "other", "blind"):
+            admin.execute(f"CREATE USER {n[user]} PASSWORD '{PASSWORD}'")
+            admin.execute(f"GRANT CREATE ON SCHEMA public TO {n[user]}")
+        admin.execute(f"CREATE TABLE {n['cat']} (catid int, catgroup varchar(10), catname varchar(20))")
+        admin.execute(f"INSERT INTO {n['cat']} VALUES (1, 'Sports', '{HIDDEN}_MLB'), (6, 'Shows', 'Opera'), "
+                      "(9, 'Concerts', 'Pop'), (10, 'Concerts', 'Jazz'), (11, 'Concerts', 'Classical')")
+        admin.execute(f"CREATE TABLE {n['entitled']} (username varchar(64), catid int)")
+        admin.execute(f"INSERT INTO {n['entitled']} VALUES ('{n['me']}', 6), ('{n['me']}', 9), ('{n['me']}', 10), "
+                      f"('{n['me']}', {LOOKUP_ONLY['me']}), ('{n['blind']}', 9), "
+                      f"('{n['blind']}', {LOOKUP_ONLY['blind']}), "
+                      f"('{n['other']}', 10), ('{n['other']}', {LOOKUP_ONLY['other']})")
+        admin.execute(f"GRANT SELECT ON {n['cat']} TO {n['me']}, {n['other']}")
+        admin.execute(f"CREATE RLS POLICY {n['p']} WITH (catid int) USING (catid IN "
+                      f"(SELECT e.catid FROM {n['entitled']} e WHERE e.username = current_user))")
+        admin.execute(f"CREATE RLS POLICY {n['q']} WITH (catgroup varchar(10)) USING (catgroup = 'Concerts')")
+        admin.execute(f"ATTACH RLS POLICY {n['p']} ON {n['cat']} TO {n['me']}, {n['blind']}")
+        admin.execute(f"ATTACH RLS POLICY {n['q']} ON {n['cat']} TO {n['me']}")
+        admin.execute(f"ALTER TABLE {n['cat']} ROW LEVEL SECURITY ON")  # AND
+        n["oid"] = admin.execute("SELECT %s::regclass::oid", (n["cat"],)).fetchone()[0]
+        n["ctid"] = dict(admin.execute(f"SELECT catid, ctid::text FROM {n['cat']}").fetchall())  # superuser: all
+    yield n
+    with proxy.connect() as admin:
+        for policy in ("p", "q"):
+            admin.execute(f"DROP RLS POLICY IF EXISTS {n[policy]} CASCADE")
+        admin.execute(f"DROP TABLE IF EXISTS {n['cat']}, {n['entitled']} CASCADE")
+    with postgres.connect() as direct:
+        for user in ("me", "other", "blind"):
+            direct.execute(f"DROP OWNED BY {n[user]} CASCADE")
+    with proxy.connect() as admin:
+        for user in ("me", "other", "blind"):
+            admin.execute(f"REVOKE CREATE ON SCHEMA public FROM {n[user]}")
+        admin.execute(f"DROP USER {n['me']}, {n['other']}, {n['blind']}")
+
+
+ABSENT = ["(0,200)", "(0,201)", "(7,1)", "(4294967295,0)"]  # no row there (the last: a row not written yet)
+
+
+def oracle_attempts(n: dict, user: str, hidden: list[str], tag: str) -> list[str]:
+    """The policy's function asked about values of the user's choosing (other argument types,
+    through a view, a function, a DO block, by its oid), and the table's row functions asked
+    about made-up ctids (hidden rows and places where there is none, which must look alike).
+    An attempt shows a lookup-only value or LEAKED (spelt so that no error message quoting the
+    statement shows it) when it has learnt something."""
+    value = f'shiftguard."rls:{n["p"]}"'  # where it was
+    moved = f'shiftguard_rows."rls:{n["p"]}"'  # where it is
+    rows = f'shiftguard_rows."rls@{n["oid"]}"'
+    latest = f'shiftguard_rows."rls@{n["oid"]}:latest"'
+    me = f"{user}_{tag}"
+    listed = lambda ctids: "'{" + ",".join(f'"{c}"' for c in ctids) + "}'::tid[]"
+    hid, absent = listed(hidden), listed(ABSENT)
+    gen = "FROM generate_series(1, 5000) g"
+    agg = "string_agg(g::text, ',')"
+    return [
+        f"SELECT {agg} {gen} WHERE {value}(g)",  # the attack as it worked before
+        f"SELECT {agg} {gen}, {value}(g) AS x (ok) WHERE ok",
+        f"SELECT {agg} {gen}, {moved}(g) AS x (ok) WHERE ok",
+        f"SET search_path = shiftguard_rows, public; SELECT {agg} {gen}, \"rls:{n['p']}\"(g) AS x (ok) WHERE ok",
+        f"CREATE VIEW mv_{me} AS SELECT g {gen}, {moved}(g) AS x (ok) WHERE ok; SELECT {agg} FROM mv_{me}",
+        *[f"SELECT {agg} {gen}, {moved}(g::{t}) AS x (ok) WHERE ok" for t in ("bigint", "smallint", "numeric", "text")],
+        f"SELECT {agg} {gen} WHERE EXISTS (SELECT FROM {moved}(g) AS x (ok) WHERE ok)",
+        f"SELECT {agg} {gen} WHERE (SELECT ok FROM {moved}(g) AS x (ok))",
+        f"CREATE VIEW ov_{me} AS SELECT g {gen}, {value}(g) AS x (ok) WHERE ok; SELECT {agg} FROM ov_{me}",
+        f"CREATE FUNCTION of_{me}(int) RETURNS SETOF boolean LANGUAGE sql AS $$SELECT * FROM {moved}($1)$$; "
+        f"SELECT {agg} {gen} WHERE EXISTS (SELECT FROM of_{me}(g) AS x (ok) WHERE ok)",
+        f"DO $$DECLARE v text; BEGIN SELECT {agg} INTO v {gen}, {moved}(g) AS x (ok) WHERE ok; "
+        "RAISE NOTICE '%', v; END$$",
+        f"DO $$DECLARE v text; BEGIN EXECUTE 'SELECT string_agg(g::text, '','') {gen}, ' "
+        f"|| (SELECT oid FROM pg_proc WHERE proname = 'rls:{n['p']}')::regproc || '(g) AS x (ok) WHERE ok' INTO v; "
+        "RAISE NOTICE '%', v; END$$",
+        f"SET search_path = shiftguard, public; SELECT {agg} {gen}, \"rls:{n['p']}\"(g) AS x (ok) WHERE ok",
+        # the table's row functions, with ctids of rows the user does not see, and of none
+        f"SELECT string_agg('LEA' || 'KED ' || c, ',') FROM unnest({hid}) c WHERE {rows}(c)",
+        f"SELECT string_agg('LEA' || 'KED ' || c, ',') FROM unnest({hid}) c WHERE {latest}(c)",
+        *[f"SELECT 'LEA' || 'KED' WHERE (SELECT array_agg(DISTINCT coalesce({f}(c)::text, '-')) "
+          f"FROM unnest({hid}) c) IS DISTINCT FROM (SELECT array_agg(DISTINCT coalesce({f}(c)::text, '-')) "
+          f"FROM unnest({absent}) c)" for f in (rows, latest)],
+        f"SELECT string_agg('LEA' || 'KED ' || c, ',') FROM (SELECT format('(0,%s)', g)::tid c "
+        f"FROM generate_series(0, 300) g) x WHERE {rows}(c) AND c = ANY ({hid})",
+        f"CREATE VIEW rv_{me} AS SELECT c FROM unnest({hid}) c WHERE {rows}(c); "
+        f"SELECT string_agg('LEA' || 'KED ' || c, ',') FROM rv_{me}",
+        f"DO $$BEGIN IF EXISTS (SELECT FROM unnest({hid}) c WHERE {rows}(c)) THEN "
+        "RAISE NOTICE 'LEA%', 'KED'; END IF; END$$",
+        f"DO $$DECLARE v boolean; BEGIN EXECUTE format('SELECT %s(%L)', "
+        f"(SELECT oid FROM pg_proc WHERE proname = 'rls@{n['oid']}')::regproc, '{hidden[0]}') INTO v; "
+        "IF v THEN RAISE NOTICE 'LEA%', 'KED'; END IF; END$$",
+        f"SET search_path = shiftguard_rows, public; "
+        f"SELECT string_agg('LEA' || 'KED ' || c, ',') FROM unnest({hid}) c WHERE \"rls@{n['oid']}\"(c)",
+        f"SELECT string_agg('LEA' || 'KED ' || c, ',') FROM unnest({hid}) c WHERE shiftguard.\"rls@{n['oid']}\"(c)",
+        # the view they read the row through
+        f"SELECT string_agg('LEA' || 'KED ' || ctid, ',') FROM shiftguard.\"rls@{n['oid']}:rows\"",
+        f"CREATE VIEW rr_{me} AS SELECT * FROM shiftguard.\"rls@{n['oid']}:rows\"; "
+        f"SELECT string_agg('LEA' || 'KED ' || ctid, ',') FROM rr_{me}",
+    ]
+
+
+def test_a_lookup_policy_is_no_oracle(proxy, lookup_world, capsys):
+    """Nobody learns what the lookup table lets through, or which rows the policies hide, by
+    calling the functions the policies are made of: not the user the policies reach (AND, where
+    the lookup policy lets through a row the other policy hides, and OR), not one they do not
+    reach, not one who may not read the table."""
+    n = lookup_world
+    marks = (HIDDEN, "LEAKED", *map(str, LOOKUP_ONLY.values()))
+    tried, leaks = 0, []
+    rounds = [("me", "and", [9, 10]), ("me", "or", [6, 9, 10, 11]), ("other", "or", []), ("blind", "or", [])]
+    for user, conjunction, visible in rounds:
+        with proxy.connect() as admin:
+            admin.execute(f"ALTER TABLE {n['cat']} ROW LEVEL SECURITY ON CONJUNCTION TYPE {conjunction}")
+        if user != "blind":
+            with proxy.connect(n[user], PASSWORD) as conn:  # the table shows what the policies say
+                assert sorted(r[0] for r in conn.execute(f"SELECT catid FROM {n['cat']}")) == visible
+        hidden = [c for catid, c in n["ctid"].items() if catid not in visible]
+        statements = oracle_attempts(n, n[user], hidden, conjunction)
+        tried += len(statements)
+        leaks += try_all(proxy, n[user], statements, marks)
+    with capsys.disabled():
+        print(f"\noracle attempts: {tried}, leaked: {len(leaks)}")
+    assert tried >= 100
+    assert leaks == []
+
+
+def test_a_tables_row_function_called_anyway_says_only_what_the_table_shows(proxy, postgres, lookup_world):
+    """Schema shiftguard_rows is closed to users; opened here, its function still says only whether
+    the user would see the row at a ctid: the whole verdict of the policies that reach them (AND,
+    OR, none), nothing for hidden rows or for places without a row, and nothing from the lookup
+    table. What remains for a user who may not read the table (blind): where a row they would see
+    is, as the README says."""
+    n = lookup_world
+    users = ", ".join(n[user] for user in ("me", "other", "blind"))
+
+    def verdicts(user: str) -> dict:
+        with proxy.connect(n[user], PASSWORD) as conn:
+            return {where: conn.execute(f'SELECT shiftguard_rows."rls@{n["oid"]}"(%s::tid), '
+                                        f'shiftguard_rows."rls@{n["oid"]}:latest"(%s::tid)', (c, c)).fetchone()
+                    for where, c in [*n["ctid"].items(), *((a, a) for a in ABSENT)]}
+
+    def seen(found: dict) -> list:
+        assert all(v in ((True, True), (None, None)) for v in found.values()), found
+        return sorted(where for where, v in found.items() if v == (True, True))
+
+    with postgres.connect() as direct:
+        direct.execute(f"GRANT USAGE ON SCHEMA shiftguard_rows TO {users}")
+    try:
+        assert seen(verdicts("me")) == [9, 10]  # AND: 6 is entitled, but q hides it
+        assert seen(verdicts("other")) == []  # no policy reaches them (10 is in the lookup for them)
+        assert seen(verdicts("blind")) == [9]
+        with proxy.connect() as admin:
+            admin.execute(f"ALTER TABLE {n['cat']} ROW LEVEL SECURITY ON CONJUNCTION TYPE OR")
+        assert seen(verdicts("me")) == [6, 9, 10, 11]
+        assert seen(verdicts("other")) == []
+    finally:
+        with postgres.connect() as direct:
+            direct.execute(f"REVOKE USAGE ON SCHEMA shiftguard_rows FROM {users}")

@@ -134,6 +134,8 @@ def _table_name(tokens: list[Token], start: int) -> tuple[str, int]:
     index = start
     if [t.word for t in tokens[index:index + 3]] == ["IF", "NOT", "EXISTS"]:
         index += 3
+    if index >= len(tokens):
+        raise GrammarError("syntax error at end of input")  # PostgreSQL's words for "CREATE TABLE"
     parts = [_name_text(tokens[index])]
     index += 1
     while index + 1 < len(tokens) and _is(tokens[index], "."):

@@ -372,3 +372,34 @@ def test_passwords_never_reach_the_logs(audited, postgres):
     finally:
         with proxy.connect() as admin:
             admin.execute(f"DROP USER {carol}")
+
+
+async def test_each_execution_of_a_prepared_statement_is_a_row_of_stl_query(audited):
+    """As on Redshift: a statement prepared once and run 25 times is 25 rows (a Parse is not a
+    statement run; one that fails is logged, with its error); a portal fetched in parts is one."""
+    import asyncpg
+
+    proxy, _ = audited
+    marker = unique("prep")
+    conn = await asyncpg.connect(host=proxy.host, port=proxy.port, user=ADMIN, password="Shiftguard-dev-1",
+                                 database="dev", ssl=False, statement_cache_size=0)
+    try:
+        statement = await conn.prepare(f"SELECT '{marker}', $1::int")
+        for n in range(25):
+            assert await statement.fetchval(n, column=1) == n
+        async with conn.transaction():
+            cursor = await conn.cursor(f"SELECT '{marker}-cursor', generate_series(1, 10)")
+            assert len(await cursor.fetch(3)) == 3 and len(await cursor.fetch(7)) == 7
+        with pytest.raises(asyncpg.UndefinedTableError):
+            await conn.prepare(f"SELECT '{marker}-missing' FROM no_such_table_{marker}")
+    finally:
+        await conn.close()
+
+    def rows(pattern: str):
+        with proxy.connect() as admin:
+            return admin.execute("SELECT aborted FROM stl_query WHERE querytxt LIKE %s ORDER BY query",
+                                 (pattern,)).fetchall()
+    assert wait_for(lambda: len(rows(f"SELECT '{marker}', $1::int")) == 25)
+    assert rows(f"SELECT '{marker}', $1::int") == [(0,)] * 25
+    assert wait_for(lambda: rows(f"SELECT '{marker}-cursor'%")) == [(0,)]
+    assert wait_for(lambda: rows(f"SELECT '{marker}-missing'%")) == [(1,)]

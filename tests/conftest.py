@@ -69,9 +69,9 @@ def postgres():
 class RunningProxy:
     """A Proxy on its own event loop in a thread; host/port for clients."""
 
-    def __init__(self, config: Config, own_backend=None):
+    def __init__(self, config: Config, own_backend=None, initdb_cache: Path | None = None):
         self.config = config
-        self.proxy = Proxy(config, own_backend)
+        self.proxy = Proxy(config, own_backend, initdb_cache=initdb_cache)
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 

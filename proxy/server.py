@@ -125,6 +125,7 @@ class Proxy:
                                tokens=token_authority(config, data_dir), audit=self.audit, metrics=metrics,
                                pool=SessionPool(config.backend.pool_size, config.backend.pool_idle_seconds))
         context = self.context
+        context.connection_limit = int(await self.catalog.server_setting("max_connections"))
         if self.embedded is not None:
             metrics.backend_up.set_function(lambda: 1 if self.embedded.running else 0)
             self._supervisor = asyncio.create_task(self.embedded.supervise(self._backend_down, self._backend_up))

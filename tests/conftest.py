@@ -138,6 +138,34 @@ def make_proxy(postgres, tmp_path):
         proxy.stop()
 
 
+@pytest.fixture(scope="session")
+def initdb_cache():
+    """For proxies that run an embedded PostgreSQL of their own: initdb once, copies after."""
+    cache = Path(tempfile.mkdtemp(prefix="shiftguard-initdb-", dir="/tmp"))
+    os.chmod(cache, 0o755)
+    yield cache
+    shutil.rmtree(cache, ignore_errors=True)
+
+
+@pytest.fixture
+def own_server_proxy(initdb_cache):
+    """own_server_proxy(**changes) -> a started proxy with an embedded PostgreSQL of its own
+    (in a directory under /tmp, which the server's OS user can reach)."""
+    started: list[tuple[RunningProxy, Path]] = []
+
+    def make(**changes) -> RunningProxy:
+        data_dir = Path(tempfile.mkdtemp(prefix="shiftguard-own-", dir="/tmp"))
+        os.chmod(data_dir, 0o755)
+        proxy = RunningProxy(proxy_config(data_dir, **changes), initdb_cache=initdb_cache)
+        started.append((proxy, data_dir))
+        return proxy.start()
+
+    yield make
+    for proxy, data_dir in started:
+        proxy.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
 @pytest.fixture
 def proxy(make_proxy) -> RunningProxy:
     return make_proxy()

@@ -171,6 +171,10 @@ class Catalog:
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
             return False  # a connection that broke under it too (the backend restarted): not ready
 
+    async def server_setting(self, name: str) -> str:
+        """A setting of the backing PostgreSQL (max_connections, say)."""
+        return await self._pool.fetchval("SELECT pg_catalog.current_setting($1)", name)
+
     async def init_sql_pending(self) -> bool:
         """Is this a new cluster whose init_sql has not run yet?"""
         return await self._pool.fetchval(

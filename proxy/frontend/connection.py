@@ -122,6 +122,7 @@ class Context:
     connections: collections.Counter = field(default_factory=collections.Counter)
     connection_total: int = 0
     refused: collections.Counter = field(default_factory=collections.Counter)  # by reason
+    connection_limit: int = 500  # the backing PostgreSQL's max_connections: the cluster's limit
 
     def refuse(self, reason: str) -> None:
         """Count a refused connection, by reason (here and in /metrics)."""
@@ -635,22 +636,37 @@ class Connection:
         return await self._new_backend(record.name, params.database, startup)
 
     async def _new_backend(self, role: str, database: str, startup: dict[str, str],
-                           retry: Callable[[], object] | None = None) -> BackendSession:
-        """Log in as role. retry: for a refusal for too many connections, run it and try again
-        (for up to a second)."""
+                           retry: Callable[[], int] | None = None) -> BackendSession:
+        """Log in as role. retry: for a refusal for too many connections, run it (it ends kept
+        sessions, returning how many) and try again (for up to a second).
+
+        At the cluster's limit (PostgreSQL's max_connections), the sessions kept idle for other
+        clients (backend/pool.py) go first, and the login is tried again while their processes
+        exit; if no slot comes free, the client gets Redshift's refusal (cluster_full_refusal)."""
         started = time.monotonic()
-        waits = 20 if retry is not None else 0
+        waits, freeing = 20, retry is not None
         while True:
             try:
                 session = await open_session(self.context.backend, role, self.context.catalog.backend_password(role),
                                              database, startup)
                 break
             except BackendRefused as exc:
-                if exc.fields.get("C") != sqlstate.TOO_MANY_CONNECTIONS or not waits:
+                if exc.fields.get("C") != sqlstate.TOO_MANY_CONNECTIONS:
                     raise
-                waits -= 1
-                retry()
-                await asyncio.sleep(0.05)
+                full = cluster_full(exc.fields)
+                freed = retry() if retry is not None else 0
+                if full:
+                    freed += self.context.pool.forget(lambda key: True)
+                freeing = freeing or bool(freed)
+                if freeing and waits:
+                    waits -= 1
+                    await asyncio.sleep(0.05)
+                    continue
+                if full:
+                    log.info("login of %r refused: the backing PostgreSQL is at max_connections", role)
+                    self.context.refuse("cluster connection limit")
+                    raise cluster_full_refusal(self.context.connection_limit) from None
+                raise
             except BackendUnavailable as exc:
                 log.error("backend session for %s failed: %s", role, exc)
                 raise ClientFailure(sqlstate.CONNECTION_FAILURE,
@@ -745,6 +761,29 @@ class SessionStatements:
                 error = error[0], redacted.error_message(error[1])
         for seq in handles:
             self._audit.query_ended(QueryEnd.of(self._session_id, seq, now, error))
+
+
+def cluster_full(fields: dict[str, str]) -> bool:
+    """Is this login refusal PostgreSQL's at max_connections ("sorry, too many clients
+    already", "remaining connection slots are reserved for ... superuser ...": the routines
+    InitProcess and InitPostgres), not a role's or a database's CONNECTION LIMIT? The routine
+    names are not translated; the messages are the fallback."""
+    if fields.get("C") != sqlstate.TOO_MANY_CONNECTIONS:
+        return False
+    if fields.get("R"):
+        return fields["R"] in ("InitProcess", "InitPostgres")
+    message = fields.get("M", "")
+    return "too many clients" in message or "remaining connection slots" in message
+
+
+def cluster_full_refusal(limit: int) -> ClientFailure:
+    """Redshift's refusal at the cluster's connection limit (500 on most node types), one
+    wording for both of PostgreSQL's: 'connection limit "500" exceeded for non-bootstrap users'
+    (as drivers report it from Redshift). UNVERIFIED: the SQLSTATE (53300, PostgreSQL's
+    too_many_connections, which Redshift's PostgreSQL 8 base also uses for its limits) and the
+    severity (FATAL, as every refused login). The bootstrap user is the admin, which like every
+    superuser still gets one of PostgreSQL's reserved slots (superuser_reserved_connections)."""
+    return ClientFailure(sqlstate.TOO_MANY_CONNECTIONS, f'connection limit "{limit}" exceeded for non-bootstrap users')
 
 
 async def _cancel(address: BackendAddress, backend: BackendSession) -> None:

@@ -23,26 +23,6 @@ import pytest
 
 from proxy.backend.embedded import EmbeddedPostgres
 
-from ..conftest import ADMIN, ADMIN_PASSWORD, RunningProxy, proxy_config
-
-
-@pytest.fixture(scope="module")
-def initdb_cache(tmp_path_factory) -> Path:
-    cache = Path(tempfile.mkdtemp(prefix="shiftguard-initdb-", dir="/tmp"))
-    os.chmod(cache, 0o755)
-    yield cache
-    subprocess.run(["rm", "-rf", str(cache)], check=False)
-
-
-@pytest.fixture
-def own_server_proxy(initdb_cache):
-    """A proxy running its own embedded PostgreSQL (under /tmp: the server's OS user must reach it)."""
-    data_dir = Path(tempfile.mkdtemp(prefix="shiftguard-supervised-", dir="/tmp"))
-    os.chmod(data_dir, 0o755)
-    proxy = RunningProxy(proxy_config(data_dir), initdb_cache=initdb_cache).start()
-    yield proxy
-    proxy.stop()
-    subprocess.run(["rm", "-rf", str(data_dir)], check=False)
 
 
 def _readyz(proxy) -> int:
@@ -58,7 +38,7 @@ def _metric(proxy, name: str) -> float:
 
 
 def test_a_killed_server_is_started_again(own_server_proxy, caplog):
-    proxy = own_server_proxy
+    proxy = own_server_proxy()
     caplog.set_level(logging.INFO)
     idle = proxy.connect()
     assert idle.execute("SELECT 1").fetchone() == (1,)

@@ -272,6 +272,8 @@ def _alter_table_clauses(tokens: list[Token]) -> tuple[TableAttributes | None, b
         if rest[0].word != "SORTKEY":
             attrs.sortkey_type = rest[0].word
             rest = rest[1:]
+        if len(rest) < 2:
+            return None, False  # PostgreSQL's syntax error ("ALTER COMPOUND SORTKEY" and nothing)
         if rest[1].word in ("AUTO", "NONE"):
             attrs.sortkey_type = rest[1].word
         else:

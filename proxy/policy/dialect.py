@@ -84,6 +84,8 @@ def rewrite(statement: str) -> Rewritten | None:
     elif words[:2] == ["ALTER", "TABLE"]:
         table, alter_only = _alter_table_clauses(tokens)
     _expressions(statement, tokens, edits)
+    if alter_only and (table is None or not table.any()):
+        alter_only = False  # no Redshift attribute after all (ALTER DISTSTYLE "("): PostgreSQL's error
     if not edits and not alter_only:
         return None
     return Rewritten(_apply(statement, edits), table if table is not None and table.any() else None, alter_only)

@@ -182,7 +182,7 @@ class StatementLog(Protocol):
 class _Work:
     """What the relay must do with the replies to one message it sent (pipeline.Entry.data)."""
 
-    __slots__ = ("tags", "handles", "markers", "sql")
+    __slots__ = ("tags", "handles", "markers", "sql", "replaced", "waiting")
 
     def __init__(self, tags: dict[int, bytes] | None = None, handles: list[int] | None = None,
                  markers: list[str] | None = None, sql: bytes | None = None):
@@ -190,6 +190,8 @@ class _Work:
         self.handles = handles  # statement log handles ended with this message's answer
         self.markers = markers  # denial markers in the SQL sent (see _apply)
         self.sql = sql          # a Parse's SQL, logged if the Parse fails
+        self.replaced = None    # a Parse's (name, the SQL that name had before), for when it fails
+        self.waiting = None     # a Parse's Executes waiting for its answer to be logged (_execute)
 
 
 # Denials the proxy is still waiting to see fail, at most (a Query PostgreSQL skips never shows
@@ -237,7 +239,8 @@ class Relay:
         # whether an Execute ran them yet: an Execute that continues a suspended portal is the
         # same statement).
         self._statement_sql: dict[bytes, bytes] = {}
-        self._portal_sql: dict[bytes, list] = {}
+        self._portal_sql: dict[bytes, list] = {}  # portal -> [SQL, executed, the Parse it waits for]
+        self._parses: dict[bytes, _Work] = {}     # name -> its latest Parse, while unanswered
         # Extended-protocol messages sent since the last Sync: the backend may be inside an
         # implicit transaction that no ReadyForQuery has reported.
         self._unsynced = False
@@ -410,7 +413,7 @@ class Relay:
         if self._statement_log is not None:
             sql = self._statement_sql.get(statement)
             if sql is not None:
-                self._portal_sql[portal] = [sql, False]
+                self._portal_sql[portal] = [sql, False, self._parses.get(statement)]
             else:
                 self._portal_sql.pop(portal, None)
 
@@ -424,8 +427,14 @@ class Relay:
         if bound is not None and not bound[1]:
             bound[1] = True
             work = work or _Work()
-            work.handles = [self._statement_log.started(bound[0], self.tx_status != m.TX_IDLE,
-                                                        self.standard_strings)]
+            parse = bound[2]
+            if parse is not None and parse.waiting is not None:
+                # Which SQL runs depends on whether that Parse succeeds (a name already taken
+                # keeps its statement): logged when PostgreSQL has answered it (_parse_answered).
+                parse.waiting.append((work, bound))
+            else:
+                work.handles = [self._statement_log.started(bound[0], self.tx_status != m.TX_IDLE,
+                                                            self.standard_strings)]
         return work
 
     def _query(self, body: bytes) -> bytes | None:
@@ -474,8 +483,13 @@ class Relay:
         if self._statement_log is not None:
             if parse.name not in self._statement_sql and len(self._statement_sql) >= _MAX_STATEMENTS:
                 del self._statement_sql[next(iter(self._statement_sql))]
-            self._statement_sql[parse.name] = parse.sql
+            # Taken as the name's SQL now (the Bind and Execute after it in the pipeline run it);
+            # if PostgreSQL refuses the Parse (the name is taken, say), the name keeps its own.
             work = _Work(sql=parse.sql)
+            work.replaced = (parse.name, self._statement_sql.get(parse.name))
+            work.waiting = []
+            self._statement_sql[parse.name] = parse.sql
+            self._parses[parse.name] = work
         plan = self.classify(parse.sql, self.standard_strings)
         if not plan.actions and plan.text is None and parse.sql.isascii():
             if self._statement_tags.pop(parse.name, None) is not None:
@@ -580,6 +594,27 @@ class Relay:
             # A Parse that failed runs nothing, but it was tried: logged, with its error.
             handle = self._statement_log.started(work.sql, self.tx_status != m.TX_IDLE, self.standard_strings)
             self._statement_log.ended([handle], self._failing)
+        if entry.kind == PARSE and work.replaced is not None:
+            self._parse_answered(work, succeeded=self._failing is None)
+
+    def _parse_answered(self, work: _Work, succeeded: bool) -> None:
+        """A Parse succeeded, failed or was skipped: the name's SQL from now on (a failed one
+        keeps what it had, unless parsed again since), and the Executes that waited for it."""
+        name, previous = work.replaced
+        if not succeeded and self._statement_sql.get(name) is work.sql:
+            if previous is None:
+                del self._statement_sql[name]
+            else:
+                self._statement_sql[name] = previous
+        if self._parses.get(name) is work:
+            del self._parses[name]
+        sql = work.sql if succeeded else previous
+        waiting, work.waiting = work.waiting, None
+        for execute, bound in waiting or ():
+            bound[0], bound[2] = sql, None
+            if sql is not None:  # else the Bind fails, and nothing runs
+                execute.handles = [self._statement_log.started(sql, self.tx_status != m.TX_IDLE,
+                                                               self.standard_strings)]
 
     def _discarded(self, entry: Entry) -> None:
         """pipeline: PostgreSQL will not answer entry (skipped after an error, or read by a
@@ -591,6 +626,8 @@ class Relay:
             self._untag()
         if work.handles:
             self._statement_log.ended(work.handles, self._error or ("08P01", "not run"))
+        if work.replaced is not None:
+            self._parse_answered(work, succeeded=False)
 
     def _untag(self) -> None:
         self._tagged -= 1

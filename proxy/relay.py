@@ -233,6 +233,7 @@ class Relay:
         self._error: tuple[str, str] | None = None  # the first error since the last ReadyForQuery
         self._failing: tuple[str, str] | None = None  # the error being handled, while it is
         self._lost_reported = False
+        self._fatal_seen = False  # the backend said why it ends the session
         self._statement_tags: dict[bytes, bytes] = {}
         self._portal_tags: dict[bytes, bytes] = {}
         # For the statement log: prepared statements' SQL, and the portals bound to them (with
@@ -327,8 +328,6 @@ class Relay:
                        "stopped or restarted).",
                 hint="Reconnect; the transaction in progress, if any, was rolled back.")
         self.close(message)
-
-    _fatal_seen = False
 
     # ---------------------------------------------------------------- client -> backend
 

@@ -104,9 +104,10 @@ class Pipeline:
     def sent(self, entry: Entry) -> None:
         """A message was sent to the backend, after every one queued before."""
         if self.lost:
+            # Only what the caller must hear of again: taken as answered by the next
+            # ReadyForQuery (_received_lost).
             self._after_ready = False
-            if entry.kind in OPENERS:
-                self.pending_openers += 1
+            if entry.kind in OPENERS or entry.data is not None:
                 self._queue.append(entry)
             return
         if entry.kind in OPENERS:

@@ -15,6 +15,7 @@ ReadyForQuery, or until the server closes the session.
 from __future__ import annotations
 
 import asyncio
+import re
 import struct
 
 from hypothesis import strategies as st
@@ -67,13 +68,15 @@ MESSAGE_KINDS = ["query", "query", "parse", "bind", "describe", "execute", "exec
 # fails in the same place (a Query, or a Parse) with the SQLSTATE of the proxy's refusal. So
 # the replies must still be the same, and no refusal may come out as anything else (the name
 # of the relation the proxy uses to make PostgreSQL fail, say).
-_RAISE = "DO $$BEGIN RAISE EXCEPTION 'refused' USING ERRCODE = '{}'; END$$"
-DENIED_PARSE_STAND_IN = "SELECT 'x'::pg_catalog.fuzz_no_such_type"  # fails at Parse: 42704
+# The stand-in fails where the proxy's refusal fails in PostgreSQL, at parse analysis (so no
+# portal is made, as a DO block would make one), naming a type that cannot exist; its SQLSTATE
+# (42704) counts as the one in the name.
+_STAND_IN = "SELECT 'x'::pg_catalog.fuzz_refused_{}"
 DENIALS = [
     # the fast-path FunctionCall (0A000), sent by the proxy as a Query that fails
-    (m.message(ord("F"), struct.pack("!ihhh", 1, 0, 0, 0)), m.query(_RAISE.format("0A000"))),
-    (m.query("CREATE USER fuzz_x PASSWORD 'weak'"), m.query(_RAISE.format("22023"))),
-    (_parse(b"s2", "CREATE USER fuzz_x PASSWORD 'weak'", []), _parse(b"s2", DENIED_PARSE_STAND_IN, [])),
+    (m.message(ord("F"), struct.pack("!ihhh", 1, 0, 0, 0)), m.query(_STAND_IN.format("0a000"))),
+    (m.query("CREATE USER fuzz_x PASSWORD 'weak'"), m.query(_STAND_IN.format("22023"))),
+    (_parse(b"s2", "CREATE USER fuzz_x PASSWORD 'weak'", []), _parse(b"s2", _STAND_IN.format("22023"), [])),
 ]
 
 
@@ -141,8 +144,9 @@ def summary(kind: int, body: bytes) -> tuple:
     if kind in (m.B_ERROR_RESPONSE, m.B_NOTICE_RESPONSE):
         fields = m.decode_fields(body)
         code = fields.get("C")
-        if kind == m.B_ERROR_RESPONSE and "fuzz_no_such_type" in fields.get("M", ""):
-            code = "22023"  # the stand-in of a refused Parse (DENIALS)
+        stand_in = re.search(r"fuzz_refused_(\w{5})", fields.get("M", ""))
+        if kind == m.B_ERROR_RESPONSE and stand_in:
+            code = stand_in.group(1).upper()  # the stand-in of a refusal (DENIALS)
         if "sg.deny" in str(fields) or "shiftguard." in str(fields):
             code = f"internal name shown: {fields}"
         return chr(kind), fields.get("V", fields.get("S")), code

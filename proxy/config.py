@@ -451,6 +451,12 @@ class Embedded:
     bin_dir: str | None = None
     # The unprivileged OS user the server runs as when shiftguard runs as root.
     os_user: str = "postgres"
+    # The server's max_connections: the cluster's connection limit (a Redshift cluster's is 500).
+    max_connections: int = 500
+
+    def validate(self, where: str) -> None:
+        if not 10 <= self.max_connections <= 10_000:
+            raise ConfigError(f"{where}.max_connections: must be between 10 and 10000")
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from .policy.masking import MaskedTables
 from .policy.statements import Translator
 from .protocol import messages as m
 from .s3 import LocalS3
-from .protocol.sqlstate import ADMIN_SHUTDOWN, IDLE_IN_TRANSACTION_TIMEOUT, IDLE_SESSION_TIMEOUT
+from .protocol.sqlstate import ADMIN_SHUTDOWN, CRASH_SHUTDOWN, IDLE_IN_TRANSACTION_TIMEOUT, IDLE_SESSION_TIMEOUT
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,7 @@ class Proxy:
         self._sweeper: asyncio.Task | None = None
         self._masking: asyncio.Task | None = None
         self._vacuums: asyncio.Task | None = None
+        self._supervisor: asyncio.Task | None = None
         self.api_address: tuple[str, int] | None = None
 
     async def start(self) -> None:
@@ -93,7 +94,8 @@ class Proxy:
             target = self.own_backend
             if target is None:
                 self.embedded = EmbeddedPostgres(data_dir, config.embedded.bin_dir, config.embedded.os_user,
-                                                 initdb_cache=self.initdb_cache)
+                                                 initdb_cache=self.initdb_cache,
+                                                 max_connections=config.embedded.max_connections)
                 target = await self.embedded.start()
             address = BackendAddress(socket_dir=target.socket_dir, port=target.port)
             mapping = "superuser"
@@ -127,6 +129,12 @@ class Proxy:
                                tokens=token_authority(config, data_dir), audit=self.audit, metrics=metrics,
                                pool=SessionPool(config.backend.pool_size, config.backend.pool_idle_seconds))
         context = self.context
+        context.connection_limit = int(await self.catalog.server_setting("max_connections"))
+        if self.embedded is not None:
+            metrics.backend_up.set_function(lambda: 1 if self.embedded.running else 0)
+            self._supervisor = asyncio.create_task(self.embedded.supervise(self._backend_down, self._backend_up))
+        else:
+            metrics.backend_up.set(1)
         sessions_gauge.labels(state="relaying").set_function(lambda: len(context.sessions))
         sessions_gauge.labels(state="open").set_function(lambda: context.connection_total)
         sessions_gauge.labels(state="not logged in").set_function(lambda: len(context.waiting))
@@ -155,7 +163,7 @@ class Proxy:
         callers = Callers(principals, self.catalog)
         redshift = RedshiftApi(config, principals, self.context.tokens, self.catalog, endpoint,
                                self.security_groups, callers)
-        app = api.make_app(self.catalog.ping, redshift, metrics, StsApi(callers, config.cluster.region))
+        app = api.make_app(self._ready, redshift, metrics, StsApi(callers, config.cluster.region))
         api_address = config.api_address
         self.api_runner, self.api_address = await api.start(app, api_address.host, api_address.port)
         await self._run_init_sql(password)
@@ -188,6 +196,30 @@ class Proxy:
             await conn.close()
         await self.catalog.init_sql_done()
         log.info("init_sql ran (%d entries)", len(statements))
+
+    async def _ready(self) -> bool:
+        """/readyz: the backing database answers (and the embedded one is not being restarted)."""
+        if self.embedded is not None and not self.embedded.running:
+            return False
+        return await self.catalog.ping()
+
+    def _backend_down(self) -> None:
+        """The embedded PostgreSQL died: every session on it is over. Their clients are told so
+        (as PostgreSQL tells them when it restarts after a crash), kept sessions are dropped."""
+        goodbye = m.error_response(
+            "FATAL", CRASH_SHUTDOWN, "terminating connection because the cluster's database server stopped",
+            hint="In a moment you should be able to reconnect to the database and repeat your command.")
+        sessions = list(self.context.sessions)
+        for session in sessions:
+            session.relay.close(goodbye)
+        self.context.pool.close()
+        if sessions:
+            log.error("closed %d open sessions; logins are refused until the server runs again", len(sessions))
+
+    def _backend_up(self) -> None:
+        if self.context.metrics is not None:
+            self.context.metrics.backend_restarts.inc()
+        log.warning("the embedded PostgreSQL runs again (restart %d); logins work", self.embedded.restarts)
 
     # Keys a reload cannot change: they need a restart.
     _RESTART_KEYS = ("listen", "api_listen", "backend", "data_dir", "embedded", "cluster", "identity_providers")
@@ -260,6 +292,8 @@ class Proxy:
             await self.audit.stop()
         if self.catalog is not None:
             await self.catalog.close()
+        if self._supervisor is not None:
+            self._supervisor.cancel()
         if self.embedded is not None:
             await self.embedded.stop()
 

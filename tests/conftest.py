@@ -69,9 +69,9 @@ def postgres():
 class RunningProxy:
     """A Proxy on its own event loop in a thread; host/port for clients."""
 
-    def __init__(self, config: Config, own_backend=None):
+    def __init__(self, config: Config, own_backend=None, initdb_cache: Path | None = None):
         self.config = config
-        self.proxy = Proxy(config, own_backend)
+        self.proxy = Proxy(config, own_backend, initdb_cache=initdb_cache)
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
@@ -136,6 +136,34 @@ def make_proxy(postgres, tmp_path):
     yield make
     for proxy in started:
         proxy.stop()
+
+
+@pytest.fixture(scope="session")
+def initdb_cache():
+    """For proxies that run an embedded PostgreSQL of their own: initdb once, copies after."""
+    cache = Path(tempfile.mkdtemp(prefix="shiftguard-initdb-", dir="/tmp"))
+    os.chmod(cache, 0o755)
+    yield cache
+    shutil.rmtree(cache, ignore_errors=True)
+
+
+@pytest.fixture
+def own_server_proxy(initdb_cache):
+    """own_server_proxy(**changes) -> a started proxy with an embedded PostgreSQL of its own
+    (in a directory under /tmp, which the server's OS user can reach)."""
+    started: list[tuple[RunningProxy, Path]] = []
+
+    def make(**changes) -> RunningProxy:
+        data_dir = Path(tempfile.mkdtemp(prefix="shiftguard-own-", dir="/tmp"))
+        os.chmod(data_dir, 0o755)
+        proxy = RunningProxy(proxy_config(data_dir, **changes), initdb_cache=initdb_cache)
+        started.append((proxy, data_dir))
+        return proxy.start()
+
+    yield make
+    for proxy, data_dir in started:
+        proxy.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture

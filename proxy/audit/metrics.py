@@ -24,6 +24,10 @@ class Metrics:
                                   "Idle backend sessions kept for their role's next client", registry=r)
         self.backend_reused = Counter("shiftguard_backend_sessions_reused_total",
                                       "Client sessions given a kept backend session", registry=r)
+        self.backend_restarts = Counter("shiftguard_backend_restarts_total",
+                                        "Times the embedded PostgreSQL was started again after it died", registry=r)
+        self.backend_up = Gauge("shiftguard_backend_up", "1 while the backing PostgreSQL runs (as far as the proxy "
+                                "knows: the embedded server's process is up)", registry=r)
         self.classification = Counter("shiftguard_classification_total", "Statement classifications",
                                       ["result"], registry=r)
         self.classification_cache_bytes = Gauge("shiftguard_classification_cache_bytes",

@@ -3,12 +3,15 @@
 The server listens only on a Unix socket in a private directory (mode 0700) and never on TCP.
 When shiftguard runs as root, the server runs as an unprivileged OS user. The server is a child
 of this process that receives SIGINT (fast shutdown) if this process dies, so no server is
-left behind. Everything else about the backend (logging in, SQL) lives elsewhere.
+left behind. If the server dies while shiftguard runs (killed, crashed), supervise() starts it
+again, with backoff, until it runs. Everything else about the backend (logging in, SQL) lives
+elsewhere.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import hashlib
 import logging
@@ -19,6 +22,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,9 +89,14 @@ class EmbeddedPostgres:
     """A PostgreSQL server in data_dir/pgdata, started and stopped by this process."""
 
     def __init__(self, data_dir: Path, bin_dir: str | None = None, os_user: str = "postgres",
-                 initdb_cache: Path | None = None):
+                 initdb_cache: Path | None = None, max_connections: int = 500):
         """initdb_cache: a directory keeping a fresh initdb's output (and its management
-        password) to copy instead of running initdb again (proxy.testing uses it)."""
+        password) to copy instead of running initdb again (proxy.testing uses it).
+        max_connections: the server's (500, as a Redshift cluster's connection limit)."""
+        self.max_connections = max_connections
+        self.restarts = 0        # times the server was started again after it died
+        self.running = False     # started and not seen dead since
+        self._stopping = False
         self.data_dir = data_dir.resolve()
         self.initdb_cache = initdb_cache
         self.bin_dir = find_bin_dir(bin_dir)
@@ -240,7 +249,7 @@ class EmbeddedPostgres:
             str(self.bin_dir / "postgres"), "-D", str(self.pgdata),
             "-c", "listen_addresses=", "-c", f"unix_socket_directories={self.socket_dir}",
             "-c", "unix_socket_permissions=0700", "-c", f"port={self.port}",
-            "-c", "max_connections=500", "-c", "password_encryption=scram-sha-256",
+            "-c", f"max_connections={self.max_connections}", "-c", "password_encryption=scram-sha-256",
         ]
         try:
             self._process = subprocess.Popen(
@@ -249,8 +258,43 @@ class EmbeddedPostgres:
         finally:
             log_file.close()
         await self._wait_ready(password)
+        self.running = True
         log.info("embedded PostgreSQL %s running (pid %d)", self.bin_dir, self._process.pid)
         return EmbeddedTarget(self.socket_dir, self.port, MANAGEMENT_ROLE, password)
+
+    async def supervise(self, on_down: Callable[[], None], on_up: Callable[[], None]) -> None:
+        """Run until cancelled: whenever the server exits without stop() (killed, crashed),
+        on_down(), then start it again, waiting 1, 2, 4 ... 30 s between attempts, then on_up().
+        (PostgreSQL cannot start while processes of the dead server still hold its shared
+        memory; they exit on their own once they notice, and the next attempt starts it.)"""
+        while True:
+            process = self._process
+            if process is None:
+                return
+            code = await asyncio.to_thread(process.wait)
+            if self._stopping or process is not self._process:
+                return
+            self.running = False
+            log.error("the embedded PostgreSQL (pid %d) exited unexpectedly (%s); starting it again",
+                      process.pid, _exit_status(code))
+            on_down()
+            delay = 1.0
+            while True:
+                await asyncio.sleep(delay)
+                if self._stopping:
+                    return
+                try:
+                    await self.start()
+                    break
+                except EmbeddedError as exc:
+                    log.error("the embedded PostgreSQL did not start again (next try in %.0f s): %s",
+                              min(delay * 2, 30.0), exc)
+                except OSError as exc:
+                    log.error("the embedded PostgreSQL did not start again (next try in %.0f s): %s",
+                              min(delay * 2, 30.0), exc)
+                delay = min(delay * 2, 30.0)
+            self.restarts += 1
+            on_up()
 
     async def _wait_ready(self, password: str, timeout: float = 60.0) -> None:
         import asyncpg
@@ -273,21 +317,66 @@ class EmbeddedPostgres:
             await asyncio.sleep(0.05)
 
     def _stop_stale_server(self) -> None:
-        """A server left from an earlier run that was killed outright: stop it first."""
+        """A server left from an earlier run that was killed outright: stop it first. Only a
+        process that is a postmaster of this data directory is signalled: after a crash its
+        PID may belong to anything else by now. What is left of a server that died (its
+        backends, which exit on their own once they notice) is told to quit at once."""
         pid_file = self.pgdata / "postmaster.pid"
         if not pid_file.exists():
             return
         try:
             pid = int(pid_file.read_text().split("\n", 1)[0])
-            os.kill(pid, 0)
-        except (ValueError, ProcessLookupError, PermissionError):
+        except (ValueError, OSError):
+            return  # PostgreSQL itself says what is wrong with it
+        if self._is_postmaster_here(pid):
+            log.warning("stopping a PostgreSQL server left running from an earlier start (pid %d)", pid)
+            self._run_as_server_user([str(self.bin_dir / "pg_ctl"), "stop", "-D", str(self.pgdata),
+                                      "-m", "fast", "-w", "-t", "60"], timeout=90)
             return
-        log.warning("stopping a PostgreSQL server left running from an earlier start (pid %d)", pid)
-        self._run_as_server_user([str(self.bin_dir / "pg_ctl"), "stop", "-D", str(self.pgdata),
-                                  "-m", "fast", "-w", "-t", "60"], timeout=90)
+        leftovers = self._server_processes_here()
+        for leftover in leftovers:
+            log.warning("the process %d of a PostgreSQL server that died still runs in %s; telling it to quit",
+                        leftover, self.pgdata)
+            with contextlib.suppress(OSError):
+                os.kill(leftover, signal.SIGQUIT)
+        if not leftovers and _alive(pid):
+            # The PID in the lock file now belongs to some other process: PostgreSQL would take
+            # it for a running server and refuse to start. No process of a server uses this
+            # directory, so the lock file is stale.
+            log.warning("postmaster.pid names pid %d, which is not a PostgreSQL server of %s: removing the "
+                        "stale lock file", pid, self.pgdata)
+            pid_file.unlink(missing_ok=True)
+
+    def _is_postmaster_here(self, pid: int) -> bool:
+        """Is pid a postmaster of this data directory? (Its command line is the one this
+        class runs: postgres -D <pgdata> ...; a backend's is its process title.)"""
+        try:
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            return False  # gone, or not one of ours to look at (or no /proc: not signalled)
+        return (len(args) > 2 and Path(os.fsdecode(args[0])).name == "postgres" and args[1] == b"-D"
+                and Path(os.fsdecode(args[2])) == self.pgdata)
+
+    def _server_processes_here(self) -> list[int]:
+        """Processes of a PostgreSQL server working in this data directory (every server
+        process changes into it), but this class's own running server."""
+        found = []
+        own = self._process.pid if self._process is not None and self._process.poll() is None else None
+        for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
+            if not entry.name.isdigit() or int(entry.name) == own:
+                continue
+            try:
+                if (Path(os.readlink(entry / "cwd")) == self.pgdata
+                        and Path(os.readlink(entry / "exe")).name == "postgres"):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+        return found
 
     async def stop(self) -> None:
         """Fast shutdown: PostgreSQL rolls back open transactions and exits."""
+        self._stopping = True
+        self.running = False
         process, self._process = self._process, None
         if process is None or process.poll() is not None:
             return
@@ -315,6 +404,25 @@ def _die_with_parent() -> None:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGINT)
     except (OSError, AttributeError):
         pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _exit_status(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
 
 
 def _last_lines(text: str, count: int = 5) -> str:

@@ -102,7 +102,9 @@ class Catalog:
     async def open(cls, address: BackendAddress, user: str, password: str | None, database: str,
                    superuser_mapping: str) -> "Catalog":
         # max_size: four for the proxy's statements, one held for LISTEN (VACUUM requests).
-        kwargs = dict(user=user, password=password, database=database, min_size=1, max_size=5,
+        # min_size 0: no connection floor to restore (asyncpg logs a traceback a second for it
+        # while the backend is down); connections are opened as they are needed.
+        kwargs = dict(user=user, password=password, database=database, min_size=0, max_size=5,
                       timeout=address.connect_timeout, command_timeout=60, server_settings=TRUSTED_SETTINGS)
         if address.socket_dir is not None:
             pool = await asyncpg.create_pool(host=str(address.socket_dir), port=address.port, **kwargs)
@@ -132,10 +134,14 @@ class Catalog:
         return conn
 
     async def unlisten(self, conn: asyncpg.Connection) -> None:
+        """Never raises: it runs in a finally (a cancelled VACUUM loop must stay cancelled).
+        A connection that broke (the backend restarted) was released by the pool already."""
         try:
             await conn.reset()  # UNLISTEN * with the rest of the session state
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+            log.debug("the LISTEN connection could not be reset: %s", exc)
         finally:
-            await self._pool.release(conn)
+            await self._pool.release(conn)  # nothing to do if the pool took it back already
 
     async def run_vacuums(self) -> int:
         """Take the queued VACUUM requests (catalog/privileges.sql shiftguard.vacuum; each once,
@@ -162,8 +168,12 @@ class Catalog:
     async def ping(self) -> bool:
         try:
             return await self._pool.fetchval("SELECT true", timeout=5)
-        except (OSError, asyncpg.PostgresError, TimeoutError):
-            return False
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+            return False  # a connection that broke under it too (the backend restarted): not ready
+
+    async def server_setting(self, name: str) -> str:
+        """A setting of the backing PostgreSQL (max_connections, say)."""
+        return await self._pool.fetchval("SELECT pg_catalog.current_setting($1)", name)
 
     async def init_sql_pending(self) -> bool:
         """Is this a new cluster whose init_sql has not run yet?"""

@@ -35,6 +35,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import asyncpg
+
 from .. import __version__
 from ..audit.metrics import Metrics
 from ..audit.records import ActivityRecord, ConnectionRecord, QueryEnd, Redacted, audit_text, redact_statement
@@ -123,6 +125,7 @@ class Context:
     # Those that have not logged in yet, with their smaller budget (frontend/waiting.py).
     waiting: WaitingLogins = field(default_factory=WaitingLogins)
     refused: collections.Counter = field(default_factory=collections.Counter)  # by reason
+    connection_limit: int = 500  # the backing PostgreSQL's max_connections: the cluster's limit
 
     def refuse(self, reason: str) -> None:
         """Count a refused connection, by reason (here and in /metrics)."""
@@ -134,7 +137,15 @@ class Context:
         task = asyncio.create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+        task.add_done_callback(_task_done)
         return task
+
+
+def _task_done(task: asyncio.Task) -> None:
+    """A spawned task's failure is reported here, once (and never as "Task exception was never
+    retrieved" when the task is collected)."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background task %s failed", task.get_coro().__qualname__, exc_info=task.exception())
 
 
 @dataclass
@@ -333,6 +344,20 @@ class Connection:
         self.context.refuse(reason)
         self._log(f"refused: {event or reason}", detail or reason)
 
+    def _backend_away(self, user: str, step: str, exc: Exception) -> ClientFailure:
+        """The catalog could not be read for a login (the backing database is down or
+        restarting): one line in the log, a count, and 57P03 for the client. A traceback is
+        logged only for what is no database error, which would be a bug of ours."""
+        if isinstance(exc, (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)):
+            reason = " ".join(str(exc).split())  # PostgreSQL's DETAIL comes on a line of its own
+            log.warning("login of %r from %s refused: the backing database is unavailable (%s: %s)",
+                        user, self.address, step, exc.__class__.__name__ + (f": {reason}" if reason else ""))
+        else:
+            log.error("login of %r from %s refused: %s failed", user, self.address, step, exc_info=exc)
+        self.context.refuse("backend unavailable")
+        return ClientFailure(sqlstate.CANNOT_CONNECT_NOW, "the cluster cannot accept logins now; "
+                             "its backing database is unavailable", hint="Try again in a few seconds.")
+
     def _login_failed(self, method: str, reason: str) -> None:
         if self.context.metrics is not None:
             self.context.metrics.authentications.labels(method=method, outcome="failure").inc()
@@ -483,10 +508,8 @@ class Connection:
             return await self._authenticate_token(params, *prefixed)
         try:
             record = await self.context.catalog.login_record(params.user)
-        except Exception:
-            log.exception("user lookup failed")
-            raise ClientFailure(sqlstate.CANNOT_CONNECT_NOW, "the cluster cannot accept logins now; "
-                                "its backing database is unavailable") from None
+        except Exception as exc:
+            raise self._backend_away(params.user, "user lookup", exc) from None
         method = choose_method(record, redshift_driver=params.is_redshift_driver, tls=self.client.tls,
                                scram=self.config.auth.scram)
         proved = await verify_password(self.client, params.user, record, method)
@@ -529,10 +552,8 @@ class Connection:
         catalog = self.context.catalog
         try:
             live = await catalog.live_tokens(params.user, params.database)
-        except Exception:
-            log.exception("token lookup failed")
-            raise ClientFailure(sqlstate.CANNOT_CONNECT_NOW, "the cluster cannot accept logins now; "
-                                "its backing database is unavailable") from None
+        except Exception as exc:
+            raise self._backend_away(params.user, "token lookup", exc) from None
         chosen, reason = None, "no live token matches"
         if self.client.tls:
             self.client.write(m.auth_cleartext())
@@ -589,10 +610,8 @@ class Connection:
         catalog, identity, reason = self.context.catalog, None, None
         try:
             providers = await catalog.identity_providers()
-        except Exception:
-            log.exception("identity provider lookup failed")
-            raise ClientFailure(sqlstate.CANNOT_CONNECT_NOW, "the cluster cannot accept logins now; "
-                                "its backing database is unavailable") from None
+        except Exception as exc:
+            raise self._backend_away(params.user, "identity provider lookup", exc) from None
         try:
             token = body.decode("utf-8")
             provider = oidc.choose_provider(token, providers, provider_name)
@@ -610,10 +629,8 @@ class Connection:
         if identity is not None:
             try:
                 roles = await catalog.prepare_idp_login(identity.provider, identity.user, identity.roles)
-            except Exception:
-                log.exception("identity provider login of %s failed in the catalog", identity.user)
-                raise ClientFailure(sqlstate.CANNOT_CONNECT_NOW, "the cluster cannot accept logins now; "
-                                    "its backing database is unavailable") from None
+            except Exception as exc:
+                raise self._backend_away(identity.user, "identity provider login", exc) from None
             record = await catalog.login_record(identity.user)
             params.user = identity.user  # the connection log names the token's user from here on
             if record is None:
@@ -660,22 +677,37 @@ class Connection:
         return await self._new_backend(record.name, params.database, startup)
 
     async def _new_backend(self, role: str, database: str, startup: dict[str, str],
-                           retry: Callable[[], object] | None = None) -> BackendSession:
-        """Log in as role. retry: for a refusal for too many connections, run it and try again
-        (for up to a second)."""
+                           retry: Callable[[], int] | None = None) -> BackendSession:
+        """Log in as role. retry: for a refusal for too many connections, run it (it ends kept
+        sessions, returning how many) and try again (for up to a second).
+
+        At the cluster's limit (PostgreSQL's max_connections), the sessions kept idle for other
+        clients (backend/pool.py) go first, and the login is tried again while their processes
+        exit; if no slot comes free, the client gets Redshift's refusal (cluster_full_refusal)."""
         started = time.monotonic()
-        waits = 20 if retry is not None else 0
+        waits, freeing = 20, retry is not None
         while True:
             try:
                 session = await open_session(self.context.backend, role, self.context.catalog.backend_password(role),
                                              database, startup)
                 break
             except BackendRefused as exc:
-                if exc.fields.get("C") != sqlstate.TOO_MANY_CONNECTIONS or not waits:
+                if exc.fields.get("C") != sqlstate.TOO_MANY_CONNECTIONS:
                     raise
-                waits -= 1
-                retry()
-                await asyncio.sleep(0.05)
+                full = cluster_full(exc.fields)
+                freed = retry() if retry is not None else 0
+                if full:
+                    freed += self.context.pool.forget(lambda key: True)
+                freeing = freeing or bool(freed)
+                if freeing and waits:
+                    waits -= 1
+                    await asyncio.sleep(0.05)
+                    continue
+                if full:
+                    log.info("login of %r refused: the backing PostgreSQL is at max_connections", role)
+                    self.context.refuse("cluster connection limit")
+                    raise cluster_full_refusal(self.context.connection_limit) from None
+                raise
             except BackendUnavailable as exc:
                 log.error("backend session for %s failed: %s", role, exc)
                 raise ClientFailure(sqlstate.CONNECTION_FAILURE,
@@ -710,8 +742,7 @@ class Connection:
         greeting.append(m.ready_for_query(m.TX_IDLE))
         relay = Relay(self.client, backend.endpoint, self.context.classify,
                       self.config.limits.max_message_size,
-                      on_client_gone=lambda: self.context.spawn(
-                          send_cancel(self.context.backend, backend.pid, backend.key)),
+                      on_client_gone=lambda: self.context.spawn(_cancel(self.context.backend, backend)),
                       statement_log=self._statement_log(params, record, pid),
                       on_parameter=self._parameter_changed if self.context.audit is not None else None,
                       keep_backend=self._pool_key is not None,
@@ -777,6 +808,38 @@ class SessionStatements:
                 error = error[0], redacted.error_message(error[1])
         for seq in handles:
             self._audit.query_ended(QueryEnd.of(self._session_id, seq, now, error))
+
+
+def cluster_full(fields: dict[str, str]) -> bool:
+    """Is this login refusal PostgreSQL's at max_connections ("sorry, too many clients
+    already", "remaining connection slots are reserved for ... superuser ...": the routines
+    InitProcess and InitPostgres), not a role's or a database's CONNECTION LIMIT? The routine
+    names are not translated; the messages are the fallback."""
+    if fields.get("C") != sqlstate.TOO_MANY_CONNECTIONS:
+        return False
+    if fields.get("R"):
+        return fields["R"] in ("InitProcess", "InitPostgres")
+    message = fields.get("M", "")
+    return "too many clients" in message or "remaining connection slots" in message
+
+
+def cluster_full_refusal(limit: int) -> ClientFailure:
+    """Redshift's refusal at the cluster's connection limit (500 on most node types), one
+    wording for both of PostgreSQL's: 'connection limit "500" exceeded for non-bootstrap users'
+    (as drivers report it from Redshift). UNVERIFIED: the SQLSTATE (53300, PostgreSQL's
+    too_many_connections, which Redshift's PostgreSQL 8 base also uses for its limits) and the
+    severity (FATAL, as every refused login). The bootstrap user is the admin, which like every
+    superuser still gets one of PostgreSQL's reserved slots (superuser_reserved_connections)."""
+    return ClientFailure(sqlstate.TOO_MANY_CONNECTIONS, f'connection limit "{limit}" exceeded for non-bootstrap users')
+
+
+async def _cancel(address: BackendAddress, backend: BackendSession) -> None:
+    """Cancel what a session runs, as its client went away; if PostgreSQL cannot be reached,
+    there is nothing to cancel."""
+    try:
+        await send_cancel(address, backend.pid, backend.key)
+    except BackendUnavailable as exc:
+        log.info("could not cancel the query of a client that went away: %s", exc)
 
 
 def _session_metrics(metrics, relay: Relay) -> None:

@@ -84,6 +84,8 @@ def rewrite(statement: str) -> Rewritten | None:
     elif words[:2] == ["ALTER", "TABLE"]:
         table, alter_only = _alter_table_clauses(tokens)
     _expressions(statement, tokens, edits)
+    if alter_only and (table is None or not table.any()):
+        alter_only = False  # no Redshift attribute after all (ALTER DISTSTYLE "("): PostgreSQL's error
     if not edits and not alter_only:
         return None
     return Rewritten(_apply(statement, edits), table if table is not None and table.any() else None, alter_only)
@@ -134,6 +136,8 @@ def _table_name(tokens: list[Token], start: int) -> tuple[str, int]:
     index = start
     if [t.word for t in tokens[index:index + 3]] == ["IF", "NOT", "EXISTS"]:
         index += 3
+    if index >= len(tokens):
+        raise GrammarError("syntax error at end of input")  # PostgreSQL's words for "CREATE TABLE"
     parts = [_name_text(tokens[index])]
     index += 1
     while index + 1 < len(tokens) and _is(tokens[index], "."):
@@ -270,6 +274,8 @@ def _alter_table_clauses(tokens: list[Token]) -> tuple[TableAttributes | None, b
         if rest[0].word != "SORTKEY":
             attrs.sortkey_type = rest[0].word
             rest = rest[1:]
+        if len(rest) < 2:
+            return None, False  # PostgreSQL's syntax error ("ALTER COMPOUND SORTKEY" and nothing)
         if rest[1].word in ("AUTO", "NONE"):
             attrs.sortkey_type = rest[1].word
         else:

@@ -106,6 +106,12 @@ def rewrite_grant(statement: str, sign: Signer = unsigned) -> tuple[str | None, 
         is_group = grantee.location in group_starts
         grantee_is_group.append(is_group)
         if is_group:
+            if grantee.rolename is None:
+                # GROUP PUBLIC, GROUP CURRENT_USER: PostgreSQL reads a noise word; for Redshift
+                # it names a group, and none can have such a name (UNVERIFIED: the wording).
+                spoken = {0: None, 1: "current_role", 2: "current_user", 3: "session_user", 4: "public"}
+                name = spoken.get(int(grantee.roletype), "public")
+                return None, GrammarError(f'group "{name}" does not exist', sqlstate.UNDEFINED_OBJECT)
             grantee.rolename = group_role(grantee.rolename)
             changed = True
     if node.is_grant and node.grant_option and any(grantee_is_group):

@@ -23,6 +23,8 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -178,6 +180,64 @@ def classify(sql: bytes, translator: Translator, standard_strings: bool = True) 
     if not may_need_plan(sql, translator):
         return PASS
     try:
+        return _classify_text(sql, translator, standard_strings)
+    except RecursionError:
+        # pglast builds, walks and prints parse trees recursively, and json reads its output
+        # so: a chain of a few hundred `||` or nested ARRAY[...] is deeper than Python's
+        # default limit, yet PostgreSQL runs it (up to about 4,500 levels with its default
+        # max_stack_depth of 2 MB). Such a statement is classified again on a thread of its
+        # own with room for it; what is too deep even there is refused as PostgreSQL refuses
+        # what is too deep for it.
+        return _with_deep_stack(_classify_text, sql, translator, standard_strings)
+
+
+# Room for the parse trees libpg_query accepts at all (its own stack check stops at about 16,000
+# levels of `||`, which need some 100,000 Python frames and 128 MB of C stack to print back).
+_DEEP_RECURSION_LIMIT = 200_000
+_DEEP_STACK_BYTES = 256 << 20  # reserved address space; only the pages used are committed
+_deep_lock = threading.Lock()
+
+
+def _with_deep_stack(function, sql: bytes, translator: Translator, standard_strings: bool) -> Plan:
+    """function(sql, translator, standard_strings) on a thread with a deep stack and recursion
+    limit (the caller waits: a classification is synchronous). One at a time, since the
+    recursion limit is the interpreter's."""
+    result: list = []
+
+    def run() -> None:
+        try:
+            result.append(function(sql, translator, standard_strings))
+        except RecursionError:
+            pass
+        except Exception as exc:  # a bug of ours: refuse, as classify_statement's callers do
+            result.append(exc)
+
+    with _deep_lock:
+        limit = sys.getrecursionlimit()
+        stack = threading.stack_size()
+        try:
+            sys.setrecursionlimit(max(limit, _DEEP_RECURSION_LIMIT))
+            threading.stack_size(_DEEP_STACK_BYTES)
+            worker = threading.Thread(target=run, name="shiftguard-deep-classify")
+            worker.start()
+        finally:
+            threading.stack_size(stack)
+        worker.join()
+        sys.setrecursionlimit(limit)
+    if result and isinstance(result[0], Plan):
+        return result[0]
+    if result:
+        log.error("could not classify a deeply nested statement", exc_info=result[0])
+        return _refused(Denial(sqlstate.INTERNAL_ERROR, "shiftguard could not process this statement",
+                               hint="This is a bug in shiftguard; the statement was not run."))
+    # PostgreSQL's own words for what is too deep for it (check_stack_depth).
+    return _refused(Denial(sqlstate.STATEMENT_TOO_COMPLEX, "stack depth limit exceeded",
+                           hint="The statement nests expressions too deeply for shiftguard to check it; "
+                                "write it with fewer levels."))
+
+
+def _classify_text(sql: bytes, translator: Translator, standard_strings: bool) -> Plan:
+    try:
         original = sql.decode("utf-8")
     except UnicodeDecodeError as exc:  # fail closed: what the proxy cannot read never runs
         return _refused(Denial(sqlstate.CHARACTER_NOT_IN_REPERTOIRE, _invalid_utf8(sql, exc.start)))
@@ -208,6 +268,8 @@ def classify(sql: bytes, translator: Translator, standard_strings: bool = True) 
             result = classify_statement(text[start:end], translator, standard_strings)
         except GrammarError as exc:  # from a rewrite's parse (tokens.parse_tree: its budget)
             result = Denial(exc.sqlstate, str(exc), hint=exc.hint)
+        except RecursionError:
+            raise  # classify tries again with room for it
         except Exception:  # a bug of ours: refuse the statement, keep the session
             log.exception("could not classify a statement")
             result = Denial(sqlstate.INTERNAL_ERROR, "shiftguard could not process this statement",
@@ -361,7 +423,15 @@ def _classify(statement: str, translator: Translator) -> Result:
             catalog_rewrite = (masked, None, True)
     try:
         (raw,) = json.loads(parser.parse_sql_json(statement))["stmts"]
-    except (parser.ParseError, ValueError):
+    except parser.ParseError as exc:
+        if "memory exhausted" in str(exc) or "stack depth" in str(exc):
+            # Too deep for the parser the proxy reads with, which a backend with a larger stack
+            # might still run: refused, never forwarded unread (fail closed).
+            return Denial(sqlstate.STATEMENT_TOO_COMPLEX, "stack depth limit exceeded",
+                          hint="The statement nests expressions too deeply for shiftguard to check it; "
+                               "write it with fewer levels.")
+        return None  # PostgreSQL refuses it with its own syntax error
+    except ValueError:
         return None
     ((kind, node),) = raw["stmt"].items()
     try:

@@ -228,9 +228,13 @@ def decode_fields(body: bytes) -> dict[str, str]:
 
 
 def decode_query(body: bytes) -> bytes:
-    """Query body -> the SQL bytes (without the terminating NUL)."""
-    if not body or body[-1] != 0:
+    """Query body -> the SQL bytes (without the terminating NUL). As PostgreSQL reads it: one
+    string that ends the message; a NUL before the end is "invalid message format"."""
+    end = body.find(b"\0")
+    if end < 0:
         raise ProtocolViolation("Query message is not NUL-terminated")
+    if end != len(body) - 1:
+        raise ProtocolViolation("invalid message format")
     return body[:-1]
 
 
@@ -248,7 +252,9 @@ def decode_parse(body: bytes) -> Parse:
     name, pos = read_cstring(body, 0)
     sql, pos = read_cstring(body, pos)
     rest = body[pos:]
-    if len(rest) < 2 or len(rest) != 2 + 4 * struct.unpack_from("!h", rest)[0]:
+    # The count is unsigned, as PostgreSQL reads it (pq_getmsgint): a Parse with 40,000
+    # parameter types is one it runs, so it must be one the proxy reads.
+    if len(rest) < 2 or len(rest) != 2 + 4 * struct.unpack_from("!H", rest)[0]:
         raise ProtocolViolation("Parse message has a malformed parameter type list")
     return Parse(name, sql, rest)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import re
+import socket
 import subprocess
 import time
 import urllib.request
@@ -14,6 +15,7 @@ import psycopg
 import pytest
 
 from proxy.config import Audit
+from proxy.protocol import messages as m
 
 from ..conftest import ADMIN, unique, wait_for
 
@@ -372,3 +374,64 @@ def test_passwords_never_reach_the_logs(audited, postgres):
     finally:
         with proxy.connect() as admin:
             admin.execute(f"DROP USER {carol}")
+
+
+async def test_each_execution_of_a_prepared_statement_is_a_row_of_stl_query(audited):
+    """As on Redshift: a statement prepared once and run 25 times is 25 rows (a Parse is not a
+    statement run; one that fails is logged, with its error); a portal fetched in parts is one."""
+    import asyncpg
+
+    proxy, _ = audited
+    marker = unique("prep")
+    conn = await asyncpg.connect(host=proxy.host, port=proxy.port, user=ADMIN, password="Shiftguard-dev-1",
+                                 database="dev", ssl=False, statement_cache_size=0)
+    try:
+        statement = await conn.prepare(f"SELECT '{marker}', $1::int")
+        for n in range(25):
+            assert await statement.fetchval(n, column=1) == n
+        async with conn.transaction():
+            cursor = await conn.cursor(f"SELECT '{marker}-cursor', generate_series(1, 10)")
+            assert len(await cursor.fetch(3)) == 3 and len(await cursor.fetch(7)) == 7
+        with pytest.raises(asyncpg.UndefinedTableError):
+            await conn.prepare(f"SELECT '{marker}-missing' FROM no_such_table_{marker}")
+    finally:
+        await conn.close()
+
+    def rows(pattern: str):
+        with proxy.connect() as admin:
+            return admin.execute("SELECT aborted FROM stl_query WHERE querytxt LIKE %s ORDER BY query",
+                                 (pattern,)).fetchall()
+    assert wait_for(lambda: len(rows(f"SELECT '{marker}', $1::int")) == 25)
+    assert rows(f"SELECT '{marker}', $1::int") == [(0,)] * 25
+    assert wait_for(lambda: rows(f"SELECT '{marker}-cursor'%")) == [(0,)]
+    assert wait_for(lambda: rows(f"SELECT '{marker}-missing'%")) == [(1,)]
+
+
+def test_the_log_names_what_an_execute_ran_after_a_parse_that_failed(audited):
+    """A Parse of a name that is taken fails (42P05); an Execute of that name afterwards runs
+    the name's first statement, and the log says so."""
+    from .test_bad_input import login
+
+    proxy, _ = audited
+    marker = unique("named")
+    first, second = f"SELECT '{marker}-first'", f"SELECT '{marker}-second'"
+
+    def parse(sql: str) -> bytes:
+        return m.message(ord("P"), b"s1\0" + sql.encode() + b"\0\0\0")
+
+    run = (m.message(ord("B"), b"\0s1\0\0\0\0\0\0\0") + m.message(ord("E"), b"\0\0\0\0\0")
+           + m.message(ord("S")))
+    with socket.create_connection((proxy.host, proxy.port), timeout=10) as sock:
+        login(sock)
+        sock.sendall(parse(first) + m.message(ord("S")) + parse(second) + m.message(ord("S")) + run)
+        received = b""
+        while received.count(m.ready_for_query(m.TX_IDLE)) < 3:
+            received += sock.recv(65536)
+        assert b"42P05" in received and f"{marker}-first".encode() in received
+
+    def rows():
+        with proxy.connect() as admin:
+            return admin.execute("SELECT querytxt, aborted FROM stl_query WHERE querytxt LIKE %s ORDER BY query",
+                                 (f"SELECT '{marker}%",)).fetchall()
+    assert wait_for(lambda: len(rows()) == 2)
+    assert rows() == [(second, 1), (first, 0)]  # the failed Parse, then the Execute of the first

@@ -193,3 +193,67 @@ def test_backend_terminated_mid_session_ends_only_that_client(proxy, postgres):
         assert bystander.execute("SELECT 1").fetchone() == (1,)
     with proxy.connect() as again:
         assert again.execute("SELECT 2").fetchone() == (2,)
+
+
+def _replies_until_ready(sock: socket.socket, count: int = 1) -> list[tuple[int, bytes]]:
+    """Messages up to the count-th ReadyForQuery."""
+    buffer, messages = bytearray(), []
+    while True:
+        while (msg := split_message(buffer)) is not None:
+            messages.append(msg)
+            if msg[0] == m.B_READY_FOR_QUERY:
+                count -= 1
+                if not count:
+                    return messages
+        chunk = sock.recv(65536)
+        assert chunk, f"closed after {messages}"
+        buffer += chunk
+
+
+@pytest.mark.parametrize("sql", ["CREATE USER x PASSWORD 'weak'", "CREATE USER x PASSWORD 'Secret123'", "SELECT 1"])
+def test_a_nul_inside_a_query_gets_postgresqls_error_and_the_session_goes_on(proxy, sql):
+    from .test_bad_input import login
+
+    with socket.create_connection((proxy.host, proxy.port), timeout=10) as sock:
+        login(sock)
+        sock.sendall(m.message(m.F_QUERY, sql.encode() + b"\0\0"))
+        replies = _replies_until_ready(sock)
+        assert [kind for kind, _ in replies] == [m.B_ERROR_RESPONSE, m.B_READY_FOR_QUERY]
+        fields = m.decode_fields(replies[0][1])
+        assert (fields["S"], fields["C"], fields["M"]) == ("ERROR", "08P01", "invalid message format")
+        sock.sendall(m.query("SELECT 'still here'"))
+        assert b"still here" in b"".join(body for _, body in _replies_until_ready(sock))
+
+
+# What PostgreSQL never answers: a Query after an extended-protocol error (skipped to the next
+# Sync), a Sync inside COPY (read as nothing). The session must count as idle afterwards, or
+# idle timeouts never end it.
+@pytest.mark.parametrize("stream, ready", [
+    (m.message(ord("D"), b"Sno_such_statement\0") + m.query("SELECT 1") + m.message(ord("S")), 1),
+    (m.query("CREATE TEMP TABLE t (a int); COPY t FROM STDIN") + m.message(ord("S"))
+     + m.message(ord("d"), b"1\n") + m.message(ord("c")), 1),
+])
+def test_a_session_idle_after_what_postgresql_skips_is_closed_by_the_idle_timeout(make_proxy, stream, ready):
+    from .test_bad_input import login, read_all
+    from .test_users import _cluster
+
+    proxy = make_proxy(cluster=_cluster(session_timeout=1))
+    with socket.create_connection((proxy.host, proxy.port), timeout=10) as sock:
+        login(sock)
+        sock.sendall(stream)
+        _replies_until_ready(sock, ready)
+        closing = read_all(sock, timeout=15)
+    assert b"57P05" in closing and b"terminating connection due to idle-session timeout" in closing
+
+
+def test_refusals_after_what_postgresql_skips_still_read_as_refusals(proxy):
+    from .test_bad_input import login
+
+    with socket.create_connection((proxy.host, proxy.port), timeout=10) as sock:
+        login(sock)
+        weak = m.query("CREATE USER x PASSWORD 'weak'")
+        sock.sendall(m.message(ord("D"), b"Sno_such_statement\0") + weak + m.message(ord("S")) + weak)
+        replies = _replies_until_ready(sock, 2)
+    errors = [m.decode_fields(body) for kind, body in replies if kind == m.B_ERROR_RESPONSE]
+    assert [e["C"] for e in errors] == ["26000", "22023"]
+    assert "password must be 8 to 64" in errors[1]["M"]

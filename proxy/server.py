@@ -236,7 +236,7 @@ class Proxy:
         Raises (and changes nothing) when the new TLS files cannot be loaded.
 
         The configuration's security groups replace the stored ones only when they differ from
-        those last applied (README, Connectivity); that happens on the event loop as soon as the
+        those last applied (docs/connectivity.md); that happens on the event loop as soon as the
         backing database takes it, and until then the rules in force stay."""
         tls = tls_context(new, Path(new.data_dir))
         configured = SecurityGroups.from_config(new)

@@ -240,7 +240,7 @@ $$;
 REVOKE ALL ON FUNCTION shiftguard.expression_reads(pg_node_tree, int2[]) FROM PUBLIC;
 
 -- A statistics target change, made by the management role; where it is not a superuser it may
--- not own the table: then what it cannot change stays (README).
+-- not own the table: then what it cannot change stays (docs/row-level-security-and-masking.md).
 CREATE OR REPLACE FUNCTION shiftguard.mask_statistics_target(p_statement text) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN

@@ -214,7 +214,7 @@ LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$ BEGIN RETURN
 
 -- SUPER, Redshift's semi-structured type, as jsonb: a domain named super, so that CREATE TABLE
 -- t (s SUPER) works unchanged and pg_table_def shows the name. Navigation (s.a, s[0]) is not
--- translated (README).
+-- translated (docs/local-stand-in-and-redshift-sql.md).
 DO $$
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_type WHERE typname = 'super' AND typnamespace = 'pg_catalog'::regnamespace) THEN

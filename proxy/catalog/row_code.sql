@@ -1,4 +1,4 @@
--- Code over the rows of a protected table (README "Row-level security", "Dynamic data masking").
+-- Code over the rows of a protected table (docs/row-level-security-and-masking.md).
 -- Run after rls.sql and masking.sql.
 --
 -- PostgreSQL applies row security (and so shiftguard's masking guard) to queries. It does not

@@ -205,7 +205,7 @@ REVOKE ALL ON shiftguard.table_attributes FROM PUBLIC;
 -- Cluster security groups (policy/connectivity.py): seeded from the YAML, changed through the
 -- Redshift API (iam/api.py). Every change adds one to connectivity.version, which each proxy on
 -- this backend polls; config_digest identifies the YAML section last applied, so that an
--- unchanged YAML does not undo API changes at a restart (README, Connectivity). Only the
+-- unchanged YAML does not undo API changes at a restart (docs/connectivity.md). Only the
 -- management role reads or writes them.
 CREATE TABLE IF NOT EXISTS shiftguard.connectivity (
     id integer PRIMARY KEY DEFAULT 1 CHECK (id = 1),
@@ -578,7 +578,7 @@ END
 $$;
 
 -- Role attributes that make a Redshift superuser on this backend: SUPERUSER where the backend
--- is shiftguard's own, CREATEDB CREATEROLE on an external one (see README).
+-- is shiftguard's own, CREATEDB CREATEROLE on an external one (docs/external-postgresql.md).
 CREATE OR REPLACE FUNCTION shiftguard.role_attributes(p_superuser boolean, p_createdb boolean) RETURNS text
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT CASE

@@ -116,7 +116,8 @@ def test_unload_query_is_judged_as_it_runs(world, bucket, postgres):
 @pytest.mark.parametrize("escape", ["", " ESCAPE"])
 def test_backslashes_survive_unload_and_copy(world, bucket, escape):
     """Without ESCAPE Redshift writes a backslash as it is; shiftguard writes PostgreSQL's text
-    format either way (a backslash doubled, README), and reads back what it wrote."""
+    format either way (a backslash doubled, docs/local-stand-in-and-redshift-sql.md), and reads
+    back what it wrote."""
     proxy, t, user = world
     source, target = unique("src"), unique("dst")
     with connect(proxy) as admin:

@@ -608,7 +608,7 @@ def test_a_tables_row_function_called_anyway_says_only_what_the_table_shows(prox
     the user would see the row at a ctid: the whole verdict of the policies that reach them (AND,
     OR, none), nothing for hidden rows or for places without a row, and nothing from the lookup
     table. What remains for a user who may not read the table (blind): where a row they would see
-    is, as the README says."""
+    is, as docs/row-level-security-and-masking.md says."""
     n = lookup_world
     users = ", ".join(n[user] for user in ("me", "other", "blind"))
 

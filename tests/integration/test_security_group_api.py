@@ -45,7 +45,7 @@ VIEWER_POLICY = {"Version": "2012-10-17", "Statement": [
 def yaml_groups(*cidrs: str, tag: str | None = None) -> dict:
     """Configuration changes: one group 'app' with cidrs, attached. Each call's description is
     new unless tag is given: every proxy in the suite shares one backend, and a YAML that differs
-    from the one last applied replaces the stored security groups (README, Connectivity), so each
+    from the one last applied replaces the stored security groups (docs/connectivity.md), so each
     test starts from its own YAML rather than from an earlier test's API changes."""
     return {"security_groups": [SecurityGroup("app", tag or unique("yaml"), [IngressRule(c) for c in cidrs])],
             "cluster": replace(Cluster(), security_groups=["app"])}

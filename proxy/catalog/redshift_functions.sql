@@ -19,6 +19,27 @@ LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
            'Redshift 1.0.0 (shiftguard)'
 $$;
 
+-- SHOW server_version and SHOW server_version_num as Redshift answers them (policy/dialect.py
+-- rewrites the statements into calls of this). On a cluster a user who is not a superuser gets
+-- 'must be superuser to examine "server_version"' (reported from clusters for SHOW and for
+-- current_setting: db-migrate/node-db-migrate#577, michaelsogos/pg-diff#39,
+-- duckdb/duckdb-postgres#181); a superuser gets 8.0.2, the server_version Redshift reports at
+-- login (UNVERIFIED: no report shows a superuser's answer). server_version_num came with
+-- PostgreSQL 8.2, after the 8.0.2 Redshift is: unrecognized there (Borvik/vscode-postgres#107,
+-- against Redshift), for everyone.
+CREATE OR REPLACE FUNCTION pg_catalog.redshift_show(p_parameter text) RETURNS text
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF p_parameter = 'server_version' THEN
+        IF NOT shiftguard.caller_is_superuser() THEN
+            RAISE EXCEPTION 'must be superuser to examine "server_version"' USING ERRCODE = '42501';
+        END IF;
+        RETURN '8.0.2';
+    END IF;
+    RAISE EXCEPTION 'unrecognized configuration parameter "%"', p_parameter USING ERRCODE = '42704';
+END
+$$;
+
 -- A datepart as Redshift spells it ('d', 'days', 'hrs', ...) -> PostgreSQL's unit.
 CREATE OR REPLACE FUNCTION pg_catalog.redshift_datepart(p_part text) RETURNS text
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$

@@ -9,6 +9,8 @@ Pure. Runs before classification, so security decisions see the statement that w
 - Expressions: SYSDATE, APPROXIMATE COUNT, DATEADD/DATEDIFF/DATE_PART/DATE_TRUNC with a bare
   datepart, LISTAGG(...) [WITHIN GROUP (ORDER BY ...)], version(), DECODE(...) with three or
   more arguments; result columns keep the names Redshift gives them.
+- SHOW server_version and SHOW server_version_num: answered as Redshift answers them, as
+  version() is (the backend's own would say PostgreSQL 15's "15.x (Debian ...)").
 The functions themselves live in catalog/redshift_functions.sql.
 """
 
@@ -65,6 +67,7 @@ class Rewritten:
     sql: str
     table: TableAttributes | None = None  # set for CREATE TABLE / ALTER TABLE with Redshift attributes
     alter_only: bool = False              # ALTER TABLE ... ALTER DISTKEY etc.: nothing for PostgreSQL to do
+    tag: bytes | None = None              # the command tag the client sees, when not the rewritten SQL's
 
 
 def rewrite(statement: str) -> Rewritten | None:
@@ -79,6 +82,9 @@ def rewrite(statement: str) -> Rewritten | None:
     table = None
     alter_only = False
     words = [t.word for t in tokens]
+    shown = _show_version(tokens)
+    if shown is not None:
+        return shown
     if words[0] == "CREATE" and "TABLE" in words[:4]:
         table = _table_clauses(tokens, edits)
     elif words[:2] == ["ALTER", "TABLE"]:
@@ -288,6 +294,24 @@ def _alter_table_clauses(tokens: list[Token]) -> tuple[TableAttributes | None, b
     else:
         return None, False
     return attrs, True
+
+
+# --------------------------------------------------------------------------- SHOW
+
+
+# The parameters whose SHOW Redshift answers otherwise than the backend would.
+_VERSION_PARAMETERS = ("server_version", "server_version_num")
+
+
+def _show_version(tokens: list[Token]) -> Rewritten | None:
+    """SHOW server_version[_num] -> a call of pg_catalog.redshift_show (redshift_functions.sql),
+    which answers as Redshift does, with SHOW's command tag and result column name."""
+    if len(tokens) != 2 or tokens[0].word != "SHOW" or tokens[1].name not in ("IDENT", "UIDENT"):
+        return None
+    name = _name(tokens[1]).lower()  # a parameter's name is case-insensitive, quoted too
+    if name not in _VERSION_PARAMETERS:
+        return None
+    return Rewritten(f"SELECT pg_catalog.redshift_show('{name}') AS {name}", tag=b"SHOW")
 
 
 # --------------------------------------------------------------------------- expressions

@@ -365,7 +365,7 @@ def _dialect_result(rewritten: dialect.Rewritten, translator: Translator) -> Res
                 f"{sql_literal(attrs)}::pg_catalog.jsonb, {CALLER_SEARCH_PATH})", b"CREATE TABLE", True)
     if inner is not None:
         return inner[0], inner[1], inner[2]
-    return rewritten.sql, None, True
+    return rewritten.sql, rewritten.tag, True
 
 
 def _classify(statement: str, translator: Translator) -> Result:

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import os
+import subprocess
 
 import psycopg
 import pytest
+import redshift_connector
 
-from ..conftest import unique
+from ..conftest import ADMIN, ADMIN_PASSWORD, unique
 
 D = decimal.Decimal
 TS = datetime.datetime
@@ -244,3 +247,54 @@ def test_identity_ctas_like_and_alter(conn):
 def test_postgresql_only_features_fail_as_on_redshift(conn, statement, feature):
     with pytest.raises(psycopg.errors.FeatureNotSupported, match=f"Amazon Redshift does not support {feature}"):
         conn.execute(statement)
+
+
+def test_show_server_version_answers_as_redshift(proxy, new_user):
+    """SHOW server_version through the proxy: Redshift's 8.0.2 for a superuser (what the
+    server_version ParameterStatus says), Redshift's refusal for everyone else, and
+    server_version_num unknown, as on Redshift (8.0.2 predates it); never the backend's own
+    "15.x (Debian ...)". With psycopg in both protocols, redshift_connector and psql."""
+    user, password = new_user()
+    with proxy.connect() as admin:
+        for cursor in (admin.cursor(), psycopg.ClientCursor(admin)):  # extended, then simple protocol
+            cursor.execute("SHOW server_version")
+            assert cursor.fetchall() == [("8.0.2",)]
+            assert cursor.description[0].name == "server_version" and cursor.statusmessage == "SHOW"
+            assert admin.info.parameter_status("server_version") == "8.0.2"
+            with pytest.raises(psycopg.errors.UndefinedObject,
+                               match='unrecognized configuration parameter "server_version_num"'):
+                cursor.execute("show SERVER_VERSION_NUM")
+    with proxy.connect(user, password) as conn:
+        with conn.transaction():
+            conn.execute("SELECT 1")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege,
+                               match='must be superuser to examine "server_version"'):
+                conn.execute("SHOW server_version")
+            with pytest.raises(psycopg.errors.InFailedSqlTransaction):
+                conn.execute("SELECT 1")  # the refusal is an error like any other: the transaction is aborted
+            raise psycopg.Rollback()
+        assert conn.execute("SELECT version() LIKE 'PostgreSQL 8.0.2%Redshift%'").fetchone() == (True,)
+
+    rs = redshift_connector.connect(host=proxy.host, port=proxy.port, database="dev", user=ADMIN,
+                                    password=ADMIN_PASSWORD, ssl=False, timeout=20)
+    try:
+        cursor = rs.cursor()
+        cursor.execute("SHOW server_version")
+        assert cursor.fetchall() == (["8.0.2"],)
+    finally:
+        rs.close()
+    rs = redshift_connector.connect(host=proxy.host, port=proxy.port, database="dev", user=user,
+                                    password=password, ssl=False, timeout=20)
+    try:
+        with pytest.raises(redshift_connector.ProgrammingError) as refused:
+            rs.cursor().execute("SHOW server_version")
+        assert refused.value.args[0]["C"] == "42501"
+        assert refused.value.args[0]["M"] == 'must be superuser to examine "server_version"'
+    finally:
+        rs.close()
+
+    shown = subprocess.run(["psql", "-X", "-At", "-c", "SHOW server_version",
+                            f"host={proxy.host} port={proxy.port} user={ADMIN} dbname=dev sslmode=disable"],
+                           capture_output=True, text=True, timeout=30,
+                           env={**os.environ, "PGPASSWORD": ADMIN_PASSWORD})
+    assert (shown.returncode, shown.stdout) == (0, "8.0.2\n"), shown.stderr

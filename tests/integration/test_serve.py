@@ -80,8 +80,14 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
 def test_version_and_help():
     version = run("--version")
     assert version.returncode == 0 and re.fullmatch(r"shiftguard \d+\.\d+\.\d+\n", version.stdout)
+    overview = run("--help")
+    assert overview.returncode == 0
+    assert all(command in overview.stdout for command in ("serve", "credentials", "reload"))
     help_text = run("serve", "--help")
-    assert help_text.returncode == 0 and "--backend DSN" in help_text.stdout
+    assert help_text.returncode == 0
+    for option in ("--config FILE", "--listen HOST:PORT", "--api-listen HOST:PORT", "--data-dir DIR",
+                   "--backend DSN"):
+        assert option in help_text.stdout, option
 
 
 @pytest.mark.parametrize("args, env, message", [
@@ -100,9 +106,19 @@ def test_startup_problems_exit_2_with_one_line(data_dir, args, env, message):
     assert len([line for line in result.stderr.splitlines() if line.startswith("shiftguard:")]) == 1
 
 
-def test_missing_binaries_message_says_how_to_install(data_dir):
-    result = run("serve", "--data-dir", str(data_dir), env=clean_env(SHIFTGUARD_EMBEDDED_BIN_DIR="/nonexistent"))
-    assert "apt-get install postgresql" in result.stderr
+def test_missing_binaries_message_says_how_to_install(data_dir, tmp_path):
+    """The binaries' directory is there but holds no server: one line naming where it looked,
+    the Debian package to install and the other ways out; no traceback, no data directory."""
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    result = run("serve", "--data-dir", str(data_dir / "new"), "--api-listen", "127.0.0.1:0",
+                 env=clean_env(SHIFTGUARD_EMBEDDED_BIN_DIR=str(empty)))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("shiftguard:")]
+    assert line.startswith(f"shiftguard: no PostgreSQL server binaries found (searched: {empty})")
+    assert "apt-get install postgresql" in line and "embedded.bin_dir" in line and "--backend DSN" in line
+    assert not (data_dir / "new" / "pgdata").exists()
 
 
 def test_embedded_life_cycle(data_dir):

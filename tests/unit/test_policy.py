@@ -640,3 +640,24 @@ def test_sql_that_cannot_be_scanned_with_a_secret_is_refused_not_forwarded(sql):
     (action,) = plan.actions
     assert action.denial.sqlstate == "42601" and (action.start, action.end) == (0, len(sql))
     assert classify(b"SELECT 'unterminated", TRANSLATOR) is PASS  # no secret: PostgreSQL's own error
+
+
+@pytest.mark.parametrize("sql, expected", [
+    ("SHOW server_version", "SELECT pg_catalog.redshift_show('server_version') AS server_version"),
+    ("show SERVER_VERSION", "SELECT pg_catalog.redshift_show('server_version') AS server_version"),
+    ('SHOW "server_version_num"', "SELECT pg_catalog.redshift_show('server_version_num') AS server_version_num"),
+    ("SHOW search_path", None),
+    ("SHOW server_version, x", None),
+    ("SELECT 1; SHOW server_version", "SELECT pg_catalog.redshift_show('server_version') AS server_version"),
+])
+def test_show_server_version_is_rewritten_with_the_dialect(sql, expected):
+    """One statement rewrite, as version()'s: the function answers as Redshift does (who may
+    see it is decided there, by the caller). Without the dialect (no functions installed on the
+    backend) the statement goes to PostgreSQL unchanged."""
+    actions = classify(sql.encode(), Translator(lambda role: "V", dialect=True)).actions
+    rewritten = [action for action in actions if action.sql is not None]
+    if expected is None:
+        assert rewritten == []
+    else:
+        assert [(action.sql, action.tag) for action in rewritten] == [(expected, b"SHOW")]
+    assert classify(sql.encode(), TRANSLATOR) == PASS

@@ -441,8 +441,15 @@ class Relay:
             sql = m.decode_query(body)
         except m.ProtocolViolation:
             # Not one string (a NUL inside, or none at the end): PostgreSQL refuses the
-            # message itself (08P01, invalid message format) before reading any SQL in it.
-            self._send(entry(QUERY))
+            # message itself (08P01, invalid message format) before reading any SQL in it. The
+            # user activity log still records what the client sent (audit/records.py makes
+            # its NULs U+FFFD).
+            work = None
+            if self._statement_log is not None:
+                raw = body[:-1] if body.endswith(b"\0") else body
+                work = _Work(handles=[self._statement_log.started(raw, self.tx_status != m.TX_IDLE,
+                                                                 self.standard_strings)])
+            self._send(entry(QUERY, work))
             return None
         self.statements += 1
         handles = None

@@ -33,7 +33,6 @@ import re
 import secrets
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Protocol
 
 from .endpoint import Endpoint
@@ -286,10 +285,10 @@ class Relay:
     def close(self, client_message: bytes | None = None) -> None:
         if self._statement_log is not None:
             error = self._error or ("08006", "the session ended before the statement completed")
-            for entry in self._pipeline.pending():
-                if entry.data is not None and entry.data.handles:
-                    self._statement_log.ended(entry.data.handles, error)
-                    entry.data.handles = None
+            for pending in self._pipeline.pending():
+                if pending.data is not None and pending.data.handles:
+                    self._statement_log.ended(pending.data.handles, error)
+                    pending.data.handles = None
         if client_message is not None:
             self.client.write(client_message)
         self.client.close()

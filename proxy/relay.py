@@ -33,7 +33,6 @@ import re
 import secrets
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Protocol
 
 from .endpoint import Endpoint
@@ -286,10 +285,10 @@ class Relay:
     def close(self, client_message: bytes | None = None) -> None:
         if self._statement_log is not None:
             error = self._error or ("08006", "the session ended before the statement completed")
-            for entry in self._pipeline.pending():
-                if entry.data is not None and entry.data.handles:
-                    self._statement_log.ended(entry.data.handles, error)
-                    entry.data.handles = None
+            for pending in self._pipeline.pending():
+                if pending.data is not None and pending.data.handles:
+                    self._statement_log.ended(pending.data.handles, error)
+                    pending.data.handles = None
         if client_message is not None:
             self.client.write(client_message)
         self.client.close()
@@ -441,8 +440,15 @@ class Relay:
             sql = m.decode_query(body)
         except m.ProtocolViolation:
             # Not one string (a NUL inside, or none at the end): PostgreSQL refuses the
-            # message itself (08P01, invalid message format) before reading any SQL in it.
-            self._send(entry(QUERY))
+            # message itself (08P01, invalid message format) before reading any SQL in it. The
+            # user activity log still records what the client sent (audit/records.py makes
+            # its NULs U+FFFD).
+            work = None
+            if self._statement_log is not None:
+                raw = body[:-1] if body.endswith(b"\0") else body
+                work = _Work(handles=[self._statement_log.started(raw, self.tx_status != m.TX_IDLE,
+                                                                 self.standard_strings)])
+            self._send(entry(QUERY, work))
             return None
         self.statements += 1
         handles = None

@@ -37,7 +37,8 @@ _FLUSH_SECONDS = 0.25
 def _unreachable(exc: BaseException) -> bool:
     """The backing database is away or refusing work (no point trying record by record), as
     opposed to refusing these records."""
-    if isinstance(exc, (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError)):
+    if isinstance(exc, (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError,
+                        asyncpg.InternalClientError)):  # a connection broken during the pool's reset
         return True
     if isinstance(exc, asyncpg.InterfaceError):  # the pool closing, a lost connection; its
         return not isinstance(exc, ValueError)   # DataError (a value it cannot send) is the record's

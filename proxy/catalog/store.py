@@ -39,6 +39,12 @@ _BOOTSTRAP_LOCK = 0x5317_0001  # pg_advisory_xact_lock key: one proxy bootstraps
 # path a user's public.array_to_string would run as the management role (DESIGN principle 7).
 # The private schema is always written out. pg_temp last: no temporary table stands in for a
 # catalog one.
+# What the backing database's failing looks like to asyncpg: refused or lost connections,
+# PostgreSQL's errors, a pool closing; and InternalClientError, which asyncpg 0.29-0.32 raise
+# when a connection breaks while the pool resets it on release (the server killed under it).
+BACKEND_FAILURES = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError,
+                    asyncpg.InternalClientError)
+
 TRUSTED_SETTINGS = {"search_path": "pg_catalog, pg_temp"}
 
 
@@ -138,7 +144,7 @@ class Catalog:
         A connection that broke (the backend restarted) was released by the pool already."""
         try:
             await conn.reset()  # UNLISTEN * with the rest of the session state
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+        except BACKEND_FAILURES as exc:
             log.debug("the LISTEN connection could not be reset: %s", exc)
         finally:
             await self._pool.release(conn)  # nothing to do if the pool took it back already
@@ -168,7 +174,7 @@ class Catalog:
     async def ping(self) -> bool:
         try:
             return await self._pool.fetchval("SELECT true", timeout=5)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+        except BACKEND_FAILURES:
             return False  # a connection that broke under it too (the backend restarted): not ready
 
     async def server_setting(self, name: str) -> str:

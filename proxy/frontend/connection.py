@@ -35,8 +35,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import asyncpg
-
 from .. import __version__
 from ..audit.metrics import Metrics
 from ..audit.records import ActivityRecord, ConnectionRecord, QueryEnd, Redacted, audit_text, redact_statement
@@ -44,7 +42,7 @@ from ..audit.writer import AuditWriter
 from ..backend.pool import SessionPool, pool_key
 from ..backend.session import (BackendAddress, BackendRefused, BackendSession, BackendUnavailable,
                                open_session, send_cancel)
-from ..catalog.store import Catalog, UserRecord
+from ..catalog.store import BACKEND_FAILURES, Catalog, UserRecord
 from ..config import Config
 from ..endpoint import ConnectionClosed, Endpoint
 from ..iam import oidc
@@ -348,7 +346,7 @@ class Connection:
         """The catalog could not be read for a login (the backing database is down or
         restarting): one line in the log, a count, and 57P03 for the client. A traceback is
         logged only for what is no database error, which would be a bug of ours."""
-        if isinstance(exc, (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)):
+        if isinstance(exc, BACKEND_FAILURES):
             reason = " ".join(str(exc).split())  # PostgreSQL's DETAIL comes on a line of its own
             log.warning("login of %r from %s refused: the backing database is unavailable (%s: %s)",
                         user, self.address, step, exc.__class__.__name__ + (f": {reason}" if reason else ""))

@@ -18,9 +18,7 @@ import uuid
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
-import asyncpg
-
-from ..catalog.store import SecurityGroupConflict
+from ..catalog.store import BACKEND_FAILURES, SecurityGroupConflict
 from ..config import Config
 from ..policy.connectivity import GroupRules, SecurityGroups, canonical_cidr
 from .policy import evaluate
@@ -142,7 +140,7 @@ class RedshiftApi:
         except ApiError as exc:
             log.info("API request from %s failed: %s %s", source_ip, exc.code, exc)
             return Reply(exc.status, error_xml(exc.code, str(exc)))
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except BACKEND_FAILURES as exc:
             # The backing database failed; nothing was changed that is not committed.
             log.error("API request from %s: the backing database failed: %s: %s", source_ip, type(exc).__name__, exc)
             return Reply(503, error_xml("ServiceUnavailable", "The backing database is unavailable; try again."))

@@ -20,8 +20,7 @@ import uuid
 from collections.abc import Callable
 from xml.sax.saxutils import escape
 
-import asyncpg
-
+from ..catalog.store import BACKEND_FAILURES
 from .policy import Decision, evaluate
 from .principals import Principal, Principals, Role
 from .sigv4 import Secret, SignatureError, credential_scope, verify_sigv4
@@ -158,7 +157,7 @@ class StsApi:
         except StsError as exc:
             log.info("STS request from %s failed: %s %s", source_ip, exc.code, exc)
             return Reply(exc.status, error_xml(exc.code, str(exc)))
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except BACKEND_FAILURES as exc:
             log.error("STS request from %s: the backing database failed: %s: %s", source_ip, type(exc).__name__, exc)
             return Reply(503, error_xml("ServiceUnavailable", "The backing database is unavailable; try again."))
         except Exception:  # noqa: BLE001 - a bug: AWS-shaped, logged

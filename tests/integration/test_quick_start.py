@@ -247,10 +247,10 @@ def test_the_readme_quick_start_and_first_session_run_as_written(installed, tmp_
         assert f"listening on 127.0.0.1:{port}\n" in served.lines
 
         # psql: the admin sets up, alice reads and may not delete.
-        (setup, _), (as_alice, _), (output, shown) = blocks(section("psql"))
+        (_, setup), (_, as_alice), (output, shown) = blocks(section("psql"))
         done = run_shell(with_ports(setup, port, api_port), app, env)
         assert done.returncode == 0, done.stderr
-        assert done.stdout.splitlines() == ["CREATE TABLE", "INSERT 0 2", "CREATE USER", "GRANT"]
+        assert done.stdout.splitlines() == ["CREATE TABLE", "INSERT 0 2", "CREATE USER", "GRANT"], done.stderr
         assert output == "text"
         alice = run_shell(with_ports(as_alice, port, api_port), app, env)
         said = [line.rstrip() for line in (alice.stdout + alice.stderr).splitlines()]

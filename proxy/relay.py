@@ -40,7 +40,7 @@ from .policy import encoding
 from .policy.errors import redshift_wording
 from .policy.statements import Action, Denial, Plan
 from .protocol import messages as m
-from .protocol.pipeline import OPENERS, PARSE, QUERY, SYNC, Entry, Pipeline, entry
+from .protocol.pipeline import BARE, OPENERS, PARSE, QUERY, SYNC, Entry, Pipeline, entry
 from .protocol.sqlstate import CONNECTION_FAILURE, FEATURE_NOT_SUPPORTED, INTERNAL_ERROR, PROTOCOL_VIOLATION
 
 log = logging.getLogger(__name__)
@@ -121,7 +121,10 @@ class MessageStream:
                     pos = n
                 else:
                     pos = end
-        self._flush(data, start, pos)
+        if start == 0 and pos == n:
+            self.write(data)  # the whole chunk passes unchanged: the hot path
+        else:
+            self._flush(data, start, pos)
 
     @property
     def mid_message(self) -> bool:
@@ -254,13 +257,13 @@ class Relay:
             client_wanted.update(_NAMED)  # Bind, Execute and Close: each execution is a statement
         self._always_wanted = frozenset(client_wanted)
         self._from_client = MessageStream(
-            self._to_backend, client_wanted, self._client_message, self._client_header, max_message_size,
+            backend.write, client_wanted, self._client_message, self._client_header, max_message_size,
             counted=_COUNTED_REQUESTS)
         backend_wanted = {m.B_READY_FOR_QUERY, m.B_ERROR_RESPONSE, m.B_PARAMETER_STATUS}
         # Every reply's type goes to the pipeline, but for rows, COPY data and what comes
         # unasked (nothing of them changes what PostgreSQL answers).
         self._from_backend = MessageStream(
-            self._to_client, backend_wanted, self._backend_message, self._pipeline.received, 1 << 30,
+            client.write, backend_wanted, self._backend_message, self._pipeline.received, 1 << 30,
             counted=_COUNTED_REPLIES)
 
     # ---------------------------------------------------------------- lifecycle
@@ -330,12 +333,6 @@ class Relay:
 
     # ---------------------------------------------------------------- client -> backend
 
-    def _to_backend(self, data) -> None:
-        self.backend.write(data)
-
-    def _to_client(self, data) -> None:
-        self.client.write(data)
-
     def _client_data(self, data: bytes) -> None:
         self.last_activity = self._loop.time()
         self.bytes_in += len(data)
@@ -345,19 +342,17 @@ class Relay:
             self.close(m.error_response("FATAL", PROTOCOL_VIOLATION, str(exc)))
 
     def _client_header(self, kind: int) -> None:
-        # Counted from the header alone: no body is looked at on the hot path. (After the
+        # Seen from the header alone: no body is looked at on the hot path. (After the
         # Terminate that kept the backend session this no longer matters: nothing reads it,
         # and _client_message stops everything else.)
         if kind == m.F_SYNC:
             self._unsynced = False
-            self._pipeline.sent_kind(SYNC)
-        elif kind == m.F_COPY_DATA:
-            self._pipeline.copy_data()
         elif kind in _EXTENDED:
             self._unsynced = True
-            self._pipeline.sent_kind(kind)
-        elif kind == m.F_COPY_DONE or kind == m.F_COPY_FAIL:
-            self._pipeline.sent_kind(kind)
+        elif kind == m.F_COPY_DATA:
+            self._pipeline.copy_data()
+            return
+        self._pipeline.sent(BARE[kind])  # CopyDone and CopyFail too
 
     def _client_message(self, kind: int, body: bytes) -> bytes | None:
         if self.backend_kept:

@@ -94,6 +94,15 @@ _USER_COLUMNS = ("name, superuser, password_md5, password_sha256, password_salt,
                  "false) AS settings_changed")
 
 
+async def _session_kept(conn: asyncpg.Connection) -> None:
+    """What the pool does to a connection given back, besides asyncpg's own rollback of an open
+    transaction: nothing. asyncpg's default (RESET ALL, CLOSE ALL, UNLISTEN *, advisory unlock)
+    is a round trip that every catalog read would wait for, and there is nothing to undo: the
+    proxy's statements set nothing for the session (installed functions change settings only
+    for their transaction, set_config(..., true)), hold no cursors or session locks, and the one
+    LISTEN connection is reset in full by unlisten."""
+
+
 class Catalog:
     """The management pool and the private schema."""
 
@@ -111,7 +120,8 @@ class Catalog:
         # min_size 0: no connection floor to restore (asyncpg logs a traceback a second for it
         # while the backend is down); connections are opened as they are needed.
         kwargs = dict(user=user, password=password, database=database, min_size=0, max_size=5,
-                      timeout=address.connect_timeout, command_timeout=60, server_settings=TRUSTED_SETTINGS)
+                      timeout=address.connect_timeout, command_timeout=60, server_settings=TRUSTED_SETTINGS,
+                      reset=_session_kept)
         if address.socket_dir is not None:
             pool = await asyncpg.create_pool(host=str(address.socket_dir), port=address.port, **kwargs)
         else:

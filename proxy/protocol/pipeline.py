@@ -73,10 +73,10 @@ class Entry:
 def entry(kind: int, data=None) -> Entry:
     """An entry; one shared object for each kind when there is no data (the hot path: Bind,
     Execute and Sync of a prepared statement need no allocation)."""
-    return Entry(kind, data) if data is not None else _BARE[kind]
+    return Entry(kind, data) if data is not None else BARE[kind]
 
 
-_BARE = {kind: Entry(kind) for kind in (*EXTENDED, *OPENERS, COPY_DATA, COPY_DONE, COPY_FAIL)}
+BARE = {kind: Entry(kind) for kind in (*EXTENDED, *OPENERS, COPY_DATA, COPY_DONE, COPY_FAIL)}
 
 
 class Pipeline:
@@ -116,10 +116,6 @@ class Pipeline:
         if self.mode is not NORMAL:
             self._consume()
 
-    def sent_kind(self, kind: int) -> None:
-        """sent() of a message the caller attaches nothing to (the hot path: no allocation)."""
-        self.sent(_BARE[kind])
-
     def copy_data(self) -> None:
         """CopyData was sent: only its position among the others matters (a marker, collapsed)."""
         if self.lost:
@@ -127,7 +123,7 @@ class Pipeline:
         if self.mode is COPY_IN and not self._queue:
             self._copy_data = True
         elif not self._queue or self._queue[-1].kind != COPY_DATA:
-            self._queue.append(_BARE[COPY_DATA])
+            self._queue.append(BARE[COPY_DATA])
 
     def pending(self) -> list[Entry]:
         """Every entry not yet answered or discarded, in order."""

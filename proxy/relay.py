@@ -40,7 +40,7 @@ from .policy import encoding
 from .policy.errors import redshift_wording
 from .policy.statements import Action, Denial, Plan
 from .protocol import messages as m
-from .protocol.pipeline import BARE, OPENERS, PARSE, QUERY, SYNC, Entry, Pipeline, entry
+from .protocol.pipeline import BARE, OPENERS, PARSE, QUERY, Entry, Pipeline, entry
 from .protocol.sqlstate import CONNECTION_FAILURE, FEATURE_NOT_SUPPORTED, INTERNAL_ERROR, PROTOCOL_VIOLATION
 
 log = logging.getLogger(__name__)

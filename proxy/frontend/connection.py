@@ -387,9 +387,9 @@ class Connection:
         refusal, evicted = waiting.add(self, self.address, limits.max_unauthenticated_connections,
                                        limits.max_unauthenticated_per_address,
                                        full=self.context.connection_total >= limits.max_client_connections)
-        if refusal == "full":  # every connection has logged in
+        if refusal == "full":  # every connection has logged in: the cluster is full, in Redshift's words
             self._refused("connection limit")
-            raise ClientFailure(sqlstate.TOO_MANY_CONNECTIONS, "sorry, too many clients already")
+            raise cluster_full_refusal(limits.max_client_connections)
         if refusal is not None:
             self._refused("address login limit")
             raise ClientFailure(sqlstate.TOO_MANY_CONNECTIONS,

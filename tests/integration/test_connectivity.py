@@ -35,9 +35,11 @@ def gated(make_proxy, *cidrs: str, **changes):
                       trusted_proxies=[f"{LB}/32"], **changes)
 
 
-def attempt(proxy, source: str, prefix: bytes = b"", tls: bool = False, host: str | None = None) -> str:
+def attempt(proxy, source: str, prefix: bytes = b"", tls: bool = False, host: str | None = None,
+            with_message: bool = False) -> str:
     """What a client from source sees: 'admitted' (an authentication request, or 'S' to an
-    SSLRequest), 'dropped' (closed without a reply), or 'error <SQLSTATE>'."""
+    SSLRequest), 'dropped' (closed without a reply), or 'error <SQLSTATE>' (with_message:
+    'error <SQLSTATE>: <message>')."""
     family = socket.AF_INET6 if ":" in source else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.settimeout(5)
@@ -54,7 +56,8 @@ def attempt(proxy, source: str, prefix: bytes = b"", tls: bool = False, host: st
         return "admitted"
     if reply[:1] == b"E":
         (length,) = struct.unpack_from("!i", reply, 1)
-        return "error " + m.decode_fields(reply[5:1 + length])["C"]
+        fields = m.decode_fields(reply[5:1 + length])
+        return f"error {fields['C']}" + (f": {fields['M']}" if with_message else "")
     return f"unexpected {reply[:20]!r}"
 
 
@@ -139,7 +142,9 @@ def test_connection_limits(make_proxy):
     try:
         assert attempt(proxy, "127.0.0.2") == "error 53300"  # per address
         third = logged_in(proxy, "127.0.0.3")
-        assert attempt(proxy, "127.0.0.4") == "error 53300"  # in all (every connection has logged in)
+        # In all (every connection has logged in): the cluster is full, in Redshift's words.
+        assert attempt(proxy, "127.0.0.4", with_message=True) == \
+            'error 53300: connection limit "3" exceeded for non-bootstrap users'
         third.close()
         time.sleep(0.2)
         assert attempt(proxy, "127.0.0.4") == "admitted"

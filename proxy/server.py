@@ -28,6 +28,8 @@ from .audit.writer import AuditWriter
 from .iam import http as api
 from .iam.api import RedshiftApi
 from .iam.principals import Principals
+from .iam.local_idp import OIDC_AUDIENCE, OIDC_ISSUER, PROVIDER_NAME as LOCAL_PROVIDER, LocalIdp
+from .iam.saml import SamlProvider
 from .iam.sts import Callers, StsApi
 from .iam.tokens import TokenAuthority, load_or_make_key
 from .policy.cache import Classifier
@@ -80,6 +82,7 @@ class Proxy:
         self._vacuums: asyncio.Task | None = None
         self._supervisor: asyncio.Task | None = None
         self.api_address: tuple[str, int] | None = None
+        self.local_idp: LocalIdp | None = None  # iam.local_idp: the development IdP, for tests
 
     async def start(self) -> None:
         config = self.config
@@ -163,7 +166,10 @@ class Proxy:
         callers = Callers(principals, self.catalog)
         redshift = RedshiftApi(config, principals, self.context.tokens, self.catalog, endpoint,
                                self.security_groups, callers)
-        app = api.make_app(self._ready, redshift, metrics, StsApi(callers, config.cluster.region))
+        if config.iam.local_idp:
+            self.local_idp = LocalIdp(data_dir / "idp", config.cluster.account_id)
+        sts = StsApi(callers, config.cluster.region, *federation_providers(config, self.local_idp))
+        app = api.make_app(self._ready, redshift, metrics, sts, self.local_idp)
         api_address = config.api_address
         self.api_runner, self.api_address = await api.start(app, api_address.host, api_address.port)
         await self._run_init_sql(password)
@@ -387,6 +393,20 @@ def token_authority(config: Config, data_dir: Path) -> TokenAuthority:
     """Signs and checks temporary credentials with the configured key, or one kept in data_dir."""
     path = Path(config.iam.token_key) if config.iam.token_key else data_dir / "tokens" / "signing.pem"
     return TokenAuthority(load_or_make_key(path), config.cluster.identifier)
+
+
+def federation_providers(config: Config, local_idp: LocalIdp | None) -> tuple[list[SamlProvider], list[dict]]:
+    """The SAML and OIDC providers STS federates with: the configured ones and the local IdP."""
+    account = config.cluster.account_id
+    saml = [SamlProvider.from_metadata(p.name, account, p.metadata_xml()) for p in config.iam.saml_providers]
+    oidc = [{"arn": f"arn:aws:iam::{account}:oidc-provider/{p.arn_suffix}", "key": p.arn_suffix,
+             "params": p.params()} for p in config.iam.oidc_providers]
+    if local_idp is not None:
+        saml.append(SamlProvider.from_metadata(LOCAL_PROVIDER, account, local_idp.metadata()))
+        key = OIDC_ISSUER.removeprefix("https://")
+        oidc.append({"arn": local_idp.oidc_provider_arn, "key": key,
+                     "params": {"issuer": OIDC_ISSUER, "audience": [OIDC_AUDIENCE], "jwks": local_idp.jwks()}})
+    return saml, oidc
 
 
 def tls_context(config: Config, data_dir: Path):

@@ -11,10 +11,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from .sts import is_sts_request
 
 
-def make_app(backend_ok: Callable[[], Awaitable[bool]], redshift=None, metrics=None, sts=None) -> web.Application:
+def make_app(backend_ok: Callable[[], Awaitable[bool]], redshift=None, metrics=None, sts=None,
+             local_idp=None) -> web.Application:
     """/healthz: the process answers. /readyz: the backing database answers too. /metrics:
     Prometheus. redshift: the RedshiftApi answering the AWS Query protocol on POST / (and GET /);
-    sts: the StsApi, answering there the requests signed for the sts service."""
+    sts: the StsApi, answering there the requests signed for the sts service (and the unsigned
+    ones of STS's version). local_idp: the development IdP's SAML metadata and JWKS."""
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
@@ -38,6 +40,15 @@ def make_app(backend_ok: Callable[[], Awaitable[bool]], redshift=None, metrics=N
     app.router.add_get("/readyz", readyz)
     if metrics is not None:
         app.router.add_get("/metrics", prometheus)
+    if local_idp is not None:
+        async def saml_metadata(request: web.Request) -> web.Response:
+            return web.Response(text=local_idp.metadata(), content_type="application/samlmetadata+xml")
+
+        async def jwks(request: web.Request) -> web.Response:
+            return web.json_response(local_idp.jwks())
+
+        app.router.add_get("/local-idp/saml/metadata", saml_metadata)
+        app.router.add_get("/local-idp/oidc/jwks", jwks)
     if redshift is not None:
         app.router.add_post("/", query_api)
         app.router.add_get("/", query_api)

@@ -28,6 +28,10 @@ class OidcRefused(Exception):
     """The token is not a login; the message is the reason, for the proxy's log only."""
 
 
+class OidcExpired(OidcRefused):
+    """The token was genuine but its exp has passed."""
+
+
 @dataclass(frozen=True)
 class IdpIdentity:
     provider: str
@@ -91,6 +95,24 @@ def verify(token: str, provider: dict) -> IdpIdentity:
     if not provider["enabled"]:
         raise OidcRefused(f"identity provider {provider['name']} is disabled")
     params = provider["params"]
+    claims = verified_claims(token, params)
+    namespace = provider["namespace"]
+    user = _user_name(claims, params.get("user_claim"))
+    name = f"{namespace}:{user}"
+    if len(name.encode()) > MAX_NAME_BYTES:
+        raise OidcRefused(f"user name {name!r} is longer than {MAX_NAME_BYTES} bytes")
+    roles = []
+    for group in _groups(claims, params.get("group_claim") or "groups"):
+        role = f"{namespace}:{group.lower()}"
+        if len(role.encode()) <= MAX_NAME_BYTES and role not in roles:
+            roles.append(role)
+    return IdpIdentity(provider["name"], name, roles)
+
+
+def verified_claims(token: str, params: dict) -> dict:
+    """The claims of a token signed by one of the keys in params (with an algorithm of that key's
+    type), whose issuer is params' issuer and audience one of its audience list, with exp (required)
+    and nbf within LEEWAY. Raises OidcExpired or OidcRefused."""
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError as exc:
@@ -108,21 +130,13 @@ def verify(token: str, provider: dict) -> IdpIdentity:
             break
         except jwt.InvalidSignatureError:
             reason = "bad signature"
+        except jwt.ExpiredSignatureError as exc:
+            raise OidcExpired(f"token refused: {exc}") from None
         except jwt.PyJWTError as exc:
             raise OidcRefused(f"token refused: {type(exc).__name__}: {exc}") from None
     if claims is None:
         raise OidcRefused(reason)
-    namespace = provider["namespace"]
-    user = _user_name(claims, params.get("user_claim"))
-    name = f"{namespace}:{user}"
-    if len(name.encode()) > MAX_NAME_BYTES:
-        raise OidcRefused(f"user name {name!r} is longer than {MAX_NAME_BYTES} bytes")
-    roles = []
-    for group in _groups(claims, params.get("group_claim") or "groups"):
-        role = f"{namespace}:{group.lower()}"
-        if len(role.encode()) <= MAX_NAME_BYTES and role not in roles:
-            roles.append(role)
-    return IdpIdentity(provider["name"], name, roles)
+    return claims
 
 
 def _clean(value) -> str | None:

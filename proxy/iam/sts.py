@@ -305,7 +305,7 @@ class StsApi:
         if why is None and not trust_decision(role, action, "Federated", {provider_arn}, context).allowed:
             why = "the role's trust policy does not allow it"
         if why is not None:
-            log.info("STS %s of %s through %s from %s refused: %s", action, role_arn, provider_arn, source_ip, why)
+            log.info("%s of %s through %s from %s refused: %s", action, role_arn, provider_arn, source_ip, why)
             raise StsError("AccessDenied", f"Not authorized to perform {action}", 403)
         return role
 

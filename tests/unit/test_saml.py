@@ -100,3 +100,49 @@ def test_subject_type(name_format, expected):
 def test_unusable_metadata(metadata, message):
     with pytest.raises(ValueError, match=message):
         saml.SamlProvider.from_metadata("p", ACCOUNT, metadata)
+
+
+def _set(path: str, attribute: str | None, value: str | None):
+    def change(response):
+        element = response.find(path, NS)
+        if attribute is None:
+            element.text = value
+        else:
+            element.set(attribute, value)
+    return change
+
+
+def _remove(path: str):
+    def change(response):
+        element = response.find(path, NS)
+        element.getparent().remove(element)
+    return change
+
+
+def _duplicate_id(response):
+    """Another element with the signed assertion's ID: the reference is ambiguous."""
+    response.find("saml:Issuer", NS).set("ID", response.find("saml:Assertion", NS).get("ID"))
+
+
+@pytest.mark.parametrize("change", [
+    _set(".//ds:SignatureMethod", "Algorithm", "urn:bogus"),
+    _set(".//ds:SignatureMethod", "Algorithm", "http://www.w3.org/2000/09/xmldsig#rsa-sha1"),
+    _set(".//ds:DigestMethod", "Algorithm", "http://www.w3.org/2000/09/xmldsig#sha1"),
+    _set(".//ds:CanonicalizationMethod", "Algorithm", "urn:bogus"),
+    _set(".//ds:SignatureValue", None, None),
+    _set(".//ds:SignatureValue", None, "!!!"),
+    _set(".//ds:Reference", "URI", "http://example.com/assertion.xml"),
+    _set(".//ds:Reference", "URI", "#xpointer(/)"),
+    _set(".//ds:Reference", "URI", ""),
+    _set(".//ds:Transform", "Algorithm", "http://www.w3.org/TR/1999/REC-xslt-19991116"),
+    _duplicate_id,
+    _remove(".//ds:X509Data"),
+    _remove(".//ds:SignedInfo"),
+], ids=["unknown-method", "rsa-sha1", "sha1-digest", "unknown-c14n", "no-value", "bad-value", "external-uri",
+        "xpointer", "whole-document", "xslt", "duplicate-id", "no-keyinfo", "no-signedinfo"])
+def test_malformed_signatures_are_refused(idp, provider, change):
+    response = LocalIdp.response(idp.sign(idp.assertion("alice", [ROLE])))
+    change(response)
+    with pytest.raises(saml.SamlRefused) as refused:
+        saml.verify_response(LocalIdp.encode(response), provider, now())
+    assert refused.value.code == "InvalidIdentityToken"

@@ -350,7 +350,7 @@ class StsApi:
         if limit is not None and limit.isdigit():
             expiration = min(expiration, now + datetime.timedelta(seconds=int(limit)))
         redshift = {name: assertion.attributes[REDSHIFT_ATTRIBUTES + name]
-                    for name in ("DbUser", "AutoCreate", "DbGroups")
+                    for name in ("DbUser", "AutoCreate", "DbGroups", "AllowDbUserOverride")
                     if REDSHIFT_ATTRIBUTES + name in assertion.attributes}
         inner = await self._issue("AssumeRoleWithSAML", role, session_name, f"{provider.arn}:{assertion.subject}",
                                   expiration, {"keys": keys, "redshift": redshift}, source_ip)

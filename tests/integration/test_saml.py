@@ -20,6 +20,7 @@ import boto3
 import botocore.exceptions
 import psycopg
 import pytest
+import redshift_connector
 from botocore.config import Config as BotoConfig
 from lxml import etree
 
@@ -148,6 +149,38 @@ def test_policy_variable_saml_sub(saml_proxy):
                             aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
                             aws_session_token=creds["SessionToken"]).get_caller_identity()
     assert identity["Arn"] == f"arn:aws:sts::{ACCOUNT}:assumed-role/tmp_saml_self/carol"
+
+
+def test_redshift_connector_with_the_saml_sessions_keys(saml_proxy, monkeypatch):
+    """The driver's IAM login (GetClusterCredentials, then the token as password) with the keys
+    AssumeRoleWithSAML returned."""
+    from pathlib import Path
+
+    monkeypatch.setenv("SSL_CERT_FILE", str(Path(saml_proxy.config.data_dir) / "tls" / "server.crt"))
+    creds = assume(saml_proxy, alice(saml_proxy))["Credentials"]
+    conn = redshift_connector.connect(
+        iam=True, db_user="alice", auto_create=True, cluster_identifier=CLUSTER, region="us-east-1",
+        access_key_id=creds["AccessKeyId"], secret_access_key=creds["SecretAccessKey"],
+        session_token=creds["SessionToken"], endpoint_url=f"http://127.0.0.1:{saml_proxy.api_port}",
+        host=saml_proxy.host, port=saml_proxy.port, database="dev", ssl=True, sslmode="verify-ca",
+        iam_disable_cache=True, timeout=20)
+    try:
+        cursor = conn.cursor()
+        cursor.execute("SELECT current_user")
+        assert cursor.fetchall()[0][0] == "alice"
+    finally:
+        conn.close()
+
+
+def test_allow_db_user_override(saml_proxy):
+    """With AllowDbUserOverride the session may ask for another name; the policy still decides."""
+    response = idp(saml_proxy).saml_response(
+        "carol", [SELF], db_user="someone", attributes={
+            "https://redshift.amazon.com/SAML/Attributes/AllowDbUserOverride": ["true"]})
+    api = redshift(saml_proxy, assume(saml_proxy, response, role=SELF)["Credentials"])
+    assert api.get_cluster_credentials(DbUser="carol", ClusterIdentifier=CLUSTER)["DbUser"] == "IAM:carol"
+    assert refusal(lambda: api.get_cluster_credentials(DbUser="bob", ClusterIdentifier=CLUSTER))[0] \
+        == "AccessDenied"
 
 
 def test_aws_cli_assume_role_with_saml(saml_proxy):

@@ -13,6 +13,7 @@ answered ExpiredToken, after the signature is verified, so only its holder learn
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import logging
 import re
@@ -318,7 +319,9 @@ class StsApi:
         try:
             if provider is None:
                 raise SamlRefused("InvalidIdentityToken", "no such SAML provider")
-            assertion = verify_response(encoded, provider, now)
+            # Up to ~10 ms of parsing and canonicalisation for the largest assertion: off the
+            # event loop that also relays the database sessions.
+            assertion = await asyncio.to_thread(verify_response, encoded, provider, now)
             session_name = assertion.single(SESSION_NAME_ATTRIBUTE)
             if session_name is None or not _SESSION_NAME.fullmatch(session_name):
                 raise SamlRefused("InvalidIdentityToken", f"RoleSessionName attribute missing or invalid: "
@@ -374,8 +377,8 @@ class StsApi:
                 raise OidcRefused(f"no OpenID Connect provider for issuer {issuer!r}")
             claims = verified_claims(token, provider["params"])
             subject = claims.get("sub")
-            if not isinstance(subject, str) or not subject:
-                raise OidcRefused("the token has no sub")
+            if not isinstance(subject, str) or not subject or not subject.isprintable():
+                raise OidcRefused("the token has no usable sub")
         except OidcExpired as exc:
             log.info("STS AssumeRoleWithWebIdentity of %s from %s refused: %s", role_arn, source_ip, exc)
             raise _refused("ExpiredTokenException") from None

@@ -1,7 +1,8 @@
 """OIDC tokens as logins (native identity-provider federation, auth code 14): which stored
-provider a token is for, whether it is genuinely one of that provider's, and the Redshift user and
-roles it stands for. No network: keys come from the provider's PARAMETERS (jwks, jwks_file,
-public_key; policy/idp.py). Reading a jwks_file is the only I/O here.
+provider a token is for, whether it is genuinely one of that provider's (verified_claims, which
+STS AssumeRoleWithWebIdentity uses too), and the Redshift user and roles it stands for. No
+network: keys come from the provider's PARAMETERS (jwks, jwks_file, public_key; policy/idp.py).
+Reading a jwks_file is the only I/O here.
 
 A refusal raises OidcRefused with the reason for the proxy's log; the client is never told it.
 """

@@ -183,15 +183,32 @@ def test_allow_db_user_override(saml_proxy):
         == "AccessDenied"
 
 
-def test_aws_cli_assume_role_with_saml(saml_proxy):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | {"AWS_DEFAULT_REGION": "us-east-1"}
-    result = subprocess.run([sys.executable, "-m", "awscli", "sts", "assume-role-with-saml",
-                             "--endpoint-url", f"http://127.0.0.1:{saml_proxy.api_port}", "--role-arn", ANALYST,
-                             "--principal-arn", PROVIDER, "--saml-assertion", alice(saml_proxy)],
+def test_aws_cli_assume_role_with_saml_then_psql(saml_proxy):
+    """The AWS CLI end to end: assume-role-with-saml, get-cluster-credentials with its keys, and
+    psql with the temporary password."""
+    endpoint = f"http://127.0.0.1:{saml_proxy.api_port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PG"))} | {
+        "AWS_DEFAULT_REGION": "us-east-1"}
+    result = subprocess.run([sys.executable, "-m", "awscli", "sts", "assume-role-with-saml", "--endpoint-url",
+                             endpoint, "--role-arn", ANALYST, "--principal-arn", PROVIDER,
+                             "--saml-assertion", alice(saml_proxy, auto_create=True)],
                             capture_output=True, text=True, env=env, timeout=60)
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout)
     assert answer["Credentials"]["AccessKeyId"].startswith("ASIA") and answer["Subject"] == "alice@example.com"
+    creds = answer["Credentials"]
+    env |= {"AWS_ACCESS_KEY_ID": creds["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": creds["SecretAccessKey"],
+            "AWS_SESSION_TOKEN": creds["SessionToken"]}
+    result = subprocess.run([sys.executable, "-m", "awscli", "redshift", "get-cluster-credentials", "--endpoint-url",
+                             endpoint, "--cluster-identifier", CLUSTER, "--db-user", "alice", "--db-name", "dev"],
+                            capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    db = json.loads(result.stdout)
+    result = subprocess.run(
+        ["psql", "-X", "-At", "-c", "SELECT current_user",
+         f"host={saml_proxy.host} port={saml_proxy.port} dbname=dev user={db['DbUser']} sslmode=require"],
+        capture_output=True, text=True, env=env | {"PGPASSWORD": db["DbPassword"]}, timeout=60)
+    assert (result.returncode, result.stdout.strip()) == (0, "alice"), result.stderr
 
 
 # --------------------------------------------------------------------------- refusals

@@ -307,6 +307,9 @@ class Iam:
     # A development IdP (iam/local_idp.py) that signs whatever it is asked to, for tests: it is
     # then the SAML provider "shiftguard" and an OIDC provider. Never in production.
     local_idp: bool = False
+    # Where the local IdP's HTTPS sign-in (an AD FS-style form) listens, loopback only; port 0:
+    # any free one. redshift_connector's SAML plugins reach an IdP on port 443 only.
+    local_idp_listen: str = "127.0.0.1:0"
 
     def validate(self, where: str) -> None:
         names = [g.name for g in self.groups]
@@ -599,6 +602,8 @@ class Config:
             raise ConfigError(f"init_sql_file: no such file: {self.init_sql_file}")
         if self.iam.local_idp and not self.api_address.is_loopback:
             raise ConfigError("iam.local_idp: the development IdP vouches for anyone; it needs a loopback api_listen")
+        if not _address(self.iam.local_idp_listen, "iam.local_idp_listen").is_loopback:
+            raise ConfigError("iam.local_idp_listen: the development IdP listens on loopback addresses only")
         names = [p.name for p in self.identity_providers]
         namespaces = [p.namespace for p in self.identity_providers]
         if len(set(names)) != len(names) or len(set(namespaces)) != len(namespaces):

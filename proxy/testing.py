@@ -23,7 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from .config import DEFAULT_ADMIN_PASSWORD, Iam, load_config
-from .iam.local_idp import LocalIdp
+from .iam.local_idp import LocalIdp, roles_trusting
 from .server import Proxy
 
 _CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "shiftguard"
@@ -162,25 +162,22 @@ class RedshiftStandIn:
         attribute names role, or else every configured role whose trust names that provider.
         options: db_user, db_groups, auto_create, session_name, attributes, lifetime."""
         idp = self._idp
-        config = self._proxy.config
-        roles = [role] if role else [f"arn:aws:iam::{r.account or config.cluster.account_id}:role/{r.name}"
-                                     for r in config.iam.roles if idp.provider_arn in _federated(r.trust)]
+        roles = [role] if role else roles_trusting(idp.provider_arn, self._proxy.config)
         return idp.saml_response(user, roles, **options)
+
+    def add_idp_user(self, name: str, password: str, **options) -> None:
+        """A user of the local IdP's HTTPS sign-in form (redshift_connector's
+        AdfsCredentialsProvider with idp_host 127.0.0.1, which reaches port 443 only: start the
+        stand-in with iam=Iam(local_idp_listen="127.0.0.1:443")); options: db_user, db_groups,
+        auto_create, ..."""
+        self._idp.add_user(name, password, **options)
+
+    @property
+    def local_idp_port(self) -> int:
+        return self._proxy.local_idp_address[1]
 
     def oidc_token(self, user: str, **options) -> str:
         """An OIDC ID token for user (sub) from the local IdP, audience sts.amazonaws.com, for STS
         AssumeRoleWithWebIdentity. options: audience, lifetime, claims."""
         return self._idp.oidc_token(user, **options)
 
-
-def _federated(trust) -> set[str]:
-    """The providers a role's trust policy names as Principal.Federated."""
-    if not isinstance(trust, dict):
-        return set()
-    statements = trust.get("Statement", [])
-    names = set()
-    for statement in [statements] if isinstance(statements, dict) else statements:
-        principal = statement.get("Principal")
-        listed = principal.get("Federated", []) if isinstance(principal, dict) else []
-        names.update([listed] if isinstance(listed, str) else listed)
-    return names

@@ -2,8 +2,9 @@
 default): it signs SAML 2.0 responses for AssumeRoleWithSAML and OIDC ID tokens for
 AssumeRoleWithWebIdentity with an RSA key kept in data_dir/idp, and publishes its SAML metadata
 and JWKS, so that the proxy can name it as a configured SAML provider (`shiftguard`) and OIDC
-provider. It vouches for whoever asks: never enable it where the API port is reachable by
-anyone but the tests.
+provider. In process it vouches for whoever asks; over HTTPS (an ADFS-style form login, as
+redshift_connector's AdfsCredentialsProvider drives it) only for users added with a password.
+Never enable it where the API port is reachable by anyone but the tests.
 
 Signing is signxml's (RSA-SHA256, exclusive canonicalisation) and pyjwt's; the key and the
 self-signed certificate are made with cryptography.
@@ -13,7 +14,9 @@ from __future__ import annotations
 
 import base64
 import datetime
+import hmac
 import os
+import secrets
 import uuid
 from pathlib import Path
 
@@ -70,6 +73,7 @@ class LocalIdp:
 
     def __init__(self, directory: Path, account: str):
         self.key, self.certificate = _load_or_make(directory)
+        self._users: dict[str, tuple[str, dict]] = {}   # form-login users: name -> (password, options)
         self.account = account
         self.provider_arn = f"arn:aws:iam::{account}:saml-provider/{PROVIDER_NAME}"
         self.oidc_provider_arn = f"arn:aws:iam::{account}:oidc-provider/{OIDC_ISSUER.removeprefix('https://')}"
@@ -164,6 +168,20 @@ class LocalIdp:
         """A base64 SAMLResponse whose assertion is signed: what an IdP posts after a login."""
         return self.encode(self.response(self.sign(self.assertion(user, roles, **options))))
 
+    def add_user(self, name: str, password: str, **options) -> None:
+        """A user who may sign in through the form login; options as saml_response takes them
+        (db_user, db_groups, auto_create, ...)."""
+        self._users[name] = (password, options)
+
+    def form_login(self, name: str, password: str, roles: list[str]) -> str | None:
+        """The SAMLResponse for an added user whose password matches, else None (an unknown
+        user is compared against a throwaway secret, so both take the same time)."""
+        entry = self._users.get(name)
+        expected = entry[0] if entry is not None else secrets.token_urlsafe(32)
+        if not hmac.compare_digest(password.encode(), expected.encode()) or entry is None:
+            return None
+        return self.saml_response(name, roles, **entry[1])
+
     def oidc_token(self, user: str, *, audience: str = OIDC_AUDIENCE, lifetime: int = 300,
                    claims: dict | None = None) -> str:
         """An OIDC ID token for user (sub), RS256 with the IdP's key."""
@@ -171,6 +189,23 @@ class LocalIdp:
         payload = {"iss": OIDC_ISSUER, "sub": user, "aud": audience, "iat": now, "nbf": now, "exp": now + lifetime}
         payload.update(claims or {})
         return jwt.encode(payload, self.key, algorithm="RS256", headers={"kid": _KEY_ID})
+
+
+def roles_trusting(provider_arn: str, config) -> list[str]:
+    """The ARNs of the configured roles whose trust policy names provider_arn as
+    Principal.Federated: what the IdP lists in a user's Role attribute."""
+    arns = []
+    for role in config.iam.roles:
+        if not isinstance(role.trust, dict):
+            continue
+        statements = role.trust.get("Statement", [])
+        for statement in [statements] if isinstance(statements, dict) else statements:
+            principal = statement.get("Principal")
+            listed = principal.get("Federated", []) if isinstance(principal, dict) else []
+            if provider_arn in ([listed] if isinstance(listed, str) else listed):
+                arns.append(f"arn:aws:iam::{role.account or config.cluster.account_id}:role/{role.name}")
+                break
+    return arns
 
 
 def parse(encoded: str) -> etree._Element:

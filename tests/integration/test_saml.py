@@ -172,6 +172,36 @@ def test_redshift_connector_with_the_saml_sessions_keys(saml_proxy, monkeypatch)
         conn.close()
 
 
+def test_redshift_connector_signs_in_at_the_local_idp(saml_proxy, make_proxy, monkeypatch):
+    """redshift_connector's AdfsCredentialsProvider end to end: it fills in the local IdP's
+    HTTPS login form, takes the SAMLResponse, calls STS AssumeRoleWithSAML (botocore's
+    AWS_ENDPOINT_URL_STS points it here), then GetClusterCredentials, then logs in. The driver
+    reaches an IdP on port 443 only: this proxy's local IdP listens there."""
+    from pathlib import Path
+
+    saml_proxy = make_proxy(iam=replace(saml_proxy.config.iam, local_idp_listen="127.0.0.1:443"))
+    certificate = str(Path(saml_proxy.config.data_dir) / "tls" / "server.crt")
+    for name, value in {"SSL_CERT_FILE": certificate, "REQUESTS_CA_BUNDLE": certificate,
+                        "AWS_ENDPOINT_URL_STS": f"http://127.0.0.1:{saml_proxy.api_port}",
+                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(name, value)
+    idp(saml_proxy).add_user("alice@example.com", "Idp-secret-1", db_user="alice", auto_create=True)
+    options = dict(credentials_provider="AdfsCredentialsProvider", idp_host="127.0.0.1", user="alice@example.com",
+                   preferred_role=ANALYST, iam=True, cluster_identifier=CLUSTER, region="us-east-1",
+                   endpoint_url=f"http://127.0.0.1:{saml_proxy.api_port}", host=saml_proxy.host,
+                   port=saml_proxy.port, database="dev", ssl=True, sslmode="verify-ca", iam_disable_cache=True,
+                   timeout=20)
+    conn = redshift_connector.connect(password="Idp-secret-1", **options)
+    try:
+        cursor = conn.cursor()
+        cursor.execute("SELECT current_user")
+        assert cursor.fetchall()[0][0] == "alice"
+    finally:
+        conn.close()
+    with pytest.raises(redshift_connector.InterfaceError):   # the IdP refuses a wrong password
+        redshift_connector.connect(password="wrong", **options)
+
+
 def test_allow_db_user_override(saml_proxy):
     """With AllowDbUserOverride the session may ask for another name; the policy still decides."""
     response = idp(saml_proxy).saml_response(

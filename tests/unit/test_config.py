@@ -71,6 +71,7 @@ def test_environment_overrides_file(tmp_path):
     ("iam:\n  oidc_providers: [{url: 'https://x.example', client_ids: [], jwks_file: /k.json}]\n", {},
      "iam.oidc_providers[0].client_ids: at least one audience"),
     ("iam:\n  local_idp: true\napi_listen: 0.0.0.0:5440\n", {}, "iam.local_idp: the development IdP vouches"),
+    ("iam:\n  local_idp_listen: 0.0.0.0:443\n", {}, "iam.local_idp_listen: the development IdP listens on loopback"),
 ])
 def test_errors_name_the_key(tmp_path, text, env, message):
     file = tmp_path / "c.yaml"

@@ -151,6 +151,16 @@ def test_policy_variable_saml_sub(saml_proxy):
     assert identity["Arn"] == f"arn:aws:sts::{ACCOUNT}:assumed-role/tmp_saml_self/carol"
 
 
+def current_user(conn) -> str:
+    """current_user of a redshift_connector connection, which is then closed."""
+    try:
+        cursor = conn.cursor()
+        cursor.execute("SELECT current_user")
+        return cursor.fetchall()[0][0]
+    finally:
+        conn.close()
+
+
 def test_redshift_connector_with_the_saml_sessions_keys(saml_proxy, monkeypatch):
     """The driver's IAM login (GetClusterCredentials, then the token as password) with the keys
     AssumeRoleWithSAML returned."""
@@ -158,18 +168,12 @@ def test_redshift_connector_with_the_saml_sessions_keys(saml_proxy, monkeypatch)
 
     monkeypatch.setenv("SSL_CERT_FILE", str(Path(saml_proxy.config.data_dir) / "tls" / "server.crt"))
     creds = assume(saml_proxy, alice(saml_proxy))["Credentials"]
-    conn = redshift_connector.connect(
+    assert current_user(redshift_connector.connect(
         iam=True, db_user="alice", auto_create=True, cluster_identifier=CLUSTER, region="us-east-1",
         access_key_id=creds["AccessKeyId"], secret_access_key=creds["SecretAccessKey"],
         session_token=creds["SessionToken"], endpoint_url=f"http://127.0.0.1:{saml_proxy.api_port}",
         host=saml_proxy.host, port=saml_proxy.port, database="dev", ssl=True, sslmode="verify-ca",
-        iam_disable_cache=True, timeout=20)
-    try:
-        cursor = conn.cursor()
-        cursor.execute("SELECT current_user")
-        assert cursor.fetchall()[0][0] == "alice"
-    finally:
-        conn.close()
+        iam_disable_cache=True, timeout=20)) == "alice"
 
 
 def test_redshift_connector_signs_in_at_the_local_idp(saml_proxy, make_proxy, monkeypatch):
@@ -191,13 +195,7 @@ def test_redshift_connector_signs_in_at_the_local_idp(saml_proxy, make_proxy, mo
                    endpoint_url=f"http://127.0.0.1:{saml_proxy.api_port}", host=saml_proxy.host,
                    port=saml_proxy.port, database="dev", ssl=True, sslmode="verify-ca", iam_disable_cache=True,
                    timeout=20)
-    conn = redshift_connector.connect(password="Idp-secret-1", **options)
-    try:
-        cursor = conn.cursor()
-        cursor.execute("SELECT current_user")
-        assert cursor.fetchall()[0][0] == "alice"
-    finally:
-        conn.close()
+    assert current_user(redshift_connector.connect(password="Idp-secret-1", **options)) == "alice"
     with pytest.raises(redshift_connector.InterfaceError):   # the IdP refuses a wrong password
         redshift_connector.connect(password="wrong", **options)
 

@@ -54,6 +54,19 @@ def test_a_comment_does_not_cut_the_name(idp, provider):
     assert saml.verify_response(LocalIdp.encode(response), provider, now()).subject == "alice@example.com.evil"
 
 
+def test_a_comment_the_idp_signed_is_not_a_cut_either(idp, provider):
+    """alice<!---->@x as the IdP put it: canonicalisation drops the comment, so what was signed,
+    and what is read, is alice@x (never alice, never @x)."""
+    assertion = idp.assertion("placeholder", [ROLE])
+    name_id = assertion.find("saml:Subject/saml:NameID", NS)
+    name_id.text = "alice"
+    comment = etree.Comment("")
+    comment.tail = "@x"
+    name_id.append(comment)
+    encoded = LocalIdp.encode(LocalIdp.response(idp.sign(assertion)))
+    assert saml.verify_response(encoded, provider, now()).subject == "alice@x"
+
+
 def test_time_bounds(idp, provider):
     encoded = idp.saml_response("alice", [ROLE])
     assert saml.verify_response(encoded, provider, now() + datetime.timedelta(minutes=9)).subject == "alice"

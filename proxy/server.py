@@ -19,7 +19,7 @@ from .backend.pool import SessionPool
 from .backend.session import BackendAddress, parse_dsn
 from .catalog.connectivity import SecurityGroupSync
 from .catalog.store import TRUSTED_SETTINGS, VACUUM_CHANNEL, Catalog
-from .config import Config, ConfigError, admin_password
+from .config import Config, ConfigError, admin_password, parse_address
 from .frontend.auth import LoginThrottle
 from .frontend.connection import AcceptedClient, Context
 from .frontend.tls import self_signed_certificate, server_context
@@ -28,6 +28,9 @@ from .audit.writer import AuditWriter
 from .iam import http as api
 from .iam.api import RedshiftApi
 from .iam.principals import Principals
+from .iam.local_idp import (OIDC_AUDIENCE, OIDC_ISSUER, PROVIDER_NAME as LOCAL_PROVIDER, LocalIdp,
+                             roles_trusting)
+from .iam.saml import SamlProvider
 from .iam.sts import Callers, StsApi
 from .iam.tokens import TokenAuthority, load_or_make_key
 from .policy.cache import Classifier
@@ -80,6 +83,9 @@ class Proxy:
         self._vacuums: asyncio.Task | None = None
         self._supervisor: asyncio.Task | None = None
         self.api_address: tuple[str, int] | None = None
+        self.local_idp: LocalIdp | None = None  # iam.local_idp: the development IdP, for tests
+        self.local_idp_runner = None
+        self.local_idp_address: tuple[str, int] | None = None  # its HTTPS form login
 
     async def start(self) -> None:
         config = self.config
@@ -163,9 +169,20 @@ class Proxy:
         callers = Callers(principals, self.catalog)
         redshift = RedshiftApi(config, principals, self.context.tokens, self.catalog, endpoint,
                                self.security_groups, callers)
-        app = api.make_app(self._ready, redshift, metrics, StsApi(callers, config.cluster.region))
+        if config.iam.local_idp:
+            self.local_idp = LocalIdp(data_dir / "idp", config.cluster.account_id)
+        sts = StsApi(callers, config.cluster.region, *federation_providers(config, self.local_idp))
+        app = api.make_app(self._ready, redshift, metrics, sts, self.local_idp)
         api_address = config.api_address
         self.api_runner, self.api_address = await api.start(app, api_address.host, api_address.port)
+        if self.local_idp is not None:
+            # Its form login, over TLS with the proxy's certificate (no client certificates), on
+            # a loopback address of its own.
+            idp_app = api.make_local_idp_app(
+                self.local_idp, lambda: roles_trusting(self.local_idp.provider_arn, self.config))
+            idp_address = parse_address(config.iam.local_idp_listen)
+            self.local_idp_runner, self.local_idp_address = await api.start(
+                idp_app, idp_address.host, idp_address.port, server_context(*tls_files(config, data_dir)))
         await self._run_init_sql(password)
 
     async def _run_init_sql(self, admin_password: str) -> None:
@@ -286,6 +303,8 @@ class Proxy:
             self.context.pool.close()
         if self.api_runner is not None:
             await self.api_runner.cleanup()
+        if self.local_idp_runner is not None:
+            await self.local_idp_runner.cleanup()
         if self.security_groups is not None:
             await self.security_groups.stop()
         if self.audit is not None:
@@ -389,15 +408,32 @@ def token_authority(config: Config, data_dir: Path) -> TokenAuthority:
     return TokenAuthority(load_or_make_key(path), config.cluster.identifier)
 
 
+def federation_providers(config: Config, local_idp: LocalIdp | None) -> tuple[list[SamlProvider], list[dict]]:
+    """The SAML and OIDC providers STS federates with: the configured ones and the local IdP."""
+    account = config.cluster.account_id
+    saml = [SamlProvider.from_metadata(p.name, account, p.metadata_xml()) for p in config.iam.saml_providers]
+    oidc = [{"arn": f"arn:aws:iam::{account}:oidc-provider/{p.arn_suffix}", "key": p.arn_suffix,
+             "params": p.params()} for p in config.iam.oidc_providers]
+    if local_idp is not None:
+        saml.append(SamlProvider.from_metadata(LOCAL_PROVIDER, account, local_idp.metadata()))
+        key = OIDC_ISSUER.removeprefix("https://")
+        oidc.append({"arn": local_idp.oidc_provider_arn, "key": key,
+                     "params": {"issuer": OIDC_ISSUER, "audience": [OIDC_AUDIENCE], "jwks": local_idp.jwks()}})
+    return saml, oidc
+
+
+def tls_files(config: Config, data_dir: Path) -> tuple[Path, Path]:
+    """The configured certificate and key, or the self-signed ones made in data_dir."""
+    if config.tls.cert:
+        return Path(config.tls.cert), Path(config.tls.key)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return self_signed_certificate(data_dir / "tls")
+
+
 def tls_context(config: Config, data_dir: Path):
     """The TLS server context from the configured files, or the self-signed certificate."""
-    if config.tls.cert:
-        cert, key = Path(config.tls.cert), Path(config.tls.key)
-    else:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        cert, key = self_signed_certificate(data_dir / "tls")
-    return server_context(cert, key, min_version=config.tls.min_version, client_ca=config.tls.client_ca,
-                          require_client_cert=config.tls.require_client_cert)
+    return server_context(*tls_files(config, data_dir), min_version=config.tls.min_version,
+                          client_ca=config.tls.client_ca, require_client_cert=config.tls.require_client_cert)
 
 
 async def ensure_database(target: EmbeddedTarget, database: str) -> None:

@@ -153,7 +153,20 @@ CREATE TABLE IF NOT EXISTS shiftguard.sts_sessions (
     expires       timestamptz NOT NULL,
     created       timestamptz NOT NULL DEFAULT now()
 );
+-- A federated session's claims (AssumeRoleWithSAML, AssumeRoleWithWebIdentity): its condition
+-- keys (saml:sub, ...) and the Redshift SAML attributes (DbUser, AutoCreate, DbGroups).
+ALTER TABLE shiftguard.sts_sessions ADD COLUMN IF NOT EXISTS federation jsonb;
 REVOKE ALL ON shiftguard.sts_sessions FROM PUBLIC;
+
+-- SAML assertions already used with AssumeRoleWithSAML, kept until they expire so that none is
+-- accepted twice by any proxy on this backend.
+CREATE TABLE IF NOT EXISTS shiftguard.saml_assertions (
+    issuer  text NOT NULL,
+    id      text NOT NULL,
+    expires timestamptz NOT NULL,
+    PRIMARY KEY (issuer, id)
+);
+REVOKE ALL ON shiftguard.saml_assertions FROM PUBLIC;
 
 -- Audit logs (audit/): the connection log and user activity, written in batches by the proxy;
 -- the user log, written by the user procedures below in the changing transaction.

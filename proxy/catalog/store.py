@@ -241,18 +241,32 @@ class Catalog:
         await self._pool.execute("DELETE FROM shiftguard.iam_tokens WHERE expires < now() - interval '1 day'")
 
     async def record_sts_session(self, access_key_id: str, role: str, account: str, session_name: str,
-                                 caller: str, expires: datetime.datetime) -> None:
+                                 caller: str, expires: datetime.datetime, federation: dict | None = None) -> None:
         await self._pool.execute(
-            "INSERT INTO shiftguard.sts_sessions (access_key_id, role, account, session_name, caller, expires) "
-            "VALUES ($1, $2, $3, $4, $5, $6)", access_key_id, role, account, session_name, caller, expires)
+            "INSERT INTO shiftguard.sts_sessions (access_key_id, role, account, session_name, caller, expires, "
+            "federation) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)", access_key_id, role, account, session_name,
+            caller, expires, None if federation is None else json.dumps(federation))
         await self._pool.execute("DELETE FROM shiftguard.sts_sessions WHERE expires < now() - interval '1 day'")
 
     async def sts_session(self, access_key_id: str) -> dict | None:
         """An STS session by its access key id, expired or not (the caller tells which)."""
         row = await self._pool.fetchrow(
-            "SELECT role, account, session_name, caller, expires FROM shiftguard.sts_sessions "
+            "SELECT role, account, session_name, caller, expires, federation FROM shiftguard.sts_sessions "
             "WHERE access_key_id = $1", access_key_id)
-        return dict(row) if row else None
+        if row is None:
+            return None
+        session = dict(row)
+        session["federation"] = json.loads(session["federation"]) if session["federation"] else None
+        return session
+
+    async def first_use_of_assertion(self, issuer: str, assertion_id: str, expires: datetime.datetime) -> bool:
+        """Remember a SAML assertion until it expires; False when it was used before (a replay),
+        by this proxy or any other on the backend."""
+        await self._pool.execute("DELETE FROM shiftguard.saml_assertions WHERE expires < now()")
+        inserted = await self._pool.fetchval(
+            "INSERT INTO shiftguard.saml_assertions (issuer, id, expires) VALUES ($1, $2, $3) "
+            "ON CONFLICT DO NOTHING RETURNING true", issuer, assertion_id, expires)
+        return bool(inserted)
 
     async def masking_version(self) -> int:
         return int(await self._pool.fetchval(

@@ -193,16 +193,29 @@ class RedshiftApi:
     # ---------------------------------------------------------------- actions
 
     async def _get_cluster_credentials(self, params: dict[str, str], principal: Principal, source_ip: str) -> str:
-        db_user = params.get("DbUser")
+        # A SAML session's assertion may carry Redshift's DbUser, AutoCreate and DbGroups
+        # attributes (Management Guide, "Configure SAML assertions for your IdP"); the drivers
+        # pass them on as these parameters. shiftguard's reading: they fill what the request
+        # leaves out, and a DbUser other than the assertion's is refused (the IdP said who it
+        # is) unless the assertion's AllowDbUserOverride is true, as the drivers read it.
+        saml = principal.federation.get("redshift", {})
+        db_user = params.get("DbUser") or next(iter(saml.get("DbUser", [])), None)
         if not db_user:
             raise ApiError("MissingParameter", "The request must contain the parameter DbUser")
         if not _DB_USER.fullmatch(db_user) or db_user.lower() == "public":
             raise ApiError("InvalidParameterValue", f"DbUser {db_user!r} is not a valid database user name")
+        override = next(iter(saml.get("AllowDbUserOverride", [])), "false").lower() == "true"
+        if saml.get("DbUser") and not override and db_user.lower() != saml["DbUser"][0].lower():
+            log.info("GetClusterCredentials by %s refused: DbUser %s is not the SAML assertion's %s",
+                     principal.arn, db_user, saml["DbUser"][0])
+            raise ApiError("AccessDenied", f"User: {principal.arn} is not authorized to perform: "
+                                           f"redshift:GetClusterCredentials as DbUser {db_user}", 403)
         cluster = self._cluster(params)
         database = params.get("DbName") or None
         seconds = self._duration(params)
-        auto_create = params.get("AutoCreate", "false").lower() == "true"
-        groups = [g.lower() for g in _members(params, "DbGroups", "DbGroup")]
+        auto_create = params.get("AutoCreate", next(iter(saml.get("AutoCreate", [])), "false")).lower() == "true"
+        groups = [g.lower() for g in _members(params, "DbGroups", "DbGroup")] or \
+            [g.strip().lower() for value in saml.get("DbGroups", []) for g in value.split(",") if g.strip()]
         context = self._context(principal, source_ip, **{"redshift:DbUser": db_user, "redshift:DbName": database,
                                                          "redshift:DurationSeconds": seconds})
         self._authorize(principal, "GetClusterCredentials", f"{self._arn}:dbuser:{cluster}/{db_user}", context)

@@ -5,8 +5,10 @@ local IdP's HTTPS sign-in (iam/local_idp.py), on a port of its own."""
 from __future__ import annotations
 
 import html
+import ipaddress
 import logging
 import ssl
+import urllib.parse
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -62,36 +64,95 @@ def make_app(backend_ok: Callable[[], Awaitable[bool]], redshift=None, metrics=N
 
 
 ADFS_SIGN_ON = "/adfs/ls/IdpInitiatedSignOn.aspx"
-_LOGIN_PAGE = (f'<html><body><form method="post" action="{ADFS_SIGN_ON}?loginToRp=urn:amazon:webservices">'
-               '<input type="text" name="UserName"><input type="password" name="Password">'
-               '<input type="hidden" name="AuthMethod" value="FormsAuthentication">'
-               '<input type="submit" value="Sign in"></form></body></html>')
+BROWSER_SIGN_ON = "/local-idp/saml/browser"
+# Where redshift_connector's BrowserSamlCredentialsProvider listens for the IdP's POST, and what
+# AWS's guides have an IdP application post to: its listen_port (7890) on the client's machine.
+DEFAULT_ACS = "http://localhost:7890/redshift/"
+
+
+def _login_page(action: str, hidden: dict[str, str] | None = None) -> str:
+    fields = "".join(f'<input type="hidden" name="{html.escape(name)}" value="{html.escape(value)}">'
+                     for name, value in (hidden or {}).items())
+    return (f'<html><body><form method="post" action="{html.escape(action)}">'
+            '<input type="text" name="UserName"><input type="password" name="Password">'
+            f'<input type="hidden" name="AuthMethod" value="FormsAuthentication">{fields}'
+            '<input type="submit" value="Sign in"></form></body></html>')
+
+
+def _post_page(action: str, saml_response: str) -> str:
+    """The page an IdP answers a sign-in with: a form that the browser posts at once."""
+    return (f'<html><body onload="document.forms[0].submit()"><form method="post" action="{html.escape(action)}">'
+            f'<input type="hidden" name="SAMLResponse" value="{html.escape(saml_response)}"></form></body></html>')
+
+
+def loopback_acs(url: str) -> bool:
+    """Is url an http(s) address on this machine, where a driver's browser plugin listens? The
+    local IdP posts a signed assertion nowhere else (it would hand a login to another host)."""
+    if "\\" in url or any(ord(c) < 0x21 or ord(c) > 0x7e for c in url):
+        return False  # what browsers read otherwise than urllib (a backslash is a slash to them)
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host, port = parts.hostname, parts.port  # port: ValueError when it is not a number
+    except ValueError:
+        return False
+    if parts.scheme not in ("http", "https") or not host or port == 0 or parts.username or parts.password:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def make_local_idp_app(local_idp, roles: Callable[[], list[str]]) -> web.Application:
-    """The local IdP's sign-in in the shape of AD FS's IdP-initiated sign-on, which
-    redshift_connector's AdfsCredentialsProvider fills in: GET is the login form; POST with
-    UserName and Password answers, for a user added to the IdP with that password, the page an
-    IdP posts to AWS holding the SAMLResponse (naming roles()), else 401 and the form again."""
+    """The local IdP's sign-in, in two shapes:
+    - AD FS's IdP-initiated sign-on, which redshift_connector's AdfsCredentialsProvider fills
+      in: GET is the login form; POST with UserName and Password answers, for a user added to
+      the IdP with that password, the page an IdP posts to AWS holding the SAMLResponse
+      (naming roles()), else 401 and the form again;
+    - a browser sign-in for BrowserSamlCredentialsProvider (its login_url): GET
+      BROWSER_SIGN_ON[?acs=URL] is the login form; the POST answers the page that posts the
+      SAMLResponse to acs, the driver's listener (DEFAULT_ACS when not given; a loopback address
+      only)."""
+    adfs_form = _login_page(f"{ADFS_SIGN_ON}?loginToRp=urn:amazon:webservices")
+
     async def login_form(request: web.Request) -> web.Response:
-        return web.Response(text=_LOGIN_PAGE, content_type="text/html")
+        return web.Response(text=adfs_form, content_type="text/html")
+
+    def signed_in(user: str, password: str, remote: str | None) -> str | None:
+        response = local_idp.form_login(user, password, roles())
+        log.info("local IdP: %r %s from %s", user, "signed in" if response else "refused", remote)
+        return response
 
     async def sign_in(request: web.Request) -> web.Response:
         form = await request.post()
-        user = str(form.get("UserName", ""))
-        response = local_idp.form_login(user, str(form.get("Password", "")), roles())
+        response = signed_in(str(form.get("UserName", "")), str(form.get("Password", "")), request.remote)
         if response is None:
-            log.info("local IdP: sign-in of %r from %s refused", user, request.remote)
-            return web.Response(status=401, text=_LOGIN_PAGE, content_type="text/html")
-        log.info("local IdP: %r signed in from %s", user, request.remote)
-        return web.Response(text='<html><body onload="document.forms[0].submit()"><form method="post" '
-                                 'action="https://signin.aws.amazon.com/saml"><input type="hidden" '
-                                 f'name="SAMLResponse" value="{html.escape(response)}"></form></body></html>',
-                            content_type="text/html")
+            return web.Response(status=401, text=adfs_form, content_type="text/html")
+        return web.Response(text=_post_page("https://signin.aws.amazon.com/saml", response), content_type="text/html")
+
+    async def browser_form(request: web.Request) -> web.Response:
+        acs = request.query.get("acs", DEFAULT_ACS)
+        if not loopback_acs(acs):
+            return web.Response(status=400, text="acs must be an http address on this machine (loopback)")
+        return web.Response(text=_login_page(BROWSER_SIGN_ON, {"acs": acs}), content_type="text/html")
+
+    async def browser_sign_in(request: web.Request) -> web.Response:
+        form = await request.post()
+        acs = str(form.get("acs", DEFAULT_ACS))
+        if not loopback_acs(acs):
+            return web.Response(status=400, text="acs must be an http address on this machine (loopback)")
+        response = signed_in(str(form.get("UserName", "")), str(form.get("Password", "")), request.remote)
+        if response is None:
+            return web.Response(status=401, text=_login_page(BROWSER_SIGN_ON, {"acs": acs}), content_type="text/html")
+        return web.Response(text=_post_page(acs, response), content_type="text/html")
 
     app = web.Application(client_max_size=64 << 10)
     app.router.add_get(ADFS_SIGN_ON, login_form)
     app.router.add_post(ADFS_SIGN_ON, sign_in)
+    app.router.add_get(BROWSER_SIGN_ON, browser_form)
+    app.router.add_post(BROWSER_SIGN_ON, browser_sign_in)
     return app
 
 

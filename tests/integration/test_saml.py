@@ -200,6 +200,75 @@ def test_redshift_connector_signs_in_at_the_local_idp(saml_proxy, make_proxy, mo
         redshift_connector.connect(password="wrong", **options)
 
 
+BROWSER_LOGIN = """
+import sys, redshift_connector
+conn = redshift_connector.connect(**eval(sys.argv[1]))
+cursor = conn.cursor()
+cursor.execute("SELECT current_user")
+print(cursor.fetchone()[0])
+"""
+
+
+def test_redshift_connector_browser_saml_login(saml_proxy, tmp_path):
+    """redshift_connector's BrowserSamlCredentialsProvider end to end, as a person at a browser
+    does it: the driver listens on its listen_port and opens login_url (the local IdP's browser
+    sign-in) with $BROWSER, here tests/integration/saml_browser.py, which signs in and posts
+    the SAMLResponse to the driver's listener, as the IdP's page makes a browser do; the driver
+    then calls STS AssumeRoleWithSAML, GetClusterCredentials, and logs in. A wrong password gets
+    no assertion; an acs that is not on this machine gets no sign-in form."""
+    import socket
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+    from pathlib import Path
+
+    from proxy.iam.http import BROWSER_SIGN_ON
+
+    idp(saml_proxy).add_user("alice@example.com", "Idp-secret-1", db_user="alice", auto_create=True)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        listen_port = probe.getsockname()[1]
+    host, idp_port = saml_proxy.proxy.local_idp_address
+    acs = f"http://127.0.0.1:{listen_port}/redshift/"
+    login_url = f"https://{host}:{idp_port}{BROWSER_SIGN_ON}?" + urllib.parse.urlencode({"acs": acs})
+    certificate = str(Path(saml_proxy.config.data_dir) / "tls" / "server.crt")
+    options = dict(credentials_provider="BrowserSamlCredentialsProvider", login_url=login_url,
+                   listen_port=listen_port, idp_response_timeout=20, preferred_role=ANALYST, iam=True,
+                   cluster_identifier=CLUSTER, region="us-east-1", endpoint_url=f"http://127.0.0.1:{saml_proxy.api_port}",
+                   host=saml_proxy.host, port=saml_proxy.port, database="dev", ssl=True, sslmode="verify-ca",
+                   iam_disable_cache=True, timeout=20)
+    browser = Path(__file__).with_name("saml_browser.py")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PG", "BROWSER"))} | {
+        "BROWSER": f"{sys.executable} {browser} %s", "SAML_BROWSER_CA": certificate,
+        "SAML_BROWSER_USER": "alice@example.com", "SAML_BROWSER_PASSWORD": "Idp-secret-1",
+        "SSL_CERT_FILE": certificate, "AWS_ENDPOINT_URL_STS": f"http://127.0.0.1:{saml_proxy.api_port}",
+        "AWS_DEFAULT_REGION": "us-east-1"}
+
+    done = subprocess.run([sys.executable, "-c", BROWSER_LOGIN, repr(options)], capture_output=True, text=True,
+                          env=env, timeout=120, cwd=tmp_path)
+    assert (done.returncode, done.stdout) == (0, "alice\n"), done.stderr
+
+    # Asked by hand: a wrong password gets the form again (401), no assertion (the driver would
+    # wait for its listener's POST until it is stopped: it has no timeout for that).
+    import ssl
+    context = ssl.create_default_context(cafile=certificate)
+    form = urllib.parse.urlencode({"UserName": "alice@example.com", "Password": "wrong", "acs": acs}).encode()
+    with pytest.raises(urllib.error.HTTPError) as answer:
+        urllib.request.urlopen(f"https://{host}:{idp_port}{BROWSER_SIGN_ON}", form, context=context, timeout=20)
+    assert answer.value.code == 401 and b"SAMLResponse" not in answer.value.read()
+    # An acs that is not on this machine gets neither the form nor, with the password, an assertion.
+    for elsewhere in ("http://example.com/redshift/", "http://127.0.0.1.example.com/", "http://127.0.0.1\\@example.com/"):
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            urllib.request.urlopen(f"https://{host}:{idp_port}{BROWSER_SIGN_ON}?" + urllib.parse.urlencode(
+                {"acs": elsewhere}), context=context, timeout=20)
+        assert answer.value.code == 400
+        form = urllib.parse.urlencode({"UserName": "alice@example.com", "Password": "Idp-secret-1",
+                                       "acs": elsewhere}).encode()
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            urllib.request.urlopen(f"https://{host}:{idp_port}{BROWSER_SIGN_ON}", form, context=context, timeout=20)
+        assert answer.value.code == 400 and b"SAMLResponse" not in answer.value.read()
+
+
 def test_allow_db_user_override(saml_proxy):
     """With AllowDbUserOverride the session may ask for another name; the policy still decides."""
     response = idp(saml_proxy).saml_response(

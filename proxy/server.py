@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
 import ssl
 import sys
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 from .backend.embedded import EmbeddedPostgres, EmbeddedTarget
@@ -239,7 +239,12 @@ class Proxy:
         log.warning("the embedded PostgreSQL runs again (restart %d); logins work", self.embedded.restarts)
 
     # Keys a reload cannot change: they need a restart.
-    _RESTART_KEYS = ("listen", "api_listen", "backend", "data_dir", "embedded", "cluster", "identity_providers")
+    # Read once at start (a reload that changes them says so); cluster's and audit's other keys
+    # are read per connection.
+    _RESTART_KEYS = ("listen", "api_listen", "backend", "data_dir", "embedded", "cluster", "identity_providers",
+                     "iam", "s3", "strict_redshift", "audit", "log_format")
+    _PER_CONNECTION = {"cluster": ("security_groups", "session_timeout"),
+                       "audit": ("user_activity", "max_statement_length")}
 
     def _install_security_groups(self, groups: SecurityGroups) -> None:
         """The stored security groups (read by SecurityGroupSync) admit the next connection."""
@@ -260,8 +265,9 @@ class Proxy:
         gate = SecurityGroupGate.build(self.security_groups.state or SecurityGroups(), new.trusted_proxies)
         for key in self._RESTART_KEYS:
             old_value, new_value = getattr(self.config, key), getattr(new, key)
-            if key == "cluster":
-                old_value, new_value = (replace(v, security_groups=[], session_timeout=0) for v in (old_value, new_value))
+            if key in self._PER_CONNECTION:
+                old_value, new_value = ({k: v for k, v in dataclasses.asdict(value).items()
+                                         if k not in self._PER_CONNECTION[key]} for value in (old_value, new_value))
             if old_value != new_value:
                 log.warning("reload: %s changed; it takes effect at the next restart", key)
         throttle = self.context.throttle

@@ -22,19 +22,38 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 
-from .config import DEFAULT_ADMIN_PASSWORD, load_config
+from .config import DEFAULT_ADMIN_PASSWORD, IamRole, load_config
 from .server import Proxy
 
 _CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "shiftguard"
 
 
+# The IAM role a stand-in's COPY and UNLOAD may name (and IAM_ROLE DEFAULT names) unless told others.
+STAND_IN_ROLE = "arn:aws:iam::123456789012:role/shiftguard-stand-in"
+
+
+def s3_roles(arns: list[str], buckets) -> list[IamRole]:
+    """IAM roles, by ARN, whose policies let COPY and UNLOAD read and write every one of buckets."""
+    resources = [f"arn:aws:s3:::{bucket}{tail}" for bucket in buckets for tail in ("", "/*")]
+    policy = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["s3:ListBucket", "s3:GetObject", "s3:PutObject"], "Resource": resources}]}
+    roles = []
+    for arn in arns:
+        account, _, name = arn.removeprefix("arn:aws:iam::").partition(":role/")
+        roles.append(IamRole(name, account=account, policies=[policy] if resources else []))
+    return roles
+
+
 class RedshiftStandIn:
     def __init__(self, *, init_sql: list[str] | tuple[str, ...] = (), strict_redshift: bool = True,
                  data_dir: str | Path | None = None, user_activity: bool = False,
-                 s3: dict[str, str | Path] | None = None):
+                 s3: dict[str, str | Path] | None = None, iam_roles: list[str] | tuple[str, ...] = (STAND_IN_ROLE,)):
         self.init_sql = list(init_sql)
         # bucket -> directory for COPY/UNLOAD with s3:// locations (the s3 configuration key).
         self.s3 = {bucket: str(Path(directory).resolve()) for bucket, directory in (s3 or {}).items()}
+        # The IAM roles (ARNs) the application's COPY and UNLOAD name: each may read and write
+        # every bucket, is associated with the cluster, and the first is IAM_ROLE DEFAULT.
+        self.iam_roles = list(iam_roles)
         self.strict_redshift = strict_redshift
         self._data_dir = Path(data_dir) if data_dir else None
         self._user_activity = user_activity
@@ -56,7 +75,10 @@ class RedshiftStandIn:
         config = load_config(None, env={}, overrides={
             "listen": ["127.0.0.1:0"], "api_listen": "127.0.0.1:0", "data_dir": str(self._data_dir)})
         config = replace(config, strict_redshift=self.strict_redshift, init_sql=self.init_sql, s3=self.s3,
-                         audit=replace(config.audit, user_activity=self._user_activity))
+                         audit=replace(config.audit, user_activity=self._user_activity),
+                         iam=replace(config.iam, roles=s3_roles(self.iam_roles, self.s3)),
+                         cluster=replace(config.cluster, iam_roles=self.iam_roles,
+                                         default_iam_role=self.iam_roles[0] if self.iam_roles else None))
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="shiftguard", daemon=True)
         self._thread.start()

@@ -23,6 +23,7 @@ import asyncio
 import collections
 import datetime
 import enum
+import functools
 import hmac
 import itertools
 import logging
@@ -738,7 +739,7 @@ class Connection:
             greeting.append(m.parameter_status(name, value))
         greeting.append(m.backend_key_data(pid, key))
         greeting.append(m.ready_for_query(m.TX_IDLE))
-        relay = Relay(self.client, backend.endpoint, self.context.classify,
+        relay = Relay(self.client, backend.endpoint, functools.partial(self.context.classify, user=record.name),
                       self.config.limits.max_message_size,
                       on_client_gone=lambda: self.context.spawn(_cancel(self.context.backend, backend)),
                       statement_log=self._statement_log(params, record, pid),

@@ -93,12 +93,14 @@ class Translator:
         self.s3 = s3  # proxy.s3.LocalS3: COPY/UNLOAD with S3 locations (see _s3_statement)
         self.s3_access = s3_access  # proxy.iam.s3access.S3Access: whose credentials they name, and what they allow
         self._sign = sign  # signs what procedures turn into SQL (policy/signing.py)
-        self.signatures = 0  # how many it signed: a plan holding a signature is not cached (they expire)
+        # How many answers it gave that must not be kept (signatures expire; what COPY and UNLOAD
+        # are refused for, missing files, credentials, changes): a plan holding one is not cached.
+        self.volatile = 0
         self.seal = seal  # seals the secrets a statement hands a procedure (policy/sealing.py)
         self.masked = masking.MaskedTables()  # replaced when masking attachments change (server.py)
 
     def sign(self, purpose: str, payload: str) -> str:
-        self.signatures += 1
+        self.volatile += 1
         return self._sign(purpose, payload)
 
 
@@ -266,7 +268,7 @@ def _classify_text(sql: bytes, translator: Translator, standard_strings: bool, u
     actions = []
     cacheable = True
     for index, (start, end) in enumerate(spans):
-        signatures = translator.signatures
+        volatile = translator.volatile
         try:
             result = classify_statement(text[start:end], translator, standard_strings, user)
         except GrammarError as exc:  # from a rewrite's parse (tokens.parse_tree: its budget)
@@ -285,11 +287,12 @@ def _classify_text(sql: bytes, translator: Translator, standard_strings: bool, u
                 sent = as_printed(replacement)
             except GrammarError as exc:
                 result = Denial(exc.sqlstate, str(exc), hint=exc.hint)
+        cacheable = cacheable and translator.volatile == volatile
         if isinstance(result, Denial):
             actions.append(Action(index, start, end, denial=result))
         else:
             actions.append(Action(index, start, end, sql=sent, tag=tag))
-            cacheable = cacheable and keep and translator.signatures == signatures
+            cacheable = cacheable and keep
     return Plan(tuple(actions), cacheable, rewritten) if actions or rewritten else PASS
 
 
@@ -487,6 +490,7 @@ def _s3_statement(statement: str, translator: Translator, standard_strings: bool
         tokens = scan(statement)
         if not (s3.is_s3_copy(tokens) or s3.is_unload(tokens)):
             return None
+        translator.volatile += 1  # refused or not, the answer holds for this time only
         return s3.plan(statement, tokens, translator.s3, translator.dialect,
                        lambda query: classify_statement(query, translator, standard_strings), standard_strings,
                        translator.s3_access, user)

@@ -19,6 +19,7 @@ from proxy.iam.principals import Principals
 from proxy.iam.s3access import S3Access
 from proxy.policy import dialect
 from proxy.policy.s3 import parse_copy, parse_unload, single_select
+from proxy.policy.cache import Classifier
 from proxy.policy.statements import Translator, classify
 from proxy.policy.tokens import GrammarError, scan
 from proxy.s3 import LocalS3
@@ -239,3 +240,14 @@ def test_copy_grammar_defaults():
 def test_decode(sql, expected):
     rewritten = dialect.rewrite(sql)
     assert (rewritten.sql if rewritten else None) == expected
+
+
+def test_a_refusal_is_not_kept(bucket):
+    """What a COPY is refused for changes (the files under a prefix, say): the classifier's cache
+    does not keep the refusal."""
+    classifier = Classifier(translator(bucket))
+    sql = f"COPY t FROM 's3://bkt/later/' IAM_ROLE '{ROLE}'".encode()
+    assert classifier(sql, user="u1").actions[0].denial.sqlstate == "58P01"
+    (bucket / "later").mkdir()
+    (bucket / "later" / "f").write_text("1|x\n")
+    assert classifier(sql, user="u1").actions[0].denial is None

@@ -7,10 +7,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 
 import boto3
+import botocore.exceptions
 import psycopg
 import pytest
 from botocore.config import Config as BotoConfig
@@ -43,7 +47,12 @@ READ_ALL = {"Version": "2012-10-17", "Statement": [
 WRITE_ALL = {"Version": "2012-10-17", "Statement": [
     {"Effect": "Allow", "Action": ["s3:ListBucket", "s3:PutObject"],
      "Resource": [f"arn:aws:s3:::{BUCKET}", f"arn:aws:s3:::{BUCKET}/*"]}]}
-IAM = Iam(users=[IamUser("alice", [AccessKey(ALICE_KEY, ALICE_SECRET)], policies=[own_prefix("alice")]),
+OPERATOR_KEY, OPERATOR_SECRET = "AKIAOPERATOR00000001", "operator-secret-access-key-000000001"
+OPERATE = {"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Action": ["redshift:ModifyClusterIamRoles", "redshift:DescribeClusters"], "Resource": "*"},
+    {"Effect": "Allow", "Action": "iam:PassRole", "Resource": f"arn:aws:iam::{ACCOUNT}:role/s3-*"}]}
+IAM = Iam(users=[IamUser("operator", [AccessKey(OPERATOR_KEY, OPERATOR_SECRET)], policies=[OPERATE]),
+                 IamUser("alice", [AccessKey(ALICE_KEY, ALICE_SECRET)], policies=[own_prefix("alice")]),
                  IamUser("bob", [AccessKey(BOB_KEY, BOB_SECRET)], policies=[own_prefix("bob")]),
                  IamUser("nobody", [AccessKey(NOBODY_KEY, NOBODY_SECRET)])],
           roles=[IamRole("s3-reader", trust=["alice"], policies=[READ_ALL]),
@@ -66,12 +75,14 @@ def bucket():
 
 
 @pytest.fixture
-def s3proxy(make_proxy, bucket):
+def s3proxy(make_proxy, bucket, postgres):
     proxy = make_proxy(s3={BUCKET: str(bucket)}, iam=IAM, cluster__iam_roles=[READER, WRITER],
                        cluster__default_iam_role=READER)
     yield proxy
     with proxy.connect() as admin:
         admin.execute("GRANT ASSUMEROLE ON ALL TO PUBLIC FOR ALL")
+    with postgres.connect() as direct:  # the next proxy starts from its configuration's roles
+        direct.execute("DELETE FROM shiftguard.settings WHERE name = 'iam_roles_config'")
 
 
 @pytest.fixture
@@ -279,3 +290,62 @@ def test_planning_makes_no_directories(s3proxy, admin, bucket, users):
     assert not (bucket / "fresh").exists()
     admin.execute(f"UNLOAD ('select * from {t}') TO 's3://{BUCKET}/fresh/{t}/deep/x_' IAM_ROLE '{WRITER}'")
     assert (bucket / "fresh" / t / "deep" / "x_0000_part_00").read_text() == "1|one\n2|two\n"
+
+
+# --------------------------------------------------------------------------- ModifyClusterIamRoles
+
+
+def redshift_api(proxy, key: str, secret: str):
+    return boto3.client("redshift", endpoint_url=f"http://127.0.0.1:{proxy.api_port}", region_name="us-east-1",
+                        aws_access_key_id=key, aws_secret_access_key=secret,
+                        config=BotoConfig(retries={"max_attempts": 1}))
+
+
+def api_error(call) -> str:
+    with pytest.raises(botocore.exceptions.ClientError) as info:
+        call()
+    return info.value.response["Error"]["Code"]
+
+
+def test_modify_cluster_iam_roles_with_boto3_and_the_aws_cli(s3proxy, admin, bucket):
+    api = redshift_api(s3proxy, OPERATOR_KEY, OPERATOR_SECRET)
+    (cluster,) = api.describe_clusters()["Clusters"]
+    assert [(r["IamRoleArn"], r["ApplyStatus"]) for r in cluster["IamRoles"]] == [(READER, "in-sync"), (WRITER, "in-sync")]
+    assert cluster["DefaultIamRoleArn"] == READER
+    t = table_with_rows(admin)
+    copy = f"COPY {t} FROM 's3://{BUCKET}/assoc/{t}_' IAM_ROLE '{ORPHAN}'"
+    admin.execute(f"UNLOAD ('select * from {t}') TO 's3://{BUCKET}/assoc/{t}_' IAM_ROLE '{WRITER}'")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="is not authorized to assume IAM Role"):
+        admin.execute(copy)
+    cluster = api.modify_cluster_iam_roles(ClusterIdentifier="shiftguard", AddIamRoles=[ORPHAN],
+                                           DefaultIamRoleArn=WRITER)["Cluster"]
+    assert {r["IamRoleArn"] for r in cluster["IamRoles"]} == {READER, WRITER, ORPHAN}
+    assert cluster["DefaultIamRoleArn"] == WRITER
+    admin.execute(copy)  # associated now, at once
+    admin.execute(f"UNLOAD ('select 1') TO 's3://{BUCKET}/assoc/{t}_' IAM_ROLE default ALLOWOVERWRITE")  # the writer
+    # the AWS CLI, as the documentation shows it
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": OPERATOR_KEY, "AWS_SECRET_ACCESS_KEY": OPERATOR_SECRET,
+           "AWS_DEFAULT_REGION": "us-east-1"}
+    env.pop("AWS_SESSION_TOKEN", None)
+    result = subprocess.run([sys.executable, "-m", "awscli", "redshift", "modify-cluster-iam-roles",
+                             "--endpoint-url", f"http://127.0.0.1:{s3proxy.api_port}", "--cluster-identifier",
+                             "shiftguard", "--remove-iam-roles", ORPHAN],
+                            capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert {r["IamRoleArn"] for r in json.loads(result.stdout)["Cluster"]["IamRoles"]} == {READER, WRITER}
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="is not authorized to assume IAM Role"):
+        admin.execute(copy)
+    # who may not: no redshift:ModifyClusterIamRoles; no iam:PassRole on the role; a role IAM has not
+    alice = redshift_api(s3proxy, ALICE_KEY, ALICE_SECRET)
+    assert api_error(lambda: alice.modify_cluster_iam_roles(ClusterIdentifier="shiftguard",
+                                                            AddIamRoles=[ORPHAN])) == "AccessDenied"
+    assert api_error(lambda: api.modify_cluster_iam_roles(
+        ClusterIdentifier="shiftguard", AddIamRoles=[f"arn:aws:iam::{ACCOUNT}:role/admin"])) == "AccessDenied"
+    assert api_error(lambda: api.modify_cluster_iam_roles(
+        ClusterIdentifier="shiftguard", AddIamRoles=[f"arn:aws:iam::{ACCOUNT}:role/s3-ghost"])) == "InvalidParameterValue"
+    assert api_error(lambda: api.modify_cluster_iam_roles(ClusterIdentifier="other",
+                                                          AddIamRoles=[ORPHAN])) == "ClusterNotFound"
+    assert api_error(lambda: api.modify_cluster_iam_roles(ClusterIdentifier="shiftguard",
+                                                          DefaultIamRoleArn=ORPHAN)) == "InvalidParameterValue"
+    (cluster,) = api.describe_clusters()["Clusters"]
+    assert {r["IamRoleArn"] for r in cluster["IamRoles"]} == {READER, WRITER}

@@ -10,8 +10,14 @@ PostgreSQL's scanner tokens, and the private-schema calls they become (catalog/s
     authorization: IAM_ROLE {'arn' | DEFAULT} | ACCESS_KEY_ID 'k' SECRET_ACCESS_KEY 's'
                    [SESSION_TOKEN 't'] | CREDENTIALS [AS] 's'
 
-An IAM role (IAM_ROLE, or aws_iam_role= in CREDENTIALS) must be one the user holds ASSUMEROLE
-on, checked when the files are read or written; access keys are accepted as they are. Everything else Redshift has (PARQUET, JSON,
+    credentials string: 'aws_access_key_id=k;aws_secret_access_key=s[;token=t]' | 'aws_iam_role=arn'
+
+The authorization names an AWS principal whose IAM policies must allow the S3 requests the
+statement makes (s3:ListBucket and s3:GetObject for COPY, s3:PutObject and s3:ListBucket for
+UNLOAD): an IAM user's access key, an STS session's, or an IAM role of the cluster that the user
+holds ASSUMEROLE on. iam/s3access.py judges it here, where the statement is judged; what only the
+backing database knows (association, ASSUMEROLE, the STS session) catalog/s3.sql reads when the
+ticket is used, against the roles judged here. Everything else Redshift has (PARQUET, JSON,
 MANIFEST, FIXEDWIDTH, BZIP2, ...) is refused with SQLSTATE 0A000.
 
 Which files a prefix names, and whether a path escapes its bucket, is not decided here: the

@@ -59,6 +59,10 @@ def test_environment_overrides_file(tmp_path):
      "iam.roles[0].trust.Statement[0]: needs Principal and Action"),
     ("iam:\n  roles: [{name: r, max_session_duration: 60}]\n", {}, "iam.roles[0].max_session_duration"),
     ("iam:\n  roles: [{name: r}, {name: r}]\n", {}, "iam.roles: a role name is used twice"),
+    ("cluster:\n  iam_roles: ['arn:aws:iam::123456789012:role/r']\n", {},
+     "cluster.iam_roles[0]: 'arn:aws:iam::123456789012:role/r' is not the ARN of a role in iam.roles"),
+    ("cluster:\n  default_iam_role: 'arn:aws:iam::123456789012:role/r'\n", {},
+     "cluster.default_iam_role: must be one of cluster.iam_roles"),
 ])
 def test_errors_name_the_key(tmp_path, text, env, message):
     file = tmp_path / "c.yaml"

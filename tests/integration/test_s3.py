@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import gzip
 import os
-import shutil
 from pathlib import Path
 
 import psycopg
@@ -15,7 +14,7 @@ import redshift_connector
 
 from proxy.config import AccessKey, Iam, IamRole, IamUser
 
-from ..conftest import USER_PASSWORD, server_directory, unique
+from ..conftest import USER_PASSWORD, unique
 
 ACCOUNT = "123456789012"
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/MyRedshiftRole"
@@ -26,13 +25,6 @@ BUCKET_S3 = {"Version": "2012-10-17", "Statement": [
      "Resource": ["arn:aws:s3:::test-bucket", "arn:aws:s3:::test-bucket/*"]}]}
 IAM = Iam(users=[IamUser("loader", [AccessKey(LOADER_KEY, LOADER_SECRET)], policies=[BUCKET_S3])],
           roles=[IamRole("MyRedshiftRole", policies=[BUCKET_S3])])
-
-
-@pytest.fixture(scope="module")
-def bucket():
-    directory = server_directory()
-    yield directory
-    shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture

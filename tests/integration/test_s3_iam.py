@@ -9,7 +9,6 @@ import io
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 
@@ -21,7 +20,7 @@ from botocore.config import Config as BotoConfig
 
 from proxy.config import AccessKey, Iam, IamRole, IamUser
 
-from ..conftest import USER_PASSWORD, server_directory, unique
+from ..conftest import USER_PASSWORD, unique
 
 ACCOUNT = "123456789012"
 BUCKET = "team-bucket"
@@ -67,13 +66,6 @@ def keys(key: str, secret: str, token: str | None = None) -> str:
 ALICE, BOB = keys(ALICE_KEY, ALICE_SECRET), keys(BOB_KEY, BOB_SECRET)
 
 
-@pytest.fixture(scope="module")
-def bucket():
-    directory = server_directory()
-    yield directory
-    shutil.rmtree(directory, ignore_errors=True)
-
-
 @pytest.fixture
 def s3proxy(make_proxy, bucket, postgres):
     proxy = make_proxy(s3={BUCKET: str(bucket)}, iam=IAM, cluster__iam_roles=[READER, WRITER],
@@ -92,25 +84,9 @@ def admin(s3proxy):
 
 
 @pytest.fixture
-def users(s3proxy, postgres):
-    """users(n) -> names of n fresh users, dropped afterwards."""
-    made = []
-
-    def make(count: int) -> list[str]:
-        names = [unique("u") for _ in range(count)]
-        with s3proxy.connect() as conn:
-            for name in names:
-                conn.execute(f"CREATE USER {name} PASSWORD '{USER_PASSWORD}'")
-        made.extend(names)
-        return names
-
-    yield make
-    with postgres.connect() as direct:
-        for name in made:
-            direct.execute(f"DROP OWNED BY {name}")
-    with s3proxy.connect() as conn:
-        for name in made:
-            conn.execute(f"DROP USER {name}")
+def proxy(s3proxy):
+    """The proxy of conftest's new_user: this module's (another would seed its own IAM roles)."""
+    return s3proxy
 
 
 def table_with_rows(admin, grantee: str | None = None) -> str:
@@ -133,10 +109,10 @@ def s3_error(call, code: str) -> str:
 # --------------------------------------------------------------------------- access keys
 
 
-def test_keys_reach_their_own_prefix_only(s3proxy, admin, bucket, users):
+def test_keys_reach_their_own_prefix_only(s3proxy, admin, bucket, new_user):
     """The issue's hole: with ASSUMEROLE revoked from PUBLIC, made-up keys, or one IAM user's keys,
     read or overwrite nothing of another's."""
-    (name,) = users(1)
+    name, _ = new_user()
     admin.execute("REVOKE ASSUMEROLE ON ALL FROM PUBLIC FOR ALL")
     t = table_with_rows(admin, name)
     with s3proxy.connect(name, USER_PASSWORD) as conn:
@@ -171,8 +147,8 @@ def test_no_authorization_is_refused(admin, bucket):
 # --------------------------------------------------------------------------- IAM roles
 
 
-def test_iam_role_must_be_associated_assumable_and_allowed(s3proxy, admin, bucket, users):
-    (name,) = users(1)
+def test_iam_role_must_be_associated_assumable_and_allowed(s3proxy, admin, bucket, new_user):
+    name, _ = new_user()
     t = table_with_rows(admin, name)
     with s3proxy.connect(name, USER_PASSWORD) as conn:
         conn.execute(f"UNLOAD ('select * from {t}') TO 's3://{BUCKET}/roles/{t}_' IAM_ROLE '{WRITER}'")
@@ -209,8 +185,8 @@ def sts_session(proxy, role: str) -> dict:
     return sts.assume_role(RoleArn=role, RoleSessionName="etl-1")["Credentials"]
 
 
-def test_sts_session_keys_act_as_the_role(s3proxy, admin, bucket, postgres, users):
-    (name,) = users(1)
+def test_sts_session_keys_act_as_the_role(s3proxy, admin, bucket, postgres, new_user):
+    name, _ = new_user()
     t = table_with_rows(admin, name)
     (bucket / "sts").mkdir(exist_ok=True)
     (bucket / "sts" / f"{t}.txt").write_text("3|three\n")
@@ -241,11 +217,11 @@ def test_sts_session_keys_act_as_the_role(s3proxy, admin, bucket, postgres, user
 # --------------------------------------------------------------------------- tickets
 
 
-def test_a_ticket_is_good_for_its_own_statement_only(s3proxy, admin, bucket, users, postgres):
+def test_a_ticket_is_good_for_its_own_statement_only(s3proxy, admin, bucket, new_user, postgres):
     """UNLOAD ('select current_query()') writes the statement that ran, ticket and signature
     included: the user has a ticket in hand. With other SQL, by the file functions directly, or
     by another user, it does nothing."""
-    name, other = users(2)
+    (name, _), (other, _) = new_user(), new_user()
     secret = unique("secret")
     admin.execute(f"CREATE TABLE {secret} (v varchar(40))")
     admin.execute(f"INSERT INTO {secret} VALUES ('launch codes')")
@@ -280,9 +256,9 @@ def test_a_ticket_is_good_for_its_own_statement_only(s3proxy, admin, bucket, use
     assert "launch codes" not in (bucket / f"{prefix}000").read_text()
 
 
-def test_planning_makes_no_directories(s3proxy, admin, bucket, users):
+def test_planning_makes_no_directories(s3proxy, admin, bucket, new_user):
     """An UNLOAD that fails (here: the user may not read the table) leaves the bucket as it was."""
-    (name,) = users(1)
+    name, _ = new_user()
     t = table_with_rows(admin)
     with s3proxy.connect(name, USER_PASSWORD) as conn:
         with pytest.raises(psycopg.errors.InsufficientPrivilege):

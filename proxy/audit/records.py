@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass, field
 
 from ..policy.idp import SECRET_PARAMETERS
-from ..policy.tokens import GrammarError, as_read, scan, string_value
+from ..policy.tokens import SECRET_WORDS, GrammarError, as_read, scan, string_value
 
 # What a text field keeps: a connection-log value (startup parameters, names, reasons), an error
 # message. Longer values are cut, and say so.
@@ -235,9 +235,6 @@ ERROR_NOT_LOGGED = "(error message not logged: it may quote a password)"
 # names (PostgreSQL refuses them there, but the statement is logged before it runs).
 _SECRET_TOKENS = ("SCONST", "USCONST", "BCONST", "XCONST", "ICONST", "FCONST", "IDENT", "UIDENT")
 _CONSTANT_TOKENS = ("SCONST", "USCONST", "BCONST", "XCONST", "ICONST", "FCONST")
-# Words a secret follows: passwords, an identity provider's PARAMETERS, and COPY's and UNLOAD's
-# AWS credentials (SECRET_ACCESS_KEY 's', SESSION_TOKEN 't', CREDENTIALS [AS] 'aws_...=...;...').
-_SECRET_WORDS = ("password", "parameters", "secret_access_key", "session_token", "credentials")
 
 
 @dataclass(frozen=True)
@@ -281,7 +278,7 @@ def redact_statement(sql: str, standard_strings: bool) -> Redacted:
     that where each constant ends is read the same way here and in PostgreSQL. One that cannot be
     scanned at all is not logged: UNREADABLE stands for it."""
     lowered = sql.lower()
-    if not any(word in lowered for word in _SECRET_WORDS):
+    if not any(word in lowered for word in SECRET_WORDS):
         return Redacted(sql)
     try:
         text = as_read(sql, standard_strings)
@@ -292,7 +289,7 @@ def redact_statement(sql: str, standard_strings: bool) -> Redacted:
     while index < len(tokens):
         word = tokens[index].word
         index += 1
-        if word.lower() not in _SECRET_WORDS:
+        if word.lower() not in SECRET_WORDS:
             continue
         first = index
         while index < len(tokens) and (tokens[index].text == "=" or tokens[index].name == "NCHAR"

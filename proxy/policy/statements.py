@@ -32,8 +32,8 @@ import pglast
 from pglast import parser, visitors
 
 from ..protocol import sqlstate
-from .tokens import (CALLER_SEARCH_PATH, Cursor, GrammarError, as_ascii, as_read, parse_tree, printed, scan,
-                     split_statements, sql_literal)
+from .tokens import (CALLER_SEARCH_PATH, SECRET_WORDS, Cursor, GrammarError, as_ascii, as_read, parse_tree, printed,
+                     scan, split_statements, sql_literal)
 from . import dialect
 from .groups import (changes_json, parse_alter_group, parse_create_group, parse_drop_group,
                      rewrite_grant)
@@ -260,9 +260,9 @@ def _classify_text(sql: bytes, translator: Translator, standard_strings: bool, u
     try:
         spans = split_statements(text)
     except GrammarError as exc:
-        if any(word in text.lower() for word in ("password", "parameters")):
+        if any(word in text.lower() for word in SECRET_WORDS):
             # PostgreSQL would refuse it too, and log it with its error: refused here, the
-            # password (or an identity provider's secret) is in no log.
+            # password (an identity provider's secret, AWS credentials) is in no log.
             return Plan((Action(0, 0, len(text), denial=Denial(sqlstate.SYNTAX_ERROR, str(exc))),), True, rewritten)
         return Plan(text=rewritten) if rewritten else PASS  # PostgreSQL will refuse it with its own error
     actions = []

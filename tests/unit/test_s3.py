@@ -251,3 +251,11 @@ def test_a_refusal_is_not_kept(bucket):
     (bucket / "later").mkdir()
     (bucket / "later" / "f").write_text("1|x\n")
     assert classifier(sql, user="u1").actions[0].denial is None
+
+
+def test_an_unreadable_statement_holding_credentials_is_refused_here(bucket):
+    """PostgreSQL would log it with its syntax error: refused by the proxy, it reaches no log."""
+    plan = classify(b"COPY t FROM 's3://bkt/data/' ACCESS_KEY_ID 'k' SECRET_ACCESS_KEY 'unterminated",
+                    translator(bucket), user="u1")
+    (action,) = plan.actions
+    assert action.denial is not None and action.denial.sqlstate == "42601"

@@ -3,9 +3,11 @@
 -- and from files needs it. Run after schema.sql, in the same bootstrap transaction. Idempotent.
 --
 -- Who names the files: the proxy resolves bucket and prefix to absolute paths, checks that they
--- stay inside the bucket's directory, and signs them (HMAC-SHA-256 under the backend secret).
--- The SECURITY DEFINER functions below touch only the files of a ticket whose signature
--- verifies, so a user calling them directly reaches no other file.
+-- stay inside the bucket's directory, judges the statement's AWS credentials and their IAM
+-- policies (iam/s3access.py), and signs the result (HMAC-SHA-256 under the backend secret): a
+-- ticket for one session user, and for UNLOAD one query. The SECURITY DEFINER functions below
+-- touch only the files of a ticket whose signature verifies, for its own user and query, so a
+-- user calling them directly reaches no other file and writes no other rows.
 -- Who touches the rows: the user. s3_copy and s3_unload are SECURITY INVOKER: the INSERT of the
 -- loaded rows and the UNLOAD query run as the session's own role, so PostgreSQL applies its
 -- privileges (table and column), row-level security and triggers (DESIGN principle 1). The

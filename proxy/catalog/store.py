@@ -453,7 +453,8 @@ class Catalog:
         configuration last applied (a first start, or an edited YAML); True when replaced."""
         applied = json.dumps({"roles": sorted(roles), "default": default})
         async with self._pool.acquire() as conn, conn.transaction():
-            last = await conn.fetchval("SELECT value FROM shiftguard.settings WHERE name = 'iam_roles_config' FOR UPDATE")
+            last = await conn.fetchval(
+                "SELECT value FROM shiftguard.settings WHERE name = 'iam_roles_config' FOR UPDATE")
             if last == applied:
                 return False
             await conn.execute("DELETE FROM shiftguard.cluster_iam_roles")

@@ -96,7 +96,8 @@ class S3Access:
             if credentials.access_key_id or credentials.secret_access_key or credentials.session_token:
                 raise invalid_credentials()
             arn = credentials.iam_role
-            candidates = self.principals.roles() if arn == "default" else [r for r in self.principals.roles() if r.arn == arn]
+            roles = self.principals.roles()
+            candidates = roles if arn == "default" else [role for role in roles if role.arn == arn]
             return {"iam_role": arn, "roles": self._allowed_roles(candidates, requests), "dbuser": self.dbuser_arn}
         key, secret = credentials.access_key_id, credentials.secret_access_key
         if not key or secret is None:

@@ -68,7 +68,8 @@ class Options:
     parallel: bool = True
     allowoverwrite: bool = False
     # IAM_ROLE / ACCESS_KEY_ID / SECRET_ACCESS_KEY / SESSION_TOKEN / CREDENTIALS, as written
-    credentials: dict[str, str] = field(default_factory=dict)
+    # (iam/s3access.py Credentials' fields); secrets, so never in a repr
+    credentials: dict[str, str] = field(default_factory=dict, repr=False)
 
     def copy_format(self, unloading: bool) -> dict:
         """What PostgreSQL's COPY needs. Text is PostgreSQL's text format, which reads and writes
@@ -375,7 +376,8 @@ def plan(statement: str, tokens: list[Token], local_s3, available: bool, check_q
         grant = _grant(access, options, requests)
         local_s3.check_target(path, options.allowoverwrite)
         ticket, signature = local_s3.ticket({
-            "op": "write", "file": path, "directory": os.path.dirname(path), "allowoverwrite": options.allowoverwrite, "user": user,
+            "op": "write", "file": path, "directory": os.path.dirname(path), "user": user,
+            "allowoverwrite": options.allowoverwrite,
             "query": hashlib.sha256(query.encode()).hexdigest(), **grant, **options.copy_format(unloading=True)})
         return (f"CALL shiftguard.s3_unload({sql_literal(query)}, {sql_literal(ticket)}, {sql_literal(signature)}, "
                 f"{CALLER_SEARCH_PATH})",

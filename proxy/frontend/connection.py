@@ -109,7 +109,7 @@ class Context:
     catalog: Catalog
     backend: BackendAddress
     tls: ssl.SSLContext | None
-    classify: Callable[[bytes, bool], Plan]  # SQL, the session's standard_conforming_strings
+    classify: Callable[..., Plan]  # SQL, the session's standard_conforming_strings, user= the session's user
     gate: SecurityGroupGate | None = None
     tokens: TokenAuthority | None = None
     audit: AuditWriter | None = None

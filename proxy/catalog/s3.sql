@@ -241,9 +241,12 @@ BEGIN
     END IF;
     IF pg_stat_file(v_ticket->>'directory', true) IS NULL THEN
         -- The prefix's directories, made only now that the statement runs; the proxy checked that
-        -- they stay inside the bucket's directory. (The server runs programs with umask 077.)
-        EXECUTE format('COPY (SELECT) TO PROGRAM %L',
-                       'umask 022; mkdir -p -- ' || shiftguard.s3_shell_quote(v_ticket->>'directory'));
+        -- they stay inside the bucket's directory. (The server runs programs with umask 077.) No
+        -- rows, and the program reads its input to the end: it never closes the pipe under the
+        -- server's feet (EPIPE would fail the statement).
+        EXECUTE format('COPY (SELECT WHERE false) TO PROGRAM %L',
+                       'umask 022; mkdir -p -- ' || shiftguard.s3_shell_quote(v_ticket->>'directory')
+                       || ' && cat > /dev/null');
     END IF;
     IF (v_ticket->>'gzip')::boolean THEN
         v_target := 'PROGRAM ' || quote_literal('umask 022; gzip -c > ' || shiftguard.s3_shell_quote(v_file));

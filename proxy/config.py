@@ -76,6 +76,11 @@ class Cluster:
     # Seconds an idle session may stay open when its user has no SESSION TIMEOUT; 0: no limit.
     # (Redshift's range for a user's SESSION TIMEOUT is 60 to 1728000; this one takes any.)
     session_timeout: int = 0
+    # IAM roles associated with the cluster (their ARNs; roles of iam.roles), which COPY and
+    # UNLOAD may name in IAM_ROLE; the starting state, which ModifyClusterIamRoles changes.
+    iam_roles: list[str] = field(default_factory=list)
+    # The one of them IAM_ROLE DEFAULT names (Redshift's DefaultIamRoleArn); empty: none.
+    default_iam_role: str | None = None
 
     def validate(self, where: str) -> None:
         if not re.fullmatch(r"[a-z][a-z0-9-]{0,62}", self.identifier):
@@ -91,6 +96,8 @@ class Cluster:
             if not re.fullmatch(r"[a-z_][a-z0-9_$]{0,62}", getattr(self, key)):
                 raise ConfigError(f"{where}.{key}: must be a lower-case identifier, "
                                   f"got {getattr(self, key)!r}")
+        if self.default_iam_role is not None and self.default_iam_role not in self.iam_roles:
+            raise ConfigError(f"{where}.default_iam_role: must be one of {where}.iam_roles")
 
 
 @dataclass(frozen=True)
@@ -596,6 +603,10 @@ class Config:
         for name in self.cluster.security_groups:
             if name not in names:
                 raise ConfigError(f"cluster.security_groups: no security group named {name!r}")
+        roles = {f"arn:aws:iam::{r.account or self.cluster.account_id}:role/{r.name}" for r in self.iam.roles}
+        for n, arn in enumerate(self.cluster.iam_roles):
+            if arn not in roles:
+                raise ConfigError(f"cluster.iam_roles[{n}]: {arn!r} is not the ARN of a role in iam.roles")
         for n, text in enumerate(self.trusted_proxies):
             _cidr(text, f"trusted_proxies[{n}]")
         if self.init_sql_file is not None and not Path(self.init_sql_file).is_file():

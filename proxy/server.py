@@ -30,6 +30,7 @@ from .iam.api import RedshiftApi
 from .iam.principals import Principals
 from .iam.local_idp import (OIDC_AUDIENCE, OIDC_ISSUER, PROVIDER_NAME as LOCAL_PROVIDER, LocalIdp,
                              roles_trusting)
+from .iam.s3access import S3Access
 from .iam.saml import SamlProvider
 from .iam.sts import Callers, StsApi
 from .iam.tokens import TokenAuthority, load_or_make_key
@@ -112,10 +113,15 @@ class Proxy:
         seal = sealing.sealer(self.catalog.ticket_key())  # identity providers' secrets, as they are stored
         await self.catalog.seed_identity_providers([idp.seal_secrets(p.spec(), seal) for p in config.identity_providers])
 
+        principals = Principals(config)
+        cluster = config.cluster
+        dbusers = f"arn:aws:redshift:{cluster.region}:{cluster.account_id}:dbuser:{cluster.identifier}"
+        await self.catalog.seed_cluster_iam_roles(cluster.iam_roles, cluster.default_iam_role)
         translator = Translator(self.catalog.backend_verifier, dialect=self.catalog.redshift_functions,
                                 strict=config.strict_redshift,
                                 s3=LocalS3(dict(config.s3), self.catalog.ticket_key()),
-                                sign=signing.signer(self.catalog.ticket_key()), seal=seal)
+                                sign=signing.signer(self.catalog.ticket_key()), seal=seal,
+                                s3_access=S3Access(principals, dbusers, self.catalog.sts_secret))
         throttle = LoginThrottle(config.auth.lockout_failures, config.auth.lockout_window,
                                  config.auth.lockout_seconds, config.auth.lockout_max_pairs)
         metrics = Metrics()
@@ -165,7 +171,6 @@ class Proxy:
         self._vacuums = asyncio.create_task(self._run_vacuums())
         host, port = self.addresses[0]
         endpoint = ({"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host), port)
-        principals = Principals(config)
         callers = Callers(principals, self.catalog)
         redshift = RedshiftApi(config, principals, self.context.tokens, self.catalog, endpoint,
                                self.security_groups, callers)

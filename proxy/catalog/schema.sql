@@ -239,6 +239,19 @@ CREATE TABLE IF NOT EXISTS shiftguard.security_group_ingress (
 );
 REVOKE ALL ON shiftguard.connectivity, shiftguard.security_groups, shiftguard.security_group_ingress FROM PUBLIC;
 
+-- IAM roles associated with the cluster, which COPY and UNLOAD may name (catalog/s3.sql,
+-- iam/s3access.py), and the one IAM_ROLE DEFAULT names: seeded from cluster.iam_roles and
+-- cluster.default_iam_role when those differ from what settings 'iam_roles_config' says was
+-- applied last (so an unchanged YAML does not undo the API's changes at a restart), changed by
+-- ModifyClusterIamRoles (iam/api.py). Read where a statement runs, so a change holds at once on
+-- every proxy of this backend.
+CREATE TABLE IF NOT EXISTS shiftguard.cluster_iam_roles (
+    role_arn   text PRIMARY KEY,
+    is_default boolean NOT NULL DEFAULT false
+);
+CREATE UNIQUE INDEX IF NOT EXISTS cluster_iam_roles_default ON shiftguard.cluster_iam_roles (is_default) WHERE is_default;
+REVOKE ALL ON shiftguard.cluster_iam_roles FROM PUBLIC;
+
 -- Redshift-only object privileges PostgreSQL has no bit for (DROP and ALTER on tables, ALTER
 -- and DROP on schemas, ALTER and USAGE on databases): catalog/privileges.sql keeps and honours
 -- them. grantee is a PostgreSQL role name ('' for PUBLIC).

@@ -470,6 +470,43 @@ class Catalog:
 
     _AUDIT_TABLES = {"connection": "connection_log", "activity": "query_log"}
 
+    # ---------------------------------------------------------------- IAM roles of the cluster
+
+    async def seed_cluster_iam_roles(self, roles: list[str], default: str | None) -> bool:
+        """Replace the associated IAM roles by the configuration's when those differ from the
+        configuration last applied (a first start, or an edited YAML); True when replaced."""
+        applied = json.dumps({"roles": sorted(roles), "default": default})
+        async with self._pool.acquire() as conn, conn.transaction():
+            last = await conn.fetchval(
+                "SELECT value FROM shiftguard.settings WHERE name = 'iam_roles_config' FOR UPDATE")
+            if last == applied:
+                return False
+            await conn.execute("DELETE FROM shiftguard.cluster_iam_roles")
+            await conn.executemany("INSERT INTO shiftguard.cluster_iam_roles (role_arn, is_default) VALUES ($1, $2)",
+                                   [(arn, arn == default) for arn in dict.fromkeys(roles)])
+            await conn.execute("INSERT INTO shiftguard.settings (name, value) VALUES ('iam_roles_config', $1) "
+                               "ON CONFLICT (name) DO UPDATE SET value = excluded.value", applied)
+        if last is not None:
+            log.warning("IAM roles of the cluster replaced from the configuration: cluster.iam_roles changed, and it "
+                        "replaces the associations made through the API")
+        return True
+
+    async def cluster_iam_roles(self) -> list[tuple[str, bool]]:
+        """(role ARN, whether it is the default) of every role associated with the cluster."""
+        rows = await self._pool.fetch("SELECT role_arn, is_default FROM shiftguard.cluster_iam_roles ORDER BY role_arn")
+        return [(row["role_arn"], row["is_default"]) for row in rows]
+
+    async def modify_cluster_iam_roles(self, add: list[str], remove: list[str], default: str | None) -> None:
+        """ModifyClusterIamRoles: associate, dissociate, and make one the default (None: keep)."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("DELETE FROM shiftguard.cluster_iam_roles WHERE role_arn = ANY($1::text[])", remove)
+            await conn.executemany("INSERT INTO shiftguard.cluster_iam_roles (role_arn) VALUES ($1) "
+                                   "ON CONFLICT DO NOTHING", [(arn,) for arn in add])
+            if default is not None:
+                await conn.execute("UPDATE shiftguard.cluster_iam_roles SET is_default = false WHERE is_default")
+                await conn.execute("UPDATE shiftguard.cluster_iam_roles SET is_default = true WHERE role_arn = $1",
+                                   default)
+
     async def insert_audit(self, kind: str, records: list[dict]) -> None:
         table = self._AUDIT_TABLES[kind]
         columns = list(records[0])

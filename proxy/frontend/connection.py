@@ -23,6 +23,7 @@ import asyncio
 import collections
 import datetime
 import enum
+import functools
 import hmac
 import itertools
 import logging
@@ -108,7 +109,7 @@ class Context:
     catalog: Catalog
     backend: BackendAddress
     tls: ssl.SSLContext | None
-    classify: Callable[[bytes, bool], Plan]  # SQL, the session's standard_conforming_strings
+    classify: Callable[..., Plan]  # SQL, the session's standard_conforming_strings, user= the session's user
     gate: SecurityGroupGate | None = None
     tokens: TokenAuthority | None = None
     audit: AuditWriter | None = None
@@ -738,8 +739,9 @@ class Connection:
             greeting.append(m.parameter_status(name, value))
         greeting.append(m.backend_key_data(pid, key))
         greeting.append(m.ready_for_query(m.TX_IDLE))
-        relay = Relay(self.client, backend.endpoint, self.context.classify,
-                      self.config.limits.max_message_size,
+        # Plans are for this session's user (S3 tickets are bound to it; policy/s3.py).
+        classify = functools.partial(self.context.classify, user=record.name)
+        relay = Relay(self.client, backend.endpoint, classify, self.config.limits.max_message_size,
                       on_client_gone=lambda: self.context.spawn(_cancel(self.context.backend, backend)),
                       statement_log=self._statement_log(params, record, pid),
                       on_parameter=self._parameter_changed if self.context.audit is not None else None,

@@ -1,6 +1,7 @@
 """The Redshift API (AWS Query protocol, version 2012-12-01) as boto3 and the AWS CLI call it:
 GetClusterCredentials, GetClusterCredentialsWithIAM, DescribeClusters, ModifyCluster (its
-security groups), DescribeCustomDomainAssociations, and the cluster security-group actions
+security groups), ModifyClusterIamRoles (the roles COPY and UNLOAD may name; catalog/s3.sql reads
+them), DescribeCustomDomainAssociations, and the cluster security-group actions
 (Create/Delete/DescribeClusterSecurityGroup(s), Authorize/RevokeClusterSecurityGroupIngress),
 whose changes are stored by catalog/store.py and put in force by catalog/connectivity.py. Every
 request is SigV4-verified and IAM-authorised; errors
@@ -20,7 +21,7 @@ from xml.sax.saxutils import escape
 
 from ..catalog.store import BACKEND_FAILURES, SecurityGroupConflict
 from ..config import Config
-from ..policy.connectivity import GroupRules, SecurityGroups, canonical_cidr
+from ..policy.connectivity import GroupRules, canonical_cidr
 from .policy import evaluate
 from .principals import Principal, Principals
 from .sigv4 import SignatureError
@@ -116,6 +117,7 @@ class RedshiftApi:
                 "DescribeClusters": self._describe_clusters,
                 "DescribeCustomDomainAssociations": self._describe_custom_domain_associations,
                 "ModifyCluster": self._modify_cluster,
+                "ModifyClusterIamRoles": self._modify_cluster_iam_roles,
                 "CreateClusterSecurityGroup": self._create_cluster_security_group,
                 "DeleteClusterSecurityGroup": self._delete_cluster_security_group,
                 "DescribeClusterSecurityGroups": self._describe_cluster_security_groups,
@@ -260,14 +262,20 @@ class RedshiftApi:
             raise ApiError("ClusterNotFound", f"Cluster {identifier} not found.", 404)
         self._authorize(principal, "DescribeClusters", f"{self._arn}:cluster:{cluster.identifier}",
                         self._context(principal, source_ip))
-        _, stored = await self.catalog.load_security_groups()
-        return f"<Clusters>{self._cluster_xml(stored)}</Clusters>"
+        return f"<Clusters>{await self._cluster_xml()}</Clusters>"
 
-    def _cluster_xml(self, stored: SecurityGroups) -> str:
+    async def _cluster_xml(self) -> str:
+        """The cluster as DescribeClusters shows it, with the stored security groups and IAM roles."""
         cluster = self.config.cluster
         host, port = self.endpoint
+        _, stored = await self.catalog.load_security_groups()
         groups = "".join(f"<ClusterSecurityGroup><ClusterSecurityGroupName>{escape(g)}</ClusterSecurityGroupName>"
                          f"<Status>active</Status></ClusterSecurityGroup>" for g in stored.attached)
+        associated = await self.catalog.cluster_iam_roles()
+        roles = "".join(f"<ClusterIamRole><IamRoleArn>{escape(arn)}</IamRoleArn><ApplyStatus>in-sync</ApplyStatus>"
+                        f"</ClusterIamRole>" for arn, _ in associated)
+        default = "".join(f"<DefaultIamRoleArn>{escape(arn)}</DefaultIamRoleArn>" for arn, is_default in associated
+                          if is_default)
         return (f"<Cluster><ClusterIdentifier>{escape(cluster.identifier)}</ClusterIdentifier>"
                 f"<NodeType>shiftguard</NodeType><ClusterStatus>available</ClusterStatus>"
                 f"<ClusterAvailabilityStatus>Available</ClusterAvailabilityStatus>"
@@ -275,7 +283,7 @@ class RedshiftApi:
                 f"<Endpoint><Address>{escape(host)}</Address><Port>{port}</Port></Endpoint>"
                 f"<ClusterSecurityGroups>{groups}</ClusterSecurityGroups><NumberOfNodes>1</NumberOfNodes>"
                 f"<PubliclyAccessible>false</PubliclyAccessible><Encrypted>false</Encrypted>"
-                f"</Cluster>")
+                f"<IamRoles>{roles}</IamRoles>{default}</Cluster>")
 
     async def _describe_custom_domain_associations(self, params: dict[str, str], principal: Principal,
                                                    source_ip: str) -> str:
@@ -384,5 +392,34 @@ class RedshiftApi:
             names = list(dict.fromkeys(_members(params, "ClusterSecurityGroups", "ClusterSecurityGroupName")))
             await self.catalog.attach_security_groups(names)
             await self._changed()
-        _, stored = await self.catalog.load_security_groups()
-        return self._cluster_xml(stored)
+        return await self._cluster_xml()
+
+    async def _modify_cluster_iam_roles(self, params: dict[str, str], principal: Principal, source_ip: str) -> str:
+        """Associate IAM roles with the cluster (COPY and UNLOAD may name them), dissociate them,
+        choose the default. As in AWS, associating a role (or making it the default) also needs
+        iam:PassRole on it; roles are those of iam.roles."""
+        identifier = self._cluster(params)
+        context = self._context(principal, source_ip)
+        self._authorize(principal, "ModifyClusterIamRoles", f"{self._arn}:cluster:{identifier}", context)
+        add = list(dict.fromkeys(_members(params, "AddIamRoles", "IamRoleArn")))
+        remove = list(dict.fromkeys(_members(params, "RemoveIamRoles", "IamRoleArn")))
+        default = params.get("DefaultIamRoleArn") or None
+        for arn in add + ([default] if default else []):
+            decision = evaluate(principal.policies, "iam:PassRole", arn, context)
+            if not decision.allowed:
+                raise ApiError("AccessDenied", f"User: {principal.arn} is not authorized to perform: iam:PassRole "
+                                               f"on resource: {arn}", 403)
+            if self.principals.role(arn) is None:
+                # UNVERIFIED wording: shiftguard knows the roles of iam.roles only.
+                raise ApiError("InvalidParameterValue", f"The IAM role {arn} does not exist (roles are configured "
+                                                        f"in iam.roles).")
+        if set(add) & set(remove):
+            raise ApiError("InvalidParameterValue", "A role cannot be both added and removed.")
+        associated = {arn for arn, _ in await self.catalog.cluster_iam_roles()}
+        if default and default not in (associated | set(add)) - set(remove):
+            raise ApiError("InvalidParameterValue", f"The default IAM role {default} must be associated with the "
+                                                    f"cluster.")
+        await self.catalog.modify_cluster_iam_roles(add, remove, default)
+        log.info("API ModifyClusterIamRoles by %s: added %s, removed %s, default %s", principal.arn,
+                 ", ".join(add) or "none", ", ".join(remove) or "none", default or "unchanged")
+        return await self._cluster_xml()

@@ -87,6 +87,9 @@ class Principals:
     def role(self, arn: str) -> Role | None:
         return self._roles.get(arn)
 
+    def roles(self) -> list[Role]:
+        return list(self._roles.values())
+
     @staticmethod
     def session(role: Role, session_name: str, federation: dict | None = None) -> Principal:
         """What a request signed with a session of `role` acts as."""

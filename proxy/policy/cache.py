@@ -41,7 +41,8 @@ class Classifier:
         self.bytes = 0  # what the kept entries cost, by entry_cost
         self._masked_version = translator.masked.version
 
-    def __call__(self, sql: bytes, standard_strings: bool = True) -> Plan:
+    def __call__(self, sql: bytes, standard_strings: bool = True, user: str | None = None) -> Plan:
+        """The plan for sql in a session of `user` (only plans that are never kept depend on it)."""
         if len(sql) > self.max_statement_size:
             # Redshift's own limit, and its wording.
             return _refused(f"Statement is too large. Statement Size: {len(sql)} bytes. "
@@ -66,7 +67,7 @@ class Classifier:
                             hint="shiftguard reads statements like this one before they run; split it into "
                                  "smaller statements, or raise limits.max_checked_statement_size.")
         with tree_budget(self.max_rewritten_size) as budget:
-            plan = classify(sql, self._translator, standard_strings)
+            plan = classify(sql, self._translator, standard_strings, user)
         if budget[0] < 0:  # some statement was refused for it: the whole message is
             if self._metrics is not None:
                 self._metrics.classification.labels(result="too large").inc()

@@ -32,8 +32,8 @@ import pglast
 from pglast import parser, visitors
 
 from ..protocol import sqlstate
-from .tokens import (CALLER_SEARCH_PATH, Cursor, GrammarError, as_ascii, as_read, parse_tree, printed, scan,
-                     split_statements, sql_literal)
+from .tokens import (CALLER_SEARCH_PATH, SECRET_WORDS, Cursor, GrammarError, as_ascii, as_read, parse_tree, printed,
+                     scan, split_statements, sql_literal)
 from . import dialect
 from .groups import (changes_json, parse_alter_group, parse_create_group, parse_drop_group,
                      rewrite_grant)
@@ -85,18 +85,22 @@ class Translator:
     whether PostgreSQL-only features are refused (strict_redshift)."""
 
     def __init__(self, backend_verifier: Callable[[str], str], dialect: bool = False, strict: bool = False,
-                 s3=None, sign: signing.Signer = signing.unsigned, seal: sealing.Sealer = sealing.unsealable):
+                 s3=None, sign: signing.Signer = signing.unsigned, seal: sealing.Sealer = sealing.unsealable,
+                 s3_access=None):
         self.backend_verifier = backend_verifier
         self.dialect = dialect
         self.strict = strict
         self.s3 = s3  # proxy.s3.LocalS3: COPY/UNLOAD with S3 locations (see _s3_statement)
+        self.s3_access = s3_access  # proxy.iam.s3access.S3Access: whose credentials they name, and what they allow
         self._sign = sign  # signs what procedures turn into SQL (policy/signing.py)
-        self.signatures = 0  # how many it signed: a plan holding a signature is not cached (they expire)
+        # How many answers it gave that must not be kept (signatures expire; what COPY and UNLOAD
+        # are refused for, missing files, credentials, changes): a plan holding one is not cached.
+        self.volatile = 0
         self.seal = seal  # seals the secrets a statement hands a procedure (policy/sealing.py)
         self.masked = masking.MaskedTables()  # replaced when masking attachments change (server.py)
 
     def sign(self, purpose: str, payload: str) -> str:
-        self.signatures += 1
+        self.volatile += 1
         return self._sign(purpose, payload)
 
 
@@ -169,9 +173,10 @@ def may_need_plan(sql: bytes, translator: Translator | None = None) -> bool:
         _DIALECT_TRIGGER.search(lowered) is not None or dialect.where_integer(lowered))
 
 
-def classify(sql: bytes, translator: Translator, standard_strings: bool = True) -> Plan:
+def classify(sql: bytes, translator: Translator, standard_strings: bool = True, user: str | None = None) -> Plan:
     """The plan for one Query or Parse SQL string, read as PostgreSQL reads it in a session
-    whose standard_conforming_strings is standard_strings.
+    whose standard_conforming_strings is standard_strings, of the user `user` (whom the plans
+    that hold a ticket for that user's session only, S3's, are for; never cached).
 
     What reaches PostgreSQL is ASCII only (DESIGN principle 8): PASS only for ASCII SQL;
     otherwise Plan.text is the SQL written in ASCII (tokens.as_ascii), which reads the same in
@@ -180,7 +185,7 @@ def classify(sql: bytes, translator: Translator, standard_strings: bool = True) 
     if not may_need_plan(sql, translator):
         return PASS
     try:
-        return _classify_text(sql, translator, standard_strings)
+        return _classify_text(sql, translator, standard_strings, user)
     except RecursionError:
         # pglast builds, walks and prints parse trees recursively, and json reads its output
         # so: a chain of a few hundred `||` or nested ARRAY[...] is deeper than Python's
@@ -188,7 +193,7 @@ def classify(sql: bytes, translator: Translator, standard_strings: bool = True) 
         # max_stack_depth of 2 MB). Such a statement is classified again on a thread of its
         # own with room for it; what is too deep even there is refused as PostgreSQL refuses
         # what is too deep for it.
-        return _with_deep_stack(_classify_text, sql, translator, standard_strings)
+        return _with_deep_stack(_classify_text, sql, translator, standard_strings, user)
 
 
 # Room for the parse trees libpg_query accepts at all (its own stack check stops at about 16,000
@@ -198,15 +203,15 @@ _DEEP_STACK_BYTES = 256 << 20  # reserved address space; only the pages used are
 _deep_lock = threading.Lock()
 
 
-def _with_deep_stack(function, sql: bytes, translator: Translator, standard_strings: bool) -> Plan:
-    """function(sql, translator, standard_strings) on a thread with a deep stack and recursion
+def _with_deep_stack(function, sql: bytes, translator: Translator, standard_strings: bool, user: str | None) -> Plan:
+    """function(sql, translator, standard_strings, user) on a thread with a deep stack and recursion
     limit (the caller waits: a classification is synchronous). One at a time, since the
     recursion limit is the interpreter's."""
     result: list = []
 
     def run() -> None:
         try:
-            result.append(function(sql, translator, standard_strings))
+            result.append(function(sql, translator, standard_strings, user))
         except RecursionError:
             pass
         except Exception as exc:  # a bug of ours: refuse, as classify_statement's callers do
@@ -236,7 +241,7 @@ def _with_deep_stack(function, sql: bytes, translator: Translator, standard_stri
                                 "write it with fewer levels."))
 
 
-def _classify_text(sql: bytes, translator: Translator, standard_strings: bool) -> Plan:
+def _classify_text(sql: bytes, translator: Translator, standard_strings: bool, user: str | None = None) -> Plan:
     try:
         original = sql.decode("utf-8")
     except UnicodeDecodeError as exc:  # fail closed: what the proxy cannot read never runs
@@ -255,17 +260,17 @@ def _classify_text(sql: bytes, translator: Translator, standard_strings: bool) -
     try:
         spans = split_statements(text)
     except GrammarError as exc:
-        if any(word in text.lower() for word in ("password", "parameters")):
+        if any(word in text.lower() for word in SECRET_WORDS):
             # PostgreSQL would refuse it too, and log it with its error: refused here, the
-            # password (or an identity provider's secret) is in no log.
+            # password (an identity provider's secret, AWS credentials) is in no log.
             return Plan((Action(0, 0, len(text), denial=Denial(sqlstate.SYNTAX_ERROR, str(exc))),), True, rewritten)
         return Plan(text=rewritten) if rewritten else PASS  # PostgreSQL will refuse it with its own error
     actions = []
     cacheable = True
     for index, (start, end) in enumerate(spans):
-        signatures = translator.signatures
+        volatile = translator.volatile
         try:
-            result = classify_statement(text[start:end], translator, standard_strings)
+            result = classify_statement(text[start:end], translator, standard_strings, user)
         except GrammarError as exc:  # from a rewrite's parse (tokens.parse_tree: its budget)
             result = Denial(exc.sqlstate, str(exc), hint=exc.hint)
         except RecursionError:
@@ -282,11 +287,12 @@ def _classify_text(sql: bytes, translator: Translator, standard_strings: bool) -
                 sent = as_printed(replacement)
             except GrammarError as exc:
                 result = Denial(exc.sqlstate, str(exc), hint=exc.hint)
+        cacheable = cacheable and translator.volatile == volatile
         if isinstance(result, Denial):
             actions.append(Action(index, start, end, denial=result))
         else:
             actions.append(Action(index, start, end, sql=sent, tag=tag))
-            cacheable = cacheable and keep and translator.signatures == signatures
+            cacheable = cacheable and keep
     return Plan(tuple(actions), cacheable, rewritten) if actions or rewritten else PASS
 
 
@@ -320,7 +326,8 @@ def _invalid_utf8(sql: bytes, at: int) -> str:
 Result = Denial | tuple[str, bytes | None, bool] | None
 
 
-def classify_statement(statement: str, translator: Translator, standard_strings: bool = True) -> Result:
+def classify_statement(statement: str, translator: Translator, standard_strings: bool = True,
+                       user: str | None = None) -> Result:
     """Redshift's dialect first (so the decisions below see what will execute), then the rules.
     standard_strings: the session's standard_conforming_strings (statement itself is written to
     read the same under either; a string value read as SQL, UNLOAD's query, is not)."""
@@ -331,7 +338,7 @@ def classify_statement(statement: str, translator: Translator, standard_strings:
             return Denial(exc.sqlstate, str(exc), hint=exc.hint)
         if vacuum is not None:
             return vacuum
-    s3_result = _s3_statement(statement, translator, standard_strings)
+    s3_result = _s3_statement(statement, translator, standard_strings, user)
     if s3_result is not None:
         return s3_result
     idp_result = _identity_provider_statement(statement, translator)
@@ -475,7 +482,7 @@ def _judge(kind: str, node: dict, raw: dict, statement: str, words: list[str], l
 # the dialect and before _copy, which refuses every other COPY naming a server file.
 
 
-def _s3_statement(statement: str, translator: Translator, standard_strings: bool) -> Result:
+def _s3_statement(statement: str, translator: Translator, standard_strings: bool, user: str | None) -> Result:
     """COPY ... FROM 's3://...' or UNLOAD, or None for every other statement."""
     if not statement[:6].lower().startswith(("copy", "unload")):
         return None  # a shortcut only: anything that is not COPY or UNLOAD is judged below
@@ -483,8 +490,10 @@ def _s3_statement(statement: str, translator: Translator, standard_strings: bool
         tokens = scan(statement)
         if not (s3.is_s3_copy(tokens) or s3.is_unload(tokens)):
             return None
+        translator.volatile += 1  # refused or not, the answer holds for this time only
         return s3.plan(statement, tokens, translator.s3, translator.dialect,
-                       lambda query: classify_statement(query, translator, standard_strings), standard_strings)
+                       lambda query: classify_statement(query, translator, standard_strings), standard_strings,
+                       translator.s3_access, user)
     except GrammarError as exc:
         return Denial(exc.sqlstate, str(exc), hint=exc.hint)
 

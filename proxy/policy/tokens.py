@@ -53,6 +53,12 @@ def parse_tree(sql: str) -> tuple:
     return parser.parse_sql(sql)
 
 
+# Words a secret follows in a statement: passwords, an identity provider's PARAMETERS, and COPY's
+# and UNLOAD's AWS credentials (SECRET_ACCESS_KEY 's', SESSION_TOKEN 't', CREDENTIALS [AS] '...').
+# What holds one is kept out of logs (audit/records.py) and of PostgreSQL's own error log.
+SECRET_WORDS = ("password", "parameters", "secret_access_key", "session_token", "credentials")
+
+
 class GrammarError(Exception):
     """The statement does not follow the grammar; carries SQLSTATE and message."""
 

@@ -72,6 +72,10 @@ def test_environment_overrides_file(tmp_path):
      "iam.oidc_providers[0].client_ids: at least one audience"),
     ("iam:\n  local_idp: true\napi_listen: 0.0.0.0:5440\n", {}, "iam.local_idp: the development IdP vouches"),
     ("iam:\n  local_idp_listen: 0.0.0.0:443\n", {}, "iam.local_idp_listen: the development IdP listens on loopback"),
+    ("cluster:\n  iam_roles: ['arn:aws:iam::123456789012:role/r']\n", {},
+     "cluster.iam_roles[0]: 'arn:aws:iam::123456789012:role/r' is not the ARN of a role in iam.roles"),
+    ("cluster:\n  default_iam_role: 'arn:aws:iam::123456789012:role/r'\n", {},
+     "cluster.default_iam_role: must be one of cluster.iam_roles"),
 ])
 def test_errors_name_the_key(tmp_path, text, env, message):
     file = tmp_path / "c.yaml"

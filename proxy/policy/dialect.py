@@ -317,18 +317,40 @@ def _show_version(tokens: list[Token]) -> Rewritten | None:
 # --------------------------------------------------------------------------- expressions
 
 
-def where_integer(lowered: bytes) -> bool:
-    """Does 'where' come right before a digit (Redshift's WHERE 1 AND ...)? A shortcut only."""
-    start = 0
-    while (found := lowered.find(b"where", start)) >= 0:
-        rest = lowered[found + 5:found + 40].lstrip()
-        if rest[:1] in (b"0", b"1"):
-            return True
-        start = found + 5
+def condition_integer(lowered: bytes) -> bool:
+    """Does a digit come right after 'where', 'having' or 'on' (Redshift's WHERE 1 AND ...)? A
+    shortcut only (_bare_condition decides)."""
+    for word in (b"where", b"having", b"on"):
+        start = 0
+        while (found := lowered.find(word, start)) >= 0:
+            start = found + len(word)
+            if lowered[start:start + 40].lstrip()[:1] in (b"0", b"1"):
+                return True
     return False
 
 
-_AFTER_CONDITION = ("AND", "OR", "ORDER", "GROUP", "LIMIT", "UNION", "HAVING", "")
+# What may follow a condition that is over: a bare 0 or 1 right after WHERE, HAVING or ON and
+# before one of these is the whole condition (or a whole operand of AND/OR). Anything else after
+# it (an operator, IS, IN, BETWEEN, LIKE, ::) makes it an operand of a larger expression, which
+# PostgreSQL reads as Redshift does.
+_CONDITION_ENDS = frozenset((
+    "AND", "OR", "GROUP", "HAVING", "WINDOW", "ORDER", "LIMIT", "OFFSET", "FETCH", "FOR", "UNION", "INTERSECT",
+    "EXCEPT", "RETURNING", "WHERE", "JOIN", "INNER", "LEFT", "RIGHT", "FULL", "CROSS", "NATURAL"))
+_CONDITION_STARTS = ("WHERE", "HAVING", "ON")
+
+
+def _bare_condition(tokens: list[Token], index: int) -> bool:
+    """Is tokens[index] a 0 or 1 standing alone as a condition (WHERE 1, WHERE 0 AND ...)?
+    Redshift reads it as a boolean; PostgreSQL refuses an integer there. Redshift documents only
+    WHERE's use (by example); HAVING and JOIN ... ON read alike: UNVERIFIED, chosen so that a
+    condition means the same in every clause."""
+    token = tokens[index]
+    if token.name != "ICONST" or token.text not in ("0", "1") or index == 0 \
+            or tokens[index - 1].word not in _CONDITION_STARTS:
+        return False
+    following = tokens[index + 1] if index + 1 < len(tokens) else None
+    return following is None or following.word in _CONDITION_ENDS or any(
+        _is(following, mark) for mark in (")", ",", ";"))
 
 
 def _expressions(text: str, tokens: list[Token], edits: list) -> None:
@@ -336,9 +358,7 @@ def _expressions(text: str, tokens: list[Token], edits: list) -> None:
         word = token.word
         before = tokens[index - 1] if index else None
         following = tokens[index + 1] if index + 1 < len(tokens) else None
-        if token.name == "ICONST" and token.text in ("0", "1") and before is not None and before.word == "WHERE" \
-                and (following is None or following.word in _AFTER_CONDITION or _is(following, ")")):
-            # Redshift's leader node reads WHERE 1 / WHERE 0 as a boolean; PostgreSQL does not.
+        if _bare_condition(tokens, index):
             edits.append((token.start, token.end, "true" if token.text == "1" else "false"))
             continue
         if _is(before, "."):

@@ -166,7 +166,7 @@ def may_need_plan(sql: bytes, translator: Translator | None = None) -> bool:
     if translator is not None and translator.masked.views and masking.mentions(lowered, translator.masked):
         return True
     return translator is not None and translator.dialect and (
-        _DIALECT_TRIGGER.search(lowered) is not None or dialect.where_integer(lowered))
+        _DIALECT_TRIGGER.search(lowered) is not None or dialect.condition_integer(lowered))
 
 
 def classify(sql: bytes, translator: Translator, standard_strings: bool = True) -> Plan:

@@ -298,3 +298,48 @@ def test_show_server_version_answers_as_redshift(proxy, new_user):
                            capture_output=True, text=True, timeout=30,
                            env={**os.environ, "PGPASSWORD": ADMIN_PASSWORD})
     assert (shown.returncode, shown.stdout) == (0, "8.0.2\n"), shown.stderr
+
+
+# A condition that is a bare integer (Redshift reads WHERE 1 as WHERE true) or an integer in an
+# expression (WHERE 1 = 1 AND ..., as dbt and query builders write): rows of ({t} holding a = 1, 2, 3).
+CONDITIONS = [
+    ("SELECT a FROM {t} WHERE 1 ORDER BY a", [1, 2, 3]),
+    ("SELECT a FROM {t} WHERE 0", []),
+    ("SELECT a FROM {t} WHERE 1 AND a > 1 ORDER BY a", [2, 3]),
+    ("SELECT a FROM {t} WHERE 0 OR a = 2", [2]),
+    ("SELECT a FROM {t} WHERE 1 = 1 AND a > 1 ORDER BY a", [2, 3]),
+    ("SELECT a FROM {t} WHERE 0 = 1", []),
+    ("SELECT a FROM {t} WHERE 1 + 1 = 2 AND a = 3", [3]),
+    ("SELECT a FROM {t} WHERE 1 IS NOT NULL AND a = 1", [1]),
+    ("SELECT a FROM {t} WHERE 1 BETWEEN 0 AND 2 AND a = 1", [1]),
+    ("SELECT a FROM {t} WHERE 1 IN (1) AND a = 2", [2]),
+    ("SELECT a FROM {t} WHERE 1 = 0 OR a = 2", [2]),
+    ("SELECT a FROM {t} GROUP BY a HAVING 1 = 1 AND a < 3 ORDER BY a", [1, 2]),
+    ("SELECT a FROM {t} GROUP BY a HAVING 1 AND a < 2", [1]),
+    ("SELECT x.a FROM {t} x JOIN {t} y ON 1 = 1 AND x.a = y.a WHERE 1 = 1 ORDER BY 1", [1, 2, 3]),
+    ("SELECT x.a FROM {t} x JOIN {t} y ON 0 = 1", []),
+    ("SELECT count(*) FROM {t} x JOIN {t} y ON 1", [9]),
+    ("SELECT a FROM (SELECT a FROM {t} WHERE 1 = 1) s WHERE 1 AND a = 3", [3]),
+    ("(SELECT a FROM {t} WHERE 1 = 1 EXCEPT SELECT a FROM {t} WHERE 0 = 1) ORDER BY a", [1, 2, 3]),
+]
+
+
+@pytest.mark.parametrize("query, expected", CONDITIONS)
+def test_integer_conditions(conn, query, expected):
+    table = unique("t")
+    conn.execute(f"CREATE TEMP TABLE {table} (a int)")
+    conn.execute(f"INSERT INTO {table} VALUES (1), (2), (3)")
+    assert [row[0] for row in conn.execute(query.format(t=table)).fetchall()] == expected
+
+
+def test_integer_conditions_in_update_and_delete(conn):
+    table = unique("t")
+    conn.execute(f"CREATE TEMP TABLE {table} (a int, b int)")
+    conn.execute(f"INSERT INTO {table} VALUES (1, 0), (2, 0), (3, 0)")
+    assert conn.execute(f"UPDATE {table} SET b = 1 WHERE 1 = 1 AND a > 1").rowcount == 2
+    assert conn.execute(f"UPDATE {table} SET b = 2 WHERE 0 = 1").rowcount == 0
+    assert conn.execute(f"UPDATE {table} SET b = b + 10 WHERE 1").rowcount == 3
+    assert conn.execute(f"DELETE FROM {table} WHERE 1 = 1 AND a = 1").rowcount == 1
+    assert conn.execute(f"DELETE FROM {table} WHERE 0").rowcount == 0
+    assert conn.execute(f"SELECT a, b FROM {table} ORDER BY a").fetchall() == [(2, 11), (3, 11)]
+    assert conn.execute(f"DELETE FROM {table} WHERE 1").rowcount == 2

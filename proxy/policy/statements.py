@@ -779,6 +779,14 @@ _MASKING_STATEMENTS = {
     "CREATE": _create_masking, "ALTER": _alter_masking, "DROP": _drop_masking, "ATTACH": _attach_masking,
     "DETACH": lambda cursor, statement, translator: _attach_masking(cursor, statement, translator, attaching=False)}
 
+# The command tags of the statements above that may change which tables are masked or have RLS
+# on (Translator.masked), and of ALTER TABLE and DROP TABLE as the proxy rewrites them (ROW LEVEL
+# SECURITY, a protected table's RENAME or DROP): the relay has the proxy read that state again
+# before the client learns that such a statement's transaction ended (relay._protection_read).
+PROTECTION_TAGS = frozenset(
+    [f"{verb} {kind} POLICY".encode() for verb in _MASKING_STATEMENTS for kind in ("MASKING", "RLS")]
+    + [b"ALTER TABLE", b"DROP TABLE"])
+
 _ROW_SECURITY_COMMANDS = ("AT_EnableRowSecurity", "AT_DisableRowSecurity", "AT_ForceRowSecurity",
                           "AT_NoForceRowSecurity")
 

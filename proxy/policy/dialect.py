@@ -8,7 +8,11 @@ Pure. Runs before classification, so security decisions see the statement that w
   DISTSTYLE/DISTKEY/SORTKEY/ENCODE only records.
 - Expressions: SYSDATE, APPROXIMATE COUNT, DATEADD/DATEDIFF/DATE_PART/DATE_TRUNC with a bare
   datepart, LISTAGG(...) [WITHIN GROUP (ORDER BY ...)], version(), DECODE(...) with three or
-  more arguments; result columns keep the names Redshift gives them.
+  more arguments; result columns keep the names Redshift gives them; WHERE 1 / WHERE 0 (a bare
+  0 or 1 as the whole condition of WHERE, HAVING, ON).
+- Queries: SELECT TOP n (LIMIT n at the end of its level), a subquery in FROM without an alias
+  (given one). A number run into a name (THEN 1WHEN) is read apart before any of this
+  (tokens.separate_numbers).
 - SHOW server_version and SHOW server_version_num: answered as Redshift answers them, as
   version() is (the backend's own would say PostgreSQL 15's "15.x (Debian ...)").
 The functions themselves live in catalog/redshift_functions.sql.
@@ -18,7 +22,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .tokens import GrammarError, Token, fold_identifier, quoted_name, scan
+from ..protocol import sqlstate
+from .tokens import GrammarError, Token, fold_identifier, quote_ident, quoted_name, scan
 
 # Redshift dateparts -> PostgreSQL's (for DATE_PART and DATE_TRUNC, which PostgreSQL has).
 DATEPARTS = {}
@@ -33,7 +38,7 @@ for canonical, spellings in {
     for spelling in spellings.split():
         DATEPARTS[spelling] = canonical
 
-TRIGGER_WORDS = (b"sysdate", b"approximate", b"dateadd", b"datediff", b"date_part", b"date_trunc", b"listagg",
+TRIGGER_WORDS = (b"top", b"sysdate", b"approximate", b"dateadd", b"datediff", b"date_part", b"date_trunc", b"listagg",
                  b"version", b"diststyle", b"distkey", b"sortkey", b"encode", b"backup", b"identity",
                  b"decode")
 
@@ -90,6 +95,8 @@ def rewrite(statement: str) -> Rewritten | None:
     elif words[:2] == ["ALTER", "TABLE"]:
         table, alter_only = _alter_table_clauses(tokens)
     _expressions(statement, tokens, edits)
+    _select_top(tokens, edits)
+    _subquery_aliases(tokens, edits)
     if alter_only and (table is None or not table.any()):
         alter_only = False  # no Redshift attribute after all (ALTER DISTSTYLE "("): PostgreSQL's error
     if not edits and not alter_only:
@@ -314,17 +321,119 @@ def _show_version(tokens: list[Token]) -> Rewritten | None:
     return Rewritten(f"SELECT pg_catalog.redshift_show('{name}') AS {name}", tag=b"SHOW")
 
 
+# --------------------------------------------------------------------------- queries
+
+# Words that end a query level's clauses list: a set operation at the same level.
+_SET_OPERATIONS = ("UNION", "INTERSECT", "EXCEPT")
+
+
+def _select_top(tokens: list[Token], edits: list) -> None:
+    """SELECT TOP n ... -> SELECT ... LIMIT n, at the end of that SELECT's own level (after its
+    ORDER BY; a subquery's inside its parentheses). Redshift: "The behavior with the TOP clause is
+    the same as the behavior with the LIMIT clause" (SELECT list). A TOP in one branch of a
+    UNION, INTERSECT or EXCEPT is refused: where its LIMIT would go is not documented."""
+    for index, token in enumerate(tokens):
+        if token.word != "SELECT" or index + 2 >= len(tokens) or tokens[index + 1].word != "TOP" \
+                or tokens[index + 2].name != "ICONST":
+            continue
+        last = _level_end(tokens, index)
+        if last is None:
+            raise GrammarError("SELECT TOP in a UNION, INTERSECT or EXCEPT is not supported by shiftguard",
+                               sqlstate.FEATURE_NOT_SUPPORTED,
+                               hint="Put the SELECT TOP in parentheses, or use LIMIT.")
+        count = tokens[index + 2]
+        edits.append((tokens[index + 1].start, count.end, ""))
+        edits.append((tokens[last].end, tokens[last].end, f" LIMIT {count.text}"))
+
+
+def _level_end(tokens: list[Token], start: int) -> int | None:
+    """Index of the last token of the query level that starts at tokens[start] (up to its closing
+    parenthesis or the statement's end); None if a set operation joins it to another query."""
+    depth, end = 0, len(tokens) - 1
+    for index in range(start, len(tokens)):
+        if _is(tokens[index], "("):
+            depth += 1
+        elif _is(tokens[index], ")"):
+            if depth == 0:
+                end = index - 1
+                break
+            depth -= 1
+        elif depth == 0 and tokens[index].word in _SET_OPERATIONS:
+            return None
+    depth = 0
+    for index in range(start - 1, -1, -1):  # and before it
+        if _is(tokens[index], ")"):
+            depth += 1
+        elif _is(tokens[index], "("):
+            if depth == 0:
+                break
+            depth -= 1
+        elif depth == 0 and tokens[index].word in _SET_OPERATIONS:
+            return None
+    return end
+
+
+# The clause keywords after which a parenthesis at the same level opens a FROM item, and those
+# that end a FROM list.
+_FROM_LISTS = ("FROM", "USING")
+_OTHER_CLAUSES = ("SELECT", "WHERE", "GROUP", "HAVING", "WINDOW", "ORDER", "LIMIT", "OFFSET", "FETCH", "ON",
+                  "SET", "RETURNING", "VALUES", "UNION", "INTERSECT", "EXCEPT", "INTO", "FOR")
+# What may stand right after a FROM item's closing parenthesis when it has an alias.
+_ALIAS_KINDS = ("UNRESERVED_KEYWORD", "COL_NAME_KEYWORD")
+
+
+def _subquery_aliases(tokens: list[Token], edits: list) -> None:
+    """FROM (subquery) without an alias -> FROM (subquery) AS "subquery n": PostgreSQL 15 refuses
+    a subquery in FROM (or JOIN, USING) without one, Redshift does not. The name is one no token
+    of the statement spells, so it cannot collide with a name the statement uses."""
+    clause: list[str] = [""]  # per parenthesis level: the clause it is in
+    taken = {_name(t) for t in tokens if t.name in ("IDENT", "UIDENT")}
+    generated = 0
+    for index, token in enumerate(tokens):
+        if token.word in _FROM_LISTS or token.word == "JOIN" or token.word in _OTHER_CLAUSES:
+            clause[-1] = token.word if token.word in _OTHER_CLAUSES else "FROM"
+        if _is(token, ")"):
+            if len(clause) > 1:
+                clause.pop()
+            continue
+        if not _is(token, "("):
+            continue
+        clause.append("")
+        before = tokens[index - 1] if index else None
+        inner = tokens[index + 1] if index + 1 < len(tokens) else None
+        if clause[-2] != "FROM" or before is None or inner is None or inner.word not in ("SELECT", "WITH", "VALUES") \
+                or not (before.word in _FROM_LISTS or before.word in ("JOIN", "LATERAL") or _is(before, ",")):
+            continue
+        close = _close(tokens, index)
+        after = tokens[close + 1] if close + 1 < len(tokens) else None
+        if after is not None and (after.word == "AS" or (after.kind == "NO_KEYWORD" and after.name in ("IDENT", "UIDENT"))
+                                  or after.kind in _ALIAS_KINDS):
+            continue
+        generated += 1
+        while f"subquery {generated}" in taken:
+            generated += 1
+        edits.append((tokens[close].end, tokens[close].end, f" AS {quote_ident(f'subquery {generated}')}"))
+
+
 # --------------------------------------------------------------------------- expressions
 
 
-def condition_integer(lowered: bytes) -> bool:
-    """Does a digit come right after 'where', 'having' or 'on' (Redshift's WHERE 1 AND ...)? A
-    shortcut only (_bare_condition decides)."""
+def may_rewrite(lowered: bytes) -> bool:
+    """Might lowered (SQL, ASCII-lowered) hold a Redshift form that no trigger word shows: a digit
+    right after 'where', 'having' or 'on' (WHERE 1 AND ...), or a '(' right before 'select',
+    'with' or 'values' (a subquery in FROM without an alias)? A shortcut only: _bare_condition and
+    _subquery_aliases decide."""
     for word in (b"where", b"having", b"on"):
         start = 0
         while (found := lowered.find(word, start)) >= 0:
             start = found + len(word)
             if lowered[start:start + 40].lstrip()[:1] in (b"0", b"1"):
+                return True
+    for word in (b"select", b"with", b"values"):
+        start = 0
+        while (found := lowered.find(word, start)) >= 0:
+            start = found + len(word)
+            if lowered[max(0, found - 40):found].rstrip()[-1:] == b"(":
                 return True
     return False
 

@@ -26,14 +26,14 @@ import re
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pglast
 from pglast import parser, visitors
 
 from ..protocol import sqlstate
-from .tokens import (CALLER_SEARCH_PATH, Cursor, GrammarError, as_ascii, as_read, parse_tree, printed, scan,
-                     split_statements, sql_literal)
+from .tokens import (CALLER_SEARCH_PATH, Cursor, GrammarError, as_ascii, as_read, is_number_junk,
+                     may_run_into_name, parse_tree, printed, scan, separate_numbers, split_statements, sql_literal)
 from . import dialect
 from .groups import (changes_json, parse_alter_group, parse_create_group, parse_drop_group,
                      rewrite_grant)
@@ -161,12 +161,14 @@ def may_need_plan(sql: bytes, translator: Translator | None = None) -> bool:
         return True  # strict_redshift looks at every statement
     if b"\\" in sql:
         return True  # a backslash may mean another reading (tokens.as_read)
+    if may_run_into_name(sql):
+        return True  # THEN 1WHEN: Redshift reads 1 WHEN (tokens.separate_numbers)
     if _TRIGGER.search(lowered):
         return True
     if translator is not None and translator.masked.views and masking.mentions(lowered, translator.masked):
         return True
     return translator is not None and translator.dialect and (
-        _DIALECT_TRIGGER.search(lowered) is not None or dialect.condition_integer(lowered))
+        _DIALECT_TRIGGER.search(lowered) is not None or dialect.may_rewrite(lowered))
 
 
 def classify(sql: bytes, translator: Translator, standard_strings: bool = True) -> Plan:
@@ -236,7 +238,7 @@ def _with_deep_stack(function, sql: bytes, translator: Translator, standard_stri
                                 "write it with fewer levels."))
 
 
-def _classify_text(sql: bytes, translator: Translator, standard_strings: bool) -> Plan:
+def _classify_text(sql: bytes, translator: Translator, standard_strings: bool, apart: bool = False) -> Plan:
     try:
         original = sql.decode("utf-8")
     except UnicodeDecodeError as exc:  # fail closed: what the proxy cannot read never runs
@@ -245,6 +247,8 @@ def _classify_text(sql: bytes, translator: Translator, standard_strings: bool) -
         # as PostgreSQL reads it (standard_conforming_strings), then in ASCII
         text = as_ascii(as_read(original, standard_strings))
     except GrammarError as exc:  # not even where PostgreSQL's reading of it ends is certain
+        if not apart and is_number_junk(exc):
+            return _numbers_apart(original, translator, standard_strings)
         return _refused(Denial(exc.sqlstate, str(exc), hint=exc.hint))
     rewritten = None if text == original else text
     if NO_ROW_CODE_MARK_WORD in original.lower() or NO_ROW_CODE_MARK_WORD in text.lower():
@@ -255,6 +259,8 @@ def _classify_text(sql: bytes, translator: Translator, standard_strings: bool) -
     try:
         spans = split_statements(text)
     except GrammarError as exc:
+        if not apart and is_number_junk(exc):
+            return _numbers_apart(original, translator, standard_strings)
         if any(word in text.lower() for word in ("password", "parameters")):
             # PostgreSQL would refuse it too, and log it with its error: refused here, the
             # password (or an identity provider's secret) is in no log.
@@ -288,6 +294,14 @@ def _classify_text(sql: bytes, translator: Translator, standard_strings: bool) -
             actions.append(Action(index, start, end, sql=sent, tag=tag))
             cacheable = cacheable and keep and translator.signatures == signatures
     return Plan(tuple(actions), cacheable, rewritten) if actions or rewritten else PASS
+
+
+def _numbers_apart(original: str, translator: Translator, standard_strings: bool) -> Plan:
+    """The plan for the client's SQL with each number run into a name read apart, as Redshift
+    reads it (tokens.separate_numbers): that SQL is what is judged and what is sent."""
+    separated = separate_numbers(original, standard_strings)
+    plan = _classify_text(separated.encode(), translator, standard_strings, apart=True)
+    return plan if plan.text is not None else replace(plan, text=separated)
 
 
 def as_printed(sql: str) -> str:

@@ -343,3 +343,53 @@ def test_integer_conditions_in_update_and_delete(conn):
     assert conn.execute(f"DELETE FROM {table} WHERE 0").rowcount == 0
     assert conn.execute(f"SELECT a, b FROM {table} ORDER BY a").fetchall() == [(2, 11), (3, 11)]
     assert conn.execute(f"DELETE FROM {table} WHERE 1").rowcount == 2
+
+
+# SELECT TOP n, subqueries in FROM without an alias and numbers run into names, as Redshift reads
+# them: rows of ({t} holding a = 1, 2, 3).
+QUERY_FORMS = [
+    ("SELECT TOP 2 a FROM {t} ORDER BY a DESC", [3, 2]),
+    ("select top 1 distinct a from {t} order by a", [1]),
+    ("SELECT a FROM {t} WHERE a IN (SELECT TOP 2 a FROM {t} ORDER BY a) ORDER BY a", [1, 2]),
+    ("SELECT count(*) FROM (SELECT TOP 2 a FROM {t})", [2]),
+    ("SELECT count(*) FROM (SELECT a FROM {t} WHERE a > 1)", [2]),
+    ("SELECT max(a) FROM (SELECT a FROM {t}) JOIN (SELECT a AS b FROM {t}) ON a = b", [3]),
+    ("SELECT a FROM {t}, (SELECT 2 AS b) WHERE a = b", [2]),
+    ("SELECT CASE WHEN a = 1 THEN 10WHEN a = 2 THEN 20ELSE 30END FROM {t} ORDER BY a", [10, 20, 30]),
+    ("SELECT a FROM {t} WHERE a = 2OR a = 3 ORDER BY a", [2, 3]),
+]
+
+
+@pytest.mark.parametrize("query, expected", QUERY_FORMS)
+def test_query_forms(conn, query, expected):
+    table = unique("t")
+    conn.execute(f"CREATE TEMP TABLE {table} (a int)")
+    conn.execute(f"INSERT INTO {table} VALUES (1), (2), (3)")
+    assert [row[0] for row in conn.execute(query.format(t=table)).fetchall()] == expected
+
+
+def test_select_top_in_a_set_operation_is_refused(conn):
+    with pytest.raises(psycopg.errors.FeatureNotSupported, match="SELECT TOP in a UNION"):
+        conn.execute("SELECT TOP 1 1 UNION SELECT 2")
+
+
+def test_not_null_violations_in_redshifts_words(conn, proxy):
+    """Redshift's words (UNVERIFIED: as its users report them), through psycopg and AWS's driver."""
+    table = unique("t")
+    conn.execute(f"CREATE TABLE {table} (id int NOT NULL, name varchar(10))")
+    try:
+        with pytest.raises(psycopg.errors.InternalError_) as refused:
+            conn.execute(f"INSERT INTO {table} (name) VALUES ('x')")
+        assert refused.value.diag.message_primary == "Cannot insert a NULL value into column id"
+        rs = redshift_connector.connect(host=proxy.host, port=proxy.port, database="dev", user=ADMIN,
+                                        password=ADMIN_PASSWORD, ssl=False, timeout=20)
+        try:
+            rs.cursor().execute(f"CREATE TEMP TABLE {table} (id int NOT NULL)")
+            with pytest.raises(redshift_connector.ProgrammingError) as refused:
+                rs.cursor().execute(f"INSERT INTO {table} VALUES (NULL)")
+            assert (refused.value.args[0]["C"], refused.value.args[0]["M"]) == (
+                "XX000", "Cannot insert a NULL value into column id")
+        finally:
+            rs.close()
+    finally:
+        conn.execute(f"DROP TABLE {table}")

@@ -420,9 +420,9 @@ def _subquery_aliases(tokens: list[Token], edits: list) -> None:
 
 def may_rewrite(lowered: bytes) -> bool:
     """Might lowered (SQL, ASCII-lowered) hold a Redshift form that no trigger word shows: a digit
-    right after 'where', 'having' or 'on' (WHERE 1 AND ...), or a '(' right before 'select',
-    'with' or 'values' (a subquery in FROM without an alias)? A shortcut only: _bare_condition and
-    _subquery_aliases decide."""
+    right after 'where', 'having' or 'on' (WHERE 1 AND ...), or 'select', 'with' or 'values' right
+    after 'from (', 'join (', ', (', 'using (' or 'lateral (' (a subquery in FROM without an
+    alias)? A shortcut only: _bare_condition and _subquery_aliases decide."""
     for word in (b"where", b"having", b"on"):
         start = 0
         while (found := lowered.find(word, start)) >= 0:
@@ -433,7 +433,8 @@ def may_rewrite(lowered: bytes) -> bool:
         start = 0
         while (found := lowered.find(word, start)) >= 0:
             start = found + len(word)
-            if lowered[max(0, found - 40):found].rstrip()[-1:] == b"(":
+            before = lowered[max(0, found - 80):found].rstrip()
+            if before[-1:] == b"(" and before[:-1].rstrip().endswith((b"from", b"join", b",", b"using", b"lateral")):
                 return True
     return False
 

@@ -259,14 +259,16 @@ _NUMBER_JUNK = "trailing junk after numeric literal"
 MAX_SEPARATED_NUMBERS = 64
 
 
-# A digit that starts a word and runs, past the digits of a number, into a letter: a shortcut only,
+# A number that starts a word and runs into a word of letters (THEN 1WHEN): a shortcut only,
 # telling which SQL may hold a number run into a name (a miss leaves PostgreSQL's own error).
-_NUMBER_THEN_LETTER = re.compile(rb"(?<![0-9A-Za-z_$\x80-\xff])\.?[0-9][0-9.]*(?:[eE][+-]?[0-9]+)?[A-Za-z_\x80-\xff]")
+# Letters then digits (hexadecimal in a UUID '3fa85f64-...', '...T10:00') are not looked at.
+_NUMBER_THEN_WORD = re.compile(
+    rb"(?<![0-9A-Za-z_$\x80-\xff])\.?[0-9][0-9.]*(?:[eE][+-]?[0-9]+)?[A-Za-z_]+(?![0-9A-Za-z_$\x80-\xff])")
 
 
 def may_run_into_name(sql: bytes) -> bool:
     """Might sql hold a number run into a name (separate_numbers)? False only when it cannot."""
-    return _NUMBER_THEN_LETTER.search(sql) is not None
+    return _NUMBER_THEN_WORD.search(sql) is not None
 
 
 def is_number_junk(exc: GrammarError) -> bool:

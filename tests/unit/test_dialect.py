@@ -138,3 +138,12 @@ def test_not_null_violations_in_redshifts_words():
               "M": 'null value in column "id" of relation "t" violates not-null constraint',
               "D": "Failing row contains (null)."}
     assert redshift_wording(fields) == {**fields, "C": "XX000", "M": "Cannot insert a NULL value into column id"}
+
+
+@pytest.mark.parametrize("sql", ["SELECT count(*) FROM (SELECT 1)", "select * from a join\n(\nselect 1) on true",
+                                 "select * from a, (values (1))", "delete from t using (select 1 a) where true",
+                                 "select 1 then 1WHEN", "SELECT TOP 3 * FROM t"])
+def test_every_form_reaches_the_rewrite(sql):
+    """The proxy's shortcut (statements.may_need_plan) sends each to the rewrite."""
+    plan = classify(sql.encode(), DIALECT)
+    assert plan.actions or plan.text is not None

@@ -847,6 +847,7 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF EXISTS (SELECT FROM pg_event_trigger_dropped_objects() WHERE object_type = 'table') THEN
         PERFORM shiftguard.rls_forget_dropped();  -- a dropped table takes its attachments along
+        PERFORM shiftguard.table_attributes_forget_dropped();  -- and its Redshift attributes
     END IF;
     IF current_user::text = (SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'shiftguard') THEN
         RETURN;

@@ -193,7 +193,10 @@ $$;
 REVOKE ALL ON FUNCTION shiftguard.log_user(text, text, text) FROM PUBLIC;
 
 -- Redshift table attributes (DISTSTYLE, DISTKEY, SORTKEY, ENCODE, BACKUP) that PostgreSQL has no
--- place for, recorded from the DDL (policy/dialect.py) for svv_table_info and pg_table_def.
+-- place for, recorded from the DDL (policy/dialect.py) for svv_table_info, pg_table_def and the
+-- pg_class and pg_attribute views. A table's row goes with it (table_attributes_forget_dropped,
+-- from the drop guard and at every start), so its OID alone finds it, renamed or moved too;
+-- schema_name and table_name say where it was when last recorded.
 CREATE TABLE IF NOT EXISTS shiftguard.table_attributes (
     table_id oid PRIMARY KEY,
     schema_name text NOT NULL,
@@ -201,6 +204,15 @@ CREATE TABLE IF NOT EXISTS shiftguard.table_attributes (
     attrs jsonb NOT NULL
 );
 REVOKE ALL ON shiftguard.table_attributes FROM PUBLIC;
+
+-- Forget the attributes of tables that no longer exist (anyone may: it only tidies). Also run
+-- here, at every start: temporary tables end with their session, where no drop guard sees them.
+CREATE OR REPLACE FUNCTION shiftguard.table_attributes_forget_dropped() RETURNS void
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    DELETE FROM shiftguard.table_attributes a WHERE NOT EXISTS (SELECT FROM pg_class WHERE oid = a.table_id)
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.table_attributes_forget_dropped() TO PUBLIC;
+SELECT shiftguard.table_attributes_forget_dropped();
 
 -- Cluster security groups (policy/connectivity.py): seeded from the YAML, changed through the
 -- Redshift API (iam/api.py). Every change adds one to connectivity.version, which each proxy on
@@ -1156,8 +1168,7 @@ BEGIN
             jsonb_strip_nulls(p_attrs))
     ON CONFLICT (table_id) DO UPDATE
         SET schema_name = excluded.schema_name, table_name = excluded.table_name,
-            attrs = CASE WHEN shiftguard.table_attributes.table_name = excluded.table_name
-                         THEN shiftguard.table_attributes.attrs || excluded.attrs ELSE excluded.attrs END;
+            attrs = shiftguard.table_attributes.attrs || excluded.attrs;
 END
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.record_table(regclass, jsonb) TO PUBLIC;
@@ -1211,7 +1222,7 @@ CREATE OR REPLACE VIEW shiftguard.svv_table_info WITH (security_barrier) AS
            greatest(c.reltuples, 0)::numeric AS tbl_rows,
            coalesce((a.attrs->>'backup')::boolean, true) AS backup
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-      LEFT JOIN shiftguard.table_attributes a ON a.table_id = c.oid AND a.table_name = c.relname
+      LEFT JOIN shiftguard.table_attributes a ON a.table_id = c.oid
      WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'shiftguard')
        AND n.nspname NOT LIKE 'pg\_toast%' AND has_table_privilege(c.oid, 'SELECT');
 
@@ -1226,7 +1237,7 @@ CREATE OR REPLACE VIEW shiftguard.pg_table_def WITH (security_barrier) AS
            att.attnotnull AS notnull
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
       JOIN pg_attribute att ON att.attrelid = c.oid AND att.attnum > 0 AND NOT att.attisdropped
-      LEFT JOIN shiftguard.table_attributes a ON a.table_id = c.oid AND a.table_name = c.relname
+      LEFT JOIN shiftguard.table_attributes a ON a.table_id = c.oid
      WHERE c.relkind IN ('r', 'p', 'v') AND n.nspname = ANY (current_schemas(false))
        AND has_table_privilege(c.oid, 'SELECT');
 
@@ -1247,7 +1258,7 @@ CREATE OR REPLACE VIEW shiftguard.pg_class AS
            false AS relhasoids,  -- psql's queries for an 8.0 server (what Redshift reports) read these
            (SELECT count(*) FROM pg_catalog.pg_trigger t WHERE t.tgrelid = c.oid)::smallint AS reltriggers
       FROM pg_catalog.pg_class c
-      LEFT JOIN shiftguard.table_attributes a ON a.table_id = c.oid AND a.table_name = c.relname;
+      LEFT JOIN shiftguard.table_attributes a ON a.table_id = c.oid;
 
 -- pg_attribute's columns differ between PostgreSQL versions, and attmissingval (anyarray)
 -- cannot be in a view: the column list is read from the catalog.

@@ -393,3 +393,42 @@ def test_not_null_violations_in_redshifts_words(conn, proxy):
             rs.close()
     finally:
         conn.execute(f"DROP TABLE {table}")
+
+
+def test_table_attributes_follow_the_table_through_renames(conn):
+    """DISTKEY and SORTKEY stay with a table renamed (as dbt's table models are), and every
+    catalog view says the same; a dropped table's attributes go with it."""
+    old, new, other = unique("t"), unique("t"), unique("t")
+
+    def keys(table):
+        info = conn.execute('SELECT diststyle, sortkey1, sortkey_num FROM svv_table_info WHERE "table" = %s',
+                            (table,)).fetchone()
+        defs = conn.execute('SELECT "column", distkey, sortkey FROM pg_table_def WHERE tablename = %s ORDER BY 1',
+                            (table,)).fetchall()
+        style = conn.execute("SELECT reldiststyle FROM pg_class WHERE relname = %s", (table,)).fetchone()
+        attrs = conn.execute("SELECT attname::text, attisdistkey, attsortkeyord FROM pg_attribute "
+                             "WHERE attrelid = %s::regclass AND attnum > 0 ORDER BY 1", (table,)).fetchall()
+        assert defs == attrs  # pg_table_def and the pg_attribute view agree
+        return info, defs, style
+
+    conn.execute(f"CREATE TABLE {old} (id int, ts timestamp, v int) DISTKEY(id) COMPOUND SORTKEY(ts, id)")
+    try:
+        before = keys(old)
+        assert before == (("KEY(id)", "ts", 2), [("id", True, 2), ("ts", False, 1), ("v", False, 0)], (1,))
+        conn.execute(f"ALTER TABLE {old} RENAME TO {new}")
+        assert keys(new) == before
+        conn.execute(f"ALTER TABLE {new} ALTER SORTKEY (v)")  # changes the sort key only
+        assert keys(new) == (("KEY(id)", "v", 1), [("id", True, 0), ("ts", False, 0), ("v", False, 1)], (1,))
+        conn.execute(f"CREATE SCHEMA {other}")
+        conn.execute(f"ALTER TABLE {new} SET SCHEMA {other}")
+        assert conn.execute('SELECT diststyle FROM svv_table_info WHERE "table" = %s', (new,)).fetchone() \
+            == ("KEY(id)",)
+        conn.execute(f"ALTER TABLE {other}.{new} SET SCHEMA public")
+    finally:
+        conn.execute(f"DROP TABLE IF EXISTS {new}")
+        conn.execute(f"DROP SCHEMA IF EXISTS {other}")
+    conn.execute(f"CREATE TABLE {new} (id int, ts timestamp, v int)")  # the name again: a table of its own
+    try:
+        assert keys(new) == (("AUTO(EVEN)", None, 0), [("id", False, 0), ("ts", False, 0), ("v", False, 0)], (0,))
+    finally:
+        conn.execute(f"DROP TABLE {new}")

@@ -11,7 +11,7 @@ Pure. Runs before classification, so security decisions see the statement that w
   more arguments; result columns keep the names Redshift gives them; WHERE 1 / WHERE 0 (a bare
   0 or 1 as the whole condition of WHERE, HAVING, ON).
 - Queries: SELECT TOP n (LIMIT n at the end of its level), a subquery in FROM without an alias
-  (given one). A number run into a name (THEN 1WHEN) is read apart before any of this
+  (given one); CREATE VIEW ... WITH NO SCHEMA BINDING (an ordinary view: _late_binding). A number run into a name (THEN 1WHEN) is read apart before any of this
   (tokens.separate_numbers).
 - SHOW server_version and SHOW server_version_num: answered as Redshift answers them, as
   version() is (the backend's own would say PostgreSQL 15's "15.x (Debian ...)").
@@ -38,7 +38,7 @@ for canonical, spellings in {
     for spelling in spellings.split():
         DATEPARTS[spelling] = canonical
 
-TRIGGER_WORDS = (b"top", b"sysdate", b"approximate", b"dateadd", b"datediff", b"date_part", b"date_trunc", b"listagg",
+TRIGGER_WORDS = (b"binding", b"top", b"sysdate", b"approximate", b"dateadd", b"datediff", b"date_part", b"date_trunc", b"listagg",
                  b"version", b"diststyle", b"distkey", b"sortkey", b"encode", b"backup", b"identity",
                  b"decode")
 
@@ -97,6 +97,7 @@ def rewrite(statement: str) -> Rewritten | None:
     _expressions(statement, tokens, edits)
     _select_top(tokens, edits)
     _subquery_aliases(tokens, edits)
+    _late_binding(tokens, edits)
     if alter_only and (table is None or not table.any()):
         alter_only = False  # no Redshift attribute after all (ALTER DISTSTYLE "("): PostgreSQL's error
     if not edits and not alter_only:
@@ -413,6 +414,18 @@ def _subquery_aliases(tokens: list[Token], edits: list) -> None:
         while f"subquery {generated}" in taken:
             generated += 1
         edits.append((tokens[close].end, tokens[close].end, f" AS {quote_ident(f'subquery {generated}')}"))
+
+
+def _late_binding(tokens: list[Token], edits: list) -> None:
+    """CREATE [OR REPLACE] VIEW ... AS query WITH NO SCHEMA BINDING -> the view without the clause:
+    an ordinary view, bound to the tables it names when it is created. A deviation: on Redshift a
+    late-binding view binds when it is queried, so its tables may be dropped (and made again)
+    under it; here dropping them needs CASCADE, which drops the view too (as Redshift does for
+    views made without the clause)."""
+    words = [t.word for t in tokens[:4]]
+    if len(tokens) > 4 and words[0] == "CREATE" and "VIEW" in words \
+            and [t.word for t in tokens[-4:]] == ["WITH", "NO", "SCHEMA", "BINDING"]:
+        edits.append((tokens[-5].end, tokens[-1].end, ""))
 
 
 # --------------------------------------------------------------------------- expressions

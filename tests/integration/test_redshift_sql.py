@@ -432,3 +432,21 @@ def test_table_attributes_follow_the_table_through_renames(conn):
         assert keys(new) == (("AUTO(EVEN)", None, 0), [("id", False, 0), ("ts", False, 0), ("v", False, 0)], (0,))
     finally:
         conn.execute(f"DROP TABLE {new}")
+
+
+def test_late_binding_views_are_accepted(conn):
+    """CREATE VIEW ... WITH NO SCHEMA BINDING (dbt's bind: false) makes a view that answers
+    queries. A deviation: it is bound like any view, so its table is dropped only with CASCADE,
+    which drops the view too (docs/local-stand-in-and-redshift-sql.md)."""
+    table, view = unique("t"), unique("v")
+    conn.execute(f"CREATE TABLE public.{table} (a int)")
+    try:
+        conn.execute(f"INSERT INTO public.{table} VALUES (1), (2)")
+        cur = conn.execute(f"CREATE VIEW public.{view} AS (SELECT a FROM public.{table}) WITH NO SCHEMA BINDING")
+        assert cur.statusmessage == "CREATE VIEW"
+        assert conn.execute(f"SELECT sum(a) FROM public.{view}").fetchone() == (3,)
+        conn.execute(f"CREATE OR REPLACE VIEW public.{view} AS SELECT a * 10 AS a FROM public.{table} "
+                     "WITH NO SCHEMA BINDING")
+        assert conn.execute(f"SELECT sum(a) FROM public.{view}").fetchone() == (30,)
+    finally:
+        conn.execute(f"DROP TABLE public.{table} CASCADE")

@@ -147,3 +147,12 @@ def test_every_form_reaches_the_rewrite(sql):
     """The proxy's shortcut (statements.may_need_plan) sends each to the rewrite."""
     plan = classify(sql.encode(), DIALECT)
     assert plan.actions or plan.text is not None
+
+
+@pytest.mark.parametrize("sql, expected", [
+    ("CREATE VIEW public.v AS SELECT * FROM public.t WITH NO SCHEMA BINDING", "CREATE VIEW public.v AS SELECT * FROM public.t"),
+    ("create or replace view v (a) as (select 1 from t) with no schema binding", "create or replace view v (a) as (select 1 from t)"),
+    ("CREATE VIEW v AS SELECT 1 AS binding", None),
+])
+def test_late_binding_views_are_accepted_as_ordinary_views(sql, expected):
+    assert rewritten(sql) == expected

@@ -849,6 +849,9 @@ BEGIN
         PERFORM shiftguard.rls_forget_dropped();  -- a dropped table takes its attachments along
         PERFORM shiftguard.table_attributes_forget_dropped();  -- and its Redshift attributes
     END IF;
+    IF EXISTS (SELECT FROM pg_event_trigger_dropped_objects() WHERE object_type = 'view') THEN
+        PERFORM shiftguard.late_binding_views_forget_dropped();  -- a late-binding view's function
+    END IF;
     IF current_user::text = (SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'shiftguard') THEN
         RETURN;
     END IF;

@@ -1198,6 +1198,103 @@ BEGIN
 END
 $$;
 
+-- Late-binding views (CREATE VIEW ... WITH NO SCHEMA BINDING, policy/dialect.py): the view reads
+-- a function that runs the view's query, its names written out in full (pg_get_viewdef with only
+-- pg_catalog on the path), when the view is queried. PostgreSQL records no dependency of a
+-- function's body, so the tables may be dropped, renamed and made again under the view, as on
+-- Redshift; a query while they are missing fails. The function runs only for callers who may
+-- SELECT the view, and reads the tables as the view's owner (SECURITY DEFINER, as a view's
+-- tables are read with its owner's privileges), except for a superuser's view: PostgreSQL would
+-- exempt a superuser from row security, so that one reads them with the caller's own privileges
+-- (a deviation: Redshift needs only SELECT on the view; see shiftguard_views in rls.sql).
+-- view_id -> function_id, for pg_get_late_binding_view_cols and to drop the function with the view.
+CREATE TABLE IF NOT EXISTS shiftguard.late_binding_views (
+    view_id oid PRIMARY KEY,
+    function_id oid NOT NULL
+);
+REVOKE ALL ON shiftguard.late_binding_views FROM PUBLIC;
+
+-- Record a late-binding view's function; the function it had before, if any. The caller must
+-- be the owner of both (or a member of the owner's role).
+CREATE OR REPLACE FUNCTION shiftguard.record_late_binding_view(p_view regclass, p_function regprocedure) RETURNS oid
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_previous oid;
+BEGIN
+    IF NOT (pg_has_role(session_user, (SELECT relowner FROM pg_class WHERE oid = p_view AND relkind = 'v'), 'USAGE')
+            AND pg_has_role(session_user, (SELECT proowner FROM pg_proc WHERE oid = p_function), 'USAGE')) THEN
+        RAISE EXCEPTION 'must be owner of view %', p_view USING ERRCODE = '42501';
+    END IF;
+    SELECT function_id INTO v_previous FROM shiftguard.late_binding_views WHERE view_id = p_view;
+    INSERT INTO shiftguard.late_binding_views VALUES (p_view, p_function)
+        ON CONFLICT (view_id) DO UPDATE SET function_id = excluded.function_id;
+    RETURN v_previous;
+END
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.record_late_binding_view(regclass, regprocedure) TO PUBLIC;
+
+-- The functions of late-binding views that no longer exist go too (anyone may: it only tidies).
+CREATE OR REPLACE FUNCTION shiftguard.late_binding_views_forget_dropped() RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_function oid;
+BEGIN
+    FOR v_function IN DELETE FROM shiftguard.late_binding_views l
+                       WHERE NOT EXISTS (SELECT FROM pg_class WHERE oid = l.view_id) RETURNING function_id LOOP
+        BEGIN
+            IF EXISTS (SELECT FROM pg_proc WHERE oid = v_function) THEN
+                EXECUTE format('DROP FUNCTION %s', v_function::regprocedure);
+            END IF;
+        EXCEPTION WHEN insufficient_privilege OR dependent_objects_still_exist THEN
+            NULL;  -- a management role that is no superuser, or a function used elsewhere: it stays
+        END;
+    END LOOP;
+END
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.late_binding_views_forget_dropped() TO PUBLIC;
+
+-- p_sql: the ordinary CREATE [OR REPLACE] VIEW as the proxy judged it (it checks the query and
+-- gives the columns); p_view: the view's name as written. Runs as the caller.
+CREATE OR REPLACE PROCEDURE shiftguard.create_late_binding_view(p_sql text, p_view text, p_search_path text)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_view regclass;
+    v_columns text;
+    v_function text;
+    v_previous oid;
+    v_owner    oid;
+    v_definer  boolean;
+BEGIN
+    PERFORM shiftguard.caller_execute(p_sql, p_search_path);
+    v_view := shiftguard.caller_regclass(p_view, p_search_path);
+    SELECT string_agg(format('%I %s', attname, format_type(atttypid, atttypmod)), ', ' ORDER BY attnum)
+      INTO v_columns FROM pg_attribute WHERE attrelid = v_view AND attnum > 0 AND NOT attisdropped;
+    v_function := format('%I.%I', (SELECT relnamespace::regnamespace::text FROM pg_class WHERE oid = v_view),
+                         'late_binding_view_' || left(md5(random()::text || clock_timestamp()::text), 16));
+    v_owner := (SELECT relowner FROM pg_class WHERE oid = v_view);
+    v_definer := NOT (SELECT rolsuper OR rolname = 'shiftguard_views' FROM pg_roles WHERE oid = v_owner);
+    EXECUTE format('CREATE FUNCTION %s() RETURNS TABLE (%s) LANGUAGE plpgsql STABLE %s '
+                   'SET search_path = pg_catalog, pg_temp AS %L', v_function, v_columns,
+                   CASE WHEN v_definer THEN 'SECURITY DEFINER' ELSE 'SECURITY INVOKER' END, format(
+        $body$BEGIN
+    IF NOT pg_catalog.has_table_privilege(session_user, %s::pg_catalog.oid, 'SELECT') THEN
+        RAISE EXCEPTION 'permission denied for relation %%', %L USING ERRCODE = '42501';
+    END IF;
+    RETURN QUERY EXECUTE %L;
+END$body$, v_view::oid, (SELECT relname FROM pg_class WHERE oid = v_view), pg_get_viewdef(v_view)));
+    IF v_definer AND v_owner <> (SELECT oid FROM pg_roles WHERE rolname = current_user) THEN
+        EXECUTE format('ALTER FUNCTION %s() OWNER TO %s', v_function, v_owner::regrole);  -- a member of the owner's role
+    END IF;
+    EXECUTE format('COMMENT ON FUNCTION %s() IS %L', v_function,
+                   format('the query of late-binding view %s (shiftguard)', v_view));
+    EXECUTE format('CREATE OR REPLACE VIEW %s AS SELECT * FROM %s()', v_view, v_function);
+    v_previous := shiftguard.record_late_binding_view(v_view, (v_function || '()')::regprocedure);
+    IF v_previous IS NOT NULL AND EXISTS (SELECT FROM pg_proc WHERE oid = v_previous) THEN
+        EXECUTE format('DROP FUNCTION %s', v_previous::regprocedure);
+    END IF;
+END
+$$;
+
 -- Every catalog view that shows a caller only some of its rows is a security_barrier view
 -- (these, and the RLS, masking, identity-provider, default-privilege and IAM views of the other
 -- files): without it PostgreSQL runs a caller's cheaper condition (a function raising its

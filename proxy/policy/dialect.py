@@ -11,7 +11,7 @@ Pure. Runs before classification, so security decisions see the statement that w
   more arguments; result columns keep the names Redshift gives them; WHERE 1 / WHERE 0 (a bare
   0 or 1 as the whole condition of WHERE, HAVING, ON).
 - Queries: SELECT TOP n (LIMIT n at the end of its level), a subquery in FROM without an alias
-  (given one); CREATE VIEW ... WITH NO SCHEMA BINDING (an ordinary view: _late_binding). A number run into a name (THEN 1WHEN) is read apart before any of this
+  (given one); CREATE VIEW ... WITH NO SCHEMA BINDING (_late_binding). A number run into a name (THEN 1WHEN) is read apart before any of this
   (tokens.separate_numbers).
 - SHOW server_version and SHOW server_version_num: answered as Redshift answers them, as
   version() is (the backend's own would say PostgreSQL 15's "15.x (Debian ...)").
@@ -73,6 +73,7 @@ class Rewritten:
     table: TableAttributes | None = None  # set for CREATE TABLE / ALTER TABLE with Redshift attributes
     alter_only: bool = False              # ALTER TABLE ... ALTER DISTKEY etc.: nothing for PostgreSQL to do
     tag: bytes | None = None              # the command tag the client sees, when not the rewritten SQL's
+    late_view: str | None = None          # CREATE VIEW ... WITH NO SCHEMA BINDING: the view's name as written
 
 
 def rewrite(statement: str) -> Rewritten | None:
@@ -97,12 +98,13 @@ def rewrite(statement: str) -> Rewritten | None:
     _expressions(statement, tokens, edits)
     _select_top(tokens, edits)
     _subquery_aliases(tokens, edits)
-    _late_binding(tokens, edits)
+    late_view = _late_binding(tokens, edits)
     if alter_only and (table is None or not table.any()):
         alter_only = False  # no Redshift attribute after all (ALTER DISTSTYLE "("): PostgreSQL's error
     if not edits and not alter_only:
         return None
-    return Rewritten(_apply(statement, edits), table if table is not None and table.any() else None, alter_only)
+    return Rewritten(_apply(statement, edits), table if table is not None and table.any() else None, alter_only,
+                     late_view=late_view)
 
 
 def _apply(text: str, edits: list[tuple[int, int, str]]) -> str:
@@ -416,16 +418,17 @@ def _subquery_aliases(tokens: list[Token], edits: list) -> None:
         edits.append((tokens[close].end, tokens[close].end, f" AS {quote_ident(f'subquery {generated}')}"))
 
 
-def _late_binding(tokens: list[Token], edits: list) -> None:
-    """CREATE [OR REPLACE] VIEW ... AS query WITH NO SCHEMA BINDING -> the view without the clause:
-    an ordinary view, bound to the tables it names when it is created. A deviation: on Redshift a
-    late-binding view binds when it is queried, so its tables may be dropped (and made again)
-    under it; here dropping them needs CASCADE, which drops the view too (as Redshift does for
-    views made without the clause)."""
+def _late_binding(tokens: list[Token], edits: list) -> str | None:
+    """CREATE [OR REPLACE] VIEW name ... AS query WITH NO SCHEMA BINDING: the view's name, the
+    clause taken out. The statement then makes an ordinary view, which
+    shiftguard.create_late_binding_view (catalog/schema.sql) turns into one that binds its
+    tables by name when it is queried."""
     words = [t.word for t in tokens[:4]]
-    if len(tokens) > 4 and words[0] == "CREATE" and "VIEW" in words \
-            and [t.word for t in tokens[-4:]] == ["WITH", "NO", "SCHEMA", "BINDING"]:
-        edits.append((tokens[-5].end, tokens[-1].end, ""))
+    if len(tokens) < 5 or words[0] != "CREATE" or "VIEW" not in words \
+            or [t.word for t in tokens[-4:]] != ["WITH", "NO", "SCHEMA", "BINDING"]:
+        return None
+    edits.append((tokens[-5].end, tokens[-1].end, ""))
+    return _table_name(tokens, words.index("VIEW") + 1)[0]
 
 
 # --------------------------------------------------------------------------- expressions

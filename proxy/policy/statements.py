@@ -377,6 +377,10 @@ def _dialect_result(rewritten: dialect.Rewritten, translator: Translator) -> Res
         attrs = json.dumps(table.as_dict(), separators=(",", ":"))
         return (f"CALL shiftguard.create_table({sql_literal(creating)}, {sql_literal(table.table)}, "
                 f"{sql_literal(attrs)}::pg_catalog.jsonb, {CALLER_SEARCH_PATH})", b"CREATE TABLE", True)
+    if rewritten.late_view is not None:
+        creating = inner[0] if inner is not None else rewritten.sql  # the view as judged
+        return (f"CALL shiftguard.create_late_binding_view({sql_literal(creating)}, "
+                f"{sql_literal(rewritten.late_view)}, {CALLER_SEARCH_PATH})", b"CREATE VIEW", True)
     if inner is not None:
         return inner[0], inner[1], inner[2]
     return rewritten.sql, rewritten.tag, True

@@ -434,10 +434,11 @@ def test_table_attributes_follow_the_table_through_renames(conn):
         conn.execute(f"DROP TABLE {new}")
 
 
-def test_late_binding_views_are_accepted(conn):
-    """CREATE VIEW ... WITH NO SCHEMA BINDING (dbt's bind: false) makes a view that answers
-    queries. A deviation: it is bound like any view, so its table is dropped only with CASCADE,
-    which drops the view too (docs/local-stand-in-and-redshift-sql.md)."""
+def test_late_binding_views_survive_their_tables(conn, proxy, new_user):
+    """CREATE VIEW ... WITH NO SCHEMA BINDING (dbt's bind: false): the view binds its tables by
+    name when queried, so they may be dropped, swapped by renames and made again under it, as
+    dbt's table models are; its columns show in pg_get_late_binding_view_cols(); only those who
+    may SELECT it read it; its function goes with it."""
     table, view = unique("t"), unique("v")
     conn.execute(f"CREATE TABLE public.{table} (a int)")
     try:
@@ -445,8 +446,65 @@ def test_late_binding_views_are_accepted(conn):
         cur = conn.execute(f"CREATE VIEW public.{view} AS (SELECT a FROM public.{table}) WITH NO SCHEMA BINDING")
         assert cur.statusmessage == "CREATE VIEW"
         assert conn.execute(f"SELECT sum(a) FROM public.{view}").fetchone() == (3,)
+        conn.execute(f"DROP TABLE public.{table}")  # no CASCADE needed: nothing binds the view to it
+        with pytest.raises(psycopg.errors.UndefinedTable):
+            conn.execute(f"SELECT * FROM public.{view}")
+        conn.execute(f"CREATE TABLE public.{table} (a int)")
+        conn.execute(f"INSERT INTO public.{table} VALUES (5)")
+        assert conn.execute(f"SELECT sum(a) FROM public.{view}").fetchone() == (5,)
+        # dbt's swap: the new table takes the name, the old one is dropped
+        conn.execute(f"CREATE TABLE public.{table}__tmp (a int)")
+        conn.execute(f"INSERT INTO public.{table}__tmp VALUES (7)")
+        conn.execute(f"ALTER TABLE public.{table} RENAME TO {table}__backup")
+        conn.execute(f"ALTER TABLE public.{table}__tmp RENAME TO {table}")
+        conn.execute(f"DROP TABLE public.{table}__backup CASCADE")
+        assert conn.execute(f"SELECT sum(a) FROM public.{view}").fetchone() == (7,)
         conn.execute(f"CREATE OR REPLACE VIEW public.{view} AS SELECT a * 10 AS a FROM public.{table} "
                      "WITH NO SCHEMA BINDING")
-        assert conn.execute(f"SELECT sum(a) FROM public.{view}").fetchone() == (30,)
+        assert conn.execute(f"SELECT sum(a) FROM public.{view}").fetchone() == (70,)
+        assert conn.execute("SELECT * FROM pg_get_late_binding_view_cols() cols(view_schema name, view_name name, "
+                            "col_name name, col_type varchar, col_num int) WHERE view_name = %s",
+                            (view,)).fetchall() == [("public", view, "a", "integer", 1)]
+        user, password = new_user()
+        with proxy.connect(user, password) as other:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                other.execute(f"SELECT * FROM public.{view}")
+            conn.execute(f"GRANT SELECT ON public.{view} TO {user}")
+            # A superuser's view reads with the reader's privileges (a deviation: PostgreSQL would
+            # exempt a superuser owner from row security)
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                other.execute(f"SELECT * FROM public.{view}")
+            conn.execute(f"GRANT SELECT ON public.{table} TO {user}")
+            assert other.execute(f"SELECT sum(a) FROM public.{view}").fetchone() == (70,)
+        conn.execute(f"DROP VIEW public.{view}")
+        assert conn.execute("SELECT count(*) FROM pg_proc WHERE proname LIKE 'late_binding_view_%%' AND "
+                            "obj_description(oid, 'pg_proc') LIKE %s", (f"%{view}%",)).fetchone() == (0,)
     finally:
-        conn.execute(f"DROP TABLE public.{table} CASCADE")
+        conn.execute(f"DROP VIEW IF EXISTS public.{view}")
+        conn.execute(f"DROP TABLE IF EXISTS public.{table}")
+
+
+def test_a_users_late_binding_view_reads_with_its_owners_privileges(proxy, new_user):
+    """As a view does: a reader needs SELECT on the view only, also after the table was made again."""
+    (owner, owner_password), (reader, reader_password) = new_user(), new_user()
+    schema, table, view = unique("s"), unique("t"), unique("v")
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE SCHEMA {schema} AUTHORIZATION {owner}")
+    try:
+        with proxy.connect(owner, owner_password) as conn:
+            conn.execute(f"CREATE TABLE {schema}.{table} (a int)")
+            conn.execute(f"INSERT INTO {schema}.{table} VALUES (4)")
+            conn.execute(f"CREATE VIEW {schema}.{view} AS SELECT a FROM {schema}.{table} WITH NO SCHEMA BINDING")
+            conn.execute(f"GRANT USAGE ON SCHEMA {schema} TO {reader}")
+            conn.execute(f"GRANT SELECT ON {schema}.{view} TO {reader}")
+            with proxy.connect(reader, reader_password) as other:
+                assert other.execute(f"SELECT a FROM {schema}.{view}").fetchall() == [(4,)]
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    other.execute(f"SELECT a FROM {schema}.{table}")
+            conn.execute(f"DROP TABLE {schema}.{table}")
+            conn.execute(f"CREATE TABLE {schema}.{table} AS SELECT 6 AS a")
+            with proxy.connect(reader, reader_password) as other:
+                assert other.execute(f"SELECT a FROM {schema}.{view}").fetchall() == [(6,)]
+    finally:
+        with proxy.connect() as admin:
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")

@@ -154,5 +154,10 @@ def test_every_form_reaches_the_rewrite(sql):
     ("create or replace view v (a) as (select 1 from t) with no schema binding", "create or replace view v (a) as (select 1 from t)"),
     ("CREATE VIEW v AS SELECT 1 AS binding", None),
 ])
-def test_late_binding_views_are_accepted_as_ordinary_views(sql, expected):
+def test_late_binding_views(sql, expected):
+    """The view as PostgreSQL makes it (judged like any CREATE VIEW), then the procedure that
+    makes it bind late (catalog/schema.sql)."""
     assert rewritten(sql) == expected
+    if expected is not None:
+        (action,) = classify(sql.encode(), DIALECT).actions
+        assert action.sql.startswith("CALL shiftguard.create_late_binding_view(") and action.tag == b"CREATE VIEW"

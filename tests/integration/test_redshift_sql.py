@@ -324,14 +324,6 @@ CONDITIONS = [
 ]
 
 
-@pytest.mark.parametrize("query, expected", CONDITIONS)
-def test_integer_conditions(conn, query, expected):
-    table = unique("t")
-    conn.execute(f"CREATE TEMP TABLE {table} (a int)")
-    conn.execute(f"INSERT INTO {table} VALUES (1), (2), (3)")
-    assert [row[0] for row in conn.execute(query.format(t=table)).fetchall()] == expected
-
-
 def test_integer_conditions_in_update_and_delete(conn):
     table = unique("t")
     conn.execute(f"CREATE TEMP TABLE {table} (a int, b int)")
@@ -360,8 +352,8 @@ QUERY_FORMS = [
 ]
 
 
-@pytest.mark.parametrize("query, expected", QUERY_FORMS)
-def test_query_forms(conn, query, expected):
+@pytest.mark.parametrize("query, expected", CONDITIONS + QUERY_FORMS)
+def test_redshift_query_forms(conn, query, expected):
     table = unique("t")
     conn.execute(f"CREATE TEMP TABLE {table} (a int)")
     conn.execute(f"INSERT INTO {table} VALUES (1), (2), (3)")

@@ -454,9 +454,9 @@ def test_late_binding_views_survive_their_tables(conn, proxy, new_user):
         conn.execute(f"CREATE OR REPLACE VIEW public.{view} AS SELECT a * 10 AS a FROM public.{table} "
                      "WITH NO SCHEMA BINDING")
         assert conn.execute(f"SELECT sum(a) FROM public.{view}").fetchone() == (70,)
-        assert conn.execute("SELECT * FROM pg_get_late_binding_view_cols() cols(view_schema name, view_name name, "
-                            "col_name name, col_type varchar, col_num int) WHERE view_name = %s",
-                            (view,)).fetchall() == [("public", view, "a", "integer", 1)]
+        columns = ("SELECT * FROM pg_get_late_binding_view_cols() cols(view_schema name, view_name name, "
+                   "col_name name, col_type varchar, col_num int) WHERE view_name = %s")
+        assert conn.execute(columns, (view,)).fetchall() == [("public", view, "a", "integer", 1)]
         user, password = new_user()
         with proxy.connect(user, password) as other:
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
@@ -468,6 +468,8 @@ def test_late_binding_views_survive_their_tables(conn, proxy, new_user):
                 other.execute(f"SELECT * FROM public.{view}")
             conn.execute(f"GRANT SELECT ON public.{table} TO {user}")
             assert other.execute(f"SELECT sum(a) FROM public.{view}").fetchone() == (70,)
+        conn.execute(f"CREATE OR REPLACE VIEW public.{view} AS SELECT a FROM public.{table}")  # bound again
+        assert conn.execute(columns, (view,)).fetchall() == []
         conn.execute(f"DROP VIEW public.{view}")
         assert conn.execute("SELECT count(*) FROM pg_proc WHERE proname LIKE 'late_binding_view_%%' AND "
                             "obj_description(oid, 'pg_proc') LIKE %s", (f"%{view}%",)).fetchone() == (0,)

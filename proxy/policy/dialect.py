@@ -407,7 +407,10 @@ def _subquery_aliases(tokens: list[Token], edits: list) -> None:
         if clause[-2] != "FROM" or before is None or inner is None or inner.word not in ("SELECT", "WITH", "VALUES") \
                 or not (before.word in _FROM_LISTS or before.word in ("JOIN", "LATERAL") or _is(before, ",")):
             continue
-        close = _close(tokens, index)
+        try:
+            close = _close(tokens, index)
+        except GrammarError:
+            return  # unbalanced: PostgreSQL's own syntax error
         after = tokens[close + 1] if close + 1 < len(tokens) else None
         if after is not None and (after.word == "AS" or (after.kind == "NO_KEYWORD" and after.name in ("IDENT", "UIDENT"))
                                   or after.kind in _ALIAS_KINDS):

@@ -104,6 +104,7 @@ def test_select_top_in_a_set_operation_is_refused(sql):
     ("SELECT * FROM (SELECT 1) first", None),          # an unreserved keyword is a name there
     ("SELECT * FROM t WHERE a IN (SELECT 1)", None),
     ("SELECT a, (SELECT 1) FROM t", None),
+    ("SELECT * FROM (SELECT 1", None),                 # PostgreSQL's own syntax error
 ])
 def test_subqueries_in_from_get_an_alias(sql, expected):
     assert rewritten(sql) == expected

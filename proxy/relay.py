@@ -32,13 +32,13 @@ import logging
 import re
 import secrets
 import struct
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from .endpoint import Endpoint
 from .policy import encoding
 from .policy.errors import redshift_wording
-from .policy.statements import Action, Denial, Plan
+from .policy.statements import PROTECTION_TAGS, Action, Denial, Plan
 from .protocol import messages as m
 from .protocol.pipeline import BARE, OPENERS, PARSE, QUERY, Entry, Pipeline, entry
 from .protocol.sqlstate import CONNECTION_FAILURE, FEATURE_NOT_SUPPORTED, INTERNAL_ERROR, PROTOCOL_VIOLATION
@@ -63,7 +63,7 @@ class MessageStream:
     """
 
     __slots__ = ("write", "wanted", "on_message", "on_header", "max_size", "counted",
-                 "_pending", "_pending_need", "_skip")
+                 "_pending", "_pending_need", "_skip", "_held")
 
     def __init__(self, write: Callable[[bytes], None], wanted: set[int],
                  on_message: Callable[[int, bytes], bytes | None], on_header: Callable[[int], None],
@@ -77,13 +77,31 @@ class MessageStream:
         self._pending = bytearray()  # a partial header, or a partial wanted message
         self._pending_need = 0       # total size of the pending wanted message, once known
         self._skip = 0               # body bytes of an unwanted message still to pass through
+        self._held: bytearray | None = None  # what came after a hold(), until release()
+
+    def hold(self) -> None:
+        """Called from on_message: what comes after this message is kept, not passed on or
+        looked at, until release()."""
+        self._held = bytearray()
+
+    def release(self) -> None:
+        """Pass on what was held, as if it came now."""
+        held, self._held = self._held, None
+        if held:
+            self.feed(bytes(held))
 
     def feed(self, data: bytes) -> None:
+        if self._held is not None:
+            self._held += data
+            return
         n = len(data)
         pos = 0
         if self._pending:
             pos = self._continue_pending(data)
             if pos < 0:
+                return
+            if self._held is not None:
+                self._held += data[pos:]
                 return
         start = pos  # data[start:pos] passes through unchanged
         while pos < n:
@@ -113,6 +131,10 @@ class MessageStream:
                     self.write(replacement)
                     start = end
                 pos = end
+                if self._held is not None:
+                    self._flush(data, start, pos)
+                    self._held += data[pos:]
+                    return
             else:
                 if kind in self.counted:
                     self.on_header(kind)
@@ -202,6 +224,8 @@ _MAX_DENIALS = 1024
 _MARKER = re.compile(r"sg\.deny\.[0-9a-f]{12}")
 # Prepared statements' SQL kept for the statement log, at most (PostgreSQL keeps them too).
 _MAX_STATEMENTS = 10_000
+# How long a ReadyForQuery waits for the proxy to read a change of masking or row-level security.
+PROTECTION_READ_SECONDS = 5.0
 
 
 class Relay:
@@ -211,7 +235,8 @@ class Relay:
                  max_message_size: int, on_client_gone: Callable[[], None] | None = None,
                  statement_log: StatementLog | None = None,
                  on_parameter: Callable[[str, str], None] | None = None,
-                 keep_backend: bool = False, standard_strings: bool = True):
+                 keep_backend: bool = False, standard_strings: bool = True,
+                 protection_moved: Callable[[], Awaitable[None]] | None = None):
         self.client = client
         self._statement_log = statement_log  # the user activity log and stl_query, when enabled
         self._on_parameter = on_parameter    # ParameterStatus from the backend (the connection log)
@@ -236,6 +261,11 @@ class Relay:
         self._failing: tuple[str, str] | None = None  # the error being handled, while it is
         self._lost_reported = False
         self._fatal_seen = False  # the backend said why it ends the session
+        # A statement changing masking or row-level security completed: when its transaction
+        # ends, the ReadyForQuery waits until the proxy has read the change (_protection_read).
+        self._protection_moved = protection_moved
+        self._protecting = False
+        self._holding: asyncio.Task | None = None
         self._statement_tags: dict[bytes, bytes] = {}
         self._portal_tags: dict[bytes, bytes] = {}
         # For the statement log: prepared statements' SQL, and the portals bound to them (with
@@ -278,8 +308,8 @@ class Relay:
 
     @property
     def busy(self) -> bool:
-        """A query is running or a pipeline is unanswered."""
-        return self._pipeline.busy
+        """A query is running or a pipeline is unanswered (or its ReadyForQuery is held)."""
+        return self._pipeline.busy or self._holding is not None
 
     @property
     def idle(self) -> bool:
@@ -297,6 +327,8 @@ class Relay:
         self.client.close()
         if not self.backend_kept:
             self.backend.close()
+        if self._holding is not None:
+            self._holding.cancel()
         if not self._done.done():
             self._done.set_result(None)
 
@@ -639,8 +671,11 @@ class Relay:
     def _backend_data(self, data: bytes) -> None:
         self.last_activity = self._loop.time()
         self.bytes_out += len(data)
+        self._pass_backend(self._from_backend.feed, data)
+
+    def _pass_backend(self, feed: Callable, *data: bytes) -> None:
         try:
-            self._from_backend.feed(data)
+            feed(*data)
         except m.ProtocolViolation as exc:
             log.error("backend protocol violation: %s", exc)
             self.close(m.error_response("FATAL", PROTOCOL_VIOLATION, "the backend broke the protocol"))
@@ -659,6 +694,11 @@ class Relay:
             self._error = None
             if self.tx_status == m.TX_IDLE and self._portal_sql:
                 self._portal_sql.clear()  # portals end with their transaction
+            if self.tx_status == m.TX_IDLE and self._protecting and self._protection_moved is not None:
+                self._protecting = False
+                self._from_backend.hold()
+                self._holding = self._loop.create_task(self._protection_read())
+                return b""  # sent by _protection_read
             return None
         if kind == m.B_PARAMETER_STATUS:
             name, value = m.decode_parameter_status(body)
@@ -685,6 +725,8 @@ class Relay:
             if work is None or not work.tags:
                 return None
             tag = work.tags.get(self._pipeline.completions if completed.kind == QUERY else 1)
+            if tag in PROTECTION_TAGS:
+                self._protecting = True
             return m.command_complete(tag.decode()) if tag is not None else None
         if kind == m.B_ERROR_RESPONSE:
             fields = m.decode_fields(body)
@@ -702,6 +744,22 @@ class Relay:
             return reply
         self._pipeline.received(kind)
         return None
+
+    async def _protection_read(self) -> None:
+        """The transaction that changed masking or row-level security ended: this proxy reads
+        the change before the client learns it is done, so that no statement it sends next, on
+        any session, is judged by the old state (server.ProtectedTables). Meanwhile the
+        backend's replies are held; if the read fails or takes too long they go on anyway (the
+        backend's guards still refuse what the old state would let through: 42501, never a leak)."""
+        try:
+            await asyncio.wait_for(self._protection_moved(), PROTECTION_READ_SECONDS)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("could not read the masked and row-level security tables again: %s", exc)
+        self._holding = None
+        self._to_client(m.ready_for_query(self.tx_status))
+        self._pass_backend(self._from_backend.release)
 
     def _error_reply(self, fields: dict[str, str]) -> bytes | None:
         """The ErrorResponse the client gets instead of the backend's, or None to pass it on."""

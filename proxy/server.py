@@ -11,14 +11,14 @@ import os
 import signal
 import ssl
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from .backend.embedded import EmbeddedPostgres, EmbeddedTarget
 from .backend.pool import SessionPool
 from .backend.session import BackendAddress, parse_dsn
 from .catalog.connectivity import SecurityGroupSync
-from .catalog.store import TRUSTED_SETTINGS, VACUUM_CHANNEL, Catalog
+from .catalog.store import MASKING_CHANNEL, TRUSTED_SETTINGS, VACUUM_CHANNEL, Catalog
 from .config import Config, ConfigError, admin_password, parse_address
 from .frontend.auth import LoginThrottle
 from .frontend.connection import AcceptedClient, Context
@@ -80,8 +80,7 @@ class Proxy:
         self.api_runner = None
         self.addresses: list[tuple[str, int]] = []
         self._sweeper: asyncio.Task | None = None
-        self._masking: asyncio.Task | None = None
-        self._vacuums: asyncio.Task | None = None
+        self._followers: list[asyncio.Task] = []  # LISTEN, and what notifications wake
         self._supervisor: asyncio.Task | None = None
         self.api_address: tuple[str, int] | None = None
         self.local_idp: LocalIdp | None = None  # iam.local_idp: the development IdP, for tests
@@ -166,9 +165,17 @@ class Proxy:
                 host, port = sock.getsockname()[:2]
                 self.addresses.append((host, port))
         self._sweeper = asyncio.create_task(self._close_idle_sessions())
-        await self._read_masked_tables(translator)
-        self._masking = asyncio.create_task(self._follow_masked_tables(translator))
-        self._vacuums = asyncio.create_task(self._run_vacuums())
+        protected = ProtectedTables(self.catalog, translator)
+        context.protection_moved = protected.read
+        await protected.read()
+        masking_woken, vacuum_woken = asyncio.Event(), asyncio.Event()
+        self._followers = [
+            asyncio.create_task(self._listen({MASKING_CHANNEL: masking_woken, VACUUM_CHANNEL: vacuum_woken})),
+            asyncio.create_task(_on_wake(masking_woken, protected.read, MASKING_POLL_SECONDS,
+                                         "could not read the masked tables: %s")),
+            # VACUUM requests users queue (catalog/privileges.sql shiftguard.vacuum)
+            asyncio.create_task(_on_wake(vacuum_woken, self.catalog.run_vacuums, VACUUM_POLL_SECONDS,
+                                         "could not run the queued VACUUMs: %s"))]
         host, port = self.addresses[0]
         endpoint = ({"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host), port)
         callers = Callers(principals, self.catalog)
@@ -301,11 +308,9 @@ class Proxy:
             self.context.pool.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
-        if self._masking is not None:
-            self._masking.cancel()
-        if self._vacuums is not None:
-            self._vacuums.cancel()
-            await asyncio.gather(self._vacuums, return_exceptions=True)
+        for task in self._followers:
+            task.cancel()
+        await asyncio.gather(*self._followers, return_exceptions=True)
         if self.context is not None:
             await self._drain_sessions(grace)
             for task in list(self.context.tasks):
@@ -327,53 +332,29 @@ class Proxy:
         if self.embedded is not None:
             await self.embedded.stop()
 
-    async def _read_masked_tables(self, translator: Translator) -> None:
-        """The masked tables, when their version moved: statements naming them are rewritten to
-        read their masking views from then on (a plan made before is dropped with the version)."""
-        version = await self.catalog.masking_version()
-        if version != translator.masked.version:
-            translator.masked = MaskedTables(version, await self.catalog.masked_tables(),
-                                             await self.catalog.rls_tables())
-
-    async def _follow_masked_tables(self, translator: Translator) -> None:
-        """Changes by any proxy on the backend reach this one within MASKING_POLL_SECONDS; in
-        between, a statement still reading a newly masked table directly fails (42501), never leaks."""
+    async def _listen(self, wakers: dict[str, asyncio.Event]) -> None:
+        """Hold one connection LISTENing on each channel, and set its event at each NOTIFY, and
+        every event each time listening starts (what was sent while not listening is unknown)."""
         failing = False
         while True:
-            await asyncio.sleep(MASKING_POLL_SECONDS)
+            lost = asyncio.Event()
             try:
-                await self._read_masked_tables(translator)
-                failing = False
-            except Exception as exc:  # keep the last state; the guard in PostgreSQL still holds
-                if not failing:
-                    log.error("could not read the masked tables: %s", exc)
-                failing = True
-
-    async def _run_vacuums(self) -> None:
-        """Run the VACUUM requests users queue (catalog/privileges.sql shiftguard.vacuum): woken
-        by their NOTIFY, and every VACUUM_POLL_SECONDS in case a notification was lost (a
-        listening connection that broke, a request made while this proxy was down)."""
-        woken = asyncio.Event()
-        failing = False
-        while True:
-            try:
-                listener = await self.catalog.listen(VACUUM_CHANNEL, woken.set)
+                listener = await self.catalog.listen({channel: woken.set for channel, woken in wakers.items()},
+                                                     lost.set)
                 try:
-                    while True:
-                        woken.clear()
-                        await self.catalog.run_vacuums()
-                        failing = False
-                        with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(woken.wait(), VACUUM_POLL_SECONDS)
+                    for woken in wakers.values():
+                        woken.set()
+                    failing = False
+                    await lost.wait()
                 finally:
                     await self.catalog.unlisten(listener)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # the backend is away: the queue waits in it
+            except Exception as exc:  # the backend is away
                 if not failing:
-                    log.error("could not run the queued VACUUMs: %s", exc)
+                    log.error("could not listen for the backend's notifications: %s", exc)
                 failing = True
-                await asyncio.sleep(VACUUM_POLL_SECONDS / 6)
+            await asyncio.sleep(RELISTEN_SECONDS)
 
     async def _close_idle_sessions(self) -> None:
         """SESSION TIMEOUT: a session idle (no query running, nothing sent either way) for its
@@ -475,9 +456,60 @@ def _format(address: tuple[str, int]) -> str:
 
 
 PID_FILE = "shiftguard.pid"
-# How often the masked tables' version is read (a cheap one-row query).
-MASKING_POLL_SECONDS = 0.2
+# How often what notifications announce is looked at anyway (a notification can be missed only
+# while no connection listens, and each new one looks), and how soon listening starts again.
+MASKING_POLL_SECONDS = 30.0
 VACUUM_POLL_SECONDS = 30.0
+RELISTEN_SECONDS = 1.0
+
+
+class ProtectedTables:
+    """Which tables are masked or have row-level security on, as the translator rewrites
+    statements for them (Translator.masked), read from the backend when their version moved:
+    at a NOTIFY from any proxy (catalog/masking.sql shiftguard.mask_bump), and before the
+    ReadyForQuery that ends a transaction of this proxy's that changed them (relay.py)."""
+
+    def __init__(self, catalog: Catalog, translator: Translator):
+        self._catalog = catalog
+        self._translator = translator
+        self._lock = asyncio.Lock()  # one read at a time: an older one never overwrites a newer
+        self._asked = self._answered = 0
+
+    async def read(self) -> None:
+        """Returns after a read that started after this call (callers meanwhile share it)."""
+        self._asked += 1
+        asked = self._asked
+        async with self._lock:
+            if self._answered >= asked:
+                return
+            covered = self._asked
+            version = await self._catalog.masking_version()
+            if version != self._translator.masked.version:
+                # Statements naming the tables read their masking views from now on (a plan
+                # made before is dropped with the version).
+                self._translator.masked = MaskedTables(version, await self._catalog.masked_tables(),
+                                                       await self._catalog.rls_tables())
+            self._answered = covered
+
+
+async def _on_wake(woken: asyncio.Event, act: Callable[[], Awaitable[None]], poll_seconds: float,
+                   failure: str) -> None:
+    """act() each time woken is set, and every poll_seconds anyway; a failure is logged once
+    until act() succeeds again."""
+    failing = False
+    while True:
+        woken.clear()
+        try:
+            await act()
+            failing = False
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the backend is away; the state stays as last read
+            if not failing:
+                log.error(failure, exc)
+            failing = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(woken.wait(), poll_seconds)
 
 
 async def serve(config: Config, reread: Callable[[], Config] | None = None) -> int:

@@ -125,9 +125,13 @@ END
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.mask_may_read(oid) TO PUBLIC;
 
+-- The masked or RLS tables changed: their version moves, and every proxy is told to read them
+-- again when the transaction commits (server.py ProtectedTables; anyone may NOTIFY the channel,
+-- which only makes the proxies read the version).
 CREATE OR REPLACE FUNCTION shiftguard.mask_bump() RETURNS void
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    UPDATE shiftguard.settings SET value = (value::bigint + 1)::text WHERE name = 'masking_version'
+    UPDATE shiftguard.settings SET value = (value::bigint + 1)::text WHERE name = 'masking_version';
+    SELECT pg_notify('shiftguard_masking', '');
 $$;
 REVOKE ALL ON FUNCTION shiftguard.mask_bump() FROM PUBLIC;
 

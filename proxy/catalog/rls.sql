@@ -805,9 +805,10 @@ CREATE OR REPLACE FUNCTION shiftguard.rls_forget_dropped() RETURNS void
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     DELETE FROM shiftguard.rls_attachments a WHERE NOT EXISTS (SELECT FROM pg_class WHERE oid = a.relation);
     WITH gone AS (DELETE FROM shiftguard.rls_relations r WHERE NOT EXISTS (SELECT FROM pg_class WHERE oid = r.relation)
-                  RETURNING r.enabled)
-    UPDATE shiftguard.settings SET value = (value::bigint + 1)::text
-     WHERE name = 'masking_version' AND EXISTS (SELECT FROM gone WHERE enabled);
+                  RETURNING r.enabled),
+         moved AS (UPDATE shiftguard.settings SET value = (value::bigint + 1)::text
+                    WHERE name = 'masking_version' AND EXISTS (SELECT FROM gone WHERE enabled) RETURNING 1)
+    SELECT pg_notify('shiftguard_masking', '') FROM moved;  -- as shiftguard.mask_bump (masking.sql)
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.rls_forget_dropped() TO PUBLIC;
 
@@ -846,6 +847,10 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF EXISTS (SELECT FROM pg_event_trigger_dropped_objects() WHERE object_type = 'table') THEN
         PERFORM shiftguard.rls_forget_dropped();  -- a dropped table takes its attachments along
+        PERFORM shiftguard.table_attributes_forget_dropped();  -- and its Redshift attributes
+    END IF;
+    IF EXISTS (SELECT FROM pg_event_trigger_dropped_objects() WHERE object_type = 'view') THEN
+        PERFORM shiftguard.late_binding_views_forget_dropped();  -- a late-binding view's function
     END IF;
     IF current_user::text = (SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'shiftguard') THEN
         RETURN;

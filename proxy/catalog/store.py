@@ -30,6 +30,7 @@ from ..protocol.auth import redshift_md5, scram_verifier
 log = logging.getLogger(__name__)
 
 VACUUM_CHANNEL = "shiftguard_vacuum"  # NOTIFYed by catalog/privileges.sql shiftguard.vacuum
+MASKING_CHANNEL = "shiftguard_masking"  # NOTIFYed by catalog/masking.sql shiftguard.mask_bump
 VACUUM_TIMEOUT = 3600.0  # seconds one queued VACUUM may take (the pool's command_timeout is 60)
 _BOOTSTRAP_LOCK = 0x5317_0001  # pg_advisory_xact_lock key: one proxy bootstraps at a time
 
@@ -109,6 +110,7 @@ class Catalog:
     def __init__(self, pool: asyncpg.Pool, secret: bytes, redshift_functions: bool = False):
         self._pool = pool
         self._secret = secret
+        self._listening: dict[asyncpg.Connection, Callable] = {}  # held by listen: its termination callback
         # Are Redshift's functions installed (catalog/redshift_functions.sql)? Only where the
         # management role may write pg_catalog, i.e. is a superuser.
         self.redshift_functions = redshift_functions
@@ -116,7 +118,8 @@ class Catalog:
     @classmethod
     async def open(cls, address: BackendAddress, user: str, password: str | None, database: str,
                    superuser_mapping: str) -> "Catalog":
-        # max_size: four for the proxy's statements, one held for LISTEN (VACUUM requests).
+        # max_size: four for the proxy's statements, one held for LISTEN (VACUUM requests, changes
+        # of masking and row-level security).
         # min_size 0: no connection floor to restore (asyncpg logs a traceback a second for it
         # while the backend is down); connections are opened as they are needed.
         kwargs = dict(user=user, password=password, database=database, min_size=0, max_size=5,
@@ -139,11 +142,14 @@ class Catalog:
 
     # ---------------------------------------------------------------- VACUUM requests
 
-    async def listen(self, channel: str, woken: Callable[[], None]) -> asyncpg.Connection:
-        """One connection of the pool, held to LISTEN on channel; release it with unlisten."""
+    async def listen(self, channels: dict[str, Callable[[], None]], lost: Callable[[], None]) -> asyncpg.Connection:
+        """One connection of the pool, held to LISTEN on each channel (its function is called at
+        each NOTIFY; lost when the connection breaks); give it back with unlisten."""
         conn = await self._pool.acquire()
         try:
-            await conn.add_listener(channel, lambda *args: woken())
+            for channel, woken in channels.items():
+                await conn.add_listener(channel, lambda *args, woken=woken: woken())
+            conn.add_termination_listener(self._listening.setdefault(conn, lambda *args: lost()))
         except BaseException:
             await self._pool.release(conn)
             raise
@@ -152,6 +158,7 @@ class Catalog:
     async def unlisten(self, conn: asyncpg.Connection) -> None:
         """Never raises: it runs in a finally (a cancelled VACUUM loop must stay cancelled).
         A connection that broke (the backend restarted) was released by the pool already."""
+        conn.remove_termination_listener(self._listening.pop(conn))  # a pool connection outlives it
         try:
             await conn.reset()  # UNLISTEN * with the rest of the session state
         except BACKEND_FAILURES as exc:

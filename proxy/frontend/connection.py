@@ -33,7 +33,7 @@ import socket
 import ssl
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from .. import __version__
@@ -125,6 +125,9 @@ class Context:
     waiting: WaitingLogins = field(default_factory=WaitingLogins)
     refused: collections.Counter = field(default_factory=collections.Counter)  # by reason
     connection_limit: int = 500  # the backing PostgreSQL's max_connections: the cluster's limit
+    # Reads which tables are masked or have RLS on again (server.ProtectedTables.read): awaited
+    # before a transaction that changed them is reported ended (relay.py).
+    protection_moved: Callable[[], Awaitable[None]] | None = None
 
     def refuse(self, reason: str) -> None:
         """Count a refused connection, by reason (here and in /metrics)."""
@@ -746,7 +749,8 @@ class Connection:
                       statement_log=self._statement_log(params, record, pid),
                       on_parameter=self._parameter_changed if self.context.audit is not None else None,
                       keep_backend=self._pool_key is not None,
-                      standard_strings=backend.parameters.get("standard_conforming_strings", "on") == "on")
+                      standard_strings=backend.parameters.get("standard_conforming_strings", "on") == "on",
+                      protection_moved=self.context.protection_moved)
         self.session = Session(pid, key, record.name, params.database, backend, relay,
                                idle_timeout(record.session_timeout, self.config.cluster.session_timeout))
         registry.add(self.session)

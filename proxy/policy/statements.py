@@ -26,14 +26,14 @@ import re
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pglast
 from pglast import parser, visitors
 
 from ..protocol import sqlstate
-from .tokens import (CALLER_SEARCH_PATH, SECRET_WORDS, Cursor, GrammarError, as_ascii, as_read, parse_tree, printed,
-                     scan, split_statements, sql_literal)
+from .tokens import (CALLER_SEARCH_PATH, SECRET_WORDS, Cursor, GrammarError, as_ascii, as_read, is_number_junk,
+                     may_run_into_name, parse_tree, printed, scan, separate_numbers, split_statements, sql_literal)
 from . import dialect
 from .groups import (changes_json, parse_alter_group, parse_create_group, parse_drop_group,
                      rewrite_grant)
@@ -165,12 +165,14 @@ def may_need_plan(sql: bytes, translator: Translator | None = None) -> bool:
         return True  # strict_redshift looks at every statement
     if b"\\" in sql:
         return True  # a backslash may mean another reading (tokens.as_read)
+    if may_run_into_name(sql):
+        return True  # THEN 1WHEN: Redshift reads 1 WHEN (tokens.separate_numbers)
     if _TRIGGER.search(lowered):
         return True
     if translator is not None and translator.masked.views and masking.mentions(lowered, translator.masked):
         return True
     return translator is not None and translator.dialect and (
-        _DIALECT_TRIGGER.search(lowered) is not None or dialect.where_integer(lowered))
+        _DIALECT_TRIGGER.search(lowered) is not None or dialect.may_rewrite(lowered))
 
 
 def classify(sql: bytes, translator: Translator, standard_strings: bool = True, user: str | None = None) -> Plan:
@@ -241,7 +243,8 @@ def _with_deep_stack(function, sql: bytes, translator: Translator, standard_stri
                                 "write it with fewer levels."))
 
 
-def _classify_text(sql: bytes, translator: Translator, standard_strings: bool, user: str | None = None) -> Plan:
+def _classify_text(sql: bytes, translator: Translator, standard_strings: bool, user: str | None = None,
+                   apart: bool = False) -> Plan:
     try:
         original = sql.decode("utf-8")
     except UnicodeDecodeError as exc:  # fail closed: what the proxy cannot read never runs
@@ -250,6 +253,8 @@ def _classify_text(sql: bytes, translator: Translator, standard_strings: bool, u
         # as PostgreSQL reads it (standard_conforming_strings), then in ASCII
         text = as_ascii(as_read(original, standard_strings))
     except GrammarError as exc:  # not even where PostgreSQL's reading of it ends is certain
+        if not apart and is_number_junk(exc):
+            return _numbers_apart(original, translator, standard_strings, user)
         return _refused(Denial(exc.sqlstate, str(exc), hint=exc.hint))
     rewritten = None if text == original else text
     if NO_ROW_CODE_MARK_WORD in original.lower() or NO_ROW_CODE_MARK_WORD in text.lower():
@@ -260,6 +265,8 @@ def _classify_text(sql: bytes, translator: Translator, standard_strings: bool, u
     try:
         spans = split_statements(text)
     except GrammarError as exc:
+        if not apart and is_number_junk(exc):
+            return _numbers_apart(original, translator, standard_strings, user)
         if any(word in text.lower() for word in SECRET_WORDS):
             # PostgreSQL would refuse it too, and log it with its error: refused here, the
             # password (an identity provider's secret, AWS credentials) is in no log.
@@ -294,6 +301,14 @@ def _classify_text(sql: bytes, translator: Translator, standard_strings: bool, u
             actions.append(Action(index, start, end, sql=sent, tag=tag))
             cacheable = cacheable and keep
     return Plan(tuple(actions), cacheable, rewritten) if actions or rewritten else PASS
+
+
+def _numbers_apart(original: str, translator: Translator, standard_strings: bool, user: str | None) -> Plan:
+    """The plan for the client's SQL with each number run into a name read apart, as Redshift
+    reads it (tokens.separate_numbers): that SQL is what is judged and what is sent."""
+    separated = separate_numbers(original, standard_strings)
+    plan = _classify_text(separated.encode(), translator, standard_strings, user, apart=True)
+    return plan if plan.text is not None else replace(plan, text=separated)
 
 
 def as_printed(sql: str) -> str:
@@ -370,6 +385,10 @@ def _dialect_result(rewritten: dialect.Rewritten, translator: Translator) -> Res
         attrs = json.dumps(table.as_dict(), separators=(",", ":"))
         return (f"CALL shiftguard.create_table({sql_literal(creating)}, {sql_literal(table.table)}, "
                 f"{sql_literal(attrs)}::pg_catalog.jsonb, {CALLER_SEARCH_PATH})", b"CREATE TABLE", True)
+    if rewritten.late_view is not None:
+        creating = inner[0] if inner is not None else rewritten.sql  # the view as judged
+        return (f"CALL shiftguard.create_late_binding_view({sql_literal(creating)}, "
+                f"{sql_literal(rewritten.late_view)}, {CALLER_SEARCH_PATH})", b"CREATE VIEW", True)
     if inner is not None:
         return inner[0], inner[1], inner[2]
     return rewritten.sql, rewritten.tag, True
@@ -787,6 +806,14 @@ def _attach_masking(cursor: Cursor, statement: str, translator: Translator, atta
 _MASKING_STATEMENTS = {
     "CREATE": _create_masking, "ALTER": _alter_masking, "DROP": _drop_masking, "ATTACH": _attach_masking,
     "DETACH": lambda cursor, statement, translator: _attach_masking(cursor, statement, translator, attaching=False)}
+
+# The command tags of the statements above that may change which tables are masked or have RLS
+# on (Translator.masked), and of ALTER TABLE and DROP TABLE as the proxy rewrites them (ROW LEVEL
+# SECURITY, a protected table's RENAME or DROP): the relay has the proxy read that state again
+# before the client learns that such a statement's transaction ended (relay._protection_read).
+PROTECTION_TAGS = frozenset(
+    [f"{verb} {kind} POLICY".encode() for verb in _MASKING_STATEMENTS for kind in ("MASKING", "RLS")]
+    + [b"ALTER TABLE", b"DROP TABLE"])
 
 _ROW_SECURITY_COMMANDS = ("AT_EnableRowSecurity", "AT_DisableRowSecurity", "AT_ForceRowSecurity",
                           "AT_NoForceRowSecurity")

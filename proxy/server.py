@@ -25,6 +25,7 @@ from .frontend.auth import LoginThrottle
 from .frontend.connection import AcceptedClient, Context
 from .frontend.tls import self_signed_certificate, server_context
 from .audit.metrics import Metrics
+from .audit.delivery import LogDelivery
 from .audit.writer import AuditWriter
 from .iam import http as api
 from .iam.api import RedshiftApi
@@ -250,6 +251,19 @@ class Proxy:
             log.warning("cluster rebooted: ended %d sessions; parameter group %s in force",
                         len(sessions), state.applied_group)
         self.context.cluster = ClusterSettings(state.applied)
+        self.audit.delivery = self._log_delivery(state.logging)
+
+    def _log_delivery(self, logging: dict | None) -> LogDelivery | None:
+        """Where rotated audit logs go (EnableLogging), or None."""
+        if logging is None:
+            return None
+        directory = self.config.s3.get(logging["bucket"])
+        if directory is None:
+            log.error("audit logs are not delivered: bucket %s is no longer in the s3 configuration", logging["bucket"])
+            return None
+        cluster = self.config.cluster
+        return LogDelivery(directory, logging["prefix"], cluster.account_id, cluster.region, cluster.identifier,
+                           tuple(logging["exports"]))
 
     def reload(self, new: Config) -> None:
         """Apply a re-read configuration to new connections; established sessions keep going.

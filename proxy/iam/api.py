@@ -57,6 +57,8 @@ _PARAMETER_GROUP_CONFLICTS = {
 # ModifyCluster parameters other than these change what shiftguard does not have.
 _MODIFY_CLUSTER_PARAMS = {"Action", "Version", "ClusterIdentifier", "ClusterSecurityGroups", "MasterUserPassword",
                           "ClusterParameterGroupName"}
+_LOG_TYPES = ("connectionlog", "userlog", "useractivitylog")
+_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 # ModifyClusterParameterGroup's and ResetClusterParameterGroup's answer (the AWS CLI's example).
 _PENDING_REBOOT = ("Your parameter group has been updated but changes won't get applied until you reboot the "
                    "associated Clusters.")
@@ -164,6 +166,9 @@ class RedshiftApi:
                 "AuthorizeClusterSecurityGroupIngress": self._authorize_ingress,
                 "RevokeClusterSecurityGroupIngress": self._revoke_ingress,
                 "RebootCluster": self._reboot_cluster,
+                "EnableLogging": self._enable_logging,
+                "DisableLogging": self._disable_logging,
+                "DescribeLoggingStatus": self._describe_logging_status,
                 "CreateClusterParameterGroup": self._create_parameter_group,
                 "DeleteClusterParameterGroup": self._delete_parameter_group,
                 "DescribeClusterParameterGroups": self._describe_parameter_groups,
@@ -461,9 +466,7 @@ class RedshiftApi:
     async def _reboot_cluster(self, params: dict[str, str], principal: Principal, source_ip: str) -> str:
         """Ends every session (on every proxy of the cluster) and puts the associated parameter
         group in force for the next ones."""
-        identifier = self._cluster(params)
-        self._authorize(principal, "RebootCluster", f"{self._arn}:cluster:{identifier}",
-                        self._context(principal, source_ip))
+        identifier = await self._cluster_action("RebootCluster", params, principal, source_ip)
         await self.catalog.reboot_cluster(identifier)
         await self.cluster.refresh()
         return await self._cluster_xml(status="rebooting")
@@ -599,3 +602,62 @@ class RedshiftApi:
         await self.catalog.change_parameter_group(name, changes)
         return (f"<ParameterGroupName>{escape(name)}</ParameterGroupName>"
                 f"<ParameterGroupStatus>{_PENDING_REBOOT}</ParameterGroupStatus>")
+
+    # ---------------------------------------------------------------- audit logging
+
+    async def _cluster_action(self, action: str, params: dict[str, str], principal: Principal,
+                              source_ip: str) -> str:
+        identifier = self._cluster(params)
+        self._authorize(principal, action, f"{self._arn}:cluster:{identifier}", self._context(principal, source_ip))
+        return identifier
+
+    async def _enable_logging(self, params: dict[str, str], principal: Principal, source_ip: str) -> str:
+        """Deliver the audit logs to a bucket of the `s3` configuration key (audit/delivery.py)."""
+        identifier = await self._cluster_action("EnableLogging", params, principal, source_ip)
+        if params.get("LogDestinationType", "s3") != "s3":
+            raise ApiError("UnsupportedOperation", "Only LogDestinationType s3 is supported here: the logs are "
+                                                   "delivered to a bucket of the s3 configuration key, not CloudWatch")
+        bucket, prefix = params.get("BucketName"), params.get("S3KeyPrefix", "")
+        if not bucket:
+            raise ApiError("MissingParameter", "The request must contain the parameter BucketName")
+        if not _BUCKET_NAME.fullmatch(bucket):
+            raise ApiError("InvalidS3BucketNameFault", f"The S3 bucket name {bucket!r} is invalid.")
+        if bucket not in self.config.s3:
+            raise ApiError("BucketNotFoundFault", f"Could not find bucket {bucket}: map it to a directory in the s3 "
+                                                  f"configuration key")
+        parts = prefix.split("/")
+        if (len(prefix) > 512 or prefix.startswith("/") or any(p in (".", "..") for p in parts)
+                or any(c in "'\"\\" or not c.isprintable() or c.isspace() for c in prefix)):
+            raise ApiError("InvalidS3KeyPrefixFault", f"The S3 key prefix {prefix!r} is not valid: at most 512 "
+                                                      f"printable characters, no spaces, quotes or backslashes, "
+                                                      f"no '.' or '..' part, not starting with '/'")
+        exports = _members(params, "LogExports", "member") or list(_LOG_TYPES)
+        if any(e not in _LOG_TYPES for e in exports):
+            raise ApiError("InvalidParameterValue", f"LogExports must name {', '.join(_LOG_TYPES)}")
+        await self.catalog.set_logging(identifier, {"bucket": bucket, "prefix": prefix, "exports": exports})
+        await self.cluster.refresh()
+        return await self._logging_status_xml(identifier)
+
+    async def _disable_logging(self, params: dict[str, str], principal: Principal, source_ip: str) -> str:
+        identifier = await self._cluster_action("DisableLogging", params, principal, source_ip)
+        await self.catalog.set_logging(identifier, None)
+        await self.cluster.refresh()
+        return await self._logging_status_xml(identifier)
+
+    async def _describe_logging_status(self, params: dict[str, str], principal: Principal, source_ip: str) -> str:
+        identifier = await self._cluster_action("DescribeLoggingStatus", params, principal, source_ip)
+        return await self._logging_status_xml(identifier)
+
+    async def _logging_status_xml(self, identifier: str) -> str:
+        logging_state = (await self.catalog.cluster_state(identifier)).logging
+        if logging_state is None:
+            return "<LoggingEnabled>false</LoggingEnabled>"
+        exports = "".join(f"<member>{e}</member>" for e in logging_state["exports"])
+        times = "".join(f"<{tag}>{iso8601(datetime.datetime.fromisoformat(logging_state[key]))}</{tag}>"
+                        for key, tag in (("last_delivery", "LastSuccessfulDeliveryTime"),
+                                         ("last_failure", "LastFailureTime")) if key in logging_state)
+        failure = logging_state.get("last_failure_message")
+        return (f"<LoggingEnabled>true</LoggingEnabled><BucketName>{escape(logging_state['bucket'])}</BucketName>"
+                f"<S3KeyPrefix>{escape(logging_state['prefix'])}</S3KeyPrefix>{times}"
+                + (f"<LastFailureMessage>{escape(failure)}</LastFailureMessage>" if failure else "")
+                + f"<LogDestinationType>s3</LogDestinationType><LogExports>{exports}</LogExports>")

@@ -5,9 +5,11 @@ admin user) of its own: the suite's proxies share one backend."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -73,8 +75,8 @@ def ended(conn: psycopg.Connection) -> bool:
     return False
 
 
-def aws(proxy, *args: str) -> dict:
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": OPS_KEY, "AWS_SECRET_ACCESS_KEY": OPS_SECRET,
+def aws(proxy, *args: str, key=OPS_KEY, secret=OPS_SECRET) -> dict:
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret,
            "AWS_DEFAULT_REGION": "us-east-1"}
     env.pop("AWS_ENDPOINT_URL_REDSHIFT", None)
     result = subprocess.run([sys.executable, "-m", "awscli", "redshift", *args,
@@ -287,3 +289,52 @@ def test_aws_cli(make_proxy):
         ("statement_timeout", "30000")]
     (cluster,) = aws(proxy, "describe-clusters", "--cluster-identifier", identifier)["Clusters"]
     assert cluster["ClusterParameterGroups"][0]["ParameterApplyStatus"] == "in-sync"
+
+
+def test_audit_logs_are_delivered_to_the_logging_bucket(make_proxy, tmp_path):
+    bucket = tmp_path / "bucket"
+    bucket.mkdir()
+    proxy = make_proxy(**own_cluster(s3={"audit-logs": str(bucket)},
+                                     audit=Audit(dir=str(tmp_path / "audit"), max_file_bytes=1024)))
+    identifier, admin = proxy.config.cluster.identifier, proxy.config.cluster.admin_user
+    api, viewer = client(proxy), client(proxy, VIEWER_KEY, VIEWER_SECRET)
+    assert aws(proxy, "describe-logging-status", "--cluster-identifier", identifier) == {"LoggingEnabled": False}
+    with pytest.raises(api.exceptions.UnsupportedOperationFault):
+        api.enable_logging(ClusterIdentifier=identifier, LogDestinationType="cloudwatch",
+                           LogExports=["connectionlog"])
+    with pytest.raises(api.exceptions.BucketNotFoundFault):
+        api.enable_logging(ClusterIdentifier=identifier, BucketName="elsewhere")
+    with pytest.raises(api.exceptions.InvalidS3BucketNameFault):
+        api.enable_logging(ClusterIdentifier=identifier, BucketName="Not_A_Bucket")
+    for prefix in ("../out/", "/abs", "a b/"):
+        with pytest.raises(api.exceptions.InvalidS3KeyPrefixFault):
+            api.enable_logging(ClusterIdentifier=identifier, BucketName="audit-logs", S3KeyPrefix=prefix)
+    assert error_code(lambda: viewer.enable_logging(ClusterIdentifier=identifier,
+                                                    BucketName="audit-logs")) == "AccessDenied"
+
+    enabled = aws(proxy, "enable-logging", "--cluster-identifier", identifier, "--bucket-name", "audit-logs",
+                  "--s3-key-prefix", "logs/")
+    assert (enabled["LoggingEnabled"], enabled["BucketName"], enabled["S3KeyPrefix"]) == (True, "audit-logs", "logs/")
+
+    def delivered() -> list:
+        connect(proxy).close()  # three connection log records: the 1024-byte file rotates soon
+        return sorted(bucket.rglob("*connectionlog*.gz"))
+
+    (first, *_) = wait_for(delivered, timeout=30)
+    key = first.relative_to(bucket).as_posix()
+    assert re.fullmatch(rf"logs/AWSLogs/123456789012/redshift/us-east-1/\d{{4}}/\d{{2}}/\d{{2}}/123456789012_redshift_"
+                        rf"us-east-1_{identifier}_connectionlog_\d{{4}}-\d{{2}}-\d{{2}}T\d{{2}}:\d{{2}}\.gz", key), key
+    text = gzip.decompress(first.read_bytes()).decode()
+    assert "authenticated" in text and admin in text
+    status = wait_for(lambda: viewer.describe_logging_status(ClusterIdentifier=identifier).get(
+        "LastSuccessfulDeliveryTime") and viewer.describe_logging_status(ClusterIdentifier=identifier))
+    assert status["LogDestinationType"] == "s3" and status["LogExports"] == ["connectionlog", "userlog",
+                                                                            "useractivitylog"]
+
+    assert api.disable_logging(ClusterIdentifier=identifier)["LoggingEnabled"] is False
+    def rotated() -> int:
+        return len(list((tmp_path / "audit").glob("connectionlog_*")))
+
+    before, delivered_bytes = rotated(), {p: p.read_bytes() for p in bucket.rglob("*.gz")}
+    assert wait_for(lambda: connect(proxy).close() or rotated() > before + 1, timeout=30)
+    assert {p: p.read_bytes() for p in bucket.rglob("*.gz")} == delivered_bytes  # rotated, not delivered

@@ -71,7 +71,7 @@ class UserRecord:
 
 class ParameterGroupConflict(Exception):
     """A parameter-group change the stored state does not allow. kind: 'group exists', 'no group',
-    'group in use', 'default group'."""
+    'group in use'."""
 
     def __init__(self, kind: str, message: str):
         super().__init__(message)

@@ -189,7 +189,8 @@ class RedshiftApi:
             log.info("API request from %s refused: %s", source_ip, exc.code)
             return Reply(status, error_xml(exc.code, str(exc)))
         except (SecurityGroupConflict, ParameterGroupConflict) as exc:
-            code, status = {**_CONFLICTS, **_PARAMETER_GROUP_CONFLICTS}[exc.kind]
+            codes = _CONFLICTS if isinstance(exc, SecurityGroupConflict) else _PARAMETER_GROUP_CONFLICTS
+            code, status = codes[exc.kind]
             log.info("API request from %s failed: %s %s", source_ip, code, exc)
             return Reply(status, error_xml(code, str(exc)))
         except ApiError as exc:

@@ -30,6 +30,7 @@ class ClusterSync:
 
     async def start(self) -> None:
         """Read the stored state (raises when it cannot be read) and start polling."""
+        await self.catalog.ensure_cluster(self.identifier)
         self.state = await self.catalog.cluster_state(self.identifier)
         self.install(self.state, False)
         self._task = asyncio.create_task(self._poll())

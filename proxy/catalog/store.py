@@ -475,10 +475,12 @@ class Catalog:
 
     # ---------------------------------------------------------------- clusters and parameter groups
 
-    async def cluster_state(self, identifier: str) -> ClusterState:
-        """The cluster's row, made on first use."""
+    async def ensure_cluster(self, identifier: str) -> None:
+        """The cluster's row, made on its first start."""
         await self._pool.execute("INSERT INTO shiftguard.clusters (identifier) VALUES ($1) ON CONFLICT DO NOTHING",
                                  identifier)
+
+    async def cluster_state(self, identifier: str) -> ClusterState:
         row = await self._pool.fetchrow(
             "SELECT parameter_group, applied_group, applied, reboots, version, logging FROM shiftguard.clusters "
             "WHERE identifier = $1", identifier, timeout=5)
@@ -516,14 +518,17 @@ class Catalog:
 
     async def delete_parameter_group(self, name: str) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute("LOCK TABLE shiftguard.clusters IN SHARE MODE")
+            # Locked first: a ModifyCluster attaching it (which holds it FOR SHARE) commits before
+            # the clusters are looked at.
+            if not await conn.fetchval("SELECT true FROM shiftguard.parameter_groups WHERE name = $1 FOR UPDATE",
+                                       name):
+                raise ParameterGroupConflict("no group", f"Parameter group {name} not found.")
             user = await conn.fetchval("SELECT identifier FROM shiftguard.clusters WHERE $1 IN (parameter_group, "
                                        "applied_group) LIMIT 1", name)
             if user is not None:
                 raise ParameterGroupConflict("group in use", f"Parameter group {name} is in use by cluster {user}; "
                                                              f"associate another with it first (ModifyCluster).")
-            if not await conn.fetchval("DELETE FROM shiftguard.parameter_groups WHERE name = $1 RETURNING true", name):
-                raise ParameterGroupConflict("no group", f"Parameter group {name} not found.")
+            await conn.execute("DELETE FROM shiftguard.parameter_groups WHERE name = $1", name)
 
     async def attach_parameter_group(self, identifier: str, name: str, default: str) -> None:
         """The cluster's parameter group becomes name (in force at the next reboot)."""

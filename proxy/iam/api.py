@@ -235,6 +235,12 @@ class RedshiftApi:
             raise ApiError("ClusterNotFound", f"Cluster {identifier} not found.", 404)
         return identifier
 
+    def _cluster_action(self, action: str, params: dict[str, str], principal: Principal, source_ip: str) -> str:
+        """The cluster the request names, once the caller may do action on it."""
+        identifier = self._cluster(params)
+        self._authorize(principal, action, f"{self._arn}:cluster:{identifier}", self._context(principal, source_ip))
+        return identifier
+
     @staticmethod
     def _duration(params: dict[str, str]) -> int:
         text = params.get("DurationSeconds")
@@ -430,9 +436,7 @@ class RedshiftApi:
         return _security_group_xml(group)
 
     async def _modify_cluster(self, params: dict[str, str], principal: Principal, source_ip: str) -> str:
-        identifier = self._cluster(params)
-        self._authorize(principal, "ModifyCluster", f"{self._arn}:cluster:{identifier}",
-                        self._context(principal, source_ip))
+        identifier = self._cluster_action("ModifyCluster", params, principal, source_ip)
         others = sorted({k.split(".", 1)[0] for k in params} - _MODIFY_CLUSTER_PARAMS)
         if others:
             raise ApiError("UnsupportedOperation", f"ModifyCluster can change only ClusterSecurityGroups, "
@@ -467,7 +471,7 @@ class RedshiftApi:
     async def _reboot_cluster(self, params: dict[str, str], principal: Principal, source_ip: str) -> str:
         """Ends every session (on every proxy of the cluster) and puts the associated parameter
         group in force for the next ones."""
-        identifier = await self._cluster_action("RebootCluster", params, principal, source_ip)
+        identifier = self._cluster_action("RebootCluster", params, principal, source_ip)
         await self.catalog.reboot_cluster(identifier)
         await self.cluster.refresh()
         return await self._cluster_xml(status="rebooting")
@@ -606,15 +610,9 @@ class RedshiftApi:
 
     # ---------------------------------------------------------------- audit logging
 
-    async def _cluster_action(self, action: str, params: dict[str, str], principal: Principal,
-                              source_ip: str) -> str:
-        identifier = self._cluster(params)
-        self._authorize(principal, action, f"{self._arn}:cluster:{identifier}", self._context(principal, source_ip))
-        return identifier
-
     async def _enable_logging(self, params: dict[str, str], principal: Principal, source_ip: str) -> str:
         """Deliver the audit logs to a bucket of the `s3` configuration key (audit/delivery.py)."""
-        identifier = await self._cluster_action("EnableLogging", params, principal, source_ip)
+        identifier = self._cluster_action("EnableLogging", params, principal, source_ip)
         if params.get("LogDestinationType", "s3") != "s3":
             raise ApiError("UnsupportedOperation", "Only LogDestinationType s3 is supported here: the logs are "
                                                    "delivered to a bucket of the s3 configuration key, not CloudWatch")
@@ -640,13 +638,13 @@ class RedshiftApi:
         return await self._logging_status_xml(identifier)
 
     async def _disable_logging(self, params: dict[str, str], principal: Principal, source_ip: str) -> str:
-        identifier = await self._cluster_action("DisableLogging", params, principal, source_ip)
+        identifier = self._cluster_action("DisableLogging", params, principal, source_ip)
         await self.catalog.set_logging(identifier, None)
         await self.cluster.refresh()
         return await self._logging_status_xml(identifier)
 
     async def _describe_logging_status(self, params: dict[str, str], principal: Principal, source_ip: str) -> str:
-        identifier = await self._cluster_action("DescribeLoggingStatus", params, principal, source_ip)
+        identifier = self._cluster_action("DescribeLoggingStatus", params, principal, source_ip)
         return await self._logging_status_xml(identifier)
 
     async def _logging_status_xml(self, identifier: str) -> str:

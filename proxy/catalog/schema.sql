@@ -245,7 +245,8 @@ CREATE TABLE IF NOT EXISTS shiftguard.clusters (
     applied jsonb NOT NULL DEFAULT '{}',
     reboots bigint NOT NULL DEFAULT 0,
     version bigint NOT NULL DEFAULT 0,
-    logging jsonb  -- EnableLogging: bucket, prefix, log_exports; NULL: audit logs are not delivered
+    logging jsonb,  -- EnableLogging: bucket, prefix, exports; NULL: audit logs are not delivered
+    tags jsonb NOT NULL DEFAULT '{}'  -- CreateTags: key -> value
 );
 REVOKE ALL ON shiftguard.parameter_groups, shiftguard.clusters FROM PUBLIC;
 

@@ -69,6 +69,10 @@ class UserRecord:
         return self.password_md5 is None and self.password_sha256 is None
 
 
+class TagLimitExceeded(Exception):
+    """More tags than a resource may have."""
+
+
 class ParameterGroupConflict(Exception):
     """A parameter-group change the stored state does not allow. kind: 'group exists', 'no group',
     'group in use'."""
@@ -87,7 +91,8 @@ class ClusterState:
     applied: dict[str, str]  # the group's values in force since the last reboot
     reboots: int
     version: int
-    logging: dict | None     # bucket, prefix, log_exports, last_delivery, last_failure...
+    logging: dict | None     # bucket, prefix, exports, last_delivery, last_failure...
+    tags: dict[str, str]
 
 
 class SecurityGroupConflict(Exception):
@@ -482,10 +487,24 @@ class Catalog:
 
     async def cluster_state(self, identifier: str) -> ClusterState:
         row = await self._pool.fetchrow(
-            "SELECT parameter_group, applied_group, applied, reboots, version, logging FROM shiftguard.clusters "
+            "SELECT parameter_group, applied_group, applied, reboots, version, logging, tags FROM shiftguard.clusters "
             "WHERE identifier = $1", identifier, timeout=5)
         return ClusterState(row["parameter_group"], row["applied_group"], json.loads(row["applied"]),
-                            row["reboots"], row["version"], json.loads(row["logging"]) if row["logging"] else None)
+                            row["reboots"], row["version"], json.loads(row["logging"]) if row["logging"] else None,
+                            json.loads(row["tags"]))
+
+    async def change_tags(self, identifier: str, add: dict[str, str], remove: list[str], limit: int) -> None:
+        """Set the tags of add and drop those of remove; TagLimitExceeded beyond limit tags."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            tags = json.loads(await conn.fetchval("SELECT tags FROM shiftguard.clusters WHERE identifier = $1 "
+                                                  "FOR UPDATE", identifier))
+            tags.update(add)
+            for key in remove:
+                tags.pop(key, None)
+            if len(tags) > limit:
+                raise TagLimitExceeded(f"A resource may have at most {limit} tags.")
+            await conn.execute("UPDATE shiftguard.clusters SET tags = $2::jsonb WHERE identifier = $1",
+                               identifier, json.dumps(tags))
 
     async def parameter_groups(self) -> list[tuple[str, str, str, dict[str, str]]]:
         """(name, family, description, values set) of every stored group, by name."""

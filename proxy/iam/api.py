@@ -20,7 +20,8 @@ import uuid
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
-from ..catalog.store import BACKEND_FAILURES, ClusterState, ParameterGroupConflict, SecurityGroupConflict
+from ..catalog.store import (BACKEND_FAILURES, ClusterState, ParameterGroupConflict, SecurityGroupConflict,
+                             TagLimitExceeded)
 from ..config import Config
 from ..policy import parameter_groups as pg
 from ..policy.connectivity import GroupRules, canonical_cidr
@@ -58,6 +59,7 @@ _PARAMETER_GROUP_CONFLICTS = {
 _MODIFY_CLUSTER_PARAMS = {"Action", "Version", "ClusterIdentifier", "ClusterSecurityGroups", "MasterUserPassword",
                           "ClusterParameterGroupName"}
 _LOG_TYPES = ("connectionlog", "userlog", "useractivitylog")
+_MAX_TAGS = 50  # per resource (Redshift's quota)
 _BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 # ModifyClusterParameterGroup's and ResetClusterParameterGroup's answer (the AWS CLI's example).
 _PENDING_REBOOT = ("Your parameter group has been updated but changes won't get applied until you reboot the "
@@ -122,6 +124,10 @@ def _parameter_group_xml(name: str, family: str, description: str) -> str:
             f"</ParameterGroupFamily><Description>{escape(description)}</Description><Tags/>")
 
 
+def _tags_xml(tags: dict[str, str]) -> str:
+    return "".join(f"<Tag><Key>{escape(k)}</Key><Value>{escape(v)}</Value></Tag>" for k, v in sorted(tags.items()))
+
+
 def _security_group_xml(group: GroupRules) -> str:
     ranges = "".join(f"<IPRange><CIDRIP>{escape(cidr)}</CIDRIP><Status>authorized</Status><Tags/></IPRange>"
                      for cidr in group.cidrs)
@@ -169,6 +175,9 @@ class RedshiftApi:
                 "EnableLogging": self._enable_logging,
                 "DisableLogging": self._disable_logging,
                 "DescribeLoggingStatus": self._describe_logging_status,
+                "CreateTags": self._create_tags,
+                "DeleteTags": self._delete_tags,
+                "DescribeTags": self._describe_tags,
                 "CreateClusterParameterGroup": self._create_parameter_group,
                 "DeleteClusterParameterGroup": self._delete_parameter_group,
                 "DescribeClusterParameterGroups": self._describe_parameter_groups,
@@ -193,6 +202,9 @@ class RedshiftApi:
             code, status = codes[exc.kind]
             log.info("API request from %s failed: %s %s", source_ip, code, exc)
             return Reply(status, error_xml(code, str(exc)))
+        except TagLimitExceeded as exc:
+            log.info("API request from %s failed: TagLimitExceededFault %s", source_ip, exc)
+            return Reply(400, error_xml("TagLimitExceededFault", str(exc)))
         except ApiError as exc:
             log.info("API request from %s failed: %s %s", source_ip, exc.code, exc)
             return Reply(exc.status, error_xml(exc.code, str(exc)))
@@ -235,10 +247,15 @@ class RedshiftApi:
             raise ApiError("ClusterNotFound", f"Cluster {identifier} not found.", 404)
         return identifier
 
-    def _cluster_action(self, action: str, params: dict[str, str], principal: Principal, source_ip: str) -> str:
-        """The cluster the request names, once the caller may do action on it."""
-        identifier = self._cluster(params)
-        self._authorize(principal, action, f"{self._arn}:cluster:{identifier}", self._context(principal, source_ip))
+    async def _cluster_action(self, action: str, params: dict[str, str], principal: Principal, source_ip: str,
+                              identifier: str | None = None, **context) -> str:
+        """The cluster the request names, once the caller may do action on it; the policies see
+        its tags as aws:ResourceTag/KEY."""
+        identifier = identifier or self._cluster(params)
+        tags = (await self.catalog.cluster_state(identifier)).tags
+        context.update({f"aws:ResourceTag/{key}": value for key, value in tags.items()})
+        self._authorize(principal, action, f"{self._arn}:cluster:{identifier}",
+                        self._context(principal, source_ip, **context))
         return identifier
 
     @staticmethod
@@ -307,8 +324,7 @@ class RedshiftApi:
         cluster = self.config.cluster
         if identifier is not None and identifier != cluster.identifier:
             raise ApiError("ClusterNotFound", f"Cluster {identifier} not found.", 404)
-        self._authorize(principal, "DescribeClusters", f"{self._arn}:cluster:{cluster.identifier}",
-                        self._context(principal, source_ip))
+        await self._cluster_action("DescribeClusters", params, principal, source_ip, cluster.identifier)
         return f"<Clusters>{await self._cluster_xml()}</Clusters>"
 
     async def _cluster_xml(self, status: str = "available") -> str:
@@ -317,7 +333,8 @@ class RedshiftApi:
         _, stored = await self.catalog.load_security_groups()
         groups = "".join(f"<ClusterSecurityGroup><ClusterSecurityGroupName>{escape(g)}</ClusterSecurityGroupName>"
                          f"<Status>active</Status></ClusterSecurityGroup>" for g in stored.attached)
-        parameters = await self._parameter_status_xml(await self.catalog.cluster_state(cluster.identifier))
+        state = await self.catalog.cluster_state(cluster.identifier)
+        parameters = await self._parameter_status_xml(state)
         return (f"<Cluster><ClusterIdentifier>{escape(cluster.identifier)}</ClusterIdentifier>"
                 f"<NodeType>shiftguard</NodeType><ClusterStatus>{status}</ClusterStatus>{parameters}"
                 f"<ClusterAvailabilityStatus>Available</ClusterAvailabilityStatus>"
@@ -325,7 +342,7 @@ class RedshiftApi:
                 f"<Endpoint><Address>{escape(host)}</Address><Port>{port}</Port></Endpoint>"
                 f"<ClusterSecurityGroups>{groups}</ClusterSecurityGroups><NumberOfNodes>1</NumberOfNodes>"
                 f"<PubliclyAccessible>false</PubliclyAccessible><Encrypted>false</Encrypted>"
-                f"</Cluster>")
+                f"<Tags>{_tags_xml(state.tags)}</Tags></Cluster>")
 
     async def _parameter_status_xml(self, state: ClusterState) -> str:
         """ClusterParameterGroups: the group associated with the cluster, 'in-sync' when what is in
@@ -436,7 +453,7 @@ class RedshiftApi:
         return _security_group_xml(group)
 
     async def _modify_cluster(self, params: dict[str, str], principal: Principal, source_ip: str) -> str:
-        identifier = self._cluster_action("ModifyCluster", params, principal, source_ip)
+        identifier = await self._cluster_action("ModifyCluster", params, principal, source_ip)
         others = sorted({k.split(".", 1)[0] for k in params} - _MODIFY_CLUSTER_PARAMS)
         if others:
             raise ApiError("UnsupportedOperation", f"ModifyCluster can change only ClusterSecurityGroups, "
@@ -471,7 +488,7 @@ class RedshiftApi:
     async def _reboot_cluster(self, params: dict[str, str], principal: Principal, source_ip: str) -> str:
         """Ends every session (on every proxy of the cluster) and puts the associated parameter
         group in force for the next ones."""
-        identifier = self._cluster_action("RebootCluster", params, principal, source_ip)
+        identifier = await self._cluster_action("RebootCluster", params, principal, source_ip)
         await self.catalog.reboot_cluster(identifier)
         await self.cluster.refresh()
         return await self._cluster_xml(status="rebooting")
@@ -612,7 +629,7 @@ class RedshiftApi:
 
     async def _enable_logging(self, params: dict[str, str], principal: Principal, source_ip: str) -> str:
         """Deliver the audit logs to a bucket of the `s3` configuration key (audit/delivery.py)."""
-        identifier = self._cluster_action("EnableLogging", params, principal, source_ip)
+        identifier = await self._cluster_action("EnableLogging", params, principal, source_ip)
         if params.get("LogDestinationType", "s3") != "s3":
             raise ApiError("UnsupportedOperation", "Only LogDestinationType s3 is supported here: the logs are "
                                                    "delivered to a bucket of the s3 configuration key, not CloudWatch")
@@ -638,13 +655,13 @@ class RedshiftApi:
         return await self._logging_status_xml(identifier)
 
     async def _disable_logging(self, params: dict[str, str], principal: Principal, source_ip: str) -> str:
-        identifier = self._cluster_action("DisableLogging", params, principal, source_ip)
+        identifier = await self._cluster_action("DisableLogging", params, principal, source_ip)
         await self.catalog.set_logging(identifier, None)
         await self.cluster.refresh()
         return await self._logging_status_xml(identifier)
 
     async def _describe_logging_status(self, params: dict[str, str], principal: Principal, source_ip: str) -> str:
-        identifier = self._cluster_action("DescribeLoggingStatus", params, principal, source_ip)
+        identifier = await self._cluster_action("DescribeLoggingStatus", params, principal, source_ip)
         return await self._logging_status_xml(identifier)
 
     async def _logging_status_xml(self, identifier: str) -> str:
@@ -660,3 +677,53 @@ class RedshiftApi:
                 f"<S3KeyPrefix>{escape(logging_state['prefix'])}</S3KeyPrefix>{times}"
                 + (f"<LastFailureMessage>{escape(failure)}</LastFailureMessage>" if failure else "")
                 + f"<LogDestinationType>s3</LogDestinationType><LogExports>{exports}</LogExports>")
+
+    # ---------------------------------------------------------------- tags
+
+    def _tagged_cluster(self, params: dict[str, str]) -> str:
+        """The cluster a ResourceName ARN names (the only taggable resource here)."""
+        name = params.get("ResourceName")
+        if not name:
+            raise ApiError("MissingParameter", "The request must contain the parameter ResourceName")
+        if name != f"{self._arn}:cluster:{self.config.cluster.identifier}":
+            raise ApiError("ResourceNotFoundFault", f"The resource {name} could not be found: only this cluster's "
+                                                    f"ARN can be tagged here.", 404)
+        return self.config.cluster.identifier
+
+    async def _create_tags(self, params: dict[str, str], principal: Principal, source_ip: str) -> str:
+        identifier = self._tagged_cluster(params)
+        tags = {t.get("Key", ""): t.get("Value", "") for t in _structures(params, "Tags", "Tag")}
+        if not tags:
+            raise ApiError("MissingParameter", "The request must contain the parameter Tags")
+        for key, value in tags.items():
+            if not 1 <= len(key) <= 128 or len(value) > 256 or key.lower().startswith("aws:"):
+                raise ApiError("InvalidTagFault", f"Tag {key!r} is not valid: keys are 1-128 characters, not starting "
+                                                  f"with aws:, values at most 256")
+        await self._cluster_action("CreateTags", params, principal, source_ip, identifier, **{
+            "aws:TagKeys": list(tags), **{f"aws:RequestTag/{k}": v for k, v in tags.items()}})
+        await self.catalog.change_tags(identifier, tags, [], _MAX_TAGS)
+        return ""
+
+    async def _delete_tags(self, params: dict[str, str], principal: Principal, source_ip: str) -> str:
+        identifier = self._tagged_cluster(params)
+        keys = _members(params, "TagKeys", "TagKey")
+        if not keys:
+            raise ApiError("MissingParameter", "The request must contain the parameter TagKeys")
+        await self._cluster_action("DeleteTags", params, principal, source_ip, identifier, **{"aws:TagKeys": keys})
+        await self.catalog.change_tags(identifier, {}, keys, _MAX_TAGS)
+        return ""
+
+    async def _describe_tags(self, params: dict[str, str], principal: Principal, source_ip: str) -> str:
+        identifier = self.config.cluster.identifier
+        if params.get("ResourceName"):
+            self._tagged_cluster(params)
+        await self._cluster_action("DescribeTags", params, principal, source_ip, identifier)
+        keys, values = _members(params, "TagKeys", "TagKey"), _members(params, "TagValues", "TagValue")
+        tags = (await self.catalog.cluster_state(identifier)).tags
+        if params.get("ResourceType", "cluster").lower() != "cluster":
+            tags = {}
+        chosen = {k: v for k, v in tags.items() if (not keys or k in keys) and (not values or v in values)}
+        resources = "".join(f"<TaggedResource><Tag><Key>{escape(k)}</Key><Value>{escape(v)}</Value></Tag>"
+                            f"<ResourceName>{self._arn}:cluster:{identifier}</ResourceName>"
+                            f"<ResourceType>cluster</ResourceType></TaggedResource>" for k, v in sorted(chosen.items()))
+        return f"<TaggedResources>{resources}</TaggedResources>"

@@ -338,3 +338,41 @@ def test_audit_logs_are_delivered_to_the_logging_bucket(make_proxy, tmp_path):
     before, delivered_bytes = rotated(), {p: p.read_bytes() for p in bucket.rglob("*.gz")}
     assert wait_for(lambda: connect(proxy).close() or rotated() > before + 1, timeout=30)
     assert {p: p.read_bytes() for p in bucket.rglob("*.gz")} == delivered_bytes  # rotated, not delivered
+
+
+def test_tags_and_resource_tag_conditions(make_proxy):
+    tagger_key, tagger_secret = "AKIATAGGER0000000001", "tagger-secret-access-key-00001"
+    # May reboot only a cluster tagged env=dev, and tag it only with env.
+    tagger = IamUser("tagger", [AccessKey(tagger_key, tagger_secret)], policies=[{"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "redshift:RebootCluster", "Resource": "*",
+         "Condition": {"StringEquals": {"aws:ResourceTag/env": "dev"}}},
+        {"Effect": "Allow", "Action": ["redshift:CreateTags", "redshift:DeleteTags"], "Resource": "*",
+         "Condition": {"ForAllValues:StringEquals": {"aws:TagKeys": ["env"]}}},
+        {"Effect": "Allow", "Action": "redshift:DescribeTags", "Resource": "*"}]}])
+    proxy = make_proxy(**own_cluster(iam=replace(IAM, users=[*IAM.users, tagger])))
+    identifier = proxy.config.cluster.identifier
+    arn = f"{ARN}:cluster:{identifier}"
+    api, other = client(proxy), client(proxy, tagger_key, tagger_secret)
+    assert error_code(lambda: other.reboot_cluster(ClusterIdentifier=identifier)) == "AccessDenied"
+
+    other.create_tags(ResourceName=arn, Tags=[{"Key": "env", "Value": "dev"}])
+    assert error_code(lambda: other.create_tags(ResourceName=arn, Tags=[{"Key": "owner", "Value": "me"}])) == \
+        "AccessDenied"
+    aws(proxy, "create-tags", "--resource-name", arn, "--tags", "Key=owner,Value=data team")
+    tagged = other.describe_tags(ResourceName=arn)["TaggedResources"]
+    assert [(t["Tag"]["Key"], t["Tag"]["Value"], t["ResourceType"]) for t in tagged] == [
+        ("env", "dev", "cluster"), ("owner", "data team", "cluster")]
+    assert [t["Tag"]["Key"] for t in api.describe_tags(TagValues=["dev"])["TaggedResources"]] == ["env"]
+    assert api.describe_clusters()["Clusters"][0]["Tags"] == [{"Key": "env", "Value": "dev"},
+                                                              {"Key": "owner", "Value": "data team"}]
+    other.reboot_cluster(ClusterIdentifier=identifier)  # tagged env=dev now
+
+    other.delete_tags(ResourceName=arn, TagKeys=["env"])
+    assert error_code(lambda: other.reboot_cluster(ClusterIdentifier=identifier)) == "AccessDenied"
+    with pytest.raises(api.exceptions.ResourceNotFoundFault):
+        api.create_tags(ResourceName=f"{ARN}:cluster:elsewhere", Tags=[{"Key": "a", "Value": "b"}])
+    with pytest.raises(api.exceptions.InvalidTagFault):
+        api.create_tags(ResourceName=arn, Tags=[{"Key": "aws:reserved", "Value": "b"}])
+    with pytest.raises(api.exceptions.TagLimitExceededFault):
+        api.create_tags(ResourceName=arn, Tags=[{"Key": f"k{n}", "Value": ""} for n in range(50)])
+    assert [t["Tag"]["Key"] for t in api.describe_tags(ResourceName=arn)["TaggedResources"]] == ["owner"]

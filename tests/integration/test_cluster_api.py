@@ -5,11 +5,13 @@ admin user) of its own: the suite's proxies share one backend."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import logging
 import os
 import re
+import select
 import subprocess
 import sys
 import uuid
@@ -67,12 +69,17 @@ def show(proxy, setting: str) -> str:
 
 
 def ended(conn: psycopg.Connection) -> bool:
-    """Has the proxy ended this session (polled: another proxy notices a reboot within a second)?"""
-    try:
-        wait_for(lambda: conn.execute("SELECT 1") and False, timeout=5)
-    except psycopg.OperationalError as exc:
-        return "terminating connection due to administrator command" in str(exc)
-    return False
+    """Has the proxy ended this idle session with the reboot's FATAL error? Read without writing
+    first (a write to a closed socket can lose the message); another proxy of the cluster
+    notices a reboot within about a second."""
+    notices = []
+    conn.add_notice_handler(lambda diagnostic: notices.append(diagnostic.message_primary))
+    if not select.select([conn.fileno()], [], [], 5)[0]:
+        return False
+    with contextlib.suppress(psycopg.OperationalError):
+        conn.pgconn.consume_input()
+    conn.pgconn.is_busy()  # parses what came: libpq reports an error that arrives while idle as a notice
+    return notices == ["terminating connection due to administrator command"]
 
 
 def aws(proxy, *args: str, key=OPS_KEY, secret=OPS_SECRET) -> dict:

@@ -73,13 +73,6 @@ class TagLimitExceeded(Exception):
     """More tags than a resource may have."""
 
 
-class ParameterGroupConflict(Exception):
-    """A parameter-group change the stored state does not allow. kind: 'group exists', 'no group',
-    'group in use'."""
-
-    def __init__(self, kind: str, message: str):
-        super().__init__(message)
-        self.kind = kind
 
 
 @dataclass(frozen=True)
@@ -95,13 +88,21 @@ class ClusterState:
     tags: dict[str, str]
 
 
-class SecurityGroupConflict(Exception):
-    """A security-group change the stored state does not allow. kind: 'group exists', 'no group',
-    'group attached', 'rule exists', 'no rule'."""
+class Conflict(Exception):
+    """A change the stored state does not allow; kind says which (the API answers with a fault
+    for it)."""
 
     def __init__(self, kind: str, message: str):
         super().__init__(message)
         self.kind = kind
+
+
+class SecurityGroupConflict(Conflict):
+    """kind: 'group exists', 'no group', 'group attached', 'rule exists', 'no rule'."""
+
+
+class ParameterGroupConflict(Conflict):
+    """kind: 'group exists', 'no group', 'group in use'."""
 
 
 _USER_COLUMNS = ("name, superuser, password_md5, password_sha256, password_salt, password_scram, "

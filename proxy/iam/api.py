@@ -20,8 +20,7 @@ import uuid
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
-from ..catalog.store import (BACKEND_FAILURES, ClusterState, ParameterGroupConflict, SecurityGroupConflict,
-                             TagLimitExceeded)
+from ..catalog.store import BACKEND_FAILURES, ClusterState, Conflict, SecurityGroupConflict, TagLimitExceeded
 from ..config import Config
 from ..policy import parameter_groups as pg
 from ..policy.connectivity import GroupRules, canonical_cidr
@@ -197,7 +196,7 @@ class RedshiftApi:
             status = 400 if exc.code in ("IncompleteSignature", "RequestExpired") else 403
             log.info("API request from %s refused: %s", source_ip, exc.code)
             return Reply(status, error_xml(exc.code, str(exc)))
-        except (SecurityGroupConflict, ParameterGroupConflict) as exc:
+        except Conflict as exc:
             codes = _CONFLICTS if isinstance(exc, SecurityGroupConflict) else _PARAMETER_GROUP_CONFLICTS
             code, status = codes[exc.kind]
             log.info("API request from %s failed: %s %s", source_ip, code, exc)

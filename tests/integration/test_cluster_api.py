@@ -259,15 +259,18 @@ def test_require_ssl_and_user_activity_logging_after_reboot(make_proxy, tmp_path
     api.create_cluster_parameter_group(ParameterGroupName=group, ParameterGroupFamily="redshift-1.0", Description="")
     api.modify_cluster_parameter_group(ParameterGroupName=group, Parameters=[
         {"ParameterName": "require_ssl", "ParameterValue": "true"},
-        {"ParameterName": "enable_user_activity_logging", "ParameterValue": "true"}])
+        {"ParameterName": "enable_user_activity_logging", "ParameterValue": "true"},
+        {"ParameterName": "statement_timeout", "ParameterValue": "100"}])
     api.modify_cluster(ClusterIdentifier=identifier, ClusterParameterGroupName=group)
-    with connect(proxy) as conn:  # pending: neither is in force yet
-        conn.execute("SELECT 'before the reboot'")
+    with connect(proxy) as conn:  # pending: none is in force yet
+        conn.execute("SELECT 'before the reboot', pg_sleep(0.3)")
     api.reboot_cluster(ClusterIdentifier=identifier)
     with pytest.raises(psycopg.OperationalError, match="requires SSL"):
         connect(proxy)
     with connect(proxy, sslmode="require") as conn:
         conn.execute("SELECT 'after the reboot'")
+        with pytest.raises(psycopg.errors.QueryCanceled, match="statement timeout"):
+            conn.execute("SELECT pg_sleep(0.3)")
     activity = wait_for(lambda: [line for line in lines(directory / "useractivitylog") if "after the reboot" in line])
     assert activity and "LOG: SELECT 'after the reboot'" in activity[0]
     assert not [line for line in lines(directory / "useractivitylog") if "before the reboot" in line]

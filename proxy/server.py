@@ -17,13 +17,15 @@ from pathlib import Path
 from .backend.embedded import EmbeddedPostgres, EmbeddedTarget
 from .backend.pool import SessionPool
 from .backend.session import BackendAddress, parse_dsn
+from .catalog.cluster import ClusterSync
 from .catalog.connectivity import SecurityGroupSync
-from .catalog.store import MASKING_CHANNEL, TRUSTED_SETTINGS, VACUUM_CHANNEL, Catalog
+from .catalog.store import MASKING_CHANNEL, TRUSTED_SETTINGS, VACUUM_CHANNEL, Catalog, ClusterState
 from .config import Config, ConfigError, admin_password, parse_address
 from .frontend.auth import LoginThrottle
 from .frontend.connection import AcceptedClient, Context
 from .frontend.tls import self_signed_certificate, server_context
 from .audit.metrics import Metrics
+from .audit.delivery import LogDelivery
 from .audit.writer import AuditWriter
 from .iam import http as api
 from .iam.api import RedshiftApi
@@ -38,6 +40,7 @@ from .policy.cache import Classifier
 from .policy.connectivity import SecurityGroupGate, SecurityGroups
 from .policy import idp, sealing, signing
 from .policy.masking import MaskedTables
+from .policy.parameter_groups import ClusterSettings
 from .policy.statements import Translator
 from .protocol import messages as m
 from .s3 import LocalS3
@@ -76,6 +79,7 @@ class Proxy:
         self.audit: AuditWriter | None = None
         self.context: Context | None = None
         self.security_groups: SecurityGroupSync | None = None
+        self.cluster: ClusterSync | None = None
         self.servers: list[asyncio.base_events.Server] = []
         self.api_runner = None
         self.addresses: list[tuple[str, int]] = []
@@ -154,6 +158,8 @@ class Proxy:
         # The gate admits no one until the stored security groups are read (deny by default).
         self.security_groups = SecurityGroupSync(self.catalog, self._install_security_groups)
         await self.security_groups.start(SecurityGroups.from_config(config))
+        self.cluster = ClusterSync(self.catalog, config.cluster.identifier, self._install_cluster)
+        await self.cluster.start()
 
         loop = asyncio.get_running_loop()
         for listen in config.listen_addresses:
@@ -180,7 +186,7 @@ class Proxy:
         endpoint = ({"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host), port)
         callers = Callers(principals, self.catalog)
         redshift = RedshiftApi(config, principals, self.context.tokens, self.catalog, endpoint,
-                               self.security_groups, callers)
+                               self.security_groups, callers, cluster=self.cluster)
         if config.iam.local_idp:
             self.local_idp = LocalIdp(data_dir / "idp", config.cluster.account_id)
         sts = StsApi(callers, config.cluster.region, *federation_providers(config, self.local_idp))
@@ -265,6 +271,34 @@ class Proxy:
             f"{g.name} ({' '.join(g.cidrs) or 'no rules'})" for g in groups.groups if g.name in groups.attached)
             or "none attached: no client is admitted")
 
+    def _install_cluster(self, state: ClusterState, rebooted: bool) -> None:
+        """The cluster's stored state (read by ClusterSync): its parameter group's values for the
+        next session; after a RebootCluster every session ends first, as a reboot ends them."""
+        if rebooted:
+            # UNVERIFIED: what a Redshift client is told when its cluster reboots; PostgreSQL's
+            # words for a server ending sessions on an administrator's command.
+            goodbye = m.error_response("FATAL", ADMIN_SHUTDOWN, "terminating connection due to administrator command")
+            sessions = list(self.context.sessions)
+            for session in sessions:
+                session.relay.close(goodbye)
+            self.context.pool.close()
+            log.warning("cluster rebooted: ended %d sessions; parameter group %s in force",
+                        len(sessions), state.applied_group)
+        self.context.cluster = ClusterSettings(state.applied)
+        self.audit.delivery = self._log_delivery(state.logging)
+
+    def _log_delivery(self, logging: dict | None) -> LogDelivery | None:
+        """Where rotated audit logs go (EnableLogging), or None."""
+        if logging is None:
+            return None
+        directory = self.config.s3.get(logging["bucket"])
+        if directory is None:
+            log.error("audit logs are not delivered: bucket %s is no longer in the s3 configuration", logging["bucket"])
+            return None
+        cluster = self.config.cluster
+        return LogDelivery(directory, logging["prefix"], cluster.account_id, cluster.region, cluster.identifier,
+                           tuple(logging["exports"]))
+
     def reload(self, new: Config) -> None:
         """Apply a re-read configuration to new connections; established sessions keep going.
         Raises (and changes nothing) when the new TLS files cannot be loaded.
@@ -323,6 +357,8 @@ class Proxy:
             await self.local_idp_runner.cleanup()
         if self.security_groups is not None:
             await self.security_groups.stop()
+        if self.cluster is not None:
+            await self.cluster.stop()
         if self.audit is not None:
             await self.audit.stop()
         if self.catalog is not None:

@@ -263,6 +263,29 @@ CREATE TABLE IF NOT EXISTS shiftguard.cluster_iam_roles (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS cluster_iam_roles_default ON shiftguard.cluster_iam_roles (is_default) WHERE is_default;
 REVOKE ALL ON shiftguard.cluster_iam_roles FROM PUBLIC;
+-- Cluster parameter groups (policy/parameter_groups.py) and each cluster's management state,
+-- changed through the Redshift API (iam/api.py). parameters holds the values set in a group
+-- (source 'user'); the default group default.redshift-1.0 is not stored. A cluster's applied
+-- values are those in force since its last RebootCluster; every change a proxy must act on
+-- (a reboot, logging switched) adds one to version, which each proxy on this backend polls
+-- (catalog/cluster.py). Only the management role reads or writes them.
+CREATE TABLE IF NOT EXISTS shiftguard.parameter_groups (
+    name text PRIMARY KEY,
+    family text NOT NULL,
+    description text NOT NULL DEFAULT '',
+    parameters jsonb NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS shiftguard.clusters (
+    identifier text PRIMARY KEY,
+    parameter_group text NOT NULL DEFAULT 'default.redshift-1.0',
+    applied_group text NOT NULL DEFAULT 'default.redshift-1.0',
+    applied jsonb NOT NULL DEFAULT '{}',
+    reboots bigint NOT NULL DEFAULT 0,
+    version bigint NOT NULL DEFAULT 0,
+    logging jsonb,  -- EnableLogging: bucket, prefix, exports; NULL: audit logs are not delivered
+    tags jsonb NOT NULL DEFAULT '{}'  -- CreateTags: key -> value
+);
+REVOKE ALL ON shiftguard.parameter_groups, shiftguard.clusters FROM PUBLIC;
 
 -- Redshift-only object privileges PostgreSQL has no bit for (DROP and ALTER on tables, ALTER
 -- and DROP on schemas, ALTER and USAGE on databases): catalog/privileges.sql keeps and honours

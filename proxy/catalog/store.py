@@ -70,13 +70,40 @@ class UserRecord:
         return self.password_md5 is None and self.password_sha256 is None
 
 
-class SecurityGroupConflict(Exception):
-    """A security-group change the stored state does not allow. kind: 'group exists', 'no group',
-    'group attached', 'rule exists', 'no rule'."""
+class TagLimitExceeded(Exception):
+    """More tags than a resource may have."""
+
+
+
+
+@dataclass(frozen=True)
+class ClusterState:
+    """A cluster's management state as stored (schema.sql shiftguard.clusters)."""
+
+    parameter_group: str
+    applied_group: str
+    applied: dict[str, str]  # the group's values in force since the last reboot
+    reboots: int
+    version: int
+    logging: dict | None     # bucket, prefix, exports, last_delivery, last_failure...
+    tags: dict[str, str]
+
+
+class Conflict(Exception):
+    """A change the stored state does not allow; kind says which (the API answers with a fault
+    for it)."""
 
     def __init__(self, kind: str, message: str):
         super().__init__(message)
         self.kind = kind
+
+
+class SecurityGroupConflict(Conflict):
+    """kind: 'group exists', 'no group', 'group attached', 'rule exists', 'no rule'."""
+
+
+class ParameterGroupConflict(Conflict):
+    """kind: 'group exists', 'no group', 'group in use'."""
 
 
 _USER_COLUMNS = ("name, superuser, password_md5, password_sha256, password_salt, password_scram, "
@@ -472,6 +499,106 @@ class Catalog:
         rules = await conn.fetch("SELECT cidr FROM shiftguard.security_group_ingress WHERE group_name = $1 "
                                  "ORDER BY added", name)
         return GroupRules(name, description, tuple(r["cidr"] for r in rules))
+
+    # ---------------------------------------------------------------- clusters and parameter groups
+
+    async def ensure_cluster(self, identifier: str) -> None:
+        """The cluster's row, made on its first start."""
+        await self._pool.execute("INSERT INTO shiftguard.clusters (identifier) VALUES ($1) ON CONFLICT DO NOTHING",
+                                 identifier)
+
+    async def cluster_state(self, identifier: str) -> ClusterState:
+        row = await self._pool.fetchrow(
+            "SELECT parameter_group, applied_group, applied, reboots, version, logging, tags FROM shiftguard.clusters "
+            "WHERE identifier = $1", identifier, timeout=5)
+        return ClusterState(row["parameter_group"], row["applied_group"], json.loads(row["applied"]),
+                            row["reboots"], row["version"], json.loads(row["logging"]) if row["logging"] else None,
+                            json.loads(row["tags"]))
+
+    async def change_tags(self, identifier: str, add: dict[str, str], remove: list[str], limit: int) -> None:
+        """Set the tags of add and drop those of remove; TagLimitExceeded beyond limit tags."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            tags = json.loads(await conn.fetchval("SELECT tags FROM shiftguard.clusters WHERE identifier = $1 "
+                                                  "FOR UPDATE", identifier))
+            tags.update(add)
+            for key in remove:
+                tags.pop(key, None)
+            if len(tags) > limit:
+                raise TagLimitExceeded(f"A resource may have at most {limit} tags.")
+            await conn.execute("UPDATE shiftguard.clusters SET tags = $2::jsonb WHERE identifier = $1",
+                               identifier, json.dumps(tags))
+
+    async def parameter_groups(self) -> list[tuple[str, str, str, dict[str, str]]]:
+        """(name, family, description, values set) of every stored group, by name."""
+        rows = await self._pool.fetch("SELECT name, family, description, parameters FROM shiftguard.parameter_groups "
+                                      "ORDER BY name")
+        return [(r["name"], r["family"], r["description"], json.loads(r["parameters"])) for r in rows]
+
+    async def create_parameter_group(self, name: str, family: str, description: str) -> None:
+        inserted = await self._pool.fetchval(
+            "INSERT INTO shiftguard.parameter_groups (name, family, description) VALUES ($1, $2, $3) "
+            "ON CONFLICT DO NOTHING RETURNING true", name, family, description)
+        if not inserted:
+            raise ParameterGroupConflict("group exists", f"Parameter group {name} already exists.")
+
+    async def change_parameter_group(self, name: str, changes: dict[str, str | None] | None) -> None:
+        """Set the values of changes (None: back to the default); changes None: reset them all."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            stored = await conn.fetchval("SELECT parameters FROM shiftguard.parameter_groups WHERE name = $1 "
+                                         "FOR UPDATE", name)
+            if stored is None:
+                raise ParameterGroupConflict("no group", f"Parameter group {name} not found.")
+            values = {} if changes is None else json.loads(stored)
+            for key, value in (changes or {}).items():
+                if value is None:
+                    values.pop(key, None)
+                else:
+                    values[key] = value
+            await conn.execute("UPDATE shiftguard.parameter_groups SET parameters = $2::jsonb WHERE name = $1",
+                               name, json.dumps(values))
+
+    async def delete_parameter_group(self, name: str) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            # Locked first: a ModifyCluster attaching it (which holds it FOR SHARE) commits before
+            # the clusters are looked at.
+            if not await conn.fetchval("SELECT true FROM shiftguard.parameter_groups WHERE name = $1 FOR UPDATE",
+                                       name):
+                raise ParameterGroupConflict("no group", f"Parameter group {name} not found.")
+            user = await conn.fetchval("SELECT identifier FROM shiftguard.clusters WHERE $1 IN (parameter_group, "
+                                       "applied_group) LIMIT 1", name)
+            if user is not None:
+                raise ParameterGroupConflict("group in use", f"Parameter group {name} is in use by cluster {user}; "
+                                                             f"associate another with it first (ModifyCluster).")
+            await conn.execute("DELETE FROM shiftguard.parameter_groups WHERE name = $1", name)
+
+    async def attach_parameter_group(self, identifier: str, name: str, default: str) -> None:
+        """The cluster's parameter group becomes name (in force at the next reboot)."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            if name != default and not await conn.fetchval(
+                    "SELECT true FROM shiftguard.parameter_groups WHERE name = $1 FOR SHARE", name):
+                raise ParameterGroupConflict("no group", f"Parameter group {name} not found.")
+            await conn.execute("UPDATE shiftguard.clusters SET parameter_group = $2 WHERE identifier = $1",
+                               identifier, name)
+
+    async def reboot_cluster(self, identifier: str) -> None:
+        """The cluster's parameter group, with its values as they are now, is in force from here."""
+        await self._pool.execute(
+            "UPDATE shiftguard.clusters c SET applied_group = c.parameter_group, reboots = reboots + 1, "
+            "version = version + 1, applied = coalesce((SELECT g.parameters FROM shiftguard.parameter_groups g "
+            "WHERE g.name = c.parameter_group), '{}') WHERE identifier = $1", identifier)
+
+    async def set_logging(self, identifier: str, logging: dict | None) -> None:
+        await self._pool.execute("UPDATE shiftguard.clusters SET logging = $2::jsonb, version = version + 1 "
+                                 "WHERE identifier = $1", identifier, None if logging is None else json.dumps(logging))
+
+    async def record_log_delivery(self, identifier: str, outcome: dict) -> None:
+        """Note the last delivery (or failure) in the logging state, for DescribeLoggingStatus."""
+        await self._pool.execute("UPDATE shiftguard.clusters SET logging = logging || $2::jsonb "
+                                 "WHERE identifier = $1 AND logging IS NOT NULL", identifier, json.dumps(outcome))
+
+    async def set_password(self, name: str, verifiers: dict[str, str]) -> None:
+        """A user's new password, as ALTER USER ... PASSWORD stores it (the same procedure)."""
+        await self._pool.execute("CALL shiftguard.alter_user($1, $2::jsonb)", name, json.dumps({"password": verifiers}))
 
     # ---------------------------------------------------------------- audit
 

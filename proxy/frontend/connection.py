@@ -49,6 +49,7 @@ from ..endpoint import ConnectionClosed, Endpoint
 from ..iam import oidc
 from ..iam.tokens import TokenAuthority, TokenRefused, split_prefixed
 from ..policy.connectivity import SecurityGroupGate
+from ..policy.parameter_groups import ClusterSettings
 from ..policy.statements import Plan
 from ..protocol import messages as m
 from ..protocol import proxy_header
@@ -111,6 +112,8 @@ class Context:
     tls: ssl.SSLContext | None
     classify: Callable[..., Plan]  # SQL, the session's standard_conforming_strings, user= the session's user
     gate: SecurityGroupGate | None = None
+    # The cluster's parameter group as in force since its last reboot (catalog/cluster.py).
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)
     tokens: TokenAuthority | None = None
     audit: AuditWriter | None = None
     metrics: Metrics | None = None
@@ -483,7 +486,7 @@ class Connection:
             self.client.write(m.negotiate_protocol_version(0, params.protocol_options))
         if params.uses_identity_provider and not params.database:
             params.database = self.config.cluster.database
-        if self.config.tls.require_ssl and not self.client.tls:
+        if (self.config.tls.require_ssl or self.context.cluster.require_ssl) and not self.client.tls:
             raise ClientFailure(
                 sqlstate.INVALID_AUTHORIZATION_SPECIFICATION,
                 f'connection for user "{params.user}" requires SSL (require_ssl is on)',
@@ -657,7 +660,9 @@ class Connection:
         """A session as the user's own role (for IAM:alice, the role alice): one a client of
         the same role left idle (backend/pool.py), or a new one."""
         settings = REDSHIFT_SESSION_SETTINGS if self.config.server_version_mode == "redshift" else SESSION_SETTINGS
-        startup = {**params.forwarded, **settings}
+        given = params.sets()
+        cluster = {k: v for k, v in self.context.cluster.session_settings().items() if k not in given}
+        startup = {**cluster, **params.forwarded, **settings}
         role = (record.name, record.userid)
         pool = self.context.pool
         if record.connection_limit is not None:
@@ -728,7 +733,7 @@ class Connection:
 
     def _statement_log(self, params: StartupParams, record: UserRecord, pid: int) -> "SessionStatements | None":
         audit = self.context.audit
-        if audit is None or not self.config.audit.user_activity:
+        if audit is None or not (self.config.audit.user_activity or self.context.cluster.user_activity):
             return None
         return SessionStatements(audit, self.session_id, params.database, record, pid,
                                  self.config.audit.max_statement_length)

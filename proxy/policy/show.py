@@ -1,0 +1,174 @@
+"""Redshift's metadata discovery commands, which PostgreSQL lacks, as SELECTs over the functions
+of catalog/show.sql. Pure; reads PostgreSQL's own scanner tokens.
+
+    SHOW DATABASES [LIKE 'p']
+    SHOW SCHEMAS FROM DATABASE d [LIKE 'p']
+    SHOW TABLES FROM SCHEMA [d.]s [LIKE 'p']
+    SHOW COLUMNS FROM TABLE [d.]s.t [LIKE 'p']
+    SHOW CONSTRAINTS {PRIMARY KEYS | FOREIGN KEYS [EXPORTED]} FROM TABLE [d.]s.t
+    SHOW [COLUMN] GRANTS ON TABLE [d.]s.t [LIKE 'p']  (LIKE: COLUMN GRANTS)
+    SHOW {PROCEDURES | FUNCTIONS} FROM SCHEMA [d.]s [LIKE 'p']
+    SHOW PARAMETERS OF {PROCEDURE | FUNCTION} [d.]s.name(type, ...) [LIKE 'p']
+
+each with an optional LIMIT n. The SELECT runs as the user's own role, and the functions list
+only what it may see. A name or pattern reaches them as a literal (tokens.sql_literal) or as the
+client's own bind parameter: redshift_connector prepares "SHOW TABLES FROM SCHEMA $1.$2 LIKE $3".
+The result columns are Redshift's (names, order, types), which the driver reads by name.
+"""
+
+from __future__ import annotations
+
+from ..protocol import sqlstate
+from .tokens import Cursor, GrammarError, Token, sql_literal, string_value
+
+# SHOW <word> that is Redshift's discovery, not a PostgreSQL setting.
+COMMANDS = frozenset({"DATABASES", "SCHEMAS", "TABLES", "COLUMNS", "CONSTRAINTS", "GRANTS", "COLUMN",
+                      "PROCEDURES", "FUNCTIONS", "PARAMETERS"})
+
+
+def rewrite(tokens: list[Token]) -> str | None:
+    """The SELECT for a SHOW discovery command, or None when the statement is none (SHOW
+    search_path is PostgreSQL's). A malformed one is a GrammarError, as Redshift refuses it."""
+    while tokens and _symbol(tokens[-1], ";"):
+        tokens = tokens[:-1]
+    if len(tokens) < 2 or tokens[0].word != "SHOW" or tokens[1].word not in COMMANDS:
+        return None
+    if len(tokens) == 2 and tokens[1].word not in ("DATABASES", "GRANTS"):
+        return None  # SHOW columns: a setting's name, PostgreSQL's "unrecognized configuration parameter"
+    cursor = Cursor(tokens[2:])
+    what = tokens[1].word
+    if what == "DATABASES":
+        call = f"shiftguard.show_databases({_pattern(cursor)})"
+    elif what == "SCHEMAS":
+        cursor.expect("FROM", "DATABASE")
+        call = f"shiftguard.show_schemas({_value(cursor)}, {_pattern(cursor)})"
+    elif what == "TABLES":
+        cursor.expect("FROM", "SCHEMA")
+        call = f"shiftguard.show_tables({_names(cursor, 2)}, {_pattern(cursor)})"
+    elif what == "COLUMNS":
+        cursor.expect("FROM", "TABLE")
+        call = f"shiftguard.show_columns({_names(cursor, 3)}, {_pattern(cursor)})"
+    elif what == "CONSTRAINTS":
+        call = _constraints(cursor)
+    elif what in ("GRANTS", "COLUMN"):
+        call = _grants(cursor, what == "COLUMN")
+    elif what in ("PROCEDURES", "FUNCTIONS"):
+        cursor.expect("FROM", "SCHEMA")
+        kind = "p" if what == "PROCEDURES" else "f"
+        call = (f"shiftguard.show_routines('{kind}', {_names(cursor, 2)}, {_pattern(cursor)}) AS r "
+                f"(database_name, schema_name, {_ROUTINE[kind]}_name, return_type, argument_list)")
+    else:
+        call = _parameters(cursor)
+    limit = _limit(cursor)
+    cursor.end()
+    return f"SELECT * FROM {call}{limit}"
+
+
+_ROUTINE = {"p": "procedure", "f": "function"}
+
+
+def _constraints(cursor: Cursor) -> str:
+    if cursor.accept("PRIMARY", "KEYS"):
+        cursor.expect("FROM", "TABLE")
+        return f"shiftguard.show_primary_keys({_names(cursor, 3)})"
+    cursor.expect("FOREIGN", "KEYS")
+    exported = cursor.accept("EXPORTED")
+    cursor.expect("FROM", "TABLE")
+    return f"shiftguard.show_foreign_keys({_names(cursor, 3)}, {'true' if exported else 'false'})"
+
+
+def _grants(cursor: Cursor, columns: bool) -> str:
+    if columns:
+        cursor.expect("GRANTS")
+    if not cursor.accept("ON", "TABLE"):
+        raise GrammarError("this form of SHOW GRANTS is not supported by shiftguard",
+                           sqlstate.FEATURE_NOT_SUPPORTED,
+                           hint="SHOW GRANTS ON TABLE and SHOW COLUMN GRANTS ON TABLE are; the grants of a user "
+                                "or role are in svv_relation_privileges and the other svv_*_privileges views.")
+    if columns:
+        return f"shiftguard.show_column_grants({_names(cursor, 3)}, {_pattern(cursor)})"
+    return f"shiftguard.show_table_grants({_names(cursor, 3)})"
+
+
+def _parameters(cursor: Cursor) -> str:
+    cursor.expect("OF")
+    kind = "p" if cursor.accept("PROCEDURE") else "f"
+    if kind == "f":
+        cursor.expect("FUNCTION")
+    names = _names(cursor, 3)
+    if not cursor.accept_symbol("("):
+        raise GrammarError("syntax error: expected the argument types in parentheses")
+    types: list[str] = []
+    while not cursor.accept_symbol(")"):
+        if types and not cursor.accept_symbol(","):
+            raise GrammarError(f'syntax error at or near "{cursor.next().text}"')
+        types.append(_type(cursor))
+    return (f"shiftguard.show_parameters('{kind}', {names}, ARRAY[{', '.join(types)}]::pg_catalog.text[], "
+            f"{_pattern(cursor)}) AS r "
+            f"(database_name, schema_name, {_ROUTINE[kind]}_name, parameter_name, ordinal_position, parameter_type, "
+            "data_type, character_maximum_length, numeric_precision, numeric_scale, remarks)")
+
+
+def _type(cursor: Cursor) -> str:
+    """One argument type, as written (character varying(10), "char") or a bind parameter."""
+    first = cursor.peek()
+    if first is not None and first.name == "PARAM":
+        cursor.next()
+        return f"{first.text}::text"
+    tokens, depth = [], 0
+    while (token := cursor.peek()) is not None and (depth or not (_symbol(token, ",") or _symbol(token, ")"))):
+        depth += _symbol(token, "(") - _symbol(token, ")")
+        tokens.append(cursor.next())
+    if not tokens:
+        raise GrammarError("syntax error: expected an argument type")
+    return sql_literal(" ".join(t.text for t in tokens))
+
+
+def _names(cursor: Cursor, parts: int) -> str:
+    """[database.]schema[.object]: the arguments (database, schema[, object]); a database not
+    written is the current one (NULL)."""
+    values = [_value(cursor)]
+    while cursor.accept_symbol("."):
+        values.append(_value(cursor))
+    if len(values) == parts - 1:
+        values.insert(0, "NULL")
+    if len(values) != parts:
+        raise GrammarError(f"syntax error: expected a name of {parts} parts (database.schema"
+                           f"{'.name' if parts == 3 else ''})")
+    return ", ".join(values)
+
+
+def _value(cursor: Cursor) -> str:
+    token = cursor.peek()
+    if token is not None and token.name == "PARAM":
+        cursor.next()
+        return f"{token.text}::text"
+    return sql_literal(cursor.name())
+
+
+def _pattern(cursor: Cursor) -> str:
+    if not cursor.accept("LIKE"):
+        return "NULL"
+    token = cursor.next()
+    if token.name == "PARAM":
+        return f"{token.text}::text"
+    if token.name != "SCONST":
+        raise GrammarError(f'syntax error at or near "{token.text}": expected a pattern in quotes')
+    return sql_literal(string_value(token))
+
+
+def _limit(cursor: Cursor) -> str:
+    """LIMIT row_limit: Redshift takes 0 to 10000."""
+    if not cursor.accept("LIMIT"):
+        return ""
+    token = cursor.next()
+    if token.name == "PARAM":
+        return f" LIMIT {token.text}::integer"
+    if token.name != "ICONST" or not 0 <= int(token.text) <= 10_000:
+        raise GrammarError(f'LIMIT must be a number from 0 to 10000, not "{token.text}"',
+                           sqlstate.INVALID_PARAMETER_VALUE)
+    return f" LIMIT {token.text}"
+
+
+def _symbol(token: Token, text: str) -> bool:
+    return token.kind == "NO_KEYWORD" and token.text == text

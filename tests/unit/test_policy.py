@@ -661,3 +661,56 @@ def test_show_server_version_is_rewritten_with_the_dialect(sql, expected):
     else:
         assert [(action.sql, action.tag) for action in rewritten] == [(expected, b"SHOW")]
     assert classify(sql.encode(), TRANSLATOR) == PASS
+
+
+DIALECT = Translator(lambda role: "V", dialect=True)
+
+
+@pytest.mark.parametrize("sql, standard, expected", [
+    ("SHOW DATABASES;", True, "SELECT * FROM shiftguard.show_databases(NULL)"),
+    ("show databases like 'd%' limit 3", True, "SELECT * FROM shiftguard.show_databases(E'd%') LIMIT 3"),
+    ("SHOW SCHEMAS FROM DATABASE $1 LIKE $2;", True, "SELECT * FROM shiftguard.show_schemas($1::text, $2::text)"),
+    ('SHOW TABLES FROM SCHEMA Dev."My Schema"', True, "SELECT * FROM shiftguard.show_tables(E'dev', E'My Schema', NULL)"),
+    ("SHOW TABLES FROM SCHEMA public LIKE 'a\\'", True,     # a pattern ending in a backslash
+     "SELECT * FROM shiftguard.show_tables(NULL, E'public', E'a\\\\')"),
+    ("SHOW TABLES FROM SCHEMA public LIKE 'a\\\\'", False,   # the same, written for standard_conforming_strings off
+     "SELECT * FROM shiftguard.show_tables(NULL, E'public', E'a\\\\')"),
+    ("SHOW COLUMNS FROM TABLE d.s.\"t'x\" LIKE 'it''s'", True,
+     "SELECT * FROM shiftguard.show_columns(E'd', E's', E't''x', E'it''s')"),
+    ("SHOW CONSTRAINTS PRIMARY KEYS FROM TABLE $1.$2.$3;", True,
+     "SELECT * FROM shiftguard.show_primary_keys($1::text, $2::text, $3::text)"),
+    ("SHOW CONSTRAINTS FOREIGN KEYS FROM TABLE d.s.t", True, "SELECT * FROM shiftguard.show_foreign_keys(E'd', E's', E't', false)"),
+    ("SHOW GRANTS ON TABLE d.s.t", True, "SELECT * FROM shiftguard.show_table_grants(E'd', E's', E't')"),
+    ("SHOW COLUMN GRANTS ON TABLE d.s.t LIKE $1", True,
+     "SELECT * FROM shiftguard.show_column_grants(E'd', E's', E't', $1::text)"),
+    ("SHOW PROCEDURES FROM SCHEMA d.s", True, "SELECT * FROM shiftguard.show_routines('p', E'd', E's', NULL) AS r "
+     "(database_name, schema_name, procedure_name, return_type, argument_list)"),
+    ("SHOW PARAMETERS OF FUNCTION s.f(character varying, $1) LIKE 'a'", True,
+     "SELECT * FROM shiftguard.show_parameters('f', NULL, E's', E'f', ARRAY[E'character varying', $1::text]"
+     "::pg_catalog.text[], E'a') AS r (database_name, schema_name, function_name, parameter_name, ordinal_position, "
+     "parameter_type, data_type, character_maximum_length, numeric_precision, numeric_scale, remarks)"),
+    ("SHOW search_path", True, None),
+    ("SHOW tables", True, None),  # a setting's name: PostgreSQL's answer
+])
+def test_show_discovery_is_rewritten_into_calls_with_literals(sql, standard, expected):
+    """Names and patterns reach the functions as literals, read as the session reads them, or as
+    the client's own bind parameters; the command tag is SHOW."""
+    actions = [a for a in classify(sql.encode(), DIALECT, standard).actions if a.sql is not None]
+    assert [(a.sql, a.tag) for a in actions] == ([] if expected is None else [(expected, b"SHOW")])
+
+
+@pytest.mark.parametrize("sql, state", [
+    ("SHOW TABLES FROM dev.public", "42601"),
+    ("SHOW COLUMNS FROM TABLE t", "42601"),
+    ("SHOW TABLES FROM SCHEMA d.s LIKE x", "42601"),
+    ("SHOW TABLES FROM SCHEMA d.s; DROP TABLE x", None),
+    ("SHOW TABLES FROM SCHEMA d.s LIMIT 10001", "22023"),
+    ("SHOW GRANTS FOR alice", "0A000"),
+    ("SHOW PARAMETERS OF PROCEDURE d.s.p", "42601"),
+])
+def test_malformed_show_discovery_is_refused(sql, state):
+    first = classify(sql.encode(), DIALECT).actions[0]
+    if state is None:
+        assert first.sql.startswith("SELECT * FROM shiftguard.show_tables(")
+    else:
+        assert first.denial is not None and first.denial.sqlstate == state

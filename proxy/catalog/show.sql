@@ -9,8 +9,11 @@
 -- callers' text arrives only as arguments. No backslash is written in a literal here: a
 -- function body is parsed in the caller's session, whose standard_conforming_strings may be off.
 
--- The database a SHOW names: the current one (NULL: the current one too). Another database of
--- the cluster cannot be read from this session (PostgreSQL has no cross-database queries).
+-- The database a SHOW names: the current one (NULL: the current one too), or NULL for one that
+-- does not exist, where Redshift lists nothing (redshift_connector's own tests run SHOW SCHEMAS
+-- FROM DATABASE of a database they have not made and read the result's columns). Another
+-- database of the cluster cannot be read from this session (PostgreSQL has no cross-database
+-- queries): refused.
 CREATE OR REPLACE FUNCTION shiftguard.show_database(p_database text) RETURNS text
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
@@ -18,7 +21,7 @@ BEGIN
         RETURN current_database();
     END IF;
     IF NOT EXISTS (SELECT FROM pg_database WHERE datname = p_database) THEN
-        RAISE EXCEPTION 'database "%" does not exist', p_database USING ERRCODE = '3D000';
+        RETURN NULL;
     END IF;
     RAISE EXCEPTION 'SHOW of another database ("%") is not supported by shiftguard', p_database
         USING ERRCODE = '0A000', HINT = format('Connect to database %s to list its objects.', p_database);
@@ -69,8 +72,9 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT coalesce(has_table_privilege(p_table, 'SELECT') OR has_any_column_privilege(p_table, 'SELECT'), false)
 $$;
 
--- SHOW DATABASES [LIKE 'p']. The databases the caller may connect to; isolation_level:
--- UNVERIFIED, Redshift's default for new databases (PostgreSQL's own is read committed).
+-- SHOW DATABASES [LIKE 'p']: every database of the cluster, to everyone, as svv_redshift_databases
+-- shows them on Redshift (and pg_database does on PostgreSQL); isolation_level: UNVERIFIED,
+-- Redshift's default for new databases (PostgreSQL's own is read committed).
 CREATE OR REPLACE FUNCTION shiftguard.show_databases(p_pattern text)
 RETURNS TABLE (database_name varchar(128), database_owner integer, database_type varchar(32),
                database_acl varchar(128), parameters varchar(128), isolation_level varchar(128))
@@ -78,8 +82,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT d.datname::varchar(128), d.datdba::integer, 'local'::varchar(32), NULL::varchar(128), NULL::varchar(128),
            'Snapshot Isolation'::varchar(128)
       FROM pg_database d
-     WHERE NOT d.datistemplate AND d.datallowconn AND has_database_privilege(d.oid, 'CONNECT')
-       AND shiftguard.show_matches(d.datname, p_pattern)
+     WHERE NOT d.datistemplate AND d.datallowconn AND shiftguard.show_matches(d.datname, p_pattern)
      ORDER BY 1
 $$;
 
@@ -92,6 +95,9 @@ LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_database text := shiftguard.show_database(p_database);
 BEGIN
+    IF v_database IS NULL THEN
+        RETURN;
+    END IF;
     RETURN QUERY
     SELECT v_database::varchar(128), n.nspname::varchar(128), n.nspowner::integer, 'local'::varchar(16),
            array_to_string(n.nspacl::text[], '~')::varchar, NULL::varchar(128), NULL::varchar(128)
@@ -113,6 +119,9 @@ LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_database text := shiftguard.show_database(p_database);
 BEGIN
+    IF v_database IS NULL THEN
+        RETURN;
+    END IF;
     RETURN QUERY
     SELECT v_database::varchar(128), n.nspname::varchar(128), c.relname::varchar(128),
            (CASE WHEN c.relpersistence = 't' THEN 'LOCAL TEMPORARY' WHEN c.relkind = 'v' THEN 'VIEW'
@@ -148,6 +157,9 @@ LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_database text := shiftguard.show_database(p_database);
 BEGIN
+    IF v_database IS NULL THEN
+        RETURN;
+    END IF;
     RETURN QUERY
     SELECT v_database::varchar(128), n.nspname::varchar(128), c.relname::varchar(128), a.attname::varchar(128),
            a.attnum::integer,
@@ -191,6 +203,9 @@ LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_database text := shiftguard.show_database(p_database);
 BEGIN
+    IF v_database IS NULL THEN
+        RETURN;
+    END IF;
     RETURN QUERY
     SELECT v_database::varchar(128), n.nspname::varchar(128), c.relname::varchar(128), a.attname::varchar(128),
            k.seq::integer, con.conname::varchar(128)
@@ -216,6 +231,9 @@ LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_database text := shiftguard.show_database(p_database);
 BEGIN
+    IF v_database IS NULL THEN
+        RETURN;
+    END IF;
     RETURN QUERY
     SELECT v_database::varchar(128), pn.nspname::varchar(128), pc.relname::varchar(128), pa.attname::varchar(128),
            v_database::varchar(128), fn.nspname::varchar(128), fc.relname::varchar(128), fa.attname::varchar(128),
@@ -243,8 +261,9 @@ END
 $$;
 
 -- SHOW GRANTS ON TABLE d.s.t, from svv_relation_privileges (which shows a caller the grants
--- Redshift shows it). The grantor is the table's owner, who alone grants in shiftguard's model
--- but for grants WITH GRANT OPTION (UNVERIFIED: the column order after the ones drivers read).
+-- Redshift shows it), with each grant's grantor and in the order the grants were made, as
+-- PostgreSQL's ACL keeps them; Redshift's own privileges (ALTER, DROP) come after, granted by
+-- the owner. UNVERIFIED: the column order after the ones drivers read.
 CREATE OR REPLACE FUNCTION shiftguard.show_table_grants(p_database text, p_schema text, p_table text)
 RETURNS TABLE (database_name varchar(128), schema_name varchar(128), object_name varchar(128),
                object_type varchar(128), privilege_type varchar(128), identity_id integer,
@@ -255,16 +274,22 @@ LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_database text := shiftguard.show_database(p_database);
 BEGIN
+    IF v_database IS NULL THEN
+        RETURN;
+    END IF;
     RETURN QUERY
     SELECT v_database::varchar(128), p.namespace_name::varchar(128), p.relation_name::varchar(128),
            (CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'TABLE' END)::varchar(128),
            p.privilege_type::varchar(128), p.identity_id, p.identity_name::varchar(128), p.identity_type::varchar(128),
-           p.admin_option, 'TABLE'::varchar(128), pg_get_userbyid(c.relowner)::varchar(128)
+           p.admin_option, 'TABLE'::varchar(128), pg_get_userbyid(coalesce(a.grantor, c.relowner))::varchar(128)
       FROM shiftguard.svv_relation_privileges p
       JOIN pg_namespace n ON n.nspname = p.namespace_name
       JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = p.relation_name
+      LEFT JOIN LATERAL (SELECT e.grantor, e.n FROM aclexplode(c.relacl) WITH ORDINALITY AS e(grantor, grantee, privilege_type, is_grantable, n)
+                          WHERE e.grantee = p.identity_id::oid AND e.privilege_type = p.privilege_type
+                          ORDER BY e.n LIMIT 1) a ON true
      WHERE p.namespace_name = p_schema AND p.relation_name = p_table AND shiftguard.show_schema_visible(n.oid)
-     ORDER BY p.privilege_type, p.identity_name;
+     ORDER BY p.privilege_type, a.n NULLS LAST, p.identity_name;
 END
 $$;
 
@@ -279,6 +304,9 @@ LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_database text := shiftguard.show_database(p_database);
 BEGIN
+    IF v_database IS NULL THEN
+        RETURN;
+    END IF;
     RETURN QUERY
     SELECT v_database::varchar(128), p.namespace_name::varchar(128), p.relation_name::varchar(128),
            p.column_name::varchar(128), p.privilege_type::varchar(128), p.identity_id,
@@ -311,6 +339,9 @@ LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_database text := shiftguard.show_database(p_database);
 BEGIN
+    IF v_database IS NULL THEN
+        RETURN;
+    END IF;
     RETURN QUERY
     SELECT v_database::varchar(128), n.nspname::varchar(128), p.proname::varchar(128),
            (CASE WHEN p.prokind = 'f' OR p.prorettype <> 'void'::regtype
@@ -340,6 +371,9 @@ DECLARE
     v_type text;
     v_routine pg_proc;
 BEGIN
+    IF v_database IS NULL THEN
+        RETURN;
+    END IF;
     FOREACH v_type IN ARRAY coalesce(p_types, '{}') LOOP
         IF to_regtype(v_type) IS NULL THEN
             RAISE EXCEPTION 'type "%" does not exist', v_type USING ERRCODE = '42704';

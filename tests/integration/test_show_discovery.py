@@ -162,8 +162,9 @@ def test_show_refusals(objects):
     with proxy.connect(me, PASSWORD) as conn:
         with pytest.raises(psycopg.errors.FeatureNotSupported, match='another database \\("postgres"\\)'):
             conn.execute("SHOW SCHEMAS FROM DATABASE postgres")
-        with pytest.raises(psycopg.errors.InvalidCatalogName, match='database "nowhere" does not exist'):
-            conn.execute("SHOW TABLES FROM SCHEMA nowhere.public")
+        # a database that does not exist has nothing to list, as on Redshift
+        cursor = conn.execute("SHOW TABLES FROM SCHEMA nowhere.public")
+        assert cursor.description[2].name == "table_name" and cursor.fetchall() == []
         with pytest.raises(psycopg.errors.UndefinedFunction):
             conn.execute(f"SHOW PARAMETERS OF PROCEDURE dev.{schema}.p_shut()")  # no EXECUTE: as if none
         with pytest.raises(psycopg.errors.SyntaxError):

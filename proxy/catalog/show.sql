@@ -9,11 +9,12 @@
 -- callers' text arrives only as arguments. No backslash is written in a literal here: a
 -- function body is parsed in the caller's session, whose standard_conforming_strings may be off.
 
--- The database a SHOW names: the current one (NULL: the current one too), or NULL for one that
--- does not exist, where Redshift lists nothing (redshift_connector's own tests run SHOW SCHEMAS
--- FROM DATABASE of a database they have not made and read the result's columns). Another
--- database of the cluster cannot be read from this session (PostgreSQL has no cross-database
--- queries): refused.
+-- The database a SHOW names, as policy/show.py passes it to the functions below: the current one
+-- (NULL: the current one too), or NULL for one that does not exist, where Redshift lists nothing
+-- (redshift_connector's own tests run SHOW SCHEMAS FROM DATABASE of a database they have not
+-- made and read the result's columns). Another database of the cluster cannot be read from this
+-- session (PostgreSQL has no cross-database queries): refused. The functions list nothing for
+-- any database but the current one.
 CREATE OR REPLACE FUNCTION shiftguard.show_database(p_database text) RETURNS text
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
@@ -90,21 +91,13 @@ $$;
 CREATE OR REPLACE FUNCTION shiftguard.show_schemas(p_database text, p_pattern text)
 RETURNS TABLE (database_name varchar(128), schema_name varchar(128), schema_owner integer,
                schema_type varchar(16), schema_acl varchar, source_database varchar(128), schema_option varchar(128))
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-#variable_conflict use_column
-DECLARE
-    v_database text := shiftguard.show_database(p_database);
-BEGIN
-    IF v_database IS NULL THEN
-        RETURN;
-    END IF;
-    RETURN QUERY
-    SELECT v_database::varchar(128), n.nspname::varchar(128), n.nspowner::integer, 'local'::varchar(16),
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT p_database::varchar(128), n.nspname::varchar(128), n.nspowner::integer, 'local'::varchar(16),
            array_to_string(n.nspacl::text[], '~')::varchar, NULL::varchar(128), NULL::varchar(128)
       FROM pg_namespace n
-     WHERE shiftguard.show_schema_visible(n.oid) AND shiftguard.show_matches(n.nspname, p_pattern)
-     ORDER BY n.nspname;
-END
+     WHERE p_database = current_database() AND shiftguard.show_schema_visible(n.oid)
+       AND shiftguard.show_matches(n.nspname, p_pattern)
+     ORDER BY n.nspname
 $$;
 
 -- SHOW TABLES FROM SCHEMA d.s [LIKE 'p'] (a NULL schema: every schema, for svv_all_tables).
@@ -114,16 +107,8 @@ RETURNS TABLE (database_name varchar(128), schema_name varchar(128), table_name 
                table_type varchar(128), table_acl varchar, remarks varchar(128), owner varchar(128),
                last_altered_time timestamp, last_modified_time timestamp, dist_style varchar(128),
                table_subtype varchar(128))
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-#variable_conflict use_column
-DECLARE
-    v_database text := shiftguard.show_database(p_database);
-BEGIN
-    IF v_database IS NULL THEN
-        RETURN;
-    END IF;
-    RETURN QUERY
-    SELECT v_database::varchar(128), n.nspname::varchar(128), c.relname::varchar(128),
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT p_database::varchar(128), n.nspname::varchar(128), c.relname::varchar(128),
            (CASE WHEN c.relpersistence = 't' THEN 'LOCAL TEMPORARY' WHEN c.relkind = 'v' THEN 'VIEW'
                  WHEN c.relkind = 'm' THEN 'MATERIALIZED VIEW' ELSE 'TABLE' END)::varchar(128),
            array_to_string(c.relacl::text[], '~')::varchar, obj_description(c.oid, 'pg_class')::varchar(128),
@@ -133,11 +118,10 @@ BEGIN
                  ELSE 'REGULAR_TABLE' END)::varchar(128)
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
       LEFT JOIN shiftguard.svv_table_info i ON i.table_id = c.oid
-     WHERE c.relkind IN ('r', 'p', 'v', 'm') AND (p_schema IS NULL OR n.nspname = p_schema)
+     WHERE p_database = current_database() AND c.relkind IN ('r', 'p', 'v', 'm') AND (p_schema IS NULL OR n.nspname = p_schema)
        AND shiftguard.show_schema_visible(n.oid) AND shiftguard.show_table_visible(c.oid)
        AND shiftguard.show_matches(c.relname, p_pattern)
-     ORDER BY n.nspname, c.relname;
-END
+     ORDER BY n.nspname, c.relname
 $$;
 
 -- SHOW COLUMNS FROM TABLE d.s.t [LIKE 'p'] (NULL schema or table: all, for svv_all_columns).
@@ -152,19 +136,12 @@ RETURNS TABLE (database_name varchar(128), schema_name varchar(128), table_name 
                numeric_precision integer, numeric_scale integer, remarks varchar(256),
                sort_key_type varchar(128), sort_key integer, dist_key boolean, encoding varchar(128),
                collation varchar(128))
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-#variable_conflict use_column
-DECLARE
-    v_database text := shiftguard.show_database(p_database);
-BEGIN
-    IF v_database IS NULL THEN
-        RETURN;
-    END IF;
-    RETURN QUERY
-    SELECT v_database::varchar(128), n.nspname::varchar(128), c.relname::varchar(128), a.attname::varchar(128),
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT p_database::varchar(128), n.nspname::varchar(128), c.relname::varchar(128), a.attname::varchar(128),
            a.attnum::integer,
            coalesce(pg_get_expr(d.adbin, d.adrelid),
-                    (SELECT format('"identity"(%s, %s, %L::text)', c.oid, a.attnum - 1, s.seqstart || ',' || s.seqincrement)
+                    (SELECT format('"identity"(%s, %s, %L::text)', c.oid, a.attnum - 1,
+                                   s.seqstart || ',' || s.seqincrement)
                        FROM pg_depend dep JOIN pg_sequence s ON s.seqrelid = dep.objid
                       WHERE a.attidentity <> '' AND dep.classid = 'pg_class'::regclass AND dep.refobjid = c.oid
                         AND dep.refobjsubid = a.attnum AND dep.deptype = 'i'))::varchar(4000),
@@ -179,64 +156,48 @@ BEGIN
            (CASE WHEN a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype) THEN 0
                  WHEN a.atttypid = 'numeric'::regtype AND a.atttypmod > 0 THEN (a.atttypmod - 4) & 65535 END)::integer,
            col_description(c.oid, a.attnum)::varchar(256),
-           (CASE WHEN k.attsortkeyord > 0 THEN 'COMPOUND' WHEN k.attsortkeyord < 0 THEN 'INTERLEAVED' END)::varchar(128),
+           (CASE WHEN k.attsortkeyord > 0 THEN 'COMPOUND'
+                 WHEN k.attsortkeyord < 0 THEN 'INTERLEAVED' END)::varchar(128),
            abs(coalesce(k.attsortkeyord, 0))::integer, coalesce(k.attisdistkey, false),
            (shiftguard.encodings())[coalesce(k.attencodingtype, 0) + 1]::varchar(128), NULL::varchar(128)
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
       JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
       LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum
       LEFT JOIN shiftguard.pg_attribute k ON k.attrelid = c.oid AND k.attnum = a.attnum
-     WHERE c.relkind IN ('r', 'p', 'v', 'm') AND (p_schema IS NULL OR n.nspname = p_schema)
+     WHERE p_database = current_database() AND c.relkind IN ('r', 'p', 'v', 'm') AND (p_schema IS NULL OR n.nspname = p_schema)
        AND (p_table IS NULL OR c.relname = p_table) AND shiftguard.show_schema_visible(n.oid)
        AND coalesce(has_column_privilege(c.oid, a.attnum, 'SELECT'), false)
        AND shiftguard.show_matches(a.attname, p_pattern)
-     ORDER BY n.nspname, c.relname, a.attnum;
-END
+     ORDER BY n.nspname, c.relname, a.attnum
 $$;
 
 -- SHOW CONSTRAINTS PRIMARY KEYS FROM TABLE d.s.t
 CREATE OR REPLACE FUNCTION shiftguard.show_primary_keys(p_database text, p_schema text, p_table text)
 RETURNS TABLE (database_name varchar(128), schema_name varchar(128), table_name varchar(128),
                column_name varchar(128), key_seq integer, pk_name varchar(128))
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-#variable_conflict use_column
-DECLARE
-    v_database text := shiftguard.show_database(p_database);
-BEGIN
-    IF v_database IS NULL THEN
-        RETURN;
-    END IF;
-    RETURN QUERY
-    SELECT v_database::varchar(128), n.nspname::varchar(128), c.relname::varchar(128), a.attname::varchar(128),
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT p_database::varchar(128), n.nspname::varchar(128), c.relname::varchar(128), a.attname::varchar(128),
            k.seq::integer, con.conname::varchar(128)
       FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
      CROSS JOIN LATERAL unnest(con.conkey) WITH ORDINALITY AS k(attnum, seq)
       JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
-     WHERE con.contype = 'p' AND n.nspname = p_schema AND c.relname = p_table
+     WHERE p_database = current_database() AND con.contype = 'p' AND n.nspname = p_schema AND c.relname = p_table
        AND shiftguard.show_schema_visible(n.oid) AND shiftguard.show_table_visible(c.oid)
-     ORDER BY k.seq;
-END
+     ORDER BY k.seq
 $$;
 
 -- SHOW CONSTRAINTS FOREIGN KEYS [EXPORTED] FROM TABLE d.s.t: the keys of the table (imported),
 -- or those referring to it (exported). The rules and deferrability as JDBC numbers them
 -- (DatabaseMetaData.importedKeyCascade = 0 ... importedKeyNotDeferrable = 7).
-CREATE OR REPLACE FUNCTION shiftguard.show_foreign_keys(p_database text, p_schema text, p_table text, p_exported boolean)
+CREATE OR REPLACE FUNCTION shiftguard.show_foreign_keys(p_database text, p_schema text, p_table text,
+                                                        p_exported boolean)
 RETURNS TABLE (pk_database_name varchar(128), pk_schema_name varchar(128), pk_table_name varchar(128),
                pk_column_name varchar(128), fk_database_name varchar(128), fk_schema_name varchar(128),
                fk_table_name varchar(128), fk_column_name varchar(128), key_seq integer, update_rule integer,
                delete_rule integer, fk_name varchar(128), pk_name varchar(128), deferrability integer)
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-#variable_conflict use_column
-DECLARE
-    v_database text := shiftguard.show_database(p_database);
-BEGIN
-    IF v_database IS NULL THEN
-        RETURN;
-    END IF;
-    RETURN QUERY
-    SELECT v_database::varchar(128), pn.nspname::varchar(128), pc.relname::varchar(128), pa.attname::varchar(128),
-           v_database::varchar(128), fn.nspname::varchar(128), fc.relname::varchar(128), fa.attname::varchar(128),
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT p_database::varchar(128), pn.nspname::varchar(128), pc.relname::varchar(128), pa.attname::varchar(128),
+           p_database::varchar(128), fn.nspname::varchar(128), fc.relname::varchar(128), fa.attname::varchar(128),
            k.seq::integer,
            array_position(ARRAY['c', 'r', 'n', 'a', 'd'], con.confupdtype::text) - 1,
            array_position(ARRAY['c', 'r', 'n', 'a', 'd'], con.confdeltype::text) - 1,
@@ -251,13 +212,12 @@ BEGIN
       JOIN pg_attribute fa ON fa.attrelid = fc.oid AND fa.attnum = k.fk_attnum
       JOIN pg_class pc ON pc.oid = con.confrelid JOIN pg_namespace pn ON pn.oid = pc.relnamespace
       JOIN pg_attribute pa ON pa.attrelid = pc.oid AND pa.attnum = k.pk_attnum
-     WHERE con.contype = 'f'
+     WHERE p_database = current_database() AND con.contype = 'f'
        AND CASE WHEN p_exported THEN pn.nspname = p_schema AND pc.relname = p_table
                 ELSE fn.nspname = p_schema AND fc.relname = p_table END
        AND shiftguard.show_schema_visible(fn.oid) AND shiftguard.show_table_visible(fc.oid)
        AND shiftguard.show_schema_visible(pn.oid) AND shiftguard.show_table_visible(pc.oid)
-     ORDER BY pn.nspname, pc.relname, con.conname, k.seq;
-END
+     ORDER BY pn.nspname, pc.relname, con.conname, k.seq
 $$;
 
 -- SHOW GRANTS ON TABLE d.s.t, from svv_relation_privileges (which shows a caller the grants
@@ -269,28 +229,22 @@ RETURNS TABLE (database_name varchar(128), schema_name varchar(128), object_name
                object_type varchar(128), privilege_type varchar(128), identity_id integer,
                identity_name varchar(128), identity_type varchar(128), admin_option boolean,
                privilege_scope varchar(128), grantor_name varchar(128))
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-#variable_conflict use_column
-DECLARE
-    v_database text := shiftguard.show_database(p_database);
-BEGIN
-    IF v_database IS NULL THEN
-        RETURN;
-    END IF;
-    RETURN QUERY
-    SELECT v_database::varchar(128), p.namespace_name::varchar(128), p.relation_name::varchar(128),
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT p_database::varchar(128), p.namespace_name::varchar(128), p.relation_name::varchar(128),
            (CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'TABLE' END)::varchar(128),
            p.privilege_type::varchar(128), p.identity_id, p.identity_name::varchar(128), p.identity_type::varchar(128),
            p.admin_option, 'TABLE'::varchar(128), pg_get_userbyid(coalesce(a.grantor, c.relowner))::varchar(128)
       FROM shiftguard.svv_relation_privileges p
       JOIN pg_namespace n ON n.nspname = p.namespace_name
       JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = p.relation_name
-      LEFT JOIN LATERAL (SELECT e.grantor, e.n FROM aclexplode(c.relacl) WITH ORDINALITY AS e(grantor, grantee, privilege_type, is_grantable, n)
+      LEFT JOIN LATERAL (SELECT e.grantor, e.n
+                           FROM aclexplode(c.relacl) WITH ORDINALITY
+                                AS e(grantor, grantee, privilege_type, is_grantable, n)
                           WHERE e.grantee = p.identity_id::oid AND e.privilege_type = p.privilege_type
                           ORDER BY e.n LIMIT 1) a ON true
-     WHERE p.namespace_name = p_schema AND p.relation_name = p_table AND shiftguard.show_schema_visible(n.oid)
-     ORDER BY p.privilege_type, a.n NULLS LAST, p.identity_name;
-END
+     WHERE p_database = current_database() AND p.namespace_name = p_schema AND p.relation_name = p_table
+       AND shiftguard.show_schema_visible(n.oid)
+     ORDER BY p.privilege_type, a.n NULLS LAST, p.identity_name
 $$;
 
 -- SHOW COLUMN GRANTS ON TABLE d.s.t [LIKE 'p'], from svv_column_privileges.
@@ -299,25 +253,18 @@ RETURNS TABLE (database_name varchar(128), schema_name varchar(128), table_name 
                column_name varchar(128), privilege_type varchar(128), identity_id integer,
                identity_name varchar(128), identity_type varchar(128), admin_option boolean,
                grantor_name varchar(128))
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-#variable_conflict use_column
-DECLARE
-    v_database text := shiftguard.show_database(p_database);
-BEGIN
-    IF v_database IS NULL THEN
-        RETURN;
-    END IF;
-    RETURN QUERY
-    SELECT v_database::varchar(128), p.namespace_name::varchar(128), p.relation_name::varchar(128),
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT p_database::varchar(128), p.namespace_name::varchar(128), p.relation_name::varchar(128),
            p.column_name::varchar(128), p.privilege_type::varchar(128), p.identity_id,
-           p.identity_name::varchar(128), p.identity_type::varchar(128), false, pg_get_userbyid(c.relowner)::varchar(128)
+           p.identity_name::varchar(128), p.identity_type::varchar(128), false,
+           pg_get_userbyid(c.relowner)::varchar(128)
       FROM shiftguard.svv_column_privileges p
       JOIN pg_namespace n ON n.nspname = p.namespace_name
       JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = p.relation_name
-     WHERE p.namespace_name = p_schema AND p.relation_name = p_table AND shiftguard.show_schema_visible(n.oid)
+     WHERE p_database = current_database() AND p.namespace_name = p_schema AND p.relation_name = p_table
+       AND shiftguard.show_schema_visible(n.oid)
        AND shiftguard.show_matches(p.column_name, p_pattern)
-     ORDER BY p.column_name, p.privilege_type, p.identity_name;
-END
+     ORDER BY p.column_name, p.privilege_type, p.identity_name
 $$;
 
 -- A routine's argument types as SHOW PROCEDURES/FUNCTIONS list them and SHOW PARAMETERS
@@ -334,25 +281,17 @@ $$;
 CREATE OR REPLACE FUNCTION shiftguard.show_routines(p_kind "char", p_database text, p_schema text, p_pattern text)
 RETURNS TABLE (database_name varchar(128), schema_name varchar(128), routine_name varchar(128),
                return_type varchar(128), argument_list varchar)
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-#variable_conflict use_column
-DECLARE
-    v_database text := shiftguard.show_database(p_database);
-BEGIN
-    IF v_database IS NULL THEN
-        RETURN;
-    END IF;
-    RETURN QUERY
-    SELECT v_database::varchar(128), n.nspname::varchar(128), p.proname::varchar(128),
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT p_database::varchar(128), n.nspname::varchar(128), p.proname::varchar(128),
            (CASE WHEN p.prokind = 'f' OR p.prorettype <> 'void'::regtype
                  THEN format_type(p.prorettype, NULL) END)::varchar(128),
            shiftguard.show_argument_list(p.proargtypes)::varchar
       FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-     WHERE p.prokind = p_kind AND n.nspname = p_schema AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+     WHERE p_database = current_database() AND p.prokind = p_kind AND n.nspname = p_schema
+       AND n.nspname NOT IN ('pg_catalog', 'information_schema')
        AND shiftguard.show_schema_visible(n.oid) AND coalesce(has_function_privilege(p.oid, 'EXECUTE'), false)
        AND shiftguard.show_matches(p.proname, p_pattern)
-     ORDER BY p.proname, 5;
-END
+     ORDER BY p.proname, 5
 $$;
 
 -- SHOW PARAMETERS OF {PROCEDURE | FUNCTION} d.s.name(type, ...) [LIKE 'p']: one row per
@@ -366,13 +305,12 @@ RETURNS TABLE (database_name varchar(128), schema_name varchar(128), routine_nam
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
-    v_database text := shiftguard.show_database(p_database);
     v_types oid[] := '{}';
     v_type text;
     v_routine pg_proc;
 BEGIN
-    IF v_database IS NULL THEN
-        RETURN;
+    IF p_database IS DISTINCT FROM current_database() THEN
+        RETURN;  -- a database that does not exist
     END IF;
     FOREACH v_type IN ARRAY coalesce(p_types, '{}') LOOP
         IF to_regtype(v_type) IS NULL THEN
@@ -389,13 +327,14 @@ BEGIN
             p_schema, p_name, array_to_string(p_types, ', ') USING ERRCODE = '42883';
     END IF;
     RETURN QUERY
-    SELECT v_database::varchar(128), p_schema::varchar(128), p_name::varchar(128), a.name::varchar(128),
+    SELECT p_database::varchar(128), p_schema::varchar(128), p_name::varchar(128), a.name::varchar(128),
            a.position::integer, a.mode::varchar(128), format_type(a.type, NULL)::varchar(128),
            NULL::integer, NULL::integer, NULL::integer, NULL::varchar(256)
       FROM (SELECT coalesce(nullif(v_routine.proargnames[t.n], ''), '') AS name, t.n AS position,
                    CASE coalesce(v_routine.proargmodes[t.n], 'i') WHEN 'o' THEN 'OUT' WHEN 'b' THEN 'INOUT'
                         WHEN 't' THEN 'TABLE' ELSE 'IN' END AS mode, t.type
-              FROM unnest(coalesce(v_routine.proallargtypes, v_routine.proargtypes::oid[])) WITH ORDINALITY AS t(type, n)
+              FROM unnest(coalesce(v_routine.proallargtypes, v_routine.proargtypes::oid[]))
+                   WITH ORDINALITY AS t(type, n)
             UNION ALL
             SELECT '', 0, 'RETURN', v_routine.prorettype
              WHERE v_routine.prokind = 'f' AND v_routine.prorettype <> 'void'::regtype
@@ -419,38 +358,39 @@ GRANT EXECUTE ON FUNCTION shiftguard.show_database(text), shiftguard.show_patter
 -- are security_barrier views, as every view that filters rows (schema.sql says why).
 CREATE OR REPLACE VIEW shiftguard.svv_all_schemas WITH (security_barrier) AS
     SELECT database_name, schema_name, schema_owner, schema_type, schema_acl, source_database, schema_option
-      FROM shiftguard.show_schemas(NULL, NULL);
+      FROM shiftguard.show_schemas(current_database(), NULL);
 
 CREATE OR REPLACE VIEW shiftguard.svv_all_tables WITH (security_barrier) AS
     SELECT database_name, schema_name, table_name, table_type, table_acl, remarks
-      FROM shiftguard.show_tables(NULL, NULL, NULL);
+      FROM shiftguard.show_tables(current_database(), NULL, NULL);
 
 CREATE OR REPLACE VIEW shiftguard.svv_redshift_tables WITH (security_barrier) AS
     SELECT database_name, schema_name, table_name, table_type, table_acl, remarks, owner AS table_owner
-      FROM shiftguard.show_tables(NULL, NULL, NULL) WHERE table_type <> 'LOCAL TEMPORARY';
+      FROM shiftguard.show_tables(current_database(), NULL, NULL) WHERE table_type <> 'LOCAL TEMPORARY';
 
 CREATE OR REPLACE VIEW shiftguard.svv_tables WITH (security_barrier) AS
     SELECT database_name AS table_catalog, schema_name AS table_schema, table_name,
            (CASE table_type WHEN 'TABLE' THEN 'BASE TABLE' ELSE table_type END)::varchar(128) AS table_type,
            remarks
-      FROM shiftguard.show_tables(NULL, NULL, NULL);
+      FROM shiftguard.show_tables(current_database(), NULL, NULL);
 
 CREATE OR REPLACE VIEW shiftguard.svv_all_columns WITH (security_barrier) AS
     SELECT database_name, schema_name, table_name, column_name, ordinal_position, column_default, is_nullable,
            data_type, character_maximum_length, numeric_precision, numeric_scale, remarks
-      FROM shiftguard.show_columns(NULL, NULL, NULL, NULL);
+      FROM shiftguard.show_columns(current_database(), NULL, NULL, NULL);
 
 CREATE OR REPLACE VIEW shiftguard.svv_columns WITH (security_barrier) AS
     SELECT database_name AS table_catalog, schema_name AS table_schema, table_name, column_name, ordinal_position,
            column_default, is_nullable, data_type, character_maximum_length, numeric_precision,
-           (CASE WHEN numeric_precision IS NOT NULL THEN CASE WHEN data_type = 'numeric' THEN 10 ELSE 2 END END)::integer
+           (CASE WHEN numeric_precision IS NOT NULL THEN CASE WHEN data_type = 'numeric' THEN 10 ELSE 2 END END)
+               ::integer
                AS numeric_precision_radix,
            numeric_scale, NULL::integer AS datetime_precision, NULL::varchar(128) AS interval_type,
            NULL::varchar(128) AS interval_precision, NULL::varchar(128) AS character_set_catalog,
            NULL::varchar(128) AS character_set_schema, NULL::varchar(128) AS character_set_name,
            NULL::varchar(128) AS collation_catalog, NULL::varchar(128) AS collation_schema,
            NULL::varchar(128) AS collation_name, NULL::varchar(128) AS domain_name, remarks
-      FROM shiftguard.show_columns(NULL, NULL, NULL, NULL);
+      FROM shiftguard.show_columns(current_database(), NULL, NULL, NULL);
 
 -- PG_PROC_INFO: pg_proc with Redshift's prooid (PostgreSQL 15's pg_proc already has prokind,
 -- proargmodes and proallargtypes). Every row to everyone, as pg_proc.

@@ -41,7 +41,7 @@ def rewrite(tokens: list[Token]) -> str | None:
         call = f"shiftguard.show_databases({_pattern(cursor)})"
     elif what == "SCHEMAS":
         cursor.expect("FROM", "DATABASE")
-        call = f"shiftguard.show_schemas({_value(cursor)}, {_pattern(cursor)})"
+        call = f"shiftguard.show_schemas({_database(_value(cursor))}, {_pattern(cursor)})"
     elif what == "TABLES":
         cursor.expect("FROM", "SCHEMA")
         call = f"shiftguard.show_tables({_names(cursor, 2)}, {_pattern(cursor)})"
@@ -111,10 +111,8 @@ def _parameters(cursor: Cursor) -> str:
 
 def _type(cursor: Cursor) -> str:
     """One argument type, as written (character varying(10), "char") or a bind parameter."""
-    first = cursor.peek()
-    if first is not None and first.name == "PARAM":
-        cursor.next()
-        return f"{first.text}::text"
+    if (bound := _parameter(cursor, "text")) is not None:
+        return bound
     tokens, depth = [], 0
     while (token := cursor.peek()) is not None and (depth or not (_symbol(token, ",") or _symbol(token, ")"))):
         depth += _symbol(token, "(") - _symbol(token, ")")
@@ -126,7 +124,7 @@ def _type(cursor: Cursor) -> str:
 
 def _names(cursor: Cursor, parts: int) -> str:
     """[database.]schema[.object]: the arguments (database, schema[, object]); a database not
-    written is the current one (NULL)."""
+    written is the current one."""
     values = [_value(cursor)]
     while cursor.accept_symbol("."):
         values.append(_value(cursor))
@@ -135,23 +133,34 @@ def _names(cursor: Cursor, parts: int) -> str:
     if len(values) != parts:
         raise GrammarError(f"syntax error: expected a name of {parts} parts (database.schema"
                            f"{'.name' if parts == 3 else ''})")
-    return ", ".join(values)
+    return ", ".join([_database(values[0]), *values[1:]])
+
+
+def _database(value: str) -> str:
+    """The database argument: checked first (catalog/show.sql show_database), so that another
+    database is refused even where nothing would be listed."""
+    return f"shiftguard.show_database({value})"
+
+
+def _parameter(cursor: Cursor, cast: str) -> str | None:
+    """The client's bind parameter ($n) if one comes next, cast to the argument's type."""
+    token = cursor.peek()
+    if token is None or token.name != "PARAM":
+        return None
+    cursor.next()
+    return f"{token.text}::{cast}"
 
 
 def _value(cursor: Cursor) -> str:
-    token = cursor.peek()
-    if token is not None and token.name == "PARAM":
-        cursor.next()
-        return f"{token.text}::text"
-    return sql_literal(cursor.name())
+    return _parameter(cursor, "text") or sql_literal(cursor.name())
 
 
 def _pattern(cursor: Cursor) -> str:
     if not cursor.accept("LIKE"):
         return "NULL"
+    if (bound := _parameter(cursor, "text")) is not None:
+        return bound
     token = cursor.next()
-    if token.name == "PARAM":
-        return f"{token.text}::text"
     if token.name != "SCONST":
         raise GrammarError(f'syntax error at or near "{token.text}": expected a pattern in quotes')
     return sql_literal(string_value(token))
@@ -161,9 +170,9 @@ def _limit(cursor: Cursor) -> str:
     """LIMIT row_limit: Redshift takes 0 to 10000."""
     if not cursor.accept("LIMIT"):
         return ""
+    if (bound := _parameter(cursor, "integer")) is not None:
+        return f" LIMIT {bound}"
     token = cursor.next()
-    if token.name == "PARAM":
-        return f" LIMIT {token.text}::integer"
     if token.name != "ICONST" or not 0 <= int(token.text) <= 10_000:
         raise GrammarError(f'LIMIT must be a number from 0 to 10000, not "{token.text}"',
                            sqlstate.INVALID_PARAMETER_VALUE)

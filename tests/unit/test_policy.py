@@ -664,31 +664,41 @@ def test_show_server_version_is_rewritten_with_the_dialect(sql, expected):
 
 
 DIALECT = Translator(lambda role: "V", dialect=True)
+ROUTINE_COLUMNS = "database_name, schema_name, procedure_name, return_type, argument_list"
+PARAMETER_COLUMNS = ("database_name, schema_name, function_name, parameter_name, ordinal_position, parameter_type, "
+                     "data_type, character_maximum_length, numeric_precision, numeric_scale, remarks")
+
+
+def shown(function: str, *arguments: str, database: str | None = None, after: str = "") -> str:
+    """The SELECT a SHOW becomes: database (checked by show_database) goes first when given."""
+    if database is not None:
+        arguments = (f"shiftguard.show_database({database})", *arguments)
+    return f"SELECT * FROM shiftguard.show_{function}({', '.join(arguments)}){after}"
 
 
 @pytest.mark.parametrize("sql, standard, expected", [
-    ("SHOW DATABASES;", True, "SELECT * FROM shiftguard.show_databases(NULL)"),
-    ("show databases like 'd%' limit 3", True, "SELECT * FROM shiftguard.show_databases(E'd%') LIMIT 3"),
-    ("SHOW SCHEMAS FROM DATABASE $1 LIKE $2;", True, "SELECT * FROM shiftguard.show_schemas($1::text, $2::text)"),
-    ('SHOW TABLES FROM SCHEMA Dev."My Schema"', True, "SELECT * FROM shiftguard.show_tables(E'dev', E'My Schema', NULL)"),
-    ("SHOW TABLES FROM SCHEMA public LIKE 'a\\'", True,     # a pattern ending in a backslash
-     "SELECT * FROM shiftguard.show_tables(NULL, E'public', E'a\\\\')"),
-    ("SHOW TABLES FROM SCHEMA public LIKE 'a\\\\'", False,   # the same, written for standard_conforming_strings off
-     "SELECT * FROM shiftguard.show_tables(NULL, E'public', E'a\\\\')"),
+    ("SHOW DATABASES;", True, shown("databases", "NULL")),
+    ("show databases like 'd%' limit 3", True, shown("databases", "E'd%'", after=" LIMIT 3")),
+    ("SHOW SCHEMAS FROM DATABASE $1 LIKE $2;", True, shown("schemas", "$2::text", database="$1::text")),
+    ('SHOW TABLES FROM SCHEMA Dev."My Schema"', True, shown("tables", "E'My Schema'", "NULL", database="E'dev'")),
+    ("SHOW TABLES FROM SCHEMA public LIKE 'a\\'", True,      # a pattern ending in a backslash
+     shown("tables", "E'public'", "E'a\\\\'", database="NULL")),
+    ("SHOW TABLES FROM SCHEMA public LIKE 'a\\\\'", False,   # the same, for standard_conforming_strings off
+     shown("tables", "E'public'", "E'a\\\\'", database="NULL")),
     ("SHOW COLUMNS FROM TABLE d.s.\"t'x\" LIKE 'it''s'", True,
-     "SELECT * FROM shiftguard.show_columns(E'd', E's', E't''x', E'it''s')"),
+     shown("columns", "E's'", "E't''x'", "E'it''s'", database="E'd'")),
     ("SHOW CONSTRAINTS PRIMARY KEYS FROM TABLE $1.$2.$3;", True,
-     "SELECT * FROM shiftguard.show_primary_keys($1::text, $2::text, $3::text)"),
-    ("SHOW CONSTRAINTS FOREIGN KEYS FROM TABLE d.s.t", True, "SELECT * FROM shiftguard.show_foreign_keys(E'd', E's', E't', false)"),
-    ("SHOW GRANTS ON TABLE d.s.t", True, "SELECT * FROM shiftguard.show_table_grants(E'd', E's', E't')"),
+     shown("primary_keys", "$2::text", "$3::text", database="$1::text")),
+    ("SHOW CONSTRAINTS FOREIGN KEYS FROM TABLE d.s.t", True,
+     shown("foreign_keys", "E's'", "E't'", "false", database="E'd'")),
+    ("SHOW GRANTS ON TABLE d.s.t", True, shown("table_grants", "E's'", "E't'", database="E'd'")),
     ("SHOW COLUMN GRANTS ON TABLE d.s.t LIKE $1", True,
-     "SELECT * FROM shiftguard.show_column_grants(E'd', E's', E't', $1::text)"),
-    ("SHOW PROCEDURES FROM SCHEMA d.s", True, "SELECT * FROM shiftguard.show_routines('p', E'd', E's', NULL) AS r "
-     "(database_name, schema_name, procedure_name, return_type, argument_list)"),
+     shown("column_grants", "E's'", "E't'", "$1::text", database="E'd'")),
+    ("SHOW PROCEDURES FROM SCHEMA d.s", True, shown("routines", "'p'", "shiftguard.show_database(E'd')", "E's'", "NULL",
+                                                    after=f" AS r ({ROUTINE_COLUMNS})")),
     ("SHOW PARAMETERS OF FUNCTION s.f(character varying, $1) LIKE 'a'", True,
-     "SELECT * FROM shiftguard.show_parameters('f', NULL, E's', E'f', ARRAY[E'character varying', $1::text]"
-     "::pg_catalog.text[], E'a') AS r (database_name, schema_name, function_name, parameter_name, ordinal_position, "
-     "parameter_type, data_type, character_maximum_length, numeric_precision, numeric_scale, remarks)"),
+     shown("parameters", "'f'", "shiftguard.show_database(NULL)", "E's'", "E'f'",
+           "ARRAY[E'character varying', $1::text]::pg_catalog.text[]", "E'a'", after=f" AS r ({PARAMETER_COLUMNS})")),
     ("SHOW search_path", True, None),
     ("SHOW tables", True, None),  # a setting's name: PostgreSQL's answer
 ])

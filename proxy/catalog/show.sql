@@ -118,7 +118,8 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                  ELSE 'REGULAR_TABLE' END)::varchar(128)
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
       LEFT JOIN shiftguard.svv_table_info i ON i.table_id = c.oid
-     WHERE p_database = current_database() AND c.relkind IN ('r', 'p', 'v', 'm') AND (p_schema IS NULL OR n.nspname = p_schema)
+     WHERE p_database = current_database() AND c.relkind IN ('r', 'p', 'v', 'm')
+       AND (p_schema IS NULL OR n.nspname = p_schema)
        AND shiftguard.show_schema_visible(n.oid) AND shiftguard.show_table_visible(c.oid)
        AND shiftguard.show_matches(c.relname, p_pattern)
      ORDER BY n.nspname, c.relname
@@ -164,7 +165,8 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
       JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
       LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum
       LEFT JOIN shiftguard.pg_attribute k ON k.attrelid = c.oid AND k.attnum = a.attnum
-     WHERE p_database = current_database() AND c.relkind IN ('r', 'p', 'v', 'm') AND (p_schema IS NULL OR n.nspname = p_schema)
+     WHERE p_database = current_database() AND c.relkind IN ('r', 'p', 'v', 'm')
+       AND (p_schema IS NULL OR n.nspname = p_schema)
        AND (p_table IS NULL OR c.relname = p_table) AND shiftguard.show_schema_visible(n.oid)
        AND coalesce(has_column_privilege(c.oid, a.attnum, 'SELECT'), false)
        AND shiftguard.show_matches(a.attname, p_pattern)
@@ -220,7 +222,8 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
      ORDER BY pn.nspname, pc.relname, con.conname, k.seq
 $$;
 
--- SHOW GRANTS ON TABLE d.s.t, from svv_relation_privileges (which shows a caller the grants
+-- SHOW GRANTS ON TABLE d.s.t (NULL schema or table: all, for SHOW GRANTS ON TABLES FROM
+-- DATABASE), from svv_relation_privileges (which shows a caller the grants
 -- Redshift shows it), with each grant's grantor and in the order the grants were made, as
 -- PostgreSQL's ACL keeps them; Redshift's own privileges (ALTER, DROP) come after, granted by
 -- the owner. UNVERIFIED: the column order after the ones drivers read.
@@ -242,9 +245,9 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                                 AS e(grantor, grantee, privilege_type, is_grantable, n)
                           WHERE e.grantee = p.identity_id::oid AND e.privilege_type = p.privilege_type
                           ORDER BY e.n LIMIT 1) a ON true
-     WHERE p_database = current_database() AND p.namespace_name = p_schema AND p.relation_name = p_table
-       AND shiftguard.show_schema_visible(n.oid)
-     ORDER BY p.privilege_type, a.n NULLS LAST, p.identity_name
+     WHERE p_database = current_database() AND (p_schema IS NULL OR p.namespace_name = p_schema)
+       AND (p_table IS NULL OR p.relation_name = p_table) AND shiftguard.show_schema_visible(n.oid)
+     ORDER BY p.namespace_name, p.relation_name, p.privilege_type, a.n NULLS LAST, p.identity_name
 $$;
 
 -- SHOW COLUMN GRANTS ON TABLE d.s.t [LIKE 'p'], from svv_column_privileges.

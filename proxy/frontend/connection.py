@@ -66,10 +66,10 @@ log = logging.getLogger(__name__)
 # packaging.version and fails on PostgreSQL's "15.4 (Debian ...)" (reference/clients.md).
 REDSHIFT_SERVER_VERSION = "8.0.2"
 
-# Redshift's SHOW discovery commands (policy/show.py) at the level redshift_connector needs to
-# use them for its metadata API (get_tables, get_columns, ...; cursor.py asks for 4). Version 5
-# adds batch forms (SHOW TABLES FROM DATABASE d WHERE ..., DRIVER_TOKEN) that shiftguard lacks.
-SHOW_DISCOVERY_VERSION = "4"
+# Redshift's SHOW discovery commands (policy/show.py): redshift_connector's metadata API
+# (get_tables, get_columns, ...) uses them from version 4, and from 5 the batch forms
+# (SHOW TABLES FROM DATABASE d WHERE ...) for get_tables, get_columns, get_table_privileges.
+SHOW_DISCOVERY_VERSION = "5"
 
 # Native identity-provider federation: Redshift's AUTH_REQ_IDP request and the client's answer.
 AUTH_IDP_TOKEN = 14

@@ -9,11 +9,18 @@ of catalog/show.sql. Pure; reads PostgreSQL's own scanner tokens.
     SHOW [COLUMN] GRANTS ON TABLE [d.]s.t [LIKE 'p']  (LIKE: COLUMN GRANTS)
     SHOW {PROCEDURES | FUNCTIONS} FROM SCHEMA [d.]s [LIKE 'p']
     SHOW PARAMETERS OF {PROCEDURE | FUNCTION} [d.]s.name(type, ...) [LIKE 'p']
+    SHOW {TABLES | COLUMNS | GRANTS ON TABLES} FROM DATABASE d [DRIVER_TOKEN 'token']
+        [WHERE {SCHEMA_NAME | TABLE_NAME | COLUMN_NAME} LIKE 'p' [AND ...]]
 
-each with an optional LIMIT n. The SELECT runs as the user's own role, and the functions list
-only what it may see. A name or pattern reaches them as a literal (tokens.sql_literal) or as the
-client's own bind parameter: redshift_connector prepares "SHOW TABLES FROM SCHEMA $1.$2 LIKE $3".
-The result columns are Redshift's (names, order, types), which the driver reads by name.
+each with an optional LIMIT n. The last are the batch forms of show_discovery 5, which
+redshift_connector uses for get_tables, get_columns and get_table_privileges: one statement for
+every schema of the database (the token, which Redshift issues at login to let a driver use
+them, is accepted and not checked: shiftguard issues none, and the driver then sends none).
+
+The SELECT runs as the user's own role, and the functions list only what it may see. A name or
+pattern reaches them as a literal (tokens.sql_literal) or as the client's own bind parameter:
+redshift_connector prepares "SHOW TABLES FROM SCHEMA $1.$2 LIKE $3". The result columns are
+Redshift's (names, order, types), which the driver reads by name.
 """
 
 from __future__ import annotations
@@ -42,9 +49,14 @@ def rewrite(tokens: list[Token]) -> str | None:
     elif what == "SCHEMAS":
         cursor.expect("FROM", "DATABASE")
         call = f"shiftguard.show_schemas({_database(_value(cursor))}, {_pattern(cursor)})"
+    elif what == "TABLES" and cursor.accept("FROM", "DATABASE"):
+        call = _batch(cursor, "show_tables({}, NULL, NULL)", {"SCHEMA_NAME": "schema_name", "TABLE_NAME": "table_name"})
     elif what == "TABLES":
         cursor.expect("FROM", "SCHEMA")
         call = f"shiftguard.show_tables({_names(cursor, 2)}, {_pattern(cursor)})"
+    elif what == "COLUMNS" and cursor.accept("FROM", "DATABASE"):
+        call = _batch(cursor, "show_columns({}, NULL, NULL, NULL)", {
+            "SCHEMA_NAME": "schema_name", "TABLE_NAME": "table_name", "COLUMN_NAME": "column_name"})
     elif what == "COLUMNS":
         cursor.expect("FROM", "TABLE")
         call = f"shiftguard.show_columns({_names(cursor, 3)}, {_pattern(cursor)})"
@@ -77,13 +89,33 @@ def _constraints(cursor: Cursor) -> str:
     return f"shiftguard.show_foreign_keys({_names(cursor, 3)}, {'true' if exported else 'false'})"
 
 
+def _batch(cursor: Cursor, call: str, columns: dict[str, str]) -> str:
+    """A batch form after FROM DATABASE: the call for every schema, then the WHERE filters (on
+    the result's columns: the function has listed only what the user may see)."""
+    call = "shiftguard." + call.format(_database(_value(cursor)))
+    if cursor.accept("DRIVER_TOKEN"):
+        cursor.string("driver token")
+    filters = []
+    if cursor.accept("WHERE"):
+        while not filters or cursor.accept("AND"):
+            token = cursor.next()
+            if token.word not in columns:
+                raise GrammarError(f'syntax error at or near "{token.text}": expected one of {", ".join(columns)}')
+            cursor.expect("LIKE")
+            filters.append(f"shiftguard.show_matches({columns[token.word]}, {_like_value(cursor)})")
+    return f"{call} WHERE {' AND '.join(filters)}" if filters else call
+
+
 def _grants(cursor: Cursor, columns: bool) -> str:
     if columns:
         cursor.expect("GRANTS")
+    elif cursor.accept("ON", "TABLES", "FROM", "DATABASE"):
+        return _batch(cursor, "show_table_grants({}, NULL, NULL)", {"SCHEMA_NAME": "schema_name",
+                                                                    "TABLE_NAME": "object_name"})
     if not cursor.accept("ON", "TABLE"):
         raise GrammarError("this form of SHOW GRANTS is not supported by shiftguard",
                            sqlstate.FEATURE_NOT_SUPPORTED,
-                           hint="SHOW GRANTS ON TABLE and SHOW COLUMN GRANTS ON TABLE are; the grants of a user "
+                           hint="SHOW GRANTS ON TABLE[S] and SHOW COLUMN GRANTS ON TABLE are; the grants of a user "
                                 "or role are in svv_relation_privileges and the other svv_*_privileges views.")
     if columns:
         return f"shiftguard.show_column_grants({_names(cursor, 3)}, {_pattern(cursor)})"
@@ -156,8 +188,10 @@ def _value(cursor: Cursor) -> str:
 
 
 def _pattern(cursor: Cursor) -> str:
-    if not cursor.accept("LIKE"):
-        return "NULL"
+    return _like_value(cursor) if cursor.accept("LIKE") else "NULL"
+
+
+def _like_value(cursor: Cursor) -> str:
     if (bound := _parameter(cursor, "text")) is not None:
         return bound
     token = cursor.next()

@@ -40,7 +40,8 @@ def objects(proxy, postgres):
                 f"CREATE PROCEDURE {schema}.p_shut() LANGUAGE plpgsql AS $$ BEGIN END $$",
                 f"GRANT EXECUTE ON PROCEDURE {schema}.p_one(int, varchar) TO {me}",
                 f"REVOKE EXECUTE ON PROCEDURE {schema}.p_shut() FROM PUBLIC",
-                f"CREATE FUNCTION {schema}.f_add(a int, b int) RETURNS int LANGUAGE sql IMMUTABLE AS $$ SELECT a + b $$",
+                f"CREATE FUNCTION {schema}.f_add(a int, b int) RETURNS int LANGUAGE sql IMMUTABLE "
+                "AS $$ SELECT a + b $$",
                 f"GRANT EXECUTE ON FUNCTION {schema}.f_add(int, int) TO {me}"):
             admin.execute(statement)
     yield proxy, me, schema, closed
@@ -62,7 +63,7 @@ def test_driver_lists_what_the_user_may_see(objects):
     proxy, me, schema, closed = objects
     with driver(proxy, me) as conn:
         cursor = conn.cursor()
-        assert cursor.get_show_discovery_version() == 4
+        assert cursor.get_show_discovery_version() == 5  # get_tables, get_columns: the batch forms
         assert ("dev",) in [tuple(row) for row in cursor.get_catalogs()]
         schemas = {row[0] for row in cursor.get_schemas()}
         assert schema in schemas and "public" in schemas and closed not in schemas
@@ -99,6 +100,8 @@ def test_driver_lists_what_the_user_may_see(objects):
         parameters = cursor.get_procedure_columns(None, schema, "p_one", None)
         assert [(row[3], row[6]) for row in parameters] == [("a", "int4"), ("b", "varchar")]
         assert [row[2] for row in cursor.get_functions(None, schema, None)] == ["f_add"]
+        privileges = {(row[2], row[4], row[5]) for row in cursor.get_table_privileges(None, schema, "%")}
+        assert ("seen", me, "SELECT") in privileges and not any(row[0] == "hidden" for row in privileges)
 
 
 def test_show_commands_answer_with_redshifts_columns(objects):
@@ -156,6 +159,18 @@ def test_show_commands_answer_with_redshifts_columns(objects):
         names, rows = show(f"SHOW PARAMETERS OF FUNCTION {schema}.f_add(integer, integer) LIKE 'b'")
         assert [row[3:6] for row in rows] == [("b", 2, "IN")]
 
+        # the batch forms (show_discovery 5): every schema at once, filtered by WHERE
+        names, rows = show("SHOW TABLES FROM DATABASE %s WHERE SCHEMA_NAME LIKE %s AND TABLE_NAME LIKE %s;",
+                           "dev", "%", "back%")
+        assert names[:3] == ["database_name", "schema_name", "table_name"]
+        assert [row[1:3] for row in rows] == [(schema, "back\\"), (schema, "backx")]
+        names, rows = show(f"SHOW COLUMNS FROM DATABASE dev WHERE SCHEMA_NAME LIKE '{schema}' "
+                           "AND TABLE_NAME LIKE 'c%' AND COLUMN_NAME LIKE '%'")
+        assert names[3] == "column_name" and [row[2:4] for row in rows] == [
+            ("child", "id"), ("child", "seen_id"), ("cols", "open")]
+        names, rows = show(f"SHOW GRANTS ON TABLES FROM DATABASE dev WHERE SCHEMA_NAME LIKE '{schema}'")
+        assert {row[2] for row in rows if row[6] == me} == {"seen", "child", "a_b", "axb", "back\\", "backx", "v"}
+
 
 def test_show_refusals(objects):
     proxy, me, schema, closed = objects
@@ -186,7 +201,8 @@ def test_catalog_views_list_what_show_lists(objects):
                             (schema,)).fetchone()[0] == "BASE TABLE"
         assert conn.execute("SELECT column_name FROM svv_all_columns WHERE schema_name = %s AND table_name = 'cols'",
                             (schema,)).fetchall() == [("open",)]
-        assert conn.execute("SELECT data_type, numeric_precision_radix FROM svv_columns WHERE table_schema = %s "
-                            "AND table_name = 'seen' AND column_name = 'amount'", (schema,)).fetchone() == ("numeric", 10)
+        radix = conn.execute("SELECT data_type, numeric_precision_radix FROM svv_columns WHERE table_schema = %s "
+                             "AND table_name = 'seen' AND column_name = 'amount'", (schema,)).fetchone()
+        assert radix == ("numeric", 10)
         assert [row[0] for row in conn.execute("SELECT schema_name FROM svv_all_schemas").fetchall()].count(schema) == 1
         assert conn.execute("SELECT prokind FROM pg_proc_info WHERE proname = 'p_one'").fetchone() == ("p",)

@@ -699,6 +699,16 @@ def shown(function: str, *arguments: str, database: str | None = None, after: st
     ("SHOW PARAMETERS OF FUNCTION s.f(character varying, $1) LIKE 'a'", True,
      shown("parameters", "'f'", "shiftguard.show_database(NULL)", "E's'", "E'f'",
            "ARRAY[E'character varying', $1::text]::pg_catalog.text[]", "E'a'", after=f" AS r ({PARAMETER_COLUMNS})")),
+    ("SHOW TABLES FROM DATABASE $1 WHERE SCHEMA_NAME LIKE $2 AND TABLE_NAME LIKE $3;", True,
+     shown("tables", "NULL", "NULL", database="$1::text",
+           after=" WHERE shiftguard.show_matches(schema_name, $2::text)"
+                 " AND shiftguard.show_matches(table_name, $3::text)")),
+    ("SHOW COLUMNS FROM DATABASE dev DRIVER_TOKEN 'x' WHERE COLUMN_NAME LIKE 'a%' LIMIT 2", True,
+     shown("columns", "NULL", "NULL", "NULL", database="E'dev'",
+           after=" WHERE shiftguard.show_matches(column_name, E'a%') LIMIT 2")),
+    ("SHOW GRANTS ON TABLES FROM DATABASE dev WHERE TABLE_NAME LIKE 't'", True,
+     shown("table_grants", "NULL", "NULL", database="E'dev'",
+           after=" WHERE shiftguard.show_matches(object_name, E't')")),
     ("SHOW search_path", True, None),
     ("SHOW tables", True, None),  # a setting's name: PostgreSQL's answer
 ])
@@ -717,6 +727,9 @@ def test_show_discovery_is_rewritten_into_calls_with_literals(sql, standard, exp
     ("SHOW TABLES FROM SCHEMA d.s LIMIT 10001", "22023"),
     ("SHOW GRANTS FOR alice", "0A000"),
     ("SHOW PARAMETERS OF PROCEDURE d.s.p", "42601"),
+    ("SHOW TABLES FROM DATABASE dev WHERE COLUMN_NAME LIKE 'x'", "42601"),  # not a column of SHOW TABLES
+    ("SHOW TABLES FROM DATABASE dev WHERE TABLE_NAME = 'x'", "42601"),
+    ("SHOW TABLES FROM DATABASE dev DRIVER_TOKEN x", "42601"),
 ])
 def test_malformed_show_discovery_is_refused(sql, state):
     first = classify(sql.encode(), DIALECT).actions[0]

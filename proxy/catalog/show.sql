@@ -60,7 +60,8 @@ LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT p_pattern IS NULL OR p_name LIKE shiftguard.show_pattern(p_pattern)
 $$;
 
--- Schemas a caller may list: shiftguard's own and PostgreSQL's internal ones are not Redshift's.
+-- Schemas a caller may list: shiftguard's own and PostgreSQL's internal ones (TOAST, the
+-- sessions' temporary schemas) are not Redshift's.
 CREATE OR REPLACE FUNCTION shiftguard.show_schema_visible(p_schema oid) RETURNS boolean
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT n.nspname NOT IN ('shiftguard', 'shiftguard_rows') AND NOT starts_with(n.nspname, 'pg_toast')
@@ -109,8 +110,7 @@ RETURNS TABLE (database_name varchar(128), schema_name varchar(128), table_name 
                table_subtype varchar(128))
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT p_database::varchar(128), n.nspname::varchar(128), c.relname::varchar(128),
-           (CASE WHEN c.relpersistence = 't' THEN 'LOCAL TEMPORARY' WHEN c.relkind = 'v' THEN 'VIEW'
-                 WHEN c.relkind = 'm' THEN 'MATERIALIZED VIEW' ELSE 'TABLE' END)::varchar(128),
+           (CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'TABLE' END)::varchar(128),
            array_to_string(c.relacl::text[], '~')::varchar, obj_description(c.oid, 'pg_class')::varchar(128),
            pg_get_userbyid(c.relowner)::varchar(128), NULL::timestamp, NULL::timestamp,
            i.diststyle::varchar(128),
@@ -223,10 +223,10 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 $$;
 
 -- SHOW GRANTS ON TABLE d.s.t (NULL schema or table: all, for SHOW GRANTS ON TABLES FROM
--- DATABASE), from svv_relation_privileges (which shows a caller the grants
--- Redshift shows it), with each grant's grantor and in the order the grants were made, as
--- PostgreSQL's ACL keeps them; Redshift's own privileges (ALTER, DROP) come after, granted by
--- the owner. UNVERIFIED: the column order after the ones drivers read.
+-- DATABASE), from svv_relation_privileges (which shows a caller the grants Redshift shows it),
+-- with each grant's grantor and in the order the grants were made, as PostgreSQL's ACL keeps
+-- them; Redshift's own privileges (ALTER, DROP) come after, granted by the owner. UNVERIFIED:
+-- the column order after the ones drivers read.
 CREATE OR REPLACE FUNCTION shiftguard.show_table_grants(p_database text, p_schema text, p_table text)
 RETURNS TABLE (database_name varchar(128), schema_name varchar(128), object_name varchar(128),
                object_type varchar(128), privilege_type varchar(128), identity_id integer,
@@ -369,7 +369,7 @@ CREATE OR REPLACE VIEW shiftguard.svv_all_tables WITH (security_barrier) AS
 
 CREATE OR REPLACE VIEW shiftguard.svv_redshift_tables WITH (security_barrier) AS
     SELECT database_name, schema_name, table_name, table_type, table_acl, remarks, owner AS table_owner
-      FROM shiftguard.show_tables(current_database(), NULL, NULL) WHERE table_type <> 'LOCAL TEMPORARY';
+      FROM shiftguard.show_tables(current_database(), NULL, NULL);
 
 CREATE OR REPLACE VIEW shiftguard.svv_tables WITH (security_barrier) AS
     SELECT database_name AS table_catalog, schema_name AS table_schema, table_name,

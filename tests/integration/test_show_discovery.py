@@ -206,3 +206,16 @@ def test_catalog_views_list_what_show_lists(objects):
         assert radix == ("numeric", 10)
         assert [row[0] for row in conn.execute("SELECT schema_name FROM svv_all_schemas").fetchall()].count(schema) == 1
         assert conn.execute("SELECT prokind FROM pg_proc_info WHERE proname = 'p_one'").fetchone() == ("p",)
+
+
+def test_show_under_strict_redshift(make_proxy):
+    """strict_redshift refuses PostgreSQL-only SQL; the SELECTs SHOW becomes are not the user's."""
+    proxy = make_proxy(strict_redshift=True)
+    table = unique("strict")
+    with proxy.connect() as conn:
+        conn.execute(f"CREATE TABLE public.{table} (id int)")
+        try:
+            assert conn.execute(f"SHOW TABLES FROM SCHEMA dev.public LIKE '{table}'").fetchone()[2] == table
+            assert conn.execute(f"SHOW COLUMNS FROM TABLE dev.public.{table}").fetchone()[3] == "id"
+        finally:
+            conn.execute(f"DROP TABLE public.{table}")

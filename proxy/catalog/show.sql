@@ -250,6 +250,34 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
      ORDER BY p.namespace_name, p.relation_name, p.privilege_type, a.n NULLS LAST, p.identity_name
 $$;
 
+-- SHOW GRANTS ON SCHEMA d.s, from svv_schema_privileges. UNVERIFIED: the column order (that of
+-- SHOW GRANTS ON DATABASE, with the schema's name after the database's).
+CREATE OR REPLACE FUNCTION shiftguard.show_schema_grants(p_database text, p_schema text)
+RETURNS TABLE (database_name varchar(128), schema_name varchar(128), privilege_type varchar(128),
+               identity_id integer, identity_name varchar(128), identity_type varchar(128), admin_option boolean,
+               privilege_scope varchar(128))
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT p_database::varchar(128), p.namespace_name::varchar(128), p.privilege_type::varchar(128), p.identity_id,
+           p.identity_name::varchar(128), p.identity_type::varchar(128), p.admin_option, 'SCHEMA'::varchar(128)
+      FROM shiftguard.svv_schema_privileges p JOIN pg_namespace n ON n.nspname = p.namespace_name
+     WHERE p_database = current_database() AND p.namespace_name = p_schema AND shiftguard.show_schema_visible(n.oid)
+     ORDER BY p.privilege_type, p.identity_name
+$$;
+
+-- SHOW GRANTS ON DATABASE d, from svv_database_privileges (every database's: pg_database is the
+-- cluster's), with Redshift's columns.
+CREATE OR REPLACE FUNCTION shiftguard.show_database_grants(p_database text)
+RETURNS TABLE (database_name varchar(128), privilege_type varchar(128), identity_id integer,
+               identity_name varchar(128), identity_type varchar(128), admin_option boolean,
+               privilege_scope varchar(128))
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT p.database_name::varchar(128), p.privilege_type::varchar(128), p.identity_id,
+           p.identity_name::varchar(128), p.identity_type::varchar(128), p.admin_option, 'DATABASE'::varchar(128)
+      FROM shiftguard.svv_database_privileges p
+     WHERE p.database_name = coalesce(p_database, current_database())
+     ORDER BY p.privilege_type, p.identity_name
+$$;
+
 -- SHOW COLUMN GRANTS ON TABLE d.s.t [LIKE 'p'], from svv_column_privileges.
 CREATE OR REPLACE FUNCTION shiftguard.show_column_grants(p_database text, p_schema text, p_table text, p_pattern text)
 RETURNS TABLE (database_name varchar(128), schema_name varchar(128), table_name varchar(128),
@@ -352,6 +380,7 @@ GRANT EXECUTE ON FUNCTION shiftguard.show_database(text), shiftguard.show_patter
     shiftguard.show_databases(text), shiftguard.show_schemas(text, text), shiftguard.show_tables(text, text, text),
     shiftguard.show_columns(text, text, text, text), shiftguard.show_primary_keys(text, text, text),
     shiftguard.show_foreign_keys(text, text, text, boolean), shiftguard.show_table_grants(text, text, text),
+    shiftguard.show_schema_grants(text, text), shiftguard.show_database_grants(text),
     shiftguard.show_column_grants(text, text, text, text), shiftguard.show_argument_list(oidvector),
     shiftguard.show_routines("char", text, text, text),
     shiftguard.show_parameters("char", text, text, text, text[], text) TO PUBLIC;

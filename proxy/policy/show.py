@@ -6,7 +6,8 @@ of catalog/show.sql. Pure; reads PostgreSQL's own scanner tokens.
     SHOW TABLES FROM SCHEMA [d.]s [LIKE 'p']
     SHOW COLUMNS FROM TABLE [d.]s.t [LIKE 'p']
     SHOW CONSTRAINTS {PRIMARY KEYS | FOREIGN KEYS [EXPORTED]} FROM TABLE [d.]s.t
-    SHOW [COLUMN] GRANTS ON TABLE [d.]s.t [LIKE 'p']  (LIKE: COLUMN GRANTS)
+    SHOW GRANTS ON {DATABASE d | SCHEMA [d.]s | TABLE [d.]s.t} [FOR {user | ROLE r | PUBLIC}]
+    SHOW COLUMN GRANTS ON TABLE [d.]s.t [LIKE 'p']
     SHOW {PROCEDURES | FUNCTIONS} FROM SCHEMA [d.]s [LIKE 'p']
     SHOW PARAMETERS OF {PROCEDURE | FUNCTION} [d.]s.name(type, ...) [LIKE 'p']
     SHOW {TABLES | COLUMNS | GRANTS ON TABLES} FROM DATABASE d [DRIVER_TOKEN 'token']
@@ -108,18 +109,35 @@ def _batch(cursor: Cursor, call: str, columns: dict[str, str]) -> str:
 
 def _grants(cursor: Cursor, columns: bool) -> str:
     if columns:
-        cursor.expect("GRANTS")
-    elif cursor.accept("ON", "TABLES", "FROM", "DATABASE"):
+        cursor.expect("GRANTS", "ON", "TABLE")
+        return f"shiftguard.show_column_grants({_names(cursor, 3)}, {_pattern(cursor)})"
+    if cursor.accept("ON", "TABLES", "FROM", "DATABASE"):
         return _batch(cursor, "show_table_grants({}, NULL, NULL)", {"SCHEMA_NAME": "schema_name",
                                                                     "TABLE_NAME": "object_name"})
-    if not cursor.accept("ON", "TABLE"):
+    if cursor.accept("ON", "TABLE"):
+        call = f"shiftguard.show_table_grants({_names(cursor, 3)})"
+    elif cursor.accept("ON", "SCHEMA"):
+        call = f"shiftguard.show_schema_grants({_names(cursor, 2)})"
+    elif cursor.accept("ON", "DATABASE"):
+        # pg_database's ACLs are the cluster's: any database's grants can be shown.
+        call = f"shiftguard.show_database_grants({_value(cursor)})"
+    else:
         raise GrammarError("this form of SHOW GRANTS is not supported by shiftguard",
                            sqlstate.FEATURE_NOT_SUPPORTED,
-                           hint="SHOW GRANTS ON TABLE[S] and SHOW COLUMN GRANTS ON TABLE are; the grants of a user "
-                                "or role are in svv_relation_privileges and the other svv_*_privileges views.")
-    if columns:
-        return f"shiftguard.show_column_grants({_names(cursor, 3)}, {_pattern(cursor)})"
-    return f"shiftguard.show_table_grants({_names(cursor, 3)})"
+                           hint="SHOW GRANTS ON {DATABASE | SCHEMA | TABLE[S]} and SHOW COLUMN GRANTS ON TABLE are; "
+                                "the grants of a user or role are in svv_relation_privileges and the other "
+                                "svv_*_privileges views.")
+    return call + _grantee(cursor)
+
+
+def _grantee(cursor: Cursor) -> str:
+    """FOR {username | ROLE role_name | PUBLIC}: the rows of that identity only."""
+    if not cursor.accept("FOR"):
+        return ""
+    if cursor.accept("PUBLIC"):
+        return " WHERE identity_type = 'public'"
+    kind = "role" if cursor.accept("ROLE") else "user"
+    return f" WHERE identity_type = '{kind}' AND identity_name = {_value(cursor)}"
 
 
 def _parameters(cursor: Cursor) -> str:

@@ -23,7 +23,7 @@ def objects(proxy, postgres):
         for statement in (
                 f"CREATE USER {me} PASSWORD '{PASSWORD}'",
                 f"CREATE SCHEMA {schema}", f"CREATE SCHEMA {closed}",
-                f"GRANT USAGE ON SCHEMA {schema} TO {me}",
+                f"GRANT USAGE ON SCHEMA {schema} TO {me}", f"GRANT TEMP ON DATABASE dev TO {me}",
                 f"CREATE TABLE {schema}.seen (id int PRIMARY KEY, name varchar(20) NOT NULL, amount numeric(10,2), "
                 "n bigint IDENTITY(1,1)) DISTKEY(id) SORTKEY(name)",
                 f"CREATE TABLE {schema}.child (id int, seen_id int REFERENCES {schema}.seen (id))",
@@ -145,6 +145,16 @@ def test_show_commands_answer_with_redshifts_columns(objects):
                 "admin_option"} <= set(names)
         assert ("SELECT", me) in [(row[names.index("privilege_type")], row[names.index("identity_name")])
                                   for row in rows]
+        names, rows = show(f"SHOW GRANTS ON TABLE dev.{schema}.seen FOR {me}")
+        assert {row[names.index("identity_name")] for row in rows} == {me}
+        names, rows = show(f"SHOW GRANTS ON SCHEMA dev.{schema} FOR {me}")
+        assert names == ["database_name", "schema_name", "privilege_type", "identity_id", "identity_name",
+                         "identity_type", "admin_option", "privilege_scope"]
+        assert [(row[2], row[4], row[5]) for row in rows] == [("USAGE", me, "user")]
+        names, rows = show(f"SHOW GRANTS ON DATABASE dev FOR {me}")
+        assert names == ["database_name", "privilege_type", "identity_id", "identity_name", "identity_type",
+                         "admin_option", "privilege_scope"]
+        assert [(r[0], r[1], r[3], r[6]) for r in rows] == [("dev", "TEMP", me, "DATABASE")]
         names, rows = show(f"SHOW COLUMN GRANTS ON TABLE dev.{schema}.cols")
         assert [(row[3], row[4]) for row in rows] == [("open", "SELECT")]
         names, rows = show(f"SHOW PROCEDURES FROM SCHEMA dev.{schema}")

@@ -709,6 +709,10 @@ def shown(function: str, *arguments: str, database: str | None = None, after: st
     ("SHOW GRANTS ON TABLES FROM DATABASE dev WHERE TABLE_NAME LIKE 't'", True,
      shown("table_grants", "NULL", "NULL", database="E'dev'",
            after=" WHERE shiftguard.show_matches(object_name, E't')")),
+    ("SHOW GRANTS ON SCHEMA s FOR ROLE \"R\"", True,
+     shown("schema_grants", "E's'", database="NULL", after=" WHERE identity_type = 'role' AND identity_name = E'R'")),
+    ("SHOW GRANTS ON DATABASE $1 FOR PUBLIC LIMIT 1", True,
+     shown("database_grants", "$1::text", after=" WHERE identity_type = 'public' LIMIT 1")),
     ("SHOW search_path", True, None),
     ("SHOW tables", True, None),  # a setting's name: PostgreSQL's answer
 ])

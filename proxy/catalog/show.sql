@@ -222,6 +222,17 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
      ORDER BY pn.nspname, pc.relname, con.conname, k.seq
 $$;
 
+-- A grant in an ACL: who made it, and its place in the ACL (the order grants were made); NULLs
+-- for one not in the ACL (Redshift's own privileges, shiftguard.redshift_acl).
+CREATE OR REPLACE FUNCTION shiftguard.show_grant(p_acl aclitem[], p_grantee oid, p_privilege text,
+                                                 OUT grantor oid, OUT n bigint)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT e.grantor, e.n
+      FROM aclexplode(p_acl) WITH ORDINALITY AS e(grantor, grantee, privilege_type, is_grantable, n)
+     WHERE e.grantee = p_grantee AND e.privilege_type = p_privilege
+     ORDER BY e.n LIMIT 1
+$$;
+
 -- SHOW GRANTS ON TABLE d.s.t (NULL schema or table: all, for SHOW GRANTS ON TABLES FROM
 -- DATABASE), from svv_relation_privileges (which shows a caller the grants Redshift shows it),
 -- with each grant's grantor and in the order the grants were made, as PostgreSQL's ACL keeps
@@ -240,11 +251,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
       FROM shiftguard.svv_relation_privileges p
       JOIN pg_namespace n ON n.nspname = p.namespace_name
       JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = p.relation_name
-      LEFT JOIN LATERAL (SELECT e.grantor, e.n
-                           FROM aclexplode(c.relacl) WITH ORDINALITY
-                                AS e(grantor, grantee, privilege_type, is_grantable, n)
-                          WHERE e.grantee = p.identity_id::oid AND e.privilege_type = p.privilege_type
-                          ORDER BY e.n LIMIT 1) a ON true
+      CROSS JOIN LATERAL shiftguard.show_grant(c.relacl, p.identity_id::oid, p.privilege_type) a
      WHERE p_database = current_database() AND (p_schema IS NULL OR p.namespace_name = p_schema)
        AND (p_table IS NULL OR p.relation_name = p_table) AND shiftguard.show_schema_visible(n.oid)
      ORDER BY p.namespace_name, p.relation_name, p.privilege_type, a.n NULLS LAST, p.identity_name
@@ -278,7 +285,8 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
      ORDER BY p.privilege_type, p.identity_name
 $$;
 
--- SHOW COLUMN GRANTS ON TABLE d.s.t [LIKE 'p'], from svv_column_privileges.
+-- SHOW COLUMN GRANTS ON TABLE d.s.t [LIKE 'p'], from svv_column_privileges, each column's grants
+-- in the order they were made (as SHOW GRANTS ON TABLE).
 CREATE OR REPLACE FUNCTION shiftguard.show_column_grants(p_database text, p_schema text, p_table text, p_pattern text)
 RETURNS TABLE (database_name varchar(128), schema_name varchar(128), table_name varchar(128),
                column_name varchar(128), privilege_type varchar(128), identity_id integer,
@@ -292,10 +300,12 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
       FROM shiftguard.svv_column_privileges p
       JOIN pg_namespace n ON n.nspname = p.namespace_name
       JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = p.relation_name
+      JOIN pg_attribute t ON t.attrelid = c.oid AND t.attname = p.column_name
+      CROSS JOIN LATERAL shiftguard.show_grant(t.attacl, p.identity_id::oid, p.privilege_type) a
      WHERE p_database = current_database() AND p.namespace_name = p_schema AND p.relation_name = p_table
        AND shiftguard.show_schema_visible(n.oid)
        AND shiftguard.show_matches(p.column_name, p_pattern)
-     ORDER BY p.column_name, p.privilege_type, p.identity_name
+     ORDER BY p.column_name, p.privilege_type, a.n, p.identity_name
 $$;
 
 -- A routine's argument types as SHOW PROCEDURES/FUNCTIONS list them and SHOW PARAMETERS
@@ -381,6 +391,7 @@ GRANT EXECUTE ON FUNCTION shiftguard.show_database(text), shiftguard.show_patter
     shiftguard.show_columns(text, text, text, text), shiftguard.show_primary_keys(text, text, text),
     shiftguard.show_foreign_keys(text, text, text, boolean), shiftguard.show_table_grants(text, text, text),
     shiftguard.show_schema_grants(text, text), shiftguard.show_database_grants(text),
+    shiftguard.show_grant(aclitem[], oid, text),
     shiftguard.show_column_grants(text, text, text, text), shiftguard.show_argument_list(oidvector),
     shiftguard.show_routines("char", text, text, text),
     shiftguard.show_parameters("char", text, text, text, text[], text) TO PUBLIC;

@@ -1236,6 +1236,7 @@ GRANT SELECT ON shiftguard.svv_table_info, shiftguard.pg_table_def TO PUBLIC;
 -- pg_class.reldiststyle, pg_attribute.attisdistkey/attsortkeyord/attencodingtype,
 -- pg_attrdef.adsrc; and the (empty) Spectrum views. Queries through the proxy that name
 -- pg_class, pg_attribute or pg_attrdef read these (policy/statements.py).
+
 -- Redshift's column encodings, by attencodingtype + 1 (SHOW COLUMNS reads them back by number).
 CREATE OR REPLACE FUNCTION shiftguard.encodings() RETURNS text[]
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$

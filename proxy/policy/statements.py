@@ -106,8 +106,8 @@ class Translator:
 # proxy owns and needs no parse. Only a shortcut: a hit means "scan and look", never a decision.
 # Function names are identifiers, which U&"..." can spell with escapes: SQL holding a Unicode
 # escape is always parsed.
-_TRIGGER_WORDS = (b"user", b"role", b"group", b"privileges", b"stl_", b"sys_", b"svv_", b"pg_table_def", b"pg_proc_info",
-                  b"discard", b"system", b"extension", b"copy",
+_TRIGGER_WORDS = (b"user", b"role", b"group", b"privileges", b"stl_", b"sys_", b"svv_", b"pg_table_def",
+                  b"pg_proc_info", b"discard", b"system", b"extension", b"copy",
                   b"policy", b"language", b"load", b"set_config", b"authorization", b"grant",
                   b"revoke", b"security", b"analy", b"explain", b"drop", b"rename", b"truncate", b"schema", b"cancel",
                   b"u&", b"identity", b"create", b"vacuum", b"operator", b"search", b"inherit", b"attach",

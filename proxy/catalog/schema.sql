@@ -1393,10 +1393,18 @@ GRANT SELECT ON shiftguard.svv_table_info, shiftguard.pg_table_def TO PUBLIC;
 -- pg_class.reldiststyle, pg_attribute.attisdistkey/attsortkeyord/attencodingtype,
 -- pg_attrdef.adsrc; and the (empty) Spectrum views. Queries through the proxy that name
 -- pg_class, pg_attribute or pg_attrdef read these (policy/statements.py).
+
+-- Redshift's column encodings, by attencodingtype + 1 (SHOW COLUMNS reads them back by number).
+CREATE OR REPLACE FUNCTION shiftguard.encodings() RETURNS text[]
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT ARRAY['none', 'bytedict', 'delta', 'delta32k', 'lzo', 'mostly8', 'mostly16', 'mostly32',
+                 'raw', 'runlength', 'text255', 'text32k', 'zstd', 'az64']
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.encodings() TO PUBLIC;
+
 CREATE OR REPLACE FUNCTION shiftguard.encoding_id(p_codec text) RETURNS smallint
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT (array_position(ARRAY['none', 'bytedict', 'delta', 'delta32k', 'lzo', 'mostly8', 'mostly16', 'mostly32',
-                                 'raw', 'runlength', 'text255', 'text32k', 'zstd', 'az64'], lower(p_codec)) - 1)::smallint
+    SELECT (array_position(shiftguard.encodings(), lower(p_codec)) - 1)::smallint
 $$;
 
 CREATE OR REPLACE VIEW shiftguard.pg_class AS

@@ -705,7 +705,8 @@ async def _bootstrap(pool: asyncpg.Pool, superuser_mapping: str) -> tuple[bytes,
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _BOOTSTRAP_LOCK)
         await conn.execute(sql)
-        for extra in ("rls.sql", "privileges.sql", "idp.sql", "masking.sql", "row_code.sql", "explain.sql"):
+        for extra in ("rls.sql", "privileges.sql", "idp.sql", "masking.sql", "row_code.sql", "explain.sql",
+                      "show.sql"):
             await conn.execute(resources.files("proxy.catalog").joinpath(extra).read_text())
         await conn.execute(
             "INSERT INTO shiftguard.settings VALUES ('superuser_mapping', $1) "

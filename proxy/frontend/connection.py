@@ -68,6 +68,11 @@ log = logging.getLogger(__name__)
 # packaging.version and fails on PostgreSQL's "15.4 (Debian ...)" (reference/clients.md).
 REDSHIFT_SERVER_VERSION = "8.0.2"
 
+# Redshift's SHOW discovery commands (policy/show.py): redshift_connector's metadata API
+# (get_tables, get_columns, ...) uses them from version 4, and from 5 the batch forms
+# (SHOW TABLES FROM DATABASE d WHERE ...) for get_tables, get_columns, get_table_privileges.
+SHOW_DISCOVERY_VERSION = "5"
+
 # Native identity-provider federation: Redshift's AUTH_REQ_IDP request and the client's answer.
 AUTH_IDP_TOKEN = 14
 F_IDP_TOKEN = ord("i")
@@ -876,6 +881,7 @@ def client_parameters(backend: dict[str, str], mode: str, superuser: bool, sessi
         "datashare_enabled": "off",
         "case_sensitive": "on",
         "session_id": session_id,
+        "show_discovery": SHOW_DISCOVERY_VERSION,
     })
     params.pop("server_version_num", None)
     return params

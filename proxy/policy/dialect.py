@@ -14,8 +14,9 @@ Pure. Runs before classification, so security decisions see the statement that w
   (given one); CREATE VIEW ... WITH NO SCHEMA BINDING (_late_binding). A number run into a name (THEN 1WHEN) is read apart before any of this
   (tokens.separate_numbers).
 - SHOW server_version and SHOW server_version_num: answered as Redshift answers them, as
-  version() is (the backend's own would say PostgreSQL 15's "15.x (Debian ...)").
-The functions themselves live in catalog/redshift_functions.sql.
+  version() is (the backend's own would say PostgreSQL 15's "15.x (Debian ...)"); Redshift's
+  SHOW discovery commands (SHOW TABLES ...): policy/show.py.
+The functions themselves live in catalog/redshift_functions.sql and catalog/show.sql.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..protocol import sqlstate
+from . import show
 from .tokens import GrammarError, Token, fold_identifier, quote_ident, quoted_name, scan
 
 # Redshift dateparts -> PostgreSQL's (for DATE_PART and DATE_TRUNC, which PostgreSQL has).
@@ -40,7 +42,7 @@ for canonical, spellings in {
 
 TRIGGER_WORDS = (b"binding", b"top", b"sysdate", b"approximate", b"dateadd", b"datediff", b"date_part", b"date_trunc", b"listagg",
                  b"version", b"diststyle", b"distkey", b"sortkey", b"encode", b"backup", b"identity",
-                 b"decode")
+                 b"decode", b"show")
 
 
 @dataclass
@@ -91,6 +93,9 @@ def rewrite(statement: str) -> Rewritten | None:
     shown = _show_version(tokens)
     if shown is not None:
         return shown
+    discovery = show.rewrite(tokens)
+    if discovery is not None:
+        return Rewritten(discovery, tag=b"SHOW")
     if words[0] == "CREATE" and "TABLE" in words[:4]:
         table = _table_clauses(tokens, edits)
     elif words[:2] == ["ALTER", "TABLE"]:

@@ -111,7 +111,7 @@ class Translator:
 # Function names are identifiers, which U&"..." can spell with escapes: SQL holding a Unicode
 # escape is always parsed.
 _TRIGGER_WORDS = (b"user", b"role", b"group", b"privileges", b"stl_", b"sys_", b"svv_", b"pg_table_def",
-                  b"discard", b"system", b"extension", b"copy",
+                  b"pg_proc_info", b"discard", b"system", b"extension", b"copy",
                   b"policy", b"language", b"load", b"set_config", b"authorization", b"grant",
                   b"revoke", b"security", b"analy", b"explain", b"drop", b"rename", b"truncate", b"schema", b"cancel",
                   b"u&", b"identity", b"create", b"vacuum", b"operator", b"search", b"inherit", b"attach",
@@ -125,7 +125,8 @@ CATALOG_VIEWS = {name: name for name in (
     "svv_system_privileges", "stl_connection_log", "sys_connection_log", "stl_userlog", "stl_query",
     "sys_query_history", "svv_table_info", "pg_table_def", "svv_external_schemas", "svv_external_tables",
     "svv_external_columns", "svv_rls_policy", "svv_rls_relation", "svv_rls_attached_policy", "svv_masking_policy", "svv_attached_masking_policy",
-    "svv_default_privileges", "svv_iam_privileges", "svv_identity_providers")}
+    "svv_default_privileges", "svv_iam_privileges", "svv_identity_providers", "svv_all_schemas", "svv_all_tables",
+    "svv_all_columns", "svv_tables", "svv_columns", "svv_redshift_tables", "pg_proc_info")}
 # PostgreSQL catalogs read through views adding Redshift's columns, when the dialect is on.
 DIALECT_CATALOGS = ("pg_class", "pg_attribute", "pg_attrdef")
 PRIVATE_SCHEMA = "shiftguard"

@@ -758,7 +758,7 @@ class Relay:
         except Exception as exc:
             log.warning("could not read the masked and row-level security tables again: %s", exc)
         self._holding = None
-        self._to_client(m.ready_for_query(self.tx_status))
+        self.client.write(m.ready_for_query(self.tx_status))
         self._pass_backend(self._from_backend.release)
 
     def _error_reply(self, fields: dict[str, str]) -> bytes | None:

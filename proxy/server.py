@@ -18,7 +18,7 @@ from .backend.embedded import EmbeddedPostgres, EmbeddedTarget
 from .backend.pool import SessionPool
 from .backend.session import BackendAddress, parse_dsn
 from .catalog.connectivity import SecurityGroupSync
-from .catalog.store import TRUSTED_SETTINGS, VACUUM_CHANNEL, Catalog
+from .catalog.store import BACKEND_FAILURES, TRUSTED_SETTINGS, VACUUM_CHANNEL, Catalog
 from .config import Config, ConfigError, admin_password
 from .frontend.auth import LoginThrottle
 from .frontend.connection import AcceptedClient, Context
@@ -34,6 +34,7 @@ from .policy.cache import Classifier
 from .policy.connectivity import SecurityGroupGate, SecurityGroups
 from .policy import idp, sealing, signing
 from .policy.masking import MaskedTables
+from .policy.tokens import quote_ident
 from .policy.statements import Translator
 from .protocol import messages as m
 from .s3 import LocalS3
@@ -129,6 +130,7 @@ class Proxy:
                                tokens=token_authority(config, data_dir), audit=self.audit, metrics=metrics,
                                pool=SessionPool(config.backend.pool_size, config.backend.pool_idle_seconds))
         context = self.context
+        context.prepare_database, context.database_dropped = self._prepare_database, self._database_dropped
         context.connection_limit = int(await self.catalog.server_setting("max_connections"))
         if self.embedded is not None:
             metrics.backend_up.set_function(lambda: 1 if self.embedded.running else 0)
@@ -154,8 +156,8 @@ class Proxy:
                 host, port = sock.getsockname()[:2]
                 self.addresses.append((host, port))
         self._sweeper = asyncio.create_task(self._close_idle_sessions())
-        await self._read_masked_tables(translator)
-        self._masking = asyncio.create_task(self._follow_masked_tables(translator))
+        await self._read_masked_tables(config.cluster.database)
+        self._masking = asyncio.create_task(self._follow_masked_tables())
         self._vacuums = asyncio.create_task(self._run_vacuums())
         host, port = self.addresses[0]
         endpoint = ({"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host), port)
@@ -297,22 +299,47 @@ class Proxy:
         if self.embedded is not None:
             await self.embedded.stop()
 
-    async def _read_masked_tables(self, translator: Translator) -> None:
-        """The masked tables, when their version moved: statements naming them are rewritten to
-        read their masking views from then on (a plan made before is dropped with the version)."""
-        version = await self.catalog.masking_version()
-        if version != translator.masked.version:
-            translator.masked = MaskedTables(version, await self.catalog.masked_tables(),
-                                             await self.catalog.rls_tables())
+    async def _read_masked_tables(self, database: str | None = None) -> None:
+        """The masked tables and tables with RLS on of each database sessions were opened in,
+        read again where their version moved: statements naming them are rewritten to read
+        their masking views from then on (the plans made before are dropped). database: one
+        to read now if it is not known yet (a session is about to open in it)."""
+        classify = self.context.classify
+        if database is not None and classify.masked(database) is not None:
+            return
+        versions = await self.catalog.masking_versions()
+        for name in [database] if database is not None else list(classify.databases):
+            masked = classify.masked(name)
+            if name not in versions:  # dropped
+                classify.set_masked(name, None)
+            elif masked is None or masked.version != versions[name]:
+                views, rls = await self.catalog.protected_tables(name)
+                classify.set_masked(name, MaskedTables(versions[name], views, rls))
 
-    async def _follow_masked_tables(self, translator: Translator) -> None:
+    async def _prepare_database(self, database: str) -> None:
+        """Before a session opens in database: its masked tables are known. If they cannot be
+        read, statements there are classified as naming none, and PostgreSQL refuses reading a
+        masked table directly (closed, not leaking)."""
+        try:
+            await self._read_masked_tables(database)
+        except BACKEND_FAILURES as exc:
+            log.warning("could not read the masked tables of database %s: %s", database, exc)
+
+    def _database_dropped(self, database: str) -> None:
+        """DROP DATABASE (or RENAME) is on its way: no idle session of ours stays in it."""
+        ended = self.context.pool.close_database(database)
+        if ended:
+            log.info("closed %d idle backend sessions in database %s before it is dropped", ended, database)
+        self.context.classify.set_masked(database, None)
+
+    async def _follow_masked_tables(self) -> None:
         """Changes by any proxy on the backend reach this one within MASKING_POLL_SECONDS; in
         between, a statement still reading a newly masked table directly fails (42501), never leaks."""
         failing = False
         while True:
             await asyncio.sleep(MASKING_POLL_SECONDS)
             try:
-                await self._read_masked_tables(translator)
+                await self._read_masked_tables()
                 failing = False
             except Exception as exc:  # keep the last state; the guard in PostgreSQL still holds
                 if not failing:
@@ -411,7 +438,9 @@ async def ensure_database(target: EmbeddedTarget, database: str) -> None:
     try:
         if await conn.fetchval("SELECT true FROM pg_database WHERE datname = $1", database):
             return
-        await conn.execute(f'CREATE DATABASE "{database}"')
+        # From template0: template1 holds the private schema linked to an existing cluster
+        # database (catalog/store.py bootstrap_databases), which a new cluster database is not.
+        await conn.execute(f'CREATE DATABASE {quote_ident(database)} TEMPLATE template0')
     finally:
         await conn.close()
     conn = await asyncpg.connect(database=database, **connect)

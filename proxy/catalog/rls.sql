@@ -806,8 +806,7 @@ LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     DELETE FROM shiftguard.rls_attachments a WHERE NOT EXISTS (SELECT FROM pg_class WHERE oid = a.relation);
     WITH gone AS (DELETE FROM shiftguard.rls_relations r WHERE NOT EXISTS (SELECT FROM pg_class WHERE oid = r.relation)
                   RETURNING r.enabled)
-    UPDATE shiftguard.settings SET value = (value::bigint + 1)::text
-     WHERE name = 'masking_version' AND EXISTS (SELECT FROM gone WHERE enabled);
+    SELECT shiftguard.mask_bump() WHERE EXISTS (SELECT FROM gone WHERE enabled);
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.rls_forget_dropped() TO PUBLIC;
 

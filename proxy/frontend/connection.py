@@ -32,7 +32,7 @@ import socket
 import ssl
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from .. import __version__
@@ -108,7 +108,7 @@ class Context:
     catalog: Catalog
     backend: BackendAddress
     tls: ssl.SSLContext | None
-    classify: Callable[[bytes, bool], Plan]  # SQL, the session's standard_conforming_strings
+    classify: Callable[[bytes, bool, str], Plan]  # SQL, standard_conforming_strings, database (Classifier)
     gate: SecurityGroupGate | None = None
     tokens: TokenAuthority | None = None
     audit: AuditWriter | None = None
@@ -124,6 +124,10 @@ class Context:
     waiting: WaitingLogins = field(default_factory=WaitingLogins)
     refused: collections.Counter = field(default_factory=collections.Counter)  # by reason
     connection_limit: int = 500  # the backing PostgreSQL's max_connections: the cluster's limit
+    # Set by server.py: before a session opens in a database (its masked tables are read), and
+    # before SQL that drops or renames a database is sent (idle sessions there are closed).
+    prepare_database: Callable[[str], Awaitable[None]] | None = None
+    database_dropped: Callable[[str], None] | None = None
 
     def refuse(self, reason: str) -> None:
         """Count a refused connection, by reason (here and in /metrics)."""
@@ -738,13 +742,18 @@ class Connection:
             greeting.append(m.parameter_status(name, value))
         greeting.append(m.backend_key_data(pid, key))
         greeting.append(m.ready_for_query(m.TX_IDLE))
-        relay = Relay(self.client, backend.endpoint, self.context.classify,
+        if self.context.prepare_database is not None:
+            await self.context.prepare_database(params.database)
+        classify = self.context.classify
+        relay = Relay(self.client, backend.endpoint,
+                      lambda sql, standard_strings: classify(sql, standard_strings, params.database),
                       self.config.limits.max_message_size,
                       on_client_gone=lambda: self.context.spawn(_cancel(self.context.backend, backend)),
                       statement_log=self._statement_log(params, record, pid),
                       on_parameter=self._parameter_changed if self.context.audit is not None else None,
                       keep_backend=self._pool_key is not None,
-                      standard_strings=backend.parameters.get("standard_conforming_strings", "on") == "on")
+                      standard_strings=backend.parameters.get("standard_conforming_strings", "on") == "on",
+                      on_database_dropped=self.context.database_dropped)
         self.session = Session(pid, key, record.name, params.database, backend, relay,
                                idle_timeout(record.session_timeout, self.config.cluster.session_timeout))
         registry.add(self.session)

@@ -20,6 +20,7 @@ rejects it with its own error.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import re
@@ -94,6 +95,12 @@ class Translator:
         self.signatures = 0  # how many it signed: a plan holding a signature is not cached (they expire)
         self.seal = seal  # seals the secrets a statement hands a procedure (policy/sealing.py)
         self.masked = masking.MaskedTables()  # replaced when masking attachments change (server.py)
+
+    def in_database(self, masked: masking.MaskedTables) -> "Translator":
+        """The same translator for a database whose masked tables and tables with RLS on these are."""
+        other = copy.copy(self)
+        other.masked = masked
+        return other
 
     def sign(self, purpose: str, payload: str) -> str:
         self.signatures += 1
@@ -189,6 +196,31 @@ def classify(sql: bytes, translator: Translator, standard_strings: bool = True) 
         # own with room for it; what is too deep even there is refused as PostgreSQL refuses
         # what is too deep for it.
         return _with_deep_stack(_classify_text, sql, translator, standard_strings)
+
+
+_DATABASE_WORD = re.compile(rb"database", re.IGNORECASE)
+_DROPPED_SCAN_LIMIT = 64 << 10  # bytes: a DROP DATABASE is short; a large script is not read for one
+
+
+def databases_dropped(sql: bytes) -> frozenset[str]:
+    """The databases a Query or Parse drops or renames (DROP DATABASE, ALTER DATABASE ... RENAME
+    TO): PostgreSQL refuses both while another session is in the database, so the proxy first
+    ends the idle backend sessions it keeps there (backend/pool.py close_database). Not a
+    decision: nothing is allowed or refused by it, and SQL it cannot read names none."""
+    if len(sql) > _DROPPED_SCAN_LIMIT or not _DATABASE_WORD.search(sql):
+        return frozenset()
+    try:
+        statements = parser.parse_sql(sql.decode("utf-8"))
+    except (UnicodeDecodeError, parser.ParseError, RecursionError):
+        return frozenset()
+    names = set()
+    for raw in statements:
+        stmt = raw.stmt
+        if isinstance(stmt, pglast.ast.DropdbStmt):
+            names.add(stmt.dbname)
+        elif isinstance(stmt, pglast.ast.RenameStmt) and stmt.renameType == pglast.enums.ObjectType.OBJECT_DATABASE:
+            names.add(stmt.subname)
+    return frozenset(names)
 
 
 # Room for the parse trees libpg_query accepts at all (its own stack check stops at about 16,000

@@ -81,6 +81,7 @@ class Proxy:
         self._vacuums: asyncio.Task | None = None
         self._supervisor: asyncio.Task | None = None
         self.api_address: tuple[str, int] | None = None
+        self._unreadable: set[str] = set()  # databases whose masked tables could not be read
 
     async def start(self) -> None:
         config = self.config
@@ -323,7 +324,9 @@ class Proxy:
         try:
             await self._read_masked_tables(database)
         except BACKEND_FAILURES as exc:
-            log.warning("could not read the masked tables of database %s: %s", database, exc)
+            if database not in self._unreadable:  # once: a database without the private schema stays so
+                self._unreadable.add(database)
+                log.warning("could not read the masked tables of database %s: %s", database, exc)
 
     def _database_dropped(self, database: str) -> None:
         """DROP DATABASE (or RENAME) is on its way: no idle session of ours stays in it."""

@@ -1,6 +1,7 @@
-"""Redshift-level state in the backing database's private schema, reached through the management
-role's connection pool: bootstrap, user login records, each role's backend password, the
-cluster security groups.
+"""Redshift-level state in the private schema, reached through the management role's connection
+pool in the cluster database: the bootstrap of every database (the cluster's state lives in the
+cluster database, other databases reach it through foreign tables), user login records, each
+role's backend password, the cluster security groups.
 
 Nothing here decides who may do what: the procedures in schema.sql check their callers, and
 policy/ decides about statements.
@@ -119,7 +120,9 @@ class Catalog:
             secret, functions = await _bootstrap(pool, superuser_mapping)
             if functions:
                 link = ClusterLink(address, user, password, database)
-                log.info("private schema installed in databases %s", ", ".join(await bootstrap_databases(pool, link)))
+                upgraded = await bootstrap_databases(pool, link)
+                if upgraded:
+                    log.info("private schema installed or upgraded in databases %s", ", ".join(upgraded))
         except BaseException:
             await pool.close()
             raise
@@ -543,6 +546,9 @@ CLUSTER_TABLES = ("users", "groups", "roles", "system_privileges", "iam_tokens",
 _CLUSTER_SETTINGS = ("backend_secret", "superuser_mapping", "assumerole_seeded")
 _CLUSTER_SERVER = "shiftguard_cluster"  # the foreign server standing for the cluster database
 _INSTALLED = ("rls.sql", "privileges.sql", "idp.sql", "masking.sql", "row_code.sql", "explain.sql")
+# Only where the management role may write pg_catalog: Redshift's functions, and COPY/UNLOAD's
+# procedures (they use the server's COPY to and from files).
+_SUPERUSER_INSTALLED = ("redshift_functions.sql", "s3.sql")
 
 
 @dataclass(frozen=True, slots=True)
@@ -595,7 +601,7 @@ async def bootstrap_databases(pool: asyncpg.Pool, link: ClusterLink) -> list[str
     """The private schema in every other database that takes connections (template1 included, so
     that CREATE DATABASE copies it), each under its own advisory lock, linked to the cluster
     database's state. Only for a superuser management role (postgres_fdw is not a trusted
-    extension). The databases done."""
+    extension). The databases installed or upgraded (not those that were up to date)."""
     async with pool.acquire() as conn:
         columns = await conn.fetch(
             "SELECT c.relname AS table, a.attname AS column, format('%I %s%s', a.attname, "
@@ -609,6 +615,16 @@ async def bootstrap_databases(pool: asyncpg.Pool, link: ClusterLink) -> list[str
                                     list(_CLUSTER_SETTINGS))
         databases = await conn.fetch("SELECT datname FROM pg_database WHERE datallowconn AND datname <> $1 "
                                      "ORDER BY datname", link.database)
+    settings = [(row["name"], row["value"]) for row in settings]
+    # What a database's install is made of: when it is what was installed there last, the
+    # database is left as it is (a start would otherwise redo every database's, and the
+    # warnings about it were given then). Keyed with the backend secret: the mapping's password
+    # is in it.
+    made_of = json.dumps([[_sql(name) for name in ("schema.sql", *_INSTALLED, *_SUPERUSER_INSTALLED)],
+                          [list(row.values()) for row in columns], settings, link.server_options(),
+                          link.mapping_options()])
+    secret = bytes.fromhex(dict(settings)["backend_secret"])
+    digest = hmac.new(secret, made_of.encode(), hashlib.sha256).hexdigest()
     connect = _connect_kwargs(link.address, link.user, link.password)
     done = []
     for row in databases:
@@ -621,11 +637,14 @@ async def bootstrap_databases(pool: asyncpg.Pool, link: ClusterLink) -> list[str
         try:
             async with conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", _BOOTSTRAP_LOCK)
+                if await conn.fetchval("SELECT to_regclass('shiftguard.settings') IS NOT NULL") and \
+                        await conn.fetchval("SELECT value FROM shiftguard.settings WHERE name = 'installed'") == digest:
+                    continue
                 await _link_cluster(conn, link, columns)
                 await conn.execute(_sql("schema.sql"))
                 await conn.executemany("INSERT INTO shiftguard.settings VALUES ($1, $2) "
                                        "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-                                       [(s["name"], s["value"]) for s in settings])
+                                       [*settings, ("installed", digest)])
                 await _install(conn, True)
         finally:
             await conn.close()
@@ -702,9 +721,8 @@ async def _install(conn: asyncpg.Connection, superuser: bool) -> None:
                     "rows (shiftguard refuses them now; drop them, or the code sees what RLS and masking hide): %s%s",
                     database, "; ".join(row["what"] for row in row_code[:20]), " ..." if len(row_code) > 20 else "")
     if superuser:
-        await conn.execute(_sql("redshift_functions.sql"))
-        # COPY/UNLOAD with S3 locations use the server's COPY to and from files.
-        await conn.execute(_sql("s3.sql"))
+        for name in _SUPERUSER_INSTALLED:
+            await conn.execute(_sql(name))
 
 
 def _sql(name: str) -> str:

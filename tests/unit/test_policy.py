@@ -10,7 +10,7 @@ import re
 import pytest
 
 from proxy.policy.cache import Classifier
-from proxy.policy.statements import PASS, Translator, classify, sql_literal
+from proxy.policy.statements import PASS, Translator, classify, databases_dropped, sql_literal
 from proxy.policy.tokens import GrammarError, scan, split_statements, string_value
 from proxy.policy.users import parse_password, password_rule_broken, sha256_digest
 from proxy.protocol.auth import redshift_md5
@@ -661,3 +661,17 @@ def test_show_server_version_is_rewritten_with_the_dialect(sql, expected):
     else:
         assert [(action.sql, action.tag) for action in rewritten] == [(expected, b"SHOW")]
     assert classify(sql.encode(), TRANSLATOR) == PASS
+
+
+@pytest.mark.parametrize("sql, names", [
+    (b"DROP DATABASE sales", {"sales"}),
+    (b'drop database if exists "Sales Db"; ALTER DATABASE old RENAME TO new', {"Sales Db", "old"}),
+    (b"DROP DATABASE a WITH (FORCE)", {"a"}),
+    (b"ALTER DATABASE a SET search_path TO x", set()),          # not a rename: nothing to close
+    (b"SELECT 'DROP DATABASE x'", set()),                        # a string, not a statement
+    (b"DROP DATABASE", set()),                                   # not SQL: PostgreSQL refuses it
+    (b"DROP DATABASE \xff", set()),
+    (b"DROP TABLE database", set()),
+])
+def test_the_databases_a_statement_drops_or_renames(sql, names):
+    assert databases_dropped(sql) == names

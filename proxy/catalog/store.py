@@ -660,8 +660,10 @@ async def _link_cluster(conn: asyncpg.Connection, link: ClusterLink, columns: li
     here arrives with a NULL id, which the cluster's table fills in (schema.sql fill_log_id)."""
     await conn.execute("CREATE SCHEMA IF NOT EXISTS shiftguard")
     await conn.execute("CREATE EXTENSION IF NOT EXISTS postgres_fdw WITH SCHEMA shiftguard")
-    await conn.execute("REVOKE ALL ON FUNCTION shiftguard.postgres_fdw_get_connections(), "
-                       "shiftguard.postgres_fdw_disconnect(text), shiftguard.postgres_fdw_disconnect_all() FROM PUBLIC")
+    schema = await conn.fetchval("SELECT extnamespace::regnamespace::text FROM pg_extension "
+                                 "WHERE extname = 'postgres_fdw'")  # a superuser may have made it elsewhere
+    await conn.execute(f"REVOKE ALL ON FUNCTION {schema}.postgres_fdw_get_connections(), "
+                       f"{schema}.postgres_fdw_disconnect(text), {schema}.postgres_fdw_disconnect_all() FROM PUBLIC")
     server = await conn.fetchval("SELECT coalesce(srvoptions, '{}') FROM pg_foreign_server WHERE srvname = $1",
                                  _CLUSTER_SERVER)
     if server is None:

@@ -131,7 +131,7 @@ class Proxy:
                                tokens=token_authority(config, data_dir), audit=self.audit, metrics=metrics,
                                pool=SessionPool(config.backend.pool_size, config.backend.pool_idle_seconds))
         context = self.context
-        context.prepare_database, context.database_dropped = self._prepare_database, self._database_dropped
+        context.prepare_database, context.vacate_database = self._prepare_database, self._vacate_database
         context.connection_limit = int(await self.catalog.server_setting("max_connections"))
         if self.embedded is not None:
             metrics.backend_up.set_function(lambda: 1 if self.embedded.running else 0)
@@ -328,11 +328,14 @@ class Proxy:
                 self._unreadable.add(database)
                 log.warning("could not read the masked tables of database %s: %s", database, exc)
 
-    def _database_dropped(self, database: str) -> None:
-        """DROP DATABASE (or RENAME) is on its way: no idle session of ours stays in it."""
+    def _vacate_database(self, database: str) -> None:
+        """DROP DATABASE, ALTER DATABASE ... RENAME or a CREATE DATABASE copying it is on its way:
+        no idle session of ours stays in database (its masked tables are read again if it is
+        still there at the next session)."""
         ended = self.context.pool.close_database(database)
         if ended:
-            log.info("closed %d idle backend sessions in database %s before it is dropped", ended, database)
+            log.info("closed %d idle backend sessions in database %s for a statement that needs it empty",
+                     ended, database)
         self.context.classify.set_masked(database, None)
 
     async def _follow_masked_tables(self) -> None:

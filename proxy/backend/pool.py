@@ -9,10 +9,11 @@ temporary tables, prepared statements, cursors, LISTEN, advisory locks), and wai
 role, database and startup parameters, for a client of that same role: a session is never
 handed to another role, so PostgreSQL's privilege checks are the same as on a fresh one.
 
-PostgreSQL refuses DROP DATABASE (and ALTER DATABASE ... RENAME) while any other session is in
-the database: before such a statement runs, close_database ends the sessions kept there, and
-those given back in the next CLOSING_SECONDS, so that an idle session no client can see does not
-refuse it (a client's live session still does, as on Redshift).
+PostgreSQL refuses DROP DATABASE, ALTER DATABASE ... RENAME and CREATE DATABASE from a template
+while any other session is in that database: before such a statement runs, close_database ends
+the sessions kept there, and those given back in the next CLOSING_SECONDS, so that an idle
+session no client can see does not refuse it (a client's live session still does, as on
+Redshift).
 
 Sessions of users with a connection limit are not kept (an idle one would hold one of the
 user's connections). At most `size` sessions are kept in all (the longest-waiting goes first):
@@ -85,8 +86,9 @@ class SessionPool:
         return ended
 
     def close_database(self, database: str) -> int:
-        """Before DROP DATABASE or ALTER DATABASE ... RENAME: end the sessions kept in database,
-        and keep none given back there for CLOSING_SECONDS; how many were ended."""
+        """Before DROP DATABASE, ALTER DATABASE ... RENAME or CREATE DATABASE ... TEMPLATE: end
+        the sessions kept in database, and keep none given back there for CLOSING_SECONDS; how
+        many were ended."""
         now = time.monotonic()
         self._closing = {name: until for name, until in self._closing.items() if until > now}
         self._closing[database] = now + CLOSING_SECONDS

@@ -616,11 +616,11 @@ async def bootstrap_databases(pool: asyncpg.Pool, link: ClusterLink) -> list[str
         databases = await conn.fetch("SELECT datname FROM pg_database WHERE datallowconn AND datname <> $1 "
                                      "ORDER BY datname", link.database)
     settings = [(row["name"], row["value"]) for row in settings]
-    # What a database's install is made of: when it is what was installed there last, the
-    # database is left as it is (a start would otherwise redo every database's, and the
-    # warnings about it were given then). Keyed with the backend secret: the mapping's password
-    # is in it.
-    made_of = json.dumps([[_sql(name) for name in ("schema.sql", *_INSTALLED, *_SUPERUSER_INSTALLED)],
+    # What a database's install is made of (the SQL, this module that runs it, the cluster's
+    # columns, the link): when it is what was installed there last, the database is left as it
+    # is (a start would otherwise redo every database's, and the warnings about it were given
+    # then). Keyed with the backend secret: the mapping's password is in it.
+    made_of = json.dumps([[_sql(name) for name in ("schema.sql", *_INSTALLED, *_SUPERUSER_INSTALLED, "store.py")],
                           [list(row.values()) for row in columns], settings, link.server_options(),
                           link.mapping_options()])
     secret = bytes.fromhex(dict(settings)["backend_secret"])

@@ -125,9 +125,10 @@ class Context:
     refused: collections.Counter = field(default_factory=collections.Counter)  # by reason
     connection_limit: int = 500  # the backing PostgreSQL's max_connections: the cluster's limit
     # Set by server.py: before a session opens in a database (its masked tables are read), and
-    # before SQL that drops or renames a database is sent (idle sessions there are closed).
+    # before SQL that needs no other session in a database is sent (DROP DATABASE, ...: idle
+    # sessions there are closed).
     prepare_database: Callable[[str], Awaitable[None]] | None = None
-    database_dropped: Callable[[str], None] | None = None
+    vacate_database: Callable[[str], None] | None = None
 
     def refuse(self, reason: str) -> None:
         """Count a refused connection, by reason (here and in /metrics)."""
@@ -753,7 +754,7 @@ class Connection:
                       on_parameter=self._parameter_changed if self.context.audit is not None else None,
                       keep_backend=self._pool_key is not None,
                       standard_strings=backend.parameters.get("standard_conforming_strings", "on") == "on",
-                      on_database_dropped=self.context.database_dropped)
+                      on_vacate_database=self.context.vacate_database)
         self.session = Session(pid, key, record.name, params.database, backend, relay,
                                idle_timeout(record.session_timeout, self.config.cluster.session_timeout))
         registry.add(self.session)

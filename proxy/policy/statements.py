@@ -199,15 +199,16 @@ def classify(sql: bytes, translator: Translator, standard_strings: bool = True) 
 
 
 _DATABASE_WORD = re.compile(rb"database", re.IGNORECASE)
-_DROPPED_SCAN_LIMIT = 64 << 10  # bytes: a DROP DATABASE is short; a large script is not read for one
+_VACATE_SCAN_LIMIT = 64 << 10  # bytes: a DROP DATABASE is short; a large script is not read for one
 
 
-def databases_dropped(sql: bytes) -> frozenset[str]:
-    """The databases a Query or Parse drops or renames (DROP DATABASE, ALTER DATABASE ... RENAME
-    TO): PostgreSQL refuses both while another session is in the database, so the proxy first
-    ends the idle backend sessions it keeps there (backend/pool.py close_database). Not a
-    decision: nothing is allowed or refused by it, and SQL it cannot read names none."""
-    if len(sql) > _DROPPED_SCAN_LIMIT or not _DATABASE_WORD.search(sql):
+def databases_to_vacate(sql: bytes) -> frozenset[str]:
+    """The databases a Query or Parse needs no other session in: the one DROP DATABASE or ALTER
+    DATABASE ... RENAME TO names, and the template CREATE DATABASE copies (template1 unless
+    named). PostgreSQL refuses these while another session is there, so the proxy first ends
+    the idle backend sessions it keeps there (backend/pool.py close_database). Not a decision:
+    nothing is allowed or refused by it, and SQL it cannot read names none."""
+    if len(sql) > _VACATE_SCAN_LIMIT or not _DATABASE_WORD.search(sql):
         return frozenset()
     try:
         statements = parser.parse_sql(sql.decode("utf-8"))
@@ -220,6 +221,10 @@ def databases_dropped(sql: bytes) -> frozenset[str]:
             names.add(stmt.dbname)
         elif isinstance(stmt, pglast.ast.RenameStmt) and stmt.renameType == pglast.enums.ObjectType.OBJECT_DATABASE:
             names.add(stmt.subname)
+        elif isinstance(stmt, pglast.ast.CreatedbStmt):
+            template = [o.arg for o in stmt.options or () if o.defname == "template"]
+            # TEMPLATE x or 'x' is a String; TEMPLATE DEFAULT none (template1, as without one)
+            names.add(template[0].sval if template and template[0] is not None else "template1")
     return frozenset(names)
 
 

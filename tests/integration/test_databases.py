@@ -203,6 +203,14 @@ def test_drop_database_is_refused_while_a_user_is_in_it(proxy, database):
         admin.execute(f"DROP DATABASE {db}_renamed")
 
 
+def test_create_database_right_after_a_session_in_its_template(proxy, database):
+    with proxy.connect(dbname="template1") as conn:  # the session waits in the proxy's pool
+        conn.execute("SELECT 1")
+    db = database()  # copies template1, which PostgreSQL refuses while anyone is in it
+    with proxy.connect(dbname=db) as conn:
+        assert conn.execute("SELECT getdate() IS NOT NULL").fetchone() == (True,)
+
+
 def test_a_start_upgrades_every_existing_database(make_proxy, postgres):
     """A database made behind the proxy's back (from template0: nothing of shiftguard in it)
     has it all after the next start; one made through CREATE DATABASE before it keeps working."""

@@ -10,7 +10,7 @@ import re
 import pytest
 
 from proxy.policy.cache import Classifier
-from proxy.policy.statements import PASS, Translator, classify, databases_dropped, sql_literal
+from proxy.policy.statements import PASS, Translator, classify, databases_to_vacate, sql_literal
 from proxy.policy.tokens import GrammarError, scan, split_statements, string_value
 from proxy.policy.users import parse_password, password_rule_broken, sha256_digest
 from proxy.protocol.auth import redshift_md5
@@ -672,6 +672,9 @@ def test_show_server_version_is_rewritten_with_the_dialect(sql, expected):
     (b"DROP DATABASE", set()),                                   # not SQL: PostgreSQL refuses it
     (b"DROP DATABASE \xff", set()),
     (b"DROP TABLE database", set()),
+    (b"CREATE DATABASE sales", {"template1"}),                  # copies template1: nobody may be in it
+    (b"CREATE DATABASE sales WITH TEMPLATE = 'base' OWNER a", {"base"}),
+    (b"CREATE DATABASE sales TEMPLATE DEFAULT", {"template1"}),
 ])
-def test_the_databases_a_statement_drops_or_renames(sql, names):
-    assert databases_dropped(sql) == names
+def test_the_databases_a_statement_needs_no_other_session_in(sql, names):
+    assert databases_to_vacate(sql) == names

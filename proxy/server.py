@@ -18,7 +18,7 @@ from .backend.embedded import EmbeddedPostgres, EmbeddedTarget
 from .backend.pool import SessionPool
 from .backend.session import BackendAddress, parse_dsn
 from .catalog.connectivity import SecurityGroupSync
-from .catalog.store import BACKEND_FAILURES, TRUSTED_SETTINGS, VACUUM_CHANNEL, Catalog
+from .catalog.store import BACKEND_FAILURES, TRUSTED_SETTINGS, VACUUM_CHANNEL, Catalog, UntrustedDatabase
 from .config import Config, ConfigError, admin_password
 from .frontend.auth import LoginThrottle
 from .frontend.connection import AcceptedClient, Context
@@ -323,7 +323,7 @@ class Proxy:
         masked table directly (closed, not leaking)."""
         try:
             await self._read_masked_tables(database)
-        except BACKEND_FAILURES as exc:
+        except (*BACKEND_FAILURES, UntrustedDatabase) as exc:
             if database not in self._unreadable:  # once: a database without the private schema stays so
                 self._unreadable.add(database)
                 log.warning("could not read the masked tables of database %s: %s", database, exc)

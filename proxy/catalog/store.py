@@ -49,6 +49,16 @@ BACKEND_FAILURES = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.Interf
 TRUSTED_SETTINGS = {"search_path": "pg_catalog, pg_temp"}
 
 
+class UntrustedDatabase(Exception):
+    """A database whose private schema is missing or not a superuser's: the management role
+    runs nothing there (its owner could have planted functions of shiftguard's names)."""
+
+
+# Is the private schema there and a superuser's (the management role's on the embedded server)?
+_PRIVATE_SCHEMA_TRUSTED = ("SELECT coalesce((SELECT r.rolsuper FROM pg_namespace n JOIN pg_roles r ON r.oid = n.nspowner "
+                           "WHERE n.nspname = 'shiftguard'), false)")
+
+
 @dataclass(frozen=True, slots=True)
 class UserRecord:
     """What a login needs to know about a user."""
@@ -179,6 +189,8 @@ class Catalog:
                         done += 1
             except asyncpg.InvalidCatalogNameError:
                 continue  # the database was dropped since
+            except UntrustedDatabase as exc:
+                log.error("VACUUM requests not run: %s", exc)
         return done
 
     async def ping(self) -> bool:
@@ -282,6 +294,8 @@ class Catalog:
             return
         conn = await asyncpg.connect(database=database, command_timeout=60, **self._connect)
         try:
+            if not await conn.fetchval(_PRIVATE_SCHEMA_TRUSTED):
+                raise UntrustedDatabase(f"database {database} has no private schema that shiftguard made")
             yield conn
         finally:
             await conn.close()
@@ -637,6 +651,11 @@ async def bootstrap_databases(pool: asyncpg.Pool, link: ClusterLink) -> list[str
         try:
             async with conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", _BOOTSTRAP_LOCK)
+                await conn.execute("CREATE SCHEMA IF NOT EXISTS shiftguard")
+                if not await conn.fetchval(_PRIVATE_SCHEMA_TRUSTED):
+                    log.error("database %s left as it is: its schema shiftguard was made by a user (drop it, and "
+                              "shiftguard installs itself there at the next start)", database)
+                    continue
                 if await conn.fetchval("SELECT to_regclass('shiftguard.settings') IS NOT NULL") and \
                         await conn.fetchval("SELECT value FROM shiftguard.settings WHERE name = 'installed'") == digest:
                     continue
@@ -646,6 +665,9 @@ async def bootstrap_databases(pool: asyncpg.Pool, link: ClusterLink) -> list[str
                                        "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
                                        [*settings, ("installed", digest)])
                 await _install(conn, True)
+        except asyncpg.PostgresError as exc:  # its owner's settings, say: the other databases go on
+            log.error("database %s left as it is: installing shiftguard there failed: %s", database, exc)
+            continue
         finally:
             await conn.close()
         done.append(database)
@@ -658,7 +680,6 @@ async def _link_cluster(conn: asyncpg.Connection, link: ClusterLink, columns: li
     tables' new columns), never dropped: users' views may depend on the catalog views over them.
     Foreign tables take the cluster's column defaults but not its sequences: a row inserted from
     here arrives with a NULL id, which the cluster's table fills in (schema.sql fill_log_id)."""
-    await conn.execute("CREATE SCHEMA IF NOT EXISTS shiftguard")
     await conn.execute("CREATE EXTENSION IF NOT EXISTS postgres_fdw WITH SCHEMA shiftguard")
     schema = await conn.fetchval("SELECT extnamespace::regnamespace::text FROM pg_extension "
                                  "WHERE extname = 'postgres_fdw'")  # a superuser may have made it elsewhere

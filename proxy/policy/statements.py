@@ -1295,6 +1295,19 @@ def _unsupported_node(tree) -> str | None:
     return None
 
 
+def _create_database(node: dict, words: list[str]) -> Result:
+    """CREATE DATABASE copies template1, where shiftguard is installed (catalog/store.py); from
+    another template (template0, or a database of the user's) it would make one without the
+    private schema, where its owner could plant objects of those names. Redshift's CREATE
+    DATABASE has no TEMPLATE option."""
+    for option in node.get("options", ()):
+        elem = option["DefElem"]
+        if elem["defname"] == "template" and elem.get("arg", {}).get("String", {}).get("sval") not in (None, "template1"):
+            return Denial(sqlstate.FEATURE_NOT_SUPPORTED, "CREATE DATABASE ... TEMPLATE is not supported",
+                          hint="Amazon Redshift has no TEMPLATE option: every database is made alike.")
+    return None
+
+
 _AST_HANDLERS: dict[str, Callable[[dict, list[str]], Result]] = {
     "VariableSetStmt": _variable_set,
     "DiscardStmt": lambda node, words: _escape("DISCARD"),
@@ -1303,6 +1316,7 @@ _AST_HANDLERS: dict[str, Callable[[dict, list[str]], Result]] = {
     "AlterExtensionStmt": lambda node, words: _escape("ALTER EXTENSION"),
     "CreatePLangStmt": lambda node, words: _escape("CREATE LANGUAGE"),
     "CopyStmt": _copy,
+    "CreatedbStmt": _create_database,
     "CreatePolicyStmt": lambda node, words: _escape("PostgreSQL's CREATE POLICY (use CREATE RLS POLICY)"),
     "AlterPolicyStmt": lambda node, words: _escape("PostgreSQL's ALTER POLICY (use ALTER RLS POLICY)"),
     "LoadStmt": lambda node, words: _escape("LOAD"),

@@ -253,3 +253,33 @@ def test_the_audit_logs_are_one_for_the_cluster(proxy, database):
     with proxy.connect(dbname=db) as conn:  # read from the new database: the same log
         assert conn.execute("SELECT dbname FROM stl_connection_log WHERE application_name = 'newdb-audit' "
                             "AND event = 'authenticated'").fetchall() == [(db,)]
+
+
+def test_create_database_from_another_template_is_refused(proxy):
+    with proxy.connect() as admin:
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match=r"CREATE DATABASE \.\.\. TEMPLATE is not supported"):
+            admin.execute(f"CREATE DATABASE {unique('db')} TEMPLATE template0")
+
+
+def test_a_private_schema_made_by_a_user_is_left_alone(make_proxy, postgres, caplog):
+    """A database whose schema shiftguard a user made (possible only behind the proxy's back)
+    gets nothing installed, and the management role runs nothing there."""
+    bare, owner = unique("db"), unique("u")
+    with postgres.connect() as direct:
+        direct.execute(f"CREATE ROLE {owner} LOGIN")
+        direct.execute(f"CREATE DATABASE {bare} TEMPLATE template0 OWNER {owner}")
+    try:
+        with postgres.connect(bare) as direct:
+            direct.execute(f"CREATE SCHEMA shiftguard AUTHORIZATION {owner}")
+        proxy = make_proxy()
+        assert any(f"database {bare} left as it is: its schema shiftguard was made by a user" in r.getMessage()
+                   for r in caplog.records)
+        with postgres.connect(bare) as direct:
+            assert direct.execute("SELECT count(*) FROM pg_proc WHERE pronamespace = 'shiftguard'::regnamespace"
+                                  ).fetchone() == (0,)
+        with proxy.connect(dbname=bare) as admin:  # PostgreSQL's SQL, without shiftguard's catalog views
+            assert admin.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        with postgres.connect() as direct:
+            direct.execute(f"DROP DATABASE IF EXISTS {bare} WITH (FORCE)")
+            direct.execute(f"DROP ROLE IF EXISTS {owner}")

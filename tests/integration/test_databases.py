@@ -283,3 +283,19 @@ def test_a_private_schema_made_by_a_user_is_left_alone(make_proxy, postgres, cap
         with postgres.connect() as direct:
             direct.execute(f"DROP DATABASE IF EXISTS {bare} WITH (FORCE)")
             direct.execute(f"DROP ROLE IF EXISTS {owner}")
+
+
+def test_vacuum_in_a_new_database_runs_there(proxy, postgres, database):
+    db = database()
+    with proxy.connect(dbname=db) as admin:
+        admin.execute("CREATE TABLE t (a INT)")
+        admin.execute("INSERT INTO t SELECT generate_series(1, 100)")
+        admin.execute("DELETE FROM t WHERE a > 50")
+        admin.execute("VACUUM t")
+
+    def vacuumed():
+        proxy.call(proxy.proxy.catalog.run_vacuums())  # what the proxy's queue reader does, now
+        with postgres.connect(db) as direct:
+            return direct.execute("SELECT last_vacuum FROM pg_stat_user_tables WHERE relname = 't'").fetchone()[0]
+
+    assert wait_for(vacuumed) is not None

@@ -81,6 +81,7 @@ class Proxy:
         self._vacuums: asyncio.Task | None = None
         self._supervisor: asyncio.Task | None = None
         self.api_address: tuple[str, int] | None = None
+        self.classifier: Classifier | None = None
         self._unreadable: set[str] = set()  # databases whose masked tables could not be read
 
     async def start(self) -> None:
@@ -121,12 +122,13 @@ class Proxy:
                                  json_stdout=config.audit.json_stdout)
         await self.audit.start()
         sessions_gauge = metrics.connections
+        # Keeps each database's masked tables (_read_masked_tables) and their plans.
+        self.classifier = Classifier(translator, metrics=metrics, max_bytes=config.limits.classification_cache_bytes,
+                                     max_statement_size=config.limits.max_statement_size,
+                                     max_checked_size=config.limits.max_checked_statement_size,
+                                     max_rewritten_size=config.limits.max_rewritten_statement_size)
         self.context = Context(config=config, catalog=self.catalog, backend=address,
-                               tls=tls_context(config, data_dir), classify=Classifier(
-                                   translator, metrics=metrics, max_bytes=config.limits.classification_cache_bytes,
-                                   max_statement_size=config.limits.max_statement_size,
-                                   max_checked_size=config.limits.max_checked_statement_size,
-                                   max_rewritten_size=config.limits.max_rewritten_statement_size),
+                               tls=tls_context(config, data_dir), classify=self.classifier,
                                gate=SecurityGroupGate.build(SecurityGroups(), ()), throttle=throttle,
                                tokens=token_authority(config, data_dir), audit=self.audit, metrics=metrics,
                                pool=SessionPool(config.backend.pool_size, config.backend.pool_idle_seconds))
@@ -305,7 +307,7 @@ class Proxy:
         read again where their version moved: statements naming them are rewritten to read
         their masking views from then on (the plans made before are dropped). database: one
         to read now if it is not known yet (a session is about to open in it)."""
-        classify = self.context.classify
+        classify = self.classifier
         if database is not None and classify.masked(database) is not None:
             return
         versions = await self.catalog.masking_versions()
@@ -336,7 +338,7 @@ class Proxy:
         if ended:
             log.info("closed %d idle backend sessions in database %s for a statement that needs it empty",
                      ended, database)
-        self.context.classify.set_masked(database, None)
+        self.classifier.set_masked(database, None)
 
     async def _follow_masked_tables(self) -> None:
         """Changes by any proxy on the backend reach this one within MASKING_POLL_SECONDS; in

@@ -38,7 +38,7 @@ from typing import Protocol
 from .endpoint import Endpoint
 from .policy import encoding
 from .policy.errors import redshift_wording
-from .policy.statements import PROTECTION_TAGS, Action, Denial, Plan
+from .policy.statements import PROTECTION_TAGS, Action, Denial, Plan, databases_to_vacate
 from .protocol import messages as m
 from .protocol.pipeline import BARE, OPENERS, PARSE, QUERY, Entry, Pipeline, entry
 from .protocol.sqlstate import CONNECTION_FAILURE, FEATURE_NOT_SUPPORTED, INTERNAL_ERROR, PROTOCOL_VIOLATION
@@ -236,8 +236,12 @@ class Relay:
                  statement_log: StatementLog | None = None,
                  on_parameter: Callable[[str, str], None] | None = None,
                  keep_backend: bool = False, standard_strings: bool = True,
-                 protection_moved: Callable[[], Awaitable[None]] | None = None):
+                 protection_moved: Callable[[], Awaitable[None]] | None = None,
+                 on_vacate_database: Callable[[str], None] | None = None):
         self.client = client
+        # Called before SQL that needs no other session in a database is sent (DROP DATABASE, ...:
+        # statements.databases_to_vacate).
+        self._on_vacate_database = on_vacate_database
         self._statement_log = statement_log  # the user activity log and stl_query, when enabled
         self._on_parameter = on_parameter    # ParameterStatus from the backend (the connection log)
         self.statements = 0
@@ -481,6 +485,7 @@ class Relay:
         handles = None
         if self._statement_log is not None:
             handles = [self._statement_log.started(sql, self.tx_status != m.TX_IDLE, self.standard_strings)]
+        self._vacating(sql)
         plan = self.classify(sql, self.standard_strings)
         if not plan.actions and plan.text is None and sql.isascii():
             self._send(entry(QUERY, _Work(handles=handles) if handles else None))
@@ -489,6 +494,11 @@ class Relay:
         sent = self._apply(plan, sql, work)
         self._send(entry(QUERY, work))
         return m.query(sent)
+
+    def _vacating(self, sql: bytes) -> None:
+        if self._on_vacate_database is not None:
+            for database in databases_to_vacate(sql):
+                self._on_vacate_database(database)
 
     def _function_call(self) -> bytes:
         """The fast-path FunctionCall calls any function by OID, out of the proxy's sight
@@ -522,6 +532,7 @@ class Relay:
             work.waiting = []
             self._statement_sql[parse.name] = parse.sql
             self._parses[parse.name] = work
+        self._vacating(parse.sql)
         plan = self.classify(parse.sql, self.standard_strings)
         if not plan.actions and plan.text is None and parse.sql.isascii():
             if self._statement_tags.pop(parse.name, None) is not None:
@@ -748,7 +759,7 @@ class Relay:
     async def _protection_read(self) -> None:
         """The transaction that changed masking or row-level security ended: this proxy reads
         the change before the client learns it is done, so that no statement it sends next, on
-        any session, is judged by the old state (server.ProtectedTables). Meanwhile the
+        any session, is judged by the old state (server.py _protection_moved). Meanwhile the
         backend's replies are held; if the read fails or takes too long they go on anyway (the
         backend's guards still refuse what the old state would let through: 42501, never a leak)."""
         try:

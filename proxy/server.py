@@ -19,7 +19,8 @@ from .backend.pool import SessionPool
 from .backend.session import BackendAddress, parse_dsn
 from .catalog.cluster import ClusterSync
 from .catalog.connectivity import SecurityGroupSync
-from .catalog.store import MASKING_CHANNEL, TRUSTED_SETTINGS, VACUUM_CHANNEL, Catalog, ClusterState
+from .catalog.store import (BACKEND_FAILURES, MASKING_CHANNEL, TRUSTED_SETTINGS, VACUUM_CHANNEL, Catalog, ClusterState,
+                            UntrustedDatabase)
 from .config import Config, ConfigError, admin_password, parse_address
 from .frontend.auth import LoginThrottle
 from .frontend.connection import AcceptedClient, Context
@@ -41,6 +42,7 @@ from .policy.connectivity import SecurityGroupGate, SecurityGroups
 from .policy import idp, sealing, signing
 from .policy.masking import MaskedTables
 from .policy.parameter_groups import ClusterSettings
+from .policy.tokens import quote_ident
 from .policy.statements import Translator
 from .protocol import messages as m
 from .s3 import LocalS3
@@ -90,6 +92,9 @@ class Proxy:
         self.local_idp: LocalIdp | None = None  # iam.local_idp: the development IdP, for tests
         self.local_idp_runner = None
         self.local_idp_address: tuple[str, int] | None = None  # its HTTPS form login
+        self.classifier: Classifier | None = None
+        self._unreadable: set[str] = set()  # databases whose masked tables could not be read
+        self._masked_read = asyncio.Lock()  # one read at a time: an older never overwrites a newer
 
     async def start(self) -> None:
         config = self.config
@@ -134,16 +139,19 @@ class Proxy:
                                  json_stdout=config.audit.json_stdout)
         await self.audit.start()
         sessions_gauge = metrics.connections
+        # Keeps each database's masked tables (_read_masked_tables) and their plans.
+        self.classifier = Classifier(translator, metrics=metrics, max_bytes=config.limits.classification_cache_bytes,
+                                     max_statement_size=config.limits.max_statement_size,
+                                     max_checked_size=config.limits.max_checked_statement_size,
+                                     max_rewritten_size=config.limits.max_rewritten_statement_size)
         self.context = Context(config=config, catalog=self.catalog, backend=address,
-                               tls=tls_context(config, data_dir), classify=Classifier(
-                                   translator, metrics=metrics, max_bytes=config.limits.classification_cache_bytes,
-                                   max_statement_size=config.limits.max_statement_size,
-                                   max_checked_size=config.limits.max_checked_statement_size,
-                                   max_rewritten_size=config.limits.max_rewritten_statement_size),
+                               tls=tls_context(config, data_dir), classify=self.classifier,
                                gate=SecurityGroupGate.build(SecurityGroups(), ()), throttle=throttle,
                                tokens=token_authority(config, data_dir), audit=self.audit, metrics=metrics,
                                pool=SessionPool(config.backend.pool_size, config.backend.pool_idle_seconds))
         context = self.context
+        context.prepare_database, context.vacate_database = self._prepare_database, self._vacate_database
+        context.protection_moved = self._protection_moved
         context.connection_limit = int(await self.catalog.server_setting("max_connections"))
         if self.embedded is not None:
             metrics.backend_up.set_function(lambda: 1 if self.embedded.running else 0)
@@ -171,15 +179,16 @@ class Proxy:
                 host, port = sock.getsockname()[:2]
                 self.addresses.append((host, port))
         self._sweeper = asyncio.create_task(self._close_idle_sessions())
-        protected = ProtectedTables(self.catalog, translator)
-        context.protection_moved = protected.read
-        await protected.read()
+        await self._read_masked_tables(config.cluster.database)
         masking_woken, vacuum_woken = asyncio.Event(), asyncio.Event()
         self._followers = [
             asyncio.create_task(self._listen({MASKING_CHANNEL: masking_woken, VACUUM_CHANNEL: vacuum_woken})),
-            asyncio.create_task(_on_wake(masking_woken, protected.read, MASKING_POLL_SECONDS,
+            # A NOTIFY reaches only listeners in the database it was sent in (the cluster's):
+            # changes in the other databases are read at the poll, or by the proxy that made them.
+            asyncio.create_task(_on_wake(masking_woken, self._read_masked_tables, MASKING_POLL_SECONDS,
                                          "could not read the masked tables: %s")),
-            # VACUUM requests users queue (catalog/privileges.sql shiftguard.vacuum)
+            # VACUUM requests users queue in any database (catalog/privileges.sql shiftguard.vacuum):
+            # those from other databases run at the poll, for the same reason.
             asyncio.create_task(_on_wake(vacuum_woken, self.catalog.run_vacuums, VACUUM_POLL_SECONDS,
                                          "could not run the queued VACUUMs: %s"))]
         host, port = self.addresses[0]
@@ -368,6 +377,53 @@ class Proxy:
         if self.embedded is not None:
             await self.embedded.stop()
 
+    async def _read_masked_tables(self, database: str | None = None, known_too: bool = False) -> None:
+        """The masked tables and tables with RLS on of each database sessions were opened in,
+        read again where their version moved: statements naming them are rewritten to read
+        their masking views from then on (the plans made before are dropped). database: one
+        to read now if it is not known yet (a session is about to open in it), or, known_too,
+        whether its version moved even if it is known."""
+        classify = self.classifier
+        if database is not None and not known_too and classify.masked(database) is not None:
+            return
+        async with self._masked_read:
+            if database is not None and not known_too and classify.masked(database) is not None:
+                return  # read meanwhile
+            versions = await self.catalog.masking_versions()
+            for name in [database] if database is not None else list(classify.databases):
+                masked = classify.masked(name)
+                if name not in versions:  # dropped
+                    classify.set_masked(name, None)
+                elif masked is None or masked.version != versions[name]:
+                    views, rls = await self.catalog.protected_tables(name)
+                    classify.set_masked(name, MaskedTables(versions[name], views, rls))
+
+    async def _protection_moved(self, database: str) -> None:
+        """A transaction of a session in database that changed its masked or RLS tables ended:
+        they are read again before the client hears of it (relay.py holds its ReadyForQuery)."""
+        await self._read_masked_tables(database, known_too=True)
+
+    async def _prepare_database(self, database: str) -> None:
+        """Before a session opens in database: its masked tables are known. If they cannot be
+        read, statements there are classified as naming none, and PostgreSQL refuses reading a
+        masked table directly (closed, not leaking)."""
+        try:
+            await self._read_masked_tables(database)
+        except (*BACKEND_FAILURES, UntrustedDatabase) as exc:
+            if database not in self._unreadable:  # once: a database without the private schema stays so
+                self._unreadable.add(database)
+                log.warning("could not read the masked tables of database %s: %s", database, exc)
+
+    def _vacate_database(self, database: str) -> None:
+        """DROP DATABASE, ALTER DATABASE ... RENAME or a CREATE DATABASE copying it is on its way:
+        no idle session of ours stays in database (its masked tables are read again if it is
+        still there at the next session)."""
+        ended = self.context.pool.close_database(database)
+        if ended:
+            log.info("closed %d idle backend sessions in database %s for a statement that needs it empty",
+                     ended, database)
+        self.classifier.set_masked(database, None)
+
     async def _listen(self, wakers: dict[str, asyncio.Event]) -> None:
         """Hold one connection LISTENing on each channel, and set its event at each NOTIFY, and
         every event each time listening starts (what was sent while not listening is unknown)."""
@@ -475,7 +531,9 @@ async def ensure_database(target: EmbeddedTarget, database: str) -> None:
     try:
         if await conn.fetchval("SELECT true FROM pg_database WHERE datname = $1", database):
             return
-        await conn.execute(f'CREATE DATABASE "{database}"')
+        # From template0: template1 holds the private schema linked to an existing cluster
+        # database (catalog/store.py bootstrap_databases), which a new cluster database is not.
+        await conn.execute(f'CREATE DATABASE {quote_ident(database)} TEMPLATE template0')
     finally:
         await conn.close()
     conn = await asyncpg.connect(database=database, **connect)
@@ -497,35 +555,6 @@ PID_FILE = "shiftguard.pid"
 MASKING_POLL_SECONDS = 30.0
 VACUUM_POLL_SECONDS = 30.0
 RELISTEN_SECONDS = 1.0
-
-
-class ProtectedTables:
-    """Which tables are masked or have row-level security on, as the translator rewrites
-    statements for them (Translator.masked), read from the backend when their version moved:
-    at a NOTIFY from any proxy (catalog/masking.sql shiftguard.mask_bump), and before the
-    ReadyForQuery that ends a transaction of this proxy's that changed them (relay.py)."""
-
-    def __init__(self, catalog: Catalog, translator: Translator):
-        self._catalog = catalog
-        self._translator = translator
-        self._lock = asyncio.Lock()  # one read at a time: an older one never overwrites a newer
-        self._asked = self._answered = 0
-
-    async def read(self) -> None:
-        """Returns after a read that started after this call (callers meanwhile share it)."""
-        self._asked += 1
-        asked = self._asked
-        async with self._lock:
-            if self._answered >= asked:
-                return
-            covered = self._asked
-            version = await self._catalog.masking_version()
-            if version != self._translator.masked.version:
-                # Statements naming the tables read their masking views from now on (a plan
-                # made before is dropped with the version).
-                self._translator.masked = MaskedTables(version, await self._catalog.masked_tables(),
-                                                       await self._catalog.rls_tables())
-            self._answered = covered
 
 
 async def _on_wake(woken: asyncio.Event, act: Callable[[], Awaitable[None]], poll_seconds: float,

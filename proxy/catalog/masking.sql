@@ -64,7 +64,6 @@ CREATE TABLE IF NOT EXISTS shiftguard.masking_attachments (
     PRIMARY KEY (policy, relation, out_columns, grantee_kind, grantee)
 );
 REVOKE ALL ON shiftguard.masking_policies, shiftguard.masking_attachments FROM PUBLIC;
-INSERT INTO shiftguard.settings VALUES ('masking_version', '0') ON CONFLICT DO NOTHING;
 
 -- Does an attachment on the relation reach the session's user? Superusers are not masked
 -- (UNVERIFIED: Redshift does not document it; they read every table anyway).
@@ -124,16 +123,6 @@ BEGIN
 END
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.mask_may_read(oid) TO PUBLIC;
-
--- The masked or RLS tables changed: their version moves, and every proxy is told to read them
--- again when the transaction commits (server.py ProtectedTables; anyone may NOTIFY the channel,
--- which only makes the proxies read the version).
-CREATE OR REPLACE FUNCTION shiftguard.mask_bump() RETURNS void
-LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    UPDATE shiftguard.settings SET value = (value::bigint + 1)::text WHERE name = 'masking_version';
-    SELECT pg_notify('shiftguard_masking', '');
-$$;
-REVOKE ALL ON FUNCTION shiftguard.mask_bump() FROM PUBLIC;
 
 -- The masked tables, for the proxy's rewrite: schema, name, view.
 CREATE OR REPLACE FUNCTION shiftguard.masked_tables(OUT schema_name text, OUT table_name text, OUT view_name text)

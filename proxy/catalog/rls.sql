@@ -805,10 +805,8 @@ CREATE OR REPLACE FUNCTION shiftguard.rls_forget_dropped() RETURNS void
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     DELETE FROM shiftguard.rls_attachments a WHERE NOT EXISTS (SELECT FROM pg_class WHERE oid = a.relation);
     WITH gone AS (DELETE FROM shiftguard.rls_relations r WHERE NOT EXISTS (SELECT FROM pg_class WHERE oid = r.relation)
-                  RETURNING r.enabled),
-         moved AS (UPDATE shiftguard.settings SET value = (value::bigint + 1)::text
-                    WHERE name = 'masking_version' AND EXISTS (SELECT FROM gone WHERE enabled) RETURNING 1)
-    SELECT pg_notify('shiftguard_masking', '') FROM moved;  -- as shiftguard.mask_bump (masking.sql)
+                  RETURNING r.enabled)
+    SELECT shiftguard.mask_bump() WHERE EXISTS (SELECT FROM gone WHERE enabled);
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.rls_forget_dropped() TO PUBLIC;
 

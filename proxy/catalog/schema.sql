@@ -134,7 +134,6 @@ CREATE TABLE IF NOT EXISTS shiftguard.iam_tokens (
     revoked  boolean NOT NULL DEFAULT false,
     created  timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX IF NOT EXISTS iam_tokens_db_user ON shiftguard.iam_tokens (db_user);
 -- The database user a token logs in as, when it is not the name after the prefix:
 -- GetClusterCredentialsWithIAM's users are named with their prefix ("IAMR:role").
 ALTER TABLE shiftguard.iam_tokens ADD COLUMN IF NOT EXISTS login_as text;
@@ -192,8 +191,36 @@ ALTER TABLE shiftguard.query_log ADD COLUMN IF NOT EXISTS seq integer;
 ALTER TABLE shiftguard.query_log ADD COLUMN IF NOT EXISTS endtime timestamp;
 ALTER TABLE shiftguard.query_log ADD COLUMN IF NOT EXISTS status text NOT NULL DEFAULT 'running';
 ALTER TABLE shiftguard.query_log ADD COLUMN IF NOT EXISTS error_message text NOT NULL DEFAULT '';
-CREATE INDEX IF NOT EXISTS query_log_statement ON shiftguard.query_log (session_id, seq);
 REVOKE ALL ON shiftguard.connection_log, shiftguard.user_log, shiftguard.query_log FROM PUBLIC;
+
+-- The cluster's state is kept in the cluster database; in every other one these tables are
+-- foreign tables over it (catalog/store.py CLUSTER_TABLES), which take no index or trigger, and
+-- whose inserted rows arrive with a NULL id (postgres_fdw sends every column; a foreign table
+-- cannot use the cluster's sequence): filled in here.
+CREATE OR REPLACE FUNCTION shiftguard.fill_log_id() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NEW.id IS NULL THEN
+        NEW.id := nextval(pg_get_serial_sequence(format('%I.%I', TG_TABLE_SCHEMA, TG_TABLE_NAME), 'id'));
+    END IF;
+    RETURN NEW;
+END
+$$;
+REVOKE ALL ON FUNCTION shiftguard.fill_log_id() FROM PUBLIC;
+DO $$
+BEGIN
+    IF (SELECT relkind FROM pg_class WHERE oid = 'shiftguard.users'::regclass) = 'r' THEN
+        CREATE INDEX IF NOT EXISTS iam_tokens_db_user ON shiftguard.iam_tokens (db_user);
+        CREATE INDEX IF NOT EXISTS query_log_statement ON shiftguard.query_log (session_id, seq);
+        CREATE OR REPLACE TRIGGER fill_id BEFORE INSERT ON shiftguard.connection_log
+            FOR EACH ROW EXECUTE FUNCTION shiftguard.fill_log_id();
+        CREATE OR REPLACE TRIGGER fill_id BEFORE INSERT ON shiftguard.user_log
+            FOR EACH ROW EXECUTE FUNCTION shiftguard.fill_log_id();
+        CREATE OR REPLACE TRIGGER fill_id BEFORE INSERT ON shiftguard.query_log
+            FOR EACH ROW EXECUTE FUNCTION shiftguard.fill_log_id();
+    END IF;
+END
+$$;
 
 CREATE OR REPLACE FUNCTION shiftguard.log_user(p_name text, p_action text, p_old text DEFAULT NULL)
 RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -204,6 +231,25 @@ RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
       FROM shiftguard.users u JOIN pg_roles r ON r.rolname = u.name WHERE u.name = p_name
 $$;
 REVOKE ALL ON FUNCTION shiftguard.log_user(text, text, text) FROM PUBLIC;
+
+-- The version of each database's masked tables and tables with RLS on (masking.sql
+-- masked_tables, rls.sql rls_tables), by the database's OID: every change adds one, and the
+-- proxies poll them all here, in the cluster database, to read a database's again (server.py).
+CREATE TABLE IF NOT EXISTS shiftguard.masking_versions (
+    database oid PRIMARY KEY,
+    version  bigint NOT NULL DEFAULT 0
+);
+REVOKE ALL ON shiftguard.masking_versions FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION shiftguard.mask_bump() RETURNS void
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    INSERT INTO shiftguard.masking_versions (database)
+    SELECT oid FROM pg_database WHERE datname = current_database() ON CONFLICT DO NOTHING;
+    UPDATE shiftguard.masking_versions SET version = version + 1
+     WHERE database = (SELECT oid FROM pg_database WHERE datname = current_database());
+    SELECT pg_notify('shiftguard_masking', '');
+$$;
+REVOKE ALL ON FUNCTION shiftguard.mask_bump() FROM PUBLIC;
 
 -- Redshift table attributes (DISTSTYLE, DISTKEY, SORTKEY, ENCODE, BACKUP) that PostgreSQL has no
 -- place for, recorded from the DDL (policy/dialect.py) for svv_table_info, pg_table_def and the

@@ -1,6 +1,7 @@
-"""Redshift-level state in the backing database's private schema, reached through the management
-role's connection pool: bootstrap, user login records, each role's backend password, the
-cluster security groups.
+"""Redshift-level state in the private schema, reached through the management role's connection
+pool in the cluster database: the bootstrap of every database (the cluster's state lives in the
+cluster database, other databases reach it through foreign tables), user login records, each
+role's backend password, the cluster security groups.
 
 Nothing here decides who may do what: the procedures in schema.sql check their callers, and
 policy/ decides about statements.
@@ -24,13 +25,13 @@ import asyncpg
 
 from ..backend.session import BackendAddress
 from ..policy.connectivity import GroupRules, SecurityGroups, canonical_cidr
-from ..policy.tokens import quote_ident
+from ..policy.tokens import quote_ident, sql_literal
 from ..protocol.auth import redshift_md5, scram_verifier
 
 log = logging.getLogger(__name__)
 
 VACUUM_CHANNEL = "shiftguard_vacuum"  # NOTIFYed by catalog/privileges.sql shiftguard.vacuum
-MASKING_CHANNEL = "shiftguard_masking"  # NOTIFYed by catalog/masking.sql shiftguard.mask_bump
+MASKING_CHANNEL = "shiftguard_masking"  # NOTIFYed by catalog/schema.sql shiftguard.mask_bump
 VACUUM_TIMEOUT = 3600.0  # seconds one queued VACUUM may take (the pool's command_timeout is 60)
 _BOOTSTRAP_LOCK = 0x5317_0001  # pg_advisory_xact_lock key: one proxy bootstraps at a time
 
@@ -47,6 +48,16 @@ BACKEND_FAILURES = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.Interf
                     asyncpg.InternalClientError)
 
 TRUSTED_SETTINGS = {"search_path": "pg_catalog, pg_temp"}
+
+
+class UntrustedDatabase(Exception):
+    """A database whose private schema is missing or not a superuser's: the management role
+    runs nothing there (its owner could have planted functions of shiftguard's names)."""
+
+
+# Is the private schema there and a superuser's (the management role's on the embedded server)?
+_PRIVATE_SCHEMA_TRUSTED = ("SELECT coalesce((SELECT r.rolsuper FROM pg_namespace n JOIN pg_roles r ON r.oid = n.nspowner "
+                           "WHERE n.nspname = 'shiftguard'), false)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,8 +145,11 @@ async def _session_kept(conn: asyncpg.Connection) -> None:
 class Catalog:
     """The management pool and the private schema."""
 
-    def __init__(self, pool: asyncpg.Pool, secret: bytes, redshift_functions: bool = False):
+    def __init__(self, pool: asyncpg.Pool, secret: bytes, redshift_functions: bool = False,
+                 database: str = "dev", connect: dict | None = None):
         self._pool = pool
+        self.database = database  # the cluster database, where the cluster's state lives
+        self._connect = connect or {}  # how to reach the other databases (user, password, host ...)
         self._secret = secret
         self._listening: dict[asyncpg.Connection, Callable] = {}  # held by listen: its termination callback
         # Are Redshift's functions installed (catalog/redshift_functions.sql)? Only where the
@@ -149,20 +163,20 @@ class Catalog:
         # of masking and row-level security).
         # min_size 0: no connection floor to restore (asyncpg logs a traceback a second for it
         # while the backend is down); connections are opened as they are needed.
-        kwargs = dict(user=user, password=password, database=database, min_size=0, max_size=5,
-                      timeout=address.connect_timeout, command_timeout=60, server_settings=TRUSTED_SETTINGS,
-                      reset=_session_kept)
-        if address.socket_dir is not None:
-            pool = await asyncpg.create_pool(host=str(address.socket_dir), port=address.port, **kwargs)
-        else:
-            ssl = {"disable": False, "allow": False, "prefer": "prefer"}.get(address.sslmode, "require")
-            pool = await asyncpg.create_pool(host=address.host, port=address.port, ssl=ssl, **kwargs)
+        connect = _connect_kwargs(address, user, password)
+        pool = await asyncpg.create_pool(database=database, min_size=0, max_size=5, command_timeout=60,
+                                         reset=_session_kept, **connect)
         try:
             secret, functions = await _bootstrap(pool, superuser_mapping)
+            if functions:
+                link = ClusterLink(address, user, password, database)
+                upgraded = await bootstrap_databases(pool, link)
+                if upgraded:
+                    log.info("private schema installed or upgraded in databases %s", ", ".join(upgraded))
         except BaseException:
             await pool.close()
             raise
-        return cls(pool, secret, functions)
+        return cls(pool, secret, functions, database, connect)
 
     async def close(self) -> None:
         await self._pool.close()
@@ -195,25 +209,33 @@ class Catalog:
 
     async def run_vacuums(self) -> int:
         """Take the queued VACUUM requests (catalog/privileges.sql shiftguard.vacuum; each once,
-        whichever proxy takes it) and run them as the management role, outside any transaction,
-        as PostgreSQL's plain VACUUM. Never VACUUM FULL, whatever mode was asked: it takes an
-        ACCESS EXCLUSIVE lock and rewrites the table, which Redshift's VACUUM FULL does not.
-        Returns how many were run."""
-        async with self._pool.acquire() as conn:
-            taken = await conn.fetch(
-                "DELETE FROM shiftguard.vacuum_requests WHERE id IN (SELECT id FROM shiftguard.vacuum_requests "
-                "ORDER BY id FOR UPDATE SKIP LOCKED LIMIT 100) RETURNING relation")
-            done = 0
-            for relation in dict.fromkeys(row["relation"] for row in taken):
-                if relation is None:
-                    await conn.execute("VACUUM", timeout=VACUUM_TIMEOUT)
-                else:
-                    name = await conn.fetchval("SELECT oid::regclass::text FROM pg_class WHERE oid = $1", relation)
-                    if name is None:
-                        continue  # dropped since
-                    await conn.execute(f"VACUUM {name}", timeout=VACUUM_TIMEOUT)
-                done += 1
-            return done
+        whichever proxy takes it) and run them as the management role in the database each
+        names, outside any transaction, as PostgreSQL's plain VACUUM. Never VACUUM FULL, whatever
+        mode was asked: it takes an ACCESS EXCLUSIVE lock and rewrites the table, which
+        Redshift's VACUUM FULL does not. Returns how many were run."""
+        taken = await self._pool.fetch(
+            "DELETE FROM shiftguard.vacuum_requests WHERE id IN (SELECT id FROM shiftguard.vacuum_requests "
+            "ORDER BY id FOR UPDATE SKIP LOCKED LIMIT 100) RETURNING database, relation")
+        done = 0
+        for database in dict.fromkeys(row["database"] for row in taken):
+            relations = dict.fromkeys(row["relation"] for row in taken if row["database"] == database)
+            try:
+                async with self.connection(database) as conn:
+                    for relation in relations:
+                        if relation is None:
+                            await conn.execute("VACUUM", timeout=VACUUM_TIMEOUT)
+                        else:
+                            name = await conn.fetchval("SELECT oid::regclass::text FROM pg_class WHERE oid = $1",
+                                                       relation)
+                            if name is None:
+                                continue  # dropped since
+                            await conn.execute(f"VACUUM {name}", timeout=VACUUM_TIMEOUT)
+                        done += 1
+            except asyncpg.InvalidCatalogNameError:
+                continue  # the database was dropped since
+            except UntrustedDatabase as exc:
+                log.error("VACUUM requests not run: %s", exc)
+        return done
 
     async def ping(self) -> bool:
         try:
@@ -302,17 +324,39 @@ class Catalog:
             "ON CONFLICT DO NOTHING RETURNING true", issuer, assertion_id, expires)
         return bool(inserted)
 
-    async def masking_version(self) -> int:
-        return int(await self._pool.fetchval(
-            "SELECT value FROM shiftguard.settings WHERE name = 'masking_version'") or 0)
+    async def masking_versions(self) -> dict[str, int]:
+        """Each database's version of its masked tables and tables with RLS on (schema.sql
+        mask_bump), by name: one cheap read for every database of the cluster."""
+        rows = await self._pool.fetch(
+            "SELECT d.datname, coalesce(v.version, 0) AS version FROM pg_database d "
+            "LEFT JOIN shiftguard.masking_versions v ON v.database = d.oid WHERE d.datallowconn")
+        return {row["datname"]: row["version"] for row in rows}
 
-    async def masked_tables(self) -> dict[tuple[str, str], str]:
-        rows = await self._pool.fetch("SELECT schema_name, table_name, view_name FROM shiftguard.masked_tables()")
-        return {(r["schema_name"], r["table_name"]): r["view_name"] for r in rows}
+    async def protected_tables(self, database: str) -> tuple[dict[tuple[str, str], str], frozenset[tuple[str, str]]]:
+        """A database's masked tables ((schema, table) -> view) and tables with RLS on, read in
+        one snapshot there."""
+        async with self.connection(database) as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            masked = await conn.fetch("SELECT schema_name, table_name, view_name FROM shiftguard.masked_tables()")
+            rls = await conn.fetch("SELECT schema_name, table_name FROM shiftguard.rls_tables()")
+        return ({(r["schema_name"], r["table_name"]): r["view_name"] for r in masked},
+                frozenset((r["schema_name"], r["table_name"]) for r in rls))
 
-    async def rls_tables(self) -> frozenset[tuple[str, str]]:
-        rows = await self._pool.fetch("SELECT schema_name, table_name FROM shiftguard.rls_tables()")
-        return frozenset((r["schema_name"], r["table_name"]) for r in rows)
+    @contextlib.asynccontextmanager
+    async def connection(self, database: str):
+        """A management connection in database: the pool's in the cluster database; elsewhere one
+        of its own, closed after use (a connection kept in a database would make PostgreSQL
+        refuse DROP DATABASE there)."""
+        if database == self.database:
+            async with self._pool.acquire() as conn:
+                yield conn
+            return
+        conn = await asyncpg.connect(database=database, command_timeout=60, **self._connect)
+        try:
+            if not await conn.fetchval(_PRIVATE_SCHEMA_TRUSTED):
+                raise UntrustedDatabase(f"database {database} has no private schema that shiftguard made")
+            yield conn
+        finally:
+            await conn.close()
 
     async def live_tokens(self, db_user: str, database: str) -> list[dict]:
         """Unexpired, unrevoked tokens of a prefixed user valid for database."""
@@ -699,15 +743,55 @@ def _naive_utc(value):
     return value
 
 
+# The private schema's tables that hold the cluster's state rather than one database's: users,
+# groups, roles and what they may do, temporary credentials, security groups, identity providers
+# and the audit logs. They live in the cluster database; every other database reaches them
+# through foreign tables of the same names (postgres_fdw, docs/architecture.md "Every database
+# of the cluster"), so the procedures and views read and write one state wherever they run.
+CLUSTER_TABLES = ("users", "groups", "roles", "system_privileges", "iam_tokens", "sts_sessions", "connection_log",
+                  "user_log", "query_log", "connectivity", "security_groups", "security_group_ingress",
+                  "identity_providers", "assumerole_grants", "masking_versions", "vacuum_requests")
+# The cluster database's settings that every database's procedures read (copied at each start).
+_CLUSTER_SETTINGS = ("backend_secret", "superuser_mapping", "assumerole_seeded")
+_CLUSTER_SERVER = "shiftguard_cluster"  # the foreign server standing for the cluster database
+_INSTALLED = ("rls.sql", "privileges.sql", "idp.sql", "masking.sql", "row_code.sql", "explain.sql", "show.sql")
+# Only where the management role may write pg_catalog: Redshift's functions, and COPY/UNLOAD's
+# procedures (they use the server's COPY to and from files).
+_SUPERUSER_INSTALLED = ("redshift_functions.sql", "s3.sql")
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterLink:
+    """How another database's foreign tables reach the cluster database: as the management role."""
+
+    address: BackendAddress
+    user: str
+    password: str | None
+    database: str
+
+    def server_options(self) -> dict[str, str]:
+        options = {"dbname": self.database, "port": str(self.address.port),
+                   "host": str(self.address.socket_dir or self.address.host),
+                   # A connection per transaction that reads the cluster's state, not one held by
+                   # every backend session for its lifetime (they count against max_connections).
+                   "keep_connections": "off"}
+        if self.address.socket_dir is None:
+            options["sslmode"] = self.address.sslmode
+            if self.address.sslrootcert:
+                options["sslrootcert"] = self.address.sslrootcert
+        return options
+
+    def mapping_options(self) -> dict[str, str]:
+        return {"user": self.user} | ({"password": self.password} if self.password is not None else {})
+
+
 async def _bootstrap(pool: asyncpg.Pool, superuser_mapping: str) -> tuple[bytes, bool]:
-    sql = resources.files("proxy.catalog").joinpath("schema.sql").read_text()
-    functions = resources.files("proxy.catalog").joinpath("redshift_functions.sql").read_text()
+    """The private schema in the cluster database. Returns the backend secret and whether the
+    management role is a superuser (then Redshift's functions are installed too)."""
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _BOOTSTRAP_LOCK)
-        await conn.execute(sql)
-        for extra in ("rls.sql", "privileges.sql", "idp.sql", "masking.sql", "row_code.sql", "explain.sql",
-                      "show.sql"):
-            await conn.execute(resources.files("proxy.catalog").joinpath(extra).read_text())
+        superuser = await conn.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+        await conn.execute(_sql("schema.sql"))
         await conn.execute(
             "INSERT INTO shiftguard.settings VALUES ('superuser_mapping', $1) "
             "ON CONFLICT (name) DO UPDATE SET value = excluded.value", superuser_mapping)
@@ -718,19 +802,154 @@ async def _bootstrap(pool: asyncpg.Pool, superuser_mapping: str) -> tuple[bytes,
             "INSERT INTO shiftguard.settings VALUES ('backend_secret', $1) ON CONFLICT DO NOTHING",
             secrets.token_hex(32))
         secret = await conn.fetchval("SELECT value FROM shiftguard.settings WHERE name = 'backend_secret'")
-        untrusted = await conn.fetch("SELECT shiftguard.untrusted_definitions() AS what LIMIT 21")
-        if untrusted:
-            log.warning("objects that only superusers may define, defined by others (shiftguard refuses them "
-                        "now; drop them unless you trust their owners): %s%s",
-                        "; ".join(row["what"] for row in untrusted[:20]), " ..." if len(untrusted) > 20 else "")
-        row_code = await conn.fetch("SELECT shiftguard.protected_row_code() AS what LIMIT 21")
-        if row_code:
-            log.warning("tables with row-level security on or masking attached that have code over their rows "
-                        "(shiftguard refuses them now; drop them, or the code sees what RLS and masking hide): %s%s",
-                        "; ".join(row["what"] for row in row_code[:20]), " ..." if len(row_code) > 20 else "")
-        superuser = await conn.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
-        if superuser:
-            await conn.execute(functions)
-            # COPY/UNLOAD with S3 locations use the server's COPY to and from files.
-            await conn.execute(resources.files("proxy.catalog").joinpath("s3.sql").read_text())
+        await _install(conn, superuser)
     return bytes.fromhex(secret), bool(superuser)
+
+
+async def bootstrap_databases(pool: asyncpg.Pool, link: ClusterLink) -> list[str]:
+    """The private schema in every other database that takes connections (template1 included, so
+    that CREATE DATABASE copies it), each under its own advisory lock, linked to the cluster
+    database's state. Only for a superuser management role (postgres_fdw is not a trusted
+    extension). The databases installed or upgraded (not those that were up to date)."""
+    async with pool.acquire() as conn:
+        columns = await conn.fetch(
+            "SELECT c.relname AS table, a.attname AS column, format('%I %s%s', a.attname, "
+            "       format_type(a.atttypid, a.atttypmod), CASE WHEN pg_get_expr(d.adbin, d.adrelid) NOT LIKE "
+            "       'nextval(%' THEN ' DEFAULT ' || pg_get_expr(d.adbin, d.adrelid) END) AS definition "
+            "  FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
+            "  LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum "
+            " WHERE c.relnamespace = 'shiftguard'::regnamespace AND c.relname = ANY($1::text[]) "
+            " ORDER BY c.relname, a.attnum", list(CLUSTER_TABLES))
+        settings = await conn.fetch("SELECT name, value FROM shiftguard.settings WHERE name = ANY($1::text[])",
+                                    list(_CLUSTER_SETTINGS))
+        databases = await conn.fetch("SELECT datname FROM pg_database WHERE datallowconn AND datname <> $1 "
+                                     "ORDER BY datname", link.database)
+    settings = [(row["name"], row["value"]) for row in settings]
+    # What a database's install is made of (the SQL, this module that runs it, the cluster's
+    # columns, the link): when it is what was installed there last, the database is left as it
+    # is (a start would otherwise redo every database's, and the warnings about it were given
+    # then). Keyed with the backend secret: the mapping's password is in it.
+    made_of = json.dumps([[_sql(name) for name in ("schema.sql", *_INSTALLED, *_SUPERUSER_INSTALLED, "store.py")],
+                          [list(row.values()) for row in columns], settings, link.server_options(),
+                          link.mapping_options()])
+    secret = bytes.fromhex(dict(settings)["backend_secret"])
+    digest = hmac.new(secret, made_of.encode(), hashlib.sha256).hexdigest()
+    connect = _connect_kwargs(link.address, link.user, link.password)
+    done = []
+    for row in databases:
+        database = row["datname"]
+        try:
+            conn = await asyncpg.connect(database=database, **connect)
+        except BACKEND_FAILURES as exc:  # dropped meanwhile, or closed to new connections
+            log.warning("database %s left as it is: %s", database, exc)
+            continue
+        try:
+            async with conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", _BOOTSTRAP_LOCK)
+                await conn.execute("CREATE SCHEMA IF NOT EXISTS shiftguard")
+                if not await conn.fetchval(_PRIVATE_SCHEMA_TRUSTED):
+                    log.error("database %s left as it is: its schema shiftguard was made by a user (drop it, and "
+                              "shiftguard installs itself there at the next start)", database)
+                    continue
+                if await conn.fetchval("SELECT to_regclass('shiftguard.settings') IS NOT NULL") and \
+                        await conn.fetchval("SELECT value FROM shiftguard.settings WHERE name = 'installed'") == digest:
+                    continue
+                await _link_cluster(conn, link, columns)
+                await conn.execute(_sql("schema.sql"))
+                await conn.executemany("INSERT INTO shiftguard.settings VALUES ($1, $2) "
+                                       "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                                       [*settings, ("installed", digest)])
+                await _install(conn, True)
+        except asyncpg.PostgresError as exc:  # its owner's settings, say: the other databases go on
+            log.error("database %s left as it is: installing shiftguard there failed: %s", database, exc)
+            continue
+        finally:
+            await conn.close()
+        done.append(database)
+    return done
+
+
+async def _link_cluster(conn: asyncpg.Connection, link: ClusterLink, columns: list) -> None:
+    """The foreign server, the management role's user mapping and the foreign tables for the
+    cluster's state. Kept up to date at each start (the backend's socket and port, the cluster's
+    tables' new columns), never dropped: users' views may depend on the catalog views over them.
+    Foreign tables take the cluster's column defaults but not its sequences: a row inserted from
+    here arrives with a NULL id, which the cluster's table fills in (schema.sql fill_log_id)."""
+    await conn.execute("CREATE EXTENSION IF NOT EXISTS postgres_fdw WITH SCHEMA shiftguard")
+    schema = await conn.fetchval("SELECT extnamespace::regnamespace::text FROM pg_extension "
+                                 "WHERE extname = 'postgres_fdw'")  # a superuser may have made it elsewhere
+    await conn.execute(f"REVOKE ALL ON FUNCTION {schema}.postgres_fdw_get_connections(), "
+                       f"{schema}.postgres_fdw_disconnect(text), {schema}.postgres_fdw_disconnect_all() FROM PUBLIC")
+    server = await conn.fetchval("SELECT coalesce(srvoptions, '{}') FROM pg_foreign_server WHERE srvname = $1",
+                                 _CLUSTER_SERVER)
+    if server is None:
+        await conn.execute(f"CREATE SERVER {_CLUSTER_SERVER} FOREIGN DATA WRAPPER postgres_fdw")
+        server = []
+    await _set_options(conn, f"SERVER {_CLUSTER_SERVER}", server, link.server_options())
+    mapping = await conn.fetchval("SELECT coalesce(umoptions, '{}') FROM pg_user_mappings "
+                                  "WHERE srvname = $1 AND usename = current_user", _CLUSTER_SERVER)
+    if mapping is None:
+        await conn.execute(f"CREATE USER MAPPING FOR CURRENT_USER SERVER {_CLUSTER_SERVER}")
+        mapping = []
+    await _set_options(conn, f"USER MAPPING FOR CURRENT_USER SERVER {_CLUSTER_SERVER}", mapping,
+                       link.mapping_options())
+    for table in CLUSTER_TABLES:
+        name = f"shiftguard.{quote_ident(table)}"
+        kind = await conn.fetchval("SELECT relkind FROM pg_class WHERE oid = to_regclass($1)", name)
+        if kind == "r":  # a copy of the cluster database's (a database copied from it): its rows are stale
+            log.warning("database %s: %s was a copy; it now reads the cluster database's",
+                        await conn.fetchval("SELECT current_database()"), name)
+            await conn.execute(f"DROP TABLE {name} CASCADE")
+            kind = None
+        if kind is None:
+            await conn.execute(f"CREATE FOREIGN TABLE {name} () SERVER {_CLUSTER_SERVER} "
+                               f"OPTIONS (schema_name 'shiftguard', table_name {sql_literal(table)})")
+        have = {r["attname"] for r in await conn.fetch(
+            "SELECT attname FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped", name)}
+        for column in columns:
+            if column["table"] == table and column["column"] not in have:
+                await conn.execute(f"ALTER FOREIGN TABLE {name} ADD COLUMN {column['definition']}")
+
+
+async def _set_options(conn: asyncpg.Connection, what: str, current: list[str], wanted: dict[str, str]) -> None:
+    """ALTER what OPTIONS so that its options are exactly wanted."""
+    have = dict(option.split("=", 1) for option in current)
+    changes = [f"DROP {quote_ident(k)}" for k in have if k not in wanted]
+    changes += [f"{'SET' if k in have else 'ADD'} {quote_ident(k)} {sql_literal(v)}"
+                for k, v in wanted.items() if have.get(k) != v]
+    if changes:
+        await conn.execute(f"ALTER {what} OPTIONS ({', '.join(changes)})")
+
+
+async def _install(conn: asyncpg.Connection, superuser: bool) -> None:
+    """Everything after schema.sql, in the database conn is in: the other catalog files, and with
+    a superuser management role Redshift's functions and COPY/UNLOAD's procedures; warnings about
+    what shiftguard refuses there."""
+    for extra in _INSTALLED:
+        await conn.execute(_sql(extra))
+    database = await conn.fetchval("SELECT current_database()")
+    untrusted = await conn.fetch("SELECT shiftguard.untrusted_definitions() AS what LIMIT 21")
+    if untrusted:
+        log.warning("database %s: objects that only superusers may define, defined by others (shiftguard refuses "
+                    "them now; drop them unless you trust their owners): %s%s", database,
+                    "; ".join(row["what"] for row in untrusted[:20]), " ..." if len(untrusted) > 20 else "")
+    row_code = await conn.fetch("SELECT shiftguard.protected_row_code() AS what LIMIT 21")
+    if row_code:
+        log.warning("database %s: tables with row-level security on or masking attached that have code over their "
+                    "rows (shiftguard refuses them now; drop them, or the code sees what RLS and masking hide): %s%s",
+                    database, "; ".join(row["what"] for row in row_code[:20]), " ..." if len(row_code) > 20 else "")
+    if superuser:
+        for name in _SUPERUSER_INSTALLED:
+            await conn.execute(_sql(name))
+
+
+def _sql(name: str) -> str:
+    return resources.files("proxy.catalog").joinpath(name).read_text()
+
+
+def _connect_kwargs(address: BackendAddress, user: str, password: str | None) -> dict:
+    kwargs = dict(user=user, password=password, timeout=address.connect_timeout, server_settings=TRUSTED_SETTINGS)
+    if address.socket_dir is not None:
+        return kwargs | dict(host=str(address.socket_dir), port=address.port)
+    ssl = {"disable": False, "allow": False, "prefer": "prefer"}.get(address.sslmode, "require")
+    return kwargs | dict(host=address.host, port=address.port, ssl=ssl)

@@ -115,7 +115,7 @@ class Context:
     catalog: Catalog
     backend: BackendAddress
     tls: ssl.SSLContext | None
-    classify: Callable[..., Plan]  # SQL, the session's standard_conforming_strings, user= the session's user
+    classify: Callable[..., Plan]  # SQL, standard_conforming_strings, user=, database= (Classifier)
     gate: SecurityGroupGate | None = None
     # The cluster's parameter group as in force since its last reboot (catalog/cluster.py).
     cluster: ClusterSettings = field(default_factory=ClusterSettings)
@@ -133,9 +133,15 @@ class Context:
     waiting: WaitingLogins = field(default_factory=WaitingLogins)
     refused: collections.Counter = field(default_factory=collections.Counter)  # by reason
     connection_limit: int = 500  # the backing PostgreSQL's max_connections: the cluster's limit
-    # Reads which tables are masked or have RLS on again (server.ProtectedTables.read): awaited
-    # before a transaction that changed them is reported ended (relay.py).
-    protection_moved: Callable[[], Awaitable[None]] | None = None
+    # Set by server.py: before a session opens in a database (its masked tables are read), and
+    # before SQL that needs no other session in a database is sent (DROP DATABASE, ...: idle
+    # sessions there are closed).
+    prepare_database: Callable[[str], Awaitable[None]] | None = None
+    vacate_database: Callable[[str], None] | None = None
+    # Reads which tables of a database are masked or have RLS on again (server.py): awaited,
+    # for the session's database, before a transaction that changed them is reported ended
+    # (relay.py).
+    protection_moved: Callable[[str], Awaitable[None]] | None = None
 
     def refuse(self, reason: str) -> None:
         """Count a refused connection, by reason (here and in /metrics)."""
@@ -752,15 +758,19 @@ class Connection:
             greeting.append(m.parameter_status(name, value))
         greeting.append(m.backend_key_data(pid, key))
         greeting.append(m.ready_for_query(m.TX_IDLE))
-        # Plans are for this session's user (S3 tickets are bound to it; policy/s3.py).
-        classify = functools.partial(self.context.classify, user=record.name)
+        if self.context.prepare_database is not None:
+            await self.context.prepare_database(params.database)
+        # Plans are for this session's user (S3 tickets are bound to it; policy/s3.py) and database.
+        classify = functools.partial(self.context.classify, user=record.name, database=params.database)
+        moved = self.context.protection_moved
         relay = Relay(self.client, backend.endpoint, classify, self.config.limits.max_message_size,
                       on_client_gone=lambda: self.context.spawn(_cancel(self.context.backend, backend)),
                       statement_log=self._statement_log(params, record, pid),
                       on_parameter=self._parameter_changed if self.context.audit is not None else None,
                       keep_backend=self._pool_key is not None,
                       standard_strings=backend.parameters.get("standard_conforming_strings", "on") == "on",
-                      protection_moved=self.context.protection_moved)
+                      protection_moved=None if moved is None else functools.partial(moved, params.database),
+                      on_vacate_database=self.context.vacate_database)
         self.session = Session(pid, key, record.name, params.database, backend, relay,
                                idle_timeout(record.session_timeout, self.config.cluster.session_timeout))
         registry.add(self.session)

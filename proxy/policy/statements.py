@@ -20,6 +20,7 @@ rejects it with its own error.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import re
@@ -98,6 +99,12 @@ class Translator:
         self.volatile = 0
         self.seal = seal  # seals the secrets a statement hands a procedure (policy/sealing.py)
         self.masked = masking.MaskedTables()  # replaced when masking attachments change (server.py)
+
+    def in_database(self, masked: masking.MaskedTables) -> "Translator":
+        """The same translator for a database whose masked tables and tables with RLS on these are."""
+        other = copy.copy(self)
+        other.masked = masked
+        return other
 
     def sign(self, purpose: str, payload: str) -> str:
         self.volatile += 1
@@ -197,6 +204,36 @@ def classify(sql: bytes, translator: Translator, standard_strings: bool = True, 
         # own with room for it; what is too deep even there is refused as PostgreSQL refuses
         # what is too deep for it.
         return _with_deep_stack(_classify_text, sql, translator, standard_strings, user)
+
+
+_DATABASE_WORD = re.compile(rb"database", re.IGNORECASE)
+_VACATE_SCAN_LIMIT = 64 << 10  # bytes: a DROP DATABASE is short; a large script is not read for one
+
+
+def databases_to_vacate(sql: bytes) -> frozenset[str]:
+    """The databases a Query or Parse needs no other session in: the one DROP DATABASE or ALTER
+    DATABASE ... RENAME TO names, and the template CREATE DATABASE copies (template1 unless
+    named). PostgreSQL refuses these while another session is there, so the proxy first ends
+    the idle backend sessions it keeps there (backend/pool.py close_database). Not a decision:
+    nothing is allowed or refused by it, and SQL it cannot read names none."""
+    if len(sql) > _VACATE_SCAN_LIMIT or not _DATABASE_WORD.search(sql):
+        return frozenset()
+    try:
+        statements = parser.parse_sql(sql.decode("utf-8"))
+    except (UnicodeDecodeError, parser.ParseError, RecursionError):
+        return frozenset()
+    names = set()
+    for raw in statements:
+        stmt = raw.stmt
+        if isinstance(stmt, pglast.ast.DropdbStmt):
+            names.add(stmt.dbname)
+        elif isinstance(stmt, pglast.ast.RenameStmt) and stmt.renameType == pglast.enums.ObjectType.OBJECT_DATABASE:
+            names.add(stmt.subname)
+        elif isinstance(stmt, pglast.ast.CreatedbStmt):
+            template = [o.arg for o in stmt.options or () if o.defname == "template"]
+            # TEMPLATE x or 'x' is a String; TEMPLATE DEFAULT none (template1, as without one)
+            names.add(template[0].sval if template and template[0] is not None else "template1")
+    return frozenset(names)
 
 
 # Room for the parse trees libpg_query accepts at all (its own stack check stops at about 16,000
@@ -1295,6 +1332,19 @@ def _unsupported_node(tree) -> str | None:
     return None
 
 
+def _create_database(node: dict, words: list[str]) -> Result:
+    """CREATE DATABASE copies template1, where shiftguard is installed (catalog/store.py); from
+    another template (template0, or a database of the user's) it would make one without the
+    private schema, where its owner could plant objects of those names. Redshift's CREATE
+    DATABASE has no TEMPLATE option."""
+    for option in node.get("options", ()):
+        elem = option["DefElem"]
+        if elem["defname"] == "template" and elem.get("arg", {}).get("String", {}).get("sval") not in (None, "template1"):
+            return Denial(sqlstate.FEATURE_NOT_SUPPORTED, "CREATE DATABASE ... TEMPLATE is not supported",
+                          hint="Amazon Redshift has no TEMPLATE option: every database is made alike.")
+    return None
+
+
 _AST_HANDLERS: dict[str, Callable[[dict, list[str]], Result]] = {
     "VariableSetStmt": _variable_set,
     "DiscardStmt": lambda node, words: _escape("DISCARD"),
@@ -1303,6 +1353,7 @@ _AST_HANDLERS: dict[str, Callable[[dict, list[str]], Result]] = {
     "AlterExtensionStmt": lambda node, words: _escape("ALTER EXTENSION"),
     "CreatePLangStmt": lambda node, words: _escape("CREATE LANGUAGE"),
     "CopyStmt": _copy,
+    "CreatedbStmt": _create_database,
     "CreatePolicyStmt": lambda node, words: _escape("PostgreSQL's CREATE POLICY (use CREATE RLS POLICY)"),
     "AlterPolicyStmt": lambda node, words: _escape("PostgreSQL's ALTER POLICY (use ALTER RLS POLICY)"),
     "LoadStmt": lambda node, words: _escape("LOAD"),

@@ -10,7 +10,7 @@ import re
 import pytest
 
 from proxy.policy.cache import Classifier
-from proxy.policy.statements import PASS, Translator, classify, sql_literal
+from proxy.policy.statements import PASS, Translator, classify, databases_to_vacate, sql_literal
 from proxy.policy.tokens import GrammarError, scan, split_statements, string_value
 from proxy.policy.users import parse_password, password_rule_broken, sha256_digest
 from proxy.protocol.auth import redshift_md5
@@ -741,3 +741,20 @@ def test_malformed_show_discovery_is_refused(sql, state):
         assert first.sql.startswith("SELECT * FROM shiftguard.show_tables(")
     else:
         assert first.denial is not None and first.denial.sqlstate == state
+
+
+@pytest.mark.parametrize("sql, names", [
+    (b"DROP DATABASE sales", {"sales"}),
+    (b'drop database if exists "Sales Db"; ALTER DATABASE old RENAME TO new', {"Sales Db", "old"}),
+    (b"DROP DATABASE a WITH (FORCE)", {"a"}),
+    (b"ALTER DATABASE a SET search_path TO x", set()),          # not a rename: nothing to close
+    (b"SELECT 'DROP DATABASE x'", set()),                        # a string, not a statement
+    (b"DROP DATABASE", set()),                                   # not SQL: PostgreSQL refuses it
+    (b"DROP DATABASE \xff", set()),
+    (b"DROP TABLE database", set()),
+    (b"CREATE DATABASE sales", {"template1"}),                  # copies template1: nobody may be in it
+    (b"CREATE DATABASE sales WITH TEMPLATE = 'base' OWNER a", {"base"}),
+    (b"CREATE DATABASE sales TEMPLATE DEFAULT", {"template1"}),
+])
+def test_the_databases_a_statement_needs_no_other_session_in(sql, names):
+    assert databases_to_vacate(sql) == names

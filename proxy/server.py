@@ -353,7 +353,12 @@ class Proxy:
             self._sweeper.cancel()
         for task in self._followers:
             task.cancel()
-        await asyncio.gather(*self._followers, return_exceptions=True)
+        if self._followers:
+            # Bounded: a follower inside a long statement (a queued VACUUM of a whole database)
+            # ends when the catalog's connections are closed below, if not before.
+            _, pending = await asyncio.wait(self._followers, timeout=STOP_WAIT_SECONDS)
+            if pending:
+                log.warning("stopping: %d background tasks still running; their connections are closed", len(pending))
         if self.context is not None:
             await self._drain_sessions(grace)
             for task in list(self.context.tasks):
@@ -555,6 +560,7 @@ PID_FILE = "shiftguard.pid"
 MASKING_POLL_SECONDS = 30.0
 VACUUM_POLL_SECONDS = 30.0
 RELISTEN_SECONDS = 1.0
+STOP_WAIT_SECONDS = 5.0  # how long stop() waits for the background tasks it cancelled
 
 
 async def _on_wake(woken: asyncio.Event, act: Callable[[], Awaitable[None]], poll_seconds: float,

@@ -9,6 +9,7 @@ policy/ decides about statements.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import datetime
@@ -178,8 +179,15 @@ class Catalog:
             raise
         return cls(pool, secret, functions, database, connect)
 
-    async def close(self) -> None:
-        await self._pool.close()
+    async def close(self, timeout: float = 10.0) -> None:
+        """Close the pool; connections still busy after timeout seconds (a statement that does
+        not end) are closed at once, so that a shutdown never waits for them."""
+        try:
+            await asyncio.wait_for(self._pool.close(), timeout)
+        except TimeoutError:
+            log.warning("closing the catalog's connections: some were still busy after %.0f s; closed at once",
+                        timeout)
+            self._pool.terminate()
 
     # ---------------------------------------------------------------- VACUUM requests
 

@@ -580,24 +580,18 @@ class Relay:
                     tags[action.index + 1] = action.tag
             cursor = action.end
         pieces.append(text[cursor:])
-        try:
-            result = "".join(pieces).encode("ascii")
-        except UnicodeEncodeError:
-            log.error("refused to send a statement that is not ASCII (a bug in shiftguard)")
+        sent = "".join(pieces)
+        # Only ASCII without NULs is sent (a NUL cannot be inside a protocol string); the
+        # client's own SQL holds no NUL (decode_query, decode_parse): either is a bug of ours.
+        fault = "in ASCII" if not sent.isascii() else "without a NUL" if "\0" in sent else None
+        if fault is not None:
+            log.error("refused to send a statement that could not be written %s (a bug in shiftguard)", fault)
             marker = "sg.deny." + secrets.token_hex(6)
             denials, tags = {marker: Denial(
-                INTERNAL_ERROR, "shiftguard could not write this statement in ASCII",
+                INTERNAL_ERROR, f"shiftguard could not write this statement {fault}",
                 hint="This is a bug in shiftguard; the statement was not run.")}, {}
-            result = f'SELECT FROM pg_catalog."{marker}"'.encode()
-        if b"\0" in result:
-            # A NUL cannot be sent inside a protocol string; the client's own SQL holds none
-            # (decode_query, decode_parse), so this is a bug of ours too.
-            log.error("refused to send a statement holding a NUL (a bug in shiftguard)")
-            marker = "sg.deny." + secrets.token_hex(6)
-            denials, tags = {marker: Denial(
-                INTERNAL_ERROR, "shiftguard could not write this statement",
-                hint="This is a bug in shiftguard; the statement was not run.")}, {}
-            result = f'SELECT FROM pg_catalog."{marker}"'.encode()
+            sent = f'SELECT FROM pg_catalog."{marker}"'
+        result = sent.encode()
         for marker, denial in denials.items():
             self.denials.append(denial.sqlstate)
             if len(self._denials) >= _MAX_DENIALS:

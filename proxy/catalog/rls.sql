@@ -295,6 +295,8 @@ BEGIN
                    'USING (true)', p_relation::regclass);
     v_body := format('SELECT true FROM shiftguard.%I AS r%s WHERE %s', v_name || ':rows', v_joins,
                      array_to_string(v_where, ' AND '));
+    -- No SET search_path: a BEGIN ATOMIC body is parsed here, under this function's pinned path,
+    -- and stored bound to the objects it names; nothing in it is looked up when it runs.
     EXECUTE format('CREATE OR REPLACE FUNCTION shiftguard_rows.%I(pg_catalog.tid) RETURNS pg_catalog.bool LANGUAGE sql '
                    'STABLE SECURITY DEFINER BEGIN ATOMIC %s; END', v_name, v_body);
     EXECUTE format('CREATE OR REPLACE FUNCTION shiftguard_rows.%I(pg_catalog.tid) RETURNS pg_catalog.bool LANGUAGE sql '

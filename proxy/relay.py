@@ -40,7 +40,8 @@ from .policy import encoding
 from .policy.errors import redshift_wording
 from .policy.statements import PROTECTION_TAGS, Action, Denial, Plan, databases_to_vacate
 from .protocol import messages as m
-from .protocol.pipeline import BARE, OPENERS, PARSE, QUERY, Entry, Pipeline, entry
+from .protocol import redshift_types as rt
+from .protocol.pipeline import BARE, DESCRIBE, EXECUTE, OPENERS, PARSE, QUERY, Entry, Pipeline, entry
 from .protocol.sqlstate import CONNECTION_FAILURE, FEATURE_NOT_SUPPORTED, INTERNAL_ERROR, PROTOCOL_VIOLATION
 
 log = logging.getLogger(__name__)
@@ -206,7 +207,7 @@ class StatementLog(Protocol):
 class _Work:
     """What the relay must do with the replies to one message it sent (pipeline.Entry.data)."""
 
-    __slots__ = ("tags", "handles", "markers", "sql", "replaced", "waiting")
+    __slots__ = ("tags", "handles", "markers", "sql", "replaced", "waiting", "portal", "described")
 
     def __init__(self, tags: dict[int, bytes] | None = None, handles: list[int] | None = None,
                  markers: list[str] | None = None, sql: bytes | None = None):
@@ -216,6 +217,8 @@ class _Work:
         self.sql = sql          # a Parse's SQL, logged if the Parse fails
         self.replaced = None    # a Parse's (name, the SQL that name had before), for when it fails
         self.waiting = None     # a Parse's Executes waiting for its answer to be logged (_execute)
+        self.portal = None      # an Execute's portal (Redshift's types: which DataRows to convert)
+        self.described = None   # a Describe's (b'S' or b'P', name)
 
 
 # Denials the proxy is still waiting to see fail, at most (a Query PostgreSQL skips never shows
@@ -237,7 +240,8 @@ class Relay:
                  on_parameter: Callable[[str, str], None] | None = None,
                  keep_backend: bool = False, standard_strings: bool = True,
                  protection_moved: Callable[[], Awaitable[None]] | None = None,
-                 on_vacate_database: Callable[[str], None] | None = None):
+                 on_vacate_database: Callable[[str], None] | None = None,
+                 redshift_types: rt.RedshiftTypes | None = None):
         self.client = client
         # Called before SQL that needs no other session in a database is sent (DROP DATABASE, ...:
         # statements.databases_to_vacate).
@@ -278,6 +282,15 @@ class Relay:
         self._statement_sql: dict[bytes, bytes] = {}
         self._portal_sql: dict[bytes, list] = {}  # portal -> [SQL, executed, the Parse it waits for]
         self._parses: dict[bytes, _Work] = {}     # name -> its latest Parse, while unanswered
+        # Redshift's types in the database (protocol/redshift_types.py): the OIDs clients see are
+        # Redshift's, and VARBYTE columns' values are rewritten. Which columns of a statement or
+        # portal are VARBYTE is known from RowDescription (a Describe's answer); the rows of a
+        # Query or of an Execute of a portal not seen bound take the last RowDescription's.
+        self._types = redshift_types
+        self._statement_columns: dict[bytes, tuple[int, ...]] = {}
+        self._portal_columns: dict[bytes, tuple[int, ...]] = {}
+        self._statement_intervals: dict[bytes, dict[int, int]] = {}  # Bind values to convert
+        self._result_columns: tuple[int, ...] | None = None
         # Extended-protocol messages sent since the last Sync: the backend may be inside an
         # implicit transaction that no ReadyForQuery has reported.
         self._unsynced = False
@@ -289,11 +302,15 @@ class Relay:
             client_wanted.add(m.F_TERMINATE)
         if statement_log is not None:
             client_wanted.update(_NAMED)  # Bind, Execute and Close: each execution is a statement
+        if redshift_types is not None:
+            client_wanted.add(m.F_DESCRIBE)
         self._always_wanted = frozenset(client_wanted)
         self._from_client = MessageStream(
             backend.write, client_wanted, self._client_message, self._client_header, max_message_size,
             counted=_COUNTED_REQUESTS)
         backend_wanted = {m.B_READY_FOR_QUERY, m.B_ERROR_RESPONSE, m.B_PARAMETER_STATUS}
+        if redshift_types is not None:
+            backend_wanted.update((m.B_ROW_DESCRIPTION, m.B_PARAMETER_DESCRIPTION))
         # Every reply's type goes to the pipeline, but for rows, COPY data and what comes
         # unasked (nothing of them changes what PostgreSQL answers).
         self._from_backend = MessageStream(
@@ -405,27 +422,35 @@ class Relay:
         self._unsynced = True
         if kind == m.F_PARSE:
             return self._parse(body)
-        # Bind, Execute, Close: wanted while some prepared statement has a rewritten tag, or
-        # for the statement log. A malformed one goes on as it is: PostgreSQL refuses it.
-        work = None
+        # Describe: wanted with Redshift's types. Bind, Execute, Close: wanted while some
+        # prepared statement has a rewritten tag or VARBYTE columns, or for the statement log. A
+        # malformed one goes on as it is: PostgreSQL refuses it.
+        work, sent = None, None
         try:
             if kind == m.F_EXECUTE:
                 work = self._execute(m.decode_execute_portal(body))
             elif kind == m.F_BIND:
-                self._bind(*m.decode_bind_names(body))
+                sent = self._bind(*m.decode_bind_names(body), body)
+            elif kind == m.F_DESCRIBE:
+                work = _Work()
+                work.described = m.decode_close(body)
             elif kind == m.F_CLOSE:
                 what, name = m.decode_close(body)
                 if what == ord("S"):
                     self._statement_tags.pop(name, None)
                     self._statement_sql.pop(name, None)
+                    self._statement_columns.pop(name, None)
+                    self._statement_intervals.pop(name, None)
                 else:
                     self._portal_tags.pop(name, None)
                     self._portal_sql.pop(name, None)
+                    self._portal_columns.pop(name, None)
         except m.ProtocolViolation:
             work = None
         self._send(entry(kind, work))
-        self._track_names()
-        return None
+        if kind != m.F_DESCRIBE:
+            self._track_names()
+        return sent
 
     def _send(self, sent: Entry) -> None:
         if sent.data is not None and sent.data.tags:
@@ -433,7 +458,8 @@ class Relay:
             self._from_backend.wanted.add(m.B_COMMAND_COMPLETE)
         self._pipeline.sent(sent)
 
-    def _bind(self, portal: bytes, statement: bytes) -> None:
+    def _bind(self, portal: bytes, statement: bytes, body: bytes) -> bytes | None:
+        """Note what the portal runs; the Bind to send instead, if its values must change."""
         tag = self._statement_tags.get(statement)
         if tag is not None:
             self._portal_tags[portal] = tag
@@ -445,6 +471,15 @@ class Relay:
                 self._portal_sql[portal] = [sql, False, self._parses.get(statement)]
             else:
                 self._portal_sql.pop(portal, None)
+        if self._types is None:
+            return None
+        columns = self._statement_columns.get(statement)
+        if columns:
+            self._portal_columns[portal] = columns
+        else:
+            self._portal_columns.pop(portal, None)
+        intervals = self._statement_intervals.get(statement)
+        return m.message(m.F_BIND, rt.bind_intervals(body, intervals)) if intervals else None
 
     def _execute(self, portal: bytes) -> _Work | None:
         tag = self._portal_tags.get(portal)
@@ -464,6 +499,9 @@ class Relay:
             else:
                 work.handles = [self._statement_log.started(bound[0], self.tx_status != m.TX_IDLE,
                                                             self.standard_strings)]
+        if self._types is not None:
+            work = work or _Work()
+            work.portal = portal
         return work
 
     def _query(self, body: bytes) -> bytes | None:
@@ -533,12 +571,13 @@ class Relay:
             self._statement_sql[parse.name] = parse.sql
             self._parses[parse.name] = work
         self._vacating(parse.sql)
+        retyped = self._parse_types(parse) if self._types is not None else None
         plan = self.classify(parse.sql, self.standard_strings)
         if not plan.actions and plan.text is None and parse.sql.isascii():
             if self._statement_tags.pop(parse.name, None) is not None:
                 self._track_names()
             self._send(entry(PARSE, work))
-            return None
+            return retyped.encode() if retyped is not None else None
         work = work or _Work()
         sql = self._apply(plan, parse.sql, work)
         work.tags = None  # a Parse's tags go by the statement, then the portal (_execute)
@@ -549,7 +588,19 @@ class Relay:
             self._statement_tags.pop(parse.name, None)
         self._track_names()
         self._send(entry(PARSE, work))
-        return m.Parse(parse.name, sql, parse.param_types).encode()
+        return m.Parse(parse.name, sql, (retyped or parse).param_types).encode()
+
+    def _parse_types(self, parse: m.Parse) -> m.Parse | None:
+        """A new statement of that name: its VARBYTE columns are not known yet. Its parameters of
+        Redshift's types get the backend's OIDs (the Parse to send then, else None), and the
+        interval ones are noted for their Binds."""
+        had = (self._statement_columns.pop(parse.name, None), self._statement_intervals.pop(parse.name, None)) != (None, None)
+        retyped = rt.parse_types(parse.param_types, self._types)
+        if retyped is not None and retyped[1]:
+            self._statement_intervals[parse.name] = retyped[1]
+        if had or (retyped is not None and retyped[1]):
+            self._track_names()
+        return m.Parse(parse.name, parse.sql, retyped[0]) if retyped is not None else None
 
     def _apply(self, plan: Plan, sql: bytes, work: _Work) -> bytes:
         """The SQL to send for a plan; the command tags to restore go to work.tags by the
@@ -604,11 +655,17 @@ class Relay:
 
     def _track_names(self) -> None:
         """Look at Bind, Execute and Close only while some prepared statement has a rewritten
-        tag (or always, for the statement log)."""
-        if self._statement_tags or self._portal_tags:
+        tag or Redshift's types to convert (or always, for the statement log); at DataRows only
+        while some may have VARBYTE columns."""
+        typed = self._statement_columns or self._portal_columns or self._statement_intervals
+        if self._statement_tags or self._portal_tags or typed:
             self._from_client.wanted.update(_NAMED)
         else:
             self._from_client.wanted.difference_update(_NAMED - self._always_wanted)
+        if typed or self._result_columns:
+            self._from_backend.wanted.add(m.B_DATA_ROW)
+        else:
+            self._from_backend.wanted.discard(m.B_DATA_ROW)
 
     # ---------------------------------------------------------------- replies
 
@@ -697,6 +754,9 @@ class Relay:
             self.tx_status = body[0]
             self._pipeline.received(kind)
             self._error = None
+            if self._result_columns is not None:
+                self._result_columns = None
+                self._track_names()
             if self.tx_status == m.TX_IDLE and self._portal_sql:
                 self._portal_sql.clear()  # portals end with their transaction
             if self.tx_status == m.TX_IDLE and self._protecting and self._protection_moved is not None:
@@ -747,8 +807,45 @@ class Relay:
             finally:
                 self._failing = None
             return reply
-        self._pipeline.received(kind)
+        if kind == m.B_DATA_ROW:  # wanted only while VARBYTE columns may come
+            return self._data_row(body)
+        answered = self._pipeline.received(kind)
+        if kind == m.B_ROW_DESCRIPTION:  # the last two: wanted only with Redshift's types
+            return self._row_description(body, answered)
+        if kind == m.B_PARAMETER_DESCRIPTION:
+            shown = rt.parameter_description(body, self._types) \
+                if self._types.shown and self._types.mentioned(body) else None
+            return m.message(kind, shown) if shown is not None else None
         return None
+
+    def _row_description(self, body: bytes, answered: Entry | None) -> bytes | None:
+        """Redshift's OIDs for its types' columns; which of them are VARBYTE is noted for the
+        rows of the statement, portal or Query result it describes."""
+        rewritten = rt.row_description(body, self._types) if self._types.mentioned(body) else None
+        columns = rewritten[1] if rewritten is not None else ()
+        if answered is not None and answered.kind == DESCRIBE and answered.data is not None:
+            what, name = answered.data.described
+            known = self._statement_columns if what == ord("S") else self._portal_columns
+            if columns:
+                known[name] = columns
+            else:
+                known.pop(name, None)
+        if answered is not None and (answered.kind == QUERY or answered.data is not None
+                                     and answered.data.described[0] == ord("P")):
+            self._result_columns = columns or None
+        if columns or m.B_DATA_ROW in self._from_backend.wanted:
+            self._track_names()
+        return m.message(m.B_ROW_DESCRIPTION, rewritten[0]) if rewritten is not None and self._types.shown else None
+
+    def _data_row(self, body: bytes) -> bytes | None:
+        answering = self._pipeline.answering()
+        if answering is None:
+            return None
+        if answering.kind == EXECUTE and answering.data is not None and answering.data.portal is not None:
+            columns = self._portal_columns.get(answering.data.portal)
+        else:
+            columns = self._result_columns
+        return m.message(m.B_DATA_ROW, rt.data_row(body, columns)) if columns else None
 
     async def _protection_read(self) -> None:
         """The transaction that changed masking or row-level security ended: this proxy reads

@@ -1,0 +1,188 @@
+"""Redshift's own types on the wire: the type OIDs clients see and send, and the values the
+relay rewrites for them. Pure: message bodies in, message bodies out; no I/O.
+
+VARBYTE, INTERVAL YEAR TO MONTH, INTERVAL DAY TO SECOND and ABSTIME are PostgreSQL types of
+shiftguard's (catalog/redshift_functions.sql), with OIDs PostgreSQL chose in each database.
+Redshift's drivers get Redshift's OIDs for them in RowDescription and ParameterDescription, as
+redshift_connector maps them (redshift_connector/utils/oids.py), and send those in Parse. Other
+clients get the backend's OIDs: they look an OID they do not know up in pg_type (asyncpg, pgjdbc),
+where Redshift's are not. Two value forms differ from what PostgreSQL's functions read and
+write, so the relay converts them, for every client:
+
+- VARBYTE as text is plain hexadecimal on Redshift ('6162'), bytea's is '\\x6162': a DataRow
+  column of that type is rewritten (the type has no binary output, so its values are text);
+- INTERVAL YEAR TO MONTH and DAY TO SECOND in binary are Redshift's 4-byte months and 8-byte
+  microseconds (what redshift_connector's IntervalYearToMonth and IntervalDayToSecond send),
+  PostgreSQL's interval receive reads 16 bytes: a Bind parameter of those types is rewritten.
+  (Their binary output is Redshift's already: the types' send functions write it.)
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+from .messages import ProtocolViolation, read_cstring
+
+# Redshift's type OIDs (redshift_connector/utils/oids.py), by the name of shiftguard's type.
+REDSHIFT_OIDS = {"varbyte": 6551, "intervaly2m": 1188, "intervald2s": 1190, "abstime": 702}
+INTERVAL_Y2M, INTERVAL_D2S = REDSHIFT_OIDS["intervaly2m"], REDSHIFT_OIDS["intervald2s"]
+
+_I16 = struct.Struct("!h")
+_U16 = struct.Struct("!H")
+_I32 = struct.Struct("!i")
+_U32 = struct.Struct("!I")
+_FIELD_TAIL = struct.Struct("!ihIhih")  # table OID, column number, type OID, size, modifier, format
+_INTERVAL = struct.Struct("!qii")       # PostgreSQL's binary interval: microseconds, days, months
+
+
+@dataclass(frozen=True)
+class RedshiftTypes:
+    """One database's OIDs of shiftguard's Redshift types."""
+
+    to_client: dict[int, int]   # the backend's OID -> Redshift's
+    shown: bool = True          # does the client see Redshift's OIDs (else the backend's)?
+    to_backend: dict[int, int] = field(init=False)
+    varbyte: int | None = field(init=False)
+    markers: tuple[bytes, ...] = field(init=False)  # the backend's OIDs as they appear in messages
+
+    def __post_init__(self):
+        object.__setattr__(self, "to_backend", {rs: ours for ours, rs in self.to_client.items()})
+        object.__setattr__(self, "varbyte", self.to_backend.get(REDSHIFT_OIDS["varbyte"]))
+        object.__setattr__(self, "markers", tuple(_U32.pack(oid) for oid in self.to_client))
+
+    @classmethod
+    def from_names(cls, oids: dict[str, int]) -> "RedshiftTypes | None":
+        """From {type name: the backend's OID}; None when the database has none of them."""
+        known = {oid: REDSHIFT_OIDS[name] for name, oid in oids.items() if name in REDSHIFT_OIDS}
+        return cls(known) if known else None
+
+    def mentioned(self, body: bytes) -> bool:
+        """Might body hold one of the types' OIDs? (A quick look: False is certain.)"""
+        return any(marker in body for marker in self.markers)
+
+
+def row_description(body: bytes, types: RedshiftTypes) -> tuple[bytes, tuple[int, ...]] | None:
+    """The RowDescription to send (with Redshift's OIDs if they are shown), and the indexes of
+    its VARBYTE columns sent as text; None when it has none of the types."""
+    if len(body) < 2:
+        raise ProtocolViolation("malformed RowDescription")
+    count = _I16.unpack_from(body)[0]
+    pos, out, varbyte, changed = 2, bytearray(body[:2]), [], False
+    for index in range(count):
+        _name, after = read_cstring(body, pos)
+        if after + _FIELD_TAIL.size > len(body):
+            raise ProtocolViolation("malformed RowDescription")
+        table, column, oid, size, modifier, fmt = _FIELD_TAIL.unpack_from(body, after)
+        shown = types.to_client.get(oid)
+        if shown is not None:
+            changed = True
+            if oid == types.varbyte and fmt == 0:
+                varbyte.append(index)
+            oid = shown if types.shown else oid
+        out += body[pos:after]
+        out += _FIELD_TAIL.pack(table, column, oid, size, modifier, fmt)
+        pos = after + _FIELD_TAIL.size
+    return (bytes(out), tuple(varbyte)) if changed else None
+
+
+def parameter_description(body: bytes, types: RedshiftTypes) -> bytes | None:
+    """A ParameterDescription with Redshift's OIDs, or None when it has none of the types."""
+    oids = _oids(body, "ParameterDescription")
+    shown = [types.to_client.get(oid, oid) for oid in oids]
+    return body[:2] + b"".join(_U32.pack(oid) for oid in shown) if shown != oids else None
+
+
+def parse_types(param_types: bytes, types: RedshiftTypes) -> tuple[bytes, dict[int, int]] | None:
+    """A Parse's parameter types (count and OIDs) with the backend's OIDs for Redshift's, and
+    {parameter index: Redshift OID} of the interval parameters whose binary values Bind must
+    convert; None when no parameter has one of the types."""
+    oids = _oids(param_types, "Parse")
+    sent = [types.to_backend.get(oid, oid) for oid in oids]
+    if sent == oids:
+        return None
+    intervals = {i: oid for i, oid in enumerate(oids) if oid in (INTERVAL_Y2M, INTERVAL_D2S)}
+    return param_types[:2] + b"".join(_U32.pack(oid) for oid in sent), intervals
+
+
+def _oids(body: bytes, what: str) -> list[int]:
+    if len(body) < 2 or len(body) != 2 + 4 * _U16.unpack_from(body)[0]:
+        raise ProtocolViolation(f"malformed {what} parameter type list")
+    return [_U32.unpack_from(body, 2 + 4 * i)[0] for i in range(_U16.unpack_from(body)[0])]
+
+
+def bind_intervals(body: bytes, intervals: dict[int, int]) -> bytes:
+    """A Bind whose binary values of Redshift's interval types are PostgreSQL's 16-byte
+    intervals: months (4 bytes) for YEAR TO MONTH, microseconds (8 bytes) for DAY TO SECOND.
+    A value of another size is left for PostgreSQL to refuse."""
+    _portal, pos = read_cstring(body, 0)
+    _statement, pos = read_cstring(body, pos)
+    try:
+        nformats = _I16.unpack_from(body, pos)[0]
+        formats = [_I16.unpack_from(body, pos + 2 + 2 * i)[0] for i in range(nformats)]
+        pos += 2 + 2 * nformats
+        nvalues = _I16.unpack_from(body, pos)[0]
+    except struct.error:
+        raise ProtocolViolation("malformed Bind message") from None
+    out = bytearray(body[:pos + 2])
+    pos += 2
+    for index in range(nvalues):
+        if pos + 4 > len(body):
+            raise ProtocolViolation("malformed Bind message")
+        length = _I32.unpack_from(body, pos)[0]
+        end = pos + 4 + max(length, 0)
+        value = body[pos + 4:end]
+        binary = (formats[0] if nformats == 1 else formats[index] if index < nformats else 0) == 1
+        kind = intervals.get(index)
+        if binary and kind == INTERVAL_Y2M and length == 4:
+            value = _INTERVAL.pack(0, 0, _I32.unpack(value)[0])
+        elif binary and kind == INTERVAL_D2S and length == 8:
+            value = _INTERVAL.pack(struct.unpack("!q", value)[0], 0, 0)
+        else:
+            out += body[pos:end]
+            pos = end
+            continue
+        out += _I32.pack(len(value)) + value
+        pos = end
+    out += body[pos:]
+    return bytes(out)
+
+
+def data_row(body: bytes, columns: tuple[int, ...]) -> bytes:
+    """A DataRow whose VARBYTE columns (text) are Redshift's hexadecimal: bytea's text with
+    its '\\x' taken off, or, under bytea_output = escape, its escapes read and written as hex."""
+    if len(body) < 2:
+        raise ProtocolViolation("malformed DataRow")
+    count = _I16.unpack_from(body)[0]
+    wanted = set(columns)
+    out, pos, last = bytearray(), 2, 0
+    for index in range(count):
+        length = _I32.unpack_from(body, pos)[0]
+        start, end = pos + 4, pos + 4 + max(length, 0)
+        if index in wanted and length >= 0:
+            value = body[start:end]
+            hexadecimal = value[2:] if value.startswith(b"\\x") else _unescape(value).hex().encode()
+            out += body[last:pos]
+            out += _I32.pack(len(hexadecimal)) + hexadecimal
+            last = end
+        pos = end
+    if pos > len(body):
+        raise ProtocolViolation("malformed DataRow")
+    out += body[last:]
+    return bytes(out)
+
+
+def _unescape(value: bytes) -> bytes:
+    """bytea's escape output (bytea_output = escape) read back: \\\\ and \\ooo octal."""
+    out, i = bytearray(), 0
+    while i < len(value):
+        if value[i] == 0x5C and value[i + 1:i + 2] == b"\\":
+            out.append(0x5C)
+            i += 2
+        elif value[i] == 0x5C:
+            out.append(int(value[i + 1:i + 4], 8))
+            i += 4
+        else:
+            out.append(value[i])
+            i += 1
+    return bytes(out)

@@ -7,9 +7,11 @@ loopback, more than half of the proxy's CPU) and the machine's noise; this is th
 alone, the part the code decides, and it is steady enough to compare two commits on a busy
 machine:
 
-    PYTHONPATH=/path/to/tree python3 bench/relay_cpu.py [--transactions N] [--reps R]
+    PYTHONPATH=/path/to/tree python3 bench/relay_cpu.py [--transactions N] [--reps R] [--redshift-types]
 
-Prints the median µs per transaction of R repetitions for each workload.
+Prints the median µs per transaction of R repetitions for each workload. --redshift-types: the
+relay knows the database's Redshift types, as every session on a backend where shiftguard
+installed them does (the rows here have none of those columns).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from proxy.endpoint import Endpoint
 from proxy.policy.cache import Classifier
 from proxy.policy.statements import Translator
 from proxy.protocol import messages as m
+from proxy.protocol.redshift_types import REDSHIFT_OIDS, RedshiftTypes
 from proxy.relay import Relay
 
 SQL = b"SELECT abalance FROM pgbench_accounts WHERE aid = $1"
@@ -85,12 +88,12 @@ def _ready() -> bytes:
     return _msg(b"Z", b"I")
 
 
-async def _measure(workload: str, transactions: int) -> float:
+async def _measure(workload: str, transactions: int, types: RedshiftTypes | None) -> float:
     translator = Translator(lambda role: "V")
     client, backend = Endpoint(), Endpoint()
     client.connection_made(_Sink())
     backend.connection_made(_Sink())
-    relay = Relay(client, backend, Classifier(translator), 1 << 20)
+    relay = Relay(client, backend, Classifier(translator), 1 << 20, redshift_types=types)
     relay.start()
     if workload == "simple":
         request, reply = _client_simple(), _backend_rows() + _ready()
@@ -115,9 +118,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--transactions", type=int, default=50_000)
     parser.add_argument("--reps", type=int, default=7)
+    parser.add_argument("--redshift-types", action="store_true")
     args = parser.parse_args()
+    types = RedshiftTypes.from_names({name: 16501 + i for i, name in enumerate(REDSHIFT_OIDS)}) \
+        if args.redshift_types else None
     for workload in ("simple", "prepared"):
-        runs = [asyncio.run(_measure(workload, args.transactions)) for _ in range(args.reps)]
+        runs = [asyncio.run(_measure(workload, args.transactions, types)) for _ in range(args.reps)]
         print(f"{workload:9} {statistics.median(runs):6.2f} µs/transaction  (min {min(runs):.2f}, "
               f"max {max(runs):.2f}, {args.reps} runs of {args.transactions})")
 

@@ -283,14 +283,15 @@ class Relay:
         self._portal_sql: dict[bytes, list] = {}  # portal -> [SQL, executed, the Parse it waits for]
         self._parses: dict[bytes, _Work] = {}     # name -> its latest Parse, while unanswered
         # Redshift's types in the database (protocol/redshift_types.py): the OIDs clients see are
-        # Redshift's, and VARBYTE columns' values are rewritten. Which columns of a statement or
-        # portal are VARBYTE is known from RowDescription (a Describe's answer); the rows of a
-        # Query or of an Execute of a portal not seen bound take the last RowDescription's.
+        # Redshift's, and VARBYTE and TIME/TIMETZ columns' values are rewritten. Which columns of
+        # a statement or portal those are is known from RowDescription (a Describe's answer);
+        # the rows of a Query or of an Execute of a portal not seen bound take the last
+        # RowDescription's.
         self._types = redshift_types
-        self._statement_columns: dict[bytes, tuple[int, ...]] = {}
-        self._portal_columns: dict[bytes, tuple[int, ...]] = {}
+        self._statement_columns: dict[bytes, rt.Columns] = {}
+        self._portal_columns: dict[bytes, rt.Columns] = {}
         self._statement_intervals: dict[bytes, dict[int, int]] = {}  # Bind values to convert
-        self._result_columns: tuple[int, ...] | None = None
+        self._result_columns: rt.Columns | None = None
         # Extended-protocol messages sent since the last Sync: the backend may be inside an
         # implicit transaction that no ReadyForQuery has reported.
         self._unsynced = False
@@ -423,7 +424,7 @@ class Relay:
         if kind == m.F_PARSE:
             return self._parse(body)
         # Describe: wanted with Redshift's types. Bind, Execute, Close: wanted while some
-        # prepared statement has a rewritten tag or VARBYTE columns, or for the statement log. A
+        # prepared statement has a rewritten tag or columns to convert, or for the statement log. A
         # malformed one goes on as it is: PostgreSQL refuses it.
         work, sent = None, None
         try:
@@ -591,7 +592,7 @@ class Relay:
         return m.Parse(parse.name, sql, (retyped or parse).param_types).encode()
 
     def _parse_types(self, parse: m.Parse) -> m.Parse | None:
-        """A new statement of that name: its VARBYTE columns are not known yet. Its parameters of
+        """A new statement of that name: its columns to convert are not known yet. Its parameters of
         Redshift's types get the backend's OIDs (the Parse to send then, else None), and the
         interval ones are noted for their Binds."""
         had = (self._statement_columns.pop(parse.name, None), self._statement_intervals.pop(parse.name, None)) != (None, None)
@@ -656,7 +657,7 @@ class Relay:
     def _track_names(self) -> None:
         """Look at Bind, Execute and Close only while some prepared statement has a rewritten
         tag or Redshift's types to convert (or always, for the statement log); at DataRows only
-        while some may have VARBYTE columns."""
+        while some may have columns to convert."""
         typed = self._statement_columns or self._portal_columns or self._statement_intervals
         if self._statement_tags or self._portal_tags or typed:
             self._from_client.wanted.update(_NAMED)
@@ -807,7 +808,7 @@ class Relay:
             finally:
                 self._failing = None
             return reply
-        if kind == m.B_DATA_ROW:  # wanted only while VARBYTE columns may come
+        if kind == m.B_DATA_ROW:  # wanted only while columns to convert may come
             return self._data_row(body)
         answered = self._pipeline.received(kind)
         if kind == m.B_ROW_DESCRIPTION:  # the last two: wanted only with Redshift's types
@@ -819,8 +820,8 @@ class Relay:
         return None
 
     def _row_description(self, body: bytes, answered: Entry | None) -> bytes | None:
-        """Redshift's OIDs for its types' columns; which of them are VARBYTE is noted for the
-        rows of the statement, portal or Query result it describes."""
+        """Redshift's OIDs for its types' columns; the columns whose values are converted are
+        noted for the rows of the statement, portal or Query result it describes."""
         rewritten = rt.row_description(body, self._types) if self._types.mentioned(body) else None
         columns = rewritten[1] if rewritten is not None else ()
         if answered is not None and answered.kind == DESCRIBE and answered.data is not None:
@@ -835,7 +836,8 @@ class Relay:
             self._result_columns = columns or None
         if columns or m.B_DATA_ROW in self._from_backend.wanted:
             self._track_names()
-        return m.message(m.B_ROW_DESCRIPTION, rewritten[0]) if rewritten is not None and self._types.shown else None
+        return m.message(m.B_ROW_DESCRIPTION, rewritten[0]) if rewritten is not None and rewritten[0] is not body \
+            else None
 
     def _data_row(self, body: bytes) -> bytes | None:
         answering = self._pipeline.answering()
@@ -845,7 +847,8 @@ class Relay:
             columns = self._portal_columns.get(answering.data.portal)
         else:
             columns = self._result_columns
-        return m.message(m.B_DATA_ROW, rt.data_row(body, columns)) if columns else None
+        converted = rt.data_row(body, columns) if columns else None
+        return m.message(m.B_DATA_ROW, converted) if converted is not None else None
 
     async def _protection_read(self) -> None:
         """The transaction that changed masking or row-level security ended: this proxy reads

@@ -11,6 +11,10 @@ write, so the relay converts them, for every client:
 
 - VARBYTE as text is plain hexadecimal on Redshift ('6162'), bytea's is '\\x6162': a DataRow
   column of that type is rewritten (the type has no binary output, so its values are text);
+- TIME and TIMETZ '24:00:00' are 00:00:00 on Redshift (TIMETZ keeps its zone); PostgreSQL keeps
+  24:00, which redshift_connector cannot make a time of: a DataRow value 24:00 of those
+  (PostgreSQL's built-in) types is rewritten, in text or binary (the two cannot be mistaken: a
+  binary time is 8 bytes starting with zeros, a text one starts with digits);
 - INTERVAL YEAR TO MONTH and DAY TO SECOND in binary are Redshift's 4-byte months and 8-byte
   microseconds (what redshift_connector's IntervalYearToMonth and IntervalDayToSecond send),
   PostgreSQL's interval receive reads 16 bytes: a Bind parameter of those types is rewritten.
@@ -27,6 +31,11 @@ from .messages import ProtocolViolation, read_cstring
 # Redshift's type OIDs (redshift_connector/utils/oids.py), by the name of shiftguard's type.
 REDSHIFT_OIDS = {"varbyte": 6551, "intervaly2m": 1188, "intervald2s": 1190, "abstime": 702}
 INTERVAL_Y2M, INTERVAL_D2S = REDSHIFT_OIDS["intervaly2m"], REDSHIFT_OIDS["intervald2s"]
+TIME, TIMETZ = 1083, 1266  # PostgreSQL's (and Redshift's) OIDs of TIME and TIMETZ
+
+# What a column's values need (row_description, data_row).
+VARBYTE_TEXT, TIME_24, TIMETZ_24 = "varbyte", "time", "timetz"
+_MIDNIGHT_24 = struct.pack("!q", 86_400_000_000)  # 24:00:00 in binary: microseconds
 
 _I16 = struct.Struct("!h")
 _U16 = struct.Struct("!H")
@@ -49,7 +58,7 @@ class RedshiftTypes:
     def __post_init__(self):
         object.__setattr__(self, "to_backend", {rs: ours for ours, rs in self.to_client.items()})
         object.__setattr__(self, "varbyte", self.to_backend.get(REDSHIFT_OIDS["varbyte"]))
-        object.__setattr__(self, "markers", tuple(_U32.pack(oid) for oid in self.to_client))
+        object.__setattr__(self, "markers", tuple(_U32.pack(oid) for oid in (*self.to_client, TIME, TIMETZ)))
 
     @classmethod
     def from_names(cls, oids: dict[str, int]) -> "RedshiftTypes | None":
@@ -62,28 +71,34 @@ class RedshiftTypes:
         return any(marker in body for marker in self.markers)
 
 
-def row_description(body: bytes, types: RedshiftTypes) -> tuple[bytes, tuple[int, ...]] | None:
-    """The RowDescription to send (with Redshift's OIDs if they are shown), and the indexes of
-    its VARBYTE columns sent as text; None when it has none of the types."""
+Columns = tuple[tuple[int, str], ...]  # (index, what its values need) for data_row
+
+
+def row_description(body: bytes, types: RedshiftTypes) -> tuple[bytes, Columns] | None:
+    """The RowDescription to send (with Redshift's OIDs if they are shown), and its columns
+    whose values the relay converts (VARBYTE as text, TIME, TIMETZ); None when it has none."""
     if len(body) < 2:
         raise ProtocolViolation("malformed RowDescription")
     count = _I16.unpack_from(body)[0]
-    pos, out, varbyte, changed = 2, bytearray(body[:2]), [], False
+    pos, out, converted, changed = 2, bytearray(body[:2]), [], False
     for index in range(count):
         _name, after = read_cstring(body, pos)
         if after + _FIELD_TAIL.size > len(body):
             raise ProtocolViolation("malformed RowDescription")
         table, column, oid, size, modifier, fmt = _FIELD_TAIL.unpack_from(body, after)
         shown = types.to_client.get(oid)
-        if shown is not None:
-            changed = True
-            if oid == types.varbyte and fmt == 0:
-                varbyte.append(index)
-            oid = shown if types.shown else oid
+        if oid == types.varbyte and fmt == 0:
+            converted.append((index, VARBYTE_TEXT))
+        elif oid in (TIME, TIMETZ):
+            converted.append((index, TIME_24 if oid == TIME else TIMETZ_24))
+        if shown is not None and types.shown:
+            changed, oid = True, shown
         out += body[pos:after]
         out += _FIELD_TAIL.pack(table, column, oid, size, modifier, fmt)
         pos = after + _FIELD_TAIL.size
-    return (bytes(out), tuple(varbyte)) if changed else None
+    if not changed and not converted:
+        return None
+    return bytes(out) if changed else body, tuple(converted)
 
 
 def parameter_description(body: bytes, types: RedshiftTypes) -> bytes | None:
@@ -148,26 +163,40 @@ def bind_intervals(body: bytes, intervals: dict[int, int]) -> bytes:
     return bytes(out)
 
 
-def data_row(body: bytes, columns: tuple[int, ...]) -> bytes:
-    """A DataRow whose VARBYTE columns (text) are Redshift's hexadecimal: bytea's text with
-    its '\\x' taken off, or, under bytea_output = escape, its escapes read and written as hex."""
+def data_row(body: bytes, columns: Columns) -> bytes | None:
+    """The DataRow with Redshift's values in those columns, or None if none changes: VARBYTE as
+    hexadecimal (bytea's text with its '\\x' taken off, or, under bytea_output = escape, its
+    escapes read), TIME and TIMETZ 24:00:00 as 00:00:00."""
     if len(body) < 2:
         raise ProtocolViolation("malformed DataRow")
     count = _I16.unpack_from(body)[0]
-    wanted = set(columns)
+    wanted = dict(columns)
     out, pos, last = bytearray(), 2, 0
     for index in range(count):
+        if pos + 4 > len(body):
+            raise ProtocolViolation("malformed DataRow")
         length = _I32.unpack_from(body, pos)[0]
         start, end = pos + 4, pos + 4 + max(length, 0)
-        if index in wanted and length >= 0:
+        kind = wanted.get(index)
+        if kind is not None and length >= 0:
             value = body[start:end]
-            hexadecimal = value[2:] if value.startswith(b"\\x") else _unescape(value).hex().encode()
+            if kind == VARBYTE_TEXT:
+                value = value[2:] if value.startswith(b"\\x") else _unescape(value).hex().encode()
+            elif value.startswith(b"24:00:00"):
+                value = b"00" + value[2:]
+            elif value[:8] == _MIDNIGHT_24 and len(value) == (8 if kind == TIME_24 else 12):
+                value = bytes(8) + value[8:]
+            else:
+                pos = end
+                continue
             out += body[last:pos]
-            out += _I32.pack(len(hexadecimal)) + hexadecimal
+            out += _I32.pack(len(value)) + value
             last = end
         pos = end
     if pos > len(body):
         raise ProtocolViolation("malformed DataRow")
+    if not last:
+        return None
     out += body[last:]
     return bytes(out)
 

@@ -2,8 +2,8 @@
 its synonyms VARBINARY and BINARY VARYING, FROM_HEX/TO_HEX/TO_VARBYTE/FROM_VARBYTE and its casts),
 INTERVAL YEAR TO MONTH and DAY TO SECOND (intervaly2m, intervald2s) and ABSTIME: values written
 and read back, and the type OIDs the drivers see are Redshift's (redshift_connector's
-utils/oids.py: VARBYTE 6551, INTERVALY2M 1188, INTERVALD2S 1190, ABSTIME 702). GEOMETRY and
-GEOGRAPHY are refused in words that say why.
+utils/oids.py: VARBYTE 6551, INTERVALY2M 1188, INTERVALD2S 1190, ABSTIME 702). TIME and TIMETZ
+'24:00:00' read as Redshift's 00:00:00. GEOMETRY and GEOGRAPHY are refused in words that say why.
 """
 
 from __future__ import annotations
@@ -109,6 +109,25 @@ def test_psycopg_sees_redshifts_text_and_the_types_by_name(proxy, table):
             conn.execute("SET bytea_output = escape")
         with pytest.raises(psycopg.errors.UndefinedFunction, match="no binary output function available for type varbyte"):
             conn.cursor(binary=True).execute(f"SELECT vb FROM {table}")
+
+
+def test_time_24_00_reads_as_midnight(rsc, proxy):
+    """Redshift stores TIME '24:00:00' as 00:00:00 (TIMETZ keeping its zone); redshift_connector
+    reads TIMETZ in binary and could not make a time of hour 24."""
+    name = unique("times")
+    with rsc.cursor() as cursor:
+        cursor.execute(f"CREATE TABLE {name} (t time, tz timetz)")
+        try:
+            cursor.execute(f"INSERT INTO {name} VALUES ('24:00:00', '24:00:00 CST'), ('12:30:10', '18:42:22 GMT')")
+            cursor.execute(f"SELECT t, tz FROM {name} ORDER BY t DESC")
+            utc = datetime.timezone.utc
+            assert cursor.fetchall() == ([datetime.time(0, 0), datetime.time(6, 0, tzinfo=utc)],
+                                         [datetime.time(12, 30, 10), datetime.time(18, 42, 22, tzinfo=utc)])
+            with proxy.connect() as conn:
+                assert conn.execute(f"SELECT t::text AS a, t, tz FROM {name} ORDER BY t DESC LIMIT 1").fetchone() == \
+                    ("24:00:00", datetime.time(0, 0), datetime.time(0, 0, tzinfo=datetime.timezone(datetime.timedelta(hours=-6))))
+        finally:
+            cursor.execute(f"DROP TABLE {name}")
 
 
 def test_geometry_is_refused_with_the_reason(proxy):

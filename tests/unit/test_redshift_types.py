@@ -8,8 +8,8 @@ import struct
 import pytest
 
 from proxy.protocol.messages import ProtocolViolation
-from proxy.protocol.redshift_types import (RedshiftTypes, bind_intervals, data_row, parameter_description,
-                                           parse_types, row_description)
+from proxy.protocol.redshift_types import (TIME_24, TIMETZ_24, VARBYTE_TEXT, RedshiftTypes, bind_intervals, data_row,
+                                           parameter_description, parse_types, row_description)
 
 # The backend's OIDs of shiftguard's types, as one database has them.
 OURS = {"varbyte": 16501, "intervaly2m": 16502, "intervald2s": 16503, "abstime": 16504}
@@ -29,14 +29,16 @@ def test_row_description_shows_redshifts_oids_and_finds_varbyte_text_columns():
     body = struct.pack("!h", 4) + field(b"a", 23) + field(b"vb", 16501) + field(b"y2m", 16502) + field(b"vb2", 16501, 1)
     shown, columns = row_description(body, TYPES)
     assert shown == struct.pack("!h", 4) + field(b"a", 23) + field(b"vb", 6551) + field(b"y2m", 1188) + field(b"vb2", 6551, 1)
-    assert columns == (1,)  # a binary VARBYTE column has no value to convert (the type has no binary output)
+    assert columns == ((1, VARBYTE_TEXT),)  # a binary VARBYTE column has no value (the type has no binary output)
     assert row_description(struct.pack("!h", 1) + field(b"a", 23), TYPES) is None
+    times = struct.pack("!h", 2) + field(b"t", 1083) + field(b"tz", 1266, 1)
+    assert row_description(times, TYPES) == (times, ((0, TIME_24), (1, TIMETZ_24)))
 
 
 def test_other_clients_keep_the_backends_oids_and_get_varbyte_columns_too():
     hidden = RedshiftTypes(TYPES.to_client, shown=False)
     body = struct.pack("!h", 1) + field(b"vb", 16501)
-    assert row_description(body, hidden) == (body, (0,))
+    assert row_description(body, hidden) == (body, ((0, VARBYTE_TEXT),))
 
 
 def test_a_mention_is_only_a_hint():
@@ -45,9 +47,18 @@ def test_a_mention_is_only_a_hint():
 
 
 def test_varbyte_text_becomes_hexadecimal_and_other_columns_stay():
-    assert data_row(row(b"\\x6162", b"\\x41", None, b""), (0, 2, 3)) == row(b"6162", b"\\x41", None, b"")
+    varbyte = ((0, VARBYTE_TEXT), (2, VARBYTE_TEXT), (3, VARBYTE_TEXT))
+    assert data_row(row(b"\\x6162", b"\\x41", None, b""), varbyte) == row(b"6162", b"\\x41", None, b"")
     # bytea_output = escape: its escapes are read back.
-    assert data_row(row(b"a\\000\\\\\\377"), (0,)) == row(b"61005cff")
+    assert data_row(row(b"a\\000\\\\\\377"), ((0, VARBYTE_TEXT),)) == row(b"61005cff")
+
+
+def test_time_24_00_is_midnight_as_on_redshift_in_text_and_binary():
+    columns = ((0, TIME_24), (1, TIMETZ_24))
+    assert data_row(row(b"24:00:00", b"24:00:00-06"), columns) == row(b"00:00:00", b"00:00:00-06")
+    day, zone = struct.pack("!q", 86_400_000_000), struct.pack("!i", 21600)
+    assert data_row(row(day, day + zone), columns) == row(bytes(8), bytes(8) + zone)
+    assert data_row(row(b"23:59:59", None), columns) is None
 
 
 def test_parse_types_and_bind_values_of_redshifts_intervals():

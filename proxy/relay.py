@@ -50,6 +50,9 @@ _LENGTH = struct.Struct("!i")
 _EXTENDED = frozenset((m.F_PARSE, m.F_BIND, m.F_DESCRIBE, m.F_EXECUTE, m.F_CLOSE))
 _NAMED = frozenset((m.F_BIND, m.F_EXECUTE, m.F_CLOSE))
 _COUNTED_REQUESTS = _EXTENDED | {m.F_SYNC, m.F_COPY_DATA, m.F_COPY_DONE, m.F_COPY_FAIL}
+_DESCRIPTIONS = frozenset((m.B_ROW_DESCRIPTION, m.B_PARAMETER_DESCRIPTION))
+# Descriptions a relay remembers as naming none of Redshift's types, at most, and how long each.
+_MAX_UNMATCHED, _MAX_UNMATCHED_SIZE = 64, 512
 _COUNTED_REPLIES = frozenset(range(256)) - {m.B_DATA_ROW, m.B_NOTICE_RESPONSE, m.B_NOTIFICATION_RESPONSE,
                                             ord("d"), ord("c"), ord("H")}
 
@@ -60,11 +63,14 @@ class MessageStream:
     Messages whose type is in `wanted` are handed whole to on_message, which returns None to
     pass them on unchanged or the bytes to send instead. Other messages are only counted
     (on_header, for the types in `counted`; None: all) and their bodies streamed through as
-    they arrive, however large.
+    they arrive, however large. A wanted message whose type is in `sieved` and that arrived
+    whole is handed over only if its body matches `sieve`; else it is only counted (a cheap
+    look for what is rare: the bodies seen not to match are remembered, and the same one again,
+    a prepared statement's RowDescription say, costs a set lookup).
     """
 
-    __slots__ = ("write", "wanted", "on_message", "on_header", "max_size", "counted",
-                 "_pending", "_pending_need", "_skip", "_held")
+    __slots__ = ("write", "wanted", "on_message", "on_header", "max_size", "counted", "sieved", "sieve",
+                 "_unmatched", "_pending", "_pending_need", "_skip", "_held")
 
     def __init__(self, write: Callable[[bytes], None], wanted: set[int],
                  on_message: Callable[[int, bytes], bytes | None], on_header: Callable[[int], None],
@@ -75,6 +81,9 @@ class MessageStream:
         self.on_header = on_header
         self.max_size = max_size
         self.counted = counted if counted is not None else frozenset(range(256))
+        self.sieved: frozenset[int] = frozenset()
+        self.sieve: re.Pattern | None = None
+        self._unmatched: set[bytes] = set()
         self._pending = bytearray()  # a partial header, or a partial wanted message
         self._pending_need = 0       # total size of the pending wanted message, once known
         self._skip = 0               # body bytes of an unwanted message still to pass through
@@ -120,7 +129,8 @@ class MessageStream:
             if length < 4 or length > self.max_size:
                 raise m.ProtocolViolation(f"invalid message length {length} for message type {chr(kind)!r}")
             end = pos + 1 + length
-            if kind in self.wanted:
+            if kind in self.wanted and not (kind in self.sieved and end <= n and (
+                    (body := data[pos + 5:end]) in self._unmatched or self._sifted_out(body))):
                 if end > n:
                     self._flush(data, start, pos)
                     self._pending += data[pos:]
@@ -148,6 +158,15 @@ class MessageStream:
             self.write(data)  # the whole chunk passes unchanged: the hot path
         else:
             self._flush(data, start, pos)
+
+    def _sifted_out(self, body: bytes) -> bool:
+        if self.sieve.search(body) is not None:
+            return False
+        if len(body) <= _MAX_UNMATCHED_SIZE:
+            if len(self._unmatched) >= _MAX_UNMATCHED:
+                self._unmatched.clear()
+            self._unmatched.add(body)
+        return True
 
     @property
     def mid_message(self) -> bool:
@@ -292,6 +311,10 @@ class Relay:
         self._portal_columns: dict[bytes, rt.Columns] = {}
         self._statement_intervals: dict[bytes, dict[int, int]] = {}  # Bind values to convert
         self._result_columns: rt.Columns | None = None
+        # The Describe after each Parse is looked at (which statement or portal it names), and
+        # every Describe while some statement or portal has columns to convert: a statement
+        # described only long after its Parse is not known (its rows are not converted).
+        self._describe_next = False
         # Extended-protocol messages sent since the last Sync: the backend may be inside an
         # implicit transaction that no ReadyForQuery has reported.
         self._unsynced = False
@@ -303,20 +326,22 @@ class Relay:
             client_wanted.add(m.F_TERMINATE)
         if statement_log is not None:
             client_wanted.update(_NAMED)  # Bind, Execute and Close: each execution is a statement
-        if redshift_types is not None:
-            client_wanted.add(m.F_DESCRIBE)
         self._always_wanted = frozenset(client_wanted)
         self._from_client = MessageStream(
             backend.write, client_wanted, self._client_message, self._client_header, max_message_size,
             counted=_COUNTED_REQUESTS)
         backend_wanted = {m.B_READY_FOR_QUERY, m.B_ERROR_RESPONSE, m.B_PARAMETER_STATUS}
         if redshift_types is not None:
-            backend_wanted.update((m.B_ROW_DESCRIPTION, m.B_PARAMETER_DESCRIPTION))
+            backend_wanted.update(_DESCRIPTIONS)
         # Every reply's type goes to the pipeline, but for rows, COPY data and what comes
         # unasked (nothing of them changes what PostgreSQL answers).
         self._from_backend = MessageStream(
             client.write, backend_wanted, self._backend_message, self._pipeline.received, 1 << 30,
             counted=_COUNTED_REPLIES)
+        if redshift_types is not None:
+            # Only a description that may name one of the types is looked at while nothing
+            # is noted (_track_names).
+            self._from_backend.sieved, self._from_backend.sieve = _DESCRIPTIONS, redshift_types.markers
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -409,6 +434,8 @@ class Relay:
         self._pipeline.sent(BARE[kind])  # CopyDone and CopyFail too
 
     def _client_message(self, kind: int, body: bytes) -> bytes | None:
+        if kind == m.F_DESCRIBE and not self.backend_kept:  # wanted with Redshift's types, see __init__
+            return self._describe(body)
         if self.backend_kept:
             return b""  # after the Terminate that kept the backend session: nothing runs or counts
         if kind == m.F_TERMINATE:  # wanted only when the backend session may be kept
@@ -423,18 +450,15 @@ class Relay:
         self._unsynced = True
         if kind == m.F_PARSE:
             return self._parse(body)
-        # Describe: wanted with Redshift's types. Bind, Execute, Close: wanted while some
-        # prepared statement has a rewritten tag or columns to convert, or for the statement log. A
-        # malformed one goes on as it is: PostgreSQL refuses it.
+        # Bind, Execute, Close: wanted while some prepared statement has a rewritten tag or
+        # columns to convert, or for the statement log. A malformed one goes on as it is:
+        # PostgreSQL refuses it.
         work, sent = None, None
         try:
             if kind == m.F_EXECUTE:
                 work = self._execute(m.decode_execute_portal(body))
             elif kind == m.F_BIND:
                 sent = self._bind(*m.decode_bind_names(body), body)
-            elif kind == m.F_DESCRIBE:
-                work = _Work()
-                work.described = m.decode_close(body)
             elif kind == m.F_CLOSE:
                 what, name = m.decode_close(body)
                 if what == ord("S"):
@@ -449,9 +473,22 @@ class Relay:
         except m.ProtocolViolation:
             work = None
         self._send(entry(kind, work))
-        if kind != m.F_DESCRIBE:
-            self._track_names()
+        self._track_names()
         return sent
+
+    def _describe(self, body: bytes) -> None:
+        """Which statement or portal the RowDescription answering this describes (a malformed
+        Describe goes on as it is: PostgreSQL refuses it)."""
+        self._unsynced = True
+        work = None
+        if body[-1:] == b"\0" and body.find(b"\0") == len(body) - 1:
+            work = _Work()
+            work.described = (body[0], body[1:-1])
+        self._pipeline.sent(entry(DESCRIBE, work))
+        if self._describe_next:
+            self._describe_next = False
+            self._track_names()
+        return None
 
     def _send(self, sent: Entry) -> None:
         if sent.data is not None and sent.data.tags:
@@ -599,6 +636,9 @@ class Relay:
         retyped = rt.parse_types(parse.param_types, self._types)
         if retyped is not None and retyped[1]:
             self._statement_intervals[parse.name] = retyped[1]
+        if not self._describe_next:
+            self._describe_next = True
+            self._from_client.wanted.add(m.F_DESCRIBE)
         if had or (retyped is not None and retyped[1]):
             self._track_names()
         return m.Parse(parse.name, parse.sql, retyped[0]) if retyped is not None else None
@@ -663,10 +703,18 @@ class Relay:
             self._from_client.wanted.update(_NAMED)
         else:
             self._from_client.wanted.difference_update(_NAMED - self._always_wanted)
+        if self._types is None:
+            return
         if typed or self._result_columns:
             self._from_backend.wanted.add(m.B_DATA_ROW)
+            self._from_backend.sieved = frozenset()  # each RowDescription may end what was noted
         else:
             self._from_backend.wanted.discard(m.B_DATA_ROW)
+            self._from_backend.sieved = _DESCRIPTIONS
+        if typed or self._describe_next:
+            self._from_client.wanted.add(m.F_DESCRIBE)
+        else:
+            self._from_client.wanted.discard(m.F_DESCRIBE)
 
     # ---------------------------------------------------------------- replies
 
@@ -749,6 +797,8 @@ class Relay:
                         "of a COPY that failed); tracking stops for that session")
 
     def _backend_message(self, kind: int, body: bytes) -> bytes | None:
+        if kind == m.B_ROW_DESCRIPTION:  # wanted only with Redshift's types
+            return self._row_description(body, self._pipeline.received(kind))
         if kind == m.B_READY_FOR_QUERY:
             if len(body) != 1:
                 raise m.ProtocolViolation("malformed ReadyForQuery")
@@ -811,9 +861,7 @@ class Relay:
         if kind == m.B_DATA_ROW:  # wanted only while columns to convert may come
             return self._data_row(body)
         answered = self._pipeline.received(kind)
-        if kind == m.B_ROW_DESCRIPTION:  # the last two: wanted only with Redshift's types
-            return self._row_description(body, answered)
-        if kind == m.B_PARAMETER_DESCRIPTION:
+        if kind == m.B_PARAMETER_DESCRIPTION:  # wanted only with Redshift's types
             shown = rt.parameter_description(body, self._types) \
                 if self._types.shown and self._types.mentioned(body) else None
             return m.message(kind, shown) if shown is not None else None
@@ -823,6 +871,8 @@ class Relay:
         """Redshift's OIDs for its types' columns; the columns whose values are converted are
         noted for the rows of the statement, portal or Query result it describes."""
         rewritten = rt.row_description(body, self._types) if self._types.mentioned(body) else None
+        if rewritten is None and not (self._statement_columns or self._portal_columns or self._result_columns):
+            return None  # the hot path: none of the columns, and nothing noted to forget
         columns = rewritten[1] if rewritten is not None else ()
         if answered is not None and answered.kind == DESCRIBE and answered.data is not None:
             what, name = answered.data.described
@@ -831,8 +881,8 @@ class Relay:
                 known[name] = columns
             else:
                 known.pop(name, None)
-        if answered is not None and (answered.kind == QUERY or answered.data is not None
-                                     and answered.data.described[0] == ord("P")):
+        if answered is not None and (answered.kind == QUERY or answered.data is None
+                                     or answered.data.described[0] == ord("P")):
             self._result_columns = columns or None
         if columns or m.B_DATA_ROW in self._from_backend.wanted:
             self._track_names()
@@ -843,9 +893,10 @@ class Relay:
         answering = self._pipeline.answering()
         if answering is None:
             return None
+        columns = None
         if answering.kind == EXECUTE and answering.data is not None and answering.data.portal is not None:
             columns = self._portal_columns.get(answering.data.portal)
-        else:
+        if columns is None:  # a Query's, or a portal's that a Describe not looked at described
             columns = self._result_columns
         converted = rt.data_row(body, columns) if columns else None
         return m.message(m.B_DATA_ROW, converted) if converted is not None else None

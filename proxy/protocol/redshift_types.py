@@ -23,6 +23,7 @@ write, so the relay converts them, for every client:
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass, field
 
@@ -53,12 +54,13 @@ class RedshiftTypes:
     shown: bool = True          # does the client see Redshift's OIDs (else the backend's)?
     to_backend: dict[int, int] = field(init=False)
     varbyte: int | None = field(init=False)
-    markers: tuple[bytes, ...] = field(init=False)  # the backend's OIDs as they appear in messages
+    markers: re.Pattern = field(init=False)  # the OIDs as they appear in messages, any of them
 
     def __post_init__(self):
         object.__setattr__(self, "to_backend", {rs: ours for ours, rs in self.to_client.items()})
         object.__setattr__(self, "varbyte", self.to_backend.get(REDSHIFT_OIDS["varbyte"]))
-        object.__setattr__(self, "markers", tuple(_U32.pack(oid) for oid in (*self.to_client, TIME, TIMETZ)))
+        object.__setattr__(self, "markers", re.compile(b"|".join(
+            re.escape(_U32.pack(oid)) for oid in (*self.to_client, TIME, TIMETZ))))
 
     @classmethod
     def from_names(cls, oids: dict[str, int]) -> "RedshiftTypes | None":
@@ -68,7 +70,7 @@ class RedshiftTypes:
 
     def mentioned(self, body: bytes) -> bool:
         """Might body hold one of the types' OIDs? (A quick look: False is certain.)"""
-        return any(marker in body for marker in self.markers)
+        return self.markers.search(body) is not None
 
 
 Columns = tuple[tuple[int, str], ...]  # (index, what its values need) for data_row

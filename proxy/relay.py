@@ -226,7 +226,7 @@ class StatementLog(Protocol):
 class _Work:
     """What the relay must do with the replies to one message it sent (pipeline.Entry.data)."""
 
-    __slots__ = ("tags", "handles", "markers", "sql", "replaced", "waiting", "portal", "described")
+    __slots__ = ("tags", "handles", "markers", "sql", "replaced", "waiting", "portal", "statement", "described")
 
     def __init__(self, tags: dict[int, bytes] | None = None, handles: list[int] | None = None,
                  markers: list[str] | None = None, sql: bytes | None = None):
@@ -237,6 +237,7 @@ class _Work:
         self.replaced = None    # a Parse's (name, the SQL that name had before), for when it fails
         self.waiting = None     # a Parse's Executes waiting for its answer to be logged (_execute)
         self.portal = None      # an Execute's portal (Redshift's types: which DataRows to convert)
+        self.statement = None   # and the statement its Bind named
         self.described = None   # a Describe's (b'S' or b'P', name)
 
 
@@ -308,13 +309,15 @@ class Relay:
         # RowDescription's.
         self._types = redshift_types
         self._statement_columns: dict[bytes, rt.Columns] = {}
-        self._portal_columns: dict[bytes, rt.Columns] = {}
+        self._portal_columns: dict[bytes, rt.Columns] = {}     # from a Describe of the portal
+        self._portal_statements: dict[bytes, bytes] = {}       # from its Bind
         self._statement_intervals: dict[bytes, dict[int, int]] = {}  # Bind values to convert
         self._result_columns: rt.Columns | None = None
-        # The Describe after each Parse is looked at (which statement or portal it names), and
-        # every Describe while some statement or portal has columns to convert: a statement
-        # described only long after its Parse is not known (its rows are not converted).
-        self._describe_next = False
+        # Describe, Bind and Execute are looked at from each Parse to the next Sync (which
+        # statement or portal they name), and always while some statement or portal has
+        # columns to convert: a statement described only in a later Sync than its Parse's, and
+        # before any had columns, is not known (its rows are not converted).
+        self._after_parse = False
         # Extended-protocol messages sent since the last Sync: the backend may be inside an
         # implicit transaction that no ReadyForQuery has reported.
         self._unsynced = False
@@ -426,6 +429,9 @@ class Relay:
         # and _client_message stops everything else.)
         if kind == m.F_SYNC:
             self._unsynced = False
+            if self._after_parse:
+                self._after_parse = False
+                self._track_names()
         elif kind in _EXTENDED:
             self._unsynced = True
         elif kind == m.F_COPY_DATA:
@@ -470,6 +476,7 @@ class Relay:
                     self._portal_tags.pop(name, None)
                     self._portal_sql.pop(name, None)
                     self._portal_columns.pop(name, None)
+                    self._portal_statements.pop(name, None)
         except m.ProtocolViolation:
             work = None
         self._send(entry(kind, work))
@@ -485,9 +492,6 @@ class Relay:
             work = _Work()
             work.described = (body[0], body[1:-1])
         self._pipeline.sent(entry(DESCRIBE, work))
-        if self._describe_next:
-            self._describe_next = False
-            self._track_names()
         return None
 
     def _send(self, sent: Entry) -> None:
@@ -511,11 +515,8 @@ class Relay:
                 self._portal_sql.pop(portal, None)
         if self._types is None:
             return None
-        columns = self._statement_columns.get(statement)
-        if columns:
-            self._portal_columns[portal] = columns
-        else:
-            self._portal_columns.pop(portal, None)
+        self._portal_statements[portal] = statement
+        self._portal_columns.pop(portal, None)
         intervals = self._statement_intervals.get(statement)
         return m.message(m.F_BIND, rt.bind_intervals(body, intervals)) if intervals else None
 
@@ -539,7 +540,7 @@ class Relay:
                                                             self.standard_strings)]
         if self._types is not None:
             work = work or _Work()
-            work.portal = portal
+            work.portal, work.statement = portal, self._portal_statements.get(portal)
         return work
 
     def _query(self, body: bytes) -> bytes | None:
@@ -636,10 +637,8 @@ class Relay:
         retyped = rt.parse_types(parse.param_types, self._types)
         if retyped is not None and retyped[1]:
             self._statement_intervals[parse.name] = retyped[1]
-        if not self._describe_next:
-            self._describe_next = True
-            self._from_client.wanted.add(m.F_DESCRIBE)
-        if had or (retyped is not None and retyped[1]):
+        if had or (retyped is not None and retyped[1]) or not self._after_parse:
+            self._after_parse = True
             self._track_names()
         return m.Parse(parse.name, parse.sql, retyped[0]) if retyped is not None else None
 
@@ -699,7 +698,7 @@ class Relay:
         tag or Redshift's types to convert (or always, for the statement log); at DataRows only
         while some may have columns to convert."""
         typed = self._statement_columns or self._portal_columns or self._statement_intervals
-        if self._statement_tags or self._portal_tags or typed:
+        if self._statement_tags or self._portal_tags or typed or self._after_parse:
             self._from_client.wanted.update(_NAMED)
         else:
             self._from_client.wanted.difference_update(_NAMED - self._always_wanted)
@@ -711,10 +710,11 @@ class Relay:
         else:
             self._from_backend.wanted.discard(m.B_DATA_ROW)
             self._from_backend.sieved = _DESCRIPTIONS
-        if typed or self._describe_next:
+        if typed or self._after_parse:
             self._from_client.wanted.add(m.F_DESCRIBE)
         else:
             self._from_client.wanted.discard(m.F_DESCRIBE)
+            self._portal_statements.clear()  # Binds are not looked at now: these would go stale
 
     # ---------------------------------------------------------------- replies
 
@@ -893,10 +893,12 @@ class Relay:
         answering = self._pipeline.answering()
         if answering is None:
             return None
-        columns = None
-        if answering.kind == EXECUTE and answering.data is not None and answering.data.portal is not None:
-            columns = self._portal_columns.get(answering.data.portal)
-        if columns is None:  # a Query's, or a portal's that a Describe not looked at described
+        work = answering.data
+        if answering.kind == EXECUTE and work is not None and work.portal is not None:
+            columns = self._portal_columns.get(work.portal)
+            if columns is None and work.statement is not None:
+                columns = self._statement_columns.get(work.statement)
+        else:  # a Query's rows, or an Execute's of a portal whose Describe was not looked at
             columns = self._result_columns
         converted = rt.data_row(body, columns) if columns else None
         return m.message(m.B_DATA_ROW, converted) if converted is not None else None

@@ -33,15 +33,19 @@ SQL = b"SELECT abalance FROM pgbench_accounts WHERE aid = $1"
 SIMPLE_SQL = b"SELECT abalance FROM pgbench_accounts WHERE aid = 4711;"
 
 
-class _Sink(asyncio.Transport):
-    """A transport that keeps nothing: the relay's writes are counted, not sent."""
+class MemorySink(asyncio.Transport):
+    """A transport that sends nothing: the relay's writes are counted (and kept, with keep=True;
+    tests/unit/test_relay_types.py reads them)."""
 
-    def __init__(self):
+    def __init__(self, keep: bool = False):
         super().__init__()
         self.written = 0
+        self.data = bytearray() if keep else None
 
     def write(self, data) -> None:
         self.written += len(data)
+        if self.data is not None:
+            self.data += data
 
     def is_closing(self) -> bool:
         return False
@@ -91,8 +95,8 @@ def _ready() -> bytes:
 async def _measure(workload: str, transactions: int, types: RedshiftTypes | None) -> float:
     translator = Translator(lambda role: "V")
     client, backend = Endpoint(), Endpoint()
-    client.connection_made(_Sink())
-    backend.connection_made(_Sink())
+    client.connection_made(MemorySink())
+    backend.connection_made(MemorySink())
     relay = Relay(client, backend, Classifier(translator), 1 << 20, redshift_types=types)
     relay.start()
     if workload == "simple":

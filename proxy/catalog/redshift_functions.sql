@@ -316,45 +316,32 @@ BEGIN
         CREATE CAST (text AS pg_catalog.varbyte) WITHOUT FUNCTION AS ASSIGNMENT;
         CREATE CAST (varchar AS pg_catalog.varbyte) WITHOUT FUNCTION AS ASSIGNMENT;
     END IF;
-    IF to_regtype('pg_catalog.intervaly2m') IS NULL THEN
-        CREATE TYPE pg_catalog.intervaly2m;
-        CREATE FUNCTION pg_catalog.intervaly2m_in(cstring, oid, integer) RETURNS pg_catalog.intervaly2m
-            LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE AS 'interval_in';
-        CREATE FUNCTION pg_catalog.intervaly2m_out(pg_catalog.intervaly2m) RETURNS cstring
-            LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE AS 'interval_out';
-        CREATE FUNCTION pg_catalog.intervaly2m_recv(internal, oid, integer) RETURNS pg_catalog.intervaly2m
-            LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE AS 'interval_recv';
-        CREATE TYPE pg_catalog.intervaly2m (INPUT = pg_catalog.intervaly2m_in, OUTPUT = pg_catalog.intervaly2m_out,
-            RECEIVE = pg_catalog.intervaly2m_recv, LIKE = pg_catalog.interval, CATEGORY = 'T');
-        CREATE CAST (pg_catalog.intervaly2m AS interval) WITHOUT FUNCTION AS IMPLICIT;
-        CREATE CAST (interval AS pg_catalog.intervaly2m) WITHOUT FUNCTION AS ASSIGNMENT;
-    END IF;
-    IF to_regtype('pg_catalog.intervald2s') IS NULL THEN
-        CREATE TYPE pg_catalog.intervald2s;
-        CREATE FUNCTION pg_catalog.intervald2s_in(cstring, oid, integer) RETURNS pg_catalog.intervald2s
-            LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE AS 'interval_in';
-        CREATE FUNCTION pg_catalog.intervald2s_out(pg_catalog.intervald2s) RETURNS cstring
-            LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE AS 'interval_out';
-        CREATE FUNCTION pg_catalog.intervald2s_recv(internal, oid, integer) RETURNS pg_catalog.intervald2s
-            LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE AS 'interval_recv';
-        CREATE TYPE pg_catalog.intervald2s (INPUT = pg_catalog.intervald2s_in, OUTPUT = pg_catalog.intervald2s_out,
-            RECEIVE = pg_catalog.intervald2s_recv, LIKE = pg_catalog.interval, CATEGORY = 'T');
-        CREATE CAST (pg_catalog.intervald2s AS interval) WITHOUT FUNCTION AS IMPLICIT;
-        CREATE CAST (interval AS pg_catalog.intervald2s) WITHOUT FUNCTION AS ASSIGNMENT;
-    END IF;
-    IF to_regtype('pg_catalog.abstime') IS NULL THEN
-        CREATE TYPE pg_catalog.abstime;
-        CREATE FUNCTION pg_catalog.abstime_in(cstring, oid, integer) RETURNS pg_catalog.abstime
-            LANGUAGE internal STABLE STRICT PARALLEL SAFE AS 'timestamptz_in';
-        CREATE FUNCTION pg_catalog.abstime_out(pg_catalog.abstime) RETURNS cstring
-            LANGUAGE internal STABLE STRICT PARALLEL SAFE AS 'timestamptz_out';
-        CREATE FUNCTION pg_catalog.abstime_recv(internal, oid, integer) RETURNS pg_catalog.abstime
-            LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE AS 'timestamptz_recv';
-        CREATE TYPE pg_catalog.abstime (INPUT = pg_catalog.abstime_in, OUTPUT = pg_catalog.abstime_out,
-            RECEIVE = pg_catalog.abstime_recv, LIKE = pg_catalog.timestamptz, CATEGORY = 'D');
-        CREATE CAST (pg_catalog.abstime AS timestamptz) WITHOUT FUNCTION AS IMPLICIT;
-        CREATE CAST (timestamptz AS pg_catalog.abstime) WITHOUT FUNCTION AS ASSIGNMENT;
-    END IF;
+END
+$$;
+-- The interval types and ABSTIME: PostgreSQL's interval and timestamptz under another name
+-- (their I/O functions, their storage), cast to and from them without a function.
+DO $$
+DECLARE
+    v_type record;
+BEGIN
+    FOR v_type IN SELECT * FROM (VALUES ('intervaly2m', 'interval', 'T', 'IMMUTABLE'),
+                                        ('intervald2s', 'interval', 'T', 'IMMUTABLE'),
+                                        ('abstime', 'timestamptz', 'D', 'STABLE')) AS t(name, base, category, volatility)
+                   WHERE to_regtype('pg_catalog.' || name) IS NULL LOOP
+        EXECUTE format('CREATE TYPE pg_catalog.%1$I;'
+            'CREATE FUNCTION pg_catalog.%1$I_in(cstring, oid, integer) RETURNS pg_catalog.%1$I '
+            '    LANGUAGE internal %4$s STRICT PARALLEL SAFE AS %5$L;'
+            'CREATE FUNCTION pg_catalog.%1$I_out(pg_catalog.%1$I) RETURNS cstring '
+            '    LANGUAGE internal %4$s STRICT PARALLEL SAFE AS %6$L;'
+            'CREATE FUNCTION pg_catalog.%1$I_recv(internal, oid, integer) RETURNS pg_catalog.%1$I '
+            '    LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE AS %7$L;'
+            'CREATE TYPE pg_catalog.%1$I (INPUT = pg_catalog.%1$I_in, OUTPUT = pg_catalog.%1$I_out, '
+            '    RECEIVE = pg_catalog.%1$I_recv, LIKE = pg_catalog.%2$I, CATEGORY = %3$L);'
+            'CREATE CAST (pg_catalog.%1$I AS pg_catalog.%2$I) WITHOUT FUNCTION AS IMPLICIT;'
+            'CREATE CAST (pg_catalog.%2$I AS pg_catalog.%1$I) WITHOUT FUNCTION AS ASSIGNMENT;',
+            v_type.name, v_type.base, v_type.category, v_type.volatility,
+            v_type.base || '_in', v_type.base || '_out', v_type.base || '_recv');
+    END LOOP;
 END
 $$;
 

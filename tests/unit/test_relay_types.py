@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import struct
 
+from bench.relay_cpu import MemorySink
 from proxy.endpoint import Endpoint
 from proxy.policy.cache import Classifier
 from proxy.policy.statements import Translator
@@ -16,30 +17,6 @@ from proxy.relay import Relay
 
 VARBYTE = 16501
 TYPES = RedshiftTypes.from_names({"varbyte": VARBYTE})
-
-
-class _Capture(asyncio.Transport):
-    def __init__(self):
-        super().__init__()
-        self.data = bytearray()
-
-    def write(self, data) -> None:
-        self.data += data
-
-    def is_closing(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        pass
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    def get_extra_info(self, name, default=None):
-        return default
 
 
 def msg(kind: str, body: bytes = b"") -> bytes:
@@ -58,7 +35,7 @@ def run(client_messages: list[bytes], replies: list[bytes], types=TYPES, *more) 
     """What the backend and the client receive (more: further client messages and replies)."""
     async def go():
         client, backend = Endpoint(), Endpoint()
-        to_client, to_backend = _Capture(), _Capture()
+        to_client, to_backend = MemorySink(keep=True), MemorySink(keep=True)
         client.connection_made(to_client)
         backend.connection_made(to_backend)
         relay = Relay(client, backend, Classifier(Translator(lambda role: "V")), 1 << 20, redshift_types=types)

@@ -303,7 +303,7 @@ class Relay:
         self._portal_sql: dict[bytes, list] = {}  # portal -> [SQL, executed, the Parse it waits for]
         self._parses: dict[bytes, _Work] = {}     # name -> its latest Parse, while unanswered
         # Redshift's types in the database (protocol/redshift_types.py): the OIDs clients see are
-        # Redshift's, and VARBYTE and TIME/TIMETZ columns' values are rewritten. Which columns of
+        # Redshift's, and VARBYTE, TIME and TIMETZ columns' values are rewritten. Which columns of
         # a statement or portal those are is known from RowDescription (a Describe's answer);
         # the rows of a Query or of an Execute of a portal not seen bound take the last
         # RowDescription's.

@@ -11,10 +11,12 @@ write, so the relay converts them, for every client:
 
 - VARBYTE as text is plain hexadecimal on Redshift ('6162'), bytea's is '\\x6162': a DataRow
   column of that type is rewritten (the type has no binary output, so its values are text);
-- TIME and TIMETZ '24:00:00' are 00:00:00 on Redshift (TIMETZ keeps its zone); PostgreSQL keeps
-  24:00, which redshift_connector cannot make a time of: a DataRow value 24:00 of those
-  (PostgreSQL's built-in) types is rewritten, in text or binary (the two cannot be mistaken: a
-  binary time is 8 bytes starting with zeros, a text one starts with digits);
+- TIME '24:00:00' is 00:00:00 on Redshift, and TIMETZ values are UTC ("By default, TIMETZ
+  values are UTC", Datetime types; it stores 8 bytes, no zone): PostgreSQL keeps 24:00 and each
+  TIMETZ's own zone, and redshift_connector cannot make a time of an hour past 23 (which it
+  computes from a zone west of UTC). A DataRow value of those (PostgreSQL's built-in) types is
+  rewritten, in text or binary (the two cannot be mistaken: a binary time starts with zero
+  bytes, a text one with digits);
 - INTERVAL YEAR TO MONTH and DAY TO SECOND in binary are Redshift's 4-byte months and 8-byte
   microseconds (what redshift_connector's IntervalYearToMonth and IntervalDayToSecond send),
   PostgreSQL's interval receive reads 16 bytes: a Bind parameter of those types is rewritten.
@@ -35,8 +37,11 @@ INTERVAL_Y2M, INTERVAL_D2S = REDSHIFT_OIDS["intervaly2m"], REDSHIFT_OIDS["interv
 TIME, TIMETZ = 1083, 1266  # PostgreSQL's (and Redshift's) OIDs of TIME and TIMETZ
 
 # What a column's values need (row_description, data_row).
-VARBYTE_TEXT, TIME_24, TIMETZ_24 = "varbyte", "time", "timetz"
-_MIDNIGHT_24 = struct.pack("!q", 86_400_000_000)  # 24:00:00 in binary: microseconds
+VARBYTE_TEXT, TIME_24, TIMETZ_UTC = "varbyte", "time", "timetz"
+_DAY = 86_400_000_000  # microseconds
+_MIDNIGHT_24 = struct.pack("!q", _DAY)  # 24:00:00 in binary
+_TIMETZ_TEXT = re.compile(rb"(\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?([+-])(\d\d)(?::(\d\d))?(?::(\d\d))?")
+_TIMETZ_BINARY = struct.Struct("!qi")  # microseconds, the zone in seconds west of UTC
 
 _I16 = struct.Struct("!h")
 _U16 = struct.Struct("!H")
@@ -92,7 +97,7 @@ def row_description(body: bytes, types: RedshiftTypes) -> tuple[bytes, Columns] 
         if oid == types.varbyte and fmt == 0:
             converted.append((index, VARBYTE_TEXT))
         elif oid in (TIME, TIMETZ):
-            converted.append((index, TIME_24 if oid == TIME else TIMETZ_24))
+            converted.append((index, TIME_24 if oid == TIME else TIMETZ_UTC))
         if shown is not None and types.shown:
             changed, oid = True, shown
         out += body[pos:after]
@@ -168,7 +173,7 @@ def bind_intervals(body: bytes, intervals: dict[int, int]) -> bytes:
 def data_row(body: bytes, columns: Columns) -> bytes | None:
     """The DataRow with Redshift's values in those columns, or None if none changes: VARBYTE as
     hexadecimal (bytea's text with its '\\x' taken off, or, under bytea_output = escape, its
-    escapes read), TIME and TIMETZ 24:00:00 as 00:00:00."""
+    escapes read), TIME 24:00:00 as 00:00:00, TIMETZ in UTC."""
     if len(body) < 2:
         raise ProtocolViolation("malformed DataRow")
     count = _I16.unpack_from(body)[0]
@@ -183,17 +188,15 @@ def data_row(body: bytes, columns: Columns) -> bytes | None:
         if kind is not None and length >= 0:
             value = body[start:end]
             if kind == VARBYTE_TEXT:
-                value = value[2:] if value.startswith(b"\\x") else _unescape(value).hex().encode()
-            elif value.startswith(b"24:00:00"):
-                value = b"00" + value[2:]
-            elif value[:8] == _MIDNIGHT_24 and len(value) == (8 if kind == TIME_24 else 12):
-                value = bytes(8) + value[8:]
+                shown = value[2:] if value.startswith(b"\\x") else _unescape(value).hex().encode()
+            elif kind == TIMETZ_UTC:
+                shown = _timetz_utc(value)
             else:
-                pos = end
-                continue
-            out += body[last:pos]
-            out += _I32.pack(len(value)) + value
-            last = end
+                shown = b"00" + value[2:] if value.startswith(b"24:00:00") else bytes(8) if value == _MIDNIGHT_24 else value
+            if shown != value:
+                out += body[last:pos]
+                out += _I32.pack(len(shown)) + shown
+                last = end
         pos = end
     if pos > len(body):
         raise ProtocolViolation("malformed DataRow")
@@ -201,6 +204,23 @@ def data_row(body: bytes, columns: Columns) -> bytes | None:
         return None
     out += body[last:]
     return bytes(out)
+
+
+def _timetz_utc(value: bytes) -> bytes:
+    """A TIMETZ value, text or binary, as the same instant in UTC (hour 24 is 00); a text this
+    does not read (none that PostgreSQL 15 writes) stays as it is."""
+    if len(value) == _TIMETZ_BINARY.size and value[:1] == b"\0":
+        micros, west = _TIMETZ_BINARY.unpack(value)
+        return _TIMETZ_BINARY.pack((micros + west * 1_000_000) % _DAY, 0)
+    parts = _TIMETZ_TEXT.fullmatch(value)
+    if parts is None:
+        return value
+    hours, minutes, seconds, fraction, sign, zone_h, zone_m, zone_s = parts.groups()
+    east = (int(zone_h) * 3600 + int(zone_m or 0) * 60 + int(zone_s or 0)) * (1 if sign == b"+" else -1)
+    local = (int(hours) * 3600 + int(minutes) * 60 + int(seconds)) * 1_000_000 + int((fraction or b"0").ljust(6, b"0"))
+    utc, micros = divmod((local - east * 1_000_000) % _DAY, 1_000_000)
+    text = b"%02d:%02d:%02d" % (utc // 3600, utc // 60 % 60, utc % 60)
+    return text + (b".%06d" % micros).rstrip(b"0") + b"+00" if micros else text + b"+00"
 
 
 def _unescape(value: bytes) -> bytes:

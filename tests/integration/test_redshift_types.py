@@ -111,21 +111,27 @@ def test_psycopg_sees_redshifts_text_and_the_types_by_name(proxy, table):
             conn.cursor(binary=True).execute(f"SELECT vb FROM {table}")
 
 
-def test_time_24_00_reads_as_midnight(rsc, proxy):
-    """Redshift stores TIME '24:00:00' as 00:00:00 (TIMETZ keeping its zone); redshift_connector
-    reads TIMETZ in binary and could not make a time of hour 24."""
+def test_time_24_00_reads_as_midnight_and_timetz_as_utc(rsc, proxy):
+    """Redshift stores TIME '24:00:00' as 00:00:00, and TIMETZ values in UTC; redshift_connector
+    reads TIMETZ in binary and could not make a time of hour 24, or of one west of UTC."""
     name = unique("times")
     with rsc.cursor() as cursor:
         cursor.execute(f"CREATE TABLE {name} (t time, tz timetz)")
         try:
-            cursor.execute(f"INSERT INTO {name} VALUES ('24:00:00', '24:00:00 CST'), ('12:30:10', '18:42:22 GMT')")
+            cursor.execute(f"INSERT INTO {name} VALUES ('24:00:00', '24:00:00 CST'), ('12:30:10', '22:44:54.18 PDT')")
             cursor.execute(f"SELECT t, tz FROM {name} ORDER BY t DESC")
             utc = datetime.timezone.utc
             assert cursor.fetchall() == ([datetime.time(0, 0), datetime.time(6, 0, tzinfo=utc)],
-                                         [datetime.time(12, 30, 10), datetime.time(18, 42, 22, tzinfo=utc)])
+                                         [datetime.time(12, 30, 10), datetime.time(5, 44, 54, 180000, tzinfo=utc)])
             with proxy.connect() as conn:
                 assert conn.execute(f"SELECT t::text AS a, t, tz FROM {name} ORDER BY t DESC LIMIT 1").fetchone() == \
-                    ("24:00:00", datetime.time(0, 0), datetime.time(0, 0, tzinfo=datetime.timezone(datetime.timedelta(hours=-6))))
+                    ("24:00:00", datetime.time(0, 0), datetime.time(6, 0, tzinfo=utc))
+            # The zones of redshift_connector's own datatype tests, east and west of UTC.
+            cursor.execute(f"DELETE FROM {name}")
+            cursor.execute(f"INSERT INTO {name} (tz) VALUES ('00:00:00 EST'), ('12:30:10 WDT'), ('22:44:54.189717 PDT')")
+            cursor.execute(f"SELECT tz FROM {name} ORDER BY tz")
+            assert cursor.fetchall() == ([datetime.time(3, 30, 10, tzinfo=utc)], [datetime.time(5, 0, tzinfo=utc)],
+                                         [datetime.time(5, 44, 54, 189717, tzinfo=utc)])
         finally:
             cursor.execute(f"DROP TABLE {name}")
 

@@ -8,7 +8,7 @@ import struct
 import pytest
 
 from proxy.protocol.messages import ProtocolViolation
-from proxy.protocol.redshift_types import (TIME_24, TIMETZ_24, VARBYTE_TEXT, RedshiftTypes, bind_intervals, data_row,
+from proxy.protocol.redshift_types import (TIME_24, TIMETZ_UTC, VARBYTE_TEXT, RedshiftTypes, bind_intervals, data_row,
                                            parameter_description, parse_types, row_description)
 
 # The backend's OIDs of shiftguard's types, as one database has them.
@@ -32,7 +32,7 @@ def test_row_description_shows_redshifts_oids_and_finds_varbyte_text_columns():
     assert columns == ((1, VARBYTE_TEXT),)  # a binary VARBYTE column has no value (the type has no binary output)
     assert row_description(struct.pack("!h", 1) + field(b"a", 23), TYPES) is None
     times = struct.pack("!h", 2) + field(b"t", 1083) + field(b"tz", 1266, 1)
-    assert row_description(times, TYPES) == (times, ((0, TIME_24), (1, TIMETZ_24)))
+    assert row_description(times, TYPES) == (times, ((0, TIME_24), (1, TIMETZ_UTC)))
 
 
 def test_other_clients_keep_the_backends_oids_and_get_varbyte_columns_too():
@@ -53,12 +53,16 @@ def test_varbyte_text_becomes_hexadecimal_and_other_columns_stay():
     assert data_row(row(b"a\\000\\\\\\377"), ((0, VARBYTE_TEXT),)) == row(b"61005cff")
 
 
-def test_time_24_00_is_midnight_as_on_redshift_in_text_and_binary():
-    columns = ((0, TIME_24), (1, TIMETZ_24))
-    assert data_row(row(b"24:00:00", b"24:00:00-06"), columns) == row(b"00:00:00", b"00:00:00-06")
-    day, zone = struct.pack("!q", 86_400_000_000), struct.pack("!i", 21600)
-    assert data_row(row(day, day + zone), columns) == row(bytes(8), bytes(8) + zone)
+def test_time_24_00_is_midnight_and_timetz_is_utc_as_on_redshift_in_text_and_binary():
+    columns = ((0, TIME_24), (1, TIMETZ_UTC))
+    assert data_row(row(b"24:00:00", b"24:00:00-06"), columns) == row(b"00:00:00", b"06:00:00+00")
+    assert data_row(row(b"23:59:59", b"22:44:54.18-07"), columns) == row(b"23:59:59", b"05:44:54.18+00")
+    assert data_row(row(None, b"01:00:00+05:30"), columns) == row(None, b"19:30:00+00")
+    day = struct.pack("!q", 86_400_000_000)
+    assert data_row(row(day, day + struct.pack("!i", 21600)), columns) == \
+        row(bytes(8), struct.pack("!qi", 6 * 3_600_000_000, 0))
     assert data_row(row(b"23:59:59", None), columns) is None
+    assert data_row(row(b"x", b"noon"), columns) is None
 
 
 def test_parse_types_and_bind_values_of_redshifts_intervals():

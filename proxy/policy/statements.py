@@ -1284,7 +1284,53 @@ _NOT_IN_REDSHIFT_NODES = {
 }
 
 
+# Amazon Redshift's column types (Database Developer Guide, "Data types"), by the name
+# PostgreSQL's grammar gives each spelling: int is pg_catalog.int4, nchar is bpchar, &c.
+# INTERVAL only as YEAR TO MONTH or DAY TO SECOND (its range mask in the first typmod).
+_REDSHIFT_COLUMN_TYPES = frozenset({
+    "int2", "int4", "int8", "numeric", "float4", "float8", "bool", "bpchar", "varchar",
+    "nvarchar", "text", "date", "timestamp", "timestamptz", "time", "timetz", "geometry",
+    "geography", "hllsketch", "super", "varbyte", "varbinary",
+})
+_INTERVAL_RANGES = {6, 7176}  # YEAR TO MONTH, DAY TO SECOND (INTERVAL_MASK in PostgreSQL's datetime.h)
+
+
+def _unsupported_column(kind: str, node: dict) -> Denial | None:
+    """Redshift's refusal of a column whose type it does not have (bytea, json, uuid, serial,
+    arrays, pseudo-types, ...), in its words: Column "t1.a" has unsupported type "bytea".
+    The SQLSTATE is UNVERIFIED: 0A000, as for the other features Redshift lacks."""
+    if kind == "CreateStmt":
+        columns = [(item["ColumnDef"].get("colname", ""), item["ColumnDef"])
+                   for item in node.get("tableElts", ()) if "ColumnDef" in item]
+    elif kind == "AlterTableStmt":
+        commands = [command.get("AlterTableCmd", {}) for command in node.get("cmds", ())]
+        columns = [(command.get("name") or command["def"]["ColumnDef"].get("colname", ""), command["def"]["ColumnDef"])
+                   for command in commands if command.get("subtype") in ("AT_AddColumn", "AT_AlterColumnType")
+                   and "ColumnDef" in command.get("def", {})]
+    else:
+        return None
+    for column_name, column in columns:
+        type_name = column.get("typeName", {})
+        names = [name["String"]["sval"] for name in type_name.get("names", ())]
+        name = names[-1] if names and len(names) <= 2 and names[0] in (names[-1], "pg_catalog") else ".".join(names)
+        if name == "interval":
+            mask = type_name.get("typmods", [{}])[0].get("A_Const", {}).get("ival", {}).get("ival")
+            supported = mask in _INTERVAL_RANGES
+        else:
+            supported = name in _REDSHIFT_COLUMN_TYPES
+        if not supported or type_name.get("arrayBounds") or type_name.get("setof"):
+            shown = name + "[]" * len(type_name.get("arrayBounds", ()))
+            return Denial(sqlstate.FEATURE_NOT_SUPPORTED,
+                          f'Column "{node["relation"].get("relname", "")}.{column_name}" '
+                          f'has unsupported type "{shown}".',
+                          hint="shiftguard refuses it because strict_redshift is on; Redshift would refuse it too")
+    return None
+
+
 def _strict_refusal(kind: str, node: dict) -> Denial | None:
+    refusal = _unsupported_column(kind, node)
+    if refusal is not None:
+        return refusal
     feature = _NOT_IN_REDSHIFT.get(kind)
     if feature is None and kind == "CreateStmt":
         if node.get("partspec"):

@@ -888,7 +888,10 @@ def client_parameters(backend: dict[str, str], mode: str, superuser: bool, sessi
         "padb_revision": f"shiftguard-{__version__}",
         "max_numeric_precision": "38",
         "max_varchar_size": "65535",
-        "datashare_enabled": "off",
+        # on: every database of the cluster can be listed from any (catalog/show.sql show_remote),
+        # so redshift_connector's metadata API takes a catalog when database_metadata_current_db_only
+        # is off, as on an RA3 cluster
+        "datashare_enabled": "on",
         "case_sensitive": "on",
         "session_id": session_id,
         "show_discovery": SHOW_DISCOVERY_VERSION,

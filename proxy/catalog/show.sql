@@ -358,10 +358,10 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 $$;
 
 -- SHOW GRANTS ON TABLE d.s.t (NULL schema or table: all, for SHOW GRANTS ON TABLES FROM
--- DATABASE), from svv_relation_privileges (which shows a caller the grants Redshift shows it),
--- with each grant's grantor and in the order the grants were made, as PostgreSQL's ACL keeps
--- them; Redshift's own privileges (ALTER, DROP) come after, granted by the owner. UNVERIFIED:
--- the column order after the ones drivers read.
+-- DATABASE), from relation_grants (which shows a caller the grants Redshift shows it, TRIGGER
+-- with RULE beside it, as a GRANT ALL shows on Redshift), with each grant's grantor and in the
+-- order the grants were made, as PostgreSQL's ACL keeps them; Redshift's own privileges (ALTER,
+-- DROP) come after, granted by the owner. UNVERIFIED: the column order after the ones drivers read.
 CREATE OR REPLACE FUNCTION shiftguard.show_table_grants(p_database text, p_schema text, p_table text)
 RETURNS TABLE (database_name varchar(128), schema_name varchar(128), object_name varchar(128),
                object_type varchar(128), privilege_type varchar(128), identity_id integer,
@@ -380,10 +380,14 @@ BEGIN
                (CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'TABLE' END)::varchar(128),
                p.privilege_type::varchar(128), p.identity_id, p.identity_name::varchar(128), p.identity_type::varchar(128),
                p.admin_option, 'TABLE'::varchar(128), pg_get_userbyid(coalesce(a.grantor, c.relowner))::varchar(128)
-          FROM shiftguard.svv_relation_privileges p
+          FROM (SELECT * FROM shiftguard.relation_grants
+                UNION ALL
+                SELECT namespace_name, relation_name, 'RULE', identity_id, identity_name, identity_type, admin_option
+                  FROM shiftguard.relation_grants WHERE privilege_type = 'TRIGGER') p
           JOIN pg_namespace n ON n.nspname = p.namespace_name
           JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = p.relation_name
-          CROSS JOIN LATERAL shiftguard.show_grant(c.relacl, p.identity_id::oid, p.privilege_type) a
+          CROSS JOIN LATERAL shiftguard.show_grant(c.relacl, p.identity_id::oid,
+                                                   replace(p.privilege_type, 'RULE', 'TRIGGER')) a
          WHERE p_database = current_database() AND (p_schema IS NULL OR p.namespace_name = p_schema)
            AND (p_table IS NULL OR p.relation_name = p_table) AND shiftguard.show_schema_visible(n.oid)
          ORDER BY p.namespace_name, p.relation_name, p.privilege_type, a.n NULLS LAST, p.identity_name;

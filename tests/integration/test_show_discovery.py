@@ -274,6 +274,16 @@ def test_show_lists_another_database_as_its_user_would_there(proxy, other_databa
         assert conn.execute(f"SHOW PROCEDURES FROM SCHEMA {other}.far").fetchall()[0][2] == "p_far"
         names = conn.execute(f"SHOW COLUMNS FROM DATABASE {other} WHERE SCHEMA_NAME LIKE 'far'").fetchall()
         assert [row[3] for row in names] == ["id", "name"]
+    with proxy.connect(dbname=other) as admin:
+        admin.execute(f"GRANT ALL ON far.open TO {me}")
+    with proxy.connect(me, PASSWORD) as conn:  # GRANT ALL as Redshift lists it: RULE and TRIGGER too
+        rows = conn.execute(f"SHOW GRANTS ON TABLE {other}.far.open FOR {me}").fetchall()
+        assert sorted(row[4] for row in rows) == ["ALTER", "DELETE", "DROP", "INSERT", "REFERENCES", "RULE",
+                                                  "SELECT", "TRIGGER", "TRUNCATE", "UPDATE"]
+    with proxy.connect(me, PASSWORD, dbname=other) as conn:  # SVV_RELATION_PRIVILEGES has no TRIGGER
+        assert sorted(row[0] for row in conn.execute(
+            "SELECT privilege_type FROM svv_relation_privileges WHERE relation_name = 'open'")) == [
+            "ALTER", "DELETE", "DROP", "INSERT", "REFERENCES", "SELECT", "TRUNCATE", "UPDATE"]
     with driver(proxy, me, database_metadata_current_db_only=False) as conn:  # every database's
         tables = conn.cursor().get_tables(other, "far", None)
         assert [(row[0], row[1], row[2]) for row in tables] == [(other, "far", "open")]

@@ -231,6 +231,19 @@ def test_identity_ctas_like_and_alter(conn):
         conn.execute(f"DROP TABLE {table}")
 
 
+def test_a_foreign_key_is_named_as_redshift_names_it(conn):
+    """An unnamed foreign key over several columns is named after the table and its first column
+    (Redshift's PostgreSQL 8 did so; PostgreSQL 15 names it after every column); drivers show it."""
+    parent, child = unique("parent"), unique("child")
+    conn.execute(f"CREATE TEMP TABLE {parent} (x int UNIQUE, y int, PRIMARY KEY (x, y))")
+    conn.execute(f"CREATE TEMP TABLE {child} (a int REFERENCES {parent} (x), b int, "
+                 f"FOREIGN KEY (a, b) REFERENCES {parent} (x, y), FOREIGN KEY (b, a) REFERENCES {parent} (x, y))")
+    names = conn.execute("SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'f' "
+                         "ORDER BY conname", (child,)).fetchall()
+    assert names == [(f"{child}_a_fkey",), (f"{child}_a_fkey1",), (f"{child}_b_fkey",)]
+    conn.execute(f"DROP TABLE {child}, {parent}")
+
+
 @pytest.mark.parametrize("statement, feature", [
     ("CREATE INDEX ON pg_class_like_table (a)", "CREATE INDEX"),
     ("CREATE SEQUENCE s1", "CREATE SEQUENCE"),

@@ -1692,8 +1692,15 @@ CREATE OR REPLACE VIEW shiftguard.sys_query_history WITH (security_barrier) AS
            error_message::text AS error_message, sql::text AS query_text
       FROM shiftguard.query_log WHERE "user" = session_user OR shiftguard.sees_all_rows();
 
+-- STL_UNDONE: the transactions Redshift undid. PostgreSQL undoes none after they commit: no rows
+-- (redshift_connector's tpc_recover reads it).
+CREATE OR REPLACE VIEW shiftguard.stl_undone AS
+    SELECT NULL::integer AS userid, NULL::bigint AS xact_id, NULL::bigint AS xact_id_undone,
+           NULL::timestamp AS undo_start_ts, NULL::timestamp AS undo_end_ts, NULL::bigint AS table_id
+     WHERE false;
+
 GRANT SELECT ON shiftguard.stl_connection_log, shiftguard.sys_connection_log, shiftguard.stl_userlog,
-                shiftguard.stl_query, shiftguard.sys_query_history TO PUBLIC;
+                shiftguard.stl_query, shiftguard.sys_query_history, shiftguard.stl_undone TO PUBLIC;
 
 GRANT SELECT ON shiftguard.svv_roles, shiftguard.svv_user_grants, shiftguard.svv_role_grants,
                 shiftguard.svv_system_privileges TO PUBLIC;

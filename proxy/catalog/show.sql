@@ -140,10 +140,15 @@ LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 $$;
 
 -- Schemas a caller may list: shiftguard's own and PostgreSQL's internal ones (TOAST, the
--- sessions' temporary schemas) are not Redshift's.
-CREATE OR REPLACE FUNCTION shiftguard.show_schema_visible(p_schema oid) RETURNS boolean
+-- sessions' temporary schemas) are not Redshift's; with p_own_temporary, the caller's own
+-- temporary schema is (svv_all_tables and svv_all_columns list the session's temporary tables,
+-- which redshift_connector's write_dataframe and insert_data_bulk look a table up in).
+DROP FUNCTION IF EXISTS shiftguard.show_schema_visible(oid);  -- before p_own_temporary
+CREATE OR REPLACE FUNCTION shiftguard.show_schema_visible(p_schema oid, p_own_temporary boolean DEFAULT false)
+RETURNS boolean
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT n.nspname NOT IN ('shiftguard', 'shiftguard_rows') AND NOT starts_with(n.nspname, 'pg_toast')
+    SELECT p_own_temporary AND p_schema = pg_my_temp_schema()
+        OR n.nspname NOT IN ('shiftguard', 'shiftguard_rows') AND NOT starts_with(n.nspname, 'pg_toast')
            AND NOT starts_with(n.nspname, 'pg_temp_') AND coalesce(has_schema_privilege(n.oid, 'USAGE'), false)
       FROM pg_namespace n WHERE n.oid = p_schema
 $$;
@@ -216,7 +221,7 @@ BEGIN
           LEFT JOIN shiftguard.svv_table_info i ON i.table_id = c.oid
          WHERE p_database = current_database() AND c.relkind IN ('r', 'p', 'v', 'm')
            AND (p_schema IS NULL OR n.nspname = p_schema)
-           AND shiftguard.show_schema_visible(n.oid) AND shiftguard.show_table_visible(c.oid)
+           AND shiftguard.show_schema_visible(n.oid, p_schema IS NULL) AND shiftguard.show_table_visible(c.oid)
            AND shiftguard.show_matches(c.relname, p_pattern)
          ORDER BY n.nspname, c.relname;
 END
@@ -272,7 +277,7 @@ BEGIN
           LEFT JOIN shiftguard.pg_attribute k ON k.attrelid = c.oid AND k.attnum = a.attnum
          WHERE p_database = current_database() AND c.relkind IN ('r', 'p', 'v', 'm')
            AND (p_schema IS NULL OR n.nspname = p_schema)
-           AND (p_table IS NULL OR c.relname = p_table) AND shiftguard.show_schema_visible(n.oid)
+           AND (p_table IS NULL OR c.relname = p_table) AND shiftguard.show_schema_visible(n.oid, p_schema IS NULL)
            AND coalesce(has_column_privilege(c.oid, a.attnum, 'SELECT'), false)
            AND shiftguard.show_matches(a.attname, p_pattern)
          ORDER BY n.nspname, c.relname, a.attnum;
@@ -555,7 +560,7 @@ END
 $$;
 
 GRANT EXECUTE ON FUNCTION shiftguard.show_database(text), shiftguard.show_pattern(text),
-    shiftguard.show_matches(text, text), shiftguard.show_schema_visible(oid), shiftguard.show_table_visible(oid),
+    shiftguard.show_matches(text, text), shiftguard.show_schema_visible(oid, boolean), shiftguard.show_table_visible(oid),
     shiftguard.show_databases(text), shiftguard.show_schemas(text, text), shiftguard.show_tables(text, text, text),
     shiftguard.show_columns(text, text, text, text), shiftguard.show_primary_keys(text, text, text),
     shiftguard.show_foreign_keys(text, text, text, boolean), shiftguard.show_table_grants(text, text, text),

@@ -133,7 +133,7 @@ CATALOG_VIEWS = {name: name for name in (
     "sys_query_history", "svv_table_info", "pg_table_def", "svv_external_schemas", "svv_external_tables",
     "svv_external_columns", "svv_rls_policy", "svv_rls_relation", "svv_rls_attached_policy", "svv_masking_policy", "svv_attached_masking_policy",
     "svv_default_privileges", "svv_iam_privileges", "svv_identity_providers", "svv_all_schemas", "svv_all_tables",
-    "svv_all_columns", "svv_tables", "svv_columns", "svv_redshift_tables", "pg_proc_info")}
+    "svv_all_columns", "svv_tables", "svv_columns", "svv_redshift_tables", "pg_proc_info", "stl_undone")}
 # PostgreSQL catalogs read through views adding Redshift's columns, when the dialect is on.
 DIALECT_CATALOGS = ("pg_class", "pg_attribute", "pg_attrdef")
 PRIVATE_SCHEMA = "shiftguard"

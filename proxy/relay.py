@@ -28,20 +28,24 @@ it fails).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import re
 import secrets
 import struct
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from .backend.session import BackendSession
 from .endpoint import Endpoint
 from .policy import encoding
 from .policy.errors import redshift_wording
+from .policy.pinning import session_effect
 from .policy.statements import Action, Denial, Plan
 from .protocol import messages as m
-from .protocol.pipeline import BARE, OPENERS, PARSE, QUERY, Entry, Pipeline, entry
-from .protocol.sqlstate import CONNECTION_FAILURE, FEATURE_NOT_SUPPORTED, INTERNAL_ERROR, PROTOCOL_VIOLATION
+from .protocol.pipeline import BARE, CLOSE, OPENERS, PARSE, QUERY, Entry, Pipeline, entry
+from .protocol.sqlstate import (CONNECTION_FAILURE, DUPLICATE_PREPARED_STATEMENT, FEATURE_NOT_SUPPORTED,
+                                INTERNAL_ERROR, PROTOCOL_VIOLATION)
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +55,10 @@ _NAMED = frozenset((m.F_BIND, m.F_EXECUTE, m.F_CLOSE))
 _COUNTED_REQUESTS = _EXTENDED | {m.F_SYNC, m.F_COPY_DATA, m.F_COPY_DONE, m.F_COPY_FAIL}
 _COUNTED_REPLIES = frozenset(range(256)) - {m.B_DATA_ROW, m.B_NOTICE_RESPONSE, m.B_NOTIFICATION_RESPONSE,
                                             ord("d"), ord("c"), ord("H")}
+# Transaction pooling: the replies to the Parse and Close messages the proxy adds (_hide).
+_HIDDEN_REPLIES = frozenset((ord("1"), m.B_CLOSE_COMPLETE))
+_TERMINATE = m.terminate()
+_HELD_LIMIT = 1 << 16  # client bytes held while it waits for a backend session, before reading pauses
 
 
 class MessageStream:
@@ -168,6 +176,10 @@ class MessageStream:
         return pos
 
 
+def _drop(data: bytes) -> None:
+    """Where the client's bytes go once it is closed."""
+
+
 class StatementLog(Protocol):
     """Where the relay reports statements (the user activity log and stl_query)."""
 
@@ -184,7 +196,7 @@ class StatementLog(Protocol):
 class _Work:
     """What the relay must do with the replies to one message it sent (pipeline.Entry.data)."""
 
-    __slots__ = ("tags", "handles", "markers", "sql", "replaced", "waiting")
+    __slots__ = ("tags", "handles", "markers", "sql", "replaced", "waiting", "prepared", "hidden")
 
     def __init__(self, tags: dict[int, bytes] | None = None, handles: list[int] | None = None,
                  markers: list[str] | None = None, sql: bytes | None = None):
@@ -194,6 +206,30 @@ class _Work:
         self.sql = sql          # a Parse's SQL, logged if the Parse fails
         self.replaced = None    # a Parse's (name, the SQL that name had before), for when it fails
         self.waiting = None     # a Parse's Executes waiting for its answer to be logged (_execute)
+        # Transaction pooling: a Parse's (client's name or None, the name in the backend
+        # session, that session), undone if it fails; whether the proxy added the message
+        # (its reply is not the client's).
+        self.prepared = None
+        self.hidden = False
+
+
+class Lender(Protocol):
+    """Where a client in transaction pooling gets a backend session for each transaction
+    (frontend/connection.py over backend/txpool.py)."""
+
+    def acquire(self) -> Awaitable[BackendSession]:
+        """A session of the client's pool key; NoBackend when none can be had."""
+
+    def release(self, session: BackendSession, reusable: bool) -> None:
+        """The client is done with it (reusable: idle, nothing of the client left in it)."""
+
+
+class NoBackend(Exception):
+    """No backend session for the client's next transaction: the FATAL ErrorResponse it gets."""
+
+    def __init__(self, reply: bytes):
+        super().__init__("no backend session")
+        self.reply = reply
 
 
 # Denials the proxy is still waiting to see fail, at most (a Query PostgreSQL skips never shows
@@ -207,18 +243,19 @@ _MAX_STATEMENTS = 10_000
 class Relay:
     """Pumps bytes both ways between client and backend and keeps both sides' states."""
 
-    def __init__(self, client: Endpoint, backend: Endpoint, classify: Callable[[bytes], Plan],
-                 max_message_size: int, on_client_gone: Callable[[], None] | None = None,
+    def __init__(self, client: Endpoint, backend: BackendSession, classify: Callable[[bytes], Plan],
+                 max_message_size: int, on_client_gone: Callable[[BackendSession], None] | None = None,
                  statement_log: StatementLog | None = None,
                  on_parameter: Callable[[str, str], None] | None = None,
-                 keep_backend: bool = False, standard_strings: bool = True):
+                 keep_backend: bool = False, standard_strings: bool = True, lender: Lender | None = None):
         self.client = client
         self._statement_log = statement_log  # the user activity log and stl_query, when enabled
         self._on_parameter = on_parameter    # ParameterStatus from the backend (the connection log)
         self.statements = 0
         self.bytes_in = self.bytes_out = 0
         self.denials: list[str] = []  # SQLSTATEs of the proxy's refusals, for the metrics
-        self.backend = backend
+        self.backend_session: BackendSession | None = backend  # None: none held (transaction pooling)
+        self.backend: Endpoint | None = backend.endpoint
         self.classify = classify
         # The session's standard_conforming_strings (from ParameterStatus), which decides how
         # PostgreSQL reads the client's string constants, and so how the proxy must.
@@ -250,14 +287,29 @@ class Relay:
         # Whether the backend session outlives the client (backend/pool.py): a Terminate sent
         # while idle keeps it, instead of ending it.
         self.backend_kept = False
+        # Transaction pooling (backend/txpool.py): the client holds a backend session only
+        # from its first message to the end of its transaction. Named prepared statements are
+        # the client's, prepared in whichever session it holds under the proxy's name for
+        # their SQL (client's name -> that name, the Parse that prepares it).
+        self._lender = lender
+        self._prepared: dict[bytes, tuple[bytes, bytes]] = {}
+        self._held = bytearray()  # client bytes that wait for a backend session
+        self._acquiring: asyncio.Task | None = None
+        self._release_due = False
+        self._hiding = 0          # added messages not yet answered
+        self.pinned: str | None = None  # what ties the backend session to this client, if anything
+        self._discards = False    # the session's prepared statements were dropped: not shared again
+        self.cancelling = 0       # cancel requests on their way to the held session
         client_wanted = {m.F_QUERY, m.F_PARSE, m.F_FUNCTION_CALL}
-        if keep_backend:
+        if keep_backend or lender is not None:
             client_wanted.add(m.F_TERMINATE)
+        if lender is not None:
+            client_wanted.update((m.F_BIND, m.F_DESCRIBE, m.F_CLOSE))
         if statement_log is not None:
             client_wanted.update(_NAMED)  # Bind, Execute and Close: each execution is a statement
         self._always_wanted = frozenset(client_wanted)
         self._from_client = MessageStream(
-            backend.write, client_wanted, self._client_message, self._client_header, max_message_size,
+            self.backend.write, client_wanted, self._client_message, self._client_header, max_message_size,
             counted=_COUNTED_REQUESTS)
         backend_wanted = {m.B_READY_FOR_QUERY, m.B_ERROR_RESPONSE, m.B_PARAMETER_STATUS}
         # Every reply's type goes to the pipeline, but for rows, COPY data and what comes
@@ -272,6 +324,8 @@ class Relay:
         self.client.peer, self.backend.peer = self.backend, self.client
         self.client.relay_to(self._client_data, self._client_closed)
         self.backend.relay_to(self._backend_data, self._backend_closed)
+        if self._lender is not None and self._may_release():
+            self._release()
 
     async def finished(self) -> None:
         await self._done
@@ -285,7 +339,12 @@ class Relay:
     def idle(self) -> bool:
         return not self.busy and self.tx_status == m.TX_IDLE
 
-    def close(self, client_message: bytes | None = None) -> None:
+    def close(self, client_message: bytes | None = None, reusable: bool = False) -> None:
+        """End the client's connection (with client_message, if given); its backend session
+        ends too, unless kept (backend/pool.py) or, in transaction pooling, given back
+        (reusable: the client left it idle with nothing of its own in it)."""
+        if self._acquiring is not None:
+            self._acquiring.cancel()
         if self._statement_log is not None:
             error = self._error or ("08006", "the session ended before the statement completed")
             for pending in self._pipeline.pending():
@@ -295,8 +354,12 @@ class Relay:
         if client_message is not None:
             self.client.write(client_message)
         self.client.close()
-        if not self.backend_kept:
+        if self._lender is not None:
+            if self.backend is not None:
+                self._release(reusable)
+        elif not self.backend_kept:
             self.backend.close()
+        self._from_client.write = _drop  # what remains of the client's packet goes nowhere
         if not self._done.done():
             self._done.set_result(None)
 
@@ -312,9 +375,159 @@ class Relay:
         self.close()
 
     def _client_closed(self) -> None:
-        if self.busy and self._on_client_gone is not None:
-            self._on_client_gone()  # cancel the running query so the backend ends promptly
-        self.close()
+        if self.busy and self._on_client_gone is not None and self.backend_session is not None:
+            self._on_client_gone(self.backend_session)  # cancel the running query so the backend ends promptly
+        self.close(reusable=self._lender is not None and self._may_release())
+
+    # ---------------------------------------------------------------- transaction pooling
+
+    def _may_release(self) -> bool:
+        """The held backend session may serve another client now: the client's transaction
+        ended (ReadyForQuery idle), nothing it sent is unanswered or unsynced, no message of
+        it is half through, no cancel of it is on its way, and nothing pins the session."""
+        return (self.backend is not None and self.pinned is None and self.tx_status == m.TX_IDLE
+                and not self._pipeline.busy and not self._unsynced and not self._pipeline.lost
+                and not self._from_client.mid_message and not self.cancelling)
+
+    def _release(self, reusable: bool = True) -> None:
+        session, self.backend_session, self.backend = self.backend_session, None, None
+        session.endpoint.detach()
+        self.client.peer = None
+        self._from_client.write = _drop  # _client_data holds what comes until a session is held
+        self._lender.release(session, reusable and not self._discards)
+        self._discards = False
+
+    def _wait_for_backend(self, data: bytes) -> None:
+        """Client bytes while it holds no backend session: kept, and one is asked for (a
+        Terminate alone ends the client without one)."""
+        if not self._held and data[:5] == _TERMINATE:
+            self.close()
+            return
+        self._held += data
+        if len(self._held) > _HELD_LIMIT and self.client.transport is not None:
+            self.client.transport.pause_reading()
+        if self._acquiring is None:
+            self._acquiring = self._loop.create_task(self._acquire())
+
+    async def _acquire(self) -> None:
+        try:
+            session = await self._lender.acquire()
+        except NoBackend as exc:
+            self._acquiring = None
+            self.close(exc.reply)
+            return
+        except Exception:
+            log.exception("internal error getting a backend session")
+            self._acquiring = None
+            self.close(m.error_response("FATAL", INTERNAL_ERROR, "internal error in shiftguard; see its log"))
+            return
+        self._acquiring = None
+        if self._done.done():
+            self._lender.release(session, reusable=True)
+            return
+        self.backend_session, self.backend = session, session.endpoint
+        self._from_client.write = session.endpoint.write
+        self.client.peer, self.backend.peer = self.backend, self.client
+        self.backend.relay_to(self._backend_data, self._backend_closed)
+        held, self._held = bytes(self._held), bytearray()
+        if self.client.transport is not None and not self.client.closed:
+            self.client.transport.resume_reading()
+        self._feed_client(held)
+
+    def cancel_target(self) -> BackendSession | None:
+        """The backend session a cancel request of this client must reach now (None: it holds
+        none, so nothing runs). The session stays the client's until cancel_done: a cancel
+        reaching it after another client took it would cancel that client's query."""
+        if self.backend_session is not None:
+            self.cancelling += 1
+        return self.backend_session
+
+    def cancel_done(self) -> None:
+        self.cancelling -= 1
+        if self._lender is not None and not self._done.done() and self._may_release():
+            self._release()
+
+    def _hide(self, kind: int, message: bytes, prepared: tuple | None = None) -> bytes:
+        """A Parse or Close the proxy adds before the client's message: its reply is not
+        passed on."""
+        work = _Work()
+        work.hidden, work.prepared = True, prepared
+        self._hiding += 1
+        self._from_backend.wanted.update(_HIDDEN_REPLIES)
+        self._pipeline.sent(Entry(kind, work))
+        return message
+
+    def _unhide(self) -> None:
+        self._hiding -= 1
+        if not self._hiding:
+            self._from_backend.wanted.difference_update(_HIDDEN_REPLIES)
+
+    def _note_effect(self, sql: bytes) -> None:
+        """What the statement leaves in the session beyond its transaction (policy/pinning.py)."""
+        effect = session_effect(sql)
+        if effect.pins is not None and self.pinned is None:
+            self.pin(effect.pins)
+        if effect.discards:
+            self._discards = True
+            self.backend_session.prepared.clear()
+
+    def pin(self, reason: str) -> None:
+        self.pinned = reason
+        log.debug("backend session pinned to its client for its lifetime: %s", reason)
+
+    def _pooled_parse(self, parse: m.Parse, sql: bytes | None, work: _Work | None) -> bytes | None:
+        """A Parse in transaction pooling (sql: the SQL to send, None: the client's own). A
+        named statement is prepared under the proxy's name for its SQL, which every client of
+        the role shares: a session that has it already gets it again (Close first)."""
+        sent = parse.sql if sql is None else sql
+        self._note_effect(sent)
+        if not parse.name:
+            self._send(entry(PARSE, work))
+            return None if sql is None else m.Parse(b"", sql, parse.param_types).encode()
+        work = work or _Work()
+        if parse.name in self._prepared:
+            # PostgreSQL's own answer to a name the client took already.
+            name = parse.name.decode("utf-8", "replace")
+            refused = self._apply(Plan((Action(0, 0, 0, denial=Denial(
+                DUPLICATE_PREPARED_STATEMENT, f'prepared statement "{name}" already exists')),)), b"", work)
+            self._send(entry(PARSE, work))
+            return m.Parse(parse.name, refused, b"\0\0").encode()
+        server_name = b"sg_" + hashlib.blake2b(sent + b"\0" + parse.param_types, digest_size=12).hexdigest().encode()
+        message = m.Parse(server_name, sent, parse.param_types).encode()
+        self._prepared[parse.name] = (server_name, message)
+        session = self.backend_session
+        added = b""
+        if server_name in session.prepared:
+            added = self._hide(CLOSE, m.close_statement(server_name))
+        session.prepared.add(server_name)
+        work.prepared = (parse.name, server_name, session)
+        self._send(entry(PARSE, work))
+        return added + message
+
+    def _pooled_name(self, kind: int, body: bytes, at: int, name: bytes) -> bytes | None:
+        """A Bind, Describe or Close naming the client's prepared statement `name` (at offset
+        `at` of body), as sent: naming the proxy's statement, prepared first in the session
+        held now if it is not there."""
+        known = self._prepared.get(name)
+        if known is None:
+            return None  # PostgreSQL's answer: it does not exist (Close: nothing to close)
+        server_name, message = known
+        session = self.backend_session
+        added = b""
+        if kind == m.F_CLOSE:
+            del self._prepared[name]
+            session.prepared.discard(server_name)
+        elif server_name not in session.prepared:
+            session.prepared.add(server_name)
+            added = self._hide(PARSE, message, (None, server_name, session))
+        return added + m.message(kind, body[:at] + server_name + body[at + len(name):])
+
+    def _unprepare(self, work: _Work) -> None:
+        """A Parse of the proxy's name failed or was skipped: that session lacks it."""
+        name, server_name, session = work.prepared
+        session.prepared.discard(server_name)
+        if name is not None and self._prepared.get(name, (None,))[0] == server_name:
+            del self._prepared[name]
 
     def _backend_closed(self) -> None:
         # PostgreSQL ended the session. When it said why (a FATAL ErrorResponse, passed on as
@@ -336,6 +549,12 @@ class Relay:
     def _client_data(self, data: bytes) -> None:
         self.last_activity = self._loop.time()
         self.bytes_in += len(data)
+        if self.backend is None:
+            self._wait_for_backend(data)
+            return
+        self._feed_client(data)
+
+    def _feed_client(self, data: bytes) -> None:
         try:
             self._from_client.feed(data)
         except m.ProtocolViolation as exc:
@@ -357,7 +576,10 @@ class Relay:
     def _client_message(self, kind: int, body: bytes) -> bytes | None:
         if self.backend_kept:
             return b""  # after the Terminate that kept the backend session: nothing runs or counts
-        if kind == m.F_TERMINATE:  # wanted only when the backend session may be kept
+        if kind == m.F_TERMINATE:  # wanted only when the backend session may be kept or given back
+            if self._lender is not None:
+                self.close(reusable=self._may_release())
+                return b""
             if self.idle and not self._unsynced and not self._pipeline.lost:
                 self._keep_backend()
                 return b""
@@ -371,25 +593,31 @@ class Relay:
             return self._parse(body)
         # Bind, Execute, Close: wanted while some prepared statement has a rewritten tag, or
         # for the statement log. A malformed one goes on as it is: PostgreSQL refuses it.
-        work = None
+        # Describe: wanted only in transaction pooling.
+        work = sent = None
         try:
             if kind == m.F_EXECUTE:
                 work = self._execute(m.decode_execute_portal(body))
             elif kind == m.F_BIND:
-                self._bind(*m.decode_bind_names(body))
-            elif kind == m.F_CLOSE:
-                what, name = m.decode_close(body)
-                if what == ord("S"):
+                portal, statement = m.decode_bind_names(body)
+                self._bind(portal, statement)
+                if self._lender is not None and statement:
+                    sent = self._pooled_name(kind, body, len(portal) + 1, statement)
+            else:
+                what, name = m.decode_close(body)  # Describe's body reads the same
+                if kind == m.F_CLOSE and what == ord("S"):
                     self._statement_tags.pop(name, None)
                     self._statement_sql.pop(name, None)
-                else:
+                elif kind == m.F_CLOSE:
                     self._portal_tags.pop(name, None)
                     self._portal_sql.pop(name, None)
+                if self._lender is not None and what == ord("S") and name:
+                    sent = self._pooled_name(kind, body, 1, name)
         except m.ProtocolViolation:
             work = None
         self._send(entry(kind, work))
         self._track_names()
-        return None
+        return sent
 
     def _send(self, sent: Entry) -> None:
         if sent.data is not None and sent.data.tags:
@@ -451,10 +679,14 @@ class Relay:
             handles = [self._statement_log.started(sql, self.tx_status != m.TX_IDLE, self.standard_strings)]
         plan = self.classify(sql, self.standard_strings)
         if not plan.actions and plan.text is None and sql.isascii():
+            if self._lender is not None:
+                self._note_effect(sql)
             self._send(entry(QUERY, _Work(handles=handles) if handles else None))
             return None
         work = _Work(handles=handles)
         sent = self._apply(plan, sql, work)
+        if self._lender is not None:
+            self._note_effect(sent)
         self._send(entry(QUERY, work))
         return m.query(sent)
 
@@ -494,19 +726,21 @@ class Relay:
         if not plan.actions and plan.text is None and parse.sql.isascii():
             if self._statement_tags.pop(parse.name, None) is not None:
                 self._track_names()
-            self._send(entry(PARSE, work))
-            return None
-        work = work or _Work()
-        sql = self._apply(plan, parse.sql, work)
-        work.tags = None  # a Parse's tags go by the statement, then the portal (_execute)
-        tag = plan.actions[0].tag if len(plan.actions) == 1 else None
-        if tag is not None:
-            self._statement_tags[parse.name] = tag
+            sql = None
         else:
-            self._statement_tags.pop(parse.name, None)
-        self._track_names()
+            work = work or _Work()
+            sql = self._apply(plan, parse.sql, work)
+            work.tags = None  # a Parse's tags go by the statement, then the portal (_execute)
+            tag = plan.actions[0].tag if len(plan.actions) == 1 else None
+            if tag is not None:
+                self._statement_tags[parse.name] = tag
+            else:
+                self._statement_tags.pop(parse.name, None)
+            self._track_names()
+        if self._lender is not None:
+            return self._pooled_parse(parse, sql, work)
         self._send(entry(PARSE, work))
-        return m.Parse(parse.name, sql, parse.param_types).encode()
+        return None if sql is None else m.Parse(parse.name, sql, parse.param_types).encode()
 
     def _apply(self, plan: Plan, sql: bytes, work: _Work) -> bytes:
         """The SQL to send for a plan; the command tags to restore go to work.tags by the
@@ -580,6 +814,11 @@ class Relay:
         work = entry.data
         if work is None:
             return
+        if work.prepared is not None and self._failing is not None:
+            self._unprepare(work)
+        if work.hidden:
+            self._unhide()
+            return
         if work.tags:
             self._untag()
         if work.markers:
@@ -622,6 +861,11 @@ class Relay:
         work = entry.data
         if work is None:
             return
+        if work.prepared is not None:
+            self._unprepare(work)
+        if work.hidden:
+            self._unhide()
+            return
         if work.tags:
             self._untag()
         if work.handles:
@@ -645,6 +889,10 @@ class Relay:
             log.error("backend protocol violation: %s", exc)
             self.close(m.error_response("FATAL", PROTOCOL_VIOLATION, "the backend broke the protocol"))
             return
+        if self._release_due:
+            self._release_due = False
+            if not self._done.done() and self._may_release():
+                self._release()
         if self._pipeline.lost and not self._lost_reported:
             self._lost_reported = True
             log.warning("a session's replies no longer match its messages (a Sync inside the data "
@@ -657,11 +905,16 @@ class Relay:
             self.tx_status = body[0]
             self._pipeline.received(kind)
             self._error = None
+            self._release_due = self._lender is not None and self.tx_status == m.TX_IDLE
             if self.tx_status == m.TX_IDLE and self._portal_sql:
                 self._portal_sql.clear()  # portals end with their transaction
             return None
         if kind == m.B_PARAMETER_STATUS:
             name, value = m.decode_parameter_status(body)
+            if self._lender is not None and self.pinned is None:
+                # A setting changed (by SET LOCAL, or set_config in a function, which the proxy
+                # does not see): the session is no longer like its key's others.
+                self.pin(f"{name} changed")
             if name == "standard_conforming_strings":
                 self.standard_strings = value == "on"
             elif name == "client_encoding" and not encoding.is_utf8(value):
@@ -679,6 +932,9 @@ class Relay:
             if self._on_parameter is not None:
                 self._on_parameter(name, value)
             return None
+        if kind in _HIDDEN_REPLIES:  # wanted only while a message the proxy added is unanswered
+            answered = self._pipeline.received(kind)
+            return b"" if answered is not None and answered.data is not None and answered.data.hidden else None
         if kind == m.B_COMMAND_COMPLETE:
             completed = self._pipeline.received(kind)
             work = completed.data if completed is not None else None

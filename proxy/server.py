@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .backend.embedded import EmbeddedPostgres, EmbeddedTarget
 from .backend.pool import SessionPool
+from .backend.txpool import TransactionPool
 from .backend.session import BackendAddress, parse_dsn
 from .catalog.connectivity import SecurityGroupSync
 from .catalog.store import TRUSTED_SETTINGS, VACUUM_CHANNEL, Catalog
@@ -129,6 +130,9 @@ class Proxy:
                                tokens=token_authority(config, data_dir), audit=self.audit, metrics=metrics,
                                pool=SessionPool(config.backend.pool_size, config.backend.pool_idle_seconds))
         context = self.context
+        if config.backend.pool_mode == "transaction":
+            context.transactions = TransactionPool(config.backend.max_sessions_per_pool,
+                                                   config.backend.pool_idle_seconds)
         context.connection_limit = int(await self.catalog.server_setting("max_connections"))
         if self.embedded is not None:
             metrics.backend_up.set_function(lambda: 1 if self.embedded.running else 0)
@@ -271,6 +275,8 @@ class Proxy:
         if self.context is not None:
             self.context.pool.size = 0  # sessions ending from now on close their backend
             self.context.pool.close()
+            if self.context.transactions is not None:
+                self.context.transactions.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
         if self._masking is not None:
@@ -355,6 +361,8 @@ class Proxy:
         while True:
             await asyncio.sleep(1.0)
             self.context.pool.prune()  # kept backend sessions past their idle time
+            if self.context.transactions is not None:
+                self.context.transactions.prune()
             now = loop.time()
             in_transaction = self.context.config.limits.idle_in_transaction_timeout
             for session in self.context.sessions:

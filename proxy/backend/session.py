@@ -91,6 +91,9 @@ class BackendSession:
     parameters: dict[str, str]
     pid: int
     key: int
+    # Transaction pooling: the statements shiftguard prepared in it under its own names, for
+    # whichever client of the role lands on it (relay.Relay).
+    prepared: set[bytes] = field(default_factory=set)
 
 
 async def connect(address: BackendAddress) -> Endpoint:

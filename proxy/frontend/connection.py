@@ -40,6 +40,7 @@ from ..audit.metrics import Metrics
 from ..audit.records import ActivityRecord, ConnectionRecord, QueryEnd, Redacted, audit_text, redact_statement
 from ..audit.writer import AuditWriter
 from ..backend.pool import SessionPool, pool_key
+from ..backend.txpool import QueryWaitTimeout, TransactionPool
 from ..backend.session import (BackendAddress, BackendRefused, BackendSession, BackendUnavailable,
                                open_session, send_cancel)
 from ..catalog.store import BACKEND_FAILURES, Catalog, UserRecord
@@ -55,7 +56,7 @@ from ..protocol import sqlstate
 from ..protocol.auth import md5_response
 from ..protocol.framing import (CancelRequest, GSSENCRequest, SSLRequest, StartupMessage,
                                 decode_startup)
-from ..relay import Relay
+from ..relay import NoBackend, Relay
 from .auth import LoginThrottle, choose_method, read_password, verify_password
 from .params import StartupParams, StartupRefused, sort_startup_params
 from .waiting import WaitingLogins
@@ -116,6 +117,7 @@ class Context:
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
     sessions: "SessionRegistry" = field(default_factory=lambda: SessionRegistry())
     pool: SessionPool = field(default_factory=lambda: SessionPool(0, 0))  # idle backend sessions
+    transactions: TransactionPool | None = None  # backend.pool_mode: transaction
     tasks: set = field(default_factory=set)
     # Client connections by address (authenticated or not), for the connection limits.
     connections: collections.Counter = field(default_factory=collections.Counter)
@@ -152,7 +154,6 @@ class Session:
     key: int
     user: str
     database: str
-    backend: BackendSession
     relay: Relay
     idle_timeout: int = 0  # seconds; 0: none
 
@@ -244,6 +245,7 @@ class Connection:
         self.session: Session | None = None
         self._backend: BackendSession | None = None
         self._pool_key = None  # where the backend session goes back to, if it may
+        self._lender: PoolLender | None = None  # transaction pooling: the client's sessions
         self._task: asyncio.Task | None = None
 
     async def run(self) -> None:
@@ -308,8 +310,11 @@ class Connection:
                     del self.context.connections[self.address]
             if self.session is not None:
                 self.context.sessions.remove(self.session)
-            if self._backend is not None:
-                self._backend.endpoint.close()
+            if self._backend is not None:  # not handed to a relay
+                if self._lender is not None:
+                    self._lender.release(self._backend, reusable=False)
+                else:
+                    self._backend.endpoint.close()
             self.client.close()
 
     def _fatal(self, code: str, text: str, hint: str | None = None) -> None:
@@ -490,11 +495,15 @@ class Connection:
         session = self.context.sessions.find(request.pid, request.key)
         if session is None:
             return  # as PostgreSQL: a wrong key does nothing and says nothing
-        backend = session.backend
+        backend = session.relay.cancel_target()
+        if backend is None:
+            return  # transaction pooling: the client holds no backend session, so runs nothing
         try:
             await send_cancel(self.context.backend, backend.pid, backend.key)
         except BackendUnavailable as exc:
             log.warning("could not forward a cancel request: %s", exc)
+        finally:
+            session.relay.cancel_done()
 
     # ---------------------------------------------------------------- AUTHENTICATING
 
@@ -656,6 +665,14 @@ class Connection:
         startup = {**params.forwarded, **settings}
         role = (record.name, record.userid)
         pool = self.context.pool
+        transactions = self.context.transactions
+        if transactions is not None and record.connection_limit is None:
+            # Transaction pooling (a user with a CONNECTION LIMIT keeps a session of its own, so
+            # that the limit counts its connections as before).
+            key = pool_key((*role, record.superuser, record.settings), params.database, startup)
+            self._lender = PoolLender(self, transactions, key,
+                                      lambda: self._new_backend(record.name, params.database, startup))
+            return await self._lender.take()
         if record.connection_limit is not None:
             # Sessions kept from before the user had a limit would count against it: they go,
             # and a login refused for the limit is tried again while their processes exit.
@@ -696,6 +713,8 @@ class Connection:
                 freed = retry() if retry is not None else 0
                 if full:
                     freed += self.context.pool.forget(lambda key: True)
+                    if self.context.transactions is not None:
+                        freed += self.context.transactions.prune(0)
                 freeing = freeing or bool(freed)
                 if freeing and waits:
                     waits -= 1
@@ -738,14 +757,17 @@ class Connection:
             greeting.append(m.parameter_status(name, value))
         greeting.append(m.backend_key_data(pid, key))
         greeting.append(m.ready_for_query(m.TX_IDLE))
-        relay = Relay(self.client, backend.endpoint, self.context.classify,
+        relay = Relay(self.client, backend, self.context.classify,
                       self.config.limits.max_message_size,
-                      on_client_gone=lambda: self.context.spawn(_cancel(self.context.backend, backend)),
+                      on_client_gone=lambda held: self.context.spawn(_cancel(self.context.backend, held)),
                       statement_log=self._statement_log(params, record, pid),
                       on_parameter=self._parameter_changed if self.context.audit is not None else None,
                       keep_backend=self._pool_key is not None,
-                      standard_strings=backend.parameters.get("standard_conforming_strings", "on") == "on")
-        self.session = Session(pid, key, record.name, params.database, backend, relay,
+                      standard_strings=backend.parameters.get("standard_conforming_strings", "on") == "on",
+                      lender=self._lender)
+        if self._lender is not None:
+            self._backend = None  # the relay gives it back between transactions
+        self.session = Session(pid, key, record.name, params.database, relay,
                                idle_timeout(record.session_timeout, self.config.cluster.session_timeout))
         registry.add(self.session)
         self._started = time.monotonic()
@@ -756,6 +778,50 @@ class Connection:
         if relay.backend_kept:
             kept, self._backend = backend, None
             self.context.spawn(self.context.pool.give(self._pool_key, kept))
+
+
+class PoolLender:
+    """A client's backend sessions in transaction pooling (relay.Lender over
+    backend/txpool.py): its role's, under its pool key."""
+
+    def __init__(self, connection: Connection, pool: TransactionPool, key, open_session):
+        self._connection = connection
+        self._pool = pool
+        self._key = key
+        self._open = open_session
+
+    async def take(self) -> BackendSession:
+        """A session for the login (its parameters greet the client). At the cap the login
+        waits too; past query_wait_timeout it is refused."""
+        try:
+            return await self._pool.acquire(self._key, self._open, self._connection.config.limits.query_wait_timeout)
+        except QueryWaitTimeout:
+            raise self._wait_refusal() from None
+
+    async def acquire(self) -> BackendSession:
+        try:
+            return await self.take()
+        except ClientFailure as exc:
+            raise NoBackend(m.error_response("FATAL", exc.sqlstate, str(exc), hint=exc.hint)) from None
+        except BackendRefused as exc:
+            fields = dict(exc.fields)
+            fields["S"] = fields["V"] = "FATAL"
+            raise NoBackend(m.encode_error_fields(fields)) from None
+
+    def release(self, session: BackendSession, reusable: bool) -> None:
+        self._pool.release(self._key, session, reusable)
+
+    def _wait_refusal(self) -> ClientFailure:
+        """PgBouncer's query_wait_timeout, in its words; 53300 (too_many_connections: the
+        sessions the pool may open are all in use) rather than PgBouncer's 08P01."""
+        config = self._connection.config
+        log.info("query_wait_timeout: no backend session for %r came free", self._key[0][0])
+        return ClientFailure(
+            sqlstate.TOO_MANY_CONNECTIONS,
+            f"query_wait_timeout: all {config.backend.max_sessions_per_pool} backend sessions of this user "
+            f"stayed busy for {config.limits.query_wait_timeout:g} s",
+            hint="Try again; shorten transactions, or raise backend.max_sessions_per_pool or "
+                 "limits.query_wait_timeout.")
 
 
 # Transaction numbers for the activity log, unique within this process and increasing across

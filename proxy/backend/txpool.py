@@ -1,0 +1,157 @@
+"""Backend sessions shared between transactions (backend.pool_mode: transaction), per pool key.
+
+A pool key is (the role as the caller describes it, database, startup parameters): a session
+logged in as role R serves only clients of R with the same key, so PostgreSQL's privilege checks
+are those of the client's own role (DESIGN principle 1). A client holds a session from its
+first message until the ReadyForQuery that ends its transaction (relay.Relay decides when), then
+gives it back here, unreset: the next client of the key takes it as it is (what a client may
+leave behind in it pins it instead: policy/pinning.py).
+
+At most `cap` sessions are open per key (PgBouncer's default_pool_size). A client that finds
+them all taken waits in a FIFO queue, up to query_wait_timeout seconds, then gets PgBouncer's
+error (QueryWaitTimeout). A session given back broken or not reusable is closed and its place
+goes to the first waiter. Idle sessions are closed after idle_seconds (prune).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+from .pool import Key, _end
+from .session import BackendSession
+
+log = logging.getLogger(__name__)
+
+
+class QueryWaitTimeout(Exception):
+    """No session of the key came free within query_wait_timeout."""
+
+
+class _Sessions:
+    """One key's sessions: the idle ones (with when each came back), how many are open (idle,
+    held, or being opened), and the clients waiting for one."""
+
+    __slots__ = ("idle", "open", "waiters")
+
+    def __init__(self) -> None:
+        self.idle: list[tuple[float, BackendSession]] = []
+        self.open = 0
+        # Each waiter's future gets a session, or None: a place to open one of its own.
+        self.waiters: deque[asyncio.Future] = deque()
+
+
+class TransactionPool:
+    def __init__(self, cap: int, idle_seconds: float):
+        self.cap = cap
+        self.idle_seconds = idle_seconds
+        self._keys: dict[Key, _Sessions] = {}
+
+    async def acquire(self, key: Key, open_session: Callable[[], Awaitable[BackendSession]],
+                      timeout: float) -> BackendSession:
+        """A session for key: an idle one, a new one (open_session) while fewer than cap are
+        open, or the first to come free within timeout seconds (QueryWaitTimeout)."""
+        sessions = self._keys.setdefault(key, _Sessions())
+        session = self._idle(sessions)
+        if session is not None:
+            return session
+        if sessions.open >= self.cap or sessions.waiters:
+            waiter = asyncio.get_running_loop().create_future()
+            sessions.waiters.append(waiter)
+            try:
+                async with asyncio.timeout(timeout):
+                    session = await waiter
+            except TimeoutError:
+                raise QueryWaitTimeout() from None
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    # Handed over just as the waiter went: back to the others.
+                    if waiter.result() is None:
+                        self._closed(key, sessions)
+                    else:
+                        self.release(key, waiter.result(), reusable=True)
+                raise
+            finally:
+                if waiter in sessions.waiters:
+                    sessions.waiters.remove(waiter)
+            if session is not None:
+                return session
+        else:
+            sessions.open += 1
+        try:
+            return await open_session()
+        except BaseException:
+            self._closed(key, sessions)
+            raise
+
+    def release(self, key: Key, session: BackendSession, reusable: bool) -> None:
+        """A client is done with session: to the first waiter, or kept idle; closed when it
+        is not reusable (a transaction may be open in it, it is pinned, it broke)."""
+        sessions = self._keys.get(key)
+        if sessions is None:  # the pool was closed meanwhile
+            _end(session)
+            return
+        if not reusable or session.endpoint.closed or session.endpoint.buffer or self.cap <= 0:
+            _end(session)
+            self._closed(key, sessions)
+            return
+        while sessions.waiters:
+            waiter = sessions.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(session)
+                return
+        sessions.idle.append((time.monotonic(), session))
+
+    def _idle(self, sessions: _Sessions) -> BackendSession | None:
+        while sessions.idle:
+            _, session = sessions.idle.pop()
+            if session.endpoint.closed or session.endpoint.buffer:
+                _end(session)  # broke, or spoke unasked
+                sessions.open -= 1
+                continue
+            return session
+        return None
+
+    def _closed(self, key: Key, sessions: _Sessions) -> None:
+        """A session of key is gone: its place goes to the first waiter, who opens one."""
+        sessions.open -= 1
+        while sessions.waiters:
+            waiter = sessions.waiters.popleft()
+            if not waiter.done():
+                sessions.open += 1
+                waiter.set_result(None)
+                return
+        if not sessions.open and not sessions.idle:
+            self._keys.pop(key, None)
+
+    def prune(self, idle_seconds: float | None = None) -> int:
+        """Close the idle sessions that waited longer than idle_seconds (default: the pool's;
+        0: all of them) or broke meanwhile; how many."""
+        limit = self.idle_seconds if idle_seconds is None else idle_seconds
+        deadline = time.monotonic() - limit
+        ended = 0
+        for key, sessions in list(self._keys.items()):
+            kept = []
+            for returned, session in sessions.idle:
+                if returned <= deadline or session.endpoint.closed:
+                    _end(session)
+                    ended += 1
+                    sessions.open -= 1
+                else:
+                    kept.append((returned, session))
+            sessions.idle = kept
+            if not sessions.open and not sessions.waiters:
+                del self._keys[key]
+        return ended
+
+    def close(self) -> None:
+        """Shutdown: the idle sessions close now, the held ones when given back."""
+        self.cap = 0
+        self.prune(0)
+
+    def counts(self) -> dict[Key, tuple[int, int, int]]:
+        """(open, idle, waiting clients) per key."""
+        return {key: (s.open, len(s.idle), len(s.waiters)) for key, s in self._keys.items()}

@@ -37,6 +37,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from .backend.session import BackendSession
+from .backend.txpool import restore_settings
 from .endpoint import Endpoint
 from .policy import encoding
 from .policy.errors import redshift_wording
@@ -300,11 +301,18 @@ class Relay:
         self.pinned: str | None = None  # what ties the backend session to this client, if anything
         self._discards = False    # the session's prepared statements were dropped: not shared again
         self.cancelling = 0       # cancel requests on their way to the held session
+        # The client's session-level settings (name -> its SET statement), restored in each
+        # session it lands on; those sent and not yet settled by a ReadyForQuery; the unnamed
+        # statement's, while it is one, and whether a Bind of it is to be executed.
+        self._settings: dict[str, bytes] = {}
+        self._settings_pending: list[tuple[str | None, bytes | None]] = []
+        self._set_statement: tuple | None = None
+        self._set_bound = False
         client_wanted = {m.F_QUERY, m.F_PARSE, m.F_FUNCTION_CALL}
         if keep_backend or lender is not None:
             client_wanted.add(m.F_TERMINATE)
         if lender is not None:
-            client_wanted.update((m.F_BIND, m.F_DESCRIBE, m.F_CLOSE))
+            client_wanted.update((m.F_BIND, m.F_DESCRIBE, m.F_CLOSE, m.F_EXECUTE))
         if statement_log is not None:
             client_wanted.update(_NAMED)  # Bind, Execute and Close: each execution is a statement
         self._always_wanted = frozenset(client_wanted)
@@ -425,6 +433,11 @@ class Relay:
         if self._done.done():
             self._lender.release(session, reusable=True)
             return
+        if not await restore_settings(session, self._settings):
+            self._lender.release(session, reusable=False)
+            self.close(m.error_response("FATAL", CONNECTION_FAILURE,
+                                        "could not restore this session's settings in a backend session"))
+            return
         self.backend_session, self.backend = session, session.endpoint
         self._from_client.write = session.endpoint.write
         self.client.peer, self.backend.peer = self.backend, self.client
@@ -462,14 +475,50 @@ class Relay:
         if not self._hiding:
             self._from_backend.wanted.difference_update(_HIDDEN_REPLIES)
 
-    def _note_effect(self, sql: bytes) -> None:
-        """What the statement leaves in the session beyond its transaction (policy/pinning.py)."""
+    def _note_effect(self, sql: bytes, statement: bytes | None = None) -> None:
+        """What the SQL of a Query (statement None) or of a Parse of that statement leaves in
+        the session beyond its transaction (policy/pinning.py)."""
         effect = session_effect(sql)
         if effect.pins is not None and self.pinned is None:
             self.pin(effect.pins)
         if effect.discards:
             self._discards = True
             self.backend_session.prepared.clear()
+        if statement == b"":
+            # Run by the Executes of its Binds (_setting_run), until the next unnamed Parse.
+            self._set_statement, self._set_bound = effect.settings or None, False
+        elif statement is not None and effect.settings:
+            self.pin("SET in a named prepared statement")
+        elif effect.settings:
+            self._setting_run(effect.settings)
+
+    def _setting_run(self, settings: tuple) -> None:
+        """Settings sent to run: kept if the ReadyForQuery after them says they did, outside a
+        transaction block (_settle). With replies to earlier messages still to come, which
+        ReadyForQuery that is is not certain: the session is pinned instead."""
+        if self._pipeline.busy:
+            self.pin("SET sent while other statements run")
+        else:
+            self._settings_pending.extend(settings)
+
+    def _settle(self, failed: bool) -> None:
+        """The ReadyForQuery after settings were sent: an error rolled them back; inside a
+        transaction block, the block's end decides (pinned); else they hold."""
+        pending, self._settings_pending = self._settings_pending, []
+        if failed or self.pinned is not None:
+            return
+        if self.tx_status != m.TX_IDLE:
+            self.pin("SET inside a transaction block")
+            return
+        for name, statement in pending:
+            if name is None:
+                self._settings.clear()
+            elif statement is None:
+                self._settings.pop(name, None)
+            else:
+                self._settings.pop(name, None)  # the latest last: restored in the order they ran
+                self._settings[name] = statement
+        self.backend_session.settings = dict(self._settings)
 
     def pin(self, reason: str) -> None:
         self.pinned = reason
@@ -480,7 +529,7 @@ class Relay:
         named statement is prepared under the proxy's name for its SQL, which every client of
         the role shares: a session that has it already gets it again (Close first)."""
         sent = parse.sql if sql is None else sql
-        self._note_effect(sent)
+        self._note_effect(sent, parse.name)
         if not parse.name:
             self._send(entry(PARSE, work))
             return None if sql is None else m.Parse(b"", sql, parse.param_types).encode()
@@ -597,12 +646,18 @@ class Relay:
         work = sent = None
         try:
             if kind == m.F_EXECUTE:
-                work = self._execute(m.decode_execute_portal(body))
+                portal = m.decode_execute_portal(body)
+                if self._set_bound and portal == b"":
+                    self._set_bound = False
+                    self._setting_run(self._set_statement)
+                work = self._execute(portal)
             elif kind == m.F_BIND:
                 portal, statement = m.decode_bind_names(body)
                 self._bind(portal, statement)
-                if self._lender is not None and statement:
-                    sent = self._pooled_name(kind, body, len(portal) + 1, statement)
+                if self._lender is not None:
+                    self._set_bound = not statement and not portal and self._set_statement is not None
+                    if statement:
+                        sent = self._pooled_name(kind, body, len(portal) + 1, statement)
             else:
                 what, name = m.decode_close(body)  # Describe's body reads the same
                 if kind == m.F_CLOSE and what == ord("S"):
@@ -904,6 +959,8 @@ class Relay:
                 raise m.ProtocolViolation("malformed ReadyForQuery")
             self.tx_status = body[0]
             self._pipeline.received(kind)
+            if self._settings_pending:
+                self._settle(failed=self._error is not None)
             self._error = None
             self._release_due = self._lender is not None and self.tx_status == m.TX_IDLE
             if self.tx_status == m.TX_IDLE and self._portal_sql:
@@ -911,7 +968,7 @@ class Relay:
             return None
         if kind == m.B_PARAMETER_STATUS:
             name, value = m.decode_parameter_status(body)
-            if self._lender is not None and self.pinned is None:
+            if self._lender is not None and self.pinned is None and not self._settings_pending:
                 # A setting changed (by SET LOCAL, or set_config in a function, which the proxy
                 # does not see): the session is no longer like its key's others.
                 self.pin(f"{name} changed")

@@ -94,6 +94,8 @@ class BackendSession:
     # Transaction pooling: the statements shiftguard prepared in it under its own names, for
     # whichever client of the role lands on it (relay.Relay).
     prepared: set[bytes] = field(default_factory=set)
+    # And the settings a client's SET left in it (name -> the SET statement; relay.Relay).
+    settings: dict[str, bytes] = field(default_factory=dict)
 
 
 async def connect(address: BackendAddress) -> Endpoint:

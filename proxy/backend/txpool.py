@@ -21,10 +21,42 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
+from ..protocol import messages as m
+from ..protocol.framing import DEFAULT_MAX_MESSAGE
 from .pool import Key, _end
 from .session import BackendSession
 
 log = logging.getLogger(__name__)
+
+_RESTORE_TIMEOUT = 10.0
+
+
+async def restore_settings(session: BackendSession, settings: dict[str, bytes]) -> bool:
+    """Make a session's settings a client's: RESET ALL (back to the key's startup values and
+    the role's and database's defaults, as every session of the key began), then the client's
+    own SET statements, as they ran for it before. False when that failed: the session must
+    not be used."""
+    if session.settings == settings:
+        return True
+    endpoint = session.endpoint
+    # One statement a line: a statement's text may end in a -- comment.
+    endpoint.write(m.query(b"\n;\n".join((b"RESET ALL", *settings.values()))))
+    ok = True
+    try:
+        async with asyncio.timeout(_RESTORE_TIMEOUT):
+            while True:
+                kind, body = await endpoint.read_message(DEFAULT_MAX_MESSAGE)
+                if kind == m.B_ERROR_RESPONSE:
+                    ok = False
+                    log.warning("could not restore a client's settings in a backend session: %s",
+                                m.decode_fields(body).get("M", ""))
+                elif kind == m.B_READY_FOR_QUERY:
+                    break
+    except Exception as exc:  # broken, timed out, or not the protocol
+        log.warning("could not restore a client's settings in a backend session: %s", exc)
+        return False
+    session.settings = dict(settings) if ok else {"(unknown)": b""}
+    return ok
 
 
 class QueryWaitTimeout(Exception):

@@ -40,7 +40,7 @@ from ..audit.metrics import Metrics
 from ..audit.records import ActivityRecord, ConnectionRecord, QueryEnd, Redacted, audit_text, redact_statement
 from ..audit.writer import AuditWriter
 from ..backend.pool import SessionPool, pool_key
-from ..backend.txpool import QueryWaitTimeout, TransactionPool
+from ..backend.txpool import QueryWaitTimeout, TransactionPool, restore_settings
 from ..backend.session import (BackendAddress, BackendRefused, BackendSession, BackendUnavailable,
                                open_session, send_cancel)
 from ..catalog.store import BACKEND_FAILURES, Catalog, UserRecord
@@ -672,7 +672,11 @@ class Connection:
             key = pool_key((*role, record.superuser, record.settings), params.database, startup)
             self._lender = PoolLender(self, transactions, key,
                                       lambda: self._new_backend(record.name, params.database, startup))
-            return await self._lender.take()
+            session = await self._lender.take()
+            if not await restore_settings(session, {}):  # another client's settings are in it
+                self._lender.release(session, reusable=False)
+                raise ClientFailure(sqlstate.CONNECTION_FAILURE, "could not open a session on the backing PostgreSQL")
+            return session
         if record.connection_limit is not None:
             # Sessions kept from before the user had a limit would count against it: they go,
             # and a login refused for the limit is tried again while their processes exit.

@@ -6,13 +6,17 @@ client's session state to the next. What would is found here, from PostgreSQL's 
 (pglast), and pins the backend session to its client for the client's lifetime (it is closed
 when the client goes, never shared): temporary tables (CREATE TEMP ..., SELECT INTO TEMP), LISTEN,
 session-level advisory locks (pg_advisory_lock, pg_try_advisory_lock and their _shared forms),
-WITH HOLD cursors, SQL PREPARE, LOAD, session-level SET (SET name / SET SESSION name, SET
-SESSION AUTHORIZATION, SET SESSION CHARACTERISTICS) and set_config(..., false), and DO blocks
-(their bodies are not read: they may do any of these). SET LOCAL, SET TRANSACTION, RESET and
-SET ... TO DEFAULT leave nothing beyond the transaction (RESET returns to the role's defaults,
-which every shared session of the key has) and pin nothing. DISCARD and DEALLOCATE drop the
-prepared statements shiftguard keeps in the session for other clients: the session is closed
-after the transaction instead of being shared.
+WITH HOLD cursors, SQL PREPARE, LOAD, SET SESSION AUTHORIZATION, SET SESSION CHARACTERISTICS,
+SET ... FROM CURRENT, set_config(..., false), and DO blocks (their bodies are not read: they may
+do any of these).
+
+Session-level SET name = value, SET name TO DEFAULT, RESET name and RESET ALL are settings the
+relay keeps for the client and restores in each session it lands on (`settings`: each one's
+name, None for RESET ALL, and its statement, None for a reset); in a Query that also holds
+BEGIN, COMMIT or ROLLBACK they pin instead (whether they outlive it depends on how the block
+ends). SET LOCAL and SET TRANSACTION end with the transaction. DISCARD and DEALLOCATE drop
+the prepared statements shiftguard keeps in the session for other clients: the session is
+closed after the transaction instead of being shared (DISCARD ALL also resets the settings).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from .statements import _nodes
 
 # Words that must appear in a statement that does any of the above: only those are parsed.
 _TRIGGER = re.compile(rb"temp|listen|advisory|\bhold\b|prepare|\bset\b|set_config|session|discard|deallocate"
-                      rb"|\bload\b|\bdo\b")
+                      rb"|\bload\b|\bdo\b|reset")
 _ADVISORY_LOCKS = frozenset(("pg_advisory_lock", "pg_advisory_lock_shared", "pg_try_advisory_lock",
                              "pg_try_advisory_lock_shared"))
 _CURSOR_OPT_HOLD = 0x0020  # parsenodes.h
@@ -36,10 +40,16 @@ _PINNING_STATEMENTS = {"ListenStmt": "LISTEN", "PrepareStmt": "PREPARE", "LoadSt
                        "DoStmt": "a DO block"}
 
 
+# Settings whose SET is not kept and restored: they change who the session is.
+_IDENTITY = frozenset(("session_authorization", "role"))
+
+
 @dataclass(frozen=True, slots=True)
 class SessionEffect:
     pins: str | None = None   # what the statement leaves in the session (why it is pinned)
     discards: bool = False    # it drops the session's prepared statements
+    # (name, SET statement) in order; (name, None): RESET name; (None, None): RESET ALL
+    settings: tuple[tuple[str | None, bytes | None], ...] = ()
 
 
 NONE = SessionEffect()
@@ -59,11 +69,46 @@ def _effect(sql: bytes) -> SessionEffect:
         tree = parser.parse_sql_json(sql.decode("utf-8"))
     except (parser.ParseError, UnicodeDecodeError, ValueError):
         return NONE
-    pins, discards = None, False
-    for node in _nodes(json.loads(tree)):
-        pins = pins or _pins(node)
-        discards = discards or "DiscardStmt" in node or "DeallocateStmt" in node
-    return SessionEffect(pins, discards) if pins or discards else NONE
+    pins, discards, settings, block = None, False, [], False
+    for raw in json.loads(tree)["stmts"]:
+        statement = raw["stmt"]
+        setting = statement.get("VariableSetStmt")
+        block = block or "TransactionStmt" in statement
+        if setting is not None and not setting.get("is_local"):
+            start = raw.get("stmt_location", 0)
+            text = sql[start:start + raw["stmt_len"]] if raw.get("stmt_len") else sql[start:]
+            kept = _setting(setting, text)
+            if kept is None:
+                pins = pins or f"SET {setting.get('name', '')}".rstrip()
+            elif kept:
+                settings.append(kept)
+        elif statement.get("DiscardStmt", {}).get("target") == "DISCARD_ALL":
+            settings.append((None, None))
+        for node in _nodes(statement):
+            pins = pins or _pins(node)
+            discards = discards or "DiscardStmt" in node or "DeallocateStmt" in node
+    if settings and block:
+        pins = pins or "SET in a Query with BEGIN, COMMIT or ROLLBACK"
+    if not (pins or discards or settings):
+        return NONE
+    return SessionEffect(pins, discards, () if pins else tuple(settings))
+
+
+def _setting(node: dict, text: bytes) -> tuple | None:
+    """A session-level SET or RESET as the relay keeps it, () for one that ends with its
+    transaction anyway (SET TRANSACTION), None for one that pins."""
+    kind, name = node.get("kind"), node.get("name")
+    if kind == "VAR_RESET_ALL":
+        return (None, None)
+    if kind == "VAR_SET_MULTI" and name == "TRANSACTION":
+        return ()
+    if name is None or name.lower() in _IDENTITY:
+        return None
+    if kind == "VAR_SET_VALUE":
+        return (name.lower(), text)
+    if kind in ("VAR_SET_DEFAULT", "VAR_RESET"):
+        return (name.lower(), None)
+    return None
 
 
 def _pins(node: dict) -> str | None:
@@ -75,11 +120,6 @@ def _pins(node: dict) -> str | None:
     cursor = node.get("DeclareCursorStmt")
     if cursor is not None and cursor.get("options", 0) & _CURSOR_OPT_HOLD:
         return "a WITH HOLD cursor"
-    setting = node.get("VariableSetStmt")
-    if setting is not None and not setting.get("is_local") and (
-            setting.get("kind") in ("VAR_SET_VALUE", "VAR_SET_CURRENT")
-            or setting.get("kind") == "VAR_SET_MULTI" and setting.get("name") != "TRANSACTION"):
-        return "SET"
     call = node.get("FuncCall")
     if call is not None:
         name = (call.get("funcname") or [{}])[-1].get("String", {}).get("sval", "")

@@ -5,10 +5,17 @@ pins it, cancels reach the right query, and clients wait for a session rather th
 
 from __future__ import annotations
 
+import asyncio
+import socket
+import threading
+import time
+
+import asyncpg
 import psycopg
 import pytest
 
-from ..conftest import unique, wait_for
+from ..conftest import ADMIN, unique, wait_for
+from .test_pgjdbc import classpath, jdbc  # noqa: F401 (a fixture)
 
 CAP = 5
 
@@ -24,14 +31,279 @@ def pool_counts(proxy, user: str) -> tuple[int, int, int]:
     return tuple(sum(c[i] for c in counts) for i in range(3))
 
 
+def backend_pid(conn) -> int:
+    return conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+
+
 def test_clients_of_a_role_share_its_sessions_between_transactions(proxy, new_user):
     name, password = new_user()
     with proxy.connect(name, password) as first, proxy.connect(name, password) as second:
-        pid = first.execute("SELECT pg_backend_pid()").fetchone()[0]
-        assert second.execute("SELECT pg_backend_pid()").fetchone()[0] == pid
+        pid = backend_pid(first)
+        assert backend_pid(second) == pid
         assert wait_for(lambda: pool_counts(proxy, name) == (1, 1, 0))
         with first.transaction():
             first.execute("SELECT 1")
-            other = second.execute("SELECT pg_backend_pid()").fetchone()[0]
-            assert other != pid  # the first holds its session until its transaction ends
+            assert backend_pid(second) != pid  # the first holds its session until its transaction ends
         assert second.execute("SELECT session_user, current_user").fetchone() == (name, name)
+
+
+def test_two_roles_never_share_a_session(proxy, new_user, postgres):
+    """Two users whose privileges differ, hammering at once: each always runs as itself, with
+    its own privileges only, on sessions of its own."""
+    users = [new_user(), new_user()]
+    tables = [unique("own"), unique("own")]
+    with proxy.connect() as admin:
+        for (name, _), table in zip(users, tables):
+            admin.execute(f"CREATE TABLE {table} (who text)")
+            admin.execute(f"INSERT INTO {table} VALUES ('{name}')")
+            admin.execute(f"GRANT SELECT ON {table} TO {name}")
+    pids = [set(), set()]
+    failures = []
+
+    def hammer(index: int) -> None:
+        name, password = users[index]
+        mine, theirs = tables[index], tables[1 - index]
+        try:
+            with proxy.connect(name, password) as conn:
+                for _ in range(25):
+                    row = conn.execute(f"SELECT session_user, current_user, pg_backend_pid(), "
+                                       f"(SELECT who FROM {mine}) FROM (SELECT 1) AS one").fetchone()
+                    assert row[:2] == (name, name) and row[3] == name, row
+                    pids[index].add(row[2])
+                    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                        conn.execute(f"SELECT who FROM {theirs}")
+        except BaseException as exc:  # reported below, with the others
+            failures.append(exc)
+
+    threads = [threading.Thread(target=hammer, args=(i % 2,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures, failures
+    assert pids[0] and pids[1] and not pids[0] & pids[1]
+    assert len(pids[0]) <= CAP and len(pids[1]) <= CAP
+
+
+def test_psycopg_prepared_statements_follow_the_client_to_other_sessions(proxy, new_user):
+    """psycopg prepares server-side (prepare_threshold=0: at once) under names every connection
+    reuses (_pg3_0, ...): each client's name means its own SQL, wherever it lands."""
+    name, password = new_user()
+    with psycopg.connect(proxy.conninfo(name, password), autocommit=True, prepare_threshold=0) as one, \
+            psycopg.connect(proxy.conninfo(name, password), autocommit=True, prepare_threshold=0) as two, \
+            proxy.connect(name, password) as holder:
+        assert one.execute("SELECT %s::int + 1", (1,)).fetchone() == (2,)
+        assert two.execute("SELECT %s::text || 'x'", ("a",)).fetchone() == ("ax",)  # its own _pg3_0
+        seen = set()
+        for i in range(6):
+            if i % 2:
+                holder.execute("BEGIN")
+                holder.execute("SELECT 1")  # holds the session the others were on
+            seen.add(one.execute("SELECT %s::int + 1, pg_backend_pid()", (i,)).fetchone()[1])
+            assert one.execute("SELECT %s::int + 1", (i,)).fetchone() == (i + 1,)
+            assert two.execute("SELECT %s::text || 'x'", (str(i),)).fetchone() == (f"{i}x",)
+            if i % 2:
+                holder.execute("COMMIT")
+        assert len(seen) > 1  # it did move
+        assert one.execute("SELECT count(*) FROM pg_prepared_statements WHERE name LIKE '_pg3%'").fetchone() == (0,)
+
+
+async def test_asyncpg_statement_cache_follows_the_client(proxy, new_user):
+    name, password = new_user()
+
+    async def connect():
+        return await asyncpg.connect(host=proxy.host, port=proxy.port, user=name, password=password,
+                                     database="dev", ssl="disable", timeout=10)
+
+    one, two, holder = await connect(), await connect(), await connect()
+    try:
+        pids = set()
+        for i in range(6):
+            transaction = None
+            if i % 2:
+                transaction = holder.transaction()
+                await transaction.start()
+                await holder.fetchval("SELECT 1")
+            assert await one.fetchval("SELECT $1::int * 3", i) == i * 3
+            assert await two.fetchval("SELECT $1::text || '!'", str(i)) == f"{i}!"
+            pids.add(await one.fetchval("SELECT pg_backend_pid() + $1::int", 0))
+            if transaction is not None:
+                await transaction.commit()
+        assert len(pids) > 1
+        statement = await one.prepare("SELECT $1::int + 100")
+        async with holder.transaction():
+            await holder.fetchval("SELECT 1")
+            assert await statement.fetchval(1) == 101
+    finally:
+        for conn in (one, two, holder):
+            await conn.close()
+
+
+def test_pgjdbc_server_prepared_statements_follow_the_client(proxy, new_user, classpath):  # noqa: F811
+    name, password = new_user()
+    run = jdbc(classpath, proxy, "sslmode=disable&prepareThreshold=5", name, password, mode="pooled").completed()
+    assert run["pooled_sum"] == str(2 * sum(range(1, 13)))
+    assert int(run["pooled_sessions"]) > 1
+
+
+def test_a_prepared_name_taken_twice_is_refused_as_by_postgresql(proxy, new_user):
+    name, password = new_user()
+    with psycopg.connect(proxy.conninfo(name, password), autocommit=True) as conn:
+        conn.pgconn.prepare(b"mine", b"SELECT 1")
+        result = conn.pgconn.prepare(b"mine", b"SELECT 2")
+        assert result.error_field(psycopg.pq.DiagnosticField.SQLSTATE) == b"42P05"
+        assert b'prepared statement "mine" already exists' in result.error_message
+        assert conn.pgconn.exec_prepared(b"mine", []).get_value(0, 0) == b"1"
+
+
+def test_set_local_stays_in_its_transaction(proxy, new_user):
+    name, password = new_user()
+    with proxy.connect(name, password) as conn, proxy.connect(name, password) as other:
+        with conn.transaction():
+            conn.execute("SET LOCAL search_path TO pg_catalog")
+            assert conn.execute("SHOW search_path").fetchone() == ("pg_catalog",)
+        assert conn.execute("SHOW search_path").fetchone() == ('"$user", public',)
+        assert other.execute("SHOW search_path").fetchone() == ('"$user", public',)
+
+
+@pytest.mark.parametrize("statement", [
+    "CREATE TEMP TABLE scratch (a int)",
+    "LISTEN somewhere",
+    "SELECT pg_advisory_lock(4242)",
+    "BEGIN; DECLARE held CURSOR WITH HOLD FOR SELECT 1; COMMIT",
+    "PREPARE p AS SELECT 1",
+    "SELECT set_config('search_path', 'pg_catalog', false)",
+    "BEGIN; SET search_path TO pg_catalog; COMMIT",
+])
+def test_what_leaves_session_state_pins_the_session(proxy, new_user, statement):
+    name, password = new_user()
+    with proxy.connect(name, password) as pinned, proxy.connect(name, password) as other:
+        pinned.execute(statement)
+        pid = backend_pid(pinned)
+        with other.transaction():
+            assert backend_pid(other) != pid
+            assert backend_pid(pinned) == pid  # its own, while another client is in a transaction
+        assert backend_pid(other) != pid
+    # A pinned session ends with its client: it is never shared.
+    assert wait_for(lambda: pool_counts(proxy, name)[0] == 1)
+
+
+def test_cancel_reaches_the_clients_own_query(proxy, new_user):
+    name, password = new_user()
+    with proxy.connect(name, password) as victim, proxy.connect(name, password) as bystander, \
+            proxy.connect(name, password) as idle:
+        results = {}
+
+        def run(label, conn, seconds):
+            try:
+                conn.execute(f"SELECT pg_sleep({seconds})")
+                results[label] = "completed"
+            except psycopg.errors.QueryCanceled:
+                results[label] = "canceled"
+
+        threads = [threading.Thread(target=run, args=("victim", victim, 30)),
+                   threading.Thread(target=run, args=("bystander", bystander, 3))]
+        for thread in threads:
+            thread.start()
+        assert wait_for(lambda: pool_counts(proxy, name)[0] >= 2)
+        time.sleep(0.3)
+        idle.cancel_safe()  # holds no session: cancels nothing
+        victim.cancel_safe()
+        for thread in threads:
+            thread.join(40)
+        assert results == {"victim": "canceled", "bystander": "completed"}
+
+
+def _in_transaction(postgres, name: str) -> int:
+    with postgres.connect() as direct:
+        return direct.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = %s "
+                              "AND state LIKE 'idle in transaction%%'", (name,)).fetchone()[0]
+
+
+@pytest.mark.parametrize("goodbye", ["killed", "terminate"])
+def test_a_client_gone_mid_transaction_leaves_no_session_in_a_transaction(proxy, new_user, postgres, goodbye):
+    name, password = new_user()
+    table = unique("kept")
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE TABLE {table} (a int)")
+        admin.execute(f"GRANT INSERT, SELECT ON {table} TO {name}")
+    conn = proxy.connect(name, password)
+    conn.execute("BEGIN")
+    conn.execute(f"INSERT INTO {table} VALUES (1)")
+    pid = backend_pid(conn)
+    assert _in_transaction(postgres, name) == 1
+    if goodbye == "killed":
+        sock = socket.socket(fileno=conn.pgconn.socket)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")  # RST
+        sock.close()
+    else:
+        conn.close()  # Terminate, mid-transaction
+    assert wait_for(lambda: _in_transaction(postgres, name) == 0)
+    assert wait_for(lambda: pool_counts(proxy, name)[0] == 0)
+    with proxy.connect(name, password) as next_client:
+        assert backend_pid(next_client) != pid
+        assert next_client.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,)
+
+
+async def test_200_clients_share_5_sessions(proxy, new_user):
+    name, password = new_user()
+
+    async def client(i: int) -> int:
+        conn = await asyncpg.connect(host=proxy.host, port=proxy.port, user=name, password=password,
+                                     database="dev", ssl="disable", timeout=60)
+        try:
+            total = 0
+            for j in range(3):
+                async with conn.transaction():
+                    total += await conn.fetchval("SELECT $1::int + $2::int", i, j)
+            return total
+        finally:
+            await conn.close()
+
+    results = await asyncio.gather(*(client(i) for i in range(200)))
+    assert results == [3 * i + 3 for i in range(200)]
+    assert pool_counts(proxy, name)[0] <= CAP
+
+
+def test_query_wait_timeout(make_proxy, proxy, new_user):
+    name, password = new_user()
+    tight = make_proxy(backend__pool_mode="transaction", backend__max_sessions_per_pool=1,
+                       limits__query_wait_timeout=1.0)
+    with tight.connect(name, password) as holder, tight.connect(name, password) as waiter:
+        holder.execute("BEGIN")
+        holder.execute("SELECT 1")
+        with pytest.raises(psycopg.OperationalError) as refused:
+            waiter.execute("SELECT 1")
+        assert refused.value.sqlstate == "53300"
+        assert "query_wait_timeout" in str(refused.value)
+        holder.execute("COMMIT")
+        assert holder.execute("SELECT 2").fetchone() == (2,)
+
+
+def test_set_follows_the_client_to_other_sessions(proxy, new_user):
+    """A session-level SET is the client's: restored wherever it lands, never seen by another."""
+    name, password = new_user()
+    with proxy.connect(name, password) as setter, proxy.connect(name, password) as other, \
+            proxy.connect(name, password) as holder:
+        setter.execute("SET search_path TO pg_catalog, public")
+        setter.execute("SET application_name TO 'setter'")
+        pids = set()
+        for i in range(4):
+            if i % 2:
+                holder.execute("BEGIN")
+                holder.execute("SELECT 1")
+            row = setter.execute("SELECT current_setting('search_path'), current_setting('application_name'), "
+                                 "pg_backend_pid()").fetchone()
+            assert row[:2] == ("pg_catalog, public", "setter")
+            pids.add(row[2])
+            assert other.execute("SELECT current_setting('search_path'), current_setting('application_name')"
+                                 ).fetchone() == ('"$user", public', "")
+            if i % 2:
+                holder.execute("COMMIT")
+        assert len(pids) > 1
+        setter.execute("RESET search_path")
+        assert setter.execute("SHOW search_path").fetchone() == ('"$user", public',)
+        with setter.transaction():  # a SET in a block that rolls back leaves nothing
+            setter.execute("SET search_path TO pg_catalog")
+            raise psycopg.Rollback()
+        assert setter.execute("SHOW search_path").fetchone() == ('"$user", public',)

@@ -37,7 +37,6 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from .backend.session import BackendSession
-from .backend.txpool import restore_settings
 from .endpoint import Endpoint
 from .policy import encoding
 from .policy.errors import redshift_wording
@@ -218,8 +217,9 @@ class Lender(Protocol):
     """Where a client in transaction pooling gets a backend session for each transaction
     (frontend/connection.py over backend/txpool.py)."""
 
-    def acquire(self) -> Awaitable[BackendSession]:
-        """A session of the client's pool key; NoBackend when none can be had."""
+    def acquire(self, settings: dict[str, bytes]) -> Awaitable[BackendSession]:
+        """A session of the client's pool key, with the client's settings (name -> its SET
+        statement) in force; NoBackend when none can be had."""
 
     def release(self, session: BackendSession, reusable: bool) -> None:
         """The client is done with it (reusable: idle, nothing of the client left in it)."""
@@ -419,7 +419,7 @@ class Relay:
 
     async def _acquire(self) -> None:
         try:
-            session = await self._lender.acquire()
+            session = await self._lender.acquire(self._settings)
         except NoBackend as exc:
             self._acquiring = None
             self.close(exc.reply)
@@ -432,11 +432,6 @@ class Relay:
         self._acquiring = None
         if self._done.done():
             self._lender.release(session, reusable=True)
-            return
-        if not await restore_settings(session, self._settings):
-            self._lender.release(session, reusable=False)
-            self.close(m.error_response("FATAL", CONNECTION_FAILURE,
-                                        "could not restore this session's settings in a backend session"))
             return
         self.backend_session, self.backend = session, session.endpoint
         self._from_client.write = session.endpoint.write

@@ -108,24 +108,31 @@ def _end(session: BackendSession) -> None:
 
 
 async def _reset(session: BackendSession) -> bool:
-    """DISCARD ALL, answered without error and ending idle; the parameters it reports (reset
-    to the session's startup values) are kept for the next client's greeting."""
-    endpoint = session.endpoint
-    if endpoint.closed or endpoint.buffer:
+    """DISCARD ALL; the parameters it reports (reset to the session's startup values) are kept
+    for the next client's greeting."""
+    if session.endpoint.closed or session.endpoint.buffer:
         return False
-    endpoint.write(m.query("DISCARD ALL"))
+    return await run_quietly(session, b"DISCARD ALL", _RESET_TIMEOUT)
+
+
+async def run_quietly(session: BackendSession, sql: bytes, timeout: float) -> bool:
+    """Run sql in a session no client is relayed to; whether it was answered without error and
+    ended idle. The parameters PostgreSQL reports on the way are kept in session.parameters."""
+    endpoint = session.endpoint
+    endpoint.write(m.query(sql))
     ok = True
     try:
-        async with asyncio.timeout(_RESET_TIMEOUT):
+        async with asyncio.timeout(timeout):
             while True:
                 kind, body = await endpoint.read_message(DEFAULT_MAX_MESSAGE)
                 if kind == m.B_ERROR_RESPONSE:
                     ok = False
+                    log.info("backend session not reused: %s", m.decode_fields(body).get("M", ""))
                 elif kind == m.B_PARAMETER_STATUS:
                     name, value = m.decode_parameter_status(body)
                     session.parameters[name] = value
                 elif kind == m.B_READY_FOR_QUERY:
                     return ok and body[:1] == bytes((m.TX_IDLE,)) and not endpoint.buffer
-    except Exception as exc:  # broken, timed out, or not the protocol: not kept
-        log.debug("backend session not kept: %s", exc)
+    except Exception as exc:  # broken, timed out, or not the protocol: not reused
+        log.debug("backend session not reused: %s", exc)
         return False

@@ -21,9 +21,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
-from ..protocol import messages as m
-from ..protocol.framing import DEFAULT_MAX_MESSAGE
-from .pool import Key, _end
+from .pool import Key, _end, run_quietly
 from .session import BackendSession
 
 log = logging.getLogger(__name__)
@@ -38,25 +36,11 @@ async def restore_settings(session: BackendSession, settings: dict[str, bytes]) 
     not be used."""
     if session.settings == settings:
         return True
-    endpoint = session.endpoint
     # One statement a line: a statement's text may end in a -- comment.
-    endpoint.write(m.query(b"\n;\n".join((b"RESET ALL", *settings.values()))))
-    ok = True
-    try:
-        async with asyncio.timeout(_RESTORE_TIMEOUT):
-            while True:
-                kind, body = await endpoint.read_message(DEFAULT_MAX_MESSAGE)
-                if kind == m.B_ERROR_RESPONSE:
-                    ok = False
-                    log.warning("could not restore a client's settings in a backend session: %s",
-                                m.decode_fields(body).get("M", ""))
-                elif kind == m.B_READY_FOR_QUERY:
-                    break
-    except Exception as exc:  # broken, timed out, or not the protocol
-        log.warning("could not restore a client's settings in a backend session: %s", exc)
+    if not await run_quietly(session, b"\n;\n".join((b"RESET ALL", *settings.values())), _RESTORE_TIMEOUT):
         return False
-    session.settings = dict(settings) if ok else {"(unknown)": b""}
-    return ok
+    session.settings = dict(settings)
+    return True
 
 
 class QueryWaitTimeout(Exception):

@@ -672,11 +672,7 @@ class Connection:
             key = pool_key((*role, record.superuser, record.settings), params.database, startup)
             self._lender = PoolLender(self, transactions, key,
                                       lambda: self._new_backend(record.name, params.database, startup))
-            session = await self._lender.take()
-            if not await restore_settings(session, {}):  # another client's settings are in it
-                self._lender.release(session, reusable=False)
-                raise ClientFailure(sqlstate.CONNECTION_FAILURE, "could not open a session on the backing PostgreSQL")
-            return session
+            return await self._lender.take({})
         if record.connection_limit is not None:
             # Sessions kept from before the user had a limit would count against it: they go,
             # and a login refused for the limit is tried again while their processes exit.
@@ -794,17 +790,29 @@ class PoolLender:
         self._key = key
         self._open = open_session
 
-    async def take(self) -> BackendSession:
-        """A session for the login (its parameters greet the client). At the cap the login
-        waits too; past query_wait_timeout it is refused."""
+    async def take(self, settings: dict[str, bytes]) -> BackendSession:
+        """A session with these settings of the client's (relay.Relay) in force, in place of
+        whatever another client of the key left (for the login: none; its parameters greet the
+        client). At the cap the client waits; past query_wait_timeout it is refused."""
         try:
-            return await self._pool.acquire(self._key, self._open, self._connection.config.limits.query_wait_timeout)
+            session = await self._pool.acquire(self._key, self._open,
+                                               self._connection.config.limits.query_wait_timeout)
         except QueryWaitTimeout:
             raise self._wait_refusal() from None
-
-    async def acquire(self) -> BackendSession:
         try:
-            return await self.take()
+            restored = await restore_settings(session, settings)
+        except BaseException:
+            self.release(session, reusable=False)
+            raise
+        if not restored:
+            self.release(session, reusable=False)
+            raise ClientFailure(sqlstate.CONNECTION_FAILURE, "could not restore this session's settings "
+                                "in a backend session")
+        return session
+
+    async def acquire(self, settings: dict[str, bytes]) -> BackendSession:
+        try:
+            return await self.take(settings)
         except ClientFailure as exc:
             raise NoBackend(m.error_response("FATAL", exc.sqlstate, str(exc), hint=exc.hint)) from None
         except BackendRefused as exc:

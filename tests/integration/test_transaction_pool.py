@@ -14,7 +14,7 @@ import asyncpg
 import psycopg
 import pytest
 
-from ..conftest import ADMIN, unique, wait_for
+from ..conftest import unique, wait_for
 from .test_pgjdbc import classpath, jdbc  # noqa: F401 (a fixture)
 
 CAP = 5

@@ -115,7 +115,6 @@ public class JdbcCheck {
         }
         out("pooled_sum", sum);
         out("pooled_sessions", pids.size());
-        out("server_prepared", ((org.postgresql.PGConnection) conn).getPrepareThreshold() > 0);
     }
 
     static void user(Connection conn, String table) throws SQLException {

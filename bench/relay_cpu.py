@@ -20,6 +20,7 @@ import statistics
 import struct
 import time
 
+from proxy.backend.session import BackendSession
 from proxy.endpoint import Endpoint
 from proxy.policy.cache import Classifier
 from proxy.policy.statements import Translator
@@ -90,7 +91,7 @@ async def _measure(workload: str, transactions: int) -> float:
     client, backend = Endpoint(), Endpoint()
     client.connection_made(_Sink())
     backend.connection_made(_Sink())
-    relay = Relay(client, backend, Classifier(translator), 1 << 20)
+    relay = Relay(client, BackendSession(backend, {}, 0, 0), Classifier(translator), 1 << 20)
     relay.start()
     if workload == "simple":
         request, reply = _client_simple(), _backend_rows() + _ready()

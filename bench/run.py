@@ -332,6 +332,8 @@ def start_shiftguard(s: Setup, command: list[str], admin_password: str, pool_mod
     env["SHIFTGUARD_BACKEND_POOL_MODE"] = pool_mode
     env["SHIFTGUARD_BACKEND_MAX_SESSIONS_PER_POOL"] = str(pool_size)
     env["SHIFTGUARD_LIMITS_MAX_CLIENT_CONNECTIONS"] = str(max(1000, clients + 50))
+    # pgbench opens all its connections at once: none is closed to make room for another.
+    env["SHIFTGUARD_LIMITS_MAX_UNAUTHENTICATED_CONNECTIONS"] = str(max(250, clients + 50))
     s.versions["shiftguard"] = run(command + ["--version"], check=False, env=env).stdout.strip()
     log(f"starting shiftguard --backend (same PostgreSQL), {pool_mode} pooling")
     # cwd is the temp dir: no config/shiftguard.yaml is picked up, the documented defaults apply.

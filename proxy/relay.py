@@ -221,6 +221,9 @@ class Lender(Protocol):
         """A session of the client's pool key, with the client's settings (name -> its SET
         statement) in force; NoBackend when none can be had."""
 
+    def acquire_now(self, settings: dict[str, bytes]) -> BackendSession | None:
+        """The same, when one is to be had at once without I/O; else None."""
+
     def release(self, session: BackendSession, reusable: bool) -> None:
         """The client is done with it (reusable: idle, nothing of the client left in it)."""
 
@@ -411,6 +414,12 @@ class Relay:
         if not self._held and data[:5] == _TERMINATE:
             self.close()
             return
+        if not self._held and self._acquiring is None:
+            session = self._lender.acquire_now(self._settings)
+            if session is not None:
+                self._attach(session)
+                self._feed_client(data)
+                return
         self._held += data
         if len(self._held) > _HELD_LIMIT and self.client.transport is not None:
             self.client.transport.pause_reading()
@@ -433,14 +442,17 @@ class Relay:
         if self._done.done():
             self._lender.release(session, reusable=True)
             return
-        self.backend_session, self.backend = session, session.endpoint
-        self._from_client.write = session.endpoint.write
-        self.client.peer, self.backend.peer = self.backend, self.client
-        self.backend.relay_to(self._backend_data, self._backend_closed)
+        self._attach(session)
         held, self._held = bytes(self._held), bytearray()
         if self.client.transport is not None and not self.client.closed:
             self.client.transport.resume_reading()
         self._feed_client(held)
+
+    def _attach(self, session: BackendSession) -> None:
+        self.backend_session, self.backend = session, session.endpoint
+        self._from_client.write = session.endpoint.write
+        self.client.peer, self.backend.peer = self.backend, self.client
+        self.backend.relay_to(self._backend_data, self._backend_closed)
 
     def cancel_target(self) -> BackendSession | None:
         """The backend session a cancel request of this client must reach now (None: it holds

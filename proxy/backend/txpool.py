@@ -103,6 +103,14 @@ class TransactionPool:
             self._closed(key, sessions)
             raise
 
+    def take_idle(self, key: Key, settings: dict[str, bytes]) -> BackendSession | None:
+        """An idle session of key whose settings are these, at once, or None (then acquire):
+        a client's next transaction without a task or a turn of the event loop."""
+        sessions = self._keys.get(key)
+        if sessions is None or not sessions.idle or sessions.idle[-1][1].settings != settings:
+            return None
+        return self._idle(sessions)
+
     def release(self, key: Key, session: BackendSession, reusable: bool) -> None:
         """A client is done with session: to the first waiter, or kept idle; closed when it
         is not reusable (a transaction may be open in it, it is pinned, it broke)."""

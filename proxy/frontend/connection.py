@@ -820,6 +820,9 @@ class PoolLender:
             fields["S"] = fields["V"] = "FATAL"
             raise NoBackend(m.encode_error_fields(fields)) from None
 
+    def acquire_now(self, settings: dict[str, bytes]) -> BackendSession | None:
+        return self._pool.take_idle(self._key, settings)
+
     def release(self, session: BackendSession, reusable: bool) -> None:
         self._pool.release(self._key, session, reusable)
 

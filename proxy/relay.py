@@ -33,7 +33,7 @@ import logging
 import re
 import secrets
 import struct
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Protocol
 
 from .backend.session import BackendSession
@@ -217,12 +217,13 @@ class Lender(Protocol):
     """Where a client in transaction pooling gets a backend session for each transaction
     (frontend/connection.py over backend/txpool.py)."""
 
-    def acquire(self, settings: dict[str, bytes]) -> Awaitable[BackendSession]:
-        """A session of the client's pool key, with the client's settings (name -> its SET
-        statement) in force; NoBackend when none can be had."""
+    def lend(self, settings: dict[str, bytes], give: Callable[[BackendSession | NoBackend], None]) -> None:
+        """give(a session of the client's pool key, with the client's settings, name -> its SET
+        statement, in force), at once when one is to be had without I/O, else later; or
+        give(NoBackend) when none can be had."""
 
-    def acquire_now(self, settings: dict[str, bytes]) -> BackendSession | None:
-        """The same, when one is to be had at once without I/O; else None."""
+    def stop(self) -> None:
+        """The client went while it waited for lend."""
 
     def release(self, session: BackendSession, reusable: bool) -> None:
         """The client is done with it (reusable: idle, nothing of the client left in it)."""
@@ -298,7 +299,7 @@ class Relay:
         self._lender = lender
         self._prepared: dict[bytes, tuple[bytes, bytes]] = {}
         self._held = bytearray()  # client bytes that wait for a backend session
-        self._acquiring: asyncio.Task | None = None
+        self._waiting = False     # for a session (Lender.lend)
         self._release_due = False
         self._hiding = 0          # added messages not yet answered
         self.pinned: str | None = None  # what ties the backend session to this client, if anything
@@ -354,8 +355,9 @@ class Relay:
         """End the client's connection (with client_message, if given); its backend session
         ends too, unless kept (backend/pool.py) or, in transaction pooling, given back
         (reusable: the client left it idle with nothing of its own in it)."""
-        if self._acquiring is not None:
-            self._acquiring.cancel()
+        if self._waiting:
+            self._waiting = False
+            self._lender.stop()
         if self._statement_log is not None:
             error = self._error or ("08006", "the session ended before the statement completed")
             for pending in self._pipeline.pending():
@@ -414,37 +416,25 @@ class Relay:
         if not self._held and data[:5] == _TERMINATE:
             self.close()
             return
-        if not self._held and self._acquiring is None:
-            session = self._lender.acquire_now(self._settings)
-            if session is not None:
-                self._attach(session)
-                self._feed_client(data)
-                return
         self._held += data
         if len(self._held) > _HELD_LIMIT and self.client.transport is not None:
             self.client.transport.pause_reading()
-        if self._acquiring is None:
-            self._acquiring = self._loop.create_task(self._acquire())
+        if not self._waiting:
+            self._waiting = True
+            self._lender.lend(self._settings, self._given)
 
-    async def _acquire(self) -> None:
-        try:
-            session = await self._lender.acquire(self._settings)
-        except NoBackend as exc:
-            self._acquiring = None
-            self.close(exc.reply)
+    def _given(self, given: BackendSession | NoBackend) -> None:
+        """Lender.lend's answer: a session to run the held bytes in, or why there is none."""
+        self._waiting = False
+        if isinstance(given, NoBackend):
+            self.close(given.reply)
             return
-        except Exception:
-            log.exception("internal error getting a backend session")
-            self._acquiring = None
-            self.close(m.error_response("FATAL", INTERNAL_ERROR, "internal error in shiftguard; see its log"))
-            return
-        self._acquiring = None
         if self._done.done():
-            self._lender.release(session, reusable=True)
+            self._lender.release(given, reusable=True)
             return
-        self._attach(session)
+        self._attach(given)
         held, self._held = bytes(self._held), bytearray()
-        if self.client.transport is not None and not self.client.closed:
+        if len(held) > _HELD_LIMIT and self.client.transport is not None and not self.client.closed:
             self.client.transport.resume_reading()
         self._feed_client(held)
 

@@ -47,6 +47,18 @@ class QueryWaitTimeout(Exception):
     """No session of the key came free within query_wait_timeout."""
 
 
+class Waiter:
+    """A client waiting for a session of its key: given one (or None: a place to open one of
+    its own) by a direct call, in the order the clients came, with no turn of the event loop
+    in between."""
+
+    __slots__ = ("give", "timer")
+
+    def __init__(self, give: Callable[[BackendSession | None], None]):
+        self.give = give
+        self.timer: asyncio.TimerHandle | None = None
+
+
 class _Sessions:
     """One key's sessions: the idle ones (with when each came back), how many are open (idle,
     held, or being opened), and the clients waiting for one."""
@@ -56,8 +68,7 @@ class _Sessions:
     def __init__(self) -> None:
         self.idle: list[tuple[float, BackendSession]] = []
         self.open = 0
-        # Each waiter's future gets a session, or None: a place to open one of its own.
-        self.waiters: deque[asyncio.Future] = deque()
+        self.waiters: deque[Waiter] = deque()
 
 
 class TransactionPool:
@@ -66,50 +77,70 @@ class TransactionPool:
         self.idle_seconds = idle_seconds
         self._keys: dict[Key, _Sessions] = {}
 
+    def wait(self, key: Key, give: Callable[[BackendSession | None], None], timeout: float,
+             expired: Callable[[], None]) -> Waiter | None:
+        """give(an idle session of key) now, or give(None) now while fewer than cap are open
+        (the caller opens one), or later, when one comes free, in turn; or expired() after
+        timeout seconds. The Waiter, while it waits (for stop_waiting)."""
+        sessions = self._keys.setdefault(key, _Sessions())
+        if not sessions.waiters:
+            session = self._idle(sessions)
+            if session is not None or sessions.open < self.cap:
+                if session is None:
+                    sessions.open += 1
+                give(session)
+                return None
+        waiter = Waiter(give)
+        waiter.timer = asyncio.get_running_loop().call_later(timeout, self._expire, sessions, waiter, expired)
+        sessions.waiters.append(waiter)
+        return waiter
+
+    def _expire(self, sessions: _Sessions, waiter: Waiter, expired: Callable[[], None]) -> None:
+        sessions.waiters.remove(waiter)
+        expired()
+
+    def stop_waiting(self, key: Key, waiter: Waiter) -> None:
+        sessions = self._keys.get(key)
+        if sessions is not None and waiter in sessions.waiters:
+            sessions.waiters.remove(waiter)
+            waiter.timer.cancel()
+
     async def acquire(self, key: Key, open_session: Callable[[], Awaitable[BackendSession]],
                       timeout: float) -> BackendSession:
         """A session for key: an idle one, a new one (open_session) while fewer than cap are
         open, or the first to come free within timeout seconds (QueryWaitTimeout)."""
-        sessions = self._keys.setdefault(key, _Sessions())
-        session = self._idle(sessions)
+        given = asyncio.get_running_loop().create_future()
+
+        def give(session: BackendSession | None) -> None:
+            if not given.done():
+                given.set_result(session)
+            elif session is None:  # the caller went meanwhile: the place goes on
+                self.open_failed(key)
+            else:
+                self.release(key, session, reusable=True)
+
+        def expired() -> None:
+            if not given.done():
+                given.set_exception(QueryWaitTimeout())
+
+        waiter = self.wait(key, give, timeout, expired)
+        try:
+            session = await given
+        except asyncio.CancelledError:
+            if waiter is not None:
+                self.stop_waiting(key, waiter)
+            raise
         if session is not None:
             return session
-        if sessions.open >= self.cap or sessions.waiters:
-            waiter = asyncio.get_running_loop().create_future()
-            sessions.waiters.append(waiter)
-            try:
-                async with asyncio.timeout(timeout):
-                    session = await waiter
-            except TimeoutError:
-                raise QueryWaitTimeout() from None
-            except asyncio.CancelledError:
-                if waiter.done() and not waiter.cancelled():
-                    # Handed over just as the waiter went: back to the others.
-                    if waiter.result() is None:
-                        self._closed(key, sessions)
-                    else:
-                        self.release(key, waiter.result(), reusable=True)
-                raise
-            finally:
-                if waiter in sessions.waiters:
-                    sessions.waiters.remove(waiter)
-            if session is not None:
-                return session
-        else:
-            sessions.open += 1
+        return await self.open(key, open_session)
+
+    async def open(self, key: Key, open_session: Callable[[], Awaitable[BackendSession]]) -> BackendSession:
+        """open_session() in the place wait gave (None); the place is given up if that fails."""
         try:
             return await open_session()
         except BaseException:
-            self._closed(key, sessions)
+            self.open_failed(key)
             raise
-
-    def take_idle(self, key: Key, settings: dict[str, bytes]) -> BackendSession | None:
-        """An idle session of key whose settings are these, at once, or None (then acquire):
-        a client's next transaction without a task or a turn of the event loop."""
-        sessions = self._keys.get(key)
-        if sessions is None or not sessions.idle or sessions.idle[-1][1].settings != settings:
-            return None
-        return self._idle(sessions)
 
     def release(self, key: Key, session: BackendSession, reusable: bool) -> None:
         """A client is done with session: to the first waiter, or kept idle; closed when it
@@ -122,11 +153,11 @@ class TransactionPool:
             _end(session)
             self._closed(key, sessions)
             return
-        while sessions.waiters:
+        if sessions.waiters:
             waiter = sessions.waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(session)
-                return
+            waiter.timer.cancel()
+            waiter.give(session)
+            return
         sessions.idle.append((time.monotonic(), session))
 
     def _idle(self, sessions: _Sessions) -> BackendSession | None:
@@ -139,16 +170,21 @@ class TransactionPool:
             return session
         return None
 
+    def open_failed(self, key: Key) -> None:
+        """The session that was to be opened in a place wait gave was not."""
+        sessions = self._keys.get(key)
+        if sessions is not None:
+            self._closed(key, sessions)
+
     def _closed(self, key: Key, sessions: _Sessions) -> None:
         """A session of key is gone: its place goes to the first waiter, who opens one."""
         sessions.open -= 1
-        while sessions.waiters:
+        if sessions.waiters:
             waiter = sessions.waiters.popleft()
-            if not waiter.done():
-                sessions.open += 1
-                waiter.set_result(None)
-                return
-        if not sessions.open and not sessions.idle:
+            waiter.timer.cancel()
+            sessions.open += 1
+            waiter.give(None)
+        elif not sessions.open and not sessions.idle:
             self._keys.pop(key, None)
 
     def prune(self, idle_seconds: float | None = None) -> int:

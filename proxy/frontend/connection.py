@@ -789,16 +789,67 @@ class PoolLender:
         self._pool = pool
         self._key = key
         self._open = open_session
+        self._waiter = None  # while the client waits in the queue
+        self._task = None    # while a session is opened or its settings restored for it
 
     async def take(self, settings: dict[str, bytes]) -> BackendSession:
-        """A session with these settings of the client's (relay.Relay) in force, in place of
-        whatever another client of the key left (for the login: none; its parameters greet the
-        client). At the cap the client waits; past query_wait_timeout it is refused."""
+        """A session for the login (none of the client's settings yet; its parameters greet the
+        client). At the cap the login waits too; past query_wait_timeout it is refused."""
         try:
             session = await self._pool.acquire(self._key, self._open,
                                                self._connection.config.limits.query_wait_timeout)
         except QueryWaitTimeout:
             raise self._wait_refusal() from None
+        return await self._restored(session, settings)
+
+    def lend(self, settings: dict[str, bytes], give) -> None:
+        """relay.Lender.lend: give(a session), at once when one of the key is idle with these
+        settings or when another client gives one back; or give(NoBackend)."""
+        def handed(session: BackendSession | None) -> None:
+            self._waiter = None
+            if session is not None and session.settings == settings:
+                give(session)
+            else:  # a new one to open, or settings to restore
+                self._task = asyncio.create_task(self._prepare(session, settings, give))
+
+        def expired() -> None:
+            self._waiter = None
+            give(NoBackend(_fatal_reply(self._wait_refusal())))
+
+        self._waiter = self._pool.wait(self._key, handed, self._connection.config.limits.query_wait_timeout,
+                                       expired)
+
+    def stop(self) -> None:
+        """The client went while it waited."""
+        if self._waiter is not None:
+            self._pool.stop_waiting(self._key, self._waiter)
+            self._waiter = None
+        if self._task is not None:
+            self._task.cancel()
+
+    def release(self, session: BackendSession, reusable: bool) -> None:
+        self._pool.release(self._key, session, reusable)
+
+    async def _prepare(self, session: BackendSession | None, settings: dict[str, bytes], give) -> None:
+        try:
+            if session is None:
+                session = await self._pool.open(self._key, self._open)
+            session = await self._restored(session, settings)
+        except (ClientFailure, BackendRefused) as exc:
+            give(NoBackend(_fatal_reply(exc)))
+            return
+        except Exception:
+            log.exception("internal error getting a backend session")
+            give(NoBackend(m.error_response("FATAL", sqlstate.INTERNAL_ERROR,
+                                            "internal error in shiftguard; see its log")))
+            return
+        finally:
+            self._task = None
+        give(session)
+
+    async def _restored(self, session: BackendSession, settings: dict[str, bytes]) -> BackendSession:
+        """session, with these settings in force in place of another client's; closed if that
+        fails."""
         try:
             restored = await restore_settings(session, settings)
         except BaseException:
@@ -809,22 +860,6 @@ class PoolLender:
             raise ClientFailure(sqlstate.CONNECTION_FAILURE, "could not restore this session's settings "
                                 "in a backend session")
         return session
-
-    async def acquire(self, settings: dict[str, bytes]) -> BackendSession:
-        try:
-            return await self.take(settings)
-        except ClientFailure as exc:
-            raise NoBackend(m.error_response("FATAL", exc.sqlstate, str(exc), hint=exc.hint)) from None
-        except BackendRefused as exc:
-            fields = dict(exc.fields)
-            fields["S"] = fields["V"] = "FATAL"
-            raise NoBackend(m.encode_error_fields(fields)) from None
-
-    def acquire_now(self, settings: dict[str, bytes]) -> BackendSession | None:
-        return self._pool.take_idle(self._key, settings)
-
-    def release(self, session: BackendSession, reusable: bool) -> None:
-        self._pool.release(self._key, session, reusable)
 
     def _wait_refusal(self) -> ClientFailure:
         """PgBouncer's query_wait_timeout, in its words; 53300 (too_many_connections: the
@@ -837,6 +872,13 @@ class PoolLender:
             f"stayed busy for {config.limits.query_wait_timeout:g} s",
             hint="Try again; shorten transactions, or raise backend.max_sessions_per_pool or "
                  "limits.query_wait_timeout.")
+
+
+def _fatal_reply(exc: ClientFailure | BackendRefused) -> bytes:
+    """The FATAL ErrorResponse a client in transaction pooling gets when no session can be had."""
+    if isinstance(exc, BackendRefused):
+        return m.encode_error_fields({**exc.fields, "S": "FATAL", "V": "FATAL"})
+    return m.error_response("FATAL", exc.sqlstate, str(exc), hint=exc.hint)
 
 
 # Transaction numbers for the activity log, unique within this process and increasing across

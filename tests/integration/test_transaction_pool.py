@@ -14,6 +14,8 @@ import asyncpg
 import psycopg
 import pytest
 
+from proxy.config import Audit
+
 from ..conftest import unique, wait_for
 from .test_pgjdbc import classpath, jdbc  # noqa: F401 (a fixture)
 
@@ -307,3 +309,23 @@ def test_set_follows_the_client_to_other_sessions(proxy, new_user):
             setter.execute("SET search_path TO pg_catalog")
             raise psycopg.Rollback()
         assert setter.execute("SHOW search_path").fetchone() == ('"$user", public',)
+
+
+def test_audit_records_name_each_client_not_the_shared_session(make_proxy, proxy, new_user, tmp_path):
+    name, password = new_user()
+    audited = make_proxy(backend__pool_mode="transaction", audit=Audit(dir=str(tmp_path / "audit"), user_activity=True))
+    marker = unique("audit")
+    with audited.connect(name, password) as one, audited.connect(name, password) as two:
+        assert backend_pid(one) == backend_pid(two)  # one backend session serves both
+        one.execute(f"SELECT '{marker}-one'")
+        two.execute(f"SELECT '{marker}-two'")
+        pids = {"one": one.info.backend_pid, "two": two.info.backend_pid}
+
+    def logged():
+        with audited.connect() as admin:
+            rows = admin.execute("SELECT querytxt, pid, userid = (SELECT usesysid FROM pg_user WHERE usename = %s) "
+                                 "FROM stl_query WHERE querytxt LIKE %s", (name, f"%{marker}%")).fetchall()
+        return rows if len(rows) == 2 else None
+    rows = wait_for(logged)
+    assert {(text.split("-")[-1].rstrip("'"), pid, mine) for text, pid, mine in rows} == {
+        ("one", pids["one"], True), ("two", pids["two"], True)}

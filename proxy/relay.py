@@ -298,6 +298,7 @@ class Relay:
         # their SQL (client's name -> that name, the Parse that prepares it).
         self._lender = lender
         self._prepared: dict[bytes, tuple[bytes, bytes]] = {}
+        self._unnamed: bytes | None = None  # the Parse of the client's unnamed statement, while it has one
         self._held = bytearray()  # client bytes that wait for a backend session
         self._waiting = False     # for a session (Lender.lend)
         self._release_due = False
@@ -528,8 +529,10 @@ class Relay:
         sent = parse.sql if sql is None else sql
         self._note_effect(sent, parse.name)
         if not parse.name:
+            self._unnamed = m.Parse(b"", sent, parse.param_types).encode()
+            self.backend_session.unnamed_owner = self
             self._send(entry(PARSE, work))
-            return None if sql is None else m.Parse(b"", sql, parse.param_types).encode()
+            return None if sql is None else self._unnamed
         work = work or _Work()
         if parse.name in self._prepared:
             # PostgreSQL's own answer to a name the client took already.
@@ -567,6 +570,22 @@ class Relay:
             session.prepared.add(server_name)
             added = self._hide(PARSE, message, (None, server_name, session))
         return added + m.message(kind, body[:at] + server_name + body[at + len(name):])
+
+    def _with_unnamed(self, kind: int, body: bytes) -> bytes | None:
+        """A Bind or Describe of the unnamed statement, as sent: after the client's own, parsed
+        again if the session held now has another client's (or, when the client has none, after
+        a Close of it: PostgreSQL then answers as it would, that there is none); None: as it
+        came. Parse and Sync usually come in one batch, but a client may bind it after a Sync
+        (asyncpg without its statement cache)."""
+        session = self.backend_session
+        if session.unnamed_owner is self:
+            return None
+        session.unnamed_owner = self
+        if self._unnamed is None:
+            added = self._hide(CLOSE, m.close_statement(b""))
+        else:
+            added = self._hide(PARSE, self._unnamed)
+        return added + m.message(kind, body)
 
     def _unprepare(self, work: _Work) -> None:
         """A Parse of the proxy's name failed or was skipped: that session lacks it."""
@@ -631,6 +650,7 @@ class Relay:
                 return b""
             return None
         if kind == m.F_QUERY:
+            self._unnamed = None  # a Query ends the unnamed statement (exec_simple_query)
             return self._query(body)
         if kind == m.F_FUNCTION_CALL:
             return self._function_call()
@@ -655,6 +675,8 @@ class Relay:
                     self._set_bound = not statement and not portal and self._set_statement is not None
                     if statement:
                         sent = self._pooled_name(kind, body, len(portal) + 1, statement)
+                    else:
+                        sent = self._with_unnamed(kind, body)
             else:
                 what, name = m.decode_close(body)  # Describe's body reads the same
                 if kind == m.F_CLOSE and what == ord("S"):
@@ -665,6 +687,10 @@ class Relay:
                     self._portal_sql.pop(name, None)
                 if self._lender is not None and what == ord("S") and name:
                     sent = self._pooled_name(kind, body, 1, name)
+                elif self._lender is not None and what == ord("S") and kind == m.F_CLOSE:
+                    self._unnamed, self.backend_session.unnamed_owner = None, self
+                elif self._lender is not None and what == ord("S"):
+                    sent = self._with_unnamed(kind, body)
         except m.ProtocolViolation:
             work = None
         self._send(entry(kind, work))

@@ -96,6 +96,8 @@ class BackendSession:
     prepared: set[bytes] = field(default_factory=set)
     # And the settings a client's SET left in it (name -> the SET statement; relay.Relay).
     settings: dict[str, bytes] = field(default_factory=dict)
+    # And the client (its relay) whose unnamed statement it holds, if any.
+    unnamed_owner: object = None
 
 
 async def connect(address: BackendAddress) -> Endpoint:

@@ -329,3 +329,41 @@ def test_audit_records_name_each_client_not_the_shared_session(make_proxy, proxy
     rows = wait_for(logged)
     assert {(text.split("-")[-1].rstrip("'"), pid, mine) for text, pid, mine in rows} == {
         ("one", pids["one"], True), ("two", pids["two"], True)}
+
+
+def test_copy_and_pipelines_run_in_one_session_each(proxy, new_user):
+    """COPY FROM STDIN and a psycopg pipeline (many extended-protocol messages, one Sync at the
+    end) each hold their session until they are over; the rows are all there."""
+    name, password = new_user()
+    table = unique("copied")
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE TABLE {table} (a int)")
+        admin.execute(f"GRANT INSERT, SELECT ON {table} TO {name}")
+    with proxy.connect(name, password) as conn, proxy.connect(name, password) as other:
+        with conn.cursor().copy(f"COPY {table} FROM STDIN") as copy:
+            for i in range(1000):
+                copy.write_row((i,))
+                if i == 500:
+                    assert other.execute("SELECT 1").fetchone() == (1,)  # on another session meanwhile
+        with conn.pipeline():
+            cursors = [conn.execute(f"INSERT INTO {table} VALUES (%s) RETURNING a", (i,)) for i in range(50)]
+        assert [c.fetchone()[0] for c in cursors] == list(range(50))
+        assert conn.execute(f"SELECT count(*) FROM {table}").fetchone() == (1050,)
+
+
+def test_the_unnamed_statement_is_each_clients_own_across_syncs(proxy, new_user):
+    """A client may parse the unnamed statement, sync, and bind it later (asyncpg does so
+    without its statement cache): it binds its own, even when another client's unnamed
+    statement was parsed in that session meanwhile; and none after its own Query ended it."""
+    name, password = new_user()
+    with proxy.connect(name, password) as one, proxy.connect(name, password) as two:
+        assert backend_pid(one) == backend_pid(two)  # one session serves both, one after the other
+        assert one.pgconn.prepare(b"", b"SELECT 'one', $1::int").status == psycopg.pq.ExecStatus.COMMAND_OK
+        assert two.pgconn.prepare(b"", b"SELECT 'two', $1::int").status == psycopg.pq.ExecStatus.COMMAND_OK
+        for conn, label in ((one, b"one"), (two, b"two"), (one, b"one")):
+            result = conn.pgconn.exec_prepared(b"", [b"7"])
+            assert (result.get_value(0, 0), result.get_value(0, 1)) == (label, b"7")
+        two.execute("SELECT 1")  # a Query ends the client's unnamed statement
+        result = two.pgconn.exec_prepared(b"", [b"7"])
+        assert result.error_field(psycopg.pq.DiagnosticField.SQLSTATE) == b"26000"
+        assert one.pgconn.exec_prepared(b"", [b"8"]).get_value(0, 1) == b"8"

@@ -179,7 +179,7 @@ class TransactionPool:
     def _closed(self, key: Key, sessions: _Sessions) -> None:
         """A session of key is gone: its place goes to the first waiter, who opens one."""
         sessions.open -= 1
-        if sessions.waiters:
+        if sessions.waiters and sessions.open < self.cap:  # (not after close: no new sessions)
             waiter = sessions.waiters.popleft()
             waiter.timer.cancel()
             sessions.open += 1

@@ -13,6 +13,10 @@ States and transitions (all of them live here):
     CONNECTING      backend session opened as the user's own role -> RELAYING
     RELAYING        proxy.relay.Relay pumps bytes until either side closes -> CLOSED
 
+In transaction pooling (backend.pool_mode: transaction) CONNECTING takes a session of the
+user's pool (backend/txpool.py, through PoolLender) and RELAYING gives it back at the end of
+each transaction and takes one again at the client's next message (relay.Relay).
+
 STARTUP to CONNECTING must finish within limits.auth_timeout. Any failure before RELAYING ends
 the connection with one FATAL ErrorResponse carrying a real SQLSTATE.
 """

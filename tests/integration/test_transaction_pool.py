@@ -262,9 +262,17 @@ async def test_200_clients_share_5_sessions(proxy, new_user):
         finally:
             await conn.close()
 
-    results = await asyncio.gather(*(client(i) for i in range(200)))
-    assert results == [3 * i + 3 for i in range(200)]
-    assert pool_counts(proxy, name)[0] <= CAP
+    async def counts():  # read on the proxy's own loop
+        return pool_counts(proxy, name)
+
+    seen = []
+    running = asyncio.gather(*(client(i) for i in range(200)))
+    while not running.done():
+        seen.append(await asyncio.to_thread(proxy.call, counts()))
+        await asyncio.sleep(0.02)
+    assert await running == [3 * i + 3 for i in range(200)]
+    assert max(open_ for open_, _, _ in seen) <= CAP
+    assert max(waiting for _, _, waiting in seen) > 0  # clients did wait for a session
 
 
 def test_query_wait_timeout(make_proxy, proxy, new_user):

@@ -16,7 +16,7 @@ import pytest
 
 from proxy.config import Audit
 
-from ..conftest import unique, wait_for
+from ..conftest import ADMIN, unique, wait_for
 from .test_pgjdbc import classpath, jdbc  # noqa: F401 (a fixture)
 
 CAP = 5
@@ -375,3 +375,32 @@ def test_the_unnamed_statement_is_each_clients_own_across_syncs(proxy, new_user)
         result = two.pgconn.exec_prepared(b"", [b"7"])
         assert result.error_field(psycopg.pq.DiagnosticField.SQLSTATE) == b"26000"
         assert one.pgconn.exec_prepared(b"", [b"8"]).get_value(0, 1) == b"8"
+
+
+def test_set_session_authorization_pins_the_superusers_session(proxy, new_user):
+    """Redshift's way for a superuser to test access as another user: its session is its own
+    from then on, and no other client ever runs as that user through it."""
+    name, _ = new_user()
+    with proxy.connect() as tester, proxy.connect() as other:
+        tester.execute(f"SET SESSION AUTHORIZATION {name}")
+        pid = backend_pid(tester)
+        for _ in range(3):
+            assert tester.execute("SELECT session_user").fetchone() == (name,)
+            with other.transaction():
+                assert other.execute("SELECT session_user").fetchone() == (ADMIN,)
+                assert backend_pid(other) != pid
+        assert backend_pid(tester) == pid
+
+
+def test_redshift_connector_in_transaction_pooling(proxy, new_user):
+    from .test_redshift_connector import connect
+    name, password = new_user()
+    with connect(proxy, name, password) as one, connect(proxy, name, password) as two:
+        first, second = one.cursor(), two.cursor()
+        for i in range(3):
+            first.execute("SELECT %s::int + 1, current_user", (i,))
+            assert first.fetchone() == [i + 1, name]
+            second.execute("SELECT %s::text || 'x'", (str(i),))
+            assert second.fetchone() == [f"{i}x"]
+            one.commit()  # redshift_connector opens a transaction block: it ends here
+            two.commit()

@@ -217,6 +217,8 @@ class Proxy:
         for session in sessions:
             session.relay.close(goodbye)
         self.context.pool.close()
+        if self.context.transactions is not None:
+            self.context.transactions.prune(0)
         if sessions:
             log.error("closed %d open sessions; logins are refused until the server runs again", len(sessions))
 

@@ -23,6 +23,16 @@ sent (before it runs, as Redshift's useractivitylog is written) and ends at its 
 failed if an ErrorResponse came before it; each execution of a prepared statement is reported
 when its Execute is sent and ends with the Execute's reply (a Parse itself is reported only if
 it fails).
+
+Transaction pooling (backend.pool_mode: transaction; a Lender is given): the relay is the
+client's, the backend session only lent. It is given back at the ReadyForQuery that leaves the
+client idle with nothing unanswered, unsynced or half sent, and taken again (Lender.lend, at
+once when one is idle) at the client's next bytes, which wait meanwhile. What the proxy keeps
+per client is what PostgreSQL would keep per session: its named prepared statements (prepared
+in the session held under the proxy's name for their SQL, by a Parse the proxy adds before a
+Bind or Describe, whose reply the client does not see), its unnamed statement, its SET
+settings (restored by the lender), its pipeline and transaction state; what it cannot keep pins
+the session to the client (policy/pinning.py).
 """
 
 from __future__ import annotations

@@ -404,3 +404,21 @@ def test_redshift_connector_in_transaction_pooling(proxy, new_user):
             assert second.fetchone() == [f"{i}x"]
             one.commit()  # redshift_connector opens a transaction block: it ends here
             two.commit()
+
+
+def test_standard_conforming_strings_is_each_clients_own(proxy, new_user):
+    """The setting decides how PostgreSQL, and so the proxy, reads string constants: a client
+    that changed it reads them its way in every session it lands on; the others keep theirs
+    (Redshift's default here: a backslash escapes)."""
+    name, password = new_user()
+    with proxy.connect(name, password) as changed, proxy.connect(name, password) as other, \
+            proxy.connect(name, password) as holder:
+        changed.execute("SET standard_conforming_strings = on")
+        for i in range(4):
+            if i % 2:
+                holder.execute("BEGIN")
+                holder.execute("SELECT 1")
+            assert changed.execute(r"SELECT 'a\nb'").fetchone() == ("a\\nb",)
+            assert other.execute(r"SELECT 'a\nb'").fetchone() == ("a\nb",)
+            if i % 2:
+                holder.execute("COMMIT")

@@ -286,8 +286,41 @@ def test_query_wait_timeout(make_proxy, proxy, new_user):
             waiter.execute("SELECT 1")
         assert refused.value.sqlstate == "53300"
         assert "query_wait_timeout" in str(refused.value)
+        with pytest.raises(psycopg.OperationalError) as login:  # a login waits in the same queue
+            tight.connect(name, password)
+        assert "query_wait_timeout" in str(login.value)
         holder.execute("COMMIT")
         assert holder.execute("SELECT 2").fetchone() == (2,)
+
+
+def test_a_client_gone_while_waiting_leaves_the_queue(make_proxy, proxy, new_user):
+    name, password = new_user()
+    tight = make_proxy(backend__pool_mode="transaction", backend__max_sessions_per_pool=1)
+    with tight.connect(name, password) as holder, tight.connect(name, password) as waiter:
+        holder.execute("BEGIN")
+        holder.execute("SELECT 1")
+        outcome = []
+
+        def wait() -> None:
+            try:
+                waiter.execute("SELECT 1")
+                outcome.append("ran")
+            except psycopg.OperationalError:
+                outcome.append("connection lost")
+
+        waiting = threading.Thread(target=wait)
+        waiting.start()
+        assert wait_for(lambda: pool_counts(tight, name)[2] == 1)
+        sock = socket.socket(fileno=waiter.pgconn.socket)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")  # RST
+        sock.shutdown(socket.SHUT_RDWR)
+        assert wait_for(lambda: pool_counts(tight, name)[2] == 0)
+        holder.execute("COMMIT")
+        waiting.join(10)
+        assert outcome == ["connection lost"]
+        with tight.connect(name, password) as later:
+            assert later.execute("SELECT 3").fetchone() == (3,)
+        assert pool_counts(tight, name)[0] == 1
 
 
 def test_set_follows_the_client_to_other_sessions(proxy, new_user):

@@ -131,8 +131,13 @@ class Proxy:
                                pool=SessionPool(config.backend.pool_size, config.backend.pool_idle_seconds))
         context = self.context
         if config.backend.pool_mode == "transaction":
-            context.transactions = TransactionPool(config.backend.max_sessions_per_pool,
-                                                   config.backend.pool_idle_seconds)
+            transactions = context.transactions = TransactionPool(config.backend.max_sessions_per_pool,
+                                                                  config.backend.pool_idle_seconds)
+            for index, state in enumerate(("open", "idle")):
+                metrics.transaction_pool.labels(state=state).set_function(
+                    lambda index=index: sum(counts[index] for counts in transactions.counts().values()))
+            metrics.transaction_pool_waiting.set_function(
+                lambda: sum(counts[2] for counts in transactions.counts().values()))
         context.connection_limit = int(await self.catalog.server_setting("max_connections"))
         if self.embedded is not None:
             metrics.backend_up.set_function(lambda: 1 if self.embedded.running else 0)

@@ -870,6 +870,8 @@ class PoolLender:
         sessions the pool may open are all in use) rather than PgBouncer's 08P01."""
         config = self._connection.config
         log.info("query_wait_timeout: no backend session for %r came free", self._key[0][0])
+        if self._connection.context.metrics is not None:
+            self._connection.context.metrics.query_wait_timeouts.inc()
         return ClientFailure(
             sqlstate.TOO_MANY_CONNECTIONS,
             f"query_wait_timeout: all {config.backend.max_sessions_per_pool} backend sessions of this user "

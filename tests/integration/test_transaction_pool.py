@@ -9,6 +9,7 @@ import asyncio
 import socket
 import threading
 import time
+import urllib.request
 
 import asyncpg
 import psycopg
@@ -291,6 +292,10 @@ def test_query_wait_timeout(make_proxy, proxy, new_user):
         assert "query_wait_timeout" in str(login.value)
         holder.execute("COMMIT")
         assert holder.execute("SELECT 2").fetchone() == (2,)
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{tight.api_port}/metrics").read().decode()
+    assert "shiftguard_query_wait_timeouts_total 2.0" in metrics
+    assert 'shiftguard_transaction_pool_sessions{state="open"} 1.0' in metrics
+    assert "shiftguard_transaction_pool_waiting_clients 0.0" in metrics
 
 
 def test_a_client_gone_while_waiting_leaves_the_queue(make_proxy, proxy, new_user):

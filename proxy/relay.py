@@ -69,6 +69,11 @@ _COUNTED_REPLIES = frozenset(range(256)) - {m.B_DATA_ROW, m.B_NOTICE_RESPONSE, m
 _HIDDEN_REPLIES = frozenset((ord("1"), m.B_CLOSE_COMPLETE))
 _TERMINATE = m.terminate()
 _HELD_LIMIT = 1 << 16  # client bytes held while it waits for a backend session, before reading pauses
+# Statements the proxy keeps prepared in one backend session for its role's clients, at most (the
+# oldest is closed to make room; a client that binds it again gets it prepared again). As
+# PgBouncer's max_prepared_statements, so that clients preparing ever new SQL do not grow a
+# shared session's memory without end.
+_MAX_PREPARED = 1000
 
 
 class MessageStream:
@@ -555,10 +560,12 @@ class Relay:
         message = m.Parse(server_name, sent, parse.param_types).encode()
         self._prepared[parse.name] = (server_name, message)
         session = self.backend_session
-        added = b""
         if server_name in session.prepared:
+            del session.prepared[server_name]
             added = self._hide(CLOSE, m.close_statement(server_name))
-        session.prepared.add(server_name)
+        else:
+            added = self._make_room(session)
+        session.prepared[server_name] = None
         work.prepared = (parse.name, server_name, session)
         self._send(entry(PARSE, work))
         return added + message
@@ -575,10 +582,11 @@ class Relay:
         added = b""
         if kind == m.F_CLOSE:
             del self._prepared[name]
-            session.prepared.discard(server_name)
+            session.prepared.pop(server_name, None)
         elif server_name not in session.prepared:
-            session.prepared.add(server_name)
-            added = self._hide(PARSE, message, (None, server_name, session))
+            added = self._make_room(session)
+            session.prepared[server_name] = None
+            added += self._hide(PARSE, message, (None, server_name, session))
         return added + m.message(kind, body[:at] + server_name + body[at + len(name):])
 
     def _with_unnamed(self, kind: int, body: bytes) -> bytes | None:
@@ -597,10 +605,18 @@ class Relay:
             added = self._hide(PARSE, self._unnamed)
         return added + m.message(kind, body)
 
+    def _make_room(self, session: BackendSession) -> bytes:
+        """Before a statement more is prepared in session: the oldest closed, at _MAX_PREPARED."""
+        if len(session.prepared) < _MAX_PREPARED:
+            return b""
+        oldest = next(iter(session.prepared))
+        del session.prepared[oldest]
+        return self._hide(CLOSE, m.close_statement(oldest))
+
     def _unprepare(self, work: _Work) -> None:
         """A Parse of the proxy's name failed or was skipped: that session lacks it."""
         name, server_name, session = work.prepared
-        session.prepared.discard(server_name)
+        session.prepared.pop(server_name, None)
         if name is not None and self._prepared.get(name, (None,))[0] == server_name:
             del self._prepared[name]
 

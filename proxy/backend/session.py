@@ -92,8 +92,8 @@ class BackendSession:
     pid: int
     key: int
     # Transaction pooling: the statements shiftguard prepared in it under its own names, for
-    # whichever client of the role lands on it (relay.Relay).
-    prepared: set[bytes] = field(default_factory=set)
+    # whichever client of the role lands on it, oldest first (relay.Relay; the values are unused).
+    prepared: dict[bytes, None] = field(default_factory=dict)
     # And the settings a client's SET left in it (name -> the SET statement; relay.Relay).
     settings: dict[str, bytes] = field(default_factory=dict)
     # And the client (its relay) whose unnamed statement it holds, if any.

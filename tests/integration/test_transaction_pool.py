@@ -460,3 +460,17 @@ def test_standard_conforming_strings_is_each_clients_own(proxy, new_user):
             assert other.execute(r"SELECT 'a\nb'").fetchone() == ("a\nb",)
             if i % 2:
                 holder.execute("COMMIT")
+
+
+def test_a_shared_session_keeps_at_most_1000_prepared_statements(proxy, new_user):
+    """A client preparing ever new SQL does not grow a shared session without end: the oldest
+    statements are closed in it, and prepared again when their client binds them."""
+    name, password = new_user()
+    with proxy.connect(name, password) as conn:
+        for i in range(1010):
+            assert conn.pgconn.prepare(f"s{i}".encode(), f"SELECT {i}".encode()).status == \
+                psycopg.pq.ExecStatus.COMMAND_OK
+        assert conn.execute("SELECT count(*) FROM pg_prepared_statements").fetchone() == (1000,)
+        for i in (0, 5, 1009):
+            assert conn.pgconn.exec_prepared(f"s{i}".encode(), []).get_value(0, 0) == str(i).encode()
+        assert conn.execute("SELECT count(*) FROM pg_prepared_statements").fetchone() == (1000,)

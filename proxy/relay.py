@@ -415,7 +415,7 @@ class Relay:
         ended (ReadyForQuery idle), nothing it sent is unanswered or unsynced, no message of
         it is half through, no cancel of it is on its way, and nothing pins the session."""
         return (self.backend is not None and self.pinned is None and self.tx_status == m.TX_IDLE
-                and not self._pipeline.busy and not self._unsynced and not self._pipeline.lost
+                and not self.busy and not self._unsynced and not self._pipeline.lost
                 and not self._from_client.mid_message and not self.cancelling)
 
     def _release(self, reusable: bool = True) -> None:
@@ -509,7 +509,7 @@ class Relay:
         """Settings sent to run: kept if the ReadyForQuery after them says they did, outside a
         transaction block (_settle). With replies to earlier messages still to come, which
         ReadyForQuery that is is not certain: the session is pinned instead."""
-        if self._pipeline.busy:
+        if self.busy:
             self.pin("SET sent while other statements run")
         else:
             self._settings_pending.extend(settings)

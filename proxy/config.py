@@ -76,6 +76,11 @@ class Cluster:
     # Seconds an idle session may stay open when its user has no SESSION TIMEOUT; 0: no limit.
     # (Redshift's range for a user's SESSION TIMEOUT is 60 to 1728000; this one takes any.)
     session_timeout: int = 0
+    # IAM roles associated with the cluster (their ARNs; roles of iam.roles), which COPY and
+    # UNLOAD may name in IAM_ROLE; the starting state, which ModifyClusterIamRoles changes.
+    iam_roles: list[str] = field(default_factory=list)
+    # The one of them IAM_ROLE DEFAULT names (Redshift's DefaultIamRoleArn); empty: none.
+    default_iam_role: str | None = None
 
     def validate(self, where: str) -> None:
         if not re.fullmatch(r"[a-z][a-z0-9-]{0,62}", self.identifier):
@@ -91,6 +96,8 @@ class Cluster:
             if not re.fullmatch(r"[a-z_][a-z0-9_$]{0,62}", getattr(self, key)):
                 raise ConfigError(f"{where}.{key}: must be a lower-case identifier, "
                                   f"got {getattr(self, key)!r}")
+        if self.default_iam_role is not None and self.default_iam_role not in self.iam_roles:
+            raise ConfigError(f"{where}.default_iam_role: must be one of {where}.iam_roles")
 
 
 @dataclass(frozen=True)
@@ -224,6 +231,72 @@ class IamRole:
 
 
 @dataclass(frozen=True)
+class IamSamlProvider:
+    """An IAM SAML provider for STS AssumeRoleWithSAML (iam/saml.py):
+    arn:aws:iam::<cluster.account_id>:saml-provider/<name>."""
+
+    name: str
+    # The IdP's SAML metadata XML (its entity id and signing certificates), inline ...
+    metadata: str | None = None
+    # ... or the path of a file holding it.
+    metadata_file: str | None = None
+
+    def validate(self, where: str) -> None:
+        from .iam.saml import SamlProvider
+
+        if not re.fullmatch(r"[\w.-]{1,128}", self.name):
+            raise ConfigError(f"{where}.name: a SAML provider name is 1-128 letters, digits, '.', '_' or '-'")
+        if (self.metadata is None) == (self.metadata_file is None):
+            raise ConfigError(f"{where}: give exactly one of metadata and metadata_file")
+        try:
+            SamlProvider.from_metadata(self.name, "000000000000", self.metadata_xml())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{where}: unusable SAML metadata: {exc}") from None
+
+    def metadata_xml(self) -> str:
+        return self.metadata if self.metadata is not None else Path(self.metadata_file).read_text()
+
+
+@dataclass(frozen=True)
+class IamOidcProvider:
+    """An IAM OpenID Connect provider for STS AssumeRoleWithWebIdentity:
+    arn:aws:iam::<cluster.account_id>:oidc-provider/<url without https://>."""
+
+    # The issuer (the tokens' iss), an https URL.
+    url: str
+    # The audiences (aud) accepted; AWS's default client id is sts.amazonaws.com.
+    client_ids: list[str] = field(default_factory=lambda: ["sts.amazonaws.com"])
+    # The keys, since shiftguard never fetches them: one of jwks (a JWKS mapping), jwks_file (an
+    # absolute path, read at each call) or public_key (PEM).
+    jwks: dict[str, object] | None = None
+    jwks_file: str | None = None
+    public_key: str | None = None
+
+    def validate(self, where: str) -> None:
+        from .policy import idp
+        from .policy.tokens import GrammarError
+
+        if not re.fullmatch(r"https://[^\s/?#]+(/[^\s?#]*)?", self.url) or self.url.endswith("/"):
+            raise ConfigError(f"{where}.url: the issuer, an https URL without a trailing slash")
+        if not self.client_ids:
+            raise ConfigError(f"{where}.client_ids: at least one audience")
+        try:
+            idp.check_parameters(json.dumps(self.params()))
+        except GrammarError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+
+    @property
+    def arn_suffix(self) -> str:
+        return self.url.removeprefix("https://")
+
+    def params(self) -> dict:
+        """In the shape iam/oidc.py verifies tokens with (native identity providers' PARAMETERS)."""
+        keys = {k: v for k, v in (("jwks", self.jwks), ("jwks_file", self.jwks_file),
+                                  ("public_key", self.public_key)) if v is not None}
+        return {"issuer": self.url, "audience": list(self.client_ids)} | keys
+
+
+@dataclass(frozen=True)
 class Iam:
     """Who may call the Redshift API (AWS-style principals) and the tokens it mints."""
 
@@ -234,6 +307,16 @@ class Iam:
     # PEM private key (Ed25519) signing the temporary credentials; empty: one is made in
     # data_dir/tokens on first start. Proxies sharing a backend must share this key.
     token_key: str | None = None
+    # SAML 2.0 identity providers for STS AssumeRoleWithSAML.
+    saml_providers: list[IamSamlProvider] = field(default_factory=list)
+    # OpenID Connect providers for STS AssumeRoleWithWebIdentity.
+    oidc_providers: list[IamOidcProvider] = field(default_factory=list)
+    # A development IdP (iam/local_idp.py) that signs whatever it is asked to, for tests: it is
+    # then the SAML provider "shiftguard" and an OIDC provider. Never in production.
+    local_idp: bool = False
+    # Where the local IdP's HTTPS sign-in (an AD FS-style form) listens, loopback only; port 0:
+    # any free one. redshift_connector's SAML plugins reach an IdP on port 443 only.
+    local_idp_listen: str = "127.0.0.1:0"
 
     def validate(self, where: str) -> None:
         names = [g.name for g in self.groups]
@@ -255,6 +338,12 @@ class Iam:
                 for name in role.trust:
                     if name not in users:
                         raise ConfigError(f"{where}.roles[{n}].trust: no IAM user named {name!r}")
+        names = [p.name for p in self.saml_providers] + (["shiftguard"] if self.local_idp else [])
+        if len(set(names)) != len(names):
+            raise ConfigError(f"{where}.saml_providers: a provider name is used twice (shiftguard is the local IdP's)")
+        urls = [p.url for p in self.oidc_providers]
+        if len(set(urls)) != len(urls):
+            raise ConfigError(f"{where}.oidc_providers: a provider url is used twice")
         if self.token_key is not None and not Path(self.token_key).is_file():
             raise ConfigError(f"{where}.token_key: no such file: {self.token_key}")
 
@@ -529,10 +618,18 @@ class Config:
         for name in self.cluster.security_groups:
             if name not in names:
                 raise ConfigError(f"cluster.security_groups: no security group named {name!r}")
+        roles = {f"arn:aws:iam::{r.account or self.cluster.account_id}:role/{r.name}" for r in self.iam.roles}
+        for n, arn in enumerate(self.cluster.iam_roles):
+            if arn not in roles:
+                raise ConfigError(f"cluster.iam_roles[{n}]: {arn!r} is not the ARN of a role in iam.roles")
         for n, text in enumerate(self.trusted_proxies):
             _cidr(text, f"trusted_proxies[{n}]")
         if self.init_sql_file is not None and not Path(self.init_sql_file).is_file():
             raise ConfigError(f"init_sql_file: no such file: {self.init_sql_file}")
+        if self.iam.local_idp and not self.api_address.is_loopback:
+            raise ConfigError("iam.local_idp: the development IdP vouches for anyone; it needs a loopback api_listen")
+        if not _address(self.iam.local_idp_listen, "iam.local_idp_listen").is_loopback:
+            raise ConfigError("iam.local_idp_listen: the development IdP listens on loopback addresses only")
         names = [p.name for p in self.identity_providers]
         namespaces = [p.namespace for p in self.identity_providers]
         if len(set(names)) != len(names) or len(set(namespaces)) != len(namespaces):

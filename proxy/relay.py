@@ -43,7 +43,7 @@ import logging
 import re
 import secrets
 import struct
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from .backend.session import BackendSession
@@ -51,7 +51,7 @@ from .endpoint import Endpoint
 from .policy import encoding
 from .policy.errors import redshift_wording
 from .policy.pinning import session_effect
-from .policy.statements import Action, Denial, Plan
+from .policy.statements import PROTECTION_TAGS, Action, Denial, Plan, databases_to_vacate
 from .protocol import messages as m
 from .protocol.pipeline import BARE, CLOSE, OPENERS, PARSE, QUERY, Entry, Pipeline, entry
 from .protocol.sqlstate import (CONNECTION_FAILURE, DUPLICATE_PREPARED_STATEMENT, FEATURE_NOT_SUPPORTED,
@@ -86,7 +86,7 @@ class MessageStream:
     """
 
     __slots__ = ("write", "wanted", "on_message", "on_header", "max_size", "counted",
-                 "_pending", "_pending_need", "_skip")
+                 "_pending", "_pending_need", "_skip", "_held")
 
     def __init__(self, write: Callable[[bytes], None], wanted: set[int],
                  on_message: Callable[[int, bytes], bytes | None], on_header: Callable[[int], None],
@@ -100,13 +100,31 @@ class MessageStream:
         self._pending = bytearray()  # a partial header, or a partial wanted message
         self._pending_need = 0       # total size of the pending wanted message, once known
         self._skip = 0               # body bytes of an unwanted message still to pass through
+        self._held: bytearray | None = None  # what came after a hold(), until release()
+
+    def hold(self) -> None:
+        """Called from on_message: what comes after this message is kept, not passed on or
+        looked at, until release()."""
+        self._held = bytearray()
+
+    def release(self) -> None:
+        """Pass on what was held, as if it came now."""
+        held, self._held = self._held, None
+        if held:
+            self.feed(bytes(held))
 
     def feed(self, data: bytes) -> None:
+        if self._held is not None:
+            self._held += data
+            return
         n = len(data)
         pos = 0
         if self._pending:
             pos = self._continue_pending(data)
             if pos < 0:
+                return
+            if self._held is not None:
+                self._held += data[pos:]
                 return
         start = pos  # data[start:pos] passes through unchanged
         while pos < n:
@@ -136,6 +154,10 @@ class MessageStream:
                     self.write(replacement)
                     start = end
                 pos = end
+                if self._held is not None:
+                    self._flush(data, start, pos)
+                    self._held += data[pos:]
+                    return
             else:
                 if kind in self.counted:
                     self.on_header(kind)
@@ -258,6 +280,8 @@ _MAX_DENIALS = 1024
 _MARKER = re.compile(r"sg\.deny\.[0-9a-f]{12}")
 # Prepared statements' SQL kept for the statement log, at most (PostgreSQL keeps them too).
 _MAX_STATEMENTS = 10_000
+# How long a ReadyForQuery waits for the proxy to read a change of masking or row-level security.
+PROTECTION_READ_SECONDS = 5.0
 
 
 class Relay:
@@ -267,8 +291,13 @@ class Relay:
                  max_message_size: int, on_client_gone: Callable[[BackendSession], None] | None = None,
                  statement_log: StatementLog | None = None,
                  on_parameter: Callable[[str, str], None] | None = None,
-                 keep_backend: bool = False, standard_strings: bool = True, lender: Lender | None = None):
+                 keep_backend: bool = False, standard_strings: bool = True,
+                 protection_moved: Callable[[], Awaitable[None]] | None = None,
+                 on_vacate_database: Callable[[str], None] | None = None, lender: Lender | None = None):
         self.client = client
+        # Called before SQL that needs no other session in a database is sent (DROP DATABASE, ...:
+        # statements.databases_to_vacate).
+        self._on_vacate_database = on_vacate_database
         self._statement_log = statement_log  # the user activity log and stl_query, when enabled
         self._on_parameter = on_parameter    # ParameterStatus from the backend (the connection log)
         self.statements = 0
@@ -293,6 +322,11 @@ class Relay:
         self._failing: tuple[str, str] | None = None  # the error being handled, while it is
         self._lost_reported = False
         self._fatal_seen = False  # the backend said why it ends the session
+        # A statement changing masking or row-level security completed: when its transaction
+        # ends, the ReadyForQuery waits until the proxy has read the change (_protection_read).
+        self._protection_moved = protection_moved
+        self._protecting = False
+        self._holding: asyncio.Task | None = None
         self._statement_tags: dict[bytes, bytes] = {}
         self._portal_tags: dict[bytes, bytes] = {}
         # For the statement log: prepared statements' SQL, and the portals bound to them (with
@@ -360,8 +394,8 @@ class Relay:
 
     @property
     def busy(self) -> bool:
-        """A query is running or a pipeline is unanswered."""
-        return self._pipeline.busy
+        """A query is running or a pipeline is unanswered (or its ReadyForQuery is held)."""
+        return self._pipeline.busy or self._holding is not None
 
     @property
     def idle(self) -> bool:
@@ -389,6 +423,8 @@ class Relay:
         elif not self.backend_kept:
             self.backend.close()
         self._from_client.write = _drop  # what remains of the client's packet goes nowhere
+        if self._holding is not None:
+            self._holding.cancel()
         if not self._done.done():
             self._done.set_result(None)
 
@@ -781,6 +817,7 @@ class Relay:
         handles = None
         if self._statement_log is not None:
             handles = [self._statement_log.started(sql, self.tx_status != m.TX_IDLE, self.standard_strings)]
+        self._vacating(sql)
         plan = self.classify(sql, self.standard_strings)
         if not plan.actions and plan.text is None and sql.isascii():
             if self._lender is not None:
@@ -793,6 +830,11 @@ class Relay:
             self._note_effect(sent)
         self._send(entry(QUERY, work))
         return m.query(sent)
+
+    def _vacating(self, sql: bytes) -> None:
+        if self._on_vacate_database is not None:
+            for database in databases_to_vacate(sql):
+                self._on_vacate_database(database)
 
     def _function_call(self) -> bytes:
         """The fast-path FunctionCall calls any function by OID, out of the proxy's sight
@@ -826,6 +868,7 @@ class Relay:
             work.waiting = []
             self._statement_sql[parse.name] = parse.sql
             self._parses[parse.name] = work
+        self._vacating(parse.sql)
         plan = self.classify(parse.sql, self.standard_strings)
         if not plan.actions and plan.text is None and parse.sql.isascii():
             if self._statement_tags.pop(parse.name, None) is not None:
@@ -875,24 +918,18 @@ class Relay:
                     tags[action.index + 1] = action.tag
             cursor = action.end
         pieces.append(text[cursor:])
-        try:
-            result = "".join(pieces).encode("ascii")
-        except UnicodeEncodeError:
-            log.error("refused to send a statement that is not ASCII (a bug in shiftguard)")
+        sent = "".join(pieces)
+        # Only ASCII without NULs is sent (a NUL cannot be inside a protocol string); the
+        # client's own SQL holds no NUL (decode_query, decode_parse): either is a bug of ours.
+        fault = "in ASCII" if not sent.isascii() else "without a NUL" if "\0" in sent else None
+        if fault is not None:
+            log.error("refused to send a statement that could not be written %s (a bug in shiftguard)", fault)
             marker = "sg.deny." + secrets.token_hex(6)
             denials, tags = {marker: Denial(
-                INTERNAL_ERROR, "shiftguard could not write this statement in ASCII",
+                INTERNAL_ERROR, f"shiftguard could not write this statement {fault}",
                 hint="This is a bug in shiftguard; the statement was not run.")}, {}
-            result = f'SELECT FROM pg_catalog."{marker}"'.encode()
-        if b"\0" in result:
-            # A NUL cannot be sent inside a protocol string; the client's own SQL holds none
-            # (decode_query, decode_parse), so this is a bug of ours too.
-            log.error("refused to send a statement holding a NUL (a bug in shiftguard)")
-            marker = "sg.deny." + secrets.token_hex(6)
-            denials, tags = {marker: Denial(
-                INTERNAL_ERROR, "shiftguard could not write this statement",
-                hint="This is a bug in shiftguard; the statement was not run.")}, {}
-            result = f'SELECT FROM pg_catalog."{marker}"'.encode()
+            sent = f'SELECT FROM pg_catalog."{marker}"'
+        result = sent.encode()
         for marker, denial in denials.items():
             self.denials.append(denial.sqlstate)
             if len(self._denials) >= _MAX_DENIALS:
@@ -987,8 +1024,11 @@ class Relay:
     def _backend_data(self, data: bytes) -> None:
         self.last_activity = self._loop.time()
         self.bytes_out += len(data)
+        self._pass_backend(self._from_backend.feed, data)
+
+    def _pass_backend(self, feed: Callable, *data: bytes) -> None:
         try:
-            self._from_backend.feed(data)
+            feed(*data)
         except m.ProtocolViolation as exc:
             log.error("backend protocol violation: %s", exc)
             self.close(m.error_response("FATAL", PROTOCOL_VIOLATION, "the backend broke the protocol"))
@@ -1014,6 +1054,11 @@ class Relay:
             self._release_due = self._lender is not None and self.tx_status == m.TX_IDLE
             if self.tx_status == m.TX_IDLE and self._portal_sql:
                 self._portal_sql.clear()  # portals end with their transaction
+            if self.tx_status == m.TX_IDLE and self._protecting and self._protection_moved is not None:
+                self._protecting = False
+                self._from_backend.hold()
+                self._holding = self._loop.create_task(self._protection_read())
+                return b""  # sent by _protection_read
             return None
         if kind == m.B_PARAMETER_STATUS:
             name, value = m.decode_parameter_status(body)
@@ -1047,6 +1092,8 @@ class Relay:
             if work is None or not work.tags:
                 return None
             tag = work.tags.get(self._pipeline.completions if completed.kind == QUERY else 1)
+            if tag in PROTECTION_TAGS:
+                self._protecting = True
             return m.command_complete(tag.decode()) if tag is not None else None
         if kind == m.B_ERROR_RESPONSE:
             fields = m.decode_fields(body)
@@ -1064,6 +1111,24 @@ class Relay:
             return reply
         self._pipeline.received(kind)
         return None
+
+    async def _protection_read(self) -> None:
+        """The transaction that changed masking or row-level security ended: this proxy reads
+        the change before the client learns it is done, so that no statement it sends next, on
+        any session, is judged by the old state (server.py _protection_moved). Meanwhile the
+        backend's replies are held; if the read fails or takes too long they go on anyway (the
+        backend's guards still refuse what the old state would let through: 42501, never a leak)."""
+        try:
+            await asyncio.wait_for(self._protection_moved(), PROTECTION_READ_SECONDS)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("could not read the masked and row-level security tables again: %s", exc)
+        self._holding = None
+        self.client.write(m.ready_for_query(self.tx_status))
+        self._pass_backend(self._from_backend.release)
+        if self._lender is not None and self._may_release():
+            self._release()  # the ReadyForQuery that was held gives the session back
 
     def _error_reply(self, fields: dict[str, str]) -> bytes | None:
         """The ErrorResponse the client gets instead of the backend's, or None to pass it on."""

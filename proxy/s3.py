@@ -2,8 +2,9 @@
 `s3` configuration key), the files a COPY prefix names, the file an UNLOAD writes, and the signed
 tickets that let the private schema's file functions (catalog/s3.sql) touch exactly those files.
 
-It reads the file system (listing, realpath) and creates the directories an UNLOAD prefix needs;
-it decides nothing about tables: reading and writing rows happens in PostgreSQL as the user.
+It only reads the file system (listing, realpath): the directories an UNLOAD prefix needs are
+made by catalog/s3.sql when the statement runs, inside the bucket's directory. It decides
+nothing about tables: reading and writing rows happens in PostgreSQL as the user.
 A path that leaves its bucket's directory (a `..` component, an absolute key, a symlink pointing
 out) is refused. The directories are the operator's: database users cannot create symlinks in
 them (PostgreSQL's COPY writes regular files only), so a check here holds until the server opens
@@ -44,6 +45,10 @@ class LocalS3:
                                hint="map the bucket to a directory in the s3 configuration key")
         return os.path.realpath(directory)
 
+    def check_bucket(self, bucket: str) -> None:
+        """NoSuchBucket for a bucket not mapped (S3 says so before it judges any permission)."""
+        self._root(bucket)
+
     def _path(self, root: str, bucket: str, key: str) -> str:
         url = f"s3://{bucket}/{key}"
         parts = key.split("/")
@@ -56,8 +61,9 @@ class LocalS3:
         real = os.path.realpath(path)
         return real == root or real.startswith(root + os.sep)
 
-    def source_files(self, bucket: str, prefix: str) -> list[str]:
-        """Every file whose key starts with prefix (Redshift's COPY prefix semantics), by key."""
+    def source_files(self, bucket: str, prefix: str) -> list[tuple[str, str]]:
+        """(key, real path) of every file whose key starts with prefix (Redshift's COPY prefix
+        semantics), by key."""
         root = self._root(bucket)
         url = f"s3://{bucket}/{prefix}"
         self._path(root, bucket, prefix)
@@ -81,25 +87,28 @@ class LocalS3:
             # UNVERIFIED wording (Redshift reports an S3ServiceException naming the prefix).
             raise GrammarError(f"The specified S3 prefix '{prefix}' does not exist in bucket {bucket}",
                                UNDEFINED_FILE)
-        return [path for _, path in sorted(found)]
+        return sorted(found)
 
-    def target_file(self, bucket: str, prefix: str, parallel: bool, gzip: bool, overwrite: bool) -> str:
-        """The file UNLOAD writes. Redshift writes <prefix>0000_part_00 (one or more per slice;
-        here there is one slice) or, with PARALLEL OFF, <prefix>000; GZIP adds .gz."""
+    def target_key(self, bucket: str, prefix: str, parallel: bool, gzip: bool) -> tuple[str, str]:
+        """The key and the path of the file UNLOAD writes. Redshift writes <prefix>0000_part_00
+        (one or more per slice; here there is one slice) or, with PARALLEL OFF, <prefix>000; GZIP
+        adds .gz. Reads the file system, changes nothing: the directories the key needs are
+        made by catalog/s3.sql when the statement runs."""
         root = self._root(bucket)
         key = prefix + ("0000_part_00" if parallel else "000") + (".gz" if gzip else "")
         path = self._path(root, bucket, key)
-        parent = os.path.dirname(path)
-        existing = parent
+        existing = os.path.dirname(path)
         while not os.path.exists(existing):
             existing = os.path.dirname(existing)
         if not self._inside(root, existing) or (os.path.lexists(path) and not self._inside(root, path)):
             raise _escape_refused(f"s3://{bucket}/{key}")
-        if not os.path.isdir(parent):
-            _make_directories(root, parent)
+        return key, path
+
+    @staticmethod
+    def check_target(path: str, overwrite: bool) -> None:
+        """Refuse to replace a file without ALLOWOVERWRITE (after the caller may list the prefix)."""
         if os.path.exists(path) and not overwrite:
             raise existing_files_error()
-        return path
 
     def ticket(self, payload: dict) -> tuple[str, str]:
         """payload as JSON and its HMAC-SHA-256 under the backend secret ('s3:' separates it
@@ -113,18 +122,3 @@ def existing_files_error() -> GrammarError:
     return GrammarError("Specified unload destination on S3 is not empty. Consider using a different bucket / "
                         "prefix, manually removing the target files in S3, or using the ALLOWOVERWRITE option.",
                         "58P02")
-
-
-def _make_directories(root: str, parent: str) -> None:
-    """Create an UNLOAD prefix's directories with the bucket directory's owner and mode, so the
-    server's OS user can write there as it can in the bucket's directory."""
-    info = os.stat(root)
-    missing = []
-    while not os.path.isdir(parent):
-        missing.append(parent)
-        parent = os.path.dirname(parent)
-    for directory in reversed(missing):
-        os.mkdir(directory, info.st_mode & 0o7777)
-        os.chmod(directory, info.st_mode & 0o7777)
-        if os.geteuid() == 0:
-            os.chown(directory, info.st_uid, info.st_gid)

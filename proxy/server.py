@@ -5,36 +5,45 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
 import ssl
 import sys
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from .backend.embedded import EmbeddedPostgres, EmbeddedTarget
 from .backend.pool import SessionPool
 from .backend.txpool import TransactionPool
 from .backend.session import BackendAddress, parse_dsn
+from .catalog.cluster import ClusterSync
 from .catalog.connectivity import SecurityGroupSync
-from .catalog.store import TRUSTED_SETTINGS, VACUUM_CHANNEL, Catalog
-from .config import Config, ConfigError, admin_password
+from .catalog.store import (BACKEND_FAILURES, MASKING_CHANNEL, TRUSTED_SETTINGS, VACUUM_CHANNEL, Catalog, ClusterState,
+                            UntrustedDatabase)
+from .config import Config, ConfigError, admin_password, parse_address
 from .frontend.auth import LoginThrottle
 from .frontend.connection import AcceptedClient, Context
 from .frontend.tls import self_signed_certificate, server_context
 from .audit.metrics import Metrics
+from .audit.delivery import LogDelivery
 from .audit.writer import AuditWriter
 from .iam import http as api
 from .iam.api import RedshiftApi
 from .iam.principals import Principals
+from .iam.local_idp import (OIDC_AUDIENCE, OIDC_ISSUER, PROVIDER_NAME as LOCAL_PROVIDER, LocalIdp,
+                             roles_trusting)
+from .iam.s3access import S3Access
+from .iam.saml import SamlProvider
 from .iam.sts import Callers, StsApi
 from .iam.tokens import TokenAuthority, load_or_make_key
 from .policy.cache import Classifier
 from .policy.connectivity import SecurityGroupGate, SecurityGroups
 from .policy import idp, sealing, signing
 from .policy.masking import MaskedTables
+from .policy.parameter_groups import ClusterSettings
+from .policy.tokens import quote_ident
 from .policy.statements import Translator
 from .protocol import messages as m
 from .s3 import LocalS3
@@ -73,14 +82,20 @@ class Proxy:
         self.audit: AuditWriter | None = None
         self.context: Context | None = None
         self.security_groups: SecurityGroupSync | None = None
+        self.cluster: ClusterSync | None = None
         self.servers: list[asyncio.base_events.Server] = []
         self.api_runner = None
         self.addresses: list[tuple[str, int]] = []
         self._sweeper: asyncio.Task | None = None
-        self._masking: asyncio.Task | None = None
-        self._vacuums: asyncio.Task | None = None
+        self._followers: list[asyncio.Task] = []  # LISTEN, and what notifications wake
         self._supervisor: asyncio.Task | None = None
         self.api_address: tuple[str, int] | None = None
+        self.local_idp: LocalIdp | None = None  # iam.local_idp: the development IdP, for tests
+        self.local_idp_runner = None
+        self.local_idp_address: tuple[str, int] | None = None  # its HTTPS form login
+        self.classifier: Classifier | None = None
+        self._unreadable: set[str] = set()  # databases whose masked tables could not be read
+        self._masked_read = asyncio.Lock()  # one read at a time: an older never overwrites a newer
 
     async def start(self) -> None:
         config = self.config
@@ -107,10 +122,15 @@ class Proxy:
         seal = sealing.sealer(self.catalog.ticket_key())  # identity providers' secrets, as they are stored
         await self.catalog.seed_identity_providers([idp.seal_secrets(p.spec(), seal) for p in config.identity_providers])
 
+        principals = Principals(config)
+        cluster = config.cluster
+        dbusers = f"arn:aws:redshift:{cluster.region}:{cluster.account_id}:dbuser:{cluster.identifier}"
+        await self.catalog.seed_cluster_iam_roles(cluster.iam_roles, cluster.default_iam_role)
         translator = Translator(self.catalog.backend_verifier, dialect=self.catalog.redshift_functions,
                                 strict=config.strict_redshift,
                                 s3=LocalS3(dict(config.s3), self.catalog.ticket_key()),
-                                sign=signing.signer(self.catalog.ticket_key()), seal=seal)
+                                sign=signing.signer(self.catalog.ticket_key()), seal=seal,
+                                s3_access=S3Access(principals, dbusers, self.catalog.sts_secret))
         throttle = LoginThrottle(config.auth.lockout_failures, config.auth.lockout_window,
                                  config.auth.lockout_seconds, config.auth.lockout_max_pairs)
         metrics = Metrics()
@@ -120,12 +140,13 @@ class Proxy:
                                  json_stdout=config.audit.json_stdout)
         await self.audit.start()
         sessions_gauge = metrics.connections
+        # Keeps each database's masked tables (_read_masked_tables) and their plans.
+        self.classifier = Classifier(translator, metrics=metrics, max_bytes=config.limits.classification_cache_bytes,
+                                     max_statement_size=config.limits.max_statement_size,
+                                     max_checked_size=config.limits.max_checked_statement_size,
+                                     max_rewritten_size=config.limits.max_rewritten_statement_size)
         self.context = Context(config=config, catalog=self.catalog, backend=address,
-                               tls=tls_context(config, data_dir), classify=Classifier(
-                                   translator, metrics=metrics, max_bytes=config.limits.classification_cache_bytes,
-                                   max_statement_size=config.limits.max_statement_size,
-                                   max_checked_size=config.limits.max_checked_statement_size,
-                                   max_rewritten_size=config.limits.max_rewritten_statement_size),
+                               tls=tls_context(config, data_dir), classify=self.classifier,
                                gate=SecurityGroupGate.build(SecurityGroups(), ()), throttle=throttle,
                                tokens=token_authority(config, data_dir), audit=self.audit, metrics=metrics,
                                pool=SessionPool(config.backend.pool_size, config.backend.pool_idle_seconds))
@@ -138,6 +159,8 @@ class Proxy:
                     lambda index=index: sum(counts[index] for counts in transactions.counts().values()))
             metrics.transaction_pool_waiting.set_function(
                 lambda: sum(counts[2] for counts in transactions.counts().values()))
+        context.prepare_database, context.vacate_database = self._prepare_database, self._vacate_database
+        context.protection_moved = self._protection_moved
         context.connection_limit = int(await self.catalog.server_setting("max_connections"))
         if self.embedded is not None:
             metrics.backend_up.set_function(lambda: 1 if self.embedded.running else 0)
@@ -152,6 +175,8 @@ class Proxy:
         # The gate admits no one until the stored security groups are read (deny by default).
         self.security_groups = SecurityGroupSync(self.catalog, self._install_security_groups)
         await self.security_groups.start(SecurityGroups.from_config(config))
+        self.cluster = ClusterSync(self.catalog, config.cluster.identifier, self._install_cluster)
+        await self.cluster.start()
 
         loop = asyncio.get_running_loop()
         for listen in config.listen_addresses:
@@ -163,18 +188,37 @@ class Proxy:
                 host, port = sock.getsockname()[:2]
                 self.addresses.append((host, port))
         self._sweeper = asyncio.create_task(self._close_idle_sessions())
-        await self._read_masked_tables(translator)
-        self._masking = asyncio.create_task(self._follow_masked_tables(translator))
-        self._vacuums = asyncio.create_task(self._run_vacuums())
+        await self._read_masked_tables(config.cluster.database)
+        masking_woken, vacuum_woken = asyncio.Event(), asyncio.Event()
+        self._followers = [
+            asyncio.create_task(self._listen({MASKING_CHANNEL: masking_woken, VACUUM_CHANNEL: vacuum_woken})),
+            # A NOTIFY reaches only listeners in the database it was sent in (the cluster's):
+            # changes in the other databases are read at the poll, or by the proxy that made them.
+            asyncio.create_task(_on_wake(masking_woken, self._read_masked_tables, MASKING_POLL_SECONDS,
+                                         "could not read the masked tables: %s")),
+            # VACUUM requests users queue in any database (catalog/privileges.sql shiftguard.vacuum):
+            # those from other databases run at the poll, for the same reason.
+            asyncio.create_task(_on_wake(vacuum_woken, self.catalog.run_vacuums, VACUUM_POLL_SECONDS,
+                                         "could not run the queued VACUUMs: %s"))]
         host, port = self.addresses[0]
         endpoint = ({"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host), port)
-        principals = Principals(config)
         callers = Callers(principals, self.catalog)
         redshift = RedshiftApi(config, principals, self.context.tokens, self.catalog, endpoint,
-                               self.security_groups, callers)
-        app = api.make_app(self._ready, redshift, metrics, StsApi(callers, config.cluster.region))
+                               self.security_groups, callers, cluster=self.cluster)
+        if config.iam.local_idp:
+            self.local_idp = LocalIdp(data_dir / "idp", config.cluster.account_id)
+        sts = StsApi(callers, config.cluster.region, *federation_providers(config, self.local_idp))
+        app = api.make_app(self._ready, redshift, metrics, sts, self.local_idp)
         api_address = config.api_address
         self.api_runner, self.api_address = await api.start(app, api_address.host, api_address.port)
+        if self.local_idp is not None:
+            # Its form login, over TLS with the proxy's certificate (no client certificates), on
+            # a loopback address of its own.
+            idp_app = api.make_local_idp_app(
+                self.local_idp, lambda: roles_trusting(self.local_idp.provider_arn, self.config))
+            idp_address = parse_address(config.iam.local_idp_listen)
+            self.local_idp_runner, self.local_idp_address = await api.start(
+                idp_app, idp_address.host, idp_address.port, server_context(*tls_files(config, data_dir)))
         await self._run_init_sql(password)
 
     async def _run_init_sql(self, admin_password: str) -> None:
@@ -233,7 +277,12 @@ class Proxy:
         log.warning("the embedded PostgreSQL runs again (restart %d); logins work", self.embedded.restarts)
 
     # Keys a reload cannot change: they need a restart.
-    _RESTART_KEYS = ("listen", "api_listen", "backend", "data_dir", "embedded", "cluster", "identity_providers")
+    # Read once at start (a reload that changes them says so); cluster's and audit's other keys
+    # are read per connection.
+    _RESTART_KEYS = ("listen", "api_listen", "backend", "data_dir", "embedded", "cluster", "identity_providers",
+                     "iam", "s3", "strict_redshift", "audit", "log_format")
+    _PER_CONNECTION = {"cluster": ("security_groups", "session_timeout"),
+                       "audit": ("user_activity", "max_statement_length")}
 
     def _install_security_groups(self, groups: SecurityGroups) -> None:
         """The stored security groups (read by SecurityGroupSync) admit the next connection."""
@@ -241,6 +290,34 @@ class Proxy:
         log.info("security groups in force: %s", ", ".join(
             f"{g.name} ({' '.join(g.cidrs) or 'no rules'})" for g in groups.groups if g.name in groups.attached)
             or "none attached: no client is admitted")
+
+    def _install_cluster(self, state: ClusterState, rebooted: bool) -> None:
+        """The cluster's stored state (read by ClusterSync): its parameter group's values for the
+        next session; after a RebootCluster every session ends first, as a reboot ends them."""
+        if rebooted:
+            # UNVERIFIED: what a Redshift client is told when its cluster reboots; PostgreSQL's
+            # words for a server ending sessions on an administrator's command.
+            goodbye = m.error_response("FATAL", ADMIN_SHUTDOWN, "terminating connection due to administrator command")
+            sessions = list(self.context.sessions)
+            for session in sessions:
+                session.relay.close(goodbye)
+            self.context.pool.close()
+            log.warning("cluster rebooted: ended %d sessions; parameter group %s in force",
+                        len(sessions), state.applied_group)
+        self.context.cluster = ClusterSettings(state.applied)
+        self.audit.delivery = self._log_delivery(state.logging)
+
+    def _log_delivery(self, logging: dict | None) -> LogDelivery | None:
+        """Where rotated audit logs go (EnableLogging), or None."""
+        if logging is None:
+            return None
+        directory = self.config.s3.get(logging["bucket"])
+        if directory is None:
+            log.error("audit logs are not delivered: bucket %s is no longer in the s3 configuration", logging["bucket"])
+            return None
+        cluster = self.config.cluster
+        return LogDelivery(directory, logging["prefix"], cluster.account_id, cluster.region, cluster.identifier,
+                           tuple(logging["exports"]))
 
     def reload(self, new: Config) -> None:
         """Apply a re-read configuration to new connections; established sessions keep going.
@@ -254,8 +331,9 @@ class Proxy:
         gate = SecurityGroupGate.build(self.security_groups.state or SecurityGroups(), new.trusted_proxies)
         for key in self._RESTART_KEYS:
             old_value, new_value = getattr(self.config, key), getattr(new, key)
-            if key == "cluster":
-                old_value, new_value = (replace(v, security_groups=[], session_timeout=0) for v in (old_value, new_value))
+            if key in self._PER_CONNECTION:
+                old_value, new_value = ({k: v for k, v in dataclasses.asdict(value).items()
+                                         if k not in self._PER_CONNECTION[key]} for value in (old_value, new_value))
             if old_value != new_value:
                 log.warning("reload: %s changed; it takes effect at the next restart", key)
         throttle = self.context.throttle
@@ -286,11 +364,14 @@ class Proxy:
                 self.context.transactions.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
-        if self._masking is not None:
-            self._masking.cancel()
-        if self._vacuums is not None:
-            self._vacuums.cancel()
-            await asyncio.gather(self._vacuums, return_exceptions=True)
+        for task in self._followers:
+            task.cancel()
+        if self._followers:
+            # Bounded: a follower inside a long statement (a queued VACUUM of a whole database)
+            # ends when the catalog's connections are closed below, if not before.
+            _, pending = await asyncio.wait(self._followers, timeout=STOP_WAIT_SECONDS)
+            if pending:
+                log.warning("stopping: %d background tasks still running; their connections are closed", len(pending))
         if self.context is not None:
             await self._drain_sessions(grace)
             for task in list(self.context.tasks):
@@ -299,8 +380,12 @@ class Proxy:
             self.context.pool.close()
         if self.api_runner is not None:
             await self.api_runner.cleanup()
+        if self.local_idp_runner is not None:
+            await self.local_idp_runner.cleanup()
         if self.security_groups is not None:
             await self.security_groups.stop()
+        if self.cluster is not None:
+            await self.cluster.stop()
         if self.audit is not None:
             await self.audit.stop()
         if self.catalog is not None:
@@ -310,53 +395,76 @@ class Proxy:
         if self.embedded is not None:
             await self.embedded.stop()
 
-    async def _read_masked_tables(self, translator: Translator) -> None:
-        """The masked tables, when their version moved: statements naming them are rewritten to
-        read their masking views from then on (a plan made before is dropped with the version)."""
-        version = await self.catalog.masking_version()
-        if version != translator.masked.version:
-            translator.masked = MaskedTables(version, await self.catalog.masked_tables(),
-                                             await self.catalog.rls_tables())
+    async def _read_masked_tables(self, database: str | None = None, known_too: bool = False) -> None:
+        """The masked tables and tables with RLS on of each database sessions were opened in,
+        read again where their version moved: statements naming them are rewritten to read
+        their masking views from then on (the plans made before are dropped). database: one
+        to read now if it is not known yet (a session is about to open in it), or, known_too,
+        whether its version moved even if it is known."""
+        classify = self.classifier
+        if database is not None and not known_too and classify.masked(database) is not None:
+            return
+        async with self._masked_read:
+            if database is not None and not known_too and classify.masked(database) is not None:
+                return  # read meanwhile
+            versions = await self.catalog.masking_versions()
+            for name in [database] if database is not None else list(classify.databases):
+                masked = classify.masked(name)
+                if name not in versions:  # dropped
+                    classify.set_masked(name, None)
+                elif masked is None or masked.version != versions[name]:
+                    views, rls = await self.catalog.protected_tables(name)
+                    classify.set_masked(name, MaskedTables(versions[name], views, rls))
 
-    async def _follow_masked_tables(self, translator: Translator) -> None:
-        """Changes by any proxy on the backend reach this one within MASKING_POLL_SECONDS; in
-        between, a statement still reading a newly masked table directly fails (42501), never leaks."""
+    async def _protection_moved(self, database: str) -> None:
+        """A transaction of a session in database that changed its masked or RLS tables ended:
+        they are read again before the client hears of it (relay.py holds its ReadyForQuery)."""
+        await self._read_masked_tables(database, known_too=True)
+
+    async def _prepare_database(self, database: str) -> None:
+        """Before a session opens in database: its masked tables are known. If they cannot be
+        read, statements there are classified as naming none, and PostgreSQL refuses reading a
+        masked table directly (closed, not leaking)."""
+        try:
+            await self._read_masked_tables(database)
+        except (*BACKEND_FAILURES, UntrustedDatabase) as exc:
+            if database not in self._unreadable:  # once: a database without the private schema stays so
+                self._unreadable.add(database)
+                log.warning("could not read the masked tables of database %s: %s", database, exc)
+
+    def _vacate_database(self, database: str) -> None:
+        """DROP DATABASE, ALTER DATABASE ... RENAME or a CREATE DATABASE copying it is on its way:
+        no idle session of ours stays in database (its masked tables are read again if it is
+        still there at the next session)."""
+        ended = self.context.pool.close_database(database)
+        if ended:
+            log.info("closed %d idle backend sessions in database %s for a statement that needs it empty",
+                     ended, database)
+        self.classifier.set_masked(database, None)
+
+    async def _listen(self, wakers: dict[str, asyncio.Event]) -> None:
+        """Hold one connection LISTENing on each channel, and set its event at each NOTIFY, and
+        every event each time listening starts (what was sent while not listening is unknown)."""
         failing = False
         while True:
-            await asyncio.sleep(MASKING_POLL_SECONDS)
+            lost = asyncio.Event()
             try:
-                await self._read_masked_tables(translator)
-                failing = False
-            except Exception as exc:  # keep the last state; the guard in PostgreSQL still holds
-                if not failing:
-                    log.error("could not read the masked tables: %s", exc)
-                failing = True
-
-    async def _run_vacuums(self) -> None:
-        """Run the VACUUM requests users queue (catalog/privileges.sql shiftguard.vacuum): woken
-        by their NOTIFY, and every VACUUM_POLL_SECONDS in case a notification was lost (a
-        listening connection that broke, a request made while this proxy was down)."""
-        woken = asyncio.Event()
-        failing = False
-        while True:
-            try:
-                listener = await self.catalog.listen(VACUUM_CHANNEL, woken.set)
+                listener = await self.catalog.listen({channel: woken.set for channel, woken in wakers.items()},
+                                                     lost.set)
                 try:
-                    while True:
-                        woken.clear()
-                        await self.catalog.run_vacuums()
-                        failing = False
-                        with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(woken.wait(), VACUUM_POLL_SECONDS)
+                    for woken in wakers.values():
+                        woken.set()
+                    failing = False
+                    await lost.wait()
                 finally:
                     await self.catalog.unlisten(listener)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # the backend is away: the queue waits in it
+            except Exception as exc:  # the backend is away
                 if not failing:
-                    log.error("could not run the queued VACUUMs: %s", exc)
+                    log.error("could not listen for the backend's notifications: %s", exc)
                 failing = True
-                await asyncio.sleep(VACUUM_POLL_SECONDS / 6)
+            await asyncio.sleep(RELISTEN_SECONDS)
 
     async def _close_idle_sessions(self) -> None:
         """SESSION TIMEOUT: a session idle (no query running, nothing sent either way) for its
@@ -404,15 +512,32 @@ def token_authority(config: Config, data_dir: Path) -> TokenAuthority:
     return TokenAuthority(load_or_make_key(path), config.cluster.identifier)
 
 
+def federation_providers(config: Config, local_idp: LocalIdp | None) -> tuple[list[SamlProvider], list[dict]]:
+    """The SAML and OIDC providers STS federates with: the configured ones and the local IdP."""
+    account = config.cluster.account_id
+    saml = [SamlProvider.from_metadata(p.name, account, p.metadata_xml()) for p in config.iam.saml_providers]
+    oidc = [{"arn": f"arn:aws:iam::{account}:oidc-provider/{p.arn_suffix}", "key": p.arn_suffix,
+             "params": p.params()} for p in config.iam.oidc_providers]
+    if local_idp is not None:
+        saml.append(SamlProvider.from_metadata(LOCAL_PROVIDER, account, local_idp.metadata()))
+        key = OIDC_ISSUER.removeprefix("https://")
+        oidc.append({"arn": local_idp.oidc_provider_arn, "key": key,
+                     "params": {"issuer": OIDC_ISSUER, "audience": [OIDC_AUDIENCE], "jwks": local_idp.jwks()}})
+    return saml, oidc
+
+
+def tls_files(config: Config, data_dir: Path) -> tuple[Path, Path]:
+    """The configured certificate and key, or the self-signed ones made in data_dir."""
+    if config.tls.cert:
+        return Path(config.tls.cert), Path(config.tls.key)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return self_signed_certificate(data_dir / "tls")
+
+
 def tls_context(config: Config, data_dir: Path):
     """The TLS server context from the configured files, or the self-signed certificate."""
-    if config.tls.cert:
-        cert, key = Path(config.tls.cert), Path(config.tls.key)
-    else:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        cert, key = self_signed_certificate(data_dir / "tls")
-    return server_context(cert, key, min_version=config.tls.min_version, client_ca=config.tls.client_ca,
-                          require_client_cert=config.tls.require_client_cert)
+    return server_context(*tls_files(config, data_dir), min_version=config.tls.min_version,
+                          client_ca=config.tls.client_ca, require_client_cert=config.tls.require_client_cert)
 
 
 async def ensure_database(target: EmbeddedTarget, database: str) -> None:
@@ -426,7 +551,9 @@ async def ensure_database(target: EmbeddedTarget, database: str) -> None:
     try:
         if await conn.fetchval("SELECT true FROM pg_database WHERE datname = $1", database):
             return
-        await conn.execute(f'CREATE DATABASE "{database}"')
+        # From template0: template1 holds the private schema linked to an existing cluster
+        # database (catalog/store.py bootstrap_databases), which a new cluster database is not.
+        await conn.execute(f'CREATE DATABASE {quote_ident(database)} TEMPLATE template0')
     finally:
         await conn.close()
     conn = await asyncpg.connect(database=database, **connect)
@@ -443,9 +570,32 @@ def _format(address: tuple[str, int]) -> str:
 
 
 PID_FILE = "shiftguard.pid"
-# How often the masked tables' version is read (a cheap one-row query).
-MASKING_POLL_SECONDS = 0.2
+# How often what notifications announce is looked at anyway (a notification can be missed only
+# while no connection listens, and each new one looks), and how soon listening starts again.
+MASKING_POLL_SECONDS = 30.0
 VACUUM_POLL_SECONDS = 30.0
+RELISTEN_SECONDS = 1.0
+STOP_WAIT_SECONDS = 5.0  # how long stop() waits for the background tasks it cancelled
+
+
+async def _on_wake(woken: asyncio.Event, act: Callable[[], Awaitable[None]], poll_seconds: float,
+                   failure: str) -> None:
+    """act() each time woken is set, and every poll_seconds anyway; a failure is logged once
+    until act() succeeds again."""
+    failing = False
+    while True:
+        woken.clear()
+        try:
+            await act()
+            failing = False
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the backend is away; the state stays as last read
+            if not failing:
+                log.error(failure, exc)
+            failing = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(woken.wait(), poll_seconds)
 
 
 async def serve(config: Config, reread: Callable[[], Config] | None = None) -> int:

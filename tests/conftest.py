@@ -192,6 +192,14 @@ def new_user(proxy, postgres):
             conn.execute(f"DROP USER IF EXISTS {name}")
 
 
+@pytest.fixture(scope="module")
+def bucket():
+    """A bucket directory (server_directory) for a module's COPY and UNLOAD tests."""
+    directory = server_directory()
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
 def server_directory(files: dict[str, str] | None = None) -> Path:
     """A new directory under /tmp that the server's OS user (postgres, when the suite runs as
     root) owns, holding files {relative path: text}: an S3 bucket for COPY and UNLOAD."""

@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass, field
 
 from ..policy.idp import SECRET_PARAMETERS
-from ..policy.tokens import GrammarError, as_read, scan, string_value
+from ..policy.tokens import SECRET_WORDS, GrammarError, as_read, scan, string_value
 
 # What a text field keeps: a connection-log value (startup parameters, names, reasons), an error
 # message. Longer values are cut, and say so.
@@ -270,14 +270,15 @@ def redact_passwords(sql: str, standard_strings: bool) -> str:
 def redact_statement(sql: str, standard_strings: bool) -> Redacted:
     """The statement as a session with standard_conforming_strings = standard_strings reads it,
     with what follows PASSWORD replaced by '***' (CREATE/ALTER USER and ROLE passwords, in any of
-    Redshift's forms and any way of writing a constant, comments in between included), and the
+    Redshift's forms and any way of writing a constant, comments in between included), likewise
+    what follows COPY's and UNLOAD's SECRET_ACCESS_KEY, SESSION_TOKEN and CREDENTIALS, and the
     secrets in the PARAMETERS JSON of CREATE/ALTER IDENTITY PROVIDER replaced by "***" (the whole
     constant when it is not a JSON string). A statement holding a constant with a backslash is
     logged as tokens.as_read writes it (as E'...' constants of the values the session reads), so
     that where each constant ends is read the same way here and in PostgreSQL. One that cannot be
     scanned at all is not logged: UNREADABLE stands for it."""
     lowered = sql.lower()
-    if "password" not in lowered and "parameters" not in lowered:
+    if not any(word in lowered for word in SECRET_WORDS):
         return Redacted(sql)
     try:
         text = as_read(sql, standard_strings)
@@ -288,10 +289,11 @@ def redact_statement(sql: str, standard_strings: bool) -> Redacted:
     while index < len(tokens):
         word = tokens[index].word
         index += 1
-        if word not in ("PASSWORD", "PARAMETERS"):
+        if word.lower() not in SECRET_WORDS:
             continue
         first = index
-        while index < len(tokens) and (tokens[index].text == "=" or tokens[index].name == "NCHAR"):
+        while index < len(tokens) and (tokens[index].text == "=" or tokens[index].name == "NCHAR"
+                                       or (word == "CREDENTIALS" and tokens[index].word == "AS")):
             index += 1  # PASSWORD = '...', N'...': refused by PostgreSQL, and still secret
         if index == len(tokens) or tokens[index].name not in _SECRET_TOKENS:
             index = first

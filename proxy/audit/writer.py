@@ -1,6 +1,7 @@
 """The audit writer: records are queued by the relay and connections without waiting, and a
 background task writes them to the log files (Redshift's formats, rotated by size and at the end
-of each clock-aligned period, hourly by default, as Redshift delivers its logs), optionally
+of each clock-aligned period, hourly by default, as Redshift delivers its logs; each rotated
+file goes to the logging bucket when EnableLogging turned delivery on, audit/delivery.py), optionally
 as JSON lines to stdout, and in batches to the backing database. A failure to write (a full
 disk, a read-only directory, the database away) is reported and counted, never raised into
 the relay; what could not be written is counted as dropped.
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import asyncpg
 
+from .delivery import LogDelivery
 from .metrics import Metrics
 from .records import ActivityRecord, ConnectionRecord, QueryEnd, UserRecord, row
 
@@ -63,6 +65,8 @@ class AuditWriter:
         self._task: asyncio.Task | None = None
         self._last_userlog_id = 0
         self._last_complaint = 0.0
+        self.delivery: LogDelivery | None = None  # set from the cluster's stored state
+        self._delivered: dict | None = None  # the last delivery's outcome, not yet recorded
 
     # ---------------------------------------------------------------- producers (never block)
 
@@ -136,6 +140,12 @@ class AuditWriter:
                 self.metrics.audit_written.labels(log="table").inc(stored)
         if late:
             await self._store(self.catalog.end_queries, [row(end) for end in late], "ends of statements")
+        outcome, self._delivered = self._delivered, None
+        if outcome is not None and self.delivery is not None:
+            try:
+                await self.catalog.record_log_delivery(self.delivery.cluster, outcome)
+            except Exception as exc:  # only DescribeLoggingStatus misses it
+                self._complain(f"cannot record the last log delivery in the backing database: {exc}")
 
     async def _store(self, write, rows: list[dict], what: str) -> int:
         """write(rows) to the backing database; how many were stored. When it refuses the batch
@@ -215,6 +225,17 @@ class AuditWriter:
         while target.exists():  # two rotations in one second: keep both
             target, n = path.with_name(f"{path.name}_{stamp}.{n}"), n + 1
         path.rename(target)
+        if self.delivery is not None:
+            self._deliver(path.name, target)
+
+    def _deliver(self, log_name: str, rotated: Path) -> None:
+        now = datetime.datetime.now(datetime.timezone.utc)
+        try:
+            self.delivery.deliver(log_name, rotated, now)
+            self._delivered = {"last_delivery": now.isoformat()}
+        except OSError as exc:
+            self._delivered = {"last_failure": now.isoformat(), "last_failure_message": f"cannot deliver {log_name}"}
+            self._complain(f"cannot deliver {rotated} to the logging bucket: {exc}")
 
     def _stdout(self, records: list) -> None:
         try:

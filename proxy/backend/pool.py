@@ -9,6 +9,12 @@ temporary tables, prepared statements, cursors, LISTEN, advisory locks), and wai
 role, database and startup parameters, for a client of that same role: a session is never
 handed to another role, so PostgreSQL's privilege checks are the same as on a fresh one.
 
+PostgreSQL refuses DROP DATABASE, ALTER DATABASE ... RENAME and CREATE DATABASE from a template
+while any other session is in that database: before such a statement runs, close_database ends
+the sessions kept there, and those given back in the next CLOSING_SECONDS, so that an idle
+session no client can see does not refuse it (a client's live session still does, as on
+Redshift).
+
 Sessions of users with a connection limit are not kept (an idle one would hold one of the
 user's connections). At most `size` sessions are kept in all (the longest-waiting goes first):
 they count against PostgreSQL's max_connections. A kept session that fails its reset, breaks,
@@ -29,6 +35,9 @@ log = logging.getLogger(__name__)
 
 Key = tuple  # (the role as the caller describes it, database, startup parameters as sorted pairs)
 _RESET_TIMEOUT = 5.0
+# How long sessions given back in a database that is being dropped are not kept: PostgreSQL's
+# DROP DATABASE waits up to 5 s for the other sessions in it to end (CountOtherDBBackends).
+CLOSING_SECONDS = 10.0
 
 
 def pool_key(role, database: str, params: dict[str, str]) -> Key:
@@ -40,6 +49,7 @@ class SessionPool:
         self.size = size  # sessions kept in all; 0: none
         self.idle_seconds = idle_seconds
         self._idle: dict[Key, list[tuple[float, BackendSession]]] = {}
+        self._closing: dict[str, float] = {}  # database -> until when its sessions are not kept
 
     def take(self, key: Key) -> BackendSession | None:
         """The most recently returned live session for key, or None."""
@@ -56,7 +66,7 @@ class SessionPool:
 
     async def give(self, key: Key, session: BackendSession) -> None:
         """Reset a session a client left idle and keep it, or close it."""
-        if self.size <= 0 or not await _reset(session):
+        if self.size <= 0 or self._is_closing(key[1]) or not await _reset(session) or self._is_closing(key[1]):
             _end(session)
             return
         self._idle.setdefault(key, []).append((time.monotonic(), session))
@@ -74,6 +84,18 @@ class SessionPool:
                 _end(session)
                 ended += 1
         return ended
+
+    def close_database(self, database: str) -> int:
+        """Before DROP DATABASE, ALTER DATABASE ... RENAME or CREATE DATABASE ... TEMPLATE: end
+        the sessions kept in database, and keep none given back there for CLOSING_SECONDS; how
+        many were ended."""
+        now = time.monotonic()
+        self._closing = {name: until for name, until in self._closing.items() if until > now}
+        self._closing[database] = now + CLOSING_SECONDS
+        return self.forget(lambda key: key[1] == database)
+
+    def _is_closing(self, database: str) -> bool:
+        return self._closing.get(database, 0.0) > time.monotonic()
 
     def prune(self) -> None:
         """End the sessions that waited longer than idle_seconds (or broke meanwhile)."""

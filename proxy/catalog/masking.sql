@@ -64,7 +64,6 @@ CREATE TABLE IF NOT EXISTS shiftguard.masking_attachments (
     PRIMARY KEY (policy, relation, out_columns, grantee_kind, grantee)
 );
 REVOKE ALL ON shiftguard.masking_policies, shiftguard.masking_attachments FROM PUBLIC;
-INSERT INTO shiftguard.settings VALUES ('masking_version', '0') ON CONFLICT DO NOTHING;
 
 -- Does an attachment on the relation reach the session's user? Superusers are not masked
 -- (UNVERIFIED: Redshift does not document it; they read every table anyway).
@@ -124,12 +123,6 @@ BEGIN
 END
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.mask_may_read(oid) TO PUBLIC;
-
-CREATE OR REPLACE FUNCTION shiftguard.mask_bump() RETURNS void
-LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    UPDATE shiftguard.settings SET value = (value::bigint + 1)::text WHERE name = 'masking_version'
-$$;
-REVOKE ALL ON FUNCTION shiftguard.mask_bump() FROM PUBLIC;
 
 -- The masked tables, for the proxy's rewrite: schema, name, view.
 CREATE OR REPLACE FUNCTION shiftguard.masked_tables(OUT schema_name text, OUT table_name text, OUT view_name text)

@@ -953,6 +953,17 @@ CREATE TABLE IF NOT EXISTS shiftguard.vacuum_requests (
     requested_by name NOT NULL,
     requested    timestamptz NOT NULL DEFAULT now()
 );
+-- One queue for the cluster (catalog/store.py CLUSTER_TABLES): other databases' requests name
+-- theirs. Only the cluster database's NOTIFY reaches the proxy; theirs wait for its next look.
+ALTER TABLE shiftguard.vacuum_requests ADD COLUMN IF NOT EXISTS database name NOT NULL DEFAULT current_database();
+DO $$
+BEGIN
+    IF (SELECT relkind FROM pg_class WHERE oid = 'shiftguard.vacuum_requests'::regclass) = 'r' THEN
+        CREATE OR REPLACE TRIGGER fill_id BEFORE INSERT ON shiftguard.vacuum_requests
+            FOR EACH ROW EXECUTE FUNCTION shiftguard.fill_log_id();
+    END IF;
+END
+$$;
 REVOKE ALL ON shiftguard.vacuum_requests FROM PUBLIC;
 
 -- No SET search_path here (a procedure with one cannot COMMIT): the one name is qualified and

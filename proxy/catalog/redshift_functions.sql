@@ -267,3 +267,20 @@ CREATE OR REPLACE FUNCTION pg_catalog.is_object(p_value jsonb) RETURNS boolean
 LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$ SELECT jsonb_typeof(p_value) = 'object' $$;
 CREATE OR REPLACE FUNCTION pg_catalog.is_scalar(p_value jsonb) RETURNS boolean
 LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$ SELECT jsonb_typeof(p_value) NOT IN ('object', 'array') $$;
+
+-- The columns of the late-binding views the caller may read (catalog/schema.sql
+-- shiftguard.late_binding_views; one made again without WITH NO SCHEMA BINDING reads its
+-- function no longer, and is not one), called as Redshift documents it:
+-- SELECT * FROM pg_get_late_binding_view_cols() cols(view_schema name, view_name name,
+-- col_name name, col_type varchar, col_num int).
+CREATE OR REPLACE FUNCTION pg_catalog.pg_get_late_binding_view_cols() RETURNS SETOF record
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT n.nspname, c.relname, a.attname, format_type(a.atttypid, a.atttypmod)::varchar, a.attnum::integer
+      FROM shiftguard.late_binding_views l JOIN pg_class c ON c.oid = l.view_id
+      JOIN pg_namespace n ON n.oid = c.relnamespace
+      JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+     WHERE has_table_privilege(session_user, c.oid, 'SELECT')
+       AND EXISTS (SELECT FROM pg_rewrite r JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+                    WHERE r.ev_class = c.oid AND d.refclassid = 'pg_proc'::regclass AND d.refobjid = l.function_id)
+     ORDER BY 1, 2, 5
+$$;

@@ -295,6 +295,8 @@ BEGIN
                    'USING (true)', p_relation::regclass);
     v_body := format('SELECT true FROM shiftguard.%I AS r%s WHERE %s', v_name || ':rows', v_joins,
                      array_to_string(v_where, ' AND '));
+    -- No SET search_path: a BEGIN ATOMIC body is parsed here, under this function's pinned path,
+    -- and stored bound to the objects it names; nothing in it is looked up when it runs.
     EXECUTE format('CREATE OR REPLACE FUNCTION shiftguard_rows.%I(pg_catalog.tid) RETURNS pg_catalog.bool LANGUAGE sql '
                    'STABLE SECURITY DEFINER BEGIN ATOMIC %s; END', v_name, v_body);
     EXECUTE format('CREATE OR REPLACE FUNCTION shiftguard_rows.%I(pg_catalog.tid) RETURNS pg_catalog.bool LANGUAGE sql '
@@ -806,8 +808,7 @@ LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     DELETE FROM shiftguard.rls_attachments a WHERE NOT EXISTS (SELECT FROM pg_class WHERE oid = a.relation);
     WITH gone AS (DELETE FROM shiftguard.rls_relations r WHERE NOT EXISTS (SELECT FROM pg_class WHERE oid = r.relation)
                   RETURNING r.enabled)
-    UPDATE shiftguard.settings SET value = (value::bigint + 1)::text
-     WHERE name = 'masking_version' AND EXISTS (SELECT FROM gone WHERE enabled);
+    SELECT shiftguard.mask_bump() WHERE EXISTS (SELECT FROM gone WHERE enabled);
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.rls_forget_dropped() TO PUBLIC;
 
@@ -846,6 +847,10 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF EXISTS (SELECT FROM pg_event_trigger_dropped_objects() WHERE object_type = 'table') THEN
         PERFORM shiftguard.rls_forget_dropped();  -- a dropped table takes its attachments along
+        PERFORM shiftguard.table_attributes_forget_dropped();  -- and its Redshift attributes
+    END IF;
+    IF EXISTS (SELECT FROM pg_event_trigger_dropped_objects() WHERE object_type = 'view') THEN
+        PERFORM shiftguard.late_binding_views_forget_dropped();  -- a late-binding view's function
     END IF;
     IF current_user::text = (SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'shiftguard') THEN
         RETURN;

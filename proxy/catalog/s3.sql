@@ -3,9 +3,11 @@
 -- and from files needs it. Run after schema.sql, in the same bootstrap transaction. Idempotent.
 --
 -- Who names the files: the proxy resolves bucket and prefix to absolute paths, checks that they
--- stay inside the bucket's directory, and signs them (HMAC-SHA-256 under the backend secret).
--- The SECURITY DEFINER functions below touch only the files of a ticket whose signature
--- verifies, so a user calling them directly reaches no other file.
+-- stay inside the bucket's directory, judges the statement's AWS credentials and their IAM
+-- policies (iam/s3access.py), and signs the result (HMAC-SHA-256 under the backend secret): a
+-- ticket for one session user, and for UNLOAD one query. The SECURITY DEFINER functions below
+-- touch only the files of a ticket whose signature verifies, for its own user and query, so a
+-- user calling them directly reaches no other file and writes no other rows.
 -- Who touches the rows: the user. s3_copy and s3_unload are SECURITY INVOKER: the INSERT of the
 -- loaded rows and the UNLOAD query run as the session's own role, so PostgreSQL applies its
 -- privileges (table and column), row-level security and triggers (DESIGN principle 1). The
@@ -15,21 +17,68 @@
 -- Function bodies use chr() instead of backslashes or E'' strings: sessions read string literals
 -- with standard_conforming_strings off, the bootstrap with it on.
 
+-- S3's error as Redshift reports it (iam/s3access.py s3_error).
+CREATE OR REPLACE FUNCTION shiftguard.s3_refuse(p_message text, p_code text, p_status integer) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RAISE EXCEPTION 'S3ServiceException:%,Status %,Error %,Rid %,CanRetry 1', p_message, p_status, p_code,
+        upper(substr(md5(random()::text), 1, 16)) USING ERRCODE = '42501';
+END
+$$;
+
+-- A ticket the proxy signed, just now (shiftguard.signed), for this operation and this session's
+-- user, whose credentials still hold: the proxy judged the credentials and the principal's
+-- policies (iam/s3access.py); what only this database knows is read here. An IAM role must be
+-- one the user holds ASSUMEROLE on and one associated with the cluster (IAM_ROLE DEFAULT: the
+-- cluster's default role); an STS session must exist and not have expired; and the role so
+-- found must be one whose policies the proxy found to allow the requests (the ticket's roles).
 CREATE OR REPLACE FUNCTION shiftguard.s3_ticket(p_ticket text, p_signature text, p_op text) RETURNS jsonb
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_ticket jsonb;
+    v_arn text;
+    v_session record;
 BEGIN
     IF NOT shiftguard.signed('s3', p_ticket, p_signature) THEN  -- of 's3:' || issued || ':' || ticket
         RAISE EXCEPTION 'not a valid S3 ticket' USING ERRCODE = '42501',
             HINT = 'COPY and UNLOAD with S3 locations go through shiftguard';
     END IF;
     v_ticket := p_ticket::jsonb;
-    IF v_ticket->>'op' IS DISTINCT FROM p_op THEN
+    IF v_ticket->>'op' IS DISTINCT FROM p_op OR v_ticket->>'user' IS DISTINCT FROM session_user THEN
         RAISE EXCEPTION 'not a valid S3 ticket' USING ERRCODE = '42501';
     END IF;
-    IF v_ticket->>'iam_role' IS NOT NULL THEN
+    IF v_ticket ? 'iam_role' THEN
         PERFORM shiftguard.require_assumerole(v_ticket->>'iam_role', CASE p_op WHEN 'read' THEN 'COPY' ELSE 'UNLOAD' END);
+        IF v_ticket->>'iam_role' = 'default' THEN
+            v_arn := (SELECT role_arn FROM shiftguard.cluster_iam_roles WHERE is_default);
+            IF v_arn IS NULL THEN
+                -- UNVERIFIED wording.
+                RAISE EXCEPTION 'Default IAM role is not set for the cluster' USING ERRCODE = '42501',
+                    HINT = 'Set one with ModifyClusterIamRoles --default-iam-role-arn, or cluster.default_iam_role.';
+            END IF;
+        ELSE
+            v_arn := v_ticket->>'iam_role';
+        END IF;
+        IF NOT EXISTS (SELECT FROM shiftguard.cluster_iam_roles WHERE role_arn = v_arn) THEN
+            -- Redshift's wording for a role the cluster cannot assume (UNVERIFIED for one not associated).
+            RAISE EXCEPTION 'User %/% is not authorized to assume IAM Role %', v_ticket->>'dbuser', session_user, v_arn
+                USING ERRCODE = '42501',
+                      HINT = 'Associate the role with the cluster: ModifyClusterIamRoles, or cluster.iam_roles.';
+        END IF;
+    ELSIF v_ticket ? 'sts' THEN
+        SELECT format('arn:aws:iam::%s:role/%s', s.account, s.role) AS arn, s.expires INTO v_session
+          FROM shiftguard.sts_sessions s WHERE s.access_key_id = v_ticket->>'sts';
+        IF NOT FOUND THEN
+            PERFORM shiftguard.s3_refuse('The AWS Access Key Id you provided does not exist in our records.',
+                                         'InvalidAccessKeyId', 403);
+        END IF;
+        IF v_session.expires <= now() THEN
+            PERFORM shiftguard.s3_refuse('The provided token has expired.', 'ExpiredToken', 400);
+        END IF;
+        v_arn := v_session.arn;
+    END IF;
+    IF v_arn IS NOT NULL AND NOT coalesce(v_ticket->'roles' ? v_arn, false) THEN
+        PERFORM shiftguard.s3_refuse('Access Denied', 'AccessDenied', 403);
     END IF;
     RETURN v_ticket;
 END
@@ -153,14 +202,33 @@ BEGIN
 END
 $$;
 
--- Copy a temporary table of this session, owned by the session's user, to a write ticket's file.
-CREATE OR REPLACE FUNCTION shiftguard.s3_write(p_table regclass, p_ticket text, p_signature text) RETURNS void
+-- Copy a temporary table of this session, owned by the session's user, to a write ticket's file;
+-- returns how many rows it wrote. Only for shiftguard.s3_unload, which filled the table with the
+-- query p_query, the one the ticket names (so a ticket is good for its own query, never for other
+-- rows).
+DROP FUNCTION IF EXISTS shiftguard.s3_write(regclass, text, text);
+CREATE OR REPLACE FUNCTION shiftguard.s3_write(p_table regclass, p_query text, p_ticket text, p_signature text)
+RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_ticket jsonb := shiftguard.s3_ticket(p_ticket, p_signature, 'write');
-    v_file text := v_ticket->>'file';
+    v_context text;
+    v_ticket jsonb;
+    v_file text;
     v_target text;
+    v_rows bigint;
 BEGIN
+    GET DIAGNOSTICS v_context = PG_CONTEXT;
+    -- The caller's line, as PostgreSQL writes it (an assignment of a simple expression adds no
+    -- "SQL statement" line): a function of another schema, or one named with a newline, is
+    -- written otherwise (qualified or quoted).
+    IF split_part(v_context, chr(10), 2) !~ '^PL/pgSQL function shiftguard[.]s3_unload[(]text,text,text,text[)] line [0-9]+ at assignment$' THEN
+        RAISE EXCEPTION 'permission denied: shiftguard.s3_write is for shiftguard''s own use' USING ERRCODE = '42501';
+    END IF;
+    v_ticket := shiftguard.s3_ticket(p_ticket, p_signature, 'write');
+    IF v_ticket->>'query' IS DISTINCT FROM encode(sha256(convert_to(p_query, 'UTF8')), 'hex') THEN
+        RAISE EXCEPTION 'not a valid S3 ticket for this query' USING ERRCODE = '42501';
+    END IF;
+    v_file := v_ticket->>'file';
     IF NOT EXISTS (SELECT FROM pg_class c
                     WHERE c.oid = p_table AND c.relkind = 'r' AND c.relpersistence = 't'
                       AND c.relnamespace = pg_my_temp_schema()
@@ -171,16 +239,26 @@ BEGIN
         RAISE EXCEPTION 'Specified unload destination on S3 is not empty. Consider using a different bucket / prefix, manually removing the target files in S3, or using the ALLOWOVERWRITE option.'
             USING ERRCODE = '58P02';
     END IF;
+    IF pg_stat_file(v_ticket->>'directory', true) IS NULL THEN
+        -- The prefix's directories, made only now that the statement runs; the proxy checked that
+        -- they stay inside the bucket's directory. (The server runs programs with umask 077.) No
+        -- rows, and the program reads its input to the end: it never closes the pipe under the
+        -- server's feet (EPIPE would fail the statement).
+        EXECUTE format('COPY (SELECT WHERE false) TO PROGRAM %L',
+                       'umask 022; mkdir -p -- ' || shiftguard.s3_shell_quote(v_ticket->>'directory')
+                       || ' && cat > /dev/null');
+    END IF;
     IF (v_ticket->>'gzip')::boolean THEN
-        -- The server runs programs with umask 077; the file is for people to read.
         v_target := 'PROGRAM ' || quote_literal('umask 022; gzip -c > ' || shiftguard.s3_shell_quote(v_file));
     ELSE
         v_target := quote_literal(v_file);
     END IF;
     EXECUTE format('COPY %s TO %s WITH (%s)', p_table, v_target, shiftguard.s3_copy_options(v_ticket, true));
+    GET DIAGNOSTICS v_rows = ROW_COUNT;
+    RETURN v_rows;
 END
 $$;
-GRANT EXECUTE ON FUNCTION shiftguard.s3_write(regclass, text, text) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION shiftguard.s3_write(regclass, text, text, text) TO PUBLIC;
 
 -- UNLOAD ('select ...') TO 's3://...': the query runs as the caller into a temporary table,
 -- which s3_write copies out. p_query is one SELECT, printed back by PostgreSQL's parser (its
@@ -194,8 +272,7 @@ DECLARE
     v_rows bigint;
 BEGIN
     PERFORM shiftguard.caller_execute(format('CREATE TEMP TABLE %I AS %s', v_table, p_query), p_search_path);
-    EXECUTE format('SELECT count(*) FROM pg_temp.%I', v_table) INTO v_rows;
-    PERFORM shiftguard.s3_write(format('pg_temp.%I', v_table)::regclass, p_ticket, p_signature);
+    v_rows := shiftguard.s3_write(format('pg_temp.%I', v_table)::regclass, p_query, p_ticket, p_signature);
     EXECUTE format('DROP TABLE pg_temp.%I', v_table);
     -- UNVERIFIED wording.
     RAISE INFO 'UNLOAD completed, % record(s) unloaded successfully.', v_rows;

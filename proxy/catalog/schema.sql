@@ -134,7 +134,6 @@ CREATE TABLE IF NOT EXISTS shiftguard.iam_tokens (
     revoked  boolean NOT NULL DEFAULT false,
     created  timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX IF NOT EXISTS iam_tokens_db_user ON shiftguard.iam_tokens (db_user);
 -- The database user a token logs in as, when it is not the name after the prefix:
 -- GetClusterCredentialsWithIAM's users are named with their prefix ("IAMR:role").
 ALTER TABLE shiftguard.iam_tokens ADD COLUMN IF NOT EXISTS login_as text;
@@ -153,7 +152,20 @@ CREATE TABLE IF NOT EXISTS shiftguard.sts_sessions (
     expires       timestamptz NOT NULL,
     created       timestamptz NOT NULL DEFAULT now()
 );
+-- A federated session's claims (AssumeRoleWithSAML, AssumeRoleWithWebIdentity): its condition
+-- keys (saml:sub, ...) and the Redshift SAML attributes (DbUser, AutoCreate, DbGroups).
+ALTER TABLE shiftguard.sts_sessions ADD COLUMN IF NOT EXISTS federation jsonb;
 REVOKE ALL ON shiftguard.sts_sessions FROM PUBLIC;
+
+-- SAML assertions already used with AssumeRoleWithSAML, kept until they expire so that none is
+-- accepted twice by any proxy on this backend.
+CREATE TABLE IF NOT EXISTS shiftguard.saml_assertions (
+    issuer  text NOT NULL,
+    id      text NOT NULL,
+    expires timestamptz NOT NULL,
+    PRIMARY KEY (issuer, id)
+);
+REVOKE ALL ON shiftguard.saml_assertions FROM PUBLIC;
 
 -- Audit logs (audit/): the connection log and user activity, written in batches by the proxy;
 -- the user log, written by the user procedures below in the changing transaction.
@@ -179,8 +191,36 @@ ALTER TABLE shiftguard.query_log ADD COLUMN IF NOT EXISTS seq integer;
 ALTER TABLE shiftguard.query_log ADD COLUMN IF NOT EXISTS endtime timestamp;
 ALTER TABLE shiftguard.query_log ADD COLUMN IF NOT EXISTS status text NOT NULL DEFAULT 'running';
 ALTER TABLE shiftguard.query_log ADD COLUMN IF NOT EXISTS error_message text NOT NULL DEFAULT '';
-CREATE INDEX IF NOT EXISTS query_log_statement ON shiftguard.query_log (session_id, seq);
 REVOKE ALL ON shiftguard.connection_log, shiftguard.user_log, shiftguard.query_log FROM PUBLIC;
+
+-- The cluster's state is kept in the cluster database; in every other one these tables are
+-- foreign tables over it (catalog/store.py CLUSTER_TABLES), which take no index or trigger, and
+-- whose inserted rows arrive with a NULL id (postgres_fdw sends every column; a foreign table
+-- cannot use the cluster's sequence): filled in here.
+CREATE OR REPLACE FUNCTION shiftguard.fill_log_id() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NEW.id IS NULL THEN
+        NEW.id := nextval(pg_get_serial_sequence(format('%I.%I', TG_TABLE_SCHEMA, TG_TABLE_NAME), 'id'));
+    END IF;
+    RETURN NEW;
+END
+$$;
+REVOKE ALL ON FUNCTION shiftguard.fill_log_id() FROM PUBLIC;
+DO $$
+BEGIN
+    IF (SELECT relkind FROM pg_class WHERE oid = 'shiftguard.users'::regclass) = 'r' THEN
+        CREATE INDEX IF NOT EXISTS iam_tokens_db_user ON shiftguard.iam_tokens (db_user);
+        CREATE INDEX IF NOT EXISTS query_log_statement ON shiftguard.query_log (session_id, seq);
+        CREATE OR REPLACE TRIGGER fill_id BEFORE INSERT ON shiftguard.connection_log
+            FOR EACH ROW EXECUTE FUNCTION shiftguard.fill_log_id();
+        CREATE OR REPLACE TRIGGER fill_id BEFORE INSERT ON shiftguard.user_log
+            FOR EACH ROW EXECUTE FUNCTION shiftguard.fill_log_id();
+        CREATE OR REPLACE TRIGGER fill_id BEFORE INSERT ON shiftguard.query_log
+            FOR EACH ROW EXECUTE FUNCTION shiftguard.fill_log_id();
+    END IF;
+END
+$$;
 
 CREATE OR REPLACE FUNCTION shiftguard.log_user(p_name text, p_action text, p_old text DEFAULT NULL)
 RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -192,8 +232,30 @@ RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 $$;
 REVOKE ALL ON FUNCTION shiftguard.log_user(text, text, text) FROM PUBLIC;
 
+-- The version of each database's masked tables and tables with RLS on (masking.sql
+-- masked_tables, rls.sql rls_tables), by the database's OID: every change adds one, and the
+-- proxies poll them all here, in the cluster database, to read a database's again (server.py).
+CREATE TABLE IF NOT EXISTS shiftguard.masking_versions (
+    database oid PRIMARY KEY,
+    version  bigint NOT NULL DEFAULT 0
+);
+REVOKE ALL ON shiftguard.masking_versions FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION shiftguard.mask_bump() RETURNS void
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    INSERT INTO shiftguard.masking_versions (database)
+    SELECT oid FROM pg_database WHERE datname = current_database() ON CONFLICT DO NOTHING;
+    UPDATE shiftguard.masking_versions SET version = version + 1
+     WHERE database = (SELECT oid FROM pg_database WHERE datname = current_database());
+    SELECT pg_notify('shiftguard_masking', '');
+$$;
+REVOKE ALL ON FUNCTION shiftguard.mask_bump() FROM PUBLIC;
+
 -- Redshift table attributes (DISTSTYLE, DISTKEY, SORTKEY, ENCODE, BACKUP) that PostgreSQL has no
--- place for, recorded from the DDL (policy/dialect.py) for svv_table_info and pg_table_def.
+-- place for, recorded from the DDL (policy/dialect.py) for svv_table_info, pg_table_def and the
+-- pg_class and pg_attribute views. A table's row goes with it (table_attributes_forget_dropped,
+-- from the drop guard and at every start), so its OID alone finds it, renamed or moved too;
+-- schema_name and table_name say where it was when last recorded.
 CREATE TABLE IF NOT EXISTS shiftguard.table_attributes (
     table_id oid PRIMARY KEY,
     schema_name text NOT NULL,
@@ -201,6 +263,15 @@ CREATE TABLE IF NOT EXISTS shiftguard.table_attributes (
     attrs jsonb NOT NULL
 );
 REVOKE ALL ON shiftguard.table_attributes FROM PUBLIC;
+
+-- Forget the attributes of tables that no longer exist (anyone may: it only tidies). Also run
+-- here, at every start: temporary tables end with their session, where no drop guard sees them.
+CREATE OR REPLACE FUNCTION shiftguard.table_attributes_forget_dropped() RETURNS void
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    DELETE FROM shiftguard.table_attributes a WHERE NOT EXISTS (SELECT FROM pg_class WHERE oid = a.table_id)
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.table_attributes_forget_dropped() TO PUBLIC;
+SELECT shiftguard.table_attributes_forget_dropped();
 
 -- Cluster security groups (policy/connectivity.py): seeded from the YAML, changed through the
 -- Redshift API (iam/api.py). Every change adds one to connectivity.version, which each proxy on
@@ -225,6 +296,42 @@ CREATE TABLE IF NOT EXISTS shiftguard.security_group_ingress (
     PRIMARY KEY (group_name, cidr)
 );
 REVOKE ALL ON shiftguard.connectivity, shiftguard.security_groups, shiftguard.security_group_ingress FROM PUBLIC;
+
+-- IAM roles associated with the cluster, which COPY and UNLOAD may name (catalog/s3.sql,
+-- iam/s3access.py), and the one IAM_ROLE DEFAULT names: seeded from cluster.iam_roles and
+-- cluster.default_iam_role when those differ from what settings 'iam_roles_config' says was
+-- applied last (so an unchanged YAML does not undo the API's changes at a restart), changed by
+-- ModifyClusterIamRoles (iam/api.py). Read where a statement runs, so a change holds at once on
+-- every proxy of this backend.
+CREATE TABLE IF NOT EXISTS shiftguard.cluster_iam_roles (
+    role_arn   text PRIMARY KEY,
+    is_default boolean NOT NULL DEFAULT false
+);
+CREATE UNIQUE INDEX IF NOT EXISTS cluster_iam_roles_default ON shiftguard.cluster_iam_roles (is_default) WHERE is_default;
+REVOKE ALL ON shiftguard.cluster_iam_roles FROM PUBLIC;
+-- Cluster parameter groups (policy/parameter_groups.py) and each cluster's management state,
+-- changed through the Redshift API (iam/api.py). parameters holds the values set in a group
+-- (source 'user'); the default group default.redshift-1.0 is not stored. A cluster's applied
+-- values are those in force since its last RebootCluster; every change a proxy must act on
+-- (a reboot, logging switched) adds one to version, which each proxy on this backend polls
+-- (catalog/cluster.py). Only the management role reads or writes them.
+CREATE TABLE IF NOT EXISTS shiftguard.parameter_groups (
+    name text PRIMARY KEY,
+    family text NOT NULL,
+    description text NOT NULL DEFAULT '',
+    parameters jsonb NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS shiftguard.clusters (
+    identifier text PRIMARY KEY,
+    parameter_group text NOT NULL DEFAULT 'default.redshift-1.0',
+    applied_group text NOT NULL DEFAULT 'default.redshift-1.0',
+    applied jsonb NOT NULL DEFAULT '{}',
+    reboots bigint NOT NULL DEFAULT 0,
+    version bigint NOT NULL DEFAULT 0,
+    logging jsonb,  -- EnableLogging: bucket, prefix, exports; NULL: audit logs are not delivered
+    tags jsonb NOT NULL DEFAULT '{}'  -- CreateTags: key -> value
+);
+REVOKE ALL ON shiftguard.parameter_groups, shiftguard.clusters FROM PUBLIC;
 
 -- Redshift-only object privileges PostgreSQL has no bit for (DROP and ALTER on tables, ALTER
 -- and DROP on schemas, ALTER and USAGE on databases): catalog/privileges.sql keeps and honours
@@ -1156,8 +1263,7 @@ BEGIN
             jsonb_strip_nulls(p_attrs))
     ON CONFLICT (table_id) DO UPDATE
         SET schema_name = excluded.schema_name, table_name = excluded.table_name,
-            attrs = CASE WHEN shiftguard.table_attributes.table_name = excluded.table_name
-                         THEN shiftguard.table_attributes.attrs || excluded.attrs ELSE excluded.attrs END;
+            attrs = shiftguard.table_attributes.attrs || excluded.attrs;
 END
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.record_table(regclass, jsonb) TO PUBLIC;
@@ -1187,6 +1293,103 @@ BEGIN
 END
 $$;
 
+-- Late-binding views (CREATE VIEW ... WITH NO SCHEMA BINDING, policy/dialect.py): the view reads
+-- a function that runs the view's query, its names written out in full (pg_get_viewdef with only
+-- pg_catalog on the path), when the view is queried. PostgreSQL records no dependency of a
+-- function's body, so the tables may be dropped, renamed and made again under the view, as on
+-- Redshift; a query while they are missing fails. The function runs only for callers who may
+-- SELECT the view, and reads the tables as the view's owner (SECURITY DEFINER, as a view's
+-- tables are read with its owner's privileges), except for a superuser's view: PostgreSQL would
+-- exempt a superuser from row security, so that one reads them with the caller's own privileges
+-- (a deviation: Redshift needs only SELECT on the view; see shiftguard_views in rls.sql).
+-- view_id -> function_id, for pg_get_late_binding_view_cols and to drop the function with the view.
+CREATE TABLE IF NOT EXISTS shiftguard.late_binding_views (
+    view_id oid PRIMARY KEY,
+    function_id oid NOT NULL
+);
+REVOKE ALL ON shiftguard.late_binding_views FROM PUBLIC;
+
+-- Record a late-binding view's function; the function it had before, if any. The caller must
+-- be the owner of both (or a member of the owner's role).
+CREATE OR REPLACE FUNCTION shiftguard.record_late_binding_view(p_view regclass, p_function regprocedure) RETURNS oid
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_previous oid;
+BEGIN
+    IF NOT (pg_has_role(session_user, (SELECT relowner FROM pg_class WHERE oid = p_view AND relkind = 'v'), 'USAGE')
+            AND pg_has_role(session_user, (SELECT proowner FROM pg_proc WHERE oid = p_function), 'USAGE')) THEN
+        RAISE EXCEPTION 'must be owner of view %', p_view USING ERRCODE = '42501';
+    END IF;
+    SELECT function_id INTO v_previous FROM shiftguard.late_binding_views WHERE view_id = p_view;
+    INSERT INTO shiftguard.late_binding_views VALUES (p_view, p_function)
+        ON CONFLICT (view_id) DO UPDATE SET function_id = excluded.function_id;
+    RETURN v_previous;
+END
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.record_late_binding_view(regclass, regprocedure) TO PUBLIC;
+
+-- The functions of late-binding views that no longer exist go too (anyone may: it only tidies).
+CREATE OR REPLACE FUNCTION shiftguard.late_binding_views_forget_dropped() RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_function oid;
+BEGIN
+    FOR v_function IN DELETE FROM shiftguard.late_binding_views l
+                       WHERE NOT EXISTS (SELECT FROM pg_class WHERE oid = l.view_id) RETURNING function_id LOOP
+        BEGIN
+            IF EXISTS (SELECT FROM pg_proc WHERE oid = v_function) THEN
+                EXECUTE format('DROP FUNCTION %s', v_function::regprocedure);
+            END IF;
+        EXCEPTION WHEN insufficient_privilege OR dependent_objects_still_exist THEN
+            NULL;  -- a management role that is no superuser, or a function used elsewhere: it stays
+        END;
+    END LOOP;
+END
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.late_binding_views_forget_dropped() TO PUBLIC;
+
+-- p_sql: the ordinary CREATE [OR REPLACE] VIEW as the proxy judged it (it checks the query and
+-- gives the columns); p_view: the view's name as written. Runs as the caller.
+CREATE OR REPLACE PROCEDURE shiftguard.create_late_binding_view(p_sql text, p_view text, p_search_path text)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_view regclass;
+    v_columns text;
+    v_function text;
+    v_previous oid;
+    v_owner    oid;
+    v_definer  boolean;
+BEGIN
+    PERFORM shiftguard.caller_execute(p_sql, p_search_path);
+    v_view := shiftguard.caller_regclass(p_view, p_search_path);
+    SELECT string_agg(format('%I %s', attname, format_type(atttypid, atttypmod)), ', ' ORDER BY attnum)
+      INTO v_columns FROM pg_attribute WHERE attrelid = v_view AND attnum > 0 AND NOT attisdropped;
+    v_function := format('%I.%I', (SELECT relnamespace::regnamespace::text FROM pg_class WHERE oid = v_view),
+                         'late_binding_view_' || left(md5(random()::text || clock_timestamp()::text), 16));
+    v_owner := (SELECT relowner FROM pg_class WHERE oid = v_view);
+    v_definer := NOT (SELECT rolsuper OR rolname = 'shiftguard_views' FROM pg_roles WHERE oid = v_owner);
+    EXECUTE format('CREATE FUNCTION %s() RETURNS TABLE (%s) LANGUAGE plpgsql STABLE %s '
+                   'SET search_path = pg_catalog, pg_temp AS %L', v_function, v_columns,
+                   CASE WHEN v_definer THEN 'SECURITY DEFINER' ELSE 'SECURITY INVOKER' END, format(
+        $body$BEGIN
+    IF NOT pg_catalog.has_table_privilege(session_user, %s::pg_catalog.oid, 'SELECT') THEN
+        RAISE EXCEPTION 'permission denied for relation %%', %L USING ERRCODE = '42501';
+    END IF;
+    RETURN QUERY EXECUTE %L;
+END$body$, v_view::oid, (SELECT relname FROM pg_class WHERE oid = v_view), pg_get_viewdef(v_view)));
+    IF v_definer AND v_owner <> (SELECT oid FROM pg_roles WHERE rolname = current_user) THEN
+        EXECUTE format('ALTER FUNCTION %s() OWNER TO %s', v_function, v_owner::regrole);  -- a member of the owner's role
+    END IF;
+    EXECUTE format('COMMENT ON FUNCTION %s() IS %L', v_function,
+                   format('the query of late-binding view %s (shiftguard)', v_view));
+    EXECUTE format('CREATE OR REPLACE VIEW %s AS SELECT * FROM %s()', v_view, v_function);
+    v_previous := shiftguard.record_late_binding_view(v_view, (v_function || '()')::regprocedure);
+    IF v_previous IS NOT NULL AND EXISTS (SELECT FROM pg_proc WHERE oid = v_previous) THEN
+        EXECUTE format('DROP FUNCTION %s', v_previous::regprocedure);
+    END IF;
+END
+$$;
+
 -- Every catalog view that shows a caller only some of its rows is a security_barrier view
 -- (these, and the RLS, masking, identity-provider, default-privilege and IAM views of the other
 -- files): without it PostgreSQL runs a caller's cheaper condition (a function raising its
@@ -1211,7 +1414,7 @@ CREATE OR REPLACE VIEW shiftguard.svv_table_info WITH (security_barrier) AS
            greatest(c.reltuples, 0)::numeric AS tbl_rows,
            coalesce((a.attrs->>'backup')::boolean, true) AS backup
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-      LEFT JOIN shiftguard.table_attributes a ON a.table_id = c.oid AND a.table_name = c.relname
+      LEFT JOIN shiftguard.table_attributes a ON a.table_id = c.oid
      WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'shiftguard')
        AND n.nspname NOT LIKE 'pg\_toast%' AND has_table_privilege(c.oid, 'SELECT');
 
@@ -1226,7 +1429,7 @@ CREATE OR REPLACE VIEW shiftguard.pg_table_def WITH (security_barrier) AS
            att.attnotnull AS notnull
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
       JOIN pg_attribute att ON att.attrelid = c.oid AND att.attnum > 0 AND NOT att.attisdropped
-      LEFT JOIN shiftguard.table_attributes a ON a.table_id = c.oid AND a.table_name = c.relname
+      LEFT JOIN shiftguard.table_attributes a ON a.table_id = c.oid
      WHERE c.relkind IN ('r', 'p', 'v') AND n.nspname = ANY (current_schemas(false))
        AND has_table_privilege(c.oid, 'SELECT');
 
@@ -1236,10 +1439,18 @@ GRANT SELECT ON shiftguard.svv_table_info, shiftguard.pg_table_def TO PUBLIC;
 -- pg_class.reldiststyle, pg_attribute.attisdistkey/attsortkeyord/attencodingtype,
 -- pg_attrdef.adsrc; and the (empty) Spectrum views. Queries through the proxy that name
 -- pg_class, pg_attribute or pg_attrdef read these (policy/statements.py).
+
+-- Redshift's column encodings, by attencodingtype + 1 (SHOW COLUMNS reads them back by number).
+CREATE OR REPLACE FUNCTION shiftguard.encodings() RETURNS text[]
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT ARRAY['none', 'bytedict', 'delta', 'delta32k', 'lzo', 'mostly8', 'mostly16', 'mostly32',
+                 'raw', 'runlength', 'text255', 'text32k', 'zstd', 'az64']
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.encodings() TO PUBLIC;
+
 CREATE OR REPLACE FUNCTION shiftguard.encoding_id(p_codec text) RETURNS smallint
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT (array_position(ARRAY['none', 'bytedict', 'delta', 'delta32k', 'lzo', 'mostly8', 'mostly16', 'mostly32',
-                                 'raw', 'runlength', 'text255', 'text32k', 'zstd', 'az64'], lower(p_codec)) - 1)::smallint
+    SELECT (array_position(shiftguard.encodings(), lower(p_codec)) - 1)::smallint
 $$;
 
 CREATE OR REPLACE VIEW shiftguard.pg_class AS
@@ -1247,7 +1458,7 @@ CREATE OR REPLACE VIEW shiftguard.pg_class AS
            false AS relhasoids,  -- psql's queries for an 8.0 server (what Redshift reports) read these
            (SELECT count(*) FROM pg_catalog.pg_trigger t WHERE t.tgrelid = c.oid)::smallint AS reltriggers
       FROM pg_catalog.pg_class c
-      LEFT JOIN shiftguard.table_attributes a ON a.table_id = c.oid AND a.table_name = c.relname;
+      LEFT JOIN shiftguard.table_attributes a ON a.table_id = c.oid;
 
 -- pg_attribute's columns differ between PostgreSQL versions, and attmissingval (anyarray)
 -- cannot be in a view: the column list is read from the catalog.

@@ -1,6 +1,7 @@
-"""Redshift-level state in the backing database's private schema, reached through the management
-role's connection pool: bootstrap, user login records, each role's backend password, the
-cluster security groups.
+"""Redshift-level state in the private schema, reached through the management role's connection
+pool in the cluster database: the bootstrap of every database (the cluster's state lives in the
+cluster database, other databases reach it through foreign tables), user login records, each
+role's backend password, the cluster security groups.
 
 Nothing here decides who may do what: the procedures in schema.sql check their callers, and
 policy/ decides about statements.
@@ -8,6 +9,7 @@ policy/ decides about statements.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import datetime
@@ -24,12 +26,13 @@ import asyncpg
 
 from ..backend.session import BackendAddress
 from ..policy.connectivity import GroupRules, SecurityGroups, canonical_cidr
-from ..policy.tokens import quote_ident
+from ..policy.tokens import quote_ident, sql_literal
 from ..protocol.auth import redshift_md5, scram_verifier
 
 log = logging.getLogger(__name__)
 
 VACUUM_CHANNEL = "shiftguard_vacuum"  # NOTIFYed by catalog/privileges.sql shiftguard.vacuum
+MASKING_CHANNEL = "shiftguard_masking"  # NOTIFYed by catalog/schema.sql shiftguard.mask_bump
 VACUUM_TIMEOUT = 3600.0  # seconds one queued VACUUM may take (the pool's command_timeout is 60)
 _BOOTSTRAP_LOCK = 0x5317_0001  # pg_advisory_xact_lock key: one proxy bootstraps at a time
 
@@ -46,6 +49,16 @@ BACKEND_FAILURES = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.Interf
                     asyncpg.InternalClientError)
 
 TRUSTED_SETTINGS = {"search_path": "pg_catalog, pg_temp"}
+
+
+class UntrustedDatabase(Exception):
+    """A database whose private schema is missing or not a superuser's: the management role
+    runs nothing there (its owner could have planted functions of shiftguard's names)."""
+
+
+# Is the private schema there and a superuser's (the management role's on the embedded server)?
+_PRIVATE_SCHEMA_TRUSTED = ("SELECT coalesce((SELECT r.rolsuper FROM pg_namespace n JOIN pg_roles r ON r.oid = n.nspowner "
+                           "WHERE n.nspname = 'shiftguard'), false)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,13 +82,40 @@ class UserRecord:
         return self.password_md5 is None and self.password_sha256 is None
 
 
-class SecurityGroupConflict(Exception):
-    """A security-group change the stored state does not allow. kind: 'group exists', 'no group',
-    'group attached', 'rule exists', 'no rule'."""
+class TagLimitExceeded(Exception):
+    """More tags than a resource may have."""
+
+
+
+
+@dataclass(frozen=True)
+class ClusterState:
+    """A cluster's management state as stored (schema.sql shiftguard.clusters)."""
+
+    parameter_group: str
+    applied_group: str
+    applied: dict[str, str]  # the group's values in force since the last reboot
+    reboots: int
+    version: int
+    logging: dict | None     # bucket, prefix, exports, last_delivery, last_failure...
+    tags: dict[str, str]
+
+
+class Conflict(Exception):
+    """A change the stored state does not allow; kind says which (the API answers with a fault
+    for it)."""
 
     def __init__(self, kind: str, message: str):
         super().__init__(message)
         self.kind = kind
+
+
+class SecurityGroupConflict(Conflict):
+    """kind: 'group exists', 'no group', 'group attached', 'rule exists', 'no rule'."""
+
+
+class ParameterGroupConflict(Conflict):
+    """kind: 'group exists', 'no group', 'group in use'."""
 
 
 _USER_COLUMNS = ("name, superuser, password_md5, password_sha256, password_salt, password_scram, "
@@ -106,9 +146,13 @@ async def _session_kept(conn: asyncpg.Connection) -> None:
 class Catalog:
     """The management pool and the private schema."""
 
-    def __init__(self, pool: asyncpg.Pool, secret: bytes, redshift_functions: bool = False):
+    def __init__(self, pool: asyncpg.Pool, secret: bytes, redshift_functions: bool = False,
+                 database: str = "dev", connect: dict | None = None):
         self._pool = pool
+        self.database = database  # the cluster database, where the cluster's state lives
+        self._connect = connect or {}  # how to reach the other databases (user, password, host ...)
         self._secret = secret
+        self._listening: dict[asyncpg.Connection, Callable] = {}  # held by listen: its termination callback
         # Are Redshift's functions installed (catalog/redshift_functions.sql)? Only where the
         # management role may write pg_catalog, i.e. is a superuser.
         self.redshift_functions = redshift_functions
@@ -116,34 +160,45 @@ class Catalog:
     @classmethod
     async def open(cls, address: BackendAddress, user: str, password: str | None, database: str,
                    superuser_mapping: str) -> "Catalog":
-        # max_size: four for the proxy's statements, one held for LISTEN (VACUUM requests).
+        # max_size: four for the proxy's statements, one held for LISTEN (VACUUM requests, changes
+        # of masking and row-level security).
         # min_size 0: no connection floor to restore (asyncpg logs a traceback a second for it
         # while the backend is down); connections are opened as they are needed.
-        kwargs = dict(user=user, password=password, database=database, min_size=0, max_size=5,
-                      timeout=address.connect_timeout, command_timeout=60, server_settings=TRUSTED_SETTINGS,
-                      reset=_session_kept)
-        if address.socket_dir is not None:
-            pool = await asyncpg.create_pool(host=str(address.socket_dir), port=address.port, **kwargs)
-        else:
-            ssl = {"disable": False, "allow": False, "prefer": "prefer"}.get(address.sslmode, "require")
-            pool = await asyncpg.create_pool(host=address.host, port=address.port, ssl=ssl, **kwargs)
+        connect = _connect_kwargs(address, user, password)
+        pool = await asyncpg.create_pool(database=database, min_size=0, max_size=5, command_timeout=60,
+                                         reset=_session_kept, **connect)
         try:
             secret, functions = await _bootstrap(pool, superuser_mapping)
+            if functions:
+                link = ClusterLink(address, user, password, database)
+                upgraded = await bootstrap_databases(pool, link)
+                if upgraded:
+                    log.info("private schema installed or upgraded in databases %s", ", ".join(upgraded))
         except BaseException:
             await pool.close()
             raise
-        return cls(pool, secret, functions)
+        return cls(pool, secret, functions, database, connect)
 
-    async def close(self) -> None:
-        await self._pool.close()
+    async def close(self, timeout: float = 10.0) -> None:
+        """Close the pool; connections still busy after timeout seconds (a statement that does
+        not end) are closed at once, so that a shutdown never waits for them."""
+        try:
+            await asyncio.wait_for(self._pool.close(), timeout)
+        except TimeoutError:
+            log.warning("closing the catalog's connections: some were still busy after %.0f s; closed at once",
+                        timeout)
+            self._pool.terminate()
 
     # ---------------------------------------------------------------- VACUUM requests
 
-    async def listen(self, channel: str, woken: Callable[[], None]) -> asyncpg.Connection:
-        """One connection of the pool, held to LISTEN on channel; release it with unlisten."""
+    async def listen(self, channels: dict[str, Callable[[], None]], lost: Callable[[], None]) -> asyncpg.Connection:
+        """One connection of the pool, held to LISTEN on each channel (its function is called at
+        each NOTIFY; lost when the connection breaks); give it back with unlisten."""
         conn = await self._pool.acquire()
         try:
-            await conn.add_listener(channel, lambda *args: woken())
+            for channel, woken in channels.items():
+                await conn.add_listener(channel, lambda *args, woken=woken: woken())
+            conn.add_termination_listener(self._listening.setdefault(conn, lambda *args: lost()))
         except BaseException:
             await self._pool.release(conn)
             raise
@@ -152,6 +207,7 @@ class Catalog:
     async def unlisten(self, conn: asyncpg.Connection) -> None:
         """Never raises: it runs in a finally (a cancelled VACUUM loop must stay cancelled).
         A connection that broke (the backend restarted) was released by the pool already."""
+        conn.remove_termination_listener(self._listening.pop(conn))  # a pool connection outlives it
         try:
             await conn.reset()  # UNLISTEN * with the rest of the session state
         except BACKEND_FAILURES as exc:
@@ -161,25 +217,33 @@ class Catalog:
 
     async def run_vacuums(self) -> int:
         """Take the queued VACUUM requests (catalog/privileges.sql shiftguard.vacuum; each once,
-        whichever proxy takes it) and run them as the management role, outside any transaction,
-        as PostgreSQL's plain VACUUM. Never VACUUM FULL, whatever mode was asked: it takes an
-        ACCESS EXCLUSIVE lock and rewrites the table, which Redshift's VACUUM FULL does not.
-        Returns how many were run."""
-        async with self._pool.acquire() as conn:
-            taken = await conn.fetch(
-                "DELETE FROM shiftguard.vacuum_requests WHERE id IN (SELECT id FROM shiftguard.vacuum_requests "
-                "ORDER BY id FOR UPDATE SKIP LOCKED LIMIT 100) RETURNING relation")
-            done = 0
-            for relation in dict.fromkeys(row["relation"] for row in taken):
-                if relation is None:
-                    await conn.execute("VACUUM", timeout=VACUUM_TIMEOUT)
-                else:
-                    name = await conn.fetchval("SELECT oid::regclass::text FROM pg_class WHERE oid = $1", relation)
-                    if name is None:
-                        continue  # dropped since
-                    await conn.execute(f"VACUUM {name}", timeout=VACUUM_TIMEOUT)
-                done += 1
-            return done
+        whichever proxy takes it) and run them as the management role in the database each
+        names, outside any transaction, as PostgreSQL's plain VACUUM. Never VACUUM FULL, whatever
+        mode was asked: it takes an ACCESS EXCLUSIVE lock and rewrites the table, which
+        Redshift's VACUUM FULL does not. Returns how many were run."""
+        taken = await self._pool.fetch(
+            "DELETE FROM shiftguard.vacuum_requests WHERE id IN (SELECT id FROM shiftguard.vacuum_requests "
+            "ORDER BY id FOR UPDATE SKIP LOCKED LIMIT 100) RETURNING database, relation")
+        done = 0
+        for database in dict.fromkeys(row["database"] for row in taken):
+            relations = dict.fromkeys(row["relation"] for row in taken if row["database"] == database)
+            try:
+                async with self.connection(database) as conn:
+                    for relation in relations:
+                        if relation is None:
+                            await conn.execute("VACUUM", timeout=VACUUM_TIMEOUT)
+                        else:
+                            name = await conn.fetchval("SELECT oid::regclass::text FROM pg_class WHERE oid = $1",
+                                                       relation)
+                            if name is None:
+                                continue  # dropped since
+                            await conn.execute(f"VACUUM {name}", timeout=VACUUM_TIMEOUT)
+                        done += 1
+            except asyncpg.InvalidCatalogNameError:
+                continue  # the database was dropped since
+            except UntrustedDatabase as exc:
+                log.error("VACUUM requests not run: %s", exc)
+        return done
 
     async def ping(self) -> bool:
         try:
@@ -241,30 +305,66 @@ class Catalog:
         await self._pool.execute("DELETE FROM shiftguard.iam_tokens WHERE expires < now() - interval '1 day'")
 
     async def record_sts_session(self, access_key_id: str, role: str, account: str, session_name: str,
-                                 caller: str, expires: datetime.datetime) -> None:
+                                 caller: str, expires: datetime.datetime, federation: dict | None = None) -> None:
         await self._pool.execute(
-            "INSERT INTO shiftguard.sts_sessions (access_key_id, role, account, session_name, caller, expires) "
-            "VALUES ($1, $2, $3, $4, $5, $6)", access_key_id, role, account, session_name, caller, expires)
+            "INSERT INTO shiftguard.sts_sessions (access_key_id, role, account, session_name, caller, expires, "
+            "federation) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)", access_key_id, role, account, session_name,
+            caller, expires, None if federation is None else json.dumps(federation))
         await self._pool.execute("DELETE FROM shiftguard.sts_sessions WHERE expires < now() - interval '1 day'")
 
     async def sts_session(self, access_key_id: str) -> dict | None:
         """An STS session by its access key id, expired or not (the caller tells which)."""
         row = await self._pool.fetchrow(
-            "SELECT role, account, session_name, caller, expires FROM shiftguard.sts_sessions "
+            "SELECT role, account, session_name, caller, expires, federation FROM shiftguard.sts_sessions "
             "WHERE access_key_id = $1", access_key_id)
-        return dict(row) if row else None
+        if row is None:
+            return None
+        session = dict(row)
+        session["federation"] = json.loads(session["federation"]) if session["federation"] else None
+        return session
 
-    async def masking_version(self) -> int:
-        return int(await self._pool.fetchval(
-            "SELECT value FROM shiftguard.settings WHERE name = 'masking_version'") or 0)
+    async def first_use_of_assertion(self, issuer: str, assertion_id: str, expires: datetime.datetime) -> bool:
+        """Remember a SAML assertion until it expires; False when it was used before (a replay),
+        by this proxy or any other on the backend."""
+        await self._pool.execute("DELETE FROM shiftguard.saml_assertions WHERE expires < now()")
+        inserted = await self._pool.fetchval(
+            "INSERT INTO shiftguard.saml_assertions (issuer, id, expires) VALUES ($1, $2, $3) "
+            "ON CONFLICT DO NOTHING RETURNING true", issuer, assertion_id, expires)
+        return bool(inserted)
 
-    async def masked_tables(self) -> dict[tuple[str, str], str]:
-        rows = await self._pool.fetch("SELECT schema_name, table_name, view_name FROM shiftguard.masked_tables()")
-        return {(r["schema_name"], r["table_name"]): r["view_name"] for r in rows}
+    async def masking_versions(self) -> dict[str, int]:
+        """Each database's version of its masked tables and tables with RLS on (schema.sql
+        mask_bump), by name: one cheap read for every database of the cluster."""
+        rows = await self._pool.fetch(
+            "SELECT d.datname, coalesce(v.version, 0) AS version FROM pg_database d "
+            "LEFT JOIN shiftguard.masking_versions v ON v.database = d.oid WHERE d.datallowconn")
+        return {row["datname"]: row["version"] for row in rows}
 
-    async def rls_tables(self) -> frozenset[tuple[str, str]]:
-        rows = await self._pool.fetch("SELECT schema_name, table_name FROM shiftguard.rls_tables()")
-        return frozenset((r["schema_name"], r["table_name"]) for r in rows)
+    async def protected_tables(self, database: str) -> tuple[dict[tuple[str, str], str], frozenset[tuple[str, str]]]:
+        """A database's masked tables ((schema, table) -> view) and tables with RLS on, read in
+        one snapshot there."""
+        async with self.connection(database) as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            masked = await conn.fetch("SELECT schema_name, table_name, view_name FROM shiftguard.masked_tables()")
+            rls = await conn.fetch("SELECT schema_name, table_name FROM shiftguard.rls_tables()")
+        return ({(r["schema_name"], r["table_name"]): r["view_name"] for r in masked},
+                frozenset((r["schema_name"], r["table_name"]) for r in rls))
+
+    @contextlib.asynccontextmanager
+    async def connection(self, database: str):
+        """A management connection in database: the pool's in the cluster database; elsewhere one
+        of its own, closed after use (a connection kept in a database would make PostgreSQL
+        refuse DROP DATABASE there)."""
+        if database == self.database:
+            async with self._pool.acquire() as conn:
+                yield conn
+            return
+        conn = await asyncpg.connect(database=database, command_timeout=60, **self._connect)
+        try:
+            if not await conn.fetchval(_PRIVATE_SCHEMA_TRUSTED):
+                raise UntrustedDatabase(f"database {database} has no private schema that shiftguard made")
+            yield conn
+        finally:
+            await conn.close()
 
     async def live_tokens(self, db_user: str, database: str) -> list[dict]:
         """Unexpired, unrevoked tokens of a prefixed user valid for database."""
@@ -452,9 +552,146 @@ class Catalog:
                                  "ORDER BY added", name)
         return GroupRules(name, description, tuple(r["cidr"] for r in rules))
 
+    # ---------------------------------------------------------------- clusters and parameter groups
+
+    async def ensure_cluster(self, identifier: str) -> None:
+        """The cluster's row, made on its first start."""
+        await self._pool.execute("INSERT INTO shiftguard.clusters (identifier) VALUES ($1) ON CONFLICT DO NOTHING",
+                                 identifier)
+
+    async def cluster_state(self, identifier: str) -> ClusterState:
+        row = await self._pool.fetchrow(
+            "SELECT parameter_group, applied_group, applied, reboots, version, logging, tags FROM shiftguard.clusters "
+            "WHERE identifier = $1", identifier, timeout=5)
+        return ClusterState(row["parameter_group"], row["applied_group"], json.loads(row["applied"]),
+                            row["reboots"], row["version"], json.loads(row["logging"]) if row["logging"] else None,
+                            json.loads(row["tags"]))
+
+    async def change_tags(self, identifier: str, add: dict[str, str], remove: list[str], limit: int) -> None:
+        """Set the tags of add and drop those of remove; TagLimitExceeded beyond limit tags."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            tags = json.loads(await conn.fetchval("SELECT tags FROM shiftguard.clusters WHERE identifier = $1 "
+                                                  "FOR UPDATE", identifier))
+            tags.update(add)
+            for key in remove:
+                tags.pop(key, None)
+            if len(tags) > limit:
+                raise TagLimitExceeded(f"A resource may have at most {limit} tags.")
+            await conn.execute("UPDATE shiftguard.clusters SET tags = $2::jsonb WHERE identifier = $1",
+                               identifier, json.dumps(tags))
+
+    async def parameter_groups(self) -> list[tuple[str, str, str, dict[str, str]]]:
+        """(name, family, description, values set) of every stored group, by name."""
+        rows = await self._pool.fetch("SELECT name, family, description, parameters FROM shiftguard.parameter_groups "
+                                      "ORDER BY name")
+        return [(r["name"], r["family"], r["description"], json.loads(r["parameters"])) for r in rows]
+
+    async def create_parameter_group(self, name: str, family: str, description: str) -> None:
+        inserted = await self._pool.fetchval(
+            "INSERT INTO shiftguard.parameter_groups (name, family, description) VALUES ($1, $2, $3) "
+            "ON CONFLICT DO NOTHING RETURNING true", name, family, description)
+        if not inserted:
+            raise ParameterGroupConflict("group exists", f"Parameter group {name} already exists.")
+
+    async def change_parameter_group(self, name: str, changes: dict[str, str | None] | None) -> None:
+        """Set the values of changes (None: back to the default); changes None: reset them all."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            stored = await conn.fetchval("SELECT parameters FROM shiftguard.parameter_groups WHERE name = $1 "
+                                         "FOR UPDATE", name)
+            if stored is None:
+                raise ParameterGroupConflict("no group", f"Parameter group {name} not found.")
+            values = {} if changes is None else json.loads(stored)
+            for key, value in (changes or {}).items():
+                if value is None:
+                    values.pop(key, None)
+                else:
+                    values[key] = value
+            await conn.execute("UPDATE shiftguard.parameter_groups SET parameters = $2::jsonb WHERE name = $1",
+                               name, json.dumps(values))
+
+    async def delete_parameter_group(self, name: str) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            # Locked first: a ModifyCluster attaching it (which holds it FOR SHARE) commits before
+            # the clusters are looked at.
+            if not await conn.fetchval("SELECT true FROM shiftguard.parameter_groups WHERE name = $1 FOR UPDATE",
+                                       name):
+                raise ParameterGroupConflict("no group", f"Parameter group {name} not found.")
+            user = await conn.fetchval("SELECT identifier FROM shiftguard.clusters WHERE $1 IN (parameter_group, "
+                                       "applied_group) LIMIT 1", name)
+            if user is not None:
+                raise ParameterGroupConflict("group in use", f"Parameter group {name} is in use by cluster {user}; "
+                                                             f"associate another with it first (ModifyCluster).")
+            await conn.execute("DELETE FROM shiftguard.parameter_groups WHERE name = $1", name)
+
+    async def attach_parameter_group(self, identifier: str, name: str, default: str) -> None:
+        """The cluster's parameter group becomes name (in force at the next reboot)."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            if name != default and not await conn.fetchval(
+                    "SELECT true FROM shiftguard.parameter_groups WHERE name = $1 FOR SHARE", name):
+                raise ParameterGroupConflict("no group", f"Parameter group {name} not found.")
+            await conn.execute("UPDATE shiftguard.clusters SET parameter_group = $2 WHERE identifier = $1",
+                               identifier, name)
+
+    async def reboot_cluster(self, identifier: str) -> None:
+        """The cluster's parameter group, with its values as they are now, is in force from here."""
+        await self._pool.execute(
+            "UPDATE shiftguard.clusters c SET applied_group = c.parameter_group, reboots = reboots + 1, "
+            "version = version + 1, applied = coalesce((SELECT g.parameters FROM shiftguard.parameter_groups g "
+            "WHERE g.name = c.parameter_group), '{}') WHERE identifier = $1", identifier)
+
+    async def set_logging(self, identifier: str, logging: dict | None) -> None:
+        await self._pool.execute("UPDATE shiftguard.clusters SET logging = $2::jsonb, version = version + 1 "
+                                 "WHERE identifier = $1", identifier, None if logging is None else json.dumps(logging))
+
+    async def record_log_delivery(self, identifier: str, outcome: dict) -> None:
+        """Note the last delivery (or failure) in the logging state, for DescribeLoggingStatus."""
+        await self._pool.execute("UPDATE shiftguard.clusters SET logging = logging || $2::jsonb "
+                                 "WHERE identifier = $1 AND logging IS NOT NULL", identifier, json.dumps(outcome))
+
+    async def set_password(self, name: str, verifiers: dict[str, str]) -> None:
+        """A user's new password, as ALTER USER ... PASSWORD stores it (the same procedure)."""
+        await self._pool.execute("CALL shiftguard.alter_user($1, $2::jsonb)", name, json.dumps({"password": verifiers}))
+
     # ---------------------------------------------------------------- audit
 
     _AUDIT_TABLES = {"connection": "connection_log", "activity": "query_log"}
+
+    # ---------------------------------------------------------------- IAM roles of the cluster
+
+    async def seed_cluster_iam_roles(self, roles: list[str], default: str | None) -> bool:
+        """Replace the associated IAM roles by the configuration's when those differ from the
+        configuration last applied (a first start, or an edited YAML); True when replaced."""
+        applied = json.dumps({"roles": sorted(roles), "default": default})
+        async with self._pool.acquire() as conn, conn.transaction():
+            last = await conn.fetchval(
+                "SELECT value FROM shiftguard.settings WHERE name = 'iam_roles_config' FOR UPDATE")
+            if last == applied:
+                return False
+            await conn.execute("DELETE FROM shiftguard.cluster_iam_roles")
+            await conn.executemany("INSERT INTO shiftguard.cluster_iam_roles (role_arn, is_default) VALUES ($1, $2)",
+                                   [(arn, arn == default) for arn in dict.fromkeys(roles)])
+            await conn.execute("INSERT INTO shiftguard.settings (name, value) VALUES ('iam_roles_config', $1) "
+                               "ON CONFLICT (name) DO UPDATE SET value = excluded.value", applied)
+        if last is not None:
+            log.warning("IAM roles of the cluster replaced from the configuration: cluster.iam_roles changed, and it "
+                        "replaces the associations made through the API")
+        return True
+
+    async def cluster_iam_roles(self) -> list[tuple[str, bool]]:
+        """(role ARN, whether it is the default) of every role associated with the cluster."""
+        rows = await self._pool.fetch("SELECT role_arn, is_default FROM shiftguard.cluster_iam_roles ORDER BY role_arn")
+        return [(row["role_arn"], row["is_default"]) for row in rows]
+
+    async def modify_cluster_iam_roles(self, add: list[str], remove: list[str], default: str | None) -> None:
+        """ModifyClusterIamRoles: associate, dissociate, and make one the default (None: keep)."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("DELETE FROM shiftguard.cluster_iam_roles WHERE role_arn = ANY($1::text[])", remove)
+            await conn.executemany("INSERT INTO shiftguard.cluster_iam_roles (role_arn) VALUES ($1) "
+                                   "ON CONFLICT DO NOTHING", [(arn,) for arn in add])
+            if default is not None:
+                await conn.execute("UPDATE shiftguard.cluster_iam_roles SET is_default = false WHERE is_default")
+                await conn.execute("UPDATE shiftguard.cluster_iam_roles SET is_default = true WHERE role_arn = $1",
+                                   default)
 
     async def insert_audit(self, kind: str, records: list[dict]) -> None:
         table = self._AUDIT_TABLES[kind]
@@ -514,14 +751,55 @@ def _naive_utc(value):
     return value
 
 
+# The private schema's tables that hold the cluster's state rather than one database's: users,
+# groups, roles and what they may do, temporary credentials, security groups, identity providers
+# and the audit logs. They live in the cluster database; every other database reaches them
+# through foreign tables of the same names (postgres_fdw, docs/architecture.md "Every database
+# of the cluster"), so the procedures and views read and write one state wherever they run.
+CLUSTER_TABLES = ("users", "groups", "roles", "system_privileges", "iam_tokens", "sts_sessions", "connection_log",
+                  "user_log", "query_log", "connectivity", "security_groups", "security_group_ingress",
+                  "identity_providers", "assumerole_grants", "masking_versions", "vacuum_requests")
+# The cluster database's settings that every database's procedures read (copied at each start).
+_CLUSTER_SETTINGS = ("backend_secret", "superuser_mapping", "assumerole_seeded")
+_CLUSTER_SERVER = "shiftguard_cluster"  # the foreign server standing for the cluster database
+_INSTALLED = ("rls.sql", "privileges.sql", "idp.sql", "masking.sql", "row_code.sql", "explain.sql", "show.sql")
+# Only where the management role may write pg_catalog: Redshift's functions, and COPY/UNLOAD's
+# procedures (they use the server's COPY to and from files).
+_SUPERUSER_INSTALLED = ("redshift_functions.sql", "s3.sql")
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterLink:
+    """How another database's foreign tables reach the cluster database: as the management role."""
+
+    address: BackendAddress
+    user: str
+    password: str | None
+    database: str
+
+    def server_options(self) -> dict[str, str]:
+        options = {"dbname": self.database, "port": str(self.address.port),
+                   "host": str(self.address.socket_dir or self.address.host),
+                   # A connection per transaction that reads the cluster's state, not one held by
+                   # every backend session for its lifetime (they count against max_connections).
+                   "keep_connections": "off"}
+        if self.address.socket_dir is None:
+            options["sslmode"] = self.address.sslmode
+            if self.address.sslrootcert:
+                options["sslrootcert"] = self.address.sslrootcert
+        return options
+
+    def mapping_options(self) -> dict[str, str]:
+        return {"user": self.user} | ({"password": self.password} if self.password is not None else {})
+
+
 async def _bootstrap(pool: asyncpg.Pool, superuser_mapping: str) -> tuple[bytes, bool]:
-    sql = resources.files("proxy.catalog").joinpath("schema.sql").read_text()
-    functions = resources.files("proxy.catalog").joinpath("redshift_functions.sql").read_text()
+    """The private schema in the cluster database. Returns the backend secret and whether the
+    management role is a superuser (then Redshift's functions are installed too)."""
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _BOOTSTRAP_LOCK)
-        await conn.execute(sql)
-        for extra in ("rls.sql", "privileges.sql", "idp.sql", "masking.sql", "row_code.sql", "explain.sql"):
-            await conn.execute(resources.files("proxy.catalog").joinpath(extra).read_text())
+        superuser = await conn.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+        await conn.execute(_sql("schema.sql"))
         await conn.execute(
             "INSERT INTO shiftguard.settings VALUES ('superuser_mapping', $1) "
             "ON CONFLICT (name) DO UPDATE SET value = excluded.value", superuser_mapping)
@@ -532,19 +810,154 @@ async def _bootstrap(pool: asyncpg.Pool, superuser_mapping: str) -> tuple[bytes,
             "INSERT INTO shiftguard.settings VALUES ('backend_secret', $1) ON CONFLICT DO NOTHING",
             secrets.token_hex(32))
         secret = await conn.fetchval("SELECT value FROM shiftguard.settings WHERE name = 'backend_secret'")
-        untrusted = await conn.fetch("SELECT shiftguard.untrusted_definitions() AS what LIMIT 21")
-        if untrusted:
-            log.warning("objects that only superusers may define, defined by others (shiftguard refuses them "
-                        "now; drop them unless you trust their owners): %s%s",
-                        "; ".join(row["what"] for row in untrusted[:20]), " ..." if len(untrusted) > 20 else "")
-        row_code = await conn.fetch("SELECT shiftguard.protected_row_code() AS what LIMIT 21")
-        if row_code:
-            log.warning("tables with row-level security on or masking attached that have code over their rows "
-                        "(shiftguard refuses them now; drop them, or the code sees what RLS and masking hide): %s%s",
-                        "; ".join(row["what"] for row in row_code[:20]), " ..." if len(row_code) > 20 else "")
-        superuser = await conn.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
-        if superuser:
-            await conn.execute(functions)
-            # COPY/UNLOAD with S3 locations use the server's COPY to and from files.
-            await conn.execute(resources.files("proxy.catalog").joinpath("s3.sql").read_text())
+        await _install(conn, superuser)
     return bytes.fromhex(secret), bool(superuser)
+
+
+async def bootstrap_databases(pool: asyncpg.Pool, link: ClusterLink) -> list[str]:
+    """The private schema in every other database that takes connections (template1 included, so
+    that CREATE DATABASE copies it), each under its own advisory lock, linked to the cluster
+    database's state. Only for a superuser management role (postgres_fdw is not a trusted
+    extension). The databases installed or upgraded (not those that were up to date)."""
+    async with pool.acquire() as conn:
+        columns = await conn.fetch(
+            "SELECT c.relname AS table, a.attname AS column, format('%I %s%s', a.attname, "
+            "       format_type(a.atttypid, a.atttypmod), CASE WHEN pg_get_expr(d.adbin, d.adrelid) NOT LIKE "
+            "       'nextval(%' THEN ' DEFAULT ' || pg_get_expr(d.adbin, d.adrelid) END) AS definition "
+            "  FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
+            "  LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum "
+            " WHERE c.relnamespace = 'shiftguard'::regnamespace AND c.relname = ANY($1::text[]) "
+            " ORDER BY c.relname, a.attnum", list(CLUSTER_TABLES))
+        settings = await conn.fetch("SELECT name, value FROM shiftguard.settings WHERE name = ANY($1::text[])",
+                                    list(_CLUSTER_SETTINGS))
+        databases = await conn.fetch("SELECT datname FROM pg_database WHERE datallowconn AND datname <> $1 "
+                                     "ORDER BY datname", link.database)
+    settings = [(row["name"], row["value"]) for row in settings]
+    # What a database's install is made of (the SQL, this module that runs it, the cluster's
+    # columns, the link): when it is what was installed there last, the database is left as it
+    # is (a start would otherwise redo every database's, and the warnings about it were given
+    # then). Keyed with the backend secret: the mapping's password is in it.
+    made_of = json.dumps([[_sql(name) for name in ("schema.sql", *_INSTALLED, *_SUPERUSER_INSTALLED, "store.py")],
+                          [list(row.values()) for row in columns], settings, link.server_options(),
+                          link.mapping_options()])
+    secret = bytes.fromhex(dict(settings)["backend_secret"])
+    digest = hmac.new(secret, made_of.encode(), hashlib.sha256).hexdigest()
+    connect = _connect_kwargs(link.address, link.user, link.password)
+    done = []
+    for row in databases:
+        database = row["datname"]
+        try:
+            conn = await asyncpg.connect(database=database, **connect)
+        except BACKEND_FAILURES as exc:  # dropped meanwhile, or closed to new connections
+            log.warning("database %s left as it is: %s", database, exc)
+            continue
+        try:
+            async with conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", _BOOTSTRAP_LOCK)
+                await conn.execute("CREATE SCHEMA IF NOT EXISTS shiftguard")
+                if not await conn.fetchval(_PRIVATE_SCHEMA_TRUSTED):
+                    log.error("database %s left as it is: its schema shiftguard was made by a user (drop it, and "
+                              "shiftguard installs itself there at the next start)", database)
+                    continue
+                if await conn.fetchval("SELECT to_regclass('shiftguard.settings') IS NOT NULL") and \
+                        await conn.fetchval("SELECT value FROM shiftguard.settings WHERE name = 'installed'") == digest:
+                    continue
+                await _link_cluster(conn, link, columns)
+                await conn.execute(_sql("schema.sql"))
+                await conn.executemany("INSERT INTO shiftguard.settings VALUES ($1, $2) "
+                                       "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                                       [*settings, ("installed", digest)])
+                await _install(conn, True)
+        except asyncpg.PostgresError as exc:  # its owner's settings, say: the other databases go on
+            log.error("database %s left as it is: installing shiftguard there failed: %s", database, exc)
+            continue
+        finally:
+            await conn.close()
+        done.append(database)
+    return done
+
+
+async def _link_cluster(conn: asyncpg.Connection, link: ClusterLink, columns: list) -> None:
+    """The foreign server, the management role's user mapping and the foreign tables for the
+    cluster's state. Kept up to date at each start (the backend's socket and port, the cluster's
+    tables' new columns), never dropped: users' views may depend on the catalog views over them.
+    Foreign tables take the cluster's column defaults but not its sequences: a row inserted from
+    here arrives with a NULL id, which the cluster's table fills in (schema.sql fill_log_id)."""
+    await conn.execute("CREATE EXTENSION IF NOT EXISTS postgres_fdw WITH SCHEMA shiftguard")
+    schema = await conn.fetchval("SELECT extnamespace::regnamespace::text FROM pg_extension "
+                                 "WHERE extname = 'postgres_fdw'")  # a superuser may have made it elsewhere
+    await conn.execute(f"REVOKE ALL ON FUNCTION {schema}.postgres_fdw_get_connections(), "
+                       f"{schema}.postgres_fdw_disconnect(text), {schema}.postgres_fdw_disconnect_all() FROM PUBLIC")
+    server = await conn.fetchval("SELECT coalesce(srvoptions, '{}') FROM pg_foreign_server WHERE srvname = $1",
+                                 _CLUSTER_SERVER)
+    if server is None:
+        await conn.execute(f"CREATE SERVER {_CLUSTER_SERVER} FOREIGN DATA WRAPPER postgres_fdw")
+        server = []
+    await _set_options(conn, f"SERVER {_CLUSTER_SERVER}", server, link.server_options())
+    mapping = await conn.fetchval("SELECT coalesce(umoptions, '{}') FROM pg_user_mappings "
+                                  "WHERE srvname = $1 AND usename = current_user", _CLUSTER_SERVER)
+    if mapping is None:
+        await conn.execute(f"CREATE USER MAPPING FOR CURRENT_USER SERVER {_CLUSTER_SERVER}")
+        mapping = []
+    await _set_options(conn, f"USER MAPPING FOR CURRENT_USER SERVER {_CLUSTER_SERVER}", mapping,
+                       link.mapping_options())
+    for table in CLUSTER_TABLES:
+        name = f"shiftguard.{quote_ident(table)}"
+        kind = await conn.fetchval("SELECT relkind FROM pg_class WHERE oid = to_regclass($1)", name)
+        if kind == "r":  # a copy of the cluster database's (a database copied from it): its rows are stale
+            log.warning("database %s: %s was a copy; it now reads the cluster database's",
+                        await conn.fetchval("SELECT current_database()"), name)
+            await conn.execute(f"DROP TABLE {name} CASCADE")
+            kind = None
+        if kind is None:
+            await conn.execute(f"CREATE FOREIGN TABLE {name} () SERVER {_CLUSTER_SERVER} "
+                               f"OPTIONS (schema_name 'shiftguard', table_name {sql_literal(table)})")
+        have = {r["attname"] for r in await conn.fetch(
+            "SELECT attname FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped", name)}
+        for column in columns:
+            if column["table"] == table and column["column"] not in have:
+                await conn.execute(f"ALTER FOREIGN TABLE {name} ADD COLUMN {column['definition']}")
+
+
+async def _set_options(conn: asyncpg.Connection, what: str, current: list[str], wanted: dict[str, str]) -> None:
+    """ALTER what OPTIONS so that its options are exactly wanted."""
+    have = dict(option.split("=", 1) for option in current)
+    changes = [f"DROP {quote_ident(k)}" for k in have if k not in wanted]
+    changes += [f"{'SET' if k in have else 'ADD'} {quote_ident(k)} {sql_literal(v)}"
+                for k, v in wanted.items() if have.get(k) != v]
+    if changes:
+        await conn.execute(f"ALTER {what} OPTIONS ({', '.join(changes)})")
+
+
+async def _install(conn: asyncpg.Connection, superuser: bool) -> None:
+    """Everything after schema.sql, in the database conn is in: the other catalog files, and with
+    a superuser management role Redshift's functions and COPY/UNLOAD's procedures; warnings about
+    what shiftguard refuses there."""
+    for extra in _INSTALLED:
+        await conn.execute(_sql(extra))
+    database = await conn.fetchval("SELECT current_database()")
+    untrusted = await conn.fetch("SELECT shiftguard.untrusted_definitions() AS what LIMIT 21")
+    if untrusted:
+        log.warning("database %s: objects that only superusers may define, defined by others (shiftguard refuses "
+                    "them now; drop them unless you trust their owners): %s%s", database,
+                    "; ".join(row["what"] for row in untrusted[:20]), " ..." if len(untrusted) > 20 else "")
+    row_code = await conn.fetch("SELECT shiftguard.protected_row_code() AS what LIMIT 21")
+    if row_code:
+        log.warning("database %s: tables with row-level security on or masking attached that have code over their "
+                    "rows (shiftguard refuses them now; drop them, or the code sees what RLS and masking hide): %s%s",
+                    database, "; ".join(row["what"] for row in row_code[:20]), " ..." if len(row_code) > 20 else "")
+    if superuser:
+        for name in _SUPERUSER_INSTALLED:
+            await conn.execute(_sql(name))
+
+
+def _sql(name: str) -> str:
+    return resources.files("proxy.catalog").joinpath(name).read_text()
+
+
+def _connect_kwargs(address: BackendAddress, user: str, password: str | None) -> dict:
+    kwargs = dict(user=user, password=password, timeout=address.connect_timeout, server_settings=TRUSTED_SETTINGS)
+    if address.socket_dir is not None:
+        return kwargs | dict(host=str(address.socket_dir), port=address.port)
+    ssl = {"disable": False, "allow": False, "prefer": "prefer"}.get(address.sslmode, "require")
+    return kwargs | dict(host=address.host, port=address.port, ssl=ssl)

@@ -27,6 +27,7 @@ import asyncio
 import collections
 import datetime
 import enum
+import functools
 import hmac
 import itertools
 import logging
@@ -36,7 +37,7 @@ import socket
 import ssl
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from .. import __version__
@@ -53,6 +54,7 @@ from ..endpoint import ConnectionClosed, Endpoint
 from ..iam import oidc
 from ..iam.tokens import TokenAuthority, TokenRefused, split_prefixed
 from ..policy.connectivity import SecurityGroupGate
+from ..policy.parameter_groups import ClusterSettings
 from ..policy.statements import Plan
 from ..protocol import messages as m
 from ..protocol import proxy_header
@@ -70,6 +72,11 @@ log = logging.getLogger(__name__)
 # Redshift's own version string: redshift_connector parses server_version with
 # packaging.version and fails on PostgreSQL's "15.4 (Debian ...)" (reference/clients.md).
 REDSHIFT_SERVER_VERSION = "8.0.2"
+
+# Redshift's SHOW discovery commands (policy/show.py): redshift_connector's metadata API
+# (get_tables, get_columns, ...) uses them from version 4, and from 5 the batch forms
+# (SHOW TABLES FROM DATABASE d WHERE ...) for get_tables, get_columns, get_table_privileges.
+SHOW_DISCOVERY_VERSION = "5"
 
 # Native identity-provider federation: Redshift's AUTH_REQ_IDP request and the client's answer.
 AUTH_IDP_TOKEN = 14
@@ -113,8 +120,10 @@ class Context:
     catalog: Catalog
     backend: BackendAddress
     tls: ssl.SSLContext | None
-    classify: Callable[[bytes, bool], Plan]  # SQL, the session's standard_conforming_strings
+    classify: Callable[..., Plan]  # SQL, standard_conforming_strings, user=, database= (Classifier)
     gate: SecurityGroupGate | None = None
+    # The cluster's parameter group as in force since its last reboot (catalog/cluster.py).
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)
     tokens: TokenAuthority | None = None
     audit: AuditWriter | None = None
     metrics: Metrics | None = None
@@ -130,6 +139,15 @@ class Context:
     waiting: WaitingLogins = field(default_factory=WaitingLogins)
     refused: collections.Counter = field(default_factory=collections.Counter)  # by reason
     connection_limit: int = 500  # the backing PostgreSQL's max_connections: the cluster's limit
+    # Set by server.py: before a session opens in a database (its masked tables are read), and
+    # before SQL that needs no other session in a database is sent (DROP DATABASE, ...: idle
+    # sessions there are closed).
+    prepare_database: Callable[[str], Awaitable[None]] | None = None
+    vacate_database: Callable[[str], None] | None = None
+    # Reads which tables of a database are masked or have RLS on again (server.py): awaited,
+    # for the session's database, before a transaction that changed them is reported ended
+    # (relay.py).
+    protection_moved: Callable[[str], Awaitable[None]] | None = None
 
     def refuse(self, reason: str) -> None:
         """Count a refused connection, by reason (here and in /metrics)."""
@@ -488,7 +506,7 @@ class Connection:
             self.client.write(m.negotiate_protocol_version(0, params.protocol_options))
         if params.uses_identity_provider and not params.database:
             params.database = self.config.cluster.database
-        if self.config.tls.require_ssl and not self.client.tls:
+        if (self.config.tls.require_ssl or self.context.cluster.require_ssl) and not self.client.tls:
             raise ClientFailure(
                 sqlstate.INVALID_AUTHORIZATION_SPECIFICATION,
                 f'connection for user "{params.user}" requires SSL (require_ssl is on)',
@@ -666,7 +684,9 @@ class Connection:
         """A session as the user's own role (for IAM:alice, the role alice): one a client of
         the same role left idle (backend/pool.py), or a new one."""
         settings = REDSHIFT_SESSION_SETTINGS if self.config.server_version_mode == "redshift" else SESSION_SETTINGS
-        startup = {**params.forwarded, **settings}
+        given = params.sets()
+        cluster = {k: v for k, v in self.context.cluster.session_settings().items() if k not in given}
+        startup = {**cluster, **params.forwarded, **settings}
         role = (record.name, record.userid)
         pool = self.context.pool
         transactions = self.context.transactions
@@ -747,7 +767,7 @@ class Connection:
 
     def _statement_log(self, params: StartupParams, record: UserRecord, pid: int) -> "SessionStatements | None":
         audit = self.context.audit
-        if audit is None or not self.config.audit.user_activity:
+        if audit is None or not (self.config.audit.user_activity or self.context.cluster.user_activity):
             return None
         return SessionStatements(audit, self.session_id, params.database, record, pid,
                                  self.config.audit.max_statement_length)
@@ -761,14 +781,19 @@ class Connection:
             greeting.append(m.parameter_status(name, value))
         greeting.append(m.backend_key_data(pid, key))
         greeting.append(m.ready_for_query(m.TX_IDLE))
-        relay = Relay(self.client, backend, self.context.classify,
-                      self.config.limits.max_message_size,
+        if self.context.prepare_database is not None:
+            await self.context.prepare_database(params.database)
+        # Plans are for this session's user (S3 tickets are bound to it; policy/s3.py) and database.
+        classify = functools.partial(self.context.classify, user=record.name, database=params.database)
+        moved = self.context.protection_moved
+        relay = Relay(self.client, backend, classify, self.config.limits.max_message_size,
                       on_client_gone=lambda held: self.context.spawn(_cancel(self.context.backend, held)),
                       statement_log=self._statement_log(params, record, pid),
                       on_parameter=self._parameter_changed if self.context.audit is not None else None,
                       keep_backend=self._pool_key is not None,
                       standard_strings=backend.parameters.get("standard_conforming_strings", "on") == "on",
-                      lender=self._lender)
+                      protection_moved=None if moved is None else functools.partial(moved, params.database),
+                      on_vacate_database=self.context.vacate_database, lender=self._lender)
         if self._lender is not None:
             self._backend = None  # the relay gives it back between transactions
         self.session = Session(pid, key, record.name, params.database, relay,
@@ -994,6 +1019,7 @@ def client_parameters(backend: dict[str, str], mode: str, superuser: bool, sessi
         "datashare_enabled": "off",
         "case_sensitive": "on",
         "session_id": session_id,
+        "show_discovery": SHOW_DISCOVERY_VERSION,
     })
     params.pop("server_version_num", None)
     return params

@@ -64,6 +64,12 @@ class StartupParams:
         plugin = self.redshift.get("plugin_name", "").rsplit(".", 1)[-1]
         return "idp_type" in self.redshift or plugin in NATIVE_IDP_PLUGINS
 
+    def sets(self) -> set[str]:
+        """The settings (lower-case names) the client gives itself, in startup parameters or in
+        `options`: a cluster parameter group's value yields to them, as a default does."""
+        names = {name.lower() for name in self.forwarded if name != "options"}
+        return names | {name.lower() for name, _ in split_options(self.forwarded.get("options", ""))}
+
     @property
     def application_name(self) -> str:
         return self.forwarded.get("application_name", "")

@@ -1,9 +1,12 @@
 """The Redshift API (AWS Query protocol, version 2012-12-01) as boto3 and the AWS CLI call it:
-GetClusterCredentials, GetClusterCredentialsWithIAM, DescribeClusters, ModifyCluster (its
-security groups), DescribeCustomDomainAssociations, and the cluster security-group actions
+GetClusterCredentials, GetClusterCredentialsWithIAM, DescribeClusters, ModifyCluster (security
+groups, MasterUserPassword, ClusterParameterGroupName), ModifyClusterIamRoles (the roles COPY and
+UNLOAD may name; catalog/s3.sql reads them), RebootCluster, DescribeCustomDomainAssociations, the
+cluster security-group actions
 (Create/Delete/DescribeClusterSecurityGroup(s), Authorize/RevokeClusterSecurityGroupIngress),
-whose changes are stored by catalog/store.py and put in force by catalog/connectivity.py. Every
-request is SigV4-verified and IAM-authorised; errors
+whose changes are stored by catalog/store.py and put in force by catalog/connectivity.py, and
+the parameter-group actions (policy/parameter_groups.py), put in force at RebootCluster by
+catalog/cluster.py. Every request is SigV4-verified and IAM-authorised; errors
 come in AWS's XML shape with the codes and statuses botocore models
 (reference/redshift-iam.md §1, §3).
 """
@@ -18,9 +21,12 @@ import uuid
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
-from ..catalog.store import BACKEND_FAILURES, SecurityGroupConflict
+from ..catalog.store import BACKEND_FAILURES, ClusterState, Conflict, SecurityGroupConflict, TagLimitExceeded
 from ..config import Config
-from ..policy.connectivity import GroupRules, SecurityGroups, canonical_cidr
+from ..policy import parameter_groups as pg
+from ..policy.connectivity import GroupRules, canonical_cidr
+from ..policy.tokens import GrammarError
+from ..policy.users import clear_password
 from .policy import evaluate
 from .principals import Principal, Principals
 from .sigv4 import SignatureError
@@ -44,8 +50,20 @@ _CONFLICTS = {
     "rule exists": ("AuthorizationAlreadyExists", 400),
     "no rule": ("AuthorizationNotFound", 404),
 }
+_PARAMETER_GROUP_CONFLICTS = {
+    "group exists": ("ClusterParameterGroupAlreadyExists", 400),
+    "no group": ("ClusterParameterGroupNotFound", 404),
+    "group in use": ("InvalidClusterParameterGroupState", 400),
+}
 # ModifyCluster parameters other than these change what shiftguard does not have.
-_MODIFY_CLUSTER_PARAMS = {"Action", "Version", "ClusterIdentifier"}
+_MODIFY_CLUSTER_PARAMS = {"Action", "Version", "ClusterIdentifier", "ClusterSecurityGroups", "MasterUserPassword",
+                          "ClusterParameterGroupName"}
+_LOG_TYPES = ("connectionlog", "userlog", "useractivitylog")
+_MAX_TAGS = 50  # per resource (Redshift's quota)
+_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+# ModifyClusterParameterGroup's and ResetClusterParameterGroup's answer (the AWS CLI's example).
+_PENDING_REBOOT = ("Your parameter group has been updated but changes won't get applied until you reboot the "
+                   "associated Clusters.")
 
 
 class ApiError(Exception):
@@ -80,6 +98,36 @@ def _members(params: dict[str, str], name: str, member: str) -> list[str]:
     return [v for _, v in sorted(items)]
 
 
+def _structures(params: dict[str, str], name: str, member: str) -> list[dict[str, str]]:
+    """Query-protocol list of structures: Name.Member.1.Field=v (or Name.member.1.Field=v)."""
+    items: dict[int, dict[str, str]] = {}
+    for key, value in params.items():
+        for prefix in (f"{name}.{member}.", f"{name}.member."):
+            index, _, field = key[len(prefix):].partition(".") if key.startswith(prefix) else ("", "", "")
+            if index.isdigit() and field:
+                items.setdefault(int(index), {})[field] = value
+    return [items[n] for n in sorted(items)]
+
+
+def _parameter_xml(parameter: pg.Parameter, values: dict[str, str]) -> str:
+    source = "user" if parameter.name in values else "engine-default"
+    allowed = f"<AllowedValues>{escape(parameter.allowed)}</AllowedValues>" if parameter.allowed else ""
+    return (f"<Parameter><ParameterName>{parameter.name}</ParameterName>"
+            f"<ParameterValue>{escape(values.get(parameter.name, parameter.default))}</ParameterValue>"
+            f"<Description>{escape(parameter.description)}</Description><Source>{source}</Source>"
+            f"<DataType>{parameter.data_type}</DataType>{allowed}<ApplyType>{parameter.apply_type}</ApplyType>"
+            f"<IsModifiable>true</IsModifiable></Parameter>")
+
+
+def _parameter_group_xml(name: str, family: str, description: str) -> str:
+    return (f"<ParameterGroupName>{escape(name)}</ParameterGroupName><ParameterGroupFamily>{escape(family)}"
+            f"</ParameterGroupFamily><Description>{escape(description)}</Description><Tags/>")
+
+
+def _tags_xml(tags: dict[str, str]) -> str:
+    return "".join(f"<Tag><Key>{escape(k)}</Key><Value>{escape(v)}</Value></Tag>" for k, v in sorted(tags.items()))
+
+
 def _security_group_xml(group: GroupRules) -> str:
     ranges = "".join(f"<IPRange><CIDRIP>{escape(cidr)}</CIDRIP><Status>authorized</Status><Tags/></IPRange>"
                      for cidr in group.cidrs)
@@ -90,11 +138,13 @@ def _security_group_xml(group: GroupRules) -> str:
 
 class RedshiftApi:
     def __init__(self, config: Config, principals: Principals, tokens: TokenAuthority, catalog,
-                 endpoint: tuple[str, int], security_groups, callers: Callers | None = None):
+                 endpoint: tuple[str, int], security_groups, callers: Callers | None = None, cluster=None):
         """security_groups: the proxy's catalog.connectivity.SecurityGroupSync, refreshed after
         each change so that the next connection to this proxy meets the new rules. callers:
-        who signed a request (IAM users, STS sessions), shared with the STS API."""
+        who signed a request (IAM users, STS sessions), shared with the STS API. cluster: the
+        proxy's catalog.cluster.ClusterSync, refreshed after a reboot."""
         self.config = config
+        self.cluster = cluster
         self.callers = callers or Callers(principals, catalog)
         self.security_groups = security_groups
         self.principals = principals
@@ -116,11 +166,26 @@ class RedshiftApi:
                 "DescribeClusters": self._describe_clusters,
                 "DescribeCustomDomainAssociations": self._describe_custom_domain_associations,
                 "ModifyCluster": self._modify_cluster,
+                "ModifyClusterIamRoles": self._modify_cluster_iam_roles,
                 "CreateClusterSecurityGroup": self._create_cluster_security_group,
                 "DeleteClusterSecurityGroup": self._delete_cluster_security_group,
                 "DescribeClusterSecurityGroups": self._describe_cluster_security_groups,
                 "AuthorizeClusterSecurityGroupIngress": self._authorize_ingress,
                 "RevokeClusterSecurityGroupIngress": self._revoke_ingress,
+                "RebootCluster": self._reboot_cluster,
+                "EnableLogging": self._enable_logging,
+                "DisableLogging": self._disable_logging,
+                "DescribeLoggingStatus": self._describe_logging_status,
+                "CreateTags": self._create_tags,
+                "DeleteTags": self._delete_tags,
+                "DescribeTags": self._describe_tags,
+                "CreateClusterParameterGroup": self._create_parameter_group,
+                "DeleteClusterParameterGroup": self._delete_parameter_group,
+                "DescribeClusterParameterGroups": self._describe_parameter_groups,
+                "DescribeClusterParameters": self._describe_parameters,
+                "DescribeDefaultClusterParameters": self._describe_default_parameters,
+                "ModifyClusterParameterGroup": self._modify_parameter_group,
+                "ResetClusterParameterGroup": self._reset_parameter_group,
             }.get(action)
             if handler is None:
                 raise ApiError("InvalidAction", f"The action {action or '(none)'} is not valid for this web service.")
@@ -133,10 +198,14 @@ class RedshiftApi:
             status = 400 if exc.code in ("IncompleteSignature", "RequestExpired") else 403
             log.info("API request from %s refused: %s", source_ip, exc.code)
             return Reply(status, error_xml(exc.code, str(exc)))
-        except SecurityGroupConflict as exc:
-            code, status = _CONFLICTS[exc.kind]
+        except Conflict as exc:
+            codes = _CONFLICTS if isinstance(exc, SecurityGroupConflict) else _PARAMETER_GROUP_CONFLICTS
+            code, status = codes[exc.kind]
             log.info("API request from %s failed: %s %s", source_ip, code, exc)
             return Reply(status, error_xml(code, str(exc)))
+        except TagLimitExceeded as exc:
+            log.info("API request from %s failed: TagLimitExceededFault %s", source_ip, exc)
+            return Reply(400, error_xml("TagLimitExceededFault", str(exc)))
         except ApiError as exc:
             log.info("API request from %s failed: %s %s", source_ip, exc.code, exc)
             return Reply(exc.status, error_xml(exc.code, str(exc)))
@@ -179,6 +248,17 @@ class RedshiftApi:
             raise ApiError("ClusterNotFound", f"Cluster {identifier} not found.", 404)
         return identifier
 
+    async def _cluster_action(self, action: str, params: dict[str, str], principal: Principal, source_ip: str,
+                              identifier: str | None = None, **context) -> str:
+        """The cluster the request names, once the caller may do action on it; the policies see
+        its tags as aws:ResourceTag/KEY."""
+        identifier = identifier or self._cluster(params)
+        tags = (await self.catalog.cluster_state(identifier)).tags
+        context.update({f"aws:ResourceTag/{key}": value for key, value in tags.items()})
+        self._authorize(principal, action, f"{self._arn}:cluster:{identifier}",
+                        self._context(principal, source_ip, **context))
+        return identifier
+
     @staticmethod
     def _duration(params: dict[str, str]) -> int:
         text = params.get("DurationSeconds")
@@ -193,16 +273,29 @@ class RedshiftApi:
     # ---------------------------------------------------------------- actions
 
     async def _get_cluster_credentials(self, params: dict[str, str], principal: Principal, source_ip: str) -> str:
-        db_user = params.get("DbUser")
+        # A SAML session's assertion may carry Redshift's DbUser, AutoCreate and DbGroups
+        # attributes (Management Guide, "Configure SAML assertions for your IdP"); the drivers
+        # pass them on as these parameters. shiftguard's reading: they fill what the request
+        # leaves out, and a DbUser other than the assertion's is refused (the IdP said who it
+        # is) unless the assertion's AllowDbUserOverride is true, as the drivers read it.
+        saml = principal.federation.get("redshift", {})
+        db_user = params.get("DbUser") or next(iter(saml.get("DbUser", [])), None)
         if not db_user:
             raise ApiError("MissingParameter", "The request must contain the parameter DbUser")
         if not _DB_USER.fullmatch(db_user) or db_user.lower() == "public":
             raise ApiError("InvalidParameterValue", f"DbUser {db_user!r} is not a valid database user name")
+        override = next(iter(saml.get("AllowDbUserOverride", [])), "false").lower() == "true"
+        if saml.get("DbUser") and not override and db_user.lower() != saml["DbUser"][0].lower():
+            log.info("GetClusterCredentials by %s refused: DbUser %s is not the SAML assertion's %s",
+                     principal.arn, db_user, saml["DbUser"][0])
+            raise ApiError("AccessDenied", f"User: {principal.arn} is not authorized to perform: "
+                                           f"redshift:GetClusterCredentials as DbUser {db_user}", 403)
         cluster = self._cluster(params)
         database = params.get("DbName") or None
         seconds = self._duration(params)
-        auto_create = params.get("AutoCreate", "false").lower() == "true"
-        groups = [g.lower() for g in _members(params, "DbGroups", "DbGroup")]
+        auto_create = params.get("AutoCreate", next(iter(saml.get("AutoCreate", [])), "false")).lower() == "true"
+        groups = [g.lower() for g in _members(params, "DbGroups", "DbGroup")] or \
+            [g.strip().lower() for value in saml.get("DbGroups", []) for g in value.split(",") if g.strip()]
         context = self._context(principal, source_ip, **{"redshift:DbUser": db_user, "redshift:DbName": database,
                                                          "redshift:DurationSeconds": seconds})
         self._authorize(principal, "GetClusterCredentials", f"{self._arn}:dbuser:{cluster}/{db_user}", context)
@@ -245,24 +338,47 @@ class RedshiftApi:
         cluster = self.config.cluster
         if identifier is not None and identifier != cluster.identifier:
             raise ApiError("ClusterNotFound", f"Cluster {identifier} not found.", 404)
-        self._authorize(principal, "DescribeClusters", f"{self._arn}:cluster:{cluster.identifier}",
-                        self._context(principal, source_ip))
-        _, stored = await self.catalog.load_security_groups()
-        return f"<Clusters>{self._cluster_xml(stored)}</Clusters>"
+        await self._cluster_action("DescribeClusters", params, principal, source_ip, cluster.identifier)
+        return f"<Clusters>{await self._cluster_xml()}</Clusters>"
 
-    def _cluster_xml(self, stored: SecurityGroups) -> str:
+    async def _cluster_xml(self, status: str = "available") -> str:
+        """The cluster as DescribeClusters shows it, with the stored security groups, IAM roles,
+        parameter group and tags."""
         cluster = self.config.cluster
         host, port = self.endpoint
+        _, stored = await self.catalog.load_security_groups()
         groups = "".join(f"<ClusterSecurityGroup><ClusterSecurityGroupName>{escape(g)}</ClusterSecurityGroupName>"
                          f"<Status>active</Status></ClusterSecurityGroup>" for g in stored.attached)
+        associated = await self.catalog.cluster_iam_roles()
+        roles = "".join(f"<ClusterIamRole><IamRoleArn>{escape(arn)}</IamRoleArn><ApplyStatus>in-sync</ApplyStatus>"
+                        f"</ClusterIamRole>" for arn, _ in associated)
+        default = "".join(f"<DefaultIamRoleArn>{escape(arn)}</DefaultIamRoleArn>" for arn, is_default in associated
+                          if is_default)
+        state = await self.catalog.cluster_state(cluster.identifier)
+        parameters = await self._parameter_status_xml(state)
         return (f"<Cluster><ClusterIdentifier>{escape(cluster.identifier)}</ClusterIdentifier>"
-                f"<NodeType>shiftguard</NodeType><ClusterStatus>available</ClusterStatus>"
+                f"<NodeType>shiftguard</NodeType><ClusterStatus>{status}</ClusterStatus>{parameters}"
                 f"<ClusterAvailabilityStatus>Available</ClusterAvailabilityStatus>"
                 f"<MasterUsername>{escape(cluster.admin_user)}</MasterUsername><DBName>{escape(cluster.database)}</DBName>"
                 f"<Endpoint><Address>{escape(host)}</Address><Port>{port}</Port></Endpoint>"
                 f"<ClusterSecurityGroups>{groups}</ClusterSecurityGroups><NumberOfNodes>1</NumberOfNodes>"
                 f"<PubliclyAccessible>false</PubliclyAccessible><Encrypted>false</Encrypted>"
-                f"</Cluster>")
+                f"<IamRoles>{roles}</IamRoles>{default}<Tags>{_tags_xml(state.tags)}</Tags></Cluster>")
+
+    async def _parameter_status_xml(self, state: ClusterState) -> str:
+        """ClusterParameterGroups: the group associated with the cluster, 'in-sync' when what is in
+        force since the last reboot is that group with its values as they are now, else
+        'pending-reboot'; and the same for each parameter."""
+        values = (await self._group(state.parameter_group))[2]
+        statuses = "".join(
+            f"<member><ParameterName>{name}</ParameterName><ParameterApplyStatus>"
+            f"{'in-sync' if values.get(name) == state.applied.get(name) else 'pending-reboot'}"
+            f"</ParameterApplyStatus></member>" for name in pg.PARAMETERS)
+        in_sync = state.applied_group == state.parameter_group and values == state.applied
+        return (f"<ClusterParameterGroups><ClusterParameterGroup><ParameterGroupName>{escape(state.parameter_group)}"
+                f"</ParameterGroupName><ParameterApplyStatus>{'in-sync' if in_sync else 'pending-reboot'}"
+                f"</ParameterApplyStatus><ClusterParameterStatusList>{statuses}</ClusterParameterStatusList>"
+                f"</ClusterParameterGroup></ClusterParameterGroups>")
 
     async def _describe_custom_domain_associations(self, params: dict[str, str], principal: Principal,
                                                    source_ip: str) -> str:
@@ -358,18 +474,306 @@ class RedshiftApi:
         return _security_group_xml(group)
 
     async def _modify_cluster(self, params: dict[str, str], principal: Principal, source_ip: str) -> str:
-        identifier = self._cluster(params)
-        self._authorize(principal, "ModifyCluster", f"{self._arn}:cluster:{identifier}",
-                        self._context(principal, source_ip))
-        others = sorted({k.split(".", 1)[0] for k in params} - _MODIFY_CLUSTER_PARAMS - {"ClusterSecurityGroups"})
+        identifier = await self._cluster_action("ModifyCluster", params, principal, source_ip)
+        others = sorted({k.split(".", 1)[0] for k in params} - _MODIFY_CLUSTER_PARAMS)
         if others:
-            raise ApiError("UnsupportedOperation", f"ModifyCluster can change only ClusterSecurityGroups here, "
+            raise ApiError("UnsupportedOperation", f"ModifyCluster can change only ClusterSecurityGroups, "
+                                                   f"MasterUserPassword and ClusterParameterGroupName here, "
                                                    f"not {', '.join(others)}")
+        # Everything is checked before anything changes.
+        password = params.get("MasterUserPassword")
+        admin = self.config.cluster.admin_user
+        if password is not None:
+            try:
+                verifiers = clear_password(password, admin).verifiers
+            except GrammarError as exc:
+                # UNVERIFIED: Redshift's wording; the rule broken is ALTER USER's.
+                raise ApiError("InvalidParameterValue", f"The parameter MasterUserPassword is not a valid "
+                                                        f"password: {exc}") from None
+        group = params.get("ClusterParameterGroupName")
+        if group is not None:
+            group = self._parameter_group_name(group)
+        if password is not None:
+            await self.catalog.set_password(admin, verifiers)
+            log.info("ModifyCluster: the password of %s was changed", admin)
+        if group is not None:
+            await self.catalog.attach_parameter_group(identifier, group, pg.DEFAULT_GROUP)
         if any(k == "ClusterSecurityGroups" or k.startswith("ClusterSecurityGroups.") for k in params):
             # The list replaces the attached groups; an empty list (ClusterSecurityGroups=)
             # detaches all, and then no client is admitted.
             names = list(dict.fromkeys(_members(params, "ClusterSecurityGroups", "ClusterSecurityGroupName")))
             await self.catalog.attach_security_groups(names)
             await self._changed()
-        _, stored = await self.catalog.load_security_groups()
-        return self._cluster_xml(stored)
+        return await self._cluster_xml()
+
+    async def _modify_cluster_iam_roles(self, params: dict[str, str], principal: Principal, source_ip: str) -> str:
+        """Associate IAM roles with the cluster (COPY and UNLOAD may name them), dissociate them,
+        choose the default. As in AWS, associating a role (or making it the default) also needs
+        iam:PassRole on it; roles are those of iam.roles."""
+        await self._cluster_action("ModifyClusterIamRoles", params, principal, source_ip)
+        context = self._context(principal, source_ip)
+        add = list(dict.fromkeys(_members(params, "AddIamRoles", "IamRoleArn")))
+        remove = list(dict.fromkeys(_members(params, "RemoveIamRoles", "IamRoleArn")))
+        default = params.get("DefaultIamRoleArn") or None
+        for arn in add + ([default] if default else []):
+            decision = evaluate(principal.policies, "iam:PassRole", arn, context)
+            if not decision.allowed:
+                raise ApiError("AccessDenied", f"User: {principal.arn} is not authorized to perform: iam:PassRole "
+                                               f"on resource: {arn}", 403)
+            if self.principals.role(arn) is None:
+                # UNVERIFIED wording: shiftguard knows the roles of iam.roles only.
+                raise ApiError("InvalidParameterValue", f"The IAM role {arn} does not exist (roles are configured "
+                                                        f"in iam.roles).")
+        if set(add) & set(remove):
+            raise ApiError("InvalidParameterValue", "A role cannot be both added and removed.")
+        associated = {arn for arn, _ in await self.catalog.cluster_iam_roles()}
+        if default and default not in (associated | set(add)) - set(remove):
+            raise ApiError("InvalidParameterValue", f"The default IAM role {default} must be associated with the "
+                                                    f"cluster.")
+        await self.catalog.modify_cluster_iam_roles(add, remove, default)
+        log.info("API ModifyClusterIamRoles by %s: added %s, removed %s, default %s", principal.arn,
+                 ", ".join(add) or "none", ", ".join(remove) or "none", default or "unchanged")
+        return await self._cluster_xml()
+
+    async def _reboot_cluster(self, params: dict[str, str], principal: Principal, source_ip: str) -> str:
+        """Ends every session (on every proxy of the cluster) and puts the associated parameter
+        group in force for the next ones."""
+        identifier = await self._cluster_action("RebootCluster", params, principal, source_ip)
+        await self.catalog.reboot_cluster(identifier)
+        await self.cluster.refresh()
+        return await self._cluster_xml(status="rebooting")
+
+    # ---------------------------------------------------------------- parameter groups
+
+    def _parameter_group_arn(self, name: str) -> str:
+        return f"{self._arn}:parametergroup:{name}"
+
+    @staticmethod
+    def _parameter_group_name(name: str | None) -> str:
+        if not name:
+            raise ApiError("MissingParameter", "The request must contain the parameter ParameterGroupName")
+        if name.lower() == pg.DEFAULT_GROUP:
+            return pg.DEFAULT_GROUP
+        if len(name) > 255 or not pg.GROUP_NAME.fullmatch(name.lower()):
+            raise ApiError("InvalidParameterValue", f"{name!r} is not a valid parameter group name: 1-255 letters, "
+                                                    f"digits or hyphens, starting with a letter, not ending with a "
+                                                    f"hyphen or holding two consecutive hyphens")
+        return name.lower()  # stored lower-case, as Redshift does
+
+    async def _group(self, name: str) -> tuple[str, str, dict[str, str]]:
+        """(family, description, values set) of a group, the default one included."""
+        if name == pg.DEFAULT_GROUP:
+            return pg.FAMILY, f"Default parameter group for {pg.FAMILY}", {}
+        for stored, family, description, values in await self.catalog.parameter_groups():
+            if stored == name:
+                return family, description, values
+        raise ApiError("ClusterParameterGroupNotFound", f"Parameter group {name} not found.", 404)
+
+    def _changeable(self, name: str) -> None:
+        if name == pg.DEFAULT_GROUP:
+            # UNVERIFIED: the code (RDS answers InvalidDBParameterGroupState for its default groups).
+            raise ApiError("InvalidClusterParameterGroupState",
+                           f"The default parameter group {name} cannot be modified or deleted.")
+
+    async def _create_parameter_group(self, params: dict[str, str], principal: Principal, source_ip: str) -> str:
+        name = self._parameter_group_name(params.get("ParameterGroupName"))
+        family, description = params.get("ParameterGroupFamily"), params.get("Description")
+        if family is None or description is None:
+            raise ApiError("MissingParameter", "The request must contain the parameters ParameterGroupFamily "
+                                               "and Description")
+        if family != pg.FAMILY:
+            raise ApiError("InvalidParameterValue", f"Parameter group family {family} is not valid; "
+                                                    f"the family is {pg.FAMILY}")
+        if _structures(params, "Tags", "Tag"):
+            raise ApiError("InvalidTagFault", "Tags on parameter groups are not supported here")
+        self._authorize(principal, "CreateClusterParameterGroup", self._parameter_group_arn(name),
+                        self._context(principal, source_ip))
+        if name == pg.DEFAULT_GROUP:
+            raise ApiError("ClusterParameterGroupAlreadyExists", f"Parameter group {name} already exists.")
+        await self.catalog.create_parameter_group(name, family, description)
+        return f"<ClusterParameterGroup>{_parameter_group_xml(name, family, description)}</ClusterParameterGroup>"
+
+    async def _delete_parameter_group(self, params: dict[str, str], principal: Principal, source_ip: str) -> str:
+        name = self._parameter_group_name(params.get("ParameterGroupName"))
+        self._authorize(principal, "DeleteClusterParameterGroup", self._parameter_group_arn(name),
+                        self._context(principal, source_ip))
+        self._changeable(name)
+        await self.catalog.delete_parameter_group(name)
+        return ""
+
+    async def _describe_parameter_groups(self, params: dict[str, str], principal: Principal,
+                                         source_ip: str) -> str:
+        name = params.get("ParameterGroupName") or None
+        name = name and self._parameter_group_name(name)
+        self._authorize(principal, "DescribeClusterParameterGroups", self._parameter_group_arn(name or "*"),
+                        self._context(principal, source_ip))
+        groups = [(pg.DEFAULT_GROUP, *(await self._group(pg.DEFAULT_GROUP))[:2])]
+        groups += [(n, family, description) for n, family, description, _ in await self.catalog.parameter_groups()]
+        if name is not None:
+            groups = [g for g in groups if g[0] == name]
+            if not groups:
+                raise ApiError("ClusterParameterGroupNotFound", f"Parameter group {name} not found.", 404)
+        return "<ParameterGroups>" + "".join(f"<ClusterParameterGroup>{_parameter_group_xml(*g)}</ClusterParameterGroup>"
+                                             for g in groups) + "</ParameterGroups>"
+
+    async def _describe_parameters(self, params: dict[str, str], principal: Principal, source_ip: str) -> str:
+        name = self._parameter_group_name(params.get("ParameterGroupName"))
+        self._authorize(principal, "DescribeClusterParameters", self._parameter_group_arn(name),
+                        self._context(principal, source_ip))
+        values = (await self._group(name))[2]
+        source = params.get("Source")
+        chosen = [p for p in pg.PARAMETERS.values()
+                  if source is None or source == ("user" if p.name in values else "engine-default")]
+        return f"<Parameters>{''.join(_parameter_xml(p, values) for p in chosen)}</Parameters>"
+
+    async def _describe_default_parameters(self, params: dict[str, str], principal: Principal,
+                                           source_ip: str) -> str:
+        family = params.get("ParameterGroupFamily")
+        if family != pg.FAMILY:
+            raise ApiError("InvalidParameterValue", f"Parameter group family {family} is not valid; "
+                                                    f"the family is {pg.FAMILY}")
+        self._authorize(principal, "DescribeDefaultClusterParameters", "*", self._context(principal, source_ip))
+        parameters = "".join(_parameter_xml(p, {}) for p in pg.PARAMETERS.values())
+        return (f"<DefaultClusterParameters><ParameterGroupFamily>{family}</ParameterGroupFamily>"
+                f"<Parameters>{parameters}</Parameters></DefaultClusterParameters>")
+
+    async def _modify_parameter_group(self, params: dict[str, str], principal: Principal, source_ip: str) -> str:
+        name = self._parameter_group_name(params.get("ParameterGroupName"))
+        given = _structures(params, "Parameters", "Parameter")
+        if not given:
+            raise ApiError("MissingParameter", "The request must contain the parameter Parameters")
+        changes = {}
+        for parameter in given:
+            if "ParameterValue" not in parameter:
+                raise ApiError("InvalidParameterValue",
+                               f"The parameter {parameter.get('ParameterName', '')} needs a ParameterValue")
+            try:
+                changes[parameter.get("ParameterName", "")] = pg.checked_value(parameter.get("ParameterName", ""),
+                                                                               parameter["ParameterValue"])
+            except pg.ParameterRefused as exc:
+                raise ApiError("InvalidParameterValue", str(exc)) from None
+        return await self._change_parameter_group(name, changes, "ModifyClusterParameterGroup", principal, source_ip)
+
+    async def _reset_parameter_group(self, params: dict[str, str], principal: Principal, source_ip: str) -> str:
+        name = self._parameter_group_name(params.get("ParameterGroupName"))
+        names = [p.get("ParameterName", "") for p in _structures(params, "Parameters", "Parameter")]
+        unknown = [n for n in names if n not in pg.PARAMETERS]
+        if unknown:
+            raise ApiError("InvalidParameterValue", f"Could not find parameter with name: {unknown[0]}")
+        # Without Parameters, ResetAllParameters' default (true) applies.
+        changes = None if params.get("ResetAllParameters", "true").lower() == "true" and not names \
+            else dict.fromkeys(names)
+        if changes == {}:
+            raise ApiError("InvalidParameterCombination", "Name the Parameters to reset, or ResetAllParameters")
+        return await self._change_parameter_group(name, changes, "ResetClusterParameterGroup", principal, source_ip)
+
+    async def _change_parameter_group(self, name: str, changes: dict[str, str | None] | None, action: str,
+                                      principal: Principal, source_ip: str) -> str:
+        self._authorize(principal, action, self._parameter_group_arn(name), self._context(principal, source_ip))
+        self._changeable(name)
+        await self.catalog.change_parameter_group(name, changes)
+        return (f"<ParameterGroupName>{escape(name)}</ParameterGroupName>"
+                f"<ParameterGroupStatus>{_PENDING_REBOOT}</ParameterGroupStatus>")
+
+    # ---------------------------------------------------------------- audit logging
+
+    async def _enable_logging(self, params: dict[str, str], principal: Principal, source_ip: str) -> str:
+        """Deliver the audit logs to a bucket of the `s3` configuration key (audit/delivery.py)."""
+        identifier = await self._cluster_action("EnableLogging", params, principal, source_ip)
+        if params.get("LogDestinationType", "s3") != "s3":
+            raise ApiError("UnsupportedOperation", "Only LogDestinationType s3 is supported here: the logs are "
+                                                   "delivered to a bucket of the s3 configuration key, not CloudWatch")
+        bucket, prefix = params.get("BucketName"), params.get("S3KeyPrefix", "")
+        if not bucket:
+            raise ApiError("MissingParameter", "The request must contain the parameter BucketName")
+        if not _BUCKET_NAME.fullmatch(bucket):
+            raise ApiError("InvalidS3BucketNameFault", f"The S3 bucket name {bucket!r} is invalid.")
+        if bucket not in self.config.s3:
+            raise ApiError("BucketNotFoundFault", f"Could not find bucket {bucket}: map it to a directory in the s3 "
+                                                  f"configuration key")
+        parts = prefix.split("/")
+        if (len(prefix) > 512 or prefix.startswith("/") or any(p in (".", "..") for p in parts)
+                or any(c in "'\"\\" or not c.isprintable() or c.isspace() for c in prefix)):
+            raise ApiError("InvalidS3KeyPrefixFault", f"The S3 key prefix {prefix!r} is not valid: at most 512 "
+                                                      f"printable characters, no spaces, quotes or backslashes, "
+                                                      f"no '.' or '..' part, not starting with '/'")
+        exports = _members(params, "LogExports", "member") or list(_LOG_TYPES)
+        if any(e not in _LOG_TYPES for e in exports):
+            raise ApiError("InvalidParameterValue", f"LogExports must name {', '.join(_LOG_TYPES)}")
+        await self.catalog.set_logging(identifier, {"bucket": bucket, "prefix": prefix, "exports": exports})
+        await self.cluster.refresh()
+        return await self._logging_status_xml(identifier)
+
+    async def _disable_logging(self, params: dict[str, str], principal: Principal, source_ip: str) -> str:
+        identifier = await self._cluster_action("DisableLogging", params, principal, source_ip)
+        await self.catalog.set_logging(identifier, None)
+        await self.cluster.refresh()
+        return await self._logging_status_xml(identifier)
+
+    async def _describe_logging_status(self, params: dict[str, str], principal: Principal, source_ip: str) -> str:
+        identifier = await self._cluster_action("DescribeLoggingStatus", params, principal, source_ip)
+        return await self._logging_status_xml(identifier)
+
+    async def _logging_status_xml(self, identifier: str) -> str:
+        logging_state = (await self.catalog.cluster_state(identifier)).logging
+        if logging_state is None:
+            return "<LoggingEnabled>false</LoggingEnabled>"
+        exports = "".join(f"<member>{e}</member>" for e in logging_state["exports"])
+        times = "".join(f"<{tag}>{iso8601(datetime.datetime.fromisoformat(logging_state[key]))}</{tag}>"
+                        for key, tag in (("last_delivery", "LastSuccessfulDeliveryTime"),
+                                         ("last_failure", "LastFailureTime")) if key in logging_state)
+        failure = logging_state.get("last_failure_message")
+        return (f"<LoggingEnabled>true</LoggingEnabled><BucketName>{escape(logging_state['bucket'])}</BucketName>"
+                f"<S3KeyPrefix>{escape(logging_state['prefix'])}</S3KeyPrefix>{times}"
+                + (f"<LastFailureMessage>{escape(failure)}</LastFailureMessage>" if failure else "")
+                + f"<LogDestinationType>s3</LogDestinationType><LogExports>{exports}</LogExports>")
+
+    # ---------------------------------------------------------------- tags
+
+    def _tagged_cluster(self, params: dict[str, str]) -> str:
+        """The cluster a ResourceName ARN names (the only taggable resource here)."""
+        name = params.get("ResourceName")
+        if not name:
+            raise ApiError("MissingParameter", "The request must contain the parameter ResourceName")
+        if name != f"{self._arn}:cluster:{self.config.cluster.identifier}":
+            raise ApiError("ResourceNotFoundFault", f"The resource {name} could not be found: only this cluster's "
+                                                    f"ARN can be tagged here.", 404)
+        return self.config.cluster.identifier
+
+    async def _create_tags(self, params: dict[str, str], principal: Principal, source_ip: str) -> str:
+        identifier = self._tagged_cluster(params)
+        tags = {t.get("Key", ""): t.get("Value", "") for t in _structures(params, "Tags", "Tag")}
+        if not tags:
+            raise ApiError("MissingParameter", "The request must contain the parameter Tags")
+        for key, value in tags.items():
+            if not 1 <= len(key) <= 128 or len(value) > 256 or key.lower().startswith("aws:"):
+                raise ApiError("InvalidTagFault", f"Tag {key!r} is not valid: keys are 1-128 characters, not starting "
+                                                  f"with aws:, values at most 256")
+        await self._cluster_action("CreateTags", params, principal, source_ip, identifier, **{
+            "aws:TagKeys": list(tags), **{f"aws:RequestTag/{k}": v for k, v in tags.items()}})
+        await self.catalog.change_tags(identifier, tags, [], _MAX_TAGS)
+        return ""
+
+    async def _delete_tags(self, params: dict[str, str], principal: Principal, source_ip: str) -> str:
+        identifier = self._tagged_cluster(params)
+        keys = _members(params, "TagKeys", "TagKey")
+        if not keys:
+            raise ApiError("MissingParameter", "The request must contain the parameter TagKeys")
+        await self._cluster_action("DeleteTags", params, principal, source_ip, identifier, **{"aws:TagKeys": keys})
+        await self.catalog.change_tags(identifier, {}, keys, _MAX_TAGS)
+        return ""
+
+    async def _describe_tags(self, params: dict[str, str], principal: Principal, source_ip: str) -> str:
+        identifier = self.config.cluster.identifier
+        if params.get("ResourceName"):
+            self._tagged_cluster(params)
+        await self._cluster_action("DescribeTags", params, principal, source_ip, identifier)
+        keys, values = _members(params, "TagKeys", "TagKey"), _members(params, "TagValues", "TagValue")
+        tags = (await self.catalog.cluster_state(identifier)).tags
+        if params.get("ResourceType", "cluster").lower() != "cluster":
+            tags = {}
+        chosen = {k: v for k, v in tags.items() if (not keys or k in keys) and (not values or v in values)}
+        resources = "".join(f"<TaggedResource><Tag><Key>{escape(k)}</Key><Value>{escape(v)}</Value></Tag>"
+                            f"<ResourceName>{self._arn}:cluster:{identifier}</ResourceName>"
+                            f"<ResourceType>cluster</ResourceType></TaggedResource>" for k, v in sorted(chosen.items()))
+        return f"<TaggedResources>{resources}</TaggedResources>"

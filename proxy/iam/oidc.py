@@ -1,7 +1,8 @@
 """OIDC tokens as logins (native identity-provider federation, auth code 14): which stored
-provider a token is for, whether it is genuinely one of that provider's, and the Redshift user and
-roles it stands for. No network: keys come from the provider's PARAMETERS (jwks, jwks_file,
-public_key; policy/idp.py). Reading a jwks_file is the only I/O here.
+provider a token is for, whether it is genuinely one of that provider's (verified_claims, which
+STS AssumeRoleWithWebIdentity uses too), and the Redshift user and roles it stands for. No
+network: keys come from the provider's PARAMETERS (jwks, jwks_file, public_key; policy/idp.py).
+Reading a jwks_file is the only I/O here.
 
 A refusal raises OidcRefused with the reason for the proxy's log; the client is never told it.
 """
@@ -26,6 +27,10 @@ MAX_NAME_BYTES = 63  # PostgreSQL's limit on role names
 
 class OidcRefused(Exception):
     """The token is not a login; the message is the reason, for the proxy's log only."""
+
+
+class OidcExpired(OidcRefused):
+    """The token was genuine but its exp has passed."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,24 @@ def verify(token: str, provider: dict) -> IdpIdentity:
     if not provider["enabled"]:
         raise OidcRefused(f"identity provider {provider['name']} is disabled")
     params = provider["params"]
+    claims = verified_claims(token, params)
+    namespace = provider["namespace"]
+    user = _user_name(claims, params.get("user_claim"))
+    name = f"{namespace}:{user}"
+    if len(name.encode()) > MAX_NAME_BYTES:
+        raise OidcRefused(f"user name {name!r} is longer than {MAX_NAME_BYTES} bytes")
+    roles = []
+    for group in _groups(claims, params.get("group_claim") or "groups"):
+        role = f"{namespace}:{group.lower()}"
+        if len(role.encode()) <= MAX_NAME_BYTES and role not in roles:
+            roles.append(role)
+    return IdpIdentity(provider["name"], name, roles)
+
+
+def verified_claims(token: str, params: dict) -> dict:
+    """The claims of a token signed by one of the keys in params (with an algorithm of that key's
+    type), whose issuer is params' issuer and audience one of its audience list, with exp (required)
+    and nbf within LEEWAY. Raises OidcExpired or OidcRefused."""
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError as exc:
@@ -108,21 +131,13 @@ def verify(token: str, provider: dict) -> IdpIdentity:
             break
         except jwt.InvalidSignatureError:
             reason = "bad signature"
+        except jwt.ExpiredSignatureError as exc:
+            raise OidcExpired(f"token refused: {exc}") from None
         except jwt.PyJWTError as exc:
             raise OidcRefused(f"token refused: {type(exc).__name__}: {exc}") from None
     if claims is None:
         raise OidcRefused(reason)
-    namespace = provider["namespace"]
-    user = _user_name(claims, params.get("user_claim"))
-    name = f"{namespace}:{user}"
-    if len(name.encode()) > MAX_NAME_BYTES:
-        raise OidcRefused(f"user name {name!r} is longer than {MAX_NAME_BYTES} bytes")
-    roles = []
-    for group in _groups(claims, params.get("group_claim") or "groups"):
-        role = f"{namespace}:{group.lower()}"
-        if len(role.encode()) <= MAX_NAME_BYTES and role not in roles:
-            roles.append(role)
-    return IdpIdentity(provider["name"], name, roles)
+    return claims
 
 
 def _clean(value) -> str | None:

@@ -20,6 +20,9 @@ class Principal:
     tags: dict[str, str] = field(default_factory=dict)
     role: str | None = None     # set for a role session: the role's name
     principal_arn: str | None = None  # aws:PrincipalArn: the role's ARN for a role session
+    # A federated session's (sts_sessions.federation): "keys", its condition keys (saml:sub,
+    # <oidc provider>:sub, ...), and "redshift", the assertion's Redshift SAML attributes.
+    federation: dict = field(default_factory=dict)
 
     @property
     def account(self) -> str:
@@ -84,9 +87,12 @@ class Principals:
     def role(self, arn: str) -> Role | None:
         return self._roles.get(arn)
 
+    def roles(self) -> list[Role]:
+        return list(self._roles.values())
+
     @staticmethod
-    def session(role: Role, session_name: str) -> Principal:
+    def session(role: Role, session_name: str, federation: dict | None = None) -> Principal:
         """What a request signed with a session of `role` acts as."""
         return Principal(role.name, f"arn:aws:sts::{role.account}:assumed-role/{role.name}/{session_name}",
                          f"{role.roleid}:{session_name}", role.policies, dict(role.tags), role=role.name,
-                         principal_arn=role.arn)
+                         principal_arn=role.arn, federation=federation or {})

@@ -19,6 +19,7 @@ as written after it could hold a password PostgreSQL would log with the error).
 from __future__ import annotations
 
 from ..protocol import sqlstate
+from .masking import MaskedTables
 from .statements import PASS, Action, Denial, Plan, Translator, classify, may_need_plan
 from .tokens import tree_budget
 
@@ -37,22 +38,50 @@ class Classifier:
         self.max_statement_size = max_statement_size  # limits.max_statement_size
         self.max_checked_size = max_checked_size      # limits.max_checked_statement_size
         self.max_rewritten_size = max_rewritten_size  # limits.max_rewritten_statement_size
-        self._plans: dict[tuple[bytes, bool], tuple[Plan, int]] = {}  # -> (plan, its cost in bytes)
+        # -> (plan, its cost in bytes), by SQL, standard_conforming_strings and database
+        self._plans: dict[tuple[bytes, bool, str | None], tuple[Plan, int]] = {}
         self.bytes = 0  # what the kept entries cost, by entry_cost
         self._masked_version = translator.masked.version
+        # Each database's translator: the same but for its masked tables and tables with RLS on.
+        self._databases: dict[str, Translator] = {}
 
-    def __call__(self, sql: bytes, standard_strings: bool = True) -> Plan:
+    def set_masked(self, database: str, masked: MaskedTables | None) -> None:
+        """database's masked tables and tables with RLS on from now on (None: not known, as
+        after DROP DATABASE); its plans made before name them directly, and go."""
+        if masked is None:
+            self._databases.pop(database, None)
+        else:
+            self._databases[database] = self._translator.in_database(masked)
+        for key in [key for key in self._plans if key[2] == database]:
+            self.bytes -= self._plans.pop(key)[1]
+
+    @property
+    def databases(self) -> list[str]:
+        """The databases whose masked tables are known."""
+        return list(self._databases)
+
+    def masked(self, database: str) -> MaskedTables | None:
+        translator = self._databases.get(database)
+        return translator.masked if translator is not None else None
+
+    def __call__(self, sql: bytes, standard_strings: bool = True, user: str | None = None,
+                 database: str | None = None) -> Plan:
+        """The plan for sql in a session of `user` (only plans that are never kept depend on it).
+        database: the session's; one whose masked tables are not known is classified as
+        having none (a statement reading a masked table directly then fails in PostgreSQL,
+        which took the column privileges away: closed, not leaking)."""
         if len(sql) > self.max_statement_size:
             # Redshift's own limit, and its wording.
             return _refused(f"Statement is too large. Statement Size: {len(sql)} bytes. "
                             f"Maximum Allowed: {self.max_statement_size} bytes")
-        if not may_need_plan(sql, self._translator):
+        translator = self._databases.get(database, self._translator)
+        if not may_need_plan(sql, translator):
             return PASS  # cheaper than a cache lookup, and keeps the cache for parsed SQL
         if self._translator.masked.version != self._masked_version:
             self._plans.clear()  # plans made before the masked tables changed name them directly
             self.bytes = 0
             self._masked_version = self._translator.masked.version
-        key = (sql, standard_strings)  # the session's standard_conforming_strings reads it
+        key = (sql, standard_strings, database)  # the session's standard_conforming_strings reads it
         kept = self._plans.get(key)
         if kept is not None:
             if self._metrics is not None:
@@ -66,7 +95,7 @@ class Classifier:
                             hint="shiftguard reads statements like this one before they run; split it into "
                                  "smaller statements, or raise limits.max_checked_statement_size.")
         with tree_budget(self.max_rewritten_size) as budget:
-            plan = classify(sql, self._translator, standard_strings)
+            plan = classify(sql, translator, standard_strings, user)
         if budget[0] < 0:  # some statement was refused for it: the whole message is
             if self._metrics is not None:
                 self._metrics.classification.labels(result="too large").inc()
@@ -79,7 +108,7 @@ class Classifier:
             self._keep(key, plan)
         return plan
 
-    def _keep(self, key: tuple[bytes, bool], plan: Plan) -> None:
+    def _keep(self, key: tuple[bytes, bool, str | None], plan: Plan) -> None:
         cost = entry_cost(key[0], plan)
         if cost > self.max_bytes // 16:
             return  # a huge statement would push out many others, for a rare second use

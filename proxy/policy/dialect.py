@@ -8,17 +8,24 @@ Pure. Runs before classification, so security decisions see the statement that w
   DISTSTYLE/DISTKEY/SORTKEY/ENCODE only records.
 - Expressions: SYSDATE, APPROXIMATE COUNT, DATEADD/DATEDIFF/DATE_PART/DATE_TRUNC with a bare
   datepart, LISTAGG(...) [WITHIN GROUP (ORDER BY ...)], version(), DECODE(...) with three or
-  more arguments; result columns keep the names Redshift gives them.
+  more arguments; result columns keep the names Redshift gives them; WHERE 1 / WHERE 0 (a bare
+  0 or 1 as the whole condition of WHERE, HAVING, ON).
+- Queries: SELECT TOP n (LIMIT n at the end of its level), a subquery in FROM without an alias
+  (given one); CREATE VIEW ... WITH NO SCHEMA BINDING (_late_binding). A number run into a name (THEN 1WHEN) is read apart before any of this
+  (tokens.separate_numbers).
 - SHOW server_version and SHOW server_version_num: answered as Redshift answers them, as
-  version() is (the backend's own would say PostgreSQL 15's "15.x (Debian ...)").
-The functions themselves live in catalog/redshift_functions.sql.
+  version() is (the backend's own would say PostgreSQL 15's "15.x (Debian ...)"); Redshift's
+  SHOW discovery commands (SHOW TABLES ...): policy/show.py.
+The functions themselves live in catalog/redshift_functions.sql and catalog/show.sql.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .tokens import GrammarError, Token, fold_identifier, quoted_name, scan
+from ..protocol import sqlstate
+from . import show
+from .tokens import GrammarError, Token, fold_identifier, quote_ident, quoted_name, scan
 
 # Redshift dateparts -> PostgreSQL's (for DATE_PART and DATE_TRUNC, which PostgreSQL has).
 DATEPARTS = {}
@@ -33,9 +40,9 @@ for canonical, spellings in {
     for spelling in spellings.split():
         DATEPARTS[spelling] = canonical
 
-TRIGGER_WORDS = (b"sysdate", b"approximate", b"dateadd", b"datediff", b"date_part", b"date_trunc", b"listagg",
+TRIGGER_WORDS = (b"binding", b"top", b"sysdate", b"approximate", b"dateadd", b"datediff", b"date_part", b"date_trunc", b"listagg",
                  b"version", b"diststyle", b"distkey", b"sortkey", b"encode", b"backup", b"identity",
-                 b"decode")
+                 b"decode", b"show")
 
 
 @dataclass
@@ -68,6 +75,7 @@ class Rewritten:
     table: TableAttributes | None = None  # set for CREATE TABLE / ALTER TABLE with Redshift attributes
     alter_only: bool = False              # ALTER TABLE ... ALTER DISTKEY etc.: nothing for PostgreSQL to do
     tag: bytes | None = None              # the command tag the client sees, when not the rewritten SQL's
+    late_view: str | None = None          # CREATE VIEW ... WITH NO SCHEMA BINDING: the view's name as written
 
 
 def rewrite(statement: str) -> Rewritten | None:
@@ -85,16 +93,23 @@ def rewrite(statement: str) -> Rewritten | None:
     shown = _show_version(tokens)
     if shown is not None:
         return shown
+    discovery = show.rewrite(tokens)
+    if discovery is not None:
+        return Rewritten(discovery, tag=b"SHOW")
     if words[0] == "CREATE" and "TABLE" in words[:4]:
         table = _table_clauses(tokens, edits)
     elif words[:2] == ["ALTER", "TABLE"]:
         table, alter_only = _alter_table_clauses(tokens)
     _expressions(statement, tokens, edits)
+    _select_top(tokens, edits)
+    _subquery_aliases(tokens, edits)
+    late_view = _late_binding(tokens, edits)
     if alter_only and (table is None or not table.any()):
         alter_only = False  # no Redshift attribute after all (ALTER DISTSTYLE "("): PostgreSQL's error
     if not edits and not alter_only:
         return None
-    return Rewritten(_apply(statement, edits), table if table is not None and table.any() else None, alter_only)
+    return Rewritten(_apply(statement, edits), table if table is not None and table.any() else None, alter_only,
+                     late_view=late_view)
 
 
 def _apply(text: str, edits: list[tuple[int, int, str]]) -> str:
@@ -314,21 +329,162 @@ def _show_version(tokens: list[Token]) -> Rewritten | None:
     return Rewritten(f"SELECT pg_catalog.redshift_show('{name}') AS {name}", tag=b"SHOW")
 
 
+# --------------------------------------------------------------------------- queries
+
+# Words that end a query level's clauses list: a set operation at the same level.
+_SET_OPERATIONS = ("UNION", "INTERSECT", "EXCEPT")
+
+
+def _select_top(tokens: list[Token], edits: list) -> None:
+    """SELECT TOP n ... -> SELECT ... LIMIT n, at the end of that SELECT's own level (after its
+    ORDER BY; a subquery's inside its parentheses). Redshift: "The behavior with the TOP clause is
+    the same as the behavior with the LIMIT clause" (SELECT list). A TOP in one branch of a
+    UNION, INTERSECT or EXCEPT is refused: where its LIMIT would go is not documented."""
+    for index, token in enumerate(tokens):
+        if token.word != "SELECT" or index + 2 >= len(tokens) or tokens[index + 1].word != "TOP" \
+                or tokens[index + 2].name != "ICONST":
+            continue
+        last = _level_end(tokens, index)
+        if last is None:
+            raise GrammarError("SELECT TOP in a UNION, INTERSECT or EXCEPT is not supported by shiftguard",
+                               sqlstate.FEATURE_NOT_SUPPORTED,
+                               hint="Put the SELECT TOP in parentheses, or use LIMIT.")
+        count = tokens[index + 2]
+        edits.append((tokens[index + 1].start, count.end, ""))
+        edits.append((tokens[last].end, tokens[last].end, f" LIMIT {count.text}"))
+
+
+def _level_end(tokens: list[Token], start: int) -> int | None:
+    """Index of the last token of the query level that starts at tokens[start] (up to its closing
+    parenthesis or the statement's end); None if a set operation joins it to another query."""
+    depth, end = 0, len(tokens) - 1
+    for index in range(start, len(tokens)):
+        if _is(tokens[index], "("):
+            depth += 1
+        elif _is(tokens[index], ")"):
+            if depth == 0:
+                end = index - 1
+                break
+            depth -= 1
+        elif depth == 0 and tokens[index].word in _SET_OPERATIONS:
+            return None
+    depth = 0
+    for index in range(start - 1, -1, -1):  # and before it
+        if _is(tokens[index], ")"):
+            depth += 1
+        elif _is(tokens[index], "("):
+            if depth == 0:
+                break
+            depth -= 1
+        elif depth == 0 and tokens[index].word in _SET_OPERATIONS:
+            return None
+    return end
+
+
+# The clause keywords after which a parenthesis at the same level opens a FROM item, and those
+# that end a FROM list.
+_FROM_LISTS = ("FROM", "USING")
+_OTHER_CLAUSES = ("SELECT", "WHERE", "GROUP", "HAVING", "WINDOW", "ORDER", "LIMIT", "OFFSET", "FETCH", "ON",
+                  "SET", "RETURNING", "VALUES", "UNION", "INTERSECT", "EXCEPT", "INTO", "FOR")
+# What may stand right after a FROM item's closing parenthesis when it has an alias.
+_ALIAS_KINDS = ("UNRESERVED_KEYWORD", "COL_NAME_KEYWORD")
+
+
+def _subquery_aliases(tokens: list[Token], edits: list) -> None:
+    """FROM (subquery) without an alias -> FROM (subquery) AS "subquery n": PostgreSQL 15 refuses
+    a subquery in FROM (or JOIN, USING) without one, Redshift does not. The name is one no token
+    of the statement spells, so it cannot collide with a name the statement uses."""
+    clause: list[str] = [""]  # per parenthesis level: the clause it is in
+    taken = {_name(t) for t in tokens if t.name in ("IDENT", "UIDENT")}
+    generated = 0
+    for index, token in enumerate(tokens):
+        if token.word in _FROM_LISTS or token.word == "JOIN" or token.word in _OTHER_CLAUSES:
+            clause[-1] = token.word if token.word in _OTHER_CLAUSES else "FROM"
+        if _is(token, ")"):
+            if len(clause) > 1:
+                clause.pop()
+            continue
+        if not _is(token, "("):
+            continue
+        clause.append("")
+        before = tokens[index - 1] if index else None
+        inner = tokens[index + 1] if index + 1 < len(tokens) else None
+        if clause[-2] != "FROM" or before is None or inner is None or inner.word not in ("SELECT", "WITH", "VALUES") \
+                or not (before.word in _FROM_LISTS or before.word in ("JOIN", "LATERAL") or _is(before, ",")):
+            continue
+        try:
+            close = _close(tokens, index)
+        except GrammarError:
+            return  # unbalanced: PostgreSQL's own syntax error
+        after = tokens[close + 1] if close + 1 < len(tokens) else None
+        if after is not None and (after.word == "AS" or (after.kind == "NO_KEYWORD" and after.name in ("IDENT", "UIDENT"))
+                                  or after.kind in _ALIAS_KINDS):
+            continue
+        generated += 1
+        while f"subquery {generated}" in taken:
+            generated += 1
+        edits.append((tokens[close].end, tokens[close].end, f" AS {quote_ident(f'subquery {generated}')}"))
+
+
+def _late_binding(tokens: list[Token], edits: list) -> str | None:
+    """CREATE [OR REPLACE] VIEW name ... AS query WITH NO SCHEMA BINDING: the view's name, the
+    clause taken out. The statement then makes an ordinary view, which
+    shiftguard.create_late_binding_view (catalog/schema.sql) turns into one that binds its
+    tables by name when it is queried."""
+    words = [t.word for t in tokens[:4]]
+    if len(tokens) < 5 or words[0] != "CREATE" or "VIEW" not in words \
+            or [t.word for t in tokens[-4:]] != ["WITH", "NO", "SCHEMA", "BINDING"]:
+        return None
+    edits.append((tokens[-5].end, tokens[-1].end, ""))
+    return _table_name(tokens, words.index("VIEW") + 1)[0]
+
+
 # --------------------------------------------------------------------------- expressions
 
 
-def where_integer(lowered: bytes) -> bool:
-    """Does 'where' come right before a digit (Redshift's WHERE 1 AND ...)? A shortcut only."""
-    start = 0
-    while (found := lowered.find(b"where", start)) >= 0:
-        rest = lowered[found + 5:found + 40].lstrip()
-        if rest[:1] in (b"0", b"1"):
-            return True
-        start = found + 5
+def may_rewrite(lowered: bytes) -> bool:
+    """Might lowered (SQL, ASCII-lowered) hold a Redshift form that no trigger word shows: a digit
+    right after 'where', 'having' or 'on' (WHERE 1 AND ...), or 'select', 'with' or 'values' right
+    after 'from (', 'join (', ', (', 'using (' or 'lateral (' (a subquery in FROM without an
+    alias)? A shortcut only: _bare_condition and _subquery_aliases decide."""
+    for word in (b"where", b"having", b"on"):
+        start = 0
+        while (found := lowered.find(word, start)) >= 0:
+            start = found + len(word)
+            if lowered[start:start + 40].lstrip()[:1] in (b"0", b"1"):
+                return True
+    for word in (b"select", b"with", b"values"):
+        start = 0
+        while (found := lowered.find(word, start)) >= 0:
+            start = found + len(word)
+            before = lowered[max(0, found - 80):found].rstrip()
+            if before[-1:] == b"(" and before[:-1].rstrip().endswith((b"from", b"join", b",", b"using", b"lateral")):
+                return True
     return False
 
 
-_AFTER_CONDITION = ("AND", "OR", "ORDER", "GROUP", "LIMIT", "UNION", "HAVING", "")
+# What may follow a condition that is over: a bare 0 or 1 right after WHERE, HAVING or ON and
+# before one of these is the whole condition (or a whole operand of AND/OR). Anything else after
+# it (an operator, IS, IN, BETWEEN, LIKE, ::) makes it an operand of a larger expression, which
+# PostgreSQL reads as Redshift does.
+_CONDITION_ENDS = frozenset((
+    "AND", "OR", "GROUP", "HAVING", "WINDOW", "ORDER", "LIMIT", "OFFSET", "FETCH", "FOR", "UNION", "INTERSECT",
+    "EXCEPT", "RETURNING", "WHERE", "JOIN", "INNER", "LEFT", "RIGHT", "FULL", "CROSS", "NATURAL"))
+_CONDITION_STARTS = ("WHERE", "HAVING", "ON")
+
+
+def _bare_condition(tokens: list[Token], index: int) -> bool:
+    """Is tokens[index] a 0 or 1 standing alone as a condition (WHERE 1, WHERE 0 AND ...)?
+    Redshift reads it as a boolean; PostgreSQL refuses an integer there. Redshift documents only
+    WHERE's use (by example); HAVING and JOIN ... ON read alike: UNVERIFIED, chosen so that a
+    condition means the same in every clause."""
+    token = tokens[index]
+    if token.name != "ICONST" or token.text not in ("0", "1") or index == 0 \
+            or tokens[index - 1].word not in _CONDITION_STARTS:
+        return False
+    following = tokens[index + 1] if index + 1 < len(tokens) else None
+    return following is None or following.word in _CONDITION_ENDS or any(
+        _is(following, mark) for mark in (")", ",", ";"))
 
 
 def _expressions(text: str, tokens: list[Token], edits: list) -> None:
@@ -336,9 +492,7 @@ def _expressions(text: str, tokens: list[Token], edits: list) -> None:
         word = token.word
         before = tokens[index - 1] if index else None
         following = tokens[index + 1] if index + 1 < len(tokens) else None
-        if token.name == "ICONST" and token.text in ("0", "1") and before is not None and before.word == "WHERE" \
-                and (following is None or following.word in _AFTER_CONDITION or _is(following, ")")):
-            # Redshift's leader node reads WHERE 1 / WHERE 0 as a boolean; PostgreSQL does not.
+        if _bare_condition(tokens, index):
             edits.append((token.start, token.end, "true" if token.text == "1" else "false"))
             continue
         if _is(before, "."):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from ..protocol.sqlstate import INSUFFICIENT_PRIVILEGE, UNDEFINED_OBJECT
+from ..protocol.sqlstate import INSUFFICIENT_PRIVILEGE, INTERNAL_ERROR, NOT_NULL_VIOLATION, UNDEFINED_OBJECT
 from .groups import GROUP_ROLE_PREFIX
 
 # PostgreSQL names the kind of relation ("permission denied for table t"); Redshift says
@@ -34,6 +34,12 @@ def redshift_wording(fields: dict[str, str]) -> dict[str, str] | None:
         # words PostgreSQL's own VACUUM uses.
         return {"S": fields.get("S", "ERROR"), "V": fields.get("V", "ERROR"), "C": "25001",
                 "M": "VACUUM cannot run inside a transaction block"}
+    if fields.get("C") == NOT_NULL_VIOLATION and fields.get("c"):
+        # UNVERIFIED (Redshift's documentation quotes no such error): Redshift's words and
+        # SQLSTATE as its users report them (e.g. aws/aws-sdk-pandas issues 1110 and 2140), the
+        # column's name unquoted. PostgreSQL's DETAIL (the failing row, shown only to whom may
+        # read it all) stays.
+        return {**fields, "C": INTERNAL_ERROR, "M": f"Cannot insert a NULL value into column {fields['c']}"}
     if fields.get("C") == UNDEFINED_OBJECT and text.startswith(f'role "{GROUP_ROLE_PREFIX}'):
         # A group's PostgreSQL role (policy/groups.py) is the group, to the user.
         return {**fields, "M": 'group "' + text[len('role "') + len(GROUP_ROLE_PREFIX):]}

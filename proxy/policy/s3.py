@@ -10,8 +10,14 @@ PostgreSQL's scanner tokens, and the private-schema calls they become (catalog/s
     authorization: IAM_ROLE {'arn' | DEFAULT} | ACCESS_KEY_ID 'k' SECRET_ACCESS_KEY 's'
                    [SESSION_TOKEN 't'] | CREDENTIALS [AS] 's'
 
-An IAM role (IAM_ROLE, or aws_iam_role= in CREDENTIALS) must be one the user holds ASSUMEROLE
-on, checked when the files are read or written; access keys are accepted as they are. Everything else Redshift has (PARQUET, JSON,
+    credentials string: 'aws_access_key_id=k;aws_secret_access_key=s[;token=t]' | 'aws_iam_role=arn'
+
+The authorization names an AWS principal whose IAM policies must allow the S3 requests the
+statement makes (s3:ListBucket and s3:GetObject for COPY, s3:PutObject and s3:ListBucket for
+UNLOAD): an IAM user's access key, an STS session's, or an IAM role of the cluster that the user
+holds ASSUMEROLE on. iam/s3access.py judges it here, where the statement is judged; what only the
+backing database knows (association, ASSUMEROLE, the STS session) catalog/s3.sql reads when the
+ticket is used, against the roles judged here. Everything else Redshift has (PARQUET, JSON,
 MANIFEST, FIXEDWIDTH, BZIP2, ...) is refused with SQLSTATE 0A000.
 
 Which files a prefix names, and whether a path escapes its bucket, is not decided here: the
@@ -20,10 +26,13 @@ translator's `s3` (proxy/s3.py) answers that from the file system and signs the 
 
 from __future__ import annotations
 
+import hashlib
+import os
 from dataclasses import dataclass, field
 
 from pglast import parser
 
+from ..iam.s3access import Credentials, Request, access_denied, invalid_credentials
 from ..protocol import sqlstate
 from .tokens import (CALLER_SEARCH_PATH, Cursor, GrammarError, Token, as_read, parse_tree, printed, scan, sql_literal,
                      string_value)
@@ -58,7 +67,9 @@ class Options:
     header: bool = False
     parallel: bool = True
     allowoverwrite: bool = False
-    iam_role: str | None = None   # checked against ASSUMEROLE grants when the files are read or written
+    # IAM_ROLE / ACCESS_KEY_ID / SECRET_ACCESS_KEY / SESSION_TOKEN / CREDENTIALS, as written
+    # (iam/s3access.py Credentials' fields); secrets, so never in a repr
+    credentials: dict[str, str] = field(default_factory=dict, repr=False)
 
     def copy_format(self, unloading: bool) -> dict:
         """What PostgreSQL's COPY needs. Text is PostgreSQL's text format, which reads and writes
@@ -69,7 +80,7 @@ class Options:
                 # Redshift: COPY reads \N as NULL; UNLOAD writes NULL as an empty field.
                 "null": self.null if self.null is not None else ("" if unloading else "\\N"),
                 "gzip": self.gzip, "ignoreheader": self.ignoreheader, "header": self.header,
-                "emptyasnull": self.emptyasnull, "blanksasnull": self.blanksasnull, "iam_role": self.iam_role}
+                "emptyasnull": self.emptyasnull, "blanksasnull": self.blanksasnull}
 
 
 @dataclass
@@ -225,17 +236,13 @@ def _options(cursor: Cursor, unloading: bool) -> Options:
         token = cursor.next()
         word = token.word
         if word in _AUTHORIZATION:
-            # An IAM role must be one the user holds ASSUMEROLE on (catalog/privileges.sql);
-            # access keys are accepted as they are (there is no S3 to give them to).
+            # Judged by iam/s3access.py when the statement is planned (plan below).
             cursor.accept("AS")
-            value = "default" if cursor.accept("DEFAULT") else cursor.string(f"{word} value")
-            if word == "IAM_ROLE":
-                options.iam_role = value
-            elif word == "CREDENTIALS":
-                for part in value.split(";"):
-                    key, _, arn = part.partition("=")
-                    if key.strip().lower() == "aws_iam_role":
-                        options.iam_role = arn.strip()
+            value = "default" if word == "IAM_ROLE" and cursor.accept("DEFAULT") else cursor.string(f"{word} value")
+            if word == "CREDENTIALS":
+                _credentials_string(value, options.credentials)
+            elif word != "MASTER_SYMMETRIC_KEY":
+                _credential(options.credentials, word.lower(), value)
         elif word == "REGION":
             cursor.accept("AS")
             cursor.string("region")
@@ -288,6 +295,30 @@ def _options(cursor: Cursor, unloading: bool) -> Options:
     return options
 
 
+# CREDENTIALS 'aws_access_key_id=...;aws_secret_access_key=...[;token=...]' or 'aws_iam_role=...'
+_CREDENTIALS_KEYS = {"aws_iam_role": "iam_role", "aws_access_key_id": "access_key_id",
+                     "aws_secret_access_key": "secret_access_key", "token": "session_token",
+                     "master_symmetric_key": None}
+
+
+def _credentials_string(text: str, credentials: dict[str, str]) -> None:
+    for part in text.split(";"):
+        if not part.strip():
+            continue
+        key, equals, value = part.partition("=")
+        name = _CREDENTIALS_KEYS.get(key.strip().lower(), "")
+        if not equals or name == "":
+            raise invalid_credentials()
+        if name is not None:
+            _credential(credentials, name, value.strip())
+
+
+def _credential(credentials: dict[str, str], name: str, value: str) -> None:
+    if name in credentials:
+        raise invalid_credentials()  # named twice (CREDENTIALS and IAM_ROLE, say)
+    credentials[name] = value
+
+
 def _quote(cursor: Cursor, options: Options) -> None:
     if cursor.accept("QUOTE"):
         cursor.accept("AS")
@@ -311,13 +342,20 @@ def _backend_refusal(what: str) -> GrammarError:
                              "role that is a superuser (they use the server's COPY to and from files)")
 
 
-def plan(statement: str, tokens: list[Token], local_s3, available: bool, check_query, standard_strings: bool = True):
+def plan(statement: str, tokens: list[Token], local_s3, available: bool, check_query, standard_strings: bool = True,
+         access=None, user: str | None = None):
     """(replacement SQL, command tag, cacheable) for an S3 COPY or UNLOAD. local_s3: the
     translator's LocalS3 (proxy/s3.py) or None; available: whether catalog/s3.sql is installed;
     check_query(sql): the classification of the UNLOAD query (None, a rewrite tuple or a denial,
     which is returned as it is); standard_strings: the session's standard_conforming_strings, with
-    which PostgreSQL will read the UNLOAD query's own constants. Never cacheable: the files a
-    prefix names change."""
+    which PostgreSQL will read the UNLOAD query's own constants; access: the translator's
+    S3Access (iam/s3access.py), which judges the credentials (None: every request is denied);
+    user: the session's user, whom the ticket is for. Never cacheable: the files a prefix names
+    change, and tickets expire.
+
+    The ticket binds what the private schema's file functions may do to this statement: the
+    files, the table and columns COPY loads or the exact query UNLOAD runs, the user, and (by
+    its signature, policy/signing.py) the time it was made."""
     if is_unload(tokens):
         text, unload = parse_unload(statement, tokens)
         text = as_read(text, standard_strings)  # judged as it will run (policy/tokens.py)
@@ -327,19 +365,44 @@ def plan(statement: str, tokens: list[Token], local_s3, available: bool, check_q
         if verdict is not None and not isinstance(verdict, tuple):
             return verdict
         query = single_select(verdict[0] if verdict is not None else text)
-        options = unload.options
-        path = local_s3.target_file(unload.target.bucket, unload.target.prefix, options.parallel, options.gzip,
-                                    options.allowoverwrite)
-        ticket, signature = local_s3.ticket({"op": "write", "file": path, "allowoverwrite": options.allowoverwrite,
-                                             **options.copy_format(unloading=True)})
+        options, target = unload.options, unload.target
+        local_s3.check_bucket(target.bucket)
+        key, path = local_s3.target_key(target.bucket, target.prefix, options.parallel, options.gzip)
+        requests = [Request("s3:PutObject", f"arn:aws:s3:::{target.bucket}/{key}")]
+        if not options.allowoverwrite:
+            # Whether the destination is empty is a listing of the prefix (UNVERIFIED: Redshift's
+            # documented minimum permissions for UNLOAD).
+            requests.append(Request("s3:ListBucket", f"arn:aws:s3:::{target.bucket}", target.prefix))
+        grant = _grant(access, options, requests)
+        local_s3.check_target(path, options.allowoverwrite)
+        ticket, signature = local_s3.ticket({
+            "op": "write", "file": path, "directory": os.path.dirname(path), "user": user,
+            "allowoverwrite": options.allowoverwrite,
+            "query": hashlib.sha256(query.encode()).hexdigest(), **grant, **options.copy_format(unloading=True)})
         return (f"CALL shiftguard.s3_unload({sql_literal(query)}, {sql_literal(ticket)}, {sql_literal(signature)}, "
                 f"{CALLER_SEARCH_PATH})",
                 b"UNLOAD", False)
     copy = parse_copy(tokens)
     if local_s3 is None or not available:
         raise _backend_refusal("COPY from Amazon S3")
-    files = local_s3.source_files(copy.source.bucket, copy.source.prefix)
-    ticket, signature = local_s3.ticket({"op": "read", "files": files, **copy.options.copy_format(unloading=False)})
+    source = copy.source
+    local_s3.check_bucket(source.bucket)
+    listing = Request("s3:ListBucket", f"arn:aws:s3:::{source.bucket}", source.prefix)
+    _grant(access, copy.options, [listing])  # before saying whether anything is there
+    files = local_s3.source_files(source.bucket, source.prefix)
+    grant = _grant(access, copy.options,
+                   [listing] + [Request("s3:GetObject", f"arn:aws:s3:::{source.bucket}/{key}") for key, _ in files])
+    ticket, signature = local_s3.ticket({"op": "read", "files": [path for _, path in files], "table": copy.table,
+                                         "columns": copy.columns, "user": user, **grant,
+                                         **copy.options.copy_format(unloading=False)})
     columns = ", ".join(sql_literal(c) for c in copy.columns)
     return (f"CALL shiftguard.s3_copy({sql_literal(copy.table)}, ARRAY[{columns}]::pg_catalog.text[], "
             f"{sql_literal(ticket)}, {sql_literal(signature)}, {CALLER_SEARCH_PATH})", b"COPY", False)
+
+
+def _grant(access, options: Options, requests: list) -> dict:
+    if not options.credentials:
+        raise invalid_credentials()
+    if access is None:
+        raise access_denied()
+    return access.grant(Credentials(**options.credentials), requests)

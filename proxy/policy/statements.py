@@ -20,20 +20,21 @@ rejects it with its own error.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import re
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pglast
 from pglast import parser, visitors
 
 from ..protocol import sqlstate
-from .tokens import (CALLER_SEARCH_PATH, Cursor, GrammarError, as_ascii, as_read, parse_tree, printed, scan,
-                     split_statements, sql_literal)
+from .tokens import (CALLER_SEARCH_PATH, SECRET_WORDS, Cursor, GrammarError, as_ascii, as_read, is_number_junk,
+                     may_run_into_name, parse_tree, printed, scan, separate_numbers, split_statements, sql_literal)
 from . import dialect
 from .groups import (changes_json, parse_alter_group, parse_create_group, parse_drop_group,
                      rewrite_grant)
@@ -85,18 +86,28 @@ class Translator:
     whether PostgreSQL-only features are refused (strict_redshift)."""
 
     def __init__(self, backend_verifier: Callable[[str], str], dialect: bool = False, strict: bool = False,
-                 s3=None, sign: signing.Signer = signing.unsigned, seal: sealing.Sealer = sealing.unsealable):
+                 s3=None, sign: signing.Signer = signing.unsigned, seal: sealing.Sealer = sealing.unsealable,
+                 s3_access=None):
         self.backend_verifier = backend_verifier
         self.dialect = dialect
         self.strict = strict
         self.s3 = s3  # proxy.s3.LocalS3: COPY/UNLOAD with S3 locations (see _s3_statement)
+        self.s3_access = s3_access  # proxy.iam.s3access.S3Access: whose credentials they name, and what they allow
         self._sign = sign  # signs what procedures turn into SQL (policy/signing.py)
-        self.signatures = 0  # how many it signed: a plan holding a signature is not cached (they expire)
+        # How many answers it gave that must not be kept (signatures expire; what COPY and UNLOAD
+        # are refused for, missing files, credentials, changes): a plan holding one is not cached.
+        self.volatile = 0
         self.seal = seal  # seals the secrets a statement hands a procedure (policy/sealing.py)
         self.masked = masking.MaskedTables()  # replaced when masking attachments change (server.py)
 
+    def in_database(self, masked: masking.MaskedTables) -> "Translator":
+        """The same translator for a database whose masked tables and tables with RLS on these are."""
+        other = copy.copy(self)
+        other.masked = masked
+        return other
+
     def sign(self, purpose: str, payload: str) -> str:
-        self.signatures += 1
+        self.volatile += 1
         return self._sign(purpose, payload)
 
 
@@ -107,7 +118,7 @@ class Translator:
 # Function names are identifiers, which U&"..." can spell with escapes: SQL holding a Unicode
 # escape is always parsed.
 _TRIGGER_WORDS = (b"user", b"role", b"group", b"privileges", b"stl_", b"sys_", b"svv_", b"pg_table_def",
-                  b"discard", b"system", b"extension", b"copy",
+                  b"pg_proc_info", b"discard", b"system", b"extension", b"copy",
                   b"policy", b"language", b"load", b"set_config", b"authorization", b"grant",
                   b"revoke", b"security", b"analy", b"explain", b"drop", b"rename", b"truncate", b"schema", b"cancel",
                   b"u&", b"identity", b"create", b"vacuum", b"operator", b"search", b"inherit", b"attach",
@@ -121,7 +132,8 @@ CATALOG_VIEWS = {name: name for name in (
     "svv_system_privileges", "stl_connection_log", "sys_connection_log", "stl_userlog", "stl_query",
     "sys_query_history", "svv_table_info", "pg_table_def", "svv_external_schemas", "svv_external_tables",
     "svv_external_columns", "svv_rls_policy", "svv_rls_relation", "svv_rls_attached_policy", "svv_masking_policy", "svv_attached_masking_policy",
-    "svv_default_privileges", "svv_iam_privileges", "svv_identity_providers")}
+    "svv_default_privileges", "svv_iam_privileges", "svv_identity_providers", "svv_all_schemas", "svv_all_tables",
+    "svv_all_columns", "svv_tables", "svv_columns", "svv_redshift_tables", "pg_proc_info")}
 # PostgreSQL catalogs read through views adding Redshift's columns, when the dialect is on.
 DIALECT_CATALOGS = ("pg_class", "pg_attribute", "pg_attrdef")
 PRIVATE_SCHEMA = "shiftguard"
@@ -161,17 +173,20 @@ def may_need_plan(sql: bytes, translator: Translator | None = None) -> bool:
         return True  # strict_redshift looks at every statement
     if b"\\" in sql:
         return True  # a backslash may mean another reading (tokens.as_read)
+    if may_run_into_name(sql):
+        return True  # THEN 1WHEN: Redshift reads 1 WHEN (tokens.separate_numbers)
     if _TRIGGER.search(lowered):
         return True
     if translator is not None and translator.masked.views and masking.mentions(lowered, translator.masked):
         return True
     return translator is not None and translator.dialect and (
-        _DIALECT_TRIGGER.search(lowered) is not None or dialect.where_integer(lowered))
+        _DIALECT_TRIGGER.search(lowered) is not None or dialect.may_rewrite(lowered))
 
 
-def classify(sql: bytes, translator: Translator, standard_strings: bool = True) -> Plan:
+def classify(sql: bytes, translator: Translator, standard_strings: bool = True, user: str | None = None) -> Plan:
     """The plan for one Query or Parse SQL string, read as PostgreSQL reads it in a session
-    whose standard_conforming_strings is standard_strings.
+    whose standard_conforming_strings is standard_strings, of the user `user` (whom the plans
+    that hold a ticket for that user's session only, S3's, are for; never cached).
 
     What reaches PostgreSQL is ASCII only (DESIGN principle 8): PASS only for ASCII SQL;
     otherwise Plan.text is the SQL written in ASCII (tokens.as_ascii), which reads the same in
@@ -180,7 +195,7 @@ def classify(sql: bytes, translator: Translator, standard_strings: bool = True) 
     if not may_need_plan(sql, translator):
         return PASS
     try:
-        return _classify_text(sql, translator, standard_strings)
+        return _classify_text(sql, translator, standard_strings, user)
     except RecursionError:
         # pglast builds, walks and prints parse trees recursively, and json reads its output
         # so: a chain of a few hundred `||` or nested ARRAY[...] is deeper than Python's
@@ -188,7 +203,37 @@ def classify(sql: bytes, translator: Translator, standard_strings: bool = True) 
         # max_stack_depth of 2 MB). Such a statement is classified again on a thread of its
         # own with room for it; what is too deep even there is refused as PostgreSQL refuses
         # what is too deep for it.
-        return _with_deep_stack(_classify_text, sql, translator, standard_strings)
+        return _with_deep_stack(_classify_text, sql, translator, standard_strings, user)
+
+
+_DATABASE_WORD = re.compile(rb"database", re.IGNORECASE)
+_VACATE_SCAN_LIMIT = 64 << 10  # bytes: a DROP DATABASE is short; a large script is not read for one
+
+
+def databases_to_vacate(sql: bytes) -> frozenset[str]:
+    """The databases a Query or Parse needs no other session in: the one DROP DATABASE or ALTER
+    DATABASE ... RENAME TO names, and the template CREATE DATABASE copies (template1 unless
+    named). PostgreSQL refuses these while another session is there, so the proxy first ends
+    the idle backend sessions it keeps there (backend/pool.py close_database). Not a decision:
+    nothing is allowed or refused by it, and SQL it cannot read names none."""
+    if len(sql) > _VACATE_SCAN_LIMIT or not _DATABASE_WORD.search(sql):
+        return frozenset()
+    try:
+        statements = parser.parse_sql(sql.decode("utf-8"))
+    except (UnicodeDecodeError, parser.ParseError, RecursionError):
+        return frozenset()
+    names = set()
+    for raw in statements:
+        stmt = raw.stmt
+        if isinstance(stmt, pglast.ast.DropdbStmt):
+            names.add(stmt.dbname)
+        elif isinstance(stmt, pglast.ast.RenameStmt) and stmt.renameType == pglast.enums.ObjectType.OBJECT_DATABASE:
+            names.add(stmt.subname)
+        elif isinstance(stmt, pglast.ast.CreatedbStmt):
+            template = [o.arg for o in stmt.options or () if o.defname == "template"]
+            # TEMPLATE x or 'x' is a String; TEMPLATE DEFAULT none (template1, as without one)
+            names.add(template[0].sval if template and template[0] is not None else "template1")
+    return frozenset(names)
 
 
 # Room for the parse trees libpg_query accepts at all (its own stack check stops at about 16,000
@@ -198,15 +243,15 @@ _DEEP_STACK_BYTES = 256 << 20  # reserved address space; only the pages used are
 _deep_lock = threading.Lock()
 
 
-def _with_deep_stack(function, sql: bytes, translator: Translator, standard_strings: bool) -> Plan:
-    """function(sql, translator, standard_strings) on a thread with a deep stack and recursion
+def _with_deep_stack(function, sql: bytes, translator: Translator, standard_strings: bool, user: str | None) -> Plan:
+    """function(sql, translator, standard_strings, user) on a thread with a deep stack and recursion
     limit (the caller waits: a classification is synchronous). One at a time, since the
     recursion limit is the interpreter's."""
     result: list = []
 
     def run() -> None:
         try:
-            result.append(function(sql, translator, standard_strings))
+            result.append(function(sql, translator, standard_strings, user))
         except RecursionError:
             pass
         except Exception as exc:  # a bug of ours: refuse, as classify_statement's callers do
@@ -236,7 +281,8 @@ def _with_deep_stack(function, sql: bytes, translator: Translator, standard_stri
                                 "write it with fewer levels."))
 
 
-def _classify_text(sql: bytes, translator: Translator, standard_strings: bool) -> Plan:
+def _classify_text(sql: bytes, translator: Translator, standard_strings: bool, user: str | None = None,
+                   apart: bool = False) -> Plan:
     try:
         original = sql.decode("utf-8")
     except UnicodeDecodeError as exc:  # fail closed: what the proxy cannot read never runs
@@ -245,6 +291,8 @@ def _classify_text(sql: bytes, translator: Translator, standard_strings: bool) -
         # as PostgreSQL reads it (standard_conforming_strings), then in ASCII
         text = as_ascii(as_read(original, standard_strings))
     except GrammarError as exc:  # not even where PostgreSQL's reading of it ends is certain
+        if not apart and is_number_junk(exc):
+            return _numbers_apart(original, translator, standard_strings, user)
         return _refused(Denial(exc.sqlstate, str(exc), hint=exc.hint))
     rewritten = None if text == original else text
     if NO_ROW_CODE_MARK_WORD in original.lower() or NO_ROW_CODE_MARK_WORD in text.lower():
@@ -255,17 +303,19 @@ def _classify_text(sql: bytes, translator: Translator, standard_strings: bool) -
     try:
         spans = split_statements(text)
     except GrammarError as exc:
-        if any(word in text.lower() for word in ("password", "parameters")):
+        if not apart and is_number_junk(exc):
+            return _numbers_apart(original, translator, standard_strings, user)
+        if any(word in text.lower() for word in SECRET_WORDS):
             # PostgreSQL would refuse it too, and log it with its error: refused here, the
-            # password (or an identity provider's secret) is in no log.
+            # password (an identity provider's secret, AWS credentials) is in no log.
             return Plan((Action(0, 0, len(text), denial=Denial(sqlstate.SYNTAX_ERROR, str(exc))),), True, rewritten)
         return Plan(text=rewritten) if rewritten else PASS  # PostgreSQL will refuse it with its own error
     actions = []
     cacheable = True
     for index, (start, end) in enumerate(spans):
-        signatures = translator.signatures
+        volatile = translator.volatile
         try:
-            result = classify_statement(text[start:end], translator, standard_strings)
+            result = classify_statement(text[start:end], translator, standard_strings, user)
         except GrammarError as exc:  # from a rewrite's parse (tokens.parse_tree: its budget)
             result = Denial(exc.sqlstate, str(exc), hint=exc.hint)
         except RecursionError:
@@ -282,12 +332,21 @@ def _classify_text(sql: bytes, translator: Translator, standard_strings: bool) -
                 sent = as_printed(replacement)
             except GrammarError as exc:
                 result = Denial(exc.sqlstate, str(exc), hint=exc.hint)
+        cacheable = cacheable and translator.volatile == volatile
         if isinstance(result, Denial):
             actions.append(Action(index, start, end, denial=result))
         else:
             actions.append(Action(index, start, end, sql=sent, tag=tag))
-            cacheable = cacheable and keep and translator.signatures == signatures
+            cacheable = cacheable and keep
     return Plan(tuple(actions), cacheable, rewritten) if actions or rewritten else PASS
+
+
+def _numbers_apart(original: str, translator: Translator, standard_strings: bool, user: str | None) -> Plan:
+    """The plan for the client's SQL with each number run into a name read apart, as Redshift
+    reads it (tokens.separate_numbers): that SQL is what is judged and what is sent."""
+    separated = separate_numbers(original, standard_strings)
+    plan = _classify_text(separated.encode(), translator, standard_strings, user, apart=True)
+    return plan if plan.text is not None else replace(plan, text=separated)
 
 
 def as_printed(sql: str) -> str:
@@ -320,7 +379,8 @@ def _invalid_utf8(sql: bytes, at: int) -> str:
 Result = Denial | tuple[str, bytes | None, bool] | None
 
 
-def classify_statement(statement: str, translator: Translator, standard_strings: bool = True) -> Result:
+def classify_statement(statement: str, translator: Translator, standard_strings: bool = True,
+                       user: str | None = None) -> Result:
     """Redshift's dialect first (so the decisions below see what will execute), then the rules.
     standard_strings: the session's standard_conforming_strings (statement itself is written to
     read the same under either; a string value read as SQL, UNLOAD's query, is not)."""
@@ -331,7 +391,7 @@ def classify_statement(statement: str, translator: Translator, standard_strings:
             return Denial(exc.sqlstate, str(exc), hint=exc.hint)
         if vacuum is not None:
             return vacuum
-    s3_result = _s3_statement(statement, translator, standard_strings)
+    s3_result = _s3_statement(statement, translator, standard_strings, user)
     if s3_result is not None:
         return s3_result
     idp_result = _identity_provider_statement(statement, translator)
@@ -363,6 +423,10 @@ def _dialect_result(rewritten: dialect.Rewritten, translator: Translator) -> Res
         attrs = json.dumps(table.as_dict(), separators=(",", ":"))
         return (f"CALL shiftguard.create_table({sql_literal(creating)}, {sql_literal(table.table)}, "
                 f"{sql_literal(attrs)}::pg_catalog.jsonb, {CALLER_SEARCH_PATH})", b"CREATE TABLE", True)
+    if rewritten.late_view is not None:
+        creating = inner[0] if inner is not None else rewritten.sql  # the view as judged
+        return (f"CALL shiftguard.create_late_binding_view({sql_literal(creating)}, "
+                f"{sql_literal(rewritten.late_view)}, {CALLER_SEARCH_PATH})", b"CREATE VIEW", True)
     if inner is not None:
         return inner[0], inner[1], inner[2]
     return rewritten.sql, rewritten.tag, True
@@ -475,7 +539,7 @@ def _judge(kind: str, node: dict, raw: dict, statement: str, words: list[str], l
 # the dialect and before _copy, which refuses every other COPY naming a server file.
 
 
-def _s3_statement(statement: str, translator: Translator, standard_strings: bool) -> Result:
+def _s3_statement(statement: str, translator: Translator, standard_strings: bool, user: str | None) -> Result:
     """COPY ... FROM 's3://...' or UNLOAD, or None for every other statement."""
     if not statement[:6].lower().startswith(("copy", "unload")):
         return None  # a shortcut only: anything that is not COPY or UNLOAD is judged below
@@ -483,8 +547,10 @@ def _s3_statement(statement: str, translator: Translator, standard_strings: bool
         tokens = scan(statement)
         if not (s3.is_s3_copy(tokens) or s3.is_unload(tokens)):
             return None
+        translator.volatile += 1  # refused or not, the answer holds for this time only
         return s3.plan(statement, tokens, translator.s3, translator.dialect,
-                       lambda query: classify_statement(query, translator, standard_strings), standard_strings)
+                       lambda query: classify_statement(query, translator, standard_strings), standard_strings,
+                       translator.s3_access, user)
     except GrammarError as exc:
         return Denial(exc.sqlstate, str(exc), hint=exc.hint)
 
@@ -778,6 +844,14 @@ def _attach_masking(cursor: Cursor, statement: str, translator: Translator, atta
 _MASKING_STATEMENTS = {
     "CREATE": _create_masking, "ALTER": _alter_masking, "DROP": _drop_masking, "ATTACH": _attach_masking,
     "DETACH": lambda cursor, statement, translator: _attach_masking(cursor, statement, translator, attaching=False)}
+
+# The command tags of the statements above that may change which tables are masked or have RLS
+# on (Translator.masked), and of ALTER TABLE and DROP TABLE as the proxy rewrites them (ROW LEVEL
+# SECURITY, a protected table's RENAME or DROP): the relay has the proxy read that state again
+# before the client learns that such a statement's transaction ended (relay._protection_read).
+PROTECTION_TAGS = frozenset(
+    [f"{verb} {kind} POLICY".encode() for verb in _MASKING_STATEMENTS for kind in ("MASKING", "RLS")]
+    + [b"ALTER TABLE", b"DROP TABLE"])
 
 _ROW_SECURITY_COMMANDS = ("AT_EnableRowSecurity", "AT_DisableRowSecurity", "AT_ForceRowSecurity",
                           "AT_NoForceRowSecurity")
@@ -1258,6 +1332,19 @@ def _unsupported_node(tree) -> str | None:
     return None
 
 
+def _create_database(node: dict, words: list[str]) -> Result:
+    """CREATE DATABASE copies template1, where shiftguard is installed (catalog/store.py); from
+    another template (template0, or a database of the user's) it would make one without the
+    private schema, where its owner could plant objects of those names. Redshift's CREATE
+    DATABASE has no TEMPLATE option."""
+    for option in node.get("options", ()):
+        elem = option["DefElem"]
+        if elem["defname"] == "template" and elem.get("arg", {}).get("String", {}).get("sval") not in (None, "template1"):
+            return Denial(sqlstate.FEATURE_NOT_SUPPORTED, "CREATE DATABASE ... TEMPLATE is not supported",
+                          hint="Amazon Redshift has no TEMPLATE option: every database is made alike.")
+    return None
+
+
 _AST_HANDLERS: dict[str, Callable[[dict, list[str]], Result]] = {
     "VariableSetStmt": _variable_set,
     "DiscardStmt": lambda node, words: _escape("DISCARD"),
@@ -1266,6 +1353,7 @@ _AST_HANDLERS: dict[str, Callable[[dict, list[str]], Result]] = {
     "AlterExtensionStmt": lambda node, words: _escape("ALTER EXTENSION"),
     "CreatePLangStmt": lambda node, words: _escape("CREATE LANGUAGE"),
     "CopyStmt": _copy,
+    "CreatedbStmt": _create_database,
     "CreatePolicyStmt": lambda node, words: _escape("PostgreSQL's CREATE POLICY (use CREATE RLS POLICY)"),
     "AlterPolicyStmt": lambda node, words: _escape("PostgreSQL's ALTER POLICY (use ALTER RLS POLICY)"),
     "LoadStmt": lambda node, words: _escape("LOAD"),

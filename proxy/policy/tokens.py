@@ -53,6 +53,12 @@ def parse_tree(sql: str) -> tuple:
     return parser.parse_sql(sql)
 
 
+# Words a secret follows in a statement: passwords, an identity provider's PARAMETERS, and COPY's
+# and UNLOAD's AWS credentials (SECRET_ACCESS_KEY 's', SESSION_TOKEN 't', CREDENTIALS [AS] '...').
+# What holds one is kept out of logs (audit/records.py) and of PostgreSQL's own error log.
+SECRET_WORDS = ("password", "parameters", "secret_access_key", "session_token", "credentials")
+
+
 class GrammarError(Exception):
     """The statement does not follow the grammar; carries SQLSTATE and message."""
 
@@ -250,6 +256,86 @@ def printed(node) -> str:
     setting off (Redshift's) would read as 'ab', or as a constant ending elsewhere. Every SQL text
     the proxy prints from a tree for PostgreSQL to run later or now goes through here."""
     return as_read(RawStream()(node), standard_strings=True)
+
+
+# PostgreSQL 15's words for a number run into a name (scan.l's integer_junk, decimal_junk, real_junk).
+_NUMBER_JUNK = "trailing junk after numeric literal"
+# Numbers run into names that separate_numbers reads apart in one message, at most: each costs a
+# scan of the rest of the text.
+MAX_SEPARATED_NUMBERS = 64
+
+
+# A number that starts a word and runs into a word of letters (THEN 1WHEN): a shortcut only,
+# telling which SQL may hold a number run into a name (a miss leaves PostgreSQL's own error).
+# Letters then digits (hexadecimal in a UUID '3fa85f64-...', '...T10:00') are not looked at.
+_NUMBER_THEN_WORD = re.compile(
+    rb"(?<![0-9A-Za-z_$\x80-\xff])\.?[0-9][0-9.]*(?:[eE][+-]?[0-9]+)?[A-Za-z_]+(?![0-9A-Za-z_$\x80-\xff])")
+
+
+def may_run_into_name(sql: bytes) -> bool:
+    """Might sql hold a number run into a name (separate_numbers)? False only when it cannot."""
+    return _NUMBER_THEN_WORD.search(sql) is not None
+
+
+def is_number_junk(exc: GrammarError) -> bool:
+    """Is exc PostgreSQL 15's refusal of a number run into a name (separate_numbers reads them)?"""
+    return str(exc).startswith(_NUMBER_JUNK)
+
+
+def separate_numbers(text: str, standard_strings: bool) -> str:
+    """text with a space after each number that runs into a name (THEN 1WHEN, 1e5x): Redshift,
+    as PostgreSQL before 15, reads the longest number there and then the name; PostgreSQL 15
+    refuses it ("trailing junk after numeric literal"). So the proxy judges, and sends, `1 WHEN`.
+    PostgreSQL's scanner finds them (never inside a constant, name or comment), reading the text
+    as a session with standard_conforming_strings = standard_strings does: one scan of the rest of
+    the text for each, at most MAX_SEPARATED_NUMBERS (beyond: PostgreSQL's error). Text that fails
+    to scan for another reason comes back as it is, for PostgreSQL to refuse."""
+    scanned = text if standard_strings else _ESCAPED_PAIR.sub("\x01\x01", text)  # as as_read reads it
+    ends: list[int] = []
+    cursor = 0
+    while len(ends) < MAX_SEPARATED_NUMBERS:
+        try:
+            _scan_tokens(scanned[cursor:])  # from a token's start, where the scanner starts afresh
+            break
+        except parser.ParseError as exc:
+            location = exc.args[1] if len(exc.args) > 1 else None
+            if location is None or not str(exc.args[0]).startswith(_NUMBER_JUNK):
+                break
+            length = _number_length(scanned, cursor + location)
+            if not length:
+                break
+            cursor += location + length
+            ends.append(cursor)
+    if not ends:
+        return text
+    pieces, start = [], 0
+    for end in ends:
+        pieces += [text[start:end], " "]
+        start = end
+    pieces.append(text[start:])
+    return "".join(pieces)
+
+
+def _number_length(text: str, at: int) -> int:
+    """Characters of the longest number at text[at:], as PostgreSQL 15 (and Redshift) read one:
+    digits [. digits] [e [+-] digits]."""
+    index = at
+
+    def digits() -> None:
+        nonlocal index
+        while index < len(text) and "0" <= text[index] <= "9":
+            index += 1
+
+    digits()
+    if text[index:index + 1] == "." and text[index + 1:index + 2] != ".":
+        index += 1
+        digits()
+    if text[index:index + 1] in ("e", "E"):
+        sign = 1 if text[index + 1:index + 2] in ("+", "-") else 0
+        if "0" <= text[index + 1 + sign:index + 2 + sign] <= "9":  # "" sorts before "0"
+            index += 1 + sign
+            digits()
+    return index - at
 
 
 def as_ascii(text: str) -> str:

@@ -106,6 +106,11 @@ def parse_password(value: str, user: str) -> Password:
         raise GrammarError("SCRAM-SHA-256 password hashes are not supported", sqlstate.FEATURE_NOT_SUPPORTED,
                            hint="Redshift stores passwords as MD5 or SHA-256: give the password in clear text, "
                                 "as 'md5' || md5(password || username) or as 'sha256|...'")
+    return clear_password(value, user)
+
+
+def clear_password(value: str, user: str) -> Password:
+    """A clear-text password (Redshift's rules checked) -> its verifiers, as ALTER USER stores them."""
     _check_clear(value)
     return Password({"md5": redshift_md5(value, user), "scram": scram_verifier(value)})
 

@@ -35,3 +35,20 @@ def test_reporting_user_has_only_its_grant(redshift_stand_in):
 def test_postgres_only_features_fail_as_on_redshift(redshift):
     with pytest.raises(psycopg.errors.FeatureNotSupported, match="does not support CREATE INDEX"):
         redshift.execute("CREATE INDEX ON orders (customer)")
+
+
+def test_single_sign_on_through_saml(redshift_stand_in, saml_login):
+    """An IdP user signs in with SAML, gets a role session, then database credentials."""
+    import boto3
+
+    endpoint = {"endpoint_url": redshift_stand_in.api_endpoint_url, "region_name": "us-east-1"}
+    session = boto3.client("sts", aws_access_key_id="-", aws_secret_access_key="-", **endpoint) \
+        .assume_role_with_saml(RoleArn="arn:aws:iam::123456789012:role/app-analysts",
+                               PrincipalArn="arn:aws:iam::123456789012:saml-provider/shiftguard",
+                               SAMLAssertion=saml_login("reporting@example.com", db_user="reporting"))["Credentials"]
+    redshift = boto3.client("redshift", aws_access_key_id=session["AccessKeyId"],
+                            aws_secret_access_key=session["SecretAccessKey"],
+                            aws_session_token=session["SessionToken"], **endpoint)
+    db = redshift.get_cluster_credentials(ClusterIdentifier="shiftguard", DbUser="reporting")
+    with psycopg.connect(redshift_stand_in.dsn_for(db["DbUser"], db["DbPassword"])) as conn:
+        assert conn.execute("SELECT current_user, count(*) FROM orders").fetchone() == ("reporting", 3)

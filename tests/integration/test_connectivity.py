@@ -4,6 +4,7 @@ play other hosts: clients bind 127.0.0.2, 127.0.0.3, ... as their source."""
 from __future__ import annotations
 
 import concurrent.futures
+import logging
 import os
 import shutil
 import signal
@@ -297,3 +298,30 @@ def test_behind_haproxy_send_proxy_v2(make_proxy, haproxy):
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(host="127.0.0.1", port=port, user=ADMIN, password=ADMIN_PASSWORD, dbname="dev",
                         sslmode="disable", connect_timeout=5)
+
+
+def test_reload_says_what_needs_a_restart(make_proxy, caplog):
+    """A reload that changes what is read once at start (IAM, the S3 buckets, strict_redshift,
+    the audit files) says so, one warning each; what is read per connection (the statement log
+    switch) changes without one."""
+    from proxy.config import IamUser
+
+    proxy = make_proxy()
+    config = proxy.config
+    per_connection = replace(config, audit=replace(config.audit, user_activity=not config.audit.user_activity))
+    at_start = replace(per_connection, iam=replace(config.iam, users=[*config.iam.users, IamUser("reloaded")]),
+                       s3={**config.s3, "reloaded-bucket": str(config.data_dir)},
+                       strict_redshift=not config.strict_redshift,
+                       audit=replace(per_connection.audit, rotate_seconds=config.audit.rotate_seconds + 60))
+
+    def warned(config) -> list[str]:
+        async def reload():
+            proxy.proxy.reload(config)
+        caplog.clear()
+        proxy.call(reload())
+        return sorted(r.getMessage() for r in caplog.records if "takes effect at the next restart" in r.getMessage())
+
+    caplog.set_level(logging.WARNING, logger="proxy.server")
+    assert warned(per_connection) == []
+    assert warned(at_start) == [f"reload: {key} changed; it takes effect at the next restart"
+                                for key in ("audit", "iam", "s3", "strict_redshift")]

@@ -14,9 +14,13 @@ import psycopg
 import pytest
 import redshift_connector
 
+from proxy.config import Iam
+from proxy.testing import s3_roles
+
 from ..conftest import ADMIN, ADMIN_PASSWORD, USER_PASSWORD, server_directory, unique, wait_for
 
-ROLE = "IAM_ROLE 'arn:aws:iam::0123456789012:role/MyRedshiftRole'"
+ROLE_ARN = "arn:aws:iam::123456789012:role/MyRedshiftRole"
+ROLE = f"IAM_ROLE '{ROLE_ARN}'"
 
 
 def connect(proxy, user: str = ADMIN, password: str = ADMIN_PASSWORD):
@@ -50,7 +54,8 @@ def bucket():
 @pytest.fixture
 def world(make_proxy, bucket, postgres):
     """A proxy with a bucket, a table of cards and codes, and a user who reads it."""
-    proxy = make_proxy(s3={"b": str(bucket)})
+    proxy = make_proxy(s3={"b": str(bucket)}, iam=Iam(roles=s3_roles([ROLE_ARN], ["b"])),
+                         cluster__iam_roles=[ROLE_ARN])
     t, user = unique("cards"), unique("u")
     with connect(proxy) as admin:
         assert run(admin, "SHOW standard_conforming_strings") == [("off",)]  # as on Redshift

@@ -3,6 +3,8 @@ with real drivers; what the rewrite cannot reach fails instead of showing raw va
 
 from __future__ import annotations
 
+import concurrent.futures
+
 import psycopg
 import pytest
 import redshift_connector
@@ -483,3 +485,78 @@ def test_the_owner_of_a_masked_table_still_alters_it(proxy, world, postgres):
         with proxy.connect() as admin:
             admin.execute(f"DROP TABLE IF EXISTS {t}, {t}_2")
             admin.execute(f"REVOKE CREATE ON SCHEMA public FROM {owner}")
+
+
+def _all_at_once(connections, table: str) -> list:
+    """Each connection's credit cards (or the error it got), the queries sent at the same time."""
+    def read(conn):
+        try:
+            # Not prepared: a statement prepared before a change names the table as it was then
+            # (masked: the raw table, which fails closed)
+            return [row[0] for row in conn.execute(f"SELECT credit_card FROM {table} ORDER BY customer_id",
+                                                   prepare=False)]
+        except psycopg.Error as exc:
+            return exc
+    with concurrent.futures.ThreadPoolExecutor(len(connections)) as pool:
+        return list(pool.map(read, connections))
+
+
+def test_a_change_is_in_force_on_every_session_once_it_is_answered(proxy, world):
+    """The statement after an ATTACH or DETACH, on any session of the proxy that ran it, sees
+    the change: never the 42501 of the moment before the proxy has read it, never raw values.
+    In both protocols, and for a change committed by a COMMIT of its own."""
+    n = world
+    raw, full = [c for _, c in CARDS], [FULL] * 3
+    attach = f"ATTACH MASKING POLICY {n['full']} ON {n['cards']}(credit_card) TO PUBLIC"
+    detach = f"DETACH MASKING POLICY {n['full']} ON {n['cards']}(credit_card) FROM PUBLIC"
+    readers = [psycopg.connect(proxy.conninfo(n["regular"], PASSWORD), autocommit=True) for _ in range(10)]
+    try:
+        with proxy.connect() as admin:
+            simple = psycopg.ClientCursor(admin)
+            for round_ in range(5):
+                run = admin.execute if round_ % 2 else simple.execute  # extended, then simple protocol
+                run(attach)
+                assert _all_at_once(readers, n["cards"]) == [full] * 10
+                run(detach)
+                assert _all_at_once(readers, n["cards"]) == [raw] * 10
+            with admin.transaction():
+                admin.execute(attach)
+            assert _all_at_once(readers, n["cards"]) == [full] * 10
+            admin.execute("BEGIN")
+            admin.execute(detach)
+            admin.execute("ROLLBACK")  # nothing changed
+            assert _all_at_once(readers, n["cards"]) == [full] * 10
+    finally:
+        for conn in readers:
+            conn.close()
+
+
+def test_other_proxies_learn_a_change_by_notification(proxy, world, make_proxy, postgres):
+    """A second proxy on the same backend reads an attachment made through the first as soon as
+    it is committed (LISTEN/NOTIFY; it would otherwise look only every 30 s), and meanwhile
+    refuses rather than show raw values; also after its listening connection was cut."""
+    n = world
+    other = make_proxy()
+    full = [FULL] * 3
+    for round_, attaching in enumerate((True, False, True, False)):
+        if round_ == 2:
+            with postgres.connect() as direct:
+                cut = direct.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                     "WHERE query LIKE 'LISTEN %'").fetchone()[0]
+            assert cut >= 2  # each proxy's
+        with proxy.connect() as admin:
+            if attaching:
+                admin.execute(f"ATTACH MASKING POLICY {n['full']} ON {n['cards']}(credit_card) TO PUBLIC")
+            else:
+                admin.execute(f"DETACH MASKING POLICY {n['full']} ON {n['cards']}(credit_card) FROM PUBLIC")
+        expected = full if attaching else [c for _, c in CARDS]
+        seen = []
+
+        def current():
+            try:
+                seen.append(cards(other, n["regular"], n["cards"]))
+            except psycopg.errors.InsufficientPrivilege as exc:
+                seen.append(exc)  # not read yet: refused, never the raw values
+            return seen[-1] == expected
+        assert wait_for(current, timeout=10), seen
+        assert all(result == expected or isinstance(result, psycopg.Error) for result in seen), seen

@@ -22,6 +22,9 @@ import psycopg
 import psycopg.sql
 import pytest
 
+from proxy.config import Iam
+from proxy.testing import s3_roles
+
 from ..conftest import USER_PASSWORD, server_directory, unique, wait_for
 
 # Functions of pg_catalog that shiftguard's own SQL calls, each with argument types that would
@@ -171,7 +174,8 @@ def test_planting_is_refused(proxy, mallory, postgres):
 
 # --------------------------------------------------------------------------- traps planted anyway
 
-ROLE = "IAM_ROLE 'arn:aws:iam::0123456789012:role/MyRedshiftRole'"
+ROLE_ARN = "arn:aws:iam::123456789012:role/MyRedshiftRole"
+ROLE = f"IAM_ROLE '{ROLE_ARN}'"
 
 
 @pytest.fixture
@@ -221,7 +225,8 @@ def test_traps_are_live(proxy, mallory, planted):
 
 def test_nothing_of_shiftguard_runs_a_planted_object(make_proxy, proxy, mallory, planted, postgres, bucket):
     log = planted
-    s3proxy = make_proxy(s3={"b": str(bucket)})
+    s3proxy = make_proxy(s3={"b": str(bucket)}, iam=Iam(roles=s3_roles([ROLE_ARN], ["b"])),
+                         cluster__iam_roles=[ROLE_ARN])
     t, lookup, bob, carol, role = unique("t"), unique("lk"), unique("bob"), unique("carol"), unique("r")
     p_ok, p_lookup, p_varchar = unique("p"), unique("p"), unique("p")
     m_ok, m_regexp, m_lower = unique("m"), unique("m"), unique("m")

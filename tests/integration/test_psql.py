@@ -267,3 +267,17 @@ def test_password_command_changes_a_users_password(proxy, new_user):
     old = psql(proxy, "-c", "SELECT 1", user=name, password=old_password)
     assert old.returncode == 2
     assert f'password authentication failed for user "{name}"' in old.stderr
+
+
+def test_show_discovery_commands(proxy):
+    """Redshift's SHOW TABLES / SHOW COLUMNS answer psql with Redshift's rows."""
+    table = unique("shown")
+    ok(psql(proxy, "-c", f"CREATE TABLE public.{table} (id int, note varchar(10))"))
+    try:
+        lines = ok(psql(proxy, "-c", f"SHOW TABLES FROM SCHEMA dev.public LIKE '{table}'",
+                        "-c", f"SHOW COLUMNS FROM TABLE dev.public.{table} LIKE 'n%'"))
+        assert lines[0].split("|")[:4] == ["dev", "public", table, "TABLE"]
+        assert lines[1].split("|")[:11] == ["dev", "public", table, "note", "2", "", "YES", "character varying",
+                                            "10", "", ""]
+    finally:
+        ok(psql(proxy, "-c", f"DROP TABLE public.{table}"))

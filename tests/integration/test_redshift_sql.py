@@ -298,3 +298,207 @@ def test_show_server_version_answers_as_redshift(proxy, new_user):
                            capture_output=True, text=True, timeout=30,
                            env={**os.environ, "PGPASSWORD": ADMIN_PASSWORD})
     assert (shown.returncode, shown.stdout) == (0, "8.0.2\n"), shown.stderr
+
+
+# A condition that is a bare integer (Redshift reads WHERE 1 as WHERE true) or an integer in an
+# expression (WHERE 1 = 1 AND ..., as dbt and query builders write): rows of ({t} holding a = 1, 2, 3).
+CONDITIONS = [
+    ("SELECT a FROM {t} WHERE 1 ORDER BY a", [1, 2, 3]),
+    ("SELECT a FROM {t} WHERE 0", []),
+    ("SELECT a FROM {t} WHERE 1 AND a > 1 ORDER BY a", [2, 3]),
+    ("SELECT a FROM {t} WHERE 0 OR a = 2", [2]),
+    ("SELECT a FROM {t} WHERE 1 = 1 AND a > 1 ORDER BY a", [2, 3]),
+    ("SELECT a FROM {t} WHERE 0 = 1", []),
+    ("SELECT a FROM {t} WHERE 1 + 1 = 2 AND a = 3", [3]),
+    ("SELECT a FROM {t} WHERE 1 IS NOT NULL AND a = 1", [1]),
+    ("SELECT a FROM {t} WHERE 1 BETWEEN 0 AND 2 AND a = 1", [1]),
+    ("SELECT a FROM {t} WHERE 1 IN (1) AND a = 2", [2]),
+    ("SELECT a FROM {t} WHERE 1 = 0 OR a = 2", [2]),
+    ("SELECT a FROM {t} GROUP BY a HAVING 1 = 1 AND a < 3 ORDER BY a", [1, 2]),
+    ("SELECT a FROM {t} GROUP BY a HAVING 1 AND a < 2", [1]),
+    ("SELECT x.a FROM {t} x JOIN {t} y ON 1 = 1 AND x.a = y.a WHERE 1 = 1 ORDER BY 1", [1, 2, 3]),
+    ("SELECT x.a FROM {t} x JOIN {t} y ON 0 = 1", []),
+    ("SELECT count(*) FROM {t} x JOIN {t} y ON 1", [9]),
+    ("SELECT a FROM (SELECT a FROM {t} WHERE 1 = 1) s WHERE 1 AND a = 3", [3]),
+    ("(SELECT a FROM {t} WHERE 1 = 1 EXCEPT SELECT a FROM {t} WHERE 0 = 1) ORDER BY a", [1, 2, 3]),
+]
+
+
+def test_integer_conditions_in_update_and_delete(conn):
+    table = unique("t")
+    conn.execute(f"CREATE TEMP TABLE {table} (a int, b int)")
+    conn.execute(f"INSERT INTO {table} VALUES (1, 0), (2, 0), (3, 0)")
+    assert conn.execute(f"UPDATE {table} SET b = 1 WHERE 1 = 1 AND a > 1").rowcount == 2
+    assert conn.execute(f"UPDATE {table} SET b = 2 WHERE 0 = 1").rowcount == 0
+    assert conn.execute(f"UPDATE {table} SET b = b + 10 WHERE 1").rowcount == 3
+    assert conn.execute(f"DELETE FROM {table} WHERE 1 = 1 AND a = 1").rowcount == 1
+    assert conn.execute(f"DELETE FROM {table} WHERE 0").rowcount == 0
+    assert conn.execute(f"SELECT a, b FROM {table} ORDER BY a").fetchall() == [(2, 11), (3, 11)]
+    assert conn.execute(f"DELETE FROM {table} WHERE 1").rowcount == 2
+
+
+# SELECT TOP n, subqueries in FROM without an alias and numbers run into names, as Redshift reads
+# them: rows of ({t} holding a = 1, 2, 3).
+QUERY_FORMS = [
+    ("SELECT TOP 2 a FROM {t} ORDER BY a DESC", [3, 2]),
+    ("select top 1 distinct a from {t} order by a", [1]),
+    ("SELECT a FROM {t} WHERE a IN (SELECT TOP 2 a FROM {t} ORDER BY a) ORDER BY a", [1, 2]),
+    ("SELECT count(*) FROM (SELECT TOP 2 a FROM {t})", [2]),
+    ("SELECT count(*) FROM (SELECT a FROM {t} WHERE a > 1)", [2]),
+    ("SELECT max(a) FROM (SELECT a FROM {t}) JOIN (SELECT a AS b FROM {t}) ON a = b", [3]),
+    ("SELECT a FROM {t}, (SELECT 2 AS b) WHERE a = b", [2]),
+    ("SELECT CASE WHEN a = 1 THEN 10WHEN a = 2 THEN 20ELSE 30END FROM {t} ORDER BY a", [10, 20, 30]),
+    ("SELECT a FROM {t} WHERE a = 2OR a = 3 ORDER BY a", [2, 3]),
+]
+
+
+@pytest.mark.parametrize("query, expected", CONDITIONS + QUERY_FORMS)
+def test_redshift_query_forms(conn, query, expected):
+    table = unique("t")
+    conn.execute(f"CREATE TEMP TABLE {table} (a int)")
+    conn.execute(f"INSERT INTO {table} VALUES (1), (2), (3)")
+    assert [row[0] for row in conn.execute(query.format(t=table)).fetchall()] == expected
+
+
+def test_select_top_in_a_set_operation_is_refused(conn):
+    with pytest.raises(psycopg.errors.FeatureNotSupported, match="SELECT TOP in a UNION"):
+        conn.execute("SELECT TOP 1 1 UNION SELECT 2")
+
+
+def test_not_null_violations_in_redshifts_words(conn, proxy):
+    """Redshift's words (UNVERIFIED: as its users report them), through psycopg and AWS's driver."""
+    table = unique("t")
+    conn.execute(f"CREATE TABLE {table} (id int NOT NULL, name varchar(10))")
+    try:
+        with pytest.raises(psycopg.errors.InternalError_) as refused:
+            conn.execute(f"INSERT INTO {table} (name) VALUES ('x')")
+        assert refused.value.diag.message_primary == "Cannot insert a NULL value into column id"
+        rs = redshift_connector.connect(host=proxy.host, port=proxy.port, database="dev", user=ADMIN,
+                                        password=ADMIN_PASSWORD, ssl=False, timeout=20)
+        try:
+            rs.cursor().execute(f"CREATE TEMP TABLE {table} (id int NOT NULL)")
+            with pytest.raises(redshift_connector.ProgrammingError) as refused:
+                rs.cursor().execute(f"INSERT INTO {table} VALUES (NULL)")
+            assert (refused.value.args[0]["C"], refused.value.args[0]["M"]) == (
+                "XX000", "Cannot insert a NULL value into column id")
+        finally:
+            rs.close()
+    finally:
+        conn.execute(f"DROP TABLE {table}")
+
+
+def test_table_attributes_follow_the_table_through_renames(conn):
+    """DISTKEY and SORTKEY stay with a table renamed (as dbt's table models are), and every
+    catalog view says the same; a dropped table's attributes go with it."""
+    old, new, other = unique("t"), unique("t"), unique("t")
+
+    def keys(table):
+        info = conn.execute('SELECT diststyle, sortkey1, sortkey_num FROM svv_table_info WHERE "table" = %s',
+                            (table,)).fetchone()
+        defs = conn.execute('SELECT "column", distkey, sortkey FROM pg_table_def WHERE tablename = %s ORDER BY 1',
+                            (table,)).fetchall()
+        style = conn.execute("SELECT reldiststyle FROM pg_class WHERE relname = %s", (table,)).fetchone()
+        attrs = conn.execute("SELECT attname::text, attisdistkey, attsortkeyord FROM pg_attribute "
+                             "WHERE attrelid = %s::regclass AND attnum > 0 ORDER BY 1", (table,)).fetchall()
+        assert defs == attrs  # pg_table_def and the pg_attribute view agree
+        return info, defs, style
+
+    conn.execute(f"CREATE TABLE {old} (id int, ts timestamp, v int) DISTKEY(id) COMPOUND SORTKEY(ts, id)")
+    try:
+        before = keys(old)
+        assert before == (("KEY(id)", "ts", 2), [("id", True, 2), ("ts", False, 1), ("v", False, 0)], (1,))
+        conn.execute(f"ALTER TABLE {old} RENAME TO {new}")
+        assert keys(new) == before
+        conn.execute(f"ALTER TABLE {new} ALTER SORTKEY (v)")  # changes the sort key only
+        assert keys(new) == (("KEY(id)", "v", 1), [("id", True, 0), ("ts", False, 0), ("v", False, 1)], (1,))
+        conn.execute(f"CREATE SCHEMA {other}")
+        conn.execute(f"ALTER TABLE {new} SET SCHEMA {other}")
+        assert conn.execute('SELECT diststyle FROM svv_table_info WHERE "table" = %s', (new,)).fetchone() \
+            == ("KEY(id)",)
+        conn.execute(f"ALTER TABLE {other}.{new} SET SCHEMA public")
+    finally:
+        conn.execute(f"DROP TABLE IF EXISTS {new}")
+        conn.execute(f"DROP SCHEMA IF EXISTS {other}")
+    conn.execute(f"CREATE TABLE {new} (id int, ts timestamp, v int)")  # the name again: a table of its own
+    try:
+        assert keys(new) == (("AUTO(EVEN)", None, 0), [("id", False, 0), ("ts", False, 0), ("v", False, 0)], (0,))
+    finally:
+        conn.execute(f"DROP TABLE {new}")
+
+
+def test_late_binding_views_survive_their_tables(conn, proxy, new_user):
+    """CREATE VIEW ... WITH NO SCHEMA BINDING (dbt's bind: false): the view binds its tables by
+    name when queried, so they may be dropped, swapped by renames and made again under it, as
+    dbt's table models are; its columns show in pg_get_late_binding_view_cols(); only those who
+    may SELECT it read it; its function goes with it."""
+    table, view = unique("t"), unique("v")
+    conn.execute(f"CREATE TABLE public.{table} (a int)")
+    try:
+        conn.execute(f"INSERT INTO public.{table} VALUES (1), (2)")
+        cur = conn.execute(f"CREATE VIEW public.{view} AS (SELECT a FROM public.{table}) WITH NO SCHEMA BINDING")
+        assert cur.statusmessage == "CREATE VIEW"
+        assert conn.execute(f"SELECT sum(a) FROM public.{view}").fetchone() == (3,)
+        conn.execute(f"DROP TABLE public.{table}")  # no CASCADE needed: nothing binds the view to it
+        with pytest.raises(psycopg.errors.UndefinedTable):
+            conn.execute(f"SELECT * FROM public.{view}")
+        conn.execute(f"CREATE TABLE public.{table} (a int)")
+        conn.execute(f"INSERT INTO public.{table} VALUES (5)")
+        assert conn.execute(f"SELECT sum(a) FROM public.{view}").fetchone() == (5,)
+        # dbt's swap: the new table takes the name, the old one is dropped
+        conn.execute(f"CREATE TABLE public.{table}__tmp (a int)")
+        conn.execute(f"INSERT INTO public.{table}__tmp VALUES (7)")
+        conn.execute(f"ALTER TABLE public.{table} RENAME TO {table}__backup")
+        conn.execute(f"ALTER TABLE public.{table}__tmp RENAME TO {table}")
+        conn.execute(f"DROP TABLE public.{table}__backup CASCADE")
+        assert conn.execute(f"SELECT sum(a) FROM public.{view}").fetchone() == (7,)
+        conn.execute(f"CREATE OR REPLACE VIEW public.{view} AS SELECT a * 10 AS a FROM public.{table} "
+                     "WITH NO SCHEMA BINDING")
+        assert conn.execute(f"SELECT sum(a) FROM public.{view}").fetchone() == (70,)
+        columns = ("SELECT * FROM pg_get_late_binding_view_cols() cols(view_schema name, view_name name, "
+                   "col_name name, col_type varchar, col_num int) WHERE view_name = %s")
+        assert conn.execute(columns, (view,)).fetchall() == [("public", view, "a", "integer", 1)]
+        user, password = new_user()
+        with proxy.connect(user, password) as other:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                other.execute(f"SELECT * FROM public.{view}")
+            conn.execute(f"GRANT SELECT ON public.{view} TO {user}")
+            # A superuser's view reads with the reader's privileges (a deviation: PostgreSQL would
+            # exempt a superuser owner from row security)
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                other.execute(f"SELECT * FROM public.{view}")
+            conn.execute(f"GRANT SELECT ON public.{table} TO {user}")
+            assert other.execute(f"SELECT sum(a) FROM public.{view}").fetchone() == (70,)
+        conn.execute(f"CREATE OR REPLACE VIEW public.{view} AS SELECT a FROM public.{table}")  # bound again
+        assert conn.execute(columns, (view,)).fetchall() == []
+        conn.execute(f"DROP VIEW public.{view}")
+        assert conn.execute("SELECT count(*) FROM pg_proc WHERE proname LIKE 'late_binding_view_%%' AND "
+                            "obj_description(oid, 'pg_proc') LIKE %s", (f"%{view}%",)).fetchone() == (0,)
+    finally:
+        conn.execute(f"DROP VIEW IF EXISTS public.{view}")
+        conn.execute(f"DROP TABLE IF EXISTS public.{table}")
+
+
+def test_a_users_late_binding_view_reads_with_its_owners_privileges(proxy, new_user):
+    """As a view does: a reader needs SELECT on the view only, also after the table was made again."""
+    (owner, owner_password), (reader, reader_password) = new_user(), new_user()
+    schema, table, view = unique("s"), unique("t"), unique("v")
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE SCHEMA {schema} AUTHORIZATION {owner}")
+    try:
+        with proxy.connect(owner, owner_password) as conn:
+            conn.execute(f"CREATE TABLE {schema}.{table} (a int)")
+            conn.execute(f"INSERT INTO {schema}.{table} VALUES (4)")
+            conn.execute(f"CREATE VIEW {schema}.{view} AS SELECT a FROM {schema}.{table} WITH NO SCHEMA BINDING")
+            conn.execute(f"GRANT USAGE ON SCHEMA {schema} TO {reader}")
+            conn.execute(f"GRANT SELECT ON {schema}.{view} TO {reader}")
+            with proxy.connect(reader, reader_password) as other:
+                assert other.execute(f"SELECT a FROM {schema}.{view}").fetchall() == [(4,)]
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    other.execute(f"SELECT a FROM {schema}.{table}")
+            conn.execute(f"DROP TABLE {schema}.{table}")
+            conn.execute(f"CREATE TABLE {schema}.{table} AS SELECT 6 AS a")
+            with proxy.connect(reader, reader_password) as other:
+                assert other.execute(f"SELECT a FROM {schema}.{view}").fetchall() == [(6,)]
+    finally:
+        with proxy.connect() as admin:
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")

@@ -6,28 +6,31 @@ from __future__ import annotations
 
 import gzip
 import os
-import shutil
 from pathlib import Path
 
 import psycopg
 import pytest
 import redshift_connector
 
-from ..conftest import USER_PASSWORD, server_directory, unique
+from proxy.config import AccessKey, Iam, IamRole, IamUser
 
-ROLE = "IAM_ROLE 'arn:aws:iam::0123456789012:role/MyRedshiftRole'"
+from ..conftest import USER_PASSWORD, unique
 
-
-@pytest.fixture(scope="module")
-def bucket():
-    directory = server_directory()
-    yield directory
-    shutil.rmtree(directory, ignore_errors=True)
+ACCOUNT = "123456789012"
+ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/MyRedshiftRole"
+ROLE = f"IAM_ROLE '{ROLE_ARN}'"
+LOADER_KEY, LOADER_SECRET = "AKIALOADER0000000001", "loader-secret-access-key-0001"
+BUCKET_S3 = {"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Action": ["s3:ListBucket", "s3:GetObject", "s3:PutObject"],
+     "Resource": ["arn:aws:s3:::test-bucket", "arn:aws:s3:::test-bucket/*"]}]}
+IAM = Iam(users=[IamUser("loader", [AccessKey(LOADER_KEY, LOADER_SECRET)], policies=[BUCKET_S3])],
+          roles=[IamRole("MyRedshiftRole", policies=[BUCKET_S3])])
 
 
 @pytest.fixture
 def s3proxy(make_proxy, bucket):
-    return make_proxy(s3={"test-bucket": str(bucket)}, strict_redshift=True)
+    return make_proxy(s3={"test-bucket": str(bucket)}, strict_redshift=True, iam=IAM,
+                      cluster__iam_roles=[ROLE_ARN], cluster__default_iam_role=ROLE_ARN)
 
 
 @pytest.fixture
@@ -91,8 +94,8 @@ def test_copy_csv_header_null_as_and_columns(admin, bucket):
                   f"FORMAT AS CSV IGNOREHEADER 1 NULL AS 'NULL' REGION 'us-east-1'")
     assert rows(admin, t) == [(7, 'Stadium, the "big" one', 42), (8, None, 42)]
     t2 = table(admin, "id int, name varchar(40)")
-    admin.execute(f"COPY {t2} FROM 's3://test-bucket/csv/venue.csv' ACCESS_KEY_ID 'AKIAEXAMPLE' "
-                  f"SECRET_ACCESS_KEY 'secret' CSV DELIMITER ',' IGNOREHEADER AS 1 EMPTYASNULL")
+    admin.execute(f"COPY {t2} FROM 's3://test-bucket/csv/venue.csv' ACCESS_KEY_ID '{LOADER_KEY}' "
+                  f"SECRET_ACCESS_KEY '{LOADER_SECRET}' CSV DELIMITER ',' IGNOREHEADER AS 1 EMPTYASNULL")
     assert rows(admin, t2) == [(7, 'Stadium, the "big" one'), (8, "NULL")]
 
 
@@ -102,7 +105,7 @@ def test_copy_gzip_and_a_prefix_of_several_files(admin, bucket):
     put(bucket, "multi/sub/part_02.gz", "4;d\n", compress=True)
     put(bucket, "multiple.gz", "99;not under the prefix multi/\n", compress=True)
     t = table(admin, "id int, v char(1)")
-    admin.execute(f"COPY {t} FROM 's3://test-bucket/multi/' CREDENTIALS 'aws_iam_role=arn:aws:iam::1:role/R' "
+    admin.execute(f"COPY {t} FROM 's3://test-bucket/multi/' CREDENTIALS 'aws_iam_role={ROLE_ARN}' "
                   f"DELIMITER ';' GZIP")
     assert rows(admin, t) == [(1, "a"), (2, "b"), (3, "c"), (4, "d")]
     assert admin.notices[-1].endswith("4 record(s) loaded successfully.")
@@ -301,7 +304,7 @@ def test_the_iam_role_needs_assumerole(admin, bucket, user):
     """COPY and UNLOAD name an IAM role the user must hold ASSUMEROLE on (PUBLIC holds it for
     every role until a superuser revokes that)."""
     name, connect = user
-    arn = "arn:aws:iam::0123456789012:role/MyRedshiftRole"
+    arn = ROLE_ARN
     put(bucket, "assume/data.txt", "1|x|1.00\n")
     t = table(admin)
     admin.execute(f"GRANT SELECT, INSERT ON {t} TO {name}")

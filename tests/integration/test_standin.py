@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import psycopg
+import pytest
 import sqlalchemy as sa
 
 from proxy.testing import RedshiftStandIn
@@ -20,7 +21,7 @@ def test_example_project_runs_with_the_plugin():
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=EXAMPLE,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "5 passed" in result.stdout
+    assert "6 passed" in result.stdout
 
 
 def test_stand_in_starts_quickly_and_cleans_up():
@@ -91,3 +92,20 @@ def test_stand_in_with_a_local_bucket():
             conn.close()
         assert (bucket / "out" / "orders_000").read_text() == "1|9.50\n2|0.00\n"
     shutil.rmtree(bucket)
+
+
+def test_stand_in_local_idp_web_identity():
+    import boto3
+
+    from proxy.config import Iam, IamRole
+
+    trust = {"Statement": [{"Effect": "Allow", "Action": "sts:AssumeRoleWithWebIdentity", "Principal": {
+        "Federated": "arn:aws:iam::123456789012:oidc-provider/local-idp.shiftguard.invalid"}}]}
+    with RedshiftStandIn(local_idp=True, iam=Iam(roles=[IamRole("ci", trust=trust)])) as redshift:
+        sts = boto3.client("sts", endpoint_url=redshift.api_endpoint_url, region_name="us-east-1",
+                           aws_access_key_id="-", aws_secret_access_key="-")
+        answer = sts.assume_role_with_web_identity(RoleArn="arn:aws:iam::123456789012:role/ci",
+                                                   RoleSessionName="job-1", WebIdentityToken=redshift.oidc_token("ci"))
+        assert answer["SubjectFromWebIdentityToken"] == "ci"
+    with RedshiftStandIn() as redshift, pytest.raises(RuntimeError, match="local_idp=True"):
+        redshift.saml_login("alice")

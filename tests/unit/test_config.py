@@ -59,6 +59,23 @@ def test_environment_overrides_file(tmp_path):
      "iam.roles[0].trust.Statement[0]: needs Principal and Action"),
     ("iam:\n  roles: [{name: r, max_session_duration: 60}]\n", {}, "iam.roles[0].max_session_duration"),
     ("iam:\n  roles: [{name: r}, {name: r}]\n", {}, "iam.roles: a role name is used twice"),
+    ("iam:\n  saml_providers: [{name: p}]\n", {}, "iam.saml_providers[0]: give exactly one of metadata"),
+    ("iam:\n  saml_providers: [{name: p, metadata: '<x/>'}]\n", {},
+     "iam.saml_providers[0]: unusable SAML metadata: not SAML metadata"),
+    ("iam:\n  saml_providers: [{name: p, metadata_file: /no/such.xml}]\n", {},
+     "iam.saml_providers[0]: unusable SAML metadata"),
+    ("iam:\n  saml_providers: [{name: 'a b', metadata: '<x/>'}]\n", {}, "iam.saml_providers[0].name"),
+    ("iam:\n  oidc_providers: [{url: 'http://x.example', public_key: k}]\n", {},
+     "iam.oidc_providers[0].url: the issuer, an https URL"),
+    ("iam:\n  oidc_providers: [{url: 'https://x.example'}]\n", {}, "exactly one of jwks, jwks_file or public_key"),
+    ("iam:\n  oidc_providers: [{url: 'https://x.example', client_ids: [], jwks_file: /k.json}]\n", {},
+     "iam.oidc_providers[0].client_ids: at least one audience"),
+    ("iam:\n  local_idp: true\napi_listen: 0.0.0.0:5440\n", {}, "iam.local_idp: the development IdP vouches"),
+    ("iam:\n  local_idp_listen: 0.0.0.0:443\n", {}, "iam.local_idp_listen: the development IdP listens on loopback"),
+    ("cluster:\n  iam_roles: ['arn:aws:iam::123456789012:role/r']\n", {},
+     "cluster.iam_roles[0]: 'arn:aws:iam::123456789012:role/r' is not the ARN of a role in iam.roles"),
+    ("cluster:\n  default_iam_role: 'arn:aws:iam::123456789012:role/r'\n", {},
+     "cluster.default_iam_role: must be one of cluster.iam_roles"),
 ])
 def test_errors_name_the_key(tmp_path, text, env, message):
     file = tmp_path / "c.yaml"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from proxy.frontend.connection import client_parameters
 from proxy.frontend.params import StartupRefused, sort_startup_params, split_options
 
 
@@ -89,3 +90,12 @@ def test_client_encoding_utf8_is_accepted_and_left_to_the_proxy(value):
 def test_client_protocol_version_for_the_connection_log(value, recorded):
     params = sort_startup_params({"user": "bob", "client_protocol_version": value})
     assert params.protocol_version == recorded
+
+
+def test_redshift_sessions_announce_show_discovery():
+    """redshift_connector's metadata API uses Redshift's SHOW commands only when told the
+    server has them (policy/show.py); a backend-mode session is PostgreSQL's and has none."""
+    backend = {"server_version": "15.4", "server_version_num": "150004"}
+    assert client_parameters(backend, "redshift", False, "s1")["show_discovery"] == "5"
+    assert "show_discovery" not in client_parameters(backend, "backend", False, "s1")
+    assert "server_protocol_version" not in client_parameters(backend, "redshift", False, "s1")

@@ -10,7 +10,7 @@ import re
 import pytest
 
 from proxy.policy.cache import Classifier
-from proxy.policy.statements import PASS, Translator, classify, sql_literal
+from proxy.policy.statements import PASS, Translator, classify, databases_to_vacate, sql_literal
 from proxy.policy.tokens import GrammarError, scan, split_statements, string_value
 from proxy.policy.users import parse_password, password_rule_broken, sha256_digest
 from proxy.protocol.auth import redshift_md5
@@ -661,3 +661,100 @@ def test_show_server_version_is_rewritten_with_the_dialect(sql, expected):
     else:
         assert [(action.sql, action.tag) for action in rewritten] == [(expected, b"SHOW")]
     assert classify(sql.encode(), TRANSLATOR) == PASS
+
+
+DIALECT = Translator(lambda role: "V", dialect=True)
+ROUTINE_COLUMNS = "database_name, schema_name, procedure_name, return_type, argument_list"
+PARAMETER_COLUMNS = ("database_name, schema_name, function_name, parameter_name, ordinal_position, parameter_type, "
+                     "data_type, character_maximum_length, numeric_precision, numeric_scale, remarks")
+
+
+def shown(function: str, *arguments: str, database: str | None = None, after: str = "") -> str:
+    """The SELECT a SHOW becomes: database (checked by show_database) goes first when given."""
+    if database is not None:
+        arguments = (f"shiftguard.show_database({database})", *arguments)
+    return f"SELECT * FROM shiftguard.show_{function}({', '.join(arguments)}){after}"
+
+
+@pytest.mark.parametrize("sql, standard, expected", [
+    ("SHOW DATABASES;", True, shown("databases", "NULL")),
+    ("show databases like 'd%' limit 3", True, shown("databases", "E'd%'", after=" LIMIT 3")),
+    ("SHOW SCHEMAS FROM DATABASE $1 LIKE $2;", True, shown("schemas", "$2::text", database="$1::text")),
+    ('SHOW TABLES FROM SCHEMA Dev."My Schema"', True, shown("tables", "E'My Schema'", "NULL", database="E'dev'")),
+    ("SHOW TABLES FROM SCHEMA public LIKE 'a\\'", True,      # a pattern ending in a backslash
+     shown("tables", "E'public'", "E'a\\\\'", database="NULL")),
+    ("SHOW TABLES FROM SCHEMA public LIKE 'a\\\\'", False,   # the same, for standard_conforming_strings off
+     shown("tables", "E'public'", "E'a\\\\'", database="NULL")),
+    ("SHOW COLUMNS FROM TABLE d.s.\"t'x\" LIKE 'it''s'", True,
+     shown("columns", "E's'", "E't''x'", "E'it''s'", database="E'd'")),
+    ("SHOW CONSTRAINTS PRIMARY KEYS FROM TABLE $1.$2.$3;", True,
+     shown("primary_keys", "$2::text", "$3::text", database="$1::text")),
+    ("SHOW CONSTRAINTS FOREIGN KEYS FROM TABLE d.s.t", True,
+     shown("foreign_keys", "E's'", "E't'", "false", database="E'd'")),
+    ("SHOW GRANTS ON TABLE d.s.t", True, shown("table_grants", "E's'", "E't'", database="E'd'")),
+    ("SHOW COLUMN GRANTS ON TABLE d.s.t LIKE $1", True,
+     shown("column_grants", "E's'", "E't'", "$1::text", database="E'd'")),
+    ("SHOW PROCEDURES FROM SCHEMA d.s", True, shown("routines", "'p'", "shiftguard.show_database(E'd')", "E's'", "NULL",
+                                                    after=f" AS r ({ROUTINE_COLUMNS})")),
+    ("SHOW PARAMETERS OF FUNCTION s.f(character varying, $1) LIKE 'a'", True,
+     shown("parameters", "'f'", "shiftguard.show_database(NULL)", "E's'", "E'f'",
+           "ARRAY[E'character varying', $1::text]::pg_catalog.text[]", "E'a'", after=f" AS r ({PARAMETER_COLUMNS})")),
+    ("SHOW TABLES FROM DATABASE $1 WHERE SCHEMA_NAME LIKE $2 AND TABLE_NAME LIKE $3;", True,
+     shown("tables", "NULL", "NULL", database="$1::text",
+           after=" WHERE shiftguard.show_matches(schema_name, $2::text)"
+                 " AND shiftguard.show_matches(table_name, $3::text)")),
+    ("SHOW COLUMNS FROM DATABASE dev DRIVER_TOKEN 'x' WHERE COLUMN_NAME LIKE 'a%' LIMIT 2", True,
+     shown("columns", "NULL", "NULL", "NULL", database="E'dev'",
+           after=" WHERE shiftguard.show_matches(column_name, E'a%') LIMIT 2")),
+    ("SHOW GRANTS ON TABLES FROM DATABASE dev WHERE TABLE_NAME LIKE 't'", True,
+     shown("table_grants", "NULL", "NULL", database="E'dev'",
+           after=" WHERE shiftguard.show_matches(object_name, E't')")),
+    ("SHOW GRANTS ON SCHEMA s FOR ROLE \"R\"", True,
+     shown("schema_grants", "E's'", database="NULL", after=" WHERE identity_type = 'role' AND identity_name = E'R'")),
+    ("SHOW GRANTS ON DATABASE $1 FOR PUBLIC LIMIT 1", True,
+     shown("database_grants", "$1::text", after=" WHERE identity_type = 'public' LIMIT 1")),
+    ("SHOW search_path", True, None),
+    ("SHOW tables", True, None),  # a setting's name: PostgreSQL's answer
+])
+def test_show_discovery_is_rewritten_into_calls_with_literals(sql, standard, expected):
+    """Names and patterns reach the functions as literals, read as the session reads them, or as
+    the client's own bind parameters; the command tag is SHOW."""
+    actions = [a for a in classify(sql.encode(), DIALECT, standard).actions if a.sql is not None]
+    assert [(a.sql, a.tag) for a in actions] == ([] if expected is None else [(expected, b"SHOW")])
+
+
+@pytest.mark.parametrize("sql, state", [
+    ("SHOW TABLES FROM dev.public", "42601"),
+    ("SHOW COLUMNS FROM TABLE t", "42601"),
+    ("SHOW TABLES FROM SCHEMA d.s LIKE x", "42601"),
+    ("SHOW TABLES FROM SCHEMA d.s; DROP TABLE x", None),
+    ("SHOW TABLES FROM SCHEMA d.s LIMIT 10001", "22023"),
+    ("SHOW GRANTS FOR alice", "0A000"),
+    ("SHOW PARAMETERS OF PROCEDURE d.s.p", "42601"),
+    ("SHOW TABLES FROM DATABASE dev WHERE COLUMN_NAME LIKE 'x'", "42601"),  # not a column of SHOW TABLES
+    ("SHOW TABLES FROM DATABASE dev WHERE TABLE_NAME = 'x'", "42601"),
+    ("SHOW TABLES FROM DATABASE dev DRIVER_TOKEN x", "42601"),
+])
+def test_malformed_show_discovery_is_refused(sql, state):
+    first = classify(sql.encode(), DIALECT).actions[0]
+    if state is None:
+        assert first.sql.startswith("SELECT * FROM shiftguard.show_tables(")
+    else:
+        assert first.denial is not None and first.denial.sqlstate == state
+
+
+@pytest.mark.parametrize("sql, names", [
+    (b"DROP DATABASE sales", {"sales"}),
+    (b'drop database if exists "Sales Db"; ALTER DATABASE old RENAME TO new', {"Sales Db", "old"}),
+    (b"DROP DATABASE a WITH (FORCE)", {"a"}),
+    (b"ALTER DATABASE a SET search_path TO x", set()),          # not a rename: nothing to close
+    (b"SELECT 'DROP DATABASE x'", set()),                        # a string, not a statement
+    (b"DROP DATABASE", set()),                                   # not SQL: PostgreSQL refuses it
+    (b"DROP DATABASE \xff", set()),
+    (b"DROP TABLE database", set()),
+    (b"CREATE DATABASE sales", {"template1"}),                  # copies template1: nobody may be in it
+    (b"CREATE DATABASE sales WITH TEMPLATE = 'base' OWNER a", {"base"}),
+    (b"CREATE DATABASE sales TEMPLATE DEFAULT", {"template1"}),
+])
+def test_the_databases_a_statement_needs_no_other_session_in(sql, names):
+    assert databases_to_vacate(sql) == names

@@ -54,6 +54,11 @@ CASES = [
      "ALTER USER carol PASSWORD '***'"),
     (f"CREATE USER MAPPING FOR carol SERVER s OPTIONS (user 'carol', password '{PASSWORD}')", False, PASSWORD,
      "user 'carol'"),
+    # COPY's and UNLOAD's AWS credentials (the access key id is not a secret)
+    (f"COPY t FROM 's3://b/k' ACCESS_KEY_ID 'AKIAX' SECRET_ACCESS_KEY '{PASSWORD}' SESSION_TOKEN 'tok{PASSWORD}'",
+     False, PASSWORD, "ACCESS_KEY_ID 'AKIAX' SECRET_ACCESS_KEY '***' SESSION_TOKEN '***'"),
+    (f"UNLOAD ('select 1') TO 's3://b/k' CREDENTIALS AS 'aws_access_key_id=AKIAX;aws_secret_access_key={PASSWORD}'",
+     True, PASSWORD, "TO 's3://b/k' CREDENTIALS '***'"),
 ]
 
 

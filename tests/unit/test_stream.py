@@ -77,3 +77,33 @@ def test_bad_lengths_are_protocol_violations(header):
     with pytest.raises(m.ProtocolViolation):  # the same header split over two reads
         scanner.feed(header[:2])
         scanner.feed(header[2:])
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_a_hold_keeps_what_follows_until_released(seed):
+    """The relay holds a ReadyForQuery (and what comes after it) while the proxy reads a change
+    of masking: nothing after the held message passes or is looked at until release, then all
+    of it, in order, as if it came then."""
+    first = STREAM[:STREAM.index(m.command_complete("SELECT 4"))]
+    stream = first + m.command_complete("SELECT 4") + m.ready_for_query(m.TX_IDLE) + STREAM
+    out: list[bytes] = []
+    seen: list[int] = []
+    scanner: MessageStream
+
+    def on_message(kind, body):
+        seen.append(kind)
+        if len(seen) == 2:  # the first ReadyForQuery: held, sent later by the relay itself
+            scanner.hold()
+            return b""
+        return None
+
+    scanner = MessageStream(lambda data: out.append(bytes(data)), {ord("C"), ord("Z")}, on_message,
+                            lambda kind: None, 1 << 30)
+    pos = 0
+    for size in random_chunks(seed, len(stream)):
+        scanner.feed(stream[pos:pos + size])
+        pos += size
+    assert b"".join(out) == first + m.command_complete("SELECT 4") and seen == [ord("C"), ord("Z")]
+    scanner.release()
+    assert b"".join(out) == first + m.command_complete("SELECT 4") + STREAM
+    assert seen == [ord("C"), ord("Z"), ord("C"), ord("Z")]

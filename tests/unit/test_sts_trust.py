@@ -6,7 +6,7 @@ import pytest
 
 from proxy.config import AccessKey, Config, Iam, IamRole, IamUser
 from proxy.iam.principals import Principals
-from proxy.iam.sts import caller_context, trust_decision
+from proxy.iam.sts import caller_context, caller_names, trust_decision
 
 ACCOUNT = "123456789012"
 
@@ -56,7 +56,30 @@ def test_trust(trust, caller, extra, allowed):
     key = {"alice": "AKIAALICE000000000001", "bob": "AKIABOB00000000000001"}.get(caller)
     who = found.principal(key) if key else found.session(found.role(f"arn:aws:iam::{ACCOUNT}:role/other"), "s")
     context = caller_context(who, "127.0.0.1", datetime.datetime.now(datetime.timezone.utc)) | extra
-    assert trust_decision(found.role(role_arn), who, context).allowed is allowed
+    assert trust_decision(found.role(role_arn), "sts:AssumeRole", "AWS", caller_names(who), context).allowed \
+        is allowed
+
+
+PROVIDER = f"arn:aws:iam::{ACCOUNT}:saml-provider/okta"
+SAML_AUD = {"StringEquals": {"SAML:aud": "https://signin.aws.amazon.com/saml"}}
+
+
+@pytest.mark.parametrize("trust, action, kind, names, context, allowed", [
+    (document({"Federated": PROVIDER}, SAML_AUD, action="sts:AssumeRoleWithSAML"), "sts:AssumeRoleWithSAML",
+     "Federated", {PROVIDER}, {"saml:aud": "https://signin.aws.amazon.com/saml"}, True),
+    (document({"Federated": PROVIDER}, SAML_AUD, action="sts:AssumeRoleWithSAML"), "sts:AssumeRoleWithSAML",
+     "Federated", {PROVIDER}, {"saml:aud": "https://elsewhere.example/saml"}, False),
+    (document({"Federated": PROVIDER}, action="sts:AssumeRoleWithSAML"), "sts:AssumeRoleWithSAML",
+     "Federated", {f"arn:aws:iam::{ACCOUNT}:saml-provider/other"}, {}, False),        # another provider
+    (document({"Federated": PROVIDER}, action="sts:AssumeRoleWithSAML"), "sts:AssumeRoleWithWebIdentity",
+     "Federated", {PROVIDER}, {}, False),                                            # another action
+    (document({"AWS": PROVIDER}, action="sts:AssumeRoleWithSAML"), "sts:AssumeRoleWithSAML",
+     "Federated", {PROVIDER}, {}, False),                                            # named as another kind
+    (document({"Federated": PROVIDER}, action="sts:AssumeRole"), "sts:AssumeRole", "AWS", {PROVIDER}, {}, False),
+])
+def test_federated_trust(trust, action, kind, names, context, allowed):
+    role = principals(trust).role(f"arn:aws:iam::{ACCOUNT}:role/r")
+    assert trust_decision(role, action, kind, names, context).allowed is allowed
 
 
 def test_a_role_session_is_its_own_principal():

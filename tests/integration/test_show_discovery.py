@@ -1,0 +1,231 @@
+"""Redshift's SHOW discovery commands and the metadata API of AWS's redshift_connector on them
+(the show_discovery ParameterStatus tells the driver to use them): a user sees the schemas it
+has USAGE on, the tables it may select from (or from one of their columns), the columns it may
+select, the routines it may execute; LIKE patterns with %, _ and backslashes as Redshift reads
+them (a pattern ending in a backslash too); the svv_* views that list the same."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+import redshift_connector
+
+from ..conftest import unique
+
+PASSWORD = "Secret123"
+
+
+@pytest.fixture
+def objects(proxy, postgres):
+    """A schema the user may use, with tables it may and may not read, and one it may not use."""
+    me, schema, closed = unique("seer"), unique("disc"), unique("closed")
+    with proxy.connect() as admin:
+        for statement in (
+                f"CREATE USER {me} PASSWORD '{PASSWORD}'",
+                f"CREATE SCHEMA {schema}", f"CREATE SCHEMA {closed}",
+                f"GRANT USAGE ON SCHEMA {schema} TO {me}", f"GRANT TEMP ON DATABASE dev TO {me}",
+                f"CREATE TABLE {schema}.seen (id int PRIMARY KEY, name varchar(20) NOT NULL, amount numeric(10,2), "
+                "n bigint IDENTITY(1,1)) DISTKEY(id) SORTKEY(name)",
+                f"CREATE TABLE {schema}.child (id int, seen_id int REFERENCES {schema}.seen (id))",
+                f"CREATE TABLE {schema}.hidden (secret int)",
+                f"CREATE TABLE {schema}.cols (open int, shut int)",
+                f"CREATE TABLE {schema}.a_b (x int)", f"CREATE TABLE {schema}.axb (x int)",
+                f'CREATE TABLE {schema}."back\\" (x int)', f"CREATE TABLE {schema}.backx (x int)",
+                f"CREATE VIEW {schema}.v AS SELECT id FROM {schema}.seen",
+                f"CREATE TABLE {closed}.t (x int)",
+                f"GRANT SELECT ON {schema}.seen, {schema}.child, {schema}.a_b, {schema}.axb, {schema}.\"back\\\", "
+                f"{schema}.backx, {schema}.v, {closed}.t TO {me}",
+                f"GRANT SELECT (open) ON {schema}.cols TO {me}",
+                f"CREATE PROCEDURE {schema}.p_one(a int, b varchar) LANGUAGE plpgsql AS $$ BEGIN END $$",
+                f"CREATE PROCEDURE {schema}.p_shut() LANGUAGE plpgsql AS $$ BEGIN END $$",
+                f"GRANT EXECUTE ON PROCEDURE {schema}.p_one(int, varchar) TO {me}",
+                f"REVOKE EXECUTE ON PROCEDURE {schema}.p_shut() FROM PUBLIC",
+                f"CREATE FUNCTION {schema}.f_add(a int, b int) RETURNS int LANGUAGE sql IMMUTABLE "
+                "AS $$ SELECT a + b $$",
+                f"GRANT EXECUTE ON FUNCTION {schema}.f_add(int, int) TO {me}"):
+            admin.execute(statement)
+    yield proxy, me, schema, closed
+    with proxy.connect() as admin:
+        admin.execute(f"DROP SCHEMA {schema} CASCADE")
+        admin.execute(f"DROP SCHEMA {closed} CASCADE")
+    with postgres.connect() as direct:
+        direct.execute(f"DROP OWNED BY {me}")
+    with proxy.connect() as admin:
+        admin.execute(f"DROP USER {me}")
+
+
+def driver(proxy, user: str):
+    return redshift_connector.connect(host=proxy.host, port=proxy.port, database="dev", user=user,
+                                      password=PASSWORD, timeout=20, ssl=False)
+
+
+def test_driver_lists_what_the_user_may_see(objects):
+    proxy, me, schema, closed = objects
+    with driver(proxy, me) as conn:
+        cursor = conn.cursor()
+        assert cursor.get_show_discovery_version() == 5  # get_tables, get_columns: the batch forms
+        assert ("dev",) in [tuple(row) for row in cursor.get_catalogs()]
+        schemas = {row[0] for row in cursor.get_schemas()}
+        assert schema in schemas and "public" in schemas and closed not in schemas
+        assert {"shiftguard", "shiftguard_rows"}.isdisjoint(schemas)
+        assert [tuple(row) for row in cursor.get_schemas(None, schema)] == [(schema, "dev")]
+
+        def tables(pattern=None, schema_pattern=schema):
+            return sorted(row[2] for row in cursor.get_tables(None, schema_pattern, pattern))
+
+        assert tables() == ["a_b", "axb", "back\\", "backx", "child", "cols", "seen", "v"]
+        assert tables("a_b") == ["a_b", "axb"]          # _ is any one character
+        assert tables("a\\_b") == ["a_b"]               # an escaped _ is itself
+        assert tables("back\\") == ["back\\"]           # a pattern ending in a backslash
+        assert tables("back%") == ["back\\", "backx"]
+        assert tables("%", closed) == []                # no USAGE on the schema
+        table_types = {row[2]: row[3] for row in cursor.get_tables(None, schema, None)}
+        assert table_types["seen"] == "TABLE" and table_types["v"] == "VIEW"
+
+        columns = {row[3]: row for row in cursor.get_columns(None, schema, "seen", None)}
+        assert list(columns) == ["id", "name", "amount", "n"]
+        assert columns["name"][5] == "varchar" and columns["name"][6] == 20 and columns["name"][10] == 0
+        assert columns["amount"][5] == "numeric" and columns["amount"][6] == 10 and columns["amount"][8] == 2
+        assert columns["id"][5] == "int4" and columns["n"][22] == "YES"      # IS_AUTOINCREMENT
+        assert [row[3] for row in cursor.get_columns(None, schema, "cols", None)] == ["open"]
+        assert [row[3] for row in cursor.get_columns(None, schema, "hidden", None)] == []
+        assert [row[3] for row in cursor.get_columns(None, schema, "seen", "%am%")] == ["name", "amount"]
+
+        assert [(row[3], row[4]) for row in cursor.get_primary_keys(None, schema, "seen")] == [("id", 1)]
+        imported = cursor.get_imported_keys(None, schema, "child")
+        assert [(row[2], row[3], row[6], row[7]) for row in imported] == [("seen", "id", "child", "seen_id")]
+
+        assert sorted(row[2] for row in cursor.get_procedures(None, schema, None)) == ["p_one"]
+        assert [row[2] for row in cursor.get_procedures(None, schema, "p\\_%")] == ["p_one"]
+        parameters = cursor.get_procedure_columns(None, schema, "p_one", None)
+        assert [(row[3], row[6]) for row in parameters] == [("a", "int4"), ("b", "varchar")]
+        assert [row[2] for row in cursor.get_functions(None, schema, None)] == ["f_add"]
+        privileges = {(row[2], row[4], row[5]) for row in cursor.get_table_privileges(None, schema, "%")}
+        assert ("seen", me, "SELECT") in privileges and not any(row[0] == "hidden" for row in privileges)
+
+
+def test_show_commands_answer_with_redshifts_columns(objects):
+    proxy, me, schema, closed = objects
+    with proxy.connect(me, PASSWORD) as conn:
+        def show(sql, *params):
+            cursor = conn.execute(sql, params or None)
+            assert cursor.statusmessage == "SHOW"
+            return [c.name for c in cursor.description], cursor.fetchall()
+
+        names, rows = show("SHOW DATABASES LIKE 'de_'")
+        assert names == ["database_name", "database_owner", "database_type", "database_acl", "parameters",
+                         "isolation_level"]
+        assert [row[0] for row in rows] == ["dev"]
+        names, rows = show(f"SHOW SCHEMAS FROM DATABASE dev LIKE '{schema}'")
+        assert names == ["database_name", "schema_name", "schema_owner", "schema_type", "schema_acl",
+                         "source_database", "schema_option"]
+        assert [row[:2] for row in rows] == [("dev", schema)]
+        names, rows = show(f"SHOW TABLES FROM SCHEMA dev.{schema} LIKE 'a%' LIMIT 1")
+        assert names == ["database_name", "schema_name", "table_name", "table_type", "table_acl", "remarks",
+                         "owner", "last_altered_time", "last_modified_time", "dist_style", "table_subtype"]
+        assert [row[2:4] for row in rows] == [("a_b", "TABLE")]
+        names, rows = show(f"SHOW COLUMNS FROM TABLE dev.{schema}.seen")
+        assert names == ["database_name", "schema_name", "table_name", "column_name", "ordinal_position",
+                         "column_default", "is_nullable", "data_type", "character_maximum_length",
+                         "numeric_precision", "numeric_scale", "remarks", "sort_key_type", "sort_key", "dist_key",
+                         "encoding", "collation"]
+        assert [(r[3], r[6], r[7], r[8], r[13], r[14]) for r in rows] == [
+            ("id", "NO", "integer", None, 0, True), ("name", "NO", "character varying", 20, 1, False),
+            ("amount", "YES", "numeric", None, 0, False), ("n", "NO", "bigint", None, 0, False)]
+        assert rows[3][5].startswith('"identity"(')
+        names, rows = show("SHOW TABLES FROM SCHEMA %s.%s LIKE %s", "dev", schema, "back\\")
+        assert [row[2] for row in rows] == ["back\\"]
+        names, rows = show(f"SHOW CONSTRAINTS PRIMARY KEYS FROM TABLE dev.{schema}.seen")
+        assert names == ["database_name", "schema_name", "table_name", "column_name", "key_seq", "pk_name"]
+        assert [row[3:5] for row in rows] == [("id", 1)]
+        names, rows = show(f"SHOW CONSTRAINTS FOREIGN KEYS EXPORTED FROM TABLE dev.{schema}.seen")
+        assert [(row[2], row[3], row[6], row[7]) for row in rows] == [("seen", "id", "child", "seen_id")]
+        names, rows = show(f"SHOW GRANTS ON TABLE dev.{schema}.seen")
+        assert {"database_name", "schema_name", "object_name", "grantor_name", "identity_name", "privilege_type",
+                "admin_option"} <= set(names)
+        assert ("SELECT", me) in [(row[names.index("privilege_type")], row[names.index("identity_name")])
+                                  for row in rows]
+        names, rows = show(f"SHOW GRANTS ON TABLE dev.{schema}.seen FOR {me}")
+        assert {row[names.index("identity_name")] for row in rows} == {me}
+        names, rows = show(f"SHOW GRANTS ON SCHEMA dev.{schema} FOR {me}")
+        assert names == ["database_name", "schema_name", "privilege_type", "identity_id", "identity_name",
+                         "identity_type", "admin_option", "privilege_scope"]
+        assert [(row[2], row[4], row[5]) for row in rows] == [("USAGE", me, "user")]
+        names, rows = show(f"SHOW GRANTS ON DATABASE dev FOR {me}")
+        assert names == ["database_name", "privilege_type", "identity_id", "identity_name", "identity_type",
+                         "admin_option", "privilege_scope"]
+        assert [(r[0], r[1], r[3], r[6]) for r in rows] == [("dev", "TEMP", me, "DATABASE")]
+        names, rows = show(f"SHOW COLUMN GRANTS ON TABLE dev.{schema}.cols")
+        assert [(row[3], row[4]) for row in rows] == [("open", "SELECT")]
+        names, rows = show(f"SHOW PROCEDURES FROM SCHEMA dev.{schema}")
+        assert names == ["database_name", "schema_name", "procedure_name", "return_type", "argument_list"]
+        assert [(row[2], row[4]) for row in rows] == [("p_one", "integer, character varying")]
+        names, rows = show(f"SHOW FUNCTIONS FROM SCHEMA dev.{schema} LIKE 'f%'")
+        assert names[2] == "function_name" and [row[2:5] for row in rows] == [("f_add", "integer", "integer, integer")]
+        names, rows = show(f"SHOW PARAMETERS OF PROCEDURE dev.{schema}.p_one(int, varchar(10))")
+        assert names[:7] == ["database_name", "schema_name", "procedure_name", "parameter_name", "ordinal_position",
+                             "parameter_type", "data_type"]
+        assert [row[3:7] for row in rows] == [("a", 1, "IN", "integer"), ("b", 2, "IN", "character varying")]
+        names, rows = show(f"SHOW PARAMETERS OF FUNCTION {schema}.f_add(integer, integer) LIKE 'b'")
+        assert [row[3:6] for row in rows] == [("b", 2, "IN")]
+
+        # the batch forms (show_discovery 5): every schema at once, filtered by WHERE
+        names, rows = show("SHOW TABLES FROM DATABASE %s WHERE SCHEMA_NAME LIKE %s AND TABLE_NAME LIKE %s;",
+                           "dev", "%", "back%")
+        assert names[:3] == ["database_name", "schema_name", "table_name"]
+        assert [row[1:3] for row in rows] == [(schema, "back\\"), (schema, "backx")]
+        names, rows = show(f"SHOW COLUMNS FROM DATABASE dev WHERE SCHEMA_NAME LIKE '{schema}' "
+                           "AND TABLE_NAME LIKE 'c%' AND COLUMN_NAME LIKE '%'")
+        assert names[3] == "column_name" and [row[2:4] for row in rows] == [
+            ("child", "id"), ("child", "seen_id"), ("cols", "open")]
+        names, rows = show(f"SHOW GRANTS ON TABLES FROM DATABASE dev WHERE SCHEMA_NAME LIKE '{schema}'")
+        assert {row[2] for row in rows if row[6] == me} == {"seen", "child", "a_b", "axb", "back\\", "backx", "v"}
+
+
+def test_show_refusals(objects):
+    proxy, me, schema, closed = objects
+    with proxy.connect(me, PASSWORD) as conn:
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match='another database \\("postgres"\\)'):
+            conn.execute("SHOW SCHEMAS FROM DATABASE postgres")
+        # a database that does not exist has nothing to list, as on Redshift
+        cursor = conn.execute("SHOW TABLES FROM SCHEMA nowhere.public")
+        assert cursor.description[2].name == "table_name" and cursor.fetchall() == []
+        with pytest.raises(psycopg.errors.UndefinedFunction):
+            conn.execute(f"SHOW PARAMETERS OF PROCEDURE dev.{schema}.p_shut()")  # no EXECUTE: as if none
+        with pytest.raises(psycopg.errors.SyntaxError):
+            conn.execute("SHOW TABLES FROM dev.public")
+        with pytest.raises(psycopg.errors.InvalidParameterValue):
+            conn.execute(f"SHOW TABLES FROM SCHEMA dev.{schema} LIMIT 10001")
+        assert conn.execute("SHOW search_path").fetchone()[0]  # PostgreSQL's own SHOW still answers
+
+
+def test_catalog_views_list_what_show_lists(objects):
+    proxy, me, schema, closed = objects
+    with proxy.connect(me, PASSWORD) as conn:
+        tables = conn.execute("SELECT table_name, table_type FROM svv_all_tables WHERE schema_name = %s "
+                              "ORDER BY 1", (schema,)).fetchall()
+        assert [name for name, _ in tables] == ["a_b", "axb", "back\\", "backx", "child", "cols", "seen", "v"]
+        assert conn.execute("SELECT count(*) FROM svv_redshift_tables WHERE schema_name = %s",
+                            (closed,)).fetchone()[0] == 0
+        assert conn.execute("SELECT table_type FROM svv_tables WHERE table_schema = %s AND table_name = 'seen'",
+                            (schema,)).fetchone()[0] == "BASE TABLE"
+        assert conn.execute("SELECT column_name FROM svv_all_columns WHERE schema_name = %s AND table_name = 'cols'",
+                            (schema,)).fetchall() == [("open",)]
+        radix = conn.execute("SELECT data_type, numeric_precision_radix FROM svv_columns WHERE table_schema = %s "
+                             "AND table_name = 'seen' AND column_name = 'amount'", (schema,)).fetchone()
+        assert radix == ("numeric", 10)
+        assert [row[0] for row in conn.execute("SELECT schema_name FROM svv_all_schemas").fetchall()].count(schema) == 1
+        assert conn.execute("SELECT prokind FROM pg_proc_info WHERE proname = 'p_one'").fetchone() == ("p",)
+
+
+def test_show_under_strict_redshift(make_proxy):
+    """strict_redshift refuses PostgreSQL-only SQL; the SELECTs SHOW becomes are not the user's."""
+    proxy = make_proxy(strict_redshift=True)
+    table = unique("strict")
+    with proxy.connect() as conn:
+        conn.execute(f"CREATE TABLE public.{table} (id int)")
+        try:
+            assert conn.execute(f"SHOW TABLES FROM SCHEMA dev.public LIKE '{table}'").fetchone()[2] == table
+            assert conn.execute(f"SHOW COLUMNS FROM TABLE dev.public.{table}").fetchone()[3] == "id"
+        finally:
+            conn.execute(f"DROP TABLE public.{table}")

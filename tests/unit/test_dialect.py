@@ -1,0 +1,164 @@
+"""Redshift SQL rewritten to PostgreSQL's (policy/dialect.py): what the rewrite makes of a
+statement, and that the proxy's shortcut sends every such statement to it."""
+
+from __future__ import annotations
+
+import pytest
+
+from proxy.policy import dialect
+from proxy.policy.statements import Translator, classify
+
+DIALECT = Translator(lambda role: "V", dialect=True)
+
+
+def rewritten(sql: str) -> str | None:
+    result = dialect.rewrite(sql)
+    return result.sql if result else None
+
+
+@pytest.mark.parametrize("sql, expected", [
+    ("SELECT 1 WHERE 1", "SELECT 1 WHERE true"),
+    ("SELECT 1 WHERE 0", "SELECT 1 WHERE false"),
+    ("SELECT a FROM t WHERE 1 AND a > 2", "SELECT a FROM t WHERE true AND a > 2"),
+    ("SELECT a FROM t WHERE 0 OR a > 2 ORDER BY a", "SELECT a FROM t WHERE false OR a > 2 ORDER BY a"),
+    ("SELECT a FROM t WHERE 1 GROUP BY a HAVING 1", "SELECT a FROM t WHERE true GROUP BY a HAVING true"),
+    ("SELECT * FROM (SELECT a FROM t WHERE 1) s", "SELECT * FROM (SELECT a FROM t WHERE true) s"),
+    ("SELECT * FROM t JOIN u ON 1 WHERE 0", "SELECT * FROM t JOIN u ON true WHERE false"),
+    ("SELECT * FROM t JOIN u ON 1 LEFT JOIN v ON 0", "SELECT * FROM t JOIN u ON true LEFT JOIN v ON false"),
+    ("UPDATE t SET a = 2 WHERE 1 RETURNING a", "UPDATE t SET a = 2 WHERE true RETURNING a"),
+    ("DELETE FROM t WHERE 0", "DELETE FROM t WHERE false"),
+    ("SELECT 1 WHERE 1 UNION SELECT 2 WHERE 0 LIMIT 1", "SELECT 1 WHERE true UNION SELECT 2 WHERE false LIMIT 1"),
+    ("SELECT a FROM t WHERE 1 FOR UPDATE", "SELECT a FROM t WHERE true FOR UPDATE"),
+    # The integer is an operand of a larger expression: PostgreSQL reads it as Redshift does.
+    ("SELECT a FROM t WHERE 1 = 1 AND a > 2", None),
+    ("SELECT a FROM t WHERE 0 = 1", None),
+    ("SELECT a FROM t WHERE 1 + 1 = 2", None),
+    ("SELECT a FROM t WHERE 1 <> a", None),
+    ("SELECT a FROM t WHERE 1 IS NOT NULL", None),
+    ("SELECT a FROM t WHERE 1 BETWEEN 0 AND 2", None),
+    ("SELECT a FROM t WHERE 1 NOT BETWEEN 0 AND 2", None),
+    ("SELECT a FROM t WHERE 1 IN (1)", None),
+    ("SELECT a FROM t WHERE 1 LIKE '1'", None),
+    ("SELECT a FROM t WHERE 1::boolean", None),
+    ("SELECT a FROM t WHERE 1 ISNULL", None),
+    ("SELECT a FROM t GROUP BY a HAVING 1 = 1", None),
+    ("SELECT * FROM t JOIN u ON 1 = 1", None),
+    ("SELECT a FROM t WHERE a BETWEEN 0 AND 1", None),  # after AND, not after WHERE
+    ("SELECT a FROM t WHERE 10", None),
+    ("SELECT a FROM t WHERE 1.0", None),
+    ("SELECT a FROM t WHERE '1'", None),
+    ("SELECT a FROM t ORDER BY 1", None),
+    ("SELECT a FROM t LIMIT 1", None),
+])
+def test_a_bare_integer_is_a_condition_only_when_it_is_the_whole_condition(sql, expected):
+    assert rewritten(sql) == expected
+
+
+@pytest.mark.parametrize("sql", ["select 1 where 1", "SELECT a FROM t WHERE\n\t0", "select 1 having 1",
+                                 "select * from t join u on 1"])
+def test_bare_conditions_reach_the_rewrite(sql):
+    """The proxy's shortcut (statements.may_need_plan) lets no bare condition pass unread."""
+    (action,) = classify(sql.encode(), DIALECT).actions
+    assert action.sql is not None and ("true" in action.sql or "false" in action.sql)
+
+
+@pytest.mark.parametrize("sql, expected", [
+    ("SELECT TOP 5 a FROM t ORDER BY a", "SELECT  a FROM t ORDER BY a LIMIT 5"),
+    ("select top 10 distinct a from t where b in (select top 2 c from u order by c) order by 1",
+     "select  distinct a from t where b in (select  c from u order by c LIMIT 2) order by 1 LIMIT 10"),
+    ("SELECT a FROM (SELECT TOP 3 a FROM t ORDER BY a DESC) s", "SELECT a FROM (SELECT  a FROM t ORDER BY a DESC LIMIT 3) s"),
+    ("SELECT a FROM t UNION (SELECT TOP 1 b FROM u)", "SELECT a FROM t UNION (SELECT  b FROM u LIMIT 1)"),
+    ("INSERT INTO t SELECT TOP 3 * FROM u", "INSERT INTO t SELECT  * FROM u LIMIT 3"),
+    ("SELECT top FROM t", None),               # a column named top
+    ("SELECT top, 5 FROM t", None),
+    ("SELECT 'SELECT TOP 5 a'", None),
+])
+def test_select_top_becomes_limit(sql, expected):
+    assert rewritten(sql) == expected
+
+
+@pytest.mark.parametrize("sql", ["SELECT TOP 5 a FROM t UNION SELECT b FROM u",
+                                 "SELECT a FROM t EXCEPT SELECT TOP 5 b FROM u"])
+def test_select_top_in_a_set_operation_is_refused(sql):
+    (action,) = classify(sql.encode(), DIALECT).actions
+    assert action.denial.sqlstate == "0A000" and "SELECT TOP" in action.denial.message
+
+
+@pytest.mark.parametrize("sql, expected", [
+    ("SELECT count(*) FROM (SELECT 1)", 'SELECT count(*) FROM (SELECT 1) AS "subquery 1"'),
+    ("SELECT * FROM (SELECT 1) x, (SELECT 2), (SELECT 3) AS y",
+     'SELECT * FROM (SELECT 1) x, (SELECT 2) AS "subquery 1", (SELECT 3) AS y'),
+    ("SELECT * FROM a JOIN (SELECT 1 AS c) ON true JOIN (SELECT 2) ON true",
+     'SELECT * FROM a JOIN (SELECT 1 AS c) AS "subquery 1" ON true JOIN (SELECT 2) AS "subquery 2" ON true'),
+    ("SELECT (SELECT 1), a FROM t WHERE b IN (SELECT c FROM (SELECT 1 c))",
+     'SELECT (SELECT 1), a FROM t WHERE b IN (SELECT c FROM (SELECT 1 c) AS "subquery 1")'),
+    ("SELECT * FROM (SELECT 1) WHERE true LIMIT 1", 'SELECT * FROM (SELECT 1) AS "subquery 1" WHERE true LIMIT 1'),
+    ("DELETE FROM t USING (SELECT 1 a) WHERE t.a = 1", 'DELETE FROM t USING (SELECT 1 a) AS "subquery 1" WHERE t.a = 1'),
+    ("with x as (select 1) select * from (select * from x) order by 1",
+     'with x as (select 1) select * from (select * from x) AS "subquery 1" order by 1'),
+    # a name the statement spells is not given again
+    ('SELECT * FROM (SELECT 1) "subquery 1", (SELECT 2)', 'SELECT * FROM (SELECT 1) "subquery 1", (SELECT 2) AS "subquery 2"'),
+    ("SELECT * FROM (t1 JOIN t2 ON true)", None),     # a join in parentheses takes no alias
+    ("SELECT * FROM (SELECT 1) AS s", None),
+    ("SELECT * FROM (SELECT 1) s", None),
+    ("SELECT * FROM (SELECT 1) first", None),          # an unreserved keyword is a name there
+    ("SELECT * FROM t WHERE a IN (SELECT 1)", None),
+    ("SELECT a, (SELECT 1) FROM t", None),
+    ("SELECT * FROM (SELECT 1", None),                 # PostgreSQL's own syntax error
+])
+def test_subqueries_in_from_get_an_alias(sql, expected):
+    assert rewritten(sql) == expected
+
+
+@pytest.mark.parametrize("sql, sent", [
+    ("select case when true then 1WHEN false then 2 end", "select case when true then 1 WHEN false then 2 end"),
+    ("select 1else 2", "select 1 else 2"),
+    ("select 1e5x, 1.5e, .5y", "select 1e5 x, 1.5 e, .5 y"),
+    ("select '1x', \"2y\", 3z -- 4w", "select '1x', \"2y\", 3 z -- 4w"),
+    ("select 'é', 1x", "select E'\\u00e9', 1 x"),
+])
+def test_a_number_run_into_a_name_is_read_apart(sql, sent):
+    """What runs is what was judged: the SQL sent is the one read apart."""
+    plan = classify(sql.encode(), DIALECT)
+    assert plan.text == sent and plan.actions == ()
+
+
+def test_numbers_are_read_apart_before_the_statements_are_judged():
+    """A number run into a name does not hide the statement after it from the proxy."""
+    plan = classify(b"select 1x; create user bob password 'Abc12345'", DIALECT)
+    assert plan.text.startswith("select 1 x; create user bob")
+    (action,) = plan.actions
+    assert action.tag == b"CREATE USER" and plan.text[action.start:action.end].startswith("create user bob")
+    # Read as the session reads it: a backslash escapes only with standard_conforming_strings off.
+    assert classify(b"select 'a\\'1x', 2y", DIALECT, standard_strings=False).text == "select E'a\\'1x', 2 y"
+
+
+def test_not_null_violations_in_redshifts_words():
+    from proxy.policy.errors import redshift_wording
+    fields = {"S": "ERROR", "V": "ERROR", "C": "23502", "c": "id", "t": "t", "s": "public",
+              "M": 'null value in column "id" of relation "t" violates not-null constraint',
+              "D": "Failing row contains (null)."}
+    assert redshift_wording(fields) == {**fields, "C": "XX000", "M": "Cannot insert a NULL value into column id"}
+
+
+@pytest.mark.parametrize("sql", ["SELECT count(*) FROM (SELECT 1)", "select * from a join\n(\nselect 1) on true",
+                                 "select * from a, (values (1))", "delete from t using (select 1 a) where true",
+                                 "select 1 then 1WHEN", "SELECT TOP 3 * FROM t"])
+def test_every_form_reaches_the_rewrite(sql):
+    """The proxy's shortcut (statements.may_need_plan) sends each to the rewrite."""
+    plan = classify(sql.encode(), DIALECT)
+    assert plan.actions or plan.text is not None
+
+
+@pytest.mark.parametrize("sql, expected", [
+    ("CREATE VIEW public.v AS SELECT * FROM public.t WITH NO SCHEMA BINDING", "CREATE VIEW public.v AS SELECT * FROM public.t"),
+    ("create or replace view v (a) as (select 1 from t) with no schema binding", "create or replace view v (a) as (select 1 from t)"),
+    ("CREATE VIEW v AS SELECT 1 AS binding", None),
+])
+def test_late_binding_views(sql, expected):
+    """The view as PostgreSQL makes it (judged like any CREATE VIEW), then the procedure that
+    makes it bind late (catalog/schema.sql)."""
+    assert rewritten(sql) == expected
+    if expected is not None:
+        (action,) = classify(sql.encode(), DIALECT).actions
+        assert action.sql.startswith("CALL shiftguard.create_late_binding_view(") and action.tag == b"CREATE VIEW"

@@ -98,6 +98,9 @@ class BackendSession:
     settings: dict[str, bytes] = field(default_factory=dict)
     # And the client (its relay) whose unnamed statement it holds, if any.
     unnamed_owner: object = None
+    # And the client (its relay.Lender) it last served, None while it served none: a session
+    # that served another client is reset before it serves this one (txpool.restore_settings).
+    holder: object = None
 
 
 async def connect(address: BackendAddress) -> Endpoint:

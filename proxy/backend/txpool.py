@@ -4,8 +4,9 @@ A pool key is (the role as the caller describes it, database, startup parameters
 logged in as role R serves only clients of R with the same key, so PostgreSQL's privilege checks
 are those of the client's own role (DESIGN principle 1). A client holds a session from its
 first message until the ReadyForQuery that ends its transaction (relay.Relay decides when), then
-gives it back here, unreset: the next client of the key takes it as it is (what a client may
-leave behind in it pins it instead: policy/pinning.py).
+gives it back here. What a client leaves in it that the proxy sees pins it (policy/pinning.py);
+what it cannot see (a function body's set_config, say) is reset before another client of the
+key takes it (restore_settings); the same client takes it back as it left it.
 
 At most `cap` sessions are open per key (PgBouncer's default_pool_size). A client that finds
 them all taken waits in a FIFO queue, up to query_wait_timeout seconds, then gets PgBouncer's
@@ -29,17 +30,31 @@ log = logging.getLogger(__name__)
 _RESTORE_TIMEOUT = 10.0
 
 
-async def restore_settings(session: BackendSession, settings: dict[str, bytes]) -> bool:
-    """Make a session's settings a client's: RESET ALL (back to the key's startup values and
-    the role's and database's defaults, as every session of the key began), then the client's
-    own SET statements, as they ran for it before. False when that failed: the session must
-    not be used."""
-    if session.settings == settings:
+# What a client may leave in a session out of the proxy's sight (a function body's set_config(...,
+# false), SET ROLE, advisory lock, temporary table, LISTEN, WITH HOLD cursor, nextval): what
+# DISCARD ALL drops but the prepared statements, which the proxy keeps there for every client
+# of the key (relay.Relay). SET SESSION AUTHORIZATION DEFAULT and RESET ROLE come first (RESET
+# ALL leaves both as they are); RESET ROLE goes back to the role's ALTER ROLE ... SET value, if
+# any, as at login.
+RESET_SESSION = (b"CLOSE ALL", b"SET SESSION AUTHORIZATION DEFAULT", b"RESET ROLE", b"RESET ALL", b"UNLISTEN *",
+                 b"SELECT pg_catalog.pg_advisory_unlock_all()", b"DISCARD TEMP", b"DISCARD SEQUENCES")
+
+
+async def restore_settings(session: BackendSession, settings: dict[str, bytes], holder: object) -> bool:
+    """Make a session holder's, with its settings: a session that served another client is
+    reset (RESET_SESSION: back to the key's startup values and the role's and database's
+    defaults, as every session of the key began), and RESET ALL runs where another client's
+    settings are in force; then the holder's own SET statements, as they ran for it before.
+    False when that failed: the session must not be used."""
+    served_another = session.holder not in (None, holder)
+    if not served_another and session.settings == settings:
+        session.holder = holder
         return True
+    reset = RESET_SESSION if served_another else (b"RESET ALL",)
     # One statement a line: a statement's text may end in a -- comment.
-    if not await run_quietly(session, b"\n;\n".join((b"RESET ALL", *settings.values())), _RESTORE_TIMEOUT):
+    if not await run_quietly(session, b"\n;\n".join((*reset, *settings.values())), _RESTORE_TIMEOUT):
         return False
-    session.settings = dict(settings)
+    session.settings, session.holder = dict(settings), holder
     return True
 
 

@@ -832,11 +832,11 @@ class PoolLender:
         return await self._restored(session, settings)
 
     def lend(self, settings: dict[str, bytes], give) -> None:
-        """relay.Lender.lend: give(a session), at once when one of the key is idle with these
-        settings or when another client gives one back; or give(NoBackend)."""
+        """relay.Lender.lend: give(a session), at once when this client left it idle with these
+        settings, else once it is reset or opened (_prepare); or give(NoBackend)."""
         def handed(session: BackendSession | None) -> None:
             self._waiter = None
-            if session is not None and session.settings == settings:
+            if session is not None and session.holder is self and session.settings == settings:
                 give(session)
             else:  # a new one to open, or settings to restore
                 self._task = asyncio.create_task(self._prepare(session, settings, give))
@@ -877,10 +877,10 @@ class PoolLender:
         give(session)
 
     async def _restored(self, session: BackendSession, settings: dict[str, bytes]) -> BackendSession:
-        """session, with these settings in force in place of another client's; closed if that
-        fails."""
+        """session, reset from another client's use and with these settings in force; closed if
+        that fails."""
         try:
-            restored = await restore_settings(session, settings)
+            restored = await restore_settings(session, settings, self)
         except BaseException:
             self.release(session, reusable=False)
             raise

@@ -474,3 +474,43 @@ def test_a_shared_session_keeps_at_most_1000_prepared_statements(proxy, new_user
         for i in (0, 5, 1009):
             assert conn.pgconn.exec_prepared(f"s{i}".encode(), []).get_value(0, 0) == str(i).encode()
         assert conn.execute("SELECT count(*) FROM pg_prepared_statements").fetchone() == (1000,)
+
+
+def test_state_left_out_of_the_proxys_sight_never_reaches_the_next_client(proxy, new_user, postgres):
+    """What a function body leaves in its session, where the proxy cannot see it (set_config(...,
+    false) of any setting, role included, an advisory lock, a temporary table, LISTEN, a
+    sequence's lastval), is the calling client's: a session that served another client is reset
+    before it serves this one."""
+    name, password = new_user()
+    group, function, sequence = unique("grp"), unique("leave"), unique("seq")
+    with postgres.connect() as direct:
+        direct.execute(f"CREATE ROLE {group} NOLOGIN")
+        direct.execute(f"GRANT {group} TO {name}")
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE SEQUENCE public.{sequence}")
+        admin.execute(f"GRANT USAGE ON SEQUENCE public.{sequence} TO {name}")
+        admin.execute(f"""CREATE FUNCTION public.{function}() RETURNS bigint LANGUAGE plpgsql AS $$
+            DECLARE v bigint := nextval('public.{sequence}');
+            BEGIN
+                PERFORM set_config('search_path', 'leaked', false);
+                PERFORM set_config('work_mem', '7MB', false);
+                PERFORM set_config(chr(114) || 'ole', '{group}', false);
+                PERFORM pg_advisory_lock(4242);
+                EXECUTE 'CREATE TEMP TABLE leaked_scratch (a int)';
+                EXECUTE 'LISTEN leaked_channel';
+                RETURN v;
+            END $$""")
+        admin.execute(f"GRANT EXECUTE ON FUNCTION public.{function}() TO {name}")
+    with proxy.connect(name, password) as first:
+        pid = backend_pid(first)
+        first.execute(f"SELECT public.{function}()")
+        assert first.execute("SELECT current_user, current_setting('work_mem')").fetchone() == (group, "7MB")
+        with proxy.connect(name, password) as second:
+            assert backend_pid(second) == pid  # the session the first client left idle
+            assert second.execute(
+                "SELECT current_user, current_setting('search_path'), current_setting('work_mem'), "
+                "(SELECT count(*) FROM pg_catalog.pg_listening_channels()), "
+                "(SELECT count(*) FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()), "
+                "to_regclass('pg_temp.leaked_scratch')").fetchone() == (name, '"$user", public', "4MB", 0, 0, None)
+            with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState):
+                second.execute("SELECT lastval()")

@@ -302,6 +302,8 @@ class Proxy:
             for session in sessions:
                 session.relay.close(goodbye)
             self.context.pool.close()
+            if self.context.transactions is not None:
+                self.context.transactions.prune(0)
             log.warning("cluster rebooted: ended %d sessions; parameter group %s in force",
                         len(sessions), state.applied_group)
         self.context.cluster = ClusterSettings(state.applied)
@@ -437,6 +439,8 @@ class Proxy:
         no idle session of ours stays in database (its masked tables are read again if it is
         still there at the next session)."""
         ended = self.context.pool.close_database(database)
+        if self.context.transactions is not None:
+            ended += self.context.transactions.close_database(database)
         if ended:
             log.info("closed %d idle backend sessions in database %s for a statement that needs it empty",
                      ended, database)

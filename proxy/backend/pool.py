@@ -44,12 +44,28 @@ def pool_key(role, database: str, params: dict[str, str]) -> Key:
     return (role, database, tuple(sorted(params.items())))
 
 
+class ClosingDatabases:
+    """Databases where sessions given back are not kept, for CLOSING_SECONDS after a statement
+    that needs no other session there was announced (close_database)."""
+
+    def __init__(self) -> None:
+        self._until: dict[str, float] = {}
+
+    def add(self, database: str) -> None:
+        now = time.monotonic()
+        self._until = {name: until for name, until in self._until.items() if until > now}
+        self._until[database] = now + CLOSING_SECONDS
+
+    def __contains__(self, database: str) -> bool:
+        return self._until.get(database, 0.0) > time.monotonic()
+
+
 class SessionPool:
     def __init__(self, size: int, idle_seconds: float):
         self.size = size  # sessions kept in all; 0: none
         self.idle_seconds = idle_seconds
         self._idle: dict[Key, list[tuple[float, BackendSession]]] = {}
-        self._closing: dict[str, float] = {}  # database -> until when its sessions are not kept
+        self._closing = ClosingDatabases()
 
     def take(self, key: Key) -> BackendSession | None:
         """The most recently returned live session for key, or None."""
@@ -66,7 +82,7 @@ class SessionPool:
 
     async def give(self, key: Key, session: BackendSession) -> None:
         """Reset a session a client left idle and keep it, or close it."""
-        if self.size <= 0 or self._is_closing(key[1]) or not await _reset(session) or self._is_closing(key[1]):
+        if self.size <= 0 or key[1] in self._closing or not await _reset(session) or key[1] in self._closing:
             _end(session)
             return
         self._idle.setdefault(key, []).append((time.monotonic(), session))
@@ -89,13 +105,8 @@ class SessionPool:
         """Before DROP DATABASE, ALTER DATABASE ... RENAME or CREATE DATABASE ... TEMPLATE: end
         the sessions kept in database, and keep none given back there for CLOSING_SECONDS; how
         many were ended."""
-        now = time.monotonic()
-        self._closing = {name: until for name, until in self._closing.items() if until > now}
-        self._closing[database] = now + CLOSING_SECONDS
+        self._closing.add(database)
         return self.forget(lambda key: key[1] == database)
-
-    def _is_closing(self, database: str) -> bool:
-        return self._closing.get(database, 0.0) > time.monotonic()
 
     def prune(self) -> None:
         """End the sessions that waited longer than idle_seconds (or broke meanwhile)."""

@@ -22,7 +22,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
-from .pool import Key, _end, run_quietly
+from .pool import ClosingDatabases, Key, _end, run_quietly
 from .session import BackendSession
 
 log = logging.getLogger(__name__)
@@ -91,6 +91,7 @@ class TransactionPool:
         self.cap = cap
         self.idle_seconds = idle_seconds
         self._keys: dict[Key, _Sessions] = {}
+        self._closing = ClosingDatabases()
 
     def wait(self, key: Key, give: Callable[[BackendSession | None], None], timeout: float,
              expired: Callable[[], None]) -> Waiter | None:
@@ -164,7 +165,8 @@ class TransactionPool:
         if sessions is None:  # the pool was closed meanwhile
             _end(session)
             return
-        if not reusable or session.endpoint.closed or session.endpoint.buffer or self.cap <= 0:
+        if (not reusable or session.endpoint.closed or session.endpoint.buffer or self.cap <= 0
+                or key[1] in self._closing):
             _end(session)
             self._closed(key, sessions)
             return
@@ -202,13 +204,16 @@ class TransactionPool:
         elif not sessions.open and not sessions.idle:
             self._keys.pop(key, None)
 
-    def prune(self, idle_seconds: float | None = None) -> int:
+    def prune(self, idle_seconds: float | None = None, belongs: Callable[[Key], bool] | None = None) -> int:
         """Close the idle sessions that waited longer than idle_seconds (default: the pool's;
-        0: all of them) or broke meanwhile; how many."""
+        0: all of them) or broke meanwhile, of the keys that satisfy belongs (default: all);
+        how many."""
         limit = self.idle_seconds if idle_seconds is None else idle_seconds
         deadline = time.monotonic() - limit
         ended = 0
         for key, sessions in list(self._keys.items()):
+            if belongs is not None and not belongs(key):
+                continue
             kept = []
             for returned, session in sessions.idle:
                 if returned <= deadline or session.endpoint.closed:
@@ -221,6 +226,13 @@ class TransactionPool:
             if not sessions.open and not sessions.waiters:
                 del self._keys[key]
         return ended
+
+    def close_database(self, database: str) -> int:
+        """Before DROP DATABASE, ALTER DATABASE ... RENAME or CREATE DATABASE ... TEMPLATE
+        (pool.SessionPool.close_database): close the idle sessions in database, and those given
+        back there for CLOSING_SECONDS; how many were closed."""
+        self._closing.add(database)
+        return self.prune(0, lambda key: key[1] == database)
 
     def close(self) -> None:
         """Shutdown: the idle sessions close now, the held ones when given back."""

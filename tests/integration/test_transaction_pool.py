@@ -514,3 +514,28 @@ def test_state_left_out_of_the_proxys_sight_never_reaches_the_next_client(proxy,
                 "to_regclass('pg_temp.leaked_scratch')").fetchone() == (name, '"$user", public', "4MB", 0, 0, None)
             with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState):
                 second.execute("SELECT lastval()")
+
+
+def test_drop_database_is_not_refused_for_the_pools_idle_sessions(proxy, postgres):
+    """A client in a database holds no session there between transactions: the pool's idle
+    sessions in it are closed before DROP DATABASE (as session mode closes the ones it keeps),
+    and the client learns the database is gone at its next statement."""
+    db = unique("db")
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE DATABASE {db}")
+    try:
+        with proxy.connect(dbname=db) as gone, proxy.connect(dbname=db) as staying:
+            gone.execute("SELECT 1")
+            staying.execute("SELECT 1")
+        with proxy.connect(dbname=db) as staying:
+            staying.execute("SELECT 1")
+            assert wait_for(lambda: any(key[1] == db and counts[1]
+                                        for key, counts in proxy.proxy.context.transactions.counts().items()))
+            with proxy.connect() as admin:
+                admin.execute(f"DROP DATABASE {db}")
+                assert admin.execute("SELECT count(*) FROM pg_database WHERE datname = %s", (db,)).fetchone() == (0,)
+            with pytest.raises(psycopg.errors.InvalidCatalogName, match=f'database "{db}" does not exist'):
+                staying.execute("SELECT 1")
+    finally:
+        with postgres.connect() as direct:
+            direct.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")

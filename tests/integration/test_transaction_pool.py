@@ -18,6 +18,7 @@ import pytest
 from proxy.config import Audit
 
 from ..conftest import ADMIN, unique, wait_for
+from .test_masking import CARDS, FULL, PASSWORD, _all_at_once, world  # noqa: F401 (a fixture)
 from .test_pgjdbc import classpath, jdbc  # noqa: F401 (a fixture)
 
 CAP = 5
@@ -539,3 +540,24 @@ def test_drop_database_is_not_refused_for_the_pools_idle_sessions(proxy, postgre
     finally:
         with postgres.connect() as direct:
             direct.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+
+
+def test_a_masking_change_is_in_force_for_every_client_and_its_session_goes_back(proxy, world):
+    """An ATTACH's ReadyForQuery waits until the proxy has read the change (relay.py
+    _protection_read): the readers, 8 clients on the 5 sessions of their role, see it in
+    their next statement, and the session that ran it goes back to the pool when the client
+    hears it is done."""
+    n = world
+    raw, full = [c for _, c in CARDS], [FULL] * 3
+    readers = [psycopg.connect(proxy.conninfo(n["regular"], PASSWORD), autocommit=True) for _ in range(8)]
+    try:
+        with proxy.connect() as admin:
+            for round_ in range(4):
+                attaching = not round_ % 2
+                admin.execute(f"ATTACH MASKING POLICY {n['full']} ON {n['cards']}(credit_card) TO PUBLIC" if attaching
+                              else f"DETACH MASKING POLICY {n['full']} ON {n['cards']}(credit_card) FROM PUBLIC")
+                assert wait_for(lambda: pool_counts(proxy, ADMIN)[:2] == (1, 1))
+                assert _all_at_once(readers, n["cards"]) == [full if attaching else raw] * 8
+    finally:
+        for conn in readers:
+            conn.close()

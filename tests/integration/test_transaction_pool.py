@@ -561,3 +561,24 @@ def test_a_masking_change_is_in_force_for_every_client_and_its_session_goes_back
     finally:
         for conn in readers:
             conn.close()
+
+
+def test_a_role_in_two_databases_never_shares_a_session_across_them(proxy, new_user, postgres):
+    """The pool key holds the database: a user's clients in dev and in another database each
+    run in sessions of their own database, whichever came free last."""
+    name, password = new_user()
+    db = unique("db")
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE DATABASE {db}")
+    try:
+        with proxy.connect(name, password) as here, proxy.connect(name, password, dbname=db) as there:
+            pids = {"dev": set(), db: set()}
+            for _ in range(5):
+                for conn in (here, there):
+                    database, pid = conn.execute("SELECT current_database(), pg_backend_pid()").fetchone()
+                    assert database == conn.info.dbname
+                    pids[database].add(pid)
+            assert pids["dev"] and pids[db] and not pids["dev"] & pids[db]
+    finally:
+        with postgres.connect() as direct:
+            direct.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")

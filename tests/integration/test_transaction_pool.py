@@ -582,3 +582,18 @@ def test_a_role_in_two_databases_never_shares_a_session_across_them(proxy, new_u
     finally:
         with postgres.connect() as direct:
             direct.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+
+
+def test_a_reboot_ends_the_pools_idle_sessions_too(make_proxy, postgres):
+    """RebootCluster ends every session of the cluster: those the pool holds idle as well."""
+    from .test_cluster_api import client, connect, own_cluster
+    rebooting = make_proxy(**own_cluster(), backend__pool_mode="transaction", backend__max_sessions_per_pool=CAP)
+    admin = rebooting.config.cluster.admin_user
+    with connect(rebooting) as conn:
+        pid = backend_pid(conn)
+    assert wait_for(lambda: pool_counts(rebooting, admin) == (1, 1, 0))
+    client(rebooting).reboot_cluster(ClusterIdentifier=rebooting.config.cluster.identifier)
+    assert wait_for(lambda: pool_counts(rebooting, admin) == (0, 0, 0))
+    with postgres.connect() as direct:
+        assert wait_for(lambda: direct.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s",
+                                               (pid,)).fetchone() == (0,))

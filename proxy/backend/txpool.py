@@ -94,13 +94,13 @@ class TransactionPool:
         self._closing = ClosingDatabases()
 
     def wait(self, key: Key, give: Callable[[BackendSession | None], None], timeout: float,
-             expired: Callable[[], None]) -> Waiter | None:
-        """give(an idle session of key) now, or give(None) now while fewer than cap are open
-        (the caller opens one), or later, when one comes free, in turn; or expired() after
-        timeout seconds. The Waiter, while it waits (for stop_waiting)."""
+             expired: Callable[[], None], holder: object = None) -> Waiter | None:
+        """give(an idle session of key: the one holder left, if any) now, or give(None) now
+        while fewer than cap are open (the caller opens one), or later, when one comes free, in
+        turn; or expired() after timeout seconds. The Waiter, while it waits (for stop_waiting)."""
         sessions = self._keys.setdefault(key, _Sessions())
         if not sessions.waiters:
-            session = self._idle(sessions)
+            session = self._idle(sessions, holder)
             if session is not None or sessions.open < self.cap:
                 if session is None:
                     sessions.open += 1
@@ -177,9 +177,13 @@ class TransactionPool:
             return
         sessions.idle.append((time.monotonic(), session))
 
-    def _idle(self, sessions: _Sessions) -> BackendSession | None:
-        while sessions.idle:
-            _, session = sessions.idle.pop()
+    def _idle(self, sessions: _Sessions, holder: object) -> BackendSession | None:
+        """The idle session holder left last (it needs no reset: restore_settings), else the
+        one given back last."""
+        idle = sessions.idle
+        while idle:
+            at = next((i for i in range(len(idle) - 1, -1, -1) if idle[i][1].holder is holder), -1)
+            _, session = idle.pop(at)
             if session.endpoint.closed or session.endpoint.buffer:
                 _end(session)  # broke, or spoke unasked
                 sessions.open -= 1

@@ -846,7 +846,7 @@ class PoolLender:
             give(NoBackend(_fatal_reply(self._wait_refusal())))
 
         self._waiter = self._pool.wait(self._key, handed, self._connection.config.limits.query_wait_timeout,
-                                       expired)
+                                       expired, holder=self)
 
     def stop(self) -> None:
         """The client went while it waited."""

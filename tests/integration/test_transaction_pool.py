@@ -597,3 +597,17 @@ def test_a_reboot_ends_the_pools_idle_sessions_too(make_proxy, postgres):
     with postgres.connect() as direct:
         assert wait_for(lambda: direct.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s",
                                                (pid,)).fetchone() == (0,))
+
+
+def test_a_client_takes_back_the_idle_session_it_left(proxy, new_user):
+    """Of the idle sessions, a client's next transaction takes the one it left itself (which
+    needs no reset), not the one another client gave back last."""
+    name, password = new_user()
+    with proxy.connect(name, password) as one, proxy.connect(name, password) as two:
+        one.execute("BEGIN")
+        first = backend_pid(one)
+        second = backend_pid(two)  # another session: the first is held
+        one.execute("COMMIT")      # given back after the second
+        for _ in range(3):
+            assert backend_pid(two) == second
+            assert backend_pid(one) == first

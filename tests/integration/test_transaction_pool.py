@@ -611,3 +611,28 @@ def test_a_client_takes_back_the_idle_session_it_left(proxy, new_user):
         for _ in range(3):
             assert backend_pid(two) == second
             assert backend_pid(one) == first
+
+
+def test_a_restored_set_reads_as_it_did_when_it_ran(proxy, new_user, postgres):
+    """A client's SET statements are run again in each session it lands on, maybe where
+    standard_conforming_strings reads backslashes otherwise than when they ran: text that one
+    reading takes for a string and the other for statements (here a SET ROLE, which the proxy
+    refuses) is kept as the proxy sent it, in a form both readings agree on."""
+    name, password = new_user()
+    group = unique("grp")
+    with postgres.connect() as direct:
+        direct.execute(f"CREATE ROLE {group} NOLOGIN")
+        direct.execute(f"GRANT {group} TO {name}")
+    smuggled = rf"SET application_name = 'a\''; SET ROLE {group}; -- '"
+    with proxy.connect(name, password) as changed, proxy.connect(name, password) as holder:
+        changed.execute("SET standard_conforming_strings = on")
+        changed.execute(smuggled)  # with backslashes plain: one SET of a string
+        changed.execute("SET standard_conforming_strings = on")
+        pid = backend_pid(changed)
+        with holder.transaction():
+            assert backend_pid(holder) == pid
+            assert changed.execute("SELECT current_user, current_setting('application_name'), "
+                                   "pg_backend_pid()").fetchone()[:2] == (name, rf"a\'; SET ROLE {group}; -- ")
+            assert backend_pid(changed) != pid
+            assert changed.execute(r"SELECT 'a\nb'").fetchone() == ("a\\nb",)
+            print("SETTINGS", [s.relay._settings for s in proxy.proxy.context.sessions if s.user == name], changed.execute("SHOW standard_conforming_strings").fetchone(), holder.execute("SHOW standard_conforming_strings").fetchone())

@@ -694,8 +694,15 @@ class Connection:
             # Transaction pooling (a user with a CONNECTION LIMIT keeps a session of its own, so
             # that the limit counts its connections as before).
             key = pool_key((*role, record.superuser, record.settings), params.database, startup)
+
+            async def reopen() -> BackendSession:
+                """A session opened for the client after its login starts, as one opened at a
+                login, with the SET defaults ALTER USER set: any the role set itself (ALTER ROLE
+                self SET from a DO block) are put back first (Catalog.login_record)."""
+                await self.context.catalog.login_record(record.name)
+                return await self._new_backend(record.name, params.database, startup)
             self._lender = PoolLender(self, transactions, key,
-                                      lambda: self._new_backend(record.name, params.database, startup))
+                                      lambda: self._new_backend(record.name, params.database, startup), reopen)
             return await self._lender.take({})
         if record.connection_limit is not None:
             # Sessions kept from before the user had a limit would count against it: they go,
@@ -813,11 +820,14 @@ class PoolLender:
     """A client's backend sessions in transaction pooling (relay.Lender over
     backend/txpool.py): its role's, under its pool key."""
 
-    def __init__(self, connection: Connection, pool: TransactionPool, key, open_session):
+    def __init__(self, connection: Connection, pool: TransactionPool, key, open_session, reopen=None):
+        """open_session: a session for the login; reopen: one for a later transaction (default:
+        open_session)."""
         self._connection = connection
         self._pool = pool
         self._key = key
         self._open = open_session
+        self._reopen = reopen or open_session
         self._waiter = None  # while the client waits in the queue
         self._task = None    # while a session is opened or its settings restored for it
 
@@ -862,7 +872,7 @@ class PoolLender:
     async def _prepare(self, session: BackendSession | None, settings: dict[str, bytes], give) -> None:
         try:
             if session is None:
-                session = await self._pool.open(self._key, self._open)
+                session = await self._pool.open(self._key, self._reopen)
             session = await self._restored(session, settings)
         except (ClientFailure, BackendRefused) as exc:
             give(NoBackend(_fatal_reply(exc)))

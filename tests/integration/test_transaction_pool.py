@@ -636,3 +636,15 @@ def test_a_restored_set_reads_as_it_did_when_it_ran(proxy, new_user, postgres):
             assert backend_pid(changed) != pid
             assert changed.execute(r"SELECT 'a\nb'").fetchone() == ("a\\nb",)
             print("SETTINGS", [s.relay._settings for s in proxy.proxy.context.sessions if s.user == name], changed.execute("SHOW standard_conforming_strings").fetchone(), holder.execute("SHOW standard_conforming_strings").fetchone())
+
+
+def test_defaults_a_role_set_itself_are_not_in_a_session_opened_for_another_client(proxy, new_user):
+    """A role may change its own SET defaults from a DO block (ALTER ROLE self SET); a login
+    puts back what ALTER USER set before its session opens, and so does every session the pool
+    opens later for a client already logged in."""
+    name, password = new_user()
+    with proxy.connect(name, password) as other, proxy.connect(name, password) as changer:
+        assert backend_pid(other) == backend_pid(changer)  # one session so far
+        changer.execute(f"DO $$BEGIN ALTER ROLE {name} SET search_path = leaked; END$$")  # pins it
+        assert other.execute("SHOW search_path").fetchone() == ('"$user", public',)  # a new session
+        assert backend_pid(other) != backend_pid(changer)

@@ -8,8 +8,12 @@ alone, the part the code decides, and it is steady enough to compare two commits
 machine:
 
     PYTHONPATH=/path/to/tree python3 bench/relay_cpu.py [--transactions N] [--reps R]
+        [--pool-mode transaction]
 
-Prints the median µs per transaction of R repetitions for each workload.
+Prints the median µs per transaction of R repetitions for each workload. With --pool-mode
+transaction the relay holds its one backend session only for each transaction, as in
+backend.pool_mode: transaction: the session goes back to a real backend/txpool.py pool at each
+ReadyForQuery and is taken again at the next message (no other client waits for it).
 """
 
 from __future__ import annotations
@@ -19,8 +23,12 @@ import asyncio
 import statistics
 import struct
 import time
+from types import SimpleNamespace
 
+from proxy.backend.session import BackendSession
+from proxy.backend.txpool import TransactionPool
 from proxy.endpoint import Endpoint
+from proxy.frontend.connection import PoolLender
 from proxy.policy.cache import Classifier
 from proxy.policy.statements import Translator
 from proxy.protocol import messages as m
@@ -85,12 +93,20 @@ def _ready() -> bytes:
     return _msg(b"Z", b"I")
 
 
-async def _measure(workload: str, transactions: int) -> float:
+async def _measure(workload: str, transactions: int, pool_mode: str) -> float:
     translator = Translator(lambda role: "V")
     client, backend = Endpoint(), Endpoint()
     client.connection_made(_Sink())
     backend.connection_made(_Sink())
-    relay = Relay(client, backend, Classifier(translator), 1 << 20)
+    session, lender = BackendSession(backend, {}, 0, 0), None
+    if pool_mode == "transaction":
+        async def opened() -> BackendSession:
+            return session
+        key = (("bench", 1, False, ()), "dev", ())
+        connection = SimpleNamespace(config=SimpleNamespace(limits=SimpleNamespace(query_wait_timeout=120.0)))
+        lender = PoolLender(connection, TransactionPool(1, 3600.0), key, opened)
+        await lender.take({})
+    relay = Relay(client, session, Classifier(translator), 1 << 20, lender=lender)
     relay.start()
     if workload == "simple":
         request, reply = _client_simple(), _backend_rows() + _ready()
@@ -115,9 +131,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--transactions", type=int, default=50_000)
     parser.add_argument("--reps", type=int, default=7)
+    parser.add_argument("--pool-mode", choices=("session", "transaction"), default="session")
     args = parser.parse_args()
     for workload in ("simple", "prepared"):
-        runs = [asyncio.run(_measure(workload, args.transactions)) for _ in range(args.reps)]
+        runs = [asyncio.run(_measure(workload, args.transactions, args.pool_mode)) for _ in range(args.reps)]
         print(f"{workload:9} {statistics.median(runs):6.2f} µs/transaction  (min {min(runs):.2f}, "
               f"max {max(runs):.2f}, {args.reps} runs of {args.transactions})")
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .backend.embedded import EmbeddedPostgres, EmbeddedTarget
 from .backend.pool import SessionPool
+from .backend.txpool import TransactionPool
 from .backend.session import BackendAddress, parse_dsn
 from .catalog.cluster import ClusterSync
 from .catalog.connectivity import SecurityGroupSync
@@ -150,6 +151,14 @@ class Proxy:
                                tokens=token_authority(config, data_dir), audit=self.audit, metrics=metrics,
                                pool=SessionPool(config.backend.pool_size, config.backend.pool_idle_seconds))
         context = self.context
+        if config.backend.pool_mode == "transaction":
+            transactions = context.transactions = TransactionPool(config.backend.max_sessions_per_pool,
+                                                                  config.backend.pool_idle_seconds)
+            for index, state in enumerate(("open", "idle")):
+                metrics.transaction_pool.labels(state=state).set_function(
+                    lambda index=index: sum(counts[index] for counts in transactions.counts().values()))
+            metrics.transaction_pool_waiting.set_function(
+                lambda: sum(counts[2] for counts in transactions.counts().values()))
         context.prepare_database, context.vacate_database = self._prepare_database, self._vacate_database
         context.protection_moved = self._protection_moved
         context.connection_limit = int(await self.catalog.server_setting("max_connections"))
@@ -257,6 +266,8 @@ class Proxy:
         for session in sessions:
             session.relay.close(goodbye)
         self.context.pool.close()
+        if self.context.transactions is not None:
+            self.context.transactions.prune(0)
         if sessions:
             log.error("closed %d open sessions; logins are refused until the server runs again", len(sessions))
 
@@ -291,6 +302,8 @@ class Proxy:
             for session in sessions:
                 session.relay.close(goodbye)
             self.context.pool.close()
+            if self.context.transactions is not None:
+                self.context.transactions.prune(0)
             log.warning("cluster rebooted: ended %d sessions; parameter group %s in force",
                         len(sessions), state.applied_group)
         self.context.cluster = ClusterSettings(state.applied)
@@ -349,6 +362,8 @@ class Proxy:
         if self.context is not None:
             self.context.pool.size = 0  # sessions ending from now on close their backend
             self.context.pool.close()
+            if self.context.transactions is not None:
+                self.context.transactions.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
         for task in self._followers:
@@ -424,6 +439,8 @@ class Proxy:
         no idle session of ours stays in database (its masked tables are read again if it is
         still there at the next session)."""
         ended = self.context.pool.close_database(database)
+        if self.context.transactions is not None:
+            ended += self.context.transactions.close_database(database)
         if ended:
             log.info("closed %d idle backend sessions in database %s for a statement that needs it empty",
                      ended, database)
@@ -463,6 +480,8 @@ class Proxy:
         while True:
             await asyncio.sleep(1.0)
             self.context.pool.prune()  # kept backend sessions past their idle time
+            if self.context.transactions is not None:
+                self.context.transactions.prune()
             now = loop.time()
             in_transaction = self.context.config.limits.idle_in_transaction_timeout
             for session in self.context.sessions:

@@ -1,0 +1,242 @@
+"""CreateCluster, DescribeClusters and DeleteCluster with real boto3 and the AWS CLI: a second
+cluster is an embedded PostgreSQL and a listener of its own, found and reached by
+redshift_connector's iam=True through DescribeClusters, with users and temporary credentials
+of its own; it survives a restart and leaves no server behind. Each test makes one cluster."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+import boto3
+import botocore.exceptions
+import psycopg
+import pytest
+import redshift_connector
+from botocore.config import Config as BotoConfig
+
+from proxy.backend.embedded import server_directory
+from proxy.config import AccessKey, Cluster, Iam, IamUser
+
+from ..conftest import ADMIN, ADMIN_PASSWORD, RunningProxy, unique
+
+OPS_KEY, OPS_SECRET = "AKIAOPS0000000000001", "ops-secret-access-key-0000001"
+VIEWER_KEY, VIEWER_SECRET = "AKIAVIEWER0000000001", "viewer-secret-access-key-00001"
+ARN = "arn:aws:redshift:us-east-1:123456789012"
+# ops may do anything; viewer may describe and get credentials (and is denied the rest).
+OPS_POLICY = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "redshift:*", "Resource": "*"}]}
+VIEWER_POLICY = {"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Action": ["redshift:Describe*", "redshift:GetClusterCredentials",
+                                   "redshift:CreateClusterUser"], "Resource": "*"}]}
+IAM = Iam(users=[IamUser("ops", [AccessKey(OPS_KEY, OPS_SECRET)], policies=[OPS_POLICY]),
+                 IamUser("viewer", [AccessKey(VIEWER_KEY, VIEWER_SECRET)], policies=[VIEWER_POLICY])])
+BOSS_PASSWORD = "Boss1Password"
+FAST = {"Delay": 1, "MaxAttempts": 120}  # the waiters' 60 s between looks is for real clusters
+
+
+def configured(make_proxy, **changes):
+    name = uuid.uuid4().hex[:8]
+    return make_proxy(iam=IAM, cluster=replace(Cluster(), identifier=f"c-{name}"), **changes)
+
+
+def client(proxy, key=OPS_KEY, secret=OPS_SECRET):
+    return boto3.client("redshift", endpoint_url=f"http://127.0.0.1:{proxy.api_port}", region_name="us-east-1",
+                        aws_access_key_id=key, aws_secret_access_key=secret,
+                        config=BotoConfig(retries={"max_attempts": 1}))
+
+
+def error_code(call) -> str:
+    with pytest.raises(botocore.exceptions.ClientError) as info:
+        call()
+    return info.value.response["Error"]["Code"]
+
+
+def aws(proxy, *args: str, key=OPS_KEY, secret=OPS_SECRET, ok=True):
+    """The AWS CLI's answer (JSON), or with ok=False what it says when it fails."""
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret,
+           "AWS_DEFAULT_REGION": "us-east-1"}
+    env.pop("AWS_ENDPOINT_URL_REDSHIFT", None)
+    result = subprocess.run([sys.executable, "-m", "awscli", "redshift", *args,
+                             "--endpoint-url", f"http://127.0.0.1:{proxy.api_port}"],
+                            capture_output=True, text=True, env=env, timeout=60)
+    if not ok:
+        assert result.returncode != 0
+        return result.stderr
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout) if result.stdout.strip() else {}
+
+
+def endpoint(api, identifier: str) -> tuple[str, int]:
+    address = api.describe_clusters(ClusterIdentifier=identifier)["Clusters"][0]["Endpoint"]
+    return address["Address"], address["Port"]
+
+
+def login(address: tuple[str, int], user: str, password: str, sslmode: str = "disable") -> psycopg.Connection:
+    return psycopg.connect(host=address[0], port=address[1], user=user, password=password, dbname="dev",
+                           sslmode=sslmode, connect_timeout=10, autocommit=True)
+
+
+def servers_of(directory: Path) -> list[str]:
+    """The postgres processes running on a cluster's data directory."""
+    pgdata = str(server_directory(directory) / "pgdata")
+    found = subprocess.run(["pgrep", "-a", "postgres"], capture_output=True, text=True).stdout
+    return [line for line in found.splitlines() if pgdata in line]
+
+
+def test_second_cluster_reached_by_iam_login_with_users_and_credentials_of_its_own(make_proxy, monkeypatch):
+    proxy = configured(make_proxy)
+    first = proxy.config.cluster.identifier
+    api, viewer = client(proxy), client(proxy, VIEWER_KEY, VIEWER_SECRET)
+    new = unique("second").replace("_", "-")
+    assert error_code(lambda: viewer.create_cluster(
+        ClusterIdentifier=new, NodeType="dc2.large", MasterUsername="boss",
+        MasterUserPassword=BOSS_PASSWORD)) == "AccessDenied"
+    assert error_code(lambda: api.create_cluster(
+        ClusterIdentifier=new, NodeType="dc2.large", MasterUsername="boss", MasterUserPassword="weak")) \
+        == "InvalidParameterValue"
+    assert error_code(lambda: api.create_cluster(
+        ClusterIdentifier="bad--name", NodeType="dc2.large", MasterUsername="boss",
+        MasterUserPassword=BOSS_PASSWORD)) == "InvalidParameterValue"
+    with pytest.raises(api.exceptions.UnsupportedOperationFault, match="KmsKeyId"):
+        api.create_cluster(ClusterIdentifier=new, NodeType="dc2.large", MasterUsername="boss",
+                           MasterUserPassword=BOSS_PASSWORD, KmsKeyId="key")
+    with pytest.raises(api.exceptions.ClusterAlreadyExistsFault):
+        api.create_cluster(ClusterIdentifier=first, NodeType="dc2.large", MasterUsername="boss",
+                           MasterUserPassword=BOSS_PASSWORD)
+
+    made = api.create_cluster(ClusterIdentifier=new, NodeType="dc2.large", MasterUsername="boss",
+                              MasterUserPassword=BOSS_PASSWORD)["Cluster"]
+    assert (made["ClusterIdentifier"], made["ClusterStatus"], made["MasterUsername"]) == (new, "creating", "boss")
+    with pytest.raises(api.exceptions.ClusterAlreadyExistsFault):
+        api.create_cluster(ClusterIdentifier=new, NodeType="dc2.large", MasterUsername="other",
+                           MasterUserPassword=BOSS_PASSWORD)
+    # Starting a PostgreSQL takes a while (initdb first): meanwhile it cannot be deleted.
+    assert error_code(lambda: api.delete_cluster(ClusterIdentifier=new, SkipFinalClusterSnapshot=True)) \
+        == "InvalidClusterState"
+    api.get_waiter("cluster_available").wait(ClusterIdentifier=new, WaiterConfig=FAST)
+
+    listed = api.describe_clusters()["Clusters"]
+    assert [(c["ClusterIdentifier"], c["ClusterStatus"]) for c in listed] == sorted(
+        [(first, "available"), (new, "available")])
+    second = endpoint(api, new)
+    assert second != (proxy.host, proxy.port)
+    with pytest.raises(api.exceptions.ClusterNotFoundFault):
+        api.describe_clusters(ClusterIdentifier="no-such-cluster")
+
+    # Its admin is CreateCluster's; the first cluster's users do not exist there.
+    with login(second, "boss", BOSS_PASSWORD) as conn:
+        assert conn.execute("SELECT current_user, current_database()").fetchone() == ("boss", "dev")
+        assert conn.execute("SELECT count(*) FROM pg_user WHERE usename = %s", (ADMIN,)).fetchone() == (0,)
+        conn.execute("CREATE USER only_here PASSWORD 'Only1Here'")
+    with proxy.connect() as conn:
+        conn.execute("CREATE USER only_first PASSWORD 'Only1First'")
+    try:
+        for user, password in ((ADMIN, ADMIN_PASSWORD), ("only_first", "Only1First")):
+            with pytest.raises(psycopg.OperationalError, match="authentication failed"):
+                login(second, user, password)
+        with pytest.raises(psycopg.OperationalError, match="authentication failed"):
+            login((proxy.host, proxy.port), "only_here", "Only1Here")
+    finally:
+        with proxy.connect() as conn:
+            conn.execute("DROP USER only_first")
+
+    # redshift_connector finds the cluster through DescribeClusters (no host or port given) and
+    # logs in with GetClusterCredentials over TLS, verifying the cluster's own certificate.
+    monkeypatch.setenv("SSL_CERT_FILE", str(Path(proxy.config.data_dir) / "clusters" / new / "tls" / "server.crt"))
+    conn = redshift_connector.connect(
+        iam=True, db_user="tmp_alice", auto_create=True, cluster_identifier=new, region="us-east-1",
+        access_key_id=VIEWER_KEY, secret_access_key=VIEWER_SECRET, endpoint_url=f"http://127.0.0.1:{proxy.api_port}",
+        database="dev", ssl=True, sslmode="verify-ca", iam_disable_cache=True, timeout=20)
+    try:
+        cursor = conn.cursor()
+        cursor.execute("SELECT current_user, inet_server_port() IS NOT NULL")
+        assert cursor.fetchall()[0][0] == "tmp_alice"
+    finally:
+        conn.close()
+
+    # A cluster's temporary credentials log in to that cluster only.
+    mine = viewer.get_cluster_credentials(DbUser="tmp_bob", ClusterIdentifier=new, AutoCreate=True, DbName="dev")
+    theirs = viewer.get_cluster_credentials(DbUser="tmp_bob", ClusterIdentifier=first, AutoCreate=True, DbName="dev")
+    with login(second, mine["DbUser"], mine["DbPassword"], "require") as conn:
+        assert conn.execute("SELECT current_user").fetchone() == ("tmp_bob",)
+    for address, creds in ((second, theirs), ((proxy.host, proxy.port), mine)):
+        for sslmode in ("require", "disable"):  # the token itself, and MD5 over it
+            with pytest.raises(psycopg.OperationalError, match="authentication failed"):
+                login(address, creds["DbUser"], creds["DbPassword"], sslmode)
+    with proxy.connect() as conn:
+        conn.execute("DROP USER IF EXISTS tmp_bob")
+
+    # Deleting: allowed by policy, and only without a final snapshot.
+    directory = Path(proxy.config.data_dir) / "clusters" / new
+    assert servers_of(directory)
+    assert error_code(lambda: viewer.delete_cluster(ClusterIdentifier=new, SkipFinalClusterSnapshot=True)) \
+        == "AccessDenied"
+    assert error_code(lambda: api.delete_cluster(ClusterIdentifier=new)) == "InvalidParameterCombination"
+    with pytest.raises(api.exceptions.UnsupportedOperationFault, match="Snapshots"):
+        api.delete_cluster(ClusterIdentifier=new, FinalClusterSnapshotIdentifier="final")
+    with pytest.raises(api.exceptions.UnsupportedOperationFault, match="configured"):
+        api.delete_cluster(ClusterIdentifier=first, SkipFinalClusterSnapshot=True)
+    with login(second, "boss", BOSS_PASSWORD) as session:
+        deleted = api.delete_cluster(ClusterIdentifier=new, SkipFinalClusterSnapshot=True)["Cluster"]
+        assert (deleted["ClusterIdentifier"], deleted["ClusterStatus"]) == (new, "deleting")
+        api.get_waiter("cluster_deleted").wait(ClusterIdentifier=new, WaiterConfig=FAST)
+        with pytest.raises(psycopg.OperationalError):
+            session.execute("SELECT 1")
+    with pytest.raises(api.exceptions.ClusterNotFoundFault):
+        api.delete_cluster(ClusterIdentifier=new, SkipFinalClusterSnapshot=True)
+    assert [c["ClusterIdentifier"] for c in api.describe_clusters()["Clusters"]] == [first]
+    assert not directory.exists() and not server_directory(directory).exists()
+    assert not servers_of(directory)
+    with pytest.raises(psycopg.OperationalError):
+        login(second, "boss", BOSS_PASSWORD)
+
+
+def test_aws_cli_cluster_survives_a_restart_and_stops_with_shiftguard(make_proxy, postgres):
+    proxy = configured(make_proxy)
+    api = client(proxy)
+    new = f"kept-{uuid.uuid4().hex[:8]}"
+    made = aws(proxy, "create-cluster", "--cluster-identifier", new, "--node-type", "dc2.large",
+               "--master-username", "Boss", "--master-user-password", BOSS_PASSWORD, "--db-name", "sales")
+    assert made["Cluster"]["ClusterStatus"] == "creating" and made["Cluster"]["DBName"] == "sales"
+    api.get_waiter("cluster_available").wait(ClusterIdentifier=new, WaiterConfig=FAST)
+    described = aws(proxy, "describe-clusters", "--cluster-identifier", new)["Clusters"][0]
+    assert described["MasterUsername"] == "boss" and described["ClusterStatus"] == "available"
+    address = (described["Endpoint"]["Address"], described["Endpoint"]["Port"])
+    with psycopg.connect(host=address[0], port=address[1], user="boss", password=BOSS_PASSWORD, dbname="sales",
+                         sslmode="disable", autocommit=True) as conn:
+        conn.execute("CREATE TABLE kept AS SELECT 42 AS answer")
+    denied = aws(proxy, "delete-cluster", "--cluster-identifier", new, "--skip-final-cluster-snapshot",
+                 key=VIEWER_KEY, secret=VIEWER_SECRET, ok=False)
+    assert "AccessDenied" in denied
+
+    directory = Path(proxy.config.data_dir) / "clusters" / new
+    proxy.stop(grace=1.0)
+    assert not servers_of(directory)  # shiftguard's stop stops every cluster's server
+
+    again = RunningProxy(proxy.config, postgres.target).start()
+    try:
+        api = client(again)
+        api.get_waiter("cluster_available").wait(ClusterIdentifier=new, WaiterConfig=FAST)
+        assert endpoint(api, new) == address  # its port again, as it is free
+        with psycopg.connect(host=address[0], port=address[1], user="boss", password=BOSS_PASSWORD, dbname="sales",
+                             sslmode="disable", autocommit=True) as conn:
+            assert conn.execute("SELECT answer FROM kept").fetchone() == (42,)
+        assert aws(again, "delete-cluster", "--cluster-identifier", new,
+                   "--skip-final-cluster-snapshot")["Cluster"]["ClusterStatus"] == "deleting"
+        api.get_waiter("cluster_deleted").wait(ClusterIdentifier=new, WaiterConfig=FAST)
+    finally:
+        again.stop()
+    assert not directory.exists() and not server_directory(directory).exists()
+    assert not servers_of(directory)
+
+
+def test_create_cluster_needs_the_embedded_backend(make_proxy):
+    proxy = make_proxy(external=True, iam=IAM, cluster=replace(Cluster(), identifier=f"c-{uuid.uuid4().hex[:8]}"))
+    with pytest.raises(client(proxy).exceptions.UnsupportedOperationFault, match="embedded backend"):
+        client(proxy).create_cluster(ClusterIdentifier="another", NodeType="dc2.large", MasterUsername="boss",
+                                     MasterUserPassword=BOSS_PASSWORD)

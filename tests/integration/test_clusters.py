@@ -5,31 +5,22 @@ of its own; it survives a restart and leaves no server behind. Each test makes o
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
-import sys
 import uuid
 from dataclasses import replace
 from pathlib import Path
 
-import boto3
-import botocore.exceptions
 import psycopg
 import pytest
 import redshift_connector
-from botocore.config import Config as BotoConfig
 
 from proxy.backend.embedded import server_directory
 from proxy.config import AccessKey, Cluster, Iam, IamUser
 
 from ..conftest import ADMIN, ADMIN_PASSWORD, RunningProxy, unique
+from .test_cluster_api import OPS_KEY, OPS_POLICY, OPS_SECRET, VIEWER_KEY, VIEWER_SECRET, aws, client, error_code
 
-OPS_KEY, OPS_SECRET = "AKIAOPS0000000000001", "ops-secret-access-key-0000001"
-VIEWER_KEY, VIEWER_SECRET = "AKIAVIEWER0000000001", "viewer-secret-access-key-00001"
-ARN = "arn:aws:redshift:us-east-1:123456789012"
-# ops may do anything; viewer may describe and get credentials (and is denied the rest).
-OPS_POLICY = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "redshift:*", "Resource": "*"}]}
+# ops (test_cluster_api's) may do anything; viewer may describe and get credentials, no more.
 VIEWER_POLICY = {"Version": "2012-10-17", "Statement": [
     {"Effect": "Allow", "Action": ["redshift:Describe*", "redshift:GetClusterCredentials",
                                    "redshift:CreateClusterUser"], "Resource": "*"}]}
@@ -42,33 +33,6 @@ FAST = {"Delay": 1, "MaxAttempts": 120}  # the waiters' 60 s between looks is fo
 def configured(make_proxy, **changes):
     name = uuid.uuid4().hex[:8]
     return make_proxy(iam=IAM, cluster=replace(Cluster(), identifier=f"c-{name}"), **changes)
-
-
-def client(proxy, key=OPS_KEY, secret=OPS_SECRET):
-    return boto3.client("redshift", endpoint_url=f"http://127.0.0.1:{proxy.api_port}", region_name="us-east-1",
-                        aws_access_key_id=key, aws_secret_access_key=secret,
-                        config=BotoConfig(retries={"max_attempts": 1}))
-
-
-def error_code(call) -> str:
-    with pytest.raises(botocore.exceptions.ClientError) as info:
-        call()
-    return info.value.response["Error"]["Code"]
-
-
-def aws(proxy, *args: str, key=OPS_KEY, secret=OPS_SECRET, ok=True):
-    """The AWS CLI's answer (JSON), or with ok=False what it says when it fails."""
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret,
-           "AWS_DEFAULT_REGION": "us-east-1"}
-    env.pop("AWS_ENDPOINT_URL_REDSHIFT", None)
-    result = subprocess.run([sys.executable, "-m", "awscli", "redshift", *args,
-                             "--endpoint-url", f"http://127.0.0.1:{proxy.api_port}"],
-                            capture_output=True, text=True, env=env, timeout=60)
-    if not ok:
-        assert result.returncode != 0
-        return result.stderr
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout) if result.stdout.strip() else {}
 
 
 def endpoint(api, identifier: str) -> tuple[str, int]:
@@ -123,6 +87,9 @@ def test_second_cluster_reached_by_iam_login_with_users_and_credentials_of_its_o
     listed = api.describe_clusters()["Clusters"]
     assert [(c["ClusterIdentifier"], c["ClusterStatus"]) for c in listed] == sorted(
         [(first, "available"), (new, "available")])
+    pages = api.get_paginator("describe_clusters").paginate(PaginationConfig={"PageSize": 20})
+    assert [c["ClusterIdentifier"] for page in pages for c in page["Clusters"]] == sorted([first, new])
+    assert error_code(lambda: api.describe_clusters(MaxRecords=5)) == "InvalidParameterValue"
     second = endpoint(api, new)
     assert second != (proxy.host, proxy.port)
     with pytest.raises(api.exceptions.ClusterNotFoundFault):
@@ -236,7 +203,7 @@ def test_aws_cli_cluster_survives_a_restart_and_stops_with_shiftguard(make_proxy
 
 
 def test_create_cluster_needs_the_embedded_backend(make_proxy):
-    proxy = make_proxy(external=True, iam=IAM, cluster=replace(Cluster(), identifier=f"c-{uuid.uuid4().hex[:8]}"))
+    proxy = configured(make_proxy, external=True)
     with pytest.raises(client(proxy).exceptions.UnsupportedOperationFault, match="embedded backend"):
         client(proxy).create_cluster(ClusterIdentifier="another", NodeType="dc2.large", MasterUsername="boss",
                                      MasterUserPassword=BOSS_PASSWORD)

@@ -78,6 +78,7 @@ class Fleet:
         self.make = make
         self.directory = Path(config.data_dir) / "clusters"
         self.members: dict[str, Member] = {}
+        self.stopping = False  # shiftguard is stopping: no cluster is made any more
 
     def identifiers(self) -> list[str]:
         return sorted(self.members)
@@ -96,6 +97,10 @@ class Fleet:
                 spec = ClusterSpec(**{**stored["spec"], "security_groups": tuple(stored["spec"]["security_groups"])})
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 log.error("cluster record %s cannot be read (%s); that cluster is not started", record, exc)
+                continue
+            if spec.identifier == self.config.cluster.identifier:
+                log.error("cluster %s in %s has the configured cluster's identifier now; it is not started (rename "
+                          "cluster.identifier, or remove that directory)", spec.identifier, record.parent)
                 continue
             if not stored.get("ready"):
                 log.warning("cluster %s was being created when shiftguard stopped; it is removed", spec.identifier)
@@ -126,6 +131,7 @@ class Fleet:
     async def stop(self, grace: float) -> None:
         """At shutdown: clusters still starting stop where they are, the others as the
         configured one does (their sessions get grace to finish); deletions complete."""
+        self.stopping = True
         members = list(self.members.values())
         for member in members:
             if member.status in ("creating", "rebooting") and member.task is not None:

@@ -133,7 +133,7 @@ class Proxy:
         self.catalog = await Catalog.open(address, mgmt_user, mgmt_password, mgmt_db, mapping)
         if password is not None:
             await self.catalog.ensure_admin(config.cluster.admin_user, password)
-        self.master_password = None  # set: not kept in memory for the cluster's life
+        self.master_password = None  # CreateCluster's password is not kept once set
         seal = sealing.sealer(self.catalog.ticket_key())  # identity providers' secrets, as they are stored
         await self.catalog.seed_identity_providers([idp.seal_secrets(p.spec(), seal) for p in config.identity_providers])
 

@@ -138,7 +138,6 @@ class EmbeddedPostgres:
     def _run_as_server_user(self, args: list[str], **kwargs) -> subprocess.CompletedProcess:
         return subprocess.run(args, **self._spawn_kwargs(), capture_output=True, text=True, **kwargs)
 
-
     def _spawn_kwargs(self) -> dict:
         ids = self._user_ids()
         kwargs: dict = {"cwd": str(self.server_dir), "env": _server_env()}

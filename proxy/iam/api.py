@@ -1,6 +1,8 @@
 """The Redshift API (AWS Query protocol, version 2012-12-01) as boto3 and the AWS CLI call it:
-GetClusterCredentials, GetClusterCredentialsWithIAM, DescribeClusters, ModifyCluster (security
-groups, MasterUserPassword, ClusterParameterGroupName), ModifyClusterIamRoles (the roles COPY and
+GetClusterCredentials, GetClusterCredentialsWithIAM, DescribeClusters, CreateCluster and
+DeleteCluster (the clusters of fleet.py, whose own API answers the requests naming them),
+ModifyCluster (security groups, MasterUserPassword, ClusterParameterGroupName),
+ModifyClusterIamRoles (the roles COPY and
 UNLOAD may name; catalog/s3.sql reads them), RebootCluster, DescribeCustomDomainAssociations, the
 cluster security-group actions
 (Create/Delete/DescribeClusterSecurityGroup(s), Authorize/RevokeClusterSecurityGroupIngress),
@@ -169,6 +171,18 @@ def _tags_xml(tags: dict[str, str]) -> str:
     return "".join(f"<Tag><Key>{escape(k)}</Key><Value>{escape(v)}</Value></Tag>" for k, v in sorted(tags.items()))
 
 
+def _bounded(params: dict[str, str], name: str, default: int, low: int, high: int, out_of_range: str) -> int:
+    """An integer parameter, default when absent or empty, from low to high."""
+    text = params.get(name)
+    try:
+        value = default if text in (None, "") else int(text)
+    except ValueError:
+        raise ApiError("InvalidParameterValue", f"{name} must be a number") from None
+    if not low <= value <= high:
+        raise ApiError("InvalidParameterValue", out_of_range)
+    return value
+
+
 def page_of(names: list[str], max_records: int, marker: str | None) -> tuple[list[str], str | None]:
     """A page of sorted names: max_records of those from marker on, and the next page's marker
     (its first name; None after the last page). A marker says where to resume, so a cluster
@@ -177,7 +191,7 @@ def page_of(names: list[str], max_records: int, marker: str | None) -> tuple[lis
     return rest[:max_records], (rest[max_records] if len(rest) > max_records else None)
 
 
-def _starting_cluster_xml(spec, status: str) -> str:
+def _starting_cluster_xml(spec: ClusterSpec, status: str) -> str:
     """A created cluster that does not run (creating, rebooting, deleting, failed): no endpoint yet."""
     return (f"<Cluster><ClusterIdentifier>{escape(spec.identifier)}</ClusterIdentifier><NodeType>shiftguard</NodeType>"
             f"<ClusterStatus>{status}</ClusterStatus><ClusterAvailabilityStatus>"
@@ -316,14 +330,8 @@ class RedshiftApi:
 
     @staticmethod
     def _duration(params: dict[str, str]) -> int:
-        text = params.get("DurationSeconds")
-        try:
-            seconds = 900 if text in (None, "") else int(text)
-        except ValueError:
-            raise ApiError("InvalidParameterValue", "DurationSeconds must be a number") from None
-        if not 900 <= seconds <= 3600:
-            raise ApiError("InvalidParameterValue", "Token duration must be between 900 and 3600 seconds")
-        return seconds
+        return _bounded(params, "DurationSeconds", 900, 900, 3600,
+                        "Token duration must be between 900 and 3600 seconds")
 
     # ---------------------------------------------------------------- actions
 
@@ -394,13 +402,7 @@ class RedshiftApi:
         only; shiftguard lists those, and is AccessDenied when it allows none), MaxRecords
         (20-100, as Redshift takes) at a time from Marker."""
         identifier = params.get("ClusterIdentifier")
-        text = params.get("MaxRecords")
-        try:
-            max_records = 100 if text in (None, "") else int(text)
-        except ValueError:
-            raise ApiError("InvalidParameterValue", "MaxRecords must be a number") from None
-        if not 20 <= max_records <= 100:
-            raise ApiError("InvalidParameterValue", "MaxRecords must be between 20 and 100")
+        max_records = _bounded(params, "MaxRecords", 100, 20, 100, "MaxRecords must be between 20 and 100")
         members = {name: self.fleet.get(name) for name in self.fleet.identifiers()} if self.fleet else {}
         names = sorted({self.config.cluster.identifier, *members})
         if identifier is not None:
@@ -490,6 +492,8 @@ class RedshiftApi:
                                                             f"it once the cluster is available)", 404)
         if identifier == self.config.cluster.identifier or self.fleet.get(identifier) is not None:
             raise ApiError("ClusterAlreadyExists", "Cluster already exists")
+        if self.fleet.stopping:
+            raise ApiError("ServiceUnavailable", "shiftguard is stopping; make the cluster once it runs again", 503)
         member = self.fleet.create(ClusterSpec(identifier, admin, database, tuple(groups)), password)
         log.info("API CreateCluster by %s: cluster %s, admin %s, database %s", principal.arn, identifier, admin,
                  database)

@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,16 +109,17 @@ class Fleet:
             member = self.members[spec.identifier] = Member(spec, "rebooting")
             member.task = asyncio.create_task(self._run(member, None))
 
-    def create(self, spec: ClusterSpec, master_password: str) -> Member:
+    def create(self, spec: ClusterSpec, master_password: str,
+               then: Callable[[object], Awaitable[None]] | None = None) -> Member:
         """Start making a cluster (the caller checked that the identifier is free); it is
-        'creating' until its server and listener run."""
+        'creating' until its server and listener run and then(its RedshiftApi) is done."""
         self._remove_files(spec.identifier)  # what a deletion cut short left behind
         directory = self.directory / spec.identifier
         directory.mkdir(parents=True)
         os.chmod(directory, 0o700)
         self._write(spec, ready=False)
         member = self.members[spec.identifier] = Member(spec, "creating")
-        member.task = asyncio.create_task(self._run(member, master_password))
+        member.task = asyncio.create_task(self._run(member, master_password, then))
         return member
 
     def delete(self, member: Member) -> None:
@@ -140,10 +141,11 @@ class Fleet:
         await asyncio.gather(*(m.proxy.stop(grace) for m in members if m.status == "available"),
                              return_exceptions=True)
 
-    async def _run(self, member: Member, master_password: str | None) -> None:
+    async def _run(self, member: Member, master_password: str | None,
+                   then: Callable[[object], Awaitable[None]] | None = None) -> None:
         spec = member.spec
         try:
-            proxy = await self._start(spec, master_password)
+            proxy = await self._start(spec, master_password, then)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - any failure: logged, shown as the cluster's status
@@ -157,13 +159,17 @@ class Fleet:
         member.status = "available"
         log.info("cluster %s available on %s:%d", spec.identifier, *proxy.addresses[0])
 
-    async def _start(self, spec: ClusterSpec, master_password: str | None):
-        """Its Proxy, started on the port it had (or any, when that one is taken now)."""
+    async def _start(self, spec: ClusterSpec, master_password: str | None,
+                     then: Callable[[object], Awaitable[None]] | None):
+        """Its Proxy, started on the port it had (or any, when that one is taken now), once
+        then(its RedshiftApi) is done."""
         for port in dict.fromkeys((spec.port, 0)):
             proxy = self.make(member_config(self.config, dataclasses.replace(spec, port=port),
                                             self.directory / spec.identifier), master_password)
             try:
                 await proxy.start()
+                if then is not None:
+                    await then(proxy.redshift)
                 return proxy
             except BaseException as exc:
                 await asyncio.shield(proxy.stop(grace=0))

@@ -65,7 +65,7 @@ _MODIFY_CLUSTER_PARAMS = {"Action", "Version", "ClusterIdentifier", "ClusterSecu
 # Port are accepted and ignored: a cluster is one node, on a port shiftguard chooses).
 _CREATE_CLUSTER_PARAMS = {"Action", "Version", "ClusterIdentifier", "NodeType", "MasterUsername", "MasterUserPassword",
                           "DBName", "Port", "ClusterType", "NumberOfNodes", "ClusterSecurityGroups",
-                          "ClusterParameterGroupName"}
+                          "ClusterParameterGroupName", "Tags"}
 # Redshift's rule for cluster identifiers; user and database names as the configuration takes them.
 _CLUSTER_ID = re.compile(r"[a-z](?!.*--)([a-z0-9-]{0,61}[a-z0-9])?")
 _NAME = re.compile(r"[a-z_][a-z0-9_$]{0,62}")
@@ -181,6 +181,21 @@ def _bounded(params: dict[str, str], name: str, default: int, low: int, high: in
     if not low <= value <= high:
         raise ApiError("InvalidParameterValue", out_of_range)
     return value
+
+
+def _request_tags(params: dict[str, str]) -> dict[str, str]:
+    """The Tags of a request (Tags.Tag.N.Key/Value), checked as Redshift checks them."""
+    tags = {t.get("Key", ""): t.get("Value", "") for t in _structures(params, "Tags", "Tag")}
+    for key, value in tags.items():
+        if not 1 <= len(key) <= 128 or len(value) > 256 or key.lower().startswith("aws:"):
+            raise ApiError("InvalidTagFault", f"Tag {key!r} is not valid: keys are 1-128 characters, not starting "
+                                              f"with aws:, values at most 256")
+    return tags
+
+
+def _tag_context(tags: dict[str, str]) -> dict:
+    """What the policies see of the tags a request sets."""
+    return {"aws:TagKeys": list(tags), **{f"aws:RequestTag/{k}": v for k, v in tags.items()}}
 
 
 def page_of(names: list[str], max_records: int, marker: str | None) -> tuple[list[str], str | None]:
@@ -459,8 +474,11 @@ class RedshiftApi:
             if not _NAME.fullmatch(value) or value == "public":
                 raise ApiError("InvalidParameterValue", f"{name} {value!r} is not valid here: 1-63 letters, digits, "
                                                         f"'_' or '$', starting with a letter or '_'")
+        tags = _request_tags(params)
+        if len(tags) > _MAX_TAGS:
+            raise ApiError("TagLimitExceededFault", f"A cluster takes at most {_MAX_TAGS} tags.")
         self._authorize(principal, "CreateCluster", f"{self._arn}:cluster:{identifier}",
-                        self._context(principal, source_ip))
+                        self._context(principal, source_ip, **_tag_context(tags)))
         if self.fleet is None:
             raise ApiError("UnsupportedOperation", "CreateCluster needs the embedded backend: with backend.dsn "
                                                    "set, shiftguard fronts one existing PostgreSQL and makes no other")
@@ -468,8 +486,8 @@ class RedshiftApi:
         if others:
             raise ApiError("UnsupportedOperation", f"CreateCluster takes ClusterIdentifier, NodeType, "
                                                    f"MasterUsername, MasterUserPassword, DBName, "
-                                                   f"ClusterSecurityGroups and ClusterParameterGroupName here, "
-                                                   f"not {', '.join(others)}")
+                                                   f"ClusterSecurityGroups, ClusterParameterGroupName and Tags "
+                                                   f"here, not {', '.join(others)}")
         password = params.get("MasterUserPassword")
         if password is None:
             raise ApiError("MissingParameter", "The request must contain the parameter MasterUserPassword "
@@ -494,7 +512,8 @@ class RedshiftApi:
             raise ApiError("ClusterAlreadyExists", "Cluster already exists")
         if self.fleet.stopping:
             raise ApiError("ServiceUnavailable", "shiftguard is stopping; make the cluster once it runs again", 503)
-        member = self.fleet.create(ClusterSpec(identifier, admin, database, tuple(groups)), password)
+        member = self.fleet.create(ClusterSpec(identifier, admin, database, tuple(groups)), password,
+                                   then=lambda api: api.catalog.change_tags(identifier, tags, [], _MAX_TAGS))
         log.info("API CreateCluster by %s: cluster %s, admin %s, database %s", principal.arn, identifier, admin,
                  database)
         return _starting_cluster_xml(member.spec, member.status)
@@ -934,15 +953,10 @@ class RedshiftApi:
 
     async def _create_tags(self, params: dict[str, str], principal: Principal, source_ip: str) -> str:
         identifier = self._tagged_cluster(params)
-        tags = {t.get("Key", ""): t.get("Value", "") for t in _structures(params, "Tags", "Tag")}
+        tags = _request_tags(params)
         if not tags:
             raise ApiError("MissingParameter", "The request must contain the parameter Tags")
-        for key, value in tags.items():
-            if not 1 <= len(key) <= 128 or len(value) > 256 or key.lower().startswith("aws:"):
-                raise ApiError("InvalidTagFault", f"Tag {key!r} is not valid: keys are 1-128 characters, not starting "
-                                                  f"with aws:, values at most 256")
-        await self._cluster_action("CreateTags", params, principal, source_ip, identifier, **{
-            "aws:TagKeys": list(tags), **{f"aws:RequestTag/{k}": v for k, v in tags.items()}})
+        await self._cluster_action("CreateTags", params, principal, source_ip, identifier, **_tag_context(tags))
         await self.catalog.change_tags(identifier, tags, [], _MAX_TAGS)
         return ""
 

@@ -20,12 +20,24 @@ from proxy.config import AccessKey, Cluster, Iam, IamUser
 from ..conftest import ADMIN, ADMIN_PASSWORD, RunningProxy, unique
 from .test_cluster_api import OPS_KEY, OPS_POLICY, OPS_SECRET, VIEWER_KEY, VIEWER_SECRET, aws, client, error_code
 
-# ops (test_cluster_api's) may do anything; viewer may describe and get credentials, no more.
+# ops (test_cluster_api's) may do anything; viewer may describe and get credentials, no more;
+# maker may also create clusters tagged team=data.
 VIEWER_POLICY = {"Version": "2012-10-17", "Statement": [
     {"Effect": "Allow", "Action": ["redshift:Describe*", "redshift:GetClusterCredentials",
                                    "redshift:CreateClusterUser"], "Resource": "*"}]}
-IAM = Iam(users=[IamUser("ops", [AccessKey(OPS_KEY, OPS_SECRET)], policies=[OPS_POLICY]),
-                 IamUser("viewer", [AccessKey(VIEWER_KEY, VIEWER_SECRET)], policies=[VIEWER_POLICY])])
+MAKER_KEY, MAKER_SECRET = "AKIAMAKER00000000001", "maker-secret-access-key-000001"
+MAKER_POLICY = {"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Action": "redshift:CreateCluster", "Resource": "*",
+     "Condition": {"StringEquals": {"aws:RequestTag/team": "data"}}}]}
+# team may describe the clusters tagged team=data only.
+TEAM_KEY, TEAM_SECRET = "AKIATEAM000000000001", "team-secret-access-key-0000001"
+TEAM_POLICY = {"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Action": "redshift:DescribeClusters", "Resource": "*",
+     "Condition": {"StringEquals": {"aws:ResourceTag/team": "data"}}}]}
+IAM = Iam(users=[IamUser("team", [AccessKey(TEAM_KEY, TEAM_SECRET)], policies=[TEAM_POLICY]),
+                 IamUser("ops", [AccessKey(OPS_KEY, OPS_SECRET)], policies=[OPS_POLICY]),
+                 IamUser("viewer", [AccessKey(VIEWER_KEY, VIEWER_SECRET)], policies=[VIEWER_POLICY]),
+                 IamUser("maker", [AccessKey(MAKER_KEY, MAKER_SECRET)], policies=[VIEWER_POLICY, MAKER_POLICY])])
 BOSS_PASSWORD = "Boss1Password"
 FAST = {"Delay": 1, "MaxAttempts": 120}  # the waiters' 60 s between looks is for real clusters
 
@@ -57,9 +69,12 @@ def test_second_cluster_reached_by_iam_login_with_users_and_credentials_of_its_o
     first = proxy.config.cluster.identifier
     api, viewer = client(proxy), client(proxy, VIEWER_KEY, VIEWER_SECRET)
     new = unique("second").replace("_", "-")
-    assert error_code(lambda: viewer.create_cluster(
-        ClusterIdentifier=new, NodeType="dc2.large", MasterUsername="boss",
-        MasterUserPassword=BOSS_PASSWORD)) == "AccessDenied"
+    maker = client(proxy, MAKER_KEY, MAKER_SECRET)
+    for caller, tags in ((viewer, [{"Key": "team", "Value": "data"}]), (maker, []),
+                         (maker, [{"Key": "team", "Value": "web"}])):
+        assert error_code(lambda: caller.create_cluster(
+            ClusterIdentifier=new, NodeType="dc2.large", MasterUsername="boss", MasterUserPassword=BOSS_PASSWORD,
+            Tags=tags)) == "AccessDenied"
     assert error_code(lambda: api.create_cluster(
         ClusterIdentifier=new, NodeType="dc2.large", MasterUsername="boss", MasterUserPassword="weak")) \
         == "InvalidParameterValue"
@@ -73,8 +88,8 @@ def test_second_cluster_reached_by_iam_login_with_users_and_credentials_of_its_o
         api.create_cluster(ClusterIdentifier=first, NodeType="dc2.large", MasterUsername="boss",
                            MasterUserPassword=BOSS_PASSWORD)
 
-    made = api.create_cluster(ClusterIdentifier=new, NodeType="dc2.large", MasterUsername="boss",
-                              MasterUserPassword=BOSS_PASSWORD)["Cluster"]
+    made = maker.create_cluster(ClusterIdentifier=new, NodeType="dc2.large", MasterUsername="boss",
+                                MasterUserPassword=BOSS_PASSWORD, Tags=[{"Key": "team", "Value": "data"}])["Cluster"]
     assert (made["ClusterIdentifier"], made["ClusterStatus"], made["MasterUsername"]) == (new, "creating", "boss")
     with pytest.raises(api.exceptions.ClusterAlreadyExistsFault):
         api.create_cluster(ClusterIdentifier=new, NodeType="dc2.large", MasterUsername="other",
@@ -85,8 +100,11 @@ def test_second_cluster_reached_by_iam_login_with_users_and_credentials_of_its_o
     api.get_waiter("cluster_available").wait(ClusterIdentifier=new, WaiterConfig=FAST)
 
     listed = api.describe_clusters()["Clusters"]
-    assert [(c["ClusterIdentifier"], c["ClusterStatus"]) for c in listed] == sorted(
-        [(first, "available"), (new, "available")])
+    assert [(c["ClusterIdentifier"], c["ClusterStatus"], c["Tags"]) for c in listed] == sorted(
+        [(first, "available", []), (new, "available", [{"Key": "team", "Value": "data"}])])
+    team = client(proxy, TEAM_KEY, TEAM_SECRET)
+    assert [c["ClusterIdentifier"] for c in team.describe_clusters()["Clusters"]] == [new]
+    assert error_code(lambda: team.describe_clusters(ClusterIdentifier=first)) == "AccessDenied"
     pages = api.get_paginator("describe_clusters").paginate(PaginationConfig={"PageSize": 20})
     assert [c["ClusterIdentifier"] for page in pages for c in page["Clusters"]] == sorted([first, new])
     assert error_code(lambda: api.describe_clusters(MaxRecords=5)) == "InvalidParameterValue"

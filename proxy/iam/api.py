@@ -449,13 +449,12 @@ class RedshiftApi:
         else:
             await api._cluster_action(action, {}, principal, source_ip, identifier)
 
-    async def _member_xml(self, member, status: str = "available") -> str:
-        """The configured cluster (member None) or a created one as DescribeClusters shows it."""
-        if member is None:
-            return await self._cluster_xml(status)
-        if member.api is None:
-            return _starting_cluster_xml(member.spec, member.status)
-        return await member.api._cluster_xml(status)
+    async def _member_xml(self, member, status: str | None = None) -> str:
+        """The configured cluster (member None) or a created one as DescribeClusters shows it,
+        with status if given."""
+        if member is not None and member.api is None:
+            return _starting_cluster_xml(member.spec, status or member.status)
+        return await (self if member is None else member.api)._cluster_xml(status or "available")
 
     async def _create_cluster(self, params: dict[str, str], principal: Principal, source_ip: str) -> str:
         """A cluster of its own beside the configured one (fleet.py), 'creating' until its

@@ -17,7 +17,7 @@ import redshift_connector
 from proxy.backend.embedded import server_directory
 from proxy.config import AccessKey, Cluster, Iam, IamUser
 
-from ..conftest import ADMIN, ADMIN_PASSWORD, RunningProxy, unique
+from ..conftest import ADMIN, ADMIN_PASSWORD, RunningProxy, unique, wait_for
 from .test_cluster_api import OPS_KEY, OPS_POLICY, OPS_SECRET, VIEWER_KEY, VIEWER_SECRET, aws, client, error_code
 
 # ops (test_cluster_api's) may do anything; viewer may describe and get credentials, no more;
@@ -211,6 +211,20 @@ def test_aws_cli_cluster_survives_a_restart_and_stops_with_shiftguard(make_proxy
         with psycopg.connect(host=address[0], port=address[1], user="boss", password=BOSS_PASSWORD, dbname="sales",
                              sslmode="disable", autocommit=True) as conn:
             assert conn.execute("SELECT answer FROM kept").fetchone() == (42,)
+    finally:
+        again.stop()
+
+    # A cluster whose server cannot start (its data directory damaged) is shown failed, is
+    # refused what needs it running, and can be deleted.
+    (server_directory(directory) / "pgdata" / "PG_VERSION").unlink()
+    again = RunningProxy(proxy.config, postgres.target).start()
+    try:
+        api = client(again)
+        assert wait_for(lambda: api.describe_clusters(ClusterIdentifier=new)["Clusters"][0]["ClusterStatus"]
+                        == "hardware-failure", timeout=120)
+        assert api.describe_clusters(ClusterIdentifier=new)["Clusters"][0]["ClusterAvailabilityStatus"] == "Failed"
+        assert error_code(lambda: api.get_cluster_credentials(DbUser="boss", ClusterIdentifier=new)) \
+            == "InvalidClusterState"
         assert aws(again, "delete-cluster", "--cluster-identifier", new,
                    "--skip-final-cluster-snapshot")["Cluster"]["ClusterStatus"] == "deleting"
         api.get_waiter("cluster_deleted").wait(ClusterIdentifier=new, WaiterConfig=FAST)

@@ -129,6 +129,17 @@ class Fleet:
         member.status = "deleting"
         member.task = asyncio.create_task(self._delete(member))
 
+    def rename(self, member: Member, new: str) -> None:
+        """ModifyCluster NewClusterIdentifier (the caller checked that the name is free and the
+        cluster available): its stored state takes the new name, it stops, its directory takes
+        the new name and it starts again; 'renaming' until it runs."""
+        old = member.spec.identifier
+        del self.members[old]
+        member.spec = dataclasses.replace(member.spec, identifier=new)
+        member.status = "renaming"
+        self.members[new] = member
+        member.task = asyncio.create_task(self._rename(member, old))
+
     async def stop(self, grace: float) -> None:
         """At shutdown: clusters still starting stop where they are, the others as the
         configured one does (their sessions get grace to finish); deletions complete."""
@@ -177,6 +188,26 @@ class Fleet:
                     raise
                 log.warning("cluster %s: port %d is taken now (%s); it listens on another", spec.identifier,
                             port, exc)
+
+    async def _rename(self, member: Member, old: str) -> None:
+        new = member.spec.identifier
+        try:
+            await member.proxy.catalog.rename_cluster(old, new)
+        except Exception as exc:  # noqa: BLE001 - its database failed: the cluster stays as it was
+            log.error("cluster %s could not be renamed %s: %s: %s", old, new, type(exc).__name__, exc)
+            del self.members[new]
+            member.spec = dataclasses.replace(member.spec, identifier=old)
+            self.members[old], member.status = member, "available"
+            return
+        proxy, member.proxy = member.proxy, None
+        await proxy.stop(grace=0)  # UNVERIFIED: Redshift restarts a cluster it renames; its sessions end
+        before, after = self.directory / old, self.directory / new
+        for source, target in ((server_directory(before), server_directory(after)), (before, after)):
+            if source != target and source.exists():
+                source.rename(target)
+        self._write(member.spec, ready=True)
+        log.info("cluster %s renamed %s", old, new)
+        await self._run(member, None)
 
     async def _delete(self, member: Member) -> None:
         if member.proxy is not None:

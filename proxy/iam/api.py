@@ -287,7 +287,8 @@ class RedshiftApi:
         """The API of the cluster a request is about: a created cluster's answers for its
         ClusterIdentifier (and tags on its ARN); this one for the rest, and makes, deletes and
         lists the clusters."""
-        if self.fleet is None or action in ("CreateCluster", "DeleteCluster", "DescribeClusters"):
+        if (self.fleet is None or action in ("CreateCluster", "DeleteCluster", "DescribeClusters")
+                or (action == "ModifyCluster" and "NewClusterIdentifier" in params)):
             return self
         identifier = params.get("ClusterIdentifier")
         resource, cluster_arn = params.get("ResourceName", ""), f"{self._arn}:cluster:"
@@ -459,16 +460,12 @@ class RedshiftApi:
     async def _create_cluster(self, params: dict[str, str], principal: Principal, source_ip: str) -> str:
         """A cluster of its own beside the configured one (fleet.py), 'creating' until its
         embedded PostgreSQL and listener run; the embedded backend only."""
-        identifier = (params.get("ClusterIdentifier") or "").lower()  # Redshift keeps it lower-case
         admin = (params.get("MasterUsername") or "").lower()
         database = (params.get("DBName") or "dev").lower()
-        if not identifier or not admin or not params.get("NodeType"):
+        if not params.get("ClusterIdentifier") or not admin or not params.get("NodeType"):
             raise ApiError("MissingParameter", "The request must contain the parameters ClusterIdentifier, "
                                                "NodeType and MasterUsername")
-        if not _CLUSTER_ID.fullmatch(identifier):
-            raise ApiError("InvalidParameterValue", f"{identifier!r} is not a valid cluster identifier: 1-63 "
-                                                    f"letters, digits or hyphens, starting with a letter, not "
-                                                    f"ending with a hyphen or holding two consecutive hyphens")
+        identifier = self._new_identifier(params["ClusterIdentifier"])
         for name, value in (("MasterUsername", admin), ("DBName", database)):
             if not _NAME.fullmatch(value) or value == "public":
                 raise ApiError("InvalidParameterValue", f"{name} {value!r} is not valid here: 1-63 letters, digits, "
@@ -507,8 +504,7 @@ class RedshiftApi:
             raise ApiError("ClusterParameterGroupNotFound", f"Parameter group {parameter_group} not found: a new "
                                                             f"cluster has {pg.DEFAULT_GROUP} (ModifyCluster changes "
                                                             f"it once the cluster is available)", 404)
-        if identifier == self.config.cluster.identifier or self.fleet.get(identifier) is not None:
-            raise ApiError("ClusterAlreadyExists", "Cluster already exists")
+        self._free(identifier)
         if self.fleet.stopping:
             raise ApiError("ServiceUnavailable", "shiftguard is stopping; make the cluster once it runs again", 503)
         member = self.fleet.create(ClusterSpec(identifier, admin, database, tuple(groups)), password,
@@ -517,19 +513,63 @@ class RedshiftApi:
                  database)
         return _starting_cluster_xml(member.spec, member.status)
 
-    async def _delete_cluster(self, params: dict[str, str], principal: Principal, source_ip: str) -> str:
-        """Stop a cluster CreateCluster made and remove its data; no snapshots here, so only
-        with SkipFinalClusterSnapshot."""
+    @staticmethod
+    def _new_identifier(text: str) -> str:
+        """A cluster identifier as Redshift takes it, kept lower-case as Redshift does."""
+        identifier = text.lower()
+        if not _CLUSTER_ID.fullmatch(identifier):
+            raise ApiError("InvalidParameterValue", f"{identifier!r} is not a valid cluster identifier: 1-63 "
+                                                    f"letters, digits or hyphens, starting with a letter, not "
+                                                    f"ending with a hyphen or holding two consecutive hyphens")
+        return identifier
+
+    def _free(self, identifier: str) -> None:
+        if identifier == self.config.cluster.identifier or self.fleet.get(identifier) is not None:
+            raise ApiError("ClusterAlreadyExists", "Cluster already exists")
+
+    async def _created_cluster(self, action: str, params: dict[str, str], principal: Principal, source_ip: str,
+                               configured: str):
+        """The created cluster a request names, once the caller may do action on it; for the
+        configured one, UnsupportedOperation saying why (configured)."""
         identifier = params.get("ClusterIdentifier")
         if not identifier:
             raise ApiError("MissingParameter", "The request must contain the parameter ClusterIdentifier")
         member = self.fleet.get(identifier) if self.fleet is not None else None
         if member is None and identifier != self.config.cluster.identifier:
             raise ApiError("ClusterNotFound", f"Cluster {identifier} not found.", 404)
-        await self._may("DeleteCluster", identifier, member, principal, source_ip)
+        await self._may(action, identifier, member, principal, source_ip)
         if member is None:
             raise ApiError("UnsupportedOperation", f"The cluster {identifier} is the one shiftguard is configured "
-                                                   f"with; it stops with shiftguard, not through the API")
+                                                   f"with: {configured}")
+        return member
+
+    async def _rename_cluster(self, params: dict[str, str], principal: Principal, source_ip: str) -> str:
+        """ModifyCluster NewClusterIdentifier, alone, for a created cluster: it restarts under
+        the new name (fleet.py). Its ARN is the new name's, so the policies naming the old one no
+        longer apply to it, and the temporary credentials minted for the old name no longer log
+        in (they are revoked). The configured cluster's name is the configuration's."""
+        member = await self._created_cluster("ModifyCluster", params, principal, source_ip,
+                                             "its identifier is cluster.identifier in the configuration")
+        identifier = member.spec.identifier
+        others = sorted({k.split(".", 1)[0] for k in params} - {"Action", "Version", "ClusterIdentifier",
+                                                                  "NewClusterIdentifier"})
+        if others:
+            raise ApiError("UnsupportedOperation", f"ModifyCluster NewClusterIdentifier renames the cluster alone "
+                                                   f"here: change {', '.join(others)} in another request")
+        new = self._new_identifier(params["NewClusterIdentifier"])
+        self._free(new)
+        if member.status != "available":
+            raise ApiError("InvalidClusterState", f"The cluster {identifier} is {member.status}, not available.")
+        self.fleet.rename(member, new)
+        log.info("API ModifyCluster by %s: cluster %s renamed %s", principal.arn, identifier, new)
+        return _starting_cluster_xml(member.spec, member.status)
+
+    async def _delete_cluster(self, params: dict[str, str], principal: Principal, source_ip: str) -> str:
+        """Stop a cluster CreateCluster made and remove its data; no snapshots here, so only
+        with SkipFinalClusterSnapshot."""
+        member = await self._created_cluster("DeleteCluster", params, principal, source_ip,
+                                             "it stops with shiftguard, not through the API")
+        identifier = member.spec.identifier
         if params.get("FinalClusterSnapshotIdentifier"):
             raise ApiError("UnsupportedOperation", "Snapshots are not supported here: delete the cluster with "
                                                    "SkipFinalClusterSnapshot")
@@ -537,7 +577,7 @@ class RedshiftApi:
             # UNVERIFIED: Redshift's wording; its rule (the API reference, DeleteCluster).
             raise ApiError("InvalidParameterCombination", "FinalClusterSnapshotIdentifier is required unless "
                                                           "SkipFinalClusterSnapshot is specified.")
-        if member.status in ("creating", "rebooting", "deleting"):
+        if member.status not in ("available", "hardware-failure"):
             # UNVERIFIED: Redshift's wording.
             raise ApiError("InvalidClusterState", f"There is an operation running on the Cluster {identifier} "
                                                   f"({member.status}). Please try to delete it at a later time.")
@@ -679,6 +719,8 @@ class RedshiftApi:
         return _security_group_xml(group)
 
     async def _modify_cluster(self, params: dict[str, str], principal: Principal, source_ip: str) -> str:
+        if "NewClusterIdentifier" in params:
+            return await self._rename_cluster(params, principal, source_ip)
         identifier = await self._cluster_action("ModifyCluster", params, principal, source_ip)
         others = sorted({k.split(".", 1)[0] for k in params} - _MODIFY_CLUSTER_PARAMS)
         if others:

@@ -5,6 +5,7 @@ of its own; it survives a restart and leaves no server behind. Each test makes o
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import uuid
 from dataclasses import replace
@@ -64,11 +65,23 @@ def servers_of(directory: Path) -> list[str]:
     return [line for line in found.splitlines() if pgdata in line]
 
 
-def test_second_cluster_reached_by_iam_login_with_users_and_credentials_of_its_own(make_proxy, monkeypatch):
+@pytest.fixture
+def leftovers():
+    """Cluster directories whose server's files are removed after the test even if it fails
+    (when the suite runs as root they are outside the test's temporary directory)."""
+    directories: list[Path] = []
+    yield directories
+    for directory in directories:
+        shutil.rmtree(server_directory(directory), ignore_errors=True)
+
+
+def test_second_cluster_reached_by_iam_login_with_users_and_credentials_of_its_own(make_proxy, monkeypatch,
+                                                                                   leftovers):
     proxy = configured(make_proxy)
     first = proxy.config.cluster.identifier
     api, viewer = client(proxy), client(proxy, VIEWER_KEY, VIEWER_SECRET)
     new = unique("second").replace("_", "-")
+    leftovers.append(Path(proxy.config.data_dir) / "clusters" / new)
     maker = client(proxy, MAKER_KEY, MAKER_SECRET)
     for caller, tags in ((viewer, [{"Key": "team", "Value": "data"}]), (maker, []),
                          (maker, [{"Key": "team", "Value": "web"}])):
@@ -181,10 +194,11 @@ def test_second_cluster_reached_by_iam_login_with_users_and_credentials_of_its_o
         login(second, "boss", BOSS_PASSWORD)
 
 
-def test_aws_cli_cluster_survives_a_restart_and_stops_with_shiftguard(make_proxy, postgres):
+def test_aws_cli_cluster_survives_a_restart_and_stops_with_shiftguard(make_proxy, postgres, leftovers):
     proxy = configured(make_proxy)
     api = client(proxy)
     new = f"kept-{uuid.uuid4().hex[:8]}"
+    leftovers.append(Path(proxy.config.data_dir) / "clusters" / new)
     made = aws(proxy, "create-cluster", "--cluster-identifier", new, "--node-type", "dc2.large",
                "--master-username", "Boss", "--master-user-password", BOSS_PASSWORD, "--db-name", "sales")
     assert made["Cluster"]["ClusterStatus"] == "creating" and made["Cluster"]["DBName"] == "sales"
@@ -211,6 +225,34 @@ def test_aws_cli_cluster_survives_a_restart_and_stops_with_shiftguard(make_proxy
         with psycopg.connect(host=address[0], port=address[1], user="boss", password=BOSS_PASSWORD, dbname="sales",
                              sslmode="disable", autocommit=True) as conn:
             assert conn.execute("SELECT answer FROM kept").fetchone() == (42,)
+
+        # Renamed: the same cluster under its new name; credentials minted for the old name
+        # no longer log in, the new name's do.
+        before = api.get_cluster_credentials(DbUser="boss", ClusterIdentifier=new, DbName="sales")
+        renamed = f"renamed-{uuid.uuid4().hex[:8]}"
+        leftovers.append(Path(proxy.config.data_dir) / "clusters" / renamed)
+        assert error_code(lambda: api.modify_cluster(ClusterIdentifier=new, NewClusterIdentifier=renamed,
+                                                     MasterUserPassword="Other1Password")) == "UnsupportedOperation"
+        assert error_code(lambda: api.modify_cluster(ClusterIdentifier=new,
+                                                     NewClusterIdentifier=again.config.cluster.identifier)) \
+            == "ClusterAlreadyExists"
+        assert error_code(lambda: api.modify_cluster(ClusterIdentifier=again.config.cluster.identifier,
+                                                     NewClusterIdentifier=renamed)) == "UnsupportedOperation"
+        answer = aws(again, "modify-cluster", "--cluster-identifier", new, "--new-cluster-identifier", renamed)
+        assert (answer["Cluster"]["ClusterIdentifier"], answer["Cluster"]["ClusterStatus"]) == (renamed, "renaming")
+        api.get_waiter("cluster_available").wait(ClusterIdentifier=renamed, WaiterConfig=FAST)
+        with pytest.raises(api.exceptions.ClusterNotFoundFault):
+            api.describe_clusters(ClusterIdentifier=new)
+        assert endpoint(api, renamed) == address
+        after = api.get_cluster_credentials(DbUser="boss", ClusterIdentifier=renamed, DbName="sales")
+        for sslmode in ("require", "disable"):
+            with pytest.raises(psycopg.OperationalError, match="authentication failed"):
+                psycopg.connect(host=address[0], port=address[1], user=before["DbUser"],
+                                password=before["DbPassword"], dbname="sales", sslmode=sslmode)
+        with psycopg.connect(host=address[0], port=address[1], user=after["DbUser"], password=after["DbPassword"],
+                             dbname="sales", sslmode="disable", autocommit=True) as conn:
+            assert conn.execute("SELECT answer FROM kept").fetchone() == (42,)
+        new, directory = renamed, Path(proxy.config.data_dir) / "clusters" / renamed
     finally:
         again.stop()
 

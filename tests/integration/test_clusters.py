@@ -11,12 +11,13 @@ import uuid
 from dataclasses import replace
 from pathlib import Path
 
+import boto3
 import psycopg
 import pytest
 import redshift_connector
 
 from proxy.backend.embedded import server_directory
-from proxy.config import AccessKey, Cluster, Iam, IamUser
+from proxy.config import AccessKey, Cluster, Iam, IamRole, IamUser
 
 from ..conftest import ADMIN, ADMIN_PASSWORD, RunningProxy, unique, wait_for
 from .test_cluster_api import OPS_KEY, OPS_POLICY, OPS_SECRET, VIEWER_KEY, VIEWER_SECRET, aws, client, error_code
@@ -35,10 +36,16 @@ TEAM_KEY, TEAM_SECRET = "AKIATEAM000000000001", "team-secret-access-key-0000001"
 TEAM_POLICY = {"Version": "2012-10-17", "Statement": [
     {"Effect": "Allow", "Action": "redshift:DescribeClusters", "Resource": "*",
      "Condition": {"StringEquals": {"aws:ResourceTag/team": "data"}}}]}
+# ops may assume the role loader, whose sessions may log in to any cluster as themselves.
+MAY_ASSUME = {"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "arn:aws:iam::123456789012:role/*"}]}
+LOADER_POLICY = {"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Action": "redshift:GetClusterCredentialsWithIAM", "Resource": "*"}]}
 IAM = Iam(users=[IamUser("team", [AccessKey(TEAM_KEY, TEAM_SECRET)], policies=[TEAM_POLICY]),
-                 IamUser("ops", [AccessKey(OPS_KEY, OPS_SECRET)], policies=[OPS_POLICY]),
+                 IamUser("ops", [AccessKey(OPS_KEY, OPS_SECRET)], policies=[OPS_POLICY, MAY_ASSUME]),
                  IamUser("viewer", [AccessKey(VIEWER_KEY, VIEWER_SECRET)], policies=[VIEWER_POLICY]),
-                 IamUser("maker", [AccessKey(MAKER_KEY, MAKER_SECRET)], policies=[VIEWER_POLICY, MAKER_POLICY])])
+                 IamUser("maker", [AccessKey(MAKER_KEY, MAKER_SECRET)], policies=[VIEWER_POLICY, MAKER_POLICY])],
+          roles=[IamRole("loader", trust=["ops"], policies=[LOADER_POLICY])])
 BOSS_PASSWORD = "Boss1Password"
 FAST = {"Delay": 1, "MaxAttempts": 120}  # the waiters' 60 s between looks is for real clusters
 
@@ -168,6 +175,16 @@ def test_second_cluster_reached_by_iam_login_with_users_and_credentials_of_its_o
                 login(address, creds["DbUser"], creds["DbPassword"], sslmode)
     with proxy.connect() as conn:
         conn.execute("DROP USER IF EXISTS tmp_bob")
+    # An STS session (kept in the first cluster's database) calls the API for the second too.
+    session = boto3.client("sts", endpoint_url=f"http://127.0.0.1:{proxy.api_port}", region_name="us-east-1",
+                           aws_access_key_id=OPS_KEY, aws_secret_access_key=OPS_SECRET).assume_role(
+        RoleArn="arn:aws:iam::123456789012:role/loader", RoleSessionName="load")["Credentials"]
+    as_role = boto3.client("redshift", endpoint_url=f"http://127.0.0.1:{proxy.api_port}", region_name="us-east-1",
+                           aws_access_key_id=session["AccessKeyId"], aws_secret_access_key=session["SecretAccessKey"],
+                           aws_session_token=session["SessionToken"])
+    creds = as_role.get_cluster_credentials_with_iam(ClusterIdentifier=new, DbName="dev")
+    with login(second, creds["DbUser"], creds["DbPassword"], "require") as conn:
+        assert conn.execute("SELECT current_user").fetchone() == ("IAMR:loader",)
 
     # Deleting: allowed by policy, and only without a final snapshot.
     directory = Path(proxy.config.data_dir) / "clusters" / new

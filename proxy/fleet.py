@@ -98,6 +98,10 @@ class Fleet:
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 log.error("cluster record %s cannot be read (%s); that cluster is not started", record, exc)
                 continue
+            if spec.identifier != record.parent.name:
+                log.error("cluster record %s names cluster %s, not its directory's; that cluster is not started",
+                          record, spec.identifier)
+                continue
             if spec.identifier == self.config.cluster.identifier:
                 log.error("cluster %s in %s has the configured cluster's identifier now; it is not started (rename "
                           "cluster.identifier, or remove that directory)", spec.identifier, record.parent)
@@ -202,10 +206,15 @@ class Fleet:
         proxy, member.proxy = member.proxy, None
         await proxy.stop(grace=0)  # UNVERIFIED: Redshift restarts a cluster it renames; its sessions end
         before, after = self.directory / old, self.directory / new
-        for source, target in ((server_directory(before), server_directory(after)), (before, after)):
-            if source != target and source.exists():
-                source.rename(target)
-        self._write(member.spec, ready=True)
+        try:
+            for source, target in ((server_directory(before), server_directory(after)), (before, after)):
+                if source != target and source.exists():
+                    source.rename(target)
+            self._write(member.spec, ready=True)
+        except OSError as exc:
+            log.error("cluster %s could not be moved to %s: %s", old, after, exc)
+            member.status = "hardware-failure"
+            return
         log.info("cluster %s renamed %s", old, new)
         await self._run(member, None)
 
@@ -214,7 +223,7 @@ class Fleet:
             # Redshift ends the sessions of a cluster it deletes.
             await member.proxy.stop(grace=0)
             member.proxy = None
-        self._remove_files(member.spec.identifier)
+        await asyncio.to_thread(self._remove_files, member.spec.identifier)
         del self.members[member.spec.identifier]
         log.info("cluster %s deleted", member.spec.identifier)
 

@@ -217,7 +217,8 @@ def test_aws_cli_cluster_survives_a_restart_and_stops_with_shiftguard(make_proxy
     new = f"kept-{uuid.uuid4().hex[:8]}"
     leftovers.append(Path(proxy.config.data_dir) / "clusters" / new)
     made = aws(proxy, "create-cluster", "--cluster-identifier", new, "--node-type", "dc2.large",
-               "--master-username", "Boss", "--master-user-password", BOSS_PASSWORD, "--db-name", "sales")
+               "--master-username", "Boss", "--master-user-password", BOSS_PASSWORD, "--db-name", "sales",
+               "--tags", "Key=team,Value=data")
     assert made["Cluster"]["ClusterStatus"] == "creating" and made["Cluster"]["DBName"] == "sales"
     api.get_waiter("cluster_available").wait(ClusterIdentifier=new, WaiterConfig=FAST)
     described = aws(proxy, "describe-clusters", "--cluster-identifier", new)["Clusters"][0]
@@ -261,6 +262,8 @@ def test_aws_cli_cluster_survives_a_restart_and_stops_with_shiftguard(make_proxy
         with pytest.raises(api.exceptions.ClusterNotFoundFault):
             api.describe_clusters(ClusterIdentifier=new)
         assert endpoint(api, renamed) == address
+        assert api.describe_clusters(ClusterIdentifier=renamed)["Clusters"][0]["Tags"] == [
+            {"Key": "team", "Value": "data"}]  # its stored state went with it
         after = api.get_cluster_credentials(DbUser="boss", ClusterIdentifier=renamed, DbName="sales")
         for sslmode in ("require", "disable"):
             with pytest.raises(psycopg.OperationalError, match="authentication failed"):

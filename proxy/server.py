@@ -23,6 +23,7 @@ from .catalog.connectivity import SecurityGroupSync
 from .catalog.store import (BACKEND_FAILURES, MASKING_CHANNEL, TRUSTED_SETTINGS, VACUUM_CHANNEL, Catalog, ClusterState,
                             UntrustedDatabase)
 from .config import Config, ConfigError, admin_password, parse_address
+from .fleet import Fleet
 from .frontend.auth import LoginThrottle
 from .frontend.connection import AcceptedClient, Context
 from .frontend.tls import self_signed_certificate, server_context
@@ -71,12 +72,22 @@ class Proxy:
     """The running proxy: backend, catalog, client listeners and the API server."""
 
     def __init__(self, config: Config, own_backend: EmbeddedTarget | None = None,
-                 initdb_cache: Path | None = None):
+                 initdb_cache: Path | None = None, member_of: Proxy | None = None,
+                 master_password: str | None = None):
         """own_backend: an embedded server started elsewhere (by a test session, say) that this
-        proxy treats as its own instead of starting one. initdb_cache: see EmbeddedPostgres."""
+        proxy treats as its own instead of starting one. initdb_cache: see EmbeddedPostgres.
+        member_of: the configured cluster's proxy, when this is a cluster CreateCluster made
+        (fleet.py): it serves no API of its own (member_of's answers for it, knowing the same
+        callers), runs no init_sql, and sets its admin's password only to master_password
+        (given for a new cluster; at a restart the stored one stays)."""
         self.config = config
         self.own_backend = own_backend
         self.initdb_cache = initdb_cache
+        self.member_of = member_of
+        self.master_password = master_password
+        self.fleet: Fleet | None = None  # the clusters CreateCluster made (embedded backend only)
+        self.redshift: RedshiftApi | None = None
+        self.callers: Callers | None = None
         self.embedded: EmbeddedPostgres | None = None
         self.catalog: Catalog | None = None
         self.audit: AuditWriter | None = None
@@ -99,8 +110,11 @@ class Proxy:
 
     async def start(self) -> None:
         config = self.config
-        password, default_password = admin_password()
-        check_listen_policy(config, default_password)
+        if self.member_of is None:
+            password, default_password = admin_password()
+            check_listen_policy(config, default_password)
+        else:  # on the configured listener's host; its admin's password is CreateCluster's
+            password = self.master_password
         data_dir = Path(config.data_dir)
         if config.backend.dsn:
             dsn = parse_dsn(config.backend.dsn)
@@ -118,7 +132,9 @@ class Proxy:
             mgmt_user, mgmt_password, mgmt_db = target.user, target.password, config.cluster.database
             await ensure_database(target, mgmt_db)
         self.catalog = await Catalog.open(address, mgmt_user, mgmt_password, mgmt_db, mapping)
-        await self.catalog.ensure_admin(config.cluster.admin_user, password)
+        if password is not None:
+            await self.catalog.ensure_admin(config.cluster.admin_user, password)
+        self.master_password = None  # CreateCluster's password is not kept once set
         seal = sealing.sealer(self.catalog.ticket_key())  # identity providers' secrets, as they are stored
         await self.catalog.seed_identity_providers([idp.seal_secrets(p.spec(), seal) for p in config.identity_providers])
 
@@ -202,9 +218,14 @@ class Proxy:
                                          "could not run the queued VACUUMs: %s"))]
         host, port = self.addresses[0]
         endpoint = ({"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host), port)
-        callers = Callers(principals, self.catalog)
-        redshift = RedshiftApi(config, principals, self.context.tokens, self.catalog, endpoint,
-                               self.security_groups, callers, cluster=self.cluster)
+        self.callers = callers = self.member_of.callers if self.member_of else Callers(principals, self.catalog)
+        if self.member_of is None and not config.backend.dsn:
+            self.fleet = Fleet(config, lambda member_config, master_password: Proxy(
+                member_config, initdb_cache=self.initdb_cache, member_of=self, master_password=master_password))
+        self.redshift = redshift = RedshiftApi(config, principals, self.context.tokens, self.catalog, endpoint,
+                                               self.security_groups, callers, cluster=self.cluster, fleet=self.fleet)
+        if self.member_of is not None:
+            return
         if config.iam.local_idp:
             self.local_idp = LocalIdp(data_dir / "idp", config.cluster.account_id)
         sts = StsApi(callers, config.cluster.region, *federation_providers(config, self.local_idp))
@@ -220,6 +241,8 @@ class Proxy:
             self.local_idp_runner, self.local_idp_address = await api.start(
                 idp_app, idp_address.host, idp_address.port, server_context(*tls_files(config, data_dir)))
         await self._run_init_sql(password)
+        if self.fleet is not None:
+            self.fleet.restore()
 
     async def _run_init_sql(self, admin_password: str) -> None:
         """init_sql, once for a new cluster, as the admin through the proxy's own listener."""
@@ -359,6 +382,8 @@ class Proxy:
         the rest; stop the API, the catalog and the embedded server."""
         for server in self.servers:
             server.close()
+        # The created clusters stop alongside, each as this one does.
+        members = asyncio.create_task(self.fleet.stop(grace)) if self.fleet is not None else None
         if self.context is not None:
             self.context.pool.size = 0  # sessions ending from now on close their backend
             self.context.pool.close()
@@ -380,6 +405,8 @@ class Proxy:
                 task.cancel()
             await asyncio.gather(*self.context.tasks, return_exceptions=True)
             self.context.pool.close()
+        if members is not None:
+            await members
         if self.api_runner is not None:
             await self.api_runner.cleanup()
         if self.local_idp_runner is not None:

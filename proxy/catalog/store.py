@@ -559,6 +559,15 @@ class Catalog:
         await self._pool.execute("INSERT INTO shiftguard.clusters (identifier) VALUES ($1) ON CONFLICT DO NOTHING",
                                  identifier)
 
+    async def rename_cluster(self, identifier: str, new: str) -> None:
+        """ModifyCluster NewClusterIdentifier: the cluster's state goes with its new name; the
+        temporary credentials minted for the old name are revoked (over TLS their audience
+        refuses them anyway, but an MD5 login proves only the recorded digest)."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("UPDATE shiftguard.clusters SET identifier = $2, version = version + 1 "
+                               "WHERE identifier = $1", identifier, new)
+            await conn.execute("UPDATE shiftguard.iam_tokens SET revoked = true WHERE NOT revoked")
+
     async def cluster_state(self, identifier: str) -> ClusterState:
         row = await self._pool.fetchrow(
             "SELECT parameter_group, applied_group, applied, reboots, version, logging, tags FROM shiftguard.clusters "

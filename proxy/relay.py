@@ -280,6 +280,27 @@ _MAX_DENIALS = 1024
 _MARKER = re.compile(r"sg\.deny\.[0-9a-f]{12}")
 # Prepared statements' SQL kept for the statement log, at most (PostgreSQL keeps them too).
 _MAX_STATEMENTS = 10_000
+_PARAMETER = re.compile(rb"\$([0-9]+)")
+_UNTYPED = (0, 705)  # a parameter type left to the server, and unknown
+
+
+def typed_unused(parse: m.Parse) -> m.Parse:
+    """A Parse that declares more parameters than its SQL uses, the unused ones untyped (as
+    redshift_connector sends a str's characters when given one as the parameter list):
+    Redshift runs it, PostgreSQL cannot type an unused parameter ("could not determine data
+    type of parameter $2"). The ones past the highest $n the text holds are declared text. Any
+    $n counts, in a literal or comment too: a parameter the SQL uses is never retyped."""
+    count = struct.unpack_from("!H", parse.param_types)[0]
+    if not count:
+        return parse
+    used = max((int(n) for n in _PARAMETER.findall(parse.sql)), default=0)
+    if used >= count:
+        return parse
+    types = list(struct.unpack_from(f"!{count}I", parse.param_types, 2))
+    if not any(t in _UNTYPED for t in types[used:]):
+        return parse
+    types[used:] = [25 if t in _UNTYPED else t for t in types[used:]]
+    return m.Parse(parse.name, parse.sql, struct.pack(f"!H{count}I", count, *types))
 # How long a ReadyForQuery waits for the proxy to read a change of masking or row-level security.
 PROTECTION_READ_SECONDS = 5.0
 
@@ -857,6 +878,8 @@ class Relay:
             self._send(entry(PARSE))
             return None
         self.statements += 1
+        declared = parse
+        parse = typed_unused(parse)
         work = None
         if self._statement_log is not None:
             if parse.name not in self._statement_sql and len(self._statement_sql) >= _MAX_STATEMENTS:
@@ -884,6 +907,8 @@ class Relay:
             else:
                 self._statement_tags.pop(parse.name, None)
             self._track_names()
+        if sql is None and parse is not declared:
+            sql = parse.sql  # sent as it came, with its unused parameters typed
         if self._lender is not None:
             return self._pooled_parse(parse, sql, work)
         self._send(entry(PARSE, work))

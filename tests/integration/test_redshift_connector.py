@@ -304,3 +304,14 @@ def test_the_drivers_bulk_insert_finds_a_temporary_table(proxy, new_user, tmp_pa
                                         column_names=["nosuch"], delimiter=",", batch_size=1)
             conn.rollback()
             assert conn.tpc_recover() == []
+
+
+def test_unused_untyped_parameters_are_accepted(conn):
+    """Redshift runs a statement given more parameters than it uses (redshift_connector sends a
+    str given as the parameter list as one parameter per character); PostgreSQL could not type
+    the unused ones. A parameter the statement uses keeps the type PostgreSQL infers."""
+    cursor = conn.cursor()
+    cursor.execute("select %s", "hello world")
+    assert cursor.fetchone()[0] == "h"
+    cursor.execute("select %s + 1", (41, "unused", "also unused"))
+    assert cursor.fetchone()[0] == 42

@@ -7,11 +7,15 @@ loopback, more than half of the proxy's CPU) and the machine's noise; this is th
 alone, the part the code decides, and it is steady enough to compare two commits on a busy
 machine:
 
-    PYTHONPATH=/path/to/tree python3 bench/relay_cpu.py [--transactions N] [--reps R] [--redshift-types]
+    PYTHONPATH=/path/to/tree python3 bench/relay_cpu.py [--transactions N] [--reps R]
+        [--pool-mode transaction] [--redshift-types]
 
-Prints the median µs per transaction of R repetitions for each workload. --redshift-types: the
-relay knows the database's Redshift types, as every session on a backend where shiftguard
-installed them does (the rows here have none of those columns).
+Prints the median µs per transaction of R repetitions for each workload. With --pool-mode
+transaction the relay holds its one backend session only for each transaction, as in
+backend.pool_mode: transaction: the session goes back to a real backend/txpool.py pool at each
+ReadyForQuery and is taken again at the next message (no other client waits for it).
+--redshift-types: the relay knows the database's Redshift types, as every session on a backend
+where shiftguard installed them does (the rows here have none of those columns).
 """
 
 from __future__ import annotations
@@ -21,8 +25,12 @@ import asyncio
 import statistics
 import struct
 import time
+from types import SimpleNamespace
 
+from proxy.backend.session import BackendSession
+from proxy.backend.txpool import TransactionPool
 from proxy.endpoint import Endpoint
+from proxy.frontend.connection import PoolLender
 from proxy.policy.cache import Classifier
 from proxy.policy.statements import Translator
 from proxy.protocol import messages as m
@@ -92,12 +100,20 @@ def _ready() -> bytes:
     return _msg(b"Z", b"I")
 
 
-async def _measure(workload: str, transactions: int, types: RedshiftTypes | None) -> float:
+async def _measure(workload: str, transactions: int, pool_mode: str, types: RedshiftTypes | None) -> float:
     translator = Translator(lambda role: "V")
     client, backend = Endpoint(), Endpoint()
     client.connection_made(MemorySink())
     backend.connection_made(MemorySink())
-    relay = Relay(client, backend, Classifier(translator), 1 << 20, redshift_types=types)
+    session, lender = BackendSession(backend, {}, 0, 0), None
+    if pool_mode == "transaction":
+        async def opened() -> BackendSession:
+            return session
+        key = (("bench", 1, False, ()), "dev", ())
+        connection = SimpleNamespace(config=SimpleNamespace(limits=SimpleNamespace(query_wait_timeout=120.0)))
+        lender = PoolLender(connection, TransactionPool(1, 3600.0), key, opened)
+        await lender.take({})
+    relay = Relay(client, session, Classifier(translator), 1 << 20, lender=lender, redshift_types=types)
     relay.start()
     if workload == "simple":
         request, reply = _client_simple(), _backend_rows() + _ready()
@@ -122,12 +138,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--transactions", type=int, default=50_000)
     parser.add_argument("--reps", type=int, default=7)
+    parser.add_argument("--pool-mode", choices=("session", "transaction"), default="session")
     parser.add_argument("--redshift-types", action="store_true")
     args = parser.parse_args()
     types = RedshiftTypes.from_names({name: 16501 + i for i, name in enumerate(REDSHIFT_OIDS)}) \
         if args.redshift_types else None
     for workload in ("simple", "prepared"):
-        runs = [asyncio.run(_measure(workload, args.transactions, types)) for _ in range(args.reps)]
+        runs = [asyncio.run(_measure(workload, args.transactions, args.pool_mode, types))
+                for _ in range(args.reps)]
         print(f"{workload:9} {statistics.median(runs):6.2f} µs/transaction  (min {min(runs):.2f}, "
               f"max {max(runs):.2f}, {args.reps} runs of {args.transactions})")
 

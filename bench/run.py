@@ -20,6 +20,7 @@ import os
 import platform
 import pwd
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -266,7 +267,7 @@ def ensure_pgbouncer() -> str:
     return binary
 
 
-def start_pgbouncer(s: Setup, binary: str, pool_mode: str, pool_size: int) -> None:
+def start_pgbouncer(s: Setup, binary: str, pool_mode: str, pool_size: int, clients: int) -> None:
     work = s.tmp / "pgbouncer"
     work.mkdir()
     port = free_port()
@@ -286,7 +287,7 @@ auth_type = md5
 auth_file = {userlist}
 pool_mode = {pool_mode}
 default_pool_size = {pool_size}
-max_client_conn = 1000
+max_client_conn = {max(1000, clients + 50)}
 server_tls_sslmode = disable
 client_tls_sslmode = disable
 logfile = {logfile}
@@ -317,7 +318,8 @@ log_disconnections = 0
     s.targets["pgbouncer"] = Target("pgbouncer", port, PG_USER, BENCH_PASSWORD, proc.pid)
 
 
-def start_shiftguard(s: Setup, command: list[str], admin_password: str) -> None:
+def start_shiftguard(s: Setup, command: list[str], admin_password: str, pool_mode: str, pool_size: int,
+                     clients: int) -> None:
     work = s.tmp / "shiftguard"
     work.mkdir()
     s.logs["shiftguard"] = logfile = work / "shiftguard.log"
@@ -327,8 +329,13 @@ def start_shiftguard(s: Setup, command: list[str], admin_password: str) -> None:
                      "--api-listen", "127.0.0.1:0", "--backend", dsn]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SHIFTGUARD_", "PG"))}
     env["SHIFTGUARD_ADMIN_PASSWORD"] = admin_password
+    env["SHIFTGUARD_BACKEND_POOL_MODE"] = pool_mode
+    env["SHIFTGUARD_BACKEND_MAX_SESSIONS_PER_POOL"] = str(pool_size)
+    env["SHIFTGUARD_LIMITS_MAX_CLIENT_CONNECTIONS"] = str(max(1000, clients + 50))
+    # pgbench opens all its connections at once: none is closed to make room for another.
+    env["SHIFTGUARD_LIMITS_MAX_UNAUTHENTICATED_CONNECTIONS"] = str(max(250, clients + 50))
     s.versions["shiftguard"] = run(command + ["--version"], check=False, env=env).stdout.strip()
-    log("starting shiftguard --backend (same PostgreSQL)")
+    log(f"starting shiftguard --backend (same PostgreSQL), {pool_mode} pooling")
     # cwd is the temp dir: no config/shiftguard.yaml is picked up, the documented defaults apply.
     with open(stdout_path, "wb") as out, open(logfile, "ab") as err:
         proc = s.procs.popen("shiftguard", cmd, cwd=work, env=env, stdin=subprocess.DEVNULL,
@@ -533,6 +540,11 @@ def parse_args(argv=None):
                    help="comma-separated subset of: " + ", ".join(WORKLOADS)
                         + " (write --workloads='-S -C', with '=')")
     p.add_argument("--pgbouncer-pool-mode", choices=("session", "transaction"), default="session")
+    p.add_argument("--shiftguard-pool-mode", choices=("session", "transaction"), default="session",
+                   help="shiftguard's backend.pool_mode")
+    p.add_argument("--pool-size", type=int, default=0,
+                   help="backend sessions per user and database in transaction pooling (PgBouncer's "
+                        "default_pool_size, shiftguard's backend.max_sessions_per_pool); 0: -c + 4")
     p.add_argument("--pg-bin", default="/usr/lib/postgresql/15/bin", help="PostgreSQL binaries")
     p.add_argument("--shiftguard", default=shutil.which("shiftguard") or f"{sys.executable} -m proxy",
                    help="command that runs shiftguard")
@@ -551,6 +563,7 @@ def parse_args(argv=None):
             p.error(f"unknown workload {w!r}; one of {', '.join(WORKLOADS)}")
     if args.reps < 1 or args.duration < 1:
         p.error("--reps and --duration must be at least 1")
+    args.pool_size = args.pool_size or args.clients + 4
     return args
 
 
@@ -583,13 +596,24 @@ def main(argv=None) -> int:
     status = 1
     s.versions["load_start"] = _loadavg()
     try:
-        # Room for: -c clients per target, PgBouncer's pool, shiftguard's catalog pool, psql.
-        start_postgres(s, args.scale, max_connections=max(100, 4 * args.clients + 40))
+        # Many clients (-c 1000) need as many file descriptors, in pgbench and in the proxies.
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        wanted = 1 << 20 if hard == resource.RLIM_INFINITY else hard
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        # Room for: -c clients per target (or the pools in transaction pooling), shiftguard's
+        # catalog pool, psql.
+        per_target = [args.clients if "direct" in args.targets else 0,
+                      args.pool_size if args.pgbouncer_pool_mode == "transaction" else args.clients,
+                      args.pool_size if args.shiftguard_pool_mode == "transaction" else args.clients]
+        start_postgres(s, args.scale, max_connections=max(100, sum(per_target) + args.clients + 40))
         if "pgbouncer" in args.targets:
-            start_pgbouncer(s, pgbouncer_bin, args.pgbouncer_pool_mode, pool_size=args.clients + 4)
+            start_pgbouncer(s, pgbouncer_bin, args.pgbouncer_pool_mode,
+                            args.pool_size if args.pgbouncer_pool_mode == "transaction" else args.clients + 4,
+                            args.clients)
         if "shiftguard" in args.targets:
             start_shiftguard(s, args.shiftguard.split(),
-                             os.environ.get("SHIFTGUARD_ADMIN_PASSWORD", SG_ADMIN_DEFAULT_PASSWORD))
+                             os.environ.get("SHIFTGUARD_ADMIN_PASSWORD", SG_ADMIN_DEFAULT_PASSWORD),
+                             args.shiftguard_pool_mode, args.pool_size, args.clients)
         check_targets(s, args.scale)
         targets = [t for t in TARGETS if t in args.targets]
         total = len(args.workloads) * len(targets) * args.reps
@@ -620,7 +644,9 @@ def main(argv=None) -> int:
         print()
         print(f"pgbench -n {{workload}} -c {args.clients} -j {args.jobs} -T {args.duration}, "
               f"scale {args.scale}, {args.reps} reps per target, medians of tps; "
-              f"PgBouncer pool_mode={args.pgbouncer_pool_mode}")
+              f"PgBouncer pool_mode={args.pgbouncer_pool_mode}, shiftguard pool_mode={args.shiftguard_pool_mode}"
+              + (f", {args.pool_size} backend sessions per pool" if "transaction" in (
+                  args.pgbouncer_pool_mode, args.shiftguard_pool_mode) else ""))
         print()
         print(report(results, targets, args.workloads))
         print()

@@ -356,12 +356,22 @@ class Backend:
     # startup parameters (0: none), and for how long (backend/pool.py).
     pool_size: int = 16
     pool_idle_seconds: float = 60.0
+    # session: each client has a backend session of its own; transaction: a client holds one
+    # only during a transaction, taken from its role's sessions (backend/txpool.py).
+    pool_mode: str = "session"
+    # transaction mode: backend sessions at most per role, database and startup parameters
+    # (PgBouncer's default_pool_size); more clients wait (limits.query_wait_timeout).
+    max_sessions_per_pool: int = 20
 
     def validate(self, where: str) -> None:
         if self.dsn is not None and not re.match(r"postgres(ql)?://", self.dsn):
             raise ConfigError(f"{where}.dsn: must be a postgresql:// URL")
         if self.pool_size < 0 or self.pool_idle_seconds <= 0:
             raise ConfigError(f"{where}.pool_size must be 0 or more and pool_idle_seconds more than 0")
+        if self.pool_mode not in ("session", "transaction"):
+            raise ConfigError(f"{where}.pool_mode: must be session or transaction, got {self.pool_mode!r}")
+        if self.max_sessions_per_pool < 1:
+            raise ConfigError(f"{where}.max_sessions_per_pool: must be at least 1")
 
 
 @dataclass(frozen=True)
@@ -417,6 +427,9 @@ class Limits:
     max_unauthenticated_per_address: int = 0
     # Seconds a session may sit idle inside a transaction; 0: no limit.
     idle_in_transaction_timeout: float = 0.0
+    # Seconds a client waits for a backend session in transaction pooling (backend.pool_mode)
+    # when its pool is at backend.max_sessions_per_pool; then FATAL 53300 query_wait_timeout.
+    query_wait_timeout: float = 120.0
     # The listen backlog of the client listeners.
     listen_backlog: int = 2048
 
@@ -426,6 +439,8 @@ class Limits:
                 raise ConfigError(f"{where}.{key}: must be at least 1")
         if self.max_unauthenticated_connections < 1:
             raise ConfigError(f"{where}.max_unauthenticated_connections: must be at least 1")
+        if self.query_wait_timeout <= 0:
+            raise ConfigError(f"{where}.query_wait_timeout: must be more than 0 seconds")
         if (self.max_connections_per_address < 0 or self.idle_in_transaction_timeout < 0
                 or self.max_unauthenticated_per_address < 0):
             raise ConfigError(f"{where}: limits cannot be negative")

@@ -23,11 +23,22 @@ sent (before it runs, as Redshift's useractivitylog is written) and ends at its 
 failed if an ErrorResponse came before it; each execution of a prepared statement is reported
 when its Execute is sent and ends with the Execute's reply (a Parse itself is reported only if
 it fails).
+
+Transaction pooling (backend.pool_mode: transaction; a Lender is given): the relay is the
+client's, the backend session only lent. It is given back at the ReadyForQuery that leaves the
+client idle with nothing unanswered, unsynced or half sent, and taken again (Lender.lend, at
+once when one is idle) at the client's next bytes, which wait meanwhile. What the proxy keeps
+per client is what PostgreSQL would keep per session: its named prepared statements (prepared
+in the session held under the proxy's name for their SQL, by a Parse the proxy adds before a
+Bind or Describe, whose reply the client does not see), its unnamed statement, its SET
+settings (restored by the lender), its pipeline and transaction state; what it cannot keep pins
+the session to the client (policy/pinning.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import re
 import secrets
@@ -35,14 +46,17 @@ import struct
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from .backend.session import BackendSession
 from .endpoint import Endpoint
 from .policy import encoding
 from .policy.errors import redshift_wording
+from .policy.pinning import session_effect
 from .policy.statements import PROTECTION_TAGS, Action, Denial, Plan, databases_to_vacate
 from .protocol import messages as m
 from .protocol import redshift_types as rt
-from .protocol.pipeline import BARE, DESCRIBE, EXECUTE, OPENERS, PARSE, QUERY, Entry, Pipeline, entry
-from .protocol.sqlstate import CONNECTION_FAILURE, FEATURE_NOT_SUPPORTED, INTERNAL_ERROR, PROTOCOL_VIOLATION
+from .protocol.pipeline import BARE, CLOSE, DESCRIBE, EXECUTE, OPENERS, PARSE, QUERY, Entry, Pipeline, entry
+from .protocol.sqlstate import (CONNECTION_FAILURE, DUPLICATE_PREPARED_STATEMENT, FEATURE_NOT_SUPPORTED,
+                                INTERNAL_ERROR, PROTOCOL_VIOLATION)
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +69,15 @@ _DESCRIPTIONS = frozenset((m.B_ROW_DESCRIPTION, m.B_PARAMETER_DESCRIPTION))
 _MAX_UNMATCHED, _MAX_UNMATCHED_SIZE = 64, 512
 _COUNTED_REPLIES = frozenset(range(256)) - {m.B_DATA_ROW, m.B_NOTICE_RESPONSE, m.B_NOTIFICATION_RESPONSE,
                                             ord("d"), ord("c"), ord("H")}
+# Transaction pooling: the replies to the Parse and Close messages the proxy adds (_hide).
+_HIDDEN_REPLIES = frozenset((ord("1"), m.B_CLOSE_COMPLETE))
+_TERMINATE = m.terminate()
+_HELD_LIMIT = 1 << 16  # client bytes held while it waits for a backend session, before reading pauses
+# Statements the proxy keeps prepared in one backend session for its role's clients, at most (the
+# oldest is closed to make room; a client that binds it again gets it prepared again). As
+# PgBouncer's max_prepared_statements, so that clients preparing ever new SQL do not grow a
+# shared session's memory without end.
+_MAX_PREPARED = 1000
 
 
 class MessageStream:
@@ -210,6 +233,10 @@ class MessageStream:
         return pos
 
 
+def _drop(data: bytes) -> None:
+    """Where the client's bytes go once it is closed."""
+
+
 class StatementLog(Protocol):
     """Where the relay reports statements (the user activity log and stl_query)."""
 
@@ -226,7 +253,8 @@ class StatementLog(Protocol):
 class _Work:
     """What the relay must do with the replies to one message it sent (pipeline.Entry.data)."""
 
-    __slots__ = ("tags", "handles", "markers", "sql", "replaced", "waiting", "portal", "statement", "described")
+    __slots__ = ("tags", "handles", "markers", "sql", "replaced", "waiting", "prepared", "hidden", "portal",
+                 "statement", "described")
 
     def __init__(self, tags: dict[int, bytes] | None = None, handles: list[int] | None = None,
                  markers: list[str] | None = None, sql: bytes | None = None):
@@ -239,6 +267,35 @@ class _Work:
         self.portal = None      # an Execute's portal (Redshift's types: which DataRows to convert)
         self.statement = None   # and the statement its Bind named
         self.described = None   # a Describe's (b'S' or b'P', name)
+        # Transaction pooling: a Parse's (client's name or None, the name in the backend
+        # session, that session), undone if it fails; whether the proxy added the message
+        # (its reply is not the client's).
+        self.prepared = None
+        self.hidden = False
+
+
+class Lender(Protocol):
+    """Where a client in transaction pooling gets a backend session for each transaction
+    (frontend/connection.py over backend/txpool.py)."""
+
+    def lend(self, settings: dict[str, bytes], give: Callable[[BackendSession | NoBackend], None]) -> None:
+        """give(a session of the client's pool key, with the client's settings, name -> its SET
+        statement, in force), at once when one is to be had without I/O, else later; or
+        give(NoBackend) when none can be had."""
+
+    def stop(self) -> None:
+        """The client went while it waited for lend."""
+
+    def release(self, session: BackendSession, reusable: bool) -> None:
+        """The client is done with it (reusable: idle, nothing of the client left in it)."""
+
+
+class NoBackend(Exception):
+    """No backend session for the client's next transaction: the FATAL ErrorResponse it gets."""
+
+    def __init__(self, reply: bytes):
+        super().__init__("no backend session")
+        self.reply = reply
 
 
 # Denials the proxy is still waiting to see fail, at most (a Query PostgreSQL skips never shows
@@ -247,6 +304,27 @@ _MAX_DENIALS = 1024
 _MARKER = re.compile(r"sg\.deny\.[0-9a-f]{12}")
 # Prepared statements' SQL kept for the statement log, at most (PostgreSQL keeps them too).
 _MAX_STATEMENTS = 10_000
+_PARAMETER = re.compile(rb"\$([0-9]+)")
+_UNTYPED = (0, 705)  # a parameter type left to the server, and unknown
+
+
+def typed_unused(parse: m.Parse) -> m.Parse:
+    """A Parse that declares more parameters than its SQL uses, the unused ones untyped (as
+    redshift_connector sends a str's characters when given one as the parameter list):
+    Redshift runs it, PostgreSQL cannot type an unused parameter ("could not determine data
+    type of parameter $2"). The ones past the highest $n the text holds are declared text. Any
+    $n counts, in a literal or comment too: a parameter the SQL uses is never retyped."""
+    count = struct.unpack_from("!H", parse.param_types)[0]
+    if not count:
+        return parse
+    used = max((int(n) for n in _PARAMETER.findall(parse.sql)), default=0)
+    if used >= count:
+        return parse
+    types = list(struct.unpack_from(f"!{count}I", parse.param_types, 2))
+    if not any(t in _UNTYPED for t in types[used:]):
+        return parse
+    types[used:] = [25 if t in _UNTYPED else t for t in types[used:]]
+    return m.Parse(parse.name, parse.sql, struct.pack(f"!H{count}I", count, *types))
 # How long a ReadyForQuery waits for the proxy to read a change of masking or row-level security.
 PROTECTION_READ_SECONDS = 5.0
 
@@ -254,13 +332,13 @@ PROTECTION_READ_SECONDS = 5.0
 class Relay:
     """Pumps bytes both ways between client and backend and keeps both sides' states."""
 
-    def __init__(self, client: Endpoint, backend: Endpoint, classify: Callable[[bytes], Plan],
-                 max_message_size: int, on_client_gone: Callable[[], None] | None = None,
+    def __init__(self, client: Endpoint, backend: BackendSession, classify: Callable[[bytes], Plan],
+                 max_message_size: int, on_client_gone: Callable[[BackendSession], None] | None = None,
                  statement_log: StatementLog | None = None,
                  on_parameter: Callable[[str, str], None] | None = None,
                  keep_backend: bool = False, standard_strings: bool = True,
                  protection_moved: Callable[[], Awaitable[None]] | None = None,
-                 on_vacate_database: Callable[[str], None] | None = None,
+                 on_vacate_database: Callable[[str], None] | None = None, lender: Lender | None = None,
                  redshift_types: rt.RedshiftTypes | None = None):
         self.client = client
         # Called before SQL that needs no other session in a database is sent (DROP DATABASE, ...:
@@ -271,7 +349,8 @@ class Relay:
         self.statements = 0
         self.bytes_in = self.bytes_out = 0
         self.denials: list[str] = []  # SQLSTATEs of the proxy's refusals, for the metrics
-        self.backend = backend
+        self.backend_session: BackendSession | None = backend  # None: none held (transaction pooling)
+        self.backend: Endpoint | None = backend.endpoint
         self.classify = classify
         # The session's standard_conforming_strings (from ParameterStatus), which decides how
         # PostgreSQL reads the client's string constants, and so how the proxy must.
@@ -324,14 +403,37 @@ class Relay:
         # Whether the backend session outlives the client (backend/pool.py): a Terminate sent
         # while idle keeps it, instead of ending it.
         self.backend_kept = False
+        # Transaction pooling (backend/txpool.py): the client holds a backend session only
+        # from its first message to the end of its transaction. Named prepared statements are
+        # the client's, prepared in whichever session it holds under the proxy's name for
+        # their SQL (client's name -> that name, the Parse that prepares it).
+        self._lender = lender
+        self._prepared: dict[bytes, tuple[bytes, bytes]] = {}
+        self._unnamed: bytes | None = None  # the Parse of the client's unnamed statement, while it has one
+        self._held = bytearray()  # client bytes that wait for a backend session
+        self._waiting = False     # for a session (Lender.lend)
+        self._release_due = False
+        self._hiding = 0          # added messages not yet answered
+        self.pinned: str | None = None  # what ties the backend session to this client, if anything
+        self._discards = False    # the session's prepared statements were dropped: not shared again
+        self.cancelling = 0       # cancel requests on their way to the held session
+        # The client's session-level settings (name -> its SET statement), restored in each
+        # session it lands on; those sent and not yet settled by a ReadyForQuery; the unnamed
+        # statement's, while it is one, and whether a Bind of it is to be executed.
+        self._settings: dict[str, bytes] = {}
+        self._settings_pending: list[tuple[str | None, bytes | None]] = []
+        self._set_statement: tuple | None = None
+        self._set_bound = False
         client_wanted = {m.F_QUERY, m.F_PARSE, m.F_FUNCTION_CALL}
-        if keep_backend:
+        if keep_backend or lender is not None:
             client_wanted.add(m.F_TERMINATE)
+        if lender is not None:
+            client_wanted.update((m.F_BIND, m.F_DESCRIBE, m.F_CLOSE, m.F_EXECUTE))
         if statement_log is not None:
             client_wanted.update(_NAMED)  # Bind, Execute and Close: each execution is a statement
         self._always_wanted = frozenset(client_wanted)
         self._from_client = MessageStream(
-            backend.write, client_wanted, self._client_message, self._client_header, max_message_size,
+            self.backend.write, client_wanted, self._client_message, self._client_header, max_message_size,
             counted=_COUNTED_REQUESTS)
         backend_wanted = {m.B_READY_FOR_QUERY, m.B_ERROR_RESPONSE, m.B_PARAMETER_STATUS}
         if redshift_types is not None:
@@ -352,6 +454,8 @@ class Relay:
         self.client.peer, self.backend.peer = self.backend, self.client
         self.client.relay_to(self._client_data, self._client_closed)
         self.backend.relay_to(self._backend_data, self._backend_closed)
+        if self._lender is not None and self._may_release():
+            self._release()
 
     async def finished(self) -> None:
         await self._done
@@ -365,7 +469,13 @@ class Relay:
     def idle(self) -> bool:
         return not self.busy and self.tx_status == m.TX_IDLE
 
-    def close(self, client_message: bytes | None = None) -> None:
+    def close(self, client_message: bytes | None = None, reusable: bool = False) -> None:
+        """End the client's connection (with client_message, if given); its backend session
+        ends too, unless kept (backend/pool.py) or, in transaction pooling, given back
+        (reusable: the client left it idle with nothing of its own in it)."""
+        if self._waiting:
+            self._waiting = False
+            self._lender.stop()
         if self._statement_log is not None:
             error = self._error or ("08006", "the session ended before the statement completed")
             for pending in self._pipeline.pending():
@@ -375,8 +485,12 @@ class Relay:
         if client_message is not None:
             self.client.write(client_message)
         self.client.close()
-        if not self.backend_kept:
+        if self._lender is not None:
+            if self.backend is not None:
+                self._release(reusable)
+        elif not self.backend_kept:
             self.backend.close()
+        self._from_client.write = _drop  # what remains of the client's packet goes nowhere
         if self._holding is not None:
             self._holding.cancel()
         if not self._done.done():
@@ -394,9 +508,221 @@ class Relay:
         self.close()
 
     def _client_closed(self) -> None:
-        if self.busy and self._on_client_gone is not None:
-            self._on_client_gone()  # cancel the running query so the backend ends promptly
-        self.close()
+        if self.busy and self._on_client_gone is not None and self.backend_session is not None:
+            self._on_client_gone(self.backend_session)  # cancel the running query so the backend ends promptly
+        self.close(reusable=self._lender is not None and self._may_release())
+
+    # ---------------------------------------------------------------- transaction pooling
+
+    def _may_release(self) -> bool:
+        """The held backend session may serve another client now: the client's transaction
+        ended (ReadyForQuery idle), nothing it sent is unanswered or unsynced, no message of
+        it is half through, no cancel of it is on its way, and nothing pins the session."""
+        return (self.backend is not None and self.pinned is None and self.tx_status == m.TX_IDLE
+                and not self.busy and not self._unsynced and not self._pipeline.lost
+                and not self._from_client.mid_message and not self.cancelling)
+
+    def _release(self, reusable: bool = True) -> None:
+        session, self.backend_session, self.backend = self.backend_session, None, None
+        session.endpoint.detach()
+        self.client.peer = None
+        self._from_client.write = _drop  # _client_data holds what comes until a session is held
+        self._lender.release(session, reusable and not self._discards)
+        self._discards = False
+
+    def _wait_for_backend(self, data: bytes) -> None:
+        """Client bytes while it holds no backend session: kept, and one is asked for (a
+        Terminate alone ends the client without one)."""
+        if not self._held and data[:5] == _TERMINATE:
+            self.close()
+            return
+        self._held += data
+        if len(self._held) > _HELD_LIMIT and self.client.transport is not None:
+            self.client.transport.pause_reading()
+        if not self._waiting:
+            self._waiting = True
+            self._lender.lend(self._settings, self._given)
+
+    def _given(self, given: BackendSession | NoBackend) -> None:
+        """Lender.lend's answer: a session to run the held bytes in, or why there is none."""
+        self._waiting = False
+        if isinstance(given, NoBackend):
+            self.close(given.reply)
+            return
+        if self._done.done():
+            self._lender.release(given, reusable=True)
+            return
+        self._attach(given)
+        held, self._held = bytes(self._held), bytearray()
+        if len(held) > _HELD_LIMIT and self.client.transport is not None and not self.client.closed:
+            self.client.transport.resume_reading()
+        self._feed_client(held)
+
+    def _attach(self, session: BackendSession) -> None:
+        self.backend_session, self.backend = session, session.endpoint
+        self._from_client.write = session.endpoint.write
+        self.client.peer, self.backend.peer = self.backend, self.client
+        self.backend.relay_to(self._backend_data, self._backend_closed)
+
+    def cancel_target(self) -> BackendSession | None:
+        """The backend session a cancel request of this client must reach now (None: it holds
+        none, so nothing runs). The session stays the client's until cancel_done: a cancel
+        reaching it after another client took it would cancel that client's query."""
+        if self.backend_session is not None:
+            self.cancelling += 1
+        return self.backend_session
+
+    def cancel_done(self) -> None:
+        self.cancelling -= 1
+        if self._lender is not None and not self._done.done() and self._may_release():
+            self._release()
+
+    def _hide(self, kind: int, message: bytes, prepared: tuple | None = None) -> bytes:
+        """A Parse or Close the proxy adds before the client's message: its reply is not
+        passed on."""
+        work = _Work()
+        work.hidden, work.prepared = True, prepared
+        self._hiding += 1
+        self._from_backend.wanted.update(_HIDDEN_REPLIES)
+        self._pipeline.sent(Entry(kind, work))
+        return message
+
+    def _unhide(self) -> None:
+        self._hiding -= 1
+        if not self._hiding:
+            self._from_backend.wanted.difference_update(_HIDDEN_REPLIES)
+
+    def _note_effect(self, sql: bytes, statement: bytes | None = None) -> None:
+        """What the SQL of a Query (statement None) or of a Parse of that statement leaves in
+        the session beyond its transaction (policy/pinning.py)."""
+        effect = session_effect(sql)
+        if effect.pins is not None and self.pinned is None:
+            self.pin(effect.pins)
+        if effect.discards:
+            self._discards = True
+            self.backend_session.prepared.clear()
+        if statement == b"":
+            # Run by the Executes of its Binds (_setting_run), until the next unnamed Parse.
+            self._set_statement, self._set_bound = effect.settings or None, False
+        elif statement is not None and effect.settings:
+            self.pin("SET in a named prepared statement")
+        elif effect.settings:
+            self._setting_run(effect.settings)
+
+    def _setting_run(self, settings: tuple) -> None:
+        """Settings sent to run: kept if the ReadyForQuery after them says they did, outside a
+        transaction block (_settle). With replies to earlier messages still to come, which
+        ReadyForQuery that is is not certain: the session is pinned instead."""
+        if self.busy:
+            self.pin("SET sent while other statements run")
+        else:
+            self._settings_pending.extend(settings)
+
+    def _settle(self, failed: bool) -> None:
+        """The ReadyForQuery after settings were sent: an error rolled them back; inside a
+        transaction block, the block's end decides (pinned); else they hold."""
+        pending, self._settings_pending = self._settings_pending, []
+        if failed or self.pinned is not None:
+            return
+        if self.tx_status != m.TX_IDLE:
+            self.pin("SET inside a transaction block")
+            return
+        for name, statement in pending:
+            if name is None:
+                self._settings.clear()
+            elif statement is None:
+                self._settings.pop(name, None)
+            else:
+                self._settings.pop(name, None)  # the latest last: restored in the order they ran
+                self._settings[name] = statement
+        self.backend_session.settings = dict(self._settings)
+
+    def pin(self, reason: str) -> None:
+        self.pinned = reason
+        log.debug("backend session pinned to its client for its lifetime: %s", reason)
+
+    def _pooled_parse(self, parse: m.Parse, sql: bytes | None, work: _Work | None) -> bytes | None:
+        """A Parse in transaction pooling (sql: the SQL to send, None: the client's own). A
+        named statement is prepared under the proxy's name for its SQL, which every client of
+        the role shares: a session that has it already gets it again (Close first)."""
+        sent = parse.sql if sql is None else sql
+        self._note_effect(sent, parse.name)
+        if not parse.name:
+            self._unnamed = m.Parse(b"", sent, parse.param_types).encode()
+            self.backend_session.unnamed_owner = self
+            self._send(entry(PARSE, work))
+            return None if sql is None else self._unnamed
+        work = work or _Work()
+        if parse.name in self._prepared:
+            # PostgreSQL's own answer to a name the client took already.
+            name = parse.name.decode("utf-8", "replace")
+            refused = self._apply(Plan((Action(0, 0, 0, denial=Denial(
+                DUPLICATE_PREPARED_STATEMENT, f'prepared statement "{name}" already exists')),)), b"", work)
+            self._send(entry(PARSE, work))
+            return m.Parse(parse.name, refused, b"\0\0").encode()
+        server_name = b"sg_" + hashlib.blake2b(sent + b"\0" + parse.param_types, digest_size=12).hexdigest().encode()
+        message = m.Parse(server_name, sent, parse.param_types).encode()
+        self._prepared[parse.name] = (server_name, message)
+        session = self.backend_session
+        if server_name in session.prepared:
+            del session.prepared[server_name]
+            added = self._hide(CLOSE, m.close_statement(server_name))
+        else:
+            added = self._make_room(session)
+        session.prepared[server_name] = None
+        work.prepared = (parse.name, server_name, session)
+        self._send(entry(PARSE, work))
+        return added + message
+
+    def _pooled_name(self, kind: int, body: bytes, at: int, name: bytes) -> bytes | None:
+        """A Bind, Describe or Close naming the client's prepared statement `name` (at offset
+        `at` of body), as sent: naming the proxy's statement, prepared first in the session
+        held now if it is not there."""
+        known = self._prepared.get(name)
+        if known is None:
+            return None  # PostgreSQL's answer: it does not exist (Close: nothing to close)
+        server_name, message = known
+        session = self.backend_session
+        added = b""
+        if kind == m.F_CLOSE:
+            del self._prepared[name]
+            session.prepared.pop(server_name, None)
+        elif server_name not in session.prepared:
+            added = self._make_room(session)
+            session.prepared[server_name] = None
+            added += self._hide(PARSE, message, (None, server_name, session))
+        return added + m.message(kind, body[:at] + server_name + body[at + len(name):])
+
+    def _with_unnamed(self, kind: int, body: bytes) -> bytes | None:
+        """A Bind or Describe of the unnamed statement, as sent: after the client's own, parsed
+        again if the session held now has another client's (or, when the client has none, after
+        a Close of it: PostgreSQL then answers as it would, that there is none); None: as it
+        came. Parse and Sync usually come in one batch, but a client may bind it after a Sync
+        (asyncpg without its statement cache)."""
+        session = self.backend_session
+        if session.unnamed_owner is self:
+            return None
+        session.unnamed_owner = self
+        if self._unnamed is None:
+            added = self._hide(CLOSE, m.close_statement(b""))
+        else:
+            added = self._hide(PARSE, self._unnamed)
+        return added + m.message(kind, body)
+
+    def _make_room(self, session: BackendSession) -> bytes:
+        """Before a statement more is prepared in session: the oldest closed, at _MAX_PREPARED."""
+        if len(session.prepared) < _MAX_PREPARED:
+            return b""
+        oldest = next(iter(session.prepared))
+        del session.prepared[oldest]
+        return self._hide(CLOSE, m.close_statement(oldest))
+
+    def _unprepare(self, work: _Work) -> None:
+        """A Parse of the proxy's name failed or was skipped: that session lacks it."""
+        name, server_name, session = work.prepared
+        session.prepared.pop(server_name, None)
+        if name is not None and self._prepared.get(name, (None,))[0] == server_name:
+            del self._prepared[name]
 
     def _backend_closed(self) -> None:
         # PostgreSQL ended the session. When it said why (a FATAL ErrorResponse, passed on as
@@ -418,6 +744,12 @@ class Relay:
     def _client_data(self, data: bytes) -> None:
         self.last_activity = self._loop.time()
         self.bytes_in += len(data)
+        if self.backend is None:
+            self._wait_for_backend(data)
+            return
+        self._feed_client(data)
+
+    def _feed_client(self, data: bytes) -> None:
         try:
             self._from_client.feed(data)
         except m.ProtocolViolation as exc:
@@ -440,16 +772,18 @@ class Relay:
         self._pipeline.sent(BARE[kind])  # CopyDone and CopyFail too
 
     def _client_message(self, kind: int, body: bytes) -> bytes | None:
-        if kind == m.F_DESCRIBE and not self.backend_kept:  # wanted with Redshift's types, see __init__
-            return self._describe(body)
         if self.backend_kept:
             return b""  # after the Terminate that kept the backend session: nothing runs or counts
-        if kind == m.F_TERMINATE:  # wanted only when the backend session may be kept
+        if kind == m.F_TERMINATE:  # wanted only when the backend session may be kept or given back
+            if self._lender is not None:
+                self.close(reusable=self._may_release())
+                return b""
             if self.idle and not self._unsynced and not self._pipeline.lost:
                 self._keep_backend()
                 return b""
             return None
         if kind == m.F_QUERY:
+            self._unnamed = None  # a Query ends the unnamed statement (exec_simple_query)
             return self._query(body)
         if kind == m.F_FUNCTION_CALL:
             return self._function_call()
@@ -457,42 +791,57 @@ class Relay:
         if kind == m.F_PARSE:
             return self._parse(body)
         # Bind, Execute, Close: wanted while some prepared statement has a rewritten tag or
-        # columns to convert, or for the statement log. A malformed one goes on as it is:
+        # columns to convert, or for the statement log. Describe: in transaction pooling, and
+        # with Redshift's types (see _track_names). A malformed one goes on as it is:
         # PostgreSQL refuses it.
-        work, sent = None, None
+        work = sent = None
         try:
             if kind == m.F_EXECUTE:
-                work = self._execute(m.decode_execute_portal(body))
+                portal = m.decode_execute_portal(body)
+                if self._set_bound and portal == b"":
+                    self._set_bound = False
+                    self._setting_run(self._set_statement)
+                work = self._execute(portal)
             elif kind == m.F_BIND:
-                sent = self._bind(*m.decode_bind_names(body), body)
-            elif kind == m.F_CLOSE:
-                what, name = m.decode_close(body)
-                if what == ord("S"):
+                portal, statement = m.decode_bind_names(body)
+                # The client's statement name: the types' tables and the pooled name go by it.
+                converted = self._bind(portal, statement, body)
+                if converted is not None:
+                    body = converted
+                if self._lender is not None:
+                    self._set_bound = not statement and not portal and self._set_statement is not None
+                    if statement:
+                        sent = self._pooled_name(kind, body, len(portal) + 1, statement)
+                    else:
+                        sent = self._with_unnamed(kind, body)
+                if sent is None and converted is not None:
+                    sent = m.message(kind, converted)
+            else:
+                what, name = m.decode_close(body)  # Describe's body reads the same
+                if kind == m.F_CLOSE and what == ord("S"):
                     self._statement_tags.pop(name, None)
                     self._statement_sql.pop(name, None)
                     self._statement_columns.pop(name, None)
                     self._statement_intervals.pop(name, None)
-                else:
+                elif kind == m.F_CLOSE:
                     self._portal_tags.pop(name, None)
                     self._portal_sql.pop(name, None)
                     self._portal_columns.pop(name, None)
                     self._portal_statements.pop(name, None)
+                elif self._types is not None and body.find(b"\0") == len(body) - 1:
+                    work = _Work()  # which statement or portal the RowDescription answering it describes
+                    work.described = (what, name)
+                if self._lender is not None and what == ord("S") and name:
+                    sent = self._pooled_name(kind, body, 1, name)
+                elif self._lender is not None and what == ord("S") and kind == m.F_CLOSE:
+                    self._unnamed, self.backend_session.unnamed_owner = None, self
+                elif self._lender is not None and what == ord("S"):
+                    sent = self._with_unnamed(kind, body)
         except m.ProtocolViolation:
             work = None
         self._send(entry(kind, work))
         self._track_names()
         return sent
-
-    def _describe(self, body: bytes) -> None:
-        """Which statement or portal the RowDescription answering this describes (a malformed
-        Describe goes on as it is: PostgreSQL refuses it)."""
-        self._unsynced = True
-        work = None
-        if body[-1:] == b"\0" and body.find(b"\0") == len(body) - 1:
-            work = _Work()
-            work.described = (body[0], body[1:-1])
-        self._pipeline.sent(entry(DESCRIBE, work))
-        return None
 
     def _send(self, sent: Entry) -> None:
         if sent.data is not None and sent.data.tags:
@@ -501,7 +850,7 @@ class Relay:
         self._pipeline.sent(sent)
 
     def _bind(self, portal: bytes, statement: bytes, body: bytes) -> bytes | None:
-        """Note what the portal runs; the Bind to send instead, if its values must change."""
+        """Note what the portal runs; the Bind's body to send instead, if its values must change."""
         tag = self._statement_tags.get(statement)
         if tag is not None:
             self._portal_tags[portal] = tag
@@ -518,7 +867,7 @@ class Relay:
         self._portal_statements[portal] = statement
         self._portal_columns.pop(portal, None)
         intervals = self._statement_intervals.get(statement)
-        return m.message(m.F_BIND, rt.bind_intervals(body, intervals)) if intervals else None
+        return rt.bind_intervals(body, intervals) if intervals else None
 
     def _execute(self, portal: bytes) -> _Work | None:
         tag = self._portal_tags.get(portal)
@@ -565,10 +914,14 @@ class Relay:
         self._vacating(sql)
         plan = self.classify(sql, self.standard_strings)
         if not plan.actions and plan.text is None and sql.isascii():
+            if self._lender is not None:
+                self._note_effect(sql)
             self._send(entry(QUERY, _Work(handles=handles) if handles else None))
             return None
         work = _Work(handles=handles)
         sent = self._apply(plan, sql, work)
+        if self._lender is not None:
+            self._note_effect(sent)
         self._send(entry(QUERY, work))
         return m.query(sent)
 
@@ -598,6 +951,11 @@ class Relay:
             self._send(entry(PARSE))
             return None
         self.statements += 1
+        declared = parse
+        if self._types is not None:
+            parse = self._parse_types(parse)
+        # After the types' OIDs became the backend's (neither is one typed_unused changes).
+        parse = typed_unused(parse)
         work = None
         if self._statement_log is not None:
             if parse.name not in self._statement_sql and len(self._statement_sql) >= _MAX_STATEMENTS:
@@ -610,29 +968,32 @@ class Relay:
             self._statement_sql[parse.name] = parse.sql
             self._parses[parse.name] = work
         self._vacating(parse.sql)
-        retyped = self._parse_types(parse) if self._types is not None else None
         plan = self.classify(parse.sql, self.standard_strings)
         if not plan.actions and plan.text is None and parse.sql.isascii():
             if self._statement_tags.pop(parse.name, None) is not None:
                 self._track_names()
-            self._send(entry(PARSE, work))
-            return retyped.encode() if retyped is not None else None
-        work = work or _Work()
-        sql = self._apply(plan, parse.sql, work)
-        work.tags = None  # a Parse's tags go by the statement, then the portal (_execute)
-        tag = plan.actions[0].tag if len(plan.actions) == 1 else None
-        if tag is not None:
-            self._statement_tags[parse.name] = tag
+            sql = None
         else:
-            self._statement_tags.pop(parse.name, None)
-        self._track_names()
+            work = work or _Work()
+            sql = self._apply(plan, parse.sql, work)
+            work.tags = None  # a Parse's tags go by the statement, then the portal (_execute)
+            tag = plan.actions[0].tag if len(plan.actions) == 1 else None
+            if tag is not None:
+                self._statement_tags[parse.name] = tag
+            else:
+                self._statement_tags.pop(parse.name, None)
+            self._track_names()
+        if sql is None and parse is not declared:
+            sql = parse.sql  # sent as it came, with its parameters' types changed
+        if self._lender is not None:
+            return self._pooled_parse(parse, sql, work)
         self._send(entry(PARSE, work))
-        return m.Parse(parse.name, sql, (retyped or parse).param_types).encode()
+        return None if sql is None else m.Parse(parse.name, sql, parse.param_types).encode()
 
-    def _parse_types(self, parse: m.Parse) -> m.Parse | None:
+    def _parse_types(self, parse: m.Parse) -> m.Parse:
         """A new statement of that name: its columns to convert are not known yet. Its parameters of
-        Redshift's types get the backend's OIDs (the Parse to send then, else None), and the
-        interval ones are noted for their Binds."""
+        Redshift's types get the backend's OIDs (the Parse to send then, else parse itself), and
+        the interval ones are noted for their Binds."""
         had = (self._statement_columns.pop(parse.name, None), self._statement_intervals.pop(parse.name, None)) != (None, None)
         retyped = rt.parse_types(parse.param_types, self._types)
         if retyped is not None and retyped[1]:
@@ -640,7 +1001,7 @@ class Relay:
         if had or (retyped is not None and retyped[1]) or not self._after_parse:
             self._after_parse = True
             self._track_names()
-        return m.Parse(parse.name, parse.sql, retyped[0]) if retyped is not None else None
+        return m.Parse(parse.name, parse.sql, retyped[0]) if retyped is not None else parse
 
     def _apply(self, plan: Plan, sql: bytes, work: _Work) -> bytes:
         """The SQL to send for a plan; the command tags to restore go to work.tags by the
@@ -712,7 +1073,7 @@ class Relay:
             self._from_backend.sieved = _DESCRIPTIONS
         if typed or self._after_parse:
             self._from_client.wanted.add(m.F_DESCRIBE)
-        else:
+        elif m.F_DESCRIBE not in self._always_wanted:  # transaction pooling looks at each
             self._from_client.wanted.discard(m.F_DESCRIBE)
             self._portal_statements.clear()  # Binds are not looked at now: these would go stale
 
@@ -722,6 +1083,11 @@ class Relay:
         """pipeline: the last reply to entry came (self._failing: the error it ended with)."""
         work = entry.data
         if work is None:
+            return
+        if work.prepared is not None and self._failing is not None:
+            self._unprepare(work)
+        if work.hidden:
+            self._unhide()
             return
         if work.tags:
             self._untag()
@@ -765,6 +1131,11 @@ class Relay:
         work = entry.data
         if work is None:
             return
+        if work.prepared is not None:
+            self._unprepare(work)
+        if work.hidden:
+            self._unhide()
+            return
         if work.tags:
             self._untag()
         if work.handles:
@@ -791,6 +1162,10 @@ class Relay:
             log.error("backend protocol violation: %s", exc)
             self.close(m.error_response("FATAL", PROTOCOL_VIOLATION, "the backend broke the protocol"))
             return
+        if self._release_due:
+            self._release_due = False
+            if not self._done.done() and self._may_release():
+                self._release()
         if self._pipeline.lost and not self._lost_reported:
             self._lost_reported = True
             log.warning("a session's replies no longer match its messages (a Sync inside the data "
@@ -804,7 +1179,10 @@ class Relay:
                 raise m.ProtocolViolation("malformed ReadyForQuery")
             self.tx_status = body[0]
             self._pipeline.received(kind)
+            if self._settings_pending:
+                self._settle(failed=self._error is not None)
             self._error = None
+            self._release_due = self._lender is not None and self.tx_status == m.TX_IDLE
             if self._result_columns is not None:
                 self._result_columns = None
                 self._track_names()
@@ -818,6 +1196,10 @@ class Relay:
             return None
         if kind == m.B_PARAMETER_STATUS:
             name, value = m.decode_parameter_status(body)
+            if self._lender is not None and self.pinned is None and not self._settings_pending:
+                # A setting changed (by SET LOCAL, or set_config in a function, which the proxy
+                # does not see): the session is no longer like its key's others.
+                self.pin(f"{name} changed")
             if name == "standard_conforming_strings":
                 self.standard_strings = value == "on"
             elif name == "client_encoding" and not encoding.is_utf8(value):
@@ -835,6 +1217,9 @@ class Relay:
             if self._on_parameter is not None:
                 self._on_parameter(name, value)
             return None
+        if kind in _HIDDEN_REPLIES:  # wanted only while a message the proxy added is unanswered
+            answered = self._pipeline.received(kind)
+            return b"" if answered is not None and answered.data is not None and answered.data.hidden else None
         if kind == m.B_COMMAND_COMPLETE:
             completed = self._pipeline.received(kind)
             work = completed.data if completed is not None else None
@@ -918,6 +1303,8 @@ class Relay:
         self._holding = None
         self.client.write(m.ready_for_query(self.tx_status))
         self._pass_backend(self._from_backend.release)
+        if self._lender is not None and self._may_release():
+            self._release()  # the ReadyForQuery that was held gives the session back
 
     def _error_reply(self, fields: dict[str, str]) -> bytes | None:
         """The ErrorResponse the client gets instead of the backend's, or None to pass it on."""

@@ -16,12 +16,14 @@ from pathlib import Path
 
 from .backend.embedded import EmbeddedPostgres, EmbeddedTarget
 from .backend.pool import SessionPool
+from .backend.txpool import TransactionPool
 from .backend.session import BackendAddress, parse_dsn
 from .catalog.cluster import ClusterSync
 from .catalog.connectivity import SecurityGroupSync
 from .catalog.store import (BACKEND_FAILURES, MASKING_CHANNEL, TRUSTED_SETTINGS, VACUUM_CHANNEL, Catalog, ClusterState,
                             UntrustedDatabase)
 from .config import Config, ConfigError, admin_password, parse_address
+from .fleet import Fleet
 from .frontend.auth import LoginThrottle
 from .frontend.connection import AcceptedClient, Context
 from .frontend.tls import self_signed_certificate, server_context
@@ -71,12 +73,22 @@ class Proxy:
     """The running proxy: backend, catalog, client listeners and the API server."""
 
     def __init__(self, config: Config, own_backend: EmbeddedTarget | None = None,
-                 initdb_cache: Path | None = None):
+                 initdb_cache: Path | None = None, member_of: Proxy | None = None,
+                 master_password: str | None = None):
         """own_backend: an embedded server started elsewhere (by a test session, say) that this
-        proxy treats as its own instead of starting one. initdb_cache: see EmbeddedPostgres."""
+        proxy treats as its own instead of starting one. initdb_cache: see EmbeddedPostgres.
+        member_of: the configured cluster's proxy, when this is a cluster CreateCluster made
+        (fleet.py): it serves no API of its own (member_of's answers for it, knowing the same
+        callers), runs no init_sql, and sets its admin's password only to master_password
+        (given for a new cluster; at a restart the stored one stays)."""
         self.config = config
         self.own_backend = own_backend
         self.initdb_cache = initdb_cache
+        self.member_of = member_of
+        self.master_password = master_password
+        self.fleet: Fleet | None = None  # the clusters CreateCluster made (embedded backend only)
+        self.redshift: RedshiftApi | None = None
+        self.callers: Callers | None = None
         self.embedded: EmbeddedPostgres | None = None
         self.catalog: Catalog | None = None
         self.audit: AuditWriter | None = None
@@ -100,8 +112,11 @@ class Proxy:
 
     async def start(self) -> None:
         config = self.config
-        password, default_password = admin_password()
-        check_listen_policy(config, default_password)
+        if self.member_of is None:
+            password, default_password = admin_password()
+            check_listen_policy(config, default_password)
+        else:  # on the configured listener's host; its admin's password is CreateCluster's
+            password = self.master_password
         data_dir = Path(config.data_dir)
         if config.backend.dsn:
             dsn = parse_dsn(config.backend.dsn)
@@ -119,7 +134,9 @@ class Proxy:
             mgmt_user, mgmt_password, mgmt_db = target.user, target.password, config.cluster.database
             await ensure_database(target, mgmt_db)
         self.catalog = await Catalog.open(address, mgmt_user, mgmt_password, mgmt_db, mapping)
-        await self.catalog.ensure_admin(config.cluster.admin_user, password)
+        if password is not None:
+            await self.catalog.ensure_admin(config.cluster.admin_user, password)
+        self.master_password = None  # CreateCluster's password is not kept once set
         seal = sealing.sealer(self.catalog.ticket_key())  # identity providers' secrets, as they are stored
         await self.catalog.seed_identity_providers([idp.seal_secrets(p.spec(), seal) for p in config.identity_providers])
 
@@ -152,6 +169,14 @@ class Proxy:
                                tokens=token_authority(config, data_dir), audit=self.audit, metrics=metrics,
                                pool=SessionPool(config.backend.pool_size, config.backend.pool_idle_seconds))
         context = self.context
+        if config.backend.pool_mode == "transaction":
+            transactions = context.transactions = TransactionPool(config.backend.max_sessions_per_pool,
+                                                                  config.backend.pool_idle_seconds)
+            for index, state in enumerate(("open", "idle")):
+                metrics.transaction_pool.labels(state=state).set_function(
+                    lambda index=index: sum(counts[index] for counts in transactions.counts().values()))
+            metrics.transaction_pool_waiting.set_function(
+                lambda: sum(counts[2] for counts in transactions.counts().values()))
         context.prepare_database, context.vacate_database = self._prepare_database, self._vacate_database
         context.protection_moved = self._protection_moved
         context.connection_limit = int(await self.catalog.server_setting("max_connections"))
@@ -195,9 +220,14 @@ class Proxy:
                                          "could not run the queued VACUUMs: %s"))]
         host, port = self.addresses[0]
         endpoint = ({"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host), port)
-        callers = Callers(principals, self.catalog)
-        redshift = RedshiftApi(config, principals, self.context.tokens, self.catalog, endpoint,
-                               self.security_groups, callers, cluster=self.cluster)
+        self.callers = callers = self.member_of.callers if self.member_of else Callers(principals, self.catalog)
+        if self.member_of is None and not config.backend.dsn:
+            self.fleet = Fleet(config, lambda member_config, master_password: Proxy(
+                member_config, initdb_cache=self.initdb_cache, member_of=self, master_password=master_password))
+        self.redshift = redshift = RedshiftApi(config, principals, self.context.tokens, self.catalog, endpoint,
+                                               self.security_groups, callers, cluster=self.cluster, fleet=self.fleet)
+        if self.member_of is not None:
+            return
         if config.iam.local_idp:
             self.local_idp = LocalIdp(data_dir / "idp", config.cluster.account_id)
         sts = StsApi(callers, config.cluster.region, *federation_providers(config, self.local_idp))
@@ -213,6 +243,8 @@ class Proxy:
             self.local_idp_runner, self.local_idp_address = await api.start(
                 idp_app, idp_address.host, idp_address.port, server_context(*tls_files(config, data_dir)))
         await self._run_init_sql(password)
+        if self.fleet is not None:
+            self.fleet.restore()
 
     async def _run_init_sql(self, admin_password: str) -> None:
         """init_sql, once for a new cluster, as the admin through the proxy's own listener."""
@@ -259,6 +291,8 @@ class Proxy:
         for session in sessions:
             session.relay.close(goodbye)
         self.context.pool.close()
+        if self.context.transactions is not None:
+            self.context.transactions.prune(0)
         if sessions:
             log.error("closed %d open sessions; logins are refused until the server runs again", len(sessions))
 
@@ -293,6 +327,8 @@ class Proxy:
             for session in sessions:
                 session.relay.close(goodbye)
             self.context.pool.close()
+            if self.context.transactions is not None:
+                self.context.transactions.prune(0)
             log.warning("cluster rebooted: ended %d sessions; parameter group %s in force",
                         len(sessions), state.applied_group)
         self.context.cluster = ClusterSettings(state.applied)
@@ -348,9 +384,13 @@ class Proxy:
         the rest; stop the API, the catalog and the embedded server."""
         for server in self.servers:
             server.close()
+        # The created clusters stop alongside, each as this one does.
+        members = asyncio.create_task(self.fleet.stop(grace)) if self.fleet is not None else None
         if self.context is not None:
             self.context.pool.size = 0  # sessions ending from now on close their backend
             self.context.pool.close()
+            if self.context.transactions is not None:
+                self.context.transactions.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
         for task in self._followers:
@@ -367,6 +407,8 @@ class Proxy:
                 task.cancel()
             await asyncio.gather(*self.context.tasks, return_exceptions=True)
             self.context.pool.close()
+        if members is not None:
+            await members
         if self.api_runner is not None:
             await self.api_runner.cleanup()
         if self.local_idp_runner is not None:
@@ -431,6 +473,8 @@ class Proxy:
         no idle session of ours stays in database (its masked tables are read again if it is
         still there at the next session)."""
         ended = self.context.pool.close_database(database)
+        if self.context.transactions is not None:
+            ended += self.context.transactions.close_database(database)
         if ended:
             log.info("closed %d idle backend sessions in database %s for a statement that needs it empty",
                      ended, database)
@@ -471,6 +515,8 @@ class Proxy:
         while True:
             await asyncio.sleep(1.0)
             self.context.pool.prune()  # kept backend sessions past their idle time
+            if self.context.transactions is not None:
+                self.context.transactions.prune()
             now = loop.time()
             in_transaction = self.context.config.limits.idle_in_transaction_timeout
             for session in self.context.sessions:

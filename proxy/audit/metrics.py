@@ -24,6 +24,14 @@ class Metrics:
                                   "Idle backend sessions kept for their role's next client", registry=r)
         self.backend_reused = Counter("shiftguard_backend_sessions_reused_total",
                                       "Client sessions given a kept backend session", registry=r)
+        self.transaction_pool = Gauge("shiftguard_transaction_pool_sessions",
+                                      "Transaction pooling: backend sessions open, and idle among them",
+                                      ["state"], registry=r)
+        self.transaction_pool_waiting = Gauge("shiftguard_transaction_pool_waiting_clients",
+                                              "Transaction pooling: clients waiting for a backend session",
+                                              registry=r)
+        self.query_wait_timeouts = Counter("shiftguard_query_wait_timeouts_total",
+                                           "Clients refused after limits.query_wait_timeout", registry=r)
         self.backend_restarts = Counter("shiftguard_backend_restarts_total",
                                         "Times the embedded PostgreSQL was started again after it died", registry=r)
         self.backend_up = Gauge("shiftguard_backend_up", "1 while the backing PostgreSQL runs (as far as the proxy "

@@ -85,6 +85,17 @@ def _version_key(name: str) -> tuple[int, ...]:
 UNREACHABLE_FALLBACK = Path("/var/lib/shiftguard")
 
 
+def server_directory(data_dir: Path) -> Path:
+    """Where the server of data_dir keeps its files: data_dir, unless shiftguard runs as root
+    and some parent of data_dir is closed to other users: then a directory of its own under
+    UNREACHABLE_FALLBACK, named after data_dir so that every start finds the same one."""
+    data_dir = data_dir.resolve()
+    if os.geteuid() != 0 or all(os.stat(p).st_mode & 0o001 for p in data_dir.parents if p.exists()):
+        return data_dir
+    digest = hashlib.sha256(str(data_dir).encode()).hexdigest()[:16]
+    return UNREACHABLE_FALLBACK / digest
+
+
 class EmbeddedPostgres:
     """A PostgreSQL server in data_dir/pgdata, started and stopped by this process."""
 
@@ -102,7 +113,7 @@ class EmbeddedPostgres:
         self.bin_dir = find_bin_dir(bin_dir)
         self._as_root = os.geteuid() == 0
         self._os_user = os_user
-        self.server_dir = self._choose_server_dir()
+        self.server_dir = server_directory(self.data_dir)
         self.pgdata = self.server_dir / "pgdata"
         self.socket_dir = self.server_dir / "run"
         self._process: subprocess.Popen | None = None
@@ -126,16 +137,6 @@ class EmbeddedPostgres:
 
     def _run_as_server_user(self, args: list[str], **kwargs) -> subprocess.CompletedProcess:
         return subprocess.run(args, **self._spawn_kwargs(), capture_output=True, text=True, **kwargs)
-
-    def _choose_server_dir(self) -> Path:
-        """data_dir, unless shiftguard runs as root and some parent of data_dir is closed to
-        other users: then a directory of its own under UNREACHABLE_FALLBACK, named after
-        data_dir so that every start finds the same one."""
-        if not self._as_root or all(os.stat(p).st_mode & 0o001 for p in self.data_dir.parents
-                                    if p.exists()):
-            return self.data_dir
-        digest = hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:16]
-        return UNREACHABLE_FALLBACK / digest
 
     def _spawn_kwargs(self) -> dict:
         ids = self._user_ids()

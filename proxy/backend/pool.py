@@ -44,12 +44,28 @@ def pool_key(role, database: str, params: dict[str, str]) -> Key:
     return (role, database, tuple(sorted(params.items())))
 
 
+class ClosingDatabases:
+    """Databases where sessions given back are not kept, for CLOSING_SECONDS after a statement
+    that needs no other session there was announced (close_database)."""
+
+    def __init__(self) -> None:
+        self._until: dict[str, float] = {}
+
+    def add(self, database: str) -> None:
+        now = time.monotonic()
+        self._until = {name: until for name, until in self._until.items() if until > now}
+        self._until[database] = now + CLOSING_SECONDS
+
+    def __contains__(self, database: str) -> bool:
+        return self._until.get(database, 0.0) > time.monotonic()
+
+
 class SessionPool:
     def __init__(self, size: int, idle_seconds: float):
         self.size = size  # sessions kept in all; 0: none
         self.idle_seconds = idle_seconds
         self._idle: dict[Key, list[tuple[float, BackendSession]]] = {}
-        self._closing: dict[str, float] = {}  # database -> until when its sessions are not kept
+        self._closing = ClosingDatabases()
 
     def take(self, key: Key) -> BackendSession | None:
         """The most recently returned live session for key, or None."""
@@ -66,7 +82,7 @@ class SessionPool:
 
     async def give(self, key: Key, session: BackendSession) -> None:
         """Reset a session a client left idle and keep it, or close it."""
-        if self.size <= 0 or self._is_closing(key[1]) or not await _reset(session) or self._is_closing(key[1]):
+        if self.size <= 0 or key[1] in self._closing or not await _reset(session) or key[1] in self._closing:
             _end(session)
             return
         self._idle.setdefault(key, []).append((time.monotonic(), session))
@@ -89,13 +105,8 @@ class SessionPool:
         """Before DROP DATABASE, ALTER DATABASE ... RENAME or CREATE DATABASE ... TEMPLATE: end
         the sessions kept in database, and keep none given back there for CLOSING_SECONDS; how
         many were ended."""
-        now = time.monotonic()
-        self._closing = {name: until for name, until in self._closing.items() if until > now}
-        self._closing[database] = now + CLOSING_SECONDS
+        self._closing.add(database)
         return self.forget(lambda key: key[1] == database)
-
-    def _is_closing(self, database: str) -> bool:
-        return self._closing.get(database, 0.0) > time.monotonic()
 
     def prune(self) -> None:
         """End the sessions that waited longer than idle_seconds (or broke meanwhile)."""
@@ -130,24 +141,31 @@ def _end(session: BackendSession) -> None:
 
 
 async def _reset(session: BackendSession) -> bool:
-    """DISCARD ALL, answered without error and ending idle; the parameters it reports (reset
-    to the session's startup values) are kept for the next client's greeting."""
-    endpoint = session.endpoint
-    if endpoint.closed or endpoint.buffer:
+    """DISCARD ALL; the parameters it reports (reset to the session's startup values) are kept
+    for the next client's greeting."""
+    if session.endpoint.closed or session.endpoint.buffer:
         return False
-    endpoint.write(m.query("DISCARD ALL"))
+    return await run_quietly(session, b"DISCARD ALL", _RESET_TIMEOUT)
+
+
+async def run_quietly(session: BackendSession, sql: bytes, timeout: float) -> bool:
+    """Run sql in a session no client is relayed to; whether it was answered without error and
+    ended idle. The parameters PostgreSQL reports on the way are kept in session.parameters."""
+    endpoint = session.endpoint
+    endpoint.write(m.query(sql))
     ok = True
     try:
-        async with asyncio.timeout(_RESET_TIMEOUT):
+        async with asyncio.timeout(timeout):
             while True:
                 kind, body = await endpoint.read_message(DEFAULT_MAX_MESSAGE)
                 if kind == m.B_ERROR_RESPONSE:
                     ok = False
+                    log.info("backend session not reused: %s", m.decode_fields(body).get("M", ""))
                 elif kind == m.B_PARAMETER_STATUS:
                     name, value = m.decode_parameter_status(body)
                     session.parameters[name] = value
                 elif kind == m.B_READY_FOR_QUERY:
                     return ok and body[:1] == bytes((m.TX_IDLE,)) and not endpoint.buffer
-    except Exception as exc:  # broken, timed out, or not the protocol: not kept
-        log.debug("backend session not kept: %s", exc)
+    except Exception as exc:  # broken, timed out, or not the protocol: not reused
+        log.debug("backend session not reused: %s", exc)
         return False

@@ -91,6 +91,16 @@ class BackendSession:
     parameters: dict[str, str]
     pid: int
     key: int
+    # Transaction pooling: the statements shiftguard prepared in it under its own names, for
+    # whichever client of the role lands on it, oldest first (relay.Relay; the values are unused).
+    prepared: dict[bytes, None] = field(default_factory=dict)
+    # And the settings a client's SET left in it (name -> the SET statement; relay.Relay).
+    settings: dict[str, bytes] = field(default_factory=dict)
+    # And the client (its relay) whose unnamed statement it holds, if any.
+    unnamed_owner: object = None
+    # And the client (its relay.Lender) it last served, None while it served none: a session
+    # that served another client is reset before it serves this one (txpool.restore_settings).
+    holder: object = None
 
 
 async def connect(address: BackendAddress) -> Endpoint:

@@ -1558,7 +1558,9 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.sees_identity(oid, oid) TO PUBLIC;
 
-CREATE OR REPLACE VIEW shiftguard.svv_relation_privileges WITH (security_barrier) AS
+-- Every grant on a relation: SVV_RELATION_PRIVILEGES without TRIGGER, which SHOW GRANTS lists
+-- (with RULE beside it) for a GRANT ALL, as Redshift's PostgreSQL 8 kept both.
+CREATE OR REPLACE VIEW shiftguard.relation_grants WITH (security_barrier) AS
     SELECT n.nspname::text AS namespace_name, c.relname::text AS relation_name,
            a.privilege_type::text AS privilege_type, a.grantee::integer AS identity_id,
            i.name AS identity_name, i.type AS identity_type,
@@ -1570,8 +1572,10 @@ CREATE OR REPLACE VIEW shiftguard.svv_relation_privileges WITH (security_barrier
      CROSS JOIN LATERAL shiftguard.identity(a.grantee) i
      WHERE c.relkind IN ('r', 'v', 'm', 'p', 'f')
        AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'shiftguard') AND n.nspname NOT LIKE 'pg\_%'
-       AND a.grantee <> c.relowner AND a.privilege_type <> 'TRIGGER'
-       AND shiftguard.sees_identity(a.grantee, c.relowner);
+       AND a.grantee <> c.relowner AND shiftguard.sees_identity(a.grantee, c.relowner);
+
+CREATE OR REPLACE VIEW shiftguard.svv_relation_privileges WITH (security_barrier) AS
+    SELECT * FROM shiftguard.relation_grants WHERE privilege_type <> 'TRIGGER';
 
 -- Column grants (Redshift's column rules keep them apart from table grants, catalog/privileges.sql).
 CREATE OR REPLACE VIEW shiftguard.svv_column_privileges WITH (security_barrier) AS
@@ -1688,12 +1692,20 @@ CREATE OR REPLACE VIEW shiftguard.sys_query_history WITH (security_barrier) AS
            error_message::text AS error_message, sql::text AS query_text
       FROM shiftguard.query_log WHERE "user" = session_user OR shiftguard.sees_all_rows();
 
+-- STL_UNDONE: the transactions Redshift undid. PostgreSQL undoes none after they commit: no rows
+-- (redshift_connector's tpc_recover reads it).
+CREATE OR REPLACE VIEW shiftguard.stl_undone AS
+    SELECT NULL::integer AS userid, NULL::bigint AS xact_id, NULL::bigint AS xact_id_undone,
+           NULL::timestamp AS undo_start_ts, NULL::timestamp AS undo_end_ts, NULL::bigint AS table_id
+     WHERE false;
+
 GRANT SELECT ON shiftguard.stl_connection_log, shiftguard.sys_connection_log, shiftguard.stl_userlog,
-                shiftguard.stl_query, shiftguard.sys_query_history TO PUBLIC;
+                shiftguard.stl_query, shiftguard.sys_query_history, shiftguard.stl_undone TO PUBLIC;
 
 GRANT SELECT ON shiftguard.svv_roles, shiftguard.svv_user_grants, shiftguard.svv_role_grants,
                 shiftguard.svv_system_privileges TO PUBLIC;
 GRANT SELECT ON shiftguard.pg_user, shiftguard.pg_user_info, shiftguard.pg_group,
-                shiftguard.svl_user_info, shiftguard.svv_user_info, shiftguard.svv_relation_privileges, shiftguard.svv_column_privileges,
-                shiftguard.svv_schema_privileges, shiftguard.svv_database_privileges TO PUBLIC;
+                shiftguard.svl_user_info, shiftguard.svv_user_info, shiftguard.relation_grants,
+                shiftguard.svv_relation_privileges, shiftguard.svv_column_privileges, shiftguard.svv_schema_privileges,
+                shiftguard.svv_database_privileges TO PUBLIC;
 DROP FUNCTION IF EXISTS shiftguard.redshift_acl(text, oid);  -- now a private view the views read

@@ -566,6 +566,15 @@ class Catalog:
         await self._pool.execute("INSERT INTO shiftguard.clusters (identifier) VALUES ($1) ON CONFLICT DO NOTHING",
                                  identifier)
 
+    async def rename_cluster(self, identifier: str, new: str) -> None:
+        """ModifyCluster NewClusterIdentifier: the cluster's state goes with its new name; the
+        temporary credentials minted for the old name are revoked (over TLS their audience
+        refuses them anyway, but an MD5 login proves only the recorded digest)."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("UPDATE shiftguard.clusters SET identifier = $2, version = version + 1 "
+                               "WHERE identifier = $1", identifier, new)
+            await conn.execute("UPDATE shiftguard.iam_tokens SET revoked = true WHERE NOT revoked")
+
     async def cluster_state(self, identifier: str) -> ClusterState:
         row = await self._pool.fetchrow(
             "SELECT parameter_group, applied_group, applied, reboots, version, logging, tags FROM shiftguard.clusters "
@@ -769,6 +778,7 @@ CLUSTER_TABLES = ("users", "groups", "roles", "system_privileges", "iam_tokens",
 # The cluster database's settings that every database's procedures read (copied at each start).
 _CLUSTER_SETTINGS = ("backend_secret", "superuser_mapping", "assumerole_seeded")
 _CLUSTER_SERVER = "shiftguard_cluster"  # the foreign server standing for the cluster database
+_PEERS_SERVER = "shiftguard_peers"  # how SHOW reaches the other databases (catalog/show.sql show_remote)
 _INSTALLED = ("rls.sql", "privileges.sql", "idp.sql", "masking.sql", "row_code.sql", "explain.sql", "show.sql")
 # Only where the management role may write pg_catalog: Redshift's functions, and COPY/UNLOAD's
 # procedures (they use the server's COPY to and from files).
@@ -826,6 +836,9 @@ async def bootstrap_databases(pool: asyncpg.Pool, link: ClusterLink) -> list[str
     that CREATE DATABASE copies it), each under its own advisory lock, linked to the cluster
     database's state. Only for a superuser management role (postgres_fdw is not a trusted
     extension). The databases installed or upgraded (not those that were up to date)."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _BOOTSTRAP_LOCK)
+        await _link_peers(conn, link)
     async with pool.acquire() as conn:
         columns = await conn.fetch(
             "SELECT c.relname AS table, a.attname AS column, format('%I %s%s', a.attname, "
@@ -870,6 +883,7 @@ async def bootstrap_databases(pool: asyncpg.Pool, link: ClusterLink) -> list[str
                         await conn.fetchval("SELECT value FROM shiftguard.settings WHERE name = 'installed'") == digest:
                     continue
                 await _link_cluster(conn, link, columns)
+                await _link_peers(conn, link)
                 await conn.execute(_sql("schema.sql"))
                 await conn.executemany("INSERT INTO shiftguard.settings VALUES ($1, $2) "
                                        "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
@@ -924,6 +938,31 @@ async def _link_cluster(conn: asyncpg.Connection, link: ClusterLink, columns: li
         for column in columns:
             if column["table"] == table and column["column"] not in have:
                 await conn.execute(f"ALTER FOREIGN TABLE {name} ADD COLUMN {column['definition']}")
+
+
+async def _link_peers(conn: asyncpg.Connection, link: ClusterLink) -> None:
+    """dblink and the server shiftguard_peers with the management role's user mapping, through
+    which SHOW reads another database of the cluster (catalog/show.sql show_remote). No one
+    else may execute dblink's functions."""
+    await conn.execute("CREATE EXTENSION IF NOT EXISTS dblink WITH SCHEMA shiftguard")
+    functions = await conn.fetch(
+        "SELECT p.oid::regprocedure::text AS name FROM pg_depend d JOIN pg_proc p ON p.oid = d.objid "
+        " WHERE d.classid = 'pg_proc'::regclass AND d.deptype = 'e' "
+        "   AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'dblink')")
+    await conn.execute(f"REVOKE ALL ON FUNCTION {', '.join(row['name'] for row in functions)} FROM PUBLIC")
+    server = await conn.fetchval("SELECT coalesce(srvoptions, '{}') FROM pg_foreign_server WHERE srvname = $1",
+                                 _PEERS_SERVER)
+    if server is None:
+        await conn.execute(f"CREATE SERVER {_PEERS_SERVER} FOREIGN DATA WRAPPER dblink_fdw")
+        server = []
+    options = {k: v for k, v in link.server_options().items() if k not in ("dbname", "keep_connections")}
+    await _set_options(conn, f"SERVER {_PEERS_SERVER}", server, options)
+    mapping = await conn.fetchval("SELECT coalesce(umoptions, '{}') FROM pg_user_mappings "
+                                  "WHERE srvname = $1 AND usename = current_user", _PEERS_SERVER)
+    if mapping is None:
+        await conn.execute(f"CREATE USER MAPPING FOR CURRENT_USER SERVER {_PEERS_SERVER}")
+        mapping = []
+    await _set_options(conn, f"USER MAPPING FOR CURRENT_USER SERVER {_PEERS_SERVER}", mapping, link.mapping_options())
 
 
 async def _set_options(conn: asyncpg.Connection, what: str, current: list[str], wanted: dict[str, str]) -> None:

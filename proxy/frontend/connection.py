@@ -13,6 +13,10 @@ States and transitions (all of them live here):
     CONNECTING      backend session opened as the user's own role -> RELAYING
     RELAYING        proxy.relay.Relay pumps bytes until either side closes -> CLOSED
 
+In transaction pooling (backend.pool_mode: transaction) CONNECTING takes a session of the
+user's pool (backend/txpool.py, through PoolLender) and RELAYING gives it back at the end of
+each transaction and takes one again at the client's next message (relay.Relay).
+
 STARTUP to CONNECTING must finish within limits.auth_timeout. Any failure before RELAYING ends
 the connection with one FATAL ErrorResponse carrying a real SQLSTATE.
 """
@@ -41,6 +45,7 @@ from ..audit.metrics import Metrics
 from ..audit.records import ActivityRecord, ConnectionRecord, QueryEnd, Redacted, audit_text, redact_statement
 from ..audit.writer import AuditWriter
 from ..backend.pool import SessionPool, pool_key
+from ..backend.txpool import QueryWaitTimeout, TransactionPool, restore_settings
 from ..backend.session import (BackendAddress, BackendRefused, BackendSession, BackendUnavailable,
                                open_session, send_cancel)
 from ..catalog.store import BACKEND_FAILURES, Catalog, UserRecord
@@ -58,7 +63,7 @@ from ..protocol import sqlstate
 from ..protocol.auth import md5_response
 from ..protocol.framing import (CancelRequest, GSSENCRequest, SSLRequest, StartupMessage,
                                 decode_startup)
-from ..relay import Relay
+from ..relay import NoBackend, Relay
 from .auth import LoginThrottle, choose_method, read_password, verify_password
 from .params import StartupParams, StartupRefused, sort_startup_params
 from .waiting import WaitingLogins
@@ -126,6 +131,7 @@ class Context:
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
     sessions: "SessionRegistry" = field(default_factory=lambda: SessionRegistry())
     pool: SessionPool = field(default_factory=lambda: SessionPool(0, 0))  # idle backend sessions
+    transactions: TransactionPool | None = None  # backend.pool_mode: transaction
     tasks: set = field(default_factory=set)
     # Client connections by address (authenticated or not), for the connection limits.
     connections: collections.Counter = field(default_factory=collections.Counter)
@@ -171,7 +177,6 @@ class Session:
     key: int
     user: str
     database: str
-    backend: BackendSession
     relay: Relay
     idle_timeout: int = 0  # seconds; 0: none
 
@@ -263,6 +268,7 @@ class Connection:
         self.session: Session | None = None
         self._backend: BackendSession | None = None
         self._pool_key = None  # where the backend session goes back to, if it may
+        self._lender: PoolLender | None = None  # transaction pooling: the client's sessions
         self._task: asyncio.Task | None = None
 
     async def run(self) -> None:
@@ -327,8 +333,11 @@ class Connection:
                     del self.context.connections[self.address]
             if self.session is not None:
                 self.context.sessions.remove(self.session)
-            if self._backend is not None:
-                self._backend.endpoint.close()
+            if self._backend is not None:  # not handed to a relay
+                if self._lender is not None:
+                    self._lender.release(self._backend, reusable=False)
+                else:
+                    self._backend.endpoint.close()
             self.client.close()
 
     def _fatal(self, code: str, text: str, hint: str | None = None) -> None:
@@ -509,11 +518,15 @@ class Connection:
         session = self.context.sessions.find(request.pid, request.key)
         if session is None:
             return  # as PostgreSQL: a wrong key does nothing and says nothing
-        backend = session.backend
+        backend = session.relay.cancel_target()
+        if backend is None:
+            return  # transaction pooling: the client holds no backend session, so runs nothing
         try:
             await send_cancel(self.context.backend, backend.pid, backend.key)
         except BackendUnavailable as exc:
             log.warning("could not forward a cancel request: %s", exc)
+        finally:
+            session.relay.cancel_done()
 
     # ---------------------------------------------------------------- AUTHENTICATING
 
@@ -677,6 +690,21 @@ class Connection:
         startup = {**cluster, **params.forwarded, **settings}
         role = (record.name, record.userid)
         pool = self.context.pool
+        transactions = self.context.transactions
+        if transactions is not None and record.connection_limit is None:
+            # Transaction pooling (a user with a CONNECTION LIMIT keeps a session of its own, so
+            # that the limit counts its connections as before).
+            key = pool_key((*role, record.superuser, record.settings), params.database, startup)
+
+            async def reopen() -> BackendSession:
+                """A session opened for the client after its login starts, as one opened at a
+                login, with the SET defaults ALTER USER set: any the role set itself (ALTER ROLE
+                self SET from a DO block) are put back first (Catalog.login_record)."""
+                await self.context.catalog.login_record(record.name)
+                return await self._new_backend(record.name, params.database, startup)
+            self._lender = PoolLender(self, transactions, key,
+                                      lambda: self._new_backend(record.name, params.database, startup), reopen)
+            return await self._lender.take({})
         if record.connection_limit is not None:
             # Sessions kept from before the user had a limit would count against it: they go,
             # and a login refused for the limit is tried again while their processes exit.
@@ -717,6 +745,8 @@ class Connection:
                 freed = retry() if retry is not None else 0
                 if full:
                     freed += self.context.pool.forget(lambda key: True)
+                    if self.context.transactions is not None:
+                        freed += self.context.transactions.prune(0)
                 freeing = freeing or bool(freed)
                 if freeing and waits:
                     waits -= 1
@@ -767,15 +797,18 @@ class Connection:
         # Plans are for this session's user (S3 tickets are bound to it; policy/s3.py) and database.
         classify = functools.partial(self.context.classify, user=record.name, database=params.database)
         moved = self.context.protection_moved
-        relay = Relay(self.client, backend.endpoint, classify, self.config.limits.max_message_size,
-                      on_client_gone=lambda: self.context.spawn(_cancel(self.context.backend, backend)),
+        relay = Relay(self.client, backend, classify, self.config.limits.max_message_size,
+                      on_client_gone=lambda held: self.context.spawn(_cancel(self.context.backend, held)),
                       statement_log=self._statement_log(params, record, pid),
                       on_parameter=self._parameter_changed if self.context.audit is not None else None,
                       keep_backend=self._pool_key is not None,
                       standard_strings=backend.parameters.get("standard_conforming_strings", "on") == "on",
                       protection_moved=None if moved is None else functools.partial(moved, params.database),
-                      on_vacate_database=self.context.vacate_database, redshift_types=types)
-        self.session = Session(pid, key, record.name, params.database, backend, relay,
+                      on_vacate_database=self.context.vacate_database, lender=self._lender,
+                      redshift_types=types)
+        if self._lender is not None:
+            self._backend = None  # the relay gives it back between transactions
+        self.session = Session(pid, key, record.name, params.database, relay,
                                idle_timeout(record.session_timeout, self.config.cluster.session_timeout))
         registry.add(self.session)
         self._started = time.monotonic()
@@ -786,6 +819,112 @@ class Connection:
         if relay.backend_kept:
             kept, self._backend = backend, None
             self.context.spawn(self.context.pool.give(self._pool_key, kept))
+
+
+class PoolLender:
+    """A client's backend sessions in transaction pooling (relay.Lender over
+    backend/txpool.py): its role's, under its pool key."""
+
+    def __init__(self, connection: Connection, pool: TransactionPool, key, open_session, reopen=None):
+        """open_session: a session for the login; reopen: one for a later transaction (default:
+        open_session)."""
+        self._connection = connection
+        self._pool = pool
+        self._key = key
+        self._open = open_session
+        self._reopen = reopen or open_session
+        self._waiter = None  # while the client waits in the queue
+        self._task = None    # while a session is opened or its settings restored for it
+
+    async def take(self, settings: dict[str, bytes]) -> BackendSession:
+        """A session for the login (none of the client's settings yet; its parameters greet the
+        client). At the cap the login waits too; past query_wait_timeout it is refused."""
+        try:
+            session = await self._pool.acquire(self._key, self._open,
+                                               self._connection.config.limits.query_wait_timeout)
+        except QueryWaitTimeout:
+            raise self._wait_refusal() from None
+        return await self._restored(session, settings)
+
+    def lend(self, settings: dict[str, bytes], give) -> None:
+        """relay.Lender.lend: give(a session), at once when this client left it idle with these
+        settings, else once it is reset or opened (_prepare); or give(NoBackend)."""
+        def handed(session: BackendSession | None) -> None:
+            self._waiter = None
+            if session is not None and session.holder is self and session.settings == settings:
+                give(session)
+            else:  # a new one to open, or settings to restore
+                self._task = asyncio.create_task(self._prepare(session, settings, give))
+
+        def expired() -> None:
+            self._waiter = None
+            give(NoBackend(_fatal_reply(self._wait_refusal())))
+
+        self._waiter = self._pool.wait(self._key, handed, self._connection.config.limits.query_wait_timeout,
+                                       expired, holder=self)
+
+    def stop(self) -> None:
+        """The client went while it waited."""
+        if self._waiter is not None:
+            self._pool.stop_waiting(self._key, self._waiter)
+            self._waiter = None
+        if self._task is not None:
+            self._task.cancel()
+
+    def release(self, session: BackendSession, reusable: bool) -> None:
+        self._pool.release(self._key, session, reusable)
+
+    async def _prepare(self, session: BackendSession | None, settings: dict[str, bytes], give) -> None:
+        try:
+            if session is None:
+                session = await self._pool.open(self._key, self._reopen)
+            session = await self._restored(session, settings)
+        except (ClientFailure, BackendRefused) as exc:
+            give(NoBackend(_fatal_reply(exc)))
+            return
+        except Exception:
+            log.exception("internal error getting a backend session")
+            give(NoBackend(m.error_response("FATAL", sqlstate.INTERNAL_ERROR,
+                                            "internal error in shiftguard; see its log")))
+            return
+        finally:
+            self._task = None
+        give(session)
+
+    async def _restored(self, session: BackendSession, settings: dict[str, bytes]) -> BackendSession:
+        """session, reset from another client's use and with these settings in force; closed if
+        that fails."""
+        try:
+            restored = await restore_settings(session, settings, self)
+        except BaseException:
+            self.release(session, reusable=False)
+            raise
+        if not restored:
+            self.release(session, reusable=False)
+            raise ClientFailure(sqlstate.CONNECTION_FAILURE, "could not restore this session's settings "
+                                "in a backend session")
+        return session
+
+    def _wait_refusal(self) -> ClientFailure:
+        """PgBouncer's query_wait_timeout, in its words; 53300 (too_many_connections: the
+        sessions the pool may open are all in use) rather than PgBouncer's 08P01."""
+        config = self._connection.config
+        log.info("query_wait_timeout: no backend session for %r came free", self._key[0][0])
+        if self._connection.context.metrics is not None:
+            self._connection.context.metrics.query_wait_timeouts.inc()
+        return ClientFailure(
+            sqlstate.TOO_MANY_CONNECTIONS,
+            f"query_wait_timeout: all {config.backend.max_sessions_per_pool} backend sessions of this user "
+            f"stayed busy for {config.limits.query_wait_timeout:g} s",
+            hint="Try again; shorten transactions, or raise backend.max_sessions_per_pool or "
+                 "limits.query_wait_timeout.")
+
+
+def _fatal_reply(exc: ClientFailure | BackendRefused) -> bytes:
+    """The FATAL ErrorResponse a client in transaction pooling gets when no session can be had."""
+    if isinstance(exc, BackendRefused):
+        return m.encode_error_fields({**exc.fields, "S": "FATAL", "V": "FATAL"})
+    return m.error_response("FATAL", exc.sqlstate, str(exc), hint=exc.hint)
 
 
 # Transaction numbers for the activity log, unique within this process and increasing across
@@ -892,7 +1031,10 @@ def client_parameters(backend: dict[str, str], mode: str, superuser: bool, sessi
         "padb_revision": f"shiftguard-{__version__}",
         "max_numeric_precision": "38",
         "max_varchar_size": "65535",
-        "datashare_enabled": "off",
+        # on: every database of the cluster can be listed from any (catalog/show.sql show_remote),
+        # so redshift_connector's metadata API takes a catalog when database_metadata_current_db_only
+        # is off, as on an RA3 cluster
+        "datashare_enabled": "on",
         "case_sensitive": "on",
         "session_id": session_id,
         "show_discovery": SHOW_DISCOVERY_VERSION,

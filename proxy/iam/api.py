@@ -1,6 +1,8 @@
 """The Redshift API (AWS Query protocol, version 2012-12-01) as boto3 and the AWS CLI call it:
-GetClusterCredentials, GetClusterCredentialsWithIAM, DescribeClusters, ModifyCluster (security
-groups, MasterUserPassword, ClusterParameterGroupName), ModifyClusterIamRoles (the roles COPY and
+GetClusterCredentials, GetClusterCredentialsWithIAM, DescribeClusters, CreateCluster and
+DeleteCluster (the clusters of fleet.py, whose own API answers the requests naming them),
+ModifyCluster (security groups, MasterUserPassword, ClusterParameterGroupName),
+ModifyClusterIamRoles (the roles COPY and
 UNLOAD may name; catalog/s3.sql reads them), RebootCluster, DescribeCustomDomainAssociations, the
 cluster security-group actions
 (Create/Delete/DescribeClusterSecurityGroup(s), Authorize/RevokeClusterSecurityGroupIngress),
@@ -23,6 +25,7 @@ from xml.sax.saxutils import escape
 
 from ..catalog.store import BACKEND_FAILURES, ClusterState, Conflict, SecurityGroupConflict, TagLimitExceeded
 from ..config import Config
+from ..fleet import ClusterSpec
 from ..policy import parameter_groups as pg
 from ..policy.connectivity import GroupRules, canonical_cidr
 from ..policy.tokens import GrammarError
@@ -58,12 +61,52 @@ _PARAMETER_GROUP_CONFLICTS = {
 # ModifyCluster parameters other than these change what shiftguard does not have.
 _MODIFY_CLUSTER_PARAMS = {"Action", "Version", "ClusterIdentifier", "ClusterSecurityGroups", "MasterUserPassword",
                           "ClusterParameterGroupName"}
+# CreateCluster's parameters that mean something here (NodeType, ClusterType, NumberOfNodes and
+# Port are accepted and ignored: a cluster is one node, on a port shiftguard chooses).
+_CREATE_CLUSTER_PARAMS = {"Action", "Version", "ClusterIdentifier", "NodeType", "MasterUsername", "MasterUserPassword",
+                          "DBName", "Port", "ClusterType", "NumberOfNodes", "ClusterSecurityGroups",
+                          "ClusterParameterGroupName", "Tags"}
+# Redshift's rule for cluster identifiers; user and database names as the configuration takes them.
+_CLUSTER_ID = re.compile(r"[a-z](?!.*--)([a-z0-9-]{0,61}[a-z0-9])?")
+_NAME = re.compile(r"[a-z_][a-z0-9_$]{0,62}")
 _LOG_TYPES = ("connectionlog", "userlog", "useractivitylog")
 _MAX_TAGS = 50  # per resource (Redshift's quota)
 _BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 # ModifyClusterParameterGroup's and ResetClusterParameterGroup's answer (the AWS CLI's example).
 _PENDING_REBOOT = ("Your parameter group has been updated but changes won't get applied until you reboot the "
                    "associated Clusters.")
+
+
+# Each action and the method answering it.
+_ACTIONS = {
+    "GetClusterCredentials": "_get_cluster_credentials",
+    "GetClusterCredentialsWithIAM": "_get_cluster_credentials_with_iam",
+    "DescribeClusters": "_describe_clusters",
+    "CreateCluster": "_create_cluster",
+    "DeleteCluster": "_delete_cluster",
+    "DescribeCustomDomainAssociations": "_describe_custom_domain_associations",
+    "ModifyCluster": "_modify_cluster",
+    "ModifyClusterIamRoles": "_modify_cluster_iam_roles",
+    "CreateClusterSecurityGroup": "_create_cluster_security_group",
+    "DeleteClusterSecurityGroup": "_delete_cluster_security_group",
+    "DescribeClusterSecurityGroups": "_describe_cluster_security_groups",
+    "AuthorizeClusterSecurityGroupIngress": "_authorize_ingress",
+    "RevokeClusterSecurityGroupIngress": "_revoke_ingress",
+    "RebootCluster": "_reboot_cluster",
+    "EnableLogging": "_enable_logging",
+    "DisableLogging": "_disable_logging",
+    "DescribeLoggingStatus": "_describe_logging_status",
+    "CreateTags": "_create_tags",
+    "DeleteTags": "_delete_tags",
+    "DescribeTags": "_describe_tags",
+    "CreateClusterParameterGroup": "_create_parameter_group",
+    "DeleteClusterParameterGroup": "_delete_parameter_group",
+    "DescribeClusterParameterGroups": "_describe_parameter_groups",
+    "DescribeClusterParameters": "_describe_parameters",
+    "DescribeDefaultClusterParameters": "_describe_default_parameters",
+    "ModifyClusterParameterGroup": "_modify_parameter_group",
+    "ResetClusterParameterGroup": "_reset_parameter_group",
+}
 
 
 class ApiError(Exception):
@@ -128,6 +171,51 @@ def _tags_xml(tags: dict[str, str]) -> str:
     return "".join(f"<Tag><Key>{escape(k)}</Key><Value>{escape(v)}</Value></Tag>" for k, v in sorted(tags.items()))
 
 
+def _bounded(params: dict[str, str], name: str, default: int, low: int, high: int, out_of_range: str) -> int:
+    """An integer parameter, default when absent or empty, from low to high."""
+    text = params.get(name)
+    try:
+        value = default if text in (None, "") else int(text)
+    except ValueError:
+        raise ApiError("InvalidParameterValue", f"{name} must be a number") from None
+    if not low <= value <= high:
+        raise ApiError("InvalidParameterValue", out_of_range)
+    return value
+
+
+def _request_tags(params: dict[str, str]) -> dict[str, str]:
+    """The Tags of a request (Tags.Tag.N.Key/Value), checked as Redshift checks them."""
+    tags = {t.get("Key", ""): t.get("Value", "") for t in _structures(params, "Tags", "Tag")}
+    for key, value in tags.items():
+        if not 1 <= len(key) <= 128 or len(value) > 256 or key.lower().startswith("aws:"):
+            raise ApiError("InvalidTagFault", f"Tag {key!r} is not valid: keys are 1-128 characters, not starting "
+                                              f"with aws:, values at most 256")
+    return tags
+
+
+def _tag_context(tags: dict[str, str]) -> dict:
+    """What the policies see of the tags a request sets."""
+    return {"aws:TagKeys": list(tags), **{f"aws:RequestTag/{k}": v for k, v in tags.items()}}
+
+
+def page_of(names: list[str], max_records: int, marker: str | None) -> tuple[list[str], str | None]:
+    """A page of sorted names: max_records of those from marker on, and the next page's marker
+    (its first name; None after the last page). A marker says where to resume, so a cluster
+    deleted meanwhile shifts nothing."""
+    rest = [name for name in names if marker is None or name >= marker]
+    return rest[:max_records], (rest[max_records] if len(rest) > max_records else None)
+
+
+def _starting_cluster_xml(spec: ClusterSpec, status: str) -> str:
+    """A created cluster that does not run (creating, rebooting, deleting, failed): no endpoint yet."""
+    return (f"<Cluster><ClusterIdentifier>{escape(spec.identifier)}</ClusterIdentifier><NodeType>shiftguard</NodeType>"
+            f"<ClusterStatus>{status}</ClusterStatus><ClusterAvailabilityStatus>"
+            f"{'Failed' if status == 'hardware-failure' else 'Unavailable'}</ClusterAvailabilityStatus>"
+            f"<MasterUsername>{escape(spec.admin_user)}</MasterUsername><DBName>{escape(spec.database)}</DBName>"
+            f"<NumberOfNodes>1</NumberOfNodes><PubliclyAccessible>false</PubliclyAccessible>"
+            f"<Encrypted>false</Encrypted></Cluster>")
+
+
 def _security_group_xml(group: GroupRules) -> str:
     ranges = "".join(f"<IPRange><CIDRIP>{escape(cidr)}</CIDRIP><Status>authorized</Status><Tags/></IPRange>"
                      for cidr in group.cidrs)
@@ -138,12 +226,16 @@ def _security_group_xml(group: GroupRules) -> str:
 
 class RedshiftApi:
     def __init__(self, config: Config, principals: Principals, tokens: TokenAuthority, catalog,
-                 endpoint: tuple[str, int], security_groups, callers: Callers | None = None, cluster=None):
+                 endpoint: tuple[str, int], security_groups, callers: Callers | None = None, cluster=None,
+                 fleet=None):
         """security_groups: the proxy's catalog.connectivity.SecurityGroupSync, refreshed after
         each change so that the next connection to this proxy meets the new rules. callers:
         who signed a request (IAM users, STS sessions), shared with the STS API. cluster: the
-        proxy's catalog.cluster.ClusterSync, refreshed after a reboot."""
+        proxy's catalog.cluster.ClusterSync, refreshed after a reboot. fleet: the clusters
+        CreateCluster made (fleet.py; None with an external backend, and in their own APIs):
+        requests about one of them are answered by its API."""
         self.config = config
+        self.fleet = fleet
         self.cluster = cluster
         self.callers = callers or Callers(principals, catalog)
         self.security_groups = security_groups
@@ -160,38 +252,12 @@ class RedshiftApi:
             principal = await self.callers.authenticate(method, url, headers, body, service="redshift",
                                                         region=self.config.cluster.region)
             action = params.get("Action", "")
-            handler = {
-                "GetClusterCredentials": self._get_cluster_credentials,
-                "GetClusterCredentialsWithIAM": self._get_cluster_credentials_with_iam,
-                "DescribeClusters": self._describe_clusters,
-                "DescribeCustomDomainAssociations": self._describe_custom_domain_associations,
-                "ModifyCluster": self._modify_cluster,
-                "ModifyClusterIamRoles": self._modify_cluster_iam_roles,
-                "CreateClusterSecurityGroup": self._create_cluster_security_group,
-                "DeleteClusterSecurityGroup": self._delete_cluster_security_group,
-                "DescribeClusterSecurityGroups": self._describe_cluster_security_groups,
-                "AuthorizeClusterSecurityGroupIngress": self._authorize_ingress,
-                "RevokeClusterSecurityGroupIngress": self._revoke_ingress,
-                "RebootCluster": self._reboot_cluster,
-                "EnableLogging": self._enable_logging,
-                "DisableLogging": self._disable_logging,
-                "DescribeLoggingStatus": self._describe_logging_status,
-                "CreateTags": self._create_tags,
-                "DeleteTags": self._delete_tags,
-                "DescribeTags": self._describe_tags,
-                "CreateClusterParameterGroup": self._create_parameter_group,
-                "DeleteClusterParameterGroup": self._delete_parameter_group,
-                "DescribeClusterParameterGroups": self._describe_parameter_groups,
-                "DescribeClusterParameters": self._describe_parameters,
-                "DescribeDefaultClusterParameters": self._describe_default_parameters,
-                "ModifyClusterParameterGroup": self._modify_parameter_group,
-                "ResetClusterParameterGroup": self._reset_parameter_group,
-            }.get(action)
-            if handler is None:
+            name = _ACTIONS.get(action)
+            if name is None:
                 raise ApiError("InvalidAction", f"The action {action or '(none)'} is not valid for this web service.")
             if params.get("Version") != "2012-12-01":
                 raise ApiError("InvalidParameterValue", "Version must be 2012-12-01")
-            body_xml = await handler(params, principal, source_ip)
+            body_xml = await getattr(self._answering(action, params), name)(params, principal, source_ip)
             log.info("API %s by %s from %s: ok", action, principal.arn, source_ip)
             return Reply(200, _xml(action, body_xml))
         except SignatureError as exc:
@@ -216,6 +282,25 @@ class RedshiftApi:
         except Exception:  # noqa: BLE001 - a bug, or stored state we cannot read: AWS-shaped, logged
             log.exception("API request from %s failed", source_ip)
             return Reply(500, error_xml("InternalFailure", "The request failed; the proxy's log says why."))
+
+    def _answering(self, action: str, params: dict[str, str]) -> RedshiftApi:
+        """The API of the cluster a request is about: a created cluster's answers for its
+        ClusterIdentifier (and tags on its ARN); this one for the rest, and makes, deletes and
+        lists the clusters."""
+        if (self.fleet is None or action in ("CreateCluster", "DeleteCluster", "DescribeClusters")
+                or (action == "ModifyCluster" and "NewClusterIdentifier" in params)):
+            return self
+        identifier = params.get("ClusterIdentifier")
+        resource, cluster_arn = params.get("ResourceName", ""), f"{self._arn}:cluster:"
+        if identifier is None and resource.startswith(cluster_arn):
+            identifier = resource[len(cluster_arn):]
+        member = self.fleet.get(identifier) if identifier else None
+        if member is None:
+            return self
+        if member.api is None:
+            # UNVERIFIED: Redshift's wording for a cluster that is not available.
+            raise ApiError("InvalidClusterState", f"The cluster {identifier} is {member.status}, not available.")
+        return member.api
 
     def _params(self, method: str, url: str, body: bytes) -> dict[str, str]:
         query = urllib.parse.urlsplit(url).query
@@ -261,14 +346,8 @@ class RedshiftApi:
 
     @staticmethod
     def _duration(params: dict[str, str]) -> int:
-        text = params.get("DurationSeconds")
-        try:
-            seconds = 900 if text in (None, "") else int(text)
-        except ValueError:
-            raise ApiError("InvalidParameterValue", "DurationSeconds must be a number") from None
-        if not 900 <= seconds <= 3600:
-            raise ApiError("InvalidParameterValue", "Token duration must be between 900 and 3600 seconds")
-        return seconds
+        return _bounded(params, "DurationSeconds", 900, 900, 3600,
+                        "Token duration must be between 900 and 3600 seconds")
 
     # ---------------------------------------------------------------- actions
 
@@ -334,12 +413,178 @@ class RedshiftApi:
                 f"<NextRefreshTime>{iso8601(now + datetime.timedelta(seconds=seconds))}</NextRefreshTime>")
 
     async def _describe_clusters(self, params: dict[str, str], principal: Principal, source_ip: str) -> str:
+        """The configured cluster and those CreateCluster made, by identifier: the ones the
+        caller may describe (UNVERIFIED: what AWS does when a policy allows some clusters
+        only; shiftguard lists those, and is AccessDenied when it allows none), MaxRecords
+        (20-100, as Redshift takes) at a time from Marker."""
         identifier = params.get("ClusterIdentifier")
-        cluster = self.config.cluster
-        if identifier is not None and identifier != cluster.identifier:
+        max_records = _bounded(params, "MaxRecords", 100, 20, 100, "MaxRecords must be between 20 and 100")
+        members = {name: self.fleet.get(name) for name in self.fleet.identifiers()} if self.fleet else {}
+        names = sorted({self.config.cluster.identifier, *members})
+        if identifier is not None:
+            if identifier not in names:
+                raise ApiError("ClusterNotFound", f"Cluster {identifier} not found.", 404)
+            names = [identifier]
+        shown, denied = [], None
+        for name in names:
+            try:
+                await self._may("DescribeClusters", name, members.get(name), principal, source_ip)
+                shown.append(name)
+            except ApiError as exc:
+                if exc.code != "AccessDenied" or identifier is not None:
+                    raise
+                denied = denied or exc
+        if not shown and denied is not None:
+            raise denied
+        page, marker = page_of(shown, max_records, params.get("Marker") or None)
+        clusters = [await self._member_xml(members.get(name)) for name in page]
+        return f"<Clusters>{''.join(clusters)}</Clusters>" + (f"<Marker>{escape(marker)}</Marker>" if marker else "")
+
+    async def _may(self, action: str, identifier: str, member, principal: Principal, source_ip: str) -> None:
+        """The caller may do action on the configured cluster (member None) or a created one
+        (its tags are in its own database: the policies see them while it runs)."""
+        api = self if member is None else member.api
+        if api is None:
+            self._authorize(principal, action, f"{self._arn}:cluster:{identifier}",
+                            self._context(principal, source_ip))
+        else:
+            await api._cluster_action(action, {}, principal, source_ip, identifier)
+
+    async def _member_xml(self, member, status: str | None = None) -> str:
+        """The configured cluster (member None) or a created one as DescribeClusters shows it,
+        with status if given."""
+        if member is not None and member.api is None:
+            return _starting_cluster_xml(member.spec, status or member.status)
+        return await (self if member is None else member.api)._cluster_xml(status or "available")
+
+    async def _create_cluster(self, params: dict[str, str], principal: Principal, source_ip: str) -> str:
+        """A cluster of its own beside the configured one (fleet.py), 'creating' until its
+        embedded PostgreSQL and listener run; the embedded backend only."""
+        admin = (params.get("MasterUsername") or "").lower()
+        database = (params.get("DBName") or "dev").lower()
+        if not params.get("ClusterIdentifier") or not admin or not params.get("NodeType"):
+            raise ApiError("MissingParameter", "The request must contain the parameters ClusterIdentifier, "
+                                               "NodeType and MasterUsername")
+        identifier = self._new_identifier(params["ClusterIdentifier"])
+        for name, value in (("MasterUsername", admin), ("DBName", database)):
+            if not _NAME.fullmatch(value) or value == "public":
+                raise ApiError("InvalidParameterValue", f"{name} {value!r} is not valid here: 1-63 letters, digits, "
+                                                        f"'_' or '$', starting with a letter or '_'")
+        tags = _request_tags(params)
+        if len(tags) > _MAX_TAGS:
+            raise ApiError("TagLimitExceededFault", f"A cluster takes at most {_MAX_TAGS} tags.")
+        self._authorize(principal, "CreateCluster", f"{self._arn}:cluster:{identifier}",
+                        self._context(principal, source_ip, **_tag_context(tags)))
+        if self.fleet is None:
+            raise ApiError("UnsupportedOperation", "CreateCluster needs the embedded backend: with backend.dsn "
+                                                   "set, shiftguard fronts one existing PostgreSQL and makes no other")
+        others = sorted({k.split(".", 1)[0] for k in params} - _CREATE_CLUSTER_PARAMS)
+        if others:
+            raise ApiError("UnsupportedOperation", f"CreateCluster takes ClusterIdentifier, NodeType, "
+                                                   f"MasterUsername, MasterUserPassword, DBName, "
+                                                   f"ClusterSecurityGroups, ClusterParameterGroupName and Tags "
+                                                   f"here, not {', '.join(others)}")
+        password = params.get("MasterUserPassword")
+        if password is None:
+            raise ApiError("MissingParameter", "The request must contain the parameter MasterUserPassword "
+                                               "(ManageMasterPassword is not supported here)")
+        self._master_password(password, admin)
+        # A new cluster's database holds the security groups of the configuration and the
+        # default parameter group (those made through the API are the configured cluster's).
+        configured = [g.name for g in self.config.security_groups]
+        groups = list(dict.fromkeys(_members(params, "ClusterSecurityGroups", "ClusterSecurityGroupName"))) \
+            or self.config.cluster.security_groups
+        for group in groups:
+            if group not in configured:
+                raise ApiError("ClusterSecurityGroupNotFound", f"Cluster security group {group} not found: a new "
+                                                               f"cluster has those of the configuration "
+                                                               f"({', '.join(configured)})", 404)
+        parameter_group = params.get("ClusterParameterGroupName")
+        if parameter_group is not None and self._parameter_group_name(parameter_group) != pg.DEFAULT_GROUP:
+            raise ApiError("ClusterParameterGroupNotFound", f"Parameter group {parameter_group} not found: a new "
+                                                            f"cluster has {pg.DEFAULT_GROUP} (ModifyCluster changes "
+                                                            f"it once the cluster is available)", 404)
+        self._free(identifier)
+        if self.fleet.stopping:
+            raise ApiError("ServiceUnavailable", "shiftguard is stopping; make the cluster once it runs again", 503)
+        member = self.fleet.create(ClusterSpec(identifier, admin, database, tuple(groups)), password,
+                                   then=lambda api: api.catalog.change_tags(identifier, tags, [], _MAX_TAGS))
+        log.info("API CreateCluster by %s: cluster %s, admin %s, database %s", principal.arn, identifier, admin,
+                 database)
+        return _starting_cluster_xml(member.spec, member.status)
+
+    @staticmethod
+    def _new_identifier(text: str) -> str:
+        """A cluster identifier as Redshift takes it, kept lower-case as Redshift does."""
+        identifier = text.lower()
+        if not _CLUSTER_ID.fullmatch(identifier):
+            raise ApiError("InvalidParameterValue", f"{identifier!r} is not a valid cluster identifier: 1-63 "
+                                                    f"letters, digits or hyphens, starting with a letter, not "
+                                                    f"ending with a hyphen or holding two consecutive hyphens")
+        return identifier
+
+    def _free(self, identifier: str) -> None:
+        if identifier == self.config.cluster.identifier or self.fleet.get(identifier) is not None:
+            raise ApiError("ClusterAlreadyExists", "Cluster already exists")
+
+    async def _created_cluster(self, action: str, params: dict[str, str], principal: Principal, source_ip: str,
+                               configured: str):
+        """The created cluster a request names, once the caller may do action on it; for the
+        configured one, UnsupportedOperation saying why (configured)."""
+        identifier = params.get("ClusterIdentifier")
+        if not identifier:
+            raise ApiError("MissingParameter", "The request must contain the parameter ClusterIdentifier")
+        member = self.fleet.get(identifier) if self.fleet is not None else None
+        if member is None and identifier != self.config.cluster.identifier:
             raise ApiError("ClusterNotFound", f"Cluster {identifier} not found.", 404)
-        await self._cluster_action("DescribeClusters", params, principal, source_ip, cluster.identifier)
-        return f"<Clusters>{await self._cluster_xml()}</Clusters>"
+        await self._may(action, identifier, member, principal, source_ip)
+        if member is None:
+            raise ApiError("UnsupportedOperation", f"The cluster {identifier} is the one shiftguard is configured "
+                                                   f"with: {configured}")
+        return member
+
+    async def _rename_cluster(self, params: dict[str, str], principal: Principal, source_ip: str) -> str:
+        """ModifyCluster NewClusterIdentifier, alone, for a created cluster: it restarts under
+        the new name (fleet.py). Its ARN is the new name's, so the policies naming the old one no
+        longer apply to it, and the temporary credentials minted for the old name no longer log
+        in (they are revoked). The configured cluster's name is the configuration's."""
+        member = await self._created_cluster("ModifyCluster", params, principal, source_ip,
+                                             "its identifier is cluster.identifier in the configuration")
+        identifier = member.spec.identifier
+        others = sorted({k.split(".", 1)[0] for k in params} - {"Action", "Version", "ClusterIdentifier",
+                                                                  "NewClusterIdentifier"})
+        if others:
+            raise ApiError("UnsupportedOperation", f"ModifyCluster NewClusterIdentifier renames the cluster alone "
+                                                   f"here: change {', '.join(others)} in another request")
+        new = self._new_identifier(params["NewClusterIdentifier"])
+        self._free(new)
+        if member.status != "available":
+            raise ApiError("InvalidClusterState", f"The cluster {identifier} is {member.status}, not available.")
+        self.fleet.rename(member, new)
+        log.info("API ModifyCluster by %s: cluster %s renamed %s", principal.arn, identifier, new)
+        return _starting_cluster_xml(member.spec, member.status)
+
+    async def _delete_cluster(self, params: dict[str, str], principal: Principal, source_ip: str) -> str:
+        """Stop a cluster CreateCluster made and remove its data; no snapshots here, so only
+        with SkipFinalClusterSnapshot."""
+        member = await self._created_cluster("DeleteCluster", params, principal, source_ip,
+                                             "it stops with shiftguard, not through the API")
+        identifier = member.spec.identifier
+        if params.get("FinalClusterSnapshotIdentifier"):
+            raise ApiError("UnsupportedOperation", "Snapshots are not supported here: delete the cluster with "
+                                                   "SkipFinalClusterSnapshot")
+        if params.get("SkipFinalClusterSnapshot", "false").lower() != "true":
+            # UNVERIFIED: Redshift's wording; its rule (the API reference, DeleteCluster).
+            raise ApiError("InvalidParameterCombination", "FinalClusterSnapshotIdentifier is required unless "
+                                                          "SkipFinalClusterSnapshot is specified.")
+        if member.status not in ("available", "hardware-failure"):
+            # UNVERIFIED: Redshift's wording.
+            raise ApiError("InvalidClusterState", f"There is an operation running on the Cluster {identifier} "
+                                                  f"({member.status}). Please try to delete it at a later time.")
+        described = await self._member_xml(member, status="deleting")
+        self.fleet.delete(member)
+        log.info("API DeleteCluster by %s: cluster %s", principal.arn, identifier)
+        return described
 
     async def _cluster_xml(self, status: str = "available") -> str:
         """The cluster as DescribeClusters shows it, with the stored security groups, IAM roles,
@@ -474,6 +719,8 @@ class RedshiftApi:
         return _security_group_xml(group)
 
     async def _modify_cluster(self, params: dict[str, str], principal: Principal, source_ip: str) -> str:
+        if "NewClusterIdentifier" in params:
+            return await self._rename_cluster(params, principal, source_ip)
         identifier = await self._cluster_action("ModifyCluster", params, principal, source_ip)
         others = sorted({k.split(".", 1)[0] for k in params} - _MODIFY_CLUSTER_PARAMS)
         if others:
@@ -484,12 +731,7 @@ class RedshiftApi:
         password = params.get("MasterUserPassword")
         admin = self.config.cluster.admin_user
         if password is not None:
-            try:
-                verifiers = clear_password(password, admin).verifiers
-            except GrammarError as exc:
-                # UNVERIFIED: Redshift's wording; the rule broken is ALTER USER's.
-                raise ApiError("InvalidParameterValue", f"The parameter MasterUserPassword is not a valid "
-                                                        f"password: {exc}") from None
+            verifiers = self._master_password(password, admin)
         group = params.get("ClusterParameterGroupName")
         if group is not None:
             group = self._parameter_group_name(group)
@@ -505,6 +747,16 @@ class RedshiftApi:
             await self.catalog.attach_security_groups(names)
             await self._changed()
         return await self._cluster_xml()
+
+    @staticmethod
+    def _master_password(password: str, admin: str) -> dict:
+        """The verifiers of an admin's new password, if Redshift's rules (ALTER USER's) take it."""
+        try:
+            return clear_password(password, admin).verifiers
+        except GrammarError as exc:
+            # UNVERIFIED: Redshift's wording; the rule broken is ALTER USER's.
+            raise ApiError("InvalidParameterValue", f"The parameter MasterUserPassword is not a valid "
+                                                    f"password: {exc}") from None
 
     async def _modify_cluster_iam_roles(self, params: dict[str, str], principal: Principal, source_ip: str) -> str:
         """Associate IAM roles with the cluster (COPY and UNLOAD may name them), dissociate them,
@@ -742,15 +994,10 @@ class RedshiftApi:
 
     async def _create_tags(self, params: dict[str, str], principal: Principal, source_ip: str) -> str:
         identifier = self._tagged_cluster(params)
-        tags = {t.get("Key", ""): t.get("Value", "") for t in _structures(params, "Tags", "Tag")}
+        tags = _request_tags(params)
         if not tags:
             raise ApiError("MissingParameter", "The request must contain the parameter Tags")
-        for key, value in tags.items():
-            if not 1 <= len(key) <= 128 or len(value) > 256 or key.lower().startswith("aws:"):
-                raise ApiError("InvalidTagFault", f"Tag {key!r} is not valid: keys are 1-128 characters, not starting "
-                                                  f"with aws:, values at most 256")
-        await self._cluster_action("CreateTags", params, principal, source_ip, identifier, **{
-            "aws:TagKeys": list(tags), **{f"aws:RequestTag/{k}": v for k, v in tags.items()}})
+        await self._cluster_action("CreateTags", params, principal, source_ip, identifier, **_tag_context(tags))
         await self.catalog.change_tags(identifier, tags, [], _MAX_TAGS)
         return ""
 

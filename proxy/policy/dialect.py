@@ -44,7 +44,7 @@ for canonical, spellings in {
 
 TRIGGER_WORDS = (b"varbinary", b"varying", b"month", b"second", b"binding", b"top", b"sysdate", b"approximate", b"dateadd", b"datediff", b"date_part", b"date_trunc", b"listagg",
                  b"version", b"diststyle", b"distkey", b"sortkey", b"encode", b"backup", b"identity",
-                 b"decode", b"show")
+                 b"decode", b"show", b"foreign")
 
 
 @dataclass
@@ -178,9 +178,11 @@ def _table_clauses(tokens: list[Token], edits: list) -> TableAttributes:
     attrs = TableAttributes()
     table_index = next(i for i, t in enumerate(tokens) if t.word == "TABLE")
     attrs.table, index = _table_name(tokens, table_index + 1)
+    table_token = tokens[index - 1]
     depth = 0
     column: str | None = None
     expect_column = False
+    constraint_names = _constraint_names(tokens, index, _name(table_token))
     while index < len(tokens):
         token = tokens[index]
         if _is(token, "("):
@@ -201,6 +203,8 @@ def _table_clauses(tokens: list[Token], edits: list) -> TableAttributes:
             expect_column = False
             column = _name(token) if token.word not in ("PRIMARY", "UNIQUE", "FOREIGN", "CONSTRAINT", "CHECK",
                                                          "LIKE", "DISTKEY", "SORTKEY") else None
+            if token.word == "FOREIGN":
+                _foreign_key_name(tokens, index, _name(table_token), constraint_names, edits)
         word = token.word
         following = tokens[index + 1] if index + 1 < len(tokens) else None
         if depth == 1 and word == "ENCODE" and following is not None:
@@ -236,6 +240,45 @@ def _table_clauses(tokens: list[Token], edits: list) -> TableAttributes:
                 break  # CREATE TABLE ... AS SELECT: the query is not DDL
         index += 1
     return attrs
+
+
+def _constraint_names(tokens: list[Token], start: int, table: str) -> set[str]:
+    """The foreign-key constraint names a CREATE TABLE takes without _foreign_key_name: those
+    written out, and PostgreSQL's for each unnamed one-column key (t_a_fkey)."""
+    names, depth, element = set(), 0, []
+    for index in range(start, len(tokens)):
+        token = tokens[index]
+        if token.word == "CONSTRAINT" and index + 1 < len(tokens):
+            names.add(_name(tokens[index + 1]))
+        if _is(token, "(") or _is(token, ")"):
+            depth += 1 if token.text == "(" else -1
+        if depth == 0 and element or depth == 1 and _is(token, ","):
+            words = [t.word for t in element]
+            if words[:2] == ["FOREIGN", "KEY"] and len(element) > 4 and _is(element[4], ")"):
+                names.add(f"{table}_{_name(element[3])}_fkey")  # FOREIGN KEY (a) REFERENCES ...
+            elif "REFERENCES" in words and "CONSTRAINT" not in words and words[0] not in ("FOREIGN", "LIKE"):
+                names.add(f"{table}_{_name(element[0])}_fkey")  # a int REFERENCES ...
+            element = []
+        elif depth >= 1 and not (depth == 1 and _is(token, "(") and not element):
+            element.append(token)
+    return names
+
+
+def _foreign_key_name(tokens: list[Token], index: int, table: str, taken: set[str], edits: list) -> None:
+    """An unnamed FOREIGN KEY (a, b, ...) of CREATE TABLE named as Redshift names it, after the
+    table and its first column only (t_a_fkey; PostgreSQL 15 names it after every column,
+    t_a_b_fkey), numbered as PostgreSQL numbers a name already taken in the statement. Left to
+    PostgreSQL when the name would be longer than it keeps (it would shorten it its own way)."""
+    if index + 3 >= len(tokens) or tokens[index + 1].word != "KEY" or not _is(tokens[index + 2], "("):
+        return
+    columns = [_name(t) for t in tokens[index + 3:_close(tokens, index + 2)] if not _is(t, ",")]
+    if len(columns) < 2:
+        return  # one column: PostgreSQL's name is Redshift's
+    base = f"{table}_{columns[0]}_fkey"
+    name = next(f"{base}{n or ''}" for n in range(len(taken) + 1) if f"{base}{n or ''}" not in taken)
+    if len(name.encode()) <= 63:
+        taken.add(name)
+        edits.append((tokens[index].start, tokens[index].start, f"CONSTRAINT {quote_ident(name)} "))
 
 
 def _table_level_clause(tokens: list[Token], index: int, attrs: TableAttributes, edits: list) -> int:

@@ -187,6 +187,11 @@ def sasl_initial_response(mechanism: str, data: bytes) -> bytes:
     return message(F_PASSWORD, cstring(mechanism) + _I32.pack(len(data)) + data)
 
 
+def close_statement(name: bytes) -> bytes:
+    """Close of a prepared statement."""
+    return message(F_CLOSE, b"S" + name + b"\0")
+
+
 def terminate() -> bytes:
     return message(F_TERMINATE)
 

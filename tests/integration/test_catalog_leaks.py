@@ -21,7 +21,8 @@ PASSWORD = "Secret123"
 
 # Views that show every row to everyone (or none to anyone): no filter, no barrier needed.
 EVERY_ROW = {"pg_user", "pg_user_info", "pg_group", "pg_class", "pg_attribute", "pg_attrdef",
-             "svv_external_schemas", "svv_external_tables", "svv_external_columns", "pg_proc_info"}
+             "svv_external_schemas", "svv_external_tables", "svv_external_columns", "pg_proc_info",
+             "stl_undone"}
 FILTERED = sorted(set(CATALOG_VIEWS) - EVERY_ROW)
 
 

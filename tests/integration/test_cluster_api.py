@@ -82,13 +82,17 @@ def ended(conn: psycopg.Connection) -> bool:
     return notices == ["terminating connection due to administrator command"]
 
 
-def aws(proxy, *args: str, key=OPS_KEY, secret=OPS_SECRET) -> dict:
+def aws(proxy, *args: str, key=OPS_KEY, secret=OPS_SECRET, ok=True):
+    """The AWS CLI's answer (JSON), or with ok=False what it says when it fails."""
     env = {**os.environ, "AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret,
            "AWS_DEFAULT_REGION": "us-east-1"}
     env.pop("AWS_ENDPOINT_URL_REDSHIFT", None)
     result = subprocess.run([sys.executable, "-m", "awscli", "redshift", *args,
                              "--endpoint-url", f"http://127.0.0.1:{proxy.api_port}"],
                             capture_output=True, text=True, env=env, timeout=60)
+    if not ok:
+        assert result.returncode != 0
+        return result.stderr
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout) if result.stdout.strip() else {}
 

@@ -279,3 +279,39 @@ def test_create_user_through_the_driver_then_log_in(proxy, conn, tls):
         conn.rollback()
         with proxy.connect() as admin:
             admin.execute(f"DROP USER IF EXISTS {name}")
+
+
+def test_the_drivers_bulk_insert_finds_a_temporary_table(proxy, new_user, tmp_path):
+    """insert_data_bulk (and write_dataframe) look the table up in svv_all_tables and its columns
+    in svv_all_columns, which list the session's own temporary tables (never another
+    session's); tpc_recover reads stl_undone."""
+    user, password = new_user()
+    rows = tmp_path / "books.csv"
+    rows.write_text("bookname,author\nDune,Herbert\nEmma,Austen\n")
+    with connect(proxy, user, password) as other:
+        other.cursor().execute("CREATE TEMP TABLE theirs (x int)")
+        with connect(proxy, user, password) as conn:
+            cursor = conn.cursor()
+            cursor.execute("CREATE TEMP TABLE book (bookname varchar(20), author varchar(20))")
+            cursor.execute("SELECT table_name FROM svv_all_tables WHERE table_name IN ('book', 'theirs')")
+            assert [tuple(row) for row in cursor.fetchall()] == [("book",)]
+            cursor.insert_data_bulk(filename=str(rows), table_name="book", parameter_indices=[0, 1],
+                                    column_names=["bookname", "author"], delimiter=",", batch_size=1)
+            cursor.execute("SELECT author FROM book ORDER BY 1")
+            assert [tuple(row) for row in cursor.fetchall()] == [("Austen",), ("Herbert",)]
+            with pytest.raises(InterfaceError, match="Invalid column name. No results were returned"):
+                cursor.insert_data_bulk(filename=str(rows), table_name="book", parameter_indices=[0],
+                                        column_names=["nosuch"], delimiter=",", batch_size=1)
+            conn.rollback()
+            assert conn.tpc_recover() == []
+
+
+def test_unused_untyped_parameters_are_accepted(conn):
+    """Redshift runs a statement given more parameters than it uses (redshift_connector sends a
+    str given as the parameter list as one parameter per character); PostgreSQL could not type
+    the unused ones. A parameter the statement uses keeps the type PostgreSQL infers."""
+    cursor = conn.cursor()
+    cursor.execute("select %s", "hello world")
+    assert cursor.fetchone()[0] == "h"
+    cursor.execute("select %s + 1", (41, "unused", "also unused"))
+    assert cursor.fetchone()[0] == 42

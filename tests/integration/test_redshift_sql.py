@@ -7,6 +7,7 @@ import datetime
 import decimal
 import os
 import subprocess
+import re
 
 import psycopg
 import pytest
@@ -230,6 +231,19 @@ def test_identity_ctas_like_and_alter(conn):
         conn.execute(f"DROP TABLE {table}")
 
 
+def test_a_foreign_key_is_named_as_redshift_names_it(conn):
+    """An unnamed foreign key over several columns is named after the table and its first column
+    (Redshift's PostgreSQL 8 did so; PostgreSQL 15 names it after every column); drivers show it."""
+    parent, child = unique("parent"), unique("child")
+    conn.execute(f"CREATE TEMP TABLE {parent} (x int UNIQUE, y int, PRIMARY KEY (x, y))")
+    conn.execute(f"CREATE TEMP TABLE {child} (a int REFERENCES {parent} (x), b int, "
+                 f"FOREIGN KEY (a, b) REFERENCES {parent} (x, y), FOREIGN KEY (b, a) REFERENCES {parent} (x, y))")
+    names = conn.execute("SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'f' "
+                         "ORDER BY conname", (child,)).fetchall()
+    assert names == [(f"{child}_a_fkey",), (f"{child}_a_fkey1",), (f"{child}_b_fkey",)]
+    conn.execute(f"DROP TABLE {child}, {parent}")
+
+
 @pytest.mark.parametrize("statement, feature", [
     ("CREATE INDEX ON pg_class_like_table (a)", "CREATE INDEX"),
     ("CREATE SEQUENCE s1", "CREATE SEQUENCE"),
@@ -237,7 +251,6 @@ def test_identity_ctas_like_and_alter(conn):
     ("NOTIFY channel", "NOTIFY"),
     ("CREATE TYPE mood AS ENUM ('sad')", "CREATE TYPE"),
     ("CREATE DOMAIN posint AS integer", "CREATE DOMAIN"),
-    ("CREATE TABLE arr (a int[])", "array types"),
     ("CREATE TABLE chk (a int CHECK (a > 0))", "CHECK and EXCLUDE constraints"),
     ("CREATE TABLE part (a int) PARTITION BY RANGE (a)", "table partitioning"),
     ("SELECT * FROM (VALUES (1), (2)) AS v(a)", "VALUES as a table"),
@@ -247,6 +260,48 @@ def test_identity_ctas_like_and_alter(conn):
 def test_postgresql_only_features_fail_as_on_redshift(conn, statement, feature):
     with pytest.raises(psycopg.errors.FeatureNotSupported, match=f"Amazon Redshift does not support {feature}"):
         conn.execute(statement)
+
+
+@pytest.mark.parametrize("column_type, shown", [
+    ("bytea", "bytea"), ("json", "json"), ("uuid", "uuid"), ("serial", "serial"), ("money", "money"),
+    ("inet", "inet"), ("int4range", "int4range"), ("tsvector", "tsvector"), ("regclass", "regclass"),
+    ("record", "record"), ("anyelement", "anyelement"), ("interval", "interval"), ("interval day", "interval"),
+    ("int[]", "int4[]"), ("pg_catalog.xml", "xml"),
+])
+def test_postgresql_only_column_types_fail_in_redshift_words(conn, column_type, shown):
+    """Redshift has no such column type: CREATE TABLE and ALTER TABLE fail with its message,
+    and nothing is made."""
+    with pytest.raises(psycopg.errors.FeatureNotSupported) as failure:
+        conn.execute(f"CREATE TEMPORARY TABLE t1 (a {column_type})")
+    assert failure.value.diag.message_primary == f'Column "t1.a" has unsupported type "{shown}".'
+    conn.execute("CREATE TEMPORARY TABLE t1 (a int)")
+    with pytest.raises(psycopg.errors.FeatureNotSupported,
+                       match=re.escape(f'Column "t1.b" has unsupported type "{shown}"')):
+        conn.execute(f"ALTER TABLE t1 ADD COLUMN b {column_type}")
+    with pytest.raises(psycopg.errors.FeatureNotSupported,
+                       match=re.escape(f'Column "t1.a" has unsupported type "{shown}"')):
+        conn.execute(f"ALTER TABLE t1 ALTER COLUMN a TYPE {column_type}")
+    assert [c.name for c in conn.execute("SELECT * FROM t1").description] == ["a"]
+    conn.execute("DROP TABLE t1")
+
+
+def test_redshift_column_types_are_accepted(conn):
+    """Every Redshift column type spelling PostgreSQL has makes a table under strict_redshift."""
+    conn.execute("CREATE TEMPORARY TABLE t2 (a smallint, b int2, c integer, d int, e int4, f bigint, g int8,"
+                 " h decimal(5,2), i numeric, j real, k float4, l double precision, m float8, n float,"
+                 " o boolean, p bool, q char(3), r character(2), s nchar(4), t bpchar, u varchar(5),"
+                 " v character varying(6), w text, x date, y timestamp, z timestamp without time zone,"
+                 " aa timestamptz, ab timestamp with time zone, ac time, ad timetz, ae time with time zone,"
+                 " af interval year to month, ag interval day to second, ah varbyte, ai varbyte(10),"
+                 " aj varbinary(5), ak binary varying(4), al intervaly2m, am intervald2s)")
+    assert len(conn.execute("SELECT * FROM t2").description) == 39
+    conn.execute("ALTER TABLE t2 ADD COLUMN an varbinary")
+    conn.execute("ALTER TABLE t2 ADD COLUMN ao interval year to month")
+    conn.execute("INSERT INTO t2 (ai, aj, ak, an, af, ag, al, am, ao) VALUES ('abc', 'd', from_hex('ff'), 'e',"
+                 " '1-2', '3 04:05:06', '5 years', '2 days', '7 months')")
+    row = conn.execute("SELECT ai, aj, ak, an, af::text, ag::text, al::text, am::text, ao::text FROM t2").fetchone()
+    assert row == ("616263", "64", "ff", "65", "1 year 2 mons", "3 days 04:05:06", "5 years", "2 days", "7 mons")
+    conn.execute("DROP TABLE t2")
 
 
 def test_show_server_version_answers_as_redshift(proxy, new_user):

@@ -158,3 +158,46 @@ async def test_asyncpg_reads_and_writes(proxy, table):
                                                 ("00ff", None, None, "infinity")]
     finally:
         await conn.close()
+
+
+def test_prepared_statements_keep_the_types_in_transaction_pooling(make_proxy, new_user):
+    """backend.pool_mode: transaction: redshift_connector's cached prepared statements, prepared
+    again by the proxy in another backend session (under the proxy's own name), still send
+    Redshift's binary intervals and read VARBYTE and the intervals as Redshift's."""
+    pooled = make_proxy(backend__pool_mode="transaction", backend__max_sessions_per_pool=10)
+    name, password = new_user()
+    table = unique("pooled")
+
+    def connect():
+        # Clients whose startup parameters are alike share sessions: these are all the driver's.
+        conn = redshift_connector.connect(host=pooled.host, port=pooled.port, database="dev", user=name,
+                                          password=password, timeout=20, ssl=False)
+        conn.autocommit = True  # each statement its own transaction: the session goes back after it
+        return conn
+
+    with connect() as conn:
+        cursor = conn.cursor()
+        cursor.execute(f"CREATE TABLE {table} (id int, vb varbyte(8), y2m interval year to month, "
+                       f"d2s interval day to second)")
+        for i in range(3):
+            cursor.execute(f"INSERT INTO {table} VALUES (%s, %s, %s, %s)",
+                           (i, f"v{i}", IntervalYearToMonth(12 + i), IntervalDayToSecond(-i * 1_000_001)))
+            cursor.execute(f"SELECT vb, y2m, d2s, pg_backend_pid() FROM {table} WHERE id = %s", (i,))
+            assert [column[1] for column in cursor.description][:3] == [VARBYTE, INTERVALY2M, INTERVALD2S]
+            row = cursor.fetchone()
+            assert row[:3] == [f"v{i}", IntervalYearToMonth(12 + i), IntervalDayToSecond(-i * 1_000_001)]
+            # Another client holds the session the statements were prepared in, in a transaction:
+            # they run next in another one, which the proxy prepares them in.
+            with connect() as other:
+                other.autocommit = False
+                held = other.cursor()
+                held.execute("SELECT pg_backend_pid()")
+                assert held.fetchone()[0] == row[3]  # the session given back last
+                cursor.execute(f"INSERT INTO {table} VALUES (%s, %s, %s, %s)",
+                               (10 + i, "w", IntervalYearToMonth(-i), IntervalDayToSecond(i)))
+                cursor.execute(f"SELECT vb, y2m, d2s, pg_backend_pid() FROM {table} WHERE id = %s", (10 + i,))
+                again = cursor.fetchone()
+                assert again[:3] == ["w", IntervalYearToMonth(-i), IntervalDayToSecond(i)]
+                assert again[3] != row[3]
+                other.rollback()
+        cursor.execute(f"DROP TABLE {table}")

@@ -54,9 +54,9 @@ def objects(proxy, postgres):
         admin.execute(f"DROP USER {me}")
 
 
-def driver(proxy, user: str):
+def driver(proxy, user: str, **extra):
     return redshift_connector.connect(host=proxy.host, port=proxy.port, database="dev", user=user,
-                                      password=PASSWORD, timeout=20, ssl=False)
+                                      password=PASSWORD, timeout=20, ssl=False, **extra)
 
 
 def test_driver_lists_what_the_user_may_see(objects):
@@ -185,8 +185,6 @@ def test_show_commands_answer_with_redshifts_columns(objects):
 def test_show_refusals(objects):
     proxy, me, schema, closed = objects
     with proxy.connect(me, PASSWORD) as conn:
-        with pytest.raises(psycopg.errors.FeatureNotSupported, match='another database \\("postgres"\\)'):
-            conn.execute("SHOW SCHEMAS FROM DATABASE postgres")
         # a database that does not exist has nothing to list, as on Redshift
         cursor = conn.execute("SHOW TABLES FROM SCHEMA nowhere.public")
         assert cursor.description[2].name == "table_name" and cursor.fetchall() == []
@@ -229,3 +227,91 @@ def test_show_under_strict_redshift(make_proxy):
             assert conn.execute(f"SHOW COLUMNS FROM TABLE dev.public.{table}").fetchone()[3] == "id"
         finally:
             conn.execute(f"DROP TABLE public.{table}")
+
+
+@pytest.fixture
+def other_database(proxy, postgres):
+    """Another database of the cluster, made by CREATE DATABASE, with a schema holding a table a
+    user may read and one it may not; the user's name."""
+    me, other = unique("far"), unique("otherdb")
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE DATABASE {other}")
+        admin.execute(f"CREATE USER {me} PASSWORD '{PASSWORD}'")
+    with proxy.connect(dbname=other) as admin:
+        for statement in (
+                "CREATE SCHEMA far", f"GRANT USAGE ON SCHEMA far TO {me}",
+                "CREATE TABLE far.open (id int PRIMARY KEY, name varchar(20) NOT NULL)", "CREATE TABLE far.shut (x int)",
+                f"GRANT SELECT ON far.open TO {me}", "COMMENT ON TABLE far.open IS 'far away'",
+                "CREATE PROCEDURE far.p_far(a int) LANGUAGE plpgsql AS $$ BEGIN END $$",
+                f"GRANT EXECUTE ON PROCEDURE far.p_far(int) TO {me}"):
+            admin.execute(statement)
+    yield other, me
+    with postgres.connect() as direct:
+        direct.execute(f"DROP DATABASE IF EXISTS {other} WITH (FORCE)")
+        direct.execute(f"DROP OWNED BY {me}")
+    with proxy.connect() as admin:
+        admin.execute(f"DROP USER {me}")
+
+
+def test_show_lists_another_database_as_its_user_would_there(proxy, other_database):
+    """Connected to dev, SHOW ... FROM DATABASE other lists what the user would see connected to
+    other (Redshift's cross-database discovery, which redshift_connector's metadata API uses
+    with a catalog argument): its grants there decide, as bind parameters or literals."""
+    other, me = other_database
+    with proxy.connect(me, PASSWORD) as conn:
+        assert "far" in [row[1] for row in conn.execute(f"SHOW SCHEMAS FROM DATABASE {other}")]
+        rows = conn.execute(f"SHOW TABLES FROM SCHEMA {other}.far").fetchall()
+        assert [(row[0], row[1], row[2], row[5]) for row in rows] == [(other, "far", "open", "far away")]
+        cursor = conn.cursor()
+        cursor.execute("SHOW TABLES FROM SCHEMA %s.%s LIKE %s", (other, "far", "o%"))  # bind parameters
+        assert [row[2] for row in cursor.fetchall()] == ["open"]
+        rows = conn.execute(f"SHOW COLUMNS FROM TABLE {other}.far.open").fetchall()
+        assert [(row[3], row[6], row[7]) for row in rows] == [
+            ("id", "NO", "integer"), ("name", "NO", "character varying")]
+        rows = conn.execute(f"SHOW CONSTRAINTS PRIMARY KEYS FROM TABLE {other}.far.open").fetchall()
+        assert [row[3] for row in rows] == ["id"]
+        assert conn.execute(f"SHOW TABLES FROM SCHEMA {other}.far LIKE 'shut'").fetchall() == []
+        assert conn.execute(f"SHOW PROCEDURES FROM SCHEMA {other}.far").fetchall()[0][2] == "p_far"
+        names = conn.execute(f"SHOW COLUMNS FROM DATABASE {other} WHERE SCHEMA_NAME LIKE 'far'").fetchall()
+        assert [row[3] for row in names] == ["id", "name"]
+    with proxy.connect(dbname=other) as admin:
+        admin.execute(f"GRANT ALL ON far.open TO {me}")
+    with proxy.connect(me, PASSWORD) as conn:  # GRANT ALL as Redshift lists it: RULE and TRIGGER too
+        rows = conn.execute(f"SHOW GRANTS ON TABLE {other}.far.open FOR {me}").fetchall()
+        assert sorted(row[4] for row in rows) == ["ALTER", "DELETE", "DROP", "INSERT", "REFERENCES", "RULE",
+                                                  "SELECT", "TRIGGER", "TRUNCATE", "UPDATE"]
+    with proxy.connect(me, PASSWORD, dbname=other) as conn:  # SVV_RELATION_PRIVILEGES has no TRIGGER
+        assert sorted(row[0] for row in conn.execute(
+            "SELECT privilege_type FROM svv_relation_privileges WHERE relation_name = 'open'")) == [
+            "ALTER", "DELETE", "DROP", "INSERT", "REFERENCES", "SELECT", "TRUNCATE", "UPDATE"]
+    with driver(proxy, me, database_metadata_current_db_only=False) as conn:  # every database's
+        tables = conn.cursor().get_tables(other, "far", None)
+        assert [(row[0], row[1], row[2]) for row in tables] == [(other, "far", "open")]
+        columns = conn.cursor().get_columns(other, "far", "open", None)
+        assert [row[3] for row in columns] == ["id", "name"]
+    with proxy.connect(dbname=other) as admin:  # no CONNECT there: nothing to list
+        admin.execute(f"REVOKE CONNECT ON DATABASE {other} FROM PUBLIC")
+    with proxy.connect(me, PASSWORD) as conn:
+        assert conn.execute(f"SHOW TABLES FROM SCHEMA {other}.far").fetchall() == []
+        assert conn.execute(f"SHOW SCHEMAS FROM DATABASE {other}").fetchall() == []
+
+
+def test_another_database_is_read_only_through_the_show_functions(proxy, other_database):
+    """The function that reads another database runs only the SHOW functions, with the caller's
+    text as literals and as the caller's own role; dblink stays out of users' reach."""
+    other, me = other_database
+    with proxy.connect(me, PASSWORD) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="reads only the SHOW functions"):
+            conn.execute("SELECT * FROM shiftguard.show_remote(%s, 'pg_catalog.version()', '{}') AS r(v text)",
+                         (other,))
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT * FROM shiftguard.dblink('dbname=postgres', 'SELECT 1') AS r(v int)")
+        # a name that would end the literal and run SQL as the management role there
+        sneaky = "far'; RESET ROLE; CREATE TABLE far.planted (x int); SELECT '"
+        assert conn.execute("SHOW TABLES FROM SCHEMA %s.%s", (other, sneaky)).fetchall() == []
+        assert conn.execute(f"SHOW TABLES FROM SCHEMA {other}.far LIKE %s", (sneaky,)).fetchall() == []
+        # as itself there: the table it may not read stays unlisted whatever it passes
+        assert [row[2] for row in conn.execute(
+            f"SELECT * FROM shiftguard.show_tables('{other}', 'far', NULL)").fetchall()] == ["open"]
+    with proxy.connect(dbname=other) as admin:
+        assert admin.execute("SELECT to_regclass('far.planted')").fetchone() == (None,)

@@ -8,6 +8,7 @@ import asyncio
 import struct
 
 from bench.relay_cpu import MemorySink
+from proxy.backend.session import BackendSession
 from proxy.endpoint import Endpoint
 from proxy.policy.cache import Classifier
 from proxy.policy.statements import Translator
@@ -38,7 +39,8 @@ def run(client_messages: list[bytes], replies: list[bytes], types=TYPES, *more) 
         to_client, to_backend = MemorySink(keep=True), MemorySink(keep=True)
         client.connection_made(to_client)
         backend.connection_made(to_backend)
-        relay = Relay(client, backend, Classifier(Translator(lambda role: "V")), 1 << 20, redshift_types=types)
+        relay = Relay(client, BackendSession(backend, {}, 0, 0), Classifier(Translator(lambda role: "V")), 1 << 20,
+                      redshift_types=types)
         relay.start()
         steps = [client_messages, replies, *more]
         for sent, answered in zip(steps[::2], steps[1::2]):

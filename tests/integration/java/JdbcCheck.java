@@ -5,6 +5,9 @@
 //                 creates <table> and drops it again.
 //   mode "user":  current_user, then SELECT from <table> (which the caller did not grant).
 //   mode "login": connect and print who we are (used for login failures).
+//   mode "pooled": transaction pooling; a PreparedStatement run 12 times (pgjdbc prepares it
+//                 server-side from the 5th) while a second connection holds a transaction
+//                 every other time, so that the first moves between backend sessions.
 //
 // Prints one "key=value" line per result (newlines and backslashes in values escaped as \n and
 // \\), and "done=true" last when nothing unexpected happened. A failed connection prints
@@ -86,10 +89,32 @@ public class JdbcCheck {
             out("current_user", one(conn, "SELECT current_user"));
             if (mode.equals("admin")) admin(conn, table, url);
             else if (mode.equals("user")) user(conn, table);
+            else if (mode.equals("pooled")) pooled(conn, url, user, password);
             out("done", true);
         } finally {
             conn.close();
         }
+    }
+
+    static void pooled(Connection conn, String url, String user, String password) throws SQLException {
+        java.util.Set<String> pids = new java.util.TreeSet<>();
+        long sum = 0;
+        try (Connection other = DriverManager.getConnection(url, user, password);
+             PreparedStatement ps = conn.prepareStatement("SELECT ?::int * 2, pg_backend_pid()")) {
+            other.setAutoCommit(false);
+            for (int i = 1; i <= 12; i++) {
+                if (i % 2 == 0) one(other, "SELECT 1");  // holds a session until the commit below
+                ps.setInt(1, i);
+                try (ResultSet rs = ps.executeQuery()) {
+                    rs.next();
+                    sum += rs.getLong(1);
+                    pids.add(rs.getString(2));
+                }
+                if (i % 2 == 0) other.commit();
+            }
+        }
+        out("pooled_sum", sum);
+        out("pooled_sessions", pids.size());
     }
 
     static void user(Connection conn, String table) throws SQLException {

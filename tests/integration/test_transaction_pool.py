@@ -1,0 +1,650 @@
+"""Transaction pooling (backend.pool_mode: transaction, backend/txpool.py): a client holds one
+of its role's backend sessions only for a transaction; sessions are never shared across roles,
+prepared statements follow a client from session to session, what leaves state in a session
+pins it, cancels reach the right query, and clients wait for a session rather than fail."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+import urllib.request
+
+import asyncpg
+import psycopg
+import pytest
+
+from proxy.config import Audit
+
+from ..conftest import ADMIN, unique, wait_for
+from .test_masking import CARDS, FULL, PASSWORD, _all_at_once, world  # noqa: F401 (a fixture)
+from .test_pgjdbc import classpath, jdbc  # noqa: F401 (a fixture)
+
+CAP = 5
+
+
+@pytest.fixture
+def proxy(make_proxy):
+    return make_proxy(backend__pool_mode="transaction", backend__max_sessions_per_pool=CAP)
+
+
+def pool_counts(proxy, user: str) -> tuple[int, int, int]:
+    """(open, idle, waiting) summed over the user's pool keys."""
+    counts = [c for key, c in proxy.proxy.context.transactions.counts().items() if key[0][0] == user]
+    return tuple(sum(c[i] for c in counts) for i in range(3))
+
+
+def backend_pid(conn) -> int:
+    return conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+
+
+def test_clients_of_a_role_share_its_sessions_between_transactions(proxy, new_user):
+    name, password = new_user()
+    with proxy.connect(name, password) as first, proxy.connect(name, password) as second:
+        pid = backend_pid(first)
+        assert backend_pid(second) == pid
+        assert wait_for(lambda: pool_counts(proxy, name) == (1, 1, 0))
+        with first.transaction():
+            first.execute("SELECT 1")
+            assert backend_pid(second) != pid  # the first holds its session until its transaction ends
+        assert second.execute("SELECT session_user, current_user").fetchone() == (name, name)
+
+
+def test_two_roles_never_share_a_session(proxy, new_user, postgres):
+    """Two users whose privileges differ, hammering at once: each always runs as itself, with
+    its own privileges only, on sessions of its own."""
+    users = [new_user(), new_user()]
+    tables = [unique("own"), unique("own")]
+    with proxy.connect() as admin:
+        for (name, _), table in zip(users, tables):
+            admin.execute(f"CREATE TABLE {table} (who text)")
+            admin.execute(f"INSERT INTO {table} VALUES ('{name}')")
+            admin.execute(f"GRANT SELECT ON {table} TO {name}")
+    pids = [set(), set()]
+    failures = []
+
+    def hammer(index: int) -> None:
+        name, password = users[index]
+        mine, theirs = tables[index], tables[1 - index]
+        try:
+            with proxy.connect(name, password) as conn:
+                for _ in range(25):
+                    row = conn.execute(f"SELECT session_user, current_user, pg_backend_pid(), "
+                                       f"(SELECT who FROM {mine}) FROM (SELECT 1) AS one").fetchone()
+                    assert row[:2] == (name, name) and row[3] == name, row
+                    pids[index].add(row[2])
+                    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                        conn.execute(f"SELECT who FROM {theirs}")
+        except BaseException as exc:  # reported below, with the others
+            failures.append(exc)
+
+    threads = [threading.Thread(target=hammer, args=(i % 2,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures, failures
+    assert pids[0] and pids[1] and not pids[0] & pids[1]
+    assert len(pids[0]) <= CAP and len(pids[1]) <= CAP
+
+
+def test_psycopg_prepared_statements_follow_the_client_to_other_sessions(proxy, new_user):
+    """psycopg prepares server-side (prepare_threshold=0: at once) under names every connection
+    reuses (_pg3_0, ...): each client's name means its own SQL, wherever it lands."""
+    name, password = new_user()
+    with psycopg.connect(proxy.conninfo(name, password), autocommit=True, prepare_threshold=0) as one, \
+            psycopg.connect(proxy.conninfo(name, password), autocommit=True, prepare_threshold=0) as two, \
+            proxy.connect(name, password) as holder:
+        assert one.execute("SELECT %s::int + 1", (1,)).fetchone() == (2,)
+        assert two.execute("SELECT %s::text || 'x'", ("a",)).fetchone() == ("ax",)  # its own _pg3_0
+        seen = set()
+        for i in range(6):
+            if i % 2:
+                holder.execute("BEGIN")
+                holder.execute("SELECT 1")  # holds the session the others were on
+            seen.add(one.execute("SELECT %s::int + 1, pg_backend_pid()", (i,)).fetchone()[1])
+            assert one.execute("SELECT %s::int + 1", (i,)).fetchone() == (i + 1,)
+            assert two.execute("SELECT %s::text || 'x'", (str(i),)).fetchone() == (f"{i}x",)
+            if i % 2:
+                holder.execute("COMMIT")
+        assert len(seen) > 1  # it did move
+        assert one.execute("SELECT count(*) FROM pg_prepared_statements WHERE name LIKE '_pg3%'").fetchone() == (0,)
+
+
+async def test_asyncpg_statement_cache_follows_the_client(proxy, new_user):
+    name, password = new_user()
+
+    async def connect():
+        return await asyncpg.connect(host=proxy.host, port=proxy.port, user=name, password=password,
+                                     database="dev", ssl="disable", timeout=10)
+
+    one, two, holder = await connect(), await connect(), await connect()
+    try:
+        pids = set()
+        for i in range(6):
+            transaction = None
+            if i % 2:
+                transaction = holder.transaction()
+                await transaction.start()
+                await holder.fetchval("SELECT 1")
+            assert await one.fetchval("SELECT $1::int * 3", i) == i * 3
+            assert await two.fetchval("SELECT $1::text || '!'", str(i)) == f"{i}!"
+            pids.add(await one.fetchval("SELECT pg_backend_pid() + $1::int", 0))
+            if transaction is not None:
+                await transaction.commit()
+        assert len(pids) > 1
+        statement = await one.prepare("SELECT $1::int + 100")
+        async with holder.transaction():
+            await holder.fetchval("SELECT 1")
+            assert await statement.fetchval(1) == 101
+    finally:
+        for conn in (one, two, holder):
+            await conn.close()
+
+
+def test_pgjdbc_server_prepared_statements_follow_the_client(proxy, new_user, classpath):  # noqa: F811
+    name, password = new_user()
+    run = jdbc(classpath, proxy, "sslmode=disable&prepareThreshold=5", name, password, mode="pooled").completed()
+    assert run["pooled_sum"] == str(2 * sum(range(1, 13)))
+    assert int(run["pooled_sessions"]) > 1
+
+
+def test_a_prepared_name_taken_twice_is_refused_as_by_postgresql(proxy, new_user):
+    name, password = new_user()
+    with psycopg.connect(proxy.conninfo(name, password), autocommit=True) as conn:
+        conn.pgconn.prepare(b"mine", b"SELECT 1")
+        result = conn.pgconn.prepare(b"mine", b"SELECT 2")
+        assert result.error_field(psycopg.pq.DiagnosticField.SQLSTATE) == b"42P05"
+        assert b'prepared statement "mine" already exists' in result.error_message
+        assert conn.pgconn.exec_prepared(b"mine", []).get_value(0, 0) == b"1"
+
+
+def test_set_local_stays_in_its_transaction(proxy, new_user):
+    name, password = new_user()
+    with proxy.connect(name, password) as conn, proxy.connect(name, password) as other:
+        with conn.transaction():
+            conn.execute("SET LOCAL search_path TO pg_catalog")
+            assert conn.execute("SHOW search_path").fetchone() == ("pg_catalog",)
+        assert conn.execute("SHOW search_path").fetchone() == ('"$user", public',)
+        assert other.execute("SHOW search_path").fetchone() == ('"$user", public',)
+
+
+@pytest.mark.parametrize("statement", [
+    "CREATE TEMP TABLE scratch (a int)",
+    "LISTEN somewhere",
+    "SELECT pg_advisory_lock(4242)",
+    "BEGIN; DECLARE held CURSOR WITH HOLD FOR SELECT 1; COMMIT",
+    "PREPARE p AS SELECT 1",
+    "SELECT set_config('search_path', 'pg_catalog', false)",
+    "BEGIN; SET search_path TO pg_catalog; COMMIT",
+])
+def test_what_leaves_session_state_pins_the_session(proxy, new_user, statement):
+    name, password = new_user()
+    with proxy.connect(name, password) as pinned, proxy.connect(name, password) as other:
+        pinned.execute(statement)
+        pid = backend_pid(pinned)
+        with other.transaction():
+            assert backend_pid(other) != pid
+            assert backend_pid(pinned) == pid  # its own, while another client is in a transaction
+        assert backend_pid(other) != pid
+    # A pinned session ends with its client: it is never shared.
+    assert wait_for(lambda: pool_counts(proxy, name)[0] == 1)
+
+
+def test_cancel_reaches_the_clients_own_query(proxy, new_user):
+    name, password = new_user()
+    with proxy.connect(name, password) as victim, proxy.connect(name, password) as bystander, \
+            proxy.connect(name, password) as idle:
+        results = {}
+
+        def run(label, conn, seconds):
+            try:
+                conn.execute(f"SELECT pg_sleep({seconds})")
+                results[label] = "completed"
+            except psycopg.errors.QueryCanceled:
+                results[label] = "canceled"
+
+        threads = [threading.Thread(target=run, args=("victim", victim, 30)),
+                   threading.Thread(target=run, args=("bystander", bystander, 3))]
+        for thread in threads:
+            thread.start()
+        assert wait_for(lambda: pool_counts(proxy, name)[0] >= 2)
+        time.sleep(0.3)
+        idle.cancel_safe()  # holds no session: cancels nothing
+        victim.cancel_safe()
+        for thread in threads:
+            thread.join(40)
+        assert results == {"victim": "canceled", "bystander": "completed"}
+
+
+def _in_transaction(postgres, name: str) -> int:
+    with postgres.connect() as direct:
+        return direct.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = %s "
+                              "AND state LIKE 'idle in transaction%%'", (name,)).fetchone()[0]
+
+
+@pytest.mark.parametrize("goodbye", ["killed", "terminate"])
+def test_a_client_gone_mid_transaction_leaves_no_session_in_a_transaction(proxy, new_user, postgres, goodbye):
+    name, password = new_user()
+    table = unique("kept")
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE TABLE {table} (a int)")
+        admin.execute(f"GRANT INSERT, SELECT ON {table} TO {name}")
+    conn = proxy.connect(name, password)
+    conn.execute("BEGIN")
+    conn.execute(f"INSERT INTO {table} VALUES (1)")
+    pid = backend_pid(conn)
+    assert _in_transaction(postgres, name) == 1
+    if goodbye == "killed":
+        sock = socket.socket(fileno=conn.pgconn.socket)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")  # RST
+        sock.close()
+    else:
+        conn.close()  # Terminate, mid-transaction
+    assert wait_for(lambda: _in_transaction(postgres, name) == 0)
+    assert wait_for(lambda: pool_counts(proxy, name)[0] == 0)
+    with proxy.connect(name, password) as next_client:
+        assert backend_pid(next_client) != pid
+        assert next_client.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,)
+
+
+async def test_200_clients_share_5_sessions(proxy, new_user):
+    name, password = new_user()
+
+    async def client(i: int) -> int:
+        conn = await asyncpg.connect(host=proxy.host, port=proxy.port, user=name, password=password,
+                                     database="dev", ssl="disable", timeout=60)
+        try:
+            total = 0
+            for j in range(3):
+                async with conn.transaction():
+                    total += await conn.fetchval("SELECT $1::int + $2::int", i, j)
+            return total
+        finally:
+            await conn.close()
+
+    async def counts():  # read on the proxy's own loop
+        return pool_counts(proxy, name)
+
+    seen = []
+    running = asyncio.gather(*(client(i) for i in range(200)))
+    while not running.done():
+        seen.append(await asyncio.to_thread(proxy.call, counts()))
+        await asyncio.sleep(0.02)
+    assert await running == [3 * i + 3 for i in range(200)]
+    assert max(open_ for open_, _, _ in seen) <= CAP
+    assert max(waiting for _, _, waiting in seen) > 0  # clients did wait for a session
+
+
+def test_query_wait_timeout(make_proxy, proxy, new_user):
+    name, password = new_user()
+    tight = make_proxy(backend__pool_mode="transaction", backend__max_sessions_per_pool=1,
+                       limits__query_wait_timeout=1.0)
+    with tight.connect(name, password) as holder, tight.connect(name, password) as waiter:
+        holder.execute("BEGIN")
+        holder.execute("SELECT 1")
+        with pytest.raises(psycopg.OperationalError) as refused:
+            waiter.execute("SELECT 1")
+        assert refused.value.sqlstate == "53300"
+        assert "query_wait_timeout" in str(refused.value)
+        with pytest.raises(psycopg.OperationalError) as login:  # a login waits in the same queue
+            tight.connect(name, password)
+        assert "query_wait_timeout" in str(login.value)
+        holder.execute("COMMIT")
+        assert holder.execute("SELECT 2").fetchone() == (2,)
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{tight.api_port}/metrics").read().decode()
+    assert "shiftguard_query_wait_timeouts_total 2.0" in metrics
+    assert 'shiftguard_transaction_pool_sessions{state="open"} 1.0' in metrics
+    assert "shiftguard_transaction_pool_waiting_clients 0.0" in metrics
+
+
+def test_a_client_gone_while_waiting_leaves_the_queue(make_proxy, proxy, new_user):
+    name, password = new_user()
+    tight = make_proxy(backend__pool_mode="transaction", backend__max_sessions_per_pool=1)
+    with tight.connect(name, password) as holder, tight.connect(name, password) as waiter:
+        holder.execute("BEGIN")
+        holder.execute("SELECT 1")
+        outcome = []
+
+        def wait() -> None:
+            try:
+                waiter.execute("SELECT 1")
+                outcome.append("ran")
+            except psycopg.OperationalError:
+                outcome.append("connection lost")
+
+        waiting = threading.Thread(target=wait)
+        waiting.start()
+        assert wait_for(lambda: pool_counts(tight, name)[2] == 1)
+        sock = socket.socket(fileno=waiter.pgconn.socket)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")  # RST
+        sock.shutdown(socket.SHUT_RDWR)
+        assert wait_for(lambda: pool_counts(tight, name)[2] == 0)
+        holder.execute("COMMIT")
+        waiting.join(10)
+        assert outcome == ["connection lost"]
+        with tight.connect(name, password) as later:
+            assert later.execute("SELECT 3").fetchone() == (3,)
+        assert pool_counts(tight, name)[0] == 1
+
+
+def test_set_follows_the_client_to_other_sessions(proxy, new_user):
+    """A session-level SET is the client's: restored wherever it lands, never seen by another."""
+    name, password = new_user()
+    with proxy.connect(name, password) as setter, proxy.connect(name, password) as other, \
+            proxy.connect(name, password) as holder:
+        setter.execute("SET search_path TO pg_catalog, public")
+        setter.execute("SET application_name TO 'setter'")
+        pids = set()
+        for i in range(4):
+            if i % 2:
+                holder.execute("BEGIN")
+                holder.execute("SELECT 1")
+            row = setter.execute("SELECT current_setting('search_path'), current_setting('application_name'), "
+                                 "pg_backend_pid()").fetchone()
+            assert row[:2] == ("pg_catalog, public", "setter")
+            pids.add(row[2])
+            assert other.execute("SELECT current_setting('search_path'), current_setting('application_name')"
+                                 ).fetchone() == ('"$user", public', "")
+            if i % 2:
+                holder.execute("COMMIT")
+        assert len(pids) > 1
+        setter.execute("RESET search_path")
+        assert setter.execute("SHOW search_path").fetchone() == ('"$user", public',)
+        with setter.transaction():  # a SET in a block that rolls back leaves nothing
+            setter.execute("SET search_path TO pg_catalog")
+            raise psycopg.Rollback()
+        assert setter.execute("SHOW search_path").fetchone() == ('"$user", public',)
+
+
+def test_audit_records_name_each_client_not_the_shared_session(make_proxy, proxy, new_user, tmp_path):
+    name, password = new_user()
+    audited = make_proxy(backend__pool_mode="transaction", audit=Audit(dir=str(tmp_path / "audit"), user_activity=True))
+    marker = unique("audit")
+    with audited.connect(name, password) as one, audited.connect(name, password) as two:
+        assert backend_pid(one) == backend_pid(two)  # one backend session serves both
+        one.execute(f"SELECT '{marker}-one'")
+        two.execute(f"SELECT '{marker}-two'")
+        pids = {"one": one.info.backend_pid, "two": two.info.backend_pid}
+
+    def logged():
+        with audited.connect() as admin:
+            rows = admin.execute("SELECT querytxt, pid, userid = (SELECT usesysid FROM pg_user WHERE usename = %s) "
+                                 "FROM stl_query WHERE querytxt LIKE %s", (name, f"%{marker}%")).fetchall()
+        return rows if len(rows) == 2 else None
+    rows = wait_for(logged)
+    assert {(text.split("-")[-1].rstrip("'"), pid, mine) for text, pid, mine in rows} == {
+        ("one", pids["one"], True), ("two", pids["two"], True)}
+
+
+def test_copy_and_pipelines_run_in_one_session_each(proxy, new_user):
+    """COPY FROM STDIN and a psycopg pipeline (many extended-protocol messages, one Sync at the
+    end) each hold their session until they are over; the rows are all there."""
+    name, password = new_user()
+    table = unique("copied")
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE TABLE {table} (a int)")
+        admin.execute(f"GRANT INSERT, SELECT ON {table} TO {name}")
+    with proxy.connect(name, password) as conn, proxy.connect(name, password) as other:
+        with conn.cursor().copy(f"COPY {table} FROM STDIN") as copy:
+            for i in range(1000):
+                copy.write_row((i,))
+                if i == 500:
+                    assert other.execute("SELECT 1").fetchone() == (1,)  # on another session meanwhile
+        with conn.pipeline():
+            cursors = [conn.execute(f"INSERT INTO {table} VALUES (%s) RETURNING a", (i,)) for i in range(50)]
+        assert [c.fetchone()[0] for c in cursors] == list(range(50))
+        assert conn.execute(f"SELECT count(*) FROM {table}").fetchone() == (1050,)
+
+
+def test_the_unnamed_statement_is_each_clients_own_across_syncs(proxy, new_user):
+    """A client may parse the unnamed statement, sync, and bind it later (asyncpg does so
+    without its statement cache): it binds its own, even when another client's unnamed
+    statement was parsed in that session meanwhile; and none after its own Query ended it."""
+    name, password = new_user()
+    with proxy.connect(name, password) as one, proxy.connect(name, password) as two:
+        assert backend_pid(one) == backend_pid(two)  # one session serves both, one after the other
+        assert one.pgconn.prepare(b"", b"SELECT 'one', $1::int").status == psycopg.pq.ExecStatus.COMMAND_OK
+        assert two.pgconn.prepare(b"", b"SELECT 'two', $1::int").status == psycopg.pq.ExecStatus.COMMAND_OK
+        for conn, label in ((one, b"one"), (two, b"two"), (one, b"one")):
+            result = conn.pgconn.exec_prepared(b"", [b"7"])
+            assert (result.get_value(0, 0), result.get_value(0, 1)) == (label, b"7")
+        two.execute("SELECT 1")  # a Query ends the client's unnamed statement
+        result = two.pgconn.exec_prepared(b"", [b"7"])
+        assert result.error_field(psycopg.pq.DiagnosticField.SQLSTATE) == b"26000"
+        assert one.pgconn.exec_prepared(b"", [b"8"]).get_value(0, 1) == b"8"
+
+
+def test_set_session_authorization_pins_the_superusers_session(proxy, new_user):
+    """Redshift's way for a superuser to test access as another user: its session is its own
+    from then on, and no other client ever runs as that user through it."""
+    name, _ = new_user()
+    with proxy.connect() as tester, proxy.connect() as other:
+        tester.execute(f"SET SESSION AUTHORIZATION {name}")
+        pid = backend_pid(tester)
+        for _ in range(3):
+            assert tester.execute("SELECT session_user").fetchone() == (name,)
+            with other.transaction():
+                assert other.execute("SELECT session_user").fetchone() == (ADMIN,)
+                assert backend_pid(other) != pid
+        assert backend_pid(tester) == pid
+
+
+def test_redshift_connector_in_transaction_pooling(proxy, new_user):
+    from .test_redshift_connector import connect
+    name, password = new_user()
+    with connect(proxy, name, password) as one, connect(proxy, name, password) as two:
+        first, second = one.cursor(), two.cursor()
+        for i in range(3):
+            first.execute("SELECT %s::int + 1, current_user", (i,))
+            assert first.fetchone() == [i + 1, name]
+            second.execute("SELECT %s::text || 'x'", (str(i),))
+            assert second.fetchone() == [f"{i}x"]
+            one.commit()  # redshift_connector opens a transaction block: it ends here
+            two.commit()
+
+
+def test_standard_conforming_strings_is_each_clients_own(proxy, new_user):
+    """The setting decides how PostgreSQL, and so the proxy, reads string constants: a client
+    that changed it reads them its way in every session it lands on; the others keep theirs
+    (Redshift's default here: a backslash escapes)."""
+    name, password = new_user()
+    with proxy.connect(name, password) as changed, proxy.connect(name, password) as other, \
+            proxy.connect(name, password) as holder:
+        changed.execute("SET standard_conforming_strings = on")
+        for i in range(4):
+            if i % 2:
+                holder.execute("BEGIN")
+                holder.execute("SELECT 1")
+            assert changed.execute(r"SELECT 'a\nb'").fetchone() == ("a\\nb",)
+            assert other.execute(r"SELECT 'a\nb'").fetchone() == ("a\nb",)
+            if i % 2:
+                holder.execute("COMMIT")
+
+
+def test_a_shared_session_keeps_at_most_1000_prepared_statements(proxy, new_user):
+    """A client preparing ever new SQL does not grow a shared session without end: the oldest
+    statements are closed in it, and prepared again when their client binds them."""
+    name, password = new_user()
+    with proxy.connect(name, password) as conn:
+        for i in range(1010):
+            assert conn.pgconn.prepare(f"s{i}".encode(), f"SELECT {i}".encode()).status == \
+                psycopg.pq.ExecStatus.COMMAND_OK
+        assert conn.execute("SELECT count(*) FROM pg_prepared_statements").fetchone() == (1000,)
+        for i in (0, 5, 1009):
+            assert conn.pgconn.exec_prepared(f"s{i}".encode(), []).get_value(0, 0) == str(i).encode()
+        assert conn.execute("SELECT count(*) FROM pg_prepared_statements").fetchone() == (1000,)
+
+
+def test_state_left_out_of_the_proxys_sight_never_reaches_the_next_client(proxy, new_user, postgres):
+    """What a function body leaves in its session, where the proxy cannot see it (set_config(...,
+    false) of any setting, role included, an advisory lock, a temporary table, LISTEN, a
+    sequence's lastval), is the calling client's: a session that served another client is reset
+    before it serves this one."""
+    name, password = new_user()
+    group, function, sequence = unique("grp"), unique("leave"), unique("seq")
+    with postgres.connect() as direct:
+        direct.execute(f"CREATE ROLE {group} NOLOGIN")
+        direct.execute(f"GRANT {group} TO {name}")
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE SEQUENCE public.{sequence}")
+        admin.execute(f"GRANT USAGE ON SEQUENCE public.{sequence} TO {name}")
+        admin.execute(f"""CREATE FUNCTION public.{function}() RETURNS bigint LANGUAGE plpgsql AS $$
+            DECLARE v bigint := nextval('public.{sequence}');
+            BEGIN
+                PERFORM set_config('search_path', 'leaked', false);
+                PERFORM set_config('work_mem', '7MB', false);
+                PERFORM set_config(chr(114) || 'ole', '{group}', false);
+                PERFORM pg_advisory_lock(4242);
+                EXECUTE 'CREATE TEMP TABLE leaked_scratch (a int)';
+                EXECUTE 'LISTEN leaked_channel';
+                RETURN v;
+            END $$""")
+        admin.execute(f"GRANT EXECUTE ON FUNCTION public.{function}() TO {name}")
+    with proxy.connect(name, password) as first:
+        pid = backend_pid(first)
+        first.execute(f"SELECT public.{function}()")
+        assert first.execute("SELECT current_user, current_setting('work_mem')").fetchone() == (group, "7MB")
+        with proxy.connect(name, password) as second:
+            assert backend_pid(second) == pid  # the session the first client left idle
+            assert second.execute(
+                "SELECT current_user, current_setting('search_path'), current_setting('work_mem'), "
+                "(SELECT count(*) FROM pg_catalog.pg_listening_channels()), "
+                "(SELECT count(*) FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()), "
+                "to_regclass('pg_temp.leaked_scratch')").fetchone() == (name, '"$user", public', "4MB", 0, 0, None)
+            with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState):
+                second.execute("SELECT lastval()")
+
+
+def test_drop_database_is_not_refused_for_the_pools_idle_sessions(proxy, postgres):
+    """A client in a database holds no session there between transactions: the pool's idle
+    sessions in it are closed before DROP DATABASE (as session mode closes the ones it keeps),
+    and the client learns the database is gone at its next statement."""
+    db = unique("db")
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE DATABASE {db}")
+    try:
+        with proxy.connect(dbname=db) as gone, proxy.connect(dbname=db) as staying:
+            gone.execute("SELECT 1")
+            staying.execute("SELECT 1")
+        with proxy.connect(dbname=db) as staying:
+            staying.execute("SELECT 1")
+            assert wait_for(lambda: any(key[1] == db and counts[1]
+                                        for key, counts in proxy.proxy.context.transactions.counts().items()))
+            with proxy.connect() as admin:
+                admin.execute(f"DROP DATABASE {db}")
+                assert admin.execute("SELECT count(*) FROM pg_database WHERE datname = %s", (db,)).fetchone() == (0,)
+            with pytest.raises(psycopg.errors.InvalidCatalogName, match=f'database "{db}" does not exist'):
+                staying.execute("SELECT 1")
+    finally:
+        with postgres.connect() as direct:
+            direct.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+
+
+def test_a_masking_change_is_in_force_for_every_client_and_its_session_goes_back(proxy, world):
+    """An ATTACH's ReadyForQuery waits until the proxy has read the change (relay.py
+    _protection_read): the readers, 8 clients on the 5 sessions of their role, see it in
+    their next statement, and the session that ran it goes back to the pool when the client
+    hears it is done."""
+    n = world
+    raw, full = [c for _, c in CARDS], [FULL] * 3
+    readers = [psycopg.connect(proxy.conninfo(n["regular"], PASSWORD), autocommit=True) for _ in range(8)]
+    try:
+        with proxy.connect() as admin:
+            for round_ in range(4):
+                attaching = not round_ % 2
+                admin.execute(f"ATTACH MASKING POLICY {n['full']} ON {n['cards']}(credit_card) TO PUBLIC" if attaching
+                              else f"DETACH MASKING POLICY {n['full']} ON {n['cards']}(credit_card) FROM PUBLIC")
+                assert wait_for(lambda: pool_counts(proxy, ADMIN)[:2] == (1, 1))
+                assert _all_at_once(readers, n["cards"]) == [full if attaching else raw] * 8
+    finally:
+        for conn in readers:
+            conn.close()
+
+
+def test_a_role_in_two_databases_never_shares_a_session_across_them(proxy, new_user, postgres):
+    """The pool key holds the database: a user's clients in dev and in another database each
+    run in sessions of their own database, whichever came free last."""
+    name, password = new_user()
+    db = unique("db")
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE DATABASE {db}")
+    try:
+        with proxy.connect(name, password) as here, proxy.connect(name, password, dbname=db) as there:
+            pids = {"dev": set(), db: set()}
+            for _ in range(5):
+                for conn in (here, there):
+                    database, pid = conn.execute("SELECT current_database(), pg_backend_pid()").fetchone()
+                    assert database == conn.info.dbname
+                    pids[database].add(pid)
+            assert pids["dev"] and pids[db] and not pids["dev"] & pids[db]
+    finally:
+        with postgres.connect() as direct:
+            direct.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+
+
+def test_a_reboot_ends_the_pools_idle_sessions_too(make_proxy, postgres):
+    """RebootCluster ends every session of the cluster: those the pool holds idle as well."""
+    from .test_cluster_api import client, connect, own_cluster
+    rebooting = make_proxy(**own_cluster(), backend__pool_mode="transaction", backend__max_sessions_per_pool=CAP)
+    admin = rebooting.config.cluster.admin_user
+    with connect(rebooting) as conn:
+        pid = backend_pid(conn)
+    assert wait_for(lambda: pool_counts(rebooting, admin) == (1, 1, 0))
+    client(rebooting).reboot_cluster(ClusterIdentifier=rebooting.config.cluster.identifier)
+    assert wait_for(lambda: pool_counts(rebooting, admin) == (0, 0, 0))
+    with postgres.connect() as direct:
+        assert wait_for(lambda: direct.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s",
+                                               (pid,)).fetchone() == (0,))
+
+
+def test_a_client_takes_back_the_idle_session_it_left(proxy, new_user):
+    """Of the idle sessions, a client's next transaction takes the one it left itself (which
+    needs no reset), not the one another client gave back last."""
+    name, password = new_user()
+    with proxy.connect(name, password) as one, proxy.connect(name, password) as two:
+        one.execute("BEGIN")
+        first = backend_pid(one)
+        second = backend_pid(two)  # another session: the first is held
+        one.execute("COMMIT")      # given back after the second
+        for _ in range(3):
+            assert backend_pid(two) == second
+            assert backend_pid(one) == first
+
+
+def test_a_restored_set_reads_as_it_did_when_it_ran(proxy, new_user, postgres):
+    """A client's SET statements are run again in each session it lands on, maybe where
+    standard_conforming_strings reads backslashes otherwise than when they ran: text that one
+    reading takes for a string and the other for statements (here a SET ROLE, which the proxy
+    refuses) is kept as the proxy sent it, in a form both readings agree on."""
+    name, password = new_user()
+    group = unique("grp")
+    with postgres.connect() as direct:
+        direct.execute(f"CREATE ROLE {group} NOLOGIN")
+        direct.execute(f"GRANT {group} TO {name}")
+    smuggled = rf"SET application_name = 'a\''; SET ROLE {group}; -- '"
+    with proxy.connect(name, password) as changed, proxy.connect(name, password) as holder:
+        changed.execute("SET standard_conforming_strings = on")
+        changed.execute(smuggled)  # with backslashes plain: one SET of a string
+        changed.execute("SET standard_conforming_strings = on")
+        pid = backend_pid(changed)
+        with holder.transaction():
+            assert backend_pid(holder) == pid
+            assert changed.execute("SELECT current_user, current_setting('application_name'), "
+                                   "pg_backend_pid()").fetchone()[:2] == (name, rf"a\'; SET ROLE {group}; -- ")
+            assert backend_pid(changed) != pid
+            assert changed.execute(r"SELECT 'a\nb'").fetchone() == ("a\\nb",)
+            print("SETTINGS", [s.relay._settings for s in proxy.proxy.context.sessions if s.user == name], changed.execute("SHOW standard_conforming_strings").fetchone(), holder.execute("SHOW standard_conforming_strings").fetchone())
+
+
+def test_defaults_a_role_set_itself_are_not_in_a_session_opened_for_another_client(proxy, new_user):
+    """A role may change its own SET defaults from a DO block (ALTER ROLE self SET); a login
+    puts back what ALTER USER set before its session opens, and so does every session the pool
+    opens later for a client already logged in."""
+    name, password = new_user()
+    with proxy.connect(name, password) as other, proxy.connect(name, password) as changer:
+        assert backend_pid(other) == backend_pid(changer)  # one session so far
+        changer.execute(f"DO $$BEGIN ALTER ROLE {name} SET search_path = leaked; END$$")  # pins it
+        assert other.execute("SHOW search_path").fetchone() == ('"$user", public',)  # a new session
+        assert backend_pid(other) != backend_pid(changer)

@@ -828,7 +828,7 @@ class Relay:
                     self._portal_sql.pop(name, None)
                     self._portal_columns.pop(name, None)
                     self._portal_statements.pop(name, None)
-                elif self._types is not None and body.find(b"\0") == len(body) - 1:
+                elif body.find(b"\0") == len(body) - 1 and self._types_watched():
                     work = _Work()  # which statement or portal the RowDescription answering it describes
                     work.described = (what, name)
                 if self._lender is not None and what == ord("S") and name:
@@ -862,7 +862,7 @@ class Relay:
                 self._portal_sql[portal] = [sql, False, self._parses.get(statement)]
             else:
                 self._portal_sql.pop(portal, None)
-        if self._types is None:
+        if not self._types_watched():
             return None
         self._portal_statements[portal] = statement
         self._portal_columns.pop(portal, None)
@@ -887,7 +887,7 @@ class Relay:
             else:
                 work.handles = [self._statement_log.started(bound[0], self.tx_status != m.TX_IDLE,
                                                             self.standard_strings)]
-        if self._types is not None:
+        if self._types_watched():
             work = work or _Work()
             work.portal, work.statement = portal, self._portal_statements.get(portal)
         return work
@@ -1054,6 +1054,15 @@ class Relay:
         work.tags = tags or None
         return result
 
+    def _types_watched(self) -> bool:
+        """Do Describes, Binds and Executes now note what they name, for Redshift's types? While
+        some statement or portal has columns or parameters to convert, and from each Parse to
+        its Sync (as _track_names looks at them); one seen at other times only because
+        transaction pooling or the statement log looks at each is not noted either, so that
+        it costs nothing more and reads as in session pooling."""
+        return self._types is not None and bool(self._after_parse or self._statement_columns or self._portal_columns
+                                                or self._statement_intervals)
+
     def _track_names(self) -> None:
         """Look at Bind, Execute and Close only while some prepared statement has a rewritten
         tag or Redshift's types to convert (or always, for the statement log); at DataRows only
@@ -1073,9 +1082,11 @@ class Relay:
             self._from_backend.sieved = _DESCRIPTIONS
         if typed or self._after_parse:
             self._from_client.wanted.add(m.F_DESCRIBE)
-        elif m.F_DESCRIBE not in self._always_wanted:  # transaction pooling looks at each
+            return
+        if m.F_DESCRIBE not in self._always_wanted:  # transaction pooling looks at each
             self._from_client.wanted.discard(m.F_DESCRIBE)
-            self._portal_statements.clear()  # Binds are not looked at now: these would go stale
+        if self._portal_statements:
+            self._portal_statements.clear()  # Binds are not noted now (_types_watched): these would go stale
 
     # ---------------------------------------------------------------- replies
 

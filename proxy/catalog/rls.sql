@@ -904,6 +904,16 @@ BEGIN
 END
 $$;
 
+-- Whether shiftguard_views holds a privilege on a schema or relation by a grant of its own (not
+-- through PUBLIC, which may be revoked later), as the catalog row stands now.
+CREATE OR REPLACE FUNCTION shiftguard.views_role_holds(p_catalog regclass, p_object oid, p_privilege text)
+RETURNS boolean LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT EXISTS (SELECT FROM aclexplode(CASE p_catalog WHEN 'pg_catalog.pg_namespace'::regclass
+                                               THEN (SELECT nspacl FROM pg_catalog.pg_namespace WHERE oid = p_object)
+                                               ELSE (SELECT relacl FROM pg_catalog.pg_class WHERE oid = p_object) END) a
+                    WHERE a.grantee = 'shiftguard_views'::regrole AND a.privilege_type = p_privilege)
+$$;
+
 CREATE OR REPLACE FUNCTION shiftguard.views_of_superusers() RETURNS event_trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -917,14 +927,29 @@ BEGIN
                   FROM pg_class c JOIN pg_roles r ON r.oid = c.relowner WHERE c.oid = v_command.objid) THEN
             CONTINUE;
         END IF;
-        FOR v_read IN SELECT DISTINCT d.refobjid::regclass AS relation, c.relnamespace::regnamespace AS schema
+        -- Only the grants still missing: a GRANT rewrites the schema's or table's catalog row, and
+        -- two sessions creating views on one schema at once (dbt's threads) would otherwise meet
+        -- on it ("tuple concurrently updated"). The one that finds a grant missing waits for the
+        -- others that may be making it (a lock per object, taken in one order) and looks again.
+        FOR v_read IN SELECT DISTINCT d.refobjid AS relation, c.relnamespace AS schema
                         FROM pg_rewrite w JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = w.oid
                         JOIN pg_class c ON c.oid = d.refobjid
                        WHERE w.ev_class = v_command.objid AND d.refclassid = 'pg_class'::regclass
                          AND d.refobjid <> v_command.objid
-                         AND c.relnamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace) LOOP
-            EXECUTE format('GRANT USAGE ON SCHEMA %s TO shiftguard_views', v_read.schema);
-            EXECUTE format('GRANT SELECT ON %s TO shiftguard_views', v_read.relation);
+                         AND c.relnamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
+                       ORDER BY c.relnamespace, d.refobjid LOOP
+            IF NOT shiftguard.views_role_holds('pg_namespace', v_read.schema, 'USAGE') THEN
+                PERFORM pg_advisory_xact_lock(hashtext('shiftguard.views_of_superusers'), v_read.schema::int);
+                IF NOT shiftguard.views_role_holds('pg_namespace', v_read.schema, 'USAGE') THEN
+                    EXECUTE format('GRANT USAGE ON SCHEMA %s TO shiftguard_views', v_read.schema::regnamespace);
+                END IF;
+            END IF;
+            IF NOT shiftguard.views_role_holds('pg_class', v_read.relation, 'SELECT') THEN
+                PERFORM pg_advisory_xact_lock(hashtext('shiftguard.views_of_superusers'), v_read.relation::int);
+                IF NOT shiftguard.views_role_holds('pg_class', v_read.relation, 'SELECT') THEN
+                    EXECUTE format('GRANT SELECT ON %s TO shiftguard_views', v_read.relation::regclass);
+                END IF;
+            END IF;
         END LOOP;
         EXECUTE format('ALTER VIEW %s OWNER TO shiftguard_views', v_command.objid::regclass);
     END LOOP;

@@ -670,6 +670,29 @@ class _CatalogViews(visitors.Visitor):
                 and getattr(fields[1], "sval", None) in self.names:
             node.fields = fields[1:]
 
+    def visit_FuncCall(self, parent, node):
+        """has_table_privilege(current_user, 'svv_table_info', 'SELECT') (dbt's docs generate asks
+        before reading it): the name in the string is resolved as PostgreSQL resolves it, so it
+        must name our view as a FROM clause would."""
+        name = node.funcname[-1].sval if node.funcname else None
+        args = node.args or ()
+        if name in _TABLE_ARGUMENT and (len(node.funcname) == 1 or node.funcname[0].sval == "pg_catalog"):
+            position = _TABLE_ARGUMENT[name].get(len(args))
+            if position is not None:
+                self._name_in_string(args[position])
+
+    def _name_in_string(self, node):
+        if not (isinstance(node, pglast.ast.A_Const) and isinstance(node.val, pglast.ast.String)) or '"' in node.val.sval:
+            return
+        schema, _, relname = node.val.sval.lower().rpartition(".")
+        if schema in ("", "pg_catalog") and relname in CATALOG_VIEWS:
+            node.val.sval = f"{PRIVATE_SCHEMA}.{CATALOG_VIEWS[relname]}"
+
+
+# The functions that take a relation's name as text, and where (by argument count).
+_TABLE_ARGUMENT = {"has_table_privilege": {2: 0, 3: 1}, "has_any_column_privilege": {2: 0, 3: 1},
+                   "has_column_privilege": {3: 0, 4: 1}, "to_regclass": {1: 0}}
+
 
 def _is_catalog_relation(schema: str | None, name: str) -> bool:
     """Whether a relation is a system table or view (Redshift runs such queries on its leader node)."""

@@ -176,6 +176,18 @@ def test_catalog_views_are_pointed_at_the_private_schema():
     assert "public.pg_user" in action.sql  # a user's own table of that name is left alone
 
 
+def test_a_catalog_view_named_in_a_privilege_function_is_ours():
+    result = plan("select has_table_privilege(current_user, 'svv_table_info', 'SELECT'), "
+                  "has_table_privilege('PG_CATALOG.pg_user', 'select'), to_regclass('svv_table_info'), "
+                  "has_table_privilege('public.svv_table_info', 'select'), "
+                  "has_table_privilege('\"svv_table_info\"', 'select'), has_table_privilege('pg_class', 'select')")
+    (action,) = result.actions
+    assert action.sql.count("'shiftguard.svv_table_info'") == 2 and "'shiftguard.pg_user'" in action.sql
+    # a user's own table, a quoted name and PostgreSQL's own catalogs are left alone
+    assert "'public.svv_table_info'" in action.sql and "'\"svv_table_info\"'" in action.sql
+    assert "'pg_class'" in action.sql
+
+
 def test_scanner_helpers():
     assert split_statements("select ';' ; ; select 2;") == [(0, 10), (15, 23)]
     assert [string_value(t) for t in scan("'it''s' E'a\\nb' $$x'y$$") if t.name == "SCONST"] == ["it's", "a\nb", "x'y"]

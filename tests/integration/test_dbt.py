@@ -180,10 +180,11 @@ def test_a_project_from_debug_to_docs_with_a_password(shop):
         assert shop.rows(f"SELECT count(*) FROM {schema}.{snapshot}") == [(8,)]
 
     _, tested = shop.run(schema, "test")
-    tests = [r for r in tested["results"] if r["unique_id"].startswith("test.")]
+    tests = [r for r in tested["results"] if r["unique_id"].startswith(("test.", "unit_test."))]
     assert {r["status"] for r in tests} == {"pass"}
     names = {r["unique_id"] for r in tests}
-    assert "test.jaffle_shop.assert_payments_match_orders" in names and len(names) == 16
+    assert len(names) == 17 and {"test.jaffle_shop.assert_payments_match_orders",
+                                 "unit_test.jaffle_shop.customers.a_customer_counts_each_order_once"} <= names
 
     # dist and sort as the models asked, after dbt's create-then-rename
     assert shop.rows(f"SELECT \"table\", diststyle, sortkey1 FROM svv_table_info WHERE schema = '{schema}' "
@@ -193,6 +194,13 @@ def test_a_project_from_debug_to_docs_with_a_password(shop):
     # grants: the user, the group's member and the role's holder read customers; nobody else
     for user in (shop.reader, shop.group_member, shop.role_member):
         assert shop.rows(f"SELECT count(*) FROM {schema}.customers", user, USER_PASSWORD) == [(5,)]
+    # an incremental model's grants, read back (svv_relation_privileges) and kept by the second run
+    for user in (shop.reader, shop.group_member):
+        assert shop.rows(f"SELECT count(*) FROM {schema}.orders_merged", user, USER_PASSWORD) == [(7,)]
+    assert shop.rows(f"SELECT identity_name, identity_type, privilege_type FROM svv_relation_privileges "
+                     f"WHERE namespace_name = '{schema}' AND relation_name = 'orders_merged' "
+                     "AND identity_name <> current_user ORDER BY 1") == sorted(
+        [(shop.reader, "user", "SELECT"), (shop.group, "group", "SELECT")])
     with shop.proxy.connect() as admin:
         admin.execute(f"GRANT USAGE ON SCHEMA {schema} TO {shop.outsider}")  # so only the table refuses
     with pytest.raises(psycopg.errors.InsufficientPrivilege, match="customers"):
@@ -228,6 +236,6 @@ def test_dbt_build_through_an_iam_profile(shop):
     for result in built["results"]:
         assert result["status"] in ("success", "pass"), result
         kinds[result["unique_id"].split(".")[0]] = kinds.get(result["unique_id"].split(".")[0], 0) + 1
-    assert kinds == {"seed": 3, "model": 8, "snapshot": 2, "test": 16, "operation": 1}
+    assert kinds == {"seed": 3, "model": 8, "snapshot": 2, "test": 16, "unit_test": 1, "operation": 1}
     assert shop.rows(f"SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = '{schema}'") == [(shop.iam_user,)]
     assert shop.rows(f"SELECT count(*) FROM {schema}.customers", shop.reader, USER_PASSWORD) == [(5,)]

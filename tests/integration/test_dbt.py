@@ -1,8 +1,8 @@
 """dbt with the real dbt-redshift adapter against shiftguard, as a team runs it against a
-cluster: the jaffle-shop project in tests/dbt_project (seeds, views, tables with dist/sort, the
-three incremental strategies, an ephemeral model, snapshots, tests, sources with freshness,
-grants to a user, a group and a role, persist_docs), through a password profile and an IAM
-profile (GetClusterCredentials on the proxy's API port).
+cluster: the jaffle-shop project in tests/dbt_project (seeds, views, a late-binding view, tables
+with dist/sort, the three incremental strategies, an ephemeral model, snapshots, data and unit
+tests, sources with freshness, grants to a user, a group and a role, persist_docs), through a
+password profile and an IAM profile (GetClusterCredentials on the proxy's API port).
 
 dbt-redshift pins redshift_connector below 2.2, older than the driver the rest of the suite
 tests, so dbt runs from a virtualenv of its own, made once per machine under the user's cache
@@ -171,6 +171,9 @@ def test_a_project_from_debug_to_docs_with_a_password(shop):
         (3, 13), (7, 15)]
     assert shop.rows(f"SELECT customer_id, number_of_orders FROM {schema}.customers ORDER BY 1") == [
         (1, 2), (2, 2), (3, 1), (4, 1), (5, 1)]
+    # the late-binding view (bind=False) over it reads the rebuilt table
+    assert shop.rows(f"SELECT customer_id, customer_lifetime_value FROM {schema}.customer_values "
+                     "WHERE customer_id = 2") == [(2, 28)]
 
     # snapshots: order 5's old status closed, its new one current
     shop.run(schema, "snapshot")
@@ -221,6 +224,8 @@ def test_a_project_from_debug_to_docs_with_a_password(shop):
     assert customers["columns"]["first_order"]["comment"] == "Date of the customer's first order."
     assert customers["stats"]["diststyle"]["value"] == "ALL"
     assert catalog["nodes"]["model.jaffle_shop.stg_orders"]["metadata"]["type"] == "VIEW"
+    assert list(catalog["nodes"]["model.jaffle_shop.customer_values"]["columns"]) == [
+        "customer_id", "customer_lifetime_value"]  # a late-binding view's, from pg_get_late_binding_view_cols
 
     shop.run(schema, "source", "freshness")
     freshness = {r["unique_id"].split(".")[-1]: r["status"] for r in shop.artifact(schema, "sources.json")["results"]}
@@ -236,6 +241,6 @@ def test_dbt_build_through_an_iam_profile(shop):
     for result in built["results"]:
         assert result["status"] in ("success", "pass"), result
         kinds[result["unique_id"].split(".")[0]] = kinds.get(result["unique_id"].split(".")[0], 0) + 1
-    assert kinds == {"seed": 3, "model": 8, "snapshot": 2, "test": 16, "unit_test": 1, "operation": 1}
+    assert kinds == {"seed": 3, "model": 9, "snapshot": 2, "test": 16, "unit_test": 1, "operation": 1}
     assert shop.rows(f"SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = '{schema}'") == [(shop.iam_user,)]
     assert shop.rows(f"SELECT count(*) FROM {schema}.customers", shop.reader, USER_PASSWORD) == [(5,)]

@@ -469,6 +469,22 @@ END
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.caller_execute(text, text) TO PUBLIC;
 
+-- CREATE SCHEMA db.s and DROP SCHEMA db.s (policy/dialect.py took db out of p_sql): run in the
+-- database they name, which must be this one. PostgreSQL cannot reach another database from
+-- this session: refused as it refuses a cross-database name.
+CREATE OR REPLACE PROCEDURE shiftguard.in_database(p_database text, p_sql text, p_search_path text)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_database WHERE datname = p_database) THEN
+        RAISE EXCEPTION 'database "%" does not exist', p_database USING ERRCODE = '3D000';
+    ELSIF p_database <> pg_catalog.current_database() THEN
+        RAISE EXCEPTION 'cross-database references are not implemented: "%"', p_database USING ERRCODE = '0A000';
+    END IF;
+    PERFORM shiftguard.caller_execute(p_sql, p_search_path);
+END
+$$;
+GRANT EXECUTE ON PROCEDURE shiftguard.in_database(text, text, text) TO PUBLIC;
+
 -- The rows of p_sql (one column, as text) run with the caller's search_path.
 CREATE OR REPLACE FUNCTION shiftguard.caller_rows(p_sql text, p_search_path text) RETURNS SETOF text
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$

@@ -133,7 +133,7 @@ CATALOG_VIEWS = {name: name for name in (
     "sys_query_history", "svv_table_info", "pg_table_def", "svv_external_schemas", "svv_external_tables",
     "svv_external_columns", "svv_rls_policy", "svv_rls_relation", "svv_rls_attached_policy", "svv_masking_policy", "svv_attached_masking_policy",
     "svv_default_privileges", "svv_iam_privileges", "svv_identity_providers", "svv_all_schemas", "svv_all_tables",
-    "svv_all_columns", "svv_tables", "svv_columns", "svv_redshift_tables", "pg_proc_info")}
+    "svv_all_columns", "svv_tables", "svv_columns", "svv_redshift_tables", "svv_redshift_columns", "pg_proc_info")}
 # PostgreSQL catalogs read through views adding Redshift's columns, when the dialect is on.
 DIALECT_CATALOGS = ("pg_class", "pg_attribute", "pg_attrdef")
 PRIVATE_SCHEMA = "shiftguard"
@@ -427,6 +427,11 @@ def _dialect_result(rewritten: dialect.Rewritten, translator: Translator) -> Res
         creating = inner[0] if inner is not None else rewritten.sql  # the view as judged
         return (f"CALL shiftguard.create_late_binding_view({sql_literal(creating)}, "
                 f"{sql_literal(rewritten.late_view)}, {CALLER_SEARCH_PATH})", b"CREATE VIEW", True)
+    if rewritten.database is not None:
+        running = inner[0] if inner is not None else rewritten.sql  # the statement as judged
+        tag = b"CREATE SCHEMA" if rewritten.sql.lstrip()[:6].upper() == "CREATE" else b"DROP SCHEMA"
+        return (f"CALL shiftguard.in_database({sql_literal(rewritten.database)}, {sql_literal(running)}, "
+                f"{CALLER_SEARCH_PATH})", tag, True)
     if inner is not None:
         return inner[0], inner[1], inner[2]
     return rewritten.sql, rewritten.tag, True

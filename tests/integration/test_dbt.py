@@ -234,7 +234,8 @@ def test_a_project_from_debug_to_docs_with_a_password(shop):
 
 def test_dbt_build_through_an_iam_profile(shop):
     """dbt's IAM profile gets a temporary password from GetClusterCredentials (auto-creating the
-    database user in the profile's group) and builds everything as that user."""
+    database user in the profile's group) and builds everything as that user; with datasharing:
+    true, dbt creates the schema as "dev"."schema" and finds relations with SHOW commands."""
     schema = shop.schema()
     _, built = shop.run(schema, "build", target="iam")
     kinds = {}
@@ -244,3 +245,6 @@ def test_dbt_build_through_an_iam_profile(shop):
     assert kinds == {"seed": 3, "model": 9, "snapshot": 2, "test": 16, "unit_test": 1, "operation": 1}
     assert shop.rows(f"SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = '{schema}'") == [(shop.iam_user,)]
     assert shop.rows(f"SELECT count(*) FROM {schema}.customers", shop.reader, USER_PASSWORD) == [(5,)]
+    shop.run(schema, "docs", "generate", target="iam")  # its catalog from svv_redshift_columns
+    columns = shop.artifact(schema, "catalog.json")["nodes"]["model.jaffle_shop.customers"]["columns"]
+    assert columns["customer_id"]["comment"] == "The customer's id in the shop."

@@ -413,6 +413,24 @@ def test_svv_table_info_as_dbt_docs_generate_reads_it(conn):
         conn.execute(f"DROP TABLE {table}")
 
 
+def test_a_schema_named_in_its_database_and_svv_redshift_columns(conn):
+    """dbt with datasharing: true writes CREATE SCHEMA "dev"."s" and reads svv_redshift_columns."""
+    schema = unique("s")
+    assert conn.execute(f'CREATE SCHEMA IF NOT EXISTS "dev"."{schema}"').statusmessage == "CREATE SCHEMA"
+    try:
+        conn.execute(f"CREATE TABLE {schema}.t (id int NOT NULL, v varchar(5)) DISTKEY(id) SORTKEY(v)")
+        assert conn.execute("SELECT column_name, ordinal_position, data_type, is_nullable, distkey, sortkey "
+                            "FROM svv_redshift_columns WHERE database_name = 'dev' AND schema_name = %s ORDER BY 2",
+                            (schema,)).fetchall() == [("id", 1, "integer", "NO", True, 0),
+                                                      ("v", 2, "character varying", "YES", False, 1)]
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match="cross-database references"):
+            conn.execute(f"CREATE SCHEMA postgres.{schema}")
+        with pytest.raises(psycopg.errors.InvalidCatalogName, match='database "nodb" does not exist'):
+            conn.execute(f"DROP SCHEMA nodb.{schema}")
+    finally:
+        assert conn.execute(f"DROP SCHEMA dev.{schema} CASCADE").statusmessage == "DROP SCHEMA"
+
+
 def test_a_superusers_views_made_at_once_on_one_schema(proxy, postgres):
     """dbt's threads create views reading one schema in transactions open at the same time (as a
     superuser, whose views shiftguard hands to the shiftguard_views role with SELECT on what they

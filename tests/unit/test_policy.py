@@ -676,6 +676,21 @@ def test_show_server_version_is_rewritten_with_the_dialect(sql, expected):
 
 
 DIALECT = Translator(lambda role: "V", dialect=True)
+
+
+@pytest.mark.parametrize("sql, database, runs, tag", [
+    ('create schema if not exists "dev"."dbt_x"', "dev", 'create schema if not exists "dbt_x"', b"CREATE SCHEMA"),
+    ("DROP SCHEMA IF EXISTS dev.s CASCADE", "dev", "DROP SCHEMA IF EXISTS s CASCADE", b"DROP SCHEMA"),
+])
+def test_a_schema_named_in_its_database_runs_in_that_database(sql, database, runs, tag):
+    """dbt with datasharing: true names the database; shiftguard.in_database checks that it is
+    the session's and runs the rest."""
+    (action,) = classify(sql.encode(), DIALECT).actions
+    judged = classify(runs.encode(), DIALECT).actions[0].sql or runs  # the statement as judged without it
+    assert (action.sql, action.tag) == (
+        f"CALL shiftguard.in_database({sql_literal(database)}, {sql_literal(judged)}, "
+        "pg_catalog.current_setting('search_path'))", tag)
+    assert not any(a.sql for a in classify(b"CREATE SCHEMA a.b.c", DIALECT).actions)  # PostgreSQL's syntax error
 ROUTINE_COLUMNS = "database_name, schema_name, procedure_name, return_type, argument_list"
 PARAMETER_COLUMNS = ("database_name, schema_name, function_name, parameter_name, ordinal_position, parameter_type, "
                      "data_type, character_maximum_length, numeric_precision, numeric_scale, remarks")

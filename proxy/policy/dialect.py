@@ -112,6 +112,7 @@ def rewrite(statement: str) -> Rewritten | None:
     if not edits and not alter_only:
         return None
     return Rewritten(_apply(statement, edits), table if table is not None and table.any() else None, alter_only,
+                     tag=f"{words[0]} SCHEMA".encode() if database is not None else None,
                      late_view=late_view, database=database)
 
 

@@ -429,9 +429,8 @@ def _dialect_result(rewritten: dialect.Rewritten, translator: Translator) -> Res
                 f"{sql_literal(rewritten.late_view)}, {CALLER_SEARCH_PATH})", b"CREATE VIEW", True)
     if rewritten.database is not None:
         running = inner[0] if inner is not None else rewritten.sql  # the statement as judged
-        tag = b"CREATE SCHEMA" if rewritten.sql.lstrip()[:6].upper() == "CREATE" else b"DROP SCHEMA"
         return (f"CALL shiftguard.in_database({sql_literal(rewritten.database)}, {sql_literal(running)}, "
-                f"{CALLER_SEARCH_PATH})", tag, True)
+                f"{CALLER_SEARCH_PATH})", rewritten.tag, True)
     if inner is not None:
         return inner[0], inner[1], inner[2]
     return rewritten.sql, rewritten.tag, True

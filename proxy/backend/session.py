@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import socket
 import ssl
 import urllib.parse
 from dataclasses import dataclass, field
@@ -93,18 +94,21 @@ class BackendSession:
     key: int
 
 
-async def connect(address: BackendAddress) -> Endpoint:
-    """A raw connection to PostgreSQL, TLS negotiated per sslmode."""
+async def connect(address: BackendAddress, sock: socket.socket | None = None) -> Endpoint:
+    """A raw connection to PostgreSQL, TLS negotiated per sslmode; or over sock, a socket
+    already connected (the Data API's in-process connection to the proxy's own frontend)."""
     loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout(address.connect_timeout):
-            if address.socket_dir is not None:
+            if sock is not None:
+                _, endpoint = await loop.create_connection(Endpoint, sock=sock)
+            elif address.socket_dir is not None:
                 _, endpoint = await loop.create_unix_connection(Endpoint, str(address.socket_path))
             else:
                 _, endpoint = await loop.create_connection(Endpoint, address.host, address.port)
                 endpoint.transport.get_extra_info("socket").setsockopt(6, 1, 1)  # TCP_NODELAY
-                if address.sslmode not in ("disable", "allow"):
-                    await _negotiate_tls(endpoint, address)
+            if address.socket_dir is None and address.sslmode not in ("disable", "allow"):
+                await _negotiate_tls(endpoint, address)
     except (OSError, asyncio.TimeoutError) as exc:
         raise BackendUnavailable(f"cannot reach PostgreSQL at {address.describe()}: {exc}") from None
     return endpoint
@@ -130,9 +134,10 @@ async def _negotiate_tls(endpoint: Endpoint, address: BackendAddress) -> None:
 
 
 async def open_session(address: BackendAddress, user: str, password: str | None, database: str,
-                       params: dict[str, str]) -> BackendSession:
-    """Log in as user to database with the given extra startup parameters."""
-    endpoint = await connect(address)
+                       params: dict[str, str], sock: socket.socket | None = None) -> BackendSession:
+    """Log in as user to database with the given extra startup parameters (over sock: see
+    connect)."""
+    endpoint = await connect(address, sock)
     try:
         async with asyncio.timeout(address.connect_timeout * 3):
             return await _login(endpoint, user, password, database, params)

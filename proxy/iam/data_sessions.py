@@ -1,0 +1,230 @@
+"""The Data API's database sessions. Each statement runs as a client of the proxy itself: over an
+in-process socket pair (frontend/in_process.py) served by the same Connection code as a TCP
+client, TLS negotiated as a driver would, logged in as the database user with a temporary
+credential minted for it. So classification, Redshift rewrites, RLS and masking, privileges
+and the audit log (application_name "Redshift Data API <statement id>") treat it as any
+client's. Results are read here, in text format over the simple Query protocol, as psql reads
+them; this module owns that reading and the conversion of `:name` parameters, not the API."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+from dataclasses import dataclass, field
+
+from .. import __version__
+from ..endpoint import ConnectionClosed
+from ..backend.session import BackendAddress, BackendSession, connect, open_session
+from ..frontend.in_process import in_process_socket
+from ..protocol import messages as m
+from ..protocol.framing import DEFAULT_MAX_MESSAGE
+from ..policy.tokens import GrammarError, as_read, scan, sql_literal
+
+# TLS as a driver's sslmode=prefer: negotiated whenever the proxy offers it (require_ssl).
+_IN_PROCESS = BackendAddress(sslmode="prefer")
+
+# Built-in types by OID, named as pg_type (and Redshift's ColumnMetadata) names them; others are
+# looked up in the session.
+TYPE_NAMES = {16: "bool", 17: "bytea", 18: "char", 19: "name", 20: "int8", 21: "int2", 23: "int4", 25: "text",
+              26: "oid", 114: "json", 700: "float4", 701: "float8", 705: "unknown", 1042: "bpchar",
+              1043: "varchar", 1082: "date", 1083: "time", 1114: "timestamp", 1184: "timestamptz",
+              1186: "interval", 1266: "timetz", 1700: "numeric", 2950: "uuid", 3802: "jsonb"}
+_INTEGERS = {"int2": 5, "int4": 10, "int8": 19, "oid": 10}  # typeName -> precision (digits)
+_FLOATS = {"float4": 8, "float8": 17}
+
+
+class StatementFailed(Exception):
+    """The statement ended with an ErrorResponse (or could not be sent); message as the client
+    would have seen it."""
+
+    def __init__(self, message: str, sqlstate: str = ""):
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
+@dataclass
+class Result:
+    """One statement's outcome: its columns (None: no result set), rows as text, command tag."""
+    columns: list[m.FieldDescription] | None = None
+    rows: list[list[bytes | None]] = field(default_factory=list)
+    tag: str = ""
+    size: int = 0  # bytes of the values
+
+    @property
+    def affected(self) -> int:
+        """ResultRows: the rows returned, or those an INSERT/UPDATE/DELETE/COPY... touched;
+        -1 (the Data API's null) for statements that count none."""
+        if self.columns is not None:
+            return len(self.rows)
+        last = self.tag.rsplit(" ", 1)[-1]
+        return int(last) if last.isdigit() and " " in self.tag else -1
+
+
+def named_parameters(sql: str, values: dict[str, str], standard_strings: bool) -> str:
+    """sql with each `:name` (outside literals, quoted names and comments, as PostgreSQL's
+    scanner reads the text under the session's standard_conforming_strings) replaced by the
+    value as a string literal: an untyped constant, which PostgreSQL converts to the type its
+    place needs, as Redshift does with the Data API's parameters (all given as strings). A name
+    used and not given, or given and not used, is an error, as on the Data API."""
+    text = as_read(sql, standard_strings)
+    tokens = scan(text)
+    pieces, pos, used = [], 0, set()
+    for colon, name in zip(tokens, tokens[1:]):
+        if colon.text == ":" and name.start == colon.end and name.name == "IDENT" and name.text[0] != '"':
+            key = name.text
+            if key not in values:
+                raise GrammarError(f"Parameter {key} is not provided")  # UNVERIFIED wording
+            pieces += [text[pos:colon.start], sql_literal(values[key])]
+            pos, _ = name.end, used.add(key)
+    unused = sorted(set(values) - used)
+    if unused:
+        raise GrammarError(f"Parameter {unused[0]} is not used in the SQL")  # UNVERIFIED wording
+    return "".join(pieces) + text[pos:]
+
+
+def typed_field(type_name: str, value: bytes | None) -> dict:
+    """A value as GetStatementResult's Field: longValue for integers, doubleValue for floats,
+    booleanValue, blobValue for bytea, isNull; everything else (numeric included) its text."""
+    if value is None:
+        return {"isNull": True}
+    text = value.decode("utf-8", "replace")
+    if type_name in _INTEGERS:
+        return {"longValue": int(text)}
+    if type_name in _FLOATS:
+        return {"doubleValue": float(text)}
+    if type_name == "bool":
+        return {"booleanValue": text == "t"}
+    if type_name == "bytea" and text.startswith("\\x"):
+        with contextlib.suppress(binascii.Error, ValueError):
+            return {"blobValue": base64.b64encode(bytes.fromhex(text[2:])).decode()}
+    return {"stringValue": text}
+
+
+def column_metadata(column: m.FieldDescription, type_name: str, source: tuple[str, str, bool] | None) -> dict:
+    """ColumnMetadata as the Data API gives it: precision is the digits of a number or the
+    declared length of a character type, scale a numeric's; source: the (schema, table, not
+    null) of a table's column."""
+    modifier, precision, scale = column.type_modifier, 0, 0
+    if type_name == "numeric" and modifier >= 4:
+        precision, scale = ((modifier - 4) >> 16) & 0xFFFF, (modifier - 4) & 0xFFFF
+    elif type_name in ("varchar", "bpchar") and modifier >= 4:
+        precision = modifier - 4
+    elif type_name in _INTEGERS or type_name in _FLOATS:
+        precision = _INTEGERS.get(type_name) or _FLOATS[type_name]
+    schema, table, not_null = source or ("", "", False)
+    return {"name": column.name, "label": column.name, "typeName": type_name, "length": 0,
+            "precision": precision, "scale": scale, "nullable": 0 if not_null else 1,
+            "isSigned": type_name in _INTEGERS or type_name in _FLOATS or type_name == "numeric",
+            "isCurrency": False, "isCaseSensitive": type_name in ("varchar", "bpchar", "text", "char", "name"),
+            "schemaName": schema, "tableName": table}
+
+
+class DataSession:
+    """One logged-in session of the Data API on the proxy's frontend."""
+
+    def __init__(self, backend: BackendSession):
+        self._backend = backend
+        self._type_names = dict(TYPE_NAMES)
+
+    @classmethod
+    async def open(cls, context, user: str, password: str, database: str, application_name: str) -> "DataSession":
+        """Raises BackendRefused (the login was refused, with the frontend's error fields) or
+        BackendUnavailable."""
+        backend = await open_session(_IN_PROCESS, user, password, database,
+                                     {"application_name": application_name,
+                                      "driver_version": f"shiftguard Data API {__version__}"},
+                                     sock=await in_process_socket(context))
+        return cls(backend)
+
+    @property
+    def pid(self) -> int:
+        return self._backend.pid
+
+    @property
+    def standard_strings(self) -> bool:
+        return self._backend.parameters.get("standard_conforming_strings", "on") == "on"
+
+    async def run(self, sql: str, max_bytes: int) -> Result:
+        """sql over the simple Query protocol; the last result. Raises StatementFailed."""
+        endpoint = self._backend.endpoint
+        try:
+            endpoint.write(m.query(sql.encode()))
+        except ValueError as exc:
+            raise StatementFailed(str(exc)) from None
+        results, current, error, too_big = [], Result(), None, False
+        while True:
+            try:
+                kind, body = await endpoint.read_message(DEFAULT_MAX_MESSAGE)
+            except ConnectionClosed:  # after a FATAL error, or the proxy stopping
+                raise StatementFailed((error or {}).get("M", "the session was closed"),
+                                      (error or {}).get("C", "")) from None
+            if kind == m.B_ROW_DESCRIPTION:
+                current = Result(columns=m.decode_row_description(body))
+            elif kind == m.B_DATA_ROW:
+                current.size += len(body)
+                if current.size > max_bytes:
+                    too_big, current.rows = True, []
+                elif not too_big:
+                    current.rows.append(m.decode_data_row(body))
+            elif kind == m.B_COMMAND_COMPLETE:
+                current.tag = m.decode_command_tag(body).decode("utf-8", "replace")
+                results.append(current)
+                current = Result()
+            elif kind == m.B_EMPTY_QUERY_RESPONSE:
+                results.append(Result())
+            elif kind == m.B_ERROR_RESPONSE:
+                error = m.decode_fields(body)
+            elif kind == m.B_COPY_IN_RESPONSE:
+                endpoint.write(m.message(m.F_COPY_FAIL, m.cstring("COPY FROM STDIN cannot be used through the "
+                                                                  "Data API")))
+            elif kind == m.B_READY_FOR_QUERY:
+                break
+        if error is not None:
+            raise StatementFailed(error.get("M", "the statement failed"), error.get("C", ""))
+        if too_big:
+            raise StatementFailed(f"The query result exceeds the Data API's limit of {max_bytes >> 20} MB")
+        return results[-1] if results else Result()
+
+    async def type_names(self, results: list[Result]) -> dict[int, str]:
+        """typeName of every column's type OID, the built-in ones known, others read here."""
+        unknown = sorted({c.type_oid for r in results for c in r.columns or () if c.type_oid not in self._type_names})
+        if unknown:
+            found = await self.run(f"SELECT oid, typname FROM pg_catalog.pg_type WHERE oid IN "
+                                   f"({', '.join(str(int(o)) for o in unknown)})", 1 << 20)
+            self._type_names.update({int(oid): name.decode() for oid, name in found.rows})
+        return {oid: self._type_names.get(oid, "unknown") for oid in
+                {c.type_oid for r in results for c in r.columns or ()}}
+
+    async def sources(self, results: list[Result]) -> dict[tuple[int, int], tuple[str, str, bool]]:
+        """(schema, table, NOT NULL) of the columns that are a table's, as far as the user may
+        see them in the catalog."""
+        keys = sorted({(c.table_oid, c.attnum) for r in results for c in r.columns or () if c.table_oid})
+        if not keys:
+            return {}
+        pairs = ", ".join(f"({int(t)}::pg_catalog.oid, {int(a)}::pg_catalog.int2)" for t, a in keys)
+        try:
+            found = await self.run(
+                "SELECT c.oid, a.attnum, n.nspname, c.relname, a.attnotnull FROM pg_catalog.pg_class c "
+                "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace JOIN pg_catalog.pg_attribute a "
+                f"ON a.attrelid = c.oid WHERE (c.oid, a.attnum) IN ({pairs})", 1 << 20)
+        except StatementFailed:
+            return {}
+        return {(int(o), int(a)): (s.decode(), t.decode(), n == b"t") for o, a, s, t, n in found.rows}
+
+    async def cancel(self, context) -> None:
+        """PostgreSQL's CancelRequest for this session, through the frontend as a client sends it."""
+        endpoint = await connect(BackendAddress(sslmode="disable"), await in_process_socket(context))
+        try:
+            endpoint.write(m.cancel_request(self._backend.pid, self._backend.key))
+            with contextlib.suppress(asyncio.TimeoutError):
+                async with asyncio.timeout(5):
+                    await endpoint.wait_closed()
+        finally:
+            endpoint.close()
+
+    def close(self) -> None:
+        endpoint = self._backend.endpoint
+        endpoint.write(m.terminate())
+        endpoint.close()

@@ -509,12 +509,12 @@ class DataApi:
         rows, start, end = await self._catalog(
             "DescribeTable", params, principal, source_ip,
             f"SELECT n.nspname, c.relname, a.attname, t.typname, a.atttypmod, a.attnotnull, "
-            f"pg_catalog.pg_get_expr(d.adbin, d.adrelid) {_tables(params, exact=True)} "
-            f"JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
-            f"AND pg_catalog.has_column_privilege(c.oid, a.attnum, 'SELECT, INSERT, UPDATE, REFERENCES') "
-            f"JOIN pg_catalog.pg_type t ON t.oid = a.atttypid "
-            f"LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum "
-            f"ORDER BY n.nspname, c.relname, a.attnum")
+            f"pg_catalog.pg_get_expr(d.adbin, d.adrelid) " + _tables(params, exact=True, joins=(
+                "JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
+                "AND pg_catalog.has_column_privilege(c.oid, a.attnum, 'SELECT, INSERT, UPDATE, REFERENCES') "
+                "JOIN pg_catalog.pg_type t ON t.oid = a.atttypid "
+                "LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum"))
+            + " ORDER BY n.nspname, c.relname, a.attnum")
         columns = []
         for schema, relation, name, type_name, modifier, not_null, default in rows[start:end]:
             described = column_metadata(_Column(name.decode(), int(modifier)), type_name.decode(),
@@ -530,10 +530,10 @@ class _Column:
     type_modifier: int
 
 
-def _tables(params: dict, exact: bool = False) -> str:
-    """FROM ... WHERE of the tables, views and materialized views that match the request's
-    SchemaPattern and TablePattern (LIKE patterns), or with exact, its Schema and Table (names),
-    and on which the user holds a privilege, in schemas it may use."""
+def _tables(params: dict, exact: bool = False, joins: str = "") -> str:
+    """FROM ... WHERE of the tables, views and materialized views (c, in schema n, and joins)
+    that match the request's SchemaPattern and TablePattern (LIKE patterns), or with exact, its
+    Schema and Table (names), and on which the user holds a privilege, in schemas it may use."""
     def pattern(name: str) -> str:
         given = _string(params, name)
         if exact and given:
@@ -542,7 +542,7 @@ def _tables(params: dict, exact: bool = False) -> str:
 
     schema = pattern("Schema" if exact else "SchemaPattern")
     table = pattern("Table" if exact else "TablePattern")
-    return (f"FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+    return (f"FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace {joins} "
             f"WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND n.nspname OPERATOR(pg_catalog.~~) {schema} "
             f"AND c.relname OPERATOR(pg_catalog.~~) {table} AND pg_catalog.has_schema_privilege(n.oid, 'USAGE') "
             f"AND pg_catalog.has_table_privilege(c.oid, 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES')")

@@ -12,6 +12,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import re
 from dataclasses import dataclass, field
 
 from .. import __version__
@@ -33,6 +34,7 @@ TYPE_NAMES = {16: "bool", 17: "bytea", 18: "char", 19: "name", 20: "int8", 21: "
               1186: "interval", 1266: "timetz", 1700: "numeric", 2950: "uuid", 3802: "jsonb"}
 _INTEGERS = {"int2": 5, "int4": 10, "int8": 19, "oid": 10}  # typeName -> precision (digits)
 _FLOATS = {"float4": 8, "float8": 17}
+_NAME = re.compile(r"[A-Za-z_][0-9A-Za-z_]*")
 
 
 class StatementFailed(Exception):
@@ -72,7 +74,7 @@ def named_parameters(sql: str, values: dict[str, str], standard_strings: bool) -
     tokens = scan(text)
     pieces, pos, used = [], 0, set()
     for colon, name in zip(tokens, tokens[1:]):
-        if colon.text == ":" and name.start == colon.end and name.name == "IDENT" and name.text[0] != '"':
+        if colon.text == ":" and name.start == colon.end and _NAME.fullmatch(name.text):  # a word, or a keyword
             key = name.text
             if key not in values:
                 raise GrammarError(f"Parameter {key} is not provided")  # UNVERIFIED wording

@@ -18,7 +18,7 @@ import botocore.exceptions
 import pytest
 from botocore.config import Config as BotoConfig
 
-from proxy.config import AccessKey, Iam, IamUser
+from proxy.config import AccessKey, Audit, Iam, IamUser
 
 from ..conftest import ADMIN, unique, wait_for
 from .test_audit import lines
@@ -39,7 +39,8 @@ DATA_API_POLICY = {"Version": "2012-10-17", "Statement": [
 EVE_POLICY = {"Version": "2012-10-17", "Statement": [
     {"Effect": "Allow", "Action": "redshift-data:*", "Resource": "*"},
     {"Effect": "Deny", "Action": "redshift-data:BatchExecuteStatement", "Resource": "*"},
-    {"Effect": "Allow", "Action": "redshift:GetClusterCredentials", "Resource": f"{ARN}:dbuser:{CLUSTER}/eve_*"}]}
+    {"Effect": "Allow", "Action": "redshift:GetClusterCredentials",
+     "Resource": [f"{ARN}:dbuser:{CLUSTER}/eve_*", f"{ARN}:dbname:{CLUSTER}/dev"]}]}
 IAM = Iam(users=[IamUser("alice", [AccessKey(ALICE_KEY, ALICE_SECRET)], policies=[DATA_API_POLICY]),
                  IamUser("bob", [AccessKey(BOB_KEY, BOB_SECRET)], policies=[DATA_API_POLICY]),
                  IamUser("eve", [AccessKey(EVE_KEY, EVE_SECRET)], policies=[EVE_POLICY]),
@@ -131,3 +132,232 @@ def test_results_match_a_driver(data_proxy):
     ddl = run(api, f"DROP TABLE {table}")
     assert ddl["Status"] == "FINISHED" and ddl["ResultRows"] == -1 and ddl["HasResultSet"] is False
     assert error_code(lambda: api.get_statement_result(Id=ddl["Id"])) == "ResourceNotFoundException"
+
+
+def test_named_parameters(data_proxy):
+    api = data_client(data_proxy)
+    sql = ("SELECT :n + 1 AS next, :s AS s, ':s' AS literal, 'x'::text || :s AS joined, "
+           "CAST(:day AS date) + 1 AS tomorrow /* :ignored */")
+    hostile = "it's \\ :n -- not code'; DROP TABLE x; --"
+    described = run(api, sql, Parameters=[{"name": "n", "value": "41"}, {"name": "s", "value": hostile},
+                                          {"name": "day", "value": "2024-02-28"}])
+    assert described["Status"] == "FINISHED", described
+    assert described["QueryParameters"][0] == {"name": "n", "value": "41"}
+    assert records(api, described["Id"])[1] == [[42, hostile, ":s", "x" + hostile, "2024-02-29"]]
+    # A parameter the SQL does not use, or one it uses and is not given: the statement fails.
+    unused = run(api, "SELECT 1", Parameters=[{"name": "n", "value": "1"}])
+    assert unused["Status"] == "FAILED" and "n" in unused["Error"]
+    missing = run(api, "SELECT :a, :b", Parameters=[{"name": "a", "value": "1"}])
+    assert missing["Status"] == "FAILED" and "b" in missing["Error"]
+    with pytest.raises(api.exceptions.ValidationException, match="n-1"):
+        run(api, "SELECT :n", Parameters=[{"name": "n-1", "value": "1"}])
+
+
+def test_batch_is_one_transaction(data_proxy):
+    api = data_client(data_proxy)
+    table = unique("batch")
+    assert run(api, f"CREATE TABLE {table} (i int PRIMARY KEY)")["Status"] == "FINISHED"
+    good = api.batch_execute_statement(ClusterIdentifier=CLUSTER, Database="dev", DbUser=ADMIN, StatementName="ok",
+                                       Sqls=[f"INSERT INTO {table} VALUES (1)", f"INSERT INTO {table} VALUES (2)",
+                                             f"SELECT i FROM {table} ORDER BY i"])
+    described = finished(api, good["Id"])
+    assert described["Status"] == "FINISHED"
+    subs = described["SubStatements"]
+    assert [s["Id"] for s in subs] == [f"{good['Id']}:{n}" for n in (1, 2, 3)]
+    assert [(s["Status"], s["ResultRows"], s["HasResultSet"]) for s in subs] == [
+        ("FINISHED", 1, False), ("FINISHED", 1, False), ("FINISHED", 2, True)]
+    assert records(api, f"{good['Id']}:3")[1] == [[1], [2]]
+    assert error_code(lambda: api.get_statement_result(Id=good["Id"])) == "ValidationException"
+
+    bad = api.batch_execute_statement(ClusterIdentifier=CLUSTER, Database="dev", DbUser=ADMIN,
+                                      Sqls=[f"INSERT INTO {table} VALUES (3)", f"INSERT INTO {table} VALUES (1)",
+                                            f"INSERT INTO {table} VALUES (4)"])
+    failed = finished(api, bad["Id"])
+    assert failed["Status"] == "FAILED" and "duplicate key value" in failed["Error"]
+    assert [s["Status"] for s in failed["SubStatements"]] == ["FINISHED", "FAILED", "ABORTED"]
+    assert "duplicate key" in failed["SubStatements"][1]["Error"]
+    with data_proxy.connect() as conn:  # the first insert was rolled back with the batch
+        assert conn.execute(f"SELECT i FROM {table} ORDER BY i").fetchall() == [(1,), (2,)]
+        conn.execute(f"DROP TABLE {table}")
+
+
+def test_policies_decide_each_action(data_proxy):
+    nobody = data_client(data_proxy, NONE_KEY, NONE_SECRET)
+    assert error_code(lambda: nobody.execute_statement(ClusterIdentifier=CLUSTER, Database="dev", DbUser=ADMIN,
+                                                       Sql="SELECT 1")) == "AccessDeniedException"
+    assert error_code(lambda: nobody.list_statements()) == "AccessDeniedException"
+    eve = data_client(data_proxy, EVE_KEY, EVE_SECRET)
+    # The Data API's own action is allowed, GetClusterCredentials on this dbuser is not.
+    with pytest.raises(botocore.exceptions.ClientError, match="redshift:GetClusterCredentials") as info:
+        eve.execute_statement(ClusterIdentifier=CLUSTER, Database="dev", DbUser=ADMIN, Sql="SELECT 1")
+    assert info.value.response["Error"]["Code"] == "AccessDeniedException"
+    with pytest.raises(botocore.exceptions.ClientError, match="explicit deny"):
+        eve.batch_execute_statement(ClusterIdentifier=CLUSTER, Database="dev", DbUser="eve_x", Sqls=["SELECT 1"])
+    # Allowed as eve_x, a user that does not exist: the login fails as the statement's error.
+    failed = run(eve, "SELECT 1", db_user="eve_x")
+    assert failed["Status"] == "FAILED" and 'authentication failed for user "IAM:eve_x"' in failed["Error"]
+    alice = data_client(data_proxy)
+    with pytest.raises(alice.exceptions.ValidationException, match="SecretArn"):
+        alice.execute_statement(ClusterIdentifier=CLUSTER, Database="dev", Sql="SELECT 1",
+                                SecretArn="arn:aws:secretsmanager:us-east-1:123456789012:secret:x")
+    with pytest.raises(alice.exceptions.ValidationException, match="WorkgroupName"):
+        alice.execute_statement(WorkgroupName="wg1", Database="dev", Sql="SELECT 1")
+    with pytest.raises(alice.exceptions.ValidationException, match="not found"):
+        alice.execute_statement(ClusterIdentifier="elsewhere", Database="dev", DbUser=ADMIN, Sql="SELECT 1")
+    wrong = boto3.client("redshift-data", endpoint_url=f"http://127.0.0.1:{data_proxy.api_port}",
+                         region_name="us-east-1", aws_access_key_id=ALICE_KEY, aws_secret_access_key="wrong",
+                         config=BotoConfig(retries={"max_attempts": 1}))
+    assert error_code(lambda: wrong.list_statements()) == "InvalidSignatureException"
+
+
+def test_statements_are_the_callers_own(data_proxy):
+    alice, bob = data_client(data_proxy), data_client(data_proxy, BOB_KEY, BOB_SECRET)
+    mine = run(alice, "SELECT 'secret of alice'", StatementName="alice-report")
+    for call in (lambda: bob.describe_statement(Id=mine["Id"]), lambda: bob.get_statement_result(Id=mine["Id"]),
+                 lambda: bob.cancel_statement(Id=mine["Id"])):
+        with pytest.raises(bob.exceptions.ResourceNotFoundException):
+            call()
+    assert mine["Id"] not in [s["Id"] for s in bob.list_statements()["Statements"]]
+    listed = alice.list_statements(StatementName="alice-")["Statements"]
+    assert [(s["Id"], s["Status"], s["QueryString"]) for s in listed] == [
+        (mine["Id"], "FINISHED", "SELECT 'secret of alice'")]
+    assert records(alice, mine["Id"])[1] == [["secret of alice"]]
+    unknown = "00000000-0000-0000-0000-000000000000"
+    assert error_code(lambda: alice.describe_statement(Id=unknown)) == "ResourceNotFoundException"
+
+
+def test_iam_identity_without_db_user(data_proxy):
+    api = data_client(data_proxy)
+    with data_proxy.connect() as admin:
+        admin.execute('CREATE USER "IAM:alice" PASSWORD DISABLE')
+    try:
+        started = api.execute_statement(ClusterIdentifier=CLUSTER, Database="dev", Sql="SELECT current_user")
+        assert started["DbUser"] == "IAM:alice"
+        assert finished(api, started["Id"])["Status"] == "FINISHED"
+        assert records(api, started["Id"])[1] == [["IAM:alice"]]
+    finally:
+        with data_proxy.connect() as admin:
+            admin.execute('DROP USER "IAM:alice"')
+
+
+def test_privileges_rls_and_masking_apply(data_proxy, new_user):
+    api = data_client(data_proxy)
+    user, _ = new_user()
+    table, secret, mask, rls = unique("cards"), unique("hidden"), unique("mask"), unique("rls")
+    with data_proxy.connect() as admin:
+        admin.execute(f"CREATE TABLE {table} (customer_id int, card varchar(20))")
+        admin.execute(f"INSERT INTO {table} VALUES (100, '4532993817514842'), (102, '5243112427642649')")
+        admin.execute(f"CREATE TABLE {secret} (x int)")
+        admin.execute(f"GRANT SELECT ON {table} TO {user}")
+        admin.execute(f"CREATE MASKING POLICY {mask} WITH (card VARCHAR(20)) USING ('XXXX'::TEXT)")
+        admin.execute(f"ATTACH MASKING POLICY {mask} ON {table}(card) TO {user}")
+        admin.execute(f"CREATE RLS POLICY {rls} WITH (customer_id int) USING (customer_id >= 102)")
+        admin.execute(f"ATTACH RLS POLICY {rls} ON {table} TO {user}")
+        admin.execute(f"ALTER TABLE {table} ROW LEVEL SECURITY ON")
+    try:
+        sql = f"SELECT customer_id, card FROM {table} ORDER BY 1"
+        with data_proxy.connect(user, "Secret123") as conn:
+            as_driver = wait_for(lambda: (rows := conn.execute(sql).fetchall()) == [(102, "XXXX")] and rows)
+        described = run(api, sql, db_user=user)
+        assert described["Status"] == "FINISHED", described
+        assert [tuple(r) for r in records(api, described["Id"])[1]] == as_driver
+        denied = run(api, f"SELECT * FROM {secret}", db_user=user)
+        assert denied["Status"] == "FAILED" and "permission denied" in denied["Error"]
+        assert run(api, f"SELECT count(*) FROM {table}")["Status"] == "FINISHED"  # the admin: no RLS policy
+    finally:
+        with data_proxy.connect() as admin:
+            admin.execute(f"ALTER TABLE {table} ROW LEVEL SECURITY OFF")
+            admin.execute(f"DROP RLS POLICY {rls} CASCADE")
+            admin.execute(f"DETACH MASKING POLICY {mask} ON {table}(card) FROM {user}")
+            admin.execute(f"DROP MASKING POLICY {mask}")
+            admin.execute(f"DROP TABLE {table}, {secret}")
+
+
+def test_paging(data_proxy):
+    api = data_client(data_proxy)
+    described = run(api, "SELECT i, repeat('x', 200) AS filler FROM generate_series(1, 12000) AS i")
+    first = api.get_statement_result(Id=described["Id"])
+    assert first["TotalNumRows"] == 12000 and "NextToken" in first and len(first["Records"]) < 12000
+    second = api.get_statement_result(Id=described["Id"], NextToken=first["NextToken"])
+    assert second["Records"][0][0] == {"longValue": len(first["Records"]) + 1}
+    assert [row[0] for row in records(api, described["Id"])[1]] == list(range(1, 12001))
+    assert error_code(lambda: api.get_statement_result(Id=described["Id"], NextToken="bogus")) == \
+        "ValidationException"
+
+
+def test_cancel_a_long_statement(data_proxy):
+    api = data_client(data_proxy)
+    started = api.execute_statement(ClusterIdentifier=CLUSTER, Database="dev", DbUser=ADMIN,
+                                    Sql="SELECT pg_sleep(60)")
+    wait_for(lambda: api.describe_statement(Id=started["Id"])["Status"] == "STARTED")
+    began = time.monotonic()
+    assert api.cancel_statement(Id=started["Id"])["Status"] is True
+    described = finished(api, started["Id"])
+    assert described["Status"] == "ABORTED" and time.monotonic() - began < 30
+    with pytest.raises(api.exceptions.ValidationException, match="ABORTED"):
+        api.cancel_statement(Id=started["Id"])
+    # The session is gone: nothing of it is still running in the database.
+    with data_proxy.connect() as admin:
+        assert wait_for(lambda: not admin.execute("SELECT 1 FROM pg_stat_activity WHERE query = "
+                                                  "'SELECT pg_sleep(60)'").fetchall())
+
+
+def test_catalog_actions_honour_privileges(data_proxy, new_user):
+    api = data_client(data_proxy)
+    user, _ = new_user()
+    schema, table = unique("s"), unique("t")
+    with data_proxy.connect() as admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
+        admin.execute(f"CREATE TABLE {schema}.{table} (id int NOT NULL, name varchar(30) DEFAULT 'n', "
+                      f"amount numeric(12, 3))")
+        admin.execute(f"CREATE VIEW {schema}.{table}_v AS SELECT id FROM {schema}.{table}")
+    common = {"ClusterIdentifier": CLUSTER, "Database": "dev", "DbUser": user}
+    try:
+        assert "dev" in api.list_databases(**common)["Databases"]
+        assert schema not in api.list_schemas(**common)["Schemas"]  # no USAGE
+        assert api.list_tables(**common, SchemaPattern=schema)["Tables"] == []
+        with data_proxy.connect() as admin:
+            admin.execute(f"GRANT USAGE ON SCHEMA {schema} TO {user}")
+            admin.execute(f"GRANT SELECT ON {schema}.{table} TO {user}")
+        assert api.list_schemas(**common, SchemaPattern=f"{schema[:-2]}%")["Schemas"] == [schema]
+        assert api.list_tables(**common, SchemaPattern=schema)["Tables"] == [
+            {"name": table, "schema": schema, "type": "TABLE"}]
+        admin_view = api.list_tables(**{**common, "DbUser": ADMIN}, SchemaPattern=schema, TablePattern="%_v")
+        assert admin_view["Tables"] == [{"name": f"{table}_v", "schema": schema, "type": "VIEW"}]
+        described = api.describe_table(**common, Schema=schema, Table=table)
+        assert described["TableName"] == table
+        columns = {c["name"]: c for c in described["ColumnList"]}
+        assert list(columns) == ["id", "name", "amount"]
+        assert (columns["id"]["typeName"], columns["id"]["nullable"]) == ("int4", 0)
+        assert (columns["name"]["precision"], columns["name"]["columnDefault"]) == (30, "'n'::character varying")
+        assert (columns["amount"]["precision"], columns["amount"]["scale"]) == (12, 3)
+        paged = api.list_tables(**{**common, "DbUser": ADMIN}, SchemaPattern=schema, MaxResults=1)
+        assert len(paged["Tables"]) == 1 and "NextToken" in paged
+        assert api.list_tables(**{**common, "DbUser": ADMIN}, SchemaPattern=schema, MaxResults=1,
+                               NextToken=paged["NextToken"])["Tables"][0]["name"] == f"{table}_v"
+    finally:
+        with data_proxy.connect() as admin:
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def test_aws_cli_and_the_audit_log(make_proxy, tmp_path):
+    proxy = make_proxy(iam=IAM, audit=Audit(dir=str(tmp_path / "audit"), user_activity=True))
+    marker = unique("cli")
+    started = aws(proxy, "execute-statement", "--cluster-identifier", CLUSTER, "--database", "dev",
+                  "--db-user", ADMIN, "--sql", f"SELECT '{marker}' AS m")
+    deadline = time.monotonic() + 30
+    while (described := aws(proxy, "describe-statement", "--id", started["Id"]))["Status"] != "FINISHED":
+        assert described["Status"] not in ("FAILED", "ABORTED") and time.monotonic() < deadline, described
+        time.sleep(0.1)
+    result = aws(proxy, "get-statement-result", "--id", started["Id"])
+    assert result["Records"] == [[{"stringValue": marker}]] and result["ColumnMetadata"][0]["typeName"] == "text"
+    assert started["Id"] in [s["Id"] for s in aws(proxy, "list-statements")["Statements"]]
+    with proxy.connect() as admin:
+        logged = wait_for(lambda: admin.execute(
+            "SELECT DISTINCT username, application_name, authmethod FROM stl_connection_log "
+            "WHERE application_name = %s AND event = 'authenticated'", (f"Redshift Data API {started['Id']}",)
+        ).fetchall())
+    assert [tuple(v.strip() for v in row) for row in logged] == [
+        (f"IAM:{ADMIN}", f"Redshift Data API {started['Id']}", "IAM AssumeUser")]
+    activity = wait_for(lambda: [l for l in lines(tmp_path / "audit" / "useractivitylog") if marker in l])
+    assert f"user={ADMIN}" in activity[0]

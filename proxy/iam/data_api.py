@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import json
 import logging
 import re
@@ -30,11 +31,13 @@ import uuid
 from dataclasses import dataclass, field
 
 from ..backend.session import BackendRefused, BackendUnavailable
+from ..catalog.store import BACKEND_FAILURES
 from ..endpoint import ConnectionClosed
 from ..protocol.messages import ProtocolViolation
 from ..policy.tokens import GrammarError, sql_literal
 from .api import ApiError, RedshiftApi
-from .data_sessions import DataSession, Result, StatementFailed, column_metadata, named_parameters, typed_field
+from .data_sessions import (DataSession, Result, StatementFailed, column_metadata, described, named_parameters,
+                            typed_field)
 from .policy import evaluate
 from .principals import Principal
 from .sigv4 import SignatureError
@@ -51,6 +54,7 @@ MAX_RESULT_BYTES = 100 << 20   # a statement's result: 100 MB, the Data API's do
 PAGE_BYTES = 1 << 20
 ACTIVE_LIMIT = 200
 STORED_BYTES = 1 << 30
+KEPT_PER_CALLER = 10_000  # statements kept for a caller; its oldest ended ones go first
 MAX_SQL_CHARS = 100_000
 ACTIVE = ("SUBMITTED", "PICKED", "STARTED")
 _ID = re.compile(r"([a-z0-9]{8}(?:-[a-z0-9]{4}){3}-[a-z0-9]{12})(?::(\d{1,2}))?")
@@ -171,6 +175,10 @@ class DataApi:
         except DataApiError as exc:
             log.info("Data API %s from %s failed: %s %s", action, source_ip, exc.code, exc)
             return _error(exc.code, str(exc), exc.status, **exc.members)
+        except BACKEND_FAILURES as exc:  # minting a credential records it in the backing database
+            log.error("Data API %s from %s: the backing database failed: %s: %s", action, source_ip,
+                      type(exc).__name__, exc)
+            return _error("InternalServerException", "The backing database is unavailable; try again.", 500)
         except Exception:  # noqa: BLE001 - a bug of ours: AWS-shaped, logged
             log.exception("Data API %s from %s failed", action, source_ip)
             return _error("InternalServerException", "The request failed; the proxy's log says why.", 500)
@@ -253,6 +261,7 @@ class DataApi:
             statement_id, principal.arn, principal.principal_arn or principal.arn, params["ClusterIdentifier"],
             database, _string(params, "DbUser") or user, _string(params, "StatementName"),
             [{"name": k, "value": v} for k, v in values.items()], batch, [Part(sql) for sql in sqls])
+        self._forget_oldest(principal.arn)
         self.statements[statement_id] = statement
         if token:
             self._tokens[(principal.arn, token)] = (statement_id, time.time())
@@ -273,9 +282,9 @@ class DataApi:
                 session = await DataSession.open(self.context, user, password, statement.database,
                                                  f"Redshift Data API {statement.id}")
             except BackendRefused as exc:
-                return self._fail(statement, statement.parts[0], exc.fields.get("M", "the login was refused"))
+                return self._fail(statement, statement.parts[0], described(exc.fields, "the login was refused"))
             except BackendUnavailable as exc:
-                return self._fail(statement, statement.parts[0], str(exc))
+                return self._fail(statement, statement.parts[0], described(None, str(exc)))
             statement.session, statement.pid = session, session.pid
             try:
                 await self._run_parts(statement, session, values)
@@ -283,8 +292,9 @@ class DataApi:
                 statement.session = None
                 session.close()
         except (StatementFailed, BackendUnavailable, ConnectionError, ConnectionClosed, ProtocolViolation) as exc:
+            message = str(exc) if isinstance(exc, StatementFailed) else described(None, str(exc) or type(exc).__name__)
             self._fail(statement, next((p for p in statement.parts if p.status == "STARTED"), statement.parts[-1]),
-                       str(exc))
+                       message)
         finally:
             statement.done.set()
 
@@ -294,16 +304,18 @@ class DataApi:
             await session.run("BEGIN", MAX_RESULT_BYTES)
         for part in statement.parts:
             if statement.cancelled:
-                return self._fail(statement, part, "Query cancelled by the user")
+                return self._fail(statement, part, "")
             part.status, part.updated, started = "STARTED", time.time(), time.monotonic_ns()
             try:
                 sql = named_parameters(part.sql, values, session.standard_strings) if values else part.sql
                 part.result = await session.run(sql, MAX_RESULT_BYTES)
             except (StatementFailed, GrammarError) as exc:
                 part.duration = time.monotonic_ns() - started
-                if statement.batch:
-                    await session.run("ROLLBACK", MAX_RESULT_BYTES)
-                return self._fail(statement, part, str(exc))
+                if statement.batch:  # before the failure is told: nothing of the batch stays
+                    with contextlib.suppress(StatementFailed):
+                        await session.run("ROLLBACK", MAX_RESULT_BYTES)
+                return self._fail(statement, part, str(exc) if isinstance(exc, StatementFailed)
+                                  else described(None, str(exc)))
             part.duration = time.monotonic_ns() - started
             part.status, part.updated = "FINISHED", time.time()
         if statement.batch:
@@ -323,12 +335,12 @@ class DataApi:
         parts after it never ran, and those before it were rolled back."""
         status = "ABORTED" if statement.cancelled else "FAILED"
         if statement.cancelled:
-            error = "Query cancelled by the user"
+            error = "Query cancelled by the user"  # UNVERIFIED: the Data API's wording
         failed = statement.parts.index(part)
         for later in statement.parts[failed:]:
             later.status, later.updated = status if later is part else "ABORTED", time.time()
-        part.error = f"ERROR: {error}"
-        statement.set_status(status, part.error)
+        part.error = error
+        statement.set_status(status, error)
         log.info("Data API statement %s of %s %s: %s", statement.id, statement.caller, status.lower(), error)
 
     def _keep_within(self, limit: int) -> None:
@@ -342,6 +354,13 @@ class DataApi:
             for part in statement.parts:
                 part.result = part.metadata = None
                 part.types = []
+
+    def _forget_oldest(self, caller: str) -> None:
+        """Room for one more statement of caller within KEPT_PER_CALLER."""
+        kept = [s for s in self.statements.values() if s.caller == caller]
+        ended = sorted((s for s in kept if s.status not in ACTIVE), key=lambda s: s.created)
+        for statement in ended[:max(0, len(kept) + 1 - KEPT_PER_CALLER)]:
+            del self.statements[statement.id]
 
     def _expire(self) -> None:
         cutoff = time.time() - RETENTION_SECONDS
@@ -469,12 +488,12 @@ class DataApi:
         try:
             session = await self._open(params, principal, source_ip, database, str(uuid.uuid4()))
         except (BackendRefused, BackendUnavailable) as exc:
-            message = exc.fields.get("M", str(exc)) if isinstance(exc, BackendRefused) else str(exc)
-            raise DataApiError("DatabaseConnectionException", message) from None
+            fields = exc.fields if isinstance(exc, BackendRefused) else None
+            raise DataApiError("DatabaseConnectionException", described(fields, str(exc))) from None
         try:
             rows = (await session.run(sql, MAX_RESULT_BYTES)).rows
         except StatementFailed as exc:
-            raise DataApiError("DatabaseConnectionException", f"ERROR: {exc}") from None
+            raise DataApiError("DatabaseConnectionException", str(exc)) from None
         finally:
             session.close()
         start = _offset(params.get("NextToken"), len(rows))

@@ -38,12 +38,19 @@ _NAME = re.compile(r"[A-Za-z_][0-9A-Za-z_]*")
 
 
 class StatementFailed(Exception):
-    """The statement ended with an ErrorResponse (or could not be sent); message as the client
-    would have seen it."""
+    """The statement ended with an ErrorResponse (or could not be sent or read); the message as
+    psql shows it, severity first ("ERROR: relation ... does not exist")."""
 
     def __init__(self, message: str, sqlstate: str = ""):
         super().__init__(message)
         self.sqlstate = sqlstate
+
+
+def described(fields: dict[str, str] | None, otherwise: str) -> str:
+    """An ErrorResponse's fields as psql shows them: severity and message (otherwise without)."""
+    if not fields:
+        return f"ERROR: {otherwise}"
+    return f"{fields.get('V') or fields.get('S') or 'ERROR'}: {fields.get('M', otherwise)}"
 
 
 @dataclass
@@ -154,14 +161,13 @@ class DataSession:
         try:
             endpoint.write(m.query(sql.encode()))
         except ValueError as exc:
-            raise StatementFailed(str(exc)) from None
+            raise StatementFailed(described(None, str(exc))) from None
         results, current, error, too_big = [], Result(), None, False
         while True:
             try:
                 kind, body = await endpoint.read_message(DEFAULT_MAX_MESSAGE)
             except ConnectionClosed:  # after a FATAL error, or the proxy stopping
-                raise StatementFailed((error or {}).get("M", "the session was closed"),
-                                      (error or {}).get("C", "")) from None
+                raise StatementFailed(described(error, "the session was closed"), (error or {}).get("C", "")) from None
             if kind == m.B_ROW_DESCRIPTION:
                 current = Result(columns=m.decode_row_description(body))
             elif kind == m.B_DATA_ROW:
@@ -184,9 +190,10 @@ class DataSession:
             elif kind == m.B_READY_FOR_QUERY:
                 break
         if error is not None:
-            raise StatementFailed(error.get("M", "the statement failed"), error.get("C", ""))
+            raise StatementFailed(described(error, "the statement failed"), error.get("C", ""))
         if too_big:
-            raise StatementFailed(f"The query result exceeds the Data API's limit of {max_bytes >> 20} MB")
+            raise StatementFailed(described(None, f"The query result exceeds the Data API's limit of "
+                                                  f"{max_bytes >> 20} MB"))
         return results[-1] if results else Result()
 
     async def type_names(self, results: list[Result]) -> dict[int, str]:

@@ -12,13 +12,15 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import boto3
 import botocore.exceptions
+import psycopg
 import pytest
 from botocore.config import Config as BotoConfig
 
-from proxy.config import AccessKey, Audit, Iam, IamUser
+from proxy.config import AccessKey, Audit, Cluster, Iam, IamUser, IngressRule, SecurityGroup
 
 from ..conftest import ADMIN, unique, wait_for
 from .test_audit import lines
@@ -361,3 +363,18 @@ def test_aws_cli_and_the_audit_log(make_proxy, tmp_path):
         (f"IAM:{ADMIN}", f"Redshift Data API {started['Id']}", "IAM AssumeUser")]
     activity = wait_for(lambda: [l for l in lines(tmp_path / "audit" / "useractivitylog") if marker in l])
     assert f"user={ADMIN}" in activity[0]
+
+
+def test_security_groups_and_require_ssl(make_proxy):
+    """As on AWS the Data API does not pass the cluster's security groups (IAM decides), and its
+    sessions are encrypted, so require_ssl lets them in."""
+    cluster = replace(Cluster(), identifier="dapi-gated", security_groups=["app"])
+    proxy = make_proxy(iam=IAM, cluster=cluster, tls__require_ssl=True,
+                       security_groups=[SecurityGroup("app", "far away", [IngressRule("10.0.0.0/8")])])
+    with pytest.raises(psycopg.OperationalError):
+        proxy.connect(sslmode="require")  # from 127.0.0.1: dropped by the security group
+    api = data_client(proxy)
+    started = api.execute_statement(ClusterIdentifier="dapi-gated", Database="dev", DbUser=ADMIN,
+                                    Sql="SELECT current_user")
+    assert finished(api, started["Id"])["Status"] == "FINISHED"  # over TLS: require_ssl admits nothing else
+    assert records(api, started["Id"])[1] == [[ADMIN]]

@@ -197,7 +197,7 @@ def test_policies_decide_each_action(data_proxy):
         eve.batch_execute_statement(ClusterIdentifier=CLUSTER, Database="dev", DbUser="eve_x", Sqls=["SELECT 1"])
     # Allowed as eve_x, a user that does not exist: the login fails as the statement's error.
     failed = run(eve, "SELECT 1", db_user="eve_x")
-    assert failed["Status"] == "FAILED" and 'authentication failed for user "IAM:eve_x"' in failed["Error"]
+    assert failed["Status"] == "FAILED" and failed["Error"] == 'FATAL: password authentication failed for user "IAM:eve_x"'
     alice = data_client(data_proxy)
     with pytest.raises(alice.exceptions.ValidationException, match="SecretArn"):
         alice.execute_statement(ClusterIdentifier=CLUSTER, Database="dev", Sql="SELECT 1",

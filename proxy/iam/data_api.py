@@ -155,8 +155,18 @@ class DataApi:
         try:
             principal = await self.callers.authenticate(method, url, headers, body, service="redshift-data",
                                                         region=self.redshift.config.cluster.region)
-            handler = getattr(self, "_" + re.sub(r"(?<!^)([A-Z])", r"_\1", action).lower(), None) \
-                if action in _ACTIONS else None
+            handler = {
+                "ExecuteStatement": self._execute_statement,
+                "BatchExecuteStatement": self._batch_execute_statement,
+                "DescribeStatement": self._describe_statement,
+                "GetStatementResult": self._get_statement_result,
+                "ListStatements": self._list_statements,
+                "CancelStatement": self._cancel_statement,
+                "ListDatabases": self._list_databases,
+                "ListSchemas": self._list_schemas,
+                "ListTables": self._list_tables,
+                "DescribeTable": self._describe_table,
+            }.get(action)
             if handler is None:
                 raise DataApiError("UnknownOperationException", f"The operation {action} is not supported.")
             try:
@@ -568,8 +578,6 @@ def _tables(params: dict, exact: bool = False, joins: str = "") -> str:
 
 
 _SYSTEM_SCHEMAS = sql_literal("pg\\_t%")  # pg_toast, pg_temp_N: not listed
-_ACTIONS = {"ExecuteStatement", "BatchExecuteStatement", "DescribeStatement", "GetStatementResult",
-            "ListStatements", "CancelStatement", "ListDatabases", "ListSchemas", "ListTables", "DescribeTable"}
 
 
 def _error(code: str, message: str, status: int, **members) -> Reply:

@@ -42,6 +42,7 @@ from .policy import evaluate
 from .principals import Principal
 from .sigv4 import SignatureError
 from .sts import caller_context
+from .tokens import Minted
 
 log = logging.getLogger(__name__)
 
@@ -209,9 +210,9 @@ class DataApi:
         cluster = self.redshift.config.cluster
         return f"arn:aws:redshift:{cluster.region}:{cluster.account_id}:cluster:{identifier}"
 
-    async def _credentials(self, params: dict, principal: Principal, source_ip: str, database: str) -> tuple[str, str]:
-        """(login name, password) for a session as the request's DbUser, or as the caller's IAM
-        identity, minted by the RedshiftApi's own GetClusterCredentials(WithIAM) decision."""
+    async def _credentials(self, params: dict, principal: Principal, source_ip: str, database: str) -> Minted:
+        """A credential for a session as the request's DbUser, or as the caller's IAM identity,
+        minted by the RedshiftApi's own GetClusterCredentials(WithIAM) decision."""
         if params.get("SecretArn"):
             # No Secrets Manager here, and a password kept in shiftguard's configuration for it
             # would be a second way to log in that IAM does not govern.
@@ -227,12 +228,19 @@ class DataApi:
                 minted = await self.redshift.cluster_credentials_with_iam(request, principal, source_ip)
         except ApiError as exc:
             raise DataApiError(_CREDENTIAL_FAULTS.get(exc.code, "ValidationException"), str(exc)) from None
-        return minted.db_user, minted.password
+        return minted
 
-    async def _open(self, params: dict, principal: Principal, source_ip: str, database: str,
-                    statement_id: str) -> DataSession:
-        user, password = await self._credentials(params, principal, source_ip, database)
-        return await DataSession.open(self.context, user, password, database, f"Redshift Data API {statement_id}")
+    async def _log_in(self, minted: Minted, database: str, statement_id: str) -> DataSession:
+        """A session logged in with minted, which is then revoked: it serves one login, and no
+        live credential piles up per statement (a login reads its user's live ones)."""
+        try:
+            return await DataSession.open(self.context, minted.db_user, minted.password, database,
+                                          f"Redshift Data API {statement_id}")
+        finally:
+            try:
+                await self.redshift.catalog.revoke_tokens(token_id=minted.token_id)
+            except BACKEND_FAILURES as exc:  # it expires on its own
+                log.warning("could not revoke a Data API credential: %s: %s", type(exc).__name__, exc)
 
     # ---------------------------------------------------------------- statements
 
@@ -266,16 +274,16 @@ class DataApi:
             raise DataApiError("ActiveStatementsExceededException",
                                f"You have {active} statements running, the most shiftguard runs for one caller")
         statement_id = str(uuid.uuid4())
-        user, password = await self._credentials(params, principal, source_ip, database)
+        minted = await self._credentials(params, principal, source_ip, database)
         statement = Statement(
             statement_id, principal.arn, principal.principal_arn or principal.arn, params["ClusterIdentifier"],
-            database, _string(params, "DbUser") or user, _string(params, "StatementName"),
+            database, _string(params, "DbUser") or minted.db_user, _string(params, "StatementName"),
             [{"name": k, "value": v} for k, v in values.items()], batch, [Part(sql) for sql in sqls])
         self._forget_oldest(principal.arn)
         self.statements[statement_id] = statement
         if token:
             self._tokens[(principal.arn, token)] = (statement_id, time.time())
-        self.context.spawn(self._run(statement, user, password, values))
+        self.context.spawn(self._run(statement, minted, values))
         return self._submitted(statement)
 
     @staticmethod
@@ -283,14 +291,13 @@ class DataApi:
         return {"Id": statement.id, "CreatedAt": statement.created, "ClusterIdentifier": statement.cluster,
                 "Database": statement.database, "DbUser": statement.db_user}
 
-    async def _run(self, statement: Statement, user: str, password: str, values: dict[str, str]) -> None:
+    async def _run(self, statement: Statement, minted: Minted, values: dict[str, str]) -> None:
         """The statement's life after ExecuteStatement answered: log in, run each SQL (a batch
         in one transaction, rolled back at its first failure), keep the results."""
         statement.set_status("PICKED")
         try:
             try:
-                session = await DataSession.open(self.context, user, password, statement.database,
-                                                 f"Redshift Data API {statement.id}")
+                session = await self._log_in(minted, statement.database, statement.id)
             except BackendRefused as exc:
                 return self._fail(statement, statement.parts[0], described(exc.fields, "the login was refused"))
             except BackendUnavailable as exc:
@@ -496,7 +503,8 @@ class DataApi:
         if connected and connected != database:
             raise _validation("ConnectedDatabase must be Database itself here: shiftguard has no datashares")
         try:
-            session = await self._open(params, principal, source_ip, database, str(uuid.uuid4()))
+            session = await self._log_in(await self._credentials(params, principal, source_ip, database), database,
+                                         str(uuid.uuid4()))
         except (BackendRefused, BackendUnavailable) as exc:
             fields = exc.fields if isinstance(exc, BackendRefused) else None
             raise DataApiError("DatabaseConnectionException", described(fields, str(exc))) from None

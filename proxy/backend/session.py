@@ -8,6 +8,7 @@ SCRAM-SHA-256 through scramp) and hands back a connected Endpoint ready for the 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import socket
 import ssl
@@ -121,16 +122,24 @@ async def _negotiate_tls(endpoint: Endpoint, address: BackendAddress) -> None:
     answer = endpoint.buffer[:1]
     del endpoint.buffer[:1]
     if answer == b"S":
-        context = ssl.create_default_context(cafile=address.sslrootcert)
-        if address.sslmode in ("prefer", "require"):
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        elif address.sslmode == "verify-ca":
-            context.check_hostname = False
-        await endpoint.start_tls(context, server_side=False, server_hostname=address.host)
+        await endpoint.start_tls(_client_context(address.sslmode, address.sslrootcert), server_side=False,
+                                 server_hostname=address.host)
     elif address.sslmode != "prefer":
         raise BackendUnavailable(f"PostgreSQL at {address.describe()} does not accept TLS "
                                  f"(sslmode={address.sslmode})")
+
+
+@functools.lru_cache(maxsize=8)
+def _client_context(sslmode: str, sslrootcert: str | None) -> ssl.SSLContext:
+    """Made once per mode and CA file: loading the trust store takes tens of milliseconds, more
+    than the rest of a login (the Data API logs in once per statement)."""
+    context = ssl.create_default_context(cafile=sslrootcert)
+    if sslmode in ("prefer", "require"):
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    elif sslmode == "verify-ca":
+        context.check_hostname = False
+    return context
 
 
 async def open_session(address: BackendAddress, user: str, password: str | None, database: str,

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from ..backend.session import BackendRefused, BackendUnavailable
 from ..catalog.store import BACKEND_FAILURES
 from ..endpoint import ConnectionClosed
-from ..protocol.messages import ProtocolViolation
+from ..protocol import messages as m
 from ..policy.tokens import GrammarError, sql_literal
 from .api import ApiError, RedshiftApi
 from .data_sessions import (DataSession, Result, StatementFailed, column_metadata, described, named_parameters,
@@ -308,7 +308,7 @@ class DataApi:
             finally:
                 statement.session = None
                 session.close()
-        except (StatementFailed, BackendUnavailable, ConnectionError, ConnectionClosed, ProtocolViolation) as exc:
+        except (StatementFailed, BackendUnavailable, ConnectionError, ConnectionClosed, m.ProtocolViolation) as exc:
             message = str(exc) if isinstance(exc, StatementFailed) else described(None, str(exc) or type(exc).__name__)
             self._fail(statement, next((p for p in statement.parts if p.status == "STARTED"), statement.parts[-1]),
                        message)
@@ -440,14 +440,15 @@ class DataApi:
             message = "Query does not have result." if part.result is not None else \
                 "The query's result is no longer kept: the results kept by this proxy reached their limit."
             raise _not_found(params["Id"], message)
-        start = _offset(params.get("NextToken"), len(part.result.rows))
+        raw = part.result.raw
+        start = _offset(params.get("NextToken"), len(raw))
         end, size = start, 0
-        while end < len(part.result.rows) and (end == start or size < PAGE_BYTES):
-            size += sum(len(v) for v in part.result.rows[end] if v is not None)
+        while end < len(raw) and (end == start or size < PAGE_BYTES):
+            size += len(raw[end])
             end += 1
-        records = [[typed_field(t, v) for t, v in zip(part.types, row)] for row in part.result.rows[start:end]]
-        return {"Records": records, "ColumnMetadata": part.metadata, "TotalNumRows": len(part.result.rows),
-                **({"NextToken": _token(end)} if end < len(part.result.rows) else {})}
+        records = [[typed_field(t, v) for t, v in zip(part.types, m.decode_data_row(body))] for body in raw[start:end]]
+        return {"Records": records, "ColumnMetadata": part.metadata, "TotalNumRows": len(raw),
+                **({"NextToken": _token(end)} if end < len(raw) else {})}
 
     async def _list_statements(self, params: dict, principal: Principal, source_ip: str) -> dict:
         self._authorize(principal, "ListStatements", "*", source_ip)
@@ -480,7 +481,7 @@ class DataApi:
         for _ in range(10):
             if statement.session is not None:
                 try:
-                    await statement.session.cancel(self.context)
+                    await statement.session.cancel()
                 except (BackendUnavailable, OSError) as exc:
                     raise DataApiError("DatabaseConnectionException", f"Could not cancel the query: {exc}") from None
             try:

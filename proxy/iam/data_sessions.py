@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from .. import __version__
 from ..endpoint import ConnectionClosed
-from ..backend.session import BackendAddress, BackendSession, connect, open_session
+from ..backend.session import BackendAddress, BackendSession, BackendUnavailable, connect, open_session
 from ..frontend.in_process import in_process_socket
 from ..protocol import messages as m
 from ..protocol.framing import DEFAULT_MAX_MESSAGE
@@ -55,18 +55,23 @@ def described(fields: dict[str, str] | None, otherwise: str) -> str:
 
 @dataclass
 class Result:
-    """One statement's outcome: its columns (None: no result set), rows as text, command tag."""
+    """One statement's outcome: its columns (None: no result set), its rows (DataRow bodies as
+    they came: one bytes object a row, decoded when a page is asked for), command tag."""
     columns: list[m.FieldDescription] | None = None
-    rows: list[list[bytes | None]] = field(default_factory=list)
+    raw: list[bytes] = field(default_factory=list)
     tag: str = ""
-    size: int = 0  # bytes of the values
+    size: int = 0  # bytes of the rows
+
+    @property
+    def rows(self) -> list[list[bytes | None]]:
+        return [m.decode_data_row(body) for body in self.raw]
 
     @property
     def affected(self) -> int:
         """ResultRows: the rows returned, or those an INSERT/UPDATE/DELETE/COPY... touched;
         -1 (the Data API's null) for statements that count none."""
         if self.columns is not None:
-            return len(self.rows)
+            return len(self.raw)
         last = self.tag.rsplit(" ", 1)[-1]
         return int(last) if last.isdigit() and " " in self.tag else -1
 
@@ -133,8 +138,9 @@ def column_metadata(column: m.FieldDescription, type_name: str, source: tuple[st
 class DataSession:
     """One logged-in session of the Data API on the proxy's frontend."""
 
-    def __init__(self, backend: BackendSession):
+    def __init__(self, backend: BackendSession, context):
         self._backend = backend
+        self._context = context
         self._type_names = dict(TYPE_NAMES)
 
     @classmethod
@@ -145,7 +151,7 @@ class DataSession:
                                      {"application_name": application_name,
                                       "driver_version": f"shiftguard Data API {__version__}"},
                                      sock=await in_process_socket(context))
-        return cls(backend)
+        return cls(backend, context)
 
     @property
     def pid(self) -> int:
@@ -172,10 +178,14 @@ class DataSession:
                 current = Result(columns=m.decode_row_description(body))
             elif kind == m.B_DATA_ROW:
                 current.size += len(body)
-                if current.size > max_bytes:
-                    too_big, current.rows = True, []
+                if current.size > max_bytes and not too_big:
+                    # Not read to its end: the statement is cancelled, and its error is ours.
+                    too_big, current.raw = True, []
+                    with contextlib.suppress(BackendUnavailable, OSError):  # then it is read to its end
+                        await self.cancel()
                 elif not too_big:
-                    current.rows.append(m.decode_data_row(body))
+                    m.decode_data_row(body)  # checked now: a malformed row fails the statement, not a page
+                    current.raw.append(body)
             elif kind == m.B_COMMAND_COMPLETE:
                 current.tag = m.decode_command_tag(body).decode("utf-8", "replace")
                 results.append(current)
@@ -189,11 +199,11 @@ class DataSession:
                                                                   "Data API")))
             elif kind == m.B_READY_FOR_QUERY:
                 break
-        if error is not None:
-            raise StatementFailed(described(error, "the statement failed"), error.get("C", ""))
         if too_big:
             raise StatementFailed(described(None, f"The query result exceeds the Data API's limit of "
-                                                  f"{max_bytes >> 20} MB"))
+                                                  f"{max_bytes} bytes"))
+        if error is not None:
+            raise StatementFailed(described(error, "the statement failed"), error.get("C", ""))
         return results[-1] if results else Result()
 
     async def type_names(self, results: list[Result]) -> dict[int, str]:
@@ -222,9 +232,9 @@ class DataSession:
             return {}
         return {(int(o), int(a)): (s.decode(), t.decode(), n == b"t") for o, a, s, t, n in found.rows}
 
-    async def cancel(self, context) -> None:
+    async def cancel(self) -> None:
         """PostgreSQL's CancelRequest for this session, through the frontend as a client sends it."""
-        endpoint = await connect(BackendAddress(sslmode="disable"), await in_process_socket(context))
+        endpoint = await connect(BackendAddress(sslmode="disable"), await in_process_socket(self._context))
         try:
             endpoint.write(m.cancel_request(self._backend.pid, self._backend.key))
             with contextlib.suppress(asyncio.TimeoutError):

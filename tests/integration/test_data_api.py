@@ -21,6 +21,7 @@ import pytest
 from botocore.config import Config as BotoConfig
 
 from proxy.config import AccessKey, Audit, Cluster, Iam, IamUser, IngressRule, SecurityGroup
+from proxy.iam.data_sessions import DataSession, StatementFailed
 
 from ..conftest import ADMIN, unique, wait_for
 from .test_audit import lines
@@ -378,3 +379,24 @@ def test_security_groups_and_require_ssl(make_proxy):
                                     Sql="SELECT current_user")
     assert finished(api, started["Id"])["Status"] == "FINISHED"  # over TLS: require_ssl admits nothing else
     assert records(api, started["Id"])[1] == [[ADMIN]]
+
+
+def test_a_result_over_the_limit_is_cancelled(data_proxy):
+    """A result larger than the limit fails its statement and is not read to its end: the
+    statement is cancelled in the database (the limit is 100 MB; here a session's run is given
+    a smaller one)."""
+    proxy = data_proxy.proxy
+
+    async def too_big():
+        minted = proxy.context.tokens.mint("IAM", ADMIN, "dev", [], 900)
+        await proxy.catalog.record_token(minted, "dev", [], [])
+        session = await DataSession.open(proxy.context, minted.db_user, minted.password, "dev", "limit test")
+        try:
+            await session.run("SELECT repeat('x', 1000) FROM generate_series(1, 100000000)", 100_000)
+        except StatementFailed as exc:
+            return str(exc), (await session.run("SELECT 'still usable'", 1000)).rows
+        finally:
+            session.close()
+
+    assert data_proxy.call(too_big(), timeout=60) == (
+        "ERROR: The query result exceeds the Data API's limit of 100000 bytes", [[b"still usable"]])

@@ -453,6 +453,9 @@ class DataApi:
     async def _list_statements(self, params: dict, principal: Principal, source_ip: str) -> dict:
         self._authorize(principal, "ListStatements", "*", source_ip)
         status, name = params.get("Status", "ALL"), _string(params, "StatementName")
+        if status not in ("ALL", *ACTIVE, "FINISHED", "FAILED", "ABORTED"):
+            raise _validation(f"Status {status!r} is not one of ALL, SUBMITTED, PICKED, STARTED, FINISHED, FAILED, "
+                              f"ABORTED")
         role_level = params.get("RoleLevel", True) is not False
         limit = _limit(params, "MaxResults", 100)
         mine = [s for s in self.statements.values()

@@ -20,7 +20,7 @@ import psycopg
 import pytest
 from botocore.config import Config as BotoConfig
 
-from proxy.config import AccessKey, Audit, Cluster, Iam, IamUser, IngressRule, SecurityGroup
+from proxy.config import AccessKey, Audit, Cluster, Iam, IamRole, IamUser, IngressRule, SecurityGroup
 from proxy.iam.data_sessions import DataSession, StatementFailed
 
 from ..conftest import ADMIN, unique, wait_for
@@ -225,6 +225,8 @@ def test_statements_are_the_callers_own(data_proxy):
     assert [(s["Id"], s["Status"], s["QueryString"]) for s in listed] == [
         (mine["Id"], "FINISHED", "SELECT 'secret of alice'")]
     assert records(alice, mine["Id"])[1] == [["secret of alice"]]
+    assert alice.list_statements(StatementName="alice-", Status="FAILED")["Statements"] == []
+    assert error_code(lambda: alice.list_statements(Status="DONE")) == "ValidationException"
     unknown = "00000000-0000-0000-0000-000000000000"
     assert error_code(lambda: alice.describe_statement(Id=unknown)) == "ResourceNotFoundException"
 
@@ -400,3 +402,39 @@ def test_a_result_over_the_limit_is_cancelled(data_proxy):
 
     assert data_proxy.call(too_big(), timeout=60) == (
         "ERROR: The query result exceeds the Data API's limit of 100000 bytes", [[b"still usable"]])
+
+
+def test_a_roles_sessions_share_its_statements(make_proxy):
+    """Statements of a role session are visible to the role's other sessions (ListStatements'
+    RoleLevel, true by default, says whether they are listed), and to no one else; without
+    DbUser a role session runs as IAMR:<role>, created on first use."""
+    role = unique("tmp_dapi_role")
+    may_assume = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": f"arn:aws:iam::{ACCOUNT}:role/*"}]}
+    iam = Iam(users=[IamUser("alice", [AccessKey(ALICE_KEY, ALICE_SECRET)], policies=[may_assume, DATA_API_POLICY])],
+              roles=[IamRole(role, trust=["alice"], policies=[DATA_API_POLICY])])
+    proxy = make_proxy(iam=iam)
+    sts = boto3.client("sts", endpoint_url=f"http://127.0.0.1:{proxy.api_port}", region_name="us-east-1",
+                       aws_access_key_id=ALICE_KEY, aws_secret_access_key=ALICE_SECRET)
+
+    def session(name: str):
+        creds = sts.assume_role(RoleArn=f"arn:aws:iam::{ACCOUNT}:role/{role}", RoleSessionName=name)["Credentials"]
+        return boto3.client("redshift-data", endpoint_url=f"http://127.0.0.1:{proxy.api_port}",
+                            region_name="us-east-1", aws_access_key_id=creds["AccessKeyId"],
+                            aws_secret_access_key=creds["SecretAccessKey"], aws_session_token=creds["SessionToken"])
+
+    first, second = session("first"), session("second")
+    try:
+        started = first.execute_statement(ClusterIdentifier=CLUSTER, Database="dev", Sql="SELECT current_user")
+        assert started["DbUser"] == f"IAMR:{role}"
+        assert finished(second, started["Id"])["Status"] == "FINISHED"
+        assert records(second, started["Id"])[1] == [[f"IAMR:{role}"]]
+        assert started["Id"] in [s["Id"] for s in second.list_statements()["Statements"]]
+        assert started["Id"] not in [s["Id"] for s in second.list_statements(RoleLevel=False)["Statements"]]
+        assert started["Id"] in [s["Id"] for s in first.list_statements(RoleLevel=False)["Statements"]]
+        alice = data_client(proxy)
+        with pytest.raises(alice.exceptions.ResourceNotFoundException):
+            alice.describe_statement(Id=started["Id"])
+    finally:
+        with proxy.connect() as admin:
+            admin.execute(f'DROP USER IF EXISTS "IAMR:{role}"')

@@ -337,13 +337,9 @@ class DataApi:
             part.status, part.updated = "FINISHED", time.time()
         if statement.batch:
             await session.run("COMMIT", MAX_RESULT_BYTES)
-        results = [p.result for p in statement.parts if p.result is not None and p.result.columns is not None]
-        names, sources = await session.type_names(results), await session.sources(results)
-        for part in statement.parts:
-            if part.result is not None and part.result.columns is not None:
-                part.types = [names[c.type_oid] for c in part.result.columns]
-                part.metadata = [column_metadata(c, t, sources.get((c.table_oid, c.attnum)))
-                                 for c, t in zip(part.result.columns, part.types)]
+        with_rows = [p for p in statement.parts if p.result is not None and p.result.columns is not None]
+        for part, metadata in zip(with_rows, await session.describe_columns([p.result for p in with_rows])):
+            part.metadata, part.types = metadata, [c["typeName"] for c in metadata]
         statement.set_status("FINISHED")
         self._keep_within(STORED_BYTES)
 
@@ -513,7 +509,7 @@ class DataApi:
             fields = exc.fields if isinstance(exc, BackendRefused) else None
             raise DataApiError("DatabaseConnectionException", described(fields, str(exc))) from None
         try:
-            rows = (await session.run(sql, MAX_RESULT_BYTES)).rows
+            rows = (await session.run_ours(sql, MAX_RESULT_BYTES)).rows
         except StatementFailed as exc:
             raise DataApiError("DatabaseConnectionException", str(exc)) from None
         finally:
@@ -532,8 +528,8 @@ class DataApi:
         pattern = sql_literal(_string(params, "SchemaPattern") or "%")
         rows, start, end = await self._catalog(
             "ListSchemas", params, principal, source_ip,
-            f"SELECT nspname FROM pg_catalog.pg_namespace WHERE nspname OPERATOR(pg_catalog.~~) {pattern} "
-            f"AND nspname OPERATOR(pg_catalog.!~~) {_SYSTEM_SCHEMAS} "
+            f"SELECT nspname FROM pg_catalog.pg_namespace WHERE nspname LIKE {pattern} "
+            f"AND nspname NOT LIKE {_SYSTEM_SCHEMAS} "
             f"AND pg_catalog.has_schema_privilege(oid, 'USAGE') ORDER BY nspname")
         return {"Schemas": [r[0].decode() for r in rows[start:end]], **_next(end, rows)}
 
@@ -584,8 +580,8 @@ def _tables(params: dict, exact: bool = False, joins: str = "") -> str:
     schema = pattern("Schema" if exact else "SchemaPattern")
     table = pattern("Table" if exact else "TablePattern")
     return (f"FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace {joins} "
-            f"WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND n.nspname OPERATOR(pg_catalog.~~) {schema} "
-            f"AND c.relname OPERATOR(pg_catalog.~~) {table} AND pg_catalog.has_schema_privilege(n.oid, 'USAGE') "
+            f"WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND n.nspname LIKE {schema} "
+            f"AND c.relname LIKE {table} AND pg_catalog.has_schema_privilege(n.oid, 'USAGE') "
             f"AND pg_catalog.has_table_privilege(c.oid, 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES')")
 
 

@@ -21,6 +21,7 @@ from ..backend.session import BackendAddress, BackendSession, BackendUnavailable
 from ..frontend.in_process import in_process_socket
 from ..protocol import messages as m
 from ..protocol.framing import DEFAULT_MAX_MESSAGE
+from ..policy.statements import PRIVATE_SCHEMA
 from ..policy.tokens import GrammarError, as_read, scan, sql_literal
 
 # TLS as a driver's sslmode=prefer: negotiated whenever the proxy offers it (require_ssl).
@@ -206,30 +207,43 @@ class DataSession:
             raise StatementFailed(described(error, "the statement failed"), error.get("C", ""))
         return results[-1] if results else Result()
 
-    async def type_names(self, results: list[Result]) -> dict[int, str]:
-        """typeName of every column's type OID, the built-in ones known, others read here."""
-        unknown = sorted({c.type_oid for r in results for c in r.columns or () if c.type_oid not in self._type_names})
-        if unknown:
-            found = await self.run(f"SELECT oid, typname FROM pg_catalog.pg_type WHERE oid IN "
-                                   f"({', '.join(str(int(o)) for o in unknown)})", 1 << 20)
-            self._type_names.update({int(oid): name.decode() for oid, name in found.rows})
-        return {oid: self._type_names.get(oid, "unknown") for oid in
-                {c.type_oid for r in results for c in r.columns or ()}}
+    async def run_ours(self, sql: str, max_bytes: int = 1 << 20) -> Result:
+        """shiftguard's own catalog query, with the session's search_path set to pg_catalog first:
+        an operator or function the user made cannot stand in for a built-in. Only as the
+        session's last use (nothing of the user's runs after it with that search_path)."""
+        return await self.run(f"SET search_path = pg_catalog, pg_temp; {sql}", max_bytes)
 
-    async def sources(self, results: list[Result]) -> dict[tuple[int, int], tuple[str, str, bool]]:
-        """(schema, table, NOT NULL) of the columns that are a table's, as far as the user may
-        see them in the catalog."""
-        keys = sorted({(c.table_oid, c.attnum) for r in results for c in r.columns or () if c.table_oid})
-        if not keys:
-            return {}
-        pairs = ", ".join(f"({int(t)}::pg_catalog.oid, {int(a)}::pg_catalog.int2)" for t, a in keys)
-        try:
-            found = await self.run(
-                "SELECT c.oid, a.attnum, n.nspname, c.relname, a.attnotnull FROM pg_catalog.pg_class c "
-                "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace JOIN pg_catalog.pg_attribute a "
-                f"ON a.attrelid = c.oid WHERE (c.oid, a.attnum) IN ({pairs})", 1 << 20)
-        except StatementFailed:
-            return {}
+    async def describe_columns(self, results: list[Result]) -> list[list[dict]]:
+        """Each result's ColumnMetadata. The names of types that are not built in, and where a
+        table's columns come from, are read in the session, as far as the user may see them in
+        the catalog (when that fails, they are left unknown rather than failing the statement)."""
+        columns = [c for r in results for c in r.columns or ()]
+        unknown = sorted({c.type_oid for c in columns if c.type_oid not in self._type_names})
+        keys = sorted({(c.table_oid, c.attnum) for c in columns if c.table_oid})
+        sources = {}
+        with contextlib.suppress(StatementFailed):
+            if unknown:
+                found = await self.run_ours(f"SELECT oid, typname FROM pg_type WHERE oid IN "
+                                            f"({', '.join(str(int(o)) for o in unknown)})")
+                self._type_names.update({int(oid): name.decode() for oid, name in found.rows})
+            if keys:
+                sources = await self._sources(keys)
+        return [[column_metadata(c, self._type_names.get(c.type_oid, "unknown"), sources.get((c.table_oid, c.attnum)))
+                 for c in r.columns] for r in results]
+
+    async def _sources(self, keys: list[tuple[int, int]]) -> dict[tuple[int, int], tuple[str, str, bool]]:
+        """(schema, table, NOT NULL) of table columns by (table OID, column number). A masked
+        table is read through its masking view, shiftguard."mask:<table OID>" (catalog/
+        masking.sql), whose columns are reported as the table's."""
+        pairs = ", ".join(f"({int(t)}::oid, {int(a)}::int2)" for t, a in keys)
+        found = await self.run_ours(
+            f"SELECT v.oid, va.attnum, n.nspname, c.relname, coalesce(a.attnotnull, false) FROM pg_class v "
+            f"JOIN pg_namespace vn ON vn.oid = v.relnamespace JOIN pg_attribute va ON va.attrelid = v.oid "
+            f"JOIN pg_class c ON c.oid = CASE WHEN vn.nspname = {sql_literal(PRIVATE_SCHEMA)} "
+            f"AND v.relname ~ '^mask:[0-9]+$' THEN substr(v.relname, 6)::oid ELSE v.oid END "
+            f"JOIN pg_namespace n ON n.oid = c.relnamespace "
+            f"LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = va.attname "
+            f"WHERE (v.oid, va.attnum) IN ({pairs})")
         return {(int(o), int(a)): (s.decode(), t.decode(), n == b"t") for o, a, s, t, n in found.rows}
 
     async def cancel(self) -> None:

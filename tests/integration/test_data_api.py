@@ -266,6 +266,9 @@ def test_privileges_rls_and_masking_apply(data_proxy, new_user):
         described = run(api, sql, db_user=user)
         assert described["Status"] == "FINISHED", described
         assert [tuple(r) for r in records(api, described["Id"])[1]] == as_driver
+        # Read through its masking view, the table is still the one the metadata names.
+        assert {(c["schemaName"], c["tableName"]) for c in api.get_statement_result(Id=described["Id"])[
+            "ColumnMetadata"]} == {("public", table)}
         denied = run(api, f"SELECT * FROM {secret}", db_user=user)
         assert denied["Status"] == "FAILED" and "permission denied" in denied["Error"]
         assert run(api, f"SELECT count(*) FROM {table}")["Status"] == "FINISHED"  # the admin: no RLS policy

@@ -21,6 +21,7 @@ import pytest
 from botocore.config import Config as BotoConfig
 
 from proxy.config import AccessKey, Audit, Cluster, Iam, IamRole, IamUser, IngressRule, SecurityGroup
+from proxy.iam import data_api
 from proxy.iam.data_sessions import DataSession, StatementFailed
 
 from ..conftest import ADMIN, unique, wait_for
@@ -441,3 +442,16 @@ def test_a_roles_sessions_share_its_statements(make_proxy):
     finally:
         with proxy.connect() as admin:
             admin.execute(f'DROP USER IF EXISTS "IAMR:{role}"')
+
+
+def test_client_token_and_the_active_statement_limit(data_proxy, monkeypatch):
+    api = data_client(data_proxy)
+    request = {"ClusterIdentifier": CLUSTER, "Database": "dev", "DbUser": ADMIN, "Sql": "SELECT pg_sleep(60)"}
+    first = api.execute_statement(**request, ClientToken="retry-me")
+    assert api.execute_statement(**request, ClientToken="retry-me")["Id"] == first["Id"]  # a retry: the same
+    monkeypatch.setattr(data_api, "ACTIVE_LIMIT", 1)  # 200 in earnest
+    with pytest.raises(api.exceptions.ActiveStatementsExceededException):
+        api.execute_statement(**request)
+    api.cancel_statement(Id=first["Id"])
+    assert finished(api, first["Id"])["Status"] == "ABORTED"
+    assert finished(api, api.execute_statement(**{**request, "Sql": "SELECT 1"})["Id"])["Status"] == "FINISHED"

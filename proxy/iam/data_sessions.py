@@ -92,7 +92,8 @@ def named_parameters(sql: str, values: dict[str, str], standard_strings: bool) -
             if key not in values:
                 raise GrammarError(f"Parameter {key} is not provided")  # UNVERIFIED wording
             pieces += [text[pos:colon.start], sql_literal(values[key])]
-            pos, _ = name.end, used.add(key)
+            pos = name.end
+            used.add(key)
     unused = sorted(set(values) - used)
     if unused:
         raise GrammarError(f"Parameter {unused[0]} is not used in the SQL")  # UNVERIFIED wording

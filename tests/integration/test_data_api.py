@@ -325,6 +325,7 @@ def test_catalog_actions_honour_privileges(data_proxy, new_user):
         assert "dev" in api.list_databases(**common)["Databases"]
         assert schema not in api.list_schemas(**common)["Schemas"]  # no USAGE
         assert api.list_tables(**common, SchemaPattern=schema)["Tables"] == []
+        assert api.describe_table(**common, Schema=schema, Table=table)["ColumnList"] == []
         with data_proxy.connect() as admin:
             admin.execute(f"GRANT USAGE ON SCHEMA {schema} TO {user}")
             admin.execute(f"GRANT SELECT ON {schema}.{table} TO {user}")

@@ -317,22 +317,25 @@ class DataApi:
 
     async def _run_parts(self, statement: Statement, session: DataSession, values: dict[str, str]) -> None:
         statement.set_status("STARTED")
+        sqls = [p.sql for p in statement.parts]
+        try:
+            sqls = named_parameters(sqls, values, session.standard_strings) if values else sqls
+        except GrammarError as exc:
+            return self._fail(statement, statement.parts[0], described(None, str(exc)))
         if statement.batch:
             await session.run("BEGIN", MAX_RESULT_BYTES)
-        for part in statement.parts:
+        for part, sql in zip(statement.parts, sqls):
             if statement.cancelled:
                 return self._fail(statement, part, "")
             part.status, part.updated, started = "STARTED", time.time(), time.monotonic_ns()
             try:
-                sql = named_parameters(part.sql, values, session.standard_strings) if values else part.sql
                 part.result = await session.run(sql, MAX_RESULT_BYTES)
-            except (StatementFailed, GrammarError) as exc:
+            except StatementFailed as exc:
                 part.duration = time.monotonic_ns() - started
                 if statement.batch:  # before the failure is told: nothing of the batch stays
                     with contextlib.suppress(StatementFailed):
                         await session.run("ROLLBACK", MAX_RESULT_BYTES)
-                return self._fail(statement, part, str(exc) if isinstance(exc, StatementFailed)
-                                  else described(None, str(exc)))
+                return self._fail(statement, part, str(exc))
             part.duration = time.monotonic_ns() - started
             part.status, part.updated = "FINISHED", time.time()
         if statement.batch:

@@ -77,27 +77,30 @@ class Result:
         return int(last) if last.isdigit() and " " in self.tag else -1
 
 
-def named_parameters(sql: str, values: dict[str, str], standard_strings: bool) -> str:
-    """sql with each `:name` (outside literals, quoted names and comments, as PostgreSQL's
-    scanner reads the text under the session's standard_conforming_strings) replaced by the
-    value as a string literal: an untyped constant, which PostgreSQL converts to the type its
-    place needs, as Redshift does with the Data API's parameters (all given as strings). A name
-    used and not given, or given and not used, is an error, as on the Data API."""
-    text = as_read(sql, standard_strings)
-    tokens = scan(text)
-    pieces, pos, used = [], 0, set()
-    for colon, name in zip(tokens, tokens[1:]):
-        if colon.text == ":" and name.start == colon.end and _NAME.fullmatch(name.text):  # a word, or a keyword
-            key = name.text
-            if key not in values:
-                raise GrammarError(f"Parameter {key} is not provided")  # UNVERIFIED wording
-            pieces += [text[pos:colon.start], sql_literal(values[key])]
-            pos = name.end
-            used.add(key)
+def named_parameters(sqls: list[str], values: dict[str, str], standard_strings: bool) -> list[str]:
+    """Each SQL (a batch's share the parameters) with each `:name` (outside literals, quoted
+    names and comments, as PostgreSQL's scanner reads the text under the session's
+    standard_conforming_strings) replaced by the value as a string literal: an untyped
+    constant, which PostgreSQL converts to the type its place needs, as Redshift does with the
+    Data API's parameters (all given as strings). A name used and not given, or given and used
+    by none of the SQLs, is an error."""
+    texts, used = [], set()
+    for sql in sqls:
+        text = as_read(sql, standard_strings)
+        tokens = scan(text)
+        pieces, pos = [], 0
+        for colon, name in zip(tokens, tokens[1:]):
+            if colon.text == ":" and name.start == colon.end and _NAME.fullmatch(name.text):  # a word, or a keyword
+                if name.text not in values:
+                    raise GrammarError(f"Parameter {name.text} is not provided")  # UNVERIFIED wording
+                pieces += [text[pos:colon.start], sql_literal(values[name.text])]
+                pos = name.end
+                used.add(name.text)
+        texts.append("".join(pieces) + text[pos:])
     unused = sorted(set(values) - used)
     if unused:
         raise GrammarError(f"Parameter {unused[0]} is not used in the SQL")  # UNVERIFIED wording
-    return "".join(pieces) + text[pos:]
+    return texts
 
 
 def typed_field(type_name: str, value: bytes | None) -> dict:

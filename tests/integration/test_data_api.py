@@ -162,8 +162,9 @@ def test_batch_is_one_transaction(data_proxy):
     table = unique("batch")
     assert run(api, f"CREATE TABLE {table} (i int PRIMARY KEY)")["Status"] == "FINISHED"
     good = api.batch_execute_statement(ClusterIdentifier=CLUSTER, Database="dev", DbUser=ADMIN, StatementName="ok",
-                                       Sqls=[f"INSERT INTO {table} VALUES (1)", f"INSERT INTO {table} VALUES (2)",
-                                             f"SELECT i FROM {table} ORDER BY i"])
+                                       Sqls=[f"INSERT INTO {table} VALUES (:one)", f"INSERT INTO {table} VALUES (:two)",
+                                             f"SELECT i FROM {table} ORDER BY i"],
+                                       Parameters=[{"name": "one", "value": "1"}, {"name": "two", "value": "2"}])
     described = finished(api, good["Id"])
     assert described["Status"] == "FINISHED"
     subs = described["SubStatements"]

@@ -21,7 +21,7 @@ from proxy.protocol import messages as m
     ("SELECT 'it\\'s :a', :b", {"b": "2"}, False, "SELECT E'it\\'s :a', E'2'"),
 ])
 def test_named_parameters(sql, values, standard, expected):
-    assert named_parameters(sql, values, standard) == expected
+    assert named_parameters([sql], values, standard) == [expected]
 
 
 @pytest.mark.parametrize("sql, values, message", [
@@ -31,7 +31,11 @@ def test_named_parameters(sql, values, standard, expected):
 ])
 def test_named_parameters_refused(sql, values, message):
     with pytest.raises(GrammarError, match=message):
-        named_parameters(sql, values, True)
+        named_parameters([sql], values, True)
+
+
+def test_a_batch_shares_its_parameters():
+    assert named_parameters(["SELECT :a", "SELECT :b"], {"a": "1", "b": "2"}, True) == ["SELECT E'1'", "SELECT E'2'"]
 
 
 @pytest.mark.parametrize("type_name, value, field", [

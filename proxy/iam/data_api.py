@@ -29,6 +29,7 @@ import re
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from ..backend.session import BackendRefused, BackendUnavailable
 from ..catalog.store import BACKEND_FAILURES
@@ -139,6 +140,14 @@ class Statement:
         return sum(p.result.size for p in self.parts if p.result is not None)
 
 
+class Login(NamedTuple):
+    """A credential minted for one Data API session, and the cluster it logs in to."""
+
+    minted: Minted
+    api: RedshiftApi
+    context: object
+
+
 class DataApi:
     def __init__(self, redshift: RedshiftApi, context):
         """redshift: the RedshiftApi, whose callers, configuration and credential decisions are
@@ -210,9 +219,20 @@ class DataApi:
         cluster = self.redshift.config.cluster
         return f"arn:aws:redshift:{cluster.region}:{cluster.account_id}:cluster:{identifier}"
 
-    async def _credentials(self, params: dict, principal: Principal, source_ip: str, database: str) -> Minted:
+    def _cluster(self, identifier: str):
+        """The RedshiftApi and the frontend Context of the cluster identifier names: a cluster
+        CreateCluster made (fleet.py) has its own; any other name is this one's (whose
+        GetClusterCredentials refuses a name that is not its own)."""
+        member = self.redshift.fleet.get(identifier) if self.redshift.fleet is not None else None
+        if member is None:
+            return self.redshift, self.context
+        if member.api is None:
+            raise _validation(f"Cluster {identifier} is {member.status}, not available.")
+        return member.api, member.proxy.context
+
+    async def _credentials(self, params: dict, principal: Principal, source_ip: str, database: str) -> Login:
         """A credential for a session as the request's DbUser, or as the caller's IAM identity,
-        minted by the RedshiftApi's own GetClusterCredentials(WithIAM) decision."""
+        minted by the cluster's RedshiftApi's own GetClusterCredentials(WithIAM) decision."""
         if params.get("SecretArn"):
             # No Secrets Manager here, and a password kept in shiftguard's configuration for it
             # would be a second way to log in that IAM does not govern.
@@ -220,25 +240,26 @@ class DataApi:
                               "or neither to connect as your IAM identity")
         request = {"ClusterIdentifier": params["ClusterIdentifier"], "DbName": database}
         db_user = _string(params, "DbUser")
+        api, context = self._cluster(params["ClusterIdentifier"])
         try:
             if db_user:
-                minted = await self.redshift.cluster_credentials({**request, "DbUser": db_user}, principal,
-                                                                 source_ip)
+                minted = await api.cluster_credentials({**request, "DbUser": db_user}, principal, source_ip)
             else:
-                minted = await self.redshift.cluster_credentials_with_iam(request, principal, source_ip)
+                minted = await api.cluster_credentials_with_iam(request, principal, source_ip)
         except ApiError as exc:
             raise DataApiError(_CREDENTIAL_FAULTS.get(exc.code, "ValidationException"), str(exc)) from None
-        return minted
+        return Login(minted, api, context)
 
-    async def _log_in(self, minted: Minted, database: str, statement_id: str) -> DataSession:
-        """A session logged in with minted, which is then revoked: it serves one login, and no
-        live credential piles up per statement (a login reads its user's live ones)."""
+    async def _log_in(self, login: Login, database: str, statement_id: str) -> DataSession:
+        """A session logged in with the login's credential, which is then revoked: it serves one
+        login, and no live credential piles up per statement (a login reads its user's live ones)."""
+        minted = login.minted
         try:
-            return await DataSession.open(self.context, minted.db_user, minted.password, database,
+            return await DataSession.open(login.context, minted.db_user, minted.password, database,
                                           f"Redshift Data API {statement_id}")
         finally:
             try:
-                await self.redshift.catalog.revoke_tokens(token_id=minted.token_id)
+                await login.api.catalog.revoke_tokens(token_id=minted.token_id)
             except BACKEND_FAILURES as exc:  # it expires on its own
                 log.warning("could not revoke a Data API credential: %s: %s", type(exc).__name__, exc)
 
@@ -274,16 +295,16 @@ class DataApi:
             raise DataApiError("ActiveStatementsExceededException",
                                f"You have {active} statements running, the most shiftguard runs for one caller")
         statement_id = str(uuid.uuid4())
-        minted = await self._credentials(params, principal, source_ip, database)
+        login = await self._credentials(params, principal, source_ip, database)
         statement = Statement(
             statement_id, principal.arn, principal.principal_arn or principal.arn, params["ClusterIdentifier"],
-            database, _string(params, "DbUser") or minted.db_user, _string(params, "StatementName"),
+            database, _string(params, "DbUser") or login.minted.db_user, _string(params, "StatementName"),
             [{"name": k, "value": v} for k, v in values.items()], batch, [Part(sql) for sql in sqls])
         self._forget_oldest(principal.arn)
         self.statements[statement_id] = statement
         if token:
             self._tokens[(principal.arn, token)] = (statement_id, time.time())
-        self.context.spawn(self._run(statement, minted, values))
+        self.context.spawn(self._run(statement, login, values))
         return self._submitted(statement)
 
     @staticmethod
@@ -291,13 +312,13 @@ class DataApi:
         return {"Id": statement.id, "CreatedAt": statement.created, "ClusterIdentifier": statement.cluster,
                 "Database": statement.database, "DbUser": statement.db_user}
 
-    async def _run(self, statement: Statement, minted: Minted, values: dict[str, str]) -> None:
+    async def _run(self, statement: Statement, login: Login, values: dict[str, str]) -> None:
         """The statement's life after ExecuteStatement answered: log in, run each SQL (a batch
         in one transaction, rolled back at its first failure), keep the results."""
         statement.set_status("PICKED")
         try:
             try:
-                session = await self._log_in(minted, statement.database, statement.id)
+                session = await self._log_in(login, statement.database, statement.id)
             except BackendRefused as exc:
                 return self._fail(statement, statement.parts[0], described(exc.fields, "the login was refused"))
             except BackendUnavailable as exc:
@@ -548,8 +569,8 @@ class DataApi:
         table = _string(params, "Table")
         rows, start, end = await self._catalog(
             "DescribeTable", params, principal, source_ip,
-            f"SELECT n.nspname, c.relname, a.attname, t.typname, a.atttypmod, a.attnotnull, "
-            f"pg_catalog.pg_get_expr(d.adbin, d.adrelid) " + _tables(params, exact=True, joins=(
+            "SELECT n.nspname, c.relname, a.attname, t.typname, a.atttypmod, a.attnotnull, "
+            "pg_catalog.pg_get_expr(d.adbin, d.adrelid) " + _tables(params, exact=True, joins=(
                 "JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
                 "AND pg_catalog.has_column_privilege(c.oid, a.attnum, 'SELECT, INSERT, UPDATE, REFERENCES') "
                 "JOIN pg_catalog.pg_type t ON t.oid = a.atttypid "

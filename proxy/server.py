@@ -32,6 +32,7 @@ from .audit.delivery import LogDelivery
 from .audit.writer import AuditWriter
 from .iam import http as api
 from .iam.api import RedshiftApi
+from .iam.data_api import DataApi
 from .iam.principals import Principals
 from .iam.local_idp import (OIDC_AUDIENCE, OIDC_ISSUER, PROVIDER_NAME as LOCAL_PROVIDER, LocalIdp,
                              roles_trusting)
@@ -231,7 +232,7 @@ class Proxy:
         if config.iam.local_idp:
             self.local_idp = LocalIdp(data_dir / "idp", config.cluster.account_id)
         sts = StsApi(callers, config.cluster.region, *federation_providers(config, self.local_idp))
-        app = api.make_app(self._ready, redshift, metrics, sts, self.local_idp)
+        app = api.make_app(self._ready, redshift, metrics, sts, self.local_idp, DataApi(redshift, self.context))
         api_address = config.api_address
         self.api_runner, self.api_address = await api.start(app, api_address.host, api_address.port)
         if self.local_idp is not None:

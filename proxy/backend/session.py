@@ -8,7 +8,9 @@ SCRAM-SHA-256 through scramp) and hands back a connected Endpoint ready for the 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
+import socket
 import ssl
 import urllib.parse
 from dataclasses import dataclass, field
@@ -103,18 +105,21 @@ class BackendSession:
     holder: object = None
 
 
-async def connect(address: BackendAddress) -> Endpoint:
-    """A raw connection to PostgreSQL, TLS negotiated per sslmode."""
+async def connect(address: BackendAddress, sock: socket.socket | None = None) -> Endpoint:
+    """A raw connection to PostgreSQL, TLS negotiated per sslmode; or over sock, a socket
+    already connected (the Data API's in-process connection to the proxy's own frontend)."""
     loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout(address.connect_timeout):
-            if address.socket_dir is not None:
+            if sock is not None:
+                _, endpoint = await loop.create_connection(Endpoint, sock=sock)
+            elif address.socket_dir is not None:
                 _, endpoint = await loop.create_unix_connection(Endpoint, str(address.socket_path))
             else:
                 _, endpoint = await loop.create_connection(Endpoint, address.host, address.port)
                 endpoint.transport.get_extra_info("socket").setsockopt(6, 1, 1)  # TCP_NODELAY
-                if address.sslmode not in ("disable", "allow"):
-                    await _negotiate_tls(endpoint, address)
+            if address.socket_dir is None and address.sslmode not in ("disable", "allow"):
+                await _negotiate_tls(endpoint, address)
     except (OSError, asyncio.TimeoutError) as exc:
         raise BackendUnavailable(f"cannot reach PostgreSQL at {address.describe()}: {exc}") from None
     return endpoint
@@ -127,22 +132,31 @@ async def _negotiate_tls(endpoint: Endpoint, address: BackendAddress) -> None:
     answer = endpoint.buffer[:1]
     del endpoint.buffer[:1]
     if answer == b"S":
-        context = ssl.create_default_context(cafile=address.sslrootcert)
-        if address.sslmode in ("prefer", "require"):
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        elif address.sslmode == "verify-ca":
-            context.check_hostname = False
-        await endpoint.start_tls(context, server_side=False, server_hostname=address.host)
+        await endpoint.start_tls(_client_context(address.sslmode, address.sslrootcert), server_side=False,
+                                 server_hostname=address.host)
     elif address.sslmode != "prefer":
         raise BackendUnavailable(f"PostgreSQL at {address.describe()} does not accept TLS "
                                  f"(sslmode={address.sslmode})")
 
 
+@functools.lru_cache(maxsize=8)
+def _client_context(sslmode: str, sslrootcert: str | None) -> ssl.SSLContext:
+    """Made once per mode and CA file: loading the trust store takes tens of milliseconds, more
+    than the rest of a login (the Data API logs in once per statement)."""
+    context = ssl.create_default_context(cafile=sslrootcert)
+    if sslmode in ("prefer", "require"):
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    elif sslmode == "verify-ca":
+        context.check_hostname = False
+    return context
+
+
 async def open_session(address: BackendAddress, user: str, password: str | None, database: str,
-                       params: dict[str, str]) -> BackendSession:
-    """Log in as user to database with the given extra startup parameters."""
-    endpoint = await connect(address)
+                       params: dict[str, str], sock: socket.socket | None = None) -> BackendSession:
+    """Log in as user to database with the given extra startup parameters (over sock: see
+    connect)."""
+    endpoint = await connect(address, sock)
     try:
         async with asyncio.timeout(address.connect_timeout * 3):
             return await _login(endpoint, user, password, database, params)

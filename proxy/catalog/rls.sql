@@ -904,6 +904,34 @@ BEGIN
 END
 $$;
 
+-- Gives shiftguard_views USAGE on a schema or SELECT on a relation (p_catalog: pg_namespace or
+-- pg_class) when it lacks a grant of its own (through PUBLIC, which may be revoked later, does
+-- not count). Only when missing: a GRANT rewrites the object's catalog row, and two sessions
+-- creating views on one schema at once (dbt's threads) would meet on it ("tuple concurrently
+-- updated"). One that finds the grant missing waits for any other that may be making it (a lock
+-- per object, held to the end of the transaction) and looks again before it grants.
+CREATE OR REPLACE FUNCTION shiftguard.lend_to_views_role(p_catalog regclass, p_object oid) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_schema    boolean := p_catalog = 'pg_catalog.pg_namespace'::regclass;
+    v_privilege text := CASE WHEN v_schema THEN 'USAGE' ELSE 'SELECT' END;
+BEGIN
+    FOR v_look IN 1..2 LOOP
+        IF EXISTS (SELECT FROM aclexplode(CASE WHEN v_schema THEN (SELECT nspacl FROM pg_catalog.pg_namespace WHERE oid = p_object)
+                                               ELSE (SELECT relacl FROM pg_catalog.pg_class WHERE oid = p_object) END) a
+                    WHERE a.grantee = 'shiftguard_views'::regrole AND a.privilege_type = v_privilege) THEN
+            RETURN;
+        END IF;
+        IF v_look = 1 THEN
+            PERFORM pg_advisory_xact_lock(hashtext('shiftguard.lend_to_views_role'), p_object::int);
+        END IF;
+    END LOOP;
+    EXECUTE CASE WHEN v_schema THEN format('GRANT USAGE ON SCHEMA %s TO shiftguard_views', p_object::regnamespace)
+                 ELSE format('GRANT SELECT ON %s TO shiftguard_views', p_object::regclass) END;
+END
+$$;
+REVOKE ALL ON FUNCTION shiftguard.lend_to_views_role(regclass, oid) FROM PUBLIC;
+
 CREATE OR REPLACE FUNCTION shiftguard.views_of_superusers() RETURNS event_trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -917,14 +945,15 @@ BEGIN
                   FROM pg_class c JOIN pg_roles r ON r.oid = c.relowner WHERE c.oid = v_command.objid) THEN
             CONTINUE;
         END IF;
-        FOR v_read IN SELECT DISTINCT d.refobjid::regclass AS relation, c.relnamespace::regnamespace AS schema
+        FOR v_read IN SELECT DISTINCT d.refobjid AS relation, c.relnamespace AS schema
                         FROM pg_rewrite w JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = w.oid
                         JOIN pg_class c ON c.oid = d.refobjid
                        WHERE w.ev_class = v_command.objid AND d.refclassid = 'pg_class'::regclass
                          AND d.refobjid <> v_command.objid
-                         AND c.relnamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace) LOOP
-            EXECUTE format('GRANT USAGE ON SCHEMA %s TO shiftguard_views', v_read.schema);
-            EXECUTE format('GRANT SELECT ON %s TO shiftguard_views', v_read.relation);
+                         AND c.relnamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
+                       ORDER BY c.relnamespace, d.refobjid LOOP  -- the locks in one order
+            PERFORM shiftguard.lend_to_views_role('pg_namespace', v_read.schema);
+            PERFORM shiftguard.lend_to_views_role('pg_class', v_read.relation);
         END LOOP;
         EXECUTE format('ALTER VIEW %s OWNER TO shiftguard_views', v_command.objid::regclass);
     END LOOP;

@@ -469,6 +469,22 @@ END
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.caller_execute(text, text) TO PUBLIC;
 
+-- CREATE SCHEMA db.s and DROP SCHEMA db.s (policy/dialect.py took db out of p_sql): run in the
+-- database they name, which must be this one. PostgreSQL cannot reach another database from
+-- this session: refused as it refuses a cross-database name.
+CREATE OR REPLACE PROCEDURE shiftguard.in_database(p_database text, p_sql text, p_search_path text)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_database WHERE datname = p_database) THEN
+        RAISE EXCEPTION 'database "%" does not exist', p_database USING ERRCODE = '3D000';
+    ELSIF p_database <> pg_catalog.current_database() THEN
+        RAISE EXCEPTION 'cross-database references are not implemented: "%"', p_database USING ERRCODE = '0A000';
+    END IF;
+    PERFORM shiftguard.caller_execute(p_sql, p_search_path);
+END
+$$;
+GRANT EXECUTE ON PROCEDURE shiftguard.in_database(text, text, text) TO PUBLIC;
+
 -- The rows of p_sql (one column, as text) run with the caller's search_path.
 CREATE OR REPLACE FUNCTION shiftguard.caller_rows(p_sql text, p_search_path text) RETURNS SETOF text
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -1398,6 +1414,17 @@ $$;
 -- pg_user, pg_user_info, pg_group, pg_class, pg_attribute, pg_attrdef and the empty Spectrum
 -- views show every row to everyone and have none; the masking views (catalog/masking.sql)
 -- refuse a caller who may not read the table instead of filtering rows.
+-- svv_table_info in Redshift's column order (dbt's docs generate reads all of them); once, from
+-- the shape without pct_used (a view's columns cannot be reordered in place). On one PostgreSQL:
+-- pct_used is the share of the database's size (it has no fixed capacity), one slice holds every
+-- row (skew_rows 1), and no sorted region falls behind (unsorted 0 with a sort key, else NULL as
+-- in Redshift); stats_off is how much of the table changed since it was last analyzed.
+DO $$ BEGIN
+    IF to_regclass('shiftguard.svv_table_info') IS NOT NULL AND NOT EXISTS (
+            SELECT FROM pg_attribute WHERE attrelid = to_regclass('shiftguard.svv_table_info') AND attname = 'pct_used') THEN
+        DROP VIEW shiftguard.svv_table_info;
+    END IF;
+END $$;
 CREATE OR REPLACE VIEW shiftguard.svv_table_info WITH (security_barrier) AS
     SELECT current_database()::text AS database, n.nspname::text AS schema, c.oid AS table_id, c.relname::text AS "table",
            CASE WHEN coalesce((a.attrs->>'encode_auto')::boolean, false) THEN 'Y, AUTO(ENCODE)'
@@ -1411,10 +1438,21 @@ CREATE OR REPLACE VIEW shiftguard.svv_table_info WITH (security_barrier) AS
            coalesce(a.attrs->'encodings'->>(a.attrs->'sortkey'->>0), 'none') AS sortkey1_enc,
            coalesce(jsonb_array_length(a.attrs->'sortkey'), 0) AS sortkey_num,
            (pg_total_relation_size(c.oid) / 1048576)::bigint AS size,
+           (pg_total_relation_size(c.oid) * 100.0
+            / nullif((SELECT pg_database_size(current_database())), 0))::numeric(10,4) AS pct_used,
+           0::bigint AS empty,
+           CASE WHEN jsonb_array_length(a.attrs->'sortkey') > 0 THEN 0 END::numeric(5,2) AS unsorted,
+           CASE WHEN c.reltuples < 0 THEN 100  -- never analyzed
+                ELSE least(100, coalesce(st.n_mod_since_analyze, 0) * 100.0 / greatest(c.reltuples, 1)) END::numeric(5,2)
+               AS stats_off,
            greatest(c.reltuples, 0)::numeric AS tbl_rows,
+           NULL::numeric(19,2) AS skew_sortkey1,
+           1::numeric(19,2) AS skew_rows,
+           greatest(coalesce(st.n_live_tup, 0), 0)::numeric(38,0) AS estimated_visible_rows,
            coalesce((a.attrs->>'backup')::boolean, true) AS backup
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
       LEFT JOIN shiftguard.table_attributes a ON a.table_id = c.oid
+      LEFT JOIN pg_stat_all_tables st ON st.relid = c.oid
      WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'shiftguard')
        AND n.nspname NOT LIKE 'pg\_toast%' AND has_table_privilege(c.oid, 'SELECT');
 

@@ -611,11 +611,23 @@ CREATE OR REPLACE VIEW shiftguard.svv_columns WITH (security_barrier) AS
            NULL::varchar(128) AS collation_name, NULL::varchar(128) AS domain_name, remarks
       FROM shiftguard.show_columns(current_database(), NULL, NULL, NULL);
 
+-- SVV_REDSHIFT_COLUMNS (dbt's catalog with datasharing: true reads it): SHOW COLUMNS' rows in
+-- Redshift's columns for it, with each column's privileges as Redshift writes an ACL.
+CREATE OR REPLACE VIEW shiftguard.svv_redshift_columns WITH (security_barrier) AS
+    SELECT s.database_name, s.schema_name, s.table_name, s.column_name, s.ordinal_position,
+           s.data_type::varchar(32) AS data_type, s.column_default, s.is_nullable, s.encoding,
+           s.dist_key AS distkey, s.sort_key AS sortkey,
+           (SELECT array_to_string(a.attacl::text[], '~') FROM pg_catalog.pg_attribute a
+             WHERE a.attrelid = format('%I.%I', s.schema_name, s.table_name)::regclass
+               AND a.attnum = s.ordinal_position)::varchar(128) AS column_acl,
+           s.remarks
+      FROM shiftguard.show_columns(current_database(), NULL, NULL, NULL) s;
+
 -- PG_PROC_INFO: pg_proc with Redshift's prooid (PostgreSQL 15's pg_proc already has prokind,
 -- proargmodes and proallargtypes). Every row to everyone, as pg_proc.
 CREATE OR REPLACE VIEW shiftguard.pg_proc_info AS
     SELECT p.oid AS prooid, p.* FROM pg_catalog.pg_proc p;
 
 GRANT SELECT ON shiftguard.svv_all_schemas, shiftguard.svv_all_tables, shiftguard.svv_redshift_tables,
-                shiftguard.svv_tables, shiftguard.svv_all_columns, shiftguard.svv_columns,
+                shiftguard.svv_tables, shiftguard.svv_all_columns, shiftguard.svv_columns, shiftguard.svv_redshift_columns,
                 shiftguard.pg_proc_info TO PUBLIC;

@@ -34,7 +34,7 @@ from .policy import evaluate
 from .principals import Principal, Principals
 from .sigv4 import SignatureError
 from .sts import Callers, caller_context
-from .tokens import TokenAuthority
+from .tokens import Minted, TokenAuthority
 from .wire import iso8601
 from . import wire
 
@@ -352,6 +352,13 @@ class RedshiftApi:
     # ---------------------------------------------------------------- actions
 
     async def _get_cluster_credentials(self, params: dict[str, str], principal: Principal, source_ip: str) -> str:
+        minted = await self.cluster_credentials(params, principal, source_ip)
+        return (f"<DbUser>{escape(minted.db_user)}</DbUser><DbPassword>{escape(minted.password)}</DbPassword>"
+                f"<Expiration>{iso8601(minted.expiration)}</Expiration>")
+
+    async def cluster_credentials(self, params: dict[str, str], principal: Principal, source_ip: str) -> Minted:
+        """GetClusterCredentials' decision and token (the Data API's DbUser sessions are decided
+        here too); raises ApiError."""
         # A SAML session's assertion may carry Redshift's DbUser, AutoCreate and DbGroups
         # attributes (Management Guide, "Configure SAML assertions for your IdP"); the drivers
         # pass them on as these parameters. shiftguard's reading: they fill what the request
@@ -388,11 +395,19 @@ class RedshiftApi:
         # reference's wording, reference §1a).
         minted = self.tokens.mint("IAMA" if auto_create else "IAM", db_user, database, groups, seconds)
         await self.catalog.record_token(minted, database, groups, [])
-        return (f"<DbUser>{escape(minted.db_user)}</DbUser><DbPassword>{escape(minted.password)}</DbPassword>"
-                f"<Expiration>{iso8601(minted.expiration)}</Expiration>")
+        return minted
 
     async def _get_cluster_credentials_with_iam(self, params: dict[str, str], principal: Principal,
                                                 source_ip: str) -> str:
+        minted = await self.cluster_credentials_with_iam(params, principal, source_ip)
+        return (f"<DbUser>{escape(minted.db_user)}</DbUser><DbPassword>{escape(minted.password)}</DbPassword>"
+                f"<Expiration>{iso8601(minted.expiration)}</Expiration>"
+                f"<NextRefreshTime>{iso8601(minted.expiration)}</NextRefreshTime>")
+
+    async def cluster_credentials_with_iam(self, params: dict[str, str], principal: Principal,
+                                           source_ip: str) -> Minted:
+        """GetClusterCredentialsWithIAM's decision and token (and the Data API's without DbUser);
+        raises ApiError."""
         cluster = self._cluster(params)
         database = params.get("DbName") or None
         seconds = self._duration(params)
@@ -407,10 +422,7 @@ class RedshiftApi:
         roles = [r for r in principal.tags.get("RedshiftDbRoles", "").split(":") if r]
         minted = self.tokens.mint("IAM" if principal.role is None else "IAMR", principal.name, database, [], seconds)
         await self.catalog.record_token(minted, database, [], roles, login_as=minted.db_user)
-        now = datetime.datetime.now(datetime.timezone.utc)
-        return (f"<DbUser>{escape(minted.db_user)}</DbUser><DbPassword>{escape(minted.password)}</DbPassword>"
-                f"<Expiration>{iso8601(minted.expiration)}</Expiration>"
-                f"<NextRefreshTime>{iso8601(now + datetime.timedelta(seconds=seconds))}</NextRefreshTime>")
+        return minted
 
     async def _describe_clusters(self, params: dict[str, str], principal: Principal, source_ip: str) -> str:
         """The configured cluster and those CreateCluster made, by identifier: the ones the

@@ -1,5 +1,6 @@
 """The control-plane HTTP server (aiohttp) on the API port: /healthz, /readyz, /metrics, the
-Redshift API (iam/api.py) and STS (iam/sts.py), told apart by the signature's service; and the
+Redshift API (iam/api.py) and STS (iam/sts.py), told apart by the signature's service, and the
+Data API (iam/data_api.py), by its X-Amz-Target; and the
 local IdP's HTTPS sign-in (iam/local_idp.py), on a port of its own."""
 
 from __future__ import annotations
@@ -14,17 +15,20 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from .data_api import TARGET_PREFIX as DATA_API_TARGET
 from .sts import is_sts_request
 
 log = logging.getLogger(__name__)
 
 
 def make_app(backend_ok: Callable[[], Awaitable[bool]], redshift=None, metrics=None, sts=None,
-             local_idp=None) -> web.Application:
+             local_idp=None, data_api=None) -> web.Application:
     """/healthz: the process answers. /readyz: the backing database answers too. /metrics:
     Prometheus. redshift: the RedshiftApi answering the AWS Query protocol on POST / (and GET /);
     sts: the StsApi, answering there the requests signed for the sts service (and the unsigned
-    ones of STS's version). local_idp: the development IdP's SAML metadata and JWKS."""
+    ones of STS's version). local_idp: the development IdP's SAML metadata and JWKS. data_api:
+    the DataApi (iam/data_api.py), answering there the JSON requests whose X-Amz-Target is
+    RedshiftData.*."""
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
@@ -39,6 +43,9 @@ def make_app(backend_ok: Callable[[], Awaitable[bool]], redshift=None, metrics=N
     async def query_api(request: web.Request) -> web.Response:
         body = await request.read()
         url = f"http://{request.host}{request.path_qs}"
+        if data_api is not None and request.headers.get("X-Amz-Target", "").startswith(DATA_API_TARGET):
+            reply = await data_api.handle(request.method, url, dict(request.headers), body, request.remote or "")
+            return web.Response(status=reply.status, text=reply.body, content_type="application/x-amz-json-1.1")
         api = sts if sts is not None and is_sts_request(dict(request.headers), body, url) else redshift
         reply = await api.handle(request.method, url, dict(request.headers), body, request.remote or "")
         return web.Response(status=reply.status, text=reply.body, content_type="text/xml")

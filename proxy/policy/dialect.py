@@ -13,7 +13,8 @@ Pure. Runs before classification, so security decisions see the statement that w
 - Types: VARBINARY and BINARY VARYING are VARBYTE; INTERVAL YEAR TO MONTH and INTERVAL DAY TO
   SECOND are intervaly2m and intervald2s (the types themselves: catalog/redshift_functions.sql).
 - Queries: SELECT TOP n (LIMIT n at the end of its level), a subquery in FROM without an alias
-  (given one); CREATE VIEW ... WITH NO SCHEMA BINDING (_late_binding). A number run into a name (THEN 1WHEN) is read apart before any of this
+  (given one); CREATE VIEW ... WITH NO SCHEMA BINDING (_late_binding); CREATE/DROP SCHEMA
+  with the database named (_schema_in_database). A number run into a name (THEN 1WHEN) is read apart before any of this
   (tokens.separate_numbers).
 - SHOW server_version and SHOW server_version_num: answered as Redshift answers them, as
   version() is (the backend's own would say PostgreSQL 15's "15.x (Debian ...)"); Redshift's
@@ -78,6 +79,7 @@ class Rewritten:
     alter_only: bool = False              # ALTER TABLE ... ALTER DISTKEY etc.: nothing for PostgreSQL to do
     tag: bytes | None = None              # the command tag the client sees, when not the rewritten SQL's
     late_view: str | None = None          # CREATE VIEW ... WITH NO SCHEMA BINDING: the view's name as written
+    database: str | None = None           # CREATE/DROP SCHEMA db.s: the database the schema was named in
 
 
 def rewrite(statement: str) -> Rewritten | None:
@@ -106,12 +108,14 @@ def rewrite(statement: str) -> Rewritten | None:
     _select_top(tokens, edits)
     _subquery_aliases(tokens, edits)
     late_view = _late_binding(tokens, edits)
+    database = _schema_in_database(tokens, edits)
     if alter_only and (table is None or not table.any()):
         alter_only = False  # no Redshift attribute after all (ALTER DISTSTYLE "("): PostgreSQL's error
     if not edits and not alter_only:
         return None
     return Rewritten(_apply(statement, edits), table if table is not None and table.any() else None, alter_only,
-                     late_view=late_view)
+                     tag=f"{words[0]} SCHEMA".encode() if database is not None else None,
+                     late_view=late_view, database=database)
 
 
 def _apply(text: str, edits: list[tuple[int, int, str]]) -> str:
@@ -482,6 +486,24 @@ def _late_binding(tokens: list[Token], edits: list) -> str | None:
         return None
     edits.append((tokens[-5].end, tokens[-1].end, ""))
     return _table_name(tokens, words.index("VIEW") + 1)[0]
+
+
+def _schema_in_database(tokens: list[Token], edits: list) -> str | None:
+    """CREATE SCHEMA [IF NOT EXISTS] db.s ... and DROP SCHEMA [IF EXISTS] db.s ... (dbt writes
+    them so with datasharing: true): the database's name, taken out of the statement; the caller
+    runs it only in that database (shiftguard.in_database)."""
+    words = [t.word for t in tokens[:5]]
+    if words[:2] not in (["CREATE", "SCHEMA"], ["DROP", "SCHEMA"]):
+        return None
+    index = 2
+    for guard in (["IF", "NOT", "EXISTS"], ["IF", "EXISTS"]):
+        if words[2:2 + len(guard)] == guard:
+            index += len(guard)
+    if index + 3 > len(tokens) or not _is(tokens[index + 1], ".") or tokens[index].name not in ("IDENT", "UIDENT") \
+            or (index + 3 < len(tokens) and _is(tokens[index + 3], ".")):
+        return None
+    edits.append((tokens[index].start, tokens[index + 1].end, ""))
+    return _name(tokens[index])
 
 
 # --------------------------------------------------------------------------- expressions

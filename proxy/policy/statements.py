@@ -133,7 +133,8 @@ CATALOG_VIEWS = {name: name for name in (
     "sys_query_history", "svv_table_info", "pg_table_def", "svv_external_schemas", "svv_external_tables",
     "svv_external_columns", "svv_rls_policy", "svv_rls_relation", "svv_rls_attached_policy", "svv_masking_policy", "svv_attached_masking_policy",
     "svv_default_privileges", "svv_iam_privileges", "svv_identity_providers", "svv_all_schemas", "svv_all_tables",
-    "svv_all_columns", "svv_tables", "svv_columns", "svv_redshift_tables", "pg_proc_info", "stl_undone")}
+    "svv_all_columns", "svv_tables", "svv_columns", "svv_redshift_tables", "svv_redshift_columns", "pg_proc_info",
+    "stl_undone")}
 # PostgreSQL catalogs read through views adding Redshift's columns, when the dialect is on.
 DIALECT_CATALOGS = ("pg_class", "pg_attribute", "pg_attrdef")
 PRIVATE_SCHEMA = "shiftguard"
@@ -427,6 +428,10 @@ def _dialect_result(rewritten: dialect.Rewritten, translator: Translator) -> Res
         creating = inner[0] if inner is not None else rewritten.sql  # the view as judged
         return (f"CALL shiftguard.create_late_binding_view({sql_literal(creating)}, "
                 f"{sql_literal(rewritten.late_view)}, {CALLER_SEARCH_PATH})", b"CREATE VIEW", True)
+    if rewritten.database is not None:
+        running = inner[0] if inner is not None else rewritten.sql  # the statement as judged
+        return (f"CALL shiftguard.in_database({sql_literal(rewritten.database)}, {sql_literal(running)}, "
+                f"{CALLER_SEARCH_PATH})", rewritten.tag, True)
     if inner is not None:
         return inner[0], inner[1], inner[2]
     return rewritten.sql, rewritten.tag, True
@@ -669,6 +674,29 @@ class _CatalogViews(visitors.Visitor):
         if len(fields) == 3 and getattr(fields[0], "sval", None) == "pg_catalog" \
                 and getattr(fields[1], "sval", None) in self.names:
             node.fields = fields[1:]
+
+    def visit_FuncCall(self, parent, node):
+        """has_table_privilege(current_user, 'svv_table_info', 'SELECT') (dbt's docs generate asks
+        before reading it): the name in the string is resolved as PostgreSQL resolves it, so it
+        must name our view as a FROM clause would."""
+        name = node.funcname[-1].sval if node.funcname else None
+        args = node.args or ()
+        if name in _TABLE_ARGUMENT and (len(node.funcname) == 1 or node.funcname[0].sval == "pg_catalog"):
+            position = _TABLE_ARGUMENT[name].get(len(args))
+            if position is not None:
+                self._name_in_string(args[position])
+
+    def _name_in_string(self, node):
+        if not (isinstance(node, pglast.ast.A_Const) and isinstance(node.val, pglast.ast.String)) or '"' in node.val.sval:
+            return
+        schema, _, relname = node.val.sval.lower().rpartition(".")
+        if schema in ("", "pg_catalog") and relname in CATALOG_VIEWS:
+            node.val.sval = f"{PRIVATE_SCHEMA}.{CATALOG_VIEWS[relname]}"
+
+
+# The functions that take a relation's name as text, and where (by argument count).
+_TABLE_ARGUMENT = {"has_table_privilege": {2: 0, 3: 1}, "has_any_column_privilege": {2: 0, 3: 1},
+                   "has_column_privilege": {3: 0, 4: 1}, "to_regclass": {1: 0}}
 
 
 def _is_catalog_relation(schema: str | None, name: str) -> bool:

@@ -309,6 +309,55 @@ def decode_backend_key_data(body: bytes) -> tuple[int, int]:
     return struct.unpack("!iI", body)
 
 
+@dataclass(frozen=True, slots=True)
+class FieldDescription:
+    """One column of a RowDescription."""
+    name: str
+    table_oid: int  # 0 when the column is no table's
+    attnum: int
+    type_oid: int
+    type_size: int
+    type_modifier: int
+    format: int
+
+
+_FIELD = struct.Struct("!IhIhih")
+
+
+def decode_row_description(body: bytes) -> list[FieldDescription]:
+    if len(body) < 2:
+        raise ProtocolViolation("short RowDescription message")
+    count, pos, fields = struct.unpack_from("!H", body)[0], 2, []
+    for _ in range(count):
+        name, pos = read_cstring(body, pos)
+        if len(body) < pos + _FIELD.size:
+            raise ProtocolViolation("short RowDescription message")
+        fields.append(FieldDescription(name.decode("utf-8", "replace"), *_FIELD.unpack_from(body, pos)))
+        pos += _FIELD.size
+    return fields
+
+
+def decode_data_row(body: bytes) -> list[bytes | None]:
+    """DataRow body -> each column's bytes, None for NULL. (The relay never decodes DataRow; the
+    Data API, reading results as a client, does.)"""
+    if len(body) < 2:
+        raise ProtocolViolation("short DataRow message")
+    count, pos, values = struct.unpack_from("!H", body)[0], 2, []
+    for _ in range(count):
+        if len(body) < pos + 4:
+            raise ProtocolViolation("short DataRow message")
+        length = _I32.unpack_from(body, pos)[0]
+        pos += 4
+        if length < 0:
+            values.append(None)
+            continue
+        if len(body) < pos + length:
+            raise ProtocolViolation("short DataRow message")
+        values.append(body[pos:pos + length])
+        pos += length
+    return values
+
+
 def decode_sasl_mechanisms(data: bytes) -> list[str]:
     """AuthenticationSASL payload: NUL-terminated mechanism names, then an empty one."""
     names = []

@@ -21,12 +21,13 @@ from proxy.config import AccessKey, Cluster, Iam, IamRole, IamUser
 
 from ..conftest import ADMIN, ADMIN_PASSWORD, RunningProxy, unique, wait_for
 from .test_cluster_api import OPS_KEY, OPS_POLICY, OPS_SECRET, VIEWER_KEY, VIEWER_SECRET, aws, client, error_code
+from .test_data_api import data_client, finished, records
 
 # ops (test_cluster_api's) may do anything; viewer may describe and get credentials, no more;
 # maker may also create clusters tagged team=data.
 VIEWER_POLICY = {"Version": "2012-10-17", "Statement": [
     {"Effect": "Allow", "Action": ["redshift:Describe*", "redshift:GetClusterCredentials",
-                                   "redshift:CreateClusterUser"], "Resource": "*"}]}
+                                   "redshift:CreateClusterUser", "redshift-data:*"], "Resource": "*"}]}
 MAKER_KEY, MAKER_SECRET = "AKIAMAKER00000000001", "maker-secret-access-key-000001"
 MAKER_POLICY = {"Version": "2012-10-17", "Statement": [
     {"Effect": "Allow", "Action": "redshift:CreateCluster", "Resource": "*",
@@ -163,6 +164,15 @@ def test_second_cluster_reached_by_iam_login_with_users_and_credentials_of_its_o
         assert cursor.fetchall()[0][0] == "tmp_alice"
     finally:
         conn.close()
+
+    # The Data API runs a statement in the cluster it names, as that cluster's user.
+    data = data_client(proxy, VIEWER_KEY, VIEWER_SECRET)
+    started = data.execute_statement(ClusterIdentifier=new, Database="dev", DbUser="boss",
+                                     Sql="SELECT current_user, (SELECT count(*) FROM pg_user WHERE usename = 'only_here')")
+    assert finished(data, started["Id"])["Status"] == "FINISHED"
+    assert records(data, started["Id"])[1] == [["boss", 1]]
+    started = data.execute_statement(ClusterIdentifier=first, Database="dev", DbUser="boss", Sql="SELECT 1")
+    assert finished(data, started["Id"])["Status"] == "FAILED"  # no user boss in the first cluster
 
     # A cluster's temporary credentials log in to that cluster only.
     mine = viewer.get_cluster_credentials(DbUser="tmp_bob", ClusterIdentifier=new, AutoCreate=True, DbName="dev")

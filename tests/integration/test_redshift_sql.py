@@ -6,14 +6,15 @@ from __future__ import annotations
 import datetime
 import decimal
 import os
-import subprocess
 import re
+import subprocess
+import threading
 
 import psycopg
 import pytest
 import redshift_connector
 
-from ..conftest import ADMIN, ADMIN_PASSWORD, unique
+from ..conftest import ADMIN, ADMIN_PASSWORD, unique, wait_for
 
 D = decimal.Decimal
 TS = datetime.datetime
@@ -440,6 +441,83 @@ def test_not_null_violations_in_redshifts_words(conn, proxy):
             rs.close()
     finally:
         conn.execute(f"DROP TABLE {table}")
+
+
+def test_svv_table_info_as_dbt_docs_generate_reads_it(conn):
+    """dbt asks has_table_privilege(current_user, 'svv_table_info', 'SELECT') and then reads
+    Redshift's columns of it: the name in the string is the catalog view, the columns are there."""
+    table = unique("t")
+    conn.execute(f"CREATE TABLE {table} (id int, v varchar(10)) DISTKEY(id) SORTKEY(id)")
+    try:
+        conn.execute(f"INSERT INTO {table} SELECT g, 'x' FROM generate_series(1, 100) g")
+        assert conn.execute("SELECT has_table_privilege(current_user, 'svv_table_info', 'SELECT'), "
+                            "has_table_privilege('pg_catalog.SVV_TABLE_INFO', 'SELECT')").fetchone() == (True, True)
+        info = 'SELECT * FROM svv_table_info WHERE "table" = %s'
+        cursor = conn.execute(info, (table,))
+        assert [c.name for c in cursor.description][:19] == [
+            "database", "schema", "table_id", "table", "encoded", "diststyle", "sortkey1", "max_varchar",
+            "sortkey1_enc", "sortkey_num", "size", "pct_used", "empty", "unsorted", "stats_off", "tbl_rows",
+            "skew_sortkey1", "skew_rows", "estimated_visible_rows"]
+        row = dict(zip([c.name for c in cursor.description], cursor.fetchone()))
+        assert (row["stats_off"], row["unsorted"], row["skew_rows"]) == (100, 0, 1)  # never analyzed
+        assert row["pct_used"] > 0
+        conn.execute(f"ANALYZE {table}")
+        assert conn.execute('SELECT tbl_rows, stats_off < 100 FROM svv_table_info WHERE "table" = %s',
+                            (table,)).fetchone() == (100, True)
+    finally:
+        conn.execute(f"DROP TABLE {table}")
+
+
+def test_a_schema_named_in_its_database_and_svv_redshift_columns(conn):
+    """dbt with datasharing: true writes CREATE SCHEMA "dev"."s" and reads svv_redshift_columns."""
+    schema = unique("s")
+    assert conn.execute(f'CREATE SCHEMA IF NOT EXISTS "dev"."{schema}"').statusmessage == "CREATE SCHEMA"
+    try:
+        conn.execute(f"CREATE TABLE {schema}.t (id int NOT NULL, v varchar(5)) DISTKEY(id) SORTKEY(v)")
+        assert conn.execute("SELECT column_name, ordinal_position, data_type, is_nullable, distkey, sortkey "
+                            "FROM svv_redshift_columns WHERE database_name = 'dev' AND schema_name = %s ORDER BY 2",
+                            (schema,)).fetchall() == [("id", 1, "integer", "NO", True, 0),
+                                                      ("v", 2, "character varying", "YES", False, 1)]
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match="cross-database references"):
+            conn.execute(f"CREATE SCHEMA postgres.{schema}")
+        with pytest.raises(psycopg.errors.InvalidCatalogName, match='database "nodb" does not exist'):
+            conn.execute(f"DROP SCHEMA nodb.{schema}")
+    finally:
+        assert conn.execute(f"DROP SCHEMA dev.{schema} CASCADE").statusmessage == "DROP SCHEMA"
+
+
+def test_a_superusers_views_made_at_once_on_one_schema(proxy, postgres):
+    """dbt's threads create views reading one schema in transactions open at the same time (as a
+    superuser, whose views shiftguard hands to the shiftguard_views role with SELECT on what they
+    read): the second waits for the first's grants instead of failing with "tuple concurrently
+    updated"."""
+    schema = unique("s")
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
+        admin.execute(f"CREATE TABLE {schema}.t (a int)")
+    first, second = (psycopg.connect(proxy.conninfo()) for _ in range(2))
+    try:
+        first.execute(f"CREATE VIEW {schema}.v1 AS SELECT a FROM {schema}.t")
+        outcome = []
+        other = threading.Thread(target=lambda: outcome.append(
+            second.execute(f"CREATE VIEW {schema}.v2 AS SELECT a FROM {schema}.t").statusmessage))
+        other.start()
+        with postgres.connect() as direct:  # the second waits on the first's transaction
+            assert wait_for(lambda: direct.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s",
+                (f"%{schema}.v2%",)).fetchone()[0])
+        first.commit()
+        other.join(30)
+        assert outcome == ["CREATE VIEW"]
+        second.commit()
+        with proxy.connect() as admin:
+            admin.execute(f"INSERT INTO {schema}.t VALUES (7)")
+            assert admin.execute(f"SELECT (SELECT a FROM {schema}.v1), (SELECT a FROM {schema}.v2)").fetchone() == (7, 7)
+    finally:
+        first.close()
+        second.close()
+        with proxy.connect() as admin:
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 def test_table_attributes_follow_the_table_through_renames(conn):

@@ -176,6 +176,18 @@ def test_catalog_views_are_pointed_at_the_private_schema():
     assert "public.pg_user" in action.sql  # a user's own table of that name is left alone
 
 
+def test_a_catalog_view_named_in_a_privilege_function_is_ours():
+    result = plan("select has_table_privilege(current_user, 'svv_table_info', 'SELECT'), "
+                  "has_table_privilege('PG_CATALOG.pg_user', 'select'), to_regclass('svv_table_info'), "
+                  "has_table_privilege('public.svv_table_info', 'select'), "
+                  "has_table_privilege('\"svv_table_info\"', 'select'), has_table_privilege('pg_class', 'select')")
+    (action,) = result.actions
+    assert action.sql.count("'shiftguard.svv_table_info'") == 2 and "'shiftguard.pg_user'" in action.sql
+    # a user's own table, a quoted name and PostgreSQL's own catalogs are left alone
+    assert "'public.svv_table_info'" in action.sql and "'\"svv_table_info\"'" in action.sql
+    assert "'pg_class'" in action.sql
+
+
 def test_scanner_helpers():
     assert split_statements("select ';' ; ; select 2;") == [(0, 10), (15, 23)]
     assert [string_value(t) for t in scan("'it''s' E'a\\nb' $$x'y$$") if t.name == "SCONST"] == ["it's", "a\nb", "x'y"]
@@ -664,6 +676,22 @@ def test_show_server_version_is_rewritten_with_the_dialect(sql, expected):
 
 
 DIALECT = Translator(lambda role: "V", dialect=True)
+
+
+@pytest.mark.parametrize("sql, database, runs, tag", [
+    ('create schema if not exists "dev"."dbt_x"', "dev", 'create schema if not exists "dbt_x"', b"CREATE SCHEMA"),
+    ("DROP SCHEMA IF EXISTS dev.s CASCADE", "dev", "DROP SCHEMA IF EXISTS s CASCADE", b"DROP SCHEMA"),
+    ('/* {"app": "dbt"} */ create schema "Dev".x', "Dev", '/* {"app": "dbt"} */ create schema x', b"CREATE SCHEMA"),
+])
+def test_a_schema_named_in_its_database_runs_in_that_database(sql, database, runs, tag):
+    """dbt with datasharing: true names the database; shiftguard.in_database checks that it is
+    the session's and runs the rest."""
+    (action,) = classify(sql.encode(), DIALECT).actions
+    judged = classify(runs.encode(), DIALECT).actions[0].sql or runs  # the statement as judged without it
+    assert (action.sql, action.tag) == (
+        f"CALL shiftguard.in_database({sql_literal(database)}, {sql_literal(judged)}, "
+        "pg_catalog.current_setting('search_path'))", tag)
+    assert not any(a.sql for a in classify(b"CREATE SCHEMA a.b.c", DIALECT).actions)  # PostgreSQL's syntax error
 ROUTINE_COLUMNS = "database_name, schema_name, procedure_name, return_type, argument_list"
 PARAMETER_COLUMNS = ("database_name, schema_name, function_name, parameter_name, ordinal_position, parameter_type, "
                      "data_type, character_maximum_length, numeric_precision, numeric_scale, remarks")

@@ -18,6 +18,7 @@ from redshift_connector.error import ProgrammingError
 from redshift_connector.interval import IntervalDayToSecond, IntervalYearToMonth
 
 from ..conftest import ADMIN, ADMIN_PASSWORD, unique
+from .test_data_api import data_client, data_proxy, run  # noqa: F401 (a fixture)
 
 VARBYTE, INTERVALY2M, INTERVALD2S, ABSTIME = 6551, 1188, 1190, 702
 
@@ -201,3 +202,18 @@ def test_prepared_statements_keep_the_types_in_transaction_pooling(make_proxy, n
                 assert again[3] != row[3]
                 other.rollback()
         cursor.execute(f"DROP TABLE {table}")
+
+
+def test_data_api_names_the_types(data_proxy):  # noqa: F811
+    """The Data API's session announces a driver_version, so it sees Redshift's OIDs: its
+    ColumnMetadata names the types as Redshift does, their values are Redshift's text."""
+    api = data_client(data_proxy)
+    described = run(api, "SELECT 'abc'::varbyte AS v, '1-2'::intervaly2m AS y, '1 02:03:04'::intervald2s AS d, "
+                         "'2020-01-02'::abstime AS a, TIME '24:00:00' AS t")
+    assert described["Status"] == "FINISHED", described
+    result = api.get_statement_result(Id=described["Id"])
+    assert [c["typeName"] for c in result["ColumnMetadata"]] == ["varbyte", "intervaly2m", "intervald2s", "abstime",
+                                                                  "time"]
+    assert result["Records"] == [[{"stringValue": "616263"}, {"stringValue": "1 year 2 mons"},
+                                  {"stringValue": "1 day 02:03:04"}, {"stringValue": "2020-01-02 00:00:00+00"},
+                                  {"stringValue": "00:00:00"}]]

@@ -79,6 +79,15 @@ def test_redshift_connector_literals_functions_and_abstime(rsc):
     assert row[4:] == ["4d", "01100001", 3, "abc", 5, "0005"]
 
 
+def test_interval_parameter_beside_unused_ones(rsc):
+    """One Parse with both rewrites: the interval parameter's Redshift OID made the backend's
+    (its binary value converted), the unused untyped ones declared text."""
+    with rsc.cursor() as cursor:
+        cursor.execute("select %s", (IntervalYearToMonth(14), "unused", "also unused"))
+        assert [column[1] for column in cursor.description] == [INTERVALY2M]
+        assert cursor.fetchall() == ([IntervalYearToMonth(14)],)
+
+
 def test_varbyte_length_limit_and_prepared_rows(rsc, table):
     with rsc.cursor() as cursor:
         with pytest.raises(ProgrammingError) as refused:

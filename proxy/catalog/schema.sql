@@ -207,17 +207,27 @@ BEGIN
 END
 $$;
 REVOKE ALL ON FUNCTION shiftguard.fill_log_id() FROM PUBLIC;
+-- Made only where missing: making them locks their tables, and another proxy on this backend
+-- may be writing its audit records there meanwhile (a CREATE OR REPLACE TRIGGER at every start
+-- met its inserts in a deadlock).
 DO $$
+DECLARE
+    v_table text;
 BEGIN
     IF (SELECT relkind FROM pg_class WHERE oid = 'shiftguard.users'::regclass) = 'r' THEN
-        CREATE INDEX IF NOT EXISTS iam_tokens_db_user ON shiftguard.iam_tokens (db_user);
-        CREATE INDEX IF NOT EXISTS query_log_statement ON shiftguard.query_log (session_id, seq);
-        CREATE OR REPLACE TRIGGER fill_id BEFORE INSERT ON shiftguard.connection_log
-            FOR EACH ROW EXECUTE FUNCTION shiftguard.fill_log_id();
-        CREATE OR REPLACE TRIGGER fill_id BEFORE INSERT ON shiftguard.user_log
-            FOR EACH ROW EXECUTE FUNCTION shiftguard.fill_log_id();
-        CREATE OR REPLACE TRIGGER fill_id BEFORE INSERT ON shiftguard.query_log
-            FOR EACH ROW EXECUTE FUNCTION shiftguard.fill_log_id();
+        IF to_regclass('shiftguard.iam_tokens_db_user') IS NULL THEN
+            CREATE INDEX iam_tokens_db_user ON shiftguard.iam_tokens (db_user);
+        END IF;
+        IF to_regclass('shiftguard.query_log_statement') IS NULL THEN
+            CREATE INDEX query_log_statement ON shiftguard.query_log (session_id, seq);
+        END IF;
+        FOREACH v_table IN ARRAY ARRAY['connection_log', 'user_log', 'query_log'] LOOP
+            IF NOT EXISTS (SELECT FROM pg_trigger WHERE tgname = 'fill_id'
+                              AND tgrelid = format('shiftguard.%I', v_table)::regclass) THEN
+                EXECUTE format('CREATE TRIGGER fill_id BEFORE INSERT ON shiftguard.%I '
+                               'FOR EACH ROW EXECUTE FUNCTION shiftguard.fill_log_id()', v_table);
+            END IF;
+        END LOOP;
     END IF;
 END
 $$;

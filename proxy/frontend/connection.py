@@ -49,6 +49,7 @@ from ..endpoint import ConnectionClosed, Endpoint
 from ..iam import oidc
 from ..iam.tokens import TokenAuthority, TokenRefused, split_prefixed
 from ..policy.connectivity import SecurityGroupGate
+from ..policy.identifiers import IdentifierCase
 from ..policy.parameter_groups import ClusterSettings
 from ..policy.statements import Plan
 from ..protocol import messages as m
@@ -763,6 +764,7 @@ class Connection:
         # Plans are for this session's user (S3 tickets are bound to it; policy/s3.py) and database.
         classify = functools.partial(self.context.classify, user=record.name, database=params.database)
         moved = self.context.protection_moved
+        case_sensitive = self.context.cluster.case_sensitive_identifier
         relay = Relay(self.client, backend.endpoint, classify, self.config.limits.max_message_size,
                       on_client_gone=lambda: self.context.spawn(_cancel(self.context.backend, backend)),
                       statement_log=self._statement_log(params, record, pid),
@@ -770,7 +772,8 @@ class Connection:
                       keep_backend=self._pool_key is not None,
                       standard_strings=backend.parameters.get("standard_conforming_strings", "on") == "on",
                       protection_moved=None if moved is None else functools.partial(moved, params.database),
-                      on_vacate_database=self.context.vacate_database)
+                      on_vacate_database=self.context.vacate_database,
+                      identifier_case=IdentifierCase(case_sensitive, case_sensitive))
         self.session = Session(pid, key, record.name, params.database, backend, relay,
                                idle_timeout(record.session_timeout, self.config.cluster.session_timeout))
         registry.add(self.session)

@@ -150,15 +150,15 @@ def _role_names(tokens: list[Token]) -> set[int]:
     """Indexes of the tokens that name users, groups or roles (kept as written): every name of
     CREATE/ALTER/DROP USER, GROUP or ROLE, DROP OWNED and REASSIGN OWNED; in GRANT, REVOKE,
     ATTACH, DETACH and ALTER DEFAULT PRIVILEGES the grantees (after a top-level TO or FROM); in
-    those and SHOW (GRANTS ... FOR), the lists after USER, GROUP or ROLE; anywhere, the name
-    after AUTHORIZATION or OWNER TO."""
+    those and SHOW (GRANTS ... FOR), the lists after USER, GROUP or ROLE; in SHOW, the name after
+    FOR; anywhere, the name after AUTHORIZATION or OWNER TO."""
     words = [t.word for t in tokens]
     if words[1:2] and words[1] in _ROLE_STATEMENTS and words[0] in ("CREATE", "ALTER", "DROP") \
             or words[:1] == ["REASSIGN"] or words[:2] == ["DROP", "OWNED"]:
         return set(range(len(tokens)))
     kept: set[int] = set()
     granting = words[0] in _GRANTING or words[:2] == ["ALTER", "DEFAULT"]
-    listed = granting or words[0] == "SHOW"  # SHOW GRANTS ... FOR USER | ROLE name
+    showing = words[0] == "SHOW"  # SHOW GRANTS ... FOR [USER | ROLE] name
     depth, grantees, listing = 0, False, False
     for index, token in enumerate(tokens):
         punctuation = token.text if token.kind == "NO_KEYWORD" and token.name not in ("IDENT", "UIDENT") else None
@@ -167,11 +167,11 @@ def _role_names(tokens: list[Token]) -> set[int]:
         before = words[index - 1] if index else ""
         owner_to = before == "TO" and index > 1 and words[index - 2] == "OWNER" \
             and (index < 3 or words[index - 3] not in ("COLUMN", "RENAME"))  # not RENAME [COLUMN] owner TO x
-        if grantees or listing or before == "AUTHORIZATION" or owner_to:
+        if grantees or listing or before == "AUTHORIZATION" or owner_to or (showing and before == "FOR"):
             kept.add(index)
         if granting and depth == 0 and token.word in ("TO", "FROM"):
             grantees = True
-        if listed:
+        if granting or showing:
             listing = token.word in _ROLE_STATEMENTS or (listing and token.name in ("IDENT", "UIDENT")) \
                 or (index - 1 in kept and punctuation == ",")  # USER a, b
     return kept

@@ -23,6 +23,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from pglast import parser
+
 from ..protocol import sqlstate
 from .tokens import GrammarError, Token, fold_identifier, quote_ident, scan
 
@@ -126,9 +128,10 @@ def as_redshift_reads(statement: str, case: IdentifierCase) -> str | None:
         if token.name == "UIDENT" and index + 1 < len(tokens) and tokens[index + 1].word == "UESCAPE":
             continue  # U&"..." UESCAPE '!': read with its own escape, left as written
         name = fold_identifier(token)
-        if len(name.encode("utf-8")) > MAX_NAME_BYTES:
+        length = _length(token, name)
+        if length > MAX_NAME_BYTES:
             raise GrammarError(
-                f'identifier "{name[:MAX_NAME_BYTES]}..." is {len(name.encode("utf-8"))} bytes long, more than '
+                f'identifier "{name[:MAX_NAME_BYTES]}..." is {length} bytes long, more than '
                 f"the {MAX_NAME_BYTES} bytes shiftguard keeps", NAME_TOO_LONG,
                 hint=f"Amazon Redshift keeps names of up to 127 bytes; PostgreSQL, which shiftguard runs on, "
                      f"cuts them to {MAX_NAME_BYTES}, where two names could become one. Use a shorter name.")
@@ -144,6 +147,19 @@ def as_redshift_reads(statement: str, case: IdentifierCase) -> str | None:
         pieces += [statement[cursor:start], replacement]
         cursor = end
     return "".join(pieces) + statement[cursor:]
+
+
+def _length(token: Token, name: str) -> int:
+    """The name's length in bytes as written: fold_identifier reads U&"..." with PostgreSQL's
+    parser, which has cut it to 63 bytes already, so a long one is read again as a string."""
+    if token.name != "UIDENT" or len(name.encode("utf-8")) < MAX_NAME_BYTES - 3:
+        return len(name.encode("utf-8"))
+    body = token.text[3:-1].replace('""', '"').replace("'", "''")
+    try:
+        (statement,) = parser.parse_sql(f"SELECT U&'{body}'")
+    except parser.ParseError:
+        return len(name.encode("utf-8"))  # fold_identifier read it; PostgreSQL will too
+    return len(statement.stmt.targetList[0].val.val.sval.encode("utf-8"))
 
 
 def _role_names(tokens: list[Token]) -> set[int]:

@@ -193,8 +193,16 @@ def may_need_plan(sql: bytes, translator: Translator | None = None) -> bool:
     if translator is not None and translator.masked.views and masking.mentions(lowered, translator.masked):
         return True
     return translator is not None and translator.dialect and (
-        _DIALECT_TRIGGER.search(lowered) is not None or dialect.may_rewrite(lowered)
-        or identifiers.may_rewrite(sql, lowered, translator.identifier_case))
+        _DIALECT_TRIGGER.search(lowered) is not None or dialect.may_rewrite(lowered))
+
+
+def may_need_names(sql: bytes, translator: Translator) -> bool:
+    """False when sql certainly holds nothing Redshift's names change (policy/identifiers.py):
+    no quoted name to fold, no name too long, no enable_case_sensitive_identifier. Apart from
+    may_need_plan because a quoted capital and a 64-character run are common inside string
+    constants (JSON, hex): SQL above limits.max_checked_statement_size that only this asks to
+    read is sent as written (cache.Classifier) rather than refused."""
+    return translator.dialect and identifiers.may_rewrite(sql, sql.lower(), translator.identifier_case)
 
 
 def classify(sql: bytes, translator: Translator, standard_strings: bool = True, user: str | None = None) -> Plan:
@@ -206,7 +214,7 @@ def classify(sql: bytes, translator: Translator, standard_strings: bool = True, 
     otherwise Plan.text is the SQL written in ASCII (tokens.as_ascii), which reads the same in
     every client encoding, so that no change of the session's client_encoding (which the proxy
     may learn of only after the next message is on its way) changes what runs."""
-    if not may_need_plan(sql, translator):
+    if not may_need_plan(sql, translator) and not may_need_names(sql, translator):
         return PASS
     try:
         return _classify_text(sql, translator, standard_strings, user)

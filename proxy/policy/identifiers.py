@@ -11,7 +11,7 @@ constants are never touched). Pure: a statement in, the statement as Redshift re
   always preserved"; groups and roles are kept alike (UNVERIFIED: they are principals in the
   same places of the grammar).
 - SET / RESET / SHOW enable_case_sensitive_identifier: kept by the proxy for the session (the
-  relay), starting from the cluster's parameter group; RESET ALL and DISCARD ALL return to it.
+  relay), starting from the cluster's parameter group; RESET ALL returns to it too.
 - Names longer than 63 bytes: PostgreSQL (NAMEDATALEN) cuts every name to 63 bytes, so two
   long names that start alike would silently be one object. Redshift keeps 127 bytes. Such
   names are refused with SQLSTATE 42622 rather than cut; mapping them to short names would

@@ -44,17 +44,21 @@ class IdentifierCase:
 
 
 # Shortcuts only (a hit means "scan and look"; the scanner decides): a quoted name holding a
-# capital letter or an escape (U&"\0041"), a run of 64 name characters or a quoted one, the
+# capital letter or an escape (U&"\0041"), a run of 64 characters that names are made of (every
+# byte of those turned into 'a', the rest into ' ': faster than a pattern) or a quoted one, the
 # setting's name, RESET (ALL).
 _QUOTED_CAPITAL = re.compile(rb'"[^"]*[A-Z\\]')
-_LONG_NAME = re.compile(rb'[\w$\x80-\xff]{64}|"[^"]{64}')
+_NAME_CHARACTERS = bytes(0x61 if chr(b).isascii() and (chr(b).isalnum() or chr(b) in "_$") or b >= 0x80 else 0x20
+                         for b in range(256))
+_LONG_RUN = b"a" * (MAX_NAME_BYTES + 1)
+_LONG_QUOTED = re.compile(rb'"[^"]{%d}' % (MAX_NAME_BYTES + 1))
 
 
 def may_rewrite(sql: bytes, lowered: bytes, case: IdentifierCase) -> bool:
     """Might sql hold something this module changes or answers?"""
     return (b"enable_case_sensitive_identifier" in lowered or b"reset" in lowered
             or (not case.sensitive and _QUOTED_CAPITAL.search(sql) is not None)
-            or _LONG_NAME.search(sql) is not None)
+            or _LONG_RUN in sql.translate(_NAME_CHARACTERS) or _LONG_QUOTED.search(sql) is not None)
 
 
 # ------------------------------------------------------------------------- the setting

@@ -249,7 +249,8 @@ def _identity(tokens: list[Token], index: int, column: str | None, attrs: TableA
     does not, and reports it nullable unless NOT NULL was written: such columns are recorded
     (nullable_identity) for the catalogs. Returns the index after the clause."""
     close = _close(tokens, index + 1)
-    arguments = ["".join(t.text for t in tokens[first:last + 1]) for first, last in _arguments(tokens, index + 1, close)]
+    arguments = ["".join(t.text for t in tokens[first:last + 1])
+                 for first, last in _arguments(tokens, index + 1, close)]
     seed, step = (arguments + ["1", "1"])[:2]
     bound = ""
     try:

@@ -172,7 +172,8 @@ def test_identity_seeds_and_nullability_as_redshift_reports_them(proxy):
             (0, 0, 1, "a"), (1, -2, 2, "b"), (2, -4, 3, "c")]
         nullable = {r[3]: r[6] for r in conn.execute(f"SHOW COLUMNS FROM TABLE dev.public.{t}").fetchall()}
         assert nullable == {"id": "YES", "down": "YES", "kept": "NO", "v": "YES"}
-        notnull = dict(conn.execute("SELECT \"column\", \"notnull\" FROM pg_table_def WHERE tablename = %s", (t,)).fetchall())
+        notnull = dict(conn.execute('SELECT "column", "notnull" FROM pg_table_def WHERE tablename = %s',
+                                    (t,)).fetchall())
         assert notnull == {"id": False, "down": False, "kept": True, "v": False}
         conn.execute(f"DROP TABLE {t}")
     with rsc(proxy) as conn:

@@ -91,7 +91,7 @@ def setting(statement: str, case: IdentifierCase) -> tuple[IdentifierCase, str |
         value = "on" if case.sensitive else "off"
         return case, f"SELECT '{value}'::pg_catalog.text AS {SETTING}", b"SHOW"
     if verb == ["RESET"] and len(tokens) == 2:
-        return IdentifierCase(case.default, case.default), _NOTHING, b"RESET"
+        return IdentifierCase(case.default, case.default), f"RESET {_SENT}", b"RESET"
     if verb == ["SET", "LOCAL"]:
         raise GrammarError(f"SET LOCAL {SETTING} is not supported by shiftguard", sqlstate.FEATURE_NOT_SUPPORTED,
                            hint=f"Use SET {SETTING}, which holds for the session.")
@@ -100,16 +100,19 @@ def setting(statement: str, case: IdentifierCase) -> tuple[IdentifierCase, str |
         return None  # not the grammar of SET: PostgreSQL's own error
     value_token = tokens[at + 2]
     if value_token.word == "DEFAULT":
-        return IdentifierCase(case.default, case.default), _NOTHING, b"SET"
+        return IdentifierCase(case.default, case.default), f"SET {_SENT} TO DEFAULT", b"SET"
     value = (value_token.text[1:-1] if value_token.name == "SCONST" else value_token.text).strip().lower()
     if value in _TRUE or value in _FALSE:
-        return IdentifierCase(value in _TRUE, case.default), _NOTHING, b"SET"
+        sensitive = value in _TRUE
+        return IdentifierCase(sensitive, case.default), f"SET {_SENT} TO '{'on' if sensitive else 'off'}'", b"SET"
     raise GrammarError(f'parameter "{SETTING}" requires a Boolean value', sqlstate.INVALID_PARAMETER_VALUE)
 
 
-# What the backend runs for a SET of the setting: nothing (the proxy keeps the value), but a
-# statement all the same, so that one in a failed transaction fails there as PostgreSQL's SET does.
-_NOTHING = "DO $$BEGIN END$$"
+# What the backend runs for a SET or RESET of the setting: the same of a placeholder setting,
+# which PostgreSQL accepts from anyone and nothing reads (the proxy keeps the value), so that
+# one in a failed transaction fails there as PostgreSQL's SET does, and transaction pooling
+# keeps and restores it as any session SET rather than pinning the session.
+_SENT = f"redshift.{SETTING}"
 
 
 # ------------------------------------------------------------------------- names

@@ -708,7 +708,8 @@ def shown(function: str, *arguments: str, database: str | None = None, after: st
     ("SHOW DATABASES;", True, shown("databases", "NULL")),
     ("show databases like 'd%' limit 3", True, shown("databases", "E'd%'", after=" LIMIT 3")),
     ("SHOW SCHEMAS FROM DATABASE $1 LIKE $2;", True, shown("schemas", "$2::text", database="$1::text")),
-    ('SHOW TABLES FROM SCHEMA Dev."My Schema"', True, shown("tables", "E'My Schema'", "NULL", database="E'dev'")),
+    # a quoted name folds to lower case (enable_case_sensitive_identifier off, Redshift's default)
+    ('SHOW TABLES FROM SCHEMA Dev."My Schema"', True, shown("tables", "E'my schema'", "NULL", database="E'dev'")),
     ("SHOW TABLES FROM SCHEMA public LIKE 'a\\'", True,      # a pattern ending in a backslash
      shown("tables", "E'public'", "E'a\\\\'", database="NULL")),
     ("SHOW TABLES FROM SCHEMA public LIKE 'a\\\\'", False,   # the same, for standard_conforming_strings off

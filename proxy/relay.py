@@ -51,6 +51,7 @@ from .endpoint import Endpoint
 from .policy import encoding
 from .policy.errors import redshift_wording
 from .policy.pinning import session_effect
+from .policy.identifiers import IdentifierCase
 from .policy.statements import PROTECTION_TAGS, Action, Denial, Plan, databases_to_vacate
 from .protocol import messages as m
 from .protocol import redshift_types as rt
@@ -339,8 +340,11 @@ class Relay:
                  keep_backend: bool = False, standard_strings: bool = True,
                  protection_moved: Callable[[], Awaitable[None]] | None = None,
                  on_vacate_database: Callable[[str], None] | None = None, lender: Lender | None = None,
-                 redshift_types: rt.RedshiftTypes | None = None):
+                 identifier_case: IdentifierCase = IdentifierCase(), redshift_types: rt.RedshiftTypes | None = None):
         self.client = client
+        # The session's enable_case_sensitive_identifier (policy/identifiers.py): the proxy
+        # keeps it, PostgreSQL has no such setting; a plan says when a statement changes it.
+        self.identifier_case = identifier_case
         # Called before SQL that needs no other session in a database is sent (DROP DATABASE, ...:
         # statements.databases_to_vacate).
         self._on_vacate_database = on_vacate_database
@@ -912,7 +916,7 @@ class Relay:
         if self._statement_log is not None:
             handles = [self._statement_log.started(sql, self.tx_status != m.TX_IDLE, self.standard_strings)]
         self._vacating(sql)
-        plan = self.classify(sql, self.standard_strings)
+        plan = self._plan(sql)
         if not plan.actions and plan.text is None and sql.isascii():
             if self._lender is not None:
                 self._note_effect(sql)
@@ -924,6 +928,12 @@ class Relay:
             self._note_effect(sent)
         self._send(entry(QUERY, work))
         return m.query(sent)
+
+    def _plan(self, sql: bytes) -> Plan:
+        plan = self.classify(sql, self.standard_strings, identifier_case=self.identifier_case)
+        if plan.identifier_case is not None:
+            self.identifier_case = plan.identifier_case
+        return plan
 
     def _vacating(self, sql: bytes) -> None:
         if self._on_vacate_database is not None:
@@ -968,7 +978,7 @@ class Relay:
             self._statement_sql[parse.name] = parse.sql
             self._parses[parse.name] = work
         self._vacating(parse.sql)
-        plan = self.classify(parse.sql, self.standard_strings)
+        plan = self._plan(parse.sql)
         if not plan.actions and plan.text is None and parse.sql.isascii():
             if self._statement_tags.pop(parse.name, None) is not None:
                 self._track_names()
@@ -994,7 +1004,8 @@ class Relay:
         """A new statement of that name: its columns to convert are not known yet. Its parameters of
         Redshift's types get the backend's OIDs (the Parse to send then, else parse itself), and
         the interval ones are noted for their Binds."""
-        had = (self._statement_columns.pop(parse.name, None), self._statement_intervals.pop(parse.name, None)) != (None, None)
+        had = (self._statement_columns.pop(parse.name, None),
+               self._statement_intervals.pop(parse.name, None)) != (None, None)
         retyped = rt.parse_types(parse.param_types, self._types)
         if retyped is not None and retyped[1]:
             self._statement_intervals[parse.name] = retyped[1]

@@ -958,9 +958,11 @@ CREATE TABLE IF NOT EXISTS shiftguard.vacuum_requests (
 ALTER TABLE shiftguard.vacuum_requests ADD COLUMN IF NOT EXISTS database name NOT NULL DEFAULT current_database();
 DO $$
 BEGIN
-    IF (SELECT relkind FROM pg_class WHERE oid = 'shiftguard.vacuum_requests'::regclass) = 'r' THEN
-        CREATE OR REPLACE TRIGGER fill_id BEFORE INSERT ON shiftguard.vacuum_requests
-            FOR EACH ROW EXECUTE FUNCTION shiftguard.fill_log_id();
+    IF (SELECT relkind FROM pg_class WHERE oid = 'shiftguard.vacuum_requests'::regclass) = 'r'
+       AND NOT EXISTS (SELECT FROM pg_trigger WHERE tgname = 'fill_id'
+                          AND tgrelid = 'shiftguard.vacuum_requests'::regclass) THEN
+        CREATE TRIGGER fill_id BEFORE INSERT ON shiftguard.vacuum_requests
+            FOR EACH ROW EXECUTE FUNCTION shiftguard.fill_log_id();  -- only where missing (schema.sql)
     END IF;
 END
 $$;

@@ -207,17 +207,27 @@ BEGIN
 END
 $$;
 REVOKE ALL ON FUNCTION shiftguard.fill_log_id() FROM PUBLIC;
+-- Made only where missing: making them locks their tables, and another proxy on this backend
+-- may be writing its audit records there meanwhile (a CREATE OR REPLACE TRIGGER at every start
+-- met its inserts in a deadlock).
 DO $$
+DECLARE
+    v_table text;
 BEGIN
     IF (SELECT relkind FROM pg_class WHERE oid = 'shiftguard.users'::regclass) = 'r' THEN
-        CREATE INDEX IF NOT EXISTS iam_tokens_db_user ON shiftguard.iam_tokens (db_user);
-        CREATE INDEX IF NOT EXISTS query_log_statement ON shiftguard.query_log (session_id, seq);
-        CREATE OR REPLACE TRIGGER fill_id BEFORE INSERT ON shiftguard.connection_log
-            FOR EACH ROW EXECUTE FUNCTION shiftguard.fill_log_id();
-        CREATE OR REPLACE TRIGGER fill_id BEFORE INSERT ON shiftguard.user_log
-            FOR EACH ROW EXECUTE FUNCTION shiftguard.fill_log_id();
-        CREATE OR REPLACE TRIGGER fill_id BEFORE INSERT ON shiftguard.query_log
-            FOR EACH ROW EXECUTE FUNCTION shiftguard.fill_log_id();
+        IF to_regclass('shiftguard.iam_tokens_db_user') IS NULL THEN
+            CREATE INDEX iam_tokens_db_user ON shiftguard.iam_tokens (db_user);
+        END IF;
+        IF to_regclass('shiftguard.query_log_statement') IS NULL THEN
+            CREATE INDEX query_log_statement ON shiftguard.query_log (session_id, seq);
+        END IF;
+        FOREACH v_table IN ARRAY ARRAY['connection_log', 'user_log', 'query_log'] LOOP
+            IF NOT EXISTS (SELECT FROM pg_trigger WHERE tgname = 'fill_id'
+                              AND tgrelid = format('shiftguard.%I', v_table)::regclass) THEN
+                EXECUTE format('CREATE TRIGGER fill_id BEFORE INSERT ON shiftguard.%I '
+                               'FOR EACH ROW EXECUTE FUNCTION shiftguard.fill_log_id()', v_table);
+            END IF;
+        END LOOP;
     END IF;
 END
 $$;
@@ -1456,6 +1466,14 @@ CREATE OR REPLACE VIEW shiftguard.svv_table_info WITH (security_barrier) AS
      WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'shiftguard')
        AND n.nspname NOT LIKE 'pg\_toast%' AND has_table_privilege(c.oid, 'SELECT');
 
+-- Redshift's NOT NULL of a column: an IDENTITY column is NOT NULL only where NOT NULL was
+-- written (PostgreSQL makes every identity column NOT NULL; policy/dialect.py records the others
+-- in the table's attributes as nullable_identity).
+CREATE OR REPLACE FUNCTION shiftguard.redshift_notnull(p_notnull boolean, p_attrs jsonb, p_column name)
+RETURNS boolean LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT p_notnull AND NOT coalesce(p_attrs->'nullable_identity' ? p_column::text, false)
+$$;
+
 CREATE OR REPLACE VIEW shiftguard.pg_table_def WITH (security_barrier) AS
     SELECT n.nspname AS schemaname, c.relname AS tablename, att.attname AS "column",
            format_type(att.atttypid, att.atttypmod) AS type,
@@ -1464,7 +1482,7 @@ CREATE OR REPLACE VIEW shiftguard.pg_table_def WITH (security_barrier) AS
            coalesce((SELECT (CASE WHEN a.attrs->>'sortkey_type' = 'INTERLEAVED' THEN -1 ELSE 1 END) * k.n::integer
                        FROM jsonb_array_elements_text(a.attrs->'sortkey') WITH ORDINALITY AS k(name, n)
                       WHERE k.name = att.attname::text), 0) AS sortkey,
-           att.attnotnull AS notnull
+           shiftguard.redshift_notnull(att.attnotnull, a.attrs, att.attname) AS notnull
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
       JOIN pg_attribute att ON att.attrelid = c.oid AND att.attnum > 0 AND NOT att.attisdropped
       LEFT JOIN shiftguard.table_attributes a ON a.table_id = c.oid
@@ -1499,7 +1517,8 @@ CREATE OR REPLACE VIEW shiftguard.pg_class AS
       LEFT JOIN shiftguard.table_attributes a ON a.table_id = c.oid;
 
 -- pg_attribute's columns differ between PostgreSQL versions, and attmissingval (anyarray)
--- cannot be in a view: the column list is read from the catalog.
+-- cannot be in a view: the column list is read from the catalog. attnotnull is Redshift's
+-- (redshift_notnull).
 DO $$
 BEGIN
     EXECUTE format($view$
@@ -1511,7 +1530,10 @@ BEGIN
                coalesce(shiftguard.encoding_id(a.attrs->'encodings'->>att.attname::text), 0)::smallint AS attencodingtype
           FROM pg_catalog.pg_attribute att
           LEFT JOIN shiftguard.table_attributes a ON a.table_id = att.attrelid
-    $view$, (SELECT string_agg('att.' || quote_ident(attname), ', ' ORDER BY attnum) FROM pg_catalog.pg_attribute
+    $view$, (SELECT string_agg(CASE attname WHEN 'attnotnull'
+                                   THEN 'shiftguard.redshift_notnull(att.attnotnull, a.attrs, att.attname) AS attnotnull'
+                                   ELSE 'att.' || quote_ident(attname) END, ', ' ORDER BY attnum)
+               FROM pg_catalog.pg_attribute
               WHERE attrelid = 'pg_catalog.pg_attribute'::regclass AND attnum > 0
                 AND atttypid <> 'anyarray'::regtype));
 END

@@ -230,7 +230,8 @@ $$;
 -- SHOW COLUMNS FROM TABLE d.s.t [LIKE 'p'] (NULL schema or table: all, for svv_all_columns).
 -- data_type as information_schema names it (character varying, integer, ...); the sizes as
 -- information_schema gives them; an identity column's default as Redshift writes it
--- ("identity"(table, column, 'seed,step')), which drivers read as auto-increment. The
+-- ("identity"(table, column, 'seed,step')), which drivers read as auto-increment, and nullable
+-- unless NOT NULL was written, as Redshift reports it (PostgreSQL makes it NOT NULL). The
 -- distribution and sort keys and encodings are those recorded from Redshift's DDL.
 CREATE OR REPLACE FUNCTION shiftguard.show_columns(p_database text, p_schema text, p_table text, p_pattern text)
 RETURNS TABLE (database_name varchar(128), schema_name varchar(128), table_name varchar(128),
@@ -256,7 +257,7 @@ BEGIN
                            FROM pg_depend dep JOIN pg_sequence s ON s.seqrelid = dep.objid
                           WHERE a.attidentity <> '' AND dep.classid = 'pg_class'::regclass AND dep.refobjid = c.oid
                             AND dep.refobjsubid = a.attnum AND dep.deptype = 'i'))::varchar(4000),
-               (CASE WHEN a.attnotnull THEN 'NO' ELSE 'YES' END)::varchar(3),
+               (CASE WHEN k.attnotnull THEN 'NO' ELSE 'YES' END)::varchar(3),
                format_type(a.atttypid, NULL)::varchar(128),
                (CASE WHEN a.atttypid IN ('bpchar'::regtype, 'varchar'::regtype) AND a.atttypmod > 0
                      THEN a.atttypmod - 4 END)::integer,

@@ -54,6 +54,7 @@ from ..endpoint import ConnectionClosed, Endpoint
 from ..iam import oidc
 from ..iam.tokens import TokenAuthority, TokenRefused, split_prefixed
 from ..policy.connectivity import SecurityGroupGate
+from ..policy.identifiers import IdentifierCase
 from ..policy.parameter_groups import ClusterSettings
 from ..policy.statements import Plan
 from ..protocol import messages as m
@@ -797,6 +798,7 @@ class Connection:
         # Plans are for this session's user (S3 tickets are bound to it; policy/s3.py) and database.
         classify = functools.partial(self.context.classify, user=record.name, database=params.database)
         moved = self.context.protection_moved
+        case_sensitive = self.context.cluster.case_sensitive_identifier
         relay = Relay(self.client, backend, classify, self.config.limits.max_message_size,
                       on_client_gone=lambda held: self.context.spawn(_cancel(self.context.backend, held)),
                       statement_log=self._statement_log(params, record, pid),
@@ -805,7 +807,7 @@ class Connection:
                       standard_strings=backend.parameters.get("standard_conforming_strings", "on") == "on",
                       protection_moved=None if moved is None else functools.partial(moved, params.database),
                       on_vacate_database=self.context.vacate_database, lender=self._lender,
-                      redshift_types=types)
+                      identifier_case=IdentifierCase(case_sensitive, case_sensitive), redshift_types=types)
         if self._lender is not None:
             self._backend = None  # the relay gives it back between transactions
         self.session = Session(pid, key, record.name, params.database, relay,

@@ -10,17 +10,19 @@ tens of function calls a byte where statements are rewritten through pglast's pa
 catalog views, RLS and masking policies, GRANT; see bench/classify_scaling.py), a few where
 they are only read. So, with SQLSTATE 54000: any SQL above limits.max_statement_size
 (Redshift's 16 MB); SQL the proxy must read (statements.may_need_plan) above
-limits.max_checked_statement_size, before it is read; and a message whose statements would
-take more than limits.max_rewritten_statement_size characters of parse trees
-(tokens.tree_budget), as a whole, once that is spent (nothing of it is sent: a statement left
-as written after it could hold a password PostgreSQL would log with the error).
+limits.max_checked_statement_size, before it is read (SQL that only Redshift's names would
+have the proxy read, statements.may_need_names, is sent as written instead); and a message
+whose statements would take more than limits.max_rewritten_statement_size characters of parse
+trees (tokens.tree_budget), as a whole, once that is spent (nothing of it is sent: a statement
+left as written after it could hold a password PostgreSQL would log with the error).
 """
 
 from __future__ import annotations
 
 from ..protocol import sqlstate
+from .identifiers import IdentifierCase
 from .masking import MaskedTables
-from .statements import PASS, Action, Denial, Plan, Translator, classify, may_need_plan
+from .statements import PASS, Action, Denial, Plan, Translator, classify, may_need_names, may_need_plan
 from .tokens import tree_budget
 
 # What a cache entry costs beyond its texts (dict slot, key tuple, plan objects), roughly.
@@ -38,8 +40,9 @@ class Classifier:
         self.max_statement_size = max_statement_size  # limits.max_statement_size
         self.max_checked_size = max_checked_size      # limits.max_checked_statement_size
         self.max_rewritten_size = max_rewritten_size  # limits.max_rewritten_statement_size
-        # -> (plan, its cost in bytes), by SQL, standard_conforming_strings and database
-        self._plans: dict[tuple[bytes, bool, str | None], tuple[Plan, int]] = {}
+        # -> (plan, its cost in bytes), by SQL, standard_conforming_strings, database and
+        # enable_case_sensitive_identifier
+        self._plans: dict[tuple[bytes, bool, str | None, IdentifierCase], tuple[Plan, int]] = {}
         self.bytes = 0  # what the kept entries cost, by entry_cost
         self._masked_version = translator.masked.version
         # Each database's translator: the same but for its masked tables and tables with RLS on.
@@ -65,7 +68,7 @@ class Classifier:
         return translator.masked if translator is not None else None
 
     def __call__(self, sql: bytes, standard_strings: bool = True, user: str | None = None,
-                 database: str | None = None) -> Plan:
+                 database: str | None = None, identifier_case: IdentifierCase = IdentifierCase()) -> Plan:
         """The plan for sql in a session of `user` (only plans that are never kept depend on it).
         database: the session's; one whose masked tables are not known is classified as
         having none (a statement reading a masked table directly then fails in PostgreSQL,
@@ -74,14 +77,16 @@ class Classifier:
             # Redshift's own limit, and its wording.
             return _refused(f"Statement is too large. Statement Size: {len(sql)} bytes. "
                             f"Maximum Allowed: {self.max_statement_size} bytes")
-        translator = self._databases.get(database, self._translator)
-        if not may_need_plan(sql, translator):
+        translator = self._databases.get(database, self._translator).with_identifier_case(identifier_case)
+        if not may_need_plan(sql, translator) and (len(sql) > self.max_checked_size
+                                                   or not may_need_names(sql, translator)):
             return PASS  # cheaper than a cache lookup, and keeps the cache for parsed SQL
         if self._translator.masked.version != self._masked_version:
             self._plans.clear()  # plans made before the masked tables changed name them directly
             self.bytes = 0
             self._masked_version = self._translator.masked.version
-        key = (sql, standard_strings, database)  # the session's standard_conforming_strings reads it
+        # the session's standard_conforming_strings reads it, its enable_case_sensitive_identifier folds it
+        key = (sql, standard_strings, database, identifier_case)
         kept = self._plans.get(key)
         if kept is not None:
             if self._metrics is not None:

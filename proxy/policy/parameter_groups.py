@@ -108,6 +108,11 @@ class ClusterSettings:
         return self._on("require_ssl")
 
     @property
+    def case_sensitive_identifier(self) -> bool:
+        """Each new session's enable_case_sensitive_identifier (policy/identifiers.py)."""
+        return self._on("enable_case_sensitive_identifier")
+
+    @property
     def user_activity(self) -> bool:
         return self._on("enable_user_activity_logging")
 

@@ -42,7 +42,8 @@ from .roles import as_json as roles_json
 from .roles import (parse_alter_role, parse_create_role, parse_drop_role, parse_role_grant,
                     parse_system_grant)
 from .users import parse_alter_user, parse_create_user, parse_drop_user
-from . import encoding, idp, masking, privileges, rls, s3, sealing, signing
+from . import encoding, identifiers, idp, masking, privileges, rls, s3, sealing, signing
+from .identifiers import IdentifierCase
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +76,8 @@ class Plan:
     # client's as PostgreSQL reads it, written to read the same whatever standard_conforming_strings
     # says (tokens.as_read). None: the client's own.
     text: str | None = None
+    # The session's enable_case_sensitive_identifier after this SQL, when it changes it.
+    identifier_case: IdentifierCase | None = None
 
 
 PASS = Plan()
@@ -99,6 +102,16 @@ class Translator:
         self.volatile = 0
         self.seal = seal  # seals the secrets a statement hands a procedure (policy/sealing.py)
         self.masked = masking.MaskedTables()  # replaced when masking attachments change (server.py)
+        # The session's enable_case_sensitive_identifier (policy/identifiers.py).
+        self.identifier_case = IdentifierCase()
+
+    def with_identifier_case(self, case: IdentifierCase) -> "Translator":
+        """The same translator for a session whose enable_case_sensitive_identifier is case."""
+        if case == self.identifier_case:
+            return self
+        other = copy.copy(self)
+        other.identifier_case = case
+        return other
 
     def in_database(self, masked: masking.MaskedTables) -> "Translator":
         """The same translator for a database whose masked tables and tables with RLS on these are."""
@@ -184,6 +197,15 @@ def may_need_plan(sql: bytes, translator: Translator | None = None) -> bool:
         _DIALECT_TRIGGER.search(lowered) is not None or dialect.may_rewrite(lowered))
 
 
+def may_need_names(sql: bytes, translator: Translator) -> bool:
+    """False when sql certainly holds nothing Redshift's names change (policy/identifiers.py):
+    no quoted name to fold, no name too long, no enable_case_sensitive_identifier. Apart from
+    may_need_plan because a quoted capital and a 64-character run are common inside string
+    constants (JSON, hex): SQL above limits.max_checked_statement_size that only this asks to
+    read is sent as written (cache.Classifier) rather than refused."""
+    return translator.dialect and identifiers.may_rewrite(sql, sql.lower(), translator.identifier_case)
+
+
 def classify(sql: bytes, translator: Translator, standard_strings: bool = True, user: str | None = None) -> Plan:
     """The plan for one Query or Parse SQL string, read as PostgreSQL reads it in a session
     whose standard_conforming_strings is standard_strings, of the user `user` (whom the plans
@@ -193,7 +215,7 @@ def classify(sql: bytes, translator: Translator, standard_strings: bool = True, 
     otherwise Plan.text is the SQL written in ASCII (tokens.as_ascii), which reads the same in
     every client encoding, so that no change of the session's client_encoding (which the proxy
     may learn of only after the next message is on its way) changes what runs."""
-    if not may_need_plan(sql, translator):
+    if not may_need_plan(sql, translator) and not may_need_names(sql, translator):
         return PASS
     try:
         return _classify_text(sql, translator, standard_strings, user)
@@ -313,10 +335,18 @@ def _classify_text(sql: bytes, translator: Translator, standard_strings: bool, u
         return Plan(text=rewritten) if rewritten else PASS  # PostgreSQL will refuse it with its own error
     actions = []
     cacheable = True
+    case_after = None
     for index, (start, end) in enumerate(spans):
         volatile = translator.volatile
         try:
-            result = classify_statement(text[start:end], translator, standard_strings, user)
+            result = None
+            setting = identifiers.setting(text[start:end], translator.identifier_case) if translator.dialect else None
+            if setting is not None:
+                case_after, replacement, tag = setting
+                translator = translator.with_identifier_case(case_after)  # for the statements after it
+                result = (replacement, tag, True) if replacement is not None else None
+            if result is None:
+                result = classify_statement(text[start:end], translator, standard_strings, user)
         except GrammarError as exc:  # from a rewrite's parse (tokens.parse_tree: its budget)
             result = Denial(exc.sqlstate, str(exc), hint=exc.hint)
         except RecursionError:
@@ -339,6 +369,8 @@ def _classify_text(sql: bytes, translator: Translator, standard_strings: bool, u
         else:
             actions.append(Action(index, start, end, sql=sent, tag=tag))
             cacheable = cacheable and keep
+    if case_after is not None:
+        return Plan(tuple(actions), cacheable, rewritten, case_after)
     return Plan(tuple(actions), cacheable, rewritten) if actions or rewritten else PASS
 
 
@@ -382,9 +414,23 @@ Result = Denial | tuple[str, bytes | None, bool] | None
 
 def classify_statement(statement: str, translator: Translator, standard_strings: bool = True,
                        user: str | None = None) -> Result:
-    """Redshift's dialect first (so the decisions below see what will execute), then the rules.
+    """Redshift's names first (quoted names folded unless enable_case_sensitive_identifier is
+    on, names too long for PostgreSQL refused: policy/identifiers.py), then Redshift's dialect
+    (so the decisions below see what will execute), then the rules.
     standard_strings: the session's standard_conforming_strings (statement itself is written to
     read the same under either; a string value read as SQL, UNLOAD's query, is not)."""
+    if translator.dialect:
+        try:
+            folded = identifiers.as_redshift_reads(statement, translator.identifier_case)
+        except GrammarError as exc:
+            return Denial(exc.sqlstate, str(exc), hint=exc.hint)
+        if folded is not None:
+            result = _classify_redshift(folded, translator, standard_strings, user)
+            return (folded, None, True) if result is None else result
+    return _classify_redshift(statement, translator, standard_strings, user)
+
+
+def _classify_redshift(statement: str, translator: Translator, standard_strings: bool, user: str | None) -> Result:
     if statement[:6].lower() == "vacuum":  # a shortcut only: the grammar is in privileges.vacuum_call
         try:
             vacuum = privileges.vacuum_call(scan(statement))

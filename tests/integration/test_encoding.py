@@ -493,12 +493,12 @@ def test_non_ascii_left_by_a_bug_of_ours_is_refused_not_sent(proxy, mallory):
     real = proxy.proxy.context.classify
 
     def buggy(sql: bytes, standard_strings: bool = True, user: str | None = None,
-              database: str | None = None) -> Plan:
+              database: str | None = None, **session) -> Plan:
         if sql == b"SELECT 'rewritten'":
             return Plan((Action(0, 0, len(sql), sql="SELECT 'r\u00e9crit'"),))
         if sql == "SELECT 'pass\u00e9'".encode():
             return PASS
-        return real(sql, standard_strings, user, database)
+        return real(sql, standard_strings, user, database, **session)
 
     proxy.proxy.context.classify = buggy
     try:

@@ -131,7 +131,8 @@ def test_show_commands_answer_with_redshifts_columns(objects):
                          "encoding", "collation"]
         assert [(r[3], r[6], r[7], r[8], r[13], r[14]) for r in rows] == [
             ("id", "NO", "integer", None, 0, True), ("name", "NO", "character varying", 20, 1, False),
-            ("amount", "YES", "numeric", None, 0, False), ("n", "NO", "bigint", None, 0, False)]
+            ("amount", "YES", "numeric", None, 0, False),
+            ("n", "YES", "bigint", None, 0, False)]  # IDENTITY without NOT NULL: nullable, as Redshift says
         assert rows[3][5].startswith('"identity"(')
         names, rows = show("SHOW TABLES FROM SCHEMA %s.%s LIKE %s", "dev", schema, "back\\")
         assert [row[2] for row in rows] == ["back\\"]

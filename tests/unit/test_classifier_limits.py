@@ -123,3 +123,13 @@ def test_the_parse_trees_of_one_message_have_a_budget():
             sys.setprofile(None)
         work.append(calls[0])
     assert work[1] < 3 * work[0]
+
+
+def test_a_large_statement_only_names_would_have_read_is_sent_as_written():
+    """Quoted capitals and long runs are common inside string constants (JSON, hex): above
+    max_checked_size such SQL passes as written rather than being refused (its names are then
+    PostgreSQL's own reading); below it they are folded."""
+    classifier = Classifier(Translator(lambda role: "V", dialect=True), max_checked_size=1000)
+    payload = '{"Name": "' + "ab" * 600 + '"}'
+    assert classifier(f"INSERT INTO t VALUES ('{payload}')".encode()) == PASS
+    assert classifier(b'SELECT 1 AS "Foo"').actions[0].sql == 'SELECT 1 AS "foo"'

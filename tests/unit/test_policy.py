@@ -681,7 +681,8 @@ DIALECT = Translator(lambda role: "V", dialect=True)
 @pytest.mark.parametrize("sql, database, runs, tag", [
     ('create schema if not exists "dev"."dbt_x"', "dev", 'create schema if not exists "dbt_x"', b"CREATE SCHEMA"),
     ("DROP SCHEMA IF EXISTS dev.s CASCADE", "dev", "DROP SCHEMA IF EXISTS s CASCADE", b"DROP SCHEMA"),
-    ('/* {"app": "dbt"} */ create schema "Dev".x', "Dev", '/* {"app": "dbt"} */ create schema x', b"CREATE SCHEMA"),
+    # a quoted name folds to lower case (enable_case_sensitive_identifier off, Redshift's default)
+    ('/* {"app": "dbt"} */ create schema "Dev".x', "dev", '/* {"app": "dbt"} */ create schema x', b"CREATE SCHEMA"),
 ])
 def test_a_schema_named_in_its_database_runs_in_that_database(sql, database, runs, tag):
     """dbt with datasharing: true names the database; shiftguard.in_database checks that it is
@@ -708,7 +709,8 @@ def shown(function: str, *arguments: str, database: str | None = None, after: st
     ("SHOW DATABASES;", True, shown("databases", "NULL")),
     ("show databases like 'd%' limit 3", True, shown("databases", "E'd%'", after=" LIMIT 3")),
     ("SHOW SCHEMAS FROM DATABASE $1 LIKE $2;", True, shown("schemas", "$2::text", database="$1::text")),
-    ('SHOW TABLES FROM SCHEMA Dev."My Schema"', True, shown("tables", "E'My Schema'", "NULL", database="E'dev'")),
+    # a quoted name folds to lower case (enable_case_sensitive_identifier off, Redshift's default)
+    ('SHOW TABLES FROM SCHEMA Dev."My Schema"', True, shown("tables", "E'my schema'", "NULL", database="E'dev'")),
     ("SHOW TABLES FROM SCHEMA public LIKE 'a\\'", True,      # a pattern ending in a backslash
      shown("tables", "E'public'", "E'a\\\\'", database="NULL")),
     ("SHOW TABLES FROM SCHEMA public LIKE 'a\\\\'", False,   # the same, for standard_conforming_strings off

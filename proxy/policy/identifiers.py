@@ -1,0 +1,200 @@
+"""Redshift's rules for names, on PostgreSQL's own scanner tokens (never on raw text; string
+constants are never touched). Pure: a statement in, the statement as Redshift reads it out.
+
+- enable_case_sensitive_identifier: off (Redshift's default), Redshift folds quoted names to
+  lower case too ("MyTable" is mytable); on, quoted names keep their case. PostgreSQL always
+  keeps it, so with the setting off every quoted name is written in lower case before the
+  statement is judged and sent. A name only ever becomes another name the user could have
+  written (PostgreSQL checks the privileges on whatever it names), and result columns come
+  back named as Redshift names them ("Foo" is foo). User, group and role names are the
+  exception Redshift documents: "The case of a username enclosed in double quotation marks is
+  always preserved"; groups and roles are kept alike (UNVERIFIED: they are principals in the
+  same places of the grammar).
+- SET / RESET / SHOW enable_case_sensitive_identifier: kept by the proxy for the session (the
+  relay), starting from the cluster's parameter group; RESET ALL returns to it too.
+- Names longer than 63 bytes: PostgreSQL (NAMEDATALEN) cuts every name to 63 bytes, so two
+  long names that start alike would silently be one object. Redshift keeps 127 bytes. Such
+  names are refused with SQLSTATE 42622 rather than cut; mapping them to short names would
+  show the mapped names in every catalog, RowDescription and error message.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from pglast import parser
+
+from ..protocol import sqlstate
+from .tokens import GrammarError, Token, fold_identifier, quote_ident, scan
+
+SETTING = "enable_case_sensitive_identifier"
+# PostgreSQL's NAMEDATALEN - 1: the bytes of a name it keeps (it cuts the rest with a NOTICE).
+MAX_NAME_BYTES = 63
+NAME_TOO_LONG = "42622"
+
+
+@dataclass(frozen=True, slots=True)
+class IdentifierCase:
+    """A session's enable_case_sensitive_identifier: in force now, and what RESET returns to
+    (the cluster parameter group's value when the session started)."""
+
+    sensitive: bool = False
+    default: bool = False
+
+
+# Shortcuts only (a hit means "scan and look"; the scanner decides): a quoted name holding a
+# capital letter or an escape (U&"\0041"), a run of 64 characters that names are made of (every
+# byte of those turned into 'a', the rest into ' ': faster than a pattern) or a quoted one, the
+# setting's name, RESET (ALL).
+_QUOTED_CAPITAL = re.compile(rb'"[^"]*[A-Z\\]')
+_NAME_CHARACTERS = bytes(0x61 if chr(b).isascii() and (chr(b).isalnum() or chr(b) in "_$") or b >= 0x80 else 0x20
+                         for b in range(256))
+_LONG_RUN = b"a" * (MAX_NAME_BYTES + 1)
+_LONG_QUOTED = re.compile(rb'"[^"]{%d}' % (MAX_NAME_BYTES + 1))
+
+
+def may_rewrite(sql: bytes, lowered: bytes, case: IdentifierCase) -> bool:
+    """Might sql hold something this module changes or answers?"""
+    return (b"enable_case_sensitive_identifier" in lowered or b"reset" in lowered
+            or (not case.sensitive and _QUOTED_CAPITAL.search(sql) is not None)
+            or _LONG_RUN in sql.translate(_NAME_CHARACTERS) or _LONG_QUOTED.search(sql) is not None)
+
+
+# ------------------------------------------------------------------------- the setting
+
+# PostgreSQL's spellings of a boolean (parse_bool), as SET reads them.
+_TRUE = ("true", "on", "yes", "1", "t", "y")
+_FALSE = ("false", "off", "no", "0", "f", "n")
+
+
+def setting(statement: str, case: IdentifierCase) -> tuple[IdentifierCase, str | None, bytes | None] | None:
+    """For SET, RESET or SHOW of the setting and RESET ALL: the session's setting after it, the
+    SQL to send instead (None: the statement itself, judged as any other) and its command tag;
+    None for any other statement. GrammarError for a value that is not a boolean, and for SET
+    LOCAL (the proxy keeps the value for the session, not for a transaction)."""
+    lowered = statement.lower()
+    if SETTING not in lowered and "reset" not in lowered:
+        return None
+    tokens = scan(statement)
+    words = [t.word for t in tokens]
+    if words == ["RESET", "ALL"]:
+        return IdentifierCase(case.default, case.default), None, None
+    at = next((i for i, t in enumerate(tokens[:3])
+               if t.name in ("IDENT", "UIDENT") and fold_identifier(t).lower() == SETTING), None)
+    if at is None:
+        return None
+    verb = words[:at]
+    if verb == ["SHOW"] and len(tokens) == 2:
+        # A boolean parameter's SHOW, as PostgreSQL answers it (on/off). UNVERIFIED: Redshift's
+        # documentation shows no SHOW of this parameter.
+        value = "on" if case.sensitive else "off"
+        return case, f"SELECT '{value}'::pg_catalog.text AS {SETTING}", b"SHOW"
+    if verb == ["RESET"] and len(tokens) == 2:
+        return IdentifierCase(case.default, case.default), f"RESET {_SENT}", b"RESET"
+    if verb == ["SET", "LOCAL"]:
+        raise GrammarError(f"SET LOCAL {SETTING} is not supported by shiftguard", sqlstate.FEATURE_NOT_SUPPORTED,
+                           hint=f"Use SET {SETTING}, which holds for the session.")
+    if verb not in (["SET"], ["SET", "SESSION"]) or len(tokens) != at + 3 \
+            or not (tokens[at + 1].word == "TO" or tokens[at + 1].text == "="):
+        return None  # not the grammar of SET: PostgreSQL's own error
+    value_token = tokens[at + 2]
+    if value_token.word == "DEFAULT":
+        return IdentifierCase(case.default, case.default), f"SET {_SENT} TO DEFAULT", b"SET"
+    value = (value_token.text[1:-1] if value_token.name == "SCONST" else value_token.text).strip().lower()
+    if value in _TRUE or value in _FALSE:
+        sensitive = value in _TRUE
+        return IdentifierCase(sensitive, case.default), f"SET {_SENT} TO '{'on' if sensitive else 'off'}'", b"SET"
+    raise GrammarError(f'parameter "{SETTING}" requires a Boolean value', sqlstate.INVALID_PARAMETER_VALUE)
+
+
+# What the backend runs for a SET or RESET of the setting: the same of a placeholder setting,
+# which PostgreSQL accepts from anyone and nothing reads (the proxy keeps the value), so that
+# one in a failed transaction fails there as PostgreSQL's SET does, and transaction pooling
+# keeps and restores it as any session SET rather than pinning the session.
+_SENT = f"redshift.{SETTING}"
+
+
+# ------------------------------------------------------------------------- names
+
+# Statements whose every name is a user, group or role (or a setting of one).
+_ROLE_STATEMENTS = ("USER", "GROUP", "ROLE")
+# Statements in which what follows a top-level TO or FROM are grantees.
+_GRANTING = ("GRANT", "REVOKE", "ATTACH", "DETACH")
+
+
+def as_redshift_reads(statement: str, case: IdentifierCase) -> str | None:
+    """The statement with its quoted names folded to lower case (with the setting off), or None
+    when it needs no change. GrammarError (42622) for a name longer than PostgreSQL keeps."""
+    tokens = scan(statement)
+    kept = _role_names(tokens)
+    edits = []
+    for index, token in enumerate(tokens):
+        if token.name not in ("IDENT", "UIDENT"):
+            continue
+        if token.name == "UIDENT" and index + 1 < len(tokens) and tokens[index + 1].word == "UESCAPE":
+            continue  # U&"..." UESCAPE '!': read with its own escape, left as written
+        name = fold_identifier(token)
+        length = _length(token, name)
+        if length > MAX_NAME_BYTES:
+            raise GrammarError(
+                f'identifier "{name[:MAX_NAME_BYTES]}..." is {length} bytes long, more than '
+                f"the {MAX_NAME_BYTES} bytes shiftguard keeps", NAME_TOO_LONG,
+                hint=f"Amazon Redshift keeps names of up to 127 bytes; PostgreSQL, which shiftguard runs on, "
+                     f"cuts them to {MAX_NAME_BYTES}, where two names could become one. Use a shorter name.")
+        if case.sensitive or index in kept or not (token.text.startswith('"') or token.name == "UIDENT"):
+            continue
+        folded = "".join(c.lower() if "A" <= c <= "Z" else c for c in name)  # as PostgreSQL folds unquoted names
+        if folded != name:
+            edits.append((token.start, token.end, quote_ident(folded)))
+    if not edits:
+        return None
+    pieces, cursor = [], 0
+    for start, end, replacement in edits:
+        pieces += [statement[cursor:start], replacement]
+        cursor = end
+    return "".join(pieces) + statement[cursor:]
+
+
+def _length(token: Token, name: str) -> int:
+    """The name's length in bytes as written: fold_identifier reads U&"..." with PostgreSQL's
+    parser, which has cut it to 63 bytes already, so a long one is read again as a string."""
+    if token.name != "UIDENT" or len(name.encode("utf-8")) < MAX_NAME_BYTES - 3:
+        return len(name.encode("utf-8"))
+    body = token.text[3:-1].replace('""', '"').replace("'", "''")
+    try:
+        (statement,) = parser.parse_sql(f"SELECT U&'{body}'")
+    except parser.ParseError:
+        return len(name.encode("utf-8"))  # fold_identifier read it; PostgreSQL will too
+    return len(statement.stmt.targetList[0].val.val.sval.encode("utf-8"))
+
+
+def _role_names(tokens: list[Token]) -> set[int]:
+    """Indexes of the tokens that name users, groups or roles (kept as written): every name of
+    CREATE/ALTER/DROP USER, GROUP or ROLE, DROP OWNED and REASSIGN OWNED; in GRANT, REVOKE,
+    ATTACH, DETACH and ALTER DEFAULT PRIVILEGES the grantees (after a top-level TO or FROM); in
+    those and SHOW (GRANTS ... FOR), the lists after USER, GROUP or ROLE; in SHOW, the name after
+    FOR; anywhere, the name after AUTHORIZATION or OWNER TO."""
+    words = [t.word for t in tokens]
+    if words[1:2] and words[1] in _ROLE_STATEMENTS and words[0] in ("CREATE", "ALTER", "DROP") \
+            or words[:1] == ["REASSIGN"] or words[:2] == ["DROP", "OWNED"]:
+        return set(range(len(tokens)))
+    kept: set[int] = set()
+    granting = words[0] in _GRANTING or words[:2] == ["ALTER", "DEFAULT"]
+    showing = words[0] == "SHOW"  # SHOW GRANTS ... FOR [USER | ROLE] name
+    depth, grantees, listing = 0, False, False
+    for index, token in enumerate(tokens):
+        punctuation = token.text if token.kind == "NO_KEYWORD" and token.name not in ("IDENT", "UIDENT") else None
+        if punctuation in ("(", ")"):
+            depth += 1 if punctuation == "(" else -1
+        before = words[index - 1] if index else ""
+        owner_to = before == "TO" and index > 1 and words[index - 2] == "OWNER" \
+            and (index < 3 or words[index - 3] not in ("COLUMN", "RENAME"))  # not RENAME [COLUMN] owner TO x
+        if grantees or listing or before == "AUTHORIZATION" or owner_to or (showing and before == "FOR"):
+            kept.add(index)
+        if granting and depth == 0 and token.word in ("TO", "FROM"):
+            grantees = True
+        if granting or showing:
+            listing = token.word in _ROLE_STATEMENTS or (listing and token.name in ("IDENT", "UIDENT")) \
+                or (index - 1 in kept and punctuation == ",")  # USER a, b
+    return kept

@@ -1,0 +1,183 @@
+"""Redshift's names through the proxy, with psycopg and AWS's redshift_connector: quoted names fold
+to lower case unless enable_case_sensitive_identifier is on (SET, RESET, SHOW, the cluster's
+parameter group), result columns named as Redshift names them, user names keeping their case,
+folding never reaching a table the folded name cannot; names over PostgreSQL's 63 bytes
+refused instead of cut; IDENTITY(0, 1) and IDENTITY columns as nullable as Redshift reports."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+import redshift_connector
+
+from ..conftest import ADMIN, ADMIN_PASSWORD, USER_PASSWORD, unique, wait_for
+from .test_cluster_api import client, connect as cluster_admin, own_cluster
+
+
+def rsc(proxy, user: str = ADMIN, password: str = ADMIN_PASSWORD):
+    conn = redshift_connector.connect(host=proxy.host, port=proxy.port, database="dev", user=user,
+                                      password=password, ssl=False, timeout=20)
+    conn.autocommit = True
+    return conn
+
+
+def relations(postgres, prefix: str) -> list[str]:
+    """The tables PostgreSQL holds whose names start with prefix, any case (read directly)."""
+    with postgres.connect() as direct:
+        return sorted(name for (name,) in direct.execute(
+            "SELECT relname FROM pg_class WHERE lower(relname) LIKE %s AND relkind = 'r'", (prefix.lower() + "%",)))
+
+
+def test_quoted_names_fold_unless_the_session_keeps_their_case(proxy, postgres):
+    t = unique("Mixed")
+    with proxy.connect() as conn:
+        assert conn.execute("SHOW enable_case_sensitive_identifier").fetchone() == ("off",)
+        conn.execute(f'CREATE TABLE "{t}" ("MyCol" int)')
+        conn.execute(f"INSERT INTO {t} VALUES (1)")
+        assert relations(postgres, t) == [t.lower()]                  # "Mixed_..." is mixed_...
+        cur = conn.execute(f'SELECT "MyCol", mycol AS "Other", \'"Keep" Me\' AS "V" FROM "{t.upper()}"')
+        assert [c.name for c in cur.description] == ["mycol", "other", "v"]
+        assert cur.fetchone() == (1, 1, '"Keep" Me')                  # a string is never touched
+        assert conn.execute('SELECT 1 AS "Foo"').description[0].name == "foo"
+
+        assert conn.execute("SET enable_case_sensitive_identifier TO true").statusmessage == "SET"
+        assert conn.execute("SHOW enable_case_sensitive_identifier").fetchone() == ("on",)
+        assert conn.execute('SELECT 1 AS "Foo"').description[0].name == "Foo"
+        conn.execute(f'CREATE TABLE "{t}" ("MyCol" int)')             # now another table
+        assert relations(postgres, t) == sorted([t, t.lower()])
+        assert conn.execute(f'SELECT "MyCol" FROM "{t}"').description[0].name == "MyCol"
+        assert conn.execute(f"SELECT MyCol FROM {t}").fetchall() == [(1,)]   # unquoted still folds
+
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="requires a Boolean value"):
+            conn.execute("SET enable_case_sensitive_identifier TO maybe")
+        assert conn.execute("RESET enable_case_sensitive_identifier").statusmessage == "RESET"
+        assert conn.execute('SELECT 1 AS "Foo"').description[0].name == "foo"
+        conn.execute("SET enable_case_sensitive_identifier = 'on'")
+        conn.execute("RESET ALL")
+        assert conn.execute("SHOW enable_case_sensitive_identifier").fetchone() == ("off",)
+        conn.execute(f'DROP TABLE "{t}"')                             # the lower-case one
+        assert relations(postgres, t) == [t]
+        conn.execute("SET enable_case_sensitive_identifier TO on")
+        conn.execute(f'DROP TABLE "{t}"')
+    with proxy.connect() as conn:                                     # a new session starts off again
+        assert conn.execute('SELECT 1 AS "Foo"').description[0].name == "foo"
+
+
+def test_redshift_connector_sees_column_names_as_redshift_shows_them(proxy):
+    with rsc(proxy) as conn:
+        cursor = conn.cursor()
+        cursor.execute('SELECT 1 AS "Foo", 2 AS bar')
+        assert [d[0] for d in cursor.description] == ["foo", "bar"]
+        cursor.execute("SET enable_case_sensitive_identifier TO true;")
+        # Another text: the driver keeps each text's prepared statement, parsed when first sent.
+        cursor.execute('SELECT 1 AS "Foo", 2 AS bar;')
+        assert [d[0] for d in cursor.description] == ["Foo", "bar"]
+        cursor.execute("SET enable_case_sensitive_identifier TO false;")
+        cursor.execute('SELECT %s AS "Foo"', ("x",))
+        assert [d[0] for d in cursor.description] == ["foo"] and cursor.fetchall() == (["x"],)
+
+
+def test_folding_reaches_no_table_the_folded_name_cannot(proxy, new_user):
+    """A folded name is one the user could have written: PostgreSQL checks its privileges on it."""
+    bob, password = new_user()
+    secret, shared = unique("secret"), unique("Shared")
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE TABLE {secret} (x int)")               # no grant to bob
+        admin.execute("SET enable_case_sensitive_identifier TO true")
+        admin.execute(f'CREATE TABLE "{secret.upper()}" (x int)')     # a table that is not secret
+        admin.execute(f'GRANT SELECT ON "{secret.upper()}" TO {bob}')
+        admin.execute(f'CREATE TABLE "{shared}" (x int)')
+        admin.execute(f'GRANT SELECT ON "{shared}" TO {bob}')
+    with proxy.connect(bob, password) as conn:
+        for name in (secret, f'"{secret.upper()}"', f'"{secret.capitalize()}"'):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(f"SELECT * FROM {name}")
+        with pytest.raises(psycopg.errors.UndefinedTable):            # "Shared_..." is shared_...: none
+            conn.execute(f'SELECT * FROM "{shared}"')
+        conn.execute("SET enable_case_sensitive_identifier TO true")
+        assert conn.execute(f'SELECT * FROM "{secret.upper()}"').fetchall() == []
+        assert conn.execute(f'SELECT * FROM "{shared}"').fetchall() == []
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(f"SELECT * FROM {secret}")
+
+
+def test_quoted_user_names_keep_their_case(proxy):
+    """Redshift: "The case of a username enclosed in double quotation marks is always preserved"."""
+    user, t = unique("Ann"), unique("t")
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE USER \"{user}\" PASSWORD '{USER_PASSWORD}'")
+        admin.execute(f"CREATE TABLE {t} (x int)")
+        admin.execute(f'GRANT SELECT ON "{t.upper()}" TO "{user}"')   # the table's name folds, the user's not
+    try:
+        with proxy.connect(user, USER_PASSWORD) as conn:
+            assert conn.execute(f"SELECT count(*) FROM {t}").fetchone() == (0,)
+            assert conn.execute("SELECT current_user").fetchone() == (user,)
+    finally:
+        with proxy.connect() as admin:
+            admin.execute(f"DROP TABLE {t}")
+            admin.execute(f'DROP USER "{user}"')
+
+
+def test_the_parameter_group_sets_each_new_sessions_case(make_proxy):
+    cluster = own_cluster()
+    proxy = make_proxy(**cluster)
+    api, group = client(proxy), unique("g").replace("_", "-")
+    api.create_cluster_parameter_group(ParameterGroupName=group, ParameterGroupFamily="redshift-1.0", Description="")
+    api.modify_cluster_parameter_group(ParameterGroupName=group, Parameters=[
+        {"ParameterName": "enable_case_sensitive_identifier", "ParameterValue": "true"}])
+    identifier = proxy.config.cluster.identifier
+    api.modify_cluster(ClusterIdentifier=identifier, ClusterParameterGroupName=group)
+    api.reboot_cluster(ClusterIdentifier=identifier)
+
+    def shown() -> str:
+        with cluster_admin(proxy) as conn:
+            return conn.execute("SHOW enable_case_sensitive_identifier").fetchone()[0]
+
+    assert wait_for(lambda: shown() == "on")
+    with cluster_admin(proxy) as conn:
+        assert conn.execute('SELECT 1 AS "Foo"').description[0].name == "Foo"
+        conn.execute("SET enable_case_sensitive_identifier TO off")
+        assert conn.execute('SELECT 1 AS "Foo"').description[0].name == "foo"
+        conn.execute("RESET enable_case_sensitive_identifier")       # back to the cluster's
+        assert conn.execute('SELECT 1 AS "Foo"').description[0].name == "Foo"
+
+
+@pytest.mark.parametrize("driver", ["psycopg", "redshift_connector"])
+def test_names_longer_than_postgresql_keeps_are_refused_not_cut(proxy, postgres, driver):
+    stem = unique("long")
+    keeps, cut = stem + "x" * (63 - len(stem)), stem + "x" * (64 - len(stem))
+    with (proxy.connect() if driver == "psycopg" else rsc(proxy)) as conn:
+        run = conn.execute if driver == "psycopg" else conn.cursor().execute
+        run(f"CREATE TABLE {keeps} (a int)")
+        for statement in (f"CREATE TABLE {cut} (a int)", f'SELECT * FROM "{cut}"', f"SELECT 1 AS {cut}",
+                          f"CREATE TABLE {stem}_b ({'c' * 64} int)"):
+            with pytest.raises((psycopg.Error, redshift_connector.ProgrammingError)) as info:
+                run(statement)
+            error = info.value
+            code, message = (error.sqlstate, str(error)) if driver == "psycopg" else (error.args[0]["C"],
+                                                                                      error.args[0]["M"])
+            assert code == "42622" and "64 bytes long" in message and "63 bytes" in message
+        run(f"DROP TABLE {keeps}")
+    assert relations(postgres, stem) == []                            # nothing cut into being
+
+
+def test_identity_seeds_and_nullability_as_redshift_reports_them(proxy):
+    t = unique("ident")
+    with proxy.connect() as conn:
+        conn.execute(f"CREATE TABLE {t} (id int IDENTITY(0, 1), down bigint IDENTITY(0, -2), "
+                     "kept int IDENTITY(1, 1) NOT NULL, v varchar(5))")
+        for value in ("a", "b", "c"):
+            conn.execute(f"INSERT INTO {t} (v) VALUES (%s)", (value,))
+        assert conn.execute(f"SELECT id, down, kept, v FROM {t} ORDER BY id").fetchall() == [
+            (0, 0, 1, "a"), (1, -2, 2, "b"), (2, -4, 3, "c")]
+        nullable = {r[3]: r[6] for r in conn.execute(f"SHOW COLUMNS FROM TABLE dev.public.{t}").fetchall()}
+        assert nullable == {"id": "YES", "down": "YES", "kept": "NO", "v": "YES"}
+        notnull = dict(conn.execute('SELECT "column", "notnull" FROM pg_table_def WHERE tablename = %s',
+                                    (t,)).fetchall())
+        assert notnull == {"id": False, "down": False, "kept": True, "v": False}
+        conn.execute(f"DROP TABLE {t}")
+    with rsc(proxy) as conn:
+        conn.cursor().execute(f"CREATE TABLE {t} (id int IDENTITY(0, 1), v int)")
+        columns = {row[3]: row for row in conn.cursor().get_columns(None, "public", t, None)}
+        assert (columns["id"][17], columns["id"][22]) == ("YES", "YES")    # IS_NULLABLE, IS_AUTOINCREMENT
+        conn.cursor().execute(f"DROP TABLE {t}")

@@ -832,7 +832,7 @@ class Relay:
                     self._portal_sql.pop(name, None)
                     self._portal_columns.pop(name, None)
                     self._portal_statements.pop(name, None)
-                elif body.find(b"\0") == len(body) - 1 and self._types_watched():
+                elif self._types is not None and self._types_watched() and body.find(b"\0") == len(body) - 1:
                     work = _Work()  # which statement or portal the RowDescription answering it describes
                     work.described = (what, name)
                 if self._lender is not None and what == ord("S") and name:
@@ -866,7 +866,7 @@ class Relay:
                 self._portal_sql[portal] = [sql, False, self._parses.get(statement)]
             else:
                 self._portal_sql.pop(portal, None)
-        if not self._types_watched():
+        if self._types is None or not self._types_watched():
             return None
         self._portal_statements[portal] = statement
         self._portal_columns.pop(portal, None)
@@ -891,7 +891,7 @@ class Relay:
             else:
                 work.handles = [self._statement_log.started(bound[0], self.tx_status != m.TX_IDLE,
                                                             self.standard_strings)]
-        if self._types_watched():
+        if self._types is not None and self._types_watched():
             work = work or _Work()
             work.portal, work.statement = portal, self._portal_statements.get(portal)
         return work
@@ -1071,14 +1071,14 @@ class Relay:
         its Sync (as _track_names looks at them); one seen at other times only because
         transaction pooling or the statement log looks at each is not noted either, so that
         it costs nothing more and reads as in session pooling."""
-        return self._types is not None and bool(self._after_parse or self._statement_columns or self._portal_columns
-                                                or self._statement_intervals)
+        return bool(self._after_parse or self._statement_columns or self._portal_columns or self._statement_intervals)
 
     def _track_names(self) -> None:
         """Look at Bind, Execute and Close only while some prepared statement has a rewritten
         tag or Redshift's types to convert (or always, for the statement log); at DataRows only
         while some may have columns to convert."""
-        typed = self._statement_columns or self._portal_columns or self._statement_intervals
+        typed = self._types is not None and (self._statement_columns or self._portal_columns
+                                             or self._statement_intervals)
         if self._statement_tags or self._portal_tags or typed or self._after_parse:
             self._from_client.wanted.update(_NAMED)
         else:

@@ -8,12 +8,14 @@ alone, the part the code decides, and it is steady enough to compare two commits
 machine:
 
     PYTHONPATH=/path/to/tree python3 bench/relay_cpu.py [--transactions N] [--reps R]
-        [--pool-mode transaction]
+        [--pool-mode transaction] [--redshift-types]
 
 Prints the median µs per transaction of R repetitions for each workload. With --pool-mode
 transaction the relay holds its one backend session only for each transaction, as in
 backend.pool_mode: transaction: the session goes back to a real backend/txpool.py pool at each
 ReadyForQuery and is taken again at the next message (no other client waits for it).
+--redshift-types: the relay knows the database's Redshift types, as every session on a backend
+where shiftguard installed them does (the rows here have none of those columns).
 """
 
 from __future__ import annotations
@@ -32,21 +34,26 @@ from proxy.frontend.connection import PoolLender
 from proxy.policy.cache import Classifier
 from proxy.policy.statements import Translator
 from proxy.protocol import messages as m
+from proxy.protocol.redshift_types import REDSHIFT_OIDS, RedshiftTypes
 from proxy.relay import Relay
 
 SQL = b"SELECT abalance FROM pgbench_accounts WHERE aid = $1"
 SIMPLE_SQL = b"SELECT abalance FROM pgbench_accounts WHERE aid = 4711;"
 
 
-class _Sink(asyncio.Transport):
-    """A transport that keeps nothing: the relay's writes are counted, not sent."""
+class MemorySink(asyncio.Transport):
+    """A transport that sends nothing: the relay's writes are counted (and kept, with keep=True;
+    tests/unit/test_relay_types.py reads them)."""
 
-    def __init__(self):
+    def __init__(self, keep: bool = False):
         super().__init__()
         self.written = 0
+        self.data = bytearray() if keep else None
 
     def write(self, data) -> None:
         self.written += len(data)
+        if self.data is not None:
+            self.data += data
 
     def is_closing(self) -> bool:
         return False
@@ -93,11 +100,11 @@ def _ready() -> bytes:
     return _msg(b"Z", b"I")
 
 
-async def _measure(workload: str, transactions: int, pool_mode: str) -> float:
+async def _measure(workload: str, transactions: int, pool_mode: str, types: RedshiftTypes | None) -> float:
     translator = Translator(lambda role: "V")
     client, backend = Endpoint(), Endpoint()
-    client.connection_made(_Sink())
-    backend.connection_made(_Sink())
+    client.connection_made(MemorySink())
+    backend.connection_made(MemorySink())
     session, lender = BackendSession(backend, {}, 0, 0), None
     if pool_mode == "transaction":
         async def opened() -> BackendSession:
@@ -106,7 +113,7 @@ async def _measure(workload: str, transactions: int, pool_mode: str) -> float:
         connection = SimpleNamespace(config=SimpleNamespace(limits=SimpleNamespace(query_wait_timeout=120.0)))
         lender = PoolLender(connection, TransactionPool(1, 3600.0), key, opened)
         await lender.take({})
-    relay = Relay(client, session, Classifier(translator), 1 << 20, lender=lender)
+    relay = Relay(client, session, Classifier(translator), 1 << 20, lender=lender, redshift_types=types)
     relay.start()
     if workload == "simple":
         request, reply = _client_simple(), _backend_rows() + _ready()
@@ -132,9 +139,13 @@ def main() -> None:
     parser.add_argument("--transactions", type=int, default=50_000)
     parser.add_argument("--reps", type=int, default=7)
     parser.add_argument("--pool-mode", choices=("session", "transaction"), default="session")
+    parser.add_argument("--redshift-types", action="store_true")
     args = parser.parse_args()
+    types = RedshiftTypes.from_names({name: 16501 + i for i, name in enumerate(REDSHIFT_OIDS)}) \
+        if args.redshift_types else None
     for workload in ("simple", "prepared"):
-        runs = [asyncio.run(_measure(workload, args.transactions, args.pool_mode)) for _ in range(args.reps)]
+        runs = [asyncio.run(_measure(workload, args.transactions, args.pool_mode, types))
+                for _ in range(args.reps)]
         print(f"{workload:9} {statistics.median(runs):6.2f} µs/transaction  (min {min(runs):.2f}, "
               f"max {max(runs):.2f}, {args.reps} runs of {args.transactions})")
 

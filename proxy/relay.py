@@ -54,7 +54,8 @@ from .policy.pinning import session_effect
 from .policy.identifiers import IdentifierCase
 from .policy.statements import PROTECTION_TAGS, Action, Denial, Plan, databases_to_vacate
 from .protocol import messages as m
-from .protocol.pipeline import BARE, CLOSE, OPENERS, PARSE, QUERY, Entry, Pipeline, entry
+from .protocol import redshift_types as rt
+from .protocol.pipeline import BARE, CLOSE, DESCRIBE, EXECUTE, OPENERS, PARSE, QUERY, Entry, Pipeline, entry
 from .protocol.sqlstate import (CONNECTION_FAILURE, DUPLICATE_PREPARED_STATEMENT, FEATURE_NOT_SUPPORTED,
                                 INTERNAL_ERROR, PROTOCOL_VIOLATION)
 
@@ -64,6 +65,9 @@ _LENGTH = struct.Struct("!i")
 _EXTENDED = frozenset((m.F_PARSE, m.F_BIND, m.F_DESCRIBE, m.F_EXECUTE, m.F_CLOSE))
 _NAMED = frozenset((m.F_BIND, m.F_EXECUTE, m.F_CLOSE))
 _COUNTED_REQUESTS = _EXTENDED | {m.F_SYNC, m.F_COPY_DATA, m.F_COPY_DONE, m.F_COPY_FAIL}
+_DESCRIPTIONS = frozenset((m.B_ROW_DESCRIPTION, m.B_PARAMETER_DESCRIPTION))
+# Descriptions a relay remembers as naming none of Redshift's types, at most, and how long each.
+_MAX_UNMATCHED, _MAX_UNMATCHED_SIZE = 64, 512
 _COUNTED_REPLIES = frozenset(range(256)) - {m.B_DATA_ROW, m.B_NOTICE_RESPONSE, m.B_NOTIFICATION_RESPONSE,
                                             ord("d"), ord("c"), ord("H")}
 # Transaction pooling: the replies to the Parse and Close messages the proxy adds (_hide).
@@ -83,11 +87,14 @@ class MessageStream:
     Messages whose type is in `wanted` are handed whole to on_message, which returns None to
     pass them on unchanged or the bytes to send instead. Other messages are only counted
     (on_header, for the types in `counted`; None: all) and their bodies streamed through as
-    they arrive, however large.
+    they arrive, however large. A wanted message whose type is in `sieved` and that arrived
+    whole is handed over only if its body matches `sieve`; else it is only counted (a cheap
+    look for what is rare: the bodies seen not to match are remembered, and the same one again,
+    a prepared statement's RowDescription say, costs a set lookup).
     """
 
-    __slots__ = ("write", "wanted", "on_message", "on_header", "max_size", "counted",
-                 "_pending", "_pending_need", "_skip", "_held")
+    __slots__ = ("write", "wanted", "on_message", "on_header", "max_size", "counted", "sieved", "sieve",
+                 "_unmatched", "_pending", "_pending_need", "_skip", "_held")
 
     def __init__(self, write: Callable[[bytes], None], wanted: set[int],
                  on_message: Callable[[int, bytes], bytes | None], on_header: Callable[[int], None],
@@ -98,6 +105,9 @@ class MessageStream:
         self.on_header = on_header
         self.max_size = max_size
         self.counted = counted if counted is not None else frozenset(range(256))
+        self.sieved: frozenset[int] = frozenset()
+        self.sieve: re.Pattern | None = None
+        self._unmatched: set[bytes] = set()
         self._pending = bytearray()  # a partial header, or a partial wanted message
         self._pending_need = 0       # total size of the pending wanted message, once known
         self._skip = 0               # body bytes of an unwanted message still to pass through
@@ -143,7 +153,8 @@ class MessageStream:
             if length < 4 or length > self.max_size:
                 raise m.ProtocolViolation(f"invalid message length {length} for message type {chr(kind)!r}")
             end = pos + 1 + length
-            if kind in self.wanted:
+            if kind in self.wanted and not (kind in self.sieved and end <= n and (
+                    (body := data[pos + 5:end]) in self._unmatched or self._sifted_out(body))):
                 if end > n:
                     self._flush(data, start, pos)
                     self._pending += data[pos:]
@@ -171,6 +182,15 @@ class MessageStream:
             self.write(data)  # the whole chunk passes unchanged: the hot path
         else:
             self._flush(data, start, pos)
+
+    def _sifted_out(self, body: bytes) -> bool:
+        if self.sieve.search(body) is not None:
+            return False
+        if len(body) <= _MAX_UNMATCHED_SIZE:
+            if len(self._unmatched) >= _MAX_UNMATCHED:
+                self._unmatched.clear()
+            self._unmatched.add(body)
+        return True
 
     @property
     def mid_message(self) -> bool:
@@ -234,7 +254,8 @@ class StatementLog(Protocol):
 class _Work:
     """What the relay must do with the replies to one message it sent (pipeline.Entry.data)."""
 
-    __slots__ = ("tags", "handles", "markers", "sql", "replaced", "waiting", "prepared", "hidden")
+    __slots__ = ("tags", "handles", "markers", "sql", "replaced", "waiting", "prepared", "hidden", "portal",
+                 "statement", "described")
 
     def __init__(self, tags: dict[int, bytes] | None = None, handles: list[int] | None = None,
                  markers: list[str] | None = None, sql: bytes | None = None):
@@ -244,6 +265,9 @@ class _Work:
         self.sql = sql          # a Parse's SQL, logged if the Parse fails
         self.replaced = None    # a Parse's (name, the SQL that name had before), for when it fails
         self.waiting = None     # a Parse's Executes waiting for its answer to be logged (_execute)
+        self.portal = None      # an Execute's portal (Redshift's types: which DataRows to convert)
+        self.statement = None   # and the statement its Bind named
+        self.described = None   # a Describe's (b'S' or b'P', name)
         # Transaction pooling: a Parse's (client's name or None, the name in the backend
         # session, that session), undone if it fails; whether the proxy added the message
         # (its reply is not the client's).
@@ -316,7 +340,7 @@ class Relay:
                  keep_backend: bool = False, standard_strings: bool = True,
                  protection_moved: Callable[[], Awaitable[None]] | None = None,
                  on_vacate_database: Callable[[str], None] | None = None, lender: Lender | None = None,
-                 identifier_case: IdentifierCase = IdentifierCase()):
+                 identifier_case: IdentifierCase = IdentifierCase(), redshift_types: rt.RedshiftTypes | None = None):
         self.client = client
         # The session's enable_case_sensitive_identifier (policy/identifiers.py): the proxy
         # keeps it, PostgreSQL has no such setting; a plan says when a statement changes it.
@@ -361,6 +385,22 @@ class Relay:
         self._statement_sql: dict[bytes, bytes] = {}
         self._portal_sql: dict[bytes, list] = {}  # portal -> [SQL, executed, the Parse it waits for]
         self._parses: dict[bytes, _Work] = {}     # name -> its latest Parse, while unanswered
+        # Redshift's types in the database (protocol/redshift_types.py): the OIDs clients see are
+        # Redshift's, and VARBYTE, TIME and TIMETZ columns' values are rewritten. Which columns of
+        # a statement or portal those are is known from RowDescription (a Describe's answer);
+        # the rows of a Query or of an Execute of a portal not seen bound take the last
+        # RowDescription's.
+        self._types = redshift_types
+        self._statement_columns: dict[bytes, rt.Columns] = {}
+        self._portal_columns: dict[bytes, rt.Columns] = {}     # from a Describe of the portal
+        self._portal_statements: dict[bytes, bytes] = {}       # from its Bind
+        self._statement_intervals: dict[bytes, dict[int, int]] = {}  # Bind values to convert
+        self._result_columns: rt.Columns | None = None
+        # Describe, Bind and Execute are looked at from each Parse to the next Sync (which
+        # statement or portal they name), and always while some statement or portal has
+        # columns to convert: a statement described only in a later Sync than its Parse's, and
+        # before any had columns, is not known (its rows are not converted).
+        self._after_parse = False
         # Extended-protocol messages sent since the last Sync: the backend may be inside an
         # implicit transaction that no ReadyForQuery has reported.
         self._unsynced = False
@@ -400,11 +440,17 @@ class Relay:
             self.backend.write, client_wanted, self._client_message, self._client_header, max_message_size,
             counted=_COUNTED_REQUESTS)
         backend_wanted = {m.B_READY_FOR_QUERY, m.B_ERROR_RESPONSE, m.B_PARAMETER_STATUS}
+        if redshift_types is not None:
+            backend_wanted.update(_DESCRIPTIONS)
         # Every reply's type goes to the pipeline, but for rows, COPY data and what comes
         # unasked (nothing of them changes what PostgreSQL answers).
         self._from_backend = MessageStream(
             client.write, backend_wanted, self._backend_message, self._pipeline.received, 1 << 30,
             counted=_COUNTED_REPLIES)
+        if redshift_types is not None:
+            # Only a description that may name one of the types is looked at while nothing
+            # is noted (_track_names).
+            self._from_backend.sieved, self._from_backend.sieve = _DESCRIPTIONS, redshift_types.markers
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -719,6 +765,9 @@ class Relay:
         # and _client_message stops everything else.)
         if kind == m.F_SYNC:
             self._unsynced = False
+            if self._after_parse:
+                self._after_parse = False
+                self._track_names()
         elif kind in _EXTENDED:
             self._unsynced = True
         elif kind == m.F_COPY_DATA:
@@ -745,9 +794,10 @@ class Relay:
         self._unsynced = True
         if kind == m.F_PARSE:
             return self._parse(body)
-        # Bind, Execute, Close: wanted while some prepared statement has a rewritten tag, or
-        # for the statement log. A malformed one goes on as it is: PostgreSQL refuses it.
-        # Describe: wanted only in transaction pooling.
+        # Bind, Execute, Close: wanted while some prepared statement has a rewritten tag or
+        # columns to convert, or for the statement log. Describe: in transaction pooling, and
+        # with Redshift's types (see _track_names). A malformed one goes on as it is:
+        # PostgreSQL refuses it.
         work = sent = None
         try:
             if kind == m.F_EXECUTE:
@@ -758,21 +808,33 @@ class Relay:
                 work = self._execute(portal)
             elif kind == m.F_BIND:
                 portal, statement = m.decode_bind_names(body)
-                self._bind(portal, statement)
+                # The client's statement name: the types' tables and the pooled name go by it.
+                converted = self._bind(portal, statement, body)
+                if converted is not None:
+                    body = converted
                 if self._lender is not None:
                     self._set_bound = not statement and not portal and self._set_statement is not None
                     if statement:
                         sent = self._pooled_name(kind, body, len(portal) + 1, statement)
                     else:
                         sent = self._with_unnamed(kind, body)
+                if sent is None and converted is not None:
+                    sent = m.message(kind, converted)
             else:
                 what, name = m.decode_close(body)  # Describe's body reads the same
                 if kind == m.F_CLOSE and what == ord("S"):
                     self._statement_tags.pop(name, None)
                     self._statement_sql.pop(name, None)
+                    self._statement_columns.pop(name, None)
+                    self._statement_intervals.pop(name, None)
                 elif kind == m.F_CLOSE:
                     self._portal_tags.pop(name, None)
                     self._portal_sql.pop(name, None)
+                    self._portal_columns.pop(name, None)
+                    self._portal_statements.pop(name, None)
+                elif self._types is not None and self._types_watched() and body.find(b"\0") == len(body) - 1:
+                    work = _Work()  # which statement or portal the RowDescription answering it describes
+                    work.described = (what, name)
                 if self._lender is not None and what == ord("S") and name:
                     sent = self._pooled_name(kind, body, 1, name)
                 elif self._lender is not None and what == ord("S") and kind == m.F_CLOSE:
@@ -791,7 +853,8 @@ class Relay:
             self._from_backend.wanted.add(m.B_COMMAND_COMPLETE)
         self._pipeline.sent(sent)
 
-    def _bind(self, portal: bytes, statement: bytes) -> None:
+    def _bind(self, portal: bytes, statement: bytes, body: bytes) -> bytes | None:
+        """Note what the portal runs; the Bind's body to send instead, if its values must change."""
         tag = self._statement_tags.get(statement)
         if tag is not None:
             self._portal_tags[portal] = tag
@@ -803,6 +866,12 @@ class Relay:
                 self._portal_sql[portal] = [sql, False, self._parses.get(statement)]
             else:
                 self._portal_sql.pop(portal, None)
+        if self._types is None or not self._types_watched():
+            return None
+        self._portal_statements[portal] = statement
+        self._portal_columns.pop(portal, None)
+        intervals = self._statement_intervals.get(statement)
+        return rt.bind_intervals(body, intervals) if intervals else None
 
     def _execute(self, portal: bytes) -> _Work | None:
         tag = self._portal_tags.get(portal)
@@ -822,6 +891,9 @@ class Relay:
             else:
                 work.handles = [self._statement_log.started(bound[0], self.tx_status != m.TX_IDLE,
                                                             self.standard_strings)]
+        if self._types is not None and self._types_watched():
+            work = work or _Work()
+            work.portal, work.statement = portal, self._portal_statements.get(portal)
         return work
 
     def _query(self, body: bytes) -> bytes | None:
@@ -890,6 +962,9 @@ class Relay:
             return None
         self.statements += 1
         declared = parse
+        if self._types is not None:
+            parse = self._parse_types(parse)
+        # After the types' OIDs became the backend's (neither is one typed_unused changes).
         parse = typed_unused(parse)
         work = None
         if self._statement_log is not None:
@@ -919,11 +994,25 @@ class Relay:
                 self._statement_tags.pop(parse.name, None)
             self._track_names()
         if sql is None and parse is not declared:
-            sql = parse.sql  # sent as it came, with its unused parameters typed
+            sql = parse.sql  # sent as it came, with its parameters' types changed
         if self._lender is not None:
             return self._pooled_parse(parse, sql, work)
         self._send(entry(PARSE, work))
         return None if sql is None else m.Parse(parse.name, sql, parse.param_types).encode()
+
+    def _parse_types(self, parse: m.Parse) -> m.Parse:
+        """A new statement of that name: its columns to convert are not known yet. Its parameters of
+        Redshift's types get the backend's OIDs (the Parse to send then, else parse itself), and
+        the interval ones are noted for their Binds."""
+        had = (self._statement_columns.pop(parse.name, None),
+               self._statement_intervals.pop(parse.name, None)) != (None, None)
+        retyped = rt.parse_types(parse.param_types, self._types)
+        if retyped is not None and retyped[1]:
+            self._statement_intervals[parse.name] = retyped[1]
+        if had or (retyped is not None and retyped[1]) or not self._after_parse:
+            self._after_parse = True
+            self._track_names()
+        return m.Parse(parse.name, parse.sql, retyped[0]) if retyped is not None else parse
 
     def _apply(self, plan: Plan, sql: bytes, work: _Work) -> bytes:
         """The SQL to send for a plan; the command tags to restore go to work.tags by the
@@ -976,13 +1065,39 @@ class Relay:
         work.tags = tags or None
         return result
 
+    def _types_watched(self) -> bool:
+        """Do Describes, Binds and Executes now note what they name, for Redshift's types? While
+        some statement or portal has columns or parameters to convert, and from each Parse to
+        its Sync (as _track_names looks at them); one seen at other times only because
+        transaction pooling or the statement log looks at each is not noted either, so that
+        it costs nothing more and reads as in session pooling."""
+        return bool(self._after_parse or self._statement_columns or self._portal_columns or self._statement_intervals)
+
     def _track_names(self) -> None:
         """Look at Bind, Execute and Close only while some prepared statement has a rewritten
-        tag (or always, for the statement log)."""
-        if self._statement_tags or self._portal_tags:
+        tag or Redshift's types to convert (or always, for the statement log); at DataRows only
+        while some may have columns to convert."""
+        typed = self._types is not None and (self._statement_columns or self._portal_columns
+                                             or self._statement_intervals)
+        if self._statement_tags or self._portal_tags or typed or self._after_parse:
             self._from_client.wanted.update(_NAMED)
         else:
             self._from_client.wanted.difference_update(_NAMED - self._always_wanted)
+        if self._types is None:
+            return
+        if typed or self._result_columns:
+            self._from_backend.wanted.add(m.B_DATA_ROW)
+            self._from_backend.sieved = frozenset()  # each RowDescription may end what was noted
+        else:
+            self._from_backend.wanted.discard(m.B_DATA_ROW)
+            self._from_backend.sieved = _DESCRIPTIONS
+        if typed or self._after_parse:
+            self._from_client.wanted.add(m.F_DESCRIBE)
+            return
+        if m.F_DESCRIBE not in self._always_wanted:  # transaction pooling looks at each
+            self._from_client.wanted.discard(m.F_DESCRIBE)
+        if self._portal_statements:
+            self._portal_statements.clear()  # Binds are not noted now (_types_watched): these would go stale
 
     # ---------------------------------------------------------------- replies
 
@@ -1079,6 +1194,8 @@ class Relay:
                         "of a COPY that failed); tracking stops for that session")
 
     def _backend_message(self, kind: int, body: bytes) -> bytes | None:
+        if kind == m.B_ROW_DESCRIPTION:  # wanted only with Redshift's types
+            return self._row_description(body, self._pipeline.received(kind))
         if kind == m.B_READY_FOR_QUERY:
             if len(body) != 1:
                 raise m.ProtocolViolation("malformed ReadyForQuery")
@@ -1088,6 +1205,9 @@ class Relay:
                 self._settle(failed=self._error is not None)
             self._error = None
             self._release_due = self._lender is not None and self.tx_status == m.TX_IDLE
+            if self._result_columns is not None:
+                self._result_columns = None
+                self._track_names()
             if self.tx_status == m.TX_IDLE and self._portal_sql:
                 self._portal_sql.clear()  # portals end with their transaction
             if self.tx_status == m.TX_IDLE and self._protecting and self._protection_moved is not None:
@@ -1145,8 +1265,50 @@ class Relay:
             finally:
                 self._failing = None
             return reply
-        self._pipeline.received(kind)
+        if kind == m.B_DATA_ROW:  # wanted only while columns to convert may come
+            return self._data_row(body)
+        answered = self._pipeline.received(kind)
+        if kind == m.B_PARAMETER_DESCRIPTION:  # wanted only with Redshift's types
+            shown = rt.parameter_description(body, self._types) \
+                if self._types.shown and self._types.mentioned(body) else None
+            return m.message(kind, shown) if shown is not None else None
         return None
+
+    def _row_description(self, body: bytes, answered: Entry | None) -> bytes | None:
+        """Redshift's OIDs for its types' columns; the columns whose values are converted are
+        noted for the rows of the statement, portal or Query result it describes."""
+        rewritten = rt.row_description(body, self._types) if self._types.mentioned(body) else None
+        if rewritten is None and not (self._statement_columns or self._portal_columns or self._result_columns):
+            return None  # the hot path: none of the columns, and nothing noted to forget
+        columns = rewritten[1] if rewritten is not None else ()
+        if answered is not None and answered.kind == DESCRIBE and answered.data is not None:
+            what, name = answered.data.described
+            known = self._statement_columns if what == ord("S") else self._portal_columns
+            if columns:
+                known[name] = columns
+            else:
+                known.pop(name, None)
+        if answered is not None and (answered.kind == QUERY or answered.data is None
+                                     or answered.data.described[0] == ord("P")):
+            self._result_columns = columns or None
+        if columns or m.B_DATA_ROW in self._from_backend.wanted:
+            self._track_names()
+        return m.message(m.B_ROW_DESCRIPTION, rewritten[0]) if rewritten is not None and rewritten[0] is not body \
+            else None
+
+    def _data_row(self, body: bytes) -> bytes | None:
+        answering = self._pipeline.answering()
+        if answering is None:
+            return None
+        work = answering.data
+        if answering.kind == EXECUTE and work is not None and work.portal is not None:
+            columns = self._portal_columns.get(work.portal)
+            if columns is None and work.statement is not None:
+                columns = self._statement_columns.get(work.statement)
+        else:  # a Query's rows, or an Execute's of a portal whose Describe was not looked at
+            columns = self._result_columns
+        converted = rt.data_row(body, columns) if columns else None
+        return m.message(m.B_DATA_ROW, converted) if converted is not None else None
 
     async def _protection_read(self) -> None:
         """The transaction that changed masking or row-level security ended: this proxy reads

@@ -48,6 +48,7 @@ from .policy.parameter_groups import ClusterSettings
 from .policy.tokens import quote_ident
 from .policy.statements import Translator
 from .protocol import messages as m
+from .protocol.redshift_types import REDSHIFT_OIDS, RedshiftTypes
 from .s3 import LocalS3
 from .protocol.sqlstate import ADMIN_SHUTDOWN, CRASH_SHUTDOWN, IDLE_IN_TRANSACTION_TIMEOUT, IDLE_SESSION_TIMEOUT
 
@@ -107,6 +108,7 @@ class Proxy:
         self.local_idp_address: tuple[str, int] | None = None  # its HTTPS form login
         self.classifier: Classifier | None = None
         self._unreadable: set[str] = set()  # databases whose masked tables could not be read
+        self._types: dict[str, RedshiftTypes | None] = {}  # each database's Redshift types' OIDs
         self._masked_read = asyncio.Lock()  # one read at a time: an older never overwrites a newer
 
     async def start(self) -> None:
@@ -451,16 +453,21 @@ class Proxy:
         they are read again before the client hears of it (relay.py holds its ReadyForQuery)."""
         await self._read_masked_tables(database, known_too=True)
 
-    async def _prepare_database(self, database: str) -> None:
+    async def _prepare_database(self, database: str) -> RedshiftTypes | None:
         """Before a session opens in database: its masked tables are known. If they cannot be
         read, statements there are classified as naming none, and PostgreSQL refuses reading a
-        masked table directly (closed, not leaking)."""
+        masked table directly (closed, not leaking). Returns the OIDs of its Redshift types
+        (read once; none where they are not installed: their names are then PostgreSQL's
+        errors, and the relay rewrites nothing)."""
         try:
             await self._read_masked_tables(database)
+            if database not in self._types and self.catalog.redshift_functions:
+                self._types[database] = RedshiftTypes.from_names(await self.catalog.type_oids(database, REDSHIFT_OIDS))
         except (*BACKEND_FAILURES, UntrustedDatabase) as exc:
             if database not in self._unreadable:  # once: a database without the private schema stays so
                 self._unreadable.add(database)
                 log.warning("could not read the masked tables of database %s: %s", database, exc)
+        return self._types.get(database)
 
     def _vacate_database(self, database: str) -> None:
         """DROP DATABASE, ALTER DATABASE ... RENAME or a CREATE DATABASE copying it is on its way:
@@ -473,6 +480,7 @@ class Proxy:
             log.info("closed %d idle backend sessions in database %s for a statement that needs it empty",
                      ended, database)
         self.classifier.set_masked(database, None)
+        self._types.pop(database, None)
 
     async def _listen(self, wakers: dict[str, asyncio.Event]) -> None:
         """Hold one connection LISTENing on each channel, and set its event at each NOTIFY, and

@@ -284,3 +284,221 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
                     WHERE r.ev_class = c.oid AND d.refclassid = 'pg_proc'::regclass AND d.refobjid = l.function_id)
      ORDER BY 1, 2, 5
 $$;
+
+-- Redshift's own types: VARBYTE, INTERVAL YEAR TO MONTH (intervaly2m), INTERVAL DAY TO SECOND
+-- (intervald2s) and ABSTIME. Each is a base type of its own, so that a column keeps its type's
+-- name (pg_table_def, format_type) and the relay can tell its columns apart: relay.py shows
+-- clients Redshift's type OIDs (6551, 1188, 1190, 702) for them, as redshift_connector expects,
+-- and turns varbyte's text (bytea's '\x6162') into Redshift's hexadecimal ('6162'), which no
+-- output function PostgreSQL has could write. Their I/O functions are PostgreSQL's own C
+-- functions (LANGUAGE internal), declared anew for each type: only the binary output of the
+-- interval types and ABSTIME is Redshift's own (SQL functions below), the 4-byte months, the
+-- 8-byte microseconds and the 4-byte seconds since 1970 that redshift_connector reads.
+DO $$
+BEGIN
+    IF to_regtype('pg_catalog.varbyte') IS NULL THEN
+        CREATE TYPE pg_catalog.varbyte;
+        -- A string's own bytes ('abc'::varbyte is 616263): text's input, whose bytes are bytea's.
+        CREATE FUNCTION pg_catalog.varbyte_in(cstring) RETURNS pg_catalog.varbyte
+            LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE AS 'textin';
+        CREATE FUNCTION pg_catalog.varbyte_out(pg_catalog.varbyte) RETURNS cstring
+            LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE AS 'byteaout';
+        CREATE FUNCTION pg_catalog.varbyte_recv(internal) RETURNS pg_catalog.varbyte
+            LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE AS 'bytearecv';
+        -- No binary output: redshift_connector reads VARBYTE as text, and relay.py makes the
+        -- text Redshift's; a client that asks for binary is told there is none.
+        CREATE TYPE pg_catalog.varbyte (INPUT = pg_catalog.varbyte_in, OUTPUT = pg_catalog.varbyte_out,
+            RECEIVE = pg_catalog.varbyte_recv, TYPMOD_IN = pg_catalog.varchartypmodin,
+            TYPMOD_OUT = pg_catalog.varchartypmodout, LIKE = pg_catalog.bytea, CATEGORY = 'U');
+        CREATE CAST (pg_catalog.varbyte AS pg_catalog.bytea) WITHOUT FUNCTION AS IMPLICIT;
+        CREATE CAST (pg_catalog.bytea AS pg_catalog.varbyte) WITHOUT FUNCTION AS ASSIGNMENT;
+        -- CHAR and VARCHAR cast as UTF-8 (Redshift's VARBYTE type page): a string's bytes.
+        CREATE CAST (text AS pg_catalog.varbyte) WITHOUT FUNCTION AS ASSIGNMENT;
+        CREATE CAST (varchar AS pg_catalog.varbyte) WITHOUT FUNCTION AS ASSIGNMENT;
+    END IF;
+END
+$$;
+-- The interval types and ABSTIME: PostgreSQL's interval and timestamptz under another name
+-- (their I/O functions, their storage), cast to and from them without a function.
+DO $$
+DECLARE
+    v_type record;
+BEGIN
+    FOR v_type IN SELECT * FROM (VALUES ('intervaly2m', 'interval', 'T', 'IMMUTABLE'),
+                                        ('intervald2s', 'interval', 'T', 'IMMUTABLE'),
+                                        ('abstime', 'timestamptz', 'D', 'STABLE')) AS t(name, base, category, volatility)
+                   WHERE to_regtype('pg_catalog.' || name) IS NULL LOOP
+        EXECUTE format('CREATE TYPE pg_catalog.%1$I;'
+            'CREATE FUNCTION pg_catalog.%1$I_in(cstring, oid, integer) RETURNS pg_catalog.%1$I '
+            '    LANGUAGE internal %4$s STRICT PARALLEL SAFE AS %5$L;'
+            'CREATE FUNCTION pg_catalog.%1$I_out(pg_catalog.%1$I) RETURNS cstring '
+            '    LANGUAGE internal %4$s STRICT PARALLEL SAFE AS %6$L;'
+            'CREATE FUNCTION pg_catalog.%1$I_recv(internal, oid, integer) RETURNS pg_catalog.%1$I '
+            '    LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE AS %7$L;'
+            'CREATE TYPE pg_catalog.%1$I (INPUT = pg_catalog.%1$I_in, OUTPUT = pg_catalog.%1$I_out, '
+            '    RECEIVE = pg_catalog.%1$I_recv, LIKE = pg_catalog.%2$I, CATEGORY = %3$L);'
+            'CREATE CAST (pg_catalog.%1$I AS pg_catalog.%2$I) WITHOUT FUNCTION AS IMPLICIT;'
+            'CREATE CAST (pg_catalog.%2$I AS pg_catalog.%1$I) WITHOUT FUNCTION AS ASSIGNMENT;',
+            v_type.name, v_type.base, v_type.category, v_type.volatility,
+            v_type.base || '_in', v_type.base || '_out', v_type.base || '_recv');
+    END LOOP;
+END
+$$;
+
+-- Binary output as Redshift's: months (int4), microseconds (int8), seconds since 1970 (int4,
+-- 'infinity' and '-infinity' as the end points redshift_connector's tests expect).
+CREATE OR REPLACE FUNCTION pg_catalog.intervaly2m_send(pg_catalog.intervaly2m) RETURNS bytea
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT int4send((extract(year FROM $1::interval) * 12 + extract(month FROM $1::interval))::integer)
+$$;
+CREATE OR REPLACE FUNCTION pg_catalog.intervald2s_send(pg_catalog.intervald2s) RETURNS bytea
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT int8send((extract(epoch FROM $1::interval) * 1000000)::bigint)
+$$;
+CREATE OR REPLACE FUNCTION pg_catalog.abstime_send(pg_catalog.abstime) RETURNS bytea
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_at timestamptz := $1::timestamptz;
+    v_seconds numeric;
+BEGIN
+    IF v_at = 'infinity' THEN
+        RETURN int4send(2147483644);
+    ELSIF v_at = '-infinity' THEN
+        RETURN int4send(-2147483648);
+    END IF;
+    v_seconds := floor(extract(epoch FROM v_at));
+    IF v_seconds NOT BETWEEN -2147483648 AND 2147483644 THEN
+        RAISE EXCEPTION 'abstime out of range: %', v_at USING ERRCODE = '22008';
+    END IF;
+    RETURN int4send(v_seconds::integer);
+END
+$$;
+ALTER TYPE pg_catalog.intervaly2m SET (SEND = pg_catalog.intervaly2m_send);
+ALTER TYPE pg_catalog.intervald2s SET (SEND = pg_catalog.intervald2s_send);
+ALTER TYPE pg_catalog.abstime SET (SEND = pg_catalog.abstime_send);
+
+-- VARBYTE(n): at most n bytes; a longer value is an error, as for VARCHAR(n) (an explicit cast
+-- cuts it, as PostgreSQL's casts to VARCHAR(n) do; UNVERIFIED for Redshift).
+CREATE OR REPLACE FUNCTION pg_catalog.varbyte(pg_catalog.varbyte, integer, boolean) RETURNS pg_catalog.varbyte
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_limit integer := $2 - 4;  -- varchartypmodin's typmod: n + the 4-byte header
+BEGIN
+    IF $2 < 0 OR length($1::bytea) <= v_limit THEN
+        RETURN $1;
+    ELSIF $3 THEN
+        RETURN substring($1::bytea FROM 1 FOR v_limit)::varbyte;
+    END IF;
+    RAISE EXCEPTION 'value too long for type varbyte(%)', v_limit USING ERRCODE = '22001';
+END
+$$;
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_cast WHERE castsource = 'pg_catalog.varbyte'::regtype
+                                          AND casttarget = 'pg_catalog.varbyte'::regtype) THEN
+        CREATE CAST (pg_catalog.varbyte AS pg_catalog.varbyte)
+            WITH FUNCTION pg_catalog.varbyte(pg_catalog.varbyte, integer, boolean) AS IMPLICIT;
+    END IF;
+END
+$$;
+
+-- The VARBYTE functions (Redshift's "VARBYTE functions and operators"). Formats: hex, binary,
+-- utf8 (utf-8, utf_8) and base64, in any case; an odd-length hex string gets a leading 0.
+CREATE OR REPLACE FUNCTION pg_catalog.to_varbyte(p_string text, p_format text) RETURNS pg_catalog.varbyte
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_format text := lower(p_format);
+BEGIN
+    IF v_format = 'hex' THEN
+        RETURN decode(CASE WHEN length(p_string) % 2 = 1 THEN '0' || p_string ELSE p_string END, 'hex')::varbyte;
+    ELSIF v_format = 'binary' THEN
+        IF p_string !~ '^[01]*$' THEN
+            RAISE EXCEPTION 'invalid binary string: "%"', p_string USING ERRCODE = '22P02';
+        END IF;
+        RETURN decode(string_agg(lpad(to_hex(substring(lpad(p_string, ((length(p_string) + 7) / 8) * 8, '0')
+                                                             FROM n * 8 + 1 FOR 8)::bit(8)::integer), 2, '0'), '' ORDER BY n),
+                      'hex')::varbyte
+          FROM generate_series(0, (length(p_string) + 7) / 8 - 1) AS n;
+    ELSIF v_format IN ('utf8', 'utf-8', 'utf_8') THEN
+        RETURN convert_to(p_string, 'UTF8')::varbyte;
+    ELSIF v_format = 'base64' THEN
+        RETURN decode(p_string, 'base64')::varbyte;
+    END IF;
+    RAISE EXCEPTION 'invalid format: "%"', p_format USING ERRCODE = '22023',
+        HINT = 'The format is one of hex, binary, utf8 and base64.';
+END
+$$;
+CREATE OR REPLACE FUNCTION pg_catalog.from_varbyte(p_bytes pg_catalog.varbyte, p_format text) RETURNS varchar
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_format text := lower(p_format);
+BEGIN
+    IF v_format = 'hex' THEN
+        RETURN encode(p_bytes::bytea, 'hex');
+    ELSIF v_format = 'binary' THEN
+        RETURN coalesce(string_agg(get_byte(p_bytes::bytea, n)::bit(8)::text, '' ORDER BY n), '')
+          FROM generate_series(0, length(p_bytes::bytea) - 1) AS n;
+    ELSIF v_format IN ('utf8', 'utf-8', 'utf_8') THEN
+        RETURN convert_from(p_bytes::bytea, 'UTF8');
+    ELSIF v_format = 'base64' THEN
+        RETURN replace(encode(p_bytes::bytea, 'base64'), E'\n', '');
+    END IF;
+    RAISE EXCEPTION 'invalid format: "%"', p_format USING ERRCODE = '22023',
+        HINT = 'The format is one of hex, binary, utf8 and base64.';
+END
+$$;
+CREATE OR REPLACE FUNCTION pg_catalog.from_hex(p_hex text) RETURNS pg_catalog.varbyte
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$ SELECT pg_catalog.to_varbyte(p_hex, 'hex') $$;
+CREATE OR REPLACE FUNCTION pg_catalog.to_hex(p_bytes pg_catalog.varbyte) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$ SELECT encode(p_bytes::bytea, 'hex') $$;
+CREATE OR REPLACE FUNCTION pg_catalog.len(p_bytes pg_catalog.varbyte) RETURNS integer
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$ SELECT length(p_bytes::bytea) $$;
+CREATE OR REPLACE FUNCTION pg_catalog.varbyte_cat(pg_catalog.varbyte, pg_catalog.varbyte) RETURNS pg_catalog.varbyte
+LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE AS 'byteacat';
+
+-- Casts Redshift has: to VARCHAR as UTF-8 (an invalid sequence is an error), and from and to
+-- SMALLINT, INTEGER and BIGINT as their 2, 4 or 8 bytes, most significant first.
+CREATE OR REPLACE FUNCTION pg_catalog.varchar(pg_catalog.varbyte) RETURNS varchar
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$ SELECT convert_from($1::bytea, 'UTF8') $$;
+CREATE OR REPLACE FUNCTION pg_catalog.varbyte(smallint) RETURNS pg_catalog.varbyte
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$ SELECT int2send($1)::varbyte $$;
+CREATE OR REPLACE FUNCTION pg_catalog.varbyte(integer) RETURNS pg_catalog.varbyte
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$ SELECT int4send($1)::varbyte $$;
+CREATE OR REPLACE FUNCTION pg_catalog.varbyte(bigint) RETURNS pg_catalog.varbyte
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$ SELECT int8send($1)::varbyte $$;
+CREATE OR REPLACE FUNCTION pg_catalog.redshift_varbyte_integer(p_bytes pg_catalog.varbyte, p_size integer) RETURNS bigint
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF length(p_bytes::bytea) > p_size THEN
+        RAISE EXCEPTION 'varbyte value of % bytes is too long for an integer of % bytes', length(p_bytes::bytea), p_size
+            USING ERRCODE = '22003';
+    END IF;
+    RETURN ('x' || lpad(encode(p_bytes::bytea, 'hex'), 16, CASE WHEN get_byte(p_bytes::bytea, 0) >= 128
+                                                                 AND length(p_bytes::bytea) = p_size THEN 'f' ELSE '0' END))::bit(64)::bigint;
+END
+$$;
+CREATE OR REPLACE FUNCTION pg_catalog.int2(pg_catalog.varbyte) RETURNS smallint
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$ SELECT pg_catalog.redshift_varbyte_integer($1, 2)::smallint $$;
+CREATE OR REPLACE FUNCTION pg_catalog.int4(pg_catalog.varbyte) RETURNS integer
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$ SELECT pg_catalog.redshift_varbyte_integer($1, 4)::integer $$;
+CREATE OR REPLACE FUNCTION pg_catalog.int8(pg_catalog.varbyte) RETURNS bigint
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$ SELECT pg_catalog.redshift_varbyte_integer($1, 8) $$;
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_operator WHERE oprname = '||' AND oprleft = 'pg_catalog.varbyte'::regtype
+                                             AND oprright = 'pg_catalog.varbyte'::regtype) THEN
+        CREATE OPERATOR pg_catalog.|| (LEFTARG = pg_catalog.varbyte, RIGHTARG = pg_catalog.varbyte,
+                                       FUNCTION = pg_catalog.varbyte_cat);
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_cast WHERE castsource = 'pg_catalog.varbyte'::regtype AND casttarget = 'varchar'::regtype) THEN
+        CREATE CAST (pg_catalog.varbyte AS varchar) WITH FUNCTION pg_catalog.varchar(pg_catalog.varbyte);
+        CREATE CAST (pg_catalog.varbyte AS text) WITH FUNCTION pg_catalog.varchar(pg_catalog.varbyte);
+        CREATE CAST (smallint AS pg_catalog.varbyte) WITH FUNCTION pg_catalog.varbyte(smallint);
+        CREATE CAST (integer AS pg_catalog.varbyte) WITH FUNCTION pg_catalog.varbyte(integer);
+        CREATE CAST (bigint AS pg_catalog.varbyte) WITH FUNCTION pg_catalog.varbyte(bigint);
+        CREATE CAST (pg_catalog.varbyte AS smallint) WITH FUNCTION pg_catalog.int2(pg_catalog.varbyte);
+        CREATE CAST (pg_catalog.varbyte AS integer) WITH FUNCTION pg_catalog.int4(pg_catalog.varbyte);
+        CREATE CAST (pg_catalog.varbyte AS bigint) WITH FUNCTION pg_catalog.int8(pg_catalog.varbyte);
+    END IF;
+END
+$$;

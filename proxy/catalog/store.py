@@ -349,6 +349,13 @@ class Catalog:
         return ({(r["schema_name"], r["table_name"]): r["view_name"] for r in masked},
                 frozenset((r["schema_name"], r["table_name"]) for r in rls))
 
+    async def type_oids(self, database: str, names) -> dict[str, int]:
+        """The OIDs of the named types of pg_catalog in database (only superusers make them)."""
+        async with self.connection(database) as conn:
+            rows = await conn.fetch("SELECT typname, oid FROM pg_catalog.pg_type WHERE typnamespace = "
+                                    "'pg_catalog'::regnamespace AND typname = ANY($1::text[])", list(names))
+        return {row["typname"]: row["oid"] for row in rows}
+
     @contextlib.asynccontextmanager
     async def connection(self, database: str):
         """A management connection in database: the pool's in the cluster database; elsewhere one

@@ -38,7 +38,7 @@ import ssl
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .. import __version__
 from ..audit.metrics import Metrics
@@ -58,6 +58,7 @@ from ..policy.identifiers import IdentifierCase
 from ..policy.parameter_groups import ClusterSettings
 from ..policy.statements import Plan
 from ..protocol import messages as m
+from ..protocol.redshift_types import RedshiftTypes
 from ..protocol import proxy_header
 from ..protocol import sqlstate
 from ..protocol.auth import md5_response
@@ -140,10 +141,10 @@ class Context:
     waiting: WaitingLogins = field(default_factory=WaitingLogins)
     refused: collections.Counter = field(default_factory=collections.Counter)  # by reason
     connection_limit: int = 500  # the backing PostgreSQL's max_connections: the cluster's limit
-    # Set by server.py: before a session opens in a database (its masked tables are read), and
-    # before SQL that needs no other session in a database is sent (DROP DATABASE, ...: idle
-    # sessions there are closed).
-    prepare_database: Callable[[str], Awaitable[None]] | None = None
+    # Set by server.py: before a session opens in a database (its masked tables are read; the
+    # OIDs of its Redshift types are returned), and before SQL that needs no other session in a
+    # database is sent (DROP DATABASE, ...: idle sessions there are closed).
+    prepare_database: Callable[[str], Awaitable[RedshiftTypes | None]] | None = None
     vacate_database: Callable[[str], None] | None = None
     # Reads which tables of a database are masked or have RLS on again (server.py): awaited,
     # for the session's database, before a transaction that changed them is reported ended
@@ -789,8 +790,11 @@ class Connection:
             greeting.append(m.parameter_status(name, value))
         greeting.append(m.backend_key_data(pid, key))
         greeting.append(m.ready_for_query(m.TX_IDLE))
+        types = None
         if self.context.prepare_database is not None:
-            await self.context.prepare_database(params.database)
+            types = await self.context.prepare_database(params.database)
+        if types is not None and not params.is_redshift_driver:
+            types = replace(types, shown=False)  # protocol/redshift_types.py says why
         # Plans are for this session's user (S3 tickets are bound to it; policy/s3.py) and database.
         classify = functools.partial(self.context.classify, user=record.name, database=params.database)
         moved = self.context.protection_moved
@@ -803,7 +807,7 @@ class Connection:
                       standard_strings=backend.parameters.get("standard_conforming_strings", "on") == "on",
                       protection_moved=None if moved is None else functools.partial(moved, params.database),
                       on_vacate_database=self.context.vacate_database, lender=self._lender,
-                      identifier_case=IdentifierCase(case_sensitive, case_sensitive))
+                      identifier_case=IdentifierCase(case_sensitive, case_sensitive), redshift_types=types)
         if self._lender is not None:
             self._backend = None  # the relay gives it back between transactions
         self.session = Session(pid, key, record.name, params.database, relay,

@@ -10,6 +10,8 @@ Pure. Runs before classification, so security decisions see the statement that w
   datepart, LISTAGG(...) [WITHIN GROUP (ORDER BY ...)], version(), DECODE(...) with three or
   more arguments; result columns keep the names Redshift gives them; WHERE 1 / WHERE 0 (a bare
   0 or 1 as the whole condition of WHERE, HAVING, ON).
+- Types: VARBINARY and BINARY VARYING are VARBYTE; INTERVAL YEAR TO MONTH and INTERVAL DAY TO
+  SECOND are intervaly2m and intervald2s (the types themselves: catalog/redshift_functions.sql).
 - Queries: SELECT TOP n (LIMIT n at the end of its level), a subquery in FROM without an alias
   (given one); CREATE VIEW ... WITH NO SCHEMA BINDING (_late_binding); CREATE/DROP SCHEMA
   with the database named (_schema_in_database). A number run into a name (THEN 1WHEN) is read apart before any of this
@@ -41,7 +43,7 @@ for canonical, spellings in {
     for spelling in spellings.split():
         DATEPARTS[spelling] = canonical
 
-TRIGGER_WORDS = (b"binding", b"top", b"sysdate", b"approximate", b"dateadd", b"datediff", b"date_part", b"date_trunc", b"listagg",
+TRIGGER_WORDS = (b"varbinary", b"varying", b"month", b"second", b"binding", b"top", b"sysdate", b"approximate", b"dateadd", b"datediff", b"date_part", b"date_trunc", b"listagg",
                  b"version", b"diststyle", b"distkey", b"sortkey", b"encode", b"backup", b"identity",
                  b"decode", b"show", b"foreign")
 
@@ -599,6 +601,10 @@ def _expressions(text: str, tokens: list[Token], edits: list) -> None:
             continue
         if _is(before, "."):
             continue  # schema.function: the user's own, not Redshift's
+        synonym = _type_synonym(tokens, index)
+        if synonym is not None:
+            edits.append(synonym)
+            continue
         if word == "SYSDATE" and not _is(following, "("):
             edits.append((token.start, token.end, "(SELECT pg_catalog.sysdate() AS sysdate)"))
         elif word == "APPROXIMATE" and following is not None and following.word == "COUNT":
@@ -619,6 +625,30 @@ def _expressions(text: str, tokens: list[Token], edits: list) -> None:
             edit = _decode(text, tokens, index)
             if edit is not None:
                 edits.append(edit)
+
+
+# A type name stands after these: a cast (x::t, CAST(x AS t)) or a column's or parameter's name.
+_TYPE_AFTER = ("IDENT", "UIDENT")
+
+
+def _type_synonym(tokens: list[Token], index: int) -> tuple[int, int, str] | None:
+    """Redshift's names of its types that PostgreSQL cannot read -> the types of shiftguard's:
+    BINARY VARYING (never valid in PostgreSQL) and VARBINARY (an ordinary name: only where a
+    type stands) -> varbyte; INTERVAL YEAR TO MONTH and INTERVAL DAY TO SECOND (INTERVAL
+    followed by a unit is a type; its literals have a string first) -> intervaly2m and
+    intervald2s. Redshift allows no precision on them (UNVERIFIED); a (p) after SECOND stays
+    for PostgreSQL to refuse."""
+    token = tokens[index]
+    following = [t.word for t in tokens[index + 1:index + 4]]
+    before = tokens[index - 1] if index else None
+    if token.word == "BINARY" and following[:1] == ["VARYING"]:
+        return token.start, tokens[index + 1].end, "pg_catalog.varbyte"
+    if token.word == "VARBINARY" and token.name == "IDENT" and before is not None and (
+            _is(before, "::") or before.word == "AS" or before.name in _TYPE_AFTER or before.kind in _ALIAS_KINDS):
+        return token.start, token.end, "pg_catalog.varbyte"
+    if token.word == "INTERVAL" and following in (["YEAR", "TO", "MONTH"], ["DAY", "TO", "SECOND"]):
+        return token.start, tokens[index + 3].end, f"pg_catalog.interval{'y2m' if following[0] == 'YEAR' else 'd2s'}"
+    return None
 
 
 def _arguments(tokens: list[Token], open_index: int, close: int) -> list[tuple[int, int]]:

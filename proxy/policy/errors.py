@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import re
 
-from ..protocol.sqlstate import INSUFFICIENT_PRIVILEGE, INTERNAL_ERROR, NOT_NULL_VIOLATION, UNDEFINED_OBJECT
+from ..protocol.sqlstate import (FEATURE_NOT_SUPPORTED, INSUFFICIENT_PRIVILEGE, INTERNAL_ERROR, NOT_NULL_VIOLATION,
+                                 UNDEFINED_OBJECT)
 from .groups import GROUP_ROLE_PREFIX
 
 # PostgreSQL names the kind of relation ("permission denied for table t"); Redshift says
@@ -22,6 +23,13 @@ _HELD_HINT = ("If the table has row-level security on or a masking policy attach
               "foreign key constraints, ...), and against any ALTER TABLE or CREATE INDEX inside a function, procedure "
               "or DO block or in a message with such a statement, where rows hidden by row-level security and raw "
               "values of masked columns would be read. Run the statement by itself, outside functions.")
+
+
+# Redshift's spatial types and functions, which PostgreSQL has only with PostGIS, an extension
+# shiftguard does not install (docs/differences-from-redshift.md says why).
+_SPATIAL = re.compile(r'(type "(geometry|geography)"|function (st_\w+)\(.*\)) does not exist', re.IGNORECASE)
+_SPATIAL_HINT = ("Redshift's GEOMETRY and GEOGRAPHY types and its ST_ functions are not available in shiftguard: "
+                 "they would need PostGIS in the backing PostgreSQL.")
 
 
 def redshift_wording(fields: dict[str, str]) -> dict[str, str] | None:
@@ -40,6 +48,10 @@ def redshift_wording(fields: dict[str, str]) -> dict[str, str] | None:
         # column's name unquoted. PostgreSQL's DETAIL (the failing row, shown only to whom may
         # read it all) stays.
         return {**fields, "C": INTERNAL_ERROR, "M": f"Cannot insert a NULL value into column {fields['c']}"}
+    spatial = _SPATIAL.fullmatch(text) if fields.get("C") in (UNDEFINED_OBJECT, "42883") else None
+    if spatial is not None:
+        what = f'type "{spatial[2]}"' if spatial[2] else f'function "{spatial[3]}"'
+        return {**fields, "C": FEATURE_NOT_SUPPORTED, "M": f"{what} is not supported by shiftguard", "H": _SPATIAL_HINT}
     if fields.get("C") == UNDEFINED_OBJECT and text.startswith(f'role "{GROUP_ROLE_PREFIX}'):
         # A group's PostgreSQL role (policy/groups.py) is the group, to the user.
         return {**fields, "M": 'group "' + text[len('role "') + len(GROUP_ROLE_PREFIX):]}

@@ -1360,11 +1360,13 @@ _NOT_IN_REDSHIFT_NODES = {
 
 # Amazon Redshift's column types (Database Developer Guide, "Data types"), by the name
 # PostgreSQL's grammar gives each spelling: int is pg_catalog.int4, nchar is bpchar, &c.
-# INTERVAL only as YEAR TO MONTH or DAY TO SECOND (its range mask in the first typmod).
+# This sees the statement after dialect.py: where shiftguard's types are installed, VARBINARY
+# and BINARY VARYING are varbyte here, INTERVAL YEAR TO MONTH and DAY TO SECOND intervaly2m and
+# intervald2s; elsewhere INTERVAL counts only as those two (its range mask in the first typmod).
 _REDSHIFT_COLUMN_TYPES = frozenset({
     "int2", "int4", "int8", "numeric", "float4", "float8", "bool", "bpchar", "varchar",
     "nvarchar", "text", "date", "timestamp", "timestamptz", "time", "timetz", "geometry",
-    "geography", "hllsketch", "super", "varbyte", "varbinary",
+    "geography", "hllsketch", "super", "varbyte", "varbinary", "intervaly2m", "intervald2s",
 })
 _INTERVAL_RANGES = {6, 7176}  # YEAR TO MONTH, DAY TO SECOND (INTERVAL_MASK in PostgreSQL's datetime.h)
 

@@ -52,6 +52,7 @@ B_ERROR_RESPONSE = ord("E")
 B_NEGOTIATE_PROTOCOL_VERSION = ord("v")
 B_NOTICE_RESPONSE = ord("N")
 B_NOTIFICATION_RESPONSE = ord("A")
+B_PARAMETER_DESCRIPTION = ord("t")
 B_PARAMETER_STATUS = ord("S")
 B_PORTAL_SUSPENDED = ord("s")
 B_READY_FOR_QUERY = ord("Z")
@@ -278,9 +279,9 @@ def decode_execute_portal(body: bytes) -> bytes:
 
 
 def decode_close(body: bytes) -> tuple[int, bytes]:
-    """Close body -> (b'S' or b'P' as int, name)."""
+    """Close or Describe body -> (b'S' or b'P' as int, name)."""
     if not body:
-        raise ProtocolViolation("empty Close message")
+        raise ProtocolViolation("empty Close or Describe message")
     name, _ = read_cstring(body, 1)
     return body[0], name
 

@@ -129,6 +129,13 @@ class Pipeline:
         """Every entry not yet answered or discarded, in order."""
         return ([self.current] if self.current is not None else []) + list(self._queue)
 
+    def answering(self) -> Entry | None:
+        """The entry a DataRow arriving now belongs to: the current one, or (an Execute's first
+        rows come before anything that makes it current) the next one PostgreSQL answers."""
+        if self.current is not None or self.lost or self.mode is not NORMAL:
+            return self.current
+        return next((queued for queued in self._queue if queued.kind not in _COPY_INPUT), None)
+
     @property
     def busy(self) -> bool:
         """Something sent is not yet answered (a query runs, or a pipeline waits for replies)."""

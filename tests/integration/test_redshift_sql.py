@@ -293,8 +293,15 @@ def test_redshift_column_types_are_accepted(conn):
                  " o boolean, p bool, q char(3), r character(2), s nchar(4), t bpchar, u varchar(5),"
                  " v character varying(6), w text, x date, y timestamp, z timestamp without time zone,"
                  " aa timestamptz, ab timestamp with time zone, ac time, ad timetz, ae time with time zone,"
-                 " af interval year to month, ag interval day to second)")
-    assert len(conn.execute("SELECT * FROM t2").description) == 33
+                 " af interval year to month, ag interval day to second, ah varbyte, ai varbyte(10),"
+                 " aj varbinary(5), ak binary varying(4), al intervaly2m, am intervald2s)")
+    assert len(conn.execute("SELECT * FROM t2").description) == 39
+    conn.execute("ALTER TABLE t2 ADD COLUMN an varbinary")
+    conn.execute("ALTER TABLE t2 ADD COLUMN ao interval year to month")
+    conn.execute("INSERT INTO t2 (ai, aj, ak, an, af, ag, al, am, ao) VALUES ('abc', 'd', from_hex('ff'), 'e',"
+                 " '1-2', '3 04:05:06', '5 years', '2 days', '7 months')")
+    row = conn.execute("SELECT ai, aj, ak, an, af::text, ag::text, al::text, am::text, ao::text FROM t2").fetchone()
+    assert row == ("616263", "64", "ff", "65", "1 year 2 mons", "3 days 04:05:06", "5 years", "2 days", "7 mons")
     conn.execute("DROP TABLE t2")
 
 

@@ -162,3 +162,26 @@ def test_late_binding_views(sql, expected):
     if expected is not None:
         (action,) = classify(sql.encode(), DIALECT).actions
         assert action.sql.startswith("CALL shiftguard.create_late_binding_view(") and action.tag == b"CREATE VIEW"
+
+
+@pytest.mark.parametrize("sql, expected", [
+    ("CREATE TABLE t (a varbinary(8), b BINARY VARYING, c interval year to month, d INTERVAL DAY TO SECOND)",
+     "CREATE TABLE t (a pg_catalog.varbyte(8), b pg_catalog.varbyte, c pg_catalog.intervaly2m, "
+     "d pg_catalog.intervald2s)"),
+    ("SELECT 'ab'::varbinary, CAST('x' AS varbinary(3))", "SELECT 'ab'::pg_catalog.varbyte, CAST('x' AS pg_catalog.varbyte(3))"),
+    ("ALTER TABLE t ADD COLUMN e varbinary", "ALTER TABLE t ADD COLUMN e pg_catalog.varbyte"),
+    ("SELECT interval '1-2' year to month, varbinary FROM t", None),  # a literal, and a column named so
+    ('SELECT "varbinary" FROM t', None),
+])
+def test_redshifts_type_names_are_shiftguards_types(sql, expected):
+    assert rewritten(sql) == expected
+
+
+def test_spatial_types_and_functions_are_refused_saying_why():
+    from proxy.policy.errors import redshift_wording
+    for message, what in (('type "geometry" does not exist', 'type "geometry"'),
+                          ("function st_geogfromtext(unknown) does not exist", 'function "st_geogfromtext"')):
+        reworded = redshift_wording({"S": "ERROR", "C": "42704" if "type" in message else "42883", "M": message})
+        assert reworded["C"] == "0A000" and reworded["M"] == f"{what} is not supported by shiftguard"
+        assert "PostGIS" in reworded["H"]
+    assert redshift_wording({"S": "ERROR", "C": "42883", "M": "function nosuch(integer) does not exist"}) is None

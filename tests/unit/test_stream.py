@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 
@@ -107,3 +108,26 @@ def test_a_hold_keeps_what_follows_until_released(seed):
     scanner.release()
     assert b"".join(out) == first + m.command_complete("SELECT 4") + STREAM
     assert seen == [ord("C"), ord("Z"), ord("C"), ord("Z")]
+
+
+def test_sieved_messages_are_handed_over_only_when_they_match():
+    """A sieved type (RowDescription, with Redshift's types) is looked at only if its body may
+    name one of them; else it is counted like any other, and the same body again costs a set
+    lookup. Split across chunks, it is handed over whole, matching or not."""
+    plain, marked = m.message(ord("T"), b"\x00\x01a\x00" + b"\x00" * 18), m.message(ord("T"), b"\x00\x01b\x00MARK")
+    for chunks, handed in (([], [marked]), ([3], [plain, marked]), ([30], [marked])):
+        out: list[bytes] = []
+        seen: list[bytes] = []
+        headers: list[int] = []
+        scanner = MessageStream(lambda data: out.append(bytes(data)), {ord("T")},
+                                lambda kind, body: seen.append(bytes(body)), headers.append, 1 << 30)
+        scanner.sieved, scanner.sieve = frozenset({ord("T")}), re.compile(b"MARK")
+        stream = plain + marked + plain
+        pos = 0
+        for size in chunks:
+            scanner.feed(stream[pos:pos + size])
+            pos += size
+        scanner.feed(stream[pos:])
+        assert b"".join(out) == stream
+        assert seen == [message[5:] for message in handed]  # [3]: the first plain one arrived split
+        assert len(headers) == 3 - len(handed)

@@ -1,0 +1,239 @@
+"""Redshift's own types on the wire: the type OIDs clients see and send, and the values the
+relay rewrites for them. Pure: message bodies in, message bodies out; no I/O.
+
+VARBYTE, INTERVAL YEAR TO MONTH, INTERVAL DAY TO SECOND and ABSTIME are PostgreSQL types of
+shiftguard's (catalog/redshift_functions.sql), with OIDs PostgreSQL chose in each database.
+Redshift's drivers get Redshift's OIDs for them in RowDescription and ParameterDescription, as
+redshift_connector maps them (redshift_connector/utils/oids.py), and send those in Parse. Other
+clients get the backend's OIDs: they look an OID they do not know up in pg_type (asyncpg, pgjdbc),
+where Redshift's are not. Two value forms differ from what PostgreSQL's functions read and
+write, so the relay converts them, for every client:
+
+- VARBYTE as text is plain hexadecimal on Redshift ('6162'), bytea's is '\\x6162': a DataRow
+  column of that type is rewritten (the type has no binary output, so its values are text);
+- TIME '24:00:00' is 00:00:00 on Redshift, and TIMETZ values are UTC ("By default, TIMETZ
+  values are UTC", Datetime types; it stores 8 bytes, no zone): PostgreSQL keeps 24:00 and each
+  TIMETZ's own zone, and redshift_connector cannot make a time of an hour past 23 (which it
+  computes from a zone west of UTC). A DataRow value of those (PostgreSQL's built-in) types is
+  rewritten, in text or binary (the two cannot be mistaken: a binary time starts with zero
+  bytes, a text one with digits);
+- INTERVAL YEAR TO MONTH and DAY TO SECOND in binary are Redshift's 4-byte months and 8-byte
+  microseconds (what redshift_connector's IntervalYearToMonth and IntervalDayToSecond send),
+  PostgreSQL's interval receive reads 16 bytes: a Bind parameter of those types is rewritten.
+  (Their binary output is Redshift's already: the types' send functions write it.)
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from dataclasses import dataclass, field
+
+from .messages import ProtocolViolation, read_cstring
+
+# Redshift's type OIDs (redshift_connector/utils/oids.py), by the name of shiftguard's type.
+REDSHIFT_OIDS = {"varbyte": 6551, "intervaly2m": 1188, "intervald2s": 1190, "abstime": 702}
+INTERVAL_Y2M, INTERVAL_D2S = REDSHIFT_OIDS["intervaly2m"], REDSHIFT_OIDS["intervald2s"]
+TIME, TIMETZ = 1083, 1266  # PostgreSQL's (and Redshift's) OIDs of TIME and TIMETZ
+
+# What a column's values need (row_description, data_row).
+VARBYTE_TEXT, TIME_24, TIMETZ_UTC = "varbyte", "time", "timetz"
+_DAY = 86_400_000_000  # microseconds
+_MIDNIGHT_24 = struct.pack("!q", _DAY)  # 24:00:00 in binary
+_TIMETZ_TEXT = re.compile(rb"(\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?([+-])(\d\d)(?::(\d\d))?(?::(\d\d))?")
+_TIMETZ_BINARY = struct.Struct("!qi")  # microseconds, the zone in seconds west of UTC
+
+_I16 = struct.Struct("!h")
+_U16 = struct.Struct("!H")
+_I32 = struct.Struct("!i")
+_U32 = struct.Struct("!I")
+_FIELD_TAIL = struct.Struct("!ihIhih")  # table OID, column number, type OID, size, modifier, format
+_INTERVAL = struct.Struct("!qii")       # PostgreSQL's binary interval: microseconds, days, months
+
+
+@dataclass(frozen=True)
+class RedshiftTypes:
+    """One database's OIDs of shiftguard's Redshift types."""
+
+    to_client: dict[int, int]   # the backend's OID -> Redshift's
+    shown: bool = True          # does the client see Redshift's OIDs (else the backend's)?
+    to_backend: dict[int, int] = field(init=False)
+    varbyte: int | None = field(init=False)
+    markers: re.Pattern = field(init=False)  # the OIDs as they appear in messages, any of them
+
+    def __post_init__(self):
+        object.__setattr__(self, "to_backend", {rs: ours for ours, rs in self.to_client.items()})
+        object.__setattr__(self, "varbyte", self.to_backend.get(REDSHIFT_OIDS["varbyte"]))
+        object.__setattr__(self, "markers", re.compile(b"|".join(
+            re.escape(_U32.pack(oid)) for oid in (*self.to_client, TIME, TIMETZ))))
+
+    @classmethod
+    def from_names(cls, oids: dict[str, int]) -> "RedshiftTypes | None":
+        """From {type name: the backend's OID}; None when the database has none of them."""
+        known = {oid: REDSHIFT_OIDS[name] for name, oid in oids.items() if name in REDSHIFT_OIDS}
+        return cls(known) if known else None
+
+    def mentioned(self, body: bytes) -> bool:
+        """Might body hold one of the types' OIDs? (A quick look: False is certain.)"""
+        return self.markers.search(body) is not None
+
+
+Columns = tuple[tuple[int, str], ...]  # (index, what its values need) for data_row
+
+
+def row_description(body: bytes, types: RedshiftTypes) -> tuple[bytes, Columns] | None:
+    """The RowDescription to send (with Redshift's OIDs if they are shown), and its columns
+    whose values the relay converts (VARBYTE as text, TIME, TIMETZ); None when it has none."""
+    if len(body) < 2:
+        raise ProtocolViolation("malformed RowDescription")
+    count = _I16.unpack_from(body)[0]
+    pos, out, converted, changed = 2, bytearray(body[:2]), [], False
+    for index in range(count):
+        _name, after = read_cstring(body, pos)
+        if after + _FIELD_TAIL.size > len(body):
+            raise ProtocolViolation("malformed RowDescription")
+        table, column, oid, size, modifier, fmt = _FIELD_TAIL.unpack_from(body, after)
+        shown = types.to_client.get(oid)
+        if oid == types.varbyte and fmt == 0:
+            converted.append((index, VARBYTE_TEXT))
+        elif oid in (TIME, TIMETZ):
+            converted.append((index, TIME_24 if oid == TIME else TIMETZ_UTC))
+        if shown is not None and types.shown:
+            changed, oid = True, shown
+        out += body[pos:after]
+        out += _FIELD_TAIL.pack(table, column, oid, size, modifier, fmt)
+        pos = after + _FIELD_TAIL.size
+    if not changed and not converted:
+        return None
+    return bytes(out) if changed else body, tuple(converted)
+
+
+def parameter_description(body: bytes, types: RedshiftTypes) -> bytes | None:
+    """A ParameterDescription with Redshift's OIDs, or None when it has none of the types."""
+    oids = _oids(body, "ParameterDescription")
+    shown = [types.to_client.get(oid, oid) for oid in oids]
+    return body[:2] + b"".join(_U32.pack(oid) for oid in shown) if shown != oids else None
+
+
+def parse_types(param_types: bytes, types: RedshiftTypes) -> tuple[bytes, dict[int, int]] | None:
+    """A Parse's parameter types (count and OIDs) with the backend's OIDs for Redshift's, and
+    {parameter index: Redshift OID} of the interval parameters whose binary values Bind must
+    convert; None when no parameter has one of the types."""
+    oids = _oids(param_types, "Parse")
+    sent = [types.to_backend.get(oid, oid) for oid in oids]
+    if sent == oids:
+        return None
+    intervals = {i: oid for i, oid in enumerate(oids) if oid in (INTERVAL_Y2M, INTERVAL_D2S)}
+    return param_types[:2] + b"".join(_U32.pack(oid) for oid in sent), intervals
+
+
+def _oids(body: bytes, what: str) -> list[int]:
+    if len(body) < 2 or len(body) != 2 + 4 * _U16.unpack_from(body)[0]:
+        raise ProtocolViolation(f"malformed {what} parameter type list")
+    return [_U32.unpack_from(body, 2 + 4 * i)[0] for i in range(_U16.unpack_from(body)[0])]
+
+
+def bind_intervals(body: bytes, intervals: dict[int, int]) -> bytes:
+    """A Bind whose binary values of Redshift's interval types are PostgreSQL's 16-byte
+    intervals: months (4 bytes) for YEAR TO MONTH, microseconds (8 bytes) for DAY TO SECOND.
+    A value of another size is left for PostgreSQL to refuse."""
+    _portal, pos = read_cstring(body, 0)
+    _statement, pos = read_cstring(body, pos)
+    try:
+        nformats = _I16.unpack_from(body, pos)[0]
+        formats = [_I16.unpack_from(body, pos + 2 + 2 * i)[0] for i in range(nformats)]
+        pos += 2 + 2 * nformats
+        nvalues = _I16.unpack_from(body, pos)[0]
+    except struct.error:
+        raise ProtocolViolation("malformed Bind message") from None
+    out = bytearray(body[:pos + 2])
+    pos += 2
+    for index in range(nvalues):
+        if pos + 4 > len(body):
+            raise ProtocolViolation("malformed Bind message")
+        length = _I32.unpack_from(body, pos)[0]
+        end = pos + 4 + max(length, 0)
+        value = body[pos + 4:end]
+        binary = (formats[0] if nformats == 1 else formats[index] if index < nformats else 0) == 1
+        kind = intervals.get(index)
+        if binary and kind == INTERVAL_Y2M and length == 4:
+            value = _INTERVAL.pack(0, 0, _I32.unpack(value)[0])
+        elif binary and kind == INTERVAL_D2S and length == 8:
+            value = _INTERVAL.pack(struct.unpack("!q", value)[0], 0, 0)
+        else:
+            out += body[pos:end]
+            pos = end
+            continue
+        out += _I32.pack(len(value)) + value
+        pos = end
+    out += body[pos:]
+    return bytes(out)
+
+
+def data_row(body: bytes, columns: Columns) -> bytes | None:
+    """The DataRow with Redshift's values in those columns, or None if none changes: VARBYTE as
+    hexadecimal (bytea's text with its '\\x' taken off, or, under bytea_output = escape, its
+    escapes read), TIME 24:00:00 as 00:00:00, TIMETZ in UTC."""
+    if len(body) < 2:
+        raise ProtocolViolation("malformed DataRow")
+    count = _I16.unpack_from(body)[0]
+    wanted = dict(columns)
+    out, pos, last = bytearray(), 2, 0
+    for index in range(count):
+        if pos + 4 > len(body):
+            raise ProtocolViolation("malformed DataRow")
+        length = _I32.unpack_from(body, pos)[0]
+        start, end = pos + 4, pos + 4 + max(length, 0)
+        kind = wanted.get(index)
+        if kind is not None and length >= 0:
+            value = body[start:end]
+            if kind == VARBYTE_TEXT:
+                shown = value[2:] if value.startswith(b"\\x") else _unescape(value).hex().encode()
+            elif kind == TIMETZ_UTC:
+                shown = _timetz_utc(value)
+            else:
+                shown = b"00" + value[2:] if value.startswith(b"24:00:00") else bytes(8) if value == _MIDNIGHT_24 else value
+            if shown != value:
+                out += body[last:pos]
+                out += _I32.pack(len(shown)) + shown
+                last = end
+        pos = end
+    if pos > len(body):
+        raise ProtocolViolation("malformed DataRow")
+    if not last:
+        return None
+    out += body[last:]
+    return bytes(out)
+
+
+def _timetz_utc(value: bytes) -> bytes:
+    """A TIMETZ value, text or binary, as the same instant in UTC (hour 24 is 00); a text this
+    does not read (none that PostgreSQL 15 writes) stays as it is."""
+    if len(value) == _TIMETZ_BINARY.size and value[:1] == b"\0":
+        micros, west = _TIMETZ_BINARY.unpack(value)
+        return _TIMETZ_BINARY.pack((micros + west * 1_000_000) % _DAY, 0)
+    parts = _TIMETZ_TEXT.fullmatch(value)
+    if parts is None:
+        return value
+    hours, minutes, seconds, fraction, sign, zone_h, zone_m, zone_s = parts.groups()
+    east = (int(zone_h) * 3600 + int(zone_m or 0) * 60 + int(zone_s or 0)) * (1 if sign == b"+" else -1)
+    local = (int(hours) * 3600 + int(minutes) * 60 + int(seconds)) * 1_000_000 + int((fraction or b"0").ljust(6, b"0"))
+    utc, micros = divmod((local - east * 1_000_000) % _DAY, 1_000_000)
+    text = b"%02d:%02d:%02d" % (utc // 3600, utc // 60 % 60, utc % 60)
+    return text + (b".%06d" % micros).rstrip(b"0") + b"+00" if micros else text + b"+00"
+
+
+def _unescape(value: bytes) -> bytes:
+    """bytea's escape output (bytea_output = escape) read back: \\\\ and \\ooo octal."""
+    out, i = bytearray(), 0
+    while i < len(value):
+        if value[i] == 0x5C and value[i + 1:i + 2] == b"\\":
+            out.append(0x5C)
+            i += 2
+        elif value[i] == 0x5C:
+            out.append(int(value[i + 1:i + 4], 8))
+            i += 4
+        else:
+            out.append(value[i])
+            i += 1
+    return bytes(out)

@@ -1,0 +1,91 @@
+"""protocol/redshift_types.py from tables of bytes: Redshift's OIDs shown and read, VARBYTE's
+text made Redshift's hexadecimal, redshift_connector's binary intervals made PostgreSQL's."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from proxy.protocol.messages import ProtocolViolation
+from proxy.protocol.redshift_types import (TIME_24, TIMETZ_UTC, VARBYTE_TEXT, RedshiftTypes, bind_intervals, data_row,
+                                           parameter_description, parse_types, row_description)
+
+# The backend's OIDs of shiftguard's types, as one database has them.
+OURS = {"varbyte": 16501, "intervaly2m": 16502, "intervald2s": 16503, "abstime": 16504}
+TYPES = RedshiftTypes.from_names(OURS)
+
+
+def field(name: bytes, oid: int, fmt: int = 0) -> bytes:
+    return name + b"\0" + struct.pack("!ihIhih", 0, 0, oid, -1, -1, fmt)
+
+
+def row(*values: bytes | None) -> bytes:
+    return struct.pack("!h", len(values)) + b"".join(
+        struct.pack("!i", -1) if v is None else struct.pack("!i", len(v)) + v for v in values)
+
+
+def test_row_description_shows_redshifts_oids_and_finds_varbyte_text_columns():
+    body = struct.pack("!h", 4) + field(b"a", 23) + field(b"vb", 16501) + field(b"y2m", 16502) + field(b"vb2", 16501, 1)
+    shown, columns = row_description(body, TYPES)
+    assert shown == struct.pack("!h", 4) + field(b"a", 23) + field(b"vb", 6551) + field(b"y2m", 1188) + field(b"vb2", 6551, 1)
+    assert columns == ((1, VARBYTE_TEXT),)  # a binary VARBYTE column has no value (the type has no binary output)
+    assert row_description(struct.pack("!h", 1) + field(b"a", 23), TYPES) is None
+    times = struct.pack("!h", 2) + field(b"t", 1083) + field(b"tz", 1266, 1)
+    assert row_description(times, TYPES) == (times, ((0, TIME_24), (1, TIMETZ_UTC)))
+
+
+def test_other_clients_keep_the_backends_oids_and_get_varbyte_columns_too():
+    hidden = RedshiftTypes(TYPES.to_client, shown=False)
+    body = struct.pack("!h", 1) + field(b"vb", 16501)
+    assert row_description(body, hidden) == (body, ((0, VARBYTE_TEXT),))
+
+
+def test_a_mention_is_only_a_hint():
+    assert TYPES.mentioned(struct.pack("!I", 16503)) and not TYPES.mentioned(struct.pack("!I", 16505))
+    assert RedshiftTypes.from_names({"super": 16000}) is None
+
+
+def test_varbyte_text_becomes_hexadecimal_and_other_columns_stay():
+    varbyte = ((0, VARBYTE_TEXT), (2, VARBYTE_TEXT), (3, VARBYTE_TEXT))
+    assert data_row(row(b"\\x6162", b"\\x41", None, b""), varbyte) == row(b"6162", b"\\x41", None, b"")
+    # bytea_output = escape: its escapes are read back.
+    assert data_row(row(b"a\\000\\\\\\377"), ((0, VARBYTE_TEXT),)) == row(b"61005cff")
+
+
+def test_time_24_00_is_midnight_and_timetz_is_utc_as_on_redshift_in_text_and_binary():
+    columns = ((0, TIME_24), (1, TIMETZ_UTC))
+    assert data_row(row(b"24:00:00", b"24:00:00-06"), columns) == row(b"00:00:00", b"06:00:00+00")
+    assert data_row(row(b"23:59:59", b"22:44:54.18-07"), columns) == row(b"23:59:59", b"05:44:54.18+00")
+    assert data_row(row(None, b"01:00:00+05:30"), columns) == row(None, b"19:30:00+00")
+    day = struct.pack("!q", 86_400_000_000)
+    assert data_row(row(day, day + struct.pack("!i", 21600)), columns) == \
+        row(bytes(8), struct.pack("!qi", 6 * 3_600_000_000, 0))
+    assert data_row(row(b"23:59:59", None), columns) is None
+    assert data_row(row(b"x", b"noon"), columns) is None
+
+
+def test_parse_types_and_bind_values_of_redshifts_intervals():
+    param_types = struct.pack("!HIIII", 4, 23, 1188, 1190, 6551)
+    sent, intervals = parse_types(param_types, TYPES)
+    assert sent == struct.pack("!HIIII", 4, 23, 16502, 16503, 16501)
+    assert intervals == {1: 1188, 2: 1190}
+    assert parse_types(struct.pack("!HI", 1, 23), TYPES) is None
+    values = [struct.pack("!i", 7), struct.pack("!i", -13), struct.pack("!q", -(2**63)), b"ab"]
+    bind = b"p\0s\0" + struct.pack("!hhhhh", 4, 1, 1, 1, 0) + struct.pack("!h", 4) + b"".join(
+        struct.pack("!i", len(v)) + v for v in values) + struct.pack("!hh", 1, 1)
+    converted = [struct.pack("!i", 7), struct.pack("!qii", 0, 0, -13), struct.pack("!qii", -(2**63), 0, 0), b"ab"]
+    assert bind_intervals(bind, intervals) == b"p\0s\0" + struct.pack("!hhhhh", 4, 1, 1, 1, 0) + struct.pack("!h", 4) \
+        + b"".join(struct.pack("!i", len(v)) + v for v in converted) + struct.pack("!hh", 1, 1)
+    # Text values, and NULLs, are PostgreSQL's to read as they are.
+    text = b"\0s\0" + struct.pack("!hh", 0, 2) + struct.pack("!i", 4) + b"1-1 " + struct.pack("!i", -1) + b"\0\0"
+    assert bind_intervals(text, intervals) == text
+
+
+def test_parameter_description_and_malformed_messages():
+    assert parameter_description(struct.pack("!HII", 2, 16504, 25), TYPES) == struct.pack("!HII", 2, 702, 25)
+    assert parameter_description(struct.pack("!HI", 1, 25), TYPES) is None
+    with pytest.raises(ProtocolViolation):
+        row_description(struct.pack("!h", 1) + b"a\0\0", TYPES)
+    with pytest.raises(ProtocolViolation):
+        parse_types(struct.pack("!HI", 2, 23), TYPES)

@@ -636,8 +636,9 @@ def _type_synonym(tokens: list[Token], index: int) -> tuple[int, int, str] | Non
     BINARY VARYING (never valid in PostgreSQL) and VARBINARY (an ordinary name: only where a
     type stands) -> varbyte; INTERVAL YEAR TO MONTH and INTERVAL DAY TO SECOND (INTERVAL
     followed by a unit is a type; its literals have a string first) -> intervaly2m and
-    intervald2s. Redshift allows no precision on them (UNVERIFIED); a (p) after SECOND stays
-    for PostgreSQL to refuse."""
+    intervald2s. Redshift takes a fractional precision after SECOND (AWS's driver tests make
+    `interval day to second (4)` columns); intervald2s has no type modifier, so the (p) is
+    dropped: its values keep microseconds (a difference from Redshift, in the docs)."""
     token = tokens[index]
     following = [t.word for t in tokens[index + 1:index + 4]]
     before = tokens[index - 1] if index else None
@@ -647,7 +648,12 @@ def _type_synonym(tokens: list[Token], index: int) -> tuple[int, int, str] | Non
             _is(before, "::") or before.word == "AS" or before.name in _TYPE_AFTER or before.kind in _ALIAS_KINDS):
         return token.start, token.end, "pg_catalog.varbyte"
     if token.word == "INTERVAL" and following in (["YEAR", "TO", "MONTH"], ["DAY", "TO", "SECOND"]):
-        return token.start, tokens[index + 3].end, f"pg_catalog.interval{'y2m' if following[0] == 'YEAR' else 'd2s'}"
+        last = index + 3
+        precision = tokens[last + 1:last + 4]
+        if following[0] == "DAY" and len(precision) == 3 and _is(precision[0], "(") and _is(precision[2], ")") \
+                and precision[1].text.isdigit():
+            last += 3
+        return token.start, tokens[last].end, f"pg_catalog.interval{'y2m' if following[0] == 'YEAR' else 'd2s'}"
     return None
 
 

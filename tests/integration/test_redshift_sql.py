@@ -294,8 +294,9 @@ def test_redshift_column_types_are_accepted(conn):
                  " v character varying(6), w text, x date, y timestamp, z timestamp without time zone,"
                  " aa timestamptz, ab timestamp with time zone, ac time, ad timetz, ae time with time zone,"
                  " af interval year to month, ag interval day to second, ah varbyte, ai varbyte(10),"
-                 " aj varbinary(5), ak binary varying(4), al intervaly2m, am intervald2s)")
-    assert len(conn.execute("SELECT * FROM t2").description) == 39
+                 " aj varbinary(5), ak binary varying(4), al intervaly2m, am intervald2s,"
+                 " ap interval day to second (4))")
+    assert len(conn.execute("SELECT * FROM t2").description) == 40
     conn.execute("ALTER TABLE t2 ADD COLUMN an varbinary")
     conn.execute("ALTER TABLE t2 ADD COLUMN ao interval year to month")
     conn.execute("INSERT INTO t2 (ai, aj, ak, an, af, ag, al, am, ao) VALUES ('abc', 'd', from_hex('ff'), 'e',"

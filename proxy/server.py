@@ -288,14 +288,20 @@ class Proxy:
         goodbye = m.error_response(
             "FATAL", CRASH_SHUTDOWN, "terminating connection because the cluster's database server stopped",
             hint="In a moment you should be able to reconnect to the database and repeat your command.")
+        ended = self._end_sessions(goodbye)
+        if ended:
+            log.error("closed %d open sessions; logins are refused until the server runs again", ended)
+
+    def _end_sessions(self, goodbye: bytes) -> int:
+        """Every open session ends with goodbye, and the backend sessions kept idle for the next
+        client (both pool modes) close; how many open sessions ended."""
         sessions = list(self.context.sessions)
         for session in sessions:
             session.relay.close(goodbye)
         self.context.pool.close()
         if self.context.transactions is not None:
             self.context.transactions.prune(0)
-        if sessions:
-            log.error("closed %d open sessions; logins are refused until the server runs again", len(sessions))
+        return len(sessions)
 
     def _backend_up(self) -> None:
         if self.context.metrics is not None:
@@ -323,15 +329,9 @@ class Proxy:
         if rebooted:
             # UNVERIFIED: what a Redshift client is told when its cluster reboots; PostgreSQL's
             # words for a server ending sessions on an administrator's command.
-            goodbye = m.error_response("FATAL", ADMIN_SHUTDOWN, "terminating connection due to administrator command")
-            sessions = list(self.context.sessions)
-            for session in sessions:
-                session.relay.close(goodbye)
-            self.context.pool.close()
-            if self.context.transactions is not None:
-                self.context.transactions.prune(0)
-            log.warning("cluster rebooted: ended %d sessions; parameter group %s in force",
-                        len(sessions), state.applied_group)
+            ended = self._end_sessions(m.error_response("FATAL", ADMIN_SHUTDOWN,
+                                                        "terminating connection due to administrator command"))
+            log.warning("cluster rebooted: ended %d sessions; parameter group %s in force", ended, state.applied_group)
         self.context.cluster = ClusterSettings(state.applied)
         self.audit.delivery = self._log_delivery(state.logging)
 

@@ -52,7 +52,7 @@ from .policy import encoding
 from .policy.errors import redshift_wording
 from .policy.pinning import session_effect
 from .policy.identifiers import IdentifierCase
-from .policy.statements import PROTECTION_TAGS, Action, Denial, Plan, databases_to_vacate
+from .policy.statements import PRIVATE_SCHEMA, PROTECTION_TAGS, Action, Denial, Plan, databases_to_vacate
 from .protocol import messages as m
 from .protocol import redshift_types as rt
 from .protocol.pipeline import BARE, CLOSE, DESCRIBE, EXECUTE, OPENERS, PARSE, QUERY, Entry, Pipeline, entry
@@ -328,6 +328,11 @@ def typed_unused(parse: m.Parse) -> m.Parse:
     return m.Parse(parse.name, parse.sql, struct.pack(f"!H{count}I", count, *types))
 # How long a ReadyForQuery waits for the proxy to read a change of masking or row-level security.
 PROTECTION_READ_SECONDS = 5.0
+# How long a statement reading the audit tables waits for the records queued before it.
+AUDIT_WAIT_SECONDS = 5.0
+# The audit tables as the catalog-view rewrite names them (policy/statements.py).
+_AUDIT_VIEWS = tuple(f"{PRIVATE_SCHEMA}.{name}" for name in (
+    "stl_connection_log", "sys_connection_log", "stl_query", "sys_query_history"))
 
 
 class Relay:
@@ -340,7 +345,8 @@ class Relay:
                  keep_backend: bool = False, standard_strings: bool = True,
                  protection_moved: Callable[[], Awaitable[None]] | None = None,
                  on_vacate_database: Callable[[str], None] | None = None, lender: Lender | None = None,
-                 identifier_case: IdentifierCase = IdentifierCase(), redshift_types: rt.RedshiftTypes | None = None):
+                 identifier_case: IdentifierCase = IdentifierCase(), redshift_types: rt.RedshiftTypes | None = None,
+                 audit_caught_up: Callable[[], Awaitable[None]] | None = None):
         self.client = client
         # The session's enable_case_sensitive_identifier (policy/identifiers.py): the proxy
         # keeps it, PostgreSQL has no such setting; a plan says when a statement changes it.
@@ -377,6 +383,11 @@ class Relay:
         self._protection_moved = protection_moved
         self._protecting = False
         self._holding: asyncio.Task | None = None
+        # A statement reading the audit tables waits until the proxy has written what it queued
+        # before it (AuditWriter.caught_up); the client's messages wait with it.
+        self._audit_caught_up = audit_caught_up
+        self._reads_audit = False
+        self._audit_wait: asyncio.Task | None = None
         self._statement_tags: dict[bytes, bytes] = {}
         self._portal_tags: dict[bytes, bytes] = {}
         # For the statement log: prepared statements' SQL, and the portals bound to them (with
@@ -495,8 +506,9 @@ class Relay:
         elif not self.backend_kept:
             self.backend.close()
         self._from_client.write = _drop  # what remains of the client's packet goes nowhere
-        if self._holding is not None:
-            self._holding.cancel()
+        for task in (self._holding, self._audit_wait):
+            if task is not None:
+                task.cancel()
         if not self._done.done():
             self._done.set_result(None)
 
@@ -754,8 +766,12 @@ class Relay:
         self._feed_client(data)
 
     def _feed_client(self, data: bytes) -> None:
+        self._guarded(self._from_client.feed, data)
+
+    def _guarded(self, feed: Callable, *data: bytes) -> None:
+        """Client bytes to the message stream; a malformed message ends the connection."""
         try:
-            self._from_client.feed(data)
+            feed(*data)
         except m.ProtocolViolation as exc:
             self.close(m.error_response("FATAL", PROTOCOL_VIOLATION, str(exc)))
 
@@ -788,12 +804,12 @@ class Relay:
             return None
         if kind == m.F_QUERY:
             self._unnamed = None  # a Query ends the unnamed statement (exec_simple_query)
-            return self._query(body)
+            return self._after_audit(kind, body, self._query(body))
         if kind == m.F_FUNCTION_CALL:
             return self._function_call()
         self._unsynced = True
         if kind == m.F_PARSE:
-            return self._parse(body)
+            return self._after_audit(kind, body, self._parse(body))
         # Bind, Execute, Close: wanted while some prepared statement has a rewritten tag or
         # columns to convert, or for the statement log. Describe: in transaction pooling, and
         # with Redshift's types (see _track_names). A malformed one goes on as it is:
@@ -846,6 +862,31 @@ class Relay:
         self._send(entry(kind, work))
         self._track_names()
         return sent
+
+    def _after_audit(self, kind: int, body: bytes, sent: bytes | None) -> bytes | None:
+        """sent (None: the message as it came), or, for SQL reading the audit tables, nothing
+        now: it goes when the audit records queued before it are written, and what the client
+        sends after it waits until then."""
+        if not self._reads_audit:
+            return sent
+        self._reads_audit = False
+        self._from_client.hold()
+        self._audit_wait = self._loop.create_task(
+            self._send_after_audit(sent if sent is not None else m.message(kind, body)))
+        return b""
+
+    async def _send_after_audit(self, message: bytes) -> None:
+        try:
+            await asyncio.wait_for(self._audit_caught_up(), AUDIT_WAIT_SECONDS)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the backing database away: the statement reads what is there
+            log.warning("could not write the audit records before a statement reading them: %s", exc)
+        self._audit_wait = None
+        if self._done.done():
+            return
+        self._from_client.write(message)
+        self._guarded(self._from_client.release)
 
     def _send(self, sent: Entry) -> None:
         if sent.data is not None and sent.data.tags:
@@ -1039,6 +1080,8 @@ class Relay:
                 pieces.append(f'SELECT FROM pg_catalog."{marker}"')
             else:
                 pieces.append(action.sql)
+                if self._audit_caught_up is not None and any(view in action.sql for view in _AUDIT_VIEWS):
+                    self._reads_audit = True
                 if action.tag is not None:
                     tags[action.index + 1] = action.tag
             cursor = action.end

@@ -67,6 +67,11 @@ class AuditWriter:
         self._last_complaint = 0.0
         self.delivery: LogDelivery | None = None  # set from the cluster's stored state
         self._delivered: dict | None = None  # the last delivery's outcome, not yet recorded
+        # For caught_up: records queued so far, how many of them a finished write has handled,
+        # and the future the next finished write resolves.
+        self._queued = 0
+        self._handled = 0
+        self._written: asyncio.Future | None = None
 
     # ---------------------------------------------------------------- producers (never block)
 
@@ -88,8 +93,21 @@ class AuditWriter:
             self.metrics.audit_dropped.inc()
             return
         queue.append(record)
+        self._queued += 1
         if len(queue) >= 500:
             self._wake.set()
+
+    async def caught_up(self) -> None:
+        """Returns once every record queued before the call is written (or given up on): a
+        statement reading stl_connection_log or stl_query sees the login and the statements
+        before it, as on Redshift, not only what the last batch held."""
+        target = self._queued
+        while self._handled < target and self._task is not None and not self._task.done():
+            if self._written is None:
+                self._written = asyncio.get_running_loop().create_future()
+            written = self._written
+            self._wake.set()
+            await asyncio.shield(written)
 
     # ---------------------------------------------------------------- the background task
 
@@ -119,6 +137,15 @@ class AuditWriter:
             await self._flush()
 
     async def _flush(self) -> None:
+        queued, written, self._written = self._queued, self._written, None
+        try:
+            await self._write()
+        finally:
+            self._handled = queued
+            if written is not None and not written.done():
+                written.set_result(None)
+
+    async def _write(self) -> None:
         connections, self._connections = self._connections, []
         activity, self._activity = self._activity, []
         self._pending_chars = 0

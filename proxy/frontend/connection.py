@@ -807,7 +807,8 @@ class Connection:
                       standard_strings=backend.parameters.get("standard_conforming_strings", "on") == "on",
                       protection_moved=None if moved is None else functools.partial(moved, params.database),
                       on_vacate_database=self.context.vacate_database, lender=self._lender,
-                      identifier_case=IdentifierCase(case_sensitive, case_sensitive), redshift_types=types)
+                      identifier_case=IdentifierCase(case_sensitive, case_sensitive), redshift_types=types,
+                      audit_caught_up=self.context.audit.caught_up if self.context.audit is not None else None)
         if self._lender is not None:
             self._backend = None  # the relay gives it back between transactions
         self.session = Session(pid, key, record.name, params.database, relay,

@@ -159,6 +159,25 @@ def test_visibility_of_the_system_tables(audited):
             admin.execute(f"DROP USER {plain}, {unrestricted}")
 
 
+def test_a_statement_reading_the_logs_sees_what_came_before_it(audited):
+    """Connect, then read stl_connection_log at once (AWS's driver suite does): the login is
+    there, as are the statements before it, without waiting for the writer's next batch."""
+    proxy, _ = audited
+    for _ in range(5):  # each a fresh login, read at once
+        name = unique("app")
+        with proxy.connect(application_name=name) as conn:
+            events = conn.execute("SELECT event FROM stl_connection_log WHERE application_name = %s",
+                                  (name,)).fetchall()  # extended protocol
+            assert sorted(events) == [("authenticated",), ("initiating session",)]
+            conn.execute(f"SELECT '{name} ran'")
+            ran = conn.execute("SELECT count(*) FROM stl_query WHERE querytxt = %s", (f"SELECT '{name} ran'",))
+            assert ran.fetchone() == (1,)
+            # The simple protocol, and a statement after it in the same message.
+            cursor = conn.execute(f"SELECT count(*) FROM sys_connection_log WHERE application_name = '{name}'; "
+                                  "SELECT 'after'", prepare=False)
+            assert cursor.fetchone() == (2,) and cursor.nextset() and cursor.fetchone() == ("after",)
+
+
 def dropped(proxy) -> float:
     text = urllib.request.urlopen(f"http://127.0.0.1:{proxy.api_port}/metrics").read().decode()
     return float(re.search(r"^shiftguard_audit_records_dropped_total (\S+)$", text, re.M).group(1))

@@ -32,7 +32,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-TARGETS = ("direct", "pgbouncer", "shiftguard")
+TARGETS = ("direct", "pgbouncer", "shiftguard", "shiftguard+activity")
+PROXIES = ("pgbouncer", "shiftguard", "shiftguard+activity")
 WORKLOADS = {
     # name: extra pgbench options (always with -n: no vacuum, the roles do not own the tables)
     "-S": ["-S"],
@@ -84,6 +85,38 @@ def host_cpu() -> tuple[int, int] | None:
     except (OSError, ValueError):
         return None
     return sum(values) - values[3] - values[4], sum(values)
+
+
+def rss_kb(pid: int) -> int | None:
+    """Resident memory of one process, KiB."""
+    try:
+        return int(re.search(r"^VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text(), re.M).group(1))
+    except (OSError, AttributeError):
+        return None
+
+
+def postgres_pss_kb(postmaster: int) -> int | None:
+    """Proportional memory of PostgreSQL (the postmaster and every backend; shared buffers are
+    counted once, split among the processes that touched them), KiB."""
+    try:
+        children = Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split()
+    except OSError:
+        return None
+    total = 0
+    for pid in [str(postmaster), *children]:
+        try:
+            total += int(re.search(r"^Pss:\s+(\d+) kB", Path(f"/proc/{pid}/smaps_rollup").read_text(),
+                                   re.M).group(1))
+        except (OSError, AttributeError):
+            pass  # a backend that just ended
+    return total
+
+
+def percentile(values: list[float], p: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
 # ------------------------------------------------------------------------------ processes
@@ -179,6 +212,7 @@ class Setup:
     bin_dir: Path
     procs: Processes
     pg_port: int = 0
+    pg_pid: int | None = None
     sock_dir: Path | None = None
     targets: dict[str, Target] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
@@ -223,6 +257,7 @@ def start_postgres(s: Setup, scale: int, max_connections: int) -> None:
                 check=False, timeout=10)
         return r.returncode == 0
     wait_for(ready, "PostgreSQL", pg, logfile)
+    s.pg_pid = pg.pid
 
     sock = str(s.sock_dir)
     s.versions["postgresql"] = psql(s.bin_dir, sock, s.pg_port, "postgres", None, "SELECT version()",
@@ -319,10 +354,13 @@ log_disconnections = 0
 
 
 def start_shiftguard(s: Setup, command: list[str], admin_password: str, pool_mode: str, pool_size: int,
-                     clients: int) -> None:
-    work = s.tmp / "shiftguard"
+                     clients: int, name: str = "shiftguard") -> None:
+    """name "shiftguard+activity": a second shiftguard, its user activity log on (every
+    statement logged before it runs, into the files and stl_query), in front of the same
+    PostgreSQL, so that the log's cost is a row of its own."""
+    work = s.tmp / name
     work.mkdir()
-    s.logs["shiftguard"] = logfile = work / "shiftguard.log"
+    s.logs[name] = logfile = work / "shiftguard.log"
     stdout_path = work / "stdout.log"
     dsn = f"postgresql://{MGMT_USER}:{MGMT_PASSWORD}@127.0.0.1:{s.pg_port}/{DATABASE}?sslmode=disable"
     cmd = command + ["serve", "--data-dir", str(work / "data"), "--listen", "127.0.0.1:0",
@@ -334,26 +372,30 @@ def start_shiftguard(s: Setup, command: list[str], admin_password: str, pool_mod
     env["SHIFTGUARD_LIMITS_MAX_CLIENT_CONNECTIONS"] = str(max(1000, clients + 50))
     # pgbench opens all its connections at once: none is closed to make room for another.
     env["SHIFTGUARD_LIMITS_MAX_UNAUTHENTICATED_CONNECTIONS"] = str(max(250, clients + 50))
+    if name == "shiftguard+activity":
+        env["SHIFTGUARD_AUDIT_USER_ACTIVITY"] = "true"
     s.versions["shiftguard"] = run(command + ["--version"], check=False, env=env).stdout.strip()
-    log(f"starting shiftguard --backend (same PostgreSQL), {pool_mode} pooling")
+    log(f"starting {name} --backend (same PostgreSQL), {pool_mode} pooling")
     # cwd is the temp dir: no config/shiftguard.yaml is picked up, the documented defaults apply.
     with open(stdout_path, "wb") as out, open(logfile, "ab") as err:
-        proc = s.procs.popen("shiftguard", cmd, cwd=work, env=env, stdin=subprocess.DEVNULL,
+        proc = s.procs.popen(name, cmd, cwd=work, env=env, stdin=subprocess.DEVNULL,
                              stdout=out, stderr=err)
 
     def listening() -> int | None:
         text = stdout_path.read_text(errors="replace")
         match = re.search(r"^listening on 127\.0\.0\.1:(\d+)$", text, re.M)
         return int(match.group(1)) if match and "api listening on" in text else None
-    port = wait_for(listening, "shiftguard", proc, logfile, timeout=90)
-    log(f"shiftguard listening on 127.0.0.1:{port}")
+    port = wait_for(listening, name, proc, logfile, timeout=90)
+    log(f"{name} listening on 127.0.0.1:{port}")
     # The bench user is a shiftguard user: created through shiftguard by its admin, which makes
-    # the PostgreSQL role of the same name. The tables' owner then grants it SELECT.
-    psql(s.bin_dir, "127.0.0.1", port, "awsuser", admin_password,
-         f"CREATE USER {SG_USER} PASSWORD '{BENCH_PASSWORD}'")
-    psql(s.bin_dir, str(s.sock_dir), s.pg_port, "postgres", None,
-         f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {SG_USER}")
-    s.targets["shiftguard"] = Target("shiftguard", port, SG_USER, BENCH_PASSWORD, proc.pid)
+    # the PostgreSQL role of the same name (once: both shiftguards share the catalog). The
+    # tables' owner then grants it SELECT.
+    if not any(other.startswith("shiftguard") for other in s.targets):
+        psql(s.bin_dir, "127.0.0.1", port, "awsuser", admin_password,
+             f"CREATE USER {SG_USER} PASSWORD '{BENCH_PASSWORD}'")
+        psql(s.bin_dir, str(s.sock_dir), s.pg_port, "postgres", None,
+             f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {SG_USER}")
+    s.targets[name] = Target(name, port, SG_USER, BENCH_PASSWORD, proc.pid)
 
 
 def check_targets(s: Setup, scale: int) -> None:
@@ -379,6 +421,11 @@ class Result:
     latency_ms: float | None = None
     conn_ms: float | None = None
     proxy_cpu: float | None = None     # proxy CPU seconds / wall seconds (1.0 = one core)
+    cpu_us: float | None = None        # proxy CPU µs per transaction
+    p50_ms: float | None = None        # transaction latency percentiles (pgbench --log)
+    p99_ms: float | None = None
+    proxy_rss_mb: float | None = None  # at the end of the run
+    postgres_mb: float | None = None   # PostgreSQL's proportional memory at the end of the run
     host_busy: float | None = None     # share of all CPUs busy during the run (any process)
     errors: list[str] = field(default_factory=list)
 
@@ -390,9 +437,14 @@ def _num(pattern: str, text: str, cast=float):
 
 def pgbench(s: Setup, t: Target, workload: str, rep: int, args) -> Result:
     duration = args.warmup if rep < 0 else args.duration
+    logs = s.tmp / "pgbench-log"
+    shutil.rmtree(logs, ignore_errors=True)
+    logs.mkdir()
+    # Every transaction's latency (a sample of them at many clients), for the percentiles.
     cmd = [str(s.bin_dir / "pgbench"), "-n", *WORKLOADS[workload], "-c", str(args.clients),
            "-j", str(args.jobs), "-T", str(duration), "-h", "127.0.0.1", "-p", str(t.port),
-           "-U", t.user, DATABASE]
+           "-U", t.user, "--log", f"--log-prefix={logs / 'tx'}", f"--sampling-rate={args.sampling_rate}",
+           DATABASE]
     cpu0, wall0, host0 = (cpu_seconds(t.pid) if t.pid else None), time.monotonic(), host_cpu()
     proc = s.procs.popen("pgbench", cmd, env=client_env(t.password), stdin=subprocess.DEVNULL,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -412,12 +464,80 @@ def pgbench(s: Setup, t: Target, workload: str, rep: int, args) -> Result:
                conn_ms=_num(r"^average connection time = ([\d.]+) ms", text))
     if cpu0 is not None and cpu1 is not None:
         r.proxy_cpu = (cpu1 - cpu0) / (wall1 - wall0)
+        if r.transactions:
+            r.cpu_us = (cpu1 - cpu0) / r.transactions * 1e6
+    if t.pid:
+        rss = rss_kb(t.pid)
+        r.proxy_rss_mb = rss / 1024 if rss is not None else None
+    pss = postgres_pss_kb(s.pg_pid) if s.pg_pid else None
+    r.postgres_mb = pss / 1024 if pss is not None else None
+    latencies = []
+    for path in logs.glob("tx*"):  # client transaction_no latency_us script epoch epoch_us
+        for line in path.read_text(errors="replace").splitlines():
+            fields = line.split()
+            if len(fields) >= 3 and fields[2].isdigit():
+                latencies.append(int(fields[2]) / 1000)
+    r.p50_ms, r.p99_ms = percentile(latencies, 50), percentile(latencies, 99)
     if host0 and host1 and host1[1] > host0[1]:
         r.host_busy = (host1[0] - host0[0]) / (host1[1] - host0[1])
     r.errors = [line for line in err.splitlines() if line.strip()
                 and not line.startswith(("pgbench (", "starting vacuum", "transaction type"))]
     r.ok = proc.returncode == 0 and r.tps is not None and not r.failed and not r.errors
     return r
+
+
+# ------------------------------------------------------------------------------ idle clients
+
+def idle_clients(s: Setup, t: Target, count: int) -> dict:
+    """Log count clients in to a proxy and leave them idle: its resident memory before and
+    with them, per client, and how long the logins took (asyncpg, 100 logins at a time)."""
+    import asyncio
+
+    import asyncpg
+
+    async def connect_all() -> tuple[list, float]:
+        gate = asyncio.Semaphore(100)
+
+        async def one():
+            async with gate:
+                return await asyncpg.connect(host="127.0.0.1", port=t.port, user=t.user, password=t.password,
+                                             database=DATABASE, ssl=False, timeout=120)
+        start = time.monotonic()
+        conns = await asyncio.gather(*(one() for _ in range(count)), return_exceptions=True)
+        return conns, time.monotonic() - start
+
+    async def measure() -> dict:
+        before = rss_kb(t.pid)
+        conns, took = await connect_all()
+        good = [c for c in conns if not isinstance(c, BaseException)]
+        failures = [c for c in conns if isinstance(c, BaseException)]
+        await asyncio.sleep(2)  # settled
+        with_them = rss_kb(t.pid)
+        pss = postgres_pss_kb(s.pg_pid) if s.pg_pid else None
+        # every one of them still answers
+        answered = sum(1 for v in await asyncio.gather(*(c.fetchval("SELECT 1") for c in good),
+                                                        return_exceptions=True) if v == 1)
+        await asyncio.gather(*(c.close() for c in good), return_exceptions=True)
+        return {"target": t.name, "clients": count, "connected": len(good), "answered": answered,
+                "errors": sorted({type(e).__name__ + ": " + str(e)[:120] for e in failures})[:3],
+                "login_s": took, "rss_before_mb": before / 1024, "rss_with_mb": with_them / 1024,
+                "kb_per_client": (with_them - before) / max(1, len(good)),
+                "postgres_mb": pss / 1024 if pss is not None else None}
+    return asyncio.run(measure())
+
+
+def idle_report(rows: list[dict]) -> str:
+    lines = ["Idle clients (logged in, then idle; asyncpg): the proxy's resident memory before and with",
+             "them, per client; PostgreSQL's proportional memory with them; how long the logins took.",
+             f"{'target':<21}{'clients':>8}{'connected':>10}{'answered':>9}{'login s':>9}{'MB before':>10}"
+             f"{'MB with':>9}{'KB/client':>10}{'PG MB':>7}"]
+    for r in rows:
+        lines.append(f"{r['target']:<21}{r['clients']:>8}{r['connected']:>10}{r['answered']:>9}{r['login_s']:>9.1f}"
+                     f"{r['rss_before_mb']:>10.1f}{r['rss_with_mb']:>9.1f}{r['kb_per_client']:>10.1f}"
+                     f"{fmt(r['postgres_mb']):>7}")
+        for e in r["errors"]:
+            lines.append(f"    {e}")
+    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------------ report
@@ -435,27 +555,36 @@ def _pct(values: list[float]) -> str:
     return f"{statistics.median(values) * 100:.0f}%" if values else "-"
 
 
+def _median(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
 def report(results: list[Result], targets: list[str], workloads: list[str]) -> str:
     lines = []
-    head = f"{'workload':<16}" + "".join(f"{t + ' tps':>17}" for t in targets)
-    ratios = [("sg/direct", "direct"), ("sg/pgbouncer", "pgbouncer")] if "shiftguard" in targets else []
-    ratios = [(label, base) for label, base in ratios if base in targets]
-    head += "".join(f"{label:>14}" for label, _ in ratios)
+    width = max(17, max(len(t) for t in targets) + 5)
+    head = f"{'workload':<16}" + "".join(f"{t + ' tps':>{width}}" for t in targets)
+    ratios = [(f"{'sg' if sg == 'shiftguard' else 'sg+act'}/{base[:3]}", sg, base)
+              for sg in ("shiftguard", "shiftguard+activity")
+              for base in ("direct", "pgbouncer") if sg in targets and base in targets]
+    head += "".join(f"{label:>14}" for label, _, _ in ratios)
     lines += [head]
     for w in workloads:
         med = {t: median_tps(results, w, t) for t in targets}
-        row = f"{w:<16}" + "".join(f"{fmt(med[t]):>17}" for t in targets)
-        for _, base in ratios:
-            a, b = med["shiftguard"], med[base]
+        row = f"{w:<16}" + "".join(f"{fmt(med[t]):>{width}}" for t in targets)
+        for _, sg, base in ratios:
+            a, b = med[sg], med[base]
             row += f"{(format(a / b, '.2f') if a and b else 'n/a'):>14}"
         lines.append(row)
     lines.append("")
     lines.append("Per run: tps in run order (* = run with errors, excluded from the median); spread =")
-    lines.append("(max-min)/median; lat/conn ms = pgbench latency average / average connection time")
-    lines.append("(medians); proxy CPU = the proxy process's CPU time / wall time (100% = one core);")
-    lines.append("host CPU = share of all CPUs busy during the run, any process (medians).")
-    lines.append(f"{'workload':<16}{'target':<12}{'runs':<44}{'min-max spread':>15}"
-                 f"{'lat ms':>8}{'conn ms':>9}{'proxy CPU':>10}{'host CPU':>9}")
+    lines.append("(max-min)/median; lat ms = pgbench latency average, p50/p99 of the transactions' latencies;")
+    lines.append("conn ms = average connection time; proxy CPU = the proxy process's CPU time / wall time")
+    lines.append("(100% = one core) and per transaction (µs/tx); host CPU = share of all CPUs busy during")
+    lines.append("the run, any process; proxy MB = its resident memory, PG MB = PostgreSQL's proportional")
+    lines.append("memory (all its processes), at the end of the runs (medians).")
+    lines.append(f"{'workload':<16}{'target':<21}{'runs':<36}{'spread':>8}{'lat ms':>8}{'p50':>7}{'p99':>8}"
+                 f"{'conn ms':>9}{'proxy CPU':>10}{'µs/tx':>7}{'host CPU':>9}{'proxy MB':>9}{'PG MB':>7}")
     for w in workloads:
         for t in targets:
             rs = [r for r in results if r.workload == w and r.target == t and r.rep >= 0]
@@ -463,12 +592,14 @@ def report(results: list[Result], targets: list[str], workloads: list[str]) -> s
             good = [r.tps for r in rs if r.ok]
             spread = (f"{(max(good) - min(good)) / statistics.median(good) * 100:.1f}%"
                       if len(good) > 1 else "n/a")
-            lat = statistics.median([r.latency_ms for r in rs if r.latency_ms is not None] or [0]) or None
-            conn = statistics.median([r.conn_ms for r in rs if r.conn_ms is not None] or [0]) or None
             cpu = [r.proxy_cpu for r in rs if r.proxy_cpu is not None]
             busy = [r.host_busy for r in rs if r.host_busy is not None]
-            lines.append(f"{w:<16}{t:<12}{runs:<44}{spread:>15}{fmt(lat, '.3f'):>8}"
-                         f"{fmt(conn, '.3f'):>9}{_pct(cpu):>10}{_pct(busy):>9}")
+            lines.append(f"{w:<16}{t:<21}{runs:<36}{spread:>8}{fmt(_median([r.latency_ms for r in rs]), '.3f'):>8}"
+                         f"{fmt(_median([r.p50_ms for r in rs]), '.2f'):>7}{fmt(_median([r.p99_ms for r in rs]), '.2f'):>8}"
+                         f"{fmt(_median([r.conn_ms for r in rs]), '.3f'):>9}{_pct(cpu):>10}"
+                         f"{fmt(_median([r.cpu_us for r in rs]), '.1f'):>7}{_pct(busy):>9}"
+                         f"{fmt(_median([r.proxy_rss_mb for r in rs]), '.0f'):>9}"
+                         f"{fmt(_median([r.postgres_mb for r in rs]), '.0f'):>7}")
     bad = [r for r in results if not r.ok]
     if bad:
         lines.append("")
@@ -548,6 +679,11 @@ def parse_args(argv=None):
     p.add_argument("--pg-bin", default="/usr/lib/postgresql/15/bin", help="PostgreSQL binaries")
     p.add_argument("--shiftguard", default=shutil.which("shiftguard") or f"{sys.executable} -m proxy",
                    help="command that runs shiftguard")
+    p.add_argument("--sampling-rate", type=float, default=1.0,
+                   help="share of transactions whose latency pgbench logs, for p50/p99 (lower it for long runs)")
+    p.add_argument("--idle-clients", type=int, default=0,
+                   help="after the runs, log this many clients in to each proxy and leave them idle: "
+                        "memory per idle client (needs transaction pooling in the proxies)")
     p.add_argument("--json", metavar="FILE", help="also write every run's numbers to FILE")
     p.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (data, logs)")
     args = p.parse_args(argv)
@@ -602,18 +738,20 @@ def main(argv=None) -> int:
         resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
         # Room for: -c clients per target (or the pools in transaction pooling), shiftguard's
         # catalog pool, psql.
+        sg_sessions = args.pool_size if args.shiftguard_pool_mode == "transaction" else args.clients
         per_target = [args.clients if "direct" in args.targets else 0,
                       args.pool_size if args.pgbouncer_pool_mode == "transaction" else args.clients,
-                      args.pool_size if args.shiftguard_pool_mode == "transaction" else args.clients]
+                      *(sg_sessions for t in args.targets if t.startswith("shiftguard"))]
         start_postgres(s, args.scale, max_connections=max(100, sum(per_target) + args.clients + 40))
         if "pgbouncer" in args.targets:
             start_pgbouncer(s, pgbouncer_bin, args.pgbouncer_pool_mode,
                             args.pool_size if args.pgbouncer_pool_mode == "transaction" else args.clients + 4,
                             args.clients)
-        if "shiftguard" in args.targets:
-            start_shiftguard(s, args.shiftguard.split(),
-                             os.environ.get("SHIFTGUARD_ADMIN_PASSWORD", SG_ADMIN_DEFAULT_PASSWORD),
-                             args.shiftguard_pool_mode, args.pool_size, args.clients)
+        for name in ("shiftguard", "shiftguard+activity"):
+            if name in args.targets:
+                start_shiftguard(s, args.shiftguard.split(),
+                                 os.environ.get("SHIFTGUARD_ADMIN_PASSWORD", SG_ADMIN_DEFAULT_PASSWORD),
+                                 args.shiftguard_pool_mode, args.pool_size, args.clients, name)
         check_targets(s, args.scale)
         targets = [t for t in TARGETS if t in args.targets]
         total = len(args.workloads) * len(targets) * args.reps
@@ -637,7 +775,7 @@ def main(argv=None) -> int:
                     log(f"rep {rep + 1}/{args.reps} {w:<15} {t:<11} tps {fmt(r.tps):>7}{extra}"
                         f"{'' if r.ok else '  ERRORS: ' + '; '.join(r.errors[:2])}")
             for t in targets:
-                if "shiftguard" == t or "pgbouncer" == t:
+                if t in PROXIES:
                     proc = next(p for n, p, _ in procs.started if n == t)
                     if proc.poll() is not None:
                         raise BenchError(f"{t} exited ({proc.returncode}) during the run:\n{tail(s.logs[t])}")
@@ -649,9 +787,17 @@ def main(argv=None) -> int:
                   args.pgbouncer_pool_mode, args.shiftguard_pool_mode) else ""))
         print()
         print(report(results, targets, args.workloads))
+        idle = []
+        for t in targets:
+            if args.idle_clients and t in PROXIES:
+                log(f"{args.idle_clients} idle clients on {t}")
+                idle.append(idle_clients(s, s.targets[t], args.idle_clients))
+        if idle:
+            print()
+            print(idle_report(idle))
         print()
         print(versions_text(s))
-        for name in ("shiftguard", "pgbouncer"):
+        for name in PROXIES:
             path = s.logs.get(name)
             if path is not None:
                 noisy = [line for line in path.read_text(errors="replace").splitlines()
@@ -660,7 +806,7 @@ def main(argv=None) -> int:
                     print(f"\n{name} log: {len(noisy)} error/warning lines, first ones:")
                     print("\n".join("  " + line for line in noisy[:10]))
         if args.json:
-            Path(args.json).write_text(json.dumps([r.__dict__ for r in results], indent=1))
+            Path(args.json).write_text(json.dumps({"runs": [r.__dict__ for r in results], "idle": idle}, indent=1))
         status = 0 if all(r.ok for r in results) else 1
     except BenchError as exc:
         print(f"bench: {exc}", file=sys.stderr)

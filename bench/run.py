@@ -580,10 +580,11 @@ def report(results: list[Result], targets: list[str], workloads: list[str]) -> s
     lines.append("Per run: tps in run order (* = run with errors, excluded from the median); spread =")
     lines.append("(max-min)/median; lat ms = pgbench latency average, p50/p99 of the transactions' latencies;")
     lines.append("conn ms = average connection time; proxy CPU = the proxy process's CPU time / wall time")
-    lines.append("(100% = one core) and per transaction (µs/tx); host CPU = share of all CPUs busy during")
+    lines.append("(100% = one core) and per transaction (µs/tx: all its CPU during the run, the clients'")
+    lines.append("logins included, over the transactions); host CPU = share of all CPUs busy during")
     lines.append("the run, any process; proxy MB = its resident memory, PG MB = PostgreSQL's proportional")
     lines.append("memory (all its processes), at the end of the runs (medians).")
-    lines.append(f"{'workload':<16}{'target':<21}{'runs':<36}{'spread':>8}{'lat ms':>8}{'p50':>7}{'p99':>8}"
+    lines.append(f"{'workload':<16}{'target':<21}{'runs':<36}{'spread':>8}{'lat ms':>10}{'p50':>9}{'p99':>9}"
                  f"{'conn ms':>9}{'proxy CPU':>10}{'µs/tx':>7}{'host CPU':>9}{'proxy MB':>9}{'PG MB':>7}")
     for w in workloads:
         for t in targets:
@@ -594,8 +595,8 @@ def report(results: list[Result], targets: list[str], workloads: list[str]) -> s
                       if len(good) > 1 else "n/a")
             cpu = [r.proxy_cpu for r in rs if r.proxy_cpu is not None]
             busy = [r.host_busy for r in rs if r.host_busy is not None]
-            lines.append(f"{w:<16}{t:<21}{runs:<36}{spread:>8}{fmt(_median([r.latency_ms for r in rs]), '.3f'):>8}"
-                         f"{fmt(_median([r.p50_ms for r in rs]), '.2f'):>7}{fmt(_median([r.p99_ms for r in rs]), '.2f'):>8}"
+            lines.append(f"{w:<16}{t:<21}{runs:<36}{spread:>8}{fmt(_median([r.latency_ms for r in rs]), '.3f'):>10}"
+                         f"{fmt(_median([r.p50_ms for r in rs]), '.2f'):>9}{fmt(_median([r.p99_ms for r in rs]), '.2f'):>9}"
                          f"{fmt(_median([r.conn_ms for r in rs]), '.3f'):>9}{_pct(cpu):>10}"
                          f"{fmt(_median([r.cpu_us for r in rs]), '.1f'):>7}{_pct(busy):>9}"
                          f"{fmt(_median([r.proxy_rss_mb for r in rs]), '.0f'):>9}"
@@ -754,6 +755,12 @@ def main(argv=None) -> int:
                                  args.shiftguard_pool_mode, args.pool_size, args.clients, name)
         check_targets(s, args.scale)
         targets = [t for t in TARGETS if t in args.targets]
+        # First, on proxies that have served nothing yet (a process keeps the memory it once used).
+        idle = []
+        for t in targets:
+            if args.idle_clients and t in PROXIES:
+                log(f"{args.idle_clients} idle clients on {t}")
+                idle.append(idle_clients(s, s.targets[t], args.idle_clients))
         total = len(args.workloads) * len(targets) * args.reps
         est = total * args.duration + (len(args.workloads) * len(targets) * args.warmup if args.warmup else 0)
         log(f"{total} measured runs of {args.duration} s (about {est / 60:.1f} min); "
@@ -787,11 +794,6 @@ def main(argv=None) -> int:
                   args.pgbouncer_pool_mode, args.shiftguard_pool_mode) else ""))
         print()
         print(report(results, targets, args.workloads))
-        idle = []
-        for t in targets:
-            if args.idle_clients and t in PROXIES:
-                log(f"{args.idle_clients} idle clients on {t}")
-                idle.append(idle_clients(s, s.targets[t], args.idle_clients))
         if idle:
             print()
             print(idle_report(idle))

@@ -375,6 +375,26 @@ END
 $$;
 ALTER TYPE pg_catalog.intervaly2m SET (SEND = pg_catalog.intervaly2m_send);
 ALTER TYPE pg_catalog.intervald2s SET (SEND = pg_catalog.intervald2s_send);
+-- INTERVAL DAY TO SECOND (p): the fractional seconds' precision as interval's own type modifier
+-- (PostgreSQL's C functions; the dialect writes intervald2s(32767, p): every field, precision p,
+-- which a column shows as intervald2s(p) and rounds its values to).
+CREATE OR REPLACE FUNCTION pg_catalog.intervald2s_typmod_in(cstring[]) RETURNS integer
+    LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE AS 'intervaltypmodin';
+CREATE OR REPLACE FUNCTION pg_catalog.intervald2s_typmod_out(integer) RETURNS cstring
+    LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE AS 'intervaltypmodout';
+CREATE OR REPLACE FUNCTION pg_catalog.intervald2s(pg_catalog.intervald2s, integer) RETURNS pg_catalog.intervald2s
+    LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE AS 'interval_scale';
+ALTER TYPE pg_catalog.intervald2s SET (TYPMOD_IN = pg_catalog.intervald2s_typmod_in,
+                                       TYPMOD_OUT = pg_catalog.intervald2s_typmod_out);
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_cast WHERE castsource = 'pg_catalog.intervald2s'::pg_catalog.regtype
+                                                     AND casttarget = 'pg_catalog.intervald2s'::pg_catalog.regtype) THEN
+        CREATE CAST (pg_catalog.intervald2s AS pg_catalog.intervald2s)
+            WITH FUNCTION pg_catalog.intervald2s(pg_catalog.intervald2s, integer) AS IMPLICIT;
+    END IF;
+END
+$$;
 ALTER TYPE pg_catalog.abstime SET (SEND = pg_catalog.abstime_send);
 
 -- VARBYTE(n): at most n bytes; a longer value is an error, as for VARCHAR(n) (an explicit cast

@@ -258,7 +258,9 @@ BEGIN
                           WHERE a.attidentity <> '' AND dep.classid = 'pg_class'::regclass AND dep.refobjid = c.oid
                             AND dep.refobjsubid = a.attnum AND dep.deptype = 'i'))::varchar(4000),
                (CASE WHEN k.attnotnull THEN 'NO' ELSE 'YES' END)::varchar(3),
-               format_type(a.atttypid, NULL)::varchar(128),
+               -- INTERVAL DAY TO SECOND (p) shows its precision, as redshift_connector reads it.
+               format_type(a.atttypid, CASE WHEN format_type(a.atttypid, NULL) = 'intervald2s'
+                                            THEN a.atttypmod END)::varchar(128),
                (CASE WHEN a.atttypid IN ('bpchar'::regtype, 'varchar'::regtype) AND a.atttypmod > 0
                      THEN a.atttypmod - 4 END)::integer,
                (CASE a.atttypid WHEN 'int2'::regtype THEN 16 WHEN 'int4'::regtype THEN 32 WHEN 'int8'::regtype THEN 64

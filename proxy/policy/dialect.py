@@ -637,8 +637,7 @@ def _type_synonym(tokens: list[Token], index: int) -> tuple[int, int, str] | Non
     type stands) -> varbyte; INTERVAL YEAR TO MONTH and INTERVAL DAY TO SECOND (INTERVAL
     followed by a unit is a type; its literals have a string first) -> intervaly2m and
     intervald2s. Redshift takes a fractional precision after SECOND (AWS's driver tests make
-    `interval day to second (4)` columns); intervald2s has no type modifier, so the (p) is
-    dropped: its values keep microseconds (a difference from Redshift, in the docs)."""
+    `interval day to second (4)` columns): intervald2s(p), interval's own type modifier."""
     token = tokens[index]
     following = [t.word for t in tokens[index + 1:index + 4]]
     before = tokens[index - 1] if index else None
@@ -653,6 +652,8 @@ def _type_synonym(tokens: list[Token], index: int) -> tuple[int, int, str] | Non
         if following[0] == "DAY" and len(precision) == 3 and _is(precision[0], "(") and _is(precision[2], ")") \
                 and precision[1].text.isdigit():
             last += 3
+            # interval's type modifier: every field (INTERVAL_FULL_RANGE), then the precision.
+            return token.start, tokens[last].end, f"pg_catalog.intervald2s(32767, {int(precision[1].text)})"
         return token.start, tokens[last].end, f"pg_catalog.interval{'y2m' if following[0] == 'YEAR' else 'd2s'}"
     return None
 

@@ -306,6 +306,21 @@ def test_redshift_column_types_are_accepted(conn):
     conn.execute("DROP TABLE t2")
 
 
+def test_interval_day_to_second_keeps_its_precision(conn):
+    """INTERVAL DAY TO SECOND (p): values rounded to p fractional digits, and SHOW COLUMNS says p
+    (redshift_connector's get_columns reads DECIMAL_DIGITS from it)."""
+    table = unique("d2s")
+    conn.execute(f"CREATE TABLE {table} (a interval day to second (2), b interval day to second)")
+    try:
+        conn.execute(f"INSERT INTO {table} VALUES ('1 day 00:00:01.23456', '00:00:01.23456'::interval)")
+        assert conn.execute(f"SELECT a::text, b::text FROM {table}").fetchone() == (
+            "1 day 00:00:01.23", "00:00:01.23456")
+        types = {r[3]: r[7] for r in conn.execute(f"SHOW COLUMNS FROM TABLE dev.public.{table}").fetchall()}
+        assert types == {"a": "intervald2s(2)", "b": "intervald2s"}
+    finally:
+        conn.execute(f"DROP TABLE {table}")
+
+
 def test_show_server_version_answers_as_redshift(proxy, new_user):
     """SHOW server_version through the proxy: Redshift's 8.0.2 for a superuser (what the
     server_version ParameterStatus says), Redshift's refusal for everyone else, and

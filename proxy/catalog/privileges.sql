@@ -922,6 +922,8 @@ DECLARE
     -- (Read before the caller's search_path is set: no operator is looked up after that.)
     v_statement  text := (p_spec::jsonb)->>'statement';
     v_permission text := (p_spec::jsonb)->>'permission';
+    v_routine    boolean := (p_spec::jsonb) ? 'routine';
+    v_noted      boolean;
     v_schema     oid;
     v_before     text[];
 BEGIN
@@ -935,8 +937,72 @@ BEGIN
         PERFORM shiftguard.check_lent(v_schema, v_permission, v_before);
     END IF;
     PERFORM shiftguard.return_create(v_schema);
+    IF v_routine THEN
+        v_noted := shiftguard.note_parameters(p_spec, p_signature, pg_catalog.current_schemas(false));
+    END IF;
 END
 $$;
+
+-- The modifiers a routine's parameters were declared with (numeric(10,5), char(20),
+-- varchar(256)), which PostgreSQL drops and Redshift's SHOW PARAMETERS shows (show.sql), by the
+-- routine and its argument types as they were (a routine dropped and its OID reused for another
+-- signature matches no row). Written only by note_parameters, from what the proxy parsed.
+CREATE TABLE IF NOT EXISTS shiftguard.routine_parameters (
+    routine   oid PRIMARY KEY,
+    signature oid[] NOT NULL,
+    modifiers jsonb NOT NULL
+);
+REVOKE ALL ON shiftguard.routine_parameters FROM PUBLIC;
+GRANT SELECT ON shiftguard.routine_parameters TO PUBLIC;  -- what pg_proc shows anyone, and the modifiers
+
+-- After a CREATE [OR REPLACE] FUNCTION | PROCEDURE that create_lent ran: keep (or, without any,
+-- forget) its parameters' modifiers. The routine is the one of that name the statement just
+-- made or replaced in the schema it went to (written in this transaction, its parameter count
+-- the statement's), owned by the caller; anything else is left alone.
+DROP FUNCTION IF EXISTS shiftguard.note_parameters(text, text, name[]);  -- (it returned void)
+CREATE OR REPLACE FUNCTION shiftguard.note_parameters(p_spec text, p_signature text, p_path name[]) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_spec    jsonb;
+    v_schema  oid;
+    v_routine pg_proc;
+    v_context text;
+BEGIN
+    GET DIAGNOSTICS v_context = PG_CONTEXT;
+    IF split_part(v_context, E'\n', 2) !~ E'^PL/pgSQL function shiftguard\\.create_lent\\(text,text,text\\) line [0-9]+ at assignment$' THEN
+        RAISE EXCEPTION 'permission denied: shiftguard.note_parameters is for shiftguard''s own use' USING ERRCODE = '42501';
+    END IF;
+    IF NOT shiftguard.signed('lend', p_spec, p_signature) THEN
+        RAISE EXCEPTION 'permission denied: not a statement shiftguard signed' USING ERRCODE = '42501';
+    END IF;
+    v_spec := p_spec::jsonb;
+    IF v_spec->>'schema' IS NOT NULL THEN
+        v_schema := to_regnamespace(quote_ident(v_spec->>'schema'));
+    ELSE
+        v_schema := (SELECT oid FROM pg_namespace WHERE nspname = p_path[1]);
+    END IF;
+    DELETE FROM shiftguard.routine_parameters r WHERE NOT EXISTS (SELECT FROM pg_proc p WHERE p.oid = r.routine);
+    IF (SELECT count(*) FROM pg_proc p WHERE p.pronamespace = v_schema AND p.proname = v_spec->>'routine'
+                                         AND age(p.xmin) = 0) <> 1 THEN
+        RETURN false;  -- not one routine for certain (several of the name made in this transaction)
+    END IF;
+    SELECT p.* INTO v_routine FROM pg_proc p
+     WHERE p.pronamespace = v_schema AND p.proname = v_spec->>'routine' AND age(p.xmin) = 0
+       AND pg_has_role(session_user, p.proowner, 'USAGE');
+    IF NOT FOUND THEN
+        RETURN false;
+    ELSIF jsonb_typeof(v_spec->'modifiers') IS DISTINCT FROM 'array'
+            OR jsonb_array_length(v_spec->'modifiers') <> coalesce(cardinality(v_routine.proallargtypes), v_routine.pronargs) THEN
+        DELETE FROM shiftguard.routine_parameters WHERE routine = v_routine.oid;
+        RETURN false;
+    END IF;
+    INSERT INTO shiftguard.routine_parameters
+    VALUES (v_routine.oid, coalesce(v_routine.proallargtypes, v_routine.proargtypes::oid[]), v_spec->'modifiers')
+    ON CONFLICT (routine) DO UPDATE SET signature = excluded.signature, modifiers = excluded.modifiers;
+    RETURN true;
+END
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.note_parameters(text, text, name[]) TO PUBLIC;  -- it checks its caller
 
 -- VACUUM (Redshift's, any mode: policy/privileges.py vacuum_call). Who may: superusers, the
 -- table's owner, holders of the VACUUM system permission (sys:operator); others get Redshift's

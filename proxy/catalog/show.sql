@@ -521,6 +521,7 @@ DECLARE
     v_types oid[] := '{}';
     v_type text;
     v_routine pg_proc;
+    v_modifiers jsonb;
 BEGIN
     IF shiftguard.show_elsewhere(p_database) THEN
         RETURN QUERY EXECUTE shiftguard.show_remote_query('shiftguard.show_parameters("char", text, text, text, text[], text)')
@@ -544,17 +545,25 @@ BEGIN
         RAISE EXCEPTION '% %.%(%) does not exist', CASE p_kind WHEN 'p' THEN 'procedure' ELSE 'function' END,
             p_schema, p_name, array_to_string(p_types, ', ') USING ERRCODE = '42883';
     END IF;
+    -- The modifiers the parameters were declared with (privileges.sql note_parameters): a
+    -- character type's length, a numeric's precision and scale.
+    SELECT r.modifiers INTO v_modifiers FROM shiftguard.routine_parameters r
+     WHERE r.routine = v_routine.oid AND r.signature = coalesce(v_routine.proallargtypes, v_routine.proargtypes::oid[]);
     RETURN QUERY
     SELECT p_database::varchar(128), p_schema::varchar(128), p_name::varchar(128), a.name::varchar(128),
            a.position::integer, a.mode::varchar(128), format_type(a.type, NULL)::varchar(128),
-           NULL::integer, NULL::integer, NULL::integer, NULL::varchar(256)
+           (CASE WHEN a.type IN ('bpchar'::regtype, 'varchar'::regtype) THEN (a.modifiers->>0)::integer END)::integer,
+           (CASE WHEN a.type = 'numeric'::regtype THEN (a.modifiers->>0)::integer END)::integer,
+           (CASE WHEN a.type = 'numeric'::regtype AND a.modifiers->>0 IS NOT NULL
+                 THEN coalesce((a.modifiers->>1)::integer, 0) END)::integer,
+           NULL::varchar(256)
       FROM (SELECT coalesce(nullif(v_routine.proargnames[t.n], ''), '') AS name, t.n AS position,
                    CASE coalesce(v_routine.proargmodes[t.n], 'i') WHEN 'o' THEN 'OUT' WHEN 'b' THEN 'INOUT'
-                        WHEN 't' THEN 'TABLE' ELSE 'IN' END AS mode, t.type
+                        WHEN 't' THEN 'TABLE' ELSE 'IN' END AS mode, t.type, v_modifiers->(t.n::integer - 1) AS modifiers
               FROM unnest(coalesce(v_routine.proallargtypes, v_routine.proargtypes::oid[]))
                    WITH ORDINALITY AS t(type, n)
             UNION ALL
-            SELECT '', 0, 'RETURN', v_routine.prorettype
+            SELECT '', 0, 'RETURN', v_routine.prorettype, NULL
              WHERE v_routine.prokind = 'f' AND v_routine.prorettype <> 'void'::regtype
                AND v_routine.proallargtypes IS NULL) a
      WHERE shiftguard.show_matches(a.name, p_pattern)

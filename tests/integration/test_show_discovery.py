@@ -183,6 +183,42 @@ def test_show_commands_answer_with_redshifts_columns(objects):
         assert {row[2] for row in rows if row[6] == me} == {"seen", "child", "a_b", "axb", "back\\", "backx", "v"}
 
 
+def test_show_parameters_keeps_declared_modifiers(proxy):
+    """Redshift's SHOW PARAMETERS shows a procedure parameter's declared length, precision and
+    scale (redshift_connector's get_procedure_columns reads them); PostgreSQL keeps none, so the
+    proxy notes them when the procedure is made, and a replacement's take over."""
+    schema = unique("prm")
+    with proxy.connect() as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+        try:
+            conn.execute(f"CREATE PROCEDURE {schema}.p(a smallint, b numeric(10,5), c char(20), d varchar(256), "
+                         f"e OUT int) AS $$ BEGIN e := 1; END $$ LANGUAGE plpgsql")
+            rows = conn.execute(f"SHOW PARAMETERS OF PROCEDURE dev.{schema}.p(smallint, numeric, char, varchar)"
+                                ).fetchall()
+            assert [row[3:10] for row in rows] == [
+                ("a", 1, "IN", "smallint", None, None, None),
+                ("b", 2, "IN", "numeric", None, 10, 5),
+                ("c", 3, "IN", "character", 20, None, None),
+                ("d", 4, "IN", "character varying", 256, None, None),
+                ("e", 5, "OUT", "integer", None, None, None)]
+            conn.execute(f"CREATE OR REPLACE PROCEDURE {schema}.p(a smallint, b numeric(12), c char, d varchar, "
+                         f"e OUT int) AS $$ BEGIN e := 2; END $$ LANGUAGE plpgsql")
+            rows = conn.execute(f"SHOW PARAMETERS OF PROCEDURE dev.{schema}.p(smallint, numeric, char, varchar)"
+                                ).fetchall()
+            assert [row[7:10] for row in rows] == [(None, None, None), (None, 12, 0), (1, None, None),  # char is char(1)
+                                                   (None,) * 3, (None,) * 3]
+            # A function's are not kept, as on Redshift (AWS's driver tests expect them so).
+            conn.execute(f"CREATE FUNCTION {schema}.f(x numeric(12)) RETURNS int LANGUAGE sql AS $$ SELECT 1 $$")
+            rows = conn.execute(f"SHOW PARAMETERS OF FUNCTION dev.{schema}.f(numeric)").fetchall()
+            assert [row[3:10] for row in rows] == [("", 0, "RETURN", "integer", None, None, None),
+                                                   ("x", 1, "IN", "numeric", None, None, None)]
+            # Only the proxy's own call notes modifiers.
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="shiftguard's own use"):
+                conn.execute("SELECT shiftguard.note_parameters('{}', '', ARRAY['public']::name[])")
+        finally:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
 def test_show_refusals(objects):
     proxy, me, schema, closed = objects
     with proxy.connect(me, PASSWORD) as conn:

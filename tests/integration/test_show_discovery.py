@@ -219,6 +219,27 @@ def test_show_parameters_keeps_declared_modifiers(proxy):
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
+def test_show_grants_lists_plain_grants_first_then_in_grant_order(proxy):
+    """Within one privilege, SHOW GRANTS ON TABLE lists grants without GRANT OPTION first, then
+    as they were made (the order redshift_connector's get_table_privileges tests expect)."""
+    schema, first, second, boss = unique("ord"), unique("u"), unique("u"), unique("u")
+    with proxy.connect() as conn:
+        for user in (boss, first, second):
+            conn.execute(f"CREATE USER {user} PASSWORD 'Abcdefg1'")
+        conn.execute(f"CREATE SCHEMA {schema}")
+        try:
+            conn.execute(f"CREATE TABLE {schema}.t (x int)")
+            conn.execute(f"GRANT SELECT ON {schema}.t TO {boss} WITH GRANT OPTION")
+            conn.execute(f"GRANT SELECT ON {schema}.t TO {second}")
+            conn.execute(f"GRANT SELECT ON {schema}.t TO {first}")
+            rows = conn.execute(f"SHOW GRANTS ON TABLE dev.{schema}.t").fetchall()
+            assert [(row[6], row[8]) for row in rows if row[4] == "SELECT" and row[6] != "awsuser"] == [
+                (second, False), (first, False), (boss, True)]
+        finally:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+            conn.execute(f"DROP USER {boss}, {first}, {second}")
+
+
 def test_show_refusals(objects):
     proxy, me, schema, closed = objects
     with proxy.connect(me, PASSWORD) as conn:

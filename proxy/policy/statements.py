@@ -576,6 +576,8 @@ def _judge(kind: str, node: dict, raw: dict, statement: str, words: list[str], l
         result = _trusted_only(kind, node, statement)
     if result is None and translator.strict:
         result = _strict_refusal(kind, node)
+    elif result is None and translator.dialect:
+        result = _unsupported_column(kind, node, _PSEUDO_TYPES.__contains__)
     if result is None and kind in _SETS_IN_CLAUSES:  # a function's, role's or database's SET
         result = _client_encoding_set(raw)
     if result is None and ("set_config" in lowered or "u&" in lowered):  # U&"set\005fconfig"
@@ -1371,10 +1373,23 @@ _REDSHIFT_COLUMN_TYPES = frozenset({
 _INTERVAL_RANGES = {6, 7176}  # YEAR TO MONTH, DAY TO SECOND (INTERVAL_MASK in PostgreSQL's datetime.h)
 
 
-def _unsupported_column(kind: str, node: dict) -> Denial | None:
+# PostgreSQL's pseudo-types: no column can have one in PostgreSQL either, so without
+# strict_redshift too they are refused in Redshift's words rather than PostgreSQL's ("column "a"
+# has pseudo-type anyelement").
+_PSEUDO_TYPES = frozenset({
+    "any", "anyelement", "anyarray", "anynonarray", "anyenum", "anyrange", "anymultirange",
+    "anycompatible", "anycompatiblearray", "anycompatiblenonarray", "anycompatiblerange",
+    "anycompatiblemultirange", "cstring", "internal", "language_handler", "fdw_handler",
+    "table_am_handler", "index_am_handler", "tsm_handler", "record", "trigger", "event_trigger",
+    "pg_ddl_command", "void", "unknown",
+})
+
+
+def _unsupported_column(kind: str, node: dict, refused=None) -> Denial | None:
     """Redshift's refusal of a column whose type it does not have (bytea, json, uuid, serial,
-    arrays, pseudo-types, ...), in its words: Column "t1.a" has unsupported type "bytea".
-    The SQLSTATE is UNVERIFIED: 0A000, as for the other features Redshift lacks."""
+    arrays, pseudo-types, ...; refused: only the type names it says), in its words: Column
+    "t1.a" has unsupported type "bytea". The SQLSTATE is UNVERIFIED: 0A000, as for the other
+    features Redshift lacks."""
     if kind == "CreateStmt":
         columns = [(item["ColumnDef"].get("colname", ""), item["ColumnDef"])
                    for item in node.get("tableElts", ()) if "ColumnDef" in item]
@@ -1389,17 +1404,20 @@ def _unsupported_column(kind: str, node: dict) -> Denial | None:
         type_name = column.get("typeName", {})
         names = [name["String"]["sval"] for name in type_name.get("names", ())]
         name = names[-1] if names and len(names) <= 2 and names[0] in (names[-1], "pg_catalog") else ".".join(names)
-        if name == "interval":
+        if refused is not None:
+            if not refused(name):
+                continue
+        elif name == "interval":
             mask = type_name.get("typmods", [{}])[0].get("A_Const", {}).get("ival", {}).get("ival")
-            supported = mask in _INTERVAL_RANGES
-        else:
-            supported = name in _REDSHIFT_COLUMN_TYPES
-        if not supported or type_name.get("arrayBounds") or type_name.get("setof"):
-            shown = name + "[]" * len(type_name.get("arrayBounds", ()))
-            return Denial(sqlstate.FEATURE_NOT_SUPPORTED,
-                          f'Column "{node["relation"].get("relname", "")}.{column_name}" '
-                          f'has unsupported type "{shown}".',
-                          hint="shiftguard refuses it because strict_redshift is on; Redshift would refuse it too")
+            if mask in _INTERVAL_RANGES and not type_name.get("arrayBounds") and not type_name.get("setof"):
+                continue
+        elif name in _REDSHIFT_COLUMN_TYPES and not type_name.get("arrayBounds") and not type_name.get("setof"):
+            continue
+        shown = name + "[]" * len(type_name.get("arrayBounds", ()))
+        return Denial(sqlstate.FEATURE_NOT_SUPPORTED,
+                      f'Column "{node["relation"].get("relname", "")}.{column_name}" has unsupported type "{shown}".',
+                      hint="Redshift would refuse it too" if refused is not None else
+                      "shiftguard refuses it because strict_redshift is on; Redshift would refuse it too")
     return None
 
 

@@ -286,6 +286,17 @@ def test_postgresql_only_column_types_fail_in_redshift_words(conn, column_type, 
     conn.execute("DROP TABLE t1")
 
 
+@pytest.mark.parametrize("column_type", ["anyelement", "record", "cstring", "void", "trigger"])
+def test_pseudo_type_columns_fail_in_redshift_words_without_strict_mode(proxy, column_type):
+    """No column can have a pseudo-type in PostgreSQL either: without strict_redshift the
+    refusal is still Redshift's, as AWS's driver tests expect."""
+    with proxy.connect() as admin:
+        with pytest.raises(psycopg.errors.FeatureNotSupported) as failure:
+            admin.execute(f"CREATE TEMPORARY TABLE t1 (a {column_type})")
+        assert failure.value.diag.message_primary == f'Column "t1.a" has unsupported type "{column_type}".'
+        admin.execute("CREATE TEMPORARY TABLE t1 (a bytea)")  # PostgreSQL's types are taken
+
+
 def test_redshift_column_types_are_accepted(conn):
     """Every Redshift column type spelling PostgreSQL has makes a table under strict_redshift."""
     conn.execute("CREATE TEMPORARY TABLE t2 (a smallint, b int2, c integer, d int, e int4, f bigint, g int8,"

@@ -328,6 +328,8 @@ def typed_unused(parse: m.Parse) -> m.Parse:
     return m.Parse(parse.name, parse.sql, struct.pack(f"!H{count}I", count, *types))
 # How long a ReadyForQuery waits for the proxy to read a change of masking or row-level security.
 PROTECTION_READ_SECONDS = 5.0
+# The few sets of client messages relays always look at, shared (memory per idle client).
+_WANTED_SETS: dict[frozenset, frozenset] = {}
 # How long a statement reading the audit tables waits for the records queued before it.
 AUDIT_WAIT_SECONDS = 5.0
 # The audit tables as the catalog-view rewrite names them (policy/statements.py).
@@ -337,6 +339,19 @@ _AUDIT_VIEWS = tuple(f"{PRIVATE_SCHEMA}.{name}" for name in (
 
 class Relay:
     """Pumps bytes both ways between client and backend and keeps both sides' states."""
+
+    # Slots, not a __dict__: a relay lives as long as its client, idle or not (memory per client).
+    __slots__ = ("_after_parse", "_always_wanted", "_audit_caught_up", "_audit_wait", "_denials",
+                 "_discards", "_done", "_error", "_failing", "_fatal_seen", "_from_backend", "_from_client",
+                 "_held", "_hiding", "_holding", "_lender", "_loop", "_lost_reported", "_on_client_gone",
+                 "_on_parameter", "_on_vacate_database", "_parses", "_pipeline", "_portal_columns",
+                 "_portal_sql", "_portal_statements", "_portal_tags", "_prepared", "_protecting",
+                 "_protection_moved", "_reads_audit", "_release_due", "_result_columns", "_set_bound",
+                 "_set_statement", "_settings", "_settings_pending", "_statement_columns",
+                 "_statement_intervals", "_statement_log", "_statement_sql", "_statement_tags", "_tagged",
+                 "_types", "_unnamed", "_unsynced", "_waiting", "backend", "backend_kept", "backend_session",
+                 "bytes_in", "bytes_out", "cancelling", "classify", "client", "denials", "identifier_case",
+                 "last_activity", "pinned", "standard_strings", "statements", "tx_status")
 
     def __init__(self, client: Endpoint, backend: BackendSession, classify: Callable[[bytes], Plan],
                  max_message_size: int, on_client_gone: Callable[[BackendSession], None] | None = None,
@@ -446,7 +461,8 @@ class Relay:
             client_wanted.update((m.F_BIND, m.F_DESCRIBE, m.F_CLOSE, m.F_EXECUTE))
         if statement_log is not None:
             client_wanted.update(_NAMED)  # Bind, Execute and Close: each execution is a statement
-        self._always_wanted = frozenset(client_wanted)
+        wanted = frozenset(client_wanted)
+        self._always_wanted = _WANTED_SETS.setdefault(wanted, wanted)  # one of a few: shared
         self._from_client = MessageStream(
             self.backend.write, client_wanted, self._client_message, self._client_header, max_message_size,
             counted=_COUNTED_REQUESTS)

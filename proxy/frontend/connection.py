@@ -794,7 +794,7 @@ class Connection:
         if self.context.prepare_database is not None:
             types = await self.context.prepare_database(params.database)
         if types is not None and not params.is_redshift_driver:
-            types = replace(types, shown=False)  # protocol/redshift_types.py says why
+            types = _hidden(types)  # protocol/redshift_types.py says why
         # Plans are for this session's user (S3 tickets are bound to it; policy/s3.py) and database.
         classify = functools.partial(self.context.classify, user=record.name, database=params.database)
         moved = self.context.protection_moved
@@ -817,11 +817,26 @@ class Connection:
         self._started = time.monotonic()
         self._log("initiating session")
         self.client.write(b"".join(greeting))
+        del greeting  # (this frame lives as long as the session)
         relay.start()
         await relay.finished()
         if relay.backend_kept:
             kept, self._backend = backend, None
             self.context.spawn(self.context.pool.give(self._pool_key, kept))
+
+
+# Each database's RedshiftTypes with its OIDs hidden (for clients other than Redshift's drivers),
+# made once rather than per session: its id -> (it, the hidden copy).
+_HIDDEN_TYPES: dict[int, tuple[RedshiftTypes, RedshiftTypes]] = {}
+
+
+def _hidden(types: RedshiftTypes) -> RedshiftTypes:
+    cached = _HIDDEN_TYPES.get(id(types))
+    if cached is None or cached[0] is not types:
+        if len(_HIDDEN_TYPES) > 1000:  # databases' types read again and again: start over
+            _HIDDEN_TYPES.clear()
+        cached = _HIDDEN_TYPES[id(types)] = (types, replace(types, shown=False))
+    return cached[1]
 
 
 class PoolLender:

@@ -48,6 +48,7 @@ from ..backend.pool import SessionPool, pool_key
 from ..backend.txpool import QueryWaitTimeout, TransactionPool, restore_settings
 from ..backend.session import (BackendAddress, BackendRefused, BackendSession, BackendUnavailable,
                                open_session, send_cancel)
+from ..catalog.sources import ColumnSources, DatabaseSources
 from ..catalog.store import BACKEND_FAILURES, Catalog, UserRecord
 from ..config import Config
 from ..endpoint import ConnectionClosed, Endpoint
@@ -150,6 +151,9 @@ class Context:
     # for the session's database, before a transaction that changed them is reported ended
     # (relay.py).
     protection_moved: Callable[[str], Awaitable[None]] | None = None
+    # Where result columns come from, for clients granted Redshift's extended result metadata
+    # (catalog/sources.py; server.py makes it).
+    sources: ColumnSources | None = None
 
     def refuse(self, reason: str) -> None:
         """Count a refused connection, by reason (here and in /metrics)."""
@@ -788,6 +792,11 @@ class Connection:
         for name, value in client_parameters(backend.parameters, self.config.server_version_mode,
                                              record.superuser, self.session_id).items():
             greeting.append(m.parameter_status(name, value))
+        protocol = params.granted_protocol
+        if protocol is not None:
+            # Redshift's answer to client_protocol_version: the protocol the results come in
+            # (frontend/params.py); without it redshift_connector falls back to 0.
+            greeting.append(m.parameter_status("server_protocol_version", str(protocol)))
         greeting.append(m.backend_key_data(pid, key))
         greeting.append(m.ready_for_query(m.TX_IDLE))
         types = None
@@ -795,6 +804,10 @@ class Connection:
             types = await self.context.prepare_database(params.database)
         if types is not None and not params.is_redshift_driver:
             types = replace(types, shown=False)  # protocol/redshift_types.py says why
+        if protocol == 2:
+            types = replace(types or RedshiftTypes({}), binary=True)  # Redshift's binary NUMERIC
+        known = self.context.sources
+        sources = DatabaseSources(known, params.database) if known is not None and protocol else None
         # Plans are for this session's user (S3 tickets are bound to it; policy/s3.py) and database.
         classify = functools.partial(self.context.classify, user=record.name, database=params.database)
         moved = self.context.protection_moved
@@ -807,7 +820,9 @@ class Connection:
                       standard_strings=backend.parameters.get("standard_conforming_strings", "on") == "on",
                       protection_moved=None if moved is None else functools.partial(moved, params.database),
                       on_vacate_database=self.context.vacate_database, lender=self._lender,
-                      identifier_case=IdentifierCase(case_sensitive, case_sensitive), redshift_types=types)
+                      identifier_case=IdentifierCase(case_sensitive, case_sensitive), redshift_types=types,
+                      sources=sources,
+                      on_alter=None if known is None else functools.partial(known.forget, params.database))
         if self._lender is not None:
             self._backend = None  # the relay gives it back between transactions
         self.session = Session(pid, key, record.name, params.database, relay,

@@ -17,6 +17,15 @@ write, so the relay converts them, for every client:
   computes from a zone west of UTC). A DataRow value of those (PostgreSQL's built-in) types is
   rewritten, in text or binary (the two cannot be mistaken: a binary time starts with zero
   bytes, a text one with digits);
+- NUMERIC in binary, for a client granted server protocol 2 (BINARY: redshift_connector then
+  asks for it, numeric_in_binary): Redshift's is the value times 10^scale as a two's-complement
+  integer of 8 bytes (precision up to 18) or 16, the scale the column's type modifier's;
+  PostgreSQL's is base-10000 digits. A DataRow value is rewritten. A column of unconstrained
+  NUMERIC (type modifier -1, an expression's: Redshift gives every NUMERIC a precision and
+  scale) is shown as NUMERIC(38,18), and its values rounded to 18 decimals (UNVERIFIED: Redshift
+  computes each expression's own; 18 keeps what PostgreSQL's division and AVG give, which a
+  NUMERIC(18,0) would round away). A value that does not fit 16 bytes, NaN or an infinity
+  stays PostgreSQL's (the driver refuses it: Redshift has none of them);
 - INTERVAL YEAR TO MONTH and DAY TO SECOND in binary are Redshift's 4-byte months and 8-byte
   microseconds (what redshift_connector's IntervalYearToMonth and IntervalDayToSecond send),
   PostgreSQL's interval receive reads 16 bytes: a Bind parameter of those types is rewritten.
@@ -35,6 +44,9 @@ from .messages import ProtocolViolation, read_cstring
 REDSHIFT_OIDS = {"varbyte": 6551, "intervaly2m": 1188, "intervald2s": 1190, "abstime": 702}
 INTERVAL_Y2M, INTERVAL_D2S = REDSHIFT_OIDS["intervaly2m"], REDSHIFT_OIDS["intervald2s"]
 TIME, TIMETZ = 1083, 1266  # PostgreSQL's (and Redshift's) OIDs of TIME and TIMETZ
+NUMERIC = 1700
+# NUMERIC(38,18) as a type modifier: what an unconstrained NUMERIC column is shown as (above).
+UNCONSTRAINED_NUMERIC = (38 << 16 | 18) + 4
 
 # What a column's values need (row_description, data_row).
 VARBYTE_TEXT, TIME_24, TIMETZ_UTC = "varbyte", "time", "timetz"
@@ -57,6 +69,7 @@ class RedshiftTypes:
 
     to_client: dict[int, int]   # the backend's OID -> Redshift's
     shown: bool = True          # does the client see Redshift's OIDs (else the backend's)?
+    binary: bool = False        # server protocol 2: Redshift's binary NUMERIC
     to_backend: dict[int, int] = field(init=False)
     varbyte: int | None = field(init=False)
     markers: re.Pattern = field(init=False)  # the OIDs as they appear in messages, any of them
@@ -65,7 +78,7 @@ class RedshiftTypes:
         object.__setattr__(self, "to_backend", {rs: ours for ours, rs in self.to_client.items()})
         object.__setattr__(self, "varbyte", self.to_backend.get(REDSHIFT_OIDS["varbyte"]))
         object.__setattr__(self, "markers", re.compile(b"|".join(
-            re.escape(_U32.pack(oid)) for oid in (*self.to_client, TIME, TIMETZ))))
+            re.escape(_U32.pack(oid)) for oid in (*self.to_client, TIME, TIMETZ, *((NUMERIC,) if self.binary else ())))))
 
     @classmethod
     def from_names(cls, oids: dict[str, int]) -> "RedshiftTypes | None":
@@ -78,12 +91,15 @@ class RedshiftTypes:
         return self.markers.search(body) is not None
 
 
-Columns = tuple[tuple[int, str], ...]  # (index, what its values need) for data_row
+# (index, what its values need) for data_row: VARBYTE_TEXT, TIME_24, TIMETZ_UTC, or for a binary
+# NUMERIC the type modifier the client was shown.
+Columns = tuple[tuple[int, str | int], ...]
 
 
 def row_description(body: bytes, types: RedshiftTypes) -> tuple[bytes, Columns] | None:
-    """The RowDescription to send (with Redshift's OIDs if they are shown), and its columns
-    whose values the relay converts (VARBYTE as text, TIME, TIMETZ); None when it has none."""
+    """The RowDescription to send (with Redshift's OIDs if they are shown, an unconstrained
+    NUMERIC's precision and scale under protocol 2), and its columns whose values the relay
+    converts (VARBYTE as text, TIME, TIMETZ, NUMERIC under protocol 2); None when it has none."""
     if len(body) < 2:
         raise ProtocolViolation("malformed RowDescription")
     count = _I16.unpack_from(body)[0]
@@ -98,6 +114,10 @@ def row_description(body: bytes, types: RedshiftTypes) -> tuple[bytes, Columns] 
             converted.append((index, VARBYTE_TEXT))
         elif oid in (TIME, TIMETZ):
             converted.append((index, TIME_24 if oid == TIME else TIMETZ_UTC))
+        elif oid == NUMERIC and types.binary:
+            if modifier < 4:
+                changed, modifier = True, UNCONSTRAINED_NUMERIC
+            converted.append((index, modifier))
         if shown is not None and types.shown:
             changed, oid = True, shown
         out += body[pos:after]
@@ -173,7 +193,7 @@ def bind_intervals(body: bytes, intervals: dict[int, int]) -> bytes:
 def data_row(body: bytes, columns: Columns) -> bytes | None:
     """The DataRow with Redshift's values in those columns, or None if none changes: VARBYTE as
     hexadecimal (bytea's text with its '\\x' taken off, or, under bytea_output = escape, its
-    escapes read), TIME 24:00:00 as 00:00:00, TIMETZ in UTC."""
+    escapes read), TIME 24:00:00 as 00:00:00, TIMETZ in UTC, a binary NUMERIC as Redshift's."""
     if len(body) < 2:
         raise ProtocolViolation("malformed DataRow")
     count = _I16.unpack_from(body)[0]
@@ -191,6 +211,8 @@ def data_row(body: bytes, columns: Columns) -> bytes | None:
                 shown = value[2:] if value.startswith(b"\\x") else _unescape(value).hex().encode()
             elif kind == TIMETZ_UTC:
                 shown = _timetz_utc(value)
+            elif type(kind) is int:
+                shown = _redshift_numeric(value, kind)
             else:
                 shown = b"00" + value[2:] if value.startswith(b"24:00:00") else bytes(8) if value == _MIDNIGHT_24 else value
             if shown != value:
@@ -204,6 +226,38 @@ def data_row(body: bytes, columns: Columns) -> bytes | None:
         return None
     out += body[last:]
     return bytes(out)
+
+
+_NUMERIC_HEAD = struct.Struct("!hhHH")  # PostgreSQL's binary numeric: digits, weight, sign, scale
+_NUMERIC_NEGATIVE = 0x4000
+_I64, _I128 = 1 << 63, 1 << 127
+
+
+def _redshift_numeric(value: bytes, modifier: int) -> bytes:
+    """A NUMERIC value in Redshift's binary form for a column of that type modifier (rounded
+    half away from zero to its scale, as PostgreSQL rounds); a text value (a Query's rows: its
+    first byte a digit, '-', 'N' or 'I', where a binary one's digit count starts with a byte
+    below them) and what Redshift cannot hold stay as they are."""
+    if len(value) < 8 or value[0] >= 0x2D:
+        return value
+    ndigits, weight, sign, _scale = _NUMERIC_HEAD.unpack_from(value)
+    if sign not in (0, _NUMERIC_NEGATIVE) or len(value) != 8 + 2 * ndigits:
+        return value
+    whole = 0
+    for (digit,) in struct.iter_unpack("!H", value[8:]):
+        whole = whole * 10_000 + digit
+    precision, scale = (modifier - 4) >> 16, (modifier - 4) & 0xFFFF
+    shift = 4 * (weight + 1 - ndigits) + scale  # whole * 10^shift is the value times 10^scale
+    if shift >= 0:
+        scaled = whole * 10 ** shift
+    else:
+        scaled, rest = divmod(whole, 10 ** -shift)
+        scaled += 2 * rest >= 10 ** -shift
+    if sign == _NUMERIC_NEGATIVE:
+        scaled = -scaled
+    if precision <= 18 and -_I64 <= scaled < _I64:
+        return scaled.to_bytes(8, "big", signed=True)
+    return scaled.to_bytes(16, "big", signed=True) if -_I128 <= scaled < _I128 else value
 
 
 def _timetz_utc(value: bytes) -> bytes:

@@ -901,8 +901,10 @@ class Relay:
             return None
         self._portal_statements[portal] = statement
         self._portal_columns.pop(portal, None)
+        columns = self._statement_columns.get(statement)
+        texts = rt.bind_text_results(body, columns) if columns and self._types.binary else None
         intervals = self._statement_intervals.get(statement)
-        return rt.bind_intervals(body, intervals) if intervals else None
+        return rt.bind_intervals(texts or body, intervals) if intervals else texts
 
     def _execute(self, portal: bytes) -> _Work | None:
         tag = self._portal_tags.get(portal)

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Iterable
 
 from ..policy.statements import CATALOG_VIEWS, DIALECT_CATALOGS, PRIVATE_SCHEMA
 from ..protocol.result_metadata import EXPRESSION, Source
+from .store import UntrustedDatabase
 
 # (table OID, column number) of a RowDescription field; (0, 0) for an expression's.
 Key = tuple[int, int]
@@ -44,9 +45,14 @@ class ColumnSources:
     def __init__(self, read: Callable[[str, list[Key]], Awaitable[dict[Key, tuple]]]):
         self._read = read  # (database, keys) -> of those found, (schema, table, column, not null, identity)
         self._known: dict[str, dict[Key, Source]] = {}
+        # Databases without a private schema that shiftguard made, where the management role
+        # runs nothing (store.UntrustedDatabase): their columns go unnamed, as expressions'.
+        self._unreadable: set[str] = set()
 
     def known(self, database: str, keys: Iterable[Key]) -> dict[Key, Source] | None:
         """The sources of keys if every one is known (an expression's always is), else None."""
+        if database in self._unreadable:
+            return dict.fromkeys(keys, EXPRESSION)
         known = self._known.get(database, {})
         found = {}
         for key in keys:
@@ -65,7 +71,11 @@ class ColumnSources:
         known = self._known.setdefault(database, {})
         missing = [key for key in keys if key[0] != 0 and key not in known]
         if missing:
-            read = await self._read(database, missing)
+            try:
+                read = await self._read(database, missing)
+            except UntrustedDatabase:
+                self._unreadable.add(database)
+                return dict.fromkeys(keys, EXPRESSION)
             if len(known) + len(read) > MAX_SOURCES:
                 known.clear()
             known.update((key, source(*row)) for key, row in read.items())

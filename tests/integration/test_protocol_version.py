@@ -232,6 +232,17 @@ def test_values_read_the_same_at_every_protocol(proxy, values):
             [[base[0][1], base[0][3], base[0][4], base[0][7]]]
 
 
+def test_aclitem_arrays_read_at_every_protocol(proxy, new_user, values):
+    """PostgreSQL has no binary ACLITEM, which the driver asks for at protocol 2."""
+    user, _ = new_user()
+    with proxy.connect() as conn:
+        conn.execute(f'GRANT SELECT ON {values} TO "{user}"')
+    sql = f"SELECT relacl, relname FROM pg_class WHERE relname = '{values}'"
+    base = fetch(proxy, 0, sql)
+    assert any(item.startswith(f"{user}=r/") for item in base[0][0])
+    assert fetch(proxy, 2, sql) == fetch(proxy, 1, sql) == base
+
+
 @pytest.mark.parametrize("version", PROTOCOLS)
 def test_numeric_expressions_keep_their_value(proxy, version):
     """Redshift gives every NUMERIC a precision and scale; PostgreSQL's expressions have none.

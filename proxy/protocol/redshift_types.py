@@ -10,7 +10,10 @@ where Redshift's are not. Two value forms differ from what PostgreSQL's function
 write, so the relay converts them, for every client:
 
 - VARBYTE as text is plain hexadecimal on Redshift ('6162'), bytea's is '\\x6162': a DataRow
-  column of that type is rewritten (the type has no binary output, so its values are text);
+  column of that type is rewritten (the type has no binary output, so its values are text). To
+  a client granted server protocol 2 Redshift sends the bytes themselves (redshift_connector
+  then asks for VARBYTE in text and reads it with text_recv, not varbytehex_recv; AWS's own
+  datatype tests expect the same values at every protocol), and so does the relay;
 - TIME '24:00:00' is 00:00:00 on Redshift, and TIMETZ values are UTC ("By default, TIMETZ
   values are UTC", Datetime types; it stores 8 bytes, no zone): PostgreSQL keeps 24:00 and each
   TIMETZ's own zone, and redshift_connector cannot make a time of an hour past 23 (which it
@@ -54,7 +57,7 @@ ACLITEM, ACLITEM_ARRAY = 1033, 1034
 UNCONSTRAINED_NUMERIC = (38 << 16 | 18) + 4
 
 # What a column's values need (row_description, data_row).
-VARBYTE_TEXT, TIME_24, TIMETZ_UTC, ACL_ARRAY = "varbyte", "time", "timetz", "aclitem[]"
+VARBYTE_TEXT, VARBYTE_BYTES, TIME_24, TIMETZ_UTC, ACL_ARRAY = "varbyte", "varbyte bytes", "time", "timetz", "aclitem[]"
 _DAY = 86_400_000_000  # microseconds
 _MIDNIGHT_24 = struct.pack("!q", _DAY)  # 24:00:00 in binary
 _TIMETZ_TEXT = re.compile(rb"(\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?([+-])(\d\d)(?::(\d\d))?(?::(\d\d))?")
@@ -96,8 +99,8 @@ class RedshiftTypes:
         return self.markers.search(body) is not None
 
 
-# (index, what its values need) for data_row: VARBYTE_TEXT, TIME_24, TIMETZ_UTC, ACL_ARRAY, or for
-# a binary NUMERIC the type modifier the client was shown.
+# (index, what its values need) for data_row: VARBYTE_TEXT, VARBYTE_BYTES, TIME_24, TIMETZ_UTC,
+# ACL_ARRAY, or for a binary NUMERIC the type modifier the client was shown.
 Columns = tuple[tuple[int, str | int], ...]
 
 
@@ -117,7 +120,7 @@ def row_description(body: bytes, types: RedshiftTypes) -> tuple[bytes, Columns] 
         table, column, oid, size, modifier, fmt = _FIELD_TAIL.unpack_from(body, after)
         shown = types.to_client.get(oid)
         if oid == types.varbyte and fmt == 0:
-            converted.append((index, VARBYTE_TEXT))
+            converted.append((index, VARBYTE_BYTES if types.binary else VARBYTE_TEXT))
         elif oid in (TIME, TIMETZ):
             converted.append((index, TIME_24 if oid == TIME else TIMETZ_UTC))
         elif oid == NUMERIC and types.binary:
@@ -257,8 +260,8 @@ def _binary_text_array(value: bytes, element: int) -> bytes:
 def data_row(body: bytes, columns: Columns) -> bytes | None:
     """The DataRow with Redshift's values in those columns, or None if none changes: VARBYTE as
     hexadecimal (bytea's text with its '\\x' taken off, or, under bytea_output = escape, its
-    escapes read), TIME 24:00:00 as 00:00:00, TIMETZ in UTC, a binary NUMERIC as Redshift's, an
-    ACLITEM[] in binary."""
+    escapes read) or, under protocol 2, its bytes; TIME 24:00:00 as 00:00:00, TIMETZ in UTC; a
+    binary NUMERIC as Redshift's, an ACLITEM[] in binary."""
     if len(body) < 2:
         raise ProtocolViolation("malformed DataRow")
     count = _I16.unpack_from(body)[0]
@@ -274,6 +277,8 @@ def data_row(body: bytes, columns: Columns) -> bytes | None:
             value = body[start:end]
             if kind == VARBYTE_TEXT:
                 shown = value[2:] if value.startswith(b"\\x") else _unescape(value).hex().encode()
+            elif kind == VARBYTE_BYTES:
+                shown = bytes.fromhex(value[2:].decode()) if value.startswith(b"\\x") else _unescape(value)
             elif kind == TIMETZ_UTC:
                 shown = _timetz_utc(value)
             elif type(kind) is int:

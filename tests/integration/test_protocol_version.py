@@ -223,10 +223,8 @@ def test_values_read_the_same_at_every_protocol(proxy, values):
     assert base[0][13:] == ["abc", IntervalYearToMonth(14), IntervalDayToSecond(((3 * 24 + 4) * 3600 + 5 * 60 + 6) * 10**6),
                             datetime.datetime(2022, 6, 10, tzinfo=utc)]
     for version in (1, 2):
-        rows = fetch(proxy, version, sql)
-        # VARBYTE: at protocol 2 the driver returns Redshift's hexadecimal as it is.
-        assert [row[13] for row in rows] == (["616263", "6869", None] if version == 2 else ["abc", "hi", None])
-        assert [row[:13] + row[14:] for row in rows] == [row[:13] + row[14:] for row in base]
+        # VARBYTE: at 0 and 1 hexadecimal that the driver decodes, at 2 the bytes themselves.
+        assert fetch(proxy, version, sql) == base
         # Parameters and prepared statements, too.
         assert fetch(proxy, version, f"SELECT n, d, t, i4 FROM {values} WHERE id = %s", (0,)) == \
             [[base[0][1], base[0][3], base[0][4], base[0][7]]]

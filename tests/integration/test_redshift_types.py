@@ -23,16 +23,10 @@ from .test_data_api import data_client, data_proxy, run  # noqa: F401 (a fixture
 VARBYTE, INTERVALY2M, INTERVALD2S, ABSTIME = 6551, 1188, 1190, 702
 
 
-# The driver's base protocol, in which it decodes VARBYTE's hexadecimal as UTF-8; in protocol 1
-# and 2 (its default) it returns the hexadecimal itself, as against Redshift
-# (test_protocol_version.py).
-BASE_PROTOCOL = {"client_protocol_version": 0}
-
-
 @pytest.fixture
 def rsc(proxy):
     with redshift_connector.connect(host=proxy.host, port=proxy.port, database="dev", user=ADMIN,
-                                    password=ADMIN_PASSWORD, timeout=20, ssl=False, **BASE_PROTOCOL) as conn:
+                                    password=ADMIN_PASSWORD, timeout=20, ssl=False) as conn:
         conn.autocommit = True
         yield conn
 
@@ -187,7 +181,7 @@ def test_prepared_statements_keep_the_types_in_transaction_pooling(make_proxy, n
     def connect():
         # Clients whose startup parameters are alike share sessions: these are all the driver's.
         conn = redshift_connector.connect(host=pooled.host, port=pooled.port, database="dev", user=name,
-                                          password=password, timeout=20, ssl=False, **BASE_PROTOCOL)
+                                          password=password, timeout=20, ssl=False)
         conn.autocommit = True  # each statement its own transaction: the session goes back after it
         return conn
 

@@ -8,8 +8,8 @@ import struct
 import pytest
 
 from proxy.protocol.messages import ProtocolViolation
-from proxy.protocol.redshift_types import (ACL_ARRAY, TIME_24, TIMETZ_UTC, UNCONSTRAINED_NUMERIC, VARBYTE_TEXT,
-                                           RedshiftTypes, bind_intervals, bind_text_results, data_row,
+from proxy.protocol.redshift_types import (ACL_ARRAY, TIME_24, TIMETZ_UTC, UNCONSTRAINED_NUMERIC, VARBYTE_BYTES,
+                                           VARBYTE_TEXT, RedshiftTypes, bind_intervals, bind_text_results, data_row,
                                            parameter_description, parse_types, row_description)
 
 # The backend's OIDs of shiftguard's types, as one database has them.
@@ -137,3 +137,9 @@ def test_aclitem_arrays_go_as_text_and_come_back_as_binary_arrays():
         struct.pack("!i", 7) + b"c d=r/b" + struct.pack("!i", -1)
     assert data_row(row(text, b"{}"), ((0, ACL_ARRAY), (1, ACL_ARRAY))) == \
         row(binary, struct.pack("!iiI", 0, 0, 1033))
+
+
+def test_varbyte_goes_as_its_bytes_under_protocol_2():
+    body = struct.pack("!h", 1) + field(b"vb", 16501)
+    assert row_description(body, BINARY)[1] == ((0, VARBYTE_BYTES),)
+    assert data_row(row(b"\\x6162ff", b"a\\000"), ((0, VARBYTE_BYTES), (1, VARBYTE_BYTES))) == row(b"ab\xff", b"a\0")

@@ -805,7 +805,7 @@ class Connection:
         if types is not None and not params.is_redshift_driver:
             types = replace(types, shown=False)  # protocol/redshift_types.py says why
         if protocol == 2:
-            types = replace(types or RedshiftTypes({}), binary=True)  # Redshift's binary NUMERIC
+            types = replace(types or RedshiftTypes({}), binary=True)  # Redshift's binary forms (redshift_types.py)
         known = self.context.sources
         sources = DatabaseSources(known, params.database) if known is not None and protocol else None
         # Plans are for this session's user (S3 tickets are bound to it; policy/s3.py) and database.

@@ -179,6 +179,28 @@ def test_views_masking_and_catalog_views_are_named_as_the_user_reads_them(proxy,
             conn.execute(f"REVOKE ALL ON {table} FROM {user}")
 
 
+def test_a_table_under_row_level_security_is_named_as_itself(proxy, new_user, table):
+    user, password = new_user()
+    policy = unique("rls")
+    with proxy.connect() as conn:
+        conn.execute(f"INSERT INTO {table} (code, note) VALUES ('b', 'second')")
+        conn.execute(f"GRANT SELECT ON {table} TO {user}")
+        conn.execute(f"CREATE RLS POLICY {policy} WITH (code VARCHAR(10)) USING (code = 'b')")
+        conn.execute(f"ATTACH RLS POLICY {policy} ON {table} TO {user}")
+        conn.execute(f"ALTER TABLE {table} ROW LEVEL SECURITY ON")
+    try:
+        rows = wait_for(lambda: (r := query(proxy, 2, f"SELECT code, note FROM {table}", user, password))[0]
+                        == (["b", "second"],) and r, timeout=5)
+        assert rows, "row-level security did not reach the proxy"
+        assert [c[1:6] for c in rows[1]] == [("public", table, "code", "dev", 1), ("public", table, "note", "dev", 0)]
+    finally:
+        with proxy.connect() as conn:
+            conn.execute(f"ALTER TABLE {table} ROW LEVEL SECURITY OFF")
+            conn.execute(f"DETACH RLS POLICY {policy} ON {table} FROM {user}")
+            conn.execute(f"DROP RLS POLICY {policy}")
+            conn.execute(f"REVOKE ALL ON {table} FROM {user}")
+
+
 # Every type the driver reads in binary at protocol 2 (NUMERIC, DATE, TIME, TIMETZ, its arrays),
 # and Redshift's own. NUMERIC(38) values of at most 28 digits: the driver makes a binary one's
 # Decimal in Python's default context, which rounds to 28 (as against Redshift).

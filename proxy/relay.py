@@ -303,6 +303,7 @@ class ResultSources(Protocol):
     """Where the columns of a session's results come from (catalog/sources.py DatabaseSources)."""
 
     database: str  # the catalog name of a table's column
+    version: int   # changes when what is known is forgotten (DDL)
 
     def known(self, keys: list[tuple[int, int]]) -> dict | None:
         """Each (table OID, column number)'s source if all are known without I/O, else None."""
@@ -376,6 +377,10 @@ class Relay:
         self._sources = sources
         self._on_alter = on_alter
         self._altered = False
+        # RowDescriptions seen (a prepared statement's, again and again) -> the message sent for
+        # each, while the sources' version is the same.
+        self._extended: dict[bytes, bytes] = {}
+        self._extended_version = sources.version if sources is not None else 0
         self._statement_log = statement_log  # the user activity log and stl_query, when enabled
         self._on_parameter = on_parameter    # ParameterStatus from the backend (the connection log)
         self.statements = 0
@@ -1342,10 +1347,21 @@ class Relay:
     def _with_sources(self, body: bytes) -> bytes:
         """A RowDescription with Redshift's extended result metadata: at once when its columns'
         sources are known, else (b"" now) once they are read (_sources_read)."""
+        if self._sources.version != self._extended_version:
+            self._extended.clear()
+            self._extended_version = self._sources.version
+        sent = self._extended.get(body)
+        if sent is not None:
+            return sent
         keys = result_metadata.column_keys(body)
         known = self._sources.known(keys)
         if known is not None:
-            return m.message(m.B_ROW_DESCRIPTION, result_metadata.with_sources(body, known, self._sources.database))
+            sent = m.message(m.B_ROW_DESCRIPTION, result_metadata.with_sources(body, known, self._sources.database))
+            if len(body) <= _MAX_UNMATCHED_SIZE:
+                if len(self._extended) >= _MAX_UNMATCHED:
+                    self._extended.clear()
+                self._extended[body] = sent
+            return sent
         self._from_backend.hold()
         self._holding = self._loop.create_task(self._sources_read(body, keys))
         return b""

@@ -45,6 +45,7 @@ class ColumnSources:
     def __init__(self, read: Callable[[str, list[Key]], Awaitable[dict[Key, tuple]]]):
         self._read = read  # (database, keys) -> of those found, (schema, table, column, not null, identity)
         self._known: dict[str, dict[Key, Source]] = {}
+        self._forgotten: dict[str, int] = {}  # how many times each database's were forgotten
         # Databases without a private schema that shiftguard made, where the management role
         # runs nothing (store.UntrustedDatabase): their columns go unnamed, as expressions'.
         self._unreadable: set[str] = set()
@@ -85,6 +86,11 @@ class ColumnSources:
         """DDL was sent there (or its transaction ended): names, NOT NULL or identity may have
         changed, a relation gone and its OID taken again."""
         self._known.pop(database, None)
+        self._forgotten[database] = self._forgotten.get(database, 0) + 1
+
+    def version(self, database: str) -> int:
+        """Changes when the database's sources are forgotten: what was made of them is stale."""
+        return self._forgotten.get(database, 0)
 
 
 class DatabaseSources:
@@ -93,6 +99,10 @@ class DatabaseSources:
     def __init__(self, sources: ColumnSources, database: str):
         self._sources = sources
         self.database = database
+
+    @property
+    def version(self) -> int:
+        return self._sources.version(self.database)
 
     def known(self, keys: list[Key]) -> dict[Key, Source] | None:
         return self._sources.known(self.database, keys)

@@ -29,7 +29,8 @@ every RowDescription is looked at and gets each column's schema, table, column a
 names (protocol/result_metadata.py), from what catalog/sources.py knows; when it does not know
 them all, what the backend sends after that RowDescription is held while they are read on the
 management role's connection (never in the client's session), as a ReadyForQuery is held for a
-change of masking. DDL that any client sends makes them read again (on_alter).
+change of masking. A RowDescription the session was sent before is answered from a cache. DDL
+that any client sends makes them read again (on_alter).
 
 Transaction pooling (backend.pool_mode: transaction; a Lender is given): the relay is the
 client's, the backend session only lent. It is given back at the ReadyForQuery that leaves the

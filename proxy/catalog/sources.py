@@ -16,7 +16,8 @@ from ..policy.statements import CATALOG_VIEWS, DIALECT_CATALOGS, PRIVATE_SCHEMA
 from ..protocol.result_metadata import EXPRESSION, Source
 from .store import UntrustedDatabase
 
-# (table OID, column number) of a RowDescription field; (0, 0) for an expression's.
+# (table OID, column number) of a RowDescription field; (0, 0) for an expression's (and a column
+# number 0, a whole row's, names no column either).
 Key = tuple[int, int]
 
 # Entries kept per database, at most; past it the database's are dropped and read again.
@@ -57,7 +58,7 @@ class ColumnSources:
         known = self._known.get(database, {})
         found = {}
         for key in keys:
-            if key[0] == 0:
+            if not all(key):
                 found[key] = EXPRESSION
             elif (hit := known.get(key)) is not None:
                 found[key] = hit
@@ -70,7 +71,7 @@ class ColumnSources:
         is gone by then is an expression's, and not kept."""
         keys = set(keys)
         known = self._known.setdefault(database, {})
-        missing = [key for key in keys if key[0] != 0 and key not in known]
+        missing = [key for key in keys if all(key) and key not in known]
         if missing:
             try:
                 read = await self._read(database, missing)
@@ -80,7 +81,7 @@ class ColumnSources:
             if len(known) + len(read) > MAX_SOURCES:
                 known.clear()
             known.update((key, source(*row)) for key, row in read.items())
-        return {key: known.get(key, EXPRESSION) if key[0] != 0 else EXPRESSION for key in keys}
+        return {key: known.get(key, EXPRESSION) for key in keys}
 
     def forget(self, database: str) -> None:
         """DDL was sent there (or its transaction ended): names, NOT NULL or identity may have

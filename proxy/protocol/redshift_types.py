@@ -85,8 +85,9 @@ class RedshiftTypes:
     def __post_init__(self):
         object.__setattr__(self, "to_backend", {rs: ours for ours, rs in self.to_client.items()})
         object.__setattr__(self, "varbyte", self.to_backend.get(REDSHIFT_OIDS["varbyte"]))
+        binary = (NUMERIC, ACLITEM_ARRAY) if self.binary else ()
         object.__setattr__(self, "markers", re.compile(b"|".join(
-            re.escape(_U32.pack(oid)) for oid in (*self.to_client, TIME, TIMETZ, *((NUMERIC, ACLITEM_ARRAY) if self.binary else ())))))
+            re.escape(_U32.pack(oid)) for oid in (*self.to_client, TIME, TIMETZ, *binary))))
 
     @classmethod
     def from_names(cls, oids: dict[str, int]) -> "RedshiftTypes | None":

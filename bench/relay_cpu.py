@@ -8,7 +8,7 @@ alone, the part the code decides, and it is steady enough to compare two commits
 machine:
 
     PYTHONPATH=/path/to/tree python3 bench/relay_cpu.py [--transactions N] [--reps R]
-        [--pool-mode transaction] [--redshift-types]
+        [--pool-mode transaction] [--redshift-types] [--protocol 1|2]
 
 Prints the median µs per transaction of R repetitions for each workload. With --pool-mode
 transaction the relay holds its one backend session only for each transaction, as in
@@ -16,6 +16,9 @@ backend.pool_mode: transaction: the session goes back to a real backend/txpool.p
 ReadyForQuery and is taken again at the next message (no other client waits for it).
 --redshift-types: the relay knows the database's Redshift types, as every session on a backend
 where shiftguard installed them does (the rows here have none of those columns).
+--protocol: the client was granted Redshift's server protocol 1 or 2 (redshift_connector's), so
+each RowDescription gets its column's names, known already (catalog/sources.py), and at 2 the
+relay looks for Redshift's binary types too (the rows here have none of them).
 """
 
 from __future__ import annotations
@@ -25,10 +28,12 @@ import asyncio
 import statistics
 import struct
 import time
+from dataclasses import replace
 from types import SimpleNamespace
 
 from proxy.backend.session import BackendSession
 from proxy.backend.txpool import TransactionPool
+from proxy.catalog.sources import ColumnSources, DatabaseSources
 from proxy.endpoint import Endpoint
 from proxy.frontend.connection import PoolLender
 from proxy.policy.cache import Classifier
@@ -100,7 +105,19 @@ def _ready() -> bytes:
     return _msg(b"Z", b"I")
 
 
-async def _measure(workload: str, transactions: int, pool_mode: str, types: RedshiftTypes | None) -> float:
+async def _known_sources(protocol: int) -> DatabaseSources | None:
+    """The sources of the benchmark's one column, read already (as in steady state)."""
+    if not protocol:
+        return None
+    async def read(database, keys):
+        return {key: ("public", "pgbench_accounts", "abalance", False, False) for key in keys}
+    sources = DatabaseSources(ColumnSources(read), "dev")
+    await sources.lookup([(16398, 3)])
+    return sources
+
+
+async def _measure(workload: str, transactions: int, pool_mode: str, types: RedshiftTypes | None,
+                   protocol: int = 0) -> float:
     translator = Translator(lambda role: "V")
     client, backend = Endpoint(), Endpoint()
     client.connection_made(MemorySink())
@@ -113,7 +130,10 @@ async def _measure(workload: str, transactions: int, pool_mode: str, types: Reds
         connection = SimpleNamespace(config=SimpleNamespace(limits=SimpleNamespace(query_wait_timeout=120.0)))
         lender = PoolLender(connection, TransactionPool(1, 3600.0), key, opened)
         await lender.take({})
-    relay = Relay(client, session, Classifier(translator), 1 << 20, lender=lender, redshift_types=types)
+    if protocol == 2:
+        types = replace(types or RedshiftTypes({}), binary=True)
+    relay = Relay(client, session, Classifier(translator), 1 << 20, lender=lender, redshift_types=types,
+                  sources=await _known_sources(protocol))
     relay.start()
     if workload == "simple":
         request, reply = _client_simple(), _backend_rows() + _ready()
@@ -140,11 +160,12 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=7)
     parser.add_argument("--pool-mode", choices=("session", "transaction"), default="session")
     parser.add_argument("--redshift-types", action="store_true")
+    parser.add_argument("--protocol", type=int, choices=(0, 1, 2), default=0)
     args = parser.parse_args()
     types = RedshiftTypes.from_names({name: 16501 + i for i, name in enumerate(REDSHIFT_OIDS)}) \
         if args.redshift_types else None
     for workload in ("simple", "prepared"):
-        runs = [asyncio.run(_measure(workload, args.transactions, args.pool_mode, types))
+        runs = [asyncio.run(_measure(workload, args.transactions, args.pool_mode, types, args.protocol))
                 for _ in range(args.reps)]
         print(f"{workload:9} {statistics.median(runs):6.2f} µs/transaction  (min {min(runs):.2f}, "
               f"max {max(runs):.2f}, {args.reps} runs of {args.transactions})")

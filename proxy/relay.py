@@ -24,6 +24,14 @@ failed if an ErrorResponse came before it; each execution of a prepared statemen
 when its Execute is sent and ends with the Execute's reply (a Parse itself is reported only if
 it fails).
 
+Redshift's extended result metadata (a client granted server protocol 1 or 2; sources given):
+every RowDescription is looked at and gets each column's schema, table, column and catalog
+names (protocol/result_metadata.py), from what catalog/sources.py knows; when it does not know
+them all, what the backend sends after that RowDescription is held while they are read on the
+management role's connection (never in the client's session), as a ReadyForQuery is held for a
+change of masking. A RowDescription the session was sent before is answered from a cache. DDL
+that any client sends makes them read again (on_alter).
+
 Transaction pooling (backend.pool_mode: transaction; a Lender is given): the relay is the
 client's, the backend session only lent. It is given back at the ReadyForQuery that leaves the
 client idle with nothing unanswered, unsynced or half sent, and taken again (Lender.lend, at
@@ -55,6 +63,7 @@ from .policy.identifiers import IdentifierCase
 from .policy.statements import PRIVATE_SCHEMA, PROTECTION_TAGS, Action, Denial, Plan, databases_to_vacate
 from .protocol import messages as m
 from .protocol import redshift_types as rt
+from .protocol import result_metadata
 from .protocol.pipeline import BARE, CLOSE, DESCRIBE, EXECUTE, OPENERS, PARSE, QUERY, Entry, Pipeline, entry
 from .protocol.sqlstate import (CONNECTION_FAILURE, DUPLICATE_PREPARED_STATEMENT, FEATURE_NOT_SUPPORTED,
                                 INTERNAL_ERROR, PROTOCOL_VIOLATION)
@@ -291,6 +300,19 @@ class Lender(Protocol):
         """The client is done with it (reusable: idle, nothing of the client left in it)."""
 
 
+class ResultSources(Protocol):
+    """Where the columns of a session's results come from (catalog/sources.py DatabaseSources)."""
+
+    database: str  # the catalog name of a table's column
+    version: int   # changes when what is known is forgotten (DDL)
+
+    def known(self, keys: list[tuple[int, int]]) -> dict | None:
+        """Each (table OID, column number)'s source if all are known without I/O, else None."""
+
+    async def lookup(self, keys: list[tuple[int, int]]) -> dict:
+        """Each one's source, read where not known."""
+
+
 class NoBackend(Exception):
     """No backend session for the client's next transaction: the FATAL ErrorResponse it gets."""
 
@@ -326,7 +348,8 @@ def typed_unused(parse: m.Parse) -> m.Parse:
         return parse
     types[used:] = [25 if t in _UNTYPED else t for t in types[used:]]
     return m.Parse(parse.name, parse.sql, struct.pack(f"!H{count}I", count, *types))
-# How long a ReadyForQuery waits for the proxy to read a change of masking or row-level security.
+# How long a ReadyForQuery waits for the proxy to read a change of masking or row-level security,
+# and a RowDescription for its columns' sources.
 PROTECTION_READ_SECONDS = 5.0
 # The few sets of client messages relays always look at, shared (memory per idle client).
 _WANTED_SETS: dict[frozenset, frozenset] = {}
@@ -341,7 +364,8 @@ class Relay:
     """Pumps bytes both ways between client and backend and keeps both sides' states."""
 
     # Slots, not a __dict__: a relay lives as long as its client, idle or not (memory per client).
-    __slots__ = ("_after_parse", "_always_wanted", "_audit_caught_up", "_audit_wait", "_denials",
+    __slots__ = ("_after_parse", "_altered", "_extended", "_extended_version", "_on_alter", "_sieved", "_sources",
+                 "_always_wanted", "_audit_caught_up", "_audit_wait", "_denials",
                  "_discards", "_done", "_error", "_failing", "_fatal_seen", "_from_backend", "_from_client",
                  "_held", "_hiding", "_holding", "_lender", "_loop", "_lost_reported", "_on_client_gone",
                  "_on_parameter", "_on_vacate_database", "_parses", "_pipeline", "_portal_columns",
@@ -361,7 +385,8 @@ class Relay:
                  protection_moved: Callable[[], Awaitable[None]] | None = None,
                  on_vacate_database: Callable[[str], None] | None = None, lender: Lender | None = None,
                  identifier_case: IdentifierCase = IdentifierCase(), redshift_types: rt.RedshiftTypes | None = None,
-                 audit_caught_up: Callable[[], Awaitable[None]] | None = None):
+                 audit_caught_up: Callable[[], Awaitable[None]] | None = None,
+                 sources: ResultSources | None = None, on_alter: Callable[[], None] | None = None):
         self.client = client
         # The session's enable_case_sensitive_identifier (policy/identifiers.py): the proxy
         # keeps it, PostgreSQL has no such setting; a plan says when a statement changes it.
@@ -369,6 +394,16 @@ class Relay:
         # Called before SQL that needs no other session in a database is sent (DROP DATABASE, ...:
         # statements.databases_to_vacate).
         self._on_vacate_database = on_vacate_database
+        # Redshift's extended result metadata, for a client granted protocol 1 or 2; DDL sent
+        # (Plan.alters) is reported to on_alter, and again at the end of its transaction (before
+        # that, another session reading the sources still sees the old ones).
+        self._sources = sources
+        self._on_alter = on_alter
+        self._altered = False
+        # RowDescriptions seen (a prepared statement's, again and again) -> the message sent for
+        # each, while the sources' version is the same.
+        self._extended: dict[bytes, bytes] = {}
+        self._extended_version = sources.version if sources is not None else 0
         self._statement_log = statement_log  # the user activity log and stl_query, when enabled
         self._on_parameter = on_parameter    # ParameterStatus from the backend (the connection log)
         self.statements = 0
@@ -469,15 +504,18 @@ class Relay:
         backend_wanted = {m.B_READY_FOR_QUERY, m.B_ERROR_RESPONSE, m.B_PARAMETER_STATUS}
         if redshift_types is not None:
             backend_wanted.update(_DESCRIPTIONS)
+        if sources is not None:
+            backend_wanted.add(m.B_ROW_DESCRIPTION)
+        # Descriptions looked at only if they may name one of Redshift's types while nothing is
+        # noted (_track_names); every RowDescription, with extended result metadata.
+        self._sieved = _DESCRIPTIONS - {m.B_ROW_DESCRIPTION} if sources is not None else _DESCRIPTIONS
         # Every reply's type goes to the pipeline, but for rows, COPY data and what comes
         # unasked (nothing of them changes what PostgreSQL answers).
         self._from_backend = MessageStream(
             client.write, backend_wanted, self._backend_message, self._pipeline.received, 1 << 30,
             counted=_COUNTED_REPLIES)
         if redshift_types is not None:
-            # Only a description that may name one of the types is looked at while nothing
-            # is noted (_track_names).
-            self._from_backend.sieved, self._from_backend.sieve = _DESCRIPTIONS, redshift_types.markers
+            self._from_backend.sieved, self._from_backend.sieve = self._sieved, redshift_types.markers
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -927,8 +965,10 @@ class Relay:
             return None
         self._portal_statements[portal] = statement
         self._portal_columns.pop(portal, None)
+        columns = self._statement_columns.get(statement)
+        texts = rt.bind_text_results(body, columns) if columns and self._types.binary else None
         intervals = self._statement_intervals.get(statement)
-        return rt.bind_intervals(body, intervals) if intervals else None
+        return rt.bind_intervals(texts or body, intervals) if intervals else texts
 
     def _execute(self, portal: bytes) -> _Work | None:
         tag = self._portal_tags.get(portal)
@@ -990,6 +1030,9 @@ class Relay:
         plan = self.classify(sql, self.standard_strings, identifier_case=self.identifier_case)
         if plan.identifier_case is not None:
             self.identifier_case = plan.identifier_case
+        if plan.alters and self._on_alter is not None:
+            self._altered = True
+            self._on_alter()
         return plan
 
     def _vacating(self, sql: bytes) -> None:
@@ -1149,7 +1192,7 @@ class Relay:
             self._from_backend.sieved = frozenset()  # each RowDescription may end what was noted
         else:
             self._from_backend.wanted.discard(m.B_DATA_ROW)
-            self._from_backend.sieved = _DESCRIPTIONS
+            self._from_backend.sieved = self._sieved
         if typed or self._after_parse:
             self._from_client.wanted.add(m.F_DESCRIBE)
             return
@@ -1253,13 +1296,20 @@ class Relay:
                         "of a COPY that failed); tracking stops for that session")
 
     def _backend_message(self, kind: int, body: bytes) -> bytes | None:
-        if kind == m.B_ROW_DESCRIPTION:  # wanted only with Redshift's types
-            return self._row_description(body, self._pipeline.received(kind))
+        if kind == m.B_ROW_DESCRIPTION:  # wanted only with Redshift's types or extended metadata
+            answered = self._pipeline.received(kind)
+            sent = self._row_description(body, answered) if self._types is not None else body
+            if self._sources is not None:
+                return self._with_sources(sent)
+            return m.message(kind, sent) if sent is not body else None
         if kind == m.B_READY_FOR_QUERY:
             if len(body) != 1:
                 raise m.ProtocolViolation("malformed ReadyForQuery")
             self.tx_status = body[0]
             self._pipeline.received(kind)
+            if self._altered and self.tx_status == m.TX_IDLE:
+                self._altered = False
+                self._on_alter()  # the DDL committed (or rolled back): others may now read it
             if self._settings_pending:
                 self._settle(failed=self._error is not None)
             self._error = None
@@ -1333,12 +1383,13 @@ class Relay:
             return m.message(kind, shown) if shown is not None else None
         return None
 
-    def _row_description(self, body: bytes, answered: Entry | None) -> bytes | None:
-        """Redshift's OIDs for its types' columns; the columns whose values are converted are
-        noted for the rows of the statement, portal or Query result it describes."""
+    def _row_description(self, body: bytes, answered: Entry | None) -> bytes:
+        """The body to send, with Redshift's OIDs for its types' columns (body itself if none
+        changes); the columns whose values are converted are noted for the rows of the
+        statement, portal or Query result it describes."""
         rewritten = rt.row_description(body, self._types) if self._types.mentioned(body) else None
         if rewritten is None and not (self._statement_columns or self._portal_columns or self._result_columns):
-            return None  # the hot path: none of the columns, and nothing noted to forget
+            return body  # the hot path: none of the columns, and nothing noted to forget
         columns = rewritten[1] if rewritten is not None else ()
         if answered is not None and answered.kind == DESCRIBE and answered.data is not None:
             what, name = answered.data.described
@@ -1352,8 +1403,45 @@ class Relay:
             self._result_columns = columns or None
         if columns or m.B_DATA_ROW in self._from_backend.wanted:
             self._track_names()
-        return m.message(m.B_ROW_DESCRIPTION, rewritten[0]) if rewritten is not None and rewritten[0] is not body \
-            else None
+        return rewritten[0] if rewritten is not None else body
+
+    def _with_sources(self, body: bytes) -> bytes:
+        """A RowDescription with Redshift's extended result metadata: at once when its columns'
+        sources are known, else (b"" now) once they are read (_sources_read)."""
+        if self._sources.version != self._extended_version:
+            self._extended.clear()
+            self._extended_version = self._sources.version
+        sent = self._extended.get(body)
+        if sent is not None:
+            return sent
+        keys = result_metadata.column_keys(body)
+        known = self._sources.known(keys)
+        if known is not None:
+            sent = m.message(m.B_ROW_DESCRIPTION, result_metadata.with_sources(body, known, self._sources.database))
+            if len(body) <= _MAX_UNMATCHED_SIZE:
+                if len(self._extended) >= _MAX_UNMATCHED:
+                    self._extended.clear()
+                self._extended[body] = sent
+            return sent
+        self._from_backend.hold()
+        self._holding = self._loop.create_task(self._sources_read(body, keys))
+        return b""
+
+    async def _sources_read(self, body: bytes, keys: list[tuple[int, int]]) -> None:
+        """The sources of a RowDescription's columns are read (on the management role's
+        connection) while what the backend sends after it waits; if that fails or takes too
+        long, its columns go as expressions' (no names), and the session goes on."""
+        try:
+            sources = await asyncio.wait_for(self._sources.lookup(keys), PROTECTION_READ_SECONDS)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("could not read where a result's columns come from: %s", exc)
+            sources = dict.fromkeys(keys, result_metadata.EXPRESSION)
+        self._holding = None
+        self.client.write(m.message(m.B_ROW_DESCRIPTION,
+                                    result_metadata.with_sources(body, sources, self._sources.database)))
+        self._pass_backend(self._from_backend.release)
 
     def _data_row(self, body: bytes) -> bytes | None:
         answering = self._pipeline.answering()

@@ -20,6 +20,7 @@ from .backend.txpool import TransactionPool
 from .backend.session import BackendAddress, parse_dsn
 from .catalog.cluster import ClusterSync
 from .catalog.connectivity import SecurityGroupSync
+from .catalog.sources import ColumnSources
 from .catalog.store import (BACKEND_FAILURES, MASKING_CHANNEL, TRUSTED_SETTINGS, VACUUM_CHANNEL, Catalog, ClusterState,
                             UntrustedDatabase)
 from .config import Config, ConfigError, admin_password, parse_address
@@ -180,6 +181,7 @@ class Proxy:
                 lambda: sum(counts[2] for counts in transactions.counts().values()))
         context.prepare_database, context.vacate_database = self._prepare_database, self._vacate_database
         context.protection_moved = self._protection_moved
+        context.sources = ColumnSources(self.catalog.column_sources)
         context.connection_limit = int(await self.catalog.server_setting("max_connections"))
         if self.embedded is not None:
             metrics.backend_up.set_function(lambda: 1 if self.embedded.running else 0)
@@ -473,6 +475,7 @@ class Proxy:
         """DROP DATABASE, ALTER DATABASE ... RENAME or a CREATE DATABASE copying it is on its way:
         no idle session of ours stays in database (its masked tables are read again if it is
         still there at the next session)."""
+        self.context.sources.forget(database)  # another database of that name has other OIDs
         ended = self.context.pool.close_database(database)
         if self.context.transactions is not None:
             ended += self.context.transactions.close_database(database)

@@ -143,6 +143,30 @@ async def _session_kept(conn: asyncpg.Connection) -> None:
     LISTEN connection is reset in full by unlisten."""
 
 
+# One row per key that names a column of a relation. A masking view (masking.sql,
+# shiftguard."mask:<table OID>", which a masked table is read through) stands for its table: the
+# column of the same name there. Flags as Redshift's drivers read them: NOT NULL (a domain's
+# too), and autoincrement for an IDENTITY column (or a serial's nextval default, as the JDBC
+# driver reads it without extended metadata).
+SOURCES_SQL = """
+SELECT k.rel, k.num, n.nspname, c.relname, a.attname,
+       a.attnotnull OR (t.typtype = 'd' AND t.typnotnull) AS not_null,
+       a.attidentity <> '' OR coalesce(pg_catalog.strpos(pg_catalog.pg_get_expr(d.adbin, d.adrelid), 'nextval(') > 0,
+                                       false) AS identity
+  FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.oid[]), pg_catalog.unnest($2::pg_catalog.int2[])) AS k(rel, num)
+  JOIN pg_catalog.pg_class r ON r.oid = k.rel
+  JOIN pg_catalog.pg_attribute v ON v.attrelid = k.rel AND v.attnum = k.num AND NOT v.attisdropped
+  JOIN pg_catalog.pg_attribute a
+    ON a.attrelid = CASE WHEN r.relnamespace = 'shiftguard'::pg_catalog.regnamespace
+                              AND pg_catalog.starts_with(r.relname, 'mask:')
+                         THEN pg_catalog.substr(r.relname, 6)::pg_catalog.oid ELSE k.rel END
+   AND a.attname = v.attname AND NOT a.attisdropped
+  JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+  JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+  LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+"""
+
 class Catalog:
     """The management pool and the private schema."""
 
@@ -355,6 +379,13 @@ class Catalog:
             rows = await conn.fetch("SELECT typname, oid FROM pg_catalog.pg_type WHERE typnamespace = "
                                     "'pg_catalog'::regnamespace AND typname = ANY($1::text[])", list(names))
         return {row["typname"]: row["oid"] for row in rows}
+
+    async def column_sources(self, database: str, keys: list[tuple[int, int]]) -> dict:
+        """Where result columns come from (catalog/sources.py): {(table OID, column number):
+        (schema, table, column, NOT NULL, identity)} of those that name a relation's column."""
+        async with self.connection(database) as conn:
+            rows = await conn.fetch(SOURCES_SQL, [k[0] for k in keys], [k[1] for k in keys])
+        return {(row["rel"], row["num"]): tuple(row)[2:] for row in rows}
 
     @contextlib.asynccontextmanager
     async def connection(self, database: str):

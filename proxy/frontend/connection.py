@@ -48,6 +48,7 @@ from ..backend.pool import SessionPool, pool_key
 from ..backend.txpool import QueryWaitTimeout, TransactionPool, restore_settings
 from ..backend.session import (BackendAddress, BackendRefused, BackendSession, BackendUnavailable,
                                open_session, send_cancel)
+from ..catalog.sources import ColumnSources, DatabaseSources
 from ..catalog.store import BACKEND_FAILURES, Catalog, UserRecord
 from ..config import Config
 from ..endpoint import ConnectionClosed, Endpoint
@@ -150,6 +151,9 @@ class Context:
     # for the session's database, before a transaction that changed them is reported ended
     # (relay.py).
     protection_moved: Callable[[str], Awaitable[None]] | None = None
+    # Where result columns come from, for clients granted Redshift's extended result metadata
+    # (catalog/sources.py; server.py makes it).
+    sources: ColumnSources | None = None
 
     def refuse(self, reason: str) -> None:
         """Count a refused connection, by reason (here and in /metrics)."""
@@ -788,13 +792,22 @@ class Connection:
         for name, value in client_parameters(backend.parameters, self.config.server_version_mode,
                                              record.superuser, self.session_id).items():
             greeting.append(m.parameter_status(name, value))
+        protocol = params.granted_protocol
+        if protocol is not None:
+            # Redshift's answer to client_protocol_version: the protocol the results come in
+            # (frontend/params.py); without it redshift_connector falls back to 0.
+            greeting.append(m.parameter_status("server_protocol_version", str(protocol)))
         greeting.append(m.backend_key_data(pid, key))
         greeting.append(m.ready_for_query(m.TX_IDLE))
         types = None
         if self.context.prepare_database is not None:
             types = await self.context.prepare_database(params.database)
         if types is not None and not params.is_redshift_driver:
-            types = _hidden(types)  # protocol/redshift_types.py says why
+            types = _variant(types, shown=False)  # protocol/redshift_types.py says why
+        if protocol == 2:
+            types = _variant(types or _NO_TYPES, binary=True)  # Redshift's binary forms (redshift_types.py)
+        known = self.context.sources
+        sources = DatabaseSources(known, params.database) if known is not None and protocol else None
         # Plans are for this session's user (S3 tickets are bound to it; policy/s3.py) and database.
         classify = functools.partial(self.context.classify, user=record.name, database=params.database)
         moved = self.context.protection_moved
@@ -808,7 +821,9 @@ class Connection:
                       protection_moved=None if moved is None else functools.partial(moved, params.database),
                       on_vacate_database=self.context.vacate_database, lender=self._lender,
                       identifier_case=IdentifierCase(case_sensitive, case_sensitive), redshift_types=types,
-                      audit_caught_up=self.context.audit.caught_up if self.context.audit is not None else None)
+                      audit_caught_up=self.context.audit.caught_up if self.context.audit is not None else None,
+                      sources=sources,
+                      on_alter=None if known is None else functools.partial(known.forget, params.database))
         if self._lender is not None:
             self._backend = None  # the relay gives it back between transactions
         self.session = Session(pid, key, record.name, params.database, relay,
@@ -825,17 +840,20 @@ class Connection:
             self.context.spawn(self.context.pool.give(self._pool_key, kept))
 
 
-# Each database's RedshiftTypes with its OIDs hidden (for clients other than Redshift's drivers),
-# made once rather than per session: its id -> (it, the hidden copy).
-_HIDDEN_TYPES: dict[int, tuple[RedshiftTypes, RedshiftTypes]] = {}
+# Each database's RedshiftTypes as a kind of client sees them (OIDs hidden from clients other than
+# Redshift's drivers, binary forms at protocol 2), made once rather than per session:
+# (its id, the changes) -> (it, the copy).
+_TYPE_VARIANTS: dict[tuple, tuple[RedshiftTypes, RedshiftTypes]] = {}
+_NO_TYPES = RedshiftTypes({})
 
 
-def _hidden(types: RedshiftTypes) -> RedshiftTypes:
-    cached = _HIDDEN_TYPES.get(id(types))
+def _variant(types: RedshiftTypes, **changes) -> RedshiftTypes:
+    key = (id(types), *sorted(changes.items()))
+    cached = _TYPE_VARIANTS.get(key)
     if cached is None or cached[0] is not types:
-        if len(_HIDDEN_TYPES) > 1000:  # databases' types read again and again: start over
-            _HIDDEN_TYPES.clear()
-        cached = _HIDDEN_TYPES[id(types)] = (types, replace(types, shown=False))
+        if len(_TYPE_VARIANTS) > 1000:  # databases' types read again and again: start over
+            _TYPE_VARIANTS.clear()
+        cached = _TYPE_VARIANTS[key] = (types, replace(types, **changes))
     return cached[1]
 
 

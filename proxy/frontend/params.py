@@ -19,6 +19,13 @@ REDSHIFT_ONLY = frozenset({
     "idc_client_display_name", "idc_region", "compression",
 })
 
+# Redshift's result protocols (redshift_connector's ClientProtocolVersion, the JDBC driver's
+# *_SERVER_PROTOCOL_VERSION): 0 BASE_SERVER, 1 EXTENDED_RESULT_METADATA (RowDescription names
+# each column's schema, table, column and catalog), 2 BINARY (Redshift's binary forms of NUMERIC
+# and friends). The JDBC driver's 3 (EXTENDED2: a case-sensitivity bit) is not offered: a client
+# asking for it gets 2, as a server that knows no newer one answers.
+NEWEST_PROTOCOL = 2
+
 # Plugins whose login is an OIDC token sent in auth code 14 (reference/redshift-iam.md §4, §5):
 # redshift_connector sends the class name, the JDBC driver com.amazon.redshift.plugin.<name>.
 NATIVE_IDP_PLUGINS = frozenset({"BasicJwtCredentialsProvider", "BrowserAzureOAuth2CredentialsProvider",
@@ -57,6 +64,15 @@ class StartupParams:
     def is_redshift_driver(self) -> bool:
         """redshift_connector and the Redshift JDBC driver announce their protocol version."""
         return "client_protocol_version" in self.redshift or "driver_version" in self.redshift
+
+    @property
+    def granted_protocol(self) -> int | None:
+        """The server_protocol_version this client gets: what it asked for, up to the newest
+        shiftguard speaks (anything but 1 to 10 digits is 0); None when it asked for none
+        (psql, pgjdbc, psycopg, asyncpg: they see PostgreSQL's protocol, nothing added)."""
+        if "client_protocol_version" not in self.redshift:
+            return None
+        return min(self.protocol_version, NEWEST_PROTOCOL)
 
     @property
     def uses_identity_provider(self) -> bool:

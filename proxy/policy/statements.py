@@ -78,6 +78,9 @@ class Plan:
     text: str | None = None
     # The session's enable_case_sensitive_identifier after this SQL, when it changes it.
     identifier_case: IdentifierCase | None = None
+    # The SQL may rename, move, alter or drop relations, columns, schemas or domains: what the
+    # proxy knows of result columns' sources (catalog/sources.py) is forgotten when it runs.
+    alters: bool = False
 
 
 PASS = Plan()
@@ -218,7 +221,7 @@ def classify(sql: bytes, translator: Translator, standard_strings: bool = True, 
     if not may_need_plan(sql, translator) and not may_need_names(sql, translator):
         return PASS
     try:
-        return _classify_text(sql, translator, standard_strings, user)
+        plan = _classify_text(sql, translator, standard_strings, user)
     except RecursionError:
         # pglast builds, walks and prints parse trees recursively, and json reads its output
         # so: a chain of a few hundred `||` or nested ARRAY[...] is deeper than Python's
@@ -226,7 +229,8 @@ def classify(sql: bytes, translator: Translator, standard_strings: bool = True, 
         # max_stack_depth of 2 MB). Such a statement is classified again on a thread of its
         # own with room for it; what is too deep even there is refused as PostgreSQL refuses
         # what is too deep for it.
-        return _with_deep_stack(_classify_text, sql, translator, standard_strings, user)
+        plan = _with_deep_stack(_classify_text, sql, translator, standard_strings, user)
+    return replace(plan, alters=True) if alters_relations(sql) else plan
 
 
 _DATABASE_WORD = re.compile(rb"database", re.IGNORECASE)
@@ -257,6 +261,25 @@ def databases_to_vacate(sql: bytes) -> frozenset[str]:
             # TEMPLATE x or 'x' is a String; TEMPLATE DEFAULT none (template1, as without one)
             names.add(template[0].sval if template and template[0] is not None else "template1")
     return frozenset(names)
+
+
+_ALTER_WORD = re.compile(rb"alter|drop|rename", re.IGNORECASE)
+_ALTERING = (pglast.ast.AlterTableStmt, pglast.ast.RenameStmt, pglast.ast.AlterObjectSchemaStmt, pglast.ast.DropStmt,
+             pglast.ast.AlterDomainStmt)
+
+
+def alters_relations(sql: bytes) -> bool:
+    """Might sql rename, move, alter or drop a relation, column, schema or domain (so that a
+    result column's schema, table or column name, NOT NULL or identity may be another after
+    it)? Not a decision: read once per SQL text, with its plan; SQL it cannot read alters none
+    (PostgreSQL refuses it too). DDL that runs inside a function or DO block is not seen."""
+    if not _ALTER_WORD.search(sql):
+        return False
+    try:
+        statements = parser.parse_sql(sql.decode("utf-8"))
+    except (UnicodeDecodeError, parser.ParseError, RecursionError):
+        return False
+    return any(isinstance(raw.stmt, _ALTERING) for raw in statements)
 
 
 # Room for the parse trees libpg_query accepts at all (its own stack check stops at about 16,000

@@ -10,13 +10,29 @@ where Redshift's are not. Two value forms differ from what PostgreSQL's function
 write, so the relay converts them, for every client:
 
 - VARBYTE as text is plain hexadecimal on Redshift ('6162'), bytea's is '\\x6162': a DataRow
-  column of that type is rewritten (the type has no binary output, so its values are text);
+  column of that type is rewritten (the type has no binary output, so its values are text). To
+  a client granted server protocol 2 Redshift sends the bytes themselves (redshift_connector
+  then asks for VARBYTE in text and reads it with text_recv, not varbytehex_recv; AWS's own
+  datatype tests expect the same values at every protocol), and so does the relay;
 - TIME '24:00:00' is 00:00:00 on Redshift, and TIMETZ values are UTC ("By default, TIMETZ
   values are UTC", Datetime types; it stores 8 bytes, no zone): PostgreSQL keeps 24:00 and each
   TIMETZ's own zone, and redshift_connector cannot make a time of an hour past 23 (which it
   computes from a zone west of UTC). A DataRow value of those (PostgreSQL's built-in) types is
   rewritten, in text or binary (the two cannot be mistaken: a binary time starts with zero
   bytes, a text one with digits);
+- NUMERIC in binary, for a client granted server protocol 2 (BINARY: redshift_connector then
+  asks for it, numeric_in_binary): Redshift's is the value times 10^scale as a two's-complement
+  integer of 8 bytes (precision up to 18) or 16, the scale the column's type modifier's;
+  PostgreSQL's is base-10000 digits. A DataRow value is rewritten. A column of unconstrained
+  NUMERIC (type modifier -1, an expression's: Redshift gives every NUMERIC a precision and
+  scale) is shown as NUMERIC(38,18), and its values rounded to 18 decimals (UNVERIFIED: Redshift
+  computes each expression's own; 18 keeps what PostgreSQL's division and AVG give, which a
+  NUMERIC(18,0) would round away). A value that does not fit 16 bytes, NaN or an infinity
+  stays PostgreSQL's (the driver refuses it: Redshift has none of them);
+- ACLITEM[] (pg_class.relacl and the like), for a client granted protocol 2, which asks for it
+  in binary: PostgreSQL has no binary form of aclitem ("no binary output function available"),
+  so a Bind's result format for such a column becomes text and its DataRow values are made
+  binary arrays of the items' text (what the driver reads, array_recv_binary over text_recv);
 - INTERVAL YEAR TO MONTH and DAY TO SECOND in binary are Redshift's 4-byte months and 8-byte
   microseconds (what redshift_connector's IntervalYearToMonth and IntervalDayToSecond send),
   PostgreSQL's interval receive reads 16 bytes: a Bind parameter of those types is rewritten.
@@ -35,9 +51,13 @@ from .messages import ProtocolViolation, read_cstring
 REDSHIFT_OIDS = {"varbyte": 6551, "intervaly2m": 1188, "intervald2s": 1190, "abstime": 702}
 INTERVAL_Y2M, INTERVAL_D2S = REDSHIFT_OIDS["intervaly2m"], REDSHIFT_OIDS["intervald2s"]
 TIME, TIMETZ = 1083, 1266  # PostgreSQL's (and Redshift's) OIDs of TIME and TIMETZ
+NUMERIC = 1700
+ACLITEM, ACLITEM_ARRAY = 1033, 1034
+# NUMERIC(38,18) as a type modifier: what an unconstrained NUMERIC column is shown as (above).
+UNCONSTRAINED_NUMERIC = (38 << 16 | 18) + 4
 
 # What a column's values need (row_description, data_row).
-VARBYTE_TEXT, TIME_24, TIMETZ_UTC = "varbyte", "time", "timetz"
+VARBYTE_TEXT, VARBYTE_BYTES, TIME_24, TIMETZ_UTC, ACL_ARRAY = "varbyte", "varbyte bytes", "time", "timetz", "aclitem[]"
 _DAY = 86_400_000_000  # microseconds
 _MIDNIGHT_24 = struct.pack("!q", _DAY)  # 24:00:00 in binary
 _TIMETZ_TEXT = re.compile(rb"(\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?([+-])(\d\d)(?::(\d\d))?(?::(\d\d))?")
@@ -57,6 +77,7 @@ class RedshiftTypes:
 
     to_client: dict[int, int]   # the backend's OID -> Redshift's
     shown: bool = True          # does the client see Redshift's OIDs (else the backend's)?
+    binary: bool = False        # server protocol 2: Redshift's binary NUMERIC
     to_backend: dict[int, int] = field(init=False)
     varbyte: int | None = field(init=False)
     markers: re.Pattern = field(init=False)  # the OIDs as they appear in messages, any of them
@@ -64,8 +85,9 @@ class RedshiftTypes:
     def __post_init__(self):
         object.__setattr__(self, "to_backend", {rs: ours for ours, rs in self.to_client.items()})
         object.__setattr__(self, "varbyte", self.to_backend.get(REDSHIFT_OIDS["varbyte"]))
+        binary = (NUMERIC, ACLITEM_ARRAY) if self.binary else ()
         object.__setattr__(self, "markers", re.compile(b"|".join(
-            re.escape(_U32.pack(oid)) for oid in (*self.to_client, TIME, TIMETZ))))
+            re.escape(_U32.pack(oid)) for oid in (*self.to_client, TIME, TIMETZ, *binary))))
 
     @classmethod
     def from_names(cls, oids: dict[str, int]) -> "RedshiftTypes | None":
@@ -78,12 +100,16 @@ class RedshiftTypes:
         return self.markers.search(body) is not None
 
 
-Columns = tuple[tuple[int, str], ...]  # (index, what its values need) for data_row
+# (index, what its values need) for data_row: VARBYTE_TEXT, VARBYTE_BYTES, TIME_24, TIMETZ_UTC,
+# ACL_ARRAY, or for a binary NUMERIC the type modifier the client was shown.
+Columns = tuple[tuple[int, str | int], ...]
 
 
 def row_description(body: bytes, types: RedshiftTypes) -> tuple[bytes, Columns] | None:
-    """The RowDescription to send (with Redshift's OIDs if they are shown), and its columns
-    whose values the relay converts (VARBYTE as text, TIME, TIMETZ); None when it has none."""
+    """The RowDescription to send (with Redshift's OIDs if they are shown, an unconstrained
+    NUMERIC's precision and scale under protocol 2), and its columns whose values the relay
+    converts (VARBYTE as text, TIME, TIMETZ; NUMERIC and ACLITEM[] under protocol 2); None when
+    it has none."""
     if len(body) < 2:
         raise ProtocolViolation("malformed RowDescription")
     count = _I16.unpack_from(body)[0]
@@ -95,9 +121,15 @@ def row_description(body: bytes, types: RedshiftTypes) -> tuple[bytes, Columns] 
         table, column, oid, size, modifier, fmt = _FIELD_TAIL.unpack_from(body, after)
         shown = types.to_client.get(oid)
         if oid == types.varbyte and fmt == 0:
-            converted.append((index, VARBYTE_TEXT))
+            converted.append((index, VARBYTE_BYTES if types.binary else VARBYTE_TEXT))
         elif oid in (TIME, TIMETZ):
             converted.append((index, TIME_24 if oid == TIME else TIMETZ_UTC))
+        elif oid == NUMERIC and types.binary:
+            if modifier < 4:
+                changed, modifier = True, UNCONSTRAINED_NUMERIC
+            converted.append((index, modifier))
+        elif oid == ACLITEM_ARRAY and types.binary:
+            converted.append((index, ACL_ARRAY))
         if shown is not None and types.shown:
             changed, oid = True, shown
         out += body[pos:after]
@@ -170,10 +202,67 @@ def bind_intervals(body: bytes, intervals: dict[int, int]) -> bytes:
     return bytes(out)
 
 
+def bind_text_results(body: bytes, columns: Columns) -> bytes | None:
+    """A Bind that asks for those of columns that have no binary form (ACLITEM[]) in text, or
+    None when it asks for none of them in binary. Only a Bind with a format code for each
+    column (as Redshift's drivers send) is rewritten; one code for all is left for PostgreSQL
+    to refuse, as it would."""
+    texts = [index for index, kind in columns if kind == ACL_ARRAY]
+    if not texts:
+        return None
+    _portal, pos = read_cstring(body, 0)
+    _statement, pos = read_cstring(body, pos)
+    try:
+        pos += 2 + 2 * _I16.unpack_from(body, pos)[0]
+        nvalues = _I16.unpack_from(body, pos)[0]
+        pos += 2
+        for _ in range(nvalues):
+            pos += 4 + max(_I32.unpack_from(body, pos)[0], 0)
+        nresults = _I16.unpack_from(body, pos)[0]
+    except struct.error:
+        raise ProtocolViolation("malformed Bind message") from None
+    codes = bytearray(body[pos + 2:pos + 2 + 2 * nresults])
+    if nresults < 2 or len(codes) != 2 * nresults:
+        return None
+    for index in texts:
+        if index < nresults and _I16.unpack_from(codes, 2 * index)[0] == 1:
+            _I16.pack_into(codes, 2 * index, 0)
+    changed = body[:pos + 2] + bytes(codes) + body[pos + 2 + 2 * nresults:]
+    return changed if changed != body else None
+
+
+def _binary_text_array(value: bytes, element: int) -> bytes:
+    """A one-dimensional array's text form ({a,"b c",NULL}) as PostgreSQL's binary array of
+    those elements' text; a value in binary already, or of more dimensions, stays as it is."""
+    if value[:1] != b"{" or value[1:2] == b"{":
+        return value
+    items: list[bytes | None] = []
+    pos, end = 1, len(value) - 1
+    while pos < end:
+        if value[pos] == 0x22:  # "...", with backslash escapes
+            item, pos = bytearray(), pos + 1
+            while value[pos] != 0x22:
+                pos += value[pos] == 0x5C
+                item.append(value[pos])
+                pos += 1
+            items.append(bytes(item))
+            pos += 1
+        else:
+            stop = value.find(b",", pos)
+            stop = end if stop < 0 else stop
+            items.append(None if value[pos:stop] == b"NULL" else value[pos:stop])
+            pos = stop
+        pos += 1  # the comma
+    head = struct.pack("!iiI", 1 if items else 0, None in items, element)
+    dims = struct.pack("!ii", len(items), 1) if items else b""
+    return head + dims + b"".join(_I32.pack(-1) if item is None else _I32.pack(len(item)) + item for item in items)
+
+
 def data_row(body: bytes, columns: Columns) -> bytes | None:
     """The DataRow with Redshift's values in those columns, or None if none changes: VARBYTE as
     hexadecimal (bytea's text with its '\\x' taken off, or, under bytea_output = escape, its
-    escapes read), TIME 24:00:00 as 00:00:00, TIMETZ in UTC."""
+    escapes read) or, under protocol 2, its bytes; TIME 24:00:00 as 00:00:00, TIMETZ in UTC; a
+    binary NUMERIC as Redshift's, an ACLITEM[] in binary."""
     if len(body) < 2:
         raise ProtocolViolation("malformed DataRow")
     count = _I16.unpack_from(body)[0]
@@ -189,8 +278,14 @@ def data_row(body: bytes, columns: Columns) -> bytes | None:
             value = body[start:end]
             if kind == VARBYTE_TEXT:
                 shown = value[2:] if value.startswith(b"\\x") else _unescape(value).hex().encode()
+            elif kind == VARBYTE_BYTES:
+                shown = bytes.fromhex(value[2:].decode()) if value.startswith(b"\\x") else _unescape(value)
             elif kind == TIMETZ_UTC:
                 shown = _timetz_utc(value)
+            elif type(kind) is int:
+                shown = _redshift_numeric(value, kind)
+            elif kind == ACL_ARRAY:
+                shown = _binary_text_array(value, ACLITEM)
             else:
                 shown = b"00" + value[2:] if value.startswith(b"24:00:00") else bytes(8) if value == _MIDNIGHT_24 else value
             if shown != value:
@@ -204,6 +299,38 @@ def data_row(body: bytes, columns: Columns) -> bytes | None:
         return None
     out += body[last:]
     return bytes(out)
+
+
+_NUMERIC_HEAD = struct.Struct("!hhHH")  # PostgreSQL's binary numeric: digits, weight, sign, scale
+_NUMERIC_NEGATIVE = 0x4000
+_I64, _I128 = 1 << 63, 1 << 127
+
+
+def _redshift_numeric(value: bytes, modifier: int) -> bytes:
+    """A NUMERIC value in Redshift's binary form for a column of that type modifier (rounded
+    half away from zero to its scale, as PostgreSQL rounds); a text value (a Query's rows: its
+    first byte a digit, '-', 'N' or 'I', where a binary one's digit count starts with a byte
+    below them) and what Redshift cannot hold stay as they are."""
+    if len(value) < 8 or value[0] >= 0x2D:
+        return value
+    ndigits, weight, sign, _scale = _NUMERIC_HEAD.unpack_from(value)
+    if sign not in (0, _NUMERIC_NEGATIVE) or len(value) != 8 + 2 * ndigits:
+        return value
+    whole = 0
+    for (digit,) in struct.iter_unpack("!H", value[8:]):
+        whole = whole * 10_000 + digit
+    precision, scale = (modifier - 4) >> 16, (modifier - 4) & 0xFFFF
+    shift = 4 * (weight + 1 - ndigits) + scale  # whole * 10^shift is the value times 10^scale
+    if shift >= 0:
+        scaled = whole * 10 ** shift
+    else:
+        scaled, rest = divmod(whole, 10 ** -shift)
+        scaled += 2 * rest >= 10 ** -shift
+    if sign == _NUMERIC_NEGATIVE:
+        scaled = -scaled
+    if precision <= 18 and -_I64 <= scaled < _I64:
+        return scaled.to_bytes(8, "big", signed=True)
+    return scaled.to_bytes(16, "big", signed=True) if -_I128 <= scaled < _I128 else value
 
 
 def _timetz_utc(value: bytes) -> bytes:

@@ -99,3 +99,12 @@ def test_redshift_sessions_announce_show_discovery():
     assert client_parameters(backend, "redshift", False, "s1")["show_discovery"] == "5"
     assert "show_discovery" not in client_parameters(backend, "backend", False, "s1")
     assert "server_protocol_version" not in client_parameters(backend, "redshift", False, "s1")
+
+
+@pytest.mark.parametrize("value, granted", [
+    ("0", 0), ("1", 1), ("2", 2), ("3", 2), ("2147483647", 2), ("-1", 0), ("two", 0), ("", 0), (None, None),
+])
+def test_the_server_protocol_version_granted(value, granted):
+    """What the client asked for, up to Redshift's BINARY (2); none asked for, none granted."""
+    startup = {"user": "bob"} if value is None else {"user": "bob", "client_protocol_version": value}
+    assert sort_startup_params(startup).granted_protocol == granted

@@ -8,7 +8,8 @@ import struct
 import pytest
 
 from proxy.protocol.messages import ProtocolViolation
-from proxy.protocol.redshift_types import (TIME_24, TIMETZ_UTC, VARBYTE_TEXT, RedshiftTypes, bind_intervals, data_row,
+from proxy.protocol.redshift_types import (ACL_ARRAY, TIME_24, TIMETZ_UTC, UNCONSTRAINED_NUMERIC, VARBYTE_BYTES,
+                                           VARBYTE_TEXT, RedshiftTypes, bind_intervals, bind_text_results, data_row,
                                            parameter_description, parse_types, row_description)
 
 # The backend's OIDs of shiftguard's types, as one database has them.
@@ -16,8 +17,8 @@ OURS = {"varbyte": 16501, "intervaly2m": 16502, "intervald2s": 16503, "abstime":
 TYPES = RedshiftTypes.from_names(OURS)
 
 
-def field(name: bytes, oid: int, fmt: int = 0) -> bytes:
-    return name + b"\0" + struct.pack("!ihIhih", 0, 0, oid, -1, -1, fmt)
+def field(name: bytes, oid: int, fmt: int = 0, modifier: int = -1) -> bytes:
+    return name + b"\0" + struct.pack("!ihIhih", 0, 0, oid, -1, modifier, fmt)
 
 
 def row(*values: bytes | None) -> bytes:
@@ -89,3 +90,56 @@ def test_parameter_description_and_malformed_messages():
         row_description(struct.pack("!h", 1) + b"a\0\0", TYPES)
     with pytest.raises(ProtocolViolation):
         parse_types(struct.pack("!HI", 2, 23), TYPES)
+
+
+BINARY = RedshiftTypes(TYPES.to_client, binary=True)  # a client granted server protocol 2
+NUMERIC_18_8, NUMERIC_38_4 = (18 << 16 | 8) + 4, (38 << 16 | 4) + 4
+
+
+def numeric(ndigits_weight_sign_scale: tuple, *digits: int) -> bytes:
+    """PostgreSQL's binary NUMERIC: base-10000 digits, the weight of the first, sign, scale."""
+    return struct.pack(f"!hhHH{len(digits)}H", *ndigits_weight_sign_scale, *digits)
+
+
+def test_numeric_columns_under_protocol_2_and_an_unconstrained_ones_precision():
+    body = struct.pack("!h", 3) + field(b"n", 1700, 1, NUMERIC_18_8) + field(b"u", 1700) + field(b"i", 23)
+    shown, columns = row_description(body, BINARY)
+    assert shown == struct.pack("!h", 3) + field(b"n", 1700, 1, NUMERIC_18_8) + \
+        field(b"u", 1700, 0, UNCONSTRAINED_NUMERIC) + field(b"i", 23)
+    assert columns == ((0, NUMERIC_18_8), (1, UNCONSTRAINED_NUMERIC))
+    assert row_description(body, TYPES) is None  # protocols 0 and 1: NUMERIC as PostgreSQL has it
+
+
+@pytest.mark.parametrize("value, modifier, redshift", [
+    # -12345.67891 (1 2345 . 6789 1000) at scale 8: 8 bytes for a precision up to 18
+    (numeric((4, 1, 0x4000, 5), 1, 2345, 6789, 1000), NUMERIC_18_8, struct.pack("!q", -1234567891000)),
+    (numeric((0, 0, 0, 8)), NUMERIC_18_8, struct.pack("!q", 0)),
+    (numeric((1, -1, 0, 4), 5000), NUMERIC_38_4, (5000).to_bytes(16, "big")),  # 0.5, 16 bytes beyond 18
+    # 1.5 as NUMERIC(38,18); 0.00005 rounded half away from zero at scale 4
+    (numeric((2, 0, 0, 1), 1, 5000), UNCONSTRAINED_NUMERIC, (15 * 10**17).to_bytes(16, "big")),
+    (numeric((1, -2, 0x4000, 5), 5000), NUMERIC_38_4, (-1).to_bytes(16, "big", signed=True)),
+    (b"-1.5", NUMERIC_18_8, b"-1.5"),  # text: a Query's rows, left as they are
+    (numeric((0, 0, 0xC000, 0)), NUMERIC_18_8, numeric((0, 0, 0xC000, 0))),  # NaN: Redshift has none
+    (numeric((1, 10, 0, 0), 1), NUMERIC_38_4, numeric((1, 10, 0, 0), 1)),  # 10^40: beyond 16 bytes
+])
+def test_binary_numeric_becomes_redshifts_scaled_integer(value, modifier, redshift):
+    assert data_row(row(value), ((0, modifier),)) == (row(redshift) if redshift != value else None)
+
+
+def test_aclitem_arrays_go_as_text_and_come_back_as_binary_arrays():
+    columns = ((1, ACL_ARRAY),)
+    bind = b"p\0s\0" + struct.pack("!hhhi", 1, 1, 1, 2) + b"\0\x07" + struct.pack("!hhh", 2, 1, 1)
+    assert bind_text_results(bind, columns) == bind[:-4] + struct.pack("!hh", 1, 0)
+    assert bind_text_results(bind[:-6] + struct.pack("!hh", 1, 1), columns) is None  # one code for all
+    assert bind_text_results(bind, ((1, TIME_24),)) is None
+    text = b'{a=r/b,"c d=r/b",NULL}'
+    binary = struct.pack("!iiIii", 1, 1, 1033, 3, 1) + struct.pack("!i", 5) + b"a=r/b" + \
+        struct.pack("!i", 7) + b"c d=r/b" + struct.pack("!i", -1)
+    assert data_row(row(text, b"{}"), ((0, ACL_ARRAY), (1, ACL_ARRAY))) == \
+        row(binary, struct.pack("!iiI", 0, 0, 1033))
+
+
+def test_varbyte_goes_as_its_bytes_under_protocol_2():
+    body = struct.pack("!h", 1) + field(b"vb", 16501)
+    assert row_description(body, BINARY)[1] == ((0, VARBYTE_BYTES),)
+    assert data_row(row(b"\\x6162ff", b"a\\000"), ((0, VARBYTE_BYTES), (1, VARBYTE_BYTES))) == row(b"ab\xff", b"a\0")

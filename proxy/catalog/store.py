@@ -785,6 +785,14 @@ _INSTALLED = ("rls.sql", "privileges.sql", "idp.sql", "masking.sql", "row_code.s
 _SUPERUSER_INSTALLED = ("redshift_functions.sql", "s3.sql")
 # The PostGIS the backing PostgreSQL offers (its version; NULL: none), for GEOMETRY and GEOGRAPHY.
 _POSTGIS_AVAILABLE = "SELECT default_version FROM pg_available_extensions WHERE name = 'postgis'"
+# PostGIS's functions that read a table's planner statistics or its index by the table's name,
+# without checking that the caller may read the table (ST_EstimatedExtent is even SECURITY
+# DEFINER): the extent and histogram of a column's values, rows hidden by row-level security
+# and masked values included. PostgreSQL shows statistics only to who may read the table
+# (pg_stats); these are for superusers only. (Not Redshift functions; the planner does not call
+# them.)
+_POSTGIS_STATISTICS = ("st_estimatedextent", "_postgis_stats", "_postgis_selectivity", "_postgis_join_selectivity",
+                       "_postgis_index_extent")
 
 
 @dataclass(frozen=True, slots=True)
@@ -950,11 +958,7 @@ async def _link_peers(conn: asyncpg.Connection, link: ClusterLink) -> None:
     which SHOW reads another database of the cluster (catalog/show.sql show_remote). No one
     else may execute dblink's functions."""
     await conn.execute("CREATE EXTENSION IF NOT EXISTS dblink WITH SCHEMA shiftguard")
-    functions = await conn.fetch(
-        "SELECT p.oid::regprocedure::text AS name FROM pg_depend d JOIN pg_proc p ON p.oid = d.objid "
-        " WHERE d.classid = 'pg_proc'::regclass AND d.deptype = 'e' "
-        "   AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'dblink')")
-    await conn.execute(f"REVOKE ALL ON FUNCTION {', '.join(row['name'] for row in functions)} FROM PUBLIC")
+    await _revoke_functions(conn, "dblink")
     server = await conn.fetchval("SELECT coalesce(srvoptions, '{}') FROM pg_foreign_server WHERE srvname = $1",
                                  _PEERS_SERVER)
     if server is None:
@@ -968,6 +972,17 @@ async def _link_peers(conn: asyncpg.Connection, link: ClusterLink) -> None:
         await conn.execute(f"CREATE USER MAPPING FOR CURRENT_USER SERVER {_PEERS_SERVER}")
         mapping = []
     await _set_options(conn, f"USER MAPPING FOR CURRENT_USER SERVER {_PEERS_SERVER}", mapping, link.mapping_options())
+
+
+async def _revoke_functions(conn: asyncpg.Connection, extension: str, names: tuple[str, ...] | None = None) -> None:
+    """No one but superusers may execute the extension's functions (those of these names)."""
+    functions = await conn.fetch(
+        "SELECT p.oid::regprocedure::text AS name FROM pg_depend d JOIN pg_proc p ON p.oid = d.objid "
+        " WHERE d.classid = 'pg_proc'::regclass AND d.deptype = 'e' "
+        "   AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = $1) "
+        "   AND ($2::text[] IS NULL OR p.proname = ANY($2::text[]))", extension, names and list(names))
+    if functions:
+        await conn.execute(f"REVOKE ALL ON FUNCTION {', '.join(row['name'] for row in functions)} FROM PUBLIC")
 
 
 async def _set_options(conn: asyncpg.Connection, what: str, current: list[str], wanted: dict[str, str]) -> None:
@@ -1019,15 +1034,22 @@ async def _install_postgis(conn: asyncpg.Connection, database: str) -> None:
         return
     schema = await conn.fetchval("SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'postgis'")
     if schema is None:
-        await conn.execute("SET LOCAL allow_system_table_mods = on")
-        await conn.execute("CREATE EXTENSION postgis SCHEMA pg_catalog")
-        await conn.execute("SET LOCAL allow_system_table_mods = off")
+        try:
+            async with conn.transaction():  # a savepoint: a PostGIS that fails to install leaves the rest installed
+                await conn.execute("SET LOCAL allow_system_table_mods = on")
+                await conn.execute("CREATE EXTENSION postgis SCHEMA pg_catalog")
+                await conn.execute("SET LOCAL allow_system_table_mods = off")
+        except asyncpg.PostgresError as exc:
+            log.error("database %s: installing PostGIS failed, GEOMETRY and GEOGRAPHY are refused there: %s",
+                      database, exc)
+            return
         schema = "pg_catalog"
     if schema != "pg_catalog":
         log.warning("database %s: PostGIS is installed in schema %s, not pg_catalog: GEOMETRY and GEOGRAPHY work "
                     "there only where that schema is on the search_path, and Redshift's drivers see PostGIS's type "
                     "OIDs", database, schema)
         return
+    await _revoke_functions(conn, "postgis", _POSTGIS_STATISTICS)
     await conn.execute(_sql("spatial.sql"))
 
 

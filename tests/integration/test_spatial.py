@@ -15,6 +15,7 @@ import pytest
 import redshift_connector
 
 from ..conftest import ADMIN, ADMIN_PASSWORD, unique
+from .test_databases import database  # noqa: F401 (a fixture)
 
 GEOMETRY, GEOGRAPHY = 3000, 3001
 
@@ -58,6 +59,7 @@ def shapes(proxy):
         conn.execute(f"INSERT INTO {name} VALUES (1, ST_GeomFromText('POINT(1 2)'), ST_GeogFromText('POINT(0 0)')), "
                      f"(2, ST_GeomFromText('POLYGON((0 0,0 1,1 1,1 0,0 0))', 4326), "
                      f"ST_GeogFromText('SRID=4267;POINT(-77.0092 38.889588)'))")
+        conn.execute(f"ANALYZE {name}")
     yield name
     with proxy.connect() as conn:
         conn.execute(f"DROP TABLE IF EXISTS {name}")
@@ -125,6 +127,11 @@ def test_a_user_needs_privileges_and_cannot_take_over_the_functions(proxy, new_u
                          "LANGUAGE sql AS $$ SELECT 'taken' $$")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("DROP EXTENSION postgis")
+        # Nor the table's statistics, through PostGIS's functions that read them by its name.
+        for call in (f"ST_EstimatedExtent('{shapes}', 'g')", f"_postgis_stats('{shapes}'::regclass, 'g')",
+                     f"_postgis_selectivity('{shapes}'::regclass, 'g', ST_Point(0, 0))"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied for function"):
+                conn.execute(f"SELECT {call}")
         # Functions of PostGIS's names in public come after pg_catalog, for everyone.
         conn.execute("CREATE FUNCTION public.st_astext(geometry) RETURNS text LANGUAGE sql IMMUTABLE "
                      "AS $$ SELECT 'taken' $$")
@@ -143,39 +150,27 @@ def test_a_user_needs_privileges_and_cannot_take_over_the_functions(proxy, new_u
             admin.execute("DROP FUNCTION IF EXISTS public.st_astext(geometry)")
 
 
-def test_a_new_database_has_postgis(proxy, postgres):
-    name = unique("db")
-    with proxy.connect() as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-    try:
-        with rsc_connect(proxy, database=name) as conn, conn.cursor() as cursor:
-            cursor.execute("CREATE TABLE places (p GEOGRAPHY)")
-            cursor.execute("INSERT INTO places VALUES (ST_GeogFromText('POINT(2 2)'))")
-            cursor.execute("SELECT p, ST_AsText(p) FROM places")
-            assert cursor.description[0][1] == GEOGRAPHY
-            assert cursor.fetchall() == (["0101000020E610000000000000000000400000000000000040", "POINT(2 2)"],)
-    finally:
-        with postgres.connect() as direct:
-            direct.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+def test_a_new_database_has_postgis(proxy, database):
+    name = database()
+    with rsc_connect(proxy, database=name) as conn, conn.cursor() as cursor:
+        cursor.execute("CREATE TABLE places (p GEOGRAPHY)")
+        cursor.execute("INSERT INTO places VALUES (ST_GeogFromText('POINT(2 2)'))")
+        cursor.execute("SELECT p, ST_AsText(p) FROM places")
+        assert cursor.description[0][1] == GEOGRAPHY
+        assert cursor.fetchall() == (["0101000020E610000000000000000000400000000000000040", "POINT(2 2)"],)
 
 
-def test_a_database_without_postgis_refuses_saying_what_to_install(proxy, postgres):
-    name = unique("db")
-    with proxy.connect() as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-    try:
-        with postgres.connect(name) as direct:
-            direct.execute("DROP EXTENSION postgis CASCADE")
-        with proxy.connect(dbname=name) as conn:
-            with pytest.raises(psycopg.errors.FeatureNotSupported) as refused:
-                conn.execute("CREATE TABLE shapes (g geometry)")
-            assert str(refused.value).startswith('type "geometry" is not supported by shiftguard')
-            assert "postgresql-15-postgis-3" in refused.value.diag.message_hint
-            with pytest.raises(psycopg.errors.FeatureNotSupported, match="st_geogfromtext"):
-                conn.execute("SELECT ST_GeogFromText('POINT(1 1)')")
-    finally:
-        with postgres.connect() as direct:
-            direct.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+def test_a_database_without_postgis_refuses_saying_what_to_install(proxy, postgres, database):
+    name = database()
+    with postgres.connect(name) as direct:
+        direct.execute("DROP EXTENSION postgis CASCADE")
+    with proxy.connect(dbname=name) as conn:
+        with pytest.raises(psycopg.errors.FeatureNotSupported) as refused:
+            conn.execute("CREATE TABLE shapes (g geometry)")
+        assert str(refused.value).startswith('type "geometry" is not supported by shiftguard')
+        assert "postgresql-15-postgis-3" in refused.value.diag.message_hint
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match="st_geogfromtext"):
+            conn.execute("SELECT ST_GeogFromText('POINT(1 1)')")
 
 
 def test_a_wrong_argument_is_postgresqls_error_where_postgis_is(proxy):

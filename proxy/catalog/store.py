@@ -1044,12 +1044,12 @@ async def _install_postgis(conn: asyncpg.Connection, database: str) -> None:
                       database, exc)
             return
         schema = "pg_catalog"
+    await _revoke_functions(conn, "postgis", _POSTGIS_STATISTICS)
     if schema != "pg_catalog":
         log.warning("database %s: PostGIS is installed in schema %s, not pg_catalog: GEOMETRY and GEOGRAPHY work "
                     "there only where that schema is on the search_path, and Redshift's drivers see PostGIS's type "
                     "OIDs", database, schema)
         return
-    await _revoke_functions(conn, "postgis", _POSTGIS_STATISTICS)
     await conn.execute(_sql("spatial.sql"))
 
 

@@ -89,3 +89,11 @@ def test_parameter_description_and_malformed_messages():
         row_description(struct.pack("!h", 1) + b"a\0\0", TYPES)
     with pytest.raises(ProtocolViolation):
         parse_types(struct.pack("!HI", 2, 23), TYPES)
+
+
+def test_postgis_types_are_shown_as_redshifts_and_their_values_pass_as_they_are():
+    spatial = RedshiftTypes.from_names({**OURS, "geometry": 17001, "geography": 17002})
+    assert spatial.spatial and not TYPES.spatial
+    body = struct.pack("!h", 2) + field(b"g", 17001) + field(b"h", 17002, 1)
+    assert row_description(body, spatial) == (struct.pack("!h", 2) + field(b"g", 3000) + field(b"h", 3001, 1), ())
+    assert parse_types(struct.pack("!HI", 1, 3000), spatial) == (struct.pack("!HI", 1, 17001), {})

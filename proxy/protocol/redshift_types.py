@@ -10,8 +10,8 @@ clients get the backend's OIDs: they look an OID they do not know up in pg_type 
 where Redshift's are not. PostGIS's values are Redshift's as they are: GEOMETRY's text is
 hexadecimal EWKB, which redshift_connector reads as text; GEOGRAPHY's text the same, and its
 binary (which the driver asks for under its binary protocol, and hexlifies) is EWKB. Two value
-forms differ from what PostgreSQL's functions read and
-write, so the relay converts them, for every client:
+forms differ from what PostgreSQL's functions read and write, so the relay converts them, for
+every client:
 
 - VARBYTE as text is plain hexadecimal on Redshift ('6162'), bytea's is '\\x6162': a DataRow
   column of that type is rewritten (the type has no binary output, so its values are text);
@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 
 from .messages import ProtocolViolation, read_cstring
 
-# Redshift's type OIDs (redshift_connector/utils/oids.py), by the name of shiftguard's type.
+# Redshift's type OIDs (redshift_connector/utils/oids.py), by the name of shiftguard's (or PostGIS's) type.
 REDSHIFT_OIDS = {"varbyte": 6551, "intervaly2m": 1188, "intervald2s": 1190, "abstime": 702,
                  "geometry": 3000, "geography": 3001}
 INTERVAL_Y2M, INTERVAL_D2S = REDSHIFT_OIDS["intervaly2m"], REDSHIFT_OIDS["intervald2s"]

@@ -83,7 +83,9 @@ def test_redshift_connector_creates_inserts_and_selects(proxy, shapes):
         assert [column[1] for column in cursor.description] == [GEOMETRY, GEOGRAPHY, 25, 23]
         rows = cursor.fetchall()
     assert [row[0].lower() for row in rows] == ["0101000000000000000000f03f0000000000000040", POLYGON_4326, LINESTRING]
-    assert rows[2][1] == "0101000020E610000000000000000000400000000000000040"
+    # GEOGRAPHY comes as text (upper case) at protocol 0 and in binary, hexlified by the driver
+    # (lower case), at 2: AWS's suite compares without regard to case.
+    assert rows[2][1].upper() == "0101000020E610000000000000000000400000000000000040"
     assert [row[2:] for row in rows] == [["POINT(1 2)", 4326], ["POLYGON((0 0,0 1,1 1,1 0,0 0))", 4267],
                                          ["LINESTRING(1 2,3 4,5 6,7 8,9 10,11 12,13 14,15 16,17 18,19 20)", 4326]]
 
@@ -157,7 +159,8 @@ def test_a_new_database_has_postgis(proxy, database):
         cursor.execute("INSERT INTO places VALUES (ST_GeogFromText('POINT(2 2)'))")
         cursor.execute("SELECT p, ST_AsText(p) FROM places")
         assert cursor.description[0][1] == GEOGRAPHY
-        assert cursor.fetchall() == (["0101000020E610000000000000000000400000000000000040", "POINT(2 2)"],)
+        (value, text), = cursor.fetchall()
+        assert (value.upper(), text) == ("0101000020E610000000000000000000400000000000000040", "POINT(2 2)")
 
 
 def test_a_database_without_postgis_refuses_saying_what_to_install(proxy, postgres, database):

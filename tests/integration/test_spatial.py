@@ -3,9 +3,9 @@ database where the backing PostgreSQL has it (the test command installs the pack
 both types, the ST_ functions unqualified whatever the search_path, Redshift's hexadecimal forms
 of well-known binary, the values and type OIDs (GEOMETRY 3000, GEOGRAPHY 3001) that
 redshift_connector reads as it reads them from a cluster (the cases of AWS's own driver suite,
-test/integration/datatype), PostGIS's own types for other clients, privileges, a user's
-functions of the same names in public, a database made by CREATE DATABASE, and the refusal that
-says what to install in a database without PostGIS.
+test/integration/datatype), PostGIS's own types for other clients, the Data API's type names,
+privileges, a user's functions of the same names in public, a database made by CREATE DATABASE,
+and the refusal that says what to install in a database without PostGIS.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import pytest
 import redshift_connector
 
 from ..conftest import ADMIN, ADMIN_PASSWORD, unique
+from .test_data_api import data_client, data_proxy, run  # noqa: F401 (a fixture)
 from .test_databases import database  # noqa: F401 (a fixture)
 
 GEOMETRY, GEOGRAPHY = 3000, 3001
@@ -180,3 +181,13 @@ def test_a_wrong_argument_is_postgresqls_error_where_postgis_is(proxy):
     with proxy.connect() as conn:
         with pytest.raises(psycopg.errors.UndefinedFunction, match=r"function st_distance\(integer\) does not exist"):
             conn.execute("SELECT ST_Distance(1)")
+
+
+def test_the_data_api_names_the_types(data_proxy):  # noqa: F811
+    api = data_client(data_proxy)
+    described = run(api, "SELECT ST_GeomFromText('POINT(1 2)') AS g, ST_GeogFromText('POINT(2 2)') AS h")
+    assert described["Status"] == "FINISHED", described
+    result = api.get_statement_result(Id=described["Id"])
+    assert [c["typeName"] for c in result["ColumnMetadata"]] == ["geometry", "geography"]
+    assert result["Records"] == [[{"stringValue": "0101000000000000000000F03F0000000000000040"},
+                                  {"stringValue": "0101000020E610000000000000000000400000000000000040"}]]

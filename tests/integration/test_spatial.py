@@ -191,3 +191,24 @@ def test_the_data_api_names_the_types(data_proxy):  # noqa: F811
     assert [c["typeName"] for c in result["ColumnMetadata"]] == ["geometry", "geography"]
     assert result["Records"] == [[{"stringValue": "0101000000000000000000F03F0000000000000040"},
                                   {"stringValue": "0101000020E610000000000000000000400000000000000040"}]]
+
+
+def test_a_database_where_postgis_fails_to_install_keeps_the_rest(make_proxy, postgres, caplog):
+    """A database made behind the proxy's back holding a function of one of PostGIS's names in
+    pg_catalog (CREATE EXTENSION refuses to replace it): the next start installs shiftguard
+    there all the same, and refuses GEOMETRY with the hint."""
+    name = unique("db")
+    with postgres.connect() as direct:
+        direct.execute(f"CREATE DATABASE {name} TEMPLATE template0")
+    try:
+        with postgres.connect(name) as direct:
+            direct.execute("CREATE FUNCTION pg_catalog.postgis_version() RETURNS text LANGUAGE sql AS $$ SELECT 'x' $$")
+        proxy = make_proxy()
+        assert f"database {name}: installing PostGIS failed" in caplog.text
+        with proxy.connect(dbname=name) as conn:
+            assert conn.execute("SELECT getdate() IS NOT NULL").fetchone() == (True,)
+            with pytest.raises(psycopg.errors.FeatureNotSupported, match='type "geometry" is not supported'):
+                conn.execute("CREATE TABLE shapes (g GEOMETRY)")
+    finally:
+        with postgres.connect() as direct:
+            direct.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

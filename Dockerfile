@@ -2,6 +2,8 @@
 #   docker build -t shiftguard .
 #   docker run -e SHIFTGUARD_BACKEND_DSN=postgresql://sg:secret@db:5432/dev \
 #              -e SHIFTGUARD_ADMIN_PASSWORD=... -p 5439:5439 -p 5440:5440 shiftguard
+# GEOMETRY and GEOGRAPHY need PostGIS on that database server (not in this image): shiftguard
+# installs it into each database at its start when the server has it (docs/external-postgresql.md).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1

@@ -1483,7 +1483,7 @@ class Relay:
                 error = self._denials.pop(marker, None)
                 if error is not None:
                     return error
-        reworded = redshift_wording(fields)
+        reworded = redshift_wording(fields, spatial=self._types is not None and self._types.spatial)
         changed = reworded is not None
         fields = reworded or fields
         if "shiftguard." in fields.get("W", ""):

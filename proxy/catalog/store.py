@@ -814,6 +814,16 @@ _INSTALLED = ("rls.sql", "privileges.sql", "idp.sql", "masking.sql", "row_code.s
 # Only where the management role may write pg_catalog: Redshift's functions, and COPY/UNLOAD's
 # procedures (they use the server's COPY to and from files).
 _SUPERUSER_INSTALLED = ("redshift_functions.sql", "s3.sql")
+# The PostGIS the backing PostgreSQL offers (its version; NULL: none), for GEOMETRY and GEOGRAPHY.
+_POSTGIS_AVAILABLE = "SELECT default_version FROM pg_available_extensions WHERE name = 'postgis'"
+# PostGIS's functions that read a table's planner statistics or its index by the table's name,
+# without checking that the caller may read the table (ST_EstimatedExtent is even SECURITY
+# DEFINER): the extent and histogram of a column's values, rows hidden by row-level security
+# and masked values included. PostgreSQL shows statistics only to who may read the table
+# (pg_stats); these are for superusers only. (Not Redshift functions; the planner does not call
+# them.)
+_POSTGIS_STATISTICS = ("st_estimatedextent", "_postgis_stats", "_postgis_selectivity", "_postgis_join_selectivity",
+                       "_postgis_index_extent")
 
 
 @dataclass(frozen=True, slots=True)
@@ -883,14 +893,17 @@ async def bootstrap_databases(pool: asyncpg.Pool, link: ClusterLink) -> list[str
                                     list(_CLUSTER_SETTINGS))
         databases = await conn.fetch("SELECT datname FROM pg_database WHERE datallowconn AND datname <> $1 "
                                      "ORDER BY datname", link.database)
+        postgis = await conn.fetchval(_POSTGIS_AVAILABLE)
     settings = [(row["name"], row["value"]) for row in settings]
     # What a database's install is made of (the SQL, this module that runs it, the cluster's
-    # columns, the link): when it is what was installed there last, the database is left as it
-    # is (a start would otherwise redo every database's, and the warnings about it were given
-    # then). Keyed with the backend secret: the mapping's password is in it.
-    made_of = json.dumps([[_sql(name) for name in ("schema.sql", *_INSTALLED, *_SUPERUSER_INSTALLED, "store.py")],
+    # columns, the link, the PostGIS there is to install): when it is what was installed there
+    # last, the database is left as it is (a start would otherwise redo every database's, and
+    # the warnings about it were given then). Keyed with the backend secret: the mapping's
+    # password is in it.
+    made_of = json.dumps([[_sql(name) for name in ("schema.sql", *_INSTALLED, *_SUPERUSER_INSTALLED, "spatial.sql",
+                                                    "store.py")],
                           [list(row.values()) for row in columns], settings, link.server_options(),
-                          link.mapping_options()])
+                          link.mapping_options(), postgis])
     secret = bytes.fromhex(dict(settings)["backend_secret"])
     digest = hmac.new(secret, made_of.encode(), hashlib.sha256).hexdigest()
     connect = _connect_kwargs(link.address, link.user, link.password)
@@ -976,11 +989,7 @@ async def _link_peers(conn: asyncpg.Connection, link: ClusterLink) -> None:
     which SHOW reads another database of the cluster (catalog/show.sql show_remote). No one
     else may execute dblink's functions."""
     await conn.execute("CREATE EXTENSION IF NOT EXISTS dblink WITH SCHEMA shiftguard")
-    functions = await conn.fetch(
-        "SELECT p.oid::regprocedure::text AS name FROM pg_depend d JOIN pg_proc p ON p.oid = d.objid "
-        " WHERE d.classid = 'pg_proc'::regclass AND d.deptype = 'e' "
-        "   AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'dblink')")
-    await conn.execute(f"REVOKE ALL ON FUNCTION {', '.join(row['name'] for row in functions)} FROM PUBLIC")
+    await _revoke_functions(conn, "dblink")
     server = await conn.fetchval("SELECT coalesce(srvoptions, '{}') FROM pg_foreign_server WHERE srvname = $1",
                                  _PEERS_SERVER)
     if server is None:
@@ -994,6 +1003,17 @@ async def _link_peers(conn: asyncpg.Connection, link: ClusterLink) -> None:
         await conn.execute(f"CREATE USER MAPPING FOR CURRENT_USER SERVER {_PEERS_SERVER}")
         mapping = []
     await _set_options(conn, f"USER MAPPING FOR CURRENT_USER SERVER {_PEERS_SERVER}", mapping, link.mapping_options())
+
+
+async def _revoke_functions(conn: asyncpg.Connection, extension: str, names: tuple[str, ...] | None = None) -> None:
+    """No one but superusers may execute the extension's functions (those of these names)."""
+    functions = await conn.fetch(
+        "SELECT p.oid::regprocedure::text AS name FROM pg_depend d JOIN pg_proc p ON p.oid = d.objid "
+        " WHERE d.classid = 'pg_proc'::regclass AND d.deptype = 'e' "
+        "   AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = $1) "
+        "   AND ($2::text[] IS NULL OR p.proname = ANY($2::text[]))", extension, names and list(names))
+    if functions:
+        await conn.execute(f"REVOKE ALL ON FUNCTION {', '.join(row['name'] for row in functions)} FROM PUBLIC")
 
 
 async def _set_options(conn: asyncpg.Connection, what: str, current: list[str], wanted: dict[str, str]) -> None:
@@ -1026,6 +1046,42 @@ async def _install(conn: asyncpg.Connection, superuser: bool) -> None:
     if superuser:
         for name in _SUPERUSER_INSTALLED:
             await conn.execute(_sql(name))
+        await _install_postgis(conn, database)
+
+
+async def _install_postgis(conn: asyncpg.Connection, database: str) -> None:
+    """PostGIS in pg_catalog, where the backing PostgreSQL has it, and Redshift's spellings of
+    its functions (spatial.sql): GEOMETRY, GEOGRAPHY and the ST_ functions then resolve in
+    every session whatever its search_path, as Redshift's built-ins do. Not in public: there
+    every user may create functions, which CREATE EXTENSION's script (run as the management
+    role, with the extension's schema as its search_path) and PostGIS's SQL functions would
+    prefer where they match better; and not in a schema of its own, which a session that sets
+    its search_path (or a parameter group's) would lose. In pg_catalog, which only superusers
+    write, shiftguard's pinned search_path finds nothing a user made. (Tables there need
+    allow_system_table_mods, for PostGIS's spatial_ref_sys: set for this statement only.)
+    A PostGIS a superuser installed elsewhere stays where it is, without Redshift's OIDs on
+    the wire or these functions (docs/differences-from-redshift.md)."""
+    if await conn.fetchval(_POSTGIS_AVAILABLE) is None:
+        return
+    schema = await conn.fetchval("SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'postgis'")
+    if schema is None:
+        try:
+            async with conn.transaction():  # a savepoint: a PostGIS that fails to install leaves the rest installed
+                await conn.execute("SET LOCAL allow_system_table_mods = on")
+                await conn.execute("CREATE EXTENSION postgis SCHEMA pg_catalog")
+                await conn.execute("SET LOCAL allow_system_table_mods = off")
+        except asyncpg.PostgresError as exc:
+            log.error("database %s: installing PostGIS failed, GEOMETRY and GEOGRAPHY are refused there: %s",
+                      database, exc)
+            return
+        schema = "pg_catalog"
+    await _revoke_functions(conn, "postgis", _POSTGIS_STATISTICS)
+    if schema != "pg_catalog":
+        log.warning("database %s: PostGIS is installed in schema %s, not pg_catalog: GEOMETRY and GEOGRAPHY work "
+                    "there only where that schema is on the search_path, and Redshift's drivers see PostGIS's type "
+                    "OIDs", database, schema)
+        return
+    await conn.execute(_sql("spatial.sql"))
 
 
 def _sql(name: str) -> str:

@@ -25,15 +25,18 @@ _HELD_HINT = ("If the table has row-level security on or a masking policy attach
               "values of masked columns would be read. Run the statement by itself, outside functions.")
 
 
-# Redshift's spatial types and functions, which PostgreSQL has only with PostGIS, an extension
-# shiftguard does not install (docs/differences-from-redshift.md says why).
+# Redshift's spatial types and functions, which PostgreSQL has only with PostGIS: shiftguard
+# installs it in every database where the backing PostgreSQL has it (catalog/store.py
+# _install_postgis); in a database without it, they are refused saying what to install.
 _SPATIAL = re.compile(r'(type "(geometry|geography)"|function (st_\w+)\(.*\)) does not exist', re.IGNORECASE)
-_SPATIAL_HINT = ("Redshift's GEOMETRY and GEOGRAPHY types and its ST_ functions are not available in shiftguard: "
-                 "they would need PostGIS in the backing PostgreSQL.")
+_SPATIAL_HINT = ("Redshift's GEOMETRY and GEOGRAPHY types and its ST_ functions need PostGIS in the backing "
+                 "PostgreSQL: install it there (Debian and Ubuntu: apt-get install postgresql-15-postgis-3) and "
+                 "start shiftguard again, which installs it in every database.")
 
 
-def redshift_wording(fields: dict[str, str]) -> dict[str, str] | None:
-    """The reworded fields, or None when Redshift says the same."""
+def redshift_wording(fields: dict[str, str], spatial: bool = False) -> dict[str, str] | None:
+    """The reworded fields, or None when Redshift says the same. spatial: the database has
+    PostGIS (then a missing ST_ function is PostgreSQL's error, a wrong argument type say)."""
     text = fields.get("M", "")
     if fields.get("C") == "55006" and "H" not in fields and _HELD.fullmatch(text):
         return {**fields, "H": _HELD_HINT}
@@ -48,9 +51,9 @@ def redshift_wording(fields: dict[str, str]) -> dict[str, str] | None:
         # column's name unquoted. PostgreSQL's DETAIL (the failing row, shown only to whom may
         # read it all) stays.
         return {**fields, "C": INTERNAL_ERROR, "M": f"Cannot insert a NULL value into column {fields['c']}"}
-    spatial = _SPATIAL.fullmatch(text) if fields.get("C") in (UNDEFINED_OBJECT, "42883") else None
-    if spatial is not None:
-        what = f'type "{spatial[2]}"' if spatial[2] else f'function "{spatial[3]}"'
+    missing = _SPATIAL.fullmatch(text) if not spatial and fields.get("C") in (UNDEFINED_OBJECT, "42883") else None
+    if missing is not None:
+        what = f'type "{missing[2]}"' if missing[2] else f'function "{missing[3]}"'
         return {**fields, "C": FEATURE_NOT_SUPPORTED, "M": f"{what} is not supported by shiftguard", "H": _SPATIAL_HINT}
     if fields.get("C") == UNDEFINED_OBJECT and text.startswith(f'role "{GROUP_ROLE_PREFIX}'):
         # A group's PostgreSQL role (policy/groups.py) is the group, to the user.

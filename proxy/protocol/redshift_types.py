@@ -2,12 +2,16 @@
 relay rewrites for them. Pure: message bodies in, message bodies out; no I/O.
 
 VARBYTE, INTERVAL YEAR TO MONTH, INTERVAL DAY TO SECOND and ABSTIME are PostgreSQL types of
-shiftguard's (catalog/redshift_functions.sql), with OIDs PostgreSQL chose in each database.
+shiftguard's (catalog/redshift_functions.sql), GEOMETRY and GEOGRAPHY PostGIS's (installed into
+pg_catalog by catalog/store.py where it is available), with OIDs PostgreSQL chose in each database.
 Redshift's drivers get Redshift's OIDs for them in RowDescription and ParameterDescription, as
 redshift_connector maps them (redshift_connector/utils/oids.py), and send those in Parse. Other
 clients get the backend's OIDs: they look an OID they do not know up in pg_type (asyncpg, pgjdbc),
-where Redshift's are not. Two value forms differ from what PostgreSQL's functions read and
-write, so the relay converts them, for every client:
+where Redshift's are not. PostGIS's values are Redshift's as they are: GEOMETRY's text is
+hexadecimal EWKB, which redshift_connector reads as text; GEOGRAPHY's text the same, and its
+binary (which the driver asks for under its binary protocol, and hexlifies) is EWKB. Two value
+forms differ from what PostgreSQL's functions read and write, so the relay converts them, for
+every client:
 
 - VARBYTE as text is plain hexadecimal on Redshift ('6162'), bytea's is '\\x6162': a DataRow
   column of that type is rewritten (the type has no binary output, so its values are text). To
@@ -47,8 +51,9 @@ from dataclasses import dataclass, field
 
 from .messages import ProtocolViolation, read_cstring
 
-# Redshift's type OIDs (redshift_connector/utils/oids.py), by the name of shiftguard's type.
-REDSHIFT_OIDS = {"varbyte": 6551, "intervaly2m": 1188, "intervald2s": 1190, "abstime": 702}
+# Redshift's type OIDs (redshift_connector/utils/oids.py), by the name of shiftguard's (or PostGIS's) type.
+REDSHIFT_OIDS = {"varbyte": 6551, "intervaly2m": 1188, "intervald2s": 1190, "abstime": 702,
+                 "geometry": 3000, "geography": 3001}
 INTERVAL_Y2M, INTERVAL_D2S = REDSHIFT_OIDS["intervaly2m"], REDSHIFT_OIDS["intervald2s"]
 TIME, TIMETZ = 1083, 1266  # PostgreSQL's (and Redshift's) OIDs of TIME and TIMETZ
 NUMERIC = 1700
@@ -94,6 +99,11 @@ class RedshiftTypes:
         """From {type name: the backend's OID}; None when the database has none of them."""
         known = {oid: REDSHIFT_OIDS[name] for name, oid in oids.items() if name in REDSHIFT_OIDS}
         return cls(known) if known else None
+
+    @property
+    def spatial(self) -> bool:
+        """Does the database have GEOMETRY (PostGIS, in pg_catalog)?"""
+        return REDSHIFT_OIDS["geometry"] in self.to_backend
 
     def mentioned(self, body: bytes) -> bool:
         """Might body hold one of the types' OIDs? (A quick look: False is certain.)"""

@@ -3,7 +3,7 @@ its synonyms VARBINARY and BINARY VARYING, FROM_HEX/TO_HEX/TO_VARBYTE/FROM_VARBY
 INTERVAL YEAR TO MONTH and DAY TO SECOND (intervaly2m, intervald2s) and ABSTIME: values written
 and read back, and the type OIDs the drivers see are Redshift's (redshift_connector's
 utils/oids.py: VARBYTE 6551, INTERVALY2M 1188, INTERVALD2S 1190, ABSTIME 702). TIME and TIMETZ
-'24:00:00' read as Redshift's 00:00:00. GEOMETRY and GEOGRAPHY are refused in words that say why.
+'24:00:00' read as Redshift's 00:00:00. GEOMETRY and GEOGRAPHY: test_spatial.py.
 """
 
 from __future__ import annotations
@@ -144,16 +144,6 @@ def test_time_24_00_reads_as_midnight_and_timetz_as_utc(rsc, proxy):
                                          [datetime.time(5, 44, 54, 189717, tzinfo=utc)])
         finally:
             cursor.execute(f"DROP TABLE {name}")
-
-
-def test_geometry_is_refused_with_the_reason(proxy):
-    with proxy.connect() as conn:
-        with pytest.raises(psycopg.errors.FeatureNotSupported) as refused:
-            conn.execute("CREATE TABLE shapes (g geometry)")
-        assert str(refused.value).startswith('type "geometry" is not supported by shiftguard')
-        assert "PostGIS" in refused.value.diag.message_hint
-        with pytest.raises(psycopg.errors.FeatureNotSupported, match="st_geogfromtext"):
-            conn.execute("SELECT ST_GeogFromText('POINT(1 1)')")
 
 
 async def test_asyncpg_reads_and_writes(proxy, table):

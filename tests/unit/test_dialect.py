@@ -185,3 +185,6 @@ def test_spatial_types_and_functions_are_refused_saying_why():
         assert reworded["C"] == "0A000" and reworded["M"] == f"{what} is not supported by shiftguard"
         assert "PostGIS" in reworded["H"]
     assert redshift_wording({"S": "ERROR", "C": "42883", "M": "function nosuch(integer) does not exist"}) is None
+    # Where PostGIS is, a missing ST_ function (a wrong argument type, say) is PostgreSQL's error.
+    assert redshift_wording({"S": "ERROR", "C": "42883", "M": "function st_distance(integer) does not exist"},
+                            spatial=True) is None

@@ -143,3 +143,11 @@ def test_varbyte_goes_as_its_bytes_under_protocol_2():
     body = struct.pack("!h", 1) + field(b"vb", 16501)
     assert row_description(body, BINARY)[1] == ((0, VARBYTE_BYTES),)
     assert data_row(row(b"\\x6162ff", b"a\\000"), ((0, VARBYTE_BYTES), (1, VARBYTE_BYTES))) == row(b"ab\xff", b"a\0")
+
+
+def test_postgis_types_are_shown_as_redshifts_and_their_values_pass_as_they_are():
+    spatial = RedshiftTypes.from_names({**OURS, "geometry": 17001, "geography": 17002})
+    assert spatial.spatial and not TYPES.spatial
+    body = struct.pack("!h", 2) + field(b"g", 17001) + field(b"h", 17002, 1)
+    assert row_description(body, spatial) == (struct.pack("!h", 2) + field(b"g", 3000) + field(b"h", 3001, 1), ())
+    assert parse_types(struct.pack("!HI", 1, 3000), spatial) == (struct.pack("!HI", 1, 17001), {})

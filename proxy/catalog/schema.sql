@@ -1428,7 +1428,8 @@ $$;
 -- the shape without pct_used (a view's columns cannot be reordered in place). On one PostgreSQL:
 -- pct_used is the share of the database's size (it has no fixed capacity), one slice holds every
 -- row (skew_rows 1), and no sorted region falls behind (unsorted 0 with a sort key, else NULL as
--- in Redshift); stats_off is how much of the table changed since it was last analyzed.
+-- in Redshift); stats_off is how much of the table changed since it was last analyzed. Materialized
+-- views have rows here too, as on Redshift (dbt's materialized views read their dist and sort here).
 DO $$ BEGIN
     IF to_regclass('shiftguard.svv_table_info') IS NOT NULL AND NOT EXISTS (
             SELECT FROM pg_attribute WHERE attrelid = to_regclass('shiftguard.svv_table_info') AND attname = 'pct_used') THEN
@@ -1463,7 +1464,7 @@ CREATE OR REPLACE VIEW shiftguard.svv_table_info WITH (security_barrier) AS
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
       LEFT JOIN shiftguard.table_attributes a ON a.table_id = c.oid
       LEFT JOIN pg_stat_all_tables st ON st.relid = c.oid
-     WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'shiftguard')
+     WHERE c.relkind IN ('r', 'p', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'shiftguard')
        AND n.nspname NOT LIKE 'pg\_toast%' AND has_table_privilege(c.oid, 'SELECT');
 
 -- Redshift's NOT NULL of a column: an IDENTITY column is NOT NULL only where NOT NULL was
@@ -1486,7 +1487,7 @@ CREATE OR REPLACE VIEW shiftguard.pg_table_def WITH (security_barrier) AS
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
       JOIN pg_attribute att ON att.attrelid = c.oid AND att.attnum > 0 AND NOT att.attisdropped
       LEFT JOIN shiftguard.table_attributes a ON a.table_id = c.oid
-     WHERE c.relkind IN ('r', 'p', 'v') AND n.nspname = ANY (current_schemas(false))
+     WHERE c.relkind IN ('r', 'p', 'v', 'm') AND n.nspname = ANY (current_schemas(false))
        AND has_table_privilege(c.oid, 'SELECT');
 
 GRANT SELECT ON shiftguard.svv_table_info, shiftguard.pg_table_def TO PUBLIC;

@@ -1,0 +1,274 @@
+-- Materialized views in Redshift's form (policy/dialect.py takes out BACKUP, DISTSTYLE, DISTKEY,
+-- SORTKEY and AUTO REFRESH): PostgreSQL's own materialized views, so PostgreSQL checks SELECT on
+-- them, GRANT and REVOKE work as on tables, and REFRESH is the owner's only. Their attributes are
+-- a table's (table_attributes: svv_table_info, pg_table_def, the pg_class and pg_attribute
+-- views), with the statement as written and the last refresh; svv_mv_info and stv_mv_info show
+-- them, and pg_views and information_schema.views list them with that statement as their
+-- definition, as Redshift's do (dbt finds materialized views there). Run after schema.sql.
+--
+-- Staleness. A base table of a materialized view gets a statement trigger (shiftguard_writes)
+-- that notes which transaction wrote it (table_writes). A view is stale when a base table was
+-- written by a transaction its last refresh could not see (not visible in the snapshot taken
+-- before the refresh), or by the refreshing transaction after the refresh; 'u' (unknown, as
+-- Redshift says of views over external tables) when a base table is not tracked (a foreign
+-- table, or a trigger its owner dropped); 't' always when the query calls a function that is
+-- not immutable, as Redshift documents for mutable functions.
+-- AUTO REFRESH YES: the proxy refreshes the stale ones itself, as Redshift does "on its own
+-- schedule": at once after a write to a base table commits (a NOTIFY on shiftguard_mv_refresh)
+-- in the cluster database, and at each poll (server.py). UNVERIFIED when Redshift would.
+
+CREATE TABLE IF NOT EXISTS shiftguard.table_writes (
+    table_id   oid NOT NULL,
+    xid        xid8 NOT NULL,
+    written_at timestamptz NOT NULL,
+    PRIMARY KEY (table_id, xid)
+);
+REVOKE ALL ON shiftguard.table_writes FROM PUBLIC;
+
+-- The relations a materialized view reads, through the views it reads (not late-binding ones,
+-- which name their tables only when run).
+CREATE OR REPLACE FUNCTION shiftguard.mv_bases(p_view oid) RETURNS TABLE (table_id oid, kind "char")
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    WITH RECURSIVE reads(relation, kind) AS (
+        SELECT p_view, 'm'::"char"
+        UNION
+        SELECT d.refobjid, c.relkind
+          FROM reads JOIN pg_rewrite r ON r.ev_class = reads.relation
+          JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+                          AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> reads.relation
+          JOIN pg_class c ON c.oid = d.refobjid
+         WHERE reads.relation = p_view OR reads.kind = 'v'
+    )
+    SELECT relation, kind FROM reads WHERE relation <> p_view AND kind IN ('r', 'p', 'm', 'f')
+$$;
+
+-- A base table's writes, noted once per transaction (the last statement's time). Only the
+-- transaction's own row is written: writers of one table never wait for each other here.
+CREATE OR REPLACE FUNCTION shiftguard.note_write() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    INSERT INTO shiftguard.table_writes VALUES (TG_RELID, pg_current_xact_id(), clock_timestamp())
+        ON CONFLICT (table_id, xid) DO UPDATE SET written_at = excluded.written_at;
+    IF EXISTS (SELECT FROM shiftguard.table_attributes a
+                WHERE (a.attrs->>'autorefresh')::boolean
+                  AND TG_RELID IN (SELECT table_id FROM shiftguard.mv_bases(a.table_id))) THEN
+        PERFORM pg_notify('shiftguard_mv_refresh', '');  -- delivered at commit, once per transaction
+    END IF;
+    RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION shiftguard.note_write() FROM PUBLIC;
+
+-- Track the writes of a materialized view's base tables. Creating a trigger needs the table's
+-- owner or a superuser, and shiftguard's guards refuse triggers on some tables: a table it
+-- cannot track stays untracked ('u'), and the view is made all the same.
+CREATE OR REPLACE FUNCTION shiftguard.track_bases(p_view oid) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_table oid;
+BEGIN
+    FOR v_table IN SELECT b.table_id FROM shiftguard.mv_bases(p_view) b
+                    WHERE b.kind IN ('r', 'p') AND NOT EXISTS (
+                        SELECT FROM pg_trigger WHERE tgrelid = b.table_id AND tgname = 'shiftguard_writes') LOOP
+        BEGIN
+            EXECUTE format('CREATE TRIGGER shiftguard_writes AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s '
+                           'FOR EACH STATEMENT EXECUTE FUNCTION shiftguard.note_write()', v_table::regclass);
+        EXCEPTION WHEN OTHERS THEN
+            NULL;
+        END;
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION shiftguard.track_bases(oid) FROM PUBLIC;
+
+-- After a refresh (or the creation) of p_view, whose query read with p_snapshot: recorded, its
+-- base tables tracked, and the writes that no materialized view needs any more forgotten. The
+-- caller must own the view (record_table checks): it has just refreshed it.
+CREATE OR REPLACE FUNCTION shiftguard.mv_refreshed(p_view regclass, p_snapshot pg_snapshot) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF (SELECT relkind FROM pg_class WHERE oid = p_view) <> 'm' THEN
+        RAISE EXCEPTION '"%" is not a materialized view', p_view USING ERRCODE = '42809';
+    END IF;
+    PERFORM shiftguard.record_table(p_view, jsonb_build_object(
+        'refreshed_snapshot', p_snapshot::text, 'refreshed_xid', pg_current_xact_id()::text,
+        'refreshed_at', clock_timestamp()));
+    -- a refresh writes the view: for the materialized views that read this one
+    INSERT INTO shiftguard.table_writes VALUES (p_view, pg_current_xact_id(), clock_timestamp())
+        ON CONFLICT (table_id, xid) DO UPDATE SET written_at = excluded.written_at;
+    PERFORM shiftguard.track_bases(p_view);
+    DELETE FROM shiftguard.table_writes w
+     WHERE w.xid < pg_snapshot_xmin(pg_current_snapshot())  -- finished transactions only
+       AND NOT EXISTS (SELECT FROM shiftguard.table_attributes a
+                        WHERE a.attrs ? 'refreshed_snapshot'
+                          AND w.table_id IN (SELECT table_id FROM shiftguard.mv_bases(a.table_id))
+                          AND NOT pg_visible_in_snapshot(w.xid, (a.attrs->>'refreshed_snapshot')::pg_snapshot));
+END
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.mv_refreshed(regclass, pg_snapshot) TO PUBLIC;
+
+-- 't', 'f' or 'u' (above), for svv_mv_info and stv_mv_info.
+CREATE OR REPLACE FUNCTION shiftguard.mv_is_stale(p_view oid) RETURNS char(1)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE
+        WHEN a.attrs->>'refreshed_snapshot' IS NULL THEN 't'
+        WHEN EXISTS (SELECT FROM pg_rewrite r
+                       JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+                                       AND d.refclassid = 'pg_proc'::regclass
+                       JOIN pg_proc p ON p.oid = d.refobjid
+                      WHERE r.ev_class = p_view AND p.provolatile <> 'i') THEN 't'
+        WHEN EXISTS (SELECT FROM shiftguard.mv_bases(p_view) b JOIN shiftguard.table_writes w USING (table_id)
+                      WHERE NOT pg_visible_in_snapshot(w.xid, (a.attrs->>'refreshed_snapshot')::pg_snapshot)
+                         OR (w.xid = (a.attrs->>'refreshed_xid')::xid8
+                             AND w.written_at > (a.attrs->>'refreshed_at')::timestamptz)) THEN 't'
+        WHEN EXISTS (SELECT FROM shiftguard.mv_bases(p_view) b
+                      WHERE b.kind = 'f' OR (b.kind IN ('r', 'p') AND NOT EXISTS (
+                          SELECT FROM pg_trigger WHERE tgrelid = b.table_id AND tgname = 'shiftguard_writes'
+                                                   AND tgenabled <> 'D'))) THEN 'u'
+        ELSE 'f' END
+      FROM (SELECT (SELECT attrs FROM shiftguard.table_attributes WHERE table_id = p_view) AS attrs) a
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.mv_is_stale(oid) TO PUBLIC;
+
+-- CREATE MATERIALIZED VIEW: p_sql is PostgreSQL's form as the proxy judged it, run as the caller
+-- with the caller's search_path; p_view the name as written, p_definition the statement as
+-- written (what pg_views shows).
+CREATE OR REPLACE PROCEDURE shiftguard.create_materialized_view(p_sql text, p_view text, p_attrs jsonb,
+                                                                p_definition text, p_search_path text)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_snapshot pg_snapshot := pg_current_snapshot();  -- before the query runs: a write meanwhile is stale
+    v_existed  regclass := shiftguard.caller_regclass(p_view, p_search_path);
+    v_view     regclass;
+BEGIN
+    PERFORM shiftguard.caller_execute(p_sql, p_search_path);
+    v_view := shiftguard.caller_regclass(p_view, p_search_path);
+    IF v_existed IS NOT NULL THEN
+        RETURN;  -- IF NOT EXISTS, and it did: left as it was
+    END IF;
+    PERFORM shiftguard.record_table(v_view, p_attrs || jsonb_build_object(
+        'definition', rtrim(p_definition, E'; \t\r\n') || ';'));
+    PERFORM shiftguard.mv_refreshed(v_view, v_snapshot);
+END
+$$;
+GRANT EXECUTE ON PROCEDURE shiftguard.create_materialized_view(text, text, jsonb, text, text) TO PUBLIC;
+
+CREATE OR REPLACE PROCEDURE shiftguard.refresh_materialized_view(p_view text, p_search_path text)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_snapshot pg_snapshot := pg_current_snapshot();
+    v_view     regclass := shiftguard.caller_regclass(p_view, p_search_path);
+BEGIN
+    IF v_view IS NULL THEN
+        RAISE EXCEPTION 'relation "%" does not exist', p_view USING ERRCODE = '42P01';
+    END IF;
+    PERFORM shiftguard.caller_execute(format('REFRESH MATERIALIZED VIEW %s', v_view), p_search_path);
+    PERFORM shiftguard.mv_refreshed(v_view, v_snapshot);
+END
+$$;
+GRANT EXECUTE ON PROCEDURE shiftguard.refresh_materialized_view(text, text) TO PUBLIC;
+
+-- ALTER MATERIALIZED VIEW mv AUTO REFRESH {YES | NO} and ALTER DISTSTYLE/DISTKEY/SORTKEY: recorded.
+CREATE OR REPLACE PROCEDURE shiftguard.alter_materialized_view(p_view text, p_attrs jsonb, p_search_path text)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_view regclass := shiftguard.caller_regclass(p_view, p_search_path);
+BEGIN
+    IF v_view IS NULL THEN
+        RAISE EXCEPTION 'relation "%" does not exist', p_view USING ERRCODE = '42P01';
+    ELSIF (SELECT relkind FROM pg_class WHERE oid = v_view) <> 'm' THEN
+        RAISE EXCEPTION '"%" is not a materialized view', p_view USING ERRCODE = '42809';
+    END IF;
+    PERFORM shiftguard.record_table(v_view, p_attrs);
+END
+$$;
+GRANT EXECUTE ON PROCEDURE shiftguard.alter_materialized_view(text, jsonb, text) TO PUBLIC;
+
+-- The stale AUTO REFRESH YES views of this database, refreshed by the management role (the
+-- proxy, server.py); PostgreSQL runs each view's query as its owner. How many were refreshed.
+CREATE OR REPLACE FUNCTION shiftguard.refresh_stale_views() RETURNS integer
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_view     regclass;
+    v_snapshot pg_snapshot;
+    v_done     integer := 0;
+BEGIN
+    FOR v_view IN SELECT a.table_id FROM shiftguard.table_attributes a JOIN pg_class c ON c.oid = a.table_id
+                   WHERE c.relkind = 'm' AND (a.attrs->>'autorefresh')::boolean
+                     AND shiftguard.mv_is_stale(a.table_id) = 't' LOOP
+        BEGIN
+            v_snapshot := pg_current_snapshot();
+            EXECUTE format('REFRESH MATERIALIZED VIEW %s', v_view);
+            PERFORM shiftguard.mv_refreshed(v_view, v_snapshot);
+            v_done := v_done + 1;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'could not refresh materialized view %: %', v_view, SQLERRM;
+        END;
+    END LOOP;
+    RETURN v_done;
+END
+$$;
+REVOKE ALL ON FUNCTION shiftguard.refresh_stale_views() FROM PUBLIC;
+
+-- Redshift's pg_views and information_schema.views list materialized views too, their
+-- definition the CREATE MATERIALIZED VIEW statement (policy/statements.py points queries naming
+-- them here when the dialect is on). One that was not made through the proxy shows a statement
+-- made from its query.
+CREATE OR REPLACE FUNCTION shiftguard.mv_definition(p_view oid) RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce((SELECT attrs->>'definition' FROM shiftguard.table_attributes WHERE table_id = p_view),
+                    format('create materialized view %s as (%s);', p_view::regclass,
+                           rtrim(pg_get_viewdef(p_view), E'; \n')))
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.mv_definition(oid) TO PUBLIC;
+
+CREATE OR REPLACE VIEW shiftguard.pg_views AS
+    SELECT v.schemaname, v.viewname, v.viewowner, v.definition FROM pg_catalog.pg_views v
+    UNION ALL
+    SELECT n.nspname, c.relname, pg_get_userbyid(c.relowner), shiftguard.mv_definition(c.oid)
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.relkind = 'm';
+
+CREATE OR REPLACE VIEW shiftguard.information_schema_views AS
+    SELECT v.table_catalog, v.table_schema, v.table_name, v.view_definition, v.check_option, v.is_updatable,
+           v.is_insertable_into, v.is_trigger_updatable, v.is_trigger_deletable, v.is_trigger_insertable_into
+      FROM information_schema.views v
+    UNION ALL  -- who sees which, and whose definition, as information_schema.views decides for views
+    SELECT current_database()::information_schema.sql_identifier, n.nspname::information_schema.sql_identifier,
+           c.relname::information_schema.sql_identifier,
+           (CASE WHEN pg_has_role(c.relowner, 'USAGE') THEN shiftguard.mv_definition(c.oid) END)
+               ::information_schema.character_data,
+           'NONE'::information_schema.character_data, 'NO'::information_schema.yes_or_no,
+           'NO'::information_schema.yes_or_no, 'NO'::information_schema.yes_or_no,
+           'NO'::information_schema.yes_or_no, 'NO'::information_schema.yes_or_no
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.relkind = 'm' AND NOT pg_is_other_temp_schema(n.oid)
+       AND (pg_has_role(c.relowner, 'USAGE')
+            OR has_table_privilege(c.oid, 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER')
+            OR has_any_column_privilege(c.oid, 'SELECT, INSERT, UPDATE, REFERENCES'));
+
+-- SVV_MV_INFO: superusers see every row, others their own views'. state 0: "fully recomputed
+-- when refreshed", as every refresh here is; autorewrite 'f': no query is rewritten to read one.
+CREATE OR REPLACE VIEW shiftguard.svv_mv_info WITH (security_barrier) AS
+    SELECT current_database()::text AS database_name, n.nspname::text AS schema_name,
+           pg_get_userbyid(c.relowner)::text AS user_name, c.relname::text AS name,
+           shiftguard.mv_is_stale(c.oid) AS is_stale, 0 AS state,
+           (CASE WHEN coalesce((a.attrs->>'autorefresh')::boolean, false) THEN 't' ELSE 'f' END)::char(1) AS autorefresh,
+           'f'::char(1) AS autorewrite
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      LEFT JOIN shiftguard.table_attributes a ON a.table_id = c.oid
+     WHERE c.relkind = 'm' AND (shiftguard.caller_is_superuser() OR pg_has_role(session_user, c.relowner, 'USAGE'));
+
+-- STV_MV_INFO: the views in schemas the user may use; updated_upto_xid the last refresh's.
+CREATE OR REPLACE VIEW shiftguard.stv_mv_info WITH (security_barrier) AS
+    SELECT current_database()::text AS db_name, n.nspname::text AS schema, c.relname::text AS name,
+           (a.attrs->>'refreshed_xid')::bigint AS updated_upto_xid, shiftguard.mv_is_stale(c.oid) AS is_stale,
+           pg_get_userbyid(c.relowner)::text AS owner_user_name, 0 AS state,
+           (CASE WHEN coalesce((a.attrs->>'autorefresh')::boolean, false) THEN 't' ELSE 'f' END)::char(1) AS autorefresh,
+           'f'::char(1) AS autorewrite
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      LEFT JOIN shiftguard.table_attributes a ON a.table_id = c.oid
+     WHERE c.relkind = 'm' AND (shiftguard.caller_is_superuser() OR has_schema_privilege(session_user, n.oid, 'USAGE'));
+
+GRANT SELECT ON shiftguard.pg_views, shiftguard.information_schema_views, shiftguard.svv_mv_info,
+                shiftguard.stv_mv_info TO PUBLIC;

@@ -4,15 +4,20 @@
 -- a table's (table_attributes: svv_table_info, pg_table_def, the pg_class and pg_attribute
 -- views), with the statement as written and the last refresh; svv_mv_info and stv_mv_info show
 -- them, and pg_views and information_schema.views list them with that statement as their
--- definition, as Redshift's do (dbt finds materialized views there). Run after schema.sql.
+-- definition, as Redshift's do (dbt finds materialized views there). And the writes of tables,
+-- which both their staleness and SYS_QUERY_DETAIL (dbt's source freshness from metadata) read.
+-- Run after schema.sql.
 --
--- Staleness. A base table of a materialized view gets a statement trigger (shiftguard_writes)
--- that notes which transaction wrote it (table_writes). A view is stale when a base table was
--- written by a transaction its last refresh could not see (not visible in the snapshot taken
--- before the refresh), or by the refreshing transaction after the refresh; 'u' (unknown, as
--- Redshift says of views over external tables) when a base table is not tracked (a foreign
--- table, or a trigger its owner dropped); 't' always when the query calls a function that is
--- not immutable, as Redshift documents for mutable functions.
+-- Writes. Every table gets a statement trigger (shiftguard_writes) that notes which transaction
+-- wrote it, when, as whom, and whether it inserted or deleted (table_writes): the last of each
+-- kind, and those a materialized view's last refresh missed. Tables made before this version,
+-- or whose owner dropped the trigger, are not tracked.
+--
+-- Staleness. A view is stale when a base table was written by a transaction its last refresh
+-- could not see (not visible in the snapshot taken before the refresh), or by the refreshing
+-- transaction after the refresh; 'u' (unknown, as Redshift says of views over external tables)
+-- when a base table is not tracked (a foreign table, or a table made before); 't' always when the
+-- query calls a function that is not immutable, as Redshift documents for mutable functions.
 -- AUTO REFRESH YES: the proxy refreshes the stale ones itself, as Redshift does "on its own
 -- schedule": at once after a write to a base table commits (a NOTIFY on shiftguard_mv_refresh)
 -- in the cluster database, and at each poll (server.py). UNVERIFIED when Redshift would.
@@ -20,8 +25,10 @@
 CREATE TABLE IF NOT EXISTS shiftguard.table_writes (
     table_id   oid NOT NULL,
     xid        xid8 NOT NULL,
+    step_name  text NOT NULL,  -- Redshift's: 'insert' (INSERT, COPY, UPDATE's new rows), 'delete'
     written_at timestamptz NOT NULL,
-    PRIMARY KEY (table_id, xid)
+    user_id    oid NOT NULL,
+    PRIMARY KEY (table_id, xid, step_name)
 );
 REVOKE ALL ON shiftguard.table_writes FROM PUBLIC;
 
@@ -42,15 +49,48 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT relation, kind FROM reads WHERE relation <> p_view AND kind IN ('r', 'p', 'm', 'f')
 $$;
 
--- A base table's writes, noted once per transaction (the last statement's time). Only the
--- transaction's own row is written: writers of one table never wait for each other here.
+-- Forget p_table's writes that nothing needs: those of finished transactions that a later
+-- finished write of the same step follows (sys_query_detail keeps the last of each) and that no
+-- materialized view's last refresh missed (is_stale reads those). Rows another transaction is
+-- forgetting are skipped, never waited for.
+CREATE OR REPLACE FUNCTION shiftguard.forget_writes(p_table oid) RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    DELETE FROM shiftguard.table_writes w WHERE w.ctid = ANY (ARRAY(
+        SELECT o.ctid FROM shiftguard.table_writes o
+         WHERE o.table_id = p_table AND o.xid < pg_snapshot_xmin(pg_current_snapshot())
+           AND EXISTS (SELECT FROM shiftguard.table_writes n
+                        WHERE n.table_id = p_table AND n.step_name = o.step_name AND n.written_at > o.written_at
+                          AND n.xid < pg_snapshot_xmin(pg_current_snapshot()))
+           AND NOT EXISTS (SELECT FROM shiftguard.table_attributes a
+                            WHERE a.attrs ? 'refreshed_snapshot'
+                              AND p_table IN (SELECT table_id FROM shiftguard.mv_bases(a.table_id))
+                              AND NOT pg_visible_in_snapshot(o.xid, (a.attrs->>'refreshed_snapshot')::pg_snapshot))
+           FOR UPDATE SKIP LOCKED))
+$$;
+REVOKE ALL ON FUNCTION shiftguard.forget_writes(oid) FROM PUBLIC;
+
+-- Note a write of p_table by this transaction (once per step; the last statement's time).
+-- Only the transaction's own rows are written: writers of one table never wait for each other.
+CREATE OR REPLACE FUNCTION shiftguard.note_writes(p_table oid, p_steps text[]) RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    INSERT INTO shiftguard.table_writes
+    SELECT p_table, pg_current_xact_id(), step, clock_timestamp(), (SELECT oid FROM pg_roles WHERE rolname = session_user)
+      FROM unnest(p_steps) step
+        ON CONFLICT (table_id, xid, step_name) DO UPDATE SET written_at = excluded.written_at
+$$;
+REVOKE ALL ON FUNCTION shiftguard.note_writes(oid, text[]) FROM PUBLIC;
+
+-- The statement trigger on every table (track_writes). UPDATE is a delete and an insert, as
+-- Redshift's steps are; TRUNCATE deletes.
 CREATE OR REPLACE FUNCTION shiftguard.note_write() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    INSERT INTO shiftguard.table_writes VALUES (TG_RELID, pg_current_xact_id(), clock_timestamp())
-        ON CONFLICT (table_id, xid) DO UPDATE SET written_at = excluded.written_at;
+    PERFORM shiftguard.note_writes(TG_RELID, CASE TG_OP WHEN 'INSERT' THEN ARRAY['insert']
+                                                        WHEN 'UPDATE' THEN ARRAY['delete', 'insert']
+                                                        ELSE ARRAY['delete'] END);
+    PERFORM shiftguard.forget_writes(TG_RELID);
     IF EXISTS (SELECT FROM shiftguard.table_attributes a
-                WHERE (a.attrs->>'autorefresh')::boolean
+                WHERE a.attrs @> '{"autorefresh": true}'
                   AND TG_RELID IN (SELECT table_id FROM shiftguard.mv_bases(a.table_id))) THEN
         PERFORM pg_notify('shiftguard_mv_refresh', '');  -- delivered at commit, once per transaction
     END IF;
@@ -59,33 +99,61 @@ END
 $$;
 REVOKE ALL ON FUNCTION shiftguard.note_write() FROM PUBLIC;
 
--- Track the writes of a materialized view's base tables. Creating a trigger needs the table's
--- owner or a superuser, and shiftguard's guards refuse triggers on some tables: a table it
--- cannot track stays untracked ('u'), and the view is made all the same.
-CREATE OR REPLACE FUNCTION shiftguard.track_bases(p_view oid) RETURNS void
+-- Track p_table's writes. Creating a trigger needs the table's owner or a superuser, and
+-- shiftguard's guards refuse triggers on some tables: a table it cannot track stays untracked
+-- (its views' is_stale 'u', no rows in sys_query_detail), and the statement goes on. Creating a
+-- trigger rewrites the table's pg_class row, which a concurrent ANALYZE may be writing too
+-- ("tuple concurrently updated"): tried again then.
+CREATE OR REPLACE FUNCTION shiftguard.track_writes(p_table oid) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v_table oid;
 BEGIN
-    FOR v_table IN SELECT b.table_id FROM shiftguard.mv_bases(p_view) b
-                    WHERE b.kind IN ('r', 'p') AND NOT EXISTS (
-                        SELECT FROM pg_trigger WHERE tgrelid = b.table_id AND tgname = 'shiftguard_writes') LOOP
+    FOR v_attempt IN 1..5 LOOP
+        IF EXISTS (SELECT FROM pg_trigger WHERE tgrelid = p_table AND tgname = 'shiftguard_writes') THEN
+            RETURN;
+        END IF;
         BEGIN
             EXECUTE format('CREATE TRIGGER shiftguard_writes AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s '
-                           'FOR EACH STATEMENT EXECUTE FUNCTION shiftguard.note_write()', v_table::regclass);
-        EXCEPTION WHEN OTHERS THEN
-            NULL;
+                           'FOR EACH STATEMENT EXECUTE FUNCTION shiftguard.note_write()', p_table::regclass);
+            RETURN;
+        EXCEPTION WHEN internal_error THEN
+            PERFORM pg_sleep(0.01 * v_attempt);
+        WHEN OTHERS THEN
+            RETURN;
         END;
     END LOOP;
 END
 $$;
-REVOKE ALL ON FUNCTION shiftguard.track_bases(oid) FROM PUBLIC;
+REVOKE ALL ON FUNCTION shiftguard.track_writes(oid) FROM PUBLIC;
+
+-- Every table made from now on is tracked (CREATE TABLE, CREATE TABLE AS, SELECT INTO), but
+-- temporary ones and shiftguard's own; a materialized view's base tables made before, when the
+-- view is made or refreshed (mv_refreshed). SECURITY DEFINER: whoever makes a table may not call
+-- track_writes (it would put the trigger on anyone's table); this function passes it only the
+-- tables the command at hand made.
+CREATE OR REPLACE FUNCTION shiftguard.track_new_tables() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_table oid;
+BEGIN
+    FOR v_table IN SELECT c.oid FROM pg_event_trigger_ddl_commands() d JOIN pg_class c ON c.oid = d.objid
+                    WHERE d.classid = 'pg_class'::regclass AND c.relkind IN ('r', 'p') AND c.relpersistence = 'p'
+                      AND c.relnamespace NOT IN ('shiftguard'::regnamespace, 'pg_catalog'::regnamespace,
+                                                 'information_schema'::regnamespace) LOOP
+        PERFORM shiftguard.track_writes(v_table);
+    END LOOP;
+END
+$$;
+SELECT shiftguard.ensure_event_trigger('shiftguard_track_writes', 'ddl_command_end',
+                                       ARRAY['CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO'],
+                                       'shiftguard.track_new_tables');
 
 -- After a refresh (or the creation) of p_view, whose query read with p_snapshot: recorded, its
 -- base tables tracked, and the writes that no materialized view needs any more forgotten. The
 -- caller must own the view (record_table checks): it has just refreshed it.
 CREATE OR REPLACE FUNCTION shiftguard.mv_refreshed(p_view regclass, p_snapshot pg_snapshot) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_base oid;
 BEGIN
     IF (SELECT relkind FROM pg_class WHERE oid = p_view) <> 'm' THEN
         RAISE EXCEPTION '"%" is not a materialized view', p_view USING ERRCODE = '42809';
@@ -93,16 +161,13 @@ BEGIN
     PERFORM shiftguard.record_table(p_view, jsonb_build_object(
         'refreshed_snapshot', p_snapshot::text, 'refreshed_xid', pg_current_xact_id()::text,
         'refreshed_at', clock_timestamp()));
-    -- a refresh writes the view: for the materialized views that read this one
-    INSERT INTO shiftguard.table_writes VALUES (p_view, pg_current_xact_id(), clock_timestamp())
-        ON CONFLICT (table_id, xid) DO UPDATE SET written_at = excluded.written_at;
-    PERFORM shiftguard.track_bases(p_view);
-    DELETE FROM shiftguard.table_writes w
-     WHERE w.xid < pg_snapshot_xmin(pg_current_snapshot())  -- finished transactions only
-       AND NOT EXISTS (SELECT FROM shiftguard.table_attributes a
-                        WHERE a.attrs ? 'refreshed_snapshot'
-                          AND w.table_id IN (SELECT table_id FROM shiftguard.mv_bases(a.table_id))
-                          AND NOT pg_visible_in_snapshot(w.xid, (a.attrs->>'refreshed_snapshot')::pg_snapshot));
+    PERFORM shiftguard.note_writes(p_view, ARRAY['delete', 'insert']);  -- for the views that read this one
+    FOR v_base IN SELECT table_id FROM shiftguard.mv_bases(p_view) LOOP
+        IF (SELECT relkind FROM pg_class WHERE oid = v_base) IN ('r', 'p') THEN
+            PERFORM shiftguard.track_writes(v_base);
+        END IF;
+        PERFORM shiftguard.forget_writes(v_base);
+    END LOOP;
 END
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.mv_refreshed(regclass, pg_snapshot) TO PUBLIC;
@@ -180,6 +245,9 @@ BEGIN
         RAISE EXCEPTION '"%" is not a materialized view', p_view USING ERRCODE = '42809';
     END IF;
     PERFORM shiftguard.record_table(v_view, p_attrs);
+    IF (p_attrs->>'autorefresh')::boolean THEN
+        PERFORM pg_notify('shiftguard_mv_refresh', '');  -- stale already: refreshed soon after, too
+    END IF;
 END
 $$;
 GRANT EXECUTE ON PROCEDURE shiftguard.alter_materialized_view(text, jsonb, text) TO PUBLIC;
@@ -272,3 +340,18 @@ CREATE OR REPLACE VIEW shiftguard.stv_mv_info WITH (security_barrier) AS
 
 GRANT SELECT ON shiftguard.pg_views, shiftguard.information_schema_views, shiftguard.svv_mv_info,
                 shiftguard.stv_mv_info TO PUBLIC;
+
+-- SYS_QUERY_DETAIL: a row per table and transaction that wrote it, its last statement's time as
+-- the step's start and end (UTC, as Redshift's timestamps), in Redshift's column order as far as
+-- the metrics it has; what is not measured is NULL. Superusers (and SYSLOG ACCESS UNRESTRICTED)
+-- see every row, others their own. query_id is NULL: a trigger does not know the proxy's query.
+CREATE OR REPLACE VIEW shiftguard.sys_query_detail WITH (security_barrier) AS
+    SELECT w.user_id::integer AS user_id, NULL::bigint AS query_id, 1 AS child_query_sequence,
+           NULL::integer AS stream_id, NULL::integer AS segment_id, NULL::integer AS step_id, w.step_name,
+           w.table_id::integer AS table_id, c.relname::text AS table_name, 'f'::char(1) AS is_rrscan,
+           (w.written_at AT TIME ZONE 'UTC') AS start_time, (w.written_at AT TIME ZONE 'UTC') AS end_time,
+           NULL::bigint AS duration, NULL::text AS alert, NULL::bigint AS input_bytes, NULL::bigint AS input_rows,
+           NULL::bigint AS output_bytes, NULL::bigint AS output_rows
+      FROM shiftguard.table_writes w LEFT JOIN pg_class c ON c.oid = w.table_id
+     WHERE shiftguard.sees_all_rows() OR w.user_id = (SELECT oid FROM pg_roles WHERE rolname = session_user);
+GRANT SELECT ON shiftguard.sys_query_detail TO PUBLIC;

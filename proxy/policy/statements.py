@@ -147,7 +147,7 @@ CATALOG_VIEWS = {name: name for name in (
     "svv_external_columns", "svv_rls_policy", "svv_rls_relation", "svv_rls_attached_policy", "svv_masking_policy", "svv_attached_masking_policy",
     "svv_default_privileges", "svv_iam_privileges", "svv_identity_providers", "svv_all_schemas", "svv_all_tables",
     "svv_all_columns", "svv_tables", "svv_columns", "svv_redshift_tables", "svv_redshift_columns", "pg_proc_info",
-    "stl_undone", "svv_mv_info", "stv_mv_info")}
+    "stl_undone", "svv_mv_info", "stv_mv_info", "sys_query_detail")}
 # PostgreSQL catalogs read through views adding Redshift's columns (or, pg_views, its materialized
 # views), when the dialect is on.
 DIALECT_CATALOGS = ("pg_class", "pg_attribute", "pg_attrdef", "pg_views")

@@ -179,3 +179,44 @@ def test_strict_redshift_refuses_postgresql_s_own_forms(make_proxy):
                     admin.execute(sql)
         finally:
             admin.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+# dbt-redshift 1.11's get_relation_last_modified (metadata/relation_last_modified.sql), as it sends it.
+LAST_MODIFIED = """select ns.nspname as "schema", c.relname as identifier, max(qd.start_time) as last_modified,
+    getdate() as snapshotted_at
+from pg_class c join pg_namespace ns on ns.oid = c.relnamespace join sys_query_detail qd on qd.table_id = c.oid
+where qd.step_name = 'insert' and ((upper(ns.nspname) = upper('{schema}') and upper(c.relname) = upper('sales')))
+group by 1, 2, 4"""
+
+
+def test_sys_query_detail_says_when_a_table_was_last_written(proxy, sales, new_user):
+    writer, password = new_user()
+    now = "SELECT clock_timestamp() AT TIME ZONE 'UTC'"
+    steps = ("SELECT step_name, max(start_time) FROM sys_query_detail WHERE table_id = %s::regclass::oid "
+             "GROUP BY 1 ORDER BY 1")
+    with proxy.connect() as admin:
+        table = f"{sales}.sales"
+        admin.execute(f"GRANT USAGE ON SCHEMA {sales} TO {writer}")
+        admin.execute(f"GRANT SELECT, INSERT ON {table} TO {writer}")
+        (seeded,) = admin.execute(steps, (table,)).fetchall()  # the fixture's INSERT
+        assert seeded[0] == "insert"
+        with admin.transaction(force_rollback=True):
+            admin.execute(f"DELETE FROM {table}")
+        assert admin.execute(steps, (table,)).fetchall() == [seeded]  # rolled back: no delete
+        (before,) = admin.execute(now).fetchone()
+        admin.execute(f"UPDATE {table} SET amount = amount + 1 WHERE id = 1")
+        (after,) = admin.execute(now).fetchone()
+        written = admin.execute(steps, (table,)).fetchall()
+        assert [step for step, _ in written] == ["delete", "insert"]  # an UPDATE deletes and inserts
+        assert all(before <= at <= after for _, at in written)
+        (schema, name, modified, _), = admin.execute(LAST_MODIFIED.format(schema=sales)).fetchall()
+        assert (schema, name, modified) == (sales, "sales", written[1][1])
+    with proxy.connect(writer, password) as conn:
+        assert conn.execute(steps, (table,)).fetchall() == []  # others' writes are not theirs to see
+        conn.execute(f"INSERT INTO {table} VALUES (9, 'north', 1)")
+        ((step, at, user),) = conn.execute(
+            "SELECT step_name, start_time, user_id FROM sys_query_detail WHERE table_name = 'sales'").fetchall()
+        assert step == "insert" and at > after
+        assert user == conn.execute("SELECT usesysid FROM pg_user WHERE usename = current_user").fetchone()[0]
+    with proxy.connect() as admin:  # a superuser sees everyone's: the last insert is the writer's
+        assert admin.execute(steps, (table,)).fetchall() == [written[0], ("insert", at)]

@@ -172,7 +172,8 @@ END
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.mv_refreshed(regclass, pg_snapshot) TO PUBLIC;
 
--- 't', 'f' or 'u' (above), for svv_mv_info and stv_mv_info.
+-- 't', 'f' or 'u' (above), for svv_mv_info and stv_mv_info; NULL for a caller who may not see
+-- the view there.
 CREATE OR REPLACE FUNCTION shiftguard.mv_is_stale(p_view oid) RETURNS char(1)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT CASE
@@ -192,6 +193,8 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
                                                    AND tgenabled <> 'D'))) THEN 'u'
         ELSE 'f' END
       FROM (SELECT (SELECT attrs FROM shiftguard.table_attributes WHERE table_id = p_view) AS attrs) a
+     WHERE EXISTS (SELECT FROM pg_class c WHERE c.oid = p_view AND c.relkind = 'm'  -- what stv_mv_info would show
+                     AND (shiftguard.caller_is_superuser() OR has_schema_privilege(session_user, c.relnamespace, 'USAGE')))
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.mv_is_stale(oid) TO PUBLIC;
 

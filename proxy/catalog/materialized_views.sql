@@ -31,6 +31,14 @@ CREATE TABLE IF NOT EXISTS shiftguard.table_writes (
     PRIMARY KEY (table_id, xid, step_name)
 );
 REVOKE ALL ON shiftguard.table_writes FROM PUBLIC;
+-- Which materialized views refresh themselves, read at every write (note_write): an index of the
+-- few, made only where missing (making it locks the table).
+DO $$ BEGIN
+    IF to_regclass('shiftguard.table_attributes_autorefresh') IS NULL THEN
+        CREATE INDEX table_attributes_autorefresh ON shiftguard.table_attributes (table_id)
+            WHERE attrs @> '{"autorefresh": true}';
+    END IF;
+END $$;
 
 -- The relations a materialized view reads, through the views it reads (not late-binding ones,
 -- which name their tables only when run).
@@ -284,7 +292,8 @@ REVOKE ALL ON FUNCTION shiftguard.refresh_stale_views() FROM PUBLIC;
 -- Redshift's pg_views and information_schema.views list materialized views too, their
 -- definition the CREATE MATERIALIZED VIEW statement (policy/statements.py points queries naming
 -- them here when the dialect is on). One that was not made through the proxy shows a statement
--- made from its query.
+-- made from its query. pg_views shows every row to everyone, as PostgreSQL's does (no barrier);
+-- information_schema.views filters, as PostgreSQL's does.
 CREATE OR REPLACE FUNCTION shiftguard.mv_definition(p_view oid) RETURNS text
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT coalesce((SELECT attrs->>'definition' FROM shiftguard.table_attributes WHERE table_id = p_view),
@@ -300,7 +309,7 @@ CREATE OR REPLACE VIEW shiftguard.pg_views AS
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE c.relkind = 'm';
 
-CREATE OR REPLACE VIEW shiftguard.information_schema_views AS
+CREATE OR REPLACE VIEW shiftguard.information_schema_views WITH (security_barrier) AS
     SELECT v.table_catalog, v.table_schema, v.table_name, v.view_definition, v.check_option, v.is_updatable,
            v.is_insertable_into, v.is_trigger_updatable, v.is_trigger_deletable, v.is_trigger_insertable_into
       FROM information_schema.views v

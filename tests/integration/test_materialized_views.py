@@ -131,6 +131,21 @@ def test_privileges_of_another_user(proxy, sales, new_user):
     with proxy.connect(reader, password) as conn:
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute(f"SELECT total FROM {sales}.totals")
+    # Redshift's grantee forms: a group
+    member, member_password = new_user()
+    group = unique("mvreaders")
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE GROUP {group} WITH USER {member}")
+        admin.execute(f"GRANT USAGE ON SCHEMA {sales} TO GROUP {group}")
+        admin.execute(f"GRANT SELECT ON {sales}.totals TO GROUP {group}")
+    try:
+        with proxy.connect(member, member_password) as conn:
+            assert conn.execute(f"SELECT total FROM {sales}.totals").fetchall() == [(35,)]
+    finally:
+        with proxy.connect() as admin:
+            admin.execute(f"REVOKE SELECT ON {sales}.totals FROM GROUP {group}")
+            admin.execute(f"REVOKE USAGE ON SCHEMA {sales} FROM GROUP {group}")
+            admin.execute(f"DROP GROUP {group}")
 
 
 def test_a_user_refreshes_and_drops_their_own_view(proxy, sales, new_user):

@@ -28,6 +28,7 @@ CREATE TABLE IF NOT EXISTS shiftguard.table_writes (
     step_name  text NOT NULL,  -- Redshift's: 'insert' (INSERT, COPY, UPDATE's new rows), 'delete'
     written_at timestamptz NOT NULL,
     user_id    oid NOT NULL,
+    restamp    boolean NOT NULL DEFAULT false,  -- a refresh in the transaction saw it: stamp the next write
     PRIMARY KEY (table_id, xid, step_name)
 );
 REVOKE ALL ON shiftguard.table_writes FROM PUBLIC;
@@ -77,30 +78,42 @@ LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
 $$;
 REVOKE ALL ON FUNCTION shiftguard.forget_writes(oid) FROM PUBLIC;
 
--- Note a write of p_table by this transaction (once per step; the last statement's time).
--- Only the transaction's own rows are written: writers of one table never wait for each other.
-CREATE OR REPLACE FUNCTION shiftguard.note_writes(p_table oid, p_steps text[]) RETURNS void
-LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
-    INSERT INTO shiftguard.table_writes
+-- Note a write of p_table by this transaction, once per step: the time of its first write (of
+-- the first again after a refresh in it saw the ones before). Only the transaction's own rows
+-- are written, so writers of one table never wait for each other, and each row once (a row
+-- updated by every statement of a long transaction would grow a chain of versions that each
+-- next statement walks). Whether a row was written.
+CREATE OR REPLACE FUNCTION shiftguard.note_writes(p_table oid, p_steps text[]) RETURNS boolean
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_rows integer;
+BEGIN
+    INSERT INTO shiftguard.table_writes (table_id, xid, step_name, written_at, user_id)
     SELECT p_table, pg_current_xact_id(), step, clock_timestamp(), (SELECT oid FROM pg_roles WHERE rolname = session_user)
       FROM unnest(p_steps) step
-        ON CONFLICT (table_id, xid, step_name) DO UPDATE SET written_at = excluded.written_at
+        ON CONFLICT (table_id, xid, step_name) DO UPDATE SET written_at = excluded.written_at, restamp = false
+     WHERE shiftguard.table_writes.restamp;
+    GET DIAGNOSTICS v_rows = ROW_COUNT;
+    RETURN v_rows > 0;
+END
 $$;
 REVOKE ALL ON FUNCTION shiftguard.note_writes(oid, text[]) FROM PUBLIC;
 
 -- The statement trigger on every table (track_writes). UPDATE is a delete and an insert, as
--- Redshift's steps are; TRUNCATE deletes.
+-- Redshift's steps are; TRUNCATE deletes. Past a transaction's first write of the table it
+-- costs one lookup.
 CREATE OR REPLACE FUNCTION shiftguard.note_write() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    PERFORM shiftguard.note_writes(TG_RELID, CASE TG_OP WHEN 'INSERT' THEN ARRAY['insert']
-                                                        WHEN 'UPDATE' THEN ARRAY['delete', 'insert']
-                                                        ELSE ARRAY['delete'] END);
-    PERFORM shiftguard.forget_writes(TG_RELID);
-    IF EXISTS (SELECT FROM shiftguard.table_attributes a
-                WHERE a.attrs @> '{"autorefresh": true}'
-                  AND TG_RELID IN (SELECT table_id FROM shiftguard.mv_bases(a.table_id))) THEN
-        PERFORM pg_notify('shiftguard_mv_refresh', '');  -- delivered at commit, once per transaction
+    IF shiftguard.note_writes(TG_RELID, CASE TG_OP WHEN 'INSERT' THEN ARRAY['insert']
+                                                   WHEN 'UPDATE' THEN ARRAY['delete', 'insert']
+                                                   ELSE ARRAY['delete'] END) THEN
+        PERFORM shiftguard.forget_writes(TG_RELID);
+        IF EXISTS (SELECT FROM shiftguard.table_attributes a
+                    WHERE a.attrs @> '{"autorefresh": true}'
+                      AND TG_RELID IN (SELECT table_id FROM shiftguard.mv_bases(a.table_id))) THEN
+            PERFORM pg_notify('shiftguard_mv_refresh', '');  -- delivered at commit
+        END IF;
     END IF;
     RETURN NULL;
 END
@@ -170,6 +183,8 @@ BEGIN
         'refreshed_snapshot', p_snapshot::text, 'refreshed_xid', pg_current_xact_id()::text,
         'refreshed_at', clock_timestamp()));
     PERFORM shiftguard.note_writes(p_view, ARRAY['delete', 'insert']);  -- for the views that read this one
+    UPDATE shiftguard.table_writes SET restamp = true  -- this transaction's writes, which the refresh saw
+     WHERE xid = pg_current_xact_id() AND table_id IN (SELECT table_id FROM shiftguard.mv_bases(p_view));
     FOR v_base IN SELECT table_id FROM shiftguard.mv_bases(p_view) LOOP
         IF (SELECT relkind FROM pg_class WHERE oid = v_base) IN ('r', 'p') THEN
             PERFORM shiftguard.track_writes(v_base);
@@ -192,9 +207,10 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
                        JOIN pg_proc p ON p.oid = d.refobjid
                       WHERE r.ev_class = p_view AND p.provolatile <> 'i') THEN 't'
         WHEN EXISTS (SELECT FROM shiftguard.mv_bases(p_view) b JOIN shiftguard.table_writes w USING (table_id)
-                      WHERE NOT pg_visible_in_snapshot(w.xid, (a.attrs->>'refreshed_snapshot')::pg_snapshot)
-                         OR (w.xid = (a.attrs->>'refreshed_xid')::xid8
-                             AND w.written_at > (a.attrs->>'refreshed_at')::timestamptz)) THEN 't'
+                      WHERE CASE WHEN w.xid = (a.attrs->>'refreshed_xid')::xid8  -- the refreshing transaction's own:
+                                 THEN w.written_at > (a.attrs->>'refreshed_at')::timestamptz  -- no snapshot tells
+                                 ELSE NOT pg_visible_in_snapshot(w.xid, (a.attrs->>'refreshed_snapshot')::pg_snapshot)
+                            END) THEN 't'
         WHEN EXISTS (SELECT FROM shiftguard.mv_bases(p_view) b
                       WHERE b.kind = 'f' OR (b.kind IN ('r', 'p') AND NOT EXISTS (
                           SELECT FROM pg_trigger WHERE tgrelid = b.table_id AND tgname = 'shiftguard_writes'
@@ -353,8 +369,8 @@ CREATE OR REPLACE VIEW shiftguard.stv_mv_info WITH (security_barrier) AS
 GRANT SELECT ON shiftguard.pg_views, shiftguard.information_schema_views, shiftguard.svv_mv_info,
                 shiftguard.stv_mv_info TO PUBLIC;
 
--- SYS_QUERY_DETAIL: a row per table and transaction that wrote it, its last statement's time as
--- the step's start and end (UTC, as Redshift's timestamps), in Redshift's column order as far as
+-- SYS_QUERY_DETAIL: a row per table, transaction and step, the time of the transaction's first
+-- write (note_writes) as the step's start and end (UTC, as Redshift's timestamps), in Redshift's column order as far as
 -- the metrics it has; what is not measured is NULL. Superusers (and SYSLOG ACCESS UNRESTRICTED)
 -- see every row, others their own. query_id is NULL: a trigger does not know the proxy's query.
 CREATE OR REPLACE VIEW shiftguard.sys_query_detail WITH (security_barrier) AS

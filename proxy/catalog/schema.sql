@@ -1510,12 +1510,30 @@ LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT (array_position(shiftguard.encodings(), lower(p_codec)) - 1)::smallint
 $$;
 
-CREATE OR REPLACE VIEW shiftguard.pg_class AS
-    SELECT c.*, CASE upper(a.attrs->>'diststyle') WHEN 'KEY' THEN 1 WHEN 'ALL' THEN 8 ELSE 0 END::smallint AS reldiststyle,
-           false AS relhasoids,  -- psql's queries for an 8.0 server (what Redshift reports) read these
-           (SELECT count(*) FROM pg_catalog.pg_trigger t WHERE t.tgrelid = c.oid)::smallint AS reltriggers
-      FROM pg_catalog.pg_class c
-      LEFT JOIN shiftguard.table_attributes a ON a.table_id = c.oid;
+-- A materialized view is a view here (relkind 'v'), as on Redshift, where one is a view over a
+-- table of its own (dbt's catalog finds materialized views among the views). reltriggers leaves
+-- out shiftguard's own trigger on every table (catalog/materialized_views.sql), which psql would
+-- list. pg_class's columns are read from the catalog, as pg_attribute's below.
+DO $$
+BEGIN
+    EXECUTE format($view$
+        CREATE OR REPLACE VIEW shiftguard.pg_class AS
+        SELECT %s, CASE upper(a.attrs->>'diststyle') WHEN 'KEY' THEN 1 WHEN 'ALL' THEN 8 ELSE 0 END::smallint AS reldiststyle,
+               false AS relhasoids,  -- psql's queries for an 8.0 server (what Redshift reports) read these
+               (SELECT count(*) FROM pg_catalog.pg_trigger t WHERE t.tgrelid = c.oid
+                   AND NOT (t.tgname = 'shiftguard_writes' AND t.tgfoid IN (
+                       SELECT p.oid FROM pg_catalog.pg_proc p
+                        WHERE p.proname = 'note_write' AND p.pronamespace = 'shiftguard'::regnamespace)))::smallint
+                   AS reltriggers
+          FROM pg_catalog.pg_class c
+          LEFT JOIN shiftguard.table_attributes a ON a.table_id = c.oid
+    $view$, (SELECT string_agg(CASE attname WHEN 'relkind'
+                                   THEN $k$(CASE c.relkind WHEN 'm' THEN 'v' ELSE c.relkind END)::"char" AS relkind$k$
+                                   ELSE 'c.' || quote_ident(attname) END, ', ' ORDER BY attnum)
+               FROM pg_catalog.pg_attribute
+              WHERE attrelid = 'pg_catalog.pg_class'::regclass AND attnum > 0 AND NOT attisdropped));
+END
+$$;
 
 -- pg_attribute's columns differ between PostgreSQL versions, and attmissingval (anyarray)
 -- cannot be in a view: the column list is read from the catalog. attnotnull is Redshift's

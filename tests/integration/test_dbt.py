@@ -246,6 +246,9 @@ def test_a_project_from_debug_to_docs_with_a_password(shop):
     assert customers["columns"]["first_order"]["comment"] == "Date of the customer's first order."
     assert customers["stats"]["diststyle"]["value"] == "ALL"
     assert catalog["nodes"]["model.jaffle_shop.stg_orders"]["metadata"]["type"] == "VIEW"
+    totals_node = catalog["nodes"]["model.jaffle_shop.order_totals"]
+    assert totals_node["metadata"]["type"] == "MATERIALIZED VIEW"
+    assert list(totals_node["columns"]) == ["customer_id", "number_of_orders", "amount_cents"]
     assert list(catalog["nodes"]["model.jaffle_shop.customer_values"]["columns"]) == [
         "customer_id", "customer_lifetime_value"]  # a late-binding view's, from pg_get_late_binding_view_cols
 

@@ -249,11 +249,8 @@ CREATE OR REPLACE PROCEDURE shiftguard.refresh_materialized_view(p_view text, p_
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_snapshot pg_snapshot := pg_current_snapshot();
-    v_view     regclass := shiftguard.caller_regclass(p_view, p_search_path);
+    v_view     regclass := shiftguard.caller_relation(p_view, p_search_path);
 BEGIN
-    IF v_view IS NULL THEN
-        RAISE EXCEPTION 'relation "%" does not exist', p_view USING ERRCODE = '42P01';
-    END IF;
     PERFORM shiftguard.caller_execute(format('REFRESH MATERIALIZED VIEW %s', v_view), p_search_path);
     PERFORM shiftguard.mv_refreshed(v_view, v_snapshot);
 END
@@ -264,11 +261,9 @@ GRANT EXECUTE ON PROCEDURE shiftguard.refresh_materialized_view(text, text) TO P
 CREATE OR REPLACE PROCEDURE shiftguard.alter_materialized_view(p_view text, p_attrs jsonb, p_search_path text)
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_view regclass := shiftguard.caller_regclass(p_view, p_search_path);
+    v_view regclass := shiftguard.caller_relation(p_view, p_search_path);
 BEGIN
-    IF v_view IS NULL THEN
-        RAISE EXCEPTION 'relation "%" does not exist', p_view USING ERRCODE = '42P01';
-    ELSIF (SELECT relkind FROM pg_class WHERE oid = v_view) <> 'm' THEN
+    IF (SELECT relkind FROM pg_class WHERE oid = v_view) <> 'm' THEN
         RAISE EXCEPTION '"%" is not a materialized view', p_view USING ERRCODE = '42809';
     END IF;
     PERFORM shiftguard.record_table(v_view, p_attrs);

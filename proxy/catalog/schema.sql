@@ -519,6 +519,20 @@ END
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.caller_regclass(text, text) TO PUBLIC;
 
+-- caller_regclass, or PostgreSQL's error for a relation that does not exist.
+CREATE OR REPLACE FUNCTION shiftguard.caller_relation(p_name text, p_search_path text) RETURNS regclass
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_relation regclass := shiftguard.caller_regclass(p_name, p_search_path);
+BEGIN
+    IF v_relation IS NULL THEN
+        RAISE EXCEPTION 'relation "%" does not exist', p_name USING ERRCODE = '42P01';
+    END IF;
+    RETURN v_relation;
+END
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.caller_relation(text, text) TO PUBLIC;
+
 -- Objects that SQL run for everyone (RLS predicates, masking expressions) may use: those of a
 -- PostgreSQL superuser, a Redshift superuser, or shiftguard itself. Anyone else could replace
 -- their function's body later, and it would then run as each user who reads the table.
@@ -1309,13 +1323,8 @@ $$;
 DROP PROCEDURE IF EXISTS shiftguard.alter_table_attributes(text, jsonb);
 CREATE OR REPLACE PROCEDURE shiftguard.alter_table_attributes(p_table text, p_attrs jsonb, p_search_path text)
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v_table regclass := shiftguard.caller_regclass(p_table, p_search_path);
 BEGIN
-    IF v_table IS NULL THEN
-        RAISE EXCEPTION 'relation "%" does not exist', p_table USING ERRCODE = '42P01';
-    END IF;
-    PERFORM shiftguard.record_table(v_table, p_attrs);
+    PERFORM shiftguard.record_table(shiftguard.caller_relation(p_table, p_search_path), p_attrs);
 END
 $$;
 

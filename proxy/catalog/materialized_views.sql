@@ -8,16 +8,17 @@
 -- which both their staleness and SYS_QUERY_DETAIL (dbt's source freshness from metadata) read.
 -- Run after schema.sql.
 --
--- Writes. Every table gets a statement trigger (shiftguard_writes) that notes which transaction
--- wrote it, when, as whom, and whether it inserted or deleted (table_writes): the last of each
--- kind, and those a materialized view's last refresh missed. Tables made before this version,
--- or whose owner dropped the trigger, are not tracked.
+-- Writes. The base tables of materialized views get a statement trigger (shiftguard_writes), when
+-- a view over them is made or refreshed, that notes which transaction wrote them, when, as whom,
+-- and whether it inserted or deleted (table_writes): the last of each kind, and those a view's
+-- last refresh missed. Only those: the trigger costs every write statement of its table
+-- (pgbench's transactions ran at about 30% of their rate with it on its tables).
 --
 -- Staleness. A view is stale when a base table was written by a transaction its last refresh
 -- could not see (not visible in the snapshot taken before the refresh), or by the refreshing
 -- transaction after the refresh; 'u' (unknown, as Redshift says of views over external tables)
--- when a base table is not tracked (a foreign table, or a table made before); 't' always when the
--- query calls a function that is not immutable, as Redshift documents for mutable functions.
+-- when a base table is not tracked (a foreign table, or its owner dropped the trigger); 't'
+-- always when the query calls a function that is not immutable, as Redshift documents.
 -- AUTO REFRESH YES: the proxy refreshes the stale ones itself, as Redshift does "on its own
 -- schedule": at once after a write to a base table commits (a NOTIFY on shiftguard_mv_refresh)
 -- in the cluster database, and at each poll (server.py). UNVERIFIED when Redshift would.
@@ -99,7 +100,7 @@ END
 $$;
 REVOKE ALL ON FUNCTION shiftguard.note_writes(oid, text[]) FROM PUBLIC;
 
--- The statement trigger on every table (track_writes). UPDATE is a delete and an insert, as
+-- The statement trigger on tracked tables (track_writes). UPDATE is a delete and an insert, as
 -- Redshift's steps are; TRUNCATE deletes. Past a transaction's first write of the table it
 -- costs one lookup.
 CREATE OR REPLACE FUNCTION shiftguard.note_write() RETURNS trigger
@@ -120,11 +121,11 @@ END
 $$;
 REVOKE ALL ON FUNCTION shiftguard.note_write() FROM PUBLIC;
 
--- Track p_table's writes. Creating a trigger needs the table's owner or a superuser, and
--- shiftguard's guards refuse triggers on some tables: a table it cannot track stays untracked
--- (its views' is_stale 'u', no rows in sys_query_detail), and the statement goes on. Creating a
--- trigger rewrites the table's pg_class row, which a concurrent ANALYZE may be writing too
--- ("tuple concurrently updated"): tried again then.
+-- Track p_table's writes (a base table of a materialized view: mv_refreshed). Creating a trigger
+-- needs the table's owner or a superuser, and shiftguard's guards refuse triggers on some
+-- tables: a table it cannot track stays untracked (its views' is_stale 'u', no rows in
+-- sys_query_detail), and the statement goes on. Creating a trigger rewrites the table's pg_class
+-- row, which a concurrent ANALYZE may be writing too ("tuple concurrently updated"): tried again.
 CREATE OR REPLACE FUNCTION shiftguard.track_writes(p_table oid) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
@@ -146,27 +147,6 @@ END
 $$;
 REVOKE ALL ON FUNCTION shiftguard.track_writes(oid) FROM PUBLIC;
 
--- Every table made from now on is tracked (CREATE TABLE, CREATE TABLE AS, SELECT INTO), but
--- temporary ones and shiftguard's own; a materialized view's base tables made before, when the
--- view is made or refreshed (mv_refreshed). SECURITY DEFINER: whoever makes a table may not call
--- track_writes (it would put the trigger on anyone's table); this function passes it only the
--- tables the command at hand made.
-CREATE OR REPLACE FUNCTION shiftguard.track_new_tables() RETURNS event_trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v_table oid;
-BEGIN
-    FOR v_table IN SELECT c.oid FROM pg_event_trigger_ddl_commands() d JOIN pg_class c ON c.oid = d.objid
-                    WHERE d.classid = 'pg_class'::regclass AND c.relkind IN ('r', 'p') AND c.relpersistence = 'p'
-                      AND c.relnamespace NOT IN ('shiftguard'::regnamespace, 'pg_catalog'::regnamespace,
-                                                 'information_schema'::regnamespace) LOOP
-        PERFORM shiftguard.track_writes(v_table);
-    END LOOP;
-END
-$$;
-SELECT shiftguard.ensure_event_trigger('shiftguard_track_writes', 'ddl_command_end',
-                                       ARRAY['CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO'],
-                                       'shiftguard.track_new_tables');
 
 -- After a refresh (or the creation) of p_view, whose query read with p_snapshot: recorded, its
 -- base tables tracked, and the writes that no materialized view needs any more forgotten. The
@@ -364,7 +344,8 @@ CREATE OR REPLACE VIEW shiftguard.stv_mv_info WITH (security_barrier) AS
 GRANT SELECT ON shiftguard.pg_views, shiftguard.information_schema_views, shiftguard.svv_mv_info,
                 shiftguard.stv_mv_info TO PUBLIC;
 
--- SYS_QUERY_DETAIL: a row per table, transaction and step, the time of the transaction's first
+-- SYS_QUERY_DETAIL: the writes of the tracked tables (those materialized views read), a row per
+-- table, transaction and step, the time of the transaction's first
 -- write (note_writes) as the step's start and end (UTC, as Redshift's timestamps), in Redshift's column order as far as
 -- the metrics it has; what is not measured is NULL. Superusers (and SYSLOG ACCESS UNRESTRICTED)
 -- see every row, others their own. query_id is NULL: a trigger does not know the proxy's query.

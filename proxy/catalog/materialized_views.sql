@@ -12,7 +12,7 @@
 -- a view over them is made or refreshed, that notes which transaction wrote them, when, as whom,
 -- and whether it inserted or deleted (table_writes): the last of each kind, and those a view's
 -- last refresh missed. Only those: the trigger costs every write statement of its table
--- (pgbench's transactions ran at about 30% of their rate with it on its tables).
+-- (pgbench's transactions ran at 55-60% of their rate with it on its tables).
 --
 -- Staleness. A view is stale when a base table was written by a transaction its last refresh
 -- could not see (not visible in the snapshot taken before the refresh), or by the refreshing
@@ -109,7 +109,9 @@ BEGIN
     IF shiftguard.note_writes(TG_RELID, CASE TG_OP WHEN 'INSERT' THEN ARRAY['insert']
                                                    WHEN 'UPDATE' THEN ARRAY['delete', 'insert']
                                                    ELSE ARRAY['delete'] END) THEN
-        PERFORM shiftguard.forget_writes(TG_RELID);
+        IF random() < 0.02 THEN  -- now and then: forgetting at every transaction halved pgbench's rate
+            PERFORM shiftguard.forget_writes(TG_RELID);
+        END IF;
         IF EXISTS (SELECT FROM shiftguard.table_attributes a
                     WHERE a.attrs @> '{"autorefresh": true}'
                       AND TG_RELID IN (SELECT table_id FROM shiftguard.mv_bases(a.table_id))) THEN

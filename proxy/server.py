@@ -21,8 +21,8 @@ from .backend.session import BackendAddress, parse_dsn
 from .catalog.cluster import ClusterSync
 from .catalog.connectivity import SecurityGroupSync
 from .catalog.sources import ColumnSources
-from .catalog.store import (BACKEND_FAILURES, MASKING_CHANNEL, TRUSTED_SETTINGS, VACUUM_CHANNEL, Catalog, ClusterState,
-                            UntrustedDatabase)
+from .catalog.store import (BACKEND_FAILURES, MASKING_CHANNEL, MV_REFRESH_CHANNEL, TRUSTED_SETTINGS, VACUUM_CHANNEL,
+                            Catalog, ClusterState, UntrustedDatabase)
 from .config import Config, ConfigError, admin_password, parse_address
 from .fleet import Fleet
 from .frontend.auth import LoginThrottle
@@ -210,9 +210,10 @@ class Proxy:
                 self.addresses.append((host, port))
         self._sweeper = asyncio.create_task(self._close_idle_sessions())
         await self._read_masked_tables(config.cluster.database)
-        masking_woken, vacuum_woken = asyncio.Event(), asyncio.Event()
+        masking_woken, vacuum_woken, refresh_woken = asyncio.Event(), asyncio.Event(), asyncio.Event()
         self._followers = [
-            asyncio.create_task(self._listen({MASKING_CHANNEL: masking_woken, VACUUM_CHANNEL: vacuum_woken})),
+            asyncio.create_task(self._listen({MASKING_CHANNEL: masking_woken, VACUUM_CHANNEL: vacuum_woken,
+                                              MV_REFRESH_CHANNEL: refresh_woken})),
             # A NOTIFY reaches only listeners in the database it was sent in (the cluster's):
             # changes in the other databases are read at the poll, or by the proxy that made them.
             asyncio.create_task(_on_wake(masking_woken, self._read_masked_tables, MASKING_POLL_SECONDS,
@@ -220,7 +221,10 @@ class Proxy:
             # VACUUM requests users queue in any database (catalog/privileges.sql shiftguard.vacuum):
             # those from other databases run at the poll, for the same reason.
             asyncio.create_task(_on_wake(vacuum_woken, self.catalog.run_vacuums, VACUUM_POLL_SECONDS,
-                                         "could not run the queued VACUUMs: %s"))]
+                                         "could not run the queued VACUUMs: %s")),
+            # Materialized views with AUTO REFRESH YES, refreshed when stale (the cluster database's).
+            asyncio.create_task(_on_wake(refresh_woken, self.catalog.refresh_stale_views, VACUUM_POLL_SECONDS,
+                                         "could not refresh the materialized views: %s"))]
         host, port = self.addresses[0]
         endpoint = ({"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host), port)
         self.callers = callers = self.member_of.callers if self.member_of else Callers(principals, self.catalog)

@@ -519,6 +519,20 @@ END
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.caller_regclass(text, text) TO PUBLIC;
 
+-- caller_regclass, or PostgreSQL's error for a relation that does not exist.
+CREATE OR REPLACE FUNCTION shiftguard.caller_relation(p_name text, p_search_path text) RETURNS regclass
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_relation regclass := shiftguard.caller_regclass(p_name, p_search_path);
+BEGIN
+    IF v_relation IS NULL THEN
+        RAISE EXCEPTION 'relation "%" does not exist', p_name USING ERRCODE = '42P01';
+    END IF;
+    RETURN v_relation;
+END
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.caller_relation(text, text) TO PUBLIC;
+
 -- Objects that SQL run for everyone (RLS predicates, masking expressions) may use: those of a
 -- PostgreSQL superuser, a Redshift superuser, or shiftguard itself. Anyone else could replace
 -- their function's body later, and it would then run as each user who reads the table.
@@ -1309,13 +1323,8 @@ $$;
 DROP PROCEDURE IF EXISTS shiftguard.alter_table_attributes(text, jsonb);
 CREATE OR REPLACE PROCEDURE shiftguard.alter_table_attributes(p_table text, p_attrs jsonb, p_search_path text)
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v_table regclass := shiftguard.caller_regclass(p_table, p_search_path);
 BEGIN
-    IF v_table IS NULL THEN
-        RAISE EXCEPTION 'relation "%" does not exist', p_table USING ERRCODE = '42P01';
-    END IF;
-    PERFORM shiftguard.record_table(v_table, p_attrs);
+    PERFORM shiftguard.record_table(shiftguard.caller_relation(p_table, p_search_path), p_attrs);
 END
 $$;
 
@@ -1428,7 +1437,8 @@ $$;
 -- the shape without pct_used (a view's columns cannot be reordered in place). On one PostgreSQL:
 -- pct_used is the share of the database's size (it has no fixed capacity), one slice holds every
 -- row (skew_rows 1), and no sorted region falls behind (unsorted 0 with a sort key, else NULL as
--- in Redshift); stats_off is how much of the table changed since it was last analyzed.
+-- in Redshift); stats_off is how much of the table changed since it was last analyzed. Materialized
+-- views have rows here too, as on Redshift (dbt's materialized views read their dist and sort here).
 DO $$ BEGIN
     IF to_regclass('shiftguard.svv_table_info') IS NOT NULL AND NOT EXISTS (
             SELECT FROM pg_attribute WHERE attrelid = to_regclass('shiftguard.svv_table_info') AND attname = 'pct_used') THEN
@@ -1463,7 +1473,7 @@ CREATE OR REPLACE VIEW shiftguard.svv_table_info WITH (security_barrier) AS
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
       LEFT JOIN shiftguard.table_attributes a ON a.table_id = c.oid
       LEFT JOIN pg_stat_all_tables st ON st.relid = c.oid
-     WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'shiftguard')
+     WHERE c.relkind IN ('r', 'p', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'shiftguard')
        AND n.nspname NOT LIKE 'pg\_toast%' AND has_table_privilege(c.oid, 'SELECT');
 
 -- Redshift's NOT NULL of a column: an IDENTITY column is NOT NULL only where NOT NULL was
@@ -1486,7 +1496,7 @@ CREATE OR REPLACE VIEW shiftguard.pg_table_def WITH (security_barrier) AS
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
       JOIN pg_attribute att ON att.attrelid = c.oid AND att.attnum > 0 AND NOT att.attisdropped
       LEFT JOIN shiftguard.table_attributes a ON a.table_id = c.oid
-     WHERE c.relkind IN ('r', 'p', 'v') AND n.nspname = ANY (current_schemas(false))
+     WHERE c.relkind IN ('r', 'p', 'v', 'm') AND n.nspname = ANY (current_schemas(false))
        AND has_table_privilege(c.oid, 'SELECT');
 
 GRANT SELECT ON shiftguard.svv_table_info, shiftguard.pg_table_def TO PUBLIC;
@@ -1509,12 +1519,30 @@ LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT (array_position(shiftguard.encodings(), lower(p_codec)) - 1)::smallint
 $$;
 
-CREATE OR REPLACE VIEW shiftguard.pg_class AS
-    SELECT c.*, CASE upper(a.attrs->>'diststyle') WHEN 'KEY' THEN 1 WHEN 'ALL' THEN 8 ELSE 0 END::smallint AS reldiststyle,
-           false AS relhasoids,  -- psql's queries for an 8.0 server (what Redshift reports) read these
-           (SELECT count(*) FROM pg_catalog.pg_trigger t WHERE t.tgrelid = c.oid)::smallint AS reltriggers
-      FROM pg_catalog.pg_class c
-      LEFT JOIN shiftguard.table_attributes a ON a.table_id = c.oid;
+-- A materialized view is a view here (relkind 'v'), as on Redshift, where one is a view over a
+-- table of its own (dbt's catalog finds materialized views among the views). reltriggers leaves
+-- out shiftguard's own trigger on every table (catalog/materialized_views.sql), which psql would
+-- list. pg_class's columns are read from the catalog, as pg_attribute's below.
+DO $$
+BEGIN
+    EXECUTE format($view$
+        CREATE OR REPLACE VIEW shiftguard.pg_class AS
+        SELECT %s, CASE upper(a.attrs->>'diststyle') WHEN 'KEY' THEN 1 WHEN 'ALL' THEN 8 ELSE 0 END::smallint AS reldiststyle,
+               false AS relhasoids,  -- psql's queries for an 8.0 server (what Redshift reports) read these
+               (SELECT count(*) FROM pg_catalog.pg_trigger t WHERE t.tgrelid = c.oid
+                   AND NOT (t.tgname = 'shiftguard_writes' AND t.tgfoid IN (
+                       SELECT p.oid FROM pg_catalog.pg_proc p
+                        WHERE p.proname = 'note_write' AND p.pronamespace = 'shiftguard'::regnamespace)))::smallint
+                   AS reltriggers
+          FROM pg_catalog.pg_class c
+          LEFT JOIN shiftguard.table_attributes a ON a.table_id = c.oid
+    $view$, (SELECT string_agg(CASE attname WHEN 'relkind'
+                                   THEN $k$(CASE c.relkind WHEN 'm' THEN 'v' ELSE c.relkind END)::"char" AS relkind$k$
+                                   ELSE 'c.' || quote_ident(attname) END, ', ' ORDER BY attnum)
+               FROM pg_catalog.pg_attribute
+              WHERE attrelid = 'pg_catalog.pg_class'::regclass AND attnum > 0 AND NOT attisdropped));
+END
+$$;
 
 -- pg_attribute's columns differ between PostgreSQL versions, and attmissingval (anyarray)
 -- cannot be in a view: the column list is read from the catalog. attnotnull is Redshift's

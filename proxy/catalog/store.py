@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 
 VACUUM_CHANNEL = "shiftguard_vacuum"  # NOTIFYed by catalog/privileges.sql shiftguard.vacuum
 MASKING_CHANNEL = "shiftguard_masking"  # NOTIFYed by catalog/schema.sql shiftguard.mask_bump
+# NOTIFYed by catalog/materialized_views.sql shiftguard.note_write: a base table of an AUTO
+# REFRESH YES materialized view was written.
+MV_REFRESH_CHANNEL = "shiftguard_mv_refresh"
 VACUUM_TIMEOUT = 3600.0  # seconds one queued VACUUM may take (the pool's command_timeout is 60)
 _BOOTSTRAP_LOCK = 0x5317_0001  # pg_advisory_xact_lock key: one proxy bootstraps at a time
 
@@ -268,6 +271,13 @@ class Catalog:
             except UntrustedDatabase as exc:
                 log.error("VACUUM requests not run: %s", exc)
         return done
+
+    async def refresh_stale_views(self) -> int:
+        """REFRESH the stale materialized views with AUTO REFRESH YES of the cluster database
+        (catalog/materialized_views.sql); how many. Those of other databases are not refreshed:
+        their NOTIFYs reach no listener, and polling every database would keep a connection in
+        each."""
+        return await self._pool.fetchval("SELECT shiftguard.refresh_stale_views()")
 
     async def ping(self) -> bool:
         try:
@@ -810,7 +820,8 @@ CLUSTER_TABLES = ("users", "groups", "roles", "system_privileges", "iam_tokens",
 _CLUSTER_SETTINGS = ("backend_secret", "superuser_mapping", "assumerole_seeded")
 _CLUSTER_SERVER = "shiftguard_cluster"  # the foreign server standing for the cluster database
 _PEERS_SERVER = "shiftguard_peers"  # how SHOW reaches the other databases (catalog/show.sql show_remote)
-_INSTALLED = ("rls.sql", "privileges.sql", "idp.sql", "masking.sql", "row_code.sql", "explain.sql", "show.sql")
+_INSTALLED = ("rls.sql", "privileges.sql", "idp.sql", "masking.sql", "materialized_views.sql", "row_code.sql",
+              "explain.sql", "show.sql")
 # Only where the management role may write pg_catalog: Redshift's functions, and COPY/UNLOAD's
 # procedures (they use the server's COPY to and from files).
 _SUPERUSER_INSTALLED = ("redshift_functions.sql", "s3.sql")

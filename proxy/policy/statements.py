@@ -133,7 +133,7 @@ class Translator:
 # proxy owns and needs no parse. Only a shortcut: a hit means "scan and look", never a decision.
 # Function names are identifiers, which U&"..." can spell with escapes: SQL holding a Unicode
 # escape is always parsed.
-_TRIGGER_WORDS = (b"user", b"role", b"group", b"privileges", b"stl_", b"sys_", b"svv_", b"pg_table_def",
+_TRIGGER_WORDS = (b"user", b"role", b"group", b"privileges", b"stl_", b"stv_", b"sys_", b"svv_", b"pg_table_def",
                   b"pg_proc_info", b"discard", b"system", b"extension", b"copy",
                   b"policy", b"language", b"load", b"set_config", b"authorization", b"grant",
                   b"revoke", b"security", b"analy", b"explain", b"drop", b"rename", b"truncate", b"schema", b"cancel",
@@ -150,9 +150,13 @@ CATALOG_VIEWS = {name: name for name in (
     "svv_external_columns", "svv_rls_policy", "svv_rls_relation", "svv_rls_attached_policy", "svv_masking_policy", "svv_attached_masking_policy",
     "svv_default_privileges", "svv_iam_privileges", "svv_identity_providers", "svv_all_schemas", "svv_all_tables",
     "svv_all_columns", "svv_tables", "svv_columns", "svv_redshift_tables", "svv_redshift_columns", "pg_proc_info",
-    "stl_undone")}
-# PostgreSQL catalogs read through views adding Redshift's columns, when the dialect is on.
-DIALECT_CATALOGS = ("pg_class", "pg_attribute", "pg_attrdef")
+    "stl_undone", "svv_mv_info", "stv_mv_info", "sys_query_detail")}
+# PostgreSQL catalogs read through views adding Redshift's columns (or, pg_views, its materialized
+# views), when the dialect is on.
+DIALECT_CATALOGS = ("pg_class", "pg_attribute", "pg_attrdef", "pg_views")
+# information_schema's views read through ours when the dialect is on: views lists materialized
+# views, as Redshift's does (catalog/materialized_views.sql).
+DIALECT_INFORMATION_SCHEMA = {"views": "information_schema_views"}
 PRIVATE_SCHEMA = "shiftguard"
 
 log = logging.getLogger(__name__)
@@ -178,7 +182,8 @@ def _prefix_tree(words: list[bytes]) -> bytes:
 
 
 _TRIGGER = _any_of(_TRIGGER_WORDS)
-_DIALECT_TRIGGER = _any_of(dialect.TRIGGER_WORDS + tuple(w.encode() for w in DIALECT_CATALOGS))
+_DIALECT_TRIGGER = _any_of(dialect.TRIGGER_WORDS + tuple(w.encode() for w in DIALECT_CATALOGS)
+                           + (b"information_schema",))
 
 
 def may_need_plan(sql: bytes, translator: Translator | None = None) -> bool:
@@ -479,13 +484,26 @@ def _classify_redshift(statement: str, translator: Translator, standard_strings:
 
 def _dialect_result(rewritten: dialect.Rewritten, translator: Translator) -> Result:
     table = rewritten.table
+    if rewritten.refresh is not None:
+        # Command tags of the materialized-view statements: UNVERIFIED (Redshift does not
+        # document them); these name the statement, as PostgreSQL's REFRESH does.
+        return (f"CALL shiftguard.refresh_materialized_view({sql_literal(rewritten.refresh)}, {CALLER_SEARCH_PATH})",
+                b"REFRESH MATERIALIZED VIEW", True)
     if rewritten.alter_only:
         attrs = json.dumps(table.as_dict(), separators=(",", ":"))
-        return (f"CALL shiftguard.alter_table_attributes({sql_literal(table.table)}, "
-                f"{sql_literal(attrs)}::pg_catalog.jsonb, {CALLER_SEARCH_PATH})", b"ALTER TABLE", True)
+        procedure, tag = ("alter_materialized_view", b"ALTER MATERIALIZED VIEW") if rewritten.materialized_view \
+            else ("alter_table_attributes", b"ALTER TABLE")
+        return (f"CALL shiftguard.{procedure}({sql_literal(table.table)}, "
+                f"{sql_literal(attrs)}::pg_catalog.jsonb, {CALLER_SEARCH_PATH})", tag, True)
     inner = _classify(rewritten.sql, translator)
     if isinstance(inner, Denial):
         return inner
+    if rewritten.materialized_view is not None:
+        creating = inner[0] if inner is not None else rewritten.sql  # the view as judged
+        attrs = json.dumps(table.as_dict(), separators=(",", ":"))
+        return (f"CALL shiftguard.create_materialized_view({sql_literal(creating)}, {sql_literal(table.table)}, "
+                f"{sql_literal(attrs)}::pg_catalog.jsonb, {sql_literal(rewritten.materialized_view)}, "
+                f"{CALLER_SEARCH_PATH})", b"CREATE MATERIALIZED VIEW", True)
     if table is not None:
         # What creates the table: the PostgreSQL DDL, or the call that runs it with CREATE lent
         # (the CREATE TABLE permission, privileges.lend_call); then its attributes are recorded.
@@ -547,8 +565,8 @@ def _classify(statement: str, translator: Translator) -> Result:
         return Denial(exc.sqlstate, str(exc), hint=exc.hint)
     lowered = statement.lower()
     catalog_rewrite = None
-    if any(name in lowered for name in CATALOG_VIEWS) or (
-            translator.dialect and any(name in lowered for name in DIALECT_CATALOGS)):
+    if any(name in lowered for name in CATALOG_VIEWS) or (translator.dialect and (
+            any(name in lowered for name in DIALECT_CATALOGS) or "information_schema" in lowered)):
         catalog_rewrite = _point_at_catalog_views(statement, translator.dialect)
         if catalog_rewrite is not None:
             statement = catalog_rewrite[0]  # the rules below judge what will execute
@@ -730,10 +748,16 @@ def _grant_to_groups(statement: str, verb: bytes, translator: Translator) -> Res
 class _CatalogViews(visitors.Visitor):
     def __init__(self, dialect: bool):
         super().__init__()
+        self.dialect = dialect
         self.names = set(CATALOG_VIEWS) | (set(DIALECT_CATALOGS) if dialect else set())
 
     def visit_RangeVar(self, parent, node):
-        if node.schemaname in (None, "pg_catalog") and node.relname in self.names:
+        if self.dialect and node.schemaname == "information_schema" and node.relname in DIALECT_INFORMATION_SCHEMA:
+            if node.alias is None:
+                node.alias = pglast.ast.Alias(aliasname=node.relname)
+            node.schemaname = PRIVATE_SCHEMA
+            node.relname = DIALECT_INFORMATION_SCHEMA[node.relname]
+        elif node.schemaname in (None, "pg_catalog") and node.relname in self.names:
             if node.alias is None:
                 # Keep the name that column references use (pg_catalog.pg_class.relname too).
                 node.alias = pglast.ast.Alias(aliasname=node.relname)
@@ -1456,6 +1480,10 @@ def _strict_refusal(kind: str, node: dict) -> Denial | None:
             feature = "table inheritance (INHERITS)"
         elif node.get("tablespacename"):
             feature = "tablespaces"
+    if feature is None and kind == "RefreshMatViewStmt" and (node.get("concurrent") or node.get("skipData")):
+        feature = "REFRESH MATERIALIZED VIEW CONCURRENTLY or WITH NO DATA"
+    elif feature is None and kind == "CreateTableAsStmt" and node.get("into", {}).get("skipData"):
+        feature = "WITH NO DATA"
     if feature is None and _values_as_table(node):
         feature = "VALUES as a table"
     if feature is None and (kind in ("CreateStmt", "AlterTableStmt") or _touches_user_tables(node)):

@@ -20,7 +20,7 @@ from .test_idp import parameters
 PASSWORD = "Secret123"
 
 # Views that show every row to everyone (or none to anyone): no filter, no barrier needed.
-EVERY_ROW = {"pg_user", "pg_user_info", "pg_group", "pg_class", "pg_attribute", "pg_attrdef",
+EVERY_ROW = {"pg_user", "pg_user_info", "pg_group", "pg_class", "pg_attribute", "pg_attrdef", "pg_views",
              "svv_external_schemas", "svv_external_tables", "svv_external_columns", "pg_proc_info",
              "stl_undone"}
 FILTERED = sorted(set(CATALOG_VIEWS) - EVERY_ROW)

@@ -1,7 +1,8 @@
 """dbt with the real dbt-redshift adapter against shiftguard, as a team runs it against a
 cluster: the jaffle-shop project in tests/dbt_project (seeds, views, a late-binding view, tables
-with dist/sort, the three incremental strategies, an ephemeral model, snapshots, data and unit
-tests, sources with freshness, grants to a user, a group and a role, persist_docs), through a
+with dist/sort, a materialized view, the three incremental strategies, an ephemeral model,
+snapshots, data and unit tests, sources with freshness from data and from metadata, grants to a
+user, a group and a role, persist_docs), through a
 password profile and an IAM profile (GetClusterCredentials on the proxy's API port).
 
 dbt-redshift pins redshift_connector below 2.2, older than the driver the rest of the suite
@@ -11,6 +12,7 @@ directory (about 20 s, from PyPI) and reused after.
 
 from __future__ import annotations
 
+import datetime
 import fcntl
 import hashlib
 import json
@@ -148,14 +150,32 @@ def test_a_project_from_debug_to_docs_with_a_password(shop):
     _, first = shop.run(schema, "run")
     assert all(r["status"] == "success" for r in first["results"])
     merged_at = dict(shop.rows(f"SELECT order_id, loaded_at FROM {schema}.orders_merged"))
+    # the materialized view holds what its query returns
+    totals = f"SELECT customer_id, number_of_orders, amount_cents FROM {schema}.order_totals ORDER BY 1"
+    totals_query = (f"SELECT o.user_id, count(DISTINCT o.id), sum(p.amount) FROM {schema}.raw_orders o "
+                    f"JOIN {schema}.raw_payments p ON p.order_id = o.id GROUP BY 1 ORDER BY 1")
+    assert shop.rows(totals) == shop.rows(totals_query) and len(shop.rows(totals)) == 5
+    mv_info = f"SELECT name, is_stale, autorefresh FROM svv_mv_info WHERE schema_name = '{schema}'"
+    assert shop.rows(mv_info) == [("order_totals", "f", "f")]
     shop.run(schema, "snapshot")
 
     # The shop moves on: order 5 ships, order 7 comes in; the incremental models pick it up.
+    utc_now = "SELECT clock_timestamp() AT TIME ZONE 'UTC'"
+    moving_on = shop.rows(utc_now)[0][0]
     with shop.proxy.connect() as admin:
         admin.execute(f"UPDATE {schema}.raw_orders SET status = 'shipped', updated_at = '2018-01-10 09:00' WHERE id = 5")
         admin.execute(f"INSERT INTO {schema}.raw_orders VALUES (7, 2, '2018-01-09', 'placed', '2018-01-10 10:00')")
         admin.execute(f"INSERT INTO {schema}.raw_payments VALUES (8, 7, 'credit_card', 1500)")
+    moved_on = shop.rows(utc_now)[0][0]
+    assert shop.rows(mv_info) == [("order_totals", "t", "f")]  # its base tables changed
     shop.run(schema, "run")
+    # the second run refreshed the materialized view: order 7 counts for customer 2
+    assert shop.rows(totals) == shop.rows(totals_query)
+    assert shop.rows(f"{totals.replace('ORDER BY 1', '')} WHERE customer_id = 2") == [(2, 2, 2800)]
+    assert shop.rows(mv_info) == [("order_totals", "f", "f")]
+    # a changed auto_refresh is altered in place
+    shop.run(schema, "run", "--select", "order_totals", "--vars", "{order_totals_auto_refresh: true}")
+    assert shop.rows(mv_info) == [("order_totals", "f", "t")]
     statuses = f"SELECT order_id, status FROM {schema}.%s ORDER BY order_id"
     before = [(1, "returned"), (2, "completed"), (3, "completed"), (4, "completed")]
     # append: only the new order; order 5 keeps the status it was loaded with
@@ -191,12 +211,14 @@ def test_a_project_from_debug_to_docs_with_a_password(shop):
 
     # dist and sort as the models asked, after dbt's create-then-rename
     assert shop.rows(f"SELECT \"table\", diststyle, sortkey1 FROM svv_table_info WHERE schema = '{schema}' "
-                     "AND \"table\" IN ('orders', 'customers') ORDER BY 1") == [
-        ("customers", "ALL", "customer_id"), ("orders", "KEY(order_id)", "order_date")]
+                     "AND \"table\" IN ('orders', 'customers', 'order_totals') ORDER BY 1") == [
+        ("customers", "ALL", "customer_id"), ("order_totals", "KEY(customer_id)", "customer_id"),
+        ("orders", "KEY(order_id)", "order_date")]
 
     # grants: the user, the group's member and the role's holder read customers; nobody else
     for user in (shop.reader, shop.group_member, shop.role_member):
         assert shop.rows(f"SELECT count(*) FROM {schema}.customers", user, USER_PASSWORD) == [(5,)]
+    assert shop.rows(f"SELECT count(*) FROM {schema}.order_totals", shop.reader, USER_PASSWORD) == [(5,)]
     # an incremental model's grants, read back (svv_relation_privileges) and kept by the second run
     for user in (shop.reader, shop.group_member):
         assert shop.rows(f"SELECT count(*) FROM {schema}.orders_merged", user, USER_PASSWORD) == [(7,)]
@@ -224,12 +246,19 @@ def test_a_project_from_debug_to_docs_with_a_password(shop):
     assert customers["columns"]["first_order"]["comment"] == "Date of the customer's first order."
     assert customers["stats"]["diststyle"]["value"] == "ALL"
     assert catalog["nodes"]["model.jaffle_shop.stg_orders"]["metadata"]["type"] == "VIEW"
+    totals_node = catalog["nodes"]["model.jaffle_shop.order_totals"]
+    assert totals_node["metadata"]["type"] == "MATERIALIZED VIEW"
+    assert list(totals_node["columns"]) == ["customer_id", "number_of_orders", "amount_cents"]
     assert list(catalog["nodes"]["model.jaffle_shop.customer_values"]["columns"]) == [
         "customer_id", "customer_lifetime_value"]  # a late-binding view's, from pg_get_late_binding_view_cols
 
     shop.run(schema, "source", "freshness")
-    freshness = {r["unique_id"].split(".")[-1]: r["status"] for r in shop.artifact(schema, "sources.json")["results"]}
-    assert freshness == {"raw_orders": "pass", "raw_payments": "warn"}
+    sources = {r["unique_id"].split(".")[-1]: r for r in shop.artifact(schema, "sources.json")["results"]}
+    assert {name: r["status"] for name, r in sources.items()} == {
+        "raw_orders": "pass", "raw_customers": "warn", "raw_payments": "pass"}
+    # raw_payments has no loaded_at_field: its freshness is when it was last written (sys_query_detail)
+    loaded = datetime.datetime.fromisoformat(sources["raw_payments"]["max_loaded_at"]).replace(tzinfo=None)
+    assert moving_on <= loaded <= moved_on
 
 
 def test_dbt_build_through_an_iam_profile(shop):
@@ -242,7 +271,7 @@ def test_dbt_build_through_an_iam_profile(shop):
     for result in built["results"]:
         assert result["status"] in ("success", "pass"), result
         kinds[result["unique_id"].split(".")[0]] = kinds.get(result["unique_id"].split(".")[0], 0) + 1
-    assert kinds == {"seed": 3, "model": 9, "snapshot": 2, "test": 16, "unit_test": 1, "operation": 1}
+    assert kinds == {"seed": 3, "model": 10, "snapshot": 2, "test": 16, "unit_test": 1, "operation": 1}
     assert shop.rows(f"SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = '{schema}'") == [(shop.iam_user,)]
     assert shop.rows(f"SELECT count(*) FROM {schema}.customers", shop.reader, USER_PASSWORD) == [(5,)]
     shop.run(schema, "docs", "generate", target="iam")  # its catalog from svv_redshift_columns

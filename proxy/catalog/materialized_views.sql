@@ -1,0 +1,363 @@
+-- Materialized views in Redshift's form (policy/dialect.py takes out BACKUP, DISTSTYLE, DISTKEY,
+-- SORTKEY and AUTO REFRESH): PostgreSQL's own materialized views, so PostgreSQL checks SELECT on
+-- them, GRANT and REVOKE work as on tables, and REFRESH is the owner's only. Their attributes are
+-- a table's (table_attributes: svv_table_info, pg_table_def, the pg_class and pg_attribute
+-- views), with the statement as written and the last refresh; svv_mv_info and stv_mv_info show
+-- them, and pg_views and information_schema.views list them with that statement as their
+-- definition, as Redshift's do (dbt finds materialized views there). And the writes of tables,
+-- which both their staleness and SYS_QUERY_DETAIL (dbt's source freshness from metadata) read.
+-- Run after schema.sql.
+--
+-- Writes. The base tables of materialized views get a statement trigger (shiftguard_writes), when
+-- a view over them is made or refreshed, that notes which transaction wrote them, when, as whom,
+-- and whether it inserted or deleted (table_writes): the last of each kind, and those a view's
+-- last refresh missed. Only those: the trigger costs every write statement of its table
+-- (pgbench's transactions ran at 55-60% of their rate with it on its tables).
+--
+-- Staleness. A view is stale when a base table was written by a transaction its last refresh
+-- could not see (not visible in the snapshot taken before the refresh), or by the refreshing
+-- transaction after the refresh; 'u' (unknown, as Redshift says of views over external tables)
+-- when a base table is not tracked (a foreign table, or its owner dropped the trigger); 't'
+-- always when the query calls a function that is not immutable, as Redshift documents.
+-- AUTO REFRESH YES: the proxy refreshes the stale ones itself, as Redshift does "on its own
+-- schedule": at once after a write to a base table commits (a NOTIFY on shiftguard_mv_refresh)
+-- in the cluster database, and at each poll (server.py). UNVERIFIED when Redshift would.
+
+CREATE TABLE IF NOT EXISTS shiftguard.table_writes (
+    table_id   oid NOT NULL,
+    xid        xid8 NOT NULL,
+    step_name  text NOT NULL,  -- Redshift's: 'insert' (INSERT, COPY, UPDATE's new rows), 'delete'
+    written_at timestamptz NOT NULL,
+    user_id    oid NOT NULL,
+    restamp    boolean NOT NULL DEFAULT false,  -- a refresh in the transaction saw it: stamp the next write
+    PRIMARY KEY (table_id, xid, step_name)
+);
+REVOKE ALL ON shiftguard.table_writes FROM PUBLIC;
+-- Which materialized views refresh themselves, read at every write (note_write): an index of the
+-- few, made only where missing (making it locks the table).
+DO $$ BEGIN
+    IF to_regclass('shiftguard.table_attributes_autorefresh') IS NULL THEN
+        CREATE INDEX table_attributes_autorefresh ON shiftguard.table_attributes (table_id)
+            WHERE attrs @> '{"autorefresh": true}';
+    END IF;
+END $$;
+
+-- The relations a materialized view reads, through the views it reads (not late-binding ones,
+-- which name their tables only when run).
+CREATE OR REPLACE FUNCTION shiftguard.mv_bases(p_view oid) RETURNS TABLE (table_id oid, kind "char")
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    WITH RECURSIVE reads(relation, kind) AS (
+        SELECT p_view, 'm'::"char"
+        UNION
+        SELECT d.refobjid, c.relkind
+          FROM reads JOIN pg_rewrite r ON r.ev_class = reads.relation
+          JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+                          AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> reads.relation
+          JOIN pg_class c ON c.oid = d.refobjid
+         WHERE reads.relation = p_view OR reads.kind = 'v'
+    )
+    SELECT relation, kind FROM reads WHERE relation <> p_view AND kind IN ('r', 'p', 'm', 'f')
+$$;
+
+-- Forget p_table's writes that nothing needs: those of finished transactions that a later
+-- finished write of the same step follows (sys_query_detail keeps the last of each) and that no
+-- materialized view's last refresh missed (is_stale reads those). Rows another transaction is
+-- forgetting are skipped, never waited for.
+CREATE OR REPLACE FUNCTION shiftguard.forget_writes(p_table oid) RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    DELETE FROM shiftguard.table_writes w WHERE w.ctid = ANY (ARRAY(
+        SELECT o.ctid FROM shiftguard.table_writes o
+         WHERE o.table_id = p_table AND o.xid < pg_snapshot_xmin(pg_current_snapshot())
+           AND EXISTS (SELECT FROM shiftguard.table_writes n
+                        WHERE n.table_id = p_table AND n.step_name = o.step_name AND n.written_at > o.written_at
+                          AND n.xid < pg_snapshot_xmin(pg_current_snapshot()))
+           AND NOT EXISTS (SELECT FROM shiftguard.table_attributes a
+                            WHERE a.attrs ? 'refreshed_snapshot'
+                              AND p_table IN (SELECT table_id FROM shiftguard.mv_bases(a.table_id))
+                              AND NOT pg_visible_in_snapshot(o.xid, (a.attrs->>'refreshed_snapshot')::pg_snapshot))
+           FOR UPDATE SKIP LOCKED))
+$$;
+REVOKE ALL ON FUNCTION shiftguard.forget_writes(oid) FROM PUBLIC;
+
+-- Note a write of p_table by this transaction, once per step: the time of its first write (of
+-- the first again after a refresh in it saw the ones before). Only the transaction's own rows
+-- are written, so writers of one table never wait for each other, and each row once (a row
+-- updated by every statement of a long transaction would grow a chain of versions that each
+-- next statement walks). Whether a row was written.
+CREATE OR REPLACE FUNCTION shiftguard.note_writes(p_table oid, p_steps text[]) RETURNS boolean
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_rows integer;
+BEGIN
+    INSERT INTO shiftguard.table_writes (table_id, xid, step_name, written_at, user_id)
+    SELECT p_table, pg_current_xact_id(), step, clock_timestamp(), (SELECT oid FROM pg_roles WHERE rolname = session_user)
+      FROM unnest(p_steps) step
+        ON CONFLICT (table_id, xid, step_name) DO UPDATE SET written_at = excluded.written_at, restamp = false
+     WHERE shiftguard.table_writes.restamp;
+    GET DIAGNOSTICS v_rows = ROW_COUNT;
+    RETURN v_rows > 0;
+END
+$$;
+REVOKE ALL ON FUNCTION shiftguard.note_writes(oid, text[]) FROM PUBLIC;
+
+-- The statement trigger on tracked tables (track_writes). UPDATE is a delete and an insert, as
+-- Redshift's steps are; TRUNCATE deletes. Past a transaction's first write of the table it
+-- costs one lookup.
+CREATE OR REPLACE FUNCTION shiftguard.note_write() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF shiftguard.note_writes(TG_RELID, CASE TG_OP WHEN 'INSERT' THEN ARRAY['insert']
+                                                   WHEN 'UPDATE' THEN ARRAY['delete', 'insert']
+                                                   ELSE ARRAY['delete'] END) THEN
+        IF random() < 0.02 THEN  -- now and then: forgetting at every transaction halved pgbench's rate
+            PERFORM shiftguard.forget_writes(TG_RELID);
+        END IF;
+        IF EXISTS (SELECT FROM shiftguard.table_attributes a
+                    WHERE a.attrs @> '{"autorefresh": true}'
+                      AND TG_RELID IN (SELECT table_id FROM shiftguard.mv_bases(a.table_id))) THEN
+            PERFORM pg_notify('shiftguard_mv_refresh', '');  -- delivered at commit
+        END IF;
+    END IF;
+    RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION shiftguard.note_write() FROM PUBLIC;
+
+-- Track p_table's writes (a base table of a materialized view: mv_refreshed). Creating a trigger
+-- needs the table's owner or a superuser, and shiftguard's guards refuse triggers on some
+-- tables: a table it cannot track stays untracked (its views' is_stale 'u', no rows in
+-- sys_query_detail), and the statement goes on. Creating a trigger rewrites the table's pg_class
+-- row, which a concurrent ANALYZE may be writing too ("tuple concurrently updated"): tried again.
+CREATE OR REPLACE FUNCTION shiftguard.track_writes(p_table oid) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    FOR v_attempt IN 1..5 LOOP
+        IF EXISTS (SELECT FROM pg_trigger WHERE tgrelid = p_table AND tgname = 'shiftguard_writes') THEN
+            RETURN;
+        END IF;
+        BEGIN
+            EXECUTE format('CREATE TRIGGER shiftguard_writes AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s '
+                           'FOR EACH STATEMENT EXECUTE FUNCTION shiftguard.note_write()', p_table::regclass);
+            RETURN;
+        EXCEPTION WHEN internal_error THEN
+            PERFORM pg_sleep(0.01 * v_attempt);
+        WHEN OTHERS THEN
+            RETURN;
+        END;
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION shiftguard.track_writes(oid) FROM PUBLIC;
+
+
+-- After a refresh (or the creation) of p_view, whose query read with p_snapshot: recorded, its
+-- base tables tracked, and the writes that no materialized view needs any more forgotten. The
+-- caller must own the view (record_table checks): it has just refreshed it.
+CREATE OR REPLACE FUNCTION shiftguard.mv_refreshed(p_view regclass, p_snapshot pg_snapshot) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_base oid;
+BEGIN
+    IF (SELECT relkind FROM pg_class WHERE oid = p_view) <> 'm' THEN
+        RAISE EXCEPTION '"%" is not a materialized view', p_view USING ERRCODE = '42809';
+    END IF;
+    PERFORM shiftguard.record_table(p_view, jsonb_build_object(
+        'refreshed_snapshot', p_snapshot::text, 'refreshed_xid', pg_current_xact_id()::text,
+        'refreshed_at', clock_timestamp()));
+    PERFORM shiftguard.note_writes(p_view, ARRAY['delete', 'insert']);  -- for the views that read this one
+    UPDATE shiftguard.table_writes SET restamp = true  -- this transaction's writes, which the refresh saw
+     WHERE xid = pg_current_xact_id() AND table_id IN (SELECT table_id FROM shiftguard.mv_bases(p_view));
+    FOR v_base IN SELECT table_id FROM shiftguard.mv_bases(p_view) LOOP
+        IF (SELECT relkind FROM pg_class WHERE oid = v_base) IN ('r', 'p') THEN
+            PERFORM shiftguard.track_writes(v_base);
+        END IF;
+        PERFORM shiftguard.forget_writes(v_base);
+    END LOOP;
+END
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.mv_refreshed(regclass, pg_snapshot) TO PUBLIC;
+
+-- 't', 'f' or 'u' (above), for svv_mv_info and stv_mv_info; NULL for a caller who may not see
+-- the view there.
+CREATE OR REPLACE FUNCTION shiftguard.mv_is_stale(p_view oid) RETURNS char(1)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE
+        WHEN a.attrs->>'refreshed_snapshot' IS NULL THEN 't'
+        WHEN EXISTS (SELECT FROM pg_rewrite r
+                       JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+                                       AND d.refclassid = 'pg_proc'::regclass
+                       JOIN pg_proc p ON p.oid = d.refobjid
+                      WHERE r.ev_class = p_view AND p.provolatile <> 'i') THEN 't'
+        WHEN EXISTS (SELECT FROM shiftguard.mv_bases(p_view) b JOIN shiftguard.table_writes w USING (table_id)
+                      WHERE CASE WHEN w.xid = (a.attrs->>'refreshed_xid')::xid8  -- the refreshing transaction's own:
+                                 THEN w.written_at > (a.attrs->>'refreshed_at')::timestamptz  -- no snapshot tells
+                                 ELSE NOT pg_visible_in_snapshot(w.xid, (a.attrs->>'refreshed_snapshot')::pg_snapshot)
+                            END) THEN 't'
+        WHEN EXISTS (SELECT FROM shiftguard.mv_bases(p_view) b
+                      WHERE b.kind = 'f' OR (b.kind IN ('r', 'p') AND NOT EXISTS (
+                          SELECT FROM pg_trigger WHERE tgrelid = b.table_id AND tgname = 'shiftguard_writes'
+                                                   AND tgenabled <> 'D'))) THEN 'u'
+        ELSE 'f' END
+      FROM (SELECT (SELECT attrs FROM shiftguard.table_attributes WHERE table_id = p_view) AS attrs) a
+     WHERE EXISTS (SELECT FROM pg_class c WHERE c.oid = p_view AND c.relkind = 'm'  -- what stv_mv_info would show
+                     AND (shiftguard.caller_is_superuser() OR has_schema_privilege(session_user, c.relnamespace, 'USAGE')))
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.mv_is_stale(oid) TO PUBLIC;
+
+-- CREATE MATERIALIZED VIEW: p_sql is PostgreSQL's form as the proxy judged it, run as the caller
+-- with the caller's search_path; p_view the name as written, p_definition the statement as
+-- written (what pg_views shows).
+CREATE OR REPLACE PROCEDURE shiftguard.create_materialized_view(p_sql text, p_view text, p_attrs jsonb,
+                                                                p_definition text, p_search_path text)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_snapshot pg_snapshot := pg_current_snapshot();  -- before the query runs: a write meanwhile is stale
+    v_existed  regclass := shiftguard.caller_regclass(p_view, p_search_path);
+    v_view     regclass;
+BEGIN
+    PERFORM shiftguard.caller_execute(p_sql, p_search_path);
+    v_view := shiftguard.caller_regclass(p_view, p_search_path);
+    IF v_existed IS NOT NULL THEN
+        RETURN;  -- IF NOT EXISTS, and it did: left as it was
+    END IF;
+    PERFORM shiftguard.record_table(v_view, p_attrs || jsonb_build_object(
+        'definition', rtrim(p_definition, E'; \t\r\n') || ';'));
+    PERFORM shiftguard.mv_refreshed(v_view, v_snapshot);
+END
+$$;
+GRANT EXECUTE ON PROCEDURE shiftguard.create_materialized_view(text, text, jsonb, text, text) TO PUBLIC;
+
+CREATE OR REPLACE PROCEDURE shiftguard.refresh_materialized_view(p_view text, p_search_path text)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_snapshot pg_snapshot := pg_current_snapshot();
+    v_view     regclass := shiftguard.caller_relation(p_view, p_search_path);
+BEGIN
+    PERFORM shiftguard.caller_execute(format('REFRESH MATERIALIZED VIEW %s', v_view), p_search_path);
+    PERFORM shiftguard.mv_refreshed(v_view, v_snapshot);
+END
+$$;
+GRANT EXECUTE ON PROCEDURE shiftguard.refresh_materialized_view(text, text) TO PUBLIC;
+
+-- ALTER MATERIALIZED VIEW mv AUTO REFRESH {YES | NO} and ALTER DISTSTYLE/DISTKEY/SORTKEY: recorded.
+CREATE OR REPLACE PROCEDURE shiftguard.alter_materialized_view(p_view text, p_attrs jsonb, p_search_path text)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_view regclass := shiftguard.caller_relation(p_view, p_search_path);
+BEGIN
+    IF (SELECT relkind FROM pg_class WHERE oid = v_view) <> 'm' THEN
+        RAISE EXCEPTION '"%" is not a materialized view', p_view USING ERRCODE = '42809';
+    END IF;
+    PERFORM shiftguard.record_table(v_view, p_attrs);
+    IF (p_attrs->>'autorefresh')::boolean THEN
+        PERFORM pg_notify('shiftguard_mv_refresh', '');  -- stale already: refreshed soon after, too
+    END IF;
+END
+$$;
+GRANT EXECUTE ON PROCEDURE shiftguard.alter_materialized_view(text, jsonb, text) TO PUBLIC;
+
+-- The stale AUTO REFRESH YES views of this database, refreshed by the management role (the
+-- proxy, server.py); PostgreSQL runs each view's query as its owner. How many were refreshed.
+CREATE OR REPLACE FUNCTION shiftguard.refresh_stale_views() RETURNS integer
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_view     regclass;
+    v_snapshot pg_snapshot;
+    v_done     integer := 0;
+BEGIN
+    FOR v_view IN SELECT a.table_id FROM shiftguard.table_attributes a JOIN pg_class c ON c.oid = a.table_id
+                   WHERE c.relkind = 'm' AND (a.attrs->>'autorefresh')::boolean
+                     AND shiftguard.mv_is_stale(a.table_id) = 't' LOOP
+        BEGIN
+            v_snapshot := pg_current_snapshot();
+            EXECUTE format('REFRESH MATERIALIZED VIEW %s', v_view);
+            PERFORM shiftguard.mv_refreshed(v_view, v_snapshot);
+            v_done := v_done + 1;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'could not refresh materialized view %: %', v_view, SQLERRM;
+        END;
+    END LOOP;
+    RETURN v_done;
+END
+$$;
+REVOKE ALL ON FUNCTION shiftguard.refresh_stale_views() FROM PUBLIC;
+
+-- Redshift's pg_views and information_schema.views list materialized views too, their
+-- definition the CREATE MATERIALIZED VIEW statement (policy/statements.py points queries naming
+-- them here when the dialect is on). One that was not made through the proxy shows a statement
+-- made from its query. pg_views shows every row to everyone, as PostgreSQL's does (no barrier);
+-- information_schema.views filters, as PostgreSQL's does.
+CREATE OR REPLACE FUNCTION shiftguard.mv_definition(p_view oid) RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce((SELECT attrs->>'definition' FROM shiftguard.table_attributes WHERE table_id = p_view),
+                    format('create materialized view %s as (%s);', p_view::regclass,
+                           rtrim(pg_get_viewdef(p_view), E'; \n')))
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.mv_definition(oid) TO PUBLIC;
+
+CREATE OR REPLACE VIEW shiftguard.pg_views AS
+    SELECT v.schemaname, v.viewname, v.viewowner, v.definition FROM pg_catalog.pg_views v
+    UNION ALL
+    SELECT n.nspname, c.relname, pg_get_userbyid(c.relowner), shiftguard.mv_definition(c.oid)
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.relkind = 'm';
+
+CREATE OR REPLACE VIEW shiftguard.information_schema_views WITH (security_barrier) AS
+    SELECT v.table_catalog, v.table_schema, v.table_name, v.view_definition, v.check_option, v.is_updatable,
+           v.is_insertable_into, v.is_trigger_updatable, v.is_trigger_deletable, v.is_trigger_insertable_into
+      FROM information_schema.views v
+    UNION ALL  -- who sees which, and whose definition, as information_schema.views decides for views
+    SELECT current_database()::information_schema.sql_identifier, n.nspname::information_schema.sql_identifier,
+           c.relname::information_schema.sql_identifier,
+           (CASE WHEN pg_has_role(c.relowner, 'USAGE') THEN shiftguard.mv_definition(c.oid) END)
+               ::information_schema.character_data,
+           'NONE'::information_schema.character_data, 'NO'::information_schema.yes_or_no,
+           'NO'::information_schema.yes_or_no, 'NO'::information_schema.yes_or_no,
+           'NO'::information_schema.yes_or_no, 'NO'::information_schema.yes_or_no
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.relkind = 'm' AND NOT pg_is_other_temp_schema(n.oid)
+       AND (pg_has_role(c.relowner, 'USAGE')
+            OR has_table_privilege(c.oid, 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER')
+            OR has_any_column_privilege(c.oid, 'SELECT, INSERT, UPDATE, REFERENCES'));
+
+-- SVV_MV_INFO: superusers see every row, others their own views'. state 0: "fully recomputed
+-- when refreshed", as every refresh here is; autorewrite 'f': no query is rewritten to read one.
+CREATE OR REPLACE VIEW shiftguard.svv_mv_info WITH (security_barrier) AS
+    SELECT current_database()::text AS database_name, n.nspname::text AS schema_name,
+           pg_get_userbyid(c.relowner)::text AS user_name, c.relname::text AS name,
+           shiftguard.mv_is_stale(c.oid) AS is_stale, 0 AS state,
+           (CASE WHEN coalesce((a.attrs->>'autorefresh')::boolean, false) THEN 't' ELSE 'f' END)::char(1) AS autorefresh,
+           'f'::char(1) AS autorewrite
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      LEFT JOIN shiftguard.table_attributes a ON a.table_id = c.oid
+     WHERE c.relkind = 'm' AND (shiftguard.caller_is_superuser() OR pg_has_role(session_user, c.relowner, 'USAGE'));
+
+-- STV_MV_INFO: the views in schemas the user may use; updated_upto_xid the last refresh's.
+CREATE OR REPLACE VIEW shiftguard.stv_mv_info WITH (security_barrier) AS
+    SELECT current_database()::text AS db_name, n.nspname::text AS schema, c.relname::text AS name,
+           (a.attrs->>'refreshed_xid')::bigint AS updated_upto_xid, shiftguard.mv_is_stale(c.oid) AS is_stale,
+           pg_get_userbyid(c.relowner)::text AS owner_user_name, 0 AS state,
+           (CASE WHEN coalesce((a.attrs->>'autorefresh')::boolean, false) THEN 't' ELSE 'f' END)::char(1) AS autorefresh,
+           'f'::char(1) AS autorewrite
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      LEFT JOIN shiftguard.table_attributes a ON a.table_id = c.oid
+     WHERE c.relkind = 'm' AND (shiftguard.caller_is_superuser() OR has_schema_privilege(session_user, n.oid, 'USAGE'));
+
+GRANT SELECT ON shiftguard.pg_views, shiftguard.information_schema_views, shiftguard.svv_mv_info,
+                shiftguard.stv_mv_info TO PUBLIC;
+
+-- SYS_QUERY_DETAIL: the writes of the tracked tables (those materialized views read), a row per
+-- table, transaction and step, the time of the transaction's first
+-- write (note_writes) as the step's start and end (UTC, as Redshift's timestamps), in Redshift's column order as far as
+-- the metrics it has; what is not measured is NULL. Superusers (and SYSLOG ACCESS UNRESTRICTED)
+-- see every row, others their own. query_id is NULL: a trigger does not know the proxy's query.
+CREATE OR REPLACE VIEW shiftguard.sys_query_detail WITH (security_barrier) AS
+    SELECT w.user_id::integer AS user_id, NULL::bigint AS query_id, 1 AS child_query_sequence,
+           NULL::integer AS stream_id, NULL::integer AS segment_id, NULL::integer AS step_id, w.step_name,
+           w.table_id::integer AS table_id, c.relname::text AS table_name, 'f'::char(1) AS is_rrscan,
+           (w.written_at AT TIME ZONE 'UTC') AS start_time, (w.written_at AT TIME ZONE 'UTC') AS end_time,
+           NULL::bigint AS duration, NULL::text AS alert, NULL::bigint AS input_bytes, NULL::bigint AS input_rows,
+           NULL::bigint AS output_bytes, NULL::bigint AS output_rows
+      FROM shiftguard.table_writes w LEFT JOIN pg_class c ON c.oid = w.table_id
+     WHERE shiftguard.sees_all_rows() OR w.user_id = (SELECT oid FROM pg_roles WHERE rolname = session_user);
+GRANT SELECT ON shiftguard.sys_query_detail TO PUBLIC;

@@ -1,0 +1,240 @@
+"""Materialized views in Redshift's form through the proxy (psycopg): CREATE MATERIALIZED VIEW with
+BACKUP, DISTSTYLE, DISTKEY, SORTKEY and AUTO REFRESH; REFRESH, ALTER ... AUTO REFRESH, DROP;
+who may read and refresh one; svv_mv_info, stv_mv_info, svv_table_info, pg_table_def and
+pg_views as Redshift shows them; staleness and AUTO REFRESH."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from ..conftest import ADMIN, unique, wait_for
+
+
+@pytest.fixture
+def sales(proxy):
+    """A schema with a sales table of three rows, dropped at the end."""
+    schema = unique("mv")
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
+        admin.execute(f"CREATE TABLE {schema}.sales (id int, region varchar(10), amount int) DISTKEY(id)")
+        admin.execute(f"INSERT INTO {schema}.sales VALUES (1, 'east', 10), (2, 'west', 20), (3, 'east', 5)")
+    yield schema
+    with proxy.connect() as admin:
+        admin.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def mv_info(conn, schema: str) -> list[tuple]:
+    return conn.execute("SELECT database_name, schema_name, user_name, name, is_stale, state, autorefresh, autorewrite "
+                        "FROM svv_mv_info WHERE schema_name = %s ORDER BY name", (schema,)).fetchall()
+
+
+def test_every_clause_of_create_and_what_the_catalog_shows(proxy, sales):
+    with proxy.connect() as admin:
+        status = admin.execute(
+            f"CREATE MATERIALIZED VIEW {sales}.by_region BACKUP NO DISTSTYLE KEY DISTKEY(region) "
+            "COMPOUND SORTKEY(region, total) AUTO REFRESH NO AS "
+            f"(SELECT region, sum(amount) AS total FROM {sales}.sales GROUP BY region)").statusmessage
+        assert status == "CREATE MATERIALIZED VIEW"
+        admin.execute(f"CREATE MATERIALIZED VIEW {sales}.plain AS SELECT id FROM {sales}.sales")
+        assert admin.execute(f"SELECT region, total FROM {sales}.by_region ORDER BY 1").fetchall() == [
+            ("east", 15), ("west", 20)]
+        assert mv_info(admin, sales) == [("dev", sales, ADMIN, "by_region", "f", 0, "f", "f"),
+                                         ("dev", sales, ADMIN, "plain", "f", 0, "f", "f")]
+        # dist, sort and backup where a table's are; Redshift's default for a view: EVEN
+        assert admin.execute(
+            "SELECT \"table\", diststyle, sortkey1, sortkey_num, backup FROM svv_table_info "
+            "WHERE schema = %s AND \"table\" IN ('by_region', 'plain') ORDER BY 1", (sales,)).fetchall() == [
+            ("by_region", "KEY(region)", "region", 2, False), ("plain", "EVEN", None, 0, True)]
+        admin.execute(f"SET search_path TO {sales}")
+        assert admin.execute("SELECT \"column\", distkey, sortkey FROM pg_table_def WHERE tablename = 'by_region' "
+                             "ORDER BY 1").fetchall() == [("region", True, 1), ("total", False, 2)]
+        # pg_views and information_schema.views list it, its definition the statement as written
+        (definition,) = admin.execute("SELECT definition FROM pg_views WHERE schemaname = %s AND viewname = 'by_region'",
+                                      (sales,)).fetchone()
+        assert definition.startswith(f"CREATE MATERIALIZED VIEW {sales}.by_region BACKUP NO DISTSTYLE KEY")
+        assert definition.endswith("GROUP BY region);")
+        assert admin.execute("SELECT table_name FROM information_schema.views WHERE table_schema = %s "
+                             "AND view_definition ILIKE '%%create materialized view%%' ORDER BY 1",
+                             (sales,)).fetchall() == [("by_region",), ("plain",)]
+        assert admin.execute("SELECT db_name, schema, name, is_stale, owner_user_name, autorefresh "
+                             "FROM stv_mv_info WHERE schema = %s AND name = 'plain'", (sales,)).fetchall() == [
+            ("dev", sales, "plain", "f", ADMIN, "f")]
+
+
+def test_refresh_brings_in_what_the_base_tables_gained_and_is_stale_says_when(proxy, sales):
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE MATERIALIZED VIEW {sales}.totals AS SELECT sum(amount) AS total FROM {sales}.sales")
+        admin.execute(f"INSERT INTO {sales}.sales VALUES (4, 'west', 100)")
+        assert admin.execute(f"SELECT total FROM {sales}.totals").fetchall() == [(35,)]  # as last refreshed
+        assert mv_info(admin, sales)[0][4] == "t"
+        assert admin.execute(f"REFRESH MATERIALIZED VIEW {sales}.totals").statusmessage == "REFRESH MATERIALIZED VIEW"
+        assert admin.execute(f"SELECT total FROM {sales}.totals").fetchall() == [(135,)]
+        assert mv_info(admin, sales)[0][4] == "f"
+        # a write that rolled back changed nothing; DELETE and TRUNCATE do
+        with admin.transaction(force_rollback=True):
+            admin.execute(f"DELETE FROM {sales}.sales")
+            assert mv_info(admin, sales)[0][4] == "t"  # within the writing transaction
+        assert mv_info(admin, sales)[0][4] == "f"
+        admin.execute(f"TRUNCATE {sales}.sales")
+        assert mv_info(admin, sales)[0][4] == "t"
+        # written, refreshed, then written again in the same transaction: stale
+        with admin.transaction():
+            admin.execute(f"INSERT INTO {sales}.sales VALUES (5, 'east', 1)")
+            admin.execute(f"REFRESH MATERIALIZED VIEW {sales}.totals")
+            assert mv_info(admin, sales)[0][4] == "f"  # the refresh saw the insert
+            admin.execute(f"INSERT INTO {sales}.sales VALUES (6, 'east', 1)")
+        assert mv_info(admin, sales)[0][4] == "t"
+        # a query calling a function that is not immutable is always stale, as Redshift says
+        admin.execute(f"CREATE MATERIALIZED VIEW {sales}.stamped AS SELECT count(*) AS n, getdate() AS at "
+                      f"FROM {sales}.sales")
+        assert [row[4] for row in mv_info(admin, sales) if row[3] == "stamped"] == ["t"]
+
+
+def test_auto_refresh_yes_is_refreshed_by_the_proxy_after_a_write(proxy, sales):
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE MATERIALIZED VIEW {sales}.totals AUTO REFRESH YES AS "
+                      f"SELECT sum(amount) AS total FROM {sales}.sales")
+        assert mv_info(admin, sales)[0][6] == "t"
+        admin.execute(f"INSERT INTO {sales}.sales VALUES (4, 'west', 100)")
+        assert wait_for(lambda: admin.execute(f"SELECT total FROM {sales}.totals").fetchall() == [(135,)])
+        assert wait_for(lambda: mv_info(admin, sales)[0][4] == "f")
+        # AUTO REFRESH NO: left stale
+        assert admin.execute(f"ALTER MATERIALIZED VIEW {sales}.totals AUTO REFRESH NO").statusmessage == \
+            "ALTER MATERIALIZED VIEW"
+        assert mv_info(admin, sales)[0][6] == "f"
+        admin.execute(f"INSERT INTO {sales}.sales VALUES (5, 'east', 1)")
+        assert mv_info(admin, sales)[0][4] == "t"
+        assert admin.execute(f"SELECT total FROM {sales}.totals").fetchall() == [(135,)]
+
+
+def test_privileges_of_another_user(proxy, sales, new_user):
+    reader, password = new_user()
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE MATERIALIZED VIEW {sales}.totals AS SELECT sum(amount) AS total FROM {sales}.sales")
+        admin.execute(f"GRANT USAGE ON SCHEMA {sales} TO {reader}")
+    with proxy.connect(reader, password) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="totals"):
+            conn.execute(f"SELECT total FROM {sales}.totals")
+        assert mv_info(conn, sales) == []  # svv_mv_info: only one's own views
+        assert conn.execute("SELECT name FROM stv_mv_info WHERE schema = %s", (sales,)).fetchall() == [("totals",)]
+    with proxy.connect() as admin:
+        admin.execute(f"GRANT SELECT ON {sales}.totals TO {reader}")
+    with proxy.connect(reader, password) as conn:
+        assert conn.execute(f"SELECT total FROM {sales}.totals").fetchall() == [(35,)]
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="must be owner"):
+            conn.execute(f"REFRESH MATERIALIZED VIEW {sales}.totals")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="must be owner"):
+            conn.execute(f"ALTER MATERIALIZED VIEW {sales}.totals AUTO REFRESH YES")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="must be owner"):
+            conn.execute(f"DROP MATERIALIZED VIEW {sales}.totals")
+    with proxy.connect() as admin:
+        admin.execute(f"REVOKE SELECT ON {sales}.totals FROM {reader}")
+    with proxy.connect(reader, password) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(f"SELECT total FROM {sales}.totals")
+    # Redshift's grantee forms: a group
+    member, member_password = new_user()
+    group = unique("mvreaders")
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE GROUP {group} WITH USER {member}")
+        admin.execute(f"GRANT USAGE ON SCHEMA {sales} TO GROUP {group}")
+        admin.execute(f"GRANT SELECT ON {sales}.totals TO GROUP {group}")
+    try:
+        with proxy.connect(member, member_password) as conn:
+            assert conn.execute(f"SELECT total FROM {sales}.totals").fetchall() == [(35,)]
+    finally:
+        with proxy.connect() as admin:
+            admin.execute(f"REVOKE SELECT ON {sales}.totals FROM GROUP {group}")
+            admin.execute(f"REVOKE USAGE ON SCHEMA {sales} FROM GROUP {group}")
+            admin.execute(f"DROP GROUP {group}")
+
+
+def test_a_user_refreshes_and_drops_their_own_view(proxy, sales, new_user):
+    owner, password = new_user()
+    with proxy.connect() as admin:
+        admin.execute(f"GRANT USAGE, CREATE ON SCHEMA {sales} TO {owner}")
+        admin.execute(f"GRANT SELECT ON {sales}.sales TO {owner}")
+    with proxy.connect(owner, password) as conn:
+        conn.execute(f"CREATE MATERIALIZED VIEW {sales}.mine DISTSTYLE ALL AUTO REFRESH YES AS "
+                     f"SELECT id FROM {sales}.sales")
+        assert mv_info(conn, sales) == [("dev", sales, owner, "mine", "f", 0, "t", "f")]
+        conn.execute(f"REFRESH MATERIALIZED VIEW {sales}.mine")
+        conn.execute(f"DROP MATERIALIZED VIEW {sales}.mine")
+        assert mv_info(conn, sales) == []
+
+
+def test_errors(proxy, sales):
+    with proxy.connect() as admin:
+        with pytest.raises(psycopg.errors.UndefinedTable):
+            admin.execute(f"REFRESH MATERIALIZED VIEW {sales}.missing")
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match="not a materialized view"):
+            admin.execute(f"REFRESH MATERIALIZED VIEW {sales}.sales")  # PostgreSQL's words
+        with pytest.raises(psycopg.errors.WrongObjectType, match="not a materialized view"):
+            admin.execute(f"ALTER MATERIALIZED VIEW {sales}.sales AUTO REFRESH YES")
+        with pytest.raises(psycopg.errors.SyntaxError):
+            admin.execute(f"CREATE MATERIALIZED VIEW {sales}.bad AUTO REFRESH MAYBE AS SELECT 1 AS x")
+        with pytest.raises(psycopg.errors.SyntaxError):
+            admin.execute(f"CREATE MATERIALIZED VIEW {sales}.bad SORTKEY(x AS SELECT 1 AS x")
+        # the proxy keeps serving the session
+        assert admin.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_strict_redshift_refuses_postgresql_s_own_forms(make_proxy):
+    schema = unique("mv")
+    strict = make_proxy(strict_redshift=True)
+    with strict.connect() as admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
+        try:
+            admin.execute(f"CREATE TABLE {schema}.t (a int)")
+            admin.execute(f"CREATE MATERIALIZED VIEW {schema}.mv DISTSTYLE EVEN SORTKEY(a) AS SELECT a FROM {schema}.t")
+            admin.execute(f"REFRESH MATERIALIZED VIEW {schema}.mv")
+            for sql in (f"REFRESH MATERIALIZED VIEW CONCURRENTLY {schema}.mv",
+                        f"REFRESH MATERIALIZED VIEW {schema}.mv WITH NO DATA",
+                        f"CREATE MATERIALIZED VIEW {schema}.empty AS SELECT a FROM {schema}.t WITH NO DATA"):
+                with pytest.raises(psycopg.errors.FeatureNotSupported, match="Amazon Redshift does not support"):
+                    admin.execute(sql)
+        finally:
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+# dbt-redshift 1.11's get_relation_last_modified (metadata/relation_last_modified.sql), as it sends it.
+LAST_MODIFIED = """select ns.nspname as "schema", c.relname as identifier, max(qd.start_time) as last_modified,
+    getdate() as snapshotted_at
+from pg_class c join pg_namespace ns on ns.oid = c.relnamespace join sys_query_detail qd on qd.table_id = c.oid
+where qd.step_name = 'insert' and ((upper(ns.nspname) = upper('{schema}') and upper(c.relname) = upper('sales')))
+group by 1, 2, 4"""
+
+
+def test_sys_query_detail_says_when_a_base_table_was_last_written(proxy, sales, new_user):
+    writer, password = new_user()
+    now = "SELECT clock_timestamp() AT TIME ZONE 'UTC'"
+    steps = ("SELECT step_name, max(start_time) FROM sys_query_detail WHERE table_id = %s::regclass::oid "
+             "GROUP BY 1 ORDER BY 1")
+    with proxy.connect() as admin:
+        table = f"{sales}.sales"
+        admin.execute(f"GRANT USAGE ON SCHEMA {sales} TO {writer}")
+        admin.execute(f"GRANT SELECT, INSERT ON {table} TO {writer}")
+        assert admin.execute(steps, (table,)).fetchall() == []  # not tracked: no materialized view reads it
+        admin.execute(f"CREATE MATERIALIZED VIEW {sales}.counted AS SELECT count(*) AS n FROM {table}")
+        assert admin.execute(steps, (table,)).fetchall() == []  # tracked from now on
+        with admin.transaction(force_rollback=True):
+            admin.execute(f"DELETE FROM {table}")
+        assert admin.execute(steps, (table,)).fetchall() == []  # rolled back: no delete
+        (before,) = admin.execute(now).fetchone()
+        admin.execute(f"UPDATE {table} SET amount = amount + 1 WHERE id = 1")
+        (after,) = admin.execute(now).fetchone()
+        written = admin.execute(steps, (table,)).fetchall()
+        assert [step for step, _ in written] == ["delete", "insert"]  # an UPDATE deletes and inserts
+        assert all(before <= at <= after for _, at in written)
+        (schema, name, modified, _), = admin.execute(LAST_MODIFIED.format(schema=sales)).fetchall()
+        assert (schema, name, modified) == (sales, "sales", written[1][1])
+    with proxy.connect(writer, password) as conn:
+        assert conn.execute(steps, (table,)).fetchall() == []  # others' writes are not theirs to see
+        conn.execute(f"INSERT INTO {table} VALUES (9, 'north', 1)")
+        ((step, at, user),) = conn.execute(
+            "SELECT step_name, start_time, user_id FROM sys_query_detail WHERE table_name = 'sales'").fetchall()
+        assert step == "insert" and at > after
+        assert user == conn.execute("SELECT usesysid FROM pg_user WHERE usename = current_user").fetchone()[0]
+    with proxy.connect() as admin:  # a superuser sees everyone's: the last insert is the writer's
+        assert admin.execute(steps, (table,)).fetchall() == [written[0], ("insert", at)]

@@ -128,9 +128,15 @@ REVOKE ALL ON FUNCTION shiftguard.note_write() FROM PUBLIC;
 -- tables: a table it cannot track stays untracked (its views' is_stale 'u', no rows in
 -- sys_query_detail), and the statement goes on. Creating a trigger rewrites the table's pg_class
 -- row, which a concurrent ANALYZE may be writing too ("tuple concurrently updated"): tried again.
+-- So does the grant a superuser's view over the table gives shiftguard_views
+-- (rls.sql lend_to_views_role): the same lock per table keeps the two apart (dbt's threads make a
+-- view and a materialized view over one table at once); mv_refreshed takes them in its order.
 CREATE OR REPLACE FUNCTION shiftguard.track_writes(p_table oid) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+    IF NOT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = p_table AND tgname = 'shiftguard_writes') THEN
+        PERFORM pg_advisory_xact_lock(hashtext('shiftguard.lend_to_views_role'), p_table::int);
+    END IF;
     FOR v_attempt IN 1..5 LOOP
         IF EXISTS (SELECT FROM pg_trigger WHERE tgrelid = p_table AND tgname = 'shiftguard_writes') THEN
             RETURN;
@@ -167,7 +173,9 @@ BEGIN
     PERFORM shiftguard.note_writes(p_view, ARRAY['delete', 'insert']);  -- for the views that read this one
     UPDATE shiftguard.table_writes SET restamp = true  -- this transaction's writes, which the refresh saw
      WHERE xid = pg_current_xact_id() AND table_id IN (SELECT table_id FROM shiftguard.mv_bases(p_view));
-    FOR v_base IN SELECT table_id FROM shiftguard.mv_bases(p_view) LOOP
+    -- (In lend_to_views_role's order of locks: schema, then table.)
+    FOR v_base IN SELECT b.table_id FROM shiftguard.mv_bases(p_view) b JOIN pg_class c ON c.oid = b.table_id
+                   ORDER BY c.relnamespace, b.table_id LOOP
         IF (SELECT relkind FROM pg_class WHERE oid = v_base) IN ('r', 'p') THEN
             PERFORM shiftguard.track_writes(v_base);
         END IF;

@@ -55,6 +55,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from .backend.session import BackendSession
+from .backend.txpool import RestoreFailed, restore_ahead
 from .endpoint import Endpoint
 from .policy import encoding
 from .policy.errors import redshift_wording
@@ -88,6 +89,19 @@ _HELD_LIMIT = 1 << 16  # client bytes held while it waits for a backend session,
 # PgBouncer's max_prepared_statements, so that clients preparing ever new SQL do not grow a
 # shared session's memory without end.
 _MAX_PREPARED = 1000
+# The parameters of logins in transaction pooling, one dict for all the clients told the same.
+_TOLD: dict[frozenset, dict[str, str]] = {}
+
+
+def _shared_parameters(parameters: dict[str, str]) -> dict[str, str]:
+    """A copy of parameters that the relays told the same share (never changed in place)."""
+    key = frozenset(parameters.items())
+    shared = _TOLD.get(key)
+    if shared is None:
+        if len(_TOLD) > 1000:
+            _TOLD.clear()
+        shared = _TOLD[key] = dict(parameters)
+    return shared
 
 
 class MessageStream:
@@ -368,11 +382,11 @@ class Relay:
                  "_always_wanted", "_audit_caught_up", "_audit_wait", "_denials",
                  "_discards", "_done", "_error", "_failing", "_fatal_seen", "_from_backend", "_from_client",
                  "_held", "_hiding", "_holding", "_lender", "_loop", "_lost_reported", "_on_client_gone",
-                 "_on_parameter", "_on_vacate_database", "_parses", "_pipeline", "_portal_columns",
+                 "_on_parameter", "_on_vacate_database", "_owed", "_parses", "_pipeline", "_portal_columns",
                  "_portal_sql", "_portal_statements", "_portal_tags", "_prepared", "_protecting",
                  "_protection_moved", "_reads_audit", "_release_due", "_result_columns", "_set_bound",
                  "_set_statement", "_settings", "_settings_pending", "_statement_columns",
-                 "_statement_intervals", "_statement_log", "_statement_sql", "_statement_tags", "_tagged",
+                 "_statement_intervals", "_statement_log", "_statement_sql", "_statement_tags", "_tagged", "_told",
                  "_types", "_unnamed", "_unsynced", "_waiting", "backend", "backend_kept", "backend_session",
                  "bytes_in", "bytes_out", "cancelling", "classify", "client", "denials", "identifier_case",
                  "last_activity", "pinned", "standard_strings", "statements", "tx_status")
@@ -477,6 +491,7 @@ class Relay:
         self._unnamed: bytes | None = None  # the Parse of the client's unnamed statement, while it has one
         self._held = bytearray()  # client bytes that wait for a backend session
         self._waiting = False     # for a session (Lender.lend)
+        self._owed = None         # replies to the restore of the session lent (txpool.OwedReplies)
         self._release_due = False
         self._hiding = 0          # added messages not yet answered
         self.pinned: str | None = None  # what ties the backend session to this client, if anything
@@ -486,6 +501,9 @@ class Relay:
         # session it lands on; those sent and not yet settled by a ReadyForQuery; the unnamed
         # statement's, while it is one, and whether a Bind of it is to be executed.
         self._settings: dict[str, bytes] = {}
+        # The parameters PostgreSQL reported to the client (at login, then by ParameterStatus):
+        # a session restored for it (txpool.restore_ahead) reports those it set back again.
+        self._told = _shared_parameters(backend.parameters) if lender is not None else None
         self._settings_pending: list[tuple[str | None, bytes | None]] = []
         self._set_statement: tuple | None = None
         self._set_bound = False
@@ -623,6 +641,7 @@ class Relay:
             self._lender.release(given, reusable=True)
             return
         self._attach(given)
+        self._owed = restore_ahead(given, self._settings, self._lender)
         held, self._held = bytes(self._held), bytearray()
         if len(held) > _HELD_LIMIT and self.client.transport is not None and not self.client.closed:
             self.client.transport.resume_reading()
@@ -1009,6 +1028,8 @@ class Relay:
             self._send(entry(QUERY, work))
             return None
         self.statements += 1
+        if self._lender is not None:  # PostgreSQL drops the unnamed statement at each Query
+            self._unnamed, self.backend_session.unnamed_owner = None, self
         handles = None
         if self._statement_log is not None:
             handles = [self._statement_log.started(sql, self.tx_status != m.TX_IDLE, self.standard_strings)]
@@ -1276,8 +1297,27 @@ class Relay:
 
     def _backend_data(self, data: bytes) -> None:
         self.last_activity = self._loop.time()
+        if self._owed is not None:
+            data = self._owed_replies(data)
+            if not data:
+                return
         self.bytes_out += len(data)
         self._pass_backend(self._from_backend.feed, data)
+
+    def _owed_replies(self, data: bytes) -> bytes | None:
+        """What data holds after the replies to the session's restore (txpool.restore_ahead),
+        which the client never sees; the session ends when the restore failed."""
+        try:
+            rest = self._owed.feed(data)
+        except (RestoreFailed, m.ProtocolViolation) as exc:
+            log.info("backend session not reused: restoring it failed: %s", exc)
+            self._owed = None
+            self.close(m.error_response("FATAL", CONNECTION_FAILURE, "could not restore this session's settings "
+                                        "in a backend session"))
+            return None
+        if rest is not None:
+            self._owed = None
+        return rest
 
     def _pass_backend(self, feed: Callable, *data: bytes) -> None:
         try:
@@ -1327,10 +1367,16 @@ class Relay:
             return None
         if kind == m.B_PARAMETER_STATUS:
             name, value = m.decode_parameter_status(body)
-            if self._lender is not None and self.pinned is None and not self._settings_pending:
-                # A setting changed (by SET LOCAL, or set_config in a function, which the proxy
-                # does not see): the session is no longer like its key's others.
-                self.pin(f"{name} changed")
+            if self._told is not None:
+                if self._told.get(name) == value:
+                    # Nothing new to the client: a value its session's restore put back, which
+                    # PostgreSQL reports at the ReadyForQuery that ends the client's transaction.
+                    return b""
+                self._told = {**self._told, name: value}
+                if self.pinned is None and not self._settings_pending:
+                    # A setting changed (by SET LOCAL, or set_config in a function, which the
+                    # proxy does not see): the session is no longer like its key's others.
+                    self.pin(f"{name} changed")
             if name == "standard_conforming_strings":
                 self.standard_strings = value == "on"
             elif name == "client_encoding" and not encoding.is_utf8(value):

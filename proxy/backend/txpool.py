@@ -22,12 +22,15 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
+from ..protocol import messages as m
 from .pool import ClosingDatabases, Key, _end, run_quietly
 from .session import BackendSession
 
 log = logging.getLogger(__name__)
 
 _RESTORE_TIMEOUT = 10.0
+# The longest reply a reset statement may get (a notice, an error: PostgreSQL's are far shorter).
+_MAX_OWED_REPLY = 1 << 20
 
 
 # What a client may leave in a session out of the proxy's sight (a function body's set_config(...,
@@ -40,22 +43,100 @@ RESET_SESSION = (b"CLOSE ALL", b"SET SESSION AUTHORIZATION DEFAULT", b"RESET ROL
                  b"SELECT pg_catalog.pg_advisory_unlock_all()", b"DISCARD TEMP", b"DISCARD SEQUENCES")
 
 
-async def restore_settings(session: BackendSession, settings: dict[str, bytes], holder: object) -> bool:
-    """Make a session holder's, with its settings: a session that served another client is
-    reset (RESET_SESSION: back to the key's startup values and the role's and database's
-    defaults, as every session of the key began), and RESET ALL runs where another client's
-    settings are in force; then the holder's own SET statements, as they ran for it before.
-    False when that failed: the session must not be used."""
+def _restoring(session: BackendSession, settings: dict[str, bytes], holder: object) -> tuple[bytes, ...]:
+    """The statements that make a session holder's, with its settings: a session that served
+    another client is reset (RESET_SESSION: back to the key's startup values and the role's and
+    database's defaults, as every session of the key began), and RESET ALL runs where another
+    client's settings are in force; then the holder's own SET statements, as they ran for it
+    before. None are needed when the holder left it so."""
     served_another = session.holder not in (None, holder)
     if not served_another and session.settings == settings:
+        return ()
+    reset = RESET_SESSION if served_another else (b"RESET ALL",)
+    return (*reset, *settings.values())
+
+
+def _restored(session: BackendSession, settings: dict[str, bytes], holder: object) -> None:
+    # The statements ran (or were sent to run) in it; the unnamed statement they leave is nobody's.
+    session.settings, session.holder, session.unnamed_owner = dict(settings), holder, None
+
+
+async def restore_settings(session: BackendSession, settings: dict[str, bytes], holder: object) -> bool:
+    """Make a session holder's, with its settings (_restoring), and wait for it. False when that
+    failed: the session must not be used."""
+    statements = _restoring(session, settings, holder)
+    if not statements:
         session.holder = holder
         return True
-    reset = RESET_SESSION if served_another else (b"RESET ALL",)
     # One statement a line: a statement's text may end in a -- comment.
-    if not await run_quietly(session, b"\n;\n".join((*reset, *settings.values())), _RESTORE_TIMEOUT):
+    if not await run_quietly(session, b"\n;\n".join(statements), _RESTORE_TIMEOUT):
         return False
-    session.settings, session.holder = dict(settings), holder
+    _restored(session, settings, holder)
     return True
+
+
+class RestoreFailed(Exception):
+    """A statement restore_ahead sent failed: PostgreSQL skips the client's messages after it
+    (up to a Sync), so the session must end."""
+
+
+# Extended-protocol messages that run one statement in the unnamed statement and portal.
+_BIND_UNNAMED = m.message(m.F_BIND, b"\0\0" + b"\0\0" * 3)
+_EXECUTE_UNNAMED = m.message(m.F_EXECUTE, b"\0" + b"\0\0\0\0")
+
+
+def restore_ahead(session: BackendSession, settings: dict[str, bytes], holder: object) -> "OwedReplies | None":
+    """restore_settings without its round trip: the statements written now, to run before the
+    client's messages that follow, and the replies the relay must take out of what the session
+    answers (None: no statement was needed).
+
+    They go as Parse/Bind/Execute without a Sync, then COMMIT: they run in one implicit
+    transaction that COMMIT ends, so that the client's first statement starts its own (one that
+    fails does not undo the reset; a VACUUM may come first). Should one of them fail, PostgreSQL skips every message
+    up to the next Sync, the client's too: the relay ends the session (RestoreFailed)."""
+    statements = _restoring(session, settings, holder)
+    if not statements:
+        session.holder = holder
+        return None
+    session.endpoint.write(b"".join(m.Parse(b"", sql, b"\0\0").encode() + _BIND_UNNAMED + _EXECUTE_UNNAMED
+                                    for sql in (*statements, b"COMMIT")))
+    _restored(session, settings, holder)
+    return OwedReplies(len(statements) + 1)
+
+
+class OwedReplies:
+    """The replies owed to restore_ahead's statements, read off the front of what the session
+    sends, and dropped. (The parameters they change PostgreSQL reports only at the ReadyForQuery
+    that ends the client's transaction: the relay tells the client those that are new to it.)"""
+
+    __slots__ = ("_left", "_partial")
+
+    def __init__(self, statements: int):
+        self._left = statements  # CommandCompletes still to come
+        self._partial = b""
+
+    def feed(self, data: bytes) -> bytes | None:
+        """What follows the last owed reply in data (None: more is owed). RestoreFailed for an
+        ErrorResponse, ProtocolViolation for what is not the protocol."""
+        data = self._partial + data if self._partial else data
+        pos, end = 0, len(data)
+        while self._left and end - pos >= 5:
+            kind = data[pos]
+            length = int.from_bytes(data[pos + 1:pos + 5], "big")
+            if length < 4 or length > _MAX_OWED_REPLY:
+                raise m.ProtocolViolation(f"reply of {length} bytes to a reset statement")
+            after = pos + 1 + length
+            if after > end:
+                break
+            if kind == m.B_COMMAND_COMPLETE:
+                self._left -= 1
+            elif kind == m.B_ERROR_RESPONSE:
+                raise RestoreFailed(m.decode_fields(data[pos + 5:after]).get("M", ""))
+            pos = after
+        if self._left:
+            self._partial = data[pos:]
+            return None
+        return data[pos:]
 
 
 class QueryWaitTimeout(Exception):

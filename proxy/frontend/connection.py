@@ -870,7 +870,7 @@ class PoolLender:
         self._open = open_session
         self._reopen = reopen or open_session
         self._waiter = None  # while the client waits in the queue
-        self._task = None    # while a session is opened or its settings restored for it
+        self._task = None    # while a session is opened for it
 
     async def take(self, settings: dict[str, bytes]) -> BackendSession:
         """A session for the login (none of the client's settings yet; its parameters greet the
@@ -883,14 +883,15 @@ class PoolLender:
         return await self._restored(session, settings)
 
     def lend(self, settings: dict[str, bytes], give) -> None:
-        """relay.Lender.lend: give(a session), at once when this client left it idle with these
-        settings, else once it is reset or opened (_prepare); or give(NoBackend)."""
+        """relay.Lender.lend: give(a session), at once when an idle one came free, else once one
+        is opened (_prepare); or give(NoBackend). The relay makes it this client's
+        (txpool.restore_ahead)."""
         def handed(session: BackendSession | None) -> None:
             self._waiter = None
-            if session is not None and session.holder is self and session.settings == settings:
+            if session is not None:
                 give(session)
-            else:  # a new one to open, or settings to restore
-                self._task = asyncio.create_task(self._prepare(session, settings, give))
+            else:
+                self._task = asyncio.create_task(self._prepare(give))
 
         def expired() -> None:
             self._waiter = None
@@ -910,11 +911,9 @@ class PoolLender:
     def release(self, session: BackendSession, reusable: bool) -> None:
         self._pool.release(self._key, session, reusable)
 
-    async def _prepare(self, session: BackendSession | None, settings: dict[str, bytes], give) -> None:
+    async def _prepare(self, give) -> None:
         try:
-            if session is None:
-                session = await self._pool.open(self._key, self._reopen)
-            session = await self._restored(session, settings)
+            session = await self._pool.open(self._key, self._reopen)
         except (ClientFailure, BackendRefused) as exc:
             give(NoBackend(_fatal_reply(exc)))
             return

@@ -635,7 +635,6 @@ def test_a_restored_set_reads_as_it_did_when_it_ran(proxy, new_user, postgres):
                                    "pg_backend_pid()").fetchone()[:2] == (name, rf"a\'; SET ROLE {group}; -- ")
             assert backend_pid(changed) != pid
             assert changed.execute(r"SELECT 'a\nb'").fetchone() == ("a\\nb",)
-            print("SETTINGS", [s.relay._settings for s in proxy.proxy.context.sessions if s.user == name], changed.execute("SHOW standard_conforming_strings").fetchone(), holder.execute("SHOW standard_conforming_strings").fetchone())
 
 
 def test_defaults_a_role_set_itself_are_not_in_a_session_opened_for_another_client(proxy, new_user):
@@ -648,3 +647,59 @@ def test_defaults_a_role_set_itself_are_not_in_a_session_opened_for_another_clie
         changer.execute(f"DO $$BEGIN ALTER ROLE {name} SET search_path = leaked; END$$")  # pins it
         assert other.execute("SHOW search_path").fetchone() == ('"$user", public',)  # a new session
         assert backend_pid(other) != backend_pid(changer)
+
+
+def test_a_connected_clients_next_transaction_is_reset_from_anothers_state(make_proxy, new_user, postgres):
+    """The reset of a session that served another client runs ahead of the waiting client's
+    own statements, in the same round trip (txpool.restore_ahead): what the other left is gone,
+    the client's own SET comes back, none of the reset's replies reach the client, and the
+    client's statements run in a transaction of their own: one that fails does not undo the
+    reset, and VACUUM (which refuses to run inside a transaction) runs."""
+    proxy = make_proxy(backend__pool_mode="transaction", backend__max_sessions_per_pool=1)
+    name, password = new_user()
+    function = unique("leave")
+    with proxy.connect() as admin:
+        admin.execute(f"""CREATE FUNCTION public.{function}() RETURNS int LANGUAGE plpgsql AS $$
+            BEGIN
+                PERFORM set_config('work_mem', '7MB', false);
+                EXECUTE 'CREATE TEMP TABLE leaked_scratch (a int)';
+                RETURN 1;
+            END $$""")
+        admin.execute(f"GRANT EXECUTE ON FUNCTION public.{function}() TO {name}")
+    with proxy.connect(name, password) as waiting, \
+            proxy.connect(name, password) as leaving:
+        waiting.execute("SET application_name = 'mine'")
+        pid = backend_pid(waiting)
+        leaving.execute(f"SELECT public.{function}()")
+        assert backend_pid(leaving) == pid  # the one session, served to the other in between
+        notices = []
+        waiting.add_notice_handler(notices.append)
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            waiting.execute("SELECT 1 / 0")
+        waiting.execute("VACUUM")
+        assert waiting.execute(
+            "SELECT pg_backend_pid(), current_setting('work_mem'), current_setting('application_name'), "
+            "to_regclass('pg_temp.leaked_scratch')").fetchone() == (pid, "4MB", "mine", None)
+        assert notices == []  # not the reset's COMMIT warning
+        assert waiting.pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE
+
+
+def test_a_reset_that_fails_ends_that_client_only(make_proxy, new_user, postgres):
+    """A client's SET that can no longer run again (its text search configuration was dropped)
+    fails the reset of the session it lands on: that client gets a FATAL error saying why (its
+    statement never ran), the session is closed, and the role's other clients go on."""
+    proxy = make_proxy(backend__pool_mode="transaction", backend__max_sessions_per_pool=1)
+    name, password = new_user()
+    config = f"public.{unique('cfg')}"
+    with postgres.connect() as direct:
+        direct.execute(f"CREATE TEXT SEARCH CONFIGURATION {config} (COPY = pg_catalog.english)")
+    with proxy.connect(name, password) as failing, \
+            proxy.connect(name, password) as other:
+        failing.execute(f"SET default_text_search_config = '{config}'")
+        other.execute("SELECT 1")  # the session served another client: reset before the next
+        with postgres.connect() as direct:
+            direct.execute(f"DROP TEXT SEARCH CONFIGURATION {config}")
+        with pytest.raises(psycopg.OperationalError, match="could not restore this session's settings"):
+            failing.execute("CREATE TEMP TABLE never_made (a int)")
+        assert other.execute("SELECT current_setting('default_text_search_config'), "
+                             "to_regclass('pg_temp.never_made')").fetchone() == ("pg_catalog.english", None)

@@ -833,9 +833,8 @@ _POSTGIS_AVAILABLE = "SELECT default_version FROM pg_available_extensions WHERE 
 # and ST_GeogFromWKB are spatial.sql's, which call PostGIS's of the same names as the caller).
 # The rest are for superusers: PostGIS's table management (AddGeometryColumn, Find_SRID,
 # Populate_Geometry_Columns, UpdateGeometrySRID: PL/pgSQL that reads and alters tables by
-# name), its long transactions (LockRow, CheckAuth, whose SQL names functions and operators
-# without a schema, so that a user's better-matching operator in public ran in the caller's
-# place), the readers of a table's planner statistics or index by its name, which do not ask
+# name), its long transactions (LockRow, CheckAuth, whose SQL names functions without a
+# schema), the readers of a table's planner statistics or index by its name, which do not ask
 # whether the caller may read the table (ST_EstimatedExtent even runs as PostGIS's owner:
 # the extent and histogram of a column's values, rows hidden by row-level security and masked
 # values included), PROJ's entry points (below), the versions of the libraries under it, and

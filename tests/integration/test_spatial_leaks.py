@@ -51,7 +51,8 @@ def test_proj_reads_no_file_a_user_names(proxy, new_user, grid):
         # Redshift's ST_Transform(geom, srid): projections of PostGIS's spatial_ref_sys only,
         # which only superusers write.
         assert conn.execute(f"SELECT round(ST_X(ST_Transform({POINT}, 3857)))").fetchone() == (1447153,)
-        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied for relation spatial_ref_sys"):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege,
+                           match="permission denied for relation spatial_ref_sys"):
             conn.execute("INSERT INTO spatial_ref_sys (srid, proj4text) VALUES (990001, %s)", (projection,))
 
 
@@ -117,7 +118,8 @@ def test_a_new_database_and_a_start_deny_the_same(proxy, make_proxy, postgres, n
     with proxy.connect(user, password, dbname=name) as conn:
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied for function st_transform"):
             conn.execute(f"SELECT ST_Transform({POINT}, '+proj=longlat +datum=WGS84')")
-        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied for relation geometry_columns"):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege,
+                           match="permission denied for relation geometry_columns"):
             conn.execute("SELECT * FROM geometry_columns")
         assert conn.execute(f"SELECT round(ST_Y(ST_Transform({POINT}, 3857)))").fetchone() == (6800125,)
     # A superuser grants behind the proxy's back; the next start takes it back.

@@ -3,7 +3,8 @@ PROJ reading a grid file at a path the user names, PostGIS's table management an
 its version and output-format functions. Everyone may execute only Redshift's spatial functions
 (and the casts and operators under them); the rest are the superuser's, in a database made by
 CREATE DATABASE too, and a start takes back what was granted behind the proxy's back. Redshift's
-functions still work for that user, on their own table.
+functions still work for that user, on their own table, and AWS's driver suite's cases read as
+they do for the admin.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import redshift_connector
 
 from ..conftest import server_directory, unique
 from .test_databases import database  # noqa: F401 (a fixture)
+from .test_spatial import read_driver_suite
 
 POINT = "ST_GeomFromText('POINT(13 52)', 4326)"
 
@@ -110,6 +113,9 @@ def test_redshift_spatial_functions_work_for_an_ordinary_user(proxy, new_user):
                             "FROM places WHERE id = 1").fetchone() == (
             "0101000000000000000000F03F0000000000000040", "0101000020E61000000000000000002A400000000000004A40",
             "POINT(5 6)")
+    with redshift_connector.connect(host=proxy.host, port=proxy.port, database="dev", user=user, password=password,
+                                    timeout=20, ssl=False) as conn, conn.cursor() as cursor:
+        read_driver_suite(cursor)
 
 
 def test_a_new_database_and_a_start_deny_the_same(proxy, make_proxy, postgres, new_user, database):  # noqa: F811
@@ -131,3 +137,22 @@ def test_a_new_database_and_a_start_deny_the_same(proxy, make_proxy, postgres, n
         assert conn.execute("SELECT has_function_privilege('pg_catalog.find_srid(varchar, varchar, varchar)', "
                             "'EXECUTE'), has_table_privilege('pg_catalog.geometry_columns', 'SELECT')").fetchone() == (
             False, False)
+
+
+def test_what_everyone_may_execute_of_postgis(proxy, new_user):
+    """Whatever PostGIS version is installed: nothing that runs as its owner, reads tables by
+    name (PL/pgSQL, regclass or name arguments), hands PROJ a projection or tells versions."""
+    user, password = new_user()
+    with proxy.connect(user, password) as conn:
+        executable = conn.execute(
+            "SELECT p.proname, p.oid::regprocedure::text, p.prosecdef, l.lanname, "
+            "       p.proargtypes::oid[]::regtype[]::text[] "
+            "  FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang JOIN pg_depend d ON d.objid = p.oid "
+            "   AND d.classid = 'pg_proc'::regclass AND d.deptype = 'e' JOIN pg_extension e ON e.oid = d.refobjid "
+            " WHERE e.extname = 'postgis' AND has_function_privilege(p.oid, 'EXECUTE')").fetchall()
+    assert "st_astext(geometry)" in {row[1] for row in executable}
+    for name, signature, definer, language, arguments in executable:
+        assert not definer and language != "plpgsql", signature
+        assert not {"regclass", "oid", "name"} & set(arguments), signature
+        assert not (name == "st_transform" and "text" in arguments), signature
+        assert not name.startswith(("postgis_", "_postgis_", "st_estimatedextent", "st_asmvt")), signature

@@ -827,6 +827,8 @@ _INSTALLED = ("rls.sql", "privileges.sql", "idp.sql", "masking.sql", "materializ
 _SUPERUSER_INSTALLED = ("redshift_functions.sql", "s3.sql")
 # The PostGIS the backing PostgreSQL offers (its version; NULL: none), for GEOMETRY and GEOGRAPHY.
 _POSTGIS_AVAILABLE = "SELECT default_version FROM pg_available_extensions WHERE name = 'postgis'"
+# Where the database's PostGIS is (NULL: none).
+_POSTGIS_SCHEMA = "SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'postgis'"
 # Deny by default: of PostGIS's ~750 functions, everyone may execute only Redshift's spatial
 # functions that PostGIS has, every overload of each name (docs.aws.amazon.com/redshift/latest/
 # dg/geospatial-functions.html; ST_AsHexWKB and the text forms of ST_GeomFromWKB, ST_GeomFromEWKB
@@ -972,6 +974,7 @@ async def bootstrap_databases(pool: asyncpg.Pool, link: ClusterLink) -> list[str
                     continue
                 if await conn.fetchval("SELECT to_regclass('shiftguard.settings') IS NOT NULL") and \
                         await conn.fetchval("SELECT value FROM shiftguard.settings WHERE name = 'installed'") == digest:
+                    await _spatial_privileges(conn)  # what a superuser granted or upgraded since
                     continue
                 await _link_cluster(conn, link, columns)
                 await _link_peers(conn, link)
@@ -1109,7 +1112,7 @@ async def _install_postgis(conn: asyncpg.Connection, database: str) -> None:
     the wire or these functions (docs/differences-from-redshift.md)."""
     if await conn.fetchval(_POSTGIS_AVAILABLE) is None:
         return
-    schema = await conn.fetchval("SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'postgis'")
+    schema = await conn.fetchval(_POSTGIS_SCHEMA)
     if schema is None:
         try:
             async with conn.transaction():  # a savepoint: a PostGIS that fails to install leaves the rest installed
@@ -1121,7 +1124,7 @@ async def _install_postgis(conn: asyncpg.Connection, database: str) -> None:
                       database, exc)
             return
         schema = "pg_catalog"
-    await _spatial_privileges(conn, schema)
+    await _spatial_privileges(conn)
     if schema != "pg_catalog":
         log.warning("database %s: PostGIS is installed in schema %s, not pg_catalog: GEOMETRY and GEOGRAPHY work "
                     "there only where that schema is on the search_path, and Redshift's drivers see PostGIS's type "
@@ -1130,11 +1133,14 @@ async def _install_postgis(conn: asyncpg.Connection, database: str) -> None:
     await conn.execute(_sql("spatial.sql"))
 
 
-async def _spatial_privileges(conn: asyncpg.Connection, schema: str) -> None:
-    """Everyone may execute what Redshift users need of PostGIS (_SPATIAL_GRANTED), and only that;
-    its catalog views geometry_columns and geography_columns, not Redshift's, are for superusers
-    (spatial_ref_sys stays readable: ST_Transform reads it as the caller). At every install, so
-    that what a PostGIS upgrade adds is denied too."""
+async def _spatial_privileges(conn: asyncpg.Connection) -> None:
+    """Everyone may execute what Redshift users need of the database's PostGIS (_SPATIAL_GRANTED),
+    and only that; its catalog views geometry_columns and geography_columns, not Redshift's, are
+    for superusers (spatial_ref_sys stays readable: ST_Transform reads it as the caller). At
+    every start, so that what a superuser granted or a PostGIS upgrade added since is denied."""
+    schema = await conn.fetchval(_POSTGIS_SCHEMA)
+    if schema is None:
+        return
     await _revoke_functions(conn, "postgis")
     granted = await conn.fetch(_SPATIAL_GRANTED, list(_SPATIAL_FUNCTIONS))
     await conn.execute(f"GRANT EXECUTE ON FUNCTION {', '.join(row['name'] for row in granted)} TO PUBLIC")

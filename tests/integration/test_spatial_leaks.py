@@ -128,15 +128,18 @@ def test_a_new_database_and_a_start_deny_the_same(proxy, make_proxy, postgres, n
                            match="permission denied for relation geometry_columns"):
             conn.execute("SELECT * FROM geometry_columns")
         assert conn.execute(f"SELECT round(ST_Y(ST_Transform({POINT}, 3857)))").fetchone() == (6800125,)
-    # A superuser grants behind the proxy's back; the next start takes it back.
-    with postgres.connect() as direct:
-        direct.execute("GRANT EXECUTE ON FUNCTION pg_catalog.find_srid(varchar, varchar, varchar) TO PUBLIC")
-        direct.execute("GRANT SELECT ON pg_catalog.geometry_columns TO PUBLIC")
+    # A superuser grants behind the proxy's back, in the cluster's database and the new one; the
+    # next start takes it back in both.
+    for dbname in ("dev", name):
+        with postgres.connect(dbname) as direct:
+            direct.execute("GRANT EXECUTE ON FUNCTION pg_catalog.find_srid(varchar, varchar, varchar) TO PUBLIC")
+            direct.execute("GRANT SELECT ON pg_catalog.geometry_columns TO PUBLIC")
     make_proxy()
-    with proxy.connect(user, password) as conn:
-        assert conn.execute("SELECT has_function_privilege('pg_catalog.find_srid(varchar, varchar, varchar)', "
-                            "'EXECUTE'), has_table_privilege('pg_catalog.geometry_columns', 'SELECT')").fetchone() == (
-            False, False)
+    for dbname in ("dev", name):
+        with proxy.connect(user, password, dbname=dbname) as conn:
+            assert conn.execute("SELECT has_function_privilege('pg_catalog.find_srid(varchar, varchar, varchar)', "
+                                "'EXECUTE'), has_table_privilege('pg_catalog.geometry_columns', 'SELECT')"
+                                ).fetchone() == (False, False), dbname
 
 
 def test_what_everyone_may_execute_of_postgis(proxy, new_user):

@@ -827,14 +827,52 @@ _INSTALLED = ("rls.sql", "privileges.sql", "idp.sql", "masking.sql", "materializ
 _SUPERUSER_INSTALLED = ("redshift_functions.sql", "s3.sql")
 # The PostGIS the backing PostgreSQL offers (its version; NULL: none), for GEOMETRY and GEOGRAPHY.
 _POSTGIS_AVAILABLE = "SELECT default_version FROM pg_available_extensions WHERE name = 'postgis'"
-# PostGIS's functions that read a table's planner statistics or its index by the table's name,
-# without checking that the caller may read the table (ST_EstimatedExtent is even SECURITY
-# DEFINER): the extent and histogram of a column's values, rows hidden by row-level security
-# and masked values included. PostgreSQL shows statistics only to who may read the table
-# (pg_stats); these are for superusers only. (Not Redshift functions; the planner does not call
-# them.)
-_POSTGIS_STATISTICS = ("st_estimatedextent", "_postgis_stats", "_postgis_selectivity", "_postgis_join_selectivity",
-                       "_postgis_index_extent")
+# Where the database's PostGIS is (NULL: none).
+_POSTGIS_SCHEMA = "SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'postgis'"
+# Deny by default: of PostGIS's ~750 functions, everyone may execute only Redshift's spatial
+# functions that PostGIS has, every overload of each name (docs.aws.amazon.com/redshift/latest/
+# dg/geospatial-functions.html; ST_AsHexWKB and the text forms of ST_GeomFromWKB, ST_GeomFromEWKB
+# and ST_GeogFromWKB are spatial.sql's, which call PostGIS's of the same names as the caller).
+# The rest are for superusers: PostGIS's table management (AddGeometryColumn, Find_SRID,
+# Populate_Geometry_Columns, UpdateGeometrySRID: PL/pgSQL that reads and alters tables by
+# name), its long transactions (LockRow, CheckAuth, whose SQL names functions without a
+# schema), the readers of a table's planner statistics or index by its name, which do not ask
+# whether the caller may read the table (ST_EstimatedExtent even runs as PostGIS's owner:
+# the extent and histogram of a column's values, rows hidden by row-level security and masked
+# values included), PROJ's entry points (below), the versions of the libraries under it, and
+# the output formats Redshift lacks.
+_SPATIAL_FUNCTIONS = (
+    "geometrytype", "st_addpoint", "st_angle", "st_area", "st_asbinary", "st_asewkb", "st_asewkt", "st_asgeojson",
+    "st_ashexewkb", "st_astext", "st_azimuth", "st_boundary", "st_buffer", "st_centroid", "st_collect", "st_contains",
+    "st_containsproperly", "st_convexhull", "st_coveredby", "st_covers", "st_crosses", "st_dimension", "st_disjoint",
+    "st_distance", "st_distancesphere", "st_dwithin", "st_endpoint", "st_envelope", "st_equals", "st_exteriorring",
+    "st_force2d", "st_force3d", "st_force3dm", "st_force3dz", "st_force4d", "st_geohash", "st_geogfromtext",
+    "st_geogfromwkb", "st_geometryn", "st_geometrytype", "st_geomfromewkb", "st_geomfromewkt", "st_geomfromgeohash",
+    "st_geomfromgeojson", "st_geomfromtext", "st_geomfromwkb", "st_interiorringn", "st_intersection", "st_intersects",
+    "st_isclosed", "st_iscollection", "st_isempty", "st_ispolygonccw", "st_ispolygoncw", "st_isring", "st_issimple",
+    "st_isvalid", "st_length", "st_length2d", "st_linefrommultipoint", "st_lineinterpolatepoint", "st_m",
+    "st_makeenvelope", "st_makeline", "st_makepoint", "st_makepolygon", "st_memsize", "st_multi", "st_ndims",
+    "st_npoints", "st_nrings", "st_numgeometries", "st_numinteriorrings", "st_numpoints", "st_perimeter",
+    "st_perimeter2d", "st_point", "st_pointn", "st_points", "st_polygon", "st_removepoint", "st_reverse",
+    "st_setpoint", "st_setsrid", "st_simplify", "st_srid", "st_startpoint", "st_touches", "st_transform", "st_union",
+    "st_within", "st_x", "st_xmax", "st_xmin", "st_y", "st_ymax", "st_ymin", "st_z", "st_zmax", "st_zmin",
+    # What PostGIS's SQL functions of those names call (as the caller): the casts' functions,
+    # the UTM zone ST_Buffer and ST_Intersection of a GEOGRAPHY work in, ST_GeomFromGeoHash's box,
+    # ST_IsValid's reason.
+    "geography", "geometry", "text", "_st_bestsrid", "st_box2dfromgeohash", "st_isvaliddetail")
+# Who may execute what of PostGIS: the functions above, except ST_Transform to a projection given
+# as text (Redshift has ST_Transform(geom, srid) only; PROJ reads what the text names: grid files
+# at any path the server may read, its database, the network where it is enabled), and the
+# functions behind PostGIS's casts and operators (PostgreSQL asks for EXECUTE on them as on any
+# call). Type input and output, index support, selectivity estimators and aggregates' state
+# functions are called without that question (an aggregate's by its owner's right).
+_SPATIAL_GRANTED = """
+    SELECT p.oid::regprocedure::text AS name FROM pg_depend d JOIN pg_proc p ON p.oid = d.objid
+     WHERE d.classid = 'pg_proc'::regclass AND d.deptype = 'e'
+       AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'postgis')
+       AND (p.proname = ANY($1::text[]) AND NOT (p.proname = 'st_transform' AND 'text'::regtype = ANY(p.proargtypes))
+            OR EXISTS (SELECT FROM pg_cast c WHERE c.castfunc = p.oid)
+            OR EXISTS (SELECT FROM pg_operator o WHERE o.oprcode::oid = p.oid))"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -936,6 +974,7 @@ async def bootstrap_databases(pool: asyncpg.Pool, link: ClusterLink) -> list[str
                     continue
                 if await conn.fetchval("SELECT to_regclass('shiftguard.settings') IS NOT NULL") and \
                         await conn.fetchval("SELECT value FROM shiftguard.settings WHERE name = 'installed'") == digest:
+                    await _spatial_privileges(conn)  # what a superuser granted or upgraded since
                     continue
                 await _link_cluster(conn, link, columns)
                 await _link_peers(conn, link)
@@ -1016,13 +1055,12 @@ async def _link_peers(conn: asyncpg.Connection, link: ClusterLink) -> None:
     await _set_options(conn, f"USER MAPPING FOR CURRENT_USER SERVER {_PEERS_SERVER}", mapping, link.mapping_options())
 
 
-async def _revoke_functions(conn: asyncpg.Connection, extension: str, names: tuple[str, ...] | None = None) -> None:
-    """No one but superusers may execute the extension's functions (those of these names)."""
+async def _revoke_functions(conn: asyncpg.Connection, extension: str) -> None:
+    """No one but superusers may execute the extension's functions."""
     functions = await conn.fetch(
         "SELECT p.oid::regprocedure::text AS name FROM pg_depend d JOIN pg_proc p ON p.oid = d.objid "
         " WHERE d.classid = 'pg_proc'::regclass AND d.deptype = 'e' "
-        "   AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = $1) "
-        "   AND ($2::text[] IS NULL OR p.proname = ANY($2::text[]))", extension, names and list(names))
+        "   AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = $1)", extension)
     if functions:
         await conn.execute(f"REVOKE ALL ON FUNCTION {', '.join(row['name'] for row in functions)} FROM PUBLIC")
 
@@ -1074,7 +1112,7 @@ async def _install_postgis(conn: asyncpg.Connection, database: str) -> None:
     the wire or these functions (docs/differences-from-redshift.md)."""
     if await conn.fetchval(_POSTGIS_AVAILABLE) is None:
         return
-    schema = await conn.fetchval("SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'postgis'")
+    schema = await conn.fetchval(_POSTGIS_SCHEMA)
     if schema is None:
         try:
             async with conn.transaction():  # a savepoint: a PostGIS that fails to install leaves the rest installed
@@ -1086,13 +1124,27 @@ async def _install_postgis(conn: asyncpg.Connection, database: str) -> None:
                       database, exc)
             return
         schema = "pg_catalog"
-    await _revoke_functions(conn, "postgis", _POSTGIS_STATISTICS)
+    await _spatial_privileges(conn)
     if schema != "pg_catalog":
         log.warning("database %s: PostGIS is installed in schema %s, not pg_catalog: GEOMETRY and GEOGRAPHY work "
                     "there only where that schema is on the search_path, and Redshift's drivers see PostGIS's type "
                     "OIDs", database, schema)
         return
     await conn.execute(_sql("spatial.sql"))
+
+
+async def _spatial_privileges(conn: asyncpg.Connection) -> None:
+    """Everyone may execute what Redshift users need of the database's PostGIS (_SPATIAL_GRANTED),
+    and only that; its catalog views geometry_columns and geography_columns, not Redshift's, are
+    for superusers (spatial_ref_sys stays readable: ST_Transform reads it as the caller). At
+    every start, so that what a superuser granted or a PostGIS upgrade added since is denied."""
+    schema = await conn.fetchval(_POSTGIS_SCHEMA)
+    if schema is None:
+        return
+    await _revoke_functions(conn, "postgis")
+    granted = await conn.fetch(_SPATIAL_GRANTED, list(_SPATIAL_FUNCTIONS))
+    await conn.execute(f"GRANT EXECUTE ON FUNCTION {', '.join(row['name'] for row in granted)} TO PUBLIC")
+    await conn.execute(f"REVOKE ALL ON TABLE {schema}.geometry_columns, {schema}.geography_columns FROM PUBLIC")
 
 
 def _sql(name: str) -> str:

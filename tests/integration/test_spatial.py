@@ -66,14 +66,19 @@ def shapes(proxy):
         conn.execute(f"DROP TABLE IF EXISTS {name}")
 
 
+def read_driver_suite(cursor) -> None:
+    """The cases of AWS's driver suite, each read as the suite reads it."""
+    for oid, expression, expected in DRIVER_SUITE:
+        cursor.execute(f"SELECT {expression}")
+        assert cursor.description[0][1] == oid, expression
+        (value,), = cursor.fetchall()
+        assert value.lower() == expected.lower(), expression
+
+
 @pytest.mark.parametrize("client_protocol", [0, 1, 2])
 def test_redshift_connector_reads_the_values_of_aws_driver_suite(proxy, client_protocol):
     with rsc_connect(proxy, client_protocol_version=client_protocol) as conn, conn.cursor() as cursor:
-        for oid, expression, expected in DRIVER_SUITE:
-            cursor.execute(f"SELECT {expression}")
-            assert cursor.description[0][1] == oid, expression
-            (value,), = cursor.fetchall()
-            assert value.lower() == expected.lower(), expression
+        read_driver_suite(cursor)
 
 
 def test_redshift_connector_creates_inserts_and_selects(proxy, shapes):

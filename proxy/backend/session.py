@@ -101,7 +101,7 @@ class BackendSession:
     # And the client (its relay) whose unnamed statement it holds, if any.
     unnamed_owner: object = None
     # And the client (its relay.Lender) it last served, None while it served none: a session
-    # that served another client is reset before it serves this one (txpool.restore_settings).
+    # that served another client is reset before it serves this one (txpool.restore_ahead).
     holder: object = None
 
 

@@ -6,7 +6,8 @@ are those of the client's own role (DESIGN principle 1). A client holds a sessio
 first message until the ReadyForQuery that ends its transaction (relay.Relay decides when), then
 gives it back here. What a client leaves in it that the proxy sees pins it (policy/pinning.py);
 what it cannot see (a function body's set_config, say) is reset before another client of the
-key takes it (restore_settings); the same client takes it back as it left it.
+key takes it, ahead of its first statement there (restore_ahead); the same client takes it
+back as it left it.
 
 At most `cap` sessions are open per key (PgBouncer's default_pool_size). A client that finds
 them all taken waits in a FIFO queue, up to query_wait_timeout seconds, then gets PgBouncer's
@@ -23,12 +24,11 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 
 from ..protocol import messages as m
-from .pool import ClosingDatabases, Key, _end, run_quietly
+from .pool import ClosingDatabases, Key, _end
 from .session import BackendSession
 
 log = logging.getLogger(__name__)
 
-_RESTORE_TIMEOUT = 10.0
 # The longest reply a reset statement may get (a notice, an error: PostgreSQL's are far shorter).
 _MAX_OWED_REPLY = 1 << 20
 
@@ -56,25 +56,6 @@ def _restoring(session: BackendSession, settings: dict[str, bytes], holder: obje
     return (*reset, *settings.values())
 
 
-def _restored(session: BackendSession, settings: dict[str, bytes], holder: object) -> None:
-    # The statements ran (or were sent to run) in it; the unnamed statement they leave is nobody's.
-    session.settings, session.holder, session.unnamed_owner = dict(settings), holder, None
-
-
-async def restore_settings(session: BackendSession, settings: dict[str, bytes], holder: object) -> bool:
-    """Make a session holder's, with its settings (_restoring), and wait for it. False when that
-    failed: the session must not be used."""
-    statements = _restoring(session, settings, holder)
-    if not statements:
-        session.holder = holder
-        return True
-    # One statement a line: a statement's text may end in a -- comment.
-    if not await run_quietly(session, b"\n;\n".join(statements), _RESTORE_TIMEOUT):
-        return False
-    _restored(session, settings, holder)
-    return True
-
-
 class RestoreFailed(Exception):
     """A statement restore_ahead sent failed: PostgreSQL skips the client's messages after it
     (up to a Sync), so the session must end."""
@@ -86,9 +67,9 @@ _EXECUTE_UNNAMED = m.message(m.F_EXECUTE, b"\0" + b"\0\0\0\0")
 
 
 def restore_ahead(session: BackendSession, settings: dict[str, bytes], holder: object) -> "OwedReplies | None":
-    """restore_settings without its round trip: the statements written now, to run before the
-    client's messages that follow, and the replies the relay must take out of what the session
-    answers (None: no statement was needed).
+    """Make a session holder's, with its settings (_restoring), without a round trip of its own:
+    the statements written now, to run before the client's messages that follow, and the
+    replies the relay must take out of what the session answers (None: no statement was needed).
 
     They go as Parse/Bind/Execute without a Sync, then COMMIT: they run in one implicit
     transaction that COMMIT ends, so that the client's first statement starts its own (one that
@@ -100,7 +81,8 @@ def restore_ahead(session: BackendSession, settings: dict[str, bytes], holder: o
         return None
     session.endpoint.write(b"".join(m.Parse(b"", sql, b"\0\0").encode() + _BIND_UNNAMED + _EXECUTE_UNNAMED
                                     for sql in (*statements, b"COMMIT")))
-    _restored(session, settings, holder)
+    # The unnamed statement they leave is nobody's.
+    session.settings, session.holder, session.unnamed_owner = dict(settings), holder, None
     return OwedReplies(len(statements) + 1)
 
 
@@ -259,7 +241,7 @@ class TransactionPool:
         sessions.idle.append((time.monotonic(), session))
 
     def _idle(self, sessions: _Sessions, holder: object) -> BackendSession | None:
-        """The idle session holder left last (it needs no reset: restore_settings), else the
+        """The idle session holder left last (it needs no reset: restore_ahead), else the
         one given back last."""
         idle = sessions.idle
         while idle:

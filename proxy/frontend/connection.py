@@ -45,7 +45,7 @@ from ..audit.metrics import Metrics
 from ..audit.records import ActivityRecord, ConnectionRecord, QueryEnd, Redacted, audit_text, redact_statement
 from ..audit.writer import AuditWriter
 from ..backend.pool import SessionPool, pool_key
-from ..backend.txpool import QueryWaitTimeout, TransactionPool, restore_settings
+from ..backend.txpool import QueryWaitTimeout, TransactionPool
 from ..backend.session import (BackendAddress, BackendRefused, BackendSession, BackendUnavailable,
                                open_session, send_cancel)
 from ..catalog.sources import ColumnSources, DatabaseSources
@@ -709,7 +709,7 @@ class Connection:
                 return await self._new_backend(record.name, params.database, startup)
             self._lender = PoolLender(self, transactions, key,
                                       lambda: self._new_backend(record.name, params.database, startup), reopen)
-            return await self._lender.take({})
+            return await self._lender.take()
         if record.connection_limit is not None:
             # Sessions kept from before the user had a limit would count against it: they go,
             # and a login refused for the limit is tried again while their processes exit.
@@ -872,15 +872,15 @@ class PoolLender:
         self._waiter = None  # while the client waits in the queue
         self._task = None    # while a session is opened for it
 
-    async def take(self, settings: dict[str, bytes]) -> BackendSession:
-        """A session for the login (none of the client's settings yet; its parameters greet the
-        client). At the cap the login waits too; past query_wait_timeout it is refused."""
+    async def take(self) -> BackendSession:
+        """A session for the login: its parameters greet the client, as it reported them when it
+        opened (a session another client used is restored to them before this client's first
+        statement runs there: relay.Relay). At the cap the login waits too; past
+        query_wait_timeout it is refused."""
         try:
-            session = await self._pool.acquire(self._key, self._open,
-                                               self._connection.config.limits.query_wait_timeout)
+            return await self._pool.acquire(self._key, self._open, self._connection.config.limits.query_wait_timeout)
         except QueryWaitTimeout:
             raise self._wait_refusal() from None
-        return await self._restored(session, settings)
 
     def lend(self, settings: dict[str, bytes], give) -> None:
         """relay.Lender.lend: give(a session), at once when an idle one came free, else once one
@@ -925,20 +925,6 @@ class PoolLender:
         finally:
             self._task = None
         give(session)
-
-    async def _restored(self, session: BackendSession, settings: dict[str, bytes]) -> BackendSession:
-        """session, reset from another client's use and with these settings in force; closed if
-        that fails."""
-        try:
-            restored = await restore_settings(session, settings, self)
-        except BaseException:
-            self.release(session, reusable=False)
-            raise
-        if not restored:
-            self.release(session, reusable=False)
-            raise ClientFailure(sqlstate.CONNECTION_FAILURE, "could not restore this session's settings "
-                                "in a backend session")
-        return session
 
     def _wait_refusal(self) -> ClientFailure:
         """PgBouncer's query_wait_timeout, in its words; 53300 (too_many_connections: the

@@ -703,3 +703,23 @@ def test_a_reset_that_fails_ends_that_client_only(make_proxy, new_user, postgres
             failing.execute("CREATE TEMP TABLE never_made (a int)")
         assert other.execute("SELECT current_setting('default_text_search_config'), "
                              "to_regclass('pg_temp.never_made')").fetchone() == ("pg_catalog.english", None)
+
+
+def test_a_login_on_a_session_another_client_changed_is_greeted_as_by_a_new_one(make_proxy, new_user):
+    """A login takes a session another client left with its own SET in force: the login is
+    greeted with the parameters of the role's sessions as they open, and its statements see
+    them (the session is restored ahead of its first one), while the other client keeps its
+    own; neither is told a parameter changed when it did not change for it."""
+    proxy = make_proxy(backend__pool_mode="transaction", backend__max_sessions_per_pool=1)
+    name, password = new_user()
+    with proxy.connect(name, password) as changed:
+        changed.execute("SET DateStyle = 'German'")
+        assert changed.info.parameter_status("DateStyle") == "German, DMY"
+        with proxy.connect(name, password) as login:
+            assert backend_pid(login) == backend_pid(changed)  # the one session
+            assert login.info.parameter_status("DateStyle") == "ISO, MDY"
+            assert login.execute("SELECT current_setting('DateStyle'), "
+                                 "'2026-12-07'::date::text").fetchone() == ("ISO, MDY", "2026-12-07")
+            assert login.info.parameter_status("DateStyle") == "ISO, MDY"
+            assert changed.execute("SELECT '2026-12-07'::date::text").fetchone() == ("07.12.2026",)
+            assert changed.info.parameter_status("DateStyle") == "German, DMY"

@@ -379,7 +379,7 @@ class Relay:
 
     # Slots, not a __dict__: a relay lives as long as its client, idle or not (memory per client).
     __slots__ = ("_after_parse", "_altered", "_extended", "_extended_version", "_on_alter", "_sieved", "_sources",
-                 "_always_wanted", "_audit_caught_up", "_audit_wait", "_denials",
+                 "_always_wanted", "_audit_caught_up", "_audit_wait", "_baseline", "_denials",
                  "_discards", "_done", "_error", "_failing", "_fatal_seen", "_from_backend", "_from_client",
                  "_held", "_hiding", "_holding", "_lender", "_loop", "_lost_reported", "_on_client_gone",
                  "_on_parameter", "_on_vacate_database", "_owed", "_parses", "_pipeline", "_portal_columns",
@@ -492,6 +492,7 @@ class Relay:
         self._held = bytearray()  # client bytes that wait for a backend session
         self._waiting = False     # for a session (Lender.lend)
         self._owed = None         # replies to the restore of the session lent (txpool.OwedReplies)
+        self._baseline: dict[str, str] | None = None  # and its parameters until reported (_unreported)
         self._release_due = False
         self._hiding = 0          # added messages not yet answered
         self.pinned: str | None = None  # what ties the backend session to this client, if anything
@@ -642,6 +643,8 @@ class Relay:
             return
         self._attach(given)
         self._owed = restore_ahead(given, self._settings, self._lender)
+        if self._owed is not None:  # what PostgreSQL last reported there, to another client
+            self._baseline = dict(given.reported)
         held, self._held = bytes(self._held), bytearray()
         if len(held) > _HELD_LIMIT and self.client.transport is not None and not self.client.closed:
             self.client.transport.resume_reading()
@@ -1345,6 +1348,7 @@ class Relay:
         if kind == m.B_READY_FOR_QUERY:
             if len(body) != 1:
                 raise m.ProtocolViolation("malformed ReadyForQuery")
+            told = self._unreported() if self._baseline is not None else b""
             self.tx_status = body[0]
             self._pipeline.received(kind)
             if self._altered and self.tx_status == m.TX_IDLE:
@@ -1363,37 +1367,10 @@ class Relay:
                 self._protecting = False
                 self._from_backend.hold()
                 self._holding = self._loop.create_task(self._protection_read())
-                return b""  # sent by _protection_read
-            return None
+                return told  # the ReadyForQuery is sent by _protection_read
+            return told + m.message(kind, body) if told else None
         if kind == m.B_PARAMETER_STATUS:
-            name, value = m.decode_parameter_status(body)
-            if self._told is not None:
-                if self._told.get(name) == value:
-                    # Nothing new to the client: a value its session's restore put back, which
-                    # PostgreSQL reports at the ReadyForQuery that ends the client's transaction.
-                    return b""
-                self._told = {**self._told, name: value}
-                if self.pinned is None and not self._settings_pending:
-                    # A setting changed (by SET LOCAL, or set_config in a function, which the
-                    # proxy does not see): the session is no longer like its key's others.
-                    self.pin(f"{name} changed")
-            if name == "standard_conforming_strings":
-                self.standard_strings = value == "on"
-            elif name == "client_encoding" and not encoding.is_utf8(value):
-                # Changed where the proxy could not see it (set_config in a function body). The
-                # SQL the proxy sends is ASCII and reads the same anyway (_apply); the session
-                # ends so that the client learns why rather than reading text it cannot decode.
-                log.warning("backend session's client_encoding changed to %r: ending the session", value)
-                self._from_backend.write = lambda data: None  # nothing after the FATAL
-                self.close(m.error_response(
-                    "FATAL", FEATURE_NOT_SUPPORTED, encoding.refusal(value),
-                    detail="The session's client_encoding was changed (by set_config or a function's "
-                           "SET clause); shiftguard ends such sessions.",
-                    hint=encoding.HINT))
-                return b""
-            if self._on_parameter is not None:
-                self._on_parameter(name, value)
-            return None
+            return self._parameter_status(*m.decode_parameter_status(body))
         if kind in _HIDDEN_REPLIES:  # wanted only while a message the proxy added is unanswered
             answered = self._pipeline.received(kind)
             return b"" if answered is not None and answered.data is not None and answered.data.hidden else None
@@ -1428,6 +1405,54 @@ class Relay:
                 if self._types.shown and self._types.mentioned(body) else None
             return m.message(kind, shown) if shown is not None else None
         return None
+
+    def _parameter_status(self, name: str, value: str) -> bytes | None:
+        """A parameter PostgreSQL reports in force now: None to pass its ParameterStatus on, or
+        what to send instead."""
+        if self._told is not None:
+            self.backend_session.reported[name] = value
+            if self._baseline is not None:
+                self._baseline.pop(name, None)
+            if self._told.get(name) == value:
+                # Nothing new to the client: a value its session's restore put back, which
+                # PostgreSQL reports at the ReadyForQuery that ends the client's transaction.
+                return b""
+            self._told = {**self._told, name: value}
+            if self.pinned is None and not self._settings_pending:
+                # A setting changed (by SET LOCAL, or set_config in a function, which the
+                # proxy does not see): the session is no longer like its key's others.
+                self.pin(f"{name} changed")
+        if name == "standard_conforming_strings":
+            self.standard_strings = value == "on"
+        elif name == "client_encoding" and not encoding.is_utf8(value):
+            # Changed where the proxy could not see it (set_config in a function body). The
+            # SQL the proxy sends is ASCII and reads the same anyway (_apply); the session
+            # ends so that the client learns why rather than reading text it cannot decode.
+            log.warning("backend session's client_encoding changed to %r: ending the session", value)
+            self._from_backend.write = lambda data: None  # nothing after the FATAL
+            self.close(m.error_response(
+                "FATAL", FEATURE_NOT_SUPPORTED, encoding.refusal(value),
+                detail="The session's client_encoding was changed (by set_config or a function's "
+                       "SET clause); shiftguard ends such sessions.",
+                hint=encoding.HINT))
+            return b""
+        if self._on_parameter is not None:
+            self._on_parameter(name, value)
+        return None
+
+    def _unreported(self) -> bytes:
+        """At the first ReadyForQuery after a restore ahead (txpool.restore_ahead): PostgreSQL
+        reports a parameter only where its value differs from the one it last reported in that
+        session, to the client before; so a value that a statement of this client set back to
+        that one (set_config in a function) goes unreported, though the restore had changed it.
+        Such values are in force: handled as reported (what to send before the ReadyForQuery)."""
+        baseline, self._baseline = self._baseline, None
+        sent = []
+        for name, value in baseline.items():
+            if self._told.get(name) != value:
+                reply = self._parameter_status(name, value)
+                sent.append(m.parameter_status(name, value) if reply is None else reply)
+        return b"".join(sent)
 
     def _row_description(self, body: bytes, answered: Entry | None) -> bytes:
         """The body to send, with Redshift's OIDs for its types' columns (body itself if none

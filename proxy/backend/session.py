@@ -100,6 +100,8 @@ class BackendSession:
     settings: dict[str, bytes] = field(default_factory=dict)
     # And the client (its relay) whose unnamed statement it holds, if any.
     unnamed_owner: object = None
+    # And the parameters PostgreSQL last reported in it, to whichever client (relay.Relay).
+    reported: dict[str, str] = field(default_factory=dict)
     # And the client (its relay.Lender) it last served, None while it served none: a session
     # that served another client is reset before it serves this one (txpool.restore_ahead).
     holder: object = None
@@ -211,7 +213,7 @@ async def _login(endpoint: Endpoint, user: str, password: str | None, database: 
         elif kind == m.B_BACKEND_KEY_DATA:
             pid, key = m.decode_backend_key_data(body)
         elif kind == m.B_READY_FOR_QUERY:
-            return BackendSession(endpoint, parameters, pid, key)
+            return BackendSession(endpoint, parameters, pid, key, reported=dict(parameters))
         elif kind in (m.B_NOTICE_RESPONSE, m.B_NEGOTIATE_PROTOCOL_VERSION):
             continue
         else:

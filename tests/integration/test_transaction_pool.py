@@ -723,3 +723,34 @@ def test_a_login_on_a_session_another_client_changed_is_greeted_as_by_a_new_one(
             assert login.info.parameter_status("DateStyle") == "ISO, MDY"
             assert changed.execute("SELECT '2026-12-07'::date::text").fetchone() == ("07.12.2026",)
             assert changed.info.parameter_status("DateStyle") == "German, DMY"
+
+
+def test_a_setting_a_function_puts_back_to_what_the_last_client_was_told_is_seen(make_proxy, new_user, postgres):
+    """PostgreSQL reports a parameter only when it differs from what it last reported in that
+    session, to the client before. After another client's SET standard_conforming_strings = on,
+    the reset puts it back off for this client; a function of this client that sets it on again
+    goes unreported. The proxy still knows: the client is told, its session is its own from
+    then on, and its string constants are read as PostgreSQL reads them (a SET ROLE after a
+    backslash-quote is seen and refused, not taken for part of a string)."""
+    proxy = make_proxy(backend__pool_mode="transaction", backend__max_sessions_per_pool=2)
+    name, password = new_user()
+    group, function = unique("grp"), unique("scs")
+    with postgres.connect() as direct:
+        direct.execute(f"CREATE ROLE {group} NOLOGIN")
+        direct.execute(f"GRANT {group} TO {name}")
+    with proxy.connect() as admin:
+        admin.execute(f"""CREATE FUNCTION public.{function}() RETURNS int LANGUAGE plpgsql AS $$
+            BEGIN PERFORM set_config('standard_conforming_strings', 'on', false); RETURN 1; END $$""")
+        admin.execute(f"GRANT EXECUTE ON FUNCTION public.{function}() TO {name}")
+    with proxy.connect(name, password) as other, proxy.connect(name, password) as client:
+        other.execute("SET standard_conforming_strings = on")
+        assert client.info.parameter_status("standard_conforming_strings") == "off"
+        client.execute(f"SELECT public.{function}()")  # in the session the other left idle
+        assert client.info.parameter_status("standard_conforming_strings") == "on"
+        with pytest.raises(psycopg.Error):
+            client.execute(rf"SELECT 'a\'; SET ROLE {group}; -- '")
+        assert client.execute("SELECT current_user, current_setting('standard_conforming_strings')"
+                              ).fetchone() == (name, "on")
+        other.execute("SET standard_conforming_strings = off")  # in another session: the first is the client's
+        assert other.execute(r"SELECT 'a\nb'").fetchone() == ("a\nb",)
+        assert client.execute(r"SELECT 'a\nb'").fetchone() == ("a\\nb",)

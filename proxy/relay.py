@@ -606,10 +606,11 @@ class Relay:
     def _may_release(self) -> bool:
         """The held backend session may serve another client now: the client's transaction
         ended (ReadyForQuery idle), nothing it sent is unanswered or unsynced, no message of
-        it is half through, no cancel of it is on its way, and nothing pins the session."""
+        it is half through, no cancel of it is on its way, the replies to the session's restore
+        came, and nothing pins the session."""
         return (self.backend is not None and self.pinned is None and self.tx_status == m.TX_IDLE
                 and not self.busy and not self._unsynced and not self._pipeline.lost
-                and not self._from_client.mid_message and not self.cancelling)
+                and not self._from_client.mid_message and not self.cancelling and self._owed is None)
 
     def _release(self, reusable: bool = True) -> None:
         session, self.backend_session, self.backend = self.backend_session, None, None
@@ -879,7 +880,8 @@ class Relay:
                 return b""
             return None
         if kind == m.F_QUERY:
-            self._unnamed = None  # a Query ends the unnamed statement (exec_simple_query)
+            if self._lender is not None:  # a Query ends the unnamed statement (exec_simple_query)
+                self._unnamed, self.backend_session.unnamed_owner = None, self
             return self._after_audit(kind, body, self._query(body))
         if kind == m.F_FUNCTION_CALL:
             return self._function_call()
@@ -1031,8 +1033,6 @@ class Relay:
             self._send(entry(QUERY, work))
             return None
         self.statements += 1
-        if self._lender is not None:  # PostgreSQL drops the unnamed statement at each Query
-            self._unnamed, self.backend_session.unnamed_owner = None, self
         handles = None
         if self._statement_log is not None:
             handles = [self._statement_log.started(sql, self.tx_status != m.TX_IDLE, self.standard_strings)]

@@ -16,8 +16,10 @@ import psycopg
 import pytest
 
 from proxy.config import Audit
+from proxy.protocol import messages as m
 
 from ..conftest import ADMIN, unique, wait_for
+from .test_bad_input import login, raw
 from .test_masking import CARDS, FULL, PASSWORD, _all_at_once, world  # noqa: F401 (a fixture)
 from .test_pgjdbc import classpath, jdbc  # noqa: F401 (a fixture)
 
@@ -754,3 +756,22 @@ def test_a_setting_a_function_puts_back_to_what_the_last_client_was_told_is_seen
         other.execute("SET standard_conforming_strings = off")  # in another session: the first is the client's
         assert other.execute(r"SELECT 'a\nb'").fetchone() == ("a\nb",)
         assert client.execute(r"SELECT 'a\nb'").fetchone() == ("a\\nb",)
+
+
+def test_a_client_gone_before_its_sessions_reset_answered_leaves_no_replies_to_the_next(make_proxy, new_user):
+    """A client whose first bytes on a session another client used are a Flush and a Terminate
+    goes before the replies to the session's reset came: the session is closed, not given to
+    the next client with those replies still to come."""
+    proxy = make_proxy(backend__pool_mode="transaction", backend__max_sessions_per_pool=1)
+    name, password = new_user()
+    with proxy.connect(name, password) as other:
+        first = backend_pid(other)
+        for _ in range(20):
+            sock = raw(proxy)
+            login(sock, name, password)
+            other.execute("SELECT 1")  # the session served the other client last
+            sock.sendall(m.message(m.F_FLUSH) + m.terminate())
+            assert sock.recv(65536) == b""
+            sock.close()
+            assert other.execute("SELECT 'mine', 42").fetchone() == ("mine", 42)
+        assert backend_pid(other) != first

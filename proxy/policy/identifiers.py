@@ -12,14 +12,20 @@ constants are never touched). Pure: a statement in, the statement as Redshift re
   same places of the grammar).
 - SET / RESET / SHOW enable_case_sensitive_identifier: kept by the proxy for the session (the
   relay), starting from the cluster's parameter group; RESET ALL returns to it too.
-- Names longer than 63 bytes: PostgreSQL (NAMEDATALEN) cuts every name to 63 bytes, so two
-  long names that start alike would silently be one object. Redshift keeps 127 bytes. Such
-  names are refused with SQLSTATE 42622 rather than cut; mapping them to short names would
-  show the mapped names in every catalog, RowDescription and error message.
+- Names of 64 to 127 bytes: Redshift keeps 127 bytes, PostgreSQL (NAMEDATALEN) cuts every name
+  to 63, so two long names that start alike would silently be one object. Each long name (as
+  Redshift folds it) is sent as its short name instead: a prefix of it, '#' and 24 hex digits
+  of the SHA-256 of the whole name (short_name). The way in needs no lookup, and a short name
+  names one long name only (finding another with the same 96 bits is not feasible), so the
+  map back (catalog/long_names.sql: what the proxy saw, recorded before the statement runs)
+  holds only true pairs whoever writes it. The SHOW commands, the catalog views built on them,
+  and logins show and match the long names; PostgreSQL's own catalogs, error messages and
+  result column names show the short ones. Longer than 127 bytes: refused, SQLSTATE 42622.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 
@@ -31,7 +37,24 @@ from .tokens import GrammarError, Token, fold_identifier, quote_ident, scan
 SETTING = "enable_case_sensitive_identifier"
 # PostgreSQL's NAMEDATALEN - 1: the bytes of a name it keeps (it cuts the rest with a NOTICE).
 MAX_NAME_BYTES = 63
+# Redshift's: longer names are refused.
+MAX_REDSHIFT_NAME_BYTES = 127
 NAME_TOO_LONG = "42622"
+# A short name: the long one's first characters (up to _PREFIX_BYTES of UTF-8), the marker and
+# _HASH_DIGITS hex digits of the SHA-256 of the long name's UTF-8 (catalog/long_names.sql
+# computes the same).
+_HASH_DIGITS = 24
+_MARKER = "#"
+_PREFIX_BYTES = MAX_NAME_BYTES - len(_MARKER) - _HASH_DIGITS
+
+
+def short_name(name: str) -> str:
+    """The PostgreSQL name of a name of 64 to 127 bytes (the name itself when it fits)."""
+    raw = name.encode("utf-8")
+    if len(raw) <= MAX_NAME_BYTES:
+        return name
+    prefix = raw[:_PREFIX_BYTES].decode("utf-8", "ignore")  # a character cut in two is left out
+    return prefix + _MARKER + hashlib.sha256(raw).hexdigest()[:_HASH_DIGITS]
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,9 +146,10 @@ _ROLE_STATEMENTS = ("USER", "GROUP", "ROLE")
 _GRANTING = ("GRANT", "REVOKE", "ATTACH", "DETACH")
 
 
-def as_redshift_reads(statement: str, case: IdentifierCase) -> str | None:
-    """The statement with its quoted names folded to lower case (with the setting off), or None
-    when it needs no change. GrammarError (42622) for a name longer than PostgreSQL keeps."""
+def as_redshift_reads(statement: str, case: IdentifierCase, long_names: set[str] | None = None) -> str | None:
+    """The statement with its quoted names folded to lower case (with the setting off) and its
+    names of 64 to 127 bytes written as their short names (each added to long_names), or None
+    when it needs no change. GrammarError (42622) for a name longer than Redshift keeps."""
     tokens = scan(statement)
     kept = _role_names(tokens)
     edits = []
@@ -134,19 +158,22 @@ def as_redshift_reads(statement: str, case: IdentifierCase) -> str | None:
             continue
         if token.name == "UIDENT" and index + 1 < len(tokens) and tokens[index + 1].word == "UESCAPE":
             continue  # U&"..." UESCAPE '!': read with its own escape, left as written
-        name = fold_identifier(token)
-        length = _length(token, name)
-        if length > MAX_NAME_BYTES:
+        name = written = _full_name(token)
+        quoted = token.text.startswith('"') or token.name == "UIDENT"
+        if quoted and not case.sensitive and index not in kept:
+            name = "".join(c.lower() if "A" <= c <= "Z" else c for c in name)  # as PostgreSQL folds unquoted names
+        length = len(name.encode("utf-8"))
+        if length > MAX_REDSHIFT_NAME_BYTES:
             raise GrammarError(
                 f'identifier "{name[:MAX_NAME_BYTES]}..." is {length} bytes long, more than '
-                f"the {MAX_NAME_BYTES} bytes shiftguard keeps", NAME_TOO_LONG,
-                hint=f"Amazon Redshift keeps names of up to 127 bytes; PostgreSQL, which shiftguard runs on, "
-                     f"cuts them to {MAX_NAME_BYTES}, where two names could become one. Use a shorter name.")
-        if case.sensitive or index in kept or not (token.text.startswith('"') or token.name == "UIDENT"):
-            continue
-        folded = "".join(c.lower() if "A" <= c <= "Z" else c for c in name)  # as PostgreSQL folds unquoted names
-        if folded != name:
-            edits.append((token.start, token.end, quote_ident(folded)))
+                f"the {MAX_REDSHIFT_NAME_BYTES} bytes Amazon Redshift allows", NAME_TOO_LONG,
+                hint=f"Names are 1 to {MAX_REDSHIFT_NAME_BYTES} bytes long. Use a shorter name.")
+        if length > MAX_NAME_BYTES:
+            if long_names is not None:
+                long_names.add(name)
+            edits.append((token.start, token.end, quote_ident(short_name(name))))
+        elif name != written:
+            edits.append((token.start, token.end, quote_ident(name)))
     if not edits:
         return None
     pieces, cursor = [], 0
@@ -156,17 +183,18 @@ def as_redshift_reads(statement: str, case: IdentifierCase) -> str | None:
     return "".join(pieces) + statement[cursor:]
 
 
-def _length(token: Token, name: str) -> int:
-    """The name's length in bytes as written: fold_identifier reads U&"..." with PostgreSQL's
-    parser, which has cut it to 63 bytes already, so a long one is read again as a string."""
+def _full_name(token: Token) -> str:
+    """The name as written, whole: fold_identifier reads U&"..." with PostgreSQL's parser,
+    which has cut it to 63 bytes already, so a long one is read again as a string."""
+    name = fold_identifier(token)
     if token.name != "UIDENT" or len(name.encode("utf-8")) < MAX_NAME_BYTES - 3:
-        return len(name.encode("utf-8"))
+        return name
     body = token.text[3:-1].replace('""', '"').replace("'", "''")
     try:
         (statement,) = parser.parse_sql(f"SELECT U&'{body}'")
     except parser.ParseError:
-        return len(name.encode("utf-8"))  # fold_identifier read it; PostgreSQL will too
-    return len(statement.stmt.targetList[0].val.val.sval.encode("utf-8"))
+        return name  # fold_identifier read it; PostgreSQL will too
+    return statement.stmt.targetList[0].val.val.sval
 
 
 def _role_names(tokens: list[Token]) -> set[int]:

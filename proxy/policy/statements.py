@@ -81,6 +81,9 @@ class Plan:
     # The SQL may rename, move, alter or drop relations, columns, schemas or domains: what the
     # proxy knows of result columns' sources (catalog/sources.py) is forgotten when it runs.
     alters: bool = False
+    # The names of 64 to 127 bytes the SQL holds, sent as their short names: the map back
+    # (catalog/long_names.sql) is told of them before the SQL runs.
+    long_names: frozenset[str] = frozenset()
 
 
 PASS = Plan()
@@ -364,6 +367,7 @@ def _classify_text(sql: bytes, translator: Translator, standard_strings: bool, u
     actions = []
     cacheable = True
     case_after = None
+    long_names: set[str] = set()
     for index, (start, end) in enumerate(spans):
         volatile = translator.volatile
         try:
@@ -374,7 +378,7 @@ def _classify_text(sql: bytes, translator: Translator, standard_strings: bool, u
                 translator = translator.with_identifier_case(case_after)  # for the statements after it
                 result = (replacement, tag, True) if replacement is not None else None
             if result is None:
-                result = classify_statement(text[start:end], translator, standard_strings, user)
+                result = classify_statement(text[start:end], translator, standard_strings, user, long_names)
         except GrammarError as exc:  # from a rewrite's parse (tokens.parse_tree: its budget)
             result = Denial(exc.sqlstate, str(exc), hint=exc.hint)
         except RecursionError:
@@ -397,8 +401,8 @@ def _classify_text(sql: bytes, translator: Translator, standard_strings: bool, u
         else:
             actions.append(Action(index, start, end, sql=sent, tag=tag))
             cacheable = cacheable and keep
-    if case_after is not None:
-        return Plan(tuple(actions), cacheable, rewritten, case_after)
+    if case_after is not None or long_names:
+        return Plan(tuple(actions), cacheable, rewritten, case_after, long_names=frozenset(long_names))
     return Plan(tuple(actions), cacheable, rewritten) if actions or rewritten else PASS
 
 
@@ -441,15 +445,16 @@ Result = Denial | tuple[str, bytes | None, bool] | None
 
 
 def classify_statement(statement: str, translator: Translator, standard_strings: bool = True,
-                       user: str | None = None) -> Result:
+                       user: str | None = None, long_names: set[str] | None = None) -> Result:
     """Redshift's names first (quoted names folded unless enable_case_sensitive_identifier is
-    on, names too long for PostgreSQL refused: policy/identifiers.py), then Redshift's dialect
-    (so the decisions below see what will execute), then the rules.
+    on, names of 64 to 127 bytes written as their short names and added to long_names, longer
+    ones refused: policy/identifiers.py), then Redshift's dialect (so the decisions below see
+    what will execute), then the rules.
     standard_strings: the session's standard_conforming_strings (statement itself is written to
     read the same under either; a string value read as SQL, UNLOAD's query, is not)."""
     if translator.dialect:
         try:
-            folded = identifiers.as_redshift_reads(statement, translator.identifier_case)
+            folded = identifiers.as_redshift_reads(statement, translator.identifier_case, long_names)
         except GrammarError as exc:
             return Denial(exc.sqlstate, str(exc), hint=exc.hint)
         if folded is not None:

@@ -353,7 +353,8 @@ def typed_unused(parse: m.Parse) -> m.Parse:
 PROTECTION_READ_SECONDS = 5.0
 # The few sets of client messages relays always look at, shared (memory per idle client).
 _WANTED_SETS: dict[frozenset, frozenset] = {}
-# How long a statement reading the audit tables waits for the records queued before it.
+# How long a statement reading the audit tables waits for the records queued before it, and one
+# naming long names for the map back to have them (policy/identifiers.py).
 AUDIT_WAIT_SECONDS = 5.0
 # The audit tables as the catalog-view rewrite names them (policy/statements.py).
 _AUDIT_VIEWS = tuple(f"{PRIVATE_SCHEMA}.{name}" for name in (
@@ -365,7 +366,7 @@ class Relay:
 
     # Slots, not a __dict__: a relay lives as long as its client, idle or not (memory per client).
     __slots__ = ("_after_parse", "_altered", "_extended", "_extended_version", "_on_alter", "_sieved", "_sources",
-                 "_always_wanted", "_audit_caught_up", "_audit_wait", "_denials",
+                 "_always_wanted", "_audit_caught_up", "_audit_wait", "_denials", "_long_names", "_remember_names",
                  "_discards", "_done", "_error", "_failing", "_fatal_seen", "_from_backend", "_from_client",
                  "_held", "_hiding", "_holding", "_lender", "_loop", "_lost_reported", "_on_client_gone",
                  "_on_parameter", "_on_vacate_database", "_parses", "_pipeline", "_portal_columns",
@@ -386,7 +387,8 @@ class Relay:
                  on_vacate_database: Callable[[str], None] | None = None, lender: Lender | None = None,
                  identifier_case: IdentifierCase = IdentifierCase(), redshift_types: rt.RedshiftTypes | None = None,
                  audit_caught_up: Callable[[], Awaitable[None]] | None = None,
-                 sources: ResultSources | None = None, on_alter: Callable[[], None] | None = None):
+                 sources: ResultSources | None = None, on_alter: Callable[[], None] | None = None,
+                 remember_names: Callable[[frozenset[str]], Awaitable[None] | None] | None = None):
         self.client = client
         # The session's enable_case_sensitive_identifier (policy/identifiers.py): the proxy
         # keeps it, PostgreSQL has no such setting; a plan says when a statement changes it.
@@ -438,6 +440,10 @@ class Relay:
         self._audit_caught_up = audit_caught_up
         self._reads_audit = False
         self._audit_wait: asyncio.Task | None = None
+        # A statement naming long names waits until the map back holds them (remember_names:
+        # None when it does already), so that what it makes is listed by their names at once.
+        self._remember_names = remember_names
+        self._long_names: Awaitable[None] | None = None
         self._statement_tags: dict[bytes, bytes] = {}
         self._portal_tags: dict[bytes, bytes] = {}
         # For the statement log: prepared statements' SQL, and the portals bound to them (with
@@ -918,24 +924,29 @@ class Relay:
         return sent
 
     def _after_audit(self, kind: int, body: bytes, sent: bytes | None) -> bytes | None:
-        """sent (None: the message as it came), or, for SQL reading the audit tables, nothing
-        now: it goes when the audit records queued before it are written, and what the client
-        sends after it waits until then."""
-        if not self._reads_audit:
+        """sent (None: the message as it came), or, for SQL reading the audit tables or naming
+        long names the map back lacks, nothing now: it goes when the audit records queued
+        before it are written and the names recorded, and what the client sends after it waits
+        until then."""
+        if not self._reads_audit and self._long_names is None:
             return sent
-        self._reads_audit = False
+        reads_audit, long_names = self._reads_audit, self._long_names
+        self._reads_audit, self._long_names = False, None
         self._from_client.hold()
         self._audit_wait = self._loop.create_task(
-            self._send_after_audit(sent if sent is not None else m.message(kind, body)))
+            self._send_after_audit(sent if sent is not None else m.message(kind, body), reads_audit, long_names))
         return b""
 
-    async def _send_after_audit(self, message: bytes) -> None:
+    async def _send_after_audit(self, message: bytes, reads_audit: bool, long_names: Awaitable[None] | None) -> None:
         try:
-            await asyncio.wait_for(self._audit_caught_up(), AUDIT_WAIT_SECONDS)
+            if reads_audit:
+                await asyncio.wait_for(self._audit_caught_up(), AUDIT_WAIT_SECONDS)
+            if long_names is not None:
+                await asyncio.wait_for(long_names, AUDIT_WAIT_SECONDS)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # the backing database away: the statement reads what is there
-            log.warning("could not write the audit records before a statement reading them: %s", exc)
+        except Exception as exc:  # the backing database away: the statement runs as it is
+            log.warning("could not write the audit records or long names before a statement: %s", exc)
         self._audit_wait = None
         if self._done.done():
             return
@@ -1145,6 +1156,8 @@ class Relay:
                     tags[action.index + 1] = action.tag
             cursor = action.end
         pieces.append(text[cursor:])
+        if plan.long_names and self._remember_names is not None:
+            self._long_names = self._remember_names(plan.long_names)
         sent = "".join(pieces)
         # Only ASCII without NULs is sent (a NUL cannot be inside a protocol string); the
         # client's own SQL holds no NUL (decode_query, decode_parse): either is a bug of ours.

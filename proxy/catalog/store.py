@@ -397,6 +397,11 @@ class Catalog:
             rows = await conn.fetch(SOURCES_SQL, [k[0] for k in keys], [k[1] for k in keys])
         return {(row["rel"], row["num"]): tuple(row)[2:] for row in rows}
 
+    async def record_long_names(self, names: list[str]) -> None:
+        """Long names into the map back (schema.sql remember_long_names), for the cluster."""
+        async with self._pool.acquire() as conn:
+            await conn.execute("SELECT shiftguard.remember_long_names($1::text[])", names)
+
     @contextlib.asynccontextmanager
     async def connection(self, database: str):
         """A management connection in database: the pool's in the cluster database; elsewhere one
@@ -815,7 +820,7 @@ def _naive_utc(value):
 # of the cluster"), so the procedures and views read and write one state wherever they run.
 CLUSTER_TABLES = ("users", "groups", "roles", "system_privileges", "iam_tokens", "sts_sessions", "connection_log",
                   "user_log", "query_log", "connectivity", "security_groups", "security_group_ingress",
-                  "identity_providers", "assumerole_grants", "masking_versions", "vacuum_requests")
+                  "identity_providers", "assumerole_grants", "masking_versions", "vacuum_requests", "long_names")
 # The cluster database's settings that every database's procedures read (copied at each start).
 _CLUSTER_SETTINGS = ("backend_secret", "superuser_mapping", "assumerole_seeded")
 _CLUSTER_SERVER = "shiftguard_cluster"  # the foreign server standing for the cluster database

@@ -48,6 +48,7 @@ from ..backend.pool import SessionPool, pool_key
 from ..backend.txpool import QueryWaitTimeout, TransactionPool, restore_settings
 from ..backend.session import (BackendAddress, BackendRefused, BackendSession, BackendUnavailable,
                                open_session, send_cancel)
+from ..catalog.long_names import LongNames
 from ..catalog.sources import ColumnSources, DatabaseSources
 from ..catalog.store import BACKEND_FAILURES, Catalog, UserRecord
 from ..config import Config
@@ -55,7 +56,7 @@ from ..endpoint import ConnectionClosed, Endpoint
 from ..iam import oidc
 from ..iam.tokens import TokenAuthority, TokenRefused, split_prefixed
 from ..policy.connectivity import SecurityGroupGate
-from ..policy.identifiers import IdentifierCase
+from ..policy.identifiers import IdentifierCase, short_name
 from ..policy.parameter_groups import ClusterSettings
 from ..policy.statements import Plan
 from ..protocol import messages as m
@@ -154,6 +155,8 @@ class Context:
     # Where result columns come from, for clients granted Redshift's extended result metadata
     # (catalog/sources.py; server.py makes it).
     sources: ColumnSources | None = None
+    # The map back from short names to long ones (catalog/long_names.py; server.py makes it).
+    long_names: LongNames | None = None
 
     def refuse(self, reason: str) -> None:
         """Count a refused connection, by reason (here and in /metrics)."""
@@ -542,7 +545,9 @@ class Connection:
         if prefixed is not None and self.context.tokens is not None:
             return await self._authenticate_token(params, *prefixed)
         try:
-            record = await self.context.catalog.login_record(params.user)
+            # A name of 64 to 127 bytes is its short name's role (policy/identifiers.py); the
+            # client salts its MD5 with the name it wrote, as CREATE USER stored it.
+            record = await self.context.catalog.login_record(short_name(params.user))
         except Exception as exc:
             raise self._backend_away(params.user, "user lookup", exc) from None
         method = choose_method(record, redshift_driver=params.is_redshift_driver, tls=self.client.tls,
@@ -823,7 +828,8 @@ class Connection:
                       identifier_case=IdentifierCase(case_sensitive, case_sensitive), redshift_types=types,
                       audit_caught_up=self.context.audit.caught_up if self.context.audit is not None else None,
                       sources=sources,
-                      on_alter=None if known is None else functools.partial(known.forget, params.database))
+                      on_alter=None if known is None else functools.partial(known.forget, params.database),
+                      remember_names=self.context.long_names.remember if self.context.long_names else None)
         if self._lender is not None:
             self._backend = None  # the relay gives it back between transactions
         self.session = Session(pid, key, record.name, params.database, relay,

@@ -146,6 +146,11 @@ _ROLE_STATEMENTS = ("USER", "GROUP", "ROLE")
 _GRANTING = ("GRANT", "REVOKE", "ATTACH", "DETACH")
 
 
+def long_name_among(name: str, long_names: frozenset[str] | set[str]) -> str:
+    """The long name among long_names (a statement's) whose short name is name, else name."""
+    return next((long for long in long_names if short_name(long) == name), name)
+
+
 def as_redshift_reads(statement: str, case: IdentifierCase, long_names: set[str] | None = None) -> str | None:
     """The statement with its quoted names folded to lower case (with the setting off) and its
     names of 64 to 127 bytes written as their short names (each added to long_names), or None

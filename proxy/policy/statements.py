@@ -458,12 +458,14 @@ def classify_statement(statement: str, translator: Translator, standard_strings:
         except GrammarError as exc:
             return Denial(exc.sqlstate, str(exc), hint=exc.hint)
         if folded is not None:
-            result = _classify_redshift(folded, translator, standard_strings, user)
+            result = _classify_redshift(folded, translator, standard_strings, user,
+                                        frozenset(long_names) if long_names else frozenset())
             return (folded, None, True) if result is None else result
     return _classify_redshift(statement, translator, standard_strings, user)
 
 
-def _classify_redshift(statement: str, translator: Translator, standard_strings: bool, user: str | None) -> Result:
+def _classify_redshift(statement: str, translator: Translator, standard_strings: bool, user: str | None,
+                       long_names: frozenset[str] = frozenset()) -> Result:
     if statement[:6].lower() == "vacuum":  # a shortcut only: the grammar is in privileges.vacuum_call
         try:
             vacuum = privileges.vacuum_call(scan(statement))
@@ -484,7 +486,7 @@ def _classify_redshift(statement: str, translator: Translator, standard_strings:
             return Denial(exc.sqlstate, str(exc), hint=exc.hint)
         if rewritten is not None:
             return _dialect_result(rewritten, translator)
-    return _classify(statement, translator)
+    return _classify(statement, translator, long_names)
 
 
 def _dialect_result(rewritten: dialect.Rewritten, translator: Translator) -> Result:
@@ -529,12 +531,12 @@ def _dialect_result(rewritten: dialect.Rewritten, translator: Translator) -> Res
     return rewritten.sql, rewritten.tag, True
 
 
-def _classify(statement: str, translator: Translator) -> Result:
+def _classify(statement: str, translator: Translator, long_names: frozenset[str] = frozenset()) -> Result:
     try:
         tokens = scan(statement)
         words = [t.word for t in tokens[:2]]
         if words[1:2] == ["USER"] and words[0] in _USER_STATEMENTS:
-            return _USER_STATEMENTS[words[0]](Cursor(tokens[2:]), translator)
+            return _USER_STATEMENTS[words[0]](Cursor(tokens[2:]), translator, long_names)
         if words[1:2] == ["GROUP"] and words[0] in _GROUP_STATEMENTS:
             return _GROUP_STATEMENTS[words[0]](Cursor(tokens[2:]))
         if words[1:2] == ["ROLE"] and words[0] in _ROLE_STATEMENTS:
@@ -689,21 +691,21 @@ def _identity_provider_statement(statement: str, translator: Translator) -> Resu
 # --------------------------------------------------------------------------- Redshift users
 
 
-def _create_user(cursor: Cursor, translator: Translator) -> Result:
-    name, spec = parse_create_user(cursor)
+def _create_user(cursor: Cursor, translator: Translator, long_names: frozenset[str]) -> Result:
+    name, spec = parse_create_user(cursor, long_names)
     options = spec.as_json(translator.backend_verifier, name, creating=True)
     return (f"CALL shiftguard.create_user({sql_literal(name)}, {sql_literal(options)}::jsonb)",
             b"CREATE USER", False)
 
 
-def _alter_user(cursor: Cursor, translator: Translator) -> Result:
-    name, spec = parse_alter_user(cursor)
+def _alter_user(cursor: Cursor, translator: Translator, long_names: frozenset[str]) -> Result:
+    name, spec = parse_alter_user(cursor, long_names)
     changes = spec.as_json(translator.backend_verifier, name, creating=False)
     return (f"CALL shiftguard.alter_user({sql_literal(name)}, {sql_literal(changes)}::jsonb)",
             b"ALTER USER", False)
 
 
-def _drop_user(cursor: Cursor, translator: Translator) -> Result:
+def _drop_user(cursor: Cursor, translator: Translator, long_names: frozenset[str]) -> Result:
     names, missing_ok = parse_drop_user(cursor)
     array = ", ".join(sql_literal(n) for n in names)
     return (f"CALL shiftguard.drop_users(ARRAY[{array}]::text[], {'true' if missing_ok else 'false'})",

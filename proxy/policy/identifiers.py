@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pglast import parser
 
 from ..protocol import sqlstate
-from .tokens import GrammarError, Token, fold_identifier, quote_ident, scan
+from .tokens import GrammarError, Token, fold_identifier, quote_ident, scan, sql_literal, string_value
 
 SETTING = "enable_case_sensitive_identifier"
 # PostgreSQL's NAMEDATALEN - 1: the bytes of a name it keeps (it cuts the rest with a NOTICE).
@@ -74,7 +74,7 @@ _QUOTED_CAPITAL = re.compile(rb'"[^"]*[A-Z\\]')
 _NAME_CHARACTERS = bytes(0x61 if chr(b).isascii() and (chr(b).isalnum() or chr(b) in "_$") or b >= 0x80 else 0x20
                          for b in range(256))
 _LONG_RUN = b"a" * (MAX_NAME_BYTES + 1)
-_LONG_QUOTED = re.compile(rb'"[^"]{%d}' % (MAX_NAME_BYTES + 1))
+_LONG_QUOTED = re.compile(rb'"(?:[^"]|""){%d}' % (MAX_NAME_BYTES + 1))  # "" is a quote in the name
 
 
 def may_rewrite(sql: bytes, lowered: bytes, case: IdentifierCase) -> bool:
@@ -157,8 +157,14 @@ def as_redshift_reads(statement: str, case: IdentifierCase, long_names: set[str]
     when it needs no change. GrammarError (42622) for a name longer than Redshift keeps."""
     tokens = scan(statement)
     kept = _role_names(tokens)
+    bodies = _bodies(tokens)
     edits = []
     for index, token in enumerate(tokens):
+        if index in bodies:
+            body = _body(token, case, long_names)
+            if body is not None:
+                edits.append((token.start, token.end, body))
+            continue
         if token.name not in ("IDENT", "UIDENT"):
             continue
         if token.name == "UIDENT" and index + 1 < len(tokens) and tokens[index + 1].word == "UESCAPE":
@@ -186,6 +192,50 @@ def as_redshift_reads(statement: str, case: IdentifierCase, long_names: set[str]
         pieces += [statement[cursor:start], replacement]
         cursor = end
     return "".join(pieces) + statement[cursor:]
+
+
+# Languages whose routine bodies PostgreSQL's scanner reads (plpgsql uses it too).
+_SQL_LANGUAGES = ("plpgsql", "sql")
+
+
+def _bodies(tokens: list[Token]) -> set[int]:
+    """Indexes of the string constants that are code in SQL or PL/pgSQL: the body of CREATE
+    FUNCTION or PROCEDURE (the constant after a top-level AS) and of DO, in either language."""
+    words = [t.word for t in tokens[:5]]
+    routine = words[:1] == ["CREATE"] and ("FUNCTION" in words or "PROCEDURE" in words)
+    if not routine and words[:1] != ["DO"]:
+        return set()
+    found, depth = set(), 0
+    for index, token in enumerate(tokens):
+        if token.kind == "NO_KEYWORD" and token.text in ("(", ")"):
+            depth += 1 if token.text == "(" else -1
+        elif token.word == "LANGUAGE" and index + 1 < len(tokens) \
+                and fold_identifier(tokens[index + 1]).lower().strip("'") not in _SQL_LANGUAGES:
+            return set()
+        elif token.name == "SCONST" and depth == 0 and (routine and tokens[index - 1].word == "AS" or not routine):
+            found.add(index)
+    return found
+
+
+def _body(token: Token, case: IdentifierCase, long_names: set[str] | None) -> str | None:
+    """A routine body holding a name of 64 to 127 bytes, as Redshift reads its names (with the
+    statement's: a parameter named so outside is the same name inside), as a constant; None
+    for one without (left as written, its quoted names too) or one the scanner cannot read
+    (PostgreSQL will say what is wrong with it)."""
+    body = string_value(token)
+    raw = body.encode("utf-8")
+    if _LONG_RUN not in raw.translate(_NAME_CHARACTERS) and _LONG_QUOTED.search(raw) is None:
+        return None
+    found: set[str] = set()
+    try:
+        rewritten = as_redshift_reads(body, case, found)
+    except GrammarError:
+        return None
+    if not found:
+        return None
+    if long_names is not None:
+        long_names.update(found)
+    return sql_literal(rewritten)
 
 
 def _full_name(token: Token) -> str:

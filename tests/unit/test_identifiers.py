@@ -8,7 +8,7 @@ import pytest
 
 import hashlib
 
-from proxy.policy.identifiers import IdentifierCase, as_redshift_reads, setting, short_name
+from proxy.policy.identifiers import IdentifierCase, as_redshift_reads, may_rewrite, setting, short_name
 from proxy.policy.statements import Translator, classify
 from proxy.policy.tokens import GrammarError, quote_ident
 
@@ -113,3 +113,25 @@ def test_statements_after_the_set_in_one_message_read_by_it():
     assert [a.sql for a in plan.actions] == ['SELECT 1 AS "a"', "SET redshift.enable_case_sensitive_identifier TO 'on'"]
     assert plan.identifier_case == ON
     assert plan.actions[1].tag == b"SET"
+
+
+def test_long_names_in_sql_and_plpgsql_bodies_are_the_same_short_names():
+    name = "p" * 70
+    seen = set()
+    sent = as_redshift_reads(f'CREATE PROCEDURE x("{name}" OUT int) AS $$ BEGIN "{name}" := 1; END; $$ '
+                             f"LANGUAGE plpgsql", OFF, seen)
+    assert sent == f'CREATE PROCEDURE x("{short_name(name)}" OUT int) AS E\' BEGIN "{short_name(name)}" := 1; END; \' ' \
+                   "LANGUAGE plpgsql"
+    assert seen == {name}
+    assert as_redshift_reads(f"DO $$ BEGIN PERFORM {name}; END $$", OFF) == \
+        f"DO E' BEGIN PERFORM \"{short_name(name)}\"; END '"
+    # other languages' bodies and bodies without long names are left as written
+    assert as_redshift_reads(f"CREATE FUNCTION f() RETURNS int AS $$ {name} $$ LANGUAGE plpythonu", OFF) is None
+    assert as_redshift_reads('CREATE FUNCTION f() RETURNS int AS $$ SELECT "A" $$ LANGUAGE sql', OFF) is None
+
+
+def test_a_long_quoted_name_holding_a_quote_is_seen():
+    name = "a" * 30 + '"' + "b" * 40
+    sql = "SELECT " + quote_ident(name)
+    assert may_rewrite(sql.encode(), sql.lower().encode(), OFF)
+    assert as_redshift_reads(sql, OFF) == "SELECT " + quote_ident(short_name(name))

@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pglast import parser
 
 from ..protocol import sqlstate
-from .tokens import GrammarError, Token, fold_identifier, quote_ident, scan, sql_literal, string_value
+from .tokens import GrammarError, Token, fold_identifier, quote_ident, quoted_name, scan, sql_literal, string_value
 
 SETTING = "enable_case_sensitive_identifier"
 # PostgreSQL's NAMEDATALEN - 1: the bytes of a name it keeps (it cuts the rest with a NOTICE).
@@ -151,10 +152,12 @@ def long_name_among(name: str, long_names: frozenset[str] | set[str]) -> str:
     return next((long for long in long_names if short_name(long) == name), name)
 
 
-def as_redshift_reads(statement: str, case: IdentifierCase, long_names: set[str] | None = None) -> str | None:
+def as_redshift_reads(statement: str, case: IdentifierCase, long_names: set[str] | None = None,
+                      quote: Callable[[str], str] = quote_ident) -> str | None:
     """The statement with its quoted names folded to lower case (with the setting off) and its
-    names of 64 to 127 bytes written as their short names (each added to long_names), or None
-    when it needs no change. GrammarError (42622) for a name longer than Redshift keeps."""
+    names of 64 to 127 bytes written as their short names (each added to long_names), each
+    written by quote, or None when it needs no change. GrammarError (42622) for a name longer
+    than Redshift keeps."""
     tokens = scan(statement)
     kept = _role_names(tokens)
     bodies = _bodies(tokens)
@@ -182,9 +185,9 @@ def as_redshift_reads(statement: str, case: IdentifierCase, long_names: set[str]
         if length > MAX_NAME_BYTES:
             if long_names is not None:
                 long_names.add(name)
-            edits.append((token.start, token.end, quote_ident(short_name(name))))
+            edits.append((token.start, token.end, quote(short_name(name))))
         elif name != written:
-            edits.append((token.start, token.end, quote_ident(name)))
+            edits.append((token.start, token.end, quote(name)))
     if not edits:
         return None
     pieces, cursor = [], 0
@@ -228,7 +231,7 @@ def _body(token: Token, case: IdentifierCase, long_names: set[str] | None) -> st
         return None
     found: set[str] = set()
     try:
-        rewritten = as_redshift_reads(body, case, found)
+        rewritten = as_redshift_reads(body, case, found, quoted_name)  # PL/pgSQL reads no U&"..."
     except GrammarError:
         return None
     if not found:

@@ -191,6 +191,10 @@ def test_names_of_64_to_127_bytes_are_distinct_and_shown_whole(proxy, postgres, 
                                            f"LIKE '%parent'")] == [long]
             keys = rows(f'SHOW CONSTRAINTS PRIMARY KEYS FROM TABLE dev."{long}"."{longest}"')
             assert [(row[1], row[2], row[3]) for row in keys] == [(long, longest, long)]
+            cursor.execute(f'CREATE PROCEDURE "{long}"."{longest}"("{long}" OUT int) AS $$ '
+                           f'BEGIN "{long}" := 7; END; $$ LANGUAGE plpgsql')   # the same name in its body
+            assert rows(f'CALL "{long}"."{longest}"(NULL)') == [(7,)]
+            assert [row[2] for row in rows(f'SHOW PROCEDURES FROM SCHEMA dev."{long}"')] == [longest]
             assert rows(f"SELECT table_name FROM svv_all_tables WHERE schema_name = '{long}' "
                         f"ORDER BY 1") == sorted([(long,), (longest,)])
             for statement in (f'CREATE TABLE "{too_long}" (a int)', f'SELECT 1 AS "{too_long}"'):

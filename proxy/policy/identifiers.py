@@ -75,14 +75,22 @@ _QUOTED_CAPITAL = re.compile(rb'"[^"]*[A-Z\\]')
 _NAME_CHARACTERS = bytes(0x61 if chr(b).isascii() and (chr(b).isalnum() or chr(b) in "_$") or b >= 0x80 else 0x20
                          for b in range(256))
 _LONG_RUN = b"a" * (MAX_NAME_BYTES + 1)
-_LONG_QUOTED = re.compile(rb'"(?:[^"]|""){%d}' % (MAX_NAME_BYTES + 1))  # "" is a quote in the name
+_LONG_QUOTED = re.compile(rb'"[^"]{%d}' % (MAX_NAME_BYTES + 1))
+# The same where a quote in a name is written "": each pair read as two bytes \x01, which may
+# take the opening quote in (""" starts a name with a quote): a run from either, one shorter.
+_LONG_QUOTED_ESCAPED = re.compile(rb'[\x01"][^"]{%d}' % MAX_NAME_BYTES)
+
+
+def _long_quoted_with_quotes(sql: bytes) -> bool:
+    return _LONG_QUOTED_ESCAPED.search(sql.replace(b'""', b"\x01\x01")) is not None
 
 
 def may_rewrite(sql: bytes, lowered: bytes, case: IdentifierCase) -> bool:
     """Might sql hold something this module changes or answers?"""
     return (b"enable_case_sensitive_identifier" in lowered or b"reset" in lowered
             or (not case.sensitive and _QUOTED_CAPITAL.search(sql) is not None)
-            or _LONG_RUN in sql.translate(_NAME_CHARACTERS) or _LONG_QUOTED.search(sql) is not None)
+            or _LONG_RUN in sql.translate(_NAME_CHARACTERS) or _LONG_QUOTED.search(sql) is not None
+            or b'""' in sql and _long_quoted_with_quotes(sql))
 
 
 # ------------------------------------------------------------------------- the setting
@@ -227,7 +235,7 @@ def _body(token: Token, case: IdentifierCase, long_names: set[str] | None) -> st
     (PostgreSQL will say what is wrong with it)."""
     body = string_value(token)
     raw = body.encode("utf-8")
-    if _LONG_RUN not in raw.translate(_NAME_CHARACTERS) and _LONG_QUOTED.search(raw) is None:
+    if not may_rewrite(raw, b"", IdentifierCase(True)):  # its shortcuts for long names only
         return None
     found: set[str] = set()
     try:

@@ -135,3 +135,9 @@ def test_a_long_quoted_name_holding_a_quote_is_seen():
     sql = "SELECT " + quote_ident(name)
     assert may_rewrite(sql.encode(), sql.lower().encode(), OFF)
     assert as_redshift_reads(sql, OFF) == "SELECT " + quote_ident(short_name(name))
+
+
+@pytest.mark.parametrize("name", ['"' + "b" * 63, "a" * 31 + '"' + "b" * 32, "a" * 62 + '"', '"' * 64])
+def test_a_long_quoted_name_holding_quotes_anywhere_is_seen(name):
+    sql = "SELECT " + quote_ident(name)
+    assert may_rewrite(sql.encode(), sql.lower().encode(), OFF)

@@ -59,7 +59,7 @@ from .endpoint import Endpoint
 from .policy import encoding
 from .policy.errors import redshift_wording
 from .policy.pinning import session_effect
-from .policy.identifiers import IdentifierCase
+from .policy.identifiers import IdentifierCase, short_name
 from .policy.statements import PRIVATE_SCHEMA, PROTECTION_TAGS, Action, Denial, Plan, databases_to_vacate
 from .protocol import messages as m
 from .protocol import redshift_types as rt
@@ -321,6 +321,8 @@ class NoBackend(Exception):
         self.reply = reply
 
 
+# Long names a session's results are named by, at most (then forgotten: their short names show).
+_MAX_RESULT_NAMES = 1024
 # Denials the proxy is still waiting to see fail, at most (a Query PostgreSQL skips never shows
 # its marker; see _apply).
 _MAX_DENIALS = 1024
@@ -367,6 +369,7 @@ class Relay:
     # Slots, not a __dict__: a relay lives as long as its client, idle or not (memory per client).
     __slots__ = ("_after_parse", "_altered", "_extended", "_extended_version", "_on_alter", "_sieved", "_sources",
                  "_always_wanted", "_audit_caught_up", "_audit_wait", "_denials", "_long_names", "_remember_names",
+                 "_result_names",
                  "_discards", "_done", "_error", "_failing", "_fatal_seen", "_from_backend", "_from_client",
                  "_held", "_hiding", "_holding", "_lender", "_loop", "_lost_reported", "_on_client_gone",
                  "_on_parameter", "_on_vacate_database", "_parses", "_pipeline", "_portal_columns",
@@ -444,6 +447,10 @@ class Relay:
         # None when it does already), so that what it makes is listed by their names at once.
         self._remember_names = remember_names
         self._long_names: Awaitable[None] | None = None
+        # The short names of the long ones this session wrote -> the long ones (UTF-8): its
+        # results' columns named so are named as it wrote them (every RowDescription is looked
+        # at once there is one).
+        self._result_names: dict[bytes, bytes] = {}
         self._statement_tags: dict[bytes, bytes] = {}
         self._portal_tags: dict[bytes, bytes] = {}
         # For the statement log: prepared statements' SQL, and the portals bound to them (with
@@ -1156,8 +1163,10 @@ class Relay:
                     tags[action.index + 1] = action.tag
             cursor = action.end
         pieces.append(text[cursor:])
-        if plan.long_names and self._remember_names is not None:
-            self._long_names = self._remember_names(plan.long_names)
+        if plan.long_names:
+            self._name_results(plan.long_names)
+            if self._remember_names is not None:
+                self._long_names = self._remember_names(plan.long_names)
         sent = "".join(pieces)
         # Only ASCII without NULs is sent (a NUL cannot be inside a protocol string); the
         # client's own SQL holds no NUL (decode_query, decode_parse): either is a bug of ours.
@@ -1179,6 +1188,16 @@ class Relay:
         work.markers = list(denials) or None
         work.tags = tags or None
         return result
+
+    def _name_results(self, long_names: frozenset[str]) -> None:
+        if not self._result_names:
+            self._from_backend.wanted.add(m.B_ROW_DESCRIPTION)
+            self._sieved -= {m.B_ROW_DESCRIPTION}
+            self._from_backend.sieved -= {m.B_ROW_DESCRIPTION}
+        elif len(self._result_names) > _MAX_RESULT_NAMES:
+            self._result_names.clear()
+        for name in long_names:
+            self._result_names[short_name(name).encode()] = name.encode()
 
     def _types_watched(self) -> bool:
         """Do Describes, Binds and Executes now note what they name, for Redshift's types? While
@@ -1309,9 +1328,11 @@ class Relay:
                         "of a COPY that failed); tracking stops for that session")
 
     def _backend_message(self, kind: int, body: bytes) -> bytes | None:
-        if kind == m.B_ROW_DESCRIPTION:  # wanted only with Redshift's types or extended metadata
+        if kind == m.B_ROW_DESCRIPTION:  # wanted only with Redshift's types, extended metadata or long names
             answered = self._pipeline.received(kind)
             sent = self._row_description(body, answered) if self._types is not None else body
+            if self._result_names:
+                sent = result_metadata.with_names(sent, self._result_names)
             if self._sources is not None:
                 return self._with_sources(sent)
             return m.message(kind, sent) if sent is not body else None

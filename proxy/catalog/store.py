@@ -150,9 +150,10 @@ async def _session_kept(conn: asyncpg.Connection) -> None:
 # shiftguard."mask:<table OID>", which a masked table is read through) stands for its table: the
 # column of the same name there. Flags as Redshift's drivers read them: NOT NULL (a domain's
 # too), and autoincrement for an IDENTITY column (or a serial's nextval default, as the JDBC
-# driver reads it without extended metadata).
+# driver reads it without extended metadata). Names as the user wrote them (schema.sql long_name).
 SOURCES_SQL = """
-SELECT k.rel, k.num, n.nspname, c.relname, a.attname,
+SELECT k.rel, k.num, shiftguard.long_name(n.nspname), shiftguard.long_name(c.relname),
+       shiftguard.long_name(a.attname),
        a.attnotnull OR (t.typtype = 'd' AND t.typnotnull) AS not_null,
        a.attidentity <> '' OR coalesce(pg_catalog.strpos(pg_catalog.pg_get_expr(d.adbin, d.adrelid), 'nextval(') > 0,
                                        false) AS identity

@@ -175,7 +175,9 @@ def test_names_of_64_to_127_bytes_are_distinct_and_shown_whole(proxy, postgres, 
             cursor.execute(f'CREATE TABLE "{long}"."{long}" ("{long}" int, "{longest}" int)')
             cursor.execute(f'CREATE TABLE "{long}"."{longest}" ("{long}" int PRIMARY KEY)')
             cursor.execute(f'INSERT INTO "{long}"."{long}" VALUES (1, 2)')
-            assert rows(f'SELECT "{longest}", "{long}" FROM "{long}"."{long}"') == [(2, 1)]
+            selected = cursor.execute(f'SELECT "{longest}", "{long}" FROM "{long}"."{long}"')
+            assert [tuple(row) for row in selected.fetchall()] == [(2, 1)]
+            assert [column[0] for column in selected.description] == [longest, long]  # named as written
             assert rows(f'SELECT * FROM "{long}"."{longest}"') == []  # another table
             with postgres.connect() as direct:                        # two schemas, neither cut
                 assert direct.execute("SELECT count(*) FROM pg_namespace WHERE nspname LIKE %s",

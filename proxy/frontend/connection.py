@@ -787,8 +787,10 @@ class Connection:
         audit = self.context.audit
         if audit is None or not (self.config.audit.user_activity or self.context.cluster.user_activity):
             return None
+        # A user of a long name is logged by it (its role has the short one: policy/identifiers.py).
+        name = params.user if short_name(params.user) == record.name else record.name
         return SessionStatements(audit, self.session_id, params.database, record, pid,
-                                 self.config.audit.max_statement_length)
+                                 self.config.audit.max_statement_length, name)
 
     async def _relay(self, params: StartupParams, record: UserRecord, backend: BackendSession) -> None:
         registry = self.context.sessions
@@ -979,12 +981,13 @@ class SessionStatements:
     sys_query_history: the relay's StatementLog."""
 
     def __init__(self, audit: AuditWriter, session_id: str, database: str, user: UserRecord, pid: int,
-                 max_length: int = 65_536):
+                 max_length: int = 65_536, name: str | None = None):
         self._audit = audit
         self._max_length = max_length  # characters of a statement that are logged
         self._session_id = session_id
         self._database = database
         self._user = user
+        self._name = name or user.name  # as the user logs in
         self._pid = pid
         self._seq = 0
         self._xid = 0
@@ -1003,7 +1006,7 @@ class SessionStatements:
         # The client's text, as the audit tables take it (records.audit_text: no NUL, cut to
         # audit.max_statement_length), so that it cannot fail a batch holding others' records.
         self._audit.activity(ActivityRecord(
-            datetime.datetime.now(datetime.timezone.utc), self._database, self._user.name, self._pid,
+            datetime.datetime.now(datetime.timezone.utc), self._database, self._name, self._pid,
             self._user.userid, self._xid, audit_text(redacted.text, self._max_length),
             session_id=self._session_id, seq=self._seq))
         return self._seq

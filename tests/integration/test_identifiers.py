@@ -11,6 +11,8 @@ import psycopg
 import pytest
 import redshift_connector
 
+from proxy.config import Audit
+
 from ..conftest import ADMIN, ADMIN_PASSWORD, USER_PASSWORD, unique, wait_for
 from .test_cluster_api import client, connect as cluster_admin, own_cluster
 
@@ -209,7 +211,8 @@ def test_names_of_64_to_127_bytes_are_distinct_and_shown_whole(proxy, postgres, 
             cursor.execute(f'DROP SCHEMA "{longest}" CASCADE')
 
 
-def test_a_user_with_a_long_name_logs_in_with_it(proxy):
+def test_a_user_with_a_long_name_logs_in_with_it(make_proxy, tmp_path):
+    proxy = make_proxy(audit=Audit(dir=str(tmp_path), user_activity=True))
     name, other, _ = names_alike(unique("Ann"))
     t = unique("t")
     with proxy.connect() as admin:
@@ -226,6 +229,9 @@ def test_a_user_with_a_long_name_logs_in_with_it(proxy):
             assert name in [row[6] for row in cursor.execute(f"SHOW GRANTS ON TABLE dev.public.{t}").fetchall()]
         with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
             proxy.connect(other, USER_PASSWORD)                         # the same first 63 bytes: no one
+        assert wait_for(lambda: any(name in line and f"FROM {t}" in line for line in
+                                    (tmp_path / "useractivitylog").read_text().splitlines()))
+        assert wait_for(lambda: name in (tmp_path / "connectionlog").read_text())
     finally:
         with proxy.connect() as admin:
             admin.execute(f"DROP TABLE {t}")

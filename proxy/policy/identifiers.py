@@ -17,10 +17,12 @@ constants are never touched). Pure: a statement in, the statement as Redshift re
   Redshift folds it) is sent as its short name instead: a prefix of it, '#' and 24 hex digits
   of the SHA-256 of the whole name (short_name). The way in needs no lookup, and a short name
   names one long name only (finding another with the same 96 bits is not feasible), so the
-  map back (catalog/long_names.sql: what the proxy saw, recorded before the statement runs)
-  holds only true pairs whoever writes it. The SHOW commands, the catalog views built on them,
-  and logins show and match the long names; PostgreSQL's own catalogs, error messages and
-  result column names show the short ones. Longer than 127 bytes: refused, SQLSTATE 42622.
+  map back (catalog/schema.sql long_names: what the proxy saw, recorded before the statement
+  runs, catalog/long_names.py) holds only true pairs whoever writes it. The SHOW commands, the
+  catalog views built on them, logins and the result columns a session names show and match
+  the long names (relay.py); PostgreSQL's own catalogs and error messages show the short
+  ones. A routine's or DO block's body holding a long name is read so too. Longer than 127
+  bytes: refused, SQLSTATE 42622.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ MAX_NAME_BYTES = 63
 MAX_REDSHIFT_NAME_BYTES = 127
 NAME_TOO_LONG = "42622"
 # A short name: the long one's first characters (up to _PREFIX_BYTES of UTF-8), the marker and
-# _HASH_DIGITS hex digits of the SHA-256 of the long name's UTF-8 (catalog/long_names.sql
+# _HASH_DIGITS hex digits of the SHA-256 of the long name's UTF-8 (catalog/schema.sql short_name
 # computes the same).
 _HASH_DIGITS = 24
 _MARKER = "#"
@@ -232,7 +234,8 @@ def _body(token: Token, case: IdentifierCase, long_names: set[str] | None) -> st
     """A routine body holding a name of 64 to 127 bytes, as Redshift reads its names (with the
     statement's: a parameter named so outside is the same name inside), as a constant; None
     for one without (left as written, its quoted names too) or one the scanner cannot read
-    (PostgreSQL will say what is wrong with it)."""
+    (PostgreSQL will say what is wrong with it). GrammarError (42622) for a name longer than
+    Redshift keeps."""
     body = string_value(token)
     raw = body.encode("utf-8")
     if not may_rewrite(raw, b"", IdentifierCase(True)):  # its shortcuts for long names only
@@ -240,7 +243,9 @@ def _body(token: Token, case: IdentifierCase, long_names: set[str] | None) -> st
     found: set[str] = set()
     try:
         rewritten = as_redshift_reads(body, case, found, quoted_name)  # PL/pgSQL reads no U&"..."
-    except GrammarError:
+    except GrammarError as exc:
+        if exc.sqlstate == NAME_TOO_LONG:
+            raise
         return None
     if not found:
         return None

@@ -141,3 +141,9 @@ def test_a_long_quoted_name_holding_a_quote_is_seen():
 def test_a_long_quoted_name_holding_quotes_anywhere_is_seen(name):
     sql = "SELECT " + quote_ident(name)
     assert may_rewrite(sql.encode(), sql.lower().encode(), OFF)
+
+
+def test_a_name_over_127_bytes_in_a_body_is_refused():
+    with pytest.raises(GrammarError) as info:
+        as_redshift_reads(f"DO $$ BEGIN PERFORM {'a' * 128}; END $$", OFF)
+    assert info.value.sqlstate == "42622"

@@ -60,7 +60,7 @@ from .endpoint import Endpoint
 from .policy import encoding
 from .policy.errors import redshift_wording
 from .policy.pinning import session_effect
-from .policy.identifiers import IdentifierCase
+from .policy.identifiers import IdentifierCase, short_name
 from .policy.statements import PRIVATE_SCHEMA, PROTECTION_TAGS, Action, Denial, Plan, databases_to_vacate
 from .protocol import messages as m
 from .protocol import redshift_types as rt
@@ -335,6 +335,8 @@ class NoBackend(Exception):
         self.reply = reply
 
 
+# Long names a session's results are named by, at most (then forgotten: their short names show).
+_MAX_RESULT_NAMES = 1024
 # Denials the proxy is still waiting to see fail, at most (a Query PostgreSQL skips never shows
 # its marker; see _apply).
 _MAX_DENIALS = 1024
@@ -367,7 +369,8 @@ def typed_unused(parse: m.Parse) -> m.Parse:
 PROTECTION_READ_SECONDS = 5.0
 # The few sets of client messages relays always look at, shared (memory per idle client).
 _WANTED_SETS: dict[frozenset, frozenset] = {}
-# How long a statement reading the audit tables waits for the records queued before it.
+# How long a statement reading the audit tables waits for the records queued before it, and one
+# naming long names for the map back to have them (policy/identifiers.py).
 AUDIT_WAIT_SECONDS = 5.0
 # The audit tables as the catalog-view rewrite names them (policy/statements.py).
 _AUDIT_VIEWS = tuple(f"{PRIVATE_SCHEMA}.{name}" for name in (
@@ -379,7 +382,8 @@ class Relay:
 
     # Slots, not a __dict__: a relay lives as long as its client, idle or not (memory per client).
     __slots__ = ("_after_parse", "_altered", "_extended", "_extended_version", "_on_alter", "_sieved", "_sources",
-                 "_always_wanted", "_audit_caught_up", "_audit_wait", "_baseline", "_denials",
+                 "_always_wanted", "_audit_caught_up", "_audit_wait", "_baseline", "_denials", "_long_names",
+                 "_remember_names", "_result_names",
                  "_discards", "_done", "_error", "_failing", "_fatal_seen", "_from_backend", "_from_client",
                  "_held", "_hiding", "_holding", "_lender", "_loop", "_lost_reported", "_on_client_gone",
                  "_on_parameter", "_on_vacate_database", "_owed", "_parses", "_pipeline", "_portal_columns",
@@ -400,7 +404,8 @@ class Relay:
                  on_vacate_database: Callable[[str], None] | None = None, lender: Lender | None = None,
                  identifier_case: IdentifierCase = IdentifierCase(), redshift_types: rt.RedshiftTypes | None = None,
                  audit_caught_up: Callable[[], Awaitable[None]] | None = None,
-                 sources: ResultSources | None = None, on_alter: Callable[[], None] | None = None):
+                 sources: ResultSources | None = None, on_alter: Callable[[], None] | None = None,
+                 remember_names: Callable[[frozenset[str]], Awaitable[None] | None] | None = None):
         self.client = client
         # The session's enable_case_sensitive_identifier (policy/identifiers.py): the proxy
         # keeps it, PostgreSQL has no such setting; a plan says when a statement changes it.
@@ -452,6 +457,14 @@ class Relay:
         self._audit_caught_up = audit_caught_up
         self._reads_audit = False
         self._audit_wait: asyncio.Task | None = None
+        # A statement naming long names waits until the map back holds them (remember_names:
+        # None when it does already), so that what it makes is listed by their names at once.
+        self._remember_names = remember_names
+        self._long_names: Awaitable[None] | None = None
+        # The short names of the long ones this session wrote -> the long ones (UTF-8): its
+        # results' columns named so are named as it wrote them (every RowDescription is looked
+        # at once there is one).
+        self._result_names: dict[bytes, bytes] = {}
         self._statement_tags: dict[bytes, bytes] = {}
         self._portal_tags: dict[bytes, bytes] = {}
         # For the statement log: prepared statements' SQL, and the portals bound to them (with
@@ -942,24 +955,29 @@ class Relay:
         return sent
 
     def _after_audit(self, kind: int, body: bytes, sent: bytes | None) -> bytes | None:
-        """sent (None: the message as it came), or, for SQL reading the audit tables, nothing
-        now: it goes when the audit records queued before it are written, and what the client
-        sends after it waits until then."""
-        if not self._reads_audit:
+        """sent (None: the message as it came), or, for SQL reading the audit tables or naming
+        long names the map back lacks, nothing now: it goes when the audit records queued
+        before it are written and the names recorded, and what the client sends after it waits
+        until then."""
+        if not self._reads_audit and self._long_names is None:
             return sent
-        self._reads_audit = False
+        reads_audit, long_names = self._reads_audit, self._long_names
+        self._reads_audit, self._long_names = False, None
         self._from_client.hold()
         self._audit_wait = self._loop.create_task(
-            self._send_after_audit(sent if sent is not None else m.message(kind, body)))
+            self._send_after_audit(sent if sent is not None else m.message(kind, body), reads_audit, long_names))
         return b""
 
-    async def _send_after_audit(self, message: bytes) -> None:
+    async def _send_after_audit(self, message: bytes, reads_audit: bool, long_names: Awaitable[None] | None) -> None:
         try:
-            await asyncio.wait_for(self._audit_caught_up(), AUDIT_WAIT_SECONDS)
+            if reads_audit:
+                await asyncio.wait_for(self._audit_caught_up(), AUDIT_WAIT_SECONDS)
+            if long_names is not None:
+                await asyncio.wait_for(long_names, AUDIT_WAIT_SECONDS)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # the backing database away: the statement reads what is there
-            log.warning("could not write the audit records before a statement reading them: %s", exc)
+        except Exception as exc:  # the backing database away: the statement runs as it is
+            log.warning("could not write the audit records or long names before a statement: %s", exc)
         self._audit_wait = None
         if self._done.done():
             return
@@ -1169,6 +1187,10 @@ class Relay:
                     tags[action.index + 1] = action.tag
             cursor = action.end
         pieces.append(text[cursor:])
+        if plan.long_names:
+            self._name_results(plan.long_names)
+            if self._remember_names is not None:
+                self._long_names = self._remember_names(plan.long_names)
         sent = "".join(pieces)
         # Only ASCII without NULs is sent (a NUL cannot be inside a protocol string); the
         # client's own SQL holds no NUL (decode_query, decode_parse): either is a bug of ours.
@@ -1190,6 +1212,16 @@ class Relay:
         work.markers = list(denials) or None
         work.tags = tags or None
         return result
+
+    def _name_results(self, long_names: frozenset[str]) -> None:
+        if not self._result_names:
+            self._from_backend.wanted.add(m.B_ROW_DESCRIPTION)
+            self._sieved -= {m.B_ROW_DESCRIPTION}
+            self._from_backend.sieved -= {m.B_ROW_DESCRIPTION}
+        elif len(self._result_names) > _MAX_RESULT_NAMES:
+            self._result_names.clear()
+        for name in long_names:
+            self._result_names[short_name(name).encode()] = name.encode()
 
     def _types_watched(self) -> bool:
         """Do Describes, Binds and Executes now note what they name, for Redshift's types? While
@@ -1339,9 +1371,11 @@ class Relay:
                         "of a COPY that failed); tracking stops for that session")
 
     def _backend_message(self, kind: int, body: bytes) -> bytes | None:
-        if kind == m.B_ROW_DESCRIPTION:  # wanted only with Redshift's types or extended metadata
+        if kind == m.B_ROW_DESCRIPTION:  # wanted only with Redshift's types, extended metadata or long names
             answered = self._pipeline.received(kind)
             sent = self._row_description(body, answered) if self._types is not None else body
+            if self._result_names:
+                sent = result_metadata.with_names(sent, self._result_names)
             if self._sources is not None:
                 return self._with_sources(sent)
             return m.message(kind, sent) if sent is not body else None

@@ -20,6 +20,7 @@ from .backend.txpool import TransactionPool
 from .backend.session import BackendAddress, parse_dsn
 from .catalog.cluster import ClusterSync
 from .catalog.connectivity import SecurityGroupSync
+from .catalog.long_names import LongNames
 from .catalog.sources import ColumnSources
 from .catalog.store import (BACKEND_FAILURES, MASKING_CHANNEL, MV_REFRESH_CHANNEL, TRUSTED_SETTINGS, VACUUM_CHANNEL,
                             Catalog, ClusterState, UntrustedDatabase)
@@ -182,6 +183,7 @@ class Proxy:
         context.prepare_database, context.vacate_database = self._prepare_database, self._vacate_database
         context.protection_moved = self._protection_moved
         context.sources = ColumnSources(self.catalog.column_sources)
+        context.long_names = LongNames(self.catalog.record_long_names)
         context.connection_limit = int(await self.catalog.server_setting("max_connections"))
         if self.embedded is not None:
             metrics.backend_up.set_function(lambda: 1 if self.embedded.running else 0)

@@ -1797,3 +1797,50 @@ GRANT SELECT ON shiftguard.pg_user, shiftguard.pg_user_info, shiftguard.pg_group
                 shiftguard.svv_relation_privileges, shiftguard.svv_column_privileges, shiftguard.svv_schema_privileges,
                 shiftguard.svv_database_privileges TO PUBLIC;
 DROP FUNCTION IF EXISTS shiftguard.redshift_acl(text, oid);  -- now a private view the views read
+
+-- Names of 64 to 127 bytes (policy/identifiers.py): PostgreSQL keeps 63, so each is sent as
+-- its short name, its first characters (up to 38 bytes), '#' and 24 hex digits of the SHA-256
+-- of its UTF-8. The map back, for the cluster (catalog/store.py CLUSTER_TABLES): the proxy
+-- records each long name it sends (remember_long_names) before the statement runs. Only the
+-- management role writes it, and only pairs that short_name makes: a row can only ever say
+-- what the name it hashes is.
+CREATE TABLE IF NOT EXISTS shiftguard.long_names (
+    short text PRIMARY KEY,
+    long  text NOT NULL
+);
+REVOKE ALL ON shiftguard.long_names FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION shiftguard.short_name(p_name text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_length integer := 38;
+BEGIN
+    IF octet_length(p_name) <= 63 THEN
+        RETURN p_name;
+    END IF;
+    WHILE octet_length(left(p_name, v_length)) > 38 LOOP
+        v_length := v_length - 1;
+    END LOOP;
+    RETURN left(p_name, v_length) || '#' || left(encode(sha256(convert_to(p_name, 'UTF8')), 'hex'), 24);
+END
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.short_name(text) TO PUBLIC;
+
+CREATE OR REPLACE FUNCTION shiftguard.remember_long_names(p_names text[]) RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    INSERT INTO shiftguard.long_names (short, long)
+    SELECT DISTINCT shiftguard.short_name(n), n FROM unnest(p_names) AS n WHERE octet_length(n) BETWEEN 64 AND 127
+    ON CONFLICT DO NOTHING
+$$;
+REVOKE ALL ON FUNCTION shiftguard.remember_long_names(text[]) FROM PUBLIC;
+
+-- The name a catalog holds as the user wrote it: the long name of a short one, else itself. To
+-- anyone: a short name holds 96 bits of the long name's hash, so only who sees it in a catalog
+-- (or knows the long name) can ask; what it tells is the name of what they already see.
+CREATE OR REPLACE FUNCTION shiftguard.long_name(p_name text) RETURNS text
+LANGUAGE sql STABLE STRICT SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN octet_length(p_name) > 25 AND substr(p_name, length(p_name) - 24, 1) = '#'
+                THEN coalesce((SELECT l.long FROM shiftguard.long_names l WHERE l.short = p_name), p_name)
+                ELSE p_name END
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.long_name(text) TO PUBLIC;

@@ -9,6 +9,10 @@
 -- callers' text arrives only as arguments. No backslash is written in a literal here: a
 -- function body is parsed in the caller's session, whose standard_conforming_strings may be off.
 
+-- Names of 64 to 127 bytes (schema.sql short_name): each function takes the names the user
+-- wrote (short_name finds what PostgreSQL's catalogs hold), shows them (long_name) and matches
+-- its patterns against them.
+--
 -- The database a SHOW names, as policy/show.py passes it to the functions below: the current one
 -- (NULL: the current one too), or NULL for one that does not exist, where Redshift lists nothing
 -- (redshift_connector's own tests run SHOW SCHEMAS FROM DATABASE of a database they have not
@@ -134,9 +138,10 @@ BEGIN
 END
 $$;
 
+-- A name matches as the user wrote it: a long name (schema.sql long_name), not its short one.
 CREATE OR REPLACE FUNCTION shiftguard.show_matches(p_name text, p_pattern text) RETURNS boolean
-LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT p_pattern IS NULL OR p_name LIKE shiftguard.show_pattern(p_pattern)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT p_pattern IS NULL OR shiftguard.long_name(p_name) LIKE shiftguard.show_pattern(p_pattern)
 $$;
 
 -- Schemas a caller may list: shiftguard's own and PostgreSQL's internal ones (TOAST, the
@@ -185,7 +190,8 @@ BEGIN
         RETURN;
     END IF;
     RETURN QUERY
-        SELECT p_database::varchar(128), n.nspname::varchar(128), n.nspowner::integer, 'local'::varchar(16),
+        SELECT p_database::varchar(128), shiftguard.long_name(n.nspname)::varchar(128), n.nspowner::integer,
+               'local'::varchar(16),
                array_to_string(n.nspacl::text[], '~')::varchar, NULL::varchar(128), NULL::varchar(128)
           FROM pg_namespace n
          WHERE p_database = current_database() AND shiftguard.show_schema_visible(n.oid)
@@ -209,11 +215,13 @@ BEGIN
             USING p_database, ARRAY[p_database, p_schema, p_pattern];
         RETURN;
     END IF;
+    p_schema := shiftguard.short_name(p_schema);
     RETURN QUERY
-        SELECT p_database::varchar(128), n.nspname::varchar(128), c.relname::varchar(128),
+        SELECT p_database::varchar(128), shiftguard.long_name(n.nspname)::varchar(128),
+               shiftguard.long_name(c.relname)::varchar(128),
                (CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'TABLE' END)::varchar(128),
                array_to_string(c.relacl::text[], '~')::varchar, obj_description(c.oid, 'pg_class')::varchar(128),
-               pg_get_userbyid(c.relowner)::varchar(128), NULL::timestamp, NULL::timestamp,
+               shiftguard.long_name(pg_get_userbyid(c.relowner))::varchar(128), NULL::timestamp, NULL::timestamp,
                i.diststyle::varchar(128),
                (CASE c.relkind WHEN 'v' THEN 'REGULAR_VIEW' WHEN 'm' THEN 'MATERIALIZED_VIEW'
                      ELSE 'REGULAR_TABLE' END)::varchar(128)
@@ -248,8 +256,11 @@ BEGIN
             USING p_database, ARRAY[p_database, p_schema, p_table, p_pattern];
         RETURN;
     END IF;
+    p_schema := shiftguard.short_name(p_schema);
+    p_table := shiftguard.short_name(p_table);
     RETURN QUERY
-        SELECT p_database::varchar(128), n.nspname::varchar(128), c.relname::varchar(128), a.attname::varchar(128),
+        SELECT p_database::varchar(128), shiftguard.long_name(n.nspname)::varchar(128),
+               shiftguard.long_name(c.relname)::varchar(128), shiftguard.long_name(a.attname)::varchar(128),
                a.attnum::integer,
                coalesce(pg_get_expr(d.adbin, d.adrelid),
                         (SELECT format('"identity"(%s, %s, %L::text)', c.oid, a.attnum - 1,
@@ -299,8 +310,11 @@ BEGIN
             USING p_database, ARRAY[p_database, p_schema, p_table];
         RETURN;
     END IF;
+    p_schema := shiftguard.short_name(p_schema);
+    p_table := shiftguard.short_name(p_table);
     RETURN QUERY
-        SELECT p_database::varchar(128), n.nspname::varchar(128), c.relname::varchar(128), a.attname::varchar(128),
+        SELECT p_database::varchar(128), shiftguard.long_name(n.nspname)::varchar(128),
+               shiftguard.long_name(c.relname)::varchar(128), shiftguard.long_name(a.attname)::varchar(128),
                k.seq::integer, con.conname::varchar(128)
           FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
          CROSS JOIN LATERAL unnest(con.conkey) WITH ORDINALITY AS k(attnum, seq)
@@ -328,9 +342,13 @@ BEGIN
             USING p_database, ARRAY[p_database, p_schema, p_table, p_exported::text];
         RETURN;
     END IF;
+    p_schema := shiftguard.short_name(p_schema);
+    p_table := shiftguard.short_name(p_table);
     RETURN QUERY
-        SELECT p_database::varchar(128), pn.nspname::varchar(128), pc.relname::varchar(128), pa.attname::varchar(128),
-               p_database::varchar(128), fn.nspname::varchar(128), fc.relname::varchar(128), fa.attname::varchar(128),
+        SELECT p_database::varchar(128), shiftguard.long_name(pn.nspname)::varchar(128),
+               shiftguard.long_name(pc.relname)::varchar(128), shiftguard.long_name(pa.attname)::varchar(128),
+               p_database::varchar(128), shiftguard.long_name(fn.nspname)::varchar(128),
+               shiftguard.long_name(fc.relname)::varchar(128), shiftguard.long_name(fa.attname)::varchar(128),
                k.seq::integer,
                array_position(ARRAY['c', 'r', 'n', 'a', 'd'], con.confupdtype::text) - 1,
                array_position(ARRAY['c', 'r', 'n', 'a', 'd'], con.confdeltype::text) - 1,
@@ -383,11 +401,16 @@ BEGIN
             USING p_database, ARRAY[p_database, p_schema, p_table];
         RETURN;
     END IF;
+    p_schema := shiftguard.short_name(p_schema);
+    p_table := shiftguard.short_name(p_table);
     RETURN QUERY
-        SELECT p_database::varchar(128), p.namespace_name::varchar(128), p.relation_name::varchar(128),
+        SELECT p_database::varchar(128), shiftguard.long_name(p.namespace_name)::varchar(128),
+               shiftguard.long_name(p.relation_name)::varchar(128),
                (CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'TABLE' END)::varchar(128),
-               p.privilege_type::varchar(128), p.identity_id, p.identity_name::varchar(128), p.identity_type::varchar(128),
-               p.admin_option, 'TABLE'::varchar(128), pg_get_userbyid(coalesce(a.grantor, c.relowner))::varchar(128)
+               p.privilege_type::varchar(128), p.identity_id, shiftguard.long_name(p.identity_name)::varchar(128),
+               p.identity_type::varchar(128),
+               p.admin_option, 'TABLE'::varchar(128),
+               shiftguard.long_name(pg_get_userbyid(coalesce(a.grantor, c.relowner)))::varchar(128)
           FROM (SELECT * FROM shiftguard.relation_grants
                 UNION ALL
                 SELECT namespace_name, relation_name, 'RULE', identity_id, identity_name, identity_type, admin_option
@@ -418,9 +441,12 @@ BEGIN
             USING p_database, ARRAY[p_database, p_schema];
         RETURN;
     END IF;
+    p_schema := shiftguard.short_name(p_schema);
     RETURN QUERY
-        SELECT p_database::varchar(128), p.namespace_name::varchar(128), p.privilege_type::varchar(128), p.identity_id,
-               p.identity_name::varchar(128), p.identity_type::varchar(128), p.admin_option, 'SCHEMA'::varchar(128)
+        SELECT p_database::varchar(128), shiftguard.long_name(p.namespace_name)::varchar(128),
+               p.privilege_type::varchar(128), p.identity_id,
+               shiftguard.long_name(p.identity_name)::varchar(128), p.identity_type::varchar(128), p.admin_option,
+               'SCHEMA'::varchar(128)
           FROM shiftguard.svv_schema_privileges p JOIN pg_namespace n ON n.nspname = p.namespace_name
          WHERE p_database = current_database() AND p.namespace_name = p_schema AND shiftguard.show_schema_visible(n.oid)
          ORDER BY p.privilege_type, p.identity_name;
@@ -435,7 +461,8 @@ RETURNS TABLE (database_name varchar(128), privilege_type varchar(128), identity
                privilege_scope varchar(128))
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT p.database_name::varchar(128), p.privilege_type::varchar(128), p.identity_id,
-           p.identity_name::varchar(128), p.identity_type::varchar(128), p.admin_option, 'DATABASE'::varchar(128)
+           shiftguard.long_name(p.identity_name)::varchar(128), p.identity_type::varchar(128), p.admin_option,
+           'DATABASE'::varchar(128)
       FROM shiftguard.svv_database_privileges p
      WHERE p.database_name = coalesce(p_database, current_database())
      ORDER BY p.privilege_type, p.identity_name
@@ -456,11 +483,14 @@ BEGIN
             USING p_database, ARRAY[p_database, p_schema, p_table, p_pattern];
         RETURN;
     END IF;
+    p_schema := shiftguard.short_name(p_schema);
+    p_table := shiftguard.short_name(p_table);
     RETURN QUERY
-        SELECT p_database::varchar(128), p.namespace_name::varchar(128), p.relation_name::varchar(128),
-               p.column_name::varchar(128), p.privilege_type::varchar(128), p.identity_id,
-               p.identity_name::varchar(128), p.identity_type::varchar(128), false,
-               pg_get_userbyid(c.relowner)::varchar(128)
+        SELECT p_database::varchar(128), shiftguard.long_name(p.namespace_name)::varchar(128),
+               shiftguard.long_name(p.relation_name)::varchar(128),
+               shiftguard.long_name(p.column_name)::varchar(128), p.privilege_type::varchar(128), p.identity_id,
+               shiftguard.long_name(p.identity_name)::varchar(128), p.identity_type::varchar(128), false,
+               shiftguard.long_name(pg_get_userbyid(c.relowner))::varchar(128)
           FROM shiftguard.svv_column_privileges p
           JOIN pg_namespace n ON n.nspname = p.namespace_name
           JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = p.relation_name
@@ -495,8 +525,10 @@ BEGIN
             USING p_database, ARRAY[p_kind::text, p_database, p_schema, p_pattern];
         RETURN;
     END IF;
+    p_schema := shiftguard.short_name(p_schema);
     RETURN QUERY
-        SELECT p_database::varchar(128), n.nspname::varchar(128), p.proname::varchar(128),
+        SELECT p_database::varchar(128), shiftguard.long_name(n.nspname)::varchar(128),
+               shiftguard.long_name(p.proname)::varchar(128),
                (CASE WHEN p.prokind = 'f' OR p.prorettype <> 'void'::regtype
                      THEN format_type(p.prorettype, NULL) END)::varchar(128),
                shiftguard.show_argument_list(p.proargtypes)::varchar
@@ -530,6 +562,8 @@ BEGIN
             USING p_database, ARRAY[p_kind::text, p_database, p_schema, p_name, p_types::text, p_pattern];
         RETURN;
     END IF;
+    p_schema := shiftguard.short_name(p_schema);
+    p_name := shiftguard.short_name(p_name);
     IF p_database IS DISTINCT FROM current_database() THEN
         RETURN;  -- a database that does not exist
     END IF;
@@ -552,7 +586,8 @@ BEGIN
     SELECT r.modifiers INTO v_modifiers FROM shiftguard.routine_parameters r
      WHERE r.routine = v_routine.oid AND r.signature = coalesce(v_routine.proallargtypes, v_routine.proargtypes::oid[]);
     RETURN QUERY
-    SELECT p_database::varchar(128), p_schema::varchar(128), p_name::varchar(128), a.name::varchar(128),
+    SELECT p_database::varchar(128), shiftguard.long_name(p_schema)::varchar(128),
+           shiftguard.long_name(p_name)::varchar(128), shiftguard.long_name(a.name)::varchar(128),
            a.position::integer, a.mode::varchar(128), format_type(a.type, NULL)::varchar(128),
            (CASE WHEN a.type IN ('bpchar'::regtype, 'varchar'::regtype) THEN (a.modifiers->>0)::integer END)::integer,
            (CASE WHEN a.type = 'numeric'::regtype THEN (a.modifiers->>0)::integer END)::integer,
@@ -632,7 +667,8 @@ CREATE OR REPLACE VIEW shiftguard.svv_redshift_columns WITH (security_barrier) A
            s.data_type::varchar(32) AS data_type, s.column_default, s.is_nullable, s.encoding,
            s.dist_key AS distkey, s.sort_key AS sortkey,
            (SELECT array_to_string(a.attacl::text[], '~') FROM pg_catalog.pg_attribute a
-             WHERE a.attrelid = format('%I.%I', s.schema_name, s.table_name)::regclass
+             WHERE a.attrelid = format('%I.%I', shiftguard.short_name(s.schema_name),
+                                           shiftguard.short_name(s.table_name))::regclass
                AND a.attnum = s.ordinal_position)::varchar(128) AS column_acl,
            s.remarks
       FROM shiftguard.show_columns(current_database(), NULL, NULL, NULL) s;

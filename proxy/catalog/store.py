@@ -150,9 +150,10 @@ async def _session_kept(conn: asyncpg.Connection) -> None:
 # shiftguard."mask:<table OID>", which a masked table is read through) stands for its table: the
 # column of the same name there. Flags as Redshift's drivers read them: NOT NULL (a domain's
 # too), and autoincrement for an IDENTITY column (or a serial's nextval default, as the JDBC
-# driver reads it without extended metadata).
+# driver reads it without extended metadata). Names as the user wrote them (schema.sql long_name).
 SOURCES_SQL = """
-SELECT k.rel, k.num, n.nspname, c.relname, a.attname,
+SELECT k.rel, k.num, shiftguard.long_name(n.nspname), shiftguard.long_name(c.relname),
+       shiftguard.long_name(a.attname),
        a.attnotnull OR (t.typtype = 'd' AND t.typnotnull) AS not_null,
        a.attidentity <> '' OR coalesce(pg_catalog.strpos(pg_catalog.pg_get_expr(d.adbin, d.adrelid), 'nextval(') > 0,
                                        false) AS identity
@@ -396,6 +397,11 @@ class Catalog:
         async with self.connection(database) as conn:
             rows = await conn.fetch(SOURCES_SQL, [k[0] for k in keys], [k[1] for k in keys])
         return {(row["rel"], row["num"]): tuple(row)[2:] for row in rows}
+
+    async def record_long_names(self, names: list[str]) -> None:
+        """Long names into the map back (schema.sql remember_long_names), for the cluster."""
+        async with self._pool.acquire() as conn:
+            await conn.execute("SELECT shiftguard.remember_long_names($1::text[])", names)
 
     @contextlib.asynccontextmanager
     async def connection(self, database: str):
@@ -815,7 +821,7 @@ def _naive_utc(value):
 # of the cluster"), so the procedures and views read and write one state wherever they run.
 CLUSTER_TABLES = ("users", "groups", "roles", "system_privileges", "iam_tokens", "sts_sessions", "connection_log",
                   "user_log", "query_log", "connectivity", "security_groups", "security_group_ingress",
-                  "identity_providers", "assumerole_grants", "masking_versions", "vacuum_requests")
+                  "identity_providers", "assumerole_grants", "masking_versions", "vacuum_requests", "long_names")
 # The cluster database's settings that every database's procedures read (copied at each start).
 _CLUSTER_SETTINGS = ("backend_secret", "superuser_mapping", "assumerole_seeded")
 _CLUSTER_SERVER = "shiftguard_cluster"  # the foreign server standing for the cluster database

@@ -48,6 +48,7 @@ from ..backend.pool import SessionPool, pool_key
 from ..backend.txpool import QueryWaitTimeout, TransactionPool
 from ..backend.session import (BackendAddress, BackendRefused, BackendSession, BackendUnavailable,
                                open_session, send_cancel)
+from ..catalog.long_names import LongNames
 from ..catalog.sources import ColumnSources, DatabaseSources
 from ..catalog.store import BACKEND_FAILURES, Catalog, UserRecord
 from ..config import Config
@@ -55,7 +56,7 @@ from ..endpoint import ConnectionClosed, Endpoint
 from ..iam import oidc
 from ..iam.tokens import TokenAuthority, TokenRefused, split_prefixed
 from ..policy.connectivity import SecurityGroupGate
-from ..policy.identifiers import IdentifierCase
+from ..policy.identifiers import IdentifierCase, short_name
 from ..policy.parameter_groups import ClusterSettings
 from ..policy.statements import Plan
 from ..protocol import messages as m
@@ -154,6 +155,8 @@ class Context:
     # Where result columns come from, for clients granted Redshift's extended result metadata
     # (catalog/sources.py; server.py makes it).
     sources: ColumnSources | None = None
+    # The map back from short names to long ones (catalog/long_names.py; server.py makes it).
+    long_names: LongNames | None = None
 
     def refuse(self, reason: str) -> None:
         """Count a refused connection, by reason (here and in /metrics)."""
@@ -542,7 +545,9 @@ class Connection:
         if prefixed is not None and self.context.tokens is not None:
             return await self._authenticate_token(params, *prefixed)
         try:
-            record = await self.context.catalog.login_record(params.user)
+            # A name of 64 to 127 bytes is its short name's role (policy/identifiers.py); the
+            # client salts its MD5 with the name it wrote, as CREATE USER stored it.
+            record = await self.context.catalog.login_record(short_name(params.user))
         except Exception as exc:
             raise self._backend_away(params.user, "user lookup", exc) from None
         method = choose_method(record, redshift_driver=params.is_redshift_driver, tls=self.client.tls,
@@ -782,8 +787,10 @@ class Connection:
         audit = self.context.audit
         if audit is None or not (self.config.audit.user_activity or self.context.cluster.user_activity):
             return None
+        # A user of a long name is logged by it (its role has the short one: policy/identifiers.py).
+        name = params.user if short_name(params.user) == record.name else record.name
         return SessionStatements(audit, self.session_id, params.database, record, pid,
-                                 self.config.audit.max_statement_length)
+                                 self.config.audit.max_statement_length, name)
 
     async def _relay(self, params: StartupParams, record: UserRecord, backend: BackendSession) -> None:
         registry = self.context.sessions
@@ -823,7 +830,8 @@ class Connection:
                       identifier_case=IdentifierCase(case_sensitive, case_sensitive), redshift_types=types,
                       audit_caught_up=self.context.audit.caught_up if self.context.audit is not None else None,
                       sources=sources,
-                      on_alter=None if known is None else functools.partial(known.forget, params.database))
+                      on_alter=None if known is None else functools.partial(known.forget, params.database),
+                      remember_names=self.context.long_names.remember if self.context.long_names else None)
         if self._lender is not None:
             self._backend = None  # the relay gives it back between transactions
         self.session = Session(pid, key, record.name, params.database, relay,
@@ -958,12 +966,13 @@ class SessionStatements:
     sys_query_history: the relay's StatementLog."""
 
     def __init__(self, audit: AuditWriter, session_id: str, database: str, user: UserRecord, pid: int,
-                 max_length: int = 65_536):
+                 max_length: int = 65_536, name: str | None = None):
         self._audit = audit
         self._max_length = max_length  # characters of a statement that are logged
         self._session_id = session_id
         self._database = database
         self._user = user
+        self._name = name or user.name  # as the user logs in
         self._pid = pid
         self._seq = 0
         self._xid = 0
@@ -982,7 +991,7 @@ class SessionStatements:
         # The client's text, as the audit tables take it (records.audit_text: no NUL, cut to
         # audit.max_statement_length), so that it cannot fail a batch holding others' records.
         self._audit.activity(ActivityRecord(
-            datetime.datetime.now(datetime.timezone.utc), self._database, self._user.name, self._pid,
+            datetime.datetime.now(datetime.timezone.utc), self._database, self._name, self._pid,
             self._user.userid, self._xid, audit_text(redacted.text, self._max_length),
             session_id=self._session_id, seq=self._seq))
         return self._seq

@@ -12,26 +12,52 @@ constants are never touched). Pure: a statement in, the statement as Redshift re
   same places of the grammar).
 - SET / RESET / SHOW enable_case_sensitive_identifier: kept by the proxy for the session (the
   relay), starting from the cluster's parameter group; RESET ALL returns to it too.
-- Names longer than 63 bytes: PostgreSQL (NAMEDATALEN) cuts every name to 63 bytes, so two
-  long names that start alike would silently be one object. Redshift keeps 127 bytes. Such
-  names are refused with SQLSTATE 42622 rather than cut; mapping them to short names would
-  show the mapped names in every catalog, RowDescription and error message.
+- Names of 64 to 127 bytes: Redshift keeps 127 bytes, PostgreSQL (NAMEDATALEN) cuts every name
+  to 63, so two long names that start alike would silently be one object. Each long name (as
+  Redshift folds it) is sent as its short name instead: a prefix of it, '#' and 24 hex digits
+  of the SHA-256 of the whole name (short_name). The way in needs no lookup, and a short name
+  names one long name only (finding another with the same 96 bits is not feasible), so the
+  map back (catalog/schema.sql long_names: what the proxy saw, recorded before the statement
+  runs, catalog/long_names.py) holds only true pairs whoever writes it. The SHOW commands, the
+  catalog views built on them, logins and the result columns a session names show and match
+  the long names (relay.py); PostgreSQL's own catalogs and error messages show the short
+  ones. A routine's or DO block's body holding a long name is read so too. Longer than 127
+  bytes: refused, SQLSTATE 42622.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pglast import parser
 
 from ..protocol import sqlstate
-from .tokens import GrammarError, Token, fold_identifier, quote_ident, scan
+from .tokens import GrammarError, Token, fold_identifier, quote_ident, quoted_name, scan, sql_literal, string_value
 
 SETTING = "enable_case_sensitive_identifier"
 # PostgreSQL's NAMEDATALEN - 1: the bytes of a name it keeps (it cuts the rest with a NOTICE).
 MAX_NAME_BYTES = 63
+# Redshift's: longer names are refused.
+MAX_REDSHIFT_NAME_BYTES = 127
 NAME_TOO_LONG = "42622"
+# A short name: the long one's first characters (up to _PREFIX_BYTES of UTF-8), the marker and
+# _HASH_DIGITS hex digits of the SHA-256 of the long name's UTF-8 (catalog/schema.sql short_name
+# computes the same).
+_HASH_DIGITS = 24
+_MARKER = "#"
+_PREFIX_BYTES = MAX_NAME_BYTES - len(_MARKER) - _HASH_DIGITS
+
+
+def short_name(name: str) -> str:
+    """The PostgreSQL name of a name of 64 to 127 bytes (the name itself when it fits)."""
+    raw = name.encode("utf-8")
+    if len(raw) <= MAX_NAME_BYTES:
+        return name
+    prefix = raw[:_PREFIX_BYTES].decode("utf-8", "ignore")  # a character cut in two is left out
+    return prefix + _MARKER + hashlib.sha256(raw).hexdigest()[:_HASH_DIGITS]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,13 +78,21 @@ _NAME_CHARACTERS = bytes(0x61 if chr(b).isascii() and (chr(b).isalnum() or chr(b
                          for b in range(256))
 _LONG_RUN = b"a" * (MAX_NAME_BYTES + 1)
 _LONG_QUOTED = re.compile(rb'"[^"]{%d}' % (MAX_NAME_BYTES + 1))
+# The same where a quote in a name is written "": each pair read as two bytes \x01, which may
+# take the opening quote in (""" starts a name with a quote): a run from either, one shorter.
+_LONG_QUOTED_ESCAPED = re.compile(rb'[\x01"][^"]{%d}' % MAX_NAME_BYTES)
+
+
+def _long_quoted_with_quotes(sql: bytes) -> bool:
+    return _LONG_QUOTED_ESCAPED.search(sql.replace(b'""', b"\x01\x01")) is not None
 
 
 def may_rewrite(sql: bytes, lowered: bytes, case: IdentifierCase) -> bool:
     """Might sql hold something this module changes or answers?"""
     return (b"enable_case_sensitive_identifier" in lowered or b"reset" in lowered
             or (not case.sensitive and _QUOTED_CAPITAL.search(sql) is not None)
-            or _LONG_RUN in sql.translate(_NAME_CHARACTERS) or _LONG_QUOTED.search(sql) is not None)
+            or _LONG_RUN in sql.translate(_NAME_CHARACTERS) or _LONG_QUOTED.search(sql) is not None
+            or b'""' in sql and _long_quoted_with_quotes(sql))
 
 
 # ------------------------------------------------------------------------- the setting
@@ -123,30 +157,47 @@ _ROLE_STATEMENTS = ("USER", "GROUP", "ROLE")
 _GRANTING = ("GRANT", "REVOKE", "ATTACH", "DETACH")
 
 
-def as_redshift_reads(statement: str, case: IdentifierCase) -> str | None:
-    """The statement with its quoted names folded to lower case (with the setting off), or None
-    when it needs no change. GrammarError (42622) for a name longer than PostgreSQL keeps."""
+def long_name_among(name: str, long_names: frozenset[str] | set[str]) -> str:
+    """The long name among long_names (a statement's) whose short name is name, else name."""
+    return next((long for long in long_names if short_name(long) == name), name)
+
+
+def as_redshift_reads(statement: str, case: IdentifierCase, long_names: set[str] | None = None,
+                      quote: Callable[[str], str] = quote_ident) -> str | None:
+    """The statement with its quoted names folded to lower case (with the setting off) and its
+    names of 64 to 127 bytes written as their short names (each added to long_names), each
+    written by quote, or None when it needs no change. GrammarError (42622) for a name longer
+    than Redshift keeps."""
     tokens = scan(statement)
     kept = _role_names(tokens)
+    bodies = _bodies(tokens)
     edits = []
     for index, token in enumerate(tokens):
+        if index in bodies:
+            body = _body(token, case, long_names)
+            if body is not None:
+                edits.append((token.start, token.end, body))
+            continue
         if token.name not in ("IDENT", "UIDENT"):
             continue
         if token.name == "UIDENT" and index + 1 < len(tokens) and tokens[index + 1].word == "UESCAPE":
             continue  # U&"..." UESCAPE '!': read with its own escape, left as written
-        name = fold_identifier(token)
-        length = _length(token, name)
-        if length > MAX_NAME_BYTES:
+        name = written = _full_name(token)
+        quoted = token.text.startswith('"') or token.name == "UIDENT"
+        if quoted and not case.sensitive and index not in kept:
+            name = "".join(c.lower() if "A" <= c <= "Z" else c for c in name)  # as PostgreSQL folds unquoted names
+        length = len(name.encode("utf-8"))
+        if length > MAX_REDSHIFT_NAME_BYTES:
             raise GrammarError(
                 f'identifier "{name[:MAX_NAME_BYTES]}..." is {length} bytes long, more than '
-                f"the {MAX_NAME_BYTES} bytes shiftguard keeps", NAME_TOO_LONG,
-                hint=f"Amazon Redshift keeps names of up to 127 bytes; PostgreSQL, which shiftguard runs on, "
-                     f"cuts them to {MAX_NAME_BYTES}, where two names could become one. Use a shorter name.")
-        if case.sensitive or index in kept or not (token.text.startswith('"') or token.name == "UIDENT"):
-            continue
-        folded = "".join(c.lower() if "A" <= c <= "Z" else c for c in name)  # as PostgreSQL folds unquoted names
-        if folded != name:
-            edits.append((token.start, token.end, quote_ident(folded)))
+                f"the {MAX_REDSHIFT_NAME_BYTES} bytes Amazon Redshift allows", NAME_TOO_LONG,
+                hint=f"Names are 1 to {MAX_REDSHIFT_NAME_BYTES} bytes long. Use a shorter name.")
+        if length > MAX_NAME_BYTES:
+            if long_names is not None:
+                long_names.add(name)
+            edits.append((token.start, token.end, quote(short_name(name))))
+        elif name != written:
+            edits.append((token.start, token.end, quote(name)))
     if not edits:
         return None
     pieces, cursor = [], 0
@@ -156,17 +207,65 @@ def as_redshift_reads(statement: str, case: IdentifierCase) -> str | None:
     return "".join(pieces) + statement[cursor:]
 
 
-def _length(token: Token, name: str) -> int:
-    """The name's length in bytes as written: fold_identifier reads U&"..." with PostgreSQL's
-    parser, which has cut it to 63 bytes already, so a long one is read again as a string."""
+# Languages whose routine bodies PostgreSQL's scanner reads (plpgsql uses it too).
+_SQL_LANGUAGES = ("plpgsql", "sql")
+
+
+def _bodies(tokens: list[Token]) -> set[int]:
+    """Indexes of the string constants that are code in SQL or PL/pgSQL: the body of CREATE
+    FUNCTION or PROCEDURE (the constant after a top-level AS) and of DO, in either language."""
+    words = [t.word for t in tokens[:5]]
+    routine = words[:1] == ["CREATE"] and ("FUNCTION" in words or "PROCEDURE" in words)
+    if not routine and words[:1] != ["DO"]:
+        return set()
+    found, depth = set(), 0
+    for index, token in enumerate(tokens):
+        if token.kind == "NO_KEYWORD" and token.text in ("(", ")"):
+            depth += 1 if token.text == "(" else -1
+        elif token.word == "LANGUAGE" and index + 1 < len(tokens) \
+                and fold_identifier(tokens[index + 1]).lower().strip("'") not in _SQL_LANGUAGES:
+            return set()
+        elif token.name == "SCONST" and depth == 0 and (routine and tokens[index - 1].word == "AS" or not routine):
+            found.add(index)
+    return found
+
+
+def _body(token: Token, case: IdentifierCase, long_names: set[str] | None) -> str | None:
+    """A routine body holding a name of 64 to 127 bytes, as Redshift reads its names (with the
+    statement's: a parameter named so outside is the same name inside), as a constant; None
+    for one without (left as written, its quoted names too) or one the scanner cannot read
+    (PostgreSQL will say what is wrong with it). GrammarError (42622) for a name longer than
+    Redshift keeps."""
+    body = string_value(token)
+    raw = body.encode("utf-8")
+    if not may_rewrite(raw, b"", IdentifierCase(True)):  # its shortcuts for long names only
+        return None
+    found: set[str] = set()
+    try:
+        rewritten = as_redshift_reads(body, case, found, quoted_name)  # PL/pgSQL reads no U&"..."
+    except GrammarError as exc:
+        if exc.sqlstate == NAME_TOO_LONG:
+            raise
+        return None
+    if not found:
+        return None
+    if long_names is not None:
+        long_names.update(found)
+    return sql_literal(rewritten)
+
+
+def _full_name(token: Token) -> str:
+    """The name as written, whole: fold_identifier reads U&"..." with PostgreSQL's parser,
+    which has cut it to 63 bytes already, so a long one is read again as a string."""
+    name = fold_identifier(token)
     if token.name != "UIDENT" or len(name.encode("utf-8")) < MAX_NAME_BYTES - 3:
-        return len(name.encode("utf-8"))
+        return name
     body = token.text[3:-1].replace('""', '"').replace("'", "''")
     try:
         (statement,) = parser.parse_sql(f"SELECT U&'{body}'")
     except parser.ParseError:
-        return len(name.encode("utf-8"))  # fold_identifier read it; PostgreSQL will too
-    return len(statement.stmt.targetList[0].val.val.sval.encode("utf-8"))
+        return name  # fold_identifier read it; PostgreSQL will too
+    return statement.stmt.targetList[0].val.val.sval
 
 
 def _role_names(tokens: list[Token]) -> set[int]:

@@ -81,6 +81,9 @@ class Plan:
     # The SQL may rename, move, alter or drop relations, columns, schemas or domains: what the
     # proxy knows of result columns' sources (catalog/sources.py) is forgotten when it runs.
     alters: bool = False
+    # The names of 64 to 127 bytes the SQL holds, sent as their short names: the map back
+    # (catalog/long_names.sql) is told of them before the SQL runs.
+    long_names: frozenset[str] = frozenset()
 
 
 PASS = Plan()
@@ -364,6 +367,7 @@ def _classify_text(sql: bytes, translator: Translator, standard_strings: bool, u
     actions = []
     cacheable = True
     case_after = None
+    long_names: set[str] = set()
     for index, (start, end) in enumerate(spans):
         volatile = translator.volatile
         try:
@@ -374,7 +378,7 @@ def _classify_text(sql: bytes, translator: Translator, standard_strings: bool, u
                 translator = translator.with_identifier_case(case_after)  # for the statements after it
                 result = (replacement, tag, True) if replacement is not None else None
             if result is None:
-                result = classify_statement(text[start:end], translator, standard_strings, user)
+                result = classify_statement(text[start:end], translator, standard_strings, user, long_names)
         except GrammarError as exc:  # from a rewrite's parse (tokens.parse_tree: its budget)
             result = Denial(exc.sqlstate, str(exc), hint=exc.hint)
         except RecursionError:
@@ -397,8 +401,8 @@ def _classify_text(sql: bytes, translator: Translator, standard_strings: bool, u
         else:
             actions.append(Action(index, start, end, sql=sent, tag=tag))
             cacheable = cacheable and keep
-    if case_after is not None:
-        return Plan(tuple(actions), cacheable, rewritten, case_after)
+    if case_after is not None or long_names:
+        return Plan(tuple(actions), cacheable, rewritten, case_after, long_names=frozenset(long_names))
     return Plan(tuple(actions), cacheable, rewritten) if actions or rewritten else PASS
 
 
@@ -441,24 +445,27 @@ Result = Denial | tuple[str, bytes | None, bool] | None
 
 
 def classify_statement(statement: str, translator: Translator, standard_strings: bool = True,
-                       user: str | None = None) -> Result:
+                       user: str | None = None, long_names: set[str] | None = None) -> Result:
     """Redshift's names first (quoted names folded unless enable_case_sensitive_identifier is
-    on, names too long for PostgreSQL refused: policy/identifiers.py), then Redshift's dialect
-    (so the decisions below see what will execute), then the rules.
+    on, names of 64 to 127 bytes written as their short names and added to long_names, longer
+    ones refused: policy/identifiers.py), then Redshift's dialect (so the decisions below see
+    what will execute), then the rules.
     standard_strings: the session's standard_conforming_strings (statement itself is written to
     read the same under either; a string value read as SQL, UNLOAD's query, is not)."""
     if translator.dialect:
         try:
-            folded = identifiers.as_redshift_reads(statement, translator.identifier_case)
+            folded = identifiers.as_redshift_reads(statement, translator.identifier_case, long_names)
         except GrammarError as exc:
             return Denial(exc.sqlstate, str(exc), hint=exc.hint)
         if folded is not None:
-            result = _classify_redshift(folded, translator, standard_strings, user)
+            result = _classify_redshift(folded, translator, standard_strings, user,
+                                        frozenset(long_names) if long_names else frozenset())
             return (folded, None, True) if result is None else result
     return _classify_redshift(statement, translator, standard_strings, user)
 
 
-def _classify_redshift(statement: str, translator: Translator, standard_strings: bool, user: str | None) -> Result:
+def _classify_redshift(statement: str, translator: Translator, standard_strings: bool, user: str | None,
+                       long_names: frozenset[str] = frozenset()) -> Result:
     if statement[:6].lower() == "vacuum":  # a shortcut only: the grammar is in privileges.vacuum_call
         try:
             vacuum = privileges.vacuum_call(scan(statement))
@@ -479,7 +486,7 @@ def _classify_redshift(statement: str, translator: Translator, standard_strings:
             return Denial(exc.sqlstate, str(exc), hint=exc.hint)
         if rewritten is not None:
             return _dialect_result(rewritten, translator)
-    return _classify(statement, translator)
+    return _classify(statement, translator, long_names)
 
 
 def _dialect_result(rewritten: dialect.Rewritten, translator: Translator) -> Result:
@@ -524,12 +531,12 @@ def _dialect_result(rewritten: dialect.Rewritten, translator: Translator) -> Res
     return rewritten.sql, rewritten.tag, True
 
 
-def _classify(statement: str, translator: Translator) -> Result:
+def _classify(statement: str, translator: Translator, long_names: frozenset[str] = frozenset()) -> Result:
     try:
         tokens = scan(statement)
         words = [t.word for t in tokens[:2]]
         if words[1:2] == ["USER"] and words[0] in _USER_STATEMENTS:
-            return _USER_STATEMENTS[words[0]](Cursor(tokens[2:]), translator)
+            return _USER_STATEMENTS[words[0]](Cursor(tokens[2:]), translator, long_names)
         if words[1:2] == ["GROUP"] and words[0] in _GROUP_STATEMENTS:
             return _GROUP_STATEMENTS[words[0]](Cursor(tokens[2:]))
         if words[1:2] == ["ROLE"] and words[0] in _ROLE_STATEMENTS:
@@ -684,21 +691,21 @@ def _identity_provider_statement(statement: str, translator: Translator) -> Resu
 # --------------------------------------------------------------------------- Redshift users
 
 
-def _create_user(cursor: Cursor, translator: Translator) -> Result:
-    name, spec = parse_create_user(cursor)
+def _create_user(cursor: Cursor, translator: Translator, long_names: frozenset[str]) -> Result:
+    name, spec = parse_create_user(cursor, long_names)
     options = spec.as_json(translator.backend_verifier, name, creating=True)
     return (f"CALL shiftguard.create_user({sql_literal(name)}, {sql_literal(options)}::jsonb)",
             b"CREATE USER", False)
 
 
-def _alter_user(cursor: Cursor, translator: Translator) -> Result:
-    name, spec = parse_alter_user(cursor)
+def _alter_user(cursor: Cursor, translator: Translator, long_names: frozenset[str]) -> Result:
+    name, spec = parse_alter_user(cursor, long_names)
     changes = spec.as_json(translator.backend_verifier, name, creating=False)
     return (f"CALL shiftguard.alter_user({sql_literal(name)}, {sql_literal(changes)}::jsonb)",
             b"ALTER USER", False)
 
 
-def _drop_user(cursor: Cursor, translator: Translator) -> Result:
+def _drop_user(cursor: Cursor, translator: Translator, long_names: frozenset[str]) -> Result:
     names, missing_ok = parse_drop_user(cursor)
     array = ", ".join(sql_literal(n) for n in names)
     return (f"CALL shiftguard.drop_users(ARRAY[{array}]::text[], {'true' if missing_ok else 'false'})",

@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from ..protocol import sqlstate
 from ..protocol.auth import redshift_md5, scram_verifier
 from . import encoding
+from .identifiers import long_name_among
 from .tokens import Cursor, GrammarError, fold_identifier, string_value
 
-# PostgreSQL truncates names at 63 bytes (NAMEDATALEN); Redshift allows 127. A longer name
-# cannot be a PostgreSQL role, so it is refused rather than silently shortened.
+# PostgreSQL truncates names at 63 bytes (NAMEDATALEN); Redshift allows 127, which reach here as
+# their short names (policy/identifiers.py). A longer one cannot be a role: refused, not cut.
 MAX_NAME_BYTES = 63
 SESSION_TIMEOUT_RANGE = (60, 1_728_000)
 _FORBIDDEN_PASSWORD_CHARS = set("'\"\\/@")
@@ -255,27 +256,30 @@ def _check_combination(spec: UserSpec, *, creating: bool) -> None:
         raise GrammarError("RENAME TO cannot be combined with other options")
 
 
-def parse_create_user(cursor: Cursor) -> tuple[str, UserSpec]:
-    """CREATE USER name [WITH] PASSWORD ... [option ...] (CREATE USER already consumed)."""
+def parse_create_user(cursor: Cursor, long_names: frozenset[str] = frozenset()) -> tuple[str, UserSpec]:
+    """CREATE USER name [WITH] PASSWORD ... [option ...] (CREATE USER already consumed). A
+    password's MD5 is salted with the name the user logs in with: a long name (one of
+    long_names, the statement's), not the short one the role has."""
     name = cursor.name("user name")
     check_user_name(name)
     cursor.accept("WITH")
     spec = UserSpec()
     while not cursor.at_end():
-        _option(cursor, spec, name, altering=False)
+        _option(cursor, spec, long_name_among(name, long_names), altering=False)
     _check_combination(spec, creating=True)
     return name, spec
 
 
-def parse_alter_user(cursor: Cursor) -> tuple[str, UserSpec]:
-    """ALTER USER name [WITH] option [[,] option ...] (ALTER USER already consumed)."""
+def parse_alter_user(cursor: Cursor, long_names: frozenset[str] = frozenset()) -> tuple[str, UserSpec]:
+    """ALTER USER name [WITH] option [[,] option ...] (ALTER USER already consumed; long_names
+    as parse_create_user's)."""
     name = cursor.name("user name")
     cursor.accept("WITH")
     spec = UserSpec()
     if cursor.at_end():
         raise GrammarError("ALTER USER needs an option")
     while not cursor.at_end():
-        _option(cursor, spec, name, altering=True)
+        _option(cursor, spec, long_name_among(name, long_names), altering=True)
         cursor.accept_symbol(",")  # UNVERIFIED whether Redshift separates options by commas; both read
     _check_combination(spec, creating=False)
     return name, spec

@@ -67,6 +67,19 @@ def with_sources(body: bytes, sources: Mapping[tuple[int, int], Source], catalog
     return bytes(out)
 
 
+def with_names(body: bytes, names: Mapping[bytes, bytes]) -> bytes:
+    """The RowDescription body with each field that names holds a name for renamed (a long
+    name for its short one: policy/identifiers.py); body itself when none is."""
+    out, pos, renamed = bytearray(body[:2]), 2, False
+    for fixed in _fields(body):
+        name = body[pos:fixed - 1]
+        shown = names.get(name, name)
+        renamed = renamed or shown is not name
+        out += shown + b"\0" + body[fixed:fixed + _FIXED]
+        pos = fixed + _FIXED
+    return bytes(out) if renamed else body
+
+
 def _fields(body: bytes):
     """Where each field's 18 fixed bytes start (after its name), checked to be there."""
     if len(body) < 2:

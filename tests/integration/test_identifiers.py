@@ -1,14 +1,17 @@
 """Redshift's names through the proxy, with psycopg and AWS's redshift_connector: quoted names fold
 to lower case unless enable_case_sensitive_identifier is on (SET, RESET, SHOW, the cluster's
 parameter group), result columns named as Redshift names them, user names keeping their case,
-folding never reaching a table the folded name cannot; names over PostgreSQL's 63 bytes
-refused instead of cut; IDENTITY(0, 1) and IDENTITY columns as nullable as Redshift reports."""
+folding never reaching a table the folded name cannot; names of 64 to 127 bytes (PostgreSQL keeps
+63) kept apart and shown whole, longer ones refused; IDENTITY(0, 1) and IDENTITY columns as
+nullable as Redshift reports."""
 
 from __future__ import annotations
 
 import psycopg
 import pytest
 import redshift_connector
+
+from proxy.config import Audit
 
 from ..conftest import ADMIN, ADMIN_PASSWORD, USER_PASSWORD, unique, wait_for
 from .test_cluster_api import client, connect as cluster_admin, own_cluster
@@ -142,23 +145,100 @@ def test_the_parameter_group_sets_each_new_sessions_case(make_proxy):
         assert conn.execute('SELECT 1 AS "Foo"').description[0].name == "Foo"
 
 
+def names_alike(stem: str) -> tuple[str, str, str]:
+    """Names of 70, 127 and 128 bytes whose first 63 bytes are the same (PostgreSQL would cut
+    all three to one)."""
+    base = stem + "好" * ((63 - len(stem)) // 3)
+    base += "x" * (63 - len(base.encode()))
+    return base + " parent", base + "y" * 64, base + "z" * 65
+
+
+def error_of(info) -> tuple[str, str]:
+    error = info.value
+    if isinstance(error, psycopg.Error):
+        return error.sqlstate, str(error)
+    return error.args[0]["C"], error.args[0]["M"]
+
+
 @pytest.mark.parametrize("driver", ["psycopg", "redshift_connector"])
-def test_names_longer_than_postgresql_keeps_are_refused_not_cut(proxy, postgres, driver):
-    stem = unique("long")
-    keeps, cut = stem + "x" * (63 - len(stem)), stem + "x" * (64 - len(stem))
+def test_names_of_64_to_127_bytes_are_distinct_and_shown_whole(proxy, postgres, driver):
+    long, longest, too_long = names_alike(unique("Long"))
+    long, longest = long.lower(), longest.lower()  # quoted names fold (enable_case_sensitive_identifier off)
+    assert (len(long.encode()), len(longest.encode()), len(too_long.encode())) == (70, 127, 128)
     with (proxy.connect() if driver == "psycopg" else rsc(proxy)) as conn:
-        run = conn.execute if driver == "psycopg" else conn.cursor().execute
-        run(f"CREATE TABLE {keeps} (a int)")
-        for statement in (f"CREATE TABLE {cut} (a int)", f'SELECT * FROM "{cut}"', f"SELECT 1 AS {cut}",
-                          f"CREATE TABLE {stem}_b ({'c' * 64} int)"):
-            with pytest.raises((psycopg.Error, redshift_connector.ProgrammingError)) as info:
-                run(statement)
-            error = info.value
-            code, message = (error.sqlstate, str(error)) if driver == "psycopg" else (error.args[0]["C"],
-                                                                                      error.args[0]["M"])
-            assert code == "42622" and "64 bytes long" in message and "63 bytes" in message
-        run(f"DROP TABLE {keeps}")
-    assert relations(postgres, stem) == []                            # nothing cut into being
+        cursor = conn if driver == "psycopg" else conn.cursor()
+
+        def rows(sql: str) -> list:
+            return [tuple(row) for row in cursor.execute(sql).fetchall()]
+
+        cursor.execute(f'CREATE SCHEMA "{long}"')
+        cursor.execute(f'CREATE SCHEMA "{longest.upper()}"')       # folds, as any quoted name
+        try:
+            cursor.execute(f'CREATE TABLE "{long}"."{long}" ("{long}" int, "{longest}" int)')
+            cursor.execute(f'CREATE TABLE "{long}"."{longest}" ("{long}" int PRIMARY KEY)')
+            cursor.execute(f'INSERT INTO "{long}"."{long}" VALUES (1, 2)')
+            selected = cursor.execute(f'SELECT "{longest}", "{long}" FROM "{long}"."{long}"')
+            assert [tuple(row) for row in selected.fetchall()] == [(2, 1)]
+            assert [column[0] for column in selected.description] == [longest, long]  # named as written
+            assert rows(f'SELECT * FROM "{long}"."{longest}"') == []  # another table
+            with postgres.connect() as direct:                        # two schemas, neither cut
+                assert direct.execute("SELECT count(*) FROM pg_namespace WHERE nspname LIKE %s",
+                                      (long[:20] + "%",)).fetchone() == (2,)
+            schemas = rows(f"SHOW SCHEMAS FROM DATABASE dev LIKE '{long[:20]}%'")
+            assert sorted(row[1] for row in schemas) == sorted([long, longest])
+            tables = rows(f'SHOW TABLES FROM SCHEMA dev."{long}"')
+            assert sorted(row[2] for row in tables) == sorted([long, longest])
+            assert [row[2] for row in rows(f"SHOW TABLES FROM SCHEMA dev.\"{long}\" LIKE '%y'")] == [longest]
+            columns = rows(f'SHOW COLUMNS FROM TABLE dev."{long}"."{long}"')
+            assert [(row[1], row[2], row[3]) for row in columns] == [(long, long, long), (long, long, longest)]
+            assert [row[3] for row in rows(f"SHOW COLUMNS FROM TABLE dev.\"{long}\".\"{long}\" "
+                                           f"LIKE '%parent'")] == [long]
+            keys = rows(f'SHOW CONSTRAINTS PRIMARY KEYS FROM TABLE dev."{long}"."{longest}"')
+            assert [(row[1], row[2], row[3]) for row in keys] == [(long, longest, long)]
+            cursor.execute(f'CREATE PROCEDURE "{long}"."{longest}"("{long}" OUT int) AS $$ '
+                           f'BEGIN "{long}" := 7; END; $$ LANGUAGE plpgsql')   # the same name in its body
+            assert rows(f'CALL "{long}"."{longest}"(NULL)') == [(7,)]
+            assert [row[2] for row in rows(f'SHOW PROCEDURES FROM SCHEMA dev."{long}"')] == [longest]
+            assert rows(f"SELECT table_name FROM svv_all_tables WHERE schema_name = '{long}' "
+                        f"ORDER BY 1") == sorted([(long,), (longest,)])
+            for statement in (f'CREATE TABLE "{too_long}" (a int)', f'SELECT 1 AS "{too_long}"'):
+                with pytest.raises((psycopg.Error, redshift_connector.ProgrammingError)) as info:
+                    cursor.execute(statement)
+                code, message = error_of(info)
+                assert code == "42622" and "128 bytes long" in message and "127 bytes" in message
+        finally:
+            cursor.execute(f'DROP SCHEMA "{long}" CASCADE')
+            cursor.execute(f'DROP SCHEMA "{longest}" CASCADE')
+
+
+def test_a_user_with_a_long_name_logs_in_with_it(make_proxy, tmp_path):
+    proxy = make_proxy(audit=Audit(dir=str(tmp_path), user_activity=True))
+    name, other, _ = names_alike(unique("Ann"))
+    t = unique("t")
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE USER \"{name}\" PASSWORD '{USER_PASSWORD}'")   # user names keep their case
+        admin.execute(f"CREATE TABLE {t} (x int)")
+        admin.execute(f'GRANT SELECT ON {t} TO "{name}"')
+    try:
+        with proxy.connect(name, USER_PASSWORD) as conn:               # SCRAM
+            assert conn.execute(f"SELECT count(*) FROM {t}").fetchone() == (0,)
+        with rsc(proxy, name, USER_PASSWORD) as conn:                   # MD5, salted with the long name
+            cursor = conn.cursor()
+            cursor.execute(f"SELECT count(*) FROM {t}")
+            assert cursor.fetchall() == ([0],)
+            assert name in [row[6] for row in cursor.execute(f"SHOW GRANTS ON TABLE dev.public.{t}").fetchall()]
+        with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+            proxy.connect(other, USER_PASSWORD)                         # the same first 63 bytes: no one
+        def logged(log: str) -> str:  # the audit writer makes each file when it first writes it
+            return (tmp_path / log).read_text() if (tmp_path / log).exists() else ""
+
+        assert wait_for(lambda: any(name in line and f"FROM {t}" in line for line in
+                                    logged("useractivitylog").splitlines()))
+        assert wait_for(lambda: name in logged("connectionlog"))
+    finally:
+        with proxy.connect() as admin:
+            admin.execute(f"DROP TABLE {t}")
+            admin.execute(f'DROP USER "{name}"')
 
 
 def test_identity_seeds_and_nullability_as_redshift_reports_them(proxy):

@@ -8,7 +8,7 @@ import struct
 import pytest
 
 from proxy.protocol.messages import ProtocolViolation
-from proxy.protocol.result_metadata import EXPRESSION, Source, column_keys, with_sources
+from proxy.protocol.result_metadata import EXPRESSION, Source, column_keys, with_names, with_sources
 
 
 def field(name: bytes, table: int, column: int) -> bytes:
@@ -31,3 +31,10 @@ def test_each_field_gets_its_names_and_flags():
 def test_malformed_descriptions_are_refused(body):
     with pytest.raises(ProtocolViolation):
         column_keys(body)
+
+
+def test_fields_named_by_a_short_name_get_the_long_one():
+    long = "l" * 70
+    names = {b"two": long.encode()}
+    assert with_names(BODY, names) == struct.pack("!h", 2) + field(b"id", 16400, 1) + field(long.encode(), 0, 0)
+    assert with_names(BODY, {b"other": b"x"}) is BODY

@@ -993,8 +993,11 @@ class Relay:
     def _bind(self, portal: bytes, statement: bytes, body: bytes) -> bytes | None:
         """Note what the portal runs; the Bind's body to send instead, if its values must change."""
         tag = self._statement_tags.get(statement)
+        changed = None
         if tag is not None:
             self._portal_tags[portal] = tag
+            if tag == b"SHOW" and (unmatchable := rt.bind_unmatchable(body)) != body:
+                changed = body = unmatchable  # a name or pattern holding a NUL
         else:
             self._portal_tags.pop(portal, None)
         if self._statement_log is not None:
@@ -1004,13 +1007,13 @@ class Relay:
             else:
                 self._portal_sql.pop(portal, None)
         if self._types is None or not self._types_watched():
-            return None
+            return changed
         self._portal_statements[portal] = statement
         self._portal_columns.pop(portal, None)
         columns = self._statement_columns.get(statement)
         texts = rt.bind_text_results(body, columns) if columns and self._types.binary else None
         intervals = self._statement_intervals.get(statement)
-        return rt.bind_intervals(texts or body, intervals) if intervals else texts
+        return rt.bind_intervals(texts or body, intervals) if intervals else texts or changed
 
     def _execute(self, portal: bytes) -> _Work | None:
         tag = self._portal_tags.get(portal)

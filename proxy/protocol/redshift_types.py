@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import re
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .messages import ProtocolViolation, read_cstring
@@ -179,6 +180,33 @@ def bind_intervals(body: bytes, intervals: dict[int, int]) -> bytes:
     """A Bind whose binary values of Redshift's interval types are PostgreSQL's 16-byte
     intervals: months (4 bytes) for YEAR TO MONTH, microseconds (8 bytes) for DAY TO SECOND.
     A value of another size is left for PostgreSQL to refuse."""
+    def interval(index: int, binary: bool, value: bytes) -> bytes | None:
+        kind = intervals.get(index)
+        if binary and kind == INTERVAL_Y2M and len(value) == 4:
+            return _INTERVAL.pack(0, 0, _I32.unpack(value)[0])
+        if binary and kind == INTERVAL_D2S and len(value) == 8:
+            return _INTERVAL.pack(struct.unpack("!q", value)[0], 0, 0)
+        return None
+    return _bind_values(body, interval)
+
+
+# What a name or pattern holding a NUL byte is sent as: no name is 128 bytes long (Redshift keeps
+# 127; PostgreSQL's text cannot hold the NUL, so the value itself could not be sent).
+UNMATCHABLE_NAME = b"\x01" * 128
+
+
+def bind_unmatchable(body: bytes) -> bytes:
+    """A Bind of a SHOW command's names and patterns (all text) in which a value holding a NUL
+    byte is one that matches no name: a name cannot hold a NUL, so Redshift finds none
+    (UNVERIFIED: AWS's driver tests expect no rows), where PostgreSQL would refuse the value."""
+    def unmatchable(_index: int, binary: bool, value: bytes) -> bytes | None:
+        return UNMATCHABLE_NAME if not binary and b"\0" in value else None
+    return _bind_values(body, unmatchable)
+
+
+def _bind_values(body: bytes, change: Callable[[int, bool, bytes], bytes | None]) -> bytes:
+    """A Bind with each value change(index, binary, value) returns instead of it (NULLs are
+    left as they are)."""
     _portal, pos = read_cstring(body, 0)
     _statement, pos = read_cstring(body, pos)
     try:
@@ -195,18 +223,12 @@ def bind_intervals(body: bytes, intervals: dict[int, int]) -> bytes:
             raise ProtocolViolation("malformed Bind message")
         length = _I32.unpack_from(body, pos)[0]
         end = pos + 4 + max(length, 0)
-        value = body[pos + 4:end]
         binary = (formats[0] if nformats == 1 else formats[index] if index < nformats else 0) == 1
-        kind = intervals.get(index)
-        if binary and kind == INTERVAL_Y2M and length == 4:
-            value = _INTERVAL.pack(0, 0, _I32.unpack(value)[0])
-        elif binary and kind == INTERVAL_D2S and length == 8:
-            value = _INTERVAL.pack(struct.unpack("!q", value)[0], 0, 0)
-        else:
+        value = change(index, binary, body[pos + 4:end]) if length >= 0 else None
+        if value is None:
             out += body[pos:end]
-            pos = end
-            continue
-        out += _I32.pack(len(value)) + value
+        else:
+            out += _I32.pack(len(value)) + value
         pos = end
     out += body[pos:]
     return bytes(out)

@@ -373,3 +373,20 @@ def test_another_database_is_read_only_through_the_show_functions(proxy, other_d
             f"SELECT * FROM shiftguard.show_tables('{other}', 'far', NULL)").fetchall()] == ["open"]
     with proxy.connect(dbname=other) as admin:
         assert admin.execute("SELECT to_regclass('far.planted')").fetchone() == (None,)
+
+
+def test_a_name_or_pattern_holding_a_nul_finds_nothing(objects):
+    """A bound name or LIKE pattern of a SHOW command holding a NUL byte (AWS's driver tests
+    send control characters) finds no object, as no name holds one: no rows, where PostgreSQL
+    would refuse the value (22021). Values without one are as they were."""
+    proxy, me, schema, _closed = objects
+    with driver(proxy, me) as conn:
+        cursor = conn.cursor()
+        assert list(cursor.get_schemas(None, schema + "\0")) == []
+        assert list(cursor.get_tables(None, schema, "se\0en")) == []
+        assert list(cursor.get_columns(None, schema, "seen", "i\0d")) == []
+        assert [row[2] for row in cursor.get_tables(None, schema, "seen")] == ["seen"]
+        cursor.execute(f"SHOW TABLES FROM SCHEMA dev.{schema} LIKE %s", ("se\0%",))
+        assert list(cursor.fetchall()) == []
+        with pytest.raises(redshift_connector.ProgrammingError, match="22021"):  # elsewhere PostgreSQL's answer
+            cursor.execute("SELECT %s::text", ("a\0b",))

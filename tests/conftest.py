@@ -216,6 +216,12 @@ def server_directory(files: dict[str, str] | None = None) -> Path:
     return directory
 
 
+def installed_by_an_older_version(direct: psycopg.Connection) -> None:
+    """The cluster database's catalog as another version of shiftguard left it, as far as a
+    start can tell: the next start installs it again (an unchanged one is left as it is)."""
+    direct.execute("DELETE FROM shiftguard.settings WHERE name = 'cluster_installed'")
+
+
 def unique(prefix: str = "t") -> str:
     return f"{prefix}_{uuid.uuid4().hex[:10]}"
 

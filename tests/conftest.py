@@ -119,17 +119,18 @@ def proxy_config(data_dir: Path, **changes) -> Config:
 
 
 @pytest.fixture
-def make_proxy(postgres, tmp_path):
+def make_proxy(postgres, tmp_path, initdb_cache):
     """make_proxy(tls__require_ssl=True, limits__auth_timeout=1.0, ...) -> a started proxy that
     treats the suite's PostgreSQL as its own embedded server; make_proxy(external=True, ...)
-    fronts it as an external backend through its DSN instead."""
+    fronts it as an external backend through its DSN instead. The clusters its CreateCluster
+    makes copy the suite's initdb."""
     started: list[RunningProxy] = []
 
     def make(external: bool = False, **changes) -> RunningProxy:
         if external:
             changes["backend__dsn"] = postgres.dsn
         config = proxy_config(tmp_path / f"proxy{len(started)}", **changes)
-        proxy = RunningProxy(config, None if external else postgres.target)
+        proxy = RunningProxy(config, None if external else postgres.target, initdb_cache=initdb_cache)
         started.append(proxy.start())
         return proxy
 

@@ -866,23 +866,22 @@ _SPATIAL_FUNCTIONS = (
 # functions behind PostGIS's casts and operators (PostgreSQL asks for EXECUTE on them as on any
 # call). Type input and output, index support, selectivity estimators and aggregates' state
 # functions are called without that question (an aggregate's by its owner's right).
-_SPATIAL_GRANTED = """
-    SELECT p.oid::regprocedure::text AS name FROM pg_depend d JOIN pg_proc p ON p.oid = d.objid
+_SPATIAL_WHO_MAY = """
+    (p.proname = ANY($1::text[]) AND NOT (p.proname = 'st_transform' AND 'text'::regtype = ANY(p.proargtypes))
+     OR EXISTS (SELECT FROM pg_cast c WHERE c.castfunc = p.oid)
+     OR EXISTS (SELECT FROM pg_operator o WHERE o.oprcode::oid = p.oid))"""
+_POSTGIS_FUNCTIONS = """
+    FROM pg_depend d JOIN pg_proc p ON p.oid = d.objid
      WHERE d.classid = 'pg_proc'::regclass AND d.deptype = 'e'
-       AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'postgis')
-       AND (p.proname = ANY($1::text[]) AND NOT (p.proname = 'st_transform' AND 'text'::regtype = ANY(p.proargtypes))
-            OR EXISTS (SELECT FROM pg_cast c WHERE c.castfunc = p.oid)
-            OR EXISTS (SELECT FROM pg_operator o WHERE o.oprcode::oid = p.oid))"""
-# What everyone may execute of PostGIS now, in _SPATIAL_GRANTED's order and form; NULL when
-# everyone may read a catalog view of it ($1: its schema).
-_SPATIAL_IN_FORCE = """
-    SELECT CASE WHEN NOT has_table_privilege('public', format('%I.geometry_columns', $1::text), 'SELECT')
-                 AND NOT has_table_privilege('public', format('%I.geography_columns', $1::text), 'SELECT')
-           THEN coalesce(array_agg(p.oid::regprocedure::text ORDER BY p.oid::regprocedure::text COLLATE "C"), '{}') END
-      FROM pg_depend d JOIN pg_proc p ON p.oid = d.objid
-     WHERE d.classid = 'pg_proc'::regclass AND d.deptype = 'e'
-       AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'postgis')
-       AND has_function_privilege('public', p.oid, 'EXECUTE')"""
+       AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'postgis')"""
+_SPATIAL_GRANTED = f"SELECT p.oid::regprocedure::text AS name {_POSTGIS_FUNCTIONS} AND {_SPATIAL_WHO_MAY}"
+# Is it so now: everyone may execute exactly those, and may not read PostGIS's catalog views
+# ($2: its schema)? One pass over PostGIS's functions, nothing printed.
+_SPATIAL_IN_FORCE = f"""
+    SELECT NOT has_table_privilege('public', format('%I.geometry_columns', $2::text), 'SELECT')
+       AND NOT has_table_privilege('public', format('%I.geography_columns', $2::text), 'SELECT')
+       AND NOT EXISTS (SELECT {_POSTGIS_FUNCTIONS}
+                          AND has_function_privilege('public', p.oid, 'EXECUTE') <> {_SPATIAL_WHO_MAY})"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -1199,9 +1198,9 @@ async def _spatial_privileges(conn: asyncpg.Connection) -> None:
     schema = await conn.fetchval(_POSTGIS_SCHEMA)
     if schema is None:
         return
-    granted = sorted(row["name"] for row in await conn.fetch(_SPATIAL_GRANTED, list(_SPATIAL_FUNCTIONS)))
-    if await conn.fetchval(_SPATIAL_IN_FORCE, schema) == granted:
+    if await conn.fetchval(_SPATIAL_IN_FORCE, list(_SPATIAL_FUNCTIONS), schema):
         return  # as it was left (most starts: rewriting ~750 functions' privileges costs ~40 ms a database)
+    granted = sorted(row["name"] for row in await conn.fetch(_SPATIAL_GRANTED, list(_SPATIAL_FUNCTIONS)))
     await _revoke_functions(conn, "postgis")
     await conn.execute(f"GRANT EXECUTE ON FUNCTION {', '.join(granted)} TO PUBLIC")
     await conn.execute(f"REVOKE ALL ON TABLE {schema}.geometry_columns, {schema}.geography_columns FROM PUBLIC")

@@ -19,6 +19,9 @@ from pathlib import Path
 import yaml
 
 DEFAULT_CONFIG_PATH = Path("config/shiftguard.yaml")
+# PyYAML's safe loader, with libyaml's parser where PyYAML was built with it (twenty times faster
+# on the shipped, commented configuration; the same safe constructor either way).
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 # The documented dev password for the admin user when SHIFTGUARD_ADMIN_PASSWORD is unset. With
 # it the proxy refuses to listen on anything but loopback addresses.
@@ -669,7 +672,7 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
     if path is not None or DEFAULT_CONFIG_PATH.is_file():
         file = Path(path) if path is not None else DEFAULT_CONFIG_PATH
         try:
-            loaded = yaml.safe_load(file.read_text())
+            loaded = yaml.load(file.read_text(), Loader=_SAFE_LOADER)
         except FileNotFoundError:
             raise ConfigError(f"config file not found: {file}") from None
         except yaml.YAMLError as exc:

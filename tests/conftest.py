@@ -119,17 +119,18 @@ def proxy_config(data_dir: Path, **changes) -> Config:
 
 
 @pytest.fixture
-def make_proxy(postgres, tmp_path):
+def make_proxy(postgres, tmp_path, initdb_cache):
     """make_proxy(tls__require_ssl=True, limits__auth_timeout=1.0, ...) -> a started proxy that
     treats the suite's PostgreSQL as its own embedded server; make_proxy(external=True, ...)
-    fronts it as an external backend through its DSN instead."""
+    fronts it as an external backend through its DSN instead. The clusters its CreateCluster
+    makes copy the suite's initdb."""
     started: list[RunningProxy] = []
 
     def make(external: bool = False, **changes) -> RunningProxy:
         if external:
             changes["backend__dsn"] = postgres.dsn
         config = proxy_config(tmp_path / f"proxy{len(started)}", **changes)
-        proxy = RunningProxy(config, None if external else postgres.target)
+        proxy = RunningProxy(config, None if external else postgres.target, initdb_cache=initdb_cache)
         started.append(proxy.start())
         return proxy
 
@@ -214,6 +215,12 @@ def server_directory(files: dict[str, str] | None = None) -> Path:
             os.chown(path, entry.pw_uid, entry.pw_gid)
     directory.chmod(0o755)
     return directory
+
+
+def installed_by_an_older_version(direct: psycopg.Connection) -> None:
+    """The cluster database's catalog as another version of shiftguard left it, as far as a
+    start can tell: the next start installs it again (an unchanged one is left as it is)."""
+    direct.execute("DELETE FROM shiftguard.settings WHERE name = 'cluster_installed'")
 
 
 def unique(prefix: str = "t") -> str:

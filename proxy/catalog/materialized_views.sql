@@ -367,5 +367,5 @@ CREATE OR REPLACE VIEW shiftguard.sys_query_detail WITH (security_barrier) AS
            NULL::bigint AS duration, NULL::text AS alert, NULL::bigint AS input_bytes, NULL::bigint AS input_rows,
            NULL::bigint AS output_bytes, NULL::bigint AS output_rows
       FROM shiftguard.table_writes w LEFT JOIN pg_class c ON c.oid = w.table_id
-     WHERE shiftguard.sees_all_rows() OR w.user_id = (SELECT oid FROM pg_roles WHERE rolname = session_user);
+     WHERE (SELECT shiftguard.sees_all_rows()) OR w.user_id = (SELECT oid FROM pg_roles WHERE rolname = session_user);
 GRANT SELECT ON shiftguard.sys_query_detail TO PUBLIC;

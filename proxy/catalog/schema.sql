@@ -1761,6 +1761,7 @@ CREATE OR REPLACE VIEW shiftguard.stl_userlog WITH (security_barrier) AS
 
 -- STL_QUERY holds finished statements (endtime set; aborted 1 when it failed or was canceled);
 -- SYS_QUERY_HISTORY also running ones. Both in Redshift's column order, the columns we have.
+-- (SELECT shiftguard.sees_all_rows()): asked once per query, not once per row of the log.
 DO $$ BEGIN  -- once, from the shape without status (a view's columns cannot be reordered in place)
     IF to_regclass('shiftguard.sys_query_history') IS NOT NULL AND NOT EXISTS (
             SELECT FROM pg_attribute WHERE attrelid = to_regclass('shiftguard.sys_query_history') AND attname = 'status') THEN
@@ -1771,14 +1772,14 @@ CREATE OR REPLACE VIEW shiftguard.stl_query WITH (security_barrier) AS
     SELECT userid, id::integer AS query, ''::text AS label, xid, pid, db::text AS database, sql::text AS querytxt,
            recordtime AS starttime, endtime, CASE WHEN status = 'success' THEN 0 ELSE 1 END AS aborted
       FROM shiftguard.query_log
-     WHERE endtime IS NOT NULL AND ("user" = session_user OR shiftguard.sees_all_rows());
+     WHERE endtime IS NOT NULL AND ("user" = session_user OR (SELECT shiftguard.sees_all_rows()));
 
 CREATE OR REPLACE VIEW shiftguard.sys_query_history WITH (security_barrier) AS
     SELECT userid AS user_id, id AS query_id, ''::text AS query_label, xid AS transaction_id, pid AS session_id,
            db::text AS database_name, status, recordtime AS start_time, endtime AS end_time,
            (extract(epoch FROM endtime - recordtime) * 1000000)::bigint AS elapsed_time,
            error_message::text AS error_message, sql::text AS query_text
-      FROM shiftguard.query_log WHERE "user" = session_user OR shiftguard.sees_all_rows();
+      FROM shiftguard.query_log WHERE "user" = session_user OR (SELECT shiftguard.sees_all_rows());
 
 -- STL_UNDONE: the transactions Redshift undid. PostgreSQL undoes none after they commit: no rows
 -- (redshift_connector's tpc_recover reads it).

@@ -872,23 +872,22 @@ _SPATIAL_FUNCTIONS = (
 # functions behind PostGIS's casts and operators (PostgreSQL asks for EXECUTE on them as on any
 # call). Type input and output, index support, selectivity estimators and aggregates' state
 # functions are called without that question (an aggregate's by its owner's right).
-_SPATIAL_GRANTED = """
-    SELECT p.oid::regprocedure::text AS name FROM pg_depend d JOIN pg_proc p ON p.oid = d.objid
+_SPATIAL_WHO_MAY = """
+    (p.proname = ANY($1::text[]) AND NOT (p.proname = 'st_transform' AND 'text'::regtype = ANY(p.proargtypes))
+     OR EXISTS (SELECT FROM pg_cast c WHERE c.castfunc = p.oid)
+     OR EXISTS (SELECT FROM pg_operator o WHERE o.oprcode::oid = p.oid))"""
+_POSTGIS_FUNCTIONS = """
+    FROM pg_depend d JOIN pg_proc p ON p.oid = d.objid
      WHERE d.classid = 'pg_proc'::regclass AND d.deptype = 'e'
-       AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'postgis')
-       AND (p.proname = ANY($1::text[]) AND NOT (p.proname = 'st_transform' AND 'text'::regtype = ANY(p.proargtypes))
-            OR EXISTS (SELECT FROM pg_cast c WHERE c.castfunc = p.oid)
-            OR EXISTS (SELECT FROM pg_operator o WHERE o.oprcode::oid = p.oid))"""
-# What everyone may execute of PostGIS now, in _SPATIAL_GRANTED's order and form; NULL when
-# everyone may read a catalog view of it ($1: its schema).
-_SPATIAL_IN_FORCE = """
-    SELECT CASE WHEN NOT has_table_privilege('public', format('%I.geometry_columns', $1::text), 'SELECT')
-                 AND NOT has_table_privilege('public', format('%I.geography_columns', $1::text), 'SELECT')
-           THEN coalesce(array_agg(p.oid::regprocedure::text ORDER BY p.oid::regprocedure::text COLLATE "C"), '{}') END
-      FROM pg_depend d JOIN pg_proc p ON p.oid = d.objid
-     WHERE d.classid = 'pg_proc'::regclass AND d.deptype = 'e'
-       AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'postgis')
-       AND has_function_privilege('public', p.oid, 'EXECUTE')"""
+       AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'postgis')"""
+_SPATIAL_GRANTED = f"SELECT p.oid::regprocedure::text AS name {_POSTGIS_FUNCTIONS} AND {_SPATIAL_WHO_MAY}"
+# Is it so now: everyone may execute exactly those, and may not read PostGIS's catalog views
+# ($2: its schema)? One pass over PostGIS's functions, nothing printed.
+_SPATIAL_IN_FORCE = f"""
+    SELECT NOT has_table_privilege('public', format('%I.geometry_columns', $2::text), 'SELECT')
+       AND NOT has_table_privilege('public', format('%I.geography_columns', $2::text), 'SELECT')
+       AND NOT EXISTS (SELECT {_POSTGIS_FUNCTIONS}
+                          AND has_function_privilege('public', p.oid, 'EXECUTE') <> {_SPATIAL_WHO_MAY})"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -918,10 +917,22 @@ class ClusterLink:
 
 async def _bootstrap(pool: asyncpg.Pool, superuser_mapping: str) -> tuple[bytes, bool]:
     """The private schema in the cluster database. Returns the backend secret and whether the
-    management role is a superuser (then Redshift's functions are installed too)."""
+    management role is a superuser (then Redshift's functions are installed too). The catalog's
+    SQL runs only when what it is made of differs from what was installed last (a new version
+    of shiftguard, another PostGIS); the warnings about what shiftguard refuses, and PostGIS's
+    privileges, are seen to at every start."""
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _BOOTSTRAP_LOCK)
         superuser = await conn.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+        if await _cluster_installed(conn, superuser):
+            await _warn_refused(conn)
+            if superuser:
+                await _spatial_privileges(conn)  # what a superuser granted or upgraded since
+            secret = await conn.fetchval("SELECT value FROM shiftguard.settings WHERE name = 'backend_secret'")
+            await conn.execute(
+                "INSERT INTO shiftguard.settings VALUES ('superuser_mapping', $1) "
+                "ON CONFLICT (name) DO UPDATE SET value = excluded.value", superuser_mapping)
+            return bytes.fromhex(secret), bool(superuser)
         await conn.execute(_sql("schema.sql"))
         await conn.execute(
             "INSERT INTO shiftguard.settings VALUES ('superuser_mapping', $1) "
@@ -933,8 +944,35 @@ async def _bootstrap(pool: asyncpg.Pool, superuser_mapping: str) -> tuple[bytes,
             "INSERT INTO shiftguard.settings VALUES ('backend_secret', $1) ON CONFLICT DO NOTHING",
             secrets.token_hex(32))
         secret = await conn.fetchval("SELECT value FROM shiftguard.settings WHERE name = 'backend_secret'")
-        await _install(conn, superuser)
+        if await _install(conn, superuser):
+            await conn.execute("INSERT INTO shiftguard.settings VALUES ('cluster_installed', $1) "
+                               "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                               await _cluster_digest(conn, superuser, bytes.fromhex(secret)))
     return bytes.fromhex(secret), bool(superuser)
+
+
+async def _cluster_digest(conn: asyncpg.Connection, superuser: bool, secret: bytes) -> str:
+    """What the cluster database's install is made of: the SQL, this module that runs it,
+    whether the management role is a superuser, the PostGIS there is to install and the one
+    installed (its schema and version). Keyed with the backend secret, as the other databases'."""
+    postgis = await conn.fetchrow(
+        f"SELECT ({_POSTGIS_AVAILABLE}) AS available, (SELECT format('%s %s', extnamespace::regnamespace, extversion) "
+        "FROM pg_extension WHERE extname = 'postgis') AS installed")
+    made_of = json.dumps([[_sql(name) for name in ("schema.sql", *_INSTALLED, *_SUPERUSER_INSTALLED, "spatial.sql",
+                                                    "store.py")], bool(superuser), list(postgis.values())])
+    return hmac.new(secret, made_of.encode(), hashlib.sha256).hexdigest()
+
+
+async def _cluster_installed(conn: asyncpg.Connection, superuser: bool) -> bool:
+    """Is the cluster database's install what this proxy would install?"""
+    if not await conn.fetchval("SELECT to_regclass('shiftguard.settings') IS NOT NULL"):
+        return False
+    stored = dict(await conn.fetch("SELECT name, value FROM shiftguard.settings "
+                                   "WHERE name IN ('backend_secret', 'cluster_installed')"))
+    if len(stored) < 2:
+        return False
+    digest = await _cluster_digest(conn, superuser, bytes.fromhex(stored["backend_secret"]))
+    return hmac.compare_digest(digest, stored["cluster_installed"])
 
 
 async def bootstrap_databases(pool: asyncpg.Pool, link: ClusterLink) -> list[str]:
@@ -1091,12 +1129,24 @@ async def _set_options(conn: asyncpg.Connection, what: str, current: list[str], 
         await conn.execute(f"ALTER {what} OPTIONS ({', '.join(changes)})")
 
 
-async def _install(conn: asyncpg.Connection, superuser: bool) -> None:
+async def _install(conn: asyncpg.Connection, superuser: bool) -> bool:
     """Everything after schema.sql, in the database conn is in: the other catalog files, and with
     a superuser management role Redshift's functions and COPY/UNLOAD's procedures; warnings about
-    what shiftguard refuses there."""
+    what shiftguard refuses there. False when PostGIS, which the server has, failed to install
+    (the next start tries again)."""
     for extra in _INSTALLED:
         await conn.execute(_sql(extra))
+    await _warn_refused(conn)
+    if superuser:
+        for name in _SUPERUSER_INSTALLED:
+            await conn.execute(_sql(name))
+        return await _install_postgis(conn, await conn.fetchval("SELECT current_database()"))
+    return True
+
+
+async def _warn_refused(conn: asyncpg.Connection) -> None:
+    """Log the objects of the database conn is in that shiftguard refuses now but were made
+    before it did (or around it)."""
     database = await conn.fetchval("SELECT current_database()")
     untrusted = await conn.fetch("SELECT shiftguard.untrusted_definitions() AS what LIMIT 21")
     if untrusted:
@@ -1108,13 +1158,9 @@ async def _install(conn: asyncpg.Connection, superuser: bool) -> None:
         log.warning("database %s: tables with row-level security on or masking attached that have code over their "
                     "rows (shiftguard refuses them now; drop them, or the code sees what RLS and masking hide): %s%s",
                     database, "; ".join(row["what"] for row in row_code[:20]), " ..." if len(row_code) > 20 else "")
-    if superuser:
-        for name in _SUPERUSER_INSTALLED:
-            await conn.execute(_sql(name))
-        await _install_postgis(conn, database)
 
 
-async def _install_postgis(conn: asyncpg.Connection, database: str) -> None:
+async def _install_postgis(conn: asyncpg.Connection, database: str) -> bool:
     """PostGIS in pg_catalog, where the backing PostgreSQL has it, and Redshift's spellings of
     its functions (spatial.sql): GEOMETRY, GEOGRAPHY and the ST_ functions then resolve in
     every session whatever its search_path, as Redshift's built-ins do. Not in public: there
@@ -1125,9 +1171,9 @@ async def _install_postgis(conn: asyncpg.Connection, database: str) -> None:
     write, shiftguard's pinned search_path finds nothing a user made. (Tables there need
     allow_system_table_mods, for PostGIS's spatial_ref_sys: set for this statement only.)
     A PostGIS a superuser installed elsewhere stays where it is, without Redshift's OIDs on
-    the wire or these functions (docs/differences-from-redshift.md)."""
+    the wire or these functions (docs/differences-from-redshift.md). False when it failed."""
     if await conn.fetchval(_POSTGIS_AVAILABLE) is None:
-        return
+        return True
     schema = await conn.fetchval(_POSTGIS_SCHEMA)
     if schema is None:
         try:
@@ -1138,15 +1184,16 @@ async def _install_postgis(conn: asyncpg.Connection, database: str) -> None:
         except asyncpg.PostgresError as exc:
             log.error("database %s: installing PostGIS failed, GEOMETRY and GEOGRAPHY are refused there: %s",
                       database, exc)
-            return
+            return False
         schema = "pg_catalog"
     await _spatial_privileges(conn)
     if schema != "pg_catalog":
         log.warning("database %s: PostGIS is installed in schema %s, not pg_catalog: GEOMETRY and GEOGRAPHY work "
                     "there only where that schema is on the search_path, and Redshift's drivers see PostGIS's type "
                     "OIDs", database, schema)
-        return
+        return True
     await conn.execute(_sql("spatial.sql"))
+    return True
 
 
 async def _spatial_privileges(conn: asyncpg.Connection) -> None:
@@ -1157,9 +1204,9 @@ async def _spatial_privileges(conn: asyncpg.Connection) -> None:
     schema = await conn.fetchval(_POSTGIS_SCHEMA)
     if schema is None:
         return
-    granted = sorted(row["name"] for row in await conn.fetch(_SPATIAL_GRANTED, list(_SPATIAL_FUNCTIONS)))
-    if await conn.fetchval(_SPATIAL_IN_FORCE, schema) == granted:
+    if await conn.fetchval(_SPATIAL_IN_FORCE, list(_SPATIAL_FUNCTIONS), schema):
         return  # as it was left (most starts: rewriting ~750 functions' privileges costs ~40 ms a database)
+    granted = sorted(row["name"] for row in await conn.fetch(_SPATIAL_GRANTED, list(_SPATIAL_FUNCTIONS)))
     await _revoke_functions(conn, "postgis")
     await conn.execute(f"GRANT EXECUTE ON FUNCTION {', '.join(granted)} TO PUBLIC")
     await conn.execute(f"REVOKE ALL ON TABLE {schema}.geometry_columns, {schema}.geography_columns FROM PUBLIC")

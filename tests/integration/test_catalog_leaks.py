@@ -14,7 +14,7 @@ import pytest
 from proxy.config import Audit
 from proxy.policy.statements import CATALOG_VIEWS
 
-from ..conftest import unique, wait_for
+from ..conftest import installed_by_an_older_version, unique, wait_for
 from .test_idp import parameters
 
 PASSWORD = "Secret123"
@@ -91,6 +91,7 @@ def test_row_filtered_views_are_security_barriers(make_proxy, postgres):
     with postgres.connect() as direct:
         for view in FILTERED:
             direct.execute(f"ALTER VIEW shiftguard.{view} RESET (security_barrier)")
+        installed_by_an_older_version(direct)
     make_proxy()
     with postgres.connect() as direct:
         views = dict(direct.execute(

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 import redshift_connector
 
-from ..conftest import unique, wait_for
+from ..conftest import installed_by_an_older_version, unique, wait_for
 
 PASSWORD = "Secret123"
 CARDS = [(100, "4532993817514842"), (102, "5243112427642649"), (103, "373611968625635")]
@@ -369,6 +369,7 @@ def test_tables_masked_before_keep_no_statistics_from_the_next_start(make_proxy,
             direct.execute(f"ALTER EVENT TRIGGER shiftguard_guard_masked_statistics ENABLE")
         assert direct.execute("SELECT count(*) FROM pg_statistic WHERE starelid = %s::regclass AND staattnum = 2",
                               (f"public.{t}",)).fetchone() == (1,)
+        installed_by_an_older_version(direct)
     make_proxy()
     with postgres.connect() as direct:
         assert direct.execute("SELECT attstattarget, (SELECT count(*) FROM pg_statistic WHERE starelid = attrelid "

@@ -25,7 +25,7 @@ import pytest
 from proxy.config import Iam
 from proxy.testing import s3_roles
 
-from ..conftest import USER_PASSWORD, server_directory, unique, wait_for
+from ..conftest import USER_PASSWORD, installed_by_an_older_version, server_directory, unique, wait_for
 
 # Functions of pg_catalog that shiftguard's own SQL calls, each with argument types that would
 # match the calls better than the built-in does: (signature, result, body returning the built-in).
@@ -325,7 +325,10 @@ def test_nothing_of_shiftguard_runs_a_planted_object(make_proxy, proxy, mallory,
         assert run(conn, "SHOW work_mem") == [("4MB",)]
     with s3proxy.connect(carol, USER_PASSWORD) as conn:  # what ALTER USER set stays
         assert run(conn, "SHOW statement_timeout") == [("1min",)]
-    # a proxy starting on this backend (the private schema's bootstrap) and its first logins
+    # a proxy of another version starting on this backend (the private schema's bootstrap) and
+    # its first logins
+    with postgres.connect() as direct:
+        installed_by_an_older_version(direct)
     again = make_proxy()
     for user, password in ((bob, USER_PASSWORD), ("awsuser", None)):
         with (again.connect(user, password) if password else again.connect()) as conn:

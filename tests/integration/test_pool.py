@@ -198,7 +198,7 @@ def test_nothing_after_the_goodbye_reaches_the_kept_session(make_proxy, new_user
     sock.connect((proxy.host, proxy.port))
     login(sock, name, password)
     for _ in range(200):  # stop reading until the proxy holds results it cannot send yet
-        sock.sendall(m.query("SELECT repeat('x', 8000) FROM generate_series(1, 2)"))
+        sock.sendall(m.query("SELECT repeat('x', 8000) FROM generate_series(1, 32)"))
         time.sleep(0.05)
         if session().relay.client.transport.get_write_buffer_size() and session().relay.idle:
             break

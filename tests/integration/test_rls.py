@@ -10,7 +10,7 @@ import psycopg
 import pytest
 import redshift_connector
 
-from ..conftest import unique, wait_for
+from ..conftest import installed_by_an_older_version, unique, wait_for
 
 PASSWORD = "Secret123"
 CATEGORIES = [(1, "Sports", "MLB"), (2, "Sports", "NHL"), (6, "Shows", "Musicals"), (7, "Shows", "Plays"),
@@ -513,6 +513,7 @@ def test_guards_left_by_an_older_version_are_made_again(make_proxy, postgres):
             direct.execute("CREATE EVENT TRIGGER shiftguard_guard_inheritance ON ddl_command_end "
                            "WHEN TAG IN ('CREATE TABLE') EXECUTE FUNCTION shiftguard.guard_inheritance()")
             direct.execute("ALTER EVENT TRIGGER shiftguard_guard_masked_statistics DISABLE")
+            installed_by_an_older_version(direct)
             make_proxy()
             rows = direct.execute("SELECT evtname, evtenabled, evttags FROM pg_event_trigger WHERE evtname IN "
                                   "('shiftguard_guard_inheritance', 'shiftguard_guard_masked_statistics') "
@@ -709,6 +710,7 @@ def test_lookup_policies_of_an_older_version_are_carried_over(make_proxy, postgr
     oracle = f"SELECT string_agg(g::text, ',') FROM generate_series(1, 5000) g WHERE shiftguard.\"rls:{pol}\"(g)"
     with postgres.connect() as direct:  # what the older version made of it
         direct.execute("SET search_path = pg_catalog")
+        installed_by_an_older_version(direct)
         for statement in (f"DROP POLICY shiftguard_rls ON public.{t}", f"DROP POLICY shiftguard_rls_rows ON public.{t}",
                           f'DROP FUNCTION shiftguard_rows."rls@{oid}"(tid), shiftguard_rows."rls@{oid}:latest"(tid)',
                           f'DROP VIEW shiftguard."rls@{oid}:rows"',

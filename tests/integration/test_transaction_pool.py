@@ -775,3 +775,51 @@ def test_a_client_gone_before_its_sessions_reset_answered_leaves_no_replies_to_t
             sock.close()
             assert other.execute("SELECT 'mine', 42").fetchone() == ("mine", 42)
         assert backend_pid(other) != first
+
+
+def test_a_session_opened_after_the_role_changed_its_own_defaults_reads_strings_as_told(make_proxy, new_user,
+                                                                                          postgres):
+    """A role may change its own defaults (ALTER ROLE ... SET, in a DO block). With sessions
+    like PostgreSQL's (server_version_mode: postgres, no standard_conforming_strings at login),
+    a session opened for a client's later transaction would log in with them, and PostgreSQL
+    reports them only at that login, which the client never sees. They are put back first: the
+    session reads string constants as the client was told, as the proxy reads them."""
+    proxy = make_proxy(server_version_mode="postgres", backend__pool_mode="transaction",
+                       backend__max_sessions_per_pool=2)
+    name, password = new_user()
+    group = unique("grp")
+    with postgres.connect() as direct:
+        direct.execute(f"CREATE ROLE {group} NOLOGIN")
+        direct.execute(f"GRANT {group} TO {name}")
+    with proxy.connect(name, password) as client, proxy.connect(name, password) as other:
+        assert client.info.parameter_status("standard_conforming_strings") == "on"
+        other.execute(f"DO $$ BEGIN EXECUTE 'ALTER ROLE {name} SET standard_conforming_strings = off'; END $$")
+        with other.transaction():
+            other.execute("SELECT 1")  # holds the one session: the client's next one is opened
+            # the role's own change is put back before the session opens (Catalog.login_record)
+            assert client.execute("SELECT current_setting('standard_conforming_strings')").fetchone() == ("on",)
+        assert client.info.parameter_status("standard_conforming_strings") == "on"
+        client.execute(rf"SELECT 'x\' , ' ; SET ROLE {group}; -- '")  # one SELECT of two strings
+        assert client.execute("SELECT current_user").fetchone() == (name,)
+
+
+def test_a_statement_another_client_prepared_cannot_be_swapped_under_it(make_proxy, new_user):
+    """The proxy prepares a client's named statement under its own name, shared by every client
+    of the role. Another client of the role that replaces it in the session (DEALLOCATE and
+    PREPARE in a function, which the proxy does not see) does not make the first client's
+    next execution run its SQL."""
+    proxy = make_proxy(backend__pool_mode="transaction", backend__max_sessions_per_pool=1,
+                       limits__query_wait_timeout=5)
+    name, password = new_user()
+    with proxy.connect(name, password) as victim, proxy.connect(name, password) as attacker:
+        assert victim.execute("SELECT %s::int + 1", (1,), prepare=True).fetchone() == (2,)
+        swap = unique("swap")
+        attacker.execute(f"""CREATE FUNCTION public.{swap}() RETURNS int LANGUAGE plpgsql AS $$
+            DECLARE s record; BEGIN
+            FOR s IN SELECT name, parameter_types FROM pg_prepared_statements WHERE name LIKE 'sg%' LOOP
+                EXECUTE format('DEALLOCATE %I', s.name);
+                EXECUTE format('PREPARE %I(%s) AS SELECT $1::int + 1000', s.name,
+                               array_to_string(s.parameter_types, ','));
+            END LOOP; RETURN 1; END $$""")
+        attacker.execute(f"SELECT public.{swap}()")
+        assert victim.execute("SELECT %s::int + 1", (1,), prepare=True).fetchone() == (2,)

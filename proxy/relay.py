@@ -749,8 +749,9 @@ class Relay:
 
     def _pooled_parse(self, parse: m.Parse, sql: bytes | None, work: _Work | None) -> bytes | None:
         """A Parse in transaction pooling (sql: the SQL to send, None: the client's own). A
-        named statement is prepared under the proxy's name for its SQL, which every client of
-        the role shares: a session that has it already gets it again (Close first)."""
+        named statement is prepared under the proxy's name for its SQL (a session that served
+        another client has none: txpool.restore_ahead): a session that has it already gets it
+        again (Close first)."""
         sent = parse.sql if sql is None else sql
         self._note_effect(sent, parse.name)
         if not parse.name:

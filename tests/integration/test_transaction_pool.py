@@ -19,7 +19,7 @@ from proxy.config import Audit
 from proxy.protocol import messages as m
 
 from ..conftest import ADMIN, unique, wait_for
-from .test_bad_input import login, raw
+from .test_bad_input import login, raw, read_all
 from .test_masking import CARDS, FULL, PASSWORD, _all_at_once, world  # noqa: F401 (a fixture)
 from .test_pgjdbc import classpath, jdbc  # noqa: F401 (a fixture)
 
@@ -823,3 +823,34 @@ def test_a_statement_another_client_prepared_cannot_be_swapped_under_it(make_pro
             END LOOP; RETURN 1; END $$""")
         attacker.execute(f"SELECT public.{swap}()")
         assert victim.execute("SELECT %s::int + 1", (1,), prepare=True).fetchone() == (2,)
+
+
+def test_a_reset_that_fails_runs_nothing_the_client_sent_after_its_sync(make_proxy, new_user, postgres):
+    """PostgreSQL skips a client's messages after a failed reset statement only up to the
+    client's first Sync. A client whose reset fails (its text search configuration was dropped)
+    and whose first bytes are a pipeline (Parse/Bind/Execute/Sync, then a Query) gets the FATAL
+    error, and the Query after its Sync does not run either (in a session whose reset was
+    rolled back, as the previous client left it)."""
+    proxy = make_proxy(backend__pool_mode="transaction", backend__max_sessions_per_pool=1)
+    name, password = new_user()
+    config, table = f"public.{unique('cfg')}", unique("after_sync")
+    with postgres.connect() as direct:
+        direct.execute(f"CREATE TEXT SEARCH CONFIGURATION {config} (COPY = pg_catalog.english)")
+        direct.execute(f"CREATE TABLE public.{table} (a int)")
+        direct.execute(f"GRANT INSERT, SELECT ON public.{table} TO {name}")
+    sock = raw(proxy)
+    login(sock, name, password)
+    sock.sendall(m.query(f"SET default_text_search_config = '{config}'"))
+    received = b""
+    while not received.endswith(m.ready_for_query(m.TX_IDLE)):
+        received += sock.recv(65536)
+    with proxy.connect(name, password) as other:
+        other.execute("SELECT 1")  # the session served another client: reset before the next
+        with postgres.connect() as direct:
+            direct.execute(f"DROP TEXT SEARCH CONFIGURATION {config}")
+        sock.sendall(m.Parse(b"", b"SELECT 1", b"\0\0").encode() + m.message(m.F_BIND, b"\0\0" + b"\0\0" * 3)
+                     + m.message(m.F_EXECUTE, b"\0" + b"\0\0\0\0") + m.message(m.F_SYNC)
+                     + m.query(f"INSERT INTO public.{table} VALUES (1)"))
+        assert b"could not restore this session's settings" in read_all(sock)
+        sock.close()
+        assert other.execute(f"SELECT count(*) FROM public.{table}").fetchone() == (0,)

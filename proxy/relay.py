@@ -640,9 +640,7 @@ class Relay:
         if not self._held and data[:5] == _TERMINATE:
             self.close()
             return
-        self._held += data
-        if len(self._held) > _HELD_LIMIT and self.client.transport is not None:
-            self.client.transport.pause_reading()
+        self._hold(data)
         if not self._waiting:
             self._waiting = True
             self._lender.lend(self._settings, self._given)
@@ -661,10 +659,19 @@ class Relay:
         if self._owed is not None:  # what PostgreSQL last reported there, to another client
             self._baseline = dict(given.reported)
             self._ahead = [b"", 0]
+        self._feed_client(self._take_held())
+
+    def _hold(self, data: bytes) -> None:
+        """Client bytes that wait (for a session, or for the replies to its restore)."""
+        self._held += data
+        if len(self._held) > _HELD_LIMIT and self.client.transport is not None:
+            self.client.transport.pause_reading()
+
+    def _take_held(self) -> bytes:
         held, self._held = bytes(self._held), bytearray()
         if len(held) > _HELD_LIMIT and self.client.transport is not None and not self.client.closed:
             self.client.transport.resume_reading()
-        self._feed_client(held)
+        return held
 
     def _attach(self, session: BackendSession) -> None:
         self.backend_session, self.backend = session, session.endpoint
@@ -870,7 +877,7 @@ class Relay:
         in _held until the restore is answered (_owed_replies)."""
         head, left = self._ahead  # the current message's header as far as seen, its bytes still to come
         if head is None:  # past the Sync
-            self._held += data
+            self._hold(data)
             return b""
         pos = 0
         while pos < len(data):
@@ -885,7 +892,7 @@ class Relay:
             if not left:
                 if head[0] == m.F_SYNC:
                     self._ahead = [None, 0]
-                    self._held += data[pos:]
+                    self._hold(data[pos:])
                     return data[:pos]
                 head = b""
         self._ahead = [head, left]
@@ -1389,8 +1396,7 @@ class Relay:
         if rest is not None:
             self._owed, self._ahead = None, None
             if self._held:  # what came after the client's first Sync
-                held, self._held = bytes(self._held), bytearray()
-                self._feed_client(held)
+                self._feed_client(self._take_held())
         return rest
 
     def _pass_backend(self, feed: Callable, *data: bytes) -> None:

@@ -382,7 +382,7 @@ class Relay:
 
     # Slots, not a __dict__: a relay lives as long as its client, idle or not (memory per client).
     __slots__ = ("_after_parse", "_altered", "_extended", "_extended_version", "_on_alter", "_sieved", "_sources",
-                 "_always_wanted", "_audit_caught_up", "_audit_wait", "_baseline", "_denials", "_long_names",
+                 "_ahead", "_always_wanted", "_audit_caught_up", "_audit_wait", "_baseline", "_denials", "_long_names",
                  "_remember_names", "_result_names",
                  "_discards", "_done", "_error", "_failing", "_fatal_seen", "_from_backend", "_from_client",
                  "_held", "_hiding", "_holding", "_lender", "_loop", "_lost_reported", "_on_client_gone",
@@ -505,6 +505,7 @@ class Relay:
         self._held = bytearray()  # client bytes that wait for a backend session
         self._waiting = False     # for a session (Lender.lend)
         self._owed = None         # replies to the restore of the session lent (txpool.OwedReplies)
+        self._ahead: list | None = None  # while they come: where the client's messages are (_up_to_sync)
         self._baseline: dict[str, str] | None = None  # and its parameters until reported (_unreported)
         self._release_due = False
         self._hiding = 0          # added messages not yet answered
@@ -639,9 +640,7 @@ class Relay:
         if not self._held and data[:5] == _TERMINATE:
             self.close()
             return
-        self._held += data
-        if len(self._held) > _HELD_LIMIT and self.client.transport is not None:
-            self.client.transport.pause_reading()
+        self._hold(data)
         if not self._waiting:
             self._waiting = True
             self._lender.lend(self._settings, self._given)
@@ -659,10 +658,20 @@ class Relay:
         self._owed = restore_ahead(given, self._settings, self._lender)
         if self._owed is not None:  # what PostgreSQL last reported there, to another client
             self._baseline = dict(given.reported)
+            self._ahead = [b"", 0]
+        self._feed_client(self._take_held())
+
+    def _hold(self, data: bytes) -> None:
+        """Client bytes that wait (for a session, or for the replies to its restore)."""
+        self._held += data
+        if len(self._held) > _HELD_LIMIT and self.client.transport is not None:
+            self.client.transport.pause_reading()
+
+    def _take_held(self) -> bytes:
         held, self._held = bytes(self._held), bytearray()
         if len(held) > _HELD_LIMIT and self.client.transport is not None and not self.client.closed:
             self.client.transport.resume_reading()
-        self._feed_client(held)
+        return held
 
     def _attach(self, session: BackendSession) -> None:
         self.backend_session, self.backend = session, session.endpoint
@@ -749,8 +758,9 @@ class Relay:
 
     def _pooled_parse(self, parse: m.Parse, sql: bytes | None, work: _Work | None) -> bytes | None:
         """A Parse in transaction pooling (sql: the SQL to send, None: the client's own). A
-        named statement is prepared under the proxy's name for its SQL, which every client of
-        the role shares: a session that has it already gets it again (Close first)."""
+        named statement is prepared under the proxy's name for its SQL (a session that served
+        another client has none: txpool.restore_ahead): a session that has it already gets it
+        again (Close first)."""
         sent = parse.sql if sql is None else sql
         self._note_effect(sent, parse.name)
         if not parse.name:
@@ -856,7 +866,37 @@ class Relay:
         self._feed_client(data)
 
     def _feed_client(self, data: bytes) -> None:
+        if self._ahead is not None:
+            data = self._up_to_sync(data)
         self._guarded(self._from_client.feed, data)
+
+    def _up_to_sync(self, data: bytes) -> bytes:
+        """While the replies to the session's restore are to come: what of data may go to
+        PostgreSQL now. Should the restore fail, PostgreSQL skips the client's messages only up
+        to its first Sync, and would run those after it in a session not restored: they wait
+        in _held until the restore is answered (_owed_replies)."""
+        head, left = self._ahead  # the current message's header as far as seen, its bytes still to come
+        if head is None:  # past the Sync
+            self._hold(data)
+            return b""
+        pos = 0
+        while pos < len(data):
+            if len(head) < 5:
+                take = min(5 - len(head), len(data) - pos)
+                head, pos = head + data[pos:pos + take], pos + take
+                if len(head) < 5:
+                    break
+                left = max(int.from_bytes(head[1:5], "big") - 4, 0)  # (a bad length: the parser's to refuse)
+            step = min(left, len(data) - pos)
+            pos, left = pos + step, left - step
+            if not left:
+                if head[0] == m.F_SYNC:
+                    self._ahead = [None, 0]
+                    self._hold(data[pos:])
+                    return data[:pos]
+                head = b""
+        self._ahead = [head, left]
+        return data
 
     def _guarded(self, feed: Callable, *data: bytes) -> None:
         """Client bytes to the message stream; a malformed message ends the connection."""
@@ -1354,7 +1394,9 @@ class Relay:
                                         "in a backend session"))
             return None
         if rest is not None:
-            self._owed = None
+            self._owed, self._ahead = None, None
+            if self._held:  # what came after the client's first Sync
+                self._feed_client(self._take_held())
         return rest
 
     def _pass_backend(self, feed: Callable, *data: bytes) -> None:

@@ -34,22 +34,21 @@ _MAX_OWED_REPLY = 1 << 20
 
 
 # What a client may leave in a session out of the proxy's sight (a function body's set_config(...,
-# false), SET ROLE, advisory lock, temporary table, LISTEN, WITH HOLD cursor, nextval): what
-# DISCARD ALL drops but the prepared statements, which the proxy keeps there for every client
-# of the key (relay.Relay). SET SESSION AUTHORIZATION DEFAULT and RESET ROLE come first (RESET
-# ALL leaves both as they are); RESET ROLE goes back to the role's ALTER ROLE ... SET value, if
-# any, as at login.
+# false), SET ROLE, advisory lock, temporary table, LISTEN, WITH HOLD cursor, nextval, and the
+# prepared statements: a function may DEALLOCATE the proxy's sg_ statement and PREPARE its own
+# under that name, which the next client's Bind would run): what DISCARD ALL drops. SET SESSION
+# AUTHORIZATION DEFAULT and RESET ROLE come first (RESET ALL leaves both as they are); RESET
+# ROLE goes back to the role's ALTER ROLE ... SET value, if any, as at login.
 RESET_SESSION = (b"CLOSE ALL", b"SET SESSION AUTHORIZATION DEFAULT", b"RESET ROLE", b"RESET ALL", b"UNLISTEN *",
-                 b"SELECT pg_catalog.pg_advisory_unlock_all()", b"DISCARD TEMP", b"DISCARD SEQUENCES")
+                 b"SELECT pg_catalog.pg_advisory_unlock_all()", b"DISCARD TEMP", b"DISCARD SEQUENCES", b"DEALLOCATE ALL")
 
 
-def _restoring(session: BackendSession, settings: dict[str, bytes], holder: object) -> tuple[bytes, ...]:
+def _restoring(session: BackendSession, settings: dict[str, bytes], served_another: bool) -> tuple[bytes, ...]:
     """The statements that make a session holder's, with its settings: a session that served
     another client is reset (RESET_SESSION: back to the key's startup values and the role's and
     database's defaults, as every session of the key began), and RESET ALL runs where another
     client's settings are in force; then the holder's own SET statements, as they ran for it
     before. None are needed when the holder left it so."""
-    served_another = session.holder not in (None, holder)
     if not served_another and session.settings == settings:
         return ()
     reset = RESET_SESSION if served_another else (b"RESET ALL",)
@@ -75,12 +74,15 @@ def restore_ahead(session: BackendSession, settings: dict[str, bytes], holder: o
     transaction that COMMIT ends, so that the client's first statement starts its own (one that
     fails does not undo the reset; a VACUUM may come first). Should one of them fail, PostgreSQL skips every message
     up to the next Sync, the client's too: the relay ends the session (RestoreFailed)."""
-    statements = _restoring(session, settings, holder)
+    served_another = session.holder not in (None, holder)
+    statements = _restoring(session, settings, served_another)
     if not statements:
         session.holder = holder
         return None
     session.endpoint.write(b"".join(m.Parse(b"", sql, b"\0\0").encode() + _BIND_UNNAMED + _EXECUTE_UNNAMED
                                     for sql in (*statements, b"COMMIT")))
+    if served_another:  # its prepared statements are gone (DEALLOCATE ALL): prepared again when bound
+        session.prepared.clear()
     # The unnamed statement they leave is nobody's.
     session.settings, session.holder, session.unnamed_owner = dict(settings), holder, None
     return OwedReplies(len(statements) + 1)

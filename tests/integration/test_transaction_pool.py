@@ -19,7 +19,7 @@ from proxy.config import Audit
 from proxy.protocol import messages as m
 
 from ..conftest import ADMIN, unique, wait_for
-from .test_bad_input import login, raw
+from .test_bad_input import login, raw, read_all
 from .test_masking import CARDS, FULL, PASSWORD, _all_at_once, world  # noqa: F401 (a fixture)
 from .test_pgjdbc import classpath, jdbc  # noqa: F401 (a fixture)
 
@@ -775,3 +775,82 @@ def test_a_client_gone_before_its_sessions_reset_answered_leaves_no_replies_to_t
             sock.close()
             assert other.execute("SELECT 'mine', 42").fetchone() == ("mine", 42)
         assert backend_pid(other) != first
+
+
+def test_a_session_opened_after_the_role_changed_its_own_defaults_reads_strings_as_told(make_proxy, new_user,
+                                                                                          postgres):
+    """A role may change its own defaults (ALTER ROLE ... SET, in a DO block). With sessions
+    like PostgreSQL's (server_version_mode: postgres, no standard_conforming_strings at login),
+    a session opened for a client's later transaction would log in with them, and PostgreSQL
+    reports them only at that login, which the client never sees. They are put back first: the
+    session reads string constants as the client was told, as the proxy reads them."""
+    proxy = make_proxy(server_version_mode="postgres", backend__pool_mode="transaction",
+                       backend__max_sessions_per_pool=2)
+    name, password = new_user()
+    group = unique("grp")
+    with postgres.connect() as direct:
+        direct.execute(f"CREATE ROLE {group} NOLOGIN")
+        direct.execute(f"GRANT {group} TO {name}")
+    with proxy.connect(name, password) as client, proxy.connect(name, password) as other:
+        assert client.info.parameter_status("standard_conforming_strings") == "on"
+        other.execute(f"DO $$ BEGIN EXECUTE 'ALTER ROLE {name} SET standard_conforming_strings = off'; END $$")
+        with other.transaction():
+            other.execute("SELECT 1")  # holds the one session: the client's next one is opened
+            # the role's own change is put back before the session opens (Catalog.login_record)
+            assert client.execute("SELECT current_setting('standard_conforming_strings')").fetchone() == ("on",)
+        assert client.info.parameter_status("standard_conforming_strings") == "on"
+        client.execute(rf"SELECT 'x\' , ' ; SET ROLE {group}; -- '")  # one SELECT of two strings
+        assert client.execute("SELECT current_user").fetchone() == (name,)
+
+
+def test_a_statement_another_client_prepared_cannot_be_swapped_under_it(make_proxy, new_user):
+    """The proxy prepares a client's named statement under its own name, shared by every client
+    of the role. Another client of the role that replaces it in the session (DEALLOCATE and
+    PREPARE in a function, which the proxy does not see) does not make the first client's
+    next execution run its SQL."""
+    proxy = make_proxy(backend__pool_mode="transaction", backend__max_sessions_per_pool=1,
+                       limits__query_wait_timeout=5)
+    name, password = new_user()
+    with proxy.connect(name, password) as victim, proxy.connect(name, password) as attacker:
+        assert victim.execute("SELECT %s::int + 1", (1,), prepare=True).fetchone() == (2,)
+        swap = unique("swap")
+        attacker.execute(f"""CREATE FUNCTION public.{swap}() RETURNS int LANGUAGE plpgsql AS $$
+            DECLARE s record; BEGIN
+            FOR s IN SELECT name, parameter_types FROM pg_prepared_statements WHERE name LIKE 'sg%' LOOP
+                EXECUTE format('DEALLOCATE %I', s.name);
+                EXECUTE format('PREPARE %I(%s) AS SELECT $1::int + 1000', s.name,
+                               array_to_string(s.parameter_types, ','));
+            END LOOP; RETURN 1; END $$""")
+        attacker.execute(f"SELECT public.{swap}()")
+        assert victim.execute("SELECT %s::int + 1", (1,), prepare=True).fetchone() == (2,)
+
+
+def test_a_reset_that_fails_runs_nothing_the_client_sent_after_its_sync(make_proxy, new_user, postgres):
+    """PostgreSQL skips a client's messages after a failed reset statement only up to the
+    client's first Sync. A client whose reset fails (its text search configuration was dropped)
+    and whose first bytes are a pipeline (Parse/Bind/Execute/Sync, then a Query) gets the FATAL
+    error, and the Query after its Sync does not run either (in a session whose reset was
+    rolled back, as the previous client left it)."""
+    proxy = make_proxy(backend__pool_mode="transaction", backend__max_sessions_per_pool=1)
+    name, password = new_user()
+    config, table = f"public.{unique('cfg')}", unique("after_sync")
+    with postgres.connect() as direct:
+        direct.execute(f"CREATE TEXT SEARCH CONFIGURATION {config} (COPY = pg_catalog.english)")
+        direct.execute(f"CREATE TABLE public.{table} (a int)")
+        direct.execute(f"GRANT INSERT, SELECT ON public.{table} TO {name}")
+    sock = raw(proxy)
+    login(sock, name, password)
+    sock.sendall(m.query(f"SET default_text_search_config = '{config}'"))
+    received = b""
+    while not received.endswith(m.ready_for_query(m.TX_IDLE)):
+        received += sock.recv(65536)
+    with proxy.connect(name, password) as other:
+        other.execute("SELECT 1")  # the session served another client: reset before the next
+        with postgres.connect() as direct:
+            direct.execute(f"DROP TEXT SEARCH CONFIGURATION {config}")
+        sock.sendall(m.Parse(b"", b"SELECT 1", b"\0\0").encode() + m.message(m.F_BIND, b"\0\0" + b"\0\0" * 3)
+                     + m.message(m.F_EXECUTE, b"\0" + b"\0\0\0\0") + m.message(m.F_SYNC)
+                     + m.query(f"INSERT INTO public.{table} VALUES (1)"))
+        assert b"could not restore this session's settings" in read_all(sock)
+        sock.close()
+        assert other.execute(f"SELECT count(*) FROM public.{table}").fetchone() == (0,)

@@ -8,7 +8,8 @@
 #      (tests/integration/test_dbt.py), dbt-tests-adapter, pytest,
 #   3. starts `shiftguard serve` (embedded PostgreSQL 15) on free loopback ports in a fresh data dir, with an
 #      IAM user for the suite's IAM-method tests (GetClusterCredentials/DescribeClusters on the API port),
-#   4. creates the users and group the grants tests expect (DBT_TEST_USER_1..3, DBT_TEST_GROUP_1),
+#   4. creates the users and group the grants tests expect (DBT_TEST_USER_1..3, DBT_TEST_GROUP_1) and the
+#      database test_autocommit.py expects to exist already,
 #   5. runs pytest with the env vars the suite's conftest reads (REDSHIFT_TEST_HOST/PORT/DBNAME/USER/PASS/...);
 #      TLS as dbt-redshift does by default (sslmode prefer: verify-ca, SSL_CERT_FILE = shiftguard's cert),
 #   6. stops shiftguard by its PID and writes $WORK/summary.md: per-file counts, failures grouped by their
@@ -19,7 +20,7 @@
 #   WORK=<tempdir>/dbt-peer.XXXX  work dir (default: a fresh mktemp -d); everything is written there
 #   SG_SRC=.                the shiftguard checkout to run (PYTHONPATH; the venv gets its dependencies)
 #   DBT_GIT_DIR=...         bare git dir of github.com/dbt-labs/dbt-adapters; else a clone is tried
-#   DBT_REF=HEAD            commit/ref of dbt-adapters whose tests are run
+#   DBT_REF=3915c53...      commit/ref of dbt-adapters whose tests are run (default: matches dbt-redshift 1.11.2)
 #   TIMEOUT=300             per-test timeout (pytest-timeout)
 #   SUMMARY_ONLY=1          only (re)write $WORK/summary.md from an earlier run's junit file in $WORK
 # Needs real AWS (skipped or failing as "env"): IAM role profiles (STS AssumeRole), Redshift Serverless.
@@ -27,7 +28,9 @@
 set -u -o pipefail
 
 SG_SRC=$(cd "${SG_SRC:-$PWD}" && pwd)
-DBT_REF=${DBT_REF:-HEAD}
+# the newest dbt-adapters commit whose dbt-redshift impl.py and connections.py are those of dbt-redshift 1.11.2
+# (the version tests/integration/test_dbt.py installs); later commits test code 1.11.2 does not have
+DBT_REF=${DBT_REF:-3915c53ca050812348c140532ed51aa9f52cbb07}
 DBT_GIT_DIR=${DBT_GIT_DIR:-}
 TIMEOUT=${TIMEOUT:-300}
 PY=${PY:-python3}
@@ -106,6 +109,7 @@ EOF
 
 SG_PID=
 start_sg() {
+  : > "$WORK/shiftguard.log"
   log "starting shiftguard on 127.0.0.1:$SG_PORT (api $API_PORT), data $DATA"
   SHIFTGUARD_ADMIN_PASSWORD=$ADMIN_PASSWORD PYTHONPATH="$SG_SRC" setsid $SG_PY -m proxy serve --config "$CONF" \
       --listen "127.0.0.1:$SG_PORT" --api-listen "127.0.0.1:$API_PORT" --data-dir "$DATA" >> "$WORK/shiftguard.log" 2>&1 &
@@ -141,6 +145,9 @@ create user dbt_test_user_2 password disable;
 create user dbt_test_user_3 password disable;
 create group dbt_test_group_1;
 EOF
+# test_autocommit.py expects CREATE DATABASE of this name to fail as it does on dbt-labs' CI cluster, where it exists
+psql -h 127.0.0.1 -p "$SG_PORT" -U awsuser -d dev -q -c "create database db_for_test__do_delete_if_you_see_this" \
+    >> "$WORK/setup.log" 2>&1
 unset PGPASSWORD PGSSLMODE
 
 # ---------------------------------------------------------------- 5. functional tests

@@ -12,7 +12,7 @@
 #      database test_autocommit.py expects to exist already,
 #   5. runs pytest with the env vars the suite's conftest reads (REDSHIFT_TEST_HOST/PORT/DBNAME/USER/PASS/...);
 #      TLS as dbt-redshift does by default (sslmode prefer: verify-ca, SSL_CERT_FILE = shiftguard's cert),
-#   6. stops shiftguard by its PID and writes $WORK/summary.md: per-file counts, failures grouped by their
+#   6. stops shiftguard by its PID and writes $WORK/summary.md (from results.jsonl, written test by test): per-file counts, failures grouped by their
 #      first error line (digits and quoted names folded).
 #
 # Usage: dbt_functional.sh [test paths relative to dbt-redshift/, default tests/functional]
@@ -22,7 +22,7 @@
 #   DBT_GIT_DIR=...         bare git dir of github.com/dbt-labs/dbt-adapters; else a clone is tried
 #   DBT_REF=3915c53...      commit/ref of dbt-adapters whose tests are run (default: matches dbt-redshift 1.11.2)
 #   TIMEOUT=300             per-test timeout (pytest-timeout)
-#   SUMMARY_ONLY=1          only (re)write $WORK/summary.md from an earlier run's junit file in $WORK
+#   SUMMARY_ONLY=1          only (re)write $WORK/summary.md from an earlier run's results.jsonl in $WORK
 # Needs real AWS (skipped or failing as "env"): IAM role profiles (STS AssumeRole), Redshift Serverless.
 # Parallelism is 1 (one pytest process, no xdist).
 set -u -o pipefail
@@ -168,8 +168,19 @@ export SSL_CERT_FILE="$CERT" AWS_EC2_METADATA_DISABLED=true AWS_CONFIG_FILE=/dev
     DBT_TEST_GROUP_1=dbt_test_group_1 DBT_SEND_ANONYMOUS_USAGE_STATS=false
 cd "$TESTS" || exit 1
 SELECT=("$@"); [ ${#SELECT[@]} -eq 0 ] && SELECT=(tests/functional)
+# results are written as each test ends (results.jsonl), so a run cut short still counts what it ran
+cat > "$WORK/dbtf_results.py" <<'EOF'
+import json, os
+def pytest_runtest_logreport(report):
+    if report.when == "call" or report.outcome != "passed" or (report.when == "teardown" and report.failed):
+        outcome = {"call": report.outcome}.get(report.when, "error" if report.failed else report.outcome)
+        with open(os.environ["DBTF_RESULTS"], "a") as f:
+            f.write(json.dumps({"nodeid": report.nodeid, "outcome": outcome, "text": report.longreprtext[-6000:]}) + "\n")
+EOF
+export DBTF_RESULTS="$WORK/results.jsonl" PYTHONPATH="$WORK"
+: > "$DBTF_RESULTS"
 log "pytest ${SELECT[*]}"
-"$VENV/bin/python" -m pytest "${SELECT[@]}" -p no:cacheprovider -o addopts= --timeout "$TIMEOUT" \
+"$VENV/bin/python" -m pytest "${SELECT[@]}" -p dbtf_results -p no:cacheprovider -o addopts= --timeout "$TIMEOUT" \
     -q -rfEs --tb=short --junitxml="$WORK/functional.xml" > "$WORK/functional.log" 2>&1
 log "functional: $(tail -1 "$WORK/functional.log")"
 stop_sg
@@ -177,19 +188,16 @@ fi  # SUMMARY_ONLY
 
 # ---------------------------------------------------------------- 6. summary
 "$VENV/bin/python" - "$WORK" <<'EOF'
-import collections, os, re, sys, xml.etree.ElementTree as ET
+import collections, json, os, re, sys
 work = sys.argv[1]
-rows = []
-for tc in ET.parse(os.path.join(work, "functional.xml")).getroot().iter("testcase"):
-    parts = tc.get("classname", "").split(".")
-    mod = next(("/".join(parts[:i + 1]) + ".py" for i, p in enumerate(parts) if p.startswith("test_")), tc.get("classname"))
-    outcome, msg, text = "passed", "", ""
-    for ch in tc:
-        if ch.tag in ("failure", "error", "skipped"):
-            outcome = {"failure": "failed", "error": "error", "skipped": "skipped"}[ch.tag]
-            msg, text = ch.get("message") or "", ch.text or ""
-            break
-    rows.append(dict(file=mod, name=tc.get("name"), outcome=outcome, msg=msg, text=text))
+rows, seen = [], set()
+for line in open(os.path.join(work, "results.jsonl")):
+    r = json.loads(line)
+    if r["nodeid"] in seen:  # a test that failed and then errored in teardown counts once
+        continue
+    seen.add(r["nodeid"])
+    path, _, name = r["nodeid"].partition("::")
+    rows.append(dict(file=path, name=name, outcome=r["outcome"], msg="", text=r["text"]))
 
 def cause(r):
     """The first database error in the output, else the first 'E ' line, else the message; names folded."""
@@ -200,7 +208,7 @@ def cause(r):
     return re.sub(r"\d+", "N", line)[:160]
 
 tot = collections.Counter(r["outcome"] for r in rows)
-out = [f"{len(rows)} collected, {tot['passed']} passed, {tot['failed']} failed, {tot['error']} errors, "
+out = [f"{len(rows)} ran, {tot['passed']} passed, {tot['failed']} failed, {tot['error']} errors, "
        f"{tot['skipped']} skipped\n"]
 per = collections.defaultdict(collections.Counter)
 for r in rows:

@@ -373,3 +373,22 @@ def test_another_database_is_read_only_through_the_show_functions(proxy, other_d
             f"SELECT * FROM shiftguard.show_tables('{other}', 'far', NULL)").fetchall()] == ["open"]
     with proxy.connect(dbname=other) as admin:
         assert admin.execute("SELECT to_regclass('far.planted')").fetchone() == (None,)
+
+
+def test_show_tables_types_as_dbt_reads_them(proxy):
+    """SHOW TABLES says TABLE or VIEW, and its table_subtype which kind: dbt-redshift with
+    datasharing: true lists a materialized view as one (a table_type it does not know is a table)."""
+    schema = unique("types")
+    with proxy.connect() as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+        try:
+            conn.execute(f"CREATE TABLE {schema}.t (a int)")
+            conn.execute(f"CREATE VIEW {schema}.v AS SELECT a FROM {schema}.t")
+            conn.execute(f"CREATE MATERIALIZED VIEW {schema}.mv AS SELECT a FROM {schema}.t")
+            rows = conn.execute(f"SHOW TABLES FROM SCHEMA dev.{schema}").fetchall()
+            assert [(r[2], r[3], r[10]) for r in rows] == [
+                ("mv", "VIEW", "MATERIALIZED VIEW"), ("t", "TABLE", "REGULAR TABLE"), ("v", "VIEW", "REGULAR VIEW")]
+            assert conn.execute("SELECT table_name, table_type FROM svv_tables WHERE table_schema = %s ORDER BY 1",
+                                (schema,)).fetchall() == [("mv", "VIEW"), ("t", "BASE TABLE"), ("v", "VIEW")]
+        finally:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")

@@ -1384,7 +1384,12 @@ $$;
 GRANT EXECUTE ON FUNCTION shiftguard.late_binding_views_forget_dropped() TO PUBLIC;
 
 -- p_sql: the ordinary CREATE [OR REPLACE] VIEW as the proxy judged it (it checks the query and
--- gives the columns); p_view: the view's name as written. Runs as the caller.
+-- gives the columns); p_view: the view's name as written. Runs as the caller. A function's
+-- result columns have no type modifiers, so a new view is made again with columns of the types
+-- without them (varchar, not varchar(5)) before it is replaced by one reading the function:
+-- PostgreSQL refuses to change a view column's type. UNVERIFIED: the lengths Redshift shows for
+-- a late-binding view's columns; without them a table whose varchar widens under the view still
+-- reads whole.
 CREATE OR REPLACE PROCEDURE shiftguard.create_late_binding_view(p_sql text, p_view text, p_search_path text)
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -1394,11 +1399,24 @@ DECLARE
     v_previous oid;
     v_owner    oid;
     v_definer  boolean;
+    v_existed  boolean := shiftguard.caller_regclass(p_view, p_search_path) IS NOT NULL;
+    v_query    text;
+    v_untyped  text;
 BEGIN
     PERFORM shiftguard.caller_execute(p_sql, p_search_path);
     v_view := shiftguard.caller_regclass(p_view, p_search_path);
-    SELECT string_agg(format('%I %s', attname, format_type(atttypid, atttypmod)), ', ' ORDER BY attnum)
+    v_query := pg_get_viewdef(v_view);
+    SELECT string_agg(format('%I %s', attname, format_type(atttypid, NULL)), ', ' ORDER BY attnum)
       INTO v_columns FROM pg_attribute WHERE attrelid = v_view AND attnum > 0 AND NOT attisdropped;
+    IF NOT v_existed THEN  -- just made, so nothing depends on it or was granted on it yet
+        SELECT format('CREATE VIEW %s AS SELECT * FROM (VALUES (%s)) AS v(%s) WHERE false', v_view,
+                      string_agg(format('NULL::%s', format_type(atttypid, NULL)), ', ' ORDER BY attnum),
+                      string_agg(quote_ident(attname), ', ' ORDER BY attnum))
+          INTO v_untyped FROM pg_attribute WHERE attrelid = v_view AND attnum > 0 AND NOT attisdropped;
+        EXECUTE format('DROP VIEW %s', v_view);
+        EXECUTE v_untyped;
+        v_view := shiftguard.caller_regclass(p_view, p_search_path);
+    END IF;
     v_function := format('%I.%I', (SELECT relnamespace::regnamespace::text FROM pg_class WHERE oid = v_view),
                          'late_binding_view_' || left(md5(random()::text || clock_timestamp()::text), 16));
     v_owner := (SELECT relowner FROM pg_class WHERE oid = v_view);
@@ -1411,7 +1429,7 @@ BEGIN
         RAISE EXCEPTION 'permission denied for relation %%', %L USING ERRCODE = '42501';
     END IF;
     RETURN QUERY EXECUTE %L;
-END$body$, v_view::oid, (SELECT relname FROM pg_class WHERE oid = v_view), pg_get_viewdef(v_view)));
+END$body$, v_view::oid, (SELECT relname FROM pg_class WHERE oid = v_view), v_query));
     IF v_definer AND v_owner <> (SELECT oid FROM pg_roles WHERE rolname = current_user) THEN
         EXECUTE format('ALTER FUNCTION %s() OWNER TO %s', v_function, v_owner::regrole);  -- a member of the owner's role
     END IF;

@@ -201,7 +201,10 @@ END
 $$;
 
 -- SHOW TABLES FROM SCHEMA d.s [LIKE 'p'] (a NULL schema: every schema, for svv_all_tables).
--- The times of the last change are not kept: NULL. table_subtype: UNVERIFIED wording.
+-- The times of the last change are not kept: NULL. table_type is TABLE or VIEW, a materialized
+-- view a VIEW whose table_subtype says MATERIALIZED VIEW, as dbt-redshift reads them (its
+-- list_relations with datasharing: true; it also names REGULAR TABLE, REGULAR VIEW and LATE
+-- BINDING VIEW). UNVERIFIED against a cluster; a late-binding view shows as a REGULAR VIEW here.
 CREATE OR REPLACE FUNCTION shiftguard.show_tables(p_database text, p_schema text, p_pattern text)
 RETURNS TABLE (database_name varchar(128), schema_name varchar(128), table_name varchar(128),
                table_type varchar(128), table_acl varchar, remarks varchar(128), owner varchar(128),
@@ -219,12 +222,12 @@ BEGIN
     RETURN QUERY
         SELECT p_database::varchar(128), shiftguard.long_name(n.nspname)::varchar(128),
                shiftguard.long_name(c.relname)::varchar(128),
-               (CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'TABLE' END)::varchar(128),
+               (CASE WHEN c.relkind IN ('v', 'm') THEN 'VIEW' ELSE 'TABLE' END)::varchar(128),
                array_to_string(c.relacl::text[], '~')::varchar, obj_description(c.oid, 'pg_class')::varchar(128),
                shiftguard.long_name(pg_get_userbyid(c.relowner))::varchar(128), NULL::timestamp, NULL::timestamp,
                i.diststyle::varchar(128),
-               (CASE c.relkind WHEN 'v' THEN 'REGULAR_VIEW' WHEN 'm' THEN 'MATERIALIZED_VIEW'
-                     ELSE 'REGULAR_TABLE' END)::varchar(128)
+               (CASE c.relkind WHEN 'v' THEN 'REGULAR VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
+                     ELSE 'REGULAR TABLE' END)::varchar(128)
           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
           LEFT JOIN shiftguard.svv_table_info i ON i.table_id = c.oid
          WHERE p_database = current_database() AND c.relkind IN ('r', 'p', 'v', 'm')

@@ -638,6 +638,25 @@ def test_late_binding_views_survive_their_tables(conn, proxy, new_user):
         conn.execute(f"DROP TABLE IF EXISTS public.{table}")
 
 
+def test_late_binding_view_over_columns_with_lengths(conn):
+    """dbt's bind: false model over a seed (varchar(5), numeric(10,2)): the view is made, reads its
+    rows, and keeps reading them whole when the table is made again with wider columns."""
+    table, view = unique("t"), unique("v")
+    conn.execute(f"CREATE TABLE public.{table} (id integer, name varchar(5), price numeric(10,2))")
+    try:
+        conn.execute(f"INSERT INTO public.{table} VALUES (1, 'Larry', 9.50)")
+        conn.execute(f"CREATE VIEW public.{view}__dbt_tmp AS (SELECT * FROM public.{table}) WITH NO SCHEMA BINDING")
+        conn.execute(f"ALTER TABLE public.{view}__dbt_tmp RENAME TO {view}")
+        assert conn.execute(f"SELECT * FROM public.{view}").fetchall() == [(1, "Larry", decimal.Decimal("9.50"))]
+        conn.execute(f"DROP TABLE public.{table} CASCADE")
+        conn.execute(f"CREATE TABLE public.{table} (id integer, name varchar(20), price numeric(12,3))")
+        conn.execute(f"INSERT INTO public.{table} VALUES (2, 'Lawrence Kingsley', 10.125)")
+        assert conn.execute(f"SELECT * FROM public.{view}").fetchall() == [(2, "Lawrence Kingsley", decimal.Decimal("10.125"))]
+    finally:
+        conn.execute(f"DROP VIEW IF EXISTS public.{view}")
+        conn.execute(f"DROP TABLE IF EXISTS public.{table}")
+
+
 def test_a_users_late_binding_view_reads_with_its_owners_privileges(proxy, new_user):
     """As a view does: a reader needs SELECT on the view only, also after the table was made again."""
     (owner, owner_password), (reader, reader_password) = new_user(), new_user()

@@ -390,3 +390,22 @@ def test_a_name_or_pattern_holding_a_nul_finds_nothing(objects):
         assert list(cursor.fetchall()) == []
         with pytest.raises(redshift_connector.ProgrammingError, match="22021"):  # elsewhere PostgreSQL's answer
             cursor.execute("SELECT %s::text", ("a\0b",))
+
+
+def test_show_tables_types_as_dbt_reads_them(proxy):
+    """SHOW TABLES says TABLE or VIEW, and its table_subtype which kind: dbt-redshift with
+    datasharing: true lists a materialized view as one (a table_type it does not know is a table)."""
+    schema = unique("types")
+    with proxy.connect() as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+        try:
+            conn.execute(f"CREATE TABLE {schema}.t (a int)")
+            conn.execute(f"CREATE VIEW {schema}.v AS SELECT a FROM {schema}.t")
+            conn.execute(f"CREATE MATERIALIZED VIEW {schema}.mv AS SELECT a FROM {schema}.t")
+            rows = conn.execute(f"SHOW TABLES FROM SCHEMA dev.{schema}").fetchall()
+            assert [(r[2], r[3], r[10]) for r in rows] == [
+                ("mv", "VIEW", "MATERIALIZED VIEW"), ("t", "TABLE", "REGULAR TABLE"), ("v", "VIEW", "REGULAR VIEW")]
+            assert conn.execute("SELECT table_name, table_type FROM svv_tables WHERE table_schema = %s ORDER BY 1",
+                                (schema,)).fetchall() == [("mv", "VIEW"), ("t", "BASE TABLE"), ("v", "VIEW")]
+        finally:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")

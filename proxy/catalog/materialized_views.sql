@@ -310,13 +310,21 @@ CREATE OR REPLACE VIEW shiftguard.pg_views AS
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE c.relkind = 'm';
 
+-- Names as text, not sql_identifier (a name: it would cut a long name to 63 bytes again).
+DO $$ BEGIN  -- once, from the shape with sql_identifier names (a view's column types stay as they are)
+    IF (SELECT atttypid FROM pg_attribute WHERE attrelid = to_regclass('shiftguard.information_schema_views')
+         AND attname = 'table_name') <> 'text'::regtype THEN
+        DROP VIEW shiftguard.information_schema_views;
+    END IF;
+END $$;
 CREATE OR REPLACE VIEW shiftguard.information_schema_views WITH (security_barrier) AS
-    SELECT v.table_catalog, v.table_schema, v.table_name, v.view_definition, v.check_option, v.is_updatable,
+    SELECT v.table_catalog, shiftguard.long_name(v.table_schema) AS table_schema,
+           shiftguard.long_name(v.table_name) AS table_name, v.view_definition, v.check_option, v.is_updatable,
            v.is_insertable_into, v.is_trigger_updatable, v.is_trigger_deletable, v.is_trigger_insertable_into
       FROM information_schema.views v
     UNION ALL  -- who sees which, and whose definition, as information_schema.views decides for views
-    SELECT current_database()::information_schema.sql_identifier, n.nspname::information_schema.sql_identifier,
-           c.relname::information_schema.sql_identifier,
+    SELECT current_database()::information_schema.sql_identifier,
+           shiftguard.long_name(n.nspname), shiftguard.long_name(c.relname),
            (CASE WHEN pg_has_role(c.relowner, 'USAGE') THEN shiftguard.mv_definition(c.oid) END)
                ::information_schema.character_data,
            'NONE'::information_schema.character_data, 'NO'::information_schema.yes_or_no,

@@ -1863,3 +1863,14 @@ LANGUAGE sql STABLE STRICT SECURITY DEFINER SET search_path = pg_catalog, pg_tem
                 ELSE p_name END
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.long_name(text) TO PUBLIC;
+
+-- information_schema.tables as Redshift's names it: long names whole, as text (sql_identifier is a
+-- name: 63 bytes). policy/statements.py reads information_schema.tables through it when the
+-- dialect is on; dbt finds its relations there.
+CREATE OR REPLACE VIEW shiftguard.information_schema_tables WITH (security_barrier) AS
+    SELECT t.table_catalog, shiftguard.long_name(t.table_schema) AS table_schema,
+           shiftguard.long_name(t.table_name) AS table_name, t.table_type,
+           t.self_referencing_column_name, t.reference_generation, t.user_defined_type_catalog,
+           t.user_defined_type_schema, t.user_defined_type_name, t.is_insertable_into, t.is_typed, t.commit_action
+      FROM information_schema.tables t;
+GRANT SELECT ON shiftguard.information_schema_tables TO PUBLIC;

@@ -158,8 +158,9 @@ CATALOG_VIEWS = {name: name for name in (
 # views), when the dialect is on.
 DIALECT_CATALOGS = ("pg_class", "pg_attribute", "pg_attrdef", "pg_views")
 # information_schema's views read through ours when the dialect is on: views lists materialized
-# views, as Redshift's does (catalog/materialized_views.sql).
-DIALECT_INFORMATION_SCHEMA = {"views": "information_schema_views"}
+# views, as Redshift's does (catalog/materialized_views.sql); both name names of 64 to 127 bytes
+# whole (catalog/schema.sql long_name).
+DIALECT_INFORMATION_SCHEMA = {"views": "information_schema_views", "tables": "information_schema_tables"}
 PRIVATE_SCHEMA = "shiftguard"
 
 log = logging.getLogger(__name__)

@@ -201,6 +201,13 @@ def test_names_of_64_to_127_bytes_are_distinct_and_shown_whole(proxy, postgres, 
             assert [row[2] for row in rows(f'SHOW PROCEDURES FROM SCHEMA dev."{long}"')] == [longest]
             assert rows(f"SELECT table_name FROM svv_all_tables WHERE schema_name = '{long}' "
                         f"ORDER BY 1") == sorted([(long,), (longest,)])
+            cursor.execute(f'CREATE VIEW "{long}".v AS SELECT 1 AS a')
+            # information_schema, where dbt looks for the relations it made:
+            assert rows(f"SELECT table_schema, table_name, table_type FROM information_schema.tables "
+                        f"WHERE table_schema = '{long}' ORDER BY 2") == sorted(
+                [(long, long, "BASE TABLE"), (long, longest, "BASE TABLE"), (long, "v", "VIEW")], key=lambda r: r[1])
+            assert rows(f"SELECT table_schema, table_name FROM information_schema.views "
+                        f"WHERE table_schema ILIKE '{long}'") == [(long, "v")]
             for statement in (f'CREATE TABLE "{too_long}" (a int)', f'SELECT 1 AS "{too_long}"'):
                 with pytest.raises((psycopg.Error, redshift_connector.ProgrammingError)) as info:
                     cursor.execute(statement)

@@ -463,8 +463,8 @@ class Relay:
         self._long_names: Awaitable[None] | None = None
         # The short names of the long ones this session wrote -> the long ones (UTF-8): its
         # results' columns named so are named as it wrote them (every RowDescription is looked
-        # at once there is one).
-        self._result_names: dict[bytes, bytes] = {}
+        # at once there is one). None until then (memory per idle client).
+        self._result_names: dict[bytes, bytes] | None = None
         self._statement_tags: dict[bytes, bytes] = {}
         self._portal_tags: dict[bytes, bytes] = {}
         # For the statement log: prepared statements' SQL, and the portals bound to them (with
@@ -1257,7 +1257,8 @@ class Relay:
         return result
 
     def _name_results(self, long_names: frozenset[str]) -> None:
-        if not self._result_names:
+        if self._result_names is None:
+            self._result_names = {}
             self._from_backend.wanted.add(m.B_ROW_DESCRIPTION)
             self._sieved -= {m.B_ROW_DESCRIPTION}
             self._from_backend.sieved -= {m.B_ROW_DESCRIPTION}

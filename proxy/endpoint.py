@@ -32,6 +32,8 @@ class Endpoint(asyncio.Protocol):
         self._waiter: asyncio.Future | None = None
         self._lost = asyncio.get_running_loop().create_future()
         self._paused_self = False
+        self._corked: list[bytes] | None = None  # writes held by cork, and cork's depth
+        self._cork_depth = 0
 
     # ---------------------------------------------------------------- asyncio.Protocol
 
@@ -106,7 +108,25 @@ class Endpoint(asyncio.Protocol):
 
     def write(self, data: bytes) -> None:
         if not self.closed:
+            if self._corked is not None:
+                self._corked.append(data)
+                return
             self.transport.write(data)
+
+    def cork(self) -> None:
+        """Hold writes until the matching uncork, to send them in one system call (a write on
+        a socket costs about as much as the bytes it carries, on loopback more). Nests."""
+        self._cork_depth += 1
+        if self._corked is None:
+            self._corked = []
+
+    def uncork(self) -> None:
+        self._cork_depth -= 1
+        if self._cork_depth:
+            return
+        held, self._corked = self._corked, None
+        if held:
+            self.write(b"".join(held))
 
     async def start_tls(self, context: ssl.SSLContext, *, server_side: bool,
                         server_hostname: str | None = None, timeout: float = 30.0) -> None:

@@ -655,11 +655,16 @@ class Relay:
             self._lender.release(given, reusable=True)
             return
         self._attach(given)
-        self._owed = restore_ahead(given, self._settings, self._lender)
-        if self._owed is not None:  # what PostgreSQL last reported there, to another client
-            self._baseline = dict(given.reported)
-            self._ahead = [b"", 0]
-        self._feed_client(self._take_held())
+        backend = given.endpoint
+        backend.cork()  # the restore and the client's messages in one write
+        try:
+            self._owed = restore_ahead(given, self._settings, self._lender)
+            if self._owed is not None:  # what PostgreSQL last reported there, to another client
+                self._baseline = dict(given.reported)
+                self._ahead = [b"", 0]
+            self._feed_client(self._take_held())
+        finally:
+            backend.uncork()
 
     def _hold(self, data: bytes) -> None:
         """Client bytes that wait (for a session, or for the replies to its restore)."""

@@ -81,7 +81,7 @@ _MAX_UNMATCHED, _MAX_UNMATCHED_SIZE = 64, 512
 _COUNTED_REPLIES = frozenset(range(256)) - {m.B_DATA_ROW, m.B_NOTICE_RESPONSE, m.B_NOTIFICATION_RESPONSE,
                                             ord("d"), ord("c"), ord("H")}
 # Transaction pooling: the replies to the Parse and Close messages the proxy adds (_hide).
-_HIDDEN_REPLIES = frozenset((ord("1"), m.B_CLOSE_COMPLETE))
+_HIDDEN_REPLIES = frozenset((m.B_PARSE_COMPLETE, m.B_CLOSE_COMPLETE))
 _TERMINATE = m.terminate()
 _HELD_LIMIT = 1 << 16  # client bytes held while it waits for a backend session, before reading pauses
 # Statements the proxy keeps prepared in one backend session for its role's clients, at most (the

@@ -70,22 +70,39 @@ def restore_ahead(session: BackendSession, settings: dict[str, bytes], holder: o
     the statements written now, to run before the client's messages that follow, and the
     replies the relay must take out of what the session answers (None: no statement was needed).
 
-    They go as Parse/Bind/Execute without a Sync, then COMMIT: they run in one implicit
+    They go as Parse/Bind/Execute without a Sync, between BEGIN and COMMIT: they run in one
     transaction that COMMIT ends, so that the client's first statement starts its own (one that
-    fails does not undo the reset; a VACUUM may come first). Should one of them fail, PostgreSQL skips every message
-    up to the next Sync, the client's too: the relay ends the session (RestoreFailed)."""
+    fails does not undo the reset; a VACUUM may come first). (Without the BEGIN, the COMMIT that
+    ends the implicit transaction warns "there is no transaction in progress", a notice
+    PostgreSQL sends at once, in a packet of its own.) Should one of them fail, PostgreSQL skips
+    every message up to the next Sync, the client's too: the relay ends the session
+    (RestoreFailed)."""
     served_another = session.holder not in (None, holder)
     statements = _restoring(session, settings, served_another)
     if not statements:
         session.holder = holder
         return None
-    session.endpoint.write(b"".join(m.Parse(b"", sql, b"\0\0").encode() + _BIND_UNNAMED + _EXECUTE_UNNAMED
-                                    for sql in (*statements, b"COMMIT")))
+    session.endpoint.write(_USUAL.get(statements) or _messages(statements))
     if served_another:  # its prepared statements are gone (DEALLOCATE ALL): prepared again when bound
         session.prepared.clear()
     # The unnamed statement they leave is nobody's.
     session.settings, session.holder, session.unnamed_owner = dict(settings), holder, None
-    return OwedReplies(len(statements) + 1)
+    return OwedReplies(statements)
+
+
+def _messages(statements: tuple[bytes, ...]) -> bytes:
+    return b"".join(m.Parse(b"", sql, b"\0\0").encode() + _BIND_UNNAMED + _EXECUTE_UNNAMED
+                    for sql in (b"BEGIN", *statements, b"COMMIT"))
+
+
+# The restores of clients that SET nothing (nearly every restore), made once. Only these are
+# kept, here and in _ANSWERED: a client's SET statements may be large, and they are its own.
+_USUAL = {statements: _messages(statements) for statements in (RESET_SESSION, (b"RESET ALL",))}
+# What PostgreSQL answered to each of _USUAL's when all its statements succeeded (ParseComplete,
+# BindComplete, DataRow and CommandComplete only): the same bytes again are the same answer,
+# taken off at once.
+_ANSWERED: dict[tuple[bytes, ...], bytes] = {}
+_ANSWER_KINDS = frozenset((m.B_PARSE_COMPLETE, m.B_BIND_COMPLETE, m.B_DATA_ROW, m.B_COMMAND_COMPLETE))
 
 
 class OwedReplies:
@@ -93,16 +110,25 @@ class OwedReplies:
     sends, and dropped. (The parameters they change PostgreSQL reports only at the ReadyForQuery
     that ends the client's transaction: the relay tells the client those that are new to it.)"""
 
-    __slots__ = ("_left", "_partial")
+    __slots__ = ("_statements", "_left", "_partial", "_first")
 
-    def __init__(self, statements: int):
-        self._left = statements  # CommandCompletes still to come
+    def __init__(self, statements: tuple[bytes, ...]):
+        self._statements = statements
+        self._left = len(statements) + 2  # CommandCompletes still to come (BEGIN's, COMMIT's)
         self._partial = b""
+        self._first = True  # nothing read yet
 
     def feed(self, data: bytes) -> bytes | None:
         """What follows the last owed reply in data (None: more is owed). RestoreFailed for an
         ErrorResponse, ProtocolViolation for what is not the protocol."""
-        data = self._partial + data if self._partial else data
+        whole, self._first = self._first, False  # the answer in one piece: kept if a full one
+        if whole:
+            answer = _ANSWERED.get(self._statements)
+            if answer is not None and data.startswith(answer):
+                self._left = 0
+                return data[len(answer):]
+        elif self._partial:
+            data = self._partial + data
         pos, end = 0, len(data)
         while self._left and end - pos >= 5:
             kind = data[pos]
@@ -116,10 +142,14 @@ class OwedReplies:
                 self._left -= 1
             elif kind == m.B_ERROR_RESPONSE:
                 raise RestoreFailed(m.decode_fields(data[pos + 5:after]).get("M", ""))
+            elif kind not in _ANSWER_KINDS:
+                whole = False  # a notice, say: not kept as the answer
             pos = after
         if self._left:
             self._partial = data[pos:]
             return None
+        if whole and self._statements in _USUAL:
+            _ANSWERED[self._statements] = data[:pos]
         return data[pos:]
 
 

@@ -129,7 +129,7 @@ async def _measure(workload: str, transactions: int, pool_mode: str, types: Reds
         key = (("bench", 1, False, ()), "dev", ())
         connection = SimpleNamespace(config=SimpleNamespace(limits=SimpleNamespace(query_wait_timeout=120.0)))
         lender = PoolLender(connection, TransactionPool(1, 3600.0), key, opened)
-        await lender.take({})
+        await lender.take()
     if protocol == 2:
         types = replace(types or RedshiftTypes({}), binary=True)
     relay = Relay(client, session, Classifier(translator), 1 << 20, lender=lender, redshift_types=types,

@@ -60,7 +60,7 @@ from .endpoint import Endpoint
 from .policy import encoding
 from .policy.errors import redshift_wording
 from .policy.pinning import session_effect
-from .policy.identifiers import IdentifierCase, short_name
+from .policy.identifiers import SHORT_NAME_MARKER, IdentifierCase, short_name
 from .policy.statements import PRIVATE_SCHEMA, PROTECTION_TAGS, Action, Denial, Plan, databases_to_vacate
 from .protocol import messages as m
 from .protocol import redshift_types as rt
@@ -1647,4 +1647,20 @@ class Relay:
             # rewritten to: the client sees the error, not our PL/pgSQL call stack.
             fields = {k: v for k, v in fields.items() if k != "W"}
             changed = True
+        if self._result_names:
+            named = self._long_names_in(fields)
+            if named is not None:
+                fields, changed = named, True
         return m.encode_error_fields(fields) if changed else None
+
+    def _long_names_in(self, fields: dict[str, str]) -> dict[str, str] | None:
+        """fields with the short names of the long names this session wrote (policy/identifiers.py)
+        written whole again, as in its results (None: none named). Only its own: a name another
+        session made stays as PostgreSQL knows it."""
+        named = {}
+        for key, value in fields.items():
+            if SHORT_NAME_MARKER in value:
+                for short, long in self._result_names.items():
+                    value = value.replace(short.decode(), long.decode())
+                named[key] = value
+        return {**fields, **named} if named and named.items() - fields.items() else None

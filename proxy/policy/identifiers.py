@@ -47,8 +47,8 @@ NAME_TOO_LONG = "42622"
 # _HASH_DIGITS hex digits of the SHA-256 of the long name's UTF-8 (catalog/schema.sql short_name
 # computes the same).
 _HASH_DIGITS = 24
-_MARKER = "#"
-_PREFIX_BYTES = MAX_NAME_BYTES - len(_MARKER) - _HASH_DIGITS
+SHORT_NAME_MARKER = "#"
+_PREFIX_BYTES = MAX_NAME_BYTES - len(SHORT_NAME_MARKER) - _HASH_DIGITS
 
 
 def short_name(name: str) -> str:
@@ -57,7 +57,7 @@ def short_name(name: str) -> str:
     if len(raw) <= MAX_NAME_BYTES:
         return name
     prefix = raw[:_PREFIX_BYTES].decode("utf-8", "ignore")  # a character cut in two is left out
-    return prefix + _MARKER + hashlib.sha256(raw).hexdigest()[:_HASH_DIGITS]
+    return prefix + SHORT_NAME_MARKER + hashlib.sha256(raw).hexdigest()[:_HASH_DIGITS]
 
 
 @dataclass(frozen=True, slots=True)

@@ -177,6 +177,10 @@ def test_names_of_64_to_127_bytes_are_distinct_and_shown_whole(proxy, postgres, 
             cursor.execute(f'CREATE TABLE "{long}"."{long}" ("{long}" int, "{longest}" int)')
             cursor.execute(f'CREATE TABLE "{long}"."{longest}" ("{long}" int PRIMARY KEY)')
             cursor.execute(f'INSERT INTO "{long}"."{long}" VALUES (1, 2)')
+            with pytest.raises((psycopg.Error, redshift_connector.ProgrammingError)) as info:
+                cursor.execute(f'CREATE TABLE "{long}"."{long}" (a int)')  # errors name it whole too
+            code, message = error_of(info)
+            assert code == "42P07" and f'"{long}" already exists' in message and "#" not in message
             selected = cursor.execute(f'SELECT "{longest}", "{long}" FROM "{long}"."{long}"')
             assert [tuple(row) for row in selected.fetchall()] == [(2, 1)]
             assert [column[0] for column in selected.description] == [longest, long]  # named as written

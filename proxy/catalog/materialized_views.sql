@@ -20,8 +20,8 @@
 -- when a base table is not tracked (a foreign table, or its owner dropped the trigger); 't'
 -- always when the query calls a function that is not immutable, as Redshift documents.
 -- AUTO REFRESH YES: the proxy refreshes the stale ones itself, as Redshift does "on its own
--- schedule": at once after a write to a base table commits (a NOTIFY on shiftguard_mv_refresh)
--- in the cluster database, and at each poll (server.py). UNVERIFIED when Redshift would.
+-- schedule": at once after a write to a base table commits (request_refresh), and at each poll
+-- (server.py) in the cluster database. UNVERIFIED when Redshift would.
 
 CREATE TABLE IF NOT EXISTS shiftguard.table_writes (
     table_id   oid NOT NULL,
@@ -100,6 +100,43 @@ END
 $$;
 REVOKE ALL ON FUNCTION shiftguard.note_writes(oid, text[]) FROM PUBLIC;
 
+-- The databases whose AUTO REFRESH views may be stale, for the proxy to look at (catalog/store.py
+-- refresh_stale_views). One queue for the cluster (store.py CLUSTER_TABLES): a write in another
+-- database adds its name through the foreign table, and the trigger's NOTIFY, sent in the
+-- cluster database where the row is written, wakes the proxy when the write commits (a NOTIFY
+-- sent in another database reaches no listener).
+CREATE TABLE IF NOT EXISTS shiftguard.refresh_requests (
+    database name PRIMARY KEY
+);
+REVOKE ALL ON shiftguard.refresh_requests FROM PUBLIC;
+CREATE OR REPLACE FUNCTION shiftguard.refresh_requested() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM pg_notify('shiftguard_mv_refresh', '');  -- delivered at commit
+    RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION shiftguard.refresh_requested() FROM PUBLIC;
+DO $$
+BEGIN
+    IF (SELECT relkind FROM pg_class WHERE oid = 'shiftguard.refresh_requests'::regclass) = 'r'
+       AND NOT EXISTS (SELECT FROM pg_trigger WHERE tgname = 'wake_proxy'
+                          AND tgrelid = 'shiftguard.refresh_requests'::regclass) THEN
+        CREATE TRIGGER wake_proxy AFTER INSERT ON shiftguard.refresh_requests
+            FOR EACH STATEMENT EXECUTE FUNCTION shiftguard.refresh_requested();
+    END IF;
+END
+$$;
+
+-- This database's AUTO REFRESH views may be stale: the proxy looks at them when the caller's
+-- transaction commits. Anyone may ask (ALTER ... AUTO REFRESH YES runs as its caller), as anyone
+-- may NOTIFY: the proxy refreshes only views that are stale, and each database is queued once.
+CREATE OR REPLACE FUNCTION shiftguard.request_refresh() RETURNS void
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    INSERT INTO shiftguard.refresh_requests (database) VALUES (current_database()) ON CONFLICT DO NOTHING
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.request_refresh() TO PUBLIC;
+
 -- The statement trigger on tracked tables (track_writes). UPDATE is a delete and an insert, as
 -- Redshift's steps are; TRUNCATE deletes. Past a transaction's first write of the table it
 -- costs one lookup.
@@ -115,7 +152,7 @@ BEGIN
         IF EXISTS (SELECT FROM shiftguard.table_attributes a
                     WHERE a.attrs @> '{"autorefresh": true}'
                       AND TG_RELID IN (SELECT table_id FROM shiftguard.mv_bases(a.table_id))) THEN
-            PERFORM pg_notify('shiftguard_mv_refresh', '');  -- delivered at commit
+            PERFORM shiftguard.request_refresh();
         END IF;
     END IF;
     RETURN NULL;
@@ -258,7 +295,7 @@ BEGIN
     END IF;
     PERFORM shiftguard.record_table(v_view, p_attrs);
     IF (p_attrs->>'autorefresh')::boolean THEN
-        PERFORM pg_notify('shiftguard_mv_refresh', '');  -- stale already: refreshed soon after, too
+        PERFORM shiftguard.request_refresh();  -- stale already: refreshed soon after, too
     END IF;
 END
 $$;

@@ -274,11 +274,20 @@ class Catalog:
         return done
 
     async def refresh_stale_views(self) -> int:
-        """REFRESH the stale materialized views with AUTO REFRESH YES of the cluster database
-        (catalog/materialized_views.sql); how many. Those of other databases are not refreshed:
-        their NOTIFYs reach no listener, and polling every database would keep a connection in
-        each."""
-        return await self._pool.fetchval("SELECT shiftguard.refresh_stale_views()")
+        """REFRESH the stale materialized views with AUTO REFRESH YES (catalog/materialized_views.sql)
+        of the cluster database, and of each other database where a write asked for it since
+        (refresh_requests; each once, whichever proxy takes it); how many."""
+        done = await self._pool.fetchval("SELECT shiftguard.refresh_stale_views()")
+        taken = await self._pool.fetch("DELETE FROM shiftguard.refresh_requests RETURNING database")
+        for database in sorted({row["database"] for row in taken} - {self.database}):
+            try:
+                async with self.connection(database) as conn:
+                    done += await conn.fetchval("SELECT shiftguard.refresh_stale_views()")
+            except asyncpg.InvalidCatalogNameError:
+                continue  # the database was dropped since
+            except UntrustedDatabase as exc:
+                log.error("materialized views of database %s not refreshed: %s", database, exc)
+        return done
 
     async def ping(self) -> bool:
         try:
@@ -821,7 +830,8 @@ def _naive_utc(value):
 # of the cluster"), so the procedures and views read and write one state wherever they run.
 CLUSTER_TABLES = ("users", "groups", "roles", "system_privileges", "iam_tokens", "sts_sessions", "connection_log",
                   "user_log", "query_log", "connectivity", "security_groups", "security_group_ingress",
-                  "identity_providers", "assumerole_grants", "masking_versions", "vacuum_requests", "long_names")
+                  "identity_providers", "assumerole_grants", "masking_versions", "vacuum_requests", "long_names",
+                  "refresh_requests")
 # The cluster database's settings that every database's procedures read (copied at each start).
 _CLUSTER_SETTINGS = ("backend_secret", "superuser_mapping", "assumerole_seeded")
 _CLUSTER_SERVER = "shiftguard_cluster"  # the foreign server standing for the cluster database

@@ -297,3 +297,19 @@ def test_vacuum_in_a_new_database_runs_there(proxy, postgres, database):
             return direct.execute("SELECT last_vacuum FROM pg_stat_user_tables WHERE relname = 't'").fetchone()[0]
 
     assert wait_for(vacuumed) is not None
+
+
+def test_auto_refresh_views_of_a_new_database_are_refreshed_after_a_write(proxy, database):
+    """AUTO REFRESH YES in a database made by CREATE DATABASE: refreshed soon after a write commits
+    (well within the 30 s poll), as in the cluster database, and AUTO REFRESH NO is left stale."""
+    db = database()
+    with proxy.connect(dbname=db) as admin:
+        admin.execute("CREATE TABLE sales (amount int)")
+        admin.execute("INSERT INTO sales VALUES (10), (20)")
+        admin.execute("CREATE MATERIALIZED VIEW auto_total AUTO REFRESH YES AS SELECT sum(amount) AS total FROM sales")
+        admin.execute("CREATE MATERIALIZED VIEW kept_total AUTO REFRESH NO AS SELECT sum(amount) AS total FROM sales")
+        admin.execute("INSERT INTO sales VALUES (5)")
+        assert wait_for(lambda: admin.execute("SELECT total FROM auto_total").fetchall() == [(35,)], timeout=15)
+        assert admin.execute("SELECT total FROM kept_total").fetchall() == [(30,)]
+        assert wait_for(lambda: admin.execute("SELECT name, is_stale FROM svv_mv_info ORDER BY name").fetchall()
+                        == [("auto_total", "f"), ("kept_total", "t")])

@@ -176,7 +176,9 @@ class EmbeddedPostgres:
         cached = self._cache_key()
         if cached is None or not (cached / "pgdata" / "PG_VERSION").exists():
             return False
-        shutil.rmtree(self.pgdata, ignore_errors=True)
+        if any(self.pgdata.iterdir()):
+            return False  # not ours to replace: initdb refuses a directory that is not empty, and says so
+        self.pgdata.rmdir()
         shutil.copytree(cached / "pgdata", self.pgdata, symlinks=True)
         shutil.copy2(cached / "management.password", self.data_dir / "management.password")
         ids = self._user_ids()

@@ -619,6 +619,8 @@ class Connection:
             # GetClusterCredentialsWithIAM's users are "IAMR:role" and "IAM:user" themselves; an
             # IAMR token recorded before login_as existed is one of them too.
             user = chosen["login_as"] or (params.user if prefix == "IAMR" else user)
+        if chosen is not None:
+            user = await self._role_of(user)
         if chosen is not None and not await catalog.prepare_iam_login(
                 user, prefix in ("IAMA", "IAMR"), chosen["groups"], chosen["roles"]):
             chosen, reason = None, "no such user, and the credentials did not ask to create it"
@@ -668,10 +670,11 @@ class Connection:
         record = None
         if identity is not None:
             try:
-                roles = await catalog.prepare_idp_login(identity.provider, identity.user, identity.roles)
+                role = await self._role_of(identity.user)
+                roles = await catalog.prepare_idp_login(identity.provider, role, identity.roles)
             except Exception as exc:
                 raise self._backend_away(identity.user, "identity provider login", exc) from None
-            record = await catalog.login_record(identity.user)
+            record = await catalog.login_record(role)
             params.user = identity.user  # the connection log names the token's user from here on
             if record is None:
                 reason = "the user could not be created"
@@ -688,6 +691,17 @@ class Connection:
                  ", ".join(roles) or "(none)")
         self._authenticated("identity provider")
         return record
+
+    async def _role_of(self, user: str) -> str:
+        """The role of a user name of up to 127 bytes that a token names: its short name
+        (policy/identifiers.py), the long one recorded first, so that the catalogs and the
+        audit logs name the user whole."""
+        role = short_name(user)
+        if role != user and self.context.long_names is not None:
+            recorded = self.context.long_names.remember(frozenset((user,)))
+            if recorded is not None:
+                await recorded
+        return role
 
     # ---------------------------------------------------------------- CONNECTING
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
+from ..policy.identifiers import MAX_REDSHIFT_NAME_BYTES
 from ..policy.idp import public_key_of_pem, public_keys_of_jwks
 from ..policy.tokens import GrammarError
 
@@ -22,7 +23,11 @@ from ..policy.tokens import GrammarError
 LEEWAY = 60
 # Azure's user claims in order of preference when the provider names none (reference §5).
 USER_CLAIMS = ("upn", "preferred_username", "email", "sub")
-MAX_NAME_BYTES = 63  # PostgreSQL's limit on role names
+# A user's name may be Redshift's longest (its role has a short name: policy/identifiers.py); a
+# role made of a group keeps PostgreSQL's limit (the namespace:group form must stay whole for
+# the roles of a namespace to be told apart).
+MAX_USER_BYTES = MAX_REDSHIFT_NAME_BYTES
+MAX_ROLE_BYTES = 63
 
 
 class OidcRefused(Exception):
@@ -100,12 +105,12 @@ def verify(token: str, provider: dict) -> IdpIdentity:
     namespace = provider["namespace"]
     user = _user_name(claims, params.get("user_claim"))
     name = f"{namespace}:{user}"
-    if len(name.encode()) > MAX_NAME_BYTES:
-        raise OidcRefused(f"user name {name!r} is longer than {MAX_NAME_BYTES} bytes")
+    if len(name.encode()) > MAX_USER_BYTES:
+        raise OidcRefused(f"user name {name!r} is longer than {MAX_USER_BYTES} bytes")
     roles = []
     for group in _groups(claims, params.get("group_claim") or "groups"):
         role = f"{namespace}:{group.lower()}"
-        if len(role.encode()) <= MAX_NAME_BYTES and role not in roles:
+        if len(role.encode()) <= MAX_ROLE_BYTES and role not in roles:
             roles.append(role)
     return IdpIdentity(provider["name"], name, roles)
 

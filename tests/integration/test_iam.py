@@ -18,6 +18,7 @@ import redshift_connector
 from botocore.config import Config as BotoConfig
 
 from proxy.config import AccessKey, Iam, IamGroup, IamUser
+from proxy.policy.identifiers import short_name
 
 from ..conftest import unique, wait_for
 
@@ -257,6 +258,24 @@ def test_get_cluster_credentials_with_iam_maps_the_caller(iam_proxy, world):
         with iam_proxy.connect() as admin:
             admin.execute('DROP USER IF EXISTS alice, "IAM:alice"')
             admin.execute("DROP ROLE tmp_reader_role FORCE")
+
+
+def test_a_db_user_of_64_bytes_is_one_user_with_a_short_role_name(iam_proxy, postgres):
+    """DbUser takes 64 characters, one more than PostgreSQL keeps: the user's role has the short
+    name (policy/identifiers.py), and every login with new credentials is that same user."""
+    name = unique("tmp") + "x" * 64
+    name = name[:64]
+    role = short_name(name)
+    assert role != name
+    for _ in range(2):
+        creds = client(iam_proxy).get_cluster_credentials(DbUser=name, DbName="dev", ClusterIdentifier=CLUSTER,
+                                                          AutoCreate=True)
+        with login(iam_proxy, creds["DbUser"], creds["DbPassword"]) as conn:
+            assert conn.execute("SELECT current_user").fetchone() == (role,)
+    with postgres.connect() as direct:
+        assert direct.execute("SELECT count(*) FROM shiftguard.users WHERE name = %s", (role,)).fetchone() == (1,)
+    with iam_proxy.connect() as admin:
+        admin.execute(f'DROP USER "{name}"')  # the long name names it
 
 
 def test_token_login_through_raw_md5_uses_the_prefixed_name(iam_proxy, world):

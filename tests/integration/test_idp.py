@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from proxy.audit.records import redact_passwords
 from proxy.config import Audit, IdentityProvider
+from proxy.policy.identifiers import short_name
 from proxy.policy import sealing
 from proxy.protocol import messages as m
 
@@ -181,6 +182,27 @@ def test_token_login_becomes_the_namespaced_user(proxy, provider, postgres, nul)
         row = direct.execute("SELECT password_md5, password_sha256, superuser FROM shiftguard.users "
                              "WHERE name = %s", (f"{namespace}:alice@example.com",)).fetchone()
     assert row == (None, None, False)  # auto-created with PASSWORD DISABLE
+
+
+def test_a_user_name_of_up_to_127_bytes_logs_in_as_one_user(proxy, provider, postgres):
+    """namespace:name past PostgreSQL's 63 bytes: the role has the short name (identifiers.py), the
+    catalogs name the user whole, and the next login is the same user; past 127 bytes, refused."""
+    name, namespace = provider
+    upn = "firstname.lastname." + "x" * 40 + "@example.com"
+    user = f"{namespace}:{upn}"
+    assert 63 < len(user.encode()) <= 127
+    role = short_name(user)
+    assert current_user(proxy, token(upn=upn), name) == role
+    assert current_user(proxy, token(upn=upn), name) == role
+    with postgres.connect() as direct:
+        assert direct.execute("SELECT count(*) FROM shiftguard.users WHERE name = %s", (role,)).fetchone() == (1,)
+    with proxy.connect() as admin:  # the connection log names the user whole
+        assert wait_for(lambda: admin.execute(
+            "SELECT DISTINCT trim(username) FROM stl_connection_log WHERE event = 'authenticated' "
+            "AND username LIKE %s", (f"{namespace}:first%",)).fetchall() == [(user,)])
+    client, error = login(proxy, token(upn="y" * (127 - len(namespace))), name)  # 128 bytes
+    client.close()
+    assert error is not None and error["C"] == "28P01"
 
 
 def test_user_claim_is_configurable(proxy, provider):

@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 
 from ..protocol import messages as m
-from .pool import ClosingDatabases, Key, _end
+from .pool import ClosingDatabases, Key, _end, reseed
 from .session import BackendSession
 
 log = logging.getLogger(__name__)
@@ -48,10 +48,10 @@ def _restoring(session: BackendSession, settings: dict[str, bytes], served_anoth
     another client is reset (RESET_SESSION: back to the key's startup values and the role's and
     database's defaults, as every session of the key began), and RESET ALL runs where another
     client's settings are in force; then the holder's own SET statements, as they ran for it
-    before. None are needed when the holder left it so."""
+    before. None are needed when the holder left it so. (random() gets a new seed too: pool.reseed.)"""
     if not served_another and session.settings == settings:
         return ()
-    reset = RESET_SESSION if served_another else (b"RESET ALL",)
+    reset = (*RESET_SESSION, reseed()) if served_another else (b"RESET ALL",)
     return (*reset, *settings.values())
 
 

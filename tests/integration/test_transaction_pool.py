@@ -22,6 +22,7 @@ from ..conftest import ADMIN, unique, wait_for
 from .test_bad_input import login, raw, read_all
 from .test_masking import CARDS, FULL, PASSWORD, _all_at_once, world  # noqa: F401 (a fixture)
 from .test_pgjdbc import classpath, jdbc  # noqa: F401 (a fixture)
+from .test_pool import seeded_randoms
 
 CAP = 5
 
@@ -89,6 +90,18 @@ def test_two_roles_never_share_a_session(proxy, new_user, postgres):
     assert not failures, failures
     assert pids[0] and pids[1] and not pids[0] & pids[1]
     assert len(pids[0]) <= CAP and len(pids[1]) <= CAP
+
+
+def test_another_client_does_not_draw_from_the_random_sequence_one_seeded(proxy, new_user, postgres):
+    """setseed is no setting the reset puts back: without a new seed, a client that chose one
+    (or read random()'s state from its results) knows what random() gives the next client there."""
+    name, password = new_user()
+    with proxy.connect(name, password) as first, proxy.connect(name, password) as second:
+        pid = backend_pid(first)
+        first.execute("SELECT setseed(0.25)")
+        row = second.execute("SELECT pg_backend_pid(), random(), random(), random()").fetchone()
+        assert row[0] == pid
+        assert list(row[1:]) != seeded_randoms(postgres, 0.25)
 
 
 def test_psycopg_prepared_statements_follow_the_client_to_other_sessions(proxy, new_user):

@@ -38,8 +38,12 @@ _MAX_OWED_REPLY = 1 << 20
 # prepared statements: a function may DEALLOCATE the proxy's sg_ statement and PREPARE its own
 # under that name, which the next client's Bind would run): what DISCARD ALL drops. SET SESSION
 # AUTHORIZATION DEFAULT and RESET ROLE come first (RESET ALL leaves both as they are); RESET
-# ROLE goes back to the role's ALTER ROLE ... SET value, if any, as at login.
-RESET_SESSION = (b"CLOSE ALL", b"SET SESSION AUTHORIZATION DEFAULT", b"RESET ROLE", b"RESET ALL", b"UNLISTEN *",
+# ROLE goes back to the role's ALTER ROLE ... SET value, if any, as at login. Before them all,
+# statement_timeout goes: each statement runs under the settings the last client left, and one
+# it made slow (CLOSE ALL of thousands of WITH HOLD cursors, RESET ALL of thousands of
+# placeholder settings) under its 1 ms timeout would fail, and end the next client's connection.
+# (That SET itself is timed too, but takes microseconds whatever the session holds.)
+RESET_SESSION = (b"SET statement_timeout = 0", b"CLOSE ALL", b"SET SESSION AUTHORIZATION DEFAULT", b"RESET ROLE", b"RESET ALL", b"UNLISTEN *",
                  b"SELECT pg_catalog.pg_advisory_unlock_all()", b"DISCARD TEMP", b"DISCARD SEQUENCES", b"DEALLOCATE ALL")
 
 

@@ -104,6 +104,22 @@ def test_another_client_does_not_draw_from_the_random_sequence_one_seeded(proxy,
         assert list(row[1:]) != seeded_randoms(postgres, 0.25)
 
 
+def test_a_client_cannot_make_the_next_clients_reset_fail_with_its_statement_timeout(proxy, new_user):
+    """A function leaves statement_timeout at 1 ms and thousands of WITH HOLD cursors: the reset's
+    CLOSE ALL, timed by the last client's statement_timeout, was cancelled, and the next client
+    of the role there lost its connection (FATAL 08006) before any statement of its ran."""
+    name, password = new_user()
+    with proxy.connect(name, password) as first, proxy.connect(name, password) as second:
+        first.execute("""CREATE FUNCTION slow_reset(n int) RETURNS int LANGUAGE plpgsql AS $$
+            BEGIN
+                FOR i IN 1..n LOOP EXECUTE format('DECLARE c%s CURSOR WITH HOLD FOR SELECT 1', i); END LOOP;
+                PERFORM set_config('statement_timeout', '1', false);
+                RETURN pg_backend_pid();
+            END $$""")
+        pid = first.execute("SELECT slow_reset(3000)").fetchone()[0]
+        assert second.execute("SELECT pg_backend_pid(), current_setting('statement_timeout')").fetchone() == (pid, "0")
+
+
 def test_psycopg_prepared_statements_follow_the_client_to_other_sessions(proxy, new_user):
     """psycopg prepares server-side (prepare_threshold=0: at once) under names every connection
     reuses (_pg3_0, ...): each client's name means its own SQL, wherever it lands."""

@@ -120,6 +120,27 @@ def test_a_client_cannot_make_the_next_clients_reset_fail_with_its_statement_tim
         assert second.execute("SELECT pg_backend_pid(), current_setting('statement_timeout')").fetchone() == (pid, "0")
 
 
+def test_a_clients_settings_are_restored_in_a_session_another_client_used(proxy, new_user):
+    """PostgreSQL refuses SET temp_buffers in a session that touched a temporary table (another
+    client's, from a function), and SET transaction_isolation after the first query of a
+    transaction (it holds for that transaction only): put back in such a session, either ended
+    the connection of the client that sent it (FATAL 08006) before any statement of its ran."""
+    name, password = new_user()
+    with proxy.connect(name, password) as first, proxy.connect(name, password) as second:
+        first.execute("SET temp_buffers = '16MB'")
+        second.execute("CREATE FUNCTION touch_temp() RETURNS int LANGUAGE plpgsql AS $$ BEGIN "
+                       "EXECUTE 'CREATE TEMP TABLE scratch (a int)'; EXECUTE 'INSERT INTO pg_temp.scratch VALUES (1)'; "
+                       "RETURN pg_backend_pid(); END $$")
+        second.execute("SELECT touch_temp()")
+        assert first.execute("SELECT current_setting('temp_buffers')").fetchone() == ("16MB",)
+    with proxy.connect(name, password) as first, proxy.connect(name, password) as second:
+        first.execute("SET transaction_isolation = 'serializable'")  # for that statement's transaction
+        pid = backend_pid(first)
+        assert backend_pid(second) == pid  # now another client's
+        assert first.execute("SELECT pg_backend_pid(), current_setting('transaction_isolation')"
+                             ).fetchone() == (pid, "read committed")
+
+
 def test_psycopg_prepared_statements_follow_the_client_to_other_sessions(proxy, new_user):
     """psycopg prepares server-side (prepare_threshold=0: at once) under names every connection
     reuses (_pg3_0, ...): each client's name means its own SQL, wherever it lands."""

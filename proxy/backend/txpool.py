@@ -41,9 +41,15 @@ _MAX_OWED_REPLY = 1 << 20
 # ROLE goes back to the role's ALTER ROLE ... SET value, if any, as at login. Before them all,
 # statement_timeout goes: each statement runs under the settings the last client left, and one
 # it made slow (CLOSE ALL of thousands of WITH HOLD cursors, RESET ALL of thousands of
-# placeholder settings) under its 1 ms timeout would fail, and end the next client's connection.
-# (That SET itself is timed too, but takes microseconds whatever the session holds.)
-RESET_SESSION = (b"SET statement_timeout = 0", b"CLOSE ALL", b"SET SESSION AUTHORIZATION DEFAULT", b"RESET ROLE", b"RESET ALL", b"UNLISTEN *",
+# placeholder settings) under its 1 ms timeout would fail. (That SET itself is timed too, but
+# takes microseconds whatever the session holds.) DISCARD TEMP waits for no lock unless the last
+# client made a permanent object depend on a temporary one (a column of its row type, say) that
+# another session holds locked: it fails after a second rather than wait for as long as that
+# session likes; the lock_timeout is the reset's transaction's only. A reset that fails anyway
+# costs the next client nothing but the time: the relay sends its messages again in another
+# session (relay.Relay._again).
+RESET_SESSION = (b"SET statement_timeout = 0", b"CLOSE ALL", b"SET SESSION AUTHORIZATION DEFAULT", b"RESET ROLE",
+                 b"RESET ALL", b"SELECT pg_catalog.set_config('lock_timeout', '1s', true)", b"UNLISTEN *",
                  b"SELECT pg_catalog.pg_advisory_unlock_all()", b"DISCARD TEMP", b"DISCARD SEQUENCES", b"DEALLOCATE ALL")
 
 
@@ -61,7 +67,7 @@ def _restoring(session: BackendSession, settings: dict[str, bytes], served_anoth
 
 class RestoreFailed(Exception):
     """A statement restore_ahead sent failed: PostgreSQL skips the client's messages after it
-    (up to a Sync), so the session must end."""
+    (up to a Sync), so the session must end (the relay sends them again in another)."""
 
 
 # Extended-protocol messages that run one statement in the unnamed statement and portal.
@@ -77,7 +83,8 @@ def restore_ahead(session: BackendSession, settings: dict[str, bytes], holder: o
     They go as Parse/Bind/Execute without a Sync, then COMMIT: they run in one implicit
     transaction that COMMIT ends, so that the client's first statement starts its own (one that
     fails does not undo the reset; a VACUUM may come first). Should one of them fail, PostgreSQL skips every message
-    up to the next Sync, the client's too: the relay ends the session (RestoreFailed)."""
+    up to the next Sync, the client's too: the relay ends the session (RestoreFailed) and sends
+    them again in another."""
     served_another = session.holder not in (None, holder)
     statements = _restoring(session, settings, served_another)
     if not statements:

@@ -141,6 +141,31 @@ def test_a_clients_settings_are_restored_in_a_session_another_client_used(proxy,
                              ).fetchone() == (pid, "read committed")
 
 
+def test_a_reset_that_cannot_finish_runs_the_clients_statements_in_another_session(proxy, new_user):
+    """The last client made, from a function, a permanent table with a column of its temporary
+    table's row type, and another user holds that table locked: the reset's DISCARD TEMP would
+    wait for that lock (the column goes with the temporary table) for as long as it is held. It
+    gives up instead, and the next client's statement runs, in another session."""
+    name, password = new_user()
+    other, other_password = new_user()
+    table = unique("leftover")
+    with proxy.connect(name, password) as first, proxy.connect(name, password) as second, \
+            proxy.connect(other, other_password) as locker:
+        first.execute(f"""CREATE FUNCTION poison() RETURNS int LANGUAGE plpgsql AS $$ BEGIN
+            EXECUTE 'CREATE TEMP TABLE scratch (a int)';
+            EXECUTE 'CREATE TABLE public.{table} (a pg_temp.scratch)';
+            EXECUTE 'GRANT SELECT ON public.{table} TO {other}';
+            RETURN pg_backend_pid(); END $$""")
+        pid = first.execute("SELECT poison()").fetchone()[0]
+        locker.execute("BEGIN")
+        locker.execute(f"SELECT * FROM public.{table}")
+        with second.cursor() as cursor:  # its Parse, Bind and Execute go ahead, after the reset
+            row = cursor.execute("SELECT pg_backend_pid(), %s::int", (42,), prepare=True).fetchone()
+        assert row[0] != pid and row[1] == 42
+        assert second.execute("SELECT %s::int", (7,), prepare=True).fetchone() == (7,)
+        locker.execute("ROLLBACK")
+
+
 def test_psycopg_prepared_statements_follow_the_client_to_other_sessions(proxy, new_user):
     """psycopg prepares server-side (prepare_threshold=0: at once) under names every connection
     reuses (_pg3_0, ...): each client's name means its own SQL, wherever it lands."""

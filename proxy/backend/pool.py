@@ -6,7 +6,7 @@ idle (no transaction, no statement running, nothing unsynced; relay.Relay decide
 backend session back here instead of closing it. The session is reset with DISCARD ALL, which
 PostgreSQL defines as the state of a new session (SET SESSION AUTHORIZATION DEFAULT, RESET ALL,
 temporary tables, prepared statements, cursors, LISTEN, advisory locks), random() gets a new
-seed (reseed: DISCARD ALL keeps its state), and the session waits, keyed by
+seed (RESEED: DISCARD ALL keeps its state), and the session waits, keyed by
 role, database and startup parameters, for a client of that same role: a session is never
 handed to another role, so PostgreSQL's privilege checks are the same as on a fresh one.
 
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import time
 
 from ..protocol import messages as m
@@ -142,11 +141,13 @@ def _end(session: BackendSession) -> None:
     session.endpoint.close()
 
 
-def reseed() -> bytes:
-    """A statement giving random() a seed no client knows. Neither DISCARD ALL nor RESET ALL
-    touches its state, which a client chose (setseed) or can work out from random()'s results:
-    left so, the next client's random() values would be known to the last one."""
-    return b"SELECT pg_catalog.setseed(%r)" % (secrets.randbits(53) / (1 << 52) - 1)  # [-1, 1)
+# A seed for random() that no client knows, from PostgreSQL's strong random source (64 bits of a
+# random UUID's hash, in [-1, 1)). Neither DISCARD ALL nor RESET ALL touches random()'s state,
+# which a client chose (setseed) or can work out from random()'s results: left so, the next
+# client's random() values would be known to the last one. The same statement every time (the
+# seed is made in PostgreSQL), every name and operator in pg_catalog.
+RESEED = (b"SELECT pg_catalog.setseed(pg_catalog.uuid_hash_extended(pg_catalog.gen_random_uuid(), 0) "
+          b"OPERATOR(pg_catalog./) '9223372036854775808'::pg_catalog.float8)")
 
 
 async def _reset(session: BackendSession) -> bool:
@@ -156,7 +157,7 @@ async def _reset(session: BackendSession) -> bool:
     if session.endpoint.closed or session.endpoint.buffer:
         return False
     return (await run_quietly(session, b"DISCARD ALL", _RESET_TIMEOUT)
-            and await run_quietly(session, reseed(), _RESET_TIMEOUT))
+            and await run_quietly(session, RESEED, _RESET_TIMEOUT))
 
 
 async def run_quietly(session: BackendSession, sql: bytes, timeout: float) -> bool:

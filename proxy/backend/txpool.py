@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 
 from ..protocol import messages as m
-from .pool import ClosingDatabases, Key, _end, reseed
+from .pool import RESEED, ClosingDatabases, Key, _end
 from .session import BackendSession
 
 log = logging.getLogger(__name__)
@@ -36,9 +36,10 @@ _MAX_OWED_REPLY = 1 << 20
 # What a client may leave in a session out of the proxy's sight (a function body's set_config(...,
 # false), SET ROLE, advisory lock, temporary table, LISTEN, WITH HOLD cursor, nextval, and the
 # prepared statements: a function may DEALLOCATE the proxy's sg_ statement and PREPARE its own
-# under that name, which the next client's Bind would run): what DISCARD ALL drops. SET SESSION
-# AUTHORIZATION DEFAULT and RESET ROLE come first (RESET ALL leaves both as they are); RESET
-# ROLE goes back to the role's ALTER ROLE ... SET value, if any, as at login. Before them all,
+# under that name, which the next client's Bind would run): what DISCARD ALL drops, and random()'s
+# state, which it keeps (pool.RESEED). SET SESSION AUTHORIZATION DEFAULT and RESET ROLE come
+# first (RESET ALL leaves both as they are); RESET ROLE goes back to the role's ALTER ROLE ... SET
+# value, if any, as at login. Before them all,
 # statement_timeout goes: each statement runs under the settings the last client left, and one
 # it made slow (CLOSE ALL of thousands of WITH HOLD cursors, RESET ALL of thousands of
 # placeholder settings) under its 1 ms timeout would fail. (That SET itself is timed too, but
@@ -50,7 +51,8 @@ _MAX_OWED_REPLY = 1 << 20
 # session (relay.Relay._again).
 RESET_SESSION = (b"SET statement_timeout = 0", b"CLOSE ALL", b"SET SESSION AUTHORIZATION DEFAULT", b"RESET ROLE",
                  b"RESET ALL", b"SELECT pg_catalog.set_config('lock_timeout', '1s', true)", b"UNLISTEN *",
-                 b"SELECT pg_catalog.pg_advisory_unlock_all()", b"DISCARD TEMP", b"DISCARD SEQUENCES", b"DEALLOCATE ALL")
+                 b"SELECT pg_catalog.pg_advisory_unlock_all()", b"DISCARD TEMP", b"DISCARD SEQUENCES", b"DEALLOCATE ALL",
+                 RESEED)
 
 
 def _restoring(session: BackendSession, settings: dict[str, bytes], served_another: bool) -> tuple[bytes, ...]:
@@ -58,10 +60,10 @@ def _restoring(session: BackendSession, settings: dict[str, bytes], served_anoth
     another client is reset (RESET_SESSION: back to the key's startup values and the role's and
     database's defaults, as every session of the key began), and RESET ALL runs where another
     client's settings are in force; then the holder's own SET statements, as they ran for it
-    before. None are needed when the holder left it so. (random() gets a new seed too: pool.reseed.)"""
+    before. None are needed when the holder left it so."""
     if not served_another and session.settings == settings:
         return ()
-    reset = (*RESET_SESSION, reseed()) if served_another else (b"RESET ALL",)
+    reset = RESET_SESSION if served_another else (b"RESET ALL",)
     return (*reset, *settings.values())
 
 

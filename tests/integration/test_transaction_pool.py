@@ -166,6 +166,40 @@ def test_a_reset_that_cannot_finish_runs_the_clients_statements_in_another_sessi
         locker.execute("ROLLBACK")
 
 
+async def test_a_reset_that_cannot_finish_sends_asyncpg_prepared_statements_again(make_proxy, new_user):
+    """As above, for a statement asyncpg prepared before, with one session for the role (the
+    client's goes, another opens): prepared again in the session the client's messages go to
+    after the reset failed, and run there once."""
+    proxy = make_proxy(backend__pool_mode="transaction", backend__max_sessions_per_pool=1)
+    name, password = new_user()
+    other, other_password = new_user()
+    table = unique("leftover")
+
+    async def connect(user: str, secret: str):
+        return await asyncpg.connect(host=proxy.host, port=proxy.port, user=user, password=secret,
+                                     database="dev", ssl="disable", timeout=10)
+
+    client = await connect(name, password)
+    first, locker = await connect(name, password), await connect(other, other_password)
+    try:
+        await client.execute(f"CREATE TABLE public.{table}_runs (n int)")
+        statement = await client.prepare(f"INSERT INTO public.{table}_runs VALUES ($1) RETURNING pg_backend_pid()")
+        await client.fetchval("SELECT 1")  # a Sync: asyncpg's prepare leaves its batch open
+        await first.execute(f"""CREATE FUNCTION poison() RETURNS int LANGUAGE plpgsql AS $$ BEGIN
+            EXECUTE 'CREATE TEMP TABLE scratch (a int)';
+            EXECUTE 'CREATE TABLE public.{table} (a pg_temp.scratch)';
+            EXECUTE 'GRANT SELECT ON public.{table} TO {other}';
+            RETURN pg_backend_pid(); END $$""")
+        pid = await first.fetchval("SELECT poison()")
+        async with locker.transaction():
+            await locker.fetch(f"SELECT * FROM public.{table}")
+            assert await statement.fetchval(1) != pid
+        assert await client.fetch(f"SELECT n FROM public.{table}_runs") == [(1,)]
+    finally:
+        for conn in (client, first, locker):
+            await conn.close()
+
+
 def test_psycopg_prepared_statements_follow_the_client_to_other_sessions(proxy, new_user):
     """psycopg prepares server-side (prepare_threshold=0: at once) under names every connection
     reuses (_pg3_0, ...): each client's name means its own SQL, wherever it lands."""

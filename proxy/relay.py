@@ -83,6 +83,10 @@ _COUNTED_REPLIES = frozenset(range(256)) - {m.B_DATA_ROW, m.B_NOTICE_RESPONSE, m
 # Transaction pooling: the replies to the Parse and Close messages the proxy adds (_hide).
 _HIDDEN_REPLIES = frozenset((m.B_PARSE_COMPLETE, m.B_CLOSE_COMPLETE))
 _TERMINATE = m.terminate()
+# The holder a session sent again a client's messages is given before its reset (Relay._again):
+# none, so that it is reset as one another client used.
+_AGAIN = object()
+_MAX_SENT_AHEAD = 1 << 20  # client bytes kept to send again, at most
 _HELD_LIMIT = 1 << 16  # client bytes held while it waits for a backend session, before reading pauses
 # Statements the proxy keeps prepared in one backend session for its role's clients, at most (the
 # oldest is closed to make room; a client that binds it again gets it prepared again). As
@@ -386,6 +390,7 @@ class Relay:
                  "_remember_names", "_result_names",
                  "_discards", "_done", "_error", "_failing", "_fatal_seen", "_from_backend", "_from_client",
                  "_held", "_hiding", "_holding", "_lender", "_loop", "_lost_reported", "_on_client_gone",
+                 "_retry", "_sent_ahead",
                  "_on_parameter", "_on_vacate_database", "_owed", "_parses", "_pipeline", "_portal_columns",
                  "_portal_sql", "_portal_statements", "_portal_tags", "_prepared", "_protecting",
                  "_protection_moved", "_reads_audit", "_release_due", "_result_columns", "_set_bound",
@@ -506,6 +511,11 @@ class Relay:
         self._waiting = False     # for a session (Lender.lend)
         self._owed = None         # replies to the restore of the session lent (txpool.OwedReplies)
         self._ahead: list | None = None  # while they come: where the client's messages are (_up_to_sync)
+        # And what went to PostgreSQL after a reset (of a session another client used): should the
+        # reset fail, PostgreSQL ran none of it, and it is sent again in another session, once
+        # (_retry: what that takes, while that session is asked for).
+        self._sent_ahead: bytearray | None = None
+        self._retry: tuple | None = None
         self._baseline: dict[str, str] | None = None  # and its parameters until reported (_unreported)
         self._release_due = False
         self._hiding = 0          # added messages not yet answered
@@ -655,6 +665,10 @@ class Relay:
             self._lender.release(given, reusable=True)
             return
         self._attach(given)
+        retry, self._retry = self._retry, None
+        if retry is not None:
+            given.holder = _AGAIN  # reset whatever it held: the bytes sent again assume it was
+        full = given.holder not in (None, self._lender)
         backend = given.endpoint
         backend.cork()  # the restore and the client's messages in one write
         try:
@@ -662,9 +676,41 @@ class Relay:
             if self._owed is not None:  # what PostgreSQL last reported there, to another client
                 self._baseline = dict(given.reported)
                 self._ahead = [b"", 0]
+            if retry is not None:
+                sent, given.prepared, given.unnamed_owner, self._ahead, self._discards = retry
+                backend.write(sent)
+            elif full and self._audit_wait is None:
+                self._sent_ahead = bytearray()
+                self._from_client.write = self._write_ahead
             self._feed_client(self._take_held())
         finally:
             backend.uncork()
+
+    def _write_ahead(self, data: bytes) -> None:
+        """Client bytes to the session while the replies to its reset are to come, kept (up to
+        _MAX_SENT_AHEAD: past it, as a COPY's data may go, they are not sent again)."""
+        if len(self._sent_ahead) + len(data) > _MAX_SENT_AHEAD:
+            self._sent_ahead, self._from_client.write = None, self.backend.write
+        else:
+            self._sent_ahead += data
+        self.backend.write(data)
+
+    def _again(self) -> bool:
+        """The reset of the session held failed (the last client's leftovers: a lock it holds
+        elsewhere, say), so PostgreSQL ran nothing the client sent since: it is sent again in
+        another session, reset too (what it prepares and binds is as in this one after its
+        reset). Once; False when it cannot be (sent already, or a statement waits for the
+        audit log or the long names' map, and would be sent to no session meanwhile)."""
+        if self._sent_ahead is None or self._audit_wait is not None:
+            return False
+        session, sent, self._sent_ahead = self.backend_session, bytes(self._sent_ahead), None
+        retry = (sent, session.prepared, session.unnamed_owner, self._ahead, self._discards)
+        self._owed = self._ahead = self._baseline = None
+        self._release(reusable=False)
+        self._retry = retry
+        self._waiting = True
+        self._lender.lend(self._settings, self._given)
+        return True
 
     def _hold(self, data: bytes) -> None:
         """Client bytes that wait (for a session, or for the replies to its restore)."""
@@ -1395,12 +1441,16 @@ class Relay:
             rest = self._owed.feed(data)
         except (RestoreFailed, m.ProtocolViolation) as exc:
             log.info("backend session not reused: restoring it failed: %s", exc)
+            if isinstance(exc, RestoreFailed) and self._again():
+                return None
             self._owed = None
             self.close(m.error_response("FATAL", CONNECTION_FAILURE, "could not restore this session's settings "
                                         "in a backend session"))
             return None
         if rest is not None:
             self._owed, self._ahead = None, None
+            if self._sent_ahead is not None:
+                self._sent_ahead, self._from_client.write = None, self.backend.write
             if self._held:  # what came after the client's first Sync
                 self._feed_client(self._take_held())
         return rest

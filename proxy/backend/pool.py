@@ -5,7 +5,8 @@ PBKDF2 of the role's backend password). A client that ends its session with Term
 idle (no transaction, no statement running, nothing unsynced; relay.Relay decides) gives its
 backend session back here instead of closing it. The session is reset with DISCARD ALL, which
 PostgreSQL defines as the state of a new session (SET SESSION AUTHORIZATION DEFAULT, RESET ALL,
-temporary tables, prepared statements, cursors, LISTEN, advisory locks), and waits, keyed by
+temporary tables, prepared statements, cursors, LISTEN, advisory locks), random() gets a new
+seed (RESEED: DISCARD ALL keeps its state), and the session waits, keyed by
 role, database and startup parameters, for a client of that same role: a session is never
 handed to another role, so PostgreSQL's privilege checks are the same as on a fresh one.
 
@@ -140,12 +141,24 @@ def _end(session: BackendSession) -> None:
     session.endpoint.close()
 
 
+# A seed for random() that no client knows, from PostgreSQL's strong random source (64 bits of a
+# random UUID's hash, in [-1, 1)). Neither DISCARD ALL nor RESET ALL touches random()'s state,
+# which a client chose (setseed) or can work out from random()'s results: left so, the next
+# client's random() values would be known to the last one. The same statement every time (the
+# seed is made in PostgreSQL), every name and operator in pg_catalog.
+SEED = (b"pg_catalog.setseed(pg_catalog.uuid_hash_extended(pg_catalog.gen_random_uuid(), 0) "
+        b"OPERATOR(pg_catalog./) '9223372036854775808'::pg_catalog.float8)")
+RESEED = b"SELECT " + SEED
+
+
 async def _reset(session: BackendSession) -> bool:
-    """DISCARD ALL; the parameters it reports (reset to the session's startup values) are kept
-    for the next client's greeting."""
+    """DISCARD ALL (a statement of its own: it cannot run in a transaction block), then a new
+    seed for random(); the parameters they report (reset to the session's startup values) are
+    kept for the next client's greeting."""
     if session.endpoint.closed or session.endpoint.buffer:
         return False
-    return await run_quietly(session, b"DISCARD ALL", _RESET_TIMEOUT)
+    return (await run_quietly(session, b"DISCARD ALL", _RESET_TIMEOUT)
+            and await run_quietly(session, RESEED, _RESET_TIMEOUT))
 
 
 async def run_quietly(session: BackendSession, sql: bytes, timeout: float) -> bool:

@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 
 from ..protocol import messages as m
-from .pool import ClosingDatabases, Key, _end
+from .pool import SEED, ClosingDatabases, Key, _end
 from .session import BackendSession
 
 log = logging.getLogger(__name__)
@@ -36,11 +36,25 @@ _MAX_OWED_REPLY = 1 << 20
 # What a client may leave in a session out of the proxy's sight (a function body's set_config(...,
 # false), SET ROLE, advisory lock, temporary table, LISTEN, WITH HOLD cursor, nextval, and the
 # prepared statements: a function may DEALLOCATE the proxy's sg_ statement and PREPARE its own
-# under that name, which the next client's Bind would run): what DISCARD ALL drops. SET SESSION
-# AUTHORIZATION DEFAULT and RESET ROLE come first (RESET ALL leaves both as they are); RESET
-# ROLE goes back to the role's ALTER ROLE ... SET value, if any, as at login.
-RESET_SESSION = (b"CLOSE ALL", b"SET SESSION AUTHORIZATION DEFAULT", b"RESET ROLE", b"RESET ALL", b"UNLISTEN *",
-                 b"SELECT pg_catalog.pg_advisory_unlock_all()", b"DISCARD TEMP", b"DISCARD SEQUENCES", b"DEALLOCATE ALL")
+# under that name, which the next client's Bind would run): what DISCARD ALL drops, and random()'s
+# state, which it keeps (pool.RESEED). SET SESSION AUTHORIZATION DEFAULT and RESET ROLE come
+# first (RESET ALL leaves both as they are); RESET ROLE goes back to the role's ALTER ROLE ... SET
+# value, if any, as at login. Before them all,
+# statement_timeout goes: each statement runs under the settings the last client left, and one
+# it made slow (CLOSE ALL of thousands of WITH HOLD cursors, RESET ALL of thousands of
+# placeholder settings) under its 1 ms timeout would fail. (That SET itself is timed too, but
+# takes microseconds whatever the session holds.) DISCARD TEMP waits for no lock unless the last
+# client made a permanent object depend on a temporary one (a column of its row type, say) that
+# another session holds locked: it fails after a second rather than wait for as long as that
+# session likes; the lock_timeout is the reset's transaction's only. A reset that fails anyway
+# costs the next client nothing but the time: the relay sends its messages again in another
+# session (relay.Relay._again). One SELECT: a statement PostgreSQL plans costs it several times
+# what a utility statement does (about 15 µs against 3; the reset runs before most pooled
+# transactions).
+RESET_SESSION = (b"SET statement_timeout = 0", b"CLOSE ALL", b"SET SESSION AUTHORIZATION DEFAULT", b"RESET ROLE",
+                 b"RESET ALL", b"SET LOCAL lock_timeout = '1s'", b"UNLISTEN *",
+                 b"SELECT pg_catalog.pg_advisory_unlock_all(), " + SEED, b"DISCARD TEMP", b"DISCARD SEQUENCES",
+                 b"DEALLOCATE ALL")
 
 
 def _restoring(session: BackendSession, settings: dict[str, bytes], served_another: bool) -> tuple[bytes, ...]:
@@ -57,7 +71,7 @@ def _restoring(session: BackendSession, settings: dict[str, bytes], served_anoth
 
 class RestoreFailed(Exception):
     """A statement restore_ahead sent failed: PostgreSQL skips the client's messages after it
-    (up to a Sync), so the session must end."""
+    (up to a Sync), so the session must end (the relay sends them again in another)."""
 
 
 # Extended-protocol messages that run one statement in the unnamed statement and portal.
@@ -76,7 +90,7 @@ def restore_ahead(session: BackendSession, settings: dict[str, bytes], holder: o
     ends the implicit transaction warns "there is no transaction in progress", a notice
     PostgreSQL sends at once, in a packet of its own.) Should one of them fail, PostgreSQL skips
     every message up to the next Sync, the client's too: the relay ends the session
-    (RestoreFailed)."""
+    (RestoreFailed) and sends them again in another."""
     served_another = session.holder not in (None, holder)
     statements = _restoring(session, settings, served_another)
     if not statements:

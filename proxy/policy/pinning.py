@@ -14,7 +14,9 @@ Session-level SET name = value, SET name TO DEFAULT, RESET name and RESET ALL ar
 relay keeps for the client and restores in each session it lands on (`settings`: each one's
 name, None for RESET ALL, and its statement, None for a reset); in a Query that also holds
 BEGIN, COMMIT or ROLLBACK they pin instead (whether they outlive it depends on how the block
-ends). SET LOCAL and SET TRANSACTION end with the transaction. DISCARD and DEALLOCATE drop
+ends), as does SET temp_buffers (PostgreSQL refuses it again in a session that touched a temporary
+table). SET LOCAL, SET TRANSACTION and SET transaction_isolation (_read_only, _deferrable) end with
+the transaction. DISCARD and DEALLOCATE drop
 the prepared statements shiftguard keeps in the session for other clients: the session is
 closed after the transaction instead of being shared (DISCARD ALL also resets the settings).
 """
@@ -42,6 +44,13 @@ _PINNING_STATEMENTS = {"ListenStmt": "LISTEN", "PrepareStmt": "PREPARE", "LoadSt
 
 # Settings whose SET is not kept and restored: they change who the session is.
 _IDENTITY = frozenset(("session_authorization", "role"))
+# Settings a SET changes for its transaction only, whatever the form (SET TRANSACTION's): not
+# kept. Put back in a session after the reset's first query, PostgreSQL would refuse them.
+_TRANSACTION = frozenset(("transaction_isolation", "transaction_read_only", "transaction_deferrable"))
+# Settings PostgreSQL refuses to change once the session used what they size (temp_buffers,
+# after any temporary table was touched): put back in a session another client used, a SET
+# would fail, so it pins.
+_SESSION_SIZED = frozenset(("temp_buffers",))
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,12 +109,12 @@ def _setting(node: dict, text: bytes) -> tuple | None:
     kind, name = node.get("kind"), node.get("name")
     if kind == "VAR_RESET_ALL":
         return (None, None)
-    if kind == "VAR_SET_MULTI" and name == "TRANSACTION":
+    if kind == "VAR_SET_MULTI" and name == "TRANSACTION" or name is not None and name.lower() in _TRANSACTION:
         return ()
     if name is None or name.lower() in _IDENTITY:
         return None
     if kind == "VAR_SET_VALUE":
-        return (name.lower(), text)
+        return None if name.lower() in _SESSION_SIZED else (name.lower(), text)
     if kind in ("VAR_SET_DEFAULT", "VAR_RESET"):
         return (name.lower(), None)
     return None

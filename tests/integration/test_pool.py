@@ -53,6 +53,26 @@ def test_a_session_left_idle_serves_the_next_client_as_new(proxy, new_user):
         assert conn.info.parameter_status("application_name") == ""
 
 
+def seeded_randoms(postgres, seed: float) -> list[float]:
+    """What random() returns after setseed(seed), as any session computes it."""
+    with postgres.connect() as direct:
+        direct.execute(f"SELECT setseed({seed})")
+        return [direct.execute("SELECT random()").fetchone()[0] for _ in range(3)]
+
+
+def test_the_next_client_does_not_draw_from_the_random_sequence_the_last_one_seeded(proxy, new_user, postgres):
+    """DISCARD ALL leaves random()'s state: a client that chose it (setseed) or read it (from
+    random()'s results) would know the next client's random() values."""
+    name, password = new_user()
+    with proxy.connect(name, password) as conn:
+        first = backend_pid(conn)
+        conn.execute("SELECT setseed(0.25)")
+    assert wait_for(lambda: kept(proxy, name) == 1)
+    with proxy.connect(name, password) as conn:
+        assert backend_pid(conn) == first
+        assert [conn.execute("SELECT random()").fetchone()[0] for _ in range(3)] != seeded_randoms(postgres, 0.25)
+
+
 def test_set_session_authorization_does_not_outlive_the_client(proxy, new_user):
     """A superuser testing access as another user leaves; the next superuser session is its own."""
     name, _ = new_user()

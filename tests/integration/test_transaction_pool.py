@@ -22,6 +22,7 @@ from ..conftest import ADMIN, unique, wait_for
 from .test_bad_input import login, raw, read_all
 from .test_masking import CARDS, FULL, PASSWORD, _all_at_once, world  # noqa: F401 (a fixture)
 from .test_pgjdbc import classpath, jdbc  # noqa: F401 (a fixture)
+from .test_pool import seeded_randoms
 
 CAP = 5
 
@@ -89,6 +90,114 @@ def test_two_roles_never_share_a_session(proxy, new_user, postgres):
     assert not failures, failures
     assert pids[0] and pids[1] and not pids[0] & pids[1]
     assert len(pids[0]) <= CAP and len(pids[1]) <= CAP
+
+
+def test_another_client_does_not_draw_from_the_random_sequence_one_seeded(proxy, new_user, postgres):
+    """setseed is no setting the reset puts back: without a new seed, a client that chose one
+    (or read random()'s state from its results) knows what random() gives the next client there."""
+    name, password = new_user()
+    with proxy.connect(name, password) as first, proxy.connect(name, password) as second:
+        pid = backend_pid(first)
+        first.execute("SELECT setseed(0.25)")
+        row = second.execute("SELECT pg_backend_pid(), random(), random(), random()").fetchone()
+        assert row[0] == pid
+        assert list(row[1:]) != seeded_randoms(postgres, 0.25)
+
+
+def test_a_client_cannot_make_the_next_clients_reset_fail_with_its_statement_timeout(proxy, new_user):
+    """A function leaves statement_timeout at 1 ms and thousands of WITH HOLD cursors: the reset's
+    CLOSE ALL, timed by the last client's statement_timeout, was cancelled, and the next client
+    of the role there lost its connection (FATAL 08006) before any statement of its ran."""
+    name, password = new_user()
+    with proxy.connect(name, password) as first, proxy.connect(name, password) as second:
+        first.execute("""CREATE FUNCTION slow_reset(n int) RETURNS int LANGUAGE plpgsql AS $$
+            BEGIN
+                FOR i IN 1..n LOOP EXECUTE format('DECLARE c%s CURSOR WITH HOLD FOR SELECT 1', i); END LOOP;
+                PERFORM set_config('statement_timeout', '1', false);
+                RETURN pg_backend_pid();
+            END $$""")
+        pid = first.execute("SELECT slow_reset(3000)").fetchone()[0]
+        assert second.execute("SELECT pg_backend_pid(), current_setting('statement_timeout')").fetchone() == (pid, "0")
+
+
+def test_a_clients_settings_are_restored_in_a_session_another_client_used(proxy, new_user):
+    """PostgreSQL refuses SET temp_buffers in a session that touched a temporary table (another
+    client's, from a function), and SET transaction_isolation after the first query of a
+    transaction (it holds for that transaction only): put back in such a session, either ended
+    the connection of the client that sent it (FATAL 08006) before any statement of its ran."""
+    name, password = new_user()
+    with proxy.connect(name, password) as first, proxy.connect(name, password) as second:
+        first.execute("SET temp_buffers = '16MB'")
+        second.execute("CREATE FUNCTION touch_temp() RETURNS int LANGUAGE plpgsql AS $$ BEGIN "
+                       "EXECUTE 'CREATE TEMP TABLE scratch (a int)'; EXECUTE 'INSERT INTO pg_temp.scratch VALUES (1)'; "
+                       "RETURN pg_backend_pid(); END $$")
+        second.execute("SELECT touch_temp()")
+        assert first.execute("SELECT current_setting('temp_buffers')").fetchone() == ("16MB",)
+    with proxy.connect(name, password) as first, proxy.connect(name, password) as second:
+        first.execute("SET transaction_isolation = 'serializable'")  # for that statement's transaction
+        pid = backend_pid(first)
+        assert backend_pid(second) == pid  # now another client's
+        assert first.execute("SELECT pg_backend_pid(), current_setting('transaction_isolation')"
+                             ).fetchone() == (pid, "read committed")
+
+
+def test_a_reset_that_cannot_finish_runs_the_clients_statements_in_another_session(proxy, new_user):
+    """The last client made, from a function, a permanent table with a column of its temporary
+    table's row type, and another user holds that table locked: the reset's DISCARD TEMP would
+    wait for that lock (the column goes with the temporary table) for as long as it is held. It
+    gives up instead, and the next client's statement runs, in another session."""
+    name, password = new_user()
+    other, other_password = new_user()
+    table = unique("leftover")
+    with proxy.connect(name, password) as first, proxy.connect(name, password) as second, \
+            proxy.connect(other, other_password) as locker:
+        first.execute(f"""CREATE FUNCTION poison() RETURNS int LANGUAGE plpgsql AS $$ BEGIN
+            EXECUTE 'CREATE TEMP TABLE scratch (a int)';
+            EXECUTE 'CREATE TABLE public.{table} (a pg_temp.scratch)';
+            EXECUTE 'GRANT SELECT ON public.{table} TO {other}';
+            RETURN pg_backend_pid(); END $$""")
+        pid = first.execute("SELECT poison()").fetchone()[0]
+        locker.execute("BEGIN")
+        locker.execute(f"SELECT * FROM public.{table}")
+        with second.cursor() as cursor:  # its Parse, Bind and Execute go ahead, after the reset
+            row = cursor.execute("SELECT pg_backend_pid(), %s::int", (42,), prepare=True).fetchone()
+        assert row[0] != pid and row[1] == 42
+        assert second.execute("SELECT %s::int", (7,), prepare=True).fetchone() == (7,)
+        locker.execute("ROLLBACK")
+
+
+async def test_a_reset_that_cannot_finish_sends_asyncpg_prepared_statements_again(make_proxy, new_user):
+    """As above, for a statement asyncpg prepared before, with one session for the role (the
+    client's goes, another opens): prepared again in the session the client's messages go to
+    after the reset failed, and run there once."""
+    proxy = make_proxy(backend__pool_mode="transaction", backend__max_sessions_per_pool=1)
+    name, password = new_user()
+    other, other_password = new_user()
+    table = unique("leftover")
+
+    async def connect(user: str, secret: str):
+        return await asyncpg.connect(host=proxy.host, port=proxy.port, user=user, password=secret,
+                                     database="dev", ssl="disable", timeout=10)
+
+    client = await connect(name, password)
+    first, locker = await connect(name, password), await connect(other, other_password)
+    try:
+        await client.execute(f"CREATE TABLE public.{table}_runs (n int)")
+        statement = await client.prepare(f"INSERT INTO public.{table}_runs VALUES ($1) RETURNING pg_backend_pid()")
+        await client.fetchval("SELECT 1")  # a Sync: asyncpg's prepare leaves its batch open
+        await first.execute(f"""CREATE FUNCTION poison() RETURNS int LANGUAGE plpgsql AS $$ BEGIN
+            EXECUTE 'CREATE TEMP TABLE scratch (a int)';
+            EXECUTE 'CREATE TABLE public.{table} (a pg_temp.scratch)';
+            EXECUTE 'GRANT SELECT ON public.{table} TO {other}';
+            RETURN pg_backend_pid(); END $$""")
+        pid = await first.fetchval("SELECT poison()")
+        async with locker.transaction():
+            await locker.fetch(f"SELECT * FROM public.{table}")
+            assert await statement.fetchval(1) != pid
+        assert await client.fetch(f"SELECT n FROM public.{table}_runs") == [(1,)]
+    finally:
+        for conn in (client, first, locker):
+            await conn.close()
 
 
 def test_psycopg_prepared_statements_follow_the_client_to_other_sessions(proxy, new_user):

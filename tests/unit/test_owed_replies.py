@@ -9,8 +9,9 @@ import pytest
 from proxy.backend.txpool import RESET_SESSION, OwedReplies, RestoreFailed
 from proxy.protocol import messages as m
 
-TAGS = (b"BEGIN", b"CLOSE CURSOR ALL", b"SET", b"RESET", b"RESET", b"UNLISTEN", b"SELECT 1",
-        b"DISCARD TEMP", b"DISCARD SEQUENCES", b"DEALLOCATE ALL", b"COMMIT")
+# A CommandComplete for BEGIN, each reset statement and COMMIT (a row for the one SELECT).
+TAGS = (b"BEGIN", *(b"SELECT 1" if sql.startswith(b"SELECT") else sql.split()[0] for sql in RESET_SESSION),
+        b"COMMIT")
 CLIENT = m.message(m.B_ROW_DESCRIPTION, b"\0\0") + m.command_complete("SELECT 0") + m.ready_for_query(m.TX_IDLE)
 
 

@@ -31,6 +31,9 @@ from proxy.policy.pinning import session_effect
     ("BEGIN; SET search_path TO x; COMMIT", "SET in a Query with BEGIN, COMMIT or ROLLBACK"),
     ("SET LOCAL search_path TO x", None),
     ("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE", None),
+    ("SET transaction_isolation = 'serializable'", None),
+    ("SET temp_buffers = '16MB'", "SET temp_buffers"),
+    ("RESET temp_buffers", None),
     ("CREATE FUNCTION f() RETURNS int LANGUAGE sql SET search_path = x AS 'SELECT 1'", None),
     ("SELEC garbage temp", None),  # PostgreSQL refuses it: it runs nothing
 ])
@@ -43,6 +46,7 @@ def test_what_pins(sql, pins):
     ("set Search_Path = x -- why\n", (("search_path", b"set Search_Path = x -- why\n"),)),
     ("SET TIME ZONE 'UTC'; RESET work_mem", (("timezone", b"SET TIME ZONE 'UTC'"), ("work_mem", None))),
     ("SET extra_float_digits TO DEFAULT", (("extra_float_digits", None),)),
+    ("SET transaction_isolation = 'serializable'; SET Transaction_Read_Only TO on", ()),
     ("SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL;", ((None, None),)),
 ])
 def test_settings_kept_for_the_client(sql, settings):

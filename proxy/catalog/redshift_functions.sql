@@ -268,6 +268,67 @@ LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$ SELECT
 CREATE OR REPLACE FUNCTION pg_catalog.is_scalar(p_value jsonb) RETURNS boolean
 LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$ SELECT jsonb_typeof(p_value) NOT IN ('object', 'array') $$;
 
+-- Redshift's array functions on SUPER. ARRAY(a, b, ...) is a syntax error in PostgreSQL (ARRAY is
+-- reserved): policy/dialect.py writes it pg_catalog."array"(pg_catalog.jsonb_build_array(a, b,
+-- ...)), which takes arguments of any types as Redshift's does; this function only names the
+-- result column "array", as Redshift does. Where an argument is not an array (Redshift: "must
+-- be valid arrays"), these answer NULL, as Redshift's SUPER navigation does in its default lax
+-- mode (UNVERIFIED for the functions: AWS documents no error).
+CREATE OR REPLACE FUNCTION pg_catalog."array"(p_elements jsonb) RETURNS super
+LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$ SELECT p_elements::super $$;
+
+CREATE OR REPLACE FUNCTION pg_catalog.array_concat(p_first jsonb, p_second jsonb) RETURNS super
+LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN jsonb_typeof(p_first) = 'array' AND jsonb_typeof(p_second) = 'array'
+                THEN (p_first || p_second)::super END
+$$;
+
+-- The elements of the arrays given, with one level of nesting taken out of each: AWS's example
+-- flattens ARRAY(ARRAY(1,2,3,4),ARRAY(5,6,7,8),ARRAY(9,10)) to [1,...,10]. An element that is not
+-- an array is kept, and several arguments are flattened one after the other (both UNVERIFIED).
+CREATE OR REPLACE FUNCTION pg_catalog.array_flatten(VARIADIC p_arrays jsonb[]) RETURNS super
+LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN bool_and(jsonb_typeof(given.value) IS NOT DISTINCT FROM 'array') THEN (
+        SELECT coalesce(jsonb_agg(e.value ORDER BY a.n, i.n, e.n), '[]')::super
+          FROM unnest(p_arrays) WITH ORDINALITY AS a(value, n),
+               jsonb_array_elements(CASE jsonb_typeof(a.value) WHEN 'array' THEN a.value END)
+                   WITH ORDINALITY AS i(value, n),
+               jsonb_array_elements(CASE jsonb_typeof(i.value) WHEN 'array' THEN i.value
+                                    ELSE jsonb_build_array(i.value) END) WITH ORDINALITY AS e(value, n)) END
+      FROM unnest(p_arrays) AS given(value)
+$$;
+
+-- INT, as AWS's current page has it (older ones said BIGINT).
+CREATE OR REPLACE FUNCTION pg_catalog.get_array_length(p_array jsonb) RETURNS integer
+LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN jsonb_typeof(p_array) = 'array' THEN jsonb_array_length(p_array) END
+$$;
+
+-- Strings, split at each delimiter (a comma unless given): n delimiters make n + 1 elements, so
+-- '' is [""] (UNVERIFIED; PostgreSQL's string_to_array would say []).
+CREATE OR REPLACE FUNCTION pg_catalog.split_to_array(p_string text, p_delimiter text DEFAULT ',') RETURNS super
+LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN p_string = '' THEN '[""]'::jsonb ELSE to_jsonb(string_to_array(p_string, p_delimiter)) END::super
+$$;
+
+-- length elements from the 0-based start_position (a negative one counts back from the end, as
+-- AWS's earlier page says); without a length, to the end. A start past the end gives [], as AWS
+-- documents; a length below 1 gives [] too (UNVERIFIED).
+CREATE OR REPLACE FUNCTION pg_catalog.subarray(p_array jsonb, p_start bigint, p_length bigint) RETURNS super
+LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN jsonb_typeof(p_array) = 'array' THEN (
+        SELECT coalesce(jsonb_agg(e.value ORDER BY e.n), '[]')::super
+          FROM jsonb_array_elements(p_array) WITH ORDINALITY AS e(value, n),
+               LATERAL (SELECT CASE WHEN p_start < 0 THEN greatest(jsonb_array_length(p_array) + p_start, 0)
+                                    ELSE p_start END::numeric AS first) AS s
+         WHERE e.n - 1 >= s.first AND e.n - 1 < s.first + p_length) END
+$$;
+CREATE OR REPLACE FUNCTION pg_catalog.subarray(p_array jsonb, p_start bigint) RETURNS super
+LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
+    SELECT pg_catalog.subarray(p_array, p_start, CASE WHEN jsonb_typeof(p_array) = 'array'
+                                                      THEN jsonb_array_length(p_array) END)
+$$;
+
 -- The columns of the late-binding views the caller may read (catalog/schema.sql
 -- shiftguard.late_binding_views; one made again without WITH NO SCHEMA BINDING reads its
 -- function no longer, and is not one), called as Redshift documents it:

@@ -273,11 +273,13 @@ LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$ SELECT
 -- ...)), which takes arguments of any types as Redshift's does; this function only names the
 -- result column "array", as Redshift does. Where an argument is not an array (Redshift: "must
 -- be valid arrays"), these answer NULL, as Redshift's SUPER navigation does in its default lax
--- mode (UNVERIFIED for the functions: AWS documents no error).
+-- mode (UNVERIFIED for the functions: AWS documents no error). Their parameters are super, not
+-- jsonb: a SUPER argument then matches them exactly, so that a look-alike of the same name in
+-- public (array_concat(super, super)) never wins over them.
 CREATE OR REPLACE FUNCTION pg_catalog."array"(p_elements jsonb) RETURNS super
 LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$ SELECT p_elements::super $$;
 
-CREATE OR REPLACE FUNCTION pg_catalog.array_concat(p_first jsonb, p_second jsonb) RETURNS super
+CREATE OR REPLACE FUNCTION pg_catalog.array_concat(p_first super, p_second super) RETURNS super
 LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
     SELECT CASE WHEN jsonb_typeof(p_first) = 'array' AND jsonb_typeof(p_second) = 'array'
                 THEN (p_first || p_second)::super END
@@ -286,7 +288,7 @@ $$;
 -- The elements of the arrays given, with one level of nesting taken out of each: AWS's example
 -- flattens ARRAY(ARRAY(1,2,3,4),ARRAY(5,6,7,8),ARRAY(9,10)) to [1,...,10]. An element that is not
 -- an array is kept, and several arguments are flattened one after the other (both UNVERIFIED).
-CREATE OR REPLACE FUNCTION pg_catalog.array_flatten(VARIADIC p_arrays jsonb[]) RETURNS super
+CREATE OR REPLACE FUNCTION pg_catalog.array_flatten(VARIADIC p_arrays super[]) RETURNS super
 LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
     SELECT CASE WHEN bool_and(jsonb_typeof(given.value) IS NOT DISTINCT FROM 'array') THEN (
         SELECT coalesce(jsonb_agg(e.value ORDER BY a.n, i.n, e.n), '[]')::super
@@ -299,7 +301,7 @@ LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
 $$;
 
 -- INT, as AWS's current page has it (older ones said BIGINT).
-CREATE OR REPLACE FUNCTION pg_catalog.get_array_length(p_array jsonb) RETURNS integer
+CREATE OR REPLACE FUNCTION pg_catalog.get_array_length(p_array super) RETURNS integer
 LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
     SELECT CASE WHEN jsonb_typeof(p_array) = 'array' THEN jsonb_array_length(p_array) END
 $$;
@@ -314,7 +316,7 @@ $$;
 -- length elements from the 0-based start_position (a negative one counts back from the end, as
 -- AWS's earlier page says); without a length, to the end. A start past the end gives [], as AWS
 -- documents; a length below 1 gives [] too (UNVERIFIED).
-CREATE OR REPLACE FUNCTION pg_catalog.subarray(p_array jsonb, p_start bigint, p_length bigint) RETURNS super
+CREATE OR REPLACE FUNCTION pg_catalog.subarray(p_array super, p_start bigint, p_length bigint) RETURNS super
 LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
     SELECT CASE WHEN jsonb_typeof(p_array) = 'array' THEN (
         SELECT coalesce(jsonb_agg(e.value ORDER BY e.n), '[]')::super
@@ -323,7 +325,7 @@ LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
                                     ELSE p_start END::numeric AS first) AS s
          WHERE e.n - 1 >= s.first AND e.n - 1 < s.first + p_length) END
 $$;
-CREATE OR REPLACE FUNCTION pg_catalog.subarray(p_array jsonb, p_start bigint) RETURNS super
+CREATE OR REPLACE FUNCTION pg_catalog.subarray(p_array super, p_start bigint) RETURNS super
 LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
     SELECT pg_catalog.subarray(p_array, p_start, CASE WHEN jsonb_typeof(p_array) = 'array'
                                                       THEN jsonb_array_length(p_array) END)

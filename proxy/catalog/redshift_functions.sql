@@ -234,8 +234,8 @@ CREATE OR REPLACE FUNCTION pg_catalog.pg_get_late_binding_view_cols() RETURNS SE
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$ BEGIN RETURN; END $$;
 
 -- SUPER, Redshift's semi-structured type, as jsonb: a domain named super, so that CREATE TABLE
--- t (s SUPER) works unchanged and pg_table_def shows the name. Navigation (s.a, s[0]) is not
--- translated (docs/local-stand-in-and-redshift-sql.md).
+-- t (s SUPER) works unchanged and pg_table_def shows the name. A subscript (s[0]) is jsonb's;
+-- navigation (s.a) is not translated (docs/local-stand-in-and-redshift-sql.md).
 DO $$
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_type WHERE typname = 'super' AND typnamespace = 'pg_catalog'::regnamespace) THEN
@@ -329,6 +329,97 @@ CREATE OR REPLACE FUNCTION pg_catalog.subarray(p_array super, p_start bigint) RE
 LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
     SELECT pg_catalog.subarray(p_array, p_start, CASE WHEN jsonb_typeof(p_array) = 'array'
                                                       THEN jsonb_array_length(p_array) END)
+$$;
+
+-- The searches, value of any type (as SUPER: 'red' finds "red", 1 finds 1.0). null_match TRUE,
+-- the default (default_array_search_null_handling's, which SET cannot change here): NULL finds a
+-- null element. FALSE: searching for NULL is NULL, and so is finding nothing in an array that
+-- holds a null. ARRAY_POSITIONS is the 0-based indexes ([] if none), ARRAY_POSITION the first
+-- (-1 if none), ARRAY_CONTAINS whether there is one. STABLE: to_jsonb of a timestamptz reads
+-- TimeZone.
+CREATE OR REPLACE FUNCTION pg_catalog.array_positions(p_array super, p_value anycompatible,
+                                                      p_null_match boolean DEFAULT true) RETURNS super
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN jsonb_typeof(p_array) = 'array' AND (p_null_match OR p_value IS NOT NULL)
+                     AND (p_null_match OR found IS NOT NULL OR NOT p_array @> '[null]')
+                THEN coalesce(found, '[]')::super END
+      FROM (SELECT jsonb_agg(e.n - 1 ORDER BY e.n) AS found
+              FROM jsonb_array_elements(CASE jsonb_typeof(p_array) WHEN 'array' THEN p_array END)
+                   WITH ORDINALITY AS e(value, n)
+             WHERE e.value = coalesce(to_jsonb(p_value), 'null')) AS s
+$$;
+CREATE OR REPLACE FUNCTION pg_catalog.array_position(p_array super, p_value anycompatible,
+                                                     p_null_match boolean DEFAULT true) RETURNS integer
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce((p ->> 0)::integer, -1) FROM pg_catalog.array_positions(p_array, p_value, p_null_match) AS p
+     WHERE p IS NOT NULL
+$$;
+CREATE OR REPLACE FUNCTION pg_catalog.array_contains(p_array super, p_value anycompatible,
+                                                     p_null_match boolean DEFAULT true) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT jsonb_array_length(pg_catalog.array_positions(p_array, p_value, p_null_match)) > 0
+$$;
+
+-- The set functions treat nulls as values (null = null). AWS guarantees no order; these keep the
+-- first array's. ARRAY_DISTINCT and ARRAY_UNION keep each value's first occurrence;
+-- ARRAY_INTERSECTION keeps as many of a value as both arrays have (with distinct, one),
+-- ARRAY_EXCEPT as many more as the first has (with distinct, none of what the second has, once).
+CREATE OR REPLACE FUNCTION pg_catalog.array_distinct(p_array super) RETURNS super
+LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN jsonb_typeof(p_array) = 'array' THEN (
+        SELECT coalesce(jsonb_agg(d.value ORDER BY d.n), '[]')::super
+          FROM (SELECT DISTINCT ON (e.value) e.value, e.n
+                  FROM jsonb_array_elements(p_array) WITH ORDINALITY AS e(value, n) ORDER BY e.value, e.n) AS d) END
+$$;
+CREATE OR REPLACE FUNCTION pg_catalog.array_union(p_first super, p_second super) RETURNS super
+LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
+    SELECT pg_catalog.array_distinct(pg_catalog.array_concat(p_first, p_second))
+$$;
+CREATE OR REPLACE FUNCTION pg_catalog.array_intersection(p_first super, p_second super,
+                                                         p_distinct boolean DEFAULT false) RETURNS super
+LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN jsonb_typeof(p_first) = 'array' AND jsonb_typeof(p_second) = 'array' THEN (
+        SELECT coalesce(jsonb_agg(x.value ORDER BY x.n), '[]')::super
+          FROM (SELECT e.value, e.n, row_number() OVER (PARTITION BY e.value ORDER BY e.n) AS k
+                  FROM jsonb_array_elements(p_first) WITH ORDINALITY AS e(value, n)) AS x
+         WHERE x.k <= (SELECT count(*) FROM jsonb_array_elements(p_second) AS o(value) WHERE o.value = x.value)
+           AND (x.k = 1 OR NOT p_distinct)) END
+$$;
+CREATE OR REPLACE FUNCTION pg_catalog.array_except(p_first super, p_second super,
+                                                   p_distinct boolean DEFAULT false) RETURNS super
+LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN jsonb_typeof(p_first) = 'array' AND jsonb_typeof(p_second) = 'array' THEN (
+        SELECT coalesce(jsonb_agg(x.value ORDER BY x.n), '[]')::super
+          FROM (SELECT e.value, e.n, row_number() OVER (PARTITION BY e.value ORDER BY e.n) AS k
+                  FROM jsonb_array_elements(p_first) WITH ORDINALITY AS e(value, n)) AS x
+         WHERE CASE WHEN p_distinct THEN x.k = 1 AND NOT p_second @> jsonb_build_array(x.value)
+                    ELSE x.k > (SELECT count(*) FROM jsonb_array_elements(p_second) AS o(value)
+                                 WHERE o.value = x.value) END) END
+$$;
+CREATE OR REPLACE FUNCTION pg_catalog.arrays_overlap(p_first super, p_second super) RETURNS boolean
+LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN jsonb_typeof(p_first) = 'array' AND jsonb_typeof(p_second) = 'array' THEN
+        EXISTS (SELECT FROM jsonb_array_elements(p_first) AS e(value) WHERE p_second @> jsonb_build_array(e.value)) END
+$$;
+
+-- Booleans, then numbers, strings, arrays and objects, as AWS documents; nulls last ascending and
+-- first descending (AWS's examples) unless nulls_first says. Within a kind, jsonb's order:
+-- strings by the database's collation, arrays and objects by size first (UNVERIFIED for those).
+CREATE OR REPLACE FUNCTION pg_catalog.array_sort(p_array super, p_ascending boolean DEFAULT true,
+                                                 p_nulls_first boolean DEFAULT NULL) RETURNS super
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN jsonb_typeof(p_array) = 'array' AND p_ascending IS NOT NULL THEN (
+        SELECT coalesce(jsonb_agg(k.value ORDER BY k.placed, k.asc_kind, k.asc_value, k.desc_kind DESC,
+                                                   k.desc_value DESC), '[]')::super
+          FROM (SELECT e.value,
+                       CASE WHEN e.kind IS NOT NULL THEN 1
+                            WHEN coalesce(p_nulls_first, NOT p_ascending) THEN 0 ELSE 2 END AS placed,
+                       CASE WHEN p_ascending THEN e.kind END AS asc_kind, CASE WHEN p_ascending THEN e.value END AS asc_value,
+                       CASE WHEN NOT p_ascending THEN e.kind END AS desc_kind,
+                       CASE WHEN NOT p_ascending THEN e.value END AS desc_value
+                  FROM (SELECT v.value, array_position(ARRAY['boolean', 'number', 'string', 'array', 'object'],
+                                                       jsonb_typeof(v.value)) AS kind
+                          FROM jsonb_array_elements(p_array) AS v(value)) AS e) AS k) END
 $$;
 
 -- The columns of the late-binding views the caller may read (catalog/schema.sql

@@ -1,6 +1,8 @@
 """Redshift's SUPER array functions through the proxy (strict_redshift on), with the values and
 column names AWS's documentation shows: ARRAY(...), ARRAY_CONCAT, ARRAY_FLATTEN,
-GET_ARRAY_LENGTH, SPLIT_TO_ARRAY, SUBARRAY, and subscripts."""
+GET_ARRAY_LENGTH, SPLIT_TO_ARRAY, SUBARRAY, the searches (ARRAY_CONTAINS, ARRAY_POSITION[S]),
+the set functions (ARRAY_DISTINCT, ARRAY_UNION, ARRAY_INTERSECTION, ARRAY_EXCEPT,
+ARRAYS_OVERLAP), ARRAY_SORT, and subscripts."""
 
 from __future__ import annotations
 
@@ -40,6 +42,41 @@ DOCUMENTED = [
      "[1,2,3,4,5,6,7,8,9,10]"),
     ("SELECT SPLIT_TO_ARRAY('12|345|6789', '|')", "split_to_array", '["12","345","6789"]'),
     ("SELECT SUBARRAY(ARRAY('a', 'b', 'c', 'd', 'e', 'f'), 2, 3)", "subarray", '["c","d","e"]'),
+    ("SELECT ARRAY_POSITIONS(ARRAY('red', 'green', 'red'), 'red')", "array_positions", "[0,2]"),
+    ("SELECT ARRAY_DISTINCT(ARRAY(1, 1, 'a', 'a', NULL, NULL))", "array_distinct", '[1,"a",null]'),
+    ("SELECT ARRAY_DISTINCT(ARRAY_CONCAT(ARRAY(1,2,3,3),ARRAY(2,3,4,4)))", "array_distinct", "[1,2,3,4]"),
+    ("SELECT ARRAY_UNION(ARRAY('a','b','b'), ARRAY('b','c','c'))", "array_union", '["a","b","c"]'),
+    ("SELECT ARRAY_UNION(ARRAY('b','a','b'), ARRAY(NULL,'b',NULL))", "array_union", '["b","a",null]'),
+    ("SELECT ARRAY_INTERSECTION(ARRAY('a','b','c'), ARRAY('b','c','d'))", "array_intersection", '["b","c"]'),
+    ("SELECT ARRAY_INTERSECTION(ARRAY('a','b','b'), ARRAY('b','b','b'))", "array_intersection", '["b","b"]'),
+    ("SELECT ARRAY_INTERSECTION(ARRAY('a','b','b'), ARRAY('b','b','b'), TRUE)", "array_intersection", '["b"]'),
+    ("SELECT ARRAY_INTERSECTION(ARRAY('a',NULL), ARRAY('b',NULL))", "array_intersection", "[null]"),
+    ("SELECT ARRAY_EXCEPT(ARRAY('a','b','c'), ARRAY('b','c','d'))", "array_except", '["a"]'),
+    ("SELECT ARRAY_EXCEPT(ARRAY('b','b','b','b'), ARRAY('b','b'))", "array_except", '["b","b"]'),
+    ("SELECT ARRAY_EXCEPT(ARRAY('a','b','b'), ARRAY('b'), TRUE)", "array_except", '["a"]'),
+    ("SELECT ARRAY_EXCEPT(ARRAY('a',NULL), ARRAY(NULL))", "array_except", '["a"]'),
+    ("SELECT ARRAY_SORT(ARRAY('b', 'a', 0, NULL, 1, false))", "array_sort", '[false,0,1,"a","b",null]'),
+    ("SELECT ARRAY_SORT(ARRAY('b', 'a', 0, NULL, 1, false), False)", "array_sort", '[null,"b","a",1,0,false]'),
+    ("SELECT ARRAY_SORT(ARRAY('b', 'a', 0, NULL, 1, false), False, False)", "array_sort", '["b","a",1,0,false,null]'),
+]
+
+# AWS's examples of the functions that answer a boolean or an integer.
+DOCUMENTED_SCALARS = [
+    ("SELECT ARRAY_CONTAINS(ARRAY('red', 'green'), 'red')", True),
+    ("SELECT ARRAY_CONTAINS(ARRAY('red', NULL, 'green'), NULL)", True),
+    ("SELECT ARRAY_CONTAINS(ARRAY('red', NULL, 'green'), 'blue', TRUE)", False),
+    ("SELECT ARRAY_CONTAINS(ARRAY('red', NULL, 'green'), NULL, FALSE)", None),
+    ("SELECT ARRAY_CONTAINS(ARRAY('red', NULL, 'green'), 'blue', FALSE)", None),
+    ("SELECT ARRAY_POSITION(ARRAY('red', 'green'), 'red')", 0),
+    ("SELECT ARRAY_POSITION(ARRAY(1, 2, 3), 4)", -1),
+    ("SELECT ARRAY_POSITION(ARRAY('red', 'green', 'red'), 'red')", 0),
+    ("SELECT ARRAY_POSITION(ARRAY('red', NULL, 'green'), NULL)", 1),
+    ("SELECT ARRAY_POSITION(ARRAY('red', NULL, 'green'), 'blue', FALSE)", None),
+    ("SELECT ARRAYS_OVERLAP(ARRAY('blue', 'green'), ARRAY('red', 'green'))", True),
+    ("SELECT ARRAYS_OVERLAP(ARRAY('red', NULL, 'blue'), ARRAY('green', NULL))", True),
+    ("SELECT ARRAYS_OVERLAP(ARRAY('red', NULL, 'blue'), ARRAY('green'))", False),
+    ("SELECT ARRAYS_OVERLAP(JSON_PARSE('[null]'), ARRAY(NULL))", True),
+    ("SELECT array_position(ARRAY[10, 20, 30], 20), array_positions(ARRAY[1, 2, 1], 1)", (2, [1, 3])),  # PostgreSQL's
 ]
 
 
@@ -51,7 +88,7 @@ def test_the_documentations_examples(conn, query, column, printed):
     assert conn.execute(f"SELECT json_serialize(x) FROM ({query}) AS q(x)").fetchone() == (printed,)
 
 
-@pytest.mark.parametrize("query, expected", [
+@pytest.mark.parametrize("query, expected", DOCUMENTED_SCALARS + [
     ("SELECT GET_ARRAY_LENGTH(ARRAY(1,2,3,4,5,6,7,8,9,10))", 10),  # AWS's example
     ("SELECT array()", []),
     ("SELECT array( )", []),
@@ -69,6 +106,12 @@ def test_the_documentations_examples(conn, query, column, printed):
      ([2, 3, 4], [2], [])),
     ("SELECT subarray(array(1, 2), 0, NULL), subarray(json_parse('{}'), 0, 1)", (None, None)),
     ("SELECT is_array(array()), is_array(subarray(array(1), 0, 1))", (True, True)),
+    ("SELECT array_contains(array(1.0, 'x'), 1), array_positions(array(1, 2), NULL), array_position(NULL::super, 1)",
+     (True, [], None)),
+    ("SELECT array_union(array(1), NULL), arrays_overlap(array(), array()), array_sort(array(), NULL)",
+     (None, False, None)),
+    ("SELECT array_sort(array(array(1), json_parse('{\"a\": 1}'), true, 'x', 2, NULL), TRUE, TRUE)",
+     [None, True, 2, "x", [1], {"a": 1}]),
 ])
 def test_values_and_nulls(conn, query, expected):
     row = conn.execute(query).fetchone()

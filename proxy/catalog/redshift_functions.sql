@@ -267,6 +267,35 @@ CREATE OR REPLACE FUNCTION pg_catalog.is_object(p_value jsonb) RETURNS boolean
 LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$ SELECT jsonb_typeof(p_value) = 'object' $$;
 CREATE OR REPLACE FUNCTION pg_catalog.is_scalar(p_value jsonb) RETURNS boolean
 LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$ SELECT jsonb_typeof(p_value) NOT IN ('object', 'array') $$;
+-- A SUPER value's dynamic type (AWS: IS_BOOLEAN, IS_VARCHAR, IS_CHAR, IS_SMALLINT, IS_INTEGER,
+-- IS_BIGINT, JSON_TYPEOF). An integer is a number of scale 0 in the type's range (5.0 is not:
+-- jsonb keeps the scale written). IS_FLOAT and IS_DECIMAL are not here: jsonb keeps no float
+-- apart from a decimal.
+CREATE OR REPLACE FUNCTION pg_catalog.is_boolean(p_value super) RETURNS boolean
+LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$ SELECT jsonb_typeof(p_value) = 'boolean' $$;
+CREATE OR REPLACE FUNCTION pg_catalog.is_varchar(p_value super) RETURNS boolean
+LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$ SELECT jsonb_typeof(p_value) = 'string' $$;
+-- CHAR holds ASCII only: a string of ASCII characters.
+CREATE OR REPLACE FUNCTION pg_catalog.is_char(p_value super) RETURNS boolean
+LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
+    SELECT jsonb_typeof(p_value) = 'string' AND (p_value #>> '{}') ~ '^[[:ascii:]]*$'
+$$;
+CREATE OR REPLACE FUNCTION pg_catalog.redshift_is_integer(p_value jsonb, p_bits integer) RETURNS boolean
+LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN jsonb_typeof(p_value) = 'number' THEN
+        scale(p_value::numeric) = 0
+        AND p_value::numeric BETWEEN -power(2::numeric, p_bits - 1) AND power(2::numeric, p_bits - 1) - 1 END
+      IS TRUE
+$$;
+CREATE OR REPLACE FUNCTION pg_catalog.is_smallint(p_value super) RETURNS boolean
+LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$ SELECT pg_catalog.redshift_is_integer(p_value, 16) $$;
+CREATE OR REPLACE FUNCTION pg_catalog.is_integer(p_value super) RETURNS boolean
+LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$ SELECT pg_catalog.redshift_is_integer(p_value, 32) $$;
+CREATE OR REPLACE FUNCTION pg_catalog.is_bigint(p_value super) RETURNS boolean
+LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$ SELECT pg_catalog.redshift_is_integer(p_value, 64) $$;
+-- PostgreSQL has json_typeof(json): json_typeof('[1]') of an untyped literal is ambiguous now.
+CREATE OR REPLACE FUNCTION pg_catalog.json_typeof(p_value super) RETURNS varchar
+LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$ SELECT jsonb_typeof(p_value)::varchar $$;
 
 -- Redshift's array functions on SUPER. ARRAY(a, b, ...) is a syntax error in PostgreSQL (ARRAY is
 -- reserved): policy/dialect.py writes it pg_catalog."array"(pg_catalog.jsonb_build_array(a, b,
@@ -336,7 +365,8 @@ $$;
 -- null element. FALSE: searching for NULL is NULL, and so is finding nothing in an array that
 -- holds a null. ARRAY_POSITIONS is the 0-based indexes ([] if none), ARRAY_POSITION the first
 -- (-1 if none), ARRAY_CONTAINS whether there is one. STABLE: to_jsonb of a timestamptz reads
--- TimeZone.
+-- TimeZone. PostgreSQL's array_position[s](anycompatiblearray, anycompatible) of its arrays
+-- stay; with an untyped literal for the array ('{1,2}') the call is ambiguous now.
 CREATE OR REPLACE FUNCTION pg_catalog.array_positions(p_array super, p_value anycompatible,
                                                       p_null_match boolean DEFAULT true) RETURNS super
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$

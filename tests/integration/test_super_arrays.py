@@ -2,7 +2,7 @@
 column names AWS's documentation shows: ARRAY(...), ARRAY_CONCAT, ARRAY_FLATTEN,
 GET_ARRAY_LENGTH, SPLIT_TO_ARRAY, SUBARRAY, the searches (ARRAY_CONTAINS, ARRAY_POSITION[S]),
 the set functions (ARRAY_DISTINCT, ARRAY_UNION, ARRAY_INTERSECTION, ARRAY_EXCEPT,
-ARRAYS_OVERLAP), ARRAY_SORT, and subscripts."""
+ARRAYS_OVERLAP), ARRAY_SORT, subscripts, and JSON_TYPEOF and the IS_* functions."""
 
 from __future__ import annotations
 
@@ -112,6 +112,15 @@ def test_the_documentations_examples(conn, query, column, printed):
      (None, False, None)),
     ("SELECT array_sort(array(array(1), json_parse('{\"a\": 1}'), true, 'x', 2, NULL), TRUE, TRUE)",
      [None, True, 2, "x", [1], {"a": 1}]),
+    # The dynamic types: AWS's examples of JSON_TYPEOF and the IS_* functions, and their edges.
+    ("SELECT JSON_TYPEOF(ARRAY(1,2)), JSON_TYPEOF(JSON_PARSE('{\"name\":\"Joe\"}')), json_typeof(json_parse('null'))",
+     ("array", "object", "null")),
+    ("SELECT is_boolean(json_parse('true')), is_varchar(json_parse('\"abc\"')), is_char(json_parse('\"t\"')), "
+     "is_char(json_parse('\"é\"')), is_varchar(json_parse('1'))", (True, True, True, False, False)),
+    ("SELECT is_smallint(json_parse('-32768')), is_smallint(json_parse('32768')), is_integer(json_parse('2147483647')), "
+     "is_integer(json_parse('2147483648')), is_bigint(json_parse('2147483648')), is_bigint(json_parse('5.0'))",
+     (True, False, True, False, True, False)),
+    ("SELECT json_typeof('[1]'::json), array_position(ARRAY['a', 'b'], 'b')", ("array", 2)),  # PostgreSQL's
 ])
 def test_values_and_nulls(conn, query, expected):
     row = conn.execute(query).fetchone()

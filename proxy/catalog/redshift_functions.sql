@@ -405,26 +405,29 @@ CREATE OR REPLACE FUNCTION pg_catalog.array_union(p_first super, p_second super)
 LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
     SELECT pg_catalog.array_distinct(pg_catalog.array_concat(p_first, p_second))
 $$;
-CREATE OR REPLACE FUNCTION pg_catalog.array_intersection(p_first super, p_second super,
-                                                         p_distinct boolean DEFAULT false) RETURNS super
+-- ARRAY_INTERSECTION (p_intersect) or ARRAY_EXCEPT: of each element of the first array, k is
+-- the how-manieth of its value it is there, held how many of its value the second array has.
+CREATE OR REPLACE FUNCTION pg_catalog.redshift_array_set_operation(p_first jsonb, p_second jsonb, p_intersect boolean,
+                                                                   p_distinct boolean) RETURNS super
 LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
     SELECT CASE WHEN jsonb_typeof(p_first) = 'array' AND jsonb_typeof(p_second) = 'array' THEN (
         SELECT coalesce(jsonb_agg(x.value ORDER BY x.n), '[]')::super
-          FROM (SELECT e.value, e.n, row_number() OVER (PARTITION BY e.value ORDER BY e.n) AS k
+          FROM (SELECT e.value, e.n, row_number() OVER (PARTITION BY e.value ORDER BY e.n) AS k,
+                       (SELECT count(*) FROM jsonb_array_elements(p_second) AS o(value) WHERE o.value = e.value) AS held
                   FROM jsonb_array_elements(p_first) WITH ORDINALITY AS e(value, n)) AS x
-         WHERE x.k <= (SELECT count(*) FROM jsonb_array_elements(p_second) AS o(value) WHERE o.value = x.value)
-           AND (x.k = 1 OR NOT p_distinct)) END
+         WHERE CASE WHEN p_intersect THEN x.k <= x.held AND (x.k = 1 OR NOT p_distinct)
+                    WHEN p_distinct THEN x.k = 1 AND x.held = 0
+                    ELSE x.k > x.held END) END
+$$;
+CREATE OR REPLACE FUNCTION pg_catalog.array_intersection(p_first super, p_second super,
+                                                         p_distinct boolean DEFAULT false) RETURNS super
+LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
+    SELECT pg_catalog.redshift_array_set_operation(p_first, p_second, true, p_distinct)
 $$;
 CREATE OR REPLACE FUNCTION pg_catalog.array_except(p_first super, p_second super,
                                                    p_distinct boolean DEFAULT false) RETURNS super
 LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
-    SELECT CASE WHEN jsonb_typeof(p_first) = 'array' AND jsonb_typeof(p_second) = 'array' THEN (
-        SELECT coalesce(jsonb_agg(x.value ORDER BY x.n), '[]')::super
-          FROM (SELECT e.value, e.n, row_number() OVER (PARTITION BY e.value ORDER BY e.n) AS k
-                  FROM jsonb_array_elements(p_first) WITH ORDINALITY AS e(value, n)) AS x
-         WHERE CASE WHEN p_distinct THEN x.k = 1 AND NOT p_second @> jsonb_build_array(x.value)
-                    ELSE x.k > (SELECT count(*) FROM jsonb_array_elements(p_second) AS o(value)
-                                 WHERE o.value = x.value) END) END
+    SELECT pg_catalog.redshift_array_set_operation(p_first, p_second, false, p_distinct)
 $$;
 CREATE OR REPLACE FUNCTION pg_catalog.arrays_overlap(p_first super, p_second super) RETURNS boolean
 LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$

@@ -447,7 +447,8 @@ LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
           FROM (SELECT e.value,
                        CASE WHEN e.kind IS NOT NULL THEN 1
                             WHEN coalesce(p_nulls_first, NOT p_ascending) THEN 0 ELSE 2 END AS placed,
-                       CASE WHEN p_ascending THEN e.kind END AS asc_kind, CASE WHEN p_ascending THEN e.value END AS asc_value,
+                       CASE WHEN p_ascending THEN e.kind END AS asc_kind,
+                       CASE WHEN p_ascending THEN e.value END AS asc_value,
                        CASE WHEN NOT p_ascending THEN e.kind END AS desc_kind,
                        CASE WHEN NOT p_ascending THEN e.value END AS desc_value
                   FROM (SELECT v.value, array_position(ARRAY['boolean', 'number', 'string', 'array', 'object'],

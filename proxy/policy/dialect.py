@@ -13,8 +13,9 @@ Pure. Runs before classification, so security decisions see the statement that w
   that also records the refresh (svv_mv_info's is_stale).
 - Expressions: SYSDATE, APPROXIMATE COUNT, DATEADD/DATEDIFF/DATE_PART/DATE_TRUNC with a bare
   datepart, LISTAGG(...) [WITHIN GROUP (ORDER BY ...)], version(), DECODE(...) with three or
-  more arguments, ARRAY(...) (a SUPER array; ARRAY(subquery) stays PostgreSQL's); result columns keep the names Redshift gives them; WHERE 1 / WHERE 0 (a bare
-  0 or 1 as the whole condition of WHERE, HAVING, ON).
+  more arguments, ARRAY(...) (a SUPER array; ARRAY(subquery) stays PostgreSQL's); result
+  columns keep the names Redshift gives them; WHERE 1 / WHERE 0 (a bare 0 or 1 as the whole
+  condition of WHERE, HAVING, ON).
 - Types: VARBINARY and BINARY VARYING are VARBYTE; INTERVAL YEAR TO MONTH and INTERVAL DAY TO
   SECOND are intervaly2m and intervald2s (the types themselves: catalog/redshift_functions.sql).
 - Queries: SELECT TOP n (LIMIT n at the end of its level), a subquery in FROM without an alias

@@ -117,8 +117,9 @@ def test_the_documentations_examples(conn, query, column, printed):
      ("array", "object", "null")),
     ("SELECT is_boolean(json_parse('true')), is_varchar(json_parse('\"abc\"')), is_char(json_parse('\"t\"')), "
      "is_char(json_parse('\"é\"')), is_varchar(json_parse('1'))", (True, True, True, False, False)),
-    ("SELECT is_smallint(json_parse('-32768')), is_smallint(json_parse('32768')), is_integer(json_parse('2147483647')), "
-     "is_integer(json_parse('2147483648')), is_bigint(json_parse('2147483648')), is_bigint(json_parse('5.0'))",
+    ("SELECT is_smallint(json_parse('-32768')), is_smallint(json_parse('32768')), "
+     "is_integer(json_parse('2147483647')), is_integer(json_parse('2147483648')), "
+     "is_bigint(json_parse('2147483648')), is_bigint(json_parse('5.0'))",
      (True, False, True, False, True, False)),
     ("SELECT json_typeof('[1]'::json), array_position(ARRAY['a', 'b'], 'b')", ("array", 2)),  # PostgreSQL's
 ])

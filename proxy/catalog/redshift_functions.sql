@@ -234,8 +234,8 @@ CREATE OR REPLACE FUNCTION pg_catalog.pg_get_late_binding_view_cols() RETURNS SE
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$ BEGIN RETURN; END $$;
 
 -- SUPER, Redshift's semi-structured type, as jsonb: a domain named super, so that CREATE TABLE
--- t (s SUPER) works unchanged and pg_table_def shows the name. Navigation (s.a, s[0]) is not
--- translated (docs/local-stand-in-and-redshift-sql.md).
+-- t (s SUPER) works unchanged and pg_table_def shows the name. A subscript (s[0]) is jsonb's;
+-- navigation (s.a) is not translated (docs/local-stand-in-and-redshift-sql.md).
 DO $$
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_type WHERE typname = 'super' AND typnamespace = 'pg_catalog'::regnamespace) THEN
@@ -267,6 +267,194 @@ CREATE OR REPLACE FUNCTION pg_catalog.is_object(p_value jsonb) RETURNS boolean
 LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$ SELECT jsonb_typeof(p_value) = 'object' $$;
 CREATE OR REPLACE FUNCTION pg_catalog.is_scalar(p_value jsonb) RETURNS boolean
 LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$ SELECT jsonb_typeof(p_value) NOT IN ('object', 'array') $$;
+-- A SUPER value's dynamic type (AWS: IS_BOOLEAN, IS_VARCHAR, IS_CHAR, IS_SMALLINT, IS_INTEGER,
+-- IS_BIGINT, JSON_TYPEOF). An integer is a number of scale 0 in the type's range (5.0 is not:
+-- jsonb keeps the scale written). IS_FLOAT and IS_DECIMAL are not here: jsonb keeps no float
+-- apart from a decimal.
+CREATE OR REPLACE FUNCTION pg_catalog.is_boolean(p_value super) RETURNS boolean
+LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$ SELECT jsonb_typeof(p_value) = 'boolean' $$;
+CREATE OR REPLACE FUNCTION pg_catalog.is_varchar(p_value super) RETURNS boolean
+LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$ SELECT jsonb_typeof(p_value) = 'string' $$;
+-- CHAR holds ASCII only: a string of ASCII characters.
+CREATE OR REPLACE FUNCTION pg_catalog.is_char(p_value super) RETURNS boolean
+LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
+    SELECT jsonb_typeof(p_value) = 'string' AND (p_value #>> '{}') ~ '^[[:ascii:]]*$'
+$$;
+CREATE OR REPLACE FUNCTION pg_catalog.redshift_is_integer(p_value jsonb, p_bits integer) RETURNS boolean
+LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN jsonb_typeof(p_value) = 'number' THEN
+        scale(p_value::numeric) = 0
+        AND p_value::numeric BETWEEN -power(2::numeric, p_bits - 1) AND power(2::numeric, p_bits - 1) - 1 END
+      IS TRUE
+$$;
+CREATE OR REPLACE FUNCTION pg_catalog.is_smallint(p_value super) RETURNS boolean
+LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$ SELECT pg_catalog.redshift_is_integer(p_value, 16) $$;
+CREATE OR REPLACE FUNCTION pg_catalog.is_integer(p_value super) RETURNS boolean
+LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$ SELECT pg_catalog.redshift_is_integer(p_value, 32) $$;
+CREATE OR REPLACE FUNCTION pg_catalog.is_bigint(p_value super) RETURNS boolean
+LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$ SELECT pg_catalog.redshift_is_integer(p_value, 64) $$;
+-- PostgreSQL has json_typeof(json): json_typeof('[1]') of an untyped literal is ambiguous now.
+CREATE OR REPLACE FUNCTION pg_catalog.json_typeof(p_value super) RETURNS varchar
+LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$ SELECT jsonb_typeof(p_value)::varchar $$;
+
+-- Redshift's array functions on SUPER. ARRAY(a, b, ...) is a syntax error in PostgreSQL (ARRAY is
+-- reserved): policy/dialect.py writes it pg_catalog."array"(pg_catalog.jsonb_build_array(a, b,
+-- ...)), which takes arguments of any types as Redshift's does; this function only names the
+-- result column "array", as Redshift does. Where an argument is not an array (Redshift: "must
+-- be valid arrays"), these answer NULL, as Redshift's SUPER navigation does in its default lax
+-- mode (UNVERIFIED for the functions: AWS documents no error). Their parameters are super, not
+-- jsonb: a SUPER argument then matches them exactly, so that a look-alike of the same name in
+-- public (array_concat(super, super)) never wins over them.
+CREATE OR REPLACE FUNCTION pg_catalog."array"(p_elements jsonb) RETURNS super
+LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$ SELECT p_elements::super $$;
+
+CREATE OR REPLACE FUNCTION pg_catalog.array_concat(p_first super, p_second super) RETURNS super
+LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN jsonb_typeof(p_first) = 'array' AND jsonb_typeof(p_second) = 'array'
+                THEN (p_first || p_second)::super END
+$$;
+
+-- The elements of the arrays given, with one level of nesting taken out of each: AWS's example
+-- flattens ARRAY(ARRAY(1,2,3,4),ARRAY(5,6,7,8),ARRAY(9,10)) to [1,...,10]. An element that is not
+-- an array is kept, and several arguments are flattened one after the other (both UNVERIFIED).
+CREATE OR REPLACE FUNCTION pg_catalog.array_flatten(VARIADIC p_arrays super[]) RETURNS super
+LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN bool_and(jsonb_typeof(given.value) IS NOT DISTINCT FROM 'array') THEN (
+        SELECT coalesce(jsonb_agg(e.value ORDER BY a.n, i.n, e.n), '[]')::super
+          FROM unnest(p_arrays) WITH ORDINALITY AS a(value, n),
+               jsonb_array_elements(CASE jsonb_typeof(a.value) WHEN 'array' THEN a.value END)
+                   WITH ORDINALITY AS i(value, n),
+               jsonb_array_elements(CASE jsonb_typeof(i.value) WHEN 'array' THEN i.value
+                                    ELSE jsonb_build_array(i.value) END) WITH ORDINALITY AS e(value, n)) END
+      FROM unnest(p_arrays) AS given(value)
+$$;
+
+-- INT, as AWS's current page has it (older ones said BIGINT).
+CREATE OR REPLACE FUNCTION pg_catalog.get_array_length(p_array super) RETURNS integer
+LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN jsonb_typeof(p_array) = 'array' THEN jsonb_array_length(p_array) END
+$$;
+
+-- Strings, split at each delimiter (a comma unless given): n delimiters make n + 1 elements, so
+-- '' is [""] (UNVERIFIED; PostgreSQL's string_to_array would say []).
+CREATE OR REPLACE FUNCTION pg_catalog.split_to_array(p_string text, p_delimiter text DEFAULT ',') RETURNS super
+LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN p_string = '' THEN '[""]'::jsonb ELSE to_jsonb(string_to_array(p_string, p_delimiter)) END::super
+$$;
+
+-- length elements from the 0-based start_position (a negative one counts back from the end, as
+-- AWS's earlier page says); without a length, to the end. A start past the end gives [], as AWS
+-- documents; a length below 1 gives [] too (UNVERIFIED).
+CREATE OR REPLACE FUNCTION pg_catalog.subarray(p_array super, p_start bigint, p_length bigint) RETURNS super
+LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN jsonb_typeof(p_array) = 'array' THEN (
+        SELECT coalesce(jsonb_agg(e.value ORDER BY e.n), '[]')::super
+          FROM jsonb_array_elements(p_array) WITH ORDINALITY AS e(value, n),
+               LATERAL (SELECT CASE WHEN p_start < 0 THEN greatest(jsonb_array_length(p_array) + p_start, 0)
+                                    ELSE p_start END::numeric AS first) AS s
+         WHERE e.n - 1 >= s.first AND e.n - 1 < s.first + p_length) END
+$$;
+CREATE OR REPLACE FUNCTION pg_catalog.subarray(p_array super, p_start bigint) RETURNS super
+LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
+    SELECT pg_catalog.subarray(p_array, p_start, CASE WHEN jsonb_typeof(p_array) = 'array'
+                                                      THEN jsonb_array_length(p_array) END)
+$$;
+
+-- The searches, value of any type (as SUPER: 'red' finds "red", 1 finds 1.0). null_match TRUE,
+-- the default (default_array_search_null_handling's, which SET cannot change here): NULL finds a
+-- null element. FALSE: searching for NULL is NULL, and so is finding nothing in an array that
+-- holds a null. ARRAY_POSITIONS is the 0-based indexes ([] if none), ARRAY_POSITION the first
+-- (-1 if none), ARRAY_CONTAINS whether there is one. STABLE: to_jsonb of a timestamptz reads
+-- TimeZone. PostgreSQL's array_position[s](anycompatiblearray, anycompatible) of its arrays
+-- stay; with an untyped literal for the array ('{1,2}') the call is ambiguous now.
+CREATE OR REPLACE FUNCTION pg_catalog.array_positions(p_array super, p_value anycompatible,
+                                                      p_null_match boolean DEFAULT true) RETURNS super
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN jsonb_typeof(p_array) = 'array' AND (p_null_match OR p_value IS NOT NULL)
+                     AND (p_null_match OR found IS NOT NULL OR NOT p_array @> '[null]')
+                THEN coalesce(found, '[]')::super END
+      FROM (SELECT jsonb_agg(e.n - 1 ORDER BY e.n) AS found
+              FROM jsonb_array_elements(CASE jsonb_typeof(p_array) WHEN 'array' THEN p_array END)
+                   WITH ORDINALITY AS e(value, n)
+             WHERE e.value = coalesce(to_jsonb(p_value), 'null')) AS s
+$$;
+CREATE OR REPLACE FUNCTION pg_catalog.array_position(p_array super, p_value anycompatible,
+                                                     p_null_match boolean DEFAULT true) RETURNS integer
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce((p ->> 0)::integer, -1) FROM pg_catalog.array_positions(p_array, p_value, p_null_match) AS p
+     WHERE p IS NOT NULL
+$$;
+CREATE OR REPLACE FUNCTION pg_catalog.array_contains(p_array super, p_value anycompatible,
+                                                     p_null_match boolean DEFAULT true) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT jsonb_array_length(pg_catalog.array_positions(p_array, p_value, p_null_match)) > 0
+$$;
+
+-- The set functions treat nulls as values (null = null). AWS guarantees no order; these keep the
+-- first array's. ARRAY_DISTINCT and ARRAY_UNION keep each value's first occurrence;
+-- ARRAY_INTERSECTION keeps as many of a value as both arrays have (with distinct, one),
+-- ARRAY_EXCEPT as many more as the first has (with distinct, none of what the second has, once).
+CREATE OR REPLACE FUNCTION pg_catalog.array_distinct(p_array super) RETURNS super
+LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN jsonb_typeof(p_array) = 'array' THEN (
+        SELECT coalesce(jsonb_agg(d.value ORDER BY d.n), '[]')::super
+          FROM (SELECT DISTINCT ON (e.value) e.value, e.n
+                  FROM jsonb_array_elements(p_array) WITH ORDINALITY AS e(value, n) ORDER BY e.value, e.n) AS d) END
+$$;
+CREATE OR REPLACE FUNCTION pg_catalog.array_union(p_first super, p_second super) RETURNS super
+LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
+    SELECT pg_catalog.array_distinct(pg_catalog.array_concat(p_first, p_second))
+$$;
+-- ARRAY_INTERSECTION (p_intersect) or ARRAY_EXCEPT: of each element of the first array, k is
+-- the how-manieth of its value it is there, held how many of its value the second array has.
+CREATE OR REPLACE FUNCTION pg_catalog.redshift_array_set_operation(p_first jsonb, p_second jsonb, p_intersect boolean,
+                                                                   p_distinct boolean) RETURNS super
+LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN jsonb_typeof(p_first) = 'array' AND jsonb_typeof(p_second) = 'array' THEN (
+        SELECT coalesce(jsonb_agg(x.value ORDER BY x.n), '[]')::super
+          FROM (SELECT e.value, e.n, row_number() OVER (PARTITION BY e.value ORDER BY e.n) AS k,
+                       (SELECT count(*) FROM jsonb_array_elements(p_second) AS o(value) WHERE o.value = e.value) AS held
+                  FROM jsonb_array_elements(p_first) WITH ORDINALITY AS e(value, n)) AS x
+         WHERE CASE WHEN p_intersect THEN x.k <= x.held AND (x.k = 1 OR NOT p_distinct)
+                    WHEN p_distinct THEN x.k = 1 AND x.held = 0
+                    ELSE x.k > x.held END) END
+$$;
+CREATE OR REPLACE FUNCTION pg_catalog.array_intersection(p_first super, p_second super,
+                                                         p_distinct boolean DEFAULT false) RETURNS super
+LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
+    SELECT pg_catalog.redshift_array_set_operation(p_first, p_second, true, p_distinct)
+$$;
+CREATE OR REPLACE FUNCTION pg_catalog.array_except(p_first super, p_second super,
+                                                   p_distinct boolean DEFAULT false) RETURNS super
+LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
+    SELECT pg_catalog.redshift_array_set_operation(p_first, p_second, false, p_distinct)
+$$;
+CREATE OR REPLACE FUNCTION pg_catalog.arrays_overlap(p_first super, p_second super) RETURNS boolean
+LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN jsonb_typeof(p_first) = 'array' AND jsonb_typeof(p_second) = 'array' THEN
+        EXISTS (SELECT FROM jsonb_array_elements(p_first) AS e(value) WHERE p_second @> jsonb_build_array(e.value)) END
+$$;
+
+-- Booleans, then numbers, strings, arrays and objects, as AWS documents; nulls last ascending and
+-- first descending (AWS's examples) unless nulls_first says. Within a kind, jsonb's order:
+-- strings by the database's collation, arrays and objects by size first (UNVERIFIED for those).
+CREATE OR REPLACE FUNCTION pg_catalog.array_sort(p_array super, p_ascending boolean DEFAULT true,
+                                                 p_nulls_first boolean DEFAULT NULL) RETURNS super
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN jsonb_typeof(p_array) = 'array' AND p_ascending IS NOT NULL THEN (
+        SELECT coalesce(jsonb_agg(k.value ORDER BY k.placed, k.asc_kind, k.asc_value, k.desc_kind DESC,
+                                                   k.desc_value DESC), '[]')::super
+          FROM (SELECT e.value,
+                       CASE WHEN e.kind IS NOT NULL THEN 1
+                            WHEN coalesce(p_nulls_first, NOT p_ascending) THEN 0 ELSE 2 END AS placed,
+                       CASE WHEN p_ascending THEN e.kind END AS asc_kind,
+                       CASE WHEN p_ascending THEN e.value END AS asc_value,
+                       CASE WHEN NOT p_ascending THEN e.kind END AS desc_kind,
+                       CASE WHEN NOT p_ascending THEN e.value END AS desc_value
+                  FROM (SELECT v.value, array_position(ARRAY['boolean', 'number', 'string', 'array', 'object'],
+                                                       jsonb_typeof(v.value)) AS kind
+                          FROM jsonb_array_elements(p_array) AS v(value)) AS e) AS k) END
+$$;
 
 -- The columns of the late-binding views the caller may read (catalog/schema.sql
 -- shiftguard.late_binding_views; one made again without WITH NO SCHEMA BINDING reads its

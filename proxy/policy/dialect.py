@@ -13,8 +13,9 @@ Pure. Runs before classification, so security decisions see the statement that w
   that also records the refresh (svv_mv_info's is_stale).
 - Expressions: SYSDATE, APPROXIMATE COUNT, DATEADD/DATEDIFF/DATE_PART/DATE_TRUNC with a bare
   datepart, LISTAGG(...) [WITHIN GROUP (ORDER BY ...)], version(), DECODE(...) with three or
-  more arguments; result columns keep the names Redshift gives them; WHERE 1 / WHERE 0 (a bare
-  0 or 1 as the whole condition of WHERE, HAVING, ON).
+  more arguments, ARRAY(...) (a SUPER array; ARRAY(subquery) stays PostgreSQL's); result
+  columns keep the names Redshift gives them; WHERE 1 / WHERE 0 (a bare 0 or 1 as the whole
+  condition of WHERE, HAVING, ON).
 - Types: VARBINARY and BINARY VARYING are VARBYTE; INTERVAL YEAR TO MONTH and INTERVAL DAY TO
   SECOND are intervaly2m and intervald2s (the types themselves: catalog/redshift_functions.sql).
 - Queries: SELECT TOP n (LIMIT n at the end of its level), a subquery in FROM without an alias
@@ -31,9 +32,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from pglast import parser
+
 from ..protocol import sqlstate
 from . import show
-from .tokens import GrammarError, Token, fold_identifier, quote_ident, quoted_name, scan
+from .tokens import GrammarError, Token, fold_identifier, parse_tree, quote_ident, quoted_name, scan
 
 # Redshift dateparts -> PostgreSQL's (for DATE_PART and DATE_TRUNC, which PostgreSQL has).
 DATEPARTS = {}
@@ -50,7 +53,7 @@ for canonical, spellings in {
 
 TRIGGER_WORDS = (b"varbinary", b"varying", b"month", b"second", b"binding", b"top", b"sysdate", b"approximate", b"dateadd", b"datediff", b"date_part", b"date_trunc", b"listagg",
                  b"version", b"diststyle", b"distkey", b"sortkey", b"encode", b"backup", b"identity",
-                 b"decode", b"show", b"foreign", b"materialized")
+                 b"decode", b"show", b"foreign", b"materialized", b"array")
 
 
 @dataclass
@@ -682,6 +685,8 @@ def _expressions(text: str, tokens: list[Token], edits: list) -> None:
             edit = _decode(text, tokens, index)
             if edit is not None:
                 edits.append(edit)
+        elif word == "ARRAY" and _is(following, "("):
+            edits.extend(_super_array(text, tokens, index))
 
 
 # A type name stands after these: a cast (x::t, CAST(x AS t)) or a column's or parameter's name.
@@ -753,6 +758,36 @@ def _decode(text: str, tokens: list[Token], index: int) -> tuple[int, int, str] 
                 for n in range(0, len(rest) - 1, 2)]
     default = f" ELSE ({rest[-1]})" if len(rest) % 2 else ""
     return tokens[index].start, tokens[close].end, f"CASE {' '.join(branches)}{default} END"
+
+
+# What a query starts with: ARRAY(SELECT ...) is PostgreSQL's array of a subquery's rows.
+_QUERY_STARTS = ("SELECT", "WITH", "VALUES", "TABLE")
+_MAX_ARGUMENTS = 100  # PostgreSQL's FUNC_MAX_ARGS
+
+
+def _super_array(text: str, tokens: list[Token], index: int) -> list[tuple[int, int, str]]:
+    """Redshift's ARRAY(expr, ...) (also ARRAY() with none), a SUPER array of values of any
+    types -> pg_catalog."array"(pg_catalog.jsonb_build_array(expr, ...)), named array as on
+    Redshift (catalog/redshift_functions.sql). Two edits, the name and the closing parenthesis,
+    so that ARRAY(...) in the arguments is rewritten on its own. PostgreSQL's ARRAY(subquery),
+    also with the query in parentheses as PostgreSQL's grammar reads them, means what it means."""
+    close = _close(tokens, index + 1)
+    inner = tokens[index + 2:close]
+    arguments = _arguments(tokens, index + 1, close)
+    if inner and inner[0].word in _QUERY_STARTS:
+        return []
+    if inner and _is(inner[0], "(") and len(arguments) == 1:
+        try:
+            parse_tree(text[inner[0].start:inner[-1].end])
+            return []  # ((SELECT ...) UNION (SELECT ...)) and the like: a query
+        except parser.ParseError:
+            pass  # an expression in parentheses: ARRAY((1 + 2)) is [3]
+    # A function takes at most 100 arguments: more are built 100 at a time and concatenated.
+    joins = [(tokens[first - 1].start, tokens[first - 1].end,
+              ") OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_array(")
+             for first, _ in arguments[_MAX_ARGUMENTS::_MAX_ARGUMENTS]]
+    return [(tokens[index].start, tokens[index].end, 'pg_catalog."array"(pg_catalog.jsonb_build_array'),
+            *joins, (tokens[close].start, tokens[close].end, "))")]
 
 
 def _listagg(text: str, tokens: list[Token], index: int) -> tuple[int, int, str]:

@@ -1522,8 +1522,11 @@ def _unsupported_node(tree) -> str | None:
         for key, value in node.items():
             if key in _NOT_IN_REDSHIFT_NODES:
                 return _NOT_IN_REDSHIFT_NODES[key]
-            if key == "A_Indirection" and any("A_Indices" in i for i in value.get("indirection", ())):
-                return "array subscripts"
+            # A subscript (doc[0]) is SUPER navigation on Redshift, which a super column (jsonb)
+            # answers; a slice (a[1:2]) is PostgreSQL's arrays' only.
+            if key == "A_Indirection" and any(i.get("A_Indices", {}).get("is_slice")
+                                              for i in value.get("indirection", ())):
+                return "array slices"
             if key in ("TypeName", "typeName") and isinstance(value, dict) and value.get("arrayBounds"):
                 return "array types"
             if key == "Constraint" and value.get("contype") in ("CONSTR_CHECK", "CONSTR_EXCLUSION"):

@@ -50,6 +50,8 @@ def test_a_new_database_takes_redshift_ddl_functions_grants_and_catalog_views(pr
         assert admin.execute("SELECT id, region FROM sales.orders ORDER BY id").fetchall() == [(1, "north"),
                                                                                             (2, "south")]
         assert admin.execute("SELECT getdate() <= sysdate + interval '1 second'").fetchone() == (True,)
+        assert admin.execute("SELECT json_serialize(array_concat(array(1, 'a'), split_to_array('b,c')))").fetchone() \
+            == ('[1,"a","b","c"]',)
         assert admin.execute('SELECT "table", diststyle, sortkey1 FROM svv_table_info WHERE "schema" = '
                              "'sales'").fetchall() == [("orders", "KEY(region)", "id")]
         admin.execute("SET search_path TO sales")  # pg_table_def shows the tables on the search path

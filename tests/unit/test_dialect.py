@@ -221,3 +221,34 @@ def test_spatial_types_and_functions_are_refused_saying_why():
     # Where PostGIS is, a missing ST_ function (a wrong argument type, say) is PostgreSQL's error.
     assert redshift_wording({"S": "ERROR", "C": "42883", "M": "function st_distance(integer) does not exist"},
                             spatial=True) is None
+
+
+_ARRAY = 'pg_catalog."array"(pg_catalog.jsonb_build_array'
+
+
+@pytest.mark.parametrize("sql, expected", [
+    ("SELECT array(1, 'abc', true, 3.14)", f"SELECT {_ARRAY}(1, 'abc', true, 3.14))"),
+    ("select array( )", f"select {_ARRAY}( ))"),
+    ("SELECT ARRAY_CONCAT(array(1), array(x, array())) FROM t",
+     f"SELECT ARRAY_CONCAT({_ARRAY}(1)), {_ARRAY}(x, {_ARRAY}())))) FROM t"),
+    ("SELECT array((1 + 2)), array((SELECT 1), 2)", f"SELECT {_ARRAY}((1 + 2))), {_ARRAY}((SELECT 1), 2))"),
+    ("SELECT decode(a, 1, array(1), array())",
+     f"SELECT CASE WHEN (a) IS NOT DISTINCT FROM (1) THEN ({_ARRAY}(1))) ELSE ({_ARRAY}())) END"),
+    # PostgreSQL's own: an array of a subquery's rows, an array literal, names that are not the keyword.
+    ("SELECT ARRAY(SELECT a FROM t)", None),
+    ("SELECT array((SELECT 1) UNION (SELECT 2)), array((VALUES (1))), array(WITH x AS (SELECT 1) TABLE x)", None),
+    ("SELECT ARRAY[1, 2], \"array\"(x), pg_catalog.array(1), 'array(1)' -- array(2)", None),
+])
+def test_redshifts_array_constructor(sql, expected):
+    assert rewritten(sql) == expected
+
+
+def test_an_array_of_more_than_a_hundred_elements_is_built_in_pieces():
+    sql = rewritten(f"SELECT array({', '.join(map(str, range(250)))})")
+    assert sql.count("jsonb_build_array(") == 3 and sql.count(") OPERATOR(pg_catalog.||) ") == 2
+    assert "99) OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_array( 100," in sql
+
+
+@pytest.mark.parametrize("sql", ["select array(1,2)", "SELECT ARRAY()"])
+def test_array_reaches_the_rewrite(sql):
+    assert "jsonb_build_array" in classify(sql.encode(), DIALECT).actions[0].sql

@@ -67,6 +67,7 @@ from ..protocol.auth import md5_response
 from ..protocol.framing import (CancelRequest, GSSENCRequest, SSLRequest, StartupMessage,
                                 decode_startup)
 from ..relay import NoBackend, Relay
+from ..workers import WORKER_BITS, Peers
 from .auth import LoginThrottle, choose_method, read_password, verify_password
 from .params import StartupParams, StartupRefused, sort_startup_params
 from .waiting import WaitingLogins
@@ -157,6 +158,8 @@ class Context:
     sources: ColumnSources | None = None
     # The map back from short names to long ones (catalog/long_names.py; server.py makes it).
     long_names: LongNames | None = None
+    # With workers (workers.py): the others, to pass them cancels for their sessions.
+    peers: Peers | None = None
 
     def refuse(self, reason: str) -> None:
         """Count a refused connection, by reason (here and in /metrics)."""
@@ -195,14 +198,19 @@ def idle_timeout(user_timeout: int | None, cluster_timeout: int) -> int:
 
 
 class SessionRegistry:
-    """Live relayed sessions by the process id we gave the client (for cancel and shutdown)."""
+    """Live relayed sessions by the process id we gave the client (for cancel and shutdown).
+    worker: this worker's index (workers.py), which the low WORKER_BITS of each id carry."""
 
-    def __init__(self) -> None:
+    def __init__(self, worker: int | None = None) -> None:
         self._sessions: dict[int, Session] = {}
+        self._worker = worker
 
     def new_pid(self) -> int:
         while True:
-            pid = secrets.randbelow(2**31 - 2) + 1
+            if self._worker is None:
+                pid = secrets.randbelow(2**31 - 2) + 1
+            else:
+                pid = (secrets.randbelow(2**(31 - WORKER_BITS) - 1) + 1) << WORKER_BITS | self._worker
             if pid not in self._sessions:
                 return pid
 
@@ -523,18 +531,11 @@ class Connection:
         return params
 
     async def _forward_cancel(self, request: CancelRequest) -> None:
-        session = self.context.sessions.find(request.pid, request.key)
-        if session is None:
-            return  # as PostgreSQL: a wrong key does nothing and says nothing
-        backend = session.relay.cancel_target()
-        if backend is None:
-            return  # transaction pooling: the client holds no backend session, so runs nothing
-        try:
-            await send_cancel(self.context.backend, backend.pid, backend.key)
-        except BackendUnavailable as exc:
-            log.warning("could not forward a cancel request: %s", exc)
-        finally:
-            session.relay.cancel_done()
+        peers = self.context.peers
+        if peers is not None and not peers.mine(request.pid):
+            await peers.forward(request.pid, m.cancel_request(request.pid, request.key))
+        else:
+            await cancel_session(self.context, request.pid, request.key)
 
     # ---------------------------------------------------------------- AUTHENTICATING
 
@@ -1028,6 +1029,22 @@ def cluster_full_refusal(limit: int) -> ClientFailure:
     severity (FATAL, as every refused login). The bootstrap user is the admin, which like every
     superuser still gets one of PostgreSQL's reserved slots (superuser_reserved_connections)."""
     return ClientFailure(sqlstate.TOO_MANY_CONNECTIONS, f'connection limit "{limit}" exceeded for non-bootstrap users')
+
+
+async def cancel_session(context: Context, pid: int, key: int) -> None:
+    """A CancelRequest for a session of this process: what it runs on its backend is cancelled."""
+    session = context.sessions.find(pid, key)
+    if session is None:
+        return  # as PostgreSQL: a wrong key does nothing and says nothing
+    backend = session.relay.cancel_target()
+    if backend is None:
+        return  # transaction pooling: the client holds no backend session, so runs nothing
+    try:
+        await send_cancel(context.backend, backend.pid, backend.key)
+    except BackendUnavailable as exc:
+        log.warning("could not forward a cancel request: %s", exc)
+    finally:
+        session.relay.cancel_done()
 
 
 async def _cancel(address: BackendAddress, backend: BackendSession) -> None:

@@ -1,0 +1,318 @@
+"""`workers: N`: N processes accepting clients on the same listen addresses, and the supervisor
+that runs them. Owns the processes, their control channel and the cancel hand-over between them;
+what a worker serves is server.Proxy's, as in one process.
+
+The parent (`shiftguard serve`) starts the embedded PostgreSQL, installs the catalog, serves the
+API, runs init_sql and the queued VACUUMs; it accepts no client. It reserves each listen address
+(a bound socket with SO_REUSEPORT that never listens, so port 0 is chosen once and a restarted
+worker gets the same port), then starts N workers (`python -m proxy.workers FD`). Each worker
+is a server.Proxy of its own, on the same backing database, as separate shiftguard instances
+are: security groups, users and the cluster's state are read from there, and changes reach
+every worker by version counters and LISTEN/NOTIFY. Each listens on the reserved addresses
+with SO_REUSEPORT, and the kernel spreads new connections over them.
+
+Control channel: one socket pair per worker carries length-prefixed pickles (only between this
+parent and its own child). Parent to worker: the WorkerSpec, then each reloaded Config.
+Worker to parent: READY once it listens. The worker's end closing means the parent is gone:
+the worker stops. A worker that exits while the parent runs is started again (after
+RESTART_DELAY when it did not get as far as READY); SIGTERM/SIGINT to the parent stop every
+worker (each drains its sessions, as one process does) before the parent stops the embedded
+server.
+
+CancelRequest: the kernel hands the cancel connection to any worker. The process id a client is
+given carries its worker's index in its low WORKER_BITS bits (SessionRegistry.new_pid); a worker
+receiving a cancel for another's session passes the 16 bytes on to it, over a Unix socket in a
+private directory (mode 0700) that only this OS user can reach, as PgBouncer's peers do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import pickle
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .backend.embedded import EmbeddedTarget
+from .config import MAX_WORKERS, Config
+from .protocol import messages as m
+from .protocol.framing import CancelRequest, decode_startup
+
+log = logging.getLogger(__name__)
+
+WORKER_BITS = MAX_WORKERS.bit_length() - 1  # 6: the low bits of a client's process id
+READY = b"ready"
+RESTART_DELAY = 1.0  # before starting again a worker that failed before it listened
+STOP_MARGIN = 15.0  # seconds past the drain a worker has to stop before it is killed
+CANCEL_SIZE = 16  # a CancelRequest's bytes
+PEER_TIMEOUT = 5.0  # seconds another worker has to send them
+_HEADER = struct.Struct("!I")
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """What a worker is told at its start."""
+
+    index: int
+    config: Config
+    addresses: tuple[tuple[str, int], ...]  # the reserved listen addresses, ports chosen
+    control_dir: str  # the private directory of the workers' cancel sockets
+    backend: EmbeddedTarget | None  # the parent's embedded server; None: config.backend.dsn
+
+
+def owner(pid: int) -> int:
+    """The index of the worker that gave a client this process id."""
+    return pid & (MAX_WORKERS - 1)
+
+
+def cancel_socket(control_dir: str | Path, index: int) -> str:
+    return str(Path(control_dir) / f"cancel-{index}.sock")
+
+
+async def send(writer: asyncio.StreamWriter, value) -> None:
+    data = pickle.dumps(value)
+    writer.write(_HEADER.pack(len(data)) + data)
+    await writer.drain()
+
+
+async def receive(reader: asyncio.StreamReader):
+    """The next value, or None at the end of the channel."""
+    try:
+        size, = _HEADER.unpack(await reader.readexactly(_HEADER.size))
+        return pickle.loads(await reader.readexactly(size))
+    except asyncio.IncompleteReadError:
+        return None
+
+
+class Peers:
+    """A worker's view of the others: who owns a process id, and passing a cancel on to it."""
+
+    def __init__(self, index: int, control_dir: str):
+        self.index = index
+        self.control_dir = control_dir
+
+    def mine(self, pid: int) -> bool:
+        return owner(pid) == self.index
+
+    async def forward(self, pid: int, packet: bytes) -> None:
+        """Pass a CancelRequest on to the worker that gave out pid. A worker that is not there
+        (exited, restarting) has no session left to cancel: nothing is sent."""
+        try:
+            _, writer = await asyncio.open_unix_connection(cancel_socket(self.control_dir, owner(pid)))
+        except OSError as exc:
+            log.info("a cancel request for worker %d was not passed on: %s", owner(pid), exc)
+            return
+        writer.write(packet)
+        with contextlib.suppress(OSError):
+            await writer.drain()
+        writer.close()
+
+
+async def listen_for_cancels(spec: WorkerSpec, cancel: Callable[[int, int], Awaitable[None]]) -> asyncio.Server:
+    """This worker's cancel socket: each connection brings one CancelRequest another worker
+    received for a session of this one; cancel(pid, key) acts on it."""
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request = decode_startup(await asyncio.wait_for(reader.readexactly(CANCEL_SIZE), PEER_TIMEOUT))
+            if isinstance(request, CancelRequest):
+                await cancel(request.pid, request.key)
+        except (OSError, TimeoutError, asyncio.IncompleteReadError, m.ProtocolViolation) as exc:
+            log.info("a cancel request from another worker was not read: %s", exc)
+        finally:
+            writer.close()
+
+    return await asyncio.start_unix_server(handle, cancel_socket(spec.control_dir, spec.index))
+
+
+class Workers:
+    """The parent's side: reserve the addresses, run and supervise the workers, pass reloads on."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.count = config.workers
+        self.addresses: list[tuple[str, int]] = []
+        self._reserved: list[socket.socket] = []
+        self._control_dir: str | None = None
+        self._backend: EmbeddedTarget | None = None
+        self._processes: dict[int, asyncio.subprocess.Process] = {}
+        self._channels: dict[int, asyncio.StreamWriter] = {}
+        self._tasks: list[asyncio.Task] = []
+        self._stopping = False
+
+    def reserve(self) -> list[tuple[str, int]]:
+        """Bind each listen address (SO_REUSEPORT, never listening): the ports are chosen here,
+        once, and stay this process's while workers come and go. A name of several addresses
+        (localhost) gets one port for all of them."""
+        for listen in self.config.listen_addresses:
+            port = listen.port
+            for family, kind, proto, _, address in socket.getaddrinfo(
+                    listen.host, listen.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE):
+                sock = socket.socket(family, kind, proto)
+                self._reserved.append(sock)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind((address[0], port, *address[2:]))
+                host, port = sock.getsockname()[:2]
+                self.addresses.append((host, port))
+        return self.addresses
+
+    async def start(self, backend: EmbeddedTarget | None) -> None:
+        """Start every worker and return once all of them listen. Raises OSError when one
+        exits first (its own error is on stderr)."""
+        self._backend = backend
+        self._control_dir = tempfile.mkdtemp(prefix="shiftguard-workers-")  # mode 0700
+        started = [asyncio.get_running_loop().create_future() for _ in range(self.count)]
+        self._tasks = [asyncio.create_task(self._supervise(index, started[index])) for index in range(self.count)]
+        await asyncio.gather(*started)
+
+    async def _supervise(self, index: int, started: asyncio.Future) -> None:
+        """Run worker index, and again whenever it exits while the parent runs."""
+        while True:
+            ready, code = await self._run(index, started)
+            if self._stopping:
+                return
+            if not started.done():
+                started.set_exception(OSError(f"worker {index} exited (status {code}) before it was listening"))
+                return
+            log.error("worker %d exited (status %s); starting it again", index, code)
+            if not ready:
+                await asyncio.sleep(RESTART_DELAY)
+
+    async def _run(self, index: int, started: asyncio.Future) -> tuple[bool, int]:
+        """One run of worker index, to its exit: whether it got as far as listening, and its
+        exit status."""
+        ours, theirs = socket.socketpair()
+        with theirs:
+            process = self._processes[index] = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "proxy.workers", str(theirs.fileno()), pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL, start_new_session=True)  # a terminal's Ctrl-C reaches the parent only
+        reader, writer = await asyncio.open_connection(sock=ours)
+        self._channels[index] = writer
+        ready = False
+        try:
+            await send(writer, WorkerSpec(index, self.config, tuple(self.addresses), self._control_dir,
+                                          self._backend))
+            while (message := await receive(reader)) is not None:
+                if message == READY:
+                    ready = True
+                    if not started.done():
+                        started.set_result(None)
+        except OSError:
+            pass  # the worker went away while it was being told its part
+        finally:
+            del self._channels[index]
+            writer.close()
+        return ready, await process.wait()
+
+    def reload(self, config: Config) -> None:
+        """Every worker applies the re-read configuration as one process would."""
+        self.config = config
+        for writer in self._channels.values():
+            asyncio.get_running_loop().create_task(_send_quietly(writer, config))
+
+    async def stop(self, grace: float) -> None:
+        """SIGTERM to every worker (each drains its sessions for up to grace seconds), then
+        SIGKILL to any still running; the reserved addresses and the cancel sockets go."""
+        self._stopping = True
+        for process in self._processes.values():
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+        for index, process in list(self._processes.items()):
+            try:
+                await asyncio.wait_for(asyncio.shield(process.wait()), grace + STOP_MARGIN)
+            except TimeoutError:
+                log.error("worker %d did not stop; killed", index)
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                await process.wait()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for sock in self._reserved:
+            sock.close()
+        if self._control_dir is not None:
+            shutil.rmtree(self._control_dir, ignore_errors=True)
+
+
+async def _send_quietly(writer: asyncio.StreamWriter, value) -> None:
+    with contextlib.suppress(OSError):  # a worker that went away gets it when started again
+        await send(writer, value)
+
+
+class _Tagged(logging.Filter):
+    def __init__(self, index: int):
+        super().__init__()
+        self.index = index
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.worker = self.index
+        return True
+
+
+async def _serve(channel: socket.socket) -> int:
+    """A worker's life: receive its spec, serve as a Proxy until SIGTERM/SIGINT or until the
+    parent is gone, applying each configuration the parent sends."""
+    from .cli import setup_logging
+    from .server import Proxy
+
+    reader, writer = await asyncio.open_connection(sock=channel)
+    spec: WorkerSpec | None = await receive(reader)
+    if spec is None:
+        return 1
+    setup_logging(spec.config)
+    for handler in logging.getLogger().handlers:  # each line says which worker wrote it
+        handler.addFilter(_Tagged(spec.index))
+    proxy = Proxy(spec.config, own_backend=spec.backend, worker=spec)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: None)  # the parent re-reads, and sends it here
+
+    async def follow() -> None:
+        while (config := await receive(reader)) is not None:
+            try:
+                proxy.reload(config)
+            except (OSError, ValueError) as exc:  # the files changed again since the parent read them
+                log.error("worker %d: reload refused: %s", spec.index, exc)
+        stop.set()  # the parent is gone
+
+    try:
+        await proxy.start()
+        await send(writer, READY)
+        follower = asyncio.create_task(follow())
+        await stop.wait()
+        follower.cancel()
+    finally:
+        await proxy.stop(grace=0 if not stop.is_set() else 10.0)
+    return 0
+
+
+def worker_main() -> int:
+    """`python -m proxy.workers FD`: FD is the worker's end of its control channel."""
+    from .cli import run_loop
+
+    channel = socket.socket(fileno=int(sys.argv[1]))
+    try:
+        return run_loop(_serve(channel))
+    except Exception as exc:  # the parent reports the exit; the reason is here
+        print(f"shiftguard worker: {exc}", file=sys.stderr, flush=True)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":  # the module proper, not this __main__ copy, is what the spec unpickles to
+    from proxy.workers import worker_main as main
+
+    sys.exit(main())

@@ -300,3 +300,31 @@ def test_a_killed_parent_takes_its_workers_along(data_dir):  # noqa: F811
     served.process.kill()
     served.process.wait(10)
     assert wait_for(lambda: not [pid for pid in workers if alive(pid)] and not server_processes(data_dir), 30)
+
+
+def test_workers_in_front_of_an_external_backend(postgres, data_dir):  # noqa: F811
+    """--backend: each worker logs in to the same PostgreSQL; a user created through one
+    worker logs in through both, and each client's cancel ends its own query."""
+    served = Served("--data-dir", str(data_dir), "--backend", postgres.dsn, "--workers", str(WORKERS),
+                    env=clean_env(SHIFTGUARD_CLUSTER_ADMIN_USER="extadmin"))
+    user = unique("u")
+    try:
+        with served.connect("extadmin") as admin:
+            admin.execute(f"CREATE USER {user} PASSWORD '{USER_PASSWORD}'")
+        conns = spread(served, 4, user, USER_PASSWORD)
+        assert {owner(conn.info.backend_pid) for conn in conns} == set(range(WORKERS))
+        for conn in conns:
+            outcome = []
+            thread = threading.Thread(target=lambda: outcome.append(
+                pytest.raises(psycopg.errors.QueryCanceled, conn.execute, "SELECT pg_sleep(600)")))
+            thread.start()
+            while thread.is_alive():  # until the query has started, a cancel finds nothing to cancel
+                conn.cancel()
+                thread.join(0.5)
+            assert outcome and conn.execute("SELECT current_user").fetchone() == (user,)
+            conn.close()
+    finally:
+        with served.connect("extadmin") as admin:
+            admin.execute(f"DROP USER {user}")
+        assert served.stop() == 0
+    assert not (data_dir / "pgdata").exists()

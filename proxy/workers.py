@@ -148,6 +148,7 @@ class Workers:
         self._channels: dict[int, asyncio.StreamWriter] = {}
         self._tasks: list[asyncio.Task] = []
         self._stopping = False
+        self._sending: set[asyncio.Task] = set()  # reloads on their way to the workers
 
     def reserve(self) -> list[tuple[str, int]]:
         """Bind each listen address (SO_REUSEPORT, never listening): the ports are chosen here,
@@ -179,7 +180,7 @@ class Workers:
 
     async def _supervise(self, index: int, started: asyncio.Future) -> None:
         """Run worker index, and again whenever it exits while the parent runs."""
-        while True:
+        while not self._stopping:
             ready, code = await self._run(index, started)
             if self._stopping:
                 return
@@ -198,6 +199,8 @@ class Workers:
             process = self._processes[index] = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "proxy.workers", str(theirs.fileno()), pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL, start_new_session=True)  # a terminal's Ctrl-C reaches the parent only
+        if self._stopping:  # started again as stop() began: it stops at once
+            process.send_signal(signal.SIGTERM)
         reader, writer = await asyncio.open_connection(sock=ours)
         self._channels[index] = writer
         ready = False
@@ -218,9 +221,11 @@ class Workers:
 
     def reload(self, config: Config) -> None:
         """Every worker applies the re-read configuration as one process would."""
-        self.config = config
+        self.config = config  # and a worker started from now on gets it at its start
         for writer in self._channels.values():
-            asyncio.get_running_loop().create_task(_send_quietly(writer, config))
+            task = asyncio.get_running_loop().create_task(_send_quietly(writer, config))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
 
     async def stop(self, grace: float) -> None:
         """SIGTERM to every worker (each drains its sessions for up to grace seconds), then

@@ -24,7 +24,7 @@ from proxy.protocol import messages as m
 from proxy.workers import owner
 
 from ..conftest import ADMIN, ADMIN_PASSWORD, USER_PASSWORD, unique, wait_for
-from .test_serve import Served, clean_env, data_dir, server_processes  # noqa: F401 (data_dir: a fixture)
+from .test_serve import Served, clean_env, data_dir, run, server_processes  # noqa: F401 (data_dir: a fixture)
 
 WORKERS = 2
 
@@ -246,7 +246,8 @@ def test_a_reload_reaches_every_worker(data_dir, tmp_path):  # noqa: F811 (the f
     try:
         spread(served, 2)[0].close()
         config.write_text("tls:\n  require_ssl: true\n")
-        served.process.send_signal(signal.SIGHUP)
+        signalled = run("reload", "--data-dir", str(data_dir))  # SIGHUP to the parent, by its pid file
+        assert signalled.returncode == 0 and f"pid {served.process.pid}" in signalled.stdout
         refused = 0
         deadline = time.monotonic() + 20
         while refused < 10 and time.monotonic() < deadline:  # ten in a row: every worker has it

@@ -53,7 +53,7 @@ from .policy.statements import Translator
 from .protocol import messages as m
 from .protocol.redshift_types import REDSHIFT_OIDS, RedshiftTypes
 from .s3 import LocalS3
-from .workers import Peers, WorkerSpec, Workers, listen_for_cancels
+from .workers import Peers, WorkerSpec, Workers, listen_for_peers
 from .protocol.sqlstate import ADMIN_SHUTDOWN, CRASH_SHUTDOWN, IDLE_IN_TRANSACTION_TIMEOUT, IDLE_SESSION_TIMEOUT
 
 log = logging.getLogger(__name__)
@@ -197,7 +197,7 @@ class Proxy:
                 lambda: sum(counts[2] for counts in transactions.counts().values()))
         if self.worker is not None:
             context.sessions = SessionRegistry(self.worker.index)
-            context.peers = Peers(self.worker.index, self.worker.control_dir)
+            context.peers = Peers(self.worker.index, config.workers, self.worker.control_dir)
         context.prepare_database, context.vacate_database = self._prepare_database, self._vacate_database
         context.protection_moved = self._protection_moved
         context.sources = ColumnSources(self.catalog.column_sources)
@@ -233,8 +233,10 @@ class Proxy:
             asyncio.create_task(_on_wake(masking_woken, self._read_masked_tables, MASKING_POLL_SECONDS,
                                          "could not read the masked tables: %s"))]
         if self.worker is not None:  # the rest is the parent's, once for all workers
-            self.servers.append(await listen_for_cancels(
-                self.worker, functools.partial(cancel_session, self.context)))
+            pool = self.context.pool
+            self.servers.append(await listen_for_peers(
+                self.worker, functools.partial(cancel_session, self.context),
+                lambda oid: pool.forget(lambda key: key[0][1] == oid)))
             return
         self._followers += [
             # VACUUM requests users queue in any database (catalog/privileges.sql shiftguard.vacuum):

@@ -1,5 +1,5 @@
 """`workers: N`: N processes accepting clients on the same listen addresses, and the supervisor
-that runs them. Owns the processes, their control channel and the cancel hand-over between them;
+that runs them. Owns the processes, their control channel and the requests they pass each other;
 what a worker serves is server.Proxy's, as in one process.
 
 The parent (`shiftguard serve`) starts the embedded PostgreSQL, installs the catalog, serves the
@@ -22,7 +22,9 @@ server.
 CancelRequest: the kernel hands the cancel connection to any worker. The process id a client is
 given carries its worker's index in its low WORKER_BITS bits (SessionRegistry.new_pid); a worker
 receiving a cancel for another's session passes the 16 bytes on to it, over a Unix socket in a
-private directory (mode 0700) that only this OS user can reach, as PgBouncer's peers do.
+private directory (mode 0700) that only this OS user can reach, as PgBouncer's peers do. The
+same sockets carry a login's request, when the user's CONNECTION LIMIT refused it, that the
+others end the sessions they keep idle for that role (Peers.forget_role).
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import pickle
 import shutil
 import signal
@@ -46,7 +47,7 @@ from pathlib import Path
 from .backend.embedded import EmbeddedTarget
 from .config import MAX_WORKERS, Config
 from .protocol import messages as m
-from .protocol.framing import CancelRequest, decode_startup
+from .protocol.framing import decode_startup
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,10 @@ READY = b"ready"
 RESTART_DELAY = 1.0  # before starting again a worker that failed before it listened
 STOP_MARGIN = 15.0  # seconds past the drain a worker has to stop before it is killed
 CANCEL_SIZE = 16  # a CancelRequest's bytes
+# Between workers only: "end the sessions you keep for this role" (length, code, role OID).
+FORGET_ROLE_CODE = 1234 << 16 | 7000
+_REQUEST = struct.Struct("!ii")
+_FORGET = struct.Struct("!iiI")
 PEER_TIMEOUT = 5.0  # seconds another worker has to send them
 _HEADER = struct.Struct("!I")
 
@@ -66,7 +71,7 @@ class WorkerSpec:
     index: int
     config: Config
     addresses: tuple[tuple[str, int], ...]  # the reserved listen addresses, ports chosen
-    control_dir: str  # the private directory of the workers' cancel sockets
+    control_dir: str  # the private directory of the workers' sockets (workers-<index>.sock)
     backend: EmbeddedTarget | None  # the parent's embedded server; None: config.backend.dsn
 
 
@@ -75,8 +80,8 @@ def owner(pid: int) -> int:
     return pid & (MAX_WORKERS - 1)
 
 
-def cancel_socket(control_dir: str | Path, index: int) -> str:
-    return str(Path(control_dir) / f"cancel-{index}.sock")
+def peer_socket(control_dir: str | Path, index: int) -> str:
+    return str(Path(control_dir) / f"worker-{index}.sock")
 
 
 async def send(writer: asyncio.StreamWriter, value) -> None:
@@ -95,10 +100,12 @@ async def receive(reader: asyncio.StreamReader):
 
 
 class Peers:
-    """A worker's view of the others: who owns a process id, and passing a cancel on to it."""
+    """A worker's view of the others: who owns a process id, passing a cancel on to it, and
+    asking them all to end the sessions they keep for a role."""
 
-    def __init__(self, index: int, control_dir: str):
+    def __init__(self, index: int, count: int, control_dir: str):
         self.index = index
+        self.count = count
         self.control_dir = control_dir
 
     def mine(self, pid: int) -> bool:
@@ -107,10 +114,19 @@ class Peers:
     async def forward(self, pid: int, packet: bytes) -> None:
         """Pass a CancelRequest on to the worker that gave out pid. A worker that is not there
         (exited, restarting) has no session left to cancel: nothing is sent."""
+        await self._send(owner(pid), packet)
+
+    async def forget_role(self, oid: int) -> None:
+        """A login of the role was refused for its CONNECTION LIMIT: the sessions the other
+        workers keep idle for it (from before it had the limit) count against it, and go."""
+        packet = _FORGET.pack(_FORGET.size, FORGET_ROLE_CODE, oid)
+        await asyncio.gather(*(self._send(index, packet) for index in range(self.count) if index != self.index))
+
+    async def _send(self, index: int, packet: bytes) -> None:
         try:
-            _, writer = await asyncio.open_unix_connection(cancel_socket(self.control_dir, owner(pid)))
+            _, writer = await asyncio.open_unix_connection(peer_socket(self.control_dir, index))
         except OSError as exc:
-            log.info("a cancel request for worker %d was not passed on: %s", owner(pid), exc)
+            log.info("a request for worker %d was not passed on: %s", index, exc)
             return
         writer.write(packet)
         with contextlib.suppress(OSError):
@@ -118,20 +134,30 @@ class Peers:
         writer.close()
 
 
-async def listen_for_cancels(spec: WorkerSpec, cancel: Callable[[int, int], Awaitable[None]]) -> asyncio.Server:
-    """This worker's cancel socket: each connection brings one CancelRequest another worker
-    received for a session of this one; cancel(pid, key) acts on it."""
+async def listen_for_peers(spec: WorkerSpec, cancel: Callable[[int, int], Awaitable[None]],
+                           forget_role: Callable[[int], None]) -> asyncio.Server:
+    """This worker's socket for the others: each connection brings one request, a CancelRequest
+    another worker received for a session of this one (cancel(pid, key) acts on it) or a role
+    whose kept sessions must go (forget_role(oid))."""
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            request = decode_startup(await asyncio.wait_for(reader.readexactly(CANCEL_SIZE), PEER_TIMEOUT))
-            if isinstance(request, CancelRequest):
-                await cancel(request.pid, request.key)
+            async with asyncio.timeout(PEER_TIMEOUT):
+                head = await reader.readexactly(_REQUEST.size)
+                size, code = _REQUEST.unpack(head)
+                if code == m.CANCEL_REQUEST_CODE and size == CANCEL_SIZE:
+                    request = decode_startup(head + await reader.readexactly(size - len(head)))
+                    await cancel(request.pid, request.key)
+                elif code == FORGET_ROLE_CODE and size == _FORGET.size:
+                    _, _, oid = _FORGET.unpack(head + await reader.readexactly(size - len(head)))
+                    forget_role(oid)
+                else:
+                    raise m.ProtocolViolation(f"unknown request {code} of {size} bytes")
         except (OSError, TimeoutError, asyncio.IncompleteReadError, m.ProtocolViolation) as exc:
-            log.info("a cancel request from another worker was not read: %s", exc)
+            log.info("a request from another worker was not read: %s", exc)
         finally:
             writer.close()
 
-    return await asyncio.start_unix_server(handle, cancel_socket(spec.control_dir, spec.index))
+    return await asyncio.start_unix_server(handle, peer_socket(spec.control_dir, spec.index))
 
 
 class Workers:
@@ -212,6 +238,8 @@ class Workers:
                     ready = True
                     if not started.done():
                         started.set_result(None)
+                    else:
+                        log.warning("worker %d listens again", index)
         except OSError:
             pass  # the worker went away while it was being told its part
         finally:
@@ -229,7 +257,7 @@ class Workers:
 
     async def stop(self, grace: float) -> None:
         """SIGTERM to every worker (each drains its sessions for up to grace seconds), then
-        SIGKILL to any still running; the reserved addresses and the cancel sockets go."""
+        SIGKILL to any still running; the reserved addresses and the workers' sockets go."""
         self._stopping = True
         for process in self._processes.values():
             with contextlib.suppress(ProcessLookupError):

@@ -719,9 +719,9 @@ class Connection:
         if record.connection_limit is not None:
             # Sessions kept from before the user had a limit would count against it: they go,
             # and a login refused for the limit is tried again while their processes exit.
-            if pool.forget(lambda key: key[0][:2] == role):
+            if pool.forget(lambda key: key[0][:2] == role) or self.context.peers is not None:
                 return await self._new_backend(record.name, params.database, startup,
-                                               retry=lambda: pool.forget(lambda key: key[0][:2] == role))
+                                               retry=self._forget_kept(role))
         elif pool.size:
             # A session starts with the role's attributes and SET defaults as they are then: a
             # kept one serves only a client for whom they are the same. The role's OID is in
@@ -733,6 +733,23 @@ class Connection:
                     self.context.metrics.backend_reused.inc()
                 return kept
         return await self._new_backend(record.name, params.database, startup)
+
+    def _forget_kept(self, role: tuple[str, int]) -> Callable[[], int]:
+        """The retry of a login refused for the user's CONNECTION LIMIT: the sessions kept for
+        role go (how many), here and, at the first refusal, in the other workers (counted as
+        one: theirs may be going)."""
+        pool, peers = self.context.pool, self.context.peers
+        asked = False
+
+        def forget() -> int:
+            nonlocal asked
+            ended = pool.forget(lambda key: key[0][:2] == role)
+            if peers is not None and not asked:
+                asked = True
+                self.context.spawn(peers.forget_role(role[1]))
+                ended += 1
+            return ended
+        return forget
 
     async def _new_backend(self, role: str, database: str, startup: dict[str, str],
                            retry: Callable[[], int] | None = None) -> BackendSession:

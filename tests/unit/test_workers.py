@@ -17,9 +17,9 @@ def test_a_workers_ids_name_it(index):
     pids = {registry.new_pid() for _ in range(2000)}
     assert len(pids) > 1990  # random, not counted
     assert all(0 < pid < 2**31 and owner(pid) == index for pid in pids)
-    peers = Peers(index, "/nowhere")
+    peers = Peers(index, MAX_WORKERS, "/nowhere")
     assert all(peers.mine(pid) for pid in pids)
-    assert not any(Peers((index + 1) % MAX_WORKERS, "/nowhere").mine(pid) for pid in pids)
+    assert not any(Peers((index + 1) % MAX_WORKERS, MAX_WORKERS, "/nowhere").mine(pid) for pid in pids)
 
 
 def test_without_workers_ids_use_all_31_bits():

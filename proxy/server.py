@@ -53,7 +53,7 @@ from .policy.statements import Translator
 from .protocol import messages as m
 from .protocol.redshift_types import REDSHIFT_OIDS, RedshiftTypes
 from .s3 import LocalS3
-from .workers import Peers, WorkerSpec, Workers, listen_for_peers
+from .workers import Peers, SharedThrottle, WorkerSpec, Workers, listen_for_peers
 from .protocol.sqlstate import ADMIN_SHUTDOWN, CRASH_SHUTDOWN, IDLE_IN_TRANSACTION_TIMEOUT, IDLE_SESSION_TIMEOUT
 
 log = logging.getLogger(__name__)
@@ -165,8 +165,13 @@ class Proxy:
                                 s3=LocalS3(dict(config.s3), self.catalog.ticket_key()),
                                 sign=signing.signer(self.catalog.ticket_key()), seal=seal,
                                 s3_access=S3Access(principals, dbusers, self.catalog.sts_secret))
-        throttle = LoginThrottle(config.auth.lockout_failures, config.auth.lockout_window,
-                                 config.auth.lockout_seconds, config.auth.lockout_max_pairs)
+        lockout = (config.auth.lockout_failures, config.auth.lockout_window, config.auth.lockout_seconds,
+                   config.auth.lockout_max_pairs)
+        if self.worker is not None:
+            peers = Peers(self.worker.index, config.workers, self.worker.control_dir)
+            throttle = SharedThrottle(peers, *lockout)
+        else:
+            throttle = LoginThrottle(*lockout)
         metrics = Metrics()
         audit_dir = Path(config.audit.dir) if config.audit.dir else data_dir / "audit"
         self.audit = AuditWriter(audit_dir, self.catalog, metrics, max_bytes=config.audit.max_file_bytes,
@@ -197,7 +202,7 @@ class Proxy:
                 lambda: sum(counts[2] for counts in transactions.counts().values()))
         if self.worker is not None:
             context.sessions = SessionRegistry(self.worker.index)
-            context.peers = Peers(self.worker.index, config.workers, self.worker.control_dir)
+            context.peers = peers
         context.prepare_database, context.vacate_database = self._prepare_database, self._vacate_database
         context.protection_moved = self._protection_moved
         context.sources = ColumnSources(self.catalog.column_sources)
@@ -236,7 +241,7 @@ class Proxy:
             pool = self.context.pool
             self.servers.append(await listen_for_peers(
                 self.worker, functools.partial(cancel_session, self.context),
-                lambda oid: pool.forget(lambda key: key[0][1] == oid)))
+                lambda oid: pool.forget(lambda key: key[0][1] == oid), throttle))
             return
         self._followers += [
             # VACUUM requests users queue in any database (catalog/privileges.sql shiftguard.vacuum):

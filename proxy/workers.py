@@ -46,6 +46,7 @@ from pathlib import Path
 
 from .backend.embedded import EmbeddedTarget
 from .config import MAX_WORKERS, Config
+from .frontend.auth import LoginThrottle
 from .protocol import messages as m
 from .protocol.framing import decode_startup
 
@@ -58,6 +59,9 @@ STOP_MARGIN = 15.0  # seconds past the drain a worker has to stop before it is k
 CANCEL_SIZE = 16  # a CancelRequest's bytes
 # Between workers only: "end the sessions you keep for this role" (length, code, role OID).
 FORGET_ROLE_CODE = 1234 << 16 | 7000
+LOGIN_FAILED_CODE = 1234 << 16 | 7001  # length, code, user NUL address NUL
+LOGIN_SUCCEEDED_CODE = 1234 << 16 | 7002
+_MAX_LOGIN = 2 << 20  # a user name is at most a startup packet (limits.max_startup_size)
 _REQUEST = struct.Struct("!ii")
 _FORGET = struct.Struct("!iiI")
 PEER_TIMEOUT = 5.0  # seconds another worker has to send them
@@ -101,12 +105,14 @@ async def receive(reader: asyncio.StreamReader):
 
 class Peers:
     """A worker's view of the others: who owns a process id, passing a cancel on to it, and
-    asking them all to end the sessions they keep for a role."""
+    telling them all what must hold in every worker (a role's kept sessions to end, a failed
+    login to count)."""
 
     def __init__(self, index: int, count: int, control_dir: str):
         self.index = index
         self.count = count
         self.control_dir = control_dir
+        self._sending: set[asyncio.Task] = set()
 
     def mine(self, pid: int) -> bool:
         return owner(pid) == self.index
@@ -116,11 +122,23 @@ class Peers:
         (exited, restarting) has no session left to cancel: nothing is sent."""
         await self._send(owner(pid), packet)
 
-    async def forget_role(self, oid: int) -> None:
+    def forget_role(self, oid: int) -> None:
         """A login of the role was refused for its CONNECTION LIMIT: the sessions the other
         workers keep idle for it (from before it had the limit) count against it, and go."""
-        packet = _FORGET.pack(_FORGET.size, FORGET_ROLE_CODE, oid)
-        await asyncio.gather(*(self._send(index, packet) for index in range(self.count) if index != self.index))
+        self._tell_all(_FORGET.pack(_FORGET.size, FORGET_ROLE_CODE, oid))
+
+    def login_failed(self, user: str, address: str) -> None:
+        self._tell_all(_login(LOGIN_FAILED_CODE, user, address))
+
+    def login_succeeded(self, user: str, address: str) -> None:
+        self._tell_all(_login(LOGIN_SUCCEEDED_CODE, user, address))
+
+    def _tell_all(self, packet: bytes) -> None:
+        for index in range(self.count):
+            if index != self.index:
+                task = asyncio.get_running_loop().create_task(self._send(index, packet))
+                self._sending.add(task)
+                task.add_done_callback(self._sending.discard)
 
     async def _send(self, index: int, packet: bytes) -> None:
         try:
@@ -134,11 +152,44 @@ class Peers:
         writer.close()
 
 
+def _login(code: int, user: str, address: str) -> bytes:
+    body = user.encode("utf-8", "surrogatepass") + b"\0" + address.encode() + b"\0"
+    return _REQUEST.pack(_REQUEST.size + len(body), code) + body
+
+
+class SharedThrottle(LoginThrottle):
+    """The login throttle of a worker: a failed login counts in every worker (the kernel gives
+    a client's next attempt to any of them), and a login that ends a count ends it in every
+    worker, so `auth.lockout_failures` is the limit in all, as with one process."""
+
+    def __init__(self, peers: Peers, *args):
+        super().__init__(*args)
+        self.peers = peers
+
+    def failed(self, user: str, address: str, now: float | None = None) -> None:
+        super().failed(user, address, now)
+        self.peers.login_failed(user, address)
+
+    def succeeded(self, user: str, address: str) -> None:
+        counting = self.counting(user, address)
+        super().succeeded(user, address)
+        if counting:  # every worker counts the same failures: only then do the others count any
+            self.peers.login_succeeded(user, address)
+
+    def told(self, code: int, user: str, address: str) -> None:
+        """What another worker saw, counted here as if seen here."""
+        if code == LOGIN_FAILED_CODE:
+            super().failed(user, address)
+        else:
+            super().succeeded(user, address)
+
+
 async def listen_for_peers(spec: WorkerSpec, cancel: Callable[[int, int], Awaitable[None]],
-                           forget_role: Callable[[int], None]) -> asyncio.Server:
+                           forget_role: Callable[[int], None], throttle: SharedThrottle) -> asyncio.Server:
     """This worker's socket for the others: each connection brings one request, a CancelRequest
-    another worker received for a session of this one (cancel(pid, key) acts on it) or a role
-    whose kept sessions must go (forget_role(oid))."""
+    another worker received for a session of this one (cancel(pid, key) acts on it), a role
+    whose kept sessions must go (forget_role(oid)), or a login another worker refused or let in
+    (for throttle)."""
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             async with asyncio.timeout(PEER_TIMEOUT):
@@ -150,9 +201,12 @@ async def listen_for_peers(spec: WorkerSpec, cancel: Callable[[int, int], Awaita
                 elif code == FORGET_ROLE_CODE and size == _FORGET.size:
                     _, _, oid = _FORGET.unpack(head + await reader.readexactly(size - len(head)))
                     forget_role(oid)
+                elif code in (LOGIN_FAILED_CODE, LOGIN_SUCCEEDED_CODE) and _REQUEST.size < size <= _MAX_LOGIN:
+                    user, address, _ = (await reader.readexactly(size - len(head))).split(b"\0")
+                    throttle.told(code, user.decode("utf-8", "surrogatepass"), address.decode())
                 else:
                     raise m.ProtocolViolation(f"unknown request {code} of {size} bytes")
-        except (OSError, TimeoutError, asyncio.IncompleteReadError, m.ProtocolViolation) as exc:
+        except (OSError, TimeoutError, ValueError, asyncio.IncompleteReadError, m.ProtocolViolation) as exc:
             log.info("a request from another worker was not read: %s", exc)
         finally:
             writer.close()

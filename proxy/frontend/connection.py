@@ -746,7 +746,7 @@ class Connection:
             ended = pool.forget(lambda key: key[0][:2] == role)
             if peers is not None and not asked:
                 asked = True
-                self.context.spawn(peers.forget_role(role[1]))
+                peers.forget_role(role[1])
                 ended += 1
             return ended
         return forget

@@ -273,6 +273,26 @@ def test_sessions_other_workers_kept_for_a_user_give_way_to_its_new_connection_l
             assert wait_for(lambda: admin.execute(count).fetchone() == (0,))  # not kept: it has a limit
 
 
+def test_failed_logins_count_in_every_worker(served):
+    """auth.lockout_failures (10) failed logins in all, spread by the kernel over the workers,
+    cool the user down from that address on every worker, as in one process."""
+    user = unique("u")
+    with served.connect() as admin:
+        admin.execute(f"CREATE USER {user} PASSWORD '{USER_PASSWORD}'")
+    for _ in range(10):
+        with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+            served.connect(user, "Wrong1234")
+    time.sleep(0.2)  # the last failure's word to the other worker is on its way
+    for _ in range(8):  # the right password now, on both workers: cooling down
+        with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+            served.connect(user, USER_PASSWORD)
+    other = unique("u")  # another user from the same address is not affected
+    with served.connect() as admin:
+        admin.execute(f"CREATE USER {other} PASSWORD '{USER_PASSWORD}'")
+    for conn in spread(served, 2, other, USER_PASSWORD):
+        conn.close()
+
+
 def test_a_reload_reaches_every_worker(data_dir, tmp_path):  # noqa: F811 (the fixture)
     config = tmp_path / "shiftguard.yaml"
     config.write_text("tls:\n  require_ssl: false\n")

@@ -14,6 +14,7 @@ import select
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -295,11 +296,13 @@ def test_failed_logins_count_in_every_worker(served):
 
 def test_a_reload_reaches_every_worker(data_dir, tmp_path):  # noqa: F811 (the fixture)
     config = tmp_path / "shiftguard.yaml"
-    config.write_text("tls:\n  require_ssl: false\n")
+    config.write_text("tls:\n  require_ssl: false\n"
+                      f"init_sql:\n  - CREATE USER init_user PASSWORD '{USER_PASSWORD}'\n")
     served = Served("--data-dir", str(data_dir), "--workers", str(WORKERS), "--config", str(config))
     try:
-        spread(served, 2)[0].close()
-        config.write_text("tls:\n  require_ssl: true\n")
+        for conn in spread(served, 2, "init_user", USER_PASSWORD):  # init_sql ran once, through the workers
+            conn.close()
+        config.write_text(config.read_text().replace("require_ssl: false", "require_ssl: true"))
         signalled = run("reload", "--data-dir", str(data_dir))  # SIGHUP to the parent, by its pid file
         assert signalled.returncode == 0 and f"pid {served.process.pid}" in signalled.stdout
         refused = 0
@@ -323,7 +326,11 @@ def test_a_reload_reaches_every_worker(data_dir, tmp_path):  # noqa: F811 (the f
 
 
 def test_a_dead_worker_is_started_again_and_stopping_leaves_nothing(data_dir):  # noqa: F811
+    before = set(Path(tempfile.gettempdir()).glob("shiftguard-workers-*"))
     served = Served("--data-dir", str(data_dir), "--workers", str(WORKERS))
+    (sockets,) = set(Path(tempfile.gettempdir()).glob("shiftguard-workers-*")) - before  # the workers' own
+    assert oct(sockets.stat().st_mode & 0o777) == "0o700"
+    assert sorted(path.name for path in sockets.iterdir()) == [f"worker-{n}.sock" for n in range(WORKERS)]
     try:
         conns = spread(served, 2)  # one on each worker
         victim = worker_pids(served)[0]
@@ -346,6 +353,7 @@ def test_a_dead_worker_is_started_again_and_stopping_leaves_nothing(data_dir):  
         assert served.stop() == 0
     assert [pid for pid in workers if alive(pid)] == []
     assert server_processes(data_dir) == []
+    assert not sockets.exists()
 
 
 def test_a_killed_parent_takes_its_workers_along(data_dir):  # noqa: F811

@@ -252,6 +252,7 @@ class Proxy:
             asyncio.create_task(_on_wake(refresh_woken, self.catalog.refresh_stale_views, VACUUM_POLL_SECONDS,
                                          "could not refresh the materialized views: %s"))]
         if self.workers is not None:
+            metrics.gather = self.workers.metrics
             self.workers.reserve()
             await self.workers.start(self.workers_backend)
             self.addresses = self.workers.addresses

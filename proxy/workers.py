@@ -45,6 +45,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .backend.embedded import EmbeddedTarget
+from prometheus_client import generate_latest
+
 from .config import MAX_WORKERS, Config
 from .frontend.auth import LoginThrottle
 from .protocol import messages as m
@@ -54,6 +56,8 @@ log = logging.getLogger(__name__)
 
 WORKER_BITS = MAX_WORKERS.bit_length() - 1  # 6: the low bits of a client's process id
 READY = b"ready"
+METRICS = b"metrics"  # parent to worker: its exposition, please; worker to parent: (METRICS, text)
+METRICS_TIMEOUT = 2.0  # seconds a worker has to answer; a worker that does not is left out
 RESTART_DELAY = 1.0  # before starting again a worker that failed before it listened
 STOP_MARGIN = 15.0  # seconds past the drain a worker has to stop before it is killed
 CANCEL_SIZE = 16  # a CancelRequest's bytes
@@ -229,6 +233,7 @@ class Workers:
         self._tasks: list[asyncio.Task] = []
         self._stopping = False
         self._sending: set[asyncio.Task] = set()  # reloads on their way to the workers
+        self._asked: dict[int, list[asyncio.Future]] = {}  # expositions asked for, by worker
 
     def reserve(self) -> list[tuple[str, int]]:
         """Bind each listen address (SO_REUSEPORT, never listening): the ports are chosen here,
@@ -294,6 +299,10 @@ class Workers:
                         started.set_result(None)
                     else:
                         log.warning("worker %d listens again", index)
+                elif isinstance(message, tuple) and message[0] == METRICS:
+                    for waiter in self._asked.pop(index, []):
+                        if not waiter.done():
+                            waiter.set_result(message[1])
         except OSError:
             pass  # the worker went away while it was being told its part
         finally:
@@ -308,6 +317,20 @@ class Workers:
             task = asyncio.get_running_loop().create_task(_send_quietly(writer, config))
             self._sending.add(task)
             task.add_done_callback(self._sending.discard)
+
+    async def metrics(self) -> dict[int, str]:
+        """Each worker's Prometheus exposition, of those that answer within METRICS_TIMEOUT."""
+        loop = asyncio.get_running_loop()
+        asked = {}
+        for index, writer in list(self._channels.items()):
+            asked[index] = loop.create_future()
+            self._asked.setdefault(index, []).append(asked[index])
+            await _send_quietly(writer, METRICS)
+        answers = {}
+        for index, future in asked.items():
+            with contextlib.suppress(TimeoutError):
+                answers[index] = await asyncio.wait_for(future, METRICS_TIMEOUT)
+        return answers
 
     async def stop(self, grace: float) -> None:
         """SIGTERM to every worker (each drains its sessions for up to grace seconds), then
@@ -367,9 +390,12 @@ async def _serve(channel: socket.socket) -> int:
     loop.add_signal_handler(signal.SIGHUP, lambda: None)  # the parent re-reads, and sends it here
 
     async def follow() -> None:
-        while (config := await receive(reader)) is not None:
+        while (message := await receive(reader)) is not None:
+            if message == METRICS:
+                await send(writer, (METRICS, generate_latest(proxy.context.metrics.registry).decode()))
+                continue
             try:
-                proxy.reload(config)
+                proxy.reload(message)
             except (OSError, ValueError) as exc:  # the files changed again since the parent read them
                 log.error("worker %d: reload refused: %s", spec.index, exc)
         stop.set()  # the parent is gone

@@ -17,10 +17,12 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import psycopg
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from proxy.protocol import messages as m
 from proxy.workers import owner
@@ -92,6 +94,25 @@ def test_one_address_two_processes(served):
     finally:
         for conn in conns:
             conn.close()
+
+
+def test_metrics_show_every_process(served):
+    """/metrics (served by the parent) shows each worker's metrics too, one family per name,
+    every sample labelled with its process: the open sessions are counted where they are."""
+    conns = spread(served, 4)
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{served.api_port}/metrics", timeout=10) as reply:
+            text = reply.read().decode()
+    finally:
+        for conn in conns:
+            conn.close()
+    families = list(text_string_to_metric_families(text))
+    assert len({family.name for family in families}) == len(families)
+    relaying = {sample.labels["worker"]: sample.value for family in families for sample in family.samples
+                if sample.name == "shiftguard_connections" and sample.labels.get("state") == "relaying"}
+    assert set(relaying) == {"parent", *map(str, range(WORKERS))}
+    assert relaying["parent"] == 0 and sum(relaying.values()) >= 4
+    assert all(relaying[str(index)] >= 2 for index in range(WORKERS))
 
 
 def running(admin: psycopg.Connection, tag: str) -> set[str]:

@@ -1,8 +1,10 @@
 """`shiftguard serve --workers 2` as a user runs it: clients spread over two worker processes on
 one address, and what must hold across them: a cancel reaches its own query whichever worker
 the kernel hands it to, the audit logs hold every line whole and once, a user's CONNECTION
-LIMIT counts the sessions of all workers, a reload reaches every worker, a worker that dies is
-started again, and stopping (or killing) the parent leaves nothing behind."""
+LIMIT counts the sessions of all workers (and the sessions they keep give way to it), failed
+logins count in all, /metrics shows every worker, init_sql runs once, a reload reaches every
+worker, a worker that dies is started again, and stopping (or killing) the parent leaves
+nothing behind."""
 
 from __future__ import annotations
 

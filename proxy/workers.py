@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import pickle
 import shutil
 import signal
@@ -383,7 +384,7 @@ async def _serve(channel: socket.socket) -> int:
     for handler in logging.getLogger().handlers:  # each line says which worker wrote it
         handler.addFilter(_Tagged(spec.index))
     proxy = Proxy(spec.config, own_backend=spec.backend, worker=spec)
-    stop = asyncio.Event()
+    stop, orphaned = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
@@ -398,7 +399,8 @@ async def _serve(channel: socket.socket) -> int:
                 proxy.reload(message)
             except (OSError, ValueError) as exc:  # the files changed again since the parent read them
                 log.error("worker %d: reload refused: %s", spec.index, exc)
-        stop.set()  # the parent is gone
+        orphaned.set()  # the parent is gone
+        stop.set()
 
     try:
         await proxy.start()
@@ -408,6 +410,12 @@ async def _serve(channel: socket.socket) -> int:
         follower.cancel()
     finally:
         await proxy.stop(grace=0 if not stop.is_set() else 10.0)
+        # Its socket goes; when the parent was killed, the last worker out removes the
+        # directory (while the parent runs, a worker started again needs it).
+        with contextlib.suppress(OSError):
+            os.unlink(peer_socket(spec.control_dir, spec.index))
+            if orphaned.is_set():
+                os.rmdir(spec.control_dir)
     return 0
 
 

@@ -380,12 +380,15 @@ def test_a_dead_worker_is_started_again_and_stopping_leaves_nothing(data_dir):  
 
 
 def test_a_killed_parent_takes_its_workers_along(data_dir):  # noqa: F811
+    before = set(Path(tempfile.gettempdir()).glob("shiftguard-workers-*"))
     served = Served("--data-dir", str(data_dir), "--workers", str(WORKERS))
+    (sockets,) = set(Path(tempfile.gettempdir()).glob("shiftguard-workers-*")) - before
     workers = worker_pids(served)
     assert len(workers) == WORKERS
     served.process.kill()
     served.process.wait(10)
     assert wait_for(lambda: not [pid for pid in workers if alive(pid)] and not server_processes(data_dir), 30)
+    assert not sockets.exists()  # the last worker out removed it
 
 
 def test_workers_in_front_of_an_external_backend(postgres, data_dir):  # noqa: F811

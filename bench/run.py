@@ -32,8 +32,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-TARGETS = ("direct", "pgbouncer", "shiftguard", "shiftguard+activity")
-PROXIES = ("pgbouncer", "shiftguard", "shiftguard+activity")
+TARGETS = ("direct", "pgbouncer", "shiftguard", "shiftguard+activity", "shiftguard+workers")
+PROXIES = ("pgbouncer", "shiftguard", "shiftguard+activity", "shiftguard+workers")
 WORKLOADS = {
     # name: extra pgbench options (always with -n: no vacuum, the roles do not own the tables)
     "-S": ["-S"],
@@ -69,13 +69,28 @@ def tail(path: Path, lines: int = 20) -> str:
         return "(no log)"
 
 
+def process_tree(pid: int) -> list[int]:
+    """pid and its descendants (shiftguard's worker processes: `workers`)."""
+    pids = [pid]
+    for one in pids:
+        try:
+            pids += [int(child) for child in Path(f"/proc/{one}/task/{one}/children").read_text().split()]
+        except OSError:
+            pass
+    return pids
+
+
 def cpu_seconds(pid: int) -> float | None:
-    """utime+stime of one process, from /proc (None where /proc is unavailable)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return None
+    """utime+stime of a process and its descendants, from /proc (None where /proc is
+    unavailable)."""
+    total = None
+    for one in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+            total = (total or 0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
 
 
 def host_cpu() -> tuple[int, int] | None:
@@ -88,11 +103,15 @@ def host_cpu() -> tuple[int, int] | None:
 
 
 def rss_kb(pid: int) -> int | None:
-    """Resident memory of one process, KiB."""
-    try:
-        return int(re.search(r"^VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text(), re.M).group(1))
-    except (OSError, AttributeError):
-        return None
+    """Resident memory of a process and its descendants, KiB."""
+    total = None
+    for one in process_tree(pid):
+        try:
+            total = (total or 0) + int(re.search(r"^VmRSS:\s+(\d+) kB", Path(f"/proc/{one}/status").read_text(),
+                                                 re.M).group(1))
+        except (OSError, AttributeError):
+            pass
+    return total
 
 
 def postgres_pss_kb(postmaster: int) -> int | None:
@@ -354,10 +373,11 @@ log_disconnections = 0
 
 
 def start_shiftguard(s: Setup, command: list[str], admin_password: str, pool_mode: str, pool_size: int,
-                     clients: int, name: str = "shiftguard") -> None:
+                     clients: int, name: str = "shiftguard", workers: int = 1) -> None:
     """name "shiftguard+activity": a second shiftguard, its user activity log on (every
     statement logged before it runs, into the files and stl_query), in front of the same
-    PostgreSQL, so that the log's cost is a row of its own."""
+    PostgreSQL, so that the log's cost is a row of its own. "shiftguard+workers": one with
+    `workers` worker processes."""
     work = s.tmp / name
     work.mkdir()
     s.logs[name] = logfile = work / "shiftguard.log"
@@ -374,8 +394,11 @@ def start_shiftguard(s: Setup, command: list[str], admin_password: str, pool_mod
     env["SHIFTGUARD_LIMITS_MAX_UNAUTHENTICATED_CONNECTIONS"] = str(max(250, clients + 50))
     if name == "shiftguard+activity":
         env["SHIFTGUARD_AUDIT_USER_ACTIVITY"] = "true"
+    if name == "shiftguard+workers":
+        env["SHIFTGUARD_WORKERS"] = str(workers)
     s.versions["shiftguard"] = run(command + ["--version"], check=False, env=env).stdout.strip()
-    log(f"starting {name} --backend (same PostgreSQL), {pool_mode} pooling")
+    log(f"starting {name} --backend (same PostgreSQL), {pool_mode} pooling"
+        + (f", {workers} workers" if name == "shiftguard+workers" else ""))
     # cwd is the temp dir: no config/shiftguard.yaml is picked up, the documented defaults apply.
     with open(stdout_path, "wb") as out, open(logfile, "ab") as err:
         proc = s.procs.popen(name, cmd, cwd=work, env=env, stdin=subprocess.DEVNULL,
@@ -564,8 +587,8 @@ def report(results: list[Result], targets: list[str], workloads: list[str]) -> s
     lines = []
     width = max(17, max(len(t) for t in targets) + 5)
     head = f"{'workload':<16}" + "".join(f"{t + ' tps':>{width}}" for t in targets)
-    ratios = [(f"{'sg' if sg == 'shiftguard' else 'sg+act'}/{base[:3]}", sg, base)
-              for sg in ("shiftguard", "shiftguard+activity")
+    short = {"shiftguard": "sg", "shiftguard+activity": "sg+act", "shiftguard+workers": "sg+wk"}
+    ratios = [(f"{short[sg]}/{base[:3]}", sg, base) for sg in short
               for base in ("direct", "pgbouncer") if sg in targets and base in targets]
     head += "".join(f"{label:>14}" for label, _, _ in ratios)
     lines += [head]
@@ -667,13 +690,15 @@ def parse_args(argv=None):
                    help="seconds of an unmeasured run per target and workload first (0: none)")
     p.add_argument("--quick", action="store_true",
                    help="about a minute: -T 2, 3 reps, scale 1, 1 s warm-up (overrides those options)")
-    p.add_argument("--targets", default=",".join(TARGETS), help="comma-separated subset of " + ",".join(TARGETS))
+    p.add_argument("--targets", default=",".join(TARGETS[:-1]), help="comma-separated subset of " + ",".join(TARGETS))
     p.add_argument("--workloads", default=",".join(WORKLOADS),
                    help="comma-separated subset of: " + ", ".join(WORKLOADS)
                         + " (write --workloads='-S -C', with '=')")
     p.add_argument("--pgbouncer-pool-mode", choices=("session", "transaction"), default="session")
     p.add_argument("--shiftguard-pool-mode", choices=("session", "transaction"), default="session",
                    help="shiftguard's backend.pool_mode")
+    p.add_argument("--shiftguard-workers", type=int, default=2,
+                   help="worker processes (shiftguard's `workers`) of the shiftguard+workers target")
     p.add_argument("--pool-size", type=int, default=0,
                    help="backend sessions per user and database in transaction pooling (PgBouncer's "
                         "default_pool_size, shiftguard's backend.max_sessions_per_pool); 0: -c + 4")
@@ -742,17 +767,19 @@ def main(argv=None) -> int:
         sg_sessions = args.pool_size if args.shiftguard_pool_mode == "transaction" else args.clients
         per_target = [args.clients if "direct" in args.targets else 0,
                       args.pool_size if args.pgbouncer_pool_mode == "transaction" else args.clients,
-                      *(sg_sessions for t in args.targets if t.startswith("shiftguard"))]
+                      *(sg_sessions * (args.shiftguard_workers if t == "shiftguard+workers" else 1)
+                        for t in args.targets if t.startswith("shiftguard"))]
         start_postgres(s, args.scale, max_connections=max(100, sum(per_target) + args.clients + 40))
         if "pgbouncer" in args.targets:
             start_pgbouncer(s, pgbouncer_bin, args.pgbouncer_pool_mode,
                             args.pool_size if args.pgbouncer_pool_mode == "transaction" else args.clients + 4,
                             args.clients)
-        for name in ("shiftguard", "shiftguard+activity"):
+        for name in ("shiftguard", "shiftguard+activity", "shiftguard+workers"):
             if name in args.targets:
                 start_shiftguard(s, args.shiftguard.split(),
                                  os.environ.get("SHIFTGUARD_ADMIN_PASSWORD", SG_ADMIN_DEFAULT_PASSWORD),
-                                 args.shiftguard_pool_mode, args.pool_size, args.clients, name)
+                                 args.shiftguard_pool_mode, args.pool_size, args.clients, name,
+                                 args.shiftguard_workers)
         check_targets(s, args.scale)
         targets = [t for t in TARGETS if t in args.targets]
         # First, on proxies that have served nothing yet (a process keeps the memory it once used).

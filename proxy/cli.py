@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="embedded PostgreSQL, TLS certificate (default ./.shiftguard)")
     serve.add_argument("--backend", metavar="DSN",
                        help="front an external PostgreSQL: postgresql://user:password@host:port/db")
+    serve.add_argument("--workers", metavar="N", type=int,
+                       help="processes accepting clients on the listen addresses (default 1)")
     creds = commands.add_parser(
         "credentials", help="print temporary database credentials (as `aws redshift get-cluster-credentials`), "
                             "signed on this machine; or revoke them")
@@ -96,20 +98,18 @@ def main(argv: list[str] | None = None) -> int:
     def reread():
         return load_config(args.config, overrides={
             "listen": args.listen, "api_listen": args.api_listen, "data_dir": args.data_dir,
-            "backend.dsn": args.backend})
+            "backend.dsn": args.backend, "workers": args.workers})
 
     try:
         config = reread()
     except ConfigError as exc:
         print(f"shiftguard: configuration error: {exc}", file=sys.stderr)
         return 2
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if config.log_format == "json" else TextFormatter())
-    logging.basicConfig(level=config.log_level.upper(), handlers=[handler])
+    setup_logging(config)
     from .server import StartupError, serve
 
     try:
-        return _run(serve(config, reread))
+        return run_loop(serve(config, reread))
     except (StartupError, EmbeddedError, BackendUnavailable) as exc:
         print(f"shiftguard: {exc}", file=sys.stderr)
         return 2
@@ -118,6 +118,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 0
+
+
+def setup_logging(config) -> None:
+    """Log lines on stderr, as configured (the parent's and each worker's alike)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if config.log_format == "json" else TextFormatter())
+    logging.basicConfig(level=config.log_level.upper(), handlers=[handler])
 
 
 def _credentials(args) -> int:
@@ -165,7 +172,7 @@ def _signal_running(args) -> int:
     return 0
 
 
-def _run(coro) -> int:
+def run_loop(coro) -> int:
     try:
         import uvloop
     except ImportError:

@@ -31,6 +31,11 @@ DEFAULT_ADMIN_PASSWORD = "Shiftguard-dev-1"
 NON_KEY_ENV = {"SHIFTGUARD_ADMIN_PASSWORD"}
 
 
+# The most worker processes: the worker that holds a session is told by the low bits of the
+# process id its client was given (proxy/workers.py).
+MAX_WORKERS = 64
+
+
 class ConfigError(Exception):
     """A configuration problem, reported as one line naming the key."""
 
@@ -571,6 +576,9 @@ class Config:
     cluster: Cluster = field(default_factory=Cluster)
     listen: list[str] = field(default_factory=lambda: ["127.0.0.1:5439"])
     api_listen: str = "127.0.0.1:5440"
+    # Processes accepting clients on the listen addresses (SO_REUSEPORT: the kernel spreads
+    # connections over them); 1: one process, no workers (proxy/workers.py).
+    workers: int = 1
     backend: Backend = field(default_factory=Backend)
     data_dir: str = ".shiftguard"
     tls: TLS = field(default_factory=TLS)
@@ -615,6 +623,8 @@ class Config:
             raise ConfigError("log_level: must be one of debug, info, warning, error")
         if not self.listen:
             raise ConfigError("listen: at least one address is needed")
+        if not 1 <= self.workers <= MAX_WORKERS:
+            raise ConfigError(f"workers: must be between 1 and {MAX_WORKERS}")
         names = [g.name for g in self.security_groups]
         if len(set(names)) != len(names):
             raise ConfigError("security_groups: two groups have the same name")

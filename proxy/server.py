@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import signal
@@ -27,7 +28,7 @@ from .catalog.store import (BACKEND_FAILURES, MASKING_CHANNEL, MV_REFRESH_CHANNE
 from .config import Config, ConfigError, admin_password, parse_address
 from .fleet import Fleet
 from .frontend.auth import LoginThrottle
-from .frontend.connection import AcceptedClient, Context
+from .frontend.connection import AcceptedClient, Context, SessionRegistry, cancel_session
 from .frontend.tls import self_signed_certificate, server_context
 from .audit.metrics import Metrics
 from .audit.delivery import LogDelivery
@@ -52,6 +53,7 @@ from .policy.statements import Translator
 from .protocol import messages as m
 from .protocol.redshift_types import REDSHIFT_OIDS, RedshiftTypes
 from .s3 import LocalS3
+from .workers import Peers, SharedThrottle, WorkerSpec, Workers, listen_for_peers
 from .protocol.sqlstate import ADMIN_SHUTDOWN, CRASH_SHUTDOWN, IDLE_IN_TRANSACTION_TIMEOUT, IDLE_SESSION_TIMEOUT
 
 log = logging.getLogger(__name__)
@@ -77,18 +79,23 @@ class Proxy:
 
     def __init__(self, config: Config, own_backend: EmbeddedTarget | None = None,
                  initdb_cache: Path | None = None, member_of: Proxy | None = None,
-                 master_password: str | None = None):
+                 master_password: str | None = None, workers: Workers | None = None,
+                 worker: WorkerSpec | None = None):
         """own_backend: an embedded server started elsewhere (by a test session, say) that this
         proxy treats as its own instead of starting one. initdb_cache: see EmbeddedPostgres.
         member_of: the configured cluster's proxy, when this is a cluster CreateCluster made
         (fleet.py): it serves no API of its own (member_of's answers for it, knowing the same
         callers), runs no init_sql, and sets its admin's password only to master_password
-        (given for a new cluster; at a restart the stored one stays)."""
+        (given for a new cluster; at a restart the stored one stays). workers: this is the
+        parent of those worker processes, which accept the clients (it accepts none); worker:
+        this is one of them (workers.py says what each does)."""
         self.config = config
         self.own_backend = own_backend
         self.initdb_cache = initdb_cache
         self.member_of = member_of
         self.master_password = master_password
+        self.workers = workers
+        self.worker = worker
         self.fleet: Fleet | None = None  # the clusters CreateCluster made (embedded backend only)
         self.redshift: RedshiftApi | None = None
         self.callers: Callers | None = None
@@ -100,6 +107,7 @@ class Proxy:
         self.cluster: ClusterSync | None = None
         self.servers: list[asyncio.base_events.Server] = []
         self.api_runner = None
+        self.workers_backend: EmbeddedTarget | None = None  # the embedded server, for the workers
         self.addresses: list[tuple[str, int]] = []
         self._sweeper: asyncio.Task | None = None
         self._followers: list[asyncio.Task] = []  # LISTEN, and what notifications wake
@@ -115,7 +123,9 @@ class Proxy:
 
     async def start(self) -> None:
         config = self.config
-        if self.member_of is None:
+        if self.worker is not None:  # the parent set the admin up
+            password = None
+        elif self.member_of is None:
             password, default_password = admin_password()
             check_listen_policy(config, default_password)
         else:  # on the configured listener's host; its admin's password is CreateCluster's
@@ -132,6 +142,7 @@ class Proxy:
                                                  initdb_cache=self.initdb_cache,
                                                  max_connections=config.embedded.max_connections)
                 target = await self.embedded.start()
+            self.workers_backend = target
             address = BackendAddress(socket_dir=target.socket_dir, port=target.port)
             mapping = "superuser"
             mgmt_user, mgmt_password, mgmt_db = target.user, target.password, config.cluster.database
@@ -141,24 +152,33 @@ class Proxy:
             await self.catalog.ensure_admin(config.cluster.admin_user, password)
         self.master_password = None  # CreateCluster's password is not kept once set
         seal = sealing.sealer(self.catalog.ticket_key())  # identity providers' secrets, as they are stored
-        await self.catalog.seed_identity_providers([idp.seal_secrets(p.spec(), seal) for p in config.identity_providers])
+        if self.worker is None:  # a worker's parent seeds them
+            await self.catalog.seed_identity_providers([idp.seal_secrets(p.spec(), seal)
+                                                        for p in config.identity_providers])
+            await self.catalog.seed_cluster_iam_roles(config.cluster.iam_roles, config.cluster.default_iam_role)
 
         principals = Principals(config)
         cluster = config.cluster
         dbusers = f"arn:aws:redshift:{cluster.region}:{cluster.account_id}:dbuser:{cluster.identifier}"
-        await self.catalog.seed_cluster_iam_roles(cluster.iam_roles, cluster.default_iam_role)
         translator = Translator(self.catalog.backend_verifier, dialect=self.catalog.redshift_functions,
                                 strict=config.strict_redshift,
                                 s3=LocalS3(dict(config.s3), self.catalog.ticket_key()),
                                 sign=signing.signer(self.catalog.ticket_key()), seal=seal,
                                 s3_access=S3Access(principals, dbusers, self.catalog.sts_secret))
-        throttle = LoginThrottle(config.auth.lockout_failures, config.auth.lockout_window,
-                                 config.auth.lockout_seconds, config.auth.lockout_max_pairs)
+        lockout = (config.auth.lockout_failures, config.auth.lockout_window, config.auth.lockout_seconds,
+                   config.auth.lockout_max_pairs)
+        if self.worker is not None:
+            peers = Peers(self.worker.index, config.workers, self.worker.control_dir)
+            throttle = SharedThrottle(peers, *lockout)
+        else:
+            throttle = LoginThrottle(*lockout)
         metrics = Metrics()
         audit_dir = Path(config.audit.dir) if config.audit.dir else data_dir / "audit"
         self.audit = AuditWriter(audit_dir, self.catalog, metrics, max_bytes=config.audit.max_file_bytes,
                                  rotate_seconds=config.audit.rotate_seconds,
-                                 json_stdout=config.audit.json_stdout)
+                                 json_stdout=config.audit.json_stdout,
+                                 shared=self.workers is not None or self.worker is not None,
+                                 user_log=self.worker is None)
         await self.audit.start()
         sessions_gauge = metrics.connections
         # Keeps each database's masked tables (_read_masked_tables) and their plans.
@@ -180,6 +200,9 @@ class Proxy:
                     lambda index=index: sum(counts[index] for counts in transactions.counts().values()))
             metrics.transaction_pool_waiting.set_function(
                 lambda: sum(counts[2] for counts in transactions.counts().values()))
+        if self.worker is not None:
+            context.sessions = SessionRegistry(self.worker.index)
+            context.peers = peers
         context.prepare_database, context.vacate_database = self._prepare_database, self._vacate_database
         context.protection_moved = self._protection_moved
         context.sources = ColumnSources(self.catalog.column_sources)
@@ -201,25 +224,26 @@ class Proxy:
         self.cluster = ClusterSync(self.catalog, config.cluster.identifier, self._install_cluster)
         await self.cluster.start()
 
-        loop = asyncio.get_running_loop()
-        for listen in config.listen_addresses:
-            server = await loop.create_server(lambda: AcceptedClient(self.context), listen.host,
-                                              listen.port, reuse_address=True,
-                                              backlog=config.limits.listen_backlog)
-            self.servers.append(server)
-            for sock in server.sockets:
-                host, port = sock.getsockname()[:2]
-                self.addresses.append((host, port))
+        if self.workers is None:
+            await self._listen_for_clients()
         self._sweeper = asyncio.create_task(self._close_idle_sessions())
         await self._read_masked_tables(config.cluster.database)
         masking_woken, vacuum_woken, refresh_woken = asyncio.Event(), asyncio.Event(), asyncio.Event()
         self._followers = [
-            asyncio.create_task(self._listen({MASKING_CHANNEL: masking_woken, VACUUM_CHANNEL: vacuum_woken,
+            asyncio.create_task(self._listen({MASKING_CHANNEL: masking_woken} if self.worker is not None else
+                                             {MASKING_CHANNEL: masking_woken, VACUUM_CHANNEL: vacuum_woken,
                                               MV_REFRESH_CHANNEL: refresh_woken})),
             # A NOTIFY reaches only listeners in the database it was sent in (the cluster's):
             # changes in the other databases are read at the poll, or by the proxy that made them.
             asyncio.create_task(_on_wake(masking_woken, self._read_masked_tables, MASKING_POLL_SECONDS,
-                                         "could not read the masked tables: %s")),
+                                         "could not read the masked tables: %s"))]
+        if self.worker is not None:  # the rest is the parent's, once for all workers
+            pool = self.context.pool
+            self.servers.append(await listen_for_peers(
+                self.worker, functools.partial(cancel_session, self.context),
+                lambda oid: pool.forget(lambda key: key[0][1] == oid), throttle))
+            return
+        self._followers += [
             # VACUUM requests users queue in any database (catalog/privileges.sql shiftguard.vacuum):
             # those from other databases run at the poll, for the same reason.
             asyncio.create_task(_on_wake(vacuum_woken, self.catalog.run_vacuums, VACUUM_POLL_SECONDS,
@@ -227,6 +251,11 @@ class Proxy:
             # Materialized views with AUTO REFRESH YES, refreshed when stale (the cluster database's).
             asyncio.create_task(_on_wake(refresh_woken, self.catalog.refresh_stale_views, VACUUM_POLL_SECONDS,
                                          "could not refresh the materialized views: %s"))]
+        if self.workers is not None:
+            metrics.gather = self.workers.metrics
+            self.workers.reserve()
+            await self.workers.start(self.workers_backend)
+            self.addresses = self.workers.addresses
         host, port = self.addresses[0]
         endpoint = ({"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host), port)
         self.callers = callers = self.member_of.callers if self.member_of else Callers(principals, self.catalog)
@@ -254,6 +283,22 @@ class Proxy:
         await self._run_init_sql(password)
         if self.fleet is not None:
             self.fleet.restore()
+
+    async def _listen_for_clients(self) -> None:
+        """Listen on the configured addresses; a worker on those its parent reserved, which
+        the other workers listen on too (SO_REUSEPORT)."""
+        loop = asyncio.get_running_loop()
+        if self.worker is None:
+            addresses = [(listen.host, listen.port) for listen in self.config.listen_addresses]
+        else:
+            addresses = self.worker.addresses
+        for host, port in addresses:
+            server = await loop.create_server(lambda: AcceptedClient(self.context), host, port, reuse_address=True,
+                                              reuse_port=self.worker is not None,
+                                              backlog=self.config.limits.listen_backlog)
+            self.servers.append(server)
+            for sock in server.sockets:
+                self.addresses.append(sock.getsockname()[:2])
 
     async def _run_init_sql(self, admin_password: str) -> None:
         """init_sql, once for a new cluster, as the admin through the proxy's own listener."""
@@ -319,7 +364,7 @@ class Proxy:
     # Keys a reload cannot change: they need a restart.
     # Read once at start (a reload that changes them says so); cluster's and audit's other keys
     # are read per connection.
-    _RESTART_KEYS = ("listen", "api_listen", "backend", "data_dir", "embedded", "cluster", "identity_providers",
+    _RESTART_KEYS = ("listen", "api_listen", "workers", "backend", "data_dir", "embedded", "cluster", "identity_providers",
                      "iam", "s3", "strict_redshift", "audit", "log_format")
     _PER_CONNECTION = {"cluster": ("security_groups", "session_timeout"),
                        "audit": ("user_activity", "max_statement_length")}
@@ -385,6 +430,8 @@ class Proxy:
         self.context.tls, self.context.gate, self.context.config = tls, gate, new
         self.config = new
         self.security_groups.configuration_changed(configured)
+        if self.workers is not None:
+            self.workers.reload(new)
         logging.getLogger().setLevel(new.log_level.upper())
         log.info("configuration reloaded")
 
@@ -395,6 +442,8 @@ class Proxy:
             server.close()
         # The created clusters stop alongside, each as this one does.
         members = asyncio.create_task(self.fleet.stop(grace)) if self.fleet is not None else None
+        if self.workers is not None:
+            await self.workers.stop(grace)
         if self.context is not None:
             self.context.pool.size = 0  # sessions ending from now on close their backend
             self.context.pool.close()
@@ -649,7 +698,7 @@ async def _on_wake(woken: asyncio.Event, act: Callable[[], Awaitable[None]], pol
 
 async def serve(config: Config, reread: Callable[[], Config] | None = None) -> int:
     """Run until SIGINT or SIGTERM, reloading on SIGHUP with reread(); the exit code."""
-    proxy = Proxy(config)
+    proxy = Proxy(config, workers=Workers(config) if config.workers > 1 else None)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -1,12 +1,19 @@
-"""Prometheus metrics (prometheus-client), one registry per proxy, served at /metrics."""
+"""Prometheus metrics (prometheus-client), one registry per proxy process, served at /metrics;
+with workers, the parent serves every process's, each sample labelled with its process."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from collections.abc import Awaitable, Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
 
 
 class Metrics:
     def __init__(self) -> None:
+        # With workers (proxy/workers.py, set in the parent): each worker's exposition by index.
+        self.gather: Callable[[], Awaitable[dict[int, str]]] | None = None
         self.registry = CollectorRegistry()
         r = self.registry
         self.connections = Gauge("shiftguard_connections", "Client connections by state", ["state"], registry=r)
@@ -49,3 +56,35 @@ class Metrics:
                                       "Audit records the backing database refused on their own (after their "
                                       "batch failed and was stored record by record); also counted as dropped",
                                       registry=r)
+
+    async def exposition(self) -> bytes:
+        """What /metrics shows: this process's metrics, or with workers every process's, one
+        family per name, each sample labelled worker="parent" or worker="N"."""
+        if self.gather is None:
+            return generate_latest(self.registry)
+        sources = [("parent", self.registry.collect())]
+        sources += [(str(index), text_string_to_metric_families(text)) for index, text in (await self.gather()).items()]
+        merged: dict[str, Metric] = {}
+        for worker, families in sources:
+            for family in families:
+                # A counter's _created series (when it was made) tells nothing summed over
+                # processes, and the text format reads it back as a family of its own: left out.
+                if family.name.endswith("_created"):
+                    continue
+                into = merged.setdefault(family.name, Metric(family.name, family.documentation, family.type,
+                                                             family.unit))
+                into.samples += [sample._replace(labels={**sample.labels, "worker": worker})
+                                 for sample in family.samples if not sample.name.endswith("_created")]
+        registry = CollectorRegistry()
+        registry.register(_Families(list(merged.values())))
+        return generate_latest(registry)
+
+
+class _Families:
+    """A collector of families already made (Metrics.exposition's merged ones)."""
+
+    def __init__(self, families: list[Metric]):
+        self.families = families
+
+    def collect(self) -> list[Metric]:
+        return self.families

@@ -6,6 +6,14 @@ as JSON lines to stdout, and in batches to the backing database. A failure to wr
 disk, a read-only directory, the database away) is reported and counted, never raised into
 the relay; what could not be written is counted as dropped.
 
+With workers (proxy/workers.py) every process writes the same files, the parent and each
+worker (shared): the rotation check, the appends and the JSON lines of one batch are done under
+an exclusive flock of LOCK_FILE in the audit directory, so one process's lines are never cut by
+another's, and only one process renames a full or stale file (and delivers it). The same files,
+not one per process: a reader (and the delivery to the logging bucket) sees the cluster's log,
+as on Redshift. The user log comes from the backing database, so only the parent writes it
+(user_log), once.
+
 Records are built valid for their tables (audit/records.py), so no client's input can fail a
 batch. A batch the database refuses anyway is stored again record by record: only the record
 it refuses is lost from the table (it stays in the files), counted as rejected and dropped.
@@ -14,9 +22,12 @@ it refuses is lost from the table (it stays in the files), counted as rejected a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
+import fcntl
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -34,6 +45,7 @@ _MAX_PENDING = 100_000
 # many long ones at once must not take the proxy's memory either).
 _MAX_PENDING_CHARS = 128 << 20
 _FLUSH_SECONDS = 0.25
+LOCK_FILE = ".lock"  # in the audit directory: the processes of one proxy write in turn
 
 
 def _unreachable(exc: BaseException) -> bool:
@@ -50,13 +62,17 @@ def _unreachable(exc: BaseException) -> bool:
 
 class AuditWriter:
     def __init__(self, directory: Path | None, catalog, metrics: Metrics, *, max_bytes: int = 100 << 20,
-                 rotate_seconds: int = 3600, json_stdout: bool = False):
+                 rotate_seconds: int = 3600, json_stdout: bool = False, shared: bool = False,
+                 user_log: bool = True):
         self.directory = directory
         self.catalog = catalog
         self.metrics = metrics
         self.max_bytes = max_bytes
         self.rotate_seconds = rotate_seconds
         self.json_stdout = json_stdout
+        self.shared = shared
+        self.user_log = user_log
+        self._lock: int | None = None  # shared: the open LOCK_FILE
         self._connections: list[ConnectionRecord] = []
         self._activity: list[ActivityRecord] = []
         self._ended: list[QueryEnd] = []
@@ -117,7 +133,13 @@ class AuditWriter:
                 self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
             except OSError as exc:
                 self._complain(f"cannot create the audit directory {self.directory}: {exc}")
-        self._last_userlog_id = await self.catalog.last_userlog_id()
+            if self.shared:
+                try:
+                    self._lock = os.open(self.directory / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                except OSError as exc:
+                    self._complain(f"cannot open the audit lock file in {self.directory}: {exc}")
+        if self.user_log:
+            self._last_userlog_id = await self.catalog.last_userlog_id()
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
@@ -126,6 +148,9 @@ class AuditWriter:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         await self._flush()
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
 
     async def _run(self) -> None:
         while True:
@@ -151,15 +176,19 @@ class AuditWriter:
         self._pending_chars = 0
         late = self._merge_ends(activity)
         userlog = []
-        try:
-            userlog, self._last_userlog_id = await self.catalog.userlog_since(self._last_userlog_id)
-        except Exception as exc:  # the database may be away; the file copy waits for it
-            self._complain(f"cannot read the user log from the backing database: {exc}")
-        self._write_files("connectionlog", [r.line() for r in connections])
-        self._write_files("useractivitylog", [r.line() for r in activity])
-        self._write_files("userlog", [UserRecord(**row).line() for row in userlog])
-        if self.json_stdout:
-            self._stdout([("connectionlog", r) for r in connections] + [("useractivitylog", r) for r in activity])
+        if self.user_log:
+            try:
+                userlog, self._last_userlog_id = await self.catalog.userlog_since(self._last_userlog_id)
+            except Exception as exc:  # the database may be away; the file copy waits for it
+                self._complain(f"cannot read the user log from the backing database: {exc}")
+        if connections or activity or userlog:
+            with self._exclusive():
+                self._write_files("connectionlog", [r.line() for r in connections])
+                self._write_files("useractivitylog", [r.line() for r in activity])
+                self._write_files("userlog", [UserRecord(**row).line() for row in userlog])
+                if self.json_stdout:
+                    self._stdout([("connectionlog", r) for r in connections]
+                                 + [("useractivitylog", r) for r in activity])
         for table, records in (("connection", connections), ("activity", activity)):
             if records:
                 stored = await self._store(lambda rows, table=table: self.catalog.insert_audit(table, rows),
@@ -219,6 +248,19 @@ class AuditWriter:
             else:
                 late.append(end)
         return late
+
+    @contextlib.contextmanager
+    def _exclusive(self):
+        """Shared: the other processes' writes wait until these are done (and these for theirs).
+        Held for a batch's appends only, a few milliseconds."""
+        if self._lock is None:
+            yield
+            return
+        fcntl.flock(self._lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
 
     def _write_files(self, name: str, lines: list[str]) -> None:
         if self.directory is None or not lines:

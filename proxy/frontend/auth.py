@@ -150,7 +150,7 @@ async def _scram(client: Endpoint, record: UserRecord | None) -> bool:
 class LoginThrottle:
     """After `failures` failed logins for one user from one address within `window` seconds of
     the first of them, refuse that user from that address for `cooldown` seconds (beyond
-    Redshift; per process).
+    Redshift; with workers, workers.SharedThrottle counts in all of them).
 
     Bounded and O(1) per call (issue 16: a flood of failures over 100,000 user names grew it by
     a kilobyte each and then rebuilt its table on every failure). A pair is kept under a keyed
@@ -197,6 +197,10 @@ class LoginThrottle:
         else:
             self._counting[pair] = (first, count + 1)
         self._forget(now)
+
+    def counting(self, user: str, address: str) -> bool:
+        """Whether failed logins of user from address are being counted."""
+        return self._pair(user, address) in self._counting
 
     def succeeded(self, user: str, address: str) -> None:
         self.work += 1

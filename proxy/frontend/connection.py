@@ -67,6 +67,7 @@ from ..protocol.auth import md5_response
 from ..protocol.framing import (CancelRequest, GSSENCRequest, SSLRequest, StartupMessage,
                                 decode_startup)
 from ..relay import NoBackend, Relay
+from ..workers import WORKER_BITS, Peers
 from .auth import LoginThrottle, choose_method, read_password, verify_password
 from .params import StartupParams, StartupRefused, sort_startup_params
 from .waiting import WaitingLogins
@@ -157,6 +158,8 @@ class Context:
     sources: ColumnSources | None = None
     # The map back from short names to long ones (catalog/long_names.py; server.py makes it).
     long_names: LongNames | None = None
+    # With workers (workers.py): the others, to pass them cancels for their sessions.
+    peers: Peers | None = None
 
     def refuse(self, reason: str) -> None:
         """Count a refused connection, by reason (here and in /metrics)."""
@@ -195,14 +198,19 @@ def idle_timeout(user_timeout: int | None, cluster_timeout: int) -> int:
 
 
 class SessionRegistry:
-    """Live relayed sessions by the process id we gave the client (for cancel and shutdown)."""
+    """Live relayed sessions by the process id we gave the client (for cancel and shutdown).
+    worker: this worker's index (workers.py), which the low WORKER_BITS of each id carry."""
 
-    def __init__(self) -> None:
+    def __init__(self, worker: int | None = None) -> None:
         self._sessions: dict[int, Session] = {}
+        self._worker = worker
 
     def new_pid(self) -> int:
         while True:
-            pid = secrets.randbelow(2**31 - 2) + 1
+            if self._worker is None:
+                pid = secrets.randbelow(2**31 - 2) + 1
+            else:
+                pid = (secrets.randbelow(2**(31 - WORKER_BITS) - 1) + 1) << WORKER_BITS | self._worker
             if pid not in self._sessions:
                 return pid
 
@@ -523,18 +531,11 @@ class Connection:
         return params
 
     async def _forward_cancel(self, request: CancelRequest) -> None:
-        session = self.context.sessions.find(request.pid, request.key)
-        if session is None:
-            return  # as PostgreSQL: a wrong key does nothing and says nothing
-        backend = session.relay.cancel_target()
-        if backend is None:
-            return  # transaction pooling: the client holds no backend session, so runs nothing
-        try:
-            await send_cancel(self.context.backend, backend.pid, backend.key)
-        except BackendUnavailable as exc:
-            log.warning("could not forward a cancel request: %s", exc)
-        finally:
-            session.relay.cancel_done()
+        peers = self.context.peers
+        if peers is not None and not peers.mine(request.pid):
+            await peers.forward(request.pid, m.cancel_request(request.pid, request.key))
+        else:
+            await cancel_session(self.context, request.pid, request.key)
 
     # ---------------------------------------------------------------- AUTHENTICATING
 
@@ -732,9 +733,9 @@ class Connection:
         if record.connection_limit is not None:
             # Sessions kept from before the user had a limit would count against it: they go,
             # and a login refused for the limit is tried again while their processes exit.
-            if pool.forget(lambda key: key[0][:2] == role):
+            if pool.forget(lambda key: key[0][:2] == role) or self.context.peers is not None:
                 return await self._new_backend(record.name, params.database, startup,
-                                               retry=lambda: pool.forget(lambda key: key[0][:2] == role))
+                                               retry=self._forget_kept(role))
         elif pool.size:
             # A session starts with the role's attributes and SET defaults as they are then: a
             # kept one serves only a client for whom they are the same. The role's OID is in
@@ -746,6 +747,23 @@ class Connection:
                     self.context.metrics.backend_reused.inc()
                 return kept
         return await self._new_backend(record.name, params.database, startup)
+
+    def _forget_kept(self, role: tuple[str, int]) -> Callable[[], int]:
+        """The retry of a login refused for the user's CONNECTION LIMIT: the sessions kept for
+        role go (how many), here and, at the first refusal, in the other workers (counted as
+        one: theirs may be going)."""
+        pool, peers = self.context.pool, self.context.peers
+        asked = False
+
+        def forget() -> int:
+            nonlocal asked
+            ended = pool.forget(lambda key: key[0][:2] == role)
+            if peers is not None and not asked:
+                asked = True
+                peers.forget_role(role[1])
+                ended += 1
+            return ended
+        return forget
 
     async def _new_backend(self, role: str, database: str, startup: dict[str, str],
                            retry: Callable[[], int] | None = None) -> BackendSession:
@@ -1042,6 +1060,22 @@ def cluster_full_refusal(limit: int) -> ClientFailure:
     severity (FATAL, as every refused login). The bootstrap user is the admin, which like every
     superuser still gets one of PostgreSQL's reserved slots (superuser_reserved_connections)."""
     return ClientFailure(sqlstate.TOO_MANY_CONNECTIONS, f'connection limit "{limit}" exceeded for non-bootstrap users')
+
+
+async def cancel_session(context: Context, pid: int, key: int) -> None:
+    """A CancelRequest for a session of this process: what it runs on its backend is cancelled."""
+    session = context.sessions.find(pid, key)
+    if session is None:
+        return  # as PostgreSQL: a wrong key does nothing and says nothing
+    backend = session.relay.cancel_target()
+    if backend is None:
+        return  # transaction pooling: the client holds no backend session, so runs nothing
+    try:
+        await send_cancel(context.backend, backend.pid, backend.key)
+    except BackendUnavailable as exc:
+        log.warning("could not forward a cancel request: %s", exc)
+    finally:
+        session.relay.cancel_done()
 
 
 async def _cancel(address: BackendAddress, backend: BackendSession) -> None:

@@ -13,7 +13,7 @@ import urllib.parse
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from .data_api import TARGET_PREFIX as DATA_API_TARGET
 from .sts import is_sts_request
@@ -38,7 +38,7 @@ def make_app(backend_ok: Callable[[], Awaitable[bool]], redshift=None, metrics=N
                                  status=200 if healthy else 503)
 
     async def prometheus(request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return web.Response(body=await metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def query_api(request: web.Request) -> web.Response:
         body = await request.read()

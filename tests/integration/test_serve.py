@@ -86,7 +86,7 @@ def test_version_and_help():
     help_text = run("serve", "--help")
     assert help_text.returncode == 0
     for option in ("--config FILE", "--listen HOST:PORT", "--api-listen HOST:PORT", "--data-dir DIR",
-                   "--backend DSN"):
+                   "--backend DSN", "--workers N"):
         assert option in help_text.stdout, option
 
 
@@ -96,6 +96,8 @@ def test_version_and_help():
     ([], {"SHIFTGUARD_CLUSTER_ACCOUNT_ID": "12"}, "cluster.account_id: must be 12 digits"),
     ([], {"SHIFTGUARD_EMBEDDED_BIN_DIR": "/nonexistent"}, "no PostgreSQL server binaries found"),
     (["--listen", "0.0.0.0:0"], {}, "SHIFTGUARD_ADMIN_PASSWORD is not set"),
+    (["--workers", "0"], {}, "workers: must be between 1 and 64"),
+    (["--listen", "0.0.0.0:0", "--workers", "2"], {}, "SHIFTGUARD_ADMIN_PASSWORD is not set"),
 ])
 def test_startup_problems_exit_2_with_one_line(data_dir, args, env, message):
     result = run("serve", "--data-dir", str(data_dir), "--api-listen", "127.0.0.1:0", *args,

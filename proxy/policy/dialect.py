@@ -21,6 +21,9 @@ Pure. Runs before classification, so security decisions see the statement that w
   (given one); CREATE VIEW ... WITH NO SCHEMA BINDING (_late_binding); CREATE/DROP SCHEMA
   with the database named (_schema_in_database). A number run into a name (THEN 1WHEN) is read apart before any of this
   (tokens.separate_numbers).
+- Column types: TEXT and VARCHAR without a length are VARCHAR(256), and literals in the select
+  list of CREATE VIEW / CREATE TABLE AS / SELECT INTO give their own sizes (VARCHAR(3),
+  NUMERIC(3,2)): policy/column_types.py, on the statement after the rewrites here.
 - SHOW server_version and SHOW server_version_num: answered as Redshift answers them, as
   version() is (the backend's own would say PostgreSQL 15's "15.x (Debian ...)"); Redshift's
   SHOW discovery commands (SHOW TABLES ...): policy/show.py.
@@ -32,7 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..protocol import sqlstate
-from . import show
+from . import column_types, show
 from .tokens import GrammarError, Token, fold_identifier, quote_ident, quoted_name, scan
 
 # Redshift dateparts -> PostgreSQL's (for DATE_PART and DATE_TRUNC, which PostgreSQL has).
@@ -132,9 +135,11 @@ def rewrite(statement: str) -> Rewritten | None:
     database = _schema_in_database(tokens, edits)
     if alter_only and (table is None or not table.any()):
         alter_only = False  # no Redshift attribute after all (ALTER DISTSTYLE "("): PostgreSQL's error
-    if not edits and not alter_only and materialized_view is None:
+    sql = _apply(statement, edits)
+    typed = column_types.edits(sql) if not alter_only and column_types.may_retype(words) else []
+    if not edits and not typed and not alter_only and materialized_view is None:
         return None
-    return Rewritten(_apply(statement, edits), table if table is not None and table.any() else None, alter_only,
+    return Rewritten(_apply(sql, typed), table if table is not None and table.any() else None, alter_only,
                      tag=f"{words[0]} SCHEMA".encode() if database is not None else None,
                      late_view=late_view, database=database, materialized_view=materialized_view)
 
@@ -607,7 +612,10 @@ def may_rewrite(lowered: bytes) -> bool:
     """Might lowered (SQL, ASCII-lowered) hold a Redshift form that no trigger word shows: a digit
     right after 'where', 'having' or 'on' (WHERE 1 AND ...), or 'select', 'with' or 'values' right
     after 'from (', 'join (', ', (', 'using (' or 'lateral (' (a subquery in FROM without an
-    alias)? A shortcut only: _bare_condition and _subquery_aliases decide."""
+    alias), or a SELECT ... INTO (column_types)? A shortcut only: _bare_condition,
+    _subquery_aliases and column_types decide."""
+    if lowered.lstrip().startswith((b"select", b"with", b"(")) and b"into" in lowered:
+        return True
     for word in (b"where", b"having", b"on"):
         start = 0
         while (found := lowered.find(word, start)) >= 0:

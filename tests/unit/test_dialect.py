@@ -221,3 +221,35 @@ def test_spatial_types_and_functions_are_refused_saying_why():
     # Where PostGIS is, a missing ST_ function (a wrong argument type, say) is PostgreSQL's error.
     assert redshift_wording({"S": "ERROR", "C": "42883", "M": "function st_distance(integer) does not exist"},
                             spatial=True) is None
+
+
+@pytest.mark.parametrize("sql, expected", [
+    ("CREATE VIEW v AS SELECT 1.23 AS my_num, 'a' AS my_char",
+     "CREATE VIEW v AS SELECT CAST(1.23 AS numeric(3,2)) AS my_num, CAST('a' AS varchar(1)) AS my_char"),
+    ("create table t as (select -0.50 n, cast('abc' as text) s, 'de'::character varying v, 7 i, 1e3 f)",
+     "create table t as (select CAST(-0.50 AS numeric(2,2)) n, cast('abc' as varchar(3)) s, 'de'::varchar(2) v, "
+     "7 i, 1e3 f)"),
+    # A column without a name keeps PostgreSQL's: ?column?, or the cast's type name.
+    ("SELECT 'ab', CAST('x' AS text), 'y'::text INTO TEMP t FROM u",
+     "SELECT CAST('ab' AS varchar(2)) AS \"?column?\", CAST('x' AS varchar(1)) AS \"text\", "
+     "'y'::varchar(1) AS \"text\" INTO TEMP t FROM u"),
+    ("CREATE VIEW v AS WITH w AS (SELECT 'a' AS c) SELECT c, 'zz' AS d FROM w",
+     "CREATE VIEW v AS WITH w AS (SELECT 'a' AS c) SELECT c, CAST('zz' AS varchar(2)) AS d FROM w"),
+    ("CREATE TABLE t (a text, b varchar, c character varying, d bpchar, e text[], f varchar(3), g char, h int)",
+     "CREATE TABLE t (a varchar(256), b varchar(256), c varchar(256), d char(256), e text[], f varchar(3), g char, "
+     "h int)"),
+    ("ALTER TABLE t ADD COLUMN c pg_catalog.text", "ALTER TABLE t ADD COLUMN c varchar(256)"),
+    # Left to PostgreSQL: a set operation, an ordinary query, an INSERT, what it cannot parse.
+    ("CREATE VIEW v AS SELECT 'a' AS c UNION SELECT 'bb'", None),
+    ("SELECT 'a', 1.5 FROM t", None),
+    ("INSERT INTO t SELECT 'a', 1.5", None),
+    ("CREATE VIEW v AS SELECT 'a' AS", None),
+])
+def test_literals_and_unsized_text_get_redshifts_column_types(sql, expected):
+    assert rewritten(sql) == expected
+
+
+@pytest.mark.parametrize("sql", ["select 'a' as c into t", "CREATE VIEW v AS SELECT 'a' AS c"])
+def test_statements_making_relations_from_literals_reach_the_rewrite(sql):
+    plan = classify(sql.encode(), DIALECT)
+    assert plan.actions or plan.text is not None

@@ -10,7 +10,8 @@ Pure. Runs before classification, so security decisions see the statement that w
   REFRESH are taken out and recorded as a table's are, with the statement as written (pg_views
   shows it, as Redshift's does); ALTER MATERIALIZED VIEW ... AUTO REFRESH and ALTER
   DISTSTYLE/DISTKEY/SORTKEY only record; REFRESH MATERIALIZED VIEW is named for the procedure
-  that also records the refresh (svv_mv_info's is_stale).
+  that also records the refresh (svv_mv_info's is_stale). COMMENT ON VIEW of a materialized view
+  is Redshift's, PostgreSQL's is COMMENT ON MATERIALIZED VIEW (_view_comment).
 - Expressions: SYSDATE, APPROXIMATE COUNT, DATEADD/DATEDIFF/DATE_PART/DATE_TRUNC with a bare
   datepart, LISTAGG(...) [WITHIN GROUP (ORDER BY ...)], version(), DECODE(...) with three or
   more arguments; result columns keep the names Redshift gives them; WHERE 1 / WHERE 0 (a bare
@@ -36,7 +37,7 @@ from dataclasses import dataclass, field
 
 from ..protocol import sqlstate
 from . import column_types, show
-from .tokens import GrammarError, Token, fold_identifier, quote_ident, quoted_name, scan
+from .tokens import GrammarError, Token, fold_identifier, quote_ident, quoted_name, scan, string_value
 
 # Redshift dateparts -> PostgreSQL's (for DATE_PART and DATE_TRUNC, which PostgreSQL has).
 DATEPARTS = {}
@@ -53,7 +54,7 @@ for canonical, spellings in {
 
 TRIGGER_WORDS = (b"varbinary", b"varying", b"month", b"second", b"binding", b"top", b"sysdate", b"approximate", b"dateadd", b"datediff", b"date_part", b"date_trunc", b"listagg",
                  b"version", b"diststyle", b"distkey", b"sortkey", b"encode", b"backup", b"identity",
-                 b"decode", b"show", b"foreign", b"materialized")
+                 b"decode", b"show", b"foreign", b"materialized", b"comment")
 
 
 @dataclass
@@ -94,6 +95,7 @@ class Rewritten:
     database: str | None = None           # CREATE/DROP SCHEMA db.s: the database the schema was named in
     materialized_view: str | None = None  # CREATE or ALTER MATERIALIZED VIEW: the statement as written
     refresh: str | None = None            # REFRESH MATERIALIZED VIEW: the view's name as written
+    view_comment: tuple[str, str | None] | None = None  # COMMENT ON VIEW: the name as written, the comment
 
 
 def rewrite(statement: str) -> Rewritten | None:
@@ -128,6 +130,10 @@ def rewrite(statement: str) -> Rewritten | None:
         refreshed = _refresh(tokens)
         if refreshed is not None:
             return Rewritten(statement, refresh=refreshed)
+    elif words[:3] == ["COMMENT", "ON", "VIEW"]:
+        commented = _view_comment(tokens)
+        if commented is not None:
+            return Rewritten(statement, view_comment=commented)
     _expressions(statement, tokens, edits)
     _select_top(tokens, edits)
     _subquery_aliases(tokens, edits)
@@ -457,6 +463,23 @@ def _refresh(tokens: list[Token]) -> str | None:
     except GrammarError:
         return None
     return name if index == len(tokens) else None
+
+
+def _view_comment(tokens: list[Token]) -> tuple[str, str | None] | None:
+    """COMMENT ON VIEW v IS 'text' | NULL: the view's name as written and the comment. Redshift's
+    COMMENT ON VIEW comments on a materialized view too (dbt's persist_docs writes it so), which
+    PostgreSQL's refuses ("is not a view"): shiftguard.comment_on_view says which it is. None
+    for anything else, which PostgreSQL answers."""
+    try:
+        name, index = _table_name(tokens, 3)
+    except GrammarError:
+        return None
+    rest = tokens[index:]
+    if len(rest) != 2 or rest[0].word != "IS":
+        return None
+    if rest[1].word == "NULL":
+        return name, None
+    return (name, string_value(rest[1])) if rest[1].name == "SCONST" else None
 
 
 # --------------------------------------------------------------------------- SHOW

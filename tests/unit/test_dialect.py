@@ -253,3 +253,18 @@ def test_literals_and_unsized_text_get_redshifts_column_types(sql, expected):
 def test_statements_making_relations_from_literals_reach_the_rewrite(sql):
     plan = classify(sql.encode(), DIALECT)
     assert plan.actions or plan.text is not None
+
+
+@pytest.mark.parametrize("sql, call", [
+    ("comment on view s.v is $x$it's$x$", "CALL shiftguard.comment_on_view(E's.v', E'it''s', "),
+    # (quoted names folded, as Redshift folds them)
+    ('COMMENT ON VIEW "dev"."S"."V" IS NULL', "CALL shiftguard.comment_on_view(E'\"dev\".\"s\".\"v\"', NULL, "),
+    ("COMMENT ON VIEW v IS 'a' || 'b'", None),  # not COMMENT's grammar: PostgreSQL's error
+    ("COMMENT ON TABLE t IS 'x'", None),
+])
+def test_comment_on_view_is_for_materialized_views_too(sql, call):
+    actions = classify(sql.encode(), DIALECT).actions
+    if call is None:
+        assert not actions  # sent as written
+    else:
+        assert actions[0].sql.startswith(call) and actions[0].tag == b"COMMENT"

@@ -16,7 +16,7 @@ Pure. Runs before classification, so security decisions see the statement that w
   datepart, LISTAGG(...) [WITHIN GROUP (ORDER BY ...)], version(), DECODE(...) with three or
   more arguments; result columns keep the names Redshift gives them; WHERE 1 / WHERE 0 (a bare
   0 or 1 as the whole condition of WHERE, HAVING, ON).
-- Types: VARBINARY and BINARY VARYING are VARBYTE; INTERVAL YEAR TO MONTH and INTERVAL DAY TO
+- Types: VARCHAR(MAX) and CHAR(MAX) are their longest; VARBINARY and BINARY VARYING are VARBYTE; INTERVAL YEAR TO MONTH and INTERVAL DAY TO
   SECOND are intervaly2m and intervald2s (the types themselves: catalog/redshift_functions.sql).
 - Queries: SELECT TOP n (LIMIT n at the end of its level), a subquery in FROM without an alias
   (given one); CREATE VIEW ... WITH NO SCHEMA BINDING (_late_binding); CREATE/DROP SCHEMA
@@ -635,10 +635,15 @@ def may_rewrite(lowered: bytes) -> bool:
     """Might lowered (SQL, ASCII-lowered) hold a Redshift form that no trigger word shows: a digit
     right after 'where', 'having' or 'on' (WHERE 1 AND ...), or 'select', 'with' or 'values' right
     after 'from (', 'join (', ', (', 'using (' or 'lateral (' (a subquery in FROM without an
-    alias), or a SELECT ... INTO (column_types)? A shortcut only: _bare_condition,
-    _subquery_aliases and column_types decide."""
+    alias), a SELECT ... INTO (column_types), or a (max) (VARCHAR(MAX))? A shortcut only:
+    _bare_condition, _subquery_aliases, column_types and _type_synonym decide."""
     if lowered.lstrip().startswith((b"select", b"with", b"(")) and b"into" in lowered:
         return True
+    start = 0
+    while (found := lowered.find(b"max", start)) >= 0:  # VARCHAR(MAX)
+        start = found + 3
+        if lowered[:found].rstrip()[-1:] == b"(" and lowered[start:].lstrip()[:1] == b")":
+            return True
     for word in (b"where", b"having", b"on"):
         start = 0
         while (found := lowered.find(word, start)) >= 0:
@@ -719,8 +724,14 @@ def _expressions(text: str, tokens: list[Token], edits: list) -> None:
 _TYPE_AFTER = ("IDENT", "UIDENT")
 
 
+# VARCHAR(MAX) and CHAR(MAX): Redshift's longest, 65535 and 4096 bytes ("Character types"; a
+# length of PostgreSQL's counts characters, which hold them).
+_MAX_LENGTHS = {"VARCHAR": "65535", "VARYING": "65535", "CHAR": "4096", "CHARACTER": "4096", "NCHAR": "4096"}
+
+
 def _type_synonym(tokens: list[Token], index: int) -> tuple[int, int, str] | None:
     """Redshift's names of its types that PostgreSQL cannot read -> the types of shiftguard's:
+    VARCHAR(MAX) and CHAR(MAX) (any spelling) -> their longest lengths;
     BINARY VARYING (never valid in PostgreSQL) and VARBINARY (an ordinary name: only where a
     type stands) -> varbyte; INTERVAL YEAR TO MONTH and INTERVAL DAY TO SECOND (INTERVAL
     followed by a unit is a type; its literals have a string first) -> intervaly2m and
@@ -734,6 +745,9 @@ def _type_synonym(tokens: list[Token], index: int) -> tuple[int, int, str] | Non
     if token.word == "VARBINARY" and token.name == "IDENT" and before is not None and (
             _is(before, "::") or before.word == "AS" or before.name in _TYPE_AFTER or before.kind in _ALIAS_KINDS):
         return token.start, token.end, "pg_catalog.varbyte"
+    if token.word in _MAX_LENGTHS and token.kind != "NO_KEYWORD" and following[1:] == ["MAX", ""] \
+            and _is(tokens[index + 1], "(") and tokens[index + 2].name == "IDENT" and _is(tokens[index + 3], ")"):
+        return tokens[index + 2].start, tokens[index + 2].end, _MAX_LENGTHS[token.word]
     if token.word == "INTERVAL" and following in (["YEAR", "TO", "MONTH"], ["DAY", "TO", "SECOND"]):
         last = index + 3
         precision = tokens[last + 1:last + 4]

@@ -160,17 +160,21 @@ def test_views_and_tables_made_from_literals_have_redshifts_types(rsc):
 
 def test_text_and_varchar_without_length_are_varchar_256(rsc):
     """Redshift has no unlimited text column: TEXT and VARCHAR without a length are VARCHAR(256),
-    BPCHAR is CHAR(256), in CREATE TABLE and ALTER TABLE; a longer value is refused as there."""
+    BPCHAR is CHAR(256), in CREATE TABLE and ALTER TABLE; a longer value is refused as there.
+    VARCHAR(MAX) and CHAR(MAX) are VARCHAR(65535) and CHAR(4096)."""
     table = unique("text_cols")
     with rsc.cursor() as cursor:
         cursor.execute(f"create table {table} (a text, b varchar, c character varying, d bpchar, e varchar(10), "
-                       f"f char)")
+                       f"f char, h varchar(max), i char(MAX))")
         cursor.execute(f"alter table {table} add column g text")
         assert _columns(cursor, table) == [
             ["a", "character varying", 256, None, None], ["b", "character varying", 256, None, None],
             ["c", "character varying", 256, None, None], ["d", "character", 256, None, None],
             ["e", "character varying", 10, None, None], ["f", "character", 1, None, None],
+            ["h", "character varying", 65535, None, None], ["i", "character", 4096, None, None],
             ["g", "character varying", 256, None, None]]
+        cursor.execute("select cast('abc' as varchar(max))")
+        assert cursor.fetchall() == (["abc"],)
         cursor.execute(f"insert into {table} (a, g) values (%s, %s)", ("x" * 256, "y"))
         with pytest.raises(ProgrammingError, match="22001"):
             cursor.execute(f"insert into {table} (a) values (%s)", ("x" * 257,))

@@ -144,7 +144,7 @@ def test_not_null_violations_in_redshifts_words():
 @pytest.mark.parametrize("sql", ["SELECT count(*) FROM (SELECT 1)", "select * from a join\n(\nselect 1) on true",
                                  "select * from a, (values (1))", "delete from t using (select 1 a) where true",
                                  "select 1 then 1WHEN", "SELECT TOP 3 * FROM t", "select 'a' as c into t",
-                                 "CREATE VIEW v AS SELECT 'a' AS c"])
+                                 "CREATE VIEW v AS SELECT 'a' AS c", "select x::varchar( max ) from t"])
 def test_every_form_reaches_the_rewrite(sql):
     """The proxy's shortcut (statements.may_need_plan) sends each to the rewrite."""
     plan = classify(sql.encode(), DIALECT)
@@ -240,6 +240,10 @@ def test_spatial_types_and_functions_are_refused_saying_why():
      "CREATE TABLE t (a varchar(256), b varchar(256), c varchar(256), d char(256), e text[], f varchar(3), g char, "
      "h int)"),
     ("ALTER TABLE t ADD COLUMN c pg_catalog.text", "ALTER TABLE t ADD COLUMN c varchar(256)"),
+    ("CREATE TABLE t (a varchar(max), b CHARACTER VARYING ( MAX ), c char(max))",
+     "CREATE TABLE t (a varchar(65535), b CHARACTER VARYING ( 65535 ), c char(4096))"),
+    ("SELECT CAST(x AS varchar(max)) FROM t", "SELECT CAST(x AS varchar(65535)) FROM t"),
+    ('SELECT max(x), varchar("max") FROM t', None),
     # Left to PostgreSQL: a set operation, an ordinary query, an INSERT, what it cannot parse.
     ("CREATE VIEW v AS SELECT 'a' AS c UNION SELECT 'bb'", None),
     ("SELECT 'a', 1.5 FROM t", None),

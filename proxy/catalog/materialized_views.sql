@@ -284,6 +284,21 @@ END
 $$;
 GRANT EXECUTE ON PROCEDURE shiftguard.refresh_materialized_view(text, text) TO PUBLIC;
 
+-- COMMENT ON VIEW v IS ...: Redshift's statement for its materialized views too (policy/dialect.py
+-- _view_comment), PostgreSQL's COMMENT ON MATERIALIZED VIEW for them. Runs as the caller:
+-- PostgreSQL checks that the caller owns the view.
+CREATE OR REPLACE PROCEDURE shiftguard.comment_on_view(p_view text, p_comment text, p_search_path text)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_view regclass := shiftguard.caller_relation(p_view, p_search_path);
+BEGIN
+    EXECUTE format('COMMENT ON %s %s IS %L',
+                   CASE WHEN (SELECT relkind FROM pg_class WHERE oid = v_view) = 'm' THEN 'MATERIALIZED VIEW'
+                        ELSE 'VIEW' END, v_view, p_comment);
+END
+$$;
+GRANT EXECUTE ON PROCEDURE shiftguard.comment_on_view(text, text, text) TO PUBLIC;
+
 -- ALTER MATERIALIZED VIEW mv AUTO REFRESH {YES | NO} and ALTER DISTSTYLE/DISTKEY/SORTKEY: recorded.
 CREATE OR REPLACE PROCEDURE shiftguard.alter_materialized_view(p_view text, p_attrs jsonb, p_search_path text)
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$

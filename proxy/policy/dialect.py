@@ -10,18 +10,23 @@ Pure. Runs before classification, so security decisions see the statement that w
   REFRESH are taken out and recorded as a table's are, with the statement as written (pg_views
   shows it, as Redshift's does); ALTER MATERIALIZED VIEW ... AUTO REFRESH and ALTER
   DISTSTYLE/DISTKEY/SORTKEY only record; REFRESH MATERIALIZED VIEW is named for the procedure
-  that also records the refresh (svv_mv_info's is_stale).
+  that also records the refresh (svv_mv_info's is_stale). COMMENT ON VIEW of a materialized view
+  is Redshift's, PostgreSQL's is COMMENT ON MATERIALIZED VIEW (_view_comment).
 - Expressions: SYSDATE, APPROXIMATE COUNT, DATEADD/DATEDIFF/DATE_PART/DATE_TRUNC with a bare
   datepart, LISTAGG(...) [WITHIN GROUP (ORDER BY ...)], version(), DECODE(...) with three or
   more arguments, ARRAY(...) (a SUPER array; ARRAY(subquery) stays PostgreSQL's); result
   columns keep the names Redshift gives them; WHERE 1 / WHERE 0 (a bare 0 or 1 as the whole
   condition of WHERE, HAVING, ON).
-- Types: VARBINARY and BINARY VARYING are VARBYTE; INTERVAL YEAR TO MONTH and INTERVAL DAY TO
+- Types: VARCHAR(MAX) and CHAR(MAX) are their longest; VARBINARY and BINARY VARYING are VARBYTE;
+  INTERVAL YEAR TO MONTH and INTERVAL DAY TO
   SECOND are intervaly2m and intervald2s (the types themselves: catalog/redshift_functions.sql).
 - Queries: SELECT TOP n (LIMIT n at the end of its level), a subquery in FROM without an alias
   (given one); CREATE VIEW ... WITH NO SCHEMA BINDING (_late_binding); CREATE/DROP SCHEMA
   with the database named (_schema_in_database). A number run into a name (THEN 1WHEN) is read apart before any of this
   (tokens.separate_numbers).
+- Column types: TEXT and VARCHAR without a length are VARCHAR(256), and literals in the select
+  list of CREATE VIEW / CREATE TABLE AS / SELECT INTO give their own sizes (VARCHAR(3),
+  NUMERIC(3,2)): policy/column_types.py, on the statement after the rewrites here.
 - SHOW server_version and SHOW server_version_num: answered as Redshift answers them, as
   version() is (the backend's own would say PostgreSQL 15's "15.x (Debian ...)"); Redshift's
   SHOW discovery commands (SHOW TABLES ...): policy/show.py.
@@ -35,8 +40,8 @@ from dataclasses import dataclass, field
 from pglast import parser
 
 from ..protocol import sqlstate
-from . import show
-from .tokens import GrammarError, Token, fold_identifier, parse_tree, quote_ident, quoted_name, scan
+from . import column_types, show
+from .tokens import GrammarError, Token, fold_identifier, parse_tree, quote_ident, quoted_name, scan, string_value
 
 # Redshift dateparts -> PostgreSQL's (for DATE_PART and DATE_TRUNC, which PostgreSQL has).
 DATEPARTS = {}
@@ -53,7 +58,7 @@ for canonical, spellings in {
 
 TRIGGER_WORDS = (b"varbinary", b"varying", b"month", b"second", b"binding", b"top", b"sysdate", b"approximate", b"dateadd", b"datediff", b"date_part", b"date_trunc", b"listagg",
                  b"version", b"diststyle", b"distkey", b"sortkey", b"encode", b"backup", b"identity",
-                 b"decode", b"show", b"foreign", b"materialized", b"array")
+                 b"decode", b"show", b"foreign", b"materialized", b"array", b"comment")
 
 
 @dataclass
@@ -94,6 +99,7 @@ class Rewritten:
     database: str | None = None           # CREATE/DROP SCHEMA db.s: the database the schema was named in
     materialized_view: str | None = None  # CREATE or ALTER MATERIALIZED VIEW: the statement as written
     refresh: str | None = None            # REFRESH MATERIALIZED VIEW: the view's name as written
+    view_comment: tuple[str, str | None] | None = None  # COMMENT ON VIEW: the name as written, the comment
 
 
 def rewrite(statement: str) -> Rewritten | None:
@@ -128,6 +134,10 @@ def rewrite(statement: str) -> Rewritten | None:
         refreshed = _refresh(tokens)
         if refreshed is not None:
             return Rewritten(statement, refresh=refreshed)
+    elif words[:3] == ["COMMENT", "ON", "VIEW"]:
+        commented = _view_comment(tokens)
+        if commented is not None:
+            return Rewritten(statement, view_comment=commented)
     _expressions(statement, tokens, edits)
     _select_top(tokens, edits)
     _subquery_aliases(tokens, edits)
@@ -135,9 +145,11 @@ def rewrite(statement: str) -> Rewritten | None:
     database = _schema_in_database(tokens, edits)
     if alter_only and (table is None or not table.any()):
         alter_only = False  # no Redshift attribute after all (ALTER DISTSTYLE "("): PostgreSQL's error
-    if not edits and not alter_only and materialized_view is None:
+    sql = _apply(statement, edits)
+    typed = column_types.edits(sql) if not alter_only and column_types.may_retype(words) else []
+    if not edits and not typed and not alter_only and materialized_view is None:
         return None
-    return Rewritten(_apply(statement, edits), table if table is not None and table.any() else None, alter_only,
+    return Rewritten(_apply(sql, typed), table if table is not None and table.any() else None, alter_only,
                      tag=f"{words[0]} SCHEMA".encode() if database is not None else None,
                      late_view=late_view, database=database, materialized_view=materialized_view)
 
@@ -457,6 +469,23 @@ def _refresh(tokens: list[Token]) -> str | None:
     return name if index == len(tokens) else None
 
 
+def _view_comment(tokens: list[Token]) -> tuple[str, str | None] | None:
+    """COMMENT ON VIEW v IS 'text' | NULL: the view's name as written and the comment. Redshift's
+    COMMENT ON VIEW comments on a materialized view too (dbt's persist_docs writes it so), which
+    PostgreSQL's refuses ("is not a view"): shiftguard.comment_on_view says which it is. None
+    for anything else, which PostgreSQL answers."""
+    try:
+        name, index = _table_name(tokens, 3)
+    except GrammarError:
+        return None
+    rest = tokens[index:]
+    if len(rest) != 2 or rest[0].word != "IS":
+        return None
+    if rest[1].word == "NULL":
+        return name, None
+    return (name, string_value(rest[1])) if rest[1].name == "SCONST" else None
+
+
 # --------------------------------------------------------------------------- SHOW
 
 
@@ -610,7 +639,15 @@ def may_rewrite(lowered: bytes) -> bool:
     """Might lowered (SQL, ASCII-lowered) hold a Redshift form that no trigger word shows: a digit
     right after 'where', 'having' or 'on' (WHERE 1 AND ...), or 'select', 'with' or 'values' right
     after 'from (', 'join (', ', (', 'using (' or 'lateral (' (a subquery in FROM without an
-    alias)? A shortcut only: _bare_condition and _subquery_aliases decide."""
+    alias), a SELECT ... INTO (column_types), or a (max) (VARCHAR(MAX))? A shortcut only:
+    _bare_condition, _subquery_aliases, column_types and _type_synonym decide."""
+    if lowered.lstrip().startswith((b"select", b"with", b"(")) and b"into" in lowered:
+        return True
+    start = 0
+    while (found := lowered.find(b"max", start)) >= 0:  # VARCHAR(MAX)
+        start = found + 3
+        if lowered[:found].rstrip()[-1:] == b"(" and lowered[start:].lstrip()[:1] == b")":
+            return True
     for word in (b"where", b"having", b"on"):
         start = 0
         while (found := lowered.find(word, start)) >= 0:
@@ -693,8 +730,14 @@ def _expressions(text: str, tokens: list[Token], edits: list) -> None:
 _TYPE_AFTER = ("IDENT", "UIDENT")
 
 
+# VARCHAR(MAX) and CHAR(MAX): Redshift's longest, 65535 and 4096 bytes ("Character types"; a
+# length of PostgreSQL's counts characters, which hold them).
+_MAX_LENGTHS = {"VARCHAR": "65535", "VARYING": "65535", "CHAR": "4096", "CHARACTER": "4096", "NCHAR": "4096"}
+
+
 def _type_synonym(tokens: list[Token], index: int) -> tuple[int, int, str] | None:
     """Redshift's names of its types that PostgreSQL cannot read -> the types of shiftguard's:
+    VARCHAR(MAX) and CHAR(MAX) (any spelling) -> their longest lengths;
     BINARY VARYING (never valid in PostgreSQL) and VARBINARY (an ordinary name: only where a
     type stands) -> varbyte; INTERVAL YEAR TO MONTH and INTERVAL DAY TO SECOND (INTERVAL
     followed by a unit is a type; its literals have a string first) -> intervaly2m and
@@ -708,6 +751,9 @@ def _type_synonym(tokens: list[Token], index: int) -> tuple[int, int, str] | Non
     if token.word == "VARBINARY" and token.name == "IDENT" and before is not None and (
             _is(before, "::") or before.word == "AS" or before.name in _TYPE_AFTER or before.kind in _ALIAS_KINDS):
         return token.start, token.end, "pg_catalog.varbyte"
+    if token.word in _MAX_LENGTHS and token.kind != "NO_KEYWORD" and following[1:] == ["MAX", ""] \
+            and _is(tokens[index + 1], "(") and tokens[index + 2].name == "IDENT" and _is(tokens[index + 3], ")"):
+        return tokens[index + 2].start, tokens[index + 2].end, _MAX_LENGTHS[token.word]
     if token.word == "INTERVAL" and following in (["YEAR", "TO", "MONTH"], ["DAY", "TO", "SECOND"]):
         last = index + 3
         precision = tokens[last + 1:last + 4]

@@ -497,6 +497,10 @@ def _dialect_result(rewritten: dialect.Rewritten, translator: Translator) -> Res
         # document them); these name the statement, as PostgreSQL's REFRESH does.
         return (f"CALL shiftguard.refresh_materialized_view({sql_literal(rewritten.refresh)}, {CALLER_SEARCH_PATH})",
                 b"REFRESH MATERIALIZED VIEW", True)
+    if rewritten.view_comment is not None:
+        view, comment = rewritten.view_comment
+        return (f"CALL shiftguard.comment_on_view({sql_literal(view)}, "
+                f"{'NULL' if comment is None else sql_literal(comment)}, {CALLER_SEARCH_PATH})", b"COMMENT", True)
     if rewritten.alter_only:
         attrs = json.dumps(table.as_dict(), separators=(",", ":"))
         procedure, tag = ("alter_materialized_view", b"ALTER MATERIALIZED VIEW") if rewritten.materialized_view \

@@ -164,6 +164,35 @@ def test_a_user_refreshes_and_drops_their_own_view(proxy, sales, new_user):
         assert mv_info(conn, sales) == []
 
 
+def test_comment_on_view_comments_on_a_materialized_view(proxy, sales, new_user):
+    """Redshift's COMMENT ON VIEW takes a materialized view too: dbt's persist_docs writes its
+    description so (PostgreSQL's would refuse it: "is not a view"). Only the owner may."""
+    description = "Materialized view model description \"with double quotes\"\nand 'single quotes' $$ -- /* */"
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE MATERIALIZED VIEW {sales}.totals AS SELECT sum(amount) AS total FROM {sales}.sales")
+        admin.execute(f"CREATE VIEW {sales}.plain AS SELECT id FROM {sales}.sales")
+        for view in ("totals", "plain"):
+            status = admin.execute(f'comment on view "dev"."{sales}"."{view}" is '
+                                   f"$dbt_comment_literal_block${description}$dbt_comment_literal_block$").statusmessage
+            assert status == "COMMENT"
+            admin.execute(f"COMMENT ON COLUMN {sales}.{view}.{'total' if view == 'totals' else 'id'} IS 'a column'")
+        assert admin.execute(
+            "SELECT c.relname, obj_description(c.oid, 'pg_class'), col_description(c.oid, 1) FROM pg_class c "
+            "WHERE c.relnamespace = %s::regnamespace ORDER BY 1", (sales,)).fetchall() == [
+            ("plain", description, "a column"), ("sales", None, None), ("totals", description, "a column")]
+        admin.execute(f"COMMENT ON VIEW {sales}.totals IS NULL")
+        assert admin.execute(f"SELECT obj_description('{sales}.totals'::regclass, 'pg_class')").fetchone() == (None,)
+        with pytest.raises(psycopg.errors.WrongObjectType, match="is not a view"):
+            admin.execute(f"COMMENT ON VIEW {sales}.sales IS 'a table'")  # PostgreSQL's words, as before
+        with pytest.raises(psycopg.errors.UndefinedTable):
+            admin.execute(f"COMMENT ON VIEW {sales}.missing IS 'x'")
+        admin.execute(f"GRANT USAGE ON SCHEMA {sales} TO PUBLIC")
+    other, password = new_user()
+    with proxy.connect(other, password) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="must be owner"):
+            conn.execute(f"COMMENT ON VIEW {sales}.totals IS 'not mine'")
+
+
 def test_errors(proxy, sales):
     with proxy.connect() as admin:
         with pytest.raises(psycopg.errors.UndefinedTable):

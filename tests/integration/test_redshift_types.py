@@ -9,6 +9,7 @@ utils/oids.py: VARBYTE 6551, INTERVALY2M 1188, INTERVALD2S 1190, ABSTIME 702). T
 from __future__ import annotations
 
 import datetime
+from decimal import Decimal
 
 import asyncpg
 import psycopg
@@ -119,6 +120,65 @@ def test_psycopg_sees_redshifts_text_and_the_types_by_name(proxy, table):
             conn.execute("SET bytea_output = escape")
         with pytest.raises(psycopg.errors.UndefinedFunction, match="no binary output function available for type varbyte"):
             conn.cursor(binary=True).execute(f"SELECT vb FROM {table}")
+
+
+def _columns(cursor, relation: str) -> list:
+    cursor.execute("SELECT column_name, data_type, character_maximum_length, numeric_precision, numeric_scale "
+                   "FROM information_schema.columns WHERE table_name = %s ORDER BY ordinal_position", (relation,))
+    return [list(row) for row in cursor.fetchall()]
+
+
+def test_views_and_tables_made_from_literals_have_redshifts_types(rsc):
+    """A view, CREATE TABLE AS and SELECT INTO type a literal as Redshift does: 'a' is VARCHAR(1),
+    1.23 NUMERIC(3,2), a string cast to TEXT or VARCHAR VARCHAR of its length (PostgreSQL: text
+    and numeric without a precision, which dbt's get_columns_in_relation and its type tests read
+    back); the values and the columns' names are those written."""
+    long = "Lorem ipsum dolor sit amet, " * 16
+    view, made, selected = unique("lit_view"), unique("lit_ctas"), unique("lit_into")
+    query = (f"select 1.23 as my_num, 'a' as my_char, -0.5 as negative, cast('{long}' as text) as string_col, "
+             f"'b'::varchar as cast_char, 12 as my_int, 'caf\u00e9' as accented, 'unnamed', 2.0e3 as floating")
+    with rsc.cursor() as cursor:
+        cursor.execute(f"create view {view} as ({query})")
+        cursor.execute(f"create table {made} diststyle even as {query}")
+        cursor.execute(query.replace(" as floating", f" as floating into {selected}"))
+        expected = [["my_num", "numeric", None, 3, 2], ["my_char", "character varying", 1, None, None],
+                    ["negative", "numeric", None, 1, 1], ["string_col", "character varying", len(long), None, None],
+                    ["cast_char", "character varying", 1, None, None], ["my_int", "integer", None, 32, 0],
+                    ["accented", "character varying", 5, None, None],  # bytes, as Redshift measures VARCHAR
+                    ["?column?", "character varying", 7, None, None], ["floating", "numeric", None, None, None]]
+        for relation in (view, made, selected):
+            assert _columns(cursor, relation) == expected
+            cursor.execute(f"select * from {relation}")
+            assert cursor.fetchall() == ([Decimal("1.23"), "a", Decimal("-0.5"), long, "b", 12, "caf\u00e9", "unnamed",
+                                          Decimal("2000")],)
+        # A union's columns come from all its arms, and a subquery's are its own: left to PostgreSQL.
+        cursor.execute(f"create table {made}_union as select 'a' as c union all select 'bb'")
+        assert _columns(cursor, f"{made}_union") == [["c", "text", None, None, None]]
+        for relation in (view, made, selected, f"{made}_union"):
+            cursor.execute(f"drop {'view' if relation == view else 'table'} {relation}")
+
+
+def test_text_and_varchar_without_length_are_varchar_256(rsc):
+    """Redshift has no unlimited text column: TEXT and VARCHAR without a length are VARCHAR(256),
+    BPCHAR is CHAR(256), in CREATE TABLE and ALTER TABLE; a longer value is refused as there.
+    VARCHAR(MAX) and CHAR(MAX) are VARCHAR(65535) and CHAR(4096)."""
+    table = unique("text_cols")
+    with rsc.cursor() as cursor:
+        cursor.execute(f"create table {table} (a text, b varchar, c character varying, d bpchar, e varchar(10), "
+                       f"f char, h varchar(max), i char(MAX))")
+        cursor.execute(f"alter table {table} add column g text")
+        assert _columns(cursor, table) == [
+            ["a", "character varying", 256, None, None], ["b", "character varying", 256, None, None],
+            ["c", "character varying", 256, None, None], ["d", "character", 256, None, None],
+            ["e", "character varying", 10, None, None], ["f", "character", 1, None, None],
+            ["h", "character varying", 65535, None, None], ["i", "character", 4096, None, None],
+            ["g", "character varying", 256, None, None]]
+        cursor.execute("select cast('abc' as varchar(max))")
+        assert cursor.fetchall() == (["abc"],)
+        cursor.execute(f"insert into {table} (a, g) values (%s, %s)", ("x" * 256, "y"))
+        with pytest.raises(ProgrammingError, match="22001"):
+            cursor.execute(f"insert into {table} (a) values (%s)", ("x" * 257,))
+        cursor.execute(f"drop table {table}")
 
 
 def test_time_24_00_reads_as_midnight_and_timetz_as_utc(rsc, proxy):

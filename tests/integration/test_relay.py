@@ -95,7 +95,7 @@ def test_notices_and_large_copy_in(proxy):
     with proxy.connect() as conn:
         conn.add_notice_handler(lambda d: notices.append(d.message_primary))
         conn.execute("DO $$BEGIN RAISE NOTICE 'hello from plpgsql'; END$$")
-        conn.execute(f"CREATE TABLE {table} (a int, b text)")
+        conn.execute(f"CREATE TABLE {table} (a int, b varchar(1000))")  # TEXT would be VARCHAR(256), as on Redshift
         row = "x" * 1000
         with conn.cursor().copy(f"COPY {table} FROM STDIN") as copy:
             for n in range(20_000):  # ~20 MB

@@ -143,7 +143,8 @@ def test_not_null_violations_in_redshifts_words():
 
 @pytest.mark.parametrize("sql", ["SELECT count(*) FROM (SELECT 1)", "select * from a join\n(\nselect 1) on true",
                                  "select * from a, (values (1))", "delete from t using (select 1 a) where true",
-                                 "select 1 then 1WHEN", "SELECT TOP 3 * FROM t"])
+                                 "select 1 then 1WHEN", "SELECT TOP 3 * FROM t", "select 'a' as c into t",
+                                 "CREATE VIEW v AS SELECT 'a' AS c", "select x::varchar( max ) from t"])
 def test_every_form_reaches_the_rewrite(sql):
     """The proxy's shortcut (statements.may_need_plan) sends each to the rewrite."""
     plan = classify(sql.encode(), DIALECT)
@@ -252,3 +253,48 @@ def test_an_array_of_more_than_a_hundred_elements_is_built_in_pieces():
 @pytest.mark.parametrize("sql", ["select array(1,2)", "SELECT ARRAY()"])
 def test_array_reaches_the_rewrite(sql):
     assert "jsonb_build_array" in classify(sql.encode(), DIALECT).actions[0].sql
+
+
+@pytest.mark.parametrize("sql, expected", [
+    ("CREATE VIEW v AS SELECT 1.23 AS my_num, 'a' AS my_char",
+     "CREATE VIEW v AS SELECT CAST(1.23 AS numeric(3,2)) AS my_num, CAST('a' AS varchar(1)) AS my_char"),
+    ("create table t as (select -0.50 n, cast('abc' as text) s, 'de'::character varying v, 7 i, 1e3 f)",
+     "create table t as (select CAST(-0.50 AS numeric(2,2)) n, cast('abc' as varchar(3)) s, 'de'::varchar(2) v, "
+     "7 i, 1e3 f)"),
+    # A column without a name keeps PostgreSQL's: ?column?, or the cast's type name.
+    ("SELECT 'ab', CAST('x' AS text), 'y'::text INTO TEMP t FROM u",
+     "SELECT CAST('ab' AS varchar(2)) AS \"?column?\", CAST('x' AS varchar(1)) AS \"text\", "
+     "'y'::varchar(1) AS \"text\" INTO TEMP t FROM u"),
+    ("CREATE VIEW v AS WITH w AS (SELECT 'a' AS c) SELECT c, 'zz' AS d FROM w",
+     "CREATE VIEW v AS WITH w AS (SELECT 'a' AS c) SELECT c, CAST('zz' AS varchar(2)) AS d FROM w"),
+    ("CREATE TABLE t (a text, b varchar, c character varying, d bpchar, e text[], f varchar(3), g char, h int)",
+     "CREATE TABLE t (a varchar(256), b varchar(256), c varchar(256), d char(256), e text[], f varchar(3), g char, "
+     "h int)"),
+    ("ALTER TABLE t ADD COLUMN c pg_catalog.text", "ALTER TABLE t ADD COLUMN c varchar(256)"),
+    ("CREATE TABLE t (a varchar(max), b CHARACTER VARYING ( MAX ), c char(max))",
+     "CREATE TABLE t (a varchar(65535), b CHARACTER VARYING ( 65535 ), c char(4096))"),
+    ("SELECT CAST(x AS varchar(max)) FROM t", "SELECT CAST(x AS varchar(65535)) FROM t"),
+    ('SELECT max(x), varchar("max") FROM t', None),
+    # Left to PostgreSQL: a set operation, an ordinary query, an INSERT, what it cannot parse.
+    ("CREATE VIEW v AS SELECT 'a' AS c UNION SELECT 'bb'", None),
+    ("SELECT 'a', 1.5 FROM t", None),
+    ("INSERT INTO t SELECT 'a', 1.5", None),
+    ("CREATE VIEW v AS SELECT 'a' AS", None),
+])
+def test_literals_and_unsized_text_get_redshifts_column_types(sql, expected):
+    assert rewritten(sql) == expected
+
+
+@pytest.mark.parametrize("sql, call", [
+    ("comment on view s.v is $x$it's$x$", "CALL shiftguard.comment_on_view(E's.v', E'it''s', "),
+    # (quoted names folded, as Redshift folds them)
+    ('COMMENT ON VIEW "dev"."S"."V" IS NULL', "CALL shiftguard.comment_on_view(E'\"dev\".\"s\".\"v\"', NULL, "),
+    ("COMMENT ON VIEW v IS 'a' || 'b'", None),  # not COMMENT's grammar: PostgreSQL's error
+    ("COMMENT ON TABLE t IS 'x'", None),
+])
+def test_comment_on_view_is_for_materialized_views_too(sql, call):
+    actions = classify(sql.encode(), DIALECT).actions
+    if call is None:
+        assert not actions  # sent as written
+    else:
+        assert actions[0].sql.startswith(call) and actions[0].tag == b"COMMENT"

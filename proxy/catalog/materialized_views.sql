@@ -318,6 +318,11 @@ GRANT EXECUTE ON PROCEDURE shiftguard.alter_materialized_view(text, jsonb, text)
 
 -- The stale AUTO REFRESH YES views of this database, refreshed by the management role (the
 -- proxy, server.py); PostgreSQL runs each view's query as its owner. How many were refreshed.
+-- Each view's owner decides how its refresh may fail, and no failure of one stops the others:
+-- its query's functions may raise query_canceled or assert_failure, which WHEN OTHERS leaves
+-- to abort the whole call (every view's refresh undone, at every pass), and its owner may hold
+-- it or its tables locked (the refresh gives up after a second rather than wait for the
+-- proxy's command timeout). A genuine cancel (that timeout) ends the view it hit; the rest go on.
 CREATE OR REPLACE FUNCTION shiftguard.refresh_stale_views() RETURNS integer
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -325,6 +330,7 @@ DECLARE
     v_snapshot pg_snapshot;
     v_done     integer := 0;
 BEGIN
+    PERFORM set_config('lock_timeout', '1s', true);
     FOR v_view IN SELECT a.table_id FROM shiftguard.table_attributes a JOIN pg_class c ON c.oid = a.table_id
                    WHERE c.relkind = 'm' AND (a.attrs->>'autorefresh')::boolean
                      AND shiftguard.mv_is_stale(a.table_id) = 't' LOOP
@@ -333,7 +339,7 @@ BEGIN
             EXECUTE format('REFRESH MATERIALIZED VIEW %s', v_view);
             PERFORM shiftguard.mv_refreshed(v_view, v_snapshot);
             v_done := v_done + 1;
-        EXCEPTION WHEN OTHERS THEN
+        EXCEPTION WHEN OTHERS OR query_canceled OR assert_failure THEN
             RAISE WARNING 'could not refresh materialized view %: %', v_view, SQLERRM;
         END;
     END LOOP;

@@ -204,7 +204,8 @@ BEGIN
     IF (SELECT relkind FROM pg_class WHERE oid = p_view) <> 'm' THEN
         RAISE EXCEPTION '"%" is not a materialized view', p_view USING ERRCODE = '42809';
     END IF;
-    PERFORM shiftguard.record_table(p_view, jsonb_build_object(
+    PERFORM shiftguard.record_table(p_view, '{}');  -- its owner's only
+    PERFORM shiftguard.write_table_attributes(p_view, jsonb_build_object(
         'refreshed_snapshot', p_snapshot::text, 'refreshed_xid', pg_current_xact_id()::text,
         'refreshed_at', clock_timestamp()));
     PERFORM shiftguard.note_writes(p_view, ARRAY['delete', 'insert']);  -- for the views that read this one

@@ -140,6 +140,36 @@ def test_a_view_whose_refresh_fails_stops_no_other_users_auto_refresh(proxy, sal
             attacker.execute(f"DROP FUNCTION public.{boom}(int)")
 
 
+@pytest.mark.parametrize("attrs", ['{"refreshed_snapshot": "garbage"}', '{"refreshed_xid": "1"}',
+                                   '{"autorefresh": "garbage"}', '{"backup": 1}'])
+def test_a_user_cannot_record_attributes_that_break_everyones_catalog(proxy, sales, new_user, attrs):
+    """shiftguard.record_table is anyone's for their own tables (a DO block may call it): a
+    refresh state or a flag that does not read as its type, recorded for one's own view, failed
+    svv_mv_info and stv_mv_info for everyone who may see it, the proxy's AUTO REFRESH of every
+    user's views and, now and then, any write to its base table. Refused; the state is the
+    refresh's alone."""
+    name, password = new_user()
+    base, view = unique("odd_base"), unique("odd_mv")
+    with proxy.connect(name, password) as attacker:
+        attacker.execute(f"CREATE TABLE public.{base} (a int)")
+        attacker.execute(f"CREATE MATERIALIZED VIEW public.{view} AS SELECT a FROM public.{base}")
+        try:
+            with pytest.raises(psycopg.errors.InvalidParameterValue, match="invalid attributes"):
+                attacker.execute(f"DO $$ BEGIN PERFORM shiftguard.record_table('public.{view}'::regclass, "
+                                 f"'{attrs}'::jsonb); END $$")
+            attacker.execute(f"INSERT INTO public.{base} VALUES (1)")
+            with proxy.connect() as admin:
+                assert admin.execute("SELECT is_stale FROM svv_mv_info WHERE name = %s", (view,)).fetchall() == [("t",)]
+                assert admin.execute("SELECT is_stale FROM stv_mv_info WHERE name = %s", (view,)).fetchall() == [("t",)]
+                admin.execute(f"CREATE MATERIALIZED VIEW {sales}.totals AUTO REFRESH YES AS "
+                              f"SELECT sum(amount) AS total FROM {sales}.sales")
+                admin.execute(f"INSERT INTO {sales}.sales VALUES (4, 'west', 100)")
+                assert wait_for(lambda: admin.execute(f"SELECT total FROM {sales}.totals").fetchall() == [(135,)])
+        finally:
+            attacker.execute(f"DROP MATERIALIZED VIEW public.{view}")
+            attacker.execute(f"DROP TABLE public.{base}")
+
+
 def test_privileges_of_another_user(proxy, sales, new_user):
     reader, password = new_user()
     with proxy.connect() as admin:

@@ -104,11 +104,12 @@ def restore_ahead(session: BackendSession, settings: dict[str, bytes], holder: o
     return OwedReplies(statements)
 
 
-# The reset's transaction is read committed and may write whatever defaults for new transactions
-# the last client left: under its SERIALIZABLE, READ ONLY, DEFERRABLE, the reset's first query
-# would wait for a safe snapshot (no timeout reaches that wait) for as long as any serializable
-# transaction that writes stays open.
-_BEGIN = b"BEGIN ISOLATION LEVEL READ COMMITTED, READ WRITE"
+# The reset's transaction is read committed whatever defaults for new transactions the last
+# client left: under its SERIALIZABLE, READ ONLY, DEFERRABLE, the reset's first query would wait
+# for a safe snapshot (no timeout reaches that wait) for as long as any serializable transaction
+# that writes stays open. (Read only, it still does all it must; READ WRITE is refused on a
+# standby.)
+_BEGIN = b"BEGIN ISOLATION LEVEL READ COMMITTED"
 
 
 def _messages(statements: tuple[bytes, ...]) -> bytes:

@@ -104,9 +104,17 @@ def restore_ahead(session: BackendSession, settings: dict[str, bytes], holder: o
     return OwedReplies(statements)
 
 
+# The reset's transaction is read committed whatever defaults for new transactions the last
+# client left: under its SERIALIZABLE, READ ONLY, DEFERRABLE, the reset's first query would wait
+# for a safe snapshot (no timeout reaches that wait) for as long as any serializable transaction
+# that writes stays open. (Read only, it still does all it must; READ WRITE is refused on a
+# standby.)
+_BEGIN = b"BEGIN ISOLATION LEVEL READ COMMITTED"
+
+
 def _messages(statements: tuple[bytes, ...]) -> bytes:
     return b"".join(m.Parse(b"", sql, b"\0\0").encode() + _BIND_UNNAMED + _EXECUTE_UNNAMED
-                    for sql in (b"BEGIN", *statements, b"COMMIT"))
+                    for sql in (_BEGIN, *statements, b"COMMIT"))
 
 
 # The restores of clients that SET nothing (nearly every restore), made once. Only these are

@@ -204,7 +204,8 @@ BEGIN
     IF (SELECT relkind FROM pg_class WHERE oid = p_view) <> 'm' THEN
         RAISE EXCEPTION '"%" is not a materialized view', p_view USING ERRCODE = '42809';
     END IF;
-    PERFORM shiftguard.record_table(p_view, jsonb_build_object(
+    PERFORM shiftguard.record_table(p_view, '{}');  -- its owner's only
+    PERFORM shiftguard.write_table_attributes(p_view, jsonb_build_object(
         'refreshed_snapshot', p_snapshot::text, 'refreshed_xid', pg_current_xact_id()::text,
         'refreshed_at', clock_timestamp()));
     PERFORM shiftguard.note_writes(p_view, ARRAY['delete', 'insert']);  -- for the views that read this one
@@ -318,6 +319,11 @@ GRANT EXECUTE ON PROCEDURE shiftguard.alter_materialized_view(text, jsonb, text)
 
 -- The stale AUTO REFRESH YES views of this database, refreshed by the management role (the
 -- proxy, server.py); PostgreSQL runs each view's query as its owner. How many were refreshed.
+-- Each view's owner decides how its refresh may fail, and no failure of one stops the others:
+-- its query's functions may raise query_canceled or assert_failure, which WHEN OTHERS leaves
+-- to abort the whole call (every view's refresh undone, at every pass), and its owner may hold
+-- it or its tables locked (the refresh gives up after a second rather than wait for the
+-- proxy's command timeout). A genuine cancel (that timeout) ends the view it hit; the rest go on.
 CREATE OR REPLACE FUNCTION shiftguard.refresh_stale_views() RETURNS integer
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -325,6 +331,7 @@ DECLARE
     v_snapshot pg_snapshot;
     v_done     integer := 0;
 BEGIN
+    PERFORM set_config('lock_timeout', '1s', true);
     FOR v_view IN SELECT a.table_id FROM shiftguard.table_attributes a JOIN pg_class c ON c.oid = a.table_id
                    WHERE c.relkind = 'm' AND (a.attrs->>'autorefresh')::boolean
                      AND shiftguard.mv_is_stale(a.table_id) = 't' LOOP
@@ -333,7 +340,7 @@ BEGIN
             EXECUTE format('REFRESH MATERIALIZED VIEW %s', v_view);
             PERFORM shiftguard.mv_refreshed(v_view, v_snapshot);
             v_done := v_done + 1;
-        EXCEPTION WHEN OTHERS THEN
+        EXCEPTION WHEN OTHERS OR query_canceled OR assert_failure THEN
             RAISE WARNING 'could not refresh materialized view %: %', v_view, SQLERRM;
         END;
     END LOOP;

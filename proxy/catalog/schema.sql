@@ -1288,7 +1288,24 @@ BEGIN
 END
 $$;
 
--- Record a table's Redshift attributes: its owner (or a superuser) only.
+-- A table's attributes merged into what is recorded, unchecked: record_table's, and the
+-- refresh state materialized_views.sql mv_refreshed keeps.
+CREATE OR REPLACE FUNCTION shiftguard.write_table_attributes(p_table regclass, p_attrs jsonb) RETURNS void
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    INSERT INTO shiftguard.table_attributes (table_id, schema_name, table_name, attrs)
+    SELECT c.oid, n.nspname, c.relname, jsonb_strip_nulls(p_attrs)
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = p_table
+    ON CONFLICT (table_id) DO UPDATE
+        SET schema_name = excluded.schema_name, table_name = excluded.table_name,
+            attrs = shiftguard.table_attributes.attrs || excluded.attrs
+$$;
+REVOKE ALL ON FUNCTION shiftguard.write_table_attributes(regclass, jsonb) FROM PUBLIC;
+
+-- Record a table's Redshift attributes: its owner (or a superuser) only, who may call this
+-- directly (a DO block). Every reader of the catalog's views, and the proxy's refresh of
+-- everyone's materialized views, casts some of them: a value that is not of its type would
+-- fail them all, for every user. So those must be, and the refresh state (refreshed_*, which
+-- a write to any table reads) is mv_refreshed's alone.
 CREATE OR REPLACE FUNCTION shiftguard.record_table(p_table regclass, p_attrs jsonb) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -1298,12 +1315,12 @@ BEGIN
     IF NOT (shiftguard.caller_is_superuser() OR pg_has_role(session_user, v_class.relowner, 'USAGE')) THEN
         RAISE EXCEPTION 'must be owner of relation %', v_class.relname USING ERRCODE = '42501';
     END IF;
-    INSERT INTO shiftguard.table_attributes (table_id, schema_name, table_name, attrs)
-    VALUES (p_table, (SELECT nspname FROM pg_namespace WHERE oid = v_class.relnamespace), v_class.relname,
-            jsonb_strip_nulls(p_attrs))
-    ON CONFLICT (table_id) DO UPDATE
-        SET schema_name = excluded.schema_name, table_name = excluded.table_name,
-            attrs = shiftguard.table_attributes.attrs || excluded.attrs;
+    IF jsonb_typeof(p_attrs) <> 'object' OR p_attrs ?| ARRAY['refreshed_snapshot', 'refreshed_xid', 'refreshed_at']
+       OR EXISTS (SELECT FROM jsonb_each(p_attrs) e WHERE e.key IN ('autorefresh', 'backup', 'encode_auto')
+                                                      AND jsonb_typeof(e.value) NOT IN ('boolean', 'null')) THEN
+        RAISE EXCEPTION 'invalid attributes for relation %', v_class.relname USING ERRCODE = '22023';
+    END IF;
+    PERFORM shiftguard.write_table_attributes(p_table, p_attrs);
 END
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.record_table(regclass, jsonb) TO PUBLIC;

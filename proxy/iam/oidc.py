@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
-from ..policy.identifiers import MAX_REDSHIFT_NAME_BYTES
+from ..policy.identifiers import MAX_REDSHIFT_NAME_BYTES, spelled_short
 from ..policy.idp import public_key_of_pem, public_keys_of_jwks
 from ..policy.tokens import GrammarError
 
@@ -107,6 +107,10 @@ def verify(token: str, provider: dict) -> IdpIdentity:
     name = f"{namespace}:{user}"
     if len(name.encode()) > MAX_USER_BYTES:
         raise OidcRefused(f"user name {name!r} is longer than {MAX_USER_BYTES} bytes")
+    # A name spelled as a long name's short one (prefix#hash, identifiers.py; a UPN may hold '#')
+    # would be the role of that long name, another user's.
+    if spelled_short(name):
+        raise OidcRefused(f"user name {name!r} ends as the short name of a longer one")
     roles = []
     for group in _groups(claims, params.get("group_claim") or "groups"):
         role = f"{namespace}:{group.lower()}"

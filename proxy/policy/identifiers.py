@@ -60,6 +60,16 @@ def short_name(name: str) -> str:
     return prefix + SHORT_NAME_MARKER + hashlib.sha256(raw).hexdigest()[:_HASH_DIGITS]
 
 
+# The end of a short name: the marker and the hash's digits.
+_SHORT_END = re.compile(re.escape(SHORT_NAME_MARKER) + "[0-9a-f]{%d}\\Z" % _HASH_DIGITS)
+
+
+def spelled_short(name: str) -> bool:
+    """name, of at most 63 bytes, ends as a short name does: taken as it is, it would be the
+    role or object of the long name whose short name it is (a login's name must not be)."""
+    return len(name.encode("utf-8")) <= MAX_NAME_BYTES and _SHORT_END.search(name) is not None
+
+
 @dataclass(frozen=True, slots=True)
 class IdentifierCase:
     """A session's enable_case_sensitive_identifier: in force now, and what RESET returns to

@@ -205,6 +205,27 @@ def test_a_user_name_of_up_to_127_bytes_logs_in_as_one_user(proxy, provider, pos
     assert error is not None and error["C"] == "28P01"
 
 
+def test_a_token_naming_another_users_short_name_is_refused(proxy, provider):
+    """A long user's role has a short name, prefix#hash (identifiers.py); a token whose own user
+    name is spelled that way (a UPN may hold '#': a guest's is name#EXT#@tenant) would log in as
+    that role, the other user. Such a name is refused; a group named so makes no member of it."""
+    name, namespace = provider
+    victim = "victim." + "v" * 50 + "@example.com"
+    role = short_name(f"{namespace}:{victim}")
+    assert current_user(proxy, token(upn=victim), name) == role
+    lookalike = role.split(":", 1)[1]
+    client, error = login(proxy, token(upn=lookalike), name)
+    client.close()
+    assert error is not None and error["C"] == "28P01"
+    client, error = login(proxy, token(upn="mallory@example.com", groups=[lookalike]), name)
+    try:
+        assert error is None, error
+        rows, error = client.query(f"SELECT pg_has_role('{role}', 'MEMBER')")
+        assert error is None and rows[0] == "f"
+    finally:
+        client.close()
+
+
 def test_user_claim_is_configurable(proxy, provider):
     name, namespace = provider
     with proxy.connect() as admin:

@@ -108,6 +108,68 @@ def test_auto_refresh_yes_is_refreshed_by_the_proxy_after_a_write(proxy, sales):
         assert admin.execute(f"SELECT total FROM {sales}.totals").fetchall() == [(135,)]
 
 
+def test_a_view_whose_refresh_fails_stops_no_other_users_auto_refresh(proxy, sales, new_user):
+    """An ordinary user's AUTO REFRESH view whose refresh fails as PL/pgSQL's WHEN OTHERS does
+    not catch (its own function raises query_canceled), or that waits for a lock its owner holds
+    (until the proxy's command timeout cancels it, a minute later): every pass of the proxy's
+    refresh failed whole, and no other view of anyone's was refreshed again."""
+    name, password = new_user()
+    base, boom, view = unique("poison_base"), unique("f_boom"), unique("poison_mv")
+    with proxy.connect(name, password) as attacker:
+        attacker.execute(f"CREATE TABLE public.{base} (a int)")
+        attacker.execute(f"""CREATE FUNCTION public.{boom}(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$ BEGIN
+            IF $1 = 13 THEN RAISE EXCEPTION 'not now' USING ERRCODE = 'query_canceled'; END IF;
+            RETURN $1; END $$""")
+        attacker.execute(f"CREATE MATERIALIZED VIEW public.{view} AUTO REFRESH YES AS "
+                         f"SELECT public.{boom}(a) AS a FROM public.{base}")
+        attacker.execute(f"INSERT INTO public.{base} VALUES (13)")
+    try:
+        with proxy.connect() as admin:
+            admin.execute(f"CREATE MATERIALIZED VIEW {sales}.totals AUTO REFRESH YES AS "
+                          f"SELECT sum(amount) AS total FROM {sales}.sales")
+            admin.execute(f"INSERT INTO {sales}.sales VALUES (4, 'west', 100)")
+            assert wait_for(lambda: admin.execute(f"SELECT total FROM {sales}.totals").fetchall() == [(135,)])
+            with proxy.connect(name, password) as attacker, attacker.transaction():
+                attacker.execute(f"SELECT * FROM public.{view}")  # held: its refresh would wait
+                admin.execute(f"INSERT INTO {sales}.sales VALUES (5, 'east', 1)")
+                assert wait_for(lambda: admin.execute(f"SELECT total FROM {sales}.totals").fetchall() == [(136,)])
+    finally:
+        with proxy.connect(name, password) as attacker:
+            attacker.execute(f"DROP MATERIALIZED VIEW public.{view}")
+            attacker.execute(f"DROP TABLE public.{base}")
+            attacker.execute(f"DROP FUNCTION public.{boom}(int)")
+
+
+@pytest.mark.parametrize("attrs", ['{"refreshed_snapshot": "garbage"}', '{"refreshed_xid": "1"}',
+                                   '{"autorefresh": "garbage"}', '{"backup": 1}'])
+def test_a_user_cannot_record_attributes_that_break_everyones_catalog(proxy, sales, new_user, attrs):
+    """shiftguard.record_table is anyone's for their own tables (a DO block may call it): a
+    refresh state or a flag that does not read as its type, recorded for one's own view, failed
+    svv_mv_info and stv_mv_info for everyone who may see it, the proxy's AUTO REFRESH of every
+    user's views and, now and then, any write to its base table. Refused; the state is the
+    refresh's alone."""
+    name, password = new_user()
+    base, view = unique("odd_base"), unique("odd_mv")
+    with proxy.connect(name, password) as attacker:
+        attacker.execute(f"CREATE TABLE public.{base} (a int)")
+        attacker.execute(f"CREATE MATERIALIZED VIEW public.{view} AS SELECT a FROM public.{base}")
+        try:
+            with pytest.raises(psycopg.errors.InvalidParameterValue, match="invalid attributes"):
+                attacker.execute(f"DO $$ BEGIN PERFORM shiftguard.record_table('public.{view}'::regclass, "
+                                 f"'{attrs}'::jsonb); END $$")
+            attacker.execute(f"INSERT INTO public.{base} VALUES (1)")
+            with proxy.connect() as admin:
+                assert admin.execute("SELECT is_stale FROM svv_mv_info WHERE name = %s", (view,)).fetchall() == [("t",)]
+                assert admin.execute("SELECT is_stale FROM stv_mv_info WHERE name = %s", (view,)).fetchall() == [("t",)]
+                admin.execute(f"CREATE MATERIALIZED VIEW {sales}.totals AUTO REFRESH YES AS "
+                              f"SELECT sum(amount) AS total FROM {sales}.sales")
+                admin.execute(f"INSERT INTO {sales}.sales VALUES (4, 'west', 100)")
+                assert wait_for(lambda: admin.execute(f"SELECT total FROM {sales}.totals").fetchall() == [(135,)])
+        finally:
+            attacker.execute(f"DROP MATERIALIZED VIEW public.{view}")
+            attacker.execute(f"DROP TABLE public.{base}")
+
+
 def test_privileges_of_another_user(proxy, sales, new_user):
     reader, password = new_user()
     with proxy.connect() as admin:

@@ -200,6 +200,34 @@ async def test_a_reset_that_cannot_finish_sends_asyncpg_prepared_statements_agai
             await conn.close()
 
 
+def test_a_client_cannot_make_the_next_clients_reset_wait_for_a_safe_snapshot(proxy, new_user, postgres):
+    """A function leaves SERIALIZABLE, READ ONLY, DEFERRABLE as the session's defaults for new
+    transactions: the reset's own transaction began so, and its first query waited for a safe
+    snapshot (no timeout reaches that wait) for as long as any serializable transaction that
+    writes stayed open anywhere, holding the next client of the role with it. The reset's
+    transaction is read committed whatever the last client left."""
+    name, password = new_user()
+    with proxy.connect(name, password) as first, proxy.connect(name, password) as second, \
+            postgres.connect() as writer:
+        first.execute("SET default_transaction_isolation = serializable")
+        first.execute("SET default_transaction_read_only = on")
+        first.execute("SET default_transaction_deferrable = on")
+        pid = backend_pid(first)
+        writer.execute("BEGIN ISOLATION LEVEL SERIALIZABLE")
+        writer.execute("SELECT txid_current()")
+        answer: list = []
+        thread = threading.Thread(target=lambda: answer.append(second.execute(
+            "SELECT pg_backend_pid(), current_setting('transaction_isolation'), "
+            "current_setting('transaction_read_only')").fetchone()))
+        thread.start()
+        thread.join(60)
+        hung = thread.is_alive()
+        writer.execute("ROLLBACK")
+        thread.join()
+        assert not hung, "the next client's reset waited for the serializable writer to end"
+        assert answer == [(pid, "read committed", "off")]
+
+
 def test_psycopg_prepared_statements_follow_the_client_to_other_sessions(proxy, new_user):
     """psycopg prepares server-side (prepare_threshold=0: at once) under names every connection
     reuses (_pg3_0, ...): each client's name means its own SQL, wherever it lands."""

@@ -83,6 +83,7 @@ _COUNTED_REPLIES = frozenset(range(256)) - {m.B_DATA_ROW, m.B_NOTICE_RESPONSE, m
 # Transaction pooling: the replies to the Parse and Close messages the proxy adds (_hide).
 _HIDDEN_REPLIES = frozenset((m.B_PARSE_COMPLETE, m.B_CLOSE_COMPLETE))
 _TERMINATE = m.terminate()
+_FLUSH = m.message(m.F_FLUSH, b"")
 # The holder a session sent again a client's messages is given before its reset (Relay._again):
 # none, so that it is reset as one another client used.
 _AGAIN = object()
@@ -391,6 +392,7 @@ class Relay:
                  "_discards", "_done", "_error", "_failing", "_fatal_seen", "_from_backend", "_from_client",
                  "_held", "_hiding", "_holding", "_lender", "_loop", "_lost_reported", "_on_client_gone",
                  "_retry", "_sent_ahead",
+                 "_cancel_again", "_cancelled_in_reset", "_recancel", "_started",
                  "_on_parameter", "_on_vacate_database", "_owed", "_parses", "_pipeline", "_portal_columns",
                  "_portal_sql", "_portal_statements", "_portal_tags", "_prepared", "_protecting",
                  "_protection_moved", "_reads_audit", "_release_due", "_result_columns", "_set_bound",
@@ -410,7 +412,8 @@ class Relay:
                  identifier_case: IdentifierCase = IdentifierCase(), redshift_types: rt.RedshiftTypes | None = None,
                  audit_caught_up: Callable[[], Awaitable[None]] | None = None,
                  sources: ResultSources | None = None, on_alter: Callable[[], None] | None = None,
-                 remember_names: Callable[[frozenset[str]], Awaitable[None] | None] | None = None):
+                 remember_names: Callable[[frozenset[str]], Awaitable[None] | None] | None = None,
+                 recancel: Callable[[], None] = lambda: None):
         self.client = client
         # The session's enable_case_sensitive_identifier (policy/identifiers.py): the proxy
         # keeps it, PostgreSQL has no such setting; a plan says when a statement changes it.
@@ -510,6 +513,14 @@ class Relay:
         self._held = bytearray()  # client bytes that wait for a backend session
         self._waiting = False     # for a session (Lender.lend)
         self._owed = None         # replies to the restore of the session lent (txpool.OwedReplies)
+        self._started: asyncio.Future | None = None  # for a cancel waiting for a session (started)
+        # A cancel of the client's sent while the replies to the reset of its session were to come
+        # may have stopped the reset rather than the client's statement, or have come too late to
+        # a session whose reset failed: the statement then runs in another session (_again), where
+        # the cancel is sent again once that session's reset is over (recancel).
+        self._recancel = recancel
+        self._cancelled_in_reset = False
+        self._cancel_again = False
         self._ahead: list | None = None  # while they come: where the client's messages are (_up_to_sync)
         # And what went to PostgreSQL after a reset (of a session another client used): should the
         # reset fail, PostgreSQL ran none of it, and it is sent again in another session, once
@@ -658,6 +669,7 @@ class Relay:
     def _given(self, given: BackendSession | NoBackend) -> None:
         """Lender.lend's answer: a session to run the held bytes in, or why there is none."""
         self._waiting = False
+        self._start()
         if isinstance(given, NoBackend):
             self.close(given.reply)
             return
@@ -678,6 +690,8 @@ class Relay:
                 self._ahead = [b"", 0]
             if retry is not None:
                 sent, given.prepared, given.unnamed_owner, self._ahead, self._discards = retry
+                if self._cancel_again:  # the reset's replies at once: then the cancel goes (_owed_replies)
+                    backend.write(_FLUSH)
                 backend.write(sent)
             elif full and self._audit_wait is None:
                 self._sent_ahead = bytearray()
@@ -730,12 +744,29 @@ class Relay:
         self.client.peer, self.backend.peer = self.backend, self.client
         self.backend.relay_to(self._backend_data, self._backend_closed)
 
+    async def started(self, timeout: float) -> None:
+        """Wait, up to timeout seconds, while the client waits for a session: a cancel sent
+        meanwhile would cancel nothing, and its statement would run later."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._waiting and not self._done.done() and loop.time() < deadline:
+            if self._started is None:
+                self._started = loop.create_future()
+            await asyncio.wait((self._started, self._done), timeout=deadline - loop.time(),
+                               return_when=asyncio.FIRST_COMPLETED)
+
+    def _start(self) -> None:
+        if self._started is not None:
+            started, self._started = self._started, None
+            started.set_result(None)
+
     def cancel_target(self) -> BackendSession | None:
         """The backend session a cancel request of this client must reach now (None: it holds
         none, so nothing runs). The session stays the client's until cancel_done: a cancel
         reaching it after another client took it would cancel that client's query."""
         if self.backend_session is not None:
             self.cancelling += 1
+            self._cancelled_in_reset |= self._owed is not None
         return self.backend_session
 
     def cancel_done(self) -> None:
@@ -1441,6 +1472,7 @@ class Relay:
             rest = self._owed.feed(data)
         except (RestoreFailed, m.ProtocolViolation) as exc:
             log.info("backend session not reused: restoring it failed: %s", exc)
+            self._cancel_again, self._cancelled_in_reset = self._cancelled_in_reset, False
             if isinstance(exc, RestoreFailed) and self._again():
                 return None
             self._owed = None
@@ -1448,7 +1480,10 @@ class Relay:
                                         "in a backend session"))
             return None
         if rest is not None:
-            self._owed, self._ahead = None, None
+            self._owed, self._ahead, self._cancelled_in_reset = None, None, False
+            if self._cancel_again:
+                self._cancel_again = False
+                self._recancel()
             if self._sent_ahead is not None:
                 self._sent_ahead, self._from_client.write = None, self.backend.write
             if self._held:  # what came after the client's first Sync

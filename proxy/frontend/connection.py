@@ -863,7 +863,8 @@ class Connection:
                       audit_caught_up=self.context.audit.caught_up if self.context.audit is not None else None,
                       sources=sources,
                       on_alter=None if known is None else functools.partial(known.forget, params.database),
-                      remember_names=self.context.long_names.remember if self.context.long_names else None)
+                      remember_names=self.context.long_names.remember if self.context.long_names else None,
+                      recancel=lambda: self.context.spawn(cancel_session(self.context, pid, key)))
         if self._lender is not None:
             self._backend = None  # the relay gives it back between transactions
         self.session = Session(pid, key, record.name, params.database, relay,
@@ -1067,6 +1068,7 @@ async def cancel_session(context: Context, pid: int, key: int) -> None:
     session = context.sessions.find(pid, key)
     if session is None:
         return  # as PostgreSQL: a wrong key does nothing and says nothing
+    await session.relay.started(context.config.limits.query_wait_timeout)
     backend = session.relay.cancel_target()
     if backend is None:
         return  # transaction pooling: the client holds no backend session, so runs nothing

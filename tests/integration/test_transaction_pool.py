@@ -357,6 +357,70 @@ def test_cancel_reaches_the_clients_own_query(proxy, new_user):
         assert results == {"victim": "canceled", "bystander": "completed"}
 
 
+def _cancelled_when(conn, ready, sql: str) -> str:
+    """Run sql on conn, cancelling it (psycopg's cancel_safe: its cancel() blocks holding the
+    GIL, and the proxy runs in this process) once ready()."""
+    def cancel():
+        assert wait_for(ready)
+        conn.cancel_safe()
+
+    canceller = threading.Thread(target=cancel)
+    canceller.start()
+    try:
+        conn.execute(sql)
+        return "completed"
+    except psycopg.errors.QueryCanceled:
+        return "canceled"
+    finally:
+        canceller.join()
+
+
+def test_a_cancel_that_stops_the_reset_before_the_clients_statement_still_cancels_it(make_proxy, new_user, postgres):
+    """The reset ahead of the client's statement waits on a lock (the last client's leftovers,
+    as in test_a_reset_that_cannot_finish_...) when the client cancels: the cancel stops the
+    reset, and the statement, sent again in another session, is cancelled there too."""
+    proxy = make_proxy(backend__pool_mode="transaction", backend__max_sessions_per_pool=1)
+    name, password = new_user()
+    other, other_password = new_user()
+    table = unique("leftover")
+    with proxy.connect(name, password) as first, proxy.connect(name, password) as second, \
+            proxy.connect(other, other_password) as locker:
+        first.execute(f"""CREATE FUNCTION poison() RETURNS int LANGUAGE plpgsql AS $$ BEGIN
+            EXECUTE 'CREATE TEMP TABLE scratch (a int)';
+            EXECUTE 'CREATE TABLE public.{table} (a pg_temp.scratch)';
+            EXECUTE 'GRANT SELECT ON public.{table} TO {other}';
+            RETURN 1; END $$""")
+        first.execute("SELECT poison()")
+        locker.execute("BEGIN")
+        locker.execute(f"SELECT * FROM public.{table}")
+        def reset_waits() -> bool:
+            with postgres.connect() as direct:
+                return direct.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = %s "
+                                      "AND wait_event_type = 'Lock'", (name,)).fetchone()[0] == 1
+
+        assert _cancelled_when(second, reset_waits, "SELECT pg_sleep(30)") == "canceled"
+        locker.execute("ROLLBACK")
+        assert second.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_a_cancel_sent_while_the_client_waits_for_a_session_cancels_its_statement(make_proxy, new_user):
+    """All the role's sessions are taken: the waiting client's cancel is kept until its
+    statement gets one, and cancels it there (as PostgreSQL cancels a statement that waits)."""
+    proxy = make_proxy(backend__pool_mode="transaction", backend__max_sessions_per_pool=1)
+    name, password = new_user()
+    with proxy.connect(name, password) as holder, proxy.connect(name, password) as waiter:
+        holder.execute("BEGIN")
+        holder.execute("SELECT 1")
+        def waits_then_holder_commits() -> bool:
+            if pool_counts(proxy, name)[2] != 1:
+                return False
+            threading.Timer(0.3, holder.commit).start()  # after the cancel came
+            return True
+
+        assert _cancelled_when(waiter, waits_then_holder_commits, "SELECT pg_sleep(30)") == "canceled"
+        assert waiter.execute("SELECT 2").fetchone() == (2,)
+
+
 def _in_transaction(postgres, name: str) -> int:
     with postgres.connect() as direct:
         return direct.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = %s "

@@ -21,7 +21,7 @@ from ..backend.session import BackendAddress, BackendSession, BackendUnavailable
 from ..frontend.in_process import in_process_socket
 from ..protocol import messages as m
 from ..protocol.framing import DEFAULT_MAX_MESSAGE
-from ..protocol.redshift_types import REDSHIFT_OIDS
+from ..protocol.redshift_types import REDSHIFT_OIDS, SUPER
 from ..policy.statements import PRIVATE_SCHEMA
 from ..policy.tokens import GrammarError, as_read, scan, sql_literal
 
@@ -37,7 +37,7 @@ TYPE_NAMES = {16: "bool", 17: "bytea", 18: "char", 19: "name", 20: "int8", 21: "
               26: "oid", 114: "json", 700: "float4", 701: "float8", 705: "unknown", 1042: "bpchar",
               1043: "varchar", 1082: "date", 1083: "time", 1114: "timestamp", 1184: "timestamptz",
               1186: "interval", 1266: "timetz", 1700: "numeric", 2950: "uuid", 3802: "jsonb",
-              **{oid: name for name, oid in REDSHIFT_OIDS.items()}}
+              **{oid: name for name, oid in REDSHIFT_OIDS.items()}, SUPER: "super"}
 _INTEGERS = {"int2": 5, "int4": 10, "int8": 19, "oid": 10}  # typeName -> precision (digits)
 _FLOATS = {"float4": 8, "float8": 17}
 _NAME = re.compile(r"[A-Za-z_][0-9A-Za-z_]*")

@@ -37,6 +37,11 @@ every client:
   in binary: PostgreSQL has no binary form of aclitem ("no binary output function available"),
   so a Bind's result format for such a column becomes text and its DataRow values are made
   binary arrays of the items' text (what the driver reads, array_recv_binary over text_recv);
+- SUPER is a domain over jsonb (catalog/redshift_functions.sql), so PostgreSQL describes its
+  columns as jsonb: Redshift's drivers see Redshift's SUPER OID, whose values they read as text
+  (redshift_connector's text_recv), and every client gets the text as Redshift prints it, with
+  no spaces after ',' and ':' (jsonb's text has them: {"a": [1, 2]}). Redshift has no jsonb, so
+  a jsonb column is taken for SUPER;
 - INTERVAL YEAR TO MONTH and DAY TO SECOND in binary are Redshift's 4-byte months and 8-byte
   microseconds (what redshift_connector's IntervalYearToMonth and IntervalDayToSecond send),
   PostgreSQL's interval receive reads 16 bytes: a Bind parameter of those types is rewritten.
@@ -58,12 +63,14 @@ REDSHIFT_OIDS = {"varbyte": 6551, "intervaly2m": 1188, "intervald2s": 1190, "abs
 INTERVAL_Y2M, INTERVAL_D2S = REDSHIFT_OIDS["intervaly2m"], REDSHIFT_OIDS["intervald2s"]
 TIME, TIMETZ = 1083, 1266  # PostgreSQL's (and Redshift's) OIDs of TIME and TIMETZ
 NUMERIC = 1700
+JSONB, SUPER = 3802, 4000  # PostgreSQL's jsonb (SUPER's base type) and Redshift's SUPER
 ACLITEM, ACLITEM_ARRAY = 1033, 1034
 # NUMERIC(38,18) as a type modifier: what an unconstrained NUMERIC column is shown as (above).
 UNCONSTRAINED_NUMERIC = (38 << 16 | 18) + 4
 
 # What a column's values need (row_description, data_row).
 VARBYTE_TEXT, VARBYTE_BYTES, TIME_24, TIMETZ_UTC, ACL_ARRAY = "varbyte", "varbyte bytes", "time", "timetz", "aclitem[]"
+SUPER_TEXT = "super"
 _DAY = 86_400_000_000  # microseconds
 _MIDNIGHT_24 = struct.pack("!q", _DAY)  # 24:00:00 in binary
 _TIMETZ_TEXT = re.compile(rb"(\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?([+-])(\d\d)(?::(\d\d))?(?::(\d\d))?")
@@ -99,7 +106,7 @@ class RedshiftTypes:
     def from_names(cls, oids: dict[str, int]) -> "RedshiftTypes | None":
         """From {type name: the backend's OID}; None when the database has none of them."""
         known = {oid: REDSHIFT_OIDS[name] for name, oid in oids.items() if name in REDSHIFT_OIDS}
-        return cls(known) if known else None
+        return cls({**known, JSONB: SUPER}) if known else None
 
     @property
     def spatial(self) -> bool:
@@ -112,14 +119,14 @@ class RedshiftTypes:
 
 
 # (index, what its values need) for data_row: VARBYTE_TEXT, VARBYTE_BYTES, TIME_24, TIMETZ_UTC,
-# ACL_ARRAY, or for a binary NUMERIC the type modifier the client was shown.
+# ACL_ARRAY, SUPER_TEXT, or for a binary NUMERIC the type modifier the client was shown.
 Columns = tuple[tuple[int, str | int], ...]
 
 
 def row_description(body: bytes, types: RedshiftTypes) -> tuple[bytes, Columns] | None:
     """The RowDescription to send (with Redshift's OIDs if they are shown, an unconstrained
     NUMERIC's precision and scale under protocol 2), and its columns whose values the relay
-    converts (VARBYTE as text, TIME, TIMETZ; NUMERIC and ACLITEM[] under protocol 2); None when
+    converts (VARBYTE as text, TIME, TIMETZ, SUPER as text; NUMERIC and ACLITEM[] under protocol 2); None when
     it has none."""
     if len(body) < 2:
         raise ProtocolViolation("malformed RowDescription")
@@ -135,6 +142,8 @@ def row_description(body: bytes, types: RedshiftTypes) -> tuple[bytes, Columns] 
             converted.append((index, VARBYTE_BYTES if types.binary else VARBYTE_TEXT))
         elif oid in (TIME, TIMETZ):
             converted.append((index, TIME_24 if oid == TIME else TIMETZ_UTC))
+        elif oid == JSONB and fmt == 0:
+            converted.append((index, SUPER_TEXT))
         elif oid == NUMERIC and types.binary:
             if modifier < 4:
                 changed, modifier = True, UNCONSTRAINED_NUMERIC
@@ -293,8 +302,8 @@ def _binary_text_array(value: bytes, element: int) -> bytes:
 def data_row(body: bytes, columns: Columns) -> bytes | None:
     """The DataRow with Redshift's values in those columns, or None if none changes: VARBYTE as
     hexadecimal (bytea's text with its '\\x' taken off, or, under bytea_output = escape, its
-    escapes read) or, under protocol 2, its bytes; TIME 24:00:00 as 00:00:00, TIMETZ in UTC; a
-    binary NUMERIC as Redshift's, an ACLITEM[] in binary."""
+    escapes read) or, under protocol 2, its bytes; TIME 24:00:00 as 00:00:00, TIMETZ in UTC; SUPER
+    without jsonb's spaces; a binary NUMERIC as Redshift's, an ACLITEM[] in binary."""
     if len(body) < 2:
         raise ProtocolViolation("malformed DataRow")
     count = _I16.unpack_from(body)[0]
@@ -314,6 +323,8 @@ def data_row(body: bytes, columns: Columns) -> bytes | None:
                 shown = bytes.fromhex(value[2:].decode()) if value.startswith(b"\\x") else _unescape(value)
             elif kind == TIMETZ_UTC:
                 shown = _timetz_utc(value)
+            elif kind == SUPER_TEXT:
+                shown = _compact_json(value)
             elif type(kind) is int:
                 shown = _redshift_numeric(value, kind)
             elif kind == ACL_ARRAY:
@@ -330,6 +341,34 @@ def data_row(body: bytes, columns: Columns) -> bytes | None:
     if not last:
         return None
     out += body[last:]
+    return bytes(out)
+
+
+def _compact_json(value: bytes) -> bytes:
+    """jsonb's text without the space it writes after each ',' and ':' between values (the only
+    spaces it writes outside strings); strings as they are."""
+    if b'"' not in value:
+        return value.replace(b", ", b",").replace(b": ", b":")
+    out, pos, end = bytearray(), 0, len(value)
+    while pos < end:
+        quote = value.find(b'"', pos)
+        if quote < 0:
+            quote = end
+        out += value[pos:quote].replace(b", ", b",").replace(b": ", b":")
+        if quote == end:
+            break
+        close = quote
+        while True:  # the string's closing quote: one after an even number of backslashes
+            close = value.find(b'"', close + 1)
+            if close < 0:
+                raise ProtocolViolation("malformed jsonb text")
+            slashes = close - 1
+            while value[slashes] == 0x5C:
+                slashes -= 1
+            if (close - 1 - slashes) % 2 == 0:
+                break
+        out += value[quote:close + 1]
+        pos = close + 1
     return bytes(out)
 
 

@@ -10,6 +10,7 @@ import json
 
 import psycopg
 import pytest
+from psycopg.types.string import TextLoader
 import redshift_connector
 
 from ..conftest import ADMIN, ADMIN_PASSWORD, unique
@@ -31,8 +32,8 @@ def conn(strict_proxy):
         yield connection
 
 
-# (query, its column's name, the value as Redshift prints it); json_serialize gives SUPER's text
-# as Redshift writes it (clients receive jsonb, whose text has spaces: [1, 2]).
+# (query, its column's name, the value as Redshift prints it, as clients receive it and as
+# json_serialize writes it).
 DOCUMENTED = [
     ("select array(1,50,null,100)", "array", "[1,50,null,100]"),
     ("select array(1,'abc',true,3.14)", "array", '[1,"abc",true,3.14]'),
@@ -86,6 +87,9 @@ def test_the_documentations_examples(conn, query, column, printed):
     assert cur.description[0].name == column
     assert cur.fetchone()[0] == json.loads(printed)
     assert conn.execute(f"SELECT json_serialize(x) FROM ({query}) AS q(x)").fetchone() == (printed,)
+    as_text = conn.cursor()
+    as_text.adapters.register_loader("jsonb", TextLoader)  # the text on the wire, as psql shows it
+    assert as_text.execute(query).fetchone() == (printed,)
 
 
 @pytest.mark.parametrize("query, expected", DOCUMENTED_SCALARS + [
@@ -165,6 +169,10 @@ def test_redshift_connector_reads_them(strict_proxy):
         cursor.execute("SELECT json_serialize(array(1, 'abc', true, 3.14)), get_array_length(array(1, 2)), "
                        "json_serialize(subarray(split_to_array('a|b|c', '|'), 1))")
         assert cursor.fetchall() == (['[1,"abc",true,3.14]', 2, '["b","c"]'],)
+        # A SUPER value is Redshift's SUPER (OID 4000) to the driver, which reads it as text.
+        cursor.execute("""SELECT json_parse('{"a": [1, 2.50], "b": "x, y: z"}'), array(), NULL::super""")
+        assert cursor.fetchall() == (['{"a":[1,2.50],"b":"x, y: z"}', '[]', None],)
+        assert [column[1] for column in cursor.description] == [4000, 4000, 4000]
     finally:
         rs.close()
 

@@ -8,7 +8,7 @@ import struct
 import pytest
 
 from proxy.protocol.messages import ProtocolViolation
-from proxy.protocol.redshift_types import (ACL_ARRAY, TIME_24, TIMETZ_UTC, UNCONSTRAINED_NUMERIC, VARBYTE_BYTES,
+from proxy.protocol.redshift_types import (ACL_ARRAY, SUPER_TEXT, TIME_24, TIMETZ_UTC, UNCONSTRAINED_NUMERIC, VARBYTE_BYTES,
                                            VARBYTE_TEXT, RedshiftTypes, bind_intervals, bind_text_results, data_row,
                                            parameter_description, parse_types, row_description)
 
@@ -52,6 +52,19 @@ def test_varbyte_text_becomes_hexadecimal_and_other_columns_stay():
     assert data_row(row(b"\\x6162", b"\\x41", None, b""), varbyte) == row(b"6162", b"\\x41", None, b"")
     # bytea_output = escape: its escapes are read back.
     assert data_row(row(b"a\\000\\\\\\377"), ((0, VARBYTE_TEXT),)) == row(b"61005cff")
+
+
+def test_super_is_shown_as_redshifts_and_its_text_has_no_spaces_between_values():
+    body = struct.pack("!h", 2) + field(b"s", 3802) + field(b"b", 3802, 1)
+    assert row_description(body, TYPES) == (struct.pack("!h", 2) + field(b"s", 4000) + field(b"b", 4000, 1),
+                                            ((0, SUPER_TEXT),))
+    super_text = ((0, SUPER_TEXT),)
+    for jsonb, redshift in [(b'{"a": [1, 2.50], "b": null}', b'{"a":[1,2.50],"b":null}'),
+                            (b'["x, y: z", "q\\"", {"k\\\\": ", "}]', b'["x, y: z","q\\"",{"k\\\\":", "}]'),
+                            (b'"s: t"', None), (b'12', None)]:
+        assert data_row(row(jsonb), super_text) == (None if redshift is None else row(redshift))
+    with pytest.raises(ProtocolViolation):
+        data_row(row(b'["a, b'), super_text)
 
 
 def test_time_24_00_is_midnight_and_timetz_is_utc_as_on_redshift_in_text_and_binary():

@@ -172,7 +172,7 @@ CREATE OR REPLACE FUNCTION shiftguard.track_writes(p_table oid) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = p_table AND tgname = 'shiftguard_writes') THEN
-        PERFORM pg_advisory_xact_lock(hashtext('shiftguard.lend_to_views_role'), p_table::int);
+        PERFORM shiftguard.lock_object('lend_to_views_role', p_table);
     END IF;
     FOR v_attempt IN 1..5 LOOP
         IF EXISTS (SELECT FROM pg_trigger WHERE tgrelid = p_table AND tgname = 'shiftguard_writes') THEN

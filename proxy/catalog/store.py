@@ -248,29 +248,27 @@ class Catalog:
         whichever proxy takes it) and run them as the management role in the database each
         names, outside any transaction, as PostgreSQL's plain VACUUM. Never VACUUM FULL, whatever
         mode was asked: it takes an ACCESS EXCLUSIVE lock and rewrites the table, which
-        Redshift's VACUUM FULL does not. Returns how many were run."""
+        Redshift's VACUUM FULL does not. One that fails (a lock waited for too long, its
+        timeout) holds up none of the others taken with it; what is taken and not run is
+        logged. Returns how many were run."""
         taken = await self._pool.fetch(
             "DELETE FROM shiftguard.vacuum_requests WHERE id IN (SELECT id FROM shiftguard.vacuum_requests "
             "ORDER BY id FOR UPDATE SKIP LOCKED LIMIT 100) RETURNING database, relation")
         done = 0
         for database in dict.fromkeys(row["database"] for row in taken):
-            relations = dict.fromkeys(row["relation"] for row in taken if row["database"] == database)
+            pending = list(dict.fromkeys(row["relation"] for row in taken if row["database"] == database))
             try:
                 async with self.connection(database) as conn:
-                    for relation in relations:
-                        if relation is None:
-                            await conn.execute("VACUUM", timeout=VACUUM_TIMEOUT)
-                        else:
-                            name = await conn.fetchval("SELECT oid::regclass::text FROM pg_class WHERE oid = $1",
-                                                       relation)
-                            if name is None:
-                                continue  # dropped since
-                            await conn.execute(f"VACUUM {name}", timeout=VACUUM_TIMEOUT)
-                        done += 1
+                    while pending:
+                        done += await _vacuum(conn, database, pending[0])
+                        pending.pop(0)
             except asyncpg.InvalidCatalogNameError:
                 continue  # the database was dropped since
             except UntrustedDatabase as exc:
                 log.error("VACUUM requests not run: %s", exc)
+            except BACKEND_FAILURES as exc:
+                log.error("%d VACUUM requests of database %s not run: %s", len(pending), database,
+                          type(exc).__name__)
         return done
 
     async def refresh_stale_views(self) -> int:
@@ -928,6 +926,23 @@ class ClusterLink:
 
     def mapping_options(self) -> dict[str, str]:
         return {"user": self.user} | ({"password": self.password} if self.password is not None else {})
+
+
+async def _vacuum(conn: asyncpg.Connection, database: str, relation: int | None) -> bool:
+    """One queued VACUUM (relation None: the whole database); whether it ran. One that fails is
+    logged by the relation's name and the error's kind (its message may quote a user's data)."""
+    what = "the whole database" if relation is None else f"relation {relation}"  # for the log
+    try:
+        if relation is not None:
+            what = await conn.fetchval("SELECT oid::regclass::text FROM pg_class WHERE oid = $1", relation)
+            if what is None:
+                return False  # dropped since
+        await conn.execute("VACUUM" if relation is None else f"VACUUM {what}", timeout=VACUUM_TIMEOUT)
+        return True
+    except (TimeoutError, asyncpg.PostgresError) as exc:
+        log.warning("VACUUM of %s in database %s failed (%s); the other requests go on", what, database,
+                    type(exc).__name__)
+        return False
 
 
 async def _bootstrap(pool: asyncpg.Pool, superuser_mapping: str) -> tuple[bytes, bool]:

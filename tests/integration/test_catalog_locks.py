@@ -113,3 +113,26 @@ def test_a_dropped_objects_lock_goes_with_it(proxy, postgres, new_user):
             assert direct.execute(locks, (table_oid,)).fetchone() == (1,)
             conn.execute(f"DROP TABLE public.{table} CASCADE")
             assert direct.execute(locks, (table_oid,)).fetchone() == (0,)
+
+
+def test_a_user_cannot_hold_the_lock_of_a_proxys_start(proxy, make_proxy, postgres, new_user):
+    """A proxy installs or upgrades shiftguard in each database at its start, one proxy at a
+    time; a user holding the advisory lock that took, in the cluster database and in another,
+    kept every proxy on the backend from starting."""
+    mallory, _ = new_user()
+    other = unique("db")
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE DATABASE {other}")
+    try:
+        with proxy.connect(mallory, USER_PASSWORD) as cluster, \
+                proxy.connect(mallory, USER_PASSWORD, dbname=other) as elsewhere:
+            for conn in (cluster, elsewhere):
+                conn.execute("SELECT pg_advisory_lock(%s)", (0x5317_0001,))
+            started = make_proxy()
+            with started.connect(mallory, USER_PASSWORD, dbname=other) as conn:
+                assert conn.execute("SELECT current_database()").fetchone() == (other,)
+            with pytest.raises(psycopg.errors.InsufficientPrivilege), cluster.transaction():
+                cluster.execute("LOCK TABLE shiftguard.bootstrap IN SHARE UPDATE EXCLUSIVE MODE")
+    finally:
+        with postgres.connect() as direct:
+            direct.execute(f"DROP DATABASE IF EXISTS {other} WITH (FORCE)")

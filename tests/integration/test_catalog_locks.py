@@ -6,10 +6,12 @@ in a session for as long as they liked, and every other user's statement waited 
 
 from __future__ import annotations
 
+import threading
+
 import psycopg
 import pytest
 
-from ..conftest import USER_PASSWORD, unique
+from ..conftest import USER_PASSWORD, unique, wait_for
 
 # Each statement below waits no longer than this for a lock: a statement that waits on a user's
 # lock fails with lock_not_available instead of hanging the test.
@@ -97,6 +99,46 @@ def test_a_user_cannot_hold_the_lock_of_a_materialized_views_base_table(proxy, n
         assert conn.execute("SELECT is_stale FROM svv_mv_info WHERE name = %s", (view,)).fetchall() == [("f",)]
         conn.execute(f"INSERT INTO public.{table} VALUES (1)")
         assert conn.execute("SELECT is_stale FROM svv_mv_info WHERE name = %s", (view,)).fetchall() == [("t",)]
+
+
+def test_a_materialized_view_and_a_view_made_at_once_over_one_table(proxy, postgres):
+    """What the lock of a table is for: a materialized view makes the trigger that tracks the
+    table's writes and a superuser's view gives shiftguard_views SELECT on it, both rewriting
+    the table's catalog row. The view waits for the materialized view's transaction (dbt's
+    threads) instead of failing with "tuple concurrently updated"."""
+    schema = unique("s")
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
+        admin.execute(f"CREATE TABLE {schema}.t (a int)")
+    first, second = psycopg.connect(proxy.conninfo()), psycopg.connect(proxy.conninfo(), autocommit=True)
+    try:
+        first.execute(f"CREATE MATERIALIZED VIEW {schema}.mv AS SELECT count(*) AS n FROM {schema}.t")
+        outcome = []
+
+        def create_view():
+            try:
+                outcome.append(second.execute(f"CREATE VIEW {schema}.v AS SELECT a FROM {schema}.t").statusmessage)
+            except psycopg.Error as exc:
+                outcome.append(repr(exc))
+        other = threading.Thread(target=create_view)
+        other.start()
+        with postgres.connect() as direct:  # the second waits on the first's transaction
+            assert wait_for(lambda: direct.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s",
+                (f"%{schema}.v %",)).fetchone()[0])
+        first.commit()
+        other.join(30)
+        assert outcome == ["CREATE VIEW"]
+        stale = f"SELECT is_stale FROM svv_mv_info WHERE schema_name = '{schema}'"
+        assert second.execute(stale).fetchall() == [("f",)]
+        second.execute(f"INSERT INTO {schema}.t VALUES (1)")
+        assert second.execute(stale).fetchall() == [("t",)]
+        assert second.execute(f"SELECT a FROM {schema}.v").fetchall() == [(1,)]
+    finally:
+        first.close()
+        second.close()
+        with proxy.connect() as admin:
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 def test_a_dropped_objects_lock_goes_with_it(proxy, postgres, new_user):

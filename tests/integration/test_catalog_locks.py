@@ -11,7 +11,7 @@ import threading
 import psycopg
 import pytest
 
-from ..conftest import USER_PASSWORD, unique, wait_for
+from ..conftest import USER_PASSWORD, unique, waits_on_a_lock
 
 # Each statement below waits no longer than this for a lock: a statement that waits on a user's
 # lock fails with lock_not_available instead of hanging the test.
@@ -122,10 +122,7 @@ def test_a_materialized_view_and_a_view_made_at_once_over_one_table(proxy, postg
                 outcome.append(repr(exc))
         other = threading.Thread(target=create_view)
         other.start()
-        with postgres.connect() as direct:  # the second waits on the first's transaction
-            assert wait_for(lambda: direct.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s",
-                (f"%{schema}.v %",)).fetchone()[0])
+        assert waits_on_a_lock(postgres, f"{schema}.v ")  # the second, on the first's transaction
         first.commit()
         other.join(30)
         assert outcome == ["CREATE VIEW"]

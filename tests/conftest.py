@@ -239,3 +239,11 @@ def wait_for(predicate, timeout: float = 10.0):
 
 
 os.environ.pop("SHIFTGUARD_ADMIN_PASSWORD", None)
+
+
+def waits_on_a_lock(postgres: Postgres, fragment: str) -> bool:
+    """Does a statement whose text holds fragment come to wait for a lock (another transaction's)?"""
+    with postgres.connect() as direct:
+        return bool(wait_for(lambda: direct.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s",
+            (f"%{fragment}%",)).fetchone()[0]))

@@ -172,7 +172,7 @@ CREATE OR REPLACE FUNCTION shiftguard.track_writes(p_table oid) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = p_table AND tgname = 'shiftguard_writes') THEN
-        PERFORM pg_advisory_xact_lock(hashtext('shiftguard.lend_to_views_role'), p_table::int);
+        PERFORM shiftguard.lock_object('lend_to_views_role', p_table);
     END IF;
     FOR v_attempt IN 1..5 LOOP
         IF EXISTS (SELECT FROM pg_trigger WHERE tgrelid = p_table AND tgname = 'shiftguard_writes') THEN
@@ -195,12 +195,25 @@ REVOKE ALL ON FUNCTION shiftguard.track_writes(oid) FROM PUBLIC;
 
 -- After a refresh (or the creation) of p_view, whose query read with p_snapshot: recorded, its
 -- base tables tracked, and the writes that no materialized view needs any more forgotten. The
--- caller must own the view (record_table checks): it has just refreshed it.
+-- caller must own the view (record_table checks), and be one of the three routines below that
+-- have just refreshed or made it: its owner calling this directly could record any snapshot,
+-- and stale data would look fresh to svv_mv_info and AUTO REFRESH. (The routines run as their
+-- caller, whose query it is, so EXECUTE cannot be kept from the owner; the call stack is
+-- checked instead, as lend_create's: nobody else can make a function in schema shiftguard.)
 CREATE OR REPLACE FUNCTION shiftguard.mv_refreshed(p_view regclass, p_snapshot pg_snapshot) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_base oid;
+    v_base    oid;
+    v_context text;
 BEGIN
+    GET DIAGNOSTICS v_context = PG_CONTEXT;
+    -- (Its caller's PERFORM: the statement, then the routine. E'...': compiled in the caller's
+    -- session, maybe with standard_conforming_strings off.)
+    IF split_part(v_context, E'\n', 2) <> 'SQL statement "SELECT shiftguard.mv_refreshed(v_view, v_snapshot)"'
+       OR split_part(v_context, E'\n', 3) !~ (E'^PL/pgSQL function shiftguard\\.(create_materialized_view\\(text,text,jsonb,text,text\\)|'
+                                              || E'refresh_materialized_view\\(text,text\\)|refresh_stale_views\\(\\)) line [0-9]+ at PERFORM$') THEN
+        RAISE EXCEPTION 'permission denied: shiftguard.mv_refreshed is for shiftguard''s own use' USING ERRCODE = '42501';
+    END IF;
     IF (SELECT relkind FROM pg_class WHERE oid = p_view) <> 'm' THEN
         RAISE EXCEPTION '"%" is not a materialized view', p_view USING ERRCODE = '42809';
     END IF;
@@ -221,7 +234,7 @@ BEGIN
     END LOOP;
 END
 $$;
-GRANT EXECUTE ON FUNCTION shiftguard.mv_refreshed(regclass, pg_snapshot) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION shiftguard.mv_refreshed(regclass, pg_snapshot) TO PUBLIC;  -- it checks its caller
 
 -- 't', 'f' or 'u' (above), for svv_mv_info and stv_mv_info; NULL for a caller who may not see
 -- the view there.
@@ -259,11 +272,14 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_snapshot pg_snapshot := pg_current_snapshot();  -- before the query runs: a write meanwhile is stale
     v_existed  regclass := shiftguard.caller_regclass(p_view, p_search_path);
+    -- Anyone may call this with SQL of their own (it runs as them): only a view p_sql made is
+    -- fresh, not one it renamed to p_view.
+    v_views    oid[] := ARRAY(SELECT oid FROM pg_class WHERE relkind = 'm');
     v_view     regclass;
 BEGIN
     PERFORM shiftguard.caller_execute(p_sql, p_search_path);
     v_view := shiftguard.caller_regclass(p_view, p_search_path);
-    IF v_existed IS NOT NULL THEN
+    IF v_existed IS NOT NULL OR v_view = ANY (v_views) THEN
         RETURN;  -- IF NOT EXISTS, and it did: left as it was
     END IF;
     PERFORM shiftguard.record_table(v_view, p_attrs || jsonb_build_object(

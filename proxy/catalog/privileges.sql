@@ -454,6 +454,9 @@ BEGIN
     DELETE FROM shiftguard.default_object_privileges p
      USING pg_event_trigger_dropped_objects() d
      WHERE d.classid = 'pg_namespace'::regclass AND d.objid = p.schema_oid;
+    DELETE FROM shiftguard.object_locks l
+     USING pg_event_trigger_dropped_objects() d
+     WHERE d.objid = l.object AND d.objsubid = 0 AND d.classid IN ('pg_class'::regclass, 'pg_namespace'::regclass);
 END
 $$;
 SELECT shiftguard.ensure_event_trigger('shiftguard_forget_dropped_objects', 'sql_drop', NULL,
@@ -734,8 +737,9 @@ $$;
 -- - A deferred constraint trigger refuses to commit a transaction that still holds a lent grant.
 --
 -- Concurrency: a GRANT updates the schema's pg_namespace row, which stays locked until the
--- lending transaction ends; lenders of one schema queue on an advisory lock instead of failing
--- with "tuple concurrently updated", and other GRANTs on that schema wait for them.
+-- lending transaction ends; lenders of one schema queue on a lock of the schema's
+-- (shiftguard.lock_object) instead of failing with "tuple concurrently updated", and other
+-- GRANTs on that schema wait for them.
 -- A schema whose ACL was the default (NULL) keeps an explicit ACL equal to it afterwards.
 CREATE TABLE IF NOT EXISTS shiftguard.create_lendings (
     xid     xid8 NOT NULL,
@@ -815,7 +819,7 @@ BEGIN
                   HINT = format('It would run code while CREATE on schema %s is lent; ask for CREATE on the schema.',
                                 (SELECT nspname FROM pg_namespace WHERE oid = v_schema));
     END IF;
-    PERFORM pg_advisory_xact_lock(hashtext('shiftguard.lend_create'), hashtext(v_schema::text));
+    PERFORM shiftguard.lock_object('lend_create', v_schema);
     IF has_schema_privilege(session_user, v_schema, 'CREATE') THEN
         RETURN NULL;  -- granted meanwhile (another lender waited on the lock before us)
     END IF;

@@ -923,7 +923,7 @@ BEGIN
             RETURN;
         END IF;
         IF v_look = 1 THEN
-            PERFORM pg_advisory_xact_lock(hashtext('shiftguard.lend_to_views_role'), p_object::int);
+            PERFORM shiftguard.lock_object('lend_to_views_role', p_object);
         END IF;
     END LOOP;
     EXECUTE CASE WHEN v_schema THEN format('GRANT USAGE ON SCHEMA %s TO shiftguard_views', p_object::regnamespace)

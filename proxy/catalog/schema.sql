@@ -15,6 +15,34 @@ CREATE TABLE IF NOT EXISTS shiftguard.settings (
 );
 REVOKE ALL ON shiftguard.settings FROM PUBLIC;
 
+-- Locks that serialise shiftguard's own work on one object (a schema, a relation), held to the
+-- end of the transaction: a row per (purpose, object), locked FOR UPDATE. Not advisory locks:
+-- any user can compute an advisory lock's key and hold it in a session for as long as they like,
+-- stopping everyone's CREATE in a lent schema, views and materialized views; nobody but the
+-- management role (and superusers) may lock these rows. A row is made at the object's first use
+-- (a second maker waits for the first's transaction, as on the lock) and goes with the object
+-- (privileges.sql forget_dropped_objects). A REPEATABLE READ or SERIALIZABLE transaction whose
+-- snapshot is older than the row of a key it then needs fails with a serialization failure, once
+-- per key, to be retried as any.
+CREATE TABLE IF NOT EXISTS shiftguard.object_locks (
+    purpose text NOT NULL,
+    object  oid NOT NULL,
+    PRIMARY KEY (purpose, object)
+);
+REVOKE ALL ON shiftguard.object_locks FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION shiftguard.lock_object(p_purpose text, p_object oid) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM FROM shiftguard.object_locks WHERE purpose = p_purpose AND object = p_object FOR UPDATE;
+    IF NOT FOUND THEN
+        INSERT INTO shiftguard.object_locks VALUES (p_purpose, p_object) ON CONFLICT DO NOTHING;
+        PERFORM FROM shiftguard.object_locks WHERE purpose = p_purpose AND object = p_object FOR UPDATE;
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION shiftguard.lock_object(text, oid) FROM PUBLIC;
+
 -- One row per Redshift user. The user's PostgreSQL role has the same name; what PostgreSQL can
 -- hold itself (superuser, CREATEDB, CONNECTION LIMIT, VALID UNTIL, SET parameters) is also set
 -- on that role, so that PostgreSQL enforces it.

@@ -37,7 +37,12 @@ MASKING_CHANNEL = "shiftguard_masking"  # NOTIFYed by catalog/schema.sql shiftgu
 # REFRESH YES materialized view was written.
 MV_REFRESH_CHANNEL = "shiftguard_mv_refresh"
 VACUUM_TIMEOUT = 3600.0  # seconds one queued VACUUM may take (the pool's command_timeout is 60)
-_BOOTSTRAP_LOCK = 0x5317_0001  # pg_advisory_xact_lock key: one proxy bootstraps at a time
+# One proxy at a time bootstraps a database (_make_bootstrap_lock): not an advisory lock, whose
+# key any user could hold in a session of theirs and stop every proxy's start. SHARE UPDATE
+# EXCLUSIVE conflicts with itself and with no lock a user's statement can take on a table it may
+# not use before PostgreSQL refuses it (a query's, which its planner may hold while it folds a
+# user's immutable function; the others are checked first, or given back at once).
+_BOOTSTRAP_LOCK = "LOCK TABLE shiftguard.bootstrap IN SHARE UPDATE EXCLUSIVE MODE"
 
 # Every connection of the management role (a superuser on the embedded backend) resolves names
 # only in the catalogs: users may create functions and operators in schema public, and
@@ -248,29 +253,27 @@ class Catalog:
         whichever proxy takes it) and run them as the management role in the database each
         names, outside any transaction, as PostgreSQL's plain VACUUM. Never VACUUM FULL, whatever
         mode was asked: it takes an ACCESS EXCLUSIVE lock and rewrites the table, which
-        Redshift's VACUUM FULL does not. Returns how many were run."""
+        Redshift's VACUUM FULL does not. One that fails (a lock waited for too long, its
+        timeout) holds up none of the others taken with it; what is taken and not run is
+        logged. Returns how many were run."""
         taken = await self._pool.fetch(
             "DELETE FROM shiftguard.vacuum_requests WHERE id IN (SELECT id FROM shiftguard.vacuum_requests "
             "ORDER BY id FOR UPDATE SKIP LOCKED LIMIT 100) RETURNING database, relation")
         done = 0
         for database in dict.fromkeys(row["database"] for row in taken):
-            relations = dict.fromkeys(row["relation"] for row in taken if row["database"] == database)
+            pending = list(dict.fromkeys(row["relation"] for row in taken if row["database"] == database))
             try:
                 async with self.connection(database) as conn:
-                    for relation in relations:
-                        if relation is None:
-                            await conn.execute("VACUUM", timeout=VACUUM_TIMEOUT)
-                        else:
-                            name = await conn.fetchval("SELECT oid::regclass::text FROM pg_class WHERE oid = $1",
-                                                       relation)
-                            if name is None:
-                                continue  # dropped since
-                            await conn.execute(f"VACUUM {name}", timeout=VACUUM_TIMEOUT)
-                        done += 1
+                    while pending:
+                        done += await _vacuum(conn, database, pending[0])
+                        pending.pop(0)
             except asyncpg.InvalidCatalogNameError:
                 continue  # the database was dropped since
             except UntrustedDatabase as exc:
                 log.error("VACUUM requests not run: %s", exc)
+            except BACKEND_FAILURES as exc:
+                log.error("%d VACUUM requests of database %s not run: %s", len(pending), database,
+                          type(exc).__name__)
         return done
 
     async def refresh_stale_views(self) -> int:
@@ -930,14 +933,54 @@ class ClusterLink:
         return {"user": self.user} | ({"password": self.password} if self.password is not None else {})
 
 
+async def _vacuum(conn: asyncpg.Connection, database: str, relation: int | None) -> bool:
+    """One queued VACUUM (relation None: the whole database); whether it ran. One that fails is
+    logged by the relation's name and the error's kind (its message may quote a user's data)."""
+    what = "the whole database" if relation is None else f"relation {relation}"  # for the log
+    try:
+        if relation is not None:
+            what = await conn.fetchval("SELECT oid::regclass::text FROM pg_class WHERE oid = $1", relation)
+            if what is None:
+                return False  # dropped since
+        await conn.execute("VACUUM" if relation is None else f"VACUUM {what}", timeout=VACUUM_TIMEOUT)
+        return True
+    except (TimeoutError, asyncpg.PostgresError) as exc:
+        log.warning("VACUUM of %s in database %s failed (%s); the other requests go on", what, database,
+                    type(exc).__name__)
+        return False
+
+
+async def _make_bootstrap_lock(conn: asyncpg.Connection, superusers_only: bool = False) -> bool:
+    """The table _BOOTSTRAP_LOCK locks, and its schema, made where missing before any proxy can
+    hold the lock (another proxy making them at the same moment: looked at again). False, and
+    no table made, when superusers_only and the schema shiftguard there is not a superuser's."""
+    attempts = 3  # the schema's race, the table's, then none
+    while True:
+        try:
+            async with conn.transaction():
+                await conn.execute("CREATE SCHEMA IF NOT EXISTS shiftguard")
+                if superusers_only and not await conn.fetchval(_PRIVATE_SCHEMA_TRUSTED):
+                    return False
+                if await conn.fetchval("SELECT to_regclass('shiftguard.bootstrap') IS NULL"):
+                    await conn.execute("CREATE TABLE shiftguard.bootstrap ()")
+                    await conn.execute("REVOKE ALL ON shiftguard.bootstrap FROM PUBLIC")
+            return True
+        except asyncpg.UniqueViolationError:
+            attempts -= 1
+            if not attempts:
+                raise
+
+
 async def _bootstrap(pool: asyncpg.Pool, superuser_mapping: str) -> tuple[bytes, bool]:
     """The private schema in the cluster database. Returns the backend secret and whether the
     management role is a superuser (then Redshift's functions are installed too). The catalog's
     SQL runs only when what it is made of differs from what was installed last (a new version
     of shiftguard, another PostGIS); the warnings about what shiftguard refuses, and PostGIS's
     privileges, are seen to at every start."""
+    async with pool.acquire() as conn:
+        await _make_bootstrap_lock(conn)
     async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", _BOOTSTRAP_LOCK)
+        await conn.execute(_BOOTSTRAP_LOCK)
         superuser = await conn.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
         if await _cluster_installed(conn, superuser):
             await _warn_refused(conn)
@@ -996,7 +1039,7 @@ async def bootstrap_databases(pool: asyncpg.Pool, link: ClusterLink) -> list[str
     database's state. Only for a superuser management role (postgres_fdw is not a trusted
     extension). The databases installed or upgraded (not those that were up to date)."""
     async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", _BOOTSTRAP_LOCK)
+        await conn.execute(_BOOTSTRAP_LOCK)
         await _link_peers(conn, link)
     async with pool.acquire() as conn:
         columns = await conn.fetch(
@@ -1034,13 +1077,12 @@ async def bootstrap_databases(pool: asyncpg.Pool, link: ClusterLink) -> list[str
             log.warning("database %s left as it is: %s", database, exc)
             continue
         try:
+            if not await _make_bootstrap_lock(conn, superusers_only=True):
+                log.error("database %s left as it is: its schema shiftguard was made by a user (drop it, and "
+                          "shiftguard installs itself there at the next start)", database)
+                continue
             async with conn.transaction():
-                await conn.execute("SELECT pg_advisory_xact_lock($1)", _BOOTSTRAP_LOCK)
-                await conn.execute("CREATE SCHEMA IF NOT EXISTS shiftguard")
-                if not await conn.fetchval(_PRIVATE_SCHEMA_TRUSTED):
-                    log.error("database %s left as it is: its schema shiftguard was made by a user (drop it, and "
-                              "shiftguard installs itself there at the next start)", database)
-                    continue
+                await conn.execute(_BOOTSTRAP_LOCK)
                 if await conn.fetchval("SELECT to_regclass('shiftguard.settings') IS NOT NULL") and \
                         await conn.fetchval("SELECT value FROM shiftguard.settings WHERE name = 'installed'") == digest:
                     await _spatial_privileges(conn)  # what a superuser granted or upgraded since

@@ -301,6 +301,37 @@ def test_vacuum_in_a_new_database_runs_there(proxy, postgres, database):
     assert wait_for(vacuumed) is not None
 
 
+def test_a_failing_vacuum_leaves_the_others_taken_with_it_to_run(proxy, postgres, database, caplog):
+    """The proxy takes the queued VACUUMs a hundred at a time: one that failed (here: it waited
+    too long for a lock a user's transaction holds) lost the rest of its database's and of the
+    databases after it. Logged by the table's name; the others run."""
+    first, second = sorted((database(), database()))
+    with postgres.connect() as direct:  # the management role's connections there wait 0.1 s for a lock
+        direct.execute(f"ALTER ROLE {postgres.target.user} IN DATABASE {first} SET lock_timeout = '100ms'")
+    for db in (first, second):
+        with proxy.connect(dbname=db) as admin:
+            admin.execute("CREATE TABLE held (a int)")
+            admin.execute("CREATE TABLE free (a int)")
+
+    def vacuumed(db: str, table: str) -> bool:
+        with postgres.connect(db) as direct:
+            return direct.execute("SELECT last_vacuum IS NOT NULL FROM pg_stat_user_tables WHERE relname = %s",
+                                  (table,)).fetchone()[0]
+
+    with proxy.connect(dbname=first) as holder, holder.transaction():
+        holder.execute("LOCK TABLE held IN SHARE UPDATE EXCLUSIVE MODE")
+        with proxy.connect(dbname=first) as admin:
+            admin.execute("VACUUM held")
+            admin.execute("VACUUM free")
+        with proxy.connect(dbname=second) as admin:
+            admin.execute("VACUUM free")
+        proxy.call(proxy.proxy.catalog.run_vacuums())  # what the proxy's queue reader does, now
+    assert wait_for(lambda: vacuumed(first, "free") and vacuumed(second, "free"))
+    assert not vacuumed(first, "held")
+    assert any(f"VACUUM of public.held in database {first} failed (LockNotAvailableError)" in record.getMessage()
+               for record in caplog.records)
+
+
 def test_auto_refresh_views_of_a_new_database_are_refreshed_after_a_write(proxy, database):
     """AUTO REFRESH YES in a database made by CREATE DATABASE: refreshed soon after a write commits
     (well within the 30 s poll), as in the cluster database, and AUTO REFRESH NO is left stale."""

@@ -170,6 +170,39 @@ def test_a_user_cannot_record_attributes_that_break_everyones_catalog(proxy, sal
             attacker.execute(f"DROP TABLE public.{base}")
 
 
+def test_a_user_cannot_record_a_refresh_that_did_not_happen(proxy, new_user):
+    """The refresh state of a view (the snapshot its query read) is recorded by a refresh: its
+    owner called shiftguard.mv_refreshed from a DO block with any snapshot, or had the creating
+    procedure take a renamed stale view for a new one, and stale data read as fresh in
+    svv_mv_info (AUTO REFRESH would leave it so). Refused; REFRESH makes it fresh."""
+    name, password = new_user()
+    base, view, renamed = unique("base"), unique("mv"), unique("mv")
+    with proxy.connect(name, password) as conn:
+        conn.execute(f"CREATE TABLE public.{base} (a int)")
+        conn.execute(f"CREATE MATERIALIZED VIEW public.{view} AS SELECT count(*) AS n FROM public.{base}")
+        conn.execute(f"INSERT INTO public.{base} VALUES (1)")
+
+        def stale(mv):
+            return conn.execute("SELECT is_stale FROM svv_mv_info WHERE name = %s", (mv,)).fetchall()
+
+        assert stale(view) == [("t",)]
+        for call in (f"PERFORM shiftguard.mv_refreshed('public.{view}'::regclass, pg_current_snapshot())",
+                     f"PERFORM shiftguard.mv_refreshed('public.{view}'::regclass, "
+                     "pg_current_snapshot()) FROM (SELECT 1) AS v_view"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="mv_refreshed is for shiftguard's own use"):
+                conn.execute(f"DO $$ BEGIN {call}; END $$")
+        conn.execute(f"DO $d$ BEGIN CALL shiftguard.create_materialized_view("
+                     f"'ALTER MATERIALIZED VIEW public.{view} RENAME TO {renamed}', 'public.{renamed}', '{{}}', "
+                     f"'CREATE MATERIALIZED VIEW {renamed} AS SELECT 1', 'public'); END $d$")
+        assert stale(renamed) == [("t",)]
+        assert conn.execute(f"SELECT n FROM public.{renamed}").fetchall() == [(0,)]
+        conn.execute(f"REFRESH MATERIALIZED VIEW public.{renamed}")
+        assert stale(renamed) == [("f",)]
+        assert conn.execute(f"SELECT n FROM public.{renamed}").fetchall() == [(1,)]
+        conn.execute(f"DROP MATERIALIZED VIEW public.{renamed}")
+        conn.execute(f"DROP TABLE public.{base}")
+
+
 def test_privileges_of_another_user(proxy, sales, new_user):
     reader, password = new_user()
     with proxy.connect() as admin:

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 import redshift_connector
 
-from ..conftest import ADMIN, ADMIN_PASSWORD, unique, wait_for
+from ..conftest import ADMIN, ADMIN_PASSWORD, unique, waits_on_a_lock
 
 D = decimal.Decimal
 TS = datetime.datetime
@@ -529,10 +529,7 @@ def test_a_superusers_views_made_at_once_on_one_schema(proxy, postgres):
         other = threading.Thread(target=lambda: outcome.append(
             second.execute(f"CREATE VIEW {schema}.v2 AS SELECT a FROM {schema}.t").statusmessage))
         other.start()
-        with postgres.connect() as direct:  # the second waits on the first's transaction
-            assert wait_for(lambda: direct.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s",
-                (f"%{schema}.v2%",)).fetchone()[0])
+        assert waits_on_a_lock(postgres, f"{schema}.v2")  # the second, on the first's transaction
         first.commit()
         other.join(30)
         assert outcome == ["CREATE VIEW"]

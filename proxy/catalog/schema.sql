@@ -1736,7 +1736,9 @@ $$;
 
 -- pg_attribute's columns differ between PostgreSQL versions, and attmissingval (anyarray)
 -- cannot be in a view: the column list is read from the catalog. attnotnull is Redshift's
--- (redshift_notnull).
+-- (redshift_notnull). A late-binding view's columns are not here, as on Redshift, where
+-- pg_get_late_binding_view_cols() alone lists them (dbt's catalog and column queries read both,
+-- and would list each column twice).
 DO $$
 BEGIN
     EXECUTE format($view$
@@ -1748,6 +1750,7 @@ BEGIN
                coalesce(shiftguard.encoding_id(a.attrs->'encodings'->>att.attname::text), 0)::smallint AS attencodingtype
           FROM pg_catalog.pg_attribute att
           LEFT JOIN shiftguard.table_attributes a ON a.table_id = att.attrelid
+         WHERE NOT EXISTS (SELECT FROM shiftguard.late_binding_views l WHERE l.view_id = att.attrelid)
     $view$, (SELECT string_agg(CASE attname WHEN 'attnotnull'
                                    THEN 'shiftguard.redshift_notnull(att.attnotnull, a.attrs, att.attname) AS attnotnull'
                                    ELSE 'att.' || quote_ident(attname) END, ', ' ORDER BY attnum)
@@ -2046,3 +2049,12 @@ CREATE OR REPLACE VIEW shiftguard.information_schema_tables WITH (security_barri
            t.user_defined_type_schema, t.user_defined_type_name, t.is_insertable_into, t.is_typed, t.commit_action
       FROM information_schema.tables t;
 GRANT SELECT ON shiftguard.information_schema_tables TO PUBLIC;
+
+-- information_schema.columns without the columns of late-binding views, which Redshift's does not
+-- list (see pg_attribute above); policy/statements.py reads it through this when the dialect is on.
+CREATE OR REPLACE VIEW shiftguard.information_schema_columns WITH (security_barrier) AS
+    SELECT c.* FROM information_schema.columns c
+     WHERE NOT EXISTS (SELECT FROM shiftguard.late_binding_views l JOIN pg_class v ON v.oid = l.view_id
+                         JOIN pg_namespace n ON n.oid = v.relnamespace
+                        WHERE v.relname = c.table_name AND n.nspname = c.table_schema);
+GRANT SELECT ON shiftguard.information_schema_columns TO PUBLIC;

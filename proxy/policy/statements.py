@@ -159,8 +159,10 @@ CATALOG_VIEWS = {name: name for name in (
 DIALECT_CATALOGS = ("pg_class", "pg_attribute", "pg_attrdef", "pg_views")
 # information_schema's views read through ours when the dialect is on: views lists materialized
 # views, as Redshift's does (catalog/materialized_views.sql); both name names of 64 to 127 bytes
-# whole (catalog/schema.sql long_name).
-DIALECT_INFORMATION_SCHEMA = {"views": "information_schema_views", "tables": "information_schema_tables"}
+# whole (catalog/schema.sql long_name); columns leaves out late-binding views' columns, as Redshift's
+# does.
+DIALECT_INFORMATION_SCHEMA = {"views": "information_schema_views", "tables": "information_schema_tables",
+                              "columns": "information_schema_columns"}
 PRIVATE_SCHEMA = "shiftguard"
 
 log = logging.getLogger(__name__)

@@ -731,6 +731,36 @@ def test_a_pending_late_binding_views_function_runs_only_as_its_owner(conn, prox
         conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
+def test_late_binding_views_columns_are_listed_once(conn):
+    """As on Redshift, a late-binding view's columns are listed by pg_get_late_binding_view_cols()
+    alone, not by information_schema.columns or pg_attribute: dbt's column query, which reads
+    both, lists each column once (an ordinary view's still show)."""
+    table, view, bound = unique("t"), unique("v"), unique("b")
+    conn.execute(f"CREATE TABLE public.{table} (id integer, name varchar(20))")
+    try:
+        conn.execute(f"CREATE VIEW public.{view} AS SELECT id, name FROM public.{table} WITH NO SCHEMA BINDING")
+        conn.execute(f"CREATE VIEW public.{bound} AS SELECT id, name FROM public.{table}")
+        for name, expected in ((view, 0), (bound, 2)):
+            assert conn.execute("SELECT count(*) FROM information_schema.\"columns\" WHERE table_name = %s",
+                                (name,)).fetchone() == (expected,)
+            assert conn.execute("SELECT count(*) FROM pg_catalog.pg_attribute WHERE attrelid = %s::regclass "
+                                "AND attnum > 0", (f"public.{name}",)).fetchone() == (expected,)
+        # dbt-redshift's get_columns_in_relation (legacy), trimmed to its two sources
+        assert conn.execute(f"""
+            with bound_views as (select ordinal_position, table_schema, column_name, data_type
+                                   from information_schema."columns" where table_name = '{view}'),
+                 unbound_views as (select ordinal_position, view_schema, col_name, col_type
+                                     from pg_get_late_binding_view_cols() cols(view_schema name, view_name name,
+                                          col_name name, col_type varchar, ordinal_position int)
+                                    where view_name = '{view}'),
+                 unioned as (select * from bound_views union all select * from unbound_views)
+            select column_name, data_type from unioned where table_schema = 'public' order by ordinal_position
+            """).fetchall() == [("id", "integer"), ("name", "character varying(20)")]
+    finally:
+        conn.execute(f"DROP TABLE public.{table} CASCADE")
+        conn.execute(f"DROP VIEW IF EXISTS public.{view}")
+
+
 def test_late_binding_view_over_columns_with_lengths(conn):
     """dbt's bind: false model over a seed (varchar(5), numeric(10,2)): the view is made, reads its
     rows, and keeps reading them whole when the table is made again with wider columns."""

@@ -79,6 +79,18 @@ LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
 $$;
 REVOKE ALL ON FUNCTION shiftguard.forget_writes(oid) FROM PUBLIC;
 
+-- The writes of tables that no longer exist go too (rls.sql guard_drop; anyone may: it only
+-- tidies): every table is tracked, and dbt drops one or two at each run of a table model; a
+-- later table given a dropped one's OID would show its writes. Rows another transaction is
+-- forgetting are skipped, never waited for.
+CREATE OR REPLACE FUNCTION shiftguard.table_writes_forget_dropped() RETURNS void
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    DELETE FROM shiftguard.table_writes w WHERE w.ctid = ANY (ARRAY(
+        SELECT o.ctid FROM shiftguard.table_writes o WHERE NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = o.table_id)
+           FOR UPDATE SKIP LOCKED))
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.table_writes_forget_dropped() TO PUBLIC;
+
 -- Note a write of p_table by this transaction, once per step: the time of its first write (of
 -- the first again after a refresh in it saw the ones before). Only the transaction's own rows
 -- are written, so writers of one table never wait for each other, and each row once (a row

@@ -356,6 +356,9 @@ def test_sys_query_detail_says_when_any_table_made_since_was_last_written(proxy,
             conn.execute("CREATE TEMP TABLE scratch (a int)")
             conn.execute("INSERT INTO scratch VALUES (1)")
             assert conn.execute("SELECT count(*) FROM sys_query_detail WHERE table_name = 'scratch'").fetchone() == (0,)
+            loaded = conn.execute(f"SELECT '{schema}.loaded'::regclass::oid::integer").fetchone()[0]
+            conn.execute(f"DROP TABLE {schema}.loaded")  # its writes go with it
+            assert conn.execute("SELECT count(*) FROM sys_query_detail WHERE table_id = %s", (loaded,)).fetchone() == (0,)
     finally:
         with proxy.connect() as admin:
             admin.execute(f"DROP SCHEMA {schema} CASCADE")

@@ -1414,7 +1414,7 @@ GRANT EXECUTE ON FUNCTION shiftguard.late_binding_views_forget_dropped() TO PUBL
 CREATE OR REPLACE FUNCTION shiftguard.late_binding_function(p_view regclass, p_columns text, p_query text)
 RETURNS regprocedure LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_function text := format('%I.%I', (SELECT relnamespace::regnamespace::text FROM pg_class WHERE oid = p_view),
+    v_function text := format('%s.%I', (SELECT relnamespace::regnamespace FROM pg_class WHERE oid = p_view),
                               'late_binding_view_' || left(md5(random()::text || clock_timestamp()::text), 16));
     v_owner    oid := (SELECT relowner FROM pg_class WHERE oid = p_view);
     v_definer  boolean := NOT (SELECT rolsuper OR rolname = 'shiftguard_views' FROM pg_roles WHERE oid = v_owner);
@@ -1442,11 +1442,11 @@ GRANT EXECUTE ON FUNCTION shiftguard.late_binding_function(regclass, text, text)
 -- p_sql: the ordinary CREATE [OR REPLACE] VIEW as the proxy judged it (it checks the query and
 -- gives the columns); p_view: the view's name as written; p_query: its query alone and p_empty:
 -- the statement, judged alike, making the view with no columns (NULL when it has a column
--- list). Runs as the caller. A function's result columns
--- have no type modifiers, so a new view is made again with columns of the types without them
--- (varchar, not varchar(5)) before it is replaced by one reading the function: PostgreSQL
--- refuses to change a view column's type. The types with them are kept for
--- pg_get_late_binding_view_cols, which shows them as Redshift's does (character varying(200)).
+-- list). Runs as the caller. A function's result columns have no type modifiers, so a new view
+-- is made again with columns of the types without them (varchar, not varchar(5)) before it is
+-- replaced by one reading the function: PostgreSQL refuses to change a view column's type. The
+-- types with them are kept for pg_get_late_binding_view_cols, which shows them as Redshift's
+-- does (character varying(200)).
 -- A new view whose tables (or columns, functions, schemas) do not exist yet is made as
 -- Redshift makes it, with no columns until they do (create_pending_late_binding_view).
 CREATE OR REPLACE PROCEDURE shiftguard.create_late_binding_view(p_sql text, p_view text, p_query text, p_empty text,
@@ -1571,7 +1571,7 @@ DECLARE
 BEGIN
     PERFORM set_config('shiftguard.binding_late_views', 'on', true);  -- the DDL below does not start this again
     FOR v_pending IN SELECT l.view_id::regclass AS view_id, l.function_id::regprocedure AS function_id,
-                            format('%I.%I', p.pronamespace::regnamespace, p.proname) AS function_name
+                            format('%s.%I', p.pronamespace::regnamespace, p.proname) AS function_name
                        FROM shiftguard.late_binding_views l JOIN pg_class c ON c.oid = l.view_id
                        JOIN pg_proc p ON p.oid = l.function_id
                       WHERE l.pending  -- the owner may have changed its function: run only as its owner

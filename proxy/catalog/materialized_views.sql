@@ -79,6 +79,18 @@ LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
 $$;
 REVOKE ALL ON FUNCTION shiftguard.forget_writes(oid) FROM PUBLIC;
 
+-- The writes of tables that no longer exist go too (rls.sql guard_drop; anyone may: it only
+-- tidies): every table is tracked, and dbt drops one or two at each run of a table model; a
+-- later table given a dropped one's OID would show its writes. Rows another transaction is
+-- forgetting are skipped, never waited for.
+CREATE OR REPLACE FUNCTION shiftguard.table_writes_forget_dropped() RETURNS void
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    DELETE FROM shiftguard.table_writes w WHERE w.ctid = ANY (ARRAY(
+        SELECT o.ctid FROM shiftguard.table_writes o WHERE NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = o.table_id)
+           FOR UPDATE SKIP LOCKED))
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.table_writes_forget_dropped() TO PUBLIC;
+
 -- Note a write of p_table by this transaction, once per step: the time of its first write (of
 -- the first again after a refresh in it saw the ones before). Only the transaction's own rows
 -- are written, so writers of one table never wait for each other, and each row once (a row
@@ -191,6 +203,35 @@ BEGIN
 END
 $$;
 REVOKE ALL ON FUNCTION shiftguard.track_writes(oid) FROM PUBLIC;
+
+-- Every table made from now on is tracked from its making (sys_query_detail: dbt's source
+-- freshness from metadata reads when a table was last written): CREATE TABLE, and CREATE TABLE
+-- AS and SELECT INTO, whose rows, written before the trigger exists, count as the making
+-- transaction's insert. Not temporary tables, nor shiftguard's own. Tables made before are
+-- tracked once a materialized view reads them (mv_refreshed).
+CREATE OR REPLACE FUNCTION shiftguard.track_new_tables() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_command record;
+BEGIN
+    IF session_user::text = (SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'shiftguard') THEN
+        RETURN;  -- shiftguard's own tables
+    END IF;
+    FOR v_command IN SELECT d.objid, d.command_tag FROM pg_event_trigger_ddl_commands() d
+                       JOIN pg_class c ON c.oid = d.objid
+                      WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0 AND c.relkind IN ('r', 'p')
+                        AND c.relpersistence <> 't' AND c.relnamespace::regnamespace::text NOT LIKE 'shiftguard%' LOOP
+        PERFORM shiftguard.track_writes(v_command.objid);
+        IF v_command.command_tag IN ('CREATE TABLE AS', 'SELECT INTO') THEN
+            PERFORM shiftguard.note_writes(v_command.objid, ARRAY['insert']);
+        END IF;
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION shiftguard.track_new_tables() FROM PUBLIC;
+SELECT shiftguard.ensure_event_trigger('shiftguard_track_new_tables', 'ddl_command_end',
+                                       ARRAY['CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO'],
+                                       'shiftguard.track_new_tables');
 
 
 -- After a refresh (or the creation) of p_view, whose query read with p_snapshot: recorded, its
@@ -437,7 +478,8 @@ CREATE OR REPLACE VIEW shiftguard.stv_mv_info WITH (security_barrier) AS
 GRANT SELECT ON shiftguard.pg_views, shiftguard.information_schema_views, shiftguard.svv_mv_info,
                 shiftguard.stv_mv_info TO PUBLIC;
 
--- SYS_QUERY_DETAIL: the writes of the tracked tables (those materialized views read), a row per
+-- SYS_QUERY_DETAIL: the writes of the tracked tables (those made since shiftguard tracks new
+-- tables, and those materialized views read), a row per
 -- table, transaction and step, the time of the transaction's first
 -- write (note_writes) as the step's start and end (UTC, as Redshift's timestamps), in Redshift's column order as far as
 -- the metrics it has; what is not measured is NULL. Superusers (and SYSLOG ACCESS UNRESTRICTED)

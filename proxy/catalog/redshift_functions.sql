@@ -463,7 +463,8 @@ $$;
 -- col_name name, col_type varchar, col_num int).
 CREATE OR REPLACE FUNCTION pg_catalog.pg_get_late_binding_view_cols() RETURNS SETOF record
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT n.nspname, c.relname, a.attname, format_type(a.atttypid, a.atttypmod)::varchar, a.attnum::integer
+    SELECT n.nspname, c.relname, a.attname,
+           coalesce(l.column_types[a.attnum], format_type(a.atttypid, a.atttypmod))::varchar, a.attnum::integer
       FROM shiftguard.late_binding_views l JOIN pg_class c ON c.oid = l.view_id
       JOIN pg_namespace n ON n.oid = c.relnamespace
       JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped

@@ -848,6 +848,7 @@ BEGIN
     IF EXISTS (SELECT FROM pg_event_trigger_dropped_objects() WHERE object_type = 'table') THEN
         PERFORM shiftguard.rls_forget_dropped();  -- a dropped table takes its attachments along
         PERFORM shiftguard.table_attributes_forget_dropped();  -- and its Redshift attributes
+        PERFORM shiftguard.table_writes_forget_dropped();  -- and its writes (sys_query_detail)
     END IF;
     IF EXISTS (SELECT FROM pg_event_trigger_dropped_objects() WHERE object_type = 'view') THEN
         PERFORM shiftguard.late_binding_views_forget_dropped();  -- a late-binding view's function

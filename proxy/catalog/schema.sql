@@ -1387,12 +1387,18 @@ CREATE TABLE IF NOT EXISTS shiftguard.late_binding_views (
     view_id oid PRIMARY KEY,
     function_id oid NOT NULL
 );
+-- column_types: its columns' types with their modifiers (pg_get_late_binding_view_cols); pending:
+-- made before its tables existed, not bound yet (create_pending_late_binding_view).
+ALTER TABLE shiftguard.late_binding_views ADD COLUMN IF NOT EXISTS column_types text[],
+                                          ADD COLUMN IF NOT EXISTS pending boolean NOT NULL DEFAULT false;
 REVOKE ALL ON shiftguard.late_binding_views FROM PUBLIC;
 
--- Record a late-binding view's function; the function it had before, if any. The caller must
--- be the owner of both (or a member of the owner's role).
-CREATE OR REPLACE FUNCTION shiftguard.record_late_binding_view(p_view regclass, p_function regprocedure) RETURNS oid
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+-- Record a late-binding view's function (and its columns' types, NULL while it is pending); the
+-- function it had before, if any. The caller must be the owner of both (or a member of the
+-- owner's role).
+DROP FUNCTION IF EXISTS shiftguard.record_late_binding_view(regclass, regprocedure);
+CREATE OR REPLACE FUNCTION shiftguard.record_late_binding_view(p_view regclass, p_function regprocedure, p_types text[])
+RETURNS oid LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_previous oid;
 BEGIN
@@ -1401,12 +1407,13 @@ BEGIN
         RAISE EXCEPTION 'must be owner of view %', p_view USING ERRCODE = '42501';
     END IF;
     SELECT function_id INTO v_previous FROM shiftguard.late_binding_views WHERE view_id = p_view;
-    INSERT INTO shiftguard.late_binding_views VALUES (p_view, p_function)
-        ON CONFLICT (view_id) DO UPDATE SET function_id = excluded.function_id;
+    INSERT INTO shiftguard.late_binding_views VALUES (p_view, p_function, p_types, p_types IS NULL)
+        ON CONFLICT (view_id) DO UPDATE SET function_id = excluded.function_id, column_types = excluded.column_types,
+                                            pending = excluded.pending;
     RETURN v_previous;
 END
 $$;
-GRANT EXECUTE ON FUNCTION shiftguard.record_late_binding_view(regclass, regprocedure) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION shiftguard.record_late_binding_view(regclass, regprocedure, text[]) TO PUBLIC;
 
 -- The functions of late-binding views that no longer exist go too (anyone may: it only tidies).
 CREATE OR REPLACE FUNCTION shiftguard.late_binding_views_forget_dropped() RETURNS void
@@ -1428,31 +1435,74 @@ END
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.late_binding_views_forget_dropped() TO PUBLIC;
 
+-- The function that runs a late-binding view's query p_query (names written out in full) with
+-- the view's columns p_columns ("name type, ..."), and the view p_view made to read it: owned
+-- by the view's owner and run with its privileges (above), the query run only for callers who
+-- may SELECT the view. Runs as the caller, who must own the view (or be a superuser).
+CREATE OR REPLACE FUNCTION shiftguard.late_binding_function(p_view regclass, p_columns text, p_query text)
+RETURNS regprocedure LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_function text := format('%s.%I', (SELECT relnamespace::regnamespace FROM pg_class WHERE oid = p_view),
+                              'late_binding_view_' || left(md5(random()::text || clock_timestamp()::text), 16));
+    v_owner    oid := (SELECT relowner FROM pg_class WHERE oid = p_view);
+    v_definer  boolean := NOT (SELECT rolsuper OR rolname = 'shiftguard_views' FROM pg_roles WHERE oid = v_owner);
+BEGIN
+    EXECUTE format('CREATE FUNCTION %s() RETURNS TABLE (%s) LANGUAGE plpgsql STABLE %s '
+                   'SET search_path = pg_catalog, pg_temp AS %L', v_function, p_columns,
+                   CASE WHEN v_definer THEN 'SECURITY DEFINER' ELSE 'SECURITY INVOKER' END, format(
+        $body$BEGIN
+    IF NOT pg_catalog.has_table_privilege(session_user, %s::pg_catalog.oid, 'SELECT') THEN
+        RAISE EXCEPTION 'permission denied for relation %%', %L USING ERRCODE = '42501';
+    END IF;
+    RETURN QUERY EXECUTE %L;
+END$body$, p_view::oid, (SELECT relname FROM pg_class WHERE oid = p_view), p_query));
+    IF v_definer AND v_owner <> (SELECT oid FROM pg_roles WHERE rolname = current_user) THEN
+        EXECUTE format('ALTER FUNCTION %s() OWNER TO %s', v_function, v_owner::regrole);  -- a member of the owner's role
+    END IF;
+    EXECUTE format('COMMENT ON FUNCTION %s() IS %L', v_function,
+                   format('the query of late-binding view %s (shiftguard)', p_view));
+    EXECUTE format('CREATE OR REPLACE VIEW %s AS SELECT * FROM %s()', p_view, v_function);
+    RETURN (v_function || '()')::regprocedure;
+END
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.late_binding_function(regclass, text, text) TO PUBLIC;
+
 -- p_sql: the ordinary CREATE [OR REPLACE] VIEW as the proxy judged it (it checks the query and
--- gives the columns); p_view: the view's name as written. Runs as the caller. A function's
--- result columns have no type modifiers, so a new view is made again with columns of the types
--- without them (varchar, not varchar(5)) before it is replaced by one reading the function:
--- PostgreSQL refuses to change a view column's type. UNVERIFIED: the lengths Redshift shows for
--- a late-binding view's columns; without them a table whose varchar widens under the view still
--- reads whole.
-CREATE OR REPLACE PROCEDURE shiftguard.create_late_binding_view(p_sql text, p_view text, p_search_path text)
+-- gives the columns); p_view: the view's name as written; p_query: its query alone and p_empty:
+-- the statement, judged alike, making the view with no columns (NULL when it has a column
+-- list). Runs as the caller. A function's result columns have no type modifiers, so a new view
+-- is made again with columns of the types without them (varchar, not varchar(5)) before it is
+-- replaced by one reading the function: PostgreSQL refuses to change a view column's type. The
+-- types with them are kept for pg_get_late_binding_view_cols, which shows them as Redshift's
+-- does (character varying(200)).
+-- A new view whose tables (or columns, functions, schemas) do not exist yet is made as
+-- Redshift makes it, with no columns until they do (create_pending_late_binding_view).
+CREATE OR REPLACE PROCEDURE shiftguard.create_late_binding_view(p_sql text, p_view text, p_query text, p_empty text,
+                                                                  p_search_path text)
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_view regclass;
     v_columns text;
-    v_function text;
+    v_types    text[];
     v_previous oid;
-    v_owner    oid;
-    v_definer  boolean;
     v_existed  boolean := shiftguard.caller_regclass(p_view, p_search_path) IS NOT NULL;
-    v_query    text;
     v_untyped  text;
+    v_query    text;
 BEGIN
-    PERFORM shiftguard.caller_execute(p_sql, p_search_path);
+    BEGIN
+        PERFORM shiftguard.caller_execute(p_sql, p_search_path);
+    EXCEPTION WHEN undefined_table OR undefined_column OR undefined_function OR invalid_schema_name THEN
+        IF v_existed OR p_query IS NULL THEN
+            RAISE;
+        END IF;
+        PERFORM shiftguard.create_pending_late_binding_view(p_view, p_empty, p_query, p_search_path);
+        RETURN;
+    END;
     v_view := shiftguard.caller_regclass(p_view, p_search_path);
     v_query := pg_get_viewdef(v_view);
-    SELECT string_agg(format('%I %s', attname, format_type(atttypid, NULL)), ', ' ORDER BY attnum)
-      INTO v_columns FROM pg_attribute WHERE attrelid = v_view AND attnum > 0 AND NOT attisdropped;
+    SELECT string_agg(format('%I %s', attname, format_type(atttypid, NULL)), ', ' ORDER BY attnum),
+           array_agg(format_type(atttypid, atttypmod) ORDER BY attnum)
+      INTO v_columns, v_types FROM pg_attribute WHERE attrelid = v_view AND attnum > 0 AND NOT attisdropped;
     IF NOT v_existed THEN  -- just made, so nothing depends on it or was granted on it yet
         SELECT format('CREATE VIEW %s AS SELECT * FROM (VALUES (%s)) AS v(%s) WHERE false', v_view,
                       string_agg(format('NULL::%s', format_type(atttypid, NULL)), ', ' ORDER BY attnum),
@@ -1462,31 +1512,136 @@ BEGIN
         EXECUTE v_untyped;
         v_view := shiftguard.caller_regclass(p_view, p_search_path);
     END IF;
-    v_function := format('%I.%I', (SELECT relnamespace::regnamespace::text FROM pg_class WHERE oid = v_view),
-                         'late_binding_view_' || left(md5(random()::text || clock_timestamp()::text), 16));
-    v_owner := (SELECT relowner FROM pg_class WHERE oid = v_view);
-    v_definer := NOT (SELECT rolsuper OR rolname = 'shiftguard_views' FROM pg_roles WHERE oid = v_owner);
-    EXECUTE format('CREATE FUNCTION %s() RETURNS TABLE (%s) LANGUAGE plpgsql STABLE %s '
-                   'SET search_path = pg_catalog, pg_temp AS %L', v_function, v_columns,
-                   CASE WHEN v_definer THEN 'SECURITY DEFINER' ELSE 'SECURITY INVOKER' END, format(
-        $body$BEGIN
-    IF NOT pg_catalog.has_table_privilege(session_user, %s::pg_catalog.oid, 'SELECT') THEN
-        RAISE EXCEPTION 'permission denied for relation %%', %L USING ERRCODE = '42501';
-    END IF;
-    RETURN QUERY EXECUTE %L;
-END$body$, v_view::oid, (SELECT relname FROM pg_class WHERE oid = v_view), v_query));
-    IF v_definer AND v_owner <> (SELECT oid FROM pg_roles WHERE rolname = current_user) THEN
-        EXECUTE format('ALTER FUNCTION %s() OWNER TO %s', v_function, v_owner::regrole);  -- a member of the owner's role
-    END IF;
-    EXECUTE format('COMMENT ON FUNCTION %s() IS %L', v_function,
-                   format('the query of late-binding view %s (shiftguard)', v_view));
-    EXECUTE format('CREATE OR REPLACE VIEW %s AS SELECT * FROM %s()', v_view, v_function);
-    v_previous := shiftguard.record_late_binding_view(v_view, (v_function || '()')::regprocedure);
+    v_previous := shiftguard.record_late_binding_view(
+        v_view, shiftguard.late_binding_function(v_view, v_columns, v_query), v_types);
     IF v_previous IS NOT NULL AND EXISTS (SELECT FROM pg_proc WHERE oid = v_previous) THEN
         EXECUTE format('DROP FUNCTION %s', v_previous::regprocedure);
     END IF;
 END
 $$;
+DROP PROCEDURE IF EXISTS shiftguard.create_late_binding_view(text, text, text);
+
+-- A late-binding view made before its tables exist: Redshift resolves its names only when it is
+-- queried. Here it is a view with no columns reading a function that, queried, runs the query
+-- (with the caller's search_path of its making) to fail as it then fails (relation "s.t" does
+-- not exist); called with p_bind by bind_late_binding_views, it gives the columns and the query
+-- with its names written out in full, compiled as the view's owner (a temporary view that is
+-- dropped again). Once they compile the view is bound (bind_late_binding_views). Runs as the
+-- caller, who made the view.
+CREATE OR REPLACE FUNCTION shiftguard.create_pending_late_binding_view(p_view text, p_empty text, p_query text,
+                                                                        p_search_path text)
+RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_view     regclass;
+    v_schema   text;
+    v_function text;
+    v_owner    oid;
+BEGIN
+    PERFORM shiftguard.caller_execute(p_empty, p_search_path);
+    v_view := shiftguard.caller_regclass(p_view, p_search_path);
+    v_schema := (SELECT relnamespace::regnamespace::text FROM pg_class WHERE oid = v_view);
+    v_owner := (SELECT relowner FROM pg_class WHERE oid = v_view);
+    v_function := format('%s.%I', v_schema, 'late_binding_view_' || left(md5(random()::text || clock_timestamp()::text), 16));
+    EXECUTE format('CREATE FUNCTION %s(p_bind boolean DEFAULT false) '
+                   'RETURNS TABLE (col_name name, col_type text, base_type text, query text) LANGUAGE plpgsql %s '
+                   'SET search_path = pg_catalog, pg_temp AS %L', v_function,
+                   CASE WHEN (SELECT rolsuper OR rolname = 'shiftguard_views' FROM pg_roles WHERE oid = v_owner)
+                        THEN 'SECURITY INVOKER' ELSE 'SECURITY DEFINER' END, format(
+        $body$DECLARE
+    v_probe pg_catalog.text := 'pg_temp.late_binding_probe_' || pg_catalog.txid_current();
+BEGIN
+    PERFORM pg_catalog.set_config('search_path', %L, true);
+    IF NOT p_bind THEN
+        IF NOT pg_catalog.has_table_privilege(session_user, %s::pg_catalog.oid, 'SELECT') THEN
+            RAISE EXCEPTION 'permission denied for relation %%', %L USING ERRCODE = '42501';
+        END IF;
+        EXECUTE 'SELECT FROM (' || %L || ') AS q LIMIT 0';
+        RAISE EXCEPTION 'late-binding view "%%" is not bound to its tables yet', %L USING ERRCODE = '55000',
+            HINT = 'It is bound when a table, view or schema is next created or altered.';
+    END IF;
+    EXECUTE pg_catalog.format('CREATE VIEW %%s AS %%s', v_probe, %L);
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    RETURN QUERY SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), pg_catalog.format_type(a.atttypid, NULL),
+                        pg_catalog.pg_get_viewdef(v_probe::pg_catalog.regclass)
+                   FROM pg_catalog.pg_attribute a
+                  WHERE a.attrelid = v_probe::pg_catalog.regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum;
+    EXECUTE pg_catalog.format('DROP VIEW %%s', v_probe);
+END$body$, p_search_path, v_view::oid, (SELECT relname FROM pg_class WHERE oid = v_view), p_query,
+           (SELECT relname FROM pg_class WHERE oid = v_view), p_query));
+    IF (SELECT rolname <> 'shiftguard_views' AND oid <> (SELECT oid FROM pg_roles WHERE rolname = current_user)
+          FROM pg_roles WHERE oid = v_owner) THEN
+        EXECUTE format('ALTER FUNCTION %s(boolean) OWNER TO %s', v_function, v_owner::regrole);
+    END IF;
+    EXECUTE format('REVOKE ALL ON FUNCTION %s(boolean) FROM PUBLIC', v_function);
+    EXECUTE format('COMMENT ON FUNCTION %s(boolean) IS %L', v_function,
+                   format('the query of late-binding view %s, not bound yet (shiftguard)', v_view));
+    EXECUTE format('CREATE OR REPLACE VIEW %s AS SELECT FROM %s()', v_view, v_function);
+    PERFORM shiftguard.record_late_binding_view(v_view, (v_function || '(boolean)')::regprocedure, NULL);
+END
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.create_pending_late_binding_view(text, text, text, text) TO PUBLIC;
+
+-- Bind the late-binding views made before their tables whose query now compiles: each gets its
+-- columns and the function that runs its query (late_binding_function), keeping its owner,
+-- grants and the views over it. Anyone's DDL runs it (shiftguard_bind_late_binding_views): the
+-- query is compiled by its owner's own function (or, for a superuser's view, as the management
+-- role, which compiles a superuser's text only), never by the one whose DDL made it compile. The
+-- owner may have changed that function: one that would not run as its owner is not called, and
+-- what it gives is read as names and types only. A view whose query still fails stays as it is.
+CREATE OR REPLACE FUNCTION shiftguard.bind_late_binding_views() RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_pending record;
+    v_columns text;
+    v_types   text[];
+    v_query   text;
+    v_function regprocedure;
+BEGIN
+    PERFORM set_config('shiftguard.binding_late_views', 'on', true);  -- the DDL below does not start this again
+    FOR v_pending IN SELECT l.view_id::regclass AS view_id, l.function_id::regprocedure AS function_id,
+                            format('%s.%I', p.pronamespace::regnamespace, p.proname) AS function_name
+                       FROM shiftguard.late_binding_views l JOIN pg_class c ON c.oid = l.view_id
+                       JOIN pg_proc p ON p.oid = l.function_id
+                      WHERE l.pending  -- the owner may have changed its function: run only as its owner
+                        AND ((p.prosecdef AND p.proowner = c.relowner) OR shiftguard.trusted_role(p.proowner)) LOOP
+        BEGIN
+            EXECUTE format('SELECT string_agg(format(''%%I %%s'', col_name, base_type::regtype), '', ''), '
+                           'array_agg(col_type), '
+                           'min(query) FROM %s(true)', v_pending.function_name)
+               INTO v_columns, v_types, v_query;
+            v_function := shiftguard.late_binding_function(v_pending.view_id, v_columns, v_query);
+            UPDATE shiftguard.late_binding_views SET function_id = v_function, column_types = v_types, pending = false
+             WHERE view_id = v_pending.view_id;
+            EXECUTE format('DROP FUNCTION %s', v_pending.function_id);
+        EXCEPTION WHEN OTHERS THEN
+            NULL;  -- not yet: its tables are still missing (or its owner may not compile it)
+        END;
+    END LOOP;
+    PERFORM set_config('shiftguard.binding_late_views', '', true);
+END
+$$;
+REVOKE ALL ON FUNCTION shiftguard.bind_late_binding_views() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shiftguard.bind_late_binding_views() TO PUBLIC;
+
+CREATE OR REPLACE FUNCTION shiftguard.bind_late_binding_views_after() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF coalesce(current_setting('shiftguard.binding_late_views', true), '') <> 'on'
+            AND shiftguard.late_binding_views_pending() THEN
+        PERFORM shiftguard.bind_late_binding_views();
+    END IF;
+END
+$$;
+CREATE OR REPLACE FUNCTION shiftguard.late_binding_views_pending() RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT EXISTS (SELECT FROM shiftguard.late_binding_views WHERE pending)
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.late_binding_views_pending() TO PUBLIC;
+SELECT shiftguard.ensure_event_trigger('shiftguard_bind_late_binding_views', 'ddl_command_end',
+    ARRAY['CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER TABLE', 'CREATE VIEW', 'ALTER VIEW',
+          'CREATE MATERIALIZED VIEW', 'ALTER MATERIALIZED VIEW', 'CREATE SCHEMA', 'ALTER SCHEMA',
+          'CREATE FUNCTION', 'ALTER FUNCTION', 'CREATE FOREIGN TABLE', 'IMPORT FOREIGN SCHEMA'],
+    'shiftguard.bind_late_binding_views_after');
 
 -- Every catalog view that shows a caller only some of its rows is a security_barrier view
 -- (these, and the RLS, masking, identity-provider, default-privilege and IAM views of the other
@@ -1609,7 +1764,9 @@ $$;
 
 -- pg_attribute's columns differ between PostgreSQL versions, and attmissingval (anyarray)
 -- cannot be in a view: the column list is read from the catalog. attnotnull is Redshift's
--- (redshift_notnull).
+-- (redshift_notnull). A late-binding view's columns are not here, as on Redshift, where
+-- pg_get_late_binding_view_cols() alone lists them (dbt's catalog and column queries read both,
+-- and would list each column twice).
 DO $$
 BEGIN
     EXECUTE format($view$
@@ -1621,6 +1778,7 @@ BEGIN
                coalesce(shiftguard.encoding_id(a.attrs->'encodings'->>att.attname::text), 0)::smallint AS attencodingtype
           FROM pg_catalog.pg_attribute att
           LEFT JOIN shiftguard.table_attributes a ON a.table_id = att.attrelid
+         WHERE NOT EXISTS (SELECT FROM shiftguard.late_binding_views l WHERE l.view_id = att.attrelid)
     $view$, (SELECT string_agg(CASE attname WHEN 'attnotnull'
                                    THEN 'shiftguard.redshift_notnull(att.attnotnull, a.attrs, att.attname) AS attnotnull'
                                    ELSE 'att.' || quote_ident(attname) END, ', ' ORDER BY attnum)
@@ -1919,3 +2077,12 @@ CREATE OR REPLACE VIEW shiftguard.information_schema_tables WITH (security_barri
            t.user_defined_type_schema, t.user_defined_type_name, t.is_insertable_into, t.is_typed, t.commit_action
       FROM information_schema.tables t;
 GRANT SELECT ON shiftguard.information_schema_tables TO PUBLIC;
+
+-- information_schema.columns without the columns of late-binding views, which Redshift's does not
+-- list (see pg_attribute above); policy/statements.py reads it through this when the dialect is on.
+CREATE OR REPLACE VIEW shiftguard.information_schema_columns WITH (security_barrier) AS
+    SELECT c.* FROM information_schema.columns c
+     WHERE NOT EXISTS (SELECT FROM shiftguard.late_binding_views l JOIN pg_class v ON v.oid = l.view_id
+                         JOIN pg_namespace n ON n.oid = v.relnamespace
+                        WHERE v.relname = c.table_name AND n.nspname = c.table_schema);
+GRANT SELECT ON shiftguard.information_schema_columns TO PUBLIC;

@@ -159,8 +159,10 @@ CATALOG_VIEWS = {name: name for name in (
 DIALECT_CATALOGS = ("pg_class", "pg_attribute", "pg_attrdef", "pg_views")
 # information_schema's views read through ours when the dialect is on: views lists materialized
 # views, as Redshift's does (catalog/materialized_views.sql); both name names of 64 to 127 bytes
-# whole (catalog/schema.sql long_name).
-DIALECT_INFORMATION_SCHEMA = {"views": "information_schema_views", "tables": "information_schema_tables"}
+# whole (catalog/schema.sql long_name); columns leaves out late-binding views' columns, as Redshift's
+# does.
+DIALECT_INFORMATION_SCHEMA = {"views": "information_schema_views", "tables": "information_schema_tables",
+                              "columns": "information_schema_columns"}
 PRIVATE_SCHEMA = "shiftguard"
 
 log = logging.getLogger(__name__)
@@ -525,8 +527,10 @@ def _dialect_result(rewritten: dialect.Rewritten, translator: Translator) -> Res
                 f"{sql_literal(attrs)}::pg_catalog.jsonb, {CALLER_SEARCH_PATH})", b"CREATE TABLE", True)
     if rewritten.late_view is not None:
         creating = inner[0] if inner is not None else rewritten.sql  # the view as judged
+        query, empty = _late_binding_parts(creating, translator)
         return (f"CALL shiftguard.create_late_binding_view({sql_literal(creating)}, "
-                f"{sql_literal(rewritten.late_view)}, {CALLER_SEARCH_PATH})", b"CREATE VIEW", True)
+                f"{sql_literal(rewritten.late_view)}, {'NULL' if query is None else sql_literal(query)}, "
+                f"{'NULL' if empty is None else sql_literal(empty)}, {CALLER_SEARCH_PATH})", b"CREATE VIEW", True)
     if rewritten.database is not None:
         running = inner[0] if inner is not None else rewritten.sql  # the statement as judged
         return (f"CALL shiftguard.in_database({sql_literal(rewritten.database)}, {sql_literal(running)}, "
@@ -534,6 +538,33 @@ def _dialect_result(rewritten: dialect.Rewritten, translator: Translator) -> Res
     if inner is not None:
         return inner[0], inner[1], inner[2]
     return rewritten.sql, rewritten.tag, True
+
+
+def _late_binding_parts(creating: str, translator: Translator) -> tuple[str, str] | tuple[None, None]:
+    """For CREATE VIEW ... WITH NO SCHEMA BINDING as judged (creating: the view's statement, or the
+    call that runs it with CREATE lent, privileges.lend_call): its query alone, which a view made
+    before its tables exist runs once they do, and the statement, judged alike, that makes that
+    view with no columns meanwhile. (None, None) for a view with a column list (whose names the
+    query alone would lose)."""
+    view = _statement_of(creating)
+    if isinstance(view, pglast.ast.CallStmt) and [n.sval for n in view.funccall.funcname] == ["shiftguard", "create_lent"]:
+        view = _statement_of(json.loads(view.funccall.args[0].val.sval)["statement"])
+    if not isinstance(view, pglast.ast.ViewStmt) or view.aliases:
+        return None, None
+    query = printed(view.query)
+    view.query = _statement_of("SELECT WHERE false")
+    empty = printed(view)
+    judged = _classify(empty, translator)
+    if isinstance(judged, Denial):
+        return None, None
+    return query, judged[0] if judged is not None else empty
+
+
+def _statement_of(sql: str):
+    try:
+        return parser.parse_sql(sql)[0].stmt
+    except parser.ParseError:
+        return None
 
 
 def _classify(statement: str, translator: Translator, long_names: frozenset[str] = frozenset()) -> Result:

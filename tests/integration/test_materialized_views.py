@@ -339,12 +339,12 @@ def test_sys_query_detail_says_when_a_base_table_was_last_written(proxy, sales, 
         table = f"{sales}.sales"
         admin.execute(f"GRANT USAGE ON SCHEMA {sales} TO {writer}")
         admin.execute(f"GRANT SELECT, INSERT ON {table} TO {writer}")
-        assert admin.execute(steps, (table,)).fetchall() == []  # not tracked: no materialized view reads it
+        # tracked from its making: the fixture's insert
+        assert [step for step, _ in admin.execute(steps, (table,)).fetchall()] == ["insert"]
         admin.execute(f"CREATE MATERIALIZED VIEW {sales}.counted AS SELECT count(*) AS n FROM {table}")
-        assert admin.execute(steps, (table,)).fetchall() == []  # tracked from now on
         with admin.transaction(force_rollback=True):
             admin.execute(f"DELETE FROM {table}")
-        assert admin.execute(steps, (table,)).fetchall() == []  # rolled back: no delete
+        assert [step for step, _ in admin.execute(steps, (table,)).fetchall()] == ["insert"]  # rolled back: no delete
         (before,) = admin.execute(now).fetchone()
         admin.execute(f"UPDATE {table} SET amount = amount + 1 WHERE id = 1")
         (after,) = admin.execute(now).fetchone()
@@ -362,3 +362,36 @@ def test_sys_query_detail_says_when_a_base_table_was_last_written(proxy, sales, 
         assert user == conn.execute("SELECT usesysid FROM pg_user WHERE usename = current_user").fetchone()[0]
     with proxy.connect() as admin:  # a superuser sees everyone's: the last insert is the writer's
         assert admin.execute(steps, (table,)).fetchall() == [written[0], ("insert", at)]
+
+
+def test_sys_query_detail_says_when_any_table_made_since_was_last_written(proxy, new_user):
+    """dbt's source freshness from metadata, for tables no materialized view reads: a table made
+    by CREATE TABLE and loaded, and one made by CREATE TABLE AS, are each last written when
+    their rows went in; a table written again moves on; a temporary table is not tracked."""
+    user, password = new_user()
+    schema = unique("fresh")
+    now = "SELECT clock_timestamp() AT TIME ZONE 'UTC'"
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE SCHEMA {schema} AUTHORIZATION {user}")
+    try:
+        with proxy.connect(user, password) as conn:
+            (before,) = conn.execute(now).fetchone()
+            conn.execute(f"CREATE TABLE {schema}.loaded (id int, name varchar(10))")
+            conn.execute(f"INSERT INTO {schema}.loaded VALUES (1, 'Martin'), (2, 'Jeter')")
+            conn.execute(f"CREATE TABLE {schema}.made AS SELECT 1 AS id, 'test' AS name")
+            (after,) = conn.execute(now).fetchone()
+            for table in ("loaded", "made"):
+                (found,) = conn.execute(LAST_MODIFIED.replace("'sales'", f"'{table}'").format(schema=schema)).fetchall()
+                assert found[:2] == (schema, table) and before <= found[2] <= after, table
+            conn.execute(f"INSERT INTO {schema}.loaded VALUES (3, 'Ruth')")
+            (moved,) = conn.execute(LAST_MODIFIED.replace("'sales'", "'loaded'").format(schema=schema)).fetchall()
+            assert moved[2] > after
+            conn.execute("CREATE TEMP TABLE scratch (a int)")
+            conn.execute("INSERT INTO scratch VALUES (1)")
+            assert conn.execute("SELECT count(*) FROM sys_query_detail WHERE table_name = 'scratch'").fetchone() == (0,)
+            loaded = conn.execute(f"SELECT '{schema}.loaded'::regclass::oid::integer").fetchone()[0]
+            conn.execute(f"DROP TABLE {schema}.loaded")  # its writes go with it
+            assert conn.execute("SELECT count(*) FROM sys_query_detail WHERE table_id = %s", (loaded,)).fetchone() == (0,)
+    finally:
+        with proxy.connect() as admin:
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")

@@ -635,6 +635,129 @@ def test_late_binding_views_survive_their_tables(conn, proxy, new_user):
         conn.execute(f"DROP TABLE IF EXISTS public.{table}")
 
 
+def test_late_binding_view_made_before_its_table(conn, proxy, new_user):
+    """A late-binding view may name a table that does not exist yet (dbt makes one again after
+    its table was dropped): it is made, querying it fails as the table is missing, and once the
+    table is made it reads it, its columns shown with their lengths as Redshift shows them. It
+    reads the table with its owner's privileges, as Redshift documents: a reader needs SELECT
+    on the view, and the owner on the table."""
+    schema, view = f'"{unique("s")} x"', unique("v")  # a name to quote: the view's function is made beside it
+    owner, password = new_user()
+    reader, _ = new_user()
+    conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        conn.execute(f"GRANT USAGE, CREATE ON SCHEMA {schema} TO {owner}")
+        conn.execute(f"GRANT USAGE ON SCHEMA {schema} TO {reader}")
+        with proxy.connect(owner, password) as made_by:
+            cur = made_by.execute(f"CREATE VIEW {schema}.{view} AS SELECT id, name FROM {schema}.later "
+                                  "WITH NO SCHEMA BINDING")
+            assert cur.statusmessage == "CREATE VIEW"
+            with pytest.raises(psycopg.errors.UndefinedTable, match="later\" does not exist"):
+                made_by.execute(f"SELECT count(*) FROM {schema}.{view}")
+            made_by.execute(f"GRANT SELECT ON {schema}.{view} TO {reader}")
+        conn.execute(f"CREATE TABLE {schema}.later (id integer, name varchar(20), extra int)")
+        conn.execute(f"INSERT INTO {schema}.later VALUES (1, 'Larry', 0), (2, 'Moe', 0)")
+        columns = ("SELECT col_name, col_type, col_num FROM pg_get_late_binding_view_cols() cols(view_schema name, "
+                   "view_name name, col_name name, col_type varchar, col_num int) WHERE view_schema = %s")
+        assert conn.execute(columns, (schema.strip('"'),)).fetchall() == [
+            ("id", "integer", 1), ("name", "character varying(20)", 2)]
+        with proxy.connect(reader, password) as other:
+            # the owner may not read the table yet: nor may the view's reader through it
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="later"):
+                other.execute(f"SELECT * FROM {schema}.{view}")
+            conn.execute(f"GRANT SELECT ON {schema}.later TO {owner}")
+            assert other.execute(f"SELECT id, name FROM {schema}.{view} ORDER BY id").fetchall() == [
+                (1, "Larry"), (2, "Moe")]
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                other.execute(f"SELECT * FROM {schema}.later")  # the table itself stays closed to the reader
+        # and it survives the table being dropped and made again, as any late-binding view does
+        conn.execute(f"DROP TABLE {schema}.later")
+        conn.execute(f"CREATE TABLE {schema}.later (id integer, name varchar(20))")
+        conn.execute(f"INSERT INTO {schema}.later VALUES (3, 'Curly')")
+        conn.execute(f"GRANT SELECT ON {schema}.later TO {owner}")
+        with proxy.connect(owner, password) as made_by:
+            assert made_by.execute(f"SELECT * FROM {schema}.{view}").fetchall() == [(3, "Curly")]
+    finally:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def test_late_binding_view_still_missing_its_table(conn):
+    """A late-binding view made before its table stays one while the table is still missing
+    (other DDL does not bind it), and goes with its function when dropped."""
+    view = unique("v")
+    conn.execute(f"CREATE VIEW public.{view} AS SELECT * FROM public.{view}_missing WITH NO SCHEMA BINDING")
+    try:
+        conn.execute(f"CREATE TABLE public.{view}_other (a int)")
+        with pytest.raises(psycopg.errors.UndefinedTable):
+            conn.execute(f"SELECT * FROM public.{view}")
+        # a column list, or OR REPLACE of a view that exists, needs the table now (not built)
+        with pytest.raises(psycopg.errors.UndefinedTable):
+            conn.execute(f"CREATE VIEW public.{view}_cols (x) AS SELECT * FROM public.{view}_missing "
+                         "WITH NO SCHEMA BINDING")
+    finally:
+        conn.execute(f"DROP VIEW public.{view}")
+        conn.execute(f"DROP TABLE IF EXISTS public.{view}_other")
+    assert conn.execute("SELECT count(*) FROM pg_proc WHERE proname LIKE 'late_binding_view_%%' AND "
+                        "obj_description(oid, 'pg_proc') LIKE %s", (f"%{view}%",)).fetchone() == (0,)
+
+
+def test_a_pending_late_binding_views_function_runs_only_as_its_owner(conn, proxy, new_user):
+    """Anyone's DDL binds a late-binding view made before its table, through the function its
+    owner owns; an owner who turns that function into SECURITY INVOKER code does not get it run
+    as the superuser whose CREATE TABLE would bind the view: it is not called, the view stays
+    unbound."""
+    schema, view = unique("s"), unique("v")
+    user, password = new_user()
+    conn.execute(f"CREATE SCHEMA {schema} AUTHORIZATION {user}")
+    try:
+        with proxy.connect(user, password) as mine:
+            mine.execute(f"CREATE TABLE {schema}.seen (who text)")
+            mine.execute(f"CREATE VIEW {schema}.{view} AS SELECT id FROM {schema}.later WITH NO SCHEMA BINDING")
+            function = mine.execute("SELECT p.oid::regprocedure::text FROM pg_proc p WHERE obj_description(p.oid, "
+                                    "'pg_proc') LIKE %s", (f"%{view}%",)).fetchone()[0]
+            name = function.removesuffix("(boolean)")
+            mine.execute(f"CREATE OR REPLACE FUNCTION {name}(p_bind boolean DEFAULT false) RETURNS TABLE "
+                         "(col_name name, col_type text, base_type text, query text) LANGUAGE sql SECURITY INVOKER "
+                         f"AS $$ INSERT INTO {schema}.seen VALUES (current_user) RETURNING 'id'::name, 'integer', "
+                         "'integer', 'SELECT 1 AS id' $$")
+        conn.execute(f"CREATE TABLE {schema}.later (id integer)")
+        assert conn.execute(f"SELECT * FROM {schema}.seen").fetchall() == []
+        with pytest.raises(psycopg.errors.UndefinedColumn):
+            conn.execute(f"SELECT id FROM {schema}.{view}")  # still the view with no columns
+    finally:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def test_late_binding_views_columns_are_listed_once(conn):
+    """As on Redshift, a late-binding view's columns are listed by pg_get_late_binding_view_cols()
+    alone, not by information_schema.columns or pg_attribute: dbt's column query, which reads
+    both, lists each column once (an ordinary view's still show)."""
+    table, view, bound = unique("t"), unique("v"), unique("b")
+    conn.execute(f"CREATE TABLE public.{table} (id integer, name varchar(20))")
+    try:
+        conn.execute(f"CREATE VIEW public.{view} AS SELECT id, name FROM public.{table} WITH NO SCHEMA BINDING")
+        conn.execute(f"CREATE VIEW public.{bound} AS SELECT id, name FROM public.{table}")
+        for name, expected in ((view, 0), (bound, 2)):
+            assert conn.execute("SELECT count(*) FROM information_schema.\"columns\" WHERE table_name = %s",
+                                (name,)).fetchone() == (expected,)
+            assert conn.execute("SELECT count(*) FROM pg_catalog.pg_attribute WHERE attrelid = %s::regclass "
+                                "AND attnum > 0", (f"public.{name}",)).fetchone() == (expected,)
+        # dbt-redshift's get_columns_in_relation (legacy), trimmed to its two sources
+        assert conn.execute(f"""
+            with bound_views as (select ordinal_position, table_schema, column_name, data_type
+                                   from information_schema."columns" where table_name = '{view}'),
+                 unbound_views as (select ordinal_position, view_schema, col_name, col_type
+                                     from pg_get_late_binding_view_cols() cols(view_schema name, view_name name,
+                                          col_name name, col_type varchar, ordinal_position int)
+                                    where view_name = '{view}'),
+                 unioned as (select * from bound_views union all select * from unbound_views)
+            select column_name, data_type from unioned where table_schema = 'public' order by ordinal_position
+            """).fetchall() == [("id", "integer"), ("name", "character varying(20)")]
+    finally:
+        conn.execute(f"DROP TABLE public.{table} CASCADE")
+        conn.execute(f"DROP VIEW IF EXISTS public.{view}")
+
+
 def test_late_binding_view_over_columns_with_lengths(conn):
     """dbt's bind: false model over a seed (varchar(5), numeric(10,2)): the view is made, reads its
     rows, and keeps reading them whole when the table is made again with wider columns."""

@@ -165,6 +165,16 @@ def test_late_binding_views(sql, expected):
         assert action.sql.startswith("CALL shiftguard.create_late_binding_view(") and action.tag == b"CREATE VIEW"
 
 
+def test_late_binding_view_carries_its_query_and_an_empty_view():
+    """For a view made before its tables exist: the query alone and the statement (judged like
+    the view's) making it with no columns; neither for a view with a column list."""
+    (action,) = classify(b"CREATE VIEW s.v AS SELECT a, 'x;y' FROM s.t WITH NO SCHEMA BINDING", DIALECT).actions
+    assert "E'SELECT a, CAST(''x;y'' AS varchar(3)) AS \"?column?\" FROM s.t'" in action.sql
+    assert "CREATE VIEW s.v AS SELECT WHERE FALSE" in action.sql
+    (action,) = classify(b"CREATE VIEW s.v (b) AS SELECT a FROM s.t WITH NO SCHEMA BINDING", DIALECT).actions
+    assert action.sql.endswith("E's.v', NULL, NULL, pg_catalog.current_setting('search_path'))")
+
+
 @pytest.mark.parametrize("sql, attributes, call, tag", [
     ("create materialized view s.mv backup no diststyle key distkey (a) compound sortkey (a, b) auto refresh yes "
      "as (select a, b from t)",

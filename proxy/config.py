@@ -89,6 +89,9 @@ class Cluster:
     iam_roles: list[str] = field(default_factory=list)
     # The one of them IAM_ROLE DEFAULT names (Redshift's DefaultIamRoleArn); empty: none.
     default_iam_role: str | None = None
+    # Note when each table made from now on is written (sys_query_detail: dbt's source freshness
+    # from metadata). A statement trigger on each new table: it costs every write statement.
+    track_table_writes: bool = False
 
     def validate(self, where: str) -> None:
         if not re.fullmatch(r"[a-z][a-z0-9-]{0,62}", self.identifier):

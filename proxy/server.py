@@ -147,7 +147,8 @@ class Proxy:
             mapping = "superuser"
             mgmt_user, mgmt_password, mgmt_db = target.user, target.password, config.cluster.database
             await ensure_database(target, mgmt_db)
-        self.catalog = await Catalog.open(address, mgmt_user, mgmt_password, mgmt_db, mapping)
+        self.catalog = await Catalog.open(address, mgmt_user, mgmt_password, mgmt_db, mapping,
+                                          config.cluster.track_table_writes)
         if password is not None:
             await self.catalog.ensure_admin(config.cluster.admin_user, password)
         self.master_password = None  # CreateCluster's password is not kept once set

@@ -204,18 +204,21 @@ END
 $$;
 REVOKE ALL ON FUNCTION shiftguard.track_writes(oid) FROM PUBLIC;
 
--- Every table made from now on is tracked from its making (sys_query_detail: dbt's source
--- freshness from metadata reads when a table was last written): CREATE TABLE, and CREATE TABLE
--- AS and SELECT INTO, whose rows, written before the trigger exists, count as the making
--- transaction's insert. Not temporary tables, nor shiftguard's own. Tables made before are
--- tracked once a materialized view reads them (mv_refreshed).
+-- With cluster.track_table_writes on (the cluster's setting, copied into every database), every
+-- table made from then on is tracked from its making (sys_query_detail: dbt's source freshness
+-- from metadata reads when a table was last written): CREATE TABLE, and CREATE TABLE AS and
+-- SELECT INTO, whose rows, written before the trigger exists, count as the making transaction's
+-- insert. Not temporary tables, nor shiftguard's own. Off (the default: the trigger costs every
+-- write statement), and for tables made before, a table is tracked once a materialized view
+-- reads it (mv_refreshed).
 CREATE OR REPLACE FUNCTION shiftguard.track_new_tables() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_command record;
 BEGIN
-    IF session_user::text = (SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'shiftguard') THEN
-        RETURN;  -- shiftguard's own tables
+    IF session_user::text = (SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'shiftguard')
+       OR (SELECT value FROM shiftguard.settings WHERE name = 'track_table_writes') IS DISTINCT FROM 'on' THEN
+        RETURN;  -- shiftguard's own tables, or cluster.track_table_writes is off
     END IF;
     FOR v_command IN SELECT d.objid, d.command_tag FROM pg_event_trigger_ddl_commands() d
                        JOIN pg_class c ON c.oid = d.objid

@@ -192,7 +192,8 @@ class Catalog:
 
     @classmethod
     async def open(cls, address: BackendAddress, user: str, password: str | None, database: str,
-                   superuser_mapping: str) -> "Catalog":
+                   superuser_mapping: str, track_table_writes: bool = False) -> "Catalog":
+        """superuser_mapping and track_table_writes: settings of the cluster (_CLUSTER_SETTINGS)."""
         # max_size: four for the proxy's statements, one held for LISTEN (VACUUM requests, changes
         # of masking and row-level security).
         # min_size 0: no connection floor to restore (asyncpg logs a traceback a second for it
@@ -201,7 +202,8 @@ class Catalog:
         pool = await asyncpg.create_pool(database=database, min_size=0, max_size=5, command_timeout=60,
                                          reset=_session_kept, **connect)
         try:
-            secret, functions = await _bootstrap(pool, superuser_mapping)
+            settings = {"superuser_mapping": superuser_mapping, "track_table_writes": "on" if track_table_writes else "off"}
+            secret, functions = await _bootstrap(pool, settings)
             if functions:
                 link = ClusterLink(address, user, password, database)
                 upgraded = await bootstrap_databases(pool, link)
@@ -841,7 +843,7 @@ CLUSTER_TABLES = ("users", "groups", "roles", "system_privileges", "iam_tokens",
                   "identity_providers", "assumerole_grants", "masking_versions", "vacuum_requests", "long_names",
                   "refresh_requests")
 # The cluster database's settings that every database's procedures read (copied at each start).
-_CLUSTER_SETTINGS = ("backend_secret", "superuser_mapping", "assumerole_seeded")
+_CLUSTER_SETTINGS = ("backend_secret", "superuser_mapping", "assumerole_seeded", "track_table_writes")
 _CLUSTER_SERVER = "shiftguard_cluster"  # the foreign server standing for the cluster database
 _PEERS_SERVER = "shiftguard_peers"  # how SHOW reaches the other databases (catalog/show.sql show_remote)
 _INSTALLED = ("rls.sql", "privileges.sql", "idp.sql", "masking.sql", "materialized_views.sql", "row_code.sql",
@@ -971,7 +973,12 @@ async def _make_bootstrap_lock(conn: asyncpg.Connection, superusers_only: bool =
                 raise
 
 
-async def _bootstrap(pool: asyncpg.Pool, superuser_mapping: str) -> tuple[bytes, bool]:
+async def _store_settings(conn: asyncpg.Connection, settings: dict[str, str]) -> None:
+    await conn.executemany("INSERT INTO shiftguard.settings VALUES ($1, $2) "
+                           "ON CONFLICT (name) DO UPDATE SET value = excluded.value", list(settings.items()))
+
+
+async def _bootstrap(pool: asyncpg.Pool, settings: dict[str, str]) -> tuple[bytes, bool]:
     """The private schema in the cluster database. Returns the backend secret and whether the
     management role is a superuser (then Redshift's functions are installed too). The catalog's
     SQL runs only when what it is made of differs from what was installed last (a new version
@@ -987,14 +994,10 @@ async def _bootstrap(pool: asyncpg.Pool, superuser_mapping: str) -> tuple[bytes,
             if superuser:
                 await _spatial_privileges(conn)  # what a superuser granted or upgraded since
             secret = await conn.fetchval("SELECT value FROM shiftguard.settings WHERE name = 'backend_secret'")
-            await conn.execute(
-                "INSERT INTO shiftguard.settings VALUES ('superuser_mapping', $1) "
-                "ON CONFLICT (name) DO UPDATE SET value = excluded.value", superuser_mapping)
+            await _store_settings(conn, settings)
             return bytes.fromhex(secret), bool(superuser)
         await conn.execute(_sql("schema.sql"))
-        await conn.execute(
-            "INSERT INTO shiftguard.settings VALUES ('superuser_mapping', $1) "
-            "ON CONFLICT (name) DO UPDATE SET value = excluded.value", superuser_mapping)
+        await _store_settings(conn, settings)
         # A private schema made just now is a new cluster: its init_sql is still to run.
         await conn.execute("INSERT INTO shiftguard.settings SELECT 'init_sql', 'pending' "
                            "WHERE NOT EXISTS (SELECT FROM shiftguard.settings WHERE name = 'backend_secret')")

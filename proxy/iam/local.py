@@ -17,14 +17,15 @@ from .api import iso8601
 async def open_catalog(config: Config) -> Catalog:
     if config.backend.dsn:
         dsn = parse_dsn(config.backend.dsn)
-        return await Catalog.open(dsn.address, dsn.user, dsn.password, dsn.database, "createrole")
+        return await Catalog.open(dsn.address, dsn.user, dsn.password, dsn.database, "createrole",
+                                  config.cluster.track_table_writes)
     embedded = EmbeddedPostgres(Path(config.data_dir), config.embedded.bin_dir, config.embedded.os_user)
     password_file = embedded.data_dir / "management.password"
     if not password_file.exists():
         raise FileNotFoundError(f"no cluster in {embedded.data_dir}: start `shiftguard serve` there first")
     address = BackendAddress(socket_dir=embedded.socket_dir, port=embedded.port)
     return await Catalog.open(address, MANAGEMENT_ROLE, password_file.read_text().strip(), config.cluster.database,
-                              "superuser")
+                              "superuser", config.cluster.track_table_writes)
 
 
 async def credentials(config: Config, *, db_user: str | None, db_name: str | None, groups: list[str],

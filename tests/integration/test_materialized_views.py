@@ -339,12 +339,12 @@ def test_sys_query_detail_says_when_a_base_table_was_last_written(proxy, sales, 
         table = f"{sales}.sales"
         admin.execute(f"GRANT USAGE ON SCHEMA {sales} TO {writer}")
         admin.execute(f"GRANT SELECT, INSERT ON {table} TO {writer}")
-        # tracked from its making: the fixture's insert
-        assert [step for step, _ in admin.execute(steps, (table,)).fetchall()] == ["insert"]
+        assert admin.execute(steps, (table,)).fetchall() == []  # not tracked: no materialized view reads it
         admin.execute(f"CREATE MATERIALIZED VIEW {sales}.counted AS SELECT count(*) AS n FROM {table}")
+        assert admin.execute(steps, (table,)).fetchall() == []  # tracked from now on
         with admin.transaction(force_rollback=True):
             admin.execute(f"DELETE FROM {table}")
-        assert [step for step, _ in admin.execute(steps, (table,)).fetchall()] == ["insert"]  # rolled back: no delete
+        assert admin.execute(steps, (table,)).fetchall() == []  # rolled back: no delete
         (before,) = admin.execute(now).fetchone()
         admin.execute(f"UPDATE {table} SET amount = amount + 1 WHERE id = 1")
         (after,) = admin.execute(now).fetchone()
@@ -364,10 +364,12 @@ def test_sys_query_detail_says_when_a_base_table_was_last_written(proxy, sales, 
         assert admin.execute(steps, (table,)).fetchall() == [written[0], ("insert", at)]
 
 
-def test_sys_query_detail_says_when_any_table_made_since_was_last_written(proxy, new_user):
-    """dbt's source freshness from metadata, for tables no materialized view reads: a table made
-    by CREATE TABLE and loaded, and one made by CREATE TABLE AS, are each last written when
-    their rows went in; a table written again moves on; a temporary table is not tracked."""
+def test_sys_query_detail_says_when_any_table_made_since_was_last_written(make_proxy, new_user):
+    """dbt's source freshness from metadata, for tables no materialized view reads, under
+    cluster.track_table_writes: a table made by CREATE TABLE and loaded, and one made by CREATE
+    TABLE AS, are each last written when their rows went in; a table written again moves on; a
+    temporary table is not tracked. Without it (the default), a new table is not tracked."""
+    proxy = make_proxy(cluster__track_table_writes=True)
     user, password = new_user()
     schema = unique("fresh")
     now = "SELECT clock_timestamp() AT TIME ZONE 'UTC'"
@@ -395,3 +397,9 @@ def test_sys_query_detail_says_when_any_table_made_since_was_last_written(proxy,
     finally:
         with proxy.connect() as admin:
             admin.execute(f"DROP SCHEMA {schema} CASCADE")
+    off = make_proxy()  # the setting is the cluster's: this one puts it back to its default
+    with off.connect(user, password) as conn:
+        conn.execute("CREATE TABLE untracked (a int)")
+        conn.execute("INSERT INTO untracked VALUES (1)")
+        assert conn.execute("SELECT count(*) FROM sys_query_detail WHERE table_name = 'untracked'").fetchone() == (0,)
+        conn.execute("DROP TABLE untracked")

@@ -10,8 +10,9 @@ tens of function calls a byte where statements are rewritten through pglast's pa
 catalog views, RLS and masking policies, GRANT; see bench/classify_scaling.py), a few where
 they are only read. So, with SQLSTATE 54000: any SQL above limits.max_statement_size
 (Redshift's 16 MB); SQL the proxy must read (statements.may_need_plan) above
-limits.max_checked_statement_size, before it is read (SQL that only Redshift's names would
-have the proxy read, statements.may_need_names, is sent as written instead); and a message
+limits.max_checked_statement_size, before it is read (SQL that only Redshift's names or
+strict_redshift would have the proxy read, statements.may_need_reading, is sent as written
+instead: a bulk INSERT of 32,767 parameters runs, as on Redshift); and a message
 whose statements would take more than limits.max_rewritten_statement_size characters of parse
 trees (tokens.tree_budget), as a whole, once that is spent (nothing of it is sent: a statement
 left as written after it could hold a password PostgreSQL would log with the error).
@@ -22,7 +23,7 @@ from __future__ import annotations
 from ..protocol import sqlstate
 from .identifiers import IdentifierCase
 from .masking import MaskedTables
-from .statements import PASS, Action, Denial, Plan, Translator, classify, may_need_names, may_need_plan
+from .statements import PASS, Action, Denial, Plan, Translator, classify, may_need_plan, may_need_reading
 from .tokens import tree_budget
 
 # What a cache entry costs beyond its texts (dict slot, key tuple, plan objects), roughly.
@@ -79,7 +80,7 @@ class Classifier:
                             f"Maximum Allowed: {self.max_statement_size} bytes")
         translator = self._databases.get(database, self._translator).with_identifier_case(identifier_case)
         if not may_need_plan(sql, translator) and (len(sql) > self.max_checked_size
-                                                   or not may_need_names(sql, translator)):
+                                                   or not may_need_reading(sql, translator)):
             return PASS  # cheaper than a cache lookup, and keeps the cache for parsed SQL
         if self._translator.masked.version != self._masked_version:
             self._plans.clear()  # plans made before the masked tables changed name them directly

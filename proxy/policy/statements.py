@@ -193,12 +193,11 @@ _DIALECT_TRIGGER = _any_of(dialect.TRIGGER_WORDS + tuple(w.encode() for w in DIA
 
 
 def may_need_plan(sql: bytes, translator: Translator | None = None) -> bool:
-    """False when sql certainly holds no statement the proxy owns (no parse needed)."""
+    """False when sql certainly holds no statement the proxy owns (no parse needed; with
+    strict_redshift every statement is read all the same, may_need_reading)."""
     if not sql.isascii():
         return True  # the proxy sends PostgreSQL only ASCII SQL (tokens.as_ascii)
     lowered = sql.lower()
-    if translator is not None and translator.strict:
-        return True  # strict_redshift looks at every statement
     if b"\\" in sql:
         return True  # a backslash may mean another reading (tokens.as_read)
     if may_run_into_name(sql):
@@ -215,9 +214,15 @@ def may_need_names(sql: bytes, translator: Translator) -> bool:
     """False when sql certainly holds nothing Redshift's names change (policy/identifiers.py):
     no quoted name to fold, no name too long, no enable_case_sensitive_identifier. Apart from
     may_need_plan because a quoted capital and a 64-character run are common inside string
-    constants (JSON, hex): SQL above limits.max_checked_statement_size that only this asks to
-    read is sent as written (cache.Classifier) rather than refused."""
+    constants (JSON, hex): see may_need_reading."""
     return translator.dialect and identifiers.may_rewrite(sql, sql.lower(), translator.identifier_case)
+
+
+def may_need_reading(sql: bytes, translator: Translator) -> bool:
+    """What only Redshift's names (may_need_names) or strict_redshift, which looks at every
+    statement, would have the proxy read; SQL above limits.max_checked_statement_size that
+    only this asks to read is sent as written (cache.Classifier) rather than refused."""
+    return translator.strict or may_need_names(sql, translator)
 
 
 def classify(sql: bytes, translator: Translator, standard_strings: bool = True, user: str | None = None) -> Plan:
@@ -229,7 +234,7 @@ def classify(sql: bytes, translator: Translator, standard_strings: bool = True, 
     otherwise Plan.text is the SQL written in ASCII (tokens.as_ascii), which reads the same in
     every client encoding, so that no change of the session's client_encoding (which the proxy
     may learn of only after the next message is on its way) changes what runs."""
-    if not may_need_plan(sql, translator) and not may_need_names(sql, translator):
+    if not may_need_plan(sql, translator) and not may_need_reading(sql, translator):
         return PASS
     try:
         plan = _classify_text(sql, translator, standard_strings, user)

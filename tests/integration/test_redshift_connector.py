@@ -315,3 +315,26 @@ def test_unused_untyped_parameters_are_accepted(conn):
     assert cursor.fetchone()[0] == "h"
     cursor.execute("select %s + 1", (41, "unused", "also unused"))
     assert cursor.fetchone()[0] == 42
+
+
+def test_a_bulk_insert_of_32767_parameters_runs_under_strict_redshift(make_proxy):
+    """redshift_connector's limit is 32,767 bind parameters, and AWS's driver suite inserts that
+    many in one statement (test_cursor.py). Its text is over limits.max_checked_statement_size:
+    with strict_redshift on, such SQL that nothing else would have the proxy read is sent as
+    written, as without it; a smaller statement is still read (a PostgreSQL-only column type is
+    refused), and a large one the proxy must read (non-ASCII text) is still refused with 54000."""
+    proxy = make_proxy(strict_redshift=True)
+    count = 32767
+    with connect(proxy) as conn:
+        cursor = conn.cursor()
+        cursor.execute("CREATE TEMP TABLE many (col1 int)")
+        sql = "INSERT INTO many (col1) VALUES " + ", ".join(["(%s)"] * count)
+        cursor.execute(sql, [1] * count)
+        cursor.execute("SELECT count(*), sum(col1) FROM many")
+        assert tuple(cursor.fetchone()) == (count, count)
+        with pytest.raises(ProgrammingError, match='unsupported type "bytea"'):
+            cursor.execute("CREATE TEMP TABLE other (a bytea)")
+        conn.rollback()
+        with pytest.raises(ProgrammingError, match="too large for shiftguard to check") as refused:
+            cursor.execute("SELECT length(%s), '" + "é" * 200_000 + "'", ("x",))
+        assert sqlstate(refused.value) == "54000"

@@ -15,7 +15,7 @@ import redshift_connector
 from proxy.protocol import messages as m
 from proxy.protocol.auth import md5_response, redshift_md5
 
-from ..conftest import unique
+from ..conftest import ADMIN, ADMIN_PASSWORD, unique
 
 PASSWORD = "Secret123"
 
@@ -184,6 +184,39 @@ def test_sha256_user_uses_cleartext_only_over_tls(proxy, users):
     # Without TLS there is no method psql can do for a SHA-256-only user: it fails like a
     # wrong password.
     assert "password authentication failed" in login_fails(proxy, name, "Mypassword1")
+
+
+def test_sha256_password_past_ascii(proxy, users):
+    """As AWS's driver suite does on a cluster (test_connection.py, test_auth_req_digest): a
+    'sha256|...' password holding a letter past ASCII is taken, and its user logs in with it
+    through redshift_connector's digest exchange and psycopg over TLS; in clear text the same
+    password is refused by Redshift's documented ASCII rule, and ALTER USER takes the sha256
+    form too."""
+    password = "My_sha256_PaSsWoRd\u017d"
+    name = unique("u")
+    with redshift_connect(proxy, ADMIN, ADMIN_PASSWORD) as admin:
+        cursor = admin.cursor()
+        with pytest.raises(redshift_connector.error.ProgrammingError, match="printable ASCII") as refused:
+            cursor.execute(f"CREATE USER {name} WITH PASSWORD '{password}'")
+        assert refused.value.args[0]["C"] == "22023"
+        admin.rollback()
+    name = users(f"PASSWORD 'sha256|{password}'", name)
+    with redshift_connect(proxy, name, password) as conn:
+        cursor = conn.cursor()
+        cursor.execute("SELECT current_user")
+        assert cursor.fetchall()[0][0] == name
+    with pytest.raises(redshift_connector.error.ProgrammingError, match="28P01"):
+        redshift_connect(proxy, name, password[:-1] + "Z")
+    with proxy.connect(name, password, sslmode="require") as conn:
+        assert conn.execute("SELECT current_user").fetchone() == (name,)
+    with proxy.connect() as admin:
+        admin.execute(f"ALTER USER {name} PASSWORD 'sha256|Ünïcödé_Pass1'")
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="printable characters"):
+            admin.execute(f"ALTER USER {name} PASSWORD 'sha256|Tab\tInside1x'")
+    with redshift_connect(proxy, name, "Ünïcödé_Pass1") as conn:
+        cursor = conn.cursor()
+        cursor.execute("SELECT 1")
+        assert cursor.fetchall()[0][0] == 1
 
 
 def test_alter_user_rename_clears_the_password(proxy, users):

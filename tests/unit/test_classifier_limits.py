@@ -133,3 +133,15 @@ def test_a_large_statement_only_names_would_have_read_is_sent_as_written():
     payload = '{"Name": "' + "ab" * 600 + '"}'
     assert classifier(f"INSERT INTO t VALUES ('{payload}')".encode()) == PASS
     assert classifier(b'SELECT 1 AS "Foo"').actions[0].sql == 'SELECT 1 AS "foo"'
+
+
+def test_a_large_statement_only_strict_redshift_would_have_read_is_sent_as_written():
+    """strict_redshift reads every statement, up to max_checked_size; above it, SQL nothing else
+    would have the proxy read passes as written (a bulk INSERT of many parameters), while SQL
+    the proxy must read is refused as before."""
+    classifier = Classifier(Translator(lambda role: "V", dialect=True, strict=True), max_checked_size=1000)
+    many = "INSERT INTO t (c) VALUES " + ", ".join(f"(${n})" for n in range(1, 300))
+    assert classifier(many.encode()) == PASS
+    assert classifier(b"CREATE TABLE t (a bytea)").actions[0].denial.sqlstate == "0A000"
+    (action,) = classifier(f"INSERT INTO t VALUES ('{'é' * 600}')".encode()).actions
+    assert action.denial.sqlstate == "54000"

@@ -84,6 +84,10 @@ def test_sha256_forms():
     made = parse_password("sha256|Mypassword1", "admin")
     assert made.verifiers["sha256"] == sha256_digest("Mypassword1", bytes.fromhex(made.verifiers["salt"]))
     assert sha256_digest("Mypassword1", b"\x01" * 32) == hashlib.sha256(b"Mypassword1" + b"\x01" * 32).hexdigest()
+    # past ASCII: the UTF-8 bytes are hashed, as redshift_connector hashes them
+    made = parse_password("sha256|My_sha256_PaSsWoRd\u017d", "admin")
+    salt_bytes = bytes.fromhex(made.verifiers["salt"])
+    assert made.verifiers["sha256"] == hashlib.sha256("My_sha256_PaSsWoRd\u017d".encode() + salt_bytes).hexdigest()
 
 
 @pytest.mark.parametrize("sql, sqlstate, fragment", [
@@ -104,6 +108,10 @@ def test_sha256_forms():
     ("CREATE USER bob PASSWORD 'Secret123' SESSION TIMEOUT 1728001", "22023", "between 60 and 1728000"),
     ("CREATE USER bob PASSWORD 'Secret123' EXTERNALID x", "22023", "PASSWORD DISABLE"),
     ("CREATE USER bob PASSWORD 'sha256|abc|def'", "22023", "64 hex"),
+    ("CREATE USER bob PASSWORD 'Caf\u00e9Latte123'", "22023", "printable ASCII"),
+    ("CREATE USER bob PASSWORD 'sha256|Caf\u00e9 Latte123'", "22023", "printable characters"),
+    ("CREATE USER bob PASSWORD 'sha256|caf\u00e9latte1'", "22023", "upper-case"),
+    ("CREATE USER bob PASSWORD 'sha256|Abc12345\u05d0'", "22023", "SASLprep"),
     ("CREATE USER bob PASSWORD 'SCRAM-SHA-256$4096:c2FsdA==$a2V5:a2V5'", "0A000", "SCRAM"),
     ("ALTER USER bob", "42601", "needs an option"),
     ("ALTER USER bob RENAME TO carl CREATEDB", "42601", "cannot be combined"),

@@ -175,3 +175,70 @@ def test_a_user_cannot_hold_the_lock_of_a_proxys_start(proxy, make_proxy, postgr
     finally:
         with postgres.connect() as direct:
             direct.execute(f"DROP DATABASE IF EXISTS {other} WITH (FORCE)")
+
+
+def _tracked_table(conn) -> str:
+    """A table of the user's whose writes shiftguard notes (a materialized view reads it)."""
+    table = unique("t")
+    conn.execute(f"CREATE TABLE {table} (a int)")
+    conn.execute(f"CREATE MATERIALIZED VIEW {table}_mv AS SELECT count(*) AS n FROM {table}")
+    return table
+
+
+@pytest.mark.parametrize("statement", [
+    "CREATE RULE r AS ON INSERT TO shiftguard.users DO INSTEAD NOTHING",
+    "CREATE TRIGGER t AFTER INSERT ON shiftguard.table_writes EXECUTE FUNCTION suppress_redundant_updates_trigger()"])
+def test_a_users_queued_lock_on_a_private_table_holds_no_one_up_for_long(proxy, postgres, new_user, statement):
+    """CREATE RULE and CREATE TRIGGER lock their table before PostgreSQL asks whether the user
+    owns it: one from a DO block, queued behind the user's own open transaction that read
+    pg_user (or wrote a table whose writes shiftguard notes), would queue every login (or every
+    write of such a table) behind it until that transaction ends. It gives up after two seconds
+    instead, and what waits behind it goes ahead."""
+    (mallory, password), (alice, alice_password) = new_user(), new_user()
+    failures = []
+    with proxy.connect(mallory, password) as holder, proxy.connect(mallory, password) as queuer, \
+            proxy.connect(alice, alice_password) as writer:
+        mine, theirs = _tracked_table(holder), _tracked_table(writer)
+        holder.execute("BEGIN")
+        holder.execute("SELECT count(*) FROM pg_user")
+        holder.execute(f"INSERT INTO {mine} VALUES (1)")
+
+        def queue():
+            try:
+                queuer.execute(f"DO $$ BEGIN EXECUTE '{statement}'; END $$")
+            except psycopg.Error as exc:
+                failures.append(type(exc))
+
+        thread = threading.Thread(target=queue)
+        thread.start()
+        try:
+            assert waits_on_a_lock(postgres, "DO $$ BEGIN EXECUTE")
+            with psycopg.connect(host=proxy.host, port=proxy.port, user=alice, password=alice_password,
+                                 dbname="dev", sslmode="disable", connect_timeout=20) as login:
+                assert login.execute("SELECT current_user").fetchone() == (alice,)
+            writer.execute("SET statement_timeout = '20s'")
+            writer.execute(f"INSERT INTO {theirs} VALUES (1)")
+        finally:
+            holder.execute("ROLLBACK")
+            thread.join()
+    assert failures in ([psycopg.errors.LockNotAvailable], [psycopg.errors.InsufficientPrivilege])
+
+
+def test_a_users_own_triggers_and_rules_and_lock_timeout_stay(proxy, new_user):
+    """The lock wait of a user's CREATE TRIGGER and CREATE RULE is bounded for the statement only:
+    the session's lock_timeout is as it set it, before, in and after a transaction."""
+    user, password = new_user()
+    table = unique("t")
+    with proxy.connect(user, password) as conn:
+        conn.execute("SET lock_timeout = '5min'")
+        conn.execute(f"CREATE TABLE {table} (a int)")
+        with conn.transaction():
+            conn.execute(f"CREATE TRIGGER {table}_t BEFORE UPDATE ON {table} FOR EACH ROW "
+                         "EXECUTE FUNCTION suppress_redundant_updates_trigger()")
+            assert conn.execute("SHOW lock_timeout").fetchone() == ("5min",)
+        conn.execute(f"CREATE RULE {table}_r AS ON DELETE TO {table} DO INSTEAD NOTHING")
+        assert conn.execute("SHOW lock_timeout").fetchone() == ("5min",)
+        assert conn.execute("SELECT count(*) FROM pg_trigger t JOIN pg_rewrite r ON r.ev_class = t.tgrelid "
+                            "WHERE t.tgrelid = %s::regclass AND r.rulename = %s",
+                            (table, f"{table}_r")).fetchone() == (1,)
+        conn.execute(f"DROP TABLE {table}")

@@ -18,7 +18,7 @@ import pytest
 from proxy.config import Audit
 from proxy.protocol import messages as m
 
-from ..conftest import ADMIN, unique, wait_for
+from ..conftest import ADMIN, unique, wait_for, waits_on_a_lock
 from .test_bad_input import login, raw, read_all
 from .test_masking import CARDS, FULL, PASSWORD, _all_at_once, world  # noqa: F401 (a fixture)
 from .test_pgjdbc import classpath, jdbc  # noqa: F401 (a fixture)
@@ -141,6 +141,20 @@ def test_a_clients_settings_are_restored_in_a_session_another_client_used(proxy,
                              ).fetchone() == (pid, "read committed")
 
 
+def _leave_a_locked_leftover(first, locker, other: str, table: str) -> int:
+    """first makes, from a function, a permanent table with a column of its temporary table's
+    row type, which locker (logged in as other) then holds locked; first's backend pid."""
+    first.execute(f"""CREATE FUNCTION poison() RETURNS int LANGUAGE plpgsql AS $$ BEGIN
+        EXECUTE 'CREATE TEMP TABLE scratch (a int)';
+        EXECUTE 'CREATE TABLE public.{table} (a pg_temp.scratch)';
+        EXECUTE 'GRANT SELECT ON public.{table} TO {other}';
+        RETURN pg_backend_pid(); END $$""")
+    pid = first.execute("SELECT poison()").fetchone()[0]
+    locker.execute("BEGIN")
+    locker.execute(f"SELECT * FROM public.{table}")
+    return pid
+
+
 def test_a_reset_that_cannot_finish_runs_the_clients_statements_in_another_session(proxy, new_user):
     """The last client made, from a function, a permanent table with a column of its temporary
     table's row type, and another user holds that table locked: the reset's DISCARD TEMP would
@@ -151,14 +165,7 @@ def test_a_reset_that_cannot_finish_runs_the_clients_statements_in_another_sessi
     table = unique("leftover")
     with proxy.connect(name, password) as first, proxy.connect(name, password) as second, \
             proxy.connect(other, other_password) as locker:
-        first.execute(f"""CREATE FUNCTION poison() RETURNS int LANGUAGE plpgsql AS $$ BEGIN
-            EXECUTE 'CREATE TEMP TABLE scratch (a int)';
-            EXECUTE 'CREATE TABLE public.{table} (a pg_temp.scratch)';
-            EXECUTE 'GRANT SELECT ON public.{table} TO {other}';
-            RETURN pg_backend_pid(); END $$""")
-        pid = first.execute("SELECT poison()").fetchone()[0]
-        locker.execute("BEGIN")
-        locker.execute(f"SELECT * FROM public.{table}")
+        pid = _leave_a_locked_leftover(first, locker, other, table)
         with second.cursor() as cursor:  # its Parse, Bind and Execute go ahead, after the reset
             row = cursor.execute("SELECT pg_backend_pid(), %s::int", (42,), prepare=True).fetchone()
         assert row[0] != pid and row[1] == 42
@@ -385,20 +392,9 @@ def test_a_cancel_that_stops_the_reset_before_the_clients_statement_still_cancel
     table = unique("leftover")
     with proxy.connect(name, password) as first, proxy.connect(name, password) as second, \
             proxy.connect(other, other_password) as locker:
-        first.execute(f"""CREATE FUNCTION poison() RETURNS int LANGUAGE plpgsql AS $$ BEGIN
-            EXECUTE 'CREATE TEMP TABLE scratch (a int)';
-            EXECUTE 'CREATE TABLE public.{table} (a pg_temp.scratch)';
-            EXECUTE 'GRANT SELECT ON public.{table} TO {other}';
-            RETURN 1; END $$""")
-        first.execute("SELECT poison()")
-        locker.execute("BEGIN")
-        locker.execute(f"SELECT * FROM public.{table}")
-        def reset_waits() -> bool:
-            with postgres.connect() as direct:
-                return direct.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = %s "
-                                      "AND wait_event_type = 'Lock'", (name,)).fetchone()[0] == 1
-
-        assert _cancelled_when(second, reset_waits, "SELECT pg_sleep(30)") == "canceled"
+        _leave_a_locked_leftover(first, locker, other, table)
+        assert _cancelled_when(second, lambda: waits_on_a_lock(postgres, "DISCARD TEMP"),
+                               "SELECT pg_sleep(30)") == "canceled"
         locker.execute("ROLLBACK")
         assert second.execute("SELECT 1").fetchone() == (1,)
 

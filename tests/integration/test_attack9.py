@@ -165,3 +165,28 @@ def test_super_values_keep_their_strings(proxy, new_user, binary):
         with conn.cursor() as cursor:
             cursor.execute("SELECT %s::jsonb", (value,))
             assert cursor.fetchone()[0] == TRICKY
+
+
+@pytest.mark.xfail(strict=True, reason="track_writes creates the write trigger on another owner's table as the "
+                   "management role, in the reader's transaction: its SHARE ROW EXCLUSIVE lock (and the "
+                   "table's object_locks row) last until the reader ends it")
+def test_a_reader_cannot_hold_writes_to_a_table_it_only_reads(proxy, new_user, postgres):
+    """A materialized view over a table the user may only read has the table's writes tracked
+    (a trigger the management role creates, under the table's row of shiftguard.object_locks):
+    made in a transaction the user keeps open, its locks would stop the owner's writes for as
+    long as the user likes."""
+    reader, password = new_user()
+    table, view = unique("t"), unique("mv")
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE TABLE public.{table} (a int)")
+        admin.execute(f"GRANT SELECT ON public.{table} TO {reader}")
+    with proxy.connect(reader, password) as conn:
+        conn.autocommit = False
+        conn.execute(f"CREATE MATERIALIZED VIEW public.{view} AS SELECT a FROM public.{table}")
+        try:
+            writer = threading.Thread(target=lambda: proxy.connect().execute(f"INSERT INTO public.{table} VALUES (1)"))
+            writer.start()
+            assert not waits_on_a_lock(postgres, f"INSERT INTO public.{table}")
+        finally:
+            conn.rollback()
+            writer.join(30)

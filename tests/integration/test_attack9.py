@@ -13,7 +13,7 @@ import pytest
 
 from proxy.protocol import messages as m
 
-from ..conftest import unique, waits_on_a_lock
+from ..conftest import unique, wait_for, waits_on_a_lock
 from .test_bad_input import login, raw, read_all
 
 
@@ -96,8 +96,12 @@ def _logged_in(proxy, name: str, password: str) -> tuple[socket.socket, int, int
 def _query(sock: socket.socket, sql: str) -> bytes:
     """Everything the proxy answers to a Query, up to its ReadyForQuery."""
     sock.sendall(m.query(sql.encode()))
+    return _reply(sock)
+
+
+def _reply(sock: socket.socket) -> bytes:
     received = b""
-    while not received.endswith(m.ready_for_query(m.TX_IDLE)):
+    while received[-6:-1] != b"Z\0\0\0\x05":  # a ReadyForQuery, in whatever transaction status
         chunk = sock.recv(65536)
         assert chunk, received
         received += chunk
@@ -190,3 +194,29 @@ def test_a_reader_cannot_hold_writes_to_a_table_it_only_reads(proxy, new_user, p
         finally:
             conn.rollback()
             writer.join(30)
+
+
+def test_a_kept_cancel_reaches_only_the_waiting_clients_statement(make_proxy, new_user):
+    """A waiting client's cancel is kept until its statement gets a session: the one the holder
+    gives back. It cancels the waiter's statement there, not the holder's next one (which waits
+    for that session in turn), nor the reset of it; and a cancel with a wrong key kept nowhere."""
+    proxy = make_proxy(backend__pool_mode="transaction", backend__max_sessions_per_pool=1)
+    name, password = new_user()
+    holder, *_ = _logged_in(proxy, name, password)
+    waiter, pid, key = _logged_in(proxy, name, password)
+    _query(holder, "BEGIN")
+    _query(holder, "SELECT 1")
+    waiter.sendall(m.query(b"SELECT pg_sleep(30)"))
+    assert wait_for(lambda: sum(c[2] for c in proxy.proxy.context.transactions.counts().values()) == 1)
+    _cancel(proxy, pid, key ^ 1)  # answered at once: nothing is kept for it
+    cancels = [threading.Thread(target=_cancel, args=(proxy, pid, key)) for _ in range(3)]
+    for cancel in cancels:
+        cancel.start()
+    try:
+        assert b"57014" not in _query(holder, "COMMIT")
+        assert b"57014" in _reply(waiter)
+        assert b"57014" not in _query(waiter, "SELECT 2")
+        assert b"57014" not in _query(holder, "SELECT pg_sleep(0.5)")
+    finally:
+        for cancel in cancels:
+            cancel.join(60)

@@ -18,8 +18,10 @@ from .test_bad_input import login, raw, read_all
 
 
 def test_a_user_cannot_fake_mv_refreshed_callers_with_a_multiline_statement(proxy, new_user):
-    """mv_refreshed checks the second and third lines of its PG_CONTEXT: a PERFORM whose text
-    runs over several lines (a quoted column alias holding a newline) writes both lines itself."""
+    """mv_refreshed checked the second and third lines of its PG_CONTEXT, its caller's statement
+    and the routine that ran it: a statement whose text runs over several lines (an EXECUTE's,
+    with a quoted column alias holding a newline) wrote both lines itself, and the view's owner
+    recorded a refresh that did not happen (stale data read as fresh)."""
     name, password = new_user()
     base, view = unique("base"), unique("mv")
     with proxy.connect(name, password) as conn:
@@ -37,8 +39,10 @@ def test_a_user_cannot_fake_mv_refreshed_callers_with_a_multiline_statement(prox
         forged = ("SELECT shiftguard.mv_refreshed(v_view, v_snapshot)\"\n"
                   "PL/pgSQL function shiftguard.refresh_stale_views() line 1 at PERFORM\n"
                   f"\" FROM (SELECT ''public.{view}''::regclass AS v_view, pg_current_snapshot() AS v_snapshot) AS s")
-        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="mv_refreshed is for shiftguard's own use"):
-            conn.execute(f"DO $$ BEGIN EXECUTE '{forged}'; END $$")
+        for call in (f"EXECUTE '{forged}'",  # (the routines' own form, from the user's code:)
+                     f"v_recorded := shiftguard.mv_refreshed('public.{view}'::regclass, pg_current_snapshot())"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="mv_refreshed is for shiftguard's own use"):
+                conn.execute(f"DO $$ DECLARE v_recorded text; BEGIN {call}; END $$")
         assert stale() == [("t",)]
         assert conn.execute(f"SELECT n FROM public.{view}").fetchall() == [(0,)]
 

@@ -939,20 +939,35 @@ class ClusterLink:
 
 
 async def _vacuum(conn: asyncpg.Connection, database: str, relation: int | None) -> bool:
-    """One queued VACUUM (relation None: the whole database); whether it ran. One that fails is
-    logged by the relation's name and the error's kind (its message may quote a user's data)."""
+    """One queued VACUUM (relation None: the whole database); whether it ran. A table another
+    transaction holds locked is skipped (SKIP_LOCKED), as autovacuum skips it: its owner may
+    hold it locked for as long as they like, and every request queued after theirs, anyone's,
+    would wait for them. One skipped or failing is logged by the relation's name and the
+    error's kind (its message may quote a user's data)."""
     what = "the whole database" if relation is None else f"relation {relation}"  # for the log
+    skipped = []  # PostgreSQL's warning for a named table it skipped, before the command's end
+
+    def note(_conn, message) -> None:
+        if message.sqlstate == "55P03":  # lock_not_available
+            skipped.append(message)
+
+    conn.add_log_listener(note)
     try:
         if relation is not None:
             what = await conn.fetchval("SELECT oid::regclass::text FROM pg_class WHERE oid = $1", relation)
             if what is None:
                 return False  # dropped since
-        await conn.execute("VACUUM" if relation is None else f"VACUUM {what}", timeout=VACUUM_TIMEOUT)
-        return True
+        await conn.execute("VACUUM (SKIP_LOCKED)" if relation is None else f"VACUUM (SKIP_LOCKED) {what}",
+                           timeout=VACUUM_TIMEOUT)
     except (TimeoutError, asyncpg.PostgresError) as exc:
         log.warning("VACUUM of %s in database %s failed (%s); the other requests go on", what, database,
                     type(exc).__name__)
         return False
+    finally:
+        conn.remove_log_listener(note)
+    if skipped:
+        log.warning("VACUUM of %s in database %s skipped: another transaction holds it locked", what, database)
+    return not skipped
 
 
 async def _make_bootstrap_lock(conn: asyncpg.Connection, superusers_only: bool = False) -> bool:

@@ -209,3 +209,27 @@ def test_a_kept_cancel_reaches_only_the_waiting_clients_statement(make_proxy, ne
     finally:
         for cancel in cancels:
             cancel.join(60)
+
+
+def test_a_user_holding_a_table_of_theirs_locked_holds_up_no_one_elses_vacuum(proxy, new_user, postgres):
+    """VACUUM requests are queued and run by the proxy one after the other: one of a table its
+    owner holds locked in a transaction left open waited for that lock (an hour at most), and
+    every user's request queued after it with it."""
+    (mallory, password), (victim, victim_password) = new_user(), new_user()
+    held, own = unique("held"), unique("own")
+    with proxy.connect(victim, victim_password) as conn:
+        conn.execute(f"CREATE TABLE public.{own} (a int)")
+    with proxy.connect(mallory, password) as holder, proxy.connect(mallory, password) as conn:
+        conn.execute(f"CREATE TABLE public.{held} (a int)")
+        with holder.transaction():
+            holder.execute(f"LOCK TABLE public.{held} IN SHARE UPDATE EXCLUSIVE MODE")
+            conn.execute(f"VACUUM public.{held}")
+            with proxy.connect(victim, victim_password) as other:
+                other.execute(f"VACUUM public.{own}")
+
+            def vacuumed() -> bool:
+                with postgres.connect() as direct:
+                    return direct.execute("SELECT last_vacuum IS NOT NULL FROM pg_stat_user_tables "
+                                          "WHERE relname = %s", (own,)).fetchone()[0]
+
+            assert wait_for(vacuumed)

@@ -233,3 +233,32 @@ def test_a_user_holding_a_table_of_theirs_locked_holds_up_no_one_elses_vacuum(pr
                                           "WHERE relname = %s", (own,)).fetchone()[0]
 
             assert wait_for(vacuumed)
+
+
+def _extended(*messages: tuple[int, bytes]) -> bytes:
+    return b"".join(m.message(kind, body) for kind, body in messages) + m.message(m.F_SYNC, b"")
+
+
+@pytest.mark.xfail(strict=True, reason="relay: _portal_columns noted from a Describe of a portal keep applying to a "
+                   "cursor the client declared again by SQL; _compact_json raises ProtocolViolation on its text")
+def test_a_cursor_declared_again_under_a_name_has_its_own_columns(make_proxy, new_user):
+    """A portal's columns are noted from a Describe of it: a cursor of DECLARE described while
+    it read SUPER values, then closed and declared again by SQL (CLOSE, DECLARE: the proxy sees
+    no Close or Bind of it) over text, had its text rows taken for SUPER's (spaces taken out of
+    'a, b'; a lone '"' read as a string never closed: the client's connection ended as if the
+    backend broke the protocol)."""
+    proxy = make_proxy()
+    name, password = new_user()
+    sock, *_ = _logged_in(proxy, name, password)
+    _query(sock, "BEGIN")
+    _query(sock, "DECLARE c CURSOR FOR SELECT '{\"k\": [1, 2]}'::jsonb AS v")
+    # A Parse makes the Describe of the portal looked at (redshift types), as any driver's would be.
+    described = _extended((m.F_PARSE, b"\0SELECT 1\0\0\0"), (m.F_DESCRIBE, b"Pc\0"))
+    sock.sendall(described)
+    _reply(sock)
+    _query(sock, "CLOSE c")
+    _query(sock, "DECLARE c CURSOR FOR SELECT 'a, b: \"c' AS v")
+    sock.sendall(_extended((m.F_PARSE, b"\0SELECT 1\0\0\0"), (m.F_EXECUTE, b"c\0\0\0\0\0")))
+    rows = _reply(sock)
+    assert b"a, b: \"c" in rows, rows
+    _query(sock, "ROLLBACK")

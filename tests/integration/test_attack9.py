@@ -4,6 +4,8 @@ compacted text, and the locks of catalog objects (shiftguard.object_locks, mv_re
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import struct
 import threading
@@ -262,3 +264,33 @@ def test_a_cursor_declared_again_under_a_name_has_its_own_columns(make_proxy, ne
     rows = _reply(sock)
     assert b"a, b: \"c" in rows, rows
     _query(sock, "ROLLBACK")
+
+
+def test_a_cancel_postgresql_takes_long_to_read_reaches_no_other_clients_statement(make_proxy, new_user, postgres):
+    """The session a cancel is sent to stays its client's until PostgreSQL has read the cancel
+    (it closes the connection), for at most 5 s: a postmaster slower than that (overloaded: a
+    user can flood it with connections) read it after the session went to another client of the
+    role, and cancelled that client's statement. (Here the postmaster is stopped meanwhile.) Such
+    a session now ends when its client gives it back; the next client waits for a new one."""
+    proxy = make_proxy(backend__pool_mode="transaction", backend__max_sessions_per_pool=1)
+    name, password = new_user()
+    attacker, pid, key = _logged_in(proxy, name, password)
+    victim, *_ = _logged_in(proxy, name, password)
+    postmaster = int((postgres.server.pgdata / "postmaster.pid").read_text().split()[0])
+    with postgres.connect() as direct:  # opened before the postmaster stops
+        attacker.sendall(m.query(b"SELECT pg_sleep(2)"))
+        assert wait_for(lambda: direct.execute("SELECT count(*) FROM pg_stat_activity WHERE query = "
+                                               "'SELECT pg_sleep(2)' AND state = 'active'").fetchone()[0])
+        victim.sendall(m.query(b"SELECT pg_sleep(8), 'victim'"))
+        os.kill(postmaster, signal.SIGSTOP)
+        try:
+            canceller = threading.Thread(target=_cancel, args=(proxy, pid, key))
+            canceller.start()
+            _reply(attacker)  # its statement ended; then the proxy gave up waiting for the cancel's read
+            wait_for(lambda: direct.execute("SELECT count(*) FROM pg_stat_activity WHERE query LIKE "
+                                            "'SELECT pg_sleep(8)%' AND state = 'active'").fetchone()[0])
+        finally:
+            os.kill(postmaster, signal.SIGCONT)
+        canceller.join(30)
+    victim.settimeout(60)
+    assert b"57014" not in _reply(victim)

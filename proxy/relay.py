@@ -531,7 +531,7 @@ class Relay:
         self._release_due = False
         self._hiding = 0          # added messages not yet answered
         self.pinned: str | None = None  # what ties the backend session to this client, if anything
-        self._discards = False    # the session's prepared statements were dropped: not shared again
+        self._discards = False    # not shared again: its prepared statements were dropped, or a cancel may come late
         self.cancelling = 0       # cancel requests on their way to the held session
         # The client's session-level settings (name -> its SET statement), restored in each
         # session it lands on; those sent and not yet settled by a ReadyForQuery; the unnamed
@@ -769,8 +769,13 @@ class Relay:
             self._cancelled_in_reset |= self._owed is not None
         return self.backend_session
 
-    def cancel_done(self) -> None:
+    def cancel_done(self, read: bool = True) -> None:
+        """A cancel sent to the session held has been read by PostgreSQL, or not (read False:
+        it may still come, to whatever the session runs then; so the session is not given to
+        another client, it ends when this one gives it back)."""
         self.cancelling -= 1
+        if not read:
+            self._discards = True
         if self._lender is not None and not self._done.done() and self._may_release():
             self._release()
 

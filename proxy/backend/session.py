@@ -220,14 +220,17 @@ async def _login(endpoint: Endpoint, user: str, password: str | None, database: 
             raise BackendUnavailable(f"unexpected message {chr(kind)!r} from PostgreSQL during login")
 
 
-async def send_cancel(address: BackendAddress, pid: int, key: int) -> None:
-    """PostgreSQL's CancelRequest on a fresh connection; the server closes it without a reply."""
+async def send_cancel(address: BackendAddress, pid: int, key: int) -> bool:
+    """PostgreSQL's CancelRequest on a fresh connection; the server closes it without a reply,
+    once it has signalled the session. False when it did not within 5 s: the cancel may still
+    reach the session, whatever it runs then."""
     endpoint = await connect(address)
     try:
         endpoint.write(m.cancel_request(pid, key))
         async with asyncio.timeout(5):
             await endpoint.wait_closed()
+        return True
     except asyncio.TimeoutError:
-        pass
+        return False
     finally:
         endpoint.close()

@@ -244,6 +244,11 @@ SELECT shiftguard.ensure_event_trigger('shiftguard_track_new_tables', 'ddl_comma
 -- and stale data would look fresh to svv_mv_info and AUTO REFRESH. (The routines run as their
 -- caller, whose query it is, so EXECUTE cannot be kept from the owner; the call stack is
 -- checked instead, as lend_create's: nobody else can make a function in schema shiftguard.)
+-- They call it in an assignment, which PostgreSQL evaluates without a statement of its own: the
+-- line after this function's in PG_CONTEXT is then the routine's. A call from a statement
+-- (PERFORM, EXECUTE) puts that statement's text there, and a text may hold newlines, so the
+-- lines after it would be the caller's to write (a quoted alias holding a newline and the line
+-- of a routine allowed, in an EXECUTE of the owner's).
 CREATE OR REPLACE FUNCTION shiftguard.mv_refreshed(p_view regclass, p_snapshot pg_snapshot) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -251,11 +256,10 @@ DECLARE
     v_context text;
 BEGIN
     GET DIAGNOSTICS v_context = PG_CONTEXT;
-    -- (Its caller's PERFORM: the statement, then the routine. E'...': compiled in the caller's
+    -- (Its caller's assignment: the routine's line, next. E'...': compiled in the caller's
     -- session, maybe with standard_conforming_strings off.)
-    IF split_part(v_context, E'\n', 2) <> 'SQL statement "SELECT shiftguard.mv_refreshed(v_view, v_snapshot)"'
-       OR split_part(v_context, E'\n', 3) !~ (E'^PL/pgSQL function shiftguard\\.(create_materialized_view\\(text,text,jsonb,text,text\\)|'
-                                              || E'refresh_materialized_view\\(text,text\\)|refresh_stale_views\\(\\)) line [0-9]+ at PERFORM$') THEN
+    IF split_part(v_context, E'\n', 2) !~ (E'^PL/pgSQL function shiftguard\\.(create_materialized_view\\(text,text,jsonb,text,text\\)|'
+                                           || E'refresh_materialized_view\\(text,text\\)|refresh_stale_views\\(\\)) line [0-9]+ at assignment$') THEN
         RAISE EXCEPTION 'permission denied: shiftguard.mv_refreshed is for shiftguard''s own use' USING ERRCODE = '42501';
     END IF;
     IF (SELECT relkind FROM pg_class WHERE oid = p_view) <> 'm' THEN
@@ -320,6 +324,7 @@ DECLARE
     -- fresh, not one it renamed to p_view.
     v_views    oid[] := ARRAY(SELECT oid FROM pg_class WHERE relkind = 'm');
     v_view     regclass;
+    v_recorded text;
 BEGIN
     PERFORM shiftguard.caller_execute(p_sql, p_search_path);
     v_view := shiftguard.caller_regclass(p_view, p_search_path);
@@ -328,7 +333,7 @@ BEGIN
     END IF;
     PERFORM shiftguard.record_table(v_view, p_attrs || jsonb_build_object(
         'definition', rtrim(p_definition, E'; \t\r\n') || ';'));
-    PERFORM shiftguard.mv_refreshed(v_view, v_snapshot);
+    v_recorded := shiftguard.mv_refreshed(v_view, v_snapshot);  -- an assignment: mv_refreshed checks
 END
 $$;
 GRANT EXECUTE ON PROCEDURE shiftguard.create_materialized_view(text, text, jsonb, text, text) TO PUBLIC;
@@ -338,9 +343,10 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_snapshot pg_snapshot := pg_current_snapshot();
     v_view     regclass := shiftguard.caller_relation(p_view, p_search_path);
+    v_recorded text;
 BEGIN
     PERFORM shiftguard.caller_execute(format('REFRESH MATERIALIZED VIEW %s', v_view), p_search_path);
-    PERFORM shiftguard.mv_refreshed(v_view, v_snapshot);
+    v_recorded := shiftguard.mv_refreshed(v_view, v_snapshot);  -- an assignment: mv_refreshed checks
 END
 $$;
 GRANT EXECUTE ON PROCEDURE shiftguard.refresh_materialized_view(text, text) TO PUBLIC;
@@ -390,6 +396,7 @@ DECLARE
     v_view     regclass;
     v_snapshot pg_snapshot;
     v_done     integer := 0;
+    v_recorded text;
 BEGIN
     PERFORM set_config('lock_timeout', '1s', true);
     FOR v_view IN SELECT a.table_id FROM shiftguard.table_attributes a JOIN pg_class c ON c.oid = a.table_id
@@ -398,7 +405,7 @@ BEGIN
         BEGIN
             v_snapshot := pg_current_snapshot();
             EXECUTE format('REFRESH MATERIALIZED VIEW %s', v_view);
-            PERFORM shiftguard.mv_refreshed(v_view, v_snapshot);
+            v_recorded := shiftguard.mv_refreshed(v_view, v_snapshot);  -- an assignment: mv_refreshed checks
             v_done := v_done + 1;
         EXCEPTION WHEN OTHERS OR query_canceled OR assert_failure THEN
             RAISE WARNING 'could not refresh materialized view %: %', v_view, SQLERRM;

@@ -37,12 +37,15 @@ MASKING_CHANNEL = "shiftguard_masking"  # NOTIFYed by catalog/schema.sql shiftgu
 # REFRESH YES materialized view was written.
 MV_REFRESH_CHANNEL = "shiftguard_mv_refresh"
 VACUUM_TIMEOUT = 3600.0  # seconds one queued VACUUM may take (the pool's command_timeout is 60)
-# One proxy at a time bootstraps a database (_make_bootstrap_lock): not an advisory lock, whose
-# key any user could hold in a session of theirs and stop every proxy's start. SHARE UPDATE
-# EXCLUSIVE conflicts with itself and with no lock a user's statement can take on a table it may
-# not use before PostgreSQL refuses it (a query's, which its planner may hold while it folds a
-# user's immutable function; the others are checked first, or given back at once).
-_BOOTSTRAP_LOCK = "LOCK TABLE shiftguard.bootstrap IN SHARE UPDATE EXCLUSIVE MODE"
+# One proxy at a time bootstraps a database (_make_bootstrap_lock), under the lock of a table in
+# schema shiftguard_rows, which no user may look into (rls.sql). Not an advisory lock, whose key
+# any user could hold in a session of theirs and stop every proxy's start; and not a table a user
+# can name, though the user may not lock it: PostgreSQL takes some locks before it checks the
+# privilege (CREATE RULE's ACCESS EXCLUSIVE, refused only once granted), and such a request,
+# waiting behind a lock the user keeps (a view over the table, made in a transaction left
+# open), keeps every later request waiting behind it. A name in a schema the user may not use
+# is refused before anything is locked.
+_BOOTSTRAP_LOCK = "LOCK TABLE shiftguard_rows.bootstrap IN SHARE UPDATE EXCLUSIVE MODE"
 
 # Every connection of the management role (a superuser on the embedded backend) resolves names
 # only in the catalogs: users may create functions and operators in schema public, and
@@ -64,9 +67,11 @@ class UntrustedDatabase(Exception):
     runs nothing there (its owner could have planted functions of shiftguard's names)."""
 
 
-# Is the private schema there and a superuser's (the management role's on the embedded server)?
-_PRIVATE_SCHEMA_TRUSTED = ("SELECT coalesce((SELECT r.rolsuper FROM pg_namespace n JOIN pg_roles r ON r.oid = n.nspowner "
-                           "WHERE n.nspname = 'shiftguard'), false)")
+# Is the private schema there and a superuser's (the management role's on the embedded server),
+# and shiftguard_rows too where it is?
+_PRIVATE_SCHEMA_TRUSTED = ("SELECT coalesce((SELECT bool_and(r.rolsuper) FROM pg_namespace n JOIN pg_roles r "
+                           "ON r.oid = n.nspowner WHERE n.nspname IN ('shiftguard', 'shiftguard_rows')) "
+                           "AND to_regnamespace('shiftguard') IS NOT NULL, false)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -936,36 +941,53 @@ class ClusterLink:
 
 
 async def _vacuum(conn: asyncpg.Connection, database: str, relation: int | None) -> bool:
-    """One queued VACUUM (relation None: the whole database); whether it ran. One that fails is
-    logged by the relation's name and the error's kind (its message may quote a user's data)."""
+    """One queued VACUUM (relation None: the whole database); whether it ran. A table another
+    transaction holds locked is skipped (SKIP_LOCKED), as autovacuum skips it: its owner may
+    hold it locked for as long as they like, and every request queued after theirs, anyone's,
+    would wait for them. One skipped or failing is logged by the relation's name and the
+    error's kind (its message may quote a user's data)."""
     what = "the whole database" if relation is None else f"relation {relation}"  # for the log
+    skipped = []  # PostgreSQL's warning for a named table it skipped, before the command's end
+
+    def note(_conn, message) -> None:
+        if message.sqlstate == "55P03":  # lock_not_available
+            skipped.append(message)
+
+    conn.add_log_listener(note)
     try:
         if relation is not None:
             what = await conn.fetchval("SELECT oid::regclass::text FROM pg_class WHERE oid = $1", relation)
             if what is None:
                 return False  # dropped since
-        await conn.execute("VACUUM" if relation is None else f"VACUUM {what}", timeout=VACUUM_TIMEOUT)
-        return True
+        await conn.execute("VACUUM (SKIP_LOCKED)" if relation is None else f"VACUUM (SKIP_LOCKED) {what}",
+                           timeout=VACUUM_TIMEOUT)
     except (TimeoutError, asyncpg.PostgresError) as exc:
         log.warning("VACUUM of %s in database %s failed (%s); the other requests go on", what, database,
                     type(exc).__name__)
         return False
+    finally:
+        conn.remove_log_listener(note)
+    if skipped:
+        log.warning("VACUUM of %s in database %s skipped: another transaction holds it locked", what, database)
+    return not skipped
 
 
 async def _make_bootstrap_lock(conn: asyncpg.Connection, superusers_only: bool = False) -> bool:
-    """The table _BOOTSTRAP_LOCK locks, and its schema, made where missing before any proxy can
+    """The table _BOOTSTRAP_LOCK locks, and the schemas, made where missing before any proxy can
     hold the lock (another proxy making them at the same moment: looked at again). False, and
-    no table made, when superusers_only and the schema shiftguard there is not a superuser's."""
-    attempts = 3  # the schema's race, the table's, then none
+    no table made, when superusers_only and a schema there is not a superuser's."""
+    attempts = 4  # the schemas' races, the table's, then none
     while True:
         try:
             async with conn.transaction():
                 await conn.execute("CREATE SCHEMA IF NOT EXISTS shiftguard")
+                await conn.execute("CREATE SCHEMA IF NOT EXISTS shiftguard_rows")
                 if superusers_only and not await conn.fetchval(_PRIVATE_SCHEMA_TRUSTED):
                     return False
-                if await conn.fetchval("SELECT to_regclass('shiftguard.bootstrap') IS NULL"):
-                    await conn.execute("CREATE TABLE shiftguard.bootstrap ()")
-                    await conn.execute("REVOKE ALL ON shiftguard.bootstrap FROM PUBLIC")
+                if await conn.fetchval("SELECT to_regclass('shiftguard_rows.bootstrap') IS NULL"):
+                    await conn.execute("REVOKE ALL ON SCHEMA shiftguard_rows FROM PUBLIC")
+                    await conn.execute("CREATE TABLE shiftguard_rows.bootstrap ()")
+                    await conn.execute("REVOKE ALL ON shiftguard_rows.bootstrap FROM PUBLIC")
             return True
         except asyncpg.UniqueViolationError:
             attempts -= 1

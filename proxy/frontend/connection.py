@@ -1072,12 +1072,13 @@ async def cancel_session(context: Context, pid: int, key: int) -> None:
     backend = session.relay.cancel_target()
     if backend is None:
         return  # transaction pooling: the client holds no backend session, so runs nothing
+    read = True
     try:
-        await send_cancel(context.backend, backend.pid, backend.key)
+        read = await send_cancel(context.backend, backend.pid, backend.key)
     except BackendUnavailable as exc:
         log.warning("could not forward a cancel request: %s", exc)
     finally:
-        session.relay.cancel_done()
+        session.relay.cancel_done(read)
 
 
 async def _cancel(address: BackendAddress, backend: BackendSession) -> None:

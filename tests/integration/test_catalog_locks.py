@@ -171,7 +171,7 @@ def test_a_user_cannot_hold_the_lock_of_a_proxys_start(proxy, make_proxy, postgr
             with started.connect(mallory, USER_PASSWORD, dbname=other) as conn:
                 assert conn.execute("SELECT current_database()").fetchone() == (other,)
             with pytest.raises(psycopg.errors.InsufficientPrivilege), cluster.transaction():
-                cluster.execute("LOCK TABLE shiftguard.bootstrap IN SHARE UPDATE EXCLUSIVE MODE")
+                cluster.execute("LOCK TABLE shiftguard_rows.bootstrap IN SHARE UPDATE EXCLUSIVE MODE")
     finally:
         with postgres.connect() as direct:
             direct.execute(f"DROP DATABASE IF EXISTS {other} WITH (FORCE)")

@@ -302,12 +302,11 @@ def test_vacuum_in_a_new_database_runs_there(proxy, postgres, database):
 
 
 def test_a_failing_vacuum_leaves_the_others_taken_with_it_to_run(proxy, postgres, database, caplog):
-    """The proxy takes the queued VACUUMs a hundred at a time: one that failed (here: it waited
-    too long for a lock a user's transaction holds) lost the rest of its database's and of the
-    databases after it. Logged by the table's name; the others run."""
+    """The proxy takes the queued VACUUMs a hundred at a time: one that failed lost the rest of
+    its database's and of the databases after it. One of a table a user's transaction holds
+    locked (it waited for the lock as long as the user liked, an hour at most) is skipped, and
+    logged by the table's name; the others run."""
     first, second = sorted((database(), database()))
-    with postgres.connect() as direct:  # the management role's connections there wait 0.1 s for a lock
-        direct.execute(f"ALTER ROLE {postgres.target.user} IN DATABASE {first} SET lock_timeout = '100ms'")
     for db in (first, second):
         with proxy.connect(dbname=db) as admin:
             admin.execute("CREATE TABLE held (a int)")
@@ -328,7 +327,8 @@ def test_a_failing_vacuum_leaves_the_others_taken_with_it_to_run(proxy, postgres
         proxy.call(proxy.proxy.catalog.run_vacuums())  # what the proxy's queue reader does, now
     assert wait_for(lambda: vacuumed(first, "free") and vacuumed(second, "free"))
     assert not vacuumed(first, "held")
-    assert any(f"VACUUM of public.held in database {first} failed (LockNotAvailableError)" in record.getMessage()
+    assert any(f"VACUUM of public.held in database {first} skipped: another transaction holds it locked"
+               in record.getMessage()
                for record in caplog.records)
 
 

@@ -1022,6 +1022,8 @@ class Relay:
         if kind == m.F_QUERY:
             if self._lender is not None:  # a Query ends the unnamed statement (exec_simple_query)
                 self._unnamed, self.backend_session.unnamed_owner = None, self
+            if self._portal_columns:
+                self._forget_cursors()
             return self._after_audit(kind, body, self._query(body))
         if kind == m.F_FUNCTION_CALL:
             return self._function_call()
@@ -1036,6 +1038,8 @@ class Relay:
         try:
             if kind == m.F_EXECUTE:
                 portal = m.decode_execute_portal(body)
+                if self._portal_columns:
+                    self._forget_cursors(portal)
                 if self._set_bound and portal == b"":
                     self._set_bound = False
                     self._setting_run(self._set_statement)
@@ -1164,6 +1168,14 @@ class Relay:
             work = work or _Work()
             work.portal, work.statement = portal, self._portal_statements.get(portal)
         return work
+
+    def _forget_cursors(self, running: bytes | None = None) -> None:
+        """What a statement runs may close SQL cursors and declare others under their names
+        (CLOSE and DECLARE, the end of a transaction, a function's cursors): the columns noted
+        from a Describe of a portal no Bind of the client's made go, but those of the one about to
+        be read (running)."""
+        for name in [n for n in self._portal_columns if n != running and n not in self._portal_statements]:
+            del self._portal_columns[name]
 
     def _query(self, body: bytes) -> bytes | None:
         try:

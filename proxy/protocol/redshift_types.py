@@ -346,7 +346,8 @@ def data_row(body: bytes, columns: Columns) -> bytes | None:
 
 def _compact_json(value: bytes) -> bytes:
     """jsonb's text without the space it writes after each ',' and ':' between values (the only
-    spaces it writes outside strings); strings as they are."""
+    spaces it writes outside strings); strings as they are. Text that is not jsonb's (a string
+    never closed) stays as it is."""
     if b'"' not in value:
         return value.replace(b", ", b",").replace(b": ", b":")
     out, pos, end = bytearray(), 0, len(value)
@@ -361,7 +362,7 @@ def _compact_json(value: bytes) -> bytes:
         while True:  # the string's closing quote: one after an even number of backslashes
             close = value.find(b'"', close + 1)
             if close < 0:
-                raise ProtocolViolation("malformed jsonb text")
+                return value
             slashes = close - 1
             while value[slashes] == 0x5C:
                 slashes -= 1

@@ -392,7 +392,7 @@ class Relay:
                  "_discards", "_done", "_error", "_failing", "_fatal_seen", "_from_backend", "_from_client",
                  "_held", "_hiding", "_holding", "_lender", "_loop", "_lost_reported", "_on_client_gone",
                  "_retry", "_sent_ahead",
-                 "_cancel_again", "_cancelled_in_reset", "_recancel", "_started",
+                 "_cancel_again", "_cancelled_in_reset", "_flushed", "_recancel", "_started",
                  "_on_parameter", "_on_vacate_database", "_owed", "_parses", "_pipeline", "_portal_columns",
                  "_portal_sql", "_portal_statements", "_portal_tags", "_prepared", "_protecting",
                  "_protection_moved", "_reads_audit", "_release_due", "_result_columns", "_set_bound",
@@ -521,6 +521,7 @@ class Relay:
         self._recancel = recancel
         self._cancelled_in_reset = False
         self._cancel_again = False
+        self._flushed = False  # the replies to the reset come at once (Flush), ahead of the statement's
         self._ahead: list | None = None  # while they come: where the client's messages are (_up_to_sync)
         # And what went to PostgreSQL after a reset (of a session another client used): should the
         # reset fail, PostgreSQL ran none of it, and it is sent again in another session, once
@@ -690,8 +691,10 @@ class Relay:
                 self._ahead = [b"", 0]
             if retry is not None:
                 sent, given.prepared, given.unnamed_owner, self._ahead, self._discards = retry
-                if self._cancel_again:  # the reset's replies at once: then the cancel goes (_owed_replies)
-                    backend.write(_FLUSH)
+                # The reset's replies at once (not with the statement's): a cancel of the client's
+                # waits for them (started), then goes, to its statement rather than the reset.
+                backend.write(_FLUSH)
+                self._flushed = True
                 backend.write(sent)
             elif full and self._audit_wait is None:
                 self._sent_ahead = bytearray()
@@ -745,11 +748,13 @@ class Relay:
         self.backend.relay_to(self._backend_data, self._backend_closed)
 
     async def started(self, timeout: float) -> None:
-        """Wait, up to timeout seconds, while the client waits for a session: a cancel sent
-        meanwhile would cancel nothing, and its statement would run later."""
+        """Wait, up to timeout seconds, while the client waits for a session (a cancel sent
+        meanwhile would cancel nothing, and its statement would run later), or while the replies
+        to a reset flushed ahead of its statement are to come (the cancel would stop the reset)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while self._waiting and not self._done.done() and loop.time() < deadline:
+        while ((self._waiting or self._flushed and self._owed is not None) and not self._done.done()
+               and loop.time() < deadline):
             if self._started is None:
                 self._started = loop.create_future()
             await asyncio.wait((self._started, self._done), timeout=deadline - loop.time(),
@@ -1497,7 +1502,8 @@ class Relay:
                                         "in a backend session"))
             return None
         if rest is not None:
-            self._owed, self._ahead, self._cancelled_in_reset = None, None, False
+            self._owed, self._ahead, self._cancelled_in_reset, self._flushed = None, None, False, False
+            self._start()
             if self._cancel_again:
                 self._cancel_again = False
                 self._recancel()

@@ -40,8 +40,8 @@ every client:
 - SUPER is a domain over jsonb (catalog/redshift_functions.sql), so PostgreSQL describes its
   columns as jsonb: Redshift's drivers see Redshift's SUPER OID, whose values they read as text
   (redshift_connector's text_recv), and every client gets the text as Redshift prints it, with
-  no spaces after ',' and ':' (jsonb's text has them: {"a": [1, 2]}). Redshift has no jsonb, so
-  a jsonb column is taken for SUPER;
+  no spaces after ',' and ':' (jsonb's text has them: {"a": [1, 2]}), up to MAX_COMPACTED bytes.
+  Redshift has no jsonb, so a jsonb column is taken for SUPER;
 - INTERVAL YEAR TO MONTH and DAY TO SECOND in binary are Redshift's 4-byte months and 8-byte
   microseconds (what redshift_connector's IntervalYearToMonth and IntervalDayToSecond send),
   PostgreSQL's interval receive reads 16 bytes: a Bind parameter of those types is rewritten.
@@ -324,7 +324,7 @@ def data_row(body: bytes, columns: Columns) -> bytes | None:
             elif kind == TIMETZ_UTC:
                 shown = _timetz_utc(value)
             elif kind == SUPER_TEXT:
-                shown = _compact_json(value)
+                shown = _compact_json(value) if len(value) <= MAX_COMPACTED else value
             elif type(kind) is int:
                 shown = _redshift_numeric(value, kind)
             elif kind == ACL_ARRAY:
@@ -342,6 +342,12 @@ def data_row(body: bytes, columns: Columns) -> bytes | None:
         return None
     out += body[last:]
     return bytes(out)
+
+
+# The longest SUPER text made compact (Redshift's SUPER holds 16 MB): scanning a value costs the
+# event loop about a microsecond per string in it, which every client would wait out; a longer
+# value keeps jsonb's spaces.
+MAX_COMPACTED = 1 << 20
 
 
 def _compact_json(value: bytes) -> bytes:

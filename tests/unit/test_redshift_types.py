@@ -8,9 +8,10 @@ import struct
 import pytest
 
 from proxy.protocol.messages import ProtocolViolation
-from proxy.protocol.redshift_types import (ACL_ARRAY, SUPER_TEXT, TIME_24, TIMETZ_UTC, UNCONSTRAINED_NUMERIC, VARBYTE_BYTES,
-                                           VARBYTE_TEXT, RedshiftTypes, bind_intervals, bind_text_results, data_row,
-                                           parameter_description, parse_types, row_description)
+from proxy.protocol.redshift_types import (ACL_ARRAY, MAX_COMPACTED, SUPER_TEXT, TIME_24, TIMETZ_UTC,
+                                           UNCONSTRAINED_NUMERIC, VARBYTE_BYTES, VARBYTE_TEXT, RedshiftTypes,
+                                           bind_intervals, bind_text_results, data_row, parameter_description,
+                                           parse_types, row_description)
 
 # The backend's OIDs of shiftguard's types, as one database has them.
 OURS = {"varbyte": 16501, "intervaly2m": 16502, "intervald2s": 16503, "abstime": 16504}
@@ -64,6 +65,8 @@ def test_super_is_shown_as_redshifts_and_its_text_has_no_spaces_between_values()
                             (b'"s: t"', None), (b'12', None)]:
         assert data_row(row(jsonb), super_text) == (None if redshift is None else row(redshift))
     assert data_row(row(b'["a, b'), super_text) is None  # not jsonb's text: as it is
+    huge = b"[" + b", ".join([b"1"] * (MAX_COMPACTED // 3 + 1)) + b"]"
+    assert data_row(row(huge), super_text) is None  # past MAX_COMPACTED: jsonb's text
 
 
 def test_time_24_00_is_midnight_and_timetz_is_utc_as_on_redshift_in_text_and_binary():

@@ -40,6 +40,13 @@ BEGIN
 END
 $$;
 
+-- Redshift's query_group ('default' until a session sets it): the placeholder setting
+-- shiftguard.query_group, which the dialect makes SET and RESET query_group set (policy/dialect.py).
+CREATE OR REPLACE FUNCTION pg_catalog.redshift_query_group() RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce(nullif(current_setting('shiftguard.query_group', true), ''), 'default')
+$$;
+
 -- A datepart as Redshift spells it ('d', 'days', 'hrs', ...) -> PostgreSQL's unit.
 CREATE OR REPLACE FUNCTION pg_catalog.redshift_datepart(p_part text) RETURNS text
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$

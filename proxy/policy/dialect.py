@@ -30,6 +30,8 @@ Pure. Runs before classification, so security decisions see the statement that w
 - SHOW server_version and SHOW server_version_num: answered as Redshift answers them, as
   version() is (the backend's own would say PostgreSQL 15's "15.x (Debian ...)"); Redshift's
   SHOW discovery commands (SHOW TABLES ...): policy/show.py.
+- SET, RESET and SHOW query_group, and current_setting('query_group'): Redshift's query group,
+  kept in the placeholder setting shiftguard.query_group (_query_group).
 The functions themselves live in catalog/redshift_functions.sql and catalog/show.sql.
 """
 
@@ -58,7 +60,7 @@ for canonical, spellings in {
 
 TRIGGER_WORDS = (b"varbinary", b"varying", b"month", b"second", b"binding", b"top", b"sysdate", b"approximate", b"dateadd", b"datediff", b"date_part", b"date_trunc", b"listagg",
                  b"version", b"diststyle", b"distkey", b"sortkey", b"encode", b"backup", b"identity",
-                 b"decode", b"show", b"foreign", b"materialized", b"array", b"comment")
+                 b"decode", b"show", b"foreign", b"materialized", b"array", b"comment", b"query_group")
 
 
 @dataclass
@@ -114,7 +116,7 @@ def rewrite(statement: str) -> Rewritten | None:
     table = None
     alter_only = False
     words = [t.word for t in tokens]
-    shown = _show_version(tokens)
+    shown = _show_version(tokens) or _query_group(tokens, edits)
     if shown is not None:
         return shown
     discovery = show.rewrite(tokens)
@@ -504,6 +506,30 @@ def _show_version(tokens: list[Token]) -> Rewritten | None:
     return Rewritten(f"SELECT pg_catalog.redshift_show('{name}') AS {name}", tag=b"SHOW")
 
 
+# Redshift's query_group (SET query_group TO 'label', RESET query_group, SHOW query_group;
+# 'default' until set), which dbt sets per model: PostgreSQL has no such parameter, so its value
+# is the placeholder setting shiftguard.query_group (a session's, as SET makes it), read through
+# pg_catalog.redshift_query_group (redshift_functions.sql), which current_setting('query_group')
+# becomes too (_expressions).
+_QUERY_GROUP = "shiftguard.query_group"
+
+
+def _query_group(tokens: list[Token], edits: list) -> Rewritten | None:
+    """SHOW query_group -> its value, with SHOW's tag and column name; SET [SESSION | LOCAL]
+    query_group and RESET query_group -> of shiftguard.query_group (an edit)."""
+    words = [t.word for t in tokens]
+    at = 2 if words[:2] in (["SET", "SESSION"], ["SET", "LOCAL"]) else 1
+    if words[0] not in ("SET", "RESET", "SHOW") or len(tokens) <= at or tokens[at].name != "IDENT" \
+            or _name(tokens[at]).lower() != "query_group" or (words[0] != "SET" and at != 1):
+        return None
+    if words[0] == "SHOW":
+        if len(tokens) != 2:
+            return None
+        return Rewritten("SELECT pg_catalog.redshift_query_group() AS query_group", tag=b"SHOW")
+    edits.append((tokens[at].start, tokens[at].end, _QUERY_GROUP))
+    return None
+
+
 # --------------------------------------------------------------------------- queries
 
 # Words that end a query level's clauses list: a set operation at the same level.
@@ -724,6 +750,10 @@ def _expressions(text: str, tokens: list[Token], edits: list) -> None:
                 edits.append(edit)
         elif word == "ARRAY" and _is(following, "("):
             edits.extend(_super_array(text, tokens, index))
+        elif word == "CURRENT_SETTING" and _is(following, "(") and index + 3 < len(tokens) \
+                and tokens[index + 2].name == "SCONST" and string_value(tokens[index + 2]).lower() == "query_group" \
+                and _is(tokens[index + 3], ")"):
+            edits.append((token.start, tokens[index + 3].end, "pg_catalog.redshift_query_group()"))
 
 
 # A type name stands after these: a cast (x::t, CAST(x AS t)) or a column's or parameter's name.

@@ -801,3 +801,28 @@ def test_a_users_late_binding_view_reads_with_its_owners_privileges(proxy, new_u
     finally:
         with proxy.connect() as admin:
             admin.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.mark.parametrize("pool_mode", ["session", "transaction"])
+def test_query_group_is_set_shown_and_reset(make_proxy, new_user, pool_mode):
+    """Redshift's query_group, as dbt sets it per model: 'default' until set, then the label
+    (kept from transaction to transaction, whichever backend session runs them), then 'default'
+    again after RESET; another session's is its own."""
+    proxy = make_proxy(backend__pool_mode=pool_mode)
+    name, password = new_user()
+    group = "SELECT current_setting('query_group') AS value"
+    with proxy.connect(name, password) as conn, proxy.connect(name, password) as other:
+        assert conn.execute(group).fetchone() == ("default",)
+        conn.execute("SET query_group TO 'model_query_group'")
+        for _ in range(3):
+            assert conn.execute(group).fetchone() == ("model_query_group",)
+        cursor = conn.execute("SHOW query_group")
+        assert (cursor.description[0].name, cursor.fetchone(), cursor.statusmessage) == (
+            "query_group", ("model_query_group",), "SHOW")
+        assert other.execute("SHOW query_group").fetchone() == ("default",)
+        conn.execute("RESET query_group")
+        assert conn.execute(group).fetchone() == ("default",)
+        with conn.transaction():
+            conn.execute("SET LOCAL query_group = 'one_transaction'")
+            assert conn.execute(group).fetchone() == ("one_transaction",)
+        assert conn.execute(group).fetchone() == ("default",)

@@ -308,3 +308,21 @@ def test_comment_on_view_is_for_materialized_views_too(sql, call):
         assert not actions  # sent as written
     else:
         assert actions[0].sql.startswith(call) and actions[0].tag == b"COMMENT"
+
+
+@pytest.mark.parametrize("sql, expected", [
+    ("SET query_group TO 'etl'", "SET shiftguard.query_group TO 'etl'"),
+    ("set session QUERY_GROUP = 'a b'", "set session shiftguard.query_group = 'a b'"),
+    ("SET LOCAL query_group TO DEFAULT", "SET LOCAL shiftguard.query_group TO DEFAULT"),
+    ("RESET query_group", "RESET shiftguard.query_group"),
+    ("SHOW query_group", "SELECT pg_catalog.redshift_query_group() AS query_group"),
+    ("SELECT current_setting('query_group') AS value", "SELECT pg_catalog.redshift_query_group() AS value"),
+])
+def test_query_group_is_a_placeholder_setting(sql, expected):
+    assert dialect.rewrite(sql).sql == expected
+
+
+@pytest.mark.parametrize("sql", ["SET search_path TO public", "SHOW query_group_x", "SELECT current_setting('timezone')",
+                                 "RESET ALL", "SELECT 'query_group'"])
+def test_other_settings_are_not_query_group(sql):
+    assert dialect.rewrite(sql) is None

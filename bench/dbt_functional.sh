@@ -93,7 +93,11 @@ DATA="$WORK/sgdata"
 CONF="$WORK/shiftguard.yaml"
 IAM_KEY_ID=AKIADBTFUNCTIONAL001
 IAM_SECRET=dbt-functional-secret-0123456789abcdef
+# track_table_writes: a cluster's sys_query_detail knows every table's writes, which dbt's source
+# freshness from metadata reads (off by default in shiftguard for its cost to each write).
 cat > "$CONF" <<EOF
+cluster:
+  track_table_writes: true
 iam:
   users:
     - name: dbt-functional

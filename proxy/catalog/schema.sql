@@ -1627,8 +1627,11 @@ GRANT EXECUTE ON FUNCTION shiftguard.create_pending_late_binding_view(text, text
 -- grants and the views over it. Anyone's DDL runs it (shiftguard_bind_late_binding_views): the
 -- query is compiled by its owner's own function (or, for a superuser's view, as the management
 -- role, which compiles a superuser's text only), never by the one whose DDL made it compile. The
--- owner may have changed that function: one that would not run as its owner is not called, and
--- what it gives is read as names and types only. A view whose query still fails stays as it is.
+-- owner may have changed that function: one that would not run as its owner is not called, what
+-- it gives is read as names and types only, and what else it did (settings of the session whose
+-- DDL ran it, a superuser's maybe: its DateStyle, standard_conforming_strings; rows it wrote) is
+-- undone, the call's subtransaction rolled back once its answer is read. A view whose query
+-- still fails stays as it is.
 CREATE OR REPLACE FUNCTION shiftguard.bind_late_binding_views() RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -1650,6 +1653,13 @@ BEGIN
                            'array_agg(col_type), '
                            'min(query) FROM %s(true)', v_pending.function_name)
                INTO v_columns, v_types, v_query;
+            RAISE EXCEPTION USING ERRCODE = 'SGLB0';  -- undo what the owner's function did
+        EXCEPTION WHEN SQLSTATE 'SGLB0' THEN
+            NULL;  -- its answer, in the variables, stays
+        WHEN OTHERS THEN
+            CONTINUE;  -- not yet: its tables are still missing (or its owner may not compile it)
+        END;
+        BEGIN
             v_function := shiftguard.late_binding_function(v_pending.view_id, v_columns, v_query);
             UPDATE shiftguard.late_binding_views SET function_id = v_function, column_types = v_types, pending = false
              WHERE view_id = v_pending.view_id;

@@ -728,6 +728,36 @@ def test_a_pending_late_binding_views_function_runs_only_as_its_owner(conn, prox
         conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
+def test_a_pending_late_binding_views_function_leaves_nothing_in_the_binding_session(conn, proxy, new_user):
+    """The owner's function, run as its owner in the session whose DDL binds the view (a
+    superuser's here), may change that session's settings or write rows: all of it is undone;
+    its answer binds the view."""
+    schema, view = unique("s"), unique("v")
+    user, password = new_user()
+    conn.execute(f"CREATE SCHEMA {schema} AUTHORIZATION {user}")
+    try:
+        with proxy.connect(user, password) as mine:
+            mine.execute(f"CREATE TABLE {schema}.seen (who text)")
+            mine.execute(f"GRANT SELECT ON {schema}.seen TO PUBLIC")
+            mine.execute(f"CREATE VIEW {schema}.{view} AS SELECT id FROM {schema}.later WITH NO SCHEMA BINDING")
+            function = mine.execute("SELECT p.oid::regprocedure::text FROM pg_proc p WHERE obj_description(p.oid, "
+                                    "'pg_proc') LIKE %s", (f"%{view}%",)).fetchone()[0]
+            name = function.removesuffix("(boolean)")
+            mine.execute(f"CREATE OR REPLACE FUNCTION {name}(p_bind boolean DEFAULT false) RETURNS TABLE "
+                         "(col_name name, col_type text, base_type text, query text) LANGUAGE plpgsql SECURITY DEFINER "
+                         "AS $$ BEGIN PERFORM set_config('datestyle', 'SQL, DMY', false); "
+                         f"INSERT INTO {schema}.seen VALUES (session_user); RETURN QUERY SELECT 'id'::name, "
+                         f"'integer', 'integer', 'SELECT id FROM {schema}.later'; END $$")
+        style = conn.execute("SHOW datestyle").fetchone()
+        conn.execute(f"CREATE TABLE {schema}.later (id integer)")
+        assert conn.execute("SHOW datestyle").fetchone() == style
+        assert conn.execute(f"SELECT * FROM {schema}.seen").fetchall() == []
+        conn.execute(f"GRANT SELECT ON {schema}.later TO {user}")  # the view reads with its owner's privileges
+        assert conn.execute(f"SELECT id FROM {schema}.{view}").fetchall() == []  # bound
+    finally:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
 def test_late_binding_views_columns_are_listed_once(conn):
     """As on Redshift, a late-binding view's columns are listed by pg_get_late_binding_view_cols()
     alone, not by information_schema.columns or pg_attribute: dbt's column query, which reads

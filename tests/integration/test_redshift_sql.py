@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import decimal
 import os
@@ -701,11 +702,11 @@ def test_late_binding_view_still_missing_its_table(conn):
                         "obj_description(oid, 'pg_proc') LIKE %s", (f"%{view}%",)).fetchone() == (0,)
 
 
-def test_a_pending_late_binding_views_function_runs_only_as_its_owner(conn, proxy, new_user):
-    """Anyone's DDL binds a late-binding view made before its table, through the function its
-    owner owns; an owner who turns that function into SECURITY INVOKER code does not get it run
-    as the superuser whose CREATE TABLE would bind the view: it is not called, the view stays
-    unbound."""
+@contextlib.contextmanager
+def _pending_view_with_its_function_made(conn, proxy, new_user, code: str):
+    """A user's late-binding view made before its table (schema.later), whose function the user
+    made again as `code` (after RETURNS TABLE (...); {schema} its schema's name), and a table
+    schema.seen; (schema, view, user)."""
     schema, view = unique("s"), unique("v")
     user, password = new_user()
     conn.execute(f"CREATE SCHEMA {schema} AUTHORIZATION {user}")
@@ -715,47 +716,42 @@ def test_a_pending_late_binding_views_function_runs_only_as_its_owner(conn, prox
             mine.execute(f"CREATE VIEW {schema}.{view} AS SELECT id FROM {schema}.later WITH NO SCHEMA BINDING")
             function = mine.execute("SELECT p.oid::regprocedure::text FROM pg_proc p WHERE obj_description(p.oid, "
                                     "'pg_proc') LIKE %s", (f"%{view}%",)).fetchone()[0]
-            name = function.removesuffix("(boolean)")
-            mine.execute(f"CREATE OR REPLACE FUNCTION {name}(p_bind boolean DEFAULT false) RETURNS TABLE "
-                         "(col_name name, col_type text, base_type text, query text) LANGUAGE sql SECURITY INVOKER "
-                         f"AS $$ INSERT INTO {schema}.seen VALUES (current_user) RETURNING 'id'::name, 'integer', "
-                         "'integer', 'SELECT 1 AS id' $$")
+            mine.execute(f"CREATE OR REPLACE FUNCTION {function.removesuffix('(boolean)')}(p_bind boolean DEFAULT "
+                         "false) RETURNS TABLE (col_name name, col_type text, base_type text, query text) "
+                         + code.format(schema=schema))
+        yield schema, view, user
+    finally:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def test_a_pending_late_binding_views_function_runs_only_as_its_owner(conn, proxy, new_user):
+    """Anyone's DDL binds a late-binding view made before its table, through the function its
+    owner owns; an owner who turns that function into SECURITY INVOKER code does not get it run
+    as the superuser whose CREATE TABLE would bind the view: it is not called, the view stays
+    unbound."""
+    code = ("LANGUAGE sql SECURITY INVOKER AS $$ INSERT INTO {schema}.seen VALUES (current_user) "
+            "RETURNING 'id'::name, 'integer', 'integer', 'SELECT 1 AS id' $$")
+    with _pending_view_with_its_function_made(conn, proxy, new_user, code) as (schema, view, _):
         conn.execute(f"CREATE TABLE {schema}.later (id integer)")
         assert conn.execute(f"SELECT * FROM {schema}.seen").fetchall() == []
         with pytest.raises(psycopg.errors.UndefinedColumn):
             conn.execute(f"SELECT id FROM {schema}.{view}")  # still the view with no columns
-    finally:
-        conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 def test_a_pending_late_binding_views_function_leaves_nothing_in_the_binding_session(conn, proxy, new_user):
     """The owner's function, run as its owner in the session whose DDL binds the view (a
     superuser's here), may change that session's settings or write rows: all of it is undone;
     its answer binds the view."""
-    schema, view = unique("s"), unique("v")
-    user, password = new_user()
-    conn.execute(f"CREATE SCHEMA {schema} AUTHORIZATION {user}")
-    try:
-        with proxy.connect(user, password) as mine:
-            mine.execute(f"CREATE TABLE {schema}.seen (who text)")
-            mine.execute(f"GRANT SELECT ON {schema}.seen TO PUBLIC")
-            mine.execute(f"CREATE VIEW {schema}.{view} AS SELECT id FROM {schema}.later WITH NO SCHEMA BINDING")
-            function = mine.execute("SELECT p.oid::regprocedure::text FROM pg_proc p WHERE obj_description(p.oid, "
-                                    "'pg_proc') LIKE %s", (f"%{view}%",)).fetchone()[0]
-            name = function.removesuffix("(boolean)")
-            mine.execute(f"CREATE OR REPLACE FUNCTION {name}(p_bind boolean DEFAULT false) RETURNS TABLE "
-                         "(col_name name, col_type text, base_type text, query text) LANGUAGE plpgsql SECURITY DEFINER "
-                         "AS $$ BEGIN PERFORM set_config('datestyle', 'SQL, DMY', false); "
-                         f"INSERT INTO {schema}.seen VALUES (session_user); RETURN QUERY SELECT 'id'::name, "
-                         f"'integer', 'integer', 'SELECT id FROM {schema}.later'; END $$")
+    code = ("LANGUAGE plpgsql SECURITY DEFINER AS $$ BEGIN PERFORM set_config('datestyle', 'SQL, DMY', false); "
+            "INSERT INTO {schema}.seen VALUES (session_user); RETURN QUERY SELECT 'id'::name, 'integer', 'integer', "
+            "'SELECT id FROM {schema}.later'; END $$")
+    with _pending_view_with_its_function_made(conn, proxy, new_user, code) as (schema, view, user):
         style = conn.execute("SHOW datestyle").fetchone()
         conn.execute(f"CREATE TABLE {schema}.later (id integer)")
         assert conn.execute("SHOW datestyle").fetchone() == style
         assert conn.execute(f"SELECT * FROM {schema}.seen").fetchall() == []
         conn.execute(f"GRANT SELECT ON {schema}.later TO {user}")  # the view reads with its owner's privileges
         assert conn.execute(f"SELECT id FROM {schema}.{view}").fetchall() == []  # bound
-    finally:
-        conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 def test_late_binding_views_columns_are_listed_once(conn):

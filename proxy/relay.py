@@ -670,6 +670,7 @@ class Relay:
     def _given(self, given: BackendSession | NoBackend) -> None:
         """Lender.lend's answer: a session to run the held bytes in, or why there is none."""
         self._waiting = False
+        cancelled = self._started is not None  # a cancel of the client's waited for the session
         self._start()
         if isinstance(given, NoBackend):
             self.close(given.reply)
@@ -689,12 +690,15 @@ class Relay:
             if self._owed is not None:  # what PostgreSQL last reported there, to another client
                 self._baseline = dict(given.reported)
                 self._ahead = [b"", 0]
+                if retry is not None or cancelled:
+                    # The reset's replies at once (not with the statement's): a cancel of the
+                    # client's waits for them (started), then goes to its statement, not to the
+                    # reset, nor to a session that has not read the statement yet (PostgreSQL drops
+                    # a cancel that comes while it waits for a command).
+                    backend.write(_FLUSH)
+                    self._flushed = True
             if retry is not None:
                 sent, given.prepared, given.unnamed_owner, self._ahead, self._discards = retry
-                # The reset's replies at once (not with the statement's): a cancel of the client's
-                # waits for them (started), then goes, to its statement rather than the reset.
-                backend.write(_FLUSH)
-                self._flushed = True
                 backend.write(sent)
             elif full and self._audit_wait is None:
                 self._sent_ahead = bytearray()

@@ -220,7 +220,7 @@ def server_directory(files: dict[str, str] | None = None) -> Path:
 def installed_by_an_older_version(direct: psycopg.Connection) -> None:
     """The cluster database's catalog as another version of shiftguard left it, as far as a
     start can tell: the next start installs it again (an unchanged one is left as it is)."""
-    direct.execute("DELETE FROM shiftguard.settings WHERE name = 'cluster_installed'")
+    direct.execute("DELETE FROM shiftguard_rows.settings WHERE name = 'cluster_installed'")
 
 
 def unique(prefix: str = "t") -> str:

@@ -46,7 +46,7 @@ CREATE OR REPLACE FUNCTION shiftguard.explain_secure_relations(p_relations oid[]
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT coalesce(array_agg(DISTINCT c.rel), '{}') FROM unnest(p_relations) AS c (rel)
      WHERE NOT shiftguard.rls_exempt()
-       AND EXISTS (SELECT FROM shiftguard.rls_relations r
+       AND EXISTS (SELECT FROM shiftguard_rows.rls_relations r
                     WHERE r.enabled AND (r.relation = c.rel  -- pg_partition_ancestors: partitions only
                                          OR r.relation IN (SELECT relid FROM pg_partition_ancestors(c.rel))))
 $$;

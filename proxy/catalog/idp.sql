@@ -5,7 +5,7 @@
 -- that no statement text holds it): the table is readable by the management role only, and
 -- svv_identity_providers never shows the secrets.
 
-CREATE TABLE IF NOT EXISTS shiftguard.identity_providers (
+CREATE TABLE IF NOT EXISTS shiftguard_rows.identity_providers (
     uid               serial UNIQUE,
     name              text PRIMARY KEY,
     type              text NOT NULL,
@@ -18,7 +18,7 @@ CREATE TABLE IF NOT EXISTS shiftguard.identity_providers (
     enabled           boolean NOT NULL DEFAULT true,
     created           timestamptz NOT NULL DEFAULT now()
 );
-REVOKE ALL ON shiftguard.identity_providers FROM PUBLIC;
+REVOKE ALL ON shiftguard_rows.identity_providers FROM PUBLIC;
 
 CREATE OR REPLACE FUNCTION shiftguard.require_idp_admin(p_action text) RETURNS void
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -33,7 +33,7 @@ $$;
 CREATE OR REPLACE FUNCTION shiftguard.require_free_namespace(p_namespace text, p_name text) RETURNS void
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    IF EXISTS (SELECT FROM shiftguard.identity_providers WHERE namespace = p_namespace AND name <> p_name) THEN
+    IF EXISTS (SELECT FROM shiftguard_rows.identity_providers WHERE namespace = p_namespace AND name <> p_name) THEN
         RAISE EXCEPTION 'namespace "%" is used by another identity provider', p_namespace USING ERRCODE = '42710';
     END IF;
 END
@@ -44,11 +44,11 @@ CREATE OR REPLACE PROCEDURE shiftguard.create_identity_provider(p_spec jsonb)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM shiftguard.require_idp_admin('create');
-    IF EXISTS (SELECT FROM shiftguard.identity_providers WHERE name = p_spec->>'name') THEN
+    IF EXISTS (SELECT FROM shiftguard_rows.identity_providers WHERE name = p_spec->>'name') THEN
         RAISE EXCEPTION 'identity provider "%" already exists', p_spec->>'name' USING ERRCODE = '42710';
     END IF;
     PERFORM shiftguard.require_free_namespace(p_spec->>'namespace', p_spec->>'name');
-    INSERT INTO shiftguard.identity_providers (name, type, namespace, params, application_arn, iam_role,
+    INSERT INTO shiftguard_rows.identity_providers (name, type, namespace, params, application_arn, iam_role,
                                                auto_create_roles, groups_filter, enabled)
     VALUES (p_spec->>'name', p_spec->>'type', p_spec->>'namespace', p_spec->'params', p_spec->>'application_arn',
             p_spec->>'iam_role', coalesce((p_spec->>'auto_create_roles')::boolean, true),
@@ -63,13 +63,13 @@ DECLARE
     v_name text := p_spec->>'name';
 BEGIN
     PERFORM shiftguard.require_idp_admin('alter');
-    IF NOT EXISTS (SELECT FROM shiftguard.identity_providers WHERE name = v_name) THEN
+    IF NOT EXISTS (SELECT FROM shiftguard_rows.identity_providers WHERE name = v_name) THEN
         RAISE EXCEPTION 'identity provider "%" does not exist', v_name USING ERRCODE = '42704';
     END IF;
     IF p_spec ? 'namespace' THEN
         PERFORM shiftguard.require_free_namespace(p_spec->>'namespace', v_name);
     END IF;
-    UPDATE shiftguard.identity_providers SET
+    UPDATE shiftguard_rows.identity_providers SET
         params = CASE WHEN p_spec ? 'params' THEN p_spec->'params' ELSE params END,
         namespace = coalesce(p_spec->>'namespace', namespace),
         iam_role = CASE WHEN p_spec ? 'iam_role' THEN p_spec->>'iam_role' ELSE iam_role END,
@@ -90,17 +90,17 @@ DECLARE
     v_role      text;
 BEGIN
     PERFORM shiftguard.require_idp_admin('drop');
-    SELECT namespace INTO v_namespace FROM shiftguard.identity_providers WHERE name = p_name;
+    SELECT namespace INTO v_namespace FROM shiftguard_rows.identity_providers WHERE name = p_name;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'identity provider "%" does not exist', p_name USING ERRCODE = '42704';
     END IF;
-    DELETE FROM shiftguard.identity_providers WHERE name = p_name;
+    DELETE FROM shiftguard_rows.identity_providers WHERE name = p_name;
     IF p_cascade THEN
-        SELECT array_agg(name) INTO v_users FROM shiftguard.users WHERE starts_with(name, v_namespace || ':');
+        SELECT array_agg(name) INTO v_users FROM shiftguard_rows.users WHERE starts_with(name, v_namespace || ':');
         IF v_users IS NOT NULL THEN
             CALL shiftguard.drop_users(v_users, false);
         END IF;
-        FOR v_role IN SELECT name FROM shiftguard.roles WHERE starts_with(name, v_namespace || ':') LOOP
+        FOR v_role IN SELECT name FROM shiftguard_rows.roles WHERE starts_with(name, v_namespace || ':') LOOP
             CALL shiftguard.drop_role(v_role, true);
         END LOOP;
     END IF;
@@ -113,12 +113,12 @@ $$;
 CREATE OR REPLACE FUNCTION shiftguard.sync_idp_roles(p_provider text, p_user text, p_roles text[]) RETURNS text[]
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_idp   shiftguard.identity_providers;
+    v_idp   shiftguard_rows.identity_providers;
     v_role  text;
     v_group text;
     v_kept  text[] := '{}';
 BEGIN
-    SELECT * INTO STRICT v_idp FROM shiftguard.identity_providers WHERE name = p_provider;
+    SELECT * INTO STRICT v_idp FROM shiftguard_rows.identity_providers WHERE name = p_provider;
     FOREACH v_role IN ARRAY p_roles LOOP
         v_group := substr(v_role, length(v_idp.namespace) + 2);
         IF v_idp.groups_filter IS NOT NULL AND (
@@ -126,7 +126,7 @@ BEGIN
             OR (v_idp.groups_filter->>'mode' = 'exclude' AND v_group LIKE v_idp.groups_filter->>'pattern')) THEN
             CONTINUE;
         END IF;
-        IF NOT EXISTS (SELECT FROM shiftguard.roles WHERE name = v_role) THEN
+        IF NOT EXISTS (SELECT FROM shiftguard_rows.roles WHERE name = v_role) THEN
             IF NOT v_idp.auto_create_roles OR EXISTS (SELECT FROM pg_roles WHERE rolname = v_role) THEN
                 CONTINUE;
             END IF;
@@ -156,6 +156,6 @@ SELECT uid, name, type,
        namespace AS namespc,
        (params - 'client_secret' - 'client_pk_base64' - 'client_pk_password')::text AS params,
        enabled
-  FROM shiftguard.identity_providers
+  FROM shiftguard_rows.identity_providers
  WHERE shiftguard.caller_is_superuser();
 GRANT SELECT ON shiftguard.svv_identity_providers TO PUBLIC;

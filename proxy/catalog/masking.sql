@@ -38,22 +38,22 @@ DO $$
 DECLARE
     v_user text;
 BEGIN
-    FOR v_user IN SELECT u.name FROM shiftguard.users u JOIN pg_roles r ON r.rolname = u.name
+    FOR v_user IN SELECT u.name FROM shiftguard_rows.users u JOIN pg_roles r ON r.rolname = u.name
                    WHERE NOT pg_has_role(r.oid, 'shiftguard_users', 'MEMBER') LOOP
         EXECUTE format('GRANT shiftguard_users TO %I', v_user);
     END LOOP;
 END
 $$;
 
-CREATE TABLE IF NOT EXISTS shiftguard.masking_policies (
+CREATE TABLE IF NOT EXISTS shiftguard_rows.masking_policies (
     name          text PRIMARY KEY,
     columns       jsonb NOT NULL,   -- [{"colname": "a", "type": "integer"}, ...]
     expressions   jsonb NOT NULL,   -- as written, one per output
     modified_by   text NOT NULL,
     modified_time timestamp NOT NULL DEFAULT (now() AT TIME ZONE 'utc')
 );
-CREATE TABLE IF NOT EXISTS shiftguard.masking_attachments (
-    policy       text NOT NULL REFERENCES shiftguard.masking_policies (name),
+CREATE TABLE IF NOT EXISTS shiftguard_rows.masking_attachments (
+    policy       text NOT NULL REFERENCES shiftguard_rows.masking_policies (name),
     relation     oid NOT NULL,
     out_columns  text[] NOT NULL,
     in_columns   text[] NOT NULL,
@@ -63,15 +63,15 @@ CREATE TABLE IF NOT EXISTS shiftguard.masking_attachments (
     grantor      text NOT NULL,
     PRIMARY KEY (policy, relation, out_columns, grantee_kind, grantee)
 );
-REVOKE ALL ON shiftguard.masking_policies, shiftguard.masking_attachments FROM PUBLIC;
+REVOKE ALL ON shiftguard_rows.masking_policies, shiftguard_rows.masking_attachments FROM PUBLIC;
 
 -- Does an attachment on the relation reach the session's user? Superusers are not masked
 -- (UNVERIFIED: Redshift does not document it; they read every table anyway).
-CREATE OR REPLACE FUNCTION shiftguard.mask_reaches(p_relation oid, p_column text) RETURNS SETOF shiftguard.masking_attachments
+CREATE OR REPLACE FUNCTION shiftguard.mask_reaches(p_relation oid, p_column text) RETURNS SETOF shiftguard_rows.masking_attachments
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT a.* FROM shiftguard.masking_attachments a
+    SELECT a.* FROM shiftguard_rows.masking_attachments a
      WHERE a.relation = p_relation AND (p_column IS NULL OR p_column = ANY (a.out_columns))
-       AND NOT coalesce((SELECT u.superuser FROM shiftguard.users u WHERE u.name = session_user::text), false)
+       AND NOT coalesce((SELECT u.superuser FROM shiftguard_rows.users u WHERE u.name = session_user::text), false)
        AND (a.grantee_kind = 'public'
             OR (a.grantee_kind = 'user' AND a.grantee = session_user::text)
             OR (a.grantee_kind = 'role' AND EXISTS (SELECT FROM pg_roles r WHERE r.rolname = a.grantee
@@ -129,7 +129,7 @@ CREATE OR REPLACE FUNCTION shiftguard.masked_tables(OUT schema_name text, OUT ta
 RETURNS SETOF record
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT DISTINCT n.nspname::text, c.relname::text, 'mask:' || c.oid
-      FROM shiftguard.masking_attachments a JOIN pg_class c ON c.oid = a.relation
+      FROM shiftguard_rows.masking_attachments a JOIN pg_class c ON c.oid = a.relation
       JOIN pg_namespace n ON n.oid = c.relnamespace
 $$;
 REVOKE ALL ON FUNCTION shiftguard.masked_tables() FROM PUBLIC;
@@ -149,7 +149,7 @@ BEGIN
         RETURN;
     END IF;
     PERFORM shiftguard.rls_sync(p_relation);
-    IF NOT EXISTS (SELECT FROM shiftguard.masking_attachments WHERE relation = p_relation)
+    IF NOT EXISTS (SELECT FROM shiftguard_rows.masking_attachments WHERE relation = p_relation)
             AND to_regclass(v_view) IS NULL THEN
         RETURN;
     END IF;
@@ -164,7 +164,7 @@ BEGIN
                                  v_column.type), ' ')
           INTO v_cases
           FROM (SELECT DISTINCT a.policy, array_position(a.out_columns, v_column.name) AS n, a.in_columns
-                  FROM shiftguard.masking_attachments a
+                  FROM shiftguard_rows.masking_attachments a
                  WHERE a.relation = p_relation AND v_column.name = ANY (a.out_columns)) x;
         v_columns := v_columns || CASE
             WHEN v_cases IS NULL THEN format('t.%I', v_column.name)
@@ -186,7 +186,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_lost text;
 BEGIN
-    SELECT c INTO v_lost FROM shiftguard.masking_attachments a, unnest(a.out_columns || a.in_columns) c
+    SELECT c INTO v_lost FROM shiftguard_rows.masking_attachments a, unnest(a.out_columns || a.in_columns) c
      WHERE a.relation = p_relation
        AND NOT EXISTS (SELECT FROM pg_attribute WHERE attrelid = p_relation AND attnum > 0 AND NOT attisdropped
                          AND attname = c) LIMIT 1;
@@ -215,7 +215,7 @@ CREATE OR REPLACE FUNCTION shiftguard.masked_attnums(p_relation oid) RETURNS int
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT coalesce(array_agg(a.attnum), '{}') FROM pg_attribute a
      WHERE a.attrelid = p_relation AND a.attnum > 0 AND NOT a.attisdropped
-       AND a.attname::text IN (SELECT unnest(m.out_columns) FROM shiftguard.masking_attachments m
+       AND a.attname::text IN (SELECT unnest(m.out_columns) FROM shiftguard_rows.masking_attachments m
                                 WHERE m.relation = p_relation)
 $$;
 REVOKE ALL ON FUNCTION shiftguard.masked_attnums(oid) FROM PUBLIC;
@@ -397,7 +397,7 @@ BEGIN
             USING ERRCODE = '42501';
     END IF;
     v_policy := p_text::jsonb;
-    IF EXISTS (SELECT FROM shiftguard.masking_policies WHERE name = v_policy->>'name') THEN
+    IF EXISTS (SELECT FROM shiftguard_rows.masking_policies WHERE name = v_policy->>'name') THEN
         IF (v_policy->>'if_not_exists')::boolean AND NOT (v_policy->>'altering')::boolean THEN
             RAISE NOTICE 'masking policy "%" already exists, skipping', v_policy->>'name';
             RETURN;
@@ -405,18 +405,18 @@ BEGIN
             RAISE EXCEPTION 'masking policy "%" already exists', v_policy->>'name' USING ERRCODE = '42710';
         END IF;
         v_policy := v_policy || jsonb_build_object(
-            'columns', (SELECT columns FROM shiftguard.masking_policies WHERE name = v_policy->>'name'));
+            'columns', (SELECT columns FROM shiftguard_rows.masking_policies WHERE name = v_policy->>'name'));
         IF jsonb_array_length(v_policy->'expressions') <> (SELECT jsonb_array_length(expressions)
-                FROM shiftguard.masking_policies WHERE name = v_policy->>'name') THEN
+                FROM shiftguard_rows.masking_policies WHERE name = v_policy->>'name') THEN
             RAISE EXCEPTION 'ALTER MASKING POLICY must keep the number of masking expressions' USING ERRCODE = '42P17';
         END IF;
-        UPDATE shiftguard.masking_policies
+        UPDATE shiftguard_rows.masking_policies
            SET expressions = v_policy->'written', modified_by = session_user, modified_time = now() AT TIME ZONE 'utc'
          WHERE name = v_policy->>'name';
     ELSIF (v_policy->>'altering')::boolean THEN
         RAISE EXCEPTION 'masking policy "%" does not exist', v_policy->>'name' USING ERRCODE = '42704';
     ELSE
-        INSERT INTO shiftguard.masking_policies (name, columns, expressions, modified_by)
+        INSERT INTO shiftguard_rows.masking_policies (name, columns, expressions, modified_by)
         VALUES (v_policy->>'name', v_policy->'columns', v_policy->'written', session_user);
     END IF;
     -- As for RLS policies (rls_define): only the expressions are parsed with the creator's
@@ -465,20 +465,20 @@ DECLARE
     v_function regprocedure;
 BEGIN
     PERFORM shiftguard.require_rls_admin();
-    IF NOT EXISTS (SELECT FROM shiftguard.masking_policies WHERE name = p_name) THEN
+    IF NOT EXISTS (SELECT FROM shiftguard_rows.masking_policies WHERE name = p_name) THEN
         IF p_missing_ok THEN
             RAISE NOTICE 'masking policy "%" does not exist, skipping', p_name;
             RETURN;
         END IF;
         RAISE EXCEPTION 'masking policy "%" does not exist', p_name USING ERRCODE = '42704';
     END IF;
-    DELETE FROM shiftguard.masking_attachments a WHERE NOT EXISTS (SELECT FROM pg_class WHERE oid = a.relation);
-    IF EXISTS (SELECT FROM shiftguard.masking_attachments WHERE policy = p_name) THEN
+    DELETE FROM shiftguard_rows.masking_attachments a WHERE NOT EXISTS (SELECT FROM pg_class WHERE oid = a.relation);
+    IF EXISTS (SELECT FROM shiftguard_rows.masking_attachments WHERE policy = p_name) THEN
         -- UNVERIFIED wording.
         RAISE EXCEPTION 'cannot drop masking policy "%" because it is attached to a relation', p_name
             USING ERRCODE = '2BP01', HINT = 'Detach it first.';
     END IF;
-    DELETE FROM shiftguard.masking_policies WHERE name = p_name;
+    DELETE FROM shiftguard_rows.masking_policies WHERE name = p_name;
     -- (No backslash in a literal here: the body is read with the session's standard_conforming_strings.)
     FOR v_function IN SELECT p.oid::regprocedure FROM pg_proc p
                        WHERE p.pronamespace = 'shiftguard'::regnamespace
@@ -494,7 +494,7 @@ $$;
 CREATE OR REPLACE PROCEDURE shiftguard.attach_masking_policy(p_spec jsonb, p_relation oid)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_policy  shiftguard.masking_policies;
+    v_policy  shiftguard_rows.masking_policies;
     v_out     text[] := ARRAY(SELECT jsonb_array_elements_text(p_spec->'out_columns'));
     v_in      text[] := ARRAY(SELECT jsonb_array_elements_text(p_spec->'in_columns'));
     v_kind    text := p_spec->>'grantee_kind';
@@ -503,7 +503,7 @@ DECLARE
     v_clash   text;
 BEGIN
     PERFORM shiftguard.require_rls_admin();
-    SELECT * INTO v_policy FROM shiftguard.masking_policies WHERE name = p_spec->>'policy';
+    SELECT * INTO v_policy FROM shiftguard_rows.masking_policies WHERE name = p_spec->>'policy';
     IF NOT FOUND THEN
         RAISE EXCEPTION 'masking policy "%" does not exist', p_spec->>'policy' USING ERRCODE = '42704';
     END IF;
@@ -513,7 +513,7 @@ BEGIN
         PERFORM shiftguard.require_no_row_code(p_relation, 'masking');  -- catalog/row_code.sql
     END IF;
     IF NOT (p_spec->>'attach')::boolean THEN
-        DELETE FROM shiftguard.masking_attachments
+        DELETE FROM shiftguard_rows.masking_attachments
          WHERE policy = v_policy.name AND relation = p_relation AND out_columns = v_out
            AND grantee_kind = v_kind AND grantee = v_grantee;
         IF NOT FOUND THEN
@@ -549,7 +549,7 @@ BEGIN
         PERFORM shiftguard.require_role(v_grantee);
     END IF;
     -- Two attachments on one column cannot share a priority, nor one grantee a column (reference §6).
-    SELECT o INTO v_clash FROM shiftguard.masking_attachments a, unnest(a.out_columns) o
+    SELECT o INTO v_clash FROM shiftguard_rows.masking_attachments a, unnest(a.out_columns) o
      WHERE a.relation = p_relation AND o = ANY (v_out)
        AND (a.priority = coalesce((p_spec->>'priority')::integer, 0)
             OR (a.grantee_kind = v_kind AND a.grantee = v_grantee)) LIMIT 1;
@@ -557,7 +557,7 @@ BEGIN
         RAISE EXCEPTION 'column "%" of relation "%" already has a masking policy attached with that priority or for that grantee',
             v_clash, p_relation::regclass USING ERRCODE = '42710';
     END IF;
-    INSERT INTO shiftguard.masking_attachments
+    INSERT INTO shiftguard_rows.masking_attachments
            (policy, relation, out_columns, in_columns, grantee, grantee_kind, priority, grantor)
     VALUES (v_policy.name, p_relation, v_out, v_in, v_grantee, v_kind,
             coalesce((p_spec->>'priority')::integer, 0), session_user);
@@ -568,7 +568,7 @@ $$;
 
 -- Tables masked before masked columns kept no statistics.
 SELECT shiftguard.mask_statistics(a.relation, array_agg(DISTINCT c))
-  FROM shiftguard.masking_attachments a CROSS JOIN unnest(a.out_columns) c
+  FROM shiftguard_rows.masking_attachments a CROSS JOIN unnest(a.out_columns) c
  WHERE EXISTS (SELECT FROM pg_attribute WHERE attrelid = a.relation AND attname = c
                  AND coalesce(attstattarget, -1) <> 0)
  GROUP BY a.relation;
@@ -581,7 +581,7 @@ CREATE OR REPLACE VIEW shiftguard.svv_masking_policy WITH (security_barrier) AS
            (SELECT '[' || string_agg(to_json(e)::text, ',' ORDER BY n) || ']'
               FROM jsonb_array_elements_text(expressions) WITH ORDINALITY AS x (e, n)) AS policy_expression,
            modified_by AS policy_modified_by, modified_time AS policy_modified_time
-      FROM shiftguard.masking_policies WHERE shiftguard.sees_rls();
+      FROM shiftguard_rows.masking_policies WHERE shiftguard.sees_rls();
 
 CREATE OR REPLACE VIEW shiftguard.svv_attached_masking_policy WITH (security_barrier) AS
     SELECT a.policy AS policy_name, n.nspname::text AS schema_name, c.relname::text AS table_name,
@@ -590,7 +590,7 @@ CREATE OR REPLACE VIEW shiftguard.svv_attached_masking_policy WITH (security_bar
            CASE a.grantee_kind WHEN 'role' THEN 'role' WHEN 'public' THEN 'public' ELSE 'user' END AS grantee_type,
            a.priority, array_to_json(a.in_columns)::text AS input_columns,
            array_to_json(a.out_columns)::text AS output_columns, false AS is_masking_datashare_on
-      FROM shiftguard.masking_attachments a JOIN pg_class c ON c.oid = a.relation
+      FROM shiftguard_rows.masking_attachments a JOIN pg_class c ON c.oid = a.relation
       JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE shiftguard.sees_rls();
 

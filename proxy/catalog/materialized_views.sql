@@ -23,7 +23,7 @@
 -- schedule": at once after a write to a base table commits (request_refresh), and at each poll
 -- (server.py) in the cluster database. UNVERIFIED when Redshift would.
 
-CREATE TABLE IF NOT EXISTS shiftguard.table_writes (
+CREATE TABLE IF NOT EXISTS shiftguard_rows.table_writes (
     table_id   oid NOT NULL,
     xid        xid8 NOT NULL,
     step_name  text NOT NULL,  -- Redshift's: 'insert' (INSERT, COPY, UPDATE's new rows), 'delete'
@@ -32,12 +32,12 @@ CREATE TABLE IF NOT EXISTS shiftguard.table_writes (
     restamp    boolean NOT NULL DEFAULT false,  -- a refresh in the transaction saw it: stamp the next write
     PRIMARY KEY (table_id, xid, step_name)
 );
-REVOKE ALL ON shiftguard.table_writes FROM PUBLIC;
+REVOKE ALL ON shiftguard_rows.table_writes FROM PUBLIC;
 -- Which materialized views refresh themselves, read at every write (note_write): an index of the
 -- few, made only where missing (making it locks the table).
 DO $$ BEGIN
-    IF to_regclass('shiftguard.table_attributes_autorefresh') IS NULL THEN
-        CREATE INDEX table_attributes_autorefresh ON shiftguard.table_attributes (table_id)
+    IF to_regclass('shiftguard_rows.table_attributes_autorefresh') IS NULL THEN
+        CREATE INDEX table_attributes_autorefresh ON shiftguard_rows.table_attributes (table_id)
             WHERE attrs @> '{"autorefresh": true}';
     END IF;
 END $$;
@@ -65,13 +65,13 @@ $$;
 -- forgetting are skipped, never waited for.
 CREATE OR REPLACE FUNCTION shiftguard.forget_writes(p_table oid) RETURNS void
 LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
-    DELETE FROM shiftguard.table_writes w WHERE w.ctid = ANY (ARRAY(
-        SELECT o.ctid FROM shiftguard.table_writes o
+    DELETE FROM shiftguard_rows.table_writes w WHERE w.ctid = ANY (ARRAY(
+        SELECT o.ctid FROM shiftguard_rows.table_writes o
          WHERE o.table_id = p_table AND o.xid < pg_snapshot_xmin(pg_current_snapshot())
-           AND EXISTS (SELECT FROM shiftguard.table_writes n
+           AND EXISTS (SELECT FROM shiftguard_rows.table_writes n
                         WHERE n.table_id = p_table AND n.step_name = o.step_name AND n.written_at > o.written_at
                           AND n.xid < pg_snapshot_xmin(pg_current_snapshot()))
-           AND NOT EXISTS (SELECT FROM shiftguard.table_attributes a
+           AND NOT EXISTS (SELECT FROM shiftguard_rows.table_attributes a
                             WHERE a.attrs ? 'refreshed_snapshot'
                               AND p_table IN (SELECT table_id FROM shiftguard.mv_bases(a.table_id))
                               AND NOT pg_visible_in_snapshot(o.xid, (a.attrs->>'refreshed_snapshot')::pg_snapshot))
@@ -85,8 +85,8 @@ REVOKE ALL ON FUNCTION shiftguard.forget_writes(oid) FROM PUBLIC;
 -- forgetting are skipped, never waited for.
 CREATE OR REPLACE FUNCTION shiftguard.table_writes_forget_dropped() RETURNS void
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    DELETE FROM shiftguard.table_writes w WHERE w.ctid = ANY (ARRAY(
-        SELECT o.ctid FROM shiftguard.table_writes o WHERE NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = o.table_id)
+    DELETE FROM shiftguard_rows.table_writes w WHERE w.ctid = ANY (ARRAY(
+        SELECT o.ctid FROM shiftguard_rows.table_writes o WHERE NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = o.table_id)
            FOR UPDATE SKIP LOCKED))
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.table_writes_forget_dropped() TO PUBLIC;
@@ -101,11 +101,11 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_rows integer;
 BEGIN
-    INSERT INTO shiftguard.table_writes (table_id, xid, step_name, written_at, user_id)
+    INSERT INTO shiftguard_rows.table_writes (table_id, xid, step_name, written_at, user_id)
     SELECT p_table, pg_current_xact_id(), step, clock_timestamp(), (SELECT oid FROM pg_roles WHERE rolname = session_user)
       FROM unnest(p_steps) step
         ON CONFLICT (table_id, xid, step_name) DO UPDATE SET written_at = excluded.written_at, restamp = false
-     WHERE shiftguard.table_writes.restamp;
+     WHERE shiftguard_rows.table_writes.restamp;
     GET DIAGNOSTICS v_rows = ROW_COUNT;
     RETURN v_rows > 0;
 END
@@ -117,10 +117,10 @@ REVOKE ALL ON FUNCTION shiftguard.note_writes(oid, text[]) FROM PUBLIC;
 -- database adds its name through the foreign table, and the trigger's NOTIFY, sent in the
 -- cluster database where the row is written, wakes the proxy when the write commits (a NOTIFY
 -- sent in another database reaches no listener).
-CREATE TABLE IF NOT EXISTS shiftguard.refresh_requests (
+CREATE TABLE IF NOT EXISTS shiftguard_rows.refresh_requests (
     database name PRIMARY KEY
 );
-REVOKE ALL ON shiftguard.refresh_requests FROM PUBLIC;
+REVOKE ALL ON shiftguard_rows.refresh_requests FROM PUBLIC;
 CREATE OR REPLACE FUNCTION shiftguard.refresh_requested() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
@@ -131,10 +131,10 @@ $$;
 REVOKE ALL ON FUNCTION shiftguard.refresh_requested() FROM PUBLIC;
 DO $$
 BEGIN
-    IF (SELECT relkind FROM pg_class WHERE oid = 'shiftguard.refresh_requests'::regclass) = 'r'
+    IF (SELECT relkind FROM pg_class WHERE oid = 'shiftguard_rows.refresh_requests'::regclass) = 'r'
        AND NOT EXISTS (SELECT FROM pg_trigger WHERE tgname = 'wake_proxy'
-                          AND tgrelid = 'shiftguard.refresh_requests'::regclass) THEN
-        CREATE TRIGGER wake_proxy AFTER INSERT ON shiftguard.refresh_requests
+                          AND tgrelid = 'shiftguard_rows.refresh_requests'::regclass) THEN
+        CREATE TRIGGER wake_proxy AFTER INSERT ON shiftguard_rows.refresh_requests
             FOR EACH STATEMENT EXECUTE FUNCTION shiftguard.refresh_requested();
     END IF;
 END
@@ -145,7 +145,7 @@ $$;
 -- may NOTIFY: the proxy refreshes only views that are stale, and each database is queued once.
 CREATE OR REPLACE FUNCTION shiftguard.request_refresh() RETURNS void
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    INSERT INTO shiftguard.refresh_requests (database) VALUES (current_database()) ON CONFLICT DO NOTHING
+    INSERT INTO shiftguard_rows.refresh_requests (database) VALUES (current_database()) ON CONFLICT DO NOTHING
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.request_refresh() TO PUBLIC;
 
@@ -161,7 +161,7 @@ BEGIN
         IF random() < 0.02 THEN  -- now and then: forgetting at every transaction halved pgbench's rate
             PERFORM shiftguard.forget_writes(TG_RELID);
         END IF;
-        IF EXISTS (SELECT FROM shiftguard.table_attributes a
+        IF EXISTS (SELECT FROM shiftguard_rows.table_attributes a
                     WHERE a.attrs @> '{"autorefresh": true}'
                       AND TG_RELID IN (SELECT table_id FROM shiftguard.mv_bases(a.table_id))) THEN
             PERFORM shiftguard.request_refresh();
@@ -217,7 +217,7 @@ DECLARE
     v_command record;
 BEGIN
     IF session_user::text = (SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'shiftguard')
-       OR (SELECT value FROM shiftguard.settings WHERE name = 'track_table_writes') IS DISTINCT FROM 'on' THEN
+       OR (SELECT value FROM shiftguard_rows.settings WHERE name = 'track_table_writes') IS DISTINCT FROM 'on' THEN
         RETURN;  -- shiftguard's own tables, or cluster.track_table_writes is off
     END IF;
     FOR v_command IN SELECT d.objid, d.command_tag FROM pg_event_trigger_ddl_commands() d
@@ -270,7 +270,7 @@ BEGIN
         'refreshed_snapshot', p_snapshot::text, 'refreshed_xid', pg_current_xact_id()::text,
         'refreshed_at', clock_timestamp()));
     PERFORM shiftguard.note_writes(p_view, ARRAY['delete', 'insert']);  -- for the views that read this one
-    UPDATE shiftguard.table_writes SET restamp = true  -- this transaction's writes, which the refresh saw
+    UPDATE shiftguard_rows.table_writes SET restamp = true  -- this transaction's writes, which the refresh saw
      WHERE xid = pg_current_xact_id() AND table_id IN (SELECT table_id FROM shiftguard.mv_bases(p_view));
     -- (In lend_to_views_role's order of locks: schema, then table.)
     FOR v_base IN SELECT b.table_id FROM shiftguard.mv_bases(p_view) b JOIN pg_class c ON c.oid = b.table_id
@@ -295,7 +295,7 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
                                        AND d.refclassid = 'pg_proc'::regclass
                        JOIN pg_proc p ON p.oid = d.refobjid
                       WHERE r.ev_class = p_view AND p.provolatile <> 'i') THEN 't'
-        WHEN EXISTS (SELECT FROM shiftguard.mv_bases(p_view) b JOIN shiftguard.table_writes w USING (table_id)
+        WHEN EXISTS (SELECT FROM shiftguard.mv_bases(p_view) b JOIN shiftguard_rows.table_writes w USING (table_id)
                       WHERE CASE WHEN w.xid = (a.attrs->>'refreshed_xid')::xid8  -- the refreshing transaction's own:
                                  THEN w.written_at > (a.attrs->>'refreshed_at')::timestamptz  -- no snapshot tells
                                  ELSE NOT pg_visible_in_snapshot(w.xid, (a.attrs->>'refreshed_snapshot')::pg_snapshot)
@@ -305,7 +305,7 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
                           SELECT FROM pg_trigger WHERE tgrelid = b.table_id AND tgname = 'shiftguard_writes'
                                                    AND tgenabled <> 'D'))) THEN 'u'
         ELSE 'f' END
-      FROM (SELECT (SELECT attrs FROM shiftguard.table_attributes WHERE table_id = p_view) AS attrs) a
+      FROM (SELECT (SELECT attrs FROM shiftguard_rows.table_attributes WHERE table_id = p_view) AS attrs) a
      WHERE EXISTS (SELECT FROM pg_class c WHERE c.oid = p_view AND c.relkind = 'm'  -- what stv_mv_info would show
                      AND (shiftguard.caller_is_superuser() OR has_schema_privilege(session_user, c.relnamespace, 'USAGE')))
 $$;
@@ -399,7 +399,7 @@ DECLARE
     v_recorded text;
 BEGIN
     PERFORM set_config('lock_timeout', '1s', true);
-    FOR v_view IN SELECT a.table_id FROM shiftguard.table_attributes a JOIN pg_class c ON c.oid = a.table_id
+    FOR v_view IN SELECT a.table_id FROM shiftguard_rows.table_attributes a JOIN pg_class c ON c.oid = a.table_id
                    WHERE c.relkind = 'm' AND (a.attrs->>'autorefresh')::boolean
                      AND shiftguard.mv_is_stale(a.table_id) = 't' LOOP
         BEGIN
@@ -423,7 +423,7 @@ REVOKE ALL ON FUNCTION shiftguard.refresh_stale_views() FROM PUBLIC;
 -- information_schema.views filters, as PostgreSQL's does.
 CREATE OR REPLACE FUNCTION shiftguard.mv_definition(p_view oid) RETURNS text
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT coalesce((SELECT attrs->>'definition' FROM shiftguard.table_attributes WHERE table_id = p_view),
+    SELECT coalesce((SELECT attrs->>'definition' FROM shiftguard_rows.table_attributes WHERE table_id = p_view),
                     format('create materialized view %s as (%s);', p_view::regclass,
                            rtrim(pg_get_viewdef(p_view), E'; \n')))
 $$;
@@ -471,7 +471,7 @@ CREATE OR REPLACE VIEW shiftguard.svv_mv_info WITH (security_barrier) AS
            (CASE WHEN coalesce((a.attrs->>'autorefresh')::boolean, false) THEN 't' ELSE 'f' END)::char(1) AS autorefresh,
            'f'::char(1) AS autorewrite
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-      LEFT JOIN shiftguard.table_attributes a ON a.table_id = c.oid
+      LEFT JOIN shiftguard_rows.table_attributes a ON a.table_id = c.oid
      WHERE c.relkind = 'm' AND (shiftguard.caller_is_superuser() OR pg_has_role(session_user, c.relowner, 'USAGE'));
 
 -- STV_MV_INFO: the views in schemas the user may use; updated_upto_xid the last refresh's.
@@ -482,7 +482,7 @@ CREATE OR REPLACE VIEW shiftguard.stv_mv_info WITH (security_barrier) AS
            (CASE WHEN coalesce((a.attrs->>'autorefresh')::boolean, false) THEN 't' ELSE 'f' END)::char(1) AS autorefresh,
            'f'::char(1) AS autorewrite
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-      LEFT JOIN shiftguard.table_attributes a ON a.table_id = c.oid
+      LEFT JOIN shiftguard_rows.table_attributes a ON a.table_id = c.oid
      WHERE c.relkind = 'm' AND (shiftguard.caller_is_superuser() OR has_schema_privilege(session_user, n.oid, 'USAGE'));
 
 GRANT SELECT ON shiftguard.pg_views, shiftguard.information_schema_views, shiftguard.svv_mv_info,
@@ -501,6 +501,6 @@ CREATE OR REPLACE VIEW shiftguard.sys_query_detail WITH (security_barrier) AS
            (w.written_at AT TIME ZONE 'UTC') AS start_time, (w.written_at AT TIME ZONE 'UTC') AS end_time,
            NULL::bigint AS duration, NULL::text AS alert, NULL::bigint AS input_bytes, NULL::bigint AS input_rows,
            NULL::bigint AS output_bytes, NULL::bigint AS output_rows
-      FROM shiftguard.table_writes w LEFT JOIN pg_class c ON c.oid = w.table_id
+      FROM shiftguard_rows.table_writes w LEFT JOIN pg_class c ON c.oid = w.table_id
      WHERE (SELECT shiftguard.sees_all_rows()) OR w.user_id = (SELECT oid FROM pg_roles WHERE rolname = session_user);
 GRANT SELECT ON shiftguard.sys_query_detail TO PUBLIC;

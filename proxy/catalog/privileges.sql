@@ -2,7 +2,7 @@
 -- cover DROP (reference §3, §4). Run after schema.sql, in the same bootstrap transaction.
 --
 -- GRANT / REVOKE of DROP and ALTER (tables, schemas), ALTER and USAGE (databases) are kept in
--- shiftguard.object_privileges. A DROP TABLE / VIEW / SCHEMA, and a rename of a table or
+-- shiftguard_rows.object_privileges. A DROP TABLE / VIEW / SCHEMA, and a rename of a table or
 -- column, come here (policy/privileges.py rewrites them): the owner, a superuser, a holder of
 -- the matching system permission (DROP TABLE, DROP VIEW, DROP SCHEMA, ALTER TABLE) or of the
 -- object privilege may; the statement then runs as the management role. Those statements run no
@@ -14,7 +14,7 @@ CREATE OR REPLACE FUNCTION shiftguard.holds(p_type text, p_oid oid, p_privilege 
                                             p_grant_option boolean DEFAULT false) RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT EXISTS (
-        SELECT FROM shiftguard.object_privileges o
+        SELECT FROM shiftguard_rows.object_privileges o
          WHERE o.object_type = p_type AND o.object_oid = p_oid AND o.privilege = p_privilege
            AND (o.grant_option OR NOT p_grant_option)
            AND (o.grantee = '' OR EXISTS (SELECT FROM pg_roles r WHERE r.rolname = o.grantee
@@ -92,17 +92,17 @@ BEGIN
                     RAISE EXCEPTION 'role "%" does not exist', v_grantee USING ERRCODE = '42704';
                 END IF;
                 IF (p_spec->>'is_grant')::boolean THEN
-                    INSERT INTO shiftguard.object_privileges AS o
+                    INSERT INTO shiftguard_rows.object_privileges AS o
                            (object_type, object_oid, grantee, privilege, grant_option, grantor)
                     VALUES (v_type, v_object, v_grantee, v_privilege, (p_spec->>'grant_option')::boolean, session_user)
                     ON CONFLICT (object_type, object_oid, grantee, privilege)
                     DO UPDATE SET grant_option = o.grant_option OR excluded.grant_option;
                 ELSIF (p_spec->>'grant_option')::boolean THEN
-                    UPDATE shiftguard.object_privileges SET grant_option = false
+                    UPDATE shiftguard_rows.object_privileges SET grant_option = false
                      WHERE object_type = v_type AND object_oid = v_object AND grantee = v_grantee
                        AND privilege = v_privilege;
                 ELSE
-                    DELETE FROM shiftguard.object_privileges
+                    DELETE FROM shiftguard_rows.object_privileges
                      WHERE object_type = v_type AND object_oid = v_object AND grantee = v_grantee
                        AND privilege = v_privilege;
                 END IF;
@@ -281,8 +281,8 @@ BEGIN
         CONTINUE WHEN v_targets[i] IS NULL;
         IF (v_type = 'table' AND NOT EXISTS (SELECT FROM pg_class WHERE oid = p_objects[i]))
                 OR (v_type = 'schema' AND NOT EXISTS (SELECT FROM pg_namespace WHERE oid = p_objects[i])) THEN
-            DELETE FROM shiftguard.masking_attachments WHERE v_type = 'table' AND relation = p_objects[i];
-            DELETE FROM shiftguard.object_privileges WHERE object_type = v_type AND object_oid = p_objects[i];
+            DELETE FROM shiftguard_rows.masking_attachments WHERE v_type = 'table' AND relation = p_objects[i];
+            DELETE FROM shiftguard_rows.object_privileges WHERE object_type = v_type AND object_oid = p_objects[i];
             CONTINUE;  -- dropped along with an earlier one
         END IF;
         IF v_type = 'table' THEN
@@ -292,10 +292,10 @@ BEGIN
             -- its masking view (catalog/masking.sql) goes first
             EXECUTE format('DROP VIEW shiftguard.%I %s', 'mask:' || p_objects[i],
                            CASE WHEN p_cascade THEN 'CASCADE' ELSE 'RESTRICT' END);
-            DELETE FROM shiftguard.masking_attachments WHERE relation = p_objects[i];
+            DELETE FROM shiftguard_rows.masking_attachments WHERE relation = p_objects[i];
         END IF;
         EXECUTE format('DROP %s %s %s', p_kind, v_targets[i], CASE WHEN p_cascade THEN 'CASCADE' ELSE 'RESTRICT' END);
-        DELETE FROM shiftguard.object_privileges WHERE object_type = v_type AND object_oid = p_objects[i];
+        DELETE FROM shiftguard_rows.object_privileges WHERE object_type = v_type AND object_oid = p_objects[i];
     END LOOP;
 END
 $$;
@@ -326,8 +326,8 @@ $$;
 -- ALTER DEFAULT PRIVILEGES ... GRANT DROP ON TABLES (PostgreSQL has no DROP bit): kept here
 -- and applied to each new table or view of the owner (schema_oid 0: in every schema) by the
 -- event trigger below. owner: the role's oid, as pg_default_acl keeps it; grantee: a role name,
--- '' for PUBLIC, as in shiftguard.object_privileges.
-CREATE TABLE IF NOT EXISTS shiftguard.default_object_privileges (
+-- '' for PUBLIC, as in shiftguard_rows.object_privileges.
+CREATE TABLE IF NOT EXISTS shiftguard_rows.default_object_privileges (
     owner_oid    oid NOT NULL,
     schema_oid   oid NOT NULL DEFAULT 0,
     grantee      text NOT NULL,
@@ -335,7 +335,7 @@ CREATE TABLE IF NOT EXISTS shiftguard.default_object_privileges (
     grant_option boolean NOT NULL DEFAULT false,
     PRIMARY KEY (owner_oid, schema_oid, grantee, privilege)
 );
-REVOKE ALL ON shiftguard.default_object_privileges FROM PUBLIC;
+REVOKE ALL ON shiftguard_rows.default_object_privileges FROM PUBLIC;
 
 -- The DROP half of an ALTER DEFAULT PRIVILEGES (the proxy split it off; PostgreSQL's half, if
 -- any, ran just before as the caller). Who may: as PostgreSQL's rule, a member of each target
@@ -356,7 +356,7 @@ BEGIN
     FOREACH v_owner IN ARRAY v_owners LOOP
         IF NOT (pg_has_role(session_user, v_owner, 'MEMBER') OR shiftguard.caller_is_superuser()
                 OR (shiftguard.caller_may('ALTER DEFAULT PRIVILEGES')
-                    AND EXISTS (SELECT FROM shiftguard.users WHERE name = (SELECT rolname FROM pg_roles WHERE oid = v_owner))
+                    AND EXISTS (SELECT FROM shiftguard_rows.users WHERE name = (SELECT rolname FROM pg_roles WHERE oid = v_owner))
                     AND v_owner <> (SELECT oid FROM pg_roles WHERE rolname = current_user))) THEN
             RAISE EXCEPTION 'permission denied to change default privileges' USING ERRCODE = '42501';
         END IF;
@@ -373,15 +373,15 @@ BEGIN
         FOREACH v_owner IN ARRAY v_owners LOOP
             FOREACH v_schema IN ARRAY v_schemas LOOP
                 IF (p_spec->>'is_grant')::boolean THEN
-                    INSERT INTO shiftguard.default_object_privileges AS d (owner_oid, schema_oid, grantee, privilege, grant_option)
+                    INSERT INTO shiftguard_rows.default_object_privileges AS d (owner_oid, schema_oid, grantee, privilege, grant_option)
                     VALUES (v_owner, v_schema, v_grantee, 'DROP', (p_spec->>'grant_option')::boolean)
                     ON CONFLICT (owner_oid, schema_oid, grantee, privilege)
                     DO UPDATE SET grant_option = d.grant_option OR excluded.grant_option;
                 ELSIF (p_spec->>'grant_option')::boolean THEN
-                    UPDATE shiftguard.default_object_privileges SET grant_option = false
+                    UPDATE shiftguard_rows.default_object_privileges SET grant_option = false
                      WHERE owner_oid = v_owner AND schema_oid = v_schema AND grantee = v_grantee;
                 ELSE
-                    DELETE FROM shiftguard.default_object_privileges
+                    DELETE FROM shiftguard_rows.default_object_privileges
                      WHERE owner_oid = v_owner AND schema_oid = v_schema AND grantee = v_grantee;
                 END IF;
             END LOOP;
@@ -423,15 +423,15 @@ $$;
 CREATE OR REPLACE FUNCTION shiftguard.apply_default_privileges() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    INSERT INTO shiftguard.object_privileges (object_type, object_oid, grantee, privilege, grant_option, grantor)
+    INSERT INTO shiftguard_rows.object_privileges (object_type, object_oid, grantee, privilege, grant_option, grantor)
     SELECT DISTINCT ON (c.objid, d.grantee) 'table', c.objid, d.grantee, d.privilege, d.grant_option,
            (SELECT rolname::text FROM pg_roles WHERE oid = t.relowner)
       FROM pg_event_trigger_ddl_commands() c
       JOIN pg_class t ON t.oid = c.objid
-      JOIN shiftguard.default_object_privileges d
+      JOIN shiftguard_rows.default_object_privileges d
         ON d.owner_oid = t.relowner AND d.schema_oid IN (0, t.relnamespace)
      WHERE c.classid = 'pg_class'::regclass AND c.objsubid = 0 AND t.relkind IN ('r', 'p', 'v', 'm', 'f')
-       AND t.relnamespace <> 'shiftguard'::regnamespace
+       AND t.relnamespace NOT IN ('shiftguard'::regnamespace, 'shiftguard_rows'::regnamespace)
      ORDER BY c.objid, d.grantee, d.grant_option DESC
     ON CONFLICT DO NOTHING;
 END
@@ -446,15 +446,15 @@ SELECT shiftguard.ensure_event_trigger('shiftguard_default_privileges', 'ddl_com
 CREATE OR REPLACE FUNCTION shiftguard.forget_dropped_objects() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    DELETE FROM shiftguard.object_privileges o
+    DELETE FROM shiftguard_rows.object_privileges o
      USING pg_event_trigger_dropped_objects() d
      WHERE d.objid = o.object_oid AND d.objsubid = 0
        AND ((o.object_type = 'table' AND d.classid = 'pg_class'::regclass)
             OR (o.object_type = 'schema' AND d.classid = 'pg_namespace'::regclass));
-    DELETE FROM shiftguard.default_object_privileges p
+    DELETE FROM shiftguard_rows.default_object_privileges p
      USING pg_event_trigger_dropped_objects() d
      WHERE d.classid = 'pg_namespace'::regclass AND d.objid = p.schema_oid;
-    DELETE FROM shiftguard.object_locks l
+    DELETE FROM shiftguard_rows.object_locks l
      USING pg_event_trigger_dropped_objects() d
      WHERE d.objid = l.object AND d.objsubid = 0 AND d.classid IN ('pg_class'::regclass, 'pg_namespace'::regclass);
 END
@@ -484,7 +484,7 @@ SELECT * FROM (
     SELECT CASE WHEN d.schema_oid = 0 THEN NULL ELSE n.nspname::text END, 'RELATION',
            d.owner_oid::integer, o.name, o.type, d.privilege, coalesce(g.oid, 0)::integer, i.type, i.name,
            d.grant_option AND i.type = 'user'
-      FROM shiftguard.default_object_privileges d
+      FROM shiftguard_rows.default_object_privileges d
       LEFT JOIN pg_namespace n ON n.oid = d.schema_oid
       LEFT JOIN pg_roles g ON g.rolname = d.grantee
      CROSS JOIN LATERAL shiftguard.identity(coalesce(g.oid, 0)) i
@@ -514,17 +514,17 @@ SELECT shiftguard.ensure_event_trigger('shiftguard_procedures_owner_only', 'ddl_
 -- ASSUMEROLE (reference §4): which IAM roles a user's COPY, UNLOAD, ... may name. Granted and
 -- revoked by superusers only; PUBLIC holds it for every role and use until a superuser runs
 -- REVOKE ASSUMEROLE ON ALL FROM PUBLIC FOR ALL. grantee is a PostgreSQL role ('' for PUBLIC).
-CREATE TABLE IF NOT EXISTS shiftguard.assumerole_grants (
+CREATE TABLE IF NOT EXISTS shiftguard_rows.assumerole_grants (
     role_arn text NOT NULL,          -- an ARN, 'default' or 'ALL'
     grantee  text NOT NULL,
     use      text NOT NULL CHECK (use IN ('ALL', 'COPY', 'UNLOAD', 'EXTERNAL FUNCTION', 'CREATE MODEL')),
     grantor  text NOT NULL,
     PRIMARY KEY (role_arn, grantee, use)
 );
-REVOKE ALL ON shiftguard.assumerole_grants FROM PUBLIC;
-INSERT INTO shiftguard.assumerole_grants
-SELECT 'ALL', '', 'ALL', 'rdsdb' WHERE NOT EXISTS (SELECT FROM shiftguard.settings WHERE name = 'assumerole_seeded');
-INSERT INTO shiftguard.settings VALUES ('assumerole_seeded', 'yes') ON CONFLICT DO NOTHING;
+REVOKE ALL ON shiftguard_rows.assumerole_grants FROM PUBLIC;
+INSERT INTO shiftguard_rows.assumerole_grants
+SELECT 'ALL', '', 'ALL', 'rdsdb' WHERE NOT EXISTS (SELECT FROM shiftguard_rows.settings WHERE name = 'assumerole_seeded');
+INSERT INTO shiftguard_rows.settings VALUES ('assumerole_seeded', 'yes') ON CONFLICT DO NOTHING;
 
 CREATE OR REPLACE PROCEDURE shiftguard.grant_assumerole(p_spec jsonb)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -544,10 +544,10 @@ BEGIN
             END IF;
             FOR v_use IN SELECT jsonb_array_elements_text(p_spec->'for') LOOP
                 IF (p_spec->>'is_grant')::boolean THEN
-                    INSERT INTO shiftguard.assumerole_grants VALUES (v_role, v_grantee, v_use, session_user)
+                    INSERT INTO shiftguard_rows.assumerole_grants VALUES (v_role, v_grantee, v_use, session_user)
                     ON CONFLICT DO NOTHING;
                 ELSE
-                    DELETE FROM shiftguard.assumerole_grants
+                    DELETE FROM shiftguard_rows.assumerole_grants
                      WHERE role_arn = v_role AND grantee = v_grantee AND use = v_use;
                 END IF;
             END LOOP;
@@ -561,7 +561,7 @@ CREATE OR REPLACE FUNCTION shiftguard.require_assumerole(p_arn text, p_use text)
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF shiftguard.caller_is_superuser() OR EXISTS (
-            SELECT FROM shiftguard.assumerole_grants g
+            SELECT FROM shiftguard_rows.assumerole_grants g
              WHERE (g.role_arn = p_arn OR g.role_arn = 'ALL' OR (g.role_arn = 'default' AND p_arn = 'default'))
                AND (g.use = p_use OR g.use = 'ALL')
                AND (g.grantee = '' OR EXISTS (SELECT FROM pg_roles r WHERE r.rolname = g.grantee
@@ -578,7 +578,7 @@ GRANT EXECUTE ON FUNCTION shiftguard.require_assumerole(text, text) TO PUBLIC;
 CREATE OR REPLACE VIEW shiftguard.svv_iam_privileges WITH (security_barrier) AS
     SELECT g.role_arn AS iam_arn, g.use AS command_type, coalesce(r.oid, 0)::integer AS identity_id,
            i.name AS identity_name, i.type AS identity_type
-      FROM shiftguard.assumerole_grants g LEFT JOIN pg_roles r ON r.rolname = g.grantee
+      FROM shiftguard_rows.assumerole_grants g LEFT JOIN pg_roles r ON r.rolname = g.grantee
      CROSS JOIN LATERAL shiftguard.identity(coalesce(r.oid, 0)) i
      WHERE shiftguard.caller_is_superuser() OR g.grantee = ''
         OR (r.oid IS NOT NULL AND pg_has_role(session_user, r.oid, 'USAGE'));
@@ -663,7 +663,7 @@ BEGIN
         END IF;
         p_options := (p_options->>'spec')::jsonb;
         IF EXISTS (SELECT FROM jsonb_array_elements_text(p_options->'users') u
-                    WHERE NOT EXISTS (SELECT FROM shiftguard.users WHERE name = u)
+                    WHERE NOT EXISTS (SELECT FROM shiftguard_rows.users WHERE name = u)
                        OR u = current_user::text) THEN  -- (the management role, even if it is a user too)
             RAISE EXCEPTION 'permission denied: ALTER DEFAULT PRIVILEGES FOR USER names Redshift users only'
                 USING ERRCODE = '42501';
@@ -699,7 +699,7 @@ BEGIN
         RAISE EXCEPTION 'process id % does not exist', p_pid USING ERRCODE = '22023';  -- UNVERIFIED wording
     END IF;
     IF NOT (shiftguard.caller_is_superuser() OR v_user = session_user::text
-            OR (shiftguard.caller_may('CANCEL') AND EXISTS (SELECT FROM shiftguard.users WHERE name = v_user))) THEN
+            OR (shiftguard.caller_may('CANCEL') AND EXISTS (SELECT FROM shiftguard_rows.users WHERE name = v_user))) THEN
         RAISE EXCEPTION 'permission denied to cancel process %', p_pid USING ERRCODE = '42501';
     END IF;
     IF p_message IS NOT NULL THEN
@@ -741,18 +741,18 @@ $$;
 -- (shiftguard.lock_object) instead of failing with "tuple concurrently updated", and other
 -- GRANTs on that schema wait for them.
 -- A schema whose ACL was the default (NULL) keeps an explicit ACL equal to it afterwards.
-CREATE TABLE IF NOT EXISTS shiftguard.create_lendings (
+CREATE TABLE IF NOT EXISTS shiftguard_rows.create_lendings (
     xid     xid8 NOT NULL,
     schema  oid  NOT NULL,
     grantee name NOT NULL,
     PRIMARY KEY (xid, schema, grantee)
 );
-REVOKE ALL ON shiftguard.create_lendings FROM PUBLIC;
+REVOKE ALL ON shiftguard_rows.create_lendings FROM PUBLIC;
 
 CREATE OR REPLACE FUNCTION shiftguard.lending_returned() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    IF EXISTS (SELECT FROM shiftguard.create_lendings l
+    IF EXISTS (SELECT FROM shiftguard_rows.create_lendings l
                 WHERE l.xid = NEW.xid AND l.schema = NEW.schema AND l.grantee = NEW.grantee) THEN
         RAISE EXCEPTION 'CREATE on schema % lent to % for one statement was not returned', NEW.schema::regnamespace,
             NEW.grantee USING ERRCODE = '42501';
@@ -764,8 +764,8 @@ $$;
 DO $$
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_trigger WHERE tgname = 'lending_returned'
-                      AND tgrelid = 'shiftguard.create_lendings'::regclass) THEN
-        CREATE CONSTRAINT TRIGGER lending_returned AFTER INSERT ON shiftguard.create_lendings
+                      AND tgrelid = 'shiftguard_rows.create_lendings'::regclass) THEN
+        CREATE CONSTRAINT TRIGGER lending_returned AFTER INSERT ON shiftguard_rows.create_lendings
             DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION shiftguard.lending_returned();
     END IF;
 END
@@ -832,7 +832,7 @@ BEGIN
             USING ERRCODE = '42501',
                   HINT = 'shiftguard''s management role cannot grant CREATE on this schema, so the system permission cannot be honoured here.';
     END IF;
-    INSERT INTO shiftguard.create_lendings VALUES (pg_current_xact_id(), v_schema, session_user);
+    INSERT INTO shiftguard_rows.create_lendings VALUES (pg_current_xact_id(), v_schema, session_user);
     RETURN v_schema;
 END
 $$;
@@ -845,7 +845,7 @@ BEGIN
     IF p_schema IS NULL THEN
         RETURN;
     END IF;
-    DELETE FROM shiftguard.create_lendings
+    DELETE FROM shiftguard_rows.create_lendings
      WHERE xid = pg_current_xact_id() AND schema = p_schema AND grantee = session_user;
     IF FOUND THEN
         EXECUTE format('REVOKE CREATE ON SCHEMA %I FROM %I', (SELECT nspname FROM pg_namespace WHERE oid = p_schema),
@@ -952,13 +952,13 @@ $$;
 -- varchar(256)), which PostgreSQL drops and Redshift's SHOW PARAMETERS shows (show.sql), by the
 -- routine and its argument types as they were (a routine dropped and its OID reused for another
 -- signature matches no row). Written only by note_parameters, from what the proxy parsed.
-CREATE TABLE IF NOT EXISTS shiftguard.routine_parameters (
+CREATE TABLE IF NOT EXISTS shiftguard_rows.routine_parameters (
     routine   oid PRIMARY KEY,
     signature oid[] NOT NULL,
     modifiers jsonb NOT NULL
 );
-REVOKE ALL ON shiftguard.routine_parameters FROM PUBLIC;
-GRANT SELECT ON shiftguard.routine_parameters TO PUBLIC;  -- what pg_proc shows anyone, and the modifiers
+REVOKE ALL ON shiftguard_rows.routine_parameters FROM PUBLIC;
+GRANT SELECT ON shiftguard_rows.routine_parameters TO PUBLIC;  -- what pg_proc shows anyone, and the modifiers
 
 -- After a CREATE [OR REPLACE] FUNCTION | PROCEDURE that create_lent ran: keep (or, without any,
 -- forget) its parameters' modifiers. The routine is the one of that name the statement just
@@ -986,7 +986,7 @@ BEGIN
     ELSE
         v_schema := (SELECT oid FROM pg_namespace WHERE nspname = p_path[1]);
     END IF;
-    DELETE FROM shiftguard.routine_parameters r WHERE NOT EXISTS (SELECT FROM pg_proc p WHERE p.oid = r.routine);
+    DELETE FROM shiftguard_rows.routine_parameters r WHERE NOT EXISTS (SELECT FROM pg_proc p WHERE p.oid = r.routine);
     IF (SELECT count(*) FROM pg_proc p WHERE p.pronamespace = v_schema AND p.proname = v_spec->>'routine'
                                          AND age(p.xmin) = 0) <> 1 THEN
         RETURN false;  -- not one routine for certain (several of the name made in this transaction)
@@ -998,10 +998,10 @@ BEGIN
         RETURN false;
     ELSIF jsonb_typeof(v_spec->'modifiers') IS DISTINCT FROM 'array'
             OR jsonb_array_length(v_spec->'modifiers') <> coalesce(cardinality(v_routine.proallargtypes), v_routine.pronargs) THEN
-        DELETE FROM shiftguard.routine_parameters WHERE routine = v_routine.oid;
+        DELETE FROM shiftguard_rows.routine_parameters WHERE routine = v_routine.oid;
         RETURN false;
     END IF;
-    INSERT INTO shiftguard.routine_parameters
+    INSERT INTO shiftguard_rows.routine_parameters
     VALUES (v_routine.oid, coalesce(v_routine.proallargtypes, v_routine.proargtypes::oid[]), v_spec->'modifiers')
     ON CONFLICT (routine) DO UPDATE SET signature = excluded.signature, modifiers = excluded.modifiers;
     RETURN true;
@@ -1018,7 +1018,7 @@ GRANT EXECUTE ON FUNCTION shiftguard.note_parameters(text, text, name[]) TO PUBL
 -- cannot write the queue; a NOTIFY of theirs only makes the proxy read it. Like VACUUM, the
 -- request is refused inside a transaction block: shiftguard.vacuum commits, which PostgreSQL
 -- allows a procedure only at the top level (the error is reworded, policy/errors.py).
-CREATE TABLE IF NOT EXISTS shiftguard.vacuum_requests (
+CREATE TABLE IF NOT EXISTS shiftguard_rows.vacuum_requests (
     id           bigserial PRIMARY KEY,
     relation     oid,          -- NULL: the whole database (superusers and holders of VACUUM)
     requested_by name NOT NULL,
@@ -1026,18 +1026,18 @@ CREATE TABLE IF NOT EXISTS shiftguard.vacuum_requests (
 );
 -- One queue for the cluster (catalog/store.py CLUSTER_TABLES): other databases' requests name
 -- theirs. Only the cluster database's NOTIFY reaches the proxy; theirs wait for its next look.
-ALTER TABLE shiftguard.vacuum_requests ADD COLUMN IF NOT EXISTS database name NOT NULL DEFAULT current_database();
+ALTER TABLE shiftguard_rows.vacuum_requests ADD COLUMN IF NOT EXISTS database name NOT NULL DEFAULT current_database();
 DO $$
 BEGIN
-    IF (SELECT relkind FROM pg_class WHERE oid = 'shiftguard.vacuum_requests'::regclass) = 'r'
+    IF (SELECT relkind FROM pg_class WHERE oid = 'shiftguard_rows.vacuum_requests'::regclass) = 'r'
        AND NOT EXISTS (SELECT FROM pg_trigger WHERE tgname = 'fill_id'
-                          AND tgrelid = 'shiftguard.vacuum_requests'::regclass) THEN
-        CREATE TRIGGER fill_id BEFORE INSERT ON shiftguard.vacuum_requests
+                          AND tgrelid = 'shiftguard_rows.vacuum_requests'::regclass) THEN
+        CREATE TRIGGER fill_id BEFORE INSERT ON shiftguard_rows.vacuum_requests
             FOR EACH ROW EXECUTE FUNCTION shiftguard.fill_log_id();  -- only where missing (schema.sql)
     END IF;
 END
 $$;
-REVOKE ALL ON shiftguard.vacuum_requests FROM PUBLIC;
+REVOKE ALL ON shiftguard_rows.vacuum_requests FROM PUBLIC;
 
 -- No SET search_path here (a procedure with one cannot COMMIT): the one name is qualified and
 -- takes exactly the argument types given.
@@ -1067,12 +1067,12 @@ BEGIN
         IF v_class.relkind NOT IN ('r', 'm', 'p', 't') THEN
             RAISE EXCEPTION '"%" is not a table', p_name USING ERRCODE = '42809';  -- UNVERIFIED wording
         END IF;
-        INSERT INTO shiftguard.vacuum_requests (relation, requested_by) VALUES (p_relation, session_user);
+        INSERT INTO shiftguard_rows.vacuum_requests (relation, requested_by) VALUES (p_relation, session_user);
     ELSIF shiftguard.caller_may('VACUUM') THEN
-        INSERT INTO shiftguard.vacuum_requests (relation, requested_by) VALUES (NULL, session_user);
+        INSERT INTO shiftguard_rows.vacuum_requests (relation, requested_by) VALUES (NULL, session_user);
     ELSE
         -- Everyone else: the tables they own (PostgreSQL's VACUUM without a name, for them).
-        INSERT INTO shiftguard.vacuum_requests (relation, requested_by)
+        INSERT INTO shiftguard_rows.vacuum_requests (relation, requested_by)
         SELECT c.oid, session_user FROM pg_class c
          WHERE c.relkind IN ('r', 'm', 'p') AND pg_has_role(session_user, c.relowner, 'USAGE')
            AND NOT shiftguard.protected('table', c.oid) AND NOT starts_with(c.relnamespace::regnamespace::text, 'pg_');

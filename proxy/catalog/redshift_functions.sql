@@ -464,7 +464,7 @@ LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 $$;
 
 -- The columns of the late-binding views the caller may read (catalog/schema.sql
--- shiftguard.late_binding_views; one made again without WITH NO SCHEMA BINDING reads its
+-- shiftguard_rows.late_binding_views; one made again without WITH NO SCHEMA BINDING reads its
 -- function no longer, and is not one), called as Redshift documents it:
 -- SELECT * FROM pg_get_late_binding_view_cols() cols(view_schema name, view_name name,
 -- col_name name, col_type varchar, col_num int).
@@ -472,7 +472,7 @@ CREATE OR REPLACE FUNCTION pg_catalog.pg_get_late_binding_view_cols() RETURNS SE
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT n.nspname, c.relname, a.attname,
            coalesce(l.column_types[a.attnum], format_type(a.atttypid, a.atttypmod))::varchar, a.attnum::integer
-      FROM shiftguard.late_binding_views l JOIN pg_class c ON c.oid = l.view_id
+      FROM shiftguard_rows.late_binding_views l JOIN pg_class c ON c.oid = l.view_id
       JOIN pg_namespace n ON n.oid = c.relnamespace
       JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
      WHERE has_table_privilege(session_user, c.oid, 'SELECT')

@@ -63,13 +63,11 @@ BEGIN
 END
 $$;
 -- The functions of the policies that read lookup tables and of the tables they are attached to
--- (see above), in a schema nobody else may look into: the tables' policies call them by their
--- oid (PostgreSQL asks for USAGE on a schema only when a name is looked up), and nobody can
--- write a call of their own.
-CREATE SCHEMA IF NOT EXISTS shiftguard_rows;
-REVOKE ALL ON SCHEMA shiftguard_rows FROM PUBLIC;
+-- (see above) are in schema shiftguard_rows (schema.sql), which nobody else may look into: the
+-- tables' policies call them by their oid (PostgreSQL asks for USAGE on a schema only when a
+-- name is looked up), and nobody can write a call of their own.
 
-CREATE TABLE IF NOT EXISTS shiftguard.rls_policies (
+CREATE TABLE IF NOT EXISTS shiftguard_rows.rls_policies (
     name          text PRIMARY KEY,
     alias         text,
     columns       jsonb NOT NULL DEFAULT '[]',   -- [{"colname": "a", "type": "integer"}, ...]
@@ -78,20 +76,20 @@ CREATE TABLE IF NOT EXISTS shiftguard.rls_policies (
     modified_by   text NOT NULL,
     modified_time timestamp NOT NULL DEFAULT (now() AT TIME ZONE 'utc')
 );
-CREATE TABLE IF NOT EXISTS shiftguard.rls_relations (
+CREATE TABLE IF NOT EXISTS shiftguard_rows.rls_relations (
     relation    oid PRIMARY KEY,
     enabled     boolean NOT NULL DEFAULT false,
     conjunction text NOT NULL DEFAULT 'and' CHECK (conjunction IN ('and', 'or'))
 );
-CREATE TABLE IF NOT EXISTS shiftguard.rls_attachments (
-    policy       text NOT NULL REFERENCES shiftguard.rls_policies (name),
+CREATE TABLE IF NOT EXISTS shiftguard_rows.rls_attachments (
+    policy       text NOT NULL REFERENCES shiftguard_rows.rls_policies (name),
     relation     oid NOT NULL,
     grantee      text NOT NULL,                 -- '' for PUBLIC
     grantee_kind text NOT NULL CHECK (grantee_kind IN ('user', 'role', 'public')),
     grantor      text NOT NULL,
     PRIMARY KEY (policy, relation, grantee_kind, grantee)
 );
-REVOKE ALL ON shiftguard.rls_policies, shiftguard.rls_relations, shiftguard.rls_attachments FROM PUBLIC;
+REVOKE ALL ON shiftguard_rows.rls_policies, shiftguard_rows.rls_relations, shiftguard_rows.rls_attachments FROM PUBLIC;
 
 -- Superusers and sys:secadmin manage policies; table owners do not (reference §5).
 CREATE OR REPLACE FUNCTION shiftguard.require_rls_admin() RETURNS void
@@ -112,8 +110,8 @@ CREATE OR REPLACE FUNCTION shiftguard.rls_exempt() RETURNS boolean
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     RETURN session_user::text = (SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'shiftguard')
-        OR EXISTS (SELECT FROM shiftguard.users u WHERE u.name = session_user::text AND u.superuser)
-        OR EXISTS (SELECT FROM shiftguard.system_privileges sp JOIN pg_roles r ON r.rolname = sp.role
+        OR EXISTS (SELECT FROM shiftguard_rows.users u WHERE u.name = session_user::text AND u.superuser)
+        OR EXISTS (SELECT FROM shiftguard_rows.system_privileges sp JOIN pg_roles r ON r.rolname = sp.role
                     WHERE sp.privilege = 'IGNORE RLS' AND pg_has_role(session_user, r.oid, 'USAGE'));
 END
 $$;
@@ -125,7 +123,7 @@ CREATE OR REPLACE FUNCTION shiftguard.rls_applies(p_policy text, p_relation oid)
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     RETURN EXISTS (
-        SELECT FROM shiftguard.rls_attachments a
+        SELECT FROM shiftguard_rows.rls_attachments a
          WHERE a.policy = p_policy AND a.relation = p_relation
            AND (a.grantee_kind = 'public'
                 OR (a.grantee_kind = 'user' AND a.grantee = session_user::text)
@@ -223,8 +221,8 @@ CREATE OR REPLACE FUNCTION shiftguard.rls_bind(p_relation oid, p_conjunction tex
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_name      text := 'rls@' || p_relation;
-    v_policy    shiftguard.rls_policies;
-    v_count     integer := (SELECT count(DISTINCT policy) FROM shiftguard.rls_attachments WHERE relation = p_relation);
+    v_policy    shiftguard_rows.rls_policies;
+    v_count     integer := (SELECT count(DISTINCT policy) FROM shiftguard_rows.rls_attachments WHERE relation = p_relation);
     v_columns   text[] := '{}';
     v_args      text;
     v_call      text;
@@ -237,8 +235,8 @@ DECLARE
     v_everyone  boolean := false;
     v_body      text;
 BEGIN
-    FOR v_policy IN SELECT p.* FROM shiftguard.rls_policies p
-                     WHERE p.name IN (SELECT policy FROM shiftguard.rls_attachments WHERE relation = p_relation)
+    FOR v_policy IN SELECT p.* FROM shiftguard_rows.rls_policies p
+                     WHERE p.name IN (SELECT policy FROM shiftguard_rows.rls_attachments WHERE relation = p_relation)
                      ORDER BY p.name LOOP
         SELECT CASE WHEN bool_or(a.grantee_kind = 'public') THEN 'true' ELSE string_agg(CASE
                    WHEN a.grantee_kind = 'user' THEN format(
@@ -252,7 +250,7 @@ BEGIN
                                'false) END', r.oid, a.grantee, r.oid, 'USAGE', quote_ident(a.grantee), 'USAGE') END,
                    ' OR ' ORDER BY a.grantee_kind, a.grantee) END
           INTO v_applies
-          FROM shiftguard.rls_attachments a LEFT JOIN pg_roles r ON a.grantee_kind = 'role' AND r.rolname = a.grantee
+          FROM shiftguard_rows.rls_attachments a LEFT JOIN pg_roles r ON a.grantee_kind = 'role' AND r.rolname = a.grantee
          WHERE a.policy = v_policy.name AND a.relation = p_relation;
         v_columns := v_columns || ARRAY(SELECT c->>'colname' FROM jsonb_array_elements(v_policy.columns) c);
         v_args := (SELECT coalesce(string_agg(format('r.%I', c->>'colname'), ', ' ORDER BY n), '')
@@ -313,8 +311,8 @@ REVOKE ALL ON FUNCTION shiftguard.rls_bind(oid, text) FROM PUBLIC;
 CREATE OR REPLACE FUNCTION shiftguard.rls_sync(p_relation oid) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_rel     shiftguard.rls_relations;
-    v_policy  shiftguard.rls_policies;
+    v_rel     shiftguard_rows.rls_relations;
+    v_policy  shiftguard_rows.rls_policies;
     v_applies text;
     v_call    text;
     v_any     text[] := '{}';
@@ -327,8 +325,8 @@ BEGIN
     IF NOT EXISTS (SELECT FROM pg_class WHERE oid = p_relation) THEN
         RETURN;
     END IF;
-    SELECT * INTO v_rel FROM shiftguard.rls_relations WHERE relation = p_relation;
-    v_masked := EXISTS (SELECT FROM shiftguard.masking_attachments WHERE relation = p_relation);
+    SELECT * INTO v_rel FROM shiftguard_rows.rls_relations WHERE relation = p_relation;
+    v_masked := EXISTS (SELECT FROM shiftguard_rows.masking_attachments WHERE relation = p_relation);
     PERFORM shiftguard.rls_clear(p_relation, false);
     IF NOT coalesce(v_rel.enabled, false) AND NOT v_masked THEN
         PERFORM shiftguard.rls_unbind(p_relation, true);
@@ -339,8 +337,8 @@ BEGIN
     IF NOT coalesce(v_rel.enabled, false) THEN
         v_rel.conjunction := 'none';  -- masking only: every row
     END IF;
-    FOR v_policy IN SELECT p.* FROM shiftguard.rls_policies p
-                     WHERE p.name IN (SELECT policy FROM shiftguard.rls_attachments WHERE relation = p_relation)
+    FOR v_policy IN SELECT p.* FROM shiftguard_rows.rls_policies p
+                     WHERE p.name IN (SELECT policy FROM shiftguard_rows.rls_attachments WHERE relation = p_relation)
                      ORDER BY p.name LOOP
         v_applies := format('(SELECT shiftguard.rls_applies(%L, %s))', v_policy.name, p_relation);
         v_any := v_any || v_applies;
@@ -509,10 +507,10 @@ DECLARE
 BEGIN
     PERFORM shiftguard.require_rls_admin();
     p_policy := shiftguard.rls_payload(p_text, p_signature);
-    IF EXISTS (SELECT FROM shiftguard.rls_policies WHERE name = p_policy->>'name') THEN
+    IF EXISTS (SELECT FROM shiftguard_rows.rls_policies WHERE name = p_policy->>'name') THEN
         RAISE EXCEPTION 'policy "%" already exists', p_policy->>'name' USING ERRCODE = '42710';
     END IF;
-    INSERT INTO shiftguard.rls_policies (name, alias, columns, predicate, lookups, modified_by)
+    INSERT INTO shiftguard_rows.rls_policies (name, alias, columns, predicate, lookups, modified_by)
     VALUES (p_policy->>'name', p_policy->>'alias', p_policy->'columns', p_policy->>'predicate',
             p_policy->'lookups', session_user);
     PERFORM shiftguard.rls_define(p_policy, p_search_path);
@@ -525,26 +523,26 @@ $$;
 CREATE OR REPLACE PROCEDURE shiftguard.alter_rls_policy(p_text text, p_signature text, p_search_path text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_stored   shiftguard.rls_policies;
+    v_stored   shiftguard_rows.rls_policies;
     p_policy   jsonb;
     v_relation oid;
 BEGIN
     PERFORM shiftguard.require_rls_admin();
     p_policy := shiftguard.rls_payload(p_text, p_signature);
-    SELECT * INTO v_stored FROM shiftguard.rls_policies WHERE name = p_policy->>'name' FOR UPDATE;
+    SELECT * INTO v_stored FROM shiftguard_rows.rls_policies WHERE name = p_policy->>'name' FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'policy "%" does not exist', p_policy->>'name' USING ERRCODE = '42704';
     END IF;
-    UPDATE shiftguard.rls_policies
+    UPDATE shiftguard_rows.rls_policies
        SET predicate = p_policy->>'predicate', lookups = p_policy->'lookups', modified_by = session_user,
            modified_time = now() AT TIME ZONE 'utc'
      WHERE name = v_stored.name;
-    FOR v_relation IN SELECT DISTINCT relation FROM shiftguard.rls_attachments WHERE policy = v_stored.name LOOP
+    FOR v_relation IN SELECT DISTINCT relation FROM shiftguard_rows.rls_attachments WHERE policy = v_stored.name LOOP
         PERFORM shiftguard.rls_clear(v_relation, false);
     END LOOP;
     PERFORM shiftguard.rls_define(p_policy || jsonb_build_object('alias', v_stored.alias, 'columns', v_stored.columns),
                                  p_search_path);
-    FOR v_relation IN SELECT DISTINCT relation FROM shiftguard.rls_attachments WHERE policy = v_stored.name LOOP
+    FOR v_relation IN SELECT DISTINCT relation FROM shiftguard_rows.rls_attachments WHERE policy = v_stored.name LOOP
         PERFORM shiftguard.rls_sync(v_relation);
     END LOOP;
 END
@@ -553,11 +551,11 @@ $$;
 CREATE OR REPLACE PROCEDURE shiftguard.drop_rls_policy(p_name text, p_missing_ok boolean, p_cascade boolean)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_stored   shiftguard.rls_policies;
+    v_stored   shiftguard_rows.rls_policies;
     v_relation oid;
 BEGIN
     PERFORM shiftguard.require_rls_admin();
-    SELECT * INTO v_stored FROM shiftguard.rls_policies WHERE name = p_name FOR UPDATE;
+    SELECT * INTO v_stored FROM shiftguard_rows.rls_policies WHERE name = p_name FOR UPDATE;
     IF NOT FOUND THEN
         IF p_missing_ok THEN
             RAISE NOTICE 'policy "%" does not exist, skipping', p_name;
@@ -565,17 +563,17 @@ BEGIN
         END IF;
         RAISE EXCEPTION 'policy "%" does not exist', p_name USING ERRCODE = '42704';
     END IF;
-    DELETE FROM shiftguard.rls_attachments
+    DELETE FROM shiftguard_rows.rls_attachments
      WHERE policy = p_name AND NOT EXISTS (SELECT FROM pg_class WHERE oid = relation);
-    IF EXISTS (SELECT FROM shiftguard.rls_attachments WHERE policy = p_name) AND NOT p_cascade THEN
+    IF EXISTS (SELECT FROM shiftguard_rows.rls_attachments WHERE policy = p_name) AND NOT p_cascade THEN
         -- UNVERIFIED wording.
         RAISE EXCEPTION 'cannot drop RLS policy "%" because it is attached to a relation', p_name
             USING ERRCODE = '2BP01', HINT = 'Detach it first, or use DROP RLS POLICY ... CASCADE.';
     END IF;
-    FOR v_relation IN DELETE FROM shiftguard.rls_attachments WHERE policy = p_name RETURNING relation LOOP
+    FOR v_relation IN DELETE FROM shiftguard_rows.rls_attachments WHERE policy = p_name RETURNING relation LOOP
         PERFORM shiftguard.rls_sync(v_relation);
     END LOOP;
-    DELETE FROM shiftguard.rls_policies WHERE name = p_name;
+    DELETE FROM shiftguard_rows.rls_policies WHERE name = p_name;
     PERFORM set_config('search_path', 'pg_catalog, shiftguard', true);
     EXECUTE format('DROP FUNCTION %s', (SELECT p.oid::regprocedure FROM pg_proc p
                                           WHERE p.pronamespace IN ('shiftguard'::regnamespace,
@@ -608,13 +606,13 @@ CREATE OR REPLACE PROCEDURE shiftguard.attach_rls_policy(p_name text, p_relation
                                                         p_attach boolean)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_stored   shiftguard.rls_policies;
+    v_stored   shiftguard_rows.rls_policies;
     v_relation oid;
     v_grantee  jsonb;
     v_missing  text;
 BEGIN
     PERFORM shiftguard.require_rls_admin();
-    SELECT * INTO v_stored FROM shiftguard.rls_policies WHERE name = p_name;
+    SELECT * INTO v_stored FROM shiftguard_rows.rls_policies WHERE name = p_name;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'policy "%" does not exist', p_name USING ERRCODE = '42704';
     END IF;
@@ -629,7 +627,7 @@ BEGIN
                 RAISE EXCEPTION 'column "%" of RLS policy "%" does not exist in relation "%"',
                     v_missing, p_name, v_relation::regclass USING ERRCODE = '42703';
             END IF;
-            IF EXISTS (SELECT FROM shiftguard.rls_attachments a JOIN shiftguard.rls_policies p ON p.name = a.policy
+            IF EXISTS (SELECT FROM shiftguard_rows.rls_attachments a JOIN shiftguard_rows.rls_policies p ON p.name = a.policy
                         WHERE a.relation = v_relation AND p.alias IS DISTINCT FROM v_stored.alias) THEN
                 RAISE EXCEPTION 'all RLS policies on relation "%" must use the same alias', v_relation::regclass
                     USING ERRCODE = '42P17';
@@ -639,18 +637,18 @@ BEGIN
             IF p_attach THEN
                 IF v_grantee->>'kind' = 'user' THEN
                     PERFORM shiftguard.require_user(v_grantee->>'name');
-                    IF (SELECT superuser FROM shiftguard.users WHERE name = v_grantee->>'name') THEN
+                    IF (SELECT superuser FROM shiftguard_rows.users WHERE name = v_grantee->>'name') THEN
                         RAISE EXCEPTION 'RLS policies cannot be attached to the superuser "%"', v_grantee->>'name'
                             USING ERRCODE = '22023';
                     END IF;
                 ELSIF v_grantee->>'kind' = 'role' THEN
                     PERFORM shiftguard.require_role(v_grantee->>'name');
                 END IF;
-                INSERT INTO shiftguard.rls_attachments (policy, relation, grantee, grantee_kind, grantor)
+                INSERT INTO shiftguard_rows.rls_attachments (policy, relation, grantee, grantee_kind, grantor)
                 VALUES (p_name, v_relation, v_grantee->>'name', v_grantee->>'kind', session_user)
                 ON CONFLICT DO NOTHING;
             ELSE
-                DELETE FROM shiftguard.rls_attachments
+                DELETE FROM shiftguard_rows.rls_attachments
                  WHERE policy = p_name AND relation = v_relation
                    AND grantee = v_grantee->>'name' AND grantee_kind = v_grantee->>'kind';
                 IF NOT FOUND THEN
@@ -676,13 +674,13 @@ BEGIN
         PERFORM shiftguard.require_no_inheritance(p_relation, 'row-level security');
         PERFORM shiftguard.require_no_row_code(p_relation, 'row-level security');  -- catalog/row_code.sql
     END IF;
-    DELETE FROM shiftguard.rls_relations r WHERE NOT EXISTS (SELECT FROM pg_class WHERE oid = r.relation);
-    DELETE FROM shiftguard.rls_attachments a WHERE NOT EXISTS (SELECT FROM pg_class WHERE oid = a.relation);
-    INSERT INTO shiftguard.rls_relations (relation, enabled, conjunction)
+    DELETE FROM shiftguard_rows.rls_relations r WHERE NOT EXISTS (SELECT FROM pg_class WHERE oid = r.relation);
+    DELETE FROM shiftguard_rows.rls_attachments a WHERE NOT EXISTS (SELECT FROM pg_class WHERE oid = a.relation);
+    INSERT INTO shiftguard_rows.rls_relations (relation, enabled, conjunction)
     VALUES (p_relation, p_enabled, coalesce(p_conjunction, 'and'))
     ON CONFLICT (relation) DO UPDATE
        SET enabled = excluded.enabled,
-           conjunction = coalesce(p_conjunction, shiftguard.rls_relations.conjunction);
+           conjunction = coalesce(p_conjunction, shiftguard_rows.rls_relations.conjunction);
     PERFORM shiftguard.rls_sync(p_relation);
     PERFORM shiftguard.mask_bump();  -- the proxies read rls_tables() again
 END
@@ -693,7 +691,7 @@ $$;
 CREATE OR REPLACE FUNCTION shiftguard.rls_tables(OUT schema_name text, OUT table_name text) RETURNS SETOF record
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT n.nspname::text, c.relname::text
-      FROM shiftguard.rls_relations r JOIN pg_class c ON c.oid = r.relation
+      FROM shiftguard_rows.rls_relations r JOIN pg_class c ON c.oid = r.relation
       JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE r.enabled
 $$;
@@ -714,14 +712,14 @@ CREATE OR REPLACE VIEW shiftguard.svv_rls_policy WITH (security_barrier) AS
               FROM jsonb_array_elements(columns) WITH ORDINALITY AS x (c, n)) AS polatts,
            predicate AS polqual, true AS polenabled, modified_by AS polmodifiedby,
            modified_time AS polmodifiedtime
-      FROM shiftguard.rls_policies WHERE shiftguard.sees_rls();
+      FROM shiftguard_rows.rls_policies WHERE shiftguard.sees_rls();
 
 CREATE OR REPLACE VIEW shiftguard.svv_rls_relation WITH (security_barrier) AS
     SELECT current_database()::text AS datname, n.nspname::text AS relschema, c.relname::text AS relname,
            CASE c.relkind WHEN 'v' THEN 'view' ELSE 'table' END AS relkind, r.enabled AS is_rls_on,
            false AS is_rls_datashare_on, r.conjunction::char(3) AS rls_conjunction_type,
            'and'::char(3) AS rls_datashare_conjunction_type
-      FROM shiftguard.rls_relations r JOIN pg_class c ON c.oid = r.relation
+      FROM shiftguard_rows.rls_relations r JOIN pg_class c ON c.oid = r.relation
       JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE shiftguard.sees_rls();
 
@@ -731,9 +729,9 @@ CREATE OR REPLACE VIEW shiftguard.svv_rls_attached_policy WITH (security_barrier
            a.grantor, CASE a.grantee_kind WHEN 'public' THEN 'public' ELSE a.grantee END AS grantee,
            CASE a.grantee_kind WHEN 'role' THEN 'role' ELSE 'user' END AS granteekind, true AS is_pol_on,
            coalesce(r.enabled, false) AS is_rls_on, coalesce(r.conjunction, 'and')::char(3) AS rls_conjunction_type
-      FROM shiftguard.rls_attachments a JOIN pg_class c ON c.oid = a.relation
+      FROM shiftguard_rows.rls_attachments a JOIN pg_class c ON c.oid = a.relation
       JOIN pg_namespace n ON n.oid = c.relnamespace
-      LEFT JOIN shiftguard.rls_relations r ON r.relation = a.relation
+      LEFT JOIN shiftguard_rows.rls_relations r ON r.relation = a.relation
      WHERE shiftguard.sees_rls();
 
 GRANT SELECT ON shiftguard.svv_rls_policy, shiftguard.svv_rls_relation, shiftguard.svv_rls_attached_policy TO PUBLIC;
@@ -747,7 +745,7 @@ GRANT SELECT ON shiftguard.svv_rls_policy, shiftguard.svv_rls_relation, shiftgua
 CREATE OR REPLACE FUNCTION shiftguard.masked(p_relation oid) RETURNS boolean
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    RETURN EXISTS (SELECT FROM shiftguard.masking_attachments WHERE relation = p_relation);
+    RETURN EXISTS (SELECT FROM shiftguard_rows.masking_attachments WHERE relation = p_relation);
 END
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.masked(oid) TO PUBLIC;
@@ -760,9 +758,9 @@ GRANT EXECUTE ON FUNCTION shiftguard.masked(oid) TO PUBLIC;
 CREATE OR REPLACE FUNCTION shiftguard.row_protection(p_relation oid) RETURNS text
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    RETURN CASE WHEN EXISTS (SELECT FROM shiftguard.rls_relations WHERE relation = p_relation AND enabled)
+    RETURN CASE WHEN EXISTS (SELECT FROM shiftguard_rows.rls_relations WHERE relation = p_relation AND enabled)
                 THEN 'row-level security on'
-                WHEN EXISTS (SELECT FROM shiftguard.masking_attachments WHERE relation = p_relation)
+                WHEN EXISTS (SELECT FROM shiftguard_rows.masking_attachments WHERE relation = p_relation)
                 THEN 'a masking policy attached' END;
 END
 $$;
@@ -793,7 +791,7 @@ REVOKE ALL ON FUNCTION shiftguard.require_no_inheritance(oid, text) FROM PUBLIC;
 CREATE OR REPLACE FUNCTION shiftguard.rls_intact(p_relation oid) RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT NOT EXISTS (
-        SELECT FROM pg_class c LEFT JOIN shiftguard.rls_relations r ON r.relation = c.oid
+        SELECT FROM pg_class c LEFT JOIN shiftguard_rows.rls_relations r ON r.relation = c.oid
          WHERE c.oid = p_relation
            AND (c.relrowsecurity, c.relforcerowsecurity)
                IS DISTINCT FROM (coalesce(r.enabled, false) OR shiftguard.masked(c.oid),
@@ -805,8 +803,8 @@ GRANT EXECUTE ON FUNCTION shiftguard.rls_intact(oid) TO PUBLIC;
 -- table with RLS on gone moves the version the proxies read rls_tables() by.
 CREATE OR REPLACE FUNCTION shiftguard.rls_forget_dropped() RETURNS void
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    DELETE FROM shiftguard.rls_attachments a WHERE NOT EXISTS (SELECT FROM pg_class WHERE oid = a.relation);
-    WITH gone AS (DELETE FROM shiftguard.rls_relations r WHERE NOT EXISTS (SELECT FROM pg_class WHERE oid = r.relation)
+    DELETE FROM shiftguard_rows.rls_attachments a WHERE NOT EXISTS (SELECT FROM pg_class WHERE oid = a.relation);
+    WITH gone AS (DELETE FROM shiftguard_rows.rls_relations r WHERE NOT EXISTS (SELECT FROM pg_class WHERE oid = r.relation)
                   RETURNING r.enabled)
     SELECT shiftguard.mask_bump() WHERE EXISTS (SELECT FROM gone WHERE enabled);
 $$;
@@ -998,7 +996,7 @@ BEGIN
         v_before := ARRAY(SELECT format('%s %s %s', refclassid, refobjid, refobjsubid) FROM pg_depend
                            WHERE classid = 'pg_proc'::regclass AND objid = v_function
                              AND refclassid <> 'pg_namespace'::regclass ORDER BY 1);
-        FOR v_relation IN SELECT DISTINCT relation FROM shiftguard.rls_attachments WHERE policy = v_policy LOOP
+        FOR v_relation IN SELECT DISTINCT relation FROM shiftguard_rows.rls_attachments WHERE policy = v_policy LOOP
             PERFORM shiftguard.rls_clear(v_relation, false);
         END LOOP;
         BEGIN
@@ -1021,7 +1019,7 @@ BEGIN
                           'fails (permission denied) until ALTER RLS POLICY "%" USING (...) gives its predicate again',
                           v_policy, SQLERRM, v_policy;
         END;
-        FOR v_relation IN SELECT DISTINCT relation FROM shiftguard.rls_attachments WHERE policy = v_policy LOOP
+        FOR v_relation IN SELECT DISTINCT relation FROM shiftguard_rows.rls_attachments WHERE policy = v_policy LOOP
             PERFORM shiftguard.rls_sync(v_relation);
         END LOOP;
     END LOOP;

@@ -117,8 +117,8 @@ REVOKE ALL ON FUNCTION shiftguard.require_no_row_code(oid, text) FROM PUBLIC;
 CREATE OR REPLACE FUNCTION shiftguard.alters_protected(p_role oid) RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT EXISTS (SELECT FROM pg_class c
-                    WHERE c.oid IN (SELECT relation FROM shiftguard.rls_relations WHERE enabled
-                                    UNION SELECT relation FROM shiftguard.masking_attachments)
+                    WHERE c.oid IN (SELECT relation FROM shiftguard_rows.rls_relations WHERE enabled
+                                    UNION SELECT relation FROM shiftguard_rows.masking_attachments)
                       AND pg_has_role(p_role, c.relowner, 'USAGE'))
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.alters_protected(oid) TO PUBLIC;
@@ -135,8 +135,8 @@ DECLARE
     v_cursor   refcursor;
 BEGIN
     FOR v_relation IN SELECT c.oid FROM pg_class c
-                       WHERE c.oid IN (SELECT relation FROM shiftguard.rls_relations WHERE enabled
-                                       UNION SELECT relation FROM shiftguard.masking_attachments)
+                       WHERE c.oid IN (SELECT relation FROM shiftguard_rows.rls_relations WHERE enabled
+                                       UNION SELECT relation FROM shiftguard_rows.masking_attachments)
                          AND pg_has_role(p_role, c.relowner, 'USAGE') LOOP
         -- A name of our own each time: a cursor the user named like ours holds nothing of ours.
         v_cursor := 'shiftguard hold ' || gen_random_uuid();
@@ -188,8 +188,8 @@ GRANT EXECUTE ON FUNCTION shiftguard.context_text(text) TO PUBLIC;
 CREATE OR REPLACE FUNCTION shiftguard.protected_named(p_role oid, p_text text, OUT relation oid, OUT protection text)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT c.oid, shiftguard.row_protection(c.oid) FROM pg_class c
-     WHERE c.oid IN (SELECT relation FROM shiftguard.rls_relations WHERE enabled
-                     UNION SELECT relation FROM shiftguard.masking_attachments)
+     WHERE c.oid IN (SELECT relation FROM shiftguard_rows.rls_relations WHERE enabled
+                     UNION SELECT relation FROM shiftguard_rows.masking_attachments)
        AND pg_has_role(p_role, c.relowner, 'USAGE')
        AND (strpos(lower(p_text), 'u&') > 0
             OR strpos(p_text, '"' || replace(c.relname, '"', '""') || '"') > 0
@@ -279,21 +279,21 @@ $$;
 -- The names the proxies know the protected tables by (rls_tables(), masked_tables()) moved: an
 -- ALTER TABLE ... RENAME | SET SCHEMA or ALTER SCHEMA ... RENAME. Then the version they poll
 -- moves. Anyone may call it: it moves the version only when the names differ from the last seen.
-INSERT INTO shiftguard.settings VALUES ('protected_names', '') ON CONFLICT DO NOTHING;
+INSERT INTO shiftguard_rows.settings VALUES ('protected_names', '') ON CONFLICT DO NOTHING;
 CREATE OR REPLACE FUNCTION shiftguard.protected_names_moved() RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_names text := (SELECT md5(coalesce(string_agg(format('%s %s %s', c.oid, c.relnamespace, c.relname), ',' ORDER BY c.oid), ''))
                        FROM pg_class c
-                      WHERE c.oid IN (SELECT relation FROM shiftguard.rls_relations WHERE enabled
-                                      UNION SELECT relation FROM shiftguard.masking_attachments))
+                      WHERE c.oid IN (SELECT relation FROM shiftguard_rows.rls_relations WHERE enabled
+                                      UNION SELECT relation FROM shiftguard_rows.masking_attachments))
                     || (SELECT md5(coalesce(string_agg(format('%s %s', n.oid, n.nspname), ',' ORDER BY n.oid), ''))
                           FROM pg_namespace n
                          WHERE n.oid IN (SELECT relnamespace FROM pg_class
-                                          WHERE oid IN (SELECT relation FROM shiftguard.rls_relations WHERE enabled
-                                                        UNION SELECT relation FROM shiftguard.masking_attachments)));
+                                          WHERE oid IN (SELECT relation FROM shiftguard_rows.rls_relations WHERE enabled
+                                                        UNION SELECT relation FROM shiftguard_rows.masking_attachments)));
 BEGIN
-    UPDATE shiftguard.settings SET value = v_names WHERE name = 'protected_names' AND value IS DISTINCT FROM v_names;
+    UPDATE shiftguard_rows.settings SET value = v_names WHERE name = 'protected_names' AND value IS DISTINCT FROM v_names;
     IF FOUND THEN
         PERFORM shiftguard.mask_bump();
     END IF;
@@ -364,8 +364,8 @@ $$;
 CREATE OR REPLACE FUNCTION shiftguard.protected_row_code() RETURNS SETOF text
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT format('%s: %s', c.oid::regclass, shiftguard.row_code_list(c.oid)) FROM pg_class c
-     WHERE c.oid IN (SELECT relation FROM shiftguard.rls_relations WHERE enabled
-                     UNION SELECT relation FROM shiftguard.masking_attachments)
+     WHERE c.oid IN (SELECT relation FROM shiftguard_rows.rls_relations WHERE enabled
+                     UNION SELECT relation FROM shiftguard_rows.masking_attachments)
        AND shiftguard.row_code_list(c.oid) IS NOT NULL
      ORDER BY c.oid
 $$;

@@ -50,7 +50,7 @@ BEGIN
     IF v_ticket ? 'iam_role' THEN
         PERFORM shiftguard.require_assumerole(v_ticket->>'iam_role', CASE p_op WHEN 'read' THEN 'COPY' ELSE 'UNLOAD' END);
         IF v_ticket->>'iam_role' = 'default' THEN
-            v_arn := (SELECT role_arn FROM shiftguard.cluster_iam_roles WHERE is_default);
+            v_arn := (SELECT role_arn FROM shiftguard_rows.cluster_iam_roles WHERE is_default);
             IF v_arn IS NULL THEN
                 -- UNVERIFIED wording.
                 RAISE EXCEPTION 'Default IAM role is not set for the cluster' USING ERRCODE = '42501',
@@ -59,7 +59,7 @@ BEGIN
         ELSE
             v_arn := v_ticket->>'iam_role';
         END IF;
-        IF NOT EXISTS (SELECT FROM shiftguard.cluster_iam_roles WHERE role_arn = v_arn) THEN
+        IF NOT EXISTS (SELECT FROM shiftguard_rows.cluster_iam_roles WHERE role_arn = v_arn) THEN
             -- Redshift's wording for a role the cluster cannot assume (UNVERIFIED for one not associated).
             RAISE EXCEPTION 'User %/% is not authorized to assume IAM Role %', v_ticket->>'dbuser', session_user, v_arn
                 USING ERRCODE = '42501',
@@ -67,7 +67,7 @@ BEGIN
         END IF;
     ELSIF v_ticket ? 'sts' THEN
         SELECT format('arn:aws:iam::%s:role/%s', s.account, s.role) AS arn, s.expires INTO v_session
-          FROM shiftguard.sts_sessions s WHERE s.access_key_id = v_ticket->>'sts';
+          FROM shiftguard_rows.sts_sessions s WHERE s.access_key_id = v_ticket->>'sts';
         IF NOT FOUND THEN
             PERFORM shiftguard.s3_refuse('The AWS Access Key Id you provided does not exist in our records.',
                                          'InvalidAccessKeyId', 403);

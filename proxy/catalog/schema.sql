@@ -1,19 +1,25 @@
--- shiftguard's private schema: the Redshift-level state PostgreSQL has no place for, and the
--- procedures that change it. Idempotent; run by every proxy at start under an advisory lock, as
--- the management role. Ordinary roles may call the procedures (each checks its caller, by
--- session_user: sessions log in as the user's own role and never switch identity) and read the
--- catalog views, nothing else.
+-- shiftguard's private schemas: the Redshift-level state PostgreSQL has no place for, and the
+-- procedures that change it. Idempotent; run by every proxy at start under the bootstrap lock
+-- (store.py _BOOTSTRAP_LOCK), as the management role. Ordinary roles may call the procedures
+-- (each checks its caller, by session_user: sessions log in as the user's own role and never
+-- switch identity) and read the catalog views of schema shiftguard, nothing else. The tables are
+-- in schema shiftguard_rows, which no user may look into: a name a user cannot look up is
+-- refused before anything is locked, whereas PostgreSQL takes some locks on a table it can name
+-- before it checks the privilege (CREATE RULE, CREATE TRIGGER), and such a request, queued
+-- behind a lock the user keeps, would hold up everyone after it (store.py _move_private_tables).
 -- Error wordings marked UNVERIFIED are not documented by Redshift; they are our best guess.
 
 CREATE SCHEMA IF NOT EXISTS shiftguard;
 REVOKE ALL ON SCHEMA shiftguard FROM PUBLIC;
 GRANT USAGE ON SCHEMA shiftguard TO PUBLIC;
+CREATE SCHEMA IF NOT EXISTS shiftguard_rows;
+REVOKE ALL ON SCHEMA shiftguard_rows FROM PUBLIC;
 
-CREATE TABLE IF NOT EXISTS shiftguard.settings (
+CREATE TABLE IF NOT EXISTS shiftguard_rows.settings (
     name  text PRIMARY KEY,
     value text NOT NULL
 );
-REVOKE ALL ON shiftguard.settings FROM PUBLIC;
+REVOKE ALL ON shiftguard_rows.settings FROM PUBLIC;
 
 -- Locks that serialise shiftguard's own work on one object (a schema, a relation), held to the
 -- end of the transaction: a row per (purpose, object), locked FOR UPDATE. Not advisory locks:
@@ -24,20 +30,20 @@ REVOKE ALL ON shiftguard.settings FROM PUBLIC;
 -- (privileges.sql forget_dropped_objects). A REPEATABLE READ or SERIALIZABLE transaction whose
 -- snapshot is older than the row of a key it then needs fails with a serialization failure, once
 -- per key, to be retried as any.
-CREATE TABLE IF NOT EXISTS shiftguard.object_locks (
+CREATE TABLE IF NOT EXISTS shiftguard_rows.object_locks (
     purpose text NOT NULL,
     object  oid NOT NULL,
     PRIMARY KEY (purpose, object)
 );
-REVOKE ALL ON shiftguard.object_locks FROM PUBLIC;
+REVOKE ALL ON shiftguard_rows.object_locks FROM PUBLIC;
 
 CREATE OR REPLACE FUNCTION shiftguard.lock_object(p_purpose text, p_object oid) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    PERFORM FROM shiftguard.object_locks WHERE purpose = p_purpose AND object = p_object FOR UPDATE;
+    PERFORM FROM shiftguard_rows.object_locks WHERE purpose = p_purpose AND object = p_object FOR UPDATE;
     IF NOT FOUND THEN
-        INSERT INTO shiftguard.object_locks VALUES (p_purpose, p_object) ON CONFLICT DO NOTHING;
-        PERFORM FROM shiftguard.object_locks WHERE purpose = p_purpose AND object = p_object FOR UPDATE;
+        INSERT INTO shiftguard_rows.object_locks VALUES (p_purpose, p_object) ON CONFLICT DO NOTHING;
+        PERFORM FROM shiftguard_rows.object_locks WHERE purpose = p_purpose AND object = p_object FOR UPDATE;
     END IF;
 END
 $$;
@@ -46,7 +52,7 @@ REVOKE ALL ON FUNCTION shiftguard.lock_object(text, oid) FROM PUBLIC;
 -- One row per Redshift user. The user's PostgreSQL role has the same name; what PostgreSQL can
 -- hold itself (superuser, CREATEDB, CONNECTION LIMIT, VALID UNTIL, SET parameters) is also set
 -- on that role, so that PostgreSQL enforces it.
-CREATE TABLE IF NOT EXISTS shiftguard.users (
+CREATE TABLE IF NOT EXISTS shiftguard_rows.users (
     name         text PRIMARY KEY,
     -- 'md5' || md5(password || name), as Redshift stores a clear-text password.
     password_md5 text CHECK (password_md5 ~ '^md5[0-9a-f]{32}$'),
@@ -54,17 +60,17 @@ CREATE TABLE IF NOT EXISTS shiftguard.users (
     created      timestamptz NOT NULL DEFAULT now()
 );
 -- Redshift's SHA-256 form: hex SHA256(password || salt) and the hex salt.
-ALTER TABLE shiftguard.users ADD COLUMN IF NOT EXISTS password_sha256 text CHECK (password_sha256 ~ '^[0-9a-f]{64}$');
-ALTER TABLE shiftguard.users ADD COLUMN IF NOT EXISTS password_salt text CHECK (password_salt ~ '^[0-9a-f]{64}$');
+ALTER TABLE shiftguard_rows.users ADD COLUMN IF NOT EXISTS password_sha256 text CHECK (password_sha256 ~ '^[0-9a-f]{64}$');
+ALTER TABLE shiftguard_rows.users ADD COLUMN IF NOT EXISTS password_salt text CHECK (password_salt ~ '^[0-9a-f]{64}$');
 -- A SCRAM-SHA-256 verifier, kept when the password was given in clear text.
-ALTER TABLE shiftguard.users ADD COLUMN IF NOT EXISTS password_scram text CHECK (password_scram LIKE 'SCRAM-SHA-256$%');
-ALTER TABLE shiftguard.users ADD COLUMN IF NOT EXISTS createdb boolean NOT NULL DEFAULT false;
-ALTER TABLE shiftguard.users ADD COLUMN IF NOT EXISTS syslog_unrestricted boolean NOT NULL DEFAULT false;
-ALTER TABLE shiftguard.users ADD COLUMN IF NOT EXISTS valid_until timestamptz;
-ALTER TABLE shiftguard.users ADD COLUMN IF NOT EXISTS connection_limit integer CHECK (connection_limit >= 0);
-ALTER TABLE shiftguard.users ADD COLUMN IF NOT EXISTS session_timeout integer CHECK (session_timeout BETWEEN 60 AND 1728000);
-ALTER TABLE shiftguard.users ADD COLUMN IF NOT EXISTS external_id text;
-ALTER TABLE shiftguard.users ADD COLUMN IF NOT EXISTS last_ddl_ts timestamp;
+ALTER TABLE shiftguard_rows.users ADD COLUMN IF NOT EXISTS password_scram text CHECK (password_scram LIKE 'SCRAM-SHA-256$%');
+ALTER TABLE shiftguard_rows.users ADD COLUMN IF NOT EXISTS createdb boolean NOT NULL DEFAULT false;
+ALTER TABLE shiftguard_rows.users ADD COLUMN IF NOT EXISTS syslog_unrestricted boolean NOT NULL DEFAULT false;
+ALTER TABLE shiftguard_rows.users ADD COLUMN IF NOT EXISTS valid_until timestamptz;
+ALTER TABLE shiftguard_rows.users ADD COLUMN IF NOT EXISTS connection_limit integer CHECK (connection_limit >= 0);
+ALTER TABLE shiftguard_rows.users ADD COLUMN IF NOT EXISTS session_timeout integer CHECK (session_timeout BETWEEN 60 AND 1728000);
+ALTER TABLE shiftguard_rows.users ADD COLUMN IF NOT EXISTS external_id text;
+ALTER TABLE shiftguard_rows.users ADD COLUMN IF NOT EXISTS last_ddl_ts timestamp;
 -- The role's own SET defaults as ALTER USER ... SET left them (pg_db_role_setting.setconfig of
 -- the role in every database). A role may change its own from a function body or DO block
 -- (ALTER ROLE self SET ..., which PostgreSQL allows and no event trigger sees); a login puts
@@ -72,40 +78,40 @@ ALTER TABLE shiftguard.users ADD COLUMN IF NOT EXISTS last_ddl_ts timestamp;
 -- have when the column is new.
 DO $$
 BEGIN
-    IF NOT EXISTS (SELECT FROM pg_attribute WHERE attrelid = 'shiftguard.users'::regclass AND attname = 'settings'
+    IF NOT EXISTS (SELECT FROM pg_attribute WHERE attrelid = 'shiftguard_rows.users'::regclass AND attname = 'settings'
                       AND NOT attisdropped) THEN
-        ALTER TABLE shiftguard.users ADD COLUMN settings text[];
-        UPDATE shiftguard.users u SET settings = s.setconfig
+        ALTER TABLE shiftguard_rows.users ADD COLUMN settings text[];
+        UPDATE shiftguard_rows.users u SET settings = s.setconfig
           FROM pg_roles r JOIN pg_db_role_setting s ON s.setrole = r.oid AND s.setdatabase = 0
          WHERE r.rolname = u.name;
     END IF;
 END
 $$;
-REVOKE ALL ON shiftguard.users FROM PUBLIC;
+REVOKE ALL ON shiftguard_rows.users FROM PUBLIC;
 
 -- Redshift groups (filled by the groups issue); CREATE USER ... IN GROUP needs them to exist.
-CREATE TABLE IF NOT EXISTS shiftguard.groups (
+CREATE TABLE IF NOT EXISTS shiftguard_rows.groups (
     name text PRIMARY KEY,
     role text NOT NULL UNIQUE  -- the PostgreSQL role that stands for the group
 );
-REVOKE ALL ON shiftguard.groups FROM PUBLIC;
+REVOKE ALL ON shiftguard_rows.groups FROM PUBLIC;
 
 -- Redshift RBAC roles (policy/roles.py). A role is the PostgreSQL role of the same name.
-CREATE TABLE IF NOT EXISTS shiftguard.roles (
+CREATE TABLE IF NOT EXISTS shiftguard_rows.roles (
     name        text PRIMARY KEY,
     owner       text NOT NULL,   -- the user who created it (a role admin)
     external_id text,
     created     timestamptz NOT NULL DEFAULT now()
 );
-REVOKE ALL ON shiftguard.roles FROM PUBLIC;
+REVOKE ALL ON shiftguard_rows.roles FROM PUBLIC;
 
 -- System permissions granted to roles (GRANT CREATE USER TO ROLE r).
-CREATE TABLE IF NOT EXISTS shiftguard.system_privileges (
-    role      text NOT NULL REFERENCES shiftguard.roles (name) ON UPDATE CASCADE ON DELETE CASCADE,
+CREATE TABLE IF NOT EXISTS shiftguard_rows.system_privileges (
+    role      text NOT NULL REFERENCES shiftguard_rows.roles (name) ON UPDATE CASCADE ON DELETE CASCADE,
     privilege text NOT NULL,
     PRIMARY KEY (role, privilege)
 );
-REVOKE ALL ON shiftguard.system_privileges FROM PUBLIC;
+REVOKE ALL ON shiftguard_rows.system_privileges FROM PUBLIC;
 
 -- Redshift's system roles, present from the start (reference §3). Their permissions are
 -- recorded; the proxy honours those for user and role management (see the procedures).
@@ -117,7 +123,7 @@ BEGIN
         IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = v_role) THEN
             EXECUTE format('CREATE ROLE %I NOLOGIN', v_role);
         END IF;
-        INSERT INTO shiftguard.roles (name, owner) VALUES (v_role, 'rdsdb') ON CONFLICT DO NOTHING;
+        INSERT INTO shiftguard_rows.roles (name, owner) VALUES (v_role, 'rdsdb') ON CONFLICT DO NOTHING;
     END LOOP;
     IF NOT pg_has_role('sys:operator', 'sys:monitor', 'MEMBER') THEN
         GRANT "sys:monitor" TO "sys:operator";
@@ -127,7 +133,7 @@ BEGIN
     END IF;
 END
 $$;
-INSERT INTO shiftguard.system_privileges (role, privilege)
+INSERT INTO shiftguard_rows.system_privileges (role, privilege)
 SELECT role, privilege FROM (VALUES
     ('sys:monitor', 'ACCESS CATALOG'), ('sys:monitor', 'ACCESS SYSTEM TABLE'),
     ('sys:operator', 'ANALYZE'), ('sys:operator', 'VACUUM'), ('sys:operator', 'CANCEL'),
@@ -151,7 +157,7 @@ ON CONFLICT DO NOTHING;
 
 -- Temporary credentials minted by the Redshift API (iam/tokens.py): what a login needs to check
 -- a token (md5 over the prefixed user name, for MD5 logins), and revocation.
-CREATE TABLE IF NOT EXISTS shiftguard.iam_tokens (
+CREATE TABLE IF NOT EXISTS shiftguard_rows.iam_tokens (
     token_id uuid PRIMARY KEY,
     db_user  text NOT NULL,            -- IAM:alice, IAMA:alice, IAMR:role
     database text,
@@ -164,14 +170,14 @@ CREATE TABLE IF NOT EXISTS shiftguard.iam_tokens (
 );
 -- The database user a token logs in as, when it is not the name after the prefix:
 -- GetClusterCredentialsWithIAM's users are named with their prefix ("IAMR:role").
-ALTER TABLE shiftguard.iam_tokens ADD COLUMN IF NOT EXISTS login_as text;
-REVOKE ALL ON shiftguard.iam_tokens FROM PUBLIC;
+ALTER TABLE shiftguard_rows.iam_tokens ADD COLUMN IF NOT EXISTS login_as text;
+REVOKE ALL ON shiftguard_rows.iam_tokens FROM PUBLIC;
 
 -- STS AssumeRole sessions (iam/sts.py): who holds which temporary access key, as which role,
 -- until when. The secret key and the session token are not stored: each is an HMAC of the
 -- access key id under the backend secret (Catalog.sts_secret), so every proxy on this backend
 -- derives the same ones and a copy of this table does not sign requests.
-CREATE TABLE IF NOT EXISTS shiftguard.sts_sessions (
+CREATE TABLE IF NOT EXISTS shiftguard_rows.sts_sessions (
     access_key_id text PRIMARY KEY,     -- ASIA...
     role          text NOT NULL,
     account       text NOT NULL,
@@ -182,44 +188,44 @@ CREATE TABLE IF NOT EXISTS shiftguard.sts_sessions (
 );
 -- A federated session's claims (AssumeRoleWithSAML, AssumeRoleWithWebIdentity): its condition
 -- keys (saml:sub, ...) and the Redshift SAML attributes (DbUser, AutoCreate, DbGroups).
-ALTER TABLE shiftguard.sts_sessions ADD COLUMN IF NOT EXISTS federation jsonb;
-REVOKE ALL ON shiftguard.sts_sessions FROM PUBLIC;
+ALTER TABLE shiftguard_rows.sts_sessions ADD COLUMN IF NOT EXISTS federation jsonb;
+REVOKE ALL ON shiftguard_rows.sts_sessions FROM PUBLIC;
 
 -- SAML assertions already used with AssumeRoleWithSAML, kept until they expire so that none is
 -- accepted twice by any proxy on this backend.
-CREATE TABLE IF NOT EXISTS shiftguard.saml_assertions (
+CREATE TABLE IF NOT EXISTS shiftguard_rows.saml_assertions (
     issuer  text NOT NULL,
     id      text NOT NULL,
     expires timestamptz NOT NULL,
     PRIMARY KEY (issuer, id)
 );
-REVOKE ALL ON shiftguard.saml_assertions FROM PUBLIC;
+REVOKE ALL ON shiftguard_rows.saml_assertions FROM PUBLIC;
 
 -- Audit logs (audit/): the connection log and user activity, written in batches by the proxy;
 -- the user log, written by the user procedures below in the changing transaction.
-CREATE TABLE IF NOT EXISTS shiftguard.connection_log (
+CREATE TABLE IF NOT EXISTS shiftguard_rows.connection_log (
     id bigserial PRIMARY KEY, event text NOT NULL, recordtime timestamp NOT NULL, remotehost text,
     remoteport text, pid integer, dbname text, username text, authmethod text, duration bigint,
     sslversion text, sslcipher text, mtu integer, sslcompression text, sslexpansion text, iamauthguid text,
     application_name text, os_version text, driver_version text, plugin_name text, protocol_version integer,
     session_id text, reason text
 );
-CREATE TABLE IF NOT EXISTS shiftguard.user_log (
+CREATE TABLE IF NOT EXISTS shiftguard_rows.user_log (
     id bigserial PRIMARY KEY, userid integer, username text, oldusername text, action text,
     usecreatedb integer, usesuper integer, usecatupd integer, valuntil timestamp, pid integer, xid bigint,
     recordtime timestamp NOT NULL DEFAULT (clock_timestamp() AT TIME ZONE 'UTC')
 );
-CREATE TABLE IF NOT EXISTS shiftguard.query_log (
+CREATE TABLE IF NOT EXISTS shiftguard_rows.query_log (
     id bigserial PRIMARY KEY, recordtime timestamp NOT NULL, db text, "user" text, pid integer,
     userid integer, xid bigint, sql text
 );
 -- A statement's end arrives after its row may be stored; (session_id, seq) names the row.
-ALTER TABLE shiftguard.query_log ADD COLUMN IF NOT EXISTS session_id text;
-ALTER TABLE shiftguard.query_log ADD COLUMN IF NOT EXISTS seq integer;
-ALTER TABLE shiftguard.query_log ADD COLUMN IF NOT EXISTS endtime timestamp;
-ALTER TABLE shiftguard.query_log ADD COLUMN IF NOT EXISTS status text NOT NULL DEFAULT 'running';
-ALTER TABLE shiftguard.query_log ADD COLUMN IF NOT EXISTS error_message text NOT NULL DEFAULT '';
-REVOKE ALL ON shiftguard.connection_log, shiftguard.user_log, shiftguard.query_log FROM PUBLIC;
+ALTER TABLE shiftguard_rows.query_log ADD COLUMN IF NOT EXISTS session_id text;
+ALTER TABLE shiftguard_rows.query_log ADD COLUMN IF NOT EXISTS seq integer;
+ALTER TABLE shiftguard_rows.query_log ADD COLUMN IF NOT EXISTS endtime timestamp;
+ALTER TABLE shiftguard_rows.query_log ADD COLUMN IF NOT EXISTS status text NOT NULL DEFAULT 'running';
+ALTER TABLE shiftguard_rows.query_log ADD COLUMN IF NOT EXISTS error_message text NOT NULL DEFAULT '';
+REVOKE ALL ON shiftguard_rows.connection_log, shiftguard_rows.user_log, shiftguard_rows.query_log FROM PUBLIC;
 
 -- The cluster's state is kept in the cluster database; in every other one these tables are
 -- foreign tables over it (catalog/store.py CLUSTER_TABLES), which take no index or trigger, and
@@ -242,17 +248,17 @@ DO $$
 DECLARE
     v_table text;
 BEGIN
-    IF (SELECT relkind FROM pg_class WHERE oid = 'shiftguard.users'::regclass) = 'r' THEN
-        IF to_regclass('shiftguard.iam_tokens_db_user') IS NULL THEN
-            CREATE INDEX iam_tokens_db_user ON shiftguard.iam_tokens (db_user);
+    IF (SELECT relkind FROM pg_class WHERE oid = 'shiftguard_rows.users'::regclass) = 'r' THEN
+        IF to_regclass('shiftguard_rows.iam_tokens_db_user') IS NULL THEN
+            CREATE INDEX iam_tokens_db_user ON shiftguard_rows.iam_tokens (db_user);
         END IF;
-        IF to_regclass('shiftguard.query_log_statement') IS NULL THEN
-            CREATE INDEX query_log_statement ON shiftguard.query_log (session_id, seq);
+        IF to_regclass('shiftguard_rows.query_log_statement') IS NULL THEN
+            CREATE INDEX query_log_statement ON shiftguard_rows.query_log (session_id, seq);
         END IF;
         FOREACH v_table IN ARRAY ARRAY['connection_log', 'user_log', 'query_log'] LOOP
             IF NOT EXISTS (SELECT FROM pg_trigger WHERE tgname = 'fill_id'
-                              AND tgrelid = format('shiftguard.%I', v_table)::regclass) THEN
-                EXECUTE format('CREATE TRIGGER fill_id BEFORE INSERT ON shiftguard.%I '
+                              AND tgrelid = format('shiftguard_rows.%I', v_table)::regclass) THEN
+                EXECUTE format('CREATE TRIGGER fill_id BEFORE INSERT ON shiftguard_rows.%I '
                                'FOR EACH ROW EXECUTE FUNCTION shiftguard.fill_log_id()', v_table);
             END IF;
         END LOOP;
@@ -262,28 +268,28 @@ $$;
 
 CREATE OR REPLACE FUNCTION shiftguard.log_user(p_name text, p_action text, p_old text DEFAULT NULL)
 RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    INSERT INTO shiftguard.user_log (userid, username, oldusername, action, usecreatedb, usesuper, usecatupd,
+    INSERT INTO shiftguard_rows.user_log (userid, username, oldusername, action, usecreatedb, usesuper, usecatupd,
                                      valuntil, pid, xid)
     SELECT r.oid::integer, u.name, p_old, p_action, (u.createdb OR u.superuser)::integer, u.superuser::integer, 0,
            u.valid_until AT TIME ZONE 'UTC', pg_backend_pid(), txid_current()
-      FROM shiftguard.users u JOIN pg_roles r ON r.rolname = u.name WHERE u.name = p_name
+      FROM shiftguard_rows.users u JOIN pg_roles r ON r.rolname = u.name WHERE u.name = p_name
 $$;
 REVOKE ALL ON FUNCTION shiftguard.log_user(text, text, text) FROM PUBLIC;
 
 -- The version of each database's masked tables and tables with RLS on (masking.sql
 -- masked_tables, rls.sql rls_tables), by the database's OID: every change adds one, and the
 -- proxies poll them all here, in the cluster database, to read a database's again (server.py).
-CREATE TABLE IF NOT EXISTS shiftguard.masking_versions (
+CREATE TABLE IF NOT EXISTS shiftguard_rows.masking_versions (
     database oid PRIMARY KEY,
     version  bigint NOT NULL DEFAULT 0
 );
-REVOKE ALL ON shiftguard.masking_versions FROM PUBLIC;
+REVOKE ALL ON shiftguard_rows.masking_versions FROM PUBLIC;
 
 CREATE OR REPLACE FUNCTION shiftguard.mask_bump() RETURNS void
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    INSERT INTO shiftguard.masking_versions (database)
+    INSERT INTO shiftguard_rows.masking_versions (database)
     SELECT oid FROM pg_database WHERE datname = current_database() ON CONFLICT DO NOTHING;
-    UPDATE shiftguard.masking_versions SET version = version + 1
+    UPDATE shiftguard_rows.masking_versions SET version = version + 1
      WHERE database = (SELECT oid FROM pg_database WHERE datname = current_database());
     SELECT pg_notify('shiftguard_masking', '');
 $$;
@@ -294,19 +300,19 @@ REVOKE ALL ON FUNCTION shiftguard.mask_bump() FROM PUBLIC;
 -- pg_class and pg_attribute views. A table's row goes with it (table_attributes_forget_dropped,
 -- from the drop guard and at every start), so its OID alone finds it, renamed or moved too;
 -- schema_name and table_name say where it was when last recorded.
-CREATE TABLE IF NOT EXISTS shiftguard.table_attributes (
+CREATE TABLE IF NOT EXISTS shiftguard_rows.table_attributes (
     table_id oid PRIMARY KEY,
     schema_name text NOT NULL,
     table_name text NOT NULL,
     attrs jsonb NOT NULL
 );
-REVOKE ALL ON shiftguard.table_attributes FROM PUBLIC;
+REVOKE ALL ON shiftguard_rows.table_attributes FROM PUBLIC;
 
 -- Forget the attributes of tables that no longer exist (anyone may: it only tidies). Also run
 -- here, at every start: temporary tables end with their session, where no drop guard sees them.
 CREATE OR REPLACE FUNCTION shiftguard.table_attributes_forget_dropped() RETURNS void
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    DELETE FROM shiftguard.table_attributes a WHERE NOT EXISTS (SELECT FROM pg_class WHERE oid = a.table_id)
+    DELETE FROM shiftguard_rows.table_attributes a WHERE NOT EXISTS (SELECT FROM pg_class WHERE oid = a.table_id)
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.table_attributes_forget_dropped() TO PUBLIC;
 SELECT shiftguard.table_attributes_forget_dropped();
@@ -316,24 +322,24 @@ SELECT shiftguard.table_attributes_forget_dropped();
 -- this backend polls; config_digest identifies the YAML section last applied, so that an
 -- unchanged YAML does not undo API changes at a restart (docs/connectivity.md). Only the
 -- management role reads or writes them.
-CREATE TABLE IF NOT EXISTS shiftguard.connectivity (
+CREATE TABLE IF NOT EXISTS shiftguard_rows.connectivity (
     id integer PRIMARY KEY DEFAULT 1 CHECK (id = 1),
     version bigint NOT NULL DEFAULT 0,
     config_digest text
 );
-INSERT INTO shiftguard.connectivity (id) VALUES (1) ON CONFLICT DO NOTHING;
-CREATE TABLE IF NOT EXISTS shiftguard.security_groups (
+INSERT INTO shiftguard_rows.connectivity (id) VALUES (1) ON CONFLICT DO NOTHING;
+CREATE TABLE IF NOT EXISTS shiftguard_rows.security_groups (
     name text PRIMARY KEY,
     description text NOT NULL DEFAULT '',
     attached_position integer  -- NULL: not attached to the cluster
 );
-CREATE TABLE IF NOT EXISTS shiftguard.security_group_ingress (
-    group_name text NOT NULL REFERENCES shiftguard.security_groups (name) ON DELETE CASCADE,
+CREATE TABLE IF NOT EXISTS shiftguard_rows.security_group_ingress (
+    group_name text NOT NULL REFERENCES shiftguard_rows.security_groups (name) ON DELETE CASCADE,
     cidr text NOT NULL,  -- canonical (policy/connectivity.py canonical_cidr)
     added bigserial,
     PRIMARY KEY (group_name, cidr)
 );
-REVOKE ALL ON shiftguard.connectivity, shiftguard.security_groups, shiftguard.security_group_ingress FROM PUBLIC;
+REVOKE ALL ON shiftguard_rows.connectivity, shiftguard_rows.security_groups, shiftguard_rows.security_group_ingress FROM PUBLIC;
 
 -- IAM roles associated with the cluster, which COPY and UNLOAD may name (catalog/s3.sql,
 -- iam/s3access.py), and the one IAM_ROLE DEFAULT names: seeded from cluster.iam_roles and
@@ -341,25 +347,25 @@ REVOKE ALL ON shiftguard.connectivity, shiftguard.security_groups, shiftguard.se
 -- applied last (so an unchanged YAML does not undo the API's changes at a restart), changed by
 -- ModifyClusterIamRoles (iam/api.py). Read where a statement runs, so a change holds at once on
 -- every proxy of this backend.
-CREATE TABLE IF NOT EXISTS shiftguard.cluster_iam_roles (
+CREATE TABLE IF NOT EXISTS shiftguard_rows.cluster_iam_roles (
     role_arn   text PRIMARY KEY,
     is_default boolean NOT NULL DEFAULT false
 );
-CREATE UNIQUE INDEX IF NOT EXISTS cluster_iam_roles_default ON shiftguard.cluster_iam_roles (is_default) WHERE is_default;
-REVOKE ALL ON shiftguard.cluster_iam_roles FROM PUBLIC;
+CREATE UNIQUE INDEX IF NOT EXISTS cluster_iam_roles_default ON shiftguard_rows.cluster_iam_roles (is_default) WHERE is_default;
+REVOKE ALL ON shiftguard_rows.cluster_iam_roles FROM PUBLIC;
 -- Cluster parameter groups (policy/parameter_groups.py) and each cluster's management state,
 -- changed through the Redshift API (iam/api.py). parameters holds the values set in a group
 -- (source 'user'); the default group default.redshift-1.0 is not stored. A cluster's applied
 -- values are those in force since its last RebootCluster; every change a proxy must act on
 -- (a reboot, logging switched) adds one to version, which each proxy on this backend polls
 -- (catalog/cluster.py). Only the management role reads or writes them.
-CREATE TABLE IF NOT EXISTS shiftguard.parameter_groups (
+CREATE TABLE IF NOT EXISTS shiftguard_rows.parameter_groups (
     name text PRIMARY KEY,
     family text NOT NULL,
     description text NOT NULL DEFAULT '',
     parameters jsonb NOT NULL DEFAULT '{}'
 );
-CREATE TABLE IF NOT EXISTS shiftguard.clusters (
+CREATE TABLE IF NOT EXISTS shiftguard_rows.clusters (
     identifier text PRIMARY KEY,
     parameter_group text NOT NULL DEFAULT 'default.redshift-1.0',
     applied_group text NOT NULL DEFAULT 'default.redshift-1.0',
@@ -369,12 +375,12 @@ CREATE TABLE IF NOT EXISTS shiftguard.clusters (
     logging jsonb,  -- EnableLogging: bucket, prefix, exports; NULL: audit logs are not delivered
     tags jsonb NOT NULL DEFAULT '{}'  -- CreateTags: key -> value
 );
-REVOKE ALL ON shiftguard.parameter_groups, shiftguard.clusters FROM PUBLIC;
+REVOKE ALL ON shiftguard_rows.parameter_groups, shiftguard_rows.clusters FROM PUBLIC;
 
 -- Redshift-only object privileges PostgreSQL has no bit for (DROP and ALTER on tables, ALTER
 -- and DROP on schemas, ALTER and USAGE on databases): catalog/privileges.sql keeps and honours
 -- them. grantee is a PostgreSQL role name ('' for PUBLIC).
-CREATE TABLE IF NOT EXISTS shiftguard.object_privileges (
+CREATE TABLE IF NOT EXISTS shiftguard_rows.object_privileges (
     object_type  text NOT NULL CHECK (object_type IN ('table', 'schema', 'database')),
     object_oid   oid NOT NULL,
     grantee      text NOT NULL,
@@ -383,14 +389,14 @@ CREATE TABLE IF NOT EXISTS shiftguard.object_privileges (
     grantor      text NOT NULL,
     PRIMARY KEY (object_type, object_oid, grantee, privilege)
 );
-REVOKE ALL ON shiftguard.object_privileges FROM PUBLIC;
+REVOKE ALL ON shiftguard_rows.object_privileges FROM PUBLIC;
 
 -- Explicit Redshift-only grants, shaped like aclexplode() for the SVV_*_PRIVILEGES views. Not
 -- for PUBLIC: those views read it with their owner's rights and show each user what it may see.
 CREATE OR REPLACE VIEW shiftguard.redshift_acl AS
     SELECT o.object_type, o.object_oid, coalesce(r.oid, 0) AS grantee, o.privilege AS privilege_type,
            o.grant_option AS is_grantable
-      FROM shiftguard.object_privileges o LEFT JOIN pg_roles r ON r.rolname = o.grantee
+      FROM shiftguard_rows.object_privileges o LEFT JOIN pg_roles r ON r.rolname = o.grantee
      WHERE o.grantee = '' OR r.oid IS NOT NULL;
 REVOKE ALL ON shiftguard.redshift_acl FROM PUBLIC;
 
@@ -409,7 +415,7 @@ DROP PROCEDURE IF EXISTS shiftguard.set_password(text, text);
 CREATE OR REPLACE FUNCTION shiftguard.signed(p_purpose text, p_payload text, p_signature text) RETURNS boolean
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_key   bytea := decode((SELECT value FROM shiftguard.settings WHERE name = 'backend_secret'), 'hex');
+    v_key   bytea := decode((SELECT value FROM shiftguard_rows.settings WHERE name = 'backend_secret'), 'hex');
     v_issued text := substring(p_signature FROM '^([0-9]{1,12}):[0-9a-f]{64}$');
     v_block bytea;
     v_inner bytea;
@@ -477,7 +483,7 @@ REVOKE ALL ON FUNCTION shiftguard.ensure_event_trigger(text, text, text[], text)
 CREATE OR REPLACE FUNCTION shiftguard.caller_is_superuser() RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT session_user::text = (SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'shiftguard')
-        OR coalesce((SELECT u.superuser FROM shiftguard.users u WHERE u.name = session_user::text), false)
+        OR coalesce((SELECT u.superuser FROM shiftguard_rows.users u WHERE u.name = session_user::text), false)
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.caller_is_superuser() TO PUBLIC;
 
@@ -486,7 +492,7 @@ GRANT EXECUTE ON FUNCTION shiftguard.caller_is_superuser() TO PUBLIC;
 CREATE OR REPLACE FUNCTION shiftguard.caller_may(p_permission text) RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT shiftguard.caller_is_superuser() OR EXISTS (
-        SELECT FROM shiftguard.system_privileges sp JOIN pg_roles r ON r.rolname = sp.role
+        SELECT FROM shiftguard_rows.system_privileges sp JOIN pg_roles r ON r.rolname = sp.role
          WHERE sp.privilege = p_permission AND pg_has_role(session_user, r.oid, 'USAGE'))
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.caller_may(text) TO PUBLIC;
@@ -569,15 +575,15 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT EXISTS (SELECT FROM pg_roles r WHERE r.oid = p_role
                      AND (r.rolsuper OR r.oid = (SELECT nspowner FROM pg_namespace WHERE nspname = 'shiftguard')
                           OR r.rolname IN ('shiftguard_rls', 'shiftguard_mask', 'shiftguard_views')
-                          OR EXISTS (SELECT FROM shiftguard.users u WHERE u.name = r.rolname::text AND u.superuser)))
+                          OR EXISTS (SELECT FROM shiftguard_rows.users u WHERE u.name = r.rolname::text AND u.superuser)))
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.trusted_role(oid) TO PUBLIC;  -- it tells only what a role is
 
 -- CREATE RULE and CREATE TRIGGER lock their table (ACCESS EXCLUSIVE, SHARE ROW EXCLUSIVE) before
 -- PostgreSQL asks whether the caller owns it, and the private schema's tables are anyone's to
--- name: a user's request for one of them (shiftguard.users, say), queued behind a lock the user
+-- name: a user's request for one of them (shiftguard_rows.users, say), queued behind a lock the user
 -- holds in another open transaction, would queue everyone's reads or writes of it (every login
--- reads shiftguard.users) behind it for as long as that transaction stays open. So a user's (not
+-- reads shiftguard_rows.users) behind it for as long as that transaction stays open. So a user's (not
 -- a trusted role's) CREATE RULE or CREATE TRIGGER waits at most LOCK_FIRST_WAIT for a lock (its
 -- lock_timeout if shorter), and gives up, the queue behind it moving on; the user's lock_timeout
 -- is put back when the statement ends (guard_lock_first_end). Two seconds: autovacuum yields its
@@ -798,7 +804,7 @@ $$;
 CREATE OR REPLACE FUNCTION shiftguard.role_attributes(p_superuser boolean, p_createdb boolean) RETURNS text
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT CASE
-        WHEN p_superuser AND (SELECT value FROM shiftguard.settings WHERE name = 'superuser_mapping') = 'superuser'
+        WHEN p_superuser AND (SELECT value FROM shiftguard_rows.settings WHERE name = 'superuser_mapping') = 'superuser'
             THEN 'SUPERUSER CREATEDB CREATEROLE'
         WHEN p_superuser THEN 'NOSUPERUSER CREATEDB CREATEROLE'
         ELSE 'NOSUPERUSER NOCREATEROLE ' || CASE WHEN p_createdb THEN 'CREATEDB' ELSE 'NOCREATEDB' END
@@ -809,7 +815,7 @@ REVOKE ALL ON FUNCTION shiftguard.role_attributes(boolean, boolean) FROM PUBLIC;
 -- Store the verifiers of a PASSWORD clause ({} = DISABLE) on a user's row.
 CREATE OR REPLACE FUNCTION shiftguard.store_password(p_name text, p_password jsonb) RETURNS void
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    UPDATE shiftguard.users
+    UPDATE shiftguard_rows.users
        SET password_md5 = p_password->>'md5', password_sha256 = p_password->>'sha256',
            password_salt = p_password->>'salt', password_scram = p_password->>'scram'
      WHERE name = p_name
@@ -847,7 +853,7 @@ BEGIN
     IF v_super AND NOT shiftguard.caller_is_superuser() THEN
         RAISE EXCEPTION 'only a superuser can create a superuser' USING ERRCODE = '42501';  -- UNVERIFIED
     END IF;
-    IF EXISTS (SELECT FROM shiftguard.users WHERE name = p_name)
+    IF EXISTS (SELECT FROM shiftguard_rows.users WHERE name = p_name)
        OR EXISTS (SELECT FROM pg_roles WHERE rolname = p_name) THEN
         RAISE EXCEPTION 'user "%" already exists', p_name USING ERRCODE = '42710';
     END IF;
@@ -857,7 +863,7 @@ BEGIN
     EXECUTE format('CREATE ROLE %I LOGIN %s CONNECTION LIMIT %s VALID UNTIL %L PASSWORD %L', p_name,
                    shiftguard.role_attributes(v_super, v_createdb), v_limit,
                    coalesce(v_valid::text, 'infinity'), p_options->>'backend_verifier');
-    INSERT INTO shiftguard.users (name, superuser, createdb, syslog_unrestricted, valid_until,
+    INSERT INTO shiftguard_rows.users (name, superuser, createdb, syslog_unrestricted, valid_until,
                                   connection_limit, session_timeout, external_id)
     VALUES (p_name, v_super, v_createdb, coalesce((p_options->>'syslog_unrestricted')::boolean, false),
             v_valid, nullif(v_limit, -1), (p_options->>'session_timeout')::integer, p_options->>'external_id');
@@ -867,7 +873,7 @@ BEGIN
     END IF;
     PERFORM shiftguard.log_user(p_name, 'create');
     FOR v_group IN SELECT jsonb_array_elements_text(coalesce(p_options->'groups', '[]')) LOOP
-        SELECT role INTO v_role FROM shiftguard.groups WHERE name = v_group;
+        SELECT role INTO v_role FROM shiftguard_rows.groups WHERE name = v_group;
         IF NOT FOUND THEN
             RAISE EXCEPTION 'group "%" does not exist', v_group USING ERRCODE = '42704';
         END IF;
@@ -880,11 +886,11 @@ $$;
 CREATE OR REPLACE PROCEDURE shiftguard.alter_user(p_name text, p_changes jsonb)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_user   shiftguard.users;
+    v_user   shiftguard_rows.users;
     v_super  boolean := shiftguard.caller_may('ALTER USER');
     v_param  record;
 BEGIN
-    SELECT * INTO v_user FROM shiftguard.users WHERE name = p_name;
+    SELECT * INTO v_user FROM shiftguard_rows.users WHERE name = p_name;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'user "%" does not exist', p_name USING ERRCODE = '42704';
     END IF;
@@ -913,7 +919,7 @@ BEGIN
         EXECUTE format('ALTER ROLE %I RENAME TO %I', p_name, p_changes->>'rename_to');
         EXECUTE format('ALTER ROLE %I PASSWORD %L', p_changes->>'rename_to', p_changes->>'backend_verifier');
         -- The user name salts the MD5 hash: Redshift clears the password on rename.
-        UPDATE shiftguard.users SET name = p_changes->>'rename_to', password_md5 = NULL,
+        UPDATE shiftguard_rows.users SET name = p_changes->>'rename_to', password_md5 = NULL,
                password_sha256 = NULL, password_salt = NULL, password_scram = NULL
          WHERE name = p_name;
         PERFORM shiftguard.log_user(p_changes->>'rename_to', 'rename', p_name);
@@ -954,7 +960,7 @@ BEGIN
     END IF;
     IF p_changes ? 'external_id' THEN
         -- The password clause of this statement, if any, is stored already.
-        IF (SELECT num_nonnulls(password_md5, password_sha256) FROM shiftguard.users WHERE name = p_name) > 0 THEN
+        IF (SELECT num_nonnulls(password_md5, password_sha256) FROM shiftguard_rows.users WHERE name = p_name) > 0 THEN
             RAISE EXCEPTION 'EXTERNALID needs PASSWORD DISABLE' USING ERRCODE = '22023';
         END IF;
         v_user.external_id := p_changes->>'external_id';
@@ -969,7 +975,7 @@ BEGIN
             EXECUTE format('ALTER ROLE %I SET %I = %L', p_name, v_param.key, v_param.value);
         END IF;
     END LOOP;
-    UPDATE shiftguard.users
+    UPDATE shiftguard_rows.users
        SET superuser = v_user.superuser, createdb = v_user.createdb,
            syslog_unrestricted = v_user.syslog_unrestricted, valid_until = v_user.valid_until,
            connection_limit = v_user.connection_limit, session_timeout = v_user.session_timeout,
@@ -981,7 +987,7 @@ BEGIN
 END
 $$;
 
--- Put a user's role's SET defaults back to what ALTER USER ... SET left (shiftguard.users.settings),
+-- Put a user's role's SET defaults back to what ALTER USER ... SET left (shiftguard_rows.users.settings),
 -- dropping what the role set itself (ALTER ROLE self [IN DATABASE d] SET ..., from a function
 -- body or DO block). The management role runs it at a login that finds them differ
 -- (catalog/store.py login_record), before the session starts.
@@ -989,7 +995,7 @@ CREATE OR REPLACE FUNCTION shiftguard.restore_role_settings(p_name text) RETURNS
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_role     oid := (SELECT oid FROM pg_roles WHERE rolname = p_name);
-    v_settings text[] := (SELECT settings FROM shiftguard.users WHERE name = p_name);
+    v_settings text[] := (SELECT settings FROM shiftguard_rows.users WHERE name = p_name);
     v_database name;
     v_setting  text;
 BEGIN
@@ -1022,14 +1028,14 @@ REVOKE ALL ON FUNCTION shiftguard.restore_role_settings(text) FROM PUBLIC;
 CREATE OR REPLACE FUNCTION shiftguard.holds_redshift_privileges(p_name text, p_oid oid) RETURNS boolean
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    IF to_regclass('shiftguard.default_object_privileges') IS NULL THEN
+    IF to_regclass('shiftguard_rows.default_object_privileges') IS NULL THEN
         RETURN false;  -- catalog/privileges.sql not installed yet
     END IF;
-    RETURN EXISTS (SELECT FROM shiftguard.object_privileges o WHERE o.grantee = p_name AND CASE o.object_type
+    RETURN EXISTS (SELECT FROM shiftguard_rows.object_privileges o WHERE o.grantee = p_name AND CASE o.object_type
                        WHEN 'table' THEN EXISTS (SELECT FROM pg_class WHERE oid = o.object_oid)
                        WHEN 'schema' THEN EXISTS (SELECT FROM pg_namespace WHERE oid = o.object_oid)
                        ELSE EXISTS (SELECT FROM pg_database WHERE oid = o.object_oid) END)
-        OR EXISTS (SELECT FROM shiftguard.default_object_privileges WHERE grantee = p_name OR owner_oid = p_oid);
+        OR EXISTS (SELECT FROM shiftguard_rows.default_object_privileges WHERE grantee = p_name OR owner_oid = p_oid);
 END
 $$;
 
@@ -1044,7 +1050,7 @@ BEGIN
         RAISE EXCEPTION 'permission denied to drop user' USING ERRCODE = '42501';  -- UNVERIFIED wording
     END IF;
     FOREACH v_name IN ARRAY p_names LOOP
-        IF NOT EXISTS (SELECT FROM shiftguard.users WHERE name = v_name) THEN
+        IF NOT EXISTS (SELECT FROM shiftguard_rows.users WHERE name = v_name) THEN
             IF p_missing_ok THEN
                 RAISE NOTICE 'user "%" does not exist, skipping', v_name;
                 CONTINUE;
@@ -1054,7 +1060,7 @@ BEGIN
         IF v_name = session_user::text THEN
             RAISE EXCEPTION 'current user cannot be dropped' USING ERRCODE = '55006';
         END IF;
-        IF (SELECT superuser FROM shiftguard.users WHERE name = v_name) AND NOT shiftguard.caller_is_superuser() THEN
+        IF (SELECT superuser FROM shiftguard_rows.users WHERE name = v_name) AND NOT shiftguard.caller_is_superuser() THEN
             RAISE EXCEPTION 'only a superuser can drop a superuser' USING ERRCODE = '42501';  -- UNVERIFIED
         END IF;
         v_oid := (SELECT oid FROM pg_roles WHERE rolname = v_name);
@@ -1073,7 +1079,7 @@ BEGIN
                 USING ERRCODE = '55006';
         END IF;
         PERFORM shiftguard.log_user(v_name, 'drop');
-        DELETE FROM shiftguard.users WHERE name = v_name;
+        DELETE FROM shiftguard_rows.users WHERE name = v_name;
         EXECUTE format('DROP ROLE %I', v_name);
     END LOOP;
 END
@@ -1093,7 +1099,7 @@ $$;
 CREATE OR REPLACE FUNCTION shiftguard.require_user(p_name text) RETURNS void
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    IF NOT EXISTS (SELECT FROM shiftguard.users WHERE name = p_name) THEN
+    IF NOT EXISTS (SELECT FROM shiftguard_rows.users WHERE name = p_name) THEN
         RAISE EXCEPTION 'user "%" does not exist', p_name USING ERRCODE = '42704';
     END IF;
 END
@@ -1106,11 +1112,11 @@ DECLARE
     v_user text;
 BEGIN
     PERFORM shiftguard.require_group_admin();
-    IF EXISTS (SELECT FROM shiftguard.groups WHERE name = p_name) THEN
+    IF EXISTS (SELECT FROM shiftguard_rows.groups WHERE name = p_name) THEN
         RAISE EXCEPTION 'group "%" already exists', p_name USING ERRCODE = '42710';
     END IF;
     EXECUTE format('CREATE ROLE %I NOLOGIN', v_role);
-    INSERT INTO shiftguard.groups (name, role) VALUES (p_name, v_role);
+    INSERT INTO shiftguard_rows.groups (name, role) VALUES (p_name, v_role);
     FOREACH v_user IN ARRAY p_users LOOP
         PERFORM shiftguard.require_user(v_user);
         PERFORM shiftguard.add_member(v_role, v_user);
@@ -1125,7 +1131,7 @@ DECLARE
     v_user text;
 BEGIN
     PERFORM shiftguard.require_group_admin();
-    SELECT role INTO v_role FROM shiftguard.groups WHERE name = p_name;
+    SELECT role INTO v_role FROM shiftguard_rows.groups WHERE name = p_name;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'group "%" does not exist', p_name USING ERRCODE = '42704';
     END IF;
@@ -1138,11 +1144,11 @@ BEGIN
         EXECUTE format('REVOKE %I FROM %I', v_role, v_user);
     END LOOP;
     IF p_change ? 'rename_to' THEN
-        IF EXISTS (SELECT FROM shiftguard.groups WHERE name = p_change->>'rename_to') THEN
+        IF EXISTS (SELECT FROM shiftguard_rows.groups WHERE name = p_change->>'rename_to') THEN
             RAISE EXCEPTION 'group "%" already exists', p_change->>'rename_to' USING ERRCODE = '42710';
         END IF;
         EXECUTE format('ALTER ROLE %I RENAME TO %I', v_role, 'grp:' || (p_change->>'rename_to'));
-        UPDATE shiftguard.groups SET name = p_change->>'rename_to', role = 'grp:' || (p_change->>'rename_to')
+        UPDATE shiftguard_rows.groups SET name = p_change->>'rename_to', role = 'grp:' || (p_change->>'rename_to')
          WHERE name = p_name;
     END IF;
 END
@@ -1154,7 +1160,7 @@ DECLARE
     v_role text;
 BEGIN
     PERFORM shiftguard.require_group_admin();
-    SELECT role INTO v_role FROM shiftguard.groups WHERE name = p_name;
+    SELECT role INTO v_role FROM shiftguard_rows.groups WHERE name = p_name;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'group "%" does not exist', p_name USING ERRCODE = '42704';
     END IF;
@@ -1166,7 +1172,7 @@ BEGIN
         RAISE EXCEPTION 'group "%" can''t be dropped because the group has a privilege on some object', p_name
             USING ERRCODE = '55006';  -- wording from reference §2; SQLSTATE as for DROP USER
     END IF;
-    DELETE FROM shiftguard.groups WHERE name = p_name;
+    DELETE FROM shiftguard_rows.groups WHERE name = p_name;
     EXECUTE format('DROP ROLE %I', v_role);
 END
 $$;
@@ -1176,7 +1182,7 @@ $$;
 CREATE OR REPLACE FUNCTION shiftguard.require_role(p_name text) RETURNS void
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    IF NOT EXISTS (SELECT FROM shiftguard.roles WHERE name = p_name) THEN
+    IF NOT EXISTS (SELECT FROM shiftguard_rows.roles WHERE name = p_name) THEN
         RAISE EXCEPTION 'role "%" does not exist', p_name USING ERRCODE = '42704';
     END IF;
 END
@@ -1188,7 +1194,7 @@ CREATE OR REPLACE FUNCTION shiftguard.is_role_admin(p_role text) RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT shiftguard.caller_is_superuser()
         OR (p_role NOT LIKE 'sys:%' AND pg_has_role(session_user, 'sys:secadmin', 'USAGE'))
-        OR EXISTS (SELECT FROM shiftguard.roles WHERE name = p_role AND owner = session_user::text)
+        OR EXISTS (SELECT FROM shiftguard_rows.roles WHERE name = p_role AND owner = session_user::text)
         OR EXISTS (SELECT FROM pg_auth_members m
                     WHERE m.roleid = (SELECT oid FROM pg_roles WHERE rolname = p_role)
                       AND m.member = (SELECT oid FROM pg_roles WHERE rolname = session_user) AND m.admin_option)
@@ -1204,7 +1210,7 @@ BEGIN
         RAISE EXCEPTION 'role "%" already exists, or a user has that name', p_name USING ERRCODE = '42710';
     END IF;
     EXECUTE format('CREATE ROLE %I NOLOGIN', p_name);
-    INSERT INTO shiftguard.roles (name, owner, external_id) VALUES (p_name, session_user, p_external_id);
+    INSERT INTO shiftguard_rows.roles (name, owner, external_id) VALUES (p_name, session_user, p_external_id);
 END
 $$;
 
@@ -1220,10 +1226,10 @@ BEGIN
     END IF;
     IF p_changes ? 'owner' THEN
         PERFORM shiftguard.require_user(p_changes->>'owner');
-        UPDATE shiftguard.roles SET owner = p_changes->>'owner' WHERE name = p_name;
+        UPDATE shiftguard_rows.roles SET owner = p_changes->>'owner' WHERE name = p_name;
     END IF;
     IF p_changes ? 'external_id' THEN
-        UPDATE shiftguard.roles SET external_id = p_changes->>'external_id' WHERE name = p_name;
+        UPDATE shiftguard_rows.roles SET external_id = p_changes->>'external_id' WHERE name = p_name;
     END IF;
     IF p_changes ? 'rename_to' THEN
         IF EXISTS (SELECT FROM pg_roles WHERE rolname = p_changes->>'rename_to') THEN
@@ -1231,7 +1237,7 @@ BEGIN
                 USING ERRCODE = '42710';
         END IF;
         EXECUTE format('ALTER ROLE %I RENAME TO %I', p_name, p_changes->>'rename_to');
-        UPDATE shiftguard.roles SET name = p_changes->>'rename_to' WHERE name = p_name;
+        UPDATE shiftguard_rows.roles SET name = p_changes->>'rename_to' WHERE name = p_name;
     END IF;
 END
 $$;
@@ -1270,10 +1276,10 @@ BEGIN
         END LOOP;
         EXECUTE format('DROP OWNED BY %I', p_name);
     END IF;
-    DELETE FROM shiftguard.roles WHERE name = p_name;
+    DELETE FROM shiftguard_rows.roles WHERE name = p_name;
     -- Its Redshift-only privileges go with it (catalog/privileges.sql), PostgreSQL's with DROP ROLE.
-    DELETE FROM shiftguard.object_privileges WHERE grantee = p_name;
-    DELETE FROM shiftguard.default_object_privileges WHERE grantee = p_name OR owner_oid = v_oid;
+    DELETE FROM shiftguard_rows.object_privileges WHERE grantee = p_name;
+    DELETE FROM shiftguard_rows.default_object_privileges WHERE grantee = p_name OR owner_oid = v_oid;
     EXECUTE format('DROP ROLE %I', p_name);
 END
 $$;
@@ -1335,7 +1341,7 @@ BEGIN
     END IF;
     FOR v_role IN SELECT jsonb_array_elements_text(p_grant->'roles') LOOP
         PERFORM shiftguard.require_role(v_role);
-        INSERT INTO shiftguard.system_privileges (role, privilege)
+        INSERT INTO shiftguard_rows.system_privileges (role, privilege)
         SELECT v_role, jsonb_array_elements_text(p_grant->'privileges') ON CONFLICT DO NOTHING;
     END LOOP;
 END
@@ -1351,7 +1357,7 @@ BEGIN
     END IF;
     FOR v_role IN SELECT jsonb_array_elements_text(p_grant->'roles') LOOP
         PERFORM shiftguard.require_role(v_role);
-        DELETE FROM shiftguard.system_privileges
+        DELETE FROM shiftguard_rows.system_privileges
          WHERE role = v_role AND privilege IN (SELECT jsonb_array_elements_text(p_grant->'privileges'));
     END LOOP;
 END
@@ -1361,12 +1367,12 @@ $$;
 -- refresh state materialized_views.sql mv_refreshed keeps.
 CREATE OR REPLACE FUNCTION shiftguard.write_table_attributes(p_table regclass, p_attrs jsonb) RETURNS void
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    INSERT INTO shiftguard.table_attributes (table_id, schema_name, table_name, attrs)
+    INSERT INTO shiftguard_rows.table_attributes (table_id, schema_name, table_name, attrs)
     SELECT c.oid, n.nspname, c.relname, jsonb_strip_nulls(p_attrs)
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = p_table
     ON CONFLICT (table_id) DO UPDATE
         SET schema_name = excluded.schema_name, table_name = excluded.table_name,
-            attrs = shiftguard.table_attributes.attrs || excluded.attrs
+            attrs = shiftguard_rows.table_attributes.attrs || excluded.attrs
 $$;
 REVOKE ALL ON FUNCTION shiftguard.write_table_attributes(regclass, jsonb) FROM PUBLIC;
 
@@ -1424,15 +1430,15 @@ $$;
 -- exempt a superuser from row security, so that one reads them with the caller's own privileges
 -- (a deviation: Redshift needs only SELECT on the view; see shiftguard_views in rls.sql).
 -- view_id -> function_id, for pg_get_late_binding_view_cols and to drop the function with the view.
-CREATE TABLE IF NOT EXISTS shiftguard.late_binding_views (
+CREATE TABLE IF NOT EXISTS shiftguard_rows.late_binding_views (
     view_id oid PRIMARY KEY,
     function_id oid NOT NULL
 );
 -- column_types: its columns' types with their modifiers (pg_get_late_binding_view_cols); pending:
 -- made before its tables existed, not bound yet (create_pending_late_binding_view).
-ALTER TABLE shiftguard.late_binding_views ADD COLUMN IF NOT EXISTS column_types text[],
+ALTER TABLE shiftguard_rows.late_binding_views ADD COLUMN IF NOT EXISTS column_types text[],
                                           ADD COLUMN IF NOT EXISTS pending boolean NOT NULL DEFAULT false;
-REVOKE ALL ON shiftguard.late_binding_views FROM PUBLIC;
+REVOKE ALL ON shiftguard_rows.late_binding_views FROM PUBLIC;
 
 -- Record a late-binding view's function (and its columns' types, NULL while it is pending); the
 -- function it had before, if any. The caller must be the owner of both (or a member of the
@@ -1447,8 +1453,8 @@ BEGIN
             AND pg_has_role(session_user, (SELECT proowner FROM pg_proc WHERE oid = p_function), 'USAGE')) THEN
         RAISE EXCEPTION 'must be owner of view %', p_view USING ERRCODE = '42501';
     END IF;
-    SELECT function_id INTO v_previous FROM shiftguard.late_binding_views WHERE view_id = p_view;
-    INSERT INTO shiftguard.late_binding_views VALUES (p_view, p_function, p_types, p_types IS NULL)
+    SELECT function_id INTO v_previous FROM shiftguard_rows.late_binding_views WHERE view_id = p_view;
+    INSERT INTO shiftguard_rows.late_binding_views VALUES (p_view, p_function, p_types, p_types IS NULL)
         ON CONFLICT (view_id) DO UPDATE SET function_id = excluded.function_id, column_types = excluded.column_types,
                                             pending = excluded.pending;
     RETURN v_previous;
@@ -1462,7 +1468,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_function oid;
 BEGIN
-    FOR v_function IN DELETE FROM shiftguard.late_binding_views l
+    FOR v_function IN DELETE FROM shiftguard_rows.late_binding_views l
                        WHERE NOT EXISTS (SELECT FROM pg_class WHERE oid = l.view_id) RETURNING function_id LOOP
         BEGIN
             IF EXISTS (SELECT FROM pg_proc WHERE oid = v_function) THEN
@@ -1644,7 +1650,7 @@ BEGIN
     PERFORM set_config('shiftguard.binding_late_views', 'on', true);  -- the DDL below does not start this again
     FOR v_pending IN SELECT l.view_id::regclass AS view_id, l.function_id::regprocedure AS function_id,
                             format('%s.%I', p.pronamespace::regnamespace, p.proname) AS function_name
-                       FROM shiftguard.late_binding_views l JOIN pg_class c ON c.oid = l.view_id
+                       FROM shiftguard_rows.late_binding_views l JOIN pg_class c ON c.oid = l.view_id
                        JOIN pg_proc p ON p.oid = l.function_id
                       WHERE l.pending  -- the owner may have changed its function: run only as its owner
                         AND ((p.prosecdef AND p.proowner = c.relowner) OR shiftguard.trusted_role(p.proowner)) LOOP
@@ -1661,7 +1667,7 @@ BEGIN
         END;
         BEGIN
             v_function := shiftguard.late_binding_function(v_pending.view_id, v_columns, v_query);
-            UPDATE shiftguard.late_binding_views SET function_id = v_function, column_types = v_types, pending = false
+            UPDATE shiftguard_rows.late_binding_views SET function_id = v_function, column_types = v_types, pending = false
              WHERE view_id = v_pending.view_id;
             EXECUTE format('DROP FUNCTION %s', v_pending.function_id);
         EXCEPTION WHEN OTHERS THEN
@@ -1685,7 +1691,7 @@ END
 $$;
 CREATE OR REPLACE FUNCTION shiftguard.late_binding_views_pending() RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT EXISTS (SELECT FROM shiftguard.late_binding_views WHERE pending)
+    SELECT EXISTS (SELECT FROM shiftguard_rows.late_binding_views WHERE pending)
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.late_binding_views_pending() TO PUBLIC;
 SELECT shiftguard.ensure_event_trigger('shiftguard_bind_late_binding_views', 'ddl_command_end',
@@ -1740,9 +1746,9 @@ CREATE OR REPLACE VIEW shiftguard.svv_table_info WITH (security_barrier) AS
            greatest(coalesce(st.n_live_tup, 0), 0)::numeric(38,0) AS estimated_visible_rows,
            coalesce((a.attrs->>'backup')::boolean, true) AS backup
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-      LEFT JOIN shiftguard.table_attributes a ON a.table_id = c.oid
+      LEFT JOIN shiftguard_rows.table_attributes a ON a.table_id = c.oid
       LEFT JOIN pg_stat_all_tables st ON st.relid = c.oid
-     WHERE c.relkind IN ('r', 'p', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'shiftguard')
+     WHERE c.relkind IN ('r', 'p', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'shiftguard', 'shiftguard_rows')
        AND n.nspname NOT LIKE 'pg\_toast%' AND has_table_privilege(c.oid, 'SELECT');
 
 -- Redshift's NOT NULL of a column: an IDENTITY column is NOT NULL only where NOT NULL was
@@ -1764,7 +1770,7 @@ CREATE OR REPLACE VIEW shiftguard.pg_table_def WITH (security_barrier) AS
            shiftguard.redshift_notnull(att.attnotnull, a.attrs, att.attname) AS notnull
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
       JOIN pg_attribute att ON att.attrelid = c.oid AND att.attnum > 0 AND NOT att.attisdropped
-      LEFT JOIN shiftguard.table_attributes a ON a.table_id = c.oid
+      LEFT JOIN shiftguard_rows.table_attributes a ON a.table_id = c.oid
      WHERE c.relkind IN ('r', 'p', 'v', 'm') AND n.nspname = ANY (current_schemas(false))
        AND has_table_privilege(c.oid, 'SELECT');
 
@@ -1804,7 +1810,7 @@ BEGIN
                         WHERE p.proname = 'note_write' AND p.pronamespace = 'shiftguard'::regnamespace)))::smallint
                    AS reltriggers
           FROM pg_catalog.pg_class c
-          LEFT JOIN shiftguard.table_attributes a ON a.table_id = c.oid
+          LEFT JOIN shiftguard_rows.table_attributes a ON a.table_id = c.oid
     $view$, (SELECT string_agg(CASE attname WHEN 'relkind'
                                    THEN $k$(CASE c.relkind WHEN 'm' THEN 'v' ELSE c.relkind END)::"char" AS relkind$k$
                                    ELSE 'c.' || quote_ident(attname) END, ', ' ORDER BY attnum)
@@ -1828,8 +1834,8 @@ BEGIN
                           WHERE k.name = att.attname::text), 0) AS attsortkeyord,
                coalesce(shiftguard.encoding_id(a.attrs->'encodings'->>att.attname::text), 0)::smallint AS attencodingtype
           FROM pg_catalog.pg_attribute att
-          LEFT JOIN shiftguard.table_attributes a ON a.table_id = att.attrelid
-         WHERE NOT EXISTS (SELECT FROM shiftguard.late_binding_views l WHERE l.view_id = att.attrelid)
+          LEFT JOIN shiftguard_rows.table_attributes a ON a.table_id = att.attrelid
+         WHERE NOT EXISTS (SELECT FROM shiftguard_rows.late_binding_views l WHERE l.view_id = att.attrelid)
     $view$, (SELECT string_agg(CASE attname WHEN 'attnotnull'
                                    THEN 'shiftguard.redshift_notnull(att.attnotnull, a.attrs, att.attname) AS attnotnull'
                                    ELSE 'att.' || quote_ident(attname) END, ', ' ORDER BY attnum)
@@ -1864,18 +1870,18 @@ CREATE OR REPLACE VIEW shiftguard.pg_user AS
     SELECT u.name::name AS usename, r.oid::integer AS usesysid, u.createdb OR u.superuser AS usecreatedb,
            u.superuser AS usesuper, false AS usecatupd, '********'::text AS passwd,
            u.valid_until AS valuntil, r.rolconfig AS useconfig
-      FROM shiftguard.users u JOIN pg_roles r ON r.rolname = u.name;
+      FROM shiftguard_rows.users u JOIN pg_roles r ON r.rolname = u.name;
 
 CREATE OR REPLACE VIEW shiftguard.pg_user_info AS
     SELECT p.*, CASE WHEN u.connection_limit IS NULL THEN 'UNLIMITED' ELSE u.connection_limit::text END AS useconnlimit
-      FROM shiftguard.pg_user p JOIN shiftguard.users u ON u.name = p.usename;
+      FROM shiftguard.pg_user p JOIN shiftguard_rows.users u ON u.name = p.usename;
 
 -- Superusers only.
 CREATE OR REPLACE VIEW shiftguard.svl_user_info WITH (security_barrier) AS
     SELECT p.usename::text AS usename, p.usesysid, p.usecreatedb, p.usesuper, p.usecatupd, p.useconnlimit,
            CASE WHEN u.syslog_unrestricted THEN 'UNRESTRICTED' ELSE 'RESTRICTED' END AS syslogaccess,
            u.last_ddl_ts, coalesce(u.session_timeout, 0) AS sessiontimeout, u.external_id
-      FROM shiftguard.pg_user_info p JOIN shiftguard.users u ON u.name = p.usename
+      FROM shiftguard.pg_user_info p JOIN shiftguard_rows.users u ON u.name = p.usename
      WHERE shiftguard.require_superuser('svl_user_info');
 
 -- Everyone; a user who is not a superuser sees only their own row.
@@ -1885,13 +1891,13 @@ CREATE OR REPLACE VIEW shiftguard.svv_user_info WITH (security_barrier) AS
            CASE WHEN u.syslog_unrestricted THEN 'UNRESTRICTED' ELSE 'RESTRICTED' END AS syslog_access,
            u.last_ddl_ts AS last_ddl_timestamp, coalesce(u.session_timeout, 0) AS session_timeout,
            u.external_id AS external_user_id
-      FROM shiftguard.pg_user_info p JOIN shiftguard.users u ON u.name = p.usename
+      FROM shiftguard.pg_user_info p JOIN shiftguard_rows.users u ON u.name = p.usename
      WHERE p.usename = session_user OR shiftguard.caller_is_superuser();
 
 CREATE OR REPLACE VIEW shiftguard.pg_group AS
     SELECT g.name::name AS groname, r.oid::integer AS grosysid,
            ARRAY(SELECT m.member::integer FROM pg_auth_members m WHERE m.roleid = r.oid ORDER BY 1) AS grolist
-      FROM shiftguard.groups g JOIN pg_roles r ON r.rolname = g.role;
+      FROM shiftguard_rows.groups g JOIN pg_roles r ON r.rolname = g.role;
 
 -- Privileges granted explicitly, as Redshift's SVV_*_PRIVILEGES show them: to users, groups
 -- ('grp:' roles), roles and PUBLIC. Superusers and SYSLOG ACCESS UNRESTRICTED users see every
@@ -1903,15 +1909,15 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
                 WHEN u.name IS NOT NULL THEN 'user' ELSE 'role' END
       FROM (SELECT p_oid AS oid) x
       LEFT JOIN pg_roles r ON r.oid = x.oid
-      LEFT JOIN shiftguard.groups g ON g.role = r.rolname
-      LEFT JOIN shiftguard.users u ON u.name = r.rolname
+      LEFT JOIN shiftguard_rows.groups g ON g.role = r.rolname
+      LEFT JOIN shiftguard_rows.users u ON u.name = r.rolname
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.identity(oid) TO PUBLIC;
 
 CREATE OR REPLACE FUNCTION shiftguard.sees_identity(p_grantee oid, p_owner oid) RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT shiftguard.caller_may('ACCESS CATALOG')  -- superusers, and the permission (UNVERIFIED: its reach)
-        OR coalesce((SELECT syslog_unrestricted FROM shiftguard.users WHERE name = session_user::text), false)
+        OR coalesce((SELECT syslog_unrestricted FROM shiftguard_rows.users WHERE name = session_user::text), false)
         OR p_grantee = 0
         OR p_owner = (SELECT oid FROM pg_roles WHERE rolname = session_user)
         OR pg_has_role(session_user, p_grantee, 'USAGE')
@@ -1931,7 +1937,7 @@ CREATE OR REPLACE VIEW shiftguard.relation_grants WITH (security_barrier) AS
                                    WHERE object_type = 'table' AND object_oid = c.oid) a
      CROSS JOIN LATERAL shiftguard.identity(a.grantee) i
      WHERE c.relkind IN ('r', 'v', 'm', 'p', 'f')
-       AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'shiftguard') AND n.nspname NOT LIKE 'pg\_%'
+       AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'shiftguard', 'shiftguard_rows') AND n.nspname NOT LIKE 'pg\_%'
        AND a.grantee <> c.relowner AND shiftguard.sees_identity(a.grantee, c.relowner);
 
 CREATE OR REPLACE VIEW shiftguard.svv_relation_privileges WITH (security_barrier) AS
@@ -1946,7 +1952,7 @@ CREATE OR REPLACE VIEW shiftguard.svv_column_privileges WITH (security_barrier) 
      CROSS JOIN LATERAL aclexplode(t.attacl) a
      CROSS JOIN LATERAL shiftguard.identity(a.grantee) i
      WHERE t.attnum > 0 AND NOT t.attisdropped AND t.attacl IS NOT NULL AND c.relkind IN ('r', 'v', 'm', 'p', 'f')
-       AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'shiftguard') AND n.nspname NOT LIKE 'pg\_%'
+       AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'shiftguard', 'shiftguard_rows') AND n.nspname NOT LIKE 'pg\_%'
        AND a.grantee <> c.relowner AND shiftguard.sees_identity(a.grantee, c.relowner);
 
 CREATE OR REPLACE VIEW shiftguard.svv_schema_privileges WITH (security_barrier) AS
@@ -1958,7 +1964,7 @@ CREATE OR REPLACE VIEW shiftguard.svv_schema_privileges WITH (security_barrier) 
                          UNION ALL SELECT grantee, privilege_type, is_grantable FROM shiftguard.redshift_acl
                                    WHERE object_type = 'schema' AND object_oid = n.oid) a
      CROSS JOIN LATERAL shiftguard.identity(a.grantee) i
-     WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'shiftguard') AND n.nspname NOT LIKE 'pg\_%'
+     WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'shiftguard', 'shiftguard_rows') AND n.nspname NOT LIKE 'pg\_%'
        AND a.grantee <> n.nspowner AND shiftguard.sees_identity(a.grantee, n.nspowner);
 
 CREATE OR REPLACE VIEW shiftguard.svv_database_privileges WITH (security_barrier) AS
@@ -1977,29 +1983,29 @@ CREATE OR REPLACE VIEW shiftguard.svv_database_privileges WITH (security_barrier
 -- RBAC views. Superusers see every row; others the roles they own or were granted.
 CREATE OR REPLACE VIEW shiftguard.svv_roles WITH (security_barrier) AS
     SELECT r.oid::integer AS role_id, x.name AS role_name, x.owner AS role_owner, x.external_id
-      FROM shiftguard.roles x JOIN pg_roles r ON r.rolname = x.name
+      FROM shiftguard_rows.roles x JOIN pg_roles r ON r.rolname = x.name
      WHERE shiftguard.caller_is_superuser() OR x.owner = session_user OR pg_has_role(session_user, r.oid, 'USAGE');
 
 CREATE OR REPLACE VIEW shiftguard.svv_user_grants WITH (security_barrier) AS
     SELECT u.oid::integer AS user_id, u.rolname::text AS user_name, r.oid::integer AS role_id,
            r.rolname::text AS role_name, m.admin_option
       FROM pg_auth_members m
-      JOIN pg_roles r ON r.oid = m.roleid JOIN shiftguard.roles x ON x.name = r.rolname
-      JOIN pg_roles u ON u.oid = m.member JOIN shiftguard.users y ON y.name = u.rolname
+      JOIN pg_roles r ON r.oid = m.roleid JOIN shiftguard_rows.roles x ON x.name = r.rolname
+      JOIN pg_roles u ON u.oid = m.member JOIN shiftguard_rows.users y ON y.name = u.rolname
      WHERE shiftguard.caller_is_superuser() OR u.rolname = session_user;
 
 CREATE OR REPLACE VIEW shiftguard.svv_role_grants WITH (security_barrier) AS
     SELECT g.oid::integer AS role_id, g.rolname::text AS role_name, r.oid::integer AS granted_role_id,
            r.rolname::text AS granted_role_name
       FROM pg_auth_members m
-      JOIN pg_roles r ON r.oid = m.roleid JOIN shiftguard.roles x ON x.name = r.rolname
-      JOIN pg_roles g ON g.oid = m.member JOIN shiftguard.roles y ON y.name = g.rolname
+      JOIN pg_roles r ON r.oid = m.roleid JOIN shiftguard_rows.roles x ON x.name = r.rolname
+      JOIN pg_roles g ON g.oid = m.member JOIN shiftguard_rows.roles y ON y.name = g.rolname
      WHERE shiftguard.caller_is_superuser() OR pg_has_role(session_user, g.oid, 'USAGE');
 
 CREATE OR REPLACE VIEW shiftguard.svv_system_privileges WITH (security_barrier) AS
     SELECT sp.privilege AS system_privilege, r.oid::integer AS identity_id, sp.role AS identity_name,
            'role'::text AS identity_type
-      FROM shiftguard.system_privileges sp JOIN pg_roles r ON r.rolname = sp.role
+      FROM shiftguard_rows.system_privileges sp JOIN pg_roles r ON r.rolname = sp.role
      WHERE shiftguard.caller_is_superuser() OR pg_has_role(session_user, r.oid, 'USAGE');
 
 -- Audit views: superusers (or an explicit GRANT) for the connection and user logs; the query
@@ -2007,7 +2013,7 @@ CREATE OR REPLACE VIEW shiftguard.svv_system_privileges WITH (security_barrier) 
 CREATE OR REPLACE FUNCTION shiftguard.sees_all_rows() RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT shiftguard.caller_may('ACCESS SYSTEM TABLE')
-        OR coalesce((SELECT syslog_unrestricted FROM shiftguard.users WHERE name = session_user::text), false)
+        OR coalesce((SELECT syslog_unrestricted FROM shiftguard_rows.users WHERE name = session_user::text), false)
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.sees_all_rows() TO PUBLIC;
 
@@ -2016,7 +2022,7 @@ CREATE OR REPLACE VIEW shiftguard.stl_connection_log WITH (security_barrier) AS
            sslcipher, mtu, sslcompression, sslexpansion, iamauthguid, application_name, os_version, driver_version,
            plugin_name, protocol_version, session_id AS sessionid,
            reason  -- ours, after Redshift's columns: why a login or connection was refused
-      FROM shiftguard.connection_log WHERE shiftguard.require_superuser('stl_connection_log');
+      FROM shiftguard_rows.connection_log WHERE shiftguard.require_superuser('stl_connection_log');
 
 CREATE OR REPLACE VIEW shiftguard.sys_connection_log WITH (security_barrier) AS
     SELECT recordtime AS record_time, remotehost AS remote_host, remoteport AS remote_port, session_id,
@@ -2024,12 +2030,12 @@ CREATE OR REPLACE VIEW shiftguard.sys_connection_log WITH (security_barrier) AS
            sslcipher AS ssl_cipher, sslcompression AS ssl_compression, sslexpansion AS ssl_expansion,
            iamauthguid AS iam_auth_guid, application_name, driver_version, os_version, plugin_name, protocol_version,
            event, reason
-      FROM shiftguard.connection_log WHERE shiftguard.require_superuser('sys_connection_log');
+      FROM shiftguard_rows.connection_log WHERE shiftguard.require_superuser('sys_connection_log');
 
 CREATE OR REPLACE VIEW shiftguard.stl_userlog WITH (security_barrier) AS
     SELECT userid, username, oldusername, action, usecreatedb, usesuper, usecatupd,
            coalesce(valuntil, 'infinity'::timestamp) AS valuntil, pid, xid, recordtime
-      FROM shiftguard.user_log WHERE shiftguard.require_superuser('stl_userlog');
+      FROM shiftguard_rows.user_log WHERE shiftguard.require_superuser('stl_userlog');
 
 -- STL_QUERY holds finished statements (endtime set; aborted 1 when it failed or was canceled);
 -- SYS_QUERY_HISTORY also running ones. Both in Redshift's column order, the columns we have.
@@ -2043,7 +2049,7 @@ END $$;
 CREATE OR REPLACE VIEW shiftguard.stl_query WITH (security_barrier) AS
     SELECT userid, id::integer AS query, ''::text AS label, xid, pid, db::text AS database, sql::text AS querytxt,
            recordtime AS starttime, endtime, CASE WHEN status = 'success' THEN 0 ELSE 1 END AS aborted
-      FROM shiftguard.query_log
+      FROM shiftguard_rows.query_log
      WHERE endtime IS NOT NULL AND ("user" = session_user OR (SELECT shiftguard.sees_all_rows()));
 
 CREATE OR REPLACE VIEW shiftguard.sys_query_history WITH (security_barrier) AS
@@ -2051,7 +2057,7 @@ CREATE OR REPLACE VIEW shiftguard.sys_query_history WITH (security_barrier) AS
            db::text AS database_name, status, recordtime AS start_time, endtime AS end_time,
            (extract(epoch FROM endtime - recordtime) * 1000000)::bigint AS elapsed_time,
            error_message::text AS error_message, sql::text AS query_text
-      FROM shiftguard.query_log WHERE "user" = session_user OR (SELECT shiftguard.sees_all_rows());
+      FROM shiftguard_rows.query_log WHERE "user" = session_user OR (SELECT shiftguard.sees_all_rows());
 
 -- STL_UNDONE: the transactions Redshift undid. PostgreSQL undoes none after they commit: no rows
 -- (redshift_connector's tpc_recover reads it).
@@ -2077,11 +2083,11 @@ DROP FUNCTION IF EXISTS shiftguard.redshift_acl(text, oid);  -- now a private vi
 -- records each long name it sends (remember_long_names) before the statement runs. Only the
 -- management role writes it, and only pairs that short_name makes: a row can only ever say
 -- what the name it hashes is.
-CREATE TABLE IF NOT EXISTS shiftguard.long_names (
+CREATE TABLE IF NOT EXISTS shiftguard_rows.long_names (
     short text PRIMARY KEY,
     long  text NOT NULL
 );
-REVOKE ALL ON shiftguard.long_names FROM PUBLIC;
+REVOKE ALL ON shiftguard_rows.long_names FROM PUBLIC;
 
 CREATE OR REPLACE FUNCTION shiftguard.short_name(p_name text) RETURNS text
 LANGUAGE plpgsql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
@@ -2101,7 +2107,7 @@ GRANT EXECUTE ON FUNCTION shiftguard.short_name(text) TO PUBLIC;
 
 CREATE OR REPLACE FUNCTION shiftguard.remember_long_names(p_names text[]) RETURNS void
 LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
-    INSERT INTO shiftguard.long_names (short, long)
+    INSERT INTO shiftguard_rows.long_names (short, long)
     SELECT DISTINCT shiftguard.short_name(n), n FROM unnest(p_names) AS n WHERE octet_length(n) BETWEEN 64 AND 127
     ON CONFLICT DO NOTHING
 $$;
@@ -2113,7 +2119,7 @@ REVOKE ALL ON FUNCTION shiftguard.remember_long_names(text[]) FROM PUBLIC;
 CREATE OR REPLACE FUNCTION shiftguard.long_name(p_name text) RETURNS text
 LANGUAGE sql STABLE STRICT SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT CASE WHEN octet_length(p_name) > 25 AND substr(p_name, length(p_name) - 24, 1) = '#'
-                THEN coalesce((SELECT l.long FROM shiftguard.long_names l WHERE l.short = p_name), p_name)
+                THEN coalesce((SELECT l.long FROM shiftguard_rows.long_names l WHERE l.short = p_name), p_name)
                 ELSE p_name END
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.long_name(text) TO PUBLIC;
@@ -2133,7 +2139,7 @@ GRANT SELECT ON shiftguard.information_schema_tables TO PUBLIC;
 -- list (see pg_attribute above); policy/statements.py reads it through this when the dialect is on.
 CREATE OR REPLACE VIEW shiftguard.information_schema_columns WITH (security_barrier) AS
     SELECT c.* FROM information_schema.columns c
-     WHERE NOT EXISTS (SELECT FROM shiftguard.late_binding_views l JOIN pg_class v ON v.oid = l.view_id
+     WHERE NOT EXISTS (SELECT FROM shiftguard_rows.late_binding_views l JOIN pg_class v ON v.oid = l.view_id
                          JOIN pg_namespace n ON n.oid = v.relnamespace
                         WHERE v.relname = c.table_name AND n.nspname = c.table_schema);
 GRANT SELECT ON shiftguard.information_schema_columns TO PUBLIC;

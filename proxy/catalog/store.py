@@ -103,7 +103,7 @@ class TagLimitExceeded(Exception):
 
 @dataclass(frozen=True)
 class ClusterState:
-    """A cluster's management state as stored (schema.sql shiftguard.clusters)."""
+    """A cluster's management state as stored (schema.sql shiftguard_rows.clusters)."""
 
     parameter_group: str
     applied_group: str
@@ -264,7 +264,7 @@ class Catalog:
         timeout) holds up none of the others taken with it; what is taken and not run is
         logged. Returns how many were run."""
         taken = await self._pool.fetch(
-            "DELETE FROM shiftguard.vacuum_requests WHERE id IN (SELECT id FROM shiftguard.vacuum_requests "
+            "DELETE FROM shiftguard_rows.vacuum_requests WHERE id IN (SELECT id FROM shiftguard_rows.vacuum_requests "
             "ORDER BY id FOR UPDATE SKIP LOCKED LIMIT 100) RETURNING database, relation")
         done = 0
         for database in dict.fromkeys(row["database"] for row in taken):
@@ -293,7 +293,7 @@ class Catalog:
         except (TimeoutError, asyncpg.PostgresError) as exc:
             done = 0
             log.warning("materialized views of database %s not all refreshed: %s", self.database, exc)
-        taken = await self._pool.fetch("DELETE FROM shiftguard.refresh_requests RETURNING database")
+        taken = await self._pool.fetch("DELETE FROM shiftguard_rows.refresh_requests RETURNING database")
         for database in sorted({row["database"] for row in taken} - {self.database}):
             try:
                 async with self.connection(database) as conn:
@@ -317,15 +317,15 @@ class Catalog:
     async def init_sql_pending(self) -> bool:
         """Is this a new cluster whose init_sql has not run yet?"""
         return await self._pool.fetchval(
-            "SELECT true FROM shiftguard.settings WHERE name = 'init_sql' AND value = 'pending'") or False
+            "SELECT true FROM shiftguard_rows.settings WHERE name = 'init_sql' AND value = 'pending'") or False
 
     async def init_sql_done(self) -> None:
-        await self._pool.execute("UPDATE shiftguard.settings SET value = 'done' WHERE name = 'init_sql'")
+        await self._pool.execute("UPDATE shiftguard_rows.settings SET value = 'done' WHERE name = 'init_sql'")
 
     # ---------------------------------------------------------------- users
 
     async def login_record(self, name: str) -> UserRecord | None:
-        query = f"SELECT {_USER_COLUMNS} FROM shiftguard.users WHERE name = $1"
+        query = f"SELECT {_USER_COLUMNS} FROM shiftguard_rows.users WHERE name = $1"
         row = await self._pool.fetchrow(query, name)
         if row is not None and row["settings_changed"]:
             # Only ALTER USER ... SET sets a user's defaults; what the role set itself goes.
@@ -342,13 +342,13 @@ class Catalog:
         """The admin user exists, is a superuser, and has the configured password."""
         verifiers = {"md5": redshift_md5(password, name), "scram": scram_verifier(password)}
         async with self._pool.acquire() as conn, conn.transaction():
-            exists = await conn.fetchval("SELECT true FROM shiftguard.users WHERE name = $1", name)
+            exists = await conn.fetchval("SELECT true FROM shiftguard_rows.users WHERE name = $1", name)
             if not exists:
                 options = {"password": verifiers, "superuser": True, "backend_verifier": self.backend_verifier(name)}
                 await conn.execute("CALL shiftguard.create_user($1, $2::jsonb)", name, json.dumps(options))
                 log.info("created admin user %s", name)
             else:
-                await conn.execute("UPDATE shiftguard.users SET superuser = true WHERE name = $1", name)
+                await conn.execute("UPDATE shiftguard_rows.users SET superuser = true WHERE name = $1", name)
                 await conn.execute("SELECT shiftguard.store_password($1, $2::jsonb)", name, json.dumps(verifiers))
 
     # ---------------------------------------------------------------- temporary credentials
@@ -358,23 +358,23 @@ class Catalog:
         """login_as: the database user the token logs in as; None: the name after the prefix
         (GetClusterCredentials' IAM:alice is the user alice)."""
         await self._pool.execute(
-            "INSERT INTO shiftguard.iam_tokens (token_id, db_user, database, md5, groups, roles, expires, login_as) "
+            "INSERT INTO shiftguard_rows.iam_tokens (token_id, db_user, database, md5, groups, roles, expires, login_as) "
             "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", minted.token_id, minted.db_user, database, minted.md5,
             groups, roles, minted.expiration, login_as)
-        await self._pool.execute("DELETE FROM shiftguard.iam_tokens WHERE expires < now() - interval '1 day'")
+        await self._pool.execute("DELETE FROM shiftguard_rows.iam_tokens WHERE expires < now() - interval '1 day'")
 
     async def record_sts_session(self, access_key_id: str, role: str, account: str, session_name: str,
                                  caller: str, expires: datetime.datetime, federation: dict | None = None) -> None:
         await self._pool.execute(
-            "INSERT INTO shiftguard.sts_sessions (access_key_id, role, account, session_name, caller, expires, "
+            "INSERT INTO shiftguard_rows.sts_sessions (access_key_id, role, account, session_name, caller, expires, "
             "federation) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)", access_key_id, role, account, session_name,
             caller, expires, None if federation is None else json.dumps(federation))
-        await self._pool.execute("DELETE FROM shiftguard.sts_sessions WHERE expires < now() - interval '1 day'")
+        await self._pool.execute("DELETE FROM shiftguard_rows.sts_sessions WHERE expires < now() - interval '1 day'")
 
     async def sts_session(self, access_key_id: str) -> dict | None:
         """An STS session by its access key id, expired or not (the caller tells which)."""
         row = await self._pool.fetchrow(
-            "SELECT role, account, session_name, caller, expires, federation FROM shiftguard.sts_sessions "
+            "SELECT role, account, session_name, caller, expires, federation FROM shiftguard_rows.sts_sessions "
             "WHERE access_key_id = $1", access_key_id)
         if row is None:
             return None
@@ -385,9 +385,9 @@ class Catalog:
     async def first_use_of_assertion(self, issuer: str, assertion_id: str, expires: datetime.datetime) -> bool:
         """Remember a SAML assertion until it expires; False when it was used before (a replay),
         by this proxy or any other on the backend."""
-        await self._pool.execute("DELETE FROM shiftguard.saml_assertions WHERE expires < now()")
+        await self._pool.execute("DELETE FROM shiftguard_rows.saml_assertions WHERE expires < now()")
         inserted = await self._pool.fetchval(
-            "INSERT INTO shiftguard.saml_assertions (issuer, id, expires) VALUES ($1, $2, $3) "
+            "INSERT INTO shiftguard_rows.saml_assertions (issuer, id, expires) VALUES ($1, $2, $3) "
             "ON CONFLICT DO NOTHING RETURNING true", issuer, assertion_id, expires)
         return bool(inserted)
 
@@ -396,7 +396,7 @@ class Catalog:
         mask_bump), by name: one cheap read for every database of the cluster."""
         rows = await self._pool.fetch(
             "SELECT d.datname, coalesce(v.version, 0) AS version FROM pg_database d "
-            "LEFT JOIN shiftguard.masking_versions v ON v.database = d.oid WHERE d.datallowconn")
+            "LEFT JOIN shiftguard_rows.masking_versions v ON v.database = d.oid WHERE d.datallowconn")
         return {row["datname"]: row["version"] for row in rows}
 
     async def protected_tables(self, database: str) -> tuple[dict[tuple[str, str], str], frozenset[tuple[str, str]]]:
@@ -447,13 +447,13 @@ class Catalog:
     async def live_tokens(self, db_user: str, database: str) -> list[dict]:
         """Unexpired, unrevoked tokens of a prefixed user valid for database."""
         rows = await self._pool.fetch(
-            "SELECT token_id::text, md5, groups, roles, login_as FROM shiftguard.iam_tokens WHERE db_user = $1 "
+            "SELECT token_id::text, md5, groups, roles, login_as FROM shiftguard_rows.iam_tokens WHERE db_user = $1 "
             "AND NOT revoked AND expires > now() AND (database IS NULL OR database = $2)", db_user, database)
         return [dict(row) for row in rows]
 
     async def revoke_tokens(self, db_user: str | None = None, token_id: str | None = None) -> int:
         result = await self._pool.execute(
-            "UPDATE shiftguard.iam_tokens SET revoked = true WHERE NOT revoked AND "
+            "UPDATE shiftguard_rows.iam_tokens SET revoked = true WHERE NOT revoked AND "
             "(db_user = $1 OR token_id::text = $2)", db_user, token_id)
         return int(result.split()[-1])
 
@@ -462,7 +462,7 @@ class Catalog:
         and missing, add it to the DbGroups and the tag's roles that exist. False when the user
         does not exist and may not be created."""
         async with self._pool.acquire() as conn, conn.transaction():
-            exists = await conn.fetchval("SELECT true FROM shiftguard.users WHERE name = $1", user)
+            exists = await conn.fetchval("SELECT true FROM shiftguard_rows.users WHERE name = $1", user)
             if not exists:
                 if not create:
                     return False
@@ -470,13 +470,13 @@ class Catalog:
                 await conn.execute("CALL shiftguard.create_user($1, $2::jsonb)", user, json.dumps(options))
                 log.info("created user %s for temporary credentials", user)
             for group in groups:
-                role = await conn.fetchval("SELECT role FROM shiftguard.groups WHERE name = $1", group)
+                role = await conn.fetchval("SELECT role FROM shiftguard_rows.groups WHERE name = $1", group)
                 if role is None:
                     log.warning("DbGroups names group %s, which does not exist", group)
                 elif not await conn.fetchval("SELECT pg_has_role($1, $2, 'MEMBER')", user, role):
                     await conn.execute("SELECT shiftguard.add_member($1, $2)", role, user)
             for role in roles:
-                if not await conn.fetchval("SELECT true FROM shiftguard.roles WHERE name = $1", role):
+                if not await conn.fetchval("SELECT true FROM shiftguard_rows.roles WHERE name = $1", role):
                     continue  # unknown roles in RedshiftDbRoles are ignored (reference §1b)
                 if not await conn.fetchval("SELECT pg_has_role($1, $2, 'MEMBER')", user, role):
                     await conn.execute(f"GRANT {quote_ident(role)} TO {quote_ident(user)}")
@@ -487,14 +487,14 @@ class Catalog:
     async def identity_providers(self) -> list[dict]:
         """Every stored identity provider (sealed secrets included: for verifying logins only)."""
         rows = await self._pool.fetch(
-            "SELECT name, type, namespace, params::text AS params, enabled FROM shiftguard.identity_providers")
+            "SELECT name, type, namespace, params::text AS params, enabled FROM shiftguard_rows.identity_providers")
         return [{**dict(row), "params": json.loads(row["params"])} for row in rows]
 
     async def seed_identity_providers(self, providers: list[dict]) -> None:
         """The configuration's providers, created or replaced at each start (by name)."""
         async with self._pool.acquire() as conn, conn.transaction():
             for spec in providers:
-                exists = await conn.fetchval("SELECT true FROM shiftguard.identity_providers WHERE name = $1",
+                exists = await conn.fetchval("SELECT true FROM shiftguard_rows.identity_providers WHERE name = $1",
                                              spec["name"])
                 procedure = "alter_identity_provider" if exists else "create_identity_provider"
                 await conn.execute(f"CALL shiftguard.{procedure}($1::jsonb)", json.dumps(spec))
@@ -506,7 +506,7 @@ class Catalog:
         its roles of the provider's namespace exactly `roles` (created when the provider auto-creates
         roles). The roles it got."""
         async with self._pool.acquire() as conn, conn.transaction():
-            if not await conn.fetchval("SELECT true FROM shiftguard.users WHERE name = $1", user):
+            if not await conn.fetchval("SELECT true FROM shiftguard_rows.users WHERE name = $1", user):
                 options = {"password": {}, "backend_verifier": self.backend_verifier(user)}
                 await conn.execute("CALL shiftguard.create_user($1, $2::jsonb)", user, json.dumps(options))
                 log.info("created user %s for identity provider %s", user, provider)
@@ -517,15 +517,15 @@ class Catalog:
     # from several proxies are serialised, and adds one to its version (which proxies poll).
 
     async def security_groups_version(self) -> int:
-        return await self._pool.fetchval("SELECT version FROM shiftguard.connectivity WHERE id = 1", timeout=5)
+        return await self._pool.fetchval("SELECT version FROM shiftguard_rows.connectivity WHERE id = 1", timeout=5)
 
     async def load_security_groups(self) -> tuple[int, SecurityGroups]:
         """The stored security groups and their version, read in one snapshot. ValueError when
         a stored rule is not a CIDR block (the caller keeps what it had)."""
         async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-            version = await conn.fetchval("SELECT version FROM shiftguard.connectivity WHERE id = 1")
-            groups = await conn.fetch("SELECT name, description, attached_position FROM shiftguard.security_groups")
-            rules = await conn.fetch("SELECT group_name, cidr FROM shiftguard.security_group_ingress ORDER BY added")
+            version = await conn.fetchval("SELECT version FROM shiftguard_rows.connectivity WHERE id = 1")
+            groups = await conn.fetch("SELECT name, description, attached_position FROM shiftguard_rows.security_groups")
+            rules = await conn.fetch("SELECT group_name, cidr FROM shiftguard_rows.security_group_ingress ORDER BY added")
         cidrs: dict[str, list[str]] = {}
         for row in rules:
             cidrs.setdefault(row["group_name"], []).append(canonical_cidr(row["cidr"]))
@@ -541,18 +541,18 @@ class Catalog:
         digest = groups.digest()
         async with self._pool.acquire() as conn, conn.transaction():
             applied = await conn.fetchval(
-                "SELECT config_digest FROM shiftguard.connectivity WHERE id = 1 FOR UPDATE")
+                "SELECT config_digest FROM shiftguard_rows.connectivity WHERE id = 1 FOR UPDATE")
             if applied == digest:
                 return False
-            await conn.execute("DELETE FROM shiftguard.security_groups")
+            await conn.execute("DELETE FROM shiftguard_rows.security_groups")
             position = {name: n for n, name in enumerate(groups.attached)}
             await conn.executemany(
-                "INSERT INTO shiftguard.security_groups (name, description, attached_position) VALUES ($1, $2, $3)",
+                "INSERT INTO shiftguard_rows.security_groups (name, description, attached_position) VALUES ($1, $2, $3)",
                 [(g.name, g.description, position.get(g.name)) for g in groups.groups])
             await conn.executemany(
-                "INSERT INTO shiftguard.security_group_ingress (group_name, cidr) VALUES ($1, $2)",
+                "INSERT INTO shiftguard_rows.security_group_ingress (group_name, cidr) VALUES ($1, $2)",
                 [(g.name, cidr) for g in groups.groups for cidr in g.cidrs])
-            await conn.execute("UPDATE shiftguard.connectivity SET version = version + 1, config_digest = $1 "
+            await conn.execute("UPDATE shiftguard_rows.connectivity SET version = version + 1, config_digest = $1 "
                                "WHERE id = 1", digest)
         if applied is None:
             log.info("security groups seeded from the configuration")
@@ -564,7 +564,7 @@ class Catalog:
     async def create_security_group(self, name: str, description: str) -> GroupRules:
         async with self._changing_security_groups() as conn:
             inserted = await conn.fetchval(
-                "INSERT INTO shiftguard.security_groups (name, description) VALUES ($1, $2) "
+                "INSERT INTO shiftguard_rows.security_groups (name, description) VALUES ($1, $2) "
                 "ON CONFLICT DO NOTHING RETURNING true", name, description)
             if not inserted:
                 raise SecurityGroupConflict("group exists", f"Cluster security group {name} already exists.")
@@ -573,20 +573,20 @@ class Catalog:
     async def delete_security_group(self, name: str) -> None:
         async with self._changing_security_groups() as conn:
             position = await conn.fetchrow(
-                "SELECT attached_position FROM shiftguard.security_groups WHERE name = $1", name)
+                "SELECT attached_position FROM shiftguard_rows.security_groups WHERE name = $1", name)
             if position is None:
                 raise SecurityGroupConflict("no group", f"Cluster security group {name} not found.")
             if position["attached_position"] is not None:
                 raise SecurityGroupConflict(
                     "group attached", f"Cluster security group {name} is in use by cluster; detach it first "
                                       f"(ModifyCluster).")
-            await conn.execute("DELETE FROM shiftguard.security_groups WHERE name = $1", name)
+            await conn.execute("DELETE FROM shiftguard_rows.security_groups WHERE name = $1", name)
 
     async def authorize_ingress(self, name: str, cidr: str) -> GroupRules:
         async with self._changing_security_groups() as conn:
             await self._group_must_exist(conn, name)
             inserted = await conn.fetchval(
-                "INSERT INTO shiftguard.security_group_ingress (group_name, cidr) VALUES ($1, $2) "
+                "INSERT INTO shiftguard_rows.security_group_ingress (group_name, cidr) VALUES ($1, $2) "
                 "ON CONFLICT DO NOTHING RETURNING true", name, cidr)
             if not inserted:
                 raise SecurityGroupConflict("rule exists", f"Authorization {cidr} already exists for {name}.")
@@ -596,7 +596,7 @@ class Catalog:
         async with self._changing_security_groups() as conn:
             await self._group_must_exist(conn, name)
             deleted = await conn.fetchval(
-                "DELETE FROM shiftguard.security_group_ingress WHERE group_name = $1 AND cidr = $2 RETURNING true",
+                "DELETE FROM shiftguard_rows.security_group_ingress WHERE group_name = $1 AND cidr = $2 RETURNING true",
                 name, cidr)
             if not deleted:
                 raise SecurityGroupConflict("no rule", f"Authorization {cidr} not found for {name}.")
@@ -607,26 +607,26 @@ class Catalog:
         async with self._changing_security_groups() as conn:
             for name in names:
                 await self._group_must_exist(conn, name)
-            await conn.execute("UPDATE shiftguard.security_groups SET attached_position = NULL")
-            await conn.executemany("UPDATE shiftguard.security_groups SET attached_position = $2 WHERE name = $1",
+            await conn.execute("UPDATE shiftguard_rows.security_groups SET attached_position = NULL")
+            await conn.executemany("UPDATE shiftguard_rows.security_groups SET attached_position = $2 WHERE name = $1",
                                    [(name, n) for n, name in enumerate(names)])
 
     @contextlib.asynccontextmanager
     async def _changing_security_groups(self):
         async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT FROM shiftguard.connectivity WHERE id = 1 FOR UPDATE")
+            await conn.execute("SELECT FROM shiftguard_rows.connectivity WHERE id = 1 FOR UPDATE")
             yield conn
-            await conn.execute("UPDATE shiftguard.connectivity SET version = version + 1 WHERE id = 1")
+            await conn.execute("UPDATE shiftguard_rows.connectivity SET version = version + 1 WHERE id = 1")
 
     @staticmethod
     async def _group_must_exist(conn, name: str) -> None:
-        if not await conn.fetchval("SELECT true FROM shiftguard.security_groups WHERE name = $1", name):
+        if not await conn.fetchval("SELECT true FROM shiftguard_rows.security_groups WHERE name = $1", name):
             raise SecurityGroupConflict("no group", f"Cluster security group {name} not found.")
 
     @staticmethod
     async def _group_rules(conn, name: str) -> GroupRules:
-        description = await conn.fetchval("SELECT description FROM shiftguard.security_groups WHERE name = $1", name)
-        rules = await conn.fetch("SELECT cidr FROM shiftguard.security_group_ingress WHERE group_name = $1 "
+        description = await conn.fetchval("SELECT description FROM shiftguard_rows.security_groups WHERE name = $1", name)
+        rules = await conn.fetch("SELECT cidr FROM shiftguard_rows.security_group_ingress WHERE group_name = $1 "
                                  "ORDER BY added", name)
         return GroupRules(name, description, tuple(r["cidr"] for r in rules))
 
@@ -634,7 +634,7 @@ class Catalog:
 
     async def ensure_cluster(self, identifier: str) -> None:
         """The cluster's row, made on its first start."""
-        await self._pool.execute("INSERT INTO shiftguard.clusters (identifier) VALUES ($1) ON CONFLICT DO NOTHING",
+        await self._pool.execute("INSERT INTO shiftguard_rows.clusters (identifier) VALUES ($1) ON CONFLICT DO NOTHING",
                                  identifier)
 
     async def rename_cluster(self, identifier: str, new: str) -> None:
@@ -642,13 +642,13 @@ class Catalog:
         temporary credentials minted for the old name are revoked (over TLS their audience
         refuses them anyway, but an MD5 login proves only the recorded digest)."""
         async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute("UPDATE shiftguard.clusters SET identifier = $2, version = version + 1 "
+            await conn.execute("UPDATE shiftguard_rows.clusters SET identifier = $2, version = version + 1 "
                                "WHERE identifier = $1", identifier, new)
-            await conn.execute("UPDATE shiftguard.iam_tokens SET revoked = true WHERE NOT revoked")
+            await conn.execute("UPDATE shiftguard_rows.iam_tokens SET revoked = true WHERE NOT revoked")
 
     async def cluster_state(self, identifier: str) -> ClusterState:
         row = await self._pool.fetchrow(
-            "SELECT parameter_group, applied_group, applied, reboots, version, logging, tags FROM shiftguard.clusters "
+            "SELECT parameter_group, applied_group, applied, reboots, version, logging, tags FROM shiftguard_rows.clusters "
             "WHERE identifier = $1", identifier, timeout=5)
         return ClusterState(row["parameter_group"], row["applied_group"], json.loads(row["applied"]),
                             row["reboots"], row["version"], json.loads(row["logging"]) if row["logging"] else None,
@@ -657,25 +657,25 @@ class Catalog:
     async def change_tags(self, identifier: str, add: dict[str, str], remove: list[str], limit: int) -> None:
         """Set the tags of add and drop those of remove; TagLimitExceeded beyond limit tags."""
         async with self._pool.acquire() as conn, conn.transaction():
-            tags = json.loads(await conn.fetchval("SELECT tags FROM shiftguard.clusters WHERE identifier = $1 "
+            tags = json.loads(await conn.fetchval("SELECT tags FROM shiftguard_rows.clusters WHERE identifier = $1 "
                                                   "FOR UPDATE", identifier))
             tags.update(add)
             for key in remove:
                 tags.pop(key, None)
             if len(tags) > limit:
                 raise TagLimitExceeded(f"A resource may have at most {limit} tags.")
-            await conn.execute("UPDATE shiftguard.clusters SET tags = $2::jsonb WHERE identifier = $1",
+            await conn.execute("UPDATE shiftguard_rows.clusters SET tags = $2::jsonb WHERE identifier = $1",
                                identifier, json.dumps(tags))
 
     async def parameter_groups(self) -> list[tuple[str, str, str, dict[str, str]]]:
         """(name, family, description, values set) of every stored group, by name."""
-        rows = await self._pool.fetch("SELECT name, family, description, parameters FROM shiftguard.parameter_groups "
+        rows = await self._pool.fetch("SELECT name, family, description, parameters FROM shiftguard_rows.parameter_groups "
                                       "ORDER BY name")
         return [(r["name"], r["family"], r["description"], json.loads(r["parameters"])) for r in rows]
 
     async def create_parameter_group(self, name: str, family: str, description: str) -> None:
         inserted = await self._pool.fetchval(
-            "INSERT INTO shiftguard.parameter_groups (name, family, description) VALUES ($1, $2, $3) "
+            "INSERT INTO shiftguard_rows.parameter_groups (name, family, description) VALUES ($1, $2, $3) "
             "ON CONFLICT DO NOTHING RETURNING true", name, family, description)
         if not inserted:
             raise ParameterGroupConflict("group exists", f"Parameter group {name} already exists.")
@@ -683,7 +683,7 @@ class Catalog:
     async def change_parameter_group(self, name: str, changes: dict[str, str | None] | None) -> None:
         """Set the values of changes (None: back to the default); changes None: reset them all."""
         async with self._pool.acquire() as conn, conn.transaction():
-            stored = await conn.fetchval("SELECT parameters FROM shiftguard.parameter_groups WHERE name = $1 "
+            stored = await conn.fetchval("SELECT parameters FROM shiftguard_rows.parameter_groups WHERE name = $1 "
                                          "FOR UPDATE", name)
             if stored is None:
                 raise ParameterGroupConflict("no group", f"Parameter group {name} not found.")
@@ -693,46 +693,46 @@ class Catalog:
                     values.pop(key, None)
                 else:
                     values[key] = value
-            await conn.execute("UPDATE shiftguard.parameter_groups SET parameters = $2::jsonb WHERE name = $1",
+            await conn.execute("UPDATE shiftguard_rows.parameter_groups SET parameters = $2::jsonb WHERE name = $1",
                                name, json.dumps(values))
 
     async def delete_parameter_group(self, name: str) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
             # Locked first: a ModifyCluster attaching it (which holds it FOR SHARE) commits before
             # the clusters are looked at.
-            if not await conn.fetchval("SELECT true FROM shiftguard.parameter_groups WHERE name = $1 FOR UPDATE",
+            if not await conn.fetchval("SELECT true FROM shiftguard_rows.parameter_groups WHERE name = $1 FOR UPDATE",
                                        name):
                 raise ParameterGroupConflict("no group", f"Parameter group {name} not found.")
-            user = await conn.fetchval("SELECT identifier FROM shiftguard.clusters WHERE $1 IN (parameter_group, "
+            user = await conn.fetchval("SELECT identifier FROM shiftguard_rows.clusters WHERE $1 IN (parameter_group, "
                                        "applied_group) LIMIT 1", name)
             if user is not None:
                 raise ParameterGroupConflict("group in use", f"Parameter group {name} is in use by cluster {user}; "
                                                              f"associate another with it first (ModifyCluster).")
-            await conn.execute("DELETE FROM shiftguard.parameter_groups WHERE name = $1", name)
+            await conn.execute("DELETE FROM shiftguard_rows.parameter_groups WHERE name = $1", name)
 
     async def attach_parameter_group(self, identifier: str, name: str, default: str) -> None:
         """The cluster's parameter group becomes name (in force at the next reboot)."""
         async with self._pool.acquire() as conn, conn.transaction():
             if name != default and not await conn.fetchval(
-                    "SELECT true FROM shiftguard.parameter_groups WHERE name = $1 FOR SHARE", name):
+                    "SELECT true FROM shiftguard_rows.parameter_groups WHERE name = $1 FOR SHARE", name):
                 raise ParameterGroupConflict("no group", f"Parameter group {name} not found.")
-            await conn.execute("UPDATE shiftguard.clusters SET parameter_group = $2 WHERE identifier = $1",
+            await conn.execute("UPDATE shiftguard_rows.clusters SET parameter_group = $2 WHERE identifier = $1",
                                identifier, name)
 
     async def reboot_cluster(self, identifier: str) -> None:
         """The cluster's parameter group, with its values as they are now, is in force from here."""
         await self._pool.execute(
-            "UPDATE shiftguard.clusters c SET applied_group = c.parameter_group, reboots = reboots + 1, "
-            "version = version + 1, applied = coalesce((SELECT g.parameters FROM shiftguard.parameter_groups g "
+            "UPDATE shiftguard_rows.clusters c SET applied_group = c.parameter_group, reboots = reboots + 1, "
+            "version = version + 1, applied = coalesce((SELECT g.parameters FROM shiftguard_rows.parameter_groups g "
             "WHERE g.name = c.parameter_group), '{}') WHERE identifier = $1", identifier)
 
     async def set_logging(self, identifier: str, logging: dict | None) -> None:
-        await self._pool.execute("UPDATE shiftguard.clusters SET logging = $2::jsonb, version = version + 1 "
+        await self._pool.execute("UPDATE shiftguard_rows.clusters SET logging = $2::jsonb, version = version + 1 "
                                  "WHERE identifier = $1", identifier, None if logging is None else json.dumps(logging))
 
     async def record_log_delivery(self, identifier: str, outcome: dict) -> None:
         """Note the last delivery (or failure) in the logging state, for DescribeLoggingStatus."""
-        await self._pool.execute("UPDATE shiftguard.clusters SET logging = logging || $2::jsonb "
+        await self._pool.execute("UPDATE shiftguard_rows.clusters SET logging = logging || $2::jsonb "
                                  "WHERE identifier = $1 AND logging IS NOT NULL", identifier, json.dumps(outcome))
 
     async def set_password(self, name: str, verifiers: dict[str, str]) -> None:
@@ -751,13 +751,13 @@ class Catalog:
         applied = json.dumps({"roles": sorted(roles), "default": default})
         async with self._pool.acquire() as conn, conn.transaction():
             last = await conn.fetchval(
-                "SELECT value FROM shiftguard.settings WHERE name = 'iam_roles_config' FOR UPDATE")
+                "SELECT value FROM shiftguard_rows.settings WHERE name = 'iam_roles_config' FOR UPDATE")
             if last == applied:
                 return False
-            await conn.execute("DELETE FROM shiftguard.cluster_iam_roles")
-            await conn.executemany("INSERT INTO shiftguard.cluster_iam_roles (role_arn, is_default) VALUES ($1, $2)",
+            await conn.execute("DELETE FROM shiftguard_rows.cluster_iam_roles")
+            await conn.executemany("INSERT INTO shiftguard_rows.cluster_iam_roles (role_arn, is_default) VALUES ($1, $2)",
                                    [(arn, arn == default) for arn in dict.fromkeys(roles)])
-            await conn.execute("INSERT INTO shiftguard.settings (name, value) VALUES ('iam_roles_config', $1) "
+            await conn.execute("INSERT INTO shiftguard_rows.settings (name, value) VALUES ('iam_roles_config', $1) "
                                "ON CONFLICT (name) DO UPDATE SET value = excluded.value", applied)
         if last is not None:
             log.warning("IAM roles of the cluster replaced from the configuration: cluster.iam_roles changed, and it "
@@ -766,18 +766,18 @@ class Catalog:
 
     async def cluster_iam_roles(self) -> list[tuple[str, bool]]:
         """(role ARN, whether it is the default) of every role associated with the cluster."""
-        rows = await self._pool.fetch("SELECT role_arn, is_default FROM shiftguard.cluster_iam_roles ORDER BY role_arn")
+        rows = await self._pool.fetch("SELECT role_arn, is_default FROM shiftguard_rows.cluster_iam_roles ORDER BY role_arn")
         return [(row["role_arn"], row["is_default"]) for row in rows]
 
     async def modify_cluster_iam_roles(self, add: list[str], remove: list[str], default: str | None) -> None:
         """ModifyClusterIamRoles: associate, dissociate, and make one the default (None: keep)."""
         async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute("DELETE FROM shiftguard.cluster_iam_roles WHERE role_arn = ANY($1::text[])", remove)
-            await conn.executemany("INSERT INTO shiftguard.cluster_iam_roles (role_arn) VALUES ($1) "
+            await conn.execute("DELETE FROM shiftguard_rows.cluster_iam_roles WHERE role_arn = ANY($1::text[])", remove)
+            await conn.executemany("INSERT INTO shiftguard_rows.cluster_iam_roles (role_arn) VALUES ($1) "
                                    "ON CONFLICT DO NOTHING", [(arn,) for arn in add])
             if default is not None:
-                await conn.execute("UPDATE shiftguard.cluster_iam_roles SET is_default = false WHERE is_default")
-                await conn.execute("UPDATE shiftguard.cluster_iam_roles SET is_default = true WHERE role_arn = $1",
+                await conn.execute("UPDATE shiftguard_rows.cluster_iam_roles SET is_default = false WHERE is_default")
+                await conn.execute("UPDATE shiftguard_rows.cluster_iam_roles SET is_default = true WHERE role_arn = $1",
                                    default)
 
     async def insert_audit(self, kind: str, records: list[dict]) -> None:
@@ -786,24 +786,24 @@ class Catalog:
         quoted = ", ".join(f'"{c}"' for c in columns)
         placeholders = ", ".join(f"${n + 1}" for n in range(len(columns)))
         rows = [[_naive_utc(r[c]) for c in columns] for r in records]
-        await self._pool.executemany(f"INSERT INTO shiftguard.{table} ({quoted}) VALUES ({placeholders})", rows)
+        await self._pool.executemany(f"INSERT INTO shiftguard_rows.{table} ({quoted}) VALUES ({placeholders})", rows)
 
     async def end_queries(self, ends: list[dict]) -> None:
         """Fill in the end of statements whose rows were stored while they ran."""
         await self._pool.executemany(
-            "UPDATE shiftguard.query_log SET endtime = $3, status = $4, error_message = $5 "
+            "UPDATE shiftguard_rows.query_log SET endtime = $3, status = $4, error_message = $5 "
             "WHERE session_id = $1 AND seq = $2",
             [(e["session_id"], e["seq"], _naive_utc(e["endtime"]), e["status"], e["error_message"]) for e in ends])
 
     async def last_userlog_id(self) -> int:
-        return await self._pool.fetchval("SELECT coalesce(max(id), 0) FROM shiftguard.user_log")
+        return await self._pool.fetchval("SELECT coalesce(max(id), 0) FROM shiftguard_rows.user_log")
 
     async def userlog_since(self, last_id: int) -> tuple[list[dict], int]:
         rows = await self._pool.fetch(
             "SELECT id, userid, username, coalesce(oldusername, '') AS oldusername, action, usecreatedb, usesuper, "
             "usecatupd, CASE WHEN valuntil IS NULL OR valuntil = 'infinity' THEN '9223372036854775807' "
             "ELSE valuntil::text END AS valuntil, pid, xid, recordtime AT TIME ZONE 'UTC' AS recordtime "
-            "FROM shiftguard.user_log WHERE id > $1 ORDER BY id", last_id)
+            "FROM shiftguard_rows.user_log WHERE id > $1 ORDER BY id", last_id)
         records = [{k: v for k, v in dict(row).items() if k != "id"} for row in rows]
         return records, (rows[-1]["id"] if rows else last_id)
 
@@ -995,8 +995,39 @@ async def _make_bootstrap_lock(conn: asyncpg.Connection, superusers_only: bool =
                 raise
 
 
+async def _move_private_tables(conn: asyncpg.Connection) -> None:
+    """Shiftguard's tables (and, outside the cluster database, the foreign tables over them) into
+    schema shiftguard_rows, where a database installed before 2026-12 had them in schema
+    shiftguard. Every user may look into schema shiftguard (its catalog views and procedures), so
+    every user could name those tables, and PostgreSQL takes some locks before it checks the
+    privilege (see _BOOTSTRAP_LOCK): a CREATE RULE on shiftguard.users queued behind a user's
+    open transaction held up every login. Indexes, sequences, triggers and the views over the
+    tables go with them; the functions naming them are made again by the install that follows,
+    and shiftguard's event triggers, whose functions still name them where they were, are off
+    until then (schema.sql ensure_event_trigger makes a disabled one again). In the install's
+    transaction, under _BOOTSTRAP_LOCK."""
+    moved = await conn.fetch("SELECT c.relname, c.relkind::text FROM pg_class c WHERE c.relnamespace = "
+                             "'shiftguard'::regnamespace AND c.relkind IN ('r', 'p', 'f') AND NOT EXISTS (SELECT FROM "
+                             "pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e') "
+                             "AND to_regclass(format('shiftguard_rows.%I', c.relname)) IS NULL")
+    if moved:
+        for name in await conn.fetchval(
+                "SELECT coalesce(array_agg(e.evtname), '{}') FROM pg_event_trigger e JOIN pg_proc p ON "
+                "p.oid = e.evtfoid WHERE p.pronamespace = 'shiftguard'::regnamespace AND e.evtenabled <> 'D'"):
+            await conn.execute(f"ALTER EVENT TRIGGER {quote_ident(name)} DISABLE")
+    for row in moved:
+        kind = "FOREIGN TABLE" if row["relkind"] == "f" else "TABLE"
+        await conn.execute(f"ALTER {kind} shiftguard.{quote_ident(row['relname'])} SET SCHEMA shiftguard_rows")
+        if row["relkind"] == "f":
+            await conn.execute(f"ALTER FOREIGN TABLE shiftguard_rows.{quote_ident(row['relname'])} "
+                               "OPTIONS (SET schema_name 'shiftguard_rows')")
+    if moved:
+        log.warning("database %s: shiftguard's %d tables moved to schema shiftguard_rows",
+                    await conn.fetchval("SELECT current_database()"), len(moved))
+
+
 async def _store_settings(conn: asyncpg.Connection, settings: dict[str, str]) -> None:
-    await conn.executemany("INSERT INTO shiftguard.settings VALUES ($1, $2) "
+    await conn.executemany("INSERT INTO shiftguard_rows.settings VALUES ($1, $2) "
                            "ON CONFLICT (name) DO UPDATE SET value = excluded.value", list(settings.items()))
 
 
@@ -1010,25 +1041,26 @@ async def _bootstrap(pool: asyncpg.Pool, settings: dict[str, str]) -> tuple[byte
         await _make_bootstrap_lock(conn)
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute(_BOOTSTRAP_LOCK)
+        await _move_private_tables(conn)
         superuser = await conn.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
         if await _cluster_installed(conn, superuser):
             await _warn_refused(conn)
             if superuser:
                 await _spatial_privileges(conn)  # what a superuser granted or upgraded since
-            secret = await conn.fetchval("SELECT value FROM shiftguard.settings WHERE name = 'backend_secret'")
+            secret = await conn.fetchval("SELECT value FROM shiftguard_rows.settings WHERE name = 'backend_secret'")
             await _store_settings(conn, settings)
             return bytes.fromhex(secret), bool(superuser)
         await conn.execute(_sql("schema.sql"))
         await _store_settings(conn, settings)
         # A private schema made just now is a new cluster: its init_sql is still to run.
-        await conn.execute("INSERT INTO shiftguard.settings SELECT 'init_sql', 'pending' "
-                           "WHERE NOT EXISTS (SELECT FROM shiftguard.settings WHERE name = 'backend_secret')")
+        await conn.execute("INSERT INTO shiftguard_rows.settings SELECT 'init_sql', 'pending' "
+                           "WHERE NOT EXISTS (SELECT FROM shiftguard_rows.settings WHERE name = 'backend_secret')")
         await conn.execute(
-            "INSERT INTO shiftguard.settings VALUES ('backend_secret', $1) ON CONFLICT DO NOTHING",
+            "INSERT INTO shiftguard_rows.settings VALUES ('backend_secret', $1) ON CONFLICT DO NOTHING",
             secrets.token_hex(32))
-        secret = await conn.fetchval("SELECT value FROM shiftguard.settings WHERE name = 'backend_secret'")
+        secret = await conn.fetchval("SELECT value FROM shiftguard_rows.settings WHERE name = 'backend_secret'")
         if await _install(conn, superuser):
-            await conn.execute("INSERT INTO shiftguard.settings VALUES ('cluster_installed', $1) "
+            await conn.execute("INSERT INTO shiftguard_rows.settings VALUES ('cluster_installed', $1) "
                                "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
                                await _cluster_digest(conn, superuser, bytes.fromhex(secret)))
     return bytes.fromhex(secret), bool(superuser)
@@ -1048,9 +1080,9 @@ async def _cluster_digest(conn: asyncpg.Connection, superuser: bool, secret: byt
 
 async def _cluster_installed(conn: asyncpg.Connection, superuser: bool) -> bool:
     """Is the cluster database's install what this proxy would install?"""
-    if not await conn.fetchval("SELECT to_regclass('shiftguard.settings') IS NOT NULL"):
+    if not await conn.fetchval("SELECT to_regclass('shiftguard_rows.settings') IS NOT NULL"):
         return False
-    stored = dict(await conn.fetch("SELECT name, value FROM shiftguard.settings "
+    stored = dict(await conn.fetch("SELECT name, value FROM shiftguard_rows.settings "
                                    "WHERE name IN ('backend_secret', 'cluster_installed')"))
     if len(stored) < 2:
         return False
@@ -1073,9 +1105,9 @@ async def bootstrap_databases(pool: asyncpg.Pool, link: ClusterLink) -> list[str
             "       'nextval(%' THEN ' DEFAULT ' || pg_get_expr(d.adbin, d.adrelid) END) AS definition "
             "  FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
             "  LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum "
-            " WHERE c.relnamespace = 'shiftguard'::regnamespace AND c.relname = ANY($1::text[]) "
+            " WHERE c.relnamespace = 'shiftguard_rows'::regnamespace AND c.relname = ANY($1::text[]) "
             " ORDER BY c.relname, a.attnum", list(CLUSTER_TABLES))
-        settings = await conn.fetch("SELECT name, value FROM shiftguard.settings WHERE name = ANY($1::text[])",
+        settings = await conn.fetch("SELECT name, value FROM shiftguard_rows.settings WHERE name = ANY($1::text[])",
                                     list(_CLUSTER_SETTINGS))
         databases = await conn.fetch("SELECT datname FROM pg_database WHERE datallowconn AND datname <> $1 "
                                      "ORDER BY datname", link.database)
@@ -1108,14 +1140,15 @@ async def bootstrap_databases(pool: asyncpg.Pool, link: ClusterLink) -> list[str
                 continue
             async with conn.transaction():
                 await conn.execute(_BOOTSTRAP_LOCK)
-                if await conn.fetchval("SELECT to_regclass('shiftguard.settings') IS NOT NULL") and \
-                        await conn.fetchval("SELECT value FROM shiftguard.settings WHERE name = 'installed'") == digest:
+                await _move_private_tables(conn)
+                if await conn.fetchval("SELECT to_regclass('shiftguard_rows.settings') IS NOT NULL") and \
+                        await conn.fetchval("SELECT value FROM shiftguard_rows.settings WHERE name = 'installed'") == digest:
                     await _spatial_privileges(conn)  # what a superuser granted or upgraded since
                     continue
                 await _link_cluster(conn, link, columns)
                 await _link_peers(conn, link)
                 await conn.execute(_sql("schema.sql"))
-                await conn.executemany("INSERT INTO shiftguard.settings VALUES ($1, $2) "
+                await conn.executemany("INSERT INTO shiftguard_rows.settings VALUES ($1, $2) "
                                        "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
                                        [*settings, ("installed", digest)])
                 await _install(conn, True)
@@ -1153,7 +1186,7 @@ async def _link_cluster(conn: asyncpg.Connection, link: ClusterLink, columns: li
     await _set_options(conn, f"USER MAPPING FOR CURRENT_USER SERVER {_CLUSTER_SERVER}", mapping,
                        link.mapping_options())
     for table in CLUSTER_TABLES:
-        name = f"shiftguard.{quote_ident(table)}"
+        name = f"shiftguard_rows.{quote_ident(table)}"
         kind = await conn.fetchval("SELECT relkind FROM pg_class WHERE oid = to_regclass($1)", name)
         if kind == "r":  # a copy of the cluster database's (a database copied from it): its rows are stale
             log.warning("database %s: %s was a copy; it now reads the cluster database's",
@@ -1162,7 +1195,7 @@ async def _link_cluster(conn: asyncpg.Connection, link: ClusterLink, columns: li
             kind = None
         if kind is None:
             await conn.execute(f"CREATE FOREIGN TABLE {name} () SERVER {_CLUSTER_SERVER} "
-                               f"OPTIONS (schema_name 'shiftguard', table_name {sql_literal(table)})")
+                               f"OPTIONS (schema_name 'shiftguard_rows', table_name {sql_literal(table)})")
         have = {r["attname"] for r in await conn.fetch(
             "SELECT attname FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped", name)}
         for column in columns:

@@ -1,5 +1,5 @@
 """Attacks on the day's changes: transaction pooling's kept and repeated cancels, SUPER's
-compacted text, and the locks of catalog objects (shiftguard.object_locks, mv_refreshed)."""
+compacted text, and the locks of catalog objects (shiftguard_rows.object_locks, mv_refreshed)."""
 
 from __future__ import annotations
 
@@ -171,7 +171,7 @@ def test_super_values_keep_their_strings(proxy, new_user, binary):
                    "table's object_locks row) last until the reader ends it")
 def test_a_reader_cannot_hold_writes_to_a_table_it_only_reads(proxy, new_user, postgres):
     """A materialized view over a table the user may only read has the table's writes tracked
-    (a trigger the management role creates, under the table's row of shiftguard.object_locks):
+    (a trigger the management role creates, under the table's row of shiftguard_rows.object_locks):
     made in a transaction the user keeps open, its locks would stop the owner's writes for as
     long as the user likes."""
     reader, password = new_user()

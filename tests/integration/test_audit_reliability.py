@@ -158,7 +158,7 @@ def test_a_batch_the_database_refuses_is_stored_record_by_record(audited, postgr
     proxy, directory = audited
     tag = unique("batch")
     with postgres.connect() as direct:
-        direct.execute(f"ALTER TABLE shiftguard.query_log ADD CONSTRAINT refuse_{tag} "
+        direct.execute(f"ALTER TABLE shiftguard_rows.query_log ADD CONSTRAINT refuse_{tag} "
                        f"CHECK (sql NOT LIKE '%poison-{tag}%') NOT VALID")
     try:
         def other(n: int):
@@ -187,7 +187,7 @@ def test_a_batch_the_database_refuses_is_stored_record_by_record(audited, postgr
         assert sum(f"poison-{tag}" in line for line in (directory / "useractivitylog").read_text().splitlines()) == 1
     finally:
         with postgres.connect() as direct:
-            direct.execute(f"ALTER TABLE shiftguard.query_log DROP CONSTRAINT refuse_{tag}")
+            direct.execute(f"ALTER TABLE shiftguard_rows.query_log DROP CONSTRAINT refuse_{tag}")
 
 
 def test_a_long_statement_is_logged_cut(make_proxy, tmp_path):

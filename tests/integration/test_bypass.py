@@ -90,8 +90,8 @@ def attempts(secret: str, me: str) -> list[str]:
         f"REASSIGN OWNED BY awsuser TO {me}",
         "DISCARD ALL",
         # the private schema and the server
-        "SELECT * FROM shiftguard.settings",
-        "SELECT * FROM shiftguard.users",
+        "SELECT * FROM shiftguard_rows.settings",
+        "SELECT * FROM shiftguard_rows.users",
         "SELECT rolpassword FROM pg_authid",
         "SELECT shiftguard.store_password('awsuser', '{\"md5\": \"md50123456789abcdef0123456789abcdef\"}')",
         "SELECT shiftguard.role_attributes(true, true)",
@@ -99,11 +99,11 @@ def attempts(secret: str, me: str) -> list[str]:
         f"CALL shiftguard.alter_user('{me}', '{{\"superuser\": true}}')",
         "CALL shiftguard.drop_users(ARRAY['awsuser'], false)",
         "SELECT * FROM svl_user_info",
-        "INSERT INTO shiftguard.vacuum_requests (relation, requested_by) VALUES ('pg_class'::regclass, 'awsuser')",
+        "INSERT INTO shiftguard_rows.vacuum_requests (relation, requested_by) VALUES ('pg_class'::regclass, 'awsuser')",
         f"VACUUM {secret}",
         f"VACUUM FULL {secret} TO 100 PERCENT BOOST",
         f"CALL shiftguard.vacuum('{secret}'::regclass::oid, 'x')",
-        "VACUUM shiftguard.users",
+        "VACUUM shiftguard_rows.users",
         "SELECT pg_read_file('/etc/passwd')",
         "SELECT pg_ls_dir('.')",
         "SELECT lo_import('/etc/passwd')",
@@ -185,7 +185,7 @@ def lender(proxy, postgres):
         admin.execute(f"CREATE FUNCTION {schema}.owned() RETURNS text LANGUAGE sql AS $$SELECT 'original'::text$$")
         admin.execute(f"ALTER FUNCTION {schema}.owned() OWNER TO {me}")
     with postgres.connect() as direct:
-        secret = direct.execute("SELECT value FROM shiftguard.settings WHERE name = 'backend_secret'").fetchone()[0]
+        secret = direct.execute("SELECT value FROM shiftguard_rows.settings WHERE name = 'backend_secret'").fetchone()[0]
     yield me, schema, signing.signer(bytes.fromhex(secret))
     with postgres.connect() as direct:
         direct.execute(f"DROP OWNED BY {me} CASCADE")
@@ -266,7 +266,7 @@ def test_every_bypass_attempt_fails(proxy, setup, lender, postgres, capsys):
                               "OR relname IN ('smuggle', 'hooked')").fetchone() == (0,)
         assert direct.execute("SELECT count(*) FROM pg_type WHERE typname = 'evil_domain'").fetchone() == (0,)
         assert direct.execute(f"SELECT {schema}.owned()").fetchone() == ("original",)
-        assert direct.execute("SELECT count(*) FROM shiftguard.create_lendings").fetchone() == (0,)
+        assert direct.execute("SELECT count(*) FROM shiftguard_rows.create_lendings").fetchone() == (0,)
     for sql in attempts(secret, me):
         tried += 1
         with proxy.connect(me, PASSWORD) as conn:
@@ -302,7 +302,7 @@ def test_every_bypass_attempt_fails(proxy, setup, lender, postgres, capsys):
                               (me,)).fetchone() == (False, False, False)
         assert direct.execute("SELECT count(*) FROM pg_roles WHERE rolname LIKE 'sneaky%' OR rolname = 'evil'"
                               ).fetchone() == (0,)
-        assert direct.execute("SELECT superuser FROM shiftguard.users WHERE name = %s", (me,)).fetchone() == (False,)
+        assert direct.execute("SELECT superuser FROM shiftguard_rows.users WHERE name = %s", (me,)).fetchone() == (False,)
     with capsys.disabled():
         print(f"\nbypass attempts: {tried}, succeeded: {succeeded}")
     assert tried >= 60
@@ -333,16 +333,16 @@ def test_system_permissions_do_not_reach_the_private_schema_or_catalogs(proxy, p
         admin.execute(f"GRANT ROLE sys:dba TO {me}")
         admin.execute(f"GRANT DROP FUNCTION, ALTER TABLE, ANALYZE TO ROLE sys:dba")
     try:
-        for sql in ("DROP TABLE shiftguard.users", "DROP TABLE shiftguard.users CASCADE",
-                    "DROP SCHEMA shiftguard CASCADE", "TRUNCATE shiftguard.users", "TRUNCATE pg_catalog.pg_class",
+        for sql in ("DROP TABLE shiftguard_rows.users", "DROP TABLE shiftguard_rows.users CASCADE",
+                    "DROP SCHEMA shiftguard CASCADE", "TRUNCATE shiftguard_rows.users", "TRUNCATE pg_catalog.pg_class",
                     "DROP FUNCTION shiftguard.caller_is_superuser()", "DROP FUNCTION pg_catalog.lower(text)",
-                    "ALTER TABLE shiftguard.users RENAME TO gone", "ALTER TABLE shiftguard.users RENAME name TO x",
+                    "ALTER TABLE shiftguard_rows.users RENAME TO gone", "ALTER TABLE shiftguard_rows.users RENAME name TO x",
                     "DROP VIEW shiftguard.pg_user", "DROP TABLE pg_catalog.pg_class"):
             with proxy.connect(me, PASSWORD) as conn:
                 with pytest.raises(psycopg.Error):
                     conn.execute(sql)
         with postgres.connect() as direct:
-            assert direct.execute("SELECT count(*) > 0 FROM shiftguard.users").fetchone() == (True,)
+            assert direct.execute("SELECT count(*) > 0 FROM shiftguard_rows.users").fetchone() == (True,)
             assert direct.execute("SELECT to_regprocedure('shiftguard.caller_is_superuser()') IS NOT NULL, "
                                   "to_regclass('shiftguard.pg_user') IS NOT NULL").fetchone() == (True, True)
     finally:
@@ -370,7 +370,7 @@ def test_a_captured_signature_is_refused_once_it_is_old(proxy, lender, postgres)
     me, schema, _ = lender
     with postgres.connect() as direct:
         secret = bytes.fromhex(direct.execute(
-            "SELECT value FROM shiftguard.settings WHERE name = 'backend_secret'").fetchone()[0])
+            "SELECT value FROM shiftguard_rows.settings WHERE name = 'backend_secret'").fetchone()[0])
 
     def call(table: str, offset: float) -> str:
         spec = json.dumps({"permission": "CREATE TABLE", "schema": schema, "refusal": None,

@@ -54,7 +54,7 @@ def test_a_user_cannot_hold_the_lock_of_create_lent_on_a_schema(proxy, new_user)
             assert creator.execute("SELECT has_schema_privilege(%s, 'CREATE')", (schema,)).fetchone() == (False,)
             # Nor can they take the lock that replaced it.
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                holder.execute("SELECT FROM shiftguard.object_locks FOR UPDATE")
+                holder.execute("SELECT FROM shiftguard_rows.object_locks FOR UPDATE")
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 holder.execute("SELECT shiftguard.lock_object('lend_create', %s)", (oid(holder, schema),))
     finally:
@@ -148,7 +148,7 @@ def test_a_dropped_objects_lock_goes_with_it(proxy, postgres, new_user):
         table_oid = oid(conn, "public", table)
         conn.execute(f"CREATE MATERIALIZED VIEW public.{table}_mv AS SELECT a FROM public.{table}")
         with postgres.connect() as direct:
-            locks = "SELECT count(*) FROM shiftguard.object_locks WHERE object = %s"
+            locks = "SELECT count(*) FROM shiftguard_rows.object_locks WHERE object = %s"
             assert direct.execute(locks, (table_oid,)).fetchone() == (1,)
             conn.execute(f"DROP TABLE public.{table} CASCADE")
             assert direct.execute(locks, (table_oid,)).fetchone() == (0,)
@@ -185,27 +185,72 @@ def _tracked_table(conn) -> str:
     return table
 
 
+def test_no_table_of_shiftguards_is_in_a_schema_a_user_may_look_into(proxy, postgres, new_user):
+    """In every database: what a user cannot look up, the user cannot lock (see below)."""
+    user, password = new_user()
+    with postgres.connect() as direct:
+        databases = [r[0] for r in direct.execute("SELECT datname FROM pg_database WHERE datallowconn "
+                                                   "AND datname <> 'template1'").fetchall()]
+    for database in databases:
+        with proxy.connect(user, password, dbname=database) as conn:
+            tables = conn.execute(
+                "SELECT n.nspname, count(*) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
+                "ON n.oid = c.relnamespace WHERE n.nspname LIKE 'shiftguard%%' AND c.relkind IN ('r', 'p', 'f') "
+                "GROUP BY n.nspname ORDER BY 1").fetchall()
+            assert [n for n, _ in tables] == ["shiftguard_rows"], database
+            assert conn.execute("SELECT has_schema_privilege('shiftguard_rows', 'USAGE')").fetchone() == (False,)
+        with proxy.connect(dbname=database) as admin:  # nor do Redshift's views show them to a superuser
+            assert admin.execute("SELECT count(*) FROM svv_table_info WHERE schema LIKE 'shiftguard%%'").fetchone() \
+                == (0,), database
+
+
 @pytest.mark.parametrize("statement", [
-    "CREATE RULE r AS ON INSERT TO shiftguard.users DO INSTEAD NOTHING",
-    "CREATE TRIGGER t AFTER INSERT ON shiftguard.table_writes EXECUTE FUNCTION suppress_redundant_updates_trigger()"])
-def test_a_users_queued_lock_on_a_private_table_holds_no_one_up_for_long(proxy, postgres, new_user, statement):
+    "CREATE RULE r AS ON INSERT TO {schema}.users DO INSTEAD NOTHING",
+    "CREATE TRIGGER t AFTER INSERT ON {schema}.table_writes EXECUTE FUNCTION suppress_redundant_updates_trigger()",
+    "LOCK TABLE {schema}.users", "COMMENT ON TABLE {schema}.users IS 'x'"])
+@pytest.mark.parametrize("schema", ["shiftguard", "shiftguard_rows"])
+def test_a_user_cannot_name_shiftguards_tables_so_locks_nothing_of_theirs(proxy, new_user, statement, schema):
     """CREATE RULE and CREATE TRIGGER lock their table before PostgreSQL asks whether the user
-    owns it: one from a DO block, queued behind the user's own open transaction that read
-    pg_user (or wrote a table whose writes shiftguard notes), would queue every login (or every
-    write of such a table) behind it until that transaction ends. It gives up after two seconds
-    instead, and what waits behind it goes ahead."""
+    owns it: one queued behind the user's own open transaction that read pg_user (or wrote a
+    table whose writes shiftguard notes) would queue every login (or every such write) behind
+    it. shiftguard's tables are in a schema no user may look into, so the statement is refused
+    at once, and logins and writes go ahead."""
     (mallory, password), (alice, alice_password) = new_user(), new_user()
-    failures = []
     with proxy.connect(mallory, password) as holder, proxy.connect(mallory, password) as queuer, \
             proxy.connect(alice, alice_password) as writer:
         mine, theirs = _tracked_table(holder), _tracked_table(writer)
         holder.execute("BEGIN")
         holder.execute("SELECT count(*) FROM pg_user")
         holder.execute(f"INSERT INTO {mine} VALUES (1)")
+        try:
+            statement = statement.format(schema=schema).replace("'", "''")
+            with pytest.raises((psycopg.errors.InsufficientPrivilege, psycopg.errors.UndefinedTable)):
+                queuer.execute(f"DO $$ BEGIN EXECUTE '{statement}'; END $$")
+            with psycopg.connect(host=proxy.host, port=proxy.port, user=alice, password=alice_password,
+                                 dbname="dev", sslmode="disable", connect_timeout=20) as login:
+                assert login.execute("SELECT current_user").fetchone() == (alice,)
+            writer.execute("SET statement_timeout = '20s'")
+            writer.execute(f"INSERT INTO {theirs} VALUES (1)")
+        finally:
+            holder.execute("ROLLBACK")
+
+
+def test_a_users_queued_lock_on_a_catalog_view_holds_no_one_up_for_long(proxy, postgres, new_user):
+    """The catalog views of schema shiftguard are nameable by everyone (users read them): a
+    CREATE RULE on one, from a DO block queued behind the user's own open transaction that read
+    it, would queue everyone's reads of it behind it until that transaction ends. It gives up
+    after two seconds instead, and the reads that wait behind it go ahead."""
+    (mallory, password), (alice, alice_password) = new_user(), new_user()
+    failures = []
+    with proxy.connect(mallory, password) as holder, proxy.connect(mallory, password) as queuer, \
+            proxy.connect(alice, alice_password) as reader:
+        holder.execute("BEGIN")
+        holder.execute("SELECT count(*) FROM pg_user")
 
         def queue():
             try:
-                queuer.execute(f"DO $$ BEGIN EXECUTE '{statement}'; END $$")
+                queuer.execute("DO $$ BEGIN EXECUTE 'CREATE RULE r AS ON INSERT TO shiftguard.pg_user "
+                               "DO INSTEAD NOTHING'; END $$")
             except psycopg.Error as exc:
                 failures.append(type(exc))
 
@@ -213,11 +258,8 @@ def test_a_users_queued_lock_on_a_private_table_holds_no_one_up_for_long(proxy, 
         thread.start()
         try:
             assert waits_on_a_lock(postgres, "DO $$ BEGIN EXECUTE")
-            with psycopg.connect(host=proxy.host, port=proxy.port, user=alice, password=alice_password,
-                                 dbname="dev", sslmode="disable", connect_timeout=20) as login:
-                assert login.execute("SELECT current_user").fetchone() == (alice,)
-            writer.execute("SET statement_timeout = '20s'")
-            writer.execute(f"INSERT INTO {theirs} VALUES (1)")
+            reader.execute("SET statement_timeout = '20s'")
+            assert reader.execute("SELECT usename FROM pg_user WHERE usename = %s", (alice,)).fetchone() == (alice,)
         finally:
             holder.execute("ROLLBACK")
             thread.join()

@@ -108,7 +108,7 @@ def test_master_user_password(make_proxy, postgres, caplog):
     with connect(proxy, NEW_PASSWORD) as conn:
         assert conn.execute("SELECT current_user").fetchone() == (admin,)
     with postgres.connect() as direct:  # stored as ALTER USER ... PASSWORD stores it
-        assert direct.execute("SELECT password_md5 FROM shiftguard.users WHERE name = %s",
+        assert direct.execute("SELECT password_md5 FROM shiftguard_rows.users WHERE name = %s",
                               (admin,)).fetchone() == (redshift_md5(NEW_PASSWORD, admin),)
     assert not [r for r in caplog.records if r.name.startswith("proxy") and NEW_PASSWORD in r.getMessage()]
 

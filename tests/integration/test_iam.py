@@ -273,7 +273,7 @@ def test_a_db_user_of_64_bytes_is_one_user_with_a_short_role_name(iam_proxy, pos
         with login(iam_proxy, creds["DbUser"], creds["DbPassword"]) as conn:
             assert conn.execute("SELECT current_user").fetchone() == (role,)
     with postgres.connect() as direct:
-        assert direct.execute("SELECT count(*) FROM shiftguard.users WHERE name = %s", (role,)).fetchone() == (1,)
+        assert direct.execute("SELECT count(*) FROM shiftguard_rows.users WHERE name = %s", (role,)).fetchone() == (1,)
     with iam_proxy.connect() as admin:
         admin.execute(f'DROP USER "{name}"')  # the long name names it
 

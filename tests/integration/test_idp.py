@@ -179,7 +179,7 @@ def test_token_login_becomes_the_namespaced_user(proxy, provider, postgres, nul)
     # The provider is found by the token's issuer when the client names none.
     assert current_user(proxy, token(), None, nul=nul) == f"{namespace}:alice@example.com"
     with postgres.connect() as direct:
-        row = direct.execute("SELECT password_md5, password_sha256, superuser FROM shiftguard.users "
+        row = direct.execute("SELECT password_md5, password_sha256, superuser FROM shiftguard_rows.users "
                              "WHERE name = %s", (f"{namespace}:alice@example.com",)).fetchone()
     assert row == (None, None, False)  # auto-created with PASSWORD DISABLE
 
@@ -195,7 +195,7 @@ def test_a_user_name_of_up_to_127_bytes_logs_in_as_one_user(proxy, provider, pos
     assert current_user(proxy, token(upn=upn), name) == role
     assert current_user(proxy, token(upn=upn), name) == role
     with postgres.connect() as direct:
-        assert direct.execute("SELECT count(*) FROM shiftguard.users WHERE name = %s", (role,)).fetchone() == (1,)
+        assert direct.execute("SELECT count(*) FROM shiftguard_rows.users WHERE name = %s", (role,)).fetchone() == (1,)
     with proxy.connect() as admin:  # the connection log names the user whole
         assert wait_for(lambda: admin.execute(
             "SELECT DISTINCT trim(username) FROM stl_connection_log WHERE event = 'authenticated' "
@@ -293,7 +293,7 @@ def test_every_bad_token_gets_the_same_answer(proxy, provider, postgres, case):
     client.close()
     assert (error["S"], error["C"], error["M"]) == ("FATAL", "28P01", REFUSED)
     with postgres.connect() as direct:
-        assert direct.execute("SELECT count(*) FROM shiftguard.users WHERE name LIKE %s",
+        assert direct.execute("SELECT count(*) FROM shiftguard_rows.users WHERE name LIKE %s",
                               (f"{namespace}:%",)).fetchone() == (0,)
 
 
@@ -350,7 +350,7 @@ def test_refusals_and_logins_are_in_the_connection_log(make_proxy, tmp_path):
             assert rows == [("authentication failure", "", name, "BasicJwtCredentialsProvider"),
                             ("authenticated", f"{namespace}:alice@example.com", name, "BasicJwtCredentialsProvider")]
             # The user activity log holds the statement, without the client secret.
-            texts = [r[0] for r in admin.execute("SELECT sql FROM shiftguard.query_log WHERE sql LIKE "
+            texts = [r[0] for r in admin.execute("SELECT sql FROM shiftguard_rows.query_log WHERE sql LIKE "
                                                  "'CREATE IDENTITY PROVIDER%'").fetchall()]
         assert texts and not any(SECRET in t for t in texts)
         log_text = "".join(p.read_text() for p in (tmp_path / "audit").rglob("*") if p.is_file())
@@ -449,11 +449,11 @@ def test_the_client_secret_is_in_no_statement_text(make_proxy, tmp_path, postgre
     with postgres.connect() as direct:
         direct.execute(f"ALTER ROLE {ADMIN} SET log_statement = 'all'")
         backend_secret = bytes.fromhex(direct.execute(
-            "SELECT value FROM shiftguard.settings WHERE name = 'backend_secret'").fetchone()[0])
+            "SELECT value FROM shiftguard_rows.settings WHERE name = 'backend_secret'").fetchone()[0])
 
     def stored() -> str:
         with postgres.connect() as direct:
-            sealed = direct.execute("SELECT params->>'client_secret' FROM shiftguard.identity_providers "
+            sealed = direct.execute("SELECT params->>'client_secret' FROM shiftguard_rows.identity_providers "
                                     "WHERE name = %s", (name,)).fetchone()[0]
         assert sealed.startswith(sealing.PREFIX)
         return sealing.opener(backend_secret)("client_secret", sealed)
@@ -512,7 +512,7 @@ def test_providers_from_the_configuration(make_proxy, postgres):
             assert admin.execute("SELECT namespc FROM svv_identity_providers WHERE name = %s",
                                  (name,)).fetchone() == (namespace,)
         with postgres.connect() as direct:  # stored sealed, as CREATE IDENTITY PROVIDER stores it
-            assert direct.execute("SELECT params->>'client_secret' FROM shiftguard.identity_providers WHERE name = %s",
+            assert direct.execute("SELECT params->>'client_secret' FROM shiftguard_rows.identity_providers WHERE name = %s",
                                   (name,)).fetchone()[0].startswith(sealing.PREFIX)
     finally:
         with proxy.connect() as admin:

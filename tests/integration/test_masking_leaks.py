@@ -60,7 +60,7 @@ def attempts(t: str, me: str) -> list[str]:
         f"MERGE INTO {me}_target USING {t} s ON false WHEN NOT MATCHED THEN INSERT VALUES (s.card)",
         f"EXPLAIN (VERBOSE, COSTS OFF) SELECT card FROM {t} WHERE card = '{SECRET[:0]}x'",
         f"ANALYZE {t}; SELECT most_common_vals::text, histogram_bounds::text FROM pg_stats WHERE tablename = '{t}'",
-        f"SELECT * FROM shiftguard.masking_attachments",
+        f"SELECT * FROM shiftguard_rows.masking_attachments",
         f"SELECT * FROM shiftguard.\"mask:{t}\"",
         f"SET search_path = shiftguard, public; SELECT card FROM {t}",
         f"ALTER TABLE {t} RENAME COLUMN card TO c; SELECT c FROM {t}",

@@ -550,7 +550,7 @@ def test_create_permissions_leave_postgresql_checking_the_rest(proxy, lending):
     with proxy.connect() as admin:
         assert admin.execute("SELECT count(*) FROM pg_class WHERE relnamespace = %s::regnamespace",
                              (s,)).fetchone() == (1,)  # the view
-        assert admin.execute("SELECT count(*) FROM shiftguard.create_lendings").fetchone() == (0,)
+        assert admin.execute("SELECT count(*) FROM shiftguard_rows.create_lendings").fetchone() == (0,)
 
 
 def test_create_permissions_without_the_backslash_reading(proxy, lending):
@@ -672,12 +672,12 @@ def test_vacuum_redshift_forms_and_who_may(proxy, world):
     before = vacuum_count(proxy, t)
     with proxy.connect(n["bob"], PASSWORD) as bob:
         assert bob.execute(f"VACUUM SORT ONLY {t} TO 80 PERCENT BOOST").statusmessage == "VACUUM"
-        for table in ("shiftguard.users", "pg_catalog.pg_class"):
+        for table in ("shiftguard_rows.users", "pg_catalog.pg_class"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 bob.execute(f"VACUUM {table}")
     assert wait_for(lambda: vacuum_count(proxy, t) > before, timeout=10)
     with proxy.connect() as admin:
-        assert admin.execute("SELECT count(*) FROM shiftguard.vacuum_requests").fetchone() == (0,)
+        assert admin.execute("SELECT count(*) FROM shiftguard_rows.vacuum_requests").fetchone() == (0,)
 
 
 def test_a_refused_signed_default_privileges_call_cannot_be_reused(proxy, world):
@@ -750,4 +750,4 @@ def test_no_grant_on_an_object_yet_to_exist_and_no_reading_everyones_grants(prox
             bob.execute("SELECT * FROM shiftguard.redshift_acl")
     with proxy.connect(n["bob"], PASSWORD) as bob:
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            bob.execute("SELECT * FROM shiftguard.default_object_privileges")
+            bob.execute("SELECT * FROM shiftguard_rows.default_object_privileges")

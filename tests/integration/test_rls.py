@@ -190,7 +190,7 @@ def test_only_superusers_and_secadmin_manage_rls(proxy, world):
             with pytest.raises(psycopg.errors.InsufficientPrivilege, match="sys:secadmin"):
                 alice.execute(statement)
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            alice.execute("SELECT * FROM shiftguard.rls_policies")
+            alice.execute("SELECT * FROM shiftguard_rows.rls_policies")
         assert alice.execute("SELECT count(*) FROM svv_rls_policy").fetchone() == (0,)
         alice.execute(f"DROP TABLE {table}")
     with proxy.connect(n["bob"], PASSWORD) as bob:
@@ -221,7 +221,7 @@ def test_only_superusers_and_secadmin_manage_rls(proxy, world):
     ("CREATE RLS POLICY {pol} USING (1 = 1) ORDER BY 1", psycopg.errors.SyntaxError, ""),
     ("CREATE RLS POLICY {pol} WITH (a int) RETURNS int) USING (true)", psycopg.errors.SyntaxError, ""),
     ("CREATE RLS POLICY {pol} WITH (a int); DROP TABLE x; --) USING (true)", psycopg.errors.SyntaxError, ""),
-    ("CREATE RLS POLICY {pol} USING ((SELECT count(*) > 0 FROM shiftguard.users))",
+    ("CREATE RLS POLICY {pol} USING ((SELECT count(*) > 0 FROM shiftguard_rows.users))",
      psycopg.errors.FeatureNotSupported, "catalog table"),
     ("ALTER TABLE {cat} ROW LEVEL SECURITY ON FOR DATASHARES", psycopg.errors.FeatureNotSupported, "datashares"),
 ])

@@ -72,8 +72,8 @@ def attempts(t: str, me: str) -> list[str]:
         f"SELECT * FROM {t}",
         f"CREATE FUNCTION public.rls_exempt() RETURNS boolean LANGUAGE sql AS 'SELECT true'; "
         f"SET search_path = public, shiftguard; SELECT * FROM {t}",
-        f"SELECT * FROM shiftguard.rls_attachments",
-        f"INSERT INTO shiftguard.rls_attachments VALUES ('concerts_{me}', '{t}'::regclass, '', 'public', 'x')",
+        f"SELECT * FROM shiftguard_rows.rls_attachments",
+        f"INSERT INTO shiftguard_rows.rls_attachments VALUES ('concerts_{me}', '{t}'::regclass, '', 'public', 'x')",
         f"ALTER TABLE {t} DROP COLUMN catgroup; SELECT * FROM {t}",
         f"ALTER TABLE {t} ALTER COLUMN catgroup TYPE text; SELECT * FROM {t}",
         f"ALTER TABLE {t} RENAME COLUMN catgroup TO g; SELECT * FROM {t}",

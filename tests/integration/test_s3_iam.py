@@ -74,7 +74,7 @@ def s3proxy(make_proxy, bucket, postgres):
     with proxy.connect() as admin:
         admin.execute("GRANT ASSUMEROLE ON ALL TO PUBLIC FOR ALL")
     with postgres.connect() as direct:  # the next proxy starts from its configuration's roles
-        direct.execute("DELETE FROM shiftguard.settings WHERE name = 'iam_roles_config'")
+        direct.execute("DELETE FROM shiftguard_rows.settings WHERE name = 'iam_roles_config'")
 
 
 @pytest.fixture
@@ -209,7 +209,7 @@ def test_sts_session_keys_act_as_the_role(s3proxy, admin, bucket, postgres, new_
                  "InvalidToken")
         # an expired session
         with postgres.connect() as direct:
-            direct.execute("UPDATE shiftguard.sts_sessions SET expires = now() - interval '1 second' "
+            direct.execute("UPDATE shiftguard_rows.sts_sessions SET expires = now() - interval '1 second' "
                            "WHERE access_key_id = %s", (reader["AccessKeyId"],))
         s3_error(lambda: conn.execute(f"COPY {t} FROM 's3://{BUCKET}/sts/{t}.txt' {session}"), "ExpiredToken")
 

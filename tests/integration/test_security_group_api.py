@@ -324,9 +324,9 @@ def test_unreadable_stored_state_keeps_the_last_good_rules(make_proxy, postgres,
     proxy = make_proxy(iam=IAM, **yaml_groups("127.0.0.1/32"))
     with postgres.connect() as direct:  # a broken rule arrives together with a good one
         with direct.transaction():
-            direct.execute("INSERT INTO shiftguard.security_group_ingress (group_name, cidr) "
+            direct.execute("INSERT INTO shiftguard_rows.security_group_ingress (group_name, cidr) "
                            "VALUES ('app', '127.0.0.2/32'), ('app', 'garbage')")
-            direct.execute("UPDATE shiftguard.connectivity SET version = version + 1")
+            direct.execute("UPDATE shiftguard_rows.connectivity SET version = version + 1")
         assert eventually(lambda: "cannot read the stored state" in caplog.text)
         assert attempt(proxy, "127.0.0.2") == "dropped"  # nothing of the broken state is in force
         with proxy.connect() as conn:                       # and the last good state still is
@@ -335,7 +335,7 @@ def test_unreadable_stored_state_keeps_the_last_good_rules(make_proxy, postgres,
             client(proxy).describe_cluster_security_groups()
         assert info.value.response["Error"]["Code"] == "InternalFailure"
         with direct.transaction():
-            direct.execute("DELETE FROM shiftguard.security_group_ingress WHERE cidr = 'garbage'")
-            direct.execute("UPDATE shiftguard.connectivity SET version = version + 1")
+            direct.execute("DELETE FROM shiftguard_rows.security_group_ingress WHERE cidr = 'garbage'")
+            direct.execute("UPDATE shiftguard_rows.connectivity SET version = version + 1")
     assert eventually(lambda: attempt(proxy, "127.0.0.2") == "admitted")
     assert "the stored state is readable again" in caplog.text

@@ -182,7 +182,7 @@ def test_expired_session(sts_proxy, postgres):
     api = redshift(sts_proxy, creds)
     assert api.describe_clusters()["Clusters"]
     with postgres.connect() as direct:  # fifteen minutes later
-        direct.execute("UPDATE shiftguard.sts_sessions SET expires = now() - interval '1 second' "
+        direct.execute("UPDATE shiftguard_rows.sts_sessions SET expires = now() - interval '1 second' "
                        "WHERE access_key_id = %s", (creds["AccessKeyId"],))
     with pytest.raises(botocore.exceptions.ClientError) as info:
         api.describe_clusters()
@@ -238,7 +238,7 @@ def test_a_role_named_like_a_superuser_is_its_own_user(sts_proxy):
                 conn.execute("CREATE USER not_allowed PASSWORD 'Secret123'")
         # A token recorded before tokens said whom they log in as (an upgrade) is the same.
         with sts_proxy.connect() as admin:
-            admin.execute("UPDATE shiftguard.iam_tokens SET login_as = NULL WHERE db_user = %s", (db["DbUser"],))
+            admin.execute("UPDATE shiftguard_rows.iam_tokens SET login_as = NULL WHERE db_user = %s", (db["DbUser"],))
         with psycopg.connect(host=sts_proxy.host, port=sts_proxy.port, user=db["DbUser"], password=db["DbPassword"],
                              dbname="dev", sslmode="require", connect_timeout=10, autocommit=True) as conn:
             assert conn.execute("SELECT current_user").fetchone() == (f"IAMR:{ADMIN}",)

@@ -180,12 +180,32 @@ REVOKE ALL ON FUNCTION shiftguard.note_write() FROM PUBLIC;
 -- So does the grant a superuser's view over the table gives shiftguard_views
 -- (rls.sql lend_to_views_role): the same lock per table keeps the two apart (dbt's threads make a
 -- view and a materialized view over one table at once); mv_refreshed takes them in its order.
+--   Made in the caller's transaction only where the caller owns the table (or is shiftguard or a
+-- superuser): CREATE TRIGGER's lock (SHARE ROW EXCLUSIVE) and the table's object_locks row last to
+-- the transaction's end, and a user who may only read a table, making a materialized view over it
+-- in a transaction left open, would stop its owner's writes for as long as they liked. For
+-- another's table the trigger is asked for (track_requests) and the proxy makes it in a short
+-- transaction of its own, once the caller's commits (track_requested). Until then the view is
+-- 'u'; a write committed between the caller's commit and the trigger (the time the proxy takes
+-- to be woken, milliseconds) is not seen.
+CREATE TABLE IF NOT EXISTS shiftguard_rows.track_requests (
+    table_id oid PRIMARY KEY  -- of this database
+);
+REVOKE ALL ON shiftguard_rows.track_requests FROM PUBLIC;
 CREATE OR REPLACE FUNCTION shiftguard.track_writes(p_table oid) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    IF NOT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = p_table AND tgname = 'shiftguard_writes') THEN
-        PERFORM shiftguard.lock_object('lend_to_views_role', p_table);
+    IF EXISTS (SELECT FROM pg_trigger WHERE tgrelid = p_table AND tgname = 'shiftguard_writes') THEN
+        RETURN;
     END IF;
+    IF NOT (shiftguard.caller_is_superuser()
+            OR session_user::text = (SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'shiftguard')
+            OR pg_has_role(session_user, (SELECT relowner FROM pg_class WHERE oid = p_table), 'USAGE')) THEN
+        INSERT INTO shiftguard_rows.track_requests (table_id) VALUES (p_table) ON CONFLICT DO NOTHING;
+        PERFORM shiftguard.request_refresh();  -- wakes the proxy when the caller's transaction commits
+        RETURN;
+    END IF;
+    PERFORM shiftguard.lock_object('lend_to_views_role', p_table);
     FOR v_attempt IN 1..5 LOOP
         IF EXISTS (SELECT FROM pg_trigger WHERE tgrelid = p_table AND tgname = 'shiftguard_writes') THEN
             RETURN;
@@ -203,6 +223,35 @@ BEGIN
 END
 $$;
 REVOKE ALL ON FUNCTION shiftguard.track_writes(oid) FROM PUBLIC;
+
+-- The proxy's (catalog/store.py refresh_stale_views), in a short transaction of its own: the
+-- triggers asked for. A table whose lock someone holds is left asked for, to the next pass, after
+-- a wait of at most 100 ms (writers queued behind the proxy's request wait as long); one that
+-- cannot be tracked (track_writes) is not asked for again. How many are left.
+CREATE OR REPLACE FUNCTION shiftguard.track_requested() RETURNS integer
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_table oid;
+    v_left  integer := 0;
+BEGIN
+    PERFORM set_config('lock_timeout', '100ms', true);
+    FOR v_table IN SELECT table_id FROM shiftguard_rows.track_requests ORDER BY table_id LOOP
+        BEGIN
+            IF (SELECT relkind FROM pg_class WHERE oid = v_table) IN ('r', 'p') THEN
+                EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', v_table::regclass);
+                PERFORM shiftguard.track_writes(v_table);
+            END IF;
+            DELETE FROM shiftguard_rows.track_requests WHERE table_id = v_table;
+        EXCEPTION WHEN lock_not_available THEN
+            v_left := v_left + 1;
+        WHEN OTHERS THEN
+            DELETE FROM shiftguard_rows.track_requests WHERE table_id = v_table;
+        END;
+    END LOOP;
+    RETURN v_left;
+END
+$$;
+REVOKE ALL ON FUNCTION shiftguard.track_requested() FROM PUBLIC;
 
 -- With cluster.track_table_writes on (the cluster's setting, copied into every database), every
 -- table made from then on is tracked from its making (sys_query_detail: dbt's source freshness

@@ -191,6 +191,7 @@ class Catalog:
         self._connect = connect or {}  # how to reach the other databases (user, password, host ...)
         self._secret = secret
         self._listening: dict[asyncpg.Connection, Callable] = {}  # held by listen: its termination callback
+        self._tracking_left: set[str] = set()  # databases where a table to track was locked (refresh_stale_views)
         # Are Redshift's functions installed (catalog/redshift_functions.sql)? Only where the
         # management role may write pg_catalog, i.e. is a superuser.
         self.redshift_functions = redshift_functions
@@ -289,14 +290,19 @@ class Catalog:
         (refresh_requests; each once, whichever proxy takes it); how many. A database whose pass
         fails (a view of a user's that outran the command timeout) holds up no other's."""
         try:
+            await self._pool.fetchval("SELECT shiftguard.track_requested()")
             done = await self._pool.fetchval("SELECT shiftguard.refresh_stale_views()")
         except (TimeoutError, asyncpg.PostgresError) as exc:
             done = 0
             log.warning("materialized views of database %s not all refreshed: %s", self.database, exc)
         taken = await self._pool.fetch("DELETE FROM shiftguard_rows.refresh_requests RETURNING database")
-        for database in sorted({row["database"] for row in taken} - {self.database}):
+        # (and those where a table to track was locked last time: tried again at the poll)
+        for database in sorted(({row["database"] for row in taken} | self._tracking_left) - {self.database}):
+            self._tracking_left.discard(database)
             try:
                 async with self.connection(database) as conn:
+                    if await conn.fetchval("SELECT shiftguard.track_requested()"):
+                        self._tracking_left.add(database)
                     done += await conn.fetchval("SELECT shiftguard.refresh_stale_views()")
             except asyncpg.InvalidCatalogNameError:
                 continue  # the database was dropped since

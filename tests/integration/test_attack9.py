@@ -166,9 +166,6 @@ def test_super_values_keep_their_strings(proxy, new_user, binary):
             assert cursor.fetchone()[0] == TRICKY
 
 
-@pytest.mark.xfail(strict=True, reason="track_writes creates the write trigger on another owner's table as the "
-                   "management role, in the reader's transaction: its SHARE ROW EXCLUSIVE lock (and the "
-                   "table's object_locks row) last until the reader ends it")
 def test_a_reader_cannot_hold_writes_to_a_table_it_only_reads(proxy, new_user, postgres):
     """A materialized view over a table the user may only read has the table's writes tracked
     (a trigger the management role creates, under the table's row of shiftguard_rows.object_locks):

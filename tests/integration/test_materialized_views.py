@@ -253,7 +253,8 @@ def test_a_user_refreshes_and_drops_their_own_view(proxy, sales, new_user):
     with proxy.connect(owner, password) as conn:
         conn.execute(f"CREATE MATERIALIZED VIEW {sales}.mine DISTSTYLE ALL AUTO REFRESH YES AS "
                      f"SELECT id FROM {sales}.sales")
-        assert mv_info(conn, sales) == [("dev", sales, owner, "mine", "f", 0, "t", "f")]
+        # (fresh once the proxy tracks the admin's table: test_a_view_over_anothers_table_...)
+        assert wait_for(lambda: mv_info(conn, sales) == [("dev", sales, owner, "mine", "f", 0, "t", "f")])
         conn.execute(f"REFRESH MATERIALIZED VIEW {sales}.mine")
         conn.execute(f"DROP MATERIALIZED VIEW {sales}.mine")
         assert mv_info(conn, sales) == []
@@ -403,3 +404,29 @@ def test_sys_query_detail_says_when_any_table_made_since_was_last_written(make_p
         conn.execute("INSERT INTO untracked VALUES (1)")
         assert conn.execute("SELECT count(*) FROM sys_query_detail WHERE table_name = 'untracked'").fetchone() == (0,)
         conn.execute("DROP TABLE untracked")
+
+
+def test_a_view_over_anothers_table_has_its_writes_tracked_once_made(proxy, sales, new_user):
+    """A user who may only read a table makes a materialized view over it: the table's write
+    trigger is the proxy's to make, after the user's transaction commits (made in the user's,
+    it would lock the owner's writes out for as long as that stayed open: test_attack9). Until
+    then the view's staleness is unknown; then it is fresh, and stale once the owner writes."""
+    reader, password = new_user()
+    view = unique("mv")
+    with proxy.connect() as admin:
+        admin.execute(f"GRANT USAGE ON SCHEMA {sales} TO {reader}")
+        admin.execute(f"GRANT SELECT ON {sales}.sales TO {reader}")
+        admin.execute(f"GRANT CREATE ON SCHEMA {sales} TO {reader}")
+    with proxy.connect(reader, password) as conn:
+        conn.execute(f"CREATE MATERIALIZED VIEW {sales}.{view} AS SELECT count(*) AS n FROM {sales}.sales")
+
+        def stale():
+            return conn.execute("SELECT is_stale FROM svv_mv_info WHERE name = %s", (view,)).fetchall()
+
+        assert wait_for(lambda: stale() == [("f",)])
+        with proxy.connect() as admin:
+            admin.execute(f"INSERT INTO {sales}.sales VALUES (4, 'north', 1)")
+        assert stale() == [("t",)]
+        conn.execute(f"REFRESH MATERIALIZED VIEW {sales}.{view}")
+        assert stale() == [("f",)]
+        assert conn.execute(f"SELECT n FROM {sales}.{view}").fetchall() == [(4,)]

@@ -1049,6 +1049,16 @@ BEGIN
 END
 $$;
 
+-- Is a VACUUM of this relation of this database (NULL: the whole database) queued and not yet
+-- taken? Then another request adds nothing: a loop of a user's (CALL in a DO block, each
+-- committing) queued millions, which the proxy then ran one by one.
+CREATE OR REPLACE FUNCTION shiftguard.vacuum_queued(p_relation oid) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT EXISTS (SELECT FROM shiftguard_rows.vacuum_requests
+                    WHERE database = current_database() AND relation IS NOT DISTINCT FROM p_relation)
+$$;
+REVOKE ALL ON FUNCTION shiftguard.vacuum_queued(oid) FROM PUBLIC;
+
 CREATE OR REPLACE FUNCTION shiftguard.vacuum_request(p_relation oid, p_name text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -1067,15 +1077,18 @@ BEGIN
         IF v_class.relkind NOT IN ('r', 'm', 'p', 't') THEN
             RAISE EXCEPTION '"%" is not a table', p_name USING ERRCODE = '42809';  -- UNVERIFIED wording
         END IF;
-        INSERT INTO shiftguard_rows.vacuum_requests (relation, requested_by) VALUES (p_relation, session_user);
+        INSERT INTO shiftguard_rows.vacuum_requests (relation, requested_by) SELECT p_relation, session_user
+         WHERE NOT shiftguard.vacuum_queued(p_relation);
     ELSIF shiftguard.caller_may('VACUUM') THEN
-        INSERT INTO shiftguard_rows.vacuum_requests (relation, requested_by) VALUES (NULL, session_user);
+        INSERT INTO shiftguard_rows.vacuum_requests (relation, requested_by) SELECT NULL, session_user
+         WHERE NOT shiftguard.vacuum_queued(NULL);
     ELSE
         -- Everyone else: the tables they own (PostgreSQL's VACUUM without a name, for them).
         INSERT INTO shiftguard_rows.vacuum_requests (relation, requested_by)
         SELECT c.oid, session_user FROM pg_class c
          WHERE c.relkind IN ('r', 'm', 'p') AND pg_has_role(session_user, c.relowner, 'USAGE')
-           AND NOT shiftguard.protected('table', c.oid) AND NOT starts_with(c.relnamespace::regnamespace::text, 'pg_');
+           AND NOT shiftguard.protected('table', c.oid) AND NOT starts_with(c.relnamespace::regnamespace::text, 'pg_')
+           AND NOT shiftguard.vacuum_queued(c.oid);
     END IF;
     PERFORM pg_notify('shiftguard_vacuum', '');
 END

@@ -680,6 +680,23 @@ def test_vacuum_redshift_forms_and_who_may(proxy, world):
         assert admin.execute("SELECT count(*) FROM shiftguard_rows.vacuum_requests").fetchone() == (0,)
 
 
+def test_a_loop_of_vacuum_requests_queues_each_table_once(proxy, new_user):
+    """A user's loop asking for VACUUMs of their table (one statement, a thousand calls) queues
+    one: it queued a thousand, which the proxy then ran one after the other."""
+    user, password = new_user()
+    table = unique("t")
+    with proxy.connect(user, password) as conn:
+        conn.execute(f"CREATE TABLE public.{table} (a int)")
+        before = vacuum_count(proxy, f"public.{table}")
+        conn.execute(f"SELECT shiftguard.vacuum_request('public.{table}'::regclass, '{table}') "
+                     "FROM generate_series(1, 1000)")
+        with proxy.connect() as admin:  # (the proxy may have taken it already)
+            assert admin.execute("SELECT count(*) FROM shiftguard_rows.vacuum_requests WHERE relation = %s::regclass",
+                                 (f"public.{table}",)).fetchone()[0] <= 1
+        assert wait_for(lambda: vacuum_count(proxy, f"public.{table}") > before, timeout=10)
+        conn.execute(f"DROP TABLE public.{table}")
+
+
 def test_a_refused_signed_default_privileges_call_cannot_be_reused(proxy, world):
     """The proxy signs users, schemas and statement as one: the refused call's text (readable in
     pg_stat_activity) cannot be replayed with other users or schemas."""

@@ -307,10 +307,11 @@ class Lender(Protocol):
     """Where a client in transaction pooling gets a backend session for each transaction
     (frontend/connection.py over backend/txpool.py)."""
 
-    def lend(self, settings: dict[str, bytes], give: Callable[[BackendSession | NoBackend], None]) -> None:
+    def lend(self, settings: dict[str, bytes], give: Callable[[BackendSession | NoBackend], None],
+             fresh: bool = False) -> None:
         """give(a session of the client's pool key, with the client's settings, name -> its SET
         statement, in force), at once when one is to be had without I/O, else later; or
-        give(NoBackend) when none can be had."""
+        give(NoBackend) when none can be had. fresh: one opened for it (nobody's leftovers)."""
 
     def stop(self) -> None:
         """The client went while it waited for lend."""
@@ -719,9 +720,11 @@ class Relay:
     def _again(self) -> bool:
         """The reset of the session held failed (the last client's leftovers: a lock it holds
         elsewhere, say), so PostgreSQL ran nothing the client sent since: it is sent again in
-        another session, reset too (what it prepares and binds is as in this one after its
-        reset). Once; False when it cannot be (sent already, or a statement waits for the
-        audit log or the long names' map, and would be sent to no session meanwhile)."""
+        a session opened for it, reset too (what it prepares and binds is as in this one after
+        its reset). Not in an idle one: the same user may have left leftovers in two sessions,
+        and this client would get a FATAL error for them. Once; False when it cannot be (sent
+        already, or a statement waits for the audit log or the long names' map, and would be
+        sent to no session meanwhile)."""
         if self._sent_ahead is None or self._audit_wait is not None:
             return False
         session, sent, self._sent_ahead = self.backend_session, bytes(self._sent_ahead), None
@@ -730,7 +733,7 @@ class Relay:
         self._release(reusable=False)
         self._retry = retry
         self._waiting = True
-        self._lender.lend(self._settings, self._given)
+        self._lender.lend(self._settings, self._given, fresh=True)
         return True
 
     def _hold(self, data: bytes) -> None:

@@ -228,6 +228,10 @@ class TransactionPool:
         sessions.waiters.append(waiter)
         return waiter
 
+    def replace(self, session: BackendSession) -> None:
+        """A session wait gave is ended, and the caller opens a new one in its place (open)."""
+        _end(session)
+
     def _expire(self, sessions: _Sessions, waiter: Waiter, expired: Callable[[], None]) -> None:
         sessions.waiters.remove(waiter)
         expired()

@@ -923,12 +923,15 @@ class PoolLender:
         except QueryWaitTimeout:
             raise self._wait_refusal() from None
 
-    def lend(self, settings: dict[str, bytes], give) -> None:
+    def lend(self, settings: dict[str, bytes], give, fresh: bool = False) -> None:
         """relay.Lender.lend: give(a session), at once when an idle one came free, else once one
         is opened (_prepare); or give(NoBackend). The relay makes it this client's
         (txpool.restore_ahead)."""
         def handed(session: BackendSession | None) -> None:
             self._waiter = None
+            if session is not None and fresh:
+                self._pool.replace(session)
+                session = None
             if session is not None:
                 give(session)
             else:

@@ -173,6 +173,38 @@ def test_a_reset_that_cannot_finish_runs_the_clients_statements_in_another_sessi
         locker.execute("ROLLBACK")
 
 
+def test_leftovers_in_two_sessions_do_not_end_the_next_clients_connection(proxy, new_user):
+    """As above, with the user's leftovers locked in both idle sessions of the role: the
+    statement is sent again in a session opened for it, not in the other idle one, whose reset
+    fails too (the client got a FATAL error and lost its connection)."""
+    name, password = new_user()
+    other, other_password = new_user()
+    tables = unique("leftover"), unique("leftover")
+    with proxy.connect(name, password) as first, proxy.connect(name, password) as second, \
+            proxy.connect(name, password) as victim, proxy.connect(other, other_password) as locker:
+        pids = []
+        first.execute("BEGIN")  # both at once: two sessions
+        second.execute("BEGIN")
+        for conn, table in zip((first, second), tables):
+            conn.execute(f"""CREATE FUNCTION pg_temp.poison() RETURNS int LANGUAGE plpgsql AS $$ BEGIN
+                EXECUTE 'CREATE TEMP TABLE scratch (a int)';
+                EXECUTE 'CREATE TABLE public.{table} (a pg_temp.scratch)';
+                EXECUTE 'GRANT SELECT ON public.{table} TO {other}';
+                RETURN pg_backend_pid(); END $$""")
+            pids.append(conn.execute("SELECT pg_temp.poison()").fetchone()[0])
+        first.execute("COMMIT")
+        second.execute("COMMIT")
+        assert len(set(pids)) == 2
+        locker.execute("BEGIN")
+        for table in tables:
+            locker.execute(f"SELECT * FROM public.{table}")
+        try:
+            for _ in range(3):
+                assert victim.execute("SELECT pg_backend_pid()").fetchone()[0] not in pids
+        finally:
+            locker.execute("ROLLBACK")
+
+
 async def test_a_reset_that_cannot_finish_sends_asyncpg_prepared_statements_again(make_proxy, new_user):
     """As above, for a statement asyncpg prepared before, with one session for the role (the
     client's goes, another opens): prepared again in the session the client's messages go to

@@ -239,6 +239,51 @@ def test_a_start_upgrades_every_existing_database(make_proxy, postgres):
             direct.execute(f"DROP DATABASE IF EXISTS {bare} WITH (FORCE)")
 
 
+def test_a_start_moves_an_older_installs_tables_out_of_the_schema_users_look_into(make_proxy, postgres, database):
+    """Before 2026-12 shiftguard's tables (here, outside the cluster database, foreign tables over
+    the cluster database's) were in schema shiftguard, which every user may look into, and a user
+    could queue a lock on them. A start moves them to shiftguard_rows, and the database works."""
+    db = database()
+    with postgres.connect(dbname=db) as direct:
+        direct.execute("SET session_replication_role = replica")  # shiftguard's event triggers off
+        tables = direct.execute(
+            "SELECT c.relname, c.relkind::text FROM pg_class c WHERE c.relnamespace = 'shiftguard_rows'::regnamespace "
+            "AND c.relkind IN ('r', 'p', 'f') AND c.relname <> 'bootstrap'").fetchall()
+        assert ("users", "f") in tables and ("table_attributes", "r") in tables
+        for name, kind in tables:  # as an older version had them
+            kind = "FOREIGN TABLE" if kind == "f" else "TABLE"
+            direct.execute(f'ALTER {kind} shiftguard_rows."{name}" SET SCHEMA shiftguard')
+            if kind == "FOREIGN TABLE":
+                direct.execute(f"ALTER FOREIGN TABLE shiftguard.\"{name}\" OPTIONS (SET schema_name 'shiftguard')")
+        direct.execute("UPDATE shiftguard.settings SET value = 'older' WHERE name = 'installed'")
+        # (an older install's event triggers name the tables where they were; these cannot)
+        triggers = [r[0] for r in direct.execute("SELECT evtname FROM pg_event_trigger").fetchall()]
+        for name in triggers:
+            direct.execute(f"ALTER EVENT TRIGGER {name} DISABLE")
+    proxy = make_proxy()
+    with postgres.connect(dbname=db) as direct:
+        assert direct.execute("SELECT count(*) FROM pg_class WHERE relnamespace = 'shiftguard'::regnamespace "
+                              "AND relkind IN ('r', 'p', 'f')").fetchone() == (0,)
+        assert sorted(direct.execute(
+            "SELECT c.relname, c.relkind::text FROM pg_class c WHERE c.relnamespace = 'shiftguard_rows'::regnamespace "
+            "AND c.relkind IN ('r', 'p', 'f') AND c.relname <> 'bootstrap'").fetchall()) == sorted(tables)
+        assert direct.execute("SELECT count(*) FROM pg_event_trigger WHERE evtenabled = 'O'").fetchone() == (len(triggers),)
+    user = unique("u")
+    with proxy.connect(dbname=db) as admin:
+        admin.execute(f"CREATE USER {user} PASSWORD '{USER_PASSWORD}'")
+        admin.execute("CREATE TABLE t (id INT IDENTITY(1, 1), v VARCHAR(4)) DISTKEY(v)")
+        admin.execute(f"GRANT SELECT ON t TO {user}")
+        assert admin.execute("SELECT diststyle FROM svv_table_info WHERE \"table\" = 't'").fetchone() == ("KEY(v)",)
+    try:
+        with proxy.connect(user, USER_PASSWORD, dbname=db) as conn:
+            assert conn.execute("SELECT usename FROM pg_user WHERE usename = %s", (user,)).fetchone() == (user,)
+            assert conn.execute("SELECT count(*) FROM t").fetchone() == (0,)
+    finally:
+        with proxy.connect(dbname=db) as admin:
+            admin.execute("DROP TABLE t")
+            admin.execute(f"DROP USER {user}")
+
+
 def test_the_audit_logs_are_one_for_the_cluster(proxy, database):
     db = database()
     with proxy.connect(dbname=db, application_name="newdb-audit") as conn:

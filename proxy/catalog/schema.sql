@@ -1438,13 +1438,51 @@ CREATE TABLE IF NOT EXISTS shiftguard_rows.late_binding_views (
 -- made before its tables existed, not bound yet (create_pending_late_binding_view).
 ALTER TABLE shiftguard_rows.late_binding_views ADD COLUMN IF NOT EXISTS column_types text[],
                                           ADD COLUMN IF NOT EXISTS pending boolean NOT NULL DEFAULT false;
+-- body: while pending, the source its function must have to be called (pending_view_body).
+ALTER TABLE shiftguard_rows.late_binding_views ADD COLUMN IF NOT EXISTS body text;
 REVOKE ALL ON shiftguard_rows.late_binding_views FROM PUBLIC;
 
 -- Record a late-binding view's function (and its columns' types, NULL while it is pending); the
 -- function it had before, if any. The caller must be the owner of both (or a member of the
 -- owner's role).
+-- The source of a pending late-binding view's function (create_pending_late_binding_view): with
+-- p_bind it only compiles the query (CREATE VIEW, which runs none of it), as the owner, with the
+-- owner's search_path; without, it refuses to be read, as the view is not bound yet.
+CREATE OR REPLACE FUNCTION shiftguard.pending_view_body(p_view regclass, p_query text, p_search_path text)
+RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT format($body$DECLARE
+    v_probe pg_catalog.text := 'pg_temp.late_binding_probe_' || pg_catalog.txid_current();
+BEGIN
+    PERFORM pg_catalog.set_config('search_path', %L, true);
+    IF NOT p_bind THEN
+        IF NOT pg_catalog.has_table_privilege(session_user, %s::pg_catalog.oid, 'SELECT') THEN
+            RAISE EXCEPTION 'permission denied for relation %%', %L USING ERRCODE = '42501';
+        END IF;
+        EXECUTE 'SELECT FROM (' || %L || ') AS q LIMIT 0';
+        RAISE EXCEPTION 'late-binding view "%%" is not bound to its tables yet', %L USING ERRCODE = '55000',
+            HINT = 'It is bound when a table, view or schema is next created or altered.';
+    END IF;
+    EXECUTE pg_catalog.format('CREATE VIEW %%s AS %%s', v_probe, %L);
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    RETURN QUERY SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), pg_catalog.format_type(a.atttypid, NULL),
+                        pg_catalog.pg_get_viewdef(v_probe::pg_catalog.regclass)
+                   FROM pg_catalog.pg_attribute a
+                  WHERE a.attrelid = v_probe::pg_catalog.regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum;
+    EXECUTE pg_catalog.format('DROP VIEW %%s', v_probe);
+END$body$, p_search_path, p_view::oid, c.relname, p_query, c.relname, p_query)
+      FROM pg_class c WHERE c.oid = p_view
+$$;
+REVOKE ALL ON FUNCTION shiftguard.pending_view_body(regclass, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shiftguard.pending_view_body(regclass, text, text) TO PUBLIC;  -- it only formats
+
+-- Record a late-binding view's function (and its columns' types, NULL while it is pending, with
+-- the query and search_path its function compiles: the source that function must keep to be
+-- called, bind_late_binding_views); the function it had before, if any. The caller must be the
+-- owner of both (or a member of the owner's role).
 DROP FUNCTION IF EXISTS shiftguard.record_late_binding_view(regclass, regprocedure);
-CREATE OR REPLACE FUNCTION shiftguard.record_late_binding_view(p_view regclass, p_function regprocedure, p_types text[])
+DROP FUNCTION IF EXISTS shiftguard.record_late_binding_view(regclass, regprocedure, text[]);
+CREATE OR REPLACE FUNCTION shiftguard.record_late_binding_view(p_view regclass, p_function regprocedure, p_types text[],
+                                                               p_query text DEFAULT NULL, p_search_path text DEFAULT NULL)
 RETURNS oid LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_previous oid;
@@ -1454,13 +1492,15 @@ BEGIN
         RAISE EXCEPTION 'must be owner of view %', p_view USING ERRCODE = '42501';
     END IF;
     SELECT function_id INTO v_previous FROM shiftguard_rows.late_binding_views WHERE view_id = p_view;
-    INSERT INTO shiftguard_rows.late_binding_views VALUES (p_view, p_function, p_types, p_types IS NULL)
+    INSERT INTO shiftguard_rows.late_binding_views
+        VALUES (p_view, p_function, p_types, p_types IS NULL,
+                CASE WHEN p_types IS NULL THEN shiftguard.pending_view_body(p_view, p_query, p_search_path) END)
         ON CONFLICT (view_id) DO UPDATE SET function_id = excluded.function_id, column_types = excluded.column_types,
-                                            pending = excluded.pending;
+                                            pending = excluded.pending, body = excluded.body;
     RETURN v_previous;
 END
 $$;
-GRANT EXECUTE ON FUNCTION shiftguard.record_late_binding_view(regclass, regprocedure, text[]) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION shiftguard.record_late_binding_view(regclass, regprocedure, text[], text, text) TO PUBLIC;
 
 -- The functions of late-binding views that no longer exist go too (anyone may: it only tidies).
 CREATE OR REPLACE FUNCTION shiftguard.late_binding_views_forget_dropped() RETURNS void
@@ -1593,28 +1633,8 @@ BEGIN
                    'RETURNS TABLE (col_name name, col_type text, base_type text, query text) LANGUAGE plpgsql %s '
                    'SET search_path = pg_catalog, pg_temp AS %L', v_function,
                    CASE WHEN (SELECT rolsuper OR rolname = 'shiftguard_views' FROM pg_roles WHERE oid = v_owner)
-                        THEN 'SECURITY INVOKER' ELSE 'SECURITY DEFINER' END, format(
-        $body$DECLARE
-    v_probe pg_catalog.text := 'pg_temp.late_binding_probe_' || pg_catalog.txid_current();
-BEGIN
-    PERFORM pg_catalog.set_config('search_path', %L, true);
-    IF NOT p_bind THEN
-        IF NOT pg_catalog.has_table_privilege(session_user, %s::pg_catalog.oid, 'SELECT') THEN
-            RAISE EXCEPTION 'permission denied for relation %%', %L USING ERRCODE = '42501';
-        END IF;
-        EXECUTE 'SELECT FROM (' || %L || ') AS q LIMIT 0';
-        RAISE EXCEPTION 'late-binding view "%%" is not bound to its tables yet', %L USING ERRCODE = '55000',
-            HINT = 'It is bound when a table, view or schema is next created or altered.';
-    END IF;
-    EXECUTE pg_catalog.format('CREATE VIEW %%s AS %%s', v_probe, %L);
-    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
-    RETURN QUERY SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), pg_catalog.format_type(a.atttypid, NULL),
-                        pg_catalog.pg_get_viewdef(v_probe::pg_catalog.regclass)
-                   FROM pg_catalog.pg_attribute a
-                  WHERE a.attrelid = v_probe::pg_catalog.regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum;
-    EXECUTE pg_catalog.format('DROP VIEW %%s', v_probe);
-END$body$, p_search_path, v_view::oid, (SELECT relname FROM pg_class WHERE oid = v_view), p_query,
-           (SELECT relname FROM pg_class WHERE oid = v_view), p_query));
+                        THEN 'SECURITY INVOKER' ELSE 'SECURITY DEFINER' END,
+                   shiftguard.pending_view_body(v_view, p_query, p_search_path));
     IF (SELECT rolname <> 'shiftguard_views' AND oid <> (SELECT oid FROM pg_roles WHERE rolname = current_user)
           FROM pg_roles WHERE oid = v_owner) THEN
         EXECUTE format('ALTER FUNCTION %s(boolean) OWNER TO %s', v_function, v_owner::regrole);
@@ -1623,7 +1643,8 @@ END$body$, p_search_path, v_view::oid, (SELECT relname FROM pg_class WHERE oid =
     EXECUTE format('COMMENT ON FUNCTION %s(boolean) IS %L', v_function,
                    format('the query of late-binding view %s, not bound yet (shiftguard)', v_view));
     EXECUTE format('CREATE OR REPLACE VIEW %s AS SELECT FROM %s()', v_view, v_function);
-    PERFORM shiftguard.record_late_binding_view(v_view, (v_function || '(boolean)')::regprocedure, NULL);
+    PERFORM shiftguard.record_late_binding_view(v_view, (v_function || '(boolean)')::regprocedure, NULL, p_query,
+                                                p_search_path);
 END
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.create_pending_late_binding_view(text, text, text, text) TO PUBLIC;
@@ -1633,11 +1654,14 @@ GRANT EXECUTE ON FUNCTION shiftguard.create_pending_late_binding_view(text, text
 -- grants and the views over it. Anyone's DDL runs it (shiftguard_bind_late_binding_views): the
 -- query is compiled by its owner's own function (or, for a superuser's view, as the management
 -- role, which compiles a superuser's text only), never by the one whose DDL made it compile. The
--- owner may have changed that function: one that would not run as its owner is not called, what
--- it gives is read as names and types only, and what else it did (settings of the session whose
--- DDL ran it, a superuser's maybe: its DateStyle, standard_conforming_strings; rows it wrote) is
--- undone, the call's subtransaction rolled back once its answer is read. A view whose query
--- still fails stays as it is.
+-- owner may have changed that function: one that is not as it was made (source, language,
+-- settings; pending_view_body), or that would not run as its owner, is not called, so that what
+-- runs in the DDL's session only compiles the query (an owner's code could have slept there,
+-- holding up everyone's DDL, or set the session's settings); what it gives is read as names and
+-- types only, and the call's subtransaction is rolled back once its answer is read. Compiling
+-- waits at most 10 ms for a table's lock (the owner could hold one in a transaction left open),
+-- and one DDL spends at most about 200 ms on binding, the views taken in random order (the rest
+-- wait for the next DDL). A view whose query still fails stays as it is.
 CREATE OR REPLACE FUNCTION shiftguard.bind_late_binding_views() RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -1646,14 +1670,22 @@ DECLARE
     v_types   text[];
     v_query   text;
     v_function regprocedure;
+    v_lock_timeout text := current_setting('lock_timeout');
+    v_until    timestamptz := clock_timestamp() + interval '200 ms';
 BEGIN
     PERFORM set_config('shiftguard.binding_late_views', 'on', true);  -- the DDL below does not start this again
+    PERFORM set_config('lock_timeout', '10ms', true);
     FOR v_pending IN SELECT l.view_id::regclass AS view_id, l.function_id::regprocedure AS function_id,
                             format('%s.%I', p.pronamespace::regnamespace, p.proname) AS function_name
                        FROM shiftguard_rows.late_binding_views l JOIN pg_class c ON c.oid = l.view_id
                        JOIN pg_proc p ON p.oid = l.function_id
-                      WHERE l.pending  -- the owner may have changed its function: run only as its owner
-                        AND ((p.prosecdef AND p.proowner = c.relowner) OR shiftguard.trusted_role(p.proowner)) LOOP
+                      WHERE l.pending  -- the owner may have changed its function: run only as made, as its owner
+                        AND p.prosrc = l.body AND p.prolang = (SELECT oid FROM pg_language WHERE lanname = 'plpgsql')
+                        AND p.proconfig = ARRAY['search_path=pg_catalog, pg_temp'] AND p.proretset
+                        AND p.proargtypes = '16'::oidvector
+                        AND ((p.prosecdef AND p.proowner = c.relowner) OR shiftguard.trusted_role(p.proowner))
+                      ORDER BY random() LOOP
+        EXIT WHEN clock_timestamp() > v_until;
         BEGIN
             EXECUTE format('SELECT string_agg(format(''%%I %%s'', col_name, base_type::regtype), '', ''), '
                            'array_agg(col_type), '
@@ -1674,6 +1706,7 @@ BEGIN
             NULL;  -- not yet: its tables are still missing (or its owner may not compile it)
         END;
     END LOOP;
+    PERFORM set_config('lock_timeout', v_lock_timeout, true);
     PERFORM set_config('shiftguard.binding_late_views', '', true);
 END
 $$;

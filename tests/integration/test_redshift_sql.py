@@ -15,7 +15,7 @@ import psycopg
 import pytest
 import redshift_connector
 
-from ..conftest import ADMIN, ADMIN_PASSWORD, unique, waits_on_a_lock
+from ..conftest import ADMIN, ADMIN_PASSWORD, USER_PASSWORD, unique, waits_on_a_lock
 
 D = decimal.Decimal
 TS = datetime.datetime
@@ -738,20 +738,59 @@ def test_a_pending_late_binding_views_function_runs_only_as_its_owner(conn, prox
             conn.execute(f"SELECT id FROM {schema}.{view}")  # still the view with no columns
 
 
-def test_a_pending_late_binding_views_function_leaves_nothing_in_the_binding_session(conn, proxy, new_user):
-    """The owner's function, run as its owner in the session whose DDL binds the view (a
-    superuser's here), may change that session's settings or write rows: all of it is undone;
-    its answer binds the view."""
-    code = ("LANGUAGE plpgsql SECURITY DEFINER AS $$ BEGIN PERFORM set_config('datestyle', 'SQL, DMY', false); "
-            "INSERT INTO {schema}.seen VALUES (session_user); RETURN QUERY SELECT 'id'::name, 'integer', 'integer', "
-            "'SELECT id FROM {schema}.later'; END $$")
+@pytest.mark.parametrize("code", [
+    # the session's settings (a superuser's here), rows
+    "LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$ BEGIN "
+    "PERFORM set_config('datestyle', 'SQL, DMY', false); INSERT INTO {schema}.seen VALUES (session_user); "
+    "RETURN QUERY SELECT 'id'::name, 'integer', 'integer', 'SELECT id FROM {schema}.later'; END $$",
+    # time: everyone's DDL would wait
+    "LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$ BEGIN "
+    "INSERT INTO {schema}.seen VALUES (session_user); PERFORM pg_sleep(30); "
+    "RETURN QUERY SELECT 'id'::name, 'integer', 'integer', 'SELECT id FROM {schema}.later'; END $$"])
+def test_a_pending_late_binding_views_function_made_again_is_not_called(conn, proxy, new_user, code):
+    """Anyone's DDL binds a pending view by calling the function its owner owns, in that DDL's
+    session: an owner who made that function again could have set that session's settings, written
+    rows, or slept, holding up the DDL (everyone's, each time). A function that is not as it was
+    made is not called, and the view stays unbound; made again, it is bound."""
     with _pending_view_with_its_function_made(conn, proxy, new_user, code) as (schema, view, user):
         style = conn.execute("SHOW datestyle").fetchone()
+        conn.execute("SET statement_timeout = '20s'")
         conn.execute(f"CREATE TABLE {schema}.later (id integer)")
         assert conn.execute("SHOW datestyle").fetchone() == style
         assert conn.execute(f"SELECT * FROM {schema}.seen").fetchall() == []
+        with pytest.raises(psycopg.errors.UndefinedColumn):
+            conn.execute(f"SELECT id FROM {schema}.{view}")  # still the view with no columns
         conn.execute(f"GRANT SELECT ON {schema}.later TO {user}")  # the view reads with its owner's privileges
-        assert conn.execute(f"SELECT id FROM {schema}.{view}").fetchall() == []  # bound
+        with proxy.connect(user, USER_PASSWORD) as mine:
+            mine.execute(f"CREATE OR REPLACE VIEW {schema}.{view} AS SELECT id FROM {schema}.later "
+                         "WITH NO SCHEMA BINDING")
+            assert mine.execute(f"SELECT id FROM {schema}.{view}").fetchall() == []
+
+
+def test_a_pending_late_binding_views_owner_holding_a_lock_holds_up_no_ones_ddl(conn, proxy, new_user):
+    """The owner's query compiles once its table has the column: binding it opens the table, and
+    the owner holds that table locked in a transaction left open. The DDL that would bind it does
+    not wait for that transaction (at most 10 ms); the view is bound by a later DDL."""
+    schema, view = unique("s"), unique("v")
+    user, password = new_user()
+    conn.execute(f"CREATE SCHEMA {schema} AUTHORIZATION {user}")
+    try:
+        with proxy.connect(user, password) as mine:
+            mine.execute(f"CREATE TABLE {schema}.later (other integer)")
+            mine.execute(f"CREATE VIEW {schema}.{view} AS SELECT id FROM {schema}.later WITH NO SCHEMA BINDING")
+            mine.execute("BEGIN")
+            mine.execute(f"ALTER TABLE {schema}.later ADD COLUMN id integer")  # ACCESS EXCLUSIVE, kept
+            conn.execute("SET statement_timeout = '10s'")
+            try:
+                conn.execute(f"CREATE TABLE {schema}_{view}_t (a int)")  # anyone's DDL
+            finally:
+                conn.execute(f"DROP TABLE IF EXISTS {schema}_{view}_t")
+            mine.execute("COMMIT")
+            conn.execute(f"CREATE TABLE {schema}_{view}_t (a int)")
+            conn.execute(f"DROP TABLE {schema}_{view}_t")
+            assert mine.execute(f"SELECT id FROM {schema}.{view}").fetchall() == []  # bound now
+    finally:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 def test_late_binding_views_columns_are_listed_once(conn):

@@ -116,10 +116,20 @@ REVOKE ALL ON FUNCTION shiftguard.note_writes(oid, text[]) FROM PUBLIC;
 -- refresh_stale_views). One queue for the cluster (store.py CLUSTER_TABLES): a write in another
 -- database adds its name through the foreign table, and the trigger's NOTIFY, sent in the
 -- cluster database where the row is written, wakes the proxy when the write commits (a NOTIFY
--- sent in another database reaches no listener).
+-- sent in another database reaches no listener). No unique key: a request is made in the
+-- transaction of the write (or view) that asks, and one waiting on another's key would wait
+-- for that transaction to end, which a user may leave open (every write of a base table of an
+-- AUTO REFRESH view, by anyone, waited behind it). A request already visible is not made again.
 CREATE TABLE IF NOT EXISTS shiftguard_rows.refresh_requests (
-    database name PRIMARY KEY
+    database name NOT NULL
 );
+DO $$
+BEGIN
+    IF (SELECT relkind FROM pg_class WHERE oid = 'shiftguard_rows.refresh_requests'::regclass) = 'r' THEN
+        ALTER TABLE shiftguard_rows.refresh_requests DROP CONSTRAINT IF EXISTS refresh_requests_pkey;
+    END IF;
+END
+$$;
 REVOKE ALL ON shiftguard_rows.refresh_requests FROM PUBLIC;
 CREATE OR REPLACE FUNCTION shiftguard.refresh_requested() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -142,10 +152,12 @@ $$;
 
 -- This database's AUTO REFRESH views may be stale: the proxy looks at them when the caller's
 -- transaction commits. Anyone may ask (ALTER ... AUTO REFRESH YES runs as its caller), as anyone
--- may NOTIFY: the proxy refreshes only views that are stale, and each database is queued once.
+-- may NOTIFY: the proxy refreshes only views that are stale, and each database is queued once
+-- (but by transactions at the same time: the proxy takes them all at once).
 CREATE OR REPLACE FUNCTION shiftguard.request_refresh() RETURNS void
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    INSERT INTO shiftguard_rows.refresh_requests (database) VALUES (current_database()) ON CONFLICT DO NOTHING
+    INSERT INTO shiftguard_rows.refresh_requests (database) SELECT current_database()
+     WHERE NOT EXISTS (SELECT FROM shiftguard_rows.refresh_requests WHERE database = current_database())
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.request_refresh() TO PUBLIC;
 
@@ -186,11 +198,23 @@ REVOKE ALL ON FUNCTION shiftguard.note_write() FROM PUBLIC;
 -- in a transaction left open, would stop its owner's writes for as long as they liked. For
 -- another's table the trigger is asked for (track_requests) and the proxy makes it in a short
 -- transaction of its own, once the caller's commits (track_requested). Until then the view is
--- 'u'; a write committed between the caller's commit and the trigger (the time the proxy takes
--- to be woken, milliseconds) is not seen.
+-- 'u'. A write committed between the view's refresh and the trigger is not noted, and that
+-- time is not the proxy's to keep short: the table's owner may be writing it in a transaction
+-- held open (its lock keeps the trigger out until it commits). So the request is kept, with the
+-- transaction that made the trigger (tracked), and a view whose last refresh did not see that
+-- transaction is stale (mv_is_stale).
+--   No unique key: a request waiting on another's (a key the other's open transaction inserted)
+-- would hold the caller's CREATE MATERIALIZED VIEW and REFRESH until that transaction ended, and
+-- the proxy's tracking on a row the caller locked. A request already visible is not made again
+-- (concurrent ones may be: the proxy takes each table once).
 CREATE TABLE IF NOT EXISTS shiftguard_rows.track_requests (
-    table_id oid PRIMARY KEY  -- of this database
+    table_id oid NOT NULL,  -- of this database
+    tracked  xid8,          -- the proxy's transaction that made the trigger; NULL: asked for
+    tried    timestamptz    -- when the proxy last found the table locked
 );
+ALTER TABLE shiftguard_rows.track_requests DROP CONSTRAINT IF EXISTS track_requests_pkey,
+    ADD COLUMN IF NOT EXISTS tracked xid8, ADD COLUMN IF NOT EXISTS tried timestamptz;
+CREATE INDEX IF NOT EXISTS track_requests_table ON shiftguard_rows.track_requests (table_id);
 REVOKE ALL ON shiftguard_rows.track_requests FROM PUBLIC;
 CREATE OR REPLACE FUNCTION shiftguard.track_writes(p_table oid) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -201,7 +225,8 @@ BEGIN
     IF NOT (shiftguard.caller_is_superuser()
             OR session_user::text = (SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'shiftguard')
             OR pg_has_role(session_user, (SELECT relowner FROM pg_class WHERE oid = p_table), 'USAGE')) THEN
-        INSERT INTO shiftguard_rows.track_requests (table_id) VALUES (p_table) ON CONFLICT DO NOTHING;
+        INSERT INTO shiftguard_rows.track_requests (table_id) SELECT p_table
+         WHERE NOT EXISTS (SELECT FROM shiftguard_rows.track_requests WHERE table_id = p_table AND tracked IS NULL);
         PERFORM shiftguard.request_refresh();  -- wakes the proxy when the caller's transaction commits
         RETURN;
     END IF;
@@ -224,34 +249,51 @@ END
 $$;
 REVOKE ALL ON FUNCTION shiftguard.track_writes(oid) FROM PUBLIC;
 
--- The proxy's (catalog/store.py refresh_stale_views), in a short transaction of its own: the
--- triggers asked for. A table whose lock someone holds is left asked for, to the next pass, after
--- a wait of at most 100 ms (writers queued behind the proxy's request wait as long); one that
--- cannot be tracked (track_writes) is not asked for again. How many are left.
-CREATE OR REPLACE FUNCTION shiftguard.track_requested() RETURNS integer
+-- The proxy's (catalog/store.py track_requested): the tables whose triggers are asked for, the
+-- longest waiting first (those found locked go to the back: a user's many tables held locked
+-- keep no one else's waiting); requests of tables dropped since are forgotten.
+DROP FUNCTION IF EXISTS shiftguard.track_requested();
+CREATE OR REPLACE FUNCTION shiftguard.track_requests_pending() RETURNS SETOF oid
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v_table oid;
-    v_left  integer := 0;
 BEGIN
-    PERFORM set_config('lock_timeout', '100ms', true);
-    FOR v_table IN SELECT table_id FROM shiftguard_rows.track_requests ORDER BY table_id LOOP
-        BEGIN
-            IF (SELECT relkind FROM pg_class WHERE oid = v_table) IN ('r', 'p') THEN
-                EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', v_table::regclass);
-                PERFORM shiftguard.track_writes(v_table);
-            END IF;
-            DELETE FROM shiftguard_rows.track_requests WHERE table_id = v_table;
-        EXCEPTION WHEN lock_not_available THEN
-            v_left := v_left + 1;
-        WHEN OTHERS THEN
-            DELETE FROM shiftguard_rows.track_requests WHERE table_id = v_table;
-        END;
-    END LOOP;
-    RETURN v_left;
+    DELETE FROM shiftguard_rows.track_requests r WHERE NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = r.table_id);
+    RETURN QUERY SELECT table_id FROM shiftguard_rows.track_requests WHERE tracked IS NULL
+                  GROUP BY table_id ORDER BY min(tried) NULLS FIRST, table_id;
 END
 $$;
-REVOKE ALL ON FUNCTION shiftguard.track_requested() FROM PUBLIC;
+REVOKE ALL ON FUNCTION shiftguard.track_requests_pending() FROM PUBLIC;
+-- The proxy's, each table in a short transaction of its own: its lock (SHARE ROW EXCLUSIVE) is
+-- held only while its trigger is made, never while the proxy waits for another table's. A
+-- table whose lock someone holds is left asked for, after a wait of at most 100 ms (writers
+-- queued behind the proxy's request wait as long): false. One that cannot be tracked
+-- (track_writes), or is tracked already, is not asked for again.
+CREATE OR REPLACE FUNCTION shiftguard.track_requested(p_table oid) RETURNS boolean
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_made boolean := false;
+BEGIN
+    PERFORM set_config('lock_timeout', '100ms', true);
+    BEGIN
+        IF (SELECT relkind FROM pg_class WHERE oid = p_table) IN ('r', 'p')
+           AND NOT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = p_table AND tgname = 'shiftguard_writes') THEN
+            EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', p_table::regclass);
+            PERFORM shiftguard.track_writes(p_table);
+            v_made := EXISTS (SELECT FROM pg_trigger WHERE tgrelid = p_table AND tgname = 'shiftguard_writes');
+        END IF;
+    EXCEPTION WHEN lock_not_available THEN
+        UPDATE shiftguard_rows.track_requests SET tried = clock_timestamp() WHERE table_id = p_table AND tracked IS NULL;
+        RETURN false;
+    WHEN OTHERS THEN
+        NULL;
+    END;
+    DELETE FROM shiftguard_rows.track_requests WHERE table_id = p_table AND (tracked IS NULL OR v_made);
+    IF v_made THEN
+        INSERT INTO shiftguard_rows.track_requests (table_id, tracked) VALUES (p_table, pg_current_xact_id());
+    END IF;
+    RETURN true;
+END
+$$;
+REVOKE ALL ON FUNCTION shiftguard.track_requested(oid) FROM PUBLIC;
 
 -- With cluster.track_table_writes on (the cluster's setting, copied into every database), every
 -- table made from then on is tracked from its making (sys_query_detail: dbt's source freshness
@@ -349,6 +391,10 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
                                  THEN w.written_at > (a.attrs->>'refreshed_at')::timestamptz  -- no snapshot tells
                                  ELSE NOT pg_visible_in_snapshot(w.xid, (a.attrs->>'refreshed_snapshot')::pg_snapshot)
                             END) THEN 't'
+        -- (a base table the proxy began tracking after the refresh: its writes until then are unknown)
+        WHEN EXISTS (SELECT FROM shiftguard.mv_bases(p_view) b JOIN shiftguard_rows.track_requests r USING (table_id)
+                      WHERE r.tracked IS NOT NULL
+                        AND NOT pg_visible_in_snapshot(r.tracked, (a.attrs->>'refreshed_snapshot')::pg_snapshot)) THEN 't'
         WHEN EXISTS (SELECT FROM shiftguard.mv_bases(p_view) b
                       WHERE b.kind = 'f' OR (b.kind IN ('r', 'p') AND NOT EXISTS (
                           SELECT FROM pg_trigger WHERE tgrelid = b.table_id AND tgname = 'shiftguard_writes'

@@ -290,7 +290,11 @@ class Catalog:
         (refresh_requests; each once, whichever proxy takes it); how many. A database whose pass
         fails (a view of a user's that outran the command timeout) holds up no other's."""
         try:
-            await self._pool.fetchval("SELECT shiftguard.track_requested()")
+            async with self._pool.acquire() as conn:
+                await _track_requested(conn)  # (left ones: tried again at the poll)
+        except (TimeoutError, asyncpg.PostgresError) as exc:
+            log.warning("tables of database %s not all tracked: %s", self.database, exc)
+        try:
             done = await self._pool.fetchval("SELECT shiftguard.refresh_stale_views()")
         except (TimeoutError, asyncpg.PostgresError) as exc:
             done = 0
@@ -301,7 +305,7 @@ class Catalog:
             self._tracking_left.discard(database)
             try:
                 async with self.connection(database) as conn:
-                    if await conn.fetchval("SELECT shiftguard.track_requested()"):
+                    if await _track_requested(conn):
                         self._tracking_left.add(database)
                     done += await conn.fetchval("SELECT shiftguard.refresh_stale_views()")
             except asyncpg.InvalidCatalogNameError:
@@ -976,6 +980,26 @@ async def _vacuum(conn: asyncpg.Connection, database: str, relation: int | None)
     if skipped:
         log.warning("VACUUM of %s in database %s skipped: another transaction holds it locked", what, database)
     return not skipped
+
+
+# How long a pass of refresh_stale_views spends making the triggers asked for in one database
+# (each table waits at most 100 ms for its lock: a user's thousands of tables held locked would
+# otherwise keep the pass, and every view's refresh after it, waiting).
+TRACK_SECONDS = 1.0
+
+
+async def _track_requested(conn: asyncpg.Connection) -> bool:
+    """Make the write triggers asked for in conn's database (catalog/materialized_views.sql
+    track_requests), each table in a transaction of its own, for TRACK_SECONDS at most. Are some
+    left (a table locked, or no time)?"""
+    deadline = asyncio.get_running_loop().time() + TRACK_SECONDS
+    left = False
+    for table in await conn.fetchval("SELECT array(SELECT shiftguard.track_requests_pending())"):
+        if asyncio.get_running_loop().time() > deadline:
+            return True
+        if not await conn.fetchval("SELECT shiftguard.track_requested($1)", table):
+            left = True
+    return left
 
 
 async def _make_bootstrap_lock(conn: asyncpg.Connection, superusers_only: bool = False) -> bool:

@@ -1,0 +1,129 @@
+"""Attacks on the materialized views' deferred write tracking (catalog/materialized_views.sql
+track_requests, track_requested: the proxy makes the write trigger on another owner's table
+after the view's maker commits)."""
+
+from __future__ import annotations
+
+import time
+
+import psycopg
+import pytest
+
+from ..conftest import unique, wait_for
+
+
+def _is_stale(conn: psycopg.Connection, view: str) -> list[tuple[str]]:
+    return conn.execute("SELECT is_stale FROM svv_mv_info WHERE name = %s", (view,)).fetchall()
+
+
+def test_a_write_committed_before_the_proxy_tracks_the_table_leaves_the_view_stale(proxy, new_user):
+    """A reader makes a materialized view over a table an owner is writing in a transaction
+    still open: the view cannot see that write, and the proxy cannot make the table's write
+    trigger until the owner commits (its lock). The write was never noted; once the trigger is
+    made the view, missing the owner's row, said it was fresh (is_stale 'f')."""
+    reader, password = new_user()
+    table, view = unique("t"), unique("mv")
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE TABLE public.{table} (a int)")
+        admin.execute(f"GRANT SELECT ON public.{table} TO {reader}")
+    with proxy.connect() as owner, proxy.connect(reader, password) as conn:
+        owner.execute("BEGIN")
+        owner.execute(f"INSERT INTO public.{table} VALUES (1)")
+        conn.execute(f"CREATE MATERIALIZED VIEW public.{view} AS SELECT count(*) AS n FROM public.{table}")
+        time.sleep(0.5)  # the proxy tried to track the table, and found it locked
+        owner.execute("COMMIT")
+        assert conn.execute(f"SELECT n FROM public.{view}").fetchall() == [(0,)]
+        assert conn.execute(f"SELECT count(*) FROM public.{table}").fetchall() == [(1,)]
+        # The proxy tracks the table at its next pass; the view is not fresh then.
+        assert wait_for(lambda: _is_stale(conn, view) != [("u",)], timeout=30)
+        assert _is_stale(conn, view) == [("t",)]
+        conn.execute(f"REFRESH MATERIALIZED VIEW public.{view}")
+        assert _is_stale(conn, view) == [("f",)]
+        assert conn.execute(f"SELECT n FROM public.{view}").fetchall() == [(1,)]
+
+
+def test_the_proxys_tracking_holds_no_table_while_it_waits_for_others(proxy, new_user, postgres):
+    """The proxy made every asked-for trigger in one transaction, waiting up to 100 ms for each
+    table's lock: a user asking for a victim's table and a hundred tables of an accomplice's,
+    which the accomplice held locked, had the victim's table locked against writes (SHARE ROW
+    EXCLUSIVE, taken first) for ten seconds, again at every pass."""
+    (mallory, password), (accomplice, accomplice_password) = new_user(), new_user()
+    victim, view = unique("victim"), unique("mv")
+    held = [unique("held") for _ in range(100)]
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE TABLE public.{victim} (a int)")  # first: the lowest oid
+        admin.execute(f"GRANT SELECT ON public.{victim} TO {mallory}")
+    with proxy.connect(accomplice, accomplice_password) as holder, proxy.connect(mallory, password) as conn, \
+            proxy.connect() as writer:
+        for table in held:
+            holder.execute(f"CREATE TABLE public.{table} (a int)")
+            holder.execute(f"GRANT SELECT ON public.{table} TO {mallory}")
+        holder.execute("BEGIN")
+        for table in held:
+            holder.execute(f"LOCK TABLE public.{table} IN ROW EXCLUSIVE MODE")
+        try:
+            union = " UNION ALL ".join(f"SELECT a FROM public.{t}" for t in [victim, *held])
+            conn.execute(f"CREATE MATERIALIZED VIEW public.{view} AS {union}")
+            writer.execute("SET statement_timeout = '3s'")
+            with postgres.connect() as direct:  # the owner writes on while the proxy tracks the table
+                tracked = "SELECT count(*) FROM pg_trigger WHERE tgrelid = %s::regclass AND tgname = 'shiftguard_writes'"
+                deadline = time.monotonic() + 30
+                while direct.execute(tracked, (f"public.{victim}",)).fetchone() == (0,):
+                    assert time.monotonic() < deadline
+                    writer.execute(f"INSERT INTO public.{victim} VALUES (1)")
+                    time.sleep(0.2)
+            writer.execute(f"INSERT INTO public.{victim} VALUES (1)")
+        finally:
+            holder.execute("ROLLBACK")
+            for table in held:  # (under their locks, not racing the proxy's tracking of them)
+                holder.execute(f"DROP TABLE public.{table} CASCADE")
+
+
+def _no_refresh_requested(postgres) -> bool:
+    with postgres.connect() as direct:
+        return direct.execute("SELECT count(*) FROM shiftguard_rows.refresh_requests").fetchone() == (0,)
+
+
+def test_a_reader_in_an_open_transaction_holds_up_no_other_readers_view(proxy, new_user, postgres):
+    """The request for a table's write trigger had a unique key: a reader who made a view over
+    an untracked table in a transaction left open held the key, and another reader's CREATE
+    MATERIALIZED VIEW over that table waited for that transaction to end."""
+    (mallory, password), (bob, bob_password) = new_user(), new_user()
+    table = unique("t")
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE TABLE public.{table} (a int)")
+        admin.execute(f"GRANT SELECT ON public.{table} TO {mallory}, {bob}")
+    with proxy.connect(mallory, password) as holder, proxy.connect(bob, bob_password) as conn:
+        assert wait_for(lambda: _no_refresh_requested(postgres))
+        holder.execute("BEGIN")
+        holder.execute(f"CREATE MATERIALIZED VIEW public.{unique('mv')} AS SELECT a FROM public.{table}")
+        try:
+            conn.execute("SET statement_timeout = '5s'")
+            view = unique("mv")
+            conn.execute(f"CREATE MATERIALIZED VIEW public.{view} AS SELECT a FROM public.{table}")
+            conn.execute(f"REFRESH MATERIALIZED VIEW public.{view}")
+        finally:
+            holder.execute("ROLLBACK")
+
+
+def test_a_refresh_asked_for_in_an_open_transaction_holds_up_no_ones_writes(proxy, new_user, postgres):
+    """A request to refresh the database's views (refresh_requests, one row per database, its
+    name the key) made in a transaction left open, as a view over another's table makes one,
+    held the key: every write after it to a base table of an AUTO REFRESH view, by anyone,
+    asks for the same and waited for that transaction to end."""
+    (mallory, password), (alice, alice_password) = new_user(), new_user()
+    theirs, mine = unique("t"), unique("t")
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE TABLE public.{theirs} (a int)")
+        admin.execute(f"GRANT SELECT ON public.{theirs} TO {mallory}")
+    with proxy.connect(mallory, password) as holder, proxy.connect(alice, alice_password) as writer:
+        writer.execute(f"CREATE TABLE public.{mine} (a int)")
+        writer.execute(f"CREATE MATERIALIZED VIEW public.{unique('mv')} AUTO REFRESH YES AS SELECT a FROM public.{mine}")
+        assert wait_for(lambda: _no_refresh_requested(postgres))
+        holder.execute("BEGIN")
+        holder.execute(f"CREATE MATERIALIZED VIEW public.{unique('mv')} AS SELECT a FROM public.{theirs}")
+        try:
+            writer.execute("SET statement_timeout = '5s'")
+            writer.execute(f"INSERT INTO public.{mine} VALUES (1)")
+        finally:
+            holder.execute("ROLLBACK")

@@ -127,3 +127,45 @@ def test_a_refresh_asked_for_in_an_open_transaction_holds_up_no_ones_writes(prox
             writer.execute(f"INSERT INTO public.{mine} VALUES (1)")
         finally:
             holder.execute("ROLLBACK")
+
+
+@pytest.mark.parametrize("statement", [
+    "CREATE TABLE public.{name} PARTITION OF shiftguard.pg_user FOR VALUES IN (1)",
+    "CREATE TABLE public.{name} (a int) INHERITS (shiftguard.pg_user)",
+    "ALTER TABLE public.{name}_own ADD FOREIGN KEY (a) REFERENCES shiftguard.pg_user (usesysid)",
+    "ALTER TABLE public.{name}_parted ATTACH PARTITION shiftguard.pg_user FOR VALUES IN (1)",
+    "ALTER TABLE public.{name}_parted DETACH PARTITION shiftguard.pg_user"])
+def test_a_users_queued_lock_on_a_catalog_view_by_any_statement_holds_no_one_up(proxy, new_user, postgres, statement):
+    """Some statements lock a relation they name before PostgreSQL asks whether the user may
+    (CREATE TABLE ... PARTITION OF its parent, ACCESS EXCLUSIVE): one from a DO block, queued
+    behind the user's own open transaction that read pg_user (a view in schema shiftguard, which
+    everyone may name), queued everyone's reads of pg_user behind it until that transaction
+    ended. Only CREATE RULE and CREATE TRIGGER gave up after two seconds."""
+    import threading
+    (mallory, password), (alice, alice_password) = new_user(), new_user()
+    name = unique("x")
+    failures = []
+    with proxy.connect(mallory, password) as holder, proxy.connect(mallory, password) as queuer, \
+            proxy.connect(alice, alice_password) as reader:
+        queuer.execute(f"CREATE TABLE public.{name}_own (a int)")
+        queuer.execute(f"DO $$ BEGIN EXECUTE 'CREATE TABLE public.{name}_parted (a int) PARTITION BY LIST (a)'; END $$")
+        holder.execute("BEGIN")
+        holder.execute("SELECT count(*) FROM pg_user")
+        text = statement.format(name=name).replace("'", "''")
+
+        def queue():
+            try:
+                queuer.execute(f"DO $$ BEGIN EXECUTE '{text}'; END $$")
+            except psycopg.Error as exc:
+                failures.append(type(exc))
+
+        thread = threading.Thread(target=queue)
+        thread.start()
+        try:
+            time.sleep(1)
+            reader.execute("SET statement_timeout = '10s'")
+            assert reader.execute("SELECT usename FROM pg_user WHERE usename = %s", (alice,)).fetchone() == (alice,)
+        finally:
+            holder.execute("ROLLBACK")
+            thread.join()
+        assert failures

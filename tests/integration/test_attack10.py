@@ -169,3 +169,16 @@ def test_a_users_queued_lock_on_a_catalog_view_by_any_statement_holds_no_one_up(
             holder.execute("ROLLBACK")
             thread.join()
         assert failures
+
+
+def test_an_ordinary_user_shows_the_parameters_of_their_procedure(proxy, new_user):
+    """SHOW PARAMETERS runs as its caller (show.sql show_parameters) and reads the declared
+    modifiers from shiftguard's table of them, which every user could read in schema shiftguard;
+    in schema shiftguard_rows, which no user may look into, it failed for everyone but
+    superusers (permission denied for schema shiftguard_rows)."""
+    user, password = new_user()
+    procedure = unique("p")
+    with proxy.connect(user, password) as conn:
+        conn.execute(f"CREATE PROCEDURE public.{procedure}(a varchar(10)) AS $$ BEGIN NULL; END $$ LANGUAGE plpgsql")
+        rows = conn.execute(f"SHOW PARAMETERS OF PROCEDURE dev.public.{procedure}(varchar)").fetchall()
+        assert [row[3:8] for row in rows] == [("a", 1, "IN", "character varying", 10)]

@@ -200,9 +200,10 @@ REVOKE ALL ON FUNCTION shiftguard.note_write() FROM PUBLIC;
 -- transaction of its own, once the caller's commits (track_requested). Until then the view is
 -- 'u'. A write committed between the view's refresh and the trigger is not noted, and that
 -- time is not the proxy's to keep short: the table's owner may be writing it in a transaction
--- held open (its lock keeps the trigger out until it commits). So the request is kept, with the
--- transaction that made the trigger (tracked), and a view whose last refresh did not see that
--- transaction is stale (mv_is_stale).
+-- held open (its lock keeps the trigger out until it commits), and nor is a write while the
+-- table's owner had dropped the trigger. So the transaction that made the trigger is kept
+-- (tracked, whoever made it), and a view whose last refresh did not see that transaction is
+-- stale (mv_is_stale).
 --   No unique key: a request waiting on another's (a key the other's open transaction inserted)
 -- would hold the caller's CREATE MATERIALIZED VIEW and REFRESH until that transaction ended, and
 -- the proxy's tracking on a row the caller locked. A request already visible is not made again
@@ -238,6 +239,9 @@ BEGIN
         BEGIN
             EXECUTE format('CREATE TRIGGER shiftguard_writes AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s '
                            'FOR EACH STATEMENT EXECUTE FUNCTION shiftguard.note_write()', p_table::regclass);
+            -- From this transaction on, the table's writes are noted (mv_is_stale).
+            DELETE FROM shiftguard_rows.track_requests WHERE table_id = p_table AND tracked IS NOT NULL;
+            INSERT INTO shiftguard_rows.track_requests (table_id, tracked) VALUES (p_table, pg_current_xact_id());
             RETURN;
         EXCEPTION WHEN internal_error THEN
             PERFORM pg_sleep(0.01 * v_attempt);
@@ -269,8 +273,6 @@ REVOKE ALL ON FUNCTION shiftguard.track_requests_pending() FROM PUBLIC;
 -- (track_writes), or is tracked already, is not asked for again.
 CREATE OR REPLACE FUNCTION shiftguard.track_requested(p_table oid) RETURNS boolean
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v_made boolean := false;
 BEGIN
     PERFORM set_config('lock_timeout', '100ms', true);
     BEGIN
@@ -278,7 +280,6 @@ BEGIN
            AND NOT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = p_table AND tgname = 'shiftguard_writes') THEN
             EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', p_table::regclass);
             PERFORM shiftguard.track_writes(p_table);
-            v_made := EXISTS (SELECT FROM pg_trigger WHERE tgrelid = p_table AND tgname = 'shiftguard_writes');
         END IF;
     EXCEPTION WHEN lock_not_available THEN
         UPDATE shiftguard_rows.track_requests SET tried = clock_timestamp() WHERE table_id = p_table AND tracked IS NULL;
@@ -286,10 +287,7 @@ BEGIN
     WHEN OTHERS THEN
         NULL;
     END;
-    DELETE FROM shiftguard_rows.track_requests WHERE table_id = p_table AND (tracked IS NULL OR v_made);
-    IF v_made THEN
-        INSERT INTO shiftguard_rows.track_requests (table_id, tracked) VALUES (p_table, pg_current_xact_id());
-    END IF;
+    DELETE FROM shiftguard_rows.track_requests WHERE table_id = p_table AND tracked IS NULL;
     RETURN true;
 END
 $$;
@@ -391,9 +389,9 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
                                  THEN w.written_at > (a.attrs->>'refreshed_at')::timestamptz  -- no snapshot tells
                                  ELSE NOT pg_visible_in_snapshot(w.xid, (a.attrs->>'refreshed_snapshot')::pg_snapshot)
                             END) THEN 't'
-        -- (a base table the proxy began tracking after the refresh: its writes until then are unknown)
+        -- (a base table tracked since the refresh, by another transaction: its writes until then are unknown)
         WHEN EXISTS (SELECT FROM shiftguard.mv_bases(p_view) b JOIN shiftguard_rows.track_requests r USING (table_id)
-                      WHERE r.tracked IS NOT NULL
+                      WHERE r.tracked IS NOT NULL AND r.tracked <> (a.attrs->>'refreshed_xid')::xid8
                         AND NOT pg_visible_in_snapshot(r.tracked, (a.attrs->>'refreshed_snapshot')::pg_snapshot)) THEN 't'
         WHEN EXISTS (SELECT FROM shiftguard.mv_bases(p_view) b
                       WHERE b.kind = 'f' OR (b.kind IN ('r', 'p') AND NOT EXISTS (

@@ -182,3 +182,25 @@ def test_an_ordinary_user_shows_the_parameters_of_their_procedure(proxy, new_use
         conn.execute(f"CREATE PROCEDURE public.{procedure}(a varchar(10)) AS $$ BEGIN NULL; END $$ LANGUAGE plpgsql")
         rows = conn.execute(f"SHOW PARAMETERS OF PROCEDURE dev.public.{procedure}(varchar)").fetchall()
         assert [row[3:8] for row in rows] == [("a", 1, "IN", "character varying", 10)]
+
+
+def test_a_base_tables_owner_cannot_make_anothers_stale_view_look_fresh(proxy, new_user):
+    """The owner of a base table drops its write trigger, writes, and makes the trigger again
+    (a materialized view of their own over the table): the writes between were never noted,
+    and another user's view over the table, which missed them, said it was fresh."""
+    (owner, owner_password), (reader, password) = new_user(), new_user()
+    table, view = unique("t"), unique("mv")
+    with proxy.connect(owner, owner_password) as mine, proxy.connect(reader, password) as conn:
+        mine.execute(f"CREATE TABLE public.{table} (a int)")
+        mine.execute(f"GRANT SELECT ON public.{table} TO {reader}")
+        mine.execute(f"CREATE MATERIALIZED VIEW public.{table}_own AS SELECT a FROM public.{table}")  # tracked
+        conn.execute(f"CREATE MATERIALIZED VIEW public.{view} AS SELECT count(*) AS n FROM public.{table}")
+        assert _is_stale(conn, view) == [("f",)]
+        mine.execute(f"DROP TRIGGER shiftguard_writes ON public.{table}")
+        mine.execute(f"INSERT INTO public.{table} VALUES (1)")
+        mine.execute(f"CREATE MATERIALIZED VIEW public.{table}_again AS SELECT a FROM public.{table}")
+        try:
+            assert conn.execute(f"SELECT n FROM public.{view}").fetchall() == [(0,)]
+            assert _is_stale(conn, view) == [("t",)]
+        finally:
+            conn.execute(f"DROP MATERIALIZED VIEW public.{view}")

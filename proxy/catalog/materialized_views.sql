@@ -348,7 +348,7 @@ BEGIN
     -- (Its caller's assignment: the routine's line, next. E'...': compiled in the caller's
     -- session, maybe with standard_conforming_strings off.)
     IF split_part(v_context, E'\n', 2) !~ (E'^PL/pgSQL function shiftguard\\.(create_materialized_view\\(text,text,jsonb,text,text\\)|'
-                                           || E'refresh_materialized_view\\(text,text\\)|refresh_stale_views\\(\\)) line [0-9]+ at assignment$') THEN
+                                           || E'refresh_materialized_view\\(text,text\\)|refresh_stale_view\\(oid\\)) line [0-9]+ at assignment$') THEN
         RAISE EXCEPTION 'permission denied: shiftguard.mv_refreshed is for shiftguard''s own use' USING ERRCODE = '42501';
     END IF;
     IF (SELECT relkind FROM pg_class WHERE oid = p_view) <> 'm' THEN
@@ -477,37 +477,48 @@ $$;
 GRANT EXECUTE ON PROCEDURE shiftguard.alter_materialized_view(text, jsonb, text) TO PUBLIC;
 
 -- The stale AUTO REFRESH YES views of this database, refreshed by the management role (the
--- proxy, server.py); PostgreSQL runs each view's query as its owner. How many were refreshed.
--- Each view's owner decides how its refresh may fail, and no failure of one stops the others:
--- its query's functions may raise query_canceled or assert_failure, which WHEN OTHERS leaves
--- to abort the whole call (every view's refresh undone, at every pass), and its owner may hold
--- it or its tables locked (the refresh gives up after a second rather than wait for the
--- proxy's command timeout). A genuine cancel (that timeout) ends the view it hit; the rest go on.
-CREATE OR REPLACE FUNCTION shiftguard.refresh_stale_views() RETURNS integer
+-- proxy, catalog/store.py refresh_stale_views), each in a transaction of its own
+-- (refresh_stale_view); PostgreSQL runs each view's query as its owner. Each view's owner
+-- decides how its refresh may fail, and no failure of one stops the others: its query's
+-- functions may raise query_canceled or assert_failure, which WHEN OTHERS leaves to abort the
+-- whole call, and its owner may hold it or its tables locked (the refresh gives up after a
+-- second rather than wait for the proxy's command timeout). Not one statement for them all: a
+-- user's seventy views held locked made it outlast that timeout, which undid every view's
+-- refresh, at every pass.
+DROP FUNCTION IF EXISTS shiftguard.refresh_stale_views();
+CREATE OR REPLACE FUNCTION shiftguard.stale_autorefresh_views() RETURNS SETOF oid
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT a.table_id FROM shiftguard_rows.table_attributes a JOIN pg_class c ON c.oid = a.table_id
+     WHERE c.relkind = 'm' AND (a.attrs->>'autorefresh')::boolean AND shiftguard.mv_is_stale(a.table_id) = 't'
+     ORDER BY a.table_id
+$$;
+REVOKE ALL ON FUNCTION shiftguard.stale_autorefresh_views() FROM PUBLIC;
+-- Refreshed (true), or not (a warning says why), or no longer a stale AUTO REFRESH view (true).
+CREATE OR REPLACE FUNCTION shiftguard.refresh_stale_view(p_view oid) RETURNS boolean
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_view     regclass;
+    v_view     regclass := p_view;
     v_snapshot pg_snapshot;
-    v_done     integer := 0;
     v_recorded text;
 BEGIN
     PERFORM set_config('lock_timeout', '1s', true);
-    FOR v_view IN SELECT a.table_id FROM shiftguard_rows.table_attributes a JOIN pg_class c ON c.oid = a.table_id
-                   WHERE c.relkind = 'm' AND (a.attrs->>'autorefresh')::boolean
-                     AND shiftguard.mv_is_stale(a.table_id) = 't' LOOP
-        BEGIN
-            v_snapshot := pg_current_snapshot();
-            EXECUTE format('REFRESH MATERIALIZED VIEW %s', v_view);
-            v_recorded := shiftguard.mv_refreshed(v_view, v_snapshot);  -- an assignment: mv_refreshed checks
-            v_done := v_done + 1;
-        EXCEPTION WHEN OTHERS OR query_canceled OR assert_failure THEN
-            RAISE WARNING 'could not refresh materialized view %: %', v_view, SQLERRM;
-        END;
-    END LOOP;
-    RETURN v_done;
+    IF NOT EXISTS (SELECT FROM shiftguard_rows.table_attributes a JOIN pg_class c ON c.oid = a.table_id
+                    WHERE a.table_id = p_view AND c.relkind = 'm' AND (a.attrs->>'autorefresh')::boolean
+                      AND shiftguard.mv_is_stale(a.table_id) = 't') THEN
+        RETURN true;  -- dropped, or refreshed since
+    END IF;
+    BEGIN
+        v_snapshot := pg_current_snapshot();
+        EXECUTE format('REFRESH MATERIALIZED VIEW %s', v_view);
+        v_recorded := shiftguard.mv_refreshed(v_view, v_snapshot);  -- an assignment: mv_refreshed checks
+        RETURN true;
+    EXCEPTION WHEN OTHERS OR query_canceled OR assert_failure THEN
+        RAISE WARNING 'could not refresh materialized view %: %', v_view, SQLERRM;
+        RETURN false;
+    END;
 END
 $$;
-REVOKE ALL ON FUNCTION shiftguard.refresh_stale_views() FROM PUBLIC;
+REVOKE ALL ON FUNCTION shiftguard.refresh_stale_view(oid) FROM PUBLIC;
 
 -- Redshift's pg_views and information_schema.views list materialized views too, their
 -- definition the CREATE MATERIALIZED VIEW statement (policy/statements.py points queries naming

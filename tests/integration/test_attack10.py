@@ -204,3 +204,32 @@ def test_a_base_tables_owner_cannot_make_anothers_stale_view_look_fresh(proxy, n
             assert _is_stale(conn, view) == [("t",)]
         finally:
             conn.execute(f"DROP MATERIALIZED VIEW public.{view}")
+
+
+def test_a_users_locked_views_stall_no_one_elses_auto_refresh(proxy, new_user):
+    """The proxy refreshed every stale AUTO REFRESH view of the database in one statement, each
+    waiting up to a second for its lock: a user's seventy views, stale and held locked in a
+    transaction left open, made that statement outlast the proxy's command timeout (a minute),
+    which undid every refresh it had made, at every pass; another user's view was never
+    refreshed."""
+    (mallory, password), (victim, victim_password) = new_user(), new_user()
+    base, views = unique("t"), [unique("mv") for _ in range(70)]
+    mine, my_view = unique("t"), unique("mv")
+    with proxy.connect(mallory, password) as holder, proxy.connect(mallory, password) as writer, \
+            proxy.connect(victim, victim_password) as conn:
+        conn.execute(f"CREATE TABLE public.{mine} (a int)")
+        conn.execute(f"CREATE MATERIALIZED VIEW public.{my_view} AUTO REFRESH YES AS SELECT count(*) AS n FROM public.{mine}")
+        writer.execute(f"CREATE TABLE public.{base} (a int)")
+        for view in views:
+            writer.execute(f"CREATE MATERIALIZED VIEW public.{view} AUTO REFRESH YES AS SELECT a FROM public.{base}")
+        holder.execute("BEGIN")
+        for view in views:
+            holder.execute(f"SELECT FROM public.{view} LIMIT 0")  # its lock, held
+        try:
+            writer.execute(f"INSERT INTO public.{base} VALUES (1)")  # all seventy stale
+            time.sleep(1)
+            conn.execute(f"INSERT INTO public.{mine} VALUES (1)")
+            assert wait_for(lambda: _is_stale(conn, my_view) == [("f",)], timeout=30)
+            assert conn.execute(f"SELECT n FROM public.{my_view}").fetchall() == [(1,)]
+        finally:
+            holder.execute("ROLLBACK")

@@ -210,7 +210,7 @@ REVOKE ALL ON FUNCTION shiftguard.note_write() FROM PUBLIC;
 -- (concurrent ones may be: the proxy takes each table once).
 CREATE TABLE IF NOT EXISTS shiftguard_rows.track_requests (
     table_id oid NOT NULL,  -- of this database
-    tracked  xid8,          -- the proxy's transaction that made the trigger; NULL: asked for
+    tracked  xid8,          -- the transaction that made the trigger (track_writes); NULL: asked for
     tried    timestamptz    -- when the proxy last found the table locked
 );
 ALTER TABLE shiftguard_rows.track_requests DROP CONSTRAINT IF EXISTS track_requests_pkey,

@@ -332,7 +332,8 @@ class Catalog:
         done = 0
         for view in sorted(views, key=lambda v: (failed.get(v, 0.0), v)):
             if asyncio.get_running_loop().time() > deadline:
-                self._look_again.add(database)  # (the cluster database's: at every pass anyway)
+                if database != self.database:  # (the cluster database's: at every pass anyway)
+                    self._look_again.add(database)
                 break
             try:
                 refreshed = await conn.fetchval("SELECT shiftguard.refresh_stale_view($1)", view)

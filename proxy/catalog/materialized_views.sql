@@ -116,10 +116,20 @@ REVOKE ALL ON FUNCTION shiftguard.note_writes(oid, text[]) FROM PUBLIC;
 -- refresh_stale_views). One queue for the cluster (store.py CLUSTER_TABLES): a write in another
 -- database adds its name through the foreign table, and the trigger's NOTIFY, sent in the
 -- cluster database where the row is written, wakes the proxy when the write commits (a NOTIFY
--- sent in another database reaches no listener).
+-- sent in another database reaches no listener). No unique key: a request is made in the
+-- transaction of the write (or view) that asks, and one waiting on another's key would wait
+-- for that transaction to end, which a user may leave open (every write of a base table of an
+-- AUTO REFRESH view, by anyone, waited behind it). A request already visible is not made again.
 CREATE TABLE IF NOT EXISTS shiftguard_rows.refresh_requests (
-    database name PRIMARY KEY
+    database name NOT NULL
 );
+DO $$
+BEGIN
+    IF (SELECT relkind FROM pg_class WHERE oid = 'shiftguard_rows.refresh_requests'::regclass) = 'r' THEN
+        ALTER TABLE shiftguard_rows.refresh_requests DROP CONSTRAINT IF EXISTS refresh_requests_pkey;
+    END IF;
+END
+$$;
 REVOKE ALL ON shiftguard_rows.refresh_requests FROM PUBLIC;
 CREATE OR REPLACE FUNCTION shiftguard.refresh_requested() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -142,10 +152,12 @@ $$;
 
 -- This database's AUTO REFRESH views may be stale: the proxy looks at them when the caller's
 -- transaction commits. Anyone may ask (ALTER ... AUTO REFRESH YES runs as its caller), as anyone
--- may NOTIFY: the proxy refreshes only views that are stale, and each database is queued once.
+-- may NOTIFY: the proxy refreshes only views that are stale, and each database is queued once
+-- (but by transactions at the same time: the proxy takes them all at once).
 CREATE OR REPLACE FUNCTION shiftguard.request_refresh() RETURNS void
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    INSERT INTO shiftguard_rows.refresh_requests (database) VALUES (current_database()) ON CONFLICT DO NOTHING
+    INSERT INTO shiftguard_rows.refresh_requests (database) SELECT current_database()
+     WHERE NOT EXISTS (SELECT FROM shiftguard_rows.refresh_requests WHERE database = current_database())
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.request_refresh() TO PUBLIC;
 
@@ -186,11 +198,24 @@ REVOKE ALL ON FUNCTION shiftguard.note_write() FROM PUBLIC;
 -- in a transaction left open, would stop its owner's writes for as long as they liked. For
 -- another's table the trigger is asked for (track_requests) and the proxy makes it in a short
 -- transaction of its own, once the caller's commits (track_requested). Until then the view is
--- 'u'; a write committed between the caller's commit and the trigger (the time the proxy takes
--- to be woken, milliseconds) is not seen.
+-- 'u'. A write committed between the view's refresh and the trigger is not noted, and that
+-- time is not the proxy's to keep short: the table's owner may be writing it in a transaction
+-- held open (its lock keeps the trigger out until it commits), and nor is a write while the
+-- table's owner had dropped the trigger. So the transaction that made the trigger is kept
+-- (tracked, whoever made it), and a view whose last refresh did not see that transaction is
+-- stale (mv_is_stale).
+--   No unique key: a request waiting on another's (a key the other's open transaction inserted)
+-- would hold the caller's CREATE MATERIALIZED VIEW and REFRESH until that transaction ended, and
+-- the proxy's tracking on a row the caller locked. A request already visible is not made again
+-- (concurrent ones may be: the proxy takes each table once).
 CREATE TABLE IF NOT EXISTS shiftguard_rows.track_requests (
-    table_id oid PRIMARY KEY  -- of this database
+    table_id oid NOT NULL,  -- of this database
+    tracked  xid8,          -- the transaction that made the trigger (track_writes); NULL: asked for
+    tried    timestamptz    -- when the proxy last found the table locked
 );
+ALTER TABLE shiftguard_rows.track_requests DROP CONSTRAINT IF EXISTS track_requests_pkey,
+    ADD COLUMN IF NOT EXISTS tracked xid8, ADD COLUMN IF NOT EXISTS tried timestamptz;
+CREATE INDEX IF NOT EXISTS track_requests_table ON shiftguard_rows.track_requests (table_id);
 REVOKE ALL ON shiftguard_rows.track_requests FROM PUBLIC;
 CREATE OR REPLACE FUNCTION shiftguard.track_writes(p_table oid) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -201,7 +226,8 @@ BEGIN
     IF NOT (shiftguard.caller_is_superuser()
             OR session_user::text = (SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'shiftguard')
             OR pg_has_role(session_user, (SELECT relowner FROM pg_class WHERE oid = p_table), 'USAGE')) THEN
-        INSERT INTO shiftguard_rows.track_requests (table_id) VALUES (p_table) ON CONFLICT DO NOTHING;
+        INSERT INTO shiftguard_rows.track_requests (table_id) SELECT p_table
+         WHERE NOT EXISTS (SELECT FROM shiftguard_rows.track_requests WHERE table_id = p_table AND tracked IS NULL);
         PERFORM shiftguard.request_refresh();  -- wakes the proxy when the caller's transaction commits
         RETURN;
     END IF;
@@ -213,6 +239,9 @@ BEGIN
         BEGIN
             EXECUTE format('CREATE TRIGGER shiftguard_writes AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s '
                            'FOR EACH STATEMENT EXECUTE FUNCTION shiftguard.note_write()', p_table::regclass);
+            -- From this transaction on, the table's writes are noted (mv_is_stale).
+            DELETE FROM shiftguard_rows.track_requests WHERE table_id = p_table AND tracked IS NOT NULL;
+            INSERT INTO shiftguard_rows.track_requests (table_id, tracked) VALUES (p_table, pg_current_xact_id());
             RETURN;
         EXCEPTION WHEN internal_error THEN
             PERFORM pg_sleep(0.01 * v_attempt);
@@ -224,34 +253,45 @@ END
 $$;
 REVOKE ALL ON FUNCTION shiftguard.track_writes(oid) FROM PUBLIC;
 
--- The proxy's (catalog/store.py refresh_stale_views), in a short transaction of its own: the
--- triggers asked for. A table whose lock someone holds is left asked for, to the next pass, after
--- a wait of at most 100 ms (writers queued behind the proxy's request wait as long); one that
--- cannot be tracked (track_writes) is not asked for again. How many are left.
-CREATE OR REPLACE FUNCTION shiftguard.track_requested() RETURNS integer
+-- The proxy's (catalog/store.py track_requested): the tables whose triggers are asked for, the
+-- longest waiting first (those found locked go to the back: a user's many tables held locked
+-- keep no one else's waiting); requests of tables dropped since are forgotten.
+DROP FUNCTION IF EXISTS shiftguard.track_requested();
+CREATE OR REPLACE FUNCTION shiftguard.track_requests_pending() RETURNS SETOF oid
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v_table oid;
-    v_left  integer := 0;
 BEGIN
-    PERFORM set_config('lock_timeout', '100ms', true);
-    FOR v_table IN SELECT table_id FROM shiftguard_rows.track_requests ORDER BY table_id LOOP
-        BEGIN
-            IF (SELECT relkind FROM pg_class WHERE oid = v_table) IN ('r', 'p') THEN
-                EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', v_table::regclass);
-                PERFORM shiftguard.track_writes(v_table);
-            END IF;
-            DELETE FROM shiftguard_rows.track_requests WHERE table_id = v_table;
-        EXCEPTION WHEN lock_not_available THEN
-            v_left := v_left + 1;
-        WHEN OTHERS THEN
-            DELETE FROM shiftguard_rows.track_requests WHERE table_id = v_table;
-        END;
-    END LOOP;
-    RETURN v_left;
+    DELETE FROM shiftguard_rows.track_requests r WHERE NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = r.table_id);
+    RETURN QUERY SELECT table_id FROM shiftguard_rows.track_requests WHERE tracked IS NULL
+                  GROUP BY table_id ORDER BY min(tried) NULLS FIRST, table_id;
 END
 $$;
-REVOKE ALL ON FUNCTION shiftguard.track_requested() FROM PUBLIC;
+REVOKE ALL ON FUNCTION shiftguard.track_requests_pending() FROM PUBLIC;
+-- The proxy's, each table in a short transaction of its own: its lock (SHARE ROW EXCLUSIVE) is
+-- held only while its trigger is made, never while the proxy waits for another table's. A
+-- table whose lock someone holds is left asked for, after a wait of at most 100 ms (writers
+-- queued behind the proxy's request wait as long): false. One that cannot be tracked
+-- (track_writes), or is tracked already, is not asked for again.
+CREATE OR REPLACE FUNCTION shiftguard.track_requested(p_table oid) RETURNS boolean
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM set_config('lock_timeout', '100ms', true);
+    BEGIN
+        IF (SELECT relkind FROM pg_class WHERE oid = p_table) IN ('r', 'p')
+           AND NOT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = p_table AND tgname = 'shiftguard_writes') THEN
+            EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', p_table::regclass);
+            PERFORM shiftguard.track_writes(p_table);
+        END IF;
+    EXCEPTION WHEN lock_not_available THEN
+        UPDATE shiftguard_rows.track_requests SET tried = clock_timestamp() WHERE table_id = p_table AND tracked IS NULL;
+        RETURN false;
+    WHEN OTHERS THEN
+        NULL;
+    END;
+    DELETE FROM shiftguard_rows.track_requests WHERE table_id = p_table AND tracked IS NULL;
+    RETURN true;
+END
+$$;
+REVOKE ALL ON FUNCTION shiftguard.track_requested(oid) FROM PUBLIC;
 
 -- With cluster.track_table_writes on (the cluster's setting, copied into every database), every
 -- table made from then on is tracked from its making (sys_query_detail: dbt's source freshness
@@ -308,7 +348,7 @@ BEGIN
     -- (Its caller's assignment: the routine's line, next. E'...': compiled in the caller's
     -- session, maybe with standard_conforming_strings off.)
     IF split_part(v_context, E'\n', 2) !~ (E'^PL/pgSQL function shiftguard\\.(create_materialized_view\\(text,text,jsonb,text,text\\)|'
-                                           || E'refresh_materialized_view\\(text,text\\)|refresh_stale_views\\(\\)) line [0-9]+ at assignment$') THEN
+                                           || E'refresh_materialized_view\\(text,text\\)|refresh_stale_view\\(oid\\)) line [0-9]+ at assignment$') THEN
         RAISE EXCEPTION 'permission denied: shiftguard.mv_refreshed is for shiftguard''s own use' USING ERRCODE = '42501';
     END IF;
     IF (SELECT relkind FROM pg_class WHERE oid = p_view) <> 'm' THEN
@@ -349,6 +389,10 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
                                  THEN w.written_at > (a.attrs->>'refreshed_at')::timestamptz  -- no snapshot tells
                                  ELSE NOT pg_visible_in_snapshot(w.xid, (a.attrs->>'refreshed_snapshot')::pg_snapshot)
                             END) THEN 't'
+        -- (a base table tracked since the refresh, by another transaction: its writes until then are unknown)
+        WHEN EXISTS (SELECT FROM shiftguard.mv_bases(p_view) b JOIN shiftguard_rows.track_requests r USING (table_id)
+                      WHERE r.tracked IS NOT NULL AND r.tracked <> (a.attrs->>'refreshed_xid')::xid8
+                        AND NOT pg_visible_in_snapshot(r.tracked, (a.attrs->>'refreshed_snapshot')::pg_snapshot)) THEN 't'
         WHEN EXISTS (SELECT FROM shiftguard.mv_bases(p_view) b
                       WHERE b.kind = 'f' OR (b.kind IN ('r', 'p') AND NOT EXISTS (
                           SELECT FROM pg_trigger WHERE tgrelid = b.table_id AND tgname = 'shiftguard_writes'
@@ -433,37 +477,48 @@ $$;
 GRANT EXECUTE ON PROCEDURE shiftguard.alter_materialized_view(text, jsonb, text) TO PUBLIC;
 
 -- The stale AUTO REFRESH YES views of this database, refreshed by the management role (the
--- proxy, server.py); PostgreSQL runs each view's query as its owner. How many were refreshed.
--- Each view's owner decides how its refresh may fail, and no failure of one stops the others:
--- its query's functions may raise query_canceled or assert_failure, which WHEN OTHERS leaves
--- to abort the whole call (every view's refresh undone, at every pass), and its owner may hold
--- it or its tables locked (the refresh gives up after a second rather than wait for the
--- proxy's command timeout). A genuine cancel (that timeout) ends the view it hit; the rest go on.
-CREATE OR REPLACE FUNCTION shiftguard.refresh_stale_views() RETURNS integer
+-- proxy, catalog/store.py refresh_stale_views), each in a transaction of its own
+-- (refresh_stale_view); PostgreSQL runs each view's query as its owner. Each view's owner
+-- decides how its refresh may fail, and no failure of one stops the others: its query's
+-- functions may raise query_canceled or assert_failure, which WHEN OTHERS leaves to abort the
+-- whole call, and its owner may hold it or its tables locked (the refresh gives up after a
+-- second rather than wait for the proxy's command timeout). Not one statement for them all: a
+-- user's seventy views held locked made it outlast that timeout, which undid every view's
+-- refresh, at every pass.
+DROP FUNCTION IF EXISTS shiftguard.refresh_stale_views();
+CREATE OR REPLACE FUNCTION shiftguard.stale_autorefresh_views() RETURNS SETOF oid
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT a.table_id FROM shiftguard_rows.table_attributes a JOIN pg_class c ON c.oid = a.table_id
+     WHERE c.relkind = 'm' AND (a.attrs->>'autorefresh')::boolean AND shiftguard.mv_is_stale(a.table_id) = 't'
+     ORDER BY a.table_id
+$$;
+REVOKE ALL ON FUNCTION shiftguard.stale_autorefresh_views() FROM PUBLIC;
+-- Refreshed (true), or not (a warning says why), or no longer a stale AUTO REFRESH view (true).
+CREATE OR REPLACE FUNCTION shiftguard.refresh_stale_view(p_view oid) RETURNS boolean
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_view     regclass;
+    v_view     regclass := p_view;
     v_snapshot pg_snapshot;
-    v_done     integer := 0;
     v_recorded text;
 BEGIN
     PERFORM set_config('lock_timeout', '1s', true);
-    FOR v_view IN SELECT a.table_id FROM shiftguard_rows.table_attributes a JOIN pg_class c ON c.oid = a.table_id
-                   WHERE c.relkind = 'm' AND (a.attrs->>'autorefresh')::boolean
-                     AND shiftguard.mv_is_stale(a.table_id) = 't' LOOP
-        BEGIN
-            v_snapshot := pg_current_snapshot();
-            EXECUTE format('REFRESH MATERIALIZED VIEW %s', v_view);
-            v_recorded := shiftguard.mv_refreshed(v_view, v_snapshot);  -- an assignment: mv_refreshed checks
-            v_done := v_done + 1;
-        EXCEPTION WHEN OTHERS OR query_canceled OR assert_failure THEN
-            RAISE WARNING 'could not refresh materialized view %: %', v_view, SQLERRM;
-        END;
-    END LOOP;
-    RETURN v_done;
+    IF NOT EXISTS (SELECT FROM shiftguard_rows.table_attributes a JOIN pg_class c ON c.oid = a.table_id
+                    WHERE a.table_id = p_view AND c.relkind = 'm' AND (a.attrs->>'autorefresh')::boolean
+                      AND shiftguard.mv_is_stale(a.table_id) = 't') THEN
+        RETURN true;  -- dropped, or refreshed since
+    END IF;
+    BEGIN
+        v_snapshot := pg_current_snapshot();
+        EXECUTE format('REFRESH MATERIALIZED VIEW %s', v_view);
+        v_recorded := shiftguard.mv_refreshed(v_view, v_snapshot);  -- an assignment: mv_refreshed checks
+        RETURN true;
+    EXCEPTION WHEN OTHERS OR query_canceled OR assert_failure THEN
+        RAISE WARNING 'could not refresh materialized view %: %', v_view, SQLERRM;
+        RETURN false;
+    END;
 END
 $$;
-REVOKE ALL ON FUNCTION shiftguard.refresh_stale_views() FROM PUBLIC;
+REVOKE ALL ON FUNCTION shiftguard.refresh_stale_view(oid) FROM PUBLIC;
 
 -- Redshift's pg_views and information_schema.views list materialized views too, their
 -- definition the CREATE MATERIALIZED VIEW statement (policy/statements.py points queries naming

@@ -958,7 +958,13 @@ CREATE TABLE IF NOT EXISTS shiftguard_rows.routine_parameters (
     modifiers jsonb NOT NULL
 );
 REVOKE ALL ON shiftguard_rows.routine_parameters FROM PUBLIC;
-GRANT SELECT ON shiftguard_rows.routine_parameters TO PUBLIC;  -- what pg_proc shows anyone, and the modifiers
+-- What pg_proc shows anyone, and the modifiers: for SHOW PARAMETERS, which runs as its caller
+-- (no user may look into schema shiftguard_rows).
+CREATE OR REPLACE FUNCTION shiftguard.routine_modifiers(p_routine oid, p_signature oid[]) RETURNS jsonb
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT modifiers FROM shiftguard_rows.routine_parameters WHERE routine = p_routine AND signature = p_signature
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.routine_modifiers(oid, oid[]) TO PUBLIC;
 
 -- After a CREATE [OR REPLACE] FUNCTION | PROCEDURE that create_lent ran: keep (or, without any,
 -- forget) its parameters' modifiers. The routine is the one of that name the statement just

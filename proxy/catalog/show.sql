@@ -586,8 +586,8 @@ BEGIN
     END IF;
     -- The modifiers the parameters were declared with (privileges.sql note_parameters): a
     -- character type's length, a numeric's precision and scale.
-    SELECT r.modifiers INTO v_modifiers FROM shiftguard_rows.routine_parameters r
-     WHERE r.routine = v_routine.oid AND r.signature = coalesce(v_routine.proallargtypes, v_routine.proargtypes::oid[]);
+    v_modifiers := shiftguard.routine_modifiers(v_routine.oid, coalesce(v_routine.proallargtypes,
+                                                                        v_routine.proargtypes::oid[]));
     RETURN QUERY
     SELECT p_database::varchar(128), shiftguard.long_name(p_schema)::varchar(128),
            shiftguard.long_name(p_name)::varchar(128), shiftguard.long_name(a.name)::varchar(128),

@@ -191,7 +191,11 @@ class Catalog:
         self._connect = connect or {}  # how to reach the other databases (user, password, host ...)
         self._secret = secret
         self._listening: dict[asyncpg.Connection, Callable] = {}  # held by listen: its termination callback
-        self._tracking_left: set[str] = set()  # databases where a table to track was locked (refresh_stale_views)
+        # Databases to look at again at the next pass (refresh_stale_views): a table to track was
+        # locked, or views were left for lack of time.
+        self._look_again: set[str] = set()
+        # {database: {view: when its refresh last failed}} (refresh_stale_views: tried after the others)
+        self._refresh_failed: dict[str, dict[int, float]] = {}
         # Are Redshift's functions installed (catalog/redshift_functions.sql)? Only where the
         # management role may write pg_catalog, i.e. is a superuser.
         self.redshift_functions = redshift_functions
@@ -290,24 +294,57 @@ class Catalog:
         (refresh_requests; each once, whichever proxy takes it); how many. A database whose pass
         fails (a view of a user's that outran the command timeout) holds up no other's."""
         try:
-            await self._pool.fetchval("SELECT shiftguard.track_requested()")
-            done = await self._pool.fetchval("SELECT shiftguard.refresh_stale_views()")
+            async with self._pool.acquire() as conn:
+                await _track_requested(conn)  # (left ones: tried again at the poll)
+        except (TimeoutError, asyncpg.PostgresError) as exc:
+            log.warning("tables of database %s not all tracked: %s", self.database, exc)
+        try:
+            async with self._pool.acquire() as conn:
+                done = await self._refresh_stale_views(conn, self.database)
         except (TimeoutError, asyncpg.PostgresError) as exc:
             done = 0
             log.warning("materialized views of database %s not all refreshed: %s", self.database, exc)
         taken = await self._pool.fetch("DELETE FROM shiftguard_rows.refresh_requests RETURNING database")
-        # (and those where a table to track was locked last time: tried again at the poll)
-        for database in sorted(({row["database"] for row in taken} | self._tracking_left) - {self.database}):
-            self._tracking_left.discard(database)
+        # (and those to look at again: a table to track was locked, or views were left)
+        for database in sorted(({row["database"] for row in taken} | self._look_again) - {self.database}):
+            self._look_again.discard(database)
             try:
                 async with self.connection(database) as conn:
-                    if await conn.fetchval("SELECT shiftguard.track_requested()"):
-                        self._tracking_left.add(database)
-                    done += await conn.fetchval("SELECT shiftguard.refresh_stale_views()")
+                    if await _track_requested(conn):
+                        self._look_again.add(database)
+                    done += await self._refresh_stale_views(conn, database)
             except asyncpg.InvalidCatalogNameError:
                 continue  # the database was dropped since
             except (UntrustedDatabase, TimeoutError, asyncpg.PostgresError) as exc:
                 log.warning("materialized views of database %s not all refreshed: %s", database, exc)
+        return done
+
+    async def _refresh_stale_views(self, conn: asyncpg.Connection, database: str) -> int:
+        """Refresh the stale AUTO REFRESH views of conn's database (materialized_views.sql
+        refresh_stale_view), each in a transaction of its own, for REFRESH_SECONDS at most: those
+        whose refresh failed last (a user's, held locked) after the others, and those left to the
+        next pass. How many were refreshed."""
+        deadline = asyncio.get_running_loop().time() + REFRESH_SECONDS
+        failed = self._refresh_failed.setdefault(database, {})
+        views = await conn.fetchval("SELECT array(SELECT shiftguard.stale_autorefresh_views())")
+        for view in set(failed) - set(views):
+            del failed[view]  # refreshed, dropped, or no longer stale
+        done = 0
+        for view in sorted(views, key=lambda v: (failed.get(v, 0.0), v)):
+            if asyncio.get_running_loop().time() > deadline:
+                if database != self.database:  # (the cluster database's: at every pass anyway)
+                    self._look_again.add(database)
+                break
+            try:
+                refreshed = await conn.fetchval("SELECT shiftguard.refresh_stale_view($1)", view)
+            except TimeoutError:  # its query outran the command timeout: to the back
+                log.warning("materialized view %s of database %s not refreshed: it took too long", view, database)
+                refreshed = False
+            if refreshed:
+                failed.pop(view, None)
+                done += 1
+            else:
+                failed[view] = asyncio.get_running_loop().time()
         return done
 
     async def ping(self) -> bool:
@@ -976,6 +1013,29 @@ async def _vacuum(conn: asyncpg.Connection, database: str, relation: int | None)
     if skipped:
         log.warning("VACUUM of %s in database %s skipped: another transaction holds it locked", what, database)
     return not skipped
+
+
+# How long a pass of refresh_stale_views spends making the triggers asked for in one database
+# (each table waits at most 100 ms for its lock: a user's thousands of tables held locked would
+# otherwise keep the pass, and every view's refresh after it, waiting).
+TRACK_SECONDS = 1.0
+# How long a pass spends refreshing one database's stale AUTO REFRESH views (each waits at most a
+# second for its lock, and its query as long as the command timeout): the rest wait for the next.
+REFRESH_SECONDS = 10.0
+
+
+async def _track_requested(conn: asyncpg.Connection) -> bool:
+    """Make the write triggers asked for in conn's database (catalog/materialized_views.sql
+    track_requests), each table in a transaction of its own, for TRACK_SECONDS at most. Are some
+    left (a table locked, or no time)?"""
+    deadline = asyncio.get_running_loop().time() + TRACK_SECONDS
+    left = False
+    for table in await conn.fetchval("SELECT array(SELECT shiftguard.track_requests_pending())"):
+        if asyncio.get_running_loop().time() > deadline:
+            return True
+        if not await conn.fetchval("SELECT shiftguard.track_requested($1)", table):
+            left = True
+    return left
 
 
 async def _make_bootstrap_lock(conn: asyncpg.Connection, superusers_only: bool = False) -> bool:

@@ -39,7 +39,7 @@ def test_a_user_cannot_fake_mv_refreshed_callers_with_a_multiline_statement(prox
         # a quoted alias starting with a newline and holding the line of an allowed caller, then
         # the FROM that makes v_view and v_snapshot columns.
         forged = ("SELECT shiftguard.mv_refreshed(v_view, v_snapshot)\"\n"
-                  "PL/pgSQL function shiftguard.refresh_stale_views() line 1 at PERFORM\n"
+                  "PL/pgSQL function shiftguard.refresh_stale_view(oid) line 1 at PERFORM\n"
                   f"\" FROM (SELECT ''public.{view}''::regclass AS v_view, pg_current_snapshot() AS v_snapshot) AS s")
         for call in (f"EXECUTE '{forged}'",  # (the routines' own form, from the user's code:)
                      f"v_recorded := shiftguard.mv_refreshed('public.{view}'::regclass, pg_current_snapshot())"):

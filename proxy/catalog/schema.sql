@@ -589,13 +589,6 @@ GRANT EXECUTE ON FUNCTION shiftguard.trusted_role(oid) TO PUBLIC;  -- it tells o
 -- is put back when the statement ends (guard_lock_first_end). Two seconds: autovacuum yields its
 -- lock on the user's own table after deadlock_timeout (one second), so a statement of the user's
 -- on a table autovacuum works on still gets its lock. (Redshift has neither statement.)
---   So do CREATE TABLE and ALTER TABLE, which lock a partition's parent (CREATE TABLE ...
--- PARTITION OF) or the partition (ALTER TABLE ... ATTACH or DETACH PARTITION) in ACCESS
--- EXCLUSIVE mode before asking whether the user owns it: the views of schema shiftguard
--- (pg_user, the masked tables' "mask:<oid>" views) are everyone's to name and read, and one
--- such request, queued behind the user's own open transaction that read the view, queued
--- everyone's reads of it. An event trigger cannot tell which subcommand a statement holds, so
--- every CREATE TABLE and ALTER TABLE of a user's waits at most LOCK_FIRST_WAIT for a lock.
 CREATE OR REPLACE FUNCTION shiftguard.guard_lock_first() RETURNS event_trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -623,11 +616,9 @@ END
 $$;
 REVOKE ALL ON FUNCTION shiftguard.guard_lock_first_end() FROM PUBLIC;
 SELECT shiftguard.ensure_event_trigger('shiftguard_guard_lock_first', 'ddl_command_start',
-                                       ARRAY['CREATE RULE', 'CREATE TRIGGER', 'CREATE TABLE', 'ALTER TABLE',
-                                             'CREATE FOREIGN TABLE'], 'shiftguard.guard_lock_first');
+                                       ARRAY['CREATE RULE', 'CREATE TRIGGER'], 'shiftguard.guard_lock_first');
 SELECT shiftguard.ensure_event_trigger('shiftguard_guard_lock_first_end', 'ddl_command_end',
-                                       ARRAY['CREATE RULE', 'CREATE TRIGGER', 'CREATE TABLE', 'ALTER TABLE',
-                                             'CREATE FOREIGN TABLE'], 'shiftguard.guard_lock_first_end');
+                                       ARRAY['CREATE RULE', 'CREATE TRIGGER'], 'shiftguard.guard_lock_first_end');
 
 -- What only trusted roles may create (Redshift has none of it): operators and what picks them
 -- (classes, families), casts, conversions and text search objects, which change what every

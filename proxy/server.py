@@ -251,7 +251,10 @@ class Proxy:
                                          "could not run the queued VACUUMs: %s")),
             # Materialized views with AUTO REFRESH YES, refreshed when stale (the cluster database's).
             asyncio.create_task(_on_wake(refresh_woken, self.catalog.refresh_stale_views, VACUUM_POLL_SECONDS,
-                                         "could not refresh the materialized views: %s"))]
+                                         "could not refresh the materialized views: %s")),
+            # Users' lock requests queued on the views of schema shiftguard (Catalog.cancel_queued_locks).
+            asyncio.create_task(_on_wake(asyncio.Event(), self.catalog.cancel_queued_locks, QUEUED_LOCKS_POLL_SECONDS,
+                                         "could not look for lock requests on schema shiftguard: %s"))]
         if self.workers is not None:
             metrics.gather = self.workers.metrics
             self.workers.reserve()
@@ -674,6 +677,7 @@ PID_FILE = "shiftguard.pid"
 MASKING_POLL_SECONDS = 30.0
 VACUUM_POLL_SECONDS = 30.0
 RELISTEN_SECONDS = 1.0
+QUEUED_LOCKS_POLL_SECONDS = 0.5
 STOP_WAIT_SECONDS = 5.0  # how long stop() waits for the background tasks it cancelled
 
 

@@ -44,7 +44,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
         WHEN 'routine' THEN (SELECT pronamespace FROM pg_proc WHERE oid = p_oid)
         WHEN 'schema' THEN p_oid END
         IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace, 'pg_toast'::regnamespace,
-            'shiftguard'::regnamespace), false)
+            'shiftguard'::regnamespace, 'shiftguard_rows'::regnamespace), false)
 $$;
 
 CREATE OR REPLACE FUNCTION shiftguard.object_owner(p_type text, p_oid oid) RETURNS oid

@@ -457,7 +457,8 @@ BEGIN
                 RAISE EXCEPTION 'relation "%" does not exist', v_lookup USING ERRCODE = '42P01';
             END IF;
             IF (SELECT relnamespace IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace,
-                                        'shiftguard'::regnamespace, 'pg_toast'::regnamespace)
+                                        'shiftguard'::regnamespace, 'shiftguard_rows'::regnamespace,
+                                        'pg_toast'::regnamespace)
                   FROM pg_class WHERE oid = v_table) THEN
                 RAISE EXCEPTION 'RLS policies cannot read the catalog table "%"', v_lookup USING ERRCODE = '0A000';
             END IF;
@@ -594,7 +595,7 @@ BEGIN
             USING ERRCODE = '0A000';
     END IF;
     IF v_class.relpersistence = 't' OR v_class.relnamespace IN ('pg_catalog'::regnamespace,
-            'information_schema'::regnamespace, 'shiftguard'::regnamespace) THEN
+            'information_schema'::regnamespace, 'shiftguard'::regnamespace, 'shiftguard_rows'::regnamespace) THEN
         RAISE EXCEPTION 'RLS cannot be used on the temporary or system table "%"', v_class.relname
             USING ERRCODE = '0A000';
     END IF;
@@ -939,7 +940,7 @@ DECLARE
 BEGIN
     FOR v_command IN SELECT * FROM pg_event_trigger_ddl_commands()
                       WHERE command_tag = 'CREATE VIEW' AND object_type = 'view'
-                        AND schema_name NOT IN ('shiftguard', 'pg_catalog', 'information_schema') LOOP
+                        AND schema_name NOT IN ('shiftguard', 'shiftguard_rows', 'pg_catalog', 'information_schema') LOOP
         IF NOT (SELECT r.rolsuper OR r.rolname = 'shiftguard_views'
                   FROM pg_class c JOIN pg_roles r ON r.oid = c.relowner WHERE c.oid = v_command.objid) THEN
             CONTINUE;

@@ -579,46 +579,15 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.trusted_role(oid) TO PUBLIC;  -- it tells only what a role is
 
--- CREATE RULE and CREATE TRIGGER lock their table (ACCESS EXCLUSIVE, SHARE ROW EXCLUSIVE) before
--- PostgreSQL asks whether the caller owns it, and the private schema's tables are anyone's to
--- name: a user's request for one of them (shiftguard_rows.users, say), queued behind a lock the user
--- holds in another open transaction, would queue everyone's reads or writes of it (every login
--- reads shiftguard_rows.users) behind it for as long as that transaction stays open. So a user's (not
--- a trusted role's) CREATE RULE or CREATE TRIGGER waits at most LOCK_FIRST_WAIT for a lock (its
--- lock_timeout if shorter), and gives up, the queue behind it moving on; the user's lock_timeout
--- is put back when the statement ends (guard_lock_first_end). Two seconds: autovacuum yields its
--- lock on the user's own table after deadlock_timeout (one second), so a statement of the user's
--- on a table autovacuum works on still gets its lock. (Redshift has neither statement.)
-CREATE OR REPLACE FUNCTION shiftguard.guard_lock_first() RETURNS event_trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    c_wait CONSTANT text := '2s';  -- LOCK_FIRST_WAIT
-    v_set  text := current_setting('lock_timeout');
-BEGIN
-    IF (v_set::interval = '0' OR v_set::interval > c_wait::interval)
-       AND NOT shiftguard.trusted_role((SELECT oid FROM pg_roles WHERE rolname = current_user)) THEN
-        PERFORM set_config('shiftguard.lock_timeout_was', v_set, true);
-        PERFORM set_config('lock_timeout', c_wait, true);  -- for the rest of the statement
-    END IF;
-END
-$$;
-REVOKE ALL ON FUNCTION shiftguard.guard_lock_first() FROM PUBLIC;
-CREATE OR REPLACE FUNCTION shiftguard.guard_lock_first_end() RETURNS event_trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v_was text := current_setting('shiftguard.lock_timeout_was', true);
-BEGIN
-    IF v_was <> '' THEN
-        PERFORM set_config('shiftguard.lock_timeout_was', '', true);
-        PERFORM set_config('lock_timeout', v_was, true);
-    END IF;
-END
-$$;
-REVOKE ALL ON FUNCTION shiftguard.guard_lock_first_end() FROM PUBLIC;
-SELECT shiftguard.ensure_event_trigger('shiftguard_guard_lock_first', 'ddl_command_start',
-                                       ARRAY['CREATE RULE', 'CREATE TRIGGER'], 'shiftguard.guard_lock_first');
-SELECT shiftguard.ensure_event_trigger('shiftguard_guard_lock_first_end', 'ddl_command_end',
-                                       ARRAY['CREATE RULE', 'CREATE TRIGGER'], 'shiftguard.guard_lock_first_end');
+-- Until 2026-12 a user's CREATE RULE and CREATE TRIGGER waited at most two seconds for a lock:
+-- they lock their table before PostgreSQL asks whether the caller owns it, and shiftguard's
+-- tables were anyone's to name. They are not (schema shiftguard_rows), and a user's request for
+-- an ACCESS EXCLUSIVE lock of a view of schema shiftguard is cancelled by the proxy
+-- (catalog/store.py cancel_queued_locks), whatever the statement.
+DROP EVENT TRIGGER IF EXISTS shiftguard_guard_lock_first;
+DROP EVENT TRIGGER IF EXISTS shiftguard_guard_lock_first_end;
+DROP FUNCTION IF EXISTS shiftguard.guard_lock_first();
+DROP FUNCTION IF EXISTS shiftguard.guard_lock_first_end();
 
 -- What only trusted roles may create (Redshift has none of it): operators and what picks them
 -- (classes, families), casts, conversions and text search objects, which change what every

@@ -194,6 +194,8 @@ class Catalog:
         # Databases to look at again at the next pass (refresh_stale_views): a table to track was
         # locked, or views were left for lack of time.
         self._look_again: set[str] = set()
+        # (database, relation OID) -> is it in schema shiftguard? (cancel_queued_locks)
+        self._private_relations: dict[tuple[str, int], bool] = {}
         # {database: {view: when its refresh last failed}} (refresh_stale_views: tried after the others)
         self._refresh_failed: dict[str, dict[int, float]] = {}
         # Are Redshift's functions installed (catalog/redshift_functions.sql)? Only where the
@@ -346,6 +348,47 @@ class Catalog:
             else:
                 failed[view] = asyncio.get_running_loop().time()
         return done
+
+    async def cancel_queued_locks(self) -> int:
+        """Cancel the statements of users (not superusers, nor shiftguard's roles) that wait for
+        an ACCESS EXCLUSIVE lock of a relation in schema shiftguard, in any database; how many.
+        Its views are everyone's to read (pg_user; the masked tables' "mask:<oid>" views), and
+        PostgreSQL locks the relation some statements name before it asks whether the user owns
+        it (CREATE TABLE ... PARTITION OF, ALTER TABLE ... ATTACH | DETACH PARTITION, CREATE
+        RULE): such a request, queued behind a lock the user keeps (a transaction of theirs left
+        open that read the view), queued everyone's reads of the view behind it. No user owns
+        anything there, so no such statement of a user's could succeed. (A user cannot name
+        shiftguard's tables at all: schema shiftguard_rows.) Run twice a second (server.py)."""
+        waiting = await self._pool.fetch(
+            "SELECT l.pid, d.datname, l.relation FROM pg_catalog.pg_locks l "
+            "JOIN pg_catalog.pg_database d ON d.oid = l.database "
+            "JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'relation' AND NOT l.granted AND l.mode = 'AccessExclusiveLock' "
+            "AND NOT shiftguard.trusted_role(a.usesysid)", timeout=5)
+        cancelled = 0
+        for row in waiting:
+            key = (row["datname"], row["relation"])
+            private = self._private_relations.get(key)
+            if private is None:
+                try:
+                    async with self.connection(row["datname"]) as conn:
+                        private = await conn.fetchval(
+                            "SELECT relnamespace = 'shiftguard'::regnamespace FROM pg_catalog.pg_class "
+                            "WHERE oid = $1", row["relation"]) or False
+                except (UntrustedDatabase, *BACKEND_FAILURES):
+                    continue
+                if len(self._private_relations) > 10_000:
+                    self._private_relations.clear()
+                self._private_relations[key] = private
+            if private and await self._pool.fetchval(
+                    "SELECT pg_catalog.pg_cancel_backend(l.pid) FROM pg_catalog.pg_locks l WHERE l.pid = $1 "
+                    "AND l.relation = $2 AND NOT l.granted AND l.mode = 'AccessExclusiveLock' "
+                    "AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = $3)",
+                    row["pid"], row["relation"], row["datname"]):
+                log.warning("cancelled a statement of backend %d waiting to lock a relation of schema shiftguard "
+                            "in database %s", row["pid"], row["datname"])
+                cancelled += 1
+        return cancelled
 
     async def ping(self) -> bool:
         try:

@@ -164,6 +164,7 @@ DIALECT_CATALOGS = ("pg_class", "pg_attribute", "pg_attrdef", "pg_views")
 DIALECT_INFORMATION_SCHEMA = {"views": "information_schema_views", "tables": "information_schema_tables",
                               "columns": "information_schema_columns"}
 PRIVATE_SCHEMA = "shiftguard"
+PRIVATE_ROWS_SCHEMA = "shiftguard_rows"  # shiftguard's tables, which no user may look into
 
 log = logging.getLogger(__name__)
 
@@ -844,7 +845,7 @@ _TABLE_ARGUMENT = {"has_table_privilege": {2: 0, 3: 1}, "has_any_column_privileg
 
 def _is_catalog_relation(schema: str | None, name: str) -> bool:
     """Whether a relation is a system table or view (Redshift runs such queries on its leader node)."""
-    return schema in ("pg_catalog", "information_schema", PRIVATE_SCHEMA) or (
+    return schema in ("pg_catalog", "information_schema", PRIVATE_SCHEMA, PRIVATE_ROWS_SCHEMA) or (
         schema is None and name.startswith(("pg_", "svv_", "stl_", "svl_", "sys_", "stv_")))
 
 

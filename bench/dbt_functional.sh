@@ -18,7 +18,9 @@
 # Usage: dbt_functional.sh [test paths relative to dbt-redshift/, default tests/functional]
 # Environment:
 #   WORK=<tempdir>/dbt-peer.XXXX  work dir (default: a fresh mktemp -d); everything is written there
-#   SG_SRC=.                the shiftguard checkout to run (PYTHONPATH; the venv gets its dependencies)
+#   SG_SRC=.                the shiftguard checkout to run (PYTHONPATH)
+#   SG_PY=python3           the interpreter that runs shiftguard: it must have shiftguard's dependencies
+#                           (pyproject.toml; the dbt venv does not)
 #   DBT_GIT_DIR=...         bare git dir of github.com/dbt-labs/dbt-adapters; else a clone is tried
 #   DBT_REF=3915c53...      commit/ref of dbt-adapters whose tests are run (default: matches dbt-redshift 1.11.2)
 #   TIMEOUT=300             per-test timeout (pytest-timeout)
@@ -65,7 +67,7 @@ git -C "$SG_SRC" rev-parse HEAD > "$WORK/shiftguard.commit" 2>/dev/null
 log "shiftguard: $SG_SRC at $(cat "$WORK/shiftguard.commit")$(git -C "$SG_SRC" diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)')"
 
 # ---------------------------------------------------------------- 2. venv
-# dbt-redshift pins redshift_connector<2.2; the venv holds shiftguard's dependencies too (it runs `serve`)
+# dbt-redshift pins redshift_connector<2.2; shiftguard runs with its own interpreter ($SG_PY), not this venv
 DBT_REQ=$(grep -o '"dbt-core[^"]*", "dbt-redshift[^"]*"' "$SG_SRC/tests/integration/test_dbt.py" | tr -d '",')
 if [ ! -x "$VENV/bin/dbt" ]; then
   log "creating venv ($DBT_REQ)"

@@ -1,0 +1,51 @@
+"""Attacks on the proxy's cancelling of users' queued lock requests on schema shiftguard
+(catalog/store.py cancel_queued_locks), the late-binding views' binding by anyone's DDL
+(catalog/schema.sql pending_view_body, record_late_binding_view, bind_late_binding_views), and
+the materialized views' tracking and refreshes."""
+
+from __future__ import annotations
+
+import time
+
+import psycopg
+import pytest
+
+from ..conftest import unique
+
+
+def _pending_view_recorded(conn: psycopg.Connection, schema: str, query: str) -> str:
+    """A view of the caller's, recorded (record_late_binding_view, called directly) as a pending
+    late-binding view with `query`, and its function made as the template it must equal."""
+    view = unique("v")
+    conn.execute(f"CREATE VIEW {schema}.{view} AS SELECT 1 AS a")
+    conn.execute(f"""DO $$ BEGIN
+        EXECUTE pg_catalog.format('CREATE FUNCTION {schema}.{view}_f(p_bind boolean DEFAULT false) RETURNS TABLE '
+            '(col_name name, col_type text, base_type text, query text) LANGUAGE plpgsql SECURITY DEFINER '
+            'SET search_path = pg_catalog, pg_temp AS %L',
+            shiftguard.pending_view_body('{schema}.{view}'::regclass, {query!r}, '{schema}'));
+        PERFORM shiftguard.record_late_binding_view('{schema}.{view}'::regclass, '{schema}.{view}_f(boolean)'::regprocedure,
+                                                    NULL, {query!r}, '{schema}');
+    END $$""".replace("{query!r}", "$q$" + query + "$q$"))
+    return view
+
+
+def test_a_pending_views_query_of_several_statements_runs_none_in_others_ddl(proxy, new_user):
+    """A pending late-binding view's function runs in anyone's DDL only as the template made from
+    its query; the query went in as a literal, but it is run by EXECUTE, which runs every
+    statement of a string: a query of several statements (recorded by calling
+    record_late_binding_view directly) slept in everyone's DDL, every time."""
+    user, password = new_user()
+    schema = unique("s")
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE SCHEMA {schema} AUTHORIZATION {user}")
+        try:
+            with proxy.connect(user, password) as conn:
+                _pending_view_recorded(conn, schema, "SELECT 1 AS a; SELECT pg_catalog.pg_sleep(3); "
+                                       f"SELECT * FROM {schema}.missing")
+            admin.execute("SET statement_timeout = '2s'")
+            started = time.monotonic()
+            admin.execute(f"CREATE TABLE {schema}.anything (a int)")  # anyone's DDL
+            assert time.monotonic() - started < 1
+        finally:
+            admin.execute("RESET statement_timeout")
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")

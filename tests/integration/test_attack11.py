@@ -49,3 +49,33 @@ def test_a_pending_views_query_of_several_statements_runs_none_in_others_ddl(pro
         finally:
             admin.execute("RESET statement_timeout")
             admin.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "bind_late_binding_views checks its 200 ms budget only between views: one view's compile "
+    "(CREATE VIEW of the owner's query, in the DDL's session) is not bounded, and a query of a few "
+    "kilobytes can take seconds to compile (each t.* of a 1600-column table is 1600 columns). "
+    "PostgreSQL has no timer a function can arm inside a running statement (statement_timeout is "
+    "armed when the statement starts); bounding it needs the binding moved out of others' DDL "
+    "(the proxy's own session with a statement_timeout, as refresh_stale_views), which changes "
+    "when another's view is bound (now: at the DDL that makes its table)"))
+def test_a_pending_views_slow_compile_holds_up_no_ones_ddl(proxy, new_user):
+    """Anyone's DDL compiles the pending late-binding views (bind_late_binding_views), within
+    'about 200 ms': an owner's view whose query selects t.* three thousand times from a table of
+    1600 columns, and fails at its end (a function still missing), stays pending and takes each
+    DDL of everyone's about a second to compile, at every DDL."""
+    user, password = new_user()
+    schema = unique("s")
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE SCHEMA {schema} AUTHORIZATION {user}")
+        try:
+            with proxy.connect(user, password) as conn:
+                conn.execute(f"CREATE TABLE {schema}.wide (" + ", ".join(f"c{i} int" for i in range(1600)) + ")")
+                stars = ", ".join(["t.*"] * 3000)
+                conn.execute(f"CREATE VIEW {schema}.v AS SELECT {stars} FROM {schema}.wide t "
+                             f"WHERE {schema}.later() > 0 WITH NO SCHEMA BINDING")
+            started = time.monotonic()
+            admin.execute(f"CREATE TABLE {schema}.anything (a int)")  # anyone's DDL
+            assert time.monotonic() - started < 0.5
+        finally:
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")

@@ -10,7 +10,7 @@ import time
 import psycopg
 import pytest
 
-from ..conftest import unique
+from ..conftest import unique, wait_for
 
 
 def _pending_view_recorded(conn: psycopg.Connection, schema: str, query: str) -> str:
@@ -79,3 +79,51 @@ def test_a_pending_views_slow_compile_holds_up_no_ones_ddl(proxy, new_user):
             assert time.monotonic() - started < 0.5
         finally:
             admin.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+
+
+def test_a_view_whose_refresh_ignores_cancels_stops_no_other_users_auto_refresh(proxy, new_user, postgres):
+    """The proxy refreshes a user's AUTO REFRESH view in its own management session, the view's
+    query run as its owner, and gives up after its command timeout (a minute) by asking
+    PostgreSQL to cancel it. A query whose function catches query_canceled and goes on (PL/pgSQL
+    may name it) is never cancelled: the proxy waited for that cancel for ever, with its
+    refresh pass, so no other view of anyone's was refreshed again (nor another's table tracked),
+    and one of its management connections was gone for good."""
+    name, password = new_user()
+    base, stop, stubborn, view = unique("base"), unique("stop"), unique("f"), unique("mv")
+    table, totals = unique("t"), unique("mv")
+    with proxy.connect(name, password) as attacker:
+        attacker.execute(f"CREATE TABLE public.{base} (a int)")
+        attacker.execute(f"CREATE TABLE public.{stop} (a int)")
+        attacker.execute(f"GRANT INSERT ON public.{stop} TO PUBLIC")
+        attacker.execute(f"""CREATE FUNCTION public.{stubborn}(int) RETURNS int LANGUAGE plpgsql AS $$ BEGIN
+            WHILE $1 = 13 AND NOT EXISTS (SELECT FROM public.{stop}) LOOP
+                BEGIN PERFORM pg_catalog.pg_sleep(0.2); EXCEPTION WHEN query_canceled THEN NULL; END;
+            END LOOP;
+            RETURN $1; END $$""")
+        attacker.execute(f"CREATE MATERIALIZED VIEW public.{view} AUTO REFRESH YES AS "
+                         f"SELECT public.{stubborn}(a) AS a FROM public.{base}")
+        attacker.execute(f"INSERT INTO public.{base} VALUES (13)")  # stale: the proxy refreshes it
+    try:
+        time.sleep(70)  # past the proxy's command timeout for that refresh
+        with proxy.connect() as admin:
+            admin.execute(f"CREATE TABLE public.{table} (a int)")
+            admin.execute(f"CREATE MATERIALIZED VIEW public.{totals} AUTO REFRESH YES AS "
+                          f"SELECT count(*) AS n FROM public.{table}")
+            admin.execute(f"INSERT INTO public.{table} VALUES (1)")
+            assert wait_for(lambda: admin.execute(f"SELECT n FROM public.{totals}").fetchall() == [(1,)], timeout=40)
+        with postgres.connect() as direct:  # the refresh's backend is gone too (a later pass tries again)
+            assert direct.execute("SELECT count(*) FROM pg_stat_activity WHERE query LIKE %s "
+                                  "AND query_start < now() - interval '65 seconds'",
+                                  ("%refresh_stale_view%",)).fetchone() == (0,)
+    finally:
+        with proxy.connect() as admin:
+            admin.execute(f"INSERT INTO public.{stop} VALUES (1)")
+            time.sleep(1)
+            admin.execute(f"DROP MATERIALIZED VIEW IF EXISTS public.{totals}")
+            admin.execute(f"DROP TABLE IF EXISTS public.{table}")
+        with proxy.connect(name, password) as attacker:
+            attacker.execute(f"DROP MATERIALIZED VIEW public.{view}")
+            attacker.execute(f"DROP TABLE public.{base}, public.{stop}")
+            attacker.execute(f"DROP FUNCTION public.{stubborn}(int)")

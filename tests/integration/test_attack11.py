@@ -168,3 +168,48 @@ def test_a_cancelled_lock_request_made_again_at_once_holds_no_one_up(proxy, new_
         finally:
             holder.execute("ROLLBACK")
             thread.join()
+
+
+def _vacuumed(postgres, table: str) -> bool:
+    with postgres.connect() as direct:
+        return direct.execute("SELECT last_vacuum IS NOT NULL FROM pg_stat_user_tables WHERE relid = %s::regclass",
+                              (f"public.{table}",)).fetchone() == (True,)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "the proxy runs the queued VACUUMs one after another, each for up to an hour (VACUUM_TIMEOUT), "
+    "and a VACUUM runs its owner's code (a BRIN index's expression, summarized by VACUUM): one "
+    "user's VACUUM that sleeps holds up everyone's for that long. Bounding it needs VACUUMs run "
+    "apart per owner (or a far shorter bound for a table's owner's code), not in one queue"))
+def test_a_users_vacuum_running_their_code_holds_up_no_one_elses(proxy, new_user, postgres):
+    """A user's table with a BRIN index on an expression of their function: VACUUM summarizes
+    the new block ranges, running the function (as the table's owner) in the proxy's VACUUM,
+    which ran every queued VACUUM one by one: a function that sleeps held up everyone's
+    VACUUM behind it (an hour at most, the proxy's bound for one VACUUM)."""
+    name, password = new_user()
+    table, ctl, slow, theirs = unique("t"), unique("ctl"), unique("f"), unique("t")
+    with proxy.connect(name, password) as attacker:
+        attacker.execute(f"CREATE TABLE public.{ctl} (until timestamptz)")
+        attacker.execute(f"""CREATE FUNCTION public.{slow}(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$ BEGIN
+            WHILE clock_timestamp() < (SELECT max(until) FROM public.{ctl}) LOOP PERFORM pg_catalog.pg_sleep(0.2); END LOOP;
+            RETURN $1; END $$""")
+        attacker.execute(f"CREATE TABLE public.{table} (a int)")
+        attacker.execute(f"CREATE INDEX ON public.{table} USING brin (public.{slow}(a)) WITH (pages_per_range = 1)")
+        attacker.execute(f"INSERT INTO public.{table} SELECT g FROM generate_series(1, 2000) g")
+        attacker.execute(f"INSERT INTO public.{ctl} VALUES (now() + interval '45 seconds')")
+        attacker.execute(f"VACUUM public.{table}")  # queued; the proxy runs it, and the function
+    try:
+        time.sleep(2)
+        with proxy.connect() as admin:
+            admin.execute(f"CREATE TABLE public.{theirs} (a int)")
+            admin.execute(f"INSERT INTO public.{theirs} SELECT g FROM generate_series(1, 100) g")
+            admin.execute(f"DELETE FROM public.{theirs} WHERE a < 50")
+            admin.execute(f"VACUUM public.{theirs}")
+            assert wait_for(lambda: _vacuumed(postgres, theirs), timeout=20)
+    finally:
+        assert wait_for(lambda: _vacuumed(postgres, table), timeout=60)  # the function's sleep over
+        with proxy.connect() as admin:
+            admin.execute(f"DROP TABLE IF EXISTS public.{theirs}")
+        with proxy.connect(name, password) as attacker:
+            attacker.execute(f"DROP TABLE public.{table}, public.{ctl}")
+            attacker.execute(f"DROP FUNCTION public.{slow}(int)")

@@ -16,16 +16,16 @@ from ..conftest import unique, wait_for
 def _pending_view_recorded(conn: psycopg.Connection, schema: str, query: str) -> str:
     """A view of the caller's, recorded (record_late_binding_view, called directly) as a pending
     late-binding view with `query`, and its function made as the template it must equal."""
-    view = unique("v")
+    view, literal = unique("v"), f"$q${query}$q$"
     conn.execute(f"CREATE VIEW {schema}.{view} AS SELECT 1 AS a")
     conn.execute(f"""DO $$ BEGIN
         EXECUTE pg_catalog.format('CREATE FUNCTION {schema}.{view}_f(p_bind boolean DEFAULT false) RETURNS TABLE '
             '(col_name name, col_type text, base_type text, query text) LANGUAGE plpgsql SECURITY DEFINER '
             'SET search_path = pg_catalog, pg_temp AS %L',
-            shiftguard.pending_view_body('{schema}.{view}'::regclass, {query!r}, '{schema}'));
+            shiftguard.pending_view_body('{schema}.{view}'::regclass, {literal}, '{schema}'));
         PERFORM shiftguard.record_late_binding_view('{schema}.{view}'::regclass, '{schema}.{view}_f(boolean)'::regprocedure,
-                                                    NULL, {query!r}, '{schema}');
-    END $$""".replace("{query!r}", "$q$" + query + "$q$"))
+                                                    NULL, {literal}, '{schema}');
+    END $$""")
     return view
 
 
@@ -50,6 +50,25 @@ def test_a_pending_views_query_of_several_statements_runs_none_in_others_ddl(pro
             admin.execute("RESET statement_timeout")
             admin.execute(f"DROP SCHEMA {schema} CASCADE")
 
+
+
+def test_a_pending_views_query_of_one_statement_with_a_semicolon_in_it_is_bound(proxy, new_user):
+    """One statement whose text holds a semicolon (in a literal, a quoted name, a comment) is
+    still one statement: the view is bound once its table is made, by anyone's DDL."""
+    user, password = new_user()
+    schema = unique("s")
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE SCHEMA {schema} AUTHORIZATION {user}")
+        try:
+            with proxy.connect(user, password) as conn:
+                conn.execute(f"CREATE VIEW {schema}.v AS SELECT id, ';' AS \"a;b\" /* ; */ FROM {schema}.later "
+                             "WITH NO SCHEMA BINDING")
+                admin.execute(f"CREATE TABLE {schema}.later (id int)")  # anyone's DDL binds it
+                admin.execute(f"INSERT INTO {schema}.later VALUES (1)")
+                admin.execute(f"GRANT SELECT ON {schema}.later TO {user}")
+                assert conn.execute(f'SELECT id, "a;b" FROM {schema}.v').fetchall() == [(1, ";")]
+        finally:
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")
 
 @pytest.mark.xfail(strict=True, reason=(
     "bind_late_binding_views checks its 200 ms budget only between views: one view's compile "

@@ -1407,8 +1407,10 @@ CREATE TABLE IF NOT EXISTS shiftguard_rows.late_binding_views (
 -- made before its tables existed, not bound yet (create_pending_late_binding_view).
 ALTER TABLE shiftguard_rows.late_binding_views ADD COLUMN IF NOT EXISTS column_types text[],
                                           ADD COLUMN IF NOT EXISTS pending boolean NOT NULL DEFAULT false;
--- body: while pending, the source its function must have to be called (pending_view_body).
-ALTER TABLE shiftguard_rows.late_binding_views ADD COLUMN IF NOT EXISTS body text;
+-- body: while pending, the source its function must have to be called (pending_view_body);
+-- query: the query that source compiles, which must be one statement (one_view_query).
+ALTER TABLE shiftguard_rows.late_binding_views ADD COLUMN IF NOT EXISTS body text,
+                                          ADD COLUMN IF NOT EXISTS query text;
 REVOKE ALL ON shiftguard_rows.late_binding_views FROM PUBLIC;
 
 -- Record a late-binding view's function (and its columns' types, NULL while it is pending); the
@@ -1461,11 +1463,12 @@ BEGIN
         RAISE EXCEPTION 'must be owner of view %', p_view USING ERRCODE = '42501';
     END IF;
     SELECT function_id INTO v_previous FROM shiftguard_rows.late_binding_views WHERE view_id = p_view;
-    INSERT INTO shiftguard_rows.late_binding_views
+    INSERT INTO shiftguard_rows.late_binding_views (view_id, function_id, column_types, pending, body, query)
         VALUES (p_view, p_function, p_types, p_types IS NULL,
-                CASE WHEN p_types IS NULL THEN shiftguard.pending_view_body(p_view, p_query, p_search_path) END)
+                CASE WHEN p_types IS NULL THEN shiftguard.pending_view_body(p_view, p_query, p_search_path) END,
+                CASE WHEN p_types IS NULL THEN p_query END)
         ON CONFLICT (view_id) DO UPDATE SET function_id = excluded.function_id, column_types = excluded.column_types,
-                                            pending = excluded.pending, body = excluded.body;
+                                            pending = excluded.pending, body = excluded.body, query = excluded.query;
     RETURN v_previous;
 END
 $$;
@@ -1618,6 +1621,38 @@ END
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.create_pending_late_binding_view(text, text, text, text) TO PUBLIC;
 
+-- Is p_query (a view's query) all of one statement CREATE VIEW ... AS p_query? A pending view's
+-- function compiles it with EXECUTE, which runs every statement of a string: a query recorded
+-- as 'SELECT 1; SELECT pg_sleep(60)' (record_late_binding_view is anyone's to call) would run
+-- the rest, as the view's owner, in the DDL of whoever binds it. PostgreSQL's parser tells:
+-- opening the statement as a cursor fails, without running or planning anything, with one
+-- message for one statement that returns no rows and another for several (compared with the
+-- message for a known statement, so whatever the session's language).
+CREATE OR REPLACE FUNCTION shiftguard.one_view_query(p_query text) RETURNS boolean
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_cursor  refcursor;
+    v_one     text;
+    v_message text;
+BEGIN
+    IF p_query IS NULL THEN
+        RETURN false;
+    END IF;
+    BEGIN
+        OPEN v_cursor FOR EXECUTE 'CREATE VIEW pg_temp.shiftguard_one_view_query AS SELECT 1';
+    EXCEPTION WHEN invalid_cursor_definition THEN
+        GET STACKED DIAGNOSTICS v_one = MESSAGE_TEXT;
+    END;
+    BEGIN
+        OPEN v_cursor FOR EXECUTE format('CREATE VIEW pg_temp.shiftguard_one_view_query AS %s', p_query);
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS v_message = MESSAGE_TEXT;
+    END;
+    RETURN v_one IS NOT NULL AND v_message IS NOT DISTINCT FROM v_one;
+END
+$$;
+REVOKE ALL ON FUNCTION shiftguard.one_view_query(text) FROM PUBLIC;
+
 -- Bind the late-binding views made before their tables whose query now compiles: each gets its
 -- columns and the function that runs its query (late_binding_function), keeping its owner,
 -- grants and the views over it. Anyone's DDL runs it (shiftguard_bind_late_binding_views): the
@@ -1645,7 +1680,7 @@ BEGIN
     PERFORM set_config('shiftguard.binding_late_views', 'on', true);  -- the DDL below does not start this again
     PERFORM set_config('lock_timeout', '10ms', true);
     FOR v_pending IN SELECT l.view_id::regclass AS view_id, l.function_id::regprocedure AS function_id,
-                            format('%s.%I', p.pronamespace::regnamespace, p.proname) AS function_name
+                            format('%s.%I', p.pronamespace::regnamespace, p.proname) AS function_name, l.query
                        FROM shiftguard_rows.late_binding_views l JOIN pg_class c ON c.oid = l.view_id
                        JOIN pg_proc p ON p.oid = l.function_id
                       WHERE l.pending  -- the owner may have changed its function: run only as made, as its owner
@@ -1655,6 +1690,7 @@ BEGIN
                         AND ((p.prosecdef AND p.proowner = c.relowner) OR shiftguard.trusted_role(p.proowner))
                       ORDER BY random() LOOP
         EXIT WHEN clock_timestamp() > v_until;
+        CONTINUE WHEN NOT shiftguard.one_view_query(v_pending.query);  -- (as this session's parser reads it)
         BEGIN
             EXECUTE format('SELECT string_agg(format(''%%I %%s'', col_name, base_type::regtype), '', ''), '
                            'array_agg(col_type), '

@@ -341,13 +341,30 @@ class Catalog:
                 refreshed = await conn.fetchval("SELECT shiftguard.refresh_stale_view($1)", view)
             except TimeoutError:  # its query outran the command timeout: to the back
                 log.warning("materialized view %s of database %s not refreshed: it took too long", view, database)
-                refreshed = False
+                failed[view] = asyncio.get_running_loop().time()
+                if database != self.database:
+                    self._look_again.add(database)
+                # Its owner's code may catch the cancel and go on (a PL/pgSQL handler naming
+                # query_canceled): the connection would wait for it for ever, and this pass too.
+                await self._end_stuck(conn)
+                return done
             if refreshed:
                 failed.pop(view, None)
                 done += 1
             else:
                 failed[view] = asyncio.get_running_loop().time()
         return done
+
+    async def _end_stuck(self, conn: asyncpg.Connection) -> None:
+        """A management connection whose statement outran its command timeout, which may run a
+        user's code (a materialized view's query) that ignores the cancel asyncpg asked for:
+        dropped, and its backend ended (a handler cannot catch that), rather than waited for."""
+        pid = conn.get_server_pid()
+        conn.terminate()
+        try:
+            await self._pool.fetchval("SELECT pg_catalog.pg_terminate_backend($1)", pid, timeout=5)
+        except BACKEND_FAILURES as exc:
+            log.error("could not end backend %d, whose statement outran the command timeout: %s", pid, exc)
 
     async def cancel_queued_locks(self) -> int:
         """Cancel the statements of users (not superusers, nor shiftguard's roles) that wait for

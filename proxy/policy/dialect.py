@@ -755,7 +755,7 @@ def _expressions(text: str, tokens: list[Token], edits: list) -> None:
             if edit is not None:
                 edits.append(edit)
         elif _is(token, "::") and following is not None and following.word == "SUPER" and following.name == "IDENT" \
-                and not (index + 2 < len(tokens) and (_is(tokens[index + 2], ".") or _is(tokens[index + 2], "("))):
+                and not (index + 2 < len(tokens) and any(_is(tokens[index + 2], mark) for mark in (".", "(", "["))):
             edit = _colon_cast_to_super(text, tokens, index)
             if edit is not None:
                 edits.append(edit)

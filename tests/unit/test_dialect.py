@@ -344,7 +344,7 @@ def test_casts_to_super_make_super_scalars(sql, expected):
 @pytest.mark.parametrize("sql", [
     "SELECT '[1, 2]'::super, CAST('{}' AS SUPER), NULL::super",  # JSON text, as ever; NULL
     "SELECT $1::super", "SELECT x::int::super", "SELECT CASE WHEN a THEN 1 END::super",
-    "CREATE TABLE t (s super)", "SELECT x::pg_catalog.super",
+    "CREATE TABLE t (s super)", "SELECT x::pg_catalog.super", "SELECT x::super[]",
 ])
 def test_what_casts_to_super_leave_alone(sql):
     assert rewritten(sql) in (None, sql)

@@ -251,6 +251,30 @@ BEGIN
 END
 $$;
 
+-- Redshift's cast of a value to SUPER (policy/dialect.py turns x::SUPER and CAST(x AS SUPER) into
+-- it; named super, so that the result column is named as the cast's is): a number, boolean or
+-- string as a SUPER scalar, a SUPER value as it is; dates and times are refused, as Redshift
+-- documents ("doesn't cast date and time types to SUPER"; the words of the error UNVERIFIED).
+CREATE OR REPLACE FUNCTION pg_catalog.super(p_value anyelement) RETURNS super
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF pg_typeof(p_value) IN ('date'::regtype, 'time'::regtype, 'timetz'::regtype, 'timestamp'::regtype,
+                              'timestamptz'::regtype, 'interval'::regtype) THEN
+        RAISE EXCEPTION 'cannot cast type % to super', format_type(pg_typeof(p_value), NULL) USING ERRCODE = '42846';
+    END IF;
+    RETURN to_jsonb(p_value)::super;
+END
+$$;
+-- (A function named as a type, called with one string argument of no exact overload, is read by
+-- PostgreSQL as a cast of the text to the type, which would parse it as JSON: the string types
+-- have theirs.)
+CREATE OR REPLACE FUNCTION pg_catalog.super(p_value text) RETURNS super
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$ SELECT to_jsonb(p_value)::super $$;
+CREATE OR REPLACE FUNCTION pg_catalog.super(p_value varchar) RETURNS super
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$ SELECT to_jsonb(p_value::text)::super $$;
+CREATE OR REPLACE FUNCTION pg_catalog.super(p_value bpchar) RETURNS super
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$ SELECT to_jsonb(p_value::text)::super $$;
+
 CREATE OR REPLACE FUNCTION pg_catalog.json_parse(p_text text) RETURNS super
 LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$ SELECT p_text::jsonb::super $$;
 

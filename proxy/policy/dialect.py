@@ -60,7 +60,7 @@ for canonical, spellings in {
 
 TRIGGER_WORDS = (b"varbinary", b"varying", b"month", b"second", b"binding", b"top", b"sysdate", b"approximate", b"dateadd", b"datediff", b"date_part", b"date_trunc", b"listagg",
                  b"version", b"diststyle", b"distkey", b"sortkey", b"encode", b"backup", b"identity",
-                 b"decode", b"show", b"foreign", b"materialized", b"array", b"comment", b"query_group")
+                 b"decode", b"show", b"foreign", b"materialized", b"array", b"comment", b"query_group", b"super")
 
 
 @dataclass
@@ -750,6 +750,15 @@ def _expressions(text: str, tokens: list[Token], edits: list) -> None:
                 edits.append(edit)
         elif word == "ARRAY" and _is(following, "("):
             edits.extend(_super_array(text, tokens, index))
+        elif word == "CAST" and _is(following, "("):
+            edit = _cast_to_super(text, tokens, index)
+            if edit is not None:
+                edits.append(edit)
+        elif _is(token, "::") and following is not None and following.word == "SUPER" and following.name == "IDENT" \
+                and not (index + 2 < len(tokens) and any(_is(tokens[index + 2], mark) for mark in (".", "(", "["))):
+            edit = _colon_cast_to_super(text, tokens, index)
+            if edit is not None:
+                edits.append(edit)
         elif word == "CURRENT_SETTING" and _is(following, "(") and index + 3 < len(tokens) \
                 and tokens[index + 2].name == "SCONST" and string_value(tokens[index + 2]).lower() == "query_group" \
                 and _is(tokens[index + 3], ")"):
@@ -864,6 +873,76 @@ def _super_array(text: str, tokens: list[Token], index: int) -> list[tuple[int, 
              for first, _ in arguments[_MAX_ARGUMENTS::_MAX_ARGUMENTS]]
     return [(tokens[index].start, tokens[index].end, 'pg_catalog."array"(pg_catalog.jsonb_build_array'),
             *joins, (tokens[close].start, tokens[close].end, "))")]
+
+
+# Casts to SUPER (x::SUPER, CAST(x AS SUPER)) -> pg_catalog.super(x), Redshift's
+# conversion of a value to a SUPER scalar (catalog/redshift_functions.sql): a number, a boolean,
+# a string (varchar, char) as the scalar itself; SUPER (jsonb) as it is; dates and times refused,
+# as Redshift refuses them. Not a string literal: '{"a": 1}'::SUPER stays PostgreSQL's
+# reading of the text as JSON, which shiftguard has always given it (Redshift's would be a
+# string scalar, UNVERIFIED), nor NULL.
+_LITERAL_KEEPS = ("SCONST", "USCONST", "NULL_P")
+_NAME_KINDS = ("UNRESERVED_KEYWORD", "COL_NAME_KEYWORD", "TYPE_FUNC_NAME_KEYWORD")
+
+
+def _cast_to_super(text: str, tokens: list[Token], index: int) -> tuple[int, int, str] | None:
+    """CAST(expr AS SUPER) -> pg_catalog.super(expr)."""
+    close = _close(tokens, index + 1)
+    if close - index < 5 or tokens[close - 1].word != "SUPER" or tokens[close - 1].name != "IDENT" \
+            or tokens[close - 2].word != "AS":
+        return None
+    first, last = index + 2, close - 3
+    if first == last and tokens[first].name in _LITERAL_KEEPS:
+        return None
+    depth = 0
+    for i in range(first, last + 1):  # the AS must be CAST's own, not one inside the expression
+        depth += _is(tokens[i], "(") - _is(tokens[i], ")")
+    if depth:
+        return None
+    inner = _fragment(text[tokens[first].start:tokens[last].end])
+    return tokens[index].start, tokens[close].end, f"pg_catalog.super({inner})"
+
+
+def _operand_start(tokens: list[Token], index: int) -> int | None:
+    """Index of the first token of the operand that ends at tokens[index] and that a :: after
+    it casts: a literal, a (qualified) name, a subscripted one, a call, a parenthesized
+    expression. None for anything else (a cast of a cast, CASE ... END), left alone."""
+    token = tokens[index]
+    if _is(token, ")") or _is(token, "]"):
+        opening, closing = ("(", ")") if _is(token, ")") else ("[", "]")
+        depth = 0
+        for i in range(index, -1, -1):
+            depth += _is(tokens[i], closing) - _is(tokens[i], opening)
+            if depth == 0:
+                break
+        else:
+            return None
+        before = tokens[i - 1] if i else None
+        if before is not None and (before.name in ("IDENT", "UIDENT") or before.kind in _NAME_KINDS
+                                   or (closing == "]" and (_is(before, ")") or _is(before, "]")))):
+            return _operand_start(tokens, i - 1)  # a call's or a subscript's name (or operand)
+        return i
+    if token.name in ("ICONST", "FCONST", "TRUE_P", "FALSE_P"):
+        return index
+    if token.name in ("IDENT", "UIDENT") or token.kind in _NAME_KINDS:
+        if index >= 2 and _is(tokens[index - 1], ".") and (tokens[index - 2].name in ("IDENT", "UIDENT")
+                                                         or tokens[index - 2].kind in _NAME_KINDS):
+            return _operand_start(tokens, index - 2)
+        if index >= 1 and _is(tokens[index - 1], "::"):
+            return None  # a cast of a cast: x::int::super
+        return index
+    return None
+
+
+def _colon_cast_to_super(text: str, tokens: list[Token], index: int) -> tuple[int, int, str] | None:
+    """expr::SUPER -> pg_catalog.super(expr), for the operands _operand_start knows."""
+    if index == 0 or tokens[index - 1].name in _LITERAL_KEEPS:
+        return None
+    first = _operand_start(tokens, index - 1)
+    if first is None:
+        return None
+    inner = _fragment(text[tokens[first].start:tokens[index - 1].end])
+    return tokens[first].start, tokens[index + 1].end, f"pg_catalog.super({inner})"
 
 
 def _listagg(text: str, tokens: list[Token], index: int) -> tuple[int, int, str]:

@@ -132,6 +132,25 @@ def test_values_and_nulls(conn, query, expected):
     assert (row[0] if len(row) == 1 else row) == expected
 
 
+def test_casts_to_super(conn):
+    """x::SUPER and CAST(x AS SUPER) make SUPER scalars of numbers, booleans and strings, and back
+    (AWS's example: 5::super::bool); the column is named super, as the cast's; dates are refused,
+    as Redshift refuses them; JSON text cast stays JSON."""
+    table = unique("t")
+    conn.execute(f"CREATE TABLE {table} (name varchar(10), n int, d date)")
+    try:
+        conn.execute(f"INSERT INTO {table} VALUES ('abc', 7, '2020-01-02')")
+        cur = conn.execute(f"SELECT 5::super, CAST(1.5 AS SUPER), true::super, name::super, n::super, "
+                           f"json_typeof(name::super), 5::super::int + 1, '[1, 2]'::super FROM {table}")
+        assert cur.fetchone() == (5, 1.5, True, "abc", 7, "string", 6, [1, 2])
+        assert cur.description[0].name == "super"
+        with pytest.raises(psycopg.errors.CannotCoerce, match="cannot cast type date to super"):
+            conn.execute(f"SELECT d::super FROM {table}")
+    finally:
+        conn.rollback() if conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR else None
+        conn.execute(f"DROP TABLE {table}")
+
+
 def test_array_of_a_subquery_is_postgresqls(conn):
     """ARRAY(SELECT ...) keeps PostgreSQL's meaning: an array of the subquery's rows."""
     cur = conn.execute("SELECT ARRAY(SELECT g FROM generate_series(1, 3) g), "

@@ -326,3 +326,25 @@ def test_query_group_is_a_placeholder_setting(sql, expected):
                                  "RESET ALL", "SELECT 'query_group'"])
 def test_other_settings_are_not_query_group(sql):
     assert dialect.rewrite(sql) is None
+
+
+@pytest.mark.parametrize("sql, expected", [
+    ("SELECT 5::super, CAST(1.5 AS SUPER), true::super", "SELECT pg_catalog.super(5), pg_catalog.super(1.5), "
+     "pg_catalog.super(true)"),
+    ("SELECT t.name::super, a[0]::super, coalesce(a, b)::super, (x + 1)::super FROM t",
+     "SELECT pg_catalog.super(t.name), pg_catalog.super(a[0]), pg_catalog.super(coalesce(a, b)), "
+     "pg_catalog.super((x + 1)) FROM t"),
+    ("SELECT CAST(CAST(5 AS super) AS int), 5::super::int", "SELECT CAST(pg_catalog.super(5) AS int), "
+     "pg_catalog.super(5)::int"),
+])
+def test_casts_to_super_make_super_scalars(sql, expected):
+    assert rewritten(sql) == expected
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT '[1, 2]'::super, CAST('{}' AS SUPER), NULL::super",  # JSON text, as ever; NULL
+    "SELECT $1::super", "SELECT x::int::super", "SELECT CASE WHEN a THEN 1 END::super",
+    "CREATE TABLE t (s super)", "SELECT x::pg_catalog.super", "SELECT x::super[]",
+])
+def test_what_casts_to_super_leave_alone(sql):
+    assert rewritten(sql) in (None, sql)

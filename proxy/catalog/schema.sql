@@ -284,13 +284,20 @@ CREATE TABLE IF NOT EXISTS shiftguard_rows.masking_versions (
     version  bigint NOT NULL DEFAULT 0
 );
 REVOKE ALL ON shiftguard_rows.masking_versions FROM PUBLIC;
+-- A change adds a row here (mask_bump) rather than updating its database's version: that UPDATE
+-- held the row's lock to the end of the changing transaction, so a masked table's owner's ALTER
+-- TABLE in a transaction left open held up every masking and RLS change of the database. A
+-- database's version is its masking_versions.version plus its rows here, which the proxies fold
+-- into it (store.py masking_versions): a change counts once it commits, whatever the order of
+-- the commits.
+CREATE TABLE IF NOT EXISTS shiftguard_rows.masking_changes (
+    database oid NOT NULL
+);
+REVOKE ALL ON shiftguard_rows.masking_changes FROM PUBLIC;
 
 CREATE OR REPLACE FUNCTION shiftguard.mask_bump() RETURNS void
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    INSERT INTO shiftguard_rows.masking_versions (database)
-    SELECT oid FROM pg_database WHERE datname = current_database() ON CONFLICT DO NOTHING;
-    UPDATE shiftguard_rows.masking_versions SET version = version + 1
-     WHERE database = (SELECT oid FROM pg_database WHERE datname = current_database());
+    INSERT INTO shiftguard_rows.masking_changes (database) SELECT oid FROM pg_database WHERE datname = current_database();
     SELECT pg_notify('shiftguard_masking', '');
 $$;
 REVOKE ALL ON FUNCTION shiftguard.mask_bump() FROM PUBLIC;

@@ -502,9 +502,18 @@ class Catalog:
 
     async def masking_versions(self) -> dict[str, int]:
         """Each database's version of its masked tables and tables with RLS on (schema.sql
-        mask_bump), by name: one cheap read for every database of the cluster."""
+        mask_bump), by name: one cheap read for every database of the cluster. The changes
+        committed since are folded into the versions first, in one statement (a reader sees
+        them as rows or in the sum, never both nor neither; a second folder skips what the
+        first deleted)."""
+        await self._pool.execute(
+            "WITH gone AS (DELETE FROM shiftguard_rows.masking_changes RETURNING database) "
+            "INSERT INTO shiftguard_rows.masking_versions AS v (database, version) "
+            "SELECT database, count(*) FROM gone GROUP BY database "
+            "ON CONFLICT (database) DO UPDATE SET version = v.version + excluded.version")
         rows = await self._pool.fetch(
-            "SELECT d.datname, coalesce(v.version, 0) AS version FROM pg_database d "
+            "SELECT d.datname, coalesce(v.version, 0) + (SELECT count(*) FROM shiftguard_rows.masking_changes c "
+            "WHERE c.database = d.oid) AS version FROM pg_database d "
             "LEFT JOIN shiftguard_rows.masking_versions v ON v.database = d.oid WHERE d.datallowconn")
         return {row["datname"]: row["version"] for row in rows}
 
@@ -954,8 +963,8 @@ def _naive_utc(value):
 # of the cluster"), so the procedures and views read and write one state wherever they run.
 CLUSTER_TABLES = ("users", "groups", "roles", "system_privileges", "iam_tokens", "sts_sessions", "connection_log",
                   "user_log", "query_log", "connectivity", "security_groups", "security_group_ingress",
-                  "identity_providers", "assumerole_grants", "masking_versions", "vacuum_requests", "long_names",
-                  "refresh_requests")
+                  "identity_providers", "assumerole_grants", "masking_versions", "masking_changes", "vacuum_requests",
+                  "long_names", "refresh_requests")
 # The cluster database's settings that every database's procedures read (copied at each start).
 _CLUSTER_SETTINGS = ("backend_secret", "superuser_mapping", "assumerole_seeded", "track_table_writes")
 _CLUSTER_SERVER = "shiftguard_cluster"  # the foreign server standing for the cluster database

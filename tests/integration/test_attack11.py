@@ -235,11 +235,6 @@ def test_a_users_vacuum_running_their_code_holds_up_no_one_elses(proxy, new_user
 
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "every masking and RLS change bumps the database's one row of shiftguard_rows.masking_versions "
-    "(schema.sql mask_bump, an UPDATE), whose row lock lasts to the changing transaction's end; the "
-    "version the proxies read needs another form that no open transaction can hold (and that a "
-    "reader cannot see before the change commits)"))
 def test_an_owners_open_alter_table_of_a_masked_table_holds_up_no_ones_masking(proxy, new_user):
     """The owner of a masked table runs ALTER TABLE on it in a transaction left open (its masking
     view is made again, and the database's masking version bumped): every other masking change

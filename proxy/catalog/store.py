@@ -37,6 +37,8 @@ MASKING_CHANNEL = "shiftguard_masking"  # NOTIFYed by catalog/schema.sql shiftgu
 # REFRESH YES materialized view was written.
 MV_REFRESH_CHANNEL = "shiftguard_mv_refresh"
 VACUUM_TIMEOUT = 3600.0  # seconds one queued VACUUM may take (the pool's command_timeout is 60)
+VACUUM_CONCURRENCY = 4  # requesters whose VACUUMs run at once, each in a connection of its own
+VACUUM_WAIT = 10.0  # seconds run_vacuums waits for what it took before it returns
 # One proxy at a time bootstraps a database (_make_bootstrap_lock), under the lock of a table in
 # schema shiftguard_rows, which no user may look into (rls.sql). Not an advisory lock, whose key
 # any user could hold in a session of theirs and stop every proxy's start; and not a table a user
@@ -191,6 +193,10 @@ class Catalog:
         self._connect = connect or {}  # how to reach the other databases (user, password, host ...)
         self._secret = secret
         self._listening: dict[asyncpg.Connection, Callable] = {}  # held by listen: its termination callback
+        # run_vacuums: whose VACUUMs run now, the tasks running them, and how many may run at once
+        self._vacuuming: set[str] = set()
+        self._vacuum_tasks: set[asyncio.Task] = set()
+        self._vacuum_slots = asyncio.Semaphore(VACUUM_CONCURRENCY)
         # Databases to look at again at the next pass (refresh_stale_views): a table to track was
         # locked, or views were left for lack of time.
         self._look_again: set[str] = set()
@@ -228,7 +234,11 @@ class Catalog:
 
     async def close(self, timeout: float = 10.0) -> None:
         """Close the pool; connections still busy after timeout seconds (a statement that does
-        not end) are closed at once, so that a shutdown never waits for them."""
+        not end) are closed at once, so that a shutdown never waits for them. VACUUMs still
+        running are stopped (their requests are not run again)."""
+        for task in list(self._vacuum_tasks):
+            task.cancel()
+        await asyncio.gather(*self._vacuum_tasks, return_exceptions=True)
         try:
             await asyncio.wait_for(self._pool.close(), timeout)
         except TimeoutError:
@@ -269,25 +279,56 @@ class Catalog:
         mode was asked: it takes an ACCESS EXCLUSIVE lock and rewrites the table, which
         Redshift's VACUUM FULL does not. One that fails (a lock waited for too long, its
         timeout) holds up none of the others taken with it; what is taken and not run is
-        logged. Returns how many were run."""
+        logged. Each requester's run in order, in connections of their own, apart from other
+        requesters' (at most VACUUM_CONCURRENCY at once): a VACUUM runs its table's owner's code
+        (a BRIN index's expression, summarized by VACUUM), and one that slept held up every
+        VACUUM queued after it, anyone's, for up to VACUUM_TIMEOUT. A requester whose VACUUMs
+        still run has the rest left queued, to a later pass. Waits up to VACUUM_WAIT seconds for
+        those it took (the rest go on meanwhile); returns how many of them ran by then."""
         taken = await self._pool.fetch(
             "DELETE FROM shiftguard_rows.vacuum_requests WHERE id IN (SELECT id FROM shiftguard_rows.vacuum_requests "
-            "ORDER BY id FOR UPDATE SKIP LOCKED LIMIT 100) RETURNING database, relation")
+            "WHERE requested_by <> ALL($1::name[]) ORDER BY id FOR UPDATE SKIP LOCKED LIMIT 100) "
+            "RETURNING database, relation, requested_by", list(self._vacuuming))
+        requests: dict[str, list[tuple[str, int | None]]] = {}
+        for row in taken:
+            requests.setdefault(row["requested_by"], []).append((row["database"], row["relation"]))
+        tasks = []
+        for requester, theirs in requests.items():
+            self._vacuuming.add(requester)
+            task = asyncio.create_task(self._run_vacuums_of(requester, theirs))
+            self._vacuum_tasks.add(task)
+            task.add_done_callback(self._vacuum_ended)
+            tasks.append(task)
+        if not tasks:
+            return 0
+        done, _ = await asyncio.wait(tasks, timeout=VACUUM_WAIT)
+        return sum(task.result() for task in done)
+
+    def _vacuum_ended(self, task: asyncio.Task) -> None:
+        self._vacuum_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("queued VACUUMs not all run: %r", task.exception())
+
+    async def _run_vacuums_of(self, requester: str, requests: list[tuple[str, int | None]]) -> int:
         done = 0
-        for database in dict.fromkeys(row["database"] for row in taken):
-            pending = list(dict.fromkeys(row["relation"] for row in taken if row["database"] == database))
-            try:
-                async with self.connection(database) as conn:
-                    while pending:
-                        done += await _vacuum(conn, database, pending[0])
-                        pending.pop(0)
-            except asyncpg.InvalidCatalogNameError:
-                continue  # the database was dropped since
-            except UntrustedDatabase as exc:
-                log.error("VACUUM requests not run: %s", exc)
-            except BACKEND_FAILURES as exc:
-                log.error("%d VACUUM requests of database %s not run: %s", len(pending), database,
-                          type(exc).__name__)
+        try:
+            async with self._vacuum_slots:
+                for database in dict.fromkeys(database for database, _ in requests):
+                    pending = list(dict.fromkeys(relation for name, relation in requests if name == database))
+                    try:
+                        async with self.connection(database, own=True) as conn:
+                            while pending:
+                                done += await _vacuum(conn, database, pending[0])
+                                pending.pop(0)
+                    except asyncpg.InvalidCatalogNameError:
+                        continue  # the database was dropped since
+                    except UntrustedDatabase as exc:
+                        log.error("VACUUM requests not run: %s", exc)
+                    except BACKEND_FAILURES as exc:
+                        log.error("%d VACUUM requests of database %s not run: %s", len(pending), database,
+                                  type(exc).__name__)
+        finally:
+            self._vacuuming.discard(requester)
         return done
 
     async def refresh_stale_views(self) -> int:
@@ -546,17 +587,18 @@ class Catalog:
             await conn.execute("SELECT shiftguard.remember_long_names($1::text[])", names)
 
     @contextlib.asynccontextmanager
-    async def connection(self, database: str):
-        """A management connection in database: the pool's in the cluster database; elsewhere one
-        of its own, closed after use (a connection kept in a database would make PostgreSQL
-        refuse DROP DATABASE there)."""
-        if database == self.database:
+    async def connection(self, database: str, own: bool = False):
+        """A management connection in database: the pool's in the cluster database (unless own:
+        one that may be held long, as a VACUUM's, and keep none of the pool's); elsewhere one of
+        its own, closed after use (a connection kept in a database would make PostgreSQL refuse
+        DROP DATABASE there)."""
+        if database == self.database and not own:
             async with self._pool.acquire() as conn:
                 yield conn
             return
         conn = await asyncpg.connect(database=database, command_timeout=60, **self._connect)
         try:
-            if not await conn.fetchval(_PRIVATE_SCHEMA_TRUSTED):
+            if database != self.database and not await conn.fetchval(_PRIVATE_SCHEMA_TRUSTED):
                 raise UntrustedDatabase(f"database {database} has no private schema that shiftguard made")
             yield conn
         finally:

@@ -195,11 +195,6 @@ def _vacuumed(postgres, table: str) -> bool:
                               (f"public.{table}",)).fetchone() == (True,)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the proxy runs the queued VACUUMs one after another, each for up to an hour (VACUUM_TIMEOUT), "
-    "and a VACUUM runs its owner's code (a BRIN index's expression, summarized by VACUUM): one "
-    "user's VACUUM that sleeps holds up everyone's for that long. Bounding it needs VACUUMs run "
-    "apart per owner (or a far shorter bound for a table's owner's code), not in one queue"))
 def test_a_users_vacuum_running_their_code_holds_up_no_one_elses(proxy, new_user, postgres):
     """A user's table with a BRIN index on an expression of their function: VACUUM summarizes
     the new block ranges, running the function (as the table's owner) in the proxy's VACUUM,

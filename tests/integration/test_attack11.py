@@ -42,10 +42,8 @@ def test_a_pending_views_query_of_several_statements_runs_none_in_others_ddl(pro
             with proxy.connect(user, password) as conn:
                 _pending_view_recorded(conn, schema, "SELECT 1 AS a; SELECT pg_catalog.pg_sleep(3); "
                                        f"SELECT * FROM {schema}.missing")
-            admin.execute("SET statement_timeout = '2s'")
-            started = time.monotonic()
+            admin.execute("SET statement_timeout = '2s'")  # the query's 3 s sleep, run, would cancel it
             admin.execute(f"CREATE TABLE {schema}.anything (a int)")  # anyone's DDL
-            assert time.monotonic() - started < 1
         finally:
             admin.execute("RESET statement_timeout")
             admin.execute(f"DROP SCHEMA {schema} CASCADE")

@@ -235,10 +235,13 @@ class Catalog:
     async def close(self, timeout: float = 10.0) -> None:
         """Close the pool; connections still busy after timeout seconds (a statement that does
         not end) are closed at once, so that a shutdown never waits for them. VACUUMs still
-        running are stopped (their requests are not run again)."""
-        for task in list(self._vacuum_tasks):
+        running are stopped (their requests are not run again), waited for as long at most: a
+        VACUUM's connection is its own, which closing the pool does not end."""
+        tasks = list(self._vacuum_tasks)
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._vacuum_tasks, return_exceptions=True)
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
         try:
             await asyncio.wait_for(self._pool.close(), timeout)
         except TimeoutError:

@@ -370,6 +370,11 @@ def typed_unused(parse: m.Parse) -> m.Parse:
         return parse
     types[used:] = [25 if t in _UNTYPED else t for t in types[used:]]
     return m.Parse(parse.name, parse.sql, struct.pack(f"!H{count}I", count, *types))
+# The command tags of DDL that may make a pending late-binding view's query compile (catalog/
+# late_binding.py), and of those that may make such a view (shiftguard's procedures: CALL). DDL
+# run by CREATE TABLE AS (tagged SELECT), or inside functions, binds at the next DDL or poll.
+_DDL_TAGS = (b"CREATE ", b"ALTER ", b"CALL", b"IMPORT FOREIGN", b"DO")
+_MAKING_VIEWS = (b"CREATE VIEW", b"CALL", b"DO")
 # How long a ReadyForQuery waits for the proxy to read a change of masking or row-level security,
 # and a RowDescription for its columns' sources.
 PROTECTION_READ_SECONDS = 5.0
@@ -391,7 +396,7 @@ class Relay:
                  "_ahead", "_always_wanted", "_audit_caught_up", "_audit_wait", "_baseline", "_denials", "_long_names",
                  "_remember_names", "_result_names",
                  "_discards", "_done", "_error", "_failing", "_fatal_seen", "_from_backend", "_from_client",
-                 "_held", "_hiding", "_holding", "_lender", "_loop", "_lost_reported", "_on_client_gone",
+                 "_held", "_hiding", "_holding", "_ddl_ended", "_late_bound", "_lender", "_loop", "_lost_reported", "_on_client_gone",
                  "_retry", "_sent_ahead",
                  "_cancel_again", "_cancelled_in_reset", "_flushed", "_recancel", "_started",
                  "_on_parameter", "_on_vacate_database", "_owed", "_parses", "_pipeline", "_portal_columns",
@@ -414,7 +419,8 @@ class Relay:
                  audit_caught_up: Callable[[], Awaitable[None]] | None = None,
                  sources: ResultSources | None = None, on_alter: Callable[[], None] | None = None,
                  remember_names: Callable[[frozenset[str]], Awaitable[None] | None] | None = None,
-                 recancel: Callable[[], None] = lambda: None):
+                 recancel: Callable[[], None] = lambda: None,
+                 late_bound: Callable[[bool], Awaitable[None]] | None = None):
         self.client = client
         # The session's enable_case_sensitive_identifier (policy/identifiers.py): the proxy
         # keeps it, PostgreSQL has no such setting; a plan says when a statement changes it.
@@ -457,10 +463,15 @@ class Relay:
         self._lost_reported = False
         self._fatal_seen = False  # the backend said why it ends the session
         # A statement changing masking or row-level security completed: when its transaction
-        # ends, the ReadyForQuery waits until the proxy has read the change (_protection_read).
+        # ends, the ReadyForQuery waits until the proxy has read the change (_ready_held).
         self._protection_moved = protection_moved
         self._protecting = False
         self._holding: asyncio.Task | None = None
+        # DDL completed (_DDL_TAGS; _MAKING_VIEWS: 2): when its transaction ends, the ReadyForQuery
+        # waits, briefly, while the proxy binds the late-binding views it may have made readable
+        # (catalog/late_binding.py; late_bound(whether views may have been made)).
+        self._late_bound = late_bound
+        self._ddl_ended = 0
         # A statement reading the audit tables waits until the proxy has written what it queued
         # before it (AuditWriter.caught_up); the client's messages wait with it.
         self._audit_caught_up = audit_caught_up
@@ -1563,11 +1574,11 @@ class Relay:
                 self._track_names()
             if self.tx_status == m.TX_IDLE and self._portal_sql:
                 self._portal_sql.clear()  # portals end with their transaction
-            if self.tx_status == m.TX_IDLE and self._protecting and self._protection_moved is not None:
-                self._protecting = False
+            if self.tx_status == m.TX_IDLE and (self._ddl_ended or self._protecting
+                                                and self._protection_moved is not None):
                 self._from_backend.hold()
-                self._holding = self._loop.create_task(self._protection_read())
-                return told  # the ReadyForQuery is sent by _protection_read
+                self._holding = self._loop.create_task(self._ready_held())
+                return told  # the ReadyForQuery is sent by _ready_held
             return told + m.message(kind, body) if told else None
         if kind == m.B_PARAMETER_STATUS:
             return self._parameter_status(*m.decode_parameter_status(body))
@@ -1575,6 +1586,8 @@ class Relay:
             answered = self._pipeline.received(kind)
             return b"" if answered is not None and answered.data is not None and answered.data.hidden else None
         if kind == m.B_COMMAND_COMPLETE:
+            if self._late_bound is not None and body.startswith(_DDL_TAGS):
+                self._ddl_ended = max(self._ddl_ended, 2 if body.startswith(_MAKING_VIEWS) else 1)
             completed = self._pipeline.received(kind)
             work = completed.data if completed is not None else None
             if work is None or not work.tags:
@@ -1728,18 +1741,30 @@ class Relay:
         converted = rt.data_row(body, columns) if columns else None
         return m.message(m.B_DATA_ROW, converted) if converted is not None else None
 
-    async def _protection_read(self) -> None:
-        """The transaction that changed masking or row-level security ended: this proxy reads
+    async def _ready_held(self) -> None:
+        """A transaction ended that changed masking or row-level security: this proxy reads
         the change before the client learns it is done, so that no statement it sends next, on
-        any session, is judged by the old state (server.py _protection_moved). Meanwhile the
-        backend's replies are held; if the read fails or takes too long they go on anyway (the
-        backend's guards still refuse what the old state would let through: 42501, never a leak)."""
-        try:
-            await asyncio.wait_for(self._protection_moved(), PROTECTION_READ_SECONDS)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.warning("could not read the masked and row-level security tables again: %s", exc)
+        any session, is judged by the old state (server.py _protection_moved). If the read fails
+        or takes too long the client is told all the same (the backend's guards still refuse what
+        the old state would let through: 42501, never a leak). One that ran DDL: the proxy binds
+        the late-binding views it made readable (for a moment at most). Meanwhile the backend's
+        replies are held."""
+        if self._protecting and self._protection_moved is not None:
+            self._protecting = False
+            try:
+                await asyncio.wait_for(self._protection_moved(), PROTECTION_READ_SECONDS)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("could not read the masked and row-level security tables again: %s", exc)
+        if self._ddl_ended:
+            made_views, self._ddl_ended = self._ddl_ended == 2, 0
+            try:
+                await self._late_bound(made_views)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("could not bind late-binding views: %s", exc)
         self._holding = None
         self.client.write(m.ready_for_query(self.tx_status))
         self._pass_backend(self._from_backend.release)

@@ -20,6 +20,7 @@ from .backend.pool import SessionPool
 from .backend.txpool import TransactionPool
 from .backend.session import BackendAddress, parse_dsn
 from .catalog.cluster import ClusterSync
+from .catalog.late_binding import POLL_SECONDS as LATE_BINDING_POLL_SECONDS, LateBinding
 from .catalog.connectivity import SecurityGroupSync
 from .catalog.long_names import LongNames
 from .catalog.sources import ColumnSources
@@ -101,6 +102,7 @@ class Proxy:
         self.callers: Callers | None = None
         self.embedded: EmbeddedPostgres | None = None
         self.catalog: Catalog | None = None
+        self.late_binding: LateBinding | None = None
         self.audit: AuditWriter | None = None
         self.context: Context | None = None
         self.security_groups: SecurityGroupSync | None = None
@@ -206,6 +208,9 @@ class Proxy:
             context.peers = peers
         context.prepare_database, context.vacate_database = self._prepare_database, self._vacate_database
         context.protection_moved = self._protection_moved
+        if self.catalog.redshift_functions:  # (late-binding views are Redshift's SQL)
+            self.late_binding = LateBinding(self.catalog)
+            context.late_bound = self.late_binding.after_ddl
         context.sources = ColumnSources(self.catalog.column_sources)
         context.long_names = LongNames(self.catalog.record_long_names)
         context.connection_limit = int(await self.catalog.server_setting("max_connections"))
@@ -255,6 +260,10 @@ class Proxy:
             # Users' lock requests queued on the views of schema shiftguard (Catalog.cancel_queued_locks).
             asyncio.create_task(_on_wake(asyncio.Event(), self.catalog.cancel_queued_locks, QUEUED_LOCKS_POLL_SECONDS,
                                          "could not look for lock requests on schema shiftguard: %s"))]
+        if self.late_binding is not None:  # views made readable by DDL no relay saw end
+            self._followers.append(asyncio.create_task(_on_wake(
+                asyncio.Event(), self.late_binding.poll, LATE_BINDING_POLL_SECONDS,
+                "could not bind the late-binding views: %s")))
         if self.workers is not None:
             metrics.gather = self.workers.metrics
             self.workers.reserve()
@@ -481,6 +490,8 @@ class Proxy:
             await self.cluster.stop()
         if self.audit is not None:
             await self.audit.stop()
+        if self.late_binding is not None:
+            await self.late_binding.close()
         if self.catalog is not None:
             await self.catalog.close()
         if self._supervisor is not None:

@@ -1660,66 +1660,92 @@ END
 $$;
 REVOKE ALL ON FUNCTION shiftguard.one_view_query(text) FROM PUBLIC;
 
--- Bind the late-binding views made before their tables whose query now compiles: each gets its
--- columns and the function that runs its query (late_binding_function), keeping its owner,
--- grants and the views over it. Anyone's DDL runs it (shiftguard_bind_late_binding_views): the
--- query is compiled by its owner's own function (or, for a superuser's view, as the management
--- role, which compiles a superuser's text only), never by the one whose DDL made it compile. The
--- owner may have changed that function: one that is not as it was made (source, language,
+-- Bind a late-binding view made before its tables whose query now compiles: it gets its columns
+-- and the function that runs its query (late_binding_function), keeping its owner, grants and
+-- the views over it; true when it was bound. The query is compiled by its owner's own function
+-- (or, for a superuser's view, as the management role, which compiles a superuser's text only).
+-- The owner may have changed that function: one that is not as it was made (source, language,
 -- settings; pending_view_body), or that would not run as its owner, is not called, so that what
--- runs in the DDL's session only compiles the query (an owner's code could have slept there,
--- holding up everyone's DDL, or set the session's settings); what it gives is read as names and
--- types only, and the call's subtransaction is rolled back once its answer is read. Compiling
--- waits at most 10 ms for a table's lock (the owner could hold one in a transaction left open),
--- and one DDL spends at most about 200 ms on binding, the views taken in random order (the rest
--- wait for the next DDL). A view whose query still fails stays as it is.
-CREATE OR REPLACE FUNCTION shiftguard.bind_late_binding_views() RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+-- runs only compiles the query (an owner's code could have slept, or set the session's
+-- settings); what it gives is read as names and types only, and the call's subtransaction is
+-- rolled back once its answer is read. Compiling waits at most 10 ms for a table's lock (the
+-- owner could hold one in a transaction left open). A view whose query still fails stays as it is.
+-- Who binds: the owner's own DDL (bind_late_binding_views, in the owner's session), and the
+-- proxy, in a session of its own with a time limit, once anyone's DDL has ended (and at a poll):
+-- compiling another's query in a user's DDL would let a view whose query takes seconds to
+-- compile (a thousand t.* of a wide table) hold up everyone's DDL, and PostgreSQL has no timer
+-- a running statement can arm.
+CREATE OR REPLACE FUNCTION shiftguard.bind_late_binding_view(p_view regclass) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET lock_timeout = '10ms'
+    SET shiftguard.binding_late_views = 'on' AS $$  -- (the DDL below does not start binding again)
 DECLARE
     v_pending record;
     v_columns text;
     v_types   text[];
     v_query   text;
     v_function regprocedure;
-    v_lock_timeout text := current_setting('lock_timeout');
-    v_until    timestamptz := clock_timestamp() + interval '200 ms';
 BEGIN
-    PERFORM set_config('shiftguard.binding_late_views', 'on', true);  -- the DDL below does not start this again
-    PERFORM set_config('lock_timeout', '10ms', true);
-    FOR v_pending IN SELECT l.view_id::regclass AS view_id, l.function_id::regprocedure AS function_id,
-                            format('%s.%I', p.pronamespace::regnamespace, p.proname) AS function_name, l.query
-                       FROM shiftguard_rows.late_binding_views l JOIN pg_class c ON c.oid = l.view_id
-                       JOIN pg_proc p ON p.oid = l.function_id
-                      WHERE l.pending  -- the owner may have changed its function: run only as made, as its owner
-                        AND p.prosrc = l.body AND p.prolang = (SELECT oid FROM pg_language WHERE lanname = 'plpgsql')
-                        AND p.proconfig = ARRAY['search_path=pg_catalog, pg_temp'] AND p.proretset
-                        AND p.proargtypes = '16'::oidvector
-                        AND ((p.prosecdef AND p.proowner = c.relowner) OR shiftguard.trusted_role(p.proowner))
-                      ORDER BY random() LOOP
+    SELECT l.function_id::regprocedure AS function_id, format('%s.%I', p.pronamespace::regnamespace, p.proname)
+               AS function_name, l.query
+      INTO v_pending
+      FROM shiftguard_rows.late_binding_views l JOIN pg_class c ON c.oid = l.view_id
+      JOIN pg_proc p ON p.oid = l.function_id
+     WHERE l.view_id = p_view AND l.pending  -- the owner may have changed its function: run only as made, as its owner
+       AND p.prosrc = l.body AND p.prolang = (SELECT oid FROM pg_language WHERE lanname = 'plpgsql')
+       AND p.proconfig = ARRAY['search_path=pg_catalog, pg_temp'] AND p.proretset
+       AND p.proargtypes = '16'::oidvector
+       AND ((p.prosecdef AND p.proowner = c.relowner) OR shiftguard.trusted_role(p.proowner));
+    IF NOT FOUND OR NOT shiftguard.one_view_query(v_pending.query) THEN  -- (as this session's parser reads it)
+        RETURN false;
+    END IF;
+    BEGIN
+        EXECUTE format('SELECT string_agg(format(''%%I %%s'', col_name, base_type::regtype), '', ''), '
+                       'array_agg(col_type), '
+                       'min(query) FROM %s(true)', v_pending.function_name)
+           INTO v_columns, v_types, v_query;
+        RAISE EXCEPTION USING ERRCODE = 'SGLB0';  -- undo what the owner's function did
+    EXCEPTION WHEN SQLSTATE 'SGLB0' THEN
+        NULL;  -- its answer, in the variables, stays
+    WHEN OTHERS THEN
+        RETURN false;  -- not yet: its tables are still missing (or its owner may not compile it)
+    END;
+    BEGIN
+        v_function := shiftguard.late_binding_function(p_view, v_columns, v_query);
+        UPDATE shiftguard_rows.late_binding_views SET function_id = v_function, column_types = v_types, pending = false
+         WHERE view_id = p_view;
+        EXECUTE format('DROP FUNCTION %s', v_pending.function_id);
+    EXCEPTION WHEN OTHERS THEN
+        RETURN false;  -- not yet: its tables are still missing (or its owner may not compile it)
+    END;
+    RETURN true;
+END
+$$;
+REVOKE ALL ON FUNCTION shiftguard.bind_late_binding_view(regclass) FROM PUBLIC;
+
+-- The pending late-binding views the proxy binds (LateBinding in catalog/late_binding.py).
+CREATE OR REPLACE FUNCTION shiftguard.pending_late_binding_views() RETURNS SETOF regclass
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT l.view_id::regclass FROM shiftguard_rows.late_binding_views l JOIN pg_class c ON c.oid = l.view_id
+     WHERE l.pending
+$$;
+REVOKE ALL ON FUNCTION shiftguard.pending_late_binding_views() FROM PUBLIC;
+
+-- Anyone's DDL (shiftguard_bind_late_binding_views) binds the pending views of its session's
+-- user: their own query compiled in their own session, where they may run anything anyway. One
+-- DDL spends at most about 200 ms on it, the views taken in random order (the rest wait for the
+-- next DDL, or the proxy).
+CREATE OR REPLACE FUNCTION shiftguard.bind_late_binding_views() RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_view  regclass;
+    v_until timestamptz := clock_timestamp() + interval '200 ms';
+BEGIN
+    FOR v_view IN SELECT l.view_id FROM shiftguard_rows.late_binding_views l JOIN pg_class c ON c.oid = l.view_id
+                   WHERE l.pending AND c.relowner = (SELECT oid FROM pg_roles WHERE rolname = session_user)
+                   ORDER BY random() LOOP
         EXIT WHEN clock_timestamp() > v_until;
-        CONTINUE WHEN NOT shiftguard.one_view_query(v_pending.query);  -- (as this session's parser reads it)
-        BEGIN
-            EXECUTE format('SELECT string_agg(format(''%%I %%s'', col_name, base_type::regtype), '', ''), '
-                           'array_agg(col_type), '
-                           'min(query) FROM %s(true)', v_pending.function_name)
-               INTO v_columns, v_types, v_query;
-            RAISE EXCEPTION USING ERRCODE = 'SGLB0';  -- undo what the owner's function did
-        EXCEPTION WHEN SQLSTATE 'SGLB0' THEN
-            NULL;  -- its answer, in the variables, stays
-        WHEN OTHERS THEN
-            CONTINUE;  -- not yet: its tables are still missing (or its owner may not compile it)
-        END;
-        BEGIN
-            v_function := shiftguard.late_binding_function(v_pending.view_id, v_columns, v_query);
-            UPDATE shiftguard_rows.late_binding_views SET function_id = v_function, column_types = v_types, pending = false
-             WHERE view_id = v_pending.view_id;
-            EXECUTE format('DROP FUNCTION %s', v_pending.function_id);
-        EXCEPTION WHEN OTHERS THEN
-            NULL;  -- not yet: its tables are still missing (or its owner may not compile it)
-        END;
+        PERFORM shiftguard.bind_late_binding_view(v_view);
     END LOOP;
-    PERFORM set_config('lock_timeout', v_lock_timeout, true);
-    PERFORM set_config('shiftguard.binding_late_views', '', true);
 END
 $$;
 REVOKE ALL ON FUNCTION shiftguard.bind_late_binding_views() FROM PUBLIC;
@@ -1736,7 +1762,8 @@ END
 $$;
 CREATE OR REPLACE FUNCTION shiftguard.late_binding_views_pending() RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT EXISTS (SELECT FROM shiftguard_rows.late_binding_views WHERE pending)
+    SELECT EXISTS (SELECT FROM shiftguard_rows.late_binding_views l JOIN pg_class c ON c.oid = l.view_id
+                    WHERE l.pending AND c.relowner = (SELECT oid FROM pg_roles WHERE rolname = session_user))
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.late_binding_views_pending() TO PUBLIC;
 SELECT shiftguard.ensure_event_trigger('shiftguard_bind_late_binding_views', 'ddl_command_end',

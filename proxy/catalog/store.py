@@ -390,7 +390,7 @@ class Catalog:
                     self._look_again.add(database)
                 # Its owner's code may catch the cancel and go on (a PL/pgSQL handler naming
                 # query_canceled): the connection would wait for it for ever, and this pass too.
-                await self._end_stuck(conn)
+                await self.end_stuck(conn)
                 return done
             if refreshed:
                 failed.pop(view, None)
@@ -399,7 +399,7 @@ class Catalog:
                 failed[view] = asyncio.get_running_loop().time()
         return done
 
-    async def _end_stuck(self, conn: asyncpg.Connection) -> None:
+    async def end_stuck(self, conn: asyncpg.Connection) -> None:
         """A management connection whose statement outran its command timeout, which may run a
         user's code (a materialized view's query) that ignores the cancel asyncpg asked for:
         dropped, and its backend ended (a handler cannot catch that), rather than waited for."""

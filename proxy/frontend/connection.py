@@ -153,6 +153,9 @@ class Context:
     # for the session's database, before a transaction that changed them is reported ended
     # (relay.py).
     protection_moved: Callable[[str], Awaitable[None]] | None = None
+    # Binds a database's pending late-binding views (catalog/late_binding.py LateBinding.after_ddl):
+    # awaited, briefly, before a transaction that ran DDL is reported ended (relay.py).
+    late_bound: Callable[[str, bool], Awaitable[None]] | None = None
     # Where result columns come from, for clients granted Redshift's extended result metadata
     # (catalog/sources.py; server.py makes it).
     sources: ColumnSources | None = None
@@ -864,7 +867,9 @@ class Connection:
                       sources=sources,
                       on_alter=None if known is None else functools.partial(known.forget, params.database),
                       remember_names=self.context.long_names.remember if self.context.long_names else None,
-                      recancel=lambda: self.context.spawn(cancel_session(self.context, pid, key)))
+                      recancel=lambda: self.context.spawn(cancel_session(self.context, pid, key)),
+                      late_bound=None if self.context.late_bound is None else functools.partial(
+                          self.context.late_bound, params.database))
         if self._lender is not None:
             self._backend = None  # the relay gives it back between transactions
         self.session = Session(pid, key, record.name, params.database, relay,

@@ -1020,7 +1020,7 @@ _MASKING_STATEMENTS = {
 # The command tags of the statements above that may change which tables are masked or have RLS
 # on (Translator.masked), and of ALTER TABLE and DROP TABLE as the proxy rewrites them (ROW LEVEL
 # SECURITY, a protected table's RENAME or DROP): the relay has the proxy read that state again
-# before the client learns that such a statement's transaction ended (relay._protection_read).
+# before the client learns that such a statement's transaction ended (relay._ready_held).
 PROTECTION_TAGS = frozenset(
     [f"{verb} {kind} POLICY".encode() for verb in _MASKING_STATEMENTS for kind in ("MASKING", "RLS")]
     + [b"ALTER TABLE", b"DROP TABLE"])

@@ -68,19 +68,14 @@ def test_a_pending_views_query_of_one_statement_with_a_semicolon_in_it_is_bound(
         finally:
             admin.execute(f"DROP SCHEMA {schema} CASCADE")
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bind_late_binding_views checks its 200 ms budget only between views: one view's compile "
-    "(CREATE VIEW of the owner's query, in the DDL's session) is not bounded, and a query of a few "
-    "kilobytes can take seconds to compile (each t.* of a 1600-column table is 1600 columns). "
-    "PostgreSQL has no timer a function can arm inside a running statement (statement_timeout is "
-    "armed when the statement starts); bounding it needs the binding moved out of others' DDL "
-    "(the proxy's own session with a statement_timeout, as refresh_stale_views), which changes "
-    "when another's view is bound (now: at the DDL that makes its table)"))
+
 def test_a_pending_views_slow_compile_holds_up_no_ones_ddl(proxy, new_user):
-    """Anyone's DDL compiles the pending late-binding views (bind_late_binding_views), within
-    'about 200 ms': an owner's view whose query selects t.* three thousand times from a table of
-    1600 columns, and fails at its end (a function still missing), stays pending and takes each
-    DDL of everyone's about a second to compile, at every DDL."""
+    """Anyone's DDL compiled the pending late-binding views in its own session: an owner's view
+    whose query selects t.* three thousand times from a table of 1600 columns, and fails at its
+    end (a function still missing), stayed pending and took each DDL of everyone's about a
+    second to compile, at every DDL. Now another's view is bound by the proxy in a session of its
+    own, each compile time-limited, and a slow one is left out for a while; its owner's view is
+    still bound once it compiles."""
     user, password = new_user()
     schema = unique("s")
     with proxy.connect() as admin:
@@ -91,13 +86,16 @@ def test_a_pending_views_slow_compile_holds_up_no_ones_ddl(proxy, new_user):
                 stars = ", ".join(["t.*"] * 3000)
                 conn.execute(f"CREATE VIEW {schema}.v AS SELECT {stars} FROM {schema}.wide t "
                              f"WHERE {schema}.later() > 0 WITH NO SCHEMA BINDING")
-            started = time.monotonic()
-            admin.execute(f"CREATE TABLE {schema}.anything (a int)")  # anyone's DDL
-            assert time.monotonic() - started < 0.5
+                conn.execute(f"CREATE VIEW {schema}.quick AS SELECT a FROM {schema}.anything WITH NO SCHEMA BINDING")
+            for attempt in range(3):
+                started = time.monotonic()
+                admin.execute(f"CREATE TABLE {schema}.anything{attempt or ''} (a int)")  # anyone's DDL
+                assert time.monotonic() - started < 0.5
+            admin.execute(f"GRANT SELECT ON {schema}.anything TO {user}")  # (the view reads as its owner)
+            with proxy.connect(user, password) as conn:  # the view made readable was bound all the same
+                assert conn.execute(f"SELECT a FROM {schema}.quick").fetchall() == []
         finally:
             admin.execute(f"DROP SCHEMA {schema} CASCADE")
-
-
 
 
 def test_a_view_whose_refresh_ignores_cancels_stops_no_other_users_auto_refresh(proxy, new_user, postgres):

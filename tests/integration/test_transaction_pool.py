@@ -775,7 +775,7 @@ def test_drop_database_is_not_refused_for_the_pools_idle_sessions(proxy, postgre
 
 def test_a_masking_change_is_in_force_for_every_client_and_its_session_goes_back(proxy, world):
     """An ATTACH's ReadyForQuery waits until the proxy has read the change (relay.py
-    _protection_read): the readers, 8 clients on the 5 sessions of their role, see it in
+    _ready_held): the readers, 8 clients on the 5 sessions of their role, see it in
     their next statement, and the session that ran it goes back to the pool when the client
     hears it is done."""
     n = world

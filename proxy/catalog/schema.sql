@@ -1676,48 +1676,56 @@ REVOKE ALL ON FUNCTION shiftguard.one_view_query(text) FROM PUBLIC;
 -- compile (a thousand t.* of a wide table) hold up everyone's DDL, and PostgreSQL has no timer
 -- a running statement can arm.
 CREATE OR REPLACE FUNCTION shiftguard.bind_late_binding_view(p_view regclass) RETURNS boolean
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET lock_timeout = '10ms'
-    SET shiftguard.binding_late_views = 'on' AS $$  -- (the DDL below does not start binding again)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET lock_timeout = '10ms' AS $$
 DECLARE
     v_pending record;
     v_columns text;
     v_types   text[];
     v_query   text;
     v_function regprocedure;
+    v_bound    boolean := false;
+    v_binding  text := current_setting('shiftguard.binding_late_views', true);
 BEGIN
-    SELECT l.function_id::regprocedure AS function_id, format('%s.%I', p.pronamespace::regnamespace, p.proname)
-               AS function_name, l.query
-      INTO v_pending
-      FROM shiftguard_rows.late_binding_views l JOIN pg_class c ON c.oid = l.view_id
-      JOIN pg_proc p ON p.oid = l.function_id
-     WHERE l.view_id = p_view AND l.pending  -- the owner may have changed its function: run only as made, as its owner
-       AND p.prosrc = l.body AND p.prolang = (SELECT oid FROM pg_language WHERE lanname = 'plpgsql')
-       AND p.proconfig = ARRAY['search_path=pg_catalog, pg_temp'] AND p.proretset
-       AND p.proargtypes = '16'::oidvector
-       AND ((p.prosecdef AND p.proowner = c.relowner) OR shiftguard.trusted_role(p.proowner));
-    IF NOT FOUND OR NOT shiftguard.one_view_query(v_pending.query) THEN  -- (as this session's parser reads it)
-        RETURN false;
-    END IF;
+    PERFORM set_config('shiftguard.binding_late_views', 'on', true);  -- the DDL below does not start binding again
+    <<binding>>
     BEGIN
-        EXECUTE format('SELECT string_agg(format(''%%I %%s'', col_name, base_type::regtype), '', ''), '
-                       'array_agg(col_type), '
-                       'min(query) FROM %s(true)', v_pending.function_name)
-           INTO v_columns, v_types, v_query;
-        RAISE EXCEPTION USING ERRCODE = 'SGLB0';  -- undo what the owner's function did
-    EXCEPTION WHEN SQLSTATE 'SGLB0' THEN
-        NULL;  -- its answer, in the variables, stays
-    WHEN OTHERS THEN
-        RETURN false;  -- not yet: its tables are still missing (or its owner may not compile it)
-    END;
-    BEGIN
-        v_function := shiftguard.late_binding_function(p_view, v_columns, v_query);
-        UPDATE shiftguard_rows.late_binding_views SET function_id = v_function, column_types = v_types, pending = false
-         WHERE view_id = p_view;
-        EXECUTE format('DROP FUNCTION %s', v_pending.function_id);
-    EXCEPTION WHEN OTHERS THEN
-        RETURN false;  -- not yet: its tables are still missing (or its owner may not compile it)
-    END;
-    RETURN true;
+        SELECT l.function_id::regprocedure AS function_id, format('%s.%I', p.pronamespace::regnamespace, p.proname)
+                   AS function_name, l.query
+          INTO v_pending
+          FROM shiftguard_rows.late_binding_views l JOIN pg_class c ON c.oid = l.view_id
+          JOIN pg_proc p ON p.oid = l.function_id
+         WHERE l.view_id = p_view AND l.pending  -- the owner may have changed its function: run only as made, as its owner
+           AND p.prosrc = l.body AND p.prolang = (SELECT oid FROM pg_language WHERE lanname = 'plpgsql')
+           AND p.proconfig = ARRAY['search_path=pg_catalog, pg_temp'] AND p.proretset
+           AND p.proargtypes = '16'::oidvector
+           AND ((p.prosecdef AND p.proowner = c.relowner) OR shiftguard.trusted_role(p.proowner));
+        IF NOT FOUND OR NOT shiftguard.one_view_query(v_pending.query) THEN  -- (as this session's parser reads it)
+            EXIT binding;
+        END IF;
+        BEGIN
+            EXECUTE format('SELECT string_agg(format(''%%I %%s'', col_name, base_type::regtype), '', ''), '
+                           'array_agg(col_type), '
+                           'min(query) FROM %s(true)', v_pending.function_name)
+               INTO v_columns, v_types, v_query;
+            RAISE EXCEPTION USING ERRCODE = 'SGLB0';  -- undo what the owner's function did
+        EXCEPTION WHEN SQLSTATE 'SGLB0' THEN
+            NULL;  -- its answer, in the variables, stays
+        WHEN OTHERS THEN
+            EXIT binding;  -- not yet: its tables are still missing (or its owner may not compile it)
+        END;
+        BEGIN
+            v_function := shiftguard.late_binding_function(p_view, v_columns, v_query);
+            UPDATE shiftguard_rows.late_binding_views SET function_id = v_function, column_types = v_types,
+                                                          pending = false
+             WHERE view_id = p_view;
+            EXECUTE format('DROP FUNCTION %s', v_pending.function_id);
+            v_bound := true;
+        EXCEPTION WHEN OTHERS THEN
+            NULL;  -- not yet: its tables are still missing (or its owner may not compile it)
+        END;
+    END binding;
+    PERFORM set_config('shiftguard.binding_late_views', coalesce(v_binding, ''), true);
+    RETURN v_bound;
 END
 $$;
 REVOKE ALL ON FUNCTION shiftguard.bind_late_binding_view(regclass) FROM PUBLIC;

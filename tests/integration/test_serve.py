@@ -204,6 +204,35 @@ def test_external_backend(postgres, data_dir):
         assert served.stop() == 0
 
 
+def test_a_management_role_that_is_no_superuser_installs_and_serves(postgres, make_proxy):
+    """A backend where shiftguard's role has CREATEROLE and CREATEDB but is no superuser (a
+    managed PostgreSQL; bench/run.py's setup): the private schema installs (no SQL of it may
+    need a superuser: a function's SET of a custom setting does), and a user it creates logs in
+    and works."""
+    role, database = unique("mgmt"), unique("db")
+    with postgres.connect() as direct:
+        direct.execute(f"CREATE ROLE {role} LOGIN CREATEROLE CREATEDB PASSWORD 'Mgmt-pw-1'")
+        direct.execute(f"CREATE DATABASE {database} OWNER {role}")
+    try:
+        t = postgres.target
+        proxy = make_proxy(backend__dsn=f"postgresql://{role}:Mgmt-pw-1@/{database}?host={t.socket_dir}&port={t.port}",
+                           cluster__admin_user=unique("admin"), cluster__database=database)
+        admin = proxy.config.cluster.admin_user
+        with proxy.connect(admin, dbname=database) as conn:
+            assert conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone() == (False,)
+            user = unique("u")
+            conn.execute(f"CREATE USER {user} PASSWORD 'Secret123'")
+            conn.execute(f"CREATE TABLE public.{user}_t (a int)")
+            conn.execute(f"GRANT SELECT ON public.{user}_t TO {user}")
+        with proxy.connect(user, "Secret123", dbname=database) as conn:
+            assert conn.execute(f"SELECT count(*) FROM public.{user}_t").fetchone() == (0,)
+    finally:
+        with postgres.connect() as direct:
+            direct.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+            direct.execute(f"DROP OWNED BY {role}")
+            direct.execute(f"DROP ROLE {role}")
+
+
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):

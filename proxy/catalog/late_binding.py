@@ -6,7 +6,9 @@ DDL does not compile them: compiling a view's query can take seconds (a thousand
 table), and PostgreSQL has no timer a running statement can arm, so one user's view would hold
 up everyone's DDL. Instead, when a client's transaction that ran DDL has ended, its relay waits
 briefly (BIND_WAIT_SECONDS) while the proxy binds the database's pending views here, each
-compile limited to BIND_VIEW_SECONDS, so that a client's next statement finds a view its
+compile limited to BIND_VIEW_SECONDS and run under its owner's session authorization (compiling
+may run the owner's code: a domain's CHECK reading a literal; in a session whose session_user
+was anyone else, shiftguard's checks of session_user would take that code for the other's), so that a client's next statement finds a view its
 CREATE TABLE made readable already bound. A view whose compile was slow is left out of the
 passes for a while (backing off up to SLOW_VIEW_MAX_SECONDS). The cluster database is also looked
 at every POLL_SECONDS (DDL run inside functions or DO blocks, or through another proxy).
@@ -98,19 +100,24 @@ class LateBinding:
 
     async def _pass(self, database: str) -> None:
         """Bind what compiles now of database's pending views, in random order (a user's many
-        views that fail quickly leave others a chance), for PASS_SECONDS at most."""
+        views that fail quickly leave others a chance), for PASS_SECONDS at most. In a connection
+        of its own, closed after: what an owner's code may leave in a session beyond its
+        transaction (a session-level advisory lock) stays in none of the pool's."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + PASS_SECONDS
-        async with self._catalog.connection(database) as conn:
-            views = await conn.fetchval("SELECT array(SELECT shiftguard.pending_late_binding_views()::oid)")
-            for key in [key for key in self._slow if key[0] == database and key[1] not in views]:
-                del self._slow[key]  # bound or dropped
-            if not views:
-                self._none_pending[database] = loop.time()
+        if database == self._catalog.database:
+            async with self._catalog.connection(database) as conn:
+                views = dict(await conn.fetch("SELECT view_id, owner FROM shiftguard.pending_late_binding_views()"))
+            if not self._pending_now(database, views):
                 return
-            self._none_pending.pop(database, None)
-            random.shuffle(views)
-            for view in views:
+        async with self._catalog.connection(database, own=True) as conn:
+            if database != self._catalog.database:
+                views = dict(await conn.fetch("SELECT view_id, owner FROM shiftguard.pending_late_binding_views()"))
+                if not self._pending_now(database, views):
+                    return
+            order = list(views)
+            random.shuffle(order)
+            for view in order:
                 now = loop.time()
                 if now > deadline:
                     return  # the rest: at the next DDL or poll
@@ -118,16 +125,32 @@ class LateBinding:
                 if left_out is not None and now < left_out[0]:
                     continue
                 try:
-                    await conn.fetchval("SELECT shiftguard.bind_late_binding_view($1::oid::regclass)", view,
-                                        timeout=BIND_VIEW_SECONDS)
+                    # (owner: quoted by quote_ident; SET SESSION AUTHORIZATION takes no parameter)
+                    await conn.execute(f"SET SESSION AUTHORIZATION {views[view]}")
+                    await conn.fetchval("SELECT shiftguard.bind_late_binding_view($1::pg_catalog.oid::pg_catalog.regclass)",
+                                        view, timeout=BIND_VIEW_SECONDS)
+                    await conn.execute("RESET SESSION AUTHORIZATION")
                 except TimeoutError:
                     self._left_out(database, view, left_out)
                     # the cancel reaches a compile at its next check; the connection goes, not waits
                     await self._catalog.end_stuck(conn)
                     self._again.add(database)
                     return
+                except asyncpg.UndefinedObjectError:  # its owner was dropped since
+                    await conn.execute("RESET SESSION AUTHORIZATION")
+                    continue
                 if loop.time() - now > SLOW_VIEW:
                     self._left_out(database, view, left_out)
+
+    def _pending_now(self, database: str, views: dict[int, str]) -> bool:
+        """Note what database's pending views are (views); are there any?"""
+        for key in [key for key in self._slow if key[0] == database and key[1] not in views]:
+            del self._slow[key]  # bound or dropped
+        if not views:
+            self._none_pending[database] = asyncio.get_running_loop().time()
+            return False
+        self._none_pending.pop(database, None)
+        return True
 
     def _left_out(self, database: str, view: int, before: tuple[float, float] | None) -> None:
         span = SLOW_VIEW_FIRST_SECONDS if before is None else min(before[1] * 2, SLOW_VIEW_MAX_SECONDS)

@@ -1670,8 +1670,10 @@ REVOKE ALL ON FUNCTION shiftguard.one_view_query(text) FROM PUBLIC;
 -- settings); what it gives is read as names and types only, and the call's subtransaction is
 -- rolled back once its answer is read. Compiling waits at most 10 ms for a table's lock (the
 -- owner could hold one in a transaction left open). A view whose query still fails stays as it is.
--- Who binds: the owner's own DDL (bind_late_binding_views, in the owner's session), and the
--- proxy, in a session of its own with a time limit, once anyone's DDL has ended (and at a poll):
+-- Only the view's owner binds it (session_user: compiling may run the owner's code, a domain's
+-- CHECK reading a literal, and shiftguard's functions trust session_user): their own DDL
+-- (bind_late_binding_views), and the proxy, in a session of its own that takes the owner's
+-- session authorization, with a time limit, once anyone's DDL has ended (and at a poll):
 -- compiling another's query in a user's DDL would let a view whose query takes seconds to
 -- compile (a thousand t.* of a wide table) hold up everyone's DDL, and PostgreSQL has no timer
 -- a running statement can arm.
@@ -1694,7 +1696,9 @@ BEGIN
           INTO v_pending
           FROM shiftguard_rows.late_binding_views l JOIN pg_class c ON c.oid = l.view_id
           JOIN pg_proc p ON p.oid = l.function_id
-         WHERE l.view_id = p_view AND l.pending  -- the owner may have changed its function: run only as made, as its owner
+         WHERE l.view_id = p_view AND l.pending
+           AND c.relowner = (SELECT oid FROM pg_roles WHERE rolname = session_user)
+           -- the owner may have changed its function: run only as made, as its owner
            AND p.prosrc = l.body AND p.prolang = (SELECT oid FROM pg_language WHERE lanname = 'plpgsql')
            AND p.proconfig = ARRAY['search_path=pg_catalog, pg_temp'] AND p.proretset
            AND p.proargtypes = '16'::oidvector
@@ -1729,11 +1733,15 @@ BEGIN
 END
 $$;
 REVOKE ALL ON FUNCTION shiftguard.bind_late_binding_view(regclass) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shiftguard.bind_late_binding_view(regclass) TO PUBLIC;  -- one's own views only
 
--- The pending late-binding views the proxy binds (LateBinding in catalog/late_binding.py).
-CREATE OR REPLACE FUNCTION shiftguard.pending_late_binding_views() RETURNS SETOF regclass
+-- The pending late-binding views the proxy binds (LateBinding in catalog/late_binding.py), with
+-- their owners (as SET SESSION AUTHORIZATION names them).
+DROP FUNCTION IF EXISTS shiftguard.pending_late_binding_views();
+CREATE FUNCTION shiftguard.pending_late_binding_views() RETURNS TABLE (view_id oid, owner text)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT l.view_id::regclass FROM shiftguard_rows.late_binding_views l JOIN pg_class c ON c.oid = l.view_id
+    SELECT l.view_id, pg_catalog.quote_ident(r.rolname) FROM shiftguard_rows.late_binding_views l
+      JOIN pg_class c ON c.oid = l.view_id JOIN pg_roles r ON r.oid = c.relowner
      WHERE l.pending
 $$;
 REVOKE ALL ON FUNCTION shiftguard.pending_late_binding_views() FROM PUBLIC;

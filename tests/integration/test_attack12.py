@@ -1,0 +1,90 @@
+"""Attacks on the binding of others' late-binding views in the proxy's own session
+(catalog/late_binding.py, catalog/schema.sql bind_late_binding_view)."""
+
+from __future__ import annotations
+
+import time
+
+import psycopg
+import pytest
+
+from ..conftest import unique, wait_for
+
+
+def _domain_running(conn: psycopg.Connection, schema: str, code: str) -> str:
+    """A domain of the caller's whose CHECK runs `code` (PL/pgSQL) except in the caller's own
+    session: a literal of an array of it is read, when a query is compiled, by the domain's input
+    function, which checks the CHECK."""
+    conn.execute(f"""CREATE FUNCTION {schema}.evil(int) RETURNS boolean LANGUAGE plpgsql AS $$
+        BEGIN
+            IF session_user = current_user THEN
+                RAISE EXCEPTION 'not in my own session';
+            END IF;
+            {code}
+            RETURN true;
+        END $$""")
+    conn.execute(f"CREATE DOMAIN {schema}.d AS int CHECK ({schema}.evil(VALUE))")
+    return f"'{{1}}'::{schema}.d[]"
+
+
+def _pending_then_bindable(conn: psycopg.Connection, schema: str, literal: str) -> None:
+    """A pending late-binding view of the caller's reading `literal`, then its table made (its
+    owner's own DDL fails to bind it: the domain's CHECK raises in the owner's session), and
+    another DDL's end, which has the proxy bind it in its own session."""
+    conn.execute(f"CREATE VIEW {schema}.v AS SELECT {literal} AS a FROM {schema}.later WITH NO SCHEMA BINDING")
+    conn.execute(f"CREATE TABLE {schema}.later (id int)")
+    conn.execute(f"CREATE TABLE {schema}.more (id int)")
+
+
+def test_a_pending_views_compile_runs_no_code_of_its_owner_under_the_management_role(proxy, new_user):
+    """The proxy compiled another's pending view (its function as made, CREATE VIEW of its query)
+    in its own session, as the view's owner, but with the management role (a superuser) as
+    session_user: compiling runs no function of the query, but a literal of an array of a domain
+    is read by the domain's input function, which runs its CHECK, the owner's function. The
+    owner's code ran in the proxy's session, where shiftguard's checks of session_user pass."""
+    user, password = new_user()
+    schema = unique("s")
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE SCHEMA {schema} AUTHORIZATION {user}")
+        try:
+            with proxy.connect(user, password) as conn:
+                conn.execute(f"CREATE SEQUENCE {schema}.seen")
+                _pending_then_bindable(conn, schema, _domain_running(
+                    conn, schema, f"PERFORM pg_catalog.setval('{schema}.seen', 42);"))
+                time.sleep(1.5)  # the proxy's pass (its own after 0.2 s)
+                assert conn.execute(f"SELECT last_value FROM {schema}.seen").fetchone() == (1,)
+        finally:
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def test_a_pending_views_compile_reads_no_one_elses_data(proxy, new_user):
+    """Run where session_user is the management role, the owner's code called another user's
+    late-binding view's function, which checks that session_user may SELECT the view (a
+    superuser may) and reads the other's table as its owner; a sequence (which a rollback does not
+    undo) carried the other's secret out."""
+    victim, victim_password = new_user()
+    user, password = new_user()
+    theirs, schema = unique("s"), unique("s")
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE SCHEMA {theirs} AUTHORIZATION {victim}")
+        admin.execute(f"CREATE SCHEMA {schema} AUTHORIZATION {user}")
+        try:
+            with proxy.connect(victim, victim_password) as conn:
+                conn.execute(f"CREATE TABLE {theirs}.secret (n int)")
+                conn.execute(f"INSERT INTO {theirs}.secret VALUES (31337)")
+                conn.execute(f"CREATE VIEW {theirs}.lv AS SELECT n FROM {theirs}.secret WITH NO SCHEMA BINDING")
+                conn.execute(f"GRANT USAGE ON SCHEMA {theirs} TO {user}")  # (not the view, nor the table)
+            with proxy.connect(user, password) as conn:
+                function = conn.execute(
+                    "SELECT p.oid::regproc::text FROM pg_catalog.pg_proc p "
+                    f"WHERE p.pronamespace = '{theirs}'::regnamespace AND p.proname LIKE 'late_binding_view_%'").fetchone()[0]
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    conn.execute(f"SELECT n FROM {function}()")
+                conn.execute(f"CREATE SEQUENCE {schema}.seen")
+                _pending_then_bindable(conn, schema, _domain_running(
+                    conn, schema, f"PERFORM pg_catalog.setval('{schema}.seen', (SELECT n FROM {function}()));"))
+                time.sleep(1.5)
+                assert conn.execute(f"SELECT last_value FROM {schema}.seen").fetchone() == (1,)
+        finally:
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")
+            admin.execute(f"DROP SCHEMA {theirs} CASCADE")

@@ -88,3 +88,35 @@ def test_a_pending_views_compile_reads_no_one_elses_data(proxy, new_user):
         finally:
             admin.execute(f"DROP SCHEMA {schema} CASCADE")
             admin.execute(f"DROP SCHEMA {theirs} CASCADE")
+
+
+def test_many_views_of_one_owner_keep_no_one_elses_view_from_being_bound(proxy, new_user):
+    """The proxy's pass (two seconds at most) took the database's pending views in random order,
+    each view left out for a while only when its compile took more than 0.1 s: an owner's
+    hundreds of views, each taking 0.08 s to fail (a domain's CHECK sleeping, or a wide t.*),
+    filled every pass, and another's view that a DDL made readable was reached once in many
+    passes (a DDL of theirs binds it; anyone else's did not)."""
+    user, password = new_user()
+    victim, victim_password = new_user()
+    schema, theirs = unique("s"), unique("s")
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE SCHEMA {schema} AUTHORIZATION {user}")
+        admin.execute(f"CREATE SCHEMA {theirs} AUTHORIZATION {victim}")
+        try:
+            with proxy.connect(user, password) as conn:
+                conn.execute(f"""CREATE FUNCTION {schema}.slow(int) RETURNS boolean LANGUAGE plpgsql AS $$
+                    BEGIN PERFORM pg_catalog.pg_sleep(0.08); RETURN false; END $$""")
+                conn.execute(f"CREATE DOMAIN {schema}.d AS int CHECK ({schema}.slow(VALUE))")
+                for i in range(300):
+                    conn.execute(f"CREATE VIEW {schema}.v{i} AS SELECT '{{1}}'::{schema}.d[] AS a FROM {schema}.later "
+                                 "WITH NO SCHEMA BINDING")
+                conn.execute(f"CREATE TABLE {schema}.later (id int)")  # (the proxy's passes begin)
+            with proxy.connect(victim, victim_password) as conn:
+                conn.execute(f"CREATE VIEW {theirs}.v AS SELECT a FROM {theirs}.t WITH NO SCHEMA BINDING")
+                admin.execute(f"CREATE TABLE {theirs}.t (a int)")  # anyone's DDL: the proxy binds the view
+                admin.execute(f"GRANT SELECT ON {theirs}.t TO {victim}")  # (GRANT: no DDL tag)
+                time.sleep(5)
+                assert conn.execute(f"SELECT a FROM {theirs}.v").fetchall() == []
+        finally:
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")
+            admin.execute(f"DROP SCHEMA {theirs} CASCADE")

@@ -120,3 +120,78 @@ def test_many_views_of_one_owner_keep_no_one_elses_view_from_being_bound(proxy, 
         finally:
             admin.execute(f"DROP SCHEMA {schema} CASCADE")
             admin.execute(f"DROP SCHEMA {theirs} CASCADE")
+
+
+def test_a_view_whose_compile_fails_an_assert_stops_no_pass(proxy, new_user):
+    """bind_late_binding_view leaves a view pending on any error of its compile (WHEN OTHERS),
+    but OTHERS is all but query_canceled and assert_failure: an owner's domain CHECK running
+    ASSERT false failed the call, and with it the proxy's whole pass, every pass, before the
+    views it had not reached yet (another's second view, the owners taken in turn)."""
+    user, password = new_user()
+    victim, victim_password = new_user()
+    common, schema, theirs = unique("s"), unique("s"), unique("s")
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE SCHEMA {common}")
+        admin.execute(f"GRANT USAGE ON SCHEMA {common} TO PUBLIC")
+        admin.execute(f"CREATE SCHEMA {schema} AUTHORIZATION {user}")
+        admin.execute(f"CREATE SCHEMA {theirs} AUTHORIZATION {victim}")
+        try:
+            with proxy.connect(user, password) as conn:
+                conn.execute(f"""CREATE FUNCTION {schema}.failing(int) RETURNS boolean LANGUAGE plpgsql AS $$
+                    BEGIN ASSERT false; RETURN true; END $$""")
+                conn.execute(f"CREATE DOMAIN {schema}.d AS int CHECK ({schema}.failing(VALUE))")
+                for i in range(10):
+                    conn.execute(f"CREATE VIEW {schema}.v{i} AS SELECT '{{1}}'::{schema}.d[] AS a FROM {common}.t "
+                                 "WITH NO SCHEMA BINDING")
+            with proxy.connect(victim, victim_password) as conn:
+                for i in range(3):
+                    conn.execute(f"CREATE VIEW {theirs}.v{i} AS SELECT a FROM {common}.t WITH NO SCHEMA BINDING")
+                admin.execute(f"CREATE TABLE {common}.t (a int)")  # anyone's DDL: the proxy binds the views
+                admin.execute(f"GRANT SELECT ON {common}.t TO {victim}")
+                time.sleep(3)
+                for i in range(3):
+                    assert conn.execute(f"SELECT a FROM {theirs}.v{i}").fetchall() == []
+        finally:
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")
+            admin.execute(f"DROP SCHEMA {theirs} CASCADE")
+            admin.execute(f"DROP SCHEMA {common} CASCADE")
+
+
+def test_an_auto_refresh_runs_no_code_of_its_owner_under_the_management_role(proxy, new_user):
+    """The same with a materialized view the proxy refreshes (AUTO REFRESH YES, materialized_views.sql
+    refresh_stale_view): REFRESH runs the view's query as its owner, but in the proxy's session,
+    session_user the management role; the owner's function in it read another user's late-binding
+    view through that view's function (which asks whether session_user may SELECT the view)."""
+    victim, victim_password = new_user()
+    user, password = new_user()
+    theirs, schema = unique("s"), unique("s")
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE SCHEMA {theirs} AUTHORIZATION {victim}")
+        admin.execute(f"CREATE SCHEMA {schema} AUTHORIZATION {user}")
+        try:
+            with proxy.connect(victim, victim_password) as conn:
+                conn.execute(f"CREATE TABLE {theirs}.secret (n int)")
+                conn.execute(f"INSERT INTO {theirs}.secret VALUES (31337)")
+                conn.execute(f"CREATE VIEW {theirs}.lv AS SELECT n FROM {theirs}.secret WITH NO SCHEMA BINDING")
+                conn.execute(f"GRANT USAGE ON SCHEMA {theirs} TO {user}")  # (not the view, nor the table)
+            with proxy.connect(user, password) as conn:
+                function = conn.execute(
+                    "SELECT p.oid::regproc::text FROM pg_catalog.pg_proc p "
+                    f"WHERE p.pronamespace = '{theirs}'::regnamespace AND p.proname LIKE 'late_binding_view_%'").fetchone()[0]
+                conn.execute(f"CREATE SEQUENCE {schema}.seen")
+                conn.execute(f"""CREATE FUNCTION {schema}.evil(int) RETURNS int LANGUAGE plpgsql AS $$
+                    BEGIN
+                        IF session_user <> current_user THEN
+                            PERFORM pg_catalog.setval('{schema}.seen', (SELECT n FROM {function}()));
+                        END IF;
+                        RETURN $1;
+                    END $$""")
+                conn.execute(f"CREATE TABLE {schema}.base (a int)")
+                conn.execute(f"CREATE MATERIALIZED VIEW {schema}.mv AUTO REFRESH YES AS "
+                             f"SELECT {schema}.evil(a) AS a FROM {schema}.base")
+                conn.execute(f"INSERT INTO {schema}.base VALUES (1)")  # stale: the proxy refreshes it
+                assert wait_for(lambda: conn.execute(f"SELECT a FROM {schema}.mv").fetchall() == [(1,)], timeout=20)
+                assert conn.execute(f"SELECT last_value FROM {schema}.seen").fetchone() == (1,)
+        finally:
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")
+            admin.execute(f"DROP SCHEMA {theirs} CASCADE")

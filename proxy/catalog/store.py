@@ -372,7 +372,8 @@ class Catalog:
         next pass. How many were refreshed."""
         deadline = asyncio.get_running_loop().time() + REFRESH_SECONDS
         failed = self._refresh_failed.setdefault(database, {})
-        views = await conn.fetchval("SELECT array(SELECT shiftguard.stale_autorefresh_views())")
+        owners = dict(await conn.fetch(_STALE_VIEWS_OWNERS))
+        views = list(owners)
         for view in set(failed) - set(views):
             del failed[view]  # refreshed, dropped, or no longer stale
         done = 0
@@ -382,7 +383,12 @@ class Catalog:
                     self._look_again.add(database)
                 break
             try:
+                # session_user the view's owner (materialized_views.sql refresh_stale_view); SET
+                # LOCAL: undone at the transaction's end (or the pool's rollback, if it failed)
+                authorization = "" if owners[view] is None else f"SET LOCAL SESSION AUTHORIZATION {owners[view]}"
+                await conn.execute(f"BEGIN; {authorization}")
                 refreshed = await conn.fetchval("SELECT shiftguard.refresh_stale_view($1)", view)
+                await conn.execute("COMMIT")
             except TimeoutError:  # its query outran the command timeout: to the back
                 log.warning("materialized view %s of database %s not refreshed: it took too long", view, database)
                 failed[view] = asyncio.get_running_loop().time()
@@ -1139,6 +1145,12 @@ async def _vacuum(conn: asyncpg.Connection, database: str, relation: int | None)
 # (each table waits at most 100 ms for its lock: a user's thousands of tables held locked would
 # otherwise keep the pass, and every view's refresh after it, waiting).
 TRACK_SECONDS = 1.0
+# The stale AUTO REFRESH views, each with the role it is refreshed as (quoted; NULL: a
+# superuser's or shiftguard_views', refreshed as the management role).
+_STALE_VIEWS_OWNERS = """
+SELECT v.v, CASE WHEN NOT (r.rolsuper OR r.rolname = 'shiftguard_views') THEN pg_catalog.quote_ident(r.rolname) END
+  FROM shiftguard.stale_autorefresh_views() AS v(v) JOIN pg_catalog.pg_class c ON c.oid = v.v
+  JOIN pg_catalog.pg_roles r ON r.oid = c.relowner ORDER BY v.v"""
 # How long a pass spends refreshing one database's stale AUTO REFRESH views (each waits at most a
 # second for its lock, and its query as long as the command timeout): the rest wait for the next.
 REFRESH_SECONDS = 10.0

@@ -1123,22 +1123,50 @@ async def _vacuum(conn: asyncpg.Connection, database: str, relation: int | None)
             skipped.append(message)
 
     conn.add_log_listener(note)
+    failed = False
     try:
+        groups = await conn.fetch(_VACUUMED_BY_OWNER, relation)
         if relation is not None:
-            what = await conn.fetchval("SELECT oid::regclass::text FROM pg_class WHERE oid = $1", relation)
-            if what is None:
+            if not groups:
                 return False  # dropped since
-        await conn.execute("VACUUM (SKIP_LOCKED)" if relation is None else f"VACUUM (SKIP_LOCKED) {what}",
-                           timeout=VACUUM_TIMEOUT)
-    except (TimeoutError, asyncpg.PostgresError) as exc:
-        log.warning("VACUUM of %s in database %s failed (%s); the other requests go on", what, database,
-                    type(exc).__name__)
-        return False
+            what = groups[0]["tables"][0]
+        for group in groups:
+            # A VACUUM runs its tables' owners' code (a BRIN index's expression) as them, but
+            # session_user stays the session's: as the management role, every check of
+            # session_user would pass for it (another's late-binding view read). So the owner's
+            # tables are vacuumed with session_user the owner. A RESET that fails raises: the
+            # connection goes, not to the next VACUUM as someone else.
+            if group["vacuum_as"] is not None:
+                await conn.execute(f"SET SESSION AUTHORIZATION {group['vacuum_as']}")
+            try:
+                await conn.execute(f"VACUUM (SKIP_LOCKED) {', '.join(group['tables'])}", timeout=VACUUM_TIMEOUT)
+            except (TimeoutError, asyncpg.PostgresError) as exc:
+                log.warning("VACUUM of %s in database %s failed (%s); the other requests go on", what, database,
+                            type(exc).__name__)
+                failed = True
+            finally:
+                if group["vacuum_as"] is not None:
+                    await conn.execute("RESET SESSION AUTHORIZATION")
     finally:
         conn.remove_log_listener(note)
-    if skipped:
+    if failed:
+        return False
+    if skipped and relation is not None:  # (the whole database's: as PostgreSQL's, the others vacuumed)
         log.warning("VACUUM of %s in database %s skipped: another transaction holds it locked", what, database)
-    return not skipped
+    return not (skipped and relation is not None)
+
+
+# The tables a queued VACUUM names ($1; NULL: the whole database's, but others' temporary ones),
+# by the role each is vacuumed as (quoted; NULL: the management role, for a superuser's and
+# shiftguard_views' tables and the system catalogs): _vacuum.
+_VACUUMED_BY_OWNER = """
+SELECT CASE WHEN NOT (r.rolsuper OR r.rolname = 'shiftguard_views') THEN pg_catalog.quote_ident(r.rolname) END
+           AS vacuum_as,
+       pg_catalog.array_agg(c.oid::pg_catalog.regclass::pg_catalog.text ORDER BY c.oid) AS tables
+  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_roles r ON r.oid = c.relowner
+ WHERE CASE WHEN $1::pg_catalog.oid IS NULL THEN c.relkind IN ('r', 'm') AND c.relpersistence <> 't'
+            ELSE c.oid = $1 END
+ GROUP BY 1"""
 
 
 # How long a pass of refresh_stale_views spends making the triggers asked for in one database

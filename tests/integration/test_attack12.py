@@ -195,3 +195,45 @@ def test_an_auto_refresh_runs_no_code_of_its_owner_under_the_management_role(pro
         finally:
             admin.execute(f"DROP SCHEMA {schema} CASCADE")
             admin.execute(f"DROP SCHEMA {theirs} CASCADE")
+
+
+def test_a_vacuum_runs_no_code_of_its_tables_owner_under_the_management_role(proxy, new_user, postgres):
+    """The same with a VACUUM the proxy runs for its requester (store.py, the table's BRIN index
+    on an expression of its owner's function, which VACUUM summarizes): PostgreSQL runs the
+    function as the table's owner, session_user the management role."""
+    victim, victim_password = new_user()
+    user, password = new_user()
+    theirs, schema = unique("s"), unique("s")
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE SCHEMA {theirs} AUTHORIZATION {victim}")
+        admin.execute(f"CREATE SCHEMA {schema} AUTHORIZATION {user}")
+        try:
+            with proxy.connect(victim, victim_password) as conn:
+                conn.execute(f"CREATE TABLE {theirs}.secret (n int)")
+                conn.execute(f"INSERT INTO {theirs}.secret VALUES (31337)")
+                conn.execute(f"CREATE VIEW {theirs}.lv AS SELECT n FROM {theirs}.secret WITH NO SCHEMA BINDING")
+                conn.execute(f"GRANT USAGE ON SCHEMA {theirs} TO {user}")  # (not the view, nor the table)
+            with proxy.connect(user, password) as conn:
+                function = conn.execute(
+                    "SELECT p.oid::regproc::text FROM pg_catalog.pg_proc p "
+                    f"WHERE p.pronamespace = '{theirs}'::regnamespace AND p.proname LIKE 'late_binding_view_%'").fetchone()[0]
+                conn.execute(f"CREATE SEQUENCE {schema}.seen")
+                conn.execute(f"""CREATE FUNCTION {schema}.evil(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$
+                    BEGIN
+                        IF session_user <> current_user THEN
+                            PERFORM pg_catalog.setval('{schema}.seen', (SELECT n FROM {function}()));
+                        END IF;
+                        RETURN $1;
+                    END $$""")
+                conn.execute(f"CREATE TABLE {schema}.t (a int)")
+                conn.execute(f"CREATE INDEX ON {schema}.t USING brin ({schema}.evil(a)) WITH (pages_per_range = 1)")
+                conn.execute(f"INSERT INTO {schema}.t SELECT g FROM generate_series(1, 2000) g")
+                conn.execute(f"VACUUM {schema}.t")  # queued; the proxy runs it
+                with postgres.connect() as direct:
+                    assert wait_for(lambda: direct.execute(
+                        "SELECT last_vacuum IS NOT NULL FROM pg_stat_user_tables WHERE relid = %s::regclass",
+                        (f"{schema}.t",)).fetchone() == (True,), timeout=20)
+                assert conn.execute(f"SELECT last_value FROM {schema}.seen").fetchone() == (1,)
+        finally:
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")
+            admin.execute(f"DROP SCHEMA {theirs} CASCADE")

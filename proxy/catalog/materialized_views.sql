@@ -499,7 +499,9 @@ REVOKE ALL ON FUNCTION shiftguard.stale_autorefresh_views() FROM PUBLIC;
 -- query passed (it read another's late-binding view, whose function asks whether session_user
 -- may SELECT it). So it runs only where session_user is the view's owner (the proxy sets it:
 -- SET LOCAL SESSION AUTHORIZATION, store.py _refresh_stale_views), or both are trusted (a
--- superuser's view); hence SECURITY DEFINER, and anyone's to call on their own views.
+-- superuser's view); hence SECURITY DEFINER, and anyone's to call on their own views. A
+-- management role that is no superuser cannot take another's session authorization: it
+-- refreshes as itself, as before (a hole left open there).
 CREATE OR REPLACE FUNCTION shiftguard.refresh_stale_view(p_view oid) RETURNS boolean
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -509,7 +511,9 @@ DECLARE
     v_session  oid := (SELECT oid FROM pg_roles WHERE rolname = session_user);
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = p_view
-                      AND (c.relowner = v_session OR shiftguard.trusted_role(c.relowner) AND shiftguard.trusted_role(v_session))) THEN
+                      AND (c.relowner = v_session OR shiftguard.trusted_role(c.relowner) AND shiftguard.trusted_role(v_session)
+                           OR v_session = (SELECT nspowner FROM pg_namespace WHERE nspname = 'shiftguard')
+                              AND NOT (SELECT rolsuper FROM pg_roles WHERE oid = v_session))) THEN
         RAISE EXCEPTION 'must be owner of materialized view %', p_view USING ERRCODE = '42501';
     END IF;
     PERFORM set_config('lock_timeout', '1s', true);

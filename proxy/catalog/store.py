@@ -1156,11 +1156,13 @@ async def _vacuum(conn: asyncpg.Connection, database: str, relation: int | None)
     return not (skipped and relation is not None)
 
 
+# Where the management role is no superuser it cannot SET SESSION AUTHORIZATION: it runs all as itself.
+_AS_MANAGEMENT_ROLE = "(r.rolsuper OR r.rolname = 'shiftguard_views' OR NOT pg_catalog.current_setting('is_superuser')::bool)"
 # The tables a queued VACUUM names ($1; NULL: the whole database's, but others' temporary ones),
 # by the role each is vacuumed as (quoted; NULL: the management role, for a superuser's and
-# shiftguard_views' tables and the system catalogs): _vacuum.
-_VACUUMED_BY_OWNER = """
-SELECT CASE WHEN NOT (r.rolsuper OR r.rolname = 'shiftguard_views') THEN pg_catalog.quote_ident(r.rolname) END
+# shiftguard_views' tables and the system catalogs, and all where it is no superuser): _vacuum.
+_VACUUMED_BY_OWNER = f"""
+SELECT CASE WHEN NOT {_AS_MANAGEMENT_ROLE} THEN pg_catalog.quote_ident(r.rolname) END
            AS vacuum_as,
        pg_catalog.array_agg(c.oid::pg_catalog.regclass::pg_catalog.text ORDER BY c.oid) AS tables
   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_roles r ON r.oid = c.relowner
@@ -1174,9 +1176,10 @@ SELECT CASE WHEN NOT (r.rolsuper OR r.rolname = 'shiftguard_views') THEN pg_cata
 # otherwise keep the pass, and every view's refresh after it, waiting).
 TRACK_SECONDS = 1.0
 # The stale AUTO REFRESH views, each with the role it is refreshed as (quoted; NULL: a
-# superuser's or shiftguard_views', refreshed as the management role).
-_STALE_VIEWS_OWNERS = """
-SELECT v.v, CASE WHEN NOT (r.rolsuper OR r.rolname = 'shiftguard_views') THEN pg_catalog.quote_ident(r.rolname) END
+# superuser's or shiftguard_views', refreshed as the management role; so is every view where the
+# management role is no superuser, which cannot SET SESSION AUTHORIZATION).
+_STALE_VIEWS_OWNERS = f"""
+SELECT v.v, CASE WHEN NOT {_AS_MANAGEMENT_ROLE} THEN pg_catalog.quote_ident(r.rolname) END
   FROM shiftguard.stale_autorefresh_views() AS v(v) JOIN pg_catalog.pg_class c ON c.oid = v.v
   JOIN pg_catalog.pg_roles r ON r.oid = c.relowner ORDER BY v.v"""
 # How long a pass spends refreshing one database's stale AUTO REFRESH views (each waits at most a

@@ -17,6 +17,7 @@ at every POLL_SECONDS (DDL run inside functions or DO blocks, or through another
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import random
 
@@ -99,10 +100,11 @@ class LateBinding:
                 return
 
     async def _pass(self, database: str) -> None:
-        """Bind what compiles now of database's pending views, in random order (a user's many
-        views that fail quickly leave others a chance), for PASS_SECONDS at most. In a connection
-        of its own, closed after: what an owner's code may leave in a session beyond its
-        transaction (a session-level advisory lock) stays in none of the pool's."""
+        """Bind what compiles now of database's pending views, the owners in turn (in random
+        order, a user's hundreds of views that each fail just under SLOW_VIEW filled every pass),
+        for PASS_SECONDS at most; one view's error fails that view only. In a connection of its
+        own, closed after: what an owner's code may leave in a session beyond its transaction (a
+        session-level advisory lock) stays in none of the pool's."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + PASS_SECONDS
         if database == self._catalog.database:
@@ -115,9 +117,7 @@ class LateBinding:
                 views = dict(await conn.fetch("SELECT view_id, owner FROM shiftguard.pending_late_binding_views()"))
                 if not self._pending_now(database, views):
                     return
-            order = list(views)
-            random.shuffle(order)
-            for view in order:
+            for view in _owners_in_turn(views):
                 now = loop.time()
                 if now > deadline:
                     return  # the rest: at the next DDL or poll
@@ -139,6 +139,11 @@ class LateBinding:
                 except asyncpg.UndefinedObjectError:  # its owner was dropped since
                     await conn.execute("RESET SESSION AUTHORIZATION")
                     continue
+                except asyncpg.PostgresError as exc:  # the view's, not the pass's: the others go on
+                    await conn.execute("RESET SESSION AUTHORIZATION")
+                    log.info("late-binding view %d of database %s not bound: %s", view, database, exc)
+                    self._left_out(database, view, left_out)
+                    continue
                 if loop.time() - now > SLOW_VIEW:
                     self._left_out(database, view, left_out)
 
@@ -156,3 +161,16 @@ class LateBinding:
         span = SLOW_VIEW_FIRST_SECONDS if before is None else min(before[1] * 2, SLOW_VIEW_MAX_SECONDS)
         self._slow[(database, view)] = (asyncio.get_running_loop().time() + span, span)
         log.info("late-binding view %d of database %s took long to compile: left out for %d s", view, database, span)
+
+
+def _owners_in_turn(views: dict[int, str]) -> list[int]:
+    """The views (view -> owner): one of each owner's in turn, the owners and each owner's views
+    in random order."""
+    owners: dict[str, list[int]] = {}
+    for view, owner in views.items():
+        owners.setdefault(owner, []).append(view)
+    queues = list(owners.values())
+    random.shuffle(queues)
+    for queue in queues:
+        random.shuffle(queue)
+    return [view for turn in itertools.zip_longest(*queues) for view in turn if view is not None]

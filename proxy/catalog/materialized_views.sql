@@ -494,13 +494,28 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 $$;
 REVOKE ALL ON FUNCTION shiftguard.stale_autorefresh_views() FROM PUBLIC;
 -- Refreshed (true), or not (a warning says why), or no longer a stale AUTO REFRESH view (true).
+-- PostgreSQL runs the view's query as its owner, but session_user stays the session's: in the
+-- proxy's, the management role's, whose every check of session_user the owner's code in the
+-- query passed (it read another's late-binding view, whose function asks whether session_user
+-- may SELECT it). So it runs only where session_user is the view's owner (the proxy sets it:
+-- SET LOCAL SESSION AUTHORIZATION, store.py _refresh_stale_views), or both are trusted (a
+-- superuser's view); hence SECURITY DEFINER, and anyone's to call on their own views. A
+-- management role that is no superuser cannot take another's session authorization: it
+-- refreshes as itself, as before (a hole left open there).
 CREATE OR REPLACE FUNCTION shiftguard.refresh_stale_view(p_view oid) RETURNS boolean
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_view     regclass := p_view;
     v_snapshot pg_snapshot;
     v_recorded text;
+    v_session  oid := (SELECT oid FROM pg_roles WHERE rolname = session_user);
 BEGIN
+    IF NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = p_view
+                      AND (c.relowner = v_session OR shiftguard.trusted_role(c.relowner) AND shiftguard.trusted_role(v_session)
+                           OR v_session = (SELECT nspowner FROM pg_namespace WHERE nspname = 'shiftguard')
+                              AND NOT (SELECT rolsuper FROM pg_roles WHERE oid = v_session))) THEN
+        RAISE EXCEPTION 'must be owner of materialized view %', p_view USING ERRCODE = '42501';
+    END IF;
     PERFORM set_config('lock_timeout', '1s', true);
     IF NOT EXISTS (SELECT FROM shiftguard_rows.table_attributes a JOIN pg_class c ON c.oid = a.table_id
                     WHERE a.table_id = p_view AND c.relkind = 'm' AND (a.attrs->>'autorefresh')::boolean
@@ -519,6 +534,7 @@ BEGIN
 END
 $$;
 REVOKE ALL ON FUNCTION shiftguard.refresh_stale_view(oid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shiftguard.refresh_stale_view(oid) TO PUBLIC;  -- (above: the session's own views)
 
 -- Redshift's pg_views and information_schema.views list materialized views too, their
 -- definition the CREATE MATERIALIZED VIEW statement (policy/statements.py points queries naming

@@ -372,7 +372,8 @@ class Catalog:
         next pass. How many were refreshed."""
         deadline = asyncio.get_running_loop().time() + REFRESH_SECONDS
         failed = self._refresh_failed.setdefault(database, {})
-        views = await conn.fetchval("SELECT array(SELECT shiftguard.stale_autorefresh_views())")
+        owners = dict(await conn.fetch(_STALE_VIEWS_OWNERS))
+        views = list(owners)
         for view in set(failed) - set(views):
             del failed[view]  # refreshed, dropped, or no longer stale
         done = 0
@@ -382,7 +383,12 @@ class Catalog:
                     self._look_again.add(database)
                 break
             try:
+                # session_user the view's owner (materialized_views.sql refresh_stale_view); SET
+                # LOCAL: undone at the transaction's end (or the pool's rollback, if it failed)
+                authorization = "" if owners[view] is None else f"SET LOCAL SESSION AUTHORIZATION {owners[view]}"
+                await conn.execute(f"BEGIN; {authorization}")
                 refreshed = await conn.fetchval("SELECT shiftguard.refresh_stale_view($1)", view)
+                await conn.execute("COMMIT")
             except TimeoutError:  # its query outran the command timeout: to the back
                 log.warning("materialized view %s of database %s not refreshed: it took too long", view, database)
                 failed[view] = asyncio.get_running_loop().time()
@@ -1117,28 +1123,65 @@ async def _vacuum(conn: asyncpg.Connection, database: str, relation: int | None)
             skipped.append(message)
 
     conn.add_log_listener(note)
+    failed = False
     try:
+        groups = await conn.fetch(_VACUUMED_BY_OWNER, relation)
         if relation is not None:
-            what = await conn.fetchval("SELECT oid::regclass::text FROM pg_class WHERE oid = $1", relation)
-            if what is None:
+            if not groups:
                 return False  # dropped since
-        await conn.execute("VACUUM (SKIP_LOCKED)" if relation is None else f"VACUUM (SKIP_LOCKED) {what}",
-                           timeout=VACUUM_TIMEOUT)
-    except (TimeoutError, asyncpg.PostgresError) as exc:
-        log.warning("VACUUM of %s in database %s failed (%s); the other requests go on", what, database,
-                    type(exc).__name__)
-        return False
+            what = groups[0]["tables"][0]
+        for group in groups:
+            # A VACUUM runs its tables' owners' code (a BRIN index's expression) as them, but
+            # session_user stays the session's: as the management role, every check of
+            # session_user would pass for it (another's late-binding view read). So the owner's
+            # tables are vacuumed with session_user the owner. A RESET that fails raises: the
+            # connection goes, not to the next VACUUM as someone else.
+            if group["vacuum_as"] is not None:
+                await conn.execute(f"SET SESSION AUTHORIZATION {group['vacuum_as']}")
+            try:
+                await conn.execute(f"VACUUM (SKIP_LOCKED) {', '.join(group['tables'])}", timeout=VACUUM_TIMEOUT)
+            except (TimeoutError, asyncpg.PostgresError) as exc:
+                log.warning("VACUUM of %s in database %s failed (%s); the other requests go on", what, database,
+                            type(exc).__name__)
+                failed = True
+            finally:
+                if group["vacuum_as"] is not None:
+                    await conn.execute("RESET SESSION AUTHORIZATION")
     finally:
         conn.remove_log_listener(note)
-    if skipped:
+    if failed:
+        return False
+    if skipped and relation is not None:  # (the whole database's: as PostgreSQL's, the others vacuumed)
         log.warning("VACUUM of %s in database %s skipped: another transaction holds it locked", what, database)
-    return not skipped
+    return not (skipped and relation is not None)
+
+
+# Where the management role is no superuser it cannot SET SESSION AUTHORIZATION: it runs all as itself.
+_AS_MANAGEMENT_ROLE = "(r.rolsuper OR r.rolname = 'shiftguard_views' OR NOT pg_catalog.current_setting('is_superuser')::bool)"
+# The tables a queued VACUUM names ($1; NULL: the whole database's, but others' temporary ones),
+# by the role each is vacuumed as (quoted; NULL: the management role, for a superuser's and
+# shiftguard_views' tables and the system catalogs, and all where it is no superuser): _vacuum.
+_VACUUMED_BY_OWNER = f"""
+SELECT CASE WHEN NOT {_AS_MANAGEMENT_ROLE} THEN pg_catalog.quote_ident(r.rolname) END
+           AS vacuum_as,
+       pg_catalog.array_agg(c.oid::pg_catalog.regclass::pg_catalog.text ORDER BY c.oid) AS tables
+  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_roles r ON r.oid = c.relowner
+ WHERE CASE WHEN $1::pg_catalog.oid IS NULL THEN c.relkind IN ('r', 'm') AND c.relpersistence <> 't'
+            ELSE c.oid = $1 END
+ GROUP BY 1"""
 
 
 # How long a pass of refresh_stale_views spends making the triggers asked for in one database
 # (each table waits at most 100 ms for its lock: a user's thousands of tables held locked would
 # otherwise keep the pass, and every view's refresh after it, waiting).
 TRACK_SECONDS = 1.0
+# The stale AUTO REFRESH views, each with the role it is refreshed as (quoted; NULL: a
+# superuser's or shiftguard_views', refreshed as the management role; so is every view where the
+# management role is no superuser, which cannot SET SESSION AUTHORIZATION).
+_STALE_VIEWS_OWNERS = f"""
+SELECT v.v, CASE WHEN NOT {_AS_MANAGEMENT_ROLE} THEN pg_catalog.quote_ident(r.rolname) END
+  FROM shiftguard.stale_autorefresh_views() AS v(v) JOIN pg_catalog.pg_class c ON c.oid = v.v
+  JOIN pg_catalog.pg_roles r ON r.oid = c.relowner ORDER BY v.v"""
 # How long a pass spends refreshing one database's stale AUTO REFRESH views (each waits at most a
 # second for its lock, and its query as long as the command timeout): the rest wait for the next.
 REFRESH_SECONDS = 10.0

@@ -212,7 +212,8 @@ def test_a_management_role_that_is_no_superuser_installs_and_serves(postgres, ma
     role, database = unique("mgmt"), unique("db")
     with postgres.connect() as direct:
         direct.execute(f"CREATE ROLE {role} LOGIN CREATEROLE CREATEDB PASSWORD 'Mgmt-pw-1'")
-        direct.execute(f"CREATE DATABASE {database} OWNER {role}")
+        # (template0: the suite's template1 has the private schema of the proxies before, a superuser's)
+        direct.execute(f"CREATE DATABASE {database} OWNER {role} TEMPLATE template0")
     try:
         t = postgres.target
         proxy = make_proxy(backend__dsn=f"postgresql://{role}:Mgmt-pw-1@/{database}?host={t.socket_dir}&port={t.port}",

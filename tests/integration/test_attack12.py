@@ -3,12 +3,55 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import psycopg
 import pytest
 
 from ..conftest import unique, wait_for
+
+
+@contextlib.contextmanager
+def _a_victims_secret(proxy, new_user):
+    """A victim's table holding 31337 behind a late-binding view of theirs (neither granted), and
+    another user with a schema of their own: (the user's connection, their schema, the function
+    behind the victim's view, which the user may not call)."""
+    victim, victim_password = new_user()
+    user, password = new_user()
+    theirs, schema = unique("s"), unique("s")
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE SCHEMA {theirs} AUTHORIZATION {victim}")
+        admin.execute(f"CREATE SCHEMA {schema} AUTHORIZATION {user}")
+        try:
+            with proxy.connect(victim, victim_password) as conn:
+                conn.execute(f"CREATE TABLE {theirs}.secret (n int)")
+                conn.execute(f"INSERT INTO {theirs}.secret VALUES (31337)")
+                conn.execute(f"CREATE VIEW {theirs}.lv AS SELECT n FROM {theirs}.secret WITH NO SCHEMA BINDING")
+                conn.execute(f"GRANT USAGE ON SCHEMA {theirs} TO {user}")  # (not the view, nor the table)
+            with proxy.connect(user, password) as conn:
+                function = conn.execute(
+                    "SELECT p.oid::regproc::text FROM pg_catalog.pg_proc p "
+                    f"WHERE p.pronamespace = '{theirs}'::regnamespace AND p.proname LIKE 'late_binding_view_%'").fetchone()[0]
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    conn.execute(f"SELECT n FROM {function}()")
+                conn.execute(f"CREATE SEQUENCE {schema}.seen")
+                yield conn, schema, function
+        finally:
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")
+            admin.execute(f"DROP SCHEMA {theirs} CASCADE")
+
+
+def _carrying_out(conn: psycopg.Connection, schema: str, function: str, header: str = "") -> None:
+    """schema.evil(int), returning its argument: where session_user is not its caller, it calls
+    `function` and keeps what it gives in schema.seen (a sequence: no rollback undoes it)."""
+    conn.execute(f"""CREATE FUNCTION {schema}.evil(int) RETURNS int LANGUAGE plpgsql {header} AS $$
+        BEGIN
+            IF session_user <> current_user THEN
+                PERFORM pg_catalog.setval('{schema}.seen', (SELECT n FROM {function}()));
+            END IF;
+            RETURN $1;
+        END $$""")
 
 
 def _domain_running(conn: psycopg.Connection, schema: str, code: str) -> str:
@@ -62,32 +105,11 @@ def test_a_pending_views_compile_reads_no_one_elses_data(proxy, new_user):
     late-binding view's function, which checks that session_user may SELECT the view (a
     superuser may) and reads the other's table as its owner; a sequence (which a rollback does not
     undo) carried the other's secret out."""
-    victim, victim_password = new_user()
-    user, password = new_user()
-    theirs, schema = unique("s"), unique("s")
-    with proxy.connect() as admin:
-        admin.execute(f"CREATE SCHEMA {theirs} AUTHORIZATION {victim}")
-        admin.execute(f"CREATE SCHEMA {schema} AUTHORIZATION {user}")
-        try:
-            with proxy.connect(victim, victim_password) as conn:
-                conn.execute(f"CREATE TABLE {theirs}.secret (n int)")
-                conn.execute(f"INSERT INTO {theirs}.secret VALUES (31337)")
-                conn.execute(f"CREATE VIEW {theirs}.lv AS SELECT n FROM {theirs}.secret WITH NO SCHEMA BINDING")
-                conn.execute(f"GRANT USAGE ON SCHEMA {theirs} TO {user}")  # (not the view, nor the table)
-            with proxy.connect(user, password) as conn:
-                function = conn.execute(
-                    "SELECT p.oid::regproc::text FROM pg_catalog.pg_proc p "
-                    f"WHERE p.pronamespace = '{theirs}'::regnamespace AND p.proname LIKE 'late_binding_view_%'").fetchone()[0]
-                with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                    conn.execute(f"SELECT n FROM {function}()")
-                conn.execute(f"CREATE SEQUENCE {schema}.seen")
-                _pending_then_bindable(conn, schema, _domain_running(
-                    conn, schema, f"PERFORM pg_catalog.setval('{schema}.seen', (SELECT n FROM {function}()));"))
-                time.sleep(1.5)
-                assert conn.execute(f"SELECT last_value FROM {schema}.seen").fetchone() == (1,)
-        finally:
-            admin.execute(f"DROP SCHEMA {schema} CASCADE")
-            admin.execute(f"DROP SCHEMA {theirs} CASCADE")
+    with _a_victims_secret(proxy, new_user) as (conn, schema, function):
+        _pending_then_bindable(conn, schema, _domain_running(
+            conn, schema, f"PERFORM pg_catalog.setval('{schema}.seen', (SELECT n FROM {function}()));"))
+        time.sleep(1.5)
+        assert conn.execute(f"SELECT last_value FROM {schema}.seen").fetchone() == (1,)
 
 
 def test_many_views_of_one_owner_keep_no_one_elses_view_from_being_bound(proxy, new_user):
@@ -162,78 +184,28 @@ def test_an_auto_refresh_runs_no_code_of_its_owner_under_the_management_role(pro
     refresh_stale_view): REFRESH runs the view's query as its owner, but in the proxy's session,
     session_user the management role; the owner's function in it read another user's late-binding
     view through that view's function (which asks whether session_user may SELECT the view)."""
-    victim, victim_password = new_user()
-    user, password = new_user()
-    theirs, schema = unique("s"), unique("s")
-    with proxy.connect() as admin:
-        admin.execute(f"CREATE SCHEMA {theirs} AUTHORIZATION {victim}")
-        admin.execute(f"CREATE SCHEMA {schema} AUTHORIZATION {user}")
-        try:
-            with proxy.connect(victim, victim_password) as conn:
-                conn.execute(f"CREATE TABLE {theirs}.secret (n int)")
-                conn.execute(f"INSERT INTO {theirs}.secret VALUES (31337)")
-                conn.execute(f"CREATE VIEW {theirs}.lv AS SELECT n FROM {theirs}.secret WITH NO SCHEMA BINDING")
-                conn.execute(f"GRANT USAGE ON SCHEMA {theirs} TO {user}")  # (not the view, nor the table)
-            with proxy.connect(user, password) as conn:
-                function = conn.execute(
-                    "SELECT p.oid::regproc::text FROM pg_catalog.pg_proc p "
-                    f"WHERE p.pronamespace = '{theirs}'::regnamespace AND p.proname LIKE 'late_binding_view_%'").fetchone()[0]
-                conn.execute(f"CREATE SEQUENCE {schema}.seen")
-                conn.execute(f"""CREATE FUNCTION {schema}.evil(int) RETURNS int LANGUAGE plpgsql AS $$
-                    BEGIN
-                        IF session_user <> current_user THEN
-                            PERFORM pg_catalog.setval('{schema}.seen', (SELECT n FROM {function}()));
-                        END IF;
-                        RETURN $1;
-                    END $$""")
-                conn.execute(f"CREATE TABLE {schema}.base (a int)")
-                conn.execute(f"CREATE MATERIALIZED VIEW {schema}.mv AUTO REFRESH YES AS "
-                             f"SELECT {schema}.evil(a) AS a FROM {schema}.base")
-                conn.execute(f"INSERT INTO {schema}.base VALUES (1)")  # stale: the proxy refreshes it
-                assert wait_for(lambda: conn.execute(f"SELECT a FROM {schema}.mv").fetchall() == [(1,)], timeout=20)
-                assert conn.execute(f"SELECT last_value FROM {schema}.seen").fetchone() == (1,)
-        finally:
-            admin.execute(f"DROP SCHEMA {schema} CASCADE")
-            admin.execute(f"DROP SCHEMA {theirs} CASCADE")
+    with _a_victims_secret(proxy, new_user) as (conn, schema, function):
+        _carrying_out(conn, schema, function)
+        conn.execute(f"CREATE TABLE {schema}.base (a int)")
+        conn.execute(f"CREATE MATERIALIZED VIEW {schema}.mv AUTO REFRESH YES AS "
+                     f"SELECT {schema}.evil(a) AS a FROM {schema}.base")
+        conn.execute(f"INSERT INTO {schema}.base VALUES (1)")  # stale: the proxy refreshes it
+        assert wait_for(lambda: conn.execute(f"SELECT a FROM {schema}.mv").fetchall() == [(1,)], timeout=20)
+        assert conn.execute(f"SELECT last_value FROM {schema}.seen").fetchone() == (1,)
 
 
 def test_a_vacuum_runs_no_code_of_its_tables_owner_under_the_management_role(proxy, new_user, postgres):
     """The same with a VACUUM the proxy runs for its requester (store.py, the table's BRIN index
     on an expression of its owner's function, which VACUUM summarizes): PostgreSQL runs the
     function as the table's owner, session_user the management role."""
-    victim, victim_password = new_user()
-    user, password = new_user()
-    theirs, schema = unique("s"), unique("s")
-    with proxy.connect() as admin:
-        admin.execute(f"CREATE SCHEMA {theirs} AUTHORIZATION {victim}")
-        admin.execute(f"CREATE SCHEMA {schema} AUTHORIZATION {user}")
-        try:
-            with proxy.connect(victim, victim_password) as conn:
-                conn.execute(f"CREATE TABLE {theirs}.secret (n int)")
-                conn.execute(f"INSERT INTO {theirs}.secret VALUES (31337)")
-                conn.execute(f"CREATE VIEW {theirs}.lv AS SELECT n FROM {theirs}.secret WITH NO SCHEMA BINDING")
-                conn.execute(f"GRANT USAGE ON SCHEMA {theirs} TO {user}")  # (not the view, nor the table)
-            with proxy.connect(user, password) as conn:
-                function = conn.execute(
-                    "SELECT p.oid::regproc::text FROM pg_catalog.pg_proc p "
-                    f"WHERE p.pronamespace = '{theirs}'::regnamespace AND p.proname LIKE 'late_binding_view_%'").fetchone()[0]
-                conn.execute(f"CREATE SEQUENCE {schema}.seen")
-                conn.execute(f"""CREATE FUNCTION {schema}.evil(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$
-                    BEGIN
-                        IF session_user <> current_user THEN
-                            PERFORM pg_catalog.setval('{schema}.seen', (SELECT n FROM {function}()));
-                        END IF;
-                        RETURN $1;
-                    END $$""")
-                conn.execute(f"CREATE TABLE {schema}.t (a int)")
-                conn.execute(f"CREATE INDEX ON {schema}.t USING brin ({schema}.evil(a)) WITH (pages_per_range = 1)")
-                conn.execute(f"INSERT INTO {schema}.t SELECT g FROM generate_series(1, 2000) g")
-                conn.execute(f"VACUUM {schema}.t")  # queued; the proxy runs it
-                with postgres.connect() as direct:
-                    assert wait_for(lambda: direct.execute(
-                        "SELECT last_vacuum IS NOT NULL FROM pg_stat_user_tables WHERE relid = %s::regclass",
-                        (f"{schema}.t",)).fetchone() == (True,), timeout=20)
-                assert conn.execute(f"SELECT last_value FROM {schema}.seen").fetchone() == (1,)
-        finally:
-            admin.execute(f"DROP SCHEMA {schema} CASCADE")
-            admin.execute(f"DROP SCHEMA {theirs} CASCADE")
+    with _a_victims_secret(proxy, new_user) as (conn, schema, function):
+        _carrying_out(conn, schema, function, "IMMUTABLE")
+        conn.execute(f"CREATE TABLE {schema}.t (a int)")
+        conn.execute(f"CREATE INDEX ON {schema}.t USING brin ({schema}.evil(a)) WITH (pages_per_range = 1)")
+        conn.execute(f"INSERT INTO {schema}.t SELECT g FROM generate_series(1, 2000) g")
+        conn.execute(f"VACUUM {schema}.t")  # queued; the proxy runs it
+        with postgres.connect() as direct:
+            assert wait_for(lambda: direct.execute(
+                "SELECT last_vacuum IS NOT NULL FROM pg_stat_user_tables WHERE relid = %s::regclass",
+                (f"{schema}.t",)).fetchone() == (True,), timeout=20)
+        assert conn.execute(f"SELECT last_value FROM {schema}.seen").fetchone() == (1,)

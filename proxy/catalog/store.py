@@ -321,7 +321,7 @@ class Catalog:
                     try:
                         async with self.connection(database, own=True) as conn:
                             while pending:
-                                done += await _vacuum(conn, database, pending[0])
+                                done += await _vacuum(conn, database, pending[0], self.connection_as)
                                 pending.pop(0)
                     except asyncpg.InvalidCatalogNameError:
                         continue  # the database was dropped since
@@ -333,6 +333,17 @@ class Catalog:
         finally:
             self._vacuuming.discard(requester)
         return done
+
+    @contextlib.asynccontextmanager
+    async def connection_as(self, database: str, role: str):
+        """A connection of its own in database logged in as role, a mapped role (its backend
+        password), with the management connections' pinned settings; closed after use."""
+        connect = self._connect | {"user": role, "password": self.backend_password(role)}
+        conn = await asyncpg.connect(database=database, command_timeout=60, **connect)
+        try:
+            yield conn
+        finally:
+            await conn.close()
 
     async def refresh_stale_views(self) -> int:
         """REFRESH the stale materialized views with AUTO REFRESH YES (catalog/materialized_views.sql)
@@ -1109,12 +1120,21 @@ class ClusterLink:
         return {"user": self.user} | ({"password": self.password} if self.password is not None else {})
 
 
-async def _vacuum(conn: asyncpg.Connection, database: str, relation: int | None) -> bool:
+async def _vacuum(conn: asyncpg.Connection, database: str, relation: int | None,
+                  log_in_as: Callable[[str, str], contextlib.AbstractAsyncContextManager[asyncpg.Connection]]) -> bool:
     """One queued VACUUM (relation None: the whole database); whether it ran. A table another
     transaction holds locked is skipped (SKIP_LOCKED), as autovacuum skips it: its owner may
     hold it locked for as long as they like, and every request queued after theirs, anyone's,
     would wait for them. One skipped or failing is logged by the relation's name and the
-    error's kind (its message may quote a user's data)."""
+    error's kind (its message may quote a user's data).
+
+    A VACUUM runs its tables' owners' code (a BRIN index's expression) as them, but session_user
+    stays the session's: as the management role, every check of session_user would pass for it
+    (another's late-binding view read). So each owner's tables are vacuumed with session_user the
+    owner: SET SESSION AUTHORIZATION where the management role is a superuser (a RESET that fails
+    raises: the connection goes, not to the next VACUUM as someone else), else in a connection
+    logged in as the owner (log_in_as); an owner that cannot log in (a role shiftguard did not
+    make) has its tables left unvacuumed rather than vacuumed as the management role."""
     what = "the whole database" if relation is None else f"relation {relation}"  # for the log
     skipped = []  # PostgreSQL's warning for a named table it skipped, before the command's end
 
@@ -1131,22 +1151,25 @@ async def _vacuum(conn: asyncpg.Connection, database: str, relation: int | None)
                 return False  # dropped since
             what = groups[0]["tables"][0]
         for group in groups:
-            # A VACUUM runs its tables' owners' code (a BRIN index's expression) as them, but
-            # session_user stays the session's: as the management role, every check of
-            # session_user would pass for it (another's late-binding view read). So the owner's
-            # tables are vacuumed with session_user the owner. A RESET that fails raises: the
-            # connection goes, not to the next VACUUM as someone else.
-            if group["vacuum_as"] is not None:
-                await conn.execute(f"SET SESSION AUTHORIZATION {group['vacuum_as']}")
+            statement = f"VACUUM (SKIP_LOCKED) {', '.join(group['tables'])}"
+            owner = group["owner"]
             try:
-                await conn.execute(f"VACUUM (SKIP_LOCKED) {', '.join(group['tables'])}", timeout=VACUUM_TIMEOUT)
-            except (TimeoutError, asyncpg.PostgresError) as exc:
+                if owner is None:
+                    await conn.execute(statement, timeout=VACUUM_TIMEOUT)
+                elif group["superuser"]:
+                    await conn.execute(f"SET SESSION AUTHORIZATION {quote_ident(owner)}")
+                    try:
+                        await conn.execute(statement, timeout=VACUUM_TIMEOUT)
+                    finally:
+                        await conn.execute("RESET SESSION AUTHORIZATION")
+                else:
+                    async with log_in_as(database, owner) as theirs:
+                        theirs.add_log_listener(note)
+                        await theirs.execute(statement, timeout=VACUUM_TIMEOUT)
+            except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
                 log.warning("VACUUM of %s in database %s failed (%s); the other requests go on", what, database,
                             type(exc).__name__)
                 failed = True
-            finally:
-                if group["vacuum_as"] is not None:
-                    await conn.execute("RESET SESSION AUTHORIZATION")
     finally:
         conn.remove_log_listener(note)
     if failed:
@@ -1156,19 +1179,21 @@ async def _vacuum(conn: asyncpg.Connection, database: str, relation: int | None)
     return not (skipped and relation is not None)
 
 
-# Where the management role is no superuser it cannot SET SESSION AUTHORIZATION: it runs all as itself.
+# AUTO REFRESH views refreshed as the management role (_STALE_VIEWS_OWNERS): a superuser's and
+# shiftguard_views', and every one where the management role is no superuser (which cannot SET
+# SESSION AUTHORIZATION; nor is AUTO REFRESH, Redshift's SQL, translated there).
 _AS_MANAGEMENT_ROLE = "(r.rolsuper OR r.rolname = 'shiftguard_views' OR NOT pg_catalog.current_setting('is_superuser')::bool)"
 # The tables a queued VACUUM names ($1; NULL: the whole database's, but others' temporary ones),
-# by the role each is vacuumed as (quoted; NULL: the management role, for a superuser's and
-# shiftguard_views' tables and the system catalogs, and all where it is no superuser): _vacuum.
-_VACUUMED_BY_OWNER = f"""
-SELECT CASE WHEN NOT {_AS_MANAGEMENT_ROLE} THEN pg_catalog.quote_ident(r.rolname) END
-           AS vacuum_as,
+# by owner (NULL: vacuumed as the management role: a superuser's tables, shiftguard_views' and
+# the management role's own), and whether the management role is a superuser: _vacuum.
+_VACUUMED_BY_OWNER = """
+SELECT CASE WHEN NOT (r.rolsuper OR r.rolname IN ('shiftguard_views', current_user)) THEN r.rolname END AS owner,
+       pg_catalog.current_setting('is_superuser')::bool AS superuser,
        pg_catalog.array_agg(c.oid::pg_catalog.regclass::pg_catalog.text ORDER BY c.oid) AS tables
   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_roles r ON r.oid = c.relowner
  WHERE CASE WHEN $1::pg_catalog.oid IS NULL THEN c.relkind IN ('r', 'm') AND c.relpersistence <> 't'
             ELSE c.oid = $1 END
- GROUP BY 1"""
+ GROUP BY 1, 2"""
 
 
 # How long a pass of refresh_stale_views spends making the triggers asked for in one database

@@ -17,7 +17,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from ..conftest import ADMIN, ADMIN_PASSWORD, unique
+from ..conftest import ADMIN, ADMIN_PASSWORD, unique, wait_for
 
 SHIFTGUARD = [sys.executable, "-m", "proxy"]
 
@@ -225,8 +225,30 @@ def test_a_management_role_that_is_no_superuser_installs_and_serves(postgres, ma
             conn.execute(f"CREATE USER {user} PASSWORD 'Secret123'")
             conn.execute(f"CREATE TABLE public.{user}_t (a int)")
             conn.execute(f"GRANT SELECT ON public.{user}_t TO {user}")
+        with postgres.connect(database) as direct:
+            direct.execute(f"CREATE SCHEMA {user} AUTHORIZATION {user}")
         with proxy.connect(user, "Secret123", dbname=database) as conn:
             assert conn.execute(f"SELECT count(*) FROM public.{user}_t").fetchone() == (0,)
+            # A queued VACUUM runs the table's owner's code (a BRIN index's expression) with
+            # session_user the owner, as with a superuser's management role (attack12): here in
+            # a session logged in as the owner, as the role cannot SET SESSION AUTHORIZATION.
+            conn.execute(f"CREATE SEQUENCE {user}.seen")
+            conn.execute(f"""CREATE FUNCTION {user}.f(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$
+                BEGIN
+                    PERFORM pg_catalog.setval('{user}.seen',
+                                              CASE WHEN session_user = current_user THEN 2 ELSE 3 END);
+                    RETURN $1;
+                END $$""")
+            conn.execute(f"CREATE TABLE {user}.b (a int)")
+            conn.execute(f"CREATE INDEX ON {user}.b USING brin ({user}.f(a)) WITH (pages_per_range = 1)")
+            conn.execute(f"INSERT INTO {user}.b SELECT g FROM generate_series(1, 2000) g")
+            conn.execute(f"SELECT setval('{user}.seen', 1)")
+            conn.execute(f"VACUUM {user}.b")  # queued; the proxy runs it
+            with postgres.connect(database) as direct:
+                assert wait_for(lambda: direct.execute(
+                    "SELECT last_vacuum IS NOT NULL FROM pg_stat_user_tables WHERE relid = %s::regclass",
+                    (f"{user}.b",)).fetchone() == (True,), timeout=30)
+            assert conn.execute(f"SELECT last_value FROM {user}.seen").fetchone() == (2,)
     finally:
         with postgres.connect() as direct:
             direct.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")

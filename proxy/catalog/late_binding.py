@@ -5,13 +5,14 @@ A view's owner binds their own pending views in their own DDL (the event trigger
 DDL does not compile them: compiling a view's query can take seconds (a thousand `t.*` of a wide
 table), and PostgreSQL has no timer a running statement can arm, so one user's view would hold
 up everyone's DDL. Instead, when a client's transaction that ran DDL has ended, its relay waits
-briefly (BIND_WAIT_SECONDS) while the proxy binds the database's pending views here, each
-compile limited to BIND_VIEW_SECONDS and run under its owner's session authorization (compiling
-may run the owner's code: a domain's CHECK reading a literal; in a session whose session_user
-was anyone else, shiftguard's checks of session_user would take that code for the other's), so that a client's next statement finds a view its
-CREATE TABLE made readable already bound. A view whose compile was slow is left out of the
-passes for a while (backing off up to SLOW_VIEW_MAX_SECONDS). The cluster database is also looked
-at every POLL_SECONDS (DDL run inside functions or DO blocks, or through another proxy).
+briefly (BIND_WAIT_SECONDS) while the proxy binds the database's pending views here, so that a
+client's next statement finds a view its CREATE TABLE made readable already bound. Each compile
+is limited to BIND_VIEW_SECONDS and runs under its owner's session authorization: compiling may
+run the owner's code (a domain's CHECK reading a literal), and in a session whose session_user
+was anyone else, shiftguard's checks of session_user would take that code for the other's. A
+view whose compile was slow is left out of the passes for a while (backing off up to
+SLOW_VIEW_MAX_SECONDS). The cluster database is also looked at every POLL_SECONDS (DDL run
+inside functions or DO blocks, or through another proxy).
 """
 
 from __future__ import annotations

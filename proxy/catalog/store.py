@@ -55,13 +55,18 @@ _BOOTSTRAP_LOCK = "LOCK TABLE shiftguard_rows.bootstrap IN SHARE UPDATE EXCLUSIV
 # path a user's public.array_to_string would run as the management role (DESIGN principle 7).
 # The private schema is always written out. pg_temp last: no temporary table stands in for a
 # catalog one.
+# And role none: a database's owner may ALTER DATABASE ... SET role = themselves, which every
+# superuser's login there takes (the startup packet's value comes first): the management role's
+# sessions there ran as the owner, session_user still the management role, so that the owner's
+# code they ran (a BRIN expression of the owner's table, vacuumed as the management role's own)
+# passed every check of session_user (test_attack13).
 # What the backing database's failing looks like to asyncpg: refused or lost connections,
 # PostgreSQL's errors, a pool closing; and InternalClientError, which asyncpg 0.29-0.32 raise
 # when a connection breaks while the pool resets it on release (the server killed under it).
 BACKEND_FAILURES = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError,
                     asyncpg.InternalClientError)
 
-TRUSTED_SETTINGS = {"search_path": "pg_catalog, pg_temp"}
+TRUSTED_SETTINGS = {"search_path": "pg_catalog, pg_temp", "role": "none"}
 
 
 class UntrustedDatabase(Exception):

@@ -1,0 +1,73 @@
+"""Attacks on the proxy's own management sessions running a user's code (catalog/store.py): a
+setting a user gives the sessions in a database of theirs, the owner-by-owner VACUUM."""
+
+from __future__ import annotations
+
+import contextlib
+
+import psycopg
+import pytest
+
+from ..conftest import unique, wait_for
+
+
+@contextlib.contextmanager
+def _own_database(proxy, postgres, new_user):
+    """A user with CREATEDB and a database of theirs made through the proxy, a victim's table
+    there holding 31337 behind a late-binding view of theirs (neither granted): (the user's
+    connection to it, the database, a schema of the user's there, the victim's view's function)."""
+    user, password = new_user()
+    victim, victim_password = new_user()
+    database, schema, theirs = unique("db"), unique("s"), unique("s")
+    with proxy.connect() as admin:
+        admin.execute(f"ALTER USER {user} CREATEDB")
+    try:
+        with proxy.connect(user, password) as conn:
+            conn.execute(f"CREATE DATABASE {database}")
+        with proxy.connect(dbname=database) as admin:
+            admin.execute(f"CREATE SCHEMA {theirs} AUTHORIZATION {victim}")
+            admin.execute(f"CREATE SCHEMA {schema} AUTHORIZATION {user}")
+        with proxy.connect(victim, victim_password, dbname=database) as conn:
+            conn.execute(f"CREATE TABLE {theirs}.secret (n int)")
+            conn.execute(f"INSERT INTO {theirs}.secret VALUES (31337)")
+            conn.execute(f"CREATE VIEW {theirs}.lv AS SELECT n FROM {theirs}.secret WITH NO SCHEMA BINDING")
+            conn.execute(f"GRANT USAGE ON SCHEMA {theirs} TO {user}")
+        with proxy.connect(user, password, dbname=database) as conn:
+            function = conn.execute(
+                "SELECT p.oid::regproc::text FROM pg_catalog.pg_proc p "
+                f"WHERE p.pronamespace = '{theirs}'::regnamespace AND p.proname LIKE 'late_binding_view_%'").fetchone()[0]
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(f"SELECT n FROM {function}()")
+            conn.execute(f"CREATE SEQUENCE {schema}.seen")
+            yield conn, database, schema, function
+    finally:
+        with postgres.connect() as direct:
+            direct.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+
+
+def test_a_database_owners_role_setting_does_not_make_the_proxys_sessions_theirs(proxy, postgres, new_user):
+    """A database's owner may ALTER DATABASE ... SET role = themselves: every session that logs in
+    there then runs as them, the proxy's too, session_user still the management role. Its queued
+    VACUUM took the owner's tables for the management role's own (owner = current_user) and ran
+    them in that session: the BRIN expression of the owner's function ran with session_user the
+    management role, and read the victim's late-binding view."""
+    with _own_database(proxy, postgres, new_user) as (conn, database, schema, function):
+        conn.execute(f"ALTER DATABASE {database} SET role = {conn.info.user}")
+        conn.execute(f"""CREATE FUNCTION {schema}.evil(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$
+            BEGIN
+                IF session_user <> current_user THEN
+                    PERFORM pg_catalog.setval('{schema}.seen', (SELECT n FROM {function}()));
+                END IF;
+                RETURN $1;
+            END $$""")
+        conn.execute(f"CREATE TABLE {schema}.t (a int)")
+        conn.execute(f"CREATE INDEX ON {schema}.t USING brin ({schema}.evil(a)) WITH (pages_per_range = 1)")
+        conn.execute(f"INSERT INTO {schema}.t SELECT g FROM generate_series(1, 2000) g")
+        conn.execute(f"VACUUM {schema}.t")  # queued; the proxy runs it
+        with postgres.connect(dbname=database) as direct:
+            def vacuumed():
+                proxy.call(proxy.proxy.catalog.run_vacuums())  # what the proxy's queue reader does, now
+                return direct.execute("SELECT last_vacuum IS NOT NULL FROM pg_stat_user_tables WHERE relid = %s::regclass",
+                                      (f"{schema}.t",)).fetchone() == (True,)
+            assert wait_for(vacuumed, timeout=20)
+        assert conn.execute(f"SELECT last_value FROM {schema}.seen").fetchone() == (1,)

@@ -71,3 +71,17 @@ def test_a_database_owners_role_setting_does_not_make_the_proxys_sessions_theirs
                                       (f"{schema}.t",)).fetchone() == (True,)
             assert wait_for(vacuumed, timeout=20)
         assert conn.execute(f"SELECT last_value FROM {schema}.seen").fetchone() == (1,)
+
+
+def test_a_database_owners_role_setting_does_not_make_a_superusers_session_theirs(proxy, postgres, new_user):
+    """The same setting took every superuser's session there: the admin's statements ran as the
+    database's owner (session_user still the admin, whose every check passed), and the tables
+    the admin made there were the owner's, theirs to read."""
+    with _own_database(proxy, postgres, new_user) as (conn, database, schema, function):
+        conn.execute(f"ALTER DATABASE {database} SET role = {conn.info.user}")
+        with proxy.connect(dbname=database) as admin:
+            assert admin.execute("SELECT current_user = session_user").fetchone() == (True,)
+            admin.execute(f"CREATE TABLE {schema}.admins (secret int)")
+            admin.execute(f"INSERT INTO {schema}.admins VALUES (31337)")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(f"SELECT secret FROM {schema}.admins")

@@ -4,11 +4,14 @@ setting a user gives the sessions in a database of theirs, the owner-by-owner VA
 from __future__ import annotations
 
 import contextlib
+import threading
+import time
 
 import psycopg
 import pytest
 
 from ..conftest import unique, wait_for
+from .test_attack12 import _a_victims_secret, _carrying_out
 
 
 @contextlib.contextmanager
@@ -85,3 +88,39 @@ def test_a_database_owners_role_setting_does_not_make_a_superusers_session_their
             admin.execute(f"INSERT INTO {schema}.admins VALUES (31337)")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute(f"SELECT secret FROM {schema}.admins")
+
+
+def test_a_superusers_table_in_a_users_schema_is_not_vacuumed_as_the_management_role_once_replaced(
+        proxy, new_user, postgres):
+    """A queued VACUUM of the whole database lists its tables by name, each owner's in a statement
+    of its own, the owners' first and a superuser's (as the management role) last. The owner of a
+    schema may drop a table there that is not theirs: their own table's VACUUM (its BRIN expression
+    sleeping) gave them time to put a table of theirs in the place of the admin's one there, with
+    a BRIN expression of their function, which the management role then vacuumed as the admin's,
+    session_user the management role."""
+    with _a_victims_secret(proxy, new_user) as (conn, schema, function):
+        _carrying_out(conn, schema, function, "IMMUTABLE")
+        conn.execute(f"""CREATE FUNCTION {schema}.slow(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$
+            BEGIN
+                IF $1 = 2000 AND pg_catalog.current_query() ILIKE 'VACUUM%' THEN PERFORM pg_catalog.pg_sleep(3); END IF;
+                RETURN $1;
+            END $$""")
+        conn.execute(f"CREATE TABLE {schema}.mine (a int)")
+        conn.execute(f"CREATE INDEX ON {schema}.mine USING brin ({schema}.slow(a)) WITH (pages_per_range = 1)")
+        conn.execute(f"INSERT INTO {schema}.mine SELECT g FROM generate_series(1, 2000) g")
+        with proxy.connect() as admin:
+            admin.execute(f"CREATE TABLE {schema}.admins (a int)")  # the admin's, in the user's schema
+            admin.execute("VACUUM")  # the whole database: queued
+            runner = threading.Thread(target=lambda: proxy.call(proxy.proxy.catalog.run_vacuums()))  # (or the proxy's reader)
+            runner.start()
+            time.sleep(1.5)  # (the user's own table's VACUUM sleeps)
+            conn.execute(f"DO $$ BEGIN EXECUTE 'DROP TABLE {schema}.admins'; END $$")
+            conn.execute(f"CREATE TABLE {schema}.admins (a int)")
+            conn.execute(f"CREATE INDEX ON {schema}.admins USING brin ({schema}.evil(a)) WITH (pages_per_range = 1)")
+            conn.execute(f"INSERT INTO {schema}.admins SELECT g FROM generate_series(1, 2000) g")
+            runner.join(60)
+        with postgres.connect() as direct:
+            wait_for(lambda: direct.execute(
+                "SELECT last_vacuum IS NOT NULL FROM pg_stat_user_tables WHERE relid = %s::regclass",
+                (f"{schema}.admins",)).fetchone() == (True,), timeout=15)
+        assert conn.execute(f"SELECT last_value FROM {schema}.seen").fetchone() == (1,)

@@ -124,3 +124,41 @@ def test_a_superusers_table_in_a_users_schema_is_not_vacuumed_as_the_management_
                 "SELECT last_vacuum IS NOT NULL FROM pg_stat_user_tables WHERE relid = %s::regclass",
                 (f"{schema}.admins",)).fetchone() == (True,), timeout=15)
         assert conn.execute(f"SELECT last_value FROM {schema}.seen").fetchone() == (1,)
+
+
+def test_the_truncate_permission_runs_no_trigger_of_a_child_table_as_the_management_role(proxy, new_user):
+    """TRUNCATE TABLE, the system permission, runs TRUNCATE in a function of the management role's
+    (privileges.sql permitted), refused for a table with triggers; but TRUNCATE of a parent table
+    truncates its inheritance children too, and fires their TRUNCATE triggers, the user's
+    function then running as the management role, a superuser."""
+    user, password = new_user()
+    schema, role = unique("s"), unique("r")
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE SCHEMA {schema} AUTHORIZATION {user}")
+        admin.execute(f"CREATE ROLE {role}")
+        admin.execute(f"GRANT TRUNCATE TABLE TO ROLE {role}")
+        admin.execute(f"GRANT ROLE {role} TO {user}")
+        try:
+            with proxy.connect(user, password) as conn:
+                conn.execute(f"CREATE SEQUENCE {schema}.seen")
+                conn.execute(f"CREATE TABLE {schema}.parent (a int)")
+                conn.execute(f"""DO $$ BEGIN
+                    EXECUTE 'CREATE TABLE {schema}.child () INHERITS ({schema}.parent)';
+                    EXECUTE 'CREATE FUNCTION {schema}.evil() RETURNS trigger LANGUAGE plpgsql AS $f$
+                        BEGIN
+                            IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
+                                PERFORM pg_catalog.setval(''{schema}.seen'', 42);
+                            END IF;
+                            RETURN NULL;
+                        END $f$';
+                    EXECUTE 'CREATE TRIGGER evil BEFORE TRUNCATE ON {schema}.child
+                             FOR EACH STATEMENT EXECUTE FUNCTION {schema}.evil()';
+                END $$""")
+                try:
+                    conn.execute(f"TRUNCATE {schema}.parent")
+                except psycopg.errors.FeatureNotSupported:
+                    pass  # refused: the child's trigger
+                assert conn.execute(f"SELECT last_value FROM {schema}.seen").fetchone() == (1,)
+        finally:
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")
+            admin.execute(f"DROP ROLE {role} FORCE")

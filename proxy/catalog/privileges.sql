@@ -608,6 +608,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_object oid;
     v_names  text[] := ARRAY(SELECT jsonb_array_elements_text(p_options->'names'));
+    v_list   text;
 BEGIN
     IF NOT shiftguard.caller_may(p_permission) THEN
         RAISE EXCEPTION 'permission denied' USING ERRCODE = '42501';
@@ -629,11 +630,21 @@ BEGIN
         IF (p_options->>'cascade')::boolean THEN
             RAISE EXCEPTION 'TRUNCATE ... CASCADE is not Redshift syntax' USING ERRCODE = '0A000';
         END IF;
-        IF EXISTS (SELECT FROM pg_trigger WHERE tgrelid = ANY (p_objects) AND NOT tgisinternal
-                      AND tgfoid <> 'shiftguard.note_write()'::regprocedure) THEN  -- shiftguard's own, which notes writes
+        -- TRUNCATE reaches the tables' inheritance children (and partitions) too, and fires their
+        -- triggers, as this function's owner: theirs count. Locked first (LOCK TABLE takes the
+        -- children too), so that none gets a trigger or a child after the look; and by the names
+        -- TRUNCATE then reads, each still the table looked at.
+        v_list := (SELECT string_agg(o::regclass::text, ', ') FROM unnest(p_objects) o);
+        EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', v_list);
+        IF EXISTS (SELECT FROM unnest(p_objects) o WHERE to_regclass(o::regclass::text) IS DISTINCT FROM o)
+           OR EXISTS (WITH RECURSIVE reached (oid) AS (SELECT unnest(p_objects)
+                                                       UNION SELECT i.inhrelid FROM pg_inherits i
+                                                                JOIN reached r ON i.inhparent = r.oid)
+                      SELECT FROM pg_trigger WHERE tgrelid IN (SELECT oid FROM reached) AND NOT tgisinternal
+                                               AND tgfoid <> 'shiftguard.note_write()'::regprocedure) THEN  -- shiftguard's own, which notes writes
             RAISE EXCEPTION 'the TRUNCATE TABLE permission does not reach tables with triggers' USING ERRCODE = '0A000';
         END IF;
-        EXECUTE format('TRUNCATE %s', (SELECT string_agg(o::regclass::text, ', ') FROM unnest(p_objects) o));
+        EXECUTE format('TRUNCATE %s', v_list);
     WHEN 'ANALYZE' THEN
         IF cardinality(p_objects) = 0 THEN
             ANALYZE;

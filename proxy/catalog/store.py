@@ -55,13 +55,18 @@ _BOOTSTRAP_LOCK = "LOCK TABLE shiftguard_rows.bootstrap IN SHARE UPDATE EXCLUSIV
 # path a user's public.array_to_string would run as the management role (DESIGN principle 7).
 # The private schema is always written out. pg_temp last: no temporary table stands in for a
 # catalog one.
+# And role none: a database's owner may ALTER DATABASE ... SET role = themselves, which every
+# superuser's login there takes (the startup packet's value comes first): the management role's
+# sessions there ran as the owner, session_user still the management role, so that the owner's
+# code they ran (a BRIN expression of the owner's table, vacuumed as the management role's own)
+# passed every check of session_user (test_attack13).
 # What the backing database's failing looks like to asyncpg: refused or lost connections,
 # PostgreSQL's errors, a pool closing; and InternalClientError, which asyncpg 0.29-0.32 raise
 # when a connection breaks while the pool resets it on release (the server killed under it).
 BACKEND_FAILURES = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError,
                     asyncpg.InternalClientError)
 
-TRUSTED_SETTINGS = {"search_path": "pg_catalog, pg_temp"}
+TRUSTED_SETTINGS = {"search_path": "pg_catalog, pg_temp", "role": "none"}
 
 
 class UntrustedDatabase(Exception):
@@ -1186,11 +1191,23 @@ _AS_MANAGEMENT_ROLE = "(r.rolsuper OR r.rolname = 'shiftguard_views' OR NOT pg_c
 # The tables a queued VACUUM names ($1; NULL: the whole database's, but others' temporary ones),
 # by owner (NULL: vacuumed as the management role: a superuser's tables, shiftguard_views' and
 # the management role's own), and whether the management role is a superuser: _vacuum.
+# A table is vacuumed by its name, read before: a schema's owner may drop a table there that is
+# not theirs and make one of theirs of that name meanwhile (while their own table's VACUUM
+# sleeps in its BRIN expression), which the management role then vacuumed, running the schema
+# owner's code with session_user the management role. So a trusted role's table in a schema of
+# a role that is not is vacuumed as the schema's owner: theirs, if they put one there (as
+# themselves); the other one is then skipped (not theirs), and stays unvacuumed. (A schema of
+# pg_database_owner, public, is the database owner's: a user's in a database they made.)
 _VACUUMED_BY_OWNER = """
-SELECT CASE WHEN NOT (r.rolsuper OR r.rolname IN ('shiftguard_views', current_user)) THEN r.rolname END AS owner,
+SELECT CASE WHEN NOT (r.rolsuper OR r.rolname IN ('shiftguard_views', current_user)) THEN r.rolname
+            WHEN NOT (s.rolsuper OR s.rolname IN ('shiftguard_views', current_user)) THEN s.rolname END AS owner,
        pg_catalog.current_setting('is_superuser')::bool AS superuser,
        pg_catalog.array_agg(c.oid::pg_catalog.regclass::pg_catalog.text ORDER BY c.oid) AS tables
   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_roles r ON r.oid = c.relowner
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+  JOIN pg_catalog.pg_roles s ON s.oid = CASE WHEN n.nspowner = 'pg_database_owner'::pg_catalog.regrole
+       THEN (SELECT d.datdba FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database())
+       ELSE n.nspowner END
  WHERE CASE WHEN $1::pg_catalog.oid IS NULL THEN c.relkind IN ('r', 'm') AND c.relpersistence <> 't'
             ELSE c.oid = $1 END
  GROUP BY 1, 2"""

@@ -92,7 +92,9 @@ F_IDP_TOKEN = ord("i")
 # be told md5; a SCRAM verifier would be refused.
 # client_encoding: the proxy reads SQL as UTF-8 and refuses any other client_encoding
 # (policy/encoding.py); a startup parameter also overrides the role's and database's defaults.
-SESSION_SETTINGS = {"password_encryption": "md5", "client_encoding": "UTF8"}
+# role none: a database's owner may ALTER DATABASE ... SET role = themselves, which every
+# superuser's login there would take (an admin's statements run as the owner, its tables theirs).
+SESSION_SETTINGS = {"password_encryption": "md5", "client_encoding": "UTF8", "role": "none"}
 # And, when sessions look like Redshift's: a backslash escapes in ordinary string literals, as
 # in Redshift ('\\' is one backslash; the documentation's own examples rely on it).
 REDSHIFT_SESSION_SETTINGS = {**SESSION_SETTINGS, "standard_conforming_strings": "off",

@@ -1481,6 +1481,22 @@ END
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.record_late_binding_view(regclass, regprocedure, text[], text, text) TO PUBLIC;
 
+-- A late-binding view's function, and the one it reads the rows from (late_binding_function).
+CREATE OR REPLACE FUNCTION shiftguard.drop_late_binding_function(p_function oid) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_rows regprocedure := to_regprocedure((SELECT format('%s.%I()', pronamespace::regnamespace, proname || '_rows')
+                                              FROM pg_proc WHERE oid = p_function));
+BEGIN
+    IF EXISTS (SELECT FROM pg_proc WHERE oid = p_function) THEN
+        EXECUTE format('DROP FUNCTION %s', p_function::regprocedure);
+    END IF;
+    IF v_rows IS NOT NULL THEN
+        EXECUTE format('DROP FUNCTION %s', v_rows);
+    END IF;
+END
+$$;
+
 -- The functions of late-binding views that no longer exist go too (anyone may: it only tidies).
 CREATE OR REPLACE FUNCTION shiftguard.late_binding_views_forget_dropped() RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -1490,9 +1506,7 @@ BEGIN
     FOR v_function IN DELETE FROM shiftguard_rows.late_binding_views l
                        WHERE NOT EXISTS (SELECT FROM pg_class WHERE oid = l.view_id) RETURNING function_id LOOP
         BEGIN
-            IF EXISTS (SELECT FROM pg_proc WHERE oid = v_function) THEN
-                EXECUTE format('DROP FUNCTION %s', v_function::regprocedure);
-            END IF;
+            PERFORM shiftguard.drop_late_binding_function(v_function);
         EXCEPTION WHEN insufficient_privilege OR dependent_objects_still_exist THEN
             NULL;  -- a management role that is no superuser, or a function used elsewhere: it stays
         END;
@@ -1501,32 +1515,63 @@ END
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.late_binding_views_forget_dropped() TO PUBLIC;
 
--- The function that runs a late-binding view's query p_query (names written out in full) with
--- the view's columns p_columns ("name type, ..."), and the view p_view made to read it: owned
--- by the view's owner and run with its privileges (above), the query run only for callers who
--- may SELECT the view. Runs as the caller, who must own the view (or be a superuser).
+-- The functions that run a late-binding view's query p_query (names written out in full) with
+-- the view's columns p_columns ("name type, ..."), and the view p_view made to read them: owned
+-- by the view's owner, the query run with its privileges (above), only for callers who may
+-- SELECT the view. Two: the view reads late_binding_view_<hex>(), which runs as its caller and
+-- asks whether both session_user and current_user may SELECT the view, then reads the rows from
+-- late_binding_view_<hex>_rows(), SECURITY DEFINER, which runs the query, and only when its
+-- caller is the first (PG_CONTEXT: the statement calling it is the first's RETURN QUERY). With
+-- one SECURITY DEFINER function, which sees only session_user, an owner's code that PostgreSQL
+-- runs as the owner in another's session (an index expression under an admin's ANALYZE, where
+-- current_user is the owner and session_user the admin) could call it and read what the admin
+-- may. Runs as the caller, who must own the view (or be a superuser).
 CREATE OR REPLACE FUNCTION shiftguard.late_binding_function(p_view regclass, p_columns text, p_query text)
 RETURNS regprocedure LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_function text := format('%s.%I', (SELECT relnamespace::regnamespace FROM pg_class WHERE oid = p_view),
                               'late_binding_view_' || left(md5(random()::text || clock_timestamp()::text), 16));
+    v_rows     text := v_function || '_rows';  -- (the quoted name ends with an unquoted part)
+    v_name     text := (SELECT relname FROM pg_class WHERE oid = p_view);
     v_owner    oid := (SELECT relowner FROM pg_class WHERE oid = p_view);
     v_definer  boolean := NOT (SELECT rolsuper OR rolname = 'shiftguard_views' FROM pg_roles WHERE oid = v_owner);
 BEGIN
-    EXECUTE format('CREATE FUNCTION %s() RETURNS TABLE (%s) LANGUAGE plpgsql STABLE %s '
-                   'SET search_path = pg_catalog, pg_temp AS %L', v_function, p_columns,
-                   CASE WHEN v_definer THEN 'SECURITY DEFINER' ELSE 'SECURITY INVOKER' END, format(
+    EXECUTE format('CREATE FUNCTION %s() RETURNS TABLE (%s) LANGUAGE plpgsql STABLE '
+                   'SET search_path = pg_catalog, pg_temp AS %L', v_function, p_columns, format(
         $body$BEGIN
-    IF NOT pg_catalog.has_table_privilege(session_user, %s::pg_catalog.oid, 'SELECT') THEN
+    IF NOT (pg_catalog.has_table_privilege(session_user, %s::pg_catalog.oid, 'SELECT')
+            AND pg_catalog.has_table_privilege(current_user, %s::pg_catalog.oid, 'SELECT')) THEN
+        RAISE EXCEPTION 'permission denied for relation %%', %L USING ERRCODE = '42501';
+    END IF;
+    RETURN QUERY SELECT * FROM %s();
+END$body$, p_view::oid, p_view::oid, v_name, v_rows));
+    -- The context lines its caller must give (the statement, on one line of its own, then the
+    -- caller's frame): the first's signature as PostgreSQL prints it under this search_path.
+    EXECUTE format('CREATE FUNCTION %s() RETURNS TABLE (%s) LANGUAGE plpgsql STABLE %s '
+                   'SET search_path = pg_catalog, pg_temp AS %L', v_rows, p_columns,
+                   CASE WHEN v_definer THEN 'SECURITY DEFINER' ELSE 'SECURITY INVOKER' END, format(
+        $body$DECLARE
+    v_context pg_catalog.text;
+BEGIN
+    GET DIAGNOSTICS v_context = PG_CONTEXT;
+    IF pg_catalog.split_part(v_context, E'\n', 2) IS DISTINCT FROM %L
+       OR NOT pg_catalog.starts_with(pg_catalog.split_part(v_context, E'\n', 3),
+                                     'PL/pgSQL function ' || %s::pg_catalog.oid::pg_catalog.regprocedure::pg_catalog.text || ' line ')
+       OR pg_catalog.split_part(v_context, E'\n', 3) !~ ' line [0-9]+ at RETURN QUERY$'
+       OR NOT pg_catalog.has_table_privilege(session_user, %s::pg_catalog.oid, 'SELECT') THEN
         RAISE EXCEPTION 'permission denied for relation %%', %L USING ERRCODE = '42501';
     END IF;
     RETURN QUERY EXECUTE %L;
-END$body$, p_view::oid, (SELECT relname FROM pg_class WHERE oid = p_view), p_query));
-    IF v_definer AND v_owner <> (SELECT oid FROM pg_roles WHERE rolname = current_user) THEN
-        EXECUTE format('ALTER FUNCTION %s() OWNER TO %s', v_function, v_owner::regrole);  -- a member of the owner's role
+END$body$, format('SQL statement "SELECT * FROM %s()"', v_rows), (v_function || '()')::regprocedure::oid,
+           p_view::oid, v_name, p_query));
+    IF v_definer AND v_owner <> (SELECT oid FROM pg_roles WHERE rolname = current_user) THEN  -- a member of the owner's role
+        EXECUTE format('ALTER FUNCTION %s() OWNER TO %s', v_function, v_owner::regrole);
+        EXECUTE format('ALTER FUNCTION %s() OWNER TO %s', v_rows, v_owner::regrole);
     END IF;
     EXECUTE format('COMMENT ON FUNCTION %s() IS %L', v_function,
                    format('the query of late-binding view %s (shiftguard)', p_view));
+    EXECUTE format('COMMENT ON FUNCTION %s() IS %L', v_rows,
+                   format('the rows of late-binding view %s (shiftguard)', p_view));
     EXECUTE format('CREATE OR REPLACE VIEW %s AS SELECT * FROM %s()', p_view, v_function);
     RETURN (v_function || '()')::regprocedure;
 END
@@ -1580,8 +1625,8 @@ BEGIN
     END IF;
     v_previous := shiftguard.record_late_binding_view(
         v_view, shiftguard.late_binding_function(v_view, v_columns, v_query), v_types);
-    IF v_previous IS NOT NULL AND EXISTS (SELECT FROM pg_proc WHERE oid = v_previous) THEN
-        EXECUTE format('DROP FUNCTION %s', v_previous::regprocedure);
+    IF v_previous IS NOT NULL THEN
+        PERFORM shiftguard.drop_late_binding_function(v_previous);
     END IF;
 END
 $$;

@@ -32,9 +32,11 @@ def _a_victims_secret(proxy, new_user):
             with proxy.connect(user, password) as conn:
                 function = conn.execute(
                     "SELECT p.oid::regproc::text FROM pg_catalog.pg_proc p "
-                    f"WHERE p.pronamespace = '{theirs}'::regnamespace AND p.proname LIKE 'late_binding_view_%'").fetchone()[0]
-                with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                    conn.execute(f"SELECT n FROM {function}()")
+                    f"WHERE p.pronamespace = '{theirs}'::regnamespace AND p.proname LIKE 'late_binding_view_%' "
+                    "AND p.proname NOT LIKE '%\\_rows'").fetchone()[0]
+                for callable_ in (function, f"{function}_rows"):  # (the view's, and the one it reads rows from)
+                    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                        conn.execute(f"SELECT n FROM {callable_}()")
                 conn.execute(f"CREATE SEQUENCE {schema}.seen")
                 yield conn, schema, function
         finally:

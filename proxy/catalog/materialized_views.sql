@@ -493,6 +493,25 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
      ORDER BY a.table_id
 $$;
 REVOKE ALL ON FUNCTION shiftguard.stale_autorefresh_views() FROM PUBLIC;
+-- The tables a materialized view's query names, locked ACCESS SHARE (REFRESH's mode), in the
+-- order of their OIDs (not those behind a view it names, nor those its functions read).
+-- LOCK runs no one's code. (refresh_stale_view)
+CREATE OR REPLACE FUNCTION shiftguard.lock_base_tables(p_view oid) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_table oid;
+BEGIN
+    FOR v_table IN SELECT DISTINCT d.refobjid FROM pg_depend d
+                     JOIN pg_rewrite w ON w.oid = d.objid JOIN pg_class c ON c.oid = d.refobjid
+                    WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
+                      AND w.ev_class = p_view AND d.refobjid <> p_view AND c.relkind IN ('r', 'p')
+                    ORDER BY 1 LOOP
+        EXECUTE format('LOCK TABLE ONLY %s IN ACCESS SHARE MODE', v_table::regclass);
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION shiftguard.lock_base_tables(oid) FROM PUBLIC;
+
 -- Refreshed (true), or not (a warning says why), or no longer a stale AUTO REFRESH view (true).
 -- PostgreSQL runs the view's query as its owner, but session_user stays the session's: in the
 -- proxy's, the management role's, whose every check of session_user the owner's code in the
@@ -517,12 +536,23 @@ BEGIN
         RAISE EXCEPTION 'must be owner of materialized view %', p_view USING ERRCODE = '42501';
     END IF;
     PERFORM set_config('lock_timeout', '1s', true);
+    -- A refresh is background work: in a deadlock with a user's statement (DROP OWNED BY, DROP
+    -- TABLE ... CASCADE: the base table's lock held, the view's wanted; REFRESH: the other way
+    -- round) it is the refresh that gives way. PostgreSQL ends the waiter whose deadlock_timeout
+    -- runs out first, so the refresh's is short (a superuser's setting: where the management role
+    -- is none, the refresh keeps the default and either side may lose); and it takes the view's
+    -- base tables' locks before the view's, in a DROP's order, so most such cycles never form.
+    BEGIN
+        PERFORM set_config('deadlock_timeout', '50ms', true);
+    EXCEPTION WHEN insufficient_privilege THEN NULL;
+    END;
     IF NOT EXISTS (SELECT FROM shiftguard_rows.table_attributes a JOIN pg_class c ON c.oid = a.table_id
                     WHERE a.table_id = p_view AND c.relkind = 'm' AND (a.attrs->>'autorefresh')::boolean
                       AND shiftguard.mv_is_stale(a.table_id) = 't') THEN
         RETURN true;  -- dropped, or refreshed since
     END IF;
     BEGIN
+        PERFORM shiftguard.lock_base_tables(p_view);
         v_snapshot := pg_current_snapshot();
         EXECUTE format('REFRESH MATERIALIZED VIEW %s', v_view);
         v_recorded := shiftguard.mv_refreshed(v_view, v_snapshot);  -- an assignment: mv_refreshed checks

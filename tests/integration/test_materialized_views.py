@@ -5,6 +5,8 @@ pg_views as Redshift shows them; staleness and AUTO REFRESH."""
 
 from __future__ import annotations
 
+import time
+
 import psycopg
 import pytest
 
@@ -106,6 +108,37 @@ def test_auto_refresh_yes_is_refreshed_by_the_proxy_after_a_write(proxy, sales):
         admin.execute(f"INSERT INTO {sales}.sales VALUES (5, 'east', 1)")
         assert mv_info(admin, sales)[0][4] == "t"
         assert admin.execute(f"SELECT total FROM {sales}.totals").fetchall() == [(135,)]
+
+
+def test_a_users_drop_during_the_proxys_refresh_is_not_the_deadlock_victim(proxy, postgres, new_user):
+    """The proxy's AUTO REFRESH of a view (its ACCESS EXCLUSIVE lock held) met its owner's DROP
+    OWNED BY, which held a base table's lock and wanted the view's (a test's clean-up failed so):
+    a deadlock, and PostgreSQL ended the statement that had waited longer, the user's. Background
+    work now gives way: the user's DROP goes through, the refresh is tried again later."""
+    name, password = new_user()
+    base, other, slow, view = unique("base"), unique("other"), unique("f_slow"), unique("mv")
+    with proxy.connect(name, password) as owner:
+        owner.execute(f"CREATE TABLE public.{base} (a int)")
+        owner.execute(f"CREATE TABLE public.{other} (a int)")
+        # the refresh reads `other` after half a second, its lock on the view held
+        owner.execute(f"""CREATE FUNCTION public.{slow}() RETURNS bigint LANGUAGE plpgsql AS $$ BEGIN
+            PERFORM pg_sleep(0.5); RETURN (SELECT count(*) FROM public.{other}); END $$""")
+        owner.execute(f"CREATE MATERIALIZED VIEW public.{view} AUTO REFRESH YES AS "
+                      f"SELECT a, public.{slow}() AS n FROM public.{base}")
+        owner.execute(f"INSERT INTO public.{base} VALUES (1)")
+        with postgres.connect() as direct:
+            refreshing = ("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep' "
+                          "AND query LIKE '%refresh_stale_view%'")
+            deadline = time.monotonic() + 30
+            while direct.execute(refreshing).fetchone() == (0,):
+                assert time.monotonic() < deadline, "the proxy never refreshed the view"
+                time.sleep(0.01)
+        owner.execute("BEGIN")
+        owner.execute(f"LOCK TABLE public.{other} IN ACCESS EXCLUSIVE MODE")
+        # waits for the refresh's lock on the view; the refresh then waits for this transaction's
+        owner.execute(f"DROP MATERIALIZED VIEW public.{view}")
+        owner.execute("COMMIT")
+        assert owner.execute("SELECT to_regclass(%s)", (f"public.{view}",)).fetchone() == (None,)
 
 
 def test_a_view_whose_refresh_fails_stops_no_other_users_auto_refresh(proxy, sales, new_user):

@@ -67,16 +67,20 @@ REVOKE ALL ON shiftguard_rows.masking_policies, shiftguard_rows.masking_attachme
 
 -- Does an attachment on the relation reach the session's user? Superusers are not masked
 -- (UNVERIFIED: Redshift does not document it; they read every table anyway).
-CREATE OR REPLACE FUNCTION shiftguard.mask_reaches(p_relation oid, p_column text) RETURNS SETOF shiftguard_rows.masking_attachments
+CREATE OR REPLACE FUNCTION shiftguard.mask_reaches__keyed(p_relation oid, p_column text, p_key text) RETURNS SETOF shiftguard_rows.masking_attachments
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT a.* FROM shiftguard_rows.masking_attachments a
      WHERE a.relation = p_relation AND (p_column IS NULL OR p_column = ANY (a.out_columns))
-       AND NOT coalesce((SELECT u.superuser FROM shiftguard_rows.users u WHERE u.name = session_user::text), false)
+       AND NOT coalesce((SELECT u.superuser FROM shiftguard_rows.users u WHERE u.name = shiftguard.key_owner(p_key)::text), false)
        AND (a.grantee_kind = 'public'
-            OR (a.grantee_kind = 'user' AND a.grantee = session_user::text)
+            OR (a.grantee_kind = 'user' AND a.grantee = shiftguard.key_owner(p_key)::text)
             OR (a.grantee_kind = 'role' AND EXISTS (SELECT FROM pg_roles r WHERE r.rolname = a.grantee
-                                                       AND pg_has_role(session_user, r.oid, 'USAGE'))))
+                                                       AND pg_has_role(shiftguard.key_owner(p_key), r.oid, 'USAGE'))))
 $$;
+REVOKE ALL ON FUNCTION shiftguard.mask_reaches__keyed(oid, text, text) FROM PUBLIC;
+-- Its caller known by key (schema.sql caller_key): the work is mask_reaches__keyed's.
+CREATE OR REPLACE FUNCTION shiftguard.mask_reaches(p_relation oid, p_column text) RETURNS SETOF shiftguard_rows.masking_attachments
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$ SELECT * FROM shiftguard.mask_reaches__keyed($1, $2, shiftguard.caller_key()) $$;
 REVOKE ALL ON FUNCTION shiftguard.mask_reaches(oid, text) FROM PUBLIC;
 
 -- Which '<policy>:<n>' masks the column for the session's user: the highest priority wins.
@@ -377,9 +381,10 @@ SELECT shiftguard.ensure_event_trigger('shiftguard_guard_masked_statistics', 'dd
 
 -- Superusers and sys:secadmin manage masking policies.
 DROP PROCEDURE IF EXISTS shiftguard.create_masking_policy(text, text, text);
-CREATE OR REPLACE PROCEDURE shiftguard.create_masking_policy(p_text text, p_signature text, p_search_path text)
+CREATE OR REPLACE PROCEDURE shiftguard.create_masking_policy__keyed(p_text text, p_signature text, p_search_path text, p_key text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET standard_conforming_strings = on AS $$
 DECLARE
+    v_caller name := shiftguard.caller_of(p_key);  -- who calls (schema.sql caller_key)
     v_policy    jsonb;
     v_path      text := 'pg_catalog, ' || p_search_path || ', pg_temp';  -- the creator's, for the expressions
     v_column    jsonb;
@@ -391,7 +396,7 @@ DECLARE
     v_expr      text;
     v_function  text;
 BEGIN
-    PERFORM shiftguard.require_rls_admin();
+    PERFORM shiftguard.require_rls_admin__keyed(p_key => p_key);
     IF NOT shiftguard.signed('masking', p_text, p_signature) THEN
         RAISE EXCEPTION 'permission denied: masking policies are created with CREATE MASKING POLICY'
             USING ERRCODE = '42501';
@@ -411,13 +416,13 @@ BEGIN
             RAISE EXCEPTION 'ALTER MASKING POLICY must keep the number of masking expressions' USING ERRCODE = '42P17';
         END IF;
         UPDATE shiftguard_rows.masking_policies
-           SET expressions = v_policy->'written', modified_by = session_user, modified_time = now() AT TIME ZONE 'utc'
+           SET expressions = v_policy->'written', modified_by = v_caller, modified_time = now() AT TIME ZONE 'utc'
          WHERE name = v_policy->>'name';
     ELSIF (v_policy->>'altering')::boolean THEN
         RAISE EXCEPTION 'masking policy "%" does not exist', v_policy->>'name' USING ERRCODE = '42704';
     ELSE
         INSERT INTO shiftguard_rows.masking_policies (name, columns, expressions, modified_by)
-        VALUES (v_policy->>'name', v_policy->'columns', v_policy->'written', session_user);
+        VALUES (v_policy->>'name', v_policy->'columns', v_policy->'written', v_caller);
     END IF;
     -- As for RLS policies (rls_define): only the expressions are parsed with the creator's
     -- search_path (pg_catalog first, pg_temp last), the types are built-in ones, and what the
@@ -459,6 +464,10 @@ BEGIN
 END
 $$;
 
+-- Its caller known by key (schema.sql caller_key): the work is create_masking_policy__keyed's.
+CREATE OR REPLACE PROCEDURE shiftguard.create_masking_policy(p_text text, p_signature text, p_search_path text)
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$ CALL shiftguard.create_masking_policy__keyed($1, $2, $3, shiftguard.caller_key()) $$;
+
 CREATE OR REPLACE PROCEDURE shiftguard.drop_masking_policy(p_name text, p_missing_ok boolean)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -491,9 +500,10 @@ END
 $$;
 
 -- ATTACH MASKING POLICY p ON t (out) [USING (in)] TO grantee [PRIORITY n] / DETACH ... FROM.
-CREATE OR REPLACE PROCEDURE shiftguard.attach_masking_policy(p_spec jsonb, p_relation oid)
+CREATE OR REPLACE PROCEDURE shiftguard.attach_masking_policy__keyed(p_spec jsonb, p_relation oid, p_key text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
+    v_caller name := shiftguard.caller_of(p_key);  -- who calls (schema.sql caller_key)
     v_policy  shiftguard_rows.masking_policies;
     v_out     text[] := ARRAY(SELECT jsonb_array_elements_text(p_spec->'out_columns'));
     v_in      text[] := ARRAY(SELECT jsonb_array_elements_text(p_spec->'in_columns'));
@@ -502,7 +512,7 @@ DECLARE
     v_missing text;
     v_clash   text;
 BEGIN
-    PERFORM shiftguard.require_rls_admin();
+    PERFORM shiftguard.require_rls_admin__keyed(p_key => p_key);
     SELECT * INTO v_policy FROM shiftguard_rows.masking_policies WHERE name = p_spec->>'policy';
     IF NOT FOUND THEN
         RAISE EXCEPTION 'masking policy "%" does not exist', p_spec->>'policy' USING ERRCODE = '42704';
@@ -560,11 +570,15 @@ BEGIN
     INSERT INTO shiftguard_rows.masking_attachments
            (policy, relation, out_columns, in_columns, grantee, grantee_kind, priority, grantor)
     VALUES (v_policy.name, p_relation, v_out, v_in, v_grantee, v_kind,
-            coalesce((p_spec->>'priority')::integer, 0), session_user);
+            coalesce((p_spec->>'priority')::integer, 0), v_caller);
     PERFORM shiftguard.mask_sync(p_relation);
     PERFORM shiftguard.mask_statistics(p_relation, v_out);
 END
 $$;
+
+-- Its caller known by key (schema.sql caller_key): the work is attach_masking_policy__keyed's.
+CREATE OR REPLACE PROCEDURE shiftguard.attach_masking_policy(p_spec jsonb, p_relation oid)
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$ CALL shiftguard.attach_masking_policy__keyed($1, $2, shiftguard.caller_key()) $$;
 
 -- Tables masked before masked columns kept no statistics.
 SELECT shiftguard.mask_statistics(a.relation, array_agg(DISTINCT c))

@@ -217,15 +217,17 @@ ALTER TABLE shiftguard_rows.track_requests DROP CONSTRAINT IF EXISTS track_reque
     ADD COLUMN IF NOT EXISTS tracked xid8, ADD COLUMN IF NOT EXISTS tried timestamptz;
 CREATE INDEX IF NOT EXISTS track_requests_table ON shiftguard_rows.track_requests (table_id);
 REVOKE ALL ON shiftguard_rows.track_requests FROM PUBLIC;
-CREATE OR REPLACE FUNCTION shiftguard.track_writes(p_table oid) RETURNS void
+CREATE OR REPLACE FUNCTION shiftguard.track_writes__keyed(p_table oid, p_key text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_caller name := shiftguard.caller_of(p_key);  -- who calls (schema.sql caller_key)
 BEGIN
     IF EXISTS (SELECT FROM pg_trigger WHERE tgrelid = p_table AND tgname = 'shiftguard_writes') THEN
         RETURN;
     END IF;
-    IF NOT (shiftguard.caller_is_superuser()
-            OR session_user::text = (SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'shiftguard')
-            OR pg_has_role(session_user, (SELECT relowner FROM pg_class WHERE oid = p_table), 'USAGE')) THEN
+    IF NOT (shiftguard.role_is_superuser(v_caller)
+            OR v_caller::text = (SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'shiftguard')
+            OR pg_has_role(v_caller, (SELECT relowner FROM pg_class WHERE oid = p_table), 'USAGE')) THEN
         INSERT INTO shiftguard_rows.track_requests (table_id) SELECT p_table
          WHERE NOT EXISTS (SELECT FROM shiftguard_rows.track_requests WHERE table_id = p_table AND tracked IS NULL);
         PERFORM shiftguard.request_refresh();  -- wakes the proxy when the caller's transaction commits
@@ -251,6 +253,10 @@ BEGIN
     END LOOP;
 END
 $$;
+REVOKE ALL ON FUNCTION shiftguard.track_writes__keyed(oid, text) FROM PUBLIC;
+-- Its caller known by key (schema.sql caller_key): the work is track_writes__keyed's.
+CREATE OR REPLACE FUNCTION shiftguard.track_writes(p_table oid) RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$ SELECT shiftguard.track_writes__keyed($1, shiftguard.caller_key()) $$;
 REVOKE ALL ON FUNCTION shiftguard.track_writes(oid) FROM PUBLIC;
 
 -- The proxy's (catalog/store.py track_requested): the tables whose triggers are asked for, the
@@ -348,7 +354,7 @@ BEGIN
     -- (Its caller's assignment: the routine's line, next. E'...': compiled in the caller's
     -- session, maybe with standard_conforming_strings off.)
     IF split_part(v_context, E'\n', 2) !~ (E'^PL/pgSQL function shiftguard\\.(create_materialized_view\\(text,text,jsonb,text,text\\)|'
-                                           || E'refresh_materialized_view\\(text,text\\)|refresh_stale_view\\(oid\\)) line [0-9]+ at assignment$') THEN
+                                           || E'refresh_materialized_view\\(text,text\\)|refresh_stale_view__keyed\\(oid,text\\)) line [0-9]+ at assignment$') THEN
         RAISE EXCEPTION 'permission denied: shiftguard.mv_refreshed is for shiftguard''s own use' USING ERRCODE = '42501';
     END IF;
     IF (SELECT relkind FROM pg_class WHERE oid = p_view) <> 'm' THEN
@@ -375,7 +381,7 @@ GRANT EXECUTE ON FUNCTION shiftguard.mv_refreshed(regclass, pg_snapshot) TO PUBL
 
 -- 't', 'f' or 'u' (above), for svv_mv_info and stv_mv_info; NULL for a caller who may not see
 -- the view there.
-CREATE OR REPLACE FUNCTION shiftguard.mv_is_stale(p_view oid) RETURNS char(1)
+CREATE OR REPLACE FUNCTION shiftguard.mv_is_stale__keyed(p_view oid, p_key text) RETURNS char(1)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT CASE
         WHEN a.attrs->>'refreshed_snapshot' IS NULL THEN 't'
@@ -400,8 +406,13 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
         ELSE 'f' END
       FROM (SELECT (SELECT attrs FROM shiftguard_rows.table_attributes WHERE table_id = p_view) AS attrs) a
      WHERE EXISTS (SELECT FROM pg_class c WHERE c.oid = p_view AND c.relkind = 'm'  -- what stv_mv_info would show
-                     AND (shiftguard.caller_is_superuser() OR has_schema_privilege(session_user, c.relnamespace, 'USAGE')))
+                     AND (shiftguard.role_is_superuser(shiftguard.key_owner(p_key)) OR has_schema_privilege(shiftguard.key_owner(p_key), c.relnamespace, 'USAGE')))
 $$;
+
+GRANT EXECUTE ON FUNCTION shiftguard.mv_is_stale__keyed(oid, text) TO PUBLIC;
+-- Its caller known by key (schema.sql caller_key): the work is mv_is_stale__keyed's.
+CREATE OR REPLACE FUNCTION shiftguard.mv_is_stale(p_view oid) RETURNS char(1)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$ SELECT shiftguard.mv_is_stale__keyed($1, shiftguard.caller_key()) $$;
 GRANT EXECUTE ON FUNCTION shiftguard.mv_is_stale(oid) TO PUBLIC;
 
 -- CREATE MATERIALIZED VIEW: p_sql is PostgreSQL's form as the proxy judged it, run as the caller
@@ -521,13 +532,14 @@ REVOKE ALL ON FUNCTION shiftguard.lock_base_tables(oid) FROM PUBLIC;
 -- superuser's view); hence SECURITY DEFINER, and anyone's to call on their own views. A
 -- management role that is no superuser cannot take another's session authorization: it
 -- refreshes as itself, as before (a hole left open there).
-CREATE OR REPLACE FUNCTION shiftguard.refresh_stale_view(p_view oid) RETURNS boolean
+CREATE OR REPLACE FUNCTION shiftguard.refresh_stale_view__keyed(p_view oid, p_key text) RETURNS boolean
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
+    v_caller name := shiftguard.caller_of(p_key);  -- who calls (schema.sql caller_key)
     v_view     regclass := p_view;
     v_snapshot pg_snapshot;
     v_recorded text;
-    v_session  oid := (SELECT oid FROM pg_roles WHERE rolname = session_user);
+    v_session  oid := (SELECT oid FROM pg_roles WHERE rolname = v_caller);
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = p_view
                       AND (c.relowner = v_session OR shiftguard.trusted_role(c.relowner) AND shiftguard.trusted_role(v_session)
@@ -548,7 +560,7 @@ BEGIN
     END;
     IF NOT EXISTS (SELECT FROM shiftguard_rows.table_attributes a JOIN pg_class c ON c.oid = a.table_id
                     WHERE a.table_id = p_view AND c.relkind = 'm' AND (a.attrs->>'autorefresh')::boolean
-                      AND shiftguard.mv_is_stale(a.table_id) = 't') THEN
+                      AND shiftguard.mv_is_stale__keyed(a.table_id, p_key => p_key) = 't') THEN
         RETURN true;  -- dropped, or refreshed since
     END IF;
     BEGIN
@@ -563,6 +575,11 @@ BEGIN
     END;
 END
 $$;
+REVOKE ALL ON FUNCTION shiftguard.refresh_stale_view__keyed(oid, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shiftguard.refresh_stale_view__keyed(oid, text) TO PUBLIC;
+-- Its caller known by key (schema.sql caller_key): the work is refresh_stale_view__keyed's.
+CREATE OR REPLACE FUNCTION shiftguard.refresh_stale_view(p_view oid) RETURNS boolean
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$ SELECT shiftguard.refresh_stale_view__keyed($1, shiftguard.caller_key()) $$;
 REVOKE ALL ON FUNCTION shiftguard.refresh_stale_view(oid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION shiftguard.refresh_stale_view(oid) TO PUBLIC;  -- (above: the session's own views)
 

@@ -10,16 +10,22 @@
 
 -- Does the session's user hold the Redshift-only privilege on the object (through PUBLIC, a
 -- group or a role included)?
-CREATE OR REPLACE FUNCTION shiftguard.holds(p_type text, p_oid oid, p_privilege text,
-                                            p_grant_option boolean DEFAULT false) RETURNS boolean
+CREATE OR REPLACE FUNCTION shiftguard.holds__keyed(p_type text, p_oid oid, p_privilege text,
+                                            p_grant_option boolean DEFAULT false, p_key text DEFAULT NULL) RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT EXISTS (
         SELECT FROM shiftguard_rows.object_privileges o
          WHERE o.object_type = p_type AND o.object_oid = p_oid AND o.privilege = p_privilege
            AND (o.grant_option OR NOT p_grant_option)
            AND (o.grantee = '' OR EXISTS (SELECT FROM pg_roles r WHERE r.rolname = o.grantee
-                                             AND pg_has_role(session_user, r.oid, 'USAGE'))))
+                                             AND pg_has_role(shiftguard.key_owner(p_key), r.oid, 'USAGE'))))
 $$;
+
+GRANT EXECUTE ON FUNCTION shiftguard.holds__keyed(text, oid, text, boolean, text) TO PUBLIC;
+-- Its caller known by key (schema.sql caller_key): the work is holds__keyed's.
+CREATE OR REPLACE FUNCTION shiftguard.holds(p_type text, p_oid oid, p_privilege text,
+                                            p_grant_option boolean DEFAULT false) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$ SELECT shiftguard.holds__keyed($1, $2, $3, $4, shiftguard.caller_key()) $$;
 GRANT EXECUTE ON FUNCTION shiftguard.holds(text, oid, text, boolean) TO PUBLIC;
 
 CREATE OR REPLACE FUNCTION shiftguard.database_oid(p_name text) RETURNS oid
@@ -66,9 +72,10 @@ $$;
 -- The Redshift-only half of a GRANT or REVOKE (the proxy split it off; the PostgreSQL half
 -- ran just before, as the caller). p_spec: is_grant, object_type, privileges, grantees (role
 -- names, '' for PUBLIC), grant_option (GRANT ... WITH GRANT OPTION, or REVOKE GRANT OPTION FOR).
-CREATE OR REPLACE FUNCTION shiftguard.redshift_grant(p_spec jsonb, p_objects oid[]) RETURNS void
+CREATE OR REPLACE FUNCTION shiftguard.redshift_grant__keyed(p_spec jsonb, p_objects oid[], p_key text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
+    v_caller name := shiftguard.caller_of(p_key);  -- who calls (schema.sql caller_key)
     v_type      text := p_spec->>'object_type';
     v_object    oid;
     v_privilege text;
@@ -81,9 +88,9 @@ BEGIN
             RAISE EXCEPTION '% with OID % does not exist', v_type, v_object USING ERRCODE = '42704';
         END IF;
         FOR v_privilege IN SELECT jsonb_array_elements_text(p_spec->'privileges') LOOP
-            IF NOT (shiftguard.caller_is_superuser()
-                    OR pg_has_role(session_user, shiftguard.object_owner(v_type, v_object), 'USAGE')
-                    OR shiftguard.holds(v_type, v_object, v_privilege, true)) THEN
+            IF NOT (shiftguard.role_is_superuser(v_caller)
+                    OR pg_has_role(v_caller, shiftguard.object_owner(v_type, v_object), 'USAGE')
+                    OR shiftguard.holds__keyed(v_type, v_object, v_privilege, true, p_key => p_key)) THEN
                 RAISE EXCEPTION 'permission denied for %', shiftguard.object_label(v_type, v_object)
                     USING ERRCODE = '42501';
             END IF;
@@ -94,7 +101,7 @@ BEGIN
                 IF (p_spec->>'is_grant')::boolean THEN
                     INSERT INTO shiftguard_rows.object_privileges AS o
                            (object_type, object_oid, grantee, privilege, grant_option, grantor)
-                    VALUES (v_type, v_object, v_grantee, v_privilege, (p_spec->>'grant_option')::boolean, session_user)
+                    VALUES (v_type, v_object, v_grantee, v_privilege, (p_spec->>'grant_option')::boolean, v_caller)
                     ON CONFLICT (object_type, object_oid, grantee, privilege)
                     DO UPDATE SET grant_option = o.grant_option OR excluded.grant_option;
                 ELSIF (p_spec->>'grant_option')::boolean THEN
@@ -111,6 +118,11 @@ BEGIN
     END LOOP;
 END
 $$;
+
+GRANT EXECUTE ON FUNCTION shiftguard.redshift_grant__keyed(jsonb, oid[], text) TO PUBLIC;
+-- Its caller known by key (schema.sql caller_key): the work is redshift_grant__keyed's.
+CREATE OR REPLACE FUNCTION shiftguard.redshift_grant(p_spec jsonb, p_objects oid[]) RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$ SELECT shiftguard.redshift_grant__keyed($1, $2, shiftguard.caller_key()) $$;
 GRANT EXECUTE ON FUNCTION shiftguard.redshift_grant(jsonb, oid[]) TO PUBLIC;
 
 -- A GRANT or REVOKE naming Redshift-only privileges: PostgreSQL's part runs as the caller, so
@@ -236,10 +248,11 @@ GRANT EXECUTE ON FUNCTION shiftguard.tables_in(oid[]) TO PUBLIC;
 -- resolved by the caller (NULL where there is none); p_names: as written, for messages. As in
 -- PostgreSQL, every object is checked before any is dropped, and one that dropping an earlier
 -- one took along (CASCADE: a child table, a view on a view) is gone without a word.
-CREATE OR REPLACE PROCEDURE shiftguard.drop_objects(p_kind text, p_objects oid[], p_names text[],
-                                                   p_if_exists boolean, p_cascade boolean)
+CREATE OR REPLACE PROCEDURE shiftguard.drop_objects__keyed(p_kind text, p_objects oid[], p_names text[],
+                                                   p_if_exists boolean, p_cascade boolean, p_key text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
+    v_caller name := shiftguard.caller_of(p_key);  -- who calls (schema.sql caller_key)
     v_type    text := CASE p_kind WHEN 'SCHEMA' THEN 'schema' ELSE 'table' END;
     v_kind    "char";
     v_targets text[] := '{}';
@@ -268,11 +281,11 @@ BEGIN
         ELSE
             v_targets[i] := quote_ident((SELECT nspname FROM pg_namespace WHERE oid = p_objects[i]));
         END IF;
-        IF NOT (shiftguard.caller_is_superuser()
+        IF NOT (shiftguard.role_is_superuser(v_caller)
                 OR (NOT shiftguard.protected(v_type, p_objects[i])
-                    AND (pg_has_role(session_user, shiftguard.object_owner(v_type, p_objects[i]), 'USAGE')
-                         OR shiftguard.caller_may('DROP ' || p_kind)
-                         OR shiftguard.holds(v_type, p_objects[i], 'DROP')))) THEN
+                    AND (pg_has_role(v_caller, shiftguard.object_owner(v_type, p_objects[i]), 'USAGE')
+                         OR shiftguard.role_may(v_caller, 'DROP ' || p_kind)
+                         OR shiftguard.holds__keyed(v_type, p_objects[i], 'DROP', p_key => p_key)))) THEN
             RAISE EXCEPTION 'must be owner of % %', CASE v_type WHEN 'table' THEN 'relation' ELSE 'schema' END,
                 p_names[i] USING ERRCODE = '42501';
         END IF;
@@ -300,16 +313,23 @@ BEGIN
 END
 $$;
 
+-- Its caller known by key (schema.sql caller_key): the work is drop_objects__keyed's.
+CREATE OR REPLACE PROCEDURE shiftguard.drop_objects(p_kind text, p_objects oid[], p_names text[],
+                                                   p_if_exists boolean, p_cascade boolean)
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$ CALL shiftguard.drop_objects__keyed($1, $2, $3, $4, $5, shiftguard.caller_key()) $$;
+
 -- ALTER TABLE t RENAME TO n, ALTER TABLE t RENAME [COLUMN] c TO n: the owner, a superuser, the
 -- ALTER TABLE system permission or the ALTER privilege on the table.
-CREATE OR REPLACE PROCEDURE shiftguard.rename_relation(p_relation oid, p_column text, p_new text)
+CREATE OR REPLACE PROCEDURE shiftguard.rename_relation__keyed(p_relation oid, p_column text, p_new text, p_key text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_caller name := shiftguard.caller_of(p_key);  -- who calls (schema.sql caller_key)
 BEGIN
-    IF NOT (shiftguard.caller_is_superuser()
+    IF NOT (shiftguard.role_is_superuser(v_caller)
             OR (NOT shiftguard.protected('table', p_relation)
-                AND (pg_has_role(session_user, shiftguard.object_owner('table', p_relation), 'USAGE')
-                     OR shiftguard.caller_may('ALTER TABLE')
-                     OR shiftguard.holds('table', p_relation, 'ALTER')))) THEN
+                AND (pg_has_role(v_caller, shiftguard.object_owner('table', p_relation), 'USAGE')
+                     OR shiftguard.role_may(v_caller, 'ALTER TABLE')
+                     OR shiftguard.holds__keyed('table', p_relation, 'ALTER', p_key => p_key)))) THEN
         RAISE EXCEPTION 'must be owner of relation %', (SELECT relname FROM pg_class WHERE oid = p_relation)
             USING ERRCODE = '42501';
     END IF;
@@ -322,6 +342,10 @@ BEGIN
     PERFORM shiftguard.protected_names_moved();  -- the proxies know protected tables by name (row_code.sql)
 END
 $$;
+
+-- Its caller known by key (schema.sql caller_key): the work is rename_relation__keyed's.
+CREATE OR REPLACE PROCEDURE shiftguard.rename_relation(p_relation oid, p_column text, p_new text)
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$ CALL shiftguard.rename_relation__keyed($1, $2, $3, shiftguard.caller_key()) $$;
 
 -- ALTER DEFAULT PRIVILEGES ... GRANT DROP ON TABLES (PostgreSQL has no DROP bit): kept here
 -- and applied to each new table or view of the owner (schema_oid 0: in every schema) by the
@@ -341,21 +365,22 @@ REVOKE ALL ON shiftguard_rows.default_object_privileges FROM PUBLIC;
 -- any, ran just before as the caller). Who may: as PostgreSQL's rule, a member of each target
 -- user; also a superuser, and a holder of the ALTER DEFAULT PRIVILEGES permission for Redshift
 -- users. p_spec: is_grant, grant_option, users ([]: the caller), schemas, grantees.
-CREATE OR REPLACE FUNCTION shiftguard.redshift_default_grant(p_spec jsonb) RETURNS void
+CREATE OR REPLACE FUNCTION shiftguard.redshift_default_grant__keyed(p_spec jsonb, p_key text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
+    v_caller name := shiftguard.caller_of(p_key);  -- who calls (schema.sql caller_key)
     v_owners  oid[];
     v_schemas oid[];
     v_owner   oid;
     v_schema  oid;
     v_grantee text;
 BEGIN
-    SELECT coalesce(array_agg(coalesce(r.oid, shiftguard.missing_role(u))), ARRAY[(SELECT oid FROM pg_roles WHERE rolname = session_user)])
+    SELECT coalesce(array_agg(coalesce(r.oid, shiftguard.missing_role(u))), ARRAY[(SELECT oid FROM pg_roles WHERE rolname = v_caller)])
       INTO v_owners
       FROM jsonb_array_elements_text(p_spec->'users') u LEFT JOIN pg_roles r ON r.rolname = u;
     FOREACH v_owner IN ARRAY v_owners LOOP
-        IF NOT (pg_has_role(session_user, v_owner, 'MEMBER') OR shiftguard.caller_is_superuser()
-                OR (shiftguard.caller_may('ALTER DEFAULT PRIVILEGES')
+        IF NOT (pg_has_role(v_caller, v_owner, 'MEMBER') OR shiftguard.role_is_superuser(v_caller)
+                OR (shiftguard.role_may(v_caller, 'ALTER DEFAULT PRIVILEGES')
                     AND EXISTS (SELECT FROM shiftguard_rows.users WHERE name = (SELECT rolname FROM pg_roles WHERE oid = v_owner))
                     AND v_owner <> (SELECT oid FROM pg_roles WHERE rolname = current_user))) THEN
             RAISE EXCEPTION 'permission denied to change default privileges' USING ERRCODE = '42501';
@@ -363,7 +388,7 @@ BEGIN
     END LOOP;
     SELECT coalesce(array_agg(coalesce(to_regnamespace(quote_ident(n))::oid, shiftguard.missing_schema(n))), ARRAY[0::oid])
       INTO v_schemas FROM jsonb_array_elements_text(p_spec->'schemas') n;
-    IF NOT shiftguard.caller_is_superuser() AND EXISTS (SELECT FROM unnest(v_schemas) n WHERE shiftguard.protected('schema', n)) THEN
+    IF NOT shiftguard.role_is_superuser(v_caller) AND EXISTS (SELECT FROM unnest(v_schemas) n WHERE shiftguard.protected('schema', n)) THEN
         RAISE EXCEPTION 'permission denied: privileges do not reach the catalogs or shiftguard''s schema' USING ERRCODE = '42501';
     END IF;
     FOR v_grantee IN SELECT jsonb_array_elements_text(p_spec->'grantees') LOOP
@@ -389,6 +414,11 @@ BEGIN
     END LOOP;
 END
 $$;
+
+GRANT EXECUTE ON FUNCTION shiftguard.redshift_default_grant__keyed(jsonb, text) TO PUBLIC;
+-- Its caller known by key (schema.sql caller_key): the work is redshift_default_grant__keyed's.
+CREATE OR REPLACE FUNCTION shiftguard.redshift_default_grant(p_spec jsonb) RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$ SELECT shiftguard.redshift_default_grant__keyed($1, shiftguard.caller_key()) $$;
 GRANT EXECUTE ON FUNCTION shiftguard.redshift_default_grant(jsonb) TO PUBLIC;  -- it checks its caller
 
 CREATE OR REPLACE FUNCTION shiftguard.missing_role(p_name text) RETURNS oid
@@ -526,14 +556,15 @@ INSERT INTO shiftguard_rows.assumerole_grants
 SELECT 'ALL', '', 'ALL', 'rdsdb' WHERE NOT EXISTS (SELECT FROM shiftguard_rows.settings WHERE name = 'assumerole_seeded');
 INSERT INTO shiftguard_rows.settings VALUES ('assumerole_seeded', 'yes') ON CONFLICT DO NOTHING;
 
-CREATE OR REPLACE PROCEDURE shiftguard.grant_assumerole(p_spec jsonb)
+CREATE OR REPLACE PROCEDURE shiftguard.grant_assumerole__keyed(p_spec jsonb, p_key text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
+    v_caller name := shiftguard.caller_of(p_key);  -- who calls (schema.sql caller_key)
     v_role    text;
     v_grantee text;
     v_use     text;
 BEGIN
-    IF NOT shiftguard.caller_is_superuser() THEN
+    IF NOT shiftguard.role_is_superuser(v_caller) THEN
         -- UNVERIFIED wording: Redshift documents that only superusers may.
         RAISE EXCEPTION 'permission denied: only a superuser can grant or revoke ASSUMEROLE' USING ERRCODE = '42501';
     END IF;
@@ -544,7 +575,7 @@ BEGIN
             END IF;
             FOR v_use IN SELECT jsonb_array_elements_text(p_spec->'for') LOOP
                 IF (p_spec->>'is_grant')::boolean THEN
-                    INSERT INTO shiftguard_rows.assumerole_grants VALUES (v_role, v_grantee, v_use, session_user)
+                    INSERT INTO shiftguard_rows.assumerole_grants VALUES (v_role, v_grantee, v_use, v_caller)
                     ON CONFLICT DO NOTHING;
                 ELSE
                     DELETE FROM shiftguard_rows.assumerole_grants
@@ -556,22 +587,33 @@ BEGIN
 END
 $$;
 
+-- Its caller known by key (schema.sql caller_key): the work is grant_assumerole__keyed's.
+CREATE OR REPLACE PROCEDURE shiftguard.grant_assumerole(p_spec jsonb)
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$ CALL shiftguard.grant_assumerole__keyed($1, shiftguard.caller_key()) $$;
+
 -- May the session's user name the IAM role for the use? Raises Redshift's error if not.
-CREATE OR REPLACE FUNCTION shiftguard.require_assumerole(p_arn text, p_use text) RETURNS void
+CREATE OR REPLACE FUNCTION shiftguard.require_assumerole__keyed(p_arn text, p_use text, p_key text) RETURNS void
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_caller name := shiftguard.caller_of(p_key);  -- who calls (schema.sql caller_key)
 BEGIN
-    IF shiftguard.caller_is_superuser() OR EXISTS (
+    IF shiftguard.role_is_superuser(v_caller) OR EXISTS (
             SELECT FROM shiftguard_rows.assumerole_grants g
              WHERE (g.role_arn = p_arn OR g.role_arn = 'ALL' OR (g.role_arn = 'default' AND p_arn = 'default'))
                AND (g.use = p_use OR g.use = 'ALL')
                AND (g.grantee = '' OR EXISTS (SELECT FROM pg_roles r WHERE r.rolname = g.grantee
-                                                AND pg_has_role(session_user, r.oid, 'USAGE')))) THEN
+                                                AND pg_has_role(v_caller, r.oid, 'USAGE')))) THEN
         RETURN;
     END IF;
-    RAISE EXCEPTION 'User % does not have ASSUMEROLE permission on IAM role "%" for %', session_user, p_arn, p_use
+    RAISE EXCEPTION 'User % does not have ASSUMEROLE permission on IAM role "%" for %', v_caller, p_arn, p_use
         USING ERRCODE = '42501';
 END
 $$;
+
+GRANT EXECUTE ON FUNCTION shiftguard.require_assumerole__keyed(text, text, text) TO PUBLIC;
+-- Its caller known by key (schema.sql caller_key): the work is require_assumerole__keyed's.
+CREATE OR REPLACE FUNCTION shiftguard.require_assumerole(p_arn text, p_use text) RETURNS void
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$ SELECT shiftguard.require_assumerole__keyed($1, $2, shiftguard.caller_key()) $$;
 GRANT EXECUTE ON FUNCTION shiftguard.require_assumerole(text, text) TO PUBLIC;
 
 -- SVV_IAM_PRIVILEGES: who may name which IAM role for what (superusers see all; others their own).
@@ -603,14 +645,15 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION shiftguard.permitted(p_permission text, p_objects oid[], p_options jsonb) RETURNS void
+CREATE OR REPLACE FUNCTION shiftguard.permitted__keyed(p_permission text, p_objects oid[], p_options jsonb, p_key text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
+    v_caller name := shiftguard.caller_of(p_key);  -- who calls (schema.sql caller_key)
     v_object oid;
     v_names  text[] := ARRAY(SELECT jsonb_array_elements_text(p_options->'names'));
     v_list   text;
 BEGIN
-    IF NOT shiftguard.caller_may(p_permission) THEN
+    IF NOT shiftguard.role_may(v_caller, p_permission) THEN
         RAISE EXCEPTION 'permission denied' USING ERRCODE = '42501';
     END IF;
     IF EXISTS (SELECT FROM unnest(p_objects) o WHERE shiftguard.protected(
@@ -690,27 +733,33 @@ BEGIN
             RAISE NOTICE 'schema "%" already exists, skipping', p_options->>'schema';
             RETURN;
         END IF;
-        EXECUTE format('CREATE SCHEMA %I AUTHORIZATION %I', p_options->>'schema', session_user);
+        EXECUTE format('CREATE SCHEMA %I AUTHORIZATION %I', p_options->>'schema', v_caller);
     ELSE
         RAISE EXCEPTION 'permitted: unexpected permission' USING ERRCODE = '22023';
     END CASE;
 END
 $$;
+
+GRANT EXECUTE ON FUNCTION shiftguard.permitted__keyed(text, oid[], jsonb, text) TO PUBLIC;
+-- Its caller known by key (schema.sql caller_key): the work is permitted__keyed's.
+CREATE OR REPLACE FUNCTION shiftguard.permitted(p_permission text, p_objects oid[], p_options jsonb) RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$ SELECT shiftguard.permitted__keyed($1, $2, $3, shiftguard.caller_key()) $$;
 GRANT EXECUTE ON FUNCTION shiftguard.permitted(text, oid[], jsonb) TO PUBLIC;  -- it checks its caller
 
 -- CANCEL pid ['message'] (Redshift's statement): a session's own user, a superuser, or a holder
 -- of the CANCEL system permission may cancel the statement it is running. shiftguard's own
 -- sessions (its management role's) are not reachable through the permission.
-CREATE OR REPLACE PROCEDURE shiftguard.cancel(p_pid integer, p_message text)
+CREATE OR REPLACE PROCEDURE shiftguard.cancel__keyed(p_pid integer, p_message text, p_key text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
+    v_caller name := shiftguard.caller_of(p_key);  -- who calls (schema.sql caller_key)
     v_user text := (SELECT usename FROM pg_stat_activity WHERE pid = p_pid AND backend_type = 'client backend');
 BEGIN
     IF v_user IS NULL THEN
         RAISE EXCEPTION 'process id % does not exist', p_pid USING ERRCODE = '22023';  -- UNVERIFIED wording
     END IF;
-    IF NOT (shiftguard.caller_is_superuser() OR v_user = session_user::text
-            OR (shiftguard.caller_may('CANCEL') AND EXISTS (SELECT FROM shiftguard_rows.users WHERE name = v_user))) THEN
+    IF NOT (shiftguard.role_is_superuser(v_caller) OR v_user = v_caller::text
+            OR (shiftguard.role_may(v_caller, 'CANCEL') AND EXISTS (SELECT FROM shiftguard_rows.users WHERE name = v_user))) THEN
         RAISE EXCEPTION 'permission denied to cancel process %', p_pid USING ERRCODE = '42501';
     END IF;
     IF p_message IS NOT NULL THEN
@@ -719,6 +768,10 @@ BEGIN
     PERFORM pg_cancel_backend(p_pid);
 END
 $$;
+
+-- Its caller known by key (schema.sql caller_key): the work is cancel__keyed's.
+CREATE OR REPLACE PROCEDURE shiftguard.cancel(p_pid integer, p_message text)
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$ CALL shiftguard.cancel__keyed($1, $2, shiftguard.caller_key()) $$;
 
 -- The system permissions CREATE TABLE and CREATE OR REPLACE VIEW | FUNCTION | PROCEDURE
 -- (reference §3): their holders may create that kind of object in
@@ -1076,9 +1129,10 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 $$;
 REVOKE ALL ON FUNCTION shiftguard.vacuum_queued(oid) FROM PUBLIC;
 
-CREATE OR REPLACE FUNCTION shiftguard.vacuum_request(p_relation oid, p_name text) RETURNS void
+CREATE OR REPLACE FUNCTION shiftguard.vacuum_request__keyed(p_relation oid, p_name text, p_key text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
+    v_caller name := shiftguard.caller_of(p_key);  -- who calls (schema.sql caller_key)
     v_class pg_class;
 BEGIN
     IF p_name IS NOT NULL THEN
@@ -1086,27 +1140,31 @@ BEGIN
         IF NOT FOUND THEN
             RAISE EXCEPTION 'relation "%" does not exist', p_name USING ERRCODE = '42P01';
         END IF;
-        IF NOT (shiftguard.caller_is_superuser() OR pg_has_role(session_user, v_class.relowner, 'USAGE')
-                OR (shiftguard.caller_may('VACUUM') AND NOT shiftguard.protected('table', p_relation))) THEN
+        IF NOT (shiftguard.role_is_superuser(v_caller) OR pg_has_role(v_caller, v_class.relowner, 'USAGE')
+                OR (shiftguard.role_may(v_caller, 'VACUUM') AND NOT shiftguard.protected('table', p_relation))) THEN
             -- UNVERIFIED wording (Redshift's usual one for relations).
             RAISE EXCEPTION 'permission denied for relation %', v_class.relname USING ERRCODE = '42501';
         END IF;
         IF v_class.relkind NOT IN ('r', 'm', 'p', 't') THEN
             RAISE EXCEPTION '"%" is not a table', p_name USING ERRCODE = '42809';  -- UNVERIFIED wording
         END IF;
-        INSERT INTO shiftguard_rows.vacuum_requests (relation, requested_by) SELECT p_relation, session_user
+        INSERT INTO shiftguard_rows.vacuum_requests (relation, requested_by) SELECT p_relation, v_caller
          WHERE NOT shiftguard.vacuum_queued(p_relation);
-    ELSIF shiftguard.caller_may('VACUUM') THEN
-        INSERT INTO shiftguard_rows.vacuum_requests (relation, requested_by) SELECT NULL, session_user
+    ELSIF shiftguard.role_may(v_caller, 'VACUUM') THEN
+        INSERT INTO shiftguard_rows.vacuum_requests (relation, requested_by) SELECT NULL, v_caller
          WHERE NOT shiftguard.vacuum_queued(NULL);
     ELSE
         -- Everyone else: the tables they own (PostgreSQL's VACUUM without a name, for them).
         INSERT INTO shiftguard_rows.vacuum_requests (relation, requested_by)
-        SELECT c.oid, session_user FROM pg_class c
-         WHERE c.relkind IN ('r', 'm', 'p') AND pg_has_role(session_user, c.relowner, 'USAGE')
+        SELECT c.oid, v_caller FROM pg_class c
+         WHERE c.relkind IN ('r', 'm', 'p') AND pg_has_role(v_caller, c.relowner, 'USAGE')
            AND NOT shiftguard.protected('table', c.oid) AND NOT starts_with(c.relnamespace::regnamespace::text, 'pg_')
            AND NOT shiftguard.vacuum_queued(c.oid);
     END IF;
     PERFORM pg_notify('shiftguard_vacuum', '');
 END
 $$;
+
+-- Its caller known by key (schema.sql caller_key): the work is vacuum_request__keyed's.
+CREATE OR REPLACE FUNCTION shiftguard.vacuum_request(p_relation oid, p_name text) RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$ SELECT shiftguard.vacuum_request__keyed($1, $2, shiftguard.caller_key()) $$;

@@ -92,10 +92,12 @@ CREATE TABLE IF NOT EXISTS shiftguard_rows.rls_attachments (
 REVOKE ALL ON shiftguard_rows.rls_policies, shiftguard_rows.rls_relations, shiftguard_rows.rls_attachments FROM PUBLIC;
 
 -- Superusers and sys:secadmin manage policies; table owners do not (reference §5).
-CREATE OR REPLACE FUNCTION shiftguard.require_rls_admin() RETURNS void
+CREATE OR REPLACE FUNCTION shiftguard.require_rls_admin__keyed(p_key text) RETURNS void
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_caller name := shiftguard.caller_of(p_key);  -- who calls (schema.sql caller_key)
 BEGIN
-    IF NOT (shiftguard.caller_is_superuser() OR pg_has_role(session_user, 'sys:secadmin', 'USAGE')) THEN
+    IF NOT (shiftguard.role_is_superuser(v_caller) OR pg_has_role(v_caller, 'sys:secadmin', 'USAGE')) THEN
         -- UNVERIFIED wording: Redshift documents who may, not the error.
         RAISE EXCEPTION 'permission denied: only a superuser or sys:secadmin can manage RLS policies'
             USING ERRCODE = '42501';
@@ -103,35 +105,53 @@ BEGIN
 END
 $$;
 
+-- Its caller known by key (schema.sql caller_key): the work is require_rls_admin__keyed's.
+CREATE OR REPLACE FUNCTION shiftguard.require_rls_admin() RETURNS void
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$ SELECT shiftguard.require_rls_admin__keyed(shiftguard.caller_key()) $$;
+
 -- Exempt from RLS: superusers and whoever holds IGNORE RLS (sys:secadmin does by default).
 -- These two run once per statement (as uncorrelated subqueries of the table's policy), as
 -- PL/pgSQL so that their plans are cached per session.
-CREATE OR REPLACE FUNCTION shiftguard.rls_exempt() RETURNS boolean
+CREATE OR REPLACE FUNCTION shiftguard.rls_exempt__keyed(p_key text) RETURNS boolean
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_caller name := shiftguard.caller_of(p_key);  -- who calls (schema.sql caller_key)
 BEGIN
-    RETURN session_user::text = (SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'shiftguard')
-        OR EXISTS (SELECT FROM shiftguard_rows.users u WHERE u.name = session_user::text AND u.superuser)
+    RETURN v_caller::text = (SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'shiftguard')
+        OR EXISTS (SELECT FROM shiftguard_rows.users u WHERE u.name = v_caller::text AND u.superuser)
         OR EXISTS (SELECT FROM shiftguard_rows.system_privileges sp JOIN pg_roles r ON r.rolname = sp.role
-                    WHERE sp.privilege = 'IGNORE RLS' AND pg_has_role(session_user, r.oid, 'USAGE'));
+                    WHERE sp.privilege = 'IGNORE RLS' AND pg_has_role(v_caller, r.oid, 'USAGE'));
 END
 $$;
+
+GRANT EXECUTE ON FUNCTION shiftguard.rls_exempt__keyed(text) TO PUBLIC;
+-- Its caller known by key (schema.sql caller_key): the work is rls_exempt__keyed's.
+CREATE OR REPLACE FUNCTION shiftguard.rls_exempt() RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$ SELECT shiftguard.rls_exempt__keyed(shiftguard.caller_key()) $$;
 GRANT EXECUTE ON FUNCTION shiftguard.rls_exempt() TO PUBLIC;
 
 -- Does policy p, attached to the relation, reach the querying user (directly, through a role
 -- they hold, or through PUBLIC)?
-CREATE OR REPLACE FUNCTION shiftguard.rls_applies(p_policy text, p_relation oid) RETURNS boolean
+CREATE OR REPLACE FUNCTION shiftguard.rls_applies__keyed(p_policy text, p_relation oid, p_key text) RETURNS boolean
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_caller name := shiftguard.caller_of(p_key);  -- who calls (schema.sql caller_key)
 BEGIN
     RETURN EXISTS (
         SELECT FROM shiftguard_rows.rls_attachments a
          WHERE a.policy = p_policy AND a.relation = p_relation
            AND (a.grantee_kind = 'public'
-                OR (a.grantee_kind = 'user' AND a.grantee = session_user::text)
+                OR (a.grantee_kind = 'user' AND a.grantee = v_caller::text)
                 OR (a.grantee_kind = 'role' AND EXISTS (
                         SELECT FROM pg_roles r WHERE r.rolname = a.grantee
-                           AND pg_has_role(session_user, r.oid, 'USAGE')))));
+                           AND pg_has_role(v_caller, r.oid, 'USAGE')))));
 END
 $$;
+
+GRANT EXECUTE ON FUNCTION shiftguard.rls_applies__keyed(text, oid, text) TO PUBLIC;
+-- Its caller known by key (schema.sql caller_key): the work is rls_applies__keyed's.
+CREATE OR REPLACE FUNCTION shiftguard.rls_applies(p_policy text, p_relation oid) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$ SELECT shiftguard.rls_applies__keyed($1, $2, shiftguard.caller_key()) $$;
 GRANT EXECUTE ON FUNCTION shiftguard.rls_applies(text, oid) TO PUBLIC;
 
 -- Does the policy read tables (its function is the set-returning form, see the header)?
@@ -501,41 +521,47 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE PROCEDURE shiftguard.create_rls_policy(p_text text, p_signature text, p_search_path text)
+CREATE OR REPLACE PROCEDURE shiftguard.create_rls_policy__keyed(p_text text, p_signature text, p_search_path text, p_key text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
+    v_caller name := shiftguard.caller_of(p_key);  -- who calls (schema.sql caller_key)
     p_policy jsonb;
 BEGIN
-    PERFORM shiftguard.require_rls_admin();
+    PERFORM shiftguard.require_rls_admin__keyed(p_key => p_key);
     p_policy := shiftguard.rls_payload(p_text, p_signature);
     IF EXISTS (SELECT FROM shiftguard_rows.rls_policies WHERE name = p_policy->>'name') THEN
         RAISE EXCEPTION 'policy "%" already exists', p_policy->>'name' USING ERRCODE = '42710';
     END IF;
     INSERT INTO shiftguard_rows.rls_policies (name, alias, columns, predicate, lookups, modified_by)
     VALUES (p_policy->>'name', p_policy->>'alias', p_policy->'columns', p_policy->>'predicate',
-            p_policy->'lookups', session_user);
+            p_policy->'lookups', v_caller);
     PERFORM shiftguard.rls_define(p_policy, p_search_path);
 END
 $$;
 
+-- Its caller known by key (schema.sql caller_key): the work is create_rls_policy__keyed's.
+CREATE OR REPLACE PROCEDURE shiftguard.create_rls_policy(p_text text, p_signature text, p_search_path text)
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$ CALL shiftguard.create_rls_policy__keyed($1, $2, $3, shiftguard.caller_key()) $$;
+
 -- ALTER RLS POLICY p USING (...): only the predicate changes. The attached tables' row
 -- security is made again (whether the predicate reads tables may have changed, and with it the
 -- function's form), so the change holds from the next statement on.
-CREATE OR REPLACE PROCEDURE shiftguard.alter_rls_policy(p_text text, p_signature text, p_search_path text)
+CREATE OR REPLACE PROCEDURE shiftguard.alter_rls_policy__keyed(p_text text, p_signature text, p_search_path text, p_key text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
+    v_caller name := shiftguard.caller_of(p_key);  -- who calls (schema.sql caller_key)
     v_stored   shiftguard_rows.rls_policies;
     p_policy   jsonb;
     v_relation oid;
 BEGIN
-    PERFORM shiftguard.require_rls_admin();
+    PERFORM shiftguard.require_rls_admin__keyed(p_key => p_key);
     p_policy := shiftguard.rls_payload(p_text, p_signature);
     SELECT * INTO v_stored FROM shiftguard_rows.rls_policies WHERE name = p_policy->>'name' FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'policy "%" does not exist', p_policy->>'name' USING ERRCODE = '42704';
     END IF;
     UPDATE shiftguard_rows.rls_policies
-       SET predicate = p_policy->>'predicate', lookups = p_policy->'lookups', modified_by = session_user,
+       SET predicate = p_policy->>'predicate', lookups = p_policy->'lookups', modified_by = v_caller,
            modified_time = now() AT TIME ZONE 'utc'
      WHERE name = v_stored.name;
     FOR v_relation IN SELECT DISTINCT relation FROM shiftguard_rows.rls_attachments WHERE policy = v_stored.name LOOP
@@ -548,6 +574,10 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- Its caller known by key (schema.sql caller_key): the work is alter_rls_policy__keyed's.
+CREATE OR REPLACE PROCEDURE shiftguard.alter_rls_policy(p_text text, p_signature text, p_search_path text)
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$ CALL shiftguard.alter_rls_policy__keyed($1, $2, $3, shiftguard.caller_key()) $$;
 
 CREATE OR REPLACE PROCEDURE shiftguard.drop_rls_policy(p_name text, p_missing_ok boolean, p_cascade boolean)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -603,16 +633,17 @@ END
 $$;
 
 -- ATTACH / DETACH RLS POLICY p ON t, ... TO / FROM grantee, ...
-CREATE OR REPLACE PROCEDURE shiftguard.attach_rls_policy(p_name text, p_relations oid[], p_grantees jsonb,
-                                                        p_attach boolean)
+CREATE OR REPLACE PROCEDURE shiftguard.attach_rls_policy__keyed(p_name text, p_relations oid[], p_grantees jsonb,
+                                                        p_attach boolean, p_key text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
+    v_caller name := shiftguard.caller_of(p_key);  -- who calls (schema.sql caller_key)
     v_stored   shiftguard_rows.rls_policies;
     v_relation oid;
     v_grantee  jsonb;
     v_missing  text;
 BEGIN
-    PERFORM shiftguard.require_rls_admin();
+    PERFORM shiftguard.require_rls_admin__keyed(p_key => p_key);
     SELECT * INTO v_stored FROM shiftguard_rows.rls_policies WHERE name = p_name;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'policy "%" does not exist', p_name USING ERRCODE = '42704';
@@ -646,7 +677,7 @@ BEGIN
                     PERFORM shiftguard.require_role(v_grantee->>'name');
                 END IF;
                 INSERT INTO shiftguard_rows.rls_attachments (policy, relation, grantee, grantee_kind, grantor)
-                VALUES (p_name, v_relation, v_grantee->>'name', v_grantee->>'kind', session_user)
+                VALUES (p_name, v_relation, v_grantee->>'name', v_grantee->>'kind', v_caller)
                 ON CONFLICT DO NOTHING;
             ELSE
                 DELETE FROM shiftguard_rows.rls_attachments
@@ -664,6 +695,11 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- Its caller known by key (schema.sql caller_key): the work is attach_rls_policy__keyed's.
+CREATE OR REPLACE PROCEDURE shiftguard.attach_rls_policy(p_name text, p_relations oid[], p_grantees jsonb,
+                                                        p_attach boolean)
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$ CALL shiftguard.attach_rls_policy__keyed($1, $2, $3, $4, shiftguard.caller_key()) $$;
 
 -- ALTER TABLE t ROW LEVEL SECURITY {ON | OFF} [CONJUNCTION TYPE {AND | OR}].
 CREATE OR REPLACE PROCEDURE shiftguard.set_table_rls(p_relation oid, p_enabled boolean, p_conjunction text)
@@ -700,10 +736,15 @@ REVOKE ALL ON FUNCTION shiftguard.rls_tables() FROM PUBLIC;
 
 -- Catalog views (reference §5). Superusers and sys:secadmin see every row; others none
 -- (UNVERIFIED: the documentation's editions disagree on who else sees what).
-CREATE OR REPLACE FUNCTION shiftguard.sees_rls() RETURNS boolean
+CREATE OR REPLACE FUNCTION shiftguard.sees_rls__keyed(p_key text) RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT shiftguard.caller_is_superuser() OR pg_has_role(session_user, 'sys:secadmin', 'USAGE')
+    SELECT shiftguard.role_is_superuser(shiftguard.key_owner(p_key)) OR pg_has_role(shiftguard.key_owner(p_key), 'sys:secadmin', 'USAGE')
 $$;
+
+GRANT EXECUTE ON FUNCTION shiftguard.sees_rls__keyed(text) TO PUBLIC;
+-- Its caller known by key (schema.sql caller_key): the work is sees_rls__keyed's.
+CREATE OR REPLACE FUNCTION shiftguard.sees_rls() RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$ SELECT shiftguard.sees_rls__keyed(shiftguard.caller_key()) $$;
 GRANT EXECUTE ON FUNCTION shiftguard.sees_rls() TO PUBLIC;
 
 CREATE OR REPLACE VIEW shiftguard.svv_rls_policy WITH (security_barrier) AS

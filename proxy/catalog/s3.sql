@@ -32,9 +32,10 @@ $$;
 -- one the user holds ASSUMEROLE on and one associated with the cluster (IAM_ROLE DEFAULT: the
 -- cluster's default role); an STS session must exist and not have expired; and the role so
 -- found must be one whose policies the proxy found to allow the requests (the ticket's roles).
-CREATE OR REPLACE FUNCTION shiftguard.s3_ticket(p_ticket text, p_signature text, p_op text) RETURNS jsonb
+CREATE OR REPLACE FUNCTION shiftguard.s3_ticket__keyed(p_ticket text, p_signature text, p_op text, p_key text) RETURNS jsonb
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
+    v_caller name := shiftguard.caller_of(p_key);  -- who calls (schema.sql caller_key)
     v_ticket jsonb;
     v_arn text;
     v_session record;
@@ -44,11 +45,11 @@ BEGIN
             HINT = 'COPY and UNLOAD with S3 locations go through shiftguard';
     END IF;
     v_ticket := p_ticket::jsonb;
-    IF v_ticket->>'op' IS DISTINCT FROM p_op OR v_ticket->>'user' IS DISTINCT FROM session_user THEN
+    IF v_ticket->>'op' IS DISTINCT FROM p_op OR v_ticket->>'user' IS DISTINCT FROM v_caller THEN
         RAISE EXCEPTION 'not a valid S3 ticket' USING ERRCODE = '42501';
     END IF;
     IF v_ticket ? 'iam_role' THEN
-        PERFORM shiftguard.require_assumerole(v_ticket->>'iam_role', CASE p_op WHEN 'read' THEN 'COPY' ELSE 'UNLOAD' END);
+        PERFORM shiftguard.require_assumerole__keyed(v_ticket->>'iam_role', CASE p_op WHEN 'read' THEN 'COPY' ELSE 'UNLOAD' END, p_key => p_key);
         IF v_ticket->>'iam_role' = 'default' THEN
             v_arn := (SELECT role_arn FROM shiftguard_rows.cluster_iam_roles WHERE is_default);
             IF v_arn IS NULL THEN
@@ -61,7 +62,7 @@ BEGIN
         END IF;
         IF NOT EXISTS (SELECT FROM shiftguard_rows.cluster_iam_roles WHERE role_arn = v_arn) THEN
             -- Redshift's wording for a role the cluster cannot assume (UNVERIFIED for one not associated).
-            RAISE EXCEPTION 'User %/% is not authorized to assume IAM Role %', v_ticket->>'dbuser', session_user, v_arn
+            RAISE EXCEPTION 'User %/% is not authorized to assume IAM Role %', v_ticket->>'dbuser', v_caller, v_arn
                 USING ERRCODE = '42501',
                       HINT = 'Associate the role with the cluster: ModifyClusterIamRoles, or cluster.iam_roles.';
         END IF;
@@ -83,6 +84,10 @@ BEGIN
     RETURN v_ticket;
 END
 $$;
+REVOKE ALL ON FUNCTION shiftguard.s3_ticket__keyed(text, text, text, text) FROM PUBLIC;
+-- Its caller known by key (schema.sql caller_key): the work is s3_ticket__keyed's.
+CREATE OR REPLACE FUNCTION shiftguard.s3_ticket(p_ticket text, p_signature text, p_op text) RETURNS jsonb
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$ SELECT shiftguard.s3_ticket__keyed($1, $2, $3, shiftguard.caller_key()) $$;
 REVOKE ALL ON FUNCTION shiftguard.s3_ticket(text, text, text) FROM PUBLIC;
 
 CREATE OR REPLACE FUNCTION shiftguard.s3_shell_quote(p_text text) RETURNS text

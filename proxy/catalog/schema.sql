@@ -487,20 +487,135 @@ $$;
 REVOKE ALL ON FUNCTION shiftguard.ensure_event_trigger(text, text, text[], text) FROM PUBLIC;
 
 -- Is the session's login role a Redshift superuser (or the management role itself)?
-CREATE OR REPLACE FUNCTION shiftguard.caller_is_superuser() RETURNS boolean
+-- Who calls. shiftguard's SECURITY DEFINER functions run as the management role, so the caller
+-- is not current_user there; session_user is not the caller either whenever code runs as someone
+-- else in the session: an admin's ANALYZE (VACUUM, CREATE INDEX, REINDEX, CLUSTER, REFRESH)
+-- runs the table owner's index expressions and view queries as the owner, with session_user
+-- still the admin, and a SECURITY DEFINER function of one user runs in another's session. Any
+-- check of session_user there took the owner's code for the admin (a user's index expression
+-- made its owner a superuser during the admin's ANALYZE). The caller is current_user where the
+-- call is made, as PostgreSQL's own checks take it: each role has a secret key, which only it
+-- reads (view shiftguard.caller_key_of_current_user, filtered by current_user); every function
+-- that asks who calls is an INVOKER wrapper, which reads the key where it is called and passes
+-- it on to the function doing the work (name__keyed, SECURITY DEFINER), which looks the key up
+-- (caller_of). Keys never leave function arguments (no setting, no log line holds one).
+CREATE TABLE IF NOT EXISTS shiftguard_rows.caller_keys (
+    role_id  oid PRIMARY KEY,
+    key      text NOT NULL,
+    key_hash bytea NOT NULL UNIQUE  -- sha256 of key: what a key is looked up by
+);
+REVOKE ALL ON shiftguard_rows.caller_keys FROM PUBLIC;
+
+-- Keys for the roles that have none, and none for roles gone (their OIDs may come back).
+CREATE OR REPLACE FUNCTION shiftguard.make_caller_keys() RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    DELETE FROM shiftguard_rows.caller_keys WHERE role_id NOT IN (SELECT oid FROM pg_roles);
+    INSERT INTO shiftguard_rows.caller_keys (role_id, key, key_hash)
+    SELECT r.oid, k.key, sha256(convert_to(k.key, 'UTF8'))
+      FROM pg_roles r CROSS JOIN LATERAL (SELECT r.oid::text || ':' || gen_random_uuid()::text || gen_random_uuid()::text
+                                                 AS key) k
+     WHERE NOT EXISTS (SELECT FROM shiftguard_rows.caller_keys c WHERE c.role_id = r.oid)
+    ON CONFLICT DO NOTHING;
+EXCEPTION WHEN read_only_sql_transaction THEN
+    NULL;  -- a read-only transaction: the caller stays unknown for now
+END
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.make_caller_keys() TO PUBLIC;  -- (it cannot tell who calls: every role gets one)
+SELECT shiftguard.make_caller_keys();
+
+-- current_user's key: current_user in a view is whoever queries it, not the view's owner.
+CREATE OR REPLACE VIEW shiftguard.caller_key_of_current_user WITH (security_barrier) AS
+    SELECT k.key FROM shiftguard_rows.caller_keys k
+     WHERE k.role_id = (SELECT r.oid FROM pg_roles r WHERE r.rolname = current_user);
+REVOKE ALL ON shiftguard.caller_key_of_current_user FROM PUBLIC;
+GRANT SELECT ON shiftguard.caller_key_of_current_user TO PUBLIC;
+
+-- The key of whoever calls (INVOKER): current_user's. Inside shiftguard's own SECURITY DEFINER
+-- functions current_user is the management role, never the caller: there it is the session
+-- user's (functions that run nobody's code but shiftguard's, and do not pass a key on yet).
+CREATE OR REPLACE FUNCTION shiftguard.caller_key() RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_key text;
+BEGIN
+    IF current_user <> session_user
+       AND current_user = (SELECT nspowner::regrole::name FROM pg_namespace WHERE nspname = 'shiftguard') THEN
+        -- Inside another of shiftguard's SECURITY DEFINER functions, one that does not pass its
+        -- caller on: the session user, as before keys (the management role may read them all).
+        RETURN (SELECT k.key FROM shiftguard_rows.caller_keys k JOIN pg_roles r ON r.oid = k.role_id
+                 WHERE r.rolname = session_user);
+    END IF;
+    SELECT key INTO v_key FROM shiftguard.caller_key_of_current_user;
+    IF v_key IS NULL THEN  -- a role made since (not through shiftguard)
+        PERFORM shiftguard.make_caller_keys();
+        SELECT key INTO v_key FROM shiftguard.caller_key_of_current_user;
+    END IF;
+    RETURN v_key;
+END
+$$;
+
+-- The role whose key this is; NULL for none.
+CREATE OR REPLACE FUNCTION shiftguard.key_owner(p_key text) RETURNS name
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT session_user::text = (SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'shiftguard')
-        OR coalesce((SELECT u.superuser FROM shiftguard_rows.users u WHERE u.name = session_user::text), false)
+    SELECT r.rolname FROM shiftguard_rows.caller_keys k JOIN pg_roles r ON r.oid = k.role_id
+     WHERE k.key_hash = sha256(convert_to(p_key, 'UTF8'))
+$$;
+REVOKE ALL ON FUNCTION shiftguard.key_owner(text) FROM PUBLIC;
+
+-- The role whose key this is, or an error: where a function acts on its caller's behalf.
+CREATE OR REPLACE FUNCTION shiftguard.caller_of(p_key text) RETURNS name
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_role name := shiftguard.key_owner(p_key);
+BEGIN
+    IF v_role IS NULL THEN
+        RAISE EXCEPTION 'permission denied: the calling role is not known to shiftguard' USING ERRCODE = '42501';
+    END IF;
+    RETURN v_role;
+END
+$$;
+REVOKE ALL ON FUNCTION shiftguard.caller_of(text) FROM PUBLIC;
+
+-- Is this role a Redshift superuser (or the management role)? Internal: it takes a name.
+CREATE OR REPLACE FUNCTION shiftguard.role_is_superuser(p_role name) RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce(p_role = (SELECT nspowner::regrole::name FROM pg_namespace WHERE nspname = 'shiftguard')
+                    OR (SELECT u.superuser FROM shiftguard_rows.users u WHERE u.name = p_role::text), false)
+$$;
+REVOKE ALL ON FUNCTION shiftguard.role_is_superuser(name) FROM PUBLIC;
+
+-- May this role do what a system permission allows (superuser, or the permission granted to a
+-- role it has, directly or through other roles)? Internal: it takes a name.
+CREATE OR REPLACE FUNCTION shiftguard.role_may(p_role name, p_permission text) RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT shiftguard.role_is_superuser(p_role) OR coalesce(EXISTS (
+        SELECT FROM shiftguard_rows.system_privileges sp JOIN pg_roles r ON r.rolname = sp.role
+         WHERE sp.privilege = p_permission AND pg_has_role(p_role, r.oid, 'USAGE')), false)
+$$;
+REVOKE ALL ON FUNCTION shiftguard.role_may(name, text) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION shiftguard.caller_is_superuser__keyed(p_key text) RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT shiftguard.role_is_superuser(shiftguard.key_owner(p_key))
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.caller_is_superuser__keyed(text) TO PUBLIC;
+-- Is the caller a Redshift superuser (or the management role)?
+CREATE OR REPLACE FUNCTION shiftguard.caller_is_superuser() RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT shiftguard.caller_is_superuser__keyed(shiftguard.caller_key())
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.caller_is_superuser() TO PUBLIC;
 
--- May the session's user do what a system permission allows (superuser, or the permission
--- granted to a role the user has, directly or through other roles)?
-CREATE OR REPLACE FUNCTION shiftguard.caller_may(p_permission text) RETURNS boolean
+CREATE OR REPLACE FUNCTION shiftguard.caller_may__keyed(p_permission text, p_key text) RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT shiftguard.caller_is_superuser() OR EXISTS (
-        SELECT FROM shiftguard_rows.system_privileges sp JOIN pg_roles r ON r.rolname = sp.role
-         WHERE sp.privilege = p_permission AND pg_has_role(session_user, r.oid, 'USAGE'))
+    SELECT shiftguard.role_may(shiftguard.key_owner(p_key), p_permission)
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.caller_may__keyed(text, text) TO PUBLIC;
+-- May the caller do what a system permission allows?
+CREATE OR REPLACE FUNCTION shiftguard.caller_may(p_permission text) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT shiftguard.caller_may__keyed($1, shiftguard.caller_key())
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.caller_may(text) TO PUBLIC;
 
@@ -813,9 +928,10 @@ $$;
 REVOKE ALL ON FUNCTION shiftguard.add_member(text, text) FROM PUBLIC;
 
 -- CREATE USER, with the options parsed by the proxy (policy/users.py) as JSON.
-CREATE OR REPLACE PROCEDURE shiftguard.create_user(p_name text, p_options jsonb)
+CREATE OR REPLACE PROCEDURE shiftguard.create_user__keyed(p_name text, p_options jsonb, p_key text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
+    v_caller name := shiftguard.caller_of(p_key);  -- who calls (schema.sql caller_key)
     v_super    boolean := coalesce((p_options->>'superuser')::boolean, false);
     v_createdb boolean := coalesce((p_options->>'createdb')::boolean, false);
     v_limit    integer := coalesce((p_options->>'connection_limit')::integer, -1);
@@ -823,10 +939,10 @@ DECLARE
     v_group    text;
     v_role     text;
 BEGIN
-    IF NOT shiftguard.caller_may('CREATE USER') THEN
+    IF NOT shiftguard.role_may(v_caller, 'CREATE USER') THEN
         RAISE EXCEPTION 'permission denied to create user' USING ERRCODE = '42501';  -- UNVERIFIED wording
     END IF;
-    IF v_super AND NOT shiftguard.caller_is_superuser() THEN
+    IF v_super AND NOT shiftguard.role_is_superuser(v_caller) THEN
         RAISE EXCEPTION 'only a superuser can create a superuser' USING ERRCODE = '42501';  -- UNVERIFIED
     END IF;
     IF EXISTS (SELECT FROM shiftguard_rows.users WHERE name = p_name)
@@ -858,25 +974,30 @@ BEGIN
 END
 $$;
 
+-- Its caller known by key (schema.sql caller_key): the work is create_user__keyed's.
+CREATE OR REPLACE PROCEDURE shiftguard.create_user(p_name text, p_options jsonb)
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$ CALL shiftguard.create_user__keyed($1, $2, shiftguard.caller_key()) $$;
+
 -- ALTER USER: the changes parsed by the proxy, as JSON; only keys present are changed.
-CREATE OR REPLACE PROCEDURE shiftguard.alter_user(p_name text, p_changes jsonb)
+CREATE OR REPLACE PROCEDURE shiftguard.alter_user__keyed(p_name text, p_changes jsonb, p_key text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
+    v_caller name := shiftguard.caller_of(p_key);  -- who calls (schema.sql caller_key)
     v_user   shiftguard_rows.users;
-    v_super  boolean := shiftguard.caller_may('ALTER USER');
+    v_super  boolean := shiftguard.role_may(v_caller, 'ALTER USER');
     v_param  record;
 BEGIN
     SELECT * INTO v_user FROM shiftguard_rows.users WHERE name = p_name;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'user "%" does not exist', p_name USING ERRCODE = '42704';
     END IF;
-    IF v_super AND NOT shiftguard.caller_is_superuser() AND (p_changes ? 'superuser' OR v_user.superuser) THEN
+    IF v_super AND NOT shiftguard.role_is_superuser(v_caller) AND (p_changes ? 'superuser' OR v_user.superuser) THEN
         -- The ALTER USER permission cannot grant, remove or touch superuser status.
         RAISE EXCEPTION 'only a superuser can alter a superuser or superuser status' USING ERRCODE = '42501';
     END IF;
     IF NOT v_super THEN
         -- Everyone may change their own password, unless it is disabled; nothing else.
-        IF session_user::text <> p_name OR (SELECT array_agg(k) FROM jsonb_object_keys(p_changes) k) <> ARRAY['password'] THEN
+        IF v_caller::text <> p_name OR (SELECT array_agg(k) FROM jsonb_object_keys(p_changes) k) <> ARRAY['password'] THEN
             RAISE EXCEPTION 'permission denied to alter user "%"', p_name USING ERRCODE = '42501';  -- UNVERIFIED
         END IF;
         IF p_changes->'password' = '{}'::jsonb THEN
@@ -963,6 +1084,10 @@ BEGIN
 END
 $$;
 
+-- Its caller known by key (schema.sql caller_key): the work is alter_user__keyed's.
+CREATE OR REPLACE PROCEDURE shiftguard.alter_user(p_name text, p_changes jsonb)
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$ CALL shiftguard.alter_user__keyed($1, $2, shiftguard.caller_key()) $$;
+
 -- Put a user's role's SET defaults back to what ALTER USER ... SET left (shiftguard_rows.users.settings),
 -- dropping what the role set itself (ALTER ROLE self [IN DATABASE d] SET ..., from a function
 -- body or DO block). The management role runs it at a login that finds them differ
@@ -1015,14 +1140,15 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE PROCEDURE shiftguard.drop_users(p_names text[], p_missing_ok boolean)
+CREATE OR REPLACE PROCEDURE shiftguard.drop_users__keyed(p_names text[], p_missing_ok boolean, p_key text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
+    v_caller name := shiftguard.caller_of(p_key);  -- who calls (schema.sql caller_key)
     v_name text;
     v_oid  oid;
     v_dbs  oid[] := ARRAY[0::oid, (SELECT oid FROM pg_database WHERE datname = current_database())];
 BEGIN
-    IF NOT shiftguard.caller_may('DROP USER') THEN
+    IF NOT shiftguard.role_may(v_caller, 'DROP USER') THEN
         RAISE EXCEPTION 'permission denied to drop user' USING ERRCODE = '42501';  -- UNVERIFIED wording
     END IF;
     FOREACH v_name IN ARRAY p_names LOOP
@@ -1033,10 +1159,10 @@ BEGIN
             END IF;
             RAISE EXCEPTION 'user "%" does not exist', v_name USING ERRCODE = '42704';
         END IF;
-        IF v_name = session_user::text THEN
+        IF v_name = v_caller::text THEN
             RAISE EXCEPTION 'current user cannot be dropped' USING ERRCODE = '55006';
         END IF;
-        IF (SELECT superuser FROM shiftguard_rows.users WHERE name = v_name) AND NOT shiftguard.caller_is_superuser() THEN
+        IF (SELECT superuser FROM shiftguard_rows.users WHERE name = v_name) AND NOT shiftguard.role_is_superuser(v_caller) THEN
             RAISE EXCEPTION 'only a superuser can drop a superuser' USING ERRCODE = '42501';  -- UNVERIFIED
         END IF;
         v_oid := (SELECT oid FROM pg_roles WHERE rolname = v_name);
@@ -1060,6 +1186,10 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- Its caller known by key (schema.sql caller_key): the work is drop_users__keyed's.
+CREATE OR REPLACE PROCEDURE shiftguard.drop_users(p_names text[], p_missing_ok boolean)
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$ CALL shiftguard.drop_users__keyed($1, $2, shiftguard.caller_key()) $$;
 
 -- CREATE GROUP / ALTER GROUP / DROP GROUP (policy/groups.py). A group is the PostgreSQL role
 -- 'grp:' || name, so groups and users may share names.
@@ -1166,38 +1296,50 @@ $$;
 
 -- A role admin: a superuser, the role's owner, a user granted the role WITH ADMIN OPTION, or
 -- a member of sys:secadmin. System roles are granted by superusers only.
-CREATE OR REPLACE FUNCTION shiftguard.is_role_admin(p_role text) RETURNS boolean
+CREATE OR REPLACE FUNCTION shiftguard.is_role_admin__keyed(p_role text, p_key text) RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT shiftguard.caller_is_superuser()
-        OR (p_role NOT LIKE 'sys:%' AND pg_has_role(session_user, 'sys:secadmin', 'USAGE'))
-        OR EXISTS (SELECT FROM shiftguard_rows.roles WHERE name = p_role AND owner = session_user::text)
+    SELECT shiftguard.role_is_superuser(shiftguard.key_owner(p_key))
+        OR (p_role NOT LIKE 'sys:%' AND pg_has_role(shiftguard.key_owner(p_key), 'sys:secadmin', 'USAGE'))
+        OR EXISTS (SELECT FROM shiftguard_rows.roles WHERE name = p_role AND owner = shiftguard.key_owner(p_key)::text)
         OR EXISTS (SELECT FROM pg_auth_members m
                     WHERE m.roleid = (SELECT oid FROM pg_roles WHERE rolname = p_role)
-                      AND m.member = (SELECT oid FROM pg_roles WHERE rolname = session_user) AND m.admin_option)
+                      AND m.member = (SELECT oid FROM pg_roles WHERE rolname = shiftguard.key_owner(p_key)) AND m.admin_option)
 $$;
 
-CREATE OR REPLACE PROCEDURE shiftguard.create_role(p_name text, p_external_id text)
+-- Its caller known by key (schema.sql caller_key): the work is is_role_admin__keyed's.
+CREATE OR REPLACE FUNCTION shiftguard.is_role_admin(p_role text) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$ SELECT shiftguard.is_role_admin__keyed($1, shiftguard.caller_key()) $$;
+
+CREATE OR REPLACE PROCEDURE shiftguard.create_role__keyed(p_name text, p_external_id text, p_key text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_caller name := shiftguard.caller_of(p_key);  -- who calls (schema.sql caller_key)
 BEGIN
-    IF NOT shiftguard.caller_may('CREATE ROLE') THEN
+    IF NOT shiftguard.role_may(v_caller, 'CREATE ROLE') THEN
         RAISE EXCEPTION 'permission denied to create role' USING ERRCODE = '42501';
     END IF;
     IF EXISTS (SELECT FROM pg_roles WHERE rolname = p_name) THEN
         RAISE EXCEPTION 'role "%" already exists, or a user has that name', p_name USING ERRCODE = '42710';
     END IF;
     EXECUTE format('CREATE ROLE %I NOLOGIN', p_name);
-    INSERT INTO shiftguard_rows.roles (name, owner, external_id) VALUES (p_name, session_user, p_external_id);
+    INSERT INTO shiftguard_rows.roles (name, owner, external_id) VALUES (p_name, v_caller, p_external_id);
 END
 $$;
 
-CREATE OR REPLACE PROCEDURE shiftguard.alter_role(p_name text, p_changes jsonb)
+-- Its caller known by key (schema.sql caller_key): the work is create_role__keyed's.
+CREATE OR REPLACE PROCEDURE shiftguard.create_role(p_name text, p_external_id text)
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$ CALL shiftguard.create_role__keyed($1, $2, shiftguard.caller_key()) $$;
+
+CREATE OR REPLACE PROCEDURE shiftguard.alter_role__keyed(p_name text, p_changes jsonb, p_key text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_caller name := shiftguard.caller_of(p_key);  -- who calls (schema.sql caller_key)
 BEGIN
     PERFORM shiftguard.require_role(p_name);
     IF p_name LIKE 'sys:%' THEN
         RAISE EXCEPTION 'system role "%" cannot be altered', p_name USING ERRCODE = '42501';
     END IF;
-    IF NOT shiftguard.caller_may('ALTER ROLE') THEN
+    IF NOT shiftguard.role_may(v_caller, 'ALTER ROLE') THEN
         RAISE EXCEPTION 'permission denied to alter role "%"', p_name USING ERRCODE = '42501';
     END IF;
     IF p_changes ? 'owner' THEN
@@ -1218,9 +1360,14 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE PROCEDURE shiftguard.drop_role(p_name text, p_force boolean)
+-- Its caller known by key (schema.sql caller_key): the work is alter_role__keyed's.
+CREATE OR REPLACE PROCEDURE shiftguard.alter_role(p_name text, p_changes jsonb)
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$ CALL shiftguard.alter_role__keyed($1, $2, shiftguard.caller_key()) $$;
+
+CREATE OR REPLACE PROCEDURE shiftguard.drop_role__keyed(p_name text, p_force boolean, p_key text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
+    v_caller name := shiftguard.caller_of(p_key);  -- who calls (schema.sql caller_key)
     v_oid    oid;
     v_member record;
 BEGIN
@@ -1228,7 +1375,7 @@ BEGIN
     IF p_name LIKE 'sys:%' THEN
         RAISE EXCEPTION 'system role "%" cannot be dropped', p_name USING ERRCODE = '42501';
     END IF;
-    IF NOT (shiftguard.is_role_admin(p_name) OR shiftguard.caller_may('DROP ROLE')) THEN
+    IF NOT (shiftguard.is_role_admin__keyed(p_name, p_key => p_key) OR shiftguard.role_may(v_caller, 'DROP ROLE')) THEN
         RAISE EXCEPTION 'permission denied to drop role "%"', p_name USING ERRCODE = '42501';
     END IF;
     v_oid := (SELECT oid FROM pg_roles WHERE rolname = p_name);
@@ -1259,6 +1406,10 @@ BEGIN
     EXECUTE format('DROP ROLE %I', p_name);
 END
 $$;
+
+-- Its caller known by key (schema.sql caller_key): the work is drop_role__keyed's.
+CREATE OR REPLACE PROCEDURE shiftguard.drop_role(p_name text, p_force boolean)
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$ CALL shiftguard.drop_role__keyed($1, $2, shiftguard.caller_key()) $$;
 
 CREATE OR REPLACE PROCEDURE shiftguard.grant_roles(p_grant jsonb)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -1307,12 +1458,13 @@ $$;
 
 -- GRANT / REVOKE system permissions TO / FROM ROLE: superusers only (UNVERIFIED: Redshift's
 -- documentation does not say who else may).
-CREATE OR REPLACE PROCEDURE shiftguard.grant_system(p_grant jsonb)
+CREATE OR REPLACE PROCEDURE shiftguard.grant_system__keyed(p_grant jsonb, p_key text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
+    v_caller name := shiftguard.caller_of(p_key);  -- who calls (schema.sql caller_key)
     v_role text;
 BEGIN
-    IF NOT shiftguard.caller_is_superuser() THEN
+    IF NOT shiftguard.role_is_superuser(v_caller) THEN
         RAISE EXCEPTION 'permission denied to grant system permissions' USING ERRCODE = '42501';
     END IF;
     FOR v_role IN SELECT jsonb_array_elements_text(p_grant->'roles') LOOP
@@ -1323,12 +1475,17 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE PROCEDURE shiftguard.revoke_system(p_grant jsonb)
+-- Its caller known by key (schema.sql caller_key): the work is grant_system__keyed's.
+CREATE OR REPLACE PROCEDURE shiftguard.grant_system(p_grant jsonb)
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$ CALL shiftguard.grant_system__keyed($1, shiftguard.caller_key()) $$;
+
+CREATE OR REPLACE PROCEDURE shiftguard.revoke_system__keyed(p_grant jsonb, p_key text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
+    v_caller name := shiftguard.caller_of(p_key);  -- who calls (schema.sql caller_key)
     v_role text;
 BEGIN
-    IF NOT shiftguard.caller_is_superuser() THEN
+    IF NOT shiftguard.role_is_superuser(v_caller) THEN
         RAISE EXCEPTION 'permission denied to revoke system permissions' USING ERRCODE = '42501';
     END IF;
     FOR v_role IN SELECT jsonb_array_elements_text(p_grant->'roles') LOOP
@@ -1338,6 +1495,10 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- Its caller known by key (schema.sql caller_key): the work is revoke_system__keyed's.
+CREATE OR REPLACE PROCEDURE shiftguard.revoke_system(p_grant jsonb)
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$ CALL shiftguard.revoke_system__keyed($1, shiftguard.caller_key()) $$;
 
 -- A table's attributes merged into what is recorded, unchecked: record_table's, and the
 -- refresh state materialized_views.sql mv_refreshed keeps.
@@ -1357,13 +1518,14 @@ REVOKE ALL ON FUNCTION shiftguard.write_table_attributes(regclass, jsonb) FROM P
 -- everyone's materialized views, casts some of them: a value that is not of its type would
 -- fail them all, for every user. So those must be, and the refresh state (refreshed_*, which
 -- a write to any table reads) is mv_refreshed's alone.
-CREATE OR REPLACE FUNCTION shiftguard.record_table(p_table regclass, p_attrs jsonb) RETURNS void
+CREATE OR REPLACE FUNCTION shiftguard.record_table__keyed(p_table regclass, p_attrs jsonb, p_key text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
+    v_caller name := shiftguard.caller_of(p_key);  -- who calls (schema.sql caller_key)
     v_class pg_class;
 BEGIN
     SELECT * INTO v_class FROM pg_class WHERE oid = p_table;
-    IF NOT (shiftguard.caller_is_superuser() OR pg_has_role(session_user, v_class.relowner, 'USAGE')) THEN
+    IF NOT (shiftguard.role_is_superuser(v_caller) OR pg_has_role(v_caller, v_class.relowner, 'USAGE')) THEN
         RAISE EXCEPTION 'must be owner of relation %', v_class.relname USING ERRCODE = '42501';
     END IF;
     IF jsonb_typeof(p_attrs) <> 'object' OR p_attrs ?| ARRAY['refreshed_snapshot', 'refreshed_xid', 'refreshed_at']
@@ -1374,6 +1536,11 @@ BEGIN
     PERFORM shiftguard.write_table_attributes(p_table, p_attrs);
 END
 $$;
+
+GRANT EXECUTE ON FUNCTION shiftguard.record_table__keyed(regclass, jsonb, text) TO PUBLIC;
+-- Its caller known by key (schema.sql caller_key): the work is record_table__keyed's.
+CREATE OR REPLACE FUNCTION shiftguard.record_table(p_table regclass, p_attrs jsonb) RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$ SELECT shiftguard.record_table__keyed($1, $2, shiftguard.caller_key()) $$;
 GRANT EXECUTE ON FUNCTION shiftguard.record_table(regclass, jsonb) TO PUBLIC;
 
 -- CREATE TABLE with Redshift attributes: the PostgreSQL DDL runs as the caller (SECURITY
@@ -1722,9 +1889,10 @@ REVOKE ALL ON FUNCTION shiftguard.one_view_query(text) FROM PUBLIC;
 -- compiling another's query in a user's DDL would let a view whose query takes seconds to
 -- compile (a thousand t.* of a wide table) hold up everyone's DDL, and PostgreSQL has no timer
 -- a running statement can arm.
-CREATE OR REPLACE FUNCTION shiftguard.bind_late_binding_view(p_view regclass) RETURNS boolean
+CREATE OR REPLACE FUNCTION shiftguard.bind_late_binding_view__keyed(p_view regclass, p_key text) RETURNS boolean
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET lock_timeout = '10ms' AS $$
 DECLARE
+    v_caller name := shiftguard.caller_of(p_key);  -- who calls (schema.sql caller_key)
     v_pending record;
     v_columns text;
     v_types   text[];
@@ -1742,7 +1910,7 @@ BEGIN
           FROM shiftguard_rows.late_binding_views l JOIN pg_class c ON c.oid = l.view_id
           JOIN pg_proc p ON p.oid = l.function_id
          WHERE l.view_id = p_view AND l.pending
-           AND c.relowner = (SELECT oid FROM pg_roles WHERE rolname = session_user)
+           AND c.relowner = (SELECT oid FROM pg_roles WHERE rolname = v_caller)
            -- the owner may have changed its function: run only as made, as its owner
            AND p.prosrc = l.body AND p.prolang = (SELECT oid FROM pg_language WHERE lanname = 'plpgsql')
            AND p.proconfig = ARRAY['search_path=pg_catalog, pg_temp'] AND p.proretset
@@ -1777,6 +1945,11 @@ BEGIN
     RETURN v_bound;
 END
 $$;
+REVOKE ALL ON FUNCTION shiftguard.bind_late_binding_view__keyed(regclass, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shiftguard.bind_late_binding_view__keyed(regclass, text) TO PUBLIC;
+-- Its caller known by key (schema.sql caller_key): the work is bind_late_binding_view__keyed's.
+CREATE OR REPLACE FUNCTION shiftguard.bind_late_binding_view(p_view regclass) RETURNS boolean
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$ SELECT shiftguard.bind_late_binding_view__keyed($1, shiftguard.caller_key()) $$;
 REVOKE ALL ON FUNCTION shiftguard.bind_late_binding_view(regclass) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION shiftguard.bind_late_binding_view(regclass) TO PUBLIC;  -- one's own views only
 
@@ -1795,20 +1968,26 @@ REVOKE ALL ON FUNCTION shiftguard.pending_late_binding_views() FROM PUBLIC;
 -- user: their own query compiled in their own session, where they may run anything anyway. One
 -- DDL spends at most about 200 ms on it, the views taken in random order (the rest wait for the
 -- next DDL, or the proxy).
-CREATE OR REPLACE FUNCTION shiftguard.bind_late_binding_views() RETURNS void
+CREATE OR REPLACE FUNCTION shiftguard.bind_late_binding_views__keyed(p_key text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
+    v_caller name := shiftguard.caller_of(p_key);  -- who calls (schema.sql caller_key)
     v_view  regclass;
     v_until timestamptz := clock_timestamp() + interval '200 ms';
 BEGIN
     FOR v_view IN SELECT l.view_id FROM shiftguard_rows.late_binding_views l JOIN pg_class c ON c.oid = l.view_id
-                   WHERE l.pending AND c.relowner = (SELECT oid FROM pg_roles WHERE rolname = session_user)
+                   WHERE l.pending AND c.relowner = (SELECT oid FROM pg_roles WHERE rolname = v_caller)
                    ORDER BY random() LOOP
         EXIT WHEN clock_timestamp() > v_until;
-        PERFORM shiftguard.bind_late_binding_view(v_view);
+        PERFORM shiftguard.bind_late_binding_view__keyed(v_view, p_key => p_key);
     END LOOP;
 END
 $$;
+REVOKE ALL ON FUNCTION shiftguard.bind_late_binding_views__keyed(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shiftguard.bind_late_binding_views__keyed(text) TO PUBLIC;
+-- Its caller known by key (schema.sql caller_key): the work is bind_late_binding_views__keyed's.
+CREATE OR REPLACE FUNCTION shiftguard.bind_late_binding_views() RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$ SELECT shiftguard.bind_late_binding_views__keyed(shiftguard.caller_key()) $$;
 REVOKE ALL ON FUNCTION shiftguard.bind_late_binding_views() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION shiftguard.bind_late_binding_views() TO PUBLIC;
 
@@ -1821,11 +2000,16 @@ BEGIN
     END IF;
 END
 $$;
-CREATE OR REPLACE FUNCTION shiftguard.late_binding_views_pending() RETURNS boolean
+CREATE OR REPLACE FUNCTION shiftguard.late_binding_views_pending__keyed(p_key text) RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT EXISTS (SELECT FROM shiftguard_rows.late_binding_views l JOIN pg_class c ON c.oid = l.view_id
-                    WHERE l.pending AND c.relowner = (SELECT oid FROM pg_roles WHERE rolname = session_user))
+                    WHERE l.pending AND c.relowner = (SELECT oid FROM pg_roles WHERE rolname = shiftguard.key_owner(p_key)))
 $$;
+
+GRANT EXECUTE ON FUNCTION shiftguard.late_binding_views_pending__keyed(text) TO PUBLIC;
+-- Its caller known by key (schema.sql caller_key): the work is late_binding_views_pending__keyed's.
+CREATE OR REPLACE FUNCTION shiftguard.late_binding_views_pending() RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$ SELECT shiftguard.late_binding_views_pending__keyed(shiftguard.caller_key()) $$;
 GRANT EXECUTE ON FUNCTION shiftguard.late_binding_views_pending() TO PUBLIC;
 SELECT shiftguard.ensure_event_trigger('shiftguard_bind_late_binding_views', 'ddl_command_end',
     ARRAY['CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER TABLE', 'CREATE VIEW', 'ALTER VIEW',
@@ -2047,14 +2231,19 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.identity(oid) TO PUBLIC;
 
-CREATE OR REPLACE FUNCTION shiftguard.sees_identity(p_grantee oid, p_owner oid) RETURNS boolean
+CREATE OR REPLACE FUNCTION shiftguard.sees_identity__keyed(p_grantee oid, p_owner oid, p_key text) RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT shiftguard.caller_may('ACCESS CATALOG')  -- superusers, and the permission (UNVERIFIED: its reach)
-        OR coalesce((SELECT syslog_unrestricted FROM shiftguard_rows.users WHERE name = session_user::text), false)
+    SELECT shiftguard.role_may(shiftguard.key_owner(p_key), 'ACCESS CATALOG')  -- superusers, and the permission (UNVERIFIED: its reach)
+        OR coalesce((SELECT syslog_unrestricted FROM shiftguard_rows.users WHERE name = shiftguard.key_owner(p_key)::text), false)
         OR p_grantee = 0
-        OR p_owner = (SELECT oid FROM pg_roles WHERE rolname = session_user)
-        OR pg_has_role(session_user, p_grantee, 'USAGE')
+        OR p_owner = (SELECT oid FROM pg_roles WHERE rolname = shiftguard.key_owner(p_key))
+        OR pg_has_role(shiftguard.key_owner(p_key), p_grantee, 'USAGE')
 $$;
+
+GRANT EXECUTE ON FUNCTION shiftguard.sees_identity__keyed(oid, oid, text) TO PUBLIC;
+-- Its caller known by key (schema.sql caller_key): the work is sees_identity__keyed's.
+CREATE OR REPLACE FUNCTION shiftguard.sees_identity(p_grantee oid, p_owner oid) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$ SELECT shiftguard.sees_identity__keyed($1, $2, shiftguard.caller_key()) $$;
 GRANT EXECUTE ON FUNCTION shiftguard.sees_identity(oid, oid) TO PUBLIC;
 
 -- Every grant on a relation: SVV_RELATION_PRIVILEGES without TRIGGER, which SHOW GRANTS lists
@@ -2143,10 +2332,20 @@ CREATE OR REPLACE VIEW shiftguard.svv_system_privileges WITH (security_barrier) 
 
 -- Audit views: superusers (or an explicit GRANT) for the connection and user logs; the query
 -- log shows a user's own rows unless SYSLOG ACCESS UNRESTRICTED or ACCESS SYSTEM TABLE.
-CREATE OR REPLACE FUNCTION shiftguard.sees_all_rows() RETURNS boolean
+CREATE OR REPLACE FUNCTION shiftguard.role_sees_all_rows(p_role name) RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT shiftguard.caller_may('ACCESS SYSTEM TABLE')
-        OR coalesce((SELECT syslog_unrestricted FROM shiftguard_rows.users WHERE name = session_user::text), false)
+    SELECT shiftguard.role_may(p_role, 'ACCESS SYSTEM TABLE')
+        OR coalesce((SELECT syslog_unrestricted FROM shiftguard_rows.users WHERE name = p_role::text), false)
+$$;
+REVOKE ALL ON FUNCTION shiftguard.role_sees_all_rows(name) FROM PUBLIC;
+CREATE OR REPLACE FUNCTION shiftguard.sees_all_rows__keyed(p_key text) RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT shiftguard.role_sees_all_rows(shiftguard.key_owner(p_key))
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.sees_all_rows__keyed(text) TO PUBLIC;
+CREATE OR REPLACE FUNCTION shiftguard.sees_all_rows() RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT shiftguard.sees_all_rows__keyed(shiftguard.caller_key())
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.sees_all_rows() TO PUBLIC;
 

@@ -42,14 +42,19 @@
 -- Which of these relations (scans in the caller's plan) have Redshift RLS on, and apply to the
 -- caller (not exempt)? A partition counts when an ancestor has RLS on (PostgreSQL applies the
 -- parent's policy to it). Only relations the caller's own plan reads are asked about.
-CREATE OR REPLACE FUNCTION shiftguard.explain_secure_relations(p_relations oid[]) RETURNS oid[]
+CREATE OR REPLACE FUNCTION shiftguard.explain_secure_relations__keyed(p_relations oid[], p_key text) RETURNS oid[]
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT coalesce(array_agg(DISTINCT c.rel), '{}') FROM unnest(p_relations) AS c (rel)
-     WHERE NOT shiftguard.rls_exempt()
+     WHERE NOT shiftguard.rls_exempt__keyed(p_key => p_key)
        AND EXISTS (SELECT FROM shiftguard_rows.rls_relations r
                     WHERE r.enabled AND (r.relation = c.rel  -- pg_partition_ancestors: partitions only
                                          OR r.relation IN (SELECT relid FROM pg_partition_ancestors(c.rel))))
 $$;
+
+GRANT EXECUTE ON FUNCTION shiftguard.explain_secure_relations__keyed(oid[], text) TO PUBLIC;
+-- Its caller known by key (schema.sql caller_key): the work is explain_secure_relations__keyed's.
+CREATE OR REPLACE FUNCTION shiftguard.explain_secure_relations(p_relations oid[]) RETURNS oid[]
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$ SELECT shiftguard.explain_secure_relations__keyed($1, shiftguard.caller_key()) $$;
 GRANT EXECUTE ON FUNCTION shiftguard.explain_secure_relations(oid[]) TO PUBLIC;
 
 -- The lines of EXPLAIN p_target with the caller's options (p_options: option name -> value, as

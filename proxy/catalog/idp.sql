@@ -20,15 +20,21 @@ CREATE TABLE IF NOT EXISTS shiftguard_rows.identity_providers (
 );
 REVOKE ALL ON shiftguard_rows.identity_providers FROM PUBLIC;
 
-CREATE OR REPLACE FUNCTION shiftguard.require_idp_admin(p_action text) RETURNS void
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+CREATE OR REPLACE FUNCTION shiftguard.require_idp_admin__keyed(p_action text, p_key text) RETURNS void
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_caller name := shiftguard.caller_of(p_key);  -- who calls (schema.sql caller_key)
 BEGIN
-    IF NOT shiftguard.caller_is_superuser() THEN
+    IF NOT shiftguard.role_is_superuser(v_caller) THEN
         RAISE EXCEPTION 'permission denied to % identity provider', p_action  -- UNVERIFIED wording
             USING ERRCODE = '42501', HINT = 'Only a superuser can manage identity providers.';
     END IF;
 END
 $$;
+
+-- Its caller known by key (schema.sql caller_key): the work is require_idp_admin__keyed's.
+CREATE OR REPLACE FUNCTION shiftguard.require_idp_admin(p_action text) RETURNS void
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$ SELECT shiftguard.require_idp_admin__keyed($1, shiftguard.caller_key()) $$;
 
 CREATE OR REPLACE FUNCTION shiftguard.require_free_namespace(p_namespace text, p_name text) RETURNS void
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -40,10 +46,12 @@ END
 $$;
 
 -- CREATE IDENTITY PROVIDER, as parsed by the proxy (policy/idp.py) into JSON.
-CREATE OR REPLACE PROCEDURE shiftguard.create_identity_provider(p_spec jsonb)
+CREATE OR REPLACE PROCEDURE shiftguard.create_identity_provider__keyed(p_spec jsonb, p_key text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_caller name := shiftguard.caller_of(p_key);  -- who calls (schema.sql caller_key)
 BEGIN
-    PERFORM shiftguard.require_idp_admin('create');
+    PERFORM shiftguard.require_idp_admin__keyed('create', p_key => p_key);
     IF EXISTS (SELECT FROM shiftguard_rows.identity_providers WHERE name = p_spec->>'name') THEN
         RAISE EXCEPTION 'identity provider "%" already exists', p_spec->>'name' USING ERRCODE = '42710';
     END IF;
@@ -56,13 +64,18 @@ BEGIN
 END
 $$;
 
+-- Its caller known by key (schema.sql caller_key): the work is create_identity_provider__keyed's.
+CREATE OR REPLACE PROCEDURE shiftguard.create_identity_provider(p_spec jsonb)
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$ CALL shiftguard.create_identity_provider__keyed($1, shiftguard.caller_key()) $$;
+
 -- ALTER IDENTITY PROVIDER: only the clauses given change; PARAMETERS replace the old ones.
-CREATE OR REPLACE PROCEDURE shiftguard.alter_identity_provider(p_spec jsonb)
+CREATE OR REPLACE PROCEDURE shiftguard.alter_identity_provider__keyed(p_spec jsonb, p_key text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
+    v_caller name := shiftguard.caller_of(p_key);  -- who calls (schema.sql caller_key)
     v_name text := p_spec->>'name';
 BEGIN
-    PERFORM shiftguard.require_idp_admin('alter');
+    PERFORM shiftguard.require_idp_admin__keyed('alter', p_key => p_key);
     IF NOT EXISTS (SELECT FROM shiftguard_rows.identity_providers WHERE name = v_name) THEN
         RAISE EXCEPTION 'identity provider "%" does not exist', v_name USING ERRCODE = '42704';
     END IF;
@@ -81,15 +94,20 @@ BEGIN
 END
 $$;
 
+-- Its caller known by key (schema.sql caller_key): the work is alter_identity_provider__keyed's.
+CREATE OR REPLACE PROCEDURE shiftguard.alter_identity_provider(p_spec jsonb)
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$ CALL shiftguard.alter_identity_provider__keyed($1, shiftguard.caller_key()) $$;
+
 -- DROP IDENTITY PROVIDER [CASCADE]: with CASCADE, its users and roles (namespace:*) go too.
-CREATE OR REPLACE PROCEDURE shiftguard.drop_identity_provider(p_name text, p_cascade boolean)
+CREATE OR REPLACE PROCEDURE shiftguard.drop_identity_provider__keyed(p_name text, p_cascade boolean, p_key text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
+    v_caller name := shiftguard.caller_of(p_key);  -- who calls (schema.sql caller_key)
     v_namespace text;
     v_users     text[];
     v_role      text;
 BEGIN
-    PERFORM shiftguard.require_idp_admin('drop');
+    PERFORM shiftguard.require_idp_admin__keyed('drop', p_key => p_key);
     SELECT namespace INTO v_namespace FROM shiftguard_rows.identity_providers WHERE name = p_name;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'identity provider "%" does not exist', p_name USING ERRCODE = '42704';
@@ -98,14 +116,18 @@ BEGIN
     IF p_cascade THEN
         SELECT array_agg(name) INTO v_users FROM shiftguard_rows.users WHERE starts_with(name, v_namespace || ':');
         IF v_users IS NOT NULL THEN
-            CALL shiftguard.drop_users(v_users, false);
+            CALL shiftguard.drop_users__keyed(v_users, false, p_key => p_key);
         END IF;
         FOR v_role IN SELECT name FROM shiftguard_rows.roles WHERE starts_with(name, v_namespace || ':') LOOP
-            CALL shiftguard.drop_role(v_role, true);
+            CALL shiftguard.drop_role__keyed(v_role, true, p_key => p_key);
         END LOOP;
     END IF;
 END
 $$;
+
+-- Its caller known by key (schema.sql caller_key): the work is drop_identity_provider__keyed's.
+CREATE OR REPLACE PROCEDURE shiftguard.drop_identity_provider(p_name text, p_cascade boolean)
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$ CALL shiftguard.drop_identity_provider__keyed($1, $2, shiftguard.caller_key()) $$;
 
 -- At an IdP login (run by the management role, catalog/store.py): the user's roles from the
 -- provider's namespace become exactly p_roles (those that exist, or that the provider may

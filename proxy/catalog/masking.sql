@@ -84,20 +84,29 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$ SELECT * FROM sh
 REVOKE ALL ON FUNCTION shiftguard.mask_reaches(oid, text) FROM PUBLIC;
 
 -- Which '<policy>:<n>' masks the column for the session's user: the highest priority wins.
-CREATE OR REPLACE FUNCTION shiftguard.mask_choice(p_relation oid, p_column text) RETURNS text
+CREATE OR REPLACE FUNCTION shiftguard.mask_choice__keyed(p_relation oid, p_column text, p_key text) RETURNS text
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_caller name := shiftguard.caller_of(p_key);  -- who calls (schema.sql caller_key)
 BEGIN
     RETURN (SELECT a.policy || ':' || array_position(a.out_columns, p_column)
-              FROM shiftguard.mask_reaches(p_relation, p_column) a ORDER BY a.priority DESC LIMIT 1);
+              FROM shiftguard.mask_reaches__keyed(p_relation, p_column, p_key => p_key) a ORDER BY a.priority DESC LIMIT 1);
 END
 $$;
+
+GRANT EXECUTE ON FUNCTION shiftguard.mask_choice__keyed(oid, text, text) TO PUBLIC;
+-- Its caller known by key (schema.sql caller_key): the work is mask_choice__keyed's.
+CREATE OR REPLACE FUNCTION shiftguard.mask_choice(p_relation oid, p_column text) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$ SELECT shiftguard.mask_choice__keyed($1, $2, shiftguard.caller_key()) $$;
 GRANT EXECUTE ON FUNCTION shiftguard.mask_choice(oid, text) TO PUBLIC;
 
 -- Reading the table directly: refused to a user an attachment reaches.
-CREATE OR REPLACE FUNCTION shiftguard.mask_guard(p_relation oid) RETURNS boolean
+CREATE OR REPLACE FUNCTION shiftguard.mask_guard__keyed(p_relation oid, p_key text) RETURNS boolean
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_caller name := shiftguard.caller_of(p_key);  -- who calls (schema.sql caller_key)
 BEGIN
-    IF EXISTS (SELECT FROM shiftguard.mask_reaches(p_relation, NULL)) THEN
+    IF EXISTS (SELECT FROM shiftguard.mask_reaches__keyed(p_relation, NULL, p_key => p_key)) THEN
         RAISE EXCEPTION 'permission denied for relation %', (SELECT relname FROM pg_class WHERE oid = p_relation)
             USING ERRCODE = '42501',
                   HINT = 'Columns of this table are masked for you; shiftguard reads them through a masking '
@@ -107,6 +116,11 @@ BEGIN
     RETURN true;
 END
 $$;
+
+GRANT EXECUTE ON FUNCTION shiftguard.mask_guard__keyed(oid, text) TO PUBLIC;
+-- Its caller known by key (schema.sql caller_key): the work is mask_guard__keyed's.
+CREATE OR REPLACE FUNCTION shiftguard.mask_guard(p_relation oid) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$ SELECT shiftguard.mask_guard__keyed($1, shiftguard.caller_key()) $$;
 GRANT EXECUTE ON FUNCTION shiftguard.mask_guard(oid) TO PUBLIC;
 
 -- The view's privilege check, for the querying user (the view's owner is not the user): SELECT
@@ -116,10 +130,10 @@ DROP FUNCTION IF EXISTS shiftguard.mask_may_read(oid, text);
 CREATE OR REPLACE FUNCTION shiftguard.mask_may_read(p_relation oid) RETURNS boolean
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    IF NOT has_table_privilege(session_user, p_relation, 'SELECT') THEN
+    IF NOT has_table_privilege(current_user, p_relation, 'SELECT') THEN  -- (INVOKER: the reader)
         RAISE EXCEPTION 'permission denied for relation %', (SELECT relname FROM pg_class WHERE oid = p_relation)
             USING ERRCODE = '42501',
-                  HINT = CASE WHEN has_any_column_privilege(session_user, p_relation, 'SELECT')
+                  HINT = CASE WHEN has_any_column_privilege(current_user, p_relation, 'SELECT')
                               THEN 'A table with masked columns is read with SELECT on the whole table.'
                               ELSE '' END;
     END IF;
@@ -468,12 +482,13 @@ $$;
 CREATE OR REPLACE PROCEDURE shiftguard.create_masking_policy(p_text text, p_signature text, p_search_path text)
 LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$ CALL shiftguard.create_masking_policy__keyed($1, $2, $3, shiftguard.caller_key()) $$;
 
-CREATE OR REPLACE PROCEDURE shiftguard.drop_masking_policy(p_name text, p_missing_ok boolean)
+CREATE OR REPLACE PROCEDURE shiftguard.drop_masking_policy__keyed(p_name text, p_missing_ok boolean, p_key text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
+    v_caller name := shiftguard.caller_of(p_key);  -- who calls (schema.sql caller_key)
     v_function regprocedure;
 BEGIN
-    PERFORM shiftguard.require_rls_admin();
+    PERFORM shiftguard.require_rls_admin__keyed(p_key => p_key);
     IF NOT EXISTS (SELECT FROM shiftguard_rows.masking_policies WHERE name = p_name) THEN
         IF p_missing_ok THEN
             RAISE NOTICE 'masking policy "%" does not exist, skipping', p_name;
@@ -498,6 +513,10 @@ BEGIN
     PERFORM shiftguard.mask_bump();
 END
 $$;
+
+-- Its caller known by key (schema.sql caller_key): the work is drop_masking_policy__keyed's.
+CREATE OR REPLACE PROCEDURE shiftguard.drop_masking_policy(p_name text, p_missing_ok boolean)
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$ CALL shiftguard.drop_masking_policy__keyed($1, $2, shiftguard.caller_key()) $$;
 
 -- ATTACH MASKING POLICY p ON t (out) [USING (in)] TO grantee [PRIORITY n] / DETACH ... FROM.
 CREATE OR REPLACE PROCEDURE shiftguard.attach_masking_policy__keyed(p_spec jsonb, p_relation oid, p_key text)

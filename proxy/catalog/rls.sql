@@ -579,13 +579,14 @@ $$;
 CREATE OR REPLACE PROCEDURE shiftguard.alter_rls_policy(p_text text, p_signature text, p_search_path text)
 LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$ CALL shiftguard.alter_rls_policy__keyed($1, $2, $3, shiftguard.caller_key()) $$;
 
-CREATE OR REPLACE PROCEDURE shiftguard.drop_rls_policy(p_name text, p_missing_ok boolean, p_cascade boolean)
+CREATE OR REPLACE PROCEDURE shiftguard.drop_rls_policy__keyed(p_name text, p_missing_ok boolean, p_cascade boolean, p_key text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
+    v_caller name := shiftguard.caller_of(p_key);  -- who calls (schema.sql caller_key)
     v_stored   shiftguard_rows.rls_policies;
     v_relation oid;
 BEGIN
-    PERFORM shiftguard.require_rls_admin();
+    PERFORM shiftguard.require_rls_admin__keyed(p_key => p_key);
     SELECT * INTO v_stored FROM shiftguard_rows.rls_policies WHERE name = p_name FOR UPDATE;
     IF NOT FOUND THEN
         IF p_missing_ok THEN
@@ -612,6 +613,10 @@ BEGIN
                                             AND p.proname = 'rls:' || p_name));
 END
 $$;
+
+-- Its caller known by key (schema.sql caller_key): the work is drop_rls_policy__keyed's.
+CREATE OR REPLACE PROCEDURE shiftguard.drop_rls_policy(p_name text, p_missing_ok boolean, p_cascade boolean)
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$ CALL shiftguard.drop_rls_policy__keyed($1, $2, $3, shiftguard.caller_key()) $$;
 
 -- A relation that may carry RLS: an ordinary table of this database, not a catalog, not temporary.
 CREATE OR REPLACE FUNCTION shiftguard.rls_target(p_relation oid) RETURNS void
@@ -702,10 +707,12 @@ CREATE OR REPLACE PROCEDURE shiftguard.attach_rls_policy(p_name text, p_relation
 LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$ CALL shiftguard.attach_rls_policy__keyed($1, $2, $3, $4, shiftguard.caller_key()) $$;
 
 -- ALTER TABLE t ROW LEVEL SECURITY {ON | OFF} [CONJUNCTION TYPE {AND | OR}].
-CREATE OR REPLACE PROCEDURE shiftguard.set_table_rls(p_relation oid, p_enabled boolean, p_conjunction text)
+CREATE OR REPLACE PROCEDURE shiftguard.set_table_rls__keyed(p_relation oid, p_enabled boolean, p_conjunction text, p_key text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_caller name := shiftguard.caller_of(p_key);  -- who calls (schema.sql caller_key)
 BEGIN
-    PERFORM shiftguard.require_rls_admin();
+    PERFORM shiftguard.require_rls_admin__keyed(p_key => p_key);
     PERFORM shiftguard.rls_target(p_relation);
     IF p_enabled THEN
         PERFORM shiftguard.require_no_inheritance(p_relation, 'row-level security');
@@ -722,6 +729,10 @@ BEGIN
     PERFORM shiftguard.mask_bump();  -- the proxies read rls_tables() again
 END
 $$;
+
+-- Its caller known by key (schema.sql caller_key): the work is set_table_rls__keyed's.
+CREATE OR REPLACE PROCEDURE shiftguard.set_table_rls(p_relation oid, p_enabled boolean, p_conjunction text)
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$ CALL shiftguard.set_table_rls__keyed($1, $2, $3, shiftguard.caller_key()) $$;
 
 -- The tables with RLS on, for the proxy's refusal of inheritance and partitioning
 -- (statements.py; guard_inheritance is what holds): schema, name.

@@ -106,11 +106,12 @@ LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 $$;
 
 -- The fields of every file of a read ticket, as text arrays of p_columns elements, in file order.
-CREATE OR REPLACE FUNCTION shiftguard.s3_read(p_ticket text, p_signature text, p_columns integer)
+CREATE OR REPLACE FUNCTION shiftguard.s3_read__keyed(p_ticket text, p_signature text, p_columns integer, p_key text)
 RETURNS SETOF text[]
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_ticket jsonb := shiftguard.s3_ticket(p_ticket, p_signature, 'read');
+    v_caller name := shiftguard.caller_of(p_key);  -- who calls (schema.sql caller_key)
+    v_ticket jsonb := shiftguard.s3_ticket__keyed(p_ticket, p_signature, 'read', p_key => p_key);
     v_table text := 'shiftguard_s3_' || md5(random()::text || clock_timestamp()::text);
     v_header integer := coalesce((v_ticket->>'ignoreheader')::integer, 0);
     v_file text;
@@ -143,6 +144,11 @@ BEGIN
     EXECUTE format('DROP TABLE pg_temp.%I', v_table);
 END
 $$;
+
+GRANT EXECUTE ON FUNCTION shiftguard.s3_read__keyed(text, text, integer, text) TO PUBLIC;
+-- Its caller known by key (schema.sql caller_key): the work is s3_read__keyed's.
+CREATE OR REPLACE FUNCTION shiftguard.s3_read(p_ticket text, p_signature text, p_columns integer) RETURNS SETOF text[]
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$ SELECT * FROM shiftguard.s3_read__keyed($1, $2, $3, shiftguard.caller_key()) $$;
 GRANT EXECUTE ON FUNCTION shiftguard.s3_read(text, text, integer) TO PUBLIC;
 
 -- COPY table [(columns)] FROM 's3://...': the files' fields are inserted by the caller. Empty

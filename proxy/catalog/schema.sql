@@ -1193,14 +1193,20 @@ LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$ CALL shiftguard.drop_us
 
 -- CREATE GROUP / ALTER GROUP / DROP GROUP (policy/groups.py). A group is the PostgreSQL role
 -- 'grp:' || name, so groups and users may share names.
-CREATE OR REPLACE FUNCTION shiftguard.require_group_admin() RETURNS void
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+CREATE OR REPLACE FUNCTION shiftguard.require_group_admin__keyed(p_key text) RETURNS void
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_caller name := shiftguard.caller_of(p_key);  -- who calls (schema.sql caller_key)
 BEGIN
-    IF NOT shiftguard.caller_is_superuser() THEN
+    IF NOT shiftguard.role_is_superuser(v_caller) THEN
         RAISE EXCEPTION 'permission denied: only a superuser can manage groups' USING ERRCODE = '42501';  -- UNVERIFIED
     END IF;
 END
 $$;
+
+-- Its caller known by key (schema.sql caller_key): the work is require_group_admin__keyed's.
+CREATE OR REPLACE FUNCTION shiftguard.require_group_admin() RETURNS void
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$ SELECT shiftguard.require_group_admin__keyed(shiftguard.caller_key()) $$;
 
 CREATE OR REPLACE FUNCTION shiftguard.require_user(p_name text) RETURNS void
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -1211,13 +1217,14 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE PROCEDURE shiftguard.create_group(p_name text, p_users text[])
+CREATE OR REPLACE PROCEDURE shiftguard.create_group__keyed(p_name text, p_users text[], p_key text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
+    v_caller name := shiftguard.caller_of(p_key);  -- who calls (schema.sql caller_key)
     v_role text := 'grp:' || p_name;
     v_user text;
 BEGIN
-    PERFORM shiftguard.require_group_admin();
+    PERFORM shiftguard.require_group_admin__keyed(p_key => p_key);
     IF EXISTS (SELECT FROM shiftguard_rows.groups WHERE name = p_name) THEN
         RAISE EXCEPTION 'group "%" already exists', p_name USING ERRCODE = '42710';
     END IF;
@@ -1230,13 +1237,18 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE PROCEDURE shiftguard.alter_group(p_name text, p_change jsonb)
+-- Its caller known by key (schema.sql caller_key): the work is create_group__keyed's.
+CREATE OR REPLACE PROCEDURE shiftguard.create_group(p_name text, p_users text[])
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$ CALL shiftguard.create_group__keyed($1, $2, shiftguard.caller_key()) $$;
+
+CREATE OR REPLACE PROCEDURE shiftguard.alter_group__keyed(p_name text, p_change jsonb, p_key text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
+    v_caller name := shiftguard.caller_of(p_key);  -- who calls (schema.sql caller_key)
     v_role text;
     v_user text;
 BEGIN
-    PERFORM shiftguard.require_group_admin();
+    PERFORM shiftguard.require_group_admin__keyed(p_key => p_key);
     SELECT role INTO v_role FROM shiftguard_rows.groups WHERE name = p_name;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'group "%" does not exist', p_name USING ERRCODE = '42704';
@@ -1260,12 +1272,17 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE PROCEDURE shiftguard.drop_group(p_name text)
+-- Its caller known by key (schema.sql caller_key): the work is alter_group__keyed's.
+CREATE OR REPLACE PROCEDURE shiftguard.alter_group(p_name text, p_change jsonb)
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$ CALL shiftguard.alter_group__keyed($1, $2, shiftguard.caller_key()) $$;
+
+CREATE OR REPLACE PROCEDURE shiftguard.drop_group__keyed(p_name text, p_key text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
+    v_caller name := shiftguard.caller_of(p_key);  -- who calls (schema.sql caller_key)
     v_role text;
 BEGIN
-    PERFORM shiftguard.require_group_admin();
+    PERFORM shiftguard.require_group_admin__keyed(p_key => p_key);
     SELECT role INTO v_role FROM shiftguard_rows.groups WHERE name = p_name;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'group "%" does not exist', p_name USING ERRCODE = '42704';
@@ -1282,6 +1299,10 @@ BEGIN
     EXECUTE format('DROP ROLE %I', v_role);
 END
 $$;
+
+-- Its caller known by key (schema.sql caller_key): the work is drop_group__keyed's.
+CREATE OR REPLACE PROCEDURE shiftguard.drop_group(p_name text)
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$ CALL shiftguard.drop_group__keyed($1, shiftguard.caller_key()) $$;
 
 -- CREATE ROLE / ALTER ROLE / DROP ROLE / GRANT ROLE / REVOKE ROLE. Wordings UNVERIFIED unless
 -- noted; the DROP ROLE RESTRICT ones are Redshift's (reference §3).
@@ -1411,15 +1432,16 @@ $$;
 CREATE OR REPLACE PROCEDURE shiftguard.drop_role(p_name text, p_force boolean)
 LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$ CALL shiftguard.drop_role__keyed($1, $2, shiftguard.caller_key()) $$;
 
-CREATE OR REPLACE PROCEDURE shiftguard.grant_roles(p_grant jsonb)
+CREATE OR REPLACE PROCEDURE shiftguard.grant_roles__keyed(p_grant jsonb, p_key text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
+    v_caller name := shiftguard.caller_of(p_key);  -- who calls (schema.sql caller_key)
     v_role    text;
     v_grantee jsonb;
 BEGIN
     FOR v_role IN SELECT jsonb_array_elements_text(p_grant->'roles') LOOP
         PERFORM shiftguard.require_role(v_role);
-        IF NOT shiftguard.is_role_admin(v_role) THEN
+        IF NOT shiftguard.is_role_admin__keyed(v_role, p_key => p_key) THEN
             RAISE EXCEPTION 'permission denied to grant role "%"', v_role USING ERRCODE = '42501';
         END IF;
         FOR v_grantee IN SELECT jsonb_array_elements(p_grant->'grantees') LOOP
@@ -1436,15 +1458,20 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE PROCEDURE shiftguard.revoke_roles(p_grant jsonb)
+-- Its caller known by key (schema.sql caller_key): the work is grant_roles__keyed's.
+CREATE OR REPLACE PROCEDURE shiftguard.grant_roles(p_grant jsonb)
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$ CALL shiftguard.grant_roles__keyed($1, shiftguard.caller_key()) $$;
+
+CREATE OR REPLACE PROCEDURE shiftguard.revoke_roles__keyed(p_grant jsonb, p_key text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
+    v_caller name := shiftguard.caller_of(p_key);  -- who calls (schema.sql caller_key)
     v_role    text;
     v_grantee jsonb;
 BEGIN
     FOR v_role IN SELECT jsonb_array_elements_text(p_grant->'roles') LOOP
         PERFORM shiftguard.require_role(v_role);
-        IF NOT shiftguard.is_role_admin(v_role) THEN
+        IF NOT shiftguard.is_role_admin__keyed(v_role, p_key => p_key) THEN
             RAISE EXCEPTION 'permission denied to revoke role "%"', v_role USING ERRCODE = '42501';
         END IF;
         FOR v_grantee IN SELECT jsonb_array_elements(p_grant->'grantees') LOOP
@@ -1455,6 +1482,10 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- Its caller known by key (schema.sql caller_key): the work is revoke_roles__keyed's.
+CREATE OR REPLACE PROCEDURE shiftguard.revoke_roles(p_grant jsonb)
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$ CALL shiftguard.revoke_roles__keyed($1, shiftguard.caller_key()) $$;
 
 -- GRANT / REVOKE system permissions TO / FROM ROLE: superusers only (UNVERIFIED: Redshift's
 -- documentation does not say who else may).

@@ -506,23 +506,27 @@ CREATE TABLE IF NOT EXISTS shiftguard_rows.caller_keys (
 );
 REVOKE ALL ON shiftguard_rows.caller_keys FROM PUBLIC;
 
--- Keys for the roles that have none, and none for roles gone (their OIDs may come back).
-CREATE OR REPLACE FUNCTION shiftguard.make_caller_keys() RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+-- A key for the role, if it has none (for any role: only that role can read it). Roles made
+-- through shiftguard get theirs when made; others when first asking (caller_key), then without
+-- waiting: another transaction making the same key (still open) leaves the caller unknown for
+-- now (denied), rather than holding it up.
+CREATE OR REPLACE FUNCTION shiftguard.make_caller_key(p_role oid) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET lock_timeout = '50ms' AS $$
+DECLARE
+    v_key text := p_role::text || ':' || gen_random_uuid()::text || gen_random_uuid()::text;
 BEGIN
-    DELETE FROM shiftguard_rows.caller_keys WHERE role_id NOT IN (SELECT oid FROM pg_roles);
-    INSERT INTO shiftguard_rows.caller_keys (role_id, key, key_hash)
-    SELECT r.oid, k.key, sha256(convert_to(k.key, 'UTF8'))
-      FROM pg_roles r CROSS JOIN LATERAL (SELECT r.oid::text || ':' || gen_random_uuid()::text || gen_random_uuid()::text
-                                                 AS key) k
-     WHERE NOT EXISTS (SELECT FROM shiftguard_rows.caller_keys c WHERE c.role_id = r.oid)
-    ON CONFLICT DO NOTHING;
-EXCEPTION WHEN read_only_sql_transaction THEN
-    NULL;  -- a read-only transaction: the caller stays unknown for now
+    IF EXISTS (SELECT FROM pg_roles WHERE oid = p_role) THEN
+        INSERT INTO shiftguard_rows.caller_keys (role_id, key, key_hash)
+        VALUES (p_role, v_key, sha256(convert_to(v_key, 'UTF8')))
+        ON CONFLICT DO NOTHING;
+    END IF;
+EXCEPTION WHEN read_only_sql_transaction OR lock_not_available THEN
+    NULL;
 END
 $$;
-GRANT EXECUTE ON FUNCTION shiftguard.make_caller_keys() TO PUBLIC;  -- (it cannot tell who calls: every role gets one)
-SELECT shiftguard.make_caller_keys();
+GRANT EXECUTE ON FUNCTION shiftguard.make_caller_key(oid) TO PUBLIC;
+DELETE FROM shiftguard_rows.caller_keys WHERE role_id NOT IN (SELECT oid FROM pg_roles);  -- (OIDs come back)
+SELECT shiftguard.make_caller_key(oid) FROM pg_roles;
 
 -- current_user's key: current_user in a view is whoever queries it, not the view's owner.
 CREATE OR REPLACE VIEW shiftguard.caller_key_of_current_user WITH (security_barrier) AS
@@ -547,8 +551,8 @@ BEGIN
                  WHERE r.rolname = session_user);
     END IF;
     SELECT key INTO v_key FROM shiftguard.caller_key_of_current_user;
-    IF v_key IS NULL THEN  -- a role made since (not through shiftguard)
-        PERFORM shiftguard.make_caller_keys();
+    IF v_key IS NULL THEN  -- a role not made through shiftguard
+        PERFORM shiftguard.make_caller_key((SELECT oid FROM pg_roles WHERE rolname = current_user));
         SELECT key INTO v_key FROM shiftguard.caller_key_of_current_user;
     END IF;
     RETURN v_key;
@@ -955,6 +959,7 @@ BEGIN
     EXECUTE format('CREATE ROLE %I LOGIN %s CONNECTION LIMIT %s VALID UNTIL %L PASSWORD %L', p_name,
                    shiftguard.role_attributes(v_super, v_createdb), v_limit,
                    coalesce(v_valid::text, 'infinity'), p_options->>'backend_verifier');
+    PERFORM shiftguard.make_caller_key((SELECT oid FROM pg_roles WHERE rolname = p_name));
     INSERT INTO shiftguard_rows.users (name, superuser, createdb, syslog_unrestricted, valid_until,
                                   connection_limit, session_timeout, external_id)
     VALUES (p_name, v_super, v_createdb, coalesce((p_options->>'syslog_unrestricted')::boolean, false),
@@ -1230,6 +1235,7 @@ BEGIN
     END IF;
     EXECUTE format('CREATE ROLE %I NOLOGIN', v_role);
     INSERT INTO shiftguard_rows.groups (name, role) VALUES (p_name, v_role);
+    PERFORM shiftguard.make_caller_key((SELECT oid FROM pg_roles WHERE rolname = v_role));
     FOREACH v_user IN ARRAY p_users LOOP
         PERFORM shiftguard.require_user(v_user);
         PERFORM shiftguard.add_member(v_role, v_user);
@@ -1344,6 +1350,7 @@ BEGIN
     END IF;
     EXECUTE format('CREATE ROLE %I NOLOGIN', p_name);
     INSERT INTO shiftguard_rows.roles (name, owner, external_id) VALUES (p_name, v_caller, p_external_id);
+    PERFORM shiftguard.make_caller_key((SELECT oid FROM pg_roles WHERE rolname = p_name));
 END
 $$;
 

@@ -559,9 +559,10 @@ BEGIN
 END
 $$;
 
--- The role whose key this is; NULL for none.
+-- The role whose key this is; NULL for none. VOLATILE: it sees a key caller_key made in the
+-- same statement, which a STABLE function, reading with the statement's snapshot, would not.
 CREATE OR REPLACE FUNCTION shiftguard.key_owner(p_key text) RETURNS name
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT r.rolname FROM shiftguard_rows.caller_keys k JOIN pg_roles r ON r.oid = k.role_id
      WHERE k.key_hash = sha256(convert_to(p_key, 'UTF8'))
 $$;

@@ -747,15 +747,20 @@ END
 $$;
 
 -- A schema named like another role comes first on that role's search_path ("$user", public):
--- its tables and views would stand in for the ones that role means. Only trusted roles and
--- the role itself may make one.
+-- its tables and views would stand in for the ones that role means. Allowed: the schema of the
+-- role of its name (CREATE SCHEMA AUTHORIZATION), and a trusted role's schema made by a trusted
+-- role. Neither session_user (the admin, while an admin's ANALYZE runs a user's index
+-- expression as the user) nor the management role running the CREATE SCHEMA permission for
+-- a user counts: the schema's owner and current_user do.
 CREATE OR REPLACE FUNCTION shiftguard.require_own_schema_name(p_schema oid) RETURNS void
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_name name := (SELECT nspname FROM pg_namespace WHERE oid = p_schema);
+    v_name  name := (SELECT nspname FROM pg_namespace WHERE oid = p_schema);
+    v_owner oid := (SELECT nspowner FROM pg_namespace WHERE oid = p_schema);
 BEGIN
-    IF EXISTS (SELECT FROM pg_roles WHERE rolname = v_name AND rolname NOT IN (current_user, session_user))
-            AND NOT shiftguard.trusted_role((SELECT oid FROM pg_roles WHERE rolname = session_user)) THEN
+    IF EXISTS (SELECT FROM pg_roles WHERE rolname = v_name AND oid <> v_owner)
+            AND NOT (shiftguard.trusted_role(v_owner)
+                     AND shiftguard.trusted_role((SELECT oid FROM pg_roles WHERE rolname = current_user))) THEN
         RAISE EXCEPTION 'a schema cannot be named like another user or role ("%")', v_name USING ERRCODE = '42501',
             HINT = 'It would come first on that user''s search_path ("$user", public).';
     END IF;

@@ -639,7 +639,7 @@ CREATE OR REPLACE VIEW shiftguard.svv_mv_info WITH (security_barrier) AS
            'f'::char(1) AS autorewrite
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
       LEFT JOIN shiftguard_rows.table_attributes a ON a.table_id = c.oid
-     WHERE c.relkind = 'm' AND (shiftguard.caller_is_superuser() OR pg_has_role(session_user, c.relowner, 'USAGE'));
+     WHERE c.relkind = 'm' AND (shiftguard.caller_is_superuser() OR pg_has_role(current_user, c.relowner, 'USAGE'));
 
 -- STV_MV_INFO: the views in schemas the user may use; updated_upto_xid the last refresh's.
 CREATE OR REPLACE VIEW shiftguard.stv_mv_info WITH (security_barrier) AS
@@ -650,7 +650,7 @@ CREATE OR REPLACE VIEW shiftguard.stv_mv_info WITH (security_barrier) AS
            'f'::char(1) AS autorewrite
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
       LEFT JOIN shiftguard_rows.table_attributes a ON a.table_id = c.oid
-     WHERE c.relkind = 'm' AND (shiftguard.caller_is_superuser() OR has_schema_privilege(session_user, n.oid, 'USAGE'));
+     WHERE c.relkind = 'm' AND (shiftguard.caller_is_superuser() OR has_schema_privilege(current_user, n.oid, 'USAGE'));
 
 GRANT SELECT ON shiftguard.pg_views, shiftguard.information_schema_views, shiftguard.svv_mv_info,
                 shiftguard.stv_mv_info TO PUBLIC;
@@ -669,5 +669,5 @@ CREATE OR REPLACE VIEW shiftguard.sys_query_detail WITH (security_barrier) AS
            NULL::bigint AS duration, NULL::text AS alert, NULL::bigint AS input_bytes, NULL::bigint AS input_rows,
            NULL::bigint AS output_bytes, NULL::bigint AS output_rows
       FROM shiftguard_rows.table_writes w LEFT JOIN pg_class c ON c.oid = w.table_id
-     WHERE (SELECT shiftguard.sees_all_rows()) OR w.user_id = (SELECT oid FROM pg_roles WHERE rolname = session_user);
+     WHERE (SELECT shiftguard.sees_all_rows()) OR w.user_id = (SELECT oid FROM pg_roles WHERE rolname = current_user);
 GRANT SELECT ON shiftguard.sys_query_detail TO PUBLIC;

@@ -205,7 +205,7 @@ BEGIN
         RETURN;
     END IF;
     FOREACH v_table IN ARRAY p_tables LOOP
-        IF NOT (shiftguard.caller_is_superuser() OR pg_catalog.pg_has_role(session_user,
+        IF NOT (shiftguard.caller_is_superuser() OR pg_catalog.pg_has_role(current_user,
                     (SELECT relowner FROM pg_catalog.pg_class WHERE oid = v_table), 'USAGE')) THEN
             RAISE EXCEPTION 'permission denied for relation %', (SELECT relname FROM pg_catalog.pg_class WHERE oid = v_table)
                 USING ERRCODE = '42501',
@@ -623,7 +623,7 @@ CREATE OR REPLACE VIEW shiftguard.svv_iam_privileges WITH (security_barrier) AS
       FROM shiftguard_rows.assumerole_grants g LEFT JOIN pg_roles r ON r.rolname = g.grantee
      CROSS JOIN LATERAL shiftguard.identity(coalesce(r.oid, 0)) i
      WHERE shiftguard.caller_is_superuser() OR g.grantee = ''
-        OR (r.oid IS NOT NULL AND pg_has_role(session_user, r.oid, 'USAGE'));
+        OR (r.oid IS NOT NULL AND pg_has_role(current_user, r.oid, 'USAGE'));
 GRANT SELECT ON shiftguard.svv_iam_privileges TO PUBLIC;
 
 -- The system permissions TRUNCATE TABLE, ANALYZE, DROP FUNCTION, DROP PROCEDURE and CREATE

@@ -499,7 +499,7 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
       FROM shiftguard_rows.late_binding_views l JOIN pg_class c ON c.oid = l.view_id
       JOIN pg_namespace n ON n.oid = c.relnamespace
       JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-     WHERE has_table_privilege(session_user, c.oid, 'SELECT')
+     WHERE has_table_privilege(current_user, c.oid, 'SELECT')
        AND EXISTS (SELECT FROM pg_rewrite r JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
                     WHERE r.ev_class = c.oid AND d.refclassid = 'pg_proc'::regclass AND d.refobjid = l.function_id)
      ORDER BY 1, 2, 5

@@ -2253,7 +2253,7 @@ CREATE OR REPLACE VIEW shiftguard.svv_user_info WITH (security_barrier) AS
            u.last_ddl_ts AS last_ddl_timestamp, coalesce(u.session_timeout, 0) AS session_timeout,
            u.external_id AS external_user_id
       FROM shiftguard.pg_user_info p JOIN shiftguard_rows.users u ON u.name = p.usename
-     WHERE p.usename = session_user OR shiftguard.caller_is_superuser();
+     WHERE p.usename = current_user OR shiftguard.caller_is_superuser();
 
 CREATE OR REPLACE VIEW shiftguard.pg_group AS
     SELECT g.name::name AS groname, r.oid::integer AS grosysid,
@@ -2350,7 +2350,7 @@ CREATE OR REPLACE VIEW shiftguard.svv_database_privileges WITH (security_barrier
 CREATE OR REPLACE VIEW shiftguard.svv_roles WITH (security_barrier) AS
     SELECT r.oid::integer AS role_id, x.name AS role_name, x.owner AS role_owner, x.external_id
       FROM shiftguard_rows.roles x JOIN pg_roles r ON r.rolname = x.name
-     WHERE shiftguard.caller_is_superuser() OR x.owner = session_user OR pg_has_role(session_user, r.oid, 'USAGE');
+     WHERE shiftguard.caller_is_superuser() OR x.owner = current_user OR pg_has_role(current_user, r.oid, 'USAGE');
 
 CREATE OR REPLACE VIEW shiftguard.svv_user_grants WITH (security_barrier) AS
     SELECT u.oid::integer AS user_id, u.rolname::text AS user_name, r.oid::integer AS role_id,
@@ -2358,7 +2358,7 @@ CREATE OR REPLACE VIEW shiftguard.svv_user_grants WITH (security_barrier) AS
       FROM pg_auth_members m
       JOIN pg_roles r ON r.oid = m.roleid JOIN shiftguard_rows.roles x ON x.name = r.rolname
       JOIN pg_roles u ON u.oid = m.member JOIN shiftguard_rows.users y ON y.name = u.rolname
-     WHERE shiftguard.caller_is_superuser() OR u.rolname = session_user;
+     WHERE shiftguard.caller_is_superuser() OR u.rolname = current_user;
 
 CREATE OR REPLACE VIEW shiftguard.svv_role_grants WITH (security_barrier) AS
     SELECT g.oid::integer AS role_id, g.rolname::text AS role_name, r.oid::integer AS granted_role_id,
@@ -2366,13 +2366,13 @@ CREATE OR REPLACE VIEW shiftguard.svv_role_grants WITH (security_barrier) AS
       FROM pg_auth_members m
       JOIN pg_roles r ON r.oid = m.roleid JOIN shiftguard_rows.roles x ON x.name = r.rolname
       JOIN pg_roles g ON g.oid = m.member JOIN shiftguard_rows.roles y ON y.name = g.rolname
-     WHERE shiftguard.caller_is_superuser() OR pg_has_role(session_user, g.oid, 'USAGE');
+     WHERE shiftguard.caller_is_superuser() OR pg_has_role(current_user, g.oid, 'USAGE');
 
 CREATE OR REPLACE VIEW shiftguard.svv_system_privileges WITH (security_barrier) AS
     SELECT sp.privilege AS system_privilege, r.oid::integer AS identity_id, sp.role AS identity_name,
            'role'::text AS identity_type
       FROM shiftguard_rows.system_privileges sp JOIN pg_roles r ON r.rolname = sp.role
-     WHERE shiftguard.caller_is_superuser() OR pg_has_role(session_user, r.oid, 'USAGE');
+     WHERE shiftguard.caller_is_superuser() OR pg_has_role(current_user, r.oid, 'USAGE');
 
 -- Audit views: superusers (or an explicit GRANT) for the connection and user logs; the query
 -- log shows a user's own rows unless SYSLOG ACCESS UNRESTRICTED or ACCESS SYSTEM TABLE.
@@ -2422,18 +2422,20 @@ DO $$ BEGIN  -- once, from the shape without status (a view's columns cannot be 
         DROP VIEW shiftguard.sys_query_history;
     END IF;
 END $$;
+-- A user's own rows: current_user's, the reader's (session_user is the admin's while an admin's
+-- ANALYZE runs a user's index expression, which read the admin's statements so).
 CREATE OR REPLACE VIEW shiftguard.stl_query WITH (security_barrier) AS
     SELECT userid, id::integer AS query, ''::text AS label, xid, pid, db::text AS database, sql::text AS querytxt,
            recordtime AS starttime, endtime, CASE WHEN status = 'success' THEN 0 ELSE 1 END AS aborted
       FROM shiftguard_rows.query_log
-     WHERE endtime IS NOT NULL AND ("user" = session_user OR (SELECT shiftguard.sees_all_rows()));
+     WHERE endtime IS NOT NULL AND ("user" = current_user OR (SELECT shiftguard.sees_all_rows()));
 
 CREATE OR REPLACE VIEW shiftguard.sys_query_history WITH (security_barrier) AS
     SELECT userid AS user_id, id AS query_id, ''::text AS query_label, xid AS transaction_id, pid AS session_id,
            db::text AS database_name, status, recordtime AS start_time, endtime AS end_time,
            (extract(epoch FROM endtime - recordtime) * 1000000)::bigint AS elapsed_time,
            error_message::text AS error_message, sql::text AS query_text
-      FROM shiftguard_rows.query_log WHERE "user" = session_user OR (SELECT shiftguard.sees_all_rows());
+      FROM shiftguard_rows.query_log WHERE "user" = current_user OR (SELECT shiftguard.sees_all_rows());
 
 -- STL_UNDONE: the transactions Redshift undid. PostgreSQL undoes none after they commit: no rows
 -- (redshift_connector's tpc_recover reads it).

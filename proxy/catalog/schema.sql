@@ -498,11 +498,13 @@ REVOKE ALL ON FUNCTION shiftguard.ensure_event_trigger(text, text, text[], text)
 -- reads (view shiftguard.caller_key_of_current_user, filtered by current_user); every function
 -- that asks who calls is an INVOKER wrapper, which reads the key where it is called and passes
 -- it on to the function doing the work (name__keyed, SECURITY DEFINER), which looks the key up
--- (caller_of). Keys never leave function arguments (no setting, no log line holds one).
+-- (caller_of). What a role reads is its key bound to the backend it reads it in (a hash of the
+-- key, the backend's pid and start time): one that code of a user's, run as an admin (the
+-- admin reading the user's view), sends out is of no use in another session. Keys pass only as
+-- function arguments (no setting, no log line holds one).
 CREATE TABLE IF NOT EXISTS shiftguard_rows.caller_keys (
     role_id  oid PRIMARY KEY,
-    key      text NOT NULL,
-    key_hash bytea NOT NULL UNIQUE  -- sha256 of key: what a key is looked up by
+    key      text NOT NULL
 );
 REVOKE ALL ON shiftguard_rows.caller_keys FROM PUBLIC;
 
@@ -512,12 +514,10 @@ REVOKE ALL ON shiftguard_rows.caller_keys FROM PUBLIC;
 -- now (denied), rather than holding it up.
 CREATE OR REPLACE FUNCTION shiftguard.make_caller_key(p_role oid) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET lock_timeout = '50ms' AS $$
-DECLARE
-    v_key text := p_role::text || ':' || gen_random_uuid()::text || gen_random_uuid()::text;
 BEGIN
     IF EXISTS (SELECT FROM pg_roles WHERE oid = p_role) THEN
-        INSERT INTO shiftguard_rows.caller_keys (role_id, key, key_hash)
-        VALUES (p_role, v_key, sha256(convert_to(v_key, 'UTF8')))
+        INSERT INTO shiftguard_rows.caller_keys (role_id, key)
+        VALUES (p_role, gen_random_uuid()::text || gen_random_uuid()::text)
         ON CONFLICT DO NOTHING;
     END IF;
 EXCEPTION WHEN read_only_sql_transaction OR lock_not_available THEN
@@ -528,12 +528,27 @@ GRANT EXECUTE ON FUNCTION shiftguard.make_caller_key(oid) TO PUBLIC;
 DELETE FROM shiftguard_rows.caller_keys WHERE role_id NOT IN (SELECT oid FROM pg_roles);  -- (OIDs come back)
 SELECT shiftguard.make_caller_key(oid) FROM pg_roles;
 
+-- A role's key as this backend shows it: 'oid:' and the hash of the key with the backend's pid
+-- and start time (a pid alone comes back in a later backend).
+CREATE OR REPLACE FUNCTION shiftguard.bound_key(p_role oid, p_key text) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT p_role::text || ':' || encode(sha256(convert_to(p_key || ':' || pg_backend_pid()::text || ':'
+               || (SELECT extract(epoch FROM a.backend_start)::text FROM pg_stat_get_activity(pg_backend_pid()) a),
+               'UTF8')), 'hex')
+$$;
+
 -- current_user's key: current_user in a view is whoever queries it, not the view's owner.
 CREATE OR REPLACE VIEW shiftguard.caller_key_of_current_user WITH (security_barrier) AS
-    SELECT k.key FROM shiftguard_rows.caller_keys k
+    SELECT shiftguard.bound_key(k.role_id, k.key) AS key FROM shiftguard_rows.caller_keys k
      WHERE k.role_id = (SELECT r.oid FROM pg_roles r WHERE r.rolname = current_user);
 REVOKE ALL ON shiftguard.caller_key_of_current_user FROM PUBLIC;
 GRANT SELECT ON shiftguard.caller_key_of_current_user TO PUBLIC;
+
+-- The management role (the owner of schema shiftguard), as a name.
+CREATE OR REPLACE FUNCTION shiftguard.management_role() RETURNS name
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT r.rolname FROM pg_namespace n JOIN pg_roles r ON r.oid = n.nspowner WHERE n.nspname = 'shiftguard'
+$$;
 
 -- The key of whoever calls (INVOKER): current_user's. Inside shiftguard's own SECURITY DEFINER
 -- functions current_user is the management role, never the caller: there it is the session
@@ -543,12 +558,11 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_key text;
 BEGIN
-    IF current_user <> session_user
-       AND current_user = (SELECT nspowner::regrole::name FROM pg_namespace WHERE nspname = 'shiftguard') THEN
+    IF current_user <> session_user AND current_user = shiftguard.management_role() THEN
         -- Inside another of shiftguard's SECURITY DEFINER functions, one that does not pass its
         -- caller on: the session user, as before keys (the management role may read them all).
-        RETURN (SELECT k.key FROM shiftguard_rows.caller_keys k JOIN pg_roles r ON r.oid = k.role_id
-                 WHERE r.rolname = session_user);
+        RETURN (SELECT shiftguard.bound_key(k.role_id, k.key) FROM shiftguard_rows.caller_keys k
+                 WHERE k.role_id = (SELECT r.oid FROM pg_roles r WHERE r.rolname = session_user));
     END IF;
     SELECT key INTO v_key FROM shiftguard.caller_key_of_current_user;
     IF v_key IS NULL THEN  -- a role not made through shiftguard
@@ -559,12 +573,15 @@ BEGIN
 END
 $$;
 
--- The role whose key this is; NULL for none. VOLATILE: it sees a key caller_key made in the
--- same statement, which a STABLE function, reading with the statement's snapshot, would not.
+-- The role whose key this is (as this backend shows it); NULL for none. VOLATILE: it sees a
+-- key caller_key made in the same statement, which a STABLE function, reading with the
+-- statement's snapshot, would not.
 CREATE OR REPLACE FUNCTION shiftguard.key_owner(p_key text) RETURNS name
 LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT r.rolname FROM shiftguard_rows.caller_keys k JOIN pg_roles r ON r.oid = k.role_id
-     WHERE k.key_hash = sha256(convert_to(p_key, 'UTF8'))
+     WHERE k.role_id = CASE WHEN split_part(p_key, ':', 1) ~ '^[0-9]{1,10}$'
+                             AND split_part(p_key, ':', 1)::bigint <= 4294967295 THEN split_part(p_key, ':', 1)::oid END
+       AND shiftguard.bound_key(k.role_id, k.key) = p_key
 $$;
 REVOKE ALL ON FUNCTION shiftguard.key_owner(text) FROM PUBLIC;
 
@@ -585,7 +602,7 @@ REVOKE ALL ON FUNCTION shiftguard.caller_of(text) FROM PUBLIC;
 -- Is this role a Redshift superuser (or the management role)? Internal: it takes a name.
 CREATE OR REPLACE FUNCTION shiftguard.role_is_superuser(p_role name) RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT coalesce(p_role = (SELECT nspowner::regrole::name FROM pg_namespace WHERE nspname = 'shiftguard')
+    SELECT coalesce(p_role = shiftguard.management_role()
                     OR (SELECT u.superuser FROM shiftguard_rows.users u WHERE u.name = p_role::text), false)
 $$;
 REVOKE ALL ON FUNCTION shiftguard.role_is_superuser(name) FROM PUBLIC;

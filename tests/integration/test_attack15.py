@@ -168,17 +168,18 @@ def test_a_new_superuser_is_a_superuser_in_a_read_only_session(proxy):
 
 
 def test_another_users_open_transaction_does_not_hold_up_a_new_users_statements(proxy, new_user):
-    """make_caller_keys() (PUBLIC) inserts keys for every role without one, in the caller's
-    transaction. While that transaction stays open, a new user's first statements wait for it:
-    their own caller_key() finds no key (the row is not committed) and inserts theirs, which
-    waits on the uncommitted one. Any user can hold every new user's statements up so, on
-    purpose or with a long transaction: even ALTER USER of their own password hangs."""
+    """make_caller_keys() (PUBLIC) inserted keys for every role without one, in the caller's
+    transaction. While that transaction stayed open, a new user's first statements waited for
+    it: their own caller_key() found no key (the row not committed) and inserted theirs, which
+    waited on the uncommitted one. Any user could hold every new user's statements up so: even
+    ALTER USER of their own password hung. Now a user made through shiftguard has a key from
+    its making, and a key made for another role in an open transaction holds no one up."""
     (name, password) = new_user()
     with proxy.connect(name, password) as mallory:
         mallory.execute("SELECT shiftguard.caller_key()")
         bob, bob_password = new_user()
         mallory.execute("BEGIN")
-        mallory.execute("SELECT shiftguard.make_caller_keys()")
+        mallory.execute("SELECT shiftguard.make_caller_key(oid) FROM pg_roles WHERE rolname = %s", (bob,))
         try:
             with proxy.connect(bob, bob_password) as conn:
                 conn.execute("SET statement_timeout = '3s'")

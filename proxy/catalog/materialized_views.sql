@@ -311,7 +311,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_command record;
 BEGIN
-    IF session_user::text = (SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'shiftguard')
+    IF session_user = shiftguard.management_role()
        OR (SELECT value FROM shiftguard_rows.settings WHERE name = 'track_table_writes') IS DISTINCT FROM 'on' THEN
         RETURN;  -- shiftguard's own tables, or cluster.track_table_writes is off
     END IF;
@@ -319,7 +319,8 @@ BEGIN
                        JOIN pg_class c ON c.oid = d.objid
                       WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0 AND c.relkind IN ('r', 'p')
                         AND c.relpersistence <> 't' AND c.relnamespace::regnamespace::text NOT LIKE 'shiftguard%' LOOP
-        PERFORM shiftguard.track_writes(v_command.objid);
+        PERFORM shiftguard.track_writes__keyed(v_command.objid,  -- for the table's owner
+                                               p_key => shiftguard.role_key((SELECT relowner FROM pg_class WHERE oid = v_command.objid)));
         IF v_command.command_tag IN ('CREATE TABLE AS', 'SELECT INTO') THEN
             PERFORM shiftguard.note_writes(v_command.objid, ARRAY['insert']);
         END IF;
@@ -349,6 +350,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_base    oid;
     v_context text;
+    v_owner   text;  -- the view's owner's key (schema.sql role_key)
 BEGIN
     GET DIAGNOSTICS v_context = PG_CONTEXT;
     -- (Its caller's assignment: the routine's line, next. E'...': compiled in the caller's
@@ -360,7 +362,8 @@ BEGIN
     IF (SELECT relkind FROM pg_class WHERE oid = p_view) <> 'm' THEN
         RAISE EXCEPTION '"%" is not a materialized view', p_view USING ERRCODE = '42809';
     END IF;
-    PERFORM shiftguard.record_table(p_view, '{}');  -- its owner's only
+    v_owner := shiftguard.role_key((SELECT relowner FROM pg_class WHERE oid = p_view));  -- acting for it
+    PERFORM shiftguard.record_table__keyed(p_view, '{}', p_key => v_owner);  -- its owner's only
     PERFORM shiftguard.write_table_attributes(p_view, jsonb_build_object(
         'refreshed_snapshot', p_snapshot::text, 'refreshed_xid', pg_current_xact_id()::text,
         'refreshed_at', clock_timestamp()));
@@ -371,7 +374,7 @@ BEGIN
     FOR v_base IN SELECT b.table_id FROM shiftguard.mv_bases(p_view) b JOIN pg_class c ON c.oid = b.table_id
                    ORDER BY c.relnamespace, b.table_id LOOP
         IF (SELECT relkind FROM pg_class WHERE oid = v_base) IN ('r', 'p') THEN
-            PERFORM shiftguard.track_writes(v_base);
+            PERFORM shiftguard.track_writes__keyed(v_base, p_key => v_owner);
         END IF;
         PERFORM shiftguard.forget_writes(v_base);
     END LOOP;

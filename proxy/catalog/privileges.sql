@@ -869,7 +869,7 @@ BEGIN
     END IF;
     IF v_schema IS NULL OR v_schema = pg_my_temp_schema()
             OR has_schema_privilege(session_user, v_schema, 'CREATE')
-            OR NOT shiftguard.caller_may(v_permission) THEN
+            OR NOT shiftguard.role_may(session_user, v_permission) THEN  -- (lent to session_user, below)
         RETURN NULL;  -- nothing to lend: PostgreSQL's own rules answer
     END IF;
     IF shiftguard.protected('schema', v_schema) OR starts_with((SELECT nspname FROM pg_namespace WHERE oid = v_schema), 'pg_') THEN

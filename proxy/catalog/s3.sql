@@ -235,7 +235,8 @@ BEGIN
     IF split_part(v_context, chr(10), 2) !~ '^PL/pgSQL function shiftguard[.]s3_unload[(]text,text,text,text[)] line [0-9]+ at assignment$' THEN
         RAISE EXCEPTION 'permission denied: shiftguard.s3_write is for shiftguard''s own use' USING ERRCODE = '42501';
     END IF;
-    v_ticket := shiftguard.s3_ticket(p_ticket, p_signature, 'write');
+    v_ticket := shiftguard.s3_ticket__keyed(p_ticket, p_signature, 'write',  -- the session user's, as the ticket names
+                                            p_key => shiftguard.role_key((SELECT oid FROM pg_roles WHERE rolname = session_user)));
     IF v_ticket->>'query' IS DISTINCT FROM encode(sha256(convert_to(p_query, 'UTF8')), 'hex') THEN
         RAISE EXCEPTION 'not a valid S3 ticket for this query' USING ERRCODE = '42501';
     END IF;

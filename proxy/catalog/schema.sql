@@ -529,11 +529,14 @@ DELETE FROM shiftguard_rows.caller_keys WHERE role_id NOT IN (SELECT oid FROM pg
 SELECT shiftguard.make_caller_key(oid) FROM pg_roles;
 
 -- A role's key as this backend shows it: 'oid:' and the hash of the key with the backend's pid
--- and start time (a pid alone comes back in a later backend).
+-- and start time (a pid alone comes back in a later backend). SECURITY DEFINER: the start time
+-- is hidden from a current_user other than the backend's login role (SET SESSION AUTHORIZATION,
+-- an index expression run as its owner); a management role that is no superuser sees only its
+-- own backends' (grant it pg_read_all_stats), and elsewhere binds keys to the pid alone.
 CREATE OR REPLACE FUNCTION shiftguard.bound_key(p_role oid, p_key text) RETURNS text
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT p_role::text || ':' || encode(sha256(convert_to(p_key || ':' || pg_backend_pid()::text || ':'
-               || (SELECT extract(epoch FROM a.backend_start)::text FROM pg_stat_get_activity(pg_backend_pid()) a),
+               || coalesce((SELECT extract(epoch FROM a.backend_start)::text FROM pg_stat_get_activity(pg_backend_pid()) a), ''),
                'UTF8')), 'hex')
 $$;
 
@@ -551,18 +554,18 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 $$;
 
 -- The key of whoever calls (INVOKER): current_user's. Inside shiftguard's own SECURITY DEFINER
--- functions current_user is the management role, never the caller: there it is the session
--- user's (functions that run nobody's code but shiftguard's, and do not pass a key on yet).
+-- functions current_user is the management role, never the caller: a wrapper called there has
+-- lost its caller (the function must pass the key it was given, or role_key's of the role it
+-- acts for), and is refused rather than answered for the session user or the management role
+-- (autovacuum's ANALYZE runs index expressions with the management role as session_user).
 CREATE OR REPLACE FUNCTION shiftguard.caller_key() RETURNS text
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_key text;
 BEGIN
     IF current_user <> session_user AND current_user = shiftguard.management_role() THEN
-        -- Inside another of shiftguard's SECURITY DEFINER functions, one that does not pass its
-        -- caller on: the session user, as before keys (the management role may read them all).
-        RETURN (SELECT shiftguard.bound_key(k.role_id, k.key) FROM shiftguard_rows.caller_keys k
-                 WHERE k.role_id = (SELECT r.oid FROM pg_roles r WHERE r.rolname = session_user));
+        RAISE EXCEPTION 'shiftguard: a function of shiftguard''s asked who calls it from inside another'
+            USING ERRCODE = 'XX000';
     END IF;
     SELECT key INTO v_key FROM shiftguard.caller_key_of_current_user;
     IF v_key IS NULL THEN  -- a role not made through shiftguard
@@ -572,6 +575,18 @@ BEGIN
     RETURN v_key;
 END
 $$;
+
+-- A role's key as this backend shows it (made if it has none), for shiftguard's own functions
+-- acting for a role they know: a view's owner after its refresh, a new table's owner, the
+-- session user a COPY or UNLOAD ticket names. Internal.
+CREATE OR REPLACE FUNCTION shiftguard.role_key(p_role oid) RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM shiftguard.make_caller_key(p_role);
+    RETURN (SELECT shiftguard.bound_key(k.role_id, k.key) FROM shiftguard_rows.caller_keys k WHERE k.role_id = p_role);
+END
+$$;
+REVOKE ALL ON FUNCTION shiftguard.role_key(oid) FROM PUBLIC;
 
 -- The role whose key this is (as this backend shows it); NULL for none. VOLATILE: it sees a
 -- key caller_key made in the same statement, which a STABLE function, reading with the
@@ -2055,6 +2070,9 @@ GRANT EXECUTE ON FUNCTION shiftguard.bind_late_binding_views() TO PUBLIC;
 CREATE OR REPLACE FUNCTION shiftguard.bind_late_binding_views_after() RETURNS event_trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+    IF current_user = shiftguard.management_role() AND session_user <> current_user THEN
+        RETURN;  -- DDL of shiftguard's own functions (a temporary table of COPY's): nobody's views
+    END IF;
     IF coalesce(current_setting('shiftguard.binding_late_views', true), '') <> 'on'
             AND shiftguard.late_binding_views_pending() THEN
         PERFORM shiftguard.bind_late_binding_views();

@@ -2,10 +2,12 @@
 -- security. Run after schema.sql, in the same bootstrap transaction.
 --
 -- A Redshift RLS policy is a predicate over the columns it declares. Here it is a SQL function
--- "rls:<policy>"(col, ...). Inside it, current_user is the querying user: the proxy writes the
--- predicate's current_user as session_user, which is the user the session logged in as (or
--- became by SET SESSION AUTHORIZATION). A predicate that reads no table is an invoker function
--- shiftguard."rls:<policy>" that PostgreSQL inlines into the query. One that reads lookup tables
+-- "rls:<policy>"(col, ...). A predicate that reads no table is an invoker function
+-- shiftguard."rls:<policy>" that PostgreSQL inlines into the query, where current_user is the
+-- querying user (code of a table's owner run by an admin's ANALYZE: the owner). In one that
+-- reads lookup tables the proxy writes the predicate's current_user as session_user, the user
+-- the session logged in as (or became by SET SESSION AUTHORIZATION), which an admin's ANALYZE
+-- running a user's index expression leaves the admin's (a known limit). One that reads lookup tables
 -- (which the users cannot read; Redshift grants them to the policy) must run with the rights of
 -- the NOLOGIN role shiftguard_rls, which is granted SELECT on them; but a function that
 -- evaluates the predicate on values its caller chooses is an oracle: SELECT g FROM

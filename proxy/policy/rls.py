@@ -49,9 +49,10 @@ def check_body_size(text: str, what: str) -> None:
 
 
 def parse_predicate(text: str) -> Predicate:
-    """One boolean expression. Inside the policy function current_user would be the function's
-    owner, so the querying user is written as session_user (the user the session logged in as,
-    or became with SET SESSION AUTHORIZATION)."""
+    """One boolean expression. Inside a policy function that reads lookup tables current_user
+    would be the function's owner, so the querying user is written as session_user there (the
+    user the session logged in as, or became with SET SESSION AUTHORIZATION); the form without
+    lookups (inline) keeps current_user."""
     check_body_size(text, "RLS policy predicate")
     try:
         tree = parse_tree(f"SELECT ({text}\n)")
@@ -66,12 +67,15 @@ def parse_predicate(text: str) -> Predicate:
     written = printed(expression)
     lookups = _Lookups()
     lookups(expression)
-    _SessionUser()(expression)
-    rewritten = printed(expression)
     inline = None
     if not lookups.names and not lookups.subqueries:
-        _BareColumns()(expression)
-        inline = printed(expression)
+        # An invoker function inlined into the reader's query: current_user is the reader there
+        # (session_user is not, while an admin's ANALYZE runs a user's index expression).
+        bare = parse_tree(f"SELECT ({text}\n)")[0].stmt.targetList[0].val
+        _BareColumns()(bare)
+        inline = printed(bare)
+    _SessionUser()(expression)
+    rewritten = printed(expression)
     return Predicate(written, rewritten, lookups.names, inline)
 
 

@@ -424,23 +424,13 @@ LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp A
 DECLARE
     v_key   bytea := decode((SELECT value FROM shiftguard_rows.settings WHERE name = 'backend_secret'), 'hex');
     v_issued text := substring(p_signature FROM '^([0-9]{1,12}):[0-9a-f]{64}$');
-    v_block bytea;
-    v_inner bytea;
-    v_outer bytea;
 BEGIN
     IF v_issued IS NULL THEN
         RETURN false;
     END IF;
-    v_block := v_key || decode(repeat('00', 64 - length(v_key)), 'hex');
-    v_inner := v_block;
-    v_outer := v_block;
-    FOR i IN 0..63 LOOP
-        v_inner := set_byte(v_inner, i, get_byte(v_block, i) # 54);  -- HMAC's ipad, 0x36
-        v_outer := set_byte(v_outer, i, get_byte(v_block, i) # 92);  -- HMAC's opad, 0x5c
-    END LOOP;
     -- Never NULL (a NULL payload or key): callers test IF NOT shiftguard.signed(...).
-    IF NOT coalesce(sha256(convert_to(encode(sha256(v_outer || sha256(v_inner || convert_to(
-                        p_purpose || ':' || v_issued || ':' || p_payload, 'UTF8'))), 'hex'), 'UTF8'))
+    IF NOT coalesce(sha256(convert_to(encode(shiftguard.hmac_sha256(v_key, convert_to(
+                        p_purpose || ':' || v_issued || ':' || p_payload, 'UTF8')), 'hex'), 'UTF8'))
                     = sha256(convert_to(substr(p_signature, length(v_issued) + 2), 'UTF8')), false) THEN
         RETURN false;
     END IF;
@@ -498,52 +488,53 @@ REVOKE ALL ON FUNCTION shiftguard.ensure_event_trigger(text, text, text[], text)
 -- reads (view shiftguard.caller_key_of_current_user, filtered by current_user); every function
 -- that asks who calls is an INVOKER wrapper, which reads the key where it is called and passes
 -- it on to the function doing the work (name__keyed, SECURITY DEFINER), which looks the key up
--- (caller_of). What a role reads is its key bound to the backend it reads it in (a hash of the
--- key, the backend's pid and start time): one that code of a user's, run as an admin (the
--- admin reading the user's view), sends out is of no use in another session. Keys pass only as
+-- (caller_of). A role's key is an HMAC of the backend secret (shiftguard_rows.settings, copied
+-- into every database) and its OID: every role has one, in every database, with no row to make
+-- or to wait on. What a role reads is its key bound to the backend it reads it in (hashed with
+-- the backend's pid and start time): one that code of a user's, run as an admin (the admin
+-- reading the user's view), sends out is of no use in another session. Keys pass only as
 -- function arguments (no setting, no log line holds one).
-CREATE TABLE IF NOT EXISTS shiftguard_rows.caller_keys (
-    role_id  oid PRIMARY KEY,
-    key      text NOT NULL
-);
-REVOKE ALL ON shiftguard_rows.caller_keys FROM PUBLIC;
 
--- A key for the role, if it has none (for any role: only that role can read it). Roles made
--- through shiftguard get theirs when made; others when first asking (caller_key), then without
--- waiting: another transaction making the same key (still open) leaves the caller unknown for
--- now (denied), rather than holding it up.
-CREATE OR REPLACE FUNCTION shiftguard.make_caller_key(p_role oid) RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET lock_timeout = '50ms' AS $$
+-- HMAC-SHA256 (RFC 2104), for keys of up to 64 bytes.
+CREATE OR REPLACE FUNCTION shiftguard.hmac_sha256(p_key bytea, p_message bytea) RETURNS bytea
+LANGUAGE plpgsql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_block bytea := p_key || decode(repeat('00', 64 - length(p_key)), 'hex');
+    v_inner bytea := v_block;
+    v_outer bytea := v_block;
 BEGIN
-    IF EXISTS (SELECT FROM pg_roles WHERE oid = p_role) THEN
-        INSERT INTO shiftguard_rows.caller_keys (role_id, key)
-        VALUES (p_role, gen_random_uuid()::text || gen_random_uuid()::text)
-        ON CONFLICT DO NOTHING;
-    END IF;
-EXCEPTION WHEN read_only_sql_transaction OR lock_not_available THEN
-    NULL;
+    FOR i IN 0..63 LOOP
+        v_inner := set_byte(v_inner, i, get_byte(v_block, i) # 54);  -- ipad, 0x36
+        v_outer := set_byte(v_outer, i, get_byte(v_block, i) # 92);  -- opad, 0x5c
+    END LOOP;
+    RETURN sha256(v_outer || sha256(v_inner || p_message));
 END
 $$;
-GRANT EXECUTE ON FUNCTION shiftguard.make_caller_key(oid) TO PUBLIC;
-DELETE FROM shiftguard_rows.caller_keys WHERE role_id NOT IN (SELECT oid FROM pg_roles);  -- (OIDs come back)
-SELECT shiftguard.make_caller_key(oid) FROM pg_roles;
 
--- A role's key as this backend shows it: 'oid:' and the hash of the key with the backend's pid
--- and start time (a pid alone comes back in a later backend). SECURITY DEFINER: the start time
--- is hidden from a current_user other than the backend's login role (SET SESSION AUTHORIZATION,
--- an index expression run as its owner); a management role that is no superuser sees only its
--- own backends' (grant it pg_read_all_stats), and elsewhere binds keys to the pid alone.
-CREATE OR REPLACE FUNCTION shiftguard.bound_key(p_role oid, p_key text) RETURNS text
+-- This backend's pid and start time. SECURITY DEFINER: the start time is hidden from a
+-- current_user other than the backend's login role (SET SESSION AUTHORIZATION, an index
+-- expression run as its owner); a management role that is no superuser sees only its own
+-- backends' (grant it pg_read_all_stats), and elsewhere binds keys to the pid alone.
+CREATE OR REPLACE FUNCTION shiftguard.backend_identity() RETURNS text
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT p_role::text || ':' || encode(sha256(convert_to(p_key || ':' || pg_backend_pid()::text || ':'
-               || coalesce((SELECT extract(epoch FROM a.backend_start)::text FROM pg_stat_get_activity(pg_backend_pid()) a), ''),
-               'UTF8')), 'hex')
+    SELECT pg_backend_pid()::text || ':'
+           || coalesce((SELECT extract(epoch FROM a.backend_start)::text FROM pg_stat_get_activity(pg_backend_pid()) a), '')
 $$;
 
--- current_user's key: current_user in a view is whoever queries it, not the view's owner.
+-- A role's key bound to this backend: 'oid:' and a hash of the key and backend_identity().
+CREATE OR REPLACE FUNCTION shiftguard.bound_key(p_role oid, p_secret text) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT p_role::text || ':' || encode(shiftguard.hmac_sha256(
+               shiftguard.hmac_sha256(decode(p_secret, 'hex'), convert_to('caller:' || p_role::text, 'UTF8')),
+               convert_to(shiftguard.backend_identity(), 'UTF8')), 'hex')
+$$;
+
+-- current_user's key: current_user in a view is whoever queries it, not the view's owner, who
+-- alone reads the secret.
 CREATE OR REPLACE VIEW shiftguard.caller_key_of_current_user WITH (security_barrier) AS
-    SELECT shiftguard.bound_key(k.role_id, k.key) AS key FROM shiftguard_rows.caller_keys k
-     WHERE k.role_id = (SELECT r.oid FROM pg_roles r WHERE r.rolname = current_user);
+    SELECT shiftguard.bound_key(r.oid, s.value) AS key
+      FROM pg_roles r, shiftguard_rows.settings s
+     WHERE r.rolname = current_user AND s.name = 'backend_secret';
 REVOKE ALL ON shiftguard.caller_key_of_current_user FROM PUBLIC;
 GRANT SELECT ON shiftguard.caller_key_of_current_user TO PUBLIC;
 
@@ -559,44 +550,32 @@ $$;
 -- acts for), and is refused rather than answered for the session user or the management role
 -- (autovacuum's ANALYZE runs index expressions with the management role as session_user).
 CREATE OR REPLACE FUNCTION shiftguard.caller_key() RETURNS text
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v_key text;
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF current_user <> session_user AND current_user = shiftguard.management_role() THEN
         RAISE EXCEPTION 'shiftguard: a function of shiftguard''s asked who calls it from inside another'
             USING ERRCODE = 'XX000';
     END IF;
-    SELECT key INTO v_key FROM shiftguard.caller_key_of_current_user;
-    IF v_key IS NULL THEN  -- a role not made through shiftguard
-        PERFORM shiftguard.make_caller_key((SELECT oid FROM pg_roles WHERE rolname = current_user));
-        SELECT key INTO v_key FROM shiftguard.caller_key_of_current_user;
-    END IF;
-    RETURN v_key;
+    RETURN (SELECT key FROM shiftguard.caller_key_of_current_user);
 END
 $$;
 
--- A role's key as this backend shows it (made if it has none), for shiftguard's own functions
--- acting for a role they know: a view's owner after its refresh, a new table's owner, the
--- session user a COPY or UNLOAD ticket names. Internal.
+-- A role's key as this backend shows it, for shiftguard's own functions acting for a role they
+-- know: a view's owner after its refresh, a new table's owner, the session user a COPY or
+-- UNLOAD ticket names. Internal.
 CREATE OR REPLACE FUNCTION shiftguard.role_key(p_role oid) RETURNS text
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    PERFORM shiftguard.make_caller_key(p_role);
-    RETURN (SELECT shiftguard.bound_key(k.role_id, k.key) FROM shiftguard_rows.caller_keys k WHERE k.role_id = p_role);
-END
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT shiftguard.bound_key(p_role, s.value) FROM shiftguard_rows.settings s WHERE s.name = 'backend_secret'
 $$;
 REVOKE ALL ON FUNCTION shiftguard.role_key(oid) FROM PUBLIC;
 
--- The role whose key this is (as this backend shows it); NULL for none. VOLATILE: it sees a
--- key caller_key made in the same statement, which a STABLE function, reading with the
--- statement's snapshot, would not.
+-- The role whose key this is (as this backend shows it); NULL for none.
 CREATE OR REPLACE FUNCTION shiftguard.key_owner(p_key text) RETURNS name
-LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT r.rolname FROM shiftguard_rows.caller_keys k JOIN pg_roles r ON r.oid = k.role_id
-     WHERE k.role_id = CASE WHEN split_part(p_key, ':', 1) ~ '^[0-9]{1,10}$'
-                             AND split_part(p_key, ':', 1)::bigint <= 4294967295 THEN split_part(p_key, ':', 1)::oid END
-       AND shiftguard.bound_key(k.role_id, k.key) = p_key
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT r.rolname FROM pg_roles r
+     WHERE r.oid = CASE WHEN split_part(p_key, ':', 1) ~ '^[0-9]{1,10}$'
+                         AND split_part(p_key, ':', 1)::bigint <= 4294967295 THEN split_part(p_key, ':', 1)::oid END
+       AND shiftguard.role_key(r.oid) = p_key
 $$;
 REVOKE ALL ON FUNCTION shiftguard.key_owner(text) FROM PUBLIC;
 
@@ -997,7 +976,6 @@ BEGIN
     EXECUTE format('CREATE ROLE %I LOGIN %s CONNECTION LIMIT %s VALID UNTIL %L PASSWORD %L', p_name,
                    shiftguard.role_attributes(v_super, v_createdb), v_limit,
                    coalesce(v_valid::text, 'infinity'), p_options->>'backend_verifier');
-    PERFORM shiftguard.make_caller_key((SELECT oid FROM pg_roles WHERE rolname = p_name));
     INSERT INTO shiftguard_rows.users (name, superuser, createdb, syslog_unrestricted, valid_until,
                                   connection_limit, session_timeout, external_id)
     VALUES (p_name, v_super, v_createdb, coalesce((p_options->>'syslog_unrestricted')::boolean, false),
@@ -1273,7 +1251,6 @@ BEGIN
     END IF;
     EXECUTE format('CREATE ROLE %I NOLOGIN', v_role);
     INSERT INTO shiftguard_rows.groups (name, role) VALUES (p_name, v_role);
-    PERFORM shiftguard.make_caller_key((SELECT oid FROM pg_roles WHERE rolname = v_role));
     FOREACH v_user IN ARRAY p_users LOOP
         PERFORM shiftguard.require_user(v_user);
         PERFORM shiftguard.add_member(v_role, v_user);
@@ -1388,7 +1365,6 @@ BEGIN
     END IF;
     EXECUTE format('CREATE ROLE %I NOLOGIN', p_name);
     INSERT INTO shiftguard_rows.roles (name, owner, external_id) VALUES (p_name, v_caller, p_external_id);
-    PERFORM shiftguard.make_caller_key((SELECT oid FROM pg_roles WHERE rolname = p_name));
 END
 $$;
 

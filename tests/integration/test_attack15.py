@@ -149,8 +149,8 @@ def test_a_new_superusers_first_statement_sees_as_a_superuser(proxy):
 
 
 def test_a_new_superuser_is_a_superuser_in_a_read_only_session(proxy):
-    """In a read-only transaction make_caller_keys() gives up (read_only_sql_transaction is
-    swallowed), so a role without a key yet is nobody: a new superuser whose client opens
+    """In a read-only transaction make_caller_keys() gave up (read_only_sql_transaction was
+    swallowed), so a role without a key yet was nobody: a new superuser whose client opens
     read-only sessions (BI tools, JDBC readOnly=true) is not a superuser to shiftguard, sees only
     its own row of SVV_USER_INFO and is refused tables under RLS."""
     name = unique("u")
@@ -172,14 +172,14 @@ def test_another_users_open_transaction_does_not_hold_up_a_new_users_statements(
     transaction. While that transaction stayed open, a new user's first statements waited for
     it: their own caller_key() found no key (the row not committed) and inserted theirs, which
     waited on the uncommitted one. Any user could hold every new user's statements up so: even
-    ALTER USER of their own password hung. Now a user made through shiftguard has a key from
-    its making, and a key made for another role in an open transaction holds no one up."""
+    ALTER USER of their own password hung. Keys are now derived from the backend secret and
+    the role: there is no row to make or to wait on."""
     (name, password) = new_user()
     with proxy.connect(name, password) as mallory:
         mallory.execute("SELECT shiftguard.caller_key()")
         bob, bob_password = new_user()
         mallory.execute("BEGIN")
-        mallory.execute("SELECT shiftguard.make_caller_key(oid) FROM pg_roles WHERE rolname = %s", (bob,))
+        mallory.execute("SELECT shiftguard.caller_key() IS NOT NULL")
         try:
             with proxy.connect(bob, bob_password) as conn:
                 conn.execute("SET statement_timeout = '3s'")

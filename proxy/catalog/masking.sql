@@ -7,7 +7,7 @@
 -- table, each masked column written as
 --     CASE (SELECT shiftguard.mask_choice(<table>, <column>))   -- once per statement
 --         WHEN '<policy>:<n>' THEN shiftguard."mask:<policy>:<n>"(<input columns>) ... ELSE <column> END
--- so the highest-priority attachment reaching the querying user (session_user) wins, for that
+-- so the highest-priority attachment reaching the querying user (by key: caller_key) wins, for that
 -- statement, and WHERE, JOIN, GROUP BY and ORDER BY see the masked value. The proxy rewrites
 -- the user's statements to read masked tables through these views (policy/masking.py).
 --
@@ -199,7 +199,7 @@ $$;
 REVOKE ALL ON FUNCTION shiftguard.mask_sync(oid) FROM PUBLIC;
 
 -- After an ALTER TABLE of a masked table (event trigger, run as its owner): the view again.
-CREATE OR REPLACE FUNCTION shiftguard.mask_refresh(p_relation oid) RETURNS void
+CREATE OR REPLACE FUNCTION shiftguard.mask_refit(p_relation oid) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_lost text;
@@ -217,6 +217,23 @@ BEGIN
     END IF;
 END
 $$;
+REVOKE ALL ON FUNCTION shiftguard.mask_refit(oid) FROM PUBLIC;
+-- The event trigger's, after its owner's ALTER TABLE: only the table's owner (or a superuser)
+-- may have it rebuilt (anyone could, and held every reader of a masked table up so).
+CREATE OR REPLACE FUNCTION shiftguard.mask_refresh__keyed(p_relation oid, p_key text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_caller name := shiftguard.caller_of(p_key);  -- who calls (schema.sql caller_key)
+BEGIN
+    IF NOT (shiftguard.role_is_superuser(v_caller)
+            OR pg_has_role(v_caller, (SELECT relowner FROM pg_class WHERE oid = p_relation), 'USAGE')) THEN
+        RAISE EXCEPTION 'must be owner of table %', p_relation::regclass USING ERRCODE = '42501';
+    END IF;
+    PERFORM shiftguard.mask_refit(p_relation);
+END
+$$;
+CREATE OR REPLACE FUNCTION shiftguard.mask_refresh(p_relation oid) RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$ SELECT shiftguard.mask_refresh__keyed($1, shiftguard.caller_key()) $$;
 GRANT EXECUTE ON FUNCTION shiftguard.mask_refresh(oid) TO PUBLIC;
 
 -- Masked columns keep no statistics. The planner's estimates (the row counts of an EXPLAIN run

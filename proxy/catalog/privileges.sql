@@ -338,7 +338,7 @@ BEGIN
     ELSE
         EXECUTE format('ALTER TABLE %s RENAME COLUMN %I TO %I', p_relation::regclass, p_column, p_new);
     END IF;
-    PERFORM shiftguard.mask_refresh(p_relation);  -- a masked column keeps its name; a new table name
+    PERFORM shiftguard.mask_refit(p_relation);  -- a masked column keeps its name; a new table name
     PERFORM shiftguard.protected_names_moved();  -- the proxies know protected tables by name (row_code.sql)
 END
 $$;

@@ -492,17 +492,22 @@ $$;
 -- function no longer, and is not one), called as Redshift documents it:
 -- SELECT * FROM pg_get_late_binding_view_cols() cols(view_schema name, view_name name,
 -- col_name name, col_type varchar, col_num int).
-CREATE OR REPLACE FUNCTION pg_catalog.pg_get_late_binding_view_cols() RETURNS SETOF record
+CREATE OR REPLACE FUNCTION shiftguard.late_binding_view_cols__keyed(p_key text)
+RETURNS TABLE (view_schema name, view_name name, col_name name, col_type varchar, col_num integer)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT n.nspname, c.relname, a.attname,
            coalesce(l.column_types[a.attnum], format_type(a.atttypid, a.atttypmod))::varchar, a.attnum::integer
       FROM shiftguard_rows.late_binding_views l JOIN pg_class c ON c.oid = l.view_id
       JOIN pg_namespace n ON n.oid = c.relnamespace
       JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-     WHERE has_table_privilege(current_user, c.oid, 'SELECT')
+     WHERE has_table_privilege(shiftguard.key_owner(p_key), c.oid, 'SELECT')  -- the caller's (caller_key)
        AND EXISTS (SELECT FROM pg_rewrite r JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
                     WHERE r.ev_class = c.oid AND d.refclassid = 'pg_proc'::regclass AND d.refobjid = l.function_id)
      ORDER BY 1, 2, 5
+$$;
+CREATE OR REPLACE FUNCTION pg_catalog.pg_get_late_binding_view_cols() RETURNS SETOF record
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT * FROM shiftguard.late_binding_view_cols__keyed(shiftguard.caller_key())
 $$;
 
 -- Redshift's own types: VARBYTE, INTERVAL YEAR TO MONTH (intervaly2m), INTERVAL DAY TO SECOND

@@ -128,23 +128,27 @@ GRANT EXECUTE ON FUNCTION shiftguard.alters_protected(oid) TO PUBLIC;
 -- Opened as shiftguard (no privilege or row security of the user's applies; LIMIT 0 returns
 -- nothing, runs nothing, and keeps the scan open). Anyone may call it: it holds tables in the
 -- caller's own session only.
-CREATE OR REPLACE FUNCTION shiftguard.hold_protected(p_role oid) RETURNS void
+DROP FUNCTION IF EXISTS shiftguard.hold_protected(oid);
+CREATE OR REPLACE FUNCTION shiftguard.hold_protected(p_key text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
+    -- the caller's own tables (by key: schema.sql caller_key; a role named by its caller let
+    -- anyone hold every protected table of the management role's, holding up their owners)
+    v_role     oid := (SELECT oid FROM pg_roles WHERE rolname = shiftguard.caller_of(p_key));
     v_relation oid;
     v_cursor   refcursor;
 BEGIN
     FOR v_relation IN SELECT c.oid FROM pg_class c
                        WHERE c.oid IN (SELECT relation FROM shiftguard_rows.rls_relations WHERE enabled
                                        UNION SELECT relation FROM shiftguard_rows.masking_attachments)
-                         AND pg_has_role(p_role, c.relowner, 'USAGE') LOOP
+                         AND pg_has_role(v_role, c.relowner, 'USAGE') LOOP
         -- A name of our own each time: a cursor the user named like ours holds nothing of ours.
         v_cursor := 'shiftguard hold ' || gen_random_uuid();
         OPEN v_cursor FOR EXECUTE format('SELECT FROM ONLY %s LIMIT 0', v_relation::regclass);
     END LOOP;
 END
 $$;
-GRANT EXECUTE ON FUNCTION shiftguard.hold_protected(oid) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION shiftguard.hold_protected(text) TO PUBLIC;
 
 CREATE OR REPLACE FUNCTION shiftguard.release_protected() RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -243,7 +247,7 @@ BEGIN
             END IF;
         END IF;
     END IF;
-    PERFORM shiftguard.hold_protected(v_role);
+    PERFORM shiftguard.hold_protected(shiftguard.caller_key());
 END
 $$;
 

@@ -1675,17 +1675,21 @@ GRANT EXECUTE ON FUNCTION shiftguard.pending_view_body(regclass, text, text) TO 
 -- Record a late-binding view's function (and its columns' types, NULL while it is pending, with
 -- the query and search_path its function compiles: the source that function must keep to be
 -- called, bind_late_binding_views); the function it had before, if any. The caller must be the
--- owner of both (or a member of the owner's role).
+-- owner of both (or a member of the owner's role): the caller by key (while an admin's ANALYZE
+-- ran a user's index expression, session_user, the admin, had every role: the user recorded
+-- a built-in function as a view's, which the tidying below then dropped).
 DROP FUNCTION IF EXISTS shiftguard.record_late_binding_view(regclass, regprocedure);
 DROP FUNCTION IF EXISTS shiftguard.record_late_binding_view(regclass, regprocedure, text[]);
-CREATE OR REPLACE FUNCTION shiftguard.record_late_binding_view(p_view regclass, p_function regprocedure, p_types text[],
-                                                               p_query text DEFAULT NULL, p_search_path text DEFAULT NULL)
+CREATE OR REPLACE FUNCTION shiftguard.record_late_binding_view__keyed(p_view regclass, p_function regprocedure, p_types text[],
+                                                                      p_query text, p_search_path text, p_key text)
 RETURNS oid LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
+    v_caller   name := shiftguard.caller_of(p_key);  -- who calls (caller_key)
     v_previous oid;
 BEGIN
-    IF NOT (pg_has_role(session_user, (SELECT relowner FROM pg_class WHERE oid = p_view AND relkind = 'v'), 'USAGE')
-            AND pg_has_role(session_user, (SELECT proowner FROM pg_proc WHERE oid = p_function), 'USAGE')) THEN
+    IF NOT (pg_has_role(v_caller, (SELECT relowner FROM pg_class WHERE oid = p_view AND relkind = 'v'), 'USAGE')
+            AND pg_has_role(v_caller, (SELECT proowner FROM pg_proc WHERE oid = p_function), 'USAGE'))
+       OR NOT shiftguard.late_binding_function_name(p_function) THEN
         RAISE EXCEPTION 'must be owner of view %', p_view USING ERRCODE = '42501';
     END IF;
     SELECT function_id INTO v_previous FROM shiftguard_rows.late_binding_views WHERE view_id = p_view;
@@ -1698,7 +1702,24 @@ BEGIN
     RETURN v_previous;
 END
 $$;
+GRANT EXECUTE ON FUNCTION shiftguard.record_late_binding_view__keyed(regclass, regprocedure, text[], text, text, text) TO PUBLIC;
+CREATE OR REPLACE FUNCTION shiftguard.record_late_binding_view(p_view regclass, p_function regprocedure, p_types text[],
+                                                               p_query text DEFAULT NULL, p_search_path text DEFAULT NULL)
+RETURNS oid LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    SELECT shiftguard.record_late_binding_view__keyed($1, $2, $3, $4, $5, shiftguard.caller_key())
+$$;
 GRANT EXECUTE ON FUNCTION shiftguard.record_late_binding_view(regclass, regprocedure, text[], text, text) TO PUBLIC;
+
+-- Is this a function late_binding_function makes (late_binding_view_<16 hex>(), or its _rows
+-- twin, outside the catalogs and shiftguard's schemas)? Only such functions are ever recorded
+-- for a view, or dropped with one.
+CREATE OR REPLACE FUNCTION shiftguard.late_binding_function_name(p_function oid) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce((SELECT p.proname ~ '^late_binding_view_[0-9a-f]{16}(_rows)?$'
+                            AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'shiftguard', 'shiftguard_rows')
+                            AND n.nspname NOT LIKE 'pg\_%'
+                       FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE p.oid = p_function), false)
+$$;
 
 -- A late-binding view's function, and the one it reads the rows from (late_binding_function).
 CREATE OR REPLACE FUNCTION shiftguard.drop_late_binding_function(p_function oid) RETURNS void
@@ -1707,10 +1728,11 @@ DECLARE
     v_rows regprocedure := to_regprocedure((SELECT format('%s.%I()', pronamespace::regnamespace, proname || '_rows')
                                               FROM pg_proc WHERE oid = p_function));
 BEGIN
-    IF EXISTS (SELECT FROM pg_proc WHERE oid = p_function) THEN
-        EXECUTE format('DROP FUNCTION %s', p_function::regprocedure);
+    IF NOT shiftguard.late_binding_function_name(p_function) THEN
+        RETURN;  -- not one of late_binding_function's (gone, or recorded by an older version)
     END IF;
-    IF v_rows IS NOT NULL THEN
+    EXECUTE format('DROP FUNCTION %s', p_function::regprocedure);
+    IF v_rows IS NOT NULL AND shiftguard.late_binding_function_name(v_rows) THEN
         EXECUTE format('DROP FUNCTION %s', v_rows);
     END IF;
 END

@@ -62,11 +62,15 @@ $$;
 -- with SET ROLE before it calls the same function there. Only this file's functions, with
 -- their arguments as literals, never SQL of the caller's; a database the caller may not
 -- CONNECT to lists nothing. SECURITY DEFINER: the caller has no EXECUTE on dblink, nor may
--- read the mapping's password.
-CREATE OR REPLACE FUNCTION shiftguard.show_remote(p_database text, p_function regprocedure, p_args text[])
+-- read the mapping's password. The caller by key (schema.sql caller_key), which the query
+-- show_remote_query writes passes where the SHOW function runs as its caller: session_user was
+-- the admin while an admin's ANALYZE ran a user's index expression, which listed the admin's.
+DROP FUNCTION IF EXISTS shiftguard.show_remote(text, regprocedure, text[]);
+CREATE OR REPLACE FUNCTION shiftguard.show_remote(p_database text, p_function regprocedure, p_args text[], p_key text)
 RETURNS SETOF record
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
+    v_caller name := shiftguard.caller_of(p_key);
     v_routine pg_proc;
     v_connect text;
     v_call text;
@@ -78,7 +82,7 @@ BEGIN
     IF v_routine.oid IS NULL OR cardinality(p_args) <> v_routine.pronargs THEN
         RAISE EXCEPTION 'shiftguard.show_remote reads only the SHOW functions' USING ERRCODE = '42501';
     END IF;
-    IF NOT has_database_privilege(session_user, p_database, 'CONNECT') THEN
+    IF NOT has_database_privilege(v_caller, p_database, 'CONNECT') THEN
         RETURN;
     END IF;
     SELECT string_agg(split_part(o, '=', 1) || '=' || shiftguard.conninfo_value(substr(o, strpos(o, '=') + 1)), ' ')
@@ -96,7 +100,7 @@ BEGIN
                   'ON r.oid = n.nspowner WHERE n.nspname = %L), false) THEN RAISE EXCEPTION %L '
                   'USING ERRCODE = %L; END IF; END $do$; SET ROLE %I; SELECT * FROM shiftguard.%I(%s)',
                   'shiftguard', 'shiftguard is not installed in that database', '0A000',
-                  session_user, v_routine.proname,
+                  v_caller, v_routine.proname,
                   string_agg(format('%L::%s', a.value, format_type(a.type, NULL)), ', ' ORDER BY a.n))
       INTO v_call
       FROM unnest(p_args, v_routine.proargtypes::oid[]) WITH ORDINALITY AS a(value, type, n);
@@ -108,7 +112,7 @@ $$;
 -- The query a SHOW function runs for another database (show_remote, typed as the function's rows).
 CREATE OR REPLACE FUNCTION shiftguard.show_remote_query(p_function regprocedure) RETURNS text
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT format('SELECT * FROM shiftguard.show_remote($1, %L::regprocedure, $2) AS r(%s)', p_function::oid,
+    SELECT format('SELECT * FROM shiftguard.show_remote($1, %L::regprocedure, $2, shiftguard.caller_key()) AS r(%s)', p_function::oid,
                   shiftguard.show_row(p_function))
 $$;
 
@@ -622,7 +626,7 @@ GRANT EXECUTE ON FUNCTION shiftguard.show_database(text), shiftguard.show_patter
     shiftguard.show_routines("char", text, text, text),
     shiftguard.show_parameters("char", text, text, text, text[], text), shiftguard.show_elsewhere(text),
     shiftguard.show_row(regprocedure), shiftguard.show_remote_query(regprocedure),
-    shiftguard.show_remote(text, regprocedure, text[]) TO PUBLIC;
+    shiftguard.show_remote(text, regprocedure, text[], text) TO PUBLIC;
 
 -- Redshift's catalog views over all schemas, read through the proxy by their Redshift names
 -- (policy/statements.py CATALOG_VIEWS). Each shows what the SHOW commands show the reader; they

@@ -488,8 +488,8 @@ REVOKE ALL ON FUNCTION shiftguard.ensure_event_trigger(text, text, text[], text)
 -- reads (view shiftguard.caller_key_of_current_user, filtered by current_user); every function
 -- that asks who calls is an INVOKER wrapper, which reads the key where it is called and passes
 -- it on to the function doing the work (name__keyed, SECURITY DEFINER), which looks the key up
--- (caller_of). A role's key is an HMAC of the backend secret (shiftguard_rows.settings, copied
--- into every database) and its OID: every role has one, in every database, with no row to make
+-- (caller_of). A role's key is a hash of its OID and the backend secret (shiftguard_rows.settings,
+-- copied into every database): every role has one, in every database, with no row to make
 -- or to wait on. What a role reads is its key bound to the backend it reads it in (hashed with
 -- the backend's pid and start time): one that code of a user's, run as an admin (the admin
 -- reading the user's view), sends out is of no use in another session. Keys pass only as
@@ -521,12 +521,15 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
            || coalesce((SELECT extract(epoch FROM a.backend_start)::text FROM pg_stat_get_activity(pg_backend_pid()) a), '')
 $$;
 
--- A role's key bound to this backend: 'oid:' and a hash of the key and backend_identity().
+-- A role's key bound to this backend: 'oid:' and sha256(key, backend_identity()), the role's
+-- key being sha256('caller:<oid>:', secret). Plain hashes (HMAC in PL/pgSQL cost a millisecond
+-- a call): the secret comes last, so no length extension reaches another role's key, and a
+-- bound key, the only form a role sees, tells nothing of its key.
 CREATE OR REPLACE FUNCTION shiftguard.bound_key(p_role oid, p_secret text) RETURNS text
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT p_role::text || ':' || encode(shiftguard.hmac_sha256(
-               shiftguard.hmac_sha256(decode(p_secret, 'hex'), convert_to('caller:' || p_role::text, 'UTF8')),
-               convert_to(shiftguard.backend_identity(), 'UTF8')), 'hex')
+    SELECT p_role::text || ':' || encode(sha256(
+               sha256(convert_to('caller:' || p_role::text || ':', 'UTF8') || decode(p_secret, 'hex'))
+               || convert_to(':' || shiftguard.backend_identity(), 'UTF8')), 'hex')
 $$;
 
 -- current_user's key: current_user in a view is whoever queries it, not the view's owner, who

@@ -6,6 +6,7 @@ the materialized views' tracking and refreshes."""
 from __future__ import annotations
 
 import time
+import uuid
 
 import psycopg
 import pytest
@@ -17,13 +18,14 @@ def _pending_view_recorded(conn: psycopg.Connection, schema: str, query: str) ->
     """A view of the caller's, recorded (record_late_binding_view, called directly) as a pending
     late-binding view with `query`, and its function made as the template it must equal."""
     view, literal = unique("v"), f"$q${query}$q$"
+    function = f"late_binding_view_{uuid.uuid4().hex[:16]}"  # (only such a name is recorded)
     conn.execute(f"CREATE VIEW {schema}.{view} AS SELECT 1 AS a")
     conn.execute(f"""DO $$ BEGIN
-        EXECUTE pg_catalog.format('CREATE FUNCTION {schema}.{view}_f(p_bind boolean DEFAULT false) RETURNS TABLE '
+        EXECUTE pg_catalog.format('CREATE FUNCTION {schema}.{function}(p_bind boolean DEFAULT false) RETURNS TABLE '
             '(col_name name, col_type text, base_type text, query text) LANGUAGE plpgsql SECURITY DEFINER '
             'SET search_path = pg_catalog, pg_temp AS %L',
             shiftguard.pending_view_body('{schema}.{view}'::regclass, {literal}, '{schema}'));
-        PERFORM shiftguard.record_late_binding_view('{schema}.{view}'::regclass, '{schema}.{view}_f(boolean)'::regprocedure,
+        PERFORM shiftguard.record_late_binding_view('{schema}.{view}'::regclass, '{schema}.{function}(boolean)'::regprocedure,
                                                     NULL, {literal}, '{schema}');
     END $$""")
     return view

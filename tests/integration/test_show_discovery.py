@@ -360,8 +360,8 @@ def test_another_database_is_read_only_through_the_show_functions(proxy, other_d
     other, me = other_database
     with proxy.connect(me, PASSWORD) as conn:
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="reads only the SHOW functions"):
-            conn.execute("SELECT * FROM shiftguard.show_remote(%s, 'pg_catalog.version()', '{}') AS r(v text)",
-                         (other,))
+            conn.execute("SELECT * FROM shiftguard.show_remote(%s, 'pg_catalog.version()', '{}', shiftguard.caller_key()) "
+                         "AS r(v text)", (other,))
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("SELECT * FROM shiftguard.dblink('dbname=postgres', 'SELECT 1') AS r(v int)")
         # a name that would end the literal and run SQL as the management role there

@@ -478,6 +478,9 @@ def test_svv_table_info_as_dbt_docs_generate_reads_it(conn):
     conn.execute(f"CREATE TABLE {table} (id int, v varchar(10)) DISTKEY(id) SORTKEY(id)")
     try:
         conn.execute(f"INSERT INTO {table} SELECT g, 'x' FROM generate_series(1, 100) g")
+        # the insert's counts reach the statistics now, not after the ANALYZE below (PostgreSQL
+        # flushes a backend's at most once a second: under load, after it, as changes since)
+        conn.execute("SELECT pg_stat_force_next_flush()")
         assert conn.execute("SELECT has_table_privilege(current_user, 'svv_table_info', 'SELECT'), "
                             "has_table_privilege('pg_catalog.SVV_TABLE_INFO', 'SELECT')").fetchone() == (True, True)
         info = 'SELECT * FROM svv_table_info WHERE "table" = %s'

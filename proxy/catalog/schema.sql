@@ -578,7 +578,7 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT r.rolname FROM pg_roles r
      WHERE r.oid = CASE WHEN split_part(p_key, ':', 1) ~ '^[0-9]{1,10}$'
                          AND split_part(p_key, ':', 1)::bigint <= 4294967295 THEN split_part(p_key, ':', 1)::oid END
-       AND shiftguard.role_key(r.oid) = p_key
+       AND sha256(convert_to(shiftguard.role_key(r.oid), 'UTF8')) = sha256(convert_to(p_key, 'UTF8'))  -- (constant time)
 $$;
 REVOKE ALL ON FUNCTION shiftguard.key_owner(text) FROM PUBLIC;
 

@@ -645,3 +645,51 @@ CREATE OR REPLACE VIEW shiftguard.svv_attached_masking_policy WITH (security_bar
      WHERE shiftguard.sees_rls();
 
 GRANT SELECT ON shiftguard.svv_masking_policy, shiftguard.svv_attached_masking_policy TO PUBLIC;
+
+-- Upgrade (run by the proxy after the catalog's SQL, store.py _upgrade_masking_functions): an
+-- older version wrote the querying user of a masking expression as session_user, which an
+-- admin's ANALYZE running a user's index expression makes the admin. The proxy prints such a
+-- function's expression again with current_user (parsed by PostgreSQL's parser, from its body
+-- as PostgreSQL prints it with only pg_catalog on the path, so other names come qualified;
+-- NULL when it could not); it replaces the body only where
+-- the new one binds to the same objects and to nothing untrusted, else the function is left
+-- executable by nobody (reading the masked columns fails until ALTER MASKING POLICY).
+CREATE OR REPLACE FUNCTION shiftguard.mask_stale_functions(OUT function regprocedure, OUT body text)
+RETURNS SETOF record LANGUAGE sql STABLE SET search_path = pg_catalog AS $$
+    SELECT p.oid::regprocedure, pg_get_function_sqlbody(p.oid) FROM pg_proc p
+     WHERE p.pronamespace = 'shiftguard'::regnamespace AND p.proname LIKE 'mask:%' AND p.prokind = 'f'
+       AND pg_get_function_sqlbody(p.oid) LIKE '%SESSION_USER%'
+     ORDER BY p.oid
+$$;
+REVOKE ALL ON FUNCTION shiftguard.mask_stale_functions() FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION shiftguard.mask_reread(p_function regprocedure, p_expression text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET standard_conforming_strings = on AS $$
+DECLARE
+    v_bound text := 'SELECT array_agg(DISTINCT format(''%s %s %s'', refclassid, refobjid, refobjsubid)) FROM pg_depend '
+                    'WHERE classid = ''pg_proc''::regclass AND objid = $1 AND refclassid <> ''pg_namespace''::regclass';
+    v_before text[];
+    v_after  text[];
+BEGIN
+    EXECUTE v_bound INTO v_before USING p_function;
+    BEGIN
+        IF p_expression IS NULL THEN
+            RAISE EXCEPTION 'its body could not be read again';
+        END IF;
+        EXECUTE format('CREATE OR REPLACE FUNCTION shiftguard.%I(%s) RETURNS %s LANGUAGE sql STABLE RETURN (%s)',
+                       (SELECT proname FROM pg_proc WHERE oid = p_function), pg_get_function_arguments(p_function),
+                       pg_get_function_result(p_function), p_expression);
+        EXECUTE v_bound INTO v_after USING p_function;
+        IF v_after IS DISTINCT FROM v_before THEN
+            RAISE EXCEPTION 'its expression read again binds to other objects';
+        END IF;
+        PERFORM shiftguard.require_trusted_body(p_function, format('masking function %s', p_function));
+    EXCEPTION WHEN OTHERS THEN
+        EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', p_function);
+        RAISE WARNING 'masking function % could not be carried over from an older version of shiftguard (%): reading '
+                      'the columns it masks fails (permission denied) until ALTER MASKING POLICY gives its '
+                      'expressions again', p_function, SQLERRM;
+    END;
+END
+$$;
+REVOKE ALL ON FUNCTION shiftguard.mask_reread(regprocedure, text) FROM PUBLIC;

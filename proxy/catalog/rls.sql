@@ -4,26 +4,29 @@
 -- A Redshift RLS policy is a predicate over the columns it declares. Here it is a SQL function
 -- "rls:<policy>"(col, ...). A predicate that reads no table is an invoker function
 -- shiftguard."rls:<policy>" that PostgreSQL inlines into the query, where current_user is the
--- querying user (code of a table's owner run by an admin's ANALYZE: the owner). In one that
--- reads lookup tables the proxy writes the predicate's current_user as session_user, the user
--- the session logged in as (or became by SET SESSION AUTHORIZATION), which an admin's ANALYZE
--- running a user's index expression leaves the admin's (a known limit). One that reads lookup tables
+-- querying user (code of a table's owner run by an admin's ANALYZE: the owner; session_user
+-- would be the admin, so the proxy writes every spelling of the user as current_user). One that
+-- reads lookup tables runs as another role, so it takes the querying user as its first
+-- parameter ("rls:<policy>"(reader, col, ...), the proxy writes the user as $1), which the
+-- table's policy gives it as current_user (see rls@<oid> below). One that reads lookup tables
 -- (which the users cannot read; Redshift grants them to the policy) must run with the rights of
 -- the NOLOGIN role shiftguard_rls, which is granted SELECT on them; but a function that
 -- evaluates the predicate on values its caller chooses is an oracle: SELECT g FROM
 -- generate_series(1, 10000) g WHERE shiftguard."rls:p"(g) would list what the lookup table lets
 -- through (older versions had exactly that). So the predicate is never evaluated on a caller's
 -- values:
---   * shiftguard_rows."rls:<policy>"(col, ...) RETURNS SETOF boolean is an invoker function owned
+--   * shiftguard_rows."rls:<policy>"(reader, col, ...) RETURNS SETOF boolean is an invoker function owned
 --     by shiftguard_rls that nobody else may execute; PostgreSQL inlines it into
---   * shiftguard_rows."rls@<table oid>"(tid), one SECURITY DEFINER function (shiftguard_rls) per
---     table with such policies attached: it reads the table's row at that ctid and returns true
---     when the attached policies let it through (NULL otherwise: a hidden row and no row look
---     alike). Every user may execute it (PostgreSQL checks EXECUTE on a policy's functions as
---     the querying user), but no user may look into schema shiftguard_rows, so only the table's
---     policy calls it: no user's query, view or function can name what is in there. Were it
---     called anyway, it would read only the table's rows, never a caller's values, and tell
---     whether the caller sees the row (with one policy attached: whether that policy's
+--   * shiftguard_rows."rls@<table oid>"(tid, reader), one SECURITY DEFINER function
+--     (shiftguard_rls) per table with such policies attached: it reads the table's row at that
+--     ctid and returns true when the attached policies that read tables let it through for the
+--     reader (NULL otherwise: a hidden row and no row look alike). The table's policy calls it
+--     with current_user, the querying user where the policy is evaluated. Every user may execute
+--     it (PostgreSQL checks EXECUTE on a policy's functions as the querying user), but no user
+--     may look into schema shiftguard_rows, so only the table's policy calls it: no user's
+--     query, view or function can name what is in there (so none can name another reader).
+--     Were it called anyway, it would read only the table's rows, never a caller's values, and
+--     tell whether the reader sees the row (with one such policy attached: whether its
 --     predicate lets the row through; see rls_bind). It reads the row through the view
 --     shiftguard."rls@<oid>:rows", owned by shiftguard_rls_rows, for which the table has a second
 --     policy, shiftguard_rls_rows, USING (true) (else the table's policy would call the function
@@ -42,8 +45,8 @@
 --                              and of INSERT ... RETURNING against USING too; these predicates
 --                              pass it (evaluated on values the user chose, they would be the
 --                              oracle again; Redshift does not filter what UPDATE writes)
---   OR "rls@<oid>"(ctid)       the row as the statement's snapshot sees it
---   OR age(xmin) <= (SELECT shiftguard.rls_horizon()) AND "rls@<oid>:latest"(ctid)
+--   OR "rls@<oid>"(ctid, current_user)   the row as the statement's snapshot sees it
+--   OR age(xmin) <= (SELECT shiftguard.rls_horizon()) AND "rls@<oid>:latest"(ctid, current_user)
 --                              a row version newer than that snapshot: READ COMMITTED's recheck
 --                              of a row updated concurrently (EvalPlanQual), the existing row of
 --                              INSERT ... ON CONFLICT; read with a snapshot of its own.
@@ -175,17 +178,19 @@ GRANT EXECUTE ON FUNCTION shiftguard.rls_horizon() TO PUBLIC;
 
 -- The table's functions rls@<oid> and rls@<oid>:latest no longer read it: their view goes, and
 -- they return NULL (no row passes). With p_drop (the table has no policy reading lookup tables
--- any more, or is being dropped) they go too, unless something else calls them (a user's view
--- may: then they stay, reading nothing). What a user made over the view goes with it (they
+-- any more, or is being dropped) they go too, and so do those of an older version (without the
+-- reader), unless something else calls them (a user's view may: then they stay, reading
+-- nothing). What a user made over the view goes with it (they
 -- cannot read it; it would only stop shiftguard from changing the table's row security).
 CREATE OR REPLACE FUNCTION shiftguard.rls_unbind(p_relation oid, p_drop boolean) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_function regprocedure;
+    v_old      boolean;
 BEGIN
-    FOR v_function IN SELECT oid FROM pg_proc WHERE pronamespace = 'shiftguard_rows'::regnamespace
-                         AND proname IN ('rls@' || p_relation, 'rls@' || p_relation || ':latest') LOOP
-        IF p_drop AND NOT EXISTS (SELECT FROM pg_depend WHERE refclassid = 'pg_proc'::regclass
+    FOR v_function, v_old IN SELECT oid, pronargs = 1 FROM pg_proc WHERE pronamespace = 'shiftguard_rows'::regnamespace
+                                AND proname IN ('rls@' || p_relation, 'rls@' || p_relation || ':latest') LOOP
+        IF (p_drop OR v_old) AND NOT EXISTS (SELECT FROM pg_depend WHERE refclassid = 'pg_proc'::regclass
                                                          AND refobjid = v_function) THEN
             EXECUTE format('DROP FUNCTION %s', v_function);
         ELSE
@@ -224,17 +229,17 @@ $$;
 REVOKE ALL ON FUNCTION shiftguard.rls_clear(oid, boolean) FROM PUBLIC;
 
 -- The table's functions rls@<oid> (the statement's snapshot) and rls@<oid>:latest (a snapshot of
--- its own: VOLATILE) for the attached policies that read lookup tables (see the header). With
--- several policies attached, both give the whole verdict of all of them, those that read no
--- table too: which of them reach the querying user is written into the body from the
--- attachments (as rls_applies asks: rls_sync runs again whenever they change; role membership
--- is asked at each call, by the role's oid while that oid keeps its name, else by name), so
--- that were one called directly it would tell no more than whether the user sees the row. With
--- one, the table's policy calls them only for users it reaches (rls_applies), and they give its
--- predicate's verdict on the row (asking again whom it reaches costs a third of the call, for
--- nothing but a caller that schema shiftguard_rows keeps out). SECURITY DEFINER, and executable
--- by everyone (the table's policy calls them as the querying user): the argument is any ctid,
--- and what is read is the row there, never a value of the caller's. Every name is qualified;
+-- its own: VOLATILE) for the attached policies that read lookup tables (see the header); the
+-- table's policy evaluates the others itself. With several such policies attached, both give
+-- the verdict of all of them for the reader ($2): which of them reach the reader is written
+-- into the body from the attachments (as rls_applies asks: rls_sync runs again whenever they
+-- change; role membership is asked at each call, by the role's oid while that oid keeps its
+-- name, else by name). With one, the table's policy calls them only for users it reaches
+-- (rls_applies), and they give its predicate's verdict on the row (asking again whom it
+-- reaches costs a third of the call, for nothing but a caller that schema shiftguard_rows
+-- keeps out). SECURITY DEFINER, and executable by everyone (the table's policy calls them as
+-- the querying user): the first argument is any ctid, and what is read is the row there, never
+-- a value of the caller's; the second is the policy's current_user. Every name is qualified;
 -- the predicates themselves were bound when their policies were created. A policy every row
 -- must pass (all under AND when it reaches everyone, or the only one) is joined in (PostgreSQL
 -- then reads its lookup tables as a join, no hash table per call); the others are EXISTS tests
@@ -244,11 +249,11 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_name      text := 'rls@' || p_relation;
     v_policy    shiftguard_rows.rls_policies;
-    v_count     integer := (SELECT count(DISTINCT policy) FROM shiftguard_rows.rls_attachments WHERE relation = p_relation);
+    v_count     integer := (SELECT count(DISTINCT policy) FROM shiftguard_rows.rls_attachments
+                             WHERE relation = p_relation AND shiftguard.rls_reads_tables(policy));
     v_columns   text[] := '{}';
     v_args      text;
     v_call      text;
-    v_reads     boolean;
     v_applies   text;
     v_joins     text := '';
     v_where     text[] := ARRAY['r.ctid OPERATOR(pg_catalog.=) $1'];
@@ -259,40 +264,34 @@ DECLARE
 BEGIN
     FOR v_policy IN SELECT p.* FROM shiftguard_rows.rls_policies p
                      WHERE p.name IN (SELECT policy FROM shiftguard_rows.rls_attachments WHERE relation = p_relation)
+                       AND shiftguard.rls_reads_tables(p.name)
                      ORDER BY p.name LOOP
         SELECT CASE WHEN bool_or(a.grantee_kind = 'public') THEN 'true' ELSE string_agg(CASE
                    WHEN a.grantee_kind = 'user' THEN format(
-                       'session_user::pg_catalog.text OPERATOR(pg_catalog.=) %L::pg_catalog.text', a.grantee)
+                       '$2::pg_catalog.text OPERATOR(pg_catalog.=) %L::pg_catalog.text', a.grantee)
                    WHEN r.oid IS NULL THEN format(
-                       'coalesce(pg_catalog.pg_has_role(session_user, pg_catalog.to_regrole(%L), %L), false)',
+                       'coalesce(pg_catalog.pg_has_role($2, pg_catalog.to_regrole(%L), %L), false)',
                        quote_ident(a.grantee), 'USAGE')
                    ELSE format('CASE WHEN pg_catalog.pg_get_userbyid(%s::pg_catalog.oid) OPERATOR(pg_catalog.=) '
-                               '%L::pg_catalog.name THEN pg_catalog.pg_has_role(session_user, %s::pg_catalog.oid, %L) '
-                               'ELSE coalesce(pg_catalog.pg_has_role(session_user, pg_catalog.to_regrole(%L), %L), '
+                               '%L::pg_catalog.name THEN pg_catalog.pg_has_role($2, %s::pg_catalog.oid, %L) '
+                               'ELSE coalesce(pg_catalog.pg_has_role($2, pg_catalog.to_regrole(%L), %L), '
                                'false) END', r.oid, a.grantee, r.oid, 'USAGE', quote_ident(a.grantee), 'USAGE') END,
                    ' OR ' ORDER BY a.grantee_kind, a.grantee) END
           INTO v_applies
           FROM shiftguard_rows.rls_attachments a LEFT JOIN pg_roles r ON a.grantee_kind = 'role' AND r.rolname = a.grantee
          WHERE a.policy = v_policy.name AND a.relation = p_relation;
         v_columns := v_columns || ARRAY(SELECT c->>'colname' FROM jsonb_array_elements(v_policy.columns) c);
-        v_args := (SELECT coalesce(string_agg(format('r.%I', c->>'colname'), ', ' ORDER BY n), '')
+        v_args := (SELECT string_agg(format(', r.%I', c->>'colname'), '' ORDER BY n)
                      FROM jsonb_array_elements(v_policy.columns) WITH ORDINALITY AS x (c, n));
-        v_reads := shiftguard.rls_reads_tables(v_policy.name);
-        v_call := format('%I.%I(%s)', CASE WHEN v_reads THEN 'shiftguard_rows' ELSE 'shiftguard' END,
-                         'rls:' || v_policy.name, v_args);
+        v_call := format('shiftguard_rows.%I($2%s)', 'rls:' || v_policy.name, coalesce(v_args, ''));
         v_everyone := v_everyone OR v_applies = 'true';
         IF v_count = 1 OR (p_conjunction = 'and' AND v_applies = 'true') THEN
-            IF v_reads THEN  -- its function returns (true) when the row passes, and older ones (false) else
-                v_joins := v_joins || format(' CROSS JOIN LATERAL %s AS %I (ok)', v_call, 'p' || cardinality(v_where));
-                v_where := v_where || format('%I.ok', 'p' || cardinality(v_where));
-            ELSE
-                v_where := v_where || v_call;
-            END IF;
+            -- its function returns (true) when the row passes, none else
+            v_joins := v_joins || format(' CROSS JOIN LATERAL %s AS %I (ok)', v_call, 'p' || cardinality(v_where));
+            v_where := v_where || format('%I.ok', 'p' || cardinality(v_where));
             CONTINUE;
         END IF;
-        IF v_reads THEN
-            v_call := format('EXISTS (SELECT FROM %s AS x (ok) WHERE x.ok)', v_call);
-        END IF;
+        v_call := format('EXISTS (SELECT FROM %s AS x (ok) WHERE x.ok)', v_call);
         v_any := v_any || v_applies;
         v_each := v_each || CASE WHEN v_applies = 'true' THEN v_call
                                  WHEN p_conjunction = 'and' THEN format('(NOT (%s) OR %s)', v_applies, v_call)
@@ -317,14 +316,16 @@ BEGIN
                      array_to_string(v_where, ' AND '));
     -- No SET search_path: a BEGIN ATOMIC body is parsed here, under this function's pinned path,
     -- and stored bound to the objects it names; nothing in it is looked up when it runs.
-    EXECUTE format('CREATE OR REPLACE FUNCTION shiftguard_rows.%I(pg_catalog.tid) RETURNS pg_catalog.bool LANGUAGE sql '
-                   'STABLE SECURITY DEFINER BEGIN ATOMIC %s; END', v_name, v_body);
-    EXECUTE format('CREATE OR REPLACE FUNCTION shiftguard_rows.%I(pg_catalog.tid) RETURNS pg_catalog.bool LANGUAGE sql '
-                   'VOLATILE SECURITY DEFINER BEGIN ATOMIC %s; END', v_name || ':latest', v_body);
-    EXECUTE format('ALTER FUNCTION shiftguard_rows.%I(pg_catalog.tid) OWNER TO shiftguard_rls', v_name);
-    EXECUTE format('ALTER FUNCTION shiftguard_rows.%I(pg_catalog.tid) OWNER TO shiftguard_rls', v_name || ':latest');
-    EXECUTE format('GRANT EXECUTE ON FUNCTION shiftguard_rows.%I(pg_catalog.tid) TO PUBLIC', v_name);
-    EXECUTE format('GRANT EXECUTE ON FUNCTION shiftguard_rows.%I(pg_catalog.tid) TO PUBLIC', v_name || ':latest');
+    EXECUTE format('CREATE OR REPLACE FUNCTION shiftguard_rows.%I(pg_catalog.tid, pg_catalog.name) RETURNS pg_catalog.bool '
+                   'LANGUAGE sql STABLE SECURITY DEFINER BEGIN ATOMIC %s; END', v_name, v_body);
+    EXECUTE format('CREATE OR REPLACE FUNCTION shiftguard_rows.%I(pg_catalog.tid, pg_catalog.name) RETURNS pg_catalog.bool '
+                   'LANGUAGE sql VOLATILE SECURITY DEFINER BEGIN ATOMIC %s; END', v_name || ':latest', v_body);
+    EXECUTE format('ALTER FUNCTION shiftguard_rows.%I(pg_catalog.tid, pg_catalog.name) OWNER TO shiftguard_rls', v_name);
+    EXECUTE format('ALTER FUNCTION shiftguard_rows.%I(pg_catalog.tid, pg_catalog.name) OWNER TO shiftguard_rls',
+                   v_name || ':latest');
+    EXECUTE format('GRANT EXECUTE ON FUNCTION shiftguard_rows.%I(pg_catalog.tid, pg_catalog.name) TO PUBLIC', v_name);
+    EXECUTE format('GRANT EXECUTE ON FUNCTION shiftguard_rows.%I(pg_catalog.tid, pg_catalog.name) TO PUBLIC',
+                   v_name || ':latest');
 END
 $$;
 REVOKE ALL ON FUNCTION shiftguard.rls_bind(oid, text) FROM PUBLIC;
@@ -377,9 +378,9 @@ BEGIN
     END LOOP;
     IF cardinality(v_reading) > 0 AND v_rel.conjunction <> 'none' THEN
         PERFORM shiftguard.rls_bind(p_relation, v_rel.conjunction);
-        v_rows := format('(ctid OPERATOR(pg_catalog.=) %L::pg_catalog.tid OR shiftguard_rows.%I(ctid) '
+        v_rows := format('(ctid OPERATOR(pg_catalog.=) %L::pg_catalog.tid OR shiftguard_rows.%I(ctid, current_user) '
                          'OR (pg_catalog.age(xmin) OPERATOR(pg_catalog.<=) (SELECT shiftguard.rls_horizon()) '
-                         'AND shiftguard_rows.%I(ctid)))',
+                         'AND shiftguard_rows.%I(ctid, current_user)))',
                          '(4294967295,0)', 'rls@' || p_relation, 'rls@' || p_relation || ':latest');
         v_each := v_each || CASE v_rel.conjunction
             WHEN 'and' THEN format('(NOT (%s) OR %s)', array_to_string(v_reading, ' OR '), v_rows)
@@ -412,9 +413,9 @@ REVOKE ALL ON FUNCTION shiftguard.rls_sync(oid) FROM PUBLIC;
 
 -- The policy's predicate function, "rls:<policy>"(col, ...). p_policy (written and
 -- signed by the proxy, see create_rls_policy): name, alias, columns, predicate (as written),
--- expression (one expression printed back by PostgreSQL's parser, current_user made
--- session_user), lookups (the tables it reads), inline (the expression over bare column names,
--- when it reads no table). p_search_path: the creator's, which resolves the names now, once:
+-- expression (one expression printed back by PostgreSQL's parser, the querying user written
+-- $1), lookups (the tables it reads), inline (the expression over bare column names, the user
+-- written current_user, when it reads no table). p_search_path: the creator's, which resolves the names now, once:
 -- both forms are SQL-standard bodies, parsed here (pg_catalog first, pg_temp last), so no table
 -- or function made later, temporary or not, can stand in for them, and what they read cannot
 -- be dropped while the policy exists. Only the body is parsed with the creator's path; and
@@ -424,15 +425,16 @@ REVOKE ALL ON FUNCTION shiftguard.rls_sync(oid) FROM PUBLIC;
 --   Without lookups: RETURN expr, not SECURITY DEFINER, which PostgreSQL inlines into the
 --   query: no function call per row (a UDF in it needs EXECUTE by the querying user, as on
 --   Redshift).
---   With lookups: in schema shiftguard_rows, RETURNS SETOF boolean (one row, true, when the
+--   With lookups: "rls:<policy>"(reader, col, ...) in schema shiftguard_rows, the reader the
+--   querying user, RETURNS SETOF boolean (one row, true, when the
 --   predicate holds, none otherwise), SECURITY INVOKER, owned by shiftguard_rls, which alone is
 --   granted SELECT on the lookup tables and alone may execute it: PostgreSQL inlines it into
 --   the table's function rls@<oid> (see the header), which runs as shiftguard_rls on the
 --   table's own rows and so can read the lookup tables as a join. The columns are a one-row
 --   derived table named by the alias, so alias.col, col and correlated references from lookup
 --   subqueries resolve as they would against the table. Created by an older version as a
---   SECURITY DEFINER function that everyone could call, or of the other form before ALTER RLS
---   POLICY: dropped first (the caller has cleared the tables that used it).
+--   SECURITY DEFINER function that everyone could call, or without the reader, or of the other
+--   form before ALTER RLS POLICY: dropped first (the caller has cleared the tables that used it).
 --   Without lookups: in schema shiftguard (the table's policy inlines it; everyone may call it).
 CREATE OR REPLACE FUNCTION shiftguard.rls_define(p_policy jsonb, p_search_path text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET standard_conforming_strings = on AS $$
@@ -452,6 +454,10 @@ DECLARE
 BEGIN
     -- Everything but the body resolves in pg_catalog: column types are built-in ones (Redshift has
     -- no user-defined types), so no domain of anyone's (its CHECK runs code) stands in for one.
+    IF v_reads THEN  -- the reader, unnamed: $1
+        v_params := ARRAY['pg_catalog.name'];
+        v_types := ARRAY['pg_catalog.name'];
+    END IF;
     FOR v_column IN SELECT jsonb_array_elements(p_policy->'columns') LOOP
         v_type := to_regtype(v_column->>'type');
         IF v_type IS NULL THEN
@@ -464,7 +470,7 @@ BEGIN
     FOR v_old IN SELECT oid FROM pg_proc WHERE proname = 'rls:' || (p_policy->>'name')
                     AND pronamespace IN ('shiftguard'::regnamespace, 'shiftguard_rows'::regnamespace)
                     AND (pronamespace <> CASE WHEN v_reads THEN 'shiftguard_rows' ELSE 'shiftguard' END::regnamespace
-                         OR proretset <> v_reads OR prosecdef) LOOP
+                         OR proretset <> v_reads OR prosecdef OR pronargs <> cardinality(v_params)) LOOP
         EXECUTE format('DROP FUNCTION %s', v_old);
     END LOOP;
     IF NOT v_reads THEN
@@ -1026,57 +1032,118 @@ SELECT shiftguard.ensure_event_trigger('shiftguard_guard_inheritance', 'ddl_comm
                                              'ALTER FOREIGN TABLE'],
                                        'shiftguard.guard_inheritance');
 
--- Upgrade: an older version made a policy that reads tables a SECURITY DEFINER function that
--- every user could call with values of their choosing (see the header). It becomes the invoker
--- form in shiftguard_rows with the same body, as PostgreSQL prints it with only pg_catalog on the path (every other
--- name qualified, as pg_dump relies on), bound to the same objects (checked), and the tables it is
--- attached to get their row security made again. What cannot be carried over stays as it was,
--- but executable by nobody: reading those tables fails until ALTER RLS POLICY gives it again.
-DO $$
+-- Upgrade (run by the proxy after the catalog's SQL, store.py _upgrade_rls_policies): the
+-- policies whose functions an older version made another way. The oldest made one that reads
+-- tables a SECURITY DEFINER function that every user could call with values of their choosing
+-- (see the header); later ones wrote the querying user as session_user, which an admin's
+-- ANALYZE running a user's index expression makes the admin, without the reader parameter. The
+-- proxy parses each one's predicate again and makes its function anew (rls_redefine); what
+-- cannot be carried over is refused until ALTER RLS POLICY gives it again (rls_lost).
+CREATE OR REPLACE FUNCTION shiftguard.rls_stale_policies() RETURNS SETOF shiftguard_rows.rls_policies
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT p.* FROM shiftguard_rows.rls_policies p
+     WHERE EXISTS (SELECT FROM pg_proc f
+                    WHERE f.proname = 'rls:' || p.name
+                      AND f.pronamespace IN ('shiftguard'::regnamespace, 'shiftguard_rows'::regnamespace)
+                      AND (f.prosecdef
+                           OR (f.proretset AND f.pronargs <> jsonb_array_length(p.columns) + 1)
+                           OR (NOT f.proretset AND pg_get_function_sqlbody(f.oid) LIKE '%SESSION_USER%')))
+     ORDER BY p.name
+$$;
+REVOKE ALL ON FUNCTION shiftguard.rls_stale_policies() FROM PUBLIC;
+
+-- What the policy's functions are bound to (pg_depend), and the schemas of those objects.
+CREATE OR REPLACE FUNCTION shiftguard.rls_bound_to(p_policy text, OUT objects text[], OUT schemas text)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    WITH bound AS (
+        SELECT DISTINCT d.refclassid, d.refobjid, d.refobjsubid FROM pg_depend d JOIN pg_proc f ON f.oid = d.objid
+         WHERE d.classid = 'pg_proc'::regclass AND d.refclassid <> 'pg_namespace'::regclass
+           AND f.proname = 'rls:' || p_policy
+           AND f.pronamespace IN ('shiftguard'::regnamespace, 'shiftguard_rows'::regnamespace)),
+    spaces AS (
+        SELECT DISTINCT CASE b.refclassid
+                   WHEN 'pg_class'::regclass THEN (SELECT relnamespace FROM pg_class WHERE oid = b.refobjid)
+                   WHEN 'pg_proc'::regclass THEN (SELECT pronamespace FROM pg_proc WHERE oid = b.refobjid)
+                   WHEN 'pg_operator'::regclass THEN (SELECT oprnamespace FROM pg_operator WHERE oid = b.refobjid)
+                   WHEN 'pg_type'::regclass THEN (SELECT typnamespace FROM pg_type WHERE oid = b.refobjid) END AS nsp
+          FROM bound b)
+    SELECT (SELECT array_agg(format('%s %s %s', refclassid, refobjid, refobjsubid) ORDER BY 1) FROM bound),
+           (SELECT string_agg(quote_ident(n.nspname), ', ' ORDER BY n.nspname) FROM spaces s
+              JOIN pg_namespace n ON n.oid = s.nsp WHERE n.nspname <> 'pg_catalog')
+$$;
+REVOKE ALL ON FUNCTION shiftguard.rls_bound_to(text) FROM PUBLIC;
+
+-- The policy's function made again from p_policy (the proxy's parse of its stored predicate),
+-- its names resolved in the schemas of what the old one was bound to (then checked: bound to
+-- the same objects, or the change is undone and rls_lost called), and its tables' row
+-- security made again.
+CREATE OR REPLACE FUNCTION shiftguard.rls_redefine(p_policy jsonb) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_function regprocedure;
-    v_policy   text;
-    v_args     text;
-    v_body     text;
-    v_before   text[];
-    v_new      oid;
+    v_name     text := p_policy->>'name';
+    v_before   record := shiftguard.rls_bound_to(v_name);
     v_relation oid;
 BEGIN
-    PERFORM set_config('search_path', 'pg_catalog, pg_temp', true);
-    FOR v_function, v_policy IN SELECT p.oid, substr(p.proname, 5) FROM pg_proc p
-                                  WHERE p.pronamespace = 'shiftguard'::regnamespace AND p.proname LIKE 'rls:%'
-                                    AND p.prosecdef AND NOT p.proretset LOOP
-        v_args := pg_get_function_arguments(v_function);
-        v_body := pg_get_function_sqlbody(v_function);
-        v_before := ARRAY(SELECT format('%s %s %s', refclassid, refobjid, refobjsubid) FROM pg_depend
-                           WHERE classid = 'pg_proc'::regclass AND objid = v_function
-                             AND refclassid <> 'pg_namespace'::regclass ORDER BY 1);
-        FOR v_relation IN SELECT DISTINCT relation FROM shiftguard_rows.rls_attachments WHERE policy = v_policy LOOP
-            PERFORM shiftguard.rls_clear(v_relation, false);
-        END LOOP;
-        BEGIN
-            EXECUTE format('DROP FUNCTION %s', v_function);
-            EXECUTE format('CREATE FUNCTION shiftguard_rows.%I(%s) RETURNS SETOF boolean LANGUAGE sql STABLE '
-                           'SECURITY INVOKER %s', 'rls:' || v_policy, v_args, v_body);
-            v_new := (SELECT oid FROM pg_proc WHERE pronamespace = 'shiftguard_rows'::regnamespace
-                                                AND proname = 'rls:' || v_policy);
-            IF ARRAY(SELECT format('%s %s %s', refclassid, refobjid, refobjsubid) FROM pg_depend
-                      WHERE classid = 'pg_proc'::regclass AND objid = v_new
-                        AND refclassid <> 'pg_namespace'::regclass ORDER BY 1) IS DISTINCT FROM v_before THEN
-                RAISE EXCEPTION 'the body printed again binds to other objects';
-            END IF;
-            EXECUTE format('ALTER FUNCTION %s OWNER TO shiftguard_rls', v_new::regprocedure);
-            EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', v_new::regprocedure);
-            PERFORM shiftguard.require_trusted_body(v_new::regprocedure, format('RLS policy "%s"', v_policy));
-        EXCEPTION WHEN OTHERS THEN
-            EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', v_function);
-            RAISE WARNING 'RLS policy "%" could not be carried over (%): reading the tables it is attached to '
-                          'fails (permission denied) until ALTER RLS POLICY "%" USING (...) gives its predicate again',
-                          v_policy, SQLERRM, v_policy;
-        END;
-        FOR v_relation IN SELECT DISTINCT relation FROM shiftguard_rows.rls_attachments WHERE policy = v_policy LOOP
-            PERFORM shiftguard.rls_sync(v_relation);
-        END LOOP;
+    FOR v_relation IN SELECT DISTINCT relation FROM shiftguard_rows.rls_attachments WHERE policy = v_name LOOP
+        PERFORM shiftguard.rls_clear(v_relation, false);
+    END LOOP;
+    PERFORM shiftguard.rls_define(p_policy, coalesce(v_before.schemas, 'public'));
+    IF (SELECT objects FROM shiftguard.rls_bound_to(v_name)) IS DISTINCT FROM v_before.objects THEN
+        RAISE EXCEPTION 'its predicate read again binds to other objects';
+    END IF;
+    FOR v_relation IN SELECT DISTINCT relation FROM shiftguard_rows.rls_attachments WHERE policy = v_name LOOP
+        PERFORM shiftguard.rls_sync(v_relation);
     END LOOP;
 END
 $$;
+REVOKE ALL ON FUNCTION shiftguard.rls_redefine(jsonb) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION shiftguard.rls_policy_lost(p_policy text) RETURNS SETOF boolean
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RAISE EXCEPTION 'RLS policy "%" could not be carried over from an older version of shiftguard', p_policy
+        USING ERRCODE = '55000', HINT = format('A superuser gives its predicate again: ALTER RLS POLICY %I USING (...)',
+                                               p_policy);
+END
+$$;
+REVOKE ALL ON FUNCTION shiftguard.rls_policy_lost(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shiftguard.rls_policy_lost(text) TO shiftguard_rls;
+
+-- A policy rls_redefine could not carry over: its function (the form that reads tables, so the
+-- table's policy calls it through rls@<oid>) raises until ALTER RLS POLICY gives it again; the
+-- old ones go unless something else depends on them (then they stay, executable by nobody).
+CREATE OR REPLACE FUNCTION shiftguard.rls_lost(p_name text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_policy   shiftguard_rows.rls_policies;
+    v_old      regprocedure;
+    v_params   text;
+    v_relation oid;
+BEGIN
+    SELECT * INTO STRICT v_policy FROM shiftguard_rows.rls_policies WHERE name = p_name;
+    FOR v_relation IN SELECT DISTINCT relation FROM shiftguard_rows.rls_attachments WHERE policy = p_name LOOP
+        PERFORM shiftguard.rls_clear(v_relation, false);
+    END LOOP;
+    FOR v_old IN SELECT oid FROM pg_proc WHERE proname = 'rls:' || p_name
+                    AND pronamespace IN ('shiftguard'::regnamespace, 'shiftguard_rows'::regnamespace) LOOP
+        BEGIN
+            EXECUTE format('DROP FUNCTION %s', v_old);
+        EXCEPTION WHEN dependent_objects_still_exist THEN
+            EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', v_old);
+        END;
+    END LOOP;
+    v_params := (SELECT string_agg(', ' || to_regtype(c->>'type')::text, '' ORDER BY n)
+                   FROM jsonb_array_elements(v_policy.columns) WITH ORDINALITY AS x (c, n));
+    EXECUTE format('CREATE OR REPLACE FUNCTION shiftguard_rows.%I(pg_catalog.name%s) RETURNS SETOF pg_catalog.bool '
+                   'LANGUAGE sql STABLE BEGIN ATOMIC SELECT x FROM shiftguard.rls_policy_lost(%L) AS x; END',
+                   'rls:' || p_name, coalesce(v_params, ''), p_name);
+    EXECUTE format('ALTER FUNCTION shiftguard_rows.%I(pg_catalog.name%s) OWNER TO shiftguard_rls',
+                   'rls:' || p_name, coalesce(v_params, ''));
+    EXECUTE format('REVOKE ALL ON FUNCTION shiftguard_rows.%I(pg_catalog.name%s) FROM PUBLIC',
+                   'rls:' || p_name, coalesce(v_params, ''));
+    FOR v_relation IN SELECT DISTINCT relation FROM shiftguard_rows.rls_attachments WHERE policy = p_name LOOP
+        PERFORM shiftguard.rls_sync(v_relation);
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION shiftguard.rls_lost(text) FROM PUBLIC;

@@ -23,10 +23,12 @@ from dataclasses import dataclass
 from importlib import resources
 
 import asyncpg
+import pglast
 
 from ..backend.session import BackendAddress
+from ..policy import rls
 from ..policy.connectivity import GroupRules, SecurityGroups, canonical_cidr
-from ..policy.tokens import quote_ident, sql_literal
+from ..policy.tokens import GrammarError, parse_tree, printed, quote_ident, sql_literal
 from ..protocol.auth import redshift_md5, scram_verifier
 
 log = logging.getLogger(__name__)
@@ -1522,12 +1524,49 @@ async def _install(conn: asyncpg.Connection, superuser: bool) -> bool:
     (the next start tries again)."""
     for extra in _INSTALLED:
         await conn.execute(_sql(extra))
+    await _upgrade_rls_policies(conn)
+    await _upgrade_masking_functions(conn)
     await _warn_refused(conn)
     if superuser:
         for name in _SUPERUSER_INSTALLED:
             await conn.execute(_sql(name))
         return await _install_postgis(conn, await conn.fetchval("SELECT current_database()"))
     return True
+
+
+async def _upgrade_rls_policies(conn: asyncpg.Connection) -> None:
+    """The RLS policies of the database conn is in whose functions an older version made
+    another way (rls.sql rls_stale_policies) made again from their stored predicates, parsed as
+    CREATE RLS POLICY parses them; one that cannot be is refused until ALTER RLS POLICY."""
+    for row in await conn.fetch("SELECT name, alias, columns, predicate FROM shiftguard.rls_stale_policies()"):
+        try:
+            predicate = rls.parse_predicate(row["predicate"])
+            policy = {"name": row["name"], "alias": row["alias"], "columns": json.loads(row["columns"]),
+                      "predicate": row["predicate"], "expression": predicate.expression,
+                      "lookups": predicate.lookups, "inline": predicate.inline}
+            async with conn.transaction():
+                await conn.execute("SELECT shiftguard.rls_redefine($1::jsonb)", json.dumps(policy))
+        except (GrammarError, asyncpg.PostgresError) as exc:
+            await conn.execute("SELECT shiftguard.rls_lost($1)", row["name"])
+            log.warning("database %s: RLS policy %s could not be carried over from an older version (%s): reading "
+                        "the tables it is attached to fails until a superuser gives its predicate again with ALTER "
+                        "RLS POLICY", await conn.fetchval("SELECT current_database()"), row["name"], exc)
+
+
+async def _upgrade_masking_functions(conn: asyncpg.Connection) -> None:
+    """The masking functions an older version wrote with session_user for the querying user
+    (masking.sql mask_stale_functions), their expressions printed again with current_user."""
+    for row in await conn.fetch("SELECT function::oid AS oid, body FROM shiftguard.mask_stale_functions()"):
+        rewritten = None
+        if row["body"].startswith("RETURN "):
+            try:
+                expression = parse_tree(f"SELECT ({row['body'][len('RETURN '):]}\n)")[0].stmt.targetList[0].val
+            except pglast.parser.ParseError:
+                pass
+            else:
+                rls.reader_as_current_user(expression)
+                rewritten = printed(expression)
+        await conn.execute("SELECT shiftguard.mask_reread($1::oid::regprocedure, $2)", row["oid"], rewritten)
 
 
 async def _warn_refused(conn: asyncpg.Connection) -> None:

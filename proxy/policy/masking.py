@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pglast import ast, parser, visitors
 
 from ..protocol import sqlstate
-from .rls import _columns, _parenthesized, check_body_size, table_name
+from .rls import _columns, _parenthesized, check_body_size, reader_as_current_user, table_name
 from .tokens import Cursor, GrammarError, parse_tree, printed
 
 
@@ -78,9 +78,9 @@ def _expressions(text: str) -> tuple[list[str], list[str]]:
             raise GrammarError("masking expressions that read tables are not supported by shiftguard",
                                sqlstate.FEATURE_NOT_SUPPORTED)
         written.append(printed(target.val))
-        # current_user as written: the expression's function is an invoker one, inlined into the
-        # reader's query (session_user is not the reader while an admin's ANALYZE runs a user's
-        # index expression as the user)
+        # The expression's function is an invoker one, inlined into the reader's query, where
+        # current_user is the reader; session_user, too, is taken for the reader (rls._Reader).
+        reader_as_current_user(target.val)
         evaluated.append(printed(target.val))
     return written, evaluated
 

@@ -21,8 +21,12 @@ from pglast import ast, enums, parser, visitors
 from ..protocol import sqlstate
 from .tokens import Cursor, GrammarError, Token, parse_tree, printed, quoted_name
 
-_CURRENT_USER = (enums.SQLValueFunctionOp.SVFOP_CURRENT_USER, enums.SQLValueFunctionOp.SVFOP_USER,
-                 enums.SQLValueFunctionOp.SVFOP_CURRENT_ROLE)
+# Every spelling of the querying user. Redshift has no SET ROLE, and SET SESSION AUTHORIZATION
+# changes both, so they name the same user there; here code of one role can run in another's
+# session (an admin's ANALYZE runs a table owner's index expressions as the owner), where
+# session_user is not the reader: a policy takes all of them for the reader.
+_READER = (enums.SQLValueFunctionOp.SVFOP_CURRENT_USER, enums.SQLValueFunctionOp.SVFOP_USER,
+           enums.SQLValueFunctionOp.SVFOP_CURRENT_ROLE, enums.SQLValueFunctionOp.SVFOP_SESSION_USER)
 
 
 @dataclass(frozen=True)
@@ -49,10 +53,10 @@ def check_body_size(text: str, what: str) -> None:
 
 
 def parse_predicate(text: str) -> Predicate:
-    """One boolean expression. Inside a policy function that reads lookup tables current_user
-    would be the function's owner, so the querying user is written as session_user there (the
-    user the session logged in as, or became with SET SESSION AUTHORIZATION); the form without
-    lookups (inline) keeps current_user."""
+    """One boolean expression. The form without lookups (inline) is evaluated in the reader's
+    query, where current_user is the reader. The form that reads lookup tables is evaluated in a
+    function running as another role, which takes the reader as its first parameter: the
+    querying user is written $1 there."""
     check_body_size(text, "RLS policy predicate")
     try:
         tree = parse_tree(f"SELECT ({text}\n)")
@@ -67,14 +71,15 @@ def parse_predicate(text: str) -> Predicate:
     written = printed(expression)
     lookups = _Lookups()
     lookups(expression)
+    if lookups.parameters:
+        raise GrammarError("an RLS policy predicate cannot have parameters ($n)")
     inline = None
     if not lookups.names and not lookups.subqueries:
-        # An invoker function inlined into the reader's query: current_user is the reader there
-        # (session_user is not, while an admin's ANALYZE runs a user's index expression).
         bare = parse_tree(f"SELECT ({text}\n)")[0].stmt.targetList[0].val
         _BareColumns()(bare)
+        reader_as_current_user(bare)
         inline = printed(bare)
-    _SessionUser()(expression)
+    _Reader(ast.ParamRef(number=1))(expression)
     rewritten = printed(expression)
     return Predicate(written, rewritten, lookups.names, inline)
 
@@ -89,11 +94,19 @@ class _BareColumns(visitors.Visitor):
         return None
 
 
-class _SessionUser(visitors.Visitor):
+def reader_as_current_user(expression: ast.Node) -> None:
+    _Reader(ast.SQLValueFunction(op=enums.SQLValueFunctionOp.SVFOP_CURRENT_USER, typmod=-1))(expression)
+
+
+class _Reader(visitors.Visitor):
+    """Every spelling of the querying user becomes the given node."""
+
+    def __init__(self, reader: ast.Node):
+        super().__init__()
+        self.reader = reader
+
     def visit_SQLValueFunction(self, parent, node):
-        if node.op in _CURRENT_USER:
-            return ast.SQLValueFunction(op=enums.SQLValueFunctionOp.SVFOP_SESSION_USER, typmod=-1)
-        return None
+        return self.reader if node.op in _READER else None
 
 
 class _Lookups(visitors.Visitor):
@@ -104,6 +117,10 @@ class _Lookups(visitors.Visitor):
         self.names: list[str] = []
         self.ctes: set[str] = set()
         self.subqueries = False
+        self.parameters = False
+
+    def visit_ParamRef(self, parent, node):
+        self.parameters = True
 
     def visit_SubLink(self, parent, node):
         self.subqueries = True

@@ -13,10 +13,6 @@ from .test_attack15 import _during_admins_analyze
 from .test_databases import database  # noqa: F401 (a fixture)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "open: rls@<oid> (SECURITY DEFINER, schema shiftguard_rows) evaluates a lookup predicate's current_user and "
-    "its 'applies to' terms as session_user; the fix is to pass the policy's current_user (the reader) into "
-    "rls@<oid> and into the lookup predicate's function (users cannot name either), and rebind at start"))
 def test_an_rls_lookup_predicate_in_an_admins_analyze_is_not_evaluated_for_the_admin(proxy, new_user):
     """The documented leftover "RLS predicates that read lookup tables keep session_user" is a
     plain leak, the same one test_attack15 closed for predicates without lookups: the policy is

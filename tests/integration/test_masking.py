@@ -381,6 +381,42 @@ def test_tables_masked_before_keep_no_statistics_from_the_next_start(make_proxy,
         admin.execute(f"DROP TABLE {t}")
 
 
+def test_masking_expressions_that_took_session_user_for_the_reader_are_made_again(make_proxy, postgres):
+    """An older version wrote a masking expression's current_user as session_user (the admin,
+    while an admin's ANALYZE runs a user's index expression). A proxy starting prints it again
+    with current_user; the masking still tells readers apart."""
+    proxy = make_proxy()
+    t, policy, user, other = unique("old"), unique("m"), unique("u"), unique("u")
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE USER {user} PASSWORD '{PASSWORD}'")
+        admin.execute(f"CREATE USER {other} PASSWORD '{PASSWORD}'")
+        admin.execute(f"CREATE TABLE {t} (a int, card text)")
+        admin.execute(f"INSERT INTO {t} VALUES (1, '4111')")
+        admin.execute(f"GRANT SELECT ON {t} TO {user}, {other}")
+        admin.execute(f"CREATE MASKING POLICY {policy} WITH (card text) "
+                      f"USING (CASE WHEN current_user = '{user}' THEN card ELSE '{FULL}' END)")
+        admin.execute(f"ATTACH MASKING POLICY {policy} ON {t}(card) TO PUBLIC")
+    function = f'shiftguard."mask:{policy}:1"(text)'
+    with postgres.connect() as direct:  # as an older version left it
+        direct.execute("SET search_path = pg_catalog")
+        direct.execute(f"CREATE OR REPLACE FUNCTION shiftguard.\"mask:{policy}:1\"(card text) RETURNS text "
+                       f"LANGUAGE sql STABLE RETURN (CASE WHEN session_user = '{user}' THEN card ELSE '{FULL}' END)")
+        installed_by_an_older_version(direct)
+    make_proxy()
+    with postgres.connect() as direct:
+        body = direct.execute("SELECT pg_get_function_sqlbody(%s::regprocedure)", (function,)).fetchone()[0]
+        assert "CURRENT_USER" in body and "SESSION_USER" not in body
+    with proxy.connect(user, PASSWORD) as conn:
+        assert conn.execute(f"SELECT card FROM {t}").fetchall() == [("4111",)]
+    with proxy.connect(other, PASSWORD) as conn:
+        assert conn.execute(f"SELECT card FROM {t}").fetchall() == [(FULL,)]
+    with proxy.connect() as admin:
+        admin.execute(f"DETACH MASKING POLICY {policy} ON {t}(card) FROM PUBLIC")
+        admin.execute(f"DROP MASKING POLICY {policy}")
+        admin.execute(f"DROP TABLE {t}")
+        admin.execute(f"DROP USER {user}, {other}")
+
+
 def test_masked_tables_take_no_part_in_inheritance(proxy, world):
     """Rows read through a parent are not masked (PostgreSQL applies the row security of the
     table a query names): a table in inheritance or partitioning cannot be masked, nor a masked

@@ -214,6 +214,7 @@ def test_only_superusers_and_secadmin_manage_rls(proxy, world):
     ("CREATE RLS POLICY {pol} USING (true); ATTACH RLS POLICY {pol} ON {cat} TO PUBLIC; DROP RLS POLICY {pol}",
      psycopg.errors.DependentObjectsStillExist, "attached"),
     ("DROP RLS POLICY {pol}", psycopg.errors.UndefinedObject, "does not exist"),
+    ("CREATE RLS POLICY {pol} WITH (a int) USING (a = $1)", psycopg.errors.SyntaxError, "cannot have parameters"),
     ("CREATE RLS POLICY {pol} USING (true) OR (1 = 1)", psycopg.errors.SyntaxError, "syntax error"),
     ("CREATE RLS POLICY {pol} USING (true) FROM x; DROP TABLE {cat}", psycopg.errors.SyntaxError, "syntax"),
     ("CREATE RLS POLICY {pol} USING ((SELECT true); DROP TABLE {cat}; SELECT (true))", psycopg.errors.SyntaxError, ""),
@@ -589,7 +590,7 @@ def test_alter_rls_policy_on_an_attached_lookup_policy(proxy, postgres, world):
 
 def row_functions(table_oid: int) -> list[str]:
     """What shiftguard made for a table whose policies read lookup tables (catalog/rls.sql)."""
-    return [f'shiftguard_rows."rls@{table_oid}"(tid)', f'shiftguard_rows."rls@{table_oid}:latest"(tid)',
+    return [f'shiftguard_rows."rls@{table_oid}"(tid,name)', f'shiftguard_rows."rls@{table_oid}:latest"(tid,name)',
             f'shiftguard."rls@{table_oid}:rows"', "shiftguard_rls_rows policy"]
 
 
@@ -714,9 +715,9 @@ def test_lookup_policies_of_an_older_version_are_carried_over(make_proxy, postgr
         direct.execute("SET search_path = pg_catalog")
         installed_by_an_older_version(direct)
         for statement in (f"DROP POLICY shiftguard_rls ON public.{t}", f"DROP POLICY shiftguard_rls_rows ON public.{t}",
-                          f'DROP FUNCTION shiftguard_rows."rls@{oid}"(tid), shiftguard_rows."rls@{oid}:latest"(tid)',
+                          f'DROP FUNCTION shiftguard_rows."rls@{oid}"(tid, name), shiftguard_rows."rls@{oid}:latest"(tid, name)',
                           f'DROP VIEW shiftguard."rls@{oid}:rows"',
-                          f'DROP FUNCTION shiftguard_rows."rls:{pol}"(integer)',
+                          f'DROP FUNCTION shiftguard_rows."rls:{pol}"(name, integer)',
                           f'CREATE FUNCTION shiftguard."rls:{pol}"(k integer) RETURNS boolean LANGUAGE sql STABLE '
                           f"SECURITY DEFINER BEGIN ATOMIC SELECT coalesce((k IN (SELECT e.k FROM public.{lookup} e "
                           f"WHERE e.username::text = session_user))::pg_catalog.bool, false) "
@@ -741,6 +742,107 @@ def test_lookup_policies_of_an_older_version_are_carried_over(make_proxy, postgr
         assert [r[0] for r in conn.execute(f"SELECT k FROM {t} ORDER BY 1")] == [3, 5]
         with pytest.raises(psycopg.Error):
             conn.execute(oracle)
+    with proxy.connect() as admin:
+        admin.execute(f"DROP RLS POLICY {pol} CASCADE")
+        admin.execute(f"DROP TABLE {t}, {lookup}")
+        admin.execute(f"DROP USER {user}")
+
+
+def _lookup_policy_made_by_session_user_version(proxy, postgres, user, t, lookup, pol, predicate_function):
+    """A policy reading a lookup table, its functions as the version before the reader
+    parameter made them (the querying user written session_user, rls@<oid>(tid))."""
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE TABLE {t} (k int, v text)")
+        admin.execute(f"INSERT INTO {t} SELECT g, 'v' || g FROM generate_series(1, 10) g")
+        admin.execute(f"CREATE TABLE {lookup} (username varchar(64), k int)")
+        admin.execute(f"INSERT INTO {lookup} VALUES ('{user}', 3), ('{user}', 5)")
+        admin.execute(f"GRANT SELECT ON {t} TO {user}")
+        admin.execute(f"CREATE RLS POLICY {pol} WITH (k int) USING (k IN "
+                      f"(SELECT e.k FROM {lookup} e WHERE e.username = current_user))")
+        admin.execute(f"ATTACH RLS POLICY {pol} ON {t} TO PUBLIC")
+        admin.execute(f"ALTER TABLE {t} ROW LEVEL SECURITY ON")
+        oid = admin.execute("SELECT %s::regclass::oid", (t,)).fetchone()[0]
+    with postgres.connect() as direct:
+        direct.execute("SET search_path = pg_catalog")
+        installed_by_an_older_version(direct)
+        for statement in (f"DROP POLICY shiftguard_rls ON public.{t}",
+                          f'DROP FUNCTION shiftguard_rows."rls@{oid}"(tid, name), '
+                          f'shiftguard_rows."rls@{oid}:latest"(tid, name)',
+                          f'DROP FUNCTION shiftguard_rows."rls:{pol}"(name, integer)',
+                          predicate_function,
+                          f'ALTER FUNCTION shiftguard_rows."rls:{pol}"(integer) OWNER TO shiftguard_rls',
+                          f'REVOKE ALL ON FUNCTION shiftguard_rows."rls:{pol}"(integer) FROM PUBLIC',
+                          *(f'CREATE FUNCTION shiftguard_rows."rls@{oid}{suffix}"(tid) RETURNS bool LANGUAGE sql '
+                            f'STABLE SECURITY DEFINER BEGIN ATOMIC SELECT true FROM shiftguard."rls@{oid}:rows" r '
+                            f'CROSS JOIN LATERAL shiftguard_rows."rls:{pol}"(r.k) p (ok) WHERE r.ctid = $1 AND p.ok; END'
+                            for suffix in ("", ":latest")),
+                          *(f'ALTER FUNCTION shiftguard_rows."rls@{oid}{suffix}"(tid) OWNER TO shiftguard_rls'
+                            for suffix in ("", ":latest")),
+                          f"CREATE POLICY shiftguard_rls ON public.{t} AS PERMISSIVE FOR ALL TO PUBLIC USING "
+                          f"((SELECT shiftguard.rls_exempt()) OR ((SELECT shiftguard.rls_applies('{pol}', {oid})) AND "
+                          f"(NOT (SELECT shiftguard.rls_applies('{pol}', {oid})) OR "
+                          f"shiftguard_rows.\"rls@{oid}\"(ctid)))) WITH CHECK (true)"):
+            direct.execute(statement)
+    return oid
+
+
+def test_lookup_policies_that_took_session_user_for_the_reader_are_made_again(make_proxy, postgres):
+    """The version before took the querying user of a predicate reading lookup tables for
+    session_user (an admin's ANALYZE running a user's index expression read as the admin). A
+    proxy starting makes the policy's functions again with the reader passed in, bound to the
+    same lookup table: the user still sees the rows the lookup table gives them, and no
+    function of the old form is left."""
+    proxy = make_proxy()
+    user, t, lookup, pol = unique("u"), unique("t"), unique("entitled"), unique("p")
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE USER {user} PASSWORD '{PASSWORD}'")
+    oid = _lookup_policy_made_by_session_user_version(
+        proxy, postgres, user, t, lookup, pol,
+        f'CREATE FUNCTION shiftguard_rows."rls:{pol}"(k integer) RETURNS SETOF boolean LANGUAGE sql STABLE '
+        f"BEGIN ATOMIC SELECT true FROM (SELECT $1 AS k) AS {pol} WHERE (k IN (SELECT e.k FROM public.{lookup} e "
+        f"WHERE e.username::text = session_user))::pg_catalog.bool; END")
+    with proxy.connect(user, PASSWORD) as conn:
+        assert [r[0] for r in conn.execute(f"SELECT k FROM {t} ORDER BY 1")] == [3, 5]
+    make_proxy()
+    with postgres.connect() as direct:
+        assert direct.execute("SELECT pg_get_function_identity_arguments(oid) FROM pg_proc "
+                              "WHERE pronamespace = 'shiftguard_rows'::regnamespace AND proname = %s",
+                              (f"rls:{pol}",)).fetchall() == [("name, k integer",)]
+        assert "session_user" not in direct.execute("SELECT lower(pg_get_function_sqlbody(%s::regprocedure))",
+                                                    (f'shiftguard_rows."rls:{pol}"(name, integer)',)).fetchone()[0]
+    assert present(postgres, oid) == sorted(row_functions(oid))
+    with proxy.connect(user, PASSWORD) as conn:
+        assert [r[0] for r in conn.execute(f"SELECT k FROM {t} ORDER BY 1")] == [3, 5]
+    with proxy.connect() as admin:
+        admin.execute(f"DROP RLS POLICY {pol} CASCADE")
+        admin.execute(f"DROP TABLE {t}, {lookup}")
+        admin.execute(f"DROP USER {user}")
+
+
+def test_a_lookup_policy_that_cannot_be_carried_over_is_refused_until_given_again(make_proxy, postgres):
+    """A stored predicate the proxy cannot read again (here: made unreadable) is not guessed
+    at: reading the tables it is attached to fails with an error that names the policy and
+    says what to do, and ALTER RLS POLICY gives it again."""
+    proxy = make_proxy()
+    user, t, lookup, pol = unique("u"), unique("t"), unique("entitled"), unique("p")
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE USER {user} PASSWORD '{PASSWORD}'")
+    _lookup_policy_made_by_session_user_version(
+        proxy, postgres, user, t, lookup, pol,
+        f'CREATE FUNCTION shiftguard_rows."rls:{pol}"(k integer) RETURNS SETOF boolean LANGUAGE sql STABLE '
+        f"BEGIN ATOMIC SELECT true FROM (SELECT $1 AS k) AS {pol} WHERE (k IN (SELECT e.k FROM public.{lookup} e "
+        f"WHERE e.username::text = session_user))::pg_catalog.bool; END")
+    with postgres.connect() as direct:
+        direct.execute("UPDATE shiftguard_rows.rls_policies SET predicate = 'k IN (SELECT' WHERE name = %s", (pol,))
+    make_proxy()
+    with proxy.connect(user, PASSWORD) as conn:
+        with pytest.raises(psycopg.Error, match=f'RLS policy "{pol}" could not be carried over') as caught:
+            conn.execute(f"SELECT k FROM {t}")
+        assert f"ALTER RLS POLICY {pol} USING" in caught.value.diag.message_hint
+    with proxy.connect() as admin:
+        admin.execute(f"ALTER RLS POLICY {pol} USING (k IN (SELECT e.k FROM {lookup} e WHERE e.username = current_user))")
+    with proxy.connect(user, PASSWORD) as conn:
+        assert [r[0] for r in conn.execute(f"SELECT k FROM {t} ORDER BY 1")] == [3, 5]
     with proxy.connect() as admin:
         admin.execute(f"DROP RLS POLICY {pol} CASCADE")
         admin.execute(f"DROP TABLE {t}, {lookup}")

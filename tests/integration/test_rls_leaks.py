@@ -540,39 +540,41 @@ def oracle_attempts(n: dict, user: str, hidden: list[str], tag: str) -> list[str
     return [
         f"SELECT {agg} {gen} WHERE {value}(g)",  # the attack as it worked before
         f"SELECT {agg} {gen}, {value}(g) AS x (ok) WHERE ok",
-        f"SELECT {agg} {gen}, {moved}(g) AS x (ok) WHERE ok",
-        f"SET search_path = shiftguard_rows, public; SELECT {agg} {gen}, \"rls:{n['p']}\"(g) AS x (ok) WHERE ok",
-        f"CREATE VIEW mv_{me} AS SELECT g {gen}, {moved}(g) AS x (ok) WHERE ok; SELECT {agg} FROM mv_{me}",
-        *[f"SELECT {agg} {gen}, {moved}(g::{t}) AS x (ok) WHERE ok" for t in ("bigint", "smallint", "numeric", "text")],
-        f"SELECT {agg} {gen} WHERE EXISTS (SELECT FROM {moved}(g) AS x (ok) WHERE ok)",
-        f"SELECT {agg} {gen} WHERE (SELECT ok FROM {moved}(g) AS x (ok))",
+        f"SELECT {agg} {gen}, {moved}(current_user, g) AS x (ok) WHERE ok",
+        f"SET search_path = shiftguard_rows, public; SELECT {agg} {gen}, \"rls:{n['p']}\"(current_user, g) AS x (ok) WHERE ok",
+        f"CREATE VIEW mv_{me} AS SELECT g {gen}, {moved}(current_user, g) AS x (ok) WHERE ok; SELECT {agg} FROM mv_{me}",
+        *[f"SELECT {agg} {gen}, {moved}(current_user, g::{t}) AS x (ok) WHERE ok" for t in ("bigint", "smallint", "numeric", "text")],
+        f"SELECT {agg} {gen} WHERE EXISTS (SELECT FROM {moved}(current_user, g) AS x (ok) WHERE ok)",
+        f"SELECT {agg} {gen} WHERE (SELECT ok FROM {moved}(current_user, g) AS x (ok))",
         f"CREATE VIEW ov_{me} AS SELECT g {gen}, {value}(g) AS x (ok) WHERE ok; SELECT {agg} FROM ov_{me}",
-        f"CREATE FUNCTION of_{me}(int) RETURNS SETOF boolean LANGUAGE sql AS $$SELECT * FROM {moved}($1)$$; "
+        f"CREATE FUNCTION of_{me}(int) RETURNS SETOF boolean LANGUAGE sql AS $$SELECT * FROM {moved}(current_user, $1)$$; "
         f"SELECT {agg} {gen} WHERE EXISTS (SELECT FROM of_{me}(g) AS x (ok) WHERE ok)",
-        f"DO $$DECLARE v text; BEGIN SELECT {agg} INTO v {gen}, {moved}(g) AS x (ok) WHERE ok; "
+        f"DO $$DECLARE v text; BEGIN SELECT {agg} INTO v {gen}, {moved}(current_user, g) AS x (ok) WHERE ok; "
         "RAISE NOTICE '%', v; END$$",
         f"DO $$DECLARE v text; BEGIN EXECUTE 'SELECT string_agg(g::text, '','') {gen}, ' "
-        f"|| (SELECT oid FROM pg_proc WHERE proname = 'rls:{n['p']}')::regproc || '(g) AS x (ok) WHERE ok' INTO v; "
+        f"|| (SELECT oid FROM pg_proc WHERE proname = 'rls:{n['p']}')::regproc || '(current_user, g) AS x (ok) WHERE ok' INTO v; "
         "RAISE NOTICE '%', v; END$$",
         f"SET search_path = shiftguard, public; SELECT {agg} {gen}, \"rls:{n['p']}\"(g) AS x (ok) WHERE ok",
         # the table's row functions, with ctids of rows the user does not see, and of none
-        f"SELECT string_agg('LEA' || 'KED ' || c, ',') FROM unnest({hid}) c WHERE {rows}(c)",
-        f"SELECT string_agg('LEA' || 'KED ' || c, ',') FROM unnest({hid}) c WHERE {latest}(c)",
-        *[f"SELECT 'LEA' || 'KED' WHERE (SELECT array_agg(DISTINCT coalesce({f}(c)::text, '-')) "
-          f"FROM unnest({hid}) c) IS DISTINCT FROM (SELECT array_agg(DISTINCT coalesce({f}(c)::text, '-')) "
+        f"SELECT string_agg('LEA' || 'KED ' || c, ',') FROM unnest({hid}) c WHERE {rows}(c, current_user)",
+        f"SELECT string_agg('LEA' || 'KED ' || c, ',') FROM unnest({hid}) c WHERE {latest}(c, current_user)",
+        f"SELECT string_agg('LEA' || 'KED ' || c, ',') FROM unnest({hid}) c WHERE {rows}(c, 'postgres')",
+        *[f"SELECT 'LEA' || 'KED' WHERE (SELECT array_agg(DISTINCT coalesce({f}(c, current_user)::text, '-')) "
+          f"FROM unnest({hid}) c) IS DISTINCT FROM (SELECT array_agg(DISTINCT coalesce({f}(c, current_user)::text, '-')) "
           f"FROM unnest({absent}) c)" for f in (rows, latest)],
         f"SELECT string_agg('LEA' || 'KED ' || c, ',') FROM (SELECT format('(0,%s)', g)::tid c "
-        f"FROM generate_series(0, 300) g) x WHERE {rows}(c) AND c = ANY ({hid})",
-        f"CREATE VIEW rv_{me} AS SELECT c FROM unnest({hid}) c WHERE {rows}(c); "
+        f"FROM generate_series(0, 300) g) x WHERE {rows}(c, current_user) AND c = ANY ({hid})",
+        f"CREATE VIEW rv_{me} AS SELECT c FROM unnest({hid}) c WHERE {rows}(c, current_user); "
         f"SELECT string_agg('LEA' || 'KED ' || c, ',') FROM rv_{me}",
-        f"DO $$BEGIN IF EXISTS (SELECT FROM unnest({hid}) c WHERE {rows}(c)) THEN "
+        f"DO $$BEGIN IF EXISTS (SELECT FROM unnest({hid}) c WHERE {rows}(c, current_user)) THEN "
         "RAISE NOTICE 'LEA%', 'KED'; END IF; END$$",
-        f"DO $$DECLARE v boolean; BEGIN EXECUTE format('SELECT %s(%L)', "
+        f"DO $$DECLARE v boolean; BEGIN EXECUTE format('SELECT %s(%L, current_user)', "
         f"(SELECT oid FROM pg_proc WHERE proname = 'rls@{n['oid']}')::regproc, '{hidden[0]}') INTO v; "
         "IF v THEN RAISE NOTICE 'LEA%', 'KED'; END IF; END$$",
         f"SET search_path = shiftguard_rows, public; "
-        f"SELECT string_agg('LEA' || 'KED ' || c, ',') FROM unnest({hid}) c WHERE \"rls@{n['oid']}\"(c)",
-        f"SELECT string_agg('LEA' || 'KED ' || c, ',') FROM unnest({hid}) c WHERE shiftguard.\"rls@{n['oid']}\"(c)",
+        f"SELECT string_agg('LEA' || 'KED ' || c, ',') FROM unnest({hid}) c WHERE \"rls@{n['oid']}\"(c, current_user)",
+        f"SELECT string_agg('LEA' || 'KED ' || c, ',') FROM unnest({hid}) c "
+        f"WHERE shiftguard.\"rls@{n['oid']}\"(c, current_user)",
         # the view they read the row through
         f"SELECT string_agg('LEA' || 'KED ' || ctid, ',') FROM shiftguard.\"rls@{n['oid']}:rows\"",
         f"CREATE VIEW rr_{me} AS SELECT * FROM shiftguard.\"rls@{n['oid']}:rows\"; "
@@ -605,19 +607,20 @@ def test_a_lookup_policy_is_no_oracle(proxy, lookup_world, capsys):
     assert leaks == []
 
 
-def test_a_tables_row_function_called_anyway_says_only_what_the_table_shows(proxy, postgres, lookup_world):
-    """Schema shiftguard_rows is closed to users; opened here, its function still says only whether
-    the user would see the row at a ctid: the whole verdict of the policies that reach them (AND,
-    OR, none), nothing for hidden rows or for places without a row, and nothing from the lookup
-    table. What remains for a user who may not read the table (blind): where a row they would see
-    is, as docs/row-level-security-and-masking.md says."""
+def test_a_tables_row_function_called_anyway_reads_only_the_tables_rows(proxy, postgres, lookup_world):
+    """Schema shiftguard_rows is closed to users, and that is the boundary: the table's policy
+    passes its function the reader (current_user), which a caller of its own could choose.
+    Opened here, the function still reads only the table's rows: it gives the verdict of the
+    policies that read lookup tables on the row at a ctid, the same nothing (NULL) for a row
+    they hide and for a place without a row, never a value of the caller's."""
     n = lookup_world
     users = ", ".join(n[user] for user in ("me", "other", "blind"))
 
     def verdicts(user: str) -> dict:
         with proxy.connect(n[user], PASSWORD) as conn:
-            return {where: conn.execute(f'SELECT shiftguard_rows."rls@{n["oid"]}"(%s::tid), '
-                                        f'shiftguard_rows."rls@{n["oid"]}:latest"(%s::tid)', (c, c)).fetchone()
+            return {where: conn.execute(f'SELECT shiftguard_rows."rls@{n["oid"]}"(%s::tid, current_user), '
+                                        f'shiftguard_rows."rls@{n["oid"]}:latest"(%s::tid, current_user)',
+                                        (c, c)).fetchone()
                     for where, c in [*n["ctid"].items(), *((a, a) for a in ABSENT)]}
 
     def seen(found: dict) -> list:
@@ -627,13 +630,12 @@ def test_a_tables_row_function_called_anyway_says_only_what_the_table_shows(prox
     with postgres.connect() as direct:
         direct.execute(f"GRANT USAGE ON SCHEMA shiftguard_rows TO {users}")
     try:
-        assert seen(verdicts("me")) == [9, 10]  # AND: 6 is entitled, but q hides it
-        assert seen(verdicts("other")) == []  # no policy reaches them (10 is in the lookup for them)
+        assert seen(verdicts("me")) == [6, 9, 10]  # p's verdict (q, which hides 6, is the table policy's own term)
+        assert seen(verdicts("other")) == [10]  # the only lookup policy: its predicate (who it reaches is asked outside)
         assert seen(verdicts("blind")) == [9]
         with proxy.connect() as admin:
             admin.execute(f"ALTER TABLE {n['cat']} ROW LEVEL SECURITY ON CONJUNCTION TYPE OR")
-        assert seen(verdicts("me")) == [6, 9, 10, 11]
-        assert seen(verdicts("other")) == []
+        assert seen(verdicts("me")) == [6, 9, 10]
     finally:
         with postgres.connect() as direct:
             direct.execute(f"REVOKE USAGE ON SCHEMA shiftguard_rows FROM {users}")

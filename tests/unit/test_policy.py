@@ -281,8 +281,11 @@ def test_role_statements(sql, expected, tag):
      "WHERE l.x = r.u AND l.y = user))",
      {"name": "p", "alias": "r", "columns": [{"colname": "u", "type": "text"}],
       "predicate": "u = CURRENT_USER OR EXISTS (SELECT FROM s.lookup AS l WHERE l.x = r.u AND l.y = USER)",
-      "expression": "u = SESSION_USER OR EXISTS (SELECT FROM s.lookup AS l WHERE l.x = r.u AND l.y = SESSION_USER)",
+      "expression": "u = $1 OR EXISTS (SELECT FROM s.lookup AS l WHERE l.x = r.u AND l.y = $1)",
       "lookups": ['"s"."lookup"'], "inline": None}),
+    ("CREATE RLS POLICY p WITH (u text) USING (u = session_user)",
+     {"name": "p", "alias": None, "columns": [{"colname": "u", "type": "text"}],
+      "predicate": "u = SESSION_USER", "expression": "u = $1", "lookups": [], "inline": "u = CURRENT_USER"}),
 ])
 def test_create_rls_policy(sql, expected):
     (action,) = plan(sql).actions

@@ -692,6 +692,22 @@ def test_a_row_updated_meanwhile_is_checked_again_in_its_new_version(proxy, worl
         admin.execute(f"DROP TABLE {lookup}")
 
 
+def _entitled_table(proxy, user: str, t: str, lookup: str, pol: str, entitled: tuple) -> int:
+    """t (k 1 to 10) with RLS on, its one policy reading the lookup table: the user sees the k
+    the lookup table lists for them. Returns t's oid."""
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE TABLE {t} (k int, v text)")
+        admin.execute(f"INSERT INTO {t} SELECT g, 'v' || g FROM generate_series(1, 10) g")
+        admin.execute(f"CREATE TABLE {lookup} (username varchar(64), k int)")
+        admin.cursor().executemany(f"INSERT INTO {lookup} VALUES (%s, %s)", [(user, k) for k in entitled])
+        admin.execute(f"GRANT SELECT ON {t} TO {user}")
+        admin.execute(f"CREATE RLS POLICY {pol} WITH (k int) USING (k IN "
+                      f"(SELECT e.k FROM {lookup} e WHERE e.username = current_user))")
+        admin.execute(f"ATTACH RLS POLICY {pol} ON {t} TO PUBLIC")
+        admin.execute(f"ALTER TABLE {t} ROW LEVEL SECURITY ON")
+        return admin.execute("SELECT %s::regclass::oid", (t,)).fetchone()[0]
+
+
 def test_lookup_policies_of_an_older_version_are_carried_over(make_proxy, postgres):
     """A database bootstrapped by a version that made a policy reading a lookup table a SECURITY
     DEFINER function anyone could call (the oracle): a proxy starting makes it the invoker form
@@ -700,16 +716,7 @@ def test_lookup_policies_of_an_older_version_are_carried_over(make_proxy, postgr
     user, t, lookup, pol = unique("u"), unique("t"), unique("entitled"), unique("p")
     with proxy.connect() as admin:
         admin.execute(f"CREATE USER {user} PASSWORD '{PASSWORD}'")
-        admin.execute(f"CREATE TABLE {t} (k int, v text)")
-        admin.execute(f"INSERT INTO {t} SELECT g, 'v' || g FROM generate_series(1, 10) g")
-        admin.execute(f"CREATE TABLE {lookup} (username varchar(64), k int)")
-        admin.execute(f"INSERT INTO {lookup} VALUES ('{user}', 3), ('{user}', 5), ('{user}', 4242)")
-        admin.execute(f"GRANT SELECT ON {t} TO {user}")
-        admin.execute(f"CREATE RLS POLICY {pol} WITH (k int) USING (k IN "
-                      f"(SELECT e.k FROM {lookup} e WHERE e.username = current_user))")
-        admin.execute(f"ATTACH RLS POLICY {pol} ON {t} TO PUBLIC")
-        admin.execute(f"ALTER TABLE {t} ROW LEVEL SECURITY ON")
-        oid = admin.execute("SELECT %s::regclass::oid", (t,)).fetchone()[0]
+    oid = _entitled_table(proxy, user, t, lookup, pol, (3, 5, 4242))
     oracle = f"SELECT string_agg(g::text, ',') FROM generate_series(1, 5000) g WHERE shiftguard.\"rls:{pol}\"(g)"
     with postgres.connect() as direct:  # what the older version made of it
         direct.execute("SET search_path = pg_catalog")
@@ -751,17 +758,7 @@ def test_lookup_policies_of_an_older_version_are_carried_over(make_proxy, postgr
 def _lookup_policy_made_by_session_user_version(proxy, postgres, user, t, lookup, pol, predicate_function):
     """A policy reading a lookup table, its functions as the version before the reader
     parameter made them (the querying user written session_user, rls@<oid>(tid))."""
-    with proxy.connect() as admin:
-        admin.execute(f"CREATE TABLE {t} (k int, v text)")
-        admin.execute(f"INSERT INTO {t} SELECT g, 'v' || g FROM generate_series(1, 10) g")
-        admin.execute(f"CREATE TABLE {lookup} (username varchar(64), k int)")
-        admin.execute(f"INSERT INTO {lookup} VALUES ('{user}', 3), ('{user}', 5)")
-        admin.execute(f"GRANT SELECT ON {t} TO {user}")
-        admin.execute(f"CREATE RLS POLICY {pol} WITH (k int) USING (k IN "
-                      f"(SELECT e.k FROM {lookup} e WHERE e.username = current_user))")
-        admin.execute(f"ATTACH RLS POLICY {pol} ON {t} TO PUBLIC")
-        admin.execute(f"ALTER TABLE {t} ROW LEVEL SECURITY ON")
-        oid = admin.execute("SELECT %s::regclass::oid", (t,)).fetchone()[0]
+    oid = _entitled_table(proxy, user, t, lookup, pol, (3, 5))
     with postgres.connect() as direct:
         direct.execute("SET search_path = pg_catalog")
         installed_by_an_older_version(direct)

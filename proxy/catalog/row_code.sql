@@ -347,6 +347,14 @@ BEGIN
         RETURN;
     END IF;
     FOR v_command IN SELECT * FROM pg_event_trigger_ddl_commands() LOOP
+        -- PostgreSQL 15 turns an empty table into a view given an ON SELECT rule: whatever read
+        -- the table by its oid (an RLS policy's lookup, a view) would run its owner's query, and
+        -- the functions in it, as the reader (shiftguard_rls, for a lookup table).
+        IF v_command.classid = 'pg_rewrite'::regclass
+                AND (SELECT ev_type FROM pg_rewrite WHERE oid = v_command.objid) = '1' THEN
+            RAISE EXCEPTION 'a table cannot be turned into a view by CREATE RULE ... ON SELECT; use CREATE VIEW'
+                USING ERRCODE = '0A000', HINT = 'Amazon Redshift has no rules.';
+        END IF;
         FOR v_relation IN SELECT * FROM shiftguard.row_code_targets(v_command.classid, v_command.objid) LOOP
             v_list := shiftguard.row_code_list(v_relation);
             IF v_list IS NOT NULL THEN

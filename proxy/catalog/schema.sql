@@ -561,12 +561,21 @@ $$;
 -- lost its caller (the function must pass the key it was given, or role_key's of the role it
 -- acts for), and is refused rather than answered for the session user or the management role
 -- (autovacuum's ANALYZE runs index expressions with the management role as session_user).
+-- Refused too under SET ROLE (the proxy refuses the statement; a DO block's EXECUTE is not
+-- seen): PostgreSQL 15 lets every member act as a group, and as every user's shiftguard_users,
+-- to which no RLS or masking attachment of the user's reaches. A SECURITY DEFINER function
+-- changes current_user but not the setting, so this asks only whether SET ROLE is in force.
 CREATE OR REPLACE FUNCTION shiftguard.caller_key() RETURNS text
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF current_user <> session_user AND current_user = shiftguard.management_role() THEN
         RAISE EXCEPTION 'shiftguard: a function of shiftguard''s asked who calls it from inside another'
             USING ERRCODE = 'XX000';
+    END IF;
+    IF current_setting('role') <> 'none' THEN
+        RAISE EXCEPTION 'SET ROLE is not supported by shiftguard' USING ERRCODE = '0A000',
+            DETAIL = 'Acting as a group or role would shed the row-level security and masking attached to the user.',
+            HINT = 'Amazon Redshift has no SET ROLE; RESET ROLE first.';
     END IF;
     RETURN (SELECT key FROM shiftguard.caller_key_of_current_user);
 END

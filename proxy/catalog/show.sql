@@ -59,7 +59,8 @@ $$;
 -- caller's login role (session_user: what it logged in as, which no SQL of its can change), as
 -- it would list them connected there: through dblink as the management role (its user
 -- mapping on the server shiftguard_peers, catalog/store.py), which makes itself that role
--- with SET ROLE before it calls the same function there. Only this file's functions, with
+-- with SET SESSION AUTHORIZATION (not SET ROLE, under which caller_key refuses) before it
+-- calls the same function there. Only this file's functions, with
 -- their arguments as literals, never SQL of the caller's; a database the caller may not
 -- CONNECT to lists nothing. SECURITY DEFINER: the caller has no EXECUTE on dblink, nor may
 -- read the mapping's password. The caller by key (schema.sql caller_key), which the query
@@ -98,7 +99,7 @@ BEGIN
     -- Only constants in the DO block: a database's name could hold its dollar quote.
     SELECT format('DO $do$ BEGIN IF NOT coalesce((SELECT r.rolsuper FROM pg_namespace n JOIN pg_roles r '
                   'ON r.oid = n.nspowner WHERE n.nspname = %L), false) THEN RAISE EXCEPTION %L '
-                  'USING ERRCODE = %L; END IF; END $do$; SET ROLE %I; SELECT * FROM shiftguard.%I(%s)',
+                  'USING ERRCODE = %L; END IF; END $do$; SET SESSION AUTHORIZATION %I; SELECT * FROM shiftguard.%I(%s)',
                   'shiftguard', 'shiftguard is not installed in that database', '0A000',
                   v_caller, v_routine.proname,
                   string_agg(format('%L::%s', a.value, format_type(a.type, NULL)), ', ' ORDER BY a.n))

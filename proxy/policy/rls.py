@@ -108,6 +108,15 @@ class _Reader(visitors.Visitor):
     def visit_SQLValueFunction(self, parent, node):
         return self.reader if node.op in _READER else None
 
+    def visit_FuncCall(self, parent, node):
+        """The same as functions: "current_user"(), pg_catalog.session_user(), getpgusername()."""
+        names = [n.sval for n in node.funcname]
+        if (not node.args and not node.agg_star and node.over is None and len(names) <= 2
+                and names[:-1] in ([], ["pg_catalog"])
+                and names[-1] in ("current_user", "session_user", "current_role", "user", "getpgusername")):
+            return self.reader
+        return None
+
 
 class _Lookups(visitors.Visitor):
     """The tables a predicate reads (common table expressions excluded)."""

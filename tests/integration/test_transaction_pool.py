@@ -724,12 +724,12 @@ def test_state_left_out_of_the_proxys_sight_never_reaches_the_next_client(proxy,
         admin.execute(f"""CREATE FUNCTION public.{function}() RETURNS bigint LANGUAGE plpgsql AS $$
             DECLARE v bigint := nextval('public.{sequence}');
             BEGIN
+                EXECUTE 'CREATE TEMP TABLE leaked_scratch (a int)';  -- (DDL under SET ROLE is refused)
+                EXECUTE 'LISTEN leaked_channel';
                 PERFORM set_config('search_path', 'leaked', false);
                 PERFORM set_config('work_mem', '7MB', false);
                 PERFORM set_config(chr(114) || 'ole', '{group}', false);
                 PERFORM pg_advisory_lock(4242);
-                EXECUTE 'CREATE TEMP TABLE leaked_scratch (a int)';
-                EXECUTE 'LISTEN leaked_channel';
                 RETURN v;
             END $$""")
         admin.execute(f"GRANT EXECUTE ON FUNCTION public.{function}() TO {name}")

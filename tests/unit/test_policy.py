@@ -286,6 +286,11 @@ def test_role_statements(sql, expected, tag):
     ("CREATE RLS POLICY p WITH (u text) USING (u = session_user)",
      {"name": "p", "alias": None, "columns": [{"colname": "u", "type": "text"}],
       "predicate": "u = SESSION_USER", "expression": "u = $1", "lookups": [], "inline": "u = CURRENT_USER"}),
+    ('CREATE RLS POLICY p WITH (u text) USING (u IN ("current_user"(), pg_catalog.session_user(), getpgusername()))',
+     {"name": "p", "alias": None, "columns": [{"colname": "u", "type": "text"}],
+      "predicate": 'u IN ("current_user"(), pg_catalog."session_user"(), getpgusername())',
+      "expression": "u IN ($1, $1, $1)", "lookups": [],
+      "inline": "u IN (CURRENT_USER, CURRENT_USER, CURRENT_USER)"}),
 ])
 def test_create_rls_policy(sql, expected):
     (action,) = plan(sql).actions

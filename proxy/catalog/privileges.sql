@@ -256,6 +256,7 @@ DECLARE
     v_type    text := CASE p_kind WHEN 'SCHEMA' THEN 'schema' ELSE 'table' END;
     v_kind    "char";
     v_targets text[] := '{}';
+    v_policy  text;
 BEGIN
     IF p_kind NOT IN ('TABLE', 'VIEW', 'SCHEMA') OR cardinality(p_objects) <> cardinality(p_names) THEN
         RAISE EXCEPTION 'drop_objects: unexpected arguments' USING ERRCODE = '22023';
@@ -288,6 +289,12 @@ BEGIN
                          OR shiftguard.holds__keyed(v_type, p_objects[i], 'DROP', p_key => p_key)))) THEN
             RAISE EXCEPTION 'must be owner of % %', CASE v_type WHEN 'table' THEN 'relation' ELSE 'schema' END,
                 p_names[i] USING ERRCODE = '42501';
+        END IF;
+        -- (CASCADE would take the policy's function, and the row security of its tables, along)
+        v_policy := shiftguard.rls_policy_reading(v_type, p_objects[i]);
+        IF v_policy IS NOT NULL THEN
+            RAISE EXCEPTION 'RLS policy "%" reads % "%"', v_policy, lower(p_kind), p_names[i] USING ERRCODE = '2BP01',
+                HINT = 'Change the policy with ALTER RLS POLICY, or drop it, first.';
         END IF;
     END LOOP;
     FOR i IN 1 .. cardinality(p_objects) LOOP

@@ -901,8 +901,22 @@ BEGIN
 END
 $$;
 
+-- An RLS policy whose predicate reads the table (or a table of the schema), if any: DROP
+-- through the proxy refuses it (privileges.sql drop_objects), as guard_drop refuses it elsewhere.
+CREATE OR REPLACE FUNCTION shiftguard.rls_policy_reading(p_type text, p_object oid) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT substr(p.proname, 5) FROM pg_depend d JOIN pg_proc p ON p.oid = d.objid JOIN pg_class c ON c.oid = d.refobjid
+     WHERE d.classid = 'pg_proc'::regclass AND d.refclassid = 'pg_class'::regclass
+       AND p.pronamespace IN ('shiftguard'::regnamespace, 'shiftguard_rows'::regnamespace) AND p.proname LIKE 'rls:%'
+       AND CASE p_type WHEN 'schema' THEN c.relnamespace = p_object ELSE c.oid = p_object END
+     ORDER BY 1 LIMIT 1
+$$;
+REVOKE ALL ON FUNCTION shiftguard.rls_policy_reading(text, oid) FROM PUBLIC;
+
 CREATE OR REPLACE FUNCTION shiftguard.guard_drop() RETURNS event_trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_policy text;
 BEGIN
     IF EXISTS (SELECT FROM pg_event_trigger_dropped_objects() WHERE object_type = 'table') THEN
         PERFORM shiftguard.rls_forget_dropped();  -- a dropped table takes its attachments along
@@ -919,6 +933,16 @@ BEGIN
     IF EXISTS (SELECT FROM pg_event_trigger_dropped_objects() WHERE object_type = 'policy' AND original) THEN
         RAISE EXCEPTION 'PostgreSQL''s row security policies are not supported; use DROP RLS POLICY'
             USING ERRCODE = '0A000';
+    END IF;
+    -- A lookup table's owner dropping it with CASCADE would take the policy's function along,
+    -- and with it the row security of every table the policy is attached to.
+    SELECT substr(object_identity, strpos(object_identity, '"rls:') + 5) INTO v_policy
+      FROM pg_event_trigger_dropped_objects()
+     WHERE object_type = 'function' AND schema_name IN ('shiftguard', 'shiftguard_rows')
+       AND object_identity LIKE '%."rls:%' LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'RLS policy "%" reads what this drops', split_part(v_policy, '"(', 1)
+            USING ERRCODE = '2BP01', HINT = 'Change the policy with ALTER RLS POLICY, or drop it, first.';
     END IF;
 END
 $$;

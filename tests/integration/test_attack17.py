@@ -167,3 +167,34 @@ def test_a_user_does_not_shed_the_masking_attached_to_them_by_acting_as_shiftgua
     finally:
         _drop_all(proxy, [f"DETACH MASKING POLICY {policy} ON public.{table}(card) FROM {name}",
                           f"DROP MASKING POLICY {policy}", f"DROP TABLE public.{table}"])
+
+
+def test_a_lookup_tables_owner_does_not_take_the_policy_down_with_it(proxy, new_user):
+    """DROP TABLE ... CASCADE of a lookup table a user owns would drop the policy's function,
+    and with it the row security of the admin's table (which then showed no rows to anyone
+    not exempt): refused, with what to do instead."""
+    name, password = new_user()
+    team, table, policy = unique("t"), unique("t"), unique("p")
+    with proxy.connect(name, password) as owner:
+        owner.execute(f"CREATE TABLE public.{team} (username varchar(64), grp varchar(16))")
+        owner.execute(f"INSERT INTO public.{team} VALUES (%s, 'users')", (name,))
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE TABLE public.{table} (grp varchar(16), note text)")
+        admin.execute(f"INSERT INTO public.{table} VALUES ('users', 'for the team')")
+        admin.execute(f"GRANT SELECT ON public.{table} TO {name}")
+        admin.execute(f"CREATE RLS POLICY {policy} WITH (grp varchar(16)) AS t USING (t.grp IN "
+                      f"(SELECT e.grp FROM public.{team} e WHERE e.username = current_user))")
+        admin.execute(f"ATTACH RLS POLICY {policy} ON public.{table} TO PUBLIC")
+        admin.execute(f"ALTER TABLE public.{table} ROW LEVEL SECURITY ON")
+    try:
+        with proxy.connect(name, password) as owner:
+            for statement in (f"DROP TABLE public.{team} CASCADE",
+                              f"DO $$ BEGIN EXECUTE 'DROP TABLE public.{team} CASCADE'; END $$"):
+                with pytest.raises(psycopg.errors.DependentObjectsStillExist, match=f'RLS policy "{policy}" reads'):
+                    owner.execute(statement)
+            assert owner.execute(f"SELECT note FROM public.{table}").fetchall() == [("for the team",)]
+    finally:
+        _drop_all(proxy, [f"ALTER TABLE public.{table} ROW LEVEL SECURITY OFF",
+                          f"DETACH RLS POLICY {policy} ON public.{table} FROM PUBLIC",
+                          f"DROP RLS POLICY IF EXISTS {policy}", f"DROP TABLE public.{table}",
+                          f"DROP TABLE public.{team}"])

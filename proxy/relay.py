@@ -589,10 +589,14 @@ class Relay:
 
     def start(self) -> None:
         self.client.peer, self.backend.peer = self.backend, self.client
-        self.client.relay_to(self._client_data, self._client_closed)
         self.backend.relay_to(self._backend_data, self._backend_closed)
         if self._lender is not None and self._may_release():
+            # In transaction pooling the login's session goes back before the client's first
+            # bytes are read (a client may send its first Query with its password): they run
+            # in a session lent to it and restored for it (txpool.restore_ahead), never in the
+            # one that greeted it, which is still as its last client left it.
             self._release()
+        self.client.relay_to(self._client_data, self._client_closed)
 
     async def finished(self) -> None:
         await self._done

@@ -145,9 +145,12 @@ def _end(session: BackendSession) -> None:
 # random UUID's hash, in [-1, 1)). Neither DISCARD ALL nor RESET ALL touches random()'s state,
 # which a client chose (setseed) or can work out from random()'s results: left so, the next
 # client's random() values would be known to the last one. The same statement every time (the
-# seed is made in PostgreSQL), every name and operator in pg_catalog.
+# seed is made in PostgreSQL), every name and operator in pg_catalog. With it, the table
+# statistics the last client's statements left pending in the backend (PostgreSQL sends them on
+# at most once a second) go at the end of this statement: pg_stat_xact_user_tables would show
+# them to the next client as its own transaction's (PostgreSQL 15: pg_stat_force_next_flush).
 SEED = (b"pg_catalog.setseed(pg_catalog.uuid_hash_extended(pg_catalog.gen_random_uuid(), 0) "
-        b"OPERATOR(pg_catalog./) '9223372036854775808'::pg_catalog.float8)")
+        b"OPERATOR(pg_catalog./) '9223372036854775808'::pg_catalog.float8), pg_catalog.pg_stat_force_next_flush()")
 RESEED = b"SELECT " + SEED
 
 

@@ -131,9 +131,10 @@ def test_many_views_of_one_owner_keep_no_one_elses_view_from_being_bound(proxy, 
                 conn.execute(f"""CREATE FUNCTION {schema}.slow(int) RETURNS boolean LANGUAGE plpgsql AS $$
                     BEGIN PERFORM pg_catalog.pg_sleep(0.08); RETURN false; END $$""")
                 conn.execute(f"CREATE DOMAIN {schema}.d AS int CHECK ({schema}.slow(VALUE))")
-                for i in range(300):
-                    conn.execute(f"CREATE VIEW {schema}.v{i} AS SELECT '{{1}}'::{schema}.d[] AS a FROM {schema}.later "
-                                 "WITH NO SCHEMA BINDING")
+                conn.execute("; ".join(f"CREATE VIEW {schema}.v{i} AS SELECT '{{1}}'::{schema}.d[] AS a "
+                                       f"FROM {schema}.later WITH NO SCHEMA BINDING" for i in range(300)))
+                assert conn.execute("SELECT count(*) FROM pg_class WHERE relnamespace = %s::regnamespace "
+                                    "AND relkind = 'v'", (schema,)).fetchone() == (300,)
                 conn.execute(f"CREATE TABLE {schema}.later (id int)")  # (the proxy's passes begin)
             with proxy.connect(victim, victim_password) as conn:
                 conn.execute(f"CREATE VIEW {theirs}.v AS SELECT a FROM {theirs}.t WITH NO SCHEMA BINDING")

@@ -490,6 +490,9 @@ BEGIN
                   FROM pg_class WHERE oid = v_table) THEN
                 RAISE EXCEPTION 'RLS policies cannot read the catalog table "%"', v_lookup USING ERRCODE = '0A000';
             END IF;
+            -- (locked as DDL that adds code to it locks it: what comes later sees the policy)
+            EXECUTE format('LOCK TABLE ONLY %s IN SHARE UPDATE EXCLUSIVE MODE', v_table);
+            PERFORM shiftguard.require_no_read_code(v_table, p_policy->>'name');
             EXECUTE format('GRANT USAGE ON SCHEMA %I TO shiftguard_rls',
                            (SELECT nspname FROM pg_namespace n JOIN pg_class c ON c.relnamespace = n.oid
                              WHERE c.oid = v_table));
@@ -911,7 +914,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
        AND CASE p_type WHEN 'schema' THEN c.relnamespace = p_object ELSE c.oid = p_object END
      ORDER BY 1 LIMIT 1
 $$;
-REVOKE ALL ON FUNCTION shiftguard.rls_policy_reading(text, oid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shiftguard.rls_policy_reading(text, oid) TO PUBLIC;  -- (what pg_depend shows anyone)
 
 CREATE OR REPLACE FUNCTION shiftguard.guard_drop() RETURNS event_trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$

@@ -305,6 +305,59 @@ END
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.protected_names_moved() TO PUBLIC;
 
+-- The table a DDL command's object is of: the table itself, or the index's, the trigger's, the
+-- rule's, the statistics object's.
+CREATE OR REPLACE FUNCTION shiftguard.ddl_relation(p_classid oid, p_objid oid) RETURNS oid
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE p_classid
+        WHEN 'pg_class'::regclass THEN coalesce((SELECT indrelid FROM pg_index WHERE indexrelid = p_objid), p_objid)
+        WHEN 'pg_trigger'::regclass THEN (SELECT tgrelid FROM pg_trigger WHERE oid = p_objid)
+        WHEN 'pg_rewrite'::regclass THEN (SELECT ev_class FROM pg_rewrite WHERE oid = p_objid)
+        WHEN 'pg_statistic_ext'::regclass THEN (SELECT stxrelid FROM pg_statistic_ext WHERE oid = p_objid) END
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.ddl_relation(oid, oid) TO PUBLIC;
+
+-- What of a table's own code PostgreSQL evaluates when it plans a query that reads it, as
+-- whoever runs the query: its index expressions and predicates, CHECK constraints (constraint
+-- exclusion) and statistics on expressions, simplified where their functions are IMMUTABLE
+-- (eval_const_expressions), and all of these of its inheritance children and partitions. An
+-- RLS policy reads its lookup tables as shiftguard_rls (rls.sql): a lookup table has none of
+-- them (rls_define, guard_row_code), or its owner's functions would run as shiftguard_rls.
+CREATE OR REPLACE FUNCTION shiftguard.read_code(p_relation oid) RETURNS SETOF text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT format('index "%s" (on expressions or with a WHERE clause)', c.relname)
+      FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+     WHERE i.indrelid = p_relation AND (i.indexprs IS NOT NULL OR i.indpred IS NOT NULL)
+    UNION ALL
+    SELECT format('CHECK constraint "%s"', conname) FROM pg_constraint WHERE conrelid = p_relation AND contype = 'c'
+    UNION ALL
+    SELECT format('statistics object "%s" (on expressions)', stxname) FROM pg_statistic_ext
+     WHERE stxrelid = p_relation AND stxexprs IS NOT NULL
+    UNION ALL
+    SELECT 'a part in table inheritance or partitioning'
+     WHERE (SELECT relkind = 'p' FROM pg_class WHERE oid = p_relation)
+        OR EXISTS (SELECT FROM pg_inherits WHERE p_relation IN (inhrelid, inhparent))
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.read_code(oid) TO PUBLIC;  -- it reads only what the catalogs show anyone
+
+-- A table an RLS policy reads that has any of read_code: refused, naming the policy.
+CREATE OR REPLACE FUNCTION shiftguard.require_no_read_code(p_relation oid, p_policy text) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_list text := (SELECT string_agg(what, ', ' ORDER BY what) FROM shiftguard.read_code(p_relation) AS what);
+BEGIN
+    IF v_list IS NOT NULL THEN
+        RAISE EXCEPTION 'table "%", which RLS policy "%" reads, cannot have %',
+            (SELECT relname FROM pg_class WHERE oid = p_relation), p_policy, v_list
+            USING ERRCODE = '0A000',
+                  DETAIL = 'PostgreSQL evaluates them when it plans a query of the table, and the policy reads it '
+                           'as a role of shiftguard''s: a function in them would run with that role''s rights.',
+                  HINT = 'Amazon Redshift has no indexes, CHECK constraints (enforced) or table inheritance.';
+    END IF;
+END
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.require_no_read_code(oid, text) TO PUBLIC;
+
 -- The protected tables a DDL command's object concerns: the table (or the index's, the
 -- trigger's, the rule's, the statistics object's) and the tables its foreign keys reference.
 CREATE OR REPLACE FUNCTION shiftguard.row_code_targets(p_classid oid, p_objid oid) RETURNS SETOF oid
@@ -312,11 +365,7 @@ LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_relation oid;
 BEGIN
-    v_relation := CASE p_classid
-        WHEN 'pg_class'::regclass THEN coalesce((SELECT indrelid FROM pg_index WHERE indexrelid = p_objid), p_objid)
-        WHEN 'pg_trigger'::regclass THEN (SELECT tgrelid FROM pg_trigger WHERE oid = p_objid)
-        WHEN 'pg_rewrite'::regclass THEN (SELECT ev_class FROM pg_rewrite WHERE oid = p_objid)
-        WHEN 'pg_statistic_ext'::regclass THEN (SELECT stxrelid FROM pg_statistic_ext WHERE oid = p_objid) END;
+    v_relation := shiftguard.ddl_relation(p_classid, p_objid);
     RETURN QUERY SELECT DISTINCT r FROM (SELECT v_relation AS r
                                         UNION ALL
                                         SELECT confrelid FROM pg_constraint WHERE conrelid = v_relation AND contype = 'f') x
@@ -335,6 +384,7 @@ DECLARE
     v_command  record;
     v_relation oid;
     v_list     text;
+    v_policy   text;
 BEGIN
     PERFORM shiftguard.release_protected();
     IF current_user::text = (SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'shiftguard') THEN
@@ -355,6 +405,17 @@ BEGIN
             RAISE EXCEPTION 'a table cannot be turned into a view by CREATE RULE ... ON SELECT; use CREATE VIEW'
                 USING ERRCODE = '0A000', HINT = 'Amazon Redshift has no rules.';
         END IF;
+        -- the lookup tables of RLS policies it concerns (the table, its parents and children)
+        FOR v_relation IN SELECT r FROM (SELECT shiftguard.ddl_relation(v_command.classid, v_command.objid) AS r) x
+                          UNION SELECT i.inhparent FROM pg_inherits i
+                           WHERE i.inhrelid = shiftguard.ddl_relation(v_command.classid, v_command.objid)
+                          UNION SELECT i.inhrelid FROM pg_inherits i
+                           WHERE i.inhparent = shiftguard.ddl_relation(v_command.classid, v_command.objid) LOOP
+            v_policy := shiftguard.rls_policy_reading('table', v_relation);
+            IF v_policy IS NOT NULL THEN
+                PERFORM shiftguard.require_no_read_code(v_relation, v_policy);
+            END IF;
+        END LOOP;
         FOR v_relation IN SELECT * FROM shiftguard.row_code_targets(v_command.classid, v_command.objid) LOOP
             v_list := shiftguard.row_code_list(v_relation);
             IF v_list IS NOT NULL THEN

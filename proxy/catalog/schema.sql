@@ -544,7 +544,9 @@ $$;
 CREATE OR REPLACE VIEW shiftguard.caller_key_of_current_user WITH (security_barrier) AS
     SELECT shiftguard.bound_key(r.oid, s.value) AS key
       FROM pg_roles r, shiftguard_rows.settings s
-     WHERE r.rolname = current_user AND s.name = 'backend_secret';
+     WHERE r.rolname = current_user AND s.name = 'backend_secret'
+       AND (EXISTS (SELECT FROM shiftguard_rows.users u WHERE u.name = r.rolname::text)
+            OR r.oid = (SELECT nspowner FROM pg_namespace WHERE nspname = 'shiftguard'));
 REVOKE ALL ON shiftguard.caller_key_of_current_user FROM PUBLIC;
 GRANT SELECT ON shiftguard.caller_key_of_current_user TO PUBLIC;
 
@@ -565,8 +567,14 @@ $$;
 -- seen): PostgreSQL 15 lets every member act as a group, and as every user's shiftguard_users,
 -- to which no RLS or masking attachment of the user's reaches. A SECURITY DEFINER function
 -- changes current_user but not the setting, so this asks only whether SET ROLE is in force.
+-- And refused for a current_user that is no Redshift user (nor the management role): a user
+-- may give what it owns to a group it is in, or to shiftguard_users, and code that runs as its
+-- owner (a SECURITY DEFINER function, a materialized view's refresh, an index expression under
+-- ANALYZE) then runs as that role, which no attachment of the user's reaches either.
 CREATE OR REPLACE FUNCTION shiftguard.caller_key() RETURNS text
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_key text;
 BEGIN
     IF current_user <> session_user AND current_user = shiftguard.management_role() THEN
         RAISE EXCEPTION 'shiftguard: a function of shiftguard''s asked who calls it from inside another'
@@ -577,7 +585,14 @@ BEGIN
             DETAIL = 'Acting as a group or role would shed the row-level security and masking attached to the user.',
             HINT = 'Amazon Redshift has no SET ROLE; RESET ROLE first.';
     END IF;
-    RETURN (SELECT key FROM shiftguard.caller_key_of_current_user);
+    v_key := (SELECT key FROM shiftguard.caller_key_of_current_user);
+    IF v_key IS NULL AND current_user <> shiftguard.management_role() THEN  -- (its own: none before the secret is made)
+        RAISE EXCEPTION 'permission denied: "%" is no Redshift user', current_user USING ERRCODE = '42501',
+            DETAIL = 'Code runs as a group or role when it owns it (a SECURITY DEFINER function, a materialized '
+                     'view''s query); shiftguard answers only for users.',
+            HINT = 'Give the object to a user: Amazon Redshift''s groups and roles own nothing.';
+    END IF;
+    RETURN v_key;
 END
 $$;
 

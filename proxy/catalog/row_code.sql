@@ -114,11 +114,23 @@ $$;
 REVOKE ALL ON FUNCTION shiftguard.require_no_row_code(oid, text) FROM PUBLIC;
 
 -- May the role alter (or index) a protected table: does it have the privileges of the owner of one?
+-- The tables RLS policies read (their lookup tables): held as protected tables are (below),
+-- so that CREATE INDEX CONCURRENTLY, which commits an index before the end of the command can
+-- refuse it, cannot give one code the planner runs (read_code).
+CREATE OR REPLACE FUNCTION shiftguard.rls_lookup_tables() RETURNS SETOF oid
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT DISTINCT d.refobjid FROM pg_depend d JOIN pg_proc p ON p.oid = d.objid
+     WHERE d.classid = 'pg_proc'::regclass AND d.refclassid = 'pg_class'::regclass
+       AND p.pronamespace IN ('shiftguard'::regnamespace, 'shiftguard_rows'::regnamespace) AND p.proname LIKE 'rls:%'
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.rls_lookup_tables() TO PUBLIC;  -- (what pg_depend shows anyone)
+
 CREATE OR REPLACE FUNCTION shiftguard.alters_protected(p_role oid) RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT EXISTS (SELECT FROM pg_class c
                     WHERE c.oid IN (SELECT relation FROM shiftguard_rows.rls_relations WHERE enabled
-                                    UNION SELECT relation FROM shiftguard_rows.masking_attachments)
+                                    UNION SELECT relation FROM shiftguard_rows.masking_attachments
+                                    UNION SELECT shiftguard.rls_lookup_tables())
                       AND pg_has_role(p_role, c.relowner, 'USAGE'))
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.alters_protected(oid) TO PUBLIC;
@@ -140,7 +152,8 @@ DECLARE
 BEGIN
     FOR v_relation IN SELECT c.oid FROM pg_class c
                        WHERE c.oid IN (SELECT relation FROM shiftguard_rows.rls_relations WHERE enabled
-                                       UNION SELECT relation FROM shiftguard_rows.masking_attachments)
+                                       UNION SELECT relation FROM shiftguard_rows.masking_attachments
+                                       UNION SELECT shiftguard.rls_lookup_tables())
                          AND pg_has_role(v_role, c.relowner, 'USAGE') LOOP
         -- A name of our own each time: a cursor the user named like ours holds nothing of ours.
         v_cursor := 'shiftguard hold ' || gen_random_uuid();

@@ -18,7 +18,8 @@ _RELATION_KINDS = ("table", "view", "materialized view", "sequence", "foreign ta
 # What PostgreSQL says when shiftguard holds a table with RLS on or masking attached off ALTER
 # TABLE and CREATE INDEX (catalog/row_code.sql, guard_row_code_start).
 _HELD = re.compile(r'cannot (ALTER TABLE|CREATE INDEX) ".*" because it is being used by active queries in this session')
-_HELD_HINT = ("If the table has row-level security on or a masking policy attached: shiftguard holds it so against "
+_HELD_HINT = ("If the table has row-level security on or a masking policy attached, or an RLS policy reads it: "
+              "shiftguard holds it so against "
               "ALTER TABLE and CREATE INDEX that would run code over its rows (indexes on expressions, CHECK and "
               "foreign key constraints, ...), and against any ALTER TABLE or CREATE INDEX inside a function, procedure "
               "or DO block or in a message with such a statement, where rows hidden by row-level security and raw "

@@ -7,6 +7,8 @@ is refused under SET ROLE (schema.sql caller_key), which every RLS and masking c
 
 from __future__ import annotations
 
+import contextlib
+
 import psycopg
 import pytest
 
@@ -20,6 +22,50 @@ def _drop_all(proxy, statements: list[str]) -> None:
                 admin.execute(statement)
             except psycopg.Error:
                 pass
+
+
+@contextlib.contextmanager
+def narrowed_for_a_member(proxy, name: str):
+    """A group with the user in it, and a table the group may read with RLS on (AND): one policy
+    lets every row through for PUBLIC, one narrows the user to region 'EU' ('for the user'; the
+    other row says 'HIDDEN'). Yields (group, table)."""
+    group, table, p_all, p_mine = unique("g"), unique("t"), unique("p"), unique("p")
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE GROUP {group} WITH USER {name}")
+        admin.execute(f"CREATE TABLE public.{table} (region varchar(16), secret text)")
+        admin.execute(f"INSERT INTO public.{table} VALUES ('EU', 'for the user'), ('US', 'HIDDEN')")
+        admin.execute(f"GRANT SELECT ON public.{table} TO GROUP {group}")  # as Redshift's docs advise
+        admin.execute(f"CREATE RLS POLICY {p_all} USING (true)")
+        admin.execute(f"CREATE RLS POLICY {p_mine} WITH (region varchar(16)) USING (region = 'EU')")
+        admin.execute(f"ATTACH RLS POLICY {p_all} ON public.{table} TO PUBLIC")
+        admin.execute(f"ATTACH RLS POLICY {p_mine} ON public.{table} TO {name}")
+        admin.execute(f"ALTER TABLE public.{table} ROW LEVEL SECURITY ON CONJUNCTION TYPE AND")
+    try:
+        yield group, table
+    finally:
+        _drop_all(proxy, [f"ALTER TABLE public.{table} ROW LEVEL SECURITY OFF",
+                          f"DETACH RLS POLICY {p_all} ON public.{table} FROM PUBLIC",
+                          f"DETACH RLS POLICY {p_mine} ON public.{table} FROM {name}",
+                          f"DROP RLS POLICY IF EXISTS {p_all}", f"DROP RLS POLICY IF EXISTS {p_mine}",
+                          f"DROP TABLE public.{table} CASCADE", f"ALTER GROUP {group} DROP USER {name}",
+                          f"DROP GROUP {group}"])
+
+
+@contextlib.contextmanager
+def cards_masked_for(proxy, name: str):
+    """A table of card numbers everyone may read, masked ('XXXX') for the user. Yields it."""
+    table, policy = unique("t"), unique("p")
+    with proxy.connect() as admin:
+        admin.execute(f"CREATE TABLE public.{table} (card text)")
+        admin.execute(f"INSERT INTO public.{table} VALUES ('4111111111111111')")
+        admin.execute(f"GRANT SELECT ON public.{table} TO PUBLIC")
+        admin.execute(f"CREATE MASKING POLICY {policy} WITH (card VARCHAR(256)) USING ('XXXX'::text)")
+        admin.execute(f"ATTACH MASKING POLICY {policy} ON public.{table}(card) TO {name}")
+    try:
+        yield table
+    finally:
+        _drop_all(proxy, [f"DETACH MASKING POLICY {policy} ON public.{table}(card) FROM {name}",
+                          f"DROP MASKING POLICY {policy}", f"DROP TABLE public.{table} CASCADE"])
 
 
 def test_a_users_lookup_table_turned_into_a_view_does_not_run_their_code_as_shiftguard_rls(proxy, new_user):
@@ -99,18 +145,8 @@ def test_a_group_member_does_not_shed_the_policies_attached_to_them_by_acting_as
     (here the one that narrows their rows under AND) no longer applies, and the predicates are
     evaluated for the group as reader."""
     name, password = new_user()
-    group, table, p_all, p_mine, loot = unique("g"), unique("t"), unique("p"), unique("p"), unique("t")
-    with proxy.connect() as admin:
-        admin.execute(f"CREATE GROUP {group} WITH USER {name}")
-        admin.execute(f"CREATE TABLE public.{table} (region varchar(16), secret text)")
-        admin.execute(f"INSERT INTO public.{table} VALUES ('EU', 'for the user'), ('US', 'HIDDEN')")
-        admin.execute(f"GRANT SELECT ON public.{table} TO GROUP {group}")  # as Redshift's docs advise
-        admin.execute(f"CREATE RLS POLICY {p_all} USING (true)")
-        admin.execute(f"CREATE RLS POLICY {p_mine} WITH (region varchar(16)) USING (region = 'EU')")
-        admin.execute(f"ATTACH RLS POLICY {p_all} ON public.{table} TO PUBLIC")
-        admin.execute(f"ATTACH RLS POLICY {p_mine} ON public.{table} TO {name}")
-        admin.execute(f"ALTER TABLE public.{table} ROW LEVEL SECURITY ON CONJUNCTION TYPE AND")
-    try:
+    loot = unique("t")
+    with narrowed_for_a_member(proxy, name) as (group, table):
         with proxy.connect(name, password) as mallory:
             assert mallory.execute(f"SELECT secret FROM public.{table}").fetchall() == [("for the user",)]
             mallory.execute(f"CREATE TABLE public.{loot} (what text)")
@@ -127,13 +163,6 @@ def test_a_group_member_does_not_shed_the_policies_attached_to_them_by_acting_as
                     END $$""")
             loot_rows = [r[0] for r in mallory.execute(f"SELECT what FROM public.{loot}").fetchall()]
             assert "HIDDEN" not in loot_rows
-    finally:
-        _drop_all(proxy, [f"ALTER TABLE public.{table} ROW LEVEL SECURITY OFF",
-                          f"DETACH RLS POLICY {p_all} ON public.{table} FROM PUBLIC",
-                          f"DETACH RLS POLICY {p_mine} ON public.{table} FROM {name}",
-                          f"DROP RLS POLICY IF EXISTS {p_all}", f"DROP RLS POLICY IF EXISTS {p_mine}",
-                          f"DROP TABLE public.{table}", f"ALTER GROUP {group} DROP USER {name}",
-                          f"DROP GROUP {group}"])
 
 
 def test_a_user_does_not_shed_the_masking_attached_to_them_by_acting_as_shiftguard_users(proxy, new_user):
@@ -143,14 +172,8 @@ def test_a_user_does_not_shed_the_masking_attached_to_them_by_acting_as_shiftgua
     its key), so a direct read of the table, which the masking guard lets through, returns the
     raw values; the same goes for RLS policies attached to the user."""
     name, password = new_user()
-    table, policy, loot = unique("t"), unique("p"), unique("t")
-    with proxy.connect() as admin:
-        admin.execute(f"CREATE TABLE public.{table} (card text)")
-        admin.execute(f"INSERT INTO public.{table} VALUES ('4111111111111111')")
-        admin.execute(f"GRANT SELECT ON public.{table} TO PUBLIC")
-        admin.execute(f"CREATE MASKING POLICY {policy} WITH (card VARCHAR(256)) USING ('XXXX'::text)")
-        admin.execute(f"ATTACH MASKING POLICY {policy} ON public.{table}(card) TO {name}")
-    try:
+    loot = unique("t")
+    with cards_masked_for(proxy, name) as table:
         with proxy.connect(name, password) as mallory:
             assert mallory.execute(f"SELECT card FROM public.{table}").fetchall() == [("XXXX",)]
             mallory.execute(f"CREATE TABLE public.{loot} (what text)")
@@ -164,9 +187,6 @@ def test_a_user_does_not_shed_the_masking_attached_to_them_by_acting_as_shiftgua
                     END $$""")
             loot_rows = [r[0] for r in mallory.execute(f"SELECT what FROM public.{loot}").fetchall()]
             assert "4111111111111111" not in loot_rows
-    finally:
-        _drop_all(proxy, [f"DETACH MASKING POLICY {policy} ON public.{table}(card) FROM {name}",
-                          f"DROP MASKING POLICY {policy}", f"DROP TABLE public.{table}"])
 
 
 def test_a_lookup_tables_owner_does_not_take_the_policy_down_with_it(proxy, new_user):

@@ -20,15 +20,7 @@ import psycopg
 import pytest
 
 from ..conftest import unique
-
-
-def _drop_all(proxy, statements: list[str]) -> None:
-    with proxy.connect() as admin:
-        for statement in statements:
-            try:
-                admin.execute(statement)
-            except psycopg.Error:
-                pass
+from .test_attack17 import _drop_all, cards_masked_for, narrowed_for_a_member
 
 
 def _group_role(group: str) -> str:
@@ -43,37 +35,22 @@ def test_a_group_member_does_not_shed_their_rls_through_a_function_owned_by_the_
     attached to the user (narrowing their rows under AND) no longer applies, and PUBLIC's lets
     every row through."""
     name, password = new_user()
-    group, table, p_all, p_mine, steal = unique("g"), unique("t"), unique("p"), unique("p"), unique("f")
-    with proxy.connect() as admin:
-        admin.execute(f"CREATE GROUP {group} WITH USER {name}")
-        admin.execute(f"CREATE TABLE public.{table} (region varchar(16), secret text)")
-        admin.execute(f"INSERT INTO public.{table} VALUES ('EU', 'for the user'), ('US', 'HIDDEN')")
-        admin.execute(f"GRANT SELECT ON public.{table} TO GROUP {group}")
-        admin.execute(f"CREATE RLS POLICY {p_all} USING (true)")
-        admin.execute(f"CREATE RLS POLICY {p_mine} WITH (region varchar(16)) USING (region = 'EU')")
-        admin.execute(f"ATTACH RLS POLICY {p_all} ON public.{table} TO PUBLIC")
-        admin.execute(f"ATTACH RLS POLICY {p_mine} ON public.{table} TO {name}")
-        admin.execute(f"ALTER TABLE public.{table} ROW LEVEL SECURITY ON CONJUNCTION TYPE AND")
-    try:
-        with proxy.connect(name, password) as mallory:
-            assert mallory.execute(f"SELECT secret FROM public.{table}").fetchall() == [("for the user",)]
-            mallory.execute(f"""CREATE FUNCTION public.{steal}() RETURNS SETOF text LANGUAGE sql SECURITY DEFINER
-                AS $$ SELECT secret FROM public.{table} $$""")
-            try:
-                mallory.execute(f"""DO $$ BEGIN EXECUTE format('ALTER FUNCTION public.{steal}() OWNER TO %I',
-                    {_group_role(group)}); END $$""")
-                rows = [r[0] for r in mallory.execute(f"SELECT * FROM public.{steal}()").fetchall()]
-            except psycopg.Error:
-                rows = []  # refused: what the attacker must get
-            assert "HIDDEN" not in rows, rows
-    finally:
-        _drop_all(proxy, [f"DROP FUNCTION IF EXISTS public.{steal}()",
-                          f"ALTER TABLE public.{table} ROW LEVEL SECURITY OFF",
-                          f"DETACH RLS POLICY {p_all} ON public.{table} FROM PUBLIC",
-                          f"DETACH RLS POLICY {p_mine} ON public.{table} FROM {name}",
-                          f"DROP RLS POLICY IF EXISTS {p_all}", f"DROP RLS POLICY IF EXISTS {p_mine}",
-                          f"DROP TABLE public.{table}", f"ALTER GROUP {group} DROP USER {name}",
-                          f"DROP GROUP {group}"])
+    steal = unique("f")
+    with narrowed_for_a_member(proxy, name) as (group, table):
+        try:
+            with proxy.connect(name, password) as mallory:
+                assert mallory.execute(f"SELECT secret FROM public.{table}").fetchall() == [("for the user",)]
+                mallory.execute(f"""CREATE FUNCTION public.{steal}() RETURNS SETOF text LANGUAGE sql SECURITY DEFINER
+                    AS $$ SELECT secret FROM public.{table} $$""")
+                try:
+                    mallory.execute(f"""DO $$ BEGIN EXECUTE format('ALTER FUNCTION public.{steal}() OWNER TO %I',
+                        {_group_role(group)}); END $$""")
+                    rows = [r[0] for r in mallory.execute(f"SELECT * FROM public.{steal}()").fetchall()]
+                except psycopg.Error:
+                    rows = []  # refused: what the attacker must get
+                assert "HIDDEN" not in rows, rows
+        finally:
+            _drop_all(proxy, [f"DROP FUNCTION IF EXISTS public.{steal}()"])
 
 
 def test_a_user_does_not_shed_their_masking_through_a_function_owned_by_shiftguard_users(proxy, new_user):
@@ -81,28 +58,21 @@ def test_a_user_does_not_shed_their_masking_through_a_function_owned_by_shiftgua
     SECURITY DEFINER function of theirs, and reads through it as shiftguard_users, to which the
     masking attached to the user does not reach: the raw card numbers."""
     name, password = new_user()
-    table, policy, steal = unique("t"), unique("p"), unique("f")
-    with proxy.connect() as admin:
-        admin.execute(f"CREATE TABLE public.{table} (card text)")
-        admin.execute(f"INSERT INTO public.{table} VALUES ('4111111111111111')")
-        admin.execute(f"GRANT SELECT ON public.{table} TO PUBLIC")
-        admin.execute(f"CREATE MASKING POLICY {policy} WITH (card VARCHAR(256)) USING ('XXXX'::text)")
-        admin.execute(f"ATTACH MASKING POLICY {policy} ON public.{table}(card) TO {name}")
-    try:
-        with proxy.connect(name, password) as mallory:
-            assert mallory.execute(f"SELECT card FROM public.{table}").fetchall() == [("XXXX",)]
-            mallory.execute(f"""CREATE FUNCTION public.{steal}() RETURNS SETOF text LANGUAGE sql SECURITY DEFINER
-                AS $$ SELECT card FROM public.{table} $$""")
-            try:
-                mallory.execute(f"DO $$ BEGIN EXECUTE 'ALTER FUNCTION public.{steal}() OWNER TO shiftguard_users'; END $$")
-                rows = [r[0] for r in mallory.execute(f"SELECT * FROM public.{steal}()").fetchall()]
-            except psycopg.Error:
-                rows = []
-            assert "4111111111111111" not in rows, rows
-    finally:
-        _drop_all(proxy, [f"DROP FUNCTION IF EXISTS public.{steal}()",
-                          f"DETACH MASKING POLICY {policy} ON public.{table}(card) FROM {name}",
-                          f"DROP MASKING POLICY {policy}", f"DROP TABLE public.{table}"])
+    steal = unique("f")
+    with cards_masked_for(proxy, name) as table:
+        try:
+            with proxy.connect(name, password) as mallory:
+                assert mallory.execute(f"SELECT card FROM public.{table}").fetchall() == [("XXXX",)]
+                mallory.execute(f"""CREATE FUNCTION public.{steal}() RETURNS SETOF text LANGUAGE sql SECURITY DEFINER
+                    AS $$ SELECT card FROM public.{table} $$""")
+                try:
+                    mallory.execute(f"DO $$ BEGIN EXECUTE 'ALTER FUNCTION public.{steal}() OWNER TO shiftguard_users'; END $$")
+                    rows = [r[0] for r in mallory.execute(f"SELECT * FROM public.{steal}()").fetchall()]
+                except psycopg.Error:
+                    rows = []
+                assert "4111111111111111" not in rows, rows
+        finally:
+            _drop_all(proxy, [f"DROP FUNCTION IF EXISTS public.{steal}()"])
 
 
 def _lookup_setup(proxy, name, password):
@@ -247,39 +217,24 @@ def test_a_group_member_does_not_shed_their_rls_through_a_materialized_view_owne
     materialized view (made and refreshed through the proxy), given to the group from a DO
     block, is refreshed as the group: every row, the policy attached to the user shed."""
     name, password = new_user()
-    group, table, p_all, p_mine, view = unique("g"), unique("t"), unique("p"), unique("p"), unique("m")
-    with proxy.connect() as admin:
-        admin.execute(f"CREATE GROUP {group} WITH USER {name}")
-        admin.execute(f"CREATE TABLE public.{table} (region varchar(16), secret text)")
-        admin.execute(f"INSERT INTO public.{table} VALUES ('EU', 'for the user'), ('US', 'HIDDEN')")
-        admin.execute(f"GRANT SELECT ON public.{table} TO GROUP {group}")
-        admin.execute(f"CREATE RLS POLICY {p_all} USING (true)")
-        admin.execute(f"CREATE RLS POLICY {p_mine} WITH (region varchar(16)) USING (region = 'EU')")
-        admin.execute(f"ATTACH RLS POLICY {p_all} ON public.{table} TO PUBLIC")
-        admin.execute(f"ATTACH RLS POLICY {p_mine} ON public.{table} TO {name}")
-        admin.execute(f"ALTER TABLE public.{table} ROW LEVEL SECURITY ON CONJUNCTION TYPE AND")
-    try:
-        with proxy.connect(name, password) as mallory:
-            mallory.autocommit = True
-            rows: list[str] = []
-            try:
-                mallory.execute(f"CREATE MATERIALIZED VIEW {view} AS SELECT secret FROM public.{table}")
-                assert mallory.execute(f"SELECT secret FROM {view}").fetchall() == [("for the user",)]
-                mallory.execute(f"""DO $$ BEGIN EXECUTE format('ALTER MATERIALIZED VIEW public.{view} OWNER TO %I',
-                    {_group_role(group)}); END $$""")
-                mallory.execute(f"REFRESH MATERIALIZED VIEW {view}")
-                rows = [r[0] for r in mallory.execute(f"SELECT secret FROM {view}").fetchall()]
-            except psycopg.Error:
-                pass  # refused: what the attacker must get
-            assert "HIDDEN" not in rows, rows
-    finally:
-        _drop_all(proxy, [f"DROP MATERIALIZED VIEW IF EXISTS public.{view}",
-                          f"ALTER TABLE public.{table} ROW LEVEL SECURITY OFF",
-                          f"DETACH RLS POLICY {p_all} ON public.{table} FROM PUBLIC",
-                          f"DETACH RLS POLICY {p_mine} ON public.{table} FROM {name}",
-                          f"DROP RLS POLICY IF EXISTS {p_all}", f"DROP RLS POLICY IF EXISTS {p_mine}",
-                          f"DROP TABLE public.{table}", f"ALTER GROUP {group} DROP USER {name}",
-                          f"DROP GROUP {group}"])
+    view = unique("m")
+    with narrowed_for_a_member(proxy, name) as (group, table):
+        try:
+            with proxy.connect(name, password) as mallory:
+                mallory.autocommit = True
+                rows: list[str] = []
+                try:
+                    mallory.execute(f"CREATE MATERIALIZED VIEW {view} AS SELECT secret FROM public.{table}")
+                    assert mallory.execute(f"SELECT secret FROM {view}").fetchall() == [("for the user",)]
+                    mallory.execute(f"""DO $$ BEGIN EXECUTE format('ALTER MATERIALIZED VIEW public.{view} OWNER TO %I',
+                        {_group_role(group)}); END $$""")
+                    mallory.execute(f"REFRESH MATERIALIZED VIEW {view}")
+                    rows = [r[0] for r in mallory.execute(f"SELECT secret FROM {view}").fetchall()]
+                except psycopg.Error:
+                    pass  # refused: what the attacker must get
+                assert "HIDDEN" not in rows, rows
+        finally:
+            _drop_all(proxy, [f"DROP MATERIALIZED VIEW IF EXISTS public.{view}"])
 
 
 def test_a_policy_does_not_read_a_table_that_has_code_the_planner_runs(proxy, new_user):

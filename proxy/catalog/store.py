@@ -25,13 +25,15 @@ from importlib import resources
 import asyncpg
 import pglast
 
-from ..backend.session import BackendAddress
+from ..backend.session import BackendAddress, BackendUnavailable
 from ..policy import rls
 from ..policy.connectivity import GroupRules, SecurityGroups, canonical_cidr
 from ..policy.tokens import GrammarError, parse_tree, printed, quote_ident, sql_literal
 from ..protocol.auth import redshift_md5, scram_verifier
 
 log = logging.getLogger(__name__)
+
+MIN_SERVER_VERSION = 150000  # PostgreSQL 15 (server_version_num)
 
 VACUUM_CHANNEL = "shiftguard_vacuum"  # NOTIFYed by catalog/privileges.sql shiftguard.vacuum
 MASKING_CHANNEL = "shiftguard_masking"  # NOTIFYed by catalog/schema.sql shiftguard.mask_bump
@@ -1311,6 +1313,10 @@ async def _bootstrap(pool: asyncpg.Pool, settings: dict[str, str]) -> tuple[byte
     of shiftguard, another PostGIS); the warnings about what shiftguard refuses, and PostGIS's
     privileges, are seen to at every start."""
     async with pool.acquire() as conn:
+        version = await conn.fetchval("SELECT pg_catalog.current_setting('server_version_num')::integer")
+        if version < MIN_SERVER_VERSION:
+            raise BackendUnavailable(f"the backing PostgreSQL is version {version // 10000}: shiftguard needs 15 or newer "
+                                     "(pg_stat_force_next_flush, SQL-standard function bodies)")
         await _make_bootstrap_lock(conn)
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute(_BOOTSTRAP_LOCK)

@@ -145,13 +145,15 @@ def _end(session: BackendSession) -> None:
 # random UUID's hash, in [-1, 1)). Neither DISCARD ALL nor RESET ALL touches random()'s state,
 # which a client chose (setseed) or can work out from random()'s results: left so, the next
 # client's random() values would be known to the last one. The same statement every time (the
-# seed is made in PostgreSQL), every name and operator in pg_catalog. With it, the table
-# statistics the last client's statements left pending in the backend (PostgreSQL sends them on
-# at most once a second) go at the end of this statement: pg_stat_xact_user_tables would show
-# them to the next client as its own transaction's (PostgreSQL 15: pg_stat_force_next_flush).
+# seed is made in PostgreSQL), every name and operator in pg_catalog. A kept session's reset
+# also sends on the table statistics the last client's statements left pending in the backend
+# (PostgreSQL does at most once a second), at the end of that statement, before the next login:
+# pg_stat_xact_user_tables would show them to it as its own transaction's (PostgreSQL 15:
+# pg_stat_force_next_flush). Not in transaction pooling's reset, where it would force a flush
+# at every hand-over and could not help (txpool.RESET_SESSION runs with the client's statement).
 SEED = (b"pg_catalog.setseed(pg_catalog.uuid_hash_extended(pg_catalog.gen_random_uuid(), 0) "
-        b"OPERATOR(pg_catalog./) '9223372036854775808'::pg_catalog.float8), pg_catalog.pg_stat_force_next_flush()")
-RESEED = b"SELECT " + SEED
+        b"OPERATOR(pg_catalog./) '9223372036854775808'::pg_catalog.float8)")
+RESEED = b"SELECT " + SEED + b", pg_catalog.pg_stat_force_next_flush()"
 
 
 async def _reset(session: BackendSession) -> bool:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from proxy.backend.embedded import EmbeddedPostgres
 from proxy.config import DEFAULT_ADMIN_PASSWORD, Config, load_config
@@ -221,6 +222,18 @@ def installed_by_an_older_version(direct: psycopg.Connection) -> None:
     """The cluster database's catalog as another version of shiftguard left it, as far as a
     start can tell: the next start installs it again (an unchanged one is left as it is)."""
     direct.execute("DELETE FROM shiftguard_rows.settings WHERE name = 'cluster_installed'")
+
+
+def made_before(postgres: Postgres, owner: str, *statements: str) -> None:
+    """Run statements as the role owner directly on the backend with shiftguard's event triggers
+    off (session_replication_role = replica): what a user made before shiftguard refused it
+    (catalog/users_code.sql: PL/pgSQL functions, triggers, what calls them), for the tests of
+    the defences behind that refusal."""
+    with postgres.connect() as direct:
+        direct.execute("SET session_replication_role = replica")
+        direct.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(owner)))
+        for statement in statements:
+            direct.execute(statement)
 
 
 def unique(prefix: str = "t") -> str:

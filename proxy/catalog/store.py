@@ -1041,7 +1041,7 @@ _CLUSTER_SETTINGS = ("backend_secret", "superuser_mapping", "assumerole_seeded",
 _CLUSTER_SERVER = "shiftguard_cluster"  # the foreign server standing for the cluster database
 _PEERS_SERVER = "shiftguard_peers"  # how SHOW reaches the other databases (catalog/show.sql show_remote)
 _INSTALLED = ("rls.sql", "privileges.sql", "idp.sql", "masking.sql", "materialized_views.sql", "row_code.sql",
-              "explain.sql", "show.sql")
+              "users_code.sql", "explain.sql", "show.sql")
 # Only where the management role may write pg_catalog: Redshift's functions, and COPY/UNLOAD's
 # procedures (they use the server's COPY to and from files).
 _SUPERUSER_INSTALLED = ("redshift_functions.sql", "s3.sql")
@@ -1584,6 +1584,11 @@ async def _warn_refused(conn: asyncpg.Connection) -> None:
         log.warning("database %s: objects that only superusers may define, defined by others (shiftguard refuses "
                     "them now; drop them unless you trust their owners): %s%s", database,
                     "; ".join(row["what"] for row in untrusted[:20]), " ..." if len(untrusted) > 20 else "")
+    users_code = await conn.fetch("SELECT shiftguard.users_code_made_before() AS what LIMIT 21")
+    if users_code:
+        log.warning("database %s: code of users' that runs with the rights of whoever uses it (shiftguard refuses "
+                    "it now; drop it unless you trust its owners): %s%s", database,
+                    "; ".join(row["what"] for row in users_code[:20]), " ..." if len(users_code) > 20 else "")
     row_code = await conn.fetch("SELECT shiftguard.protected_row_code() AS what LIMIT 21")
     if row_code:
         log.warning("database %s: tables with row-level security on or masking attached that have code over their "

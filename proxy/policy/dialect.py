@@ -20,6 +20,10 @@ Pure. Runs before classification, so security decisions see the statement that w
 - Types: VARCHAR(MAX) and CHAR(MAX) are their longest; VARBINARY and BINARY VARYING are VARBYTE;
   INTERVAL YEAR TO MONTH and INTERVAL DAY TO
   SECOND are intervaly2m and intervald2s (the types themselves: catalog/redshift_functions.sql).
+- SQL UDFs: CREATE FUNCTION ... AS $$ SELECT expression $$ LANGUAGE sql (Redshift's form) is
+  written CREATE FUNCTION ... LANGUAGE sql RETURN expression, which PostgreSQL binds when it is
+  made; a user's function may have no other form (catalog/users_code.sql). Any other body is
+  left as written (the backend refuses it for users, with a message that says why).
 - Queries: SELECT TOP n (LIMIT n at the end of its level), a subquery in FROM without an alias
   (given one); CREATE VIEW ... WITH NO SCHEMA BINDING (_late_binding); CREATE/DROP SCHEMA
   with the database named (_schema_in_database). A number run into a name (THEN 1WHEN) is read apart before any of this
@@ -60,7 +64,8 @@ for canonical, spellings in {
 
 TRIGGER_WORDS = (b"varbinary", b"varying", b"month", b"second", b"binding", b"top", b"sysdate", b"approximate", b"dateadd", b"datediff", b"date_part", b"date_trunc", b"listagg",
                  b"version", b"diststyle", b"distkey", b"sortkey", b"encode", b"backup", b"identity",
-                 b"decode", b"show", b"foreign", b"materialized", b"array", b"comment", b"query_group", b"super")
+                 b"decode", b"show", b"foreign", b"materialized", b"array", b"comment", b"query_group", b"super",
+                 b"function")
 
 
 @dataclass
@@ -140,6 +145,8 @@ def rewrite(statement: str) -> Rewritten | None:
         commented = _view_comment(tokens)
         if commented is not None:
             return Rewritten(statement, view_comment=commented)
+    elif words[0] == "CREATE" and "FUNCTION" in words[:4]:
+        _sql_udf(tokens, edits)
     _expressions(statement, tokens, edits)
     _select_top(tokens, edits)
     _subquery_aliases(tokens, edits)
@@ -638,6 +645,55 @@ def _late_binding(tokens: list[Token], edits: list) -> str | None:
         return None
     edits.append((tokens[-5].end, tokens[-1].end, ""))
     return _table_name(tokens, words.index("VIEW") + 1)[0]
+
+
+def _sql_udf(tokens: list[Token], edits: list) -> None:
+    """CREATE [OR REPLACE] FUNCTION ... AS 'SELECT expression' ... LANGUAGE sql: the body taken
+    out and RETURN expression put at the end (where PostgreSQL wants a routine's body). Only a
+    body of one SELECT of one expression without FROM, WHERE or any other clause, as Redshift
+    allows; the expression keeps the text it was written with."""
+    depth, body_at, language = 0, None, None
+    for index, token in enumerate(tokens):
+        if _is(token, "("):
+            depth += 1
+        elif _is(token, ")"):
+            depth -= 1
+        elif depth == 0 and token.word == "AS" and index + 1 < len(tokens) and tokens[index + 1].name == "SCONST":
+            if body_at is not None or (index + 2 < len(tokens) and _is(tokens[index + 2], ",")):
+                return  # two bodies, or a C function's AS 'file', 'symbol': PostgreSQL's to judge
+            body_at = index
+        elif depth == 0 and token.word == "LANGUAGE" and index + 1 < len(tokens):
+            named = tokens[index + 1]
+            language = (string_value(named) if named.name == "SCONST" else named.word).upper()
+    if body_at is None or language != "SQL":
+        return
+    body = string_value(tokens[body_at + 1])
+    try:
+        body_tokens = [t for t in scan(body) if not _is(t, ";")]
+        statements = parse_tree(body)
+    except (GrammarError, parser.ParseError):
+        return
+    select = statements[0].stmt if len(statements) == 1 else None
+    if type(select).__name__ != "SelectStmt" or len(select.targetList or ()) != 1 or body_tokens[0].word != "SELECT" \
+            or any(getattr(select, clause) for clause in (
+                "fromClause", "whereClause", "groupClause", "havingClause", "windowClause", "sortClause",
+                "limitCount", "limitOffset", "distinctClause", "intoClause", "withClause", "valuesLists",
+                "lockingClause")) or select.op:
+        return
+    target = select.targetList[0]
+    expression = body_tokens[1:]
+    if target.name is not None:  # SELECT expression [AS] alias: the alias dropped
+        expression = expression[:-2] if len(expression) > 2 and expression[-2].word == "AS" else expression[:-1]
+    if not expression:
+        return
+    text = body[expression[0].start:expression[-1].end]
+    try:  # the same expression without its alias, or no rewrite
+        same = parse_tree(f"SELECT {text}")[0].stmt.targetList[0].val == target.val
+    except (GrammarError, parser.ParseError, AttributeError, IndexError):
+        return
+    if same:
+        edits.append((tokens[body_at].start, tokens[body_at + 1].end, ""))
+        edits.append((tokens[-1].end, tokens[-1].end, f" RETURN {text}"))
 
 
 def _schema_in_database(tokens: list[Token], edits: list) -> str | None:

@@ -13,6 +13,13 @@ from ..conftest import unique
 from .test_attack19 import _drop_all, _looted, _lookup_setup, _lookup_teardown, _plant
 
 
+def _attempt(conn, statement: str) -> None:
+    try:
+        conn.execute(statement)
+    except psycopg.Error:
+        pass  # refused: what the attacker must get
+
+
 def test_an_expression_index_left_invalid_by_a_concurrent_build_is_not_made_valid_on_a_lookup_table(proxy, new_user):
     """CREATE INDEX CONCURRENTLY commits the index (not yet valid) before its last transaction,
     where the ddl_command_end trigger refuses it: that rollback only leaves it INVALID, with its
@@ -44,9 +51,6 @@ def test_an_expression_index_left_invalid_by_a_concurrent_build_is_not_made_vali
         _lookup_teardown(proxy, n)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "open: PostgreSQL picks a user's more exact overload in public of another's function named unqualified "
-    "(shiftguard guards only the names of pg_catalog's functions); with the plan above it could not read tables"))
 def test_a_users_overload_of_an_admins_function_in_public_does_not_run_in_another_users_query(proxy, new_user):
     """guard_name_resolution refuses a user's function named like a built-in one (pg_catalog),
     but not one named like another user's (or an admin's) function in public: PostgreSQL picks
@@ -97,11 +101,6 @@ def test_a_users_overload_of_an_admins_function_in_public_does_not_run_in_anothe
                           f"DROP FUNCTION IF EXISTS public.{function}(float)"])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "open: a user's PL/pgSQL or SQL function runs as whoever calls it (in a view they read, a trigger or default "
-    "of a table they write), an admin (a PostgreSQL superuser) included; Redshift's UDFs cannot run SQL and it "
-    "has no triggers. Planned: CREATE FUNCTION for users as Redshift allows it (SQL: one expression; PL/pgSQL "
-    "only in procedures) and no triggers"))
 def test_a_function_in_a_users_view_does_not_run_as_another_user_who_reads_the_view(proxy, new_user):
     """A view runs its functions as whoever reads it (PostgreSQL checks the view owner's
     privileges on its tables, but current_user stays the reader): mallory's view over a plain
@@ -124,14 +123,14 @@ def test_a_function_in_a_users_view_does_not_run_as_another_user_who_reads_the_v
             assert mallory.execute(f"SELECT region FROM public.{table}").fetchall() == []
             mallory.execute(f"CREATE TABLE public.{loot} (what text)")
             mallory.execute(f"GRANT INSERT ON public.{loot} TO PUBLIC")
-            mallory.execute(f"""CREATE FUNCTION public.{steal}() RETURNS text LANGUAGE plpgsql AS $$
+            _attempt(mallory, f"""CREATE FUNCTION public.{steal}() RETURNS text LANGUAGE plpgsql AS $$
                 BEGIN
                   INSERT INTO public.{loot} SELECT 'as ' || current_user;
                   INSERT INTO public.{loot} SELECT region FROM public.{table};
                   RETURN 'hello';
                 EXCEPTION WHEN OTHERS THEN RETURN 'hello'; END $$""")
-            mallory.execute(f"CREATE VIEW public.{view} AS SELECT public.{steal}() AS greeting")
-            mallory.execute(f"GRANT SELECT ON public.{view} TO PUBLIC")
+            _attempt(mallory, f"CREATE VIEW public.{view} AS SELECT public.{steal}() AS greeting")
+            _attempt(mallory, f"GRANT SELECT ON public.{view} TO PUBLIC")
         with proxy.connect(victim, victim_password) as conn:
             try:
                 conn.execute(f"SELECT greeting FROM public.{view}").fetchall()
@@ -146,11 +145,6 @@ def test_a_function_in_a_users_view_does_not_run_as_another_user_who_reads_the_v
                           f"DROP RLS POLICY IF EXISTS {policy}", f"DROP TABLE public.{table}"])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "open: a user's PL/pgSQL or SQL function runs as whoever calls it (in a view they read, a trigger or default "
-    "of a table they write), an admin (a PostgreSQL superuser) included; Redshift's UDFs cannot run SQL and it "
-    "has no triggers. Planned: CREATE FUNCTION for users as Redshift allows it (SQL: one expression; PL/pgSQL "
-    "only in procedures) and no triggers"))
 def test_an_admin_reading_a_users_view_does_not_make_the_user_a_superuser(proxy, new_user, postgres):
     """The same with the admin reading: the admin's role is a PostgreSQL superuser, and the
     function in mallory's view runs as the admin (ALTER ROLE is on a shared object: no event
@@ -159,13 +153,13 @@ def test_an_admin_reading_a_users_view_does_not_make_the_user_a_superuser(proxy,
     name, password = new_user()
     view, function = unique("v"), unique("f_")
     with proxy.connect(name, password) as mallory:
-        mallory.execute(f"""CREATE FUNCTION public.{function}() RETURNS text LANGUAGE plpgsql AS $$
+        _attempt(mallory, f"""CREATE FUNCTION public.{function}() RETURNS text LANGUAGE plpgsql AS $$
             BEGIN
               BEGIN EXECUTE format('ALTER ROLE %I SUPERUSER', '{name}'); EXCEPTION WHEN OTHERS THEN NULL; END;
               RETURN 'hello';
             END $$""")
-        mallory.execute(f"CREATE VIEW public.{view} AS SELECT public.{function}() AS greeting")
-        mallory.execute(f"GRANT SELECT ON public.{view} TO PUBLIC")
+        _attempt(mallory, f"CREATE VIEW public.{view} AS SELECT public.{function}() AS greeting")
+        _attempt(mallory, f"GRANT SELECT ON public.{view} TO PUBLIC")
     try:
         with proxy.connect() as admin:
             try:
@@ -179,11 +173,6 @@ def test_an_admin_reading_a_users_view_does_not_make_the_user_a_superuser(proxy,
             direct.execute(f"ALTER ROLE {name} NOSUPERUSER")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "open: a user's PL/pgSQL or SQL function runs as whoever calls it (in a view they read, a trigger or default "
-    "of a table they write), an admin (a PostgreSQL superuser) included; Redshift's UDFs cannot run SQL and it "
-    "has no triggers. Planned: CREATE FUNCTION for users as Redshift allows it (SQL: one expression; PL/pgSQL "
-    "only in procedures) and no triggers"))
 def test_an_admin_writing_to_a_users_table_does_not_run_the_users_trigger_as_the_admin(proxy, new_user, postgres):
     """Redshift has no triggers; the proxy refuses CREATE TRIGGER it sees, but a DO block makes
     one on a table of mallory's own (not protected, so guard_row_code lets it be). A row the
@@ -194,7 +183,7 @@ def test_an_admin_writing_to_a_users_table_does_not_run_the_users_trigger_as_the
     with proxy.connect(name, password) as mallory:
         mallory.execute(f"CREATE TABLE public.{table} (note text)")
         mallory.execute(f"GRANT INSERT ON public.{table} TO PUBLIC")
-        mallory.execute(f"""CREATE FUNCTION public.{function}() RETURNS trigger LANGUAGE plpgsql AS $$
+        _attempt(mallory, f"""CREATE FUNCTION public.{function}() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN
               BEGIN EXECUTE format('ALTER ROLE %I SUPERUSER', '{name}'); EXCEPTION WHEN OTHERS THEN NULL; END;
               RETURN NEW;

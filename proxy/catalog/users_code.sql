@@ -1,0 +1,212 @@
+-- What code of a user's may run as someone else.
+--
+-- PostgreSQL runs a function with the rights of whoever calls it (SECURITY INVOKER), and calls
+-- the functions of a view as whoever reads it, of a default, CHECK constraint, index expression,
+-- rule or policy as whoever writes or reads the table, of a trigger as whoever fires it. A user's
+-- PL/pgSQL function in a view an admin reads (a PostgreSQL superuser on the embedded backend)
+-- could make its owner a superuser; a built-in such as lo_export or set_config in the default of
+-- a table an admin writes could write the server's files or the admin's settings. Redshift allows
+-- none of it: its SQL UDFs are one expression without FROM, Python UDFs reach no database,
+-- PL/pgSQL runs only in stored procedures (reached by CALL, never from a view or a table), and it
+-- has no triggers or rules. So for users (every role but the trusted ones, schema.sql
+-- trusted_role):
+-- - a function is a SQL function whose body is RETURN expression (PostgreSQL binds its names
+--   when it is made and records what it calls in pg_depend; the proxy turns Redshift's
+--   AS $$ SELECT expression $$ into it, policy/dialect.py), reading no table and calling only
+--   functions that may run for anyone (runs_for_anyone); PL/pgSQL and the rest only in CREATE
+--   PROCEDURE;
+-- - what a user's table, view, index, domain, type, aggregate, rule or policy calls may run for
+--   anyone;
+-- - no triggers (Redshift has none).
+-- An event trigger refuses the rest at the end of the command, from DO blocks and function
+-- bodies too; objects made before are logged at start (schema.sql untrusted_definitions).
+
+-- Built-in (and trusted roles') functions that read or act as their caller though PostgreSQL
+-- calls them stable: they read a whole table, schema or database with the caller's rights.
+CREATE OR REPLACE FUNCTION shiftguard.acts_as_caller(p_name name) RETURNS boolean
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT p_name IN ('table_to_xml', 'table_to_xmlschema', 'table_to_xml_and_xmlschema',
+                      'schema_to_xml', 'schema_to_xmlschema', 'schema_to_xml_and_xmlschema',
+                      'database_to_xml', 'database_to_xmlschema', 'database_to_xml_and_xmlschema',
+                      'pg_stat_get_backend_activity', 'pg_stat_get_activity')
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.acts_as_caller(name) TO PUBLIC;
+
+-- May p_function run with the rights of whoever calls it, whoever made the code that calls it?
+-- - a user's: a SQL function with a RETURN body (refused otherwise when made, guard_users_code)
+--   or an aggregate (its functions checked when it was made);
+-- - shiftguard's own, in its schemas: never from users' code (they act for their caller);
+-- - everyone else's (built-ins, Redshift's functions in pg_catalog, admins'): immutable or
+--   stable and not one of acts_as_caller's, or one of the volatile built-ins that only make a
+--   value (nextval advances a sequence the caller may use).
+CREATE OR REPLACE FUNCTION shiftguard.runs_for_anyone(p_function oid) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce((
+        SELECT CASE
+            WHEN NOT shiftguard.trusted_role(p.proowner) THEN
+                (p.prokind = 'f' AND p.prolang = (SELECT oid FROM pg_language WHERE lanname = 'sql')
+                 AND p.prosqlbody IS NOT NULL) OR p.prokind = 'a'
+            WHEN p.pronamespace IN (SELECT oid FROM pg_namespace WHERE nspname IN ('shiftguard', 'shiftguard_rows'))
+                THEN false
+            ELSE (p.provolatile IN ('i', 's') AND NOT shiftguard.acts_as_caller(p.proname))
+                 OR (p.pronamespace = 'pg_catalog'::regnamespace
+                     AND p.proname IN ('nextval', 'random', 'gen_random_uuid', 'clock_timestamp', 'timeofday'))
+        END
+        FROM pg_proc p WHERE p.oid = p_function), false)
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.runs_for_anyone(oid) TO PUBLIC;  -- it tells only what a function is
+
+-- The functions an expression as PostgreSQL stores it (nodeToString: pg_attrdef.adbin,
+-- pg_proc.prosqlbody, ...) calls: every FuncExpr, OpExpr (and its kin), Aggref and WindowFunc
+-- field that names one. pg_depend cannot tell: it records no reference to a built-in (pinned)
+-- object. Sound for refusing: the fields are written " :funcid 123" and the like, and a name or
+-- alias a user wrote is written with every space backslashed (outfuncs.c outToken), so every
+-- call is found and no text of a user's can make one up (at worst it adds one, refused).
+CREATE OR REPLACE FUNCTION shiftguard.called_functions(p_tree text) RETURNS SETOF oid
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT DISTINCT m[2]::oid FROM regexp_matches(coalesce(p_tree, ''),
+        ' :(funcid|opfuncid|hashfuncid|negfuncid|aggfnoid|winfnoid) ([0-9]+)', 'g') m
+     WHERE m[2]::oid <> 0
+    UNION
+    SELECT o.oprcode FROM regexp_matches(coalesce(p_tree, ''), ' :opno ([0-9]+)', 'g') m
+      JOIN pg_operator o ON o.oid = m[1]::oid
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.called_functions(text) TO PUBLIC;
+
+-- The expressions PostgreSQL stores for the object (p_classid, p_objid), as node trees, and the
+-- functions it names directly (an aggregate's, a range type's).
+CREATE OR REPLACE FUNCTION shiftguard.stored_calls(p_classid oid, p_objid oid) RETURNS SETOF oid
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT shiftguard.called_functions(t) FROM (
+        SELECT adbin::text FROM pg_attrdef WHERE p_classid = 'pg_attrdef'::regclass AND oid = p_objid
+        UNION ALL SELECT conbin::text FROM pg_constraint WHERE p_classid = 'pg_constraint'::regclass AND oid = p_objid
+        UNION ALL SELECT indexprs::text || ' ' || coalesce(indpred::text, '') FROM pg_index
+                   WHERE p_classid = 'pg_class'::regclass AND indexrelid = p_objid
+        UNION ALL SELECT partexprs::text FROM pg_partitioned_table
+                   WHERE p_classid = 'pg_class'::regclass AND partrelid = p_objid
+        UNION ALL SELECT ev_action::text || ' ' || coalesce(ev_qual::text, '') FROM pg_rewrite
+                   WHERE p_classid = 'pg_rewrite'::regclass AND oid = p_objid
+                     -- a materialized view's query runs only as its owner (REFRESH runs it so)
+                     AND (SELECT relkind FROM pg_class WHERE oid = ev_class) <> 'm'
+        UNION ALL SELECT coalesce(polqual::text, '') || ' ' || coalesce(polwithcheck::text, '') FROM pg_policy
+                   WHERE p_classid = 'pg_policy'::regclass AND oid = p_objid
+        UNION ALL SELECT stxexprs::text FROM pg_statistic_ext WHERE p_classid = 'pg_statistic_ext'::regclass
+                                                               AND oid = p_objid
+        UNION ALL SELECT typdefaultbin::text FROM pg_type WHERE p_classid = 'pg_type'::regclass AND oid = p_objid
+        UNION ALL SELECT prosqlbody::text FROM pg_proc WHERE p_classid = 'pg_proc'::regclass AND oid = p_objid
+    ) x(t)
+    UNION
+    SELECT f::oid FROM pg_aggregate a, unnest(ARRAY[a.aggtransfn, a.aggfinalfn, a.aggcombinefn, a.aggserialfn,
+                                                     a.aggdeserialfn, a.aggmtransfn, a.aggminvtransfn,
+                                                     a.aggmfinalfn]) f
+     WHERE p_classid = 'pg_proc'::regclass AND a.aggfnoid = p_objid AND f::oid <> 0
+    UNION
+    SELECT f::oid FROM pg_range r, unnest(ARRAY[r.rngcanonical, r.rngsubdiff]) f
+     WHERE p_classid = 'pg_type'::regclass AND r.rngtypid = p_objid AND f::oid <> 0
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.stored_calls(oid, oid) TO PUBLIC;
+
+-- Why the object (p_classid, p_objid) of a user's may not be, or NULL: the first function that
+-- it or its parts (defaults, constraints, indexes, rules, policies, statistics, a view's query,
+-- a domain's checks, an aggregate's or range type's functions) call and that may not run for
+-- anyone; for a user's function, also a body that is not RETURN expression or reads a table.
+CREATE OR REPLACE FUNCTION shiftguard.users_code_refusal(p_classid oid, p_objid oid) RETURNS text
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_proc pg_proc;
+    v_name text;
+BEGIN
+    IF p_classid = 'pg_trigger'::regclass THEN
+        RETURN 'triggers are not supported (a trigger''s function runs with the rights of whoever writes the table)';
+    END IF;
+    IF p_classid = 'pg_proc'::regclass THEN
+        SELECT * INTO v_proc FROM pg_proc WHERE oid = p_objid;
+        IF NOT FOUND OR v_proc.prokind = 'p' THEN
+            RETURN NULL;  -- procedures run only where CALL names them
+        END IF;
+        v_name := pg_describe_object(p_classid, p_objid, 0);
+        IF v_proc.prokind = 'f' AND (v_proc.prolang <> (SELECT oid FROM pg_language WHERE lanname = 'sql')
+                                     OR v_proc.prosqlbody IS NULL) THEN
+            RETURN format('%s is not a SQL function of one expression (a function runs with the rights of whoever '
+                          'calls it; write CREATE FUNCTION ... RETURN expression, or a stored procedure)', v_name);
+        END IF;
+        -- pg_get_function_sqlbody prints a RETURN body as RETURN ..., a BEGIN ATOMIC one as such
+        IF v_proc.prokind = 'f' AND pg_get_function_sqlbody(p_objid) NOT LIKE 'RETURN %' THEN
+            RETURN format('%s has a BEGIN ATOMIC body: a function is one expression (RETURN expression)', v_name);
+        END IF;
+        IF EXISTS (SELECT FROM unnest(v_proc.proconfig) c WHERE c NOT LIKE 'search\_path=%') THEN
+            RETURN format('%s sets a parameter: a function may set only search_path', v_name);
+        END IF;
+        -- a table in its query (as called_functions reads the tree; pg_depend misses the catalogs)
+        IF v_proc.prosqlbody::text ~ ' :relid [0-9]' THEN
+            RETURN format('%s reads a table or view: a function is one expression without FROM, as Amazon '
+                          'Redshift''s SQL UDFs are', v_name);
+        END IF;
+    END IF;
+    RETURN (
+        WITH parts AS (
+            SELECT p_classid AS classid, p_objid AS objid
+            UNION
+            SELECT d.classid, d.objid FROM pg_depend d
+             WHERE d.refclassid = p_classid AND d.refobjid = p_objid AND d.deptype IN ('a', 'i'))
+        SELECT format('%s calls %s, which may not run with the rights of whoever uses it',
+                      pg_describe_object(parts.classid, parts.objid, 0), f::regprocedure)
+          FROM parts, shiftguard.stored_calls(parts.classid, parts.objid) f
+         WHERE NOT shiftguard.runs_for_anyone(f)
+         ORDER BY parts.classid, parts.objid, f LIMIT 1);
+END
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.users_code_refusal(oid, oid) TO PUBLIC;  -- it tells only what an object calls
+
+CREATE OR REPLACE FUNCTION shiftguard.guard_users_code() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_command record;
+    v_refusal text;
+BEGIN
+    IF shiftguard.trusted_role((SELECT oid FROM pg_roles WHERE rolname = current_user)) THEN
+        RETURN;
+    END IF;
+    FOR v_command IN SELECT * FROM pg_event_trigger_ddl_commands() LOOP
+        v_refusal := shiftguard.users_code_refusal(v_command.classid, v_command.objid);
+        IF v_refusal IS NOT NULL THEN
+            RAISE EXCEPTION '%', v_refusal USING ERRCODE = '0A000',
+                DETAIL = 'Code of a user''s runs with the rights of whoever reads or writes what calls it.',
+                HINT = 'As on Amazon Redshift: SQL functions of one expression without FROM, PL/pgSQL in stored '
+                       'procedures, no triggers.';
+        END IF;
+    END LOOP;
+END
+$$;
+
+SELECT shiftguard.ensure_event_trigger('shiftguard_guard_users_code', 'ddl_command_end',
+    ARRAY['CREATE FUNCTION', 'ALTER FUNCTION', 'ALTER ROUTINE', 'CREATE AGGREGATE', 'ALTER AGGREGATE',
+          'CREATE TABLE', 'ALTER TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'CREATE VIEW', 'ALTER VIEW',
+          'CREATE MATERIALIZED VIEW', 'CREATE INDEX', 'CREATE RULE', 'CREATE TRIGGER', 'CREATE POLICY',
+          'ALTER POLICY', 'CREATE DOMAIN', 'ALTER DOMAIN', 'CREATE TYPE', 'ALTER TYPE', 'CREATE STATISTICS',
+          'CREATE FOREIGN TABLE', 'ALTER FOREIGN TABLE'],
+    'shiftguard.guard_users_code');
+
+-- What the rules above would refuse but exists already (made before shiftguard refused it, or on
+-- a backend without event triggers): the proxy logs it at start (store.py _warn_refused), for an
+-- admin to drop. Users' functions, aggregates, relations and types, and triggers that run a
+-- user's function (shiftguard's own, shiftguard_writes, run trusted code).
+CREATE OR REPLACE FUNCTION shiftguard.users_code_made_before() RETURNS SETOF text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT r FROM (
+        SELECT shiftguard.users_code_refusal('pg_proc'::regclass, p.oid) FROM pg_proc p
+         WHERE p.pronamespace <> 'pg_catalog'::regnamespace AND NOT shiftguard.trusted_role(p.proowner)
+        UNION ALL
+        SELECT shiftguard.users_code_refusal('pg_class'::regclass, c.oid) FROM pg_class c
+         WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND c.relnamespace <> 'pg_catalog'::regnamespace
+           AND NOT shiftguard.trusted_role(c.relowner)
+        UNION ALL
+        SELECT shiftguard.users_code_refusal('pg_type'::regclass, t.oid) FROM pg_type t
+         WHERE t.typtype IN ('d', 'r') AND NOT shiftguard.trusted_role(t.typowner)
+        UNION ALL
+        SELECT format('%s (owner %s)', pg_describe_object('pg_trigger'::regclass, t.oid, 0), c.relowner::regrole)
+          FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_proc f ON f.oid = t.tgfoid
+         WHERE NOT t.tgisinternal AND NOT shiftguard.trusted_role(f.proowner)
+    ) x(r) WHERE r IS NOT NULL
+$$;
+REVOKE ALL ON FUNCTION shiftguard.users_code_made_before() FROM PUBLIC;

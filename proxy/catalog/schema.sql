@@ -1870,6 +1870,56 @@ END
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.late_binding_function(regclass, text, text) TO PUBLIC;
 
+-- Does a user's code go through catalog/users_code.sql's guard here (an event trigger that
+-- refuses their PL/pgSQL functions)? Then the functions of their late-binding views, which are
+-- PL/pgSQL, are made by the management role (make_late_binding_function,
+-- make_pending_late_binding_function) and given to the view's owner: shiftguard's own code, which
+-- the owner may not change (the guard refuses their CREATE OR REPLACE), and which views may call
+-- (users_code.sql runs_for_anyone trusts what late_binding_views records).
+CREATE OR REPLACE FUNCTION shiftguard.users_code_guarded() RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT EXISTS (SELECT FROM pg_event_trigger WHERE evtname = 'shiftguard_guard_users_code' AND evtenabled <> 'D')
+       AND NOT shiftguard.trusted_role((SELECT oid FROM pg_roles WHERE rolname = current_user))
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.users_code_guarded() TO PUBLIC;
+
+-- The view p_view's owner, when the caller (by key) may act for it and it is a user (a trusted
+-- owner's views are made by trusted callers, who do not come here); else permission denied.
+CREATE OR REPLACE FUNCTION shiftguard.late_binding_view_owner(p_view regclass, p_key text) RETURNS oid
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_caller name := shiftguard.caller_of(p_key);
+    v_owner  oid := (SELECT relowner FROM pg_class WHERE oid = p_view AND relkind = 'v');
+BEGIN
+    IF v_owner IS NULL OR NOT pg_has_role(v_caller, v_owner, 'USAGE') OR shiftguard.trusted_role(v_owner) THEN
+        RAISE EXCEPTION 'must be owner of view %', p_view USING ERRCODE = '42501';
+    END IF;
+    RETURN v_owner;
+END
+$$;
+REVOKE ALL ON FUNCTION shiftguard.late_binding_view_owner(regclass, text) FROM PUBLIC;
+
+-- late_binding_function for a user's view, as the management role: the columns are the view's
+-- own (made without type modifiers by create_late_binding_view), never the caller's text; the
+-- query is run only by the _rows function, SECURITY DEFINER as the view's owner.
+CREATE OR REPLACE FUNCTION shiftguard.make_late_binding_function__keyed(p_view regclass, p_query text, p_key text)
+RETURNS regprocedure LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_columns text;
+BEGIN
+    PERFORM shiftguard.late_binding_view_owner(p_view, p_key);
+    SELECT string_agg(format('%I %s', attname, format_type(atttypid, NULL)), ', ' ORDER BY attnum) INTO v_columns
+      FROM pg_attribute WHERE attrelid = p_view AND attnum > 0 AND NOT attisdropped;
+    RETURN shiftguard.late_binding_function(p_view, v_columns, p_query);
+END
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.make_late_binding_function__keyed(regclass, text, text) TO PUBLIC;
+CREATE OR REPLACE FUNCTION shiftguard.make_late_binding_function(p_view regclass, p_query text) RETURNS regprocedure
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    SELECT shiftguard.make_late_binding_function__keyed($1, $2, shiftguard.caller_key())
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.make_late_binding_function(regclass, text) TO PUBLIC;
+
 -- p_sql: the ordinary CREATE [OR REPLACE] VIEW as the proxy judged it (it checks the query and
 -- gives the columns); p_view: the view's name as written; p_query: its query alone and p_empty:
 -- the statement, judged alike, making the view with no columns (NULL when it has a column
@@ -1916,7 +1966,8 @@ BEGIN
         v_view := shiftguard.caller_regclass(p_view, p_search_path);
     END IF;
     v_previous := shiftguard.record_late_binding_view(
-        v_view, shiftguard.late_binding_function(v_view, v_columns, v_query), v_types);
+        v_view, CASE WHEN shiftguard.users_code_guarded() THEN shiftguard.make_late_binding_function(v_view, v_query)
+                     ELSE shiftguard.late_binding_function(v_view, v_columns, v_query) END, v_types);
     IF v_previous IS NOT NULL THEN
         PERFORM shiftguard.drop_late_binding_function(v_previous);
     END IF;
@@ -1936,33 +1987,60 @@ CREATE OR REPLACE FUNCTION shiftguard.create_pending_late_binding_view(p_view te
 RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_view     regclass;
-    v_schema   text;
-    v_function text;
-    v_owner    oid;
+    v_function regprocedure;
 BEGIN
     PERFORM shiftguard.caller_execute(p_empty, p_search_path);
     v_view := shiftguard.caller_regclass(p_view, p_search_path);
-    v_schema := (SELECT relnamespace::regnamespace::text FROM pg_class WHERE oid = v_view);
-    v_owner := (SELECT relowner FROM pg_class WHERE oid = v_view);
+    v_function := CASE WHEN shiftguard.users_code_guarded()
+                       THEN shiftguard.make_pending_late_binding_function(v_view, p_query, p_search_path)
+                       ELSE shiftguard.pending_late_binding_function(v_view, p_query, p_search_path) END;
+    PERFORM shiftguard.record_late_binding_view(v_view, v_function, NULL, p_query, p_search_path);
+END
+$$;
+-- The function a pending view p_view reads (pending_view_body), made by whoever calls (the view's
+-- owner, or the management role for a user's: make_pending_late_binding_function), and the view
+-- made to read it.
+CREATE OR REPLACE FUNCTION shiftguard.pending_late_binding_function(p_view regclass, p_query text, p_search_path text)
+RETURNS regprocedure LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_schema   text := (SELECT relnamespace::regnamespace::text FROM pg_class WHERE oid = p_view);
+    v_owner    oid := (SELECT relowner FROM pg_class WHERE oid = p_view);
+    v_function text;
+BEGIN
     v_function := format('%s.%I', v_schema, 'late_binding_view_' || left(md5(random()::text || clock_timestamp()::text), 16));
     EXECUTE format('CREATE FUNCTION %s(p_bind boolean DEFAULT false) '
                    'RETURNS TABLE (col_name name, col_type text, base_type text, query text) LANGUAGE plpgsql %s '
                    'SET search_path = pg_catalog, pg_temp AS %L', v_function,
                    CASE WHEN (SELECT rolsuper OR rolname = 'shiftguard_views' FROM pg_roles WHERE oid = v_owner)
                         THEN 'SECURITY INVOKER' ELSE 'SECURITY DEFINER' END,
-                   shiftguard.pending_view_body(v_view, p_query, p_search_path));
+                   shiftguard.pending_view_body(p_view, p_query, p_search_path));
     IF (SELECT rolname <> 'shiftguard_views' AND oid <> (SELECT oid FROM pg_roles WHERE rolname = current_user)
           FROM pg_roles WHERE oid = v_owner) THEN
         EXECUTE format('ALTER FUNCTION %s(boolean) OWNER TO %s', v_function, v_owner::regrole);
     END IF;
     EXECUTE format('REVOKE ALL ON FUNCTION %s(boolean) FROM PUBLIC', v_function);
     EXECUTE format('COMMENT ON FUNCTION %s(boolean) IS %L', v_function,
-                   format('the query of late-binding view %s, not bound yet (shiftguard)', v_view));
-    EXECUTE format('CREATE OR REPLACE VIEW %s AS SELECT FROM %s()', v_view, v_function);
-    PERFORM shiftguard.record_late_binding_view(v_view, (v_function || '(boolean)')::regprocedure, NULL, p_query,
-                                                p_search_path);
+                   format('the query of late-binding view %s, not bound yet (shiftguard)', p_view));
+    EXECUTE format('CREATE OR REPLACE VIEW %s AS SELECT FROM %s()', p_view, v_function);
+    RETURN (v_function || '(boolean)')::regprocedure;
 END
 $$;
+REVOKE ALL ON FUNCTION shiftguard.pending_late_binding_function(regclass, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shiftguard.pending_late_binding_function(regclass, text, text) TO PUBLIC;  -- as the caller
+CREATE OR REPLACE FUNCTION shiftguard.make_pending_late_binding_function__keyed(p_view regclass, p_query text,
+                                                                                 p_search_path text, p_key text)
+RETURNS regprocedure LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM shiftguard.late_binding_view_owner(p_view, p_key);
+    RETURN shiftguard.pending_late_binding_function(p_view, p_query, p_search_path);
+END
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.make_pending_late_binding_function__keyed(regclass, text, text, text) TO PUBLIC;
+CREATE OR REPLACE FUNCTION shiftguard.make_pending_late_binding_function(p_view regclass, p_query text, p_search_path text)
+RETURNS regprocedure LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    SELECT shiftguard.make_pending_late_binding_function__keyed($1, $2, $3, shiftguard.caller_key())
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.make_pending_late_binding_function(regclass, text, text) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION shiftguard.create_pending_late_binding_view(text, text, text, text) TO PUBLIC;
 
 -- Is p_query (a view's query) all of one statement CREATE VIEW ... AS p_query? A pending view's

@@ -32,9 +32,22 @@ LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.acts_as_caller(name) TO PUBLIC;
 
+-- Is p_function one that shiftguard made for a user's late-binding view (schema.sql
+-- late_binding_function, pending_late_binding_function), or its _rows twin? Recorded in
+-- late_binding_views, which no user writes; made by the management role where this guard is in
+-- force (make_late_binding_function), and its owner may not change it (guard_users_code).
+CREATE OR REPLACE FUNCTION shiftguard.late_binding_view_function(p_function oid) RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT EXISTS (SELECT FROM shiftguard_rows.late_binding_views l JOIN pg_proc f ON f.oid = l.function_id
+                     JOIN pg_proc p ON p.oid = p_function
+                    WHERE l.function_id = p_function
+                       OR (p.pronamespace = f.pronamespace AND p.proname = f.proname || '_rows'))
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.late_binding_view_function(oid) TO PUBLIC;  -- it tells only what a function is
+
 -- May p_function run with the rights of whoever calls it, whoever made the code that calls it?
--- - a user's: a SQL function with a RETURN body (refused otherwise when made, guard_users_code)
---   or an aggregate (its functions checked when it was made);
+-- - a user's: a SQL function with a RETURN body (refused otherwise when made, guard_users_code),
+--   an aggregate (its functions checked when it was made), or a late-binding view's;
 -- - shiftguard's own, in its schemas: never from users' code (they act for their caller);
 -- - everyone else's (built-ins, Redshift's functions in pg_catalog, admins'): immutable or
 --   stable and not one of acts_as_caller's, or one of the volatile built-ins that only make a
@@ -45,7 +58,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
         SELECT CASE
             WHEN NOT shiftguard.trusted_role(p.proowner) THEN
                 (p.prokind = 'f' AND p.prolang = (SELECT oid FROM pg_language WHERE lanname = 'sql')
-                 AND p.prosqlbody IS NOT NULL) OR p.prokind = 'a'
+                 AND p.prosqlbody IS NOT NULL) OR p.prokind = 'a' OR shiftguard.late_binding_view_function(p.oid)
             WHEN p.pronamespace IN (SELECT oid FROM pg_namespace WHERE nspname IN ('shiftguard', 'shiftguard_rows'))
                 THEN false
             ELSE (p.provolatile IN ('i', 's') AND NOT shiftguard.acts_as_caller(p.proname))
@@ -184,7 +197,8 @@ SELECT shiftguard.ensure_event_trigger('shiftguard_guard_users_code', 'ddl_comma
           'CREATE TABLE', 'ALTER TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'CREATE VIEW', 'ALTER VIEW',
           'CREATE MATERIALIZED VIEW', 'CREATE INDEX', 'CREATE RULE', 'CREATE TRIGGER', 'CREATE POLICY',
           'ALTER POLICY', 'CREATE DOMAIN', 'ALTER DOMAIN', 'CREATE TYPE', 'ALTER TYPE', 'CREATE STATISTICS',
-          'CREATE FOREIGN TABLE', 'ALTER FOREIGN TABLE'],
+          'CREATE FOREIGN TABLE', 'ALTER FOREIGN TABLE', 'IMPORT FOREIGN SCHEMA',
+          'CREATE SCHEMA'],  -- CREATE SCHEMA ... CREATE TABLE / VIEW / INDEX / TRIGGER: its parts
     'shiftguard.guard_users_code');
 
 -- What the rules above would refuse but exists already (made before shiftguard refused it, or on
@@ -196,6 +210,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT r FROM (
         SELECT shiftguard.users_code_refusal('pg_proc'::regclass, p.oid) FROM pg_proc p
          WHERE p.pronamespace <> 'pg_catalog'::regnamespace AND NOT shiftguard.trusted_role(p.proowner)
+           AND NOT shiftguard.late_binding_view_function(p.oid)
         UNION ALL
         SELECT shiftguard.users_code_refusal('pg_class'::regclass, c.oid) FROM pg_class c
          WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND c.relnamespace <> 'pg_catalog'::regnamespace

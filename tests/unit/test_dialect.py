@@ -348,3 +348,25 @@ def test_casts_to_super_make_super_scalars(sql, expected):
 ])
 def test_what_casts_to_super_leave_alone(sql):
     assert rewritten(sql) in (None, sql)
+
+
+@pytest.mark.parametrize("sql, expected", [
+    ("CREATE FUNCTION f_a(int) RETURNS int STABLE AS $$ SELECT $1 + 1 AS x $$ LANGUAGE sql",
+     "CREATE FUNCTION f_a(int) RETURNS int STABLE  LANGUAGE sql RETURN $1 + 1"),
+    ("CREATE OR REPLACE FUNCTION f_b(a float, b float) RETURNS float IMMUTABLE "
+     "AS 'select case when a > b then a else b end;' LANGUAGE sql",
+     "CREATE OR REPLACE FUNCTION f_b(a float, b float) RETURNS float IMMUTABLE  LANGUAGE sql "
+     "RETURN case when a > b then a else b end"),
+    ("CREATE FUNCTION f_c(text) RETURNS text LANGUAGE 'sql' AS $body$ SELECT upper($1) shout $body$ STRICT",
+     "CREATE FUNCTION f_c(text) RETURNS text LANGUAGE 'sql'  STRICT RETURN upper($1)"),
+    # not one expression without FROM, or not SQL: left for the backend to judge
+    ("CREATE FUNCTION f_d() RETURNS int AS $$ SELECT count(*) FROM t $$ LANGUAGE sql", None),
+    ("CREATE FUNCTION f_e() RETURNS int AS $$ SELECT 1 UNION SELECT 2 $$ LANGUAGE sql", None),
+    ("CREATE FUNCTION f_f() RETURNS int AS $$ SELECT 1; SELECT 2 $$ LANGUAGE sql", None),
+    ("CREATE FUNCTION f_g() RETURNS int AS $$ SELECT 1, 2 $$ LANGUAGE sql", None),
+    ("CREATE FUNCTION f_h() RETURNS int LANGUAGE plpgsql AS $$ BEGIN RETURN 1; END $$", None),
+    ("CREATE PROCEDURE p_a() AS $$ SELECT 1 $$ LANGUAGE sql", None),
+    ("CREATE FUNCTION f_i() RETURNS int LANGUAGE sql RETURN 1", None),
+])
+def test_a_redshift_sql_udf_becomes_a_return_body(sql, expected):
+    assert rewritten(sql) == expected

@@ -57,8 +57,10 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT coalesce((
         SELECT CASE
             WHEN NOT shiftguard.trusted_role(p.proowner) THEN
-                (p.prokind = 'f' AND p.prolang = (SELECT oid FROM pg_language WHERE lanname = 'sql')
-                 AND p.prosqlbody IS NOT NULL) OR p.prokind = 'a' OR shiftguard.late_binding_view_function(p.oid)
+                p.pronamespace <> pg_my_temp_schema()  -- (only this session names its temporary ones)
+                AND ((p.prokind = 'f' AND p.prolang = (SELECT oid FROM pg_language WHERE lanname = 'sql')
+                      AND p.prosqlbody IS NOT NULL)
+                     OR p.prokind = 'a' OR shiftguard.late_binding_view_function(p.oid))
             WHEN p.pronamespace IN (SELECT oid FROM pg_namespace WHERE nspname IN ('shiftguard', 'shiftguard_rows'))
                 THEN false
             ELSE (p.provolatile IN ('i', 's') AND NOT shiftguard.acts_as_caller(p.proname))
@@ -87,7 +89,9 @@ $$;
 GRANT EXECUTE ON FUNCTION shiftguard.called_functions(text) TO PUBLIC;
 
 -- The expressions PostgreSQL stores for the object (p_classid, p_objid), as node trees, and the
--- functions it names directly (an aggregate's, a range type's).
+-- functions it names directly (an aggregate's, a range type's). Not a table's row security
+-- policies: only shiftguard makes them (rls.sql guard_row_security refuses everyone else's), and
+-- they call shiftguard's own functions.
 CREATE OR REPLACE FUNCTION shiftguard.stored_calls(p_classid oid, p_objid oid) RETURNS SETOF oid
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT shiftguard.called_functions(t) FROM (
@@ -101,8 +105,6 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                    WHERE p_classid = 'pg_rewrite'::regclass AND oid = p_objid
                      -- a materialized view's query runs only as its owner (REFRESH runs it so)
                      AND (SELECT relkind FROM pg_class WHERE oid = ev_class) <> 'm'
-        UNION ALL SELECT coalesce(polqual::text, '') || ' ' || coalesce(polwithcheck::text, '') FROM pg_policy
-                   WHERE p_classid = 'pg_policy'::regclass AND oid = p_objid
         UNION ALL SELECT stxexprs::text FROM pg_statistic_ext WHERE p_classid = 'pg_statistic_ext'::regclass
                                                                AND oid = p_objid
         UNION ALL SELECT typdefaultbin::text FROM pg_type WHERE p_classid = 'pg_type'::regclass AND oid = p_objid
@@ -134,8 +136,10 @@ BEGIN
     END IF;
     IF p_classid = 'pg_proc'::regclass THEN
         SELECT * INTO v_proc FROM pg_proc WHERE oid = p_objid;
-        IF NOT FOUND OR v_proc.prokind = 'p' THEN
-            RETURN NULL;  -- procedures run only where CALL names them
+        IF NOT FOUND OR v_proc.prokind = 'p' OR v_proc.pronamespace = pg_my_temp_schema() THEN
+            -- procedures run only where CALL names them; a temporary function only where this
+            -- session names it (nothing else may call it: runs_for_anyone)
+            RETURN NULL;
         END IF;
         v_name := pg_describe_object(p_classid, p_objid, 0);
         IF v_proc.prokind = 'f' AND (v_proc.prolang <> (SELECT oid FROM pg_language WHERE lanname = 'sql')
@@ -195,8 +199,7 @@ $$;
 SELECT shiftguard.ensure_event_trigger('shiftguard_guard_users_code', 'ddl_command_end',
     ARRAY['CREATE FUNCTION', 'ALTER FUNCTION', 'ALTER ROUTINE', 'CREATE AGGREGATE', 'ALTER AGGREGATE',
           'CREATE TABLE', 'ALTER TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'CREATE VIEW', 'ALTER VIEW',
-          'CREATE MATERIALIZED VIEW', 'CREATE INDEX', 'CREATE RULE', 'CREATE TRIGGER', 'CREATE POLICY',
-          'ALTER POLICY', 'CREATE DOMAIN', 'ALTER DOMAIN', 'CREATE TYPE', 'ALTER TYPE', 'CREATE STATISTICS',
+          'CREATE MATERIALIZED VIEW', 'CREATE INDEX', 'CREATE RULE', 'CREATE TRIGGER', 'CREATE DOMAIN', 'ALTER DOMAIN', 'CREATE TYPE', 'ALTER TYPE', 'CREATE STATISTICS',
           'CREATE FOREIGN TABLE', 'ALTER FOREIGN TABLE', 'IMPORT FOREIGN SCHEMA',
           'CREATE SCHEMA'],  -- CREATE SCHEMA ... CREATE TABLE / VIEW / INDEX / TRIGGER: its parts
     'shiftguard.guard_users_code');

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 import redshift_connector
 
-from ..conftest import ADMIN, ADMIN_PASSWORD, USER_PASSWORD, unique, waits_on_a_lock
+from ..conftest import ADMIN, ADMIN_PASSWORD, USER_PASSWORD, made_before, unique, waits_on_a_lock
 
 D = decimal.Decimal
 TS = datetime.datetime
@@ -706,10 +706,11 @@ def test_late_binding_view_still_missing_its_table(conn):
 
 
 @contextlib.contextmanager
-def _pending_view_with_its_function_made(conn, proxy, new_user, code: str):
+def _pending_view_with_its_function_made(conn, proxy, new_user, code: str, postgres):
     """A user's late-binding view made before its table (schema.later), whose function the user
     made again as `code` (after RETURNS TABLE (...); {schema} its schema's name), and a table
-    schema.seen; (schema, view, user)."""
+    schema.seen; (schema, view, user). Refused to the user now (catalog/users_code.sql: the
+    function is shiftguard's), so made as it was before shiftguard refused it (made_before)."""
     schema, view = unique("s"), unique("v")
     user, password = new_user()
     conn.execute(f"CREATE SCHEMA {schema} AUTHORIZATION {user}")
@@ -719,22 +720,25 @@ def _pending_view_with_its_function_made(conn, proxy, new_user, code: str):
             mine.execute(f"CREATE VIEW {schema}.{view} AS SELECT id FROM {schema}.later WITH NO SCHEMA BINDING")
             function = mine.execute("SELECT p.oid::regprocedure::text FROM pg_proc p WHERE obj_description(p.oid, "
                                     "'pg_proc') LIKE %s", (f"%{view}%",)).fetchone()[0]
-            mine.execute(f"CREATE OR REPLACE FUNCTION {function.removesuffix('(boolean)')}(p_bind boolean DEFAULT "
-                         "false) RETURNS TABLE (col_name name, col_type text, base_type text, query text) "
-                         + code.format(schema=schema))
+            again = (f"CREATE OR REPLACE FUNCTION {function.removesuffix('(boolean)')}(p_bind boolean DEFAULT "
+                     "false) RETURNS TABLE (col_name name, col_type text, base_type text, query text) "
+                     + code.format(schema=schema))
+            with pytest.raises(psycopg.errors.FeatureNotSupported):
+                mine.execute(again)
+        made_before(postgres, user, again)
         yield schema, view, user
     finally:
         conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
-def test_a_pending_late_binding_views_function_runs_only_as_its_owner(conn, proxy, new_user):
+def test_a_pending_late_binding_views_function_runs_only_as_its_owner(conn, proxy, new_user, postgres):
     """Anyone's DDL binds a late-binding view made before its table, through the function its
     owner owns; an owner who turns that function into SECURITY INVOKER code does not get it run
     as the superuser whose CREATE TABLE would bind the view: it is not called, the view stays
     unbound."""
     code = ("LANGUAGE sql SECURITY INVOKER AS $$ INSERT INTO {schema}.seen VALUES (current_user) "
             "RETURNING 'id'::name, 'integer', 'integer', 'SELECT 1 AS id' $$")
-    with _pending_view_with_its_function_made(conn, proxy, new_user, code) as (schema, view, _):
+    with _pending_view_with_its_function_made(conn, proxy, new_user, code, postgres) as (schema, view, _):
         conn.execute(f"CREATE TABLE {schema}.later (id integer)")
         assert conn.execute(f"SELECT * FROM {schema}.seen").fetchall() == []
         with pytest.raises(psycopg.errors.UndefinedColumn):
@@ -750,12 +754,12 @@ def test_a_pending_late_binding_views_function_runs_only_as_its_owner(conn, prox
     "LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$ BEGIN "
     "INSERT INTO {schema}.seen VALUES (session_user); PERFORM pg_sleep(30); "
     "RETURN QUERY SELECT 'id'::name, 'integer', 'integer', 'SELECT id FROM {schema}.later'; END $$"])
-def test_a_pending_late_binding_views_function_made_again_is_not_called(conn, proxy, new_user, code):
+def test_a_pending_late_binding_views_function_made_again_is_not_called(conn, proxy, new_user, code, postgres):
     """Anyone's DDL binds a pending view by calling the function its owner owns, in that DDL's
     session: an owner who made that function again could have set that session's settings, written
     rows, or slept, holding up the DDL (everyone's, each time). A function that is not as it was
     made is not called, and the view stays unbound; made again, it is bound."""
-    with _pending_view_with_its_function_made(conn, proxy, new_user, code) as (schema, view, user):
+    with _pending_view_with_its_function_made(conn, proxy, new_user, code, postgres) as (schema, view, user):
         style = conn.execute("SHOW datestyle").fetchone()
         conn.execute("SET statement_timeout = '20s'")
         conn.execute(f"CREATE TABLE {schema}.later (id integer)")

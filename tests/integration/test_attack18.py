@@ -47,14 +47,15 @@ def _login_with_a_query(proxy, user: str, password: str, sql: str) -> tuple[sock
 
 
 def _payee_and_plant(conn) -> None:
-    """The victim's table of payees, and public.plant(), which the attacker calls: it leaves, out
-    of the proxy's sight, a search_path and a temporary table of the same name with its own row."""
+    """The victim's table of payees, and the stored procedure public.plant(), which the attacker
+    calls (CALL public.plant(NULL)): it leaves, out of the proxy's sight, a search_path and a
+    temporary table of the same name with its own row, and answers its session's pid."""
     conn.execute("CREATE TABLE public.payee (iban text)")
     conn.execute("INSERT INTO public.payee VALUES ('DE00 victim')")
-    conn.execute("""CREATE FUNCTION public.plant() RETURNS int LANGUAGE plpgsql AS $$ BEGIN
+    conn.execute("""CREATE PROCEDURE public.plant(p_pid INOUT int) LANGUAGE plpgsql AS $$ BEGIN
         PERFORM set_config('search_path', 'pg_catalog', false);
         EXECUTE 'CREATE TEMP TABLE payee AS SELECT ''XX99 attacker''::text AS iban';
-        RETURN pg_backend_pid(); END $$""")
+        p_pid := pg_backend_pid(); END $$""")
 
 
 def test_a_query_sent_with_the_login_reads_nothing_the_last_client_left(make_proxy, new_user):
@@ -62,16 +63,16 @@ def test_a_query_sent_with_the_login_reads_nothing_the_last_client_left(make_pro
     one another client used, runs only for a session lent at a client's message): it serves the
     login's greeting and goes back to the pool at once. But a Query the client sent ahead,
     with its password, is already in the proxy's buffer then: it goes to that session as the
-    last client left it, unreset. The attacker reads what the victim's function left there out
-    of the proxy's sight (a setting, a temporary table): the state the reset exists to drop."""
+    last client left it, unreset. The attacker reads what the victim's stored procedure left
+    there out of the proxy's sight (a setting, a temporary table): the state the reset exists to drop."""
     proxy = _pooled(make_proxy)
     name, password = new_user()
     with proxy.connect(name, password) as victim:
-        victim.execute("""CREATE FUNCTION public.sign_in(p_token text) RETURNS int LANGUAGE plpgsql AS $$ BEGIN
+        victim.execute("""CREATE PROCEDURE public.sign_in(p_token text, p_pid INOUT int) LANGUAGE plpgsql AS $$ BEGIN
             PERFORM set_config('myapp.token', p_token, false);
             EXECUTE 'CREATE TEMP TABLE basket AS SELECT ' || quote_literal(p_token) || '::text AS item';
-            RETURN pg_backend_pid(); END $$""")
-        pid = victim.execute("SELECT public.sign_in('victim-s3cret')").fetchone()[0]
+            p_pid := pg_backend_pid(); END $$""")
+        pid = victim.execute("CALL public.sign_in('victim-s3cret', NULL)").fetchone()[0]
         attacker, received = _login_with_a_query(
             proxy, name, password, "SELECT pg_backend_pid()::text, current_setting('myapp.token', true), "
                                    "to_regclass('pg_temp.basket')::text")
@@ -92,7 +93,7 @@ def test_a_query_sent_with_the_login_leaves_nothing_in_the_session_its_last_clie
     with proxy.connect(name, password) as victim:
         _payee_and_plant(victim)
         pid = backend_pid(victim)
-        attacker, received = _login_with_a_query(proxy, name, password, "SELECT public.plant()")
+        attacker, received = _login_with_a_query(proxy, name, password, "CALL public.plant(NULL)")
         attacker.close()
         assert str(pid).encode() in received
         assert victim.execute("SELECT pg_backend_pid(), current_setting('search_path'), iban FROM payee"
@@ -110,7 +111,7 @@ def test_a_query_sent_with_the_login_leaves_nothing_in_a_new_session_for_the_nex
     # The setup's session goes: the attacker's login opens one.
     assert wait_for(lambda: pool_counts(proxy, name) == (1, 1, 0))
     assert proxy.proxy.context.transactions.prune(0) == 1
-    attacker, received = _login_with_a_query(proxy, name, password, "SELECT public.plant()")
+    attacker, received = _login_with_a_query(proxy, name, password, "CALL public.plant(NULL)")
     attacker.close()
     with proxy.connect(name, password) as victim:
         assert victim.execute("SELECT current_setting('search_path'), iban FROM payee").fetchone() == \

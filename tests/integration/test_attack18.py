@@ -113,6 +113,7 @@ def test_a_query_sent_with_the_login_leaves_nothing_in_a_new_session_for_the_nex
     assert proxy.proxy.context.transactions.prune(0) == 1
     attacker, received = _login_with_a_query(proxy, name, password, "CALL public.plant(NULL)")
     attacker.close()
+    assert b"p_pid" in received  # the procedure ran (its row's description)
     with proxy.connect(name, password) as victim:
         assert victim.execute("SELECT current_setting('search_path'), iban FROM payee").fetchone() == \
             ('"$user", public', "DE00 victim")

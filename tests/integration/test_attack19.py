@@ -19,7 +19,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from ..conftest import unique
+from ..conftest import made_before, unique
 from .test_attack17 import _drop_all, cards_masked_for, narrowed_for_a_member
 
 
@@ -29,7 +29,7 @@ def _group_role(group: str) -> str:
             f"JOIN pg_roles u ON u.oid = m.member WHERE u.rolname = current_user AND g.rolname LIKE '%{group}')")
 
 
-def test_a_group_member_does_not_shed_their_rls_through_a_function_owned_by_the_group(proxy, new_user):
+def test_a_group_member_does_not_shed_their_rls_through_a_function_owned_by_the_group(proxy, new_user, postgres):
     """The member's SECURITY DEFINER function, given to the group: it reads the table as the
     group, with the 'role' setting 'none', so caller_key answers the group's key, the policy
     attached to the user (narrowing their rows under AND) no longer applies, and PUBLIC's lets
@@ -40,11 +40,15 @@ def test_a_group_member_does_not_shed_their_rls_through_a_function_owned_by_the_
         try:
             with proxy.connect(name, password) as mallory:
                 assert mallory.execute(f"SELECT secret FROM public.{table}").fetchall() == [("for the user",)]
-                mallory.execute(f"""CREATE FUNCTION public.{steal}() RETURNS SETOF text LANGUAGE sql SECURITY DEFINER
-                    AS $$ SELECT secret FROM public.{table} $$""")
+                function = f"""CREATE FUNCTION public.{steal}() RETURNS SETOF text LANGUAGE sql SECURITY DEFINER
+                    AS $$ SELECT secret FROM public.{table} $$"""
+                give = f"""DO $$ BEGIN EXECUTE format('ALTER FUNCTION public.{steal}() OWNER TO %I',
+                    {_group_role(group)}); END $$"""
+                with pytest.raises(psycopg.errors.FeatureNotSupported, match="not a SQL function of one expression"):
+                    mallory.execute(function)  # a function reads no table now (catalog/users_code.sql)
+                # made, and given to the group, before shiftguard refused such functions
+                made_before(postgres, name, function, give)
                 try:
-                    mallory.execute(f"""DO $$ BEGIN EXECUTE format('ALTER FUNCTION public.{steal}() OWNER TO %I',
-                        {_group_role(group)}); END $$""")
                     rows = [r[0] for r in mallory.execute(f"SELECT * FROM public.{steal}()").fetchall()]
                 except psycopg.Error:
                     rows = []  # refused: what the attacker must get
@@ -53,7 +57,7 @@ def test_a_group_member_does_not_shed_their_rls_through_a_function_owned_by_the_
             _drop_all(proxy, [f"DROP FUNCTION IF EXISTS public.{steal}()"])
 
 
-def test_a_user_does_not_shed_their_masking_through_a_function_owned_by_shiftguard_users(proxy, new_user):
+def test_a_user_does_not_shed_their_masking_through_a_function_owned_by_shiftguard_users(proxy, new_user, postgres):
     """No group needed: every user is a member of shiftguard_users (masking.sql), may give it a
     SECURITY DEFINER function of theirs, and reads through it as shiftguard_users, to which the
     masking attached to the user does not reach: the raw card numbers."""
@@ -63,10 +67,14 @@ def test_a_user_does_not_shed_their_masking_through_a_function_owned_by_shiftgua
         try:
             with proxy.connect(name, password) as mallory:
                 assert mallory.execute(f"SELECT card FROM public.{table}").fetchall() == [("XXXX",)]
-                mallory.execute(f"""CREATE FUNCTION public.{steal}() RETURNS SETOF text LANGUAGE sql SECURITY DEFINER
-                    AS $$ SELECT card FROM public.{table} $$""")
+                function = f"""CREATE FUNCTION public.{steal}() RETURNS SETOF text LANGUAGE sql SECURITY DEFINER
+                    AS $$ SELECT card FROM public.{table} $$"""
+                give = f"DO $$ BEGIN EXECUTE 'ALTER FUNCTION public.{steal}() OWNER TO shiftguard_users'; END $$"
+                with pytest.raises(psycopg.errors.FeatureNotSupported, match="not a SQL function of one expression"):
+                    mallory.execute(function)  # a function reads no table now (catalog/users_code.sql)
+                # made, and given to shiftguard_users, before shiftguard refused such functions
+                made_before(postgres, name, function, give)
                 try:
-                    mallory.execute(f"DO $$ BEGIN EXECUTE 'ALTER FUNCTION public.{steal}() OWNER TO shiftguard_users'; END $$")
                     rows = [r[0] for r in mallory.execute(f"SELECT * FROM public.{steal}()").fetchall()]
                 except psycopg.Error:
                     rows = []

@@ -19,7 +19,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from ..conftest import made_before, unique
+from ..conftest import ADMIN, ADMIN_PASSWORD, made_before, unique
 from .test_attack17 import _drop_all, cards_masked_for, narrowed_for_a_member
 
 
@@ -128,19 +128,33 @@ def _lookup_teardown(proxy, n):
 def _plant(mallory, n, oid) -> None:
     """grab(): copies out what shiftguard_rls reads (VOLATILE, the user's); evil(integer):
     IMMUTABLE, calls grab() when run as shiftguard_rls, true otherwise. The planner runs an
-    IMMUTABLE function of constant arguments while it plans (constant folding), as whoever plans."""
-    mallory.execute(f"""CREATE FUNCTION public.{n['grab']}() RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN
+    IMMUTABLE function of constant arguments while it plans (constant folding), as whoever plans.
+    PL/pgSQL functions are refused to users now (catalog/users_code.sql); these are the user's
+    as made before that refusal (upgraded clusters still hold such): made by an admin, through
+    the proxy mallory is connected to (test_attack20 calls this with no postgres fixture), and
+    given to the user, as made_before would leave them."""
+    functions = [
+        f"""CREATE FUNCTION public.{n['grab']}() RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN
           BEGIN
             INSERT INTO public.{n['loot']} SELECT 'as ' || current_user;
             INSERT INTO public.{n['loot']} SELECT region FROM shiftguard."rls@{oid}:rows";
             INSERT INTO public.{n['loot']} SELECT region FROM public.{n['other_lookup']};
           EXCEPTION WHEN OTHERS THEN INSERT INTO public.{n['loot']} SELECT 'error: ' || SQLERRM; END;
-          RETURN true; END $$""")
-    mallory.execute(f"""CREATE FUNCTION public.{n['evil']}(integer) RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS $$
+          RETURN true; END $$""",
+        f"""CREATE FUNCTION public.{n['evil']}(integer) RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS $$
           BEGIN
             IF current_user::text = 'shiftguard_rls' THEN PERFORM public.{n['grab']}(); END IF;
             RETURN true;
-          EXCEPTION WHEN OTHERS THEN RETURN true; END $$""")
+          EXCEPTION WHEN OTHERS THEN RETURN true; END $$"""]
+    for function in functions:
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match="not a SQL function of one expression"):
+            mallory.execute(function)
+    with psycopg.connect(host=mallory.info.host, port=mallory.info.port, user=ADMIN, password=ADMIN_PASSWORD,
+                         dbname="dev", sslmode="disable", autocommit=True) as admin:
+        for function in functions:
+            admin.execute(function)
+        for signature in (f"{n['grab']}()", f"{n['evil']}(integer)"):
+            admin.execute(f"ALTER FUNCTION public.{signature} OWNER TO {mallory.info.user}")
 
 
 def _looted(mallory, n) -> set[str]:

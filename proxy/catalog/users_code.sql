@@ -108,7 +108,9 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
         UNION ALL SELECT stxexprs::text FROM pg_statistic_ext WHERE p_classid = 'pg_statistic_ext'::regclass
                                                                AND oid = p_objid
         UNION ALL SELECT typdefaultbin::text FROM pg_type WHERE p_classid = 'pg_type'::regclass AND oid = p_objid
-        UNION ALL SELECT prosqlbody::text FROM pg_proc WHERE p_classid = 'pg_proc'::regclass AND oid = p_objid
+        -- a function's body, and its parameters' defaults (evaluated in the query of whoever calls it)
+        UNION ALL SELECT coalesce(prosqlbody::text, '') || ' ' || coalesce(proargdefaults::text, '') FROM pg_proc
+                   WHERE p_classid = 'pg_proc'::regclass AND oid = p_objid
     ) x(t)
     UNION
     SELECT f::oid FROM pg_aggregate a, unnest(ARRAY[a.aggtransfn, a.aggfinalfn, a.aggcombinefn, a.aggserialfn,

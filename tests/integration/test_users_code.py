@@ -51,15 +51,26 @@ def test_redshift_sql_udfs_work_for_a_user(proxy, new_user):
 def test_a_user_cannot_make_a_function_that_acts_as_its_caller(proxy, new_user, body, why):
     """A function runs with the rights of whoever calls it: in a view an admin reads, in the
     default of a table an admin writes. A user's may only compute a value, as Redshift's SQL
-    UDFs do; the message says why, the same from a DO block."""
+    UDFs do; the message says why."""
+    _refused_both_ways(proxy, new_user, f"CREATE FUNCTION public.{{f}}() RETURNS integer {body}", why)
+
+
+def test_a_functions_parameter_default_is_checked_too(proxy, new_user):
+    """A parameter's default is evaluated in the query of whoever calls the function."""
+    _refused_both_ways(proxy, new_user, "CREATE FUNCTION public.{f}(a text DEFAULT pg_catalog.set_config('a.b', 'c', "
+                                        "false)) RETURNS integer LANGUAGE sql RETURN length(a)", "calls set_config")
+
+
+def _refused_both_ways(proxy, new_user, statement, why):
+    """statement ({f}: the function's name) refused to a new user, through the proxy and from a
+    DO block, with why in the message; no function made."""
     name, password = new_user()
     function = unique("f_")
     with proxy.connect(name, password) as conn:
         with pytest.raises(REFUSED, match=why):
-            conn.execute(f"CREATE FUNCTION public.{function}() RETURNS integer {body}")
+            conn.execute(statement.format(f=function))
         with pytest.raises(REFUSED, match=why):
-            conn.execute(f"DO $do$ BEGIN EXECUTE $f$CREATE FUNCTION public.{function}() RETURNS integer "
-                         f"{body.replace('$$', '$b$')}$f$; END $do$")
+            conn.execute(f"DO $do$ BEGIN EXECUTE $f${statement.format(f=function).replace('$$', '$b$')}$f$; END $do$")
         assert conn.execute("SELECT to_regproc(%s)", (f"public.{function}",)).fetchone() == (None,)
 
 

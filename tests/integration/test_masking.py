@@ -9,7 +9,7 @@ import psycopg
 import pytest
 import redshift_connector
 
-from ..conftest import installed_by_an_older_version, unique, wait_for
+from ..conftest import installed_by_an_older_version, made_before, unique, wait_for
 
 PASSWORD = "Secret123"
 CARDS = [(100, "4532993817514842"), (102, "5243112427642649"), (103, "373611968625635")]
@@ -140,12 +140,16 @@ def test_masking_applies_before_predicates_and_in_every_clause(proxy, world):
                             ).fetchone() == (partial(raw),)
 
 
-def test_what_the_rewrite_cannot_reach_fails_closed(proxy, world):
+def test_what_the_rewrite_cannot_reach_fails_closed(proxy, world, postgres):
     n = world
     t = n["cards"]
+    function = (f"CREATE FUNCTION public.{t}_f() RETURNS SETOF text LANGUAGE sql "
+                f"AS $$SELECT credit_card FROM public.{t}$$")
     with proxy.connect(n["regular"], PASSWORD) as conn:
         conn.execute(f"CREATE VIEW {t}_v AS SELECT * FROM {t}")  # made before the attachment
-        conn.execute(f"CREATE FUNCTION {t}_f() RETURNS SETOF text LANGUAGE sql AS $$SELECT credit_card FROM {t}$$")
+        with pytest.raises(psycopg.errors.FeatureNotSupported):  # a function that reads a table: refused now
+            conn.execute(function)
+    made_before(postgres, n["regular"], function)  # as it still is where it was made before that refusal
     with proxy.connect() as admin:
         admin.execute(f"ATTACH MASKING POLICY {n['full']} ON {t}(credit_card) TO {n['regular']}")
     masked_soon(proxy, n["regular"], t, [FULL] * 3)

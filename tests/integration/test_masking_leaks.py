@@ -7,7 +7,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from ..conftest import unique, wait_for
+from ..conftest import made_before, unique, wait_for
 from .test_rls_leaks import peek, row_code, try_all
 
 PASSWORD = "Secret123"
@@ -214,10 +214,10 @@ def owner_attempts(t: str, me: str) -> list[str]:
         f"CREATE TABLE {me}_p1 (LIKE {t}); ALTER TABLE {t} INHERIT {me}_p1; SELECT card FROM {me}_p1",
         f"CREATE TABLE {me}_p2 (LIKE {t}); DO $$BEGIN EXECUTE 'ALTER TABLE {t} INHERIT {me}_p2'; END$$; "
         f"SELECT card FROM {me}_p2",
-        f"CREATE TABLE {me}_p3 (LIKE {t}); CREATE FUNCTION inh_{me}() RETURNS void LANGUAGE plpgsql AS "
-        f"$$BEGIN ALTER TABLE {t} INHERIT {me}_p3; END$$; SELECT inh_{me}(); SELECT card FROM {me}_p3",
-        f"CREATE TABLE {me}_p4 (LIKE {t}); CREATE FUNCTION inhs_{me}() RETURNS void LANGUAGE sql AS "
-        f"$$ALTER TABLE {t} INHERIT {me}_p4$$; SELECT inhs_{me}(); SELECT card FROM {me}_p4",
+        f"CREATE TABLE {me}_p3 (LIKE {t}); CREATE FUNCTION pg_temp.inh_{me}() RETURNS void LANGUAGE plpgsql "
+        f"AS $$BEGIN ALTER TABLE {t} INHERIT {me}_p3; END$$; SELECT pg_temp.inh_{me}(); SELECT card FROM {me}_p3",
+        f"CREATE TABLE {me}_p4 (LIKE {t}); CREATE FUNCTION pg_temp.inhs_{me}() RETURNS void LANGUAGE sql "
+        f"AS $$ALTER TABLE {t} INHERIT {me}_p4$$; SELECT pg_temp.inhs_{me}(); SELECT card FROM {me}_p4",
         f"CREATE TABLE {me}_l1 (LIKE {t}) PARTITION BY LIST (id); "
         f"ALTER TABLE {me}_l1 ATTACH PARTITION {t} DEFAULT; SELECT card FROM {me}_l1",
         f"CREATE TABLE {me}_l2 (LIKE {t}) PARTITION BY RANGE (id); DO $$BEGIN ALTER TABLE {me}_l2 "
@@ -265,24 +265,27 @@ def owner_attempts(t: str, me: str) -> list[str]:
 def row_code_attempts(t: str, me: str) -> list[str]:
     """The owner makes PostgreSQL run code of its own, or a built-in whose error quotes the
     value, over the raw values of the masked column (as test_rls_leaks.row_code_attempts), or
-    copies them into a column no policy masks."""
-    f = f"peek_{me}"
+    copies them into a column no policy masks. The owner's code is a function in its temporary
+    schema (the only place a user may make a PL/pgSQL function now, catalog/users_code.sql), made
+    by the attempt itself; the ATTACH PARTITION under a parent with an index calling the owner's
+    function is tried on such a parent made before that refusal (made_before_parent)."""
+    f = f"pg_temp.peek_{me}"
     return [
-        peek(me) + f"CREATE INDEX ON {t} (({f}(card)))",
-        peek(me) + f"DO $$BEGIN CREATE INDEX ON {t} (({f}(card))); END$$",
-        peek(me) + f"DO $$BEGIN EXECUTE 'CREATE INDEX ON {t} (id) WHERE {f}(card) IS NOT NULL'; END$$",
-        peek(me) + f"CREATE FUNCTION ix_{me}() RETURNS void LANGUAGE sql AS $$CREATE INDEX ON {t} (({f}(card)))$$; "
-        f"SELECT ix_{me}()",
-        peek(me) + f"CREATE PROCEDURE ixp_{me}() LANGUAGE plpgsql AS $$BEGIN CREATE UNIQUE INDEX ON {t} "
+        temp_peek(me) + f"CREATE INDEX ON {t} (({f}(card)))",
+        temp_peek(me) + f"DO $$BEGIN CREATE INDEX ON {t} (({f}(card))); END$$",
+        temp_peek(me) + f"DO $$BEGIN EXECUTE 'CREATE INDEX ON {t} (id) WHERE {f}(card) IS NOT NULL'; END$$",
+        temp_peek(me) + f"CREATE FUNCTION pg_temp.ix_{me}() RETURNS void LANGUAGE sql "
+        f"AS $$CREATE INDEX ON {t} (({f}(card)))$$; SELECT pg_temp.ix_{me}()",
+        temp_peek(me) + f"CREATE PROCEDURE ixp_{me}() LANGUAGE plpgsql AS $$BEGIN CREATE UNIQUE INDEX ON {t} "
         f"(id, ({f}(card))); END$$; CALL ixp_{me}()",
         f"CREATE INDEX {me}_ei ON {t} ((upper(card))); ANALYZE {t}; "
         f"SELECT most_common_vals::text FROM pg_stats WHERE tablename = '{me}_ei'",
-        peek(me) + f"ALTER TABLE {t} ADD CONSTRAINT c_{me} CHECK ({f}(card) IS NOT NULL)",
-        peek(me) + f"DO $$BEGIN ALTER TABLE {t} ADD CONSTRAINT c_{me} CHECK ({f}(card) <> '') NOT VALID; "
+        temp_peek(me) + f"ALTER TABLE {t} ADD CONSTRAINT c_{me} CHECK ({f}(card) IS NOT NULL)",
+        temp_peek(me) + f"DO $$BEGIN ALTER TABLE {t} ADD CONSTRAINT c_{me} CHECK ({f}(card) <> '') NOT VALID; "
         f"ALTER TABLE {t} VALIDATE CONSTRAINT c_{me}; END$$",
         f"ALTER TABLE {t} ADD CONSTRAINT n_{me} CHECK (card::int > 0)",  # the cast's error quotes the value
         f"DO $$BEGIN ALTER TABLE {t} ADD CONSTRAINT n_{me} CHECK (card::int > 0); END$$",
-        peek(me) + f"ALTER TABLE {t} ALTER COLUMN card TYPE text USING {f}(card)",
+        temp_peek(me) + f"ALTER TABLE {t} ALTER COLUMN card TYPE text USING {f}(card)",
         f"ALTER TABLE {t} ALTER COLUMN card TYPE int USING card::int",
         f"CREATE PROCEDURE typ_{me}() LANGUAGE plpgsql AS $$BEGIN ALTER TABLE {t} ALTER COLUMN card TYPE int "
         f"USING card::int; END$$; CALL typ_{me}()",
@@ -290,7 +293,7 @@ def row_code_attempts(t: str, me: str) -> list[str]:
         f"ALTER TABLE {t} ADD COLUMN copy text GENERATED ALWAYS AS (card) STORED; SELECT copy FROM {t}",
         f"DO $$BEGIN ALTER TABLE {t} ADD COLUMN copy text GENERATED ALWAYS AS (card || '') STORED; END$$; "
         f"SELECT copy FROM {t}",
-        peek(me) + f"DO $$BEGIN EXECUTE 'ALTER TABLE {t} ADD COLUMN copy text GENERATED ALWAYS AS ({f}(card)) "
+        temp_peek(me) + f"DO $$BEGIN EXECUTE 'ALTER TABLE {t} ADD COLUMN copy text GENERATED ALWAYS AS ({f}(card)) "
         f"STORED'; END$$",
         # a foreign key's check reads the raw values without the masking guard
         f"CREATE TABLE {me}_keys (card text PRIMARY KEY); INSERT INTO {me}_keys VALUES ('{MASK}'), "
@@ -301,13 +304,30 @@ def row_code_attempts(t: str, me: str) -> list[str]:
         f"(reverse('{SECRET[::-1]}')); DO $$BEGIN ALTER TABLE {t} ADD FOREIGN KEY (card) REFERENCES {me}_keys2 "
         f"NOT VALID; DELETE FROM {me}_keys2 WHERE card <> '{MASK}'; "
         f"EXCEPTION WHEN foreign_key_violation THEN RAISE NOTICE 'LEAKED'; END$$",
-        peek(me) + f"ALTER TABLE {t} ADD EXCLUDE USING btree (({f}(card)) WITH =)",
-        peek(me) + f"DO $$BEGIN CREATE STATISTICS {me}_st3 ON ({f}(card)), id FROM {t}; END$$; ANALYZE {t}",
-        peek(me) + f"CREATE TABLE {me}_pp (LIKE {t}) PARTITION BY RANGE (id); CREATE INDEX ON {me}_pp (({f}(card))); "
+        temp_peek(me) + f"ALTER TABLE {t} ADD EXCLUDE USING btree (({f}(card)) WITH =)",
+        temp_peek(me) + f"DO $$BEGIN CREATE STATISTICS {me}_st3 ON ({f}(card)), id FROM {t}; END$$; ANALYZE {t}",
+        temp_peek(me) + f"CREATE TABLE {me}_pp (LIKE {t}) PARTITION BY RANGE (id); "
+        f"CREATE INDEX ON {me}_pp (({f}(card))); "
         f"DO $$BEGIN ALTER TABLE {me}_pp ATTACH PARTITION {t} FOR VALUES FROM (MINVALUE) TO (MAXVALUE); END$$",
-        peek(me) + f"ALTER TABLE {t} RENAME TO {t}_new; CREATE INDEX ON {t}_new (({f}(card))); "
+        f"ALTER TABLE {me}_pp0 ATTACH PARTITION {t} FOR VALUES FROM (MINVALUE) TO (MAXVALUE)",
+        f"DO $$BEGIN ALTER TABLE {me}_pp0 ATTACH PARTITION {t} FOR VALUES FROM (MINVALUE) TO (MAXVALUE); END$$",
+        temp_peek(me) + f"ALTER TABLE {t} RENAME TO {t}_new; CREATE INDEX ON {t}_new (({f}(card))); "
         f"ALTER TABLE {t}_new RENAME TO {t}",
     ]
+
+
+def temp_peek(me: str) -> str:
+    """test_rls_leaks.peek in the owner's temporary schema, where a user may still make it."""
+    return (f"CREATE FUNCTION pg_temp.peek_{me}(text) RETURNS text LANGUAGE plpgsql IMMUTABLE AS "
+            f"$$BEGIN RAISE NOTICE 'saw %', $1; RETURN $1; END$$; ")
+
+
+def made_before_parent(postgres, t: str, me: str) -> None:
+    """The owner's partitioned table {me}_pp0 like t with an index on its peek function over card,
+    both made before shiftguard refused users' PL/pgSQL functions and what calls them (made_before):
+    attaching t under it would build that index over t's raw values."""
+    made_before(postgres, me, peek(me), f"CREATE TABLE public.{me}_pp0 (LIKE public.{t}) PARTITION BY RANGE (id)",
+                f"CREATE INDEX ON public.{me}_pp0 ((public.peek_{me}(card)))")
 
 
 def capture_attempts(t: str, me: str) -> list[str]:
@@ -331,9 +351,12 @@ def capture_attempts(t: str, me: str) -> list[str]:
 
 def test_the_owner_reads_no_raw_value_around_the_masking(proxy, owned_masked, postgres, capsys):
     t, me = owned_masked
+    made_before_parent(postgres, t, me)
     tried = len(owner_attempts(t, me))
     seen: dict[str, str] = {}
     leaks = try_all(proxy, me, owner_attempts(t, me), (SECRET, SECRET[:8], "LEAKED"), seen)
+    probe = temp_peek(me) + f"SELECT pg_temp.peek_{me}('probe')"  # the owner's code does run, and shows
+    assert "saw probe" in try_all(proxy, me, [probe], ("saw probe",))[0][1]
     for sql in owner_attempts(t, me)[:10]:  # refused, and the error says why
         assert f'table "{t}" has a masking policy attached: it cannot take part in table inheritance' in seen[sql], \
             seen[sql]

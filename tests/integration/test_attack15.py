@@ -26,11 +26,14 @@ def _during_admins_analyze(proxy, postgres, name: str, password: str, body: str)
         with pytest.raises(psycopg.errors.FeatureNotSupported, match="not a SQL function of one expression"):
             conn.execute(function)
         conn.execute(f"CREATE TABLE public.{table} (a int)")
-        conn.execute(f"INSERT INTO public.{table} VALUES (1)")
+    # the index made on the empty table: made_before's session (session_user the bootstrap
+    # superuser, event triggers off) must not be the one that runs the body
     made_before(postgres, name, function,
                 f"""CREATE FUNCTION public.{indexed}(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$ BEGIN
             IF $1 = 1 AND current_user <> session_user THEN PERFORM public.{act}(); END IF; RETURN $1; END $$""",
                 f"CREATE INDEX ON public.{table} (public.{indexed}(a))")
+    with proxy.connect(name, password) as conn:
+        conn.execute(f"INSERT INTO public.{table} VALUES (1)")
     with proxy.connect() as admin:
         admin.execute(f"ANALYZE public.{table}")
 
@@ -328,13 +331,13 @@ def test_autovacuum_does_not_let_a_users_index_expression_act_as_the_management_
         with pytest.raises(psycopg.errors.FeatureNotSupported, match="not a SQL function of one expression"):
             mallory.execute(create)
         mallory.execute(f"CREATE TABLE public.{table} (a int)")
+        mallory.execute(f"ALTER TABLE public.{table} SET (autovacuum_analyze_threshold = 0, "
+                        "autovacuum_analyze_scale_factor = 0)")
         # the functions and the index that calls them, made before shiftguard refused them
         made_before(postgres, name, create,
                     f"""CREATE FUNCTION public.{indexed}(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$ BEGIN
             IF $1 = 1 AND current_user <> session_user THEN PERFORM public.{act}(); END IF; RETURN $1; END $$""",
                     f"CREATE INDEX ON public.{table} (public.{indexed}(a))")
-        mallory.execute(f"ALTER TABLE public.{table} SET (autovacuum_analyze_threshold = 0, "
-                        "autovacuum_analyze_scale_factor = 0)")
         with postgres.connect() as direct:  # autovacuum looks every second, not every minute
             direct.execute("ALTER SYSTEM SET autovacuum_naptime = 1")
             direct.execute("SELECT pg_reload_conf()")

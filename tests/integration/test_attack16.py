@@ -8,7 +8,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from ..conftest import unique
+from ..conftest import made_before, unique
 from .test_attack15 import _during_admins_analyze
 from .test_databases import database  # noqa: F401 (a fixture)
 
@@ -150,14 +150,16 @@ def test_a_redshift_function_dropped_by_way_of_record_late_binding_view_lets_a_u
         with proxy.connect(name, password) as mallory:
             mallory.execute(f"DROP VIEW public.{view}")
             mallory.execute("SELECT shiftguard.late_binding_views_forget_dropped()")
-            try:
-                mallory.execute(f"""CREATE FUNCTION public.months_between(date, date) RETURNS float8
+            replacement = f"""CREATE FUNCTION public.months_between(date, date) RETURNS float8
                     LANGUAGE plpgsql AS $$ BEGIN
                     BEGIN CALL shiftguard.alter_user('{name}', '{{"superuser": true}}');
                     EXCEPTION WHEN OTHERS THEN NULL; END;
-                    RETURN ($2 - $1) / 30.0; END $$""")
-            except psycopg.Error:
-                pass  # pg_catalog's is still there
+                    RETURN ($2 - $1) / 30.0; END $$"""
+            with pytest.raises(psycopg.errors.FeatureNotSupported, match="not a SQL function of one expression"):
+                mallory.execute(replacement)
+        # made before shiftguard refused it, so that only pg_catalog's months_between, if still
+        # there, stands between the admin and the user's code
+        made_before(postgres, name, replacement)
         with proxy.connect() as admin:
             admin.execute("SELECT months_between('2026-01-01'::date, '2026-03-01'::date)")
             assert admin.execute("SELECT usesuper FROM pg_user WHERE usename = %s", (name,)).fetchone() == (False,)

@@ -58,7 +58,7 @@ def test_a_database_owners_role_setting_does_not_make_the_proxys_sessions_theirs
         conn.execute(f"ALTER DATABASE {database} SET role = {conn.info.user}")
         conn.execute(f"CREATE TABLE {schema}.t (a int)")
         with postgres.connect(dbname=database) as direct:  # (made_before's way, in this database)
-            direct.execute("RESET ROLE")  # (the database's setting made this session the owner's)
+            direct.execute("SET ROLE NONE")  # (the database's setting made this session the owner's)
             direct.execute("SET session_replication_role = replica")
             direct.execute(f"SET ROLE {conn.info.user}")
             direct.execute(f"""CREATE FUNCTION {schema}.evil(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$
@@ -177,8 +177,9 @@ def test_an_admins_analyze_runs_no_code_of_a_tables_owner_as_the_admin(proxy, ne
     with _a_victims_secret(proxy, new_user) as (conn, schema, function):
         _carrying_out(postgres, conn, schema, function + called, "IMMUTABLE")
         conn.execute(f"CREATE TABLE {schema}.t (a int)")
-        conn.execute(f"INSERT INTO {schema}.t SELECT g FROM generate_series(1, 100) g")
+        # (made on the empty table: made_before's session_user is not the owner, for whom evil would read)
         made_before(postgres, conn.info.user, f"CREATE INDEX ON {schema}.t ({schema}.evil(a))")
+        conn.execute(f"INSERT INTO {schema}.t SELECT g FROM generate_series(1, 100) g")
         with proxy.connect() as admin, contextlib.suppress(psycopg.errors.InsufficientPrivilege):
             admin.execute(f"ANALYZE {schema}.t")  # (the owner's function fails it now, as it may anyway)
         assert conn.execute(f"SELECT last_value FROM {schema}.seen").fetchone() == (1,)

@@ -44,17 +44,23 @@ def _a_victims_secret(proxy, new_user):
             admin.execute(f"DROP SCHEMA {theirs} CASCADE")
 
 
-def _carrying_out(postgres, conn: psycopg.Connection, schema: str, function: str, header: str = "") -> None:
-    """schema.evil(int) of conn's user, returning its argument: where session_user is not its
+def _evil(schema: str, function: str, header: str = "") -> str:
+    """CREATE FUNCTION schema.evil(int), returning its argument: where session_user is not its
     caller, it calls `function` and keeps what it gives in schema.seen (a sequence: no rollback
-    undoes it). PL/pgSQL: made before shiftguard refused users' such functions (made_before)."""
-    made_before(postgres, conn.info.user, f"""CREATE FUNCTION {schema}.evil(int) RETURNS int LANGUAGE plpgsql {header} AS $$
+    undoes it)."""
+    return f"""CREATE FUNCTION {schema}.evil(int) RETURNS int LANGUAGE plpgsql {header} AS $$
         BEGIN
             IF session_user <> current_user THEN
                 PERFORM pg_catalog.setval('{schema}.seen', (SELECT n FROM {function}()));
             END IF;
             RETURN $1;
-        END $$""")
+        END $$"""
+
+
+def _carrying_out(postgres, conn: psycopg.Connection, schema: str, function: str, header: str = "") -> None:
+    """schema.evil(int) (_evil) of conn's user; PL/pgSQL, so made before shiftguard refused users'
+    such functions (made_before)."""
+    made_before(postgres, conn.info.user, _evil(schema, function, header))
 
 
 def _domain_running(postgres, conn: psycopg.Connection, schema: str, code: str) -> str:

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from ..conftest import made_before, unique, wait_for
-from .test_attack12 import _a_victims_secret, _carrying_out
+from .test_attack12 import _a_victims_secret, _carrying_out, _evil
 
 
 @contextlib.contextmanager
@@ -61,13 +61,7 @@ def test_a_database_owners_role_setting_does_not_make_the_proxys_sessions_theirs
             direct.execute("SET ROLE NONE")  # (the database's setting made this session the owner's)
             direct.execute("SET session_replication_role = replica")
             direct.execute(f"SET ROLE {conn.info.user}")
-            direct.execute(f"""CREATE FUNCTION {schema}.evil(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$
-                BEGIN
-                    IF session_user <> current_user THEN
-                        PERFORM pg_catalog.setval('{schema}.seen', (SELECT n FROM {function}()));
-                    END IF;
-                    RETURN $1;
-                END $$""")
+            direct.execute(_evil(schema, function, "IMMUTABLE"))
             direct.execute(f"CREATE INDEX ON {schema}.t USING brin ({schema}.evil(a)) WITH (pages_per_range = 1)")
         conn.execute(f"INSERT INTO {schema}.t SELECT g FROM generate_series(1, 2000) g")
         conn.execute(f"VACUUM {schema}.t")  # queued; the proxy runs it

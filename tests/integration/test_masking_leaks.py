@@ -42,10 +42,11 @@ def attempts(t: str, me: str) -> list[str]:
         f"SELECT * FROM generate_series(1, 1) g, LATERAL (SELECT card FROM {t}) l",
         f"SELECT card::bigint FROM {t}",
         f"SELECT CASE WHEN card = '{SECRET}' THEN 1/zero END FROM {t}, (SELECT 0 AS zero OFFSET 0) z",
-        f"CREATE FUNCTION leak_{me}(text) RETURNS boolean LANGUAGE plpgsql COST 0.0001 AS "
-        f"$$BEGIN RAISE NOTICE 'saw %', $1; RETURN true; END$$; SELECT id FROM {t} WHERE leak_{me}(card)",
-        f"CREATE FUNCTION rows_{me}() RETURNS SETOF text LANGUAGE sql AS $$SELECT card FROM {t}$$; "
-        f"SELECT * FROM rows_{me}()",
+        # (functions in the user's temporary schema: the only place it may make these now)
+        f"CREATE FUNCTION pg_temp.leak_{me}(text) RETURNS boolean LANGUAGE plpgsql COST 0.0001 AS "
+        f"$$BEGIN RAISE NOTICE 'saw %', $1; RETURN true; END$$; SELECT id FROM {t} WHERE pg_temp.leak_{me}(card)",
+        f"CREATE FUNCTION pg_temp.rows_{me}() RETURNS SETOF text LANGUAGE sql AS $$SELECT card FROM {t}$$; "
+        f"SELECT * FROM pg_temp.rows_{me}()",
         f"DO $$DECLARE r record; BEGIN FOR r IN SELECT card FROM {t} LOOP RAISE NOTICE '%', r.card; END LOOP; END$$",
         f"DO $$BEGIN RAISE NOTICE '%', (SELECT card FROM {t} LIMIT 1); END$$",
         f"PREPARE p_{me} AS SELECT card FROM {t}; EXECUTE p_{me}",
@@ -331,21 +332,23 @@ def made_before_parent(postgres, t: str, me: str) -> None:
 
 
 def capture_attempts(t: str, me: str) -> list[str]:
-    """The owner attaches code to its masked table to see the raw values others write."""
-    keep = (f"CREATE OR REPLACE FUNCTION keep_{me}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS "
-            f"$$BEGIN INSERT INTO {me}_log VALUES (NEW.card); RETURN NEW; END$$; ")
-    query = (f"CREATE OR REPLACE FUNCTION query_{me}() RETURNS int LANGUAGE plpgsql SECURITY DEFINER AS "
+    """The owner attaches code to its masked table to see the raw values others write. Its
+    functions are in its temporary schema, the only place it may make them now."""
+    keep = (f"CREATE OR REPLACE FUNCTION pg_temp.keep_{me}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER "
+            f"AS $$BEGIN INSERT INTO {me}_log VALUES (NEW.card); RETURN NEW; END$$; ")
+    query = (f"CREATE OR REPLACE FUNCTION pg_temp.query_{me}() RETURNS int LANGUAGE plpgsql SECURITY DEFINER AS "
              f"$$BEGIN INSERT INTO {me}_log VALUES (current_query()); RETURN 0; END$$; ")
     return [
-        keep + f"CREATE TRIGGER tr1_{me} BEFORE INSERT ON {t} FOR EACH ROW EXECUTE FUNCTION keep_{me}()",
-        keep + f"DO $$BEGIN CREATE TRIGGER tr2_{me} AFTER INSERT ON {t} FOR EACH ROW EXECUTE FUNCTION keep_{me}(); END$$",
+        keep + f"CREATE TRIGGER tr1_{me} BEFORE INSERT ON {t} FOR EACH ROW EXECUTE FUNCTION pg_temp.keep_{me}()",
+        keep + f"DO $$BEGIN CREATE TRIGGER tr2_{me} AFTER INSERT ON {t} FOR EACH ROW "
+        f"EXECUTE FUNCTION pg_temp.keep_{me}(); END$$",
         keep + f"CREATE PROCEDURE mk_{me}() LANGUAGE sql AS $$CREATE TRIGGER tr3_{me} AFTER INSERT ON {t} "
-        f"FOR EACH ROW EXECUTE FUNCTION keep_{me}()$$; CALL mk_{me}()",
+        f"FOR EACH ROW EXECUTE FUNCTION pg_temp.keep_{me}()$$; CALL mk_{me}()",
         f"CREATE RULE r1_{me} AS ON INSERT TO {t} DO ALSO INSERT INTO {me}_log VALUES (NEW.card)",
         f"DO $$BEGIN EXECUTE 'CREATE RULE r2_{me} AS ON INSERT TO {t} DO ALSO INSERT INTO {me}_log "
         f"VALUES (NEW.card)'; END$$",
-        query + f"ALTER TABLE {t} ALTER COLUMN id SET DEFAULT query_{me}()",
-        query + f"DO $$BEGIN ALTER TABLE {t} ALTER COLUMN id SET DEFAULT query_{me}(); END$$",
+        query + f"ALTER TABLE {t} ALTER COLUMN id SET DEFAULT pg_temp.query_{me}()",
+        query + f"DO $$BEGIN ALTER TABLE {t} ALTER COLUMN id SET DEFAULT pg_temp.query_{me}(); END$$",
     ]
 
 

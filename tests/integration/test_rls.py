@@ -10,7 +10,7 @@ import psycopg
 import pytest
 import redshift_connector
 
-from ..conftest import installed_by_an_older_version, unique, wait_for
+from ..conftest import installed_by_an_older_version, made_before, unique, wait_for
 
 PASSWORD = "Secret123"
 CATEGORIES = [(1, "Sports", "MLB"), (2, "Sports", "NHL"), (6, "Shows", "Musicals"), (7, "Shows", "Plays"),
@@ -360,16 +360,24 @@ def owned(proxy, world, postgres):
         admin.execute(f"REVOKE CREATE ON SCHEMA public FROM {alice}")
 
 
-def test_rls_is_not_turned_on_for_a_table_with_code_over_its_rows(proxy, world, owned):
+def test_rls_is_not_turned_on_for_a_table_with_code_over_its_rows(proxy, world, owned, postgres):
     """A table that has triggers, rules, indexes on expressions or with a predicate, CHECK,
     exclusion or foreign key constraints (either way), generated columns, defaults calling a
     user's function, columns of a user's type or statistics on expressions cannot have RLS
-    turned on: the error lists them. Without them, it can."""
+    turned on: the error lists them. Without them, it can. Users may not make triggers (nor
+    PL/pgSQL functions) any more; a trigger made before that refusal still counts."""
     n = world
     t = f"{owned}_free"
-    code = [f"CREATE FUNCTION {t}_f() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NEW; END$$",
-            f"CREATE TRIGGER {t}_tr BEFORE INSERT ON {t} FOR EACH ROW EXECUTE FUNCTION {t}_f()",
-            f"CREATE RULE {t}_r AS ON UPDATE TO {t} DO ALSO NOTIFY x",
+    function = f"CREATE FUNCTION public.{t}_f() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NEW; END$$"
+    trigger = f"CREATE TRIGGER {t}_tr BEFORE INSERT ON public.{t} FOR EACH ROW EXECUTE FUNCTION public.{t}_f()"
+    with proxy.connect(n["alice"], PASSWORD) as conn:
+        with pytest.raises(psycopg.errors.FeatureNotSupported):
+            conn.execute(function)
+        made_before(postgres, n["alice"], function)
+        with pytest.raises(psycopg.errors.FeatureNotSupported):
+            conn.execute(trigger)
+        made_before(postgres, n["alice"], trigger)
+    code = [f"CREATE RULE {t}_r AS ON UPDATE TO {t} DO ALSO NOTIFY x",
             f"CREATE INDEX {t}_e ON {t} ((lower(catname)))",
             f"CREATE INDEX {t}_p ON {t} (catid) WHERE catid > 0",
             f"ALTER TABLE {t} ADD CONSTRAINT {t}_c CHECK (catid > 0)",

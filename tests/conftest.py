@@ -228,7 +228,8 @@ def made_before(postgres: Postgres, owner: str, *statements: str) -> None:
     """Run statements as the role owner directly on the backend with shiftguard's event triggers
     off (session_replication_role = replica): what a user made before shiftguard refused it
     (catalog/users_code.sql: PL/pgSQL functions, triggers, what calls them), for the tests of
-    the defences behind that refusal."""
+    the defences behind that refusal. Whatever the statements evaluate runs here, as
+    the bootstrap superuser's session with the role set: make expression indexes before rows."""
     with postgres.connect() as direct:
         direct.execute("SET session_replication_role = replica")
         direct.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(owner)))

@@ -11,27 +11,30 @@ import uuid
 import psycopg
 import pytest
 
-from ..conftest import unique, wait_for
+from ..conftest import made_before, unique, wait_for
 
 
-def _pending_view_recorded(conn: psycopg.Connection, schema: str, query: str) -> str:
+def _pending_view_recorded(postgres, conn: psycopg.Connection, schema: str, query: str) -> str:
     """A view of the caller's, recorded (record_late_binding_view, called directly) as a pending
-    late-binding view with `query`, and its function made as the template it must equal."""
+    late-binding view with `query`, and its function made as the template it must equal (PL/pgSQL:
+    made before shiftguard refused users' such functions, made_before)."""
     view, literal = unique("v"), f"$q${query}$q$"
     function = f"late_binding_view_{uuid.uuid4().hex[:16]}"  # (only such a name is recorded)
     conn.execute(f"CREATE VIEW {schema}.{view} AS SELECT 1 AS a")
-    conn.execute(f"""DO $$ BEGIN
+    made_before(postgres, conn.info.user, f"""DO $$ BEGIN
         EXECUTE pg_catalog.format('CREATE FUNCTION {schema}.{function}(p_bind boolean DEFAULT false) RETURNS TABLE '
             '(col_name name, col_type text, base_type text, query text) LANGUAGE plpgsql SECURITY DEFINER '
             'SET search_path = pg_catalog, pg_temp AS %L',
             shiftguard.pending_view_body('{schema}.{view}'::regclass, {literal}, '{schema}'));
+    END $$""")
+    conn.execute(f"""DO $$ BEGIN
         PERFORM shiftguard.record_late_binding_view('{schema}.{view}'::regclass, '{schema}.{function}(boolean)'::regprocedure,
                                                     NULL, {literal}, '{schema}');
     END $$""")
     return view
 
 
-def test_a_pending_views_query_of_several_statements_runs_none_in_others_ddl(proxy, new_user):
+def test_a_pending_views_query_of_several_statements_runs_none_in_others_ddl(proxy, new_user, postgres):
     """A pending late-binding view's function runs in anyone's DDL only as the template made from
     its query; the query went in as a literal, but it is run by EXECUTE, which runs every
     statement of a string: a query of several statements (recorded by calling
@@ -42,7 +45,7 @@ def test_a_pending_views_query_of_several_statements_runs_none_in_others_ddl(pro
         admin.execute(f"CREATE SCHEMA {schema} AUTHORIZATION {user}")
         try:
             with proxy.connect(user, password) as conn:
-                _pending_view_recorded(conn, schema, "SELECT 1 AS a; SELECT pg_catalog.pg_sleep(3); "
+                _pending_view_recorded(postgres, conn, schema, "SELECT 1 AS a; SELECT pg_catalog.pg_sleep(3); "
                                        f"SELECT * FROM {schema}.missing")
             admin.execute("SET statement_timeout = '2s'")  # the query's 3 s sleep, run, would cancel it
             admin.execute(f"CREATE TABLE {schema}.anything (a int)")  # anyone's DDL
@@ -114,11 +117,11 @@ def test_a_view_whose_refresh_ignores_cancels_stops_no_other_users_auto_refresh(
         attacker.execute(f"CREATE TABLE public.{base} (a int)")
         attacker.execute(f"CREATE TABLE public.{stop} (a int)")
         attacker.execute(f"GRANT INSERT ON public.{stop} TO PUBLIC")
-        attacker.execute(f"""CREATE FUNCTION public.{stubborn}(int) RETURNS int LANGUAGE plpgsql AS $$ BEGIN
+        made_before(postgres, name, f"""CREATE FUNCTION public.{stubborn}(int) RETURNS int LANGUAGE plpgsql AS $$ BEGIN
             WHILE $1 = 13 AND NOT EXISTS (SELECT FROM public.{stop}) LOOP
                 BEGIN PERFORM pg_catalog.pg_sleep(0.2); EXCEPTION WHEN query_canceled THEN NULL; END;
             END LOOP;
-            RETURN $1; END $$""")
+            RETURN $1; END $$""")  # (a materialized view may call it: its query runs only as its owner)
         attacker.execute(f"CREATE MATERIALIZED VIEW public.{view} AUTO REFRESH YES AS "
                          f"SELECT public.{stubborn}(a) AS a FROM public.{base}")
         attacker.execute(f"INSERT INTO public.{base} VALUES (13)")  # stale: the proxy refreshes it
@@ -202,11 +205,10 @@ def test_a_users_vacuum_running_their_code_holds_up_no_one_elses(proxy, new_user
     table, ctl, slow, theirs = unique("t"), unique("ctl"), unique("f"), unique("t")
     with proxy.connect(name, password) as attacker:
         attacker.execute(f"CREATE TABLE public.{ctl} (until timestamptz)")
-        attacker.execute(f"""CREATE FUNCTION public.{slow}(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$ BEGIN
-            WHILE clock_timestamp() < (SELECT max(until) FROM public.{ctl}) LOOP PERFORM pg_catalog.pg_sleep(0.2); END LOOP;
-            RETURN $1; END $$""")
         attacker.execute(f"CREATE TABLE public.{table} (a int)")
-        attacker.execute(f"CREATE INDEX ON public.{table} USING brin (public.{slow}(a)) WITH (pages_per_range = 1)")
+        made_before(postgres, name, f"""CREATE FUNCTION public.{slow}(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$ BEGIN
+            WHILE clock_timestamp() < (SELECT max(until) FROM public.{ctl}) LOOP PERFORM pg_catalog.pg_sleep(0.2); END LOOP;
+            RETURN $1; END $$""", f"CREATE INDEX ON public.{table} USING brin (public.{slow}(a)) WITH (pages_per_range = 1)")
         attacker.execute(f"INSERT INTO public.{table} SELECT g FROM generate_series(1, 2000) g")
         attacker.execute(f"INSERT INTO public.{ctl} VALUES (now() + interval '45 seconds')")
         attacker.execute(f"VACUUM public.{table}")  # queued; the proxy runs it, and the function

@@ -9,7 +9,7 @@ import time
 import psycopg
 import pytest
 
-from ..conftest import unique, wait_for
+from ..conftest import made_before, unique, wait_for
 
 
 @contextlib.contextmanager
@@ -44,31 +44,37 @@ def _a_victims_secret(proxy, new_user):
             admin.execute(f"DROP SCHEMA {theirs} CASCADE")
 
 
-def _carrying_out(conn: psycopg.Connection, schema: str, function: str, header: str = "") -> None:
-    """schema.evil(int), returning its argument: where session_user is not its caller, it calls
-    `function` and keeps what it gives in schema.seen (a sequence: no rollback undoes it)."""
-    conn.execute(f"""CREATE FUNCTION {schema}.evil(int) RETURNS int LANGUAGE plpgsql {header} AS $$
+def _evil(schema: str, function: str, header: str = "") -> str:
+    """CREATE FUNCTION schema.evil(int), returning its argument: where session_user is not its
+    caller, it calls `function` and keeps what it gives in schema.seen (a sequence: no rollback
+    undoes it)."""
+    return f"""CREATE FUNCTION {schema}.evil(int) RETURNS int LANGUAGE plpgsql {header} AS $$
         BEGIN
             IF session_user <> current_user THEN
                 PERFORM pg_catalog.setval('{schema}.seen', (SELECT n FROM {function}()));
             END IF;
             RETURN $1;
-        END $$""")
+        END $$"""
 
 
-def _domain_running(conn: psycopg.Connection, schema: str, code: str) -> str:
+def _carrying_out(postgres, conn: psycopg.Connection, schema: str, function: str, header: str = "") -> None:
+    """schema.evil(int) (_evil) of conn's user; PL/pgSQL, so made before shiftguard refused users'
+    such functions (made_before)."""
+    made_before(postgres, conn.info.user, _evil(schema, function, header))
+
+
+def _domain_running(postgres, conn: psycopg.Connection, schema: str, code: str) -> str:
     """A domain of the caller's whose CHECK runs `code` (PL/pgSQL) except in the caller's own
     session: a literal of an array of it is read, when a query is compiled, by the domain's input
-    function, which checks the CHECK."""
-    conn.execute(f"""CREATE FUNCTION {schema}.evil(int) RETURNS boolean LANGUAGE plpgsql AS $$
+    function, which checks the CHECK. Both made before shiftguard refused them (made_before)."""
+    made_before(postgres, conn.info.user, f"""CREATE FUNCTION {schema}.evil(int) RETURNS boolean LANGUAGE plpgsql AS $$
         BEGIN
             IF session_user = current_user THEN
                 RAISE EXCEPTION 'not in my own session';
             END IF;
             {code}
             RETURN true;
-        END $$""")
-    conn.execute(f"CREATE DOMAIN {schema}.d AS int CHECK ({schema}.evil(VALUE))")
+        END $$""", f"CREATE DOMAIN {schema}.d AS int CHECK ({schema}.evil(VALUE))")
     return f"'{{1}}'::{schema}.d[]"
 
 
@@ -81,7 +87,7 @@ def _pending_then_bindable(conn: psycopg.Connection, schema: str, literal: str) 
     conn.execute(f"CREATE TABLE {schema}.more (id int)")
 
 
-def test_a_pending_views_compile_runs_no_code_of_its_owner_under_the_management_role(proxy, new_user):
+def test_a_pending_views_compile_runs_no_code_of_its_owner_under_the_management_role(proxy, new_user, postgres):
     """The proxy compiled another's pending view (its function as made, CREATE VIEW of its query)
     in its own session, as the view's owner, but with the management role (a superuser) as
     session_user: compiling runs no function of the query, but a literal of an array of a domain
@@ -95,26 +101,26 @@ def test_a_pending_views_compile_runs_no_code_of_its_owner_under_the_management_
             with proxy.connect(user, password) as conn:
                 conn.execute(f"CREATE SEQUENCE {schema}.seen")
                 _pending_then_bindable(conn, schema, _domain_running(
-                    conn, schema, f"PERFORM pg_catalog.setval('{schema}.seen', 42);"))
+                    postgres, conn, schema, f"PERFORM pg_catalog.setval('{schema}.seen', 42);"))
                 time.sleep(1.5)  # the proxy's pass (its own after 0.2 s)
                 assert conn.execute(f"SELECT last_value FROM {schema}.seen").fetchone() == (1,)
         finally:
             admin.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
-def test_a_pending_views_compile_reads_no_one_elses_data(proxy, new_user):
+def test_a_pending_views_compile_reads_no_one_elses_data(proxy, new_user, postgres):
     """Run where session_user is the management role, the owner's code called another user's
     late-binding view's function, which checks that session_user may SELECT the view (a
     superuser may) and reads the other's table as its owner; a sequence (which a rollback does not
     undo) carried the other's secret out."""
     with _a_victims_secret(proxy, new_user) as (conn, schema, function):
         _pending_then_bindable(conn, schema, _domain_running(
-            conn, schema, f"PERFORM pg_catalog.setval('{schema}.seen', (SELECT n FROM {function}()));"))
+            postgres, conn, schema, f"PERFORM pg_catalog.setval('{schema}.seen', (SELECT n FROM {function}()));"))
         time.sleep(1.5)
         assert conn.execute(f"SELECT last_value FROM {schema}.seen").fetchone() == (1,)
 
 
-def test_many_views_of_one_owner_keep_no_one_elses_view_from_being_bound(proxy, new_user):
+def test_many_views_of_one_owner_keep_no_one_elses_view_from_being_bound(proxy, new_user, postgres):
     """The proxy's pass (two seconds at most) took the database's pending views in random order,
     each view left out for a while only when its compile took more than 0.1 s: an owner's
     hundreds of views, each taking 0.08 s to fail (a domain's CHECK sleeping, or a wide t.*),
@@ -128,9 +134,9 @@ def test_many_views_of_one_owner_keep_no_one_elses_view_from_being_bound(proxy, 
         admin.execute(f"CREATE SCHEMA {theirs} AUTHORIZATION {victim}")
         try:
             with proxy.connect(user, password) as conn:
-                conn.execute(f"""CREATE FUNCTION {schema}.slow(int) RETURNS boolean LANGUAGE plpgsql AS $$
-                    BEGIN PERFORM pg_catalog.pg_sleep(0.08); RETURN false; END $$""")
-                conn.execute(f"CREATE DOMAIN {schema}.d AS int CHECK ({schema}.slow(VALUE))")
+                made_before(postgres, user, f"""CREATE FUNCTION {schema}.slow(int) RETURNS boolean LANGUAGE plpgsql AS $$
+                    BEGIN PERFORM pg_catalog.pg_sleep(0.08); RETURN false; END $$""",
+                            f"CREATE DOMAIN {schema}.d AS int CHECK ({schema}.slow(VALUE))")
                 conn.execute("; ".join(f"CREATE VIEW {schema}.v{i} AS SELECT '{{1}}'::{schema}.d[] AS a "
                                        f"FROM {schema}.later WITH NO SCHEMA BINDING" for i in range(300)))
                 assert conn.execute("SELECT count(*) FROM pg_class WHERE relnamespace = %s::regnamespace "
@@ -147,7 +153,7 @@ def test_many_views_of_one_owner_keep_no_one_elses_view_from_being_bound(proxy, 
             admin.execute(f"DROP SCHEMA {theirs} CASCADE")
 
 
-def test_a_view_whose_compile_fails_an_assert_stops_no_pass(proxy, new_user):
+def test_a_view_whose_compile_fails_an_assert_stops_no_pass(proxy, new_user, postgres):
     """bind_late_binding_view leaves a view pending on any error of its compile (WHEN OTHERS),
     but OTHERS is all but query_canceled and assert_failure: an owner's domain CHECK running
     ASSERT false failed the call, and with it the proxy's whole pass, every pass, before the
@@ -162,9 +168,9 @@ def test_a_view_whose_compile_fails_an_assert_stops_no_pass(proxy, new_user):
         admin.execute(f"CREATE SCHEMA {theirs} AUTHORIZATION {victim}")
         try:
             with proxy.connect(user, password) as conn:
-                conn.execute(f"""CREATE FUNCTION {schema}.failing(int) RETURNS boolean LANGUAGE plpgsql AS $$
-                    BEGIN ASSERT false; RETURN true; END $$""")
-                conn.execute(f"CREATE DOMAIN {schema}.d AS int CHECK ({schema}.failing(VALUE))")
+                made_before(postgres, user, f"""CREATE FUNCTION {schema}.failing(int) RETURNS boolean LANGUAGE plpgsql AS $$
+                    BEGIN ASSERT false; RETURN true; END $$""",
+                            f"CREATE DOMAIN {schema}.d AS int CHECK ({schema}.failing(VALUE))")
                 for i in range(10):
                     conn.execute(f"CREATE VIEW {schema}.v{i} AS SELECT '{{1}}'::{schema}.d[] AS a FROM {common}.t "
                                  "WITH NO SCHEMA BINDING")
@@ -182,13 +188,13 @@ def test_a_view_whose_compile_fails_an_assert_stops_no_pass(proxy, new_user):
             admin.execute(f"DROP SCHEMA {common} CASCADE")
 
 
-def test_an_auto_refresh_runs_no_code_of_its_owner_under_the_management_role(proxy, new_user):
+def test_an_auto_refresh_runs_no_code_of_its_owner_under_the_management_role(proxy, new_user, postgres):
     """The same with a materialized view the proxy refreshes (AUTO REFRESH YES, materialized_views.sql
     refresh_stale_view): REFRESH runs the view's query as its owner, but in the proxy's session,
     session_user the management role; the owner's function in it read another user's late-binding
     view through that view's function (which asks whether session_user may SELECT the view)."""
     with _a_victims_secret(proxy, new_user) as (conn, schema, function):
-        _carrying_out(conn, schema, function)
+        _carrying_out(postgres, conn, schema, function)
         conn.execute(f"CREATE TABLE {schema}.base (a int)")
         conn.execute(f"CREATE MATERIALIZED VIEW {schema}.mv AUTO REFRESH YES AS "
                      f"SELECT {schema}.evil(a) AS a FROM {schema}.base")
@@ -202,9 +208,10 @@ def test_a_vacuum_runs_no_code_of_its_tables_owner_under_the_management_role(pro
     on an expression of its owner's function, which VACUUM summarizes): PostgreSQL runs the
     function as the table's owner, session_user the management role."""
     with _a_victims_secret(proxy, new_user) as (conn, schema, function):
-        _carrying_out(conn, schema, function, "IMMUTABLE")
+        _carrying_out(postgres, conn, schema, function, "IMMUTABLE")
         conn.execute(f"CREATE TABLE {schema}.t (a int)")
-        conn.execute(f"CREATE INDEX ON {schema}.t USING brin ({schema}.evil(a)) WITH (pages_per_range = 1)")
+        made_before(postgres, conn.info.user,
+                    f"CREATE INDEX ON {schema}.t USING brin ({schema}.evil(a)) WITH (pages_per_range = 1)")
         conn.execute(f"INSERT INTO {schema}.t SELECT g FROM generate_series(1, 2000) g")
         conn.execute(f"VACUUM {schema}.t")  # queued; the proxy runs it
         with postgres.connect() as direct:

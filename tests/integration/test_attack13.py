@@ -10,8 +10,8 @@ import time
 import psycopg
 import pytest
 
-from ..conftest import unique, wait_for
-from .test_attack12 import _a_victims_secret, _carrying_out
+from ..conftest import made_before, unique, wait_for
+from .test_attack12 import _a_victims_secret, _carrying_out, _evil
 
 
 @contextlib.contextmanager
@@ -56,15 +56,13 @@ def test_a_database_owners_role_setting_does_not_make_the_proxys_sessions_theirs
     management role, and read the victim's late-binding view."""
     with _own_database(proxy, postgres, new_user) as (conn, database, schema, function):
         conn.execute(f"ALTER DATABASE {database} SET role = {conn.info.user}")
-        conn.execute(f"""CREATE FUNCTION {schema}.evil(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$
-            BEGIN
-                IF session_user <> current_user THEN
-                    PERFORM pg_catalog.setval('{schema}.seen', (SELECT n FROM {function}()));
-                END IF;
-                RETURN $1;
-            END $$""")
         conn.execute(f"CREATE TABLE {schema}.t (a int)")
-        conn.execute(f"CREATE INDEX ON {schema}.t USING brin ({schema}.evil(a)) WITH (pages_per_range = 1)")
+        with postgres.connect(dbname=database) as direct:  # (made_before's way, in this database)
+            direct.execute("SET ROLE NONE")  # (the database's setting made this session the owner's)
+            direct.execute("SET session_replication_role = replica")
+            direct.execute(f"SET ROLE {conn.info.user}")
+            direct.execute(_evil(schema, function, "IMMUTABLE"))
+            direct.execute(f"CREATE INDEX ON {schema}.t USING brin ({schema}.evil(a)) WITH (pages_per_range = 1)")
         conn.execute(f"INSERT INTO {schema}.t SELECT g FROM generate_series(1, 2000) g")
         conn.execute(f"VACUUM {schema}.t")  # queued; the proxy runs it
         with postgres.connect(dbname=database) as direct:
@@ -99,14 +97,13 @@ def test_a_superusers_table_in_a_users_schema_is_not_vacuumed_as_the_management_
     a BRIN expression of their function, which the management role then vacuumed as the admin's,
     session_user the management role."""
     with _a_victims_secret(proxy, new_user) as (conn, schema, function):
-        _carrying_out(conn, schema, function, "IMMUTABLE")
-        conn.execute(f"""CREATE FUNCTION {schema}.slow(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$
+        _carrying_out(postgres, conn, schema, function, "IMMUTABLE")
+        conn.execute(f"CREATE TABLE {schema}.mine (a int)")
+        made_before(postgres, conn.info.user, f"""CREATE FUNCTION {schema}.slow(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$
             BEGIN
                 IF $1 = 2000 AND pg_catalog.current_query() ILIKE 'VACUUM%' THEN PERFORM pg_catalog.pg_sleep(3); END IF;
                 RETURN $1;
-            END $$""")
-        conn.execute(f"CREATE TABLE {schema}.mine (a int)")
-        conn.execute(f"CREATE INDEX ON {schema}.mine USING brin ({schema}.slow(a)) WITH (pages_per_range = 1)")
+            END $$""", f"CREATE INDEX ON {schema}.mine USING brin ({schema}.slow(a)) WITH (pages_per_range = 1)")
         conn.execute(f"INSERT INTO {schema}.mine SELECT g FROM generate_series(1, 2000) g")
         with proxy.connect() as admin:
             admin.execute(f"CREATE TABLE {schema}.admins (a int)")  # the admin's, in the user's schema
@@ -116,7 +113,8 @@ def test_a_superusers_table_in_a_users_schema_is_not_vacuumed_as_the_management_
             time.sleep(1.5)  # (the user's own table's VACUUM sleeps)
             conn.execute(f"DO $$ BEGIN EXECUTE 'DROP TABLE {schema}.admins'; END $$")
             conn.execute(f"CREATE TABLE {schema}.admins (a int)")
-            conn.execute(f"CREATE INDEX ON {schema}.admins USING brin ({schema}.evil(a)) WITH (pages_per_range = 1)")
+            made_before(postgres, conn.info.user,  # (an index of the function: refused through the proxy now)
+                        f"CREATE INDEX ON {schema}.admins USING brin ({schema}.evil(a)) WITH (pages_per_range = 1)")
             conn.execute(f"INSERT INTO {schema}.admins SELECT g FROM generate_series(1, 2000) g")
             runner.join(60)
         with postgres.connect() as direct:
@@ -126,7 +124,7 @@ def test_a_superusers_table_in_a_users_schema_is_not_vacuumed_as_the_management_
         assert conn.execute(f"SELECT last_value FROM {schema}.seen").fetchone() == (1,)
 
 
-def test_the_truncate_permission_runs_no_trigger_of_a_child_table_as_the_management_role(proxy, new_user):
+def test_the_truncate_permission_runs_no_trigger_of_a_child_table_as_the_management_role(proxy, new_user, postgres):
     """TRUNCATE TABLE, the system permission, runs TRUNCATE in a function of the management role's
     (privileges.sql permitted), refused for a table with triggers; but TRUNCATE of a parent table
     truncates its inheritance children too, and fires their TRUNCATE triggers, the user's
@@ -142,18 +140,15 @@ def test_the_truncate_permission_runs_no_trigger_of_a_child_table_as_the_managem
             with proxy.connect(user, password) as conn:
                 conn.execute(f"CREATE SEQUENCE {schema}.seen")
                 conn.execute(f"CREATE TABLE {schema}.parent (a int)")
-                conn.execute(f"""DO $$ BEGIN
-                    EXECUTE 'CREATE TABLE {schema}.child () INHERITS ({schema}.parent)';
-                    EXECUTE 'CREATE FUNCTION {schema}.evil() RETURNS trigger LANGUAGE plpgsql AS $f$
+                conn.execute(f"DO $$ BEGIN EXECUTE 'CREATE TABLE {schema}.child () INHERITS ({schema}.parent)'; END $$")
+                made_before(postgres, user, f"""CREATE FUNCTION {schema}.evil() RETURNS trigger LANGUAGE plpgsql AS $f$
                         BEGIN
                             IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
-                                PERFORM pg_catalog.setval(''{schema}.seen'', 42);
+                                PERFORM pg_catalog.setval('{schema}.seen', 42);
                             END IF;
                             RETURN NULL;
-                        END $f$';
-                    EXECUTE 'CREATE TRIGGER evil BEFORE TRUNCATE ON {schema}.child
-                             FOR EACH STATEMENT EXECUTE FUNCTION {schema}.evil()';
-                END $$""")
+                        END $f$""", f"CREATE TRIGGER evil BEFORE TRUNCATE ON {schema}.child "
+                            f"FOR EACH STATEMENT EXECUTE FUNCTION {schema}.evil()")
                 try:
                     conn.execute(f"TRUNCATE {schema}.parent")
                 except psycopg.errors.FeatureNotSupported:
@@ -165,7 +160,7 @@ def test_the_truncate_permission_runs_no_trigger_of_a_child_table_as_the_managem
 
 
 @pytest.mark.parametrize("called", ["", "_rows"])
-def test_an_admins_analyze_runs_no_code_of_a_tables_owner_as_the_admin(proxy, new_user, called):
+def test_an_admins_analyze_runs_no_code_of_a_tables_owner_as_the_admin(proxy, new_user, postgres, called):
     """ANALYZE, as VACUUM, runs a table's owner's code (an index's expression, evaluated for the
     statistics) as the owner, but in the session that runs it: an admin's ANALYZE of the whole
     database ran it with session_user the admin, whose every check passes (another's late-binding
@@ -174,10 +169,11 @@ def test_an_admins_analyze_runs_no_code_of_a_tables_owner_as_the_admin(proxy, ne
     current_user may read the view too, and the function reading its rows runs only when called
     by it (catalog/schema.sql late_binding_function)."""
     with _a_victims_secret(proxy, new_user) as (conn, schema, function):
-        _carrying_out(conn, schema, function + called, "IMMUTABLE")
+        _carrying_out(postgres, conn, schema, function + called, "IMMUTABLE")
         conn.execute(f"CREATE TABLE {schema}.t (a int)")
+        # (made on the empty table: made_before's session_user is not the owner, for whom evil would read)
+        made_before(postgres, conn.info.user, f"CREATE INDEX ON {schema}.t ({schema}.evil(a))")
         conn.execute(f"INSERT INTO {schema}.t SELECT g FROM generate_series(1, 100) g")
-        conn.execute(f"CREATE INDEX ON {schema}.t ({schema}.evil(a))")
         with proxy.connect() as admin, contextlib.suppress(psycopg.errors.InsufficientPrivilege):
             admin.execute(f"ANALYZE {schema}.t")  # (the owner's function fails it now, as it may anyway)
         assert conn.execute(f"SELECT last_value FROM {schema}.seen").fetchone() == (1,)

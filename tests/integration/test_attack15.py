@@ -8,23 +8,32 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from ..conftest import unique, wait_for
+from ..conftest import made_before, unique, wait_for
 
 
-def _during_admins_analyze(proxy, name: str, password: str, body: str) -> None:
+def _during_admins_analyze(proxy, postgres, name: str, password: str, body: str) -> None:
     """Make `body` (PL/pgSQL statements) run as the user `name`, in the admin's session, by the
     admin's ANALYZE of a table of the user's: the body is in a VOLATILE function that the
-    table's index expression calls. Errors in the body are swallowed (the ANALYZE goes on)."""
+    table's index expression calls. Errors in the body are swallowed (the ANALYZE goes on).
+    Such functions and the index are refused to users now (catalog/users_code.sql); they are
+    made as the user before that refusal (made_before), as on an upgraded cluster, so that the
+    defences behind it stay tested."""
     table, act, indexed = unique("t"), unique("f"), unique("f")
-    with proxy.connect(name, password) as conn:
-        conn.execute(f"""CREATE FUNCTION public.{act}() RETURNS void LANGUAGE plpgsql AS $$ BEGIN
+    function = f"""CREATE FUNCTION public.{act}() RETURNS void LANGUAGE plpgsql AS $$ BEGIN
             {body}
-            EXCEPTION WHEN OTHERS THEN NULL; END $$""")
-        conn.execute(f"""CREATE FUNCTION public.{indexed}(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$ BEGIN
-            IF $1 = 1 AND current_user <> session_user THEN PERFORM public.{act}(); END IF; RETURN $1; END $$""")
+            EXCEPTION WHEN OTHERS THEN NULL; END $$"""
+    with proxy.connect(name, password) as conn:
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match="not a SQL function of one expression"):
+            conn.execute(function)
         conn.execute(f"CREATE TABLE public.{table} (a int)")
+    # the index made on the empty table: made_before's session (session_user the bootstrap
+    # superuser, event triggers off) must not be the one that runs the body
+    made_before(postgres, name, function,
+                f"""CREATE FUNCTION public.{indexed}(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$ BEGIN
+            IF $1 = 1 AND current_user <> session_user THEN PERFORM public.{act}(); END IF; RETURN $1; END $$""",
+                f"CREATE INDEX ON public.{table} (public.{indexed}(a))")
+    with proxy.connect(name, password) as conn:
         conn.execute(f"INSERT INTO public.{table} VALUES (1)")
-        conn.execute(f"CREATE INDEX ON public.{table} (public.{indexed}(a))")
     with proxy.connect() as admin:
         admin.execute(f"ANALYZE public.{table}")
 
@@ -61,7 +70,7 @@ def admins_rls_table(proxy):
                     pass  # the attack dropped or detached it already
 
 
-def test_grant_roles_in_an_admins_analyze_does_not_act_as_the_admin(proxy, new_user):
+def test_grant_roles_in_an_admins_analyze_does_not_act_as_the_admin(proxy, new_user, postgres):
     """shiftguard.grant_roles (GRANT ROLE, PUBLIC to execute) was not converted to a key: it is
     SECURITY DEFINER and asks is_role_admin(), whose caller_key() then runs with current_user the
     management role, and falls back to the key of session_user, the admin whose ANALYZE runs the
@@ -69,7 +78,7 @@ def test_grant_roles_in_an_admins_analyze_does_not_act_as_the_admin(proxy, new_u
     with it CREATE/ALTER/DROP USER, IGNORE RLS, ACCESS SYSTEM TABLE, ...: they take over another
     user by setting its password."""
     (name, password), (other, other_password) = new_user(), new_user()
-    _during_admins_analyze(proxy, name, password, f"""
+    _during_admins_analyze(proxy, postgres, name, password, f"""
         CALL shiftguard.grant_roles('{{"roles": ["sys:superuser"], "admin": true,
                                       "grantees": [{{"kind": "user", "name": "{name}"}}]}}');""")
     with proxy.connect() as admin:
@@ -87,7 +96,8 @@ def test_grant_roles_in_an_admins_analyze_does_not_act_as_the_admin(proxy, new_u
     "CALL shiftguard.set_table_rls('public.{table}'::regclass, false, NULL);",
     "CALL shiftguard.drop_rls_policy('{policy}', false, true);",
 ])
-def test_rls_statements_in_an_admins_analyze_do_not_act_as_the_admin(proxy, new_user, admins_rls_table, call):
+def test_rls_statements_in_an_admins_analyze_do_not_act_as_the_admin(proxy, new_user, admins_rls_table, call,
+                                                                    postgres):
     """set_table_rls and drop_rls_policy (as drop_masking_policy) are SECURITY DEFINER, not
     converted to keys, and ask require_rls_admin(): in an admin's ANALYZE, caller_key() falls
     back to session_user's key (the admin's), so the table owner's index expression turns RLS off
@@ -97,12 +107,13 @@ def test_rls_statements_in_an_admins_analyze_do_not_act_as_the_admin(proxy, new_
     with proxy.connect(name, password) as mallory:
         mallory.execute("SELECT shiftguard.caller_key()")  # its key made (see the tests below)
         assert mallory.execute(f"SELECT secret FROM public.{table}").fetchall() == [("the reader's",)]
-    _during_admins_analyze(proxy, name, password, call.format(table=table, policy=policy))
+    _during_admins_analyze(proxy, postgres, name, password, call.format(table=table, policy=policy))
     with proxy.connect(name, password) as mallory:
         assert mallory.execute(f"SELECT secret FROM public.{table}").fetchall() == [("the reader's",)]
 
 
-def test_an_rls_predicates_current_user_in_an_admins_analyze_is_not_the_admin(proxy, new_user, admins_rls_table):
+def test_an_rls_predicates_current_user_in_an_admins_analyze_is_not_the_admin(proxy, new_user, admins_rls_table,
+                                                                             postgres):
     """RLS predicates are written with session_user for current_user (rls.sql), and the policy
     is found to apply by key (to the table owner's code: PUBLIC), so the owner's index
     expression, run by an admin's ANALYZE, reads the table with the predicate evaluated for the
@@ -112,7 +123,7 @@ def test_an_rls_predicates_current_user_in_an_admins_analyze_is_not_the_admin(pr
     with proxy.connect(name, password) as mallory:
         mallory.execute("SELECT shiftguard.caller_key()")  # its key made (see the tests below)
         mallory.execute(f"CREATE TABLE public.{loot} (secret text)")
-    _during_admins_analyze(proxy, name, password,
+    _during_admins_analyze(proxy, postgres, name, password,
                            f"INSERT INTO public.{loot} SELECT secret FROM public.{table};")
     with proxy.connect(name, password) as mallory:
         assert ("the admin's",) not in mallory.execute(f"SELECT secret FROM public.{loot}").fetchall()
@@ -189,7 +200,7 @@ def test_another_users_open_transaction_does_not_hold_up_a_new_users_statements(
             mallory.execute("ROLLBACK")
 
 
-def test_an_admin_glancing_at_a_users_view_read_only_does_not_hand_over_a_lasting_key(proxy, new_user):
+def test_an_admin_glancing_at_a_users_view_read_only_does_not_hand_over_a_lasting_key(proxy, new_user, postgres):
     """An admin's key is a bearer credential that never changes: code of the user's that runs as
     the admin once (an INVOKER function in a view of theirs that the admin reads, here in a
     read-only session, where it can change nothing itself) reads the admin's key from
@@ -198,12 +209,15 @@ def test_an_admin_glancing_at_a_users_view_read_only_does_not_hand_over_a_lastin
     the admin to shiftguard: alter_user__keyed makes them a superuser."""
     name, password = new_user()
     function, view, channel = unique("f"), unique("v"), unique("c")
-    with proxy.connect(name, password) as mallory:
-        mallory.execute(f"""CREATE FUNCTION public.{function}() RETURNS int LANGUAGE plpgsql AS $$ BEGIN
+    create = f"""CREATE FUNCTION public.{function}() RETURNS int LANGUAGE plpgsql AS $$ BEGIN
             PERFORM pg_notify('{channel}', (SELECT key FROM shiftguard.caller_key_of_current_user));
-            RETURN 1; END $$""")
-        mallory.execute(f"CREATE VIEW public.{view} AS SELECT public.{function}() AS one")
-        mallory.execute(f"GRANT SELECT ON public.{view} TO PUBLIC")
+            RETURN 1; END $$"""
+    with proxy.connect(name, password) as mallory:
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match="not a SQL function of one expression"):
+            mallory.execute(create)
+        # the function and the view that calls it, made before shiftguard refused them
+        made_before(postgres, name, create, f"CREATE VIEW public.{view} AS SELECT public.{function}() AS one",
+                    f"GRANT SELECT ON public.{view} TO PUBLIC")
         mallory.execute(f"LISTEN {channel}")
         with proxy.connect() as admin:
             admin.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
@@ -231,7 +245,7 @@ def test_the_query_log_in_an_admins_analyze_shows_the_owners_queries_only(make_p
             admin.execute(f"SELECT '{secret}'")
             assert wait_for(lambda: admin.execute("SELECT count(*) FROM stl_query WHERE querytxt LIKE %s",
                                                   (f"%{secret}%",)).fetchone()[0])
-        _during_admins_analyze(proxy, name, "Secret123", f"""
+        _during_admins_analyze(proxy, postgres, name, "Secret123", f"""
             INSERT INTO public.{loot} SELECT querytxt FROM shiftguard.stl_query WHERE querytxt LIKE '%{secret}%';""")
         with proxy.connect(name, "Secret123") as mallory:
             assert mallory.execute(f"SELECT count(*) FROM public.{loot}").fetchone() == (0,)
@@ -242,7 +256,7 @@ def test_the_query_log_in_an_admins_analyze_shows_the_owners_queries_only(make_p
             admin.execute(f"DROP USER IF EXISTS {name}")
 
 
-def test_masking_in_an_admins_analyze_masks_for_the_owners_code(proxy, new_user):
+def test_masking_in_an_admins_analyze_masks_for_the_owners_code(proxy, new_user, postgres):
     """mask_choice and mask_guard (SECURITY DEFINER, not converted) ask mask_reaches(), whose
     caller_key() falls back to session_user's key, and mask_may_read checks session_user: a
     table owner's index expression, run by an admin's ANALYZE, reads a masked table through its
@@ -261,7 +275,7 @@ def test_masking_in_an_admins_analyze_masks_for_the_owners_code(proxy, new_user)
             mallory.execute("SELECT shiftguard.caller_key()")  # its key made (see the tests above)
             assert mallory.execute(f"SELECT card FROM public.{table}").fetchall() == [("XXXX",)]
             mallory.execute(f"CREATE TABLE public.{loot} (card text)")
-        _during_admins_analyze(proxy, name, password,
+        _during_admins_analyze(proxy, postgres, name, password,
                                f'INSERT INTO public.{loot} SELECT card FROM shiftguard."mask:{oid}";')
         with proxy.connect(name, password) as mallory:
             assert ("4111111111111111",) not in mallory.execute(f"SELECT card FROM public.{loot}").fetchall()
@@ -271,7 +285,7 @@ def test_masking_in_an_admins_analyze_masks_for_the_owners_code(proxy, new_user)
             admin.execute(f"DROP MASKING POLICY {policy}")
 
 
-def test_alter_group_in_an_admins_analyze_does_not_act_as_the_admin(proxy, new_user):
+def test_alter_group_in_an_admins_analyze_does_not_act_as_the_admin(proxy, new_user, postgres):
     """alter_group (as create_group, drop_group and the identity-provider procedures) is
     SECURITY DEFINER, not converted, and asks require_group_admin() -> caller_is_superuser(),
     whose caller_key() falls back to session_user's key: a table owner's index expression, run
@@ -284,7 +298,7 @@ def test_alter_group_in_an_admins_analyze_does_not_act_as_the_admin(proxy, new_u
         admin.execute(f"INSERT INTO public.{table} VALUES ('the group''s')")
         admin.execute(f"GRANT SELECT ON public.{table} TO GROUP {group}")
     try:
-        _during_admins_analyze(proxy, name, password,
+        _during_admins_analyze(proxy, postgres, name, password,
                                f"""CALL shiftguard.alter_group('{group}', '{{"add": ["{name}"]}}');""")
         with proxy.connect(name, password) as mallory:
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
@@ -307,19 +321,23 @@ def test_autovacuum_does_not_let_a_users_index_expression_act_as_the_management_
     table, ran, act, indexed = unique("t"), unique("t"), unique("f"), unique("f")
     with proxy.connect(name, password) as mallory:
         mallory.execute(f"CREATE TABLE public.{ran} (session_user_was text)")
-        mallory.execute(f"""CREATE FUNCTION public.{act}() RETURNS void LANGUAGE plpgsql AS $$ BEGIN
+        create = f"""CREATE FUNCTION public.{act}() RETURNS void LANGUAGE plpgsql AS $$ BEGIN
             INSERT INTO public.{ran} VALUES (session_user);
             BEGIN
                 CALL shiftguard.grant_roles('{{"roles": ["sys:superuser"], "admin": true,
                                               "grantees": [{{"kind": "user", "name": "{name}"}}]}}');
             EXCEPTION WHEN OTHERS THEN NULL;
-            END; END $$""")
-        mallory.execute(f"""CREATE FUNCTION public.{indexed}(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$ BEGIN
-            IF $1 = 1 AND current_user <> session_user THEN PERFORM public.{act}(); END IF; RETURN $1; END $$""")
+            END; END $$"""
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match="not a SQL function of one expression"):
+            mallory.execute(create)
         mallory.execute(f"CREATE TABLE public.{table} (a int)")
-        mallory.execute(f"CREATE INDEX ON public.{table} (public.{indexed}(a))")
         mallory.execute(f"ALTER TABLE public.{table} SET (autovacuum_analyze_threshold = 0, "
                         "autovacuum_analyze_scale_factor = 0)")
+        # the functions and the index that calls them, made before shiftguard refused them
+        made_before(postgres, name, create,
+                    f"""CREATE FUNCTION public.{indexed}(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$ BEGIN
+            IF $1 = 1 AND current_user <> session_user THEN PERFORM public.{act}(); END IF; RETURN $1; END $$""",
+                    f"CREATE INDEX ON public.{table} (public.{indexed}(a))")
         with postgres.connect() as direct:  # autovacuum looks every second, not every minute
             direct.execute("ALTER SYSTEM SET autovacuum_naptime = 1")
             direct.execute("SELECT pg_reload_conf()")
@@ -337,7 +355,7 @@ def test_autovacuum_does_not_let_a_users_index_expression_act_as_the_management_
     assert ("sys:superuser",) not in held
 
 
-def test_a_schema_named_like_another_user_is_refused_in_an_admins_analyze(proxy, new_user):
+def test_a_schema_named_like_another_user_is_refused_in_an_admins_analyze(proxy, new_user, postgres):
     """require_own_schema_name (the event trigger's check that nobody makes a schema named like
     another user, which would come first on that user's search_path) lets it pass when
     session_user is trusted: a user with CREATE on the database makes, from an index expression
@@ -354,7 +372,7 @@ def test_a_schema_named_like_another_user_is_refused_in_an_admins_analyze(proxy,
     with proxy.connect(name, password) as mallory:
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="named like another user"):
             mallory.execute(f"CREATE SCHEMA {victim}")
-    _during_admins_analyze(proxy, name, password, f"""
+    _during_admins_analyze(proxy, postgres, name, password, f"""
         CREATE SCHEMA {victim};
         CREATE TABLE {victim}.{table} (v text);
         INSERT INTO {victim}.{table} VALUES ('the user''s');

@@ -8,12 +8,12 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from ..conftest import unique
+from ..conftest import made_before, unique
 from .test_attack15 import _during_admins_analyze
 from .test_databases import database  # noqa: F401 (a fixture)
 
 
-def test_an_rls_lookup_predicate_in_an_admins_analyze_is_not_evaluated_for_the_admin(proxy, new_user):
+def test_an_rls_lookup_predicate_in_an_admins_analyze_is_not_evaluated_for_the_admin(proxy, new_user, postgres):
     """The documented leftover "RLS predicates that read lookup tables keep session_user" is a
     plain leak, the same one test_attack15 closed for predicates without lookups: the policy is
     found to apply by key (to the table owner's code: PUBLIC), but its rls@<oid> function
@@ -38,7 +38,7 @@ def test_an_rls_lookup_predicate_in_an_admins_analyze_is_not_evaluated_for_the_a
             mallory.execute("SELECT shiftguard.caller_key()")
             assert mallory.execute(f"SELECT secret FROM public.{table}").fetchall() == [("the reader's",)]
             mallory.execute(f"CREATE TABLE public.{loot} (secret text)")
-        _during_admins_analyze(proxy, name, password,
+        _during_admins_analyze(proxy, postgres, name, password,
                                f"INSERT INTO public.{loot} SELECT secret FROM public.{table};")
         with proxy.connect(name, password) as mallory:
             assert ("the admin's",) not in mallory.execute(f"SELECT secret FROM public.{loot}").fetchall()
@@ -95,14 +95,14 @@ def test_show_tables_of_another_database_in_an_admins_analyze_lists_only_what_th
         assert mallory.execute("SELECT count(*) FROM shiftguard.show_tables(%s, NULL, NULL) WHERE table_name = %s",
                                (db, secret)).fetchone() == (0,)
         mallory.execute(f"CREATE TABLE public.{loot} (table_name text)")
-    _during_admins_analyze(proxy, name, password, f"""
+    _during_admins_analyze(proxy, postgres, name, password, f"""
         INSERT INTO public.{loot} SELECT table_name FROM shiftguard.show_tables('{db}', NULL, NULL);""")
     with proxy.connect(name, password) as mallory:
         assert (secret,) not in mallory.execute(f"SELECT table_name FROM public.{loot}").fetchall()
 
 
 def test_record_late_binding_view_in_an_admins_analyze_does_not_let_a_user_drop_anothers_function(
-        proxy, new_user):
+        proxy, new_user, postgres):
     """record_late_binding_view (PUBLIC to execute, SECURITY DEFINER) is not converted to a key:
     it lets pass whoever session_user may act as (owner of the view and of the function). In an
     admin's ANALYZE, session_user is the admin (a superuser: a member of every role), so the
@@ -119,7 +119,7 @@ def test_record_late_binding_view_in_an_admins_analyze_does_not_let_a_user_drop_
         with pytest.raises(psycopg.errors.InsufficientPrivilege):  # not in its own session
             mallory.execute(f"SELECT shiftguard.record_late_binding_view('public.{view}'::regclass, "
                             f"'public.{function}()'::regprocedure, ARRAY['integer'])")
-    _during_admins_analyze(proxy, name, password, f"""
+    _during_admins_analyze(proxy, postgres, name, password, f"""
         PERFORM shiftguard.record_late_binding_view('public.{view}'::regclass,
                                                     'public.{function}()'::regprocedure, ARRAY['integer']);""")
     with proxy.connect(name, password) as mallory:
@@ -144,20 +144,22 @@ def test_a_redshift_function_dropped_by_way_of_record_late_binding_view_lets_a_u
         with proxy.connect(name, password) as mallory:
             mallory.execute("SELECT shiftguard.caller_key()")
             mallory.execute(f"CREATE VIEW public.{view} AS SELECT 1 AS one")
-        _during_admins_analyze(proxy, name, password, f"""
+        _during_admins_analyze(proxy, postgres, name, password, f"""
             PERFORM shiftguard.record_late_binding_view('public.{view}'::regclass, '{target}'::regprocedure,
                                                         ARRAY['integer']);""")
         with proxy.connect(name, password) as mallory:
             mallory.execute(f"DROP VIEW public.{view}")
             mallory.execute("SELECT shiftguard.late_binding_views_forget_dropped()")
-            try:
-                mallory.execute(f"""CREATE FUNCTION public.months_between(date, date) RETURNS float8
+            replacement = f"""CREATE FUNCTION public.months_between(date, date) RETURNS float8
                     LANGUAGE plpgsql AS $$ BEGIN
                     BEGIN CALL shiftguard.alter_user('{name}', '{{"superuser": true}}');
                     EXCEPTION WHEN OTHERS THEN NULL; END;
-                    RETURN ($2 - $1) / 30.0; END $$""")
-            except psycopg.Error:
-                pass  # pg_catalog's is still there
+                    RETURN ($2 - $1) / 30.0; END $$"""
+            with pytest.raises(psycopg.errors.FeatureNotSupported, match="not a SQL function of one expression"):
+                mallory.execute(replacement)
+        # made before shiftguard refused it, so that only pg_catalog's months_between, if still
+        # there, stands between the admin and the user's code
+        made_before(postgres, name, replacement)
         with proxy.connect() as admin:
             admin.execute("SELECT months_between('2026-01-01'::date, '2026-03-01'::date)")
             assert admin.execute("SELECT usesuper FROM pg_user WHERE usename = %s", (name,)).fetchone() == (False,)
@@ -206,7 +208,7 @@ def test_a_user_cannot_hold_locks_on_every_protected_table(proxy, new_user):
                     pass
 
 
-def test_a_masking_expressions_current_user_in_an_admins_analyze_is_not_the_admin(proxy, new_user):
+def test_a_masking_expressions_current_user_in_an_admins_analyze_is_not_the_admin(proxy, new_user, postgres):
     """Masking expressions are written with session_user for current_user (policy/masking.py
     _SessionUser), though they read no table and are inlined into the masking view, where
     current_user is the reader. A policy that unmasks for a named user (conditional masking,
@@ -229,7 +231,7 @@ def test_a_masking_expressions_current_user_in_an_admins_analyze_is_not_the_admi
             mallory.execute("SELECT shiftguard.caller_key()")
             assert mallory.execute(f"SELECT card FROM public.{table}").fetchall() == [("XXXX",)]
             mallory.execute(f"CREATE TABLE public.{loot} (card text)")
-        _during_admins_analyze(proxy, name, password,
+        _during_admins_analyze(proxy, postgres, name, password,
                                f'INSERT INTO public.{loot} SELECT card FROM shiftguard."mask:{oid}";')
         with proxy.connect(name, password) as mallory:
             assert ("4111111111111111",) not in mallory.execute(f"SELECT card FROM public.{loot}").fetchall()

@@ -272,35 +272,47 @@ def capture_attempts(t: str, me: str) -> list[str]:
     (which the policy hides from the owner): triggers (row, statement with a transition table,
     constraint triggers; SECURITY DEFINER functions that keep what they see in a table of the
     owner's), rules, a default calling such a function (current_query() is the writer's SQL),
-    triggers switched on. Plain, in DO blocks, in functions and procedures."""
+    triggers switched on. Plain, in DO blocks, in functions and procedures (the functions:
+    capture_functions_made_before)."""
     log = f"{me}_log"
-    keep = (f"CREATE OR REPLACE FUNCTION keep_{me}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS "
-            f"$$BEGIN INSERT INTO {log} VALUES (NEW.catname); RETURN NEW; END$$; ")
-    keep_all = (f"CREATE OR REPLACE FUNCTION keepall_{me}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS "
-                f"$$BEGIN INSERT INTO {log} SELECT catname FROM written; RETURN NULL; END$$; ")
-    query = (f"CREATE OR REPLACE FUNCTION query_{me}() RETURNS text LANGUAGE plpgsql SECURITY DEFINER AS "
-             f"$$BEGIN INSERT INTO {log} VALUES (current_query()); RETURN 'x'; END$$; ")
     return [
-        keep + f"CREATE TRIGGER tr1_{me} BEFORE INSERT ON {t} FOR EACH ROW EXECUTE FUNCTION keep_{me}()",
-        keep + f"DO $$BEGIN CREATE TRIGGER tr2_{me} AFTER INSERT OR UPDATE ON {t} FOR EACH ROW "
+        f"CREATE TRIGGER tr1_{me} BEFORE INSERT ON {t} FOR EACH ROW EXECUTE FUNCTION keep_{me}()",
+        f"DO $$BEGIN CREATE TRIGGER tr2_{me} AFTER INSERT OR UPDATE ON {t} FOR EACH ROW "
         f"EXECUTE FUNCTION keep_{me}(); END$$",
-        keep + f"DO $$BEGIN EXECUTE 'CREATE TRIGGER tr3_{me} BEFORE INSERT ON {t} FOR EACH ROW "
+        f"DO $$BEGIN EXECUTE 'CREATE TRIGGER tr3_{me} BEFORE INSERT ON {t} FOR EACH ROW "
         f"EXECUTE FUNCTION keep_{me}()'; END$$",
-        keep_all + f"CREATE TRIGGER tr4_{me} AFTER INSERT ON {t} REFERENCING NEW TABLE AS written "
+        f"CREATE TRIGGER tr4_{me} AFTER INSERT ON {t} REFERENCING NEW TABLE AS written "
         f"FOR EACH STATEMENT EXECUTE FUNCTION keepall_{me}()",
-        keep + f"CREATE FUNCTION mk_{me}() RETURNS void LANGUAGE sql AS $$CREATE CONSTRAINT TRIGGER tr5_{me} "
-        f"AFTER INSERT ON {t} DEFERRABLE FOR EACH ROW EXECUTE FUNCTION keep_{me}()$$; SELECT mk_{me}()",
-        keep + f"CREATE PROCEDURE mkp_{me}() LANGUAGE plpgsql AS $$BEGIN CREATE TRIGGER tr6_{me} BEFORE INSERT "
+        f"SELECT mk_{me}()",
+        f"CREATE PROCEDURE mkp_{me}() LANGUAGE plpgsql AS $$BEGIN CREATE TRIGGER tr6_{me} BEFORE INSERT "
         f"ON {t} FOR EACH ROW EXECUTE FUNCTION keep_{me}(); END$$; CALL mkp_{me}()",
         f"CREATE RULE r1_{me} AS ON INSERT TO {t} DO ALSO INSERT INTO {log} VALUES (NEW.catname)",
         f"DO $$BEGIN CREATE RULE r2_{me} AS ON INSERT TO {t} DO ALSO INSERT INTO {log} VALUES (NEW.catname); END$$",
         f"DO $$BEGIN EXECUTE 'CREATE RULE r3_{me} AS ON UPDATE TO {t} DO ALSO INSERT INTO {log} "
         f"VALUES (OLD.catname)'; END$$",
-        query + f"ALTER TABLE {t} ADD COLUMN note text; ALTER TABLE {t} ALTER COLUMN note SET DEFAULT query_{me}()",
-        query + f"DO $$BEGIN ALTER TABLE {t} ALTER COLUMN catid SET DEFAULT length(query_{me}()); END$$",
+        f"ALTER TABLE {t} ADD COLUMN note text; ALTER TABLE {t} ALTER COLUMN note SET DEFAULT query_{me}()",
+        f"DO $$BEGIN ALTER TABLE {t} ALTER COLUMN catid SET DEFAULT length(query_{me}()); END$$",
         f"ALTER TABLE {t} ENABLE ALWAYS TRIGGER ALL",
         f"DO $$BEGIN ALTER TABLE {t} ENABLE REPLICA TRIGGER ALL; END$$",
         f"ALTER TABLE {t} DISABLE RULE r1_{me}",
+    ]
+
+
+def capture_functions_made_before(t: str, me: str) -> list[str]:
+    """The owner's functions that capture_attempts attach to its table: SECURITY DEFINER PL/pgSQL
+    ones that keep what they see in a table of the owner's, and a SQL one that makes a
+    trigger. Users may not make them any more (catalog/users_code.sql); made before that refusal
+    (made_before), they still exist on upgraded clusters."""
+    log = f"{me}_log"
+    return [
+        f"CREATE FUNCTION public.keep_{me}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS "
+        f"$$BEGIN INSERT INTO {log} VALUES (NEW.catname); RETURN NEW; END$$",
+        f"CREATE FUNCTION public.keepall_{me}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS "
+        f"$$BEGIN INSERT INTO {log} SELECT catname FROM written; RETURN NULL; END$$",
+        f"CREATE FUNCTION public.query_{me}() RETURNS text LANGUAGE plpgsql SECURITY DEFINER AS "
+        f"$$BEGIN INSERT INTO {log} VALUES (current_query()); RETURN 'x'; END$$",
+        f"CREATE FUNCTION public.mk_{me}() RETURNS void LANGUAGE sql AS $$CREATE CONSTRAINT TRIGGER tr5_{me} "
+        f"AFTER INSERT ON {t} DEFERRABLE FOR EACH ROW EXECUTE FUNCTION keep_{me}()$$",
     ]
 
 
@@ -435,6 +447,11 @@ def test_the_owner_captures_no_row_others_write(proxy, owned_table, postgres, ca
         with proxy.connect(me, PASSWORD) as owner:
             owner.execute(f"CREATE TABLE {me}_log (seen text)")
             owner.execute(f"GRANT SELECT, INSERT, UPDATE ON {t} TO {writer}")
+            made = capture_functions_made_before(t, me)
+            for function in made:  # refused to users now
+                with pytest.raises(psycopg.errors.FeatureNotSupported):
+                    owner.execute(function)
+        made_before(postgres, me, *made)
         seen: dict[str, str] = {}
         leaks = try_all(proxy, me, capture_attempts(t, me), (HIDDEN, ORACLE), seen)
         with proxy.connect(writer, PASSWORD) as conn:

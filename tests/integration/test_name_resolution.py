@@ -76,20 +76,28 @@ def _trap(name: str, args: str, result: str, body: str, log: str) -> str:
             f"{body}; END$t$")
 
 
+def _expression(name: str, args: str, result: str, body: str, log: str) -> str:
+    """A trap's function as a SQL function of one expression, without the log: the form any user
+    may create (catalog/users_code.sql refuses PL/pgSQL functions to users), so that only its
+    name can be what is refused."""
+    return (f"CREATE FUNCTION public.{name}({args}) RETURNS {result} LANGUAGE sql "
+            f"{body.replace('RETURN QUERY SELECT ', 'RETURN ')}")
+
+
 def _signature(entry: str) -> tuple[str, str]:
     name, _, args = entry.partition("(")
     return name, args[:-1]
 
 
-def operator_functions(log: str) -> list[str]:
-    """The functions the trap operators call (harmless names: anyone may create them)."""
-    return [_trap(f"{log}_op{n}", f"{left}, {right}", result, body, log)
+def operator_functions(log: str, function=_trap) -> list[str]:
+    """The functions the trap operators call (harmless names)."""
+    return [function(f"{log}_op{n}", f"{left}, {right}", result, body, log)
             for n, (op, left, right, result, body) in enumerate(OPERATORS)]
 
 
-def plantings(log: str) -> list[str]:
+def plantings(log: str, function=_trap) -> list[str]:
     """The CREATE statements of every trap (after operator_functions)."""
-    statements = [_trap(*_signature(signature), result, body, log) for signature, result, body in FUNCTIONS]
+    statements = [function(*_signature(signature), result, body, log) for signature, result, body in FUNCTIONS]
     for n, (op, left, right, result, body) in enumerate(OPERATORS):
         statements.append(f"CREATE OPERATOR public.{op} (LEFTARG = {left}, RIGHTARG = {right}, "
                           f"FUNCTION = public.{log}_op{n})")
@@ -109,11 +117,13 @@ def mallory(proxy, postgres):
 
 
 def test_planting_is_refused(proxy, mallory, postgres):
-    """Through the proxy, from a DO block and from a function body: every planting fails, and
-    nothing of it is left."""
+    """Through the proxy, from a DO block and from a stored procedure's body: every planting
+    fails, and nothing of it is left. The functions are SQL functions of one expression, which
+    users may create (PL/pgSQL ones are refused to users whatever their name): their names are
+    what is refused."""
     log = unique("trap")
     attempts = []
-    for statement in plantings(log):
+    for statement in plantings(log, _expression):
         attempts += [statement, f"DO $d$BEGIN EXECUTE {psycopg.sql.quote(statement)}; END$d$"]
     attempts += [
         # a harmless function renamed or moved onto a built-in's name
@@ -122,9 +132,9 @@ def test_planting_is_refused(proxy, mallory, postgres):
         "CREATE FUNCTION pg_temp.array_to_string(text[], text) RETURNS text LANGUAGE sql AS $$SELECT 'x'$$",
         f"CREATE FUNCTION public.{log}_sf(text, varchar) RETURNS text LANGUAGE sql AS $$SELECT $2::text$$; "
         f"CREATE AGGREGATE public.max(varchar) (SFUNC = public.{log}_sf, STYPE = text)",
-        f"CREATE FUNCTION public.{log}_mk() RETURNS void LANGUAGE plpgsql AS $f$BEGIN "
+        f"CREATE PROCEDURE public.{log}_mk() LANGUAGE plpgsql AS $f$BEGIN "
         f"EXECUTE 'CREATE OPERATOR public.= (LEFTARG = varchar, RIGHTARG = varchar, FUNCTION = public.{log}_op0)'; "
-        f"END$f$; SELECT public.{log}_mk()",
+        f"END$f$; CALL public.{log}_mk()",
         # the other ways of changing what an expression resolves to
         f"CREATE TYPE public.{log}_t AS (a int); CREATE FUNCTION public.{log}_c(public.{log}_t) RETURNS text "
         f"LANGUAGE sql AS $$SELECT 'x'$$; CREATE CAST (public.{log}_t AS text) WITH FUNCTION public.{log}_c(public.{log}_t)",
@@ -142,7 +152,7 @@ def test_planting_is_refused(proxy, mallory, postgres):
     refused = 0
     with proxy.connect(mallory, USER_PASSWORD) as conn, postgres.connect() as direct:
         conn.execute(f"CREATE TABLE public.{log} (who text, trap text)")
-        for statement in operator_functions(log):
+        for statement in operator_functions(log, _expression):
             conn.execute(statement)
         for attempt in attempts:
             try:

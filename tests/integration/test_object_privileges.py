@@ -730,18 +730,19 @@ def test_a_refused_signed_default_privileges_call_cannot_be_reused(proxy, world)
 
 
 def test_drop_defaults_follow_the_new_tables_owner(proxy, world):
-    """A table a SECURITY DEFINER function creates is its owner's: the owner's DROP defaults
-    reach it, not the defaults of whoever called the function."""
+    """A table a SECURITY DEFINER stored procedure creates is its owner's: the owner's DROP
+    defaults reach it, not the defaults of whoever called the procedure. (Users write PL/pgSQL
+    in stored procedures, as on Redshift: PL/pgSQL functions are refused to them.)"""
     n = world
     made = f"{n['t']}_made"
     with proxy.connect(n["owner"], PASSWORD) as owner:
-        owner.execute(f"CREATE FUNCTION {n['t']}_make() RETURNS void LANGUAGE plpgsql SECURITY DEFINER AS "
+        owner.execute(f"CREATE PROCEDURE {n['t']}_make() LANGUAGE plpgsql SECURITY DEFINER AS "
                       f"$$BEGIN CREATE TABLE {made} (a int); END$$")
-        owner.execute(f"GRANT EXECUTE ON FUNCTION {n['t']}_make() TO {n['bob']}")
+        owner.execute(f"GRANT EXECUTE ON PROCEDURE {n['t']}_make() TO {n['bob']}")
         owner.execute(f"ALTER DEFAULT PRIVILEGES GRANT DROP ON TABLES TO {n['carol']}")
     with proxy.connect(n["bob"], PASSWORD) as bob:
         bob.execute(f"ALTER DEFAULT PRIVILEGES GRANT DROP ON TABLES TO {n['bob']}")
-        bob.execute(f"SELECT {n['t']}_make()")
+        bob.execute(f"CALL {n['t']}_make()")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             bob.execute(f"DROP TABLE {made}")
         bob.execute(f"ALTER DEFAULT PRIVILEGES REVOKE DROP ON TABLES FROM {n['bob']}")

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 import redshift_connector
 
-from ..conftest import installed_by_an_older_version, unique, wait_for
+from ..conftest import installed_by_an_older_version, made_before, unique, wait_for
 
 PASSWORD = "Secret123"
 CATEGORIES = [(1, "Sports", "MLB"), (2, "Sports", "NHL"), (6, "Shows", "Musicals"), (7, "Shows", "Plays"),
@@ -360,16 +360,24 @@ def owned(proxy, world, postgres):
         admin.execute(f"REVOKE CREATE ON SCHEMA public FROM {alice}")
 
 
-def test_rls_is_not_turned_on_for_a_table_with_code_over_its_rows(proxy, world, owned):
+def test_rls_is_not_turned_on_for_a_table_with_code_over_its_rows(proxy, world, owned, postgres):
     """A table that has triggers, rules, indexes on expressions or with a predicate, CHECK,
     exclusion or foreign key constraints (either way), generated columns, defaults calling a
     user's function, columns of a user's type or statistics on expressions cannot have RLS
-    turned on: the error lists them. Without them, it can."""
+    turned on: the error lists them. Without them, it can. Users may not make triggers (nor
+    PL/pgSQL functions) any more; a trigger made before that refusal still counts."""
     n = world
     t = f"{owned}_free"
-    code = [f"CREATE FUNCTION {t}_f() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NEW; END$$",
-            f"CREATE TRIGGER {t}_tr BEFORE INSERT ON {t} FOR EACH ROW EXECUTE FUNCTION {t}_f()",
-            f"CREATE RULE {t}_r AS ON UPDATE TO {t} DO ALSO NOTIFY x",
+    function = f"CREATE FUNCTION public.{t}_f() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NEW; END$$"
+    trigger = f"CREATE TRIGGER {t}_tr BEFORE INSERT ON public.{t} FOR EACH ROW EXECUTE FUNCTION public.{t}_f()"
+    with proxy.connect(n["alice"], PASSWORD) as conn:
+        with pytest.raises(psycopg.errors.FeatureNotSupported):
+            conn.execute(function)
+        made_before(postgres, n["alice"], function)
+        with pytest.raises(psycopg.errors.FeatureNotSupported):
+            conn.execute(trigger)
+        made_before(postgres, n["alice"], trigger)
+    code = [f"CREATE RULE {t}_r AS ON UPDATE TO {t} DO ALSO NOTIFY x",
             f"CREATE INDEX {t}_e ON {t} ((lower(catname)))",
             f"CREATE INDEX {t}_p ON {t} (catid) WHERE catid > 0",
             f"ALTER TABLE {t} ADD CONSTRAINT {t}_c CHECK (catid > 0)",
@@ -403,11 +411,13 @@ def test_rls_is_not_turned_on_for_a_table_with_code_over_its_rows(proxy, world, 
     assert ids(proxy, n["alice"], t) == CONCERTS
 
 
-def test_what_runs_no_code_over_rows_still_works(proxy, world, owned):
+def test_what_runs_no_code_over_rows_still_works(proxy, world, owned, postgres):
     """On her table with RLS on, its owner still adds, renames and drops columns, changes a
     VARCHAR's length, sets constant defaults and NOT NULL, makes plain indexes, primary keys and
     unique constraints, renames the table, in the proxy's sight and (renames) in DO blocks; on
-    her table without RLS, everything PostgreSQL allows, also from DO blocks and functions."""
+    her table without RLS, everything PostgreSQL allows, also from DO blocks and stored
+    procedures, but triggers and PL/pgSQL functions (refused to users now: she turns a trigger
+    made before that refusal off and on)."""
     n = world
     t, free = owned, f"{owned}_free"
     with proxy.connect(n["alice"], PASSWORD) as conn:
@@ -435,7 +445,20 @@ def test_what_runs_no_code_over_rows_still_works(proxy, world, owned):
         assert [r[0] for r in conn.execute(f"SELECT catid FROM {t} ORDER BY 1")] == CONCERTS + [12]
         with pytest.raises(psycopg.errors.UniqueViolation):
             conn.execute(f"INSERT INTO {t} VALUES (12, 'Concerts', 'Again')")
-        conn.execute(f"CREATE FUNCTION {free}_f() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NEW; END$$")
+        function = f"CREATE FUNCTION public.{free}_f() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NEW; END$$"
+        trigger = (f"CREATE TRIGGER {free}_tr BEFORE INSERT ON public.{free} FOR EACH ROW "
+                   f"EXECUTE FUNCTION public.{free}_f()")
+        with pytest.raises(psycopg.errors.FeatureNotSupported):
+            conn.execute(function)
+        made_before(postgres, n["alice"], function)
+        with pytest.raises(psycopg.errors.FeatureNotSupported):
+            conn.execute(trigger)
+        with pytest.raises(psycopg.errors.FeatureNotSupported):
+            conn.execute(f"DO $$BEGIN {trigger}; END$$")
+        made_before(postgres, n["alice"], trigger)
+        with pytest.raises(psycopg.errors.FeatureNotSupported):  # a SQL function's body is one SELECT
+            conn.execute(f"CREATE FUNCTION {free}_ix() RETURNS void LANGUAGE sql AS "
+                         f"$$CREATE INDEX ON {free} ((upper(catname)))$$")
         for statement in (f"CREATE INDEX ON {free} ((lower(catname)))",
                           f"DO $$BEGIN CREATE INDEX ON {free} (catid) WHERE catid > 1; END$$",
                           f"ALTER TABLE {free} ADD CONSTRAINT {free}_c CHECK (catid > 0)",
@@ -448,14 +471,13 @@ def test_what_runs_no_code_over_rows_still_works(proxy, world, owned):
                           f"DO $$BEGIN ALTER TABLE {free} ADD COLUMN g bigint GENERATED ALWAYS AS (catid * 2) STORED; "
                           "END$$",
                           f"ALTER TABLE {free} ADD EXCLUDE USING btree (catname WITH =)",
-                          f"CREATE TRIGGER {free}_tr BEFORE INSERT ON {free} FOR EACH ROW EXECUTE FUNCTION {free}_f()",
                           f"ALTER TABLE {free} DISABLE TRIGGER {free}_tr",
                           f"DO $$BEGIN ALTER TABLE {free} ENABLE ALWAYS TRIGGER {free}_tr; END$$",
                           f"CREATE RULE {free}_r AS ON UPDATE TO {free} DO ALSO NOTIFY x",
                           f"CREATE STATISTICS {free}_s ON (catid + 1), catgroup FROM {free}",
-                          f"CREATE FUNCTION {free}_ix() RETURNS void LANGUAGE sql AS "
+                          f"CREATE PROCEDURE {free}_ix() LANGUAGE sql AS "
                           f"$$CREATE INDEX ON {free} ((upper(catname)))$$",
-                          f"SELECT {free}_ix()",
+                          f"CALL {free}_ix()",
                           f"CREATE INDEX ON {free} ((lower(catname))); ALTER TABLE {free} ADD COLUMN plain int"):
             conn.execute(statement)
         assert conn.execute(f"SELECT count(*), sum(g) FROM {free}").fetchone() == (7, 2 * sum(ALL))

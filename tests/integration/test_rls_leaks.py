@@ -7,7 +7,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from ..conftest import unique
+from ..conftest import made_before, unique
 from .test_bypass import simple
 
 PASSWORD = "Secret123"
@@ -34,11 +34,8 @@ def attempts(t: str, me: str) -> list[str]:
         f"SELECT * FROM {t} WHERE catname::int = 1",
         f"SELECT * FROM {t} WHERE 1/(CASE WHEN catgroup = 'Sports' THEN 0 ELSE 1 END) = 1",
         # a function that raises its argument: the policy's filter must run first
-        f"CREATE FUNCTION leak_{me}(text) RETURNS boolean LANGUAGE plpgsql COST 0.0001 AS "
-        f"$$BEGIN RAISE NOTICE 'saw %', $1; RETURN true; END$$; SELECT * FROM {t} WHERE leak_{me}(catname)",
-        f"CREATE FUNCTION rows_{me}() RETURNS SETOF {t} LANGUAGE sql AS $$SELECT * FROM {t}$$; "
+        f"SELECT * FROM {t} WHERE leak_{me}(catname)",  # the functions: functions_made_before
         f"SELECT * FROM rows_{me}()",
-        f"CREATE FUNCTION def_{me}() RETURNS SETOF {t} LANGUAGE sql SECURITY DEFINER AS $$SELECT * FROM {t}$$; "
         f"SELECT * FROM def_{me}()",
         f"DO $$DECLARE r record; BEGIN FOR r IN SELECT * FROM {t} LOOP RAISE NOTICE '%', r.catname; END LOOP; END$$",
         f"CREATE VIEW v_{me} AS SELECT * FROM {t}; SELECT * FROM v_{me}",
@@ -90,15 +87,13 @@ def inheritance_attempts(t: str, me: str) -> list[str]:
     security of the table a query names, so rows read through a parent escape the child's
     policies. In the proxy's sight, from DO blocks and from function bodies; as child, as
     partition, as parent. Each ends in a read that shows hidden rows, or in ORACLE, if the link
-    was made."""
+    was made. The functions are made before (functions_made_before)."""
     return [
         f"CREATE TABLE {me}_p1 (LIKE {t}); ALTER TABLE {t} INHERIT {me}_p1; SELECT * FROM {me}_p1",
         f"CREATE TABLE {me}_p2 (LIKE {t}); DO $$BEGIN EXECUTE 'ALTER TABLE {t} INHERIT {me}_p2'; END$$; "
         f"SELECT * FROM {me}_p2",
-        f"CREATE TABLE {me}_p3 (LIKE {t}); CREATE FUNCTION inh_{me}() RETURNS void LANGUAGE plpgsql AS "
-        f"$$BEGIN ALTER TABLE {t} INHERIT {me}_p3; END$$; SELECT inh_{me}(); SELECT * FROM {me}_p3",
-        f"CREATE TABLE {me}_p4 (LIKE {t}); CREATE FUNCTION inhs_{me}() RETURNS void LANGUAGE sql AS "
-        f"$$ALTER TABLE {t} INHERIT {me}_p4$$; SELECT inhs_{me}(); SELECT * FROM {me}_p4",
+        f"CREATE TABLE {me}_p3 (LIKE {t}); SELECT inh_{me}(); SELECT * FROM {me}_p3",
+        f"CREATE TABLE {me}_p4 (LIKE {t}); SELECT inhs_{me}(); SELECT * FROM {me}_p4",
         f"CREATE TABLE {me}_p5 (LIKE {t}); CREATE PROCEDURE inhp_{me}() LANGUAGE plpgsql AS "
         f"$$BEGIN EXECUTE format('ALTER TABLE %I INHERIT %I', '{t}', '{me}_p5'); END$$; CALL inhp_{me}(); "
         f"SELECT * FROM {me}_p5",
@@ -114,16 +109,13 @@ def inheritance_attempts(t: str, me: str) -> list[str]:
         f"ATTACH PARTITION {t} FOR VALUES FROM (MINVALUE) TO (MAXVALUE); END$$; SELECT * FROM {me}_l3",
         f"CREATE TABLE {me}_l4 (LIKE {t}) PARTITION BY LIST (catid); "
         f"DO $$BEGIN EXECUTE 'ALTER TABLE {me}_l4 ATTACH PARTITION {t} DEFAULT'; END$$; SELECT * FROM {me}_l4",
-        f"CREATE TABLE {me}_l5 (LIKE {t}) PARTITION BY HASH (catid); CREATE FUNCTION att_{me}() RETURNS void "
-        f"LANGUAGE sql AS $$ALTER TABLE {me}_l5 ATTACH PARTITION {t} FOR VALUES WITH (MODULUS 1, REMAINDER 0)$$; "
-        f"SELECT att_{me}(); SELECT * FROM {me}_l5",
+        f"CREATE TABLE {me}_l5 (LIKE {t}) PARTITION BY HASH (catid); SELECT att_{me}(); SELECT * FROM {me}_l5",
         # the protected table as the parent
         f"CREATE TABLE {me}_k1 () INHERITS ({t}); SELECT '{ORACLE}'",
         f"DO $$BEGIN CREATE TABLE {me}_k2 () INHERITS ({t}); END$$; SELECT '{ORACLE}'",
         f"CREATE TABLE {me}_k3 (LIKE {t}); ALTER TABLE {me}_k3 INHERIT {t}; SELECT '{ORACLE}'",
         f"CREATE TABLE {me}_k4 (LIKE {t}); DO $$BEGIN ALTER TABLE {me}_k4 INHERIT {t}; END$$; SELECT '{ORACLE}'",
-        f"CREATE FUNCTION kid_{me}() RETURNS void LANGUAGE plpgsql AS "
-        f"$$BEGIN EXECUTE 'CREATE TABLE {me}_k5 () INHERITS ({t})'; END$$; SELECT kid_{me}(); SELECT '{ORACLE}'",
+        f"SELECT kid_{me}(); SELECT '{ORACLE}'",
         f"CREATE TABLE {me}_k6 PARTITION OF {t} DEFAULT; SELECT '{ORACLE}'",
         f"CREATE TEMP TABLE {me}_k7 () INHERITS ({t}); SELECT '{ORACLE}'",
     ]
@@ -136,28 +128,59 @@ def peek(me: str) -> str:
             f"$$BEGIN RAISE NOTICE 'saw %', $1; RETURN $1; END$$; ")
 
 
+def functions_made_before(t: str, me: str) -> list[str]:
+    """The owner's functions that the attempts call: PL/pgSQL ones, SQL ones that read a table or
+    run DDL. Users may not make them any more (catalog/users_code.sql); made before that refusal
+    (made_before), they still exist on upgraded clusters, and the defences behind it must hold."""
+    return [
+        # shows every value it is given (falsely IMMUTABLE, as index expressions and statistics
+        # require): the policy's filter must run first, and no index or constraint may run it
+        f"CREATE FUNCTION public.peek_{me}(text) RETURNS text LANGUAGE plpgsql IMMUTABLE AS "
+        f"$$BEGIN RAISE NOTICE 'saw %', $1; RETURN $1; END$$",
+        f"CREATE FUNCTION public.leak_{me}(text) RETURNS boolean LANGUAGE plpgsql COST 0.0001 AS "
+        f"$$BEGIN RAISE NOTICE 'saw %', $1; RETURN true; END$$",
+        f"CREATE FUNCTION public.rows_{me}() RETURNS SETOF public.{t} LANGUAGE sql AS $$SELECT * FROM public.{t}$$",
+        f"CREATE FUNCTION public.def_{me}() RETURNS SETOF public.{t} LANGUAGE sql SECURITY DEFINER AS "
+        f"$$SELECT * FROM public.{t}$$",
+        # DDL from function bodies (inheritance_attempts, row_code_attempts)
+        f"CREATE FUNCTION public.inh_{me}() RETURNS void LANGUAGE plpgsql AS "
+        f"$$BEGIN ALTER TABLE {t} INHERIT {me}_p3; END$$",
+        f"CREATE FUNCTION public.inhs_{me}() RETURNS void LANGUAGE sql AS $$ALTER TABLE {t} INHERIT {me}_p4$$",
+        f"CREATE FUNCTION public.att_{me}() RETURNS void LANGUAGE sql AS "
+        f"$$ALTER TABLE {me}_l5 ATTACH PARTITION {t} FOR VALUES WITH (MODULUS 1, REMAINDER 0)$$",
+        f"CREATE FUNCTION public.kid_{me}() RETURNS void LANGUAGE plpgsql AS "
+        f"$$BEGIN EXECUTE 'CREATE TABLE {me}_k5 () INHERITS ({t})'; END$$",
+        f"CREATE FUNCTION public.ix_{me}() RETURNS void LANGUAGE sql AS $$CREATE INDEX ON {t} ((peek_{me}(catname)))$$",
+        f"CREATE FUNCTION public.ixp_{me}() RETURNS void LANGUAGE plpgsql AS "
+        f"$$BEGIN CREATE INDEX ON {t} (catid) WHERE peek_{me}(catname) <> ''; END$$",
+        f"CREATE FUNCTION public.chk_{me}() RETURNS void LANGUAGE sql AS "
+        f"$$ALTER TABLE {t} ADD CONSTRAINT n_{me} CHECK (catname::int > 0)$$",
+        f"CREATE FUNCTION public.fk_{me}() RETURNS void LANGUAGE plpgsql AS $$BEGIN EXECUTE 'ALTER TABLE {t} "
+        f"ADD FOREIGN KEY (catname) REFERENCES {me}_keys4 ON DELETE CASCADE'; END$$",
+    ]
+
+
 def row_code_attempts(t: str, me: str) -> list[str]:
     """The owner makes PostgreSQL run code of its own, or a built-in whose error quotes the value,
     over every row of the table, hidden ones too: index builds, constraint validation, table
     rewrites, ANALYZE of statistics on expressions, ATTACH PARTITION under a parent with such an
     index or foreign key. In the proxy's sight, from DO blocks (static and EXECUTE), from SQL and
-    PL/pgSQL functions and from procedures. Each shows a hidden value (HIDDEN) or says ORACLE,
-    or fails (the caught variants say what PostgreSQL said)."""
+    PL/pgSQL functions and from procedures (peek and the functions: functions_made_before). Each
+    shows a hidden value (HIDDEN) or says ORACLE, or fails (the caught variants say what
+    PostgreSQL said)."""
     f = f"peek_{me}"
     return [
         # expression and partial indexes: the build computes them over every row
-        peek(me) + f"CREATE INDEX ON {t} (({f}(catname)))",
-        peek(me) + f"CREATE UNIQUE INDEX ON {t} (catid, ({f}(catname)))",
-        peek(me) + f"DO $$BEGIN CREATE INDEX ON {t} (({f}(catname))); END$$",
-        peek(me) + f"DO $$BEGIN EXECUTE format('CREATE INDEX ON %I ((%I(catname)))', '{t}', '{f}'); END$$",
-        peek(me) + f"CREATE INDEX ON {t} (catid) WHERE {f}(catname) IS NOT NULL",
-        peek(me) + f"CREATE FUNCTION ix_{me}() RETURNS void LANGUAGE sql AS "
-        f"$$CREATE INDEX ON {t} (({f}(catname)))$$; SELECT ix_{me}()",
-        peek(me) + f"CREATE FUNCTION ixp_{me}() RETURNS void LANGUAGE plpgsql AS "
-        f"$$BEGIN CREATE INDEX ON {t} (catid) WHERE {f}(catname) <> ''; END$$; SELECT ixp_{me}()",
-        peek(me) + f"CREATE PROCEDURE ixc_{me}() LANGUAGE plpgsql AS "
+        f"CREATE INDEX ON {t} (({f}(catname)))",
+        f"CREATE UNIQUE INDEX ON {t} (catid, ({f}(catname)))",
+        f"DO $$BEGIN CREATE INDEX ON {t} (({f}(catname))); END$$",
+        f"DO $$BEGIN EXECUTE format('CREATE INDEX ON %I ((%I(catname)))', '{t}', '{f}'); END$$",
+        f"CREATE INDEX ON {t} (catid) WHERE {f}(catname) IS NOT NULL",
+        f"SELECT ix_{me}()",
+        f"SELECT ixp_{me}()",
+        f"CREATE PROCEDURE ixc_{me}() LANGUAGE plpgsql AS "
         f"$$BEGIN EXECUTE 'CREATE INDEX ON {t} (({f}(catname)))'; END$$; CALL ixc_{me}()",
-        peek(me) + f"DO $$BEGIN CREATE INDEX ON {t} (({f}(catname))); "
+        f"DO $$BEGIN CREATE INDEX ON {t} (({f}(catname))); "
         f"EXCEPTION WHEN others THEN RAISE NOTICE 'failed: %', SQLERRM; END$$",
         # with built-ins only: a partial index's size counts the hidden rows its predicate matches,
         # an expression index's statistics are gathered over every row
@@ -170,30 +193,29 @@ def row_code_attempts(t: str, me: str) -> list[str]:
         f"DO $$BEGIN CREATE INDEX {me}_ei2 ON {t} ((upper(catname))); END$$; ANALYZE {t}; "
         f"SELECT histogram_bounds::text, most_common_vals::text FROM pg_stats WHERE tablename = '{me}_ei2'",
         # CHECK constraints: adding or validating one reads every row
-        peek(me) + f"ALTER TABLE {t} ADD CONSTRAINT c_{me} CHECK ({f}(catname) IS NOT NULL)",
-        peek(me) + f"DO $$BEGIN ALTER TABLE {t} ADD CONSTRAINT c_{me} CHECK ({f}(catname) IS NOT NULL); END$$",
-        peek(me) + f"ALTER TABLE {t} ADD CONSTRAINT c_{me} CHECK ({f}(catname) IS NOT NULL) NOT VALID; "
+        f"ALTER TABLE {t} ADD CONSTRAINT c_{me} CHECK ({f}(catname) IS NOT NULL)",
+        f"DO $$BEGIN ALTER TABLE {t} ADD CONSTRAINT c_{me} CHECK ({f}(catname) IS NOT NULL); END$$",
+        f"ALTER TABLE {t} ADD CONSTRAINT c_{me} CHECK ({f}(catname) IS NOT NULL) NOT VALID; "
         f"ALTER TABLE {t} VALIDATE CONSTRAINT c_{me}",
-        peek(me) + f"DO $$BEGIN ALTER TABLE {t} ADD CONSTRAINT c_{me} CHECK ({f}(catname) IS NOT NULL) NOT VALID; "
+        f"DO $$BEGIN ALTER TABLE {t} ADD CONSTRAINT c_{me} CHECK ({f}(catname) IS NOT NULL) NOT VALID; "
         f"ALTER TABLE {t} VALIDATE CONSTRAINT c_{me}; END$$",
-        peek(me) + f"DO $$BEGIN EXECUTE 'ALTER TABLE {t} ADD COLUMN k int CHECK ({f}(catname) IS NOT NULL)'; END$$",
+        f"DO $$BEGIN EXECUTE 'ALTER TABLE {t} ADD COLUMN k int CHECK ({f}(catname) IS NOT NULL)'; END$$",
         f"ALTER TABLE {t} ADD CONSTRAINT n_{me} CHECK (catname::int > 0)",  # the cast's error quotes the value
-        f"CREATE FUNCTION chk_{me}() RETURNS void LANGUAGE sql AS "
-        f"$$ALTER TABLE {t} ADD CONSTRAINT n_{me} CHECK (catname::int > 0)$$; SELECT chk_{me}()",
+        f"SELECT chk_{me}()",
         f"ALTER TABLE {t} ADD CONSTRAINT g_{me} CHECK (catgroup = 'Concerts'); SELECT '{ORACLE}'",  # violated?
         f"DO $$BEGIN ALTER TABLE {t} ADD CONSTRAINT g_{me} CHECK (catgroup = 'Concerts'); "
         f"EXCEPTION WHEN check_violation THEN RAISE NOTICE '{ORACLE}'; END$$",
         # a column's type changed: the conversion runs over every row (a rewrite)
-        peek(me) + f"ALTER TABLE {t} ALTER COLUMN catname TYPE text USING {f}(catname)",
-        peek(me) + f"DO $$BEGIN ALTER TABLE {t} ALTER COLUMN catname TYPE text USING {f}(catname); END$$",
+        f"ALTER TABLE {t} ALTER COLUMN catname TYPE text USING {f}(catname)",
+        f"DO $$BEGIN ALTER TABLE {t} ALTER COLUMN catname TYPE text USING {f}(catname); END$$",
         f"ALTER TABLE {t} ALTER COLUMN catname TYPE int USING catname::int",
         f"CREATE PROCEDURE typ_{me}() LANGUAGE sql AS "
         f"$$ALTER TABLE {t} ALTER COLUMN catname TYPE int USING catname::int$$; CALL typ_{me}()",
         f"DO $$BEGIN ALTER TABLE {t} ALTER COLUMN catid TYPE bigint USING catid + 1/(CASE WHEN catgroup = 'Sports' "
         f"THEN 0 ELSE 1 END); END$$",
         # generated columns: computed for every row (a rewrite), and for every row written later
-        peek(me) + f"ALTER TABLE {t} ADD COLUMN gen text GENERATED ALWAYS AS ({f}(catname)) STORED",
-        peek(me) + f"DO $$BEGIN ALTER TABLE {t} ADD COLUMN gen text GENERATED ALWAYS AS ({f}(catname)) STORED; END$$",
+        f"ALTER TABLE {t} ADD COLUMN gen text GENERATED ALWAYS AS ({f}(catname)) STORED",
+        f"DO $$BEGIN ALTER TABLE {t} ADD COLUMN gen text GENERATED ALWAYS AS ({f}(catname)) STORED; END$$",
         f"DO $$BEGIN EXECUTE 'ALTER TABLE {t} ADD COLUMN gen int GENERATED ALWAYS AS (catname::int) STORED'; END$$",
         # foreign keys: their checks read the table as its owner without row security, so deleting a
         # key the owner guessed fails when a hidden row holds it (and CASCADE would change hidden rows)
@@ -214,24 +236,21 @@ def row_code_attempts(t: str, me: str) -> list[str]:
         f"WHERE catname = 'seen'",
         f"CREATE TABLE {me}_keys4 (name varchar(20) PRIMARY KEY); "
         f"INSERT INTO {me}_keys4 VALUES ('Pop'), ('Jazz'), ('{HIDDEN[:3]}' || 'RET_MLB'); "
-        f"CREATE FUNCTION fk_{me}() RETURNS void LANGUAGE plpgsql AS $$BEGIN EXECUTE 'ALTER TABLE {t} "
-        f"ADD FOREIGN KEY (catname) REFERENCES {me}_keys4 ON DELETE CASCADE'; END$$; SELECT fk_{me}(); "
-        f"DELETE FROM {me}_keys4 WHERE name NOT IN ('Pop', 'Jazz')",
+        f"SELECT fk_{me}(); DELETE FROM {me}_keys4 WHERE name NOT IN ('Pop', 'Jazz')",
         # the other way: a table of the owner's referencing the protected one
         f"ALTER TABLE {t} ADD UNIQUE (catname); CREATE TABLE {me}_refs (name varchar(20) REFERENCES {t} (catname)); "
         f"INSERT INTO {me}_refs VALUES ('{HIDDEN[:3]}' || 'RET_MLB'); SELECT '{ORACLE}'",
         f"ALTER TABLE {t} ADD UNIQUE (catid); CREATE TABLE {me}_refs2 (id int); "
         f"DO $$BEGIN ALTER TABLE {me}_refs2 ADD FOREIGN KEY (id) REFERENCES {t} (catid) ON DELETE CASCADE; END$$",
         # exclusion constraints: an index build
-        peek(me) + f"ALTER TABLE {t} ADD EXCLUDE USING btree (({f}(catname)) WITH =)",
-        peek(me) + f"DO $$BEGIN ALTER TABLE {t} ADD EXCLUDE USING btree (({f}(catname)) WITH =); END$$",
+        f"ALTER TABLE {t} ADD EXCLUDE USING btree (({f}(catname)) WITH =)",
+        f"DO $$BEGIN ALTER TABLE {t} ADD EXCLUDE USING btree (({f}(catname)) WITH =); END$$",
         # statistics on expressions: ANALYZE computes them over the sampled rows
-        peek(me) + f"CREATE STATISTICS {me}_st ON ({f}(catname)), catid FROM {t}; ANALYZE {t}",
-        peek(me) + f"DO $$BEGIN CREATE STATISTICS {me}_st2 ON ({f}(catname)), catid FROM {t}; END$$; ANALYZE {t}",
+        f"CREATE STATISTICS {me}_st ON ({f}(catname)), catid FROM {t}; ANALYZE {t}",
+        f"DO $$BEGIN CREATE STATISTICS {me}_st2 ON ({f}(catname)), catid FROM {t}; END$$; ANALYZE {t}",
         # attached as a partition, under a parent of the owner's: the parent's indexes are built on
-        # it, its foreign keys validated, its partition constraint checked
-        peek(me) + f"CREATE TABLE {me}_pp (LIKE {t}) PARTITION BY LIST (catid); "
-        f"CREATE INDEX ON {me}_pp (({f}(catname))); "
+        # it (the parent {me}_pp and its index calling peek: made before, in the test), its foreign
+        # keys validated, its partition constraint checked
         f"DO $$BEGIN ALTER TABLE {me}_pp ATTACH PARTITION {t} FOR VALUES IN (1, 6, 9, 10); END$$",
         f"CREATE TABLE {me}_pk (name varchar(20) PRIMARY KEY); INSERT INTO {me}_pk VALUES ('Pop'), ('Jazz'); "
         f"CREATE TABLE {me}_pf (LIKE {t}, FOREIGN KEY (catname) REFERENCES {me}_pk) PARTITION BY LIST (catid); "
@@ -241,7 +260,7 @@ def row_code_attempts(t: str, me: str) -> list[str]:
         f"EXCEPTION WHEN check_violation THEN RAISE NOTICE '{ORACLE}'; END$$",
         # renamed first, in the same message: the proxy's list of protected tables does not know
         # the new name yet
-        peek(me) + f"ALTER TABLE {t} RENAME TO {t}_new; CREATE INDEX ON {t}_new (({f}(catname))); "
+        f"ALTER TABLE {t} RENAME TO {t}_new; CREATE INDEX ON {t}_new (({f}(catname))); "
         f"ALTER TABLE {t}_new RENAME TO {t}",
         f"ALTER TABLE {t} RENAME TO {t}_new; ALTER TABLE {t}_new ADD CONSTRAINT n_{me} CHECK (catname::int > 0); "
         f"ALTER TABLE {t}_new RENAME TO {t}",
@@ -253,35 +272,47 @@ def capture_attempts(t: str, me: str) -> list[str]:
     (which the policy hides from the owner): triggers (row, statement with a transition table,
     constraint triggers; SECURITY DEFINER functions that keep what they see in a table of the
     owner's), rules, a default calling such a function (current_query() is the writer's SQL),
-    triggers switched on. Plain, in DO blocks, in functions and procedures."""
+    triggers switched on. Plain, in DO blocks, in functions and procedures (the functions:
+    capture_functions_made_before)."""
     log = f"{me}_log"
-    keep = (f"CREATE OR REPLACE FUNCTION keep_{me}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS "
-            f"$$BEGIN INSERT INTO {log} VALUES (NEW.catname); RETURN NEW; END$$; ")
-    keep_all = (f"CREATE OR REPLACE FUNCTION keepall_{me}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS "
-                f"$$BEGIN INSERT INTO {log} SELECT catname FROM written; RETURN NULL; END$$; ")
-    query = (f"CREATE OR REPLACE FUNCTION query_{me}() RETURNS text LANGUAGE plpgsql SECURITY DEFINER AS "
-             f"$$BEGIN INSERT INTO {log} VALUES (current_query()); RETURN 'x'; END$$; ")
     return [
-        keep + f"CREATE TRIGGER tr1_{me} BEFORE INSERT ON {t} FOR EACH ROW EXECUTE FUNCTION keep_{me}()",
-        keep + f"DO $$BEGIN CREATE TRIGGER tr2_{me} AFTER INSERT OR UPDATE ON {t} FOR EACH ROW "
+        f"CREATE TRIGGER tr1_{me} BEFORE INSERT ON {t} FOR EACH ROW EXECUTE FUNCTION keep_{me}()",
+        f"DO $$BEGIN CREATE TRIGGER tr2_{me} AFTER INSERT OR UPDATE ON {t} FOR EACH ROW "
         f"EXECUTE FUNCTION keep_{me}(); END$$",
-        keep + f"DO $$BEGIN EXECUTE 'CREATE TRIGGER tr3_{me} BEFORE INSERT ON {t} FOR EACH ROW "
+        f"DO $$BEGIN EXECUTE 'CREATE TRIGGER tr3_{me} BEFORE INSERT ON {t} FOR EACH ROW "
         f"EXECUTE FUNCTION keep_{me}()'; END$$",
-        keep_all + f"CREATE TRIGGER tr4_{me} AFTER INSERT ON {t} REFERENCING NEW TABLE AS written "
+        f"CREATE TRIGGER tr4_{me} AFTER INSERT ON {t} REFERENCING NEW TABLE AS written "
         f"FOR EACH STATEMENT EXECUTE FUNCTION keepall_{me}()",
-        keep + f"CREATE FUNCTION mk_{me}() RETURNS void LANGUAGE sql AS $$CREATE CONSTRAINT TRIGGER tr5_{me} "
-        f"AFTER INSERT ON {t} DEFERRABLE FOR EACH ROW EXECUTE FUNCTION keep_{me}()$$; SELECT mk_{me}()",
-        keep + f"CREATE PROCEDURE mkp_{me}() LANGUAGE plpgsql AS $$BEGIN CREATE TRIGGER tr6_{me} BEFORE INSERT "
+        f"SELECT mk_{me}()",
+        f"CREATE PROCEDURE mkp_{me}() LANGUAGE plpgsql AS $$BEGIN CREATE TRIGGER tr6_{me} BEFORE INSERT "
         f"ON {t} FOR EACH ROW EXECUTE FUNCTION keep_{me}(); END$$; CALL mkp_{me}()",
         f"CREATE RULE r1_{me} AS ON INSERT TO {t} DO ALSO INSERT INTO {log} VALUES (NEW.catname)",
         f"DO $$BEGIN CREATE RULE r2_{me} AS ON INSERT TO {t} DO ALSO INSERT INTO {log} VALUES (NEW.catname); END$$",
         f"DO $$BEGIN EXECUTE 'CREATE RULE r3_{me} AS ON UPDATE TO {t} DO ALSO INSERT INTO {log} "
         f"VALUES (OLD.catname)'; END$$",
-        query + f"ALTER TABLE {t} ADD COLUMN note text; ALTER TABLE {t} ALTER COLUMN note SET DEFAULT query_{me}()",
-        query + f"DO $$BEGIN ALTER TABLE {t} ALTER COLUMN catid SET DEFAULT length(query_{me}()); END$$",
+        f"ALTER TABLE {t} ADD COLUMN note text; ALTER TABLE {t} ALTER COLUMN note SET DEFAULT query_{me}()",
+        f"DO $$BEGIN ALTER TABLE {t} ALTER COLUMN catid SET DEFAULT length(query_{me}()); END$$",
         f"ALTER TABLE {t} ENABLE ALWAYS TRIGGER ALL",
         f"DO $$BEGIN ALTER TABLE {t} ENABLE REPLICA TRIGGER ALL; END$$",
         f"ALTER TABLE {t} DISABLE RULE r1_{me}",
+    ]
+
+
+def capture_functions_made_before(t: str, me: str) -> list[str]:
+    """The owner's functions that capture_attempts attach to its table: SECURITY DEFINER PL/pgSQL
+    ones that keep what they see in a table of the owner's, and a SQL one that makes a
+    trigger. Users may not make them any more (catalog/users_code.sql); made before that refusal
+    (made_before), they still exist on upgraded clusters."""
+    log = f"{me}_log"
+    return [
+        f"CREATE FUNCTION public.keep_{me}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS "
+        f"$$BEGIN INSERT INTO {log} VALUES (NEW.catname); RETURN NEW; END$$",
+        f"CREATE FUNCTION public.keepall_{me}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS "
+        f"$$BEGIN INSERT INTO {log} SELECT catname FROM written; RETURN NULL; END$$",
+        f"CREATE FUNCTION public.query_{me}() RETURNS text LANGUAGE plpgsql SECURITY DEFINER AS "
+        f"$$BEGIN INSERT INTO {log} VALUES (current_query()); RETURN 'x'; END$$",
+        f"CREATE FUNCTION public.mk_{me}() RETURNS void LANGUAGE sql AS $$CREATE CONSTRAINT TRIGGER tr5_{me} "
+        f"AFTER INSERT ON {t} DEFERRABLE FOR EACH ROW EXECUTE FUNCTION keep_{me}()$$",
     ]
 
 
@@ -344,6 +375,18 @@ def try_all(proxy, user: str, statements: list[str], marks: tuple[str, ...],
 
 def test_no_hidden_row_leaks(proxy, owned_table, postgres, capsys):
     t, me = owned_table
+    made = functions_made_before(t, me)
+    with proxy.connect(me, PASSWORD) as owner:  # refused to users now
+        for function in made:
+            with pytest.raises(psycopg.errors.FeatureNotSupported):
+                owner.execute(function)
+    made_before(postgres, me, *made)
+    index = f"CREATE INDEX ON public.{me}_pp ((public.peek_{me}(catname)))"
+    with proxy.connect(me, PASSWORD) as owner:
+        owner.execute(f"CREATE TABLE {me}_pp (LIKE {t}) PARTITION BY LIST (catid)")
+        with pytest.raises(psycopg.errors.FeatureNotSupported):  # its index calls peek
+            owner.execute(index)
+    made_before(postgres, me, index)
     tried = len(attempts(t, me))
     # "Rows Removed by Filter" would count the rows the policy hides.
     seen: dict[str, str] = {}
@@ -404,6 +447,11 @@ def test_the_owner_captures_no_row_others_write(proxy, owned_table, postgres, ca
         with proxy.connect(me, PASSWORD) as owner:
             owner.execute(f"CREATE TABLE {me}_log (seen text)")
             owner.execute(f"GRANT SELECT, INSERT, UPDATE ON {t} TO {writer}")
+            made = capture_functions_made_before(t, me)
+            for function in made:  # refused to users now
+                with pytest.raises(psycopg.errors.FeatureNotSupported):
+                    owner.execute(function)
+        made_before(postgres, me, *made)
         seen: dict[str, str] = {}
         leaks = try_all(proxy, me, capture_attempts(t, me), (HIDDEN, ORACLE), seen)
         with proxy.connect(writer, PASSWORD) as conn:

@@ -105,33 +105,33 @@ def test_another_client_does_not_draw_from_the_random_sequence_one_seeded(proxy,
 
 
 def test_a_client_cannot_make_the_next_clients_reset_fail_with_its_statement_timeout(proxy, new_user):
-    """A function leaves statement_timeout at 1 ms and thousands of WITH HOLD cursors: the reset's
-    CLOSE ALL, timed by the last client's statement_timeout, was cancelled, and the next client
-    of the role there lost its connection (FATAL 08006) before any statement of its ran."""
+    """A stored procedure leaves statement_timeout at 1 ms and thousands of WITH HOLD cursors: the
+    reset's CLOSE ALL, timed by the last client's statement_timeout, was cancelled, and the next
+    client of the role there lost its connection (FATAL 08006) before any statement of its ran."""
     name, password = new_user()
     with proxy.connect(name, password) as first, proxy.connect(name, password) as second:
-        first.execute("""CREATE FUNCTION slow_reset(n int) RETURNS int LANGUAGE plpgsql AS $$
+        first.execute("""CREATE PROCEDURE slow_reset(n int, INOUT pid int) LANGUAGE plpgsql AS $$
             BEGIN
                 FOR i IN 1..n LOOP EXECUTE format('DECLARE c%s CURSOR WITH HOLD FOR SELECT 1', i); END LOOP;
                 PERFORM set_config('statement_timeout', '1', false);
-                RETURN pg_backend_pid();
+                pid := pg_backend_pid();
             END $$""")
-        pid = first.execute("SELECT slow_reset(3000)").fetchone()[0]
+        pid = first.execute("CALL slow_reset(3000, NULL)").fetchone()[0]
         assert second.execute("SELECT pg_backend_pid(), current_setting('statement_timeout')").fetchone() == (pid, "0")
 
 
 def test_a_clients_settings_are_restored_in_a_session_another_client_used(proxy, new_user):
     """PostgreSQL refuses SET temp_buffers in a session that touched a temporary table (another
-    client's, from a function), and SET transaction_isolation after the first query of a
+    client's, from a stored procedure), and SET transaction_isolation after the first query of a
     transaction (it holds for that transaction only): put back in such a session, either ended
     the connection of the client that sent it (FATAL 08006) before any statement of its ran."""
     name, password = new_user()
     with proxy.connect(name, password) as first, proxy.connect(name, password) as second:
         first.execute("SET temp_buffers = '16MB'")
-        second.execute("CREATE FUNCTION touch_temp() RETURNS int LANGUAGE plpgsql AS $$ BEGIN "
+        second.execute("CREATE PROCEDURE touch_temp() LANGUAGE plpgsql AS $$ BEGIN "  # a DO block would pin
                        "EXECUTE 'CREATE TEMP TABLE scratch (a int)'; EXECUTE 'INSERT INTO pg_temp.scratch VALUES (1)'; "
-                       "RETURN pg_backend_pid(); END $$")
-        second.execute("SELECT touch_temp()")
+                       "END $$")
+        second.execute("CALL touch_temp()")
         assert first.execute("SELECT current_setting('temp_buffers')").fetchone() == ("16MB",)
     with proxy.connect(name, password) as first, proxy.connect(name, password) as second:
         first.execute("SET transaction_isolation = 'serializable'")  # for that statement's transaction
@@ -141,25 +141,29 @@ def test_a_clients_settings_are_restored_in_a_session_another_client_used(proxy,
                              ).fetchone() == (pid, "read committed")
 
 
-def _leave_a_locked_leftover(first, locker, other: str, table: str) -> int:
-    """first makes, from a function, a permanent table with a column of its temporary table's
-    row type, which locker (logged in as other) then holds locked; first's backend pid."""
-    first.execute(f"""CREATE FUNCTION poison() RETURNS int LANGUAGE plpgsql AS $$ BEGIN
+# out of the proxy's sight: a permanent table with a column of a temporary table's row type
+POISON = """CREATE PROCEDURE poison(INOUT pid int) LANGUAGE plpgsql AS $$ BEGIN
         EXECUTE 'CREATE TEMP TABLE scratch (a int)';
         EXECUTE 'CREATE TABLE public.{table} (a pg_temp.scratch)';
         EXECUTE 'GRANT SELECT ON public.{table} TO {other}';
-        RETURN pg_backend_pid(); END $$""")
-    pid = first.execute("SELECT poison()").fetchone()[0]
+        pid := pg_backend_pid(); END $$"""
+
+
+def _leave_a_locked_leftover(first, locker, other: str, table: str) -> int:
+    """first makes, from a stored procedure, a permanent table with a column of its temporary
+    table's row type, which locker (logged in as other) then holds locked; first's backend pid."""
+    first.execute(POISON.format(table=table, other=other))
+    pid = first.execute("CALL poison(NULL)").fetchone()[0]
     locker.execute("BEGIN")
     locker.execute(f"SELECT * FROM public.{table}")
     return pid
 
 
 def test_a_reset_that_cannot_finish_runs_the_clients_statements_in_another_session(proxy, new_user):
-    """The last client made, from a function, a permanent table with a column of its temporary
-    table's row type, and another user holds that table locked: the reset's DISCARD TEMP would
-    wait for that lock (the column goes with the temporary table) for as long as it is held. It
-    gives up instead, and the next client's statement runs, in another session."""
+    """The last client made, from a stored procedure, a permanent table with a column of its
+    temporary table's row type, and another user holds that table locked: the reset's DISCARD
+    TEMP would wait for that lock (the column goes with the temporary table) for as long as it
+    is held. It gives up instead, and the next client's statement runs, in another session."""
     name, password = new_user()
     other, other_password = new_user()
     table = unique("leftover")
@@ -224,12 +228,8 @@ async def test_a_reset_that_cannot_finish_sends_asyncpg_prepared_statements_agai
         await client.execute(f"CREATE TABLE public.{table}_runs (n int)")
         statement = await client.prepare(f"INSERT INTO public.{table}_runs VALUES ($1) RETURNING pg_backend_pid()")
         await client.fetchval("SELECT 1")  # a Sync: asyncpg's prepare leaves its batch open
-        await first.execute(f"""CREATE FUNCTION poison() RETURNS int LANGUAGE plpgsql AS $$ BEGIN
-            EXECUTE 'CREATE TEMP TABLE scratch (a int)';
-            EXECUTE 'CREATE TABLE public.{table} (a pg_temp.scratch)';
-            EXECUTE 'GRANT SELECT ON public.{table} TO {other}';
-            RETURN pg_backend_pid(); END $$""")
-        pid = await first.fetchval("SELECT poison()")
+        await first.execute(POISON.format(table=table, other=other))
+        pid = await first.fetchval("CALL poison(NULL)")
         async with locker.transaction():
             await locker.fetch(f"SELECT * FROM public.{table}")
             assert await statement.fetchval(1) != pid
@@ -1035,7 +1035,7 @@ def test_a_session_opened_after_the_role_changed_its_own_defaults_reads_strings_
 def test_a_statement_another_client_prepared_cannot_be_swapped_under_it(make_proxy, new_user):
     """The proxy prepares a client's named statement under its own name, shared by every client
     of the role. Another client of the role that replaces it in the session (DEALLOCATE and
-    PREPARE in a function, which the proxy does not see) does not make the first client's
+    PREPARE in a stored procedure, which the proxy does not see) does not make the first client's
     next execution run its SQL."""
     proxy = make_proxy(backend__pool_mode="transaction", backend__max_sessions_per_pool=1,
                        limits__query_wait_timeout=5)
@@ -1043,14 +1043,14 @@ def test_a_statement_another_client_prepared_cannot_be_swapped_under_it(make_pro
     with proxy.connect(name, password) as victim, proxy.connect(name, password) as attacker:
         assert victim.execute("SELECT %s::int + 1", (1,), prepare=True).fetchone() == (2,)
         swap = unique("swap")
-        attacker.execute(f"""CREATE FUNCTION public.{swap}() RETURNS int LANGUAGE plpgsql AS $$
+        attacker.execute(f"""CREATE PROCEDURE public.{swap}() LANGUAGE plpgsql AS $$
             DECLARE s record; BEGIN
             FOR s IN SELECT name, parameter_types FROM pg_prepared_statements WHERE name LIKE 'sg%' LOOP
                 EXECUTE format('DEALLOCATE %I', s.name);
                 EXECUTE format('PREPARE %I(%s) AS SELECT $1::int + 1000', s.name,
                                array_to_string(s.parameter_types, ','));
-            END LOOP; RETURN 1; END $$""")
-        attacker.execute(f"SELECT public.{swap}()")
+            END LOOP; END $$""")
+        attacker.execute(f"CALL public.{swap}()")
         assert victim.execute("SELECT %s::int + 1", (1,), prepare=True).fetchone() == (2,)
 
 

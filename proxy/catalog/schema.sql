@@ -1899,26 +1899,65 @@ END
 $$;
 REVOKE ALL ON FUNCTION shiftguard.late_binding_view_owner(regclass, text) FROM PUBLIC;
 
+-- The query of a user's view as PostgreSQL made it (and catalog/users_code.sql's guard passed
+-- it), noted by the management role for this transaction before create_late_binding_view makes
+-- the view again without type modifiers: make_late_binding_function runs that query, never a
+-- caller's text (which its _rows function would run in every reader's session: a set_config
+-- there would outlive the call).
+CREATE TABLE IF NOT EXISTS shiftguard_rows.noted_view_queries (
+    schema_id oid NOT NULL,  -- the view by name: made again, it is another oid
+    view_name name NOT NULL,
+    backend integer NOT NULL,
+    xact xid8 NOT NULL,
+    query text NOT NULL
+);
+CREATE OR REPLACE FUNCTION shiftguard.note_view_query__keyed(p_view regclass, p_key text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM shiftguard.late_binding_view_owner(p_view, p_key);
+    DELETE FROM shiftguard_rows.noted_view_queries WHERE backend = pg_backend_pid();
+    INSERT INTO shiftguard_rows.noted_view_queries
+        SELECT relnamespace, relname, pg_backend_pid(), pg_current_xact_id(), pg_get_viewdef(p_view)
+          FROM pg_class WHERE oid = p_view;
+END
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.note_view_query__keyed(regclass, text) TO PUBLIC;
+CREATE OR REPLACE FUNCTION shiftguard.note_view_query(p_view regclass) RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    SELECT shiftguard.note_view_query__keyed($1, shiftguard.caller_key())
+$$;
+GRANT EXECUTE ON FUNCTION shiftguard.note_view_query(regclass) TO PUBLIC;
+
 -- late_binding_function for a user's view, as the management role: the columns are the view's
--- own (made without type modifiers by create_late_binding_view), never the caller's text; the
--- query is run only by the _rows function, SECURITY DEFINER as the view's owner.
-CREATE OR REPLACE FUNCTION shiftguard.make_late_binding_function__keyed(p_view regclass, p_query text, p_key text)
+-- own (made without type modifiers by create_late_binding_view), the query the one noted for
+-- it in this transaction (note_view_query), never the caller's text.
+CREATE OR REPLACE FUNCTION shiftguard.make_late_binding_function__keyed(p_view regclass, p_key text)
 RETURNS regprocedure LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_columns text;
+    v_query   text;
 BEGIN
     PERFORM shiftguard.late_binding_view_owner(p_view, p_key);
+    DELETE FROM shiftguard_rows.noted_view_queries n USING pg_class c
+     WHERE c.oid = p_view AND n.schema_id = c.relnamespace AND n.view_name = c.relname
+       AND n.backend = pg_backend_pid() AND n.xact = pg_current_xact_id()
+    RETURNING n.query INTO v_query;
+    IF v_query IS NULL THEN
+        RAISE EXCEPTION 'no query noted for view %', p_view USING ERRCODE = '55000';
+    END IF;
     SELECT string_agg(format('%I %s', attname, format_type(atttypid, NULL)), ', ' ORDER BY attnum) INTO v_columns
       FROM pg_attribute WHERE attrelid = p_view AND attnum > 0 AND NOT attisdropped;
-    RETURN shiftguard.late_binding_function(p_view, v_columns, p_query);
+    RETURN shiftguard.late_binding_function(p_view, v_columns, v_query);
 END
 $$;
-GRANT EXECUTE ON FUNCTION shiftguard.make_late_binding_function__keyed(regclass, text, text) TO PUBLIC;
-CREATE OR REPLACE FUNCTION shiftguard.make_late_binding_function(p_view regclass, p_query text) RETURNS regprocedure
+DROP FUNCTION IF EXISTS shiftguard.make_late_binding_function(regclass, text);
+DROP FUNCTION IF EXISTS shiftguard.make_late_binding_function__keyed(regclass, text, text);
+GRANT EXECUTE ON FUNCTION shiftguard.make_late_binding_function__keyed(regclass, text) TO PUBLIC;
+CREATE OR REPLACE FUNCTION shiftguard.make_late_binding_function(p_view regclass) RETURNS regprocedure
 LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
-    SELECT shiftguard.make_late_binding_function__keyed($1, $2, shiftguard.caller_key())
+    SELECT shiftguard.make_late_binding_function__keyed($1, shiftguard.caller_key())
 $$;
-GRANT EXECUTE ON FUNCTION shiftguard.make_late_binding_function(regclass, text) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION shiftguard.make_late_binding_function(regclass) TO PUBLIC;
 
 -- p_sql: the ordinary CREATE [OR REPLACE] VIEW as the proxy judged it (it checks the query and
 -- gives the columns); p_view: the view's name as written; p_query: its query alone and p_empty:
@@ -1953,6 +1992,9 @@ BEGIN
     END;
     v_view := shiftguard.caller_regclass(p_view, p_search_path);
     v_query := pg_get_viewdef(v_view);
+    IF shiftguard.users_code_guarded() THEN
+        PERFORM shiftguard.note_view_query(v_view);  -- (the query, as the management role reads it)
+    END IF;
     SELECT string_agg(format('%I %s', attname, format_type(atttypid, NULL)), ', ' ORDER BY attnum),
            array_agg(format_type(atttypid, atttypmod) ORDER BY attnum)
       INTO v_columns, v_types FROM pg_attribute WHERE attrelid = v_view AND attnum > 0 AND NOT attisdropped;
@@ -1966,7 +2008,7 @@ BEGIN
         v_view := shiftguard.caller_regclass(p_view, p_search_path);
     END IF;
     v_previous := shiftguard.record_late_binding_view(
-        v_view, CASE WHEN shiftguard.users_code_guarded() THEN shiftguard.make_late_binding_function(v_view, v_query)
+        v_view, CASE WHEN shiftguard.users_code_guarded() THEN shiftguard.make_late_binding_function(v_view)
                      ELSE shiftguard.late_binding_function(v_view, v_columns, v_query) END, v_types);
     IF v_previous IS NOT NULL THEN
         PERFORM shiftguard.drop_late_binding_function(v_previous);

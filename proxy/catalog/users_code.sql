@@ -28,7 +28,11 @@ LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT p_name IN ('table_to_xml', 'table_to_xmlschema', 'table_to_xml_and_xmlschema',
                       'schema_to_xml', 'schema_to_xmlschema', 'schema_to_xml_and_xmlschema',
                       'database_to_xml', 'database_to_xmlschema', 'database_to_xml_and_xmlschema',
-                      'pg_stat_get_backend_activity', 'pg_stat_get_activity')
+                      'pg_stat_get_backend_activity', 'pg_stat_get_activity',
+                      -- tablefunc's, which run the query text they are given
+                      'crosstab', 'crosstab2', 'crosstab3', 'crosstab4', 'connectby',
+                      -- shiftguard's Redshift functions that answer for their caller
+                      'pg_get_late_binding_view_cols', 'redshift_show')
 $$;
 GRANT EXECUTE ON FUNCTION shiftguard.acts_as_caller(name) TO PUBLIC;
 
@@ -49,9 +53,10 @@ GRANT EXECUTE ON FUNCTION shiftguard.late_binding_view_function(oid) TO PUBLIC; 
 -- - a user's: a SQL function with a RETURN body (refused otherwise when made, guard_users_code),
 --   an aggregate (its functions checked when it was made), or a late-binding view's;
 -- - shiftguard's own, in its schemas: never from users' code (they act for their caller);
--- - everyone else's (built-ins, Redshift's functions in pg_catalog, admins'): immutable or
---   stable and not one of acts_as_caller's, or one of the volatile built-ins that only make a
---   value (nextval advances a sequence the caller may use).
+-- - PostgreSQL's built-ins: immutable or stable and not one of acts_as_caller's, or one of the
+--   volatile ones that only make a value (nextval only in a column default: users_code_refusal);
+-- - everyone else's: immutable or stable, not acts_as_caller's, and compiled (an extension's C)
+--   or one of shiftguard's Redshift functions in pg_catalog.
 CREATE OR REPLACE FUNCTION shiftguard.runs_for_anyone(p_function oid) RETURNS boolean
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT coalesce((
@@ -63,9 +68,20 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                      OR p.prokind = 'a' OR shiftguard.late_binding_view_function(p.oid))
             WHEN p.pronamespace IN (SELECT oid FROM pg_namespace WHERE nspname IN ('shiftguard', 'shiftguard_rows'))
                 THEN false
-            ELSE (p.provolatile IN ('i', 's') AND NOT shiftguard.acts_as_caller(p.proname))
-                 OR (p.pronamespace = 'pg_catalog'::regnamespace
-                     AND p.proname IN ('nextval', 'random', 'gen_random_uuid', 'clock_timestamp', 'timeofday'))
+            -- PostgreSQL's own (made by initdb): as volatility and acts_as_caller tell
+            WHEN p.oid < 16384 THEN
+                (p.provolatile IN ('i', 's') AND NOT shiftguard.acts_as_caller(p.proname))
+                OR p.proname IN ('random', 'gen_random_uuid', 'clock_timestamp', 'timeofday')
+            -- else only what is compiled (an extension's C) or shiftguard's Redshift functions
+            -- (pg_catalog, the management role's, no extension's): an extension's SQL or PL/pgSQL
+            -- declared stable may still run SQL it is given or call volatile code (PostGIS's
+            -- st_findextent, AddGeometryColumn), and so may an admin's
+            ELSE p.provolatile IN ('i', 's') AND NOT shiftguard.acts_as_caller(p.proname)
+                 AND (p.prolang IN (SELECT oid FROM pg_language WHERE lanname IN ('c', 'internal'))
+                      OR (p.pronamespace = 'pg_catalog'::regnamespace
+                          AND p.proowner = (SELECT nspowner FROM pg_namespace WHERE nspname = 'shiftguard')
+                          AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
+                                             AND d.objid = p.oid AND d.deptype = 'e')))
         END
         FROM pg_proc p WHERE p.oid = p_function), false)
 $$;
@@ -153,8 +169,10 @@ BEGIN
         IF v_proc.prokind = 'f' AND pg_get_function_sqlbody(p_objid) NOT LIKE 'RETURN %' THEN
             RETURN format('%s has a BEGIN ATOMIC body: a function is one expression (RETURN expression)', v_name);
         END IF;
-        IF EXISTS (SELECT FROM unnest(v_proc.proconfig) c WHERE c NOT LIKE 'search\_path=%') THEN
-            RETURN format('%s sets a parameter: a function may set only search_path', v_name);
+        -- (a RETURN body is bound when made; a SET search_path would reach the functions it calls
+        -- that look names up when they run, into any schema, another session's pg_temp_N too)
+        IF v_proc.proconfig IS NOT NULL THEN
+            RETURN format('%s sets a parameter: a function of one expression has no SET clause', v_name);
         END IF;
         -- a table in its query (as called_functions reads the tree; pg_depend misses the catalogs)
         IF v_proc.prosqlbody::text ~ ' :relid [0-9]' THEN
@@ -172,6 +190,9 @@ BEGIN
                       pg_describe_object(parts.classid, parts.objid, 0), f::regprocedure)
           FROM parts, shiftguard.stored_calls(parts.classid, parts.objid) f
          WHERE NOT shiftguard.runs_for_anyone(f)
+           -- a column's default may take a sequence's next value (serial); elsewhere (a view) the
+           -- values it takes could write down what its reader sees
+           AND NOT (parts.classid = 'pg_attrdef'::regclass AND f = 'pg_catalog.nextval(regclass)'::regprocedure)
          ORDER BY parts.classid, parts.objid, f LIMIT 1);
 END
 $$;
@@ -185,6 +206,12 @@ DECLARE
 BEGIN
     IF shiftguard.trusted_role((SELECT oid FROM pg_roles WHERE rolname = current_user)) THEN
         RETURN;
+    END IF;
+    IF tg_tag IN ('CREATE EXTENSION', 'ALTER EXTENSION') THEN
+        -- a trusted extension's script runs as the bootstrap superuser: its functions would be
+        -- trusted ones (tablefunc's crosstab runs the query text it is given)
+        RAISE EXCEPTION '% is not supported', tg_tag USING ERRCODE = '0A000',
+            HINT = 'Amazon Redshift has no extensions; an admin may install one.';
     END IF;
     FOR v_command IN SELECT * FROM pg_event_trigger_ddl_commands() LOOP
         v_refusal := shiftguard.users_code_refusal(v_command.classid, v_command.objid);
@@ -203,7 +230,7 @@ SELECT shiftguard.ensure_event_trigger('shiftguard_guard_users_code', 'ddl_comma
           'CREATE TABLE', 'ALTER TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'CREATE VIEW', 'ALTER VIEW',
           'CREATE MATERIALIZED VIEW', 'CREATE INDEX', 'CREATE RULE', 'CREATE TRIGGER', 'CREATE DOMAIN', 'ALTER DOMAIN', 'CREATE TYPE', 'ALTER TYPE', 'CREATE STATISTICS',
           'CREATE FOREIGN TABLE', 'ALTER FOREIGN TABLE', 'IMPORT FOREIGN SCHEMA',
-          'CREATE SCHEMA'],  -- CREATE SCHEMA ... CREATE TABLE / VIEW / INDEX / TRIGGER: its parts
+          'CREATE SCHEMA', 'CREATE EXTENSION', 'ALTER EXTENSION'],  -- CREATE SCHEMA ... CREATE TABLE / VIEW / INDEX / TRIGGER: its parts
     'shiftguard.guard_users_code');
 
 -- What the rules above would refuse but exists already (made before shiftguard refused it, or on

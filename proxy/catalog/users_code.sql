@@ -11,15 +11,14 @@
 -- has no triggers or rules. So for users (every role but the trusted ones, schema.sql
 -- trusted_role):
 -- - a function is a SQL function whose body is RETURN expression (PostgreSQL binds its names
---   when it is made and records what it calls in pg_depend; the proxy turns Redshift's
---   AS $$ SELECT expression $$ into it, policy/dialect.py), reading no table and calling only
---   functions that may run for anyone (runs_for_anyone); PL/pgSQL and the rest only in CREATE
---   PROCEDURE;
--- - what a user's table, view, index, domain, type, aggregate, rule or policy calls may run for
---   anyone;
--- - no triggers (Redshift has none).
+--   when it is made; the proxy turns Redshift's AS $$ SELECT expression $$ into it,
+--   policy/dialect.py), with no SET clause, reading no table and calling only functions that may
+--   run for anyone (runs_for_anyone); PL/pgSQL and the rest only in CREATE PROCEDURE (or in the
+--   session's own pg_temp, which nothing of the user's may call);
+-- - what a user's table, view, index, domain, type, aggregate or rule calls may run for anyone;
+-- - no triggers (Redshift has none), no extensions.
 -- An event trigger refuses the rest at the end of the command, from DO blocks and function
--- bodies too; objects made before are logged at start (schema.sql untrusted_definitions).
+-- bodies too; objects made before are logged at start (users_code_made_before).
 
 -- Built-in (and trusted roles') functions that read or act as their caller though PostgreSQL
 -- calls them stable: they read a whole table, schema or database with the caller's rights.
@@ -140,7 +139,7 @@ $$;
 GRANT EXECUTE ON FUNCTION shiftguard.stored_calls(oid, oid) TO PUBLIC;
 
 -- Why the object (p_classid, p_objid) of a user's may not be, or NULL: the first function that
--- it or its parts (defaults, constraints, indexes, rules, policies, statistics, a view's query,
+-- it or its parts (defaults, constraints, indexes, rules, statistics, a view's query,
 -- a domain's checks, an aggregate's or range type's functions) call and that may not run for
 -- anyone; for a user's function, also a body that is not RETURN expression or reads a table.
 CREATE OR REPLACE FUNCTION shiftguard.users_code_refusal(p_classid oid, p_objid oid) RETURNS text
@@ -228,9 +227,10 @@ $$;
 SELECT shiftguard.ensure_event_trigger('shiftguard_guard_users_code', 'ddl_command_end',
     ARRAY['CREATE FUNCTION', 'ALTER FUNCTION', 'ALTER ROUTINE', 'CREATE AGGREGATE', 'ALTER AGGREGATE',
           'CREATE TABLE', 'ALTER TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'CREATE VIEW', 'ALTER VIEW',
-          'CREATE MATERIALIZED VIEW', 'CREATE INDEX', 'CREATE RULE', 'CREATE TRIGGER', 'CREATE DOMAIN', 'ALTER DOMAIN', 'CREATE TYPE', 'ALTER TYPE', 'CREATE STATISTICS',
-          'CREATE FOREIGN TABLE', 'ALTER FOREIGN TABLE', 'IMPORT FOREIGN SCHEMA',
-          'CREATE SCHEMA', 'CREATE EXTENSION', 'ALTER EXTENSION'],  -- CREATE SCHEMA ... CREATE TABLE / VIEW / INDEX / TRIGGER: its parts
+          'CREATE MATERIALIZED VIEW', 'CREATE INDEX', 'CREATE RULE', 'CREATE TRIGGER', 'CREATE DOMAIN',
+          'ALTER DOMAIN', 'CREATE TYPE', 'ALTER TYPE', 'CREATE STATISTICS', 'CREATE FOREIGN TABLE',
+          'ALTER FOREIGN TABLE', 'IMPORT FOREIGN SCHEMA', 'CREATE EXTENSION', 'ALTER EXTENSION',
+          'CREATE SCHEMA'],  -- (CREATE SCHEMA ... CREATE TABLE / VIEW / INDEX / TRIGGER: its parts)
     'shiftguard.guard_users_code');
 
 -- What the rules above would refuse but exists already (made before shiftguard refused it, or on

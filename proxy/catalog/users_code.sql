@@ -16,7 +16,7 @@
 --   run for anyone (runs_for_anyone); PL/pgSQL and the rest only in CREATE PROCEDURE (or in the
 --   session's own pg_temp, which nothing of the user's may call);
 -- - what a user's table, view, index, domain, type, aggregate or rule calls may run for anyone;
--- - no triggers (Redshift has none), no extensions.
+-- - no triggers or rules (Redshift has none), no extensions.
 -- An event trigger refuses the rest at the end of the command, from DO blocks and function
 -- bodies too; objects made before are logged at start (users_code_made_before).
 
@@ -211,6 +211,14 @@ BEGIN
         -- trusted ones (tablefunc's crosstab runs the query text it is given)
         RAISE EXCEPTION '% is not supported', tg_tag USING ERRCODE = '0A000',
             HINT = 'Amazon Redshift has no extensions; an admin may install one.';
+    END IF;
+    IF tg_tag = 'CREATE RULE' THEN
+        -- a rule's actions run in the query of whoever writes the table: reading what that
+        -- writer sees (their RLS rows, pg_stat_activity as an admin sees it) into the owner's
+        -- tables, with no function called
+        RAISE EXCEPTION 'rules are not supported' USING ERRCODE = '0A000',
+            DETAIL = 'A rule''s actions run in the query of whoever writes the table.',
+            HINT = 'Amazon Redshift has no rules.';
     END IF;
     FOR v_command IN SELECT * FROM pg_event_trigger_ddl_commands() LOOP
         v_refusal := shiftguard.users_code_refusal(v_command.classid, v_command.objid);

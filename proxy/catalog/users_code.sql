@@ -162,7 +162,7 @@ BEGIN
         IF v_proc.prokind = 'f' AND (v_proc.prolang <> (SELECT oid FROM pg_language WHERE lanname = 'sql')
                                      OR v_proc.prosqlbody IS NULL) THEN
             RETURN format('%s is not a SQL function of one expression (a function runs with the rights of whoever '
-                          'calls it; write CREATE FUNCTION ... RETURN expression, or a stored procedure)', v_name);
+                          'calls it; give it a RETURN expression body, or make it a stored procedure)', v_name);
         END IF;
         -- pg_get_function_sqlbody prints a RETURN body as RETURN ..., a BEGIN ATOMIC one as such
         IF v_proc.prokind = 'f' AND pg_get_function_sqlbody(p_objid) NOT LIKE 'RETURN %' THEN
